@@ -1,0 +1,103 @@
+# molt — plain Makefile. Targets:
+#   make            libmolt.a + the molt CLI (./molt)
+#   make test       unit, parity, CLI and short fuzz tests (prints "N passed, M failed")
+#   make asan       the whole test suite under ASan + UBSan (separate build dir)
+#   make bench      benchmarks (results go in docs/BENCHMARKS.md by hand)
+#   make fuzz       longer libFuzzer runs of every parser (clang)
+#   make format     clang-format the tree
+# Variables: BUILD (build dir), SAN=1 (sanitizers), NATIVE=1 (-march=native), CI=true (-Werror)
+
+BUILD  ?= build
+CC     ?= cc
+PKGS    = libcjson libpcre2-8 openblas
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+ifeq ($(PKG_LIBS),)
+$(error missing libraries: run scripts/install-deps.sh (needs libcjson-dev libpcre2-dev libopenblas-dev pkg-config))
+endif
+
+WARN = -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+       -Wpointer-arith -Wcast-qual -Wundef -Wwrite-strings -Wdouble-promotion \
+       -Werror=implicit-function-declaration -Wno-unused-parameter
+OPT   ?= -O3
+CFLAGS_BASE = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -g $(OPT) -fopenmp \
+              -fvisibility=hidden -Iinclude -Isrc $(PKG_CFLAGS) $(WARN)
+ifeq ($(NATIVE),1)
+CFLAGS_BASE += -march=native
+endif
+ifeq ($(SAN),1)
+CFLAGS_BASE += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDSAN = -fsanitize=address,undefined
+endif
+ifeq ($(CI),true)
+CFLAGS_BASE += -Werror
+endif
+CFLAGS  = $(CFLAGS_BASE) -MMD -MP
+LDLIBS  = $(PKG_LIBS) -fopenmp -lm $(LDSAN)
+
+LIB_SRC  := $(shell find src -name '*.c' | sort)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_SRC  := $(wildcard tools/molt/*.c)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TESTLIB_SRC := tests/testutil.c
+FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
+FUZZ_DRV := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
+BENCH_SRC := $(wildcard bench/bench_*.c)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+LIB := $(BUILD)/libmolt.a
+
+.PHONY: all test asan bench fuzz format clean tests fuzz-drivers
+all: molt
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/molt: $(CLI_OBJ) $(LIB)
+	$(CC) $(CFLAGS) $(CLI_OBJ) $(LIB) $(LDLIBS) -o $@
+
+molt: $(BUILD)/molt
+	@ln -sf $(BUILD)/molt molt
+
+$(BUILD)/tests/%: tests/%.c $(TESTLIB_SRC) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests $< $(TESTLIB_SRC) $(LIB) $(LDLIBS) -o $@
+
+# Fuzz targets built two ways: with a plain replay/mutation driver (any
+# compiler; used by `make test`), and with libFuzzer (clang) by `make fuzz`.
+$(BUILD)/fuzz/%: fuzz/%.c fuzz/driver.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< fuzz/driver.c $(LIB) $(LDLIBS) -o $@
+
+$(BUILD)/bench/%: bench/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests $< $(LIB) $(LDLIBS) -o $@
+
+tests: molt $(TEST_BIN) $(FUZZ_DRV)
+fuzz-drivers: $(FUZZ_DRV)
+
+test: tests
+	@BUILD=$(BUILD) bash scripts/run_tests.sh
+
+asan:
+	$(MAKE) BUILD=build-asan SAN=1 OPT=-O1 test
+
+bench: molt $(BENCH_BIN)
+	@BUILD=$(BUILD) bash scripts/run_bench.sh
+
+fuzz:
+	@bash scripts/fuzz.sh
+
+format:
+	clang-format -i $$(find include src tools tests fuzz bench -name '*.[ch]')
+
+clean:
+	rm -rf build build-asan build-fuzz molt
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

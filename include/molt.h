@@ -1,0 +1,188 @@
+/*
+ * molt.h — the one public header of libmolt.
+ *
+ * molt runs Llama-style Transformers and their recurrent students (Llamba /
+ * Mamba-2 / per-head hybrids) on the CPU, in fp32, exactly as the reference
+ * implementations do. Every object is an opaque handle; every fallible call
+ * returns a molt_status and leaves a one-line explanation in its context
+ * (molt_last_error). The library never exits the process.
+ *
+ * Usage (error handling shortened):
+ *
+ *     molt_ctx *ctx = molt_ctx_new();
+ *     molt_model *m = NULL;
+ *     if (molt_model_load(ctx, "models/stories260K/stories260K.bin", NULL, &m) != MOLT_OK)
+ *         fprintf(stderr, "error: %s\n", molt_last_error(ctx));
+ *     molt_gen_params gp = molt_gen_defaults();
+ *     gp.temperature = 0.0f;  gp.max_new_tokens = 200;
+ *     molt_generate(ctx, m, "Once upon a time", &gp, my_print_cb, NULL);
+ *     molt_model_free(m);
+ *     molt_ctx_free(ctx);
+ */
+#ifndef MOLT_H
+#define MOLT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define MOLT_API __attribute__((visibility("default")))
+#else
+#define MOLT_API
+#endif
+
+#define MOLT_VERSION_MAJOR 0
+#define MOLT_VERSION_MINOR 1
+#define MOLT_VERSION_PATCH 0
+
+// ----------------------------------------------------------------------------
+// status codes
+
+typedef enum molt_status {
+    MOLT_OK              = 0,
+    MOLT_ERR_IO          = -1, // cannot open / read / write a file
+    MOLT_ERR_FORMAT      = -2, // malformed file: bad header, offsets, JSON
+    MOLT_ERR_UNSUPPORTED = -3, // valid input that molt does not handle (architecture, dtype)
+    MOLT_ERR_OOM         = -4, // an allocation failed
+    MOLT_ERR_SHAPE       = -5, // tensor shapes disagree with the config or each other
+    MOLT_ERR_ARG         = -6, // bad argument from the caller (empty prompt, k too large, ...)
+    MOLT_ERR_NUMERIC     = -7, // NaN / inf where it must not be
+    MOLT_ERR_MISSING     = -8, // a required tensor / key / file is absent
+    MOLT_ERR_INTERNAL    = -9, // a bug in molt
+    MOLT_STATUS_COUNT    = 10
+} molt_status;
+
+MOLT_API const char *molt_status_str(molt_status s);
+
+// ----------------------------------------------------------------------------
+// context: error detail, logging, threads
+
+typedef struct molt_ctx molt_ctx;
+
+MOLT_API molt_ctx   *molt_ctx_new(void);
+MOLT_API void        molt_ctx_free(molt_ctx *ctx);
+// The detail of the last error in this context ("file.safetensors: tensor 'x' ...").
+MOLT_API const char *molt_last_error(const molt_ctx *ctx);
+MOLT_API molt_status molt_last_status(const molt_ctx *ctx);
+MOLT_API void        molt_ctx_set_threads(molt_ctx *ctx, int n_threads);
+MOLT_API int         molt_ctx_threads(const molt_ctx *ctx);
+
+typedef enum molt_log_level {
+    MOLT_LOG_DEBUG = 0,
+    MOLT_LOG_INFO  = 1,
+    MOLT_LOG_WARN  = 2,
+    MOLT_LOG_ERROR = 3
+} molt_log_level;
+typedef void (*molt_log_fn)(molt_log_level level, const char *msg, void *user);
+// All library output goes through this hook. Default: WARN and above to stderr.
+MOLT_API void molt_log_set(molt_log_fn fn, void *user);
+
+// Allocation hook (process-wide). realloc(p, old, new): new == 0 frees.
+typedef void *(*molt_alloc_fn)(void *user, void *ptr, size_t old_size, size_t new_size);
+MOLT_API void molt_set_allocator(molt_alloc_fn fn, void *user);
+
+// ----------------------------------------------------------------------------
+// tokenizer
+
+typedef struct molt_tokenizer molt_tokenizer;
+
+// path: tokenizer.json (HF byte-level BPE), tokenizer.bin (llama2.c export),
+// or a tiktoken rank file (tokenizer.model of Llama 3). vocab_hint: expected
+// vocabulary size for llama2.c files (0 = read all).
+MOLT_API molt_status molt_tokenizer_load(molt_ctx *ctx, const char *path, int32_t vocab_hint,
+                                         molt_tokenizer **out);
+MOLT_API void        molt_tokenizer_free(molt_tokenizer *tok);
+// Encodes UTF-8 text. *ids is allocated by molt (free with molt_free).
+MOLT_API molt_status molt_tokenize(molt_ctx *ctx, const molt_tokenizer *tok, const char *text,
+                                   size_t len, int add_bos, int32_t **ids, size_t *n_ids);
+// Bytes of the whole decoded id sequence (NUL-terminated; free with molt_free).
+MOLT_API molt_status molt_detokenize(molt_ctx *ctx, const molt_tokenizer *tok, const int32_t *ids,
+                                     size_t n_ids, char **text, size_t *len);
+MOLT_API int32_t     molt_tokenizer_vocab(const molt_tokenizer *tok);
+MOLT_API int32_t     molt_tokenizer_bos(const molt_tokenizer *tok);
+MOLT_API int32_t     molt_tokenizer_eos(const molt_tokenizer *tok);
+MOLT_API void        molt_free(void *p);
+
+// ----------------------------------------------------------------------------
+// models
+
+typedef struct molt_model molt_model;
+
+typedef struct molt_load_opts {
+    const char *tokenizer_path; // override / supply the tokenizer (llama2.c .bin models)
+    int         no_tokenizer;   // 1: do not look for a tokenizer
+} molt_load_opts;
+
+// path: an HF-style directory (config.json + *.safetensors [+ index]), or a
+// llama2.c .bin checkpoint. The architecture is taken from config.json's
+// model_type ("llama", "llamba", "mamba2", "molt_hybrid").
+MOLT_API molt_status molt_model_load(molt_ctx *ctx, const char *path, const molt_load_opts *opts,
+                                     molt_model **out);
+MOLT_API void        molt_model_free(molt_model *m);
+// Writes DIR/config.json, DIR/model.safetensors and the tokenizer (atomically).
+// dtype: "f32" (default when NULL), "bf16" or "f16".
+MOLT_API molt_status molt_model_save(molt_ctx *ctx, const molt_model *m, const char *dir,
+                                     const char *dtype);
+MOLT_API const molt_tokenizer *molt_model_tokenizer(const molt_model *m);
+
+typedef struct molt_model_info {
+    char    arch[32];         // "llama", "llamba", "mamba2", "molt_hybrid"
+    int32_t n_layer, d_model, vocab, d_ff;
+    int32_t n_head, n_kv_head, head_dim; // attention (0 when none)
+    int32_t d_state, ssm_heads;          // recurrent mixers (0 when none)
+    int32_t n_attn_heads_kept;           // attention heads holding a KV cache, all layers
+    int32_t max_seq;
+    int64_t n_params;
+    int64_t weight_bytes;        // bytes of fp32 weights in memory
+    int64_t kv_bytes_per_token;  // grows with context
+    int64_t state_bytes;         // constant per sequence (conv + SSM state)
+} molt_model_info;
+MOLT_API void molt_model_get_info(const molt_model *m, molt_model_info *info);
+
+// ----------------------------------------------------------------------------
+// running: a sequence owns its KV cache / recurrent state
+
+typedef struct molt_seq molt_seq;
+
+// max_len: tokens the sequence may hold (KV cache capacity); 0 = model's max_seq.
+MOLT_API molt_status molt_seq_new(molt_ctx *ctx, const molt_model *m, int32_t max_len,
+                                  molt_seq **out);
+MOLT_API void        molt_seq_free(molt_seq *s);
+MOLT_API void        molt_seq_reset(molt_seq *s);
+MOLT_API int32_t     molt_seq_pos(const molt_seq *s);
+// Feeds n tokens (prefill when n > 1). logits: NULL, or [n_out, vocab] where
+// n_out = n when all_logits, else 1 (the last position).
+MOLT_API molt_status molt_seq_feed(molt_ctx *ctx, molt_seq *s, const int32_t *ids, int32_t n,
+                                   int all_logits, float *logits);
+
+// ----------------------------------------------------------------------------
+// generation
+
+typedef struct molt_gen_params {
+    int32_t  max_new_tokens; // default 256
+    float    temperature;    // 0 = greedy; default 1.0
+    int32_t  top_k;          // 0 = off
+    float    top_p;          // 1.0 = off; default 0.9
+    uint64_t seed;
+    int      stop_at_eos;    // default 1
+} molt_gen_params;
+MOLT_API molt_gen_params molt_gen_defaults(void);
+
+// Called with each piece of text as it is produced (the prompt first).
+typedef void (*molt_text_fn)(const char *piece, size_t len, void *user);
+typedef struct molt_gen_stats {
+    int32_t n_prompt, n_generated;
+    double  prefill_s, decode_s;
+} molt_gen_stats;
+MOLT_API molt_status molt_generate(molt_ctx *ctx, const molt_model *m, const char *prompt,
+                                   const molt_gen_params *p, molt_text_fn cb, void *user,
+                                   molt_gen_stats *stats);
+
+#ifdef __cplusplus
+}
+#endif
+#endif // MOLT_H

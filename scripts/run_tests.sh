@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs every test: compiled C tests (build/tests/test_*), shell tests
+# (tests/test_*.sh) and short fuzz runs (build/fuzz/fuzz_*). Exit 0 only when
+# nothing failed. Last line: "N passed, M failed, K skipped".
+set -u
+BUILD=${BUILD:-build}
+export MOLT_BIN=${MOLT_BIN:-$PWD/$BUILD/molt}
+export MOLT_BUILD=$BUILD
+export MOLT_SHARED=${MOLT_SHARED:-$(cd .. && pwd)/shared}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
+pass=0; fail=0; skip=0; failed=()
+run() {
+  local name=$1; shift
+  local t0=$EPOCHREALTIME
+  local log; log=$(mktemp)
+  "$@" >"$log" 2>&1; local rc=$?
+  local dt=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.1f", b-a}')
+  if [ $rc -eq 0 ]; then pass=$((pass+1)); printf 'PASS  %-36s %6ss\n' "$name" "$dt"
+  elif [ $rc -eq 77 ]; then skip=$((skip+1)); printf 'SKIP  %-36s %s\n' "$name" "$(tail -n1 "$log")"
+  else fail=$((fail+1)); failed+=("$name"); printf 'FAIL  %-36s %6ss (exit %d)\n' "$name" "$dt" $rc; tail -n 30 "$log" | sed 's/^/      | /'
+  fi
+  rm -f "$log"
+}
+filter=${TEST_FILTER:-}
+for t in "$BUILD"/tests/test_*; do
+  [ -x "$t" ] || continue
+  n=$(basename "$t"); [[ -n $filter && $n != *$filter* ]] && continue
+  run "$n" "$t"
+done
+for t in tests/test_*.sh; do
+  [ -f "$t" ] || continue
+  n=$(basename "$t"); [[ -n $filter && $n != *$filter* ]] && continue
+  run "$n" bash "$t"
+done
+for f in "$BUILD"/fuzz/fuzz_*; do
+  [ -x "$f" ] || continue
+  n=$(basename "$f"); [[ -n $filter && $n != *$filter* ]] && continue
+  run "$n(short)" "$f" -runs=3000 "fuzz/corpus/${n#fuzz_}"
+done
+echo
+[ ${#failed[@]} -gt 0 ] && echo "failed: ${failed[*]}"
+echo "$pass passed, $fail failed, $skip skipped"
+[ $fail -eq 0 ]

@@ -1,0 +1,35 @@
+/*
+ * kernels.h — the dense kernels every layer uses, behind one small table so a
+ * CUDA backend can be slotted in later without touching mixers or models.
+ * Today the table has one entry (CPU: OpenBLAS sgemm + plain C loops).
+ * Each fast kernel has a *_ref twin (plain loops, double accumulation) that
+ * tests compare against.
+ *
+ * Shapes: row-major. T rows (tokens), d features. A Linear weight W is
+ * [out, in] (PyTorch layout), so y = x · Wᵀ.
+ */
+#ifndef MOLT_KERNELS_H
+#define MOLT_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+// y[T,out] = x[T,in] · W[out,in]ᵀ (+ bias[out]); accumulate: y += instead of y =
+void k_matmul(float *y, const float *x, const float *W, const float *bias, int T, int in, int out,
+              int accumulate);
+void k_matmul_ref(float *y, const float *x, const float *W, const float *bias, int T, int in,
+                  int out, int accumulate);
+// y[T,d] = x / sqrt(mean(x²) + eps) * w   (Llama RMSNorm, fp32)
+void k_rmsnorm(float *y, const float *x, const float *w, int T, int d, float eps);
+// in place: x[i] = silu(x[i]) * g[i]  (SwiGLU gate: silu(gate) * up)
+void k_swiglu(float *gate, const float *up, size_t n);
+float k_silu(float x);
+float k_softplus(float x); // log(1+exp(x)), PyTorch threshold 20
+// in place softmax of n values (max-subtracted, fp32)
+void k_softmax(float *x, int n);
+void k_add(float *y, const float *x, size_t n); // y += x
+
+// Threads used by BLAS / OpenMP regions (process-wide).
+void k_set_threads(int n);
+
+#endif
