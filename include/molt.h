@@ -182,6 +182,27 @@ MOLT_API molt_status molt_generate(molt_ctx *ctx, const molt_model *m, const cha
                                    const molt_gen_params *p, molt_text_fn cb, void *user,
                                    molt_gen_stats *stats);
 
+// ----------------------------------------------------------------------------
+// evaluation
+
+// Progress of long work: done out of total units (tokens, steps).
+typedef void (*molt_progress_fn)(int64_t done, int64_t total, void *user);
+
+typedef struct molt_eval_result {
+    double  loss;    // mean next-token cross-entropy (nats)
+    double  ppl;     // exp(loss)
+    int64_t tokens;  // predicted tokens
+    double  seconds;
+} molt_eval_result;
+
+// Mean next-token loss over ids[n] in fixed windows: window w covers inputs
+// ids[w·W .. w·W+W-1] and targets shifted by one, each window starting from an
+// empty state (every token but the first is predicted exactly once).
+// window ≤ 0: the model's max_seq (capped at 1024).
+MOLT_API molt_status molt_eval_tokens(molt_ctx *ctx, const molt_model *m, const int32_t *ids,
+                                      size_t n, int32_t window, molt_progress_fn progress,
+                                      void *user, molt_eval_result *out);
+
 #ifdef __cplusplus
 }
 #endif

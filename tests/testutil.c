@@ -14,7 +14,7 @@ double t_max_abs(const float *a, const float *b, size_t n) {
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)a[i] - (double)b[i]);
         if (d > m || d != d)
-            m = d != d ? INFINITY : d;
+            m = d != d ? (double)INFINITY : d;
     }
     return m;
 }

@@ -67,13 +67,21 @@ molt_status molt__err(molt_ctx *ctx, molt_status code, const char *fmt, ...) {
 void molt__err_prefix(molt_ctx *ctx, const char *fmt, ...) {
     if (!ctx)
         return;
-    char pre[MOLT_ERRMSG_MAX], old[MOLT_ERRMSG_MAX];
+    char buf[MOLT_ERRMSG_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(pre, sizeof pre, fmt, ap);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    memcpy(old, ctx->msg, sizeof old);
-    snprintf(ctx->msg, sizeof ctx->msg, "%s: %s", pre, old);
+    if (n < 0 || (size_t)n + 2 >= sizeof buf)
+        return;
+    buf[n++] = ':';
+    buf[n++] = ' ';
+    size_t rest = sizeof buf - (size_t)n - 1, old = strlen(ctx->msg);
+    if (old > rest)
+        old = rest;
+    memcpy(buf + n, ctx->msg, old);
+    buf[(size_t)n + old] = 0;
+    memcpy(ctx->msg, buf, sizeof buf);
 }
 
 // ----------------------------------------------------------------------------

@@ -1,0 +1,125 @@
+/*
+ * generate.c — molt_generate: tokenize, prefill the prompt in one batched
+ * pass, then sample and decode token by token, streaming text pieces to the
+ * caller. Like llama2.c's run.c, the prompt's own pieces are streamed first,
+ * and generation stops at EOS or at a BOS (a new document) when stop_at_eos.
+ */
+#include "infer/sample.h"
+#include "models/model.h"
+#include "tok/tokenizer.h"
+
+#include <string.h>
+
+molt_gen_params molt_gen_defaults(void) {
+    molt_gen_params p;
+    memset(&p, 0, sizeof p);
+    p.max_new_tokens = 256;
+    p.temperature = 1.0f;
+    p.top_p = 0.9f;
+    p.top_k = 0;
+    p.seed = 42;
+    p.stop_at_eos = 1;
+    return p;
+}
+
+static void emit(const molt_tokenizer *tok, int32_t prev, int32_t id, molt_text_fn cb, void *user) {
+    char piece[512];
+    size_t n = tok_piece(tok, prev, id, piece, sizeof piece);
+    if (n && cb)
+        cb(piece, n, user);
+}
+
+molt_status molt_generate(molt_ctx *ctx, const molt_model *m, const char *prompt,
+                          const molt_gen_params *gp, molt_text_fn cb, void *user,
+                          molt_gen_stats *stats) {
+    const molt_tokenizer *tok = m->tok;
+    if (!tok)
+        return molt__err(ctx, MOLT_ERR_MISSING,
+                         "the model has no tokenizer (HINT: pass --tokenizer FILE)");
+    if (prompt && !*prompt)
+        return molt__err(ctx, MOLT_ERR_ARG, "the prompt is empty (omit -p to start from BOS)");
+    molt_gen_params p = gp ? *gp : molt_gen_defaults();
+    if (p.max_new_tokens < 0 || !(p.temperature >= 0.0f) || !(p.top_p >= 0.0f) || p.top_k < 0)
+        return molt__err(ctx, MOLT_ERR_ARG,
+                         "invalid sampling parameters (n %d, temperature %g, top_p %g, top_k %d)",
+                         p.max_new_tokens, (double)p.temperature, (double)p.top_p, p.top_k);
+    int32_t bos = molt_tokenizer_bos(tok), eos = molt_tokenizer_eos(tok);
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    molt_status st;
+    if (prompt) {
+        st = molt_tokenize(ctx, tok, prompt, strlen(prompt), bos >= 0, &ids, &n_ids);
+        if (st != MOLT_OK)
+            return st;
+    } else {
+        if (bos < 0)
+            return molt__err(ctx, MOLT_ERR_ARG,
+                             "the tokenizer has no BOS token: give a prompt with -p");
+        ids = molt__malloc(sizeof(int32_t));
+        if (!ids)
+            return molt__err(ctx, MOLT_ERR_OOM, "out of memory");
+        ids[0] = bos;
+        n_ids = 1;
+    }
+    int cap = m->cfg.max_seq;
+    if (n_ids == 0 || (int64_t)n_ids >= cap) {
+        molt__free(ids);
+        return molt__err(ctx, MOLT_ERR_ARG,
+                         "the prompt is %zu tokens; the model's context holds %d (the prompt must "
+                         "leave room for at least one new token)",
+                         n_ids, cap);
+    }
+    int n_new = p.max_new_tokens;
+    if ((int64_t)n_ids + n_new > cap) {
+        molt__log(MOLT_LOG_WARN, "generating %d tokens instead of %d: the context holds %d",
+                  cap - (int)n_ids, n_new, cap);
+        n_new = cap - (int)n_ids;
+    }
+    molt_seq *seq = NULL;
+    int V = m->cfg.vocab;
+    float *logits = molt__malloc(sizeof(float) * (size_t)V);
+    struct prob_index *pi = molt__malloc(sizeof(*pi) * (size_t)V);
+    if (!logits || !pi) {
+        st = molt__err(ctx, MOLT_ERR_OOM, "out of memory");
+        goto done;
+    }
+    if ((st = molt_seq_new(ctx, m, (int32_t)MOLT_MIN((int64_t)cap, (int64_t)n_ids + n_new + 1),
+                           &seq)) != MOLT_OK)
+        goto done;
+    // stream the prompt (each piece decoded after its predecessor, as run.c does)
+    if (ids[0] != bos)
+        emit(tok, -1, ids[0], cb, user);
+    for (size_t i = 1; i < n_ids; i++)
+        emit(tok, ids[i - 1], ids[i], cb, user);
+    double t0 = molt__now();
+    if ((st = molt_seq_feed(ctx, seq, ids, (int32_t)n_ids, 0, logits)) != MOLT_OK)
+        goto done;
+    double t1 = molt__now();
+    sampler smp;
+    sampler_init(&smp, V, p.temperature, p.top_p, p.top_k, p.seed, pi);
+    int32_t prev = ids[n_ids - 1];
+    int generated = 0;
+    for (int i = 0; i < n_new; i++) {
+        int32_t next = sampler_sample(&smp, logits);
+        if (p.stop_at_eos && (next == eos || next == bos))
+            break;
+        emit(tok, prev, next, cb, user);
+        generated++;
+        prev = next;
+        if (i + 1 < n_new && (st = molt_seq_feed(ctx, seq, &next, 1, 0, logits)) != MOLT_OK)
+            goto done;
+    }
+    double t2 = molt__now();
+    if (stats) {
+        stats->n_prompt = (int32_t)n_ids;
+        stats->n_generated = generated;
+        stats->prefill_s = t1 - t0;
+        stats->decode_s = t2 - t1;
+    }
+done:
+    molt_seq_free(seq);
+    molt__free(logits);
+    molt__free(pi);
+    molt__free(ids);
+    return st;
+}

@@ -1,0 +1,300 @@
+/*
+ * ssm.c — CPU state-space kernels: causal depthwise conv1d and the SSD scan in
+ * its three exact forms (sequential recurrence, chunked SSD, materialized
+ * matrix). Contracts in kernels/ssm.h; math in shared/docs/ALGORITHMS.md
+ * §1.2–1.4 (Mamba-2 SSD, `ssd_minimal_discrete`) and §2.2 (DiscreteMamba2).
+ *
+ * Dimension letters
+ *   T  time steps     H  heads      P  head dim     N  state size
+ *   G  B/C heads (head h reads group h / (H/G))     K  conv width
+ *   Cc conv channels  Q  chunk length (last chunk may be shorter: Lc ≤ Q)
+ *   nc number of chunks = ceil(T / Q)
+ *
+ * Layouts (row-major): X, y [T,H,P]; dA [T,H]; B, C [T,G,N]; state [H,P,N].
+ *
+ * Numerics: everything is fp32 (as the reference implementations), except
+ * that ssd_scan_ref, the oracle twin, accumulates its output dot products in
+ * double. Decays are only ever exp() of a sum of dA over a segment that is
+ * accumulated directly (the masked-cumsum form of `segsum`), never a
+ * difference of two long prefix sums, so no cancellation; with dA ≤ 0 every
+ * exponent is ≤ 0.
+ *
+ * Threading: OpenMP over heads (and chunks); results do not depend on the
+ * number of threads (no reductions across threads).
+ */
+#include "kernels/ssm.h"
+
+#include <math.h>
+#include <string.h>
+
+#define MIN_INT(a, b) ((a) < (b) ? (a) : (b))
+
+// ----------------------------------------------------------------------------
+// causal depthwise conv1d
+//
+//   y[t,c] = b[c] + Σ_{k<K} w[c,k] · in[t-(K-1)+k, c]
+//   in[τ,c] = x[τ,c] for τ ≥ 0, state[c, τ+K-1] for τ < 0 (0 when state NULL)
+
+static inline float conv_in(const float *x, const float *state, int tau, int c, int Cc, int K) {
+    if (tau >= 0)
+        return x[(size_t)tau * Cc + c];
+    return state ? state[(size_t)c * (K - 1) + (tau + K - 1)] : 0.0f;
+}
+
+void conv1d_causal(float *y, const float *x, const float *w, const float *b, float *state, int T,
+                   int Cc, int K) {
+    // rows whose window reaches before t = 0: read the history
+    int t_hist = T < K - 1 ? T : K - 1;
+    for (int t = 0; t < t_hist; t++)
+        for (int c = 0; c < Cc; c++) {
+            float s = b ? b[c] : 0.0f;
+            for (int k = 0; k < K; k++)
+                s += w[(size_t)c * K + k] * conv_in(x, state, t - (K - 1) + k, c, Cc, K);
+            y[(size_t)t * Cc + c] = s;
+        }
+    // interior rows: the whole window is inside x
+#pragma omp parallel for schedule(static) if ((size_t)T * (size_t)Cc * (size_t)K > 65536)
+    for (int t = t_hist; t < T; t++) {
+        float       *yt = y + (size_t)t * Cc;
+        const float *x0 = x + (size_t)(t - (K - 1)) * Cc;
+        for (int c = 0; c < Cc; c++)
+            yt[c] = b ? b[c] : 0.0f;
+        for (int k = 0; k < K; k++) {
+            const float *xk = x0 + (size_t)k * Cc;
+            for (int c = 0; c < Cc; c++)
+                yt[c] += w[(size_t)c * K + k] * xk[c];
+        }
+    }
+    // new history = inputs at τ = T-(K-1) .. T-1. Index j reads old index T+j
+    // (> j) when τ < 0, so ascending j never reads a slot already rewritten.
+    if (state)
+        for (int c = 0; c < Cc; c++) {
+            float *sc = state + (size_t)c * (K - 1);
+            for (int j = 0; j < K - 1; j++) {
+                int tau = T - (K - 1) + j;
+                sc[j] = tau >= 0 ? x[(size_t)tau * Cc + c] : sc[T + j];
+            }
+        }
+}
+
+// ----------------------------------------------------------------------------
+// sequential recurrence (oracle) and single step
+//
+//   s_t = exp(dA[t,h]) · s_{t-1} + X[t,h,:] ⊗ B[t,g,:]      y[t,h,p] = Σ_n s_t[p,n] C[t,g,n]
+
+void ssd_scan_ref(float *y, float *state, const float *X, const float *dA, const float *B,
+                  const float *C, int T, int H, int P, int N, int G) {
+    // s[p,n] evolves independently for every (h, p, n): run one scalar
+    // recurrence at a time, so no scratch is needed even when state is NULL.
+    int    hpg = H / G;
+    size_t PN = (size_t)P * N;
+    for (int h = 0; h < H; h++) {
+        int g = h / hpg;
+        for (int p = 0; p < P; p++) {
+            for (int t = 0; t < T; t++)
+                y[((size_t)t * H + h) * P + p] = 0.0f;
+            for (int n = 0; n < N; n++) {
+                float *sn = state ? &state[(size_t)h * PN + (size_t)p * N + n] : NULL;
+                float  s = sn ? *sn : 0.0f;
+                for (int t = 0; t < T; t++) {
+                    float a = expf(dA[(size_t)t * H + h]);
+                    s = a * s + X[((size_t)t * H + h) * P + p] * B[((size_t)t * G + g) * N + n];
+                    y[((size_t)t * H + h) * P + p] += s * C[((size_t)t * G + g) * N + n];
+                }
+                if (sn)
+                    *sn = s;
+            }
+        }
+    }
+}
+
+void ssd_step(float *y, float *state, const float *X, const float *dA, const float *B,
+              const float *C, int H, int P, int N, int G) {
+    int    hpg = H / G;
+    size_t PN = (size_t)P * N;
+#pragma omp parallel for schedule(static) if ((size_t)H * PN > 32768)
+    for (int h = 0; h < H; h++) {
+        const float *Bg = B + (size_t)(h / hpg) * N;
+        const float *Cg = C + (size_t)(h / hpg) * N;
+        float        a = expf(dA[h]);
+        for (int p = 0; p < P; p++) {
+            float *sp = state + (size_t)h * PN + (size_t)p * N;
+            float  xv = X[(size_t)h * P + p], acc = 0.0f;
+            for (int n = 0; n < N; n++) {
+                sp[n] = a * sp[n] + xv * Bg[n];
+                acc += sp[n] * Cg[n];
+            }
+            y[(size_t)h * P + p] = acc;
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// chunked SSD (ALGORITHMS.md §1.3, Mamba-2 paper Listing 1), per head h and
+// chunk c = steps t0 .. t0+Lc-1, with local indices i (output) and j (input):
+//
+//   L[i,j]   = exp(Σ_{k=j+1..i} dA_k)                      j ≤ i  (segsum)
+//   Y_diag_i = Σ_{j≤i} (C_i·B_j) L[i,j] X_j                intra-chunk, phase 1
+//   S_c      = Σ_j exp(Σ_{k=j+1..Lc-1} dA_k) X_j ⊗ B_j     chunk state from 0, phase 1
+//   S_in[c]  = exp(Σ_{chunk c-1} dA) S_in[c-1] + S_{c-1}   inter-chunk, phase 2
+//   Y_off_i  = exp(Σ_{k=0..i} dA_k) · S_in[c] C_i          phase 3
+//   y = Y_diag + Y_off,   final state = S_in[nc] (what would enter chunk nc)
+//
+// Work layout (floats), all slices contiguous per (head, chunk):
+//   st   [nc, H, P, N]  phase 1 writes S_c; phase 2 replaces it by S_in[c],
+//                       the state entering chunk c (what a backward needs)
+//   v    [H, P, N]      running state when the caller passes none
+//   din  [H, T]         exp(Σ_{k=t0..t} dA)        chunk entry → t (inclusive)
+//   dout [H, T]         exp(Σ_{k=t+1..t0+Lc-1} dA) t → chunk end
+//   row  [H, T]         one row of (C Bᵀ ∘ L), Lc floats per (head, chunk)
+
+size_t ssd_chunked_work(int T, int H, int P, int N, int G, int Q) {
+    (void)G;
+    if (T <= 0)
+        return 0;
+    size_t nc = ((size_t)T + (size_t)Q - 1) / (size_t)Q;
+    return (nc + 1) * (size_t)H * (size_t)P * (size_t)N + 3 * (size_t)H * (size_t)T;
+}
+
+static inline float dotf(const float *a, const float *b, int n) {
+    float s = 0.0f;
+    for (int i = 0; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+// Phase 1 for one (head, chunk): decays, Y_diag (written, not accumulated) and S_c.
+static void chunk_intra(float *y, float *S, float *din, float *dout, float *row, const float *X,
+                        const float *dA, const float *B, const float *C, int t0, int Lc, int h,
+                        int H, int P, int N, int G) {
+    int g = h / (H / G);
+#define DA(i)  dA[(size_t)(t0 + (i)) * H + h]
+#define XR(i)  (X + ((size_t)(t0 + (i)) * H + h) * P)
+#define BR(i)  (B + ((size_t)(t0 + (i)) * G + g) * N)
+#define CR(i)  (C + ((size_t)(t0 + (i)) * G + g) * N)
+    float acc = 0.0f;
+    for (int i = 0; i < Lc; i++) {
+        acc += DA(i);
+        din[i] = expf(acc);
+    }
+    acc = 0.0f;
+    for (int j = Lc - 1; j >= 0; j--) {
+        dout[j] = expf(acc);
+        acc += DA(j);
+    }
+    for (int i = 0; i < Lc; i++) {
+        const float *Ci = CR(i);
+        float        seg = 0.0f; // Σ_{k=j+1..i} dA_k, grown from the diagonal
+        for (int j = i; j >= 0; j--) {
+            row[j] = dotf(Ci, BR(j), N) * expf(seg);
+            seg += DA(j);
+        }
+        float *yi = y + ((size_t)(t0 + i) * H + h) * P;
+        for (int p = 0; p < P; p++)
+            yi[p] = 0.0f;
+        for (int j = 0; j <= i; j++) {
+            const float *Xj = XR(j);
+            float        r = row[j];
+            for (int p = 0; p < P; p++)
+                yi[p] += r * Xj[p];
+        }
+    }
+    memset(S, 0, sizeof(float) * (size_t)P * N);
+    for (int j = 0; j < Lc; j++) {
+        const float *Xj = XR(j), *Bj = BR(j);
+        for (int p = 0; p < P; p++) {
+            float  coef = dout[j] * Xj[p];
+            float *Sp = S + (size_t)p * N;
+            for (int n = 0; n < N; n++)
+                Sp[n] += coef * Bj[n];
+        }
+    }
+#undef DA
+#undef XR
+#undef BR
+#undef CR
+}
+
+void ssd_scan_chunked(float *y, float *state, const float *X, const float *dA, const float *B,
+                      const float *C, int T, int H, int P, int N, int G, int Q, float *work) {
+    if (T <= 0)
+        return;
+    if (Q > T)
+        Q = T;
+    int    nc = (T + Q - 1) / Q;
+    size_t PN = (size_t)P * N;
+    float *st = work;
+    float *vbuf = st + (size_t)nc * H * PN;
+    float *din = vbuf + (size_t)H * PN;
+    float *dout = din + (size_t)H * T;
+    float *row = dout + (size_t)H * T;
+
+    // phase 1: every (head, chunk) independently
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int hc = 0; hc < H * nc; hc++) {
+        int h = hc / nc, c = hc % nc, t0 = c * Q, Lc = MIN_INT(Q, T - t0);
+        size_t o = (size_t)h * T + (size_t)t0;
+        chunk_intra(y, st + ((size_t)c * H + h) * PN, din + o, dout + o, row + o, X, dA, B, C, t0,
+                    Lc, h, H, P, N, G);
+    }
+    // phase 2: state passing across chunks, per head; st[c] becomes S_in[c]
+#pragma omp parallel for schedule(static)
+    for (int h = 0; h < H; h++) {
+        float *v = state ? state + (size_t)h * PN : vbuf + (size_t)h * PN;
+        if (!state)
+            memset(v, 0, sizeof(float) * PN);
+        for (int c = 0; c < nc; c++) {
+            int    t_last = MIN_INT((c + 1) * Q, T) - 1;
+            float  tot = din[(size_t)h * T + (size_t)t_last];
+            float *sc = st + ((size_t)c * H + h) * PN;
+            for (size_t e = 0; e < PN; e++) {
+                float loc = sc[e];
+                sc[e] = v[e];
+                v[e] = tot * v[e] + loc;
+            }
+        }
+    }
+    // phase 3: contribution of the state entering each chunk
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int hc = 0; hc < H * nc; hc++) {
+        int h = hc / nc, c = hc % nc, t0 = c * Q, Lc = MIN_INT(Q, T - t0);
+        if (c == 0 && !state)
+            continue; // zero initial state
+        int          g = h / (H / G);
+        const float *S = st + ((size_t)c * H + h) * PN;
+        const float *dec = din + (size_t)h * T + (size_t)t0;
+        for (int i = 0; i < Lc; i++) {
+            const float *Ci = C + ((size_t)(t0 + i) * G + g) * N;
+            float       *yi = y + ((size_t)(t0 + i) * H + h) * P;
+            for (int p = 0; p < P; p++)
+                yi[p] += dec[i] * dotf(Ci, S + (size_t)p * N, N);
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// materialized mixing matrix (ALGORITHMS.md §1.4)
+//
+//   M[h,t,s] = (C_t·B_s) · exp(Σ_{k=s+1..t} dA[k,h]) · colscale[s,h]   s ≤ t, else 0
+//   M[h,t,t] += D[h]
+
+void ssd_materialize(float *M, const float *dA, const float *B, const float *C,
+                     const float *colscale, const float *D, int T, int H, int N, int G) {
+    int hpg = H / G;
+#pragma omp parallel for schedule(static)
+    for (int ht = 0; ht < H * T; ht++) {
+        int          h = ht / T, t = ht % T, g = h / hpg;
+        float       *Mt = M + (size_t)ht * T;
+        const float *Ct = C + ((size_t)t * G + g) * N;
+        float        seg = 0.0f;
+        for (int s = t; s >= 0; s--) {
+            float v = dotf(Ct, B + ((size_t)s * G + g) * N, N) * expf(seg);
+            Mt[s] = colscale ? v * colscale[(size_t)s * H + h] : v;
+            seg += dA[(size_t)s * H + h];
+        }
+        for (int s = t + 1; s < T; s++)
+            Mt[s] = 0.0f;
+        if (D)
+            Mt[t] += D[h];
+    }
+}

@@ -1,0 +1,143 @@
+/*
+ * attention.c — GQA causal attention with RoPE and a KV cache (HF Llama
+ * semantics: scores = (q·k)·hd^-½, causal mask, fp32 softmax, weights·v).
+ *
+ * Decode (T = 1) runs plain dot-product loops; prefill (T > 1) computes each
+ * head's score block with one sgemm (BLAS) and its output with another.
+ */
+#include "mixers/attention.h"
+
+#include "kernels/kernels.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+size_t attn_work(const attn_cfg *c, int T, int S) {
+    // q [T,H*hd], k/v new [T,KV*hd] each, heads [T,H*hd], scores [T,S]
+    return (size_t)T * (size_t)(2 * c->H * c->hd + 2 * c->KV * c->hd) + (size_t)T * (size_t)S;
+}
+
+void rope_apply(float *x, int T, int nh, int hd, int pos, const float *cos, const float *sin) {
+    int half = hd / 2;
+    for (int t = 0; t < T; t++) {
+        const float *ct = cos + (size_t)(pos + t) * half, *st = sin + (size_t)(pos + t) * half;
+        for (int h = 0; h < nh; h++) {
+            float *v = x + ((size_t)t * nh + h) * hd;
+            for (int i = 0; i < half; i++) {
+                float a = v[i], b = v[i + half];
+                v[i] = a * ct[i] - b * st[i];
+                v[i + half] = b * ct[i] + a * st[i];
+            }
+        }
+    }
+}
+
+// Scores for query rows of one head against S keys, masked causally
+// (query t sits at absolute position pos+t), then softmax per row.
+static void softmax_causal(float *sc, int T, int S, int pos) {
+    for (int t = 0; t < T; t++) {
+        int n = pos + t + 1; // visible keys
+        float *row = sc + (size_t)t * S;
+        k_softmax(row, n);
+        for (int s = n; s < S; s++)
+            row[s] = 0.0f;
+    }
+}
+
+// heads[T, H*hd] from q[T, H*hd] and the cache (S = pos+T keys).
+static void attend(float *heads, const float *q, int T, int pos, const attn_cfg *c,
+                   const float *kc, const float *vc, int cap, float *scores) {
+    int H = c->H, hd = c->hd, grp = H / c->KV, S = pos + T;
+    float scale = 1.0f / sqrtf((float)hd);
+    for (int h = 0; h < H; h++) {
+        const float *K = kc + (size_t)(h / grp) * cap * hd; // [S, hd]
+        const float *V = vc + (size_t)(h / grp) * cap * hd;
+        if (T == 1) {
+            const float *qh = q + (size_t)h * hd;
+            for (int s = 0; s < S; s++) {
+                const float *ks = K + (size_t)s * hd;
+                float dot = 0.0f;
+                for (int i = 0; i < hd; i++)
+                    dot += qh[i] * ks[i];
+                scores[s] = dot * scale;
+            }
+            k_softmax(scores, S);
+            float *oh = heads + (size_t)h * hd;
+            memset(oh, 0, sizeof(float) * (size_t)hd);
+            for (int s = 0; s < S; s++) {
+                const float *vs = V + (size_t)s * hd;
+                float p = scores[s];
+                for (int i = 0; i < hd; i++)
+                    oh[i] += p * vs[i];
+            }
+            continue;
+        }
+        // scores[T,S] = Q_h[T,hd] · K[S,hd]ᵀ, then · scale (HF order: matmul, then scale)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, S, hd, 1.0f, q + (size_t)h * hd,
+                    H * hd, K, hd, 0.0f, scores, S);
+        for (size_t i = 0; i < (size_t)T * S; i++)
+            scores[i] *= scale;
+        softmax_causal(scores, T, S, pos);
+        // heads_h[T,hd] = P[T,S] · V[S,hd]
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, S, 1.0f, scores, S, V, hd,
+                    0.0f, heads + (size_t)h * hd, H * hd);
+    }
+}
+
+void attn_forward(float *out, float *out_heads, const float *u, int T, int pos,
+                  const attn_cfg *c, const attn_weights *w, float *kcache, float *vcache, int cap,
+                  const float *cos, const float *sin, float *work) {
+    int H = c->H, KV = c->KV, hd = c->hd, S = pos + T;
+    float *q = work;                              // [T, H*hd]
+    float *k = q + (size_t)T * H * hd;            // [T, KV*hd]
+    float *v = k + (size_t)T * KV * hd;           // [T, KV*hd]
+    float *heads = v + (size_t)T * KV * hd;       // [T, H*hd]
+    float *scores = heads + (size_t)T * H * hd;   // [T, S]
+    k_matmul(q, u, w->wq, w->bq, T, c->d, H * hd, 0);
+    k_matmul(k, u, w->wk, w->bk, T, c->d, KV * hd, 0);
+    k_matmul(v, u, w->wv, w->bv, T, c->d, KV * hd, 0);
+    rope_apply(q, T, H, hd, pos, cos, sin);
+    rope_apply(k, T, KV, hd, pos, cos, sin);
+    // append to cache: [T, KV, hd] → [KV, cap, hd]
+    for (int t = 0; t < T; t++)
+        for (int j = 0; j < KV; j++) {
+            size_t dst = ((size_t)j * cap + (size_t)(pos + t)) * hd;
+            memcpy(kcache + dst, k + ((size_t)t * KV + j) * hd, sizeof(float) * (size_t)hd);
+            memcpy(vcache + dst, v + ((size_t)t * KV + j) * hd, sizeof(float) * (size_t)hd);
+        }
+    (void)S;
+    attend(heads, q, T, pos, c, kcache, vcache, cap, scores);
+    if (out_heads)
+        memcpy(out_heads, heads, sizeof(float) * (size_t)T * H * hd);
+    k_matmul(out, heads, w->wo, w->bo, T, H * hd, c->d, 0);
+}
+
+size_t attn_materialize_work(const attn_cfg *c, int T) {
+    return attn_work(c, T, T) + 2 * (size_t)c->KV * T * c->hd;
+}
+
+void attn_materialize(float *A, const float *u, int T, const attn_cfg *c, const attn_weights *w,
+                      const float *cos, const float *sin, float *work) {
+    int H = c->H, KV = c->KV, hd = c->hd, grp = H / KV;
+    float *q = work;
+    float *k = q + (size_t)T * H * hd;
+    float *kc = k + (size_t)T * KV * hd + (size_t)T * KV * hd + (size_t)T * H * hd + (size_t)T * T;
+    k_matmul(q, u, w->wq, w->bq, T, c->d, H * hd, 0);
+    k_matmul(k, u, w->wk, w->bk, T, c->d, KV * hd, 0);
+    rope_apply(q, T, H, hd, 0, cos, sin);
+    rope_apply(k, T, KV, hd, 0, cos, sin);
+    for (int t = 0; t < T; t++)
+        for (int j = 0; j < KV; j++)
+            memcpy(kc + ((size_t)j * T + t) * hd, k + ((size_t)t * KV + j) * hd,
+                   sizeof(float) * (size_t)hd);
+    float scale = 1.0f / sqrtf((float)hd);
+    for (int h = 0; h < H; h++) {
+        float *Ah = A + (size_t)h * T * T;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, q + (size_t)h * hd,
+                    H * hd, kc + (size_t)(h / grp) * T * hd, hd, 0.0f, Ah, T);
+        for (size_t i = 0; i < (size_t)T * T; i++)
+            Ah[i] *= scale;
+        softmax_causal(Ah, T, T, 0);
+    }
+}

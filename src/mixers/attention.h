@@ -1,0 +1,44 @@
+/*
+ * attention.h — grouped-query causal self-attention with RoPE (HF Llama
+ * convention: rotate_half pairs (i, i+hd/2)), as a token mixer over a KV cache.
+ *
+ * Letters: T new tokens, S = pos + T keys visible, d d_model, H query heads,
+ * KV key/value heads (query head h reads kv head h / (H/KV)), hd head dim.
+ * Cache layout: k[KV, cap, hd], v[KV, cap, hd] (one contiguous row per head).
+ */
+#ifndef MOLT_ATTENTION_H
+#define MOLT_ATTENTION_H
+
+#include <stddef.h>
+
+typedef struct attn_cfg {
+    int d, H, KV, hd;
+} attn_cfg;
+
+typedef struct attn_weights {
+    const float *wq, *wk, *wv, *wo; // [H*hd,d] [KV*hd,d] [KV*hd,d] [d,H*hd]
+    const float *bq, *bk, *bv, *bo; // NULL when absent
+} attn_weights;
+
+// Scratch floats for attn_forward with T new tokens and up to S visible keys.
+size_t attn_work(const attn_cfg *c, int T, int S);
+
+// Applies RoPE in place to x[T, nh, hd] at positions pos..pos+T-1.
+// cos/sin: [max_pos, hd/2] tables.
+void rope_apply(float *x, int T, int nh, int hd, int pos, const float *cos, const float *sin);
+
+// out[T,d] = attention(u[T,d]) for tokens at positions pos..pos+T-1, after
+// appending their keys/values to the cache (capacity cap ≥ pos+T).
+// out_heads (optional, [T, H*hd]): the per-head outputs before o_proj.
+void attn_forward(float *out, float *out_heads, const float *u, int T, int pos,
+                  const attn_cfg *c, const attn_weights *w, float *kcache, float *vcache, int cap,
+                  const float *cos, const float *sin, float *work);
+
+// A[H,T,T]: the softmax attention probabilities of u[T,d] from position 0
+// (row = query t, col = key s; zero above the diagonal). work: attn_work(c,T,T)
+// plus 2·KV·T·hd floats.
+size_t attn_materialize_work(const attn_cfg *c, int T);
+void   attn_materialize(float *A, const float *u, int T, const attn_cfg *c, const attn_weights *w,
+                        const float *cos, const float *sin, float *work);
+
+#endif

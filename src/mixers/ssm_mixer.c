@@ -1,0 +1,275 @@
+/*
+ * ssm_mixer.c — the Mamba-2 and DiscreteMamba2 (Llamba) token mixers over the
+ * kernels of kernels/ssm.h. Contracts in mixers/ssm_mixer.h; equations in
+ * shared/docs/ALGORITHMS.md §1.2 (Mamba-2, as HF Mamba2Mixer.torch_forward /
+ * mamba_ssm with the per-group gated RMSNorm) and §2.2 (cartesia Llamba).
+ *
+ * Letters: T tokens, d = d_model, Di = d_inner = H·P, H heads, P head dim,
+ * N state, G B/C heads, K conv width, Cc = Di + 2·G·N, R = in_proj rows.
+ *
+ * Forward, as a list of stages (each a static function below, so a backward
+ * can later be written as the same list in reverse over the saved buffers):
+ *   1 proj     zx[T,R] = u · in_projᵀ (+b);  xr[T,Cc] = the xBC columns
+ *   2 conv     xc = conv1d_causal(xr) (+conv_b), SiLU for Mamba-2, identity
+ *              for Discrete; chunked: one call over T; recurrent: token by token
+ *   3 prep     split xc → x [T,Di] (head-major), B, C [T,G,N] (contiguous);
+ *              Mamba-2:  Δ = clamp(softplus(dt + dt_bias)), dA = Δ·(-exp(A_log)), X = x·Δ
+ *              Discrete: dA = -softplus(A_log_t),                             X = x
+ *   4 scan     ys = SSD(X, dA, B, C)  (ssd_scan_chunked or ssd_step per token)
+ *   5 gate     y_pre = ys + D[h]·x;
+ *              Mamba-2:  g = y_pre·silu(z), RMSNorm per group of Di/G, × norm_w
+ *              Discrete: g = y_pre·silu(z + z_bias)
+ *   6 out      y = g · out_projᵀ (+b)
+ * Work buffers (floats) hold every intermediate: see mixer_bufs.
+ */
+#include "mixers/ssm_mixer.h"
+
+#include "core/core.h"
+#include "kernels/kernels.h"
+#include "kernels/ssm.h"
+
+#include <math.h>
+#include <string.h>
+
+// ----------------------------------------------------------------------------
+// dimensions
+
+int ssm_conv_dim(const ssm_cfg *c) { return c->d_inner + 2 * c->G * c->N; }
+
+int ssm_in_proj_rows(const ssm_cfg *c) {
+    int Cc = ssm_conv_dim(c);
+    if (c->kind == SSM_MAMBA2)
+        return 2 * c->d_mlp + c->d_inner + Cc + c->H; // [z0, x0, z, xBC, dt]
+    return Cc + c->d_inner + c->H;                    // [xBC, z, A_log]
+}
+
+size_t ssm_state_floats(const ssm_cfg *c) {
+    return (size_t)ssm_conv_dim(c) * (size_t)(c->K - 1) +
+           (size_t)c->H * (size_t)c->P * (size_t)c->N;
+}
+
+const char *ssm_cfg_check(const ssm_cfg *c) {
+    if (c->kind != SSM_MAMBA2 && c->kind != SSM_DISCRETE)
+        return "ssm: unknown mixer kind";
+    if (c->d_model < 1 || c->d_inner < 1)
+        return "ssm: d_model and d_inner must be >= 1";
+    if (c->H < 1 || c->P < 1 || c->N < 1 || c->G < 1)
+        return "ssm: heads, head_dim, d_state and n_groups must be >= 1";
+    if (c->K < 1)
+        return "ssm: conv kernel width must be >= 1";
+    if (c->chunk < 1)
+        return "ssm: chunk size must be >= 1";
+    if ((long long)c->H * c->P != c->d_inner)
+        return "ssm: heads * head_dim != d_inner";
+    if (c->H % c->G != 0)
+        return "ssm: heads must be a multiple of n_groups (n_qk_heads)";
+    if (c->d_mlp < 0)
+        return "ssm: d_mlp must be >= 0";
+    if (c->kind == SSM_DISCRETE && c->d_mlp != 0)
+        return "ssm: d_mlp is a Mamba-2 option (must be 0 for DiscreteMamba2)";
+    if (c->kind == SSM_MAMBA2) {
+        if (!(c->norm_eps >= 0.0f))
+            return "ssm: norm_eps must be >= 0";
+        if (!(c->dt_limit_lo >= 0.0f) || !(c->dt_limit_hi >= c->dt_limit_lo))
+            return "ssm: dt_limit must satisfy 0 <= lo <= hi";
+    }
+    return NULL;
+}
+
+// ----------------------------------------------------------------------------
+// work buffers
+
+typedef struct mixer_bufs {
+    float *zx;   // [T,R]    in_proj output
+    float *xr;   // [T,Cc]   raw xBC (conv input)
+    float *xc;   // [T,Cc]   conv output after activation: x | B | C per row
+    float *X;    // [T,H,P]  scan input (x·Δ or x)
+    float *B;    // [T,G,N]
+    float *C;    // [T,G,N]
+    float *dA;   // [T,H]    log decay
+    float *dlt;  // [T,H]    Δ (Mamba-2)
+    float *ys;   // [T,Di]   scan output, then y_pre, then the gated g
+    float *cst;  // [Cc,K-1] conv state when the caller gives none (recurrent)
+    float *sst;  // [H,P,N]  ssm state when the caller gives none (recurrent)
+    float *scan; // ssd_chunked_work floats
+} mixer_bufs;
+
+static size_t mixer_bufs_floats(const ssm_cfg *c, int T, mixer_bufs *b, float *work) {
+    size_t Tz = (size_t)(T > 0 ? T : 0), Cc = (size_t)ssm_conv_dim(c), Di = (size_t)c->d_inner;
+    size_t GN = (size_t)c->G * c->N, H = (size_t)c->H;
+    size_t sizes[12] = {Tz * (size_t)ssm_in_proj_rows(c),
+                        Tz * Cc,
+                        Tz * Cc,
+                        Tz * Di,
+                        Tz * GN,
+                        Tz * GN,
+                        Tz * H,
+                        Tz * H,
+                        Tz * Di,
+                        Cc * (size_t)(c->K - 1),
+                        H * (size_t)c->P * c->N,
+                        ssd_chunked_work(T, c->H, c->P, c->N, c->G, c->chunk)};
+    mixer_bufs dummy;
+    if (!b)
+        b = &dummy;
+    float **ptrs[12] = {&b->zx, &b->xr, &b->xc, &b->X,  &b->B,   &b->C,
+                        &b->dA, &b->dlt, &b->ys, &b->cst, &b->sst, &b->scan};
+    size_t off = 0;
+    for (int i = 0; i < 12; i++) {
+        *ptrs[i] = work ? work + off : NULL;
+        off += sizes[i];
+    }
+    return off;
+}
+
+size_t ssm_mixer_work(const ssm_cfg *c, int T) { return mixer_bufs_floats(c, T, NULL, NULL); }
+
+// column offsets inside a zx row
+static int off_z(const ssm_cfg *c) {
+    return c->kind == SSM_MAMBA2 ? 2 * c->d_mlp : ssm_conv_dim(c);
+}
+static int off_xbc(const ssm_cfg *c) {
+    return c->kind == SSM_MAMBA2 ? 2 * c->d_mlp + c->d_inner : 0;
+}
+static int off_dt(const ssm_cfg *c) { // dt (Mamba-2) or A_log (Discrete)
+    return c->kind == SSM_MAMBA2 ? 2 * c->d_mlp + c->d_inner + ssm_conv_dim(c)
+                                 : ssm_conv_dim(c) + c->d_inner;
+}
+
+// ----------------------------------------------------------------------------
+// stages
+
+// 1  zx = u·in_projᵀ (+b);  xr = zx[:, xBC]
+static void stage_proj(const mixer_bufs *b, const float *u, int T, const ssm_cfg *c,
+                       const ssm_weights *w) {
+    int R = ssm_in_proj_rows(c), Cc = ssm_conv_dim(c), o = off_xbc(c);
+    k_matmul(b->zx, u, w->in_proj, w->in_proj_b, T, c->d_model, R, 0);
+    for (int t = 0; t < T; t++)
+        memcpy(b->xr + (size_t)t * Cc, b->zx + (size_t)t * R + o, sizeof(float) * (size_t)Cc);
+}
+
+// 2  xc[t0:t1] = act(conv(xr[t0:t1]))   (state: history in/out, NULL = zeros)
+static void stage_conv(const mixer_bufs *b, int t0, int t1, const ssm_cfg *c,
+                       const ssm_weights *w, float *state) {
+    int    Cc = ssm_conv_dim(c);
+    float *xc = b->xc + (size_t)t0 * Cc;
+    conv1d_causal(xc, b->xr + (size_t)t0 * Cc, w->conv_w, w->conv_b, state, t1 - t0, Cc, c->K);
+    if (c->kind == SSM_MAMBA2)
+        for (size_t i = 0; i < (size_t)(t1 - t0) * Cc; i++)
+            xc[i] = k_silu(xc[i]);
+}
+
+// 3  split xc into X, B, C and compute dA (and Δ) for tokens t0..t1-1
+static void stage_prep(const mixer_bufs *b, int t0, int t1, const ssm_cfg *c,
+                       const ssm_weights *w) {
+    int R = ssm_in_proj_rows(c), Cc = ssm_conv_dim(c), Di = c->d_inner, H = c->H, P = c->P;
+    int GN = c->G * c->N, odt = off_dt(c);
+    for (int t = t0; t < t1; t++) {
+        const float *row = b->xc + (size_t)t * Cc, *dtr = b->zx + (size_t)t * R + odt;
+        float       *X = b->X + (size_t)t * Di, *dA = b->dA + (size_t)t * H;
+        memcpy(b->B + (size_t)t * GN, row + Di, sizeof(float) * (size_t)GN);
+        memcpy(b->C + (size_t)t * GN, row + Di + GN, sizeof(float) * (size_t)GN);
+        if (c->kind == SSM_MAMBA2) {
+            float *dl = b->dlt + (size_t)t * H;
+            for (int h = 0; h < H; h++) {
+                float d = k_softplus(dtr[h] + (w->dt_bias ? w->dt_bias[h] : 0.0f));
+                if (d < c->dt_limit_lo) // no-op for the default (0, inf): softplus > 0
+                    d = c->dt_limit_lo;
+                if (d > c->dt_limit_hi)
+                    d = c->dt_limit_hi;
+                dl[h] = d;
+                dA[h] = d * -expf(w->A_log[h]);
+                for (int p = 0; p < P; p++)
+                    X[h * P + p] = row[h * P + p] * d;
+            }
+        } else {
+            for (int h = 0; h < H; h++)
+                dA[h] = -k_softplus(dtr[h]);
+            memcpy(X, row, sizeof(float) * (size_t)Di);
+        }
+    }
+}
+
+// 5  ys ← gate(ys + D·x)   (in place, all T tokens)
+static void stage_gate(const mixer_bufs *b, int T, const ssm_cfg *c, const ssm_weights *w) {
+    int R = ssm_in_proj_rows(c), Cc = ssm_conv_dim(c), Di = c->d_inner, P = c->P, oz = off_z(c);
+    int gs = Di / c->G;
+    for (int t = 0; t < T; t++) {
+        float       *y = b->ys + (size_t)t * Di;
+        const float *x = b->xc + (size_t)t * Cc, *z = b->zx + (size_t)t * R + oz;
+        if (w->D)
+            for (int i = 0; i < Di; i++)
+                y[i] += w->D[i / P] * x[i];
+        if (c->kind == SSM_MAMBA2) {
+            for (int i = 0; i < Di; i++)
+                y[i] *= k_silu(z[i]);
+            for (int g = 0; g < c->G; g++) // in place, per group of Di/G
+                k_rmsnorm(y + (size_t)g * gs, y + (size_t)g * gs, w->norm_w + (size_t)g * gs, 1,
+                          gs, c->norm_eps);
+        } else {
+            for (int i = 0; i < Di; i++)
+                y[i] *= k_silu(z[i] + (w->z_bias ? w->z_bias[i] : 0.0f));
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// forward
+
+void ssm_mixer_forward(float *y, const float *u, int T, const ssm_cfg *c, const ssm_weights *w,
+                       ssm_state *st, ssm_mode mode, float *work) {
+    MOLT_ASSERT(ssm_cfg_check(c) == NULL);
+    MOLT_ASSERT(w->in_proj && w->conv_w && w->out_proj);
+    MOLT_ASSERT(c->kind != SSM_MAMBA2 || (w->A_log && w->norm_w));
+    if (T <= 0)
+        return;
+    mixer_bufs b;
+    mixer_bufs_floats(c, T, &b, work);
+    int H = c->H, P = c->P, N = c->N, G = c->G, Di = c->d_inner, GN = G * N;
+
+    stage_proj(&b, u, T, c, w);
+    if (mode == SSM_MODE_CHUNKED) {
+        stage_conv(&b, 0, T, c, w, st ? st->conv : NULL);
+        stage_prep(&b, 0, T, c, w);
+        ssd_scan_chunked(b.ys, st ? st->ssm : NULL, b.X, b.dA, b.B, b.C, T, H, P, N, G, c->chunk,
+                         b.scan);
+    } else {
+        float *cs = b.cst, *ss = b.sst;
+        if (st) {
+            cs = st->conv;
+            ss = st->ssm;
+        } else {
+            memset(cs, 0, sizeof(float) * (size_t)ssm_conv_dim(c) * (size_t)(c->K - 1));
+            memset(ss, 0, sizeof(float) * (size_t)H * P * N);
+        }
+        for (int t = 0; t < T; t++) {
+            stage_conv(&b, t, t + 1, c, w, cs);
+            stage_prep(&b, t, t + 1, c, w);
+            ssd_step(b.ys + (size_t)t * Di, ss, b.X + (size_t)t * Di, b.dA + (size_t)t * H,
+                     b.B + (size_t)t * GN, b.C + (size_t)t * GN, H, P, N, G);
+        }
+    }
+    stage_gate(&b, T, c, w);
+    k_matmul(y, b.ys, w->out_proj, w->out_proj_b, T, Di, c->d_model, 0);
+}
+
+// ----------------------------------------------------------------------------
+// materialized mixing matrix (ALGORITHMS.md §1.4): from zero state,
+//   y_pre[:,h,p] = M[h] · x[:,h,p]  with x the post-conv x, so for Mamba-2
+//   the column scale is Δ_s (M acts on x, the scan on X = x·Δ); D on the diagonal.
+
+void ssm_mixer_materialize(float *M, const float *u, int T, const ssm_cfg *c, const ssm_weights *w,
+                           float *work) {
+    MOLT_ASSERT(ssm_cfg_check(c) == NULL);
+    MOLT_ASSERT(w->in_proj && w->conv_w);
+    MOLT_ASSERT(c->kind != SSM_MAMBA2 || w->A_log);
+    if (T <= 0)
+        return;
+    mixer_bufs b;
+    mixer_bufs_floats(c, T, &b, work);
+    stage_proj(&b, u, T, c, w);
+    stage_conv(&b, 0, T, c, w, NULL);
+    stage_prep(&b, 0, T, c, w);
+    ssd_materialize(M, b.dA, b.B, b.C, c->kind == SSM_MAMBA2 ? b.dlt : NULL, w->D, T, c->H, c->N,
+                    c->G);
+}

@@ -1,0 +1,488 @@
+/*
+ * config.c — config.json ⇄ model_cfg for every architecture molt loads.
+ *
+ *   llama        HF LlamaConfig. RoPE both as transformers-4 `rope_theta` +
+ *                `rope_scaling{rope_type|type, factor, ...}` and transformers-5
+ *                `rope_parameters{rope_theta, rope_type, ...}`; rope types
+ *                "default", "llama3", "linear". head_dim given or hidden/heads.
+ *   llamba       cartesia LlambaConfig (d_model, n_layer, mlp_cfg, ssm_cfg).
+ *   mamba2       HF Mamba2Config (time_step_limit may hold {"__float__": "Infinity"}).
+ *   molt_hybrid  molt's own: the llamba keys + "attn_cfg" (the teacher's attention
+ *                geometry and RoPE) + "layers": [{"mixer": "attention" | "ssm" |
+ *                "hybrid", "attention_heads": [..]}]                (docs/FORMATS.md)
+ *
+ * Unknown model_type → MOLT_ERR_UNSUPPORTED; every bad key names itself.
+ */
+#include "io/json.h"
+#include "models/model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define TRY(x)                                                                                     \
+    do {                                                                                           \
+        molt_status s_ = (x);                                                                      \
+        if (s_ != MOLT_OK)                                                                         \
+            return s_;                                                                             \
+    } while (0)
+
+static const int64_t BIG = (int64_t)1 << 30;
+
+static molt_status geti(molt_ctx *ctx, const char *w, const cJSON *o, const char *k, int req,
+                        int64_t lo, int64_t hi, int64_t def, int *out) {
+    int64_t v;
+    TRY(js_get_int(ctx, w, o, k, req, lo, hi, def, &v));
+    *out = (int)v;
+    return MOLT_OK;
+}
+
+static molt_status getf(molt_ctx *ctx, const char *w, const cJSON *o, const char *k, int req,
+                        double def, float *out) {
+    double v;
+    TRY(js_get_float(ctx, w, o, k, req, def, &v));
+    *out = (float)v;
+    return MOLT_OK;
+}
+
+// bos/eos may be an int, a list of ints (first is used), or null
+static molt_status get_token_id(molt_ctx *ctx, const char *w, const cJSON *o, const char *k,
+                                int def, int *out) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, k);
+    *out = def;
+    if (!it || cJSON_IsNull(it))
+        return MOLT_OK;
+    if (cJSON_IsArray(it))
+        it = cJSON_GetArrayItem(it, 0);
+    int64_t v;
+    if (!it || !js_whole(it, 0, BIG, &v))
+        return molt__err(ctx, MOLT_ERR_FORMAT, "%s: \"%s\" must be a token id or a list of them",
+                         w, k);
+    *out = (int)v;
+    return MOLT_OK;
+}
+
+// RoPE from either spelling. `params` is rope_parameters (t5) or rope_scaling (t4).
+static molt_status parse_rope(molt_ctx *ctx, const char *w, const cJSON *root, rope_cfg *r) {
+    const cJSON *rp = NULL, *rs = NULL;
+    TRY(js_get_obj(ctx, w, root, "rope_parameters", 0, &rp));
+    TRY(js_get_obj(ctx, w, root, "rope_scaling", 0, &rs));
+    memset(r, 0, sizeof *r);
+    r->kind = ROPE_DEFAULT;
+    r->factor = 1.0f;
+    double theta = 10000.0;
+    TRY(js_get_float(ctx, w, root, "rope_theta", 0, theta, &theta));
+    const cJSON *sc = rs;
+    if (rp) {
+        TRY(js_get_float(ctx, w, rp, "rope_theta", 0, theta, &theta));
+        sc = rp;
+    }
+    r->theta = (float)theta;
+    if (!sc)
+        return MOLT_OK;
+    const char *type = NULL;
+    TRY(js_get_str(ctx, w, sc, "rope_type", 0, NULL, &type));
+    if (!type)
+        TRY(js_get_str(ctx, w, sc, "type", 0, "default", &type));
+    if (strcmp(type, "default") == 0)
+        return MOLT_OK;
+    if (strcmp(type, "linear") == 0) {
+        r->kind = ROPE_LINEAR;
+        return getf(ctx, w, sc, "factor", 1, 1.0, &r->factor);
+    }
+    if (strcmp(type, "llama3") == 0) {
+        r->kind = ROPE_LLAMA3;
+        TRY(getf(ctx, w, sc, "factor", 1, 0, &r->factor));
+        TRY(getf(ctx, w, sc, "low_freq_factor", 1, 0, &r->low_freq_factor));
+        TRY(getf(ctx, w, sc, "high_freq_factor", 1, 0, &r->high_freq_factor));
+        return geti(ctx, w, sc, "original_max_position_embeddings", 1, 1, BIG, 0,
+                    &r->orig_max_pos);
+    }
+    return molt__err(ctx, MOLT_ERR_UNSUPPORTED,
+                     "%s: rope type \"%s\" is not supported (default, linear, llama3)", w, type);
+}
+
+static molt_status parse_llama(molt_ctx *ctx, const char *w, const cJSON *o, model_cfg *c) {
+    const char *act = NULL;
+    TRY(js_get_str(ctx, w, o, "hidden_act", 0, "silu", &act));
+    if (strcmp(act, "silu") != 0)
+        return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "%s: hidden_act \"%s\" (only silu)", w, act);
+    TRY(geti(ctx, w, o, "hidden_size", 1, 1, BIG, 0, &c->d_model));
+    TRY(geti(ctx, w, o, "num_hidden_layers", 1, 1, MODEL_MAX_LAYERS, 0, &c->n_layer));
+    TRY(geti(ctx, w, o, "num_attention_heads", 1, 1, BIG, 0, &c->n_head));
+    TRY(geti(ctx, w, o, "num_key_value_heads", 0, 1, BIG, c->n_head, &c->n_kv_head));
+    if (c->d_model % c->n_head && !cJSON_GetObjectItem(o, "head_dim"))
+        return molt__err(ctx, MOLT_ERR_SHAPE,
+                         "%s: hidden_size %d is not divisible by num_attention_heads %d", w,
+                         c->d_model, c->n_head);
+    const cJSON *hd = cJSON_GetObjectItemCaseSensitive(o, "head_dim");
+    int def_hd = c->d_model / c->n_head;
+    if (hd && !cJSON_IsNull(hd))
+        TRY(geti(ctx, w, o, "head_dim", 1, 1, BIG, def_hd, &c->head_dim));
+    else
+        c->head_dim = def_hd;
+    TRY(geti(ctx, w, o, "intermediate_size", 1, 1, BIG, 0, &c->d_ff));
+    TRY(geti(ctx, w, o, "vocab_size", 1, 1, BIG, 0, &c->vocab));
+    TRY(geti(ctx, w, o, "max_position_embeddings", 0, 1, BIG, 2048, &c->max_seq));
+    TRY(getf(ctx, w, o, "rms_norm_eps", 0, 1e-6, &c->norm_eps));
+    TRY(js_get_bool(ctx, w, o, "tie_word_embeddings", 0, false, &c->tie_embeddings));
+    TRY(js_get_bool(ctx, w, o, "attention_bias", 0, false, &c->attn_bias));
+    TRY(js_get_bool(ctx, w, o, "mlp_bias", 0, false, &c->mlp_bias));
+    if (c->mlp_bias)
+        return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "%s: mlp_bias=true is not supported", w);
+    TRY(parse_rope(ctx, w, o, &c->rope));
+    c->has_mlp = true;
+    for (int l = 0; l < c->n_layer; l++)
+        c->kind[l] = LAYER_ATTN;
+    return MOLT_OK;
+}
+
+// llamba / molt_hybrid SSM + MLP part
+static molt_status parse_llamba(molt_ctx *ctx, const char *w, const cJSON *o, model_cfg *c) {
+    TRY(geti(ctx, w, o, "d_model", 1, 1, BIG, 0, &c->d_model));
+    TRY(geti(ctx, w, o, "n_layer", 1, 1, MODEL_MAX_LAYERS, 0, &c->n_layer));
+    TRY(geti(ctx, w, o, "vocab_size", 1, 1, BIG, 0, &c->vocab));
+    int mult = 1;
+    TRY(geti(ctx, w, o, "pad_vocab_size_multiple", 0, 1, 1 << 16, 1, &mult));
+    c->vocab = (c->vocab + mult - 1) / mult * mult;
+    TRY(js_get_bool(ctx, w, o, "tie_embeddings", 0, true, &c->tie_embeddings));
+    TRY(getf(ctx, w, o, "norm_epsilon", 0, 1e-5, &c->norm_eps));
+    TRY(geti(ctx, w, o, "max_position_embeddings", 0, 1, BIG, 1 << 20, &c->max_seq));
+    bool lm_bias = false;
+    TRY(js_get_bool(ctx, w, o, "lm_head_bias", 0, false, &lm_bias));
+    if (lm_bias)
+        return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "%s: lm_head_bias=true is not supported", w);
+    const cJSON *mlp = NULL, *ssm = NULL;
+    TRY(js_get_obj(ctx, w, o, "mlp_cfg", 1, &mlp));
+    TRY(geti(ctx, w, mlp, "intermediate_size", 1, 1, BIG, 0, &c->d_ff));
+    bool mb = false;
+    TRY(js_get_bool(ctx, w, mlp, "bias", 0, false, &mb));
+    const char *act = NULL;
+    TRY(js_get_str(ctx, w, mlp, "act_fn", 0, "silu", &act));
+    if (mb || strcmp(act, "silu") != 0)
+        return molt__err(ctx, MOLT_ERR_UNSUPPORTED,
+                         "%s: mlp_cfg must be bias=false, act_fn=silu (got bias=%d, act_fn=%s)", w,
+                         (int)mb, act);
+    c->has_mlp = true;
+    TRY(js_get_obj(ctx, w, o, "ssm_cfg", 1, &ssm));
+    ssm_cfg *s = &c->ssm;
+    s->kind = SSM_DISCRETE;
+    s->d_model = c->d_model;
+    int expand = 1;
+    TRY(geti(ctx, w, ssm, "d_state", 1, 1, BIG, 0, &s->N));
+    TRY(geti(ctx, w, ssm, "n_v_heads", 1, 1, BIG, 0, &s->H));
+    TRY(geti(ctx, w, ssm, "n_qk_heads", 0, 1, BIG, s->H, &s->G));
+    TRY(geti(ctx, w, ssm, "expand", 0, 1, 64, 1, &expand));
+    TRY(geti(ctx, w, ssm, "chunk_size", 0, 1, BIG, 128, &s->chunk));
+    TRY(geti(ctx, w, ssm, "d_conv", 0, 1, 64, 4, &s->K));
+    TRY(js_get_bool(ctx, w, ssm, "bias", 0, false, &c->ssm_bias));
+    TRY(js_get_bool(ctx, w, ssm, "conv_bias", 0, true, &c->conv_bias));
+    const char *sact = NULL;
+    TRY(js_get_str(ctx, w, ssm, "activation", 0, "identity", &sact));
+    if (strcmp(sact, "identity") != 0)
+        return molt__err(ctx, MOLT_ERR_UNSUPPORTED,
+                         "%s: ssm_cfg.activation \"%s\" (DiscreteMamba2 uses identity)", w, sact);
+    s->d_inner = expand * c->d_model;
+    if (s->d_inner % s->H)
+        return molt__err(ctx, MOLT_ERR_SHAPE,
+                         "%s: d_inner %d (expand %d × d_model) is not divisible by n_v_heads %d", w,
+                         s->d_inner, expand, s->H);
+    s->P = s->d_inner / s->H;
+    if (s->H % s->G)
+        return molt__err(ctx, MOLT_ERR_SHAPE,
+                         "%s: n_v_heads %d is not a multiple of n_qk_heads %d", w, s->H, s->G);
+    s->norm_eps = c->norm_eps;
+    s->dt_limit_lo = 0.0f;
+    s->dt_limit_hi = INFINITY;
+    for (int l = 0; l < c->n_layer; l++)
+        c->kind[l] = LAYER_SSM;
+    return MOLT_OK;
+}
+
+static molt_status parse_mamba2(molt_ctx *ctx, const char *w, const cJSON *o, model_cfg *c) {
+    ssm_cfg *s = &c->ssm;
+    TRY(geti(ctx, w, o, "hidden_size", 1, 1, BIG, 0, &c->d_model));
+    TRY(geti(ctx, w, o, "num_hidden_layers", 1, 1, MODEL_MAX_LAYERS, 0, &c->n_layer));
+    TRY(geti(ctx, w, o, "vocab_size", 1, 1, BIG, 0, &c->vocab));
+    TRY(getf(ctx, w, o, "layer_norm_epsilon", 0, 1e-5, &c->norm_eps));
+    TRY(js_get_bool(ctx, w, o, "tie_word_embeddings", 0, false, &c->tie_embeddings));
+    TRY(geti(ctx, w, o, "max_position_embeddings", 0, 1, BIG, 1 << 20, &c->max_seq));
+    s->kind = SSM_MAMBA2;
+    s->d_model = c->d_model;
+    int expand = 2;
+    TRY(geti(ctx, w, o, "num_heads", 1, 1, BIG, 0, &s->H));
+    TRY(geti(ctx, w, o, "head_dim", 1, 1, BIG, 0, &s->P));
+    TRY(geti(ctx, w, o, "state_size", 1, 1, BIG, 0, &s->N));
+    TRY(geti(ctx, w, o, "expand", 0, 1, 64, 2, &expand));
+    TRY(geti(ctx, w, o, "n_groups", 0, 1, BIG, 1, &s->G));
+    TRY(geti(ctx, w, o, "conv_kernel", 0, 1, 64, 4, &s->K));
+    TRY(geti(ctx, w, o, "chunk_size", 0, 1, BIG, 256, &s->chunk));
+    TRY(js_get_bool(ctx, w, o, "use_bias", 0, false, &c->ssm_bias));
+    TRY(js_get_bool(ctx, w, o, "use_conv_bias", 0, true, &c->conv_bias));
+    bool rms = true;
+    TRY(js_get_bool(ctx, w, o, "rms_norm", 0, true, &rms));
+    if (!rms)
+        return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "%s: rms_norm=false is not supported", w);
+    const char *act = NULL;
+    TRY(js_get_str(ctx, w, o, "hidden_act", 0, "silu", &act));
+    if (strcmp(act, "silu") != 0)
+        return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "%s: hidden_act \"%s\" (only silu)", w, act);
+    s->d_inner = expand * c->d_model;
+    if (s->H * s->P != s->d_inner)
+        return molt__err(ctx, MOLT_ERR_SHAPE,
+                         "%s: num_heads %d × head_dim %d != expand %d × hidden_size %d", w, s->H,
+                         s->P, expand, c->d_model);
+    if (s->H % s->G)
+        return molt__err(ctx, MOLT_ERR_SHAPE, "%s: num_heads %d is not a multiple of n_groups %d",
+                         w, s->H, s->G);
+    s->norm_eps = c->norm_eps;
+    s->dt_limit_lo = 0.0f;
+    s->dt_limit_hi = INFINITY;
+    const cJSON *lim = NULL;
+    TRY(js_get_arr(ctx, w, o, "time_step_limit", 0, &lim));
+    if (lim) {
+        double lo, hi;
+        if (cJSON_GetArraySize(lim) != 2 || !js_float_value(cJSON_GetArrayItem(lim, 0), &lo) ||
+            !js_float_value(cJSON_GetArrayItem(lim, 1), &hi) || !(lo >= 0) || !(hi >= lo))
+            return molt__err(ctx, MOLT_ERR_FORMAT,
+                             "%s: time_step_limit must be [lo, hi] with 0 <= lo <= hi", w);
+        s->dt_limit_lo = (float)lo;
+        s->dt_limit_hi = (float)hi;
+    }
+    c->has_mlp = false;
+    for (int l = 0; l < c->n_layer; l++)
+        c->kind[l] = LAYER_SSM;
+    return MOLT_OK;
+}
+
+static molt_status parse_hybrid(molt_ctx *ctx, const char *w, const cJSON *o, model_cfg *c) {
+    TRY(parse_llamba(ctx, w, o, c));
+    const cJSON *a = NULL, *layers = NULL;
+    TRY(js_get_obj(ctx, w, o, "attn_cfg", 1, &a));
+    TRY(geti(ctx, w, a, "num_attention_heads", 1, 1, BIG, 0, &c->n_head));
+    TRY(geti(ctx, w, a, "num_key_value_heads", 0, 1, BIG, c->n_head, &c->n_kv_head));
+    TRY(geti(ctx, w, a, "head_dim", 1, 1, BIG, 0, &c->head_dim));
+    TRY(geti(ctx, w, a, "max_position_embeddings", 0, 1, BIG, 2048, &c->max_seq));
+    TRY(js_get_bool(ctx, w, a, "attention_bias", 0, false, &c->attn_bias));
+    TRY(parse_rope(ctx, w, a, &c->rope));
+    TRY(js_get_arr(ctx, w, o, "layers", 1, &layers));
+    if (cJSON_GetArraySize(layers) != c->n_layer)
+        return molt__err(ctx, MOLT_ERR_SHAPE, "%s: \"layers\" lists %d layers but n_layer is %d",
+                         w, cJSON_GetArraySize(layers), c->n_layer);
+    for (int l = 0; l < c->n_layer; l++) {
+        const cJSON *L = cJSON_GetArrayItem(layers, l);
+        const char *mix = NULL;
+        char where[256];
+        snprintf(where, sizeof where, "%s: layers[%d]", w, l);
+        if (!cJSON_IsObject(L))
+            return molt__err(ctx, MOLT_ERR_FORMAT, "%s must be an object", where);
+        TRY(js_get_str(ctx, where, L, "mixer", 1, NULL, &mix));
+        if (strcmp(mix, "attention") == 0) {
+            c->kind[l] = LAYER_ATTN;
+        } else if (strcmp(mix, "ssm") == 0) {
+            c->kind[l] = LAYER_SSM;
+        } else if (strcmp(mix, "hybrid") == 0) {
+            const cJSON *hs = NULL;
+            TRY(js_get_arr(ctx, where, L, "attention_heads", 1, &hs));
+            int n = cJSON_GetArraySize(hs);
+            if (n <= 0 || n > c->n_head)
+                return molt__err(ctx, MOLT_ERR_SHAPE,
+                                 "%s: attention_heads lists %d heads (1..%d allowed)", where, n,
+                                 c->n_head);
+            c->kind[l] = LAYER_HYBRID;
+            c->n_keep[l] = n;
+            c->keep_heads[l] = molt__malloc(sizeof(int) * (size_t)n);
+            if (!c->keep_heads[l])
+                return molt__err(ctx, MOLT_ERR_OOM, "out of memory");
+            for (int i = 0; i < n; i++) {
+                int64_t h;
+                if (!js_whole(cJSON_GetArrayItem(hs, i), 0, BIG, &h))
+                    return molt__err(ctx, MOLT_ERR_FORMAT,
+                                     "%s: attention_heads[%d] must be a head index", where, i);
+                c->keep_heads[l][i] = (int)h;
+            }
+        } else {
+            return molt__err(ctx, MOLT_ERR_FORMAT,
+                             "%s: mixer \"%s\" (expected attention, ssm or hybrid)", where, mix);
+        }
+    }
+    return MOLT_OK;
+}
+
+molt_status model_cfg_from_json(molt_ctx *ctx, const char *w, const char *json, size_t len,
+                                model_cfg *c) {
+    memset(c, 0, sizeof *c);
+    cJSON *o = js_parse(ctx, w, json, len);
+    if (!o)
+        return molt_last_status(ctx);
+    molt_status st = MOLT_OK;
+    const char *mt = NULL;
+    if (!cJSON_IsObject(o)) {
+        st = molt__err(ctx, MOLT_ERR_FORMAT, "%s: top level must be a JSON object", w);
+        goto done;
+    }
+    if ((st = js_get_str(ctx, w, o, "model_type", 1, NULL, &mt)) != MOLT_OK)
+        goto done;
+    if (!model_arch_parse(mt, &c->arch)) {
+        st = molt__err(ctx, MOLT_ERR_UNSUPPORTED,
+                       "%s: model_type \"%s\" is not supported (llama, llamba, mamba2, "
+                       "molt_hybrid)",
+                       w, mt);
+        goto done;
+    }
+    switch (c->arch) {
+    case ARCH_LLAMA: st = parse_llama(ctx, w, o, c); break;
+    case ARCH_LLAMBA: st = parse_llamba(ctx, w, o, c); break;
+    case ARCH_MAMBA2: st = parse_mamba2(ctx, w, o, c); break;
+    case ARCH_HYBRID: st = parse_hybrid(ctx, w, o, c); break;
+    default: st = molt__err(ctx, MOLT_ERR_INTERNAL, "unhandled arch"); break;
+    }
+    if (st != MOLT_OK)
+        goto done;
+    if ((st = get_token_id(ctx, w, o, "bos_token_id", -1, &c->bos)) != MOLT_OK ||
+        (st = get_token_id(ctx, w, o, "eos_token_id", -1, &c->eos)) != MOLT_OK)
+        goto done;
+    snprintf(c->src_format, sizeof c->src_format, "hf");
+    st = model_cfg_check(ctx, w, c);
+done:
+    cJSON_Delete(o);
+    if (st != MOLT_OK)
+        model_free_cfg(c);
+    return st;
+}
+
+// ----------------------------------------------------------------------------
+// writing
+
+static void add_rope(cJSON *o, const rope_cfg *r) {
+    cJSON_AddNumberToObject(o, "rope_theta", (double)r->theta);
+    if (r->kind == ROPE_DEFAULT)
+        return;
+    cJSON *s = cJSON_AddObjectToObject(o, "rope_scaling");
+    cJSON_AddStringToObject(s, "rope_type", r->kind == ROPE_LLAMA3 ? "llama3" : "linear");
+    cJSON_AddNumberToObject(s, "factor", (double)r->factor);
+    if (r->kind == ROPE_LLAMA3) {
+        cJSON_AddNumberToObject(s, "low_freq_factor", (double)r->low_freq_factor);
+        cJSON_AddNumberToObject(s, "high_freq_factor", (double)r->high_freq_factor);
+        cJSON_AddNumberToObject(s, "original_max_position_embeddings", r->orig_max_pos);
+    }
+}
+
+static void add_llamba(cJSON *o, const model_cfg *c) {
+    cJSON_AddNumberToObject(o, "d_model", c->d_model);
+    cJSON_AddNumberToObject(o, "n_layer", c->n_layer);
+    cJSON_AddNumberToObject(o, "vocab_size", c->vocab);
+    cJSON_AddBoolToObject(o, "tie_embeddings", c->tie_embeddings);
+    cJSON_AddNumberToObject(o, "pad_vocab_size_multiple", 1);
+    cJSON_AddBoolToObject(o, "lm_head_bias", false);
+    cJSON_AddNumberToObject(o, "norm_epsilon", (double)c->norm_eps);
+    cJSON *m = cJSON_AddObjectToObject(o, "mlp_cfg");
+    cJSON_AddNumberToObject(m, "intermediate_size", c->d_ff);
+    cJSON_AddBoolToObject(m, "bias", false);
+    cJSON_AddStringToObject(m, "act_fn", "silu");
+    cJSON *s = cJSON_AddObjectToObject(o, "ssm_cfg");
+    cJSON_AddNumberToObject(s, "d_state", c->ssm.N);
+    cJSON_AddNumberToObject(s, "n_v_heads", c->ssm.H);
+    cJSON_AddNumberToObject(s, "n_qk_heads", c->ssm.G);
+    cJSON_AddNumberToObject(s, "expand", c->ssm.d_inner / c->d_model);
+    cJSON_AddNumberToObject(s, "chunk_size", c->ssm.chunk);
+    cJSON_AddStringToObject(s, "activation", "identity");
+    cJSON_AddBoolToObject(s, "bias", c->ssm_bias);
+    cJSON_AddBoolToObject(s, "conv_bias", c->conv_bias);
+    cJSON_AddNumberToObject(s, "d_conv", c->ssm.K);
+}
+
+molt_status model_cfg_to_json(molt_ctx *ctx, const model_cfg *c, char **json) {
+    js_init_hooks();
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return molt__err(ctx, MOLT_ERR_OOM, "out of memory writing config.json");
+    cJSON_AddStringToObject(o, "model_type", model_arch_name(c->arch));
+    switch (c->arch) {
+    case ARCH_LLAMA: {
+        cJSON *a = cJSON_AddArrayToObject(o, "architectures");
+        cJSON_AddItemToArray(a, cJSON_CreateString("LlamaForCausalLM"));
+        cJSON_AddNumberToObject(o, "hidden_size", c->d_model);
+        cJSON_AddNumberToObject(o, "num_hidden_layers", c->n_layer);
+        cJSON_AddNumberToObject(o, "num_attention_heads", c->n_head);
+        cJSON_AddNumberToObject(o, "num_key_value_heads", c->n_kv_head);
+        cJSON_AddNumberToObject(o, "head_dim", c->head_dim);
+        cJSON_AddNumberToObject(o, "intermediate_size", c->d_ff);
+        cJSON_AddNumberToObject(o, "vocab_size", c->vocab);
+        cJSON_AddNumberToObject(o, "max_position_embeddings", c->max_seq);
+        cJSON_AddNumberToObject(o, "rms_norm_eps", (double)c->norm_eps);
+        cJSON_AddBoolToObject(o, "tie_word_embeddings", c->tie_embeddings);
+        cJSON_AddBoolToObject(o, "attention_bias", c->attn_bias);
+        cJSON_AddBoolToObject(o, "mlp_bias", false);
+        cJSON_AddStringToObject(o, "hidden_act", "silu");
+        cJSON_AddStringToObject(o, "torch_dtype", "float32");
+        add_rope(o, &c->rope);
+        break;
+    }
+    case ARCH_LLAMBA: add_llamba(o, c); break;
+    case ARCH_MAMBA2: {
+        cJSON *a = cJSON_AddArrayToObject(o, "architectures");
+        cJSON_AddItemToArray(a, cJSON_CreateString("Mamba2ForCausalLM"));
+        cJSON_AddNumberToObject(o, "hidden_size", c->d_model);
+        cJSON_AddNumberToObject(o, "num_hidden_layers", c->n_layer);
+        cJSON_AddNumberToObject(o, "vocab_size", c->vocab);
+        cJSON_AddNumberToObject(o, "layer_norm_epsilon", (double)c->norm_eps);
+        cJSON_AddBoolToObject(o, "tie_word_embeddings", c->tie_embeddings);
+        cJSON_AddNumberToObject(o, "num_heads", c->ssm.H);
+        cJSON_AddNumberToObject(o, "head_dim", c->ssm.P);
+        cJSON_AddNumberToObject(o, "state_size", c->ssm.N);
+        cJSON_AddNumberToObject(o, "expand", c->ssm.d_inner / c->d_model);
+        cJSON_AddNumberToObject(o, "n_groups", c->ssm.G);
+        cJSON_AddNumberToObject(o, "conv_kernel", c->ssm.K);
+        cJSON_AddNumberToObject(o, "chunk_size", c->ssm.chunk);
+        cJSON_AddBoolToObject(o, "use_bias", c->ssm_bias);
+        cJSON_AddBoolToObject(o, "use_conv_bias", c->conv_bias);
+        cJSON_AddBoolToObject(o, "rms_norm", true);
+        cJSON_AddStringToObject(o, "hidden_act", "silu");
+        cJSON *lim = cJSON_AddArrayToObject(o, "time_step_limit");
+        cJSON_AddItemToArray(lim, cJSON_CreateNumber((double)c->ssm.dt_limit_lo));
+        if (isinf(c->ssm.dt_limit_hi)) {
+            cJSON *f = cJSON_CreateObject();
+            cJSON_AddStringToObject(f, "__float__", "Infinity");
+            cJSON_AddItemToArray(lim, f);
+        } else {
+            cJSON_AddItemToArray(lim, cJSON_CreateNumber((double)c->ssm.dt_limit_hi));
+        }
+        break;
+    }
+    case ARCH_HYBRID: {
+        add_llamba(o, c);
+        cJSON *a = cJSON_AddObjectToObject(o, "attn_cfg");
+        cJSON_AddNumberToObject(a, "num_attention_heads", c->n_head);
+        cJSON_AddNumberToObject(a, "num_key_value_heads", c->n_kv_head);
+        cJSON_AddNumberToObject(a, "head_dim", c->head_dim);
+        cJSON_AddNumberToObject(a, "max_position_embeddings", c->max_seq);
+        cJSON_AddBoolToObject(a, "attention_bias", c->attn_bias);
+        add_rope(a, &c->rope);
+        cJSON *ls = cJSON_AddArrayToObject(o, "layers");
+        for (int l = 0; l < c->n_layer; l++) {
+            cJSON *L = cJSON_CreateObject();
+            cJSON_AddStringToObject(L, "mixer", c->kind[l] == LAYER_ATTN  ? "attention"
+                                                : c->kind[l] == LAYER_SSM ? "ssm"
+                                                                          : "hybrid");
+            if (c->kind[l] == LAYER_HYBRID)
+                cJSON_AddItemToObject(L, "attention_heads",
+                                      cJSON_CreateIntArray(c->keep_heads[l], c->n_keep[l]));
+            cJSON_AddItemToArray(ls, L);
+        }
+        break;
+    }
+    default: break;
+    }
+    if (c->bos >= 0)
+        cJSON_AddNumberToObject(o, "bos_token_id", c->bos);
+    if (c->eos >= 0)
+        cJSON_AddNumberToObject(o, "eos_token_id", c->eos);
+    cJSON_AddStringToObject(o, "molt_version", "0.1.0");
+    char *txt = cJSON_Print(o);
+    cJSON_Delete(o);
+    if (!txt)
+        return molt__err(ctx, MOLT_ERR_OOM, "out of memory writing config.json");
+    *json = txt; // allocated by cJSON through molt's hooks: free with molt__free
+    return MOLT_OK;
+}

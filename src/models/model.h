@@ -1,0 +1,129 @@
+/*
+ * model.h — the internal shape of molt_model: a config, one contiguous fp32
+ * parameter buffer with a named table of views (llm.c style), and a list of
+ * blocks.  Every architecture molt runs is the same stack:
+ *
+ *     x = embed[ids]
+ *     for each layer:  x += mixer(rmsnorm(x))          mixer: attention | SSM | hybrid
+ *                      x += mlp(rmsnorm(x))            (absent for HF Mamba-2)
+ *     logits = head(rmsnorm(x))
+ *
+ * Letters: T tokens, d d_model, V vocab, F d_ff, H query heads, KV key/value
+ * heads, hd head dim, L layers.
+ */
+#ifndef MOLT_MODEL_H
+#define MOLT_MODEL_H
+
+#include "core/core.h"
+#include "mixers/ssm_mixer.h"
+
+#define MODEL_NAME_MAX 96
+#define MODEL_MAX_LAYERS 256
+
+typedef enum model_arch {
+    ARCH_LLAMA = 0,  // HF LlamaForCausalLM (and llama2.c checkpoints, converted on load)
+    ARCH_LLAMBA,     // cartesia Llamba: Llama blocks with DiscreteMamba2 mixers
+    ARCH_MAMBA2,     // HF Mamba2ForCausalLM: norm → Mamba-2 mixer → residual, no MLP
+    ARCH_HYBRID,     // molt_hybrid: per layer attention / SSM / SSM ‖ kept attention heads
+    ARCH_COUNT
+} model_arch;
+
+typedef enum layer_kind { LAYER_ATTN = 0, LAYER_SSM, LAYER_HYBRID, LAYER_KIND_COUNT } layer_kind;
+
+typedef enum rope_kind { ROPE_DEFAULT = 0, ROPE_LLAMA3, ROPE_LINEAR, ROPE_KIND_COUNT } rope_kind;
+
+typedef struct rope_cfg {
+    rope_kind kind;
+    float     theta;
+    float     factor;            // llama3 / linear
+    float     low_freq_factor;   // llama3
+    float     high_freq_factor;  // llama3
+    int       orig_max_pos;      // llama3 original_max_position_embeddings
+} rope_cfg;
+
+typedef struct model_cfg {
+    model_arch arch;
+    int   d_model, n_layer, vocab, d_ff, max_seq;
+    float norm_eps;
+    bool  tie_embeddings;
+    bool  has_mlp;
+    // attention (teacher layers, and the kept heads of hybrid layers)
+    int      n_head, n_kv_head, head_dim;
+    bool     attn_bias, mlp_bias;
+    rope_cfg rope;
+    // recurrent mixers
+    ssm_cfg ssm;
+    bool    ssm_bias;   // in_proj / out_proj biases
+    bool    conv_bias;  // conv1d bias
+    // per layer
+    layer_kind kind[MODEL_MAX_LAYERS];
+    int        n_keep[MODEL_MAX_LAYERS];       // hybrid: number of kept attention heads
+    int       *keep_heads[MODEL_MAX_LAYERS];   // hybrid: which teacher heads (owned)
+    int   bos, eos;
+    char  src_format[16]; // "hf", "llama2c"
+} model_cfg;
+
+// A named view into the parameter buffer.
+typedef struct param_info {
+    char    name[MODEL_NAME_MAX];
+    int     ndim;
+    int64_t shape[4];
+    size_t  offset, numel; // in floats
+    bool    optional;      // may be absent from a checkpoint (tied head, ...)
+} param_info;
+
+typedef struct layer_weights {
+    // attention
+    float *attn_norm;       // [d]
+    float *wq, *wk, *wv;    // [H*hd, d], [KV*hd, d], [KV*hd, d]   (kept heads only in hybrids)
+    float *wo;              // [d, H*hd]
+    float *bq, *bk, *bv, *bo;
+    // recurrent mixer
+    ssm_weights ssm;
+    // hybrid combiner
+    float *adapter_w, *adapter_b; // [d, d], [d]
+    // MLP
+    float *ffn_norm;        // [d]
+    float *w_gate, *w_up;   // [F, d]
+    float *w_down;          // [d, F]
+} layer_weights;
+
+struct molt_model {
+    model_cfg      cfg;
+    param_info    *params;
+    int            n_params, cap_params;
+    float         *data;        // all parameters, 64-byte aligned
+    size_t         n_floats;
+    float         *embed;       // [V, d]
+    float         *final_norm;  // [d]
+    float         *lm_head;     // [V, d] (== embed when tied)
+    layer_weights  layers[MODEL_MAX_LAYERS];
+    float         *rope_cos, *rope_sin; // [max_seq, hd/2]
+    molt_tokenizer *tok;        // owned, may be NULL
+};
+
+const char *model_arch_name(model_arch a);
+bool        model_arch_parse(const char *s, model_arch *out);
+
+// Config → parameter table → one allocation → views. Parameters are zeroed.
+molt_status model_alloc(molt_ctx *ctx, const model_cfg *cfg, molt_model **out);
+void        model_free_cfg(model_cfg *cfg);
+param_info *model_param(const molt_model *m, const char *name);
+float      *model_param_data(const molt_model *m, const char *name);
+// Validates cfg (head counts divide, dims positive, ...). msg names the key.
+molt_status model_cfg_check(molt_ctx *ctx, const char *what, const model_cfg *cfg);
+// Recomputes RoPE tables (after cfg change).
+molt_status model_init_rope(molt_ctx *ctx, molt_model *m);
+
+// Loaders (model_load.c, llama2c.c, config.c)
+molt_status model_cfg_from_json(molt_ctx *ctx, const char *what, const char *json, size_t len,
+                                model_cfg *cfg);
+molt_status model_cfg_to_json(molt_ctx *ctx, const model_cfg *cfg, char **json);
+molt_status model_load_hf(molt_ctx *ctx, const char *dir, molt_model **out);
+molt_status model_load_llama2c(molt_ctx *ctx, const char *path, molt_model **out);
+
+// Sizes
+int64_t model_kv_bytes_per_token(const model_cfg *cfg);
+int64_t model_state_bytes(const model_cfg *cfg);
+
+#endif

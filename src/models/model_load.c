@@ -1,0 +1,261 @@
+/*
+ * model_load.c — molt_model_load / molt_model_save: one entry point that
+ * recognises an HF-style directory (config.json + safetensors, single or
+ * sharded) or a llama2.c checkpoint, checks every tensor against the config
+ * (name, dtype, shape), and the writer that produces the same layout back.
+ */
+#include "io/fileio.h"
+#include "io/safetensors.h"
+#include "models/model.h"
+#include "tok/tokenizer.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define CONFIG_MAX_BYTES (16u << 20)
+
+// ----------------------------------------------------------------------------
+// tensors: every declared parameter must be present with its exact shape
+
+static bool shape_matches(const st_tensor *t, const param_info *p) {
+    if ((size_t)t->numel != p->numel)
+        return false;
+    if (t->ndim == p->ndim) {
+        for (int i = 0; i < p->ndim; i++)
+            if (t->shape[i] != p->shape[i])
+                return false;
+        return true;
+    }
+    // conv1d weights are [C,1,K] in PyTorch checkpoints and [C,K] in some exports
+    if (p->ndim == 3 && p->shape[1] == 1 && t->ndim == 2)
+        return t->shape[0] == p->shape[0] && t->shape[1] == p->shape[2];
+    return false;
+}
+
+static void fmt_shape(char *buf, size_t cap, int ndim, const int64_t *shape) {
+    size_t n = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < ndim && n < cap; i++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (n < cap)
+        snprintf(buf + n, cap - n, "]");
+}
+
+static molt_status load_tensors(molt_ctx *ctx, molt_model *m, const st_file *f, const char *dir) {
+    for (int i = 0; i < m->n_params; i++) {
+        const param_info *p = &m->params[i];
+        const st_tensor *t = st_find(f, p->name);
+        if (!t) {
+            if (p->optional)
+                continue;
+            return molt__err(ctx, MOLT_ERR_MISSING,
+                             "%s: tensor '%s' is missing (needed by model_type %s)", dir, p->name,
+                             model_arch_name(m->cfg.arch));
+        }
+        if (t->dtype != ST_F32 && t->dtype != ST_BF16 && t->dtype != ST_F16 &&
+            t->dtype != ST_F64)
+            return molt__err(ctx, MOLT_ERR_FORMAT, "%s: tensor '%s' has dtype %s (expected F32, "
+                                                   "BF16 or F16)",
+                             st_shard_path(f, t->shard), p->name, st_dtype_name(t->dtype));
+        if (!shape_matches(t, p)) {
+            char a[96], b[96];
+            fmt_shape(a, sizeof a, t->ndim, t->shape);
+            fmt_shape(b, sizeof b, p->ndim, p->shape);
+            return molt__err(ctx, MOLT_ERR_SHAPE,
+                             "%s: tensor '%s' has shape %s but config.json implies %s",
+                             st_shard_path(f, t->shard), p->name, a, b);
+        }
+        molt_status st = st_read_f32(ctx, t, m->data + p->offset);
+        if (st != MOLT_OK)
+            return st;
+    }
+    // tensors molt does not use are reported, not fatal (e.g. rotary inv_freq buffers)
+    for (int i = 0; i < st_count(f); i++) {
+        const st_tensor *t = st_at(f, i);
+        if (!model_param(m, t->name) && !(m->cfg.tie_embeddings && !strcmp(t->name, "lm_head.weight")))
+            molt__log(MOLT_LOG_INFO, "%s: ignoring unused tensor '%s'", dir, t->name);
+    }
+    return MOLT_OK;
+}
+
+// ----------------------------------------------------------------------------
+// tokenizer lookup beside a model
+
+static molt_status load_tokenizer_near(molt_ctx *ctx, molt_model *m, const char *dir,
+                                       const molt_load_opts *opts) {
+    if (opts && opts->no_tokenizer)
+        return MOLT_OK;
+    char path[4096];
+    const char *use = NULL;
+    if (opts && opts->tokenizer_path) {
+        use = opts->tokenizer_path;
+    } else {
+        static const char *const names[] = {"tokenizer.json", "tokenizer.bin", "tokenizer.model"};
+        for (size_t i = 0; i < sizeof names / sizeof names[0] && !use; i++) {
+            fio_join(path, sizeof path, dir, names[i]);
+            if (fio_exists(path))
+                use = path;
+        }
+        if (!use) { // llama2.c custom vocabularies are named tok<V>.bin
+            char name[64];
+            snprintf(name, sizeof name, "tok%d.bin", m->cfg.vocab);
+            fio_join(path, sizeof path, dir, name);
+            if (fio_exists(path))
+                use = path;
+        }
+    }
+    if (!use) {
+        molt__log(MOLT_LOG_INFO, "%s: no tokenizer found beside the model", dir);
+        return MOLT_OK;
+    }
+    molt_status st = molt_tokenizer_load(ctx, use, m->cfg.vocab, &m->tok);
+    if (st != MOLT_OK)
+        return st;
+    if (molt_tokenizer_vocab(m->tok) > m->cfg.vocab) {
+        int32_t tv = molt_tokenizer_vocab(m->tok);
+        molt_tokenizer_free(m->tok);
+        m->tok = NULL;
+        return molt__err(ctx, MOLT_ERR_SHAPE, "%s: tokenizer has %d tokens but the model's vocab "
+                                              "is %d",
+                         use, tv, m->cfg.vocab);
+    }
+    if (m->cfg.bos >= 0 || m->cfg.eos >= 0)
+        tok_set_special(m->tok, m->cfg.bos >= 0 ? m->cfg.bos : molt_tokenizer_bos(m->tok),
+                        m->cfg.eos >= 0 ? m->cfg.eos : molt_tokenizer_eos(m->tok));
+    return MOLT_OK;
+}
+
+// ----------------------------------------------------------------------------
+// HF directory
+
+molt_status model_load_hf(molt_ctx *ctx, const char *dir, molt_model **out) {
+    *out = NULL;
+    char path[4096];
+    fio_join(path, sizeof path, dir, "config.json");
+    char *json = NULL;
+    size_t len = 0;
+    molt_status st = fio_read_all(ctx, path, CONFIG_MAX_BYTES, &json, &len);
+    if (st != MOLT_OK)
+        return st;
+    model_cfg cfg;
+    st = model_cfg_from_json(ctx, path, json, len, &cfg);
+    molt__free(json);
+    if (st != MOLT_OK)
+        return st;
+    molt_model *m = NULL;
+    st = model_alloc(ctx, &cfg, &m);
+    model_free_cfg(&cfg);
+    if (st != MOLT_OK)
+        return st;
+    st_file *f = NULL;
+    if ((st = st_open(ctx, dir, &f)) == MOLT_OK) {
+        st = load_tensors(ctx, m, f, dir);
+        st_close(f);
+    }
+    if (st != MOLT_OK) {
+        molt_model_free(m);
+        return st;
+    }
+    *out = m;
+    return MOLT_OK;
+}
+
+// ----------------------------------------------------------------------------
+// public entry points
+
+static void dirname_of(char *out, size_t cap, const char *path) {
+    snprintf(out, cap, "%s", path);
+    char *slash = strrchr(out, '/');
+    if (slash)
+        *slash = 0;
+    else
+        snprintf(out, cap, ".");
+}
+
+static bool ends_with(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+molt_status molt_model_load(molt_ctx *ctx, const char *path, const molt_load_opts *opts,
+                            molt_model **out) {
+    *out = NULL;
+    if (!path || !*path)
+        return molt__err(ctx, MOLT_ERR_ARG, "no model path given");
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return molt__err(ctx, MOLT_ERR_IO, "%s: no such file or directory", path);
+    char dir[4096];
+    molt_model *m = NULL;
+    molt_status st;
+    if (S_ISDIR(sb.st_mode)) {
+        snprintf(dir, sizeof dir, "%s", path);
+        st = model_load_hf(ctx, dir, &m);
+    } else if (ends_with(path, ".json") || ends_with(path, ".safetensors")) {
+        dirname_of(dir, sizeof dir, path);
+        st = model_load_hf(ctx, dir, &m);
+    } else {
+        dirname_of(dir, sizeof dir, path);
+        st = model_load_llama2c(ctx, path, &m);
+    }
+    if (st != MOLT_OK)
+        return st;
+    if ((st = load_tokenizer_near(ctx, m, dir, opts)) != MOLT_OK) {
+        molt_model_free(m);
+        return st;
+    }
+    *out = m;
+    return MOLT_OK;
+}
+
+molt_status molt_model_save(molt_ctx *ctx, const molt_model *m, const char *dir,
+                            const char *dtype) {
+    st_dtype dt = ST_F32;
+    if (dtype && !strcmp(dtype, "bf16"))
+        dt = ST_BF16;
+    else if (dtype && !strcmp(dtype, "f16"))
+        dt = ST_F16;
+    else if (dtype && strcmp(dtype, "f32") != 0)
+        return molt__err(ctx, MOLT_ERR_ARG, "dtype \"%s\" (expected f32, bf16 or f16)", dtype);
+    molt_status st = fio_mkdir_p(ctx, dir);
+    if (st != MOLT_OK)
+        return st;
+    char path[4096];
+    // weights
+    st_wtensor *ts = molt__calloc((size_t)m->n_params, sizeof *ts);
+    if (!ts)
+        return molt__err(ctx, MOLT_ERR_OOM, "out of memory saving %s", dir);
+    for (int i = 0; i < m->n_params; i++) {
+        const param_info *p = &m->params[i];
+        ts[i].name = p->name;
+        ts[i].dtype = dt;
+        ts[i].ndim = p->ndim;
+        memcpy(ts[i].shape, p->shape, sizeof(int64_t) * (size_t)p->ndim);
+        ts[i].data = m->data + p->offset;
+    }
+    static const char *const meta[] = {"format", "pt", "producer", "molt", NULL};
+    fio_join(path, sizeof path, dir, "model.safetensors");
+    st = st_write(ctx, path, ts, m->n_params, meta);
+    molt__free(ts);
+    if (st != MOLT_OK)
+        return st;
+    // config
+    char *json = NULL;
+    if ((st = model_cfg_to_json(ctx, &m->cfg, &json)) != MOLT_OK)
+        return st;
+    fio_join(path, sizeof path, dir, "config.json");
+    st = fio_write_atomic(ctx, path, json, strlen(json));
+    molt__free(json);
+    if (st != MOLT_OK)
+        return st;
+    // tokenizer, in the format it came in
+    if (m->tok) {
+        const char *name = tok_kind_of(m->tok) == TOK_BPE_JSON  ? "tokenizer.json"
+                           : tok_kind_of(m->tok) == TOK_LLAMA2C ? "tokenizer.bin"
+                                                                : "tokenizer.model";
+        fio_join(path, sizeof path, dir, name);
+        if ((st = tok_save(ctx, m->tok, path)) != MOLT_OK)
+            return st;
+    }
+    return MOLT_OK;
+}

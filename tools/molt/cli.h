@@ -1,0 +1,46 @@
+/*
+ * cli.h — shared pieces of the molt command-line tool: option parsing
+ * helpers, error reporting (one line + optional HINT, non-zero exit), the
+ * progress bar. The CLI uses only the public header include/molt.h.
+ */
+#ifndef MOLT_CLI_H
+#define MOLT_CLI_H
+
+#include "molt.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+// Exit codes: 0 ok, 1 runtime failure, 2 usage error.
+enum { EXIT_USAGE = 2 };
+
+int  cli_fail(molt_ctx *ctx, const char *what);               // prints "molt: error: ..." → 1
+int  cli_usage_error(const char *cmd, const char *fmt, ...);  // prints usage error → 2
+// Parses a whole number / float option value, or prints an error and returns false.
+bool cli_int(const char *cmd, const char *opt, const char *val, long lo, long hi, long *out);
+bool cli_float(const char *cmd, const char *opt, const char *val, double lo, double hi,
+               double *out);
+// Option with a value: matches "-x V", "--long V" and "--long=V". *i advances.
+bool cli_opt(int argc, char **argv, int *i, const char *s, const char *l, const char **val);
+// Loads a model, printing the error on failure.
+molt_model *cli_load_model(molt_ctx *ctx, const char *path, const char *tokenizer);
+// Reads a whole file (malloc'd, NUL-terminated); NULL + message on failure.
+char *cli_read_file(const char *path, size_t *len);
+
+typedef struct progress {
+    const char *label;
+    double      t0, last;
+    bool        tty;
+    const char *unit;
+} progress;
+void progress_start(progress *p, const char *label, const char *unit);
+void progress_update(int64_t done, int64_t total, void *p); // molt_progress_fn
+void progress_end(progress *p, int64_t done);
+
+int cmd_generate(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+
+#endif

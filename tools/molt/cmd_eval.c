@@ -1,0 +1,180 @@
+/*
+ * cmd_eval.c — `molt eval MODEL --text FILE [--window W] [--sep STR]
+ * [--max-tokens N] [--json]`: mean next-token loss over a text file.
+ *
+ * Documents: without --sep the file is one document, [BOS] + tokens. With
+ * --sep STR (e.g. --sep '\n\n'; backslash escapes \n \t are understood) the
+ * file is split at STR and every non-empty document becomes [BOS] + tokens,
+ * all concatenated. The stream is then cut into fixed windows of W inputs
+ * (default: the model's context, at most 1024); each window starts from an
+ * empty state and every token but the first is predicted exactly once.
+ * Last stdout line: loss=<float> ppl=<float> tokens=<int>.
+ */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *USAGE =
+    "usage: molt eval MODEL --text FILE [options]\n"
+    "  --text FILE       UTF-8 text to score\n"
+    "  --window W        tokens per window (default: context, at most 1024)\n"
+    "  --sep STR         split FILE into documents at STR, each starting with BOS\n"
+    "  --max-tokens N    score only the first N tokens of the stream\n"
+    "  --tokenizer F     tokenizer file\n"
+    "  --threads N       threads (default 2)\n"
+    "  --json            print the result as JSON\n";
+
+static void unescape(char *s) {
+    char *o = s;
+    for (; *s; s++) {
+        if (*s == '\\' && s[1]) {
+            s++;
+            *o++ = *s == 'n' ? '\n' : *s == 't' ? '\t' : *s == 'r' ? '\r' : *s;
+        } else {
+            *o++ = *s;
+        }
+    }
+    *o = 0;
+}
+
+typedef struct ids_buf {
+    int32_t *v;
+    size_t   n, cap;
+} ids_buf;
+
+static bool push(ids_buf *b, const int32_t *x, size_t n) {
+    if (b->n + n > b->cap) {
+        size_t nc = (b->cap ? b->cap : 4096);
+        while (nc < b->n + n)
+            nc *= 2;
+        int32_t *nv = realloc(b->v, nc * sizeof *nv);
+        if (!nv)
+            return false;
+        b->v = nv;
+        b->cap = nc;
+    }
+    memcpy(b->v + b->n, x, n * sizeof *x);
+    b->n += n;
+    return true;
+}
+
+static bool add_doc(molt_ctx *ctx, const molt_tokenizer *tok, const char *s, size_t len,
+                    ids_buf *b) {
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (molt_tokenize(ctx, tok, s, len, molt_tokenizer_bos(tok) >= 0, &ids, &n) != MOLT_OK)
+        return false;
+    bool ok = push(b, ids, n);
+    molt_free(ids);
+    return ok;
+}
+
+int cmd_eval(int argc, char **argv) {
+    const char *model = NULL, *text = NULL, *tokp = NULL, *v;
+    char *sep = NULL;
+    long window = 0, threads = 2, max_tokens = 0;
+    bool json = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(USAGE, stdout);
+            return 0;
+        } else if (cli_opt(argc, argv, &i, NULL, "--text", &v)) {
+            if (!v)
+                return cli_usage_error("eval", "--text needs a file");
+            text = v;
+        } else if (cli_opt(argc, argv, &i, NULL, "--window", &v)) {
+            if (!v || !cli_int("eval", a, v, 1, 1L << 22, &window))
+                return EXIT_USAGE;
+        } else if (cli_opt(argc, argv, &i, NULL, "--max-tokens", &v)) {
+            if (!v || !cli_int("eval", a, v, 2, 1L << 40, &max_tokens))
+                return EXIT_USAGE;
+        } else if (cli_opt(argc, argv, &i, NULL, "--sep", &v)) {
+            if (!v || !*v)
+                return cli_usage_error("eval", "--sep needs a non-empty string");
+            free(sep);
+            sep = strdup(v);
+            unescape(sep);
+        } else if (cli_opt(argc, argv, &i, NULL, "--tokenizer", &v)) {
+            if (!v)
+                return cli_usage_error("eval", "--tokenizer needs a file");
+            tokp = v;
+        } else if (cli_opt(argc, argv, &i, NULL, "--threads", &v)) {
+            if (!v || !cli_int("eval", a, v, 1, 256, &threads))
+                return EXIT_USAGE;
+        } else if (!strcmp(a, "--json")) {
+            json = true;
+        } else if (a[0] == '-' && a[1]) {
+            return cli_usage_error("eval", "unknown option %s", a);
+        } else if (!model) {
+            model = a;
+        } else {
+            return cli_usage_error("eval", "unexpected argument \"%s\"", a);
+        }
+    }
+    if (!model || !text) {
+        free(sep);
+        return cli_usage_error("eval", model ? "no --text FILE given" : "no MODEL given");
+    }
+    size_t len;
+    char *buf = cli_read_file(text, &len);
+    if (!buf) {
+        free(sep);
+        return 1;
+    }
+    molt_ctx *ctx = molt_ctx_new();
+    molt_ctx_set_threads(ctx, (int)threads);
+    molt_model *m = cli_load_model(ctx, model, tokp);
+    int rc = 1;
+    ids_buf ids = {0};
+    if (!m)
+        goto out;
+    const molt_tokenizer *tok = molt_model_tokenizer(m);
+    if (!tok) {
+        fprintf(stderr, "molt: error: %s has no tokenizer\nHINT: pass --tokenizer FILE\n", model);
+        goto out;
+    }
+    bool ok = true;
+    if (sep) {
+        size_t sl = strlen(sep);
+        const char *p = buf, *end = buf + len;
+        while (ok && p < end) {
+            const char *q = strstr(p, sep);
+            const char *e = q ? q : end;
+            if (e > p)
+                ok = add_doc(ctx, tok, p, (size_t)(e - p), &ids);
+            p = q ? q + sl : end;
+        }
+    } else {
+        ok = add_doc(ctx, tok, buf, len, &ids);
+    }
+    if (!ok) {
+        cli_fail(ctx, text);
+        goto out;
+    }
+    if (max_tokens && ids.n > (size_t)max_tokens)
+        ids.n = (size_t)max_tokens;
+    progress pb;
+    progress_start(&pb, "eval", "tok");
+    molt_eval_result r;
+    if (molt_eval_tokens(ctx, m, ids.v, ids.n, (int32_t)window, progress_update, &pb, &r) !=
+        MOLT_OK) {
+        cli_fail(ctx, text);
+        goto out;
+    }
+    progress_end(&pb, r.tokens);
+    if (json)
+        printf("{\"model\": \"%s\", \"text\": \"%s\", \"loss\": %.6f, \"ppl\": %.4f, "
+               "\"tokens\": %lld, \"seconds\": %.3f}\n",
+               model, text, r.loss, r.ppl, (long long)r.tokens, r.seconds);
+    printf("loss=%.6f ppl=%.4f tokens=%lld\n", r.loss, r.ppl, (long long)r.tokens);
+    rc = 0;
+out:
+    free(ids.v);
+    free(buf);
+    free(sep);
+    molt_model_free(m);
+    molt_ctx_free(ctx);
+    return rc;
+}

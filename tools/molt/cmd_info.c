@@ -1,0 +1,101 @@
+/*
+ * cmd_info.c — `molt info MODEL [--json]`: architecture, parameter count,
+ * bytes of weights, KV-cache bytes per token, recurrent-state bytes per sequence.
+ */
+#include "cli.h"
+
+#include <string.h>
+
+static const char *USAGE = "usage: molt info MODEL [--tokenizer F] [--json]\n";
+
+static void human(char *b, size_t n, double bytes) {
+    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int i = 0;
+    while (bytes >= 1024 && i < 4) {
+        bytes /= 1024;
+        i++;
+    }
+    snprintf(b, n, i ? "%.2f %s" : "%.0f %s", bytes, u[i]);
+}
+
+int cmd_info(int argc, char **argv) {
+    const char *model = NULL, *tokp = NULL, *v;
+    bool json = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(USAGE, stdout);
+            return 0;
+        } else if (!strcmp(a, "--json")) {
+            json = true;
+        } else if (cli_opt(argc, argv, &i, NULL, "--tokenizer", &v)) {
+            if (!v)
+                return cli_usage_error("info", "--tokenizer needs a file");
+            tokp = v;
+        } else if (a[0] == '-' && a[1]) {
+            return cli_usage_error("info", "unknown option %s", a);
+        } else if (!model) {
+            model = a;
+        } else {
+            return cli_usage_error("info", "unexpected argument \"%s\"", a);
+        }
+    }
+    if (!model)
+        return cli_usage_error("info", "no MODEL given");
+    molt_ctx *ctx = molt_ctx_new();
+    molt_model *m = cli_load_model(ctx, model, tokp);
+    if (!m) {
+        molt_ctx_free(ctx);
+        return 1;
+    }
+    molt_model_info in;
+    molt_model_get_info(m, &in);
+    const molt_tokenizer *tok = molt_model_tokenizer(m);
+    static const int ctxs[] = {1024, 8192, 32768};
+    if (json) {
+        printf("{\"model\": \"%s\", \"arch\": \"%s\", \"n_layer\": %d, \"d_model\": %d, "
+               "\"vocab\": %d, \"d_ff\": %d, \"n_head\": %d, \"n_kv_head\": %d, \"head_dim\": %d, "
+               "\"d_state\": %d, \"ssm_heads\": %d, \"attn_heads_with_kv\": %d, \"max_seq\": %d, "
+               "\"n_params\": %lld, \"weight_bytes\": %lld, \"kv_bytes_per_token\": %lld, "
+               "\"state_bytes\": %lld, \"tokenizer_vocab\": %d, \"sequence_bytes\": {",
+               model, in.arch, in.n_layer, in.d_model, in.vocab, in.d_ff, in.n_head, in.n_kv_head,
+               in.head_dim, in.d_state, in.ssm_heads, in.n_attn_heads_kept, in.max_seq,
+               (long long)in.n_params, (long long)in.weight_bytes,
+               (long long)in.kv_bytes_per_token, (long long)in.state_bytes,
+               tok ? molt_tokenizer_vocab(tok) : 0);
+        for (int i = 0; i < 3; i++)
+            printf("%s\"%d\": %lld", i ? ", " : "", ctxs[i],
+                   (long long)(in.state_bytes + in.kv_bytes_per_token * ctxs[i]));
+        printf("}}\n");
+    } else {
+        char b1[32], b2[32], b3[32];
+        human(b1, sizeof b1, (double)in.weight_bytes);
+        human(b2, sizeof b2, (double)in.kv_bytes_per_token);
+        human(b3, sizeof b3, (double)in.state_bytes);
+        printf("model            %s\n", model);
+        printf("architecture     %s\n", in.arch);
+        printf("layers           %d\n", in.n_layer);
+        printf("d_model          %d\n", in.d_model);
+        printf("vocab            %d%s\n", in.vocab, tok ? "" : " (no tokenizer)");
+        if (in.d_ff)
+            printf("d_ff             %d\n", in.d_ff);
+        if (in.n_head)
+            printf("attention        %d query heads, %d kv heads, head_dim %d (%d heads hold a KV "
+                   "cache)\n",
+                   in.n_head, in.n_kv_head, in.head_dim, in.n_attn_heads_kept);
+        if (in.d_state)
+            printf("recurrent        %d heads, d_state %d\n", in.ssm_heads, in.d_state);
+        printf("context          %d\n", in.max_seq);
+        printf("parameters       %lld\n", (long long)in.n_params);
+        printf("weights          %s (fp32)\n", b1);
+        printf("KV cache         %s per token\n", b2);
+        printf("recurrent state  %s per sequence\n", b3);
+        for (int i = 0; i < 3; i++) {
+            human(b1, sizeof b1, (double)(in.state_bytes + in.kv_bytes_per_token * ctxs[i]));
+            printf("memory @ %-6d   %s per sequence\n", ctxs[i], b1);
+        }
+    }
+    molt_model_free(m);
+    molt_ctx_free(ctx);
+    return 0;
+}
