@@ -31,5 +31,6 @@ void k_add(float *y, const float *x, size_t n); // y += x
 
 // Threads used by BLAS / OpenMP regions (process-wide).
 void k_set_threads(int n);
+int  k_threads(void);
 
 #endif

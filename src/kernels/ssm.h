@@ -34,13 +34,16 @@ void ssd_scan_ref(float *y, float *state, const float *X, const float *dA, const
 void ssd_step(float *y, float *state, const float *X, const float *dA, const float *B,
               const float *C, int H, int P, int N, int G);
 // SSD chunked algorithm (chunk Q ≥ 1): intra-chunk quadratic form + inter-chunk
-// state passing. Same contract as ssd_scan_ref. work: ssd_chunked_work(...) floats.
+// state passing. Same contract as ssd_scan_ref. work: ssd_chunked_work(...) floats;
+// on return it starts with the states entering each chunk, [ceil(T/Q),H,P,N]
+// (layout documented in cpu/ssm.c).
 size_t ssd_chunked_work(int T, int H, int P, int N, int G, int Q);
 void   ssd_scan_chunked(float *y, float *state, const float *X, const float *dA, const float *B,
                         const float *C, int T, int H, int P, int N, int G, int Q, float *work);
 // M[H,T,T] (row = output t, col = input s): for s ≤ t
 //   M[h,t,s] = (C[t,g]·B[s,g]) · exp(Σ_{k=s+1..t} dA[k,h]) · (colscale ? colscale[s,h] : 1)
 // 0 above the diagonal; D[h] added on the diagonal when D is not NULL.
+// colscale [T,H] (Mamba-2: Δ, so that M acts on x while the scan takes x·Δ).
 void ssd_materialize(float *M, const float *dA, const float *B, const float *C,
                      const float *colscale, const float *D, int T, int H, int N, int G);
 

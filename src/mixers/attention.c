@@ -7,15 +7,20 @@
  */
 #include "mixers/attention.h"
 
+#include "core/pool.h"
 #include "kernels/kernels.h"
+
+#define MOLT_MAXI(a, b) ((a) > (b) ? (a) : (b))
 
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
 
-size_t attn_work(const attn_cfg *c, int T, int S) {
-    // q [T,H*hd], k/v new [T,KV*hd] each, heads [T,H*hd], scores [T,S]
-    return (size_t)T * (size_t)(2 * c->H * c->hd + 2 * c->KV * c->hd) + (size_t)T * (size_t)S;
+size_t attn_work(const attn_cfg *c, int T, int S, int nth) {
+    // q [T,H*hd], k/v new [T,KV*hd] each, heads [T,H*hd], scores [nth, max(T, H/KV), S]
+    size_t rows = (size_t)MOLT_MAXI(T, c->H / c->KV);
+    return (size_t)T * (size_t)(2 * c->H * c->hd + 2 * c->KV * c->hd) +
+           (size_t)MOLT_MAXI(nth, 1) * rows * (size_t)S;
 }
 
 void rope_apply(float *x, int T, int nh, int hd, int pos, const float *cos, const float *sin) {
@@ -45,49 +50,85 @@ static void softmax_causal(float *sc, int T, int S, int pos) {
     }
 }
 
-// heads[T, H*hd] from q[T, H*hd] and the cache (S = pos+T keys).
-static void attend(float *heads, const float *q, int T, int pos, const attn_cfg *c,
-                   const float *kc, const float *vc, int cap, float *scores) {
-    int H = c->H, hd = c->hd, grp = H / c->KV, S = pos + T;
+// Decode (one query per head): the grp query heads that share a KV head are
+// handled together, so each cached key/value row is read once per group.
+// scores: [grp, S].
+static void attend_one(float *heads, const float *q, int S, const attn_cfg *c, const float *kc,
+                       const float *vc, int cap, float *scores) {
+    int hd = c->hd, grp = c->H / c->KV;
     float scale = 1.0f / sqrtf((float)hd);
-    for (int h = 0; h < H; h++) {
-        const float *K = kc + (size_t)(h / grp) * cap * hd; // [S, hd]
-        const float *V = vc + (size_t)(h / grp) * cap * hd;
-        if (T == 1) {
-            const float *qh = q + (size_t)h * hd;
-            for (int s = 0; s < S; s++) {
-                const float *ks = K + (size_t)s * hd;
+    for (int j = 0; j < c->KV; j++) {
+        const float *K = kc + (size_t)j * cap * hd, *V = vc + (size_t)j * cap * hd;
+        const float *qg = q + (size_t)j * grp * hd;
+        for (int s = 0; s < S; s++) {
+            const float *ks = K + (size_t)s * hd;
+            for (int g = 0; g < grp; g++) {
+                const float *qh = qg + (size_t)g * hd;
                 float dot = 0.0f;
                 for (int i = 0; i < hd; i++)
                     dot += qh[i] * ks[i];
-                scores[s] = dot * scale;
+                scores[(size_t)g * S + s] = dot * scale;
             }
-            k_softmax(scores, S);
-            float *oh = heads + (size_t)h * hd;
-            memset(oh, 0, sizeof(float) * (size_t)hd);
-            for (int s = 0; s < S; s++) {
-                const float *vs = V + (size_t)s * hd;
-                float p = scores[s];
+        }
+        for (int g = 0; g < grp; g++)
+            k_softmax(scores + (size_t)g * S, S);
+        float *og = heads + (size_t)j * grp * hd;
+        memset(og, 0, sizeof(float) * (size_t)grp * hd);
+        for (int s = 0; s < S; s++) {
+            const float *vs = V + (size_t)s * hd;
+            for (int g = 0; g < grp; g++) {
+                float p = scores[(size_t)g * S + s], *oh = og + (size_t)g * hd;
                 for (int i = 0; i < hd; i++)
                     oh[i] += p * vs[i];
             }
-            continue;
         }
-        // scores[T,S] = Q_h[T,hd] · K[S,hd]ᵀ, then · scale (HF order: matmul, then scale)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, S, hd, 1.0f, q + (size_t)h * hd,
-                    H * hd, K, hd, 0.0f, scores, S);
-        for (size_t i = 0; i < (size_t)T * S; i++)
-            scores[i] *= scale;
-        softmax_causal(scores, T, S, pos);
-        // heads_h[T,hd] = P[T,S] · V[S,hd]
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, S, 1.0f, scores, S, V, hd,
-                    0.0f, heads + (size_t)h * hd, H * hd);
     }
+}
+
+typedef struct prefill_task {
+    float       *heads, *scores;
+    const float *q, *kc, *vc;
+    const attn_cfg *c;
+    int          T, pos, cap;
+} prefill_task;
+
+// worker ith of nth: heads h ≡ ith (mod nth), with its own [T,S] score block
+static void prefill_heads(void *arg, int ith, int nth) {
+    const prefill_task *j = arg;
+    int H = j->c->H, hd = j->c->hd, grp = H / j->c->KV, T = j->T, S = j->pos + j->T;
+    float scale = 1.0f / sqrtf((float)hd);
+    float *sc = j->scores + (size_t)ith * T * S;
+    for (int h = ith; h < H; h += nth) {
+        const float *K = j->kc + (size_t)(h / grp) * j->cap * hd; // [S, hd]
+        const float *V = j->vc + (size_t)(h / grp) * j->cap * hd;
+        // sc[T,S] = Q_h[T,hd] · K[S,hd]ᵀ, then · scale (HF order: matmul, then scale)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, S, hd, 1.0f, j->q + (size_t)h * hd,
+                    H * hd, K, hd, 0.0f, sc, S);
+        for (size_t i = 0; i < (size_t)T * S; i++)
+            sc[i] *= scale;
+        softmax_causal(sc, T, S, j->pos);
+        // heads_h[T,hd] = P[T,S] · V[S,hd]
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, S, 1.0f, sc, S, V, hd, 0.0f,
+                    j->heads + (size_t)h * hd, H * hd);
+    }
+}
+
+// heads[T, H*hd] from q[T, H*hd] and the cache (S = pos+T keys). Prefill: each
+// head's [T,S] score block is one sgemm, its output another; heads are spread
+// over nth pool threads.
+static void attend(float *heads, const float *q, int T, int pos, const attn_cfg *c,
+                   const float *kc, const float *vc, int cap, float *scores, int nth) {
+    if (T == 1) {
+        attend_one(heads, q, pos + 1, c, kc, vc, cap, scores);
+        return;
+    }
+    prefill_task j = {heads, scores, q, kc, vc, c, T, pos, cap};
+    molt_pool_run(MOLT_MAXI(1, nth < c->H ? nth : c->H), prefill_heads, &j);
 }
 
 void attn_forward(float *out, float *out_heads, const float *u, int T, int pos,
                   const attn_cfg *c, const attn_weights *w, float *kcache, float *vcache, int cap,
-                  const float *cos, const float *sin, float *work) {
+                  const float *cos, const float *sin, float *work, int nth) {
     int H = c->H, KV = c->KV, hd = c->hd, S = pos + T;
     float *q = work;                              // [T, H*hd]
     float *k = q + (size_t)T * H * hd;            // [T, KV*hd]
@@ -107,14 +148,14 @@ void attn_forward(float *out, float *out_heads, const float *u, int T, int pos,
             memcpy(vcache + dst, v + ((size_t)t * KV + j) * hd, sizeof(float) * (size_t)hd);
         }
     (void)S;
-    attend(heads, q, T, pos, c, kcache, vcache, cap, scores);
+    attend(heads, q, T, pos, c, kcache, vcache, cap, scores, nth);
     if (out_heads)
         memcpy(out_heads, heads, sizeof(float) * (size_t)T * H * hd);
     k_matmul(out, heads, w->wo, w->bo, T, H * hd, c->d, 0);
 }
 
 size_t attn_materialize_work(const attn_cfg *c, int T) {
-    return attn_work(c, T, T) + 2 * (size_t)c->KV * T * c->hd;
+    return attn_work(c, T, T, 1) + 2 * (size_t)c->KV * T * c->hd;
 }
 
 void attn_materialize(float *A, const float *u, int T, const attn_cfg *c, const attn_weights *w,

@@ -20,8 +20,9 @@ typedef struct attn_weights {
     const float *bq, *bk, *bv, *bo; // NULL when absent
 } attn_weights;
 
-// Scratch floats for attn_forward with T new tokens and up to S visible keys.
-size_t attn_work(const attn_cfg *c, int T, int S);
+// Scratch floats for attn_forward with T new tokens, up to S visible keys and
+// nth worker threads.
+size_t attn_work(const attn_cfg *c, int T, int S, int nth);
 
 // Applies RoPE in place to x[T, nh, hd] at positions pos..pos+T-1.
 // cos/sin: [max_pos, hd/2] tables.
@@ -30,9 +31,10 @@ void rope_apply(float *x, int T, int nh, int hd, int pos, const float *cos, cons
 // out[T,d] = attention(u[T,d]) for tokens at positions pos..pos+T-1, after
 // appending their keys/values to the cache (capacity cap ≥ pos+T).
 // out_heads (optional, [T, H*hd]): the per-head outputs before o_proj.
+// nth: threads for the prefill path (work must be sized for them).
 void attn_forward(float *out, float *out_heads, const float *u, int T, int pos,
                   const attn_cfg *c, const attn_weights *w, float *kcache, float *vcache, int cap,
-                  const float *cos, const float *sin, float *work);
+                  const float *cos, const float *sin, float *work, int nth);
 
 // A[H,T,T]: the softmax attention probabilities of u[T,d] from position 0
 // (row = query t, col = key s; zero above the diagonal). work: attn_work(c,T,T)

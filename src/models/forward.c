@@ -53,7 +53,7 @@ void layer_attn(const molt_model *m, int l, attn_cfg *c, attn_weights *w) {
 // ----------------------------------------------------------------------------
 // sequence state
 
-static size_t scratch_floats(const molt_model *m, int chunk, int cap) {
+static size_t scratch_floats(const molt_model *m, int chunk, int cap, int nth) {
     const model_cfg *c = &m->cfg;
     size_t T = (size_t)chunk, d = (size_t)c->d_model;
     size_t n = 4 * T * d; // x, u, mix, s (hybrid SSM output)
@@ -65,7 +65,7 @@ static size_t scratch_floats(const molt_model *m, int chunk, int cap) {
             attn_cfg ac;
             attn_weights aw;
             layer_attn(m, l, &ac, &aw);
-            mixer = MOLT_MAX(mixer, attn_work(&ac, chunk, cap));
+            mixer = MOLT_MAX(mixer, attn_work(&ac, chunk, cap, nth));
         }
         if (c->kind[l] != LAYER_ATTN)
             mixer = MOLT_MAX(mixer, ssm_mixer_work(&c->ssm, chunk));
@@ -100,7 +100,8 @@ molt_status molt_seq_new(molt_ctx *ctx, const molt_model *m, int32_t max_len, mo
             total += ssm_state_floats(&c->ssm);
     }
     s->state_floats = total;
-    total += scratch_floats(m, s->chunk, cap);
+    s->nth = molt_ctx_threads(ctx);
+    total += scratch_floats(m, s->chunk, cap, s->nth);
     s->buf = molt__malloc_aligned(total * sizeof(float));
     if (!s->buf) {
         molt__free(s);
@@ -201,7 +202,7 @@ static void forward_piece(molt_seq *s, const int32_t *ids, int T, float *logits,
             attn_weights aw;
             layer_attn(m, l, &ac, &aw);
             attn_forward(mix, NULL, u, T, s->pos, &ac, &aw, s->k[l], s->v[l], s->cap,
-                         m->rope_cos, m->rope_sin, work);
+                         m->rope_cos, m->rope_sin, work, s->nth);
         } else if (c->kind[l] == LAYER_SSM) {
             ssm_mixer_forward(mix, u, T, &c->ssm, &w->ssm, &s->ssm[l], mode, work);
         } else {
@@ -210,7 +211,7 @@ static void forward_piece(molt_seq *s, const int32_t *ids, int T, float *logits,
             layer_attn(m, l, &ac, &aw);
             ssm_mixer_forward(sb, u, T, &c->ssm, &w->ssm, &s->ssm[l], mode, work);
             attn_forward(mix, NULL, u, T, s->pos, &ac, &aw, s->k[l], s->v[l], s->cap,
-                         m->rope_cos, m->rope_sin, work);
+                         m->rope_cos, m->rope_sin, work, s->nth);
             hybrid_match_stats(mix, sb, T, d);
             // adapter(a') then average with s; u is free to reuse as the adapter output
             k_matmul(u, mix, w->adapter_w, w->adapter_b, T, d, d, 0);
@@ -248,7 +249,7 @@ molt_status molt_seq_feed(molt_ctx *ctx, molt_seq *s, const int32_t *ids, int32_
         if (ids[i] < 0 || ids[i] >= c->vocab)
             return molt__err(ctx, MOLT_ERR_ARG, "token id %d at position %d is outside the vocab "
                                                 "(0..%d)", ids[i], i, c->vocab - 1);
-    k_set_threads(molt_ctx_threads(ctx));
+    k_set_threads(MOLT_MIN(molt_ctx_threads(ctx), s->nth));
     for (int i = 0; i < n; i += s->chunk) {
         int T = MOLT_MIN(s->chunk, n - i);
         bool last = i + T == n;

@@ -11,6 +11,7 @@
 struct molt_seq {
     const molt_model *m;
     int32_t cap, pos, chunk;
+    int     nth;                                        // threads the scratch is sized for
     float  *k[MODEL_MAX_LAYERS], *v[MODEL_MAX_LAYERS]; // [KV, cap, hd] (attention layers)
     ssm_state ssm[MODEL_MAX_LAYERS];                    // (recurrent layers)
     size_t  state_floats;                               // KV + recurrent state

@@ -167,8 +167,10 @@ static molt_status parse_merges(molt_ctx *ctx, molt_tokenizer *t, const char *wh
                                 const molt_tokenizer *keys, const cJSON *merges) {
     int n = cJSON_GetArraySize(merges);
     molt_status st = tok__pairmap_init(ctx, &t->merges, (size_t)n);
-    if (st != MOLT_OK)
-        return molt__err(ctx, st, "%s: out of memory for %d merges", what, n);
+    if (st != MOLT_OK) {
+        molt__err_prefix(ctx, "%s", what);
+        return st;
+    }
     char  *cat = molt__malloc(2 * (size_t)keys->max_len + 2);
     if (!cat)
         return molt__err(ctx, MOLT_ERR_OOM, "%s: out of memory", what);
@@ -305,7 +307,7 @@ static molt_status hf_build(molt_ctx *ctx, molt_tokenizer *t, const char *what, 
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     if (!cJSON_IsObject(model))
         return molt__err(ctx, MOLT_ERR_FORMAT, "%s: no \"model\" object", what);
-    const char *ty = json_type(model);
+    const char *ty = json_type(model); // absent in files older than tokenizers 0.9: BPE
     if (ty && strcmp(ty, "BPE") != 0)
         return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "%s: model type '%s' (only BPE)", what, ty);
     const char *opt[] = {"continuing_subword_prefix", "end_of_word_suffix"};

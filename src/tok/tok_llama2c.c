@@ -329,6 +329,7 @@ size_t tok__piece_llama2c(const molt_tokenizer *t, int32_t prev_id, int32_t id, 
         }
     }
     n = MOLT_MIN(n, cap);
-    memcpy(out, p, n);
+    if (n)
+        memcpy(out, p, n);
     return n;
 }

@@ -134,7 +134,8 @@ size_t tok_piece(const molt_tokenizer *t, int32_t prev_id, int32_t id, char *out
     if (t->kind == TOK_LLAMA2C)
         return tok__piece_llama2c(t, prev_id, id, out, cap);
     size_t n = MOLT_MIN((size_t)t->len[id], cap);
-    memcpy(out, t->arena + t->off[id], n);
+    if (n)
+        memcpy(out, t->arena + t->off[id], n);
     return n;
 }
 

@@ -15,6 +15,7 @@
 
 #include "tok/tokenizer.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -301,8 +302,69 @@ static void pcre_free(void *p, void *user) {
     molt__free(p);
 }
 
+// PCRE2's \s (with UCP) is \p{Z}, \h and \v, and its \h keeps U+180E
+// MONGOLIAN VOWEL SEPARATOR, which stopped being a space in Unicode 6.3. The
+// engines HF and tiktoken use (Oniguruma, Rust regex) take \s as the Unicode
+// White_Space property, so \s and \S are rewritten to that explicit set.
+// (\S inside a character class cannot be rewritten without class
+// subtraction; it keeps PCRE2's meaning.)
+// What remains different is the Unicode version of the tables: PCRE2 10.42
+// has Unicode 14, the references 15+, so \p{L} / \p{N} on characters first
+// assigned in Unicode 15 (Kawi, Nag Mundari, Kaktovik numerals) can differ.
+#define WS_SET "\\t-\\r\\x{20}\\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}" \
+               "\\x{202f}\\x{205f}\\x{3000}"
+
+static char *rewrite_spaces(const char *p) {
+    size_t n = strlen(p), n_esc = 0;
+    for (size_t i = 0; i + 1 < n; i++)
+        if (p[i] == '\\')
+            n_esc += p[++i] == 's' || p[i] == 'S';
+    char *out = molt__malloc(n + n_esc * (sizeof WS_SET + 3) + 1), *o = out;
+    if (!out)
+        return NULL;
+    bool in_class = false;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (c == '\\' && i + 1 < n) {
+            char e = p[++i];
+            if (e == 's' || (e == 'S' && !in_class)) {
+                o += sprintf(o, in_class ? "%s" : e == 's' ? "[%s]" : "[^%s]", WS_SET);
+            } else if (e == 'Q') { // \Q...\E: literal text, copied as is
+                const char *end = strstr(p + i + 1, "\\E");
+                size_t      k = end ? (size_t)(end - p) + 2 : n;
+                memcpy(o, p + i - 1, k - (i - 1));
+                o += k - (i - 1);
+                i = k - 1;
+            } else {
+                *o++ = '\\';
+                *o++ = e;
+            }
+            continue;
+        }
+        *o++ = c;
+        if (!in_class && c == '[') {
+            in_class = true;
+            if (i + 1 < n && p[i + 1] == '^')
+                *o++ = p[++i];
+            if (i + 1 < n && p[i + 1] == ']') // a leading ']' is a literal
+                *o++ = p[++i];
+        } else if (in_class && c == '[' && i + 1 < n && p[i + 1] == ':') {
+            const char *end = strstr(p + i + 2, ":]"); // POSIX class [:alpha:]
+            if (end) {
+                size_t k = (size_t)(end - p) + 2;
+                memcpy(o, p + i + 1, k - i - 1);
+                o += k - i - 1;
+                i = k - 1;
+            }
+        } else if (in_class && c == ']')
+            in_class = false;
+    }
+    *o = 0;
+    return out;
+}
+
 molt_status tok__add_split(molt_ctx *ctx, molt_tokenizer *t, const char *what,
-                           const char *pattern) {
+                           const char *pattern_in) {
     if (t->n_split >= TOK_MAX_SPLITS)
         return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "%s: more than %d regex pre-tokenizers", what,
                          TOK_MAX_SPLITS);
@@ -312,8 +374,12 @@ molt_status tok__add_split(molt_ctx *ctx, molt_tokenizer *t, const char *what,
             return molt__err(ctx, MOLT_ERR_OOM, "%s: out of memory (regex)", what);
     }
     pcre2_compile_context *cc = pcre2_compile_context_create(t->pcre_gctx);
-    if (!cc)
+    char                  *pattern = rewrite_spaces(pattern_in);
+    if (!cc || !pattern) {
+        pcre2_compile_context_free(cc);
+        molt__free(pattern);
         return molt__err(ctx, MOLT_ERR_OOM, "%s: out of memory (regex)", what);
+    }
     int        err = 0;
     PCRE2_SIZE eoff = 0;
     // UTF + UCP: \s, \p{L}, \p{N} and (?i) case folding are Unicode-wide, as
@@ -321,14 +387,13 @@ molt_status tok__add_split(molt_ctx *ctx, molt_tokenizer *t, const char *what,
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED,
                                    PCRE2_UTF | PCRE2_UCP, &err, &eoff, cc);
     pcre2_compile_context_free(cc);
+    molt__free(pattern);
     if (!re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(err, msg, sizeof msg);
-        molt_status code = err == PCRE2_ERROR_HEAPLIMIT || err == PCRE2_ERROR_NOMEMORY
-                               ? MOLT_ERR_OOM
-                               : MOLT_ERR_FORMAT;
-        return molt__err(ctx, code, "%s: pre-tokenizer regex does not compile at offset %zu: %s",
-                         what, (size_t)eoff, (const char *)msg);
+        molt_status code = err == PCRE2_ERROR_HEAP_FAILED ? MOLT_ERR_OOM : MOLT_ERR_FORMAT;
+        return molt__err(ctx, code, "%s: pre-tokenizer regex does not compile: %s", what,
+                         (const char *)msg);
     }
     // JIT is an optimisation only: when it is unavailable (or out of
     // executable memory) pcre2_match runs the interpreter on the same code.

@@ -32,7 +32,7 @@ int cli_fail(molt_ctx *ctx, const char *what) {
 int cli_usage_error(const char *cmd, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "molt %s: ", cmd);
+    fprintf(stderr, "molt %s: error: ", cmd);
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\nHINT: molt %s --help\n", cmd);
     va_end(ap);

@@ -4,20 +4,82 @@
  */
 #include "kernels/kernels.h"
 
+#include "core/pool.h"
+
 #include <cblas.h>
 #include <math.h>
-#include <omp.h>
+#include <stdbool.h>
 #include <string.h>
+
+#define MIN_INT(a, b) ((a) < (b) ? (a) : (b))
+
+// Threading policy: molt's pool (core/pool.h) owns every thread. OpenBLAS is
+// kept single-threaded and called from pool workers on disjoint output blocks,
+// so small shapes never pay for waking BLAS threads and nothing oversubscribes.
+static int  g_threads = 1;
+static bool g_blas_single;
 
 void k_set_threads(int n) {
     if (n < 1)
         n = 1;
-    openblas_set_num_threads(n);
-    omp_set_num_threads(n);
+    if (!g_blas_single) {
+        openblas_set_num_threads(1);
+        g_blas_single = true;
+    }
+    g_threads = n;
 }
+
+int k_threads(void) { return g_threads; }
 
 // ----------------------------------------------------------------------------
 // matmul
+
+// y[out] = W[out,in] · x[in] for small shapes: no BLAS call overhead.
+// Eight independent partial sums let the compiler vectorize without -ffast-math.
+static void matvec_small(float *y, const float *x, const float *W, int in, int out,
+                         int accumulate) {
+    for (int o = 0; o < out; o++) {
+        const float *w = W + (size_t)o * in;
+        float acc[8] = {0};
+        int i = 0;
+        for (; i + 8 <= in; i += 8)
+            for (int k = 0; k < 8; k++)
+                acc[k] += w[i + k] * x[i + k];
+        float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+        for (; i < in; i++)
+            s += w[i] * x[i];
+        y[o] = accumulate ? y[o] + s : s;
+    }
+}
+
+// one output block [o0, o1) of y[T,out] = x·Wᵀ (+beta·y)
+static void gemm_block(float *y, const float *x, const float *W, int T, int in, int out, int o0,
+                       int o1, float beta) {
+    if (o1 <= o0)
+        return;
+    if (T == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, o1 - o0, in, 1.0f, W + (size_t)o0 * in, in, x, 1,
+                    beta, y + o0, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, o1 - o0, in, 1.0f, x, in,
+                    W + (size_t)o0 * in, in, beta, y + o0, out);
+}
+
+typedef struct mm_task {
+    float       *y;
+    const float *x, *W;
+    int          T, in, out;
+    float        beta;
+} mm_task;
+
+// thread ith of nth computes output features [o0, o1), in multiples of 16
+// (whole cache lines of y)
+static void mm_run(void *arg, int ith, int nth) {
+    const mm_task *j = arg;
+    int per = ((j->out + nth - 1) / nth + 15) & ~15;
+    int o0 = ith * per, o1 = MIN_INT(j->out, o0 + per);
+    gemm_block(j->y, j->x, j->W, j->T, j->in, j->out, o0, o1, j->beta);
+}
 
 void k_matmul(float *y, const float *x, const float *W, const float *bias, int T, int in, int out,
               int accumulate) {
@@ -33,11 +95,18 @@ void k_matmul(float *y, const float *x, const float *W, const float *bias, int T
                     y[(size_t)t * out + o] += bias[o];
         }
     }
-    if (T == 1)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, W, in, x, 1, beta, y, 1);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, out, in, 1.0f, x, in, W, in, beta,
-                    y, out);
+    if (T == 1 && (size_t)in * (size_t)out <= (1u << 15)) {
+        matvec_small(y, x, W, in, out, beta != 0.0f);
+        return;
+    }
+    double flops = 2.0 * T * (double)in * out;
+    int nth = g_threads;
+    if (nth <= 1 || flops < 1e6 || out < 32 * nth) {
+        gemm_block(y, x, W, T, in, out, 0, out, beta);
+        return;
+    }
+    mm_task job = {y, x, W, T, in, out, beta};
+    molt_pool_run(nth, mm_run, &job);
 }
 
 void k_matmul_ref(float *y, const float *x, const float *W, const float *bias, int T, int in,

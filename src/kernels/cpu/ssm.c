@@ -12,12 +12,17 @@
  *
  * Layouts (row-major): X, y [T,H,P]; dA [T,H]; B, C [T,G,N]; state [H,P,N].
  *
- * Numerics: everything is fp32 (as the reference implementations), except
- * that ssd_scan_ref, the oracle twin, accumulates its output dot products in
- * double. Decays are only ever exp() of a sum of dA over a segment that is
- * accumulated directly (the masked-cumsum form of `segsum`), never a
- * difference of two long prefix sums, so no cancellation; with dA ≤ 0 every
- * exponent is ≤ 0.
+ * Numerics: everything is fp32, as the reference implementations. ssd_scan_ref
+ * (the plain twin of the fast paths) runs one scalar float recurrence per
+ * (h, p, n) and needs no scratch; the tests hold all paths to a double oracle.
+ * Decays are only ever exp() of a sum of dA over a segment that is
+ * accumulated directly from its start (the masked-cumsum form of `segsum`),
+ * never a difference of two long prefix sums, so there is no cancellation;
+ * with dA ≤ 0 every exponent is ≤ 0. Dot products use 8 fixed partial sums
+ * (vectorizable without -ffast-math, deterministic).
+ *
+ * Saved for a backward: after ssd_scan_chunked, work holds the state entering
+ * every chunk and the in/out chunk decays (layout above ssd_chunked_work).
  *
  * Threading: OpenMP over heads (and chunks); results do not depend on the
  * number of threads (no reductions across threads).
@@ -28,6 +33,22 @@
 #include <string.h>
 
 #define MIN_INT(a, b) ((a) < (b) ? (a) : (b))
+
+// ----------------------------------------------------------------------------
+// dot product with 8 fixed partial sums: the compiler can vectorize it without
+// reassociating (strict IEEE), and the result does not depend on threading.
+
+static inline float dotf(const float *a, const float *b, int n) {
+    float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    int   i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++)
+            acc[k] += a[i + k] * b[i + k];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
 
 // ----------------------------------------------------------------------------
 // causal depthwise conv1d
@@ -119,12 +140,10 @@ void ssd_step(float *y, float *state, const float *X, const float *dA, const flo
         float        a = expf(dA[h]);
         for (int p = 0; p < P; p++) {
             float *sp = state + (size_t)h * PN + (size_t)p * N;
-            float  xv = X[(size_t)h * P + p], acc = 0.0f;
-            for (int n = 0; n < N; n++) {
+            float  xv = X[(size_t)h * P + p];
+            for (int n = 0; n < N; n++)
                 sp[n] = a * sp[n] + xv * Bg[n];
-                acc += sp[n] * Cg[n];
-            }
-            y[(size_t)h * P + p] = acc;
+            y[(size_t)h * P + p] = dotf(sp, Cg, N);
         }
     }
 }
@@ -154,13 +173,6 @@ size_t ssd_chunked_work(int T, int H, int P, int N, int G, int Q) {
         return 0;
     size_t nc = ((size_t)T + (size_t)Q - 1) / (size_t)Q;
     return (nc + 1) * (size_t)H * (size_t)P * (size_t)N + 3 * (size_t)H * (size_t)T;
-}
-
-static inline float dotf(const float *a, const float *b, int n) {
-    float s = 0.0f;
-    for (int i = 0; i < n; i++)
-        s += a[i] * b[i];
-    return s;
 }
 
 // Phase 1 for one (head, chunk): decays, Y_diag (written, not accumulated) and S_c.

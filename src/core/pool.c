@@ -1,0 +1,110 @@
+/*
+ * pool.c — see pool.h. One process-wide pool, grown on demand up to
+ * POOL_MAX workers; a generation counter publishes each job.
+ */
+#include "core/pool.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#define POOL_MAX 64
+#define SPIN_ITERS 20000
+
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;   // one job at a time
+static pthread_mutex_t g_wmu = PTHREAD_MUTEX_INITIALIZER;  // worker wake-up
+static pthread_cond_t  g_wake = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t  g_done_cv = PTHREAD_COND_INITIALIZER;
+static int             g_workers;
+static atomic_uint     g_gen;
+static atomic_int      g_pending;
+static molt_task_fn    g_fn;
+static void           *g_arg;
+static int             g_nth;
+static _Thread_local bool t_in_task;
+
+typedef struct {
+    int      id;
+    unsigned start_gen; // generation before the worker's first job
+} worker;
+static worker g_w[POOL_MAX];
+
+static void *worker_main(void *p) {
+    int id = ((worker *)p)->id;
+    // not atomic_load(&g_gen): the job that created this worker may already be published
+    unsigned seen = ((worker *)p)->start_gen;
+    for (;;) {
+        unsigned gen;
+        int spins = 0;
+        while ((gen = atomic_load_explicit(&g_gen, memory_order_acquire)) == seen &&
+               spins < SPIN_ITERS)
+            spins++;
+        if (gen == seen) {
+            pthread_mutex_lock(&g_wmu);
+            while ((gen = atomic_load(&g_gen)) == seen)
+                pthread_cond_wait(&g_wake, &g_wmu);
+            pthread_mutex_unlock(&g_wmu);
+        }
+        seen = gen;
+        if (id < g_nth) {
+            t_in_task = true;
+            g_fn(g_arg, id, g_nth);
+            t_in_task = false;
+            if (atomic_fetch_sub_explicit(&g_pending, 1, memory_order_acq_rel) == 1) {
+                pthread_mutex_lock(&g_wmu);
+                pthread_cond_broadcast(&g_done_cv);
+                pthread_mutex_unlock(&g_wmu);
+            }
+        }
+    }
+    return NULL;
+}
+
+void molt_pool_range(int n, int ith, int nth, int *lo, int *hi) {
+    int per = n / nth, rem = n % nth;
+    *lo = ith * per + (ith < rem ? ith : rem);
+    *hi = *lo + per + (ith < rem ? 1 : 0);
+}
+
+void molt_pool_run(int nth, molt_task_fn fn, void *arg) {
+    if (nth > POOL_MAX)
+        nth = POOL_MAX;
+    if (nth <= 1 || t_in_task) {
+        for (int i = 0; i < (nth < 1 ? 1 : nth); i++)
+            fn(arg, i, nth < 1 ? 1 : nth);
+        return;
+    }
+    pthread_mutex_lock(&g_mu);
+    while (g_workers < nth - 1) { // workers are ids 1..nth-1
+        g_w[g_workers].id = g_workers + 1;
+        g_w[g_workers].start_gen = atomic_load(&g_gen);
+        pthread_t th;
+        if (pthread_create(&th, NULL, worker_main, &g_w[g_workers]) != 0)
+            break;
+        pthread_detach(th);
+        g_workers++;
+    }
+    if (g_workers < nth - 1)
+        nth = g_workers + 1; // could not create all threads: run with fewer
+    g_fn = fn;
+    g_arg = arg;
+    g_nth = nth;
+    atomic_store(&g_pending, nth - 1);
+    pthread_mutex_lock(&g_wmu);
+    atomic_fetch_add_explicit(&g_gen, 1, memory_order_release);
+    pthread_cond_broadcast(&g_wake);
+    pthread_mutex_unlock(&g_wmu);
+    t_in_task = true;
+    fn(arg, 0, nth);
+    t_in_task = false;
+    int spins = 0;
+    while (atomic_load_explicit(&g_pending, memory_order_acquire) > 0 && spins < SPIN_ITERS)
+        spins++;
+    if (atomic_load(&g_pending) > 0) {
+        pthread_mutex_lock(&g_wmu);
+        while (atomic_load(&g_pending) > 0)
+            pthread_cond_wait(&g_done_cv, &g_wmu);
+        pthread_mutex_unlock(&g_wmu);
+    }
+    pthread_mutex_unlock(&g_mu);
+}
