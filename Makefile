@@ -41,7 +41,7 @@ CLI_SRC  := $(wildcard tools/molt/*.c)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
-TESTLIB_SRC := tests/testutil.c
+TESTLIB_SRC := tests/testutil.c tests/testmodel.c
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 FUZZ_DRV := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 BENCH_SRC := $(wildcard bench/bench_*.c)

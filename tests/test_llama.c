@@ -16,6 +16,7 @@
  */
 #include "io/safetensors.h"
 #include "models/model.h"
+#include "testmodel.h"
 #include "testutil.h"
 
 #include <stdlib.h>
@@ -27,6 +28,8 @@ static const char *PUBLISHED =
     "One day, she saw a big, red ball. She wanted to play with it, but it was too high.";
 
 static molt_ctx *ctx;
+static const int32_t IDS[] = {0, 14, 200, 31, 5, 77, 300, 2, 9, 9, 1000, 44, 12, 7, 3, 512};
+#define NIDS ((int)(sizeof IDS / sizeof IDS[0]))
 
 // greedy ids after `prompt` (n new, stops at BOS=1 like run.c), one token at a time
 static int greedy(const molt_model *m, const int32_t *prompt, int np, int n, int32_t *out) {
@@ -49,27 +52,6 @@ static int greedy(const molt_model *m, const int32_t *prompt, int np, int n, int
     free(lg);
     molt_seq_free(s);
     return ng;
-}
-
-// all-position logits of ids[n], either as one prefill or one token at a time
-static float *run_logits(const molt_model *m, const int32_t *ids, int n, bool stepwise) {
-    molt_seq *s;
-    if (molt_seq_new(ctx, m, n, &s) != MOLT_OK)
-        return NULL;
-    int V = m->cfg.vocab;
-    float *lg = malloc(sizeof(float) * (size_t)n * V);
-    molt_status st = MOLT_OK;
-    if (stepwise)
-        for (int i = 0; i < n && st == MOLT_OK; i++)
-            st = molt_seq_feed(ctx, s, ids + i, 1, 1, lg + (size_t)i * V);
-    else
-        st = molt_seq_feed(ctx, s, ids, n, 1, lg);
-    molt_seq_free(s);
-    if (st != MOLT_OK) {
-        free(lg);
-        return NULL;
-    }
-    return lg;
 }
 
 static void text_of(const molt_model *m, const int32_t *ids, int n, char *out, size_t cap) {
@@ -189,7 +171,7 @@ static void test_stories260k(void) {
     seq[0] = 1;
     memcpy(seq + 1, ours[0], sizeof(int32_t) * (size_t)nours[0]);
     int n = nours[0] + 1;
-    float *a = run_logits(m, seq, n, false), *b = run_logits(m, seq, n, true);
+    float *a = tm_logits(ctx, m, seq, n, false), *b = tm_logits(ctx, m, seq, n, true);
     CHECK(a && b, "run_logits");
     if (a && b)
         t_close("stories260K prefill vs stepwise", a, b, (size_t)n * m->cfg.vocab, 1e-4, 1e-5);
@@ -201,16 +183,14 @@ static void test_stories260k(void) {
     molt_model *m2 = NULL;
     CHECK(molt_model_load(ctx, dir, NULL, &m2) == MOLT_OK, "reload: %s", molt_last_error(ctx));
     if (m2 && a) {
-        float *c = run_logits(m2, seq, n, false);
+        float *c = tm_logits(ctx, m2, seq, n, false);
         CHECK(c && memcmp(a, c, sizeof(float) * (size_t)n * m->cfg.vocab) == 0,
               "converted model's logits are not bit-identical");
         CHECK(m2->tok != NULL, "converted directory has no tokenizer");
         free(c);
     }
     molt_model_free(m2);
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    CHECK(system(cmd) == 0, "cleanup");
+    tm_rmdir(dir);
     free(a);
     free(b);
     molt_model_free(m);
@@ -222,69 +202,32 @@ static void test_kv_llama(void) {
     snprintf(refp, sizeof refp, "%s", t_shared("models/kv-llama-2m/reference_logits.safetensors"));
     molt_model *m = NULL;
     CHECK(molt_model_load(ctx, dir, NULL, &m) == MOLT_OK, "load: %s", molt_last_error(ctx));
-    st_file *rf = NULL;
-    CHECK(st_open(ctx, refp, &rf) == MOLT_OK, "reference: %s", molt_last_error(ctx));
-    if (!m || !rf) {
-        molt_model_free(m);
-        st_close(rf);
+    if (!m)
         return;
-    }
-    // bf16 copy of the checkpoint, and an fp32 model with the same rounded weights
+    tm_check_reference(ctx, m, refp, 1e-4, "kv-llama-2m");
+    // bf16 copy of the checkpoint vs an fp32 model holding the same rounded weights
     char bdir[] = "/tmp/molt_bf16_XXXXXX";
     CHECK(mkdtemp(bdir) != NULL, "mkdtemp");
     CHECK(molt_model_save(ctx, m, bdir, "bf16") == MOLT_OK, "save bf16: %s", molt_last_error(ctx));
-    molt_model *mb = NULL, *mr = NULL;
+    molt_model *mb = NULL;
     CHECK(molt_model_load(ctx, bdir, NULL, &mb) == MOLT_OK, "load bf16: %s", molt_last_error(ctx));
-    CHECK(molt_model_load(ctx, dir, NULL, &mr) == MOLT_OK, "load: %s", molt_last_error(ctx));
-    if (mr)
-        for (size_t i = 0; i < mr->n_floats; i++)
-            mr->data[i] = st_bf16_to_f32(st_f32_to_bf16(mr->data[i]));
-    int V = m->cfg.vocab;
-    for (int p = 0; p < 16; p++) {
-        char name[64];
-        snprintf(name, sizeof name, "ids_%d", p);
-        const st_tensor *ti = st_find(rf, name);
-        snprintf(name, sizeof name, "logits_%d", p);
-        const st_tensor *tl = st_find(rf, name);
-        if (!ti || !tl)
-            break;
-        int n = (int)ti->numel;
-        int32_t *ids = malloc(sizeof(int32_t) * (size_t)n);
-        float *want = malloc(sizeof(float) * (size_t)n * V);
-        CHECK(st_read_i32(ctx, ti, ids) == MOLT_OK && st_read_f32(ctx, tl, want) == MOLT_OK,
-              "read reference %d", p);
-        CHECK(tl->numel == (int64_t)n * V, "reference %d shape", p);
-        float *a = run_logits(m, ids, n, false), *b = run_logits(m, ids, n, true);
-        char what[128];
-        snprintf(what, sizeof what, "kv-llama-2m prompt %d (%d tokens) prefill vs HF", p, n);
-        CHECK(a && b, "run");
-        if (a && b) {
-            t_close(what, a, want, (size_t)n * V, 1e-4, -1);
-            printf("%s: max-abs %.2e\n", what, t_max_abs(a, want, (size_t)n * V));
-            snprintf(what, sizeof what, "kv-llama-2m prompt %d token-by-token vs HF", p);
-            t_close(what, b, want, (size_t)n * V, 1e-4, -1);
-            printf("%s: max-abs %.2e\n", what, t_max_abs(b, want, (size_t)n * V));
-        }
-        if (mb && mr) {
-            float *c = run_logits(mb, ids, n, false), *d = run_logits(mr, ids, n, false);
-            CHECK(c && d && memcmp(c, d, sizeof(float) * (size_t)n * V) == 0,
-                  "bf16 checkpoint differs from the fp32 run with bf16-rounded weights");
-            if (c && a)
-                printf("  bf16 vs fp32 logits: max-abs %.3g\n", t_max_abs(c, a, (size_t)n * V));
-            free(c);
-            free(d);
-        }
+    if (mb) {
+        float *a = tm_logits(ctx, m, IDS, NIDS, false);
+        for (size_t i = 0; i < m->n_floats; i++)
+            m->data[i] = st_bf16_to_f32(st_f32_to_bf16(m->data[i]));
+        float *c = tm_logits(ctx, mb, IDS, NIDS, false), *d = tm_logits(ctx, m, IDS, NIDS, false);
+        size_t n = (size_t)NIDS * m->cfg.vocab;
+        CHECK(c && d && memcmp(c, d, sizeof(float) * n) == 0,
+              "bf16 checkpoint differs from the fp32 run with bf16-rounded weights");
+        if (a && c)
+            printf("bf16 checkpoint vs fp32 original: logits max-abs %.3g (bf16 rounding)\n",
+                   t_max_abs(c, a, n));
         free(a);
-        free(b);
-        free(ids);
-        free(want);
+        free(c);
+        free(d);
     }
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", bdir);
-    CHECK(system(cmd) == 0, "cleanup");
+    tm_rmdir(bdir);
     molt_model_free(mb);
-    molt_model_free(mr);
-    st_close(rf);
     molt_model_free(m);
 }
 

@@ -122,6 +122,17 @@ molt_status model_cfg_to_json(molt_ctx *ctx, const model_cfg *cfg, char **json);
 molt_status model_load_hf(molt_ctx *ctx, const char *dir, molt_model **out);
 molt_status model_load_llama2c(molt_ctx *ctx, const char *path, molt_model **out);
 
+// New models (init.c)
+// Random init per architecture (Linear U(±1/√in), Llamba conv/z identity, ...).
+void        model_init_random(molt_model *m, uint64_t seed);
+// A molt_hybrid model from a Llama teacher: plan gives kind[], n_keep[],
+// keep_heads[] and the ssm cfg (d_state, heads, ...); everything else is the
+// teacher's. Embeddings, norms, MLPs, head and kept attention heads are copied.
+molt_status model_hybrid_from_teacher(molt_ctx *ctx, const molt_model *teacher,
+                                      const model_cfg *plan, uint64_t seed, molt_model **out);
+// Copies the kept heads of layer l (q rows, the GQA group's k/v rows, o columns).
+void        model_copy_kept_heads(molt_model *dst, int l, const molt_model *teacher);
+
 // Sizes
 int64_t model_kv_bytes_per_token(const model_cfg *cfg);
 int64_t model_state_bytes(const model_cfg *cfg);

@@ -1,0 +1,82 @@
+/* testmodel.c — see testmodel.h. */
+#include "testmodel.h"
+
+#include "io/safetensors.h"
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+float *tm_logits(molt_ctx *ctx, const molt_model *m, const int32_t *ids, int n, bool stepwise) {
+    molt_model_info in;
+    molt_model_get_info(m, &in);
+    molt_seq *s;
+    if (molt_seq_new(ctx, m, n, &s) != MOLT_OK)
+        return NULL;
+    int V = in.vocab;
+    float *lg = malloc(sizeof(float) * (size_t)n * V);
+    molt_status st = MOLT_OK;
+    if (stepwise)
+        for (int i = 0; i < n && st == MOLT_OK; i++)
+            st = molt_seq_feed(ctx, s, ids + i, 1, 1, lg + (size_t)i * V);
+    else
+        st = molt_seq_feed(ctx, s, ids, n, 1, lg);
+    molt_seq_free(s);
+    if (st != MOLT_OK) {
+        free(lg);
+        return NULL;
+    }
+    return lg;
+}
+
+int tm_check_reference(molt_ctx *ctx, const molt_model *m, const char *ref_path, double tol,
+                       const char *label) {
+    st_file *rf = NULL;
+    if (st_open(ctx, ref_path, &rf) != MOLT_OK) {
+        CHECK(0, "reference %s: %s", ref_path, molt_last_error(ctx));
+        return 0;
+    }
+    molt_model_info in;
+    molt_model_get_info(m, &in);
+    int V = in.vocab, p = 0;
+    for (;; p++) {
+        char name[64];
+        snprintf(name, sizeof name, "ids_%d", p);
+        const st_tensor *ti = st_find(rf, name);
+        snprintf(name, sizeof name, "logits_%d", p);
+        const st_tensor *tl = st_find(rf, name);
+        if (!ti || !tl)
+            break;
+        int n = (int)ti->numel;
+        int32_t *ids = malloc(sizeof(int32_t) * (size_t)n);
+        float *want = malloc(sizeof(float) * (size_t)n * V);
+        CHECK(tl->numel == (int64_t)n * V, "%s: reference %d has %lld logits, want %d x %d",
+              label, p, (long long)tl->numel, n, V);
+        CHECK(st_read_i32(ctx, ti, ids) == MOLT_OK && st_read_f32(ctx, tl, want) == MOLT_OK,
+              "read reference %d", p);
+        for (int stepwise = 0; stepwise < 2; stepwise++) {
+            float *got = tm_logits(ctx, m, ids, n, stepwise);
+            char what[160];
+            snprintf(what, sizeof what, "%s prompt %d (%d tokens) %s vs HF", label, p, n,
+                     stepwise ? "token-by-token" : "prefill");
+            CHECK(got != NULL, "%s: run failed: %s", what, molt_last_error(ctx));
+            if (got) {
+                t_close(what, got, want, (size_t)n * V, tol, -1);
+                printf("%s: max-abs %.2e\n", what, t_max_abs(got, want, (size_t)n * V));
+            }
+            free(got);
+        }
+        free(ids);
+        free(want);
+    }
+    st_close(rf);
+    CHECK(p > 0, "%s: no prompts in %s", label, ref_path);
+    return p;
+}
+
+void tm_rmdir(const char *dir) {
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0, "rm -rf %s", dir);
+}

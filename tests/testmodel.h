@@ -1,0 +1,24 @@
+/*
+ * testmodel.h — model-level helpers shared by the model tests: running a
+ * model over a sequence, and checking it against HF reference logits stored as
+ * reference_logits.safetensors (ids_i int32 BOS-first, logits_i [len, V]).
+ */
+#ifndef MOLT_TESTMODEL_H
+#define MOLT_TESTMODEL_H
+
+#include "molt.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+// Logits [n, V] for ids[n] from an empty state: one prefill, or token by token.
+// malloc'd; NULL on failure.
+float *tm_logits(molt_ctx *ctx, const molt_model *m, const int32_t *ids, int n, bool stepwise);
+// Compares every reference prompt (prefill and stepwise) at max-abs tol.
+// Returns the number of prompts checked (0 when the reference is unreadable).
+int tm_check_reference(molt_ctx *ctx, const molt_model *m, const char *ref_path, double tol,
+                       const char *label);
+// rm -rf of a temp directory made by mkdtemp
+void tm_rmdir(const char *dir);
+
+#endif
