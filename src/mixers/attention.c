@@ -52,12 +52,12 @@ static void softmax_causal(float *sc, int T, int S, int pos) {
 
 // Decode (one query per head): the grp query heads that share a KV head are
 // handled together, so each cached key/value row is read once per group.
-// scores: [grp, S].
+// scores: [grp, S]. Handles kv heads [j0, j1).
 static void attend_one(float *heads, const float *q, int S, const attn_cfg *c, const float *kc,
-                       const float *vc, int cap, float *scores) {
+                       const float *vc, int cap, float *scores, int j0, int j1) {
     int hd = c->hd, grp = c->H / c->KV;
     float scale = 1.0f / sqrtf((float)hd);
-    for (int j = 0; j < c->KV; j++) {
+    for (int j = j0; j < j1; j++) {
         const float *K = kc + (size_t)j * cap * hd, *V = vc + (size_t)j * cap * hd;
         const float *qg = q + (size_t)j * grp * hd;
         for (int s = 0; s < S; s++) {
@@ -83,6 +83,21 @@ static void attend_one(float *heads, const float *q, int S, const attn_cfg *c, c
             }
         }
     }
+}
+
+typedef struct decode_task {
+    float       *heads, *scores;
+    const float *q, *kc, *vc;
+    const attn_cfg *c;
+    int          S, cap;
+} decode_task;
+
+static void decode_heads(void *arg, int ith, int nth) {
+    const decode_task *j = arg;
+    int j0, j1;
+    molt_pool_range(j->c->KV, ith, nth, &j0, &j1);
+    float *sc = j->scores + (size_t)ith * (j->c->H / j->c->KV) * j->S;
+    attend_one(j->heads, j->q, j->S, j->c, j->kc, j->vc, j->cap, sc, j0, j1);
 }
 
 typedef struct prefill_task {
@@ -119,7 +134,10 @@ static void prefill_heads(void *arg, int ith, int nth) {
 static void attend(float *heads, const float *q, int T, int pos, const attn_cfg *c,
                    const float *kc, const float *vc, int cap, float *scores, int nth) {
     if (T == 1) {
-        attend_one(heads, q, pos + 1, c, kc, vc, cap, scores);
+        // threads only pay off once the context is long
+        int use = (pos + 1) * c->H * c->hd >= (1 << 18) ? MOLT_MAXI(1, nth < c->KV ? nth : c->KV) : 1;
+        decode_task j = {heads, scores, q, kc, vc, c, pos + 1, cap};
+        molt_pool_run(use, decode_heads, &j);
         return;
     }
     prefill_task j = {heads, scores, q, kc, vc, c, T, pos, cap};

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# make bench: runs every benchmark at 2 threads and prints JSON lines, then a
+# table. Results are recorded by hand in docs/BENCHMARKS.md with the machine.
+set -euo pipefail
+BUILD=${BUILD:-build}
+SHARED=${MOLT_SHARED:-$(cd .. && pwd)/shared}
+T=${BENCH_THREADS:-2}
+mkdir -p out
+log=out/bench.jsonl; : > "$log"
+run() { echo "+ $*" >&2; "$@" | tee -a "$log"; }
+echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores" >&2
+run "$BUILD/bench/bench_infer" models/stories260K/stories260K.bin --threads "$T" --decode 256
+run "$BUILD/bench/bench_infer" "$SHARED/models/kv-llama-2m" --threads "$T" --decode 256 --prefill 1024
+run "$BUILD/bench/bench_context" --threads "$T"
+if [ -x "$BUILD/bench/bench_train" ]; then
+  run "$BUILD/bench/bench_train" --threads "$T" || true
+  [ -f bench/train_torch.py ] && run /usr/bin/python3 bench/train_torch.py --threads "$T" || true
+fi
+echo >&2
+/usr/bin/python3 - "$log" <<'PY' >&2 || true
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith('{')]
+print(f"{'bench':<20} {'model':<40} {'context/T':>9} {'tok/s':>10}")
+for r in rows:
+    print(f"{r['bench']:<20} {str(r.get('model','')):<40} {str(r.get('context', r.get('tokens',''))):>9} {r.get('tok_per_s', r.get('tokens_per_s', 0)):>10.1f}")
+PY
