@@ -203,6 +203,50 @@ MOLT_API molt_status molt_eval_tokens(molt_ctx *ctx, const molt_model *m, const 
                                       size_t n, int32_t window, molt_progress_fn progress,
                                       void *user, molt_eval_result *out);
 
+// ----------------------------------------------------------------------------
+// models from a config (random init) and training
+
+// A new model from a config.json, randomly initialised (seeded); the
+// tokenizer is looked for beside the config, or given in opts.
+MOLT_API molt_status molt_model_from_config(molt_ctx *ctx, const char *config_json,
+                                            const molt_load_opts *opts, uint64_t seed,
+                                            molt_model **out);
+
+typedef struct molt_train_opts {
+    const char *const *data;      // training files
+    int32_t     n_data;
+    const char *data_format;      // "text" (default), "u16" or "i32" raw token files
+    const char *sep;              // text: document separator (NULL: one document per file)
+    const char *eval_data;        // held-out file; NULL: hold out eval_frac of the data
+    double      eval_frac;        // default 0.05
+    const char *out_dir;          // checkpoints, log.jsonl, and the final model
+    int32_t     seq_len, batch, accum;        // default 256, 8, 1
+    int64_t     steps, tokens;    // budget: steps, or tokens (steps = tokens / (B·T·accum))
+    double      lr, min_lr;       // default 1e-3, 1e-5
+    double      warmup_frac, decay_frac;      // default 0.1, 0.1
+    double      weight_decay, clip, beta1, beta2, eps; // 0.1, 1.0, 0.9, 0.95, 1e-8
+    const char *schedule;         // "wsd" (default), "cosine", "constant"
+    int32_t     eval_every, eval_batches;     // default 100 steps, 8 batches
+    int32_t     save_every;       // default 200 steps (and at the end)
+    uint64_t    seed;             // data order
+    const char *freeze;           // comma-separated name globs of frozen parameters
+    int         resume;           // continue from out_dir's latest checkpoint
+} molt_train_opts;
+MOLT_API molt_train_opts molt_train_defaults(void);
+
+typedef struct molt_train_report {
+    int64_t step, total_steps, tokens;
+    double  loss, lr, grad_norm, tok_per_s, elapsed_s;
+    double  eval_loss;            // NaN when not evaluated at this step
+} molt_train_report;
+typedef void (*molt_train_fn)(const molt_train_report *r, void *user);
+
+// Trains m in place. Calls cb after every step. Writes out_dir/ckpt-NNNNNNNN/
+// checkpoints (model + optimizer + data position; a `latest` file names the
+// last complete one) and the final model into out_dir.
+MOLT_API molt_status molt_train(molt_ctx *ctx, molt_model *m, const molt_train_opts *o,
+                                molt_train_fn cb, void *user, molt_train_report *final);
+
 #ifdef __cplusplus
 }
 #endif

@@ -47,4 +47,48 @@ void   ssd_scan_chunked(float *y, float *state, const float *X, const float *dA,
 void ssd_materialize(float *M, const float *dA, const float *B, const float *C,
                      const float *colscale, const float *D, int T, int H, int N, int G);
 
+// ----------------------------------------------------------------------------
+// backward passes (cpu/ssm_backward.c). Contract: activation grads (dx, dX,
+// ddA, dB, dC, dcolscale) are written (=); parameter grads (dw, db, dD) are
+// accumulated (+=). All start from a zero initial state (training sequences
+// start empty), i.e. they differentiate the forward called with state = NULL.
+
+// Backward of conv1d_causal with state = NULL:
+//   dx[T,Cc] =;  dw[Cc,K] +=;  db[Cc] +=  (dw, db may be NULL: not wanted).
+// dx must not alias dy.
+void conv1d_causal_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+                            const float *w, int T, int Cc, int K);
+
+// Oracle twin: the sequential recurrence run in reverse, one scalar chain per
+// (h, p, n) in fp32. Writes dX [T,H,P], ddA [T,H], dB [T,G,N], dC [T,G,N].
+// work: ssd_ref_backward_work(T) floats (the forward states of one chain).
+size_t ssd_ref_backward_work(int T);
+void   ssd_scan_ref_backward(float *dX, float *ddA, float *dB, float *dC, const float *dy,
+                             const float *X, const float *dA, const float *B, const float *C, int T,
+                             int H, int P, int N, int G, float *work);
+
+// Backward through the chunked form (parallel over chunks): intra-chunk
+// quadratic part, chunk-state part, inter-chunk recurrence in reverse. Writes
+// dX, ddA, dB, dC as ssd_scan_ref_backward.
+// work: ssd_chunked_backward_work(...) floats whose first ssd_chunked_work(...)
+// floats hold what ssd_scan_chunked(y, NULL, X, dA, B, C, T, H, P, N, G, Q, work)
+// left there (states entering every chunk, chunk decays): run the forward on
+// the same inputs and chunk size with state = NULL into this buffer first. The
+// rest is backward scratch. The saved part is read, never written.
+size_t ssd_chunked_backward_work(int T, int H, int P, int N, int G, int Q);
+void   ssd_scan_chunked_backward(float *dX, float *ddA, float *dB, float *dC, const float *dy,
+                                 const float *X, const float *dA, const float *B, const float *C,
+                                 int T, int H, int P, int N, int G, int Q, float *work);
+
+// Backward of ssd_materialize given dM[H,T,T] (entries above the diagonal are
+// ignored): ddA [T,H], dB, dC [T,G,N], dcolscale [T,H] written (=); dD [H]
+// accumulated (+=). dcolscale / dD must be NULL when colscale / D are NULL
+// (dD may be NULL also when D is not). work: ssd_materialize_backward_work(...)
+// floats.
+size_t ssd_materialize_backward_work(int T, int H, int N, int G);
+void   ssd_materialize_backward(float *ddA, float *dB, float *dC, float *dcolscale, float *dD,
+                                const float *dM, const float *dA, const float *B, const float *C,
+                                const float *colscale, const float *D, int T, int H, int N, int G,
+                                float *work);
+
 #endif

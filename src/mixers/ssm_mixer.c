@@ -136,6 +136,15 @@ static int off_dt(const ssm_cfg *c) { // dt (Mamba-2) or A_log (Discrete)
                                  : ssm_conv_dim(c) + c->d_inner;
 }
 
+void ssm_in_proj_cols(const ssm_cfg *c, int *o_z, int *o_xbc, int *o_dt) {
+    if (o_z)
+        *o_z = off_z(c);
+    if (o_xbc)
+        *o_xbc = off_xbc(c);
+    if (o_dt)
+        *o_dt = off_dt(c);
+}
+
 // ----------------------------------------------------------------------------
 // stages
 

@@ -61,6 +61,9 @@ typedef struct ssm_state {
 
 int    ssm_in_proj_rows(const ssm_cfg *c);
 int    ssm_conv_dim(const ssm_cfg *c);
+// Column offsets inside an in_proj output row: z (gate, Di wide), xBC (Cc wide)
+// and dt (Mamba-2) / A_log (Discrete) (H wide). Any pointer may be NULL.
+void ssm_in_proj_cols(const ssm_cfg *c, int *o_z, int *o_xbc, int *o_dt);
 size_t ssm_state_floats(const ssm_cfg *c); // conv + ssm
 // Checks the dimensions are consistent (H·P == Di, H % G == 0, ...). Returns
 // NULL when fine, else a static message naming the problem.

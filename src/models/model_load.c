@@ -259,3 +259,31 @@ molt_status molt_model_save(molt_ctx *ctx, const molt_model *m, const char *dir,
     }
     return MOLT_OK;
 }
+
+molt_status molt_model_from_config(molt_ctx *ctx, const char *config_json,
+                                   const molt_load_opts *opts, uint64_t seed, molt_model **out) {
+    *out = NULL;
+    char *json = NULL, dir[4096];
+    size_t len = 0;
+    molt_status st = fio_read_all(ctx, config_json, CONFIG_MAX_BYTES, &json, &len);
+    if (st != MOLT_OK)
+        return st;
+    model_cfg cfg;
+    st = model_cfg_from_json(ctx, config_json, json, len, &cfg);
+    molt__free(json);
+    if (st != MOLT_OK)
+        return st;
+    molt_model *m = NULL;
+    st = model_alloc(ctx, &cfg, &m);
+    model_free_cfg(&cfg);
+    if (st != MOLT_OK)
+        return st;
+    model_init_random(m, seed);
+    dirname_of(dir, sizeof dir, config_json);
+    if ((st = load_tokenizer_near(ctx, m, dir, opts)) != MOLT_OK) {
+        molt_model_free(m);
+        return st;
+    }
+    *out = m;
+    return MOLT_OK;
+}

@@ -24,15 +24,29 @@
  * Saved for a backward: after ssd_scan_chunked, work holds the state entering
  * every chunk and the in/out chunk decays (layout above ssd_chunked_work).
  *
- * Threading: OpenMP over heads (and chunks); results do not depend on the
- * number of threads (no reductions across threads).
+ * Threading: molt's pool (core/pool.h) with k_threads() threads, over heads
+ * (and chunks); every task owns its outputs, so results are bit-identical for
+ * any number of threads (no reductions across threads). Small problems run
+ * inline (nth = 1) below the size thresholds.
  */
 #include "kernels/ssm.h"
+
+#include "core/pool.h"
+#include "kernels/kernels.h"
 
 #include <math.h>
 #include <string.h>
 
 #define MIN_INT(a, b) ((a) < (b) ? (a) : (b))
+
+// threads for n_items independent items costing `total` flops in all: 1 when
+// total ≤ threshold (waking the pool costs more than it saves), never > n_items
+static int ssm_nth(size_t n_items, size_t total, size_t threshold) {
+    int nth = k_threads();
+    if (total <= threshold || n_items < 2)
+        return 1;
+    return (size_t)nth > n_items ? (int)n_items : nth;
+}
 
 // ----------------------------------------------------------------------------
 // dot product with 8 fixed partial sums: the compiler can vectorize it without
@@ -62,6 +76,29 @@ static inline float conv_in(const float *x, const float *state, int tau, int c, 
     return state ? state[(size_t)c * (K - 1) + (tau + K - 1)] : 0.0f;
 }
 
+typedef struct conv_task {
+    float       *y;
+    const float *x, *w, *b;
+    int          Cc, K, t0, t1; // interior rows [t0, t1)
+} conv_task;
+
+static void conv_rows(void *arg, int ith, int nth) {
+    const conv_task *j = arg;
+    int              lo, hi, Cc = j->Cc, K = j->K;
+    molt_pool_range(j->t1 - j->t0, ith, nth, &lo, &hi);
+    for (int t = j->t0 + lo; t < j->t0 + hi; t++) {
+        float       *yt = j->y + (size_t)t * Cc;
+        const float *x0 = j->x + (size_t)(t - (K - 1)) * Cc;
+        for (int c = 0; c < Cc; c++)
+            yt[c] = j->b ? j->b[c] : 0.0f;
+        for (int k = 0; k < K; k++) {
+            const float *xk = x0 + (size_t)k * Cc;
+            for (int c = 0; c < Cc; c++)
+                yt[c] += j->w[(size_t)c * K + k] * xk[c];
+        }
+    }
+}
+
 void conv1d_causal(float *y, const float *x, const float *w, const float *b, float *state, int T,
                    int Cc, int K) {
     // rows whose window reaches before t = 0: read the history
@@ -74,18 +111,9 @@ void conv1d_causal(float *y, const float *x, const float *w, const float *b, flo
             y[(size_t)t * Cc + c] = s;
         }
     // interior rows: the whole window is inside x
-#pragma omp parallel for schedule(static) if ((size_t)T * (size_t)Cc * (size_t)K > 65536)
-    for (int t = t_hist; t < T; t++) {
-        float       *yt = y + (size_t)t * Cc;
-        const float *x0 = x + (size_t)(t - (K - 1)) * Cc;
-        for (int c = 0; c < Cc; c++)
-            yt[c] = b ? b[c] : 0.0f;
-        for (int k = 0; k < K; k++) {
-            const float *xk = x0 + (size_t)k * Cc;
-            for (int c = 0; c < Cc; c++)
-                yt[c] += w[(size_t)c * K + k] * xk[c];
-        }
-    }
+    conv_task job = {y, x, w, b, Cc, K, t_hist, T};
+    size_t    n = (size_t)(T - t_hist);
+    molt_pool_run(ssm_nth(n, n * (size_t)Cc * (size_t)K, 65536), conv_rows, &job);
     // new history = inputs at τ = T-(K-1) .. T-1. Index j reads old index T+j
     // (> j) when τ < 0, so ascending j never reads a slot already rewritten.
     if (state)
@@ -129,23 +157,35 @@ void ssd_scan_ref(float *y, float *state, const float *X, const float *dA, const
     }
 }
 
-void ssd_step(float *y, float *state, const float *X, const float *dA, const float *B,
-              const float *C, int H, int P, int N, int G) {
-    int    hpg = H / G;
-    size_t PN = (size_t)P * N;
-#pragma omp parallel for schedule(static) if ((size_t)H * PN > 32768)
-    for (int h = 0; h < H; h++) {
-        const float *Bg = B + (size_t)(h / hpg) * N;
-        const float *Cg = C + (size_t)(h / hpg) * N;
-        float        a = expf(dA[h]);
+typedef struct step_task {
+    float       *y, *state;
+    const float *X, *dA, *B, *C;
+    int          H, P, N, G;
+} step_task;
+
+static void step_heads(void *arg, int ith, int nth) {
+    const step_task *j = arg;
+    int              P = j->P, N = j->N, hpg = j->H / j->G, lo, hi;
+    size_t           PN = (size_t)P * N;
+    molt_pool_range(j->H, ith, nth, &lo, &hi);
+    for (int h = lo; h < hi; h++) {
+        const float *Bg = j->B + (size_t)(h / hpg) * N;
+        const float *Cg = j->C + (size_t)(h / hpg) * N;
+        float        a = expf(j->dA[h]);
         for (int p = 0; p < P; p++) {
-            float *sp = state + (size_t)h * PN + (size_t)p * N;
-            float  xv = X[(size_t)h * P + p];
+            float *sp = j->state + (size_t)h * PN + (size_t)p * N;
+            float  xv = j->X[(size_t)h * P + p];
             for (int n = 0; n < N; n++)
                 sp[n] = a * sp[n] + xv * Bg[n];
-            y[(size_t)h * P + p] = dotf(sp, Cg, N);
+            j->y[(size_t)h * P + p] = dotf(sp, Cg, N);
         }
     }
+}
+
+void ssd_step(float *y, float *state, const float *X, const float *dA, const float *B,
+              const float *C, int H, int P, int N, int G) {
+    step_task j = {y, state, X, dA, B, C, H, P, N, G};
+    molt_pool_run(ssm_nth((size_t)H, (size_t)H * (size_t)P * (size_t)N, 32768), step_heads, &j);
 }
 
 // ----------------------------------------------------------------------------
@@ -227,6 +267,69 @@ static void chunk_intra(float *y, float *S, float *din, float *dout, float *row,
 #undef CR
 }
 
+typedef struct chunk_task {
+    float       *y, *state, *st, *vbuf, *din, *dout, *row;
+    const float *X, *dA, *B, *C;
+    int          T, H, P, N, G, Q, nc;
+} chunk_task;
+
+// phase 1: every (head, chunk) independently; items interleaved over threads
+// (the last chunk of each head may be shorter)
+static void chunked_phase1(void *arg, int ith, int nth) {
+    const chunk_task *j = arg;
+    size_t            PN = (size_t)j->P * j->N;
+    for (int hc = ith; hc < j->H * j->nc; hc += nth) {
+        int h = hc / j->nc, c = hc % j->nc, t0 = c * j->Q, Lc = MIN_INT(j->Q, j->T - t0);
+        size_t o = (size_t)h * j->T + (size_t)t0;
+        chunk_intra(j->y, j->st + ((size_t)c * j->H + h) * PN, j->din + o, j->dout + o, j->row + o,
+                    j->X, j->dA, j->B, j->C, t0, Lc, h, j->H, j->P, j->N, j->G);
+    }
+}
+
+// phase 2: state passing across chunks, per head; st[c] becomes S_in[c]
+static void chunked_phase2(void *arg, int ith, int nth) {
+    const chunk_task *j = arg;
+    size_t            PN = (size_t)j->P * j->N;
+    int               lo, hi;
+    molt_pool_range(j->H, ith, nth, &lo, &hi);
+    for (int h = lo; h < hi; h++) {
+        float *v = j->state ? j->state + (size_t)h * PN : j->vbuf + (size_t)h * PN;
+        if (!j->state)
+            memset(v, 0, sizeof(float) * PN);
+        for (int c = 0; c < j->nc; c++) {
+            int    t_last = MIN_INT((c + 1) * j->Q, j->T) - 1;
+            float  tot = j->din[(size_t)h * j->T + (size_t)t_last];
+            float *sc = j->st + ((size_t)c * j->H + h) * PN;
+            for (size_t e = 0; e < PN; e++) {
+                float loc = sc[e];
+                sc[e] = v[e];
+                v[e] = tot * v[e] + loc;
+            }
+        }
+    }
+}
+
+// phase 3: contribution of the state entering each chunk
+static void chunked_phase3(void *arg, int ith, int nth) {
+    const chunk_task *j = arg;
+    size_t            PN = (size_t)j->P * j->N;
+    int               P = j->P, N = j->N, H = j->H, G = j->G;
+    for (int hc = ith; hc < H * j->nc; hc += nth) {
+        int h = hc / j->nc, c = hc % j->nc, t0 = c * j->Q, Lc = MIN_INT(j->Q, j->T - t0);
+        if (c == 0 && !j->state)
+            continue; // zero initial state
+        int          g = h / (H / G);
+        const float *S = j->st + ((size_t)c * H + h) * PN;
+        const float *dec = j->din + (size_t)h * j->T + (size_t)t0;
+        for (int i = 0; i < Lc; i++) {
+            const float *Ci = j->C + ((size_t)(t0 + i) * G + g) * N;
+            float       *yi = j->y + ((size_t)(t0 + i) * H + h) * P;
+            for (int p = 0; p < P; p++)
+                yi[p] += dec[i] * dotf(Ci, S + (size_t)p * N, N);
+        }
+    }
+}
+
 void ssd_scan_chunked(float *y, float *state, const float *X, const float *dA, const float *B,
                       const float *C, int T, int H, int P, int N, int G, int Q, float *work) {
     if (T <= 0)
@@ -240,48 +343,14 @@ void ssd_scan_chunked(float *y, float *state, const float *X, const float *dA, c
     float *din = vbuf + (size_t)H * PN;
     float *dout = din + (size_t)H * T;
     float *row = dout + (size_t)H * T;
-
-    // phase 1: every (head, chunk) independently
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int hc = 0; hc < H * nc; hc++) {
-        int h = hc / nc, c = hc % nc, t0 = c * Q, Lc = MIN_INT(Q, T - t0);
-        size_t o = (size_t)h * T + (size_t)t0;
-        chunk_intra(y, st + ((size_t)c * H + h) * PN, din + o, dout + o, row + o, X, dA, B, C, t0,
-                    Lc, h, H, P, N, G);
-    }
-    // phase 2: state passing across chunks, per head; st[c] becomes S_in[c]
-#pragma omp parallel for schedule(static)
-    for (int h = 0; h < H; h++) {
-        float *v = state ? state + (size_t)h * PN : vbuf + (size_t)h * PN;
-        if (!state)
-            memset(v, 0, sizeof(float) * PN);
-        for (int c = 0; c < nc; c++) {
-            int    t_last = MIN_INT((c + 1) * Q, T) - 1;
-            float  tot = din[(size_t)h * T + (size_t)t_last];
-            float *sc = st + ((size_t)c * H + h) * PN;
-            for (size_t e = 0; e < PN; e++) {
-                float loc = sc[e];
-                sc[e] = v[e];
-                v[e] = tot * v[e] + loc;
-            }
-        }
-    }
-    // phase 3: contribution of the state entering each chunk
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int hc = 0; hc < H * nc; hc++) {
-        int h = hc / nc, c = hc % nc, t0 = c * Q, Lc = MIN_INT(Q, T - t0);
-        if (c == 0 && !state)
-            continue; // zero initial state
-        int          g = h / (H / G);
-        const float *S = st + ((size_t)c * H + h) * PN;
-        const float *dec = din + (size_t)h * T + (size_t)t0;
-        for (int i = 0; i < Lc; i++) {
-            const float *Ci = C + ((size_t)(t0 + i) * G + g) * N;
-            float       *yi = y + ((size_t)(t0 + i) * H + h) * P;
-            for (int p = 0; p < P; p++)
-                yi[p] += dec[i] * dotf(Ci, S + (size_t)p * N, N);
-        }
-    }
+    chunk_task j = {y, state, st, vbuf, din, dout, row, X, dA, B, C, T, H, P, N, G, Q, nc};
+    // ~ T·H·(Q·(N+P) + 2·P·N) flops; small problems are not worth waking the pool
+    size_t n_items = (size_t)H * (size_t)nc;
+    size_t cost = (size_t)T * (size_t)H * ((size_t)Q * (size_t)(N + P) + 2 * PN);
+    int    nth = ssm_nth(n_items, cost, 32768);
+    molt_pool_run(nth, chunked_phase1, &j);
+    molt_pool_run(nth < H ? nth : H, chunked_phase2, &j);
+    molt_pool_run(nth, chunked_phase3, &j);
 }
 
 // ----------------------------------------------------------------------------
@@ -290,23 +359,36 @@ void ssd_scan_chunked(float *y, float *state, const float *X, const float *dA, c
 //   M[h,t,s] = (C_t·B_s) · exp(Σ_{k=s+1..t} dA[k,h]) · colscale[s,h]   s ≤ t, else 0
 //   M[h,t,t] += D[h]
 
-void ssd_materialize(float *M, const float *dA, const float *B, const float *C,
-                     const float *colscale, const float *D, int T, int H, int N, int G) {
-    int hpg = H / G;
-#pragma omp parallel for schedule(static)
-    for (int ht = 0; ht < H * T; ht++) {
+typedef struct mat_task {
+    float       *M;
+    const float *dA, *B, *C, *colscale, *D;
+    int          T, H, N, G;
+} mat_task;
+
+static void mat_rows(void *arg, int ith, int nth) {
+    const mat_task *j = arg;
+    int             T = j->T, H = j->H, N = j->N, G = j->G, hpg = H / G, lo, hi;
+    molt_pool_range(H * T, ith, nth, &lo, &hi);
+    for (int ht = lo; ht < hi; ht++) {
         int          h = ht / T, t = ht % T, g = h / hpg;
-        float       *Mt = M + (size_t)ht * T;
-        const float *Ct = C + ((size_t)t * G + g) * N;
+        float       *Mt = j->M + (size_t)ht * T;
+        const float *Ct = j->C + ((size_t)t * G + g) * N;
         float        seg = 0.0f;
         for (int s = t; s >= 0; s--) {
-            float v = dotf(Ct, B + ((size_t)s * G + g) * N, N) * expf(seg);
-            Mt[s] = colscale ? v * colscale[(size_t)s * H + h] : v;
-            seg += dA[(size_t)s * H + h];
+            float v = dotf(Ct, j->B + ((size_t)s * G + g) * N, N) * expf(seg);
+            Mt[s] = j->colscale ? v * j->colscale[(size_t)s * H + h] : v;
+            seg += j->dA[(size_t)s * H + h];
         }
         for (int s = t + 1; s < T; s++)
             Mt[s] = 0.0f;
-        if (D)
-            Mt[t] += D[h];
+        if (j->D)
+            Mt[t] += j->D[h];
     }
+}
+
+void ssd_materialize(float *M, const float *dA, const float *B, const float *C,
+                     const float *colscale, const float *D, int T, int H, int N, int G) {
+    mat_task j = {M, dA, B, C, colscale, D, T, H, N, G};
+    size_t   rows = (size_t)H * (size_t)T;
+    molt_pool_run(ssm_nth(rows, rows * (size_t)T * (size_t)(N + 2) / 2, 32768), mat_rows, &j);
 }

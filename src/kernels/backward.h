@@ -1,0 +1,49 @@
+/*
+ * backward.h — backward passes of the dense kernels in kernels.h (and the
+ * training forward of RMSNorm, which saves what its backward needs).
+ *
+ * Shapes: row-major, T rows (tokens), d features; a Linear weight W is
+ * [out, in] (PyTorch layout) so the forward is y = x · Wᵀ (+ b).
+ *
+ * Accumulation contract (llm.c style):
+ *   parameter grads (dW, db, dw, dE)  +=  always;
+ *   activation grads                   =  written, except where stated:
+ *     k_matmul_backward dx  +=  when accumulate_dx (several consumers of x),
+ *     k_rmsnorm_backward dx +=  always (it sits on the residual stream).
+ * Any gradient output may be NULL when it is not wanted (frozen weight,
+ * no input gradient); the matching work is skipped.
+ */
+#ifndef MOLT_BACKWARD_H
+#define MOLT_BACKWARD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+// y[T,out] = x[T,in]·W[out,in]ᵀ (+ b[out]):
+//   dx[T,in] = dy·W (written, or += when accumulate_dx),
+//   dW[out,in] += dyᵀ·x,  db[out] += Σ_t dy[t].
+// Large shapes run on the pool: dx split over column blocks of in, dW over row
+// blocks of W (disjoint outputs, single-threaded BLAS inside each).
+void k_matmul_backward(float *dx, float *dW, float *db, const float *dy, const float *x,
+                       const float *W, int T, int in, int out, int accumulate_dx);
+// The same with plain loops and double accumulation (test oracle).
+void k_matmul_backward_ref(float *dx, float *dW, float *db, const float *dy, const float *x,
+                           const float *W, int T, int in, int out, int accumulate_dx);
+
+// Training forward of RMSNorm: y = k_rmsnorm(x, w) bit for bit, and also
+// rstd[T] = 1/sqrt(mean(x²) + eps) per row.
+void k_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int T, int d,
+                       float eps);
+// dx[T,d] += (residual-stream convention), dw[d] +=.
+void k_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
+                        const float *rstd, int T, int d);
+
+// h = silu(g)·u elementwise: dg, du written. Elementwise, so dg or du may
+// alias dh, g or u (not each other).
+void k_swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u,
+                       size_t n);
+
+// x[t] = E[ids[t]]:  dE[V,d] += scatter of dx rows (repeated ids add up).
+void k_embedding_backward(float *dE, const float *dx, const int32_t *ids, int T, int d);
+
+#endif

@@ -1,0 +1,214 @@
+/*
+ * dense_backward.c — CPU backward of the dense kernels (backward.h): Linear
+ * through OpenBLAS sgemm on molt's pool, RMSNorm / SwiGLU / embedding as plain
+ * loops. Each backward sits under the forward it differentiates; the forward
+ * expression is quoted above every backward block.
+ *
+ * Letters: T rows (tokens), in / out Linear features, d model width.
+ *
+ * Accumulation contract: parameter grads (dW, db, dw, dE) +=; activation
+ * grads written (=), except k_matmul_backward's dx with accumulate_dx and
+ * k_rmsnorm_backward's dx (residual stream), which +=. NULL grads are skipped.
+ */
+#include "kernels/backward.h"
+
+#include "core/pool.h"
+#include "kernels/kernels.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#define MIN_INT(a, b) ((a) < (b) ? (a) : (b))
+
+// ----------------------------------------------------------------------------
+// Linear:  y[T,out] = x[T,in] · W[out,in]ᵀ + b[out]   (forward: k_matmul)
+
+// dx[:, i0:i1] = dy[T,out] · W[:, i0:i1]        (beta 1: accumulate)
+static void dx_block(float *dx, const float *dy, const float *W, int T, int in, int out, int i0,
+                     int i1, float beta) {
+    if (i1 <= i0)
+        return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, i1 - i0, out, 1.0f, dy, out,
+                W + i0, in, beta, dx + i0, in);
+}
+
+// dW[o0:o1, :] += dy[:, o0:o1]ᵀ · x[T,in];   db[o0:o1] += Σ_t dy[t, o0:o1]
+static void dw_block(float *dW, float *db, const float *dy, const float *x, int T, int in,
+                     int out, int o0, int o1) {
+    if (o1 <= o0)
+        return;
+    if (dW)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, o1 - o0, in, T, 1.0f, dy + o0, out,
+                    x, in, 1.0f, dW + (size_t)o0 * in, in);
+    if (db)
+        for (int a = o0; a < o1; a += 16) { // 16 columns at a time: rows of dy read in order
+            int    b = MIN_INT(o1, a + 16);
+            double acc[16] = {0};
+            for (int t = 0; t < T; t++)
+                for (int o = a; o < b; o++)
+                    acc[o - a] += (double)dy[(size_t)t * out + o];
+            for (int o = a; o < b; o++)
+                db[o] += (float)acc[o - a];
+        }
+}
+
+typedef struct mmb_task {
+    float       *dx, *dW, *db;
+    const float *dy, *x, *W;
+    int          T, in, out;
+    float        beta;
+} mmb_task;
+
+// thread ith of nth: dx columns [i0,i1) and dW rows [o0,o1), blocks of 16
+// (whole cache lines; the work of both halves is split evenly)
+static void mmb_run(void *arg, int ith, int nth) {
+    const mmb_task *j = arg;
+    if (j->dx) {
+        int per = ((j->in + nth - 1) / nth + 15) & ~15;
+        int i0 = MIN_INT(j->in, ith * per), i1 = MIN_INT(j->in, i0 + per);
+        dx_block(j->dx, j->dy, j->W, j->T, j->in, j->out, i0, i1, j->beta);
+    }
+    if (j->dW || j->db) {
+        int per = ((j->out + nth - 1) / nth + 15) & ~15;
+        int o0 = MIN_INT(j->out, ith * per), o1 = MIN_INT(j->out, o0 + per);
+        dw_block(j->dW, j->db, j->dy, j->x, j->T, j->in, j->out, o0, o1);
+    }
+}
+
+void k_matmul_backward(float *dx, float *dW, float *db, const float *dy, const float *x,
+                       const float *W, int T, int in, int out, int accumulate_dx) {
+    if (T <= 0 || in <= 0 || out <= 0)
+        return;
+    mmb_task job = {dx, dW, db, dy, x, W, T, in, out, accumulate_dx ? 1.0f : 0.0f};
+    double   flops = 2.0 * T * (double)in * out * ((dx != NULL) + (dW != NULL));
+    int      nth = k_threads();
+    // fewer threads when the smaller dimension has fewer than 32 columns each
+    int      lim = MIN_INT(in, out) / 32;
+    nth = MIN_INT(nth, lim > 1 ? lim : 1);
+    if (nth <= 1 || flops < 2e6) {
+        mmb_run(&job, 0, 1);
+        return;
+    }
+    molt_pool_run(nth, mmb_run, &job);
+}
+
+void k_matmul_backward_ref(float *dx, float *dW, float *db, const float *dy, const float *x,
+                           const float *W, int T, int in, int out, int accumulate_dx) {
+    if (dx)
+        for (int t = 0; t < T; t++)
+            for (int i = 0; i < in; i++) {
+                double s = 0;
+                for (int o = 0; o < out; o++)
+                    s += (double)dy[(size_t)t * out + o] * (double)W[(size_t)o * in + i];
+                float *dst = &dx[(size_t)t * in + i];
+                *dst = accumulate_dx ? *dst + (float)s : (float)s;
+            }
+    for (int o = 0; o < out; o++) {
+        if (dW)
+            for (int i = 0; i < in; i++) {
+                double s = 0;
+                for (int t = 0; t < T; t++)
+                    s += (double)dy[(size_t)t * out + o] * (double)x[(size_t)t * in + i];
+                dW[(size_t)o * in + i] += (float)s;
+            }
+        if (db) {
+            double s = 0;
+            for (int t = 0; t < T; t++)
+                s += (double)dy[(size_t)t * out + o];
+            db[o] += (float)s;
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// RMSNorm:  y[t,i] = x[t,i] · r_t · w[i],   r_t = 1/sqrt(mean_i x[t,i]² + eps)
+
+void k_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int T, int d,
+                       float eps) {
+    // the same float operations, in the same order, as k_rmsnorm (bit-identical y)
+    for (int t = 0; t < T; t++) {
+        const float *xt = x + (size_t)t * d;
+        float       *yt = y + (size_t)t * d;
+        float        ss = 0.0f;
+        for (int i = 0; i < d; i++)
+            ss += xt[i] * xt[i];
+        float r = 1.0f / sqrtf(ss / (float)d + eps);
+        for (int i = 0; i < d; i++)
+            yt[i] = xt[i] * r * w[i];
+        if (rstd)
+            rstd[t] = r;
+    }
+}
+
+// backward of  y_i = x_i · r · w_i,  r = (Σ_j x_j²/d + eps)^-½,  ∂r/∂x_j = −r³·x_j/d:
+//   dw_i += Σ_t dy_i · x_i · r
+//   dx_i += r · dy_i·w_i  −  x_i · r³/d · Σ_j dy_j·w_j·x_j
+void k_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
+                        const float *rstd, int T, int d) {
+    for (int t = 0; t < T; t++) {
+        const float *xt = x + (size_t)t * d, *gt = dy + (size_t)t * d;
+        float        r = rstd[t];
+        if (dw)
+            for (int i = 0; i < d; i++)
+                dw[i] += gt[i] * xt[i] * r;
+        if (!dx)
+            continue;
+        double dot = 0; // Σ_j dy_j·w_j·x_j
+        for (int i = 0; i < d; i++)
+            dot += (double)gt[i] * (double)w[i] * (double)xt[i];
+        float  c = (float)(dot * (double)r * (double)r * (double)r / d);
+        float *dxt = dx + (size_t)t * d;
+        for (int i = 0; i < d; i++)
+            dxt[i] += r * gt[i] * w[i] - xt[i] * c;
+    }
+}
+
+// ----------------------------------------------------------------------------
+// SwiGLU:  h = silu(g) · u,  silu(g) = g·σ(g)   (forward: k_swiglu)
+
+// backward:  du = dh · silu(g);   dg = dh · u · σ(g)·(1 + g·(1 − σ(g)))
+void k_swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u,
+                       size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i], ui = u[i], hi = dh[i]; // read all first: outputs may alias inputs
+        float sg = 1.0f / (1.0f + expf(-gi));
+        if (du)
+            du[i] = hi * gi * sg;
+        if (dg)
+            dg[i] = hi * ui * sg * (1.0f + gi * (1.0f - sg));
+    }
+}
+
+// ----------------------------------------------------------------------------
+// Embedding:  x[t] = E[ids[t]]
+
+typedef struct emb_task {
+    float         *dE;
+    const float   *dx;
+    const int32_t *ids;
+    int            T, d;
+} emb_task;
+
+// thread ith: feature columns [c0, c1) of every row (no two threads touch one float)
+static void emb_run(void *arg, int ith, int nth) {
+    const emb_task *j = arg;
+    int             c0, c1;
+    molt_pool_range(j->d, ith, nth, &c0, &c1);
+    for (int t = 0; t < j->T; t++) {
+        float       *e = j->dE + (size_t)j->ids[t] * j->d;
+        const float *g = j->dx + (size_t)t * j->d;
+        for (int i = c0; i < c1; i++)
+            e[i] += g[i];
+    }
+}
+
+// backward:  dE[ids[t]] += dx[t]
+void k_embedding_backward(float *dE, const float *dx, const int32_t *ids, int T, int d) {
+    emb_task job = {dE, dx, ids, T, d};
+    int      nth = MIN_INT(k_threads(), d / 64);
+    if (nth <= 1 || (size_t)T * (size_t)d < (1u << 18))
+        emb_run(&job, 0, 1);
+    else
+        molt_pool_run(nth, emb_run, &job);
+}
