@@ -22,6 +22,7 @@ WARN = -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototype
 OPT   ?= -O3
 CFLAGS_BASE = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -g $(OPT) -fopenmp \
               -fvisibility=hidden -Iinclude -Isrc $(PKG_CFLAGS) $(WARN)
+CFLAGS_BASE += $(EXTRA_CFLAGS)
 ifeq ($(NATIVE),1)
 CFLAGS_BASE += -march=native
 endif
