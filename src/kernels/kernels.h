@@ -29,7 +29,29 @@ float k_softplus(float x); // log(1+exp(x)), PyTorch threshold 20
 void k_softmax(float *x, int n);
 void k_add(float *y, const float *x, size_t n); // y += x
 
-// Threads used by BLAS / OpenMP regions (process-wide).
+// ----------------------------------------------------------------------------
+// backend table: the k_* entry points above dispatch through the active
+// backend (CPU today). A CUDA backend provides the same table; the CPU one
+// stays the oracle it is tested against.
+
+#define MOLT_BACKEND_OPS(X) X(matmul) X(rmsnorm) X(swiglu) X(softmax)
+
+typedef struct molt_backend {
+    const char *name;
+    void (*matmul)(float *y, const float *x, const float *W, const float *bias, int T, int in,
+                   int out, int accumulate);
+    void (*rmsnorm)(float *y, const float *x, const float *w, int T, int d, float eps);
+    void (*swiglu)(float *gate, const float *up, size_t n);
+    void (*softmax)(float *x, int n);
+} molt_backend;
+
+extern const molt_backend molt_backend_cpu;
+const molt_backend *k_backend(void);
+// Selects the backend used by every k_* call (NULL: CPU). Returns false when a
+// table entry is missing.
+int k_use_backend(const molt_backend *b);
+
+// Threads used by the pool (process-wide).
 void k_set_threads(int n);
 int  k_threads(void);
 

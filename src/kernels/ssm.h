@@ -1,8 +1,10 @@
 /*
  * ssm.h — state-space kernels shared by the Mamba-2 and DiscreteMamba2
  * (Llamba) mixers: causal depthwise conv1d and the SSD selective scan, each in
- * three exact modes (recurrent step, chunked scan, materialized matrix).
- * Math: shared/docs/ALGORITHMS.md §1.2–1.4, §2.2.
+ * three exact modes (recurrent step, chunked scan, materialized matrix), and
+ * their backward passes (cpu/ssm_backward.c). Math: shared/docs/ALGORITHMS.md
+ * §1.2–1.4, §2.2. Threads: molt's pool, k_threads() (kernels/kernels.h);
+ * results are bit-identical for any thread count.
  *
  * Dimension letters
  *   T  time steps            H  (value) heads        P  head dim

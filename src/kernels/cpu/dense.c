@@ -81,8 +81,8 @@ static void mm_run(void *arg, int ith, int nth) {
     gemm_block(j->y, j->x, j->W, j->T, j->in, j->out, o0, o1, j->beta);
 }
 
-void k_matmul(float *y, const float *x, const float *W, const float *bias, int T, int in, int out,
-              int accumulate) {
+static void cpu_matmul(float *y, const float *x, const float *W, const float *bias, int T, int in,
+                       int out, int accumulate) {
     float beta = accumulate ? 1.0f : 0.0f;
     if (bias) {
         if (!accumulate) {
@@ -124,7 +124,7 @@ void k_matmul_ref(float *y, const float *x, const float *W, const float *bias, i
 // ----------------------------------------------------------------------------
 // norms and activations
 
-void k_rmsnorm(float *y, const float *x, const float *w, int T, int d, float eps) {
+static void cpu_rmsnorm(float *y, const float *x, const float *w, int T, int d, float eps) {
     for (int t = 0; t < T; t++) {
         const float *xt = x + (size_t)t * d;
         float *yt = y + (size_t)t * d;
@@ -141,12 +141,12 @@ float k_silu(float x) { return x / (1.0f + expf(-x)); }
 
 float k_softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
 
-void k_swiglu(float *gate, const float *up, size_t n) {
+static void cpu_swiglu(float *gate, const float *up, size_t n) {
     for (size_t i = 0; i < n; i++)
         gate[i] = k_silu(gate[i]) * up[i];
 }
 
-void k_softmax(float *x, int n) {
+static void cpu_softmax(float *x, int n) {
     float m = x[0];
     for (int i = 1; i < n; i++)
         m = x[i] > m ? x[i] : m;
@@ -164,3 +164,34 @@ void k_add(float *y, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++)
         y[i] += x[i];
 }
+
+// ----------------------------------------------------------------------------
+// the CPU backend table and dispatch
+
+const molt_backend molt_backend_cpu = {"cpu", cpu_matmul, cpu_rmsnorm, cpu_swiglu, cpu_softmax};
+#define COUNT_OP(op) +1
+_Static_assert(0 MOLT_BACKEND_OPS(COUNT_OP) == 4,
+               "a new backend op needs a table entry, a CPU kernel and a test");
+static const molt_backend *g_backend = &molt_backend_cpu;
+
+const molt_backend *k_backend(void) { return g_backend; }
+
+int k_use_backend(const molt_backend *b) {
+    if (!b)
+        b = &molt_backend_cpu;
+#define HAS_OP(op) &&b->op
+    if (!(1 MOLT_BACKEND_OPS(HAS_OP)))
+        return 0;
+    g_backend = b;
+    return 1;
+}
+
+void k_matmul(float *y, const float *x, const float *W, const float *bias, int T, int in, int out,
+              int accumulate) {
+    g_backend->matmul(y, x, W, bias, T, in, out, accumulate);
+}
+void k_rmsnorm(float *y, const float *x, const float *w, int T, int d, float eps) {
+    g_backend->rmsnorm(y, x, w, T, d, eps);
+}
+void k_swiglu(float *gate, const float *up, size_t n) { g_backend->swiglu(gate, up, n); }
+void k_softmax(float *x, int n) { g_backend->softmax(x, n); }

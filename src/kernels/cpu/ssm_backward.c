@@ -28,6 +28,7 @@
  */
 #include "kernels/ssm.h"
 
+#include "core/core.h"
 #include "core/pool.h"
 #include "kernels/kernels.h"
 
@@ -93,6 +94,8 @@ static void group_sum_rows(void *arg, int ith, int nth) {
 //
 // forward:  y[t,c] = b[c] + Σ_{k<K} w[c,k] · x[t-(K-1)+k, c]     (x[τ<0] = 0)
 
+#define CONV_ACC 512 // floats of per-task accumulators (on the stack)
+
 typedef struct conv_bwd_task {
     float       *dx, *dw, *db;
     const float *dy, *x, *w;
@@ -118,26 +121,45 @@ static void conv_bwd_run(void *arg, int ith, int nth) {
         }
     }
     // dw[c,k] += Σ_t dy[t,c] · x[t-(K-1)+k, c];  db[c] += Σ_t dy[t,c]   (own channels)
+    // Channel blocks of cb, rows streamed in order t = 0..T-1 into acc[k][c]
+    // (contiguous in c), then added to dw once: the same sums for any split.
     molt_pool_range(Cc, ith, nth, &lo, &hi);
-    for (int c = lo; c < hi; c++) {
-        float *dwc = j->dw ? j->dw + (size_t)c * K : NULL;
-        for (int k = 0; k < K && dwc; k++) {
-            float s = 0.0f;
-            for (int t = (K - 1) - k; t < T; t++)
-                s += j->dy[(size_t)t * Cc + c] * j->x[(size_t)(t - (K - 1) + k) * Cc + c];
-            dwc[k] += s;
+    int cb = CONV_ACC / (K + 1); // ≥ 1: K < CONV_ACC is asserted
+    if (cb > 64)
+        cb = 64;
+    for (int c0 = lo; c0 < hi; c0 += cb) {
+        int   n = hi - c0 < cb ? hi - c0 : cb;
+        float acc[CONV_ACC]; // [K+1][n]: K taps, then the bias
+        for (int i = 0; i < (K + 1) * n; i++)
+            acc[i] = 0.0f;
+        for (int t = 0; t < T; t++) {
+            const float *dyt = j->dy + (size_t)t * Cc + c0;
+            for (int k = 0; k < K; k++) {
+                int tau = t - (K - 1) + k;
+                if (tau < 0)
+                    continue;
+                const float *xt = j->x + (size_t)tau * Cc + c0;
+                float       *a = acc + (size_t)k * n;
+                for (int c = 0; c < n; c++)
+                    a[c] += dyt[c] * xt[c];
+            }
+            float *a = acc + (size_t)K * n;
+            for (int c = 0; c < n; c++)
+                a[c] += dyt[c];
         }
-        if (j->db) {
-            float s = 0.0f;
-            for (int t = 0; t < T; t++)
-                s += j->dy[(size_t)t * Cc + c];
-            j->db[c] += s;
+        for (int c = 0; c < n; c++) {
+            if (j->dw)
+                for (int k = 0; k < K; k++)
+                    j->dw[(size_t)(c0 + c) * K + k] += acc[(size_t)k * n + c];
+            if (j->db)
+                j->db[c0 + c] += acc[(size_t)K * n + c];
         }
     }
 }
 
 void conv1d_causal_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                             const float *w, int T, int Cc, int K) {
+    MOLT_ASSERT(K >= 1 && K < CONV_ACC);
     if (T <= 0)
         return;
     conv_bwd_task j = {dx, dw, db, dy, x, w, T, Cc, K};
