@@ -247,6 +247,41 @@ typedef void (*molt_train_fn)(const molt_train_report *r, void *user);
 MOLT_API molt_status molt_train(molt_ctx *ctx, molt_model *m, const molt_train_opts *o,
                                 molt_train_fn cb, void *user, molt_train_report *final);
 
+// ----------------------------------------------------------------------------
+// MOHAWK distillation (Transformer teacher → Llamba student)
+
+typedef struct molt_distill_opts {
+    const char *out_dir;           // student model, per-stage checkpoints, report
+    int32_t     d_state;           // default 16
+    const char *init;              // "transfer" (default: C←Q, B←K, x←V, out←O) or "random"
+    int         ssm_bias;          // in_proj/out_proj biases (default 1)
+    const char *const *data;       // training text; NULL: sample from the teacher
+    int32_t     n_data;
+    const char *sep;               // text: document separator
+    int64_t     sample_tokens;     // teacher samples to draw when data is NULL (default 2M)
+    const char *eval_data;         // held-out text for the report (optional)
+    int32_t     seq_len, batch;    // default 256, 8
+    int64_t     stage_tokens[3];   // token budget per stage (0 skips a stage)
+    double      stage_lr[3];       // default 1e-3, 1e-3, 5e-4
+    double      tau;               // stage 3 temperature (default 1)
+    int         freeze_mlp;        // stage 3: train only norms + mixers
+    uint64_t    seed;
+    int         resume;            // skip finished stages, continue the current one
+} molt_distill_opts;
+MOLT_API molt_distill_opts molt_distill_defaults(void);
+
+typedef struct molt_distill_report {
+    int     stage;                 // 1, 2, 3 (0 while sampling teacher data)
+    int64_t step, total_steps, tokens;
+    double  loss, elapsed_s, tok_per_s;
+} molt_distill_report;
+typedef void (*molt_distill_fn)(const molt_distill_report *r, void *user);
+
+// Distils teacher into a new Llamba student written to out_dir (loadable by
+// molt_model_load), with out_dir/report.json, report.txt and SVG plots.
+MOLT_API molt_status molt_distill(molt_ctx *ctx, const molt_model *teacher,
+                                  const molt_distill_opts *o, molt_distill_fn cb, void *user);
+
 #ifdef __cplusplus
 }
 #endif

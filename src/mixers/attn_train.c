@@ -43,6 +43,11 @@ size_t attn_train_act_floats(const attn_cfg *c, int B, int T) {
     return BT * (size_t)(2 * c->H * c->hd + 2 * c->KV * c->hd) + (size_t)B * c->H * T * T;
 }
 
+const float *attn_train_saved_probs(const float *act, const attn_cfg *c, int B, int T) {
+    size_t BT = (size_t)B * T;
+    return act + BT * (size_t)c->H * c->hd + 2 * BT * (size_t)c->KV * c->hd; // after q, k, v
+}
+
 // dheads, dq [B·T, H·hd]; dk, dv [B·T, KV·hd]; when grp > 1 also dkx, dvx
 // [B·T, H·hd] (per query head); then min(B·H, SLOTS) blocks of [RB, T].
 size_t attn_train_work_floats(const attn_cfg *c, int B, int T) {

@@ -50,4 +50,8 @@ void attn_train_backward(float *du, const attn_grads *g, const float *dout, cons
 void attn_train_probs(float *A, const float *u, int B, int T, const attn_cfg *c,
                       const attn_weights *w, const float *cos, const float *sin, float *work);
 
+// The softmax probabilities [B,H,T,T] saved by attn_train_forward in act
+// (MOHAWK stage 1 reads the teacher's from here).
+const float *attn_train_saved_probs(const float *act, const attn_cfg *c, int B, int T);
+
 #endif

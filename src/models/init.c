@@ -162,7 +162,10 @@ molt_status model_hybrid_from_teacher(molt_ctx *ctx, const molt_model *t, const 
         return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "teachers with attention biases are not "
                                                     "supported yet");
     model_cfg c = *plan;
-    c.arch = ARCH_HYBRID;
+    bool all_ssm = true;
+    for (int l = 0; l < t->cfg.n_layer; l++)
+        all_ssm &= plan->kind[l] == LAYER_SSM;
+    c.arch = all_ssm ? ARCH_LLAMBA : ARCH_HYBRID; // same tensor names either way
     c.d_model = t->cfg.d_model;
     c.n_layer = t->cfg.n_layer;
     c.vocab = t->cfg.vocab;

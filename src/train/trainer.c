@@ -20,6 +20,7 @@
 #include "train/data.h"
 #include "train/model_train.h"
 #include "train/optim.h"
+#include "train/checkpoint.h"
 
 #include "kernels/kernels.h"
 
@@ -57,7 +58,7 @@ molt_train_opts molt_train_defaults(void) {
 // ----------------------------------------------------------------------------
 // checkpoints
 
-static molt_status save_checkpoint(molt_ctx *ctx, const molt_model *m, const adamw *opt,
+molt_status save_checkpoint(molt_ctx *ctx, const molt_model *m, const adamw *opt,
                                    const char *out_dir, int64_t step, uint64_t rng,
                                    int64_t tokens) {
     char name[64], dir[4096], path[4200];
@@ -130,7 +131,7 @@ static molt_status save_checkpoint(molt_ctx *ctx, const molt_model *m, const ada
     return MOLT_OK;
 }
 
-static molt_status load_checkpoint(molt_ctx *ctx, molt_model *m, adamw *opt, const char *out_dir,
+molt_status load_checkpoint(molt_ctx *ctx, molt_model *m, adamw *opt, const char *out_dir,
                                    int64_t *step, uint64_t *rng, int64_t *tokens) {
     char path[4200], dir[4200];
     char *name = NULL;

@@ -16,6 +16,7 @@ static const command COMMANDS[] = {
     {"eval", cmd_eval, "mean next-token loss / perplexity over a text file"},
     {"info", cmd_info, "architecture, parameters, weight / KV / state bytes"},
     {"convert", cmd_convert, "llama2.c (or any loadable model) -> HF safetensors directory"},
+    {"distill", cmd_distill, "MOHAWK: distil a Llama teacher into a Llamba student, with a report"},
     {"train", cmd_train, "pretrain or fine-tune on text / token files, with checkpoints"},
 };
 

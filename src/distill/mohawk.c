@@ -1,0 +1,386 @@
+/*
+ * mohawk.c — molt_distill: the three MOHAWK stages over one data stream.
+ *
+ * Every step runs the teacher's training forward once (no backward) and reads
+ * what the stage needs from its saved activations: the residual stream
+ * entering each layer (L[l].x_in, stages 1–2), each layer's softmax attention
+ * (stage 1) and the logits (stage 3). Each stage has its own AdamW (β 0.9/0.95,
+ * wd 0.1 on the parameters the stage trains, as mohawk's setup_optimizer),
+ * a warmup-stable-decay schedule, and its own checkpoints in out_dir/stageK/
+ * (`--resume` skips finished stages and continues the current one).
+ * Trained sets: stage 1 input_layernorm + mixer; stage 2 whole blocks;
+ * stage 3 everything (or all but the MLPs with freeze_mlp).
+ */
+#include "distill/mohawk.h"
+#include "distill/report.h"
+#include "io/fileio.h"
+#include "kernels/backward.h"
+#include "kernels/kernels.h"
+#include "mixers/attn_train.h"
+#include "mixers/ssm_train.h"
+#include "models/forward.h"
+#include "train/checkpoint.h"
+#include "train/loss.h"
+#include "train/model_train.h"
+#include "train/optim.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+molt_distill_opts molt_distill_defaults(void) {
+    molt_distill_opts o;
+    memset(&o, 0, sizeof o);
+    o.d_state = 16;
+    o.init = "transfer";
+    o.ssm_bias = 1;
+    o.sample_tokens = 2000000;
+    o.seq_len = 256;
+    o.batch = 8;
+    o.stage_tokens[0] = 2000000;
+    o.stage_tokens[1] = 4000000;
+    o.stage_tokens[2] = 14000000;
+    o.stage_lr[0] = 1e-3;
+    o.stage_lr[1] = 1e-3;
+    o.stage_lr[2] = 5e-4;
+    o.tau = 1.0;
+    o.seed = 1234;
+    return o;
+}
+
+// frozen sets per stage (globs on parameter names, see optim.h)
+static const char *const STAGE_FREEZE[3] = {
+    "*embedding*,*post_attention_layernorm*,*.mlp.*,*final_layernorm*,lm_head*",
+    "*embedding*,*final_layernorm*,lm_head*",
+    NULL,
+};
+
+typedef struct distiller {
+    molt_ctx         *ctx;
+    const molt_model *teacher;
+    molt_model       *student;
+    train_model      *tt, *ts;
+    int               B, T, N;
+    // stage 1 buffers
+    float *M, *dM, *mact, *mwork, *u, *rstd, *du;
+} distiller;
+
+// ----------------------------------------------------------------------------
+// one step of each stage: loss, gradients into ts->grad (+=)
+
+static double stage1_step(distiller *D, bool backward) {
+    const molt_model *s = D->student;
+    const model_cfg *c = &s->cfg;
+    int H = c->ssm.H, d = c->d_model, L = c->n_layer;
+    double total = 0;
+    for (int l = 0; l < L; l++) {
+        const layer_weights *w = &s->layers[l];
+        const float *x_in = D->tt->L[l].x_in;
+        attn_cfg ac;
+        attn_weights aw;
+        layer_attn(D->teacher, l, &ac, &aw);
+        const float *A = attn_train_saved_probs(D->tt->L[l].attn, &ac, D->B, D->T);
+        k_rmsnorm_forward(D->u, D->rstd, x_in, w->attn_norm, D->N, d, c->norm_eps);
+        ssm_mat_forward(D->M, D->mact, D->u, D->B, D->T, &c->ssm, &w->ssm, D->mwork);
+        total += loss_frobenius(D->dM, D->M, A, D->B * H, D->T, 1.0f / (float)(D->B * H)) /
+                 (double)(D->B * H);
+        if (!backward)
+            continue;
+        ssm_grads g = {tm_grad_of(D->ts, w->ssm.in_proj),  tm_grad_of(D->ts, w->ssm.in_proj_b),
+                       tm_grad_of(D->ts, w->ssm.conv_w),   tm_grad_of(D->ts, w->ssm.conv_b),
+                       tm_grad_of(D->ts, w->ssm.dt_bias),  tm_grad_of(D->ts, w->ssm.A_log),
+                       tm_grad_of(D->ts, w->ssm.D),        tm_grad_of(D->ts, w->ssm.norm_w),
+                       tm_grad_of(D->ts, w->ssm.z_bias),   tm_grad_of(D->ts, w->ssm.out_proj),
+                       tm_grad_of(D->ts, w->ssm.out_proj_b)};
+        ssm_mat_backward(D->du, &g, D->dM, D->mact, D->u, D->B, D->T, &c->ssm, &w->ssm, D->mwork);
+        memset(D->ts->dx, 0, sizeof(float) * (size_t)D->N * d); // ∂x_in is not needed
+        k_rmsnorm_backward(D->ts->dx, tm_grad_of(D->ts, w->attn_norm), D->du, x_in, w->attn_norm,
+                           D->rstd, D->N, d);
+    }
+    return total;
+}
+
+static double stage2_step(distiller *D, bool backward) {
+    const model_cfg *c = &D->student->cfg;
+    int d = c->d_model, L = c->n_layer;
+    double total = 0;
+    float *out = D->du; // [N,d] scratch
+    for (int l = 0; l < L; l++) {
+        const float *target = l + 1 < L ? D->tt->L[l + 1].x_in : D->tt->x_last;
+        tm_block_forward(D->ts, l, D->tt->L[l].x_in, out);
+        total += loss_l2_rows(D->ts->dx, out, target, D->N, d, 1.0f / (float)D->N) / D->N;
+        if (backward)
+            tm_block_backward(D->ts, l, D->ts->dx);
+    }
+    return total;
+}
+
+static double stage3_step(distiller *D, const int32_t *in, double tau, bool backward) {
+    tm_forward(D->ts, in);
+    int V = D->student->cfg.vocab;
+    double loss = loss_soft_ce(D->ts->dlogits, D->ts->logits, D->tt->logits, D->N, V, (float)tau,
+                               1.0f / (float)D->N) /
+                  D->N;
+    if (backward)
+        tm_backward(D->ts);
+    return loss;
+}
+
+static double stage_loss(distiller *D, int stage, const int32_t *in, double tau, bool backward) {
+    return stage == 1 ? stage1_step(D, backward)
+           : stage == 2 ? stage2_step(D, backward)
+                        : stage3_step(D, in, tau, backward);
+}
+
+// ----------------------------------------------------------------------------
+// a stage: schedule, optimizer, checkpoints, curve
+
+static molt_status run_stage(distiller *D, int stage, const molt_distill_opts *o,
+                             const token_stream *data, molt_distill_fn cb, void *user,
+                             distill_stage_result *res) {
+    molt_ctx *ctx = D->ctx;
+    molt_model *s = D->student;
+    char dir[4096], path[4200], name[16];
+    snprintf(name, sizeof name, "stage%d", stage);
+    fio_join(dir, sizeof dir, o->out_dir, name);
+    fio_join(path, sizeof path, dir, "done");
+    memset(res, 0, sizeof *res);
+    res->stage = stage;
+    int64_t per = (int64_t)D->N, steps = (o->stage_tokens[stage - 1] + per - 1) / per;
+    if (steps <= 0)
+        return MOLT_OK;
+    if (o->resume && fio_exists(path)) { // finished earlier: load its final weights
+        molt_load_opts lo = {NULL, 1};
+        molt_model *c = NULL;
+        molt_status st = molt_model_load(ctx, dir, &lo, &c);
+        if (st == MOLT_OK) {
+            memcpy(s->data, c->data, sizeof(float) * s->n_floats);
+            molt_model_free(c);
+            res->skipped = true;
+        }
+        return st;
+    }
+    molt_status st = fio_mkdir_p(ctx, dir);
+    if (st != MOLT_OK)
+        return st;
+    adamw opt;
+    if ((st = adamw_init(ctx, &opt, s, STAGE_FREEZE[stage - 1])) != MOLT_OK)
+        return st;
+    if (stage == 3 && o->freeze_mlp) {
+        adamw_free(&opt);
+        if ((st = adamw_init(ctx, &opt, s, "*.mlp.*")) != MOLT_OK)
+            return st;
+    }
+    sched_cfg sc = {SCHED_WSD, o->stage_lr[stage - 1], o->stage_lr[stage - 1] * 1e-2, 0.1, 0.1,
+                    steps};
+    int64_t step = 0, tokens = 0;
+    uint64_t rng = o->seed * 0x9E3779B97F4A7C15ull + (uint64_t)stage;
+    if (o->resume && fio_exists(path) == false) {
+        char latest[4200];
+        fio_join(latest, sizeof latest, dir, "latest");
+        if (fio_exists(latest) &&
+            (st = load_checkpoint(ctx, s, &opt, dir, &step, &rng, &tokens)) != MOLT_OK) {
+            adamw_free(&opt);
+            return st;
+        }
+    }
+    int32_t *in = molt__malloc(sizeof(int32_t) * (size_t)D->N);
+    int32_t *tg = molt__malloc(sizeof(int32_t) * (size_t)D->N);
+    res->curve = molt__malloc(sizeof(float) * (size_t)steps);
+    if (!in || !tg || !res->curve) {
+        st = molt__err(ctx, MOLT_ERR_OOM, "out of memory");
+        goto done;
+    }
+    res->n_curve = 0;
+    double t0 = molt__now();
+    for (; step < steps; step++) {
+        data_batch(data, &rng, D->B, D->T, in, tg);
+        k_set_threads(molt_ctx_threads(ctx));
+        tm_forward(D->tt, in);
+        tm_zero_grad(D->ts);
+        double loss = stage_loss(D, stage, in, o->tau, true);
+        const char *bad = grad_first_nonfinite(s, D->ts->grad);
+        if (!isfinite(loss) || bad) {
+            st = molt__err(ctx, MOLT_ERR_NUMERIC,
+                           "stage %d step %lld: non-finite %s%s; stopped, the last checkpoint in "
+                           "%s is intact",
+                           stage, (long long)step + 1, bad ? "gradient of " : "loss",
+                           bad ? bad : "", dir);
+            goto done;
+        }
+        double gn = grad_norm(s, &opt, D->ts->grad);
+        grad_clip(s, &opt, D->ts->grad, gn, 1.0);
+        adamw_update(s, &opt, D->ts->grad, (float)sched_lr(&sc, step));
+        tokens += per;
+        if (step == 0 || res->n_curve == 0)
+            res->first_loss = loss;
+        res->curve[res->n_curve++] = (float)loss;
+        res->last_loss = loss;
+        res->tokens = tokens;
+        res->seconds = molt__now() - t0;
+        if (cb) {
+            molt_distill_report r = {stage, step + 1, steps, tokens, loss, res->seconds,
+                                     (double)tokens / fmax(res->seconds, 1e-9)};
+            cb(&r, user);
+        }
+        if ((step + 1) % 200 == 0 || step + 1 == steps)
+            if ((st = save_checkpoint(ctx, s, &opt, dir, step + 1, rng, tokens)) != MOLT_OK)
+                goto done;
+    }
+    st = fio_write_atomic(ctx, path, "done\n", 5);
+done:
+    molt__free(in);
+    molt__free(tg);
+    adamw_free(&opt);
+    return st;
+}
+
+// ----------------------------------------------------------------------------
+// the whole pipeline
+
+static molt_status check_opts(molt_ctx *ctx, const molt_model *t, const molt_distill_opts *o) {
+    if (!o->out_dir || !*o->out_dir)
+        return molt__err(ctx, MOLT_ERR_ARG, "no output directory given");
+    if (t->cfg.arch != ARCH_LLAMA)
+        return molt__err(ctx, MOLT_ERR_ARG, "the teacher must be a Llama model (got %s)",
+                         model_arch_name(t->cfg.arch));
+    if (!t->tok && (o->n_data > 0 || o->eval_data))
+        return molt__err(ctx, MOLT_ERR_MISSING, "the teacher has no tokenizer for the text data");
+    int64_t total = o->stage_tokens[0] + o->stage_tokens[1] + o->stage_tokens[2];
+    if (total <= 0 || o->stage_tokens[0] < 0 || o->stage_tokens[1] < 0 || o->stage_tokens[2] < 0)
+        return molt__err(ctx, MOLT_ERR_ARG, "the token budget is zero: give a stage budget > 0");
+    if (o->seq_len < 2 || o->seq_len >= t->cfg.max_seq || o->batch < 1)
+        return molt__err(ctx, MOLT_ERR_ARG, "sequence length %d (2..%d) and batch %d", o->seq_len,
+                         t->cfg.max_seq - 1, o->batch);
+    if (!(o->tau > 0))
+        return molt__err(ctx, MOLT_ERR_ARG, "temperature must be positive");
+    for (int k = 0; k < 3; k++)
+        if (o->stage_tokens[k] > 0 && !(o->stage_lr[k] > 0))
+            return molt__err(ctx, MOLT_ERR_ARG, "stage %d learning rate must be positive", k + 1);
+    return MOLT_OK;
+}
+
+molt_status molt_distill(molt_ctx *ctx, const molt_model *teacher, const molt_distill_opts *o,
+                         molt_distill_fn cb, void *user) {
+    molt_status st = check_opts(ctx, teacher, o);
+    if (st != MOLT_OK)
+        return st;
+    if ((st = fio_mkdir_p(ctx, o->out_dir)) != MOLT_OK) // unwritable: fail before any work
+        return st;
+    char probe[4200];
+    fio_join(probe, sizeof probe, o->out_dir, ".write-test");
+    if ((st = fio_write_atomic(ctx, probe, "x", 1)) != MOLT_OK)
+        return st;
+    remove(probe);
+    distiller D;
+    memset(&D, 0, sizeof D);
+    D.ctx = ctx;
+    D.teacher = teacher;
+    D.B = o->batch;
+    D.T = o->seq_len;
+    D.N = D.B * D.T;
+    token_stream data = {0}, ev = {0};
+    distill_result R;
+    memset(&R, 0, sizeof R);
+    double t_all = molt__now();
+    if ((st = mohawk_student(ctx, teacher, o->d_state, o->init, o->ssm_bias != 0, o->seed,
+                             &D.student)) != MOLT_OK)
+        return st;
+    // data: text, or the teacher's own samples
+    if (o->n_data > 0) {
+        st = data_load(ctx, teacher->tok, teacher->cfg.vocab, o->data, o->n_data, "text", o->sep,
+                       &data);
+    } else {
+        if (cb) {
+            molt_distill_report r = {0, 0, 0, 0, 0, 0, 0};
+            cb(&r, user);
+        }
+        double ts0 = molt__now();
+        st = mohawk_teacher_samples(ctx, teacher, o->sample_tokens, D.T, o->seed,
+                                    molt_ctx_threads(ctx), &data);
+        R.sample_seconds = molt__now() - ts0;
+        R.sampled_tokens = (int64_t)data.n;
+    }
+    if (st != MOLT_OK)
+        goto done;
+    if (data.n < (size_t)D.T + 2) {
+        st = molt__err(ctx, MOLT_ERR_ARG, "only %zu tokens of data", data.n);
+        goto done;
+    }
+    if (o->eval_data) {
+        const char *ep[1] = {o->eval_data};
+        if ((st = data_load(ctx, teacher->tok, teacher->cfg.vocab, ep, 1, "text", o->sep, &ev)) !=
+            MOLT_OK)
+            goto done;
+    }
+    if ((st = tm_new(ctx, (molt_model *)(uintptr_t)teacher, D.B, D.T, &D.tt)) != MOLT_OK ||
+        (st = tm_new(ctx, D.student, D.B, D.T, &D.ts)) != MOLT_OK)
+        goto done;
+    const ssm_cfg *sc = &D.student->cfg.ssm;
+    size_t BHTT = (size_t)D.B * sc->H * D.T * D.T, Nd = (size_t)D.N * teacher->cfg.d_model;
+    D.M = molt__malloc_aligned(BHTT * sizeof(float));
+    D.dM = molt__malloc_aligned(BHTT * sizeof(float));
+    D.mact = molt__malloc_aligned(ssm_mat_act_floats(sc, D.B, D.T) * sizeof(float));
+    D.mwork = molt__malloc_aligned(ssm_mat_work_floats(sc, D.B, D.T) * sizeof(float));
+    D.u = molt__malloc_aligned(Nd * sizeof(float));
+    D.du = molt__malloc_aligned(Nd * sizeof(float));
+    D.rstd = molt__malloc_aligned((size_t)D.N * sizeof(float));
+    if (!D.M || !D.dM || !D.mact || !D.mwork || !D.u || !D.du || !D.rstd) {
+        st = molt__err(ctx, MOLT_ERR_OOM, "out of memory for stage-1 matrices (%.0f MB)",
+                       (double)BHTT * 8e-6);
+        goto done;
+    }
+    // a fixed probe batch measures the stage-1 distance before and after
+    int32_t *probe_in = molt__malloc(sizeof(int32_t) * (size_t)D.N * 2);
+    if (!probe_in) {
+        st = molt__err(ctx, MOLT_ERR_OOM, "out of memory");
+        goto done;
+    }
+    uint64_t prng = 99;
+    data_batch(&data, &prng, D.B, D.T, probe_in, probe_in + D.N);
+    k_set_threads(molt_ctx_threads(ctx));
+    tm_forward(D.tt, probe_in);
+    // (stage1_step leaves the last layer's student matrices in D.M)
+    int Ll = teacher->cfg.n_layer - 1;
+    attn_cfg lac;
+    attn_weights law;
+    layer_attn(teacher, Ll, &lac, &law);
+    R.heat_layer = Ll;
+    R.frob_before = stage1_step(&D, false) / teacher->cfg.n_layer;
+    distill_capture_heatmaps(&R, attn_train_saved_probs(D.tt->L[Ll].attn, &lac, D.B, D.T), D.M,
+                             D.T, 0);
+    for (int k = 1; k <= 3 && st == MOLT_OK; k++)
+        st = run_stage(&D, k, o, &data, cb, user, &R.stages[k - 1]);
+    if (st == MOLT_OK) {
+        tm_forward(D.tt, probe_in);
+        R.frob_after = stage1_step(&D, false) / teacher->cfg.n_layer;
+        distill_capture_heatmaps(&R, attn_train_saved_probs(D.tt->L[Ll].attn, &lac, D.B, D.T),
+                                 D.M, D.T, 1);
+    }
+    molt__free(probe_in);
+    if (st != MOLT_OK)
+        goto done;
+    if ((st = molt_model_save(ctx, D.student, o->out_dir, "f32")) != MOLT_OK)
+        goto done;
+    R.total_seconds = molt__now() - t_all;
+    st = distill_write_report(ctx, o, teacher, D.student, &ev, &R);
+done:
+    for (int k = 0; k < 3; k++)
+        molt__free(R.stages[k].curve);
+    molt__free(R.heat_teacher);
+    molt__free(R.heat_before);
+    molt__free(R.heat_after);
+    molt__free_aligned(D.M);
+    molt__free_aligned(D.dM);
+    molt__free_aligned(D.mact);
+    molt__free_aligned(D.mwork);
+    molt__free_aligned(D.u);
+    molt__free_aligned(D.du);
+    molt__free_aligned(D.rstd);
+    tm_free(D.tt);
+    tm_free(D.ts);
+    molt_model_free(D.student);
+    data_free(&data);
+    data_free(&ev);
+    return st;
+}

@@ -1,0 +1,32 @@
+/*
+ * mohawk.h — MOHAWK distillation internals (ALGORITHMS.md §2–§3).
+ *
+ *   stage 1  matrix orientation: per layer, the student's norm + mixer get the
+ *            teacher's residual stream entering that layer; loss = Σ_layers
+ *            mean_{batch×heads} ‖M_student − A_teacher‖_F
+ *   stage 2  hidden-state alignment: per block, student block(teacher input)
+ *            vs teacher output, loss = Σ_layers mean_tokens ‖·‖₂
+ *   stage 3  knowledge distillation: soft-label CE of the student against the
+ *            teacher's softmax over all positions (temperature τ)
+ */
+#ifndef MOLT_MOHAWK_H
+#define MOLT_MOHAWK_H
+
+#include "models/model.h"
+#include "train/data.h"
+
+// A Llamba student for a Llama teacher: DiscreteMamba2 mixers with one head
+// per teacher query head (n_qk = n_v = H, head dim = teacher head_dim),
+// d_state N; embeddings, norms, MLPs, final norm and head copied.
+// init "transfer": in_proj x ← v_proj, B ← k_proj, C ← q_proj (GQA repeat),
+// out_proj ← o_proj; "random": Llamba's initialisation. ssm_bias: in_proj /
+// out_proj biases (the A_log bias starts at −4: slow initial decay).
+molt_status mohawk_student(molt_ctx *ctx, const molt_model *teacher, int d_state,
+                           const char *init, bool ssm_bias, uint64_t seed, molt_model **out);
+
+// Teacher samples: n_tokens tokens of sequences generated from BOS at
+// temperature 1 (each sequence up to seq_len+1 tokens), nth streams in parallel.
+molt_status mohawk_teacher_samples(molt_ctx *ctx, const molt_model *teacher, int64_t n_tokens,
+                                   int seq_len, uint64_t seed, int nth, token_stream *out);
+
+#endif

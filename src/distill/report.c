@@ -1,0 +1,231 @@
+/*
+ * report.c — the distillation report: per-stage losses, tokens and time; the
+ * stage-1 distance before/after; teacher vs student loss on held-out text;
+ * decode speed; recurrent-state bytes vs the teacher's KV bytes at 1k/8k/32k;
+ * as JSON, a text table, and SVG plots (loss curves; teacher attention beside
+ * the student's mixing matrix, before and after distillation).
+ */
+#include "distill/report.h"
+
+#include "io/fileio.h"
+#include "models/model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+void distill_capture_heatmaps(distill_result *R, const float *A, const float *M, int T,
+                              int which) {
+    int n = T < HEAT_N ? T : HEAT_N;
+    float **dst = which == 0 ? &R->heat_before : &R->heat_after;
+    if (!*dst)
+        *dst = molt__calloc((size_t)HEAT_N * HEAT_N, sizeof(float));
+    if (!R->heat_teacher)
+        R->heat_teacher = molt__calloc((size_t)HEAT_N * HEAT_N, sizeof(float));
+    if (!*dst || !R->heat_teacher)
+        return;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++) {
+            (*dst)[i * HEAT_N + j] = M[(size_t)i * T + j];
+            R->heat_teacher[i * HEAT_N + j] = A[(size_t)i * T + j];
+        }
+}
+
+// ----------------------------------------------------------------------------
+// SVG helpers (plain text, no dependencies)
+
+static void svg_heat(FILE *f, const float *x, int n, double ox, double oy, double cell,
+                     const char *title) {
+    float lo = 0, hi = 1e-12f; // min-max normalisation over the matrix (G&A visualisation)
+    for (int i = 0; i < n * n; i++) {
+        lo = x[i] < lo ? x[i] : lo;
+        hi = x[i] > hi ? x[i] : hi;
+    }
+    fprintf(f, "<text x='%.0f' y='%.0f' font-size='13'>%s</text>\n", ox, oy - 6, title);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++) {
+            double v = ((double)x[i * HEAT_N + j] - (double)lo) / ((double)hi - (double)lo);
+            int c = (int)(255 * (1 - fmin(1, fmax(0, v))));
+            fprintf(f, "<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='rgb(%d,%d,255)'/>\n",
+                    ox + j * cell, oy + i * cell, cell, cell, c, c);
+        }
+}
+
+static molt_status write_heatmaps(molt_ctx *ctx, const char *path, const distill_result *R,
+                                  int n) {
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return molt__err(ctx, MOLT_ERR_IO, "%s: cannot write", path);
+    double cell = 5, w = n * cell;
+    fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' "
+               "font-family='sans-serif'>\n",
+            3 * w + 80, w + 60);
+    char t[128];
+    snprintf(t, sizeof t, "teacher attention (layer %d, head 0)", R->heat_layer);
+    svg_heat(f, R->heat_teacher, n, 10, 30, cell, t);
+    svg_heat(f, R->heat_before, n, w + 40, 30, cell, "student mixer, before");
+    svg_heat(f, R->heat_after, n, 2 * w + 70, 30, cell, "student mixer, after");
+    fprintf(f, "</svg>\n");
+    fclose(f);
+    return MOLT_OK;
+}
+
+static molt_status write_curves(molt_ctx *ctx, const char *path, const distill_result *R) {
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return molt__err(ctx, MOLT_ERR_IO, "%s: cannot write", path);
+    const double W = 300, H = 200, pad = 40;
+    fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' "
+               "font-family='sans-serif' font-size='11'>\n",
+            3 * (W + pad) + pad, H + 2 * pad);
+    static const char *const names[3] = {"stage 1: matrix orientation (Frobenius)",
+                                         "stage 2: hidden-state alignment (L2)",
+                                         "stage 3: distillation (soft CE)"};
+    for (int k = 0; k < 3; k++) {
+        const distill_stage_result *s = &R->stages[k];
+        double ox = pad + k * (W + pad), oy = pad;
+        fprintf(f, "<text x='%.0f' y='%.0f' font-size='12'>%s</text>\n", ox, oy - 10, names[k]);
+        fprintf(f, "<rect x='%.0f' y='%.0f' width='%.0f' height='%.0f' fill='none' "
+                   "stroke='#888'/>\n",
+                ox, oy, W, H);
+        if (s->n_curve < 2)
+            continue;
+        float lo = s->curve[0], hi = s->curve[0];
+        for (int i = 0; i < s->n_curve; i++) {
+            lo = s->curve[i] < lo ? s->curve[i] : lo;
+            hi = s->curve[i] > hi ? s->curve[i] : hi;
+        }
+        if (hi - lo < 1e-9f)
+            hi = lo + 1e-9f;
+        fprintf(f, "<text x='%.0f' y='%.0f'>%.4g</text><text x='%.0f' y='%.0f'>%.4g</text>\n",
+                ox + 2, oy + 12, (double)hi, ox + 2, oy + H - 4, (double)lo);
+        fprintf(f, "<polyline fill='none' stroke='#c33' stroke-width='1.2' points='");
+        for (int i = 0; i < s->n_curve; i++)
+            fprintf(f, "%.1f,%.1f ", ox + W * i / (s->n_curve - 1),
+                    oy + H - H * ((double)s->curve[i] - (double)lo) / ((double)hi - (double)lo));
+        fprintf(f, "'/>\n<text x='%.0f' y='%.0f'>%lld tokens</text>\n", ox + W - 90,
+                oy + H + 14, (long long)s->tokens);
+    }
+    fprintf(f, "</svg>\n");
+    fclose(f);
+    return MOLT_OK;
+}
+
+// ----------------------------------------------------------------------------
+
+static double decode_speed(const molt_model *m) {
+    molt_seq *s = NULL;
+    if (molt_seq_new(NULL, m, 257, &s) != MOLT_OK)
+        return 0;
+    int32_t t = m->cfg.bos >= 0 ? m->cfg.bos : 1;
+    double t0 = molt__now();
+    for (int i = 0; i < 256; i++) {
+        molt_seq_feed(NULL, s, &t, 1, 0, NULL);
+        t = (t * 31 + 7) % m->cfg.vocab;
+    }
+    double dt = molt__now() - t0;
+    molt_seq_free(s);
+    return 256 / dt;
+}
+
+static double mean_tail(const distill_stage_result *s) { // mean of the last 10% of steps
+    if (s->n_curve == 0)
+        return (double)NAN;
+    int k = s->n_curve / 10 > 0 ? s->n_curve / 10 : 1;
+    double a = 0;
+    for (int i = s->n_curve - k; i < s->n_curve; i++)
+        a += (double)s->curve[i];
+    return a / k;
+}
+
+molt_status distill_write_report(molt_ctx *ctx, const molt_distill_opts *o,
+                                 const molt_model *teacher, const molt_model *student,
+                                 const token_stream *ev, distill_result *R) {
+    char path[4200];
+    molt_eval_result te = {0}, se = {0};
+    te.loss = se.loss = (double)NAN;
+    if (ev && ev->n > 2) {
+        int W = o->seq_len;
+        molt_status st = molt_eval_tokens(ctx, teacher, ev->ids, ev->n, W, NULL, NULL, &te);
+        if (st == MOLT_OK)
+            st = molt_eval_tokens(ctx, student, ev->ids, ev->n, W, NULL, NULL, &se);
+        if (st != MOLT_OK)
+            return st;
+    }
+    double tspeed = decode_speed(teacher), sspeed = decode_speed(student);
+    int64_t kv = model_kv_bytes_per_token(&teacher->cfg), state = model_state_bytes(&student->cfg);
+    // JSON
+    fio_join(path, sizeof path, o->out_dir, "report.json");
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return molt__err(ctx, MOLT_ERR_IO, "%s: cannot write", path);
+    fprintf(f, "{\n  \"student\": {\"arch\": \"llamba\", \"d_state\": %d, \"init\": \"%s\", "
+               "\"params\": %zu},\n",
+            o->d_state, o->init ? o->init : "transfer", student->n_floats);
+    fprintf(f, "  \"data\": \"%s\", \"sampled_tokens\": %lld, \"sampling_seconds\": %.1f,\n",
+            o->n_data ? "text" : "teacher samples", (long long)R->sampled_tokens,
+            R->sample_seconds);
+    fprintf(f, "  \"stages\": [");
+    for (int k = 0; k < 3; k++) {
+        const distill_stage_result *s = &R->stages[k];
+        fprintf(f, "%s\n    {\"stage\": %d, \"tokens\": %lld, \"seconds\": %.1f, \"lr\": %g, "
+                   "\"first_loss\": %.6f, \"final_loss\": %.6f, \"skipped\": %s}",
+                k ? "," : "", k + 1, (long long)s->tokens, s->seconds, o->stage_lr[k],
+                s->first_loss, mean_tail(s), s->skipped ? "true" : "false");
+    }
+    fprintf(f, "\n  ],\n  \"stage1_frobenius_per_layer\": {\"before\": %.5f, \"after\": %.5f},\n",
+            R->frob_before, R->frob_after);
+    if (!isnan(te.loss))
+        fprintf(f, "  \"eval\": {\"text\": \"%s\", \"tokens\": %lld, \"teacher_loss\": %.5f, "
+                   "\"student_loss\": %.5f, \"ratio\": %.4f, \"teacher_ppl\": %.4f, "
+                   "\"student_ppl\": %.4f},\n",
+                o->eval_data, (long long)te.tokens, te.loss, se.loss, se.loss / te.loss, te.ppl,
+                se.ppl);
+    fprintf(f, "  \"decode_tok_per_s\": {\"teacher\": %.1f, \"student\": %.1f},\n", tspeed, sspeed);
+    fprintf(f, "  \"bytes_per_sequence\": {\"student_state\": %lld, \"teacher_kv_1k\": %lld, "
+               "\"teacher_kv_8k\": %lld, \"teacher_kv_32k\": %lld},\n",
+            (long long)state, (long long)(kv * 1024), (long long)(kv * 8192),
+            (long long)(kv * 32768));
+    fprintf(f, "  \"total_seconds\": %.1f\n}\n", R->total_seconds);
+    fclose(f);
+    // table
+    fio_join(path, sizeof path, o->out_dir, "report.txt");
+    f = fopen(path, "w");
+    if (!f)
+        return molt__err(ctx, MOLT_ERR_IO, "%s: cannot write", path);
+    fprintf(f, "MOHAWK distillation → %s (Llamba, d_state %d, %s init)\n", o->out_dir, o->d_state,
+            o->init ? o->init : "transfer");
+    fprintf(f, "data: %s%s\n\n", o->n_data ? "text files" : "teacher samples",
+            o->n_data ? "" : " (temperature 1)");
+    fprintf(f, "%-28s %12s %10s %12s %12s\n", "stage", "tokens", "seconds", "first loss",
+            "final loss");
+    static const char *const nm[3] = {"1 matrix orientation", "2 hidden-state alignment",
+                                      "3 knowledge distillation"};
+    for (int k = 0; k < 3; k++) {
+        const distill_stage_result *s = &R->stages[k];
+        fprintf(f, "%-28s %12lld %10.1f %12.5f %12.5f%s\n", nm[k], (long long)s->tokens,
+                s->seconds, s->first_loss, mean_tail(s), s->skipped ? "  (earlier run)" : "");
+    }
+    fprintf(f, "\nstage-1 distance ‖M − A‖_F per layer: %.4f before, %.4f after\n", R->frob_before,
+            R->frob_after);
+    if (!isnan(te.loss))
+        fprintf(f, "held-out loss (%s, %lld tokens): teacher %.4f (ppl %.3f), student %.4f (ppl "
+                   "%.3f), ratio %.3f\n",
+                o->eval_data, (long long)te.tokens, te.loss, te.ppl, se.loss, se.ppl,
+                se.loss / te.loss);
+    fprintf(f, "decode: teacher %.0f tok/s, student %.0f tok/s (1 thread, 256 tokens)\n", tspeed,
+            sspeed);
+    fprintf(f, "memory per sequence: student state %lld B; teacher KV %lld B @1k, %lld B @8k, "
+               "%lld B @32k\n",
+            (long long)state, (long long)(kv * 1024), (long long)(kv * 8192),
+            (long long)(kv * 32768));
+    fprintf(f, "total %.1f s\n", R->total_seconds);
+    fclose(f);
+    fio_join(path, sizeof path, o->out_dir, "loss_curves.svg");
+    molt_status st = write_curves(ctx, path, R);
+    if (st == MOLT_OK && R->heat_teacher && R->heat_before && R->heat_after) {
+        fio_join(path, sizeof path, o->out_dir, "attention_vs_mixer.svg");
+        st = write_heatmaps(ctx, path, R, o->seq_len < HEAT_N ? o->seq_len : HEAT_N);
+    }
+    return st;
+}

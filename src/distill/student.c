@@ -1,0 +1,141 @@
+/*
+ * student.c — building a MOHAWK student from a Llama teacher, and sampling
+ * training text from the teacher itself (so a teacher whose corpus is not at
+ * hand still provides as much in-distribution data as needed).
+ *
+ * Attention transfer (mohawk utils/init_weights.py init_ssm_from_attention_layer,
+ * MambaInLlama): the SSD head h is softmax-free attention with a decay, so
+ * C_t·B_s plays q_t·k_s and x plays v. With d_state N ≠ head_dim, the first
+ * min(N, hd) state dimensions are transferred and the rest keep their random init.
+ */
+#include "core/pool.h"
+#include "distill/mohawk.h"
+#include "infer/sample.h"
+
+#include <math.h>
+#include <string.h>
+
+#define A_LOG_BIAS_INIT (-4.0f) // softplus(−4) ≈ 0.018: decay ≈ 0.98 per token
+
+molt_status mohawk_student(molt_ctx *ctx, const molt_model *t, int d_state, const char *init,
+                           bool ssm_bias, uint64_t seed, molt_model **out) {
+    *out = NULL;
+    const model_cfg *tc = &t->cfg;
+    if (tc->arch != ARCH_LLAMA)
+        return molt__err(ctx, MOLT_ERR_ARG, "the teacher must be a Llama model (got %s)",
+                         model_arch_name(tc->arch));
+    int Di = tc->n_head * tc->head_dim;
+    if (Di % tc->d_model)
+        return molt__err(ctx, MOLT_ERR_SHAPE,
+                         "teacher heads × head_dim = %d is not a multiple of hidden size %d: a "
+                         "Llamba student needs d_inner = expand · d_model",
+                         Di, tc->d_model);
+    if (d_state <= 0 || d_state > 4096)
+        return molt__err(ctx, MOLT_ERR_ARG, "d_state %d out of range", d_state);
+    bool transfer = !init || !strcmp(init, "transfer");
+    if (!transfer && strcmp(init, "random"))
+        return molt__err(ctx, MOLT_ERR_ARG, "init \"%s\" (transfer or random)", init);
+    model_cfg plan;
+    memset(&plan, 0, sizeof plan);
+    plan.ssm = (ssm_cfg){SSM_DISCRETE, tc->d_model, Di, tc->n_head, tc->head_dim, d_state,
+                         tc->n_head, 4, 0, 64, tc->norm_eps, 0.0f, INFINITY};
+    plan.conv_bias = true;
+    plan.ssm_bias = ssm_bias;
+    for (int l = 0; l < tc->n_layer; l++)
+        plan.kind[l] = LAYER_SSM;
+    molt_model *m = NULL;
+    molt_status st = model_hybrid_from_teacher(ctx, t, &plan, seed, &m);
+    if (st != MOLT_OK)
+        return st;
+    const ssm_cfg *s = &m->cfg.ssm;
+    int d = tc->d_model, hd = tc->head_dim, N = s->N, H = s->H, grp = tc->n_head / tc->n_kv_head;
+    int nb = N < hd ? N : hd;
+    size_t row = (size_t)d;
+    for (int l = 0; l < tc->n_layer; l++) {
+        const layer_weights *tw = &t->layers[l];
+        ssm_weights *w = &m->layers[l].ssm;
+        float *in = (float *)(uintptr_t)w->in_proj;
+        float *xr = in, *Br = in + (size_t)Di * row, *Cr = Br + (size_t)H * N * row;
+        if (ssm_bias) { // A_log bias: rows after x|B|C|z
+            float *b = (float *)(uintptr_t)w->in_proj_b;
+            for (int h = 0; h < H; h++)
+                b[(size_t)Di + 2 * (size_t)H * N + (size_t)Di + h] = A_LOG_BIAS_INIT;
+        }
+        if (!transfer)
+            continue;
+        for (int h = 0; h < H; h++) {
+            int kv = h / grp;
+            memcpy(xr + (size_t)h * hd * row, tw->wv + (size_t)kv * hd * row,
+                   sizeof(float) * (size_t)hd * row);
+            for (int n = 0; n < nb; n++) {
+                memcpy(Br + ((size_t)h * N + n) * row, tw->wk + ((size_t)kv * hd + n) * row,
+                       sizeof(float) * row);
+                memcpy(Cr + ((size_t)h * N + n) * row, tw->wq + ((size_t)h * hd + n) * row,
+                       sizeof(float) * row);
+            }
+        }
+        memcpy((float *)(uintptr_t)w->out_proj, tw->wo, sizeof(float) * (size_t)d * Di);
+    }
+    *out = m;
+    return MOLT_OK;
+}
+
+// ----------------------------------------------------------------------------
+// teacher samples
+
+typedef struct gen_job {
+    molt_ctx         *ctx;
+    const molt_model *m;
+    int               T, nseq, nth;
+    uint64_t          seed;
+    int32_t          *out;   // [nseq, T+1]
+    molt_status       st[64];
+} gen_job;
+
+static void gen_run(void *arg, int ith, int nth) {
+    gen_job *j = arg;
+    int V = j->m->cfg.vocab, bos = j->m->cfg.bos >= 0 ? j->m->cfg.bos : 1;
+    molt_seq *s = NULL;
+    float *lg = molt__malloc(sizeof(float) * (size_t)V);
+    struct prob_index *pi = molt__malloc(sizeof(*pi) * (size_t)V);
+    j->st[ith] = lg && pi ? molt_seq_new(NULL, j->m, j->T + 1, &s) : MOLT_ERR_OOM;
+    for (int q = ith; q < j->nseq && j->st[ith] == MOLT_OK; q += nth) {
+        sampler smp;
+        sampler_init(&smp, V, 1.0f, 1.0f, 0, j->seed + (uint64_t)q * 7919u + 1, pi);
+        int32_t *row = j->out + (size_t)q * (j->T + 1);
+        molt_seq_reset(s);
+        int32_t tok = bos;
+        row[0] = bos;
+        for (int i = 1; i <= j->T; i++) {
+            molt_seq_feed(NULL, s, &tok, 1, 0, lg);
+            tok = sampler_sample(&smp, lg);
+            row[i] = tok; // a generated BOS starts the next story, as in the training data
+        }
+    }
+    molt_seq_free(s);
+    molt__free(lg);
+    molt__free(pi);
+}
+
+molt_status mohawk_teacher_samples(molt_ctx *ctx, const molt_model *t, int64_t n_tokens,
+                                   int seq_len, uint64_t seed, int nth, token_stream *out) {
+    memset(out, 0, sizeof *out);
+    int T = seq_len < t->cfg.max_seq ? seq_len : t->cfg.max_seq - 1;
+    int nseq = (int)((n_tokens + T) / (T + 1));
+    if (nseq < 2)
+        nseq = 2;
+    out->ids = molt__malloc(sizeof(int32_t) * (size_t)nseq * (T + 1));
+    if (!out->ids)
+        return molt__err(ctx, MOLT_ERR_OOM, "out of memory for %d teacher samples", nseq);
+    out->n = (size_t)nseq * (T + 1);
+    if (nth > 64)
+        nth = 64;
+    gen_job j = {ctx, t, T, nseq, nth, seed, out->ids, {0}};
+    molt_pool_run(nth, gen_run, &j);
+    for (int i = 0; i < nth; i++)
+        if (j.st[i] != MOLT_OK) {
+            data_free(out);
+            return molt__err(ctx, j.st[i], "teacher sampling failed");
+        }
+    return MOLT_OK;
+}
