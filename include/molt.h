@@ -253,6 +253,7 @@ MOLT_API molt_status molt_train(molt_ctx *ctx, molt_model *m, const molt_train_o
 typedef struct molt_distill_opts {
     const char *out_dir;           // student model, per-stage checkpoints, report
     int32_t     d_state;           // default 16
+    int32_t     n_heads;           // student heads; 0 = the teacher's query heads (stage 1 needs that)
     const char *init;              // "transfer" (default: C←Q, B←K, x←V, out←O) or "random"
     int         ssm_bias;          // in_proj/out_proj biases (default 1)
     const char *const *data;       // training text; NULL: sample from the teacher

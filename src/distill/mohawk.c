@@ -252,6 +252,14 @@ static molt_status check_opts(molt_ctx *ctx, const molt_model *t, const molt_dis
     if (o->seq_len < 2 || o->seq_len >= t->cfg.max_seq || o->batch < 1)
         return molt__err(ctx, MOLT_ERR_ARG, "sequence length %d (2..%d) and batch %d", o->seq_len,
                          t->cfg.max_seq - 1, o->batch);
+    if (o->n_heads > 0 && o->n_heads != t->cfg.n_head && o->stage_tokens[0] > 0)
+        return molt__err(ctx, MOLT_ERR_ARG,
+                         "stage 1 compares each student head's mixing matrix with a teacher "
+                         "attention head: the student needs %d heads (the teacher's), not %d "
+                         "(HINT: --stage1-tokens 0, or drop --heads)",
+                         t->cfg.n_head, o->n_heads);
+    if (o->d_state <= 0)
+        return molt__err(ctx, MOLT_ERR_ARG, "d_state must be positive");
     if (!(o->tau > 0))
         return molt__err(ctx, MOLT_ERR_ARG, "temperature must be positive");
     for (int k = 0; k < 3; k++)
@@ -283,7 +291,7 @@ molt_status molt_distill(molt_ctx *ctx, const molt_model *teacher, const molt_di
     distill_result R;
     memset(&R, 0, sizeof R);
     double t_all = molt__now();
-    if ((st = mohawk_student(ctx, teacher, o->d_state, o->init, o->ssm_bias != 0, o->seed,
+    if ((st = mohawk_student(ctx, teacher, o->n_heads, o->d_state, o->init, o->ssm_bias != 0, o->seed,
                              &D.student)) != MOLT_OK)
         return st;
     // data: text, or the teacher's own samples

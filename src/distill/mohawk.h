@@ -21,7 +21,7 @@
 // init "transfer": in_proj x ← v_proj, B ← k_proj, C ← q_proj (GQA repeat),
 // out_proj ← o_proj; "random": Llamba's initialisation. ssm_bias: in_proj /
 // out_proj biases (the A_log bias starts at −4: slow initial decay).
-molt_status mohawk_student(molt_ctx *ctx, const molt_model *teacher, int d_state,
+molt_status mohawk_student(molt_ctx *ctx, const molt_model *teacher, int n_heads, int d_state,
                            const char *init, bool ssm_bias, uint64_t seed, molt_model **out);
 
 // Teacher samples: n_tokens tokens of sequences generated from BOS at

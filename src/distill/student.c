@@ -17,7 +17,8 @@
 
 #define A_LOG_BIAS_INIT (-4.0f) // softplus(−4) ≈ 0.018: decay ≈ 0.98 per token
 
-molt_status mohawk_student(molt_ctx *ctx, const molt_model *t, int d_state, const char *init,
+molt_status mohawk_student(molt_ctx *ctx, const molt_model *t, int n_heads, int d_state,
+                           const char *init,
                            bool ssm_bias, uint64_t seed, molt_model **out) {
     *out = NULL;
     const model_cfg *tc = &t->cfg;
@@ -32,13 +33,22 @@ molt_status mohawk_student(molt_ctx *ctx, const molt_model *t, int d_state, cons
                          Di, tc->d_model);
     if (d_state <= 0 || d_state > 4096)
         return molt__err(ctx, MOLT_ERR_ARG, "d_state %d out of range", d_state);
+    int H = n_heads > 0 ? n_heads : tc->n_head;
+    if (Di % H)
+        return molt__err(ctx, MOLT_ERR_SHAPE, "d_inner %d is not divisible by %d student heads", Di,
+                         H);
     bool transfer = !init || !strcmp(init, "transfer");
+    if (transfer && H != tc->n_head)
+        return molt__err(ctx, MOLT_ERR_ARG,
+                         "attention transfer needs one student head per teacher query head (%d, "
+                         "got %d): use --init random",
+                         tc->n_head, H);
     if (!transfer && strcmp(init, "random"))
         return molt__err(ctx, MOLT_ERR_ARG, "init \"%s\" (transfer or random)", init);
     model_cfg plan;
     memset(&plan, 0, sizeof plan);
-    plan.ssm = (ssm_cfg){SSM_DISCRETE, tc->d_model, Di, tc->n_head, tc->head_dim, d_state,
-                         tc->n_head, 4, 0, 64, tc->norm_eps, 0.0f, INFINITY};
+    plan.ssm = (ssm_cfg){SSM_DISCRETE, tc->d_model, Di, H, Di / H, d_state, H, 4, 0, 64,
+                         tc->norm_eps, 0.0f, INFINITY};
     plan.conv_bias = true;
     plan.ssm_bias = ssm_bias;
     for (int l = 0; l < tc->n_layer; l++)
@@ -48,7 +58,7 @@ molt_status mohawk_student(molt_ctx *ctx, const molt_model *t, int d_state, cons
     if (st != MOLT_OK)
         return st;
     const ssm_cfg *s = &m->cfg.ssm;
-    int d = tc->d_model, hd = tc->head_dim, N = s->N, H = s->H, grp = tc->n_head / tc->n_kv_head;
+    int d = tc->d_model, hd = tc->head_dim, N = s->N, grp = tc->n_head / tc->n_kv_head;
     int nb = N < hd ? N : hd;
     size_t row = (size_t)d;
     for (int l = 0; l < tc->n_layer; l++) {

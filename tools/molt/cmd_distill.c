@@ -16,6 +16,7 @@ static const char *USAGE =
     "  TEACHER              a Llama model (HF directory or llama2.c .bin)\n"
     "  --tokenizer F        tokenizer for a llama2.c teacher\n"
     "  --d-state N          student state size per head (16)\n"
+    "  --heads N            student heads (default: the teacher's query heads; stage 1 needs that)\n"
     "  --init transfer|random  mixer init: C<-Q, B<-K, x<-V, out<-O (default) or Llamba's\n"
     "  --no-ssm-bias        no in_proj/out_proj biases in the student\n"
     "  --data FILE...       training text (default: sample from the teacher)\n"
@@ -110,6 +111,7 @@ int cmd_distill(int argc, char **argv) {
             o.eval_data = v;
         }
         I_OPT("--d-state", o.d_state, 1, 4096)
+        I_OPT("--heads", o.n_heads, 1, 4096)
         I_OPT("--sample-tokens", o.sample_tokens, 1000, 1L << 40)
         I_OPT("--seq", o.seq_len, 2, 1L << 20)
         I_OPT("--batch", o.batch, 1, 1L << 16)

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# molt distill: bad options fail before any work with a clear message, and a
+# small end-to-end run on stories260K (a real pretrained teacher) where every
+# stage's loss falls, the stage-1 distance shrinks, the report and plots are
+# written, and the student loads, evaluates and generates.
+set -u
+MOLT=${MOLT_BIN:-build/molt}
+SHARED=${MOLT_SHARED:-../shared}
+TEACHER=models/stories260K/stories260K.bin
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+fail=0
+bad() { # NAME SUBSTRING -- args
+  local name=$1 want=$2; shift 3
+  local t0=$EPOCHREALTIME
+  "$@" > /dev/null 2> "$T/err"; local rc=$?
+  local dt=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.2f", b-a}')
+  if [ $rc -eq 0 ] || [ $rc -ge 128 ] || ! grep -q -- "$want" "$T/err"; then
+    echo "FAIL $name (exit $rc):"; cat "$T/err"; fail=1
+  else
+    echo "ok   $name (${dt}s): $(grep error "$T/err")"
+  fi
+}
+bad zero-budget "budget is zero" -- $MOLT distill $TEACHER -o "$T/x" --tokens 0
+bad heads-mismatch "stage 1" -- $MOLT distill $TEACHER -o "$T/x" --heads 4 --init random
+bad bad-teacher "no such file" -- $MOLT distill "$T/missing.bin" -o "$T/x"
+bad not-llama "Llama" -- $MOLT distill "$SHARED/models/mamba2-random" -o "$T/x"
+mkdir -p "$T/ro"; touch "$T/ro/file"
+bad unwritable "file" -- $MOLT distill $TEACHER -o "$T/ro/file/sub"
+bad bad-init "transfer or random" -- $MOLT distill $TEACHER -o "$T/x" --init magic
+# small real run (held-out: the first 40 KB of TinyStories valid, never trained on)
+head -c 40000 "$SHARED/data/tinystories/tinystories_v1_valid_head.txt" > "$T/valid.txt"
+$MOLT distill $TEACHER -o "$T/s" --sample-tokens 40000 --seq 64 --batch 4 \
+  --stage1-tokens 12800 --stage2-tokens 12800 --stage3-tokens 25600 --lr3 2e-3 \
+  --eval-data "$T/valid.txt" -q > "$T/out" 2> "$T/err" \
+  || { echo "FAIL: distill run"; cat "$T/err"; exit 1; }
+cat "$T/out"
+/usr/bin/python3 - "$T/s/report.json" <<'PY' || fail=1
+import json, sys
+r = json.load(open(sys.argv[1]))
+ok = True
+for s in r["stages"]:
+    falls = s["final_loss"] < s["first_loss"]
+    print(f"stage {s['stage']}: {s['first_loss']:.4f} -> {s['final_loss']:.4f} {'falls' if falls else 'DOES NOT FALL'}")
+    ok &= falls
+f = r["stage1_frobenius_per_layer"]
+print(f"stage-1 distance {f['before']:.3f} -> {f['after']:.3f}")
+ok &= f["after"] < f["before"]
+ok &= r["eval"]["student_loss"] > 0 and r["bytes_per_sequence"]["student_state"] > 0
+sys.exit(0 if ok else 1)
+PY
+for f in report.txt loss_curves.svg attention_vs_mixer.svg config.json model.safetensors; do
+  [ -s "$T/s/$f" ] || { echo "FAIL: $f missing"; fail=1; }
+done
+grep -qE '"model_type":[[:space:]]*"llamba"' "$T/s/config.json" || { echo "FAIL: student is not a llamba model"; fail=1; }
+$MOLT generate "$T/s" -t 0 -n 20 -q > "$T/gen" 2>&1 || { echo "FAIL: student does not generate"; cat "$T/gen"; fail=1; }
+echo "student says: $(head -c 120 "$T/gen")"
+exit $fail
