@@ -12,9 +12,10 @@ usage: train_torch.py [--threads N] [--config CONFIG.json] [--batch B] [--seq T]
 prints one JSON line (ms_per_step = median timed step, tokens_per_s = B·T over it):
   {"bench": "train_torch", "tokens_per_s": ..., "threads": N, "ms_per_step": ...,
    "ms_per_step_mean": ..., "batch": B, "seq": T, "steps": S, "params": P,
-   "torch": "<version>"}
+   "omp_wait_policy": ..., "blas_threads": ..., "torch": "<version>"}
 Note: this Debian torch does its GEMMs in OpenBLAS, whose thread pool follows
-OPENBLAS_NUM_THREADS (default: all cores), not torch.set_num_threads.
+OPENBLAS_NUM_THREADS (default: all cores), not torch.set_num_threads; the
+script sets OMP_WAIT_POLICY=PASSIVE unless the environment already sets it.
 """
 import argparse
 import json
@@ -22,9 +23,15 @@ import math
 import os
 import time
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+# libgomp (torch's OpenMP) spin-waits between parallel regions by default; on a
+# small machine its threads then fight OpenBLAS's own pthread pool (this Debian
+# torch does its GEMMs in OpenBLAS) and 2 threads can run 3x slower than 1.
+# Passive waiting is the fair setting for the baseline; must precede `import torch`.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 
 def default_config():
@@ -158,7 +165,7 @@ def main():
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        return float(loss)
+        return loss.item()
 
     for _ in range(a.warmup):
         step()
@@ -176,6 +183,8 @@ def main():
                       "threads": a.threads, "ms_per_step": round(1000 * med, 2),
                       "ms_per_step_mean": round(1000 * sum(times) / len(times), 2),
                       "batch": a.batch, "seq": a.seq, "steps": a.steps, "params": n_params,
+                      "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
+                      "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
                       "torch": torch.__version__}))
 
 

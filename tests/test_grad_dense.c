@@ -564,7 +564,8 @@ static void test_attention(int B, int T, int d, int H, int KV, int hd, int bias,
     att_run(&k, &o, 1);
 
     // forward vs the double twin
-    double  *dcos = to_d(g_cos, (size_t)ROPE_T * hd / 2), *dsin = to_d(g_sin, (size_t)ROPE_T * hd / 2);
+    size_t   nrope = (size_t)ROPE_T * hd / 2;
+    double  *dcos = to_d(g_cos, nrope), *dsin = to_d(g_sin, nrope);
     att_twin a = {B, T, d, H, KV, hd, to_d(k.u, sz[0]), to_d(k.w.wq, sz[1]), to_d(k.w.wk, sz[2]),
                   to_d(k.w.wv, sz[3]), to_d(k.w.wo, sz[4]), to_d(k.w.bq, sz[5]),
                   to_d(k.w.bk, sz[6]), to_d(k.w.bv, sz[7]), to_d(k.w.bo, sz[8]), dcos, dsin,
@@ -765,7 +766,8 @@ static void test_norm_loss(int frob, int rows, int L) {
     float *x = frand(N, 1.0f), *y = frand(N, 1.0f), *g = frand(N, 1.0f);
     memcpy(x + len, y + len, sizeof(float) * len);
     float  scale = 1.0f / (float)rows;
-    double got = frob ? loss_frobenius(g, x, y, rows, L, scale) : loss_l2_rows(g, x, y, rows, L, scale);
+    double got = frob ? loss_frobenius(g, x, y, rows, L, scale)
+                      : loss_l2_rows(g, x, y, rows, L, scale);
     nrm_twin c = {rows, len, to_d(x, N), to_d(y, N), (double)scale};
     double   want = nrm_loss(&c) / (double)scale;
     const char *nm = frob ? "frobenius" : "l2_rows";
@@ -778,7 +780,8 @@ static void test_norm_loss(int frob, int rows, int L) {
     snprintf(name, sizeof name, "%s %dx%d d%s", nm, rows, L, frob ? "S" : "x");
     fd_check(name, nrm_loss, &c, c.x, N, g);
     float *ip = fcopy(x, N);
-    double g2 = frob ? loss_frobenius(ip, ip, y, rows, L, scale) : loss_l2_rows(ip, ip, y, rows, L, scale);
+    double g2 = frob ? loss_frobenius(ip, ip, y, rows, L, scale)
+                     : loss_l2_rows(ip, ip, y, rows, L, scale);
     CHECK(g2 == got && memcmp(ip, g, sizeof(float) * N) == 0, "%s in place differs", nm);
     free(x), free(y), free(g), free(c.x), free(c.y), free(ip);
 }
@@ -971,7 +974,8 @@ static void tc_rmsnorm(tcase *c, int T, int d) {
 static void tc_swiglu(tcase *c, int n) {
     snprintf(c->name, sizeof c->name, "swiglu n%d", n);
     c->op = 2, c->ni = 1, c->ints[0] = n;
-    float *g = tc_in(c, frand((size_t)n, 3.0f), (size_t)n), *u = tc_in(c, frand((size_t)n, 1.0f), (size_t)n);
+    float *g = tc_in(c, frand((size_t)n, 3.0f), (size_t)n);
+    float *u = tc_in(c, frand((size_t)n, 1.0f), (size_t)n);
     float *dh = tc_in(c, frand((size_t)n, 1.0f), (size_t)n);
     float *h = fcopy(g, (size_t)n), *dg = fmalloc((size_t)n), *du = fmalloc((size_t)n);
     k_swiglu(h, u, (size_t)n);

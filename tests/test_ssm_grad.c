@@ -6,25 +6,33 @@
  *       (conv formula, sequential scan, materialized matrix, and the whole
  *       Mamba-2 / DiscreteMamba2 mixer). The loss is L = Σ w ∘ f(inputs) for a
  *       fixed random upstream w, evaluated in double; the central difference
- *       (L(θ+ε) − L(θ−ε)) / 2ε with ε = 1e-5 (kernels) / 1e-5 (mixers) has
- *       truncation and rounding errors far below 1e-7 relative, so the float
- *       analytic gradient must match it to its own fp32 accuracy. Per tensor
- *       at most FD_MAX elements are checked (random, plus first and last);
- *       pass: rel-L2 over the checked set ≤ FD_TOL and every element within
- *       10·FD_TOL of the checked set's RMS. Mixer elements whose ±ε evaluation
- *       flips a Δ clamp (kink) are skipped and counted.
+ *       (L(θ+ε) − L(θ−ε)) / 2ε with ε = 1e-5 has truncation and rounding
+ *       errors far below 1e-7 relative, so the float analytic gradient must
+ *       match it to its own fp32 accuracy. Per tensor at most FD_MAX elements
+ *       are checked (random, plus first and last); pass: rel-L2 over the
+ *       checked set ≤ FD_TOL (1e-4) and every element within 10·FD_TOL of the
+ *       checked set's RMS. Mixer elements whose ±ε evaluations see different
+ *       Δ clamp patterns (a kink) would be skipped and counted.
  *       Covered: conv1d backward, ssd_scan_ref_backward,
  *       ssd_scan_chunked_backward (Q 1, 3, 7, 16 × T 1, 5, 16, 17, 40),
  *       ssd_materialize_backward (with and without colscale / D, G < H and
  *       G = H), ssm_train_backward w.r.t. u and every parameter and
- *       ssm_mat_backward w.r.t. u and its parameters, both mixer kinds.
+ *       ssm_mat_backward w.r.t. u and its parameters, both mixer kinds
+ *       (with d_mlp, biases, an active Δ clamp, G < H and G = H, K = 1).
+ *       Parameter grads start at 0.5 (checks +=), du and scratch at NaN
+ *       (checks = and that nothing reads unwritten scratch).
  *   (b) chunked backward == reference sequential backward to rel-L2 ≤ 1e-5
- *       (T up to 300, Q 1…64), and bit-identical for 1 and 3 pool threads
- *       (kernels and the mixer training forward/backward).
+ *       (T up to 300, Q 1…512, three decay regimes). Threads: the kernels
+ *       (forward and backward) and, from the same saved activations, the mixer
+ *       backward passes are bit-identical for 1 and 3 pool threads; the mixer
+ *       forwards agree to rel-L2 ≤ 1e-6 (k_matmul's BLAS blocking follows the
+ *       thread count). The training forward equals ssm_mixer_forward and
+ *       ssm_mat_forward equals ssm_mixer_materialize (rel-L2 ≤ 1e-6).
  *   (c) PyTorch autograd parity: tests/ref/ssm_grad_ref.py rebuilds both
  *       mixers in torch float64, takes grads by autograd for a random dy
  *       (and dM for the materialized matrix); every gradient must match to
- *       rel-L2 ≤ 1e-4. Skipped with a notice when torch is missing.
+ *       rel-L2 ≤ 1e-4 (each printed). Skipped with a notice when torch is
+ *       missing.
  */
 #include "kernels/kernels.h"
 #include "kernels/ssm.h"
@@ -423,6 +431,62 @@ static void test_scan_chunked_vs_ref(void) {
               memcmp(g1.dB, g3.dB, 4 * n[2]) == 0 && memcmp(g1.dC, g3.dC, 4 * n[3]) == 0,
           "chunked backward differs between 1 and 3 threads");
     grads_free(&g1), grads_free(&g3), scan_in_free(&s);
+}
+
+// The forward kernels now run on molt's pool: bit-identical for 1 and 3 threads
+// (sizes above every inline threshold). conv1d backward included.
+static void test_forward_threads(void) {
+    int    saved = k_threads();
+    scan_in s;
+    scan_in_init(&s, 300, 6, 16, 16, 2, 1);
+    size_t nX = (size_t)s.T * s.H * s.P, nS = (size_t)s.H * s.P * s.N;
+    size_t nM = (size_t)s.H * s.T * s.T, nw = ssd_chunked_work(s.T, s.H, s.P, s.N, s.G, 16);
+    int    T = 300, Cc = 96, K = 4, Hs = 8, Ps = 64, Ns = 128;
+    size_t nc = (size_t)T * Cc, nst = (size_t)Hs * Ps * Ns;
+    float *x = fmalloc(nc), *w = fmalloc((size_t)Cc * K), *cst0 = fmalloc((size_t)Cc * (K - 1));
+    float *sst0 = fmalloc(nst), *Xs = fmalloc((size_t)Hs * Ps), *dAs = fmalloc((size_t)Hs);
+    float *Bs = fmalloc((size_t)2 * Ns), *Cs = fmalloc((size_t)2 * Ns);
+    t_fill_normal(x, nc, 1.0f), t_fill_normal(w, (size_t)Cc * K, 0.5f);
+    t_fill_normal(cst0, (size_t)Cc * (K - 1), 1.0f), t_fill_normal(sst0, nst, 1.0f);
+    t_fill_normal(Xs, (size_t)Hs * Ps, 1.0f), t_fill_normal(Bs, (size_t)2 * Ns, 1.0f);
+    t_fill_normal(Cs, (size_t)2 * Ns, 1.0f);
+    for (int h = 0; h < Hs; h++)
+        dAs[h] = -0.1f * (float)(h + 1);
+    float *out[2][9];
+    for (int k = 0; k < 2; k++) {
+        k_set_threads(k ? 3 : 1);
+        float *y = out[k][0] = fmalloc(nX), *st = out[k][1] = fmalloc(nS);
+        float *M = out[k][2] = fmalloc(nM), *cy = out[k][3] = fmalloc(nc);
+        float *cst = out[k][4] = fmalloc((size_t)Cc * (K - 1)), *sy = out[k][5] = fmalloc((size_t)Hs * Ps);
+        float *sst = out[k][6] = fmalloc(nst), *cdx = out[k][7] = fmalloc(nc);
+        float *work = nanfill(nw), *dw = out[k][8] = fmalloc((size_t)Cc * K);
+        for (size_t i = 0; i < nS; i++)
+            st[i] = 0.01f * (float)(i % 97);
+        ssd_scan_chunked(y, st, s.X, s.dA, s.B, s.C, s.T, s.H, s.P, s.N, s.G, 16, work);
+        float *cs = fmalloc((size_t)s.T * s.H);
+        for (size_t i = 0; i < (size_t)s.T * s.H; i++)
+            cs[i] = 0.5f;
+        ssd_materialize(M, s.dA, s.B, s.C, cs, NULL, s.T, s.H, s.N, s.G);
+        memcpy(cst, cst0, sizeof(float) * (size_t)Cc * (K - 1));
+        conv1d_causal(cy, x, w, NULL, cst, T, Cc, K);
+        memcpy(sst, sst0, sizeof(float) * nst);
+        ssd_step(sy, sst, Xs, dAs, Bs, Cs, Hs, Ps, Ns, 2);
+        memset(dw, 0, sizeof(float) * (size_t)Cc * K);
+        conv1d_causal_backward(cdx, dw, NULL, cy, x, w, T, Cc, K);
+        free(work), free(cs);
+    }
+    k_set_threads(saved);
+    size_t      n[9] = {nX, nS,  nM, nc, (size_t)Cc * (K - 1), (size_t)Hs * Ps, nst, nc,
+                        (size_t)Cc * K};
+    const char *nm[9] = {"chunked y", "chunked state", "materialize", "conv y", "conv state",
+                         "step y",    "step state",    "conv bwd dx", "conv bwd dw"};
+    for (int i = 0; i < 9; i++) {
+        CHECK(memcmp(out[0][i], out[1][i], 4 * n[i]) == 0, "%s differs between 1 and 3 threads",
+              nm[i]);
+        free(out[0][i]), free(out[1][i]);
+    }
+    free(x), free(w), free(cst0), free(sst0), free(Xs), free(dAs), free(Bs), free(Cs);
+    scan_in_free(&s);
 }
 
 // ----------------------------------------------------------------------------
@@ -1007,6 +1071,7 @@ int main(int argc, char **argv) {
     test_conv(12, 4, 2);
     test_scan_fd();
     test_scan_chunked_vs_ref();
+    test_forward_threads();
     test_materialize(13, 4, 3, 2, true, true, false);
     test_materialize(9, 3, 4, 3, false, false, false);
     test_materialize(1, 2, 2, 1, true, true, false);

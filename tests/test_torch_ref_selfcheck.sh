@@ -25,8 +25,8 @@ REF=$(cd "$(dirname "$0")" && pwd)/ref
 "$PY" -c 'import torch, numpy' 2>/dev/null || { echo "skip: $PY lacks torch/numpy"; exit 77; }
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-"$PY" "$REF/make_tiny_models.py" "$TMP/models" >/dev/null || { echo "FAIL: make_tiny_models.py"; exit 1; }
-OMP_NUM_THREADS=1 exec "$PY" - "$REF" "$TMP" "$SHARED" <<'EOF'
+PYTHONDONTWRITEBYTECODE=1 "$PY" "$REF/make_tiny_models.py" "$TMP/models" >/dev/null || { echo "FAIL: make_tiny_models.py"; exit 1; }
+PYTHONDONTWRITEBYTECODE=1 OMP_NUM_THREADS=1 exec "$PY" - "$REF" "$TMP" "$SHARED" <<'EOF'
 import copy, json, math, os, subprocess, sys, time
 import torch
 ref, tmp, shared = sys.argv[1:4]
@@ -187,7 +187,7 @@ for a in ("llamba", "mamba2", "hybrid"):
         m.zero_grad()
         loss = mt.ce(mt.forward(m, ids), targets)
         loss.backward()
-        res[mode] = (float(loss), {n: p.grad.clone() for n, p in m.params.items()})
+        res[mode] = (loss.item(), {n: p.grad.clone() for n, p in m.params.items()})
     m.ssm_mode = "scan"
     gd = max(float((res["scan"][1][n] - res["parallel"][1][n]).abs().max()) for n in m.params)
     check("scan and parallel modes: same loss and gradients: " + a,
@@ -284,7 +284,7 @@ for a in ("llama", "hybrid"):
     m.zero_grad()
     loss = mt.ce(mt.forward(m, i2), t2)
     loss.backward()
-    ok = set(g) == set(m.params) | {"loss"} and abs(float(g["loss"][0]) - float(loss)) < 1e-6
+    ok = set(g) == set(m.params) | {"loss"} and abs(float(g["loss"][0]) - loss.item()) < 1e-6
     ok &= all(torch.allclose(g[n], m.params[n].grad, rtol=1e-6, atol=1e-9) for n in m.params)
     check("train_ref.py grads: %s (%d tensors + loss)" % (a, len(m.params)), ok)
 jpath = os.path.join(tmp, "steps.json")

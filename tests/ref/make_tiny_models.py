@@ -30,6 +30,7 @@ from collections import OrderedDict
 
 import torch
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import molt_torch as mt  # noqa: E402
 

@@ -26,6 +26,7 @@ import sys
 
 import torch
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import molt_torch as mt  # noqa: E402
 
@@ -37,7 +38,7 @@ def loss_and_grads(model, ids, targets):
     loss.backward()
     grads = {n: (p.grad if p.grad is not None else torch.zeros_like(p))
              for n, p in model.params.items()}
-    return float(loss), grads
+    return loss.item(), grads
 
 
 def cmd_grads(model_dir, batch, out):
