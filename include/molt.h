@@ -203,6 +203,18 @@ MOLT_API molt_status molt_eval_tokens(molt_ctx *ctx, const molt_model *m, const 
                                       size_t n, int32_t window, molt_progress_fn progress,
                                       void *user, molt_eval_result *out);
 
+// Key-value retrieval probe (the task of kv_task.json: keys, values; see
+// data/kv_task.json): accuracy of the argmax over the value tokens at the
+// last position, over `examples` seeded prompts of `pairs` pairs each.
+typedef struct molt_kv_result {
+    int32_t pairs, examples, correct;
+    double  accuracy, ci_low, ci_high; // 95% Wilson interval
+    double  chance;
+} molt_kv_result;
+MOLT_API molt_status molt_eval_kv(molt_ctx *ctx, const molt_model *m, const char *task_json,
+                                  int32_t pairs, int32_t examples, uint64_t seed,
+                                  molt_kv_result *out);
+
 // ----------------------------------------------------------------------------
 // models from a config (random init) and training
 
@@ -262,7 +274,7 @@ typedef struct molt_distill_opts {
     int64_t     sample_tokens;     // teacher samples to draw when data is NULL (default 2M)
     const char *eval_data;         // held-out text for the report (optional)
     int32_t     seq_len, batch;    // default 256, 8
-    int64_t     stage_tokens[3];   // token budget per stage (0 skips a stage)
+    int64_t     stage_tokens[3];   // token budget per stage (0 skips a stage; 1M, 2M, 8M)
     double      stage_lr[3];       // default 1e-3, 1e-3, 5e-4
     double      tau;               // stage 3 temperature (default 1)
     int         freeze_mlp;        // stage 3: train only norms + mixers

@@ -37,9 +37,9 @@ molt_distill_opts molt_distill_defaults(void) {
     o.sample_tokens = 2000000;
     o.seq_len = 256;
     o.batch = 8;
-    o.stage_tokens[0] = 2000000;
-    o.stage_tokens[1] = 4000000;
-    o.stage_tokens[2] = 14000000;
+    o.stage_tokens[0] = 1000000;
+    o.stage_tokens[1] = 2000000;
+    o.stage_tokens[2] = 8000000;
     o.stage_lr[0] = 1e-3;
     o.stage_lr[1] = 1e-3;
     o.stage_lr[2] = 5e-4;

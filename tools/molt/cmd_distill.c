@@ -25,7 +25,7 @@ static const char *USAGE =
     "  --eval-data FILE     held-out text: teacher vs student loss in the report\n"
     "  --seq T (256)  --batch B (8)\n"
     "  --tokens N           total token budget, split 10% / 20% / 70% over the stages\n"
-    "  --stage1-tokens N --stage2-tokens N --stage3-tokens N   (2M / 4M / 14M)\n"
+    "  --stage1-tokens N --stage2-tokens N --stage3-tokens N   (1M / 2M / 8M)\n"
     "  --stage3-only        put the whole budget into stage 3 (the baseline)\n"
     "  --lr1 X (1e-3) --lr2 X (1e-3) --lr3 X (5e-4)   peak learning rates (WSD)\n"
     "  --tau X              stage-3 temperature (1)\n"

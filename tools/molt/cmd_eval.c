@@ -14,6 +14,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *USAGE =
     "usage: molt eval MODEL --text FILE [options]\n"
@@ -23,7 +24,78 @@ static const char *USAGE =
     "  --max-tokens N    score only the first N tokens of the stream\n"
     "  --tokenizer F     tokenizer file\n"
     "  --threads N       threads (default 2)\n"
-    "  --json            print the result as JSON\n";
+    "  --json            print the result as JSON\n"
+    "\n"
+    "usage: molt eval MODEL --task kv [--pairs 10,20,40] [--examples N] [--seed S] [--kv-task F]\n"
+    "  key-value retrieval (data/kv_task.json format): accuracy of the argmax over the value\n"
+    "  tokens at the answer position, per number of pairs, with a 95% Wilson interval\n";
+
+static const char *default_kv_task(char *buf, size_t cap) {
+    if (access("data/kv_task.json", R_OK) == 0)
+        return "data/kv_task.json";
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *sl = strrchr(exe, '/');
+        if (sl) {
+            *sl = 0;
+            snprintf(buf, cap, "%s/../data/kv_task.json", exe);
+            if (access(buf, R_OK) == 0)
+                return buf;
+        }
+    }
+    return "data/kv_task.json";
+}
+
+static int eval_kv(const char *model, const char *tokp, const char *task, const char *pairs,
+                   long examples, long seed, long threads, bool json) {
+    molt_ctx *ctx = molt_ctx_new();
+    molt_ctx_set_threads(ctx, (int)threads);
+    molt_model *m = cli_load_model(ctx, model, tokp);
+    int rc = 1;
+    if (!m)
+        goto out;
+    char pbuf[256];
+    snprintf(pbuf, sizeof pbuf, "%s", pairs);
+    if (!json)
+        printf("%-6s %9s %9s %18s %8s\n", "pairs", "examples", "accuracy", "95% interval",
+               "chance");
+    else
+        printf("[");
+    int k = 0;
+    for (char *t = strtok(pbuf, ","); t; t = strtok(NULL, ","), k++) {
+        long np;
+        if (!cli_int("eval", "--pairs", t, 1, 100000, &np)) {
+            rc = EXIT_USAGE;
+            goto out;
+        }
+        molt_kv_result r;
+        if (molt_eval_kv(ctx, m, task, (int32_t)np, (int32_t)examples, (uint64_t)seed, &r) !=
+            MOLT_OK) {
+            if (json)
+                printf("]\n");
+            cli_fail(ctx, task);
+            goto out;
+        }
+        if (json)
+            printf("%s{\"pairs\": %d, \"examples\": %d, \"correct\": %d, \"accuracy\": %.4f, "
+                   "\"ci_low\": %.4f, \"ci_high\": %.4f, \"chance\": %.4f}",
+                   k ? ", " : "", r.pairs, r.examples, r.correct, r.accuracy, r.ci_low, r.ci_high,
+                   r.chance);
+        else
+            printf("%-6d %9d %9.3f   [%.3f, %.3f] %8.3f\n", r.pairs, r.examples, r.accuracy,
+                   r.ci_low, r.ci_high, r.chance);
+        fflush(stdout);
+    }
+    if (json)
+        printf("]\n");
+    rc = 0;
+out:
+    molt_model_free(m);
+    molt_ctx_free(ctx);
+    return rc;
+}
 
 static void unescape(char *s) {
     char *o = s;
@@ -75,6 +147,8 @@ int cmd_eval(int argc, char **argv) {
     char *sep = NULL;
     long window = 0, threads = 2, max_tokens = 0;
     bool json = false;
+    const char *task = NULL, *pairs = "10,20,40", *kvfile = NULL;
+    long examples = 200, seed = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -105,6 +179,24 @@ int cmd_eval(int argc, char **argv) {
                 return EXIT_USAGE;
         } else if (!strcmp(a, "--json")) {
             json = true;
+        } else if (cli_opt(argc, argv, &i, NULL, "--task", &v)) {
+            if (!v || strcmp(v, "kv"))
+                return cli_usage_error("eval", "--task must be kv");
+            task = v;
+        } else if (cli_opt(argc, argv, &i, NULL, "--pairs", &v)) {
+            if (!v)
+                return cli_usage_error("eval", "--pairs needs a list like 10,20,40");
+            pairs = v;
+        } else if (cli_opt(argc, argv, &i, NULL, "--kv-task", &v)) {
+            if (!v)
+                return cli_usage_error("eval", "--kv-task needs a file");
+            kvfile = v;
+        } else if (cli_opt(argc, argv, &i, NULL, "--examples", &v)) {
+            if (!v || !cli_int("eval", a, v, 1, 1L << 24, &examples))
+                return EXIT_USAGE;
+        } else if (cli_opt(argc, argv, &i, NULL, "--seed", &v)) {
+            if (!v || !cli_int("eval", a, v, 0, 1L << 62, &seed))
+                return EXIT_USAGE;
         } else if (a[0] == '-' && a[1]) {
             return cli_usage_error("eval", "unknown option %s", a);
         } else if (!model) {
@@ -112,6 +204,12 @@ int cmd_eval(int argc, char **argv) {
         } else {
             return cli_usage_error("eval", "unexpected argument \"%s\"", a);
         }
+    }
+    if (model && task) {
+        char kbuf[4200];
+        free(sep);
+        return eval_kv(model, tokp, kvfile ? kvfile : default_kv_task(kbuf, sizeof kbuf), pairs,
+                       examples, seed, threads, json);
     }
     if (!model || !text) {
         free(sep);
