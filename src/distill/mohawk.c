@@ -45,6 +45,8 @@ molt_distill_opts molt_distill_defaults(void) {
     o.stage_lr[2] = 5e-4;
     o.tau = 1.0;
     o.seed = 1234;
+    o.kv_pairs = 8;
+    o.kv_examples = 200;
     return o;
 }
 

@@ -152,6 +152,14 @@ molt_status distill_write_report(molt_ctx *ctx, const molt_distill_opts *o,
         if (st != MOLT_OK)
             return st;
     }
+    molt_kv_result tk = {0}, sk = {0};
+    if (o->kv_task) {
+        molt_status st = molt_eval_kv(ctx, teacher, o->kv_task, o->kv_pairs, o->kv_examples, 1, &tk);
+        if (st == MOLT_OK)
+            st = molt_eval_kv(ctx, student, o->kv_task, o->kv_pairs, o->kv_examples, 1, &sk);
+        if (st != MOLT_OK)
+            return st;
+    }
     double tspeed = decode_speed(teacher), sspeed = decode_speed(student);
     int64_t kv = model_kv_bytes_per_token(&teacher->cfg), state = model_state_bytes(&student->cfg);
     // JSON
@@ -181,6 +189,10 @@ molt_status distill_write_report(molt_ctx *ctx, const molt_distill_opts *o,
                    "\"student_ppl\": %.4f},\n",
                 o->eval_data, (long long)te.tokens, te.loss, se.loss, se.loss / te.loss, te.ppl,
                 se.ppl);
+    if (o->kv_task)
+        fprintf(f, "  \"kv_retrieval\": {\"pairs\": %d, \"examples\": %d, \"teacher\": %.4f, "
+                   "\"student\": %.4f, \"chance\": %.4f},\n",
+                tk.pairs, tk.examples, tk.accuracy, sk.accuracy, tk.chance);
     fprintf(f, "  \"decode_tok_per_s\": {\"teacher\": %.1f, \"student\": %.1f},\n", tspeed, sspeed);
     fprintf(f, "  \"bytes_per_sequence\": {\"student_state\": %lld, \"teacher_kv_1k\": %lld, "
                "\"teacher_kv_8k\": %lld, \"teacher_kv_32k\": %lld},\n",
@@ -213,6 +225,10 @@ molt_status distill_write_report(molt_ctx *ctx, const molt_distill_opts *o,
                    "%.3f), ratio %.3f\n",
                 o->eval_data, (long long)te.tokens, te.loss, te.ppl, se.loss, se.ppl,
                 se.loss / te.loss);
+    if (o->kv_task)
+        fprintf(f, "key-value retrieval (%d pairs, %d prompts): teacher %.3f, student %.3f "
+                   "(chance %.3f)\n",
+                tk.pairs, tk.examples, tk.accuracy, sk.accuracy, tk.chance);
     fprintf(f, "decode: teacher %.0f tok/s, student %.0f tok/s (1 thread, 256 tokens)\n", tspeed,
             sspeed);
     fprintf(f, "memory per sequence: student state %lld B; teacher KV %lld B @1k, %lld B @8k, "

@@ -23,6 +23,7 @@ static const char *USAGE =
     "  --sep STR            text: document separator\n"
     "  --sample-tokens N    teacher tokens to sample when no --data (2000000)\n"
     "  --eval-data FILE     held-out text: teacher vs student loss in the report\n"
+    "  --kv-task FILE       key-value retrieval accuracy in the report (--kv-pairs 8, --kv-examples 200)\n"
     "  --seq T (256)  --batch B (8)\n"
     "  --tokens N           total token budget, split 10% / 20% / 70% over the stages\n"
     "  --stage1-tokens N --stage2-tokens N --stage3-tokens N   (1M / 2M / 8M)\n"
@@ -106,7 +107,13 @@ int cmd_distill(int argc, char **argv) {
         } else if (cli_opt(argc, argv, &i, NULL, "--sep", &v)) {
             if (!v) { cli_usage_error("distill", "--sep needs a value"); goto out; }
             o.sep = v;
-        } else if (cli_opt(argc, argv, &i, NULL, "--eval-data", &v)) {
+        } else if (cli_opt(argc, argv, &i, NULL, "--kv-task", &v)) {
+            if (!v) { cli_usage_error("distill", "--kv-task needs a file"); goto out; }
+            o.kv_task = v;
+        }
+        I_OPT("--kv-pairs", o.kv_pairs, 1, 100000)
+        I_OPT("--kv-examples", o.kv_examples, 1, 1L << 24)
+        else if (cli_opt(argc, argv, &i, NULL, "--eval-data", &v)) {
             if (!v) { cli_usage_error("distill", "--eval-data needs a file"); goto out; }
             o.eval_data = v;
         }
