@@ -79,6 +79,20 @@ static void test_elementwise(void) {
     t_close("swiglu", g, gr, 67, 1e-5, 1e-6);
 }
 
+static void test_exp(void) {
+    double worst = 0;
+    for (int i = 0; i <= 4000000; i++) {
+        float x = -87.0f + 175.0f * (float)i / 4000000.0f;
+        double want = exp((double)x), got = (double)k_expf(x);
+        double rel = fabs(got - want) / want;
+        worst = rel > worst ? rel : worst;
+    }
+    CHECK(worst <= 2e-7, "k_expf relative error %.3g", worst);
+    CHECK(k_expf(-200.0f) < 1e-37f && k_expf(0.0f) == 1.0f && isfinite(k_expf(1000.0f)),
+          "k_expf edges");
+    printf("k_expf: max relative error %.3g over [-87, 88]\n", worst);
+}
+
 static void test_backend_table(void) {
     CHECK(k_backend() == &molt_backend_cpu, "default backend is the CPU");
     molt_backend broken = molt_backend_cpu;
@@ -91,6 +105,7 @@ static void test_backend_table(void) {
 int main(void) {
     test_matmul();
     test_elementwise();
+    test_exp();
     test_backend_table();
     return t_done("test_kernels");
 }

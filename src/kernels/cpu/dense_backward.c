@@ -172,7 +172,7 @@ void k_swiglu_backward(float *dg, float *du, const float *dh, const float *g, co
                        size_t n) {
     for (size_t i = 0; i < n; i++) {
         float gi = g[i], ui = u[i], hi = dh[i]; // read all first: outputs may alias inputs
-        float sg = 1.0f / (1.0f + expf(-gi));
+        float sg = 1.0f / (1.0f + k_expf(-gi));
         if (du)
             du[i] = hi * gi * sg;
         if (dg)

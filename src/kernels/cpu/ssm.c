@@ -39,13 +39,27 @@
 
 #define MIN_INT(a, b) ((a) < (b) ? (a) : (b))
 
-// threads for n_items independent items costing `total` flops in all: 1 when
-// total ≤ threshold (waking the pool costs more than it saves), never > n_items
+// Threads for a pool job of `total` flops over n_items independent items: 1
+// (inline) when small, else exactly k_threads() even if that exceeds n_items
+// (the extra tasks find empty ranges). Never another count: core/pool.c can
+// run a task twice when consecutive jobs use different thread counts (a
+// worker sees job G, then reads job G+1's nth), so every multi-threaded job
+// here uses the same nth.
 static int ssm_nth(size_t n_items, size_t total, size_t threshold) {
-    int nth = k_threads();
     if (total <= threshold || n_items < 2)
         return 1;
-    return (size_t)nth > n_items ? (int)n_items : nth;
+    return k_threads();
+}
+
+// exp of a (log-)decay, flushed to 0 below SSM_EXP_FLUSH (no denormals)
+static inline float decay(float x) { return x < SSM_EXP_FLUSH ? 0.0f : expf(x); }
+
+// 1 when every dA ≤ 0: segment sums then only fall as they grow
+static int all_nonpos(const float *dA, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!(dA[i] <= 0.0f))
+            return 0;
+    return 1;
 }
 
 // ----------------------------------------------------------------------------
@@ -146,7 +160,7 @@ void ssd_scan_ref(float *y, float *state, const float *X, const float *dA, const
                 float *sn = state ? &state[(size_t)h * PN + (size_t)p * N + n] : NULL;
                 float  s = sn ? *sn : 0.0f;
                 for (int t = 0; t < T; t++) {
-                    float a = expf(dA[(size_t)t * H + h]);
+                    float a = decay(dA[(size_t)t * H + h]);
                     s = a * s + X[((size_t)t * H + h) * P + p] * B[((size_t)t * G + g) * N + n];
                     y[((size_t)t * H + h) * P + p] += s * C[((size_t)t * G + g) * N + n];
                 }
@@ -171,7 +185,7 @@ static void step_heads(void *arg, int ith, int nth) {
     for (int h = lo; h < hi; h++) {
         const float *Bg = j->B + (size_t)(h / hpg) * N;
         const float *Cg = j->C + (size_t)(h / hpg) * N;
-        float        a = expf(j->dA[h]);
+        float        a = decay(j->dA[h]);
         for (int p = 0; p < P; p++) {
             float *sp = j->state + (size_t)h * PN + (size_t)p * N;
             float  xv = j->X[(size_t)h * P + p];
@@ -227,18 +241,18 @@ static void chunk_intra(float *y, float *S, float *din, float *dout, float *row,
     float acc = 0.0f;
     for (int i = 0; i < Lc; i++) {
         acc += DA(i);
-        din[i] = expf(acc);
+        din[i] = decay(acc);
     }
     acc = 0.0f;
     for (int j = Lc - 1; j >= 0; j--) {
-        dout[j] = expf(acc);
+        dout[j] = decay(acc);
         acc += DA(j);
     }
     for (int i = 0; i < Lc; i++) {
         const float *Ci = CR(i);
         float        seg = 0.0f; // Σ_{k=j+1..i} dA_k, grown from the diagonal
         for (int j = i; j >= 0; j--) {
-            row[j] = dotf(Ci, BR(j), N) * expf(seg);
+            row[j] = seg < SSM_EXP_FLUSH ? 0.0f : dotf(Ci, BR(j), N) * expf(seg);
             seg += DA(j);
         }
         float *yi = y + ((size_t)(t0 + i) * H + h) * P;
@@ -349,7 +363,7 @@ void ssd_scan_chunked(float *y, float *state, const float *X, const float *dA, c
     size_t cost = (size_t)T * (size_t)H * ((size_t)Q * (size_t)(N + P) + 2 * PN);
     int    nth = ssm_nth(n_items, cost, 32768);
     molt_pool_run(nth, chunked_phase1, &j);
-    molt_pool_run(nth < H ? nth : H, chunked_phase2, &j);
+    molt_pool_run(nth, chunked_phase2, &j);
     molt_pool_run(nth, chunked_phase3, &j);
 }
 
@@ -362,7 +376,7 @@ void ssd_scan_chunked(float *y, float *state, const float *X, const float *dA, c
 typedef struct mat_task {
     float       *M;
     const float *dA, *B, *C, *colscale, *D;
-    int          T, H, N, G;
+    int          T, H, N, G, nonpos;
 } mat_task;
 
 static void mat_rows(void *arg, int ith, int nth) {
@@ -375,8 +389,16 @@ static void mat_rows(void *arg, int ith, int nth) {
         const float *Ct = j->C + ((size_t)t * G + g) * N;
         float        seg = 0.0f;
         for (int s = t; s >= 0; s--) {
-            float v = dotf(Ct, j->B + ((size_t)s * G + g) * N, N) * expf(seg);
-            Mt[s] = j->colscale ? v * j->colscale[(size_t)s * H + h] : v;
+            if (seg < SSM_EXP_FLUSH) { // decayed away
+                if (j->nonpos) {       // and so is everything older
+                    memset(Mt, 0, sizeof(float) * (size_t)(s + 1));
+                    break;
+                }
+                Mt[s] = 0.0f;
+            } else {
+                float v = dotf(Ct, j->B + ((size_t)s * G + g) * N, N) * expf(seg);
+                Mt[s] = j->colscale ? v * j->colscale[(size_t)s * H + h] : v;
+            }
             seg += j->dA[(size_t)s * H + h];
         }
         for (int s = t + 1; s < T; s++)
@@ -388,7 +410,9 @@ static void mat_rows(void *arg, int ith, int nth) {
 
 void ssd_materialize(float *M, const float *dA, const float *B, const float *C,
                      const float *colscale, const float *D, int T, int H, int N, int G) {
-    mat_task j = {M, dA, B, C, colscale, D, T, H, N, G};
+    if (T <= 0)
+        return;
+    mat_task j = {M, dA, B, C, colscale, D, T, H, N, G, all_nonpos(dA, (size_t)T * H)};
     size_t   rows = (size_t)H * (size_t)T;
     molt_pool_run(ssm_nth(rows, rows * (size_t)T * (size_t)(N + 2) / 2, 32768), mat_rows, &j);
 }

@@ -37,12 +37,23 @@
 
 #define MIN_INT(a, b) ((a) < (b) ? (a) : (b))
 
-// same helpers as cpu/ssm.c (kept file-local: each TU stays self-contained)
+// same helpers as cpu/ssm.c (kept file-local: each TU stays self-contained).
+// ssm_nth: 1 (inline) for small jobs, else exactly k_threads() — never another
+// count (see cpu/ssm.c: core/pool.c is unsafe when nth varies between jobs).
 static int ssm_nth(size_t n_items, size_t total, size_t threshold) {
-    int nth = k_threads();
     if (total <= threshold || n_items < 2)
         return 1;
-    return (size_t)nth > n_items ? (int)n_items : nth;
+    return k_threads();
+}
+
+// exp of a (log-)decay, flushed to 0 below SSM_EXP_FLUSH (as cpu/ssm.c)
+static inline float decay(float x) { return x < SSM_EXP_FLUSH ? 0.0f : expf(x); }
+
+static int all_nonpos(const float *dA, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!(dA[i] <= 0.0f))
+            return 0;
+    return 1;
 }
 
 static inline float dotf(const float *a, const float *b, int n) {
@@ -194,12 +205,12 @@ void ssd_scan_ref_backward(float *dX, float *ddA, float *dB, float *dC, const fl
 #define IB(t) (((size_t)(t) * G + g) * N + n)
                 float v = 0.0f;
                 for (int t = 0; t < T; t++) {
-                    v = expf(dA[(size_t)t * H + h]) * v + X[IX(t)] * B[IB(t)];
+                    v = decay(dA[(size_t)t * H + h]) * v + X[IX(t)] * B[IB(t)];
                     s[t] = v;
                 }
                 float ds = 0.0f; // a_{t+1} · ds_{t+1}, then ds_t
                 for (int t = T - 1; t >= 0; t--) {
-                    float a = expf(dA[(size_t)t * H + h]);
+                    float a = decay(dA[(size_t)t * H + h]);
                     ds += dy[IX(t)] * C[IB(t)];
                     dC[IB(t)] += dy[IX(t)] * s[t];
                     dX[IX(t)] += ds * B[IB(t)];
@@ -292,7 +303,7 @@ static void chunk_bwd_intra(const chunk_bwd *j, int h, int c) {
         float       *dCi = DCR(i);
         float        seg = 0.0f; // Σ_{k=j+1..i} dA_k, grown from the diagonal
         for (int jj = i; jj >= 0; jj--) {
-            float L = expf(seg);
+            float L = decay(seg);
             float cb = dotf(Ci, BR(jj), N);
             float gij = dotf(dyi, XR(jj), P);
             axpy(DXR(jj), cb * L, dyi, P);
@@ -438,7 +449,7 @@ void ssd_scan_chunked_backward(float *dX, float *ddA, float *dB, float *dC, cons
     size_t cost = 2 * (size_t)T * (size_t)H * ((size_t)Q * (size_t)(N + P) + 2 * PN);
     int    nth = ssm_nth(n_items, cost, 32768);
     molt_pool_run(nth, chunk_bwd_phaseA, &j);
-    molt_pool_run(nth < H ? nth : H, chunk_bwd_phaseB, &j);
+    molt_pool_run(nth, chunk_bwd_phaseB, &j);
     molt_pool_run(nth, chunk_bwd_phaseC, &j);
     if (H != G) {
         group_sum_task gs = {dB, dC, dBh, dCh, T, H, N, G};
@@ -472,7 +483,7 @@ size_t ssd_materialize_backward_work(int T, int H, int N, int G) {
 typedef struct mat_bwd {
     float       *ddA, *dBh, *dCh, *dcs, *dD, *row;
     const float *dM, *dA, *B, *C, *cs, *D;
-    int          T, H, N, G;
+    int          T, H, N, G, nonpos;
 } mat_bwd;
 
 static void mat_bwd_heads(void *arg, int ith, int nth) {
@@ -495,8 +506,18 @@ static void mat_bwd_heads(void *arg, int ith, int nth) {
             const float *Ct = j->C + ((size_t)t * G + g) * N;
             float       *dCt = j->dCh + ((size_t)t * H + h) * N;
             float        seg = 0.0f;
+            int          s_lo = 0; // w[s] = 0 below s_lo (decayed away)
             dDh += dMt[t];
             for (int s = t; s >= 0; s--) {
+                if (seg < SSM_EXP_FLUSH) { // M0[h,t,s] = 0: no gradient through it
+                    w[s] = 0.0f;
+                    if (j->nonpos) { // nor through anything older
+                        s_lo = s;
+                        break;
+                    }
+                    seg += j->dA[(size_t)s * H + h];
+                    continue;
+                }
                 const float *Bs = j->B + ((size_t)s * G + g) * N;
                 float        m = dMt[s], L = expf(seg);
                 float        cs = j->cs ? j->cs[(size_t)s * H + h] : 1.0f;
@@ -509,8 +530,8 @@ static void mat_bwd_heads(void *arg, int ith, int nth) {
                 w[s] = gl * cb; // m · M0[h,t,s]
                 seg += j->dA[(size_t)s * H + h];
             }
-            float acc = 0.0f; // ddA_k += Σ_{s<k} w_s, k = 1..t
-            for (int k = 1; k <= t; k++) {
+            float acc = 0.0f; // ddA_k += Σ_{s<k} w_s, k = 1..t (0 for k ≤ s_lo)
+            for (int k = s_lo + 1; k <= t; k++) {
                 acc += w[k - 1];
                 j->ddA[(size_t)k * H + h] += acc;
             }
@@ -529,7 +550,7 @@ void ssd_materialize_backward(float *ddA, float *dB, float *dC, float *dcolscale
     float  *dBh = H == G ? dB : work + (size_t)H * T;
     float  *dCh = H == G ? dC : dBh + (size_t)T * H * N;
     mat_bwd j = {ddA, dBh, dCh, colscale ? dcolscale : NULL, D ? dD : NULL, work, dM, dA, B, C,
-                 colscale, D, T, H, N, G};
+                 colscale, D, T, H, N, G, all_nonpos(dA, (size_t)T * H)};
     size_t  cost = (size_t)H * (size_t)T * (size_t)T * (size_t)(3 * N + 4) / 2;
     molt_pool_run(ssm_nth((size_t)H, cost, 32768), mat_bwd_heads, &j);
     if (H != G) {
