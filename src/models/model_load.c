@@ -128,10 +128,9 @@ static molt_status load_tokenizer_near(molt_ctx *ctx, molt_model *m, const char 
 // ----------------------------------------------------------------------------
 // HF directory
 
-molt_status model_load_hf(molt_ctx *ctx, const char *dir, molt_model **out) {
+// config.json → a model with zeroed parameters
+static molt_status alloc_from_config(molt_ctx *ctx, const char *path, molt_model **out) {
     *out = NULL;
-    char path[4096];
-    fio_join(path, sizeof path, dir, "config.json");
     char *json = NULL;
     size_t len = 0;
     molt_status st = fio_read_all(ctx, path, CONFIG_MAX_BYTES, &json, &len);
@@ -142,9 +141,17 @@ molt_status model_load_hf(molt_ctx *ctx, const char *dir, molt_model **out) {
     molt__free(json);
     if (st != MOLT_OK)
         return st;
-    molt_model *m = NULL;
-    st = model_alloc(ctx, &cfg, &m);
+    st = model_alloc(ctx, &cfg, out);
     model_free_cfg(&cfg);
+    return st;
+}
+
+molt_status model_load_hf(molt_ctx *ctx, const char *dir, molt_model **out) {
+    *out = NULL;
+    char path[4096];
+    fio_join(path, sizeof path, dir, "config.json");
+    molt_model *m = NULL;
+    molt_status st = alloc_from_config(ctx, path, &m);
     if (st != MOLT_OK)
         return st;
     st_file *f = NULL;
@@ -263,19 +270,9 @@ molt_status molt_model_save(molt_ctx *ctx, const molt_model *m, const char *dir,
 molt_status molt_model_from_config(molt_ctx *ctx, const char *config_json,
                                    const molt_load_opts *opts, uint64_t seed, molt_model **out) {
     *out = NULL;
-    char *json = NULL, dir[4096];
-    size_t len = 0;
-    molt_status st = fio_read_all(ctx, config_json, CONFIG_MAX_BYTES, &json, &len);
-    if (st != MOLT_OK)
-        return st;
-    model_cfg cfg;
-    st = model_cfg_from_json(ctx, config_json, json, len, &cfg);
-    molt__free(json);
-    if (st != MOLT_OK)
-        return st;
+    char dir[4096];
     molt_model *m = NULL;
-    st = model_alloc(ctx, &cfg, &m);
-    model_free_cfg(&cfg);
+    molt_status st = alloc_from_config(ctx, config_json, &m);
     if (st != MOLT_OK)
         return st;
     model_init_random(m, seed);
