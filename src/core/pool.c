@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #define POOL_MAX 64
 #define SPIN_ITERS 20000
@@ -16,39 +17,42 @@ static pthread_mutex_t g_wmu = PTHREAD_MUTEX_INITIALIZER;  // worker wake-up
 static pthread_cond_t  g_wake = PTHREAD_COND_INITIALIZER;
 static pthread_cond_t  g_done_cv = PTHREAD_COND_INITIALIZER;
 static int             g_workers;
-static atomic_uint     g_gen;
+// One word publishes a job: generation << 16 | thread count. Reading them
+// together matters: a worker that sat out job k must not pair k's generation
+// with job k+1's thread count (it would run k+1's task twice).
+static atomic_uint_fast64_t g_job;
 static atomic_int      g_pending;
 static molt_task_fn    g_fn;
 static void           *g_arg;
-static int             g_nth;
 static _Thread_local bool t_in_task;
 
 typedef struct {
     int      id;
-    unsigned start_gen; // generation before the worker's first job
+    uint64_t start_gen; // generation before the worker's first job
 } worker;
 static worker g_w[POOL_MAX];
 
 static void *worker_main(void *p) {
     int id = ((worker *)p)->id;
-    // not atomic_load(&g_gen): the job that created this worker may already be published
-    unsigned seen = ((worker *)p)->start_gen;
+    // not the current word: the job that created this worker may already be published
+    uint64_t seen = ((worker *)p)->start_gen;
     for (;;) {
-        unsigned gen;
+        uint64_t job;
         int spins = 0;
-        while ((gen = atomic_load_explicit(&g_gen, memory_order_acquire)) == seen &&
+        while ((job = atomic_load_explicit(&g_job, memory_order_acquire)) >> 16 == seen &&
                spins < SPIN_ITERS)
             spins++;
-        if (gen == seen) {
+        if (job >> 16 == seen) {
             pthread_mutex_lock(&g_wmu);
-            while ((gen = atomic_load(&g_gen)) == seen)
+            while ((job = atomic_load(&g_job)) >> 16 == seen)
                 pthread_cond_wait(&g_wake, &g_wmu);
             pthread_mutex_unlock(&g_wmu);
         }
-        seen = gen;
-        if (id < g_nth) {
+        seen = job >> 16;
+        int nth = (int)(job & 0xffff);
+        if (id < nth) { // fn/arg cannot change before this worker finishes (pending)
             t_in_task = true;
-            g_fn(g_arg, id, g_nth);
+            g_fn(g_arg, id, nth);
             t_in_task = false;
             if (atomic_fetch_sub_explicit(&g_pending, 1, memory_order_acq_rel) == 1) {
                 pthread_mutex_lock(&g_wmu);
@@ -77,7 +81,7 @@ void molt_pool_run(int nth, molt_task_fn fn, void *arg) {
     pthread_mutex_lock(&g_mu);
     while (g_workers < nth - 1) { // workers are ids 1..nth-1
         g_w[g_workers].id = g_workers + 1;
-        g_w[g_workers].start_gen = atomic_load(&g_gen);
+        g_w[g_workers].start_gen = atomic_load(&g_job) >> 16;
         pthread_t th;
         if (pthread_create(&th, NULL, worker_main, &g_w[g_workers]) != 0)
             break;
@@ -88,10 +92,10 @@ void molt_pool_run(int nth, molt_task_fn fn, void *arg) {
         nth = g_workers + 1; // could not create all threads: run with fewer
     g_fn = fn;
     g_arg = arg;
-    g_nth = nth;
     atomic_store(&g_pending, nth - 1);
     pthread_mutex_lock(&g_wmu);
-    atomic_fetch_add_explicit(&g_gen, 1, memory_order_release);
+    uint64_t gen = (atomic_load(&g_job) >> 16) + 1;
+    atomic_store_explicit(&g_job, gen << 16 | (uint64_t)nth, memory_order_release);
     pthread_cond_broadcast(&g_wake);
     pthread_mutex_unlock(&g_wmu);
     t_in_task = true;

@@ -36,18 +36,19 @@ void distill_capture_heatmaps(distill_result *R, const float *A, const float *M,
 
 static void svg_heat(FILE *f, const float *x, int n, double ox, double oy, double cell,
                      const char *title) {
-    float lo = 0, hi = 1e-12f; // min-max normalisation over the matrix (G&A visualisation)
-    for (int i = 0; i < n * n; i++) {
-        lo = x[i] < lo ? x[i] : lo;
-        hi = x[i] > hi ? x[i] : hi;
-    }
+    // diverging scale around 0 (student matrices have negative entries):
+    // blue = positive, red = negative, white = 0, normalised by max |x|
+    double amax = 1e-12;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++)
+            amax = fmax(amax, fabs((double)x[i * HEAT_N + j]));
     fprintf(f, "<text x='%.0f' y='%.0f' font-size='13'>%s</text>\n", ox, oy - 6, title);
     for (int i = 0; i < n; i++)
         for (int j = 0; j < n; j++) {
-            double v = ((double)x[i * HEAT_N + j] - (double)lo) / ((double)hi - (double)lo);
-            int c = (int)(255 * (1 - fmin(1, fmax(0, v))));
-            fprintf(f, "<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='rgb(%d,%d,255)'/>\n",
-                    ox + j * cell, oy + i * cell, cell, cell, c, c);
+            double v = (double)x[i * HEAT_N + j] / amax;
+            int c = (int)(255 * (1 - fmin(1, sqrt(fabs(v))))); // sqrt: small weights stay visible
+            fprintf(f, "<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='rgb(%d,%d,%d)'/>\n",
+                    ox + j * cell, oy + i * cell, cell, cell, v < 0 ? 255 : c, c, v < 0 ? c : 255);
         }
 }
 

@@ -250,13 +250,15 @@ static void row_task_run(void *arg, int ith, int nth) {
         t->fn(t->j, lo, hi);
 }
 
+// Every multi-threaded pool job here uses exactly k_threads() threads (tasks
+// past the work find empty ranges), small ones run inline: core/pool.c can run
+// a task twice when consecutive jobs use different thread counts.
+static int pool_nth(size_t cost, size_t threshold) { return cost < threshold ? 1 : k_threads(); }
+
 // fn over rows [0, n) split in contiguous ranges; inline when small
 static void par_rows(row_fn fn, const job *j, int n, size_t cost_per_row) {
-    int nth = k_threads();
-    if ((size_t)n * cost_per_row < 32768 || n < 2)
-        nth = 1;
     row_task t = {fn, j, n};
-    molt_pool_run(nth > n ? n : nth, row_task_run, &t);
+    molt_pool_run(n < 2 ? 1 : pool_nth((size_t)n * cost_per_row, 32768), row_task_run, &t);
 }
 
 typedef void (*seq_fn)(const job *j, int b);
@@ -274,12 +276,14 @@ static void seq_task_run(void *arg, int ith, int nth) {
 }
 
 // fn for every sequence. One sequence per thread when the batch splits evenly
-// enough; else one at a time, each kernel using the pool itself. (A kernel
-// called from a pool task runs inline: the pool is not reentrant.) fn must
-// only write per-sequence outputs.
-static void par_seqs(seq_fn fn, const job *j) {
+// enough over the threads, or when it offers more parallelism than the kernel
+// (inner: how many independent items the kernel itself splits); else one
+// sequence at a time, each kernel using the pool itself. (A kernel called from
+// a pool task runs inline: the pool is not reentrant.) fn must only write
+// per-sequence outputs.
+static void par_seqs(seq_fn fn, const job *j, int inner) {
     int nth = k_threads(), B = j->m.B;
-    if (nth > 1 && (B >= 2 * nth || (B >= nth && B % nth == 0))) {
+    if (nth > 1 && B > 1 && (B >= 2 * nth || (B >= nth && B % nth == 0) || B > inner)) {
         seq_task t = {fn, j};
         molt_pool_run(nth, seq_task_run, &t);
     } else {
@@ -318,8 +322,7 @@ static void colsum(float *out, const float *src, int rows, int cols, int ld) {
     if (!out || rows <= 0)
         return;
     colsum_task t = {out, src, rows, cols, ld};
-    int         nth = (size_t)rows * (size_t)cols > 65536 ? k_threads() : 1;
-    molt_pool_run(nth > cols ? cols : nth, colsum_run, &t);
+    molt_pool_run(pool_nth((size_t)rows * (size_t)cols, 65536), colsum_run, &t);
 }
 
 // Linear backward pieces, y[rows,out] = x[rows,in]·W[out,in]ᵀ:
@@ -329,7 +332,7 @@ static void colsum(float *out, const float *src, int rows, int cols, int ld) {
 // pool: OpenBLAS's result for an element depends on how the call is split, so
 // fixed blocks are what keeps these bit-identical for any number of threads.
 #define MM_ROWS  128
-#define MM_WROWS 32
+#define MM_WROWS 16
 
 typedef struct mm_task {
     float       *out;
@@ -363,8 +366,7 @@ static void mm_dw_run(void *arg, int ith, int nth) {
 
 static int mm_threads(int blocks, int rows, int n_out, int n_in) {
     double flops = 2.0 * rows * (double)n_out * n_in;
-    int    nth = flops < 1e6 ? 1 : k_threads();
-    return nth > blocks ? (blocks > 0 ? blocks : 1) : nth;
+    return flops < 1e6 || blocks < 2 ? 1 : k_threads();
 }
 
 static void mm_dx(float *dx, const float *dy, const float *W, int rows, int n_out, int n_in) {
@@ -706,7 +708,7 @@ static void forward_front(const job *j) {
     const dims *m = &j->m;
     k_matmul(j->zx, j->u, j->w->in_proj, j->w->in_proj_b, m->BT, m->d, m->R, 0);
     par_rows(rows_extract_xr, j, m->BT, (size_t)m->Cc);
-    par_seqs(seq_conv, j);
+    par_seqs(seq_conv, j, m->T);
     par_rows(rows_prep, j, m->BT, (size_t)(m->Cc + 4 * m->H) * 4);
 }
 
@@ -722,7 +724,7 @@ void ssm_train_forward(float *y, float *act, const float *u, int B, int T, const
     j.u = u, j.y = y;
     const dims *m = &j.m;
     forward_front(&j);
-    par_seqs(seq_scan, &j);
+    par_seqs(seq_scan, &j, m->H * ((m->T + m->Q - 1) / m->Q));
     par_rows(rows_gate, &j, m->BT, (size_t)m->Di * 8);
     k_matmul(y, j.gb, w->out_proj, w->out_proj_b, m->BT, m->Di, m->d, 0);
 }
@@ -750,7 +752,7 @@ void ssm_train_backward(float *du, const ssm_grads *g, const float *dy, const fl
     par_rows(rows_gate_backward, &j, m->BT, (size_t)m->Di * 16);
     gate_param_grads(&j);
     // 4  scan
-    par_seqs(seq_scan_backward, &j);
+    par_seqs(seq_scan_backward, &j, m->H * ((m->T + m->Q - 1) / m->Q));
     // 3  prep
     par_rows(rows_prep_backward, &j, m->BT, (size_t)(m->Cc + 8 * m->H) * 4);
     prep_param_grads(&j);
@@ -804,7 +806,7 @@ void ssm_mat_forward(float *M, float *act, const float *u, int B, int T, const s
     mat_work_views(&j, work, 0);
     j.u = u, j.M = M;
     forward_front(&j);
-    par_seqs(seq_materialize, &j);
+    par_seqs(seq_materialize, &j, j.m.H * j.m.T);
 }
 
 void ssm_mat_backward(float *du, const ssm_grads *g, const float *dM, const float *act,
@@ -818,7 +820,7 @@ void ssm_mat_backward(float *du, const ssm_grads *g, const float *dM, const floa
     mat_work_views(&j, work, 1);
     j.u = u, j.dM = dM;
     const dims *m = &j.m;
-    par_seqs(seq_materialize_backward, &j);
+    par_seqs(seq_materialize_backward, &j, m->H);
     if (w->D && g->D)
         for (int b = 0; b < m->B; b++) // in sequence order
             for (int h = 0; h < m->H; h++)

@@ -38,6 +38,10 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ssm_ref import DT, Reader, conv_zero_state, segsum  # noqa: E402
 
+# Thousands of tiny ops: more threads only spin (with OMP_NUM_THREADS=2 on a
+# busy 2-core machine this took 16 s instead of 1.5 s).
+torch.set_num_threads(1)
+
 MAT_NAMES = ("in_proj", "in_proj_b", "conv_w", "conv_b", "dt_bias", "A_log", "D")
 
 
