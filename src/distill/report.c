@@ -96,15 +96,31 @@ static molt_status write_curves(molt_ctx *ctx, const char *path, const distill_r
             lo = s->curve[i] < lo ? s->curve[i] : lo;
             hi = s->curve[i] > hi ? s->curve[i] : hi;
         }
-        if (hi - lo < 1e-9f)
-            hi = lo + 1e-9f;
-        fprintf(f, "<text x='%.0f' y='%.0f'>%.4g</text><text x='%.0f' y='%.0f'>%.4g</text>\n",
-                ox + 2, oy + 12, (double)hi, ox + 2, oy + H - 4, (double)lo);
-        fprintf(f, "<polyline fill='none' stroke='#c33' stroke-width='1.2' points='");
-        for (int i = 0; i < s->n_curve; i++)
-            fprintf(f, "%.1f,%.1f ", ox + W * i / (s->n_curve - 1),
-                    oy + H - H * ((double)s->curve[i] - (double)lo) / ((double)hi - (double)lo));
-        fprintf(f, "'/>\n<text x='%.0f' y='%.0f'>%lld tokens</text>\n", ox + W - 90,
+        bool logy = lo > 0 && hi / lo > 10; // stage 1 spans orders of magnitude
+        double ylo = logy ? log10((double)lo) : (double)lo, yhi = logy ? log10((double)hi) : (double)hi;
+        if (yhi - ylo < 1e-9)
+            yhi = ylo + 1e-9;
+        fprintf(f, "<text x='%.0f' y='%.0f'>%.4g</text><text x='%.0f' y='%.0f'>%.4g%s</text>\n",
+                ox + 2, oy + 12, (double)hi, ox + 2, oy + H - 4, (double)lo,
+                logy ? "  (log scale)" : "");
+        // raw loss (light) and its exponential moving average (dark)
+        for (int pass = 0; pass < 2; pass++) {
+            fprintf(f, "<polyline fill='none' stroke='%s' stroke-width='%s' points='",
+                    pass ? "#c33" : "#f2b8b8", pass ? "1.5" : "0.8");
+            double ema = (double)s->curve[0];
+            double a = fmin(0.3, fmax(0.005, 20.0 / s->n_curve)); // window ≈ 5% of the steps
+            int stride = s->n_curve > 2000 ? s->n_curve / 2000 : 1;
+            for (int i = 0; i < s->n_curve; i++) {
+                ema = pass ? (1 - a) * ema + a * (double)s->curve[i] : (double)s->curve[i];
+                if (i % stride && i != s->n_curve - 1)
+                    continue;
+                double y = logy ? log10(fmax(ema, (double)lo)) : ema;
+                fprintf(f, "%.1f,%.1f ", ox + W * i / (s->n_curve - 1),
+                        oy + H - H * (y - ylo) / (yhi - ylo));
+            }
+            fprintf(f, "'/>\n");
+        }
+        fprintf(f, "<text x='%.0f' y='%.0f'>%lld tokens</text>\n", ox + W - 90,
                 oy + H + 14, (long long)s->tokens);
     }
     fprintf(f, "</svg>\n");
