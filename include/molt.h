@@ -266,6 +266,11 @@ typedef struct molt_distill_opts {
     const char *out_dir;           // student model, per-stage checkpoints, report
     int32_t     d_state;           // default 16
     int32_t     n_heads;           // student heads; 0 = the teacher's query heads (stage 1 needs that)
+    // hybrid plan (retrieval-aware distillation): teacher heads kept as attention,
+    // keep_layer[i]:keep_head[i]; n_keep = 0 gives a pure Llamba student
+    const int32_t *keep_layer, *keep_head;
+    int32_t     n_keep;
+    int         freeze_kept;       // do not train the kept attention heads
     const char *init;              // "transfer" (default: C←Q, B←K, x←V, out←O) or "random"
     int         ssm_bias;          // in_proj/out_proj biases (default 1)
     const char *const *data;       // training text; NULL: sample from the teacher
@@ -296,6 +301,61 @@ typedef void (*molt_distill_fn)(const molt_distill_report *r, void *user);
 // molt_model_load), with out_dir/report.json, report.txt and SVG plots.
 MOLT_API molt_status molt_distill(molt_ctx *ctx, const molt_model *teacher,
                                   const molt_distill_opts *o, molt_distill_fn cb, void *user);
+
+// ----------------------------------------------------------------------------
+// head analysis (Gather-and-Aggregate heads, ALGORITHMS.md §6)
+
+// One head: accuracy on the key-value probe with the head ablated (its input
+// columns of o_proj / out_proj zeroed) and the drop from the whole model —
+// means over the probe seeds, with the drop's spread — and the sharpness of
+// its mixing row at the answer position, averaged over the probe prompts:
+// entropy (nats), top weight, and the mass on the queried key's tokens in
+// the dictionary, on its value's tokens and on newline tokens (NaN when the
+// tokenizer does not decode back to the prompt). Recurrent heads (Llamba /
+// hybrid DiscreteMamba2 mixers) use the materialized mixing matrix, clipped
+// at 0 and row-normalised. Hybrid layers' attention heads are numbered as the
+// teacher's heads.
+typedef struct molt_head_score {
+    int32_t layer, head; // 0-based
+    double  accuracy, accuracy_drop, drop_min, drop_max;
+    double  entropy, top_weight, mass_key, mass_value, mass_newline;
+    int32_t recurrent;   // 1: a recurrent (SSM) head, 0: an attention head
+} molt_head_score;
+
+// Ranks every head, most important (largest mean drop) first, on `examples`
+// prompts of `pairs` pairs per seed. The model is modified while it runs and
+// restored bit for bit. MOLT_ERR_UNSUPPORTED when the model has no head that
+// can be ablated alone (HF Mamba-2). *scores: n entries, free with molt_free.
+MOLT_API molt_status molt_heads_rank(molt_ctx *ctx, molt_model *m, const char *kv_task,
+                                     int32_t pairs, int32_t examples, const uint64_t *seeds,
+                                     int32_t n_seeds, molt_progress_fn progress, void *user,
+                                     molt_head_score **scores, int32_t *n);
+
+// Probe accuracy (mean over the seeds) with whole blocks skipped (the
+// residual passes through): pruned[k], k = 0..n_layer, without the top k
+// layers (pruned[0]: the whole model); single[l], l < n_layer, without layer
+// l alone. The caller sizes both arrays from molt_model_get_info's n_layer.
+MOLT_API molt_status molt_layers_ablate(molt_ctx *ctx, molt_model *m, const char *kv_task,
+                                        int32_t pairs, int32_t examples, const uint64_t *seeds,
+                                        int32_t n_seeds, molt_progress_fn progress, void *user,
+                                        double *pruned, double *single);
+
+// The last n_rows mixing rows of one head over the first probe prompt of
+// seed: weights[r, i] = weight of query position n_tokens − n_rows + r on
+// token i (row-normalised; recurrent rows clipped at 0). Free with
+// molt_head_rows_free.
+typedef struct molt_head_rows {
+    int32_t  n_tokens, n_rows;
+    int32_t *ids;                 // [n_tokens] the prompt, BOS first
+    float   *weights;             // [n_rows, n_tokens]
+    int32_t  key_lo, key_hi;      // tokens [lo, hi) of the queried key in the dictionary (-1: unknown)
+    int32_t  value_lo, value_hi;  // tokens of its value
+    int32_t  answer_token;        // the right answer
+} molt_head_rows;
+MOLT_API molt_status molt_heads_rows(molt_ctx *ctx, molt_model *m, const char *kv_task,
+                                     int32_t pairs, uint64_t seed, int32_t layer, int32_t head,
+                                     int32_t recurrent, int32_t n_rows, molt_head_rows *out);
+MOLT_API void        molt_head_rows_free(molt_head_rows *r);
 
 #ifdef __cplusplus
 }

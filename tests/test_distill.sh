@@ -21,12 +21,16 @@ bad() { # NAME SUBSTRING -- args
   fi
 }
 bad zero-budget "budget is zero" -- $MOLT distill $TEACHER -o "$T/x" --tokens 0
-bad heads-mismatch "stage 1" -- $MOLT distill $TEACHER -o "$T/x" --heads 4 --init random
+bad heads-mismatch "stage 1" -- $MOLT distill $TEACHER -o "$T/x" --student-heads 4 --init random
 bad bad-teacher "no such file" -- $MOLT distill "$T/missing.bin" -o "$T/x"
 bad not-llama "Llama" -- $MOLT distill "$SHARED/models/mamba2-random" -o "$T/x"
 mkdir -p "$T/ro"; touch "$T/ro/file"
 bad unwritable "file" -- $MOLT distill $TEACHER -o "$T/ro/file/sub"
 bad bad-init "transfer or random" -- $MOLT distill $TEACHER -o "$T/x" --init magic
+bad hybrid-no-such-head "does not exist" -- $MOLT hybridize $TEACHER -o "$T/x" --heads 2:9
+bad hybrid-k-too-large "only 40 heads" -- $MOLT hybridize $TEACHER -o "$T/x" --random-heads 41
+bad hybrid-no-attention "Llama" -- $MOLT hybridize "$SHARED/models/mamba2-random" -o "$T/x" --heads 0:0
+bad hybrid-no-plan "exactly one" -- $MOLT hybridize $TEACHER -o "$T/x"
 # small real run (held-out: the first 40 KB of TinyStories valid, never trained on)
 head -c 40000 "$SHARED/data/tinystories/tinystories_v1_valid_head.txt" > "$T/valid.txt"
 $MOLT distill $TEACHER -o "$T/s" --sample-tokens 40000 --seq 64 --batch 4 \
@@ -54,4 +58,17 @@ done
 grep -qE '"model_type":[[:space:]]*"llamba"' "$T/s/config.json" || { echo "FAIL: student is not a llamba model"; fail=1; }
 $MOLT generate "$T/s" -t 0 -n 20 -q > "$T/gen" 2>&1 || { echo "FAIL: student does not generate"; cat "$T/gen"; fail=1; }
 echo "student says: $(head -c 120 "$T/gen")"
+# a small hybrid: two kept heads (frozen), the rest recurrent
+$MOLT hybridize $TEACHER -o "$T/h" --heads 4:0,2:3 --freeze-kept --sample-tokens 20000 --seq 64 \
+  --batch 4 --stage1-tokens 6400 --stage2-tokens 6400 --stage3-tokens 12800 -q > "$T/hout" 2> "$T/herr" \
+  || { echo "FAIL: hybridize run"; cat "$T/herr"; fail=1; }
+grep -qE '"model_type":[[:space:]]*"molt_hybrid"' "$T/h/config.json" || { echo "FAIL: not a molt_hybrid"; fail=1; }
+/usr/bin/python3 - "$T/h/report.json" "$TEACHER" <<'PY' || fail=1
+import json, sys, struct
+r = json.load(open(sys.argv[1]))
+assert r["student"]["kept_heads"] == [[4, 0], [2, 3]], r["student"]["kept_heads"]
+assert r["student"]["kv_bytes_per_token"] == 2 * 2 * 8 * 4, r["student"]["kv_bytes_per_token"]
+print("hybrid ok: kept", r["student"]["kept_heads"], "KV bytes/token", r["student"]["kv_bytes_per_token"])
+PY
+$MOLT info "$T/h" | grep -q "2 heads hold a KV cache" || { echo "FAIL: info of the hybrid"; $MOLT info "$T/h"; fail=1; }
 exit $fail

@@ -52,10 +52,19 @@ molt_distill_opts molt_distill_defaults(void) {
 
 // frozen sets per stage (globs on parameter names, see optim.h)
 static const char *const STAGE_FREEZE[3] = {
-    "*embedding*,*post_attention_layernorm*,*.mlp.*,*final_layernorm*,lm_head*",
+    "*embedding*,*post_attention_layernorm*,*.mlp.*,*final_layernorm*,lm_head*,*.attn.*,*.adapter.*",
     "*embedding*,*final_layernorm*,lm_head*",
     NULL,
 };
+
+// the stage's frozen globs, plus the kept attention heads when asked
+static void stage_freeze(char *buf, size_t cap, int stage, const molt_distill_opts *o) {
+    const char *base = STAGE_FREEZE[stage - 1];
+    const char *mlp = stage == 3 && o->freeze_mlp ? "*.mlp.*" : NULL;
+    const char *kept = o->freeze_kept && stage > 1 ? "*.attn.*" : NULL;
+    snprintf(buf, cap, "%s%s%s%s%s", base ? base : "", base && mlp ? "," : "", mlp ? mlp : "",
+             (base || mlp) && kept ? "," : "", kept ? kept : "");
+}
 
 typedef struct distiller {
     molt_ctx         *ctx;
@@ -166,13 +175,10 @@ static molt_status run_stage(distiller *D, int stage, const molt_distill_opts *o
     if (st != MOLT_OK)
         return st;
     adamw opt;
-    if ((st = adamw_init(ctx, &opt, s, STAGE_FREEZE[stage - 1])) != MOLT_OK)
+    char freeze[512];
+    stage_freeze(freeze, sizeof freeze, stage, o);
+    if ((st = adamw_init(ctx, &opt, s, freeze[0] ? freeze : NULL)) != MOLT_OK)
         return st;
-    if (stage == 3 && o->freeze_mlp) {
-        adamw_free(&opt);
-        if ((st = adamw_init(ctx, &opt, s, "*.mlp.*")) != MOLT_OK)
-            return st;
-    }
     sched_cfg sc = {SCHED_WSD, o->stage_lr[stage - 1], o->stage_lr[stage - 1] * 1e-2, 0.1, 0.1,
                     steps};
     int64_t step = 0, tokens = 0;
@@ -258,7 +264,7 @@ static molt_status check_opts(molt_ctx *ctx, const molt_model *t, const molt_dis
         return molt__err(ctx, MOLT_ERR_ARG,
                          "stage 1 compares each student head's mixing matrix with a teacher "
                          "attention head: the student needs %d heads (the teacher's), not %d "
-                         "(HINT: --stage1-tokens 0, or drop --heads)",
+                         "(HINT: --stage1-tokens 0, or drop --student-heads)",
                          t->cfg.n_head, o->n_heads);
     if (o->d_state <= 0)
         return molt__err(ctx, MOLT_ERR_ARG, "d_state must be positive");
@@ -293,8 +299,9 @@ molt_status molt_distill(molt_ctx *ctx, const molt_model *teacher, const molt_di
     distill_result R;
     memset(&R, 0, sizeof R);
     double t_all = molt__now();
-    if ((st = mohawk_student(ctx, teacher, o->n_heads, o->d_state, o->init, o->ssm_bias != 0, o->seed,
-                             &D.student)) != MOLT_OK)
+    if ((st = mohawk_student(ctx, teacher, o->n_heads, o->d_state, o->init, o->ssm_bias != 0,
+                             o->keep_layer, o->keep_head, o->n_keep, o->seed, &D.student)) !=
+        MOLT_OK)
         return st;
     // data: text, or the teacher's own samples
     if (o->n_data > 0) {

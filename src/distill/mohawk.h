@@ -21,8 +21,11 @@
 // init "transfer": in_proj x ← v_proj, B ← k_proj, C ← q_proj (GQA repeat),
 // out_proj ← o_proj; "random": Llamba's initialisation. ssm_bias: in_proj /
 // out_proj biases (the A_log bias starts at −4: slow initial decay).
+// With n_keep > 0 the student is a molt_hybrid: layers holding kept heads
+// become hybrid layers (SSM over all heads ‖ the kept heads as attention).
 molt_status mohawk_student(molt_ctx *ctx, const molt_model *teacher, int n_heads, int d_state,
-                           const char *init, bool ssm_bias, uint64_t seed, molt_model **out);
+                           const char *init, bool ssm_bias, const int32_t *keep_layer,
+                           const int32_t *keep_head, int n_keep, uint64_t seed, molt_model **out);
 
 // Teacher samples: n_tokens tokens of sequences generated from BOS at
 // temperature 1 (each sequence up to seq_len+1 tokens), nth streams in parallel.

@@ -179,14 +179,20 @@ molt_status distill_write_report(molt_ctx *ctx, const molt_distill_opts *o,
     }
     double tspeed = decode_speed(teacher), sspeed = decode_speed(student);
     int64_t kv = model_kv_bytes_per_token(&teacher->cfg), state = model_state_bytes(&student->cfg);
+    int64_t skv = model_kv_bytes_per_token(&student->cfg); // kept heads only
     // JSON
     fio_join(path, sizeof path, o->out_dir, "report.json");
     FILE *f = fopen(path, "w");
     if (!f)
         return molt__err(ctx, MOLT_ERR_IO, "%s: cannot write", path);
-    fprintf(f, "{\n  \"student\": {\"arch\": \"llamba\", \"d_state\": %d, \"init\": \"%s\", "
-               "\"params\": %zu},\n",
-            o->d_state, o->init ? o->init : "transfer", student->n_floats);
+    fprintf(f, "{\n  \"student\": {\"arch\": \"%s\", \"d_state\": %d, \"init\": \"%s\", "
+               "\"params\": %zu, \"kept_heads\": [",
+            model_arch_name(student->cfg.arch), o->d_state, o->init ? o->init : "transfer",
+            student->n_floats);
+    for (int i = 0; i < o->n_keep; i++)
+        fprintf(f, "%s[%d, %d]", i ? ", " : "", o->keep_layer[i], o->keep_head[i]);
+    fprintf(f, "], \"kv_bytes_per_token\": %lld},\n",
+            (long long)model_kv_bytes_per_token(&student->cfg));
     fprintf(f, "  \"data\": \"%s\", \"sampled_tokens\": %lld, \"sampling_seconds\": %.1f,\n",
             o->n_data ? "text" : "teacher samples", (long long)R->sampled_tokens,
             R->sample_seconds);
@@ -211,9 +217,11 @@ molt_status distill_write_report(molt_ctx *ctx, const molt_distill_opts *o,
                    "\"student\": %.4f, \"chance\": %.4f},\n",
                 tk.pairs, tk.examples, tk.accuracy, sk.accuracy, tk.chance);
     fprintf(f, "  \"decode_tok_per_s\": {\"teacher\": %.1f, \"student\": %.1f},\n", tspeed, sspeed);
-    fprintf(f, "  \"bytes_per_sequence\": {\"student_state\": %lld, \"teacher_kv_1k\": %lld, "
+    fprintf(f, "  \"bytes_per_sequence\": {\"student_state\": %lld, \"student_1k\": %lld, "
+               "\"student_8k\": %lld, \"student_32k\": %lld, \"teacher_kv_1k\": %lld, "
                "\"teacher_kv_8k\": %lld, \"teacher_kv_32k\": %lld},\n",
-            (long long)state, (long long)(kv * 1024), (long long)(kv * 8192),
+            (long long)state, (long long)(state + skv * 1024), (long long)(state + skv * 8192),
+            (long long)(state + skv * 32768), (long long)(kv * 1024), (long long)(kv * 8192),
             (long long)(kv * 32768));
     fprintf(f, "  \"total_seconds\": %.1f\n}\n", R->total_seconds);
     fclose(f);
@@ -222,8 +230,9 @@ molt_status distill_write_report(molt_ctx *ctx, const molt_distill_opts *o,
     f = fopen(path, "w");
     if (!f)
         return molt__err(ctx, MOLT_ERR_IO, "%s: cannot write", path);
-    fprintf(f, "MOHAWK distillation → %s (Llamba, d_state %d, %s init)\n", o->out_dir, o->d_state,
-            o->init ? o->init : "transfer");
+    fprintf(f, "MOHAWK distillation → %s (%s, d_state %d, %s init, %d kept attention heads)\n",
+            o->out_dir, model_arch_name(student->cfg.arch), o->d_state,
+            o->init ? o->init : "transfer", o->n_keep);
     fprintf(f, "data: %s%s\n\n", o->n_data ? "text files" : "teacher samples",
             o->n_data ? "" : " (temperature 1)");
     fprintf(f, "%-28s %12s %10s %12s %12s\n", "stage", "tokens", "seconds", "first loss",
@@ -248,10 +257,11 @@ molt_status distill_write_report(molt_ctx *ctx, const molt_distill_opts *o,
                 tk.pairs, tk.examples, tk.accuracy, sk.accuracy, tk.chance);
     fprintf(f, "decode: teacher %.0f tok/s, student %.0f tok/s (1 thread, 256 tokens)\n", tspeed,
             sspeed);
-    fprintf(f, "memory per sequence: student state %lld B; teacher KV %lld B @1k, %lld B @8k, "
-               "%lld B @32k\n",
-            (long long)state, (long long)(kv * 1024), (long long)(kv * 8192),
-            (long long)(kv * 32768));
+    fprintf(f, "memory per sequence: student %lld B @1k, %lld B @8k, %lld B @32k (state %lld B + "
+               "%lld B/token for kept heads); teacher KV %lld B @1k, %lld B @8k, %lld B @32k\n",
+            (long long)(state + skv * 1024), (long long)(state + skv * 8192),
+            (long long)(state + skv * 32768), (long long)state, (long long)skv,
+            (long long)(kv * 1024), (long long)(kv * 8192), (long long)(kv * 32768));
     fprintf(f, "total %.1f s\n", R->total_seconds);
     fclose(f);
     fio_join(path, sizeof path, o->out_dir, "loss_curves.svg");

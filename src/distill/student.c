@@ -18,8 +18,8 @@
 #define A_LOG_BIAS_INIT (-4.0f) // softplus(−4) ≈ 0.018: decay ≈ 0.98 per token
 
 molt_status mohawk_student(molt_ctx *ctx, const molt_model *t, int n_heads, int d_state,
-                           const char *init,
-                           bool ssm_bias, uint64_t seed, molt_model **out) {
+                           const char *init, bool ssm_bias, const int32_t *keep_layer,
+                           const int32_t *keep_head, int n_keep, uint64_t seed, molt_model **out) {
     *out = NULL;
     const model_cfg *tc = &t->cfg;
     if (tc->arch != ARCH_LLAMA)
@@ -53,6 +53,26 @@ molt_status mohawk_student(molt_ctx *ctx, const molt_model *t, int n_heads, int 
     plan.ssm_bias = ssm_bias;
     for (int l = 0; l < tc->n_layer; l++)
         plan.kind[l] = LAYER_SSM;
+    // head plan: validated here, before any work
+    int heads_buf[MODEL_MAX_LAYERS][64];
+    for (int i = 0; i < n_keep; i++) {
+        int l = keep_layer[i], h = keep_head[i];
+        if (l < 0 || l >= tc->n_layer || h < 0 || h >= tc->n_head)
+            return molt__err(ctx, MOLT_ERR_ARG,
+                             "kept head %d:%d does not exist (the teacher has layers 0..%d, heads "
+                             "0..%d)",
+                             l, h, tc->n_layer - 1, tc->n_head - 1);
+        if (tc->n_head > 64)
+            return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "hybrids support at most 64 heads a layer");
+        for (int j = 0; j < plan.n_keep[l]; j++)
+            if (heads_buf[l][j] == h)
+                return molt__err(ctx, MOLT_ERR_ARG, "head %d:%d is listed twice", l, h);
+        heads_buf[l][plan.n_keep[l]++] = h;
+        plan.kind[l] = LAYER_HYBRID;
+        plan.keep_heads[l] = heads_buf[l];
+    }
+    if (tc->n_kv_head <= 0 || (n_keep > 0 && tc->attn_bias))
+        return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "this teacher's attention cannot be kept");
     molt_model *m = NULL;
     molt_status st = model_hybrid_from_teacher(ctx, t, &plan, seed, &m);
     if (st != MOLT_OK)

@@ -40,7 +40,9 @@ static const command COMMANDS[] = {
     {"info", cmd_info, "architecture, parameters, weight / KV / state bytes"},
     {"convert", cmd_convert, "llama2.c (or any loadable model) -> HF safetensors directory"},
     {"distill", cmd_distill, "MOHAWK: distil a Llama teacher into a Llamba student, with a report"},
+    {"hybridize", cmd_distill, "retrieval-aware hybrid: keep chosen heads as attention, distil the rest"},
     {"train", cmd_train, "pretrain or fine-tune on text / token files, with checkpoints"},
+    {"heads", cmd_heads, "rank attention heads by key-value retrieval ablation (G&A heads)"},
 };
 
 static void usage(FILE *f) {
