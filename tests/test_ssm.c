@@ -11,11 +11,11 @@
  *   conv:  conv1d_causal vs the formula, with and without state, and
  *          feeding T1 then T2 tokens through the state == feeding T1+T2.
  */
+#include "kernels/kernels.h"
 #include "kernels/ssm.h"
 #include "testutil.h"
 
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -216,12 +216,12 @@ static void test_thread_invariance(void) {
         dA[i] = (float)-softplus_d((double)t_normal());
     t_fill_normal(s1, nS, 0.5f);
     memcpy(s3, s1, sizeof(float) * nS);
-    int saved = omp_get_max_threads();
-    omp_set_num_threads(1);
+    int saved = k_threads(); // molt's pool (core/pool.h) decides the kernel's threads
+    k_set_threads(1);
     ssd_scan_chunked(y1, s1, X, dA, B, C, T, H, P, N, G, Q, work);
-    omp_set_num_threads(3);
+    k_set_threads(3);
     ssd_scan_chunked(y3, s3, X, dA, B, C, T, H, P, N, G, Q, work);
-    omp_set_num_threads(saved);
+    k_set_threads(saved);
     CHECK(memcmp(y1, y3, sizeof(float) * nX) == 0, "chunked y differs between 1 and 3 threads");
     CHECK(memcmp(s1, s3, sizeof(float) * nS) == 0, "chunked state differs between 1 and 3 threads");
     free(X), free(dA), free(B), free(C), free(y1), free(y3), free(s1), free(s3), free(work);

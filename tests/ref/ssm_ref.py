@@ -30,6 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+torch.set_num_threads(1)  # tiny problems: extra threads only spin (OpenMP) on small machines
+
 DT = torch.float64
 
 
