@@ -11,7 +11,13 @@
  * 1/|values|). Examples are drawn from a seeded generator, so a (seed, n)
  * pair always gives the same prompts. Accuracy comes with a 95% Wilson
  * interval.
+ *
+ * The prompts of one (task, pairs, examples, seed) are built once as a kv_set
+ * (analysis/heads.h) and scored as often as needed: the head analysis scores
+ * the same set under every ablation, and reads where the queried key, its
+ * value and the newlines sit in each prompt.
  */
+#include "analysis/heads.h"
 #include "io/fileio.h"
 #include "io/json.h"
 #include "models/model.h"
@@ -116,8 +122,88 @@ static void sample_distinct(uint64_t *rng, int n, int k, int *out, int *scratch)
     }
 }
 
-molt_status molt_eval_kv(molt_ctx *ctx, const molt_model *m, const char *task_json,
-                         int32_t pairs, int32_t examples, uint64_t seed, molt_kv_result *out) {
+// ----------------------------------------------------------------------------
+// token positions of the probe's landmarks
+
+// Token i covers bytes [end[i-1], end[i]) of the prompt: the length of the
+// decoded prefix ids[0..i], shifted so the decoded text ends where the prompt
+// does (a decoder may add or drop a leading space / BOS text). Returns false
+// when the decoded text is not the prompt (positions unknown then).
+static bool token_ends(molt_ctx *ctx, const molt_tokenizer *tok, const int32_t *ids, int n,
+                       const char *prompt, size_t plen, int64_t *end) {
+    char *full = NULL;
+    size_t flen = 0;
+    if (molt_detokenize(ctx, tok, ids, (size_t)n, &full, &flen) != MOLT_OK)
+        return false;
+    bool ok = flen >= plen && memcmp(full + flen - plen, prompt, plen) == 0;
+    int64_t shift = (int64_t)flen - (int64_t)plen;
+    molt__free(full);
+    for (int i = 0; ok && i < n; i++) {
+        char *t = NULL;
+        size_t tl = 0;
+        if (molt_detokenize(ctx, tok, ids, (size_t)i + 1, &t, &tl) != MOLT_OK)
+            return false;
+        molt__free(t);
+        end[i] = (int64_t)tl - shift;
+    }
+    return ok;
+}
+
+// Tokens overlapping bytes [c0, c1) → [*lo, *hi).
+static void token_range(const int64_t *end, int n, int64_t c0, int64_t c1, int32_t *lo,
+                        int32_t *hi) {
+    *lo = *hi = -1;
+    for (int i = 0; i < n; i++) {
+        int64_t b = i ? end[i - 1] : INT64_MIN;
+        if (b < c1 && end[i] > c0) {
+            if (*lo < 0)
+                *lo = i;
+            *hi = i + 1;
+        }
+    }
+}
+
+static molt_status example_positions(molt_ctx *ctx, const molt_tokenizer *tok, kv_example *e,
+                                     const char *prompt, size_t plen, const int64_t span[4]) {
+    e->key_lo = e->key_hi = e->value_lo = e->value_hi = -1;
+    int64_t *end = molt__malloc(sizeof(int64_t) * (size_t)e->n);
+    e->newline = molt__calloc((size_t)e->n, 1);
+    if (!end || !e->newline) {
+        molt__free(end);
+        return molt__err(ctx, MOLT_ERR_OOM, "out of memory");
+    }
+    if (!token_ends(ctx, tok, e->ids, e->n, prompt, plen, end)) {
+        molt__free(end);
+        molt__free(e->newline);
+        e->newline = NULL; // positions unknown: the tokenizer does not round-trip the prompt
+        return MOLT_OK;
+    }
+    token_range(end, e->n, span[0], span[1], &e->key_lo, &e->key_hi);
+    token_range(end, e->n, span[2], span[3], &e->value_lo, &e->value_hi);
+    for (int i = 0; i < e->n; i++)
+        for (int64_t b = i ? MOLT_MAX(end[i - 1], 0) : 0; b < end[i] && b < (int64_t)plen; b++)
+            e->newline[i] |= prompt[b] == '\n';
+    molt__free(end);
+    return MOLT_OK;
+}
+
+// ----------------------------------------------------------------------------
+// prompt sets
+
+void kv_set_free(kv_set *s) {
+    if (!s)
+        return;
+    for (int i = 0; s->ex && i < s->n_ex; i++) {
+        molt__free(s->ex[i].ids);
+        molt__free(s->ex[i].newline);
+    }
+    molt__free(s->ex);
+    molt__free(s->value_tok);
+    memset(s, 0, sizeof *s);
+}
+
+molt_status kv_set_build(molt_ctx *ctx, const molt_model *m, const char *task_json, int32_t pairs,
+                         int32_t examples, uint64_t seed, bool positions, kv_set *out) {
     memset(out, 0, sizeof *out);
     if (!m->tok)
         return molt__err(ctx, MOLT_ERR_MISSING, "the model has no tokenizer");
@@ -131,26 +217,37 @@ molt_status molt_eval_kv(molt_ctx *ctx, const molt_model *m, const char *task_js
         return molt__err(ctx, MOLT_ERR_ARG, "%d pairs (1..%d with this task) × %d examples", pairs,
                          mx, examples);
     }
-    int V = m->cfg.vocab;
     size_t cap = 64 + (size_t)pairs * 64;
     char *prompt = molt__malloc(cap);
     int *ki = molt__malloc(sizeof(int) * (size_t)(t.n_keys + t.n_values) * 2);
-    float *lg = molt__malloc(sizeof(float) * (size_t)V);
-    molt_seq *s = NULL;
-    if (!prompt || !ki || !lg) {
+    out->ex = molt__calloc((size_t)examples, sizeof *out->ex);
+    out->value_tok = molt__malloc(sizeof(int32_t) * (size_t)t.n_values);
+    if (!prompt || !ki || !out->ex || !out->value_tok) {
         st = molt__err(ctx, MOLT_ERR_OOM, "out of memory");
         goto done;
     }
+    out->pairs = pairs;
+    out->n_values = t.n_values;
+    memcpy(out->value_tok, t.value_tok, sizeof(int32_t) * (size_t)t.n_values);
     int *vi = ki + t.n_keys, *scratch = vi + t.n_values;
     uint64_t rng = seed * 0x9E3779B97F4A7C15ull + (uint64_t)pairs;
     for (int e = 0; e < examples; e++) {
         sample_distinct(&rng, t.n_keys, pairs, ki, scratch);
         sample_distinct(&rng, t.n_values, pairs, vi, scratch);
         int q = (int)(data_rng_next(&rng) % (uint64_t)pairs);
+        int64_t span[4] = {0}; // bytes of the queried key and of its value in the dictionary
         size_t n = (size_t)snprintf(prompt, cap, "Memorize the following dictionary:\n");
-        for (int i = 0; i < pairs && n < cap; i++)
+        for (int i = 0; i < pairs && n < cap; i++) {
+            size_t k0 = n + (i ? 1 : 0), klen = strlen(t.keys[ki[i]]);
             n += (size_t)snprintf(prompt + n, cap - n, "%s%s:%d", i ? "\n" : "", t.keys[ki[i]],
                                   t.values[vi[i]]);
+            if (i == q) {
+                span[0] = (int64_t)k0;
+                span[1] = (int64_t)(k0 + klen);
+                span[2] = span[1] + 1;
+                span[3] = (int64_t)n;
+            }
+        }
         if (n < cap)
             n += (size_t)snprintf(prompt + n, cap - n, "\nThe value of the key '%s' is ",
                                   t.keys[ki[q]]);
@@ -158,45 +255,83 @@ molt_status molt_eval_kv(molt_ctx *ctx, const molt_model *m, const char *task_js
             st = molt__err(ctx, MOLT_ERR_INTERNAL, "kv prompt buffer too small");
             goto done;
         }
-        int32_t *ids = NULL;
+        kv_example *x = &out->ex[e];
         size_t nid = 0;
-        if ((st = molt_tokenize(ctx, m->tok, prompt, n, molt_tokenizer_bos(m->tok) >= 0, &ids,
+        if ((st = molt_tokenize(ctx, m->tok, prompt, n, molt_tokenizer_bos(m->tok) >= 0, &x->ids,
                                 &nid)) != MOLT_OK)
             goto done;
+        out->n_ex = e + 1;
+        x->n = (int32_t)MOLT_MIN(nid, (size_t)INT32_MAX);
+        x->answer = vi[q];
+        x->key_lo = x->key_hi = x->value_lo = x->value_hi = -1;
         if ((int64_t)nid > m->cfg.max_seq) {
-            molt__free(ids);
             st = molt__err(ctx, MOLT_ERR_ARG, "a %d-pair prompt is %zu tokens, longer than the "
                                               "model's context (%d)",
                            pairs, nid, m->cfg.max_seq);
             goto done;
         }
-        molt_seq_free(s);
-        s = NULL;
-        if ((st = molt_seq_new(ctx, m, (int32_t)nid, &s)) == MOLT_OK)
-            st = molt_seq_feed(ctx, s, ids, (int32_t)nid, 0, lg);
-        molt__free(ids);
-        if (st != MOLT_OK)
+        out->max_len = MOLT_MAX(out->max_len, x->n);
+        if (positions && (st = example_positions(ctx, m->tok, x, prompt, n, span)) != MOLT_OK)
             goto done;
-        int best = 0;
-        for (int v = 1; v < t.n_values; v++)
-            if (lg[t.value_tok[v]] > lg[t.value_tok[best]])
-                best = v;
-        out->correct += best == vi[q];
     }
-    out->pairs = pairs;
-    out->examples = examples;
-    double p = (double)out->correct / examples, z = 1.959963984540054, nn = examples;
-    double den = 1 + z * z / nn, mid = (p + z * z / (2 * nn)) / den;
-    double half = z * sqrt(p * (1 - p) / nn + z * z / (4 * nn * nn)) / den;
-    out->accuracy = p;
-    out->ci_low = fmax(0, mid - half);
-    out->ci_high = fmin(1, mid + half);
-    out->chance = 1.0 / t.n_values;
 done:
-    molt_seq_free(s);
     molt__free(prompt);
     molt__free(ki);
-    molt__free(lg);
     kv_task_free(&t);
+    if (st != MOLT_OK)
+        kv_set_free(out);
+    return st;
+}
+
+molt_status kv_set_score(molt_ctx *ctx, const molt_model *m, const kv_set *set, kv_progress *p,
+                         int32_t *correct) {
+    *correct = 0;
+    float *lg = molt__malloc(sizeof(float) * (size_t)m->cfg.vocab);
+    molt_seq *s = NULL;
+    molt_status st = lg ? molt_seq_new(ctx, m, set->max_len, &s)
+                        : molt__err(ctx, MOLT_ERR_OOM, "out of memory");
+    for (int e = 0; st == MOLT_OK && e < set->n_ex; e++) {
+        const kv_example *x = &set->ex[e];
+        molt_seq_reset(s);
+        if ((st = molt_seq_feed(ctx, s, x->ids, x->n, 0, lg)) != MOLT_OK)
+            break;
+        int best = 0;
+        for (int v = 1; v < set->n_values; v++)
+            if (lg[set->value_tok[v]] > lg[set->value_tok[best]])
+                best = v;
+        *correct += best == x->answer;
+        if (p && p->fn)
+            p->fn(++p->done, p->total, p->user);
+    }
+    molt_seq_free(s);
+    molt__free(lg);
+    return st;
+}
+
+// ----------------------------------------------------------------------------
+// molt_eval_kv
+
+molt_status molt_eval_kv(molt_ctx *ctx, const molt_model *m, const char *task_json,
+                         int32_t pairs, int32_t examples, uint64_t seed, molt_kv_result *out) {
+    memset(out, 0, sizeof *out);
+    kv_set set;
+    molt_status st = kv_set_build(ctx, m, task_json, pairs, examples, seed, false, &set);
+    if (st != MOLT_OK)
+        return st;
+    int32_t correct = 0;
+    st = kv_set_score(ctx, m, &set, NULL, &correct);
+    if (st == MOLT_OK) {
+        out->correct = correct;
+        out->pairs = pairs;
+        out->examples = examples;
+        double p = (double)out->correct / examples, z = 1.959963984540054, nn = examples;
+        double den = 1 + z * z / nn, mid = (p + z * z / (2 * nn)) / den;
+        double half = z * sqrt(p * (1 - p) / nn + z * z / (4 * nn * nn)) / den;
+        out->accuracy = p;
+        out->ci_low = fmax(0, mid - half);
+        out->ci_high = fmin(1, mid + half);
+        out->chance = 1.0 / set.n_values;
+    }
+    kv_set_free(&set);
     return st;
 }
