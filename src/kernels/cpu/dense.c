@@ -146,31 +146,6 @@ static void cpu_swiglu(float *gate, const float *up, size_t n) {
         gate[i] = k_silu(gate[i]) * up[i];
 }
 
-// exp(x), vectorizable (no calls, no branches): x = n·ln2 + r with
-// |r| ≤ ln2/2 (Cody-Waite split of ln2), e^r by its degree-7 Taylor
-// polynomial, 2^n by building the exponent bits. Max relative error vs libm
-// ≤ 1e-7 (tests/test_kernels.c); x is clamped to [-87, 88] (exp(-87) ≈ 1.6e-38).
-float k_expf(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    float t = x * 1.44269504088896341f;
-    float n = (t + 12582912.0f) - 12582912.0f; // round to nearest (1.5·2^23 trick)
-    float r = x - n * 0.693145751953125f;      // ln2 high part (exact product)
-    r = r - n * 1.428606765330187e-06f;        // ln2 low part
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
-
 static void cpu_softmax(float *x, int n) {
     float m = x[0];
     for (int i = 1; i < n; i++)
