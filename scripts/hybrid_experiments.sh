@@ -7,14 +7,14 @@
 #   usage: scripts/hybrid_experiments.sh OUT_DIR [TOKENS]
 set -euo pipefail
 OUT=${1:?usage: $0 OUT_DIR [TOKENS]}
-TOK=${2:-1500000}
+TOK=${2:-800000}
 SHARED=${MOLT_SHARED:-$(cd .. && pwd)/shared}
 KV=$SHARED/models/kv-llama-2m
 VALID=$SHARED/data/tinystories/tinystories_v1_valid_head.txt
 mkdir -p "$OUT"
 head -c 200000 "$VALID" > "$OUT/valid.txt"
 [ -s "$OUT/ranking.json" ] || ./molt heads "$KV" --pairs 8 --examples 200 --seeds 1,2 --json > "$OUT/ranking.json"
-common=(--tokens "$TOK" --sample-tokens 1000000 --kv-task data/kv_task.json --kv-pairs 8
+common=(--tokens "$TOK" --sample-tokens 500000 --kv-task data/kv_task.json --kv-pairs 8
         --kv-examples 300 --eval-data "$OUT/valid.txt" -q)
 run() { local name=$1; shift; [ -s "$OUT/$name/report.json" ] && return 0
   echo "== $name: $*" >&2
