@@ -160,10 +160,20 @@ static molt_status run_stage(distiller *D, int stage, const molt_distill_opts *o
     int64_t per = (int64_t)D->N, steps = (o->stage_tokens[stage - 1] + per - 1) / per;
     if (steps <= 0)
         return MOLT_OK;
-    if (o->resume && fio_exists(path)) { // finished earlier: load its final weights
+    if (o->resume && fio_exists(path)) { // finished earlier: load its final checkpoint
+        char latest[4200], *ck = NULL;
+        size_t nlen = 0;
+        fio_join(latest, sizeof latest, dir, "latest");
+        molt_status st = fio_read_all(ctx, latest, 256, &ck, &nlen);
+        if (st != MOLT_OK)
+            return st;
+        while (nlen && (ck[nlen - 1] == '\n' || ck[nlen - 1] == ' '))
+            ck[--nlen] = 0;
+        fio_join(latest, sizeof latest, dir, ck);
+        molt__free(ck);
         molt_load_opts lo = {NULL, 1};
         molt_model *c = NULL;
-        molt_status st = molt_model_load(ctx, dir, &lo, &c);
+        st = molt_model_load(ctx, latest, &lo, &c);
         if (st == MOLT_OK) {
             memcpy(s->data, c->data, sizeof(float) * s->n_floats);
             molt_model_free(c);
