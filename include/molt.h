@@ -280,6 +280,8 @@ typedef struct molt_distill_opts {
     const char *eval_data;         // held-out text for the report (optional)
     const char *kv_task;           // kv_task.json: retrieval accuracy in the report (optional)
     int32_t     kv_pairs, kv_examples; // default 8 pairs, 200 examples
+    double      kv_data_frac;      // with kv_task: this fraction of the training tokens are
+                                   // KV-task documents (prompt + answer; other seeds than the probe)
     int32_t     seq_len, batch;    // default 256, 8
     int64_t     stage_tokens[3];   // token budget per stage (0 skips a stage; 1M, 2M, 8M)
     double      stage_lr[3];       // default 1e-3, 1e-3, 5e-4

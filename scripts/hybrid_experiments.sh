@@ -14,19 +14,22 @@ VALID=$SHARED/data/tinystories/tinystories_v1_valid_head.txt
 mkdir -p "$OUT"
 head -c 200000 "$VALID" > "$OUT/valid.txt"
 [ -s "$OUT/ranking.json" ] || ./molt heads "$KV" --pairs 8 --examples 200 --seeds 1,2 --json > "$OUT/ranking.json"
-common=(--tokens "$TOK" --sample-tokens 500000 --kv-task data/kv_task.json --kv-pairs 8
+common=(--tokens "$TOK" --sample-tokens 500000 --kv-task data/kv_task.json --kv-pairs 8 --kv-data-frac 0.3
         --kv-examples 300 --eval-data "$OUT/valid.txt" -q)
 run() { local name=$1; shift; [ -s "$OUT/$name/report.json" ] && return 0
   echo "== $name: $*" >&2
   /usr/bin/time -f "$name wall %e s" ./molt "$@" -o "$OUT/$name" "${common[@]}" > "$OUT/$name.txt" 2> "$OUT/$name.err" \
     || { cat "$OUT/$name.err"; return 1; }; tail -1 "$OUT/$name.err"; }
-run pure      distill   "$KV"
-run top1      hybridize "$KV" --keep 1 --ranking "$OUT/ranking.json" --freeze-kept
-run top2      hybridize "$KV" --keep 2 --ranking "$OUT/ranking.json" --freeze-kept
-run top4      hybridize "$KV" --keep 4 --ranking "$OUT/ranking.json" --freeze-kept
-run random2   hybridize "$KV" --random-heads 2 --seed 7 --freeze-kept
-run random4   hybridize "$KV" --random-heads 4 --seed 7 --freeze-kept
-run top2-ds2  hybridize "$KV" --keep 2 --ranking "$OUT/ranking.json" --freeze-kept --d-state 2
+EXPS=${EXPS:-pure top2 random2 top2-ds2 top1 top4 random4}
+for e in $EXPS; do case $e in
+  pure)     run pure      distill   "$KV" ;;
+  top1)     run top1      hybridize "$KV" --keep 1 --ranking "$OUT/ranking.json" --freeze-kept ;;
+  top2)     run top2      hybridize "$KV" --keep 2 --ranking "$OUT/ranking.json" --freeze-kept ;;
+  top4)     run top4      hybridize "$KV" --keep 4 --ranking "$OUT/ranking.json" --freeze-kept ;;
+  random2)  run random2   hybridize "$KV" --random-heads 2 --seed 7 --freeze-kept ;;
+  random4)  run random4   hybridize "$KV" --random-heads 4 --seed 7 --freeze-kept ;;
+  top2-ds2) run top2-ds2  hybridize "$KV" --keep 2 --ranking "$OUT/ranking.json" --freeze-kept --d-state 2 ;;
+esac; done
 /usr/bin/python3 - "$OUT" <<'PY'
 import json, os, sys
 out = sys.argv[1]

@@ -11,6 +11,7 @@
  * Trained sets: stage 1 input_layernorm + mixer; stage 2 whole blocks;
  * stage 3 everything (or all but the MLPs with freeze_mlp).
  */
+#include "analysis/heads.h"
 #include "distill/mohawk.h"
 #include "distill/report.h"
 #include "io/fileio.h"
@@ -254,6 +255,38 @@ done:
 }
 
 // ----------------------------------------------------------------------------
+// KV-task documents mixed into the training stream (retrieval-aware recipes end
+// with distillation on retrieval data): prompts of 2..2·kv_pairs pairs, each
+// followed by its answer token; seeds from 1000 on, so never the probe's.
+
+static molt_status add_kv_documents(molt_ctx *ctx, const molt_model *t, const molt_distill_opts *o,
+                                    token_stream *data) {
+    size_t want = (size_t)((double)data->n * o->kv_data_frac / (1.0 - o->kv_data_frac));
+    size_t cap = data->n + want + 4096, n0 = data->n;
+    int32_t *ids = molt__realloc(data->ids, cap * sizeof(int32_t));
+    if (!ids)
+        return molt__err(ctx, MOLT_ERR_OOM, "out of memory for KV documents");
+    data->ids = ids;
+    for (uint64_t seed = 1000; data->n - n0 < want; seed++) {
+        int pairs = 2 + (int)(seed % (uint64_t)(2 * o->kv_pairs - 1));
+        kv_set set;
+        molt_status st = kv_set_build(ctx, t, o->kv_task, pairs, 64, seed, false, &set);
+        if (st != MOLT_OK)
+            return st;
+        for (int e = 0; e < set.n_ex && data->n - n0 < want; e++) {
+            const kv_example *x = &set.ex[e];
+            if (data->n + (size_t)x->n + 1 > cap)
+                break;
+            memcpy(data->ids + data->n, x->ids, sizeof(int32_t) * (size_t)x->n);
+            data->n += (size_t)x->n;
+            data->ids[data->n++] = set.value_tok[x->answer];
+        }
+        kv_set_free(&set);
+    }
+    return MOLT_OK;
+}
+
+// ----------------------------------------------------------------------------
 // the whole pipeline
 
 static molt_status check_opts(molt_ctx *ctx, const molt_model *t, const molt_distill_opts *o) {
@@ -278,6 +311,8 @@ static molt_status check_opts(molt_ctx *ctx, const molt_model *t, const molt_dis
                          t->cfg.n_head, o->n_heads);
     if (o->d_state <= 0)
         return molt__err(ctx, MOLT_ERR_ARG, "d_state must be positive");
+    if (o->kv_data_frac < 0 || o->kv_data_frac >= 1 || (o->kv_data_frac > 0 && !o->kv_task))
+        return molt__err(ctx, MOLT_ERR_ARG, "--kv-data-frac must be in [0, 1) and needs --kv-task");
     if (!(o->tau > 0))
         return molt__err(ctx, MOLT_ERR_ARG, "temperature must be positive");
     for (int k = 0; k < 3; k++)
@@ -334,6 +369,9 @@ molt_status molt_distill(molt_ctx *ctx, const molt_model *teacher, const molt_di
         st = molt__err(ctx, MOLT_ERR_ARG, "only %zu tokens of data", data.n);
         goto done;
     }
+    if (o->kv_task && o->kv_data_frac > 0 && (st = add_kv_documents(ctx, teacher, o, &data)) !=
+        MOLT_OK)
+        goto done;
     if (o->eval_data) {
         const char *ep[1] = {o->eval_data};
         if ((st = data_load(ctx, teacher->tok, teacher->cfg.vocab, ep, 1, "text", o->sep, &ev)) !=

@@ -25,6 +25,7 @@ static const char *USAGE =
     "  --sample-tokens N    teacher tokens to sample when no --data (2000000)\n"
     "  --eval-data FILE     held-out text: teacher vs student loss in the report\n"
     "  --kv-task FILE       key-value retrieval accuracy in the report (--kv-pairs 8, --kv-examples 200)\n"
+    "  --kv-data-frac F     make F of the training tokens KV-task documents (prompt + answer)\n"
     "  --seq T (256)  --batch B (8)\n"
     "  --tokens N           total token budget, split 10% / 20% / 70% over the stages\n"
     "  --stage1-tokens N --stage2-tokens N --stage3-tokens N   (1M / 2M / 8M)\n"
@@ -216,6 +217,7 @@ int cmd_distill(int argc, char **argv) {
         F_OPT("--lr2", o.stage_lr[1], 0, 10)
         F_OPT("--lr3", o.stage_lr[2], 0, 10)
         F_OPT("--tau", o.tau, 0, 100)
+        F_OPT("--kv-data-frac", o.kv_data_frac, 0, 0.99)
         else if (cli_opt(argc, argv, &i, NULL, "--threads", &v)) {
             if (!v || !cli_int("distill", a, v, 1, 256, &threads))
                 goto out;
