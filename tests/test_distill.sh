@@ -30,6 +30,7 @@ bad bad-init "transfer or random" -- $MOLT distill $TEACHER -o "$T/x" --init mag
 bad hybrid-no-such-head "does not exist" -- $MOLT hybridize $TEACHER -o "$T/x" --heads 2:9
 bad hybrid-k-too-large "only 40 heads" -- $MOLT hybridize $TEACHER -o "$T/x" --random-heads 41
 bad hybrid-no-attention "Llama" -- $MOLT hybridize "$SHARED/models/mamba2-random" -o "$T/x" --heads 0:0
+bad kv-data-no-task "needs --kv-task" -- $MOLT distill $TEACHER -o "$T/x" --kv-data-frac 0.3
 bad hybrid-no-plan "exactly one" -- $MOLT hybridize $TEACHER -o "$T/x"
 # small real run (held-out: the first 40 KB of TinyStories valid, never trained on)
 head -c 40000 "$SHARED/data/tinystories/tinystories_v1_valid_head.txt" > "$T/valid.txt"
