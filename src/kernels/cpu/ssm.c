@@ -37,46 +37,7 @@
 #include <math.h>
 #include <string.h>
 
-#define MIN_INT(a, b) ((a) < (b) ? (a) : (b))
-
-// Threads for a pool job of `total` flops over n_items independent items: 1
-// (inline) when small, else exactly k_threads() even if that exceeds n_items
-// (the extra tasks find empty ranges). Never another count: core/pool.c can
-// run a task twice when consecutive jobs use different thread counts (a
-// worker sees job G, then reads job G+1's nth), so every multi-threaded job
-// here uses the same nth.
-static int ssm_nth(size_t n_items, size_t total, size_t threshold) {
-    if (total <= threshold || n_items < 2)
-        return 1;
-    return k_threads();
-}
-
-// exp of a (log-)decay, flushed to 0 below SSM_EXP_FLUSH (no denormals)
-static inline float decay(float x) { return x < SSM_EXP_FLUSH ? 0.0f : expf(x); }
-
-// 1 when every dA ≤ 0: segment sums then only fall as they grow
-static int all_nonpos(const float *dA, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (!(dA[i] <= 0.0f))
-            return 0;
-    return 1;
-}
-
-// ----------------------------------------------------------------------------
-// dot product with 8 fixed partial sums: the compiler can vectorize it without
-// reassociating (strict IEEE), and the result does not depend on threading.
-
-static inline float dotf(const float *a, const float *b, int n) {
-    float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
-    int   i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++)
-            acc[k] += a[i + k] * b[i + k];
-    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (; i < n; i++)
-        s += a[i] * b[i];
-    return s;
-}
+#include "kernels/cpu/ssm_util.h"
 
 // ----------------------------------------------------------------------------
 // causal depthwise conv1d

@@ -35,38 +35,7 @@
 #include <math.h>
 #include <string.h>
 
-#define MIN_INT(a, b) ((a) < (b) ? (a) : (b))
-
-// same helpers as cpu/ssm.c (kept file-local: each TU stays self-contained).
-// ssm_nth: 1 (inline) for small jobs, else exactly k_threads() — never another
-// count (see cpu/ssm.c: core/pool.c is unsafe when nth varies between jobs).
-static int ssm_nth(size_t n_items, size_t total, size_t threshold) {
-    if (total <= threshold || n_items < 2)
-        return 1;
-    return k_threads();
-}
-
-// exp of a (log-)decay, flushed to 0 below SSM_EXP_FLUSH (as cpu/ssm.c)
-static inline float decay(float x) { return x < SSM_EXP_FLUSH ? 0.0f : expf(x); }
-
-static int all_nonpos(const float *dA, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (!(dA[i] <= 0.0f))
-            return 0;
-    return 1;
-}
-
-static inline float dotf(const float *a, const float *b, int n) {
-    float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
-    int   i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++)
-            acc[k] += a[i + k] * b[i + k];
-    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (; i < n; i++)
-        s += a[i] * b[i];
-    return s;
-}
+#include "kernels/cpu/ssm_util.h"
 
 static inline void axpy(float *y, float a, const float *x, int n) {
     for (int i = 0; i < n; i++)
