@@ -251,8 +251,8 @@ static void row_task_run(void *arg, int ith, int nth) {
 }
 
 // Every multi-threaded pool job here uses exactly k_threads() threads (tasks
-// past the work find empty ranges), small ones run inline: core/pool.c can run
-// a task twice when consecutive jobs use different thread counts.
+// past the work find empty ranges) so the split, and hence the rounding, does
+// not depend on the shape; small ones run inline.
 static int pool_nth(size_t cost, size_t threshold) { return cost < threshold ? 1 : k_threads(); }
 
 // fn over rows [0, n) split in contiguous ranges; inline when small
