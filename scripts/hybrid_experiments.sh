@@ -20,7 +20,7 @@ run() { local name=$1; shift; [ -s "$OUT/$name/report.json" ] && return 0
   echo "== $name: $*" >&2
   /usr/bin/time -f "$name wall %e s" ./molt "$@" -o "$OUT/$name" "${common[@]}" > "$OUT/$name.txt" 2> "$OUT/$name.err" \
     || { cat "$OUT/$name.err"; return 1; }; tail -1 "$OUT/$name.err"; }
-EXPS=${EXPS:-pure top2 random2 top2-ds2 top1 top4 random4}
+EXPS=${EXPS:-pure top2 random2 top2-ds2 top1 top4 random4 layer1}
 for e in $EXPS; do case $e in
   pure)     run pure      distill   "$KV" ;;
   top1)     run top1      hybridize "$KV" --keep 1 --ranking "$OUT/ranking.json" --freeze-kept ;;
@@ -29,12 +29,13 @@ for e in $EXPS; do case $e in
   random2)  run random2   hybridize "$KV" --random-heads 2 --seed 7 --freeze-kept ;;
   random4)  run random4   hybridize "$KV" --random-heads 4 --seed 7 --freeze-kept ;;
   top2-ds2) run top2-ds2  hybridize "$KV" --keep 2 --ranking "$OUT/ranking.json" --freeze-kept --d-state 2 ;;
+  layer1)   run layer1    hybridize "$KV" --heads 1:0,1:1,1:2,1:3,1:4,1:5 --freeze-kept ;;
 esac; done
 /usr/bin/python3 - "$OUT" <<'PY'
 import json, os, sys
 out = sys.argv[1]
 rows = []
-for name in ["pure", "top1", "top2", "top4", "random2", "random4", "top2-ds2"]:
+for name in ["pure", "top1", "top2", "top4", "random2", "random4", "top2-ds2", "layer1"]:
     p = os.path.join(out, name, "report.json")
     if not os.path.exists(p): continue
     r = json.load(open(p))
