@@ -27,7 +27,7 @@ y1 = max(0.05, max(p[2] for p in pts) * 1.15)
 def X(b): return pad + (math.log10(b) - x0) / (x1 - x0) * (W - 2 * pad)
 def Y(a): return H - pad - a / y1 * (H - 2 * pad)
 svg = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{W}' height='{H}' font-family='sans-serif' font-size='11'>",
-       f"<text x='{pad}' y='20' font-size='13'>kv-llama-2m: retrieval accuracy (8 pairs) vs memory per sequence at 8k tokens</text>",
+       f"<text x='{pad}' y='20' font-size='13'>retrieval accuracy (8 pairs) vs memory per sequence @8k tokens</text>",
        f"<line x1='{pad}' y1='{H-pad}' x2='{W-pad}' y2='{H-pad}' stroke='#444'/>",
        f"<line x1='{pad}' y1='{pad}' x2='{pad}' y2='{H-pad}' stroke='#444'/>"]
 for e in range(math.ceil(x0), math.floor(x1) + 1):
