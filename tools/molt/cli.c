@@ -180,3 +180,23 @@ void progress_end(progress *p, int64_t done) {
     fprintf(stderr, "%s: %lld %s in %.2fs (%s %s/s)\n", p->label, (long long)done, p->unit, el,
             rs, p->unit);
 }
+
+// data/kv_task.json in the working directory, else beside the binary
+// (build/molt → ../data/kv_task.json)
+const char *cli_default_kv_task(char *buf, size_t cap) {
+    if (access("data/kv_task.json", R_OK) == 0)
+        return "data/kv_task.json";
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *sl = strrchr(exe, '/');
+        if (sl) {
+            *sl = 0;
+            snprintf(buf, cap, "%s/../data/kv_task.json", exe);
+            if (access(buf, R_OK) == 0)
+                return buf;
+        }
+    }
+    return "data/kv_task.json";
+}

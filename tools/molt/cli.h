@@ -25,6 +25,8 @@ bool cli_float(const char *cmd, const char *opt, const char *val, double lo, dou
 bool cli_opt(int argc, char **argv, int *i, const char *s, const char *l, const char **val);
 // Loads a model, printing the error on failure.
 molt_model *cli_load_model(molt_ctx *ctx, const char *path, const char *tokenizer);
+// The default key-value task file (buf: scratch for the path).
+const char *cli_default_kv_task(char *buf, size_t cap);
 // Reads a whole file (malloc'd, NUL-terminated); NULL + message on failure.
 char *cli_read_file(const char *path, size_t *len);
 

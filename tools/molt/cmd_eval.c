@@ -30,23 +30,6 @@ static const char *USAGE =
     "  key-value retrieval (data/kv_task.json format): accuracy of the argmax over the value\n"
     "  tokens at the answer position, per number of pairs, with a 95% Wilson interval\n";
 
-static const char *default_kv_task(char *buf, size_t cap) {
-    if (access("data/kv_task.json", R_OK) == 0)
-        return "data/kv_task.json";
-    char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = 0;
-        char *sl = strrchr(exe, '/');
-        if (sl) {
-            *sl = 0;
-            snprintf(buf, cap, "%s/../data/kv_task.json", exe);
-            if (access(buf, R_OK) == 0)
-                return buf;
-        }
-    }
-    return "data/kv_task.json";
-}
 
 static int eval_kv(const char *model, const char *tokp, const char *task, const char *pairs,
                    long examples, long seed, long threads, bool json) {
@@ -208,7 +191,7 @@ int cmd_eval(int argc, char **argv) {
     if (model && task) {
         char kbuf[4200];
         free(sep);
-        return eval_kv(model, tokp, kvfile ? kvfile : default_kv_task(kbuf, sizeof kbuf), pairs,
+        return eval_kv(model, tokp, kvfile ? kvfile : cli_default_kv_task(kbuf, sizeof kbuf), pairs,
                        examples, seed, threads, json);
     }
     if (!model || !text) {

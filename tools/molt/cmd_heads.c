@@ -43,23 +43,6 @@ static const char *USAGE =
     "  --threads N        threads (default 2)\n"
     "  -q, --quiet        no progress bar\n";
 
-static const char *default_kv_task(char *buf, size_t cap) {
-    if (access("data/kv_task.json", R_OK) == 0)
-        return "data/kv_task.json";
-    char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = 0;
-        char *sl = strrchr(exe, '/');
-        if (sl) {
-            *sl = 0;
-            snprintf(buf, cap, "%s/../data/kv_task.json", exe);
-            if (access(buf, R_OK) == 0)
-                return buf;
-        }
-    }
-    return "data/kv_task.json";
-}
 
 // The library's message with a hint that fits this command.
 static int heads_fail(molt_ctx *ctx, const char *what) {
@@ -431,7 +414,7 @@ int cmd_heads(int argc, char **argv) {
     if (!n_seeds)
         seeds[n_seeds++] = (uint64_t)seed;
     char kbuf[4200];
-    const char *task = kvfile ? kvfile : default_kv_task(kbuf, sizeof kbuf);
+    const char *task = kvfile ? kvfile : cli_default_kv_task(kbuf, sizeof kbuf);
     if (out_dir && !mkdir_p(out_dir)) {
         fprintf(stderr, "molt: error: %s: cannot create the directory: %s\n", out_dir,
                 strerror(errno));
