@@ -126,7 +126,7 @@ void k_matmul_backward_ref(float *dx, float *dW, float *db, const float *dy, con
 
 void k_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int T, int d,
                        float eps) {
-    // the same float operations, in the same order, as k_rmsnorm (bit-identical y)
+    // also the CPU backend's k_rmsnorm (rstd NULL)
     for (int t = 0; t < T; t++) {
         const float *xt = x + (size_t)t * d;
         float       *yt = y + (size_t)t * d;
