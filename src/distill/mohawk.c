@@ -215,6 +215,7 @@ static molt_status run_stage(distiller *D, int stage, const molt_distill_opts *o
     for (; step < steps; step++) {
         data_batch(data, &rng, D->B, D->T, in, tg);
         k_set_threads(molt_ctx_threads(ctx));
+        D->tt->skip_head = stage != 3; // stages 1-2 read only residual streams and attention
         tm_forward(D->tt, in);
         tm_zero_grad(D->ts);
         double loss = stage_loss(D, stage, in, o->tau, true);
@@ -404,6 +405,7 @@ molt_status molt_distill(molt_ctx *ctx, const molt_model *teacher, const molt_di
     uint64_t prng = 99;
     data_batch(&data, &prng, D.B, D.T, probe_in, probe_in + D.N);
     k_set_threads(molt_ctx_threads(ctx));
+    D.tt->skip_head = true; // the probe reads residual streams and attention only
     tm_forward(D.tt, probe_in);
     // (stage1_step leaves the last layer's student matrices in D.M)
     int Ll = teacher->cfg.n_layer - 1;
@@ -417,6 +419,7 @@ molt_status molt_distill(molt_ctx *ctx, const molt_model *teacher, const molt_di
     for (int k = 1; k <= 3 && st == MOLT_OK; k++)
         st = run_stage(&D, k, o, &data, cb, user, &R.stages[k - 1]);
     if (st == MOLT_OK) {
+        D.tt->skip_head = true;
         tm_forward(D.tt, probe_in);
         R.frob_after = stage1_step(&D, false) / teacher->cfg.n_layer;
         distill_capture_heatmaps(&R, attn_train_saved_probs(D.tt->L[Ll].attn, &lac, D.B, D.T),

@@ -300,6 +300,8 @@ void tm_forward(train_model *tm, const int32_t *ids) {
         memcpy(x + (size_t)i * d, m->embed + (size_t)ids[i] * d, sizeof(float) * (size_t)d);
     for (int l = 0; l < c->n_layer; l++)
         tm_block_forward(tm, l, x, x); // x_in is copied into L[l] before x is overwritten
+    if (tm->skip_head)
+        return;
     k_rmsnorm_forward(tm->xn, tm->rstdf, x, m->final_norm, N, d, c->norm_eps);
     k_matmul(tm->logits, tm->xn, m->lm_head, NULL, N, d, c->vocab, 0);
 }

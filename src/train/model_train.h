@@ -28,6 +28,7 @@ typedef struct tm_layer_act {
 typedef struct train_model {
     molt_model  *m;
     int          B, T, N;      // N = B·T rows
+    bool         skip_head;    // tm_forward stops after the blocks (no final norm, no logits)
     float       *grad;         // [m->n_floats], same layout as m->data
     tm_layer_act L[MODEL_MAX_LAYERS];
     float       *x_last, *xn, *rstdf; // [N,d] [N,d] [N]
