@@ -6,6 +6,7 @@
 #   make fuzz       longer libFuzzer runs of every parser (clang)
 #   make format     clang-format the tree
 # -fno-trapping-math: molt never enables FP traps; it lets float selects (clamps) vectorize.
+# -fno-math-errno: molt never reads errno after a math call; it lets sqrtf vectorize.
 # Variables: BUILD (build dir), SAN=1 (sanitizers), NATIVE=1 (-march=native), CI=true (-Werror)
 
 BUILD  ?= build
@@ -21,7 +22,7 @@ WARN = -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototype
        -Wpointer-arith -Wcast-qual -Wundef -Wwrite-strings -Wdouble-promotion \
        -Werror=implicit-function-declaration -Wno-unused-parameter
 OPT   ?= -O3
-CFLAGS_BASE = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -g $(OPT) -fopenmp -fno-trapping-math \
+CFLAGS_BASE = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -g $(OPT) -fopenmp -fno-trapping-math -fno-math-errno \
               -fvisibility=hidden -Iinclude -Isrc $(PKG_CFLAGS) $(WARN)
 CFLAGS_BASE += $(EXTRA_CFLAGS)
 ifeq ($(NATIVE),1)

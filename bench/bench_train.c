@@ -21,6 +21,16 @@ static const char *CFG =
     " \"intermediate_size\": 512, \"vocab_size\": 1024, \"max_position_embeddings\": 1024,"
     " \"rms_norm_eps\": 1e-5, \"tie_word_embeddings\": true}";
 
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 int main(int argc, char **argv) {
     int threads = 2, steps = 10, B = 8, T = 256;
     for (int i = 1; i < argc; i++) {
@@ -49,7 +59,10 @@ int main(int argc, char **argv) {
         in[i] = (i * 131 + 7) % 1024;
         tg[i] = (i * 17 + 3) % 1024;
     }
-    double t_fwd = 0, t_bwd = 0, t_opt = 0, best = 1e30;
+    // per-step times; the median step is reported (as bench/train_torch.py
+    // does), robust to other processes taking the CPU for a while
+    double *tf = calloc((size_t)steps, sizeof(double)), *tb = calloc((size_t)steps, sizeof(double)),
+           *to = calloc((size_t)steps, sizeof(double)), *tt = calloc((size_t)steps, sizeof(double));
     for (int s = 0; s < steps + 2; s++) { // 2 warm-up steps
         double t0 = molt__now();
         tm_zero_grad(tm);
@@ -63,16 +76,16 @@ int main(int argc, char **argv) {
         adamw_update(m, &opt, tm->grad, 1e-3f);
         double t3 = molt__now();
         if (s >= 2) {
-            t_fwd += t1 - t0;
-            t_bwd += t2 - t1;
-            t_opt += t3 - t2;
-            best = t3 - t0 < best ? t3 - t0 : best;
+            tf[s - 2] = t1 - t0, tb[s - 2] = t2 - t1, to[s - 2] = t3 - t2, tt[s - 2] = t3 - t0;
         }
     }
-    double per = (t_fwd + t_bwd + t_opt) / steps;
-    // FLOPs per step: 6 × params × tokens (fwd+bwd GEMMs) + attention 12·L·H·hd·T²·B/2·... (causal)
+    double per = median(tt, steps), t_fwd = median(tf, steps), t_bwd = median(tb, steps),
+           t_opt = median(to, steps);
+    // FLOPs per step that the model needs: 6 × params × tokens (the Linear
+    // GEMMs, forward + backward) + causal attention: QKᵀ and P·V over the
+    // T(T+1)/2 visible (query, key) pairs, 2 FLOPs each, ×3 for fwd + bwd
     double params = (double)m->n_floats;
-    double attn = 6.0 * 2.0 * 6 * 6 * 32 * (double)T * T * B; // QKᵀ and PV, fwd+bwd (3×2), full square
+    double attn = 3.0 * 2.0 * 2.0 * 6 * 6 * 32 * ((double)T * (T + 1) / 2) * B;
     double flops = 6.0 * params * N + attn;
     // peak: 1024³ sgemm through the pool (split over output columns)
     int n = 1024;
@@ -94,8 +107,12 @@ int main(int argc, char **argv) {
            "\"batch\": %d, \"seq\": %d, \"tokens_per_s\": %.1f, \"ms_per_step\": %.1f, "
            "\"fwd_ms\": %.1f, \"bwd_ms\": %.1f, \"opt_ms\": %.1f, \"gflops\": %.1f, "
            "\"sgemm_peak_gflops\": %.1f, \"fraction_of_peak\": %.3f}\n",
-           threads, B, T, N / per, per * 1e3, t_fwd / steps * 1e3, t_bwd / steps * 1e3,
-           t_opt / steps * 1e3, flops / per * 1e-9, peak * 1e-9, flops / per / peak);
+           threads, B, T, N / per, per * 1e3, t_fwd * 1e3, t_bwd * 1e3, t_opt * 1e3,
+           flops / per * 1e-9, peak * 1e-9, flops / per / peak);
+    free(tf);
+    free(tb);
+    free(to);
+    free(tt);
     free(a);
     free(b);
     free(o);

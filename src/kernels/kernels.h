@@ -24,8 +24,19 @@ void k_matmul_ref(float *y, const float *x, const float *W, const float *bias, i
 void k_rmsnorm(float *y, const float *x, const float *w, int T, int d, float eps);
 // in place: x[i] = silu(x[i]) * g[i]  (SwiGLU gate: silu(gate) * up)
 void k_swiglu(float *gate, const float *up, size_t n);
-float k_silu(float x);
 float k_softplus(float x); // log(1+exp(x)), PyTorch threshold 20
+
+// K_SIMD marks a hot elementwise loop for ISA dispatch: GCC compiles it for
+// baseline x86-64 (SSE2), x86-64-v3 (AVX2) and x86-64-v4 (AVX-512) and picks
+// one at load time (ifunc), so a portable binary still runs full-width
+// vectors. Results are identical on every clone: -std=c11 keeps FP
+// contraction off (no FMA fusing) and float reductions stay in source order.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) &&       \
+    !defined(MOLT_NO_CLONES)
+#define K_SIMD __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
+#else
+#define K_SIMD
+#endif
 // exp(x), vectorizable (no calls, no branches): x = n·ln2 + r with
 // |r| ≤ ln2/2 (Cody-Waite split of ln2), e^r by its degree-7 Taylor
 // polynomial, 2^n by building the exponent bits. Max relative error vs libm
@@ -50,6 +61,9 @@ static inline float k_expf(float x) {
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
 }
+
+// silu(x) = x·σ(x)   (inline so K_SIMD loops vectorize it)
+static inline float k_silu(float x) { return x / (1.0f + k_expf(-x)); }
 
 
 // in place softmax of n values (max-subtracted, fp32)
@@ -81,5 +95,11 @@ int k_use_backend(const molt_backend *b);
 // Threads used by the pool (process-wide).
 void k_set_threads(int n);
 int  k_threads(void);
+// Elementwise loops over n floats go on the pool from this size up (below it
+// waking a thread costs more than the loop).
+#define K_ELEMENTWISE_MIN 32768
+int k_elementwise_threads(size_t n);
+// [lo, hi) of thread ith of nth over n items, in 16-float (cache line) blocks
+void k_split(size_t n, int ith, int nth, size_t *lo, size_t *hi);
 
 #endif

@@ -10,8 +10,9 @@
  *     q = rope(u·Wqᵀ + bq)   k = rope(u·Wkᵀ + bk)   v = u·Wvᵀ + bv
  *     S_h = (q_h · k_jᵀ)·hd^-½ ,  P_h = softmax_causal(S_h) ,  heads_h = P_h · v_j
  *     out = heads · Woᵀ + bo
- * Each (b, h) score block is one sgemm and its output another, exactly as
- * attn_forward's prefill, so the two agree to float rounding.
+ * Per (b, h), query rows go in blocks of RB: block [t0, t1) is one score
+ * sgemm against keys 0..t1-1 and one output sgemm, so the masked upper
+ * triangle is never computed; attn_forward's prefill agrees to float rounding.
  *
  * Backward runs the list in reverse; heads on the pool, one (b, h) per task,
  * the query rows in blocks of RB so only keys 0..t1-1 are visited (causal:
@@ -64,7 +65,7 @@ size_t attn_train_work_floats(const attn_cfg *c, int B, int T) {
 // is a rotation by +angle, so its transpose (the backward) rotates by −angle:
 //     da = da'·cos + db'·sin ,  db = db'·cos − da'·sin
 
-static void rope_backward(float *dx, int T, int nh, int hd, const float *cos, const float *sin) {
+K_SIMD static void rope_backward(float *dx, int T, int nh, int hd, const float *cos, const float *sin) {
     int half = hd / 2;
     for (int t = 0; t < T; t++) {
         const float *ct = cos + (size_t)t * half, *st = sin + (size_t)t * half;
@@ -101,30 +102,44 @@ typedef struct fwd_task {
     int             B, T;
 } fwd_task;
 
+// rows of one score block, in place: P = softmax over keys 0..t of S·scale,
+// zeros after t (row r of the block is query t0 + r; ld T)
+K_SIMD static void softmax_causal_rows(float *P, int t0, int rb, int T, float scale) {
+    for (int r = 0; r < rb; r++) {
+        int    t = t0 + r;
+        float *row = P + (size_t)r * T;
+        for (int s = 0; s <= t; s++)
+            row[s] *= scale;
+        k_softmax(row, t + 1);
+        for (int s = t + 1; s < T; s++)
+            row[s] = 0.0f;
+    }
+}
+
 // P_h = softmax_causal((q_h · k_jᵀ)·hd^-½)  [T,T];  heads_h = P_h · v_j  [T,hd]
+// Query rows in blocks of RB: block [t0, t1) only sees keys 0..t1-1, so the
+// two sgemms skip the masked upper triangle (about 40% of the T×T work).
 static void fwd_heads(void *arg, int ith, int nth) {
     const fwd_task *j = arg;
-    int   H = j->c->H, KV = j->c->KV, hd = j->c->hd, grp = H / KV, T = j->T;
+    int   H = j->c->H, KV = j->c->KV, hd = j->c->hd, grp = H / KV, T = j->T, RB = rb_of(T);
     float scale = 1.0f / sqrtf((float)hd);
     for (int task = ith; task < j->B * H; task += nth) {
         int          b = task / H, h = task % H, kv = h / grp;
         float       *P = j->P + (size_t)task * T * T;
-        const float *qb = j->q + (size_t)b * T * H * hd, *kb = j->k + (size_t)b * T * KV * hd;
-        // HF order: matmul, then scale (as attn_forward)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, qb + (size_t)h * hd,
-                    H * hd, kb + (size_t)kv * hd, KV * hd, 0.0f, P, T);
-        for (int t = 0; t < T; t++) {
-            float *row = P + (size_t)t * T;
-            for (int s = 0; s <= t; s++)
-                row[s] *= scale;
-            k_softmax(row, t + 1);
-            for (int s = t + 1; s < T; s++)
-                row[s] = 0.0f;
+        const float *qb = j->q + (size_t)b * T * H * hd + (size_t)h * hd;
+        const float *kb = j->k + (size_t)b * T * KV * hd + (size_t)kv * hd;
+        for (int t0 = 0; t0 < T; t0 += RB) {
+            int    t1 = MIN_I(T, t0 + RB), rb = t1 - t0, n = t1;
+            float *Pb = P + (size_t)t0 * T;
+            // HF order: matmul, then scale (as attn_forward)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rb, n, hd, 1.0f,
+                        qb + (size_t)t0 * H * hd, H * hd, kb, KV * hd, 0.0f, Pb, T);
+            softmax_causal_rows(Pb, t0, rb, T, scale);
+            if (j->heads)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rb, hd, n, 1.0f, Pb, T,
+                            j->v + (size_t)b * T * KV * hd + (size_t)kv * hd, KV * hd, 0.0f,
+                            j->heads + ((size_t)b * T + t0) * H * hd + (size_t)h * hd, H * hd);
         }
-        if (j->heads)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, P, T,
-                        j->v + (size_t)b * T * KV * hd + (size_t)kv * hd, KV * hd, 0.0f,
-                        j->heads + (size_t)b * T * H * hd + (size_t)h * hd, H * hd);
     }
 }
 
@@ -170,6 +185,22 @@ typedef struct bwd_task {
     int             B, T;
 } bwd_task;
 
+// dS_ts = P_ts·(dP_ts − Σ_s' P_ts'·dP_ts') in place over dS (= dP on entry),
+// rows t0..t0+rb-1 of one block, keys 0..n-1 (ld T)
+K_SIMD static void softmax_backward_rows(float *dS, const float *Pb, int t0, int rb, int n,
+                                         int T) {
+    for (int r = 0; r < rb; r++) {
+        const float *pr = Pb + (size_t)r * T;
+        float       *gr = dS + (size_t)r * T;
+        double       dot = 0;
+        for (int s = 0; s <= t0 + r; s++)
+            dot += (double)pr[s] * (double)gr[s];
+        float fd = (float)dot;
+        for (int s = 0; s < n; s++)
+            gr[s] = pr[s] * (gr[s] - fd);
+    }
+}
+
 // One (b, h) per task; thread ith uses scratch block ith ([RB, T], dP then dS).
 static void bwd_heads(void *arg, int ith, int nth) {
     const bwd_task *j = arg;
@@ -195,16 +226,7 @@ static void bwd_heads(void *arg, int ith, int nth) {
                         ldx, 1.0f, dV, ldx);
             // P = softmax(S) per row:   dS_ts = P_ts·(dP_ts − Σ_s' P_ts'·dP_ts')
             // (P is 0 above the diagonal, so masked scores get dS = 0)
-            for (int r = 0; r < rb; r++) {
-                const float *pr = Pb + (size_t)r * T;
-                float       *gr = dS + (size_t)r * T;
-                double       dot = 0;
-                for (int s = 0; s <= t0 + r; s++)
-                    dot += (double)pr[s] * (double)gr[s];
-                float fd = (float)dot;
-                for (int s = 0; s < n; s++)
-                    gr[s] = pr[s] * (gr[s] - fd);
-            }
+            softmax_backward_rows(dS, Pb, t0, rb, n, T);
             // S = (Q·Kᵀ)·scale:   dQ = scale·dS·K  [rb, hd];   dK += scale·dSᵀ·Q  [n, hd]
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rb, hd, n, scale, dS, T, K,
                         ldk, 0.0f, dQ + (size_t)t0 * ldx, ldx);

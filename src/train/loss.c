@@ -15,6 +15,7 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <string.h>
 
 #define MAX_TH 64
 
@@ -60,11 +61,34 @@ static double rows_drive(rows_fn fn, const void *ctx, int n, size_t row_len, int
     return s;
 }
 
-static float row_max(const float *x, int n) {
+K_SIMD static float row_max(const float *x, int n) {
     float m = x[0];
     for (int i = 1; i < n; i++)
         m = x[i] > m ? x[i] : m;
     return m;
+}
+
+// Σ_v e^(x_v/τ − m) in double, 8 partial sums (the order is fixed, so the
+// result does not depend on the ISA clone); writes the terms to e when e is
+// not NULL (e may be x: each x_v is read before e_v is written)
+K_SIMD static double sum_exp(float *e, const float *x, int n, float tau, float m) {
+    double acc[8] = {0};
+    int    v = 0;
+    for (; v + 8 <= n; v += 8)
+        for (int k = 0; k < 8; k++) {
+            float t = k_expf(x[v + k] / tau - m);
+            if (e)
+                e[v + k] = t;
+            acc[k] += (double)t;
+        }
+    double s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; v < n; v++) {
+        float t = k_expf(x[v] / tau - m);
+        if (e)
+            e[v] = t;
+        s += (double)t;
+    }
+    return s;
 }
 
 // ----------------------------------------------------------------------------
@@ -78,6 +102,11 @@ typedef struct ce_ctx {
     float          scale;
 } ce_ctx;
 
+K_SIMD static void scale_row(float *g, int n, float k) {
+    for (int v = 0; v < n; v++)
+        g[v] *= k;
+}
+
 static double ce_rows(const void *arg, int lo, int hi, int64_t *count) {
     const ce_ctx *c = arg;
     int           V = c->V;
@@ -88,23 +117,18 @@ static double ce_rows(const void *arg, int lo, int hi, int64_t *count) {
         int          y = c->y[r];
         if (y < 0) { // ignored row
             if (g)
-                for (int v = 0; v < V; v++)
-                    g[v] = 0.0f;
+                memset(g, 0, sizeof(float) * (size_t)V);
             continue;
         }
         MOLT_ASSERT(y < V);
-        float  m = row_max(x, V);
-        double se = 0;
-        for (int v = 0; v < V; v++)
-            se += (double)expf(x[v] - m);
+        float  m = row_max(x, V), xy = x[y]; // x[y] before g (maybe x) is written
+        double se = sum_exp(g, x, V, 1.0f, m); // g = e^(x − m) when g is set
         double lse = (double)m + log(se);
-        total += lse - (double)x[y];
+        total += lse - (double)xy;
         (*count)++;
         // backward of ℓ = logsumexp(x) − x[y]:  dx = scale·(softmax(x) − onehot(y))
         if (g) {
-            float inv = (float)(1.0 / se);
-            for (int v = 0; v < V; v++) // g may be x: x[v] is read before g[v] is written
-                g[v] = c->scale * expf(x[v] - m) * inv;
+            scale_row(g, V, (float)((double)c->scale / se));
             g[y] -= c->scale;
         }
     }
@@ -129,6 +153,36 @@ typedef struct sce_ctx {
     float        tau, scale;
 } sce_ctx;
 
+// Σ_v e^(t_v − mt) and Σ_v e^(t_v − mt)·z_v with z = s/τ (8 partial sums each)
+K_SIMD static void sum_exp_dot(const float *t, const float *s, int n, float tau, float mt,
+                               double *set, double *pz) {
+    double a[8] = {0}, b[8] = {0};
+    int    v = 0;
+    for (; v + 8 <= n; v += 8)
+        for (int k = 0; k < 8; k++) {
+            double et = (double)k_expf(t[v + k] - mt);
+            a[k] += et;
+            b[k] += et * (double)(s[v + k] / tau);
+        }
+    double sa = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+    double sb = ((b[0] + b[4]) + (b[1] + b[5])) + ((b[2] + b[6]) + (b[3] + b[7]));
+    for (; v < n; v++) {
+        double et = (double)k_expf(t[v] - mt);
+        sa += et;
+        sb += et * (double)(s[v] / tau);
+    }
+    *set = sa, *pz = sb;
+}
+
+// g = k·(q − p),  q = e^(s/τ − ms)·iq,  p = e^(t − mt)·ip  (g may be s)
+K_SIMD static void soft_ce_grad(float *g, const float *s, const float *t, int n, float tau,
+                                float ms, float mt, float iq, float ip, float k) {
+    for (int v = 0; v < n; v++) {
+        float q = k_expf(s[v] / tau - ms) * iq, p = k_expf(t[v] - mt) * ip;
+        g[v] = k * (q - p);
+    }
+}
+
 static double sce_rows(const void *arg, int lo, int hi, int64_t *count) {
     const sce_ctx *c = arg;
     int            V = c->V;
@@ -137,25 +191,14 @@ static double sce_rows(const void *arg, int lo, int hi, int64_t *count) {
     for (int r = lo; r < hi; r++) {
         const float *s = c->s + (size_t)r * V, *t = c->t + (size_t)r * V;
         float        ms = row_max(s, V) / tau, mt = row_max(t, V);
-        double       ses = 0, set = 0, pz = 0; // Σ e^(z−ms), Σ e^(t−mt), Σ e^(t−mt)·z
-        for (int v = 0; v < V; v++) {
-            float  z = s[v] / tau;
-            double et = (double)expf(t[v] - mt);
-            ses += (double)expf(z - ms);
-            set += et;
-            pz += et * (double)z;
-        }
+        double       ses = sum_exp(NULL, s, V, tau, ms), set, pz; // Σ e^(z−ms), z = s/τ
+        sum_exp_dot(t, s, V, tau, mt, &set, &pz);                  // Σ e^(t−mt), Σ e^(t−mt)·z
         total += (double)ms + log(ses) - pz / set;
         (*count)++;
         // backward of ℓ = logsumexp(s/τ) − Σ p·s/τ:  ds = scale·(q − p)/τ
-        if (c->ds) {
-            float *g = c->ds + (size_t)r * V;
-            float  iq = (float)(1.0 / ses), ip = (float)(1.0 / set), k = c->scale / tau;
-            for (int v = 0; v < V; v++) { // g may be s: s[v] is read before g[v] is written
-                float q = expf(s[v] / tau - ms) * iq, p = expf(t[v] - mt) * ip;
-                g[v] = k * (q - p);
-            }
-        }
+        if (c->ds)
+            soft_ce_grad(c->ds + (size_t)r * V, s, t, V, tau, ms, mt, (float)(1.0 / ses),
+                         (float)(1.0 / set), c->scale / tau);
     }
     return total;
 }

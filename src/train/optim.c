@@ -4,6 +4,9 @@
  */
 #include "train/optim.h"
 
+#include "core/pool.h"
+#include "kernels/kernels.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -122,27 +125,53 @@ void grad_clip(const molt_model *m, const adamw *o, float *grad, double norm, do
     }
 }
 
+// one parameter range, torch.optim.AdamW's single-tensor update in fp32
+K_SIMD static void adamw_span(float *p, float *mm, float *vv, const float *g, size_t n, float b1,
+                              float b2, float eps, float decay, float step_size, float bc2_sqrt) {
+    for (size_t k = 0; k < n; k++) {
+        p[k] *= decay;
+        mm[k] = mm[k] * b1 + (1.0f - b1) * g[k];
+        vv[k] = vv[k] * b2 + (1.0f - b2) * g[k] * g[k];
+        float denom = sqrtf(vv[k]) / bc2_sqrt + eps;
+        p[k] -= step_size * (mm[k] / denom);
+    }
+}
+
+typedef struct adamw_task {
+    molt_model  *m;
+    adamw       *o;
+    const float *grad;
+    float        b1, b2, eps, decay, step_size, bc2_sqrt;
+} adamw_task;
+
+// thread ith updates its slice of every trainable parameter
+static void adamw_run(void *arg, int ith, int nth) {
+    const adamw_task *j = arg;
+    for (int i = 0; i < j->m->n_params; i++) {
+        if (!j->o->trainable[i])
+            continue;
+        size_t off = j->m->params[i].offset, lo, hi;
+        k_split(j->m->params[i].numel, ith, nth, &lo, &hi);
+        off += lo;
+        adamw_span(j->m->data + off, j->o->m + off, j->o->v + off, j->grad + off, hi - lo, j->b1,
+                   j->b2, j->eps, j->decay, j->step_size, j->bc2_sqrt);
+    }
+}
+
 void adamw_update(molt_model *m, adamw *o, const float *grad, float lr) {
     o->step++;
-    float b1 = (float)o->beta1, b2 = (float)o->beta2, eps = (float)o->eps;
     // torch computes these scalars in Python doubles
     double bc1 = 1.0 - pow(o->beta1, (double)o->step), bc2 = 1.0 - pow(o->beta2, (double)o->step);
-    float step_size = (float)((double)lr / bc1), bc2_sqrt = (float)sqrt(bc2);
-    float decay = (float)(1.0 - (double)lr * o->wd);
-    for (int i = 0; i < m->n_params; i++) {
-        if (!o->trainable[i])
-            continue;
-        size_t off = m->params[i].offset, n = m->params[i].numel;
-        float *p = m->data + off, *mm = o->m + off, *vv = o->v + off;
-        const float *g = grad + off;
-        for (size_t k = 0; k < n; k++) {
-            p[k] *= decay;
-            mm[k] = mm[k] * b1 + (1.0f - b1) * g[k];
-            vv[k] = vv[k] * b2 + (1.0f - b2) * g[k] * g[k];
-            float denom = sqrtf(vv[k]) / bc2_sqrt + eps;
-            p[k] -= step_size * (mm[k] / denom);
-        }
-    }
+    adamw_task job = {m,
+                      o,
+                      grad,
+                      (float)o->beta1,
+                      (float)o->beta2,
+                      (float)o->eps,
+                      (float)(1.0 - (double)lr * o->wd),
+                      (float)((double)lr / bc1),
+                      (float)sqrt(bc2)};
+    molt_pool_run(k_elementwise_threads(m->n_floats), adamw_run, &job);
 }
 
 const char *grad_first_nonfinite(const molt_model *m, const float *grad) {

@@ -32,6 +32,14 @@ void k_set_threads(int n) {
 
 int k_threads(void) { return g_threads; }
 
+int k_elementwise_threads(size_t n) { return n < K_ELEMENTWISE_MIN ? 1 : g_threads; }
+
+void k_split(size_t n, int ith, int nth, size_t *lo, size_t *hi) {
+    size_t per = ((n + (size_t)nth - 1) / (size_t)nth + 15) & ~(size_t)15;
+    *lo = per * (size_t)ith < n ? per * (size_t)ith : n;
+    *hi = *lo + per < n ? *lo + per : n;
+}
+
 // ----------------------------------------------------------------------------
 // matmul
 
@@ -131,16 +139,32 @@ static void cpu_rmsnorm(float *y, const float *x, const float *w, int T, int d, 
     k_rmsnorm_forward(y, NULL, x, w, T, d, eps);
 }
 
-float k_silu(float x) { return x / (1.0f + k_expf(-x)); }
-
 float k_softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
 
-static void cpu_swiglu(float *gate, const float *up, size_t n) {
+K_SIMD static void swiglu_span(float *gate, const float *up, size_t n) {
     for (size_t i = 0; i < n; i++)
         gate[i] = k_silu(gate[i]) * up[i];
 }
 
-static void cpu_softmax(float *x, int n) {
+typedef struct swiglu_task {
+    float       *gate;
+    const float *up;
+    size_t       n;
+} swiglu_task;
+
+static void swiglu_run(void *arg, int ith, int nth) {
+    const swiglu_task *j = arg;
+    size_t             lo, hi;
+    k_split(j->n, ith, nth, &lo, &hi);
+    swiglu_span(j->gate + lo, j->up + lo, hi - lo);
+}
+
+static void cpu_swiglu(float *gate, const float *up, size_t n) {
+    swiglu_task job = {gate, up, n};
+    molt_pool_run(k_elementwise_threads(n), swiglu_run, &job);
+}
+
+K_SIMD static void cpu_softmax(float *x, int n) {
     float m = x[0];
     for (int i = 1; i < n; i++)
         m = x[i] > m ? x[i] : m;

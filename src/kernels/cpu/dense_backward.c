@@ -124,7 +124,7 @@ void k_matmul_backward_ref(float *dx, float *dW, float *db, const float *dy, con
 // ----------------------------------------------------------------------------
 // RMSNorm:  y[t,i] = x[t,i] · r_t · w[i],   r_t = 1/sqrt(mean_i x[t,i]² + eps)
 
-void k_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int T, int d,
+K_SIMD void k_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int T, int d,
                        float eps) {
     // also the CPU backend's k_rmsnorm (rstd NULL)
     for (int t = 0; t < T; t++) {
@@ -144,7 +144,7 @@ void k_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, in
 // backward of  y_i = x_i · r · w_i,  r = (Σ_j x_j²/d + eps)^-½,  ∂r/∂x_j = −r³·x_j/d:
 //   dw_i += Σ_t dy_i · x_i · r
 //   dx_i += r · dy_i·w_i  −  x_i · r³/d · Σ_j dy_j·w_j·x_j
-void k_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
+K_SIMD void k_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
                         const float *rstd, int T, int d) {
     for (int t = 0; t < T; t++) {
         const float *xt = x + (size_t)t * d, *gt = dy + (size_t)t * d;
@@ -168,8 +168,8 @@ void k_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, c
 // SwiGLU:  h = silu(g) · u,  silu(g) = g·σ(g)   (forward: k_swiglu)
 
 // backward:  du = dh · silu(g);   dg = dh · u · σ(g)·(1 + g·(1 − σ(g)))
-void k_swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u,
-                       size_t n) {
+K_SIMD static void swiglu_bwd_span(float *dg, float *du, const float *dh, const float *g,
+                                   const float *u, size_t n) {
     // h = silu(g)·u = g·σ(g)·u:  ∂h/∂u = g·σ(g),  ∂h/∂g = u·σ(g)·(1 + g·(1 − σ(g)))
     // (branches hoisted out of the loops so each loop vectorizes; outputs may
     // alias inputs: every element is read before it is written)
@@ -191,6 +191,26 @@ void k_swiglu_backward(float *dg, float *du, const float *dh, const float *g, co
             dg[i] = dh[i] * u[i] * sg * (1.0f + gi * (1.0f - sg));
         }
     }
+}
+
+typedef struct swiglu_bwd_task {
+    float       *dg, *du;
+    const float *dh, *g, *u;
+    size_t       n;
+} swiglu_bwd_task;
+
+static void swiglu_bwd_run(void *arg, int ith, int nth) {
+    const swiglu_bwd_task *j = arg;
+    size_t                 lo, hi;
+    k_split(j->n, ith, nth, &lo, &hi);
+    swiglu_bwd_span(j->dg ? j->dg + lo : NULL, j->du ? j->du + lo : NULL, j->dh + lo, j->g + lo,
+                    j->u ? j->u + lo : NULL, hi - lo);
+}
+
+void k_swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u,
+                       size_t n) {
+    swiglu_bwd_task job = {dg, du, dh, g, u, n};
+    molt_pool_run(k_elementwise_threads(n), swiglu_bwd_run, &job);
 }
 
 // ----------------------------------------------------------------------------
