@@ -68,6 +68,9 @@ static inline float k_silu(float x) { return x / (1.0f + k_expf(-x)); }
 
 // in place softmax of n values (max-subtracted, fp32)
 void k_softmax(float *x, int n);
+// in place softmax(x·scale), scale > 0: bit-identical to scaling x first and
+// calling k_softmax (CPU; training and prefill attention)
+void k_softmax_scaled(float *x, int n, float scale);
 void k_add(float *y, const float *x, size_t n); // y += x
 
 // ----------------------------------------------------------------------------

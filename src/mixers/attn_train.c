@@ -108,9 +108,7 @@ K_SIMD static void softmax_causal_rows(float *P, int t0, int rb, int T, float sc
     for (int r = 0; r < rb; r++) {
         int    t = t0 + r;
         float *row = P + (size_t)r * T;
-        for (int s = 0; s <= t; s++)
-            row[s] *= scale;
-        k_softmax(row, t + 1);
+        k_softmax_scaled(row, t + 1, scale);
         for (int s = t + 1; s < T; s++)
             row[s] = 0.0f;
     }
@@ -192,11 +190,16 @@ K_SIMD static void softmax_backward_rows(float *dS, const float *Pb, int t0, int
     for (int r = 0; r < rb; r++) {
         const float *pr = Pb + (size_t)r * T;
         float       *gr = dS + (size_t)r * T;
-        double       dot = 0;
-        for (int s = 0; s <= t0 + r; s++)
+        double       acc[8] = {0}, dot; // Σ_s P_ts·dP_ts, 8 partial sums
+        int          s = 0, ns = t0 + r + 1;
+        for (; s + 8 <= ns; s += 8)
+            for (int k = 0; k < 8; k++)
+                acc[k] += (double)pr[s + k] * (double)gr[s + k];
+        dot = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+        for (; s < ns; s++)
             dot += (double)pr[s] * (double)gr[s];
         float fd = (float)dot;
-        for (int s = 0; s < n; s++)
+        for (s = 0; s < n; s++)
             gr[s] = pr[s] * (gr[s] - fd);
     }
 }

@@ -164,24 +164,34 @@ static void cpu_swiglu(float *gate, const float *up, size_t n) {
     molt_pool_run(k_elementwise_threads(n), swiglu_run, &job);
 }
 
-K_SIMD static void cpu_softmax(float *x, int n) {
+// x = softmax(x·scale) in place, fp32: the max, then e^(x·scale − max) and
+// their sum in one pass (8 partial sums), then the normalisation.
+// max(x_i·s) = max(x_i)·s exactly for s > 0 (rounding is monotonic), so this
+// equals scaling first and taking the softmax after, bit for bit.
+K_SIMD void k_softmax_scaled(float *x, int n, float scale) {
     float m = x[0];
     for (int i = 1; i < n; i++)
         m = x[i] > m ? x[i] : m;
-    for (int i = 0; i < n; i++) // vectorized: no reduction in this loop
-        x[i] = k_expf(x[i] - m);
+    m *= scale;
     float acc[8] = {0};
-    int j = 0;
+    int   j = 0;
     for (; j + 8 <= n; j += 8)
-        for (int k = 0; k < 8; k++)
-            acc[k] += x[j + k];
+        for (int k = 0; k < 8; k++) {
+            float e = k_expf(x[j + k] * scale - m);
+            x[j + k] = e;
+            acc[k] += e;
+        }
     float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (; j < n; j++)
+    for (; j < n; j++) {
+        x[j] = k_expf(x[j] * scale - m);
         s += x[j];
+    }
     float inv = 1.0f / s;
     for (int i = 0; i < n; i++)
         x[i] *= inv;
 }
+
+static void cpu_softmax(float *x, int n) { k_softmax_scaled(x, n, 1.0f); }
 
 void k_add(float *y, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++)

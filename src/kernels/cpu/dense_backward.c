@@ -124,16 +124,33 @@ void k_matmul_backward_ref(float *dx, float *dW, float *db, const float *dy, con
 // ----------------------------------------------------------------------------
 // RMSNorm:  y[t,i] = x[t,i] · r_t · w[i],   r_t = 1/sqrt(mean_i x[t,i]² + eps)
 
-K_SIMD void k_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int T, int d,
-                       float eps) {
-    // also the CPU backend's k_rmsnorm (rstd NULL)
-    for (int t = 0; t < T; t++) {
+// Σ_i a_i·b_i·c_i in double (c may be NULL: Σ a_i·b_i), 8 partial sums in a
+// fixed order: products of floats are exact in double, so the sum is close
+// to exact and identical on every ISA clone.
+K_SIMD static double dot3(const float *a, const float *b, const float *c, int n) {
+    double acc[8] = {0};
+    int    i = 0;
+    if (c)
+        for (; i + 8 <= n; i += 8)
+            for (int k = 0; k < 8; k++)
+                acc[k] += (double)a[i + k] * (double)b[i + k] * (double)c[i + k];
+    else
+        for (; i + 8 <= n; i += 8)
+            for (int k = 0; k < 8; k++)
+                acc[k] += (double)a[i + k] * (double)b[i + k];
+    double s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < n; i++)
+        s += (double)a[i] * (double)b[i] * (c ? (double)c[i] : 1.0);
+    return s;
+}
+
+K_SIMD static void rmsnorm_rows(float *y, float *rstd, const float *x, const float *w, int t0,
+                                int t1, int d, float eps) {
+    for (int t = t0; t < t1; t++) {
         const float *xt = x + (size_t)t * d;
         float       *yt = y + (size_t)t * d;
-        float        ss = 0.0f;
-        for (int i = 0; i < d; i++)
-            ss += xt[i] * xt[i];
-        float r = 1.0f / sqrtf(ss / (float)d + eps);
+        float        ss = (float)dot3(xt, xt, NULL, d); // Σ x² (rounded once)
+        float        r = 1.0f / sqrtf(ss / (float)d + eps);
         for (int i = 0; i < d; i++)
             yt[i] = xt[i] * r * w[i];
         if (rstd)
@@ -141,27 +158,73 @@ K_SIMD void k_rmsnorm_forward(float *y, float *rstd, const float *x, const float
     }
 }
 
+typedef struct rms_task {
+    float       *y, *rstd_out, *dx, *dw; // forward: y, rstd_out; backward: dx, dw
+    const float *x, *w, *dy, *rstd;
+    int          T, d;
+    float        eps;
+} rms_task;
+
+static void rms_fwd_run(void *arg, int ith, int nth) {
+    const rms_task *j = arg;
+    int             t0, t1;
+    molt_pool_range(j->T, ith, nth, &t0, &t1);
+    rmsnorm_rows(j->y, j->rstd_out, j->x, j->w, t0, t1, j->d, j->eps);
+}
+
+void k_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int T, int d,
+                       float eps) {
+    // also the CPU backend's k_rmsnorm (rstd NULL); rows on the pool
+    rms_task job = {y, rstd, NULL, NULL, x, w, NULL, NULL, T, d, eps};
+    molt_pool_run(k_elementwise_threads((size_t)T * (size_t)d), rms_fwd_run, &job);
+}
+
 // backward of  y_i = x_i · r · w_i,  r = (Σ_j x_j²/d + eps)^-½,  ∂r/∂x_j = −r³·x_j/d:
 //   dw_i += Σ_t dy_i · x_i · r
 //   dx_i += r · dy_i·w_i  −  x_i · r³/d · Σ_j dy_j·w_j·x_j
-K_SIMD void k_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
-                        const float *rstd, int T, int d) {
-    for (int t = 0; t < T; t++) {
+K_SIMD static void rmsnorm_bwd_dx(float *dx, const float *dy, const float *x, const float *w,
+                                  const float *rstd, int t0, int t1, int d) {
+    for (int t = t0; t < t1; t++) {
         const float *xt = x + (size_t)t * d, *gt = dy + (size_t)t * d;
         float        r = rstd[t];
-        if (dw)
-            for (int i = 0; i < d; i++)
-                dw[i] += gt[i] * xt[i] * r;
-        if (!dx)
-            continue;
-        double dot = 0; // Σ_j dy_j·w_j·x_j
-        for (int i = 0; i < d; i++)
-            dot += (double)gt[i] * (double)w[i] * (double)xt[i];
-        float  c = (float)(dot * (double)r * (double)r * (double)r / d);
-        float *dxt = dx + (size_t)t * d;
+        double       dot = dot3(gt, w, xt, d); // Σ_j dy_j·w_j·x_j
+        float        c = (float)(dot * (double)r * (double)r * (double)r / d);
+        float       *dxt = dx + (size_t)t * d;
         for (int i = 0; i < d; i++)
             dxt[i] += r * gt[i] * w[i] - xt[i] * c;
     }
+}
+
+// dw[i0:i1] += Σ_t dy[t,i]·x[t,i]·r_t  (rows in order: the same sums for any thread count)
+K_SIMD static void rmsnorm_bwd_dw(float *dw, const float *dy, const float *x, const float *rstd,
+                                  int T, int d, int i0, int i1) {
+    for (int t = 0; t < T; t++) {
+        const float *xt = x + (size_t)t * d, *gt = dy + (size_t)t * d;
+        float        r = rstd[t];
+        for (int i = i0; i < i1; i++)
+            dw[i] += gt[i] * xt[i] * r;
+    }
+}
+
+// thread ith: dx rows [t0, t1) and dw columns [i0, i1)
+static void rms_bwd_run(void *arg, int ith, int nth) {
+    const rms_task *j = arg;
+    if (j->dx) {
+        int t0, t1;
+        molt_pool_range(j->T, ith, nth, &t0, &t1);
+        rmsnorm_bwd_dx(j->dx, j->dy, j->x, j->w, j->rstd, t0, t1, j->d);
+    }
+    if (j->dw) {
+        size_t i0, i1;
+        k_split((size_t)j->d, ith, nth, &i0, &i1);
+        rmsnorm_bwd_dw(j->dw, j->dy, j->x, j->rstd, j->T, j->d, (int)i0, (int)i1);
+    }
+}
+
+void k_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
+                        const float *rstd, int T, int d) {
+    rms_task job = {NULL, NULL, dx, dw, x, w, dy, rstd, T, d, 0.0f};
+    molt_pool_run(k_elementwise_threads((size_t)T * (size_t)d), rms_bwd_run, &job);
 }
 
 // ----------------------------------------------------------------------------
