@@ -2,7 +2,8 @@
  * test_train.c — the training core against PyTorch autograd.
  *
  * For tiny random models of every architecture (Llama with GQA, Llamba with
- * n_qk < n_v, HF Mamba-2, a molt_hybrid with attention / hybrid / SSM layers)
+ * n_qk < n_v, HF Mamba-2, a molt_hybrid with attention / hybrid / SSM layers,
+ * and a Llama of odd widths whose gate/up weights are not adjacent)
  * written by tests/ref/make_tiny_models.py:
  *   - the mean CE loss and every parameter gradient equal tests/ref/train_ref.py
  *     (float64 PyTorch autograd) to relative L2 1e-4;
@@ -228,8 +229,9 @@ int main(void) {
     snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/ref/make_tiny_models.py %s > /dev/null",
              root);
     CHECK(system(cmd) == 0, "make_tiny_models.py failed");
-    static const char *const archs[] = {"llama", "llamba", "mamba2", "hybrid"};
-    for (int i = 0; i < 4; i++)
+    // llama_odd: widths that are not multiples of 16 (the unfused gate/up path)
+    static const char *const archs[] = {"llama", "llamba", "mamba2", "hybrid", "llama_odd"};
+    for (int i = 0; i < 5; i++)
         check_arch(root, archs[i]);
     check_accumulation(root);
     check_nan_guard(root);

@@ -43,6 +43,14 @@ void k_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, c
 void k_swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u,
                        size_t n);
 
+// SwiGLU over a fused gate|up projection: gu[T, 2F] holds g in columns
+// 0..F-1 and u in F..2F-1 of each row (one GEMM against the adjacent
+// gate_proj and up_proj weights).
+//   forward   h[T,F] = silu(g)·u           (= k_swiglu on separate buffers, bit for bit)
+//   backward  dgu[T,2F] written from dh[T,F]
+void k_swiglu_pair(float *h, const float *gu, int T, int F);
+void k_swiglu_pair_backward(float *dgu, const float *dh, const float *gu, int T, int F);
+
 // x[t] = E[ids[t]]:  dE[V,d] += scatter of dx rows (repeated ids add up).
 void k_embedding_backward(float *dE, const float *dx, const int32_t *ids, int T, int d);
 

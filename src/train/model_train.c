@@ -7,6 +7,7 @@
  *     mix = attention(u) | ssm(u) | combine(ssm(u), attn_kept(u))
  *     x_mid = x_in + mix
  *     v = rmsnorm(x_mid);  h = silu(v·W_gᵀ) ⊙ (v·W_uᵀ);  x_out = x_mid + h·W_dᵀ   (if MLP)
+ *     (v·W_gᵀ and v·W_uᵀ are one GEMM into [N, 2F] rows: gate | up)
  * Backward is the same list in reverse; the residual stream's gradient flows
  * through unchanged and every branch adds to it.
  */
@@ -78,8 +79,8 @@ static void layout(train_model *tm, const molt_model *m, int B, int T, carve *cv
         if (F) {
             a->v = take(cv, N * d);
             a->rstd2 = take(cv, N);
-            a->g = take(cv, N * F);
-            a->up = take(cv, N * F);
+            a->g = take(cv, N * 2 * F); // [N, 2F]: gate | up per row (one GEMM)
+            a->up = a->g + F;            // view, row stride 2F
             a->h = take(cv, N * F);
         }
         work = MOLT_MAX(work, mixer_work(m, l, B, T));
@@ -96,8 +97,8 @@ static void layout(train_model *tm, const molt_model *m, int B, int T, carve *cv
     tm->ds = take(cv, N * d);
     tm->da = take(cv, N * d);
     tm->dv = take(cv, N * d);
-    tm->dg = take(cv, N * MOLT_MAX(F, 1));
-    tm->dup = take(cv, N * MOLT_MAX(F, 1));
+    tm->dg = take(cv, N * 2 * MOLT_MAX(F, 1)); // [N, 2F] like L[l].g
+    tm->dup = tm->dg + F;
     tm->dh = take(cv, N * MOLT_MAX(F, 1));
     tm->work = take(cv, work);
 }
@@ -181,6 +182,48 @@ static void grads_of_ssm(const train_model *tm, const ssm_weights *w, ssm_grads 
 }
 
 // ----------------------------------------------------------------------------
+// the MLP's input projections as one GEMM: gate_proj and up_proj are adjacent
+// in the parameter buffer (declared in that order; adjacent whenever F·d is a
+// multiple of the 16-float alignment), so [W_g; W_u] is one [2F, d] matrix
+// and its gradient is adjacent too. Otherwise: two GEMMs through [N,F] scratch.
+
+static bool mlp_in_fused(const layer_weights *w, int d, int F) {
+    return w->w_up == w->w_gate + (size_t)F * d;
+}
+
+static void copy_cols(float *dst, size_t ldd, const float *src, size_t lds, int N, int F) {
+    for (int t = 0; t < N; t++)
+        memcpy(dst + (size_t)t * ldd, src + (size_t)t * lds, sizeof(float) * (size_t)F);
+}
+
+// gu[N, 2F] = v · [W_g; W_u]ᵀ
+static void mlp_in_forward(float *gu, const float *v, const layer_weights *w, int N, int d, int F,
+                           float *scratch) {
+    if (mlp_in_fused(w, d, F)) {
+        k_matmul(gu, v, w->w_gate, NULL, N, d, 2 * F, 0);
+        return;
+    }
+    k_matmul(scratch, v, w->w_gate, NULL, N, d, F, 0);
+    copy_cols(gu, 2 * (size_t)F, scratch, (size_t)F, N, F);
+    k_matmul(scratch, v, w->w_up, NULL, N, d, F, 0);
+    copy_cols(gu + F, 2 * (size_t)F, scratch, (size_t)F, N, F);
+}
+
+// from tm->dg ([N, 2F], ∂gu): tm->dv = ∂v (written), grads of W_g, W_u +=
+static void mlp_in_backward(train_model *tm, const layer_weights *w, const float *v, int N, int d,
+                            int F) {
+    if (mlp_in_fused(w, d, F)) {
+        k_matmul_backward(tm->dv, tm_grad_of(tm, w->w_gate), NULL, tm->dg, v, w->w_gate, N, d,
+                          2 * F, 0);
+        return;
+    }
+    copy_cols(tm->dh, (size_t)F, tm->dg, 2 * (size_t)F, N, F);
+    k_matmul_backward(tm->dv, tm_grad_of(tm, w->w_gate), NULL, tm->dh, v, w->w_gate, N, d, F, 0);
+    copy_cols(tm->dh, (size_t)F, tm->dg + F, 2 * (size_t)F, N, F);
+    k_matmul_backward(tm->dv, tm_grad_of(tm, w->w_up), NULL, tm->dh, v, w->w_up, N, d, F, 1);
+}
+
+// ----------------------------------------------------------------------------
 // one block
 
 void tm_block_forward(train_model *tm, int l, const float *x_in, float *x_out) {
@@ -219,11 +262,9 @@ void tm_block_forward(train_model *tm, int l, const float *x_in, float *x_out) {
         return;
     }
     k_rmsnorm_forward(a->v, a->rstd2, a->x_mid, w->ffn_norm, N, d, c->norm_eps);
-    k_matmul(a->g, a->v, w->w_gate, NULL, N, d, F, 0);
-    k_matmul(a->up, a->v, w->w_up, NULL, N, d, F, 0);
-    size_t NF = (size_t)N * F;
-    memcpy(a->h, a->g, NF * sizeof(float));
-    k_swiglu(a->h, a->up, NF);
+    // [g | up] = v·[W_g; W_u]ᵀ, h = silu(g) ⊙ up
+    mlp_in_forward(a->g, a->v, w, N, d, F, tm->dh);
+    k_swiglu_pair(a->h, a->g, N, F);
     if (x_out != a->x_mid)
         memcpy(x_out, a->x_mid, Nd * sizeof(float));
     k_matmul(x_out, a->h, w->w_down, NULL, N, F, d, 1);
@@ -240,12 +281,9 @@ void tm_block_backward(train_model *tm, int l, float *dx) {
         // x_out = x_mid + h·W_dᵀ
         k_matmul_backward(tm->dh, tm_grad_of(tm, w->w_down), NULL, dx, a->h, w->w_down, N, F, d, 0);
         // h = silu(g) ⊙ up
-        k_swiglu_backward(tm->dg, tm->dup, tm->dh, a->g, a->up, (size_t)N * F);
-        // g = v·W_gᵀ, up = v·W_uᵀ
-        k_matmul_backward(tm->dv, tm_grad_of(tm, w->w_gate), NULL, tm->dg, a->v, w->w_gate, N, d,
-                          F, 0);
-        k_matmul_backward(tm->dv, tm_grad_of(tm, w->w_up), NULL, tm->dup, a->v, w->w_up, N, d, F,
-                          1);
+        k_swiglu_pair_backward(tm->dg, tm->dh, a->g, N, F);
+        // [g | up] = v·[W_g; W_u]ᵀ   (dh is free scratch now)
+        mlp_in_backward(tm, w, a->v, N, d, F);
         // v = rmsnorm(x_mid): dx (= ∂/∂x_mid, residual) += rmsnorm'ᵀ dv
         k_rmsnorm_backward(dx, tm_grad_of(tm, w->ffn_norm), tm->dv, a->x_mid, w->ffn_norm,
                            a->rstd2, N, d);

@@ -22,7 +22,7 @@ typedef struct tm_layer_act {
     float *attn, *ssm, *comb;  // mixer activations (attention / SSM / hybrid combiner)
     float *s, *a;              // [N,d] hybrid branch outputs
     float *x_mid, *v, *rstd2;  // [N,d] [N,d] [N]   after the mixer residual; MLP input
-    float *g, *up, *h;         // [N,F] gate, up, silu(gate)·up
+    float *g, *up, *h;         // g: [N,2F] gate | up per row (up = g + F, row stride 2F); h [N,F] silu(gate)·up
 } tm_layer_act;
 
 typedef struct train_model {
@@ -35,7 +35,7 @@ typedef struct train_model {
     float       *logits, *dlogits;    // [N,V]
     int32_t     *ids;                 // [N]
     // scratch for backward
-    float       *dx, *dmix, *du, *du2, *ds, *da, *dv, *dg, *dup, *dh; // [N,d] ×7, [N,F] ×3
+    float       *dx, *dmix, *du, *du2, *ds, *da, *dv, *dg, *dup, *dh; // [N,d] ×7; dg [N,2F] (dup = dg + F); dh [N,F]
     float       *work;
     float       *arena;
     size_t       arena_floats;

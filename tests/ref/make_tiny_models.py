@@ -113,7 +113,7 @@ def mamba2_weights(I, T, pre, d, Di, H, G, N, n_layer):
     T[pre + ".out_proj.weight"] = I.lin(d, Di, 1 / math.sqrt(2 * n_layer))
 
 
-def make_llama(I):
+def make_llama(I, D_MODEL=D_MODEL, MLP=MLP):
     n_layer = 2
     cfg = {
         "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": D_MODEL,
@@ -223,8 +223,15 @@ def make_hybrid(I):
     return cfg, T
 
 
+def make_llama_odd(I):
+    """A Llama whose widths are not multiples of 16 floats (d 36, MLP 70): its
+    gate_proj and up_proj are not adjacent in molt's parameter buffer, so
+    training takes the unfused MLP-input path."""
+    return make_llama(I, 36, 70)
+
+
 MAKERS = OrderedDict([("llama", make_llama), ("llamba", make_llamba), ("mamba2", make_mamba2),
-                      ("hybrid", make_hybrid)])
+                      ("hybrid", make_hybrid), ("llama_odd", make_llama_odd)])
 
 
 def write_model(out_dir, cfg, tensors):

@@ -276,6 +276,42 @@ void k_swiglu_backward(float *dg, float *du, const float *dh, const float *g, co
     molt_pool_run(k_elementwise_threads(n), swiglu_bwd_run, &job);
 }
 
+K_SIMD static void swiglu_fwd_span(float *h, const float *g, const float *u, int n) {
+    for (int i = 0; i < n; i++)
+        h[i] = k_silu(g[i]) * u[i];
+}
+
+typedef struct swiglu_pair_task {
+    float       *h, *dgu;
+    const float *gu, *dh;
+    int          T, F;
+} swiglu_pair_task;
+
+static void swiglu_pair_run(void *arg, int ith, int nth) {
+    const swiglu_pair_task *j = arg;
+    int                     t0, t1;
+    size_t                  F = (size_t)j->F;
+    molt_pool_range(j->T, ith, nth, &t0, &t1);
+    for (int t = t0; t < t1; t++) {
+        const float *g = j->gu + (size_t)t * 2 * F, *u = g + F;
+        if (j->h)
+            swiglu_fwd_span(j->h + (size_t)t * F, g, u, j->F);
+        else
+            swiglu_bwd_span(j->dgu + (size_t)t * 2 * F, j->dgu + (size_t)t * 2 * F + F,
+                            j->dh + (size_t)t * F, g, u, F);
+    }
+}
+
+void k_swiglu_pair(float *h, const float *gu, int T, int F) {
+    swiglu_pair_task job = {h, NULL, gu, NULL, T, F};
+    molt_pool_run(k_elementwise_threads((size_t)T * (size_t)F), swiglu_pair_run, &job);
+}
+
+void k_swiglu_pair_backward(float *dgu, const float *dh, const float *gu, int T, int F) {
+    swiglu_pair_task job = {NULL, dgu, gu, dh, T, F};
+    molt_pool_run(k_elementwise_threads((size_t)T * (size_t)F), swiglu_pair_run, &job);
+}
+
 // ----------------------------------------------------------------------------
 // Embedding:  x[t] = E[ids[t]]
 
