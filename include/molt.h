@@ -204,8 +204,12 @@ MOLT_API molt_status molt_eval_tokens(molt_ctx *ctx, const molt_model *m, const 
                                       void *user, molt_eval_result *out);
 
 // Key-value retrieval probe (the task of kv_task.json: keys, values; see
-// data/kv_task.json): accuracy of the argmax over the value tokens at the
-// last position, over `examples` seeded prompts of `pairs` pairs each.
+// data/kv_task.json) over `examples` seeded prompts of `pairs` pairs each: an
+// answer is right when the right value has the highest total log-probability
+// of all the task's values, each with the tokens it gets in context (one
+// token per value: the argmax of the last position's logits over the value
+// tokens). Works with any tokenizer that does not merge a value into the
+// prompt before it.
 typedef struct molt_kv_result {
     int32_t pairs, examples, correct;
     double  accuracy, ci_low, ci_high; // 95% Wilson interval
@@ -214,6 +218,20 @@ typedef struct molt_kv_result {
 MOLT_API molt_status molt_eval_kv(molt_ctx *ctx, const molt_model *m, const char *task_json,
                                   int32_t pairs, int32_t examples, uint64_t seed,
                                   molt_kv_result *out);
+
+// Multi-query associative recall: the kv prompt followed by `queries` lines
+// "The value of the key '{k}' is {v}\n" for distinct keys of the dictionary
+// (1 ≤ queries ≤ pairs), each answer scored teacher-forced at its position
+// as in molt_eval_kv. queries = 1 is molt_eval_kv's task.
+typedef struct molt_mqar_result {
+    int32_t pairs, queries, examples;
+    int32_t answers, correct;          // answers = examples · queries
+    double  accuracy, ci_low, ci_high; // over all answers; 95% Wilson interval
+    double  chance;
+} molt_mqar_result;
+MOLT_API molt_status molt_eval_mqar(molt_ctx *ctx, const molt_model *m, const char *task_json,
+                                    int32_t pairs, int32_t queries, int32_t examples,
+                                    uint64_t seed, molt_mqar_result *out);
 
 // ----------------------------------------------------------------------------
 // models from a config (random init) and training
@@ -352,7 +370,9 @@ typedef struct molt_head_rows {
     float   *weights;             // [n_rows, n_tokens]
     int32_t  key_lo, key_hi;      // tokens [lo, hi) of the queried key in the dictionary (-1: unknown)
     int32_t  value_lo, value_hi;  // tokens of its value
-    int32_t  answer_token;        // the right answer
+    int32_t  answer_token;        // the right answer's first token
+    int32_t *answer_ids;          // [n_answer] all its tokens, as the probe scores them (with
+    int32_t  n_answer;            // a closing "\n" when the task's values need one)
 } molt_head_rows;
 MOLT_API molt_status molt_heads_rows(molt_ctx *ctx, molt_model *m, const char *kv_task,
                                      int32_t pairs, uint64_t seed, int32_t layer, int32_t head,

@@ -113,7 +113,7 @@ static molt_status build_sets(molt_ctx *ctx, const molt_model *m, const char *kv
     if (!*out)
         return molt__err(ctx, MOLT_ERR_OOM, "out of memory");
     for (int s = 0; s < n_seeds; s++) {
-        molt_status st = kv_set_build(ctx, m, kv_task, pairs, examples, seeds[s], positions,
+        molt_status st = kv_set_build(ctx, m, kv_task, pairs, 1, examples, seeds[s], positions,
                                       &(*out)[s]);
         if (st != MOLT_OK)
             return st;
@@ -127,7 +127,7 @@ static void free_sets(kv_set *sets, int n) {
     molt__free(sets);
 }
 
-// correct[s] = examples of set s answered right.
+// correct[s] = answers of set s that are right (one per example: kv sets).
 static molt_status score_sets(molt_ctx *ctx, const molt_model *m, const kv_set *sets, int n,
                               kv_progress *p, int32_t *correct) {
     for (int s = 0; s < n; s++) {
@@ -529,6 +529,7 @@ void molt_head_rows_free(molt_head_rows *r) {
         return;
     molt__free(r->ids);
     molt__free(r->weights);
+    molt__free(r->answer_ids);
     memset(r, 0, sizeof *r);
 }
 
@@ -555,7 +556,7 @@ molt_status molt_heads_rows(molt_ctx *ctx, molt_model *m, const char *kv_task, i
                        recurrent ? "recurrent" : "attention", head, layer);
         goto done;
     }
-    if ((st = kv_set_build(ctx, m, kv_task, pairs, 1, seed, true, &set)) != MOLT_OK)
+    if ((st = kv_set_build(ctx, m, kv_task, pairs, 1, 1, seed, true, &set)) != MOLT_OK)
         goto done;
     const kv_example *x = &set.ex[0];
     int n = x->n, rows = MOLT_MAX(1, MOLT_MIN(n_rows, n));
@@ -588,7 +589,15 @@ molt_status molt_heads_rows(molt_ctx *ctx, molt_model *m, const char *kv_task, i
     out->key_hi = x->key_hi;
     out->value_lo = x->value_lo;
     out->value_hi = x->value_hi;
-    out->answer_token = set.value_tok[x->answer];
+    int32_t na = 0;
+    const int32_t *ans = kv_answer(&x->q[x->n_q - 1], &na);
+    if (!(out->answer_ids = molt__malloc(sizeof(int32_t) * (size_t)na))) {
+        st = molt__err(ctx, MOLT_ERR_OOM, "out of memory");
+        goto done;
+    }
+    memcpy(out->answer_ids, ans, sizeof(int32_t) * (size_t)na);
+    out->n_answer = na;
+    out->answer_token = ans[0];
 done:
     if (st != MOLT_OK)
         molt_head_rows_free(out);

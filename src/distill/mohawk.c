@@ -258,7 +258,7 @@ done:
 // ----------------------------------------------------------------------------
 // KV-task documents mixed into the training stream (retrieval-aware recipes end
 // with distillation on retrieval data): prompts of 2..2·kv_pairs pairs, each
-// followed by its answer token; seeds from 1000 on, so never the probe's.
+// followed by its answer's tokens; seeds from 1000 on, so never the probe's.
 
 static molt_status add_kv_documents(molt_ctx *ctx, const molt_model *t, const molt_distill_opts *o,
                                     token_stream *data) {
@@ -271,16 +271,19 @@ static molt_status add_kv_documents(molt_ctx *ctx, const molt_model *t, const mo
     for (uint64_t seed = 1000; data->n - n0 < want; seed++) {
         int pairs = 2 + (int)(seed % (uint64_t)(2 * o->kv_pairs - 1));
         kv_set set;
-        molt_status st = kv_set_build(ctx, t, o->kv_task, pairs, 64, seed, false, &set);
+        molt_status st = kv_set_build(ctx, t, o->kv_task, pairs, 1, 64, seed, false, &set);
         if (st != MOLT_OK)
             return st;
         for (int e = 0; e < set.n_ex && data->n - n0 < want; e++) {
             const kv_example *x = &set.ex[e];
-            if (data->n + (size_t)x->n + 1 > cap)
+            int32_t na = 0;
+            const int32_t *ans = kv_answer(&x->q[0], &na);
+            if (data->n + (size_t)x->n + (size_t)na > cap)
                 break;
             memcpy(data->ids + data->n, x->ids, sizeof(int32_t) * (size_t)x->n);
             data->n += (size_t)x->n;
-            data->ids[data->n++] = set.value_tok[x->answer];
+            memcpy(data->ids + data->n, ans, sizeof(int32_t) * (size_t)na);
+            data->n += (size_t)na;
         }
         kv_set_free(&set);
     }

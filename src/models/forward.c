@@ -148,6 +148,38 @@ void molt_seq_reset(molt_seq *s) {
 
 int32_t molt_seq_pos(const molt_seq *s) { return s->pos; }
 
+size_t seq_snap_floats(const molt_seq *s) {
+    const model_cfg *c = &s->m->cfg;
+    size_t n = 0;
+    for (int l = 0; l < c->n_layer; l++)
+        if (c->kind[l] != LAYER_ATTN)
+            n += ssm_state_floats(&c->ssm);
+    return n;
+}
+
+// Each recurrent layer's state is one block [conv | ssm] starting at ssm[l].conv.
+void seq_snap_save(const molt_seq *s, seq_snap *snap) {
+    const model_cfg *c = &s->m->cfg;
+    size_t n = ssm_state_floats(&c->ssm), o = 0;
+    for (int l = 0; l < c->n_layer; l++)
+        if (c->kind[l] != LAYER_ATTN) {
+            memcpy(snap->rec + o, s->ssm[l].conv, n * sizeof(float));
+            o += n;
+        }
+    snap->pos = s->pos;
+}
+
+void seq_snap_restore(molt_seq *s, const seq_snap *snap) {
+    const model_cfg *c = &s->m->cfg;
+    size_t n = ssm_state_floats(&c->ssm), o = 0;
+    for (int l = 0; l < c->n_layer; l++)
+        if (c->kind[l] != LAYER_ATTN) {
+            memcpy(s->ssm[l].conv, snap->rec + o, n * sizeof(float));
+            o += n;
+        }
+    s->pos = snap->pos;
+}
+
 // ----------------------------------------------------------------------------
 // hybrid combiner: a' = (a-μa)/(σa+ε)·(σs+ε) + μs  per token (unbiased σ)
 

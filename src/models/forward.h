@@ -19,6 +19,20 @@ struct molt_seq {
     float  *buf;                                        // one allocation for all of it
 };
 
+// A sequence's state at one position, to return to after feeding more tokens
+// (scoring several continuations of one prompt). Attention layers need only
+// pos: their KV cache is append-only, entries below pos are never rewritten.
+// Recurrent layers (SSM, hybrid) need their conv + SSM state copied.
+// Restoring is valid while the tokens below snap.pos are still those fed when
+// it was saved: only restore snapshots taken on the current path.
+typedef struct seq_snap {
+    int32_t pos;
+    float  *rec; // [seq_snap_floats] conv + SSM state of every recurrent layer, layer order
+} seq_snap;
+size_t seq_snap_floats(const molt_seq *s); // 0 for pure attention models
+void   seq_snap_save(const molt_seq *s, seq_snap *snap);
+void   seq_snap_restore(molt_seq *s, const seq_snap *snap);
+
 // The attention config / weights of layer l (the kept heads for hybrid layers).
 void layer_attn(const molt_model *m, int l, attn_cfg *c, attn_weights *w);
 // In place: a ← (a − mean a)/(std a + 1e-5)·(std s + 1e-5) + mean s, per row of d.

@@ -1,6 +1,8 @@
 /*
  * cmd_eval.c — `molt eval MODEL --text FILE [--window W] [--sep STR]
- * [--max-tokens N] [--json]`: mean next-token loss over a text file.
+ * [--max-tokens N] [--json]`: mean next-token loss over a text file; `molt
+ * eval MODEL --task kv|mqar [--pairs L] [--queries Q] ...`: the key-value
+ * retrieval probe (one query per prompt, or MQAR's several).
  *
  * Documents: without --sep the file is one document, [BOS] + tokens. With
  * --sep STR (e.g. --sep '\n\n'; backslash escapes \n \t are understood) the
@@ -26,42 +28,52 @@ static const char *USAGE =
     "  --threads N       threads (default 2)\n"
     "  --json            print the result as JSON\n"
     "\n"
-    "usage: molt eval MODEL --task kv [--pairs 10,20,40] [--examples N] [--seed S] [--kv-task F]\n"
-    "  key-value retrieval (data/kv_task.json format): accuracy of the argmax over the value\n"
-    "  tokens at the answer position, per number of pairs, with a 95% Wilson interval\n";
+    "usage: molt eval MODEL --task kv|mqar [--pairs 10,20,40] [--queries Q] [--examples N]\n"
+    "                  [--seed S] [--kv-task F]\n"
+    "  key-value retrieval (data/kv_task.json format), per number of pairs, with a 95% Wilson\n"
+    "  interval: an answer is right when the right value has the highest total log-probability\n"
+    "  of all the task's values, each with the tokens it gets in context (any tokenizer).\n"
+    "  kv:   one query per prompt, \"The value of the key 'k' is \"\n"
+    "  mqar: multi-query associative recall, Q query lines \"The value of the key 'k' is v\\n\"\n"
+    "        for distinct keys, each answer scored teacher-forced (--queries Q, default 4,\n"
+    "        at most the smallest --pairs)\n";
 
+#define MAX_PAIRS_LIST 64
 
-static int eval_kv(const char *model, const char *tokp, const char *task, const char *pairs,
-                   long examples, long seed, long threads, bool json) {
-    molt_ctx *ctx = molt_ctx_new();
-    molt_ctx_set_threads(ctx, (int)threads);
-    molt_model *m = cli_load_model(ctx, model, tokp);
-    int rc = 1;
-    if (!m)
-        goto out;
-    char pbuf[256];
-    snprintf(pbuf, sizeof pbuf, "%s", pairs);
-    if (!json)
-        printf("%-6s %9s %9s %18s %8s\n", "pairs", "examples", "accuracy", "95% interval",
-               "chance");
-    else
-        printf("[");
-    int k = 0;
-    for (char *t = strtok(pbuf, ","); t; t = strtok(NULL, ","), k++) {
-        long np;
-        if (!cli_int("eval", "--pairs", t, 1, 100000, &np)) {
-            rc = EXIT_USAGE;
-            goto out;
+// --pairs "10,20,40" → np[*n]. Usage errors print and return false.
+static bool parse_pairs(const char *s, long *np, int *n) {
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", s);
+    *n = 0;
+    for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
+        if (*n == MAX_PAIRS_LIST) {
+            cli_usage_error("eval", "--pairs takes at most %d counts", MAX_PAIRS_LIST);
+            return false;
         }
+        if (!cli_int("eval", "--pairs", t, 1, 100000, &np[(*n)++]))
+            return false;
+    }
+    if (*n == 0)
+        cli_usage_error("eval", "--pairs needs a list like 10,20,40");
+    return *n > 0;
+}
+
+typedef struct kv_opts {
+    const char *model, *tokp, *task_json;
+    bool        mqar, json;
+    long        examples, seed, threads, queries;
+    long        pairs[MAX_PAIRS_LIST];
+    int         n_pairs;
+} kv_opts;
+
+// One row of the table (or JSON list) for pairs[k]. Returns false on a library error.
+static bool eval_row(molt_ctx *ctx, molt_model *m, const kv_opts *o, int k) {
+    int32_t np = (int32_t)o->pairs[k], ne = (int32_t)o->examples;
+    if (!o->mqar) {
         molt_kv_result r;
-        if (molt_eval_kv(ctx, m, task, (int32_t)np, (int32_t)examples, (uint64_t)seed, &r) !=
-            MOLT_OK) {
-            if (json)
-                printf("]\n");
-            cli_fail(ctx, task);
-            goto out;
-        }
-        if (json)
+        if (molt_eval_kv(ctx, m, o->task_json, np, ne, (uint64_t)o->seed, &r) != MOLT_OK)
+            return false;
+        if (o->json)
             printf("%s{\"pairs\": %d, \"examples\": %d, \"correct\": %d, \"accuracy\": %.4f, "
                    "\"ci_low\": %.4f, \"ci_high\": %.4f, \"chance\": %.4f}",
                    k ? ", " : "", r.pairs, r.examples, r.correct, r.accuracy, r.ci_low, r.ci_high,
@@ -69,9 +81,49 @@ static int eval_kv(const char *model, const char *tokp, const char *task, const 
         else
             printf("%-6d %9d %9.3f   [%.3f, %.3f] %8.3f\n", r.pairs, r.examples, r.accuracy,
                    r.ci_low, r.ci_high, r.chance);
+        return true;
+    }
+    molt_mqar_result r;
+    if (molt_eval_mqar(ctx, m, o->task_json, np, (int32_t)o->queries, ne, (uint64_t)o->seed,
+                       &r) != MOLT_OK)
+        return false;
+    if (o->json)
+        printf("%s{\"pairs\": %d, \"queries\": %d, \"examples\": %d, \"answers\": %d, "
+               "\"correct\": %d, \"accuracy\": %.4f, \"ci_low\": %.4f, \"ci_high\": %.4f, "
+               "\"chance\": %.4f}",
+               k ? ", " : "", r.pairs, r.queries, r.examples, r.answers, r.correct, r.accuracy,
+               r.ci_low, r.ci_high, r.chance);
+    else
+        printf("%-6d %7d %9d %9.3f   [%.3f, %.3f] %8.3f\n", r.pairs, r.queries, r.answers,
+               r.accuracy, r.ci_low, r.ci_high, r.chance);
+    return true;
+}
+
+static int eval_kv(const kv_opts *o) {
+    molt_ctx *ctx = molt_ctx_new();
+    molt_ctx_set_threads(ctx, (int)o->threads);
+    molt_model *m = cli_load_model(ctx, o->model, o->tokp);
+    int rc = 1;
+    if (!m)
+        goto out;
+    if (o->json)
+        printf("[");
+    else if (o->mqar)
+        printf("%-6s %7s %9s %9s %18s %8s\n", "pairs", "queries", "answers", "accuracy",
+               "95% interval", "chance");
+    else
+        printf("%-6s %9s %9s %18s %8s\n", "pairs", "examples", "accuracy", "95% interval",
+               "chance");
+    for (int k = 0; k < o->n_pairs; k++) {
+        if (!eval_row(ctx, m, o, k)) {
+            if (o->json)
+                printf("]\n");
+            cli_fail(ctx, o->task_json);
+            goto out;
+        }
         fflush(stdout);
     }
-    if (json)
+    if (o->json)
         printf("]\n");
     rc = 0;
 out:
@@ -131,7 +183,7 @@ int cmd_eval(int argc, char **argv) {
     long window = 0, threads = 2, max_tokens = 0;
     bool json = false;
     const char *task = NULL, *pairs = "10,20,40", *kvfile = NULL;
-    long examples = 200, seed = 1;
+    long examples = 200, seed = 1, queries = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -163,9 +215,12 @@ int cmd_eval(int argc, char **argv) {
         } else if (!strcmp(a, "--json")) {
             json = true;
         } else if (cli_opt(argc, argv, &i, NULL, "--task", &v)) {
-            if (!v || strcmp(v, "kv"))
-                return cli_usage_error("eval", "--task must be kv");
+            if (!v || (strcmp(v, "kv") && strcmp(v, "mqar")))
+                return cli_usage_error("eval", "--task must be kv or mqar");
             task = v;
+        } else if (cli_opt(argc, argv, &i, NULL, "--queries", &v)) {
+            if (!v || !cli_int("eval", a, v, 1, 100000, &queries))
+                return EXIT_USAGE;
         } else if (cli_opt(argc, argv, &i, NULL, "--pairs", &v)) {
             if (!v)
                 return cli_usage_error("eval", "--pairs needs a list like 10,20,40");
@@ -188,11 +243,24 @@ int cmd_eval(int argc, char **argv) {
             return cli_usage_error("eval", "unexpected argument \"%s\"", a);
         }
     }
+    if (queries && (!task || strcmp(task, "mqar"))) {
+        free(sep);
+        return cli_usage_error("eval", "--queries goes with --task mqar");
+    }
     if (model && task) {
         char kbuf[4200];
         free(sep);
-        return eval_kv(model, tokp, kvfile ? kvfile : cli_default_kv_task(kbuf, sizeof kbuf), pairs,
-                       examples, seed, threads, json);
+        kv_opts o = {model, tokp, NULL, !strcmp(task, "mqar"), json, examples, seed, threads,
+                     queries ? queries : 4, {0}, 0};
+        if (!parse_pairs(pairs, o.pairs, &o.n_pairs))
+            return EXIT_USAGE;
+        for (int k = 0; o.mqar && k < o.n_pairs; k++)
+            if (o.queries > o.pairs[k])
+                return cli_usage_error("eval", "--queries %ld%s exceeds --pairs %ld: each query "
+                                               "asks a distinct key of the dictionary",
+                                       o.queries, queries ? "" : " (the default)", o.pairs[k]);
+        o.task_json = kvfile ? kvfile : cli_default_kv_task(kbuf, sizeof kbuf);
+        return eval_kv(&o);
     }
     if (!model || !text) {
         free(sep);

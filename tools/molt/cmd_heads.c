@@ -48,9 +48,10 @@ static const char *USAGE =
 static int heads_fail(molt_ctx *ctx, const char *what) {
     const char *msg = molt_last_error(ctx);
     fprintf(stderr, "molt: error: %s: %s\n", what, msg);
-    if (strstr(msg, "single-token"))
-        fprintf(stderr, "HINT: the probe reads each value as one token of this model's "
-                        "tokenizer; give a task whose values are (--kv-task FILE)\n");
+    if (strstr(msg, "cannot score") || strstr(msg, "cannot tell"))
+        fprintf(stderr, "HINT: the probe scores each value with the tokens it gets after the "
+                        "prompt; give a task whose values this tokenizer keeps apart "
+                        "(--kv-task FILE)\n");
     else if (strstr(msg, "no attention heads") || strstr(msg, "no heads"))
         fprintf(stderr, "HINT: molt heads takes Llama teachers, Llamba students and hybrids\n");
     else if (molt_last_status(ctx) == MOLT_ERR_IO)
@@ -274,7 +275,7 @@ static bool write_rows_svg(const char *path, molt_ctx *ctx, const molt_model *m,
             fmax(W, 560), H);
     char *ans = NULL;
     size_t al = 0;
-    molt_detokenize(ctx, tok, &r->answer_token, 1, &ans, &al);
+    molt_detokenize(ctx, tok, r->answer_ids, (size_t)r->n_answer, &ans, &al);
     fprintf(f, "<text x='10' y='20' font-size='14'>layer %d %s head %d (accuracy drop %.3f): "
                "mixing weights of the last %d query positions</text>\n",
             top->layer, top->recurrent ? "recurrent" : "attention", top->head, top->accuracy_drop,
