@@ -59,13 +59,23 @@ done
 grep -qE '"model_type":[[:space:]]*"llamba"' "$T/s/config.json" || { echo "FAIL: student is not a llamba model"; fail=1; }
 $MOLT generate "$T/s" -t 0 -n 20 -q > "$T/gen" 2>&1 || { echo "FAIL: student does not generate"; cat "$T/gen"; fail=1; }
 echo "student says: $(head -c 120 "$T/gen")"
-# --resume after a finished run skips every stage and gives the same student
+# --resume after a finished run skips every stage and gives the same student,
+# and its report (valid JSON) still carries the first run's stage losses
 cp "$T/s/model.safetensors" "$T/first.safetensors"
+cp "$T/s/report.json" "$T/first.json"
 $MOLT distill $TEACHER -o "$T/s" --sample-tokens 40000 --seq 64 --batch 4 \
   --stage1-tokens 12800 --stage2-tokens 12800 --stage3-tokens 25600 --lr3 2e-3 -q --resume > "$T/out2" 2> "$T/err2" \
   || { echo "FAIL: resume"; cat "$T/err2"; fail=1; }
 grep -q "(earlier run)" "$T/out2" || { echo "FAIL: resume did not skip the finished stages"; cat "$T/out2"; fail=1; }
 cmp -s "$T/s/model.safetensors" "$T/first.safetensors" || { echo "FAIL: resumed student differs"; fail=1; }
+/usr/bin/python3 - "$T/first.json" "$T/s/report.json" <<'PY' || { echo "FAIL: resumed report"; fail=1; }
+import json, sys
+a, b = (json.load(open(p))["stages"] for p in sys.argv[1:3])
+for x, y in zip(a, b):
+    assert y["skipped"] and x["tokens"] == y["tokens"], (x, y)
+    assert abs(x["final_loss"] - y["final_loss"]) <= 1e-6 * abs(x["final_loss"]), (x, y)
+    assert abs(x["first_loss"] - y["first_loss"]) <= 1e-6 * abs(x["first_loss"]), (x, y)
+PY
 # a small hybrid: two kept heads (frozen), the rest recurrent
 $MOLT hybridize $TEACHER -o "$T/h" --heads 4:0,2:3 --freeze-kept --sample-tokens 20000 --seq 64 \
   --batch 4 --stage1-tokens 6400 --stage2-tokens 6400 --stage3-tokens 12800 -q > "$T/hout" 2> "$T/herr" \

@@ -168,6 +168,17 @@ static molt_status run_stage(distiller *D, int stage, const molt_distill_opts *o
         molt_status st = fio_read_all(ctx, latest, 256, &ck, &nlen);
         if (st != MOLT_OK)
             return st;
+        // its summary, saved with the "done" mark (older runs: just "done")
+        char *sum = NULL;
+        size_t slen = 0;
+        res->last_loss = (double)NAN;
+        if (fio_read_all(ctx, path, 4096, &sum, &slen) == MOLT_OK) {
+            long long tk = 0;
+            if (sscanf(sum, "done %lld %lf %lf %lf", &tk, &res->seconds, &res->first_loss,
+                       &res->last_loss) == 4)
+                res->tokens = tk;
+            molt__free(sum);
+        }
         while (nlen && (ck[nlen - 1] == '\n' || ck[nlen - 1] == ' '))
             ck[--nlen] = 0;
         fio_join(latest, sizeof latest, dir, ck);
@@ -247,7 +258,12 @@ static molt_status run_stage(distiller *D, int stage, const molt_distill_opts *o
             if ((st = save_checkpoint(ctx, s, &opt, dir, step + 1, rng, tokens)) != MOLT_OK)
                 goto done;
     }
-    st = fio_write_atomic(ctx, path, "done\n", 5);
+    { // the "done" mark carries the stage's summary for the report of a resumed run
+        char sum[160];
+        int  len = snprintf(sum, sizeof sum, "done %lld %.3f %.9g %.9g\n", (long long)tokens,
+                            res->seconds, res->first_loss, distill_stage_final_loss(res));
+        st = fio_write_atomic(ctx, path, sum, (size_t)len);
+    }
 done:
     molt__free(in);
     molt__free(tg);

@@ -145,9 +145,17 @@ static double decode_speed(const molt_model *m) {
     return 256 / dt;
 }
 
-static double mean_tail(const distill_stage_result *s) { // mean of the last 10% of steps
-    if (s->n_curve == 0)
-        return (double)NAN;
+// a JSON number, or null for NaN / inf (JSON has neither)
+static void json_number(char *buf, size_t n, double v) {
+    if (isfinite(v))
+        snprintf(buf, n, "%.6f", v);
+    else
+        snprintf(buf, n, "null");
+}
+
+double distill_stage_final_loss(const distill_stage_result *s) {
+    if (s->n_curve == 0) // finished in an earlier run (its saved value) or never run (NaN)
+        return s->skipped ? s->last_loss : (double)NAN;
     int k = s->n_curve / 10 > 0 ? s->n_curve / 10 : 1;
     double a = 0;
     for (int i = s->n_curve - k; i < s->n_curve; i++)
@@ -199,10 +207,13 @@ molt_status distill_write_report(molt_ctx *ctx, const molt_distill_opts *o,
     fprintf(f, "  \"stages\": [");
     for (int k = 0; k < 3; k++) {
         const distill_stage_result *s = &R->stages[k];
+        char first[32], final[32];
+        json_number(first, sizeof first, s->tokens > 0 ? s->first_loss : (double)NAN);
+        json_number(final, sizeof final, distill_stage_final_loss(s));
         fprintf(f, "%s\n    {\"stage\": %d, \"tokens\": %lld, \"seconds\": %.1f, \"lr\": %g, "
-                   "\"first_loss\": %.6f, \"final_loss\": %.6f, \"skipped\": %s}",
-                k ? "," : "", k + 1, (long long)s->tokens, s->seconds, o->stage_lr[k],
-                s->first_loss, mean_tail(s), s->skipped ? "true" : "false");
+                   "\"first_loss\": %s, \"final_loss\": %s, \"skipped\": %s}",
+                k ? "," : "", k + 1, (long long)s->tokens, s->seconds, o->stage_lr[k], first,
+                final, s->skipped ? "true" : "false");
     }
     fprintf(f, "\n  ],\n  \"stage1_frobenius_per_layer\": {\"before\": %.5f, \"after\": %.5f},\n",
             R->frob_before, R->frob_after);
@@ -242,7 +253,7 @@ molt_status distill_write_report(molt_ctx *ctx, const molt_distill_opts *o,
     for (int k = 0; k < 3; k++) {
         const distill_stage_result *s = &R->stages[k];
         fprintf(f, "%-28s %12lld %10.1f %12.5f %12.5f%s\n", nm[k], (long long)s->tokens,
-                s->seconds, s->first_loss, mean_tail(s), s->skipped ? "  (earlier run)" : "");
+                s->seconds, s->first_loss, distill_stage_final_loss(s), s->skipped ? "  (earlier run)" : "");
     }
     fprintf(f, "\nstage-1 distance ‖M − A‖_F per layer: %.4f before, %.4f after\n", R->frob_before,
             R->frob_after);

@@ -19,6 +19,10 @@ typedef struct distill_stage_result {
     int     n_curve;
 } distill_stage_result;
 
+// Final loss of a stage as reported: the mean of its last 10% of steps; for a
+// stage finished in an earlier run, the value saved then; NaN if it never ran.
+double distill_stage_final_loss(const distill_stage_result *s);
+
 typedef struct distill_result {
     distill_stage_result stages[3];
     double  frob_before, frob_after;   // stage-1 distance per layer on a probe batch
