@@ -31,6 +31,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #define RB_MAX   64 // query rows per backward block
@@ -49,8 +50,10 @@ const float *attn_train_saved_probs(const float *act, const attn_cfg *c, int B, 
     return act + BT * (size_t)c->H * c->hd + 2 * BT * (size_t)c->KV * c->hd; // after q, k, v
 }
 
-// dheads, dq [B·T, H·hd]; dk, dv [B·T, KV·hd]; when grp > 1 also dkx, dvx
+// dheads [B·T, H·hd]; dqkv [B·T, (H+2KV)·hd] (the gradient of the fused
+// projection, same column layout as act's qkv); when grp > 1 also dkx, dvx
 // [B·T, H·hd] (per query head); then min(B·H, SLOTS) blocks of [RB, T].
+// (attn_train_probs uses the first B·T·(H+KV)·hd floats.)
 size_t attn_train_work_floats(const attn_cfg *c, int B, int T) {
     size_t BT = (size_t)B * T, Hh = (size_t)c->H * c->hd, KVh = (size_t)c->KV * c->hd;
     size_t n = 2 * BT * Hh + 2 * BT * KVh;
@@ -60,36 +63,79 @@ size_t attn_train_work_floats(const attn_cfg *c, int B, int T) {
 }
 
 // ----------------------------------------------------------------------------
-// RoPE backward. Forward (rope_apply, rotate_half pairs (i, i+hd/2)):
+// RoPE on head vectors stored with row stride ld (columns of the fused qkv).
+// Forward (rotate_half pairs (i, i+hd/2), as rope_apply):
 //     a' = a·cos − b·sin ,  b' = b·cos + a·sin
 // is a rotation by +angle, so its transpose (the backward) rotates by −angle:
 //     da = da'·cos + db'·sin ,  db = db'·cos − da'·sin
+// dir = +1 forward, −1 backward; positions restart at 0 every T rows.
 
-K_SIMD static void rope_backward(float *dx, int T, int nh, int hd, const float *cos, const float *sin) {
+K_SIMD static void rope_strided(float *x, int ld, int rows, int T, int nh, int hd,
+                                const float *cos, const float *sin, int dir) {
     int half = hd / 2;
-    for (int t = 0; t < T; t++) {
+    for (int r = 0; r < rows; r++) {
+        int          t = r % T;
         const float *ct = cos + (size_t)t * half, *st = sin + (size_t)t * half;
         for (int h = 0; h < nh; h++) {
-            float *g = dx + ((size_t)t * nh + h) * hd;
-            for (int i = 0; i < half; i++) {
-                float a = g[i], b = g[i + half];
-                g[i] = a * ct[i] + b * st[i];
-                g[i + half] = b * ct[i] - a * st[i];
-            }
+            float *g = x + (size_t)r * ld + (size_t)h * hd;
+            if (dir > 0)
+                for (int i = 0; i < half; i++) {
+                    float a = g[i], b = g[i + half];
+                    g[i] = a * ct[i] - b * st[i];
+                    g[i + half] = b * ct[i] + a * st[i];
+                }
+            else
+                for (int i = 0; i < half; i++) {
+                    float a = g[i], b = g[i + half];
+                    g[i] = a * ct[i] + b * st[i];
+                    g[i + half] = b * ct[i] - a * st[i];
+                }
         }
     }
 }
 
-// q, k projections + RoPE over all B sequences (positions restart at 0 per sequence)
-static void project_qk(float *q, float *k, const float *u, int B, int T, const attn_cfg *c,
-                       const attn_weights *w, const float *cos, const float *sin) {
-    int H = c->H, KV = c->KV, hd = c->hd;
-    k_matmul(q, u, w->wq, w->bq, B * T, c->d, H * hd, 0);
-    k_matmul(k, u, w->wk, w->bk, B * T, c->d, KV * hd, 0);
-    for (int b = 0; b < B; b++) {
-        rope_apply(q + (size_t)b * T * H * hd, T, H, hd, 0, cos, sin);
-        rope_apply(k + (size_t)b * T * KV * hd, T, KV, hd, 0, cos, sin);
+// ----------------------------------------------------------------------------
+// The q, k, v projections as one GEMM. q_proj, k_proj and v_proj are declared
+// one after the other, so their weights (and gradients, same layout) form one
+// [(H+2KV)·hd, d] matrix whenever each size is a multiple of the 16-float
+// alignment (biases likewise). Otherwise: one GEMM each through scratch.
+
+static bool adjacent3(const float *a, const float *b, const float *c, size_t na, size_t nb) {
+    return (!a && !b && !c) || (a && b == a + na && c == b + nb);
+}
+
+static bool qkv_fused(const attn_cfg *c, const attn_weights *w) {
+    size_t Hh = (size_t)c->H * c->hd, KVh = (size_t)c->KV * c->hd;
+    return adjacent3(w->wq, w->wk, w->wv, Hh * c->d, KVh * c->d) &&
+           adjacent3(w->bq, w->bk, w->bv, Hh, KVh);
+}
+
+static void copy_cols(float *dst, size_t ldd, const float *src, size_t lds, size_t rows,
+                      size_t n) {
+    for (size_t t = 0; t < rows; t++)
+        memcpy(dst + t * ldd, src + t * lds, sizeof(float) * n);
+}
+
+// qkv[BT, ld] columns [0, n_out) = u · [Wq; Wk; Wv][0:n_out]ᵀ (+ bias), then RoPE
+// on q and k. n_out = (H+2KV)·hd, or (H+KV)·hd for q and k only. scratch: BT·H·hd
+// floats (the unfused path).
+static void project(float *qkv, int ld, int n_out, const float *u, int B, int T,
+                    const attn_cfg *c, const attn_weights *w, const float *cos, const float *sin,
+                    float *scratch) {
+    int    Hh = c->H * c->hd, KVh = c->KV * c->hd, BT = B * T;
+    size_t ldz = (size_t)ld;
+    if (qkv_fused(c, w) && ld == n_out) {
+        k_matmul(qkv, u, w->wq, w->bq, BT, c->d, n_out, 0);
+    } else {
+        const float *W[3] = {w->wq, w->wk, w->wv}, *bias[3] = {w->bq, w->bk, w->bv};
+        int          n[3] = {Hh, KVh, KVh}, col = 0;
+        for (int i = 0; i < 3 && col < n_out; col += n[i], i++) {
+            k_matmul(scratch, u, W[i], bias[i], BT, c->d, n[i], 0);
+            copy_cols(qkv + col, ldz, scratch, (size_t)n[i], (size_t)BT, (size_t)n[i]);
+        }
     }
+    rope_strided(qkv, ld, BT, T, c->H, c->hd, cos, sin, +1);
+    rope_strided(qkv + Hh, ld, BT, T, c->KV, c->hd, cos, sin, +1);
 }
 
 // ----------------------------------------------------------------------------
@@ -97,7 +143,8 @@ static void project_qk(float *q, float *k, const float *u, int B, int T, const a
 
 typedef struct fwd_task {
     float          *P, *heads; // heads NULL: probabilities only
-    const float    *q, *k, *v;
+    const float    *q, *k, *v; // columns of one [B·T, ld] matrix (v NULL: probabilities only)
+    int             ld;
     const attn_cfg *c;
     int             B, T;
 } fwd_task;
@@ -124,18 +171,19 @@ static void fwd_heads(void *arg, int ith, int nth) {
     for (int task = ith; task < j->B * H; task += nth) {
         int          b = task / H, h = task % H, kv = h / grp;
         float       *P = j->P + (size_t)task * T * T;
-        const float *qb = j->q + (size_t)b * T * H * hd + (size_t)h * hd;
-        const float *kb = j->k + (size_t)b * T * KV * hd + (size_t)kv * hd;
+        size_t       ld = (size_t)j->ld;
+        const float *qb = j->q + (size_t)b * T * ld + (size_t)h * hd;
+        const float *kb = j->k + (size_t)b * T * ld + (size_t)kv * hd;
         for (int t0 = 0; t0 < T; t0 += RB) {
             int    t1 = MIN_I(T, t0 + RB), rb = t1 - t0, n = t1;
             float *Pb = P + (size_t)t0 * T;
             // HF order: matmul, then scale (as attn_forward)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rb, n, hd, 1.0f,
-                        qb + (size_t)t0 * H * hd, H * hd, kb, KV * hd, 0.0f, Pb, T);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rb, n, hd, 1.0f, qb + t0 * ld,
+                        j->ld, kb, j->ld, 0.0f, Pb, T);
             softmax_causal_rows(Pb, t0, rb, T, scale);
             if (j->heads)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rb, hd, n, 1.0f, Pb, T,
-                            j->v + (size_t)b * T * KV * hd + (size_t)kv * hd, KV * hd, 0.0f,
+                            j->v + (size_t)b * T * ld + (size_t)kv * hd, j->ld, 0.0f,
                             j->heads + ((size_t)b * T + t0) * H * hd + (size_t)h * hd, H * hd);
         }
     }
@@ -150,26 +198,25 @@ static void run_heads(fwd_task *job) {
 
 void attn_train_forward(float *out, float *act, const float *u, int B, int T, const attn_cfg *c,
                         const attn_weights *w, const float *cos, const float *sin, float *work) {
-    (void)work;
-    int    H = c->H, KV = c->KV, hd = c->hd;
+    int    H = c->H, KV = c->KV, hd = c->hd, W = (H + 2 * KV) * hd;
     size_t BT = (size_t)B * T;
-    float *q = act;                       // [B,T,H·hd]
-    float *k = q + BT * H * hd;           // [B,T,KV·hd]
-    float *v = k + BT * KV * hd;          // [B,T,KV·hd]
-    float *P = v + BT * KV * hd;          // [B,H,T,T]
+    float *qkv = act;                      // [B,T,W]: q | k | v per row
+    float *P = qkv + BT * W;               // [B,H,T,T]
     float *heads = P + BT * (size_t)H * T; // [B,T,H·hd]
-    project_qk(q, k, u, B, T, c, w, cos, sin);
-    k_matmul(v, u, w->wv, w->bv, B * T, c->d, KV * hd, 0);
-    fwd_task job = {P, heads, q, k, v, c, B, T};
+    // the unfused projection's scratch: heads is free until the heads pass
+    project(qkv, W, W, u, B, T, c, w, cos, sin, heads);
+    fwd_task job = {P, heads, qkv, qkv + H * hd, qkv + (H + KV) * hd, W, c, B, T};
     run_heads(&job);
     k_matmul(out, heads, w->wo, w->bo, B * T, H * hd, c->d, 0);
+    (void)work;
 }
 
 void attn_train_probs(float *A, const float *u, int B, int T, const attn_cfg *c,
                       const attn_weights *w, const float *cos, const float *sin, float *work) {
-    float *q = work, *k = q + (size_t)B * T * c->H * c->hd;
-    project_qk(q, k, u, B, T, c, w, cos, sin);
-    fwd_task job = {A, NULL, q, k, NULL, c, B, T};
+    int    H = c->H, KV = c->KV, hd = c->hd, ld = (H + KV) * hd;
+    float *qk = work, *scratch = qk + (size_t)B * T * ld; // [B,T,(H+KV)·hd], [B,T,H·hd]
+    project(qk, ld, ld, u, B, T, c, w, cos, sin, scratch);
+    fwd_task job = {A, NULL, qk, qk + H * hd, NULL, ld, c, B, T};
     run_heads(&job);
 }
 
@@ -177,8 +224,9 @@ void attn_train_probs(float *A, const float *u, int B, int T, const attn_cfg *c,
 // backward
 
 typedef struct bwd_task {
-    const float    *q, *k, *v, *P, *dheads;
-    float          *dq, *dkx, *dvx, *scratch; // dkx/dvx: [B,T,H·hd] (or dk/dv when grp = 1)
+    const float    *q, *k, *v, *P, *dheads; // q, k, v: columns of act's qkv (row stride ld)
+    float          *dq, *dkx, *dvx, *scratch; // dq: columns of dqkv (ld); dkx/dvx: see ldkx
+    int             ld, ldkx;                 // ldkx: ld when grp = 1 (dk, dv in dqkv), else H·hd
     const attn_cfg *c;
     int             B, T;
 } bwd_task;
@@ -208,44 +256,46 @@ K_SIMD static void softmax_backward_rows(float *dS, const float *Pb, int t0, int
 static void bwd_heads(void *arg, int ith, int nth) {
     const bwd_task *j = arg;
     int   H = j->c->H, KV = j->c->KV, hd = j->c->hd, grp = H / KV, T = j->T, RB = rb_of(T);
-    int   ldx = H * hd; // row stride of q, dq, dheads, dkx, dvx
-    int   ldk = KV * hd; // row stride of k, v
+    int   ldo = H * hd; // row stride of dheads
+    int   ld = j->ld, ldkx = j->ldkx;
     float scale = 1.0f / sqrtf((float)hd);
     float *dS = j->scratch + (size_t)ith * RB * T; // [RB, T] (leading dim T)
     for (int task = ith; task < j->B * H; task += nth) {
         int          b = task / H, h = task % H, kv = h / grp;
-        size_t       rx = (size_t)b * T * ldx + (size_t)h * hd; // (b, t=0, head h) in [B,T,H·hd]
-        size_t       rk = (size_t)b * T * ldk + (size_t)kv * hd;
+        size_t       rq = (size_t)b * T * ld + (size_t)h * hd; // (b, t=0, head h) in qkv
+        size_t       rk = (size_t)b * T * ld + (size_t)kv * hd;
+        size_t       ro = (size_t)b * T * ldo + (size_t)h * hd;
+        size_t       rx = (size_t)b * T * ldkx + (size_t)(grp > 1 ? h : kv) * hd;
         const float *P = j->P + (size_t)task * T * T;
-        const float *Q = j->q + rx, *K = j->k + rk, *V = j->v + rk, *dO = j->dheads + rx;
-        float       *dQ = j->dq + rx, *dK = j->dkx + rx, *dV = j->dvx + rx;
+        const float *Q = j->q + rq, *K = j->k + rk, *V = j->v + rk, *dO = j->dheads + ro;
+        float       *dQ = j->dq + rq, *dK = j->dkx + rx, *dV = j->dvx + rx;
         for (int t0 = 0; t0 < T; t0 += RB) {
             int t1 = MIN_I(T, t0 + RB), rb = t1 - t0, n = t1; // rows t0..t1-1 see keys 0..t1-1
-            const float *Pb = P + (size_t)t0 * T, *dOb = dO + (size_t)t0 * ldx;
+            const float *Pb = P + (size_t)t0 * T, *dOb = dO + (size_t)t0 * ldo;
             // heads = P·V:   dP = dO·Vᵀ  [rb, n];   dV += Pᵀ·dO  [n, hd]
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rb, n, hd, 1.0f, dOb, ldx, V,
-                        ldk, 0.0f, dS, T);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hd, rb, 1.0f, Pb, T, dOb,
-                        ldx, 1.0f, dV, ldx);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rb, n, hd, 1.0f, dOb, ldo, V, ld,
+                        0.0f, dS, T);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hd, rb, 1.0f, Pb, T, dOb, ldo,
+                        1.0f, dV, ldkx);
             // P = softmax(S) per row:   dS_ts = P_ts·(dP_ts − Σ_s' P_ts'·dP_ts')
             // (P is 0 above the diagonal, so masked scores get dS = 0)
             softmax_backward_rows(dS, Pb, t0, rb, n, T);
             // S = (Q·Kᵀ)·scale:   dQ = scale·dS·K  [rb, hd];   dK += scale·dSᵀ·Q  [n, hd]
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rb, hd, n, scale, dS, T, K,
-                        ldk, 0.0f, dQ + (size_t)t0 * ldx, ldx);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rb, hd, n, scale, dS, T, K, ld,
+                        0.0f, dQ + (size_t)t0 * ld, ld);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hd, rb, scale, dS, T,
-                        Q + (size_t)t0 * ldx, ldx, 1.0f, dK, ldx);
+                        Q + (size_t)t0 * ld, ld, 1.0f, dK, ldkx);
         }
     }
 }
 
 // GQA: k/v of kv head j were used by query heads j·grp .. j·grp+grp-1
 // (repeat_interleave), so their grads sum over the group:
-//     dk[t, j] = Σ_g dkx[t, j·grp + g]
-static void sum_groups(float *dk, const float *dkx, size_t BT, int KV, int grp, int hd) {
+//     dk[t, j] = Σ_g dkx[t, j·grp + g]      (dk rows have stride ld)
+static void sum_groups(float *dk, int ld, const float *dkx, size_t BT, int KV, int grp, int hd) {
     for (size_t t = 0; t < BT; t++)
         for (int jh = 0; jh < KV; jh++) {
-            float       *o = dk + (t * KV + jh) * hd;
+            float       *o = dk + t * (size_t)ld + (size_t)jh * hd;
             const float *x = dkx + (t * KV * grp + (size_t)jh * grp) * hd;
             memcpy(o, x, sizeof(float) * (size_t)hd);
             for (int g = 1; g < grp; g++)
@@ -254,23 +304,45 @@ static void sum_groups(float *dk, const float *dkx, size_t BT, int KV, int grp, 
         }
 }
 
+// qkv = u·[Wq; Wk; Wv]ᵀ + b:  du = dqkv·[Wq; Wk; Wv] (written), weight/bias grads +=.
+// One GEMM pair when the weights and the requested grads are adjacent; else
+// one per projection, its columns of dqkv copied to scratch ([BT, H·hd]).
+static void project_backward(float *du, const attn_grads *g, const float *dqkv, const float *u,
+                             int BT, const attn_cfg *c, const attn_weights *w, float *scratch) {
+    int          Hh = c->H * c->hd, KVh = c->KV * c->hd, W = Hh + 2 * KVh, d = c->d;
+    float       *gw[3] = {g ? g->wq : NULL, g ? g->wk : NULL, g ? g->wv : NULL};
+    float       *gb[3] = {g ? g->bq : NULL, g ? g->bk : NULL, g ? g->bv : NULL};
+    const float *Wm[3] = {w->wq, w->wk, w->wv};
+    size_t       nW[3] = {(size_t)Hh * d, (size_t)KVh * d, (size_t)KVh * d};
+    if (qkv_fused(c, w) && adjacent3(gw[0], gw[1], gw[2], nW[0], nW[1]) &&
+        adjacent3(gb[0], gb[1], gb[2], (size_t)Hh, (size_t)KVh)) {
+        k_matmul_backward(du, gw[0], gb[0], dqkv, u, w->wq, BT, d, W, 0);
+        return;
+    }
+    int n[3] = {Hh, KVh, KVh}, col = 0;
+    for (int i = 0; i < 3; col += n[i], i++) {
+        copy_cols(scratch, (size_t)n[i], dqkv + col, (size_t)W, (size_t)BT, (size_t)n[i]);
+        k_matmul_backward(du, gw[i], gb[i], scratch, u, Wm[i], BT, d, n[i], i > 0);
+    }
+}
+
 void attn_train_backward(float *du, const attn_grads *g, const float *dout, const float *act,
                          const float *u, int B, int T, const attn_cfg *c, const attn_weights *w,
                          const float *cos, const float *sin, float *work) {
-    int          H = c->H, KV = c->KV, hd = c->hd, d = c->d, grp = H / KV;
+    int          H = c->H, KV = c->KV, hd = c->hd, d = c->d, grp = H / KV, W = (H + 2 * KV) * hd;
     size_t       BT = (size_t)B * T;
-    const float *q = act, *k = q + BT * H * hd, *v = k + BT * KV * hd;
-    const float *P = v + BT * KV * hd, *heads = P + BT * (size_t)H * T;
-    float       *dheads = work;                 // [B,T,H·hd]
-    float       *dq = dheads + BT * H * hd;     // [B,T,H·hd]
-    float       *dk = dq + BT * H * hd;         // [B,T,KV·hd]
-    float       *dv = dk + BT * KV * hd;        // [B,T,KV·hd]
-    float       *dkx = dk, *dvx = dv;           // per query head when grp > 1
-    float       *scratch = dv + BT * KV * hd;   // [slots, RB, T]
+    const float *qkv = act, *P = qkv + BT * W, *heads = P + BT * (size_t)H * T;
+    float       *dheads = work;               // [B,T,H·hd]
+    float       *dqkv = dheads + BT * H * hd; // [B,T,W]: dq | dk | dv per row
+    float       *dk = dqkv + H * hd, *dv = dk + KV * hd;
+    float       *dkx = dk, *dvx = dv;         // per query head when grp > 1
+    float       *scratch = dqkv + BT * W;     // [slots, RB, T]
+    int          ldkx = W;
     if (grp > 1) {
         dkx = scratch;
         dvx = dkx + BT * H * hd;
         scratch = dvx + BT * H * hd;
+        ldkx = H * hd;
     }
 
     // out = heads·Woᵀ + bo:   dheads = dout·Wo;  dWo += doutᵀ·heads;  dbo += Σ dout
@@ -278,27 +350,27 @@ void attn_train_backward(float *du, const attn_grads *g, const float *dout, cons
                       H * hd, d, 0);
 
     // per (b, h): heads_h = P_h·v_j,  P_h = softmax_causal(S_h),  S_h = (q_h·k_jᵀ)·hd^-½
-    memset(dkx, 0, sizeof(float) * BT * (size_t)H * hd);
-    memset(dvx, 0, sizeof(float) * BT * (size_t)H * hd);
-    bwd_task job = {q, k, v, P, dheads, dq, dkx, dvx, scratch, c, B, T};
+    if (grp > 1) {
+        memset(dkx, 0, sizeof(float) * BT * (size_t)H * hd);
+        memset(dvx, 0, sizeof(float) * BT * (size_t)H * hd);
+    } else {
+        memset(dqkv, 0, sizeof(float) * BT * (size_t)W); // dk, dv accumulate in place
+    }
+    bwd_task job = {qkv,  qkv + H * hd, qkv + (H + KV) * hd, P, dheads, dqkv, dkx, dvx,
+                    scratch, W, ldkx, c, B, T};
     int      nth = MIN_I(MIN_I(k_threads(), B * H), SLOTS);
     if ((size_t)T * T * hd * B * H < 100000)
         nth = 1;
     molt_pool_run(nth > 1 ? nth : 1, bwd_heads, &job);
     if (grp > 1) {
-        sum_groups(dk, dkx, BT, KV, grp, hd);
-        sum_groups(dv, dvx, BT, KV, grp, hd);
+        sum_groups(dk, W, dkx, BT, KV, grp, hd);
+        sum_groups(dv, W, dvx, BT, KV, grp, hd);
     }
 
     // q = rope(q_lin), k = rope(k_lin):   d(q_lin) = rope⁻¹(dq)  (in place)
-    for (int b = 0; b < B; b++) {
-        rope_backward(dq + (size_t)b * T * H * hd, T, H, hd, cos, sin);
-        rope_backward(dk + (size_t)b * T * KV * hd, T, KV, hd, cos, sin);
-    }
+    rope_strided(dqkv, W, (int)BT, T, H, hd, cos, sin, -1);
+    rope_strided(dk, W, (int)BT, T, KV, hd, cos, sin, -1);
 
-    // q_lin = u·Wqᵀ + bq,  k_lin = u·Wkᵀ + bk,  v = u·Wvᵀ + bv:
-    //   du = dq·Wq + dk·Wk + dv·Wv  (written by the first, += by the others)
-    k_matmul_backward(du, g ? g->wq : NULL, g ? g->bq : NULL, dq, u, w->wq, B * T, d, H * hd, 0);
-    k_matmul_backward(du, g ? g->wk : NULL, g ? g->bk : NULL, dk, u, w->wk, B * T, d, KV * hd, 1);
-    k_matmul_backward(du, g ? g->wv : NULL, g ? g->bv : NULL, dv, u, w->wv, B * T, d, KV * hd, 1);
+    // [q_lin | k_lin | v] = u·[Wq; Wk; Wv]ᵀ + b   (dheads is free scratch now)
+    project_backward(du, g, dqkv, u, B * T, c, w, dheads);
 }

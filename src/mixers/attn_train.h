@@ -10,9 +10,8 @@
  * of sequence b being b·T .. b·T+T-1.
  *
  * act layout (attn_train_act_floats):
- *   q     [B, T, H·hd]   post-RoPE
- *   k     [B, T, KV·hd]  post-RoPE
- *   v     [B, T, KV·hd]
+ *   qkv   [B, T, (H+2KV)·hd]  per row: q (post-RoPE) | k (post-RoPE) | v — the
+ *                             output of one GEMM against [Wq; Wk; Wv]
  *   probs [B, H, T, T]   softmax rows (zero above the diagonal)
  *   heads [B, T, H·hd]   P·V per head, before o_proj
  *
