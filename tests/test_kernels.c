@@ -90,6 +90,7 @@ static void test_exp(void) {
     CHECK(worst <= 2e-7, "k_expf relative error %.3g", worst);
     CHECK(k_expf(-200.0f) < 1e-37f && k_expf(0.0f) == 1.0f && isfinite(k_expf(1000.0f)),
           "k_expf edges");
+    CHECK(isnan(k_expf(NAN)), "k_expf(NaN) must stay NaN (the NaN guard relies on it)");
     printf("k_expf: max relative error %.3g over [-87, 88]\n", worst);
 }
 

@@ -152,7 +152,7 @@ static molt_status run_stage(distiller *D, int stage, const molt_distill_opts *o
                              distill_stage_result *res) {
     molt_ctx *ctx = D->ctx;
     molt_model *s = D->student;
-    char dir[4096], path[4200], name[16];
+    char dir[4096], path[4200], name[24];
     snprintf(name, sizeof name, "stage%d", stage);
     fio_join(dir, sizeof dir, o->out_dir, name);
     fio_join(path, sizeof path, dir, "done");

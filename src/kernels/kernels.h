@@ -40,7 +40,8 @@ float k_softplus(float x); // log(1+exp(x)), PyTorch threshold 20
 // exp(x), vectorizable (no calls, no branches): x = n·ln2 + r with
 // |r| ≤ ln2/2 (Cody-Waite split of ln2), e^r by its degree-7 Taylor
 // polynomial, 2^n by building the exponent bits. Max relative error vs libm
-// ≤ 1e-7 (tests/test_kernels.c); x is clamped to [-87, 88] (exp(-87) ≈ 1.6e-38).
+// ≤ 1e-7 (tests/test_kernels.c); x is clamped to [-87, 88] (exp(-87) ≈ 1.6e-38);
+// NaN stays NaN.
 static inline float k_expf(float x) {
     x = x < -87.0f ? -87.0f : x;
     x = x > 88.0f ? 88.0f : x;
@@ -56,8 +57,11 @@ static inline float k_expf(float x) {
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float scale;
+    // NaN in, NaN out (p is NaN); n is then replaced by 0 only so that the
+    // float→int conversion stays defined. n ≥ -126 after the clamp, so the
+    // biased exponent is positive.
+    uint32_t bits = (uint32_t)((int32_t)(n == n ? n : 0.0f) + 127) << 23;
+    float    scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
 }
