@@ -147,6 +147,21 @@ static double stage_loss(distiller *D, int stage, const int32_t *in, double tau,
 // ----------------------------------------------------------------------------
 // a stage: schedule, optimizer, checkpoints, curve
 
+// The summary a finished stage saved with its "done" mark (older runs wrote
+// just "done": its numbers stay unknown, NaN).
+static void read_stage_summary(molt_ctx *ctx, const char *done_path, distill_stage_result *res) {
+    char *sum = NULL;
+    size_t len = 0;
+    res->last_loss = (double)NAN;
+    if (fio_read_all(ctx, done_path, 4096, &sum, &len) != MOLT_OK)
+        return;
+    long long tokens = 0;
+    if (sscanf(sum, "done %lld %lf %lf %lf", &tokens, &res->seconds, &res->first_loss,
+               &res->last_loss) == 4)
+        res->tokens = tokens;
+    molt__free(sum);
+}
+
 static molt_status run_stage(distiller *D, int stage, const molt_distill_opts *o,
                              const token_stream *data, molt_distill_fn cb, void *user,
                              distill_stage_result *res) {
@@ -162,31 +177,14 @@ static molt_status run_stage(distiller *D, int stage, const molt_distill_opts *o
     if (steps <= 0)
         return MOLT_OK;
     if (o->resume && fio_exists(path)) { // finished earlier: load its final checkpoint
-        char latest[4200], *ck = NULL;
-        size_t nlen = 0;
-        fio_join(latest, sizeof latest, dir, "latest");
-        molt_status st = fio_read_all(ctx, latest, 256, &ck, &nlen);
+        char ck[4200];
+        molt_status st = checkpoint_latest(ctx, dir, ck, sizeof ck);
         if (st != MOLT_OK)
             return st;
-        // its summary, saved with the "done" mark (older runs: just "done")
-        char *sum = NULL;
-        size_t slen = 0;
-        res->last_loss = (double)NAN;
-        if (fio_read_all(ctx, path, 4096, &sum, &slen) == MOLT_OK) {
-            long long tk = 0;
-            if (sscanf(sum, "done %lld %lf %lf %lf", &tk, &res->seconds, &res->first_loss,
-                       &res->last_loss) == 4)
-                res->tokens = tk;
-            molt__free(sum);
-        }
-        while (nlen && (ck[nlen - 1] == '\n' || ck[nlen - 1] == ' '))
-            ck[--nlen] = 0;
-        fio_join(latest, sizeof latest, dir, ck);
-        molt__free(ck);
+        read_stage_summary(ctx, path, res);
         molt_load_opts lo = {NULL, 1};
         molt_model *c = NULL;
-        st = molt_model_load(ctx, latest, &lo, &c);
-        if (st == MOLT_OK) {
+        if ((st = molt_model_load(ctx, ck, &lo, &c)) == MOLT_OK) {
             memcpy(s->data, c->data, sizeof(float) * s->n_floats);
             molt_model_free(c);
             res->skipped = true;

@@ -66,6 +66,21 @@ static inline float k_expf(float x) {
     return p * scale;
 }
 
+// Σ a_i·b_i with 8 fixed partial sums: the compiler vectorizes it without
+// reassociating (strict IEEE), and the result does not depend on threading
+// or on the ISA clone
+static inline float k_dotf(const float *a, const float *b, int n) {
+    float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    int   i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++)
+            acc[k] += a[i + k] * b[i + k];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
 // silu(x) = x·σ(x)   (inline so K_SIMD loops vectorize it)
 static inline float k_silu(float x) { return x / (1.0f + k_expf(-x)); }
 
@@ -108,5 +123,7 @@ int  k_threads(void);
 int k_elementwise_threads(size_t n);
 // [lo, hi) of thread ith of nth over n items, in 16-float (cache line) blocks
 void k_split(size_t n, int ith, int nth, size_t *lo, size_t *hi);
+// dst[t, 0:n] = src[t, 0:n] for t < rows (row strides ldd, lds)
+void k_copy_cols(float *dst, size_t ldd, const float *src, size_t lds, size_t rows, size_t n);
 
 #endif

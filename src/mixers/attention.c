@@ -23,7 +23,8 @@ size_t attn_work(const attn_cfg *c, int T, int S, int nth) {
            (size_t)MOLT_MAXI(nth, 1) * rows * (size_t)S;
 }
 
-void rope_apply(float *x, int T, int nh, int hd, int pos, const float *cos, const float *sin) {
+K_SIMD void rope_apply(float *x, int T, int nh, int hd, int pos, const float *cos,
+                       const float *sin) {
     int half = hd / 2;
     for (int t = 0; t < T; t++) {
         const float *ct = cos + (size_t)(pos + t) * half, *st = sin + (size_t)(pos + t) * half;

@@ -63,33 +63,32 @@ size_t attn_train_work_floats(const attn_cfg *c, int B, int T) {
 }
 
 // ----------------------------------------------------------------------------
-// RoPE on head vectors stored with row stride ld (columns of the fused qkv).
-// Forward (rotate_half pairs (i, i+hd/2), as rope_apply):
+// RoPE on head vectors stored with row stride ld (columns of the fused qkv);
+// positions restart at 0 every T rows. The forward is rope_apply row by row
+// (one code path with inference); it rotates the pairs (i, i+hd/2) by +angle:
 //     a' = a·cos − b·sin ,  b' = b·cos + a·sin
-// is a rotation by +angle, so its transpose (the backward) rotates by −angle:
+// so its transpose (the backward) rotates by −angle:
 //     da = da'·cos + db'·sin ,  db = db'·cos − da'·sin
-// dir = +1 forward, −1 backward; positions restart at 0 every T rows.
 
-K_SIMD static void rope_strided(float *x, int ld, int rows, int T, int nh, int hd,
-                                const float *cos, const float *sin, int dir) {
+static void rope_rows(float *x, int ld, int rows, int T, int nh, int hd, const float *cos,
+                      const float *sin) {
+    for (int r = 0; r < rows; r++)
+        rope_apply(x + (size_t)r * ld, 1, nh, hd, r % T, cos, sin);
+}
+
+K_SIMD static void rope_rows_backward(float *dx, int ld, int rows, int T, int nh, int hd,
+                                      const float *cos, const float *sin) {
     int half = hd / 2;
     for (int r = 0; r < rows; r++) {
         int          t = r % T;
         const float *ct = cos + (size_t)t * half, *st = sin + (size_t)t * half;
         for (int h = 0; h < nh; h++) {
-            float *g = x + (size_t)r * ld + (size_t)h * hd;
-            if (dir > 0)
-                for (int i = 0; i < half; i++) {
-                    float a = g[i], b = g[i + half];
-                    g[i] = a * ct[i] - b * st[i];
-                    g[i + half] = b * ct[i] + a * st[i];
-                }
-            else
-                for (int i = 0; i < half; i++) {
-                    float a = g[i], b = g[i + half];
-                    g[i] = a * ct[i] + b * st[i];
-                    g[i + half] = b * ct[i] - a * st[i];
-                }
+            float *g = dx + (size_t)r * ld + (size_t)h * hd;
+            for (int i = 0; i < half; i++) {
+                float a = g[i], b = g[i + half];
+                g[i] = a * ct[i] + b * st[i];
+                g[i + half] = b * ct[i] - a * st[i];
+            }
         }
     }
 }
@@ -110,12 +109,6 @@ static bool qkv_fused(const attn_cfg *c, const attn_weights *w) {
            adjacent3(w->bq, w->bk, w->bv, Hh, KVh);
 }
 
-static void copy_cols(float *dst, size_t ldd, const float *src, size_t lds, size_t rows,
-                      size_t n) {
-    for (size_t t = 0; t < rows; t++)
-        memcpy(dst + t * ldd, src + t * lds, sizeof(float) * n);
-}
-
 // qkv[BT, ld] columns [0, n_out) = u · [Wq; Wk; Wv][0:n_out]ᵀ (+ bias), then RoPE
 // on q and k. n_out = (H+2KV)·hd, or (H+KV)·hd for q and k only. scratch: BT·H·hd
 // floats (the unfused path).
@@ -131,11 +124,11 @@ static void project(float *qkv, int ld, int n_out, const float *u, int B, int T,
         int          n[3] = {Hh, KVh, KVh}, col = 0;
         for (int i = 0; i < 3 && col < n_out; col += n[i], i++) {
             k_matmul(scratch, u, W[i], bias[i], BT, c->d, n[i], 0);
-            copy_cols(qkv + col, ldz, scratch, (size_t)n[i], (size_t)BT, (size_t)n[i]);
+            k_copy_cols(qkv + col, ldz, scratch, (size_t)n[i], (size_t)BT, (size_t)n[i]);
         }
     }
-    rope_strided(qkv, ld, BT, T, c->H, c->hd, cos, sin, +1);
-    rope_strided(qkv + Hh, ld, BT, T, c->KV, c->hd, cos, sin, +1);
+    rope_rows(qkv, ld, BT, T, c->H, c->hd, cos, sin);
+    rope_rows(qkv + Hh, ld, BT, T, c->KV, c->hd, cos, sin);
 }
 
 // ----------------------------------------------------------------------------
@@ -321,7 +314,7 @@ static void project_backward(float *du, const attn_grads *g, const float *dqkv, 
     }
     int n[3] = {Hh, KVh, KVh}, col = 0;
     for (int i = 0; i < 3; col += n[i], i++) {
-        copy_cols(scratch, (size_t)n[i], dqkv + col, (size_t)W, (size_t)BT, (size_t)n[i]);
+        k_copy_cols(scratch, (size_t)n[i], dqkv + col, (size_t)W, (size_t)BT, (size_t)n[i]);
         k_matmul_backward(du, gw[i], gb[i], scratch, u, Wm[i], BT, d, n[i], i > 0);
     }
 }
@@ -368,8 +361,8 @@ void attn_train_backward(float *du, const attn_grads *g, const float *dout, cons
     }
 
     // q = rope(q_lin), k = rope(k_lin):   d(q_lin) = rope⁻¹(dq)  (in place)
-    rope_strided(dqkv, W, (int)BT, T, H, hd, cos, sin, -1);
-    rope_strided(dk, W, (int)BT, T, KV, hd, cos, sin, -1);
+    rope_rows_backward(dqkv, W, (int)BT, T, H, hd, cos, sin);
+    rope_rows_backward(dk, W, (int)BT, T, KV, hd, cos, sin);
 
     // [q_lin | k_lin | v] = u·[Wq; Wk; Wv]ᵀ + b   (dheads is free scratch now)
     project_backward(du, g, dqkv, u, B * T, c, w, dheads);

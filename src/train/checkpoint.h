@@ -11,6 +11,8 @@
 
 molt_status save_checkpoint(molt_ctx *ctx, const molt_model *m, const adamw *opt,
                             const char *out_dir, int64_t step, uint64_t rng, int64_t tokens);
+// dir[n] = out_dir/<the name in out_dir/latest>: the newest complete checkpoint.
+molt_status checkpoint_latest(molt_ctx *ctx, const char *out_dir, char *dir, size_t n);
 // Restores parameters, moments, AdamW step; returns the step, sampler state, tokens.
 molt_status load_checkpoint(molt_ctx *ctx, molt_model *m, adamw *opt, const char *out_dir,
                             int64_t *step, uint64_t *rng, int64_t *tokens);

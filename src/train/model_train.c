@@ -191,11 +191,6 @@ static bool mlp_in_fused(const layer_weights *w, int d, int F) {
     return w->w_up == w->w_gate + (size_t)F * d;
 }
 
-static void copy_cols(float *dst, size_t ldd, const float *src, size_t lds, int N, int F) {
-    for (int t = 0; t < N; t++)
-        memcpy(dst + (size_t)t * ldd, src + (size_t)t * lds, sizeof(float) * (size_t)F);
-}
-
 // gu[N, 2F] = v · [W_g; W_u]ᵀ
 static void mlp_in_forward(float *gu, const float *v, const layer_weights *w, int N, int d, int F,
                            float *scratch) {
@@ -204,9 +199,9 @@ static void mlp_in_forward(float *gu, const float *v, const layer_weights *w, in
         return;
     }
     k_matmul(scratch, v, w->w_gate, NULL, N, d, F, 0);
-    copy_cols(gu, 2 * (size_t)F, scratch, (size_t)F, N, F);
+    k_copy_cols(gu, 2 * (size_t)F, scratch, (size_t)F, N, F);
     k_matmul(scratch, v, w->w_up, NULL, N, d, F, 0);
-    copy_cols(gu + F, 2 * (size_t)F, scratch, (size_t)F, N, F);
+    k_copy_cols(gu + F, 2 * (size_t)F, scratch, (size_t)F, N, F);
 }
 
 // from tm->dg ([N, 2F], ∂gu): tm->dv = ∂v (written), grads of W_g, W_u +=
@@ -217,9 +212,9 @@ static void mlp_in_backward(train_model *tm, const layer_weights *w, const float
                           2 * F, 0);
         return;
     }
-    copy_cols(tm->dh, (size_t)F, tm->dg, 2 * (size_t)F, N, F);
+    k_copy_cols(tm->dh, (size_t)F, tm->dg, 2 * (size_t)F, N, F);
     k_matmul_backward(tm->dv, tm_grad_of(tm, w->w_gate), NULL, tm->dh, v, w->w_gate, N, d, F, 0);
-    copy_cols(tm->dh, (size_t)F, tm->dg + F, 2 * (size_t)F, N, F);
+    k_copy_cols(tm->dh, (size_t)F, tm->dg + F, 2 * (size_t)F, N, F);
     k_matmul_backward(tm->dv, tm_grad_of(tm, w->w_up), NULL, tm->dh, v, w->w_up, N, d, F, 1);
 }
 

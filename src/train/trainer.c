@@ -131,21 +131,28 @@ molt_status save_checkpoint(molt_ctx *ctx, const molt_model *m, const adamw *opt
     return MOLT_OK;
 }
 
-molt_status load_checkpoint(molt_ctx *ctx, molt_model *m, adamw *opt, const char *out_dir,
-                                   int64_t *step, uint64_t *rng, int64_t *tokens) {
-    char path[4200], dir[4200];
-    char *name = NULL;
+molt_status checkpoint_latest(molt_ctx *ctx, const char *out_dir, char *dir, size_t n) {
+    char path[4200], *name = NULL;
     size_t len = 0;
     fio_join(path, sizeof path, out_dir, "latest");
     molt_status st = fio_read_all(ctx, path, 256, &name, &len);
+    if (st != MOLT_OK)
+        return st;
+    while (len && (name[len - 1] == '\n' || name[len - 1] == ' '))
+        name[--len] = 0;
+    fio_join(dir, n, out_dir, name);
+    molt__free(name);
+    return MOLT_OK;
+}
+
+molt_status load_checkpoint(molt_ctx *ctx, molt_model *m, adamw *opt, const char *out_dir,
+                                   int64_t *step, uint64_t *rng, int64_t *tokens) {
+    char path[4200], dir[4200];
+    molt_status st = checkpoint_latest(ctx, out_dir, dir, sizeof dir);
     if (st != MOLT_OK) {
         molt__err_prefix(ctx, "cannot resume (no complete checkpoint in %s)", out_dir);
         return st;
     }
-    while (len && (name[len - 1] == '\n' || name[len - 1] == ' '))
-        name[--len] = 0;
-    fio_join(dir, sizeof dir, out_dir, name);
-    molt__free(name);
     molt_load_opts lo = {NULL, 1};
     molt_model *c = NULL;
     if ((st = molt_model_load(ctx, dir, &lo, &c)) != MOLT_OK)
@@ -175,6 +182,7 @@ molt_status load_checkpoint(molt_ctx *ctx, molt_model *m, adamw *opt, const char
     if (st != MOLT_OK)
         return st;
     char *js = NULL;
+    size_t len = 0;
     fio_join(path, sizeof path, dir, "state.json");
     if ((st = fio_read_all(ctx, path, 4096, &js, &len)) != MOLT_OK)
         return st;

@@ -34,6 +34,11 @@ int k_threads(void) { return g_threads; }
 
 int k_elementwise_threads(size_t n) { return n < K_ELEMENTWISE_MIN ? 1 : g_threads; }
 
+void k_copy_cols(float *dst, size_t ldd, const float *src, size_t lds, size_t rows, size_t n) {
+    for (size_t t = 0; t < rows; t++)
+        memcpy(dst + t * ldd, src + t * lds, sizeof(float) * n);
+}
+
 void k_split(size_t n, int ith, int nth, size_t *lo, size_t *hi) {
     size_t per = ((n + (size_t)nth - 1) / (size_t)nth + 15) & ~(size_t)15;
     *lo = per * (size_t)ith < n ? per * (size_t)ith : n;
@@ -44,19 +49,10 @@ void k_split(size_t n, int ith, int nth, size_t *lo, size_t *hi) {
 // matmul
 
 // y[out] = W[out,in] · x[in] for small shapes: no BLAS call overhead.
-// Eight independent partial sums let the compiler vectorize without -ffast-math.
 static void matvec_small(float *y, const float *x, const float *W, int in, int out,
                          int accumulate) {
     for (int o = 0; o < out; o++) {
-        const float *w = W + (size_t)o * in;
-        float acc[8] = {0};
-        int i = 0;
-        for (; i + 8 <= in; i += 8)
-            for (int k = 0; k < 8; k++)
-                acc[k] += w[i + k] * x[i + k];
-        float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-        for (; i < in; i++)
-            s += w[i] * x[i];
+        float s = k_dotf(W + (size_t)o * in, x, in);
         y[o] = accumulate ? y[o] + s : s;
     }
 }

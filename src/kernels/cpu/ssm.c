@@ -152,7 +152,7 @@ static void step_heads(void *arg, int ith, int nth) {
             float  xv = j->X[(size_t)h * P + p];
             for (int n = 0; n < N; n++)
                 sp[n] = a * sp[n] + xv * Bg[n];
-            j->y[(size_t)h * P + p] = dotf(sp, Cg, N);
+            j->y[(size_t)h * P + p] = k_dotf(sp, Cg, N);
         }
     }
 }
@@ -213,7 +213,7 @@ static void chunk_intra(float *y, float *S, float *din, float *dout, float *row,
         const float *Ci = CR(i);
         float        seg = 0.0f; // Σ_{k=j+1..i} dA_k, grown from the diagonal
         for (int j = i; j >= 0; j--) {
-            row[j] = seg < SSM_EXP_FLUSH ? 0.0f : dotf(Ci, BR(j), N) * expf(seg);
+            row[j] = seg < SSM_EXP_FLUSH ? 0.0f : k_dotf(Ci, BR(j), N) * expf(seg);
             seg += DA(j);
         }
         float *yi = y + ((size_t)(t0 + i) * H + h) * P;
@@ -300,7 +300,7 @@ static void chunked_phase3(void *arg, int ith, int nth) {
             const float *Ci = j->C + ((size_t)(t0 + i) * G + g) * N;
             float       *yi = j->y + ((size_t)(t0 + i) * H + h) * P;
             for (int p = 0; p < P; p++)
-                yi[p] += dec[i] * dotf(Ci, S + (size_t)p * N, N);
+                yi[p] += dec[i] * k_dotf(Ci, S + (size_t)p * N, N);
         }
     }
 }
@@ -357,7 +357,7 @@ static void mat_rows(void *arg, int ith, int nth) {
                 }
                 Mt[s] = 0.0f;
             } else {
-                float v = dotf(Ct, j->B + ((size_t)s * G + g) * N, N) * expf(seg);
+                float v = k_dotf(Ct, j->B + ((size_t)s * G + g) * N, N) * expf(seg);
                 Mt[s] = j->colscale ? v * j->colscale[(size_t)s * H + h] : v;
             }
             seg += j->dA[(size_t)s * H + h];

@@ -273,8 +273,8 @@ static void chunk_bwd_intra(const chunk_bwd *j, int h, int c) {
         float        seg = 0.0f; // Σ_{k=j+1..i} dA_k, grown from the diagonal
         for (int jj = i; jj >= 0; jj--) {
             float L = decay(seg);
-            float cb = dotf(Ci, BR(jj), N);
-            float gij = dotf(dyi, XR(jj), P);
+            float cb = k_dotf(Ci, BR(jj), N);
+            float gij = k_dotf(dyi, XR(jj), P);
             axpy(DXR(jj), cb * L, dyi, P);
             axpy(dCi, gij * L, BR(jj), N);
             axpy(DBR(jj), gij * L, Ci, N);
@@ -300,7 +300,7 @@ static void chunk_bwd_intra(const chunk_bwd *j, int h, int c) {
             float       *dCi = DCR(i), ri = 0.0f;
             for (int p = 0; p < P; p++) {
                 const float *Sp = S + (size_t)p * N;
-                ri += dyi[p] * dotf(Sp, Ci, N);
+                ri += dyi[p] * k_dotf(Sp, Ci, N);
                 axpy(dCi, din[i] * dyi[p], Sp, N);
                 axpy(dS + (size_t)p * N, din[i] * dyi[p], Ci, N);
             }
@@ -343,7 +343,7 @@ static void chunk_bwd_state(const chunk_bwd *j, int h, int c) {
         float        q = 0.0f;
         for (int p = 0; p < P; p++) {
             const float *Ep = E + (size_t)p * N;
-            float        eb = dotf(Ep, Bi, N);
+            float        eb = k_dotf(Ep, Bi, N);
             dXi[p] += dout[i] * eb;
             q += Xi[p] * eb;
             axpy(dBi, dout[i] * Xi[p], Ep, N);
@@ -375,7 +375,7 @@ static void chunk_bwd_phaseB(void *arg, int ith, int nth) {
             float       *e = j->E + ((size_t)c * H + h) * PN;
             const float *S = j->st + ((size_t)c * H + h) * PN;
             // S_in[c+1] = a_c S_in[c] + S_c:  d a_c = ⟨E[c], S_in[c]⟩
-            j->da[(size_t)h * nc + c] = a * dotf(v, S, (int)PN);
+            j->da[(size_t)h * nc + c] = a * k_dotf(v, S, (int)PN);
             for (size_t k = 0; k < PN; k++) {
                 float loc = e[k];
                 e[k] = v[k];
@@ -490,7 +490,7 @@ static void mat_bwd_heads(void *arg, int ith, int nth) {
                 const float *Bs = j->B + ((size_t)s * G + g) * N;
                 float        m = dMt[s], L = expf(seg);
                 float        cs = j->cs ? j->cs[(size_t)s * H + h] : 1.0f;
-                float        cb = dotf(Ct, Bs, N);
+                float        cb = k_dotf(Ct, Bs, N);
                 if (j->dcs)
                     j->dcs[(size_t)s * H + h] += m * cb * L;
                 float gl = m * L * cs; // dM0 / d(C_t·B_s)

@@ -34,18 +34,4 @@ static inline int all_nonpos(const float *dA, size_t n) {
     return 1;
 }
 
-// dot product with 8 fixed partial sums: the compiler can vectorize it without
-// reassociating (strict IEEE), and the result does not depend on threading
-static inline float dotf(const float *a, const float *b, int n) {
-    float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
-    int   i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++)
-            acc[k] += a[i + k] * b[i + k];
-    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (; i < n; i++)
-        s += a[i] * b[i];
-    return s;
-}
-
 #endif
