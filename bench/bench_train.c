@@ -52,7 +52,8 @@ int main(int argc, char **argv) {
     }
     model_free_cfg(&c);
     model_init_random(m, 1);
-    k_set_threads(threads);
+    molt_exec        exv = molt_exec_cpu(threads);
+    const molt_exec *ex = &exv;
     int N = B * T;
     int32_t *in = malloc(sizeof(int32_t) * (size_t)N), *tg = malloc(sizeof(int32_t) * (size_t)N);
     for (int i = 0; i < N; i++) {
@@ -66,14 +67,14 @@ int main(int argc, char **argv) {
     for (int s = 0; s < steps + 2; s++) { // 2 warm-up steps
         double t0 = molt__now();
         tm_zero_grad(tm);
-        tm_forward(tm, in);
-        tm_loss_ce(tm, tg, 1.0f);
+        tm_forward(ex, tm, in);
+        tm_loss_ce(ex, tm, tg, 1.0f);
         double t1 = molt__now();
-        tm_backward(tm);
+        tm_backward(ex, tm);
         double t2 = molt__now();
         double gn = grad_norm(m, &opt, tm->grad);
         grad_clip(m, &opt, tm->grad, gn, 1.0);
-        adamw_update(m, &opt, tm->grad, 1e-3f);
+        adamw_update(ex, m, &opt, tm->grad, 1e-3f);
         double t3 = molt__now();
         if (s >= 2) {
             tf[s - 2] = t1 - t0, tb[s - 2] = t2 - t1, to[s - 2] = t3 - t2, tt[s - 2] = t3 - t0;
@@ -98,7 +99,7 @@ int main(int argc, char **argv) {
     double gbest = 1e30;
     for (int r = 0; r < 5; r++) {
         double t0 = molt__now();
-        k_matmul(o, a, b, NULL, n, n, n, 0);
+        k_matmul(ex, o, a, b, NULL, n, n, n, 0);
         double dt = molt__now() - t0;
         gbest = dt < gbest ? dt : gbest;
     }

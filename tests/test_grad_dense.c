@@ -172,7 +172,7 @@ static void test_linear(int T, int in, int out, int with_b) {
     float *dx = frand(nx, 3.0f); // garbage: must be overwritten
     float *dW = frand(nW, 1.0f), *dW0 = fcopy(dW, nW);
     float *db = frand((size_t)out, 1.0f), *db0 = fcopy(db, (size_t)out);
-    k_matmul_backward(dx, dW, with_b ? db : NULL, dy, x, W, T, in, out, 0);
+    k_matmul_backward(TEX, dx, dW, with_b ? db : NULL, dy, x, W, T, in, out, 0);
     sub(dW, dW0, nW);
     sub(db, db0, (size_t)out);
     lin_twin c = {T, in, out, to_d(x, nx), to_d(W, nW), to_d(b, (size_t)out), to_d(dy, ny)};
@@ -191,14 +191,14 @@ static void test_linear(int T, int in, int out, int with_b) {
     }
     // accumulate_dx: dx += dy·W on top of a pre-filled dx; NULL dW / db skipped
     float *acc = frand(nx, 1.0f), *acc0 = fcopy(acc, nx);
-    k_matmul_backward(acc, NULL, NULL, dy, x, W, T, in, out, 1);
+    k_matmul_backward(TEX, acc, NULL, NULL, dy, x, W, T, in, out, 1);
     sub(acc, acc0, nx);
     snprintf(name, sizeof name, "linear T%d accumulate_dx", T);
     t_close(name, acc, dx, nx, 1e-5, 1e-6);
     // fast == _ref oracle
     float *rdx = fmalloc(nx), *rdW = fcopy(dW0, nW), *rdb = fcopy(db0, (size_t)out);
     float *fdW = fcopy(dW0, nW), *fdb = fcopy(db0, (size_t)out);
-    k_matmul_backward(NULL, fdW, fdb, dy, x, W, T, in, out, 0);
+    k_matmul_backward(TEX, NULL, fdW, fdb, dy, x, W, T, in, out, 0);
     k_matmul_backward_ref(rdx, rdW, rdb, dy, x, W, T, in, out, 0);
     t_close("linear dx vs ref", dx, rdx, nx, -1, 1e-6);
     t_close("linear dW vs ref", fdW, rdW, nW, -1, 1e-6);
@@ -214,9 +214,9 @@ static void test_linear_threads(int T, int in, int out, int nth) {
     float *x = frand(nx, 1.0f), *W = frand(nW, 0.1f), *dy = frand((size_t)T * out, 1.0f);
     float *dx = frand(nx, 1.0f), *rdx = fcopy(dx, nx), *dW = frand(nW, 1.0f), *rdW = fcopy(dW, nW);
     float *db = frand((size_t)out, 1.0f), *rdb = fcopy(db, (size_t)out);
-    k_set_threads(nth);
-    k_matmul_backward(dx, dW, db, dy, x, W, T, in, out, 1);
-    k_set_threads(1);
+    test_threads(nth);
+    k_matmul_backward(TEX, dx, dW, db, dy, x, W, T, in, out, 1);
+    test_threads(1);
     k_matmul_backward_ref(rdx, rdW, rdb, dy, x, W, T, in, out, 1);
     char name[96];
     snprintf(name, sizeof name, "linear %d threads T%d %dx%d: dx", nth, T, in, out);
@@ -271,8 +271,8 @@ static void test_rmsnorm(int T, int d) {
         w[i] += 1.0f;
     float eps = 1e-5f;
     float *y = fmalloc(n), *y0 = fmalloc(n), *rstd = fmalloc((size_t)T);
-    k_rmsnorm_forward(y, rstd, x, w, T, d, eps);
-    k_rmsnorm(y0, x, w, T, d, eps);
+    k_rmsnorm_forward(TEX, y, rstd, x, w, T, d, eps);
+    k_rmsnorm(TEX, y0, x, w, T, d, eps);
     CHECK(memcmp(y, y0, sizeof(float) * n) == 0, "k_rmsnorm_forward differs from k_rmsnorm");
     rms_twin c = {T, d, (double)eps, to_d(x, n), to_d(w, (size_t)d), to_d(dy, n)};
     double  *yd = dmalloc(n), *rd = dmalloc((size_t)T);
@@ -281,7 +281,7 @@ static void test_rmsnorm(int T, int d) {
     close_d("rmsnorm rstd vs double", rstd, rd, (size_t)T, 1e-6);
     float *dx = frand(n, 1.0f), *dx0 = fcopy(dx, n); // += (residual stream)
     float *dw = frand((size_t)d, 1.0f), *dw0 = fcopy(dw, (size_t)d);
-    k_rmsnorm_backward(dx, dw, dy, x, w, rstd, T, d);
+    k_rmsnorm_backward(TEX, dx, dw, dy, x, w, rstd, T, d);
     sub(dx, dx0, n);
     sub(dw, dw0, (size_t)d);
     fd_check("rmsnorm dx (+=)", rms_loss, &c, c.x, n, dx);
@@ -311,15 +311,15 @@ static void test_swiglu(size_t n) {
     float *g = frand(n, 3.0f), *u = frand(n, 1.0f), *dh = frand(n, 1.0f);
     g[0] = 30.0f, g[1] = -30.0f, g[2] = 0.0f; // saturated ends and the middle
     float *h = fcopy(g, n);
-    k_swiglu(h, u, n);
+    k_swiglu(TEX, h, u, n);
     float *dg = frand(n, 1.0f), *du = frand(n, 1.0f); // written
-    k_swiglu_backward(dg, du, dh, g, u, n);
+    k_swiglu_backward(TEX, dg, du, dh, g, u, n);
     swi_twin c = {n, to_d(g, n), to_d(u, n), to_d(dh, n)};
     fd_check("swiglu dg", swi_loss, &c, c.g, n, dg);
     fd_check("swiglu du", swi_loss, &c, c.u, n, du);
     // in place: dg over dh
     float *ip = fcopy(dh, n), *du2 = fmalloc(n);
-    k_swiglu_backward(ip, du2, ip, g, u, n);
+    k_swiglu_backward(TEX, ip, du2, ip, g, u, n);
     CHECK(memcmp(ip, dg, sizeof(float) * n) == 0 && memcmp(du2, du, sizeof(float) * n) == 0,
           "swiglu backward in place (dg = dh) differs");
     free(g), free(u), free(dh), free(h), free(dg), free(du), free(c.g), free(c.u);
@@ -350,7 +350,7 @@ static void test_embedding(int V, int T, int d) {
         ids[t] = (t * 7 + 3) % V; // repeats when T > V
     float *E = frand((size_t)V * d, 1.0f), *dx = frand((size_t)T * d, 1.0f);
     float *dE = frand((size_t)V * d, 1.0f), *dE0 = fcopy(dE, (size_t)V * d);
-    k_embedding_backward(dE, dx, ids, T, d);
+    k_embedding_backward(TEX, dE, dx, ids, T, d);
     sub(dE, dE0, (size_t)V * d);
     emb_twin c = {T, d, to_d(E, (size_t)V * d), ids, to_d(dx, (size_t)T * d)};
     fd_check("embedding dE (+=, repeated ids)", emb_loss, &c, c.E, (size_t)V * d, dE);
@@ -364,10 +364,10 @@ static void test_embedding_threads(void) {
         ids[t] = (t * 13) % V;
     float *dx = frand((size_t)T * d, 1.0f), *a = frand((size_t)V * d, 1.0f);
     float *b = fcopy(a, (size_t)V * d);
-    k_embedding_backward(a, dx, ids, T, d);
-    k_set_threads(4);
-    k_embedding_backward(b, dx, ids, T, d);
-    k_set_threads(1);
+    k_embedding_backward(TEX, a, dx, ids, T, d);
+    test_threads(4);
+    k_embedding_backward(TEX, b, dx, ids, T, d);
+    test_threads(1);
     CHECK(memcmp(a, b, sizeof(float) * (size_t)V * d) == 0, "embedding backward: 4 threads != 1");
     free(ids), free(dx), free(a), free(b);
 }
@@ -520,17 +520,17 @@ static void att_run(const att_case *k, att_out *o, int nth) {
     o->out = fmalloc(sz[0]);
     o->act = fmalloc(attn_train_act_floats(c, k->B, k->T));
     float *work = fmalloc(attn_train_work_floats(c, k->B, k->T));
-    k_set_threads(nth);
-    attn_train_forward(o->out, o->act, k->u, k->B, k->T, c, &k->w, g_cos, g_sin, NULL);
+    test_threads(nth);
+    attn_train_forward(TEX, o->out, o->act, k->u, k->B, k->T, c, &k->w, g_cos, g_sin, NULL);
     for (int i = 0; i < 9; i++) {
         o->g[i] = (i < 5 || bias) ? fmalloc(sz[i]) : NULL;
         if (o->g[i])
             prefill(o->g[i], sz[i], i); // du: garbage (written); params: += on top
     }
     attn_grads g = {o->g[1], o->g[2], o->g[3], o->g[4], o->g[5], o->g[6], o->g[7], o->g[8]};
-    attn_train_backward(o->g[0], &g, k->dout, o->act, k->u, k->B, k->T, c, &k->w, g_cos, g_sin,
+    attn_train_backward(TEX, o->g[0], &g, k->dout, o->act, k->u, k->B, k->T, c, &k->w, g_cos, g_sin,
                         work);
-    k_set_threads(1);
+    test_threads(1);
     // parameter grads +=: remove the pre-fill
     for (int i = 1; i < 9; i++)
         if (o->g[i]) {
@@ -586,15 +586,15 @@ static void test_attention(int B, int T, int d, int H, int KV, int hd, int bias,
     float *y = fmalloc((size_t)T * d), *A = fmalloc((size_t)H * T * T);
     for (int b = 0; b < B; b++) {
         const float *ub = k.u + (size_t)b * T * d;
-        attn_forward(y, NULL, ub, T, 0, c, &k.w, kc, vc, T, g_cos, g_sin, work, 1);
+        attn_forward(TEX, y, NULL, ub, T, 0, c, &k.w, kc, vc, T, g_cos, g_sin, work, 1);
         snprintf(name, sizeof name, "%s: seq %d out == attn_forward", tag, b);
         close_p(name, o.out + (size_t)b * T * d, y, (size_t)T * d, 1e-6);
-        attn_materialize(A, ub, T, c, &k.w, g_cos, g_sin, work);
+        attn_materialize(TEX, A, ub, T, c, &k.w, g_cos, g_sin, work);
         snprintf(name, sizeof name, "%s: seq %d probs == attn_materialize", tag, b);
         close_p(name, P + (size_t)b * H * T * T, A, (size_t)H * T * T, 1e-6);
     }
     float *At = fmalloc((size_t)B * H * T * T), *tw = fmalloc(attn_train_work_floats(c, B, T));
-    attn_train_probs(At, k.u, B, T, c, &k.w, g_cos, g_sin, tw);
+    attn_train_probs(TEX, At, k.u, B, T, c, &k.w, g_cos, g_sin, tw);
     snprintf(name, sizeof name, "%s: attn_train_probs == act probs", tag);
     t_close(name, At, P, (size_t)B * H * T * T, 0, 0);
 
@@ -634,8 +634,8 @@ static void test_attention_fwd_only(int T, int H, int KV) {
     float *out = fmalloc((size_t)T * 16), *act = fmalloc(attn_train_act_floats(&k.c, 1, T));
     float *y = fmalloc((size_t)T * 16), *kc = fmalloc((size_t)KV * T * 8),
           *vc = fmalloc((size_t)KV * T * 8), *work = fmalloc(attn_work(&k.c, T, T, 1));
-    attn_train_forward(out, act, k.u, 1, T, &k.c, &k.w, g_cos, g_sin, NULL);
-    attn_forward(y, NULL, k.u, T, 0, &k.c, &k.w, kc, vc, T, g_cos, g_sin, work, 1);
+    attn_train_forward(TEX, out, act, k.u, 1, T, &k.c, &k.w, g_cos, g_sin, NULL);
+    attn_forward(TEX, y, NULL, k.u, T, 0, &k.c, &k.w, kc, vc, T, g_cos, g_sin, work, 1);
     char name[96];
     snprintf(name, sizeof name, "attn T%d H%d KV%d: out == attn_forward", T, H, KV);
     close_p(name, out, y, (size_t)T * 16, 1e-6);
@@ -696,7 +696,7 @@ static void test_ce(int n, int V, float logit_scale) {
     float   scale = 1.0f / (float)counted;
     float  *g = frand(N, 1.0f); // written
     int64_t cnt = -1;
-    double  L = loss_ce(g, x, y, n, V, scale, &cnt);
+    double  L = loss_ce(TEX, g, x, y, n, V, scale, &cnt);
     ce_twin c = {n, V, to_d(x, N), NULL, y, 1.0, (double)scale};
     double  Ld = ce_loss(&c) / (double)scale;
     printf("  ce n%d V%d ×%g: loss %.6f (double %.6f), counted %lld\n", n, V, (double)logit_scale,
@@ -712,7 +712,7 @@ static void test_ce(int n, int V, float logit_scale) {
     snprintf(name, sizeof name, "ce n%d V%d ×%g dlogits (ignore<0)", n, V, (double)logit_scale);
     fd_check(name, ce_loss, &c, c.x, N, g);
     float *ip = fcopy(x, N);
-    double L2 = loss_ce(ip, ip, y, n, V, scale, NULL), L3 = loss_ce(NULL, x, y, n, V, scale, NULL);
+    double L2 = loss_ce(TEX, ip, ip, y, n, V, scale, NULL), L3 = loss_ce(TEX, NULL, x, y, n, V, scale, NULL);
     CHECK(L2 == L && L3 == L && memcmp(ip, g, sizeof(float) * N) == 0,
           "ce in place / NULL grad differ");
     free(x), free(y), free(g), free(c.x), free(ip);
@@ -723,7 +723,7 @@ static void test_soft_ce(int n, int V, float tau) {
     size_t N = (size_t)n * V;
     float *s = frand(N, 2.0f), *t = frand(N, 2.0f), *g = frand(N, 1.0f);
     float  scale = 1.0f / (float)n;
-    double L = loss_soft_ce(g, s, t, n, V, tau, scale);
+    double L = loss_soft_ce(TEX, g, s, t, n, V, tau, scale);
     ce_twin c = {n, V, to_d(s, N), to_d(t, N), NULL, (double)tau, (double)scale};
     double  Ld = sce_loss(&c) / (double)scale;
     printf("  soft_ce n%d V%d τ%g: loss %.6f (double %.6f)\n", n, V, (double)tau, L, Ld);
@@ -731,7 +731,7 @@ static void test_soft_ce(int n, int V, float tau) {
     snprintf(name, sizeof name, "soft_ce n%d V%d τ%g dstudent", n, V, (double)tau);
     fd_check(name, sce_loss, &c, c.x, N, g);
     float *ip = fcopy(s, N);
-    double L2 = loss_soft_ce(ip, ip, t, n, V, tau, scale);
+    double L2 = loss_soft_ce(TEX, ip, ip, t, n, V, tau, scale);
     CHECK(L2 == L && memcmp(ip, g, sizeof(float) * N) == 0, "soft_ce in place differs");
     free(s), free(t), free(g), free(c.x), free(c.t), free(ip);
 }
@@ -766,8 +766,8 @@ static void test_norm_loss(int frob, int rows, int L) {
     float *x = frand(N, 1.0f), *y = frand(N, 1.0f), *g = frand(N, 1.0f);
     memcpy(x + len, y + len, sizeof(float) * len);
     float  scale = 1.0f / (float)rows;
-    double got = frob ? loss_frobenius(g, x, y, rows, L, scale)
-                      : loss_l2_rows(g, x, y, rows, L, scale);
+    double got = frob ? loss_frobenius(TEX, g, x, y, rows, L, scale)
+                      : loss_l2_rows(TEX, g, x, y, rows, L, scale);
     nrm_twin c = {rows, len, to_d(x, N), to_d(y, N), (double)scale};
     double   want = nrm_loss(&c) / (double)scale;
     const char *nm = frob ? "frobenius" : "l2_rows";
@@ -780,8 +780,8 @@ static void test_norm_loss(int frob, int rows, int L) {
     snprintf(name, sizeof name, "%s %dx%d d%s", nm, rows, L, frob ? "S" : "x");
     fd_check(name, nrm_loss, &c, c.x, N, g);
     float *ip = fcopy(x, N);
-    double g2 = frob ? loss_frobenius(ip, ip, y, rows, L, scale)
-                     : loss_l2_rows(ip, ip, y, rows, L, scale);
+    double g2 = frob ? loss_frobenius(TEX, ip, ip, y, rows, L, scale)
+                     : loss_l2_rows(TEX, ip, ip, y, rows, L, scale);
     CHECK(g2 == got && memcmp(ip, g, sizeof(float) * N) == 0, "%s in place differs", nm);
     free(x), free(y), free(g), free(c.x), free(c.y), free(ip);
 }
@@ -797,12 +797,12 @@ static void test_loss_threads(void) {
     float *g[2][3];
     double a1 = 0, a4 = 0, b1 = 0, b4 = 0, c1 = 0, c4 = 0;
     for (int pass = 0; pass < 2; pass++) {
-        k_set_threads(pass ? 4 : 1);
+        test_threads(pass ? 4 : 1);
         for (int i = 0; i < 3; i++)
             g[pass][i] = fmalloc(N);
-        double a = loss_ce(g[pass][0], x, y, n, V, 0.01f, NULL);
-        double b = loss_soft_ce(g[pass][1], x, t, n, V, 2.0f, 0.01f);
-        double c = loss_frobenius(g[pass][2], x, t, 30, 100, 0.1f);
+        double a = loss_ce(TEX, g[pass][0], x, y, n, V, 0.01f, NULL);
+        double b = loss_soft_ce(TEX, g[pass][1], x, t, n, V, 2.0f, 0.01f);
+        double c = loss_frobenius(TEX, g[pass][2], x, t, 30, 100, 0.1f);
         if (pass)
             a4 = a, b4 = b, c4 = c;
         else
@@ -814,7 +814,7 @@ static void test_loss_threads(void) {
               nm[i]);
         free(g[0][i]), free(g[1][i]);
     }
-    k_set_threads(1);
+    test_threads(1);
     CHECK(fabs(a1 - a4) <= 1e-12 * fabs(a1) && fabs(b1 - b4) <= 1e-12 * fabs(b1) &&
               fabs(c1 - c4) <= 1e-12 * fabs(c1),
           "losses differ with 4 threads: %.17g %.17g / %.17g %.17g / %.17g %.17g", a1, a4, b1, b4,
@@ -868,11 +868,11 @@ static void test_hybrid(int T, int d) {
     for (size_t i = 0; i < n; i++)
         s[i] -= 0.3f, a[i] += 0.5f;
     float *out = fmalloc(n), *act = fmalloc(hybrid_combine_act_floats(T, d));
-    hybrid_combine_forward(out, act, s, a, W, b, T, d);
+    hybrid_combine_forward(TEX, out, act, s, a, W, b, T, d);
     // forward.c's hybrid path
     float *m = fcopy(a, n), *y = fmalloc(n);
     hybrid_match_stats(m, s, T, d);
-    k_matmul(y, m, W, b, T, d, d, 0);
+    k_matmul(TEX, y, m, W, b, T, d, d, 0);
     for (size_t i = 0; i < n; i++)
         y[i] = 0.5f * (s[i] + y[i]);
     CHECK(memcmp(out, y, sizeof(float) * n) == 0, "hybrid_combine_forward != forward.c path");
@@ -883,7 +883,7 @@ static void test_hybrid(int T, int d) {
     float *ds = frand(n, 1.0f), *da = frand(n, 1.0f); // written
     float *dW = frand(nW, 1.0f), *dW0 = fcopy(dW, nW), *db = frand((size_t)d, 1.0f);
     float *db0 = fcopy(db, (size_t)d);
-    hybrid_combine_backward(ds, da, dW, db, dout, act, s, a, W, T, d);
+    hybrid_combine_backward(TEX, ds, da, dW, db, dout, act, s, a, W, T, d);
     sub(dW, dW0, nW);
     sub(db, db0, (size_t)d);
     fd_check("hybrid ds", hyb_loss, &c, c.s, n, ds);
@@ -893,8 +893,8 @@ static void test_hybrid(int T, int d) {
     // a constant row (std 0): finite gradients
     for (int i = 0; i < d; i++)
         a[i] = 1.5f;
-    hybrid_combine_forward(out, act, s, a, W, b, T, d);
-    hybrid_combine_backward(ds, da, NULL, NULL, dout, act, s, a, W, T, d);
+    hybrid_combine_forward(TEX, out, act, s, a, W, b, T, d);
+    hybrid_combine_backward(TEX, ds, da, NULL, NULL, dout, act, s, a, W, T, d);
     bool fin = true;
     for (size_t i = 0; i < n; i++)
         fin = fin && isfinite(ds[i]) && isfinite(da[i]) && isfinite(out[i]);
@@ -944,8 +944,8 @@ static void tc_linear(tcase *c, int T, int in, int out, int has_b) {
     float *dy = tc_in(c, frand((size_t)T * out, 1.0f), (size_t)T * out);
     float *y = fmalloc((size_t)T * out), *dx = fmalloc((size_t)T * in);
     float *dW = zeros((size_t)out * in), *db = zeros((size_t)out);
-    k_matmul(y, x, W, b, T, in, out, 0);
-    k_matmul_backward(dx, dW, b ? db : NULL, dy, x, W, T, in, out, 0);
+    k_matmul(TEX, y, x, W, b, T, in, out, 0);
+    k_matmul_backward(TEX, dx, dW, b ? db : NULL, dy, x, W, T, in, out, 0);
     tc_out(c, "y", y, (size_t)T * out);
     tc_out(c, "dx", dx, (size_t)T * in);
     tc_out(c, "dW", dW, (size_t)out * in);
@@ -963,8 +963,8 @@ static void tc_rmsnorm(tcase *c, int T, int d) {
     float  eps = *tc_in(c, scalar(1e-5f), 1);
     float *dy = tc_in(c, frand(n, 1.0f), n);
     float *y = fmalloc(n), *rstd = fmalloc((size_t)T), *dx = zeros(n), *dw = zeros((size_t)d);
-    k_rmsnorm_forward(y, rstd, x, w, T, d, eps);
-    k_rmsnorm_backward(dx, dw, dy, x, w, rstd, T, d);
+    k_rmsnorm_forward(TEX, y, rstd, x, w, T, d, eps);
+    k_rmsnorm_backward(TEX, dx, dw, dy, x, w, rstd, T, d);
     free(rstd);
     tc_out(c, "y", y, n);
     tc_out(c, "dx", dx, n);
@@ -978,8 +978,8 @@ static void tc_swiglu(tcase *c, int n) {
     float *u = tc_in(c, frand((size_t)n, 1.0f), (size_t)n);
     float *dh = tc_in(c, frand((size_t)n, 1.0f), (size_t)n);
     float *h = fcopy(g, (size_t)n), *dg = fmalloc((size_t)n), *du = fmalloc((size_t)n);
-    k_swiglu(h, u, (size_t)n);
-    k_swiglu_backward(dg, du, dh, g, u, (size_t)n);
+    k_swiglu(TEX, h, u, (size_t)n);
+    k_swiglu_backward(TEX, dg, du, dh, g, u, (size_t)n);
     tc_out(c, "h", h, (size_t)n);
     tc_out(c, "dg", dg, (size_t)n);
     tc_out(c, "du", du, (size_t)n);
@@ -1030,17 +1030,17 @@ static void tc_loss(tcase *c, int op, int n, int V, float tau) {
         for (int r = 0; r < n; r++)
             t[r] = (float)(y[r] = r % 3 == 1 ? -1 : (r * 7 + 1) % V);
         float scale = *tc_in(c, scalar(0.125f), 1);
-        L = loss_ce(g, x, y, n, V, scale, NULL);
+        L = loss_ce(TEX, g, x, y, n, V, scale, NULL);
         free(y);
     } else {
         float *t = tc_in(c, frand(N, 2.0f), N);
         if (op == 5) {
             tc_in(c, scalar(tau), 1);
-            L = loss_soft_ce(g, x, t, n, V, tau, *tc_in(c, scalar(0.25f), 1));
+            L = loss_soft_ce(TEX, g, x, t, n, V, tau, *tc_in(c, scalar(0.25f), 1));
         } else {
             memcpy(t, x, sizeof(float) * (N / n)); // first item: zero difference
             float sc = *tc_in(c, scalar(0.5f), 1);
-            L = op == 6 ? loss_frobenius(g, x, t, n, V, sc) : loss_l2_rows(g, x, t, n, V, sc);
+            L = op == 6 ? loss_frobenius(TEX, g, x, t, n, V, sc) : loss_l2_rows(TEX, g, x, t, n, V, sc);
         }
     }
     tc_out(c, "loss", scalar((float)L), 1);
@@ -1056,8 +1056,8 @@ static void tc_hybrid(tcase *c, int T, int d) {
     float *b = tc_in(c, frand((size_t)d, 0.3f), (size_t)d), *dout = tc_in(c, frand(n, 1.0f), n);
     float *out = fmalloc(n), *act = fmalloc(hybrid_combine_act_floats(T, d));
     float *ds = fmalloc(n), *da = fmalloc(n), *dW = zeros((size_t)d * d), *db = zeros((size_t)d);
-    hybrid_combine_forward(out, act, s, a, W, b, T, d);
-    hybrid_combine_backward(ds, da, dW, db, dout, act, s, a, W, T, d);
+    hybrid_combine_forward(TEX, out, act, s, a, W, b, T, d);
+    hybrid_combine_backward(TEX, ds, da, dW, db, dout, act, s, a, W, T, d);
     free(act);
     tc_out(c, "out", out, n);
     tc_out(c, "ds", ds, n);
@@ -1196,7 +1196,7 @@ static void test_torch(const char *argv0) {
 int main(int argc, char **argv) {
     (void)argc;
     t_seed(7);
-    k_set_threads(1);
+    test_threads(1);
     printf("linear\n");
     test_linear(5, 7, 9, 1);
     test_linear(1, 16, 12, 0);

@@ -187,8 +187,8 @@ static void test_hybrid_from_teacher(void) {
     float *work = malloc(sizeof(float) * wn), *ya = malloc(sizeof(float) * (size_t)T * d),
           *yb = malloc(sizeof(float) * (size_t)T * d);
     float *kc = malloc(sizeof(float) * 6 * (size_t)T * 32), *vc = malloc(sizeof(float) * 6 * (size_t)T * 32);
-    attn_forward(ya, NULL, u, T, 0, &tc, &tw, kc, vc, T, t->rope_cos, t->rope_sin, work, 1);
-    attn_forward(yb, NULL, u, T, 0, &hc, &hw, kc, vc, T, h->rope_cos, h->rope_sin, work, 1);
+    attn_forward(TEX, ya, NULL, u, T, 0, &tc, &tw, kc, vc, T, t->rope_cos, t->rope_sin, work, 1);
+    attn_forward(TEX, yb, NULL, u, T, 0, &hc, &hw, kc, vc, T, h->rope_cos, h->rope_sin, work, 1);
     t_close("hybrid all-heads attention branch vs teacher layer", yb, ya, (size_t)T * d, 1e-5, 1e-6);
     printf("all-heads attention branch vs teacher: max-abs %.2e\n",
            t_max_abs(yb, ya, (size_t)T * d));

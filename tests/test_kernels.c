@@ -17,7 +17,7 @@ static void test_matmul(void) {
                                     {17, 64, 64},  {64, 192, 512}, {257, 96, 1000}, {5, 1, 33},
                                     {128, 512, 48}, {1, 2048, 1024}};
     for (int th = 1; th <= 2; th++) {
-        k_set_threads(th);
+        test_threads(th);
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
             int T = shapes[si][0], in = shapes[si][1], out = shapes[si][2];
             float *x = malloc(sizeof(float) * (size_t)T * in), *W = malloc(sizeof(float) * (size_t)out * in);
@@ -30,7 +30,7 @@ static void test_matmul(void) {
             for (int mode = 0; mode < 3; mode++) { // plain, bias, accumulate
                 t_fill_normal(y, (size_t)T * out, 1.0f);
                 memcpy(r, y, sizeof(float) * (size_t)T * out);
-                k_matmul(y, x, W, mode == 1 ? b : NULL, T, in, out, mode == 2);
+                k_matmul(TEX, y, x, W, mode == 1 ? b : NULL, T, in, out, mode == 2);
                 k_matmul_ref(r, x, W, mode == 1 ? b : NULL, T, in, out, mode == 2);
                 char what[96];
                 snprintf(what, sizeof what, "matmul T=%d in=%d out=%d mode %d threads %d", T, in, out,
@@ -40,7 +40,7 @@ static void test_matmul(void) {
             free(x), free(W), free(b), free(y), free(r);
         }
     }
-    k_set_threads(1);
+    test_threads(1);
 }
 
 static void test_elementwise(void) {
@@ -49,7 +49,7 @@ static void test_elementwise(void) {
     t_seed(3);
     t_fill_normal(x, sizeof x / sizeof x[0], 2.0f);
     t_fill_normal(w, 67, 1.0f);
-    k_rmsnorm(y, x, w, T, d, 1e-5f);
+    k_rmsnorm(TEX, y, x, w, T, d, 1e-5f);
     for (int t = 0; t < T; t++) {
         double ss = 0;
         for (int i = 0; i < d; i++)
@@ -68,14 +68,14 @@ static void test_elementwise(void) {
         sum += exp((double)x[i] - mx);
     for (int i = 0; i < 67; i++)
         sr[i] = (float)(exp((double)x[i] - mx) / sum);
-    k_softmax(s, 67);
+    k_softmax(TEX, s, 67);
     t_close("softmax", s, sr, 67, 1e-6, 1e-6);
     float g[67], u[67], gr[67];
     memcpy(g, x, sizeof g);
     memcpy(u, x + 67, sizeof u);
     for (int i = 0; i < 67; i++)
         gr[i] = (float)((double)g[i] / (1.0 + exp(-(double)g[i])) * (double)u[i]);
-    k_swiglu(g, u, 67);
+    k_swiglu(TEX, g, u, 67);
     t_close("swiglu", g, gr, 67, 1e-5, 1e-6);
 }
 
@@ -95,12 +95,16 @@ static void test_exp(void) {
 }
 
 static void test_backend_table(void) {
-    CHECK(k_backend() == &molt_backend_cpu, "default backend is the CPU");
+    CHECK(TEX->be == &molt_backend_cpu, "the default exec runs on the CPU");
     molt_backend broken = molt_backend_cpu;
     broken.softmax = NULL;
-    CHECK(!k_use_backend(&broken), "a table with a missing op must be refused");
-    CHECK(k_backend() == &molt_backend_cpu, "refusal keeps the current backend");
-    CHECK(k_use_backend(NULL) && k_backend() == &molt_backend_cpu, "NULL selects the CPU");
+    molt_exec ex = molt_exec_cpu(2);
+    CHECK(!molt_exec_init(&ex, &broken, 1), "a table with a missing op must be refused");
+    CHECK(ex.be == &molt_backend_cpu && ex.nth == 2, "refusal keeps the exec as it was");
+    CHECK(molt_exec_init(&ex, NULL, 3) && ex.be == &molt_backend_cpu && ex.nth == 3,
+          "NULL selects the CPU");
+    CHECK(molt_exec_cpu(0).nth == 1 && molt_exec_threads(&ex, -4).nth == 1,
+          "a thread count below 1 means one thread");
 }
 
 int main(void) {

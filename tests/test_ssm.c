@@ -150,7 +150,7 @@ static void test_scan_case(shape sh, int regime, int T) {
     // token by token
     memcpy(st, s0, sizeof(float) * nS);
     for (int t = 0; t < T; t++)
-        ssd_step(got + (size_t)t * H * P, st, X + (size_t)t * H * P, dA + (size_t)t * H,
+        ssd_step(TEX, got + (size_t)t * H * P, st, X + (size_t)t * H * P, dA + (size_t)t * H,
                  B + (size_t)t * G * N, C + (size_t)t * G * N, H, P, N, G);
     snprintf(buf, sizeof buf, "step %s", what);
     close_track(1, buf, got, y1, nX);
@@ -166,13 +166,13 @@ static void test_scan_case(shape sh, int regime, int T) {
         float *work = fmalloc(nw);
         for (size_t i = 0; i < nw; i++)
             work[i] = NAN;
-        ssd_scan_chunked(got, NULL, X, dA, B, C, T, H, P, N, G, Q, work);
+        ssd_scan_chunked(TEX, got, NULL, X, dA, B, C, T, H, P, N, G, Q, work);
         snprintf(buf, sizeof buf, "chunked Q%d zero-state %s", Q, what);
         close_track(2, buf, got, y0, nX);
         for (size_t i = 0; i < nw; i++)
             work[i] = NAN;
         memcpy(st, s0, sizeof(float) * nS);
-        ssd_scan_chunked(got, st, X, dA, B, C, T, H, P, N, G, Q, work);
+        ssd_scan_chunked(TEX, got, st, X, dA, B, C, T, H, P, N, G, Q, work);
         snprintf(buf, sizeof buf, "chunked Q%d init-state %s", Q, what);
         close_track(2, buf, got, y1, nX);
         snprintf(buf, sizeof buf, "chunked Q%d final state %s", Q, what);
@@ -182,11 +182,11 @@ static void test_scan_case(shape sh, int regime, int T) {
 
     // materialize: M·X == scan from zero; with colscale = Δ and D: M·x == scan(x·Δ) + D·x
     float *M = fmalloc((size_t)H * T * T);
-    ssd_materialize(M, dA, B, C, NULL, NULL, T, H, N, G);
+    ssd_materialize(TEX, M, dA, B, C, NULL, NULL, T, H, N, G);
     apply_M(got, M, X, T, H, P);
     snprintf(buf, sizeof buf, "materialize %s", what);
     close_track(3, buf, got, y0, nX);
-    ssd_materialize(M, dA, B, C, dt, D, T, H, N, G);
+    ssd_materialize(TEX, M, dA, B, C, dt, D, T, H, N, G);
     apply_M(got, M, x, T, H, P);
     float *yD = fmalloc(nX);
     for (int t = 0; t < T; t++)
@@ -216,12 +216,12 @@ static void test_thread_invariance(void) {
         dA[i] = (float)-softplus_d((double)t_normal());
     t_fill_normal(s1, nS, 0.5f);
     memcpy(s3, s1, sizeof(float) * nS);
-    int saved = k_threads(); // molt's pool (core/pool.h) decides the kernel's threads
-    k_set_threads(1);
-    ssd_scan_chunked(y1, s1, X, dA, B, C, T, H, P, N, G, Q, work);
-    k_set_threads(3);
-    ssd_scan_chunked(y3, s3, X, dA, B, C, T, H, P, N, G, Q, work);
-    k_set_threads(saved);
+    int saved = TEX->nth; // molt's pool (core/pool.h) decides the kernel's threads
+    test_threads(1);
+    ssd_scan_chunked(TEX, y1, s1, X, dA, B, C, T, H, P, N, G, Q, work);
+    test_threads(3);
+    ssd_scan_chunked(TEX, y3, s3, X, dA, B, C, T, H, P, N, G, Q, work);
+    test_threads(saved);
     CHECK(memcmp(y1, y3, sizeof(float) * nX) == 0, "chunked y differs between 1 and 3 threads");
     CHECK(memcmp(s1, s3, sizeof(float) * nS) == 0, "chunked state differs between 1 and 3 threads");
     free(X), free(dA), free(B), free(C), free(y1), free(y3), free(s1), free(s3), free(work);
@@ -275,12 +275,12 @@ static void test_conv(void) {
                 t_fill_normal(x, (size_t)T * Cc, 1.0f);
                 t_fill_normal(h0, ns, 1.0f);
                 char buf[128];
-                conv1d_causal(y, x, w, bb, NULL, T, Cc, K);
+                conv1d_causal(TEX, y, x, w, bb, NULL, T, Cc, K);
                 oracle_conv(yo, NULL, x, w, bb, NULL, T, Cc, K);
                 snprintf(buf, sizeof buf, "conv no-state K%d T%d bias%d", K, T, use_b);
                 close_track(6, buf, y, yo, (size_t)T * Cc);
                 memcpy(st, h0, sizeof(float) * ns);
-                conv1d_causal(y, x, w, bb, st, T, Cc, K);
+                conv1d_causal(TEX, y, x, w, bb, st, T, Cc, K);
                 oracle_conv(yo, so, x, w, bb, h0, T, Cc, K);
                 snprintf(buf, sizeof buf, "conv state K%d T%d bias%d", K, T, use_b);
                 close_track(6, buf, y, yo, (size_t)T * Cc);
@@ -300,12 +300,12 @@ static void test_conv(void) {
                     t_fill_normal(h0, ns, 1.0f);
                     memcpy(st, h0, sizeof(float) * ns);
                     memcpy(so, h0, sizeof(float) * ns);
-                    conv1d_causal(yo, x, w, bb, so, T, Cc, K);
-                    conv1d_causal(y, x, w, bb, st, T1, Cc, K);
-                    conv1d_causal(y + (size_t)T1 * Cc, x + (size_t)T1 * Cc, w, bb, st, T2, Cc,
+                    conv1d_causal(TEX, yo, x, w, bb, so, T, Cc, K);
+                    conv1d_causal(TEX, y, x, w, bb, st, T1, Cc, K);
+                    conv1d_causal(TEX, y + (size_t)T1 * Cc, x + (size_t)T1 * Cc, w, bb, st, T2, Cc,
                                   K);
                     for (int t = T1 + T2; t < T; t++)
-                        conv1d_causal(y + (size_t)t * Cc, x + (size_t)t * Cc, w, bb, st, 1, Cc,
+                        conv1d_causal(TEX, y + (size_t)t * Cc, x + (size_t)t * Cc, w, bb, st, 1, Cc,
                                       K);
                     char buf[128];
                     snprintf(buf, sizeof buf, "conv split K%d T1 %d T2 %d", K, T1, T2);

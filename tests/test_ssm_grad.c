@@ -257,7 +257,7 @@ static void test_conv(int T, int Cc, int K) {
         dw[i] = 0.25f;
     for (int i = 0; i < Cc; i++)
         db[i] = -0.5f;
-    conv1d_causal_backward(dx, dw, db, dy, x, w, T, Cc, K);
+    conv1d_causal_backward(TEX, dx, dw, db, dy, x, w, T, Cc, K);
     for (size_t i = 0; i < nw; i++)
         dw[i] -= 0.25f;
     for (int i = 0; i < Cc; i++)
@@ -335,8 +335,8 @@ static void run_ref_bwd(scan_grads *g, const scan_in *s) {
 static void run_chunked_bwd(scan_grads *g, const scan_in *s, int Q) {
     float *work = nanfill(ssd_chunked_backward_work(s->T, s->H, s->P, s->N, s->G, Q));
     float *y = fmalloc((size_t)s->T * s->H * s->P);
-    ssd_scan_chunked(y, NULL, s->X, s->dA, s->B, s->C, s->T, s->H, s->P, s->N, s->G, Q, work);
-    ssd_scan_chunked_backward(g->dX, g->ddA, g->dB, g->dC, s->dy, s->X, s->dA, s->B, s->C, s->T,
+    ssd_scan_chunked(TEX, y, NULL, s->X, s->dA, s->B, s->C, s->T, s->H, s->P, s->N, s->G, Q, work);
+    ssd_scan_chunked_backward(TEX, g->dX, g->ddA, g->dB, g->dC, s->dy, s->X, s->dA, s->B, s->C, s->T,
                               s->H, s->P, s->N, s->G, Q, work);
     free(work), free(y);
 }
@@ -446,12 +446,12 @@ static void test_scan_chunked_vs_ref(void) {
     scan_in_init(&s, 300, 6, 16, 16, 2, 1);
     scan_grads g1, g3;
     grads_alloc(&g1, &s), grads_alloc(&g3, &s);
-    int saved = k_threads();
-    k_set_threads(1);
+    int saved = TEX->nth;
+    test_threads(1);
     run_chunked_bwd(&g1, &s, 16);
-    k_set_threads(3);
+    test_threads(3);
     run_chunked_bwd(&g3, &s, 16);
-    k_set_threads(saved);
+    test_threads(saved);
     size_t n[4] = {(size_t)s.T * s.H * s.P, (size_t)s.T * s.H, (size_t)s.T * s.G * s.N,
                    (size_t)s.T * s.G * s.N};
     CHECK(memcmp(g1.dX, g3.dX, 4 * n[0]) == 0 && memcmp(g1.ddA, g3.ddA, 4 * n[1]) == 0 &&
@@ -463,7 +463,7 @@ static void test_scan_chunked_vs_ref(void) {
 // The forward kernels now run on molt's pool: bit-identical for 1 and 3 threads
 // (sizes above every inline threshold). conv1d backward included.
 static void test_forward_threads(void) {
-    int    saved = k_threads();
+    int    saved = TEX->nth;
     scan_in s;
     scan_in_init(&s, 300, 6, 16, 16, 2, 1);
     size_t nX = (size_t)s.T * s.H * s.P, nS = (size_t)s.H * s.P * s.N;
@@ -481,7 +481,7 @@ static void test_forward_threads(void) {
         dAs[h] = -0.1f * (float)(h + 1);
     float *out[2][9];
     for (int k = 0; k < 2; k++) {
-        k_set_threads(k ? 3 : 1);
+        test_threads(k ? 3 : 1);
         float *y = out[k][0] = fmalloc(nX), *st = out[k][1] = fmalloc(nS);
         float *M = out[k][2] = fmalloc(nM), *cy = out[k][3] = fmalloc(nc);
         float *cst = out[k][4] = fmalloc((size_t)Cc * (K - 1));
@@ -490,20 +490,20 @@ static void test_forward_threads(void) {
         float *work = nanfill(nw), *dw = out[k][8] = fmalloc((size_t)Cc * K);
         for (size_t i = 0; i < nS; i++)
             st[i] = 0.01f * (float)(i % 97);
-        ssd_scan_chunked(y, st, s.X, s.dA, s.B, s.C, s.T, s.H, s.P, s.N, s.G, 16, work);
+        ssd_scan_chunked(TEX, y, st, s.X, s.dA, s.B, s.C, s.T, s.H, s.P, s.N, s.G, 16, work);
         float *cs = fmalloc((size_t)s.T * s.H);
         for (size_t i = 0; i < (size_t)s.T * s.H; i++)
             cs[i] = 0.5f;
-        ssd_materialize(M, s.dA, s.B, s.C, cs, NULL, s.T, s.H, s.N, s.G);
+        ssd_materialize(TEX, M, s.dA, s.B, s.C, cs, NULL, s.T, s.H, s.N, s.G);
         memcpy(cst, cst0, sizeof(float) * (size_t)Cc * (K - 1));
-        conv1d_causal(cy, x, w, NULL, cst, T, Cc, K);
+        conv1d_causal(TEX, cy, x, w, NULL, cst, T, Cc, K);
         memcpy(sst, sst0, sizeof(float) * nst);
-        ssd_step(sy, sst, Xs, dAs, Bs, Cs, Hs, Ps, Ns, 2);
+        ssd_step(TEX, sy, sst, Xs, dAs, Bs, Cs, Hs, Ps, Ns, 2);
         memset(dw, 0, sizeof(float) * (size_t)Cc * K);
-        conv1d_causal_backward(cdx, dw, NULL, cy, x, w, T, Cc, K);
+        conv1d_causal_backward(TEX, cdx, dw, NULL, cy, x, w, T, Cc, K);
         free(work), free(cs);
     }
-    k_set_threads(saved);
+    test_threads(saved);
     size_t      n[9] = {nX, nS,  nM, nc, (size_t)Cc * (K - 1), (size_t)Hs * Ps, nst, nc,
                         (size_t)Cc * K};
     const char *nm[9] = {"chunked y", "chunked state", "materialize", "conv y", "conv state",
@@ -558,7 +558,7 @@ static void test_materialize(int T, int H, int N, int G, bool with_cs, bool with
     float *dD = fmalloc((size_t)H), *work = nanfill(ssd_materialize_backward_work(T, H, N, G));
     for (int h = 0; h < H; h++)
         dD[h] = 1.0f; // accumulates
-    ssd_materialize_backward(ddA, dB, dC, with_cs ? dcs : NULL, with_D ? dD : NULL, dM, s.dA, s.B,
+    ssd_materialize_backward(TEX, ddA, dB, dC, with_cs ? dcs : NULL, with_D ? dD : NULL, dM, s.dA, s.B,
                              s.C, with_cs ? cs : NULL, with_D ? D : NULL, T, H, N, G, work);
     for (int h = 0; h < H; h++)
         dD[h] -= 1.0f;
@@ -573,7 +573,7 @@ static void test_materialize(int T, int H, int N, int G, bool with_cs, bool with
     char name[128];
     // the forward against the float64 twin
     float *M = fmalloc(nM), *Mref = fmalloc(nM);
-    ssd_materialize(M, s.dA, s.B, s.C, with_cs ? cs : NULL, with_D ? D : NULL, T, H, N, G);
+    ssd_materialize(TEX, M, s.dA, s.B, s.C, with_cs ? cs : NULL, with_D ? D : NULL, T, H, N, G);
     mat_d(c.M, c.dA, c.B, c.C, c.cs, c.D, T, H, N, G);
     for (size_t i = 0; i < nM; i++)
         Mref[i] = (float)c.M[i];
@@ -597,14 +597,14 @@ static void test_materialize(int T, int H, int N, int G, bool with_cs, bool with
 #undef FD
     if (thread_check) {
         float *a2 = nanfill(nA), *b2 = nanfill(nB), *c2 = nanfill(nB), *cs2 = nanfill(nA);
-        int    saved = k_threads();
-        k_set_threads(1);
-        ssd_materialize_backward(ddA, dB, dC, dcs, NULL, dM, s.dA, s.B, s.C, cs, D, T, H, N, G,
+        int    saved = TEX->nth;
+        test_threads(1);
+        ssd_materialize_backward(TEX, ddA, dB, dC, dcs, NULL, dM, s.dA, s.B, s.C, cs, D, T, H, N, G,
                                  work);
-        k_set_threads(3);
-        ssd_materialize_backward(a2, b2, c2, cs2, NULL, dM, s.dA, s.B, s.C, cs, D, T, H, N, G,
+        test_threads(3);
+        ssd_materialize_backward(TEX, a2, b2, c2, cs2, NULL, dM, s.dA, s.B, s.C, cs, D, T, H, N, G,
                                  work);
-        k_set_threads(saved);
+        test_threads(saved);
         CHECK(memcmp(ddA, a2, 4 * nA) == 0 && memcmp(dB, b2, 4 * nB) == 0 &&
                   memcmp(dC, c2, 4 * nB) == 0 && memcmp(dcs, cs2, 4 * nA) == 0,
               "materialize backward differs between 1 and 3 threads");
@@ -869,11 +869,11 @@ static void run_mixer(const tmix *m, int mat, int B, int T, const float *u, cons
     for (size_t i = 0; i < nu; i++)
         du[i] = NAN; // written, not accumulated
     if (mat) {
-        ssm_mat_forward(out, act, u, B, T, c, &m->w, work);
-        ssm_mat_backward(du, &tg->g, up, act, u, B, T, c, &m->w, work);
+        ssm_mat_forward(TEX, out, act, u, B, T, c, &m->w, work);
+        ssm_mat_backward(TEX, du, &tg->g, up, act, u, B, T, c, &m->w, work);
     } else {
-        ssm_train_forward(out, act, u, B, T, c, &m->w, work);
-        ssm_train_backward(du, &tg->g, up, act, u, B, T, c, &m->w, work);
+        ssm_train_forward(TEX, out, act, u, B, T, c, &m->w, work);
+        ssm_train_backward(TEX, du, &tg->g, up, act, u, B, T, c, &m->w, work);
     }
     tgrads_unbias(tg, m);
     free(act), free(work);
@@ -908,10 +908,10 @@ static void test_mixer_fd(const tmix *m, int B, int T) {
         float *wk = fmalloc(ssm_mixer_work(c, T));
         for (int b = 0; b < B; b++) {
             if (mat)
-                ssm_mixer_materialize(inf + (size_t)b * H * T * T, u + (size_t)b * T * d, T, c,
+                ssm_mixer_materialize(TEX, inf + (size_t)b * H * T * T, u + (size_t)b * T * d, T, c,
                                       &m->w, wk);
             else
-                ssm_mixer_forward(inf + (size_t)b * T * d, u + (size_t)b * T * d, T, c, &m->w,
+                ssm_mixer_forward(TEX, inf + (size_t)b * T * d, u + (size_t)b * T * d, T, c, &m->w,
                                   NULL, SSM_MODE_CHUNKED, wk);
         }
         snprintf(buf, sizeof buf, "%s B%d T%d %s forward vs ssm_mixer", m->name, B, T,
@@ -951,7 +951,7 @@ static void test_mixer_threads(const tmix *m, int B, int T) {
     size_t nu = (size_t)B * T * c->d_model, nM = (size_t)B * c->H * T * T;
     float *u = fmalloc(nu), *dy = fmalloc(nu), *dM = fmalloc(nM);
     t_fill_normal(u, nu, 1.0f), t_fill_normal(dy, nu, 1.0f), t_fill_normal(dM, nM, 1.0f);
-    int  saved = k_threads();
+    int  saved = TEX->nth;
     char buf[160];
     for (int mat = 0; mat < 2; mat++) {
         size_t nout = mat ? nM : nu;
@@ -961,22 +961,22 @@ static void test_mixer_threads(const tmix *m, int B, int T) {
         float *o1 = fmalloc(nout), *o3 = fmalloc(nout), *du[2] = {fmalloc(nu), fmalloc(nu)};
         tgrads g[2];
         for (int k = 0; k < 2; k++) {
-            k_set_threads(k ? 3 : 1);
+            test_threads(k ? 3 : 1);
             if (mat)
-                ssm_mat_forward(k ? o3 : o1, k ? act3 : act, u, B, T, c, &m->w, work);
+                ssm_mat_forward(TEX, k ? o3 : o1, k ? act3 : act, u, B, T, c, &m->w, work);
             else
-                ssm_train_forward(k ? o3 : o1, k ? act3 : act, u, B, T, c, &m->w, work);
+                ssm_train_forward(TEX, k ? o3 : o1, k ? act3 : act, u, B, T, c, &m->w, work);
         }
         snprintf(buf, sizeof buf, "%s B%d T%d %s forward, 1 vs 3 threads", m->name, B, T,
                  mat ? "mat" : "train");
         t_close(buf, o3, o1, nout, -1, 1e-6);
         for (int k = 0; k < 2; k++) {
-            k_set_threads(k ? 3 : 1);
+            test_threads(k ? 3 : 1);
             tgrads_init(&g[k], m);
             if (mat)
-                ssm_mat_backward(du[k], &g[k].g, dM, act, u, B, T, c, &m->w, work);
+                ssm_mat_backward(TEX, du[k], &g[k].g, dM, act, u, B, T, c, &m->w, work);
             else
-                ssm_train_backward(du[k], &g[k].g, dy, act, u, B, T, c, &m->w, work);
+                ssm_train_backward(TEX, du[k], &g[k].g, dy, act, u, B, T, c, &m->w, work);
         }
         bool same = memcmp(du[0], du[1], 4 * nu) == 0;
         for (int s = 0; s < NSLOT; s++)
@@ -987,7 +987,7 @@ static void test_mixer_threads(const tmix *m, int B, int T) {
         tgrads_free(&g[0]), tgrads_free(&g[1]);
         free(act), free(act3), free(work), free(o1), free(o3), free(du[0]), free(du[1]);
     }
-    k_set_threads(saved);
+    test_threads(saved);
     free(u), free(dy), free(dM);
 }
 

@@ -110,7 +110,7 @@ static void fwd(const mixer *m, float *y, const float *u, int T, int Q, ssm_stat
     float *work = fmalloc(nw);
     for (size_t i = 0; i < nw; i++)
         work[i] = NAN; // every scratch read must have been written first
-    ssm_mixer_forward(y, u, T, &c, &m->w, st, Q > 0 ? SSM_MODE_CHUNKED : SSM_MODE_RECURRENT,
+    ssm_mixer_forward(TEX, y, u, T, &c, &m->w, st, Q > 0 ? SSM_MODE_CHUNKED : SSM_MODE_RECURRENT,
                       work);
     free(work);
 }
@@ -129,7 +129,7 @@ static void materialize_path(const mixer *m, float *y, const float *u, int T) {
     float  *work = fmalloc(nw), *M = fmalloc((size_t)H * T * T);
     double *zx = calloc((size_t)T * R, sizeof(double)), *xc = calloc((size_t)T * Cc, sizeof(double));
     double *g = calloc((size_t)Di, sizeof(double));
-    ssm_mixer_materialize(M, u, T, c, w, work);
+    ssm_mixer_materialize(TEX, M, u, T, c, w, work);
     for (int t = 0; t < T; t++)
         for (int r = 0; r < R; r++) {
             double s = w->in_proj_b ? (double)w->in_proj_b[r] : 0.0;
@@ -366,7 +366,7 @@ static void test_torch(const char *argv0, tcase *cases, int n_cases) {
                      mode ? "recurrent" : "chunked");
             close_track(4, buf, s, rs, nS);
         }
-        ssm_mixer_materialize(M, k->u, k->T, c, &k->m->w, work);
+        ssm_mixer_materialize(TEX, M, k->u, k->T, c, &k->m->w, work);
         snprintf(buf, sizeof buf, "torch %s T%d: M", k->m->name, k->T);
         close_track(5, buf, M, rM, nM);
         free(ry), free(rs), free(rM), free(y), free(s), free(M), free(work);

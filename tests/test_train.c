@@ -63,9 +63,9 @@ static void check_arch(const char *root, const char *arch) {
     st_file *g = NULL;
     CHECK(st_open(ctx, out, &g) == MOLT_OK, "%s: grads: %s", arch, molt_last_error(ctx));
     if (tm && g) {
-        tm_forward(tm, in);
-        double loss = tm_loss_ce(tm, tgt, 1.0f);
-        tm_backward(tm);
+        tm_forward(TEX, tm, in);
+        double loss = tm_loss_ce(TEX, tm, tgt, 1.0f);
+        tm_backward(TEX, tm);
         float ref_loss = 0;
         const st_tensor *tl = st_find(g, "loss");
         CHECK(tl && st_read_f32(ctx, tl, &ref_loss) == MOLT_OK, "%s: no loss", arch);
@@ -110,16 +110,16 @@ static void check_arch(const char *root, const char *arch) {
         char *p = strchr(js, '[');
         for (int s = 0; s < 10; s++) {
             tm_zero_grad(tm);
-            tm_forward(tm, in);
-            double loss = tm_loss_ce(tm, tgt, 1.0f);
-            tm_backward(tm);
+            tm_forward(TEX, tm, in);
+            double loss = tm_loss_ce(TEX, tm, tgt, 1.0f);
+            tm_backward(TEX, tm);
             double ref = p ? strtod(p + 1, &p) : (double)NAN;
             CHECK(fabs(loss - ref) <= 1e-4, "%s: step %d loss %.7f vs PyTorch %.7f", arch, s,
                   loss, ref);
             worst = fmax(worst, fabs(loss - ref));
             double gn = grad_norm(m, &opt, tm->grad);
             grad_clip(m, &opt, tm->grad, gn, 0.5);
-            adamw_update(m, &opt, tm->grad, 3e-3f);
+            adamw_update(TEX, m, &opt, tm->grad, 3e-3f);
         }
         printf("%-7s 10 AdamW steps: worst |loss - PyTorch| = %.2e\n", arch, worst);
         adamw_free(&opt);
@@ -151,13 +151,13 @@ static void check_accumulation(const char *root) {
             in[i] = (i * 13 + 5) % m->cfg.vocab;
             tgt[i] = (i * 7 + 1) % m->cfg.vocab;
         }
-        tm_forward(full, in);
-        tm_loss_ce(full, tgt, 1.0f);
-        tm_backward(full);
+        tm_forward(TEX, full, in);
+        tm_loss_ce(TEX, full, tgt, 1.0f);
+        tm_backward(TEX, full);
         for (int b = 0; b < 2; b++) {
-            tm_forward(half, in + b * T);
-            tm_loss_ce(half, tgt + b * T, 0.5f);
-            tm_backward(half);
+            tm_forward(TEX, half, in + b * T);
+            tm_loss_ce(TEX, half, tgt + b * T, 0.5f);
+            tm_backward(TEX, half);
         }
         t_close("accumulated vs full-batch gradients", half->grad, full->grad, m->n_floats, -1,
                 1e-5);

@@ -1,5 +1,6 @@
 /* testutil.c — see testutil.h. */
 #include "testutil.h"
+#include "core/exec.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -125,4 +126,18 @@ int t_done(const char *name) {
 int t_skip(const char *name, const char *why) {
     printf("%s: SKIP (%s)\n", name, why);
     return 77;
+}
+
+static molt_exec t_ex;
+static bool      t_ex_set;
+
+const molt_exec *t_exec(void) {
+    if (!t_ex_set)
+        test_threads(1);
+    return &t_ex;
+}
+
+void test_threads(int nth) {
+    t_ex = molt_exec_cpu(nth);
+    t_ex_set = true;
 }

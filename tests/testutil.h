@@ -46,6 +46,13 @@ bool        t_exists(const char *path);
 // Reads a whole file (malloc'd, NUL-terminated). NULL on failure.
 char *t_read_file(const char *path, size_t *len);
 
+// The execution context every test passes to ops, mixers and models: the
+// CPU backend, one thread unless test_threads() says otherwise.
+struct molt_exec;
+const struct molt_exec *t_exec(void);
+#define TEX t_exec()
+void test_threads(int nth);
+
 int t_done(const char *name);
 int t_skip(const char *name, const char *why);
 

@@ -197,17 +197,17 @@ static void sharp_add(sharp_acc *a, const float *row, int n, bool clip, const kv
 
 // Mixing matrices of layer l for the first n tokens of tm's forward:
 // attention probabilities [H,n,n] into A, the recurrent matrix into M.
-static void layer_mats(const molt_model *m, const train_model *tm, int l, int n, bool attn,
+static void layer_mats(const molt_exec *ex, const molt_model *m, const train_model *tm, int l, int n, bool attn,
                        bool ssm, float *A, float *M, float *work) {
     const model_cfg *c = &m->cfg;
     if (attn) {
         attn_cfg ac;
         attn_weights aw;
         layer_attn(m, l, &ac, &aw);
-        attn_materialize(A, tm->L[l].u, n, &ac, &aw, m->rope_cos, m->rope_sin, work);
+        attn_materialize(ex, A, tm->L[l].u, n, &ac, &aw, m->rope_cos, m->rope_sin, work);
     }
     if (ssm)
-        ssm_mixer_materialize(M, tm->L[l].u, n, &c->ssm, &m->layers[l].ssm, work);
+        ssm_mixer_materialize(ex, M, tm->L[l].u, n, &c->ssm, &m->layers[l].ssm, work);
 }
 
 // Scratch for layer_mats over T tokens: floats of one attention / SSM matrix
@@ -267,14 +267,14 @@ static molt_status mats_new(molt_ctx *ctx, molt_model *m, int T, mats_run *r) {
     return MOLT_OK;
 }
 
-static void mats_forward(mats_run *r, const kv_example *e) {
+static void mats_forward(const molt_exec *ex, mats_run *r, const kv_example *e) {
     memcpy(r->ids, e->ids, sizeof(int32_t) * (size_t)e->n);
     for (int i = e->n; i < r->T; i++)
         r->ids[i] = e->ids[0]; // padding after the prompt: invisible to positions < n
-    tm_forward(r->tm, r->ids);
+    tm_forward(ex, r->tm, r->ids);
 }
 
-static molt_status sharpness(molt_ctx *ctx, molt_model *m, const kv_set *sets, int n_sets,
+static molt_status sharpness(const molt_exec *ex, molt_ctx *ctx, molt_model *m, const kv_set *sets, int n_sets,
                              const unit *units, int n_units, kv_progress *p, sharp_acc *acc) {
     int T = 0;
     for (int s = 0; s < n_sets; s++)
@@ -287,7 +287,7 @@ static molt_status sharpness(molt_ctx *ctx, molt_model *m, const kv_set *sets, i
         for (int e = 0; e < sets[s].n_ex; e++) {
             const kv_example *x = &sets[s].ex[e];
             int n = x->n;
-            mats_forward(&r, x);
+            mats_forward(ex, &r, x);
             for (int i = 0; i < n_units;) {
                 int l = units[i].layer, j = i;
                 bool attn = false, ssm = false;
@@ -295,7 +295,7 @@ static molt_status sharpness(molt_ctx *ctx, molt_model *m, const kv_set *sets, i
                     attn |= !units[j].recurrent;
                     ssm |= units[j].recurrent != 0;
                 }
-                layer_mats(m, r.tm, l, n, attn, ssm, r.A, r.M, r.work);
+                layer_mats(ex, m, r.tm, l, n, attn, ssm, r.A, r.M, r.work);
                 for (; i < j; i++) {
                     const float *mat = units[i].recurrent ? r.M : r.A;
                     const float *row = mat + ((size_t)units[i].slot * n + (size_t)(n - 1)) * n;
@@ -338,6 +338,8 @@ molt_status molt_heads_rank(molt_ctx *ctx, molt_model *m, const char *kv_task, i
                             int32_t *n) {
     *scores = NULL;
     *n = 0;
+    molt_exec        exv = molt__exec(ctx);
+    const molt_exec *ex = &exv;
     molt_status st = check_args(ctx, m, kv_task, seeds, n_seeds);
     if (st != MOLT_OK)
         return st;
@@ -376,7 +378,7 @@ molt_status molt_heads_rank(molt_ctx *ctx, molt_model *m, const char *kv_task, i
         if (st != MOLT_OK)
             goto done;
     }
-    if ((st = sharpness(ctx, m, sets, n_seeds, units, nu, &p, sh)) != MOLT_OK)
+    if ((st = sharpness(ex, ctx, m, sets, n_seeds, units, nu, &p, sh)) != MOLT_OK)
         goto done;
     for (int i = 0; i < nu; i++) {
         molt_head_score *o = &out[i];
@@ -537,6 +539,8 @@ molt_status molt_heads_rows(molt_ctx *ctx, molt_model *m, const char *kv_task, i
                             uint64_t seed, int32_t layer, int32_t head, int32_t recurrent,
                             int32_t n_rows, molt_head_rows *out) {
     memset(out, 0, sizeof *out);
+    molt_exec        exv = molt__exec(ctx);
+    const molt_exec *ex = &exv;
     molt_status st = check_args(ctx, m, kv_task, &seed, 1);
     if (st != MOLT_OK)
         return st;
@@ -568,9 +572,9 @@ molt_status molt_heads_rows(molt_ctx *ctx, molt_model *m, const char *kv_task, i
     }
     if ((st = mats_new(ctx, m, n, &r)) != MOLT_OK)
         goto done;
-    mats_forward(&r, x);
+    mats_forward(ex, &r, x);
     const unit *u = &units[found];
-    layer_mats(m, r.tm, u->layer, n, !u->recurrent, u->recurrent != 0, r.A, r.M, r.work);
+    layer_mats(ex, m, r.tm, u->layer, n, !u->recurrent, u->recurrent != 0, r.A, r.M, r.work);
     const float *mat = u->recurrent ? r.M : r.A;
     for (int k = 0; k < rows; k++) {
         int t = n - rows + k;

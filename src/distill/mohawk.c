@@ -80,7 +80,7 @@ typedef struct distiller {
 // ----------------------------------------------------------------------------
 // one step of each stage: loss, gradients into ts->grad (+=)
 
-static double stage1_step(distiller *D, bool backward) {
+static double stage1_step(const molt_exec *ex, distiller *D, bool backward) {
     const molt_model *s = D->student;
     const model_cfg *c = &s->cfg;
     int H = c->ssm.H, d = c->d_model, L = c->n_layer;
@@ -92,9 +92,9 @@ static double stage1_step(distiller *D, bool backward) {
         attn_weights aw;
         layer_attn(D->teacher, l, &ac, &aw);
         const float *A = attn_train_saved_probs(D->tt->L[l].attn, &ac, D->B, D->T);
-        k_rmsnorm_forward(D->u, D->rstd, x_in, w->attn_norm, D->N, d, c->norm_eps);
-        ssm_mat_forward(D->M, D->mact, D->u, D->B, D->T, &c->ssm, &w->ssm, D->mwork);
-        total += loss_frobenius(D->dM, D->M, A, D->B * H, D->T, 1.0f / (float)(D->B * H)) /
+        k_rmsnorm_forward(ex, D->u, D->rstd, x_in, w->attn_norm, D->N, d, c->norm_eps);
+        ssm_mat_forward(ex, D->M, D->mact, D->u, D->B, D->T, &c->ssm, &w->ssm, D->mwork);
+        total += loss_frobenius(ex, D->dM, D->M, A, D->B * H, D->T, 1.0f / (float)(D->B * H)) /
                  (double)(D->B * H);
         if (!backward)
             continue;
@@ -104,44 +104,44 @@ static double stage1_step(distiller *D, bool backward) {
                        tm_grad_of(D->ts, w->ssm.D),        tm_grad_of(D->ts, w->ssm.norm_w),
                        tm_grad_of(D->ts, w->ssm.z_bias),   tm_grad_of(D->ts, w->ssm.out_proj),
                        tm_grad_of(D->ts, w->ssm.out_proj_b)};
-        ssm_mat_backward(D->du, &g, D->dM, D->mact, D->u, D->B, D->T, &c->ssm, &w->ssm, D->mwork);
+        ssm_mat_backward(ex, D->du, &g, D->dM, D->mact, D->u, D->B, D->T, &c->ssm, &w->ssm, D->mwork);
         memset(D->ts->dx, 0, sizeof(float) * (size_t)D->N * d); // ∂x_in is not needed
-        k_rmsnorm_backward(D->ts->dx, tm_grad_of(D->ts, w->attn_norm), D->du, x_in, w->attn_norm,
+        k_rmsnorm_backward(ex, D->ts->dx, tm_grad_of(D->ts, w->attn_norm), D->du, x_in, w->attn_norm,
                            D->rstd, D->N, d);
     }
     return total;
 }
 
-static double stage2_step(distiller *D, bool backward) {
+static double stage2_step(const molt_exec *ex, distiller *D, bool backward) {
     const model_cfg *c = &D->student->cfg;
     int d = c->d_model, L = c->n_layer;
     double total = 0;
     float *out = D->du; // [N,d] scratch
     for (int l = 0; l < L; l++) {
         const float *target = l + 1 < L ? D->tt->L[l + 1].x_in : D->tt->x_last;
-        tm_block_forward(D->ts, l, D->tt->L[l].x_in, out);
-        total += loss_l2_rows(D->ts->dx, out, target, D->N, d, 1.0f / (float)D->N) / D->N;
+        tm_block_forward(ex, D->ts, l, D->tt->L[l].x_in, out);
+        total += loss_l2_rows(ex, D->ts->dx, out, target, D->N, d, 1.0f / (float)D->N) / D->N;
         if (backward)
-            tm_block_backward(D->ts, l, D->ts->dx);
+            tm_block_backward(ex, D->ts, l, D->ts->dx);
     }
     return total;
 }
 
-static double stage3_step(distiller *D, const int32_t *in, double tau, bool backward) {
-    tm_forward(D->ts, in);
+static double stage3_step(const molt_exec *ex, distiller *D, const int32_t *in, double tau, bool backward) {
+    tm_forward(ex, D->ts, in);
     int V = D->student->cfg.vocab;
-    double loss = loss_soft_ce(D->ts->dlogits, D->ts->logits, D->tt->logits, D->N, V, (float)tau,
+    double loss = loss_soft_ce(ex, D->ts->dlogits, D->ts->logits, D->tt->logits, D->N, V, (float)tau,
                                1.0f / (float)D->N) /
                   D->N;
     if (backward)
-        tm_backward(D->ts);
+        tm_backward(ex, D->ts);
     return loss;
 }
 
-static double stage_loss(distiller *D, int stage, const int32_t *in, double tau, bool backward) {
-    return stage == 1 ? stage1_step(D, backward)
-           : stage == 2 ? stage2_step(D, backward)
-                        : stage3_step(D, in, tau, backward);
+static double stage_loss(const molt_exec *ex, distiller *D, int stage, const int32_t *in, double tau, bool backward) {
+    return stage == 1 ? stage1_step(ex, D, backward)
+           : stage == 2 ? stage2_step(ex, D, backward)
+                        : stage3_step(ex, D, in, tau, backward);
 }
 
 // ----------------------------------------------------------------------------
@@ -162,7 +162,7 @@ static void read_stage_summary(molt_ctx *ctx, const char *done_path, distill_sta
     molt__free(sum);
 }
 
-static molt_status run_stage(distiller *D, int stage, const molt_distill_opts *o,
+static molt_status run_stage(const molt_exec *ex, distiller *D, int stage, const molt_distill_opts *o,
                              const token_stream *data, molt_distill_fn cb, void *user,
                              distill_stage_result *res) {
     molt_ctx *ctx = D->ctx;
@@ -223,11 +223,10 @@ static molt_status run_stage(distiller *D, int stage, const molt_distill_opts *o
     double t0 = molt__now();
     for (; step < steps; step++) {
         data_batch(data, &rng, D->B, D->T, in, tg);
-        k_set_threads(molt_ctx_threads(ctx));
         D->tt->skip_head = stage != 3; // stages 1-2 read only residual streams and attention
-        tm_forward(D->tt, in);
+        tm_forward(ex, D->tt, in);
         tm_zero_grad(D->ts);
-        double loss = stage_loss(D, stage, in, o->tau, true);
+        double loss = stage_loss(ex, D, stage, in, o->tau, true);
         const char *bad = grad_first_nonfinite(s, D->ts->grad);
         if (!isfinite(loss) || bad) {
             st = molt__err(ctx, MOLT_ERR_NUMERIC,
@@ -239,7 +238,7 @@ static molt_status run_stage(distiller *D, int stage, const molt_distill_opts *o
         }
         double gn = grad_norm(s, &opt, D->ts->grad);
         grad_clip(s, &opt, D->ts->grad, gn, 1.0);
-        adamw_update(s, &opt, D->ts->grad, (float)sched_lr(&sc, step));
+        adamw_update(ex, s, &opt, D->ts->grad, (float)sched_lr(&sc, step));
         tokens += per;
         if (step == 0 || res->n_curve == 0)
             res->first_loss = loss;
@@ -421,24 +420,25 @@ molt_status molt_distill(molt_ctx *ctx, const molt_model *teacher, const molt_di
     }
     uint64_t prng = 99;
     data_batch(&data, &prng, D.B, D.T, probe_in, probe_in + D.N);
-    k_set_threads(molt_ctx_threads(ctx));
+    molt_exec        exv = molt__exec(ctx);
+    const molt_exec *ex = &exv;
     D.tt->skip_head = true; // the probe reads residual streams and attention only
-    tm_forward(D.tt, probe_in);
+    tm_forward(ex, D.tt, probe_in);
     // (stage1_step leaves the last layer's student matrices in D.M)
     int Ll = teacher->cfg.n_layer - 1;
     attn_cfg lac;
     attn_weights law;
     layer_attn(teacher, Ll, &lac, &law);
     R.heat_layer = Ll;
-    R.frob_before = stage1_step(&D, false) / teacher->cfg.n_layer;
+    R.frob_before = stage1_step(ex, &D, false) / teacher->cfg.n_layer;
     distill_capture_heatmaps(&R, attn_train_saved_probs(D.tt->L[Ll].attn, &lac, D.B, D.T), D.M,
                              D.T, 0);
     for (int k = 1; k <= 3 && st == MOLT_OK; k++)
-        st = run_stage(&D, k, o, &data, cb, user, &R.stages[k - 1]);
+        st = run_stage(ex, &D, k, o, &data, cb, user, &R.stages[k - 1]);
     if (st == MOLT_OK) {
         D.tt->skip_head = true;
-        tm_forward(D.tt, probe_in);
-        R.frob_after = stage1_step(&D, false) / teacher->cfg.n_layer;
+        tm_forward(ex, D.tt, probe_in);
+        R.frob_after = stage1_step(ex, &D, false) / teacher->cfg.n_layer;
         distill_capture_heatmaps(&R, attn_train_saved_probs(D.tt->L[Ll].attn, &lac, D.B, D.T),
                                  D.M, D.T, 1);
     }

@@ -19,12 +19,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/exec.h"
+
 // y[T,out] = x[T,in]·W[out,in]ᵀ (+ b[out]):
 //   dx[T,in] = dy·W (written, or += when accumulate_dx),
 //   dW[out,in] += dyᵀ·x,  db[out] += Σ_t dy[t].
 // Large shapes run on the pool: dx split over column blocks of in, dW over row
 // blocks of W (disjoint outputs, single-threaded BLAS inside each).
-void k_matmul_backward(float *dx, float *dW, float *db, const float *dy, const float *x,
+void k_matmul_backward(const molt_exec *ex, float *dx, float *dW, float *db, const float *dy, const float *x,
                        const float *W, int T, int in, int out, int accumulate_dx);
 // The same with plain loops and double accumulation (test oracle).
 void k_matmul_backward_ref(float *dx, float *dW, float *db, const float *dy, const float *x,
@@ -32,15 +34,15 @@ void k_matmul_backward_ref(float *dx, float *dW, float *db, const float *dy, con
 
 // Training forward of RMSNorm: y = k_rmsnorm(x, w) bit for bit, and also
 // rstd[T] = 1/sqrt(mean(x²) + eps) per row.
-void k_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int T, int d,
+void k_rmsnorm_forward(const molt_exec *ex, float *y, float *rstd, const float *x, const float *w, int T, int d,
                        float eps);
 // dx[T,d] += (residual-stream convention), dw[d] +=.
-void k_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
+void k_rmsnorm_backward(const molt_exec *ex, float *dx, float *dw, const float *dy, const float *x, const float *w,
                         const float *rstd, int T, int d);
 
 // h = silu(g)·u elementwise: dg, du written. Elementwise, so dg or du may
 // alias dh, g or u (not each other).
-void k_swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u,
+void k_swiglu_backward(const molt_exec *ex, float *dg, float *du, const float *dh, const float *g, const float *u,
                        size_t n);
 
 // SwiGLU over a fused gate|up projection: gu[T, 2F] holds g in columns
@@ -48,10 +50,10 @@ void k_swiglu_backward(float *dg, float *du, const float *dh, const float *g, co
 // gate_proj and up_proj weights).
 //   forward   h[T,F] = silu(g)·u           (= k_swiglu on separate buffers, bit for bit)
 //   backward  dgu[T,2F] written from dh[T,F]
-void k_swiglu_pair(float *h, const float *gu, int T, int F);
-void k_swiglu_pair_backward(float *dgu, const float *dh, const float *gu, int T, int F);
+void k_swiglu_pair(const molt_exec *ex, float *h, const float *gu, int T, int F);
+void k_swiglu_pair_backward(const molt_exec *ex, float *dgu, const float *dh, const float *gu, int T, int F);
 
 // x[t] = E[ids[t]]:  dE[V,d] += scatter of dx rows (repeated ids add up).
-void k_embedding_backward(float *dE, const float *dx, const int32_t *ids, int T, int d);
+void k_embedding_backward(const molt_exec *ex, float *dE, const float *dx, const int32_t *ids, int T, int d);
 
 #endif

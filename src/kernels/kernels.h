@@ -15,15 +15,17 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "core/exec.h"
+
 // y[T,out] = x[T,in] · W[out,in]ᵀ (+ bias[out]); accumulate: y += instead of y =
-void k_matmul(float *y, const float *x, const float *W, const float *bias, int T, int in, int out,
+void k_matmul(const molt_exec *ex, float *y, const float *x, const float *W, const float *bias, int T, int in, int out,
               int accumulate);
 void k_matmul_ref(float *y, const float *x, const float *W, const float *bias, int T, int in,
                   int out, int accumulate);
 // y[T,d] = x / sqrt(mean(x²) + eps) * w   (Llama RMSNorm, fp32)
-void k_rmsnorm(float *y, const float *x, const float *w, int T, int d, float eps);
+void k_rmsnorm(const molt_exec *ex, float *y, const float *x, const float *w, int T, int d, float eps);
 // in place: x[i] = silu(x[i]) * g[i]  (SwiGLU gate: silu(gate) * up)
-void k_swiglu(float *gate, const float *up, size_t n);
+void k_swiglu(const molt_exec *ex, float *gate, const float *up, size_t n);
 float k_softplus(float x); // log(1+exp(x)), PyTorch threshold 20
 
 // K_SIMD marks a hot elementwise loop for ISA dispatch: GCC compiles it for
@@ -86,41 +88,35 @@ static inline float k_silu(float x) { return x / (1.0f + k_expf(-x)); }
 
 
 // in place softmax of n values (max-subtracted, fp32)
-void k_softmax(float *x, int n);
+void k_softmax(const molt_exec *ex, float *x, int n);
 // in place softmax(x·scale), scale > 0: bit-identical to scaling x first and
 // calling k_softmax (CPU; training and prefill attention)
 void k_softmax_scaled(float *x, int n, float scale);
 void k_add(float *y, const float *x, size_t n); // y += x
 
 // ----------------------------------------------------------------------------
-// backend table: the k_* entry points above dispatch through the active
-// backend (CPU today). A CUDA backend provides the same table; the CPU one
-// stays the oracle it is tested against.
+// backend table: the k_* entry points above dispatch through ex->be (CPU
+// today). A CUDA backend provides the same table; the CPU one stays the
+// oracle it is tested against.
 
 #define MOLT_BACKEND_OPS(X) X(matmul) X(rmsnorm) X(swiglu) X(softmax)
 
 typedef struct molt_backend {
     const char *name;
-    void (*matmul)(float *y, const float *x, const float *W, const float *bias, int T, int in,
-                   int out, int accumulate);
-    void (*rmsnorm)(float *y, const float *x, const float *w, int T, int d, float eps);
-    void (*swiglu)(float *gate, const float *up, size_t n);
-    void (*softmax)(float *x, int n);
+    void (*matmul)(const molt_exec *ex, float *y, const float *x, const float *W,
+                   const float *bias, int T, int in, int out, int accumulate);
+    void (*rmsnorm)(const molt_exec *ex, float *y, const float *x, const float *w, int T, int d,
+                    float eps);
+    void (*swiglu)(const molt_exec *ex, float *gate, const float *up, size_t n);
+    void (*softmax)(const molt_exec *ex, float *x, int n);
 } molt_backend;
 
 extern const molt_backend molt_backend_cpu;
-const molt_backend *k_backend(void);
-// Selects the backend used by every k_* call (NULL: CPU). Returns false when a
-// table entry is missing.
-int k_use_backend(const molt_backend *b);
 
-// Threads used by the pool (process-wide).
-void k_set_threads(int n);
-int  k_threads(void);
 // Elementwise loops over n floats go on the pool from this size up (below it
 // waking a thread costs more than the loop).
 #define K_ELEMENTWISE_MIN 32768
-int k_elementwise_threads(size_t n);
+int k_elementwise_threads(const molt_exec *ex, size_t n);
 // [lo, hi) of thread ith of nth over n items, in 16-float (cache line) blocks
 void k_split(size_t n, int ith, int nth, size_t *lo, size_t *hi);
 // dst[t, 0:n] = src[t, 0:n] for t < rows (row strides ldd, lds)

@@ -3,7 +3,7 @@
  * (Llamba) mixers: causal depthwise conv1d and the SSD selective scan, each in
  * three exact modes (recurrent step, chunked scan, materialized matrix), and
  * their backward passes (cpu/ssm_backward.c). Math: shared/docs/ALGORITHMS.md
- * §1.2–1.4, §2.2. Threads: molt's pool, k_threads() (kernels/kernels.h);
+ * §1.2–1.4, §2.2. Threads: molt's pool, ex->nth threads (core/exec.h);
  * results are bit-identical for any thread count.
  *
  * Dimension letters
@@ -22,6 +22,8 @@
 
 #include <stddef.h>
 
+#include "core/exec.h"
+
 // Decays exp(x) with x < SSM_EXP_FLUSH (e^-60 ≈ 9e-27, far below fp32
 // resolution relative to the undecayed terms they are summed with) are taken
 // as exactly 0 by every kernel here: fp32 denormals (x < -87) would otherwise
@@ -33,7 +35,7 @@
 // y[T,Cc] = b + Σ_k w[c,k] · in[t-(K-1)+k, c]; inputs before t=0 come from
 // state[Cc,K-1] (oldest first), zeros when state is NULL. When state is not
 // NULL it is updated to hold the last K-1 inputs. y must not alias x.
-void conv1d_causal(float *y, const float *x, const float *w, const float *b, float *state, int T,
+void conv1d_causal(const molt_exec *ex, float *y, const float *x, const float *w, const float *b, float *state, int T,
                    int Cc, int K);
 
 // Plain sequential recurrence (the oracle). state[H,P,N]: initial state,
@@ -41,20 +43,20 @@ void conv1d_causal(float *y, const float *x, const float *w, const float *b, flo
 void ssd_scan_ref(float *y, float *state, const float *X, const float *dA, const float *B,
                   const float *C, int T, int H, int P, int N, int G);
 // One token: y[H,P], state[H,P,N] updated in place.
-void ssd_step(float *y, float *state, const float *X, const float *dA, const float *B,
+void ssd_step(const molt_exec *ex, float *y, float *state, const float *X, const float *dA, const float *B,
               const float *C, int H, int P, int N, int G);
 // SSD chunked algorithm (chunk Q ≥ 1): intra-chunk quadratic form + inter-chunk
 // state passing. Same contract as ssd_scan_ref. work: ssd_chunked_work(...) floats;
 // on return it starts with the states entering each chunk, [ceil(T/Q),H,P,N]
 // (layout documented in cpu/ssm.c).
 size_t ssd_chunked_work(int T, int H, int P, int N, int G, int Q);
-void   ssd_scan_chunked(float *y, float *state, const float *X, const float *dA, const float *B,
+void   ssd_scan_chunked(const molt_exec *ex, float *y, float *state, const float *X, const float *dA, const float *B,
                         const float *C, int T, int H, int P, int N, int G, int Q, float *work);
 // M[H,T,T] (row = output t, col = input s): for s ≤ t
 //   M[h,t,s] = (C[t,g]·B[s,g]) · exp(Σ_{k=s+1..t} dA[k,h]) · (colscale ? colscale[s,h] : 1)
 // 0 above the diagonal; D[h] added on the diagonal when D is not NULL.
 // colscale [T,H] (Mamba-2: Δ, so that M acts on x while the scan takes x·Δ).
-void ssd_materialize(float *M, const float *dA, const float *B, const float *C,
+void ssd_materialize(const molt_exec *ex, float *M, const float *dA, const float *B, const float *C,
                      const float *colscale, const float *D, int T, int H, int N, int G);
 
 // ----------------------------------------------------------------------------
@@ -66,7 +68,7 @@ void ssd_materialize(float *M, const float *dA, const float *B, const float *C,
 // Backward of conv1d_causal with state = NULL:
 //   dx[T,Cc] =;  dw[Cc,K] +=;  db[Cc] +=  (dw, db may be NULL: not wanted).
 // dx must not alias dy.
-void conv1d_causal_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+void conv1d_causal_backward(const molt_exec *ex, float *dx, float *dw, float *db, const float *dy, const float *x,
                             const float *w, int T, int Cc, int K);
 
 // Oracle twin: the sequential recurrence run in reverse, one scalar chain per
@@ -81,12 +83,12 @@ void   ssd_scan_ref_backward(float *dX, float *ddA, float *dB, float *dC, const 
 // quadratic part, chunk-state part, inter-chunk recurrence in reverse. Writes
 // dX, ddA, dB, dC as ssd_scan_ref_backward.
 // work: ssd_chunked_backward_work(...) floats whose first ssd_chunked_work(...)
-// floats hold what ssd_scan_chunked(y, NULL, X, dA, B, C, T, H, P, N, G, Q, work)
+// floats hold what ssd_scan_chunked(ex, y, NULL, X, dA, B, C, T, H, P, N, G, Q, work)
 // left there (states entering every chunk, chunk decays): run the forward on
 // the same inputs and chunk size with state = NULL into this buffer first. The
 // rest is backward scratch. The saved part is read, never written.
 size_t ssd_chunked_backward_work(int T, int H, int P, int N, int G, int Q);
-void   ssd_scan_chunked_backward(float *dX, float *ddA, float *dB, float *dC, const float *dy,
+void   ssd_scan_chunked_backward(const molt_exec *ex, float *dX, float *ddA, float *dB, float *dC, const float *dy,
                                  const float *X, const float *dA, const float *B, const float *C,
                                  int T, int H, int P, int N, int G, int Q, float *work);
 
@@ -96,7 +98,7 @@ void   ssd_scan_chunked_backward(float *dX, float *ddA, float *dB, float *dC, co
 // (dD may be NULL also when D is not). work: ssd_materialize_backward_work(...)
 // floats.
 size_t ssd_materialize_backward_work(int T, int H, int N, int G);
-void   ssd_materialize_backward(float *ddA, float *dB, float *dC, float *dcolscale, float *dD,
+void   ssd_materialize_backward(const molt_exec *ex, float *ddA, float *dB, float *dC, float *dcolscale, float *dD,
                                 const float *dM, const float *dA, const float *B, const float *C,
                                 const float *colscale, const float *D, int T, int H, int N, int G,
                                 float *work);

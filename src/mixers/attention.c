@@ -41,11 +41,11 @@ K_SIMD void rope_apply(float *x, int T, int nh, int hd, int pos, const float *co
 
 // Scores for query rows of one head against S keys, masked causally
 // (query t sits at absolute position pos+t), then softmax per row.
-static void softmax_causal(float *sc, int T, int S, int pos) {
+static void softmax_causal(const molt_exec *ex, float *sc, int T, int S, int pos) {
     for (int t = 0; t < T; t++) {
         int n = pos + t + 1; // visible keys
         float *row = sc + (size_t)t * S;
-        k_softmax(row, n);
+        k_softmax(ex, row, n);
         for (int s = n; s < S; s++)
             row[s] = 0.0f;
     }
@@ -54,7 +54,7 @@ static void softmax_causal(float *sc, int T, int S, int pos) {
 // Decode (one query per head): the grp query heads that share a KV head are
 // handled together, so each cached key/value row is read once per group.
 // scores: [grp, S]. Handles kv heads [j0, j1).
-static void attend_one(float *heads, const float *q, int S, const attn_cfg *c, const float *kc,
+static void attend_one(const molt_exec *ex, float *heads, const float *q, int S, const attn_cfg *c, const float *kc,
                        const float *vc, int cap, float *scores, int j0, int j1) {
     int hd = c->hd, grp = c->H / c->KV;
     float scale = 1.0f / sqrtf((float)hd);
@@ -72,7 +72,7 @@ static void attend_one(float *heads, const float *q, int S, const attn_cfg *c, c
             }
         }
         for (int g = 0; g < grp; g++)
-            k_softmax(scores + (size_t)g * S, S);
+            k_softmax(ex, scores + (size_t)g * S, S);
         float *og = heads + (size_t)j * grp * hd;
         memset(og, 0, sizeof(float) * (size_t)grp * hd);
         for (int s = 0; s < S; s++) {
@@ -90,6 +90,7 @@ typedef struct decode_task {
     float       *heads, *scores;
     const float *q, *kc, *vc;
     const attn_cfg *c;
+    const molt_exec *ex;
     int          S, cap;
 } decode_task;
 
@@ -98,13 +99,14 @@ static void decode_heads(void *arg, int ith, int nth) {
     int j0, j1;
     molt_pool_range(j->c->KV, ith, nth, &j0, &j1);
     float *sc = j->scores + (size_t)ith * (j->c->H / j->c->KV) * j->S;
-    attend_one(j->heads, j->q, j->S, j->c, j->kc, j->vc, j->cap, sc, j0, j1);
+    attend_one(j->ex, j->heads, j->q, j->S, j->c, j->kc, j->vc, j->cap, sc, j0, j1);
 }
 
 typedef struct prefill_task {
     float       *heads, *scores;
     const float *q, *kc, *vc;
     const attn_cfg *c;
+    const molt_exec *ex;
     int          T, pos, cap;
 } prefill_task;
 
@@ -122,7 +124,7 @@ static void prefill_heads(void *arg, int ith, int nth) {
                     H * hd, K, hd, 0.0f, sc, S);
         for (size_t i = 0; i < (size_t)T * S; i++)
             sc[i] *= scale;
-        softmax_causal(sc, T, S, j->pos);
+        softmax_causal(j->ex, sc, T, S, j->pos);
         // heads_h[T,hd] = P[T,S] · V[S,hd]
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, S, 1.0f, sc, S, V, hd, 0.0f,
                     j->heads + (size_t)h * hd, H * hd);
@@ -132,20 +134,20 @@ static void prefill_heads(void *arg, int ith, int nth) {
 // heads[T, H*hd] from q[T, H*hd] and the cache (S = pos+T keys). Prefill: each
 // head's [T,S] score block is one sgemm, its output another; heads are spread
 // over nth pool threads.
-static void attend(float *heads, const float *q, int T, int pos, const attn_cfg *c,
+static void attend(const molt_exec *ex, float *heads, const float *q, int T, int pos, const attn_cfg *c,
                    const float *kc, const float *vc, int cap, float *scores, int nth) {
     if (T == 1) {
         // threads only pay off once the context is long
         int use = (pos + 1) * c->H * c->hd >= (1 << 18) ? MOLT_MAXI(1, nth < c->KV ? nth : c->KV) : 1;
-        decode_task j = {heads, scores, q, kc, vc, c, pos + 1, cap};
+        decode_task j = {heads, scores, q, kc, vc, c, ex, pos + 1, cap};
         molt_pool_run(use, decode_heads, &j);
         return;
     }
-    prefill_task j = {heads, scores, q, kc, vc, c, T, pos, cap};
+    prefill_task j = {heads, scores, q, kc, vc, c, ex, T, pos, cap};
     molt_pool_run(MOLT_MAXI(1, nth < c->H ? nth : c->H), prefill_heads, &j);
 }
 
-void attn_forward(float *out, float *out_heads, const float *u, int T, int pos,
+void attn_forward(const molt_exec *ex, float *out, float *out_heads, const float *u, int T, int pos,
                   const attn_cfg *c, const attn_weights *w, float *kcache, float *vcache, int cap,
                   const float *cos, const float *sin, float *work, int nth) {
     int H = c->H, KV = c->KV, hd = c->hd, S = pos + T;
@@ -154,9 +156,9 @@ void attn_forward(float *out, float *out_heads, const float *u, int T, int pos,
     float *v = k + (size_t)T * KV * hd;           // [T, KV*hd]
     float *heads = v + (size_t)T * KV * hd;       // [T, H*hd]
     float *scores = heads + (size_t)T * H * hd;   // [T, S]
-    k_matmul(q, u, w->wq, w->bq, T, c->d, H * hd, 0);
-    k_matmul(k, u, w->wk, w->bk, T, c->d, KV * hd, 0);
-    k_matmul(v, u, w->wv, w->bv, T, c->d, KV * hd, 0);
+    k_matmul(ex, q, u, w->wq, w->bq, T, c->d, H * hd, 0);
+    k_matmul(ex, k, u, w->wk, w->bk, T, c->d, KV * hd, 0);
+    k_matmul(ex, v, u, w->wv, w->bv, T, c->d, KV * hd, 0);
     rope_apply(q, T, H, hd, pos, cos, sin);
     rope_apply(k, T, KV, hd, pos, cos, sin);
     // append to cache: [T, KV, hd] → [KV, cap, hd]
@@ -167,24 +169,24 @@ void attn_forward(float *out, float *out_heads, const float *u, int T, int pos,
             memcpy(vcache + dst, v + ((size_t)t * KV + j) * hd, sizeof(float) * (size_t)hd);
         }
     (void)S;
-    attend(heads, q, T, pos, c, kcache, vcache, cap, scores, nth);
+    attend(ex, heads, q, T, pos, c, kcache, vcache, cap, scores, nth);
     if (out_heads)
         memcpy(out_heads, heads, sizeof(float) * (size_t)T * H * hd);
-    k_matmul(out, heads, w->wo, w->bo, T, H * hd, c->d, 0);
+    k_matmul(ex, out, heads, w->wo, w->bo, T, H * hd, c->d, 0);
 }
 
 size_t attn_materialize_work(const attn_cfg *c, int T) {
     return attn_work(c, T, T, 1) + 2 * (size_t)c->KV * T * c->hd;
 }
 
-void attn_materialize(float *A, const float *u, int T, const attn_cfg *c, const attn_weights *w,
+void attn_materialize(const molt_exec *ex, float *A, const float *u, int T, const attn_cfg *c, const attn_weights *w,
                       const float *cos, const float *sin, float *work) {
     int H = c->H, KV = c->KV, hd = c->hd, grp = H / KV;
     float *q = work;
     float *k = q + (size_t)T * H * hd;
     float *kc = k + (size_t)T * KV * hd + (size_t)T * KV * hd + (size_t)T * H * hd + (size_t)T * T;
-    k_matmul(q, u, w->wq, w->bq, T, c->d, H * hd, 0);
-    k_matmul(k, u, w->wk, w->bk, T, c->d, KV * hd, 0);
+    k_matmul(ex, q, u, w->wq, w->bq, T, c->d, H * hd, 0);
+    k_matmul(ex, k, u, w->wk, w->bk, T, c->d, KV * hd, 0);
     rope_apply(q, T, H, hd, 0, cos, sin);
     rope_apply(k, T, KV, hd, 0, cos, sin);
     for (int t = 0; t < T; t++)
@@ -198,6 +200,6 @@ void attn_materialize(float *A, const float *u, int T, const attn_cfg *c, const 
                     H * hd, kc + (size_t)(h / grp) * T * hd, hd, 0.0f, Ah, T);
         for (size_t i = 0; i < (size_t)T * T; i++)
             Ah[i] *= scale;
-        softmax_causal(Ah, T, T, 0);
+        softmax_causal(ex, Ah, T, T, 0);
     }
 }

@@ -9,6 +9,8 @@
 #ifndef MOLT_ATTENTION_H
 #define MOLT_ATTENTION_H
 
+#include "core/exec.h"
+
 #include <stddef.h>
 
 typedef struct attn_cfg {
@@ -32,7 +34,7 @@ void rope_apply(float *x, int T, int nh, int hd, int pos, const float *cos, cons
 // appending their keys/values to the cache (capacity cap ≥ pos+T).
 // out_heads (optional, [T, H*hd]): the per-head outputs before o_proj.
 // nth: threads for the prefill path (work must be sized for them).
-void attn_forward(float *out, float *out_heads, const float *u, int T, int pos,
+void attn_forward(const molt_exec *ex, float *out, float *out_heads, const float *u, int T, int pos,
                   const attn_cfg *c, const attn_weights *w, float *kcache, float *vcache, int cap,
                   const float *cos, const float *sin, float *work, int nth);
 
@@ -40,7 +42,7 @@ void attn_forward(float *out, float *out_heads, const float *u, int T, int pos,
 // (row = query t, col = key s; zero above the diagonal). work: attn_work(c,T,T)
 // plus 2·KV·T·hd floats.
 size_t attn_materialize_work(const attn_cfg *c, int T);
-void   attn_materialize(float *A, const float *u, int T, const attn_cfg *c, const attn_weights *w,
+void   attn_materialize(const molt_exec *ex, float *A, const float *u, int T, const attn_cfg *c, const attn_weights *w,
                         const float *cos, const float *sin, float *work);
 
 #endif

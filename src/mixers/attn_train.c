@@ -8,7 +8,7 @@
  *
  * Forward, per sequence (HF LlamaAttention, eager):
  *     q = rope(u·Wqᵀ + bq)   k = rope(u·Wkᵀ + bk)   v = u·Wvᵀ + bv
- *     S_h = (q_h · k_jᵀ)·hd^-½ ,  P_h = softmax_causal(S_h) ,  heads_h = P_h · v_j
+ *     S_h = (q_h · k_jᵀ)·hd^-½ ,  P_h = softmax_causal(ex, S_h) ,  heads_h = P_h · v_j
  *     out = heads · Woᵀ + bo
  * Per (b, h), query rows go in blocks of RB: block [t0, t1) is one score
  * sgemm against keys 0..t1-1 and one output sgemm, so the masked upper
@@ -112,18 +112,18 @@ static bool qkv_fused(const attn_cfg *c, const attn_weights *w) {
 // qkv[BT, ld] columns [0, n_out) = u · [Wq; Wk; Wv][0:n_out]ᵀ (+ bias), then RoPE
 // on q and k. n_out = (H+2KV)·hd, or (H+KV)·hd for q and k only. scratch: BT·H·hd
 // floats (the unfused path).
-static void project(float *qkv, int ld, int n_out, const float *u, int B, int T,
+static void project(const molt_exec *ex, float *qkv, int ld, int n_out, const float *u, int B, int T,
                     const attn_cfg *c, const attn_weights *w, const float *cos, const float *sin,
                     float *scratch) {
     int    Hh = c->H * c->hd, KVh = c->KV * c->hd, BT = B * T;
     size_t ldz = (size_t)ld;
     if (qkv_fused(c, w) && ld == n_out) {
-        k_matmul(qkv, u, w->wq, w->bq, BT, c->d, n_out, 0);
+        k_matmul(ex, qkv, u, w->wq, w->bq, BT, c->d, n_out, 0);
     } else {
         const float *W[3] = {w->wq, w->wk, w->wv}, *bias[3] = {w->bq, w->bk, w->bv};
         int          n[3] = {Hh, KVh, KVh}, col = 0;
         for (int i = 0; i < 3 && col < n_out; col += n[i], i++) {
-            k_matmul(scratch, u, W[i], bias[i], BT, c->d, n[i], 0);
+            k_matmul(ex, scratch, u, W[i], bias[i], BT, c->d, n[i], 0);
             k_copy_cols(qkv + col, ldz, scratch, (size_t)n[i], (size_t)BT, (size_t)n[i]);
         }
     }
@@ -154,7 +154,7 @@ K_SIMD static void softmax_causal_rows(float *P, int t0, int rb, int T, float sc
     }
 }
 
-// P_h = softmax_causal((q_h · k_jᵀ)·hd^-½)  [T,T];  heads_h = P_h · v_j  [T,hd]
+// P_h = softmax_causal(ex, (q_h · k_jᵀ)·hd^-½)  [T,T];  heads_h = P_h · v_j  [T,hd]
 // Query rows in blocks of RB: block [t0, t1) only sees keys 0..t1-1, so the
 // two sgemms skip the masked upper triangle (about 40% of the T×T work).
 static void fwd_heads(void *arg, int ith, int nth) {
@@ -182,14 +182,14 @@ static void fwd_heads(void *arg, int ith, int nth) {
     }
 }
 
-static void run_heads(fwd_task *job) {
-    int nth = MIN_I(k_threads(), job->B * job->c->H);
+static void run_heads(const molt_exec *ex, fwd_task *job) {
+    int nth = MIN_I(ex->nth, job->B * job->c->H);
     if ((size_t)job->T * job->T * job->c->hd * job->B * job->c->H < 100000)
         nth = 1;
     molt_pool_run(nth > 1 ? nth : 1, fwd_heads, job);
 }
 
-void attn_train_forward(float *out, float *act, const float *u, int B, int T, const attn_cfg *c,
+void attn_train_forward(const molt_exec *ex, float *out, float *act, const float *u, int B, int T, const attn_cfg *c,
                         const attn_weights *w, const float *cos, const float *sin, float *work) {
     int    H = c->H, KV = c->KV, hd = c->hd, W = (H + 2 * KV) * hd;
     size_t BT = (size_t)B * T;
@@ -197,20 +197,20 @@ void attn_train_forward(float *out, float *act, const float *u, int B, int T, co
     float *P = qkv + BT * W;               // [B,H,T,T]
     float *heads = P + BT * (size_t)H * T; // [B,T,H·hd]
     // the unfused projection's scratch: heads is free until the heads pass
-    project(qkv, W, W, u, B, T, c, w, cos, sin, heads);
+    project(ex, qkv, W, W, u, B, T, c, w, cos, sin, heads);
     fwd_task job = {P, heads, qkv, qkv + H * hd, qkv + (H + KV) * hd, W, c, B, T};
-    run_heads(&job);
-    k_matmul(out, heads, w->wo, w->bo, B * T, H * hd, c->d, 0);
+    run_heads(ex, &job);
+    k_matmul(ex, out, heads, w->wo, w->bo, B * T, H * hd, c->d, 0);
     (void)work;
 }
 
-void attn_train_probs(float *A, const float *u, int B, int T, const attn_cfg *c,
+void attn_train_probs(const molt_exec *ex, float *A, const float *u, int B, int T, const attn_cfg *c,
                       const attn_weights *w, const float *cos, const float *sin, float *work) {
     int    H = c->H, KV = c->KV, hd = c->hd, ld = (H + KV) * hd;
     float *qk = work, *scratch = qk + (size_t)B * T * ld; // [B,T,(H+KV)·hd], [B,T,H·hd]
-    project(qk, ld, ld, u, B, T, c, w, cos, sin, scratch);
+    project(ex, qk, ld, ld, u, B, T, c, w, cos, sin, scratch);
     fwd_task job = {A, NULL, qk, qk + H * hd, NULL, ld, c, B, T};
-    run_heads(&job);
+    run_heads(ex, &job);
 }
 
 // ----------------------------------------------------------------------------
@@ -300,7 +300,7 @@ static void sum_groups(float *dk, int ld, const float *dkx, size_t BT, int KV, i
 // qkv = u·[Wq; Wk; Wv]ᵀ + b:  du = dqkv·[Wq; Wk; Wv] (written), weight/bias grads +=.
 // One GEMM pair when the weights and the requested grads are adjacent; else
 // one per projection, its columns of dqkv copied to scratch ([BT, H·hd]).
-static void project_backward(float *du, const attn_grads *g, const float *dqkv, const float *u,
+static void project_backward(const molt_exec *ex, float *du, const attn_grads *g, const float *dqkv, const float *u,
                              int BT, const attn_cfg *c, const attn_weights *w, float *scratch) {
     int          Hh = c->H * c->hd, KVh = c->KV * c->hd, W = Hh + 2 * KVh, d = c->d;
     float       *gw[3] = {g ? g->wq : NULL, g ? g->wk : NULL, g ? g->wv : NULL};
@@ -309,17 +309,17 @@ static void project_backward(float *du, const attn_grads *g, const float *dqkv, 
     size_t       nW[3] = {(size_t)Hh * d, (size_t)KVh * d, (size_t)KVh * d};
     if (qkv_fused(c, w) && adjacent3(gw[0], gw[1], gw[2], nW[0], nW[1]) &&
         adjacent3(gb[0], gb[1], gb[2], (size_t)Hh, (size_t)KVh)) {
-        k_matmul_backward(du, gw[0], gb[0], dqkv, u, w->wq, BT, d, W, 0);
+        k_matmul_backward(ex, du, gw[0], gb[0], dqkv, u, w->wq, BT, d, W, 0);
         return;
     }
     int n[3] = {Hh, KVh, KVh}, col = 0;
     for (int i = 0; i < 3; col += n[i], i++) {
         k_copy_cols(scratch, (size_t)n[i], dqkv + col, (size_t)W, (size_t)BT, (size_t)n[i]);
-        k_matmul_backward(du, gw[i], gb[i], scratch, u, Wm[i], BT, d, n[i], i > 0);
+        k_matmul_backward(ex, du, gw[i], gb[i], scratch, u, Wm[i], BT, d, n[i], i > 0);
     }
 }
 
-void attn_train_backward(float *du, const attn_grads *g, const float *dout, const float *act,
+void attn_train_backward(const molt_exec *ex, float *du, const attn_grads *g, const float *dout, const float *act,
                          const float *u, int B, int T, const attn_cfg *c, const attn_weights *w,
                          const float *cos, const float *sin, float *work) {
     int          H = c->H, KV = c->KV, hd = c->hd, d = c->d, grp = H / KV, W = (H + 2 * KV) * hd;
@@ -339,10 +339,10 @@ void attn_train_backward(float *du, const attn_grads *g, const float *dout, cons
     }
 
     // out = heads·Woᵀ + bo:   dheads = dout·Wo;  dWo += doutᵀ·heads;  dbo += Σ dout
-    k_matmul_backward(dheads, g ? g->wo : NULL, g ? g->bo : NULL, dout, heads, w->wo, B * T,
+    k_matmul_backward(ex, dheads, g ? g->wo : NULL, g ? g->bo : NULL, dout, heads, w->wo, B * T,
                       H * hd, d, 0);
 
-    // per (b, h): heads_h = P_h·v_j,  P_h = softmax_causal(S_h),  S_h = (q_h·k_jᵀ)·hd^-½
+    // per (b, h): heads_h = P_h·v_j,  P_h = softmax_causal(ex, S_h),  S_h = (q_h·k_jᵀ)·hd^-½
     if (grp > 1) {
         memset(dkx, 0, sizeof(float) * BT * (size_t)H * hd);
         memset(dvx, 0, sizeof(float) * BT * (size_t)H * hd);
@@ -351,7 +351,7 @@ void attn_train_backward(float *du, const attn_grads *g, const float *dout, cons
     }
     bwd_task job = {qkv,  qkv + H * hd, qkv + (H + KV) * hd, P, dheads, dqkv, dkx, dvx,
                     scratch, W, ldkx, c, B, T};
-    int      nth = MIN_I(MIN_I(k_threads(), B * H), SLOTS);
+    int      nth = MIN_I(MIN_I(ex->nth, B * H), SLOTS);
     if ((size_t)T * T * hd * B * H < 100000)
         nth = 1;
     molt_pool_run(nth > 1 ? nth : 1, bwd_heads, &job);
@@ -365,5 +365,5 @@ void attn_train_backward(float *du, const attn_grads *g, const float *dout, cons
     rope_rows_backward(dk, W, (int)BT, T, KV, hd, cos, sin);
 
     // [q_lin | k_lin | v] = u·[Wq; Wk; Wv]ᵀ + b   (dheads is free scratch now)
-    project_backward(du, g, dqkv, u, B * T, c, w, dheads);
+    project_backward(ex, du, g, dqkv, u, B * T, c, w, dheads);
 }

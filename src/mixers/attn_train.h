@@ -20,6 +20,8 @@
 #ifndef MOLT_ATTN_TRAIN_H
 #define MOLT_ATTN_TRAIN_H
 
+#include "core/exec.h"
+
 #include "mixers/attention.h"
 
 #include <stddef.h>
@@ -37,16 +39,16 @@ size_t attn_train_work_floats(const attn_cfg *c, int B, int T);
 
 // out[B·T, d] = attention(u[B·T, d]) per sequence; fills act.
 // cos/sin: RoPE tables [≥T, hd/2].
-void attn_train_forward(float *out, float *act, const float *u, int B, int T, const attn_cfg *c,
+void attn_train_forward(const molt_exec *ex, float *out, float *act, const float *u, int B, int T, const attn_cfg *c,
                         const attn_weights *w, const float *cos, const float *sin, float *work);
 // du[B·T, d] written; g's non-NULL members +=. A NULL member of g skips that
 // weight's gradient (frozen); a NULL du skips the input gradient.
-void attn_train_backward(float *du, const attn_grads *g, const float *dout, const float *act,
+void attn_train_backward(const molt_exec *ex, float *du, const attn_grads *g, const float *dout, const float *act,
                          const float *u, int B, int T, const attn_cfg *c, const attn_weights *w,
                          const float *cos, const float *sin, float *work);
 // The teacher's attention probabilities (MOHAWK stage 1 target, no grad):
 // A[B, H, T, T] (row query t, column key s, zero above the diagonal).
-void attn_train_probs(float *A, const float *u, int B, int T, const attn_cfg *c,
+void attn_train_probs(const molt_exec *ex, float *A, const float *u, int B, int T, const attn_cfg *c,
                       const attn_weights *w, const float *cos, const float *sin, float *work);
 
 // The softmax probabilities [B,H,T,T] saved by attn_train_forward in act

@@ -23,7 +23,7 @@ size_t hybrid_combine_act_floats(int T, int d) { return (size_t)T * d + 4 * (siz
 // ----------------------------------------------------------------------------
 // forward:  a' = z·κ + μs;   out = 0.5·(s + a'·Wᵀ + b)
 
-void hybrid_combine_forward(float *out, float *act, const float *s, const float *a,
+void hybrid_combine_forward(const molt_exec *ex, float *out, float *act, const float *s, const float *a,
                             const float *adapter_w, const float *adapter_b, int T, int d) {
     float *ap = act;                  // [T,d] a'
     float *st = act + (size_t)T * d;  // [T,4] μa μs σa σs
@@ -52,7 +52,7 @@ void hybrid_combine_forward(float *out, float *act, const float *s, const float 
         st[4 * t + 2] = sa;
         st[4 * t + 3] = ss;
     }
-    k_matmul(out, ap, adapter_w, adapter_b, T, d, d, 0);
+    k_matmul(ex, out, ap, adapter_w, adapter_b, T, d, d, 0);
     for (size_t i = 0; i < (size_t)T * d; i++)
         out[i] = 0.5f * (s[i] + out[i]);
 }
@@ -60,7 +60,7 @@ void hybrid_combine_forward(float *out, float *act, const float *s, const float 
 // ----------------------------------------------------------------------------
 // backward
 
-void hybrid_combine_backward(float *ds, float *da, float *d_adapter_w, float *d_adapter_b,
+void hybrid_combine_backward(const molt_exec *ex, float *ds, float *da, float *d_adapter_w, float *d_adapter_b,
                              const float *dout, const float *act, const float *s, const float *a,
                              const float *adapter_w, int T, int d) {
     const float *ap = act, *st = act + (size_t)T * d;
@@ -71,7 +71,7 @@ void hybrid_combine_backward(float *ds, float *da, float *d_adapter_w, float *d_
     for (size_t i = 0; i < n; i++)
         ds[i] = 0.5f * dout[i];
     // y = a'·Wᵀ + b:   da' = dy·W (into da),  dW += dyᵀ·a',  db += Σ_t dy
-    k_matmul_backward(da, d_adapter_w, d_adapter_b, ds, ap, adapter_w, T, d, d, 0);
+    k_matmul_backward(ex, da, d_adapter_w, d_adapter_b, ds, ap, adapter_w, T, d, d, 0);
 
     // a'_i = z_i·κ + μs,   z_i = a_i − μa,   κ = (σs + ε)/(σa + ε),
     // σa = sqrt(Σ z²/(d−1)) (∂σa/∂a_i = z_i/((d−1)·σa)), σs likewise over s. With g = da':

@@ -10,7 +10,7 @@
  * Forward, as a list of stages (each a static function below, so a backward
  * can later be written as the same list in reverse over the saved buffers):
  *   1 proj     zx[T,R] = u · in_projᵀ (+b);  xr[T,Cc] = the xBC columns
- *   2 conv     xc = conv1d_causal(xr) (+conv_b), SiLU for Mamba-2, identity
+ *   2 conv     xc = conv1d_causal(ex, xr) (+conv_b), SiLU for Mamba-2, identity
  *              for Discrete; chunked: one call over T; recurrent: token by token
  *   3 prep     split xc → x [T,Di] (head-major), B, C [T,G,N] (contiguous);
  *              Mamba-2:  Δ = clamp(softplus(dt + dt_bias)), dA = Δ·(-exp(A_log)), X = x·Δ
@@ -149,20 +149,20 @@ void ssm_in_proj_cols(const ssm_cfg *c, int *o_z, int *o_xbc, int *o_dt) {
 // stages
 
 // 1  zx = u·in_projᵀ (+b);  xr = zx[:, xBC]
-static void stage_proj(const mixer_bufs *b, const float *u, int T, const ssm_cfg *c,
+static void stage_proj(const molt_exec *ex, const mixer_bufs *b, const float *u, int T, const ssm_cfg *c,
                        const ssm_weights *w) {
     int R = ssm_in_proj_rows(c), Cc = ssm_conv_dim(c), o = off_xbc(c);
-    k_matmul(b->zx, u, w->in_proj, w->in_proj_b, T, c->d_model, R, 0);
+    k_matmul(ex, b->zx, u, w->in_proj, w->in_proj_b, T, c->d_model, R, 0);
     for (int t = 0; t < T; t++)
         memcpy(b->xr + (size_t)t * Cc, b->zx + (size_t)t * R + o, sizeof(float) * (size_t)Cc);
 }
 
 // 2  xc[t0:t1] = act(conv(xr[t0:t1]))   (state: history in/out, NULL = zeros)
-static void stage_conv(const mixer_bufs *b, int t0, int t1, const ssm_cfg *c,
+static void stage_conv(const molt_exec *ex, const mixer_bufs *b, int t0, int t1, const ssm_cfg *c,
                        const ssm_weights *w, float *state) {
     int    Cc = ssm_conv_dim(c);
     float *xc = b->xc + (size_t)t0 * Cc;
-    conv1d_causal(xc, b->xr + (size_t)t0 * Cc, w->conv_w, w->conv_b, state, t1 - t0, Cc, c->K);
+    conv1d_causal(ex, xc, b->xr + (size_t)t0 * Cc, w->conv_w, w->conv_b, state, t1 - t0, Cc, c->K);
     if (c->kind == SSM_MAMBA2)
         for (size_t i = 0; i < (size_t)(t1 - t0) * Cc; i++)
             xc[i] = k_silu(xc[i]);
@@ -200,7 +200,7 @@ static void stage_prep(const mixer_bufs *b, int t0, int t1, const ssm_cfg *c,
 }
 
 // 5  ys ← gate(ys + D·x)   (in place, all T tokens)
-static void stage_gate(const mixer_bufs *b, int T, const ssm_cfg *c, const ssm_weights *w) {
+static void stage_gate(const molt_exec *ex, const mixer_bufs *b, int T, const ssm_cfg *c, const ssm_weights *w) {
     int R = ssm_in_proj_rows(c), Cc = ssm_conv_dim(c), Di = c->d_inner, P = c->P, oz = off_z(c);
     int gs = Di / c->G;
     for (int t = 0; t < T; t++) {
@@ -213,7 +213,7 @@ static void stage_gate(const mixer_bufs *b, int T, const ssm_cfg *c, const ssm_w
             for (int i = 0; i < Di; i++)
                 y[i] *= k_silu(z[i]);
             for (int g = 0; g < c->G; g++) // in place, per group of Di/G
-                k_rmsnorm(y + (size_t)g * gs, y + (size_t)g * gs, w->norm_w + (size_t)g * gs, 1,
+                k_rmsnorm(ex, y + (size_t)g * gs, y + (size_t)g * gs, w->norm_w + (size_t)g * gs, 1,
                           gs, c->norm_eps);
         } else {
             for (int i = 0; i < Di; i++)
@@ -225,7 +225,7 @@ static void stage_gate(const mixer_bufs *b, int T, const ssm_cfg *c, const ssm_w
 // ----------------------------------------------------------------------------
 // forward
 
-void ssm_mixer_forward(float *y, const float *u, int T, const ssm_cfg *c, const ssm_weights *w,
+void ssm_mixer_forward(const molt_exec *ex, float *y, const float *u, int T, const ssm_cfg *c, const ssm_weights *w,
                        ssm_state *st, ssm_mode mode, float *work) {
     MOLT_ASSERT(ssm_cfg_check(c) == NULL);
     MOLT_ASSERT(w->in_proj && w->conv_w && w->out_proj);
@@ -236,11 +236,11 @@ void ssm_mixer_forward(float *y, const float *u, int T, const ssm_cfg *c, const 
     mixer_bufs_floats(c, T, &b, work);
     int H = c->H, P = c->P, N = c->N, G = c->G, Di = c->d_inner, GN = G * N;
 
-    stage_proj(&b, u, T, c, w);
+    stage_proj(ex, &b, u, T, c, w);
     if (mode == SSM_MODE_CHUNKED) {
-        stage_conv(&b, 0, T, c, w, st ? st->conv : NULL);
+        stage_conv(ex, &b, 0, T, c, w, st ? st->conv : NULL);
         stage_prep(&b, 0, T, c, w);
-        ssd_scan_chunked(b.ys, st ? st->ssm : NULL, b.X, b.dA, b.B, b.C, T, H, P, N, G, c->chunk,
+        ssd_scan_chunked(ex, b.ys, st ? st->ssm : NULL, b.X, b.dA, b.B, b.C, T, H, P, N, G, c->chunk,
                          b.scan);
     } else {
         float *cs = b.cst, *ss = b.sst;
@@ -252,14 +252,14 @@ void ssm_mixer_forward(float *y, const float *u, int T, const ssm_cfg *c, const 
             memset(ss, 0, sizeof(float) * (size_t)H * P * N);
         }
         for (int t = 0; t < T; t++) {
-            stage_conv(&b, t, t + 1, c, w, cs);
+            stage_conv(ex, &b, t, t + 1, c, w, cs);
             stage_prep(&b, t, t + 1, c, w);
-            ssd_step(b.ys + (size_t)t * Di, ss, b.X + (size_t)t * Di, b.dA + (size_t)t * H,
+            ssd_step(ex, b.ys + (size_t)t * Di, ss, b.X + (size_t)t * Di, b.dA + (size_t)t * H,
                      b.B + (size_t)t * GN, b.C + (size_t)t * GN, H, P, N, G);
         }
     }
-    stage_gate(&b, T, c, w);
-    k_matmul(y, b.ys, w->out_proj, w->out_proj_b, T, Di, c->d_model, 0);
+    stage_gate(ex, &b, T, c, w);
+    k_matmul(ex, y, b.ys, w->out_proj, w->out_proj_b, T, Di, c->d_model, 0);
 }
 
 // ----------------------------------------------------------------------------
@@ -267,7 +267,7 @@ void ssm_mixer_forward(float *y, const float *u, int T, const ssm_cfg *c, const 
 //   y_pre[:,h,p] = M[h] · x[:,h,p]  with x the post-conv x, so for Mamba-2
 //   the column scale is Δ_s (M acts on x, the scan on X = x·Δ); D on the diagonal.
 
-void ssm_mixer_materialize(float *M, const float *u, int T, const ssm_cfg *c, const ssm_weights *w,
+void ssm_mixer_materialize(const molt_exec *ex, float *M, const float *u, int T, const ssm_cfg *c, const ssm_weights *w,
                            float *work) {
     MOLT_ASSERT(ssm_cfg_check(c) == NULL);
     MOLT_ASSERT(w->in_proj && w->conv_w);
@@ -276,9 +276,9 @@ void ssm_mixer_materialize(float *M, const float *u, int T, const ssm_cfg *c, co
         return;
     mixer_bufs b;
     mixer_bufs_floats(c, T, &b, work);
-    stage_proj(&b, u, T, c, w);
-    stage_conv(&b, 0, T, c, w, NULL);
+    stage_proj(ex, &b, u, T, c, w);
+    stage_conv(ex, &b, 0, T, c, w, NULL);
     stage_prep(&b, 0, T, c, w);
-    ssd_materialize(M, b.dA, b.B, b.C, c->kind == SSM_MAMBA2 ? b.dlt : NULL, w->D, T, c->H, c->N,
+    ssd_materialize(ex, M, b.dA, b.B, b.C, c->kind == SSM_MAMBA2 ? b.dlt : NULL, w->D, T, c->H, c->N,
                     c->G);
 }

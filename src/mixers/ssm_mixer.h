@@ -24,6 +24,8 @@
 #ifndef MOLT_SSM_MIXER_H
 #define MOLT_SSM_MIXER_H
 
+#include "core/exec.h"
+
 #include <stddef.h>
 
 typedef enum ssm_kind { SSM_MAMBA2 = 0, SSM_DISCRETE = 1, SSM_KIND_COUNT } ssm_kind;
@@ -75,12 +77,12 @@ size_t ssm_mixer_work(const ssm_cfg *c, int T);
 // y[T,d] = mixer(u[T,d]) where u is the already-normalized block input.
 // st: state to continue from and update (NULL: zero state, not kept).
 // SSM_MODE_RECURRENT runs the token-by-token step (the decode path).
-void ssm_mixer_forward(float *y, const float *u, int T, const ssm_cfg *c, const ssm_weights *w,
+void ssm_mixer_forward(const molt_exec *ex, float *y, const float *u, int T, const ssm_cfg *c, const ssm_weights *w,
                        ssm_state *st, ssm_mode mode, float *work);
 
 // M[H,T,T]: the mixing matrix from zero state, D on the diagonal, such that
 // (pre-gate, pre-norm) y[:,h,p] = M[h] · x[:,h,p], x the post-conv x.
-void ssm_mixer_materialize(float *M, const float *u, int T, const ssm_cfg *c, const ssm_weights *w,
+void ssm_mixer_materialize(const molt_exec *ex, float *M, const float *u, int T, const ssm_cfg *c, const ssm_weights *w,
                            float *work);
 
 #endif

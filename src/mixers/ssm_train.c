@@ -20,9 +20,9 @@
  *   4 scan   ys = SSD(X, dA, B, C) chunked per seq  ssd_scan_chunked_backward per seq
  *   5 gate   ypre = ys + D·x;  g = gate(ypre, z)    row-wise, then column sums
  *   6 out    y = g·out_projᵀ (+b)                   dg = dy·out_proj, d out_proj += dyᵀ·g
- * Materialized: 1, 2, 3, then M = ssd_materialize(dA, B, C, Δ | 1, D) per seq.
+ * Materialized: 1, 2, 3, then M = ssd_materialize(ex, dA, B, C, Δ | 1, D) per seq.
  *
- * Threads (molt's pool, k_threads()): row stages split rows, column sums split
+ * Threads (molt's pool, ex->nth): row stages split rows, column sums split
  * columns (double accumulation), weight grads split output rows of W (single-
  * threaded BLAS inside), per-sequence kernels run either one sequence per
  * thread (B large) or one sequence at a time with the kernel's own threads.
@@ -67,6 +67,7 @@ static void dims_of(dims *m, const ssm_cfg *c, int B, int T) {
 
 // Everything a stage reads or writes. Views into act (saved) and work (scratch).
 typedef struct job {
+    const molt_exec   *ex;
     dims               m;
     const ssm_cfg     *c;
     const ssm_weights *w;
@@ -250,15 +251,17 @@ static void row_task_run(void *arg, int ith, int nth) {
         t->fn(t->j, lo, hi);
 }
 
-// Every multi-threaded pool job here uses exactly k_threads() threads (tasks
+// Every multi-threaded pool job here uses exactly ex->nth threads (tasks
 // past the work find empty ranges) so the split, and hence the rounding, does
 // not depend on the shape; small ones run inline.
-static int pool_nth(size_t cost, size_t threshold) { return cost < threshold ? 1 : k_threads(); }
+static int pool_nth(const molt_exec *ex, size_t cost, size_t threshold) {
+    return cost < threshold ? 1 : ex->nth;
+}
 
 // fn over rows [0, n) split in contiguous ranges; inline when small
 static void par_rows(row_fn fn, const job *j, int n, size_t cost_per_row) {
     row_task t = {fn, j, n};
-    molt_pool_run(n < 2 ? 1 : pool_nth((size_t)n * cost_per_row, 32768), row_task_run, &t);
+    molt_pool_run(n < 2 ? 1 : pool_nth(j->ex, (size_t)n * cost_per_row, 32768), row_task_run, &t);
 }
 
 typedef void (*seq_fn)(const job *j, int b);
@@ -282,7 +285,7 @@ static void seq_task_run(void *arg, int ith, int nth) {
 // a pool task runs inline: the pool is not reentrant.) fn must only write
 // per-sequence outputs.
 static void par_seqs(seq_fn fn, const job *j, int inner) {
-    int nth = k_threads(), B = j->m.B;
+    int nth = j->ex->nth, B = j->m.B;
     if (nth > 1 && B > 1 && (B >= 2 * nth || (B >= nth && B % nth == 0) || B > inner)) {
         seq_task t = {fn, j};
         molt_pool_run(nth, seq_task_run, &t);
@@ -318,11 +321,11 @@ static void colsum_run(void *arg, int ith, int nth) {
     }
 }
 
-static void colsum(float *out, const float *src, int rows, int cols, int ld) {
+static void colsum(const molt_exec *ex, float *out, const float *src, int rows, int cols, int ld) {
     if (!out || rows <= 0)
         return;
     colsum_task t = {out, src, rows, cols, ld};
-    molt_pool_run(pool_nth((size_t)rows * (size_t)cols, 65536), colsum_run, &t);
+    molt_pool_run(pool_nth(ex, (size_t)rows * (size_t)cols, 65536), colsum_run, &t);
 }
 
 // Linear backward pieces, y[rows,out] = x[rows,in]·W[out,in]ᵀ:
@@ -364,21 +367,21 @@ static void mm_dw_run(void *arg, int ith, int nth) {
     }
 }
 
-static int mm_threads(int blocks, int rows, int n_out, int n_in) {
+static int mm_threads(const molt_exec *ex, int blocks, int rows, int n_out, int n_in) {
     double flops = 2.0 * rows * (double)n_out * n_in;
-    return flops < 1e6 || blocks < 2 ? 1 : k_threads();
+    return flops < 1e6 || blocks < 2 ? 1 : ex->nth;
 }
 
-static void mm_dx(float *dx, const float *dy, const float *W, int rows, int n_out, int n_in) {
+static void mm_dx(const molt_exec *ex, float *dx, const float *dy, const float *W, int rows, int n_out, int n_in) {
     mm_task t = {dx, dy, W, rows, n_out, n_in};
-    molt_pool_run(mm_threads((rows + MM_ROWS - 1) / MM_ROWS, rows, n_out, n_in), mm_dx_run, &t);
+    molt_pool_run(mm_threads(ex, (rows + MM_ROWS - 1) / MM_ROWS, rows, n_out, n_in), mm_dx_run, &t);
 }
 
-static void mm_dw(float *dW, const float *dy, const float *x, int rows, int n_out, int n_in) {
+static void mm_dw(const molt_exec *ex, float *dW, const float *dy, const float *x, int rows, int n_out, int n_in) {
     if (!dW || rows <= 0)
         return;
     mm_task t = {dW, dy, x, rows, n_out, n_in};
-    molt_pool_run(mm_threads((n_out + MM_WROWS - 1) / MM_WROWS, rows, n_out, n_in), mm_dw_run,
+    molt_pool_run(mm_threads(ex, (n_out + MM_WROWS - 1) / MM_WROWS, rows, n_out, n_in), mm_dw_run,
                   &t);
 }
 
@@ -404,20 +407,20 @@ static void rows_extract_xr(const job *j, int r0, int r1) {
 //   ∂u = ∂zx·in_proj   ∂in_proj += ∂zxᵀ·u   ∂in_proj_b += Σ_r ∂zx
 static void proj_backward(float *du, const job *j) {
     const dims *m = &j->m;
-    mm_dx(du, j->dzx, j->w->in_proj, m->BT, m->R, m->d);
-    mm_dw(j->g->in_proj, j->dzx, j->u, m->BT, m->R, m->d);
+    mm_dx(j->ex, du, j->dzx, j->w->in_proj, m->BT, m->R, m->d);
+    mm_dw(j->ex, j->g->in_proj, j->dzx, j->u, m->BT, m->R, m->d);
     if (j->w->in_proj_b)
-        colsum(j->g->in_proj_b, j->dzx, m->BT, m->R, m->R);
+        colsum(j->ex, j->g->in_proj_b, j->dzx, m->BT, m->R, m->R);
 }
 
 // ----------------------------------------------------------------------------
-// 2 conv:  xcp = conv1d_causal(xr) per sequence, zero initial state
+// 2 conv:  xcp = conv1d_causal(ex, xr) per sequence, zero initial state
 
 static void seq_conv(const job *j, int b) {
     const dims *m = &j->m;
     size_t      o = (size_t)b * m->T * m->Cc;
     float      *out = m->mamba ? j->xcp : j->xct;
-    conv1d_causal(out + o, j->xr + o, j->w->conv_w, j->w->conv_b, NULL, m->T, m->Cc, m->K);
+    conv1d_causal(j->ex, out + o, j->xr + o, j->w->conv_w, j->w->conv_b, NULL, m->T, m->Cc, m->K);
 }
 
 // backward, ∂xc (pre-activation) → ∂xr, ∂conv_w, ∂conv_b. The weight grads
@@ -439,7 +442,7 @@ static void conv_backward(const job *j) {
     par_rows(rows_extract_xr, j, m->BT, (size_t)m->Cc);
     for (int b = 0; b < m->B; b++) {
         size_t o = (size_t)b * m->T * m->Cc;
-        conv1d_causal_backward(j->dxr + o, j->g->conv_w, j->w->conv_b ? j->g->conv_b : NULL,
+        conv1d_causal_backward(j->ex, j->dxr + o, j->g->conv_w, j->w->conv_b ? j->g->conv_b : NULL,
                                j->dxc + o, j->xr + o, j->w->conv_w, m->T, m->Cc, m->K);
     }
     par_rows(rows_put_dxr, j, m->BT, (size_t)m->R);
@@ -551,8 +554,8 @@ static void prep_param_grads(const job *j) {
     if (!m->mamba)
         return; // Discrete: A_log is a per-token projection, no parameter
     if (j->w->dt_bias)
-        colsum(j->g->dt_bias, j->dzx + m->odt, m->BT, m->H, m->R);
-    colsum(j->g->A_log, j->hs2, m->BT, m->H, m->H);
+        colsum(j->ex, j->g->dt_bias, j->dzx + m->odt, m->BT, m->H, m->R);
+    colsum(j->ex, j->g->A_log, j->hs2, m->BT, m->H, m->H);
 }
 
 // ----------------------------------------------------------------------------
@@ -562,7 +565,7 @@ static void prep_param_grads(const job *j) {
 static void seq_scan(const job *j, int b) {
     const dims *m = &j->m;
     size_t      r = (size_t)b * m->T;
-    ssd_scan_chunked(j->ypre + r * m->Di, NULL, j->X + r * m->Di, j->dA + r * m->H,
+    ssd_scan_chunked(j->ex, j->ypre + r * m->Di, NULL, j->X + r * m->Di, j->dA + r * m->H,
                      j->Bm + r * m->GN, j->Cm + r * m->GN, m->T, m->H, m->P, m->N, m->G, m->Q,
                      j->scan + (size_t)b * m->sw);
 }
@@ -574,7 +577,7 @@ static void seq_scan_backward(const job *j, int b) {
     size_t      r = (size_t)b * m->T;
     float      *work = j->sbw + (size_t)b * m->sbw;
     memcpy(work, j->scan + (size_t)b * m->sw, sizeof(float) * m->sw);
-    ssd_scan_chunked_backward(j->dX + r * m->Di, j->ddA + r * m->H, j->dBm + r * m->GN,
+    ssd_scan_chunked_backward(j->ex, j->dX + r * m->Di, j->ddA + r * m->H, j->dBm + r * m->GN,
                               j->dCm + r * m->GN, j->dg + r * m->Di, j->X + r * m->Di,
                               j->dA + r * m->H, j->Bm + r * m->GN, j->Cm + r * m->GN, m->T, m->H,
                               m->P, m->N, m->G, m->Q, work);
@@ -682,17 +685,17 @@ static void rows_gate_backward(const job *j, int r0, int r1) {
 static void gate_param_grads(const job *j) {
     const dims *m = &j->m;
     if (m->mamba)
-        colsum(j->g->norm_w, j->tmp, m->BT, m->Di, m->Di);
+        colsum(j->ex, j->g->norm_w, j->tmp, m->BT, m->Di, m->Di);
     else if (j->w->z_bias)
-        colsum(j->g->z_bias, j->dzx + m->oz, m->BT, m->Di, m->R);
+        colsum(j->ex, j->g->z_bias, j->dzx + m->oz, m->BT, m->Di, m->R);
     if (j->w->D)
-        colsum(j->g->D, j->hs1, m->BT, m->H, m->H);
+        colsum(j->ex, j->g->D, j->hs1, m->BT, m->H, m->H);
 }
 
 // ----------------------------------------------------------------------------
 // training forward / backward
 
-static void job_init(job *j, const ssm_cfg *c, const ssm_weights *w, const ssm_grads *g, int B,
+static void job_init(const molt_exec *ex, job *j, const ssm_cfg *c, const ssm_weights *w, const ssm_grads *g, int B,
                      int T) {
     memset(j, 0, sizeof *j);
     MOLT_ASSERT(ssm_cfg_check(c) == NULL);
@@ -700,22 +703,22 @@ static void job_init(job *j, const ssm_cfg *c, const ssm_weights *w, const ssm_g
     MOLT_ASSERT(w->in_proj && w->conv_w);
     MOLT_ASSERT(c->kind != SSM_MAMBA2 || (w->A_log && w->norm_w));
     dims_of(&j->m, c, B, T);
-    j->c = c, j->w = w, j->g = g;
+    j->c = c, j->w = w, j->g = g, j->ex = ex;
 }
 
 // the shared front of both forwards: 1 proj, 2 conv, 3 prep
 static void forward_front(const job *j) {
     const dims *m = &j->m;
-    k_matmul(j->zx, j->u, j->w->in_proj, j->w->in_proj_b, m->BT, m->d, m->R, 0);
+    k_matmul(j->ex, j->zx, j->u, j->w->in_proj, j->w->in_proj_b, m->BT, m->d, m->R, 0);
     par_rows(rows_extract_xr, j, m->BT, (size_t)m->Cc);
     par_seqs(seq_conv, j, m->T);
     par_rows(rows_prep, j, m->BT, (size_t)(m->Cc + 4 * m->H) * 4);
 }
 
-void ssm_train_forward(float *y, float *act, const float *u, int B, int T, const ssm_cfg *c,
+void ssm_train_forward(const molt_exec *ex, float *y, float *act, const float *u, int B, int T, const ssm_cfg *c,
                        const ssm_weights *w, float *work) {
     job j;
-    job_init(&j, c, w, NULL, B, T);
+    job_init(ex, &j, c, w, NULL, B, T);
     MOLT_ASSERT(w->out_proj);
     if (B * T == 0)
         return;
@@ -726,14 +729,14 @@ void ssm_train_forward(float *y, float *act, const float *u, int B, int T, const
     forward_front(&j);
     par_seqs(seq_scan, &j, m->H * ((m->T + m->Q - 1) / m->Q));
     par_rows(rows_gate, &j, m->BT, (size_t)m->Di * 8);
-    k_matmul(y, j.gb, w->out_proj, w->out_proj_b, m->BT, m->Di, m->d, 0);
+    k_matmul(ex, y, j.gb, w->out_proj, w->out_proj_b, m->BT, m->Di, m->d, 0);
 }
 
-void ssm_train_backward(float *du, const ssm_grads *g, const float *dy, const float *act,
+void ssm_train_backward(const molt_exec *ex, float *du, const ssm_grads *g, const float *dy, const float *act,
                         const float *u, int B, int T, const ssm_cfg *c, const ssm_weights *w,
                         float *work) {
     job j;
-    job_init(&j, c, w, g, B, T);
+    job_init(ex, &j, c, w, g, B, T);
     if (B * T == 0)
         return;
     train_act_views(&j, unconst(act));
@@ -741,13 +744,13 @@ void ssm_train_backward(float *du, const ssm_grads *g, const float *dy, const fl
     j.u = u, j.dy = dy;
     const dims *m = &j.m;
     // 6  y = g·out_projᵀ (+b):  ∂g = ∂y·out_proj,  ∂out_proj += ∂yᵀ·g,  ∂out_proj_b += Σ ∂y
-    mm_dx(j.dg, dy, w->out_proj, m->BT, m->d, m->Di);
+    mm_dx(ex, j.dg, dy, w->out_proj, m->BT, m->d, m->Di);
     if (g->out_proj) {
         par_rows(rows_gate_recompute, &j, m->BT, (size_t)m->Di * 8);
-        mm_dw(g->out_proj, dy, j.tmp, m->BT, m->d, m->Di);
+        mm_dw(ex, g->out_proj, dy, j.tmp, m->BT, m->d, m->Di);
     }
     if (w->out_proj_b)
-        colsum(g->out_proj_b, dy, m->BT, m->d, m->d);
+        colsum(ex, g->out_proj_b, dy, m->BT, m->d, m->d);
     // 5  gate
     par_rows(rows_gate_backward, &j, m->BT, (size_t)m->Di * 16);
     gate_param_grads(&j);
@@ -771,7 +774,7 @@ void ssm_train_backward(float *du, const ssm_grads *g, const float *dy, const fl
 static void seq_materialize(const job *j, int b) {
     const dims *m = &j->m;
     size_t      r = (size_t)b * m->T;
-    ssd_materialize(j->M + (size_t)b * m->H * m->T * m->T, j->dA + r * m->H, j->Bm + r * m->GN,
+    ssd_materialize(j->ex, j->M + (size_t)b * m->H * m->T * m->T, j->dA + r * m->H, j->Bm + r * m->GN,
                     j->Cm + r * m->GN, m->mamba ? j->dlt + r * m->H : NULL, j->w->D, m->T, m->H,
                     m->N, m->G);
 }
@@ -782,7 +785,7 @@ static void seq_materialize_backward(const job *j, int b) {
     size_t      r = (size_t)b * m->T;
     float      *dD = j->dDp + (size_t)b * m->H;
     memset(dD, 0, sizeof(float) * (size_t)m->H);
-    ssd_materialize_backward(j->ddA + r * m->H, j->dBm + r * m->GN, j->dCm + r * m->GN,
+    ssd_materialize_backward(j->ex, j->ddA + r * m->H, j->dBm + r * m->GN, j->dCm + r * m->GN,
                              m->mamba ? j->dcs + r * m->H : NULL, j->w->D ? dD : NULL,
                              j->dM + (size_t)b * m->H * m->T * m->T, j->dA + r * m->H,
                              j->Bm + r * m->GN, j->Cm + r * m->GN,
@@ -796,10 +799,10 @@ static void rows_zero_dz(const job *j, int r0, int r1) {
         memset(j->dzx + (size_t)r * j->m.R + j->m.oz, 0, sizeof(float) * (size_t)j->m.Di);
 }
 
-void ssm_mat_forward(float *M, float *act, const float *u, int B, int T, const ssm_cfg *c,
+void ssm_mat_forward(const molt_exec *ex, float *M, float *act, const float *u, int B, int T, const ssm_cfg *c,
                      const ssm_weights *w, float *work) {
     job j;
-    job_init(&j, c, w, NULL, B, T);
+    job_init(ex, &j, c, w, NULL, B, T);
     if (B * T == 0)
         return;
     mat_act_views(&j, act);
@@ -809,11 +812,11 @@ void ssm_mat_forward(float *M, float *act, const float *u, int B, int T, const s
     par_seqs(seq_materialize, &j, j.m.H * j.m.T);
 }
 
-void ssm_mat_backward(float *du, const ssm_grads *g, const float *dM, const float *act,
+void ssm_mat_backward(const molt_exec *ex, float *du, const ssm_grads *g, const float *dM, const float *act,
                       const float *u, int B, int T, const ssm_cfg *c, const ssm_weights *w,
                       float *work) {
     job j;
-    job_init(&j, c, w, g, B, T);
+    job_init(ex, &j, c, w, g, B, T);
     if (B * T == 0)
         return;
     mat_act_views(&j, unconst(act));

@@ -6,12 +6,12 @@
  *
  * Every sequence starts from a zero state (training sequences start empty).
  * The forward uses the chunked scan with cfg->chunk; its output equals
- * ssm_mixer_forward(..., st = NULL, SSM_MODE_CHUNKED) for each sequence.
+ * ssm_mixer_forward(ex, ..., st = NULL, SSM_MODE_CHUNKED) for each sequence.
  *
  * Accumulation contract: activation grads (du) are written (=); parameter
  * grads are accumulated (+=) into ssm_grads, so several batches (or several
  * losses) can add into the same buffers. No allocation: every buffer is the
- * caller's (sizes from the *_floats functions). Threads: k_threads() (molt's
+ * caller's (sizes from the *_floats functions). Threads: ex->nth (molt's
  * pool). Given the same act, the backward is bit-identical for any thread
  * count; the forward matches to rounding (k_matmul's BLAS blocking follows the
  * thread count).
@@ -21,6 +21,8 @@
  */
 #ifndef MOLT_SSM_TRAIN_H
 #define MOLT_SSM_TRAIN_H
+
+#include "core/exec.h"
 
 #include "mixers/ssm_mixer.h"
 
@@ -37,11 +39,11 @@ typedef struct ssm_grads {
 size_t ssm_train_act_floats(const ssm_cfg *c, int B, int T);
 size_t ssm_train_work_floats(const ssm_cfg *c, int B, int T); // scratch for fwd and bwd
 // y[B*T, d] = mixer(u[B*T, d]) with cfg->chunk as chunk size; saves activations in act.
-void ssm_train_forward(float *y, float *act, const float *u, int B, int T, const ssm_cfg *c,
+void ssm_train_forward(const molt_exec *ex, float *y, float *act, const float *u, int B, int T, const ssm_cfg *c,
                        const ssm_weights *w, float *work);
 // du[B*T, d] written (=); parameter grads accumulated into g (+=). act as left by
 // ssm_train_forward on the same u, c, w; du must not alias dy or u.
-void ssm_train_backward(float *du, const ssm_grads *g, const float *dy, const float *act,
+void ssm_train_backward(const molt_exec *ex, float *du, const ssm_grads *g, const float *dy, const float *act,
                         const float *u, int B, int T, const ssm_cfg *c, const ssm_weights *w,
                         float *work);
 
@@ -49,11 +51,11 @@ void ssm_train_backward(float *du, const ssm_grads *g, const float *dy, const fl
 // ssm_mixer_materialize, D on the diagonal) for each sequence; saves what the backward needs.
 size_t ssm_mat_act_floats(const ssm_cfg *c, int B, int T);
 size_t ssm_mat_work_floats(const ssm_cfg *c, int B, int T);
-void   ssm_mat_forward(float *M, float *act, const float *u, int B, int T, const ssm_cfg *c,
+void   ssm_mat_forward(const molt_exec *ex, float *M, float *act, const float *u, int B, int T, const ssm_cfg *c,
                        const ssm_weights *w, float *work);
 // du written (=), grads of in_proj(+b), conv_w/b, dt_bias, A_log, D accumulated (+=).
 // (M does not depend on norm_w, z_bias, out_proj: those grads are not touched.)
-void ssm_mat_backward(float *du, const ssm_grads *g, const float *dM, const float *act,
+void ssm_mat_backward(const molt_exec *ex, float *du, const ssm_grads *g, const float *dM, const float *act,
                       const float *u, int B, int T, const ssm_cfg *c, const ssm_weights *w,
                       float *work);
 

@@ -210,7 +210,7 @@ void hybrid_match_stats(float *a, const float *s, int T, int d) {
 // ----------------------------------------------------------------------------
 // one piece of ≤ chunk tokens
 
-static void forward_piece(molt_seq *s, const int32_t *ids, int T, float *logits, int all_logits) {
+static void forward_piece(const molt_exec *ex, molt_seq *s, const int32_t *ids, int T, float *logits, int all_logits) {
     const molt_model *m = s->m;
     const model_cfg *c = &m->cfg;
     int d = c->d_model;
@@ -227,45 +227,45 @@ static void forward_piece(molt_seq *s, const int32_t *ids, int T, float *logits,
 
     for (int l = 0; l < c->n_layer; l++) {
         const layer_weights *w = &m->layers[l];
-        k_rmsnorm(u, x, w->attn_norm, T, d, c->norm_eps);
+        k_rmsnorm(ex, u, x, w->attn_norm, T, d, c->norm_eps);
         ssm_mode mode = T == 1 ? SSM_MODE_RECURRENT : SSM_MODE_CHUNKED;
         if (c->kind[l] == LAYER_ATTN) {
             attn_cfg ac;
             attn_weights aw;
             layer_attn(m, l, &ac, &aw);
-            attn_forward(mix, NULL, u, T, s->pos, &ac, &aw, s->k[l], s->v[l], s->cap,
+            attn_forward(ex, mix, NULL, u, T, s->pos, &ac, &aw, s->k[l], s->v[l], s->cap,
                          m->rope_cos, m->rope_sin, work, s->nth);
         } else if (c->kind[l] == LAYER_SSM) {
-            ssm_mixer_forward(mix, u, T, &c->ssm, &w->ssm, &s->ssm[l], mode, work);
+            ssm_mixer_forward(ex, mix, u, T, &c->ssm, &w->ssm, &s->ssm[l], mode, work);
         } else {
             attn_cfg ac;
             attn_weights aw;
             layer_attn(m, l, &ac, &aw);
-            ssm_mixer_forward(sb, u, T, &c->ssm, &w->ssm, &s->ssm[l], mode, work);
-            attn_forward(mix, NULL, u, T, s->pos, &ac, &aw, s->k[l], s->v[l], s->cap,
+            ssm_mixer_forward(ex, sb, u, T, &c->ssm, &w->ssm, &s->ssm[l], mode, work);
+            attn_forward(ex, mix, NULL, u, T, s->pos, &ac, &aw, s->k[l], s->v[l], s->cap,
                          m->rope_cos, m->rope_sin, work, s->nth);
             hybrid_match_stats(mix, sb, T, d);
             // adapter(a') then average with s; u is free to reuse as the adapter output
-            k_matmul(u, mix, w->adapter_w, w->adapter_b, T, d, d, 0);
+            k_matmul(ex, u, mix, w->adapter_w, w->adapter_b, T, d, d, 0);
             for (size_t i = 0; i < (size_t)T * d; i++)
                 mix[i] = 0.5f * (sb[i] + u[i]);
         }
         k_add(x, mix, (size_t)T * d);
         if (c->has_mlp) {
             int F = c->d_ff;
-            k_rmsnorm(u, x, w->ffn_norm, T, d, c->norm_eps);
-            k_matmul(g, u, w->w_gate, NULL, T, d, F, 0);
-            k_matmul(up, u, w->w_up, NULL, T, d, F, 0);
-            k_swiglu(g, up, (size_t)T * F);
-            k_matmul(x, g, w->w_down, NULL, T, F, d, 1); // residual: x += down(...)
+            k_rmsnorm(ex, u, x, w->ffn_norm, T, d, c->norm_eps);
+            k_matmul(ex, g, u, w->w_gate, NULL, T, d, F, 0);
+            k_matmul(ex, up, u, w->w_up, NULL, T, d, F, 0);
+            k_swiglu(ex, g, up, (size_t)T * F);
+            k_matmul(ex, x, g, w->w_down, NULL, T, F, d, 1); // residual: x += down(...)
         }
     }
     s->pos += T;
     if (!logits)
         return;
     int t0 = all_logits ? 0 : T - 1, n = T - t0;
-    k_rmsnorm(u, x + (size_t)t0 * d, m->final_norm, n, d, c->norm_eps);
-    k_matmul(logits, u, m->lm_head, NULL, n, d, c->vocab, 0);
+    k_rmsnorm(ex, u, x + (size_t)t0 * d, m->final_norm, n, d, c->norm_eps);
+    k_matmul(ex, logits, u, m->lm_head, NULL, n, d, c->vocab, 0);
 }
 
 molt_status molt_seq_feed(molt_ctx *ctx, molt_seq *s, const int32_t *ids, int32_t n,
@@ -281,7 +281,8 @@ molt_status molt_seq_feed(molt_ctx *ctx, molt_seq *s, const int32_t *ids, int32_
         if (ids[i] < 0 || ids[i] >= c->vocab)
             return molt__err(ctx, MOLT_ERR_ARG, "token id %d at position %d is outside the vocab "
                                                 "(0..%d)", ids[i], i, c->vocab - 1);
-    k_set_threads(MOLT_MIN(molt_ctx_threads(ctx), s->nth));
+    molt_exec        exv = molt_exec_cpu(MOLT_MIN(molt_ctx_threads(ctx), s->nth));
+    const molt_exec *ex = &exv;
     for (int i = 0; i < n; i += s->chunk) {
         int T = MOLT_MIN(s->chunk, n - i);
         bool last = i + T == n;
@@ -290,7 +291,7 @@ molt_status molt_seq_feed(molt_ctx *ctx, molt_seq *s, const int32_t *ids, int32_
             lg = logits + (size_t)i * c->vocab;
         else if (logits && last)
             lg = logits;
-        forward_piece(s, ids + i, T, lg, all_logits);
+        forward_piece(ex, s, ids + i, T, lg, all_logits);
     }
     return MOLT_OK;
 }

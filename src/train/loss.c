@@ -41,10 +41,10 @@ static void rows_run(void *arg, int ith, int nth) {
     j->sum[ith] = j->fn(j->ctx, lo, hi, &j->cnt[ith]);
 }
 
-static double rows_drive(rows_fn fn, const void *ctx, int n, size_t row_len, int64_t *count) {
+static double rows_drive(const molt_exec *ex, rows_fn fn, const void *ctx, int n, size_t row_len, int64_t *count) {
     rows_job j;
     j.fn = fn, j.ctx = ctx, j.n = n;
-    int nth = k_threads();
+    int nth = ex->nth;
     if ((double)n * (double)row_len < 65536.0)
         nth = 1;
     nth = nth < n ? nth : n;
@@ -135,10 +135,10 @@ static double ce_rows(const void *arg, int lo, int hi, int64_t *count) {
     return total;
 }
 
-double loss_ce(float *dlogits, const float *logits, const int32_t *targets, int n, int V,
+double loss_ce(const molt_exec *ex, float *dlogits, const float *logits, const int32_t *targets, int n, int V,
                float scale, int64_t *count) {
     ce_ctx c = {dlogits, logits, targets, V, scale};
-    return rows_drive(ce_rows, &c, n, (size_t)V, count);
+    return rows_drive(ex, ce_rows, &c, n, (size_t)V, count);
 }
 
 // ----------------------------------------------------------------------------
@@ -203,10 +203,10 @@ static double sce_rows(const void *arg, int lo, int hi, int64_t *count) {
     return total;
 }
 
-double loss_soft_ce(float *dstudent, const float *student, const float *teacher, int n, int V,
+double loss_soft_ce(const molt_exec *ex, float *dstudent, const float *student, const float *teacher, int n, int V,
                     float tau, float scale) {
     sce_ctx c = {dstudent, student, teacher, V, tau, scale};
-    return rows_drive(sce_rows, &c, n, (size_t)V, NULL);
+    return rows_drive(ex, sce_rows, &c, n, (size_t)V, NULL);
 }
 
 // ----------------------------------------------------------------------------
@@ -244,12 +244,12 @@ static double norm_rows(const void *arg, int lo, int hi, int64_t *count) {
     return total;
 }
 
-double loss_frobenius(float *dS, const float *S, const float *A, int m, int L, float scale) {
+double loss_frobenius(const molt_exec *ex, float *dS, const float *S, const float *A, int m, int L, float scale) {
     norm_ctx c = {dS, S, A, (size_t)L * (size_t)L, scale};
-    return rows_drive(norm_rows, &c, m, c.len, NULL);
+    return rows_drive(ex, norm_rows, &c, m, c.len, NULL);
 }
 
-double loss_l2_rows(float *dx, const float *x, const float *y, int n, int d, float scale) {
+double loss_l2_rows(const molt_exec *ex, float *dx, const float *x, const float *y, int n, int d, float scale) {
     norm_ctx c = {dx, x, y, (size_t)d, scale};
-    return rows_drive(norm_rows, &c, n, c.len, NULL);
+    return rows_drive(ex, norm_rows, &c, n, c.len, NULL);
 }

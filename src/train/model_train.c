@@ -192,36 +192,36 @@ static bool mlp_in_fused(const layer_weights *w, int d, int F) {
 }
 
 // gu[N, 2F] = v · [W_g; W_u]ᵀ
-static void mlp_in_forward(float *gu, const float *v, const layer_weights *w, int N, int d, int F,
+static void mlp_in_forward(const molt_exec *ex, float *gu, const float *v, const layer_weights *w, int N, int d, int F,
                            float *scratch) {
     if (mlp_in_fused(w, d, F)) {
-        k_matmul(gu, v, w->w_gate, NULL, N, d, 2 * F, 0);
+        k_matmul(ex, gu, v, w->w_gate, NULL, N, d, 2 * F, 0);
         return;
     }
-    k_matmul(scratch, v, w->w_gate, NULL, N, d, F, 0);
+    k_matmul(ex, scratch, v, w->w_gate, NULL, N, d, F, 0);
     k_copy_cols(gu, 2 * (size_t)F, scratch, (size_t)F, N, F);
-    k_matmul(scratch, v, w->w_up, NULL, N, d, F, 0);
+    k_matmul(ex, scratch, v, w->w_up, NULL, N, d, F, 0);
     k_copy_cols(gu + F, 2 * (size_t)F, scratch, (size_t)F, N, F);
 }
 
 // from tm->dg ([N, 2F], ∂gu): tm->dv = ∂v (written), grads of W_g, W_u +=
-static void mlp_in_backward(train_model *tm, const layer_weights *w, const float *v, int N, int d,
+static void mlp_in_backward(const molt_exec *ex, train_model *tm, const layer_weights *w, const float *v, int N, int d,
                             int F) {
     if (mlp_in_fused(w, d, F)) {
-        k_matmul_backward(tm->dv, tm_grad_of(tm, w->w_gate), NULL, tm->dg, v, w->w_gate, N, d,
+        k_matmul_backward(ex, tm->dv, tm_grad_of(tm, w->w_gate), NULL, tm->dg, v, w->w_gate, N, d,
                           2 * F, 0);
         return;
     }
     k_copy_cols(tm->dh, (size_t)F, tm->dg, 2 * (size_t)F, N, F);
-    k_matmul_backward(tm->dv, tm_grad_of(tm, w->w_gate), NULL, tm->dh, v, w->w_gate, N, d, F, 0);
+    k_matmul_backward(ex, tm->dv, tm_grad_of(tm, w->w_gate), NULL, tm->dh, v, w->w_gate, N, d, F, 0);
     k_copy_cols(tm->dh, (size_t)F, tm->dg + F, 2 * (size_t)F, N, F);
-    k_matmul_backward(tm->dv, tm_grad_of(tm, w->w_up), NULL, tm->dh, v, w->w_up, N, d, F, 1);
+    k_matmul_backward(ex, tm->dv, tm_grad_of(tm, w->w_up), NULL, tm->dh, v, w->w_up, N, d, F, 1);
 }
 
 // ----------------------------------------------------------------------------
 // one block
 
-void tm_block_forward(train_model *tm, int l, const float *x_in, float *x_out) {
+void tm_block_forward(const molt_exec *ex, train_model *tm, int l, const float *x_in, float *x_out) {
     const molt_model *m = tm->m;
     const model_cfg *c = &m->cfg;
     const layer_weights *w = &m->layers[l];
@@ -229,7 +229,7 @@ void tm_block_forward(train_model *tm, int l, const float *x_in, float *x_out) {
     int N = tm->N, d = c->d_model, F = c->d_ff;
     size_t Nd = (size_t)N * d;
     memcpy(a->x_in, x_in, Nd * sizeof(float));
-    k_rmsnorm_forward(a->u, a->rstd1, a->x_in, w->attn_norm, N, d, c->norm_eps);
+    k_rmsnorm_forward(ex, a->u, a->rstd1, a->x_in, w->attn_norm, N, d, c->norm_eps);
     float *mix = tm->dmix; // forward scratch (backward scratch is free now)
     attn_cfg ac;
     attn_weights aw;
@@ -237,17 +237,17 @@ void tm_block_forward(train_model *tm, int l, const float *x_in, float *x_out) {
         layer_attn(m, l, &ac, &aw);
     switch (c->kind[l]) {
     case LAYER_ATTN:
-        attn_train_forward(mix, a->attn, a->u, tm->B, tm->T, &ac, &aw, m->rope_cos, m->rope_sin,
+        attn_train_forward(ex, mix, a->attn, a->u, tm->B, tm->T, &ac, &aw, m->rope_cos, m->rope_sin,
                            tm->work);
         break;
     case LAYER_SSM:
-        ssm_train_forward(mix, a->ssm, a->u, tm->B, tm->T, &c->ssm, &w->ssm, tm->work);
+        ssm_train_forward(ex, mix, a->ssm, a->u, tm->B, tm->T, &c->ssm, &w->ssm, tm->work);
         break;
     default:
-        ssm_train_forward(a->s, a->ssm, a->u, tm->B, tm->T, &c->ssm, &w->ssm, tm->work);
-        attn_train_forward(a->a, a->attn, a->u, tm->B, tm->T, &ac, &aw, m->rope_cos, m->rope_sin,
+        ssm_train_forward(ex, a->s, a->ssm, a->u, tm->B, tm->T, &c->ssm, &w->ssm, tm->work);
+        attn_train_forward(ex, a->a, a->attn, a->u, tm->B, tm->T, &ac, &aw, m->rope_cos, m->rope_sin,
                            tm->work);
-        hybrid_combine_forward(mix, a->comb, a->s, a->a, w->adapter_w, w->adapter_b, N, d);
+        hybrid_combine_forward(ex, mix, a->comb, a->s, a->a, w->adapter_w, w->adapter_b, N, d);
         break;
     }
     for (size_t i = 0; i < Nd; i++)
@@ -256,16 +256,16 @@ void tm_block_forward(train_model *tm, int l, const float *x_in, float *x_out) {
         memcpy(x_out, a->x_mid, Nd * sizeof(float));
         return;
     }
-    k_rmsnorm_forward(a->v, a->rstd2, a->x_mid, w->ffn_norm, N, d, c->norm_eps);
+    k_rmsnorm_forward(ex, a->v, a->rstd2, a->x_mid, w->ffn_norm, N, d, c->norm_eps);
     // [g | up] = v·[W_g; W_u]ᵀ, h = silu(g) ⊙ up
-    mlp_in_forward(a->g, a->v, w, N, d, F, tm->dh);
-    k_swiglu_pair(a->h, a->g, N, F);
+    mlp_in_forward(ex, a->g, a->v, w, N, d, F, tm->dh);
+    k_swiglu_pair(ex, a->h, a->g, N, F);
     if (x_out != a->x_mid)
         memcpy(x_out, a->x_mid, Nd * sizeof(float));
-    k_matmul(x_out, a->h, w->w_down, NULL, N, F, d, 1);
+    k_matmul(ex, x_out, a->h, w->w_down, NULL, N, F, d, 1);
 }
 
-void tm_block_backward(train_model *tm, int l, float *dx) {
+void tm_block_backward(const molt_exec *ex, train_model *tm, int l, float *dx) {
     const molt_model *m = tm->m;
     const model_cfg *c = &m->cfg;
     const layer_weights *w = &m->layers[l];
@@ -274,13 +274,13 @@ void tm_block_backward(train_model *tm, int l, float *dx) {
     size_t Nd = (size_t)N * d;
     if (c->has_mlp) {
         // x_out = x_mid + h·W_dᵀ
-        k_matmul_backward(tm->dh, tm_grad_of(tm, w->w_down), NULL, dx, a->h, w->w_down, N, F, d, 0);
+        k_matmul_backward(ex, tm->dh, tm_grad_of(tm, w->w_down), NULL, dx, a->h, w->w_down, N, F, d, 0);
         // h = silu(g) ⊙ up
-        k_swiglu_pair_backward(tm->dg, tm->dh, a->g, N, F);
+        k_swiglu_pair_backward(ex, tm->dg, tm->dh, a->g, N, F);
         // [g | up] = v·[W_g; W_u]ᵀ   (dh is free scratch now)
-        mlp_in_backward(tm, w, a->v, N, d, F);
+        mlp_in_backward(ex, tm, w, a->v, N, d, F);
         // v = rmsnorm(x_mid): dx (= ∂/∂x_mid, residual) += rmsnorm'ᵀ dv
-        k_rmsnorm_backward(dx, tm_grad_of(tm, w->ffn_norm), tm->dv, a->x_mid, w->ffn_norm,
+        k_rmsnorm_backward(ex, dx, tm_grad_of(tm, w->ffn_norm), tm->dv, a->x_mid, w->ffn_norm,
                            a->rstd2, N, d);
     }
     // x_mid = x_in + mix:  ∂mix = ∂x_mid = dx
@@ -296,34 +296,34 @@ void tm_block_backward(train_model *tm, int l, float *dx) {
         grads_of_ssm(tm, &w->ssm, &sg);
     switch (c->kind[l]) {
     case LAYER_ATTN:
-        attn_train_backward(tm->du, &ag, dx, a->attn, a->u, tm->B, tm->T, &ac, &aw, m->rope_cos,
+        attn_train_backward(ex, tm->du, &ag, dx, a->attn, a->u, tm->B, tm->T, &ac, &aw, m->rope_cos,
                             m->rope_sin, tm->work);
         break;
     case LAYER_SSM:
-        ssm_train_backward(tm->du, &sg, dx, a->ssm, a->u, tm->B, tm->T, &c->ssm, &w->ssm,
+        ssm_train_backward(ex, tm->du, &sg, dx, a->ssm, a->u, tm->B, tm->T, &c->ssm, &w->ssm,
                            tm->work);
         break;
     default:
         // mix = combine(s, a)
-        hybrid_combine_backward(tm->ds, tm->da, tm_grad_of(tm, w->adapter_w),
+        hybrid_combine_backward(ex, tm->ds, tm->da, tm_grad_of(tm, w->adapter_w),
                                 tm_grad_of(tm, w->adapter_b), dx, a->comb, a->s, a->a,
                                 w->adapter_w, N, d);
-        attn_train_backward(tm->du, &ag, tm->da, a->attn, a->u, tm->B, tm->T, &ac, &aw,
+        attn_train_backward(ex, tm->du, &ag, tm->da, a->attn, a->u, tm->B, tm->T, &ac, &aw,
                             m->rope_cos, m->rope_sin, tm->work);
-        ssm_train_backward(tm->du2, &sg, tm->ds, a->ssm, a->u, tm->B, tm->T, &c->ssm, &w->ssm,
+        ssm_train_backward(ex, tm->du2, &sg, tm->ds, a->ssm, a->u, tm->B, tm->T, &c->ssm, &w->ssm,
                            tm->work);
         k_add(tm->du, tm->du2, Nd);
         break;
     }
     // u = rmsnorm(x_in): dx (now ∂/∂x_in) += rmsnorm'ᵀ du
-    k_rmsnorm_backward(dx, tm_grad_of(tm, w->attn_norm), tm->du, a->x_in, w->attn_norm, a->rstd1,
+    k_rmsnorm_backward(ex, dx, tm_grad_of(tm, w->attn_norm), tm->du, a->x_in, w->attn_norm, a->rstd1,
                        N, d);
 }
 
 // ----------------------------------------------------------------------------
 // whole model
 
-void tm_forward(train_model *tm, const int32_t *ids) {
+void tm_forward(const molt_exec *ex, train_model *tm, const int32_t *ids) {
     const molt_model *m = tm->m;
     const model_cfg *c = &m->cfg;
     int N = tm->N, d = c->d_model;
@@ -332,14 +332,14 @@ void tm_forward(train_model *tm, const int32_t *ids) {
     for (int i = 0; i < N; i++)
         memcpy(x + (size_t)i * d, m->embed + (size_t)ids[i] * d, sizeof(float) * (size_t)d);
     for (int l = 0; l < c->n_layer; l++)
-        tm_block_forward(tm, l, x, x); // x_in is copied into L[l] before x is overwritten
+        tm_block_forward(ex, tm, l, x, x); // x_in is copied into L[l] before x is overwritten
     if (tm->skip_head)
         return;
-    k_rmsnorm_forward(tm->xn, tm->rstdf, x, m->final_norm, N, d, c->norm_eps);
-    k_matmul(tm->logits, tm->xn, m->lm_head, NULL, N, d, c->vocab, 0);
+    k_rmsnorm_forward(ex, tm->xn, tm->rstdf, x, m->final_norm, N, d, c->norm_eps);
+    k_matmul(ex, tm->logits, tm->xn, m->lm_head, NULL, N, d, c->vocab, 0);
 }
 
-double tm_loss_ce(train_model *tm, const int32_t *targets, float scale) {
+double tm_loss_ce(const molt_exec *ex, train_model *tm, const int32_t *targets, float scale) {
     int64_t count = 0;
     // count first so the gradient is the mean
     for (int i = 0; i < tm->N; i++)
@@ -348,25 +348,25 @@ double tm_loss_ce(train_model *tm, const int32_t *targets, float scale) {
         memset(tm->dlogits, 0, sizeof(float) * (size_t)tm->N * tm->m->cfg.vocab);
         return 0.0;
     }
-    double sum = loss_ce(tm->dlogits, tm->logits, targets, tm->N, tm->m->cfg.vocab,
+    double sum = loss_ce(ex, tm->dlogits, tm->logits, targets, tm->N, tm->m->cfg.vocab,
                          scale / (float)count, NULL);
     return sum / (double)count;
 }
 
-void tm_backward(train_model *tm) {
+void tm_backward(const molt_exec *ex, train_model *tm) {
     const molt_model *m = tm->m;
     const model_cfg *c = &m->cfg;
     int N = tm->N, d = c->d_model, V = c->vocab;
     // logits = xn · headᵀ   (tied: head is the embedding, its grad accumulates there)
-    k_matmul_backward(tm->du, tm_grad_of(tm, m->lm_head), NULL, tm->dlogits, tm->xn, m->lm_head,
+    k_matmul_backward(ex, tm->du, tm_grad_of(tm, m->lm_head), NULL, tm->dlogits, tm->xn, m->lm_head,
                       N, d, V, 0);
     // xn = rmsnorm(x_last)
     memset(tm->dx, 0, sizeof(float) * (size_t)N * d);
-    k_rmsnorm_backward(tm->dx, tm_grad_of(tm, m->final_norm), tm->du, tm->x_last, m->final_norm,
+    k_rmsnorm_backward(ex, tm->dx, tm_grad_of(tm, m->final_norm), tm->du, tm->x_last, m->final_norm,
                        tm->rstdf, N, d);
     // x_last holds the final residual; each block saved its own x_in
     for (int l = c->n_layer - 1; l >= 0; l--)
-        tm_block_backward(tm, l, tm->dx);
+        tm_block_backward(ex, tm, l, tm->dx);
     // x = embed[ids]
-    k_embedding_backward(tm_grad_of(tm, m->embed), tm->dx, tm->ids, N, d);
+    k_embedding_backward(ex, tm_grad_of(tm, m->embed), tm->dx, tm->ids, N, d);
 }

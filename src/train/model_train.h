@@ -14,6 +14,8 @@
 #ifndef MOLT_MODEL_TRAIN_H
 #define MOLT_MODEL_TRAIN_H
 
+#include "core/exec.h"
+
 #include "mixers/attention.h"
 #include "models/model.h"
 
@@ -49,16 +51,16 @@ void        tm_zero_grad(train_model *tm);
 float      *tm_grad_of(const train_model *tm, const float *w);
 
 // ids[N] → logits[N,V] (saved activations for backward).
-void   tm_forward(train_model *tm, const int32_t *ids);
+void   tm_forward(const molt_exec *ex, train_model *tm, const int32_t *ids);
 // mean CE over targets[N] (−1 = ignored) → dlogits scaled by 1/count·scale.
 // Returns the mean loss.
-double tm_loss_ce(train_model *tm, const int32_t *targets, float scale);
+double tm_loss_ce(const molt_exec *ex, train_model *tm, const int32_t *targets, float scale);
 // backward from tm->dlogits through every layer into tm->grad (+=).
-void   tm_backward(train_model *tm);
+void   tm_backward(const molt_exec *ex, train_model *tm);
 
 // One block: x_out[N,d] = block_l(x_in[N,d]), activations saved in L[l].
-void tm_block_forward(train_model *tm, int l, const float *x_in, float *x_out);
+void tm_block_forward(const molt_exec *ex, train_model *tm, int l, const float *x_in, float *x_out);
 // dx[N,d]: in = ∂/∂x_out, out = ∂/∂x_in. Parameter grads +=.
-void tm_block_backward(train_model *tm, int l, float *dx);
+void tm_block_backward(const molt_exec *ex, train_model *tm, int l, float *dx);
 
 #endif

@@ -158,7 +158,7 @@ static void adamw_run(void *arg, int ith, int nth) {
     }
 }
 
-void adamw_update(molt_model *m, adamw *o, const float *grad, float lr) {
+void adamw_update(const molt_exec *ex, molt_model *m, adamw *o, const float *grad, float lr) {
     o->step++;
     // torch computes these scalars in Python doubles
     double bc1 = 1.0 - pow(o->beta1, (double)o->step), bc2 = 1.0 - pow(o->beta2, (double)o->step);
@@ -171,7 +171,7 @@ void adamw_update(molt_model *m, adamw *o, const float *grad, float lr) {
                       (float)(1.0 - (double)lr * o->wd),
                       (float)((double)lr / bc1),
                       (float)sqrt(bc2)};
-    molt_pool_run(k_elementwise_threads(m->n_floats), adamw_run, &job);
+    molt_pool_run(k_elementwise_threads(ex, m->n_floats), adamw_run, &job);
 }
 
 const char *grad_first_nonfinite(const molt_model *m, const float *grad) {

@@ -8,6 +8,8 @@
 #ifndef MOLT_OPTIM_H
 #define MOLT_OPTIM_H
 
+#include "core/exec.h"
+
 #include "models/model.h"
 
 typedef enum sched_kind { SCHED_CONSTANT = 0, SCHED_COSINE, SCHED_WSD, SCHED_COUNT } sched_kind;
@@ -41,7 +43,7 @@ double      grad_norm(const molt_model *m, const adamw *o, const float *grad);
 // scales gradients so their norm is ≤ max_norm (torch: coef = max/(norm+1e-6), clamped to 1)
 void        grad_clip(const molt_model *m, const adamw *o, float *grad, double norm,
                       double max_norm);
-void        adamw_update(molt_model *m, adamw *o, const float *grad, float lr);
+void        adamw_update(const molt_exec *ex, molt_model *m, adamw *o, const float *grad, float lr);
 // name of the first parameter whose gradient holds NaN/inf, or NULL
 const char *grad_first_nonfinite(const molt_model *m, const float *grad);
 bool        glob_match(const char *pat, const char *s);

@@ -208,7 +208,7 @@ molt_status load_checkpoint(molt_ctx *ctx, molt_model *m, adamw *opt, const char
 // ----------------------------------------------------------------------------
 // evaluation on held-out windows (fixed, in order)
 
-static double eval_loss(train_model *tm, const token_stream *ev, int batches, int32_t *in,
+static double eval_loss(const molt_exec *ex, train_model *tm, const token_stream *ev, int batches, int32_t *in,
                         int32_t *tgt) {
     int B = tm->B, T = tm->T;
     double sum = 0;
@@ -227,8 +227,8 @@ static double eval_loss(train_model *tm, const token_stream *ev, int batches, in
             memcpy(tgt + (size_t)b * T, ev->ids + pos + 1, sizeof(int32_t) * (size_t)T);
             pos += (size_t)T;
         }
-        tm_forward(tm, in);
-        sum += tm_loss_ce(tm, tgt, 1.0f);
+        tm_forward(ex, tm, in);
+        sum += tm_loss_ce(ex, tm, tgt, 1.0f);
         n++;
     }
     return n ? sum / n : (double)NAN;
@@ -330,7 +330,8 @@ molt_status molt_train(molt_ctx *ctx, molt_model *m, const molt_train_opts *o, m
         st = molt__err(ctx, MOLT_ERR_IO, "%s: cannot open for writing", path);
         goto done;
     }
-    k_set_threads(molt_ctx_threads(ctx));
+    molt_exec        exv = molt__exec(ctx);
+    const molt_exec *ex = &exv;
     double t0 = molt__now();
     int64_t tokens0 = tokens;
     molt_train_report rep;
@@ -340,9 +341,9 @@ molt_status molt_train(molt_ctx *ctx, molt_model *m, const molt_train_opts *o, m
         double loss = 0;
         for (int a = 0; a < o->accum; a++) {
             data_batch(&data, &rng, B, T, in, tgt);
-            tm_forward(tm, in);
-            loss += tm_loss_ce(tm, tgt, 1.0f / (float)o->accum) / o->accum;
-            tm_backward(tm);
+            tm_forward(ex, tm, in);
+            loss += tm_loss_ce(ex, tm, tgt, 1.0f / (float)o->accum) / o->accum;
+            tm_backward(ex, tm);
         }
         const char *bad = grad_first_nonfinite(m, tm->grad);
         if (!isfinite(loss) || bad) {
@@ -356,7 +357,7 @@ molt_status molt_train(molt_ctx *ctx, molt_model *m, const molt_train_opts *o, m
         double gn = grad_norm(m, &opt, tm->grad);
         grad_clip(m, &opt, tm->grad, gn, o->clip);
         double lr = sched_lr(&sc, step);
-        adamw_update(m, &opt, tm->grad, (float)lr);
+        adamw_update(ex, m, &opt, tm->grad, (float)lr);
         tokens += per_step;
         rep.step = step + 1;
         rep.total_steps = sc.total_steps;
@@ -369,7 +370,7 @@ molt_status molt_train(molt_ctx *ctx, molt_model *m, const molt_train_opts *o, m
         rep.eval_loss = (double)NAN;
         bool last = step + 1 == sc.total_steps;
         if (ev.n > (size_t)T + 1 && o->eval_every > 0 && ((step + 1) % o->eval_every == 0 || last))
-            rep.eval_loss = eval_loss(tm, &ev, o->eval_batches, in, tgt);
+            rep.eval_loss = eval_loss(ex, tm, &ev, o->eval_batches, in, tgt);
         fprintf(log, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.4f, "
                      "\"tokens\": %lld, \"tok_per_s\": %.1f",
                 (long long)rep.step, loss, lr, gn, (long long)tokens, rep.tok_per_s);

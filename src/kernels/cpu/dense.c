@@ -5,34 +5,40 @@
 #include "kernels/backward.h"
 #include "kernels/kernels.h"
 
+#include "core/core.h"
 #include "core/pool.h"
 
 #include <cblas.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdbool.h>
 #include <string.h>
 
 #define MIN_INT(a, b) ((a) < (b) ? (a) : (b))
 
-// Threading policy: molt's pool (core/pool.h) owns every thread. OpenBLAS is
-// kept single-threaded and called from pool workers on disjoint output blocks,
-// so small shapes never pay for waking BLAS threads and nothing oversubscribes.
-static int  g_threads = 1;
-static bool g_blas_single;
+// Threading policy: molt's pool (core/pool.h) owns every thread; ex->nth says
+// how many an op may use. OpenBLAS is kept single-threaded (set once, before
+// the first op) and called from pool workers on disjoint output blocks, so
+// small shapes never pay for waking BLAS threads and nothing oversubscribes.
+static pthread_once_t g_blas_once = PTHREAD_ONCE_INIT;
+static void           blas_single(void) { openblas_set_num_threads(1); }
 
-void k_set_threads(int n) {
-    if (n < 1)
-        n = 1;
-    if (!g_blas_single) {
-        openblas_set_num_threads(1);
-        g_blas_single = true;
-    }
-    g_threads = n;
+molt_exec molt_exec_cpu(int nth) {
+    pthread_once(&g_blas_once, blas_single);
+    return (molt_exec){&molt_backend_cpu, nth < 1 ? 1 : nth, NULL};
 }
 
-int k_threads(void) { return g_threads; }
+molt_exec molt__exec(const molt_ctx *ctx) { return molt_exec_cpu(molt_ctx_threads(ctx)); }
 
-int k_elementwise_threads(size_t n) { return n < K_ELEMENTWISE_MIN ? 1 : g_threads; }
+molt_exec molt_exec_threads(const molt_exec *ex, int nth) {
+    molt_exec e = *ex;
+    e.nth = nth < 1 ? 1 : nth;
+    return e;
+}
+
+int k_elementwise_threads(const molt_exec *ex, size_t n) {
+    return n < K_ELEMENTWISE_MIN ? 1 : ex->nth;
+}
 
 void k_copy_cols(float *dst, size_t ldd, const float *src, size_t lds, size_t rows, size_t n) {
     for (size_t t = 0; t < rows; t++)
@@ -86,7 +92,7 @@ static void mm_run(void *arg, int ith, int nth) {
     gemm_block(j->y, j->x, j->W, j->T, j->in, j->out, o0, o1, j->beta);
 }
 
-static void cpu_matmul(float *y, const float *x, const float *W, const float *bias, int T, int in,
+static void cpu_matmul(const molt_exec *ex, float *y, const float *x, const float *W, const float *bias, int T, int in,
                        int out, int accumulate) {
     float beta = accumulate ? 1.0f : 0.0f;
     if (bias) {
@@ -105,7 +111,7 @@ static void cpu_matmul(float *y, const float *x, const float *W, const float *bi
         return;
     }
     double flops = 2.0 * T * (double)in * out;
-    int nth = g_threads;
+    int nth = ex->nth;
     if (nth <= 1 || flops < 1e6 || out < 32 * nth) {
         gemm_block(y, x, W, T, in, out, 0, out, beta);
         return;
@@ -131,8 +137,8 @@ void k_matmul_ref(float *y, const float *x, const float *W, const float *bias, i
 
 // inference RMSNorm is the training forward without the saved 1/rms, so the
 // two paths give bit-identical outputs by construction
-static void cpu_rmsnorm(float *y, const float *x, const float *w, int T, int d, float eps) {
-    k_rmsnorm_forward(y, NULL, x, w, T, d, eps);
+static void cpu_rmsnorm(const molt_exec *ex, float *y, const float *x, const float *w, int T, int d, float eps) {
+    k_rmsnorm_forward(ex, y, NULL, x, w, T, d, eps);
 }
 
 float k_softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
@@ -155,9 +161,9 @@ static void swiglu_run(void *arg, int ith, int nth) {
     swiglu_span(j->gate + lo, j->up + lo, hi - lo);
 }
 
-static void cpu_swiglu(float *gate, const float *up, size_t n) {
+static void cpu_swiglu(const molt_exec *ex, float *gate, const float *up, size_t n) {
     swiglu_task job = {gate, up, n};
-    molt_pool_run(k_elementwise_threads(n), swiglu_run, &job);
+    molt_pool_run(k_elementwise_threads(ex, n), swiglu_run, &job);
 }
 
 // x = softmax(x·scale) in place, fp32: the max, then e^(x·scale − max) and
@@ -187,7 +193,7 @@ K_SIMD void k_softmax_scaled(float *x, int n, float scale) {
         x[i] *= inv;
 }
 
-static void cpu_softmax(float *x, int n) { k_softmax_scaled(x, n, 1.0f); }
+static void cpu_softmax(const molt_exec *ex, float *x, int n) { k_softmax_scaled(x, n, 1.0f); }
 
 void k_add(float *y, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++)
@@ -201,26 +207,27 @@ const molt_backend molt_backend_cpu = {"cpu", cpu_matmul, cpu_rmsnorm, cpu_swigl
 #define COUNT_OP(op) +1
 _Static_assert(0 MOLT_BACKEND_OPS(COUNT_OP) == 4,
                "a new backend op needs a table entry, a CPU kernel and a test");
-static const molt_backend *g_backend = &molt_backend_cpu;
 
-const molt_backend *k_backend(void) { return g_backend; }
-
-int k_use_backend(const molt_backend *b) {
-    if (!b)
-        b = &molt_backend_cpu;
-#define HAS_OP(op) &&b->op
+bool molt_exec_init(molt_exec *ex, const molt_backend *be, int nth) {
+    if (!be)
+        be = &molt_backend_cpu;
+#define HAS_OP(op) &&be->op
     if (!(1 MOLT_BACKEND_OPS(HAS_OP)))
-        return 0;
-    g_backend = b;
-    return 1;
+        return false;
+    *ex = molt_exec_cpu(nth);
+    ex->be = be;
+    return true;
 }
 
-void k_matmul(float *y, const float *x, const float *W, const float *bias, int T, int in, int out,
-              int accumulate) {
-    g_backend->matmul(y, x, W, bias, T, in, out, accumulate);
+void k_matmul(const molt_exec *ex, float *y, const float *x, const float *W, const float *bias,
+              int T, int in, int out, int accumulate) {
+    ex->be->matmul(ex, y, x, W, bias, T, in, out, accumulate);
 }
-void k_rmsnorm(float *y, const float *x, const float *w, int T, int d, float eps) {
-    g_backend->rmsnorm(y, x, w, T, d, eps);
+void k_rmsnorm(const molt_exec *ex, float *y, const float *x, const float *w, int T, int d,
+               float eps) {
+    ex->be->rmsnorm(ex, y, x, w, T, d, eps);
 }
-void k_swiglu(float *gate, const float *up, size_t n) { g_backend->swiglu(gate, up, n); }
-void k_softmax(float *x, int n) { g_backend->softmax(x, n); }
+void k_swiglu(const molt_exec *ex, float *gate, const float *up, size_t n) {
+    ex->be->swiglu(ex, gate, up, n);
+}
+void k_softmax(const molt_exec *ex, float *x, int n) { ex->be->softmax(ex, x, n); }

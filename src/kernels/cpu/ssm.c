@@ -24,7 +24,7 @@
  * Saved for a backward: after ssd_scan_chunked, work holds the state entering
  * every chunk and the in/out chunk decays (layout above ssd_chunked_work).
  *
- * Threading: molt's pool (core/pool.h) with k_threads() threads, over heads
+ * Threading: molt's pool (core/pool.h) with ex->nth threads, over heads
  * (and chunks); every task owns its outputs, so results are bit-identical for
  * any number of threads (no reductions across threads). Small problems run
  * inline (nth = 1) below the size thresholds.
@@ -74,7 +74,7 @@ static void conv_rows(void *arg, int ith, int nth) {
     }
 }
 
-void conv1d_causal(float *y, const float *x, const float *w, const float *b, float *state, int T,
+void conv1d_causal(const molt_exec *ex, float *y, const float *x, const float *w, const float *b, float *state, int T,
                    int Cc, int K) {
     // rows whose window reaches before t = 0: read the history
     int t_hist = T < K - 1 ? T : K - 1;
@@ -88,7 +88,7 @@ void conv1d_causal(float *y, const float *x, const float *w, const float *b, flo
     // interior rows: the whole window is inside x
     conv_task job = {y, x, w, b, Cc, K, t_hist, T};
     size_t    n = (size_t)(T - t_hist);
-    molt_pool_run(ssm_nth(n, n * (size_t)Cc * (size_t)K, 65536), conv_rows, &job);
+    molt_pool_run(ssm_nth(ex, n, n * (size_t)Cc * (size_t)K, 65536), conv_rows, &job);
     // new history = inputs at τ = T-(K-1) .. T-1. Index j reads old index T+j
     // (> j) when τ < 0, so ascending j never reads a slot already rewritten.
     if (state)
@@ -157,10 +157,10 @@ static void step_heads(void *arg, int ith, int nth) {
     }
 }
 
-void ssd_step(float *y, float *state, const float *X, const float *dA, const float *B,
+void ssd_step(const molt_exec *ex, float *y, float *state, const float *X, const float *dA, const float *B,
               const float *C, int H, int P, int N, int G) {
     step_task j = {y, state, X, dA, B, C, H, P, N, G};
-    molt_pool_run(ssm_nth((size_t)H, (size_t)H * (size_t)P * (size_t)N, 32768), step_heads, &j);
+    molt_pool_run(ssm_nth(ex, (size_t)H, (size_t)H * (size_t)P * (size_t)N, 32768), step_heads, &j);
 }
 
 // ----------------------------------------------------------------------------
@@ -305,7 +305,7 @@ static void chunked_phase3(void *arg, int ith, int nth) {
     }
 }
 
-void ssd_scan_chunked(float *y, float *state, const float *X, const float *dA, const float *B,
+void ssd_scan_chunked(const molt_exec *ex, float *y, float *state, const float *X, const float *dA, const float *B,
                       const float *C, int T, int H, int P, int N, int G, int Q, float *work) {
     if (T <= 0)
         return;
@@ -322,7 +322,7 @@ void ssd_scan_chunked(float *y, float *state, const float *X, const float *dA, c
     // ~ T·H·(Q·(N+P) + 2·P·N) flops; small problems are not worth waking the pool
     size_t n_items = (size_t)H * (size_t)nc;
     size_t cost = (size_t)T * (size_t)H * ((size_t)Q * (size_t)(N + P) + 2 * PN);
-    int    nth = ssm_nth(n_items, cost, 32768);
+    int    nth = ssm_nth(ex, n_items, cost, 32768);
     molt_pool_run(nth, chunked_phase1, &j);
     molt_pool_run(nth, chunked_phase2, &j);
     molt_pool_run(nth, chunked_phase3, &j);
@@ -369,11 +369,11 @@ static void mat_rows(void *arg, int ith, int nth) {
     }
 }
 
-void ssd_materialize(float *M, const float *dA, const float *B, const float *C,
+void ssd_materialize(const molt_exec *ex, float *M, const float *dA, const float *B, const float *C,
                      const float *colscale, const float *D, int T, int H, int N, int G) {
     if (T <= 0)
         return;
     mat_task j = {M, dA, B, C, colscale, D, T, H, N, G, all_nonpos(dA, (size_t)T * H)};
     size_t   rows = (size_t)H * (size_t)T;
-    molt_pool_run(ssm_nth(rows, rows * (size_t)T * (size_t)(N + 2) / 2, 32768), mat_rows, &j);
+    molt_pool_run(ssm_nth(ex, rows, rows * (size_t)T * (size_t)(N + 2) / 2, 32768), mat_rows, &j);
 }

@@ -21,7 +21,7 @@
  * prefix sums. Gradients w.r.t. dA of a segment decay are prefix / suffix sums
  * of per-position terms accumulated directly, again without subtracting totals.
  *
- * Threading: molt's pool with k_threads() threads. Every task owns the rows it
+ * Threading: molt's pool with ex->nth threads. Every task owns the rows it
  * writes; B/C grads, shared by the H/G heads of a group, are first written per
  * head and then summed over the group's heads in a fixed order, so results are
  * bit-identical for any number of threads.
@@ -137,14 +137,14 @@ static void conv_bwd_run(void *arg, int ith, int nth) {
     }
 }
 
-void conv1d_causal_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+void conv1d_causal_backward(const molt_exec *ex, float *dx, float *dw, float *db, const float *dy, const float *x,
                             const float *w, int T, int Cc, int K) {
     MOLT_ASSERT(K >= 1 && K < CONV_ACC);
     if (T <= 0)
         return;
     conv_bwd_task j = {dx, dw, db, dy, x, w, T, Cc, K};
     size_t        n = (size_t)T * (size_t)Cc * (size_t)K;
-    molt_pool_run(ssm_nth((size_t)(T < Cc ? T : Cc), 2 * n, 65536), conv_bwd_run, &j);
+    molt_pool_run(ssm_nth(ex, (size_t)(T < Cc ? T : Cc), 2 * n, 65536), conv_bwd_run, &j);
 }
 
 // ----------------------------------------------------------------------------
@@ -392,7 +392,7 @@ static void chunk_bwd_phaseC(void *arg, int ith, int nth) {
         chunk_bwd_state(j, hc / j->nc, hc % j->nc);
 }
 
-void ssd_scan_chunked_backward(float *dX, float *ddA, float *dB, float *dC, const float *dy,
+void ssd_scan_chunked_backward(const molt_exec *ex, float *dX, float *ddA, float *dB, float *dC, const float *dy,
                                const float *X, const float *dA, const float *B, const float *C,
                                int T, int H, int P, int N, int G, int Q, float *work) {
     if (T <= 0)
@@ -416,13 +416,13 @@ void ssd_scan_chunked_backward(float *dX, float *ddA, float *dB, float *dC, cons
                       T,  H,   P,   N,   G,  Q,  nc};
     size_t n_items = (size_t)H * (size_t)nc;
     size_t cost = 2 * (size_t)T * (size_t)H * ((size_t)Q * (size_t)(N + P) + 2 * PN);
-    int    nth = ssm_nth(n_items, cost, 32768);
+    int    nth = ssm_nth(ex, n_items, cost, 32768);
     molt_pool_run(nth, chunk_bwd_phaseA, &j);
     molt_pool_run(nth, chunk_bwd_phaseB, &j);
     molt_pool_run(nth, chunk_bwd_phaseC, &j);
     if (H != G) {
         group_sum_task gs = {dB, dC, dBh, dCh, T, H, N, G};
-        molt_pool_run(ssm_nth((size_t)T, 2 * (size_t)T * H * N, 65536), group_sum_rows, &gs);
+        molt_pool_run(ssm_nth(ex, (size_t)T, 2 * (size_t)T * H * N, 65536), group_sum_rows, &gs);
     }
 }
 
@@ -510,7 +510,7 @@ static void mat_bwd_heads(void *arg, int ith, int nth) {
     }
 }
 
-void ssd_materialize_backward(float *ddA, float *dB, float *dC, float *dcolscale, float *dD,
+void ssd_materialize_backward(const molt_exec *ex, float *ddA, float *dB, float *dC, float *dcolscale, float *dD,
                               const float *dM, const float *dA, const float *B, const float *C,
                               const float *colscale, const float *D, int T, int H, int N, int G,
                               float *work) {
@@ -521,9 +521,9 @@ void ssd_materialize_backward(float *ddA, float *dB, float *dC, float *dcolscale
     mat_bwd j = {ddA, dBh, dCh, colscale ? dcolscale : NULL, D ? dD : NULL, work, dM, dA, B, C,
                  colscale, D, T, H, N, G, all_nonpos(dA, (size_t)T * H)};
     size_t  cost = (size_t)H * (size_t)T * (size_t)T * (size_t)(3 * N + 4) / 2;
-    molt_pool_run(ssm_nth((size_t)H, cost, 32768), mat_bwd_heads, &j);
+    molt_pool_run(ssm_nth(ex, (size_t)H, cost, 32768), mat_bwd_heads, &j);
     if (H != G) {
         group_sum_task gs = {dB, dC, dBh, dCh, T, H, N, G};
-        molt_pool_run(ssm_nth((size_t)T, 2 * (size_t)T * H * N, 65536), group_sum_rows, &gs);
+        molt_pool_run(ssm_nth(ex, (size_t)T, 2 * (size_t)T * H * N, 65536), group_sum_rows, &gs);
     }
 }

@@ -14,13 +14,13 @@
 #define MIN_INT(a, b) ((a) < (b) ? (a) : (b))
 
 // Threads for a pool job of `total` flops over n_items independent items: 1
-// (inline) when small, else exactly k_threads() even if that exceeds n_items
+// (inline) when small, else exactly ex->nth even if that exceeds n_items
 // (the extra tasks find empty ranges), so results do not depend on how many
 // items there are per thread.
-static inline int ssm_nth(size_t n_items, size_t total, size_t threshold) {
+static inline int ssm_nth(const molt_exec *ex, size_t n_items, size_t total, size_t threshold) {
     if (total <= threshold || n_items < 2)
         return 1;
-    return k_threads();
+    return ex->nth;
 }
 
 // exp of a (log-)decay, flushed to 0 below SSM_EXP_FLUSH (no denormals)

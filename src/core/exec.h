@@ -1,0 +1,37 @@
+/*
+ * exec.h — the execution context every op, mixer and block call takes first.
+ *
+ * molt has no per-call globals: which backend runs an op, how many threads it
+ * may use and (on a GPU) which stream it is queued on travel down the call
+ * chain in a molt_exec. A molt_ctx owns one (molt__exec(ctx)); code that runs
+ * work in parallel at a higher level (the teacher sampler's workers, one
+ * sequence each) gives every worker its own exec with nth = 1.
+ *
+ * An exec is a small value: copy it to change the thread count for one call
+ * (e.g. a kernel that wants fewer threads than the caller has).
+ */
+#ifndef MOLT_EXEC_H
+#define MOLT_EXEC_H
+
+#include <stdbool.h>
+
+struct molt_backend;
+
+typedef struct molt_exec {
+    const struct molt_backend *be; // op table (kernels/kernels.h); never NULL
+    int   nth;                      // threads the ops may use (≥ 1)
+    void *stream;                   // backend queue (CUDA stream); NULL on the CPU
+} molt_exec;
+
+// A CPU exec with n threads (n < 1 → 1).
+molt_exec molt_exec_cpu(int nth);
+// The same with another thread count (n < 1 → 1).
+molt_exec molt_exec_threads(const molt_exec *ex, int nth);
+// Checks that every op of be's table is present; false when one is missing.
+bool molt_exec_init(molt_exec *ex, const struct molt_backend *be, int nth);
+
+// The exec of a library call made with ctx (NULL ctx: one CPU thread).
+struct molt_ctx;
+molt_exec molt__exec(const struct molt_ctx *ctx);
+
+#endif
