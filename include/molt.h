@@ -160,6 +160,39 @@ MOLT_API molt_status molt_seq_feed(molt_ctx *ctx, molt_seq *s, const int32_t *id
                                    int all_logits, float *logits);
 
 // ----------------------------------------------------------------------------
+// state slots: many sequences of one model, decoded together
+//
+// One molt_slots_feed call advances any subset of the slots by one token each,
+// whatever position each is at, as one batch (GEMMs over the rows): the way to
+// serve many requests or many samples of one prompt. A recurrent layer's slot
+// is a few KB whatever the context; an attention layer's grows with max_len.
+
+typedef struct molt_slots molt_slots;
+
+// n_slots empty sequences of up to max_len tokens each (0 = the model's max_seq).
+MOLT_API molt_status molt_slots_new(molt_ctx *ctx, const molt_model *m, int32_t n_slots,
+                                    int32_t max_len, molt_slots **out);
+MOLT_API void        molt_slots_free(molt_slots *s);
+MOLT_API int32_t     molt_slots_count(const molt_slots *s);
+MOLT_API int32_t     molt_slots_capacity(const molt_slots *s);      // max_len
+MOLT_API int64_t     molt_slots_state_bytes(const molt_slots *s);   // KV + recurrent state, all slots
+MOLT_API int32_t     molt_slot_pos(const molt_slots *s, int32_t slot); // tokens held (-1: no slot)
+// Feeds n ≥ 1 tokens into one slot (a prompt, in chunked prefill). logits: NULL,
+// or [n_out, vocab], n_out = n when all_logits, else 1 (the last position).
+MOLT_API molt_status molt_slot_prefill(molt_ctx *ctx, molt_slots *s, int32_t slot,
+                                       const int32_t *ids, int32_t n, int all_logits,
+                                       float *logits);
+// One decode step: slot[r] takes token tok[r], r < n (distinct slots, any
+// positions). logits: NULL or [n, vocab], row r for slot[r].
+MOLT_API molt_status molt_slots_feed(molt_ctx *ctx, molt_slots *s, int32_t n, const int32_t *slot,
+                                     const int32_t *tok, float *logits);
+// dst becomes a copy of src (fork a prompt into many samples). Recurrent state
+// is O(1) to copy; the KV cache O(tokens held).
+MOLT_API molt_status molt_slot_copy(molt_ctx *ctx, molt_slots *s, int32_t src, int32_t dst);
+// Empties a slot (position 0, zero state).
+MOLT_API molt_status molt_slot_reset(molt_ctx *ctx, molt_slots *s, int32_t slot);
+
+// ----------------------------------------------------------------------------
 // generation
 
 typedef struct molt_gen_params {
@@ -181,6 +214,17 @@ typedef struct molt_gen_stats {
 MOLT_API molt_status molt_generate(molt_ctx *ctx, const molt_model *m, const char *prompt,
                                    const molt_gen_params *p, molt_text_fn cb, void *user,
                                    molt_gen_stats *stats);
+
+// n samples of one prompt decoded as one batch (state slots): the prompt is
+// prefilled once and forked; sample i samples with seed p->seed + i and stops
+// on its own (EOS or max_new_tokens). cb gets each sample's pieces (the prompt
+// first) tagged with the sample index; pieces of different samples interleave.
+// stats: n_generated counts all samples' tokens.
+typedef void (*molt_sample_text_fn)(int32_t sample, const char *piece, size_t len, void *user);
+MOLT_API molt_status molt_generate_many(molt_ctx *ctx, const molt_model *m, const char *prompt,
+                                        int32_t n, const molt_gen_params *p,
+                                        molt_sample_text_fn cb, void *user,
+                                        molt_gen_stats *stats);
 
 // ----------------------------------------------------------------------------
 // evaluation

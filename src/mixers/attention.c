@@ -175,6 +175,75 @@ void attn_forward(const molt_exec *ex, float *out, float *out_heads, const float
     k_matmul(ex, out, heads, w->wo, w->bo, T, H * hd, c->d, 0);
 }
 
+// ----------------------------------------------------------------------------
+// batched decode: n rows, each one new token of its own sequence (state slot)
+
+size_t attn_decode_rows_work(const attn_cfg *c, int n, int cap, int nth) {
+    // q [n,H*hd], k/v new [n,KV*hd] each, heads [n,H*hd], scores [nth, H/KV, cap]
+    return (size_t)n * (size_t)(2 * c->H * c->hd + 2 * c->KV * c->hd) +
+           (size_t)MOLT_MAXI(nth, 1) * (size_t)(c->H / c->KV) * (size_t)cap;
+}
+
+typedef struct rows_task {
+    float           *heads, *scores;
+    const float     *q;
+    float *const    *kc, *const *vc;
+    const int32_t   *pos;
+    const attn_cfg  *c;
+    const molt_exec *ex;
+    int              n, cap;
+} rows_task;
+
+// items (row, kv head) split in contiguous ranges; a row's heads are the same
+// attend_one calls single-sequence decode makes, so each row's result does not
+// depend on the batch around it
+static void rows_heads(void *arg, int ith, int nth) {
+    const rows_task *j = arg;
+    int KV = j->c->KV, H = j->c->H, hd = j->c->hd, lo, hi;
+    molt_pool_range(j->n * KV, ith, nth, &lo, &hi);
+    float *sc = j->scores + (size_t)ith * (H / KV) * j->cap;
+    for (int it = lo; it < hi; it++) {
+        int r = it / KV, kv = it % KV, S = j->pos[r] + 1;
+        attend_one(j->ex, j->heads + (size_t)r * H * hd, j->q + (size_t)r * H * hd, S, j->c,
+                   j->kc[r], j->vc[r], j->cap, sc, kv, kv + 1);
+    }
+}
+
+void attn_decode_rows(const molt_exec *ex, float *out, const float *u, int n, const int32_t *pos,
+                      const attn_cfg *c, const attn_weights *w, float *const *kcache,
+                      float *const *vcache, int cap, const float *cos, const float *sin,
+                      float *work) {
+    int H = c->H, KV = c->KV, hd = c->hd;
+    float *q = work;                        // [n, H*hd]
+    float *k = q + (size_t)n * H * hd;      // [n, KV*hd]
+    float *v = k + (size_t)n * KV * hd;     // [n, KV*hd]
+    float *heads = v + (size_t)n * KV * hd; // [n, H*hd]
+    float *scores = heads + (size_t)n * H * hd;
+    k_matmul(ex, q, u, w->wq, w->bq, n, c->d, H * hd, 0);
+    k_matmul(ex, k, u, w->wk, w->bk, n, c->d, KV * hd, 0);
+    k_matmul(ex, v, u, w->wv, w->bv, n, c->d, KV * hd, 0);
+    for (int r = 0; r < n; r++) {
+        rope_apply(q + (size_t)r * H * hd, 1, H, hd, pos[r], cos, sin);
+        rope_apply(k + (size_t)r * KV * hd, 1, KV, hd, pos[r], cos, sin);
+        for (int j = 0; j < KV; j++) {
+            size_t dst = ((size_t)j * cap + (size_t)pos[r]) * hd, src = ((size_t)r * KV + j) * hd;
+            memcpy(kcache[r] + dst, k + src, sizeof(float) * (size_t)hd);
+            memcpy(vcache[r] + dst, v + src, sizeof(float) * (size_t)hd);
+        }
+    }
+    // threads once the rows' total context pays for them (as single decode)
+    size_t keys = 0;
+    for (int r = 0; r < n; r++)
+        keys += (size_t)pos[r] + 1;
+    int items = n * KV, use = 1;
+    if (keys * (size_t)H * (size_t)hd >= (1u << 16))
+        use = MOLT_MAXI(1, ex->nth < items ? ex->nth : items);
+    molt_exec one = molt_exec_threads(ex, 1); // a kernel inside a pool task runs inline
+    rows_task job = {heads, scores, q, kcache, vcache, pos, c, &one, n, cap};
+    molt_pool_run(use, rows_heads, &job);
+    k_matmul(ex, out, heads, w->wo, w->bo, n, H * hd, c->d, 0);
+}
+
 size_t attn_materialize_work(const attn_cfg *c, int T) {
     return attn_work(c, T, T, 1) + 2 * (size_t)c->KV * T * c->hd;
 }

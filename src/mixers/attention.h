@@ -12,6 +12,7 @@
 #include "core/exec.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct attn_cfg {
     int d, H, KV, hd;
@@ -37,6 +38,16 @@ void rope_apply(float *x, int T, int nh, int hd, int pos, const float *cos, cons
 void attn_forward(const molt_exec *ex, float *out, float *out_heads, const float *u, int T, int pos,
                   const attn_cfg *c, const attn_weights *w, float *kcache, float *vcache, int cap,
                   const float *cos, const float *sin, float *work, int nth);
+
+// Batched decode: row r of u[n,d] is the next token of its own sequence, at
+// position pos[r], whose cache is kcache[r] / vcache[r] (capacity cap ≥ pos[r]+1).
+// Appends each row's key/value, then out[n,d]. Row r's attention is computed
+// exactly as attn_forward computes one token (the projections are batched GEMMs).
+size_t attn_decode_rows_work(const attn_cfg *c, int n, int cap, int nth);
+void   attn_decode_rows(const molt_exec *ex, float *out, const float *u, int n, const int32_t *pos,
+                        const attn_cfg *c, const attn_weights *w, float *const *kcache,
+                        float *const *vcache, int cap, const float *cos, const float *sin,
+                        float *work);
 
 // A[H,T,T]: the softmax attention probabilities of u[T,d] from position 0
 // (row = query t, col = key s; zero above the diagonal). work: attn_work(c,T,T)

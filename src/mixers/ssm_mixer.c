@@ -24,6 +24,8 @@
  */
 #include "mixers/ssm_mixer.h"
 
+#include "core/pool.h"
+
 #include "core/core.h"
 #include "kernels/kernels.h"
 #include "kernels/ssm.h"
@@ -260,6 +262,53 @@ void ssm_mixer_forward(const molt_exec *ex, float *y, const float *u, int T, con
     }
     stage_gate(ex, &b, T, c, w);
     k_matmul(ex, y, b.ys, w->out_proj, w->out_proj_b, T, Di, c->d_model, 0);
+}
+
+// ----------------------------------------------------------------------------
+// batched decode: row t of u is the next token of its own sequence, state st[t]
+
+typedef struct step_task {
+    const mixer_bufs  *b;
+    const ssm_cfg     *c;
+    const ssm_weights *w;
+    ssm_state *const  *st;
+    const molt_exec   *ex;
+    int                n;
+} step_task;
+
+// rows [lo, hi): conv step, prep, state update — each row the same calls the
+// recurrent mode makes for one token of one sequence
+static void step_rows(void *arg, int ith, int nth) {
+    const step_task *j = arg;
+    const ssm_cfg   *c = j->c;
+    int lo, hi, Di = c->d_inner, H = c->H, GN = c->G * c->N;
+    molt_pool_range(j->n, ith, nth, &lo, &hi);
+    for (int t = lo; t < hi; t++) {
+        stage_conv(j->ex, j->b, t, t + 1, c, j->w, j->st[t]->conv);
+        stage_prep(j->b, t, t + 1, c, j->w);
+        ssd_step(j->ex, j->b->ys + (size_t)t * Di, j->st[t]->ssm, j->b->X + (size_t)t * Di,
+                 j->b->dA + (size_t)t * H, j->b->B + (size_t)t * GN, j->b->C + (size_t)t * GN, H,
+                 c->P, c->N, c->G);
+    }
+}
+
+void ssm_mixer_step_rows(const molt_exec *ex, float *y, const float *u, int n, const ssm_cfg *c,
+                         const ssm_weights *w, ssm_state *const *st, float *work) {
+    MOLT_ASSERT(ssm_cfg_check(c) == NULL);
+    MOLT_ASSERT(w->in_proj && w->conv_w && w->out_proj);
+    if (n <= 0)
+        return;
+    mixer_bufs b;
+    mixer_bufs_floats(c, n, &b, work);
+    stage_proj(ex, &b, u, n, c, w);
+    // one row costs ~6·H·P·N flops in the state update: threads pay off past a few rows
+    size_t cost = (size_t)n * (size_t)c->H * (size_t)c->P * (size_t)c->N;
+    int use = cost >= (1u << 15) ? (ex->nth < n ? ex->nth : n) : 1;
+    molt_exec one = molt_exec_threads(ex, 1); // kernels inside a pool task run inline
+    step_task job = {&b, c, w, st, use > 1 ? &one : ex, n};
+    molt_pool_run(use > 1 ? use : 1, step_rows, &job);
+    stage_gate(ex, &b, n, c, w);
+    k_matmul(ex, y, b.ys, w->out_proj, w->out_proj_b, n, c->d_inner, c->d_model, 0);
 }
 
 // ----------------------------------------------------------------------------

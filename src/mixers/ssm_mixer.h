@@ -80,6 +80,12 @@ size_t ssm_mixer_work(const ssm_cfg *c, int T);
 void ssm_mixer_forward(const molt_exec *ex, float *y, const float *u, int T, const ssm_cfg *c, const ssm_weights *w,
                        ssm_state *st, ssm_mode mode, float *work);
 
+// Batched decode: row t of u[n,d] is the next token of its own sequence with
+// state st[t] (updated). Each row gets exactly the recurrent mode's per-token
+// computation; the projections are batched GEMMs. work: ssm_mixer_work(c, n).
+void ssm_mixer_step_rows(const molt_exec *ex, float *y, const float *u, int n, const ssm_cfg *c,
+                         const ssm_weights *w, ssm_state *const *st, float *work);
+
 // M[H,T,T]: the mixing matrix from zero state, D on the diagonal, such that
 // (pre-gate, pre-norm) y[:,h,p] = M[h] · x[:,h,p], x the post-conv x.
 void ssm_mixer_materialize(const molt_exec *ex, float *M, const float *u, int T, const ssm_cfg *c, const ssm_weights *w,

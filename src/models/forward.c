@@ -73,23 +73,8 @@ static size_t scratch_floats(const molt_model *m, int chunk, int cap, int nth) {
     return n + mixer;
 }
 
-molt_status molt_seq_new(molt_ctx *ctx, const molt_model *m, int32_t max_len, molt_seq **out) {
-    *out = NULL;
+size_t seq_state_floats(const molt_model *m, int cap) {
     const model_cfg *c = &m->cfg;
-    if (max_len < 0)
-        return molt__err(ctx, MOLT_ERR_ARG, "sequence length %d is negative", max_len);
-    int cap = max_len ? max_len : c->max_seq;
-    if (cap > c->max_seq)
-        return molt__err(ctx, MOLT_ERR_ARG,
-                         "sequence length %d exceeds the model's maximum of %d positions", cap,
-                         c->max_seq);
-    molt_seq *s = molt__calloc(1, sizeof *s);
-    if (!s)
-        return molt__err(ctx, MOLT_ERR_OOM, "out of memory for a sequence");
-    s->m = m;
-    s->cap = cap;
-    // chunk: bounded so that a chunk's score block [chunk, cap] stays ≤ 16 MB
-    s->chunk = (int)MOLT_MIN(256, MOLT_MAX(1, (4 << 20) / cap));
     size_t total = 0;
     for (int l = 0; l < c->n_layer; l++) {
         if (c->kind[l] != LAYER_SSM) {
@@ -99,16 +84,27 @@ molt_status molt_seq_new(molt_ctx *ctx, const molt_model *m, int32_t max_len, mo
         if (c->kind[l] != LAYER_ATTN)
             total += ssm_state_floats(&c->ssm);
     }
-    s->state_floats = total;
-    s->nth = molt_ctx_threads(ctx);
-    total += scratch_floats(m, s->chunk, cap, s->nth);
-    s->buf = molt__malloc_aligned(total * sizeof(float));
-    if (!s->buf) {
-        molt__free(s);
-        return molt__err(ctx, MOLT_ERR_OOM, "out of memory for sequence state (%.1f MB)",
-                         (double)total * 4e-6);
-    }
-    float *p = s->buf;
+    return total;
+}
+
+int seq_chunk(int cap) {
+    // bounded so that a chunk's score block [chunk, cap] stays ≤ 16 MB
+    return (int)MOLT_MIN(256, MOLT_MAX(1, (4 << 20) / cap));
+}
+
+size_t seq_scratch_floats(const molt_model *m, int cap, int nth) {
+    return scratch_floats(m, seq_chunk(cap), cap, nth);
+}
+
+void seq_view(molt_seq *s, const molt_model *m, int cap, int nth, float *state, float *scratch) {
+    const model_cfg *c = &m->cfg;
+    memset(s, 0, sizeof *s);
+    s->m = m;
+    s->cap = cap;
+    s->chunk = seq_chunk(cap);
+    s->nth = nth;
+    s->state_floats = seq_state_floats(m, cap);
+    float *p = state;
     for (int l = 0; l < c->n_layer; l++) {
         if (c->kind[l] != LAYER_SSM) {
             int kv = c->kind[l] == LAYER_HYBRID ? c->n_keep[l] : c->n_kv_head;
@@ -123,7 +119,32 @@ molt_status molt_seq_new(molt_ctx *ctx, const molt_model *m, int32_t max_len, mo
             p += ssm_state_floats(&c->ssm);
         }
     }
-    s->scratch = p;
+    s->scratch = scratch;
+}
+
+molt_status molt_seq_new(molt_ctx *ctx, const molt_model *m, int32_t max_len, molt_seq **out) {
+    *out = NULL;
+    const model_cfg *c = &m->cfg;
+    if (max_len < 0)
+        return molt__err(ctx, MOLT_ERR_ARG, "sequence length %d is negative", max_len);
+    int cap = max_len ? max_len : c->max_seq;
+    if (cap > c->max_seq)
+        return molt__err(ctx, MOLT_ERR_ARG,
+                         "sequence length %d exceeds the model's maximum of %d positions", cap,
+                         c->max_seq);
+    molt_seq *s = molt__calloc(1, sizeof *s);
+    if (!s)
+        return molt__err(ctx, MOLT_ERR_OOM, "out of memory for a sequence");
+    int nth = molt_ctx_threads(ctx);
+    size_t state = seq_state_floats(m, cap), total = state + seq_scratch_floats(m, cap, nth);
+    float *buf = molt__malloc_aligned(total * sizeof(float));
+    if (!buf) {
+        molt__free(s);
+        return molt__err(ctx, MOLT_ERR_OOM, "out of memory for sequence state (%.1f MB)",
+                         (double)total * 4e-6);
+    }
+    seq_view(s, m, cap, nth, buf, buf + state);
+    s->buf = buf;
     molt_seq_reset(s);
     *out = s;
     return MOLT_OK;
@@ -268,30 +289,41 @@ static void forward_piece(const molt_exec *ex, molt_seq *s, const int32_t *ids, 
     k_matmul(ex, logits, u, m->lm_head, NULL, n, d, c->vocab, 0);
 }
 
+void seq_feed(const molt_exec *ex, molt_seq *s, const int32_t *ids, int n, int all_logits,
+              float *logits) {
+    int V = s->m->cfg.vocab;
+    for (int i = 0; i < n; i += s->chunk) {
+        int T = MOLT_MIN(s->chunk, n - i);
+        bool last = i + T == n;
+        float *lg = NULL;
+        if (logits && all_logits)
+            lg = logits + (size_t)i * V;
+        else if (logits && last)
+            lg = logits;
+        forward_piece(ex, s, ids + i, T, lg, all_logits);
+    }
+}
+
+molt_status seq_check_ids(molt_ctx *ctx, const molt_model *m, const int32_t *ids, int32_t n) {
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= m->cfg.vocab)
+            return molt__err(ctx, MOLT_ERR_ARG, "token id %d at position %d is outside the vocab "
+                                                "(0..%d)", ids[i], i, m->cfg.vocab - 1);
+    return MOLT_OK;
+}
+
 molt_status molt_seq_feed(molt_ctx *ctx, molt_seq *s, const int32_t *ids, int32_t n,
                           int all_logits, float *logits) {
-    const model_cfg *c = &s->m->cfg;
     if (n <= 0)
         return molt__err(ctx, MOLT_ERR_ARG, "no tokens to feed");
     if ((int64_t)s->pos + n > s->cap)
         return molt__err(ctx, MOLT_ERR_ARG,
                          "sequence full: %d tokens held + %d new exceed the capacity of %d", s->pos,
                          n, s->cap);
-    for (int i = 0; i < n; i++)
-        if (ids[i] < 0 || ids[i] >= c->vocab)
-            return molt__err(ctx, MOLT_ERR_ARG, "token id %d at position %d is outside the vocab "
-                                                "(0..%d)", ids[i], i, c->vocab - 1);
-    molt_exec        exv = molt_exec_cpu(MOLT_MIN(molt_ctx_threads(ctx), s->nth));
-    const molt_exec *ex = &exv;
-    for (int i = 0; i < n; i += s->chunk) {
-        int T = MOLT_MIN(s->chunk, n - i);
-        bool last = i + T == n;
-        float *lg = NULL;
-        if (logits && all_logits)
-            lg = logits + (size_t)i * c->vocab;
-        else if (logits && last)
-            lg = logits;
-        forward_piece(ex, s, ids + i, T, lg, all_logits);
-    }
+    molt_status st = seq_check_ids(ctx, s->m, ids, n);
+    if (st != MOLT_OK)
+        return st;
+    molt_exec ex = molt_exec_cpu(MOLT_MIN(molt_ctx_threads(ctx), s->nth));
+    seq_feed(&ex, s, ids, n, all_logits, logits);
     return MOLT_OK;
 }

@@ -33,6 +33,19 @@ size_t seq_snap_floats(const molt_seq *s); // 0 for pure attention models
 void   seq_snap_save(const molt_seq *s, seq_snap *snap);
 void   seq_snap_restore(molt_seq *s, const seq_snap *snap);
 
+// Layout of one sequence's state: KV caches of capacity cap for attention
+// layers, [conv | ssm] for recurrent ones, in layer order.
+size_t seq_state_floats(const molt_model *m, int cap);
+int    seq_chunk(int cap); // tokens per forward piece
+size_t seq_scratch_floats(const molt_model *m, int cap, int nth);
+// s = a view of the state block `state` (seq_state_floats) with `scratch`
+// (seq_scratch_floats); owns nothing (s->buf = NULL). pos is left at 0.
+void seq_view(molt_seq *s, const molt_model *m, int cap, int nth, float *state, float *scratch);
+// Feeds n ≥ 1 valid tokens (capacity checked by the caller), as molt_seq_feed.
+void seq_feed(const molt_exec *ex, molt_seq *s, const int32_t *ids, int n, int all_logits,
+              float *logits);
+molt_status seq_check_ids(molt_ctx *ctx, const molt_model *m, const int32_t *ids, int32_t n);
+
 // The attention config / weights of layer l (the kept heads for hybrid layers).
 void layer_attn(const molt_model *m, int l, attn_cfg *c, attn_weights *w);
 // In place: a ← (a − mean a)/(std a + 1e-5)·(std s + 1e-5) + mean s, per row of d.

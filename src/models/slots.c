@@ -1,0 +1,283 @@
+/*
+ * slots.c — state slots: n sequences of one model in one object, decoded
+ * together. One call advances any subset of the slots by one token each, at
+ * whatever position each one is (ragged): the embedding, norms, projections,
+ * MLP and head run as [n, ·] GEMMs over the batch; attention reads each row's
+ * own KV cache, the recurrent step each row's own state. A recurrent layer's
+ * slot is a constant few KB whatever the context, so many slots fit where a
+ * Transformer's KV caches would not — the memory becomes throughput.
+ *
+ *     x[n,d] = embed[tok]                        row r: slot slot[r] at pos[r]
+ *     per layer: u = rmsnorm(x);  x += mixer_rows(u)   (attention | SSM | hybrid)
+ *                x += mlp(rmsnorm(x))
+ *     logits[n,V] = rmsnorm(x) · headᵀ
+ *
+ * Every row's result equals feeding that token to its sequence alone, up to the
+ * GEMMs' rounding for a different row count (the per-row attention and state
+ * updates are the same calls; tests/test_slots.c checks both).
+ *
+ * Memory: one allocation — the slots' states (seq_state_floats each), the
+ * prefill scratch (shared: one prefill runs at a time) and the batch scratch.
+ * A slot's prefill uses a molt_seq view of its state (forward.c's block loop).
+ */
+#include "kernels/kernels.h"
+#include "mixers/attention.h"
+#include "models/forward.h"
+
+#include <string.h>
+
+struct molt_slots {
+    const molt_model *m;
+    int32_t           n, cap;
+    int               nth;
+    size_t            state_floats; // per slot
+    molt_seq         *view;         // [n] one-slot views (state + shared prefill scratch)
+    float            *batch;        // batch scratch, batch_floats(m, n, cap, nth)
+    float           **kc, **vc;     // [n] per-call row pointers
+    ssm_state       **st;           // [n]
+    int32_t          *pos;          // [n] per-call row positions
+    uint8_t          *seen;         // [n] duplicate check
+    float            *buf;
+};
+
+static size_t batch_floats(const molt_model *m, int n, int cap, int nth) {
+    const model_cfg *c = &m->cfg;
+    size_t d = (size_t)c->d_model, rows = (size_t)n;
+    size_t f = 4 * rows * d + (c->has_mlp ? 2 * rows * (size_t)c->d_ff : 0);
+    size_t mixer = 0;
+    for (int l = 0; l < c->n_layer; l++) {
+        if (c->kind[l] != LAYER_SSM) {
+            attn_cfg ac;
+            attn_weights aw;
+            layer_attn(m, l, &ac, &aw);
+            mixer = MOLT_MAX(mixer, attn_decode_rows_work(&ac, n, cap, nth));
+        }
+        if (c->kind[l] != LAYER_ATTN)
+            mixer = MOLT_MAX(mixer, ssm_mixer_work(&c->ssm, n));
+    }
+    return f + mixer;
+}
+
+static molt_status check_slot(molt_ctx *ctx, const molt_slots *s, int32_t slot, const char *what) {
+    if (slot < 0 || slot >= s->n)
+        return molt__err(ctx, MOLT_ERR_ARG, "%s slot %d does not exist (the slots are 0..%d)",
+                         what, slot, s->n - 1);
+    return MOLT_OK;
+}
+
+molt_status molt_slots_new(molt_ctx *ctx, const molt_model *m, int32_t n_slots, int32_t max_len,
+                           molt_slots **out) {
+    *out = NULL;
+    const model_cfg *c = &m->cfg;
+    if (n_slots < 1 || n_slots > (1 << 20))
+        return molt__err(ctx, MOLT_ERR_ARG, "the number of slots must be in 1..%d, not %d",
+                         1 << 20, n_slots);
+    if (max_len < 0)
+        return molt__err(ctx, MOLT_ERR_ARG, "slot length %d is negative", max_len);
+    int cap = max_len ? max_len : c->max_seq;
+    if (cap > c->max_seq)
+        return molt__err(ctx, MOLT_ERR_ARG,
+                         "slot length %d exceeds the model's maximum of %d positions", cap,
+                         c->max_seq);
+    molt_slots *s = molt__calloc(1, sizeof *s);
+    if (!s)
+        return molt__err(ctx, MOLT_ERR_OOM, "out of memory for %d slots", n_slots);
+    s->m = m;
+    s->n = n_slots;
+    s->cap = cap;
+    s->nth = molt_ctx_threads(ctx);
+    s->state_floats = seq_state_floats(m, cap);
+    size_t n = (size_t)n_slots;
+    size_t prefill = seq_scratch_floats(m, cap, s->nth), batch = batch_floats(m, n_slots, cap, s->nth);
+    size_t total = s->state_floats * n + prefill + batch;
+    s->view = molt__calloc(n, sizeof *s->view);
+    s->kc = molt__calloc(n, sizeof *s->kc);
+    s->vc = molt__calloc(n, sizeof *s->vc);
+    s->st = molt__calloc(n, sizeof *s->st);
+    s->pos = molt__calloc(n, sizeof *s->pos);
+    s->seen = molt__calloc(n, 1);
+    s->buf = molt__malloc_aligned(total * sizeof(float));
+    if (!s->view || !s->kc || !s->vc || !s->st || !s->pos || !s->seen || !s->buf) {
+        molt_slots_free(s);
+        return molt__err(ctx, MOLT_ERR_OOM, "out of memory for %d slots of %d tokens (%.1f MB)",
+                         n_slots, cap, (double)total * 4e-6);
+    }
+    float *prefill_scratch = s->buf + s->state_floats * n;
+    s->batch = prefill_scratch + prefill;
+    for (int32_t i = 0; i < n_slots; i++) {
+        seq_view(&s->view[i], m, cap, s->nth, s->buf + s->state_floats * (size_t)i,
+                 prefill_scratch);
+        molt_seq_reset(&s->view[i]);
+    }
+    *out = s;
+    return MOLT_OK;
+}
+
+void molt_slots_free(molt_slots *s) {
+    if (!s)
+        return;
+    molt__free_aligned(s->buf);
+    molt__free(s->view);
+    molt__free(s->kc);
+    molt__free(s->vc);
+    molt__free(s->st);
+    molt__free(s->pos);
+    molt__free(s->seen);
+    molt__free(s);
+}
+
+int32_t molt_slots_count(const molt_slots *s) { return s->n; }
+int32_t molt_slots_capacity(const molt_slots *s) { return s->cap; }
+int64_t molt_slots_state_bytes(const molt_slots *s) {
+    return (int64_t)(s->state_floats * (size_t)s->n * sizeof(float));
+}
+
+int32_t molt_slot_pos(const molt_slots *s, int32_t slot) {
+    return slot >= 0 && slot < s->n ? s->view[slot].pos : -1;
+}
+
+molt_status molt_slot_reset(molt_ctx *ctx, molt_slots *s, int32_t slot) {
+    molt_status st = check_slot(ctx, s, slot, "reset:");
+    if (st == MOLT_OK)
+        molt_seq_reset(&s->view[slot]);
+    return st;
+}
+
+// The KV cache rows below pos and the whole recurrent state; attention rows at
+// or past pos are never read, so they are not copied.
+molt_status molt_slot_copy(molt_ctx *ctx, molt_slots *s, int32_t src, int32_t dst) {
+    molt_status st = check_slot(ctx, s, src, "copy: source");
+    if (st != MOLT_OK || (st = check_slot(ctx, s, dst, "copy: destination")) != MOLT_OK)
+        return st;
+    if (src == dst)
+        return MOLT_OK;
+    const model_cfg *c = &s->m->cfg;
+    molt_seq *a = &s->view[src], *b = &s->view[dst];
+    size_t hd = (size_t)c->head_dim, rows = (size_t)a->pos;
+    for (int l = 0; l < c->n_layer; l++) {
+        if (c->kind[l] != LAYER_SSM) {
+            int kv = c->kind[l] == LAYER_HYBRID ? c->n_keep[l] : c->n_kv_head;
+            for (int j = 0; j < kv; j++) {
+                size_t o = (size_t)j * (size_t)s->cap * hd;
+                memcpy(b->k[l] + o, a->k[l] + o, sizeof(float) * rows * hd);
+                memcpy(b->v[l] + o, a->v[l] + o, sizeof(float) * rows * hd);
+            }
+        }
+        if (c->kind[l] != LAYER_ATTN)
+            memcpy(b->ssm[l].conv, a->ssm[l].conv, sizeof(float) * ssm_state_floats(&c->ssm));
+    }
+    b->pos = a->pos;
+    return MOLT_OK;
+}
+
+molt_status molt_slot_prefill(molt_ctx *ctx, molt_slots *s, int32_t slot, const int32_t *ids,
+                              int32_t n, int all_logits, float *logits) {
+    molt_status st = check_slot(ctx, s, slot, "prefill:");
+    if (st != MOLT_OK)
+        return st;
+    molt_seq *v = &s->view[slot];
+    if (n <= 0)
+        return molt__err(ctx, MOLT_ERR_ARG, "no tokens to feed slot %d", slot);
+    if ((int64_t)v->pos + n > s->cap)
+        return molt__err(ctx, MOLT_ERR_ARG,
+                         "slot %d full: %d tokens held + %d new exceed the capacity of %d", slot,
+                         v->pos, n, s->cap);
+    if ((st = seq_check_ids(ctx, s->m, ids, n)) != MOLT_OK)
+        return st;
+    molt_exec ex = molt_exec_cpu(MOLT_MIN(molt_ctx_threads(ctx), s->nth));
+    seq_feed(&ex, v, ids, n, all_logits, logits);
+    return MOLT_OK;
+}
+
+// ----------------------------------------------------------------------------
+// one token for each of n slots
+
+static void decode_rows(const molt_exec *ex, molt_slots *s, int n, const int32_t *slot,
+                        const int32_t *tok, float *logits) {
+    const molt_model *m = s->m;
+    const model_cfg  *c = &m->cfg;
+    int               d = c->d_model;
+    float *x = s->batch;               // [n,d] residual streams
+    float *u = x + (size_t)n * d;      // [n,d] normed input
+    float *mix = u + (size_t)n * d;    // [n,d] mixer output
+    float *sb = mix + (size_t)n * d;   // [n,d] hybrid SSM output
+    float *g = sb + (size_t)n * d;     // [n,F]
+    float *up = g + (c->has_mlp ? (size_t)n * c->d_ff : 0);
+    float *work = up + (c->has_mlp ? (size_t)n * c->d_ff : 0);
+
+    for (int r = 0; r < n; r++) {
+        s->pos[r] = s->view[slot[r]].pos;
+        memcpy(x + (size_t)r * d, m->embed + (size_t)tok[r] * d, sizeof(float) * (size_t)d);
+    }
+    for (int l = 0; l < c->n_layer; l++) {
+        const layer_weights *w = &m->layers[l];
+        k_rmsnorm(ex, u, x, w->attn_norm, n, d, c->norm_eps);
+        attn_cfg     ac;
+        attn_weights aw;
+        if (c->kind[l] != LAYER_SSM) {
+            layer_attn(m, l, &ac, &aw);
+            for (int r = 0; r < n; r++)
+                s->kc[r] = s->view[slot[r]].k[l], s->vc[r] = s->view[slot[r]].v[l];
+        }
+        if (c->kind[l] != LAYER_ATTN)
+            for (int r = 0; r < n; r++)
+                s->st[r] = &s->view[slot[r]].ssm[l];
+        if (c->kind[l] == LAYER_ATTN) {
+            attn_decode_rows(ex, mix, u, n, s->pos, &ac, &aw, s->kc, s->vc, s->cap, m->rope_cos,
+                             m->rope_sin, work);
+        } else if (c->kind[l] == LAYER_SSM) {
+            ssm_mixer_step_rows(ex, mix, u, n, &c->ssm, &w->ssm, s->st, work);
+        } else {
+            ssm_mixer_step_rows(ex, sb, u, n, &c->ssm, &w->ssm, s->st, work);
+            attn_decode_rows(ex, mix, u, n, s->pos, &ac, &aw, s->kc, s->vc, s->cap, m->rope_cos,
+                             m->rope_sin, work);
+            hybrid_match_stats(mix, sb, n, d);
+            k_matmul(ex, u, mix, w->adapter_w, w->adapter_b, n, d, d, 0);
+            for (size_t i = 0; i < (size_t)n * d; i++)
+                mix[i] = 0.5f * (sb[i] + u[i]);
+        }
+        k_add(x, mix, (size_t)n * d);
+        if (c->has_mlp) {
+            int F = c->d_ff;
+            k_rmsnorm(ex, u, x, w->ffn_norm, n, d, c->norm_eps);
+            k_matmul(ex, g, u, w->w_gate, NULL, n, d, F, 0);
+            k_matmul(ex, up, u, w->w_up, NULL, n, d, F, 0);
+            k_swiglu(ex, g, up, (size_t)n * F);
+            k_matmul(ex, x, g, w->w_down, NULL, n, F, d, 1);
+        }
+    }
+    for (int r = 0; r < n; r++)
+        s->view[slot[r]].pos++;
+    if (!logits)
+        return;
+    k_rmsnorm(ex, u, x, m->final_norm, n, d, c->norm_eps);
+    k_matmul(ex, logits, u, m->lm_head, NULL, n, d, c->vocab, 0);
+}
+
+molt_status molt_slots_feed(molt_ctx *ctx, molt_slots *s, int32_t n, const int32_t *slot,
+                            const int32_t *tok, float *logits) {
+    if (n < 1 || n > s->n)
+        return molt__err(ctx, MOLT_ERR_ARG, "a step feeds 1..%d slots, not %d", s->n, n);
+    molt_status st = MOLT_OK;
+    memset(s->seen, 0, (size_t)s->n);
+    for (int32_t r = 0; r < n && st == MOLT_OK; r++) {
+        if ((st = check_slot(ctx, s, slot[r], "feed:")) != MOLT_OK)
+            break;
+        if (s->seen[slot[r]])
+            st = molt__err(ctx, MOLT_ERR_ARG,
+                           "slot %d appears twice in one step (each slot takes one token)",
+                           slot[r]);
+        else if (s->view[slot[r]].pos >= s->cap)
+            st = molt__err(ctx, MOLT_ERR_ARG, "slot %d is full (%d tokens, its capacity)",
+                           slot[r], s->cap);
+        else if (tok[r] < 0 || tok[r] >= s->m->cfg.vocab)
+            st = molt__err(ctx, MOLT_ERR_ARG, "token id %d for slot %d is outside the vocab (0..%d)",
+                           tok[r], slot[r], s->m->cfg.vocab - 1);
+        s->seen[slot[r]] = 1;
+    }
+    if (st != MOLT_OK)
+        return st;
+    molt_exec ex = molt_exec_cpu(MOLT_MIN(molt_ctx_threads(ctx), s->nth));
+    decode_rows(&ex, s, n, slot, tok, logits);
+    return MOLT_OK;
+}
