@@ -12,6 +12,7 @@ echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(n
 run "$BUILD/bench/bench_infer" models/stories260K/stories260K.bin --threads "$T" --decode 256
 run "$BUILD/bench/bench_infer" "$SHARED/models/kv-llama-2m" --threads "$T" --decode 256 --prefill 1024
 run "$BUILD/bench/bench_context" --threads "$T"
+run "$BUILD/bench/bench_batch" --threads "$T"
 if [ -x "$BUILD/bench/bench_train" ]; then
   run "$BUILD/bench/bench_train" --threads "$T" || true
   [ -f bench/train_torch.py ] && run /usr/bin/python3 bench/train_torch.py --threads "$T" || true
@@ -22,5 +23,5 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith('{')]
 print(f"{'bench':<20} {'model':<40} {'context/T':>9} {'tok/s':>10}")
 for r in rows:
-    print(f"{r['bench']:<20} {str(r.get('model','')):<40} {str(r.get('context', r.get('tokens',''))):>9} {r.get('tok_per_s', r.get('tokens_per_s', 0)):>10.1f}")
+    print(f"{r['bench']:<20} {str(r.get('model','')):<40} {str(r.get('context', r.get('batch', r.get('tokens','')))):>9} {r.get('tok_per_s', r.get('tokens_per_s', 0)):>10.1f}")
 PY

@@ -5,6 +5,7 @@
  */
 #include "core.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,21 +125,24 @@ static void *default_alloc(void *user, void *ptr, size_t old_size, size_t new_si
 }
 static molt_alloc_fn g_alloc = default_alloc;
 static void         *g_alloc_user;
-static int64_t       g_fail_after; // 0 = never
-static int64_t       g_live;
+// atomics: allocations happen on pool workers too (the teacher sampler)
+static _Atomic int64_t g_fail_after; // 0 = never
+static _Atomic int64_t g_live;
 
 void molt_set_allocator(molt_alloc_fn fn, void *user) {
     g_alloc = fn ? fn : default_alloc;
     g_alloc_user = user;
 }
-void    molt__alloc_fail_after(int64_t n) { g_fail_after = n; }
-int64_t molt__alloc_live(void) { return g_live; }
+void    molt__alloc_fail_after(int64_t n) { atomic_store(&g_fail_after, n); }
+int64_t molt__alloc_live(void) { return atomic_load(&g_live); }
 
 #define HDR 16
 
 static bool should_fail(void) {
-    if (g_fail_after > 0 && --g_fail_after == 0)
-        return true;
+    int64_t n = atomic_load_explicit(&g_fail_after, memory_order_relaxed);
+    while (n > 0) // count down once per allocation; exactly one sees 1 → 0
+        if (atomic_compare_exchange_weak(&g_fail_after, &n, n - 1))
+            return n == 1;
     return false;
 }
 
@@ -157,7 +161,7 @@ void *molt__realloc(void *p, size_t n) {
     if (!nb)
         return NULL;
     if (!p)
-        g_live++;
+        atomic_fetch_add_explicit(&g_live, 1, memory_order_relaxed);
     memcpy(nb, &n, sizeof n);
     return nb + HDR;
 }
@@ -178,7 +182,7 @@ void molt__free(void *p) {
     size_t old;
     memcpy(&old, base, sizeof old);
     g_alloc(g_alloc_user, base, old + HDR, 0);
-    g_live--;
+    atomic_fetch_sub_explicit(&g_live, 1, memory_order_relaxed);
 }
 void molt_free(void *p) { molt__free(p); }
 char *molt__strdup(const char *s) {
