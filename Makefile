@@ -2,12 +2,14 @@
 #   make            libmolt.a + the molt CLI (./molt)
 #   make test       unit, parity, CLI and short fuzz tests (prints "N passed, M failed")
 #   make asan       the whole test suite under ASan + UBSan (separate build dir)
+#   make tsan       thread-heavy paths (pool, slots, generate, train, distill) under
+#                   ThreadSanitizer (build-tsan; scripts/run_tsan.sh); not part of `make test`
 #   make bench      benchmarks (results go in docs/BENCHMARKS.md by hand)
 #   make fuzz       longer libFuzzer runs of every parser (clang)
 #   make format     clang-format the tree
 # -fno-trapping-math: molt never enables FP traps; it lets float selects (clamps) vectorize.
 # -fno-math-errno: molt never reads errno after a math call; it lets sqrtf vectorize.
-# Variables: BUILD (build dir), SAN=1 (sanitizers), NATIVE=1 (-march=native), CI=true (-Werror)
+# Variables: BUILD (build dir), SAN=1 (ASan+UBSan), TSAN=1 (ThreadSanitizer), NATIVE=1 (-march=native), CI=true (-Werror)
 
 BUILD  ?= build
 CC     ?= cc
@@ -32,6 +34,12 @@ ifeq ($(SAN),1)
 CFLAGS_BASE += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDSAN = -fsanitize=address,undefined
 endif
+# TSAN=1: MOLT_NO_CLONES because the ifunc resolvers of K_SIMD's target_clones
+# run during relocation, before the TSan runtime is initialized, and crash there.
+ifeq ($(TSAN),1)
+CFLAGS_BASE += -fsanitize=thread -fno-omit-frame-pointer -DMOLT_NO_CLONES
+LDSAN = -fsanitize=thread
+endif
 ifeq ($(CI),true)
 CFLAGS_BASE += -Werror
 endif
@@ -51,7 +59,7 @@ BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 LIB := $(BUILD)/libmolt.a
 
-.PHONY: all test asan bench fuzz format clean tests fuzz-drivers
+.PHONY: all test asan tsan bench fuzz format clean tests fuzz-drivers
 all: molt
 
 $(BUILD)/%.o: %.c
@@ -91,6 +99,10 @@ test: tests
 asan:
 	$(MAKE) BUILD=build-asan SAN=1 OPT=-O1 test
 
+tsan:
+	$(MAKE) BUILD=build-tsan TSAN=1 OPT=-O1 build-tsan/molt build-tsan/tests/test_pool build-tsan/tests/test_slots
+	@BUILD=build-tsan bash scripts/run_tsan.sh
+
 bench: molt $(BENCH_BIN)
 	@BUILD=$(BUILD) bash scripts/run_bench.sh
 
@@ -101,6 +113,6 @@ format:
 	clang-format -i $$(find include src tools tests fuzz bench -name '*.[ch]')
 
 clean:
-	rm -rf build build-asan build-fuzz molt
+	rm -rf build build-asan build-tsan build-fuzz molt
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
