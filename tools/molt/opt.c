@@ -353,7 +353,7 @@ cli_status cli_parse(const cli_cmd *cmd, int argc, char **argv, const char **pos
         }
         const cli_optspec *o = &cmd->opts[k];
         if (given[k] && o->kind != CLI_KLIST && o->kind != CLI_KFLAG) {
-            cli_usage_error(cmd->name, "%s is given twice", name);
+            cli_usage_error(cmd->name, "%s is given twice", o->name);
             st = CLI_ERROR;
             break;
         }
