@@ -148,7 +148,8 @@ static void test_ranking(const molt_model *t) {
     // bad ranking files
     o = molt_heads_plan_defaults();
     o.keep = 3;
-    o.ranking = write_file("short.json", "[{\"layer\": 0, \"head\": 1}, {\"layer\": 1, \"head\": 2}]");
+    o.ranking =
+        write_file("short.json", "[{\"layer\": 0, \"head\": 1}, {\"layer\": 1, \"head\": 2}]");
     expect_err(t, &o, MOLT_ERR_ARG, "ranks 2 heads, fewer than --keep 3", "short ranking");
     o.ranking = write_file("obj.json", "{\"layer\": 0, \"head\": 1}");
     expect_err(t, &o, MOLT_ERR_FORMAT, "not a JSON list", "not a list");

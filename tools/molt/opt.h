@@ -64,7 +64,7 @@ typedef struct cli_optspec {
     int         flags;   // CLI_NONEMPTY
 } cli_optspec;
 
-#define CLI_ROW(n, a, m, h, k, d, lo, hi, ch, df, fl)                                               \
+#define CLI_ROW(n, a, m, h, k, d, lo, hi, ch, df, fl)                                              \
     {n, a, m, h, k, &(d), sizeof(d), (double)(lo), (double)(hi), ch, df, fl}
 #define CLI_FLAG(n, a, h, d)              CLI_ROW(n, a, NULL, h, CLI_KFLAG, d, 0, 0, NULL, "", 0)
 #define CLI_INT(n, a, m, h, d, lo, hi)    CLI_ROW(n, a, m, h, CLI_KINT, d, lo, hi, NULL, NULL, 0)
@@ -75,8 +75,9 @@ typedef struct cli_optspec {
 #define CLI_INT_D(n, a, m, h, d, lo, hi, df) CLI_ROW(n, a, m, h, CLI_KINT, d, lo, hi, NULL, df, 0)
 #define CLI_STR_D(n, a, m, h, d, df)      CLI_ROW(n, a, m, h, CLI_KSTR, d, 0, 0, NULL, df, 0)
 #define CLI_CHOICE(n, a, m, h, d, ch)     CLI_ROW(n, a, m, h, CLI_KSTR, d, 0, 0, ch, NULL, 0)
-#define CLI_STR_NE(n, a, m, h, d)         CLI_ROW(n, a, m, h, CLI_KSTR, d, 0, 0, NULL, NULL, CLI_NONEMPTY)
-#define CLI_END                           {NULL, NULL, NULL, NULL, CLI_KFLAG, NULL, 0, 0, 0, NULL, NULL, 0}
+#define CLI_STR_NE(n, a, m, h, d)                                                                  \
+    CLI_ROW(n, a, m, h, CLI_KSTR, d, 0, 0, NULL, NULL, CLI_NONEMPTY)
+#define CLI_END {NULL, NULL, NULL, NULL, CLI_KFLAG, NULL, 0, 0, 0, NULL, NULL, 0}
 
 typedef struct cli_cmd {
     const char        *name;     // "generate"
