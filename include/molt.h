@@ -366,6 +366,32 @@ typedef void (*molt_distill_fn)(const molt_distill_report *r, void *user);
 MOLT_API molt_status molt_distill(molt_ctx *ctx, const molt_model *teacher,
                                   const molt_distill_opts *o, molt_distill_fn cb, void *user);
 
+// Head plan of a hybrid: which teacher heads stay attention (for
+// molt_distill_opts.keep_layer / keep_head). Exactly one of: an explicit
+// list, the top keep heads of a ranking (`molt heads TEACHER --json`), the
+// top round(keep_frac · all heads) of it, or random_heads heads drawn with
+// seed (a seeded partial shuffle of all (layer, head) pairs).
+typedef struct molt_heads_plan_opts {
+    const char *heads;        // "L:H,L:H,..." (0-based), or NULL
+    const char *ranking;      // ranking JSON file, for keep / keep_frac
+    int32_t     keep;         // top-K of the ranking; -1 = not this plan
+    double      keep_frac;    // fraction P in [0, 1] of all heads; < 0 = not this plan
+    int32_t     random_heads; // K random heads; -1 = not this plan
+    uint64_t    seed;         // for random_heads
+} molt_heads_plan_opts;
+MOLT_API molt_heads_plan_opts molt_heads_plan_defaults(void); // no plan chosen
+
+// The kept heads, in plan order (ranking order for keep / keep_frac):
+// (*layers)[i], (*heads)[i], i < *n (free both with molt_free; NULL when
+// *n = 0). Checks against the teacher (a Llama model; every head exists, none
+// twice, K at most the head count, the ranking long enough). teacher NULL
+// checks only what needs no model (one plan, the list's syntax, a ranking
+// for keep / keep_frac, ranges) and returns no heads. MOLT_ERR_ARG on a bad
+// plan, MOLT_ERR_IO / MOLT_ERR_FORMAT for the ranking file.
+MOLT_API molt_status molt_heads_plan(molt_ctx *ctx, const molt_model *teacher,
+                                     const molt_heads_plan_opts *o, int32_t **layers,
+                                     int32_t **heads, int32_t *n);
+
 // ----------------------------------------------------------------------------
 // head analysis (Gather-and-Aggregate heads, ALGORITHMS.md §6)
 

@@ -52,37 +52,6 @@ bool cli_int(const char *cmd, const char *opt, const char *val, long lo, long hi
     return true;
 }
 
-bool cli_float(const char *cmd, const char *opt, const char *val, double lo, double hi,
-               double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(val, &end);
-    if (errno || end == val || *end || !(v >= lo && v <= hi)) {
-        cli_usage_error(cmd, "%s expects a number in [%g, %g], got \"%s\"", opt, lo, hi, val);
-        return false;
-    }
-    *out = v;
-    return true;
-}
-
-bool cli_opt(int argc, char **argv, int *i, const char *s, const char *l, const char **val) {
-    const char *a = argv[*i];
-    size_t ll = l ? strlen(l) : 0;
-    if (l && strncmp(a, l, ll) == 0 && a[ll] == '=') {
-        *val = a + ll + 1;
-        return true;
-    }
-    if ((s && strcmp(a, s) == 0) || (l && strcmp(a, l) == 0)) {
-        if (*i + 1 >= argc) {
-            *val = NULL; // caller reports the missing value
-            return true;
-        }
-        *val = argv[++*i];
-        return true;
-    }
-    return false;
-}
-
 molt_model *cli_load_model(molt_ctx *ctx, const char *path, const char *tokenizer) {
     molt_load_opts o = {tokenizer, 0};
     molt_model *m = NULL;

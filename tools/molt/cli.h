@@ -1,12 +1,13 @@
 /*
- * cli.h — shared pieces of the molt command-line tool: option parsing
- * helpers, error reporting (one line + optional HINT, non-zero exit), the
+ * cli.h — shared pieces of the molt command-line tool: the option table
+ * (opt.h), error reporting (one line + optional HINT, non-zero exit), the
  * progress bar. The CLI uses only the public header include/molt.h.
  */
 #ifndef MOLT_CLI_H
 #define MOLT_CLI_H
 
 #include "molt.h"
+#include "opt.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -17,12 +18,8 @@ enum { EXIT_USAGE = 2 };
 
 int  cli_fail(molt_ctx *ctx, const char *what);               // prints "molt: error: ..." → 1
 int  cli_usage_error(const char *cmd, const char *fmt, ...);  // prints usage error → 2
-// Parses a whole number / float option value, or prints an error and returns false.
+// Parses one whole number of a list option (--pairs 10,20), or prints an error and returns false.
 bool cli_int(const char *cmd, const char *opt, const char *val, long lo, long hi, long *out);
-bool cli_float(const char *cmd, const char *opt, const char *val, double lo, double hi,
-               double *out);
-// Option with a value: matches "-x V", "--long V" and "--long=V". *i advances.
-bool cli_opt(int argc, char **argv, int *i, const char *s, const char *l, const char **val);
 // Loads a model, printing the error on failure.
 molt_model *cli_load_model(molt_ctx *ctx, const char *path, const char *tokenizer);
 // The default key-value task file (buf: scratch for the path).

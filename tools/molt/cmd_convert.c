@@ -5,37 +5,22 @@
  */
 #include "cli.h"
 
-#include <string.h>
-
-static const char *USAGE = "usage: molt convert SRC -o DIR [--tokenizer F] [--dtype f32|bf16|f16]\n";
-
 int cmd_convert(int argc, char **argv) {
-    const char *src = NULL, *dst = NULL, *tokp = NULL, *dtype = "f32", *v;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(USAGE, stdout);
-            return 0;
-        } else if (cli_opt(argc, argv, &i, "-o", "--out", &v)) {
-            if (!v)
-                return cli_usage_error("convert", "-o needs a directory");
-            dst = v;
-        } else if (cli_opt(argc, argv, &i, NULL, "--tokenizer", &v)) {
-            if (!v)
-                return cli_usage_error("convert", "--tokenizer needs a file");
-            tokp = v;
-        } else if (cli_opt(argc, argv, &i, NULL, "--dtype", &v)) {
-            if (!v || (strcmp(v, "f32") && strcmp(v, "bf16") && strcmp(v, "f16")))
-                return cli_usage_error("convert", "--dtype must be f32, bf16 or f16");
-            dtype = v;
-        } else if (a[0] == '-' && a[1]) {
-            return cli_usage_error("convert", "unknown option %s", a);
-        } else if (!src) {
-            src = a;
-        } else {
-            return cli_usage_error("convert", "unexpected argument \"%s\"", a);
-        }
-    }
+    const char *src = NULL, *dst = NULL, *tokp = NULL, *dtype = "f32";
+    const cli_optspec opts[] = {
+        CLI_STR("--out", "-o", "DIR", "the HF-layout directory to write", dst),
+        CLI_STR("--tokenizer", NULL, "F", "tokenizer file (for a llama2.c .bin)", tokp),
+        CLI_CHOICE("--dtype", NULL, "f32|bf16|f16", "weight type in model.safetensors", dtype,
+                   "f32|bf16|f16"),
+        CLI_END,
+    };
+    const cli_cmd cmd = {"convert", "SRC -o DIR [options]",
+                         "Writes any model molt loads (llama2.c .bin included) as config.json + "
+                         "model.safetensors + tokenizer.\n",
+                         opts, NULL};
+    cli_status cs = cli_parse(&cmd, argc, argv, &src, 1, NULL, NULL);
+    if (cs != CLI_OK)
+        return cli_exit_code(cs);
     if (!src || !dst)
         return cli_usage_error("convert", src ? "no -o DIR given" : "no SRC given");
     molt_ctx *ctx = molt_ctx_new();

@@ -18,25 +18,16 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *USAGE =
-    "usage: molt eval MODEL --text FILE [options]\n"
-    "  --text FILE       UTF-8 text to score\n"
-    "  --window W        tokens per window (default: context, at most 1024)\n"
-    "  --sep STR         split FILE into documents at STR, each starting with BOS\n"
-    "  --max-tokens N    score only the first N tokens of the stream\n"
-    "  --tokenizer F     tokenizer file\n"
-    "  --threads N       threads (default 2)\n"
-    "  --json            print the result as JSON\n"
-    "\n"
-    "usage: molt eval MODEL --task kv|mqar [--pairs 10,20,40] [--queries Q] [--examples N]\n"
-    "                  [--seed S] [--kv-task F]\n"
-    "  key-value retrieval (data/kv_task.json format), per number of pairs, with a 95% Wilson\n"
-    "  interval: an answer is right when the right value has the highest total log-probability\n"
-    "  of all the task's values, each with the tokens it gets in context (any tokenizer).\n"
+static const char *ABOUT =
+    "  loss: mean next-token loss over --text FILE, cut into windows of W inputs that each start\n"
+    "  from an empty state; the last line is loss=<float> ppl=<float> tokens=<int>.\n"
+    "  --task kv|mqar: key-value retrieval (data/kv_task.json format), per number of pairs, with\n"
+    "  a 95% Wilson interval: an answer is right when the right value has the highest total\n"
+    "  log-probability of all the task's values, each with the tokens it gets in context.\n"
     "  kv:   one query per prompt, \"The value of the key 'k' is \"\n"
     "  mqar: multi-query associative recall, Q query lines \"The value of the key 'k' is v\\n\"\n"
-    "        for distinct keys, each answer scored teacher-forced (--queries Q, default 4,\n"
-    "        at most the smallest --pairs)\n";
+    "        for distinct keys, each answer scored teacher-forced (--queries Q, at most the\n"
+    "        smallest --pairs)\n";
 
 #define MAX_PAIRS_LIST 64
 
@@ -178,70 +169,48 @@ static bool add_doc(molt_ctx *ctx, const molt_tokenizer *tok, const char *s, siz
 }
 
 int cmd_eval(int argc, char **argv) {
-    const char *model = NULL, *text = NULL, *tokp = NULL, *v;
+    const char *model = NULL, *text = NULL, *tokp = NULL, *sep_arg = NULL;
     char *sep = NULL;
     long window = 0, threads = 2, max_tokens = 0;
     bool json = false;
     const char *task = NULL, *pairs = "10,20,40", *kvfile = NULL;
     long examples = 200, seed = 1, queries = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(USAGE, stdout);
-            return 0;
-        } else if (cli_opt(argc, argv, &i, NULL, "--text", &v)) {
-            if (!v)
-                return cli_usage_error("eval", "--text needs a file");
-            text = v;
-        } else if (cli_opt(argc, argv, &i, NULL, "--window", &v)) {
-            if (!v || !cli_int("eval", a, v, 1, 1L << 22, &window))
-                return EXIT_USAGE;
-        } else if (cli_opt(argc, argv, &i, NULL, "--max-tokens", &v)) {
-            if (!v || !cli_int("eval", a, v, 2, 1L << 40, &max_tokens))
-                return EXIT_USAGE;
-        } else if (cli_opt(argc, argv, &i, NULL, "--sep", &v)) {
-            if (!v || !*v)
-                return cli_usage_error("eval", "--sep needs a non-empty string");
-            free(sep);
-            sep = strdup(v);
-            unescape(sep);
-        } else if (cli_opt(argc, argv, &i, NULL, "--tokenizer", &v)) {
-            if (!v)
-                return cli_usage_error("eval", "--tokenizer needs a file");
-            tokp = v;
-        } else if (cli_opt(argc, argv, &i, NULL, "--threads", &v)) {
-            if (!v || !cli_int("eval", a, v, 1, 256, &threads))
-                return EXIT_USAGE;
-        } else if (!strcmp(a, "--json")) {
-            json = true;
-        } else if (cli_opt(argc, argv, &i, NULL, "--task", &v)) {
-            if (!v || (strcmp(v, "kv") && strcmp(v, "mqar")))
-                return cli_usage_error("eval", "--task must be kv or mqar");
-            task = v;
-        } else if (cli_opt(argc, argv, &i, NULL, "--queries", &v)) {
-            if (!v || !cli_int("eval", a, v, 1, 100000, &queries))
-                return EXIT_USAGE;
-        } else if (cli_opt(argc, argv, &i, NULL, "--pairs", &v)) {
-            if (!v)
-                return cli_usage_error("eval", "--pairs needs a list like 10,20,40");
-            pairs = v;
-        } else if (cli_opt(argc, argv, &i, NULL, "--kv-task", &v)) {
-            if (!v)
-                return cli_usage_error("eval", "--kv-task needs a file");
-            kvfile = v;
-        } else if (cli_opt(argc, argv, &i, NULL, "--examples", &v)) {
-            if (!v || !cli_int("eval", a, v, 1, 1L << 24, &examples))
-                return EXIT_USAGE;
-        } else if (cli_opt(argc, argv, &i, NULL, "--seed", &v)) {
-            if (!v || !cli_int("eval", a, v, 0, 1L << 62, &seed))
-                return EXIT_USAGE;
-        } else if (a[0] == '-' && a[1]) {
-            return cli_usage_error("eval", "unknown option %s", a);
-        } else if (!model) {
-            model = a;
-        } else {
-            return cli_usage_error("eval", "unexpected argument \"%s\"", a);
+    const cli_optspec opts[] = {
+        CLI_STR("--text", NULL, "FILE", "UTF-8 text to score", text),
+        CLI_INT_D("--window", NULL, "W", "tokens per window", window, 1, 1L << 22,
+                  "context, at most 1024"),
+        CLI_STR_NE("--sep", NULL, "STR",
+                   "split FILE into documents at STR, each starting with BOS\n"
+                   "(backslash escapes \\n \\t \\r are understood)",
+                   sep_arg),
+        CLI_INT_D("--max-tokens", NULL, "N", "score only the first N tokens of the stream",
+                  max_tokens, 2, 1L << 40, "all"),
+        CLI_CHOICE("--task", NULL, "kv|mqar", "the key-value retrieval probe instead of --text",
+                   task, "kv|mqar"),
+        CLI_STR("--pairs", NULL, "N1,N2,...", "probe: numbers of key-value pairs per prompt",
+                pairs),
+        CLI_INT_D("--queries", NULL, "Q", "mqar: queries per prompt", queries, 1, 100000, "4"),
+        CLI_INT("--examples", NULL, "N", "probe: prompts per number of pairs", examples, 1,
+                1L << 24),
+        CLI_INT("--seed", NULL, "S", "probe seed", seed, 0, 1L << 62),
+        CLI_STR_D("--kv-task", NULL, "F", "probe task file", kvfile,
+                  "data/kv_task.json, or beside the binary"),
+        CLI_STR("--tokenizer", NULL, "F", "tokenizer file", tokp),
+        CLI_INT("--threads", NULL, "N", "threads", threads, 1, 256),
+        CLI_FLAG("--json", NULL, "print the result as JSON", json),
+        CLI_END,
+    };
+    const cli_cmd cmd = {"eval", "MODEL (--text FILE | --task kv|mqar) [options]", ABOUT, opts,
+                         NULL};
+    cli_status cs = cli_parse(&cmd, argc, argv, &model, 1, NULL, NULL);
+    if (cs != CLI_OK)
+        return cli_exit_code(cs);
+    if (sep_arg) {
+        if (!(sep = strdup(sep_arg))) {
+            fprintf(stderr, "molt: error: out of memory\n");
+            return 1;
         }
+        unescape(sep);
     }
     if (queries && (!task || strcmp(task, "mqar"))) {
         free(sep);

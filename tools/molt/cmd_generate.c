@@ -1,6 +1,6 @@
 /*
  * cmd_generate.c — `molt generate MODEL [-p PROMPT] [-n N] [-t TEMP]
- * [--top-k K] [--top-p P] [-s SEED] [-b N] [--tokenizer FILE] [--threads N]`.
+ * [--top-k K] [--top-p P] [-s SEED] [-b N] [--tokenizer FILE] [--threads N] [-q]`.
  * Streams the prompt and its continuation to stdout; counts and speed to stderr.
  * With -b N: N samples of the prompt decoded as one batch (state slots),
  * sample i seeded SEED + i, printed one after the other when all are done.
@@ -10,20 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static const char *USAGE =
-    "usage: molt generate MODEL [options]\n"
-    "  MODEL               HF directory (config.json + safetensors) or llama2.c .bin\n"
-    "  -p, --prompt TEXT   prompt (default: start from BOS)\n"
-    "  -n, --max-new N     tokens to generate (default 256)\n"
-    "  -t, --temp T        temperature; 0 = greedy (default 1.0)\n"
-    "      --top-k K       keep the K most likely tokens (default 0 = off)\n"
-    "      --top-p P       nucleus sampling (default 0.9; 1 = off)\n"
-    "  -s, --seed S        RNG seed (default: time)\n"
-    "  -b, --batch N       N samples decoded together, sample i with seed S + i (default 1)\n"
-    "      --tokenizer F   tokenizer file (tokenizer.json / tokenizer.bin / tokenizer.model)\n"
-    "      --threads N     threads (default 2)\n"
-    "  -q, --quiet         no statistics on stderr\n";
 
 typedef struct samples {
     char  **text;
@@ -53,61 +39,35 @@ static void print_piece(const char *s, size_t n, void *user) {
 }
 
 int cmd_generate(int argc, char **argv) {
-    const char *model = NULL, *prompt = NULL, *tokp = NULL, *v;
+    const char *model = NULL, *prompt = NULL, *tokp = NULL;
     molt_gen_params gp = molt_gen_defaults();
     gp.seed = (uint64_t)time(NULL);
-    long threads = 2, batch = 1, lv;
-    double dv;
+    long threads = 2, batch = 1;
     bool quiet = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(USAGE, stdout);
-            return 0;
-        } else if (cli_opt(argc, argv, &i, "-p", "--prompt", &v)) {
-            if (!v)
-                return cli_usage_error("generate", "%s needs a value", a);
-            prompt = v;
-        } else if (cli_opt(argc, argv, &i, "-n", "--max-new", &v)) {
-            if (!v || !cli_int("generate", a, v, 0, 1L << 30, &lv))
-                return EXIT_USAGE;
-            gp.max_new_tokens = (int32_t)lv;
-        } else if (cli_opt(argc, argv, &i, "-t", "--temp", &v)) {
-            if (!v || !cli_float("generate", a, v, 0, 100, &dv))
-                return EXIT_USAGE;
-            gp.temperature = (float)dv;
-        } else if (cli_opt(argc, argv, &i, NULL, "--top-k", &v)) {
-            if (!v || !cli_int("generate", a, v, 0, 1L << 30, &lv))
-                return EXIT_USAGE;
-            gp.top_k = (int32_t)lv;
-        } else if (cli_opt(argc, argv, &i, NULL, "--top-p", &v)) {
-            if (!v || !cli_float("generate", a, v, 0, 1, &dv))
-                return EXIT_USAGE;
-            gp.top_p = (float)dv;
-        } else if (cli_opt(argc, argv, &i, "-s", "--seed", &v)) {
-            if (!v || !cli_int("generate", a, v, 0, 1L << 62, &lv))
-                return EXIT_USAGE;
-            gp.seed = (uint64_t)lv;
-        } else if (cli_opt(argc, argv, &i, "-b", "--batch", &v)) {
-            if (!v || !cli_int("generate", a, v, 1, 65536, &batch))
-                return EXIT_USAGE;
-        } else if (cli_opt(argc, argv, &i, NULL, "--tokenizer", &v)) {
-            if (!v)
-                return cli_usage_error("generate", "%s needs a value", a);
-            tokp = v;
-        } else if (cli_opt(argc, argv, &i, NULL, "--threads", &v)) {
-            if (!v || !cli_int("generate", a, v, 1, 256, &threads))
-                return EXIT_USAGE;
-        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
-            quiet = true;
-        } else if (a[0] == '-' && a[1]) {
-            return cli_usage_error("generate", "unknown option %s", a);
-        } else if (!model) {
-            model = a;
-        } else {
-            return cli_usage_error("generate", "unexpected argument \"%s\"", a);
-        }
-    }
+    const cli_optspec opts[] = {
+        CLI_STR("--prompt", "-p", "TEXT", "prompt (default: start from BOS)", prompt),
+        CLI_INT("--max-new", "-n", "N", "tokens to generate", gp.max_new_tokens, 0, 1L << 30),
+        CLI_FLOAT("--temp", "-t", "T", "temperature; 0 = greedy", gp.temperature, 0, 100),
+        CLI_INT("--top-k", NULL, "K", "keep the K most likely tokens; 0 = off", gp.top_k, 0,
+                1L << 30),
+        CLI_FLOAT("--top-p", NULL, "P", "nucleus sampling; 1 = off", gp.top_p, 0, 1),
+        CLI_INT_D("--seed", "-s", "S", "RNG seed", gp.seed, 0, 1L << 62, "time"),
+        CLI_STR("--tokenizer", NULL, "F",
+                "tokenizer file (tokenizer.json / tokenizer.bin / tokenizer.model)", tokp),
+        CLI_INT("--threads", NULL, "N", "threads", threads, 1, 256),
+        CLI_FLAG("--quiet", "-q", "no statistics on stderr", quiet),
+        CLI_INT("--batch", "-b", "N", "N samples decoded together, sample i with seed S + i", batch,
+                1, 4096),
+        CLI_END,
+    };
+    const cli_cmd cmd = {"generate", "MODEL [options]",
+                         "Streams the prompt and its continuation to stdout; counts and speed to "
+                         "stderr.\n  MODEL  HF directory (config.json + safetensors) or llama2.c "
+                         ".bin\n",
+                         opts, NULL};
+    cli_status cs = cli_parse(&cmd, argc, argv, &model, 1, NULL, NULL);
+    if (cs != CLI_OK)
+        return cli_exit_code(cs);
     if (!model)
         return cli_usage_error("generate", "no MODEL given");
     molt_ctx *ctx = molt_ctx_new();

@@ -23,26 +23,11 @@
 
 #define MAX_SEEDS 64
 
-static const char *USAGE =
-    "usage: molt heads MODEL [options]\n"
+static const char *ABOUT =
     "  Ranks every attention head (and every recurrent head of Llamba / hybrid models) by\n"
     "  the drop in key-value retrieval accuracy when the head is ablated (its input columns\n"
     "  of o_proj / out_proj zeroed), with the sharpness of its mixing row at the answer\n"
-    "  position; then layer pruning from the top and single-layer ablation.\n"
-    "  --pairs N          pairs per prompt (default 8)\n"
-    "  --examples N       prompts per seed (default 200)\n"
-    "  --seed S           probe seed (default 1)\n"
-    "  --seeds S1,S2,...  several probe seeds: the ranking uses the mean drop and reports\n"
-    "                     its spread (min..max) over the seeds\n"
-    "  --kv-task F        the task (default data/kv_task.json, or beside the binary)\n"
-    "  --top N            table rows to print (default: all)\n"
-    "  --json             print only the ranking, as a JSON list\n"
-    "  --out DIR          also write DIR/heads.json, DIR/layers.json,\n"
-    "                     DIR/ablation_heatmap.svg and DIR/top_head_attention.svg\n"
-    "  --tokenizer F      tokenizer file\n"
-    "  --threads N        threads (default 2)\n"
-    "  -q, --quiet        no progress bar\n";
-
+    "  position; then layer pruning from the top and single-layer ablation.\n";
 
 // The library's message with a hint that fits this command.
 static int heads_fail(molt_ctx *ctx, const char *what) {
@@ -353,61 +338,40 @@ static void join_path(const char *dir, const char *name, char *path, size_t cap)
 // ----------------------------------------------------------------------------
 
 int cmd_heads(int argc, char **argv) {
-    const char *model = NULL, *tokp = NULL, *kvfile = NULL, *out_dir = NULL, *v;
+    const char *model = NULL, *tokp = NULL, *kvfile = NULL, *out_dir = NULL, *seeds_arg = NULL;
     long pairs = 8, examples = 200, threads = 2, top = 0, seed = 1;
     uint64_t seeds[MAX_SEEDS];
     int n_seeds = 0;
-    bool json = false, quiet = false, have_seed = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(USAGE, stdout);
-            return 0;
-        } else if (cli_opt(argc, argv, &i, NULL, "--pairs", &v)) {
-            if (!v || !cli_int("heads", "--pairs", v, 1, 100000, &pairs))
-                return v ? EXIT_USAGE : cli_usage_error("heads", "--pairs needs a number");
-        } else if (cli_opt(argc, argv, &i, NULL, "--examples", &v)) {
-            if (!v || !cli_int("heads", "--examples", v, 1, 1L << 24, &examples))
-                return v ? EXIT_USAGE : cli_usage_error("heads", "--examples needs a number");
-        } else if (cli_opt(argc, argv, &i, NULL, "--seed", &v)) {
-            if (!v || !cli_int("heads", "--seed", v, 0, 1L << 62, &seed))
-                return v ? EXIT_USAGE : cli_usage_error("heads", "--seed needs a number");
-            have_seed = true;
-        } else if (cli_opt(argc, argv, &i, NULL, "--seeds", &v)) {
-            if (!v)
-                return cli_usage_error("heads", "--seeds needs a list like 1,2,3");
-            if (!parse_seeds(v, seeds, &n_seeds))
-                return EXIT_USAGE;
-        } else if (cli_opt(argc, argv, &i, NULL, "--kv-task", &v)) {
-            if (!v)
-                return cli_usage_error("heads", "--kv-task needs a file");
-            kvfile = v;
-        } else if (cli_opt(argc, argv, &i, NULL, "--top", &v)) {
-            if (!v || !cli_int("heads", "--top", v, 1, 1L << 30, &top))
-                return v ? EXIT_USAGE : cli_usage_error("heads", "--top needs a number");
-        } else if (cli_opt(argc, argv, &i, "-o", "--out", &v)) {
-            if (!v || !*v)
-                return cli_usage_error("heads", "--out needs a directory");
-            out_dir = v;
-        } else if (cli_opt(argc, argv, &i, NULL, "--tokenizer", &v)) {
-            if (!v)
-                return cli_usage_error("heads", "--tokenizer needs a file");
-            tokp = v;
-        } else if (cli_opt(argc, argv, &i, NULL, "--threads", &v)) {
-            if (!v || !cli_int("heads", "--threads", v, 1, 256, &threads))
-                return v ? EXIT_USAGE : cli_usage_error("heads", "--threads needs a number");
-        } else if (!strcmp(a, "--json")) {
-            json = true;
-        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
-            quiet = true;
-        } else if (a[0] == '-' && a[1]) {
-            return cli_usage_error("heads", "unknown option %s", a);
-        } else if (!model) {
-            model = a;
-        } else {
-            return cli_usage_error("heads", "unexpected argument \"%s\"", a);
-        }
-    }
+    bool json = false, quiet = false;
+    const cli_optspec opts[] = {
+        CLI_INT("--pairs", NULL, "N", "pairs per prompt", pairs, 1, 100000),
+        CLI_INT("--examples", NULL, "N", "prompts per seed", examples, 1, 1L << 24),
+        CLI_INT("--seed", NULL, "S", "probe seed", seed, 0, 1L << 62),
+        CLI_STR("--seeds", NULL, "S1,S2,...",
+                "several probe seeds: the ranking uses the mean drop and reports\n"
+                "its spread (min..max) over the seeds",
+                seeds_arg),
+        CLI_STR_D("--kv-task", NULL, "F", "the task", kvfile,
+                  "data/kv_task.json, or beside the binary"),
+        CLI_INT_D("--top", NULL, "N", "table rows to print", top, 1, 1L << 30, "all"),
+        CLI_FLAG("--json", NULL, "print only the ranking, as a JSON list", json),
+        CLI_STR_NE("--out", "-o", "DIR",
+                   "also write DIR/heads.json, DIR/layers.json,\n"
+                   "DIR/ablation_heatmap.svg and DIR/top_head_attention.svg",
+                   out_dir),
+        CLI_STR("--tokenizer", NULL, "F", "tokenizer file", tokp),
+        CLI_INT("--threads", NULL, "N", "threads", threads, 1, 256),
+        CLI_FLAG("--quiet", "-q", "no progress bar", quiet),
+        CLI_END,
+    };
+    const cli_cmd cmd = {"heads", "MODEL [options]", ABOUT, opts, NULL};
+    bool seen[sizeof opts / sizeof opts[0]];
+    cli_status cs = cli_parse(&cmd, argc, argv, &model, 1, NULL, seen);
+    if (cs != CLI_OK)
+        return cli_exit_code(cs);
+    bool have_seed = seen[cli_find(opts, "--seed")];
+    if (seeds_arg && !parse_seeds(seeds_arg, seeds, &n_seeds))
+        return EXIT_USAGE;
     if (!model)
         return cli_usage_error("heads", "no MODEL given");
     if (have_seed && n_seeds)

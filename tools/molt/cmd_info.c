@@ -4,9 +4,6 @@
  */
 #include "cli.h"
 
-#include <string.h>
-
-static const char *USAGE = "usage: molt info MODEL [--tokenizer F] [--json]\n";
 
 static void human(char *b, size_t n, double bytes) {
     const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -19,27 +16,20 @@ static void human(char *b, size_t n, double bytes) {
 }
 
 int cmd_info(int argc, char **argv) {
-    const char *model = NULL, *tokp = NULL, *v;
+    const char *model = NULL, *tokp = NULL;
     bool json = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(USAGE, stdout);
-            return 0;
-        } else if (!strcmp(a, "--json")) {
-            json = true;
-        } else if (cli_opt(argc, argv, &i, NULL, "--tokenizer", &v)) {
-            if (!v)
-                return cli_usage_error("info", "--tokenizer needs a file");
-            tokp = v;
-        } else if (a[0] == '-' && a[1]) {
-            return cli_usage_error("info", "unknown option %s", a);
-        } else if (!model) {
-            model = a;
-        } else {
-            return cli_usage_error("info", "unexpected argument \"%s\"", a);
-        }
-    }
+    const cli_optspec opts[] = {
+        CLI_STR("--tokenizer", NULL, "F", "tokenizer file", tokp),
+        CLI_FLAG("--json", NULL, "print the numbers as one JSON object", json),
+        CLI_END,
+    };
+    const cli_cmd cmd = {"info", "MODEL [options]",
+                         "Architecture, parameters, bytes of weights, KV cache per token and "
+                         "recurrent state per sequence.\n",
+                         opts, NULL};
+    cli_status cs = cli_parse(&cmd, argc, argv, &model, 1, NULL, NULL);
+    if (cs != CLI_OK)
+        return cli_exit_code(cs);
     if (!model)
         return cli_usage_error("info", "no MODEL given");
     molt_ctx *ctx = molt_ctx_new();

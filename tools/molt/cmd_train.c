@@ -12,25 +12,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *USAGE =
-    "usage: molt train MODEL_OR_CONFIG --data FILE [FILE...] -o DIR [options]\n"
-    "  MODEL_OR_CONFIG     a model (fine-tune) or a config.json without weights (from scratch)\n"
-    "  --data FILE...      training files (text; or token files with --format u16|i32)\n"
-    "  --format F          text (default), u16, i32\n"
-    "  --sep STR           text: document separator (each document starts with BOS)\n"
-    "  --eval-data FILE    held-out file (default: the last 5% of the data)\n"
-    "  -o, --out DIR       checkpoints, log.jsonl and the final model\n"
-    "  --seq T             sequence length (256)       --batch B      sequences per step (8)\n"
-    "  --accum K           gradient accumulation (1)   --steps N      optimizer steps\n"
-    "  --tokens N          token budget instead of --steps\n"
-    "  --lr X (1e-3)  --min-lr X (1e-5)  --schedule wsd|cosine|constant (wsd)\n"
-    "  --warmup F (0.1)  --decay F (0.1)  --wd X (0.1)  --clip X (1.0)\n"
-    "  --eval-every N (100)  --eval-batches N (8)  --save-every N (200)\n"
-    "  --freeze GLOBS      comma-separated parameter-name globs to freeze, e.g. '*.mlp.*'\n"
-    "  --seed S            data order (and init from a config)\n"
-    "  --resume            continue from DIR's latest checkpoint\n"
-    "  --tokenizer F       tokenizer file     --threads N (2)     -q, --quiet\n";
-
 typedef struct bar {
     progress p;
     bool     quiet;
@@ -56,98 +37,67 @@ static void on_step(const molt_train_report *r, void *user) {
 
 int cmd_train(int argc, char **argv) {
     molt_train_opts o = molt_train_defaults();
-    const char *model = NULL, *tokp = NULL, *v;
-    const char **data = calloc((size_t)argc, sizeof *data);
-    long threads = 2, lv;
-    double dv;
-    bool quiet = false, in_data = false;
+    const char *model = NULL, *tokp = NULL;
+    cli_list data = {0};
+    long threads = 2;
+    bool quiet = false;
     int rc = EXIT_USAGE;
-#define INT_OPT(name, field, lo, hi)                                                               \
-    else if (cli_opt(argc, argv, &i, NULL, name, &v)) {                                             \
-        if (!v || !cli_int("train", name, v, lo, hi, &lv))                                          \
-            goto out;                                                                              \
-        o.field = lv;                                                                              \
+    const cli_optspec opts[] = {
+        CLI_LIST("--data", NULL, "FILE", "training files (text; or token files with --format "
+                                         "u16|i32)",
+                 data),
+        CLI_STR("--format", NULL, "text|u16|i32", "data file format", o.data_format),
+        CLI_STR("--sep", NULL, "STR", "text: document separator (each document starts with BOS)",
+                o.sep),
+        CLI_STR("--eval-data", NULL, "FILE", "held-out file (default: the last 5% of the data)",
+                o.eval_data),
+        CLI_STR("--out", "-o", "DIR", "checkpoints, log.jsonl and the final model", o.out_dir),
+        CLI_INT("--seq", NULL, "T", "sequence length", o.seq_len, 1, 1L << 20),
+        CLI_INT("--batch", NULL, "B", "sequences per step", o.batch, 1, 1L << 16),
+        CLI_INT("--accum", NULL, "K", "gradient accumulation", o.accum, 1, 1L << 16),
+        CLI_INT_D("--steps", NULL, "N", "optimizer steps", o.steps, 0, 1L << 40, ""),
+        CLI_INT_D("--tokens", NULL, "N", "token budget instead of --steps", o.tokens, 0, 1L << 50,
+                  ""),
+        CLI_FLOAT("--lr", NULL, "X", "peak learning rate", o.lr, 0, 10),
+        CLI_FLOAT("--min-lr", NULL, "X", "final learning rate", o.min_lr, 0, 10),
+        CLI_STR("--schedule", NULL, "wsd|cosine|constant", "learning-rate schedule", o.schedule),
+        CLI_FLOAT("--warmup", NULL, "F", "warmup fraction of the steps", o.warmup_frac, 0, 1),
+        CLI_FLOAT("--decay", NULL, "F", "decay fraction of the steps (wsd)", o.decay_frac, 0, 1),
+        CLI_FLOAT("--wd", NULL, "X", "weight decay", o.weight_decay, 0, 10),
+        CLI_FLOAT("--clip", NULL, "X", "gradient-norm clip", o.clip, 0, 1e9),
+        CLI_INT("--eval-every", NULL, "N", "steps between evaluations (0 = never)", o.eval_every,
+                0, 1L << 30),
+        CLI_INT("--eval-batches", NULL, "N", "batches per evaluation", o.eval_batches, 0,
+                1L << 20),
+        CLI_INT("--save-every", NULL, "N", "steps between checkpoints", o.save_every, 0,
+                1L << 30),
+        CLI_STR("--freeze", NULL, "GLOBS",
+                "comma-separated parameter-name globs to freeze, e.g. '*.mlp.*'", o.freeze),
+        CLI_INT("--seed", NULL, "S", "data order (and init from a config)", o.seed, 0, 1L << 62),
+        CLI_FLAG("--resume", NULL, "continue from DIR's latest checkpoint", o.resume),
+        CLI_STR("--tokenizer", NULL, "F", "tokenizer file", tokp),
+        CLI_INT("--threads", NULL, "N", "threads", threads, 1, 256),
+        CLI_FLAG("--quiet", "-q", "no progress bar", quiet),
+        CLI_END,
+    };
+    const cli_cmd cmd = {"train", "MODEL_OR_CONFIG --data FILE [FILE...] -o DIR [options]",
+                         "Pretrains (a config.json without weights: random init) or fine-tunes (a "
+                         "model), with held-out\nevaluation, DIR/log.jsonl and crash-safe "
+                         "checkpoints (--resume continues bit for bit).\n",
+                         opts, NULL};
+    cli_status cs = cli_parse(&cmd, argc, argv, &model, 1, NULL, NULL);
+    if (cs != CLI_OK) {
+        rc = cli_exit_code(cs);
+        goto out;
     }
-#define FLT_OPT(name, field, lo, hi)                                                               \
-    else if (cli_opt(argc, argv, &i, NULL, name, &v)) {                                             \
-        if (!v || !cli_float("train", name, v, lo, hi, &dv))                                        \
-            goto out;                                                                              \
-        o.field = dv;                                                                              \
-    }
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (a[0] != '-' && in_data) {
-            data[o.n_data++] = a;
-            continue;
-        }
-        in_data = false;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(USAGE, stdout);
-            rc = 0;
-            goto out;
-        } else if (!strcmp(a, "--data")) {
-            in_data = true;
-        } else if (cli_opt(argc, argv, &i, "-o", "--out", &v)) {
-            if (!v) { cli_usage_error("train", "-o needs a directory"); goto out; }
-            o.out_dir = v;
-        } else if (cli_opt(argc, argv, &i, NULL, "--format", &v)) {
-            if (!v) { cli_usage_error("train", "--format needs a value"); goto out; }
-            o.data_format = v;
-        } else if (cli_opt(argc, argv, &i, NULL, "--sep", &v)) {
-            if (!v) { cli_usage_error("train", "--sep needs a value"); goto out; }
-            o.sep = v;
-        } else if (cli_opt(argc, argv, &i, NULL, "--eval-data", &v)) {
-            if (!v) { cli_usage_error("train", "--eval-data needs a file"); goto out; }
-            o.eval_data = v;
-        } else if (cli_opt(argc, argv, &i, NULL, "--schedule", &v)) {
-            if (!v) { cli_usage_error("train", "--schedule needs a value"); goto out; }
-            o.schedule = v;
-        } else if (cli_opt(argc, argv, &i, NULL, "--freeze", &v)) {
-            if (!v) { cli_usage_error("train", "--freeze needs globs"); goto out; }
-            o.freeze = v;
-        } else if (cli_opt(argc, argv, &i, NULL, "--tokenizer", &v)) {
-            if (!v) { cli_usage_error("train", "--tokenizer needs a file"); goto out; }
-            tokp = v;
-        }
-        INT_OPT("--seq", seq_len, 1, 1L << 20)
-        INT_OPT("--batch", batch, 1, 1L << 16)
-        INT_OPT("--accum", accum, 1, 1L << 16)
-        INT_OPT("--steps", steps, 0, 1L << 40)
-        INT_OPT("--tokens", tokens, 0, 1L << 50)
-        INT_OPT("--eval-every", eval_every, 0, 1L << 30)
-        INT_OPT("--eval-batches", eval_batches, 0, 1L << 20)
-        INT_OPT("--save-every", save_every, 0, 1L << 30)
-        INT_OPT("--seed", seed, 0, 1L << 62)
-        FLT_OPT("--lr", lr, 0, 10)
-        FLT_OPT("--min-lr", min_lr, 0, 10)
-        FLT_OPT("--warmup", warmup_frac, 0, 1)
-        FLT_OPT("--decay", decay_frac, 0, 1)
-        FLT_OPT("--wd", weight_decay, 0, 10)
-        FLT_OPT("--clip", clip, 0, 1e9)
-        else if (cli_opt(argc, argv, &i, NULL, "--threads", &v)) {
-            if (!v || !cli_int("train", a, v, 1, 256, &threads))
-                goto out;
-        } else if (!strcmp(a, "--resume")) {
-            o.resume = 1;
-        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
-            quiet = true;
-        } else if (a[0] == '-' && a[1]) {
-            cli_usage_error("train", "unknown option %s", a);
-            goto out;
-        } else if (!model) {
-            model = a;
-        } else {
-            cli_usage_error("train", "unexpected argument \"%s\"", a);
-            goto out;
-        }
-    }
-    if (!model || !o.out_dir || o.n_data == 0) {
+    if (!model || !o.out_dir || data.n == 0) {
         cli_usage_error("train", !model ? "no MODEL_OR_CONFIG given"
                                  : !o.out_dir ? "no -o DIR given"
                                               : "no --data FILE given");
         goto out;
     }
-    o.data = data;
+    o.data = data.v;
+    o.n_data = data.n;
     rc = 1;
     molt_ctx *ctx = molt_ctx_new();
     molt_ctx_set_threads(ctx, (int)threads);
@@ -184,6 +134,6 @@ int cmd_train(int argc, char **argv) {
     molt_model_free(m);
     molt_ctx_free(ctx);
 out:
-    free(data);
+    free(data.v);
     return rc;
 }
