@@ -2,8 +2,8 @@
  * kernels.h — the dense kernels every layer uses, behind one small table so a
  * CUDA backend can be slotted in later without touching mixers or models.
  * Today there is one table (CPU: OpenBLAS sgemm + plain C loops).
- * Each fast kernel has a *_ref twin (plain loops, double accumulation) that
- * tests compare against.
+ * matmul and its backward keep *_ref twins (plain loops, double accumulation);
+ * tests/test_backend_ops.c holds every op of the table to its own references.
  *
  * Shapes: row-major. T rows (tokens), d features. A Linear weight W is
  * [out, in] (PyTorch layout), so y = x · Wᵀ.
