@@ -1,9 +1,9 @@
 /*
  * kernels.h — the dense kernels every layer uses, behind one small table so a
  * CUDA backend can be slotted in later without touching mixers or models.
- * Today the table has one entry (CPU: OpenBLAS sgemm + plain C loops).
- * Each fast kernel has a *_ref twin (plain loops, double accumulation) that
- * tests compare against.
+ * Today there is one table (CPU: OpenBLAS sgemm + plain C loops).
+ * matmul and its backward keep *_ref twins (plain loops, double accumulation);
+ * tests/test_backend_ops.c holds every op of the table to its own references.
  *
  * Shapes: row-major. T rows (tokens), d features. A Linear weight W is
  * [out, in] (PyTorch layout), so y = x · Wᵀ.
@@ -95,20 +95,73 @@ void k_softmax_scaled(float *x, int n, float scale);
 void k_add(float *y, const float *x, size_t n); // y += x
 
 // ----------------------------------------------------------------------------
-// backend table: the k_* entry points above dispatch through ex->be (CPU
-// today). A CUDA backend provides the same table; the CPU one stays the
-// oracle it is tested against.
+// backend table: the one seam between the model layer and the hardware.
+// Every op that mixers, models and training call with an exec goes through
+// ex->be: the public entry points (k_matmul here, k_*_backward in backward.h,
+// conv1d_causal / ssd_* in ssm.h) are one-line dispatchers
+// `ex->be->op(ex, ...)`, and each backend fills this table (CPU:
+// molt_backend_cpu, cpu/backend_cpu.c). A CUDA backend provides the same
+// table; the CPU one stays the oracle it is tested against
+// (tests/test_backend_ops.c, op by op). Each entry has the contract of the
+// public function of the same name (k_ prefix for the dense ops).
+//
+// Not in the table (no exec argument, CPU helpers): the *_ref oracles,
+// k_softmax_scaled, k_add, k_copy_cols, and the work-size functions
+// (ssd_*_work: the work layouts are part of the op contracts, the same on
+// every backend).
 
-#define MOLT_BACKEND_OPS(X) X(matmul) X(rmsnorm) X(swiglu) X(softmax)
+#define MOLT_BACKEND_OPS(X)                                                                        \
+    X(matmul) X(matmul_backward) X(rmsnorm) X(rmsnorm_forward) X(rmsnorm_backward) X(swiglu)     \
+    X(swiglu_backward) X(swiglu_pair) X(swiglu_pair_backward) X(softmax) X(embedding_backward)    \
+    X(conv1d_causal) X(conv1d_causal_backward) X(ssd_step) X(ssd_scan_chunked)                    \
+    X(ssd_scan_chunked_backward) X(ssd_materialize) X(ssd_materialize_backward)
+#define MOLT_BACKEND_NOPS 18 // ops in MOLT_BACKEND_OPS (checked against the struct)
 
 typedef struct molt_backend {
     const char *name;
+    // dense forward (kernels.h) and backward (backward.h)
     void (*matmul)(const molt_exec *ex, float *y, const float *x, const float *W,
                    const float *bias, int T, int in, int out, int accumulate);
+    void (*matmul_backward)(const molt_exec *ex, float *dx, float *dW, float *db, const float *dy,
+                            const float *x, const float *W, int T, int in, int out,
+                            int accumulate_dx);
     void (*rmsnorm)(const molt_exec *ex, float *y, const float *x, const float *w, int T, int d,
                     float eps);
+    void (*rmsnorm_forward)(const molt_exec *ex, float *y, float *rstd, const float *x,
+                            const float *w, int T, int d, float eps);
+    void (*rmsnorm_backward)(const molt_exec *ex, float *dx, float *dw, const float *dy,
+                             const float *x, const float *w, const float *rstd, int T, int d);
     void (*swiglu)(const molt_exec *ex, float *gate, const float *up, size_t n);
+    void (*swiglu_backward)(const molt_exec *ex, float *dg, float *du, const float *dh,
+                            const float *g, const float *u, size_t n);
+    void (*swiglu_pair)(const molt_exec *ex, float *h, const float *gu, int T, int F);
+    void (*swiglu_pair_backward)(const molt_exec *ex, float *dgu, const float *dh, const float *gu,
+                                 int T, int F);
     void (*softmax)(const molt_exec *ex, float *x, int n);
+    void (*embedding_backward)(const molt_exec *ex, float *dE, const float *dx, const int32_t *ids,
+                               int T, int d);
+    // state-space (ssm.h)
+    void (*conv1d_causal)(const molt_exec *ex, float *y, const float *x, const float *w,
+                          const float *b, float *state, int T, int Cc, int K);
+    void (*conv1d_causal_backward)(const molt_exec *ex, float *dx, float *dw, float *db,
+                                   const float *dy, const float *x, const float *w, int T, int Cc,
+                                   int K);
+    void (*ssd_step)(const molt_exec *ex, float *y, float *state, const float *X, const float *dA,
+                     const float *B, const float *C, int H, int P, int N, int G);
+    void (*ssd_scan_chunked)(const molt_exec *ex, float *y, float *state, const float *X,
+                             const float *dA, const float *B, const float *C, int T, int H, int P,
+                             int N, int G, int Q, float *work);
+    void (*ssd_scan_chunked_backward)(const molt_exec *ex, float *dX, float *ddA, float *dB,
+                                      float *dC, const float *dy, const float *X, const float *dA,
+                                      const float *B, const float *C, int T, int H, int P, int N,
+                                      int G, int Q, float *work);
+    void (*ssd_materialize)(const molt_exec *ex, float *M, const float *dA, const float *B,
+                            const float *C, const float *colscale, const float *D, int T, int H,
+                            int N, int G);
+    void (*ssd_materialize_backward)(const molt_exec *ex, float *ddA, float *dB, float *dC,
+                                     float *dcolscale, float *dD, const float *dM, const float *dA,
+                                     const float *B, const float *C, const float *colscale,
+                                     const float *D, int T, int H, int N, int G, float *work);
 } molt_backend;
 
 extern const molt_backend molt_backend_cpu;

@@ -2,8 +2,8 @@
  * dense.c — CPU dense kernels: GEMM through OpenBLAS, norms and activations
  * as plain loops. See kernels.h for the contracts.
  */
-#include "kernels/backward.h"
 #include "kernels/kernels.h"
+#include "kernels/cpu/cpu.h"
 
 #include "core/core.h"
 #include "core/pool.h"
@@ -92,8 +92,8 @@ static void mm_run(void *arg, int ith, int nth) {
     gemm_block(j->y, j->x, j->W, j->T, j->in, j->out, o0, o1, j->beta);
 }
 
-static void cpu_matmul(const molt_exec *ex, float *y, const float *x, const float *W, const float *bias, int T, int in,
-                       int out, int accumulate) {
+void cpu_matmul(const molt_exec *ex, float *y, const float *x, const float *W, const float *bias,
+                int T, int in, int out, int accumulate) {
     float beta = accumulate ? 1.0f : 0.0f;
     if (bias) {
         if (!accumulate) {
@@ -137,8 +137,9 @@ void k_matmul_ref(float *y, const float *x, const float *W, const float *bias, i
 
 // inference RMSNorm is the training forward without the saved 1/rms, so the
 // two paths give bit-identical outputs by construction
-static void cpu_rmsnorm(const molt_exec *ex, float *y, const float *x, const float *w, int T, int d, float eps) {
-    k_rmsnorm_forward(ex, y, NULL, x, w, T, d, eps);
+void cpu_rmsnorm(const molt_exec *ex, float *y, const float *x, const float *w, int T, int d,
+                 float eps) {
+    cpu_rmsnorm_forward(ex, y, NULL, x, w, T, d, eps);
 }
 
 float k_softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
@@ -161,7 +162,7 @@ static void swiglu_run(void *arg, int ith, int nth) {
     swiglu_span(j->gate + lo, j->up + lo, hi - lo);
 }
 
-static void cpu_swiglu(const molt_exec *ex, float *gate, const float *up, size_t n) {
+void cpu_swiglu(const molt_exec *ex, float *gate, const float *up, size_t n) {
     swiglu_task job = {gate, up, n};
     molt_pool_run(k_elementwise_threads(ex, n), swiglu_run, &job);
 }
@@ -193,41 +194,9 @@ K_SIMD void k_softmax_scaled(float *x, int n, float scale) {
         x[i] *= inv;
 }
 
-static void cpu_softmax(const molt_exec *ex, float *x, int n) { k_softmax_scaled(x, n, 1.0f); }
+void cpu_softmax(const molt_exec *ex, float *x, int n) { k_softmax_scaled(x, n, 1.0f); }
 
 void k_add(float *y, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++)
         y[i] += x[i];
 }
-
-// ----------------------------------------------------------------------------
-// the CPU backend table and dispatch
-
-const molt_backend molt_backend_cpu = {"cpu", cpu_matmul, cpu_rmsnorm, cpu_swiglu, cpu_softmax};
-#define COUNT_OP(op) +1
-_Static_assert(0 MOLT_BACKEND_OPS(COUNT_OP) == 4,
-               "a new backend op needs a table entry, a CPU kernel and a test");
-
-bool molt_exec_init(molt_exec *ex, const molt_backend *be, int nth) {
-    if (!be)
-        be = &molt_backend_cpu;
-#define HAS_OP(op) &&be->op
-    if (!(1 MOLT_BACKEND_OPS(HAS_OP)))
-        return false;
-    *ex = molt_exec_cpu(nth);
-    ex->be = be;
-    return true;
-}
-
-void k_matmul(const molt_exec *ex, float *y, const float *x, const float *W, const float *bias,
-              int T, int in, int out, int accumulate) {
-    ex->be->matmul(ex, y, x, W, bias, T, in, out, accumulate);
-}
-void k_rmsnorm(const molt_exec *ex, float *y, const float *x, const float *w, int T, int d,
-               float eps) {
-    ex->be->rmsnorm(ex, y, x, w, T, d, eps);
-}
-void k_swiglu(const molt_exec *ex, float *gate, const float *up, size_t n) {
-    ex->be->swiglu(ex, gate, up, n);
-}
-void k_softmax(const molt_exec *ex, float *x, int n) { ex->be->softmax(ex, x, n); }

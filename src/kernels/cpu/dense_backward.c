@@ -14,6 +14,7 @@
 
 #include "core/pool.h"
 #include "kernels/kernels.h"
+#include "kernels/cpu/cpu.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -76,8 +77,9 @@ static void mmb_run(void *arg, int ith, int nth) {
     }
 }
 
-void k_matmul_backward(const molt_exec *ex, float *dx, float *dW, float *db, const float *dy, const float *x,
-                       const float *W, int T, int in, int out, int accumulate_dx) {
+void cpu_matmul_backward(const molt_exec *ex, float *dx, float *dW, float *db, const float *dy,
+                         const float *x, const float *W, int T, int in, int out,
+                         int accumulate_dx) {
     if (T <= 0 || in <= 0 || out <= 0)
         return;
     mmb_task job = {dx, dW, db, dy, x, W, T, in, out, accumulate_dx ? 1.0f : 0.0f};
@@ -172,8 +174,8 @@ static void rms_fwd_run(void *arg, int ith, int nth) {
     rmsnorm_rows(j->y, j->rstd_out, j->x, j->w, t0, t1, j->d, j->eps);
 }
 
-void k_rmsnorm_forward(const molt_exec *ex, float *y, float *rstd, const float *x, const float *w, int T, int d,
-                       float eps) {
+void cpu_rmsnorm_forward(const molt_exec *ex, float *y, float *rstd, const float *x,
+                         const float *w, int T, int d, float eps) {
     // also the CPU backend's k_rmsnorm (rstd NULL); rows on the pool
     rms_task job = {y, rstd, NULL, NULL, x, w, NULL, NULL, T, d, eps};
     molt_pool_run(k_elementwise_threads(ex, (size_t)T * (size_t)d), rms_fwd_run, &job);
@@ -221,8 +223,8 @@ static void rms_bwd_run(void *arg, int ith, int nth) {
     }
 }
 
-void k_rmsnorm_backward(const molt_exec *ex, float *dx, float *dw, const float *dy, const float *x, const float *w,
-                        const float *rstd, int T, int d) {
+void cpu_rmsnorm_backward(const molt_exec *ex, float *dx, float *dw, const float *dy,
+                          const float *x, const float *w, const float *rstd, int T, int d) {
     rms_task job = {NULL, NULL, dx, dw, x, w, dy, rstd, T, d, 0.0f};
     molt_pool_run(k_elementwise_threads(ex, (size_t)T * (size_t)d), rms_bwd_run, &job);
 }
@@ -270,8 +272,8 @@ static void swiglu_bwd_run(void *arg, int ith, int nth) {
                     j->u ? j->u + lo : NULL, hi - lo);
 }
 
-void k_swiglu_backward(const molt_exec *ex, float *dg, float *du, const float *dh, const float *g, const float *u,
-                       size_t n) {
+void cpu_swiglu_backward(const molt_exec *ex, float *dg, float *du, const float *dh,
+                         const float *g, const float *u, size_t n) {
     swiglu_bwd_task job = {dg, du, dh, g, u, n};
     molt_pool_run(k_elementwise_threads(ex, n), swiglu_bwd_run, &job);
 }
@@ -302,12 +304,13 @@ static void swiglu_pair_run(void *arg, int ith, int nth) {
     }
 }
 
-void k_swiglu_pair(const molt_exec *ex, float *h, const float *gu, int T, int F) {
+void cpu_swiglu_pair(const molt_exec *ex, float *h, const float *gu, int T, int F) {
     swiglu_pair_task job = {h, NULL, gu, NULL, T, F};
     molt_pool_run(k_elementwise_threads(ex, (size_t)T * (size_t)F), swiglu_pair_run, &job);
 }
 
-void k_swiglu_pair_backward(const molt_exec *ex, float *dgu, const float *dh, const float *gu, int T, int F) {
+void cpu_swiglu_pair_backward(const molt_exec *ex, float *dgu, const float *dh, const float *gu,
+                              int T, int F) {
     swiglu_pair_task job = {NULL, dgu, gu, dh, T, F};
     molt_pool_run(k_elementwise_threads(ex, (size_t)T * (size_t)F), swiglu_pair_run, &job);
 }
@@ -336,7 +339,8 @@ static void emb_run(void *arg, int ith, int nth) {
 }
 
 // backward:  dE[ids[t]] += dx[t]
-void k_embedding_backward(const molt_exec *ex, float *dE, const float *dx, const int32_t *ids, int T, int d) {
+void cpu_embedding_backward(const molt_exec *ex, float *dE, const float *dx, const int32_t *ids,
+                            int T, int d) {
     emb_task job = {dE, dx, ids, T, d};
     int      nth = MIN_INT(ex->nth, d / 64);
     if (nth <= 1 || (size_t)T * (size_t)d < (1u << 18))

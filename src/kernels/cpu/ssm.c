@@ -33,6 +33,7 @@
 
 #include "core/pool.h"
 #include "kernels/kernels.h"
+#include "kernels/cpu/cpu.h"
 
 #include <math.h>
 #include <string.h>
@@ -74,8 +75,8 @@ static void conv_rows(void *arg, int ith, int nth) {
     }
 }
 
-void conv1d_causal(const molt_exec *ex, float *y, const float *x, const float *w, const float *b, float *state, int T,
-                   int Cc, int K) {
+void cpu_conv1d_causal(const molt_exec *ex, float *y, const float *x, const float *w,
+                       const float *b, float *state, int T, int Cc, int K) {
     // rows whose window reaches before t = 0: read the history
     int t_hist = T < K - 1 ? T : K - 1;
     for (int t = 0; t < t_hist; t++)
@@ -157,8 +158,8 @@ static void step_heads(void *arg, int ith, int nth) {
     }
 }
 
-void ssd_step(const molt_exec *ex, float *y, float *state, const float *X, const float *dA, const float *B,
-              const float *C, int H, int P, int N, int G) {
+void cpu_ssd_step(const molt_exec *ex, float *y, float *state, const float *X, const float *dA,
+                  const float *B, const float *C, int H, int P, int N, int G) {
     step_task j = {y, state, X, dA, B, C, H, P, N, G};
     molt_pool_run(ssm_nth(ex, (size_t)H, (size_t)H * (size_t)P * (size_t)N, 32768), step_heads, &j);
 }
@@ -305,8 +306,9 @@ static void chunked_phase3(void *arg, int ith, int nth) {
     }
 }
 
-void ssd_scan_chunked(const molt_exec *ex, float *y, float *state, const float *X, const float *dA, const float *B,
-                      const float *C, int T, int H, int P, int N, int G, int Q, float *work) {
+void cpu_ssd_scan_chunked(const molt_exec *ex, float *y, float *state, const float *X,
+                          const float *dA, const float *B, const float *C, int T, int H, int P,
+                          int N, int G, int Q, float *work) {
     if (T <= 0)
         return;
     if (Q > T)
@@ -369,8 +371,9 @@ static void mat_rows(void *arg, int ith, int nth) {
     }
 }
 
-void ssd_materialize(const molt_exec *ex, float *M, const float *dA, const float *B, const float *C,
-                     const float *colscale, const float *D, int T, int H, int N, int G) {
+void cpu_ssd_materialize(const molt_exec *ex, float *M, const float *dA, const float *B,
+                         const float *C, const float *colscale, const float *D, int T, int H,
+                         int N, int G) {
     if (T <= 0)
         return;
     mat_task j = {M, dA, B, C, colscale, D, T, H, N, G, all_nonpos(dA, (size_t)T * H)};

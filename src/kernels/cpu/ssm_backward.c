@@ -31,6 +31,7 @@
 #include "core/core.h"
 #include "core/pool.h"
 #include "kernels/kernels.h"
+#include "kernels/cpu/cpu.h"
 
 #include <math.h>
 #include <string.h>
@@ -137,8 +138,9 @@ static void conv_bwd_run(void *arg, int ith, int nth) {
     }
 }
 
-void conv1d_causal_backward(const molt_exec *ex, float *dx, float *dw, float *db, const float *dy, const float *x,
-                            const float *w, int T, int Cc, int K) {
+void cpu_conv1d_causal_backward(const molt_exec *ex, float *dx, float *dw, float *db,
+                                const float *dy, const float *x, const float *w, int T, int Cc,
+                                int K) {
     MOLT_ASSERT(K >= 1 && K < CONV_ACC);
     if (T <= 0)
         return;
@@ -392,9 +394,10 @@ static void chunk_bwd_phaseC(void *arg, int ith, int nth) {
         chunk_bwd_state(j, hc / j->nc, hc % j->nc);
 }
 
-void ssd_scan_chunked_backward(const molt_exec *ex, float *dX, float *ddA, float *dB, float *dC, const float *dy,
-                               const float *X, const float *dA, const float *B, const float *C,
-                               int T, int H, int P, int N, int G, int Q, float *work) {
+void cpu_ssd_scan_chunked_backward(const molt_exec *ex, float *dX, float *ddA, float *dB,
+                                   float *dC, const float *dy, const float *X, const float *dA,
+                                   const float *B, const float *C, int T, int H, int P, int N,
+                                   int G, int Q, float *work) {
     if (T <= 0)
         return;
     if (Q > T)
@@ -510,10 +513,10 @@ static void mat_bwd_heads(void *arg, int ith, int nth) {
     }
 }
 
-void ssd_materialize_backward(const molt_exec *ex, float *ddA, float *dB, float *dC, float *dcolscale, float *dD,
-                              const float *dM, const float *dA, const float *B, const float *C,
-                              const float *colscale, const float *D, int T, int H, int N, int G,
-                              float *work) {
+void cpu_ssd_materialize_backward(const molt_exec *ex, float *ddA, float *dB, float *dC,
+                                  float *dcolscale, float *dD, const float *dM, const float *dA,
+                                  const float *B, const float *C, const float *colscale,
+                                  const float *D, int T, int H, int N, int G, float *work) {
     if (T <= 0)
         return;
     float  *dBh = H == G ? dB : work + (size_t)H * T;

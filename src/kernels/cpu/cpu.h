@@ -1,0 +1,65 @@
+/*
+ * cpu.h — the CPU backend's ops, the entries of molt_backend_cpu
+ * (backend_cpu.c). Internal to src/kernels: everything else calls the public
+ * dispatchers (k_matmul, conv1d_causal, ...), whose contracts these share.
+ * CPU code calls its sibling ops directly (cpu_rmsnorm → cpu_rmsnorm_forward),
+ * never back through the table.
+ */
+#ifndef MOLT_KERNELS_CPU_H
+#define MOLT_KERNELS_CPU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/exec.h"
+
+// dense.c
+void cpu_matmul(const molt_exec *ex, float *y, const float *x, const float *W, const float *bias,
+                int T, int in, int out, int accumulate);
+void cpu_rmsnorm(const molt_exec *ex, float *y, const float *x, const float *w, int T, int d,
+                 float eps);
+void cpu_swiglu(const molt_exec *ex, float *gate, const float *up, size_t n);
+void cpu_softmax(const molt_exec *ex, float *x, int n);
+
+// dense_backward.c
+void cpu_matmul_backward(const molt_exec *ex, float *dx, float *dW, float *db, const float *dy,
+                         const float *x, const float *W, int T, int in, int out,
+                         int accumulate_dx);
+void cpu_rmsnorm_forward(const molt_exec *ex, float *y, float *rstd, const float *x,
+                         const float *w, int T, int d, float eps);
+void cpu_rmsnorm_backward(const molt_exec *ex, float *dx, float *dw, const float *dy,
+                          const float *x, const float *w, const float *rstd, int T, int d);
+void cpu_swiglu_backward(const molt_exec *ex, float *dg, float *du, const float *dh,
+                         const float *g, const float *u, size_t n);
+void cpu_swiglu_pair(const molt_exec *ex, float *h, const float *gu, int T, int F);
+void cpu_swiglu_pair_backward(const molt_exec *ex, float *dgu, const float *dh, const float *gu,
+                              int T, int F);
+void cpu_embedding_backward(const molt_exec *ex, float *dE, const float *dx, const int32_t *ids,
+                            int T, int d);
+
+// ssm.c
+void cpu_conv1d_causal(const molt_exec *ex, float *y, const float *x, const float *w,
+                       const float *b, float *state, int T, int Cc, int K);
+void cpu_ssd_step(const molt_exec *ex, float *y, float *state, const float *X, const float *dA,
+                  const float *B, const float *C, int H, int P, int N, int G);
+void cpu_ssd_scan_chunked(const molt_exec *ex, float *y, float *state, const float *X,
+                          const float *dA, const float *B, const float *C, int T, int H, int P,
+                          int N, int G, int Q, float *work);
+void cpu_ssd_materialize(const molt_exec *ex, float *M, const float *dA, const float *B,
+                         const float *C, const float *colscale, const float *D, int T, int H,
+                         int N, int G);
+
+// ssm_backward.c
+void cpu_conv1d_causal_backward(const molt_exec *ex, float *dx, float *dw, float *db,
+                                const float *dy, const float *x, const float *w, int T, int Cc,
+                                int K);
+void cpu_ssd_scan_chunked_backward(const molt_exec *ex, float *dX, float *ddA, float *dB,
+                                   float *dC, const float *dy, const float *X, const float *dA,
+                                   const float *B, const float *C, int T, int H, int P, int N,
+                                   int G, int Q, float *work);
+void cpu_ssd_materialize_backward(const molt_exec *ex, float *ddA, float *dB, float *dC,
+                                  float *dcolscale, float *dD, const float *dM, const float *dA,
+                                  const float *B, const float *C, const float *colscale,
+                                  const float *D, int T, int H, int N, int G, float *work);
+
+#endif

@@ -1,0 +1,118 @@
+/*
+ * dispatch.c — the public op entry points: each is one indirect call through
+ * the exec's backend table (kernels.h: molt_backend), so mixers, models and
+ * training never name a backend. molt_exec_init admits a table only when
+ * every op of MOLT_BACKEND_OPS is present.
+ */
+#include "kernels/backward.h"
+#include "kernels/kernels.h"
+#include "kernels/ssm.h"
+
+#include <stddef.h>
+
+// the op list, the struct and the count stay in step: every X-macro name is a
+// field (molt_exec_init below names each), and the struct holds exactly
+// MOLT_BACKEND_NOPS function pointers after the name
+#define COUNT_OP(op) +1
+_Static_assert(0 MOLT_BACKEND_OPS(COUNT_OP) == MOLT_BACKEND_NOPS,
+               "MOLT_BACKEND_NOPS must count the ops of MOLT_BACKEND_OPS");
+_Static_assert(sizeof(molt_backend) ==
+                   offsetof(molt_backend, matmul) + MOLT_BACKEND_NOPS * sizeof(void (*)(void)),
+               "a new backend op needs a MOLT_BACKEND_OPS entry, a CPU kernel and a test in "
+               "tests/test_backend_ops.c");
+#undef COUNT_OP
+
+bool molt_exec_init(molt_exec *ex, const molt_backend *be, int nth) {
+    if (!be)
+        be = &molt_backend_cpu;
+#define HAS_OP(op) &&be->op
+    if (!(1 MOLT_BACKEND_OPS(HAS_OP)))
+        return false;
+#undef HAS_OP
+    *ex = molt_exec_cpu(nth);
+    ex->be = be;
+    return true;
+}
+
+// ----------------------------------------------------------------------------
+// dense (kernels.h, backward.h)
+
+void k_matmul(const molt_exec *ex, float *y, const float *x, const float *W, const float *bias,
+              int T, int in, int out, int accumulate) {
+    ex->be->matmul(ex, y, x, W, bias, T, in, out, accumulate);
+}
+void k_matmul_backward(const molt_exec *ex, float *dx, float *dW, float *db, const float *dy,
+                       const float *x, const float *W, int T, int in, int out, int accumulate_dx) {
+    ex->be->matmul_backward(ex, dx, dW, db, dy, x, W, T, in, out, accumulate_dx);
+}
+void k_rmsnorm(const molt_exec *ex, float *y, const float *x, const float *w, int T, int d,
+               float eps) {
+    ex->be->rmsnorm(ex, y, x, w, T, d, eps);
+}
+void k_rmsnorm_forward(const molt_exec *ex, float *y, float *rstd, const float *x, const float *w,
+                       int T, int d, float eps) {
+    ex->be->rmsnorm_forward(ex, y, rstd, x, w, T, d, eps);
+}
+void k_rmsnorm_backward(const molt_exec *ex, float *dx, float *dw, const float *dy, const float *x,
+                        const float *w, const float *rstd, int T, int d) {
+    ex->be->rmsnorm_backward(ex, dx, dw, dy, x, w, rstd, T, d);
+}
+void k_swiglu(const molt_exec *ex, float *gate, const float *up, size_t n) {
+    ex->be->swiglu(ex, gate, up, n);
+}
+void k_swiglu_backward(const molt_exec *ex, float *dg, float *du, const float *dh, const float *g,
+                       const float *u, size_t n) {
+    ex->be->swiglu_backward(ex, dg, du, dh, g, u, n);
+}
+void k_swiglu_pair(const molt_exec *ex, float *h, const float *gu, int T, int F) {
+    ex->be->swiglu_pair(ex, h, gu, T, F);
+}
+void k_swiglu_pair_backward(const molt_exec *ex, float *dgu, const float *dh, const float *gu,
+                            int T, int F) {
+    ex->be->swiglu_pair_backward(ex, dgu, dh, gu, T, F);
+}
+void k_softmax(const molt_exec *ex, float *x, int n) { ex->be->softmax(ex, x, n); }
+void k_embedding_backward(const molt_exec *ex, float *dE, const float *dx, const int32_t *ids,
+                          int T, int d) {
+    ex->be->embedding_backward(ex, dE, dx, ids, T, d);
+}
+
+// ----------------------------------------------------------------------------
+// state-space (ssm.h)
+
+void conv1d_causal(const molt_exec *ex, float *y, const float *x, const float *w, const float *b,
+                   float *state, int T, int Cc, int K) {
+    ex->be->conv1d_causal(ex, y, x, w, b, state, T, Cc, K);
+}
+void conv1d_causal_backward(const molt_exec *ex, float *dx, float *dw, float *db, const float *dy,
+                            const float *x, const float *w, int T, int Cc, int K) {
+    ex->be->conv1d_causal_backward(ex, dx, dw, db, dy, x, w, T, Cc, K);
+}
+void ssd_step(const molt_exec *ex, float *y, float *state, const float *X, const float *dA,
+              const float *B, const float *C, int H, int P, int N, int G) {
+    ex->be->ssd_step(ex, y, state, X, dA, B, C, H, P, N, G);
+}
+void ssd_scan_chunked(const molt_exec *ex, float *y, float *state, const float *X,
+                      const float *dA, const float *B, const float *C, int T, int H, int P, int N,
+                      int G, int Q, float *work) {
+    ex->be->ssd_scan_chunked(ex, y, state, X, dA, B, C, T, H, P, N, G, Q, work);
+}
+void ssd_scan_chunked_backward(const molt_exec *ex, float *dX, float *ddA, float *dB, float *dC,
+                               const float *dy, const float *X, const float *dA, const float *B,
+                               const float *C, int T, int H, int P, int N, int G, int Q,
+                               float *work) {
+    ex->be->ssd_scan_chunked_backward(ex, dX, ddA, dB, dC, dy, X, dA, B, C, T, H, P, N, G, Q,
+                                      work);
+}
+void ssd_materialize(const molt_exec *ex, float *M, const float *dA, const float *B,
+                     const float *C, const float *colscale, const float *D, int T, int H, int N,
+                     int G) {
+    ex->be->ssd_materialize(ex, M, dA, B, C, colscale, D, T, H, N, G);
+}
+void ssd_materialize_backward(const molt_exec *ex, float *ddA, float *dB, float *dC,
+                              float *dcolscale, float *dD, const float *dM, const float *dA,
+                              const float *B, const float *C, const float *colscale,
+                              const float *D, int T, int H, int N, int G, float *work) {
+    ex->be->ssd_materialize_backward(ex, ddA, dB, dC, dcolscale, dD, dM, dA, B, C, colscale, D, T,
+                                     H, N, G, work);
+}

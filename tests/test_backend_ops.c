@@ -1,0 +1,1436 @@
+/*
+ * test_backend_ops.c — every op of the backend table (kernels.h:
+ * MOLT_BACKEND_OPS) on every compiled backend, against a plain
+ * double-precision reference written here straight from the equations
+ * (kernels.h, backward.h, ssm.h; shared/docs/ALGORITHMS.md §1.2–1.4 for the
+ * SSM ones), over a sweep of shapes: tiny, odd, not multiples of 16/64,
+ * across the kernels' threading and chunking thresholds, zero length where
+ * the contract allows it.
+ *
+ * Error measure: max_i |got_i − ref_i| / (1 + |ref_i|) over every output of
+ * the op (absolute for small values, relative for large ones), held to a
+ * tolerance per op (the tol column of the summary: 2e-6 for the elementwise
+ * ops, up to 5e-5 where fp32 sums run over ~1000 terms — matmul, the scan
+ * backward — a few times the worst error the CPU shows). Outputs that the op
+ * writes (=) start as NaN, so a value left unwritten fails; outputs it
+ * accumulates into (+=) start from random values.
+ *
+ * Threads: every case runs with 1, 2, 3 and 4 threads. Where the kernel
+ * promises results independent of the thread count (elementwise and row-wise
+ * ops, the RMSNorm dw and embedding column sums, every SSM kernel and
+ * backward) the outputs must be bit-identical to the 1-thread run; the BLAS
+ * ops (matmul and its backward) promise no such thing and are held to the
+ * reference only (the summary says whether they happened to agree).
+ *
+ * The backward references are themselves checked against central
+ * differences of the forward references (double precision) on small shapes.
+ * Also: molt_exec_init refuses a table with any single op missing, and each
+ * public entry point calls its own slot of ex->be.
+ */
+#include "kernels/backward.h"
+#include "kernels/kernels.h"
+#include "kernels/ssm.h"
+#include "testutil.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+// The backends under test: CPU, and every other table compiled in. A backend
+// whose ops need device memory is expected to be tested through host-visible
+// (managed) buffers.
+static const molt_backend *const BACKENDS[] = {
+    &molt_backend_cpu,
+};
+#define N_BACKENDS (int)(sizeof(BACKENDS) / sizeof(BACKENDS[0]))
+#define MAX_THREADS 4
+
+// ----------------------------------------------------------------------------
+// harness
+
+static void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    return p;
+}
+static float  *fbuf(size_t n) { return xmalloc(sizeof(float) * n); }
+static double *dbuf(size_t n) {
+    double *p = xmalloc(sizeof(double) * n);
+    memset(p, 0, sizeof(double) * n);
+    return p;
+}
+static float *frand(size_t n, float lo, float hi) {
+    float *p = fbuf(n);
+    t_fill_uniform(p, n, lo, hi);
+    return p;
+}
+static double *dcopy(const float *x, size_t n) {
+    double *d = dbuf(n);
+    for (size_t i = 0; i < n; i++)
+        d[i] = x ? (double)x[i] : 0.0;
+    return d;
+}
+static void fill_nan(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        x[i] = NAN;
+}
+static double sigmoid_d(double x) { return 1.0 / (1.0 + exp(-x)); }
+
+typedef struct op_stat {
+    const char *op;
+    double      tol;
+    int         promised; // bit-identical for any thread count
+    int         cases;
+    size_t      biggest; // outputs of the largest case
+    char        shape[48];
+    double      worst;
+    int         thread_diff; // some thread count gave different bits
+    int         failed;
+} op_stat;
+
+#define N_OPS MOLT_BACKEND_NOPS
+static op_stat g_stat[N_OPS + 4];
+static int     g_nstat;
+
+static op_stat *stat_new(const char *op, double tol, int promised) {
+    op_stat *s = &g_stat[g_nstat++];
+    memset(s, 0, sizeof *s);
+    s->op = op;
+    s->tol = tol;
+    s->promised = promised;
+    return s;
+}
+
+static double err_max(const float *got, const double *ref, size_t n) {
+    double e = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - ref[i]) / (1.0 + fabs(ref[i]));
+        if (!(d <= e)) // NaN counts as infinitely wrong
+            e = d == d ? d : (double)INFINITY;
+    }
+    return e;
+}
+
+// runs the op of case c into out[nout] on exec ex
+typedef void (*run_fn)(const molt_exec *ex, void *c, float *out);
+
+// One case of one op: every backend, 1..MAX_THREADS threads, against ref.
+static void run_case(op_stat *st, run_fn run, void *c, const double *ref, size_t nout,
+                     const char *shape) {
+    float *out = fbuf(nout), *base = fbuf(nout);
+    st->cases++;
+    if (nout >= st->biggest) {
+        st->biggest = nout;
+        snprintf(st->shape, sizeof st->shape, "%s", shape);
+    }
+    for (int b = 0; b < N_BACKENDS; b++)
+        for (int nth = 1; nth <= MAX_THREADS; nth++) {
+            molt_exec ex;
+            if (!molt_exec_init(&ex, BACKENDS[b], nth)) {
+                CHECK(0, "backend %s refused", BACKENDS[b]->name);
+                continue;
+            }
+            fill_nan(out, nout);
+            run(&ex, c, out);
+            double e = err_max(out, ref, nout);
+            if (!(e <= st->worst))
+                st->worst = e == e ? e : (double)INFINITY;
+            int ok = e <= st->tol;
+            CHECK(e <= st->tol, "%s [%s] on %s, %d threads: error %.3g > %.3g", st->op, shape,
+                  BACKENDS[b]->name, nth, e, st->tol);
+            if (nth == 1)
+                memcpy(base, out, sizeof(float) * nout);
+            else if (memcmp(base, out, sizeof(float) * nout) != 0) {
+                st->thread_diff = 1;
+                if (st->promised) {
+                    ok = 0;
+                    CHECK(!st->promised,
+                          "%s [%s] on %s: %d threads differ from 1 thread (promised identical)",
+                          st->op, shape, BACKENDS[b]->name, nth);
+                }
+            }
+            st->failed |= !ok;
+        }
+    free(out);
+    free(base);
+}
+
+// Directional derivative check of a backward reference: (L(θ+hv) − L(θ−hv)) / 2h
+// against Σ grad·v, L = Σ dy·f(θ); lm/lp are L at θ−hv and θ+hv.
+static void check_fd(const char *what, double lm, double lp, double h, double gv) {
+    double fd = (lp - lm) / (2 * h);
+    double rel = fabs(fd - gv) / (1e-12 + fabs(fd) + fabs(gv));
+    CHECK(rel <= 1e-6, "%s reference gradient vs central differences: %.12g vs %.12g (rel %.3g)",
+          what, gv, fd, rel);
+}
+
+static double dotd(const double *a, const double *b, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+// x ± h·v into dst
+static void shift(double *dst, const double *x, const double *v, double h, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        dst[i] = x[i] + h * v[i];
+}
+static double *drand(size_t n) {
+    double *d = dbuf(n);
+    for (size_t i = 0; i < n; i++)
+        d[i] = (double)t_uniform(-1.0f, 1.0f);
+    return d;
+}
+
+// ----------------------------------------------------------------------------
+// matmul:  y[T,out] = (accumulate ? y : 0) + x[T,in]·W[out,in]ᵀ + bias[out]
+
+static void ref_matmul(double *y, const double *x, const double *W, const double *bias, int T,
+                       int in, int out) {
+    for (int t = 0; t < T; t++)
+        for (int o = 0; o < out; o++) {
+            double s = bias ? bias[o] : 0.0;
+            for (int i = 0; i < in; i++)
+                s += x[(size_t)t * in + i] * W[(size_t)o * in + i];
+            y[(size_t)t * out + o] += s;
+        }
+}
+
+typedef struct mm_case {
+    float *x, *W, *bias, *y0;
+    int    T, in, out, acc;
+} mm_case;
+
+static void run_matmul(const molt_exec *ex, void *cv, float *out) {
+    mm_case *c = cv;
+    if (c->acc)
+        memcpy(out, c->y0, sizeof(float) * (size_t)c->T * c->out);
+    k_matmul(ex, out, c->x, c->W, c->bias, c->T, c->in, c->out, c->acc);
+}
+
+static const int MM_SHAPES[][3] = {
+    {0, 8, 8},     {1, 1, 1},      {1, 7, 5},     {1, 33, 17},     {1, 128, 256}, {1, 129, 256},
+    {1, 300, 520}, {1, 1024, 1024}, {2, 3, 4},    {3, 17, 33},     {5, 64, 64},   {17, 129, 65},
+    {40, 96, 100}, {7, 1000, 48},  {64, 200, 257}, {33, 96, 1000},
+};
+#define N_MM (int)(sizeof(MM_SHAPES) / sizeof(MM_SHAPES[0]))
+
+static void test_matmul(void) {
+    op_stat *st = stat_new("matmul", 5e-5, 0);
+    for (int k = 0; k < N_MM; k++)
+        for (int v = 0; v < 4; v++) { // bias × accumulate
+            int    T = MM_SHAPES[k][0], in = MM_SHAPES[k][1], out = MM_SHAPES[k][2];
+            size_t ny = (size_t)T * out;
+            mm_case c = {frand((size_t)T * in, -1, 1), frand((size_t)out * in, -1, 1),
+                         v & 1 ? frand((size_t)out, -1, 1) : NULL, frand(ny, -1, 1), T, in, out,
+                         v >> 1};
+            double *x = dcopy(c.x, (size_t)T * in), *W = dcopy(c.W, (size_t)out * in);
+            double *b = c.bias ? dcopy(c.bias, (size_t)out) : NULL;
+            double *ref = c.acc ? dcopy(c.y0, ny) : dbuf(ny);
+            ref_matmul(ref, x, W, b, T, in, out);
+            char shape[48];
+            snprintf(shape, sizeof shape, "T,in,out %dx%dx%d%s%s", T, in, out, c.bias ? " +b" : "",
+                     c.acc ? " +=" : "");
+            run_case(st, run_matmul, &c, ref, ny, shape);
+            free(x), free(W), free(b), free(ref);
+            free(c.x), free(c.W), free(c.bias), free(c.y0);
+        }
+}
+
+// ----------------------------------------------------------------------------
+// matmul backward:  dx = dy·W (=, or += when accumulate_dx),
+//                   dW += dyᵀ·x,  db += Σ_t dy[t]
+
+typedef struct mmb_case {
+    float *dy, *x, *W, *dx0, *dW0, *db0;
+    int    T, in, out, acc, want; // want: bit 0 dx, 1 dW, 2 db
+} mmb_case;
+
+static size_t mmb_nout(const mmb_case *c) {
+    return (c->want & 1 ? (size_t)c->T * c->in : 0) + (c->want & 2 ? (size_t)c->out * c->in : 0) +
+           (c->want & 4 ? (size_t)c->out : 0);
+}
+
+static void run_matmul_backward(const molt_exec *ex, void *cv, float *out) {
+    mmb_case *c = cv;
+    float    *dx = NULL, *dW = NULL, *db = NULL, *p = out;
+    if (c->want & 1) {
+        dx = p;
+        if (c->acc)
+            memcpy(dx, c->dx0, sizeof(float) * (size_t)c->T * c->in);
+        p += (size_t)c->T * c->in;
+    }
+    if (c->want & 2) {
+        dW = p;
+        memcpy(dW, c->dW0, sizeof(float) * (size_t)c->out * c->in);
+        p += (size_t)c->out * c->in;
+    }
+    if (c->want & 4) {
+        db = p;
+        memcpy(db, c->db0, sizeof(float) * (size_t)c->out);
+    }
+    k_matmul_backward(ex, dx, dW, db, c->dy, c->x, c->W, c->T, c->in, c->out, c->acc);
+}
+
+static void test_matmul_backward(void) {
+    op_stat  *st = stat_new("matmul_backward", 5e-5, 0);
+    const int variants[][2] = {{7, 0}, {7, 1}, {1, 0}, {2, 0}, {4, 0}, {5, 1}}; // want, acc
+    for (int k = 0; k < N_MM; k++)
+        for (int v = 0; v < 6; v++) {
+            int T = MM_SHAPES[k][0], in = MM_SHAPES[k][1], out = MM_SHAPES[k][2];
+            if (in * out > 200000 && v > 1)
+                continue; // the big shapes once with and once without accumulate
+            mmb_case c = {frand((size_t)T * out, -1, 1),
+                          frand((size_t)T * in, -1, 1),
+                          frand((size_t)out * in, -1, 1),
+                          frand((size_t)T * in, -1, 1),
+                          frand((size_t)out * in, -1, 1),
+                          frand((size_t)out, -1, 1),
+                          T,
+                          in,
+                          out,
+                          variants[v][1],
+                          variants[v][0]};
+            size_t  n = mmb_nout(&c);
+            double *ref = dbuf(n), *r = ref;
+            if (c.want & 1) {
+                for (int t = 0; t < T; t++)
+                    for (int i = 0; i < in; i++) {
+                        double s = c.acc ? (double)c.dx0[(size_t)t * in + i] : 0.0;
+                        for (int o = 0; o < out; o++)
+                            s += (double)c.dy[(size_t)t * out + o] * (double)c.W[(size_t)o * in + i];
+                        r[(size_t)t * in + i] = s;
+                    }
+                r += (size_t)T * in;
+            }
+            if (c.want & 2) {
+                for (int o = 0; o < out; o++)
+                    for (int i = 0; i < in; i++) {
+                        double s = c.dW0[(size_t)o * in + i];
+                        for (int t = 0; t < T; t++)
+                            s += (double)c.dy[(size_t)t * out + o] * (double)c.x[(size_t)t * in + i];
+                        r[(size_t)o * in + i] = s;
+                    }
+                r += (size_t)out * in;
+            }
+            if (c.want & 4)
+                for (int o = 0; o < out; o++) {
+                    double s = c.db0[o];
+                    for (int t = 0; t < T; t++)
+                        s += (double)c.dy[(size_t)t * out + o];
+                    r[o] = s;
+                }
+            char shape[48];
+            snprintf(shape, sizeof shape, "T,in,out %dx%dx%d %s%s%s%s", T, in, out,
+                     c.want & 1 ? "dx" : "", c.want & 2 ? "dW" : "", c.want & 4 ? "db" : "",
+                     c.acc ? " +=" : "");
+            run_case(st, run_matmul_backward, &c, ref, n, shape);
+            free(ref);
+            free(c.dy), free(c.x), free(c.W), free(c.dx0), free(c.dW0), free(c.db0);
+        }
+}
+
+// ----------------------------------------------------------------------------
+// RMSNorm:  y[t,i] = x[t,i]·r_t·w[i],  r_t = 1/sqrt(Σ_i x[t,i]²/d + eps)
+// backward (dx +=, dw +=):
+//   dx_i += r·dy_i·w_i − x_i·r³/d·Σ_j dy_j·w_j·x_j,   dw_i += Σ_t dy_i·x_i·r
+
+#define RMS_EPS 1e-5f
+
+static void ref_rmsnorm(double *y, double *rstd, const double *x, const double *w, int T, int d) {
+    for (int t = 0; t < T; t++) {
+        const double *xt = x + (size_t)t * d;
+        double        ss = 0;
+        for (int i = 0; i < d; i++)
+            ss += xt[i] * xt[i];
+        double r = 1.0 / sqrt(ss / d + (double)RMS_EPS);
+        for (int i = 0; i < d; i++)
+            y[(size_t)t * d + i] = xt[i] * r * w[i];
+        if (rstd)
+            rstd[t] = r;
+    }
+}
+
+static void ref_rmsnorm_backward(double *dx, double *dw, const double *dy, const double *x,
+                                 const double *w, const double *r, int T, int d) {
+    for (int t = 0; t < T; t++) {
+        const double *xt = x + (size_t)t * d, *gt = dy + (size_t)t * d;
+        double        dot = 0;
+        for (int j = 0; j < d; j++)
+            dot += gt[j] * w[j] * xt[j];
+        for (int i = 0; i < d; i++) {
+            if (dx)
+                dx[(size_t)t * d + i] +=
+                    r[t] * gt[i] * w[i] - xt[i] * r[t] * r[t] * r[t] / d * dot;
+            if (dw)
+                dw[i] += gt[i] * xt[i] * r[t];
+        }
+    }
+}
+
+static const int RMS_SHAPES[][2] = {{0, 8},   {1, 1},   {1, 7},    {3, 17},   {5, 64},
+                                    {7, 129}, {33, 288}, {64, 520}, {200, 300}, {2, 20000}};
+#define N_RMS (int)(sizeof(RMS_SHAPES) / sizeof(RMS_SHAPES[0]))
+
+typedef struct rms_case {
+    float *x, *w, *dy, *rstd, *dx0, *dw0;
+    int    T, d, want; // backward: bit 0 dx, bit 1 dw
+} rms_case;
+
+static void rms_inputs(rms_case *c, int T, int d) {
+    memset(c, 0, sizeof *c);
+    c->T = T, c->d = d;
+    c->x = frand((size_t)T * d, -1, 1);
+    c->w = frand((size_t)d, 0.5f, 1.5f);
+    if (T > 2) // a zero row: r = 1/sqrt(eps)
+        memset(c->x + (size_t)d, 0, sizeof(float) * (size_t)d);
+    if (T > 3) // a large row
+        for (int i = 0; i < d; i++)
+            c->x[(size_t)3 * d + i] *= 1000.0f;
+}
+static void rms_free(rms_case *c) {
+    free(c->x), free(c->w), free(c->dy), free(c->rstd), free(c->dx0), free(c->dw0);
+}
+
+static void run_rmsnorm(const molt_exec *ex, void *cv, float *out) {
+    rms_case *c = cv;
+    k_rmsnorm(ex, out, c->x, c->w, c->T, c->d, RMS_EPS);
+}
+static void run_rmsnorm_forward(const molt_exec *ex, void *cv, float *out) {
+    rms_case *c = cv;
+    k_rmsnorm_forward(ex, out, out + (size_t)c->T * c->d, c->x, c->w, c->T, c->d, RMS_EPS);
+}
+static void run_rmsnorm_backward(const molt_exec *ex, void *cv, float *out) {
+    rms_case *c = cv;
+    size_t    n = (size_t)c->T * c->d;
+    float    *dx = c->want & 1 ? out : NULL;
+    float    *dw = c->want & 2 ? out + (c->want & 1 ? n : 0) : NULL;
+    if (dx)
+        memcpy(dx, c->dx0, sizeof(float) * n);
+    if (dw)
+        memcpy(dw, c->dw0, sizeof(float) * (size_t)c->d);
+    k_rmsnorm_backward(ex, dx, dw, c->dy, c->x, c->w, c->rstd, c->T, c->d);
+}
+
+static void test_rmsnorm(void) {
+    op_stat *sf = stat_new("rmsnorm", 1e-5, 1);
+    op_stat *st = stat_new("rmsnorm_forward", 1e-5, 1);
+    op_stat *sb = stat_new("rmsnorm_backward", 1e-5, 1);
+    for (int k = 0; k < N_RMS; k++) {
+        int      T = RMS_SHAPES[k][0], d = RMS_SHAPES[k][1];
+        size_t   n = (size_t)T * d;
+        rms_case c;
+        rms_inputs(&c, T, d);
+        double *x = dcopy(c.x, n), *w = dcopy(c.w, (size_t)d);
+        double *ref = dbuf(n + (size_t)T);
+        ref_rmsnorm(ref, ref + n, x, w, T, d);
+        char shape[48];
+        snprintf(shape, sizeof shape, "T,d %dx%d", T, d);
+        run_case(sf, run_rmsnorm, &c, ref, n, shape);
+        run_case(st, run_rmsnorm_forward, &c, ref, n + (size_t)T, shape);
+        // k_rmsnorm is the training forward's y, bit for bit (backward.h)
+        float *y1 = fbuf(n), *y2 = fbuf(n + (size_t)T);
+        k_rmsnorm(TEX, y1, c.x, c.w, T, d, RMS_EPS);
+        k_rmsnorm_forward(TEX, y2, y2 + n, c.x, c.w, T, d, RMS_EPS);
+        CHECK(memcmp(y1, y2, sizeof(float) * n) == 0, "rmsnorm != rmsnorm_forward's y at %s",
+              shape);
+        free(y1), free(y2);
+
+        // backward from the rstd the forward saved (its float, as training passes it)
+        c.dy = frand(n, -1, 1);
+        c.rstd = fbuf((size_t)T);
+        for (int t = 0; t < T; t++)
+            c.rstd[t] = (float)ref[n + (size_t)t];
+        c.dx0 = frand(n, -1, 1);
+        c.dw0 = frand((size_t)d, -1, 1);
+        double *dy = dcopy(c.dy, n), *r = dcopy(c.rstd, (size_t)T);
+        for (c.want = 1; c.want <= 3; c.want++) {
+            double *bref = dbuf(n + (size_t)d);
+            double *bdx = c.want & 1 ? bref : NULL;
+            double *bdw = c.want & 2 ? bref + (c.want & 1 ? n : 0) : NULL;
+            for (size_t i = 0; bdx && i < n; i++)
+                bdx[i] = c.dx0[i];
+            for (int i = 0; bdw && i < d; i++)
+                bdw[i] = c.dw0[i];
+            ref_rmsnorm_backward(bdx, bdw, dy, x, w, r, T, d);
+            snprintf(shape, sizeof shape, "T,d %dx%d %s%s", T, d, c.want & 1 ? "dx" : "",
+                     c.want & 2 ? "dw" : "");
+            run_case(sb, run_rmsnorm_backward, &c, bref,
+                     (c.want & 1 ? n : 0) + (c.want & 2 ? (size_t)d : 0), shape);
+            free(bref);
+        }
+        free(x), free(w), free(ref), free(dy), free(r);
+        rms_free(&c);
+    }
+    // the backward reference against central differences of the forward one
+    int     T = 3, d = 7;
+    size_t  n = (size_t)T * d;
+    double *x = drand(n), *w = drand((size_t)d), *dy = drand(n), *vx = drand(n),
+           *vw = drand((size_t)d);
+    double *y = dbuf(n), *r = dbuf((size_t)T), *dx = dbuf(n), *dw = dbuf((size_t)d);
+    double *xs = dbuf(n), *ws = dbuf((size_t)d), h = 1e-5, L[2];
+    ref_rmsnorm(y, r, x, w, T, d);
+    ref_rmsnorm_backward(dx, dw, dy, x, w, r, T, d);
+    for (int s = 0; s < 2; s++) {
+        shift(xs, x, vx, s ? h : -h, n);
+        shift(ws, w, vw, s ? h : -h, (size_t)d);
+        ref_rmsnorm(y, NULL, xs, ws, T, d);
+        L[s] = dotd(dy, y, n);
+    }
+    check_fd("rmsnorm", L[0], L[1], h, dotd(dx, vx, n) + dotd(dw, vw, (size_t)d));
+    free(x), free(w), free(dy), free(vx), free(vw), free(y), free(r), free(dx), free(dw), free(xs),
+        free(ws);
+}
+
+// ----------------------------------------------------------------------------
+// SwiGLU:  h = silu(g)·u = g·σ(g)·u
+//   du = dh·g·σ(g),   dg = dh·u·σ(g)·(1 + g·(1 − σ(g)))
+
+static void ref_swiglu_bwd(double *dg, double *du, double dh, double g, double u) {
+    double s = sigmoid_d(g);
+    *du = dh * g * s;
+    *dg = dh * u * s * (1.0 + g * (1.0 - s));
+}
+
+// gates over the interesting range, with a few far out in both tails
+static float *gates(size_t n) {
+    float *g = frand(n, -8, 8);
+    for (size_t i = 0; i < n; i += 97)
+        g[i] = i % 2 ? 30.0f : -90.0f;
+    return g;
+}
+
+static const size_t SW_N[] = {0, 1, 7, 15, 16, 17, 1000, 32767, 32768, 40001, 100003};
+#define N_SW (int)(sizeof(SW_N) / sizeof(SW_N[0]))
+
+typedef struct sw_case {
+    float *g, *u, *dh;
+    size_t n;
+    int    want; // backward: bit 0 dg, bit 1 du, bit 2 dg written over dh (aliased)
+} sw_case;
+
+static void run_swiglu(const molt_exec *ex, void *cv, float *out) {
+    sw_case *c = cv;
+    memcpy(out, c->g, sizeof(float) * c->n);
+    k_swiglu(ex, out, c->u, c->n);
+}
+static void run_swiglu_backward(const molt_exec *ex, void *cv, float *out) {
+    sw_case *c = cv;
+    float   *dg = c->want & 1 ? out : NULL;
+    float   *du = c->want & 2 ? out + (c->want & 1 ? c->n : 0) : NULL;
+    const float *dh = c->dh;
+    if (c->want & 4) { // dg aliases dh
+        memcpy(dg, c->dh, sizeof(float) * c->n);
+        dh = dg;
+    }
+    k_swiglu_backward(ex, dg, du, dh, c->g, c->u, c->n);
+}
+
+static void test_swiglu(void) {
+    op_stat *sf = stat_new("swiglu", 2e-6, 1);
+    op_stat *sb = stat_new("swiglu_backward", 2e-6, 1);
+    for (int k = 0; k < N_SW; k++) {
+        size_t  n = SW_N[k];
+        sw_case c = {gates(n), frand(n, -2, 2), frand(n, -1, 1), n, 0};
+        double *ref = dbuf(2 * n);
+        for (size_t i = 0; i < n; i++)
+            ref[i] = (double)c.g[i] * sigmoid_d(c.g[i]) * (double)c.u[i];
+        char shape[48];
+        snprintf(shape, sizeof shape, "n %zu", n);
+        run_case(sf, run_swiglu, &c, ref, n, shape);
+        const int wants[] = {3, 1, 2, 5, 7};
+        for (int v = 0; v < 5; v++) {
+            c.want = wants[v];
+            size_t off = c.want & 1 ? n : 0;
+            for (size_t i = 0; i < n; i++) {
+                double dg, du;
+                ref_swiglu_bwd(&dg, &du, c.dh[i], c.g[i], c.u[i]);
+                if (c.want & 1)
+                    ref[i] = dg;
+                if (c.want & 2)
+                    ref[off + i] = du;
+            }
+            snprintf(shape, sizeof shape, "n %zu %s%s%s", n, c.want & 1 ? "dg" : "",
+                     c.want & 2 ? "du" : "", c.want & 4 ? " dg=dh" : "");
+            run_case(sb, run_swiglu_backward, &c, ref, off + (c.want & 2 ? n : 0), shape);
+        }
+        free(ref), free(c.g), free(c.u), free(c.dh);
+    }
+}
+
+// SwiGLU over a fused gate|up row: gu[T,2F] = [g | u] per row, h[T,F]
+
+static const int SWP_SHAPES[][2] = {{0, 4}, {1, 1}, {3, 7}, {5, 17}, {17, 64}, {40, 1000}, {2, 20000}};
+#define N_SWP (int)(sizeof(SWP_SHAPES) / sizeof(SWP_SHAPES[0]))
+
+typedef struct swp_case {
+    float *gu, *dh;
+    int    T, F;
+} swp_case;
+
+static void run_swiglu_pair(const molt_exec *ex, void *cv, float *out) {
+    swp_case *c = cv;
+    k_swiglu_pair(ex, out, c->gu, c->T, c->F);
+}
+static void run_swiglu_pair_backward(const molt_exec *ex, void *cv, float *out) {
+    swp_case *c = cv;
+    k_swiglu_pair_backward(ex, out, c->dh, c->gu, c->T, c->F);
+}
+
+static void test_swiglu_pair(void) {
+    op_stat *sf = stat_new("swiglu_pair", 2e-6, 1);
+    op_stat *sb = stat_new("swiglu_pair_backward", 2e-6, 1);
+    for (int k = 0; k < N_SWP; k++) {
+        int      T = SWP_SHAPES[k][0], F = SWP_SHAPES[k][1];
+        size_t   n = (size_t)T * F;
+        swp_case c = {gates(2 * n), frand(n, -1, 1), T, F};
+        for (size_t i = 0; i < 2 * n; i++) // u in the up half
+            if ((i / (size_t)F) % 2)
+                c.gu[i] = t_uniform(-2, 2);
+        double *ref = dbuf(2 * n);
+        for (int t = 0; t < T; t++)
+            for (int f = 0; f < F; f++) {
+                double g = c.gu[(size_t)t * 2 * F + f], u = c.gu[(size_t)t * 2 * F + F + f];
+                ref[(size_t)t * F + f] = g * sigmoid_d(g) * u;
+            }
+        char shape[48];
+        snprintf(shape, sizeof shape, "T,F %dx%d", T, F);
+        run_case(sf, run_swiglu_pair, &c, ref, n, shape);
+        // = k_swiglu on separate buffers, bit for bit (backward.h)
+        float *h = fbuf(n), *g = fbuf(n), *u = fbuf(n);
+        for (int t = 0; t < T; t++) {
+            memcpy(g + (size_t)t * F, c.gu + (size_t)t * 2 * F, sizeof(float) * (size_t)F);
+            memcpy(u + (size_t)t * F, c.gu + (size_t)t * 2 * F + F, sizeof(float) * (size_t)F);
+        }
+        k_swiglu_pair(TEX, h, c.gu, T, F);
+        k_swiglu(TEX, g, u, n);
+        CHECK(memcmp(h, g, sizeof(float) * n) == 0, "swiglu_pair != swiglu at %s", shape);
+        free(h), free(g), free(u);
+        for (int t = 0; t < T; t++)
+            for (int f = 0; f < F; f++) {
+                size_t i = (size_t)t * 2 * F + f;
+                ref_swiglu_bwd(&ref[i], &ref[i + F], c.dh[(size_t)t * F + f], c.gu[i],
+                               c.gu[i + F]);
+            }
+        run_case(sb, run_swiglu_pair_backward, &c, ref, 2 * n, shape);
+        free(ref), free(c.gu), free(c.dh);
+    }
+    // the SwiGLU backward reference against central differences
+    double g = 0.7, u = -1.3, dh = 0.9, hh = 1e-6, dg, du, vg = 0.3, vu = -0.8;
+    ref_swiglu_bwd(&dg, &du, dh, g, u);
+    double lp = dh * (g + hh * vg) * sigmoid_d(g + hh * vg) * (u + hh * vu);
+    double lm = dh * (g - hh * vg) * sigmoid_d(g - hh * vg) * (u - hh * vu);
+    check_fd("swiglu", lm, lp, hh, dg * vg + du * vu);
+}
+
+// ----------------------------------------------------------------------------
+// softmax:  x_i = exp(x_i − max x) / Σ_j exp(x_j − max x)   (n ≥ 1)
+
+typedef struct sm_case {
+    float *x;
+    int    n;
+} sm_case;
+
+static void run_softmax(const molt_exec *ex, void *cv, float *out) {
+    sm_case *c = cv;
+    memcpy(out, c->x, sizeof(float) * (size_t)c->n);
+    k_softmax(ex, out, c->n);
+}
+
+static void test_softmax(void) {
+    op_stat  *st = stat_new("softmax", 1e-6, 1);
+    const int ns[] = {1, 2, 7, 8, 9, 100, 1001, 4097, 50000};
+    for (int k = 0; k < 9; k++)
+        for (int wide = 0; wide < 2; wide++) {
+            int     n = ns[k];
+            sm_case c = {frand((size_t)n, wide ? -100.0f : -5.0f, wide ? 100.0f : 5.0f), n};
+            double  m = -INFINITY, s = 0, *ref = dbuf((size_t)n);
+            for (int i = 0; i < n; i++)
+                m = (double)c.x[i] > m ? (double)c.x[i] : m;
+            for (int i = 0; i < n; i++)
+                s += ref[i] = exp((double)c.x[i] - m);
+            for (int i = 0; i < n; i++)
+                ref[i] /= s;
+            char shape[48];
+            snprintf(shape, sizeof shape, "n %d, x in +-%d", n, wide ? 100 : 5);
+            run_case(st, run_softmax, &c, ref, (size_t)n, shape);
+            free(ref), free(c.x);
+        }
+}
+
+// ----------------------------------------------------------------------------
+// embedding backward:  dE[ids[t]] += dx[t]
+
+typedef struct emb_case {
+    float   *dx, *dE0;
+    int32_t *ids;
+    int      T, d, V;
+} emb_case;
+
+static void run_embedding_backward(const molt_exec *ex, void *cv, float *out) {
+    emb_case *c = cv;
+    memcpy(out, c->dE0, sizeof(float) * (size_t)c->V * c->d);
+    k_embedding_backward(ex, out, c->dx, c->ids, c->T, c->d);
+}
+
+static void test_embedding_backward(void) {
+    op_stat  *st = stat_new("embedding_backward", 1e-5, 1);
+    const int shapes[][3] = {{0, 8, 4},     {1, 1, 1},     {5, 7, 3},      {100, 65, 10},
+                             {33, 130, 7},  {600, 512, 50}, {520, 640, 1000}};
+    for (int k = 0; k < 7; k++) {
+        int      T = shapes[k][0], d = shapes[k][1], V = shapes[k][2];
+        size_t   nE = (size_t)V * d;
+        emb_case c = {frand((size_t)T * d, -1, 1), frand(nE, -1, 1), xmalloc(sizeof(int32_t) * (size_t)T),
+                      T, d, V};
+        for (int t = 0; t < T; t++) // repeated ids, and the last row
+            c.ids[t] = t % 3 == 0 ? V - 1 : (int32_t)(t_uniform(0, 1) * (float)V) % V;
+        double *ref = dcopy(c.dE0, nE);
+        for (int t = 0; t < T; t++)
+            for (int i = 0; i < d; i++)
+                ref[(size_t)c.ids[t] * d + i] += (double)c.dx[(size_t)t * d + i];
+        char shape[48];
+        snprintf(shape, sizeof shape, "T,d,V %dx%dx%d", T, d, V);
+        run_case(st, run_embedding_backward, &c, ref, nE, shape);
+        free(ref), free(c.dx), free(c.dE0), free(c.ids);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// causal depthwise conv1d:  y[t,c] = b[c] + Σ_{k<K} w[c,k]·in[t−(K−1)+k, c],
+//   in[τ] = x[τ] for τ ≥ 0, state[c, τ+K−1] for τ < 0 (0 without state);
+//   the new state holds in[T−(K−1) .. T−1].
+// backward (state NULL): dx[τ,c] = Σ_k w[c,k]·dy[τ+(K−1)−k, c] (terms inside T),
+//   dw[c,k] += Σ_t dy[t,c]·x[t−(K−1)+k, c],  db[c] += Σ_t dy[t,c]
+
+static double conv_in(const double *x, const double *state, int tau, int c, int Cc, int K) {
+    if (tau >= 0)
+        return x[(size_t)tau * Cc + c];
+    return state ? state[(size_t)c * (K - 1) + (tau + K - 1)] : 0.0;
+}
+
+static void ref_conv(double *y, double *new_state, const double *x, const double *w,
+                     const double *b, const double *state, int T, int Cc, int K) {
+    for (int t = 0; t < T; t++)
+        for (int c = 0; c < Cc; c++) {
+            double s = b ? b[c] : 0.0;
+            for (int k = 0; k < K; k++)
+                s += w[(size_t)c * K + k] * conv_in(x, state, t - (K - 1) + k, c, Cc, K);
+            y[(size_t)t * Cc + c] = s;
+        }
+    for (int c = 0; new_state && c < Cc; c++)
+        for (int j = 0; j < K - 1; j++)
+            new_state[(size_t)c * (K - 1) + j] = conv_in(x, state, T - (K - 1) + j, c, Cc, K);
+}
+
+static void ref_conv_backward(double *dx, double *dw, double *db, const double *dy,
+                              const double *x, const double *w, int T, int Cc, int K) {
+    for (int tau = 0; tau < T; tau++)
+        for (int c = 0; c < Cc; c++) {
+            double s = 0;
+            for (int k = 0; k < K; k++) {
+                int t = tau + (K - 1) - k;
+                if (t < T)
+                    s += w[(size_t)c * K + k] * dy[(size_t)t * Cc + c];
+            }
+            dx[(size_t)tau * Cc + c] = s;
+        }
+    for (int t = 0; t < T; t++)
+        for (int c = 0; c < Cc; c++) {
+            double g = dy[(size_t)t * Cc + c];
+            for (int k = 0; dw && k < K; k++)
+                dw[(size_t)c * K + k] += g * conv_in(x, NULL, t - (K - 1) + k, c, Cc, K);
+            if (db)
+                db[c] += g;
+        }
+}
+
+static const int CONV_SHAPES[][3] = {{0, 5, 4},    {1, 1, 1},     {1, 5, 4},    {2, 7, 4},
+                                     {3, 7, 4},    {5, 3, 2},     {9, 70, 1},   {17, 33, 4},
+                                     {64, 130, 3}, {200, 256, 4}, {300, 100, 5}};
+#define N_CONV (int)(sizeof(CONV_SHAPES) / sizeof(CONV_SHAPES[0]))
+
+typedef struct conv_case {
+    float *x, *w, *b, *state0, *dy, *dw0, *db0;
+    int    T, Cc, K, want; // backward: bit 0 dw, bit 1 db
+} conv_case;
+
+static void run_conv(const molt_exec *ex, void *cv, float *out) {
+    conv_case *c = cv;
+    float     *state = NULL;
+    if (c->state0) {
+        state = out + (size_t)c->T * c->Cc;
+        memcpy(state, c->state0, sizeof(float) * (size_t)c->Cc * (c->K - 1));
+    }
+    conv1d_causal(ex, out, c->x, c->w, c->b, state, c->T, c->Cc, c->K);
+}
+static void run_conv_backward(const molt_exec *ex, void *cv, float *out) {
+    conv_case *c = cv;
+    float     *dw = NULL, *db = NULL, *p = out + (size_t)c->T * c->Cc;
+    if (c->want & 1) {
+        dw = p;
+        memcpy(dw, c->dw0, sizeof(float) * (size_t)c->Cc * c->K);
+        p += (size_t)c->Cc * c->K;
+    }
+    if (c->want & 2) {
+        db = p;
+        memcpy(db, c->db0, sizeof(float) * (size_t)c->Cc);
+    }
+    conv1d_causal_backward(ex, out, dw, db, c->dy, c->x, c->w, c->T, c->Cc, c->K);
+}
+
+static void test_conv(void) {
+    op_stat *sf = stat_new("conv1d_causal", 1e-6, 1);
+    op_stat *sb = stat_new("conv1d_causal_backward", 1e-5, 1);
+    for (int k = 0; k < N_CONV; k++)
+        for (int v = 0; v < 4; v++) { // forward: bias × state; backward: dw × db
+            int       T = CONV_SHAPES[k][0], Cc = CONV_SHAPES[k][1], K = CONV_SHAPES[k][2];
+            size_t    n = (size_t)T * Cc, ns = (size_t)Cc * (K - 1);
+            conv_case c = {frand(n, -1, 1),
+                           frand((size_t)Cc * K, -1, 1),
+                           v & 1 ? frand((size_t)Cc, -1, 1) : NULL,
+                           v & 2 ? frand(ns, -1, 1) : NULL,
+                           frand(n, -1, 1),
+                           frand((size_t)Cc * K, -1, 1),
+                           frand((size_t)Cc, -1, 1),
+                           T,
+                           Cc,
+                           K,
+                           v};
+            double *x = dcopy(c.x, n), *w = dcopy(c.w, (size_t)Cc * K);
+            double *b = c.b ? dcopy(c.b, (size_t)Cc) : NULL;
+            double *s0 = c.state0 ? dcopy(c.state0, ns) : NULL;
+            double *ref = dbuf(n + (size_t)Cc * (K + 1));
+            ref_conv(ref, s0 ? ref + n : NULL, x, w, b, s0, T, Cc, K);
+            char shape[48];
+            snprintf(shape, sizeof shape, "T,Cc,K %dx%dx%d%s%s", T, Cc, K, b ? " +b" : "",
+                     s0 ? " +state" : "");
+            run_case(sf, run_conv, &c, ref, n + (s0 ? ns : 0), shape);
+
+            double *dy = dcopy(c.dy, n), *dw = (v & 1) ? dcopy(c.dw0, (size_t)Cc * K) : NULL;
+            double *db = (v & 2) ? dcopy(c.db0, (size_t)Cc) : NULL;
+            ref_conv_backward(ref, dw, db, dy, x, w, T, Cc, K);
+            size_t no = n;
+            if (dw)
+                memcpy(ref + no, dw, sizeof(double) * (size_t)Cc * K), no += (size_t)Cc * K;
+            if (db)
+                memcpy(ref + no, db, sizeof(double) * (size_t)Cc), no += (size_t)Cc;
+            snprintf(shape, sizeof shape, "T,Cc,K %dx%dx%d dx%s%s", T, Cc, K, dw ? "dw" : "",
+                     db ? "db" : "");
+            run_case(sb, run_conv_backward, &c, ref, no, shape);
+            free(x), free(w), free(b), free(s0), free(ref), free(dy), free(dw), free(db);
+            free(c.x), free(c.w), free(c.b), free(c.state0), free(c.dy), free(c.dw0), free(c.db0);
+        }
+    // the backward reference against central differences
+    int     T = 6, Cc = 3, K = 4;
+    size_t  n = (size_t)T * Cc, nw = (size_t)Cc * K;
+    double *x = drand(n), *w = drand(nw), *b = drand((size_t)Cc), *dy = drand(n);
+    double *vx = drand(n), *vw = drand(nw), *vb = drand((size_t)Cc);
+    double *dx = dbuf(n), *dw = dbuf(nw), *db = dbuf((size_t)Cc), *y = dbuf(n);
+    double *xs = dbuf(n), *ws = dbuf(nw), *bs = dbuf((size_t)Cc), h = 1e-5, L[2];
+    ref_conv_backward(dx, dw, db, dy, x, w, T, Cc, K);
+    for (int s = 0; s < 2; s++) {
+        shift(xs, x, vx, s ? h : -h, n);
+        shift(ws, w, vw, s ? h : -h, nw);
+        shift(bs, b, vb, s ? h : -h, (size_t)Cc);
+        ref_conv(y, NULL, xs, ws, bs, NULL, T, Cc, K);
+        L[s] = dotd(dy, y, n);
+    }
+    check_fd("conv1d_causal", L[0], L[1], h,
+             dotd(dx, vx, n) + dotd(dw, vw, nw) + dotd(db, vb, (size_t)Cc));
+    free(x), free(w), free(b), free(dy), free(vx), free(vw), free(vb), free(dx), free(dw), free(db),
+        free(y), free(xs), free(ws), free(bs);
+}
+
+// ----------------------------------------------------------------------------
+// SSD scan (ssm.h, ALGORITHMS.md §1.2–1.3), head h reading group g = h/(H/G):
+//   s_t = exp(dA[t,h])·s_{t−1} + X[t,h,:] ⊗ B[t,g,:]      s: [P,N]
+//   y[t,h,p] = Σ_n s_t[p,n]·C[t,g,n]
+// Reference: the recurrence in double, keeping every state: S[t] is the state
+// entering step t (S[0] = initial), S[T] the final one; S is [T+1,H,P,N].
+
+static void ref_scan(double *y, double *S, const double *X, const double *dA, const double *B,
+                     const double *C, const double *s0, int T, int H, int P, int N, int G) {
+    size_t HPN = (size_t)H * P * N;
+    for (size_t e = 0; e < HPN; e++)
+        S[e] = s0 ? s0[e] : 0.0;
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < H; h++) {
+            int           g = h / (H / G);
+            double        a = exp(dA[(size_t)t * H + h]);
+            const double *Bt = B + ((size_t)t * G + g) * N, *Ct = C + ((size_t)t * G + g) * N;
+            for (int p = 0; p < P; p++) {
+                const double *sp = S + (size_t)t * HPN + ((size_t)h * P + p) * N;
+                double       *sn = S + (size_t)(t + 1) * HPN + ((size_t)h * P + p) * N;
+                double        xv = X[((size_t)t * H + h) * P + p], acc = 0;
+                for (int n = 0; n < N; n++) {
+                    sn[n] = a * sp[n] + xv * Bt[n];
+                    acc += sn[n] * Ct[n];
+                }
+                y[((size_t)t * H + h) * P + p] = acc;
+            }
+        }
+}
+
+// Reverse mode of ref_scan from a zero initial state (S from ref_scan):
+//   ds_t = dy_t ⊗ C_t + exp(dA_{t+1})·ds_{t+1}          (adjoint of s_t; ds_T = 0)
+//   dX_t = ds_t·B_t,  dB_t = Σ_{h∈g} ds_tᵀ·X_t,  dC_t = Σ_{h∈g} s_tᵀ·dy_t,
+//   ddA_t = exp(dA_t)·⟨ds_t, s_{t−1}⟩
+static void ref_scan_backward(double *dX, double *ddA, double *dB, double *dC, const double *dy,
+                              const double *S, const double *X, const double *dA, const double *B,
+                              const double *C, int T, int H, int P, int N, int G) {
+    size_t  HPN = (size_t)H * P * N, PN = (size_t)P * N;
+    double *ds = dbuf(PN);
+    memset(dB, 0, sizeof(double) * (size_t)T * G * N);
+    memset(dC, 0, sizeof(double) * (size_t)T * G * N);
+    for (int h = 0; h < H; h++) {
+        int g = h / (H / G);
+        memset(ds, 0, sizeof(double) * PN);
+        for (int t = T - 1; t >= 0; t--) {
+            double a_next = t + 1 < T ? exp(dA[(size_t)(t + 1) * H + h]) : 0.0;
+            const double *Bt = B + ((size_t)t * G + g) * N, *Ct = C + ((size_t)t * G + g) * N;
+            const double *dyt = dy + ((size_t)t * H + h) * P, *Xt = X + ((size_t)t * H + h) * P;
+            const double *s_prev = S + (size_t)t * HPN + (size_t)h * PN;
+            const double *s_cur = S + (size_t)(t + 1) * HPN + (size_t)h * PN;
+            double        dda = 0;
+            for (int p = 0; p < P; p++) {
+                double dx = 0;
+                for (int n = 0; n < N; n++) {
+                    double *d = &ds[(size_t)p * N + n];
+                    *d = dyt[p] * Ct[n] + a_next * *d;
+                    dx += *d * Bt[n];
+                    dB[((size_t)t * G + g) * N + n] += *d * Xt[p];
+                    dC[((size_t)t * G + g) * N + n] += s_cur[(size_t)p * N + n] * dyt[p];
+                    dda += *d * s_prev[(size_t)p * N + n];
+                }
+                dX[((size_t)t * H + h) * P + p] = dx;
+            }
+            ddA[(size_t)t * H + h] = exp(dA[(size_t)t * H + h]) * dda;
+        }
+    }
+    free(ds);
+}
+
+typedef struct ssd_case {
+    float *X, *dA, *B, *C, *s0, *dy, *work;
+    int    T, H, P, N, G, Q;
+} ssd_case;
+
+static size_t ssd_nc(int T, int Q) { return T > 0 ? (size_t)((T + (Q < T ? Q : T) - 1) / (Q < T ? Q : T)) : 0; }
+
+// decays: "sharp" mostly in (−1.5, 0] with a few flushed to exactly 0
+// (dA < SSM_EXP_FLUSH); "mild" near 1 with some slight growth
+static float *decays(size_t n, int sharp) {
+    float *dA = sharp ? frand(n, -1.5f, 0.0f) : frand(n, -0.1f, 0.02f);
+    for (size_t i = 5; sharp && i < n; i += 31)
+        dA[i] = -70.0f;
+    return dA;
+}
+
+static void ssd_inputs(ssd_case *c, int T, int H, int P, int N, int G, int Q, int sharp) {
+    *c = (ssd_case){frand((size_t)T * H * P, -1, 1),
+                    decays((size_t)T * H, sharp),
+                    frand((size_t)T * G * N, -1, 1),
+                    frand((size_t)T * G * N, -1, 1),
+                    frand((size_t)H * P * N, -1, 1),
+                    frand((size_t)T * H * P, -1, 1),
+                    NULL,
+                    T,
+                    H,
+                    P,
+                    N,
+                    G,
+                    Q};
+}
+static void ssd_free(ssd_case *c) {
+    free(c->X), free(c->dA), free(c->B), free(c->C), free(c->s0), free(c->dy), free(c->work);
+}
+
+// ssd_step: one token, y[H,P] and state[H,P,N] (out: y | state)
+static void run_ssd_step(const molt_exec *ex, void *cv, float *out) {
+    ssd_case *c = cv;
+    float    *state = out + (size_t)c->H * c->P;
+    memcpy(state, c->s0, sizeof(float) * (size_t)c->H * c->P * c->N);
+    ssd_step(ex, out, state, c->X, c->dA, c->B, c->C, c->H, c->P, c->N, c->G);
+}
+
+static void test_ssd_step(void) {
+    op_stat  *st = stat_new("ssd_step", 1e-5, 1);
+    const int shapes[][4] = {{1, 1, 1, 1},   {2, 3, 5, 1},  {3, 7, 9, 3},    {4, 16, 16, 2},
+                             {6, 33, 40, 2}, {8, 64, 16, 8}, {16, 32, 128, 1}, {24, 64, 64, 4}};
+    for (int k = 0; k < 8; k++)
+        for (int sharp = 0; sharp < 2; sharp++) {
+            int      H = shapes[k][0], P = shapes[k][1], N = shapes[k][2], G = shapes[k][3];
+            size_t   HP = (size_t)H * P, HPN = HP * N;
+            ssd_case c;
+            ssd_inputs(&c, 1, H, P, N, G, 1, sharp);
+            double *X = dcopy(c.X, HP), *dA = dcopy(c.dA, (size_t)H);
+            double *B = dcopy(c.B, (size_t)G * N), *C = dcopy(c.C, (size_t)G * N);
+            double *s0 = dcopy(c.s0, HPN), *S = dbuf(2 * HPN), *ref = dbuf(HP + HPN);
+            ref_scan(ref, S, X, dA, B, C, s0, 1, H, P, N, G);
+            memcpy(ref + HP, S + HPN, sizeof(double) * HPN);
+            char shape[48];
+            snprintf(shape, sizeof shape, "H,P,N,G %dx%dx%dx%d", H, P, N, G);
+            run_case(st, run_ssd_step, &c, ref, HP + HPN, shape);
+            free(X), free(dA), free(B), free(C), free(s0), free(S), free(ref);
+            ssd_free(&c);
+        }
+}
+
+// ssd_scan_chunked (out: y | final state when one is passed | the states
+// entering each chunk, which the work buffer holds on return)
+static int g_chunk_state; // pass an initial state
+
+static void run_ssd_scan_chunked(const molt_exec *ex, void *cv, float *out) {
+    ssd_case *c = cv;
+    size_t    nw = ssd_chunked_work(c->T, c->H, c->P, c->N, c->G, c->Q);
+    size_t    HPN = (size_t)c->H * c->P * c->N, ny = (size_t)c->T * c->H * c->P;
+    float    *state = g_chunk_state ? out + ny : NULL;
+    fill_nan(c->work, nw);
+    if (state)
+        memcpy(state, c->s0, sizeof(float) * HPN);
+    ssd_scan_chunked(ex, out, state, c->X, c->dA, c->B, c->C, c->T, c->H, c->P, c->N, c->G, c->Q,
+                     c->work);
+    memcpy(out + ny + (state ? HPN : 0), c->work, sizeof(float) * ssd_nc(c->T, c->Q) * HPN);
+}
+
+// ssd_scan_chunked_backward after the forward it needs (out: dX | ddA | dB | dC)
+static void run_ssd_scan_chunked_backward(const molt_exec *ex, void *cv, float *out) {
+    ssd_case *c = cv;
+    size_t    nw = ssd_chunked_backward_work(c->T, c->H, c->P, c->N, c->G, c->Q);
+    size_t    ny = (size_t)c->T * c->H * c->P, nb = (size_t)c->T * c->G * c->N;
+    float    *y = fbuf(ny);
+    fill_nan(c->work, nw);
+    ssd_scan_chunked(ex, y, NULL, c->X, c->dA, c->B, c->C, c->T, c->H, c->P, c->N, c->G, c->Q,
+                     c->work);
+    float *dX = out, *ddA = dX + ny, *dB = ddA + (size_t)c->T * c->H, *dC = dB + nb;
+    ssd_scan_chunked_backward(ex, dX, ddA, dB, dC, c->dy, c->X, c->dA, c->B, c->C, c->T, c->H,
+                              c->P, c->N, c->G, c->Q, c->work);
+    free(y);
+}
+
+static const int SCAN_SHAPES[][6] = { // T, H, P, N, G, Q
+    {0, 2, 3, 4, 1, 4},     {1, 1, 1, 1, 1, 1},    {5, 2, 3, 4, 1, 2},   {17, 3, 5, 7, 3, 4},
+    {17, 4, 8, 16, 2, 64},  {33, 6, 7, 5, 3, 7},   {64, 4, 16, 16, 1, 16}, {100, 2, 8, 8, 2, 1},
+    {130, 4, 16, 32, 2, 64}, {200, 8, 8, 16, 4, 32}, {257, 2, 16, 16, 1, 64}};
+#define N_SCAN (int)(sizeof(SCAN_SHAPES) / sizeof(SCAN_SHAPES[0]))
+
+static void test_ssd_scan(void) {
+    op_stat *sf = stat_new("ssd_scan_chunked", 2e-5, 1);
+    op_stat *sb = stat_new("ssd_scan_chunked_backward", 5e-5, 1);
+    for (int k = 0; k < N_SCAN; k++) {
+        const int *s = SCAN_SHAPES[k];
+        int         T = s[0], H = s[1], P = s[2], N = s[3], G = s[4], Q = s[5];
+        size_t      HPN = (size_t)H * P * N, ny = (size_t)T * H * P, nb = (size_t)T * G * N;
+        size_t      nc = ssd_nc(T, Q);
+        ssd_case    c;
+        ssd_inputs(&c, T, H, P, N, G, Q, k % 2);
+        c.work = fbuf(ssd_chunked_backward_work(T, H, P, N, G, Q));
+        double *X = dcopy(c.X, ny), *dA = dcopy(c.dA, (size_t)T * H);
+        double *B = dcopy(c.B, nb), *C = dcopy(c.C, nb), *s0 = dcopy(c.s0, HPN);
+        double *S = dbuf((size_t)(T + 1) * HPN), *ref = dbuf(ny + HPN + nc * HPN);
+        int     Qc = Q < T ? Q : T;
+        char    shape[48];
+        for (g_chunk_state = 0; g_chunk_state < 2; g_chunk_state++) {
+            ref_scan(ref, S, X, dA, B, C, g_chunk_state ? s0 : NULL, T, H, P, N, G);
+            double *r = ref + ny;
+            if (g_chunk_state) {
+                memcpy(r, S + (size_t)T * HPN, sizeof(double) * HPN);
+                r += HPN;
+            }
+            for (size_t ch = 0; ch < nc; ch++) // state entering chunk ch: S[ch·Q]
+                memcpy(r + ch * HPN, S + ch * (size_t)Qc * HPN, sizeof(double) * HPN);
+            snprintf(shape, sizeof shape, "T,H,P,N,G,Q %dx%dx%dx%dx%dx%d%s", T, H, P, N, G, Q,
+                     g_chunk_state ? " +state" : "");
+            run_case(sf, run_ssd_scan_chunked, &c, ref, ny + (g_chunk_state ? HPN : 0) + nc * HPN,
+                     shape);
+        }
+        // backward (zero initial state): S from the stateless forward
+        ref_scan(ref, S, X, dA, B, C, NULL, T, H, P, N, G);
+        double *dy = dcopy(c.dy, ny), *bref = dbuf(ny + (size_t)T * H + 2 * nb);
+        ref_scan_backward(bref, bref + ny, bref + ny + (size_t)T * H, bref + ny + (size_t)T * H + nb,
+                          dy, S, X, dA, B, C, T, H, P, N, G);
+        snprintf(shape, sizeof shape, "T,H,P,N,G,Q %dx%dx%dx%dx%dx%d", T, H, P, N, G, Q);
+        run_case(sb, run_ssd_scan_chunked_backward, &c, bref, ny + (size_t)T * H + 2 * nb, shape);
+        free(X), free(dA), free(B), free(C), free(s0), free(S), free(ref), free(dy), free(bref);
+        ssd_free(&c);
+    }
+    // the backward reference against central differences (G < H: group sums)
+    int     T = 7, H = 4, P = 3, N = 5, G = 2;
+    size_t  ny = (size_t)T * H * P, nb = (size_t)T * G * N, na = (size_t)T * H;
+    size_t  HPN = (size_t)H * P * N;
+    double *X = drand(ny), *dA = drand(na), *B = drand(nb), *C = drand(nb), *dy = drand(ny);
+    double *vX = drand(ny), *vA = drand(na), *vB = drand(nb), *vC = drand(nb);
+    for (size_t i = 0; i < na; i++)
+        dA[i] = 0.5 * dA[i] - 0.5;
+    double *S = dbuf((size_t)(T + 1) * HPN), *y = dbuf(ny);
+    double *dX = dbuf(ny), *ddA = dbuf(na), *dB = dbuf(nb), *dC = dbuf(nb);
+    double *Xs = dbuf(ny), *As = dbuf(na), *Bs = dbuf(nb), *Cs = dbuf(nb), h = 1e-5, L[2];
+    ref_scan(y, S, X, dA, B, C, NULL, T, H, P, N, G);
+    ref_scan_backward(dX, ddA, dB, dC, dy, S, X, dA, B, C, T, H, P, N, G);
+    for (int sg = 0; sg < 2; sg++) {
+        shift(Xs, X, vX, sg ? h : -h, ny);
+        shift(As, dA, vA, sg ? h : -h, na);
+        shift(Bs, B, vB, sg ? h : -h, nb);
+        shift(Cs, C, vC, sg ? h : -h, nb);
+        ref_scan(y, S, Xs, As, Bs, Cs, NULL, T, H, P, N, G);
+        L[sg] = dotd(dy, y, ny);
+    }
+    check_fd("ssd scan", L[0], L[1], h,
+             dotd(dX, vX, ny) + dotd(ddA, vA, na) + dotd(dB, vB, nb) + dotd(dC, vC, nb));
+    free(X), free(dA), free(B), free(C), free(dy), free(vX), free(vA), free(vB), free(vC), free(S),
+        free(y), free(dX), free(ddA), free(dB), free(dC), free(Xs), free(As), free(Bs), free(Cs);
+}
+
+// ----------------------------------------------------------------------------
+// materialized mixing matrix (ALGORITHMS.md §1.4), for s ≤ t:
+//   M[h,t,s] = (C[t,g]·B[s,g])·exp(Σ_{k=s+1..t} dA[k,h])·cs[s,h]  (+ D[h] when s = t)
+// and 0 above the diagonal. Backward from dM (lower triangle; above ignored):
+//   dcs[s,h] = Σ_{t≥s} dM·(C_t·B_s)·L,   dC_t = Σ_{h∈g} Σ_{s≤t} dM·L·cs·B_s,
+//   dB_s = Σ_{h∈g} Σ_{t≥s} dM·L·cs·C_t,  ddA[k,h] = Σ_{t≥k>s} dM·M0[h,t,s],
+//   dD[h] += Σ_t dM[h,t,t]   (M0: M without D; L the decay)
+
+static double seg_decay(const double *dA, int s, int t, int h, int H) {
+    double seg = 0;
+    for (int k = s + 1; k <= t; k++)
+        seg += dA[(size_t)k * H + h];
+    return exp(seg);
+}
+static double dotn(const double *a, const double *b, int n) {
+    double s = 0;
+    for (int i = 0; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+static void ref_materialize(double *M, const double *dA, const double *B, const double *C,
+                            const double *cs, const double *D, int T, int H, int N, int G) {
+    for (int h = 0; h < H; h++) {
+        int g = h / (H / G);
+        for (int t = 0; t < T; t++)
+            for (int s = 0; s < T; s++) {
+                double v = 0;
+                if (s <= t)
+                    v = dotn(C + ((size_t)t * G + g) * N, B + ((size_t)s * G + g) * N, N) *
+                        seg_decay(dA, s, t, h, H) * (cs ? cs[(size_t)s * H + h] : 1.0);
+                if (s == t && D)
+                    v += D[h];
+                M[((size_t)h * T + t) * T + s] = v;
+            }
+    }
+}
+
+static void ref_materialize_backward(double *ddA, double *dB, double *dC, double *dcs, double *dD,
+                                     const double *dM, const double *dA, const double *B,
+                                     const double *C, const double *cs, int T, int H, int N,
+                                     int G) {
+    memset(ddA, 0, sizeof(double) * (size_t)T * H);
+    memset(dB, 0, sizeof(double) * (size_t)T * G * N);
+    memset(dC, 0, sizeof(double) * (size_t)T * G * N);
+    if (dcs)
+        memset(dcs, 0, sizeof(double) * (size_t)T * H);
+    for (int h = 0; h < H; h++) {
+        int g = h / (H / G);
+        for (int t = 0; t < T; t++) {
+            if (dD)
+                dD[h] += dM[((size_t)h * T + t) * T + t];
+            for (int s = 0; s <= t; s++) {
+                const double *Ct = C + ((size_t)t * G + g) * N, *Bs = B + ((size_t)s * G + g) * N;
+                double        m = dM[((size_t)h * T + t) * T + s], L = seg_decay(dA, s, t, h, H);
+                double        c = cs ? cs[(size_t)s * H + h] : 1.0, cb = dotn(Ct, Bs, N);
+                if (dcs)
+                    dcs[(size_t)s * H + h] += m * cb * L;
+                for (int n = 0; n < N; n++) {
+                    dC[((size_t)t * G + g) * N + n] += m * L * c * Bs[n];
+                    dB[((size_t)s * G + g) * N + n] += m * L * c * Ct[n];
+                }
+                for (int k = s + 1; k <= t; k++)
+                    ddA[(size_t)k * H + h] += m * cb * L * c;
+            }
+        }
+    }
+}
+
+typedef struct mat_case {
+    float *dA, *B, *C, *cs, *D, *dM, *dD0, *work;
+    int    T, H, N, G;
+} mat_case;
+
+static void run_materialize(const molt_exec *ex, void *cv, float *out) {
+    mat_case *c = cv;
+    ssd_materialize(ex, out, c->dA, c->B, c->C, c->cs, c->D, c->T, c->H, c->N, c->G);
+}
+// out: ddA | dB | dC | dcolscale (with colscale) | dD (with D, +=)
+static void run_materialize_backward(const molt_exec *ex, void *cv, float *out) {
+    mat_case *c = cv;
+    size_t    na = (size_t)c->T * c->H, nb = (size_t)c->T * c->G * c->N;
+    float    *ddA = out, *dB = ddA + na, *dC = dB + nb, *p = dC + nb, *dcs = NULL, *dD = NULL;
+    if (c->cs)
+        dcs = p, p += na;
+    if (c->D) {
+        dD = p;
+        memcpy(dD, c->dD0, sizeof(float) * (size_t)c->H);
+    }
+    fill_nan(c->work, ssd_materialize_backward_work(c->T, c->H, c->N, c->G));
+    ssd_materialize_backward(ex, ddA, dB, dC, dcs, dD, c->dM, c->dA, c->B, c->C, c->cs, c->D, c->T,
+                             c->H, c->N, c->G, c->work);
+}
+
+static void test_materialize(void) {
+    op_stat  *sf = stat_new("ssd_materialize", 1e-5, 1);
+    op_stat  *sb = stat_new("ssd_materialize_backward", 2e-5, 1);
+    const int shapes[][4] = {{0, 2, 3, 1},   {1, 1, 1, 1},   {5, 2, 3, 1},  {17, 3, 7, 3},
+                             {33, 4, 16, 2}, {64, 2, 16, 1}, {100, 6, 5, 3}, {130, 4, 8, 2}};
+    for (int k = 0; k < 8; k++)
+        for (int v = 0; v < 4; v++) { // colscale × D; decay regime alternates
+            int      T = shapes[k][0], H = shapes[k][1], N = shapes[k][2], G = shapes[k][3];
+            size_t   na = (size_t)T * H, nb = (size_t)T * G * N, nM = (size_t)H * T * T;
+            mat_case c = {decays(na, (k + v) % 2),
+                          frand(nb, -1, 1),
+                          frand(nb, -1, 1),
+                          v & 1 ? frand(na, 0.01f, 1.0f) : NULL,
+                          v & 2 ? frand((size_t)H, -1, 1) : NULL,
+                          frand(nM, -1, 1),
+                          frand((size_t)H, -1, 1),
+                          fbuf(ssd_materialize_backward_work(T, H, N, G)),
+                          T,
+                          H,
+                          N,
+                          G};
+            double *dA = dcopy(c.dA, na), *B = dcopy(c.B, nb), *C = dcopy(c.C, nb);
+            double *cs = c.cs ? dcopy(c.cs, na) : NULL, *D = c.D ? dcopy(c.D, (size_t)H) : NULL;
+            double *ref = dbuf(nM);
+            ref_materialize(ref, dA, B, C, cs, D, T, H, N, G);
+            char shape[48];
+            snprintf(shape, sizeof shape, "T,H,N,G %dx%dx%dx%d%s%s", T, H, N, G, cs ? " +cs" : "",
+                     D ? " +D" : "");
+            run_case(sf, run_materialize, &c, ref, nM, shape);
+
+            double *dM = dcopy(c.dM, nM), *bref = dbuf(3 * na + 2 * nb + (size_t)H);
+            double *dcs = bref + na + 2 * nb, *dD = dcs + (cs ? na : 0);
+            for (int h = 0; D && h < H; h++)
+                dD[h] = c.dD0[h];
+            ref_materialize_backward(bref, bref + na, bref + na + nb, cs ? dcs : NULL,
+                                     D ? dD : NULL, dM, dA, B, C, cs, T, H, N, G);
+            run_case(sb, run_materialize_backward, &c, bref,
+                     na + 2 * nb + (cs ? na : 0) + (D ? (size_t)H : 0), shape);
+            free(dA), free(B), free(C), free(cs), free(D), free(ref), free(dM), free(bref);
+            free(c.dA), free(c.B), free(c.C), free(c.cs), free(c.D), free(c.dM), free(c.dD0),
+                free(c.work);
+        }
+    // the backward reference against central differences (G < H, colscale, D)
+    int     T = 6, H = 4, N = 3, G = 2;
+    size_t  na = (size_t)T * H, nb = (size_t)T * G * N, nM = (size_t)H * T * T;
+    double *dA = drand(na), *B = drand(nb), *C = drand(nb), *cs = drand(na), *D = drand((size_t)H);
+    double *vA = drand(na), *vB = drand(nb), *vC = drand(nb), *vcs = drand(na), *vD = drand((size_t)H);
+    double *dM = drand(nM), *M = dbuf(nM);
+    for (int h = 0; h < H; h++) // the upper triangle is not part of the loss
+        for (int t = 0; t < T; t++)
+            for (int s = t + 1; s < T; s++)
+                dM[((size_t)h * T + t) * T + s] = 0;
+    double *ddA = dbuf(na), *dB = dbuf(nb), *dC = dbuf(nb), *dcs = dbuf(na), *dD = dbuf((size_t)H);
+    double *As = dbuf(na), *Bs = dbuf(nb), *Cs = dbuf(nb), *css = dbuf(na), *Ds = dbuf((size_t)H);
+    double  h = 1e-5, L[2];
+    ref_materialize_backward(ddA, dB, dC, dcs, dD, dM, dA, B, C, cs, T, H, N, G);
+    for (int sg = 0; sg < 2; sg++) {
+        shift(As, dA, vA, sg ? h : -h, na);
+        shift(Bs, B, vB, sg ? h : -h, nb);
+        shift(Cs, C, vC, sg ? h : -h, nb);
+        shift(css, cs, vcs, sg ? h : -h, na);
+        shift(Ds, D, vD, sg ? h : -h, (size_t)H);
+        ref_materialize(M, As, Bs, Cs, css, Ds, T, H, N, G);
+        L[sg] = dotd(dM, M, nM);
+    }
+    check_fd("ssd_materialize", L[0], L[1], h,
+             dotd(ddA, vA, na) + dotd(dB, vB, nb) + dotd(dC, vC, nb) + dotd(dcs, vcs, na) +
+                 dotd(dD, vD, (size_t)H));
+    free(dA), free(B), free(C), free(cs), free(D), free(vA), free(vB), free(vC), free(vcs), free(vD),
+        free(dM), free(M), free(ddA), free(dB), free(dC), free(dcs), free(dD), free(As), free(Bs),
+        free(Cs), free(css), free(Ds);
+}
+
+// ----------------------------------------------------------------------------
+// the table itself
+
+// molt_exec_init refuses a table with any one op missing (and leaves the exec alone)
+static void test_missing_ops(void) {
+    for (int b = 0; b < N_BACKENDS; b++) {
+        int ops = 0;
+#define DROP_OP(op)                                                                                \
+    {                                                                                              \
+        molt_backend broken = *BACKENDS[b];                                                        \
+        broken.op = NULL;                                                                          \
+        molt_exec ex = molt_exec_cpu(2);                                                           \
+        CHECK(!molt_exec_init(&ex, &broken, 1), "%s without " #op " was accepted",                \
+              BACKENDS[b]->name);                                                                  \
+        CHECK(ex.be == &molt_backend_cpu && ex.nth == 2, "refusing %s without " #op                \
+              " changed the exec", BACKENDS[b]->name);                                             \
+        ops++;                                                                                     \
+    }
+        MOLT_BACKEND_OPS(DROP_OP)
+#undef DROP_OP
+        CHECK(ops == MOLT_BACKEND_NOPS, "%d ops dropped, the table has %d", ops, MOLT_BACKEND_NOPS);
+        molt_exec ex;
+        CHECK(molt_exec_init(&ex, BACKENDS[b], 3) && ex.be == BACKENDS[b] && ex.nth == 3,
+              "the complete %s table is accepted", BACKENDS[b]->name);
+    }
+}
+
+// every public entry point calls its own slot of ex->be (a spy table)
+static const char *g_called;
+#define SPY(op) g_called = #op
+static void spy_matmul(const molt_exec *e, float *y, const float *x, const float *W,
+                       const float *b, int T, int in, int out, int acc) {
+    SPY(matmul);
+}
+static void spy_matmul_backward(const molt_exec *e, float *dx, float *dW, float *db,
+                                const float *dy, const float *x, const float *W, int T, int in,
+                                int out, int acc) {
+    SPY(matmul_backward);
+}
+static void spy_rmsnorm(const molt_exec *e, float *y, const float *x, const float *w, int T, int d,
+                        float eps) {
+    SPY(rmsnorm);
+}
+static void spy_rmsnorm_forward(const molt_exec *e, float *y, float *r, const float *x,
+                                const float *w, int T, int d, float eps) {
+    SPY(rmsnorm_forward);
+}
+static void spy_rmsnorm_backward(const molt_exec *e, float *dx, float *dw, const float *dy,
+                                 const float *x, const float *w, const float *r, int T, int d) {
+    SPY(rmsnorm_backward);
+}
+static void spy_swiglu(const molt_exec *e, float *g, const float *u, size_t n) { SPY(swiglu); }
+static void spy_swiglu_backward(const molt_exec *e, float *dg, float *du, const float *dh,
+                                const float *g, const float *u, size_t n) {
+    SPY(swiglu_backward);
+}
+static void spy_swiglu_pair(const molt_exec *e, float *h, const float *gu, int T, int F) {
+    SPY(swiglu_pair);
+}
+static void spy_swiglu_pair_backward(const molt_exec *e, float *dgu, const float *dh,
+                                     const float *gu, int T, int F) {
+    SPY(swiglu_pair_backward);
+}
+static void spy_softmax(const molt_exec *e, float *x, int n) { SPY(softmax); }
+static void spy_embedding_backward(const molt_exec *e, float *dE, const float *dx,
+                                   const int32_t *ids, int T, int d) {
+    SPY(embedding_backward);
+}
+static void spy_conv1d_causal(const molt_exec *e, float *y, const float *x, const float *w,
+                              const float *b, float *s, int T, int Cc, int K) {
+    SPY(conv1d_causal);
+}
+static void spy_conv1d_causal_backward(const molt_exec *e, float *dx, float *dw, float *db,
+                                       const float *dy, const float *x, const float *w, int T,
+                                       int Cc, int K) {
+    SPY(conv1d_causal_backward);
+}
+static void spy_ssd_step(const molt_exec *e, float *y, float *s, const float *X, const float *dA,
+                         const float *B, const float *C, int H, int P, int N, int G) {
+    SPY(ssd_step);
+}
+static void spy_ssd_scan_chunked(const molt_exec *e, float *y, float *s, const float *X,
+                                 const float *dA, const float *B, const float *C, int T, int H,
+                                 int P, int N, int G, int Q, float *w) {
+    SPY(ssd_scan_chunked);
+}
+static void spy_ssd_scan_chunked_backward(const molt_exec *e, float *dX, float *ddA, float *dB,
+                                          float *dC, const float *dy, const float *X,
+                                          const float *dA, const float *B, const float *C, int T,
+                                          int H, int P, int N, int G, int Q, float *w) {
+    SPY(ssd_scan_chunked_backward);
+}
+static void spy_ssd_materialize(const molt_exec *e, float *M, const float *dA, const float *B,
+                                const float *C, const float *cs, const float *D, int T, int H,
+                                int N, int G) {
+    SPY(ssd_materialize);
+}
+static void spy_ssd_materialize_backward(const molt_exec *e, float *ddA, float *dB, float *dC,
+                                         float *dcs, float *dD, const float *dM, const float *dA,
+                                         const float *B, const float *C, const float *cs,
+                                         const float *D, int T, int H, int N, int G, float *w) {
+    SPY(ssd_materialize_backward);
+}
+#undef SPY
+
+static void test_dispatch(void) {
+#define SPY_OP(op) .op = spy_##op,
+    static const molt_backend spy = {.name = "spy", MOLT_BACKEND_OPS(SPY_OP)};
+#undef SPY_OP
+    molt_exec ex;
+    CHECK(molt_exec_init(&ex, &spy, 1), "the spy table is complete");
+    int calls = 0;
+#define CALLS(op, call)                                                                            \
+    g_called = NULL;                                                                               \
+    call;                                                                                          \
+    calls++;                                                                                       \
+    CHECK(g_called && strcmp(g_called, #op) == 0, "the " #op " entry point called %s",           \
+          g_called ? g_called : "no op of ex->be");
+    CALLS(matmul, k_matmul(&ex, NULL, NULL, NULL, NULL, 0, 0, 0, 0));
+    CALLS(matmul_backward, k_matmul_backward(&ex, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, 0));
+    CALLS(rmsnorm, k_rmsnorm(&ex, NULL, NULL, NULL, 0, 0, 0));
+    CALLS(rmsnorm_forward, k_rmsnorm_forward(&ex, NULL, NULL, NULL, NULL, 0, 0, 0));
+    CALLS(rmsnorm_backward, k_rmsnorm_backward(&ex, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0));
+    CALLS(swiglu, k_swiglu(&ex, NULL, NULL, 0));
+    CALLS(swiglu_backward, k_swiglu_backward(&ex, NULL, NULL, NULL, NULL, NULL, 0));
+    CALLS(swiglu_pair, k_swiglu_pair(&ex, NULL, NULL, 0, 0));
+    CALLS(swiglu_pair_backward, k_swiglu_pair_backward(&ex, NULL, NULL, NULL, 0, 0));
+    CALLS(softmax, k_softmax(&ex, NULL, 0));
+    CALLS(embedding_backward, k_embedding_backward(&ex, NULL, NULL, NULL, 0, 0));
+    CALLS(conv1d_causal, conv1d_causal(&ex, NULL, NULL, NULL, NULL, NULL, 0, 0, 0));
+    CALLS(conv1d_causal_backward,
+          conv1d_causal_backward(&ex, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, 0));
+    CALLS(ssd_step, ssd_step(&ex, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, 0));
+    CALLS(ssd_scan_chunked,
+          ssd_scan_chunked(&ex, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0, 0, NULL));
+    CALLS(ssd_scan_chunked_backward,
+          ssd_scan_chunked_backward(&ex, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0,
+                                    0, 0, 0, 0, 0, NULL));
+    CALLS(ssd_materialize, ssd_materialize(&ex, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, 0));
+    CALLS(ssd_materialize_backward,
+          ssd_materialize_backward(&ex, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                                   NULL, 0, 0, 0, 0, NULL));
+#undef CALLS
+    CHECK(calls == MOLT_BACKEND_NOPS, "%d entry points called, the table has %d ops", calls,
+          MOLT_BACKEND_NOPS);
+}
+
+// ----------------------------------------------------------------------------
+
+static void summary(void) {
+    printf("%-26s %5s  %-38s %9s %8s  %s\n", "op", "cases", "largest shape", "worst err", "tol",
+           "1-4 threads");
+    for (int i = 0; i < g_nstat; i++) {
+        const op_stat *s = &g_stat[i];
+        const char    *thr = s->thread_diff ? (s->promised ? "DIFFER (promised identical)"
+                                                           : "differ, each within tol")
+                                            : (s->promised ? "bit-identical (promised)"
+                                                           : "identical here (not promised)");
+        printf("%-26s %5d  %-38s %9.2e %8.0e  %s%s\n", s->op, s->cases, s->shape, s->worst, s->tol,
+               thr, s->failed ? "  FAIL" : "");
+    }
+}
+
+int main(void) {
+    t_seed(11);
+    test_missing_ops();
+    test_dispatch();
+    test_matmul();
+    test_matmul_backward();
+    test_rmsnorm();
+    test_swiglu();
+    test_swiglu_pair();
+    test_softmax();
+    test_embedding_backward();
+    test_conv();
+    test_ssd_step();
+    test_ssd_scan();
+    test_materialize();
+    CHECK(g_nstat == MOLT_BACKEND_NOPS, "%d ops swept, the table has %d", g_nstat,
+          MOLT_BACKEND_NOPS);
+    summary();
+    return t_done("test_backend_ops");
+}
