@@ -13,45 +13,12 @@
  * usage: bench_batch [--threads N] [--batches 1,4,16,64,256] [--contexts 2048,8192]
  *                    [--skip-big] [--skip-context]
  */
-#include "models/model.h"
+#include "bench_models.h"
 
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-
-static const char *LLAMBA_S =
-    "{\"model_type\": \"llamba\", \"vocab_size\": 1024, \"tie_embeddings\": true, \"d_model\": 192,"
-    " \"n_layer\": 6, \"mlp_cfg\": {\"intermediate_size\": 512}, \"ssm_cfg\": {\"d_state\": 16,"
-    " \"n_v_heads\": 6, \"n_qk_heads\": 6, \"chunk_size\": 64}}";
-static const char *LLAMA_S =
-    "{\"model_type\": \"llama\", \"hidden_size\": 192, \"num_hidden_layers\": 6,"
-    " \"num_attention_heads\": 6, \"num_key_value_heads\": 2, \"head_dim\": 32,"
-    " \"intermediate_size\": 512, \"vocab_size\": 1024, \"max_position_embeddings\": 8320,"
-    " \"rms_norm_eps\": 1e-5, \"tie_word_embeddings\": true}";
 static const char *LLAMBA_B =
     "{\"model_type\": \"llamba\", \"vocab_size\": 32000, \"tie_embeddings\": true, \"d_model\": 768,"
     " \"n_layer\": 12, \"mlp_cfg\": {\"intermediate_size\": 2048}, \"ssm_cfg\": {\"d_state\": 64,"
     " \"n_v_heads\": 12, \"n_qk_heads\": 12, \"chunk_size\": 64}}";
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static molt_model *build(molt_ctx *ctx, const char *json) {
-    model_cfg c;
-    molt_model *m = NULL;
-    if (model_cfg_from_json(ctx, "bench", json, strlen(json), &c) != MOLT_OK ||
-        model_alloc(ctx, &c, &m) != MOLT_OK) {
-        fprintf(stderr, "error: %s\n", molt_last_error(ctx));
-        exit(1);
-    }
-    model_free_cfg(&c);
-    model_init_random(m, 1);
-    return m;
-}
 
 static void die(molt_ctx *ctx) {
     fprintf(stderr, "error: %s\n", molt_last_error(ctx));
@@ -65,11 +32,11 @@ static double time_steps(molt_ctx *ctx, molt_slots *sl, int B, int steps, int re
         ids[i] = i, tok[i] = (7 * i + 3) % 1000;
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
-        double t0 = now();
+        double t0 = molt__now();
         for (int s = 0; s < steps; s++)
             if (molt_slots_feed(ctx, sl, B, ids, tok, lg) != MOLT_OK)
                 die(ctx);
-        double t = now() - t0;
+        double t = molt__now() - t0;
         best = t < best ? t : best; // (each rep continues the slots: capacity covers all)
     }
     free(ids);
@@ -79,7 +46,7 @@ static double time_steps(molt_ctx *ctx, molt_slots *sl, int B, int steps, int re
 
 static void batch_sweep(molt_ctx *ctx, const char *name, const char *json, const int *batches,
                         int nb, int threads) {
-    molt_model *m = build(ctx, json);
+    molt_model *m = bench_model(ctx, json);
     molt_model_info in;
     molt_model_get_info(m, &in);
     int32_t prompt[16];
@@ -130,12 +97,12 @@ static void context_point(molt_ctx *ctx, const char *name, molt_model *m, int B,
     int32_t *p = malloc(sizeof(int32_t) * (size_t)context);
     for (int i = 0; i < context; i++)
         p[i] = (i * 37 + 1) % 1000;
-    double t0 = now();
+    double t0 = molt__now();
     if (molt_slot_prefill(ctx, sl, 0, p, context, 0, NULL) != MOLT_OK)
         die(ctx);
     for (int i = 1; i < B; i++)
         molt_slot_copy(ctx, sl, 0, i);
-    double tp = now() - t0;
+    double tp = molt__now() - t0;
     float *lg = malloc(sizeof(float) * (size_t)B * (size_t)in.vocab);
     double t = time_steps(ctx, sl, B, steps, 1, lg);
     printf("{\"bench\": \"batch_context\", \"model\": \"%s\", \"batch\": %d, \"context\": %d, "
@@ -175,11 +142,12 @@ int main(int argc, char **argv) {
     }
     molt_ctx *ctx = molt_ctx_new();
     molt_ctx_set_threads(ctx, threads);
-    batch_sweep(ctx, "llamba-kv2m-width", LLAMBA_S, batches, nb, threads);
+    batch_sweep(ctx, "llamba-kv2m-width", BENCH_LLAMBA_KV2M, batches, nb, threads);
     if (!skip_big)
         batch_sweep(ctx, "llamba-100m", LLAMBA_B, batches, nb, threads);
     if (!skip_ctx) {
-        molt_model *a = build(ctx, LLAMA_S), *r = build(ctx, LLAMBA_S);
+        molt_model *a = bench_model(ctx, BENCH_LLAMA_KV2M);
+        molt_model *r = bench_model(ctx, BENCH_LLAMBA_KV2M);
         for (int k = 0; k < nc; k++) {
             context_point(ctx, "llama-kv2m-width", a, 64, ctxs[k], threads);
             context_point(ctx, "llamba-kv2m-width", r, 64, ctxs[k], threads);

@@ -7,34 +7,7 @@
  * attention slows with c. One JSON line per (model, context).
  * usage: bench_context [--threads N] [--contexts 128,512,2048,8192]
  */
-#include "models/model.h"
-
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-static const char *LLAMA =
-    "{\"model_type\": \"llama\", \"hidden_size\": 192, \"num_hidden_layers\": 6,"
-    " \"num_attention_heads\": 6, \"num_key_value_heads\": 2, \"head_dim\": 32,"
-    " \"intermediate_size\": 512, \"vocab_size\": 1024, \"max_position_embeddings\": 8320,"
-    " \"rms_norm_eps\": 1e-5, \"tie_word_embeddings\": true}";
-static const char *LLAMBA =
-    "{\"model_type\": \"llamba\", \"vocab_size\": 1024, \"tie_embeddings\": true, \"d_model\": 192,"
-    " \"n_layer\": 6, \"mlp_cfg\": {\"intermediate_size\": 512}, \"ssm_cfg\": {\"d_state\": 16,"
-    " \"n_v_heads\": 6, \"n_qk_heads\": 6, \"chunk_size\": 64}}";
-
-static molt_model *build(molt_ctx *ctx, const char *json) {
-    model_cfg c;
-    molt_model *m = NULL;
-    if (model_cfg_from_json(ctx, "bench", json, strlen(json), &c) != MOLT_OK ||
-        model_alloc(ctx, &c, &m) != MOLT_OK) {
-        fprintf(stderr, "error: %s\n", molt_last_error(ctx));
-        exit(1);
-    }
-    model_free_cfg(&c);
-    model_init_random(m, 1);
-    return m;
-}
+#include "bench_models.h"
 
 int main(int argc, char **argv) {
     int threads = 2, ctxs[16] = {128, 512, 2048, 8192}, nc = 4;
@@ -49,7 +22,8 @@ int main(int argc, char **argv) {
     }
     molt_ctx *ctx = molt_ctx_new();
     molt_ctx_set_threads(ctx, threads);
-    molt_model *ms[2] = {build(ctx, LLAMA), build(ctx, LLAMBA)};
+    molt_model *ms[2] = {bench_model(ctx, BENCH_LLAMA_KV2M),
+                          bench_model(ctx, BENCH_LLAMBA_KV2M)};
     const char *names[2] = {"llama", "llamba"};
     for (int k = 0; k < 2; k++)
         for (int ci = 0; ci < nc; ci++) {
