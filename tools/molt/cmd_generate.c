@@ -11,25 +11,31 @@
 #include <string.h>
 #include <time.h>
 
+// one sample's text, collected while the batch decodes
+typedef struct textbuf {
+    char  *s;
+    size_t len, cap;
+} textbuf;
+
 typedef struct samples {
-    char  **text;
-    size_t *len, *cap;
-    int     n, oom;
+    textbuf *b; // [n]
+    int      oom;
 } samples;
 
 static void keep_piece(int32_t i, const char *s, size_t n, void *user) {
-    samples *b = user;
-    if (b->len[i] + n + 1 > b->cap[i]) {
-        size_t c = (b->cap[i] + n + 1) * 2;
-        char  *t = realloc(b->text[i], c);
+    samples *all = user;
+    textbuf *b = &all->b[i];
+    if (b->len + n > b->cap) {
+        size_t c = (b->cap + n) * 2;
+        char  *t = realloc(b->s, c);
         if (!t) {
-            b->oom = 1;
+            all->oom = 1;
             return;
         }
-        b->text[i] = t, b->cap[i] = c;
+        b->s = t, b->cap = c;
     }
-    memcpy(b->text[i] + b->len[i], s, n);
-    b->len[i] += n;
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
 }
 
 static void print_piece(const char *s, size_t n, void *user) {
@@ -79,35 +85,33 @@ int cmd_generate(int argc, char **argv) {
     }
     molt_gen_stats stats = {0};
     molt_status st;
-    samples b = {0};
+    int rc = 0;
     if (batch == 1) {
         st = molt_generate(ctx, m, prompt, &gp, print_piece, NULL, &stats);
         printf("\n");
     } else {
-        b.n = (int)batch;
-        b.text = calloc((size_t)batch, sizeof *b.text);
-        b.len = calloc((size_t)batch, sizeof *b.len);
-        b.cap = calloc((size_t)batch, sizeof *b.cap);
-        st = b.text && b.len && b.cap
-                 ? molt_generate_many(ctx, m, prompt, (int32_t)batch, &gp, keep_piece, &b, &stats)
-                 : MOLT_ERR_OOM;
-        if (st == MOLT_OK && b.oom)
-            st = MOLT_ERR_OOM;
-        for (int i = 0; st == MOLT_OK && i < b.n; i++) {
-            printf("--- sample %d (seed %llu)\n", i, (unsigned long long)(gp.seed + (uint64_t)i));
-            fwrite(b.text[i], 1, b.len[i], stdout);
-            printf("\n");
+        samples all = {calloc((size_t)batch, sizeof(textbuf)), 0};
+        st = all.b ? molt_generate_many(ctx, m, prompt, (int32_t)batch, &gp, keep_piece, &all,
+                                        &stats)
+                   : MOLT_ERR_OOM;
+        if (!all.b || (st == MOLT_OK && all.oom)) {
+            fprintf(stderr, "molt: error: out of memory collecting %ld samples' text\n", batch);
+            rc = 1;
+        } else {
+            for (int i = 0; st == MOLT_OK && i < batch; i++) {
+                printf("--- sample %d (seed %llu)\n", i,
+                       (unsigned long long)(gp.seed + (uint64_t)i));
+                fwrite(all.b[i].s, 1, all.b[i].len, stdout);
+                printf("\n");
+            }
         }
-        for (int i = 0; b.text && i < b.n; i++)
-            free(b.text[i]);
-        free(b.text);
-        free(b.len);
-        free(b.cap);
+        for (int i = 0; all.b && i < batch; i++)
+            free(all.b[i].s);
+        free(all.b);
     }
-    int rc = 0;
-    if (st != MOLT_OK)
+    if (rc == 0 && st != MOLT_OK)
         rc = cli_fail(ctx, NULL);
-    else if (!quiet)
+    else if (rc == 0 && !quiet)
         fprintf(stderr,
                 "prompt %d tokens (%.0f tok/s), generated %d tokens%s in %.3fs (%.1f tok/s)\n",
                 stats.n_prompt, stats.prefill_s > 0 ? stats.n_prompt / stats.prefill_s : 0.0,
