@@ -47,7 +47,7 @@
  */
 #include "analysis/heads.h"
 
-#include "mixers/attention.h"
+#include "mixers/mixer.h"
 #include "models/forward.h"
 #include "train/model_train.h"
 
@@ -62,31 +62,19 @@ typedef struct unit {
     int    rows, stride, width;  // the head owns columns slot·width .. slot·width+width-1
 } unit;
 
-// The writable pointer of a parameter that a const view (ssm_weights) holds.
-static float *param_mut(molt_model *m, const float *p) {
-    return p ? m->data + (p - m->data) : NULL;
-}
-
-// Lists the model's heads in layer order (attention before recurrent within a
-// layer); u == NULL only counts them.
+// Lists the model's heads in layer order (as each layer's mixer lists them:
+// attention before recurrent within a hybrid layer); u == NULL only counts them.
 static int list_units(molt_model *m, unit *u) {
-    const model_cfg *c = &m->cfg;
     int n = 0;
-    for (int l = 0; l < c->n_layer; l++) {
-        layer_weights *lw = &m->layers[l];
-        if (c->kind[l] != LAYER_SSM) {
-            bool hy = c->kind[l] == LAYER_HYBRID;
-            int H = hy ? c->n_keep[l] : c->n_head;
-            for (int j = 0; j < H; j++, n++)
-                if (u)
-                    u[n] = (unit){l,  hy ? c->keep_heads[l][j] : j, 0, j, lw->wo, c->d_model,
-                                  H * c->head_dim, c->head_dim};
-        }
-        if (c->kind[l] != LAYER_ATTN && c->ssm.kind == SSM_DISCRETE)
-            for (int h = 0; h < c->ssm.H; h++, n++)
-                if (u)
-                    u[n] = (unit){l, h, 1, h, param_mut(m, lw->ssm.out_proj), c->d_model,
-                                  c->ssm.d_inner, c->ssm.P};
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        const mixer_vt *v = layer_mixer(m, l);
+        int k = v->units(m, l, NULL);
+        mixer_unit mu[k > 0 ? k : 1];
+        v->units(m, l, mu);
+        for (int j = 0; j < k; j++, n++)
+            if (u)
+                u[n] = (unit){l, mu[j].head, mu[j].rec, mu[j].slot, mu[j].w, mu[j].rows,
+                              mu[j].stride, mu[j].width};
     }
     return n;
 }
@@ -195,37 +183,30 @@ static void sharp_add(sharp_acc *a, const float *row, int n, bool clip, const kv
     }
 }
 
-// Mixing matrices of layer l for the first n tokens of tm's forward:
-// attention probabilities [H,n,n] into A, the recurrent matrix into M.
+// Mixing matrices of layer l for the first n tokens of tm's forward, from
+// each part of its mixer: attention probabilities [H,n,n] into A (when attn),
+// the recurrent matrix into M (when ssm).
 static void layer_mats(const molt_exec *ex, const molt_model *m, const train_model *tm, int l, int n, bool attn,
                        bool ssm, float *A, float *M, float *work) {
-    const model_cfg *c = &m->cfg;
-    if (attn) {
-        attn_cfg ac;
-        attn_weights aw;
-        layer_attn(m, l, &ac, &aw);
-        attn_materialize(ex, A, tm->L[l].u, n, &ac, &aw, m->rope_cos, m->rope_sin, work);
+    const mixer_vt *v = layer_mixer(m, l);
+    for (int i = 0; i < v->n_parts; i++) {
+        const mixer_vt *p = v->part[i];
+        if (p->recurrent ? ssm : attn)
+            p->materialize(ex, m, l, p->recurrent ? M : A, tm->L[l].u, n, work);
     }
-    if (ssm)
-        ssm_mixer_materialize(ex, M, tm->L[l].u, n, &c->ssm, &m->layers[l].ssm, work);
 }
 
 // Scratch for layer_mats over T tokens: floats of one attention / SSM matrix
 // set and of the work buffer.
 static void mats_sizes(const molt_model *m, int T, size_t *mat_a, size_t *mat_s, size_t *work) {
-    const model_cfg *c = &m->cfg;
     *mat_a = *mat_s = *work = 0;
-    for (int l = 0; l < c->n_layer; l++) {
-        if (c->kind[l] != LAYER_SSM) {
-            attn_cfg ac;
-            attn_weights aw;
-            layer_attn(m, l, &ac, &aw);
-            *mat_a = MOLT_MAX(*mat_a, (size_t)ac.H * T * T);
-            *work = MOLT_MAX(*work, attn_materialize_work(&ac, T));
-        }
-        if (c->kind[l] != LAYER_ATTN) {
-            *mat_s = MOLT_MAX(*mat_s, (size_t)c->ssm.H * T * T);
-            *work = MOLT_MAX(*work, ssm_mixer_work(&c->ssm, T));
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        const mixer_vt *v = layer_mixer(m, l);
+        for (int i = 0; i < v->n_parts; i++) {
+            const mixer_vt *p = v->part[i];
+            size_t *mat = p->recurrent ? mat_s : mat_a;
+            *mat = MOLT_MAX(*mat, p->mat_heads(m, l) * (size_t)T * (size_t)T);
+            *work = MOLT_MAX(*work, p->mat_work_floats(m, l, T));
         }
     }
 }
@@ -253,7 +234,7 @@ static molt_status mats_new(molt_ctx *ctx, molt_model *m, int T, mats_run *r) {
     size_t na, ns, nw;
     mats_sizes(m, T, &na, &ns, &nw);
     r->T = T;
-    molt_status st = tm_new(ctx, m, 1, T, &r->tm);
+    molt_status st = tm_new_capture(ctx, m, 1, T, &r->tm);
     if (st != MOLT_OK)
         return st;
     r->A = molt__malloc_aligned(sizeof(float) * MOLT_MAX(na, 1));
@@ -424,32 +405,16 @@ typedef struct region {
     size_t n;
 } region;
 
-// The weights whose zeroing turns block l into the identity (see the top).
+// The weights whose zeroing turns block l into the identity (see the top):
+// the mixer's output weights and the MLP's down projection.
 static int layer_regions(molt_model *m, int l, region *r) {
-    const model_cfg *c = &m->cfg;
-    layer_weights *w = &m->layers[l];
-    size_t d = (size_t)c->d_model;
-    int n = 0;
-    if (c->kind[l] != LAYER_SSM) {
-        attn_cfg ac;
-        attn_weights aw;
-        layer_attn(m, l, &ac, &aw);
-        r[n++] = (region){w->wo, d * (size_t)ac.H * (size_t)ac.hd};
-        if (w->bo)
-            r[n++] = (region){w->bo, d};
-    }
-    if (c->kind[l] != LAYER_ATTN) {
-        r[n++] = (region){param_mut(m, w->ssm.out_proj), d * (size_t)c->ssm.d_inner};
-        if (w->ssm.out_proj_b)
-            r[n++] = (region){param_mut(m, w->ssm.out_proj_b), d};
-    }
-    if (c->kind[l] == LAYER_HYBRID) {
-        r[n++] = (region){w->adapter_w, d * d};
-        if (w->adapter_b)
-            r[n++] = (region){w->adapter_b, d};
-    }
-    if (c->has_mlp)
-        r[n++] = (region){w->w_down, d * (size_t)c->d_ff};
+    float *p[8];
+    size_t sz[8];
+    int n = layer_mixer(m, l)->out_weights(m, l, p, sz);
+    for (int i = 0; i < n; i++)
+        r[i] = (region){p[i], sz[i]};
+    if (m->cfg.has_mlp)
+        r[n++] = (region){m->layers[l].w_down, (size_t)m->cfg.d_model * (size_t)m->cfg.d_ff};
     return n;
 }
 

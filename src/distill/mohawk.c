@@ -91,7 +91,7 @@ static double stage1_step(const molt_exec *ex, distiller *D, bool backward) {
         attn_cfg ac;
         attn_weights aw;
         layer_attn(D->teacher, l, &ac, &aw);
-        const float *A = attn_train_saved_probs(D->tt->L[l].attn, &ac, D->B, D->T);
+        const float *A = attn_train_saved_probs(D->tt->L[l].mx, &ac, D->B, D->T);
         k_rmsnorm_forward(ex, D->u, D->rstd, x_in, w->attn_norm, D->N, d, c->norm_eps);
         ssm_mat_forward(ex, D->M, D->mact, D->u, D->B, D->T, &c->ssm, &w->ssm, D->mwork);
         total += loss_frobenius(ex, D->dM, D->M, A, D->B * H, D->T, 1.0f / (float)(D->B * H)) /
@@ -395,7 +395,7 @@ molt_status molt_distill(molt_ctx *ctx, const molt_model *teacher, const molt_di
             MOLT_OK)
             goto done;
     }
-    if ((st = tm_new(ctx, (molt_model *)(uintptr_t)teacher, D.B, D.T, &D.tt)) != MOLT_OK ||
+    if ((st = tm_new_capture(ctx, teacher, D.B, D.T, &D.tt)) != MOLT_OK ||
         (st = tm_new(ctx, D.student, D.B, D.T, &D.ts)) != MOLT_OK)
         goto done;
     const ssm_cfg *sc = &D.student->cfg.ssm;
@@ -431,7 +431,7 @@ molt_status molt_distill(molt_ctx *ctx, const molt_model *teacher, const molt_di
     layer_attn(teacher, Ll, &lac, &law);
     R.heat_layer = Ll;
     R.frob_before = stage1_step(ex, &D, false) / teacher->cfg.n_layer;
-    distill_capture_heatmaps(&R, attn_train_saved_probs(D.tt->L[Ll].attn, &lac, D.B, D.T), D.M,
+    distill_capture_heatmaps(&R, attn_train_saved_probs(D.tt->L[Ll].mx, &lac, D.B, D.T), D.M,
                              D.T, 0);
     for (int k = 1; k <= 3 && st == MOLT_OK; k++)
         st = run_stage(ex, &D, k, o, &data, cb, user, &R.stages[k - 1]);
@@ -439,7 +439,7 @@ molt_status molt_distill(molt_ctx *ctx, const molt_model *teacher, const molt_di
         D.tt->skip_head = true;
         tm_forward(ex, D.tt, probe_in);
         R.frob_after = stage1_step(ex, &D, false) / teacher->cfg.n_layer;
-        distill_capture_heatmaps(&R, attn_train_saved_probs(D.tt->L[Ll].attn, &lac, D.B, D.T),
+        distill_capture_heatmaps(&R, attn_train_saved_probs(D.tt->L[Ll].mx, &lac, D.B, D.T),
                                  D.M, D.T, 1);
     }
     molt__free(probe_in);

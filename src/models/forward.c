@@ -1,89 +1,42 @@
 /*
- * forward.c — running a model over a sequence: molt_seq (the per-sequence KV
- * cache and recurrent state, plus scratch sized once) and the block loop.
- *
- *     x = embed[ids]                                   [T,d]
- *     per layer l:  u = rmsnorm(x)                     [T,d]
- *                   x += mixer_l(u)                    attention | SSM | hybrid
- *                   x += down(silu(gate(v)) * up(v)),  v = rmsnorm(x)   (if the block has an MLP)
- *     logits = rmsnorm(x) · headᵀ                      [T,V]
- *
- * Hybrid layers (retrieval-aware, ALGORITHMS.md §7 / mohawk DoubleBlockAdapter):
- *     s = SSM(u);  a = Attn_kept(u)
- *     a' = (a − mean(a)) / (std(a) + 1e-5) · (std(s) + 1e-5) + mean(s)   per token,
- *          std unbiased (torch.std), over the hidden dim
- *     mixer(u) = 0.5 · (s + adapter(a'))
+ * forward.c — running a model over one sequence: molt_seq (per layer the
+ * mixer's state block — KV cache and/or recurrent state — plus scratch sized
+ * once) fed through the block loop of models/block.c, in BLOCK_SEQ mode.
  *
  * A feed of n tokens is processed in pieces of at most seq->chunk tokens so
- * scratch stays bounded; pieces are exact (the KV cache and SSM state carry).
- * No allocation happens after molt_seq_new.
+ * scratch stays bounded; pieces are exact (the KV cache and SSM state carry):
+ * a piece of T > 1 tokens runs each mixer's prefill (GEMMs, the chunked scan),
+ * one token its decode step. No allocation happens after molt_seq_new.
+ *
+ * hybrid_match_stats is the hybrid combiner's statistics matching on its own
+ * (the combiner itself is mixers/hybrid_train.c): tests check against it.
  */
 #include "models/forward.h"
 
 #include "kernels/kernels.h"
-#include "mixers/attention.h"
+#include "mixers/mixer.h"
+#include "models/block.h"
 
 #include <math.h>
 #include <string.h>
 
 // ----------------------------------------------------------------------------
-// per-layer attention config / weights of a model layer
+// sequence state: per layer one block [rec | K | V] (mixers/mixer.h)
 
-void layer_attn(const molt_model *m, int l, attn_cfg *c, attn_weights *w) {
-    const model_cfg *cfg = &m->cfg;
-    const layer_weights *lw = &m->layers[l];
-    c->d = cfg->d_model;
-    c->hd = cfg->head_dim;
-    if (cfg->kind[l] == LAYER_HYBRID) {
-        c->H = c->KV = cfg->n_keep[l];
-    } else {
-        c->H = cfg->n_head;
-        c->KV = cfg->n_kv_head;
-    }
-    w->wq = lw->wq;
-    w->wk = lw->wk;
-    w->wv = lw->wv;
-    w->wo = lw->wo;
-    w->bq = lw->bq;
-    w->bk = lw->bk;
-    w->bv = lw->bv;
-    w->bo = lw->bo;
-}
-
-// ----------------------------------------------------------------------------
-// sequence state
+#define A16(n) (((size_t)(n) + 15) & ~(size_t)15)
 
 static size_t scratch_floats(const molt_model *m, int chunk, int cap, int nth) {
     const model_cfg *c = &m->cfg;
-    size_t T = (size_t)chunk, d = (size_t)c->d_model;
-    size_t n = 4 * T * d; // x, u, mix, s (hybrid SSM output)
-    if (c->has_mlp)
-        n += 2 * T * (size_t)c->d_ff;
-    size_t mixer = 0;
-    for (int l = 0; l < c->n_layer; l++) {
-        if (c->kind[l] != LAYER_SSM) {
-            attn_cfg ac;
-            attn_weights aw;
-            layer_attn(m, l, &ac, &aw);
-            mixer = MOLT_MAX(mixer, attn_work(&ac, chunk, cap, nth));
-        }
-        if (c->kind[l] != LAYER_ATTN)
-            mixer = MOLT_MAX(mixer, ssm_mixer_work(&c->ssm, chunk));
-    }
-    return n + mixer;
+    size_t work = 0;
+    for (int l = 0; l < c->n_layer; l++)
+        work = MOLT_MAX(work, layer_mixer(m, l)->work_floats(m, l, chunk, cap, nth));
+    return A16((size_t)chunk * (size_t)c->d_model) + block_scratch_floats(m, chunk) + work;
 }
 
 size_t seq_state_floats(const molt_model *m, int cap) {
-    const model_cfg *c = &m->cfg;
     size_t total = 0;
-    for (int l = 0; l < c->n_layer; l++) {
-        if (c->kind[l] != LAYER_SSM) {
-            int kv = c->kind[l] == LAYER_HYBRID ? c->n_keep[l] : c->n_kv_head;
-            total += 2 * (size_t)kv * (size_t)cap * (size_t)c->head_dim;
-        }
-        if (c->kind[l] != LAYER_ATTN)
-            total += ssm_state_floats(&c->ssm);
-    }
+    for (int l = 0; l < m->cfg.n_layer; l++)
+        total += A16(mixer_state_floats(m, l, cap));
     return total;
 }
 
@@ -97,7 +50,6 @@ size_t seq_scratch_floats(const molt_model *m, int cap, int nth) {
 }
 
 void seq_view(molt_seq *s, const molt_model *m, int cap, int nth, float *state, float *scratch) {
-    const model_cfg *c = &m->cfg;
     memset(s, 0, sizeof *s);
     s->m = m;
     s->cap = cap;
@@ -105,19 +57,9 @@ void seq_view(molt_seq *s, const molt_model *m, int cap, int nth, float *state, 
     s->nth = nth;
     s->state_floats = seq_state_floats(m, cap);
     float *p = state;
-    for (int l = 0; l < c->n_layer; l++) {
-        if (c->kind[l] != LAYER_SSM) {
-            int kv = c->kind[l] == LAYER_HYBRID ? c->n_keep[l] : c->n_kv_head;
-            size_t n = (size_t)kv * (size_t)cap * (size_t)c->head_dim;
-            s->k[l] = p;
-            s->v[l] = p + n;
-            p += 2 * n;
-        }
-        if (c->kind[l] != LAYER_ATTN) {
-            s->ssm[l].conv = p;
-            s->ssm[l].ssm = p + (size_t)ssm_conv_dim(&c->ssm) * (size_t)(c->ssm.K - 1);
-            p += ssm_state_floats(&c->ssm);
-        }
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        s->state[l] = p;
+        p += A16(mixer_state_floats(m, l, cap));
     }
     s->scratch = scratch;
 }
@@ -158,46 +100,44 @@ void molt_seq_free(molt_seq *s) {
 }
 
 void molt_seq_reset(molt_seq *s) {
-    // the KV cache needs no clearing (positions ≥ pos are never read); the
+    // the KV caches need no clearing (rows at or past pos are never read); the
     // recurrent state must start at zero
-    const model_cfg *c = &s->m->cfg;
-    for (int l = 0; l < c->n_layer; l++)
-        if (c->kind[l] != LAYER_ATTN)
-            memset(s->ssm[l].conv, 0, ssm_state_floats(&c->ssm) * sizeof(float));
+    const molt_model *m = s->m;
+    for (int l = 0; l < m->cfg.n_layer; l++)
+        memset(s->state[l], 0, layer_mixer(m, l)->rec_floats(m, l) * sizeof(float));
     s->pos = 0;
 }
 
 int32_t molt_seq_pos(const molt_seq *s) { return s->pos; }
 
 size_t seq_snap_floats(const molt_seq *s) {
-    const model_cfg *c = &s->m->cfg;
+    const molt_model *m = s->m;
     size_t n = 0;
-    for (int l = 0; l < c->n_layer; l++)
-        if (c->kind[l] != LAYER_ATTN)
-            n += ssm_state_floats(&c->ssm);
+    for (int l = 0; l < m->cfg.n_layer; l++)
+        n += layer_mixer(m, l)->rec_floats(m, l);
     return n;
 }
 
-// Each recurrent layer's state is one block [conv | ssm] starting at ssm[l].conv.
+// A layer's recurrent state is the start of its block.
 void seq_snap_save(const molt_seq *s, seq_snap *snap) {
-    const model_cfg *c = &s->m->cfg;
-    size_t n = ssm_state_floats(&c->ssm), o = 0;
-    for (int l = 0; l < c->n_layer; l++)
-        if (c->kind[l] != LAYER_ATTN) {
-            memcpy(snap->rec + o, s->ssm[l].conv, n * sizeof(float));
-            o += n;
-        }
+    const molt_model *m = s->m;
+    size_t o = 0;
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        size_t n = layer_mixer(m, l)->rec_floats(m, l);
+        memcpy(snap->rec + o, s->state[l], n * sizeof(float));
+        o += n;
+    }
     snap->pos = s->pos;
 }
 
 void seq_snap_restore(molt_seq *s, const seq_snap *snap) {
-    const model_cfg *c = &s->m->cfg;
-    size_t n = ssm_state_floats(&c->ssm), o = 0;
-    for (int l = 0; l < c->n_layer; l++)
-        if (c->kind[l] != LAYER_ATTN) {
-            memcpy(s->ssm[l].conv, snap->rec + o, n * sizeof(float));
-            o += n;
-        }
+    const molt_model *m = s->m;
+    size_t o = 0;
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        size_t n = layer_mixer(m, l)->rec_floats(m, l);
+        memcpy(s->state[l], snap->rec + o, n * sizeof(float));
+        o += n;
+    }
     s->pos = snap->pos;
 }
 
@@ -229,64 +169,29 @@ void hybrid_match_stats(float *a, const float *s, int T, int d) {
 }
 
 // ----------------------------------------------------------------------------
-// one piece of ≤ chunk tokens
+// one piece of ≤ chunk tokens through the block loop (models/block.c)
 
-static void forward_piece(const molt_exec *ex, molt_seq *s, const int32_t *ids, int T, float *logits, int all_logits) {
+static void forward_piece(const molt_exec *ex, molt_seq *s, const int32_t *ids, int T, float *logits,
+                          int all_logits) {
     const molt_model *m = s->m;
     const model_cfg *c = &m->cfg;
     int d = c->d_model;
-    float *x = s->scratch;                  // [T,d] residual stream
-    float *u = x + (size_t)s->chunk * d;    // [T,d] normed input
-    float *mix = u + (size_t)s->chunk * d;  // [T,d] mixer output
-    float *sb = mix + (size_t)s->chunk * d; // [T,d] hybrid SSM output
-    float *g = sb + (size_t)s->chunk * d;   // [T,F]
-    float *up = g + (c->has_mlp ? (size_t)s->chunk * c->d_ff : 0);
-    float *work = up + (c->has_mlp ? (size_t)s->chunk * c->d_ff : 0);
-
-    for (int t = 0; t < T; t++)
-        memcpy(x + (size_t)t * d, m->embed + (size_t)ids[t] * d, sizeof(float) * (size_t)d);
-
+    float *x = s->scratch; // [T,d] residual stream
+    float *p = x + A16((size_t)s->chunk * d), *mlp_tmp;
+    block_act a;
+    float *mix = block_scratch(m, s->chunk, p, x, &a, &mlp_tmp);
+    float *work = p + block_scratch_floats(m, s->chunk);
+    block_embed(m, ids, T, x);
+    block_mix bm = {.mode = BLOCK_SEQ, .cap = s->cap, .nth = s->nth, .pos = s->pos};
     for (int l = 0; l < c->n_layer; l++) {
-        const layer_weights *w = &m->layers[l];
-        k_rmsnorm(ex, u, x, w->attn_norm, T, d, c->norm_eps);
-        ssm_mode mode = T == 1 ? SSM_MODE_RECURRENT : SSM_MODE_CHUNKED;
-        if (c->kind[l] == LAYER_ATTN) {
-            attn_cfg ac;
-            attn_weights aw;
-            layer_attn(m, l, &ac, &aw);
-            attn_forward(ex, mix, NULL, u, T, s->pos, &ac, &aw, s->k[l], s->v[l], s->cap,
-                         m->rope_cos, m->rope_sin, work, s->nth);
-        } else if (c->kind[l] == LAYER_SSM) {
-            ssm_mixer_forward(ex, mix, u, T, &c->ssm, &w->ssm, &s->ssm[l], mode, work);
-        } else {
-            attn_cfg ac;
-            attn_weights aw;
-            layer_attn(m, l, &ac, &aw);
-            ssm_mixer_forward(ex, sb, u, T, &c->ssm, &w->ssm, &s->ssm[l], mode, work);
-            attn_forward(ex, mix, NULL, u, T, s->pos, &ac, &aw, s->k[l], s->v[l], s->cap,
-                         m->rope_cos, m->rope_sin, work, s->nth);
-            hybrid_match_stats(mix, sb, T, d);
-            // adapter(a') then average with s; u is free to reuse as the adapter output
-            k_matmul(ex, u, mix, w->adapter_w, w->adapter_b, T, d, d, 0);
-            for (size_t i = 0; i < (size_t)T * d; i++)
-                mix[i] = 0.5f * (sb[i] + u[i]);
-        }
-        k_add(x, mix, (size_t)T * d);
-        if (c->has_mlp) {
-            int F = c->d_ff;
-            k_rmsnorm(ex, u, x, w->ffn_norm, T, d, c->norm_eps);
-            k_matmul(ex, g, u, w->w_gate, NULL, T, d, F, 0);
-            k_matmul(ex, up, u, w->w_up, NULL, T, d, F, 0);
-            k_swiglu(ex, g, up, (size_t)T * F);
-            k_matmul(ex, x, g, w->w_down, NULL, T, F, d, 1); // residual: x += down(...)
-        }
+        bm.state = s->state[l];
+        block_forward(ex, m, l, &bm, T, x, &a, mix, mlp_tmp, work);
     }
     s->pos += T;
     if (!logits)
         return;
-    int t0 = all_logits ? 0 : T - 1, n = T - t0;
-    k_rmsnorm(ex, u, x + (size_t)t0 * d, m->final_norm, n, d, c->norm_eps);
-    k_matmul(ex, logits, u, m->lm_head, NULL, n, d, c->vocab, 0);
+    int t0 = all_logits ? 0 : T - 1;
+    block_head(ex, m, x + (size_t)t0 * d, T - t0, a.u, NULL, logits);
 }
 
 void seq_feed(const molt_exec *ex, molt_seq *s, const int32_t *ids, int n, int all_logits,

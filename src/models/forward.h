@@ -5,15 +5,14 @@
 #ifndef MOLT_FORWARD_H
 #define MOLT_FORWARD_H
 
-#include "mixers/attention.h"
+#include "mixers/mixer.h"
 #include "models/model.h"
 
 struct molt_seq {
     const molt_model *m;
     int32_t cap, pos, chunk;
     int     nth;                                        // threads the scratch is sized for
-    float  *k[MODEL_MAX_LAYERS], *v[MODEL_MAX_LAYERS]; // [KV, cap, hd] (attention layers)
-    ssm_state ssm[MODEL_MAX_LAYERS];                    // (recurrent layers)
+    float  *state[MODEL_MAX_LAYERS];                    // per layer [rec | K | V] (mixers/mixer.h)
     size_t  state_floats;                               // KV + recurrent state
     float  *scratch;
     float  *buf;                                        // one allocation for all of it
@@ -46,8 +45,6 @@ void seq_feed(const molt_exec *ex, molt_seq *s, const int32_t *ids, int n, int a
               float *logits);
 molt_status seq_check_ids(molt_ctx *ctx, const molt_model *m, const int32_t *ids, int32_t n);
 
-// The attention config / weights of layer l (the kept heads for hybrid layers).
-void layer_attn(const molt_model *m, int l, attn_cfg *c, attn_weights *w);
 // In place: a ← (a − mean a)/(std a + 1e-5)·(std s + 1e-5) + mean s, per row of d.
 void hybrid_match_stats(float *a, const float *s, int T, int d);
 

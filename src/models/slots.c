@@ -8,8 +8,8 @@
  * Transformer's KV caches would not — the memory becomes throughput.
  *
  *     x[n,d] = embed[tok]                        row r: slot slot[r] at pos[r]
- *     per layer: u = rmsnorm(x);  x += mixer_rows(u)   (attention | SSM | hybrid)
- *                x += mlp(rmsnorm(x))
+ *     per layer: the block loop (models/block.c) in BLOCK_ROWS mode: each
+ *                mixer's step_rows over the rows' own state blocks
  *     logits[n,V] = rmsnorm(x) · headᵀ
  *
  * Every row's result equals feeding that token to its sequence alone, up to the
@@ -20,8 +20,8 @@
  * prefill scratch (shared: one prefill runs at a time) and the batch scratch.
  * A slot's prefill uses a molt_seq view of its state (forward.c's block loop).
  */
-#include "kernels/kernels.h"
-#include "mixers/attention.h"
+#include "mixers/mixer.h"
+#include "models/block.h"
 #include "models/forward.h"
 
 #include <string.h>
@@ -33,29 +33,20 @@ struct molt_slots {
     size_t            state_floats; // per slot
     molt_seq         *view;         // [n] one-slot views (state + shared prefill scratch)
     float            *batch;        // batch scratch, batch_floats(m, n, cap, nth)
-    float           **kc, **vc;     // [n] per-call row pointers
-    ssm_state       **st;           // [n]
+    float           **st;           // [n] per-call row state blocks (one layer)
     int32_t          *pos;          // [n] per-call row positions
     uint8_t          *seen;         // [n] duplicate check
     float            *buf;
 };
 
+#define A16(n) (((size_t)(n) + 15) & ~(size_t)15)
+
+// x [n,d] | the block scratch | the mixers' rows work
 static size_t batch_floats(const molt_model *m, int n, int cap, int nth) {
-    const model_cfg *c = &m->cfg;
-    size_t d = (size_t)c->d_model, rows = (size_t)n;
-    size_t f = 4 * rows * d + (c->has_mlp ? 2 * rows * (size_t)c->d_ff : 0);
-    size_t mixer = 0;
-    for (int l = 0; l < c->n_layer; l++) {
-        if (c->kind[l] != LAYER_SSM) {
-            attn_cfg ac;
-            attn_weights aw;
-            layer_attn(m, l, &ac, &aw);
-            mixer = MOLT_MAX(mixer, attn_decode_rows_work(&ac, n, cap, nth));
-        }
-        if (c->kind[l] != LAYER_ATTN)
-            mixer = MOLT_MAX(mixer, ssm_mixer_work(&c->ssm, n));
-    }
-    return f + mixer;
+    size_t work = 0;
+    for (int l = 0; l < m->cfg.n_layer; l++)
+        work = MOLT_MAX(work, layer_mixer(m, l)->rows_work_floats(m, l, n, cap, nth));
+    return A16((size_t)n * (size_t)m->cfg.d_model) + block_scratch_floats(m, n) + work;
 }
 
 static molt_status check_slot(molt_ctx *ctx, const molt_slots *s, int32_t slot, const char *what) {
@@ -91,13 +82,11 @@ molt_status molt_slots_new(molt_ctx *ctx, const molt_model *m, int32_t n_slots, 
     size_t prefill = seq_scratch_floats(m, cap, s->nth), batch = batch_floats(m, n_slots, cap, s->nth);
     size_t total = s->state_floats * n + prefill + batch;
     s->view = molt__calloc(n, sizeof *s->view);
-    s->kc = molt__calloc(n, sizeof *s->kc);
-    s->vc = molt__calloc(n, sizeof *s->vc);
     s->st = molt__calloc(n, sizeof *s->st);
     s->pos = molt__calloc(n, sizeof *s->pos);
     s->seen = molt__calloc(n, 1);
     s->buf = molt__malloc_aligned(total * sizeof(float));
-    if (!s->view || !s->kc || !s->vc || !s->st || !s->pos || !s->seen || !s->buf) {
+    if (!s->view || !s->st || !s->pos || !s->seen || !s->buf) {
         molt_slots_free(s);
         return molt__err(ctx, MOLT_ERR_OOM, "out of memory for %d slots of %d tokens (%.1f MB)",
                          n_slots, cap, (double)total * 4e-6);
@@ -118,8 +107,6 @@ void molt_slots_free(molt_slots *s) {
         return;
     molt__free_aligned(s->buf);
     molt__free(s->view);
-    molt__free(s->kc);
-    molt__free(s->vc);
     molt__free(s->st);
     molt__free(s->pos);
     molt__free(s->seen);
@@ -151,20 +138,18 @@ molt_status molt_slot_copy(molt_ctx *ctx, molt_slots *s, int32_t src, int32_t ds
         return st;
     if (src == dst)
         return MOLT_OK;
-    const model_cfg *c = &s->m->cfg;
+    const molt_model *m = s->m;
     molt_seq *a = &s->view[src], *b = &s->view[dst];
-    size_t hd = (size_t)c->head_dim, rows = (size_t)a->pos;
-    for (int l = 0; l < c->n_layer; l++) {
-        if (c->kind[l] != LAYER_SSM) {
-            int kv = c->kind[l] == LAYER_HYBRID ? c->n_keep[l] : c->n_kv_head;
-            for (int j = 0; j < kv; j++) {
-                size_t o = (size_t)j * (size_t)s->cap * hd;
-                memcpy(b->k[l] + o, a->k[l] + o, sizeof(float) * rows * hd);
-                memcpy(b->v[l] + o, a->v[l] + o, sizeof(float) * rows * hd);
-            }
+    size_t hd = (size_t)m->cfg.head_dim, rows = (size_t)a->pos, cap = (size_t)s->cap;
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        const mixer_vt *v = layer_mixer(m, l);
+        size_t rec = v->rec_floats(m, l);
+        memcpy(b->state[l], a->state[l], sizeof(float) * rec);
+        // K then V: 2·kv heads of [cap, hd] after rec
+        for (int j = 0, kv = v->kv_heads(m, l); j < 2 * kv; j++) {
+            size_t o = rec + (size_t)j * cap * hd;
+            memcpy(b->state[l] + o, a->state[l] + o, sizeof(float) * rows * hd);
         }
-        if (c->kind[l] != LAYER_ATTN)
-            memcpy(b->ssm[l].conv, a->ssm[l].conv, sizeof(float) * ssm_state_floats(&c->ssm));
     }
     b->pos = a->pos;
     return MOLT_OK;
@@ -195,63 +180,26 @@ molt_status molt_slot_prefill(molt_ctx *ctx, molt_slots *s, int32_t slot, const 
 static void decode_rows(const molt_exec *ex, molt_slots *s, int n, const int32_t *slot,
                         const int32_t *tok, float *logits) {
     const molt_model *m = s->m;
-    const model_cfg  *c = &m->cfg;
-    int               d = c->d_model;
-    float *x = s->batch;               // [n,d] residual streams
-    float *u = x + (size_t)n * d;      // [n,d] normed input
-    float *mix = u + (size_t)n * d;    // [n,d] mixer output
-    float *sb = mix + (size_t)n * d;   // [n,d] hybrid SSM output
-    float *g = sb + (size_t)n * d;     // [n,F]
-    float *up = g + (c->has_mlp ? (size_t)n * c->d_ff : 0);
-    float *work = up + (c->has_mlp ? (size_t)n * c->d_ff : 0);
-
-    for (int r = 0; r < n; r++) {
+    int d = m->cfg.d_model;
+    float *x = s->batch; // [n,d] residual streams
+    float *p = x + A16((size_t)n * d), *mlp_tmp;
+    block_act a;
+    float *mix = block_scratch(m, n, p, x, &a, &mlp_tmp);
+    float *work = p + block_scratch_floats(m, n);
+    for (int r = 0; r < n; r++)
         s->pos[r] = s->view[slot[r]].pos;
-        memcpy(x + (size_t)r * d, m->embed + (size_t)tok[r] * d, sizeof(float) * (size_t)d);
-    }
-    for (int l = 0; l < c->n_layer; l++) {
-        const layer_weights *w = &m->layers[l];
-        k_rmsnorm(ex, u, x, w->attn_norm, n, d, c->norm_eps);
-        attn_cfg     ac;
-        attn_weights aw;
-        if (c->kind[l] != LAYER_SSM) {
-            layer_attn(m, l, &ac, &aw);
-            for (int r = 0; r < n; r++)
-                s->kc[r] = s->view[slot[r]].k[l], s->vc[r] = s->view[slot[r]].v[l];
-        }
-        if (c->kind[l] != LAYER_ATTN)
-            for (int r = 0; r < n; r++)
-                s->st[r] = &s->view[slot[r]].ssm[l];
-        if (c->kind[l] == LAYER_ATTN) {
-            attn_decode_rows(ex, mix, u, n, s->pos, &ac, &aw, s->kc, s->vc, s->cap, m->rope_cos,
-                             m->rope_sin, work);
-        } else if (c->kind[l] == LAYER_SSM) {
-            ssm_mixer_step_rows(ex, mix, u, n, &c->ssm, &w->ssm, s->st, work);
-        } else {
-            ssm_mixer_step_rows(ex, sb, u, n, &c->ssm, &w->ssm, s->st, work);
-            attn_decode_rows(ex, mix, u, n, s->pos, &ac, &aw, s->kc, s->vc, s->cap, m->rope_cos,
-                             m->rope_sin, work);
-            hybrid_match_stats(mix, sb, n, d);
-            k_matmul(ex, u, mix, w->adapter_w, w->adapter_b, n, d, d, 0);
-            for (size_t i = 0; i < (size_t)n * d; i++)
-                mix[i] = 0.5f * (sb[i] + u[i]);
-        }
-        k_add(x, mix, (size_t)n * d);
-        if (c->has_mlp) {
-            int F = c->d_ff;
-            k_rmsnorm(ex, u, x, w->ffn_norm, n, d, c->norm_eps);
-            k_matmul(ex, g, u, w->w_gate, NULL, n, d, F, 0);
-            k_matmul(ex, up, u, w->w_up, NULL, n, d, F, 0);
-            k_swiglu(ex, g, up, (size_t)n * F);
-            k_matmul(ex, x, g, w->w_down, NULL, n, F, d, 1);
-        }
+    block_embed(m, tok, n, x);
+    block_mix bm = {.mode = BLOCK_ROWS, .cap = s->cap, .nth = s->nth, .rpos = s->pos,
+                    .rstate = s->st};
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        for (int r = 0; r < n; r++)
+            s->st[r] = s->view[slot[r]].state[l];
+        block_forward(ex, m, l, &bm, n, x, &a, mix, mlp_tmp, work);
     }
     for (int r = 0; r < n; r++)
         s->view[slot[r]].pos++;
-    if (!logits)
-        return;
-    k_rmsnorm(ex, u, x, m->final_norm, n, d, c->norm_eps);
-    k_matmul(ex, logits, u, m->lm_head, NULL, n, d, c->vocab, 0);
+    if (logits)
+        block_head(ex, m, x, n, a.u, NULL, logits);
 }
 
 molt_status molt_slots_feed(molt_ctx *ctx, molt_slots *s, int32_t n, const int32_t *slot,

@@ -16,34 +16,32 @@
 
 #include "core/exec.h"
 
-#include "mixers/attention.h"
+#include "models/block.h"
 #include "models/model.h"
-
-typedef struct tm_layer_act {
-    float *x_in, *u, *rstd1;   // [N,d] [N,d] [N]   residual entering, normed, 1/rms
-    float *attn, *ssm, *comb;  // mixer activations (attention / SSM / hybrid combiner)
-    float *s, *a;              // [N,d] hybrid branch outputs
-    float *x_mid, *v, *rstd2;  // [N,d] [N,d] [N]   after the mixer residual; MLP input
-    float *g, *up, *h;         // g: [N,2F] gate | up per row (up = g + F, row stride 2F); h [N,F] silu(gate)·up
-} tm_layer_act;
 
 typedef struct train_model {
     molt_model  *m;
     int          B, T, N;      // N = B·T rows
     bool         skip_head;    // tm_forward stops after the blocks (no final norm, no logits)
     float       *grad;         // [m->n_floats], same layout as m->data
-    tm_layer_act L[MODEL_MAX_LAYERS];
+    bool         capture;      // tm_new_capture: no gradients, no backward scratch
+    block_act    L[MODEL_MAX_LAYERS]; // saved activations (L[l].mx: the mixer's own)
     float       *x_last, *xn, *rstdf; // [N,d] [N,d] [N]
     float       *logits, *dlogits;    // [N,V]
     int32_t     *ids;                 // [N]
-    // scratch for backward
-    float       *dx, *dmix, *du, *du2, *ds, *da, *dv, *dg, *dup, *dh; // [N,d] ×7; dg [N,2F] (dup = dg + F); dh [N,F]
+    float       *dmix, *mlp_tmp;      // forward scratch: mixer output [N,d]; [N,F]
+    float       *dx;                  // [N,d] the residual stream's gradient (backward)
+    block_grad_scratch sc;            // backward scratch
     float       *work;
     float       *arena;
     size_t       arena_floats;
 } train_model;
 
 molt_status tm_new(molt_ctx *ctx, molt_model *m, int B, int T, train_model **out);
+// A forward-only model for capturing activations (a distillation teacher, a
+// head analysis): the same saved activations, no gradient buffer and no
+// backward scratch; tm_backward / tm_block_backward must not be called.
+molt_status tm_new_capture(molt_ctx *ctx, const molt_model *m, int B, int T, train_model **out);
 void        tm_free(train_model *tm);
 size_t      tm_arena_floats(const molt_model *m, int B, int T); // the pure sizing function
 void        tm_zero_grad(train_model *tm);

@@ -1,0 +1,127 @@
+/*
+ * mixer.h — the one token-mixer interface. Every layer of a model has a mixer
+ * kind (model_cfg.kind[l]); mixer_of(kind) gives its table of functions, and
+ * the block loop (models/block.c), sequences and slots (models/forward.c,
+ * slots.c), training (train/model_train.c) and analysis call a layer's mixer
+ * only through it. A mixer is found by (model, layer): it reads its own config
+ * and weights from there (layer_attn, cfg->ssm, m->layers[l]).
+ *
+ * Adding a mixer: one file src/mixers/mx_NAME.c defining `const mixer_vt
+ * mixer_NAME`, one line in registry.c, one layer_kind value (models/model.h).
+ * docs/ARCHITECTURE.md ("Mixers") walks through it.
+ *
+ * Per-sequence state of a layer is one block of floats, laid out
+ *     [ rec | K | V ]      rec: rec_floats (recurrent state: conv + SSM, ...)
+ *                          K, V: [kv_heads, cap, hd] append-only caches (hd = cfg head_dim)
+ * The engine treats the two parts generically: reset zeroes rec (cache rows
+ * at or past pos are never read); a snapshot copies rec; a fork copies rec
+ * and the first pos rows of every cache head. A mixer with neither (rec 0,
+ * kv 0) is stateless.
+ *
+ * Letters: T tokens of one sequence, n rows of n sequences, B sequences of T
+ * tokens (training, from a zero state), d d_model, cap cache capacity.
+ */
+#ifndef MOLT_MIXER_H
+#define MOLT_MIXER_H
+
+#include "core/exec.h"
+#include "mixers/attention.h"
+#include "models/model.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+// A head the analysis can ablate: zeroing columns slot·width .. +width of
+// every row of w (a row-major [rows, stride] output projection) removes it.
+typedef struct mixer_unit {
+    int    head;    // the head's index in its teacher's numbering (hybrids: keep_heads)
+    int    rec;     // 0 attention head, 1 recurrent head
+    int    slot;    // column block inside w
+    float *w;
+    int    rows, stride, width;
+} mixer_unit;
+
+typedef struct mixer_vt mixer_vt;
+struct mixer_vt {
+    const char *name; // as config.json's per-layer "mixer" and the reports spell it
+
+    // ---- per-sequence state (layout above)
+    size_t (*rec_floats)(const molt_model *m, int l);
+    int    (*kv_heads)(const molt_model *m, int l);
+
+    // ---- inference over one sequence: y[T,d] = mixer(u[T,d]) for tokens at
+    // positions pos..pos+T-1, continuing from and updating state (capacity
+    // cap); T == 1 is the decode step. work: work_floats(T, cap, nth).
+    size_t (*work_floats)(const molt_model *m, int l, int T, int cap, int nth);
+    void   (*forward)(const molt_exec *ex, const molt_model *m, int l, float *y, const float *u,
+                      int T, int pos, float *state, int cap, float *work, int nth);
+
+    // ---- batched decode: row r of u[n,d] is the next token of its own
+    // sequence, at position pos[r], with state block state[r]. Each row's
+    // result equals forward() of that token alone (up to the GEMMs' rounding
+    // for another row count).
+    size_t (*rows_work_floats)(const molt_model *m, int l, int n, int cap, int nth);
+    void   (*step_rows)(const molt_exec *ex, const molt_model *m, int l, float *y, const float *u,
+                        int n, const int32_t *pos, float *const *state, int cap, float *work);
+
+    // ---- training / capture: B sequences of T tokens, each from a zero state.
+    // train_forward saves what train_backward needs in act; a capture (no
+    // gradient, e.g. a distillation teacher) is train_forward alone.
+    // train_backward: du[B·T,d] written; the gradients of the layer's weights
+    // accumulate (+=) into grad, a buffer with the parameter buffer's layout
+    // (mixer_grad). work is shared by both and holds nothing between them.
+    size_t (*act_floats)(const molt_model *m, int l, int B, int T);
+    size_t (*train_work_floats)(const molt_model *m, int l, int B, int T);
+    void   (*train_forward)(const molt_exec *ex, const molt_model *m, int l, float *y, float *act,
+                            const float *u, int B, int T, float *work);
+    void   (*train_backward)(const molt_exec *ex, const molt_model *m, int l, float *du, float *grad,
+                             const float *dy, const float *act, const float *u, int B, int T,
+                             float *work);
+
+    // ---- analysis
+    // The L×L mixing matrices of u[T,d] from a zero state, M[heads, T, T]
+    // (attention: the softmax probabilities; SSM: the materialized scan).
+    // NULL for a composite mixer: analyse its parts.
+    size_t (*mat_heads)(const molt_model *m, int l);
+    size_t (*mat_work_floats)(const molt_model *m, int l, int T);
+    void   (*materialize)(const molt_exec *ex, const molt_model *m, int l, float *M, const float *u,
+                          int T, float *work);
+    // Head units, listed into u (NULL: only counted); returns the count.
+    int (*units)(molt_model *m, int l, mixer_unit *u);
+    // The weights whose zeroing makes the mixer's output zero (its output
+    // projections and their biases), listed into p / n; returns the count (≤ 8).
+    int (*out_weights)(molt_model *m, int l, float **p, size_t *n);
+    int recurrent; // its heads are recurrent (a plain mixer; composites: see parts)
+
+    // A composite mixer (the hybrid) lists the mixers it is made of, in the
+    // order analysis reports them; a plain mixer lists itself.
+    const mixer_vt *part[2];
+    int             n_parts;
+};
+
+// The registry: the mixer of a layer kind (never NULL for a valid kind).
+const mixer_vt *mixer_of(layer_kind k);
+static inline const mixer_vt *layer_mixer(const molt_model *m, int l) {
+    return mixer_of(m->cfg.kind[l]);
+}
+
+// The gradient slot of weight w in a buffer with the parameter buffer's layout
+// (NULL stays NULL: an absent weight has no gradient).
+static inline float *mixer_grad(const molt_model *m, float *grad, const float *w) {
+    return w ? grad + (w - m->data) : NULL;
+}
+
+// Floats of one layer's state block for capacity cap.
+size_t mixer_state_floats(const molt_model *m, int l, int cap);
+
+// The attention config / weights of layer l (the kept heads for hybrid layers).
+void layer_attn(const molt_model *m, int l, attn_cfg *c, attn_weights *w);
+
+// n pointers stored at the start of a float work buffer (64-byte aligned), and
+// the floats they take (rounded to 16): step_rows' per-row state pointers.
+float **mixer_ptrs(float *work, int n);
+size_t  mixer_ptrs_floats(int n);
+
+extern const mixer_vt mixer_attention, mixer_ssm, mixer_hybrid;
+
+#endif

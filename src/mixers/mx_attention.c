@@ -1,0 +1,189 @@
+/*
+ * mx_attention.c — the attention mixer behind mixer_vt (mixer.h): GQA causal
+ * attention with RoPE over a KV cache (mixers/attention.c for inference,
+ * attn_train.c for training). State: no recurrent part, a KV cache of
+ * kv_heads heads. In a hybrid layer the same functions run the kept heads
+ * (layer_attn gives their config and weights).
+ */
+#include "mixers/attn_train.h"
+#include "mixers/mixer.h"
+
+#include <string.h>
+
+void layer_attn(const molt_model *m, int l, attn_cfg *c, attn_weights *w) {
+    const model_cfg *cfg = &m->cfg;
+    const layer_weights *lw = &m->layers[l];
+    c->d = cfg->d_model;
+    c->hd = cfg->head_dim;
+    if (cfg->kind[l] == LAYER_HYBRID) {
+        c->H = c->KV = cfg->n_keep[l];
+    } else {
+        c->H = cfg->n_head;
+        c->KV = cfg->n_kv_head;
+    }
+    w->wq = lw->wq;
+    w->wk = lw->wk;
+    w->wv = lw->wv;
+    w->wo = lw->wo;
+    w->bq = lw->bq;
+    w->bk = lw->bk;
+    w->bv = lw->bv;
+    w->bo = lw->bo;
+}
+
+float **mixer_ptrs(float *work, int n) { return (float **)(void *)work; }
+
+size_t mixer_ptrs_floats(int n) {
+    // n pointers, rounded up to the 16-float (64-byte) alignment of work pieces
+    size_t f = ((size_t)n * sizeof(float *) + sizeof(float) - 1) / sizeof(float);
+    return (f + 15) & ~(size_t)15;
+}
+
+static size_t rec_floats(const molt_model *m, int l) { return 0; }
+
+static int kv_heads(const molt_model *m, int l) {
+    attn_cfg c;
+    attn_weights w;
+    layer_attn(m, l, &c, &w);
+    return c.KV;
+}
+
+static size_t work_floats(const molt_model *m, int l, int T, int cap, int nth) {
+    attn_cfg c;
+    attn_weights w;
+    layer_attn(m, l, &c, &w);
+    return attn_work(&c, T, cap, nth);
+}
+
+static void forward(const molt_exec *ex, const molt_model *m, int l, float *y, const float *u, int T,
+                    int pos, float *state, int cap, float *work, int nth) {
+    attn_cfg c;
+    attn_weights w;
+    layer_attn(m, l, &c, &w);
+    float *K = state, *V = K + (size_t)c.KV * (size_t)cap * (size_t)c.hd;
+    attn_forward(ex, y, NULL, u, T, pos, &c, &w, K, V, cap, m->rope_cos, m->rope_sin, work, nth);
+}
+
+// work: [K pointers n | V pointers n | attn_decode_rows work]
+static size_t rows_work_floats(const molt_model *m, int l, int n, int cap, int nth) {
+    attn_cfg c;
+    attn_weights w;
+    layer_attn(m, l, &c, &w);
+    return 2 * mixer_ptrs_floats(n) + attn_decode_rows_work(&c, n, cap, nth);
+}
+
+static void step_rows(const molt_exec *ex, const molt_model *m, int l, float *y, const float *u,
+                      int n, const int32_t *pos, float *const *state, int cap, float *work) {
+    attn_cfg c;
+    attn_weights w;
+    layer_attn(m, l, &c, &w);
+    float **kc = mixer_ptrs(work, n), **vc = mixer_ptrs(work + mixer_ptrs_floats(n), n);
+    size_t cache = (size_t)c.KV * (size_t)cap * (size_t)c.hd;
+    for (int r = 0; r < n; r++) {
+        kc[r] = state[r];
+        vc[r] = state[r] + cache;
+    }
+    attn_decode_rows(ex, y, u, n, pos, &c, &w, kc, vc, cap, m->rope_cos, m->rope_sin,
+                     work + 2 * mixer_ptrs_floats(n));
+}
+
+static size_t act_floats(const molt_model *m, int l, int B, int T) {
+    attn_cfg c;
+    attn_weights w;
+    layer_attn(m, l, &c, &w);
+    return attn_train_act_floats(&c, B, T);
+}
+
+static size_t train_work_floats(const molt_model *m, int l, int B, int T) {
+    attn_cfg c;
+    attn_weights w;
+    layer_attn(m, l, &c, &w);
+    return attn_train_work_floats(&c, B, T);
+}
+
+static void train_forward(const molt_exec *ex, const molt_model *m, int l, float *y, float *act,
+                          const float *u, int B, int T, float *work) {
+    attn_cfg c;
+    attn_weights w;
+    layer_attn(m, l, &c, &w);
+    attn_train_forward(ex, y, act, u, B, T, &c, &w, m->rope_cos, m->rope_sin, work);
+}
+
+static void train_backward(const molt_exec *ex, const molt_model *m, int l, float *du, float *grad,
+                           const float *dy, const float *act, const float *u, int B, int T,
+                           float *work) {
+    attn_cfg c;
+    attn_weights w;
+    layer_attn(m, l, &c, &w);
+    attn_grads g = {mixer_grad(m, grad, w.wq), mixer_grad(m, grad, w.wk),
+                    mixer_grad(m, grad, w.wv), mixer_grad(m, grad, w.wo),
+                    mixer_grad(m, grad, w.bq), mixer_grad(m, grad, w.bk),
+                    mixer_grad(m, grad, w.bv), mixer_grad(m, grad, w.bo)};
+    attn_train_backward(ex, du, &g, dy, act, u, B, T, &c, &w, m->rope_cos, m->rope_sin, work);
+}
+
+static size_t mat_heads(const molt_model *m, int l) {
+    attn_cfg c;
+    attn_weights w;
+    layer_attn(m, l, &c, &w);
+    return (size_t)c.H;
+}
+
+static size_t mat_work_floats(const molt_model *m, int l, int T) {
+    attn_cfg c;
+    attn_weights w;
+    layer_attn(m, l, &c, &w);
+    return attn_materialize_work(&c, T);
+}
+
+static void materialize(const molt_exec *ex, const molt_model *m, int l, float *A, const float *u,
+                        int T, float *work) {
+    attn_cfg c;
+    attn_weights w;
+    layer_attn(m, l, &c, &w);
+    attn_materialize(ex, A, u, T, &c, &w, m->rope_cos, m->rope_sin, work);
+}
+
+// A head's output is its hd columns of o_proj ([d, H·hd]).
+static int units(molt_model *m, int l, mixer_unit *u) {
+    const model_cfg *c = &m->cfg;
+    bool hy = c->kind[l] == LAYER_HYBRID;
+    int H = hy ? c->n_keep[l] : c->n_head;
+    for (int j = 0; u && j < H; j++)
+        u[j] = (mixer_unit){hy ? c->keep_heads[l][j] : j, 0, j, m->layers[l].wo, c->d_model,
+                            H * c->head_dim, c->head_dim};
+    return H;
+}
+
+static int out_weights(molt_model *m, int l, float **p, size_t *n) {
+    attn_cfg c;
+    attn_weights w;
+    layer_attn(m, l, &c, &w);
+    int k = 0;
+    p[k] = m->layers[l].wo, n[k++] = (size_t)c.d * (size_t)c.H * (size_t)c.hd;
+    if (m->layers[l].bo)
+        p[k] = m->layers[l].bo, n[k++] = (size_t)c.d;
+    return k;
+}
+
+const mixer_vt mixer_attention = {
+    .name = "attention",
+    .rec_floats = rec_floats,
+    .kv_heads = kv_heads,
+    .work_floats = work_floats,
+    .forward = forward,
+    .rows_work_floats = rows_work_floats,
+    .step_rows = step_rows,
+    .act_floats = act_floats,
+    .train_work_floats = train_work_floats,
+    .train_forward = train_forward,
+    .train_backward = train_backward,
+    .mat_heads = mat_heads,
+    .mat_work_floats = mat_work_floats,
+    .materialize = materialize,
+    .units = units,
+    .out_weights = out_weights,
+    .recurrent = 0,
+    .part = {&mixer_attention},
+    .n_parts = 1,
+};

@@ -1,0 +1,169 @@
+/*
+ * mx_hybrid.c — the per-head hybrid mixer behind mixer_vt (mixer.h): a
+ * composition of the recurrent mixer and the kept attention heads of the
+ * same layer, joined by the combiner (ALGORITHMS.md §7, mohawk's
+ * DoubleBlockAdapter; mixers/hybrid_train.c):
+ *
+ *     s = SSM(u);  a = Attn_kept(u)
+ *     a' = (a − mean a)/(std a + 1e-5)·(std s + 1e-5) + mean s   per token (unbiased std)
+ *     y  = 0.5·(s + adapter(a'))
+ *
+ * State: rec = the SSM's [conv | ssm], then the kept heads' KV cache. Each
+ * part runs through its own mixer_vt on the same (model, layer): layer_attn
+ * gives the kept heads for a hybrid layer. Inference and training use the
+ * same combiner code (hybrid_combine_forward), so prefill and training agree
+ * bit for bit on it.
+ */
+#include "kernels/kernels.h"
+#include "mixers/hybrid_train.h"
+#include "mixers/mixer.h"
+
+#define A16(n) (((size_t)(n) + 15) & ~(size_t)15)
+
+static const mixer_vt *const S = &mixer_ssm, *const A = &mixer_attention;
+
+static size_t rec_floats(const molt_model *m, int l) { return S->rec_floats(m, l); }
+
+static int kv_heads(const molt_model *m, int l) { return A->kv_heads(m, l); }
+
+// the combiner's buffers for n rows: s, a [n,d], its activations
+static size_t comb_floats(const molt_model *m, int n) {
+    int d = m->cfg.d_model;
+    return 2 * A16((size_t)n * d) + A16(hybrid_combine_act_floats(n, d));
+}
+
+// carves comb_floats(m, n) at buf
+static void comb_bufs(const molt_model *m, float *buf, int n, float **s, float **a, float **act) {
+    size_t nd = A16((size_t)n * (size_t)m->cfg.d_model);
+    *s = buf;
+    *a = buf + nd;
+    *act = buf + 2 * nd;
+}
+
+// work: [s | a | combiner act | the parts' work]
+static size_t work_floats(const molt_model *m, int l, int T, int cap, int nth) {
+    return comb_floats(m, T) +
+           MOLT_MAX(S->work_floats(m, l, T, cap, nth), A->work_floats(m, l, T, cap, nth));
+}
+
+static void forward(const molt_exec *ex, const molt_model *m, int l, float *y, const float *u, int T,
+                    int pos, float *state, int cap, float *work, int nth) {
+    const layer_weights *w = &m->layers[l];
+    int d = m->cfg.d_model;
+    float *s, *a, *act, *part = work + comb_floats(m, T);
+    comb_bufs(m, work, T, &s, &a, &act);
+    S->forward(ex, m, l, s, u, T, pos, state, cap, part, nth);
+    A->forward(ex, m, l, a, u, T, pos, state + S->rec_floats(m, l), cap, part, nth);
+    hybrid_combine_forward(ex, y, act, s, a, w->adapter_w, w->adapter_b, T, d);
+}
+
+// work: [attention's state pointers | s | a | combiner act | the parts' work]
+static size_t rows_work_floats(const molt_model *m, int l, int n, int cap, int nth) {
+    return mixer_ptrs_floats(n) + comb_floats(m, n) +
+           MOLT_MAX(S->rows_work_floats(m, l, n, cap, nth), A->rows_work_floats(m, l, n, cap, nth));
+}
+
+static void step_rows(const molt_exec *ex, const molt_model *m, int l, float *y, const float *u,
+                      int n, const int32_t *pos, float *const *state, int cap, float *work) {
+    const layer_weights *w = &m->layers[l];
+    int d = m->cfg.d_model;
+    float **ast = mixer_ptrs(work, n);
+    size_t rec = S->rec_floats(m, l);
+    for (int r = 0; r < n; r++)
+        ast[r] = state[r] + rec;
+    float *buf = work + mixer_ptrs_floats(n), *s, *a, *act, *part = buf + comb_floats(m, n);
+    comb_bufs(m, buf, n, &s, &a, &act);
+    S->step_rows(ex, m, l, s, u, n, pos, state, cap, part);
+    A->step_rows(ex, m, l, a, u, n, pos, ast, cap, part);
+    hybrid_combine_forward(ex, y, act, s, a, w->adapter_w, w->adapter_b, n, d);
+}
+
+// act: [SSM act | attention act | s | a | combiner act]
+static size_t act_floats(const molt_model *m, int l, int B, int T) {
+    return A16(S->act_floats(m, l, B, T)) + A16(A->act_floats(m, l, B, T)) +
+           comb_floats(m, B * T);
+}
+
+typedef struct hy_act {
+    float *ssm, *attn, *s, *a, *comb;
+} hy_act;
+
+static hy_act act_at(const molt_model *m, int l, int B, int T, const float *act) {
+    size_t Nd = (size_t)B * T * (size_t)m->cfg.d_model;
+    hy_act h;
+    h.ssm = (float *)(uintptr_t)act;
+    h.attn = h.ssm + A16(S->act_floats(m, l, B, T));
+    h.s = h.attn + A16(A->act_floats(m, l, B, T));
+    h.a = h.s + A16(Nd);
+    h.comb = h.a + A16(Nd);
+    return h;
+}
+
+// work: [the parts' work | ds | da | du2]  (the last three for the backward)
+static size_t part_train_work(const molt_model *m, int l, int B, int T) {
+    return A16(MOLT_MAX(S->train_work_floats(m, l, B, T), A->train_work_floats(m, l, B, T)));
+}
+
+static size_t train_work_floats(const molt_model *m, int l, int B, int T) {
+    return part_train_work(m, l, B, T) + 3 * A16((size_t)B * T * (size_t)m->cfg.d_model);
+}
+
+static void train_forward(const molt_exec *ex, const molt_model *m, int l, float *y, float *act,
+                          const float *u, int B, int T, float *work) {
+    const layer_weights *w = &m->layers[l];
+    hy_act h = act_at(m, l, B, T, act);
+    S->train_forward(ex, m, l, h.s, h.ssm, u, B, T, work);
+    A->train_forward(ex, m, l, h.a, h.attn, u, B, T, work);
+    hybrid_combine_forward(ex, y, h.comb, h.s, h.a, w->adapter_w, w->adapter_b, B * T,
+                           m->cfg.d_model);
+}
+
+static void train_backward(const molt_exec *ex, const molt_model *m, int l, float *du, float *grad,
+                           const float *dy, const float *act, const float *u, int B, int T,
+                           float *work) {
+    const layer_weights *w = &m->layers[l];
+    hy_act h = act_at(m, l, B, T, act);
+    int N = B * T, d = m->cfg.d_model;
+    float *ds = work + part_train_work(m, l, B, T), *da = ds + A16((size_t)N * d),
+          *du2 = da + A16((size_t)N * d);
+    hybrid_combine_backward(ex, ds, da, mixer_grad(m, grad, w->adapter_w),
+                            mixer_grad(m, grad, w->adapter_b), dy, h.comb, h.s, h.a, w->adapter_w,
+                            N, d);
+    A->train_backward(ex, m, l, du, grad, da, h.attn, u, B, T, work);
+    S->train_backward(ex, m, l, du2, grad, ds, h.ssm, u, B, T, work);
+    k_add(du, du2, (size_t)N * d);
+}
+
+static int units(molt_model *m, int l, mixer_unit *u) {
+    int n = A->units(m, l, u);
+    return n + S->units(m, l, u ? u + n : NULL);
+}
+
+// both parts' outputs and the adapter
+static int out_weights(molt_model *m, int l, float **p, size_t *n) {
+    int k = A->out_weights(m, l, p, n);
+    k += S->out_weights(m, l, p + k, n + k);
+    size_t d = (size_t)m->cfg.d_model;
+    p[k] = m->layers[l].adapter_w, n[k++] = d * d;
+    if (m->layers[l].adapter_b)
+        p[k] = m->layers[l].adapter_b, n[k++] = d;
+    return k;
+}
+
+const mixer_vt mixer_hybrid = {
+    .name = "hybrid",
+    .rec_floats = rec_floats,
+    .kv_heads = kv_heads,
+    .work_floats = work_floats,
+    .forward = forward,
+    .rows_work_floats = rows_work_floats,
+    .step_rows = step_rows,
+    .act_floats = act_floats,
+    .train_work_floats = train_work_floats,
+    .train_forward = train_forward,
+    .train_backward = train_backward,
+    .units = units,
+    .out_weights = out_weights,
+    .part = {&mixer_attention, &mixer_ssm},
+    .n_parts = 2,
+};

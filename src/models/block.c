@@ -1,0 +1,169 @@
+/*
+ * block.c — the one block loop (see block.h): every forward and the training
+ * backward of a block. Shapes: N rows, d d_model, F d_ff.
+ */
+#include "models/block.h"
+
+#include "kernels/backward.h"
+#include "kernels/kernels.h"
+#include "mixers/mixer.h"
+
+#include <string.h>
+
+#define A16(n) (((size_t)(n) + 15) & ~(size_t)15)
+
+// ----------------------------------------------------------------------------
+// the MLP's input projections as one GEMM: gate_proj and up_proj are adjacent
+// in the parameter buffer (declared in that order; adjacent whenever F·d is a
+// multiple of the 16-float alignment), so [W_g; W_u] is one [2F, d] matrix
+// and its gradient is adjacent too. Otherwise: two GEMMs through [N,F] scratch.
+
+static bool mlp_in_fused(const layer_weights *w, int d, int F) {
+    return w->w_up == w->w_gate + (size_t)F * d;
+}
+
+// gu[N, 2F] = v · [W_g; W_u]ᵀ
+static void mlp_in_forward(const molt_exec *ex, float *gu, const float *v, const layer_weights *w,
+                           int N, int d, int F, float *scratch) {
+    if (mlp_in_fused(w, d, F)) {
+        k_matmul(ex, gu, v, w->w_gate, NULL, N, d, 2 * F, 0);
+        return;
+    }
+    k_matmul(ex, scratch, v, w->w_gate, NULL, N, d, F, 0);
+    k_copy_cols(gu, 2 * (size_t)F, scratch, (size_t)F, N, F);
+    k_matmul(ex, scratch, v, w->w_up, NULL, N, d, F, 0);
+    k_copy_cols(gu + F, 2 * (size_t)F, scratch, (size_t)F, N, F);
+}
+
+// from dg ([N, 2F], ∂gu): dv = ∂v (written), grads of W_g, W_u += (dh: [N,F] scratch)
+static void mlp_in_backward(const molt_exec *ex, const molt_model *m, float *grad,
+                            const layer_weights *w, const float *v, int N, int d, int F,
+                            const block_grad_scratch *sc) {
+    if (mlp_in_fused(w, d, F)) {
+        k_matmul_backward(ex, sc->dv, mixer_grad(m, grad, w->w_gate), NULL, sc->dg, v, w->w_gate,
+                          N, d, 2 * F, 0);
+        return;
+    }
+    k_copy_cols(sc->dh, (size_t)F, sc->dg, 2 * (size_t)F, N, F);
+    k_matmul_backward(ex, sc->dv, mixer_grad(m, grad, w->w_gate), NULL, sc->dh, v, w->w_gate, N,
+                      d, F, 0);
+    k_copy_cols(sc->dh, (size_t)F, sc->dg + F, 2 * (size_t)F, N, F);
+    k_matmul_backward(ex, sc->dv, mixer_grad(m, grad, w->w_up), NULL, sc->dh, v, w->w_up, N, d,
+                      F, 1);
+}
+
+// ----------------------------------------------------------------------------
+// forward
+
+static void run_mixer(const molt_exec *ex, const molt_model *m, int l, const block_mix *bm, int N,
+                      float *y, const float *u, float *work) {
+    const mixer_vt *v = layer_mixer(m, l);
+    switch (bm->mode) {
+    case BLOCK_SEQ:
+        v->forward(ex, m, l, y, u, N, bm->pos, bm->state, bm->cap, work, bm->nth);
+        break;
+    case BLOCK_ROWS:
+        v->step_rows(ex, m, l, y, u, N, bm->rpos, bm->rstate, bm->cap, work);
+        break;
+    case BLOCK_BATCH:
+        v->train_forward(ex, m, l, y, bm->act, u, bm->B, bm->T, work);
+        break;
+    }
+}
+
+void block_forward(const molt_exec *ex, const molt_model *m, int l, const block_mix *bm, int N,
+                   float *x, const block_act *a, float *mix, float *mlp_tmp, float *work) {
+    const model_cfg *c = &m->cfg;
+    const layer_weights *w = &m->layers[l];
+    int d = c->d_model, F = c->d_ff;
+    size_t Nd = (size_t)N * d;
+    if (a->x_in)
+        memcpy(a->x_in, x, Nd * sizeof(float));
+    k_rmsnorm_forward(ex, a->u, a->rstd1, x, w->attn_norm, N, d, c->norm_eps);
+    run_mixer(ex, m, l, bm, N, mix, a->u, work);
+    float *xm = a->x_mid;
+    for (size_t i = 0; i < Nd; i++)
+        xm[i] = x[i] + mix[i];
+    if (xm != x)
+        memcpy(x, xm, Nd * sizeof(float));
+    if (!c->has_mlp)
+        return;
+    k_rmsnorm_forward(ex, a->v, a->rstd2, xm, w->ffn_norm, N, d, c->norm_eps);
+    mlp_in_forward(ex, a->g, a->v, w, N, d, F, mlp_tmp);
+    k_swiglu_pair(ex, a->h, a->g, N, F);
+    k_matmul(ex, x, a->h, w->w_down, NULL, N, F, d, 1); // x = x_mid + h·W_dᵀ
+}
+
+// ----------------------------------------------------------------------------
+// backward (BATCH): the forward's list in reverse; the residual's gradient
+// flows through unchanged and every branch adds to it
+
+void block_backward(const molt_exec *ex, const molt_model *m, int l, int B, int T, float *dx,
+                    float *grad, const block_act *a, const block_grad_scratch *sc, float *work) {
+    const model_cfg *c = &m->cfg;
+    const layer_weights *w = &m->layers[l];
+    int N = B * T, d = c->d_model, F = c->d_ff;
+    if (c->has_mlp) {
+        // x_out = x_mid + h·W_dᵀ
+        k_matmul_backward(ex, sc->dh, mixer_grad(m, grad, w->w_down), NULL, dx, a->h, w->w_down,
+                          N, F, d, 0);
+        // h = silu(g) ⊙ up
+        k_swiglu_pair_backward(ex, sc->dg, sc->dh, a->g, N, F);
+        // [g | up] = v·[W_g; W_u]ᵀ   (dh is free scratch now)
+        mlp_in_backward(ex, m, grad, w, a->v, N, d, F, sc);
+        // v = rmsnorm(x_mid): dx (= ∂/∂x_mid, residual) += rmsnorm'ᵀ dv
+        k_rmsnorm_backward(ex, dx, mixer_grad(m, grad, w->ffn_norm), sc->dv, a->x_mid, w->ffn_norm,
+                           a->rstd2, N, d);
+    }
+    // x_mid = x_in + mix:  ∂mix = ∂x_mid = dx
+    layer_mixer(m, l)->train_backward(ex, m, l, sc->du, grad, dx, a->mx, a->u, B, T, work);
+    // u = rmsnorm(x_in): dx (now ∂/∂x_in) += rmsnorm'ᵀ du
+    k_rmsnorm_backward(ex, dx, mixer_grad(m, grad, w->attn_norm), sc->du, a->x_in, w->attn_norm,
+                       a->rstd1, N, d);
+}
+
+// ----------------------------------------------------------------------------
+// ends of the stack
+
+void block_embed(const molt_model *m, const int32_t *ids, int N, float *x) {
+    int d = m->cfg.d_model;
+    for (int i = 0; i < N; i++)
+        memcpy(x + (size_t)i * d, m->embed + (size_t)ids[i] * d, sizeof(float) * (size_t)d);
+}
+
+void block_head(const molt_exec *ex, const molt_model *m, const float *x, int N, float *xn,
+                float *rstd, float *logits) {
+    const model_cfg *c = &m->cfg;
+    k_rmsnorm_forward(ex, xn, rstd, x, m->final_norm, N, c->d_model, c->norm_eps);
+    k_matmul(ex, logits, xn, m->lm_head, NULL, N, c->d_model, c->vocab, 0);
+}
+
+// ----------------------------------------------------------------------------
+// inference scratch: u (= v) [N,d], rstd [N], mix [N,d], g [N,2F], h and mlp_tmp [N,F]
+
+size_t block_scratch_floats(const molt_model *m, int N) {
+    const model_cfg *c = &m->cfg;
+    size_t n = (size_t)N, d = (size_t)c->d_model, F = c->has_mlp ? (size_t)c->d_ff : 0;
+    return 2 * A16(n * d) + A16(n) + A16(2 * n * F) + 2 * A16(n * F);
+}
+
+float *block_scratch(const molt_model *m, int N, float *p, float *x, block_act *a,
+                     float **mlp_tmp) {
+    const model_cfg *c = &m->cfg;
+    size_t n = (size_t)N, d = (size_t)c->d_model, F = c->has_mlp ? (size_t)c->d_ff : 0;
+    memset(a, 0, sizeof *a);
+    a->u = a->v = p;
+    p += A16(n * d);
+    a->rstd1 = a->rstd2 = p;
+    p += A16(n);
+    float *mix = p;
+    p += A16(n * d);
+    a->g = p;
+    a->up = p + F;
+    p += A16(2 * n * F);
+    a->h = p;
+    p += A16(n * F);
+    *mlp_tmp = p;
+    a->x_mid = x;
+    return mix;
+}
