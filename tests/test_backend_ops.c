@@ -241,6 +241,76 @@ static void test_matmul(void) {
 }
 
 // ----------------------------------------------------------------------------
+// typed matmul: y = x·Wᵀ with W in bf16 / f16 (the reference widens each
+// weight exactly and sums in double); f32 W must give k_matmul's bits
+
+typedef struct mmw_case {
+    float   *x, *bias, *y0;
+    uint16_t *W;
+    molt_dtype dt;
+    int      T, in, out, acc;
+} mmw_case;
+
+static void run_matmul_w(const molt_exec *ex, void *cv, float *out) {
+    mmw_case *c = cv;
+    if (c->acc)
+        memcpy(out, c->y0, sizeof(float) * (size_t)c->T * c->out);
+    molt_w W = {c->dt, c->W};
+    k_matmul_w(ex, out, c->x, W, c->bias, c->T, c->in, c->out, c->acc);
+}
+
+static void test_matmul_w(void) {
+    op_stat  *st = stat_new("matmul_w (bf16, f16)", 5e-5, 1);
+    const int extra[][3] = {{1, 513, 33}, {9, 1100, 40}, {8, 2048, 130}, {3, 4096, 16}};
+    for (int k = 0; k < N_MM + 4; k++)
+        for (int v = 0; v < 8; v++) { // bias × accumulate × dtype
+            const int *s = k < N_MM ? MM_SHAPES[k] : extra[k - N_MM];
+            int        T = s[0], in = s[1], out = s[2];
+            size_t     ny = (size_t)T * out, nw = (size_t)out * in;
+            mmw_case   c = {frand((size_t)T * in, -1, 1), v & 1 ? frand((size_t)out, -1, 1) : NULL,
+                            frand(ny, -1, 1), xmalloc(2 * nw), v & 4 ? MOLT_F16 : MOLT_BF16,
+                            T, in, out, (v >> 1) & 1};
+            float *Wf = frand(nw, -1, 1);
+            for (size_t i = 0; i < nw; i++)
+                c.W[i] = c.dt == MOLT_BF16 ? molt_f32_to_bf16(Wf[i]) : molt_f32_to_f16(Wf[i]);
+            double *ref = dbuf(ny);
+            for (int t = 0; t < T; t++)
+                for (int o = 0; o < out; o++) {
+                    double a = c.bias ? (double)c.bias[o] : 0.0;
+                    for (int i = 0; i < in; i++) {
+                        uint16_t h = c.W[(size_t)o * in + i];
+                        double   w = c.dt == MOLT_BF16 ? molt_bf16_to_f32(h) : molt_f16_to_f32(h);
+                        a += (double)c.x[(size_t)t * in + i] * w;
+                    }
+                    ref[(size_t)t * out + o] = (c.acc ? (double)c.y0[(size_t)t * out + o] : 0.0) + a;
+                }
+            char shape[48];
+            snprintf(shape, sizeof shape, "T,in,out %dx%dx%d %s%s%s", T, in, out,
+                     molt_dtype_name(c.dt), c.bias ? " +b" : "", c.acc ? " +=" : "");
+            run_case(st, run_matmul_w, &c, ref, ny, shape);
+            // the reference twin agrees with the same sums
+            float *yr = fbuf(ny ? ny : 1);
+            if (c.acc)
+                memcpy(yr, c.y0, sizeof(float) * ny);
+            k_matmul_w_ref(yr, c.x, (molt_w){c.dt, c.W}, c.bias, T, in, out, c.acc);
+            CHECK(err_max(yr, ref, ny) <= 1e-6, "k_matmul_w_ref %s", shape);
+            // f32 weights: exactly k_matmul
+            if (v < 4) {
+                float    *a = fbuf(ny ? ny : 1), *b = fbuf(ny ? ny : 1);
+                molt_exec ex = molt_exec_cpu(2);
+                memcpy(a, c.y0, sizeof(float) * ny), memcpy(b, c.y0, sizeof(float) * ny);
+                k_matmul(&ex, a, c.x, Wf, c.bias, T, in, out, c.acc);
+                k_matmul_w(&ex, b, c.x, molt_w_f32(Wf), c.bias, T, in, out, c.acc);
+                CHECK(ny == 0 || memcmp(a, b, sizeof(float) * ny) == 0, "f32 matmul_w != matmul %s",
+                      shape);
+                free(a), free(b);
+            }
+            free(yr), free(ref), free(Wf);
+            free(c.x), free(c.bias), free(c.y0), free(c.W);
+        }
+}
+
+// ----------------------------------------------------------------------------
 // matmul backward:  dx = dy·W (=, or += when accumulate_dx),
 //                   dW += dyᵀ·x,  db += Σ_t dy[t]
 
@@ -659,6 +729,122 @@ static void test_softmax(void) {
             run_case(st, run_softmax, &c, ref, (size_t)n, shape);
             free(ref), free(c.x);
         }
+}
+
+// ----------------------------------------------------------------------------
+// add:  y = a + b   (also in place: y = a)
+
+typedef struct add_case {
+    float *a, *b;
+    size_t n;
+    int    inplace;
+} add_case;
+
+static void run_add(const molt_exec *ex, void *cv, float *out) {
+    add_case *c = cv;
+    if (c->inplace) { // the residual form y += b
+        memcpy(out, c->a, sizeof(float) * c->n);
+        k_add(ex, out, out, c->b, c->n);
+    } else {
+        k_add(ex, out, c->a, c->b, c->n);
+    }
+}
+
+static void test_add(void) {
+    op_stat     *st = stat_new("add", 2e-6, 1);
+    const size_t ns[] = {0, 1, 7, 17, 1000, 32768, 32769, 200003};
+    for (int k = 0; k < 8; k++)
+        for (int inplace = 0; inplace < 2; inplace++) {
+            size_t   n = ns[k];
+            add_case c = {frand(n, -3, 3), frand(n, -3, 3), n, inplace};
+            double  *ref = dbuf(n);
+            for (size_t i = 0; i < n; i++)
+                ref[i] = (double)c.a[i] + (double)c.b[i];
+            char shape[48];
+            snprintf(shape, sizeof shape, "n %zu%s", n, inplace ? " in place" : "");
+            run_case(st, run_add, &c, ref, n, shape);
+            free(ref), free(c.a), free(c.b);
+        }
+}
+
+// ----------------------------------------------------------------------------
+// embedding:  x[t] = E[ids[t]]
+
+typedef struct embf_case {
+    float   *E;
+    int32_t *ids;
+    int      T, d;
+} embf_case;
+
+static void run_embedding(const molt_exec *ex, void *cv, float *out) {
+    embf_case *c = cv;
+    k_embedding(ex, out, c->E, c->ids, c->T, c->d);
+}
+
+static void test_embedding(void) {
+    op_stat  *st = stat_new("embedding", 0, 1);
+    const int shapes[][3] = {{0, 8, 4}, {1, 1, 1}, {5, 7, 3}, {100, 65, 10}, {600, 512, 50}};
+    for (int k = 0; k < 5; k++) {
+        int       T = shapes[k][0], d = shapes[k][1], V = shapes[k][2];
+        embf_case c = {frand((size_t)V * d, -1, 1), xmalloc(sizeof(int32_t) * (size_t)(T + 1)), T, d};
+        for (int t = 0; t < T; t++) // repeated ids, and the last row
+            c.ids[t] = t % 3 == 0 ? V - 1 : (int32_t)(t_uniform(0, 1) * (float)V) % V;
+        double *ref = dbuf((size_t)T * d);
+        for (int t = 0; t < T; t++)
+            for (int i = 0; i < d; i++)
+                ref[(size_t)t * d + i] = (double)c.E[(size_t)c.ids[t] * d + i];
+        char shape[48];
+        snprintf(shape, sizeof shape, "T,d,V %dx%dx%d", T, d, V);
+        run_case(st, run_embedding, &c, ref, (size_t)T * d, shape);
+        free(ref), free(c.E), free(c.ids);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// memory (mem.h): aligned blocks; zero, upload, copy, zero, download round trip
+
+static void test_memory(void) {
+    const size_t sizes[] = {0, 1, 3, 64, 1000, 1 << 20};
+    for (int b = 0; b < N_BACKENDS; b++) {
+        const molt_backend *be = BACKENDS[b];
+        molt_exec           ex = be_exec1(be);
+        for (int k = 0; k < 6; k++) {
+            size_t         n = sizes[k];
+            unsigned char *host = xmalloc(n), *back = xmalloc(n);
+            for (size_t i = 0; i < n; i++)
+                host[i] = (unsigned char)(i * 7 + 3);
+            unsigned char *p = be_alloc(be, n), *q = be_alloc(be, n);
+            CHECK(p && q, "%s: be_alloc(%zu) failed", be->name, n);
+            if (!p || !q) {
+                be_free(be, p), be_free(be, q), free(host), free(back);
+                continue;
+            }
+            CHECK(((uintptr_t)p & 63) == 0 && ((uintptr_t)q & 63) == 0,
+                  "%s: be_alloc(%zu) is not 64-byte aligned", be->name, n);
+            be_zero(&ex, p, n);
+            memset(back, 0xAB, n);
+            be_download(&ex, back, p, n);
+            size_t nz = 0;
+            for (size_t i = 0; i < n; i++)
+                nz += back[i] != 0;
+            CHECK(nz == 0, "%s: be_zero(%zu) left %zu bytes non-zero", be->name, n, nz);
+            be_upload(&ex, p, host, n);
+            be_copy(&ex, q, p, n);
+            be_zero(&ex, p, n / 2);
+            be_sync(&ex);
+            memset(back, 0, n);
+            be_download(&ex, back, q, n);
+            CHECK(n == 0 || memcmp(back, host, n) == 0, "%s: upload → copy → download of %zu bytes",
+                  be->name, n);
+            be_download(&ex, back, p, n);
+            size_t bad = 0;
+            for (size_t i = 0; i < n; i++)
+                bad += back[i] != (i < n / 2 ? 0 : host[i]);
+            CHECK(bad == 0, "%s: be_zero of %zu of %zu bytes: %zu bytes wrong", be->name, n / 2, n, bad);
+            be_free(be, p), be_free(be, q), free(host), free(back);
+        }
+        be_free(be, NULL); // freeing nothing is allowed
+    }
 }
 
 // ----------------------------------------------------------------------------
@@ -1271,6 +1457,17 @@ static void test_missing_ops(void) {
     }
         MOLT_BACKEND_OPS(DROP_OP)
 #undef DROP_OP
+#define DROP_MEM(op)                                                                               \
+    {                                                                                              \
+        molt_backend broken = *BACKENDS[b];                                                        \
+        broken.mem.op = NULL;                                                                      \
+        molt_exec ex;                                                                              \
+        CHECK(!molt_exec_init(&ex, &broken, 1), "%s without mem." #op " was accepted",            \
+              BACKENDS[b]->name);                                                                  \
+    }
+        DROP_MEM(alloc) DROP_MEM(free) DROP_MEM(upload) DROP_MEM(download) DROP_MEM(copy)
+        DROP_MEM(zero) DROP_MEM(sync)
+#undef DROP_MEM
         CHECK(ops == MOLT_BACKEND_NOPS, "%d ops dropped, the table has %d", ops, MOLT_BACKEND_NOPS);
         molt_exec ex;
         CHECK(molt_exec_init(&ex, BACKENDS[b], 3) && ex.be == BACKENDS[b] && ex.nth == 3,
@@ -1284,6 +1481,10 @@ static const char *g_called;
 static void spy_matmul(const molt_exec *e, float *y, const float *x, const float *W,
                        const float *b, int T, int in, int out, int acc) {
     SPY(matmul);
+}
+static void spy_matmul_w(const molt_exec *e, float *y, const float *x, molt_w W, const float *b,
+                         int T, int in, int out, int acc) {
+    SPY(matmul_w);
 }
 static void spy_matmul_backward(const molt_exec *e, float *dx, float *dW, float *db,
                                 const float *dy, const float *x, const float *W, int T, int in,
@@ -1315,6 +1516,13 @@ static void spy_swiglu_pair_backward(const molt_exec *e, float *dgu, const float
     SPY(swiglu_pair_backward);
 }
 static void spy_softmax(const molt_exec *e, float *x, int n) { SPY(softmax); }
+static void spy_add(const molt_exec *e, float *y, const float *a, const float *b, size_t n) {
+    SPY(add);
+}
+static void spy_embedding(const molt_exec *e, float *x, const float *E, const int32_t *ids, int T,
+                          int d) {
+    SPY(embedding);
+}
 static void spy_embedding_backward(const molt_exec *e, float *dE, const float *dx,
                                    const int32_t *ids, int T, int d) {
     SPY(embedding_backward);
@@ -1358,8 +1566,9 @@ static void spy_ssd_materialize_backward(const molt_exec *e, float *ddA, float *
 
 static void test_dispatch(void) {
 #define SPY_OP(op) .op = spy_##op,
-    static const molt_backend spy = {.name = "spy", MOLT_BACKEND_OPS(SPY_OP)};
+    molt_backend spy = {.name = "spy", MOLT_BACKEND_OPS(SPY_OP)};
 #undef SPY_OP
+    spy.mem = molt_backend_cpu.mem;
     molt_exec ex;
     CHECK(molt_exec_init(&ex, &spy, 1), "the spy table is complete");
     int calls = 0;
@@ -1370,6 +1579,7 @@ static void test_dispatch(void) {
     CHECK(g_called && strcmp(g_called, #op) == 0, "the " #op " entry point called %s",           \
           g_called ? g_called : "no op of ex->be");
     CALLS(matmul, k_matmul(&ex, NULL, NULL, NULL, NULL, 0, 0, 0, 0));
+    CALLS(matmul_w, k_matmul_w(&ex, NULL, NULL, molt_w_f32(NULL), NULL, 0, 0, 0, 0));
     CALLS(matmul_backward, k_matmul_backward(&ex, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, 0));
     CALLS(rmsnorm, k_rmsnorm(&ex, NULL, NULL, NULL, 0, 0, 0));
     CALLS(rmsnorm_forward, k_rmsnorm_forward(&ex, NULL, NULL, NULL, NULL, 0, 0, 0));
@@ -1379,6 +1589,8 @@ static void test_dispatch(void) {
     CALLS(swiglu_pair, k_swiglu_pair(&ex, NULL, NULL, 0, 0));
     CALLS(swiglu_pair_backward, k_swiglu_pair_backward(&ex, NULL, NULL, NULL, 0, 0));
     CALLS(softmax, k_softmax(&ex, NULL, 0));
+    CALLS(add, k_add(&ex, NULL, NULL, NULL, 0));
+    CALLS(embedding, k_embedding(&ex, NULL, NULL, NULL, 0, 0));
     CALLS(embedding_backward, k_embedding_backward(&ex, NULL, NULL, NULL, 0, 0));
     CALLS(conv1d_causal, conv1d_causal(&ex, NULL, NULL, NULL, NULL, NULL, 0, 0, 0));
     CALLS(conv1d_causal_backward,
@@ -1419,12 +1631,16 @@ int main(void) {
     test_missing_ops();
     test_dispatch();
     test_matmul();
+    test_matmul_w();
     test_matmul_backward();
     test_rmsnorm();
     test_swiglu();
     test_swiglu_pair();
     test_softmax();
+    test_add();
+    test_embedding();
     test_embedding_backward();
+    test_memory();
     test_conv();
     test_ssd_step();
     test_ssd_scan();

@@ -214,7 +214,7 @@ static void test_kv_llama(void) {
     if (mb) {
         float *a = tm_logits(ctx, m, IDS, NIDS, false);
         for (size_t i = 0; i < m->n_floats; i++)
-            m->data[i] = st_bf16_to_f32(st_f32_to_bf16(m->data[i]));
+            m->data[i] = molt_bf16_to_f32(molt_f32_to_bf16(m->data[i]));
         float *c = tm_logits(ctx, mb, IDS, NIDS, false), *d = tm_logits(ctx, m, IDS, NIDS, false);
         size_t n = (size_t)NIDS * m->cfg.vocab;
         CHECK(c && d && memcmp(c, d, sizeof(float) * n) == 0,

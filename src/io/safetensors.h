@@ -14,6 +14,7 @@
 #define MOLT_SAFETENSORS_H
 
 #include "core/core.h"
+#include "core/dtype.h" // the fp16 / bf16 conversions
 
 #define ST_MAX_DIMS 8
 
@@ -76,11 +77,5 @@ typedef struct st_wtensor {
 // key/value strings terminated by a NULL key.
 molt_status st_write(molt_ctx *ctx, const char *path, const st_wtensor *ts, int n,
                      const char *const *metadata);
-
-// fp16 / bf16 helpers (exact conversions, RNE on narrowing).
-float    st_bf16_to_f32(uint16_t h);
-uint16_t st_f32_to_bf16(float f);
-float    st_f16_to_f32(uint16_t h);
-uint16_t st_f32_to_f16(float f);
 
 #endif

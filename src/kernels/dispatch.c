@@ -9,6 +9,7 @@
 #include "kernels/ssm.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 // the op list, the struct and the count stay in step: every X-macro name is a
 // field (molt_exec_init below names each), and the struct holds exactly
@@ -26,7 +27,9 @@ bool molt_exec_init(molt_exec *ex, const molt_backend *be, int nth) {
     if (!be)
         be = &molt_backend_cpu;
 #define HAS_OP(op) &&be->op
-    if (!(1 MOLT_BACKEND_OPS(HAS_OP)))
+    const molt_mem_ops *mm = &be->mem;
+    if (!(1 MOLT_BACKEND_OPS(HAS_OP)) || !mm->alloc || !mm->free || !mm->upload ||
+        !mm->download || !mm->copy || !mm->zero || !mm->sync)
         return false;
 #undef HAS_OP
     *ex = molt_exec_cpu(nth);
@@ -71,7 +74,17 @@ void k_swiglu_pair_backward(const molt_exec *ex, float *dgu, const float *dh, co
                             int T, int F) {
     ex->be->swiglu_pair_backward(ex, dgu, dh, gu, T, F);
 }
+void k_matmul_w(const molt_exec *ex, float *y, const float *x, molt_w W, const float *bias, int T,
+                int in, int out, int accumulate) {
+    ex->be->matmul_w(ex, y, x, W, bias, T, in, out, accumulate);
+}
 void k_softmax(const molt_exec *ex, float *x, int n) { ex->be->softmax(ex, x, n); }
+void k_add(const molt_exec *ex, float *y, const float *a, const float *b, size_t n) {
+    ex->be->add(ex, y, a, b, n);
+}
+void k_embedding(const molt_exec *ex, float *x, const float *E, const int32_t *ids, int T, int d) {
+    ex->be->embedding(ex, x, E, ids, T, d);
+}
 void k_embedding_backward(const molt_exec *ex, float *dE, const float *dx, const int32_t *ids,
                           int T, int d) {
     ex->be->embedding_backward(ex, dE, dx, ids, T, d);
@@ -115,4 +128,32 @@ void ssd_materialize_backward(const molt_exec *ex, float *ddA, float *dB, float 
                               const float *D, int T, int H, int N, int G, float *work) {
     ex->be->ssd_materialize_backward(ex, ddA, dB, dC, dcolscale, dD, dM, dA, B, C, colscale, D, T,
                                      H, N, G, work);
+}
+
+// ----------------------------------------------------------------------------
+// memory (mem.h)
+
+void *be_alloc(const molt_backend *be, size_t bytes) { return be->mem.alloc(bytes); }
+void  be_free(const molt_backend *be, void *p) {
+    if (p)
+        be->mem.free(p);
+}
+float *be_allocf(const molt_backend *be, size_t n) {
+    return n > SIZE_MAX / sizeof(float) ? NULL : be->mem.alloc(n * sizeof(float));
+}
+void be_upload(const molt_exec *ex, void *dst, const void *src, size_t bytes) {
+    ex->be->mem.upload(ex, dst, src, bytes);
+}
+void be_download(const molt_exec *ex, void *dst, const void *src, size_t bytes) {
+    ex->be->mem.download(ex, dst, src, bytes);
+}
+void be_copy(const molt_exec *ex, void *dst, const void *src, size_t bytes) {
+    ex->be->mem.copy(ex, dst, src, bytes);
+}
+void be_zero(const molt_exec *ex, void *p, size_t bytes) { ex->be->mem.zero(ex, p, bytes); }
+void be_sync(const molt_exec *ex) { ex->be->mem.sync(ex); }
+molt_exec be_exec1(const molt_backend *be) {
+    molt_exec ex = molt_exec_cpu(1);
+    ex.be = be;
+    return ex;
 }

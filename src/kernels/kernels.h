@@ -15,13 +15,22 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "core/dtype.h"
 #include "core/exec.h"
+#include "kernels/mem.h"
 
 // y[T,out] = x[T,in] · W[out,in]ᵀ (+ bias[out]); accumulate: y += instead of y =
 void k_matmul(const molt_exec *ex, float *y, const float *x, const float *W, const float *bias, int T, int in, int out,
               int accumulate);
 void k_matmul_ref(float *y, const float *x, const float *W, const float *bias, int T, int in,
                   int out, int accumulate);
+// the same with a typed weight (core/dtype.h): f32 gives k_matmul's bits; bf16
+// and f16 are read in their own type and accumulated in fp32, bit-identical at
+// any thread count (cpu/matmul_w.c)
+void k_matmul_w(const molt_exec *ex, float *y, const float *x, molt_w W, const float *bias, int T,
+                int in, int out, int accumulate);
+void k_matmul_w_ref(float *y, const float *x, molt_w W, const float *bias, int T, int in, int out,
+                    int accumulate);
 // y[T,d] = x / sqrt(mean(x²) + eps) * w   (Llama RMSNorm, fp32)
 void k_rmsnorm(const molt_exec *ex, float *y, const float *x, const float *w, int T, int d, float eps);
 // in place: x[i] = silu(x[i]) * g[i]  (SwiGLU gate: silu(gate) * up)
@@ -92,7 +101,11 @@ void k_softmax(const molt_exec *ex, float *x, int n);
 // in place softmax(x·scale), scale > 0: bit-identical to scaling x first and
 // calling k_softmax (CPU; training and prefill attention)
 void k_softmax_scaled(float *x, int n, float scale);
-void k_add(float *y, const float *x, size_t n); // y += x
+// y[i] = a[i] + b[i] for i < n (y may be a or b: the residual add y += x is
+// k_add(ex, y, y, x, n)); bit-identical at any thread count
+void k_add(const molt_exec *ex, float *y, const float *a, const float *b, size_t n);
+// x[t, :] = E[ids[t], :] for t < T (the embedding gather; ids in range, checked by callers)
+void k_embedding(const molt_exec *ex, float *x, const float *E, const int32_t *ids, int T, int d);
 
 // ----------------------------------------------------------------------------
 // backend table: the one seam between the model layer and the hardware.
@@ -106,22 +119,26 @@ void k_add(float *y, const float *x, size_t n); // y += x
 // public function of the same name (k_ prefix for the dense ops).
 //
 // Not in the table (no exec argument, CPU helpers): the *_ref oracles,
-// k_softmax_scaled, k_add, k_copy_cols, and the work-size functions
+// k_softmax_scaled, k_copy_cols, and the work-size functions
 // (ssd_*_work: the work layouts are part of the op contracts, the same on
 // every backend).
 
 #define MOLT_BACKEND_OPS(X)                                                                        \
-    X(matmul) X(matmul_backward) X(rmsnorm) X(rmsnorm_forward) X(rmsnorm_backward) X(swiglu)     \
-    X(swiglu_backward) X(swiglu_pair) X(swiglu_pair_backward) X(softmax) X(embedding_backward)    \
+    X(matmul) X(matmul_w) X(matmul_backward) X(rmsnorm) X(rmsnorm_forward) X(rmsnorm_backward) X(swiglu)     \
+    X(swiglu_backward) X(swiglu_pair) X(swiglu_pair_backward) X(softmax) X(add) X(embedding)      \
+    X(embedding_backward)                                                                         \
     X(conv1d_causal) X(conv1d_causal_backward) X(ssd_step) X(ssd_scan_chunked)                    \
     X(ssd_scan_chunked_backward) X(ssd_materialize) X(ssd_materialize_backward)
-#define MOLT_BACKEND_NOPS 18 // ops in MOLT_BACKEND_OPS (checked against the struct)
+#define MOLT_BACKEND_NOPS 21 // ops in MOLT_BACKEND_OPS (checked against the struct)
 
 typedef struct molt_backend {
-    const char *name;
+    const char  *name;
+    molt_mem_ops mem; // the backend's memory (mem.h)
     // dense forward (kernels.h) and backward (backward.h)
     void (*matmul)(const molt_exec *ex, float *y, const float *x, const float *W,
                    const float *bias, int T, int in, int out, int accumulate);
+    void (*matmul_w)(const molt_exec *ex, float *y, const float *x, molt_w W, const float *bias,
+                     int T, int in, int out, int accumulate);
     void (*matmul_backward)(const molt_exec *ex, float *dx, float *dW, float *db, const float *dy,
                             const float *x, const float *W, int T, int in, int out,
                             int accumulate_dx);
@@ -138,6 +155,9 @@ typedef struct molt_backend {
     void (*swiglu_pair_backward)(const molt_exec *ex, float *dgu, const float *dh, const float *gu,
                                  int T, int F);
     void (*softmax)(const molt_exec *ex, float *x, int n);
+    void (*add)(const molt_exec *ex, float *y, const float *a, const float *b, size_t n);
+    void (*embedding)(const molt_exec *ex, float *x, const float *E, const int32_t *ids, int T,
+                      int d);
     void (*embedding_backward)(const molt_exec *ex, float *dE, const float *dx, const int32_t *ids,
                                int T, int d);
     // state-space (ssm.h)

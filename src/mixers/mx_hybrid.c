@@ -131,7 +131,7 @@ static void train_backward(const molt_exec *ex, const molt_model *m, int l, floa
                             N, d);
     A->train_backward(ex, m, l, du, grad, da, h.attn, u, B, T, work);
     S->train_backward(ex, m, l, du2, grad, ds, h.ssm, u, B, T, work);
-    k_add(du, du2, (size_t)N * d);
+    k_add(ex, du, du, du2, (size_t)N * d);
 }
 
 static int units(molt_model *m, int l, mixer_unit *u) {

@@ -78,14 +78,13 @@ void block_forward(const molt_exec *ex, const molt_model *m, int l, const block_
     int d = c->d_model, F = c->d_ff;
     size_t Nd = (size_t)N * d;
     if (a->x_in)
-        memcpy(a->x_in, x, Nd * sizeof(float));
+        be_copy(ex, a->x_in, x, Nd * sizeof(float));
     k_rmsnorm_forward(ex, a->u, a->rstd1, x, w->attn_norm, N, d, c->norm_eps);
     run_mixer(ex, m, l, bm, N, mix, a->u, work);
     float *xm = a->x_mid;
-    for (size_t i = 0; i < Nd; i++)
-        xm[i] = x[i] + mix[i];
+    k_add(ex, xm, x, mix, Nd);
     if (xm != x)
-        memcpy(x, xm, Nd * sizeof(float));
+        be_copy(ex, x, xm, Nd * sizeof(float));
     if (!c->has_mlp)
         return;
     k_rmsnorm_forward(ex, a->v, a->rstd2, xm, w->ffn_norm, N, d, c->norm_eps);
@@ -125,10 +124,8 @@ void block_backward(const molt_exec *ex, const molt_model *m, int l, int B, int 
 // ----------------------------------------------------------------------------
 // ends of the stack
 
-void block_embed(const molt_model *m, const int32_t *ids, int N, float *x) {
-    int d = m->cfg.d_model;
-    for (int i = 0; i < N; i++)
-        memcpy(x + (size_t)i * d, m->embed + (size_t)ids[i] * d, sizeof(float) * (size_t)d);
+void block_embed(const molt_exec *ex, const molt_model *m, const int32_t *ids, int N, float *x) {
+    k_embedding(ex, x, m->embed, ids, N, m->cfg.d_model);
 }
 
 void block_head(const molt_exec *ex, const molt_model *m, const float *x, int N, float *xn,

@@ -67,7 +67,7 @@ void block_backward(const molt_exec *ex, const molt_model *m, int l, int B, int 
                     float *grad, const block_act *a, const block_grad_scratch *sc, float *work);
 
 // x[N,d] = embed[ids]
-void block_embed(const molt_model *m, const int32_t *ids, int N, float *x);
+void block_embed(const molt_exec *ex, const molt_model *m, const int32_t *ids, int N, float *x);
 // logits[N,V] = rmsnorm(x)·headᵀ via xn [N,d] (rstd [N], may be NULL)
 void block_head(const molt_exec *ex, const molt_model *m, const float *x, int N, float *xn,
                 float *rstd, float *logits);

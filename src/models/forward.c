@@ -79,7 +79,7 @@ molt_status molt_seq_new(molt_ctx *ctx, const molt_model *m, int32_t max_len, mo
         return molt__err(ctx, MOLT_ERR_OOM, "out of memory for a sequence");
     int nth = molt_ctx_threads(ctx);
     size_t state = seq_state_floats(m, cap), total = state + seq_scratch_floats(m, cap, nth);
-    float *buf = molt__malloc_aligned(total * sizeof(float));
+    float *buf = be_allocf(m->be, total);
     if (!buf) {
         molt__free(s);
         return molt__err(ctx, MOLT_ERR_OOM, "out of memory for sequence state (%.1f MB)",
@@ -95,7 +95,7 @@ molt_status molt_seq_new(molt_ctx *ctx, const molt_model *m, int32_t max_len, mo
 void molt_seq_free(molt_seq *s) {
     if (!s)
         return;
-    molt__free_aligned(s->buf);
+    be_free(s->m->be, s->buf);
     molt__free(s);
 }
 
@@ -103,8 +103,9 @@ void molt_seq_reset(molt_seq *s) {
     // the KV caches need no clearing (rows at or past pos are never read); the
     // recurrent state must start at zero
     const molt_model *m = s->m;
+    molt_exec         ex = be_exec1(m->be);
     for (int l = 0; l < m->cfg.n_layer; l++)
-        memset(s->state[l], 0, layer_mixer(m, l)->rec_floats(m, l) * sizeof(float));
+        be_zero(&ex, s->state[l], layer_mixer(m, l)->rec_floats(m, l) * sizeof(float));
     s->pos = 0;
 }
 
@@ -118,13 +119,15 @@ size_t seq_snap_floats(const molt_seq *s) {
     return n;
 }
 
-// A layer's recurrent state is the start of its block.
+// A layer's recurrent state is the start of its block. The snapshot is host
+// memory (the caller's): save downloads, restore uploads.
 void seq_snap_save(const molt_seq *s, seq_snap *snap) {
     const molt_model *m = s->m;
+    molt_exec         ex = be_exec1(m->be);
     size_t o = 0;
     for (int l = 0; l < m->cfg.n_layer; l++) {
         size_t n = layer_mixer(m, l)->rec_floats(m, l);
-        memcpy(snap->rec + o, s->state[l], n * sizeof(float));
+        be_download(&ex, snap->rec + o, s->state[l], n * sizeof(float));
         o += n;
     }
     snap->pos = s->pos;
@@ -132,10 +135,11 @@ void seq_snap_save(const molt_seq *s, seq_snap *snap) {
 
 void seq_snap_restore(molt_seq *s, const seq_snap *snap) {
     const molt_model *m = s->m;
+    molt_exec         ex = be_exec1(m->be);
     size_t o = 0;
     for (int l = 0; l < m->cfg.n_layer; l++) {
         size_t n = layer_mixer(m, l)->rec_floats(m, l);
-        memcpy(s->state[l], snap->rec + o, n * sizeof(float));
+        be_upload(&ex, s->state[l], snap->rec + o, n * sizeof(float));
         o += n;
     }
     s->pos = snap->pos;
@@ -181,7 +185,7 @@ static void forward_piece(const molt_exec *ex, molt_seq *s, const int32_t *ids, 
     block_act a;
     float *mix = block_scratch(m, s->chunk, p, x, &a, &mlp_tmp);
     float *work = p + block_scratch_floats(m, s->chunk);
-    block_embed(m, ids, T, x);
+    block_embed(ex, m, ids, T, x);
     block_mix bm = {.mode = BLOCK_SEQ, .cap = s->cap, .nth = s->nth, .pos = s->pos};
     for (int l = 0; l < c->n_layer; l++) {
         bm.state = s->state[l];

@@ -16,6 +16,7 @@
  *           hybrid layers add backbone.layers.i.attn.{q,k,v,o}_proj (kept heads only)
  *           and backbone.layers.i.adapter.{weight,bias}            (docs/FORMATS.md)
  */
+#include "kernels/kernels.h"
 #include "models/model.h"
 
 #include <math.h>
@@ -341,15 +342,15 @@ static void bind_views(molt_model *m) {
 
 molt_status model_init_rope(molt_ctx *ctx, molt_model *m) {
     const model_cfg *c = &m->cfg;
-    molt__free_aligned(m->rope_cos);
-    molt__free_aligned(m->rope_sin);
+    be_free(m->be, m->rope_cos);
+    be_free(m->be, m->rope_sin);
     m->rope_cos = m->rope_sin = NULL;
     if (c->head_dim <= 0)
         return MOLT_OK;
     int half = c->head_dim / 2;
     size_t n = (size_t)c->max_seq * (size_t)half;
-    m->rope_cos = molt__malloc_aligned(n * sizeof(float));
-    m->rope_sin = molt__malloc_aligned(n * sizeof(float));
+    m->rope_cos = be_allocf(m->be, n);
+    m->rope_sin = be_allocf(m->be, n);
     float *inv = molt__malloc(sizeof(float) * (size_t)half);
     if (!m->rope_cos || !m->rope_sin || !inv) {
         molt__free(inv);
@@ -396,6 +397,16 @@ molt_status model_alloc(molt_ctx *ctx, const model_cfg *cfg, molt_model **out) {
     if (!m)
         return molt__err(ctx, MOLT_ERR_OOM, "out of memory allocating a model");
     m->cfg = *cfg;
+    // Loaders, initializers and the RoPE tables fill parameters on the host,
+    // so a model lives on a host-visible backend; a device backend receives
+    // it by upload (be_upload) when it runs it.
+    m->be = molt__exec(ctx).be;
+    if (!m->be->mem.host_visible) {
+        const char *name = m->be->name;
+        molt__free(m);
+        return molt__err(ctx, MOLT_ERR_ARG, "backend %s: models are built in host-visible memory",
+                         name);
+    }
     // deep-copy the per-layer head lists
     memset(m->cfg.keep_heads, 0, sizeof m->cfg.keep_heads);
     for (int l = 0; l < cfg->n_layer; l++) {
@@ -413,14 +424,13 @@ molt_status model_alloc(molt_ctx *ctx, const model_cfg *cfg, molt_model **out) {
         molt_model_free(m);
         return st;
     }
-    size_t bytes;
-    if (!molt__mul_ok(m->n_floats, sizeof(float), &bytes) ||
-        !(m->data = molt__malloc_aligned(bytes))) {
+    if (!(m->data = be_allocf(m->be, m->n_floats))) {
         molt_model_free(m);
         return molt__err(ctx, MOLT_ERR_OOM, "out of memory for %zu parameters (%.1f MB)",
                          m->n_floats, (double)m->n_floats * 4e-6);
     }
-    memset(m->data, 0, bytes);
+    molt_exec ex = be_exec1(m->be);
+    be_zero(&ex, m->data, m->n_floats * sizeof(float)); // the parameters start at 0
     bind_views(m);
     if ((st = model_init_rope(ctx, m)) != MOLT_OK) {
         molt_model_free(m);
@@ -435,9 +445,11 @@ void molt_model_free(molt_model *m) {
         return;
     model_free_cfg(&m->cfg);
     molt__free(m->params);
-    molt__free_aligned(m->data);
-    molt__free_aligned(m->rope_cos);
-    molt__free_aligned(m->rope_sin);
+    if (m->be) {
+        be_free(m->be, m->data);
+        be_free(m->be, m->rope_cos);
+        be_free(m->be, m->rope_sin);
+    }
     molt_tokenizer_free(m->tok);
     molt__free(m);
 }

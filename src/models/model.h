@@ -88,11 +88,14 @@ typedef struct layer_weights {
     float *w_down;          // [d, F]
 } layer_weights;
 
+struct molt_backend;
+
 struct molt_model {
     model_cfg      cfg;
+    const struct molt_backend *be; // owns data and the RoPE tables (kernels/mem.h)
     param_info    *params;
     int            n_params, cap_params;
-    float         *data;        // all parameters, 64-byte aligned
+    float         *data;        // all parameters, 64-byte aligned, on be
     size_t         n_floats;
     float         *embed;       // [V, d]
     float         *final_norm;  // [d]

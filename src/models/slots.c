@@ -16,10 +16,11 @@
  * GEMMs' rounding for a different row count (the per-row attention and state
  * updates are the same calls; tests/test_slots.c checks both).
  *
- * Memory: one allocation — the slots' states (seq_state_floats each), the
+ * Memory: one backend allocation (kernels/mem.h) — the slots' states (seq_state_floats each), the
  * prefill scratch (shared: one prefill runs at a time) and the batch scratch.
  * A slot's prefill uses a molt_seq view of its state (forward.c's block loop).
  */
+#include "kernels/kernels.h"
 #include "mixers/mixer.h"
 #include "models/block.h"
 #include "models/forward.h"
@@ -85,7 +86,7 @@ molt_status molt_slots_new(molt_ctx *ctx, const molt_model *m, int32_t n_slots, 
     s->st = molt__calloc(n, sizeof *s->st);
     s->pos = molt__calloc(n, sizeof *s->pos);
     s->seen = molt__calloc(n, 1);
-    s->buf = molt__malloc_aligned(total * sizeof(float));
+    s->buf = be_allocf(m->be, total);
     if (!s->view || !s->st || !s->pos || !s->seen || !s->buf) {
         molt_slots_free(s);
         return molt__err(ctx, MOLT_ERR_OOM, "out of memory for %d slots of %d tokens (%.1f MB)",
@@ -105,7 +106,7 @@ molt_status molt_slots_new(molt_ctx *ctx, const molt_model *m, int32_t n_slots, 
 void molt_slots_free(molt_slots *s) {
     if (!s)
         return;
-    molt__free_aligned(s->buf);
+    be_free(s->m->be, s->buf);
     molt__free(s->view);
     molt__free(s->st);
     molt__free(s->pos);
@@ -141,14 +142,15 @@ molt_status molt_slot_copy(molt_ctx *ctx, molt_slots *s, int32_t src, int32_t ds
     const molt_model *m = s->m;
     molt_seq *a = &s->view[src], *b = &s->view[dst];
     size_t hd = (size_t)m->cfg.head_dim, rows = (size_t)a->pos, cap = (size_t)s->cap;
+    molt_exec ex = be_exec1(m->be);
     for (int l = 0; l < m->cfg.n_layer; l++) {
         const mixer_vt *v = layer_mixer(m, l);
         size_t rec = v->rec_floats(m, l);
-        memcpy(b->state[l], a->state[l], sizeof(float) * rec);
+        be_copy(&ex, b->state[l], a->state[l], sizeof(float) * rec);
         // K then V: 2·kv heads of [cap, hd] after rec
         for (int j = 0, kv = v->kv_heads(m, l); j < 2 * kv; j++) {
             size_t o = rec + (size_t)j * cap * hd;
-            memcpy(b->state[l] + o, a->state[l] + o, sizeof(float) * rows * hd);
+            be_copy(&ex, b->state[l] + o, a->state[l] + o, sizeof(float) * rows * hd);
         }
     }
     b->pos = a->pos;
@@ -188,7 +190,7 @@ static void decode_rows(const molt_exec *ex, molt_slots *s, int n, const int32_t
     float *work = p + block_scratch_floats(m, n);
     for (int r = 0; r < n; r++)
         s->pos[r] = s->view[slot[r]].pos;
-    block_embed(m, tok, n, x);
+    block_embed(ex, m, tok, n, x);
     block_mix bm = {.mode = BLOCK_ROWS, .cap = s->cap, .nth = s->nth, .rpos = s->pos,
                     .rstate = s->st};
     for (int l = 0; l < m->cfg.n_layer; l++) {

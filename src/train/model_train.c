@@ -96,8 +96,8 @@ static molt_status tm_alloc(molt_ctx *ctx, molt_model *m, int B, int T, bool cap
     tm->N = B * T;
     tm->capture = capture;
     tm->arena_floats = arena_floats(m, B, T, capture);
-    tm->arena = molt__malloc_aligned(tm->arena_floats * sizeof(float));
-    tm->grad = capture ? NULL : molt__malloc_aligned(m->n_floats * sizeof(float));
+    tm->arena = be_allocf(m->be, tm->arena_floats);
+    tm->grad = capture ? NULL : be_allocf(m->be, m->n_floats);
     tm->ids = molt__malloc(sizeof(int32_t) * (size_t)tm->N);
     if (!tm->arena || (!capture && !tm->grad) || !tm->ids) {
         size_t need = tm->arena_floats;
@@ -106,7 +106,8 @@ static molt_status tm_alloc(molt_ctx *ctx, molt_model *m, int B, int T, bool cap
                          "out of memory for %s activations (%.1f MB for batch %d × %d)",
                          capture ? "captured" : "training", (double)need * 4e-6, B, T);
     }
-    memset(tm->arena, 0, tm->arena_floats * sizeof(float));
+    molt_exec ex = be_exec1(m->be);
+    be_zero(&ex, tm->arena, tm->arena_floats * sizeof(float));
     carve cv = {tm->arena, 0};
     layout(tm, m, B, T, capture, &cv);
     MOLT_ASSERT(cv.used == tm->arena_floats);
@@ -126,15 +127,17 @@ molt_status tm_new_capture(molt_ctx *ctx, const molt_model *m, int B, int T, tra
 void tm_free(train_model *tm) {
     if (!tm)
         return;
-    molt__free_aligned(tm->arena);
-    molt__free_aligned(tm->grad);
+    be_free(tm->m->be, tm->arena);
+    be_free(tm->m->be, tm->grad);
     molt__free(tm->ids);
     molt__free(tm);
 }
 
 void tm_zero_grad(train_model *tm) {
-    if (tm->grad)
-        memset(tm->grad, 0, tm->m->n_floats * sizeof(float));
+    if (tm->grad) {
+        molt_exec ex = be_exec1(tm->m->be);
+        be_zero(&ex, tm->grad, tm->m->n_floats * sizeof(float));
+    }
 }
 
 float *tm_grad_of(const train_model *tm, const float *w) {
@@ -146,7 +149,7 @@ float *tm_grad_of(const train_model *tm, const float *w) {
 
 void tm_block_forward(const molt_exec *ex, train_model *tm, int l, const float *x_in, float *x_out) {
     if (x_out != x_in)
-        memcpy(x_out, x_in, (size_t)tm->N * (size_t)tm->m->cfg.d_model * sizeof(float));
+        be_copy(ex, x_out, x_in, (size_t)tm->N * (size_t)tm->m->cfg.d_model * sizeof(float));
     block_mix bm = {.mode = BLOCK_BATCH, .B = tm->B, .T = tm->T, .act = tm->L[l].mx};
     block_forward(ex, tm->m, l, &bm, tm->N, x_out, &tm->L[l], tm->dmix, tm->mlp_tmp, tm->work);
 }
@@ -165,7 +168,7 @@ void tm_forward(const molt_exec *ex, train_model *tm, const int32_t *ids) {
     int N = tm->N;
     memcpy(tm->ids, ids, sizeof(int32_t) * (size_t)N);
     float *x = tm->x_last; // the residual stream is carried in x_last between blocks
-    block_embed(m, ids, N, x);
+    block_embed(ex, m, ids, N, x);
     for (int l = 0; l < c->n_layer; l++)
         tm_block_forward(ex, tm, l, x, x); // x_in is copied into L[l] before x is overwritten
     if (tm->skip_head)
@@ -179,7 +182,7 @@ double tm_loss_ce(const molt_exec *ex, train_model *tm, const int32_t *targets, 
     for (int i = 0; i < tm->N; i++)
         count += targets[i] >= 0;
     if (count == 0) {
-        memset(tm->dlogits, 0, sizeof(float) * (size_t)tm->N * tm->m->cfg.vocab);
+        be_zero(ex, tm->dlogits, sizeof(float) * (size_t)tm->N * tm->m->cfg.vocab);
         return 0.0;
     }
     double sum = loss_ce(ex, tm->dlogits, tm->logits, targets, tm->N, tm->m->cfg.vocab,
@@ -196,7 +199,7 @@ void tm_backward(const molt_exec *ex, train_model *tm) {
     k_matmul_backward(ex, tm->sc.du, tm_grad_of(tm, m->lm_head), NULL, tm->dlogits, tm->xn,
                       m->lm_head, N, d, V, 0);
     // xn = rmsnorm(x_last)
-    memset(tm->dx, 0, sizeof(float) * (size_t)N * d);
+    be_zero(ex, tm->dx, sizeof(float) * (size_t)N * d);
     k_rmsnorm_backward(ex, tm->dx, tm_grad_of(tm, m->final_norm), tm->sc.du, tm->x_last, m->final_norm,
                        tm->rstdf, N, d);
     // x_last holds the final residual; each block saved its own x_in

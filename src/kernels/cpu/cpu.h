@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/dtype.h"
 #include "core/exec.h"
 
 // dense.c
@@ -20,6 +21,13 @@ void cpu_rmsnorm(const molt_exec *ex, float *y, const float *x, const float *w, 
                  float eps);
 void cpu_swiglu(const molt_exec *ex, float *gate, const float *up, size_t n);
 void cpu_softmax(const molt_exec *ex, float *x, int n);
+void cpu_add(const molt_exec *ex, float *y, const float *a, const float *b, size_t n);
+void cpu_embedding(const molt_exec *ex, float *x, const float *E, const int32_t *ids, int T,
+                   int d);
+
+// matmul_w.c
+void cpu_matmul_w(const molt_exec *ex, float *y, const float *x, molt_w W, const float *bias,
+                  int T, int in, int out, int accumulate);
 
 // dense_backward.c
 void cpu_matmul_backward(const molt_exec *ex, float *dx, float *dW, float *db, const float *dy,
@@ -61,5 +69,12 @@ void cpu_ssd_materialize_backward(const molt_exec *ex, float *ddA, float *dB, fl
                                   float *dcolscale, float *dD, const float *dM, const float *dA,
                                   const float *B, const float *C, const float *colscale,
                                   const float *D, int T, int H, int N, int G, float *work);
+
+// mem.c (mem.h: molt_mem_ops; upload and download are copy on the CPU)
+void *cpu_mem_alloc(size_t bytes);
+void  cpu_mem_free(void *p);
+void  cpu_mem_copy(const molt_exec *ex, void *dst, const void *src, size_t bytes);
+void  cpu_mem_zero(const molt_exec *ex, void *p, size_t bytes);
+void  cpu_mem_sync(const molt_exec *ex);
 
 #endif

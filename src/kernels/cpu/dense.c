@@ -196,7 +196,33 @@ K_SIMD void k_softmax_scaled(float *x, int n, float scale) {
 
 void cpu_softmax(const molt_exec *ex, float *x, int n) { k_softmax_scaled(x, n, 1.0f); }
 
-void k_add(float *y, const float *x, size_t n) {
+K_SIMD static void add_span(float *y, const float *a, const float *b, size_t n) {
     for (size_t i = 0; i < n; i++)
-        y[i] += x[i];
+        y[i] = a[i] + b[i];
+}
+// elements are independent: any split over threads gives the same bits
+typedef struct add_task {
+    float       *y;
+    const float *a, *b;
+    size_t       n;
+} add_task;
+static void add_run(void *arg, int ith, int nth) {
+    add_task *t = arg;
+    size_t    lo, hi;
+    k_split(t->n, ith, nth, &lo, &hi);
+    add_span(t->y + lo, t->a + lo, t->b + lo, hi - lo);
+}
+void cpu_add(const molt_exec *ex, float *y, const float *a, const float *b, size_t n) {
+    add_task t = {y, a, b, n};
+    int      nth = k_elementwise_threads(ex, n);
+    if (nth <= 1)
+        add_run(&t, 0, 1);
+    else
+        molt_pool_run(nth, add_run, &t);
+}
+
+void cpu_embedding(const molt_exec *ex, float *x, const float *E, const int32_t *ids, int T,
+                   int d) {
+    for (int i = 0; i < T; i++)
+        memcpy(x + (size_t)i * d, E + (size_t)ids[i] * d, sizeof(float) * (size_t)d);
 }

@@ -1,0 +1,119 @@
+/*
+ * matmul_w.c — y = x · Wᵀ (+ bias) with W a typed weight (core/dtype.h).
+ *
+ *   f32        the plain matmul (cpu_matmul: the same bits as k_matmul)
+ *   bf16, f16  W is read in its own type — half the bytes of f32, which is
+ *              what decode is bound by — and widened to fp32 a tile at a time:
+ *              TR output rows × KC input columns, on the stack. A tile then
+ *              meets x by k_dotf per row (T ≤ 8, decode) or one sgemm
+ *              (prefill, training-size T). Each output element is summed over
+ *              the same fixed KC chunks in the same order whichever thread
+ *              owns its tile, so the result is bit-identical at any thread
+ *              count.
+ *
+ * Shapes: x [T, in], W [out, in], bias [out] or NULL, y [T, out].
+ */
+#include "kernels/cpu/cpu.h"
+#include "kernels/kernels.h"
+
+#include "core/pool.h"
+
+#include <cblas.h>
+#include <string.h>
+
+#define TR 16  // output rows per tile (one cache line of y per row of x)
+#define KC 512 // input columns per tile: TR·KC floats = 32 KB
+#define T_DOT 8
+
+static void widen(float *dst, molt_w W, size_t off, int n) {
+    const uint16_t *h = (const uint16_t *)W.data + off;
+    if (W.dt == MOLT_BF16)
+        for (int i = 0; i < n; i++)
+            dst[i] = molt_bf16_to_f32(h[i]);
+    else
+        for (int i = 0; i < n; i++)
+            dst[i] = molt_f16_to_f32(h[i]);
+}
+
+typedef struct mw_task {
+    float       *y;
+    const float *x;
+    molt_w       W;
+    int          T, in, out;
+    int          add; // y already holds what the product adds to (bias or accumulate)
+} mw_task;
+
+// output rows [o0, o1), o1 - o0 ≤ TR
+static void mw_tile(const mw_task *j, int o0, int o1) {
+    float tile[TR * KC];
+    int   rows = o1 - o0, in = j->in;
+    for (int k0 = 0; k0 < in; k0 += KC) {
+        int kc = in - k0 < KC ? in - k0 : KC;
+        for (int r = 0; r < rows; r++)
+            widen(tile + (size_t)r * kc, j->W, (size_t)(o0 + r) * in + (size_t)k0, kc);
+        int add = j->add || k0 > 0;
+        if (j->T <= T_DOT) {
+            for (int t = 0; t < j->T; t++) {
+                float *yt = j->y + (size_t)t * j->out + o0;
+                const float *xt = j->x + (size_t)t * in + k0;
+                for (int r = 0; r < rows; r++) {
+                    float s = k_dotf(tile + (size_t)r * kc, xt, kc);
+                    yt[r] = add ? yt[r] + s : s;
+                }
+            }
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->T, rows, kc, 1.0f, j->x + k0,
+                        in, tile, kc, add ? 1.0f : 0.0f, j->y + o0, j->out);
+        }
+    }
+}
+
+static void mw_run(void *arg, int ith, int nth) {
+    const mw_task *j = arg;
+    int tiles = (j->out + TR - 1) / TR, lo, hi;
+    molt_pool_range(tiles, ith, nth, &lo, &hi);
+    for (int i = lo; i < hi; i++)
+        mw_tile(j, i * TR, i * TR + TR < j->out ? i * TR + TR : j->out);
+}
+
+void cpu_matmul_w(const molt_exec *ex, float *y, const float *x, molt_w W, const float *bias,
+                  int T, int in, int out, int accumulate) {
+    if (W.dt == MOLT_F32) {
+        cpu_matmul(ex, y, x, W.data, bias, T, in, out, accumulate);
+        return;
+    }
+    if (T <= 0 || out <= 0)
+        return;
+    if (bias) {
+        for (int t = 0; t < T; t++)
+            for (int o = 0; o < out; o++)
+                y[(size_t)t * out + o] = accumulate ? y[(size_t)t * out + o] + bias[o] : bias[o];
+    } else if (in <= 0 && !accumulate) {
+        memset(y, 0, sizeof(float) * (size_t)T * (size_t)out);
+    }
+    mw_task j = {y, x, W, T, in, out, accumulate || bias};
+    int tiles = (out + TR - 1) / TR;
+    double flops = 2.0 * T * (double)in * out;
+    int nth = flops < 2e5 ? 1 : (ex->nth < tiles ? ex->nth : tiles);
+    if (nth <= 1)
+        mw_run(&j, 0, 1);
+    else
+        molt_pool_run(nth, mw_run, &j);
+}
+
+void k_matmul_w_ref(float *y, const float *x, molt_w W, const float *bias, int T, int in, int out,
+                    int accumulate) {
+    for (int t = 0; t < T; t++)
+        for (int o = 0; o < out; o++) {
+            double s = bias ? (double)bias[o] : 0.0;
+            for (int i = 0; i < in; i++) {
+                size_t k = (size_t)o * in + i;
+                double w = W.dt == MOLT_F32    ? (double)((const float *)W.data)[k]
+                           : W.dt == MOLT_BF16 ? (double)molt_bf16_to_f32(((const uint16_t *)W.data)[k])
+                                               : (double)molt_f16_to_f32(((const uint16_t *)W.data)[k]);
+                s += (double)x[(size_t)t * in + i] * w;
+            }
+            float *dst = &y[(size_t)t * out + o];
+            *dst = accumulate ? *dst + (float)s : (float)s;
+        }
+}
