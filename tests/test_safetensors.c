@@ -162,46 +162,46 @@ static bool is_rne(float x, uint16_t h, float (*to32)(uint16_t)) {
 
 static void test_convert(void) {
     // bf16: exact widening, RNE narrowing
-    CHECK(st_f32_to_bf16(1.0f) == 0x3F80, "1.0");
-    CHECK(st_f32_to_bf16(fb(0x3F808000)) == 0x3F80, "tie rounds to even (down)");
-    CHECK(st_f32_to_bf16(fb(0x3F818000)) == 0x3F82, "tie rounds to even (up)");
-    CHECK(st_f32_to_bf16(fb(0x3F808001)) == 0x3F81, "above tie rounds up");
-    CHECK(st_f32_to_bf16(fb(0x7F7FFFFF)) == 0x7F80, "FLT_MAX rounds to inf");
-    CHECK(st_f32_to_bf16(fb(0x7F7F7FFF)) == 0x7F7F, "below the tie stays finite");
-    CHECK(st_f32_to_bf16(INFINITY) == 0x7F80 && st_f32_to_bf16(-INFINITY) == 0xFF80, "inf");
-    CHECK(isnan(st_bf16_to_f32(st_f32_to_bf16(NAN))), "NaN stays NaN");
-    CHECK(isnan(st_bf16_to_f32(st_f32_to_bf16(fb(0x7F800001)))), "NaN with low payload stays NaN");
-    CHECK(st_f32_to_bf16(fb(0x00010000)) == 0x0001, "subnormal exact");
-    CHECK(st_f32_to_bf16(fb(0x00008000)) == 0x0000, "subnormal tie to even 0");
-    CHECK(st_f32_to_bf16(fb(0x00018000)) == 0x0002, "subnormal tie to even 2");
-    CHECK(st_f32_to_bf16(-0.0f) == 0x8000, "-0");
+    CHECK(molt_f32_to_bf16(1.0f) == 0x3F80, "1.0");
+    CHECK(molt_f32_to_bf16(fb(0x3F808000)) == 0x3F80, "tie rounds to even (down)");
+    CHECK(molt_f32_to_bf16(fb(0x3F818000)) == 0x3F82, "tie rounds to even (up)");
+    CHECK(molt_f32_to_bf16(fb(0x3F808001)) == 0x3F81, "above tie rounds up");
+    CHECK(molt_f32_to_bf16(fb(0x7F7FFFFF)) == 0x7F80, "FLT_MAX rounds to inf");
+    CHECK(molt_f32_to_bf16(fb(0x7F7F7FFF)) == 0x7F7F, "below the tie stays finite");
+    CHECK(molt_f32_to_bf16(INFINITY) == 0x7F80 && molt_f32_to_bf16(-INFINITY) == 0xFF80, "inf");
+    CHECK(isnan(molt_bf16_to_f32(molt_f32_to_bf16(NAN))), "NaN stays NaN");
+    CHECK(isnan(molt_bf16_to_f32(molt_f32_to_bf16(fb(0x7F800001)))), "NaN with low payload stays NaN");
+    CHECK(molt_f32_to_bf16(fb(0x00010000)) == 0x0001, "subnormal exact");
+    CHECK(molt_f32_to_bf16(fb(0x00008000)) == 0x0000, "subnormal tie to even 0");
+    CHECK(molt_f32_to_bf16(fb(0x00018000)) == 0x0002, "subnormal tie to even 2");
+    CHECK(molt_f32_to_bf16(-0.0f) == 0x8000, "-0");
     // f16 known values
-    CHECK(st_f16_to_f32(0x3C00) == 1.0f, "f16 1");
-    CHECK(st_f16_to_f32(0x7BFF) == 65504.0f, "f16 max");
-    CHECK(st_f16_to_f32(0x0001) == ldexpf(1.0f, -24), "f16 min subnormal");
-    CHECK(st_f16_to_f32(0x03FF) == 1023.0f * ldexpf(1.0f, -24), "f16 max subnormal");
-    CHECK(st_f16_to_f32(0x0400) == ldexpf(1.0f, -14), "f16 min normal");
-    CHECK(isinf(st_f16_to_f32(0x7C00)) && st_f16_to_f32(0xFC00) < 0, "f16 inf");
-    CHECK(isnan(st_f16_to_f32(0x7E00)) && isnan(st_f16_to_f32(0x7C01)), "f16 nan");
-    CHECK(st_f32_to_f16(65504.0f) == 0x7BFF, "65504");
-    CHECK(st_f32_to_f16(65519.0f) == 0x7BFF, "65519 rounds down");
-    CHECK(st_f32_to_f16(65520.0f) == 0x7C00, "65520 ties to inf");
-    CHECK(st_f32_to_f16(-1e10f) == 0xFC00, "-big to -inf");
-    CHECK(st_f32_to_f16(ldexpf(1.0f, -25)) == 0x0000, "2^-25 ties to 0");
-    CHECK(st_f32_to_f16(fb(0x33000001)) == 0x0001, "just above 2^-25");
-    CHECK(st_f32_to_f16(3.0f * ldexpf(1.0f, -25)) == 0x0002, "1.5 ulp ties to 2");
-    CHECK(st_f32_to_f16(1023.5f * ldexpf(1.0f, -24)) == 0x0400, "max subnormal tie to normal");
-    CHECK(st_f32_to_f16(1.0f + ldexpf(1.0f, -11)) == 0x3C00, "1 + half ulp ties to even");
-    CHECK(st_f32_to_f16(1.0f + 3.0f * ldexpf(1.0f, -11)) == 0x3C02, "ties to even up");
-    CHECK(st_f32_to_f16(-0.0f) == 0x8000, "-0");
-    CHECK(isnan(st_f16_to_f32(st_f32_to_f16(NAN))), "NaN stays NaN");
-    CHECK(isnan(st_f16_to_f32(st_f32_to_f16(fb(0x7F800001)))), "NaN payload in low bits");
+    CHECK(molt_f16_to_f32(0x3C00) == 1.0f, "f16 1");
+    CHECK(molt_f16_to_f32(0x7BFF) == 65504.0f, "f16 max");
+    CHECK(molt_f16_to_f32(0x0001) == ldexpf(1.0f, -24), "f16 min subnormal");
+    CHECK(molt_f16_to_f32(0x03FF) == 1023.0f * ldexpf(1.0f, -24), "f16 max subnormal");
+    CHECK(molt_f16_to_f32(0x0400) == ldexpf(1.0f, -14), "f16 min normal");
+    CHECK(isinf(molt_f16_to_f32(0x7C00)) && molt_f16_to_f32(0xFC00) < 0, "f16 inf");
+    CHECK(isnan(molt_f16_to_f32(0x7E00)) && isnan(molt_f16_to_f32(0x7C01)), "f16 nan");
+    CHECK(molt_f32_to_f16(65504.0f) == 0x7BFF, "65504");
+    CHECK(molt_f32_to_f16(65519.0f) == 0x7BFF, "65519 rounds down");
+    CHECK(molt_f32_to_f16(65520.0f) == 0x7C00, "65520 ties to inf");
+    CHECK(molt_f32_to_f16(-1e10f) == 0xFC00, "-big to -inf");
+    CHECK(molt_f32_to_f16(ldexpf(1.0f, -25)) == 0x0000, "2^-25 ties to 0");
+    CHECK(molt_f32_to_f16(fb(0x33000001)) == 0x0001, "just above 2^-25");
+    CHECK(molt_f32_to_f16(3.0f * ldexpf(1.0f, -25)) == 0x0002, "1.5 ulp ties to 2");
+    CHECK(molt_f32_to_f16(1023.5f * ldexpf(1.0f, -24)) == 0x0400, "max subnormal tie to normal");
+    CHECK(molt_f32_to_f16(1.0f + ldexpf(1.0f, -11)) == 0x3C00, "1 + half ulp ties to even");
+    CHECK(molt_f32_to_f16(1.0f + 3.0f * ldexpf(1.0f, -11)) == 0x3C02, "ties to even up");
+    CHECK(molt_f32_to_f16(-0.0f) == 0x8000, "-0");
+    CHECK(isnan(molt_f16_to_f32(molt_f32_to_f16(NAN))), "NaN stays NaN");
+    CHECK(isnan(molt_f16_to_f32(molt_f32_to_f16(fb(0x7F800001)))), "NaN payload in low bits");
     // every 16-bit value widens and narrows back to itself
     int bad16 = 0, badbf = 0;
     for (uint32_t h = 0; h < 65536; h++) {
-        float a = st_f16_to_f32((uint16_t)h), b = st_bf16_to_f32((uint16_t)h);
-        bad16 += !(isnan(a) ? isnan(st_f16_to_f32(st_f32_to_f16(a))) : st_f32_to_f16(a) == h);
-        badbf += !(isnan(b) ? isnan(st_bf16_to_f32(st_f32_to_bf16(b))) : st_f32_to_bf16(b) == h);
+        float a = molt_f16_to_f32((uint16_t)h), b = molt_bf16_to_f32((uint16_t)h);
+        bad16 += !(isnan(a) ? isnan(molt_f16_to_f32(molt_f32_to_f16(a))) : molt_f32_to_f16(a) == h);
+        badbf += !(isnan(b) ? isnan(molt_bf16_to_f32(molt_f32_to_bf16(b))) : molt_f32_to_bf16(b) == h);
     }
     CHECK(bad16 == 0, "%d f16 values do not round trip", bad16);
     CHECK(badbf == 0, "%d bf16 values do not round trip", badbf);
@@ -217,8 +217,8 @@ static void test_convert(void) {
         float x = fb(u);
         if (isnan(x))
             continue;
-        wrong16 += !is_rne(x, st_f32_to_f16(x), st_f16_to_f32);
-        wrongbf += !is_rne(x, st_f32_to_bf16(x), st_bf16_to_f32);
+        wrong16 += !is_rne(x, molt_f32_to_f16(x), molt_f16_to_f32);
+        wrongbf += !is_rne(x, molt_f32_to_bf16(x), molt_bf16_to_f32);
     }
     CHECK(wrong16 == 0, "%d f32->f16 not round-to-nearest-even", wrong16);
     CHECK(wrongbf == 0, "%d f32->bf16 not round-to-nearest-even", wrongbf);
@@ -288,8 +288,8 @@ static void test_roundtrip(void) {
         int bad = 0;
         for (int64_t j = 0; j < numel; j++) {
             float x = ts[i].data[j];
-            float want = t->dtype == ST_BF16  ? st_bf16_to_f32(st_f32_to_bf16(x))
-                         : t->dtype == ST_F16 ? st_f16_to_f32(st_f32_to_f16(x))
+            float want = t->dtype == ST_BF16  ? molt_bf16_to_f32(molt_f32_to_bf16(x))
+                         : t->dtype == ST_F16 ? molt_f16_to_f32(molt_f32_to_f16(x))
                                               : x;
             bad += !same_bits_or_nan(got[j], want);
         }
