@@ -138,6 +138,18 @@ int64_t molt__alloc_live(void) { return atomic_load(&g_live); }
 
 #define HDR 16
 
+// Under AddressSanitizer the header (and the aligned allocator's slack before
+// its block) is poisoned while the block is live, so a read or write 1..16
+// bytes before a block is reported as it would be without the header.
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define HDR_POISON(p, n)   ASAN_POISON_MEMORY_REGION((p), (n))
+#define HDR_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define HDR_POISON(p, n)   ((void)(p), (void)(n))
+#define HDR_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 static bool should_fail(void) {
     int64_t n = atomic_load_explicit(&g_fail_after, memory_order_relaxed);
     while (n > 0) // count down once per allocation; exactly one sees 1 → 0
@@ -155,14 +167,19 @@ void *molt__realloc(void *p, size_t n) {
     unsigned char *base = NULL;
     if (p) {
         base = (unsigned char *)p - HDR;
+        HDR_UNPOISON(base, HDR);
         memcpy(&old, base, sizeof old);
     }
     unsigned char *nb = g_alloc(g_alloc_user, base, p ? old + HDR : 0, n + HDR);
-    if (!nb)
+    if (!nb) {
+        if (base)
+            HDR_POISON(base, HDR);
         return NULL;
+    }
     if (!p)
         atomic_fetch_add_explicit(&g_live, 1, memory_order_relaxed);
     memcpy(nb, &n, sizeof n);
+    HDR_POISON(nb, HDR);
     return nb + HDR;
 }
 void *molt__malloc(size_t n) { return molt__realloc(NULL, n ? n : 1); }
@@ -180,6 +197,7 @@ void molt__free(void *p) {
         return;
     unsigned char *base = (unsigned char *)p - HDR;
     size_t old;
+    HDR_UNPOISON(base, HDR);
     memcpy(&old, base, sizeof old);
     g_alloc(g_alloc_user, base, old + HDR, 0);
     atomic_fetch_sub_explicit(&g_live, 1, memory_order_relaxed);
@@ -201,13 +219,16 @@ void *molt__malloc_aligned(size_t n) {
         return NULL;
     uintptr_t a = ((uintptr_t)(raw + sizeof(void *)) + 63) & ~(uintptr_t)63;
     memcpy((void *)(a - sizeof(void *)), &raw, sizeof raw);
+    HDR_POISON(raw, (size_t)(a - (uintptr_t)raw)); // slack + the stored pointer
     return (void *)a;
 }
 void molt__free_aligned(void *p) {
     if (!p)
         return;
     void *raw;
+    HDR_UNPOISON((unsigned char *)p - sizeof(void *), sizeof raw);
     memcpy(&raw, (unsigned char *)p - sizeof(void *), sizeof raw);
+    HDR_UNPOISON(raw, (size_t)((unsigned char *)p - (unsigned char *)raw));
     molt__free(raw);
 }
 

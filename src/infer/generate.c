@@ -132,6 +132,12 @@ molt_status molt_generate(molt_ctx *ctx, const molt_model *m, const char *prompt
     int generated = 0;
     for (int i = 0; i < n_new; i++) {
         int32_t next = sampler_sample(&smp, logits);
+        if (next < 0) {
+            st = molt__err(ctx, MOLT_ERR_NUMERIC,
+                           "non-finite logits (NaN or inf) predicting position %zu",
+                           n_ids + (size_t)i);
+            goto done;
+        }
         if (p.stop_at_eos && (next == eos || next == bos))
             break;
         emit(tok, prev, next, cb, user);
@@ -218,6 +224,12 @@ molt_status molt_generate_many(molt_ctx *ctx, const molt_model *m, const char *p
         int keep = 0;
         for (int r = 0; r < na; r++) {
             int32_t i = act[r], tk = sampler_sample(&smp[i], logits + (size_t)r * V);
+            if (tk < 0) {
+                st = molt__err(ctx, MOLT_ERR_NUMERIC,
+                               "sample %d: non-finite logits (NaN or inf) predicting position %zu",
+                               (int)i, n_ids + (size_t)step);
+                goto done;
+            }
             if (p.stop_at_eos && (tk == eos || tk == bos))
                 continue;
             emit_sample(tok, i, prev[i], tk, cb, user);

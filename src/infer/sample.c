@@ -77,6 +77,8 @@ static int sample_topp(const float *p, int n, float topp, struct prob_index *pi,
             pi[n0].prob = p[i];
             n0++;
         }
+    if (n0 == 0) // only when p holds NaN: callers check finiteness first
+        return sample_argmax(p, n);
     qsort(pi, (size_t)n0, sizeof *pi, cmp_desc);
     float cum = 0.0f;
     int last = n0 - 1;
@@ -111,13 +113,27 @@ static void mask_top_k(float *logits, int n, int k, struct prob_index *pi) {
             logits[i] = -INFINITY;
 }
 
+static int all_finite(const float *x, int n) {
+    for (int i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return 0;
+    return 1;
+}
+
 int sampler_sample(sampler *s, float *logits) {
     int n = s->vocab;
+    if (n < 1 || !all_finite(logits, n))
+        return -1;
     if (s->temperature == 0.0f)
         return sample_argmax(logits, n);
     mask_top_k(logits, n, s->top_k, s->buf);
+    int greedy = sample_argmax(logits, n);
     for (int i = 0; i < n; i++)
         logits[i] /= s->temperature;
+    // a temperature so small that logits/T overflow: its limit is greedy
+    // (no random draw is taken, as with temperature 0)
+    if (!isfinite(logits[greedy]))
+        return greedy;
     softmax_div(logits, n);
     float coin = sampler_f32(&s->rng);
     if (s->top_p <= 0.0f || s->top_p >= 1.0f)

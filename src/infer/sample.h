@@ -21,7 +21,10 @@ typedef struct sampler {
 // buf: caller-owned [vocab] scratch.
 void     sampler_init(sampler *s, int vocab, float temperature, float top_p, int top_k,
                       uint64_t seed, struct prob_index *buf);
-// logits [vocab] are modified in place.
+// logits [vocab] are modified in place. Returns the token, or -1 when a logit
+// is NaN or ±inf (the caller reports MOLT_ERR_NUMERIC with the position). A
+// temperature so small that logits/T overflow samples greedily (its limit).
+// Never reads outside logits or buf.
 int      sampler_sample(sampler *s, float *logits);
 int      sample_argmax(const float *x, int n);
 uint32_t sampler_u32(uint64_t *state);

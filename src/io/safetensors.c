@@ -24,8 +24,6 @@
 #endif
 
 #define ST_MAX_HEADER (100u * 1000u * 1000u) // bytes of JSON header we accept
-#define ST_INDEX_NAME "model.safetensors.index.json"
-#define ST_SINGLE_NAME "model.safetensors"
 
 // ----------------------------------------------------------------------------
 // dtypes

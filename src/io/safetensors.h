@@ -13,6 +13,10 @@
 #ifndef MOLT_SAFETENSORS_H
 #define MOLT_SAFETENSORS_H
 
+// file names of an HF model directory (single file, or sharded with an index)
+#define ST_INDEX_NAME  "model.safetensors.index.json"
+#define ST_SINGLE_NAME "model.safetensors"
+
 #include "core/core.h"
 #include "core/dtype.h" // the fp16 / bf16 conversions
 

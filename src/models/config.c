@@ -18,6 +18,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define TRY(x)                                                                                     \
@@ -354,16 +355,39 @@ done:
 // ----------------------------------------------------------------------------
 // writing
 
+// A float-typed key, written as a float literal that reads back as the same
+// float: the shortest of %.6g..%.9g that round-trips, with ".0" added to an
+// integral value (transformers' config classes refuse an integer where a
+// float is declared, e.g. Mamba2Config.time_step_limit = [0, ...]).
+static void add_float(cJSON *o, const char *key, float v) {
+    char buf[48];
+    for (int prec = 6; prec <= 9; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, (double)v);
+        if (strtof(buf, NULL) == v)
+            break;
+    }
+    if (!strpbrk(buf, ".eEn")) // not 1.5, 1e-05, inf, nan
+        strcat(buf, ".0");
+    cJSON_AddRawToObject(o, key, buf);
+}
+static void add_float_item(cJSON *arr, float v) {
+    cJSON *tmp = cJSON_CreateObject();
+    add_float(tmp, "v", v);
+    cJSON *item = cJSON_DetachItemFromObject(tmp, "v");
+    cJSON_Delete(tmp);
+    cJSON_AddItemToArray(arr, item);
+}
+
 static void add_rope(cJSON *o, const rope_cfg *r) {
-    cJSON_AddNumberToObject(o, "rope_theta", (double)r->theta);
+    add_float(o, "rope_theta", r->theta);
     if (r->kind == ROPE_DEFAULT)
         return;
     cJSON *s = cJSON_AddObjectToObject(o, "rope_scaling");
     cJSON_AddStringToObject(s, "rope_type", r->kind == ROPE_LLAMA3 ? "llama3" : "linear");
-    cJSON_AddNumberToObject(s, "factor", (double)r->factor);
+    add_float(s, "factor", r->factor);
     if (r->kind == ROPE_LLAMA3) {
-        cJSON_AddNumberToObject(s, "low_freq_factor", (double)r->low_freq_factor);
-        cJSON_AddNumberToObject(s, "high_freq_factor", (double)r->high_freq_factor);
+        add_float(s, "low_freq_factor", r->low_freq_factor);
+        add_float(s, "high_freq_factor", r->high_freq_factor);
         cJSON_AddNumberToObject(s, "original_max_position_embeddings", r->orig_max_pos);
     }
 }
@@ -375,7 +399,7 @@ static void add_llamba(cJSON *o, const model_cfg *c) {
     cJSON_AddBoolToObject(o, "tie_embeddings", c->tie_embeddings);
     cJSON_AddNumberToObject(o, "pad_vocab_size_multiple", 1);
     cJSON_AddBoolToObject(o, "lm_head_bias", false);
-    cJSON_AddNumberToObject(o, "norm_epsilon", (double)c->norm_eps);
+    add_float(o, "norm_epsilon", c->norm_eps);
     cJSON *m = cJSON_AddObjectToObject(o, "mlp_cfg");
     cJSON_AddNumberToObject(m, "intermediate_size", c->d_ff);
     cJSON_AddBoolToObject(m, "bias", false);
@@ -392,12 +416,15 @@ static void add_llamba(cJSON *o, const model_cfg *c) {
     cJSON_AddNumberToObject(s, "d_conv", c->ssm.K);
 }
 
-molt_status model_cfg_to_json(molt_ctx *ctx, const model_cfg *c, char **json) {
+molt_status model_cfg_to_json(molt_ctx *ctx, const model_cfg *c, const char *torch_dtype,
+                              char **json) {
     js_init_hooks();
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return molt__err(ctx, MOLT_ERR_OOM, "out of memory writing config.json");
     cJSON_AddStringToObject(o, "model_type", model_arch_name(c->arch));
+    // the weights' type in model.safetensors (HF: torch_dtype)
+    cJSON_AddStringToObject(o, "torch_dtype", torch_dtype ? torch_dtype : "float32");
     switch (c->arch) {
     case ARCH_LLAMA: {
         cJSON *a = cJSON_AddArrayToObject(o, "architectures");
@@ -410,12 +437,12 @@ molt_status model_cfg_to_json(molt_ctx *ctx, const model_cfg *c, char **json) {
         cJSON_AddNumberToObject(o, "intermediate_size", c->d_ff);
         cJSON_AddNumberToObject(o, "vocab_size", c->vocab);
         cJSON_AddNumberToObject(o, "max_position_embeddings", c->max_seq);
-        cJSON_AddNumberToObject(o, "rms_norm_eps", (double)c->norm_eps);
+        add_float(o, "rms_norm_eps", c->norm_eps);
         cJSON_AddBoolToObject(o, "tie_word_embeddings", c->tie_embeddings);
         cJSON_AddBoolToObject(o, "attention_bias", c->attn_bias);
         cJSON_AddBoolToObject(o, "mlp_bias", false);
         cJSON_AddStringToObject(o, "hidden_act", "silu");
-        cJSON_AddStringToObject(o, "torch_dtype", "float32");
+        
         add_rope(o, &c->rope);
         break;
     }
@@ -426,7 +453,7 @@ molt_status model_cfg_to_json(molt_ctx *ctx, const model_cfg *c, char **json) {
         cJSON_AddNumberToObject(o, "hidden_size", c->d_model);
         cJSON_AddNumberToObject(o, "num_hidden_layers", c->n_layer);
         cJSON_AddNumberToObject(o, "vocab_size", c->vocab);
-        cJSON_AddNumberToObject(o, "layer_norm_epsilon", (double)c->norm_eps);
+        add_float(o, "layer_norm_epsilon", c->norm_eps);
         cJSON_AddBoolToObject(o, "tie_word_embeddings", c->tie_embeddings);
         cJSON_AddNumberToObject(o, "num_heads", c->ssm.H);
         cJSON_AddNumberToObject(o, "head_dim", c->ssm.P);
@@ -440,13 +467,13 @@ molt_status model_cfg_to_json(molt_ctx *ctx, const model_cfg *c, char **json) {
         cJSON_AddBoolToObject(o, "rms_norm", true);
         cJSON_AddStringToObject(o, "hidden_act", "silu");
         cJSON *lim = cJSON_AddArrayToObject(o, "time_step_limit");
-        cJSON_AddItemToArray(lim, cJSON_CreateNumber((double)c->ssm.dt_limit_lo));
+        add_float_item(lim, c->ssm.dt_limit_lo);
         if (isinf(c->ssm.dt_limit_hi)) {
             cJSON *f = cJSON_CreateObject();
             cJSON_AddStringToObject(f, "__float__", "Infinity");
             cJSON_AddItemToArray(lim, f);
         } else {
-            cJSON_AddItemToArray(lim, cJSON_CreateNumber((double)c->ssm.dt_limit_hi));
+            add_float_item(lim, c->ssm.dt_limit_hi);
         }
         break;
     }

@@ -121,7 +121,9 @@ molt_status model_init_rope(molt_ctx *ctx, molt_model *m);
 // Loaders (model_load.c, llama2c.c, config.c)
 molt_status model_cfg_from_json(molt_ctx *ctx, const char *what, const char *json, size_t len,
                                 model_cfg *cfg);
-molt_status model_cfg_to_json(molt_ctx *ctx, const model_cfg *cfg, char **json);
+// torch_dtype: the weights' type as HF names it ("float32", "bfloat16", "float16")
+molt_status model_cfg_to_json(molt_ctx *ctx, const model_cfg *cfg, const char *torch_dtype,
+                              char **json);
 molt_status model_load_hf(molt_ctx *ctx, const char *dir, molt_model **out);
 molt_status model_load_llama2c(molt_ctx *ctx, const char *path, molt_model **out);
 

@@ -9,9 +9,13 @@
 #include "models/model.h"
 #include "tok/tokenizer.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define CONFIG_MAX_BYTES (16u << 20)
 
@@ -215,6 +219,90 @@ molt_status molt_model_load(molt_ctx *ctx, const char *path, const molt_load_opt
     return MOLT_OK;
 }
 
+// The files a saved model consists of (a save replaces all of them, and
+// removes those of an older model that it does not write: a stale index
+// would make the loader read the old shards).
+static bool is_model_file(const char *name) {
+    static const char *const fixed[] = {"config.json",    "model.safetensors", ST_INDEX_NAME,
+                                        "tokenizer.json", "tokenizer.bin",     "tokenizer.model",
+                                        NULL};
+    for (int i = 0; fixed[i]; i++)
+        if (!strcmp(name, fixed[i]))
+            return true;
+    return !strncmp(name, "model-", 6) && strstr(name, "-of-") && ends_with(name, ".safetensors");
+}
+
+static void fsync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+// removes the staging directory and what is in it (only files molt wrote)
+static void drop_staging(const char *stage) {
+    DIR *d = opendir(stage);
+    if (d) {
+        struct dirent *e;
+        char p[4096];
+        while ((e = readdir(d)))
+            if (e->d_name[0] != '.') {
+                fio_join(p, sizeof p, stage, e->d_name);
+                unlink(p);
+            }
+        closedir(d);
+    }
+    rmdir(stage);
+}
+
+// writes the model's files into stage (a fresh directory)
+static molt_status write_model_files(molt_ctx *ctx, const molt_model *m, const char *stage,
+                                     st_dtype dt, const char **tok_name) {
+    char path[4096];
+    st_wtensor *ts = molt__calloc((size_t)m->n_params, sizeof *ts);
+    if (!ts)
+        return molt__err(ctx, MOLT_ERR_OOM, "out of memory saving the model");
+    for (int i = 0; i < m->n_params; i++) {
+        const param_info *p = &m->params[i];
+        ts[i].name = p->name;
+        ts[i].dtype = dt;
+        ts[i].ndim = p->ndim;
+        memcpy(ts[i].shape, p->shape, sizeof(int64_t) * (size_t)p->ndim);
+        ts[i].data = m->data + p->offset;
+    }
+    static const char *const meta[] = {"format", "pt", "producer", "molt", NULL};
+    fio_join(path, sizeof path, stage, "model.safetensors");
+    molt_status st = st_write(ctx, path, ts, m->n_params, meta);
+    molt__free(ts);
+    if (st != MOLT_OK)
+        return st;
+    char *json = NULL;
+    const char *hf_dtype = dt == ST_BF16 ? "bfloat16" : dt == ST_F16 ? "float16" : "float32";
+    if ((st = model_cfg_to_json(ctx, &m->cfg, hf_dtype, &json)) != MOLT_OK)
+        return st;
+    fio_join(path, sizeof path, stage, "config.json");
+    st = fio_write_atomic(ctx, path, json, strlen(json));
+    molt__free(json);
+    if (st != MOLT_OK)
+        return st;
+    *tok_name = NULL;
+    if (m->tok) { // in the format it came in
+        *tok_name = tok_kind_of(m->tok) == TOK_BPE_JSON  ? "tokenizer.json"
+                    : tok_kind_of(m->tok) == TOK_LLAMA2C ? "tokenizer.bin"
+                                                         : "tokenizer.model";
+        fio_join(path, sizeof path, stage, *tok_name);
+        st = tok_save(ctx, m->tok, path);
+    }
+    return st;
+}
+
+// Saving writes every file into dir/.molt-save first (nothing in dir
+// changes if that fails), then swaps: the old index goes first (the loader
+// prefers an index), the new weights, tokenizer and config (last) are renamed
+// in, and the old model's other files (shards, a tokenizer of another format)
+// are removed. Files in dir that are not model files (a run's log,
+// checkpoints, the user's own) are left alone.
 molt_status molt_model_save(molt_ctx *ctx, const molt_model *m, const char *dir,
                             const char *dtype) {
     st_dtype dt = ST_F32;
@@ -227,43 +315,53 @@ molt_status molt_model_save(molt_ctx *ctx, const molt_model *m, const char *dir,
     molt_status st = fio_mkdir_p(ctx, dir);
     if (st != MOLT_OK)
         return st;
-    char path[4096];
-    // weights
-    st_wtensor *ts = molt__calloc((size_t)m->n_params, sizeof *ts);
-    if (!ts)
-        return molt__err(ctx, MOLT_ERR_OOM, "out of memory saving %s", dir);
-    for (int i = 0; i < m->n_params; i++) {
-        const param_info *p = &m->params[i];
-        ts[i].name = p->name;
-        ts[i].dtype = dt;
-        ts[i].ndim = p->ndim;
-        memcpy(ts[i].shape, p->shape, sizeof(int64_t) * (size_t)p->ndim);
-        ts[i].data = m->data + p->offset;
+    char stage[4096], from[4096], to[4096];
+    fio_join(stage, sizeof stage, dir, ".molt-save");
+    drop_staging(stage); // what a save killed half-way left behind
+    if (mkdir(stage, 0755) != 0)
+        return molt__err(ctx, MOLT_ERR_IO, "%s: cannot create a staging directory: %s", stage,
+                         strerror(errno));
+    const char *tok_name = NULL;
+    if ((st = write_model_files(ctx, m, stage, dt, &tok_name)) != MOLT_OK) {
+        drop_staging(stage);
+        return st;
     }
-    static const char *const meta[] = {"format", "pt", "producer", "molt", NULL};
-    fio_join(path, sizeof path, dir, "model.safetensors");
-    st = st_write(ctx, path, ts, m->n_params, meta);
-    molt__free(ts);
-    if (st != MOLT_OK)
+    fio_join(to, sizeof to, dir, ST_INDEX_NAME);
+    if (unlink(to) != 0 && errno != ENOENT) {
+        st = molt__err(ctx, MOLT_ERR_IO, "%s: cannot remove the old index: %s", to,
+                       strerror(errno));
+        drop_staging(stage);
         return st;
-    // config
-    char *json = NULL;
-    if ((st = model_cfg_to_json(ctx, &m->cfg, &json)) != MOLT_OK)
-        return st;
-    fio_join(path, sizeof path, dir, "config.json");
-    st = fio_write_atomic(ctx, path, json, strlen(json));
-    molt__free(json);
-    if (st != MOLT_OK)
-        return st;
-    // tokenizer, in the format it came in
-    if (m->tok) {
-        const char *name = tok_kind_of(m->tok) == TOK_BPE_JSON  ? "tokenizer.json"
-                           : tok_kind_of(m->tok) == TOK_LLAMA2C ? "tokenizer.bin"
-                                                                : "tokenizer.model";
-        fio_join(path, sizeof path, dir, name);
-        if ((st = tok_save(ctx, m->tok, path)) != MOLT_OK)
+    }
+    const char *const order[] = {"model.safetensors", tok_name, "config.json"};
+    for (int i = 0; i < 3; i++) {
+        if (!order[i])
+            continue;
+        fio_join(from, sizeof from, stage, order[i]);
+        fio_join(to, sizeof to, dir, order[i]);
+        if (rename(from, to) != 0) {
+            st = molt__err(ctx, MOLT_ERR_IO, "%s: cannot move the saved file in place: %s", to,
+                           strerror(errno));
+            drop_staging(stage);
             return st;
+        }
     }
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            bool ours = !strcmp(e->d_name, "model.safetensors") ||
+                        !strcmp(e->d_name, "config.json") ||
+                        (tok_name && !strcmp(e->d_name, tok_name));
+            if (!ours && is_model_file(e->d_name)) {
+                fio_join(to, sizeof to, dir, e->d_name);
+                unlink(to);
+            }
+        }
+        closedir(d);
+    }
+    fsync_dir(dir);
+    drop_staging(stage);
     return MOLT_OK;
 }
 

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# test_model_files.sh — what `molt convert` (molt_model_save) writes is a whole,
+# valid model, and saving over a model never mixes old and new files:
+#   - config.json names the weights' dtype (torch_dtype float32 / bfloat16 /
+#     float16) and writes float-typed keys as float literals (Mamba-2's
+#     time_step_limit [0.0, ...]: transformers refuses an integer there);
+#   - saving into a directory that holds a sharded model removes the old index
+#     and shards (the loader preferred them: the new weights were ignored),
+#     keeps files that are not model files, and the result loads as the new model;
+#   - a failed save (unwritable staging) leaves the directory as it was.
+set -u
+cd "$(dirname "$0")/.."
+MOLT=${MOLT:-./molt}
+SHARED=${MOLT_SHARED:-../shared}
+W=$(mktemp -d); trap 'chmod -R u+w "$W"; rm -rf "$W"' EXIT
+fail=0
+bad() { echo "FAIL: $*"; fail=1; }
+ST=models/stories260K/stories260K.bin
+jget() { /usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(repr(eval("d"+sys.argv[2])))' "$1" "$2"; }
+
+$MOLT convert $ST -o "$W/f32" 2>/dev/null || bad "convert f32"
+$MOLT convert $ST -o "$W/bf16" --dtype bf16 2>/dev/null || bad "convert bf16"
+$MOLT convert $ST -o "$W/f16" --dtype f16 2>/dev/null || bad "convert f16"
+[ "$(jget "$W/f32/config.json" "['torch_dtype']")" = "'float32'" ] || bad "f32 torch_dtype"
+[ "$(jget "$W/bf16/config.json" "['torch_dtype']")" = "'bfloat16'" ] || bad "bf16 torch_dtype: $(jget "$W/bf16/config.json" "['torch_dtype']")"
+[ "$(jget "$W/f16/config.json" "['torch_dtype']")" = "'float16'" ] || bad "f16 torch_dtype"
+# float keys stay floats
+t=$(jget "$W/f32/config.json" "['rms_norm_eps'].__class__.__name__"); [ "$t" = "'float'" ] || bad "rms_norm_eps is $t"
+t=$(jget "$W/f32/config.json" "['rope_theta'].__class__.__name__"); [ "$t" = "'float'" ] || bad "rope_theta is $t"
+if [ -f "$SHARED/models/mamba2-random/config.json" ]; then
+  $MOLT convert "$SHARED/models/mamba2-random" -o "$W/m2" 2>/dev/null || bad "convert mamba2"
+  t=$(jget "$W/m2/config.json" "['time_step_limit'][0].__class__.__name__")
+  [ "$t" = "'float'" ] || bad "mamba2 time_step_limit[0] is $t"
+  a=$($MOLT generate "$SHARED/models/mamba2-random" -p "hello" -t 0 -n 12 2>/dev/null)
+  b=$($MOLT generate "$W/m2" -p "hello" -t 0 -n 12 2>/dev/null)
+  [ -n "$a" ] && [ "$a" = "$b" ] || bad "mamba2 round trip differs"
+else
+  echo "mamba2 part skipped: needs ../shared/models/mamba2-random"
+fi
+
+# saving over a sharded model
+want=$($MOLT generate $ST -t 0 -n 40 2>/dev/null)
+D="$W/over"; mkdir -p "$D"
+if [ -f "$SHARED/models/kv-llama-2m/config.json" ]; then
+  cp "$SHARED"/models/kv-llama-2m/* "$D/"; chmod u+w "$D"/*
+else # a stand-in index and shards: the loader must not find them afterwards
+  echo '{"metadata": {}, "weight_map": {"x": "model-00001-of-00002.safetensors"}}' > "$D/model.safetensors.index.json"
+  echo junk > "$D/model-00001-of-00002.safetensors"; echo junk > "$D/model-00002-of-00002.safetensors"
+fi
+echo "mine" > "$D/notes.txt"
+$MOLT convert $ST -o "$D" 2>/dev/null || bad "convert over a sharded model"
+[ ! -e "$D/model.safetensors.index.json" ] || bad "old index left behind"
+ls "$D"/model-*-of-*.safetensors >/dev/null 2>&1 && bad "old shards left behind"
+[ "$(cat "$D/notes.txt" 2>/dev/null)" = mine ] || bad "a file that is not a model file was touched"
+ls -a "$D" | grep -q '^\.molt-save' && bad "staging directory left behind"
+got=$($MOLT generate "$D" -t 0 -n 40 2>/dev/null)
+[ -n "$want" ] && [ "$got" = "$want" ] || bad "the saved model does not load as the new model"
+
+# a failed save changes nothing: stage cannot be created in a read-only dir
+if [ "$(id -u)" != 0 ]; then
+  R="$W/ro"; $MOLT convert $ST -o "$R" 2>/dev/null; before=$(ls -l "$R" | md5sum)
+  chmod a-w "$R"
+  $MOLT convert $ST -o "$R" --dtype bf16 2>/dev/null && bad "save into a read-only dir succeeded"
+  chmod u+w "$R"; [ "$(ls -l "$R" | md5sum)" = "$before" ] || bad "failed save changed the directory"
+fi
+[ $fail = 0 ] && echo "test_model_files: all checks passed"
+exit $fail
