@@ -43,10 +43,13 @@ static bool parse_list(const char *s, int32_t *ls, int32_t *hs, int cap, int *n)
         }
         (*n)++;
         s = e;
-        if (*s == ',')
+        if (*s == ',') {
             s++;
-        else if (*s)
+            if (!*s) // a trailing comma: "0:1," is a typo, not a list of one
+                return false;
+        } else if (*s) {
             return false;
+        }
     }
     return *n > 0;
 }

@@ -24,11 +24,22 @@ molt_status fio_read_all(molt_ctx *ctx, const char *path, size_t max_bytes, char
     *out = NULL;
     if (len)
         *len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: opening a FIFO with no writer must not hang (it is cleared
+    // below, so a pipe with a writer is read to its end); devices are refused
+    // (/dev/zero never ends; the cap would only bound the damage)
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return molt__err(ctx, MOLT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
-    int fe = fstat(fd, &st) != 0 ? errno : (S_ISDIR(st.st_mode) ? EISDIR : 0);
+    int fe = fstat(fd, &st) != 0                            ? errno
+             : S_ISDIR(st.st_mode)                          ? EISDIR
+             : !S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode) ? ENODEV
+             : fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0 ? errno
+                                                                          : 0;
+    if (fe == ENODEV) {
+        close(fd);
+        return molt__err(ctx, MOLT_ERR_IO, "%s: not a regular file or pipe", path);
+    }
     if (fe) {
         int e = fe;
         close(fd);
@@ -118,7 +129,7 @@ molt_status fio_map(molt_ctx *ctx, const char *path, const uint8_t **data, size_
     fio_mapping *m = molt__calloc(1, sizeof *m);
     if (!m)
         return molt__err(ctx, MOLT_ERR_OOM, "%s: out of memory", path);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); // a FIFO must not hang the open
     if (fd < 0) {
         int e = errno;
         molt__free(m);
@@ -132,6 +143,8 @@ molt_status fio_map(molt_ctx *ctx, const char *path, const uint8_t **data, size_
         int e = fe;
         close(fd);
         molt__free(m);
+        if (e == EINVAL) // a FIFO, socket or device: a model is a file
+            return molt__err(ctx, MOLT_ERR_IO, "%s: not a regular file", path);
         return molt__err(ctx, MOLT_ERR_IO, "%s: cannot map: %s", path, strerror(e));
     }
     if ((uint64_t)st.st_size > (uint64_t)SIZE_MAX) {

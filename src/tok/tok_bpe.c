@@ -314,7 +314,8 @@ static molt_status split_stage(enc *e, int k, const char *s, size_t n) {
     size_t            gap = 0, from = 0;
     molt_status       st;
     while (from < n) {
-        int rc = pcre2_match(re, (PCRE2_SPTR)s, n, from, PCRE2_NO_UTF_CHECK, e->md, NULL);
+        int rc = pcre2_match(re, (PCRE2_SPTR)s, n, from, PCRE2_NO_UTF_CHECK, e->md,
+                             (pcre2_match_context *)e->t->pcre_mctx);
         if (rc == PCRE2_ERROR_NOMATCH)
             break;
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(e->md);

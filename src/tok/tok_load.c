@@ -9,41 +9,18 @@
  *   - anything else is tried as a llama2.c tokenizer.bin, whose loader
  *     validates every length against the file size.
  */
+#include "io/fileio.h"
 #include "tok/tokenizer.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
-// Reads a whole file into a molt__malloc'd, NUL-terminated buffer.
+// Reads a whole file into a molt__malloc'd, NUL-terminated buffer (at most
+// TOK_MAX_BYTES: the largest tokenizer.json in use is ~17 MB).
+#define TOK_MAX_BYTES ((size_t)512 << 20)
 static molt_status read_file(molt_ctx *ctx, const char *path, char **out, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return molt__err(ctx, MOLT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char  *buf = molt__malloc(cap);
-    while (buf) {
-        n += fread(buf + n, 1, cap - 1 - n, f);
-        if (n < cap - 1)
-            break;
-        char *nb = cap < SIZE_MAX / 2 ? molt__realloc(buf, cap * 2) : NULL;
-        if (!nb)
-            molt__free(buf);
-        buf = nb;
-        cap *= 2;
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (!buf)
-        return molt__err(ctx, MOLT_ERR_OOM, "%s: out of memory reading the file", path);
-    if (err) {
-        molt__free(buf);
-        return molt__err(ctx, MOLT_ERR_IO, "%s: read error", path);
-    }
-    buf[n] = 0;
-    *out = buf;
-    *len = n;
-    return MOLT_OK;
+    return fio_read_all(ctx, path, TOK_MAX_BYTES, out, len);
 }
 
 static bool looks_json(const char *s, size_t n) {

@@ -87,6 +87,8 @@ void tok__free(molt_tokenizer *t) {
         return;
     for (int i = 0; i < t->n_split; i++)
         pcre2_code_free((pcre2_code *)t->split[i]);
+    if (t->pcre_mctx)
+        pcre2_match_context_free((pcre2_match_context *)t->pcre_mctx);
     if (t->pcre_gctx)
         pcre2_general_context_free((pcre2_general_context *)t->pcre_gctx);
     tok__strmap_free(&t->vocab);
@@ -372,6 +374,18 @@ molt_status tok__add_split(molt_ctx *ctx, molt_tokenizer *t, const char *what,
         t->pcre_gctx = pcre2_general_context_create(pcre_alloc, pcre_free, NULL);
         if (!t->pcre_gctx)
             return molt__err(ctx, MOLT_ERR_OOM, "%s: out of memory (regex)", what);
+    }
+    if (!t->pcre_mctx) {
+        // Tokenizer patterns settle each match in a few dozen steps; a
+        // hostile pattern (nested quantifiers) could take PCRE2's default
+        // 10M steps per call at every position. A match that hits the limit
+        // is treated as no word boundary there (tok_bpe.c: split_stage).
+        pcre2_match_context *mc = pcre2_match_context_create(t->pcre_gctx);
+        if (!mc)
+            return molt__err(ctx, MOLT_ERR_OOM, "%s: out of memory (regex)", what);
+        pcre2_set_match_limit(mc, TOK_MATCH_LIMIT);
+        pcre2_set_depth_limit(mc, TOK_MATCH_LIMIT);
+        t->pcre_mctx = mc;
     }
     pcre2_compile_context *cc = pcre2_compile_context_create(t->pcre_gctx);
     char                  *pattern = rewrite_spaces(pattern_in);

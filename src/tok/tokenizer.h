@@ -77,6 +77,8 @@ typedef struct tok_pairmap {
 #define TOKF_SPECIAL 4u // added token flagged "special"
 #define TOKF_NOMATCH 8u // HF vocab string outside the byte-level alphabet
 
+// steps one pcre2_match may take (tok_table.c)
+#define TOK_MATCH_LIMIT 1000000
 #define TOK_MAX_SPLITS 4
 
 struct molt_tokenizer {
@@ -101,6 +103,7 @@ struct molt_tokenizer {
     int      n_split;               // regex pre-tokenizer stages, applied in order
     void    *split[TOK_MAX_SPLITS]; // pcre2_code * (kept opaque here: no pcre2.h in headers)
     void    *pcre_gctx;             // pcre2_general_context * allocating through molt__malloc
+    void    *pcre_mctx;             // pcre2_match_context * with TOK_MATCH_LIMIT
     // added tokens, sorted by (first byte, length descending)
     int32_t  n_added;
     int32_t *added;

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -63,6 +64,12 @@ molt_model *cli_load_model(molt_ctx *ctx, const char *path, const char *tokenize
 }
 
 char *cli_read_file(const char *path, size_t *len) {
+    // a regular file or a pipe, at most CLI_READ_MAX bytes (/dev/zero never ends)
+    struct stat sb;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode) && !S_ISFIFO(sb.st_mode)) {
+        fprintf(stderr, "molt: error: %s: not a regular file or pipe\n", path);
+        return NULL;
+    }
     FILE *f = fopen(path, "rb");
     if (!f) {
         fprintf(stderr, "molt: error: %s: %s\n", path, strerror(errno));
@@ -75,6 +82,13 @@ char *cli_read_file(const char *path, size_t *len) {
         n += r;
         if (n + 1 < cap)
             break;
+        if (cap > CLI_READ_MAX) {
+            fprintf(stderr, "molt: error: %s: more than the %zu bytes allowed\n", path,
+                    (size_t)CLI_READ_MAX);
+            free(b);
+            fclose(f);
+            return NULL;
+        }
         cap *= 2;
         char *nb = realloc(b, cap);
         if (!nb) {

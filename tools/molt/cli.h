@@ -25,6 +25,8 @@ molt_model *cli_load_model(molt_ctx *ctx, const char *path, const char *tokenize
 // The default key-value task file (buf: scratch for the path).
 const char *cli_default_kv_task(char *buf, size_t cap);
 // Reads a whole file (malloc'd, NUL-terminated); NULL + message on failure.
+// a regular file or a pipe of at most CLI_READ_MAX bytes; prints the error
+#define CLI_READ_MAX ((size_t)1 << 31)
 char *cli_read_file(const char *path, size_t *len);
 
 typedef struct progress {

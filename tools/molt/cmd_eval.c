@@ -34,9 +34,20 @@ static const char *ABOUT =
 // --pairs "10,20,40" → np[*n]. Usage errors print and return false.
 static bool parse_pairs(const char *s, long *np, int *n) {
     char buf[256];
-    snprintf(buf, sizeof buf, "%s", s);
+    if (snprintf(buf, sizeof buf, "%s", s) >= (int)sizeof buf) {
+        cli_usage_error("eval", "--pairs list is too long");
+        return false;
+    }
     *n = 0;
-    for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
+    // every item non-empty: "10,,20", ",10" and "10," are refused, not read as 10,20
+    for (char *t = buf, *next; t; t = next) {
+        next = strchr(t, ',');
+        if (next)
+            *next++ = '\0';
+        if (!*t) {
+            cli_usage_error("eval", "--pairs has an empty item in \"%s\" (expected N1,N2,...)", s);
+            return false;
+        }
         if (*n == MAX_PAIRS_LIST) {
             cli_usage_error("eval", "--pairs takes at most %d counts", MAX_PAIRS_LIST);
             return false;
