@@ -18,7 +18,7 @@
  * Threads: every case runs with 1, 2, 3 and 4 threads. Where the kernel
  * promises results independent of the thread count (elementwise and row-wise
  * ops, the RMSNorm dw and embedding column sums, every SSM kernel and
- * backward) the outputs must be bit-identical to the 1-thread run; the BLAS
+ * backward, every attention op) the outputs must be bit-identical to the 1-thread run; the BLAS
  * ops (matmul and its backward) promise no such thing and are held to the
  * reference only (the summary says whether they happened to agree).
  *
