@@ -21,20 +21,20 @@ size_t attn_work(const attn_cfg *c, int T, int S, int nth) {
 }
 
 // RoPE in place on x[T, nh, hd] at positions pos..pos+T-1 (cos/sin: [max_pos, hd/2])
-static void rope_apply(const molt_exec *ex, float *x, int T, int nh, int hd, int pos, const float *cos,
-                const float *sin) {
+static void rope_apply(const molt_exec *ex, float *x, int T, int nh, int hd, int pos,
+                       const float *cos, const float *sin) {
     k_rope(ex, x, nh * hd, T, nh, hd, pos, T > 0 ? T : 1, NULL, cos, sin, 0);
 }
 
 void attn_forward(const molt_exec *ex, float *out, float *out_heads, const float *u, int T, int pos,
                   const attn_cfg *c, const attn_weights *w, float *kcache, float *vcache, int cap,
                   const float *cos, const float *sin, float *work, int nth) {
-    int H = c->H, KV = c->KV, hd = c->hd, S = pos + T;
+    int H = c->H, KV = c->KV, hd = c->hd;
     float *q = work;                              // [T, H*hd]
     float *k = q + (size_t)T * H * hd;            // [T, KV*hd]
     float *v = k + (size_t)T * KV * hd;           // [T, KV*hd]
     float *heads = v + (size_t)T * KV * hd;       // [T, H*hd]
-    float *scores = heads + (size_t)T * H * hd;   // k_attn_prefill_work(T, S, H, KV, nth)
+    float *scores = heads + (size_t)T * H * hd;   // k_attn_prefill_work(T, pos + T, H, KV, nth)
     k_matmul(ex, q, u, w->wq, w->bq, T, c->d, H * hd, 0);
     k_matmul(ex, k, u, w->wk, w->bk, T, c->d, KV * hd, 0);
     k_matmul(ex, v, u, w->wv, w->bv, T, c->d, KV * hd, 0);
@@ -42,7 +42,6 @@ void attn_forward(const molt_exec *ex, float *out, float *out_heads, const float
     rope_apply(ex, k, T, KV, hd, pos, cos, sin);
     // append to cache: [T, KV, hd] → [KV, cap, hd]
     k_kv_append(ex, &kcache, &vcache, k, v, KV * hd, T, KV, hd, cap, pos, NULL);
-    (void)S;
     molt_exec core = molt_exec_threads(ex, nth); // work is sized for nth threads
     k_attn_prefill(&core, heads, q, T, pos, H, KV, hd, kcache, vcache, cap, scores);
     if (out_heads)
@@ -84,8 +83,8 @@ size_t attn_materialize_work(const attn_cfg *c, int T) {
     return attn_work(c, T, T, 1) + 2 * (size_t)c->KV * T * c->hd;
 }
 
-void attn_materialize(const molt_exec *ex, float *A, const float *u, int T, const attn_cfg *c, const attn_weights *w,
-                      const float *cos, const float *sin, float *work) {
+void attn_materialize(const molt_exec *ex, float *A, const float *u, int T, const attn_cfg *c,
+                      const attn_weights *w, const float *cos, const float *sin, float *work) {
     int H = c->H, KV = c->KV, hd = c->hd;
     float *q = work;
     float *k = q + (size_t)T * H * hd;
