@@ -2,8 +2,8 @@
  * test_backend_ops.c — every op of the backend table (kernels.h:
  * MOLT_BACKEND_OPS) on every compiled backend, against a plain
  * double-precision reference written here straight from the equations
- * (kernels.h, backward.h, ssm.h; shared/docs/ALGORITHMS.md §1.2–1.4 for the
- * SSM ones), over a sweep of shapes: tiny, odd, not multiples of 16/64,
+ * (kernels.h, backward.h, ssm.h, attn.h; shared/docs/ALGORITHMS.md §1.2–1.4
+ * for the SSM ones), over a sweep of shapes: tiny, odd, not multiples of 16/64,
  * across the kernels' threading and chunking thresholds, zero length where
  * the contract allows it.
  *
@@ -18,7 +18,7 @@
  * Threads: every case runs with 1, 2, 3 and 4 threads. Where the kernel
  * promises results independent of the thread count (elementwise and row-wise
  * ops, the RMSNorm dw and embedding column sums, every SSM kernel and
- * backward) the outputs must be bit-identical to the 1-thread run; the BLAS
+ * backward, every attention op) the outputs must be bit-identical to the 1-thread run; the BLAS
  * ops (matmul and its backward) promise no such thing and are held to the
  * reference only (the summary says whether they happened to agree).
  *
@@ -27,6 +27,7 @@
  * Also: molt_exec_init refuses a table with any single op missing, and each
  * public entry point calls its own slot of ex->be.
  */
+#include "kernels/attn.h"
 #include "kernels/backward.h"
 #include "kernels/kernels.h"
 #include "kernels/ssm.h"
@@ -1438,6 +1439,467 @@ static void test_materialize(void) {
 }
 
 // ----------------------------------------------------------------------------
+// attention (attn.h). Reference, one head in double: query row t at position
+// p0 + t sees keys s ≤ p0 + t,
+//   P_ts = softmax_s((q_t·k_s)·hd^-½),   o_t = Σ_s P_ts·v_s
+// RoPE rotates the pairs (i, i+hd/2) of each head by ±angle(pos, i) from the
+// float tables. Backward (training, p0 = 0), per (b, h):
+//   dP = dO·Vᵀ,  dV += Pᵀ·dO,  dS_ts = P_ts·(dP_ts − Σ_s' P_ts'·dP_ts'),
+//   dQ = hd^-½·dS·K,  dK += hd^-½·dSᵀ·Q   (kv heads sum over their group)
+
+#define ROPE_MAXPOS 1024
+
+// cos/sin [ROPE_MAXPOS, hd/2], theta 10000 (Llama)
+static void rope_tables(float **cs, float **sn, int hd) {
+    int half = hd / 2 > 0 ? hd / 2 : 1;
+    *cs = fbuf((size_t)ROPE_MAXPOS * half);
+    *sn = fbuf((size_t)ROPE_MAXPOS * half);
+    for (int p = 0; p < ROPE_MAXPOS; p++)
+        for (int i = 0; i < half; i++) {
+            double a = p * pow(10000.0, -2.0 * i / (hd > 0 ? hd : 1));
+            (*cs)[(size_t)p * half + i] = (float)cos(a);
+            (*sn)[(size_t)p * half + i] = (float)sin(a);
+        }
+}
+
+static void ref_rope(double *x, int ld, int rows, int nh, int hd, int pos0, int period,
+                     const int32_t *pos, const float *cs, const float *sn, int inverse) {
+    int half = hd / 2;
+    for (int r = 0; r < rows; r++) {
+        size_t p = (size_t)(pos ? pos[r] : pos0 + r % period);
+        for (int h = 0; h < nh; h++)
+            for (int i = 0; i < half; i++) {
+                double *a = x + (size_t)r * ld + (size_t)h * hd + i, *b = a + half;
+                double  c = cs[p * half + i], s = (inverse ? -1.0 : 1.0) * (double)sn[p * half + i];
+                double  a0 = *a, b0 = *b;
+                *a = a0 * c - b0 * s;
+                *b = b0 * c + a0 * s;
+            }
+    }
+}
+
+// one head: P[T, S] (zeros past each row's last key), o[T, hd] (stride ldo; NULL: P only)
+static void ref_head(double *P, double *o, int ldo, const double *Q, int ldq, const double *K,
+                     int ldk, const double *V, int ldv, int T, int S, int p0, int hd) {
+    double scale = 1.0 / sqrt((double)hd);
+    for (int t = 0; t < T; t++) {
+        double *row = P + (size_t)t * S, m = -INFINITY, sum = 0;
+        int     n = p0 + t + 1;
+        for (int s = 0; s < S; s++) {
+            row[s] = 0;
+            if (s < n) {
+                row[s] = dotn(Q + (size_t)t * ldq, K + (size_t)s * ldk, hd) * scale;
+                m = row[s] > m ? row[s] : m;
+            }
+        }
+        for (int s = 0; s < n; s++)
+            sum += row[s] = exp(row[s] - m);
+        for (int s = 0; s < n; s++)
+            row[s] /= sum;
+        for (int i = 0; o && i < hd; i++) {
+            double acc = 0;
+            for (int s = 0; s < n; s++)
+                acc += row[s] * V[(size_t)s * ldv + i];
+            o[(size_t)t * ldo + i] = acc;
+        }
+    }
+}
+
+// training forward over qkv [B·T, ld]: P [B,H,T,T], heads [B·T, H·hd] (NULL: P only)
+static void ref_train_forward(double *P, double *heads, const double *qkv, int ld, int B, int T,
+                              int H, int KV, int hd) {
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            const double *x = qkv + (size_t)b * T * ld;
+            int           j = h / (H / KV);
+            ref_head(P + ((size_t)b * H + h) * T * T,
+                     heads ? heads + (size_t)b * T * H * hd + (size_t)h * hd : NULL, H * hd,
+                     x + (size_t)h * hd, ld, x + (size_t)(H + j) * hd, ld,
+                     x + (size_t)(H + KV + j) * hd, ld, T, T, 0, hd);
+        }
+}
+
+// dqkv [B·T, (H+2KV)·hd] from dheads, qkv (ld = (H+2KV)·hd)
+static void ref_train_backward(double *dqkv, const double *dheads, const double *qkv, int B, int T,
+                               int H, int KV, int hd) {
+    int     W = (H + 2 * KV) * hd, ldo = H * hd;
+    double  scale = 1.0 / sqrt((double)hd);
+    double *P = dbuf((size_t)T * T > 0 ? (size_t)T * T : 1), *dS = dbuf((size_t)T * T + 1);
+    memset(dqkv, 0, sizeof(double) * (size_t)B * T * W);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            int           j = h / (H / KV);
+            size_t        r0 = (size_t)b * T * W;
+            const double *Q = qkv + r0 + (size_t)h * hd, *K = qkv + r0 + (size_t)(H + j) * hd;
+            const double *V = qkv + r0 + (size_t)(H + KV + j) * hd;
+            const double *dO = dheads + (size_t)b * T * ldo + (size_t)h * hd;
+            double       *dQ = dqkv + r0 + (size_t)h * hd, *dK = dqkv + r0 + (size_t)(H + j) * hd;
+            double       *dV = dqkv + r0 + (size_t)(H + KV + j) * hd;
+            ref_head(P, NULL, 0, Q, W, K, W, V, W, T, T, 0, hd);
+            for (int t = 0; t < T; t++) {
+                double dot = 0;
+                for (int s = 0; s <= t; s++) {
+                    double dp = dotn(dO + (size_t)t * ldo, V + (size_t)s * W, hd);
+                    dS[(size_t)t * T + s] = dp;
+                    dot += P[(size_t)t * T + s] * dp;
+                    for (int i = 0; i < hd; i++)
+                        dV[(size_t)s * W + i] += P[(size_t)t * T + s] * dO[(size_t)t * ldo + i];
+                }
+                for (int s = 0; s <= t; s++) {
+                    double ds = P[(size_t)t * T + s] * (dS[(size_t)t * T + s] - dot) * scale;
+                    for (int i = 0; i < hd; i++) {
+                        dQ[(size_t)t * W + i] += ds * K[(size_t)s * W + i];
+                        dK[(size_t)s * W + i] += ds * Q[(size_t)t * W + i];
+                    }
+                }
+            }
+        }
+    free(P), free(dS);
+}
+
+// --- rope
+typedef struct rope_case {
+    float         *x, *cs, *sn;
+    const int32_t *pos;
+    int            ld, rows, nh, hd, pos0, period, inverse;
+} rope_case;
+
+static void run_rope(const molt_exec *ex, void *cv, float *out) {
+    rope_case *c = cv;
+    memcpy(out, c->x, sizeof(float) * (size_t)c->rows * c->ld);
+    k_rope(ex, out, c->ld, c->rows, c->nh, c->hd, c->pos0, c->period, c->pos, c->cs, c->sn,
+           c->inverse);
+}
+
+static void test_rope(void) {
+    op_stat  *st = stat_new("rope", 1e-6, 1);
+    // rows, nh, hd, pad (ld = nh·hd + pad), pos0, period (0: rows), ragged positions
+    const int shapes[][7] = {{0, 2, 8, 0, 0, 0, 0},   {1, 1, 2, 0, 0, 0, 0},
+                             {1, 3, 8, 0, 900, 0, 0}, {5, 2, 6, 3, 4, 0, 0},
+                             {12, 4, 16, 7, 0, 5, 0}, {7, 3, 64, 0, 0, 0, 1},
+                             {40, 6, 128, 64, 0, 13, 0}, {33, 2, 10, 1, 0, 0, 1}};
+    for (int k = 0; k < 8; k++) {
+        const int *s = shapes[k];
+        rope_case  c = {0};
+        c.rows = s[0], c.nh = s[1], c.hd = s[2], c.ld = s[1] * s[2] + s[3], c.pos0 = s[4];
+        c.period = s[5] ? s[5] : (s[0] > 0 ? s[0] : 1);
+        int32_t *pos = NULL;
+        if (s[6]) {
+            pos = xmalloc(sizeof(int32_t) * (size_t)c.rows);
+            for (int r = 0; r < c.rows; r++)
+                pos[r] = (int32_t)((r * 7919 + 13) % ROPE_MAXPOS);
+            if (c.rows)
+                pos[0] = ROPE_MAXPOS - 1;
+        }
+        c.pos = pos;
+        size_t n = (size_t)c.rows * c.ld;
+        c.x = frand(n, -2, 2);
+        rope_tables(&c.cs, &c.sn, c.hd);
+        for (c.inverse = 0; c.inverse < 2; c.inverse++) {
+            double *ref = dcopy(c.x, n);
+            ref_rope(ref, c.ld, c.rows, c.nh, c.hd, c.pos0, c.period, pos, c.cs, c.sn, c.inverse);
+            char shape[48];
+            snprintf(shape, sizeof shape, "rows,nh,hd,ld %dx%dx%dx%d%s%s", c.rows, c.nh, c.hd, c.ld,
+                     pos ? " ragged" : "", c.inverse ? " inv" : "");
+            run_case(st, run_rope, &c, ref, n, shape);
+            free(ref);
+        }
+        // the inverse undoes the forward (to float rounding)
+        float *y = fbuf(n ? n : 1);
+        memcpy(y, c.x, sizeof(float) * n);
+        molt_exec ex = molt_exec_cpu(1);
+        k_rope(&ex, y, c.ld, c.rows, c.nh, c.hd, c.pos0, c.period, pos, c.cs, c.sn, 0);
+        k_rope(&ex, y, c.ld, c.rows, c.nh, c.hd, c.pos0, c.period, pos, c.cs, c.sn, 1);
+        double *x0 = dcopy(c.x, n);
+        CHECK(err_max(y, x0, n) <= 1e-6, "rope inverse after forward returns x [%dx%d]", c.rows,
+              c.ld);
+        free(x0), free(y), free(c.x), free(c.cs), free(c.sn), free(pos);
+    }
+}
+
+// --- kv_append (out: every k cache, then every v cache, each [KV, cap, hd])
+typedef struct kva_case {
+    float         *k, *v, *before;
+    const int32_t *pos;
+    int            ld, rows, KV, hd, cap, pos0, nc, keys_only;
+} kva_case;
+
+static void run_kv_append(const molt_exec *ex, void *cv, float *out) {
+    kva_case *c = cv;
+    size_t    per = (size_t)c->KV * c->cap * c->hd;
+    float    *kc[16], *vc[16];
+    memcpy(out, c->before, sizeof(float) * 2 * per * c->nc);
+    for (int i = 0; i < c->nc; i++) {
+        kc[i] = out + per * i;
+        vc[i] = out + per * (c->nc + i);
+    }
+    k_kv_append(ex, kc, c->keys_only ? NULL : vc, c->k, c->keys_only ? NULL : c->v, c->ld,
+                c->rows, c->KV, c->hd, c->cap, c->pos0, c->pos);
+}
+
+static void test_kv_append(void) {
+    op_stat  *st = stat_new("kv_append", 0, 1);
+    // rows, KV, hd, pad, cap, pos0, per-row caches
+    const int shapes[][7] = {{0, 2, 4, 0, 3, 0, 0}, {1, 1, 1, 0, 1, 0, 0},  {3, 2, 8, 0, 9, 5, 0},
+                             {7, 3, 16, 5, 7, 0, 0}, {1, 2, 8, 0, 4, 0, 1},  {5, 2, 6, 3, 11, 0, 1},
+                             {16, 4, 64, 0, 40, 0, 1}};
+    for (int k = 0; k < 7; k++)
+        for (int ko = 0; ko < 2; ko++) {
+            const int *s = shapes[k];
+            kva_case   c = {0};
+            c.rows = s[0], c.KV = s[1], c.hd = s[2], c.ld = s[1] * s[2] + s[3], c.cap = s[4];
+            c.pos0 = s[5], c.nc = s[6] ? (s[0] > 0 ? s[0] : 1) : 1, c.keys_only = ko;
+            int32_t *pos = NULL;
+            if (s[6]) {
+                pos = xmalloc(sizeof(int32_t) * (size_t)(c.rows + 1));
+                for (int r = 0; r < c.rows; r++)
+                    pos[r] = (int32_t)((r * 5 + 2) % c.cap);
+            }
+            c.pos = pos;
+            size_t per = (size_t)c.KV * c.cap * c.hd, n = 2 * per * c.nc;
+            c.k = frand((size_t)c.rows * c.ld, -1, 1);
+            c.v = frand((size_t)c.rows * c.ld, -1, 1);
+            c.before = frand(n, 5, 6);
+            double *ref = dcopy(c.before, n);
+            for (int r = 0; r < c.rows; r++) {
+                int ci = pos ? r : 0, p = pos ? pos[r] : c.pos0 + r;
+                for (int j = 0; j < c.KV; j++)
+                    for (int i = 0; i < c.hd; i++) {
+                        size_t dst = ((size_t)j * c.cap + p) * c.hd + i;
+                        size_t src = (size_t)r * c.ld + (size_t)j * c.hd + i;
+                        ref[per * ci + dst] = c.k[src];
+                        if (!ko)
+                            ref[per * (c.nc + ci) + dst] = c.v[src];
+                    }
+            }
+            char shape[48];
+            snprintf(shape, sizeof shape, "rows,KV,hd,cap %dx%dx%dx%d%s%s", c.rows, c.KV, c.hd,
+                     c.cap, pos ? " rows" : "", ko ? " k" : "");
+            run_case(st, run_kv_append, &c, ref, n, shape);
+            free(ref), free(c.k), free(c.v), free(c.before), free(pos);
+        }
+}
+
+// --- attn_prefill / attn_probs: q [T, H·hd], caches [KV, cap, hd]
+typedef struct pf_case {
+    float *q, *kc, *vc, *work;
+    int    T, pos, H, KV, hd, cap;
+} pf_case;
+
+static void run_attn_prefill(const molt_exec *ex, void *cv, float *out) {
+    pf_case *c = cv;
+    fill_nan(c->work, k_attn_prefill_work(c->T, c->pos + c->T, c->H, c->KV, MAX_THREADS));
+    k_attn_prefill(ex, out, c->q, c->T, c->pos, c->H, c->KV, c->hd, c->kc, c->vc, c->cap,
+                   c->work);
+}
+static void run_attn_probs(const molt_exec *ex, void *cv, float *out) {
+    pf_case *c = cv;
+    k_attn_probs(ex, out, c->q, c->T, c->H, c->KV, c->hd, c->kc, c->cap);
+}
+
+static void pf_inputs(pf_case *c, int T, int pos, int H, int KV, int hd, int cap) {
+    *c = (pf_case){NULL, NULL, NULL, NULL, T, pos, H, KV, hd, cap};
+    c->q = frand((size_t)T * H * hd, -1, 1);
+    c->kc = frand((size_t)KV * cap * hd, -1, 1);
+    c->vc = frand((size_t)KV * cap * hd, -1, 1);
+    c->work = fbuf(k_attn_prefill_work(T, pos + T, H, KV, MAX_THREADS) + 1);
+}
+
+static void test_attn_prefill(void) {
+    op_stat *st = stat_new("attn_prefill", 1e-6, 1);
+    op_stat *sp = stat_new("attn_probs", 1e-6, 1);
+    // T, pos, H, KV, hd, cap (T = 1: decode; (pos+1)·H·hd ≥ 2^18 threads it)
+    const int shapes[][6] = {{0, 0, 2, 1, 8, 4},      {1, 0, 1, 1, 1, 1},
+                             {1, 5, 4, 2, 8, 8},      {1, 600, 8, 2, 64, 640},
+                             {1, 1100, 4, 4, 64, 1200}, {3, 0, 2, 2, 6, 3},
+                             {5, 4, 4, 1, 16, 12},    {17, 0, 6, 3, 10, 20},
+                             {33, 40, 8, 4, 64, 80},  {70, 3, 4, 2, 32, 73},
+                             {100, 0, 8, 8, 8, 100}};
+    for (int k = 0; k < 11; k++) {
+        const int *s = shapes[k];
+        int        T = s[0], pos = s[1], H = s[2], KV = s[3], hd = s[4], cap = s[5], S = pos + T;
+        pf_case    c;
+        pf_inputs(&c, T, pos, H, KV, hd, cap);
+        double *q = dcopy(c.q, (size_t)T * H * hd), *kc = dcopy(c.kc, (size_t)KV * cap * hd);
+        double *vc = dcopy(c.vc, (size_t)KV * cap * hd), *ref = dbuf((size_t)T * H * hd + 1);
+        double *P = dbuf((size_t)H * T * S + 1);
+        for (int h = 0; h < H; h++) {
+            size_t j = (size_t)(h / (H / KV)) * cap * hd;
+            ref_head(P + (size_t)h * T * S, ref + (size_t)h * hd, H * hd, q + (size_t)h * hd,
+                     H * hd, kc + j, hd, vc + j, hd, T, S, pos, hd);
+        }
+        char shape[48];
+        snprintf(shape, sizeof shape, "T,pos,H,KV,hd %dx%dx%dx%dx%d", T, pos, H, KV, hd);
+        run_case(st, run_attn_prefill, &c, ref, (size_t)T * H * hd, shape);
+        if (pos == 0) // the probabilities: the same P
+            run_case(sp, run_attn_probs, &c, P, (size_t)H * T * T, shape);
+        free(q), free(kc), free(vc), free(ref), free(P);
+        free(c.q), free(c.kc), free(c.vc), free(c.work);
+    }
+    // probs == the P the prefill uses (bit for bit): heads of a one-hot V pick P's columns
+    {
+        int     T = 9, H = 4, KV = 2, hd = 16, cap = 9;
+        pf_case c;
+        pf_inputs(&c, T, 0, H, KV, hd, cap);
+        memset(c.vc, 0, sizeof(float) * (size_t)KV * cap * hd);
+        for (int j = 0; j < KV; j++)
+            for (int s = 0; s < T; s++)
+                c.vc[((size_t)j * cap + s) * hd + s] = 1.0f;
+        float    *A = fbuf((size_t)H * T * T), *o = fbuf((size_t)T * H * hd);
+        molt_exec ex = molt_exec_cpu(2);
+        k_attn_probs(&ex, A, c.q, T, H, KV, hd, c.kc, cap);
+        k_attn_prefill(&ex, o, c.q, T, 0, H, KV, hd, c.kc, c.vc, cap, c.work);
+        int same = 1;
+        for (int h = 0; h < H; h++)
+            for (int t = 0; t < T; t++)
+                for (int s = 0; s < T; s++)
+                    same &= A[((size_t)h * T + t) * T + s] == o[(size_t)t * H * hd + h * hd + s];
+        CHECK(same, "attn_probs equals the prefill's probabilities bit for bit");
+        free(A), free(o), free(c.q), free(c.kc), free(c.vc), free(c.work);
+    }
+}
+
+// --- attn_decode_rows: row r over its own caches at pos[r]
+typedef struct dr_case {
+    float  **kc, **vc;
+    float   *q, *work;
+    int32_t *pos;
+    int      n, H, KV, hd, cap;
+} dr_case;
+
+static void run_attn_decode_rows(const molt_exec *ex, void *cv, float *out) {
+    dr_case *c = cv;
+    fill_nan(c->work, k_attn_decode_rows_work(c->H, c->KV, c->cap, MAX_THREADS));
+    k_attn_decode_rows(ex, out, c->q, c->n, c->pos, c->H, c->KV, c->hd, c->kc, c->vc, c->cap,
+                       c->work);
+}
+
+static void test_attn_decode_rows(void) {
+    op_stat *st = stat_new("attn_decode_rows", 1e-6, 1);
+    // n, H, KV, hd, cap (Σ(pos+1)·H·hd ≥ 2^16 threads it)
+    const int shapes[][5] = {{0, 2, 1, 8, 4},    {1, 1, 1, 4, 3},     {3, 4, 2, 8, 17},
+                             {7, 6, 3, 16, 40},  {5, 8, 2, 64, 300},  {9, 4, 4, 32, 130}};
+    for (int k = 0; k < 6; k++) {
+        const int *s = shapes[k];
+        dr_case    c = {0};
+        c.n = s[0], c.H = s[1], c.KV = s[2], c.hd = s[3], c.cap = s[4];
+        size_t per = (size_t)c.KV * c.cap * c.hd, nq = (size_t)c.n * c.H * c.hd;
+        c.kc = xmalloc(sizeof(float *) * (size_t)(c.n + 1));
+        c.vc = xmalloc(sizeof(float *) * (size_t)(c.n + 1));
+        c.pos = xmalloc(sizeof(int32_t) * (size_t)(c.n + 1));
+        c.q = frand(nq, -1, 1);
+        c.work = fbuf(k_attn_decode_rows_work(c.H, c.KV, c.cap, MAX_THREADS));
+        double *ref = dbuf(nq + 1), *P = dbuf((size_t)c.cap);
+        double *q = dcopy(c.q, nq);
+        for (int r = 0; r < c.n; r++) {
+            c.kc[r] = frand(per, -1, 1);
+            c.vc[r] = frand(per, -1, 1);
+            c.pos[r] = r == 0 ? c.cap - 1 : (int32_t)((r * 37 + 3) % c.cap); // ragged
+            double *kc = dcopy(c.kc[r], per), *vc = dcopy(c.vc[r], per);
+            for (int h = 0; h < c.H; h++) {
+                size_t j = (size_t)(h / (c.H / c.KV)) * c.cap * c.hd;
+                ref_head(P, ref + (size_t)r * c.H * c.hd + (size_t)h * c.hd, c.hd,
+                         q + (size_t)r * c.H * c.hd + (size_t)h * c.hd, c.hd, kc + j, c.hd,
+                         vc + j, c.hd, 1, c.pos[r] + 1, c.pos[r], c.hd);
+            }
+            free(kc), free(vc);
+        }
+        char shape[48];
+        snprintf(shape, sizeof shape, "n,H,KV,hd,cap %dx%dx%dx%dx%d", c.n, c.H, c.KV, c.hd,
+                 c.cap);
+        run_case(st, run_attn_decode_rows, &c, ref, nq, shape);
+        // row r equals the single-sequence decode of that token, bit for bit
+        if (c.n > 0) {
+            int       r = c.n - 1;
+            float    *one = fbuf((size_t)c.H * c.hd), *rows = fbuf(nq);
+            molt_exec ex = molt_exec_cpu(3);
+            k_attn_decode_rows(&ex, rows, c.q, c.n, c.pos, c.H, c.KV, c.hd, c.kc, c.vc, c.cap,
+                               c.work);
+            float *w1 = fbuf(k_attn_prefill_work(1, c.pos[r] + 1, c.H, c.KV, 3));
+            k_attn_prefill(&ex, one, c.q + (size_t)r * c.H * c.hd, 1, c.pos[r], c.H, c.KV, c.hd,
+                           c.kc[r], c.vc[r], c.cap, w1);
+            CHECK(memcmp(one, rows + (size_t)r * c.H * c.hd, sizeof(float) * c.H * c.hd) == 0,
+                  "decode row %d equals its single-sequence decode [%s]", r, shape);
+            free(one), free(rows), free(w1);
+        }
+        for (int r = 0; r < c.n; r++)
+            free(c.kc[r]), free(c.vc[r]);
+        free(c.kc), free(c.vc), free(c.pos), free(c.q), free(c.work), free(ref), free(P), free(q);
+    }
+}
+
+// --- training forward (out: P | heads, or P alone) and backward (out: dqkv)
+typedef struct at_case {
+    float *qkv, *P, *dheads, *work;
+    int    ld, B, T, H, KV, hd, probs_only;
+} at_case;
+
+static void run_attn_train_forward(const molt_exec *ex, void *cv, float *out) {
+    at_case *c = cv;
+    size_t   nP = (size_t)c->B * c->H * c->T * c->T;
+    k_attn_train_forward(ex, out, c->probs_only ? NULL : out + nP, c->qkv, c->ld, c->B, c->T,
+                         c->H, c->KV, c->hd);
+}
+static void run_attn_train_backward(const molt_exec *ex, void *cv, float *out) {
+    at_case *c = cv;
+    fill_nan(c->work, k_attn_train_backward_work(c->B, c->T, c->H, c->KV, c->hd));
+    k_attn_train_backward(ex, out, c->dheads, c->qkv, c->P, c->B, c->T, c->H, c->KV, c->hd,
+                          c->work);
+}
+
+static void test_attn_train(void) {
+    op_stat *sf = stat_new("attn_train_forward", 1e-6, 1);
+    op_stat *sb = stat_new("attn_train_backward", 5e-6, 1);
+    // B, T, H, KV, hd (T > 64: several row blocks; T²·hd·B·H ≥ 1e5 threads it)
+    const int shapes[][5] = {{0, 5, 2, 1, 8},   {1, 1, 1, 1, 4},   {2, 5, 2, 1, 8},
+                             {1, 17, 4, 2, 16}, {3, 33, 4, 4, 8},  {2, 64, 6, 3, 16},
+                             {1, 70, 2, 1, 32}, {2, 130, 4, 2, 16}, {1, 65, 8, 2, 64}};
+    for (int k = 0; k < 9; k++) {
+        const int *s = shapes[k];
+        int        B = s[0], T = s[1], H = s[2], KV = s[3], hd = s[4], W = (H + 2 * KV) * hd;
+        size_t     BT = (size_t)B * T, nP = (size_t)B * H * T * T, nh = BT * H * hd;
+        char       shape[48];
+        for (int mode = 0; mode < 3; mode++) { // fused W, padded rows, probabilities only
+            at_case c = {0};
+            c.B = B, c.T = T, c.H = H, c.KV = KV, c.hd = hd, c.probs_only = mode == 2;
+            c.ld = mode == 0 ? W : mode == 1 ? W + 5 : (H + KV) * hd;
+            c.qkv = frand(BT * c.ld, -1, 1);
+            double *x = dcopy(c.qkv, BT * c.ld), *ref = dbuf(nP + nh + 1);
+            ref_train_forward(ref, c.probs_only ? NULL : ref + nP, x, c.ld, B, T, H, KV, hd);
+            snprintf(shape, sizeof shape, "B,T,H,KV,hd %dx%dx%dx%dx%d%s", B, T, H, KV, hd,
+                     mode == 1 ? " ld+5" : mode == 2 ? " P only" : "");
+            run_case(sf, run_attn_train_forward, &c, ref, nP + (c.probs_only ? 0 : nh), shape);
+            if (mode == 0) { // backward from the reference P (rounded to float)
+                c.P = fbuf(nP + 1);
+                for (size_t i = 0; i < nP; i++)
+                    c.P[i] = (float)ref[i];
+                c.dheads = frand(nh, -1, 1);
+                c.work = fbuf(k_attn_train_backward_work(B, T, H, KV, hd) + 1);
+                double *dO = dcopy(c.dheads, nh), *bref = dbuf(BT * W + 1);
+                ref_train_backward(bref, dO, x, B, T, H, KV, hd);
+                snprintf(shape, sizeof shape, "B,T,H,KV,hd %dx%dx%dx%dx%d", B, T, H, KV, hd);
+                run_case(sb, run_attn_train_backward, &c, bref, BT * W, shape);
+                free(c.P), free(c.dheads), free(c.work), free(dO), free(bref);
+            }
+            free(c.qkv), free(x), free(ref);
+        }
+    }
+    // the backward reference against central differences (GQA: grp = 2, two sequences)
+    int     B = 2, T = 5, H = 4, KV = 2, hd = 6, W = (H + 2 * KV) * hd;
+    size_t  nx = (size_t)B * T * W, nh = (size_t)B * T * H * hd, nP = (size_t)B * H * T * T;
+    double *x = drand(nx), *vx = drand(nx), *dO = drand(nh), *g = dbuf(nx), *xs = dbuf(nx);
+    double *P = dbuf(nP), *heads = dbuf(nh), h = 1e-5, L[2];
+    ref_train_backward(g, dO, x, B, T, H, KV, hd);
+    for (int sg = 0; sg < 2; sg++) {
+        shift(xs, x, vx, sg ? h : -h, nx);
+        ref_train_forward(P, heads, xs, W, B, T, H, KV, hd);
+        L[sg] = dotd(dO, heads, nh);
+    }
+    check_fd("attn_train", L[0], L[1], h, dotd(g, vx, nx));
+    free(x), free(vx), free(dO), free(g), free(xs), free(P), free(heads);
+}
+
+// ----------------------------------------------------------------------------
 // the table itself
 
 // molt_exec_init refuses a table with any one op missing (and leaves the exec alone)
@@ -1562,6 +2024,38 @@ static void spy_ssd_materialize_backward(const molt_exec *e, float *ddA, float *
                                          const float *D, int T, int H, int N, int G, float *w) {
     SPY(ssd_materialize_backward);
 }
+// attention (attn.h)
+static void spy_rope(const molt_exec *e, float *x, int ld, int rows, int nh, int hd, int pos0,
+                     int period, const int32_t *pos, const float *c, const float *s, int inv) {
+    SPY(rope);
+}
+static void spy_kv_append(const molt_exec *e, float *const *kc, float *const *vc, const float *k,
+                          const float *v, int ld, int rows, int KV, int hd, int cap, int pos0,
+                          const int32_t *pos) {
+    SPY(kv_append);
+}
+static void spy_attn_prefill(const molt_exec *e, float *o, const float *q, int T, int pos, int H,
+                             int KV, int hd, const float *kc, const float *vc, int cap, float *w) {
+    SPY(attn_prefill);
+}
+static void spy_attn_decode_rows(const molt_exec *e, float *o, const float *q, int n,
+                                 const int32_t *pos, int H, int KV, int hd, float *const *kc,
+                                 float *const *vc, int cap, float *w) {
+    SPY(attn_decode_rows);
+}
+static void spy_attn_probs(const molt_exec *e, float *A, const float *q, int T, int H, int KV,
+                           int hd, const float *kc, int cap) {
+    SPY(attn_probs);
+}
+static void spy_attn_train_forward(const molt_exec *e, float *P, float *o, const float *qkv,
+                                   int ld, int B, int T, int H, int KV, int hd) {
+    SPY(attn_train_forward);
+}
+static void spy_attn_train_backward(const molt_exec *e, float *dqkv, const float *dO,
+                                    const float *qkv, const float *P, int B, int T, int H, int KV,
+                                    int hd, float *w) {
+    SPY(attn_train_backward);
+}
 #undef SPY
 
 static void test_dispatch(void) {
@@ -1605,6 +2099,16 @@ static void test_dispatch(void) {
     CALLS(ssd_materialize_backward,
           ssd_materialize_backward(&ex, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
                                    NULL, 0, 0, 0, 0, NULL));
+    // attention (attn.h)
+    CALLS(rope, k_rope(&ex, NULL, 0, 0, 0, 0, 0, 1, NULL, NULL, NULL, 0));
+    CALLS(kv_append, k_kv_append(&ex, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0, 0, NULL));
+    CALLS(attn_prefill, k_attn_prefill(&ex, NULL, NULL, 0, 0, 1, 1, 0, NULL, NULL, 0, NULL));
+    CALLS(attn_decode_rows,
+          k_attn_decode_rows(&ex, NULL, NULL, 0, NULL, 1, 1, 0, NULL, NULL, 0, NULL));
+    CALLS(attn_probs, k_attn_probs(&ex, NULL, NULL, 0, 1, 1, 0, NULL, 0));
+    CALLS(attn_train_forward, k_attn_train_forward(&ex, NULL, NULL, NULL, 0, 0, 0, 1, 1, 0));
+    CALLS(attn_train_backward,
+          k_attn_train_backward(&ex, NULL, NULL, NULL, NULL, 0, 0, 1, 1, 0, NULL));
 #undef CALLS
     CHECK(calls == MOLT_BACKEND_NOPS, "%d entry points called, the table has %d ops", calls,
           MOLT_BACKEND_NOPS);
@@ -1645,6 +2149,11 @@ int main(void) {
     test_ssd_step();
     test_ssd_scan();
     test_materialize();
+    test_rope();
+    test_kv_append();
+    test_attn_prefill();
+    test_attn_decode_rows();
+    test_attn_train();
     CHECK(g_nstat == MOLT_BACKEND_NOPS, "%d ops swept, the table has %d", g_nstat,
           MOLT_BACKEND_NOPS);
     summary();

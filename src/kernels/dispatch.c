@@ -4,6 +4,7 @@
  * training never name a backend. molt_exec_init admits a table only when
  * every op of MOLT_BACKEND_OPS is present.
  */
+#include "kernels/attn.h"
 #include "kernels/backward.h"
 #include "kernels/kernels.h"
 #include "kernels/ssm.h"
@@ -128,6 +129,41 @@ void ssd_materialize_backward(const molt_exec *ex, float *ddA, float *dB, float 
                               const float *D, int T, int H, int N, int G, float *work) {
     ex->be->ssd_materialize_backward(ex, ddA, dB, dC, dcolscale, dD, dM, dA, B, C, colscale, D, T,
                                      H, N, G, work);
+}
+
+// ----------------------------------------------------------------------------
+// attention (attn.h)
+
+void k_rope(const molt_exec *ex, float *x, int ld, int rows, int nh, int hd, int pos0, int period,
+            const int32_t *pos, const float *cos, const float *sin, int inverse) {
+    ex->be->rope(ex, x, ld, rows, nh, hd, pos0, period, pos, cos, sin, inverse);
+}
+void k_kv_append(const molt_exec *ex, float *const *kc, float *const *vc, const float *k,
+                 const float *v, int ld, int rows, int KV, int hd, int cap, int pos0,
+                 const int32_t *pos) {
+    ex->be->kv_append(ex, kc, vc, k, v, ld, rows, KV, hd, cap, pos0, pos);
+}
+void k_attn_prefill(const molt_exec *ex, float *heads, const float *q, int T, int pos, int H,
+                    int KV, int hd, const float *kc, const float *vc, int cap, float *work) {
+    ex->be->attn_prefill(ex, heads, q, T, pos, H, KV, hd, kc, vc, cap, work);
+}
+void k_attn_decode_rows(const molt_exec *ex, float *heads, const float *q, int n,
+                        const int32_t *pos, int H, int KV, int hd, float *const *kc,
+                        float *const *vc, int cap, float *work) {
+    ex->be->attn_decode_rows(ex, heads, q, n, pos, H, KV, hd, kc, vc, cap, work);
+}
+void k_attn_probs(const molt_exec *ex, float *A, const float *q, int T, int H, int KV, int hd,
+                  const float *kc, int cap) {
+    ex->be->attn_probs(ex, A, q, T, H, KV, hd, kc, cap);
+}
+void k_attn_train_forward(const molt_exec *ex, float *P, float *heads, const float *qkv, int ld,
+                          int B, int T, int H, int KV, int hd) {
+    ex->be->attn_train_forward(ex, P, heads, qkv, ld, B, T, H, KV, hd);
+}
+void k_attn_train_backward(const molt_exec *ex, float *dqkv, const float *dheads,
+                           const float *qkv, const float *P, int B, int T, int H, int KV, int hd,
+                           float *work) {
+    ex->be->attn_train_backward(ex, dqkv, dheads, qkv, P, B, T, H, KV, hd, work);
 }
 
 // ----------------------------------------------------------------------------

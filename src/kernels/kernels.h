@@ -116,20 +116,23 @@ void k_embedding(const molt_exec *ex, float *x, const float *E, const int32_t *i
 // molt_backend_cpu, cpu/backend_cpu.c). A CUDA backend provides the same
 // table; the CPU one stays the oracle it is tested against
 // (tests/test_backend_ops.c, op by op). Each entry has the contract of the
-// public function of the same name (k_ prefix for the dense ops).
+// public function of the same name (k_ prefix for the dense and attention ops).
 //
 // Not in the table (no exec argument, CPU helpers): the *_ref oracles,
 // k_softmax_scaled, k_copy_cols, and the work-size functions
-// (ssd_*_work: the work layouts are part of the op contracts, the same on
-// every backend).
+// (ssd_*_work, k_attn_*_work: the work layouts are part of the op contracts,
+// the same on every backend).
 
 #define MOLT_BACKEND_OPS(X)                                                                        \
     X(matmul) X(matmul_w) X(matmul_backward) X(rmsnorm) X(rmsnorm_forward) X(rmsnorm_backward) X(swiglu)     \
     X(swiglu_backward) X(swiglu_pair) X(swiglu_pair_backward) X(softmax) X(add) X(embedding)      \
     X(embedding_backward)                                                                         \
     X(conv1d_causal) X(conv1d_causal_backward) X(ssd_step) X(ssd_scan_chunked)                    \
-    X(ssd_scan_chunked_backward) X(ssd_materialize) X(ssd_materialize_backward)
-#define MOLT_BACKEND_NOPS 21 // ops in MOLT_BACKEND_OPS (checked against the struct)
+    X(ssd_scan_chunked_backward) X(ssd_materialize) X(ssd_materialize_backward)               \
+    /* attention (attn.h) */                                                                      \
+    X(rope) X(kv_append) X(attn_prefill) X(attn_decode_rows) X(attn_probs)                        \
+    X(attn_train_forward) X(attn_train_backward)
+#define MOLT_BACKEND_NOPS 28 // ops in MOLT_BACKEND_OPS (checked against the struct)
 
 typedef struct molt_backend {
     const char  *name;
@@ -182,6 +185,24 @@ typedef struct molt_backend {
                                      float *dcolscale, float *dD, const float *dM, const float *dA,
                                      const float *B, const float *C, const float *colscale,
                                      const float *D, int T, int H, int N, int G, float *work);
+    // attention (attn.h)
+    void (*rope)(const molt_exec *ex, float *x, int ld, int rows, int nh, int hd, int pos0,
+                 int period, const int32_t *pos, const float *cos, const float *sin, int inverse);
+    void (*kv_append)(const molt_exec *ex, float *const *kc, float *const *vc, const float *k,
+                      const float *v, int ld, int rows, int KV, int hd, int cap, int pos0,
+                      const int32_t *pos);
+    void (*attn_prefill)(const molt_exec *ex, float *heads, const float *q, int T, int pos, int H,
+                         int KV, int hd, const float *kc, const float *vc, int cap, float *work);
+    void (*attn_decode_rows)(const molt_exec *ex, float *heads, const float *q, int n,
+                             const int32_t *pos, int H, int KV, int hd, float *const *kc,
+                             float *const *vc, int cap, float *work);
+    void (*attn_probs)(const molt_exec *ex, float *A, const float *q, int T, int H, int KV, int hd,
+                       const float *kc, int cap);
+    void (*attn_train_forward)(const molt_exec *ex, float *P, float *heads, const float *qkv,
+                               int ld, int B, int T, int H, int KV, int hd);
+    void (*attn_train_backward)(const molt_exec *ex, float *dqkv, const float *dheads,
+                                const float *qkv, const float *P, int B, int T, int H, int KV,
+                                int hd, float *work);
 } molt_backend;
 
 extern const molt_backend molt_backend_cpu;

@@ -5,6 +5,8 @@
  * Letters: T new tokens, S = pos + T keys visible, d d_model, H query heads,
  * KV key/value heads (query head h reads kv head h / (H/KV)), hd head dim.
  * Cache layout: k[KV, cap, hd], v[KV, cap, hd] (one contiguous row per head).
+ * RoPE, the cache append and the attention core are backend ops
+ * (kernels/attn.h); these functions add the projections around them.
  */
 #ifndef MOLT_ATTENTION_H
 #define MOLT_ATTENTION_H
@@ -27,14 +29,10 @@ typedef struct attn_weights {
 // nth worker threads.
 size_t attn_work(const attn_cfg *c, int T, int S, int nth);
 
-// Applies RoPE in place to x[T, nh, hd] at positions pos..pos+T-1.
-// cos/sin: [max_pos, hd/2] tables.
-void rope_apply(float *x, int T, int nh, int hd, int pos, const float *cos, const float *sin);
-
 // out[T,d] = attention(u[T,d]) for tokens at positions pos..pos+T-1, after
 // appending their keys/values to the cache (capacity cap ≥ pos+T).
 // out_heads (optional, [T, H*hd]): the per-head outputs before o_proj.
-// nth: threads for the prefill path (work must be sized for them).
+// nth: threads for the attention core (work must be sized for them).
 void attn_forward(const molt_exec *ex, float *out, float *out_heads, const float *u, int T, int pos,
                   const attn_cfg *c, const attn_weights *w, float *kcache, float *vcache, int cap,
                   const float *cos, const float *sin, float *work, int nth);

@@ -70,6 +70,25 @@ void cpu_ssd_materialize_backward(const molt_exec *ex, float *ddA, float *dB, fl
                                   const float *B, const float *C, const float *colscale,
                                   const float *D, int T, int H, int N, int G, float *work);
 
+// attn.c, attn_backward.c (attn.h)
+void cpu_rope(const molt_exec *ex, float *x, int ld, int rows, int nh, int hd, int pos0,
+              int period, const int32_t *pos, const float *cos, const float *sin, int inverse);
+void cpu_kv_append(const molt_exec *ex, float *const *kc, float *const *vc, const float *k,
+                   const float *v, int ld, int rows, int KV, int hd, int cap, int pos0,
+                   const int32_t *pos);
+void cpu_attn_prefill(const molt_exec *ex, float *heads, const float *q, int T, int pos, int H,
+                      int KV, int hd, const float *kc, const float *vc, int cap, float *work);
+void cpu_attn_decode_rows(const molt_exec *ex, float *heads, const float *q, int n,
+                          const int32_t *pos, int H, int KV, int hd, float *const *kc,
+                          float *const *vc, int cap, float *work);
+void cpu_attn_probs(const molt_exec *ex, float *A, const float *q, int T, int H, int KV, int hd,
+                    const float *kc, int cap);
+void cpu_attn_train_forward(const molt_exec *ex, float *P, float *heads, const float *qkv, int ld,
+                            int B, int T, int H, int KV, int hd);
+void cpu_attn_train_backward(const molt_exec *ex, float *dqkv, const float *dheads,
+                             const float *qkv, const float *P, int B, int T, int H, int KV,
+                             int hd, float *work);
+
 // mem.c (mem.h: molt_mem_ops; upload and download are copy on the CPU)
 void *cpu_mem_alloc(size_t bytes);
 void  cpu_mem_free(void *p);
