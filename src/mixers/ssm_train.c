@@ -22,14 +22,15 @@
  *   6 out    y = g·out_projᵀ (+b)                   dg = dy·out_proj, d out_proj += dyᵀ·g
  * Materialized: 1, 2, 3, then M = ssd_materialize(ex, dA, B, C, Δ | 1, D) per seq.
  *
- * Threads (molt's pool, ex->nth): row stages split rows, column sums split
- * columns (double accumulation), weight grads split output rows of W (single-
- * threaded BLAS inside), per-sequence kernels run either one sequence per
- * thread (B large) or one sequence at a time with the kernel's own threads.
- * Every output has one writer and a fixed summation order, so the backward is
- * bit-identical for any thread count. (The forward projections use k_matmul,
- * whose BLAS blocks follow the thread count: the forward agrees across thread
- * counts to rounding, ~1e-7 relative, not bit for bit.)
+ * Every stage is a backend op (kernels.h): the projections k_matmul /
+ * k_matmul_backward (fixed sgemm blocks), conv1d_causal and the SSD scan per
+ * sequence, and the row ops of kernels/ssm_rows.h (ssm_prep, ssm_gate and
+ * their backward passes, k_colsum for the parameter column sums), the same
+ * ops the inference path (ssm_mixer.c) runs. Threads are the ops' business;
+ * every backward output has one writer and a fixed summation order, so the
+ * backward is bit-identical for any thread count. (The forward projections
+ * use k_matmul, whose BLAS blocks follow the thread count: the forward agrees
+ * across thread counts to rounding, ~1e-7 relative, not bit for bit.)
  */
 #include "mixers/ssm_train.h"
 
