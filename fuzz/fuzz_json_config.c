@@ -21,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             molt_model *m = NULL;
             if (model_alloc(ctx, &cfg, &m) == MOLT_OK) {
                 char *json = NULL;
-                if (model_cfg_to_json(ctx, &m->cfg, &json) == MOLT_OK)
+                if (model_cfg_to_json(ctx, &m->cfg, "float32", &json) == MOLT_OK)
                     molt_free(json);
                 molt_model_free(m);
             }

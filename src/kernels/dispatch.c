@@ -8,6 +8,7 @@
 #include "kernels/backward.h"
 #include "kernels/kernels.h"
 #include "kernels/ssm.h"
+#include "kernels/ssm_rows.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -164,6 +165,45 @@ void k_attn_train_backward(const molt_exec *ex, float *dqkv, const float *dheads
                            const float *qkv, const float *P, int B, int T, int H, int KV, int hd,
                            float *work) {
     ex->be->attn_train_backward(ex, dqkv, dheads, qkv, P, B, T, H, KV, hd, work);
+}
+
+// ssm rows (ssm_rows.h)
+
+void ssm_prep(const molt_exec *ex, float *x, float *X, float *B, float *C, float *dA, float *dlt,
+              const float *xc, const float *dt, int ldz, const float *dt_bias, const float *A_log,
+              int n, const ssm_rows_cfg *c) {
+    ex->be->ssm_prep(ex, x, X, B, C, dA, dlt, xc, dt, ldz, dt_bias, A_log, n, c);
+}
+void ssm_prep_backward(const molt_exec *ex, float *dxc, float *ddt, float *hsA, const float *dX,
+                       const float *dypre, const float *ddA, const float *dB, const float *dC,
+                       const float *dcs, const float *xc, const float *x, const float *dlt,
+                       const float *dt, int ldz, const float *dt_bias, const float *A_log,
+                       const float *D, int n, const ssm_rows_cfg *c) {
+    ex->be->ssm_prep_backward(ex, dxc, ddt, hsA, dX, dypre, ddA, dB, dC, dcs, xc, x, dlt, dt, ldz,
+                              dt_bias, A_log, D, n, c);
+}
+void ssm_gate(const molt_exec *ex, float *g, float *ypre, float *rstd, const float *x,
+              const float *z, int ldz, const float *D, const float *norm_w, const float *z_bias,
+              int n, const ssm_rows_cfg *c) {
+    ex->be->ssm_gate(ex, g, ypre, rstd, x, z, ldz, D, norm_w, z_bias, n, c);
+}
+void ssm_gate_backward(const molt_exec *ex, float *dg, float *dz, float *dnw, float *hsD,
+                       const float *ypre, const float *x, const float *z, int ldz,
+                       const float *rstd, const float *norm_w, const float *z_bias, int n,
+                       const ssm_rows_cfg *c) {
+    ex->be->ssm_gate_backward(ex, dg, dz, dnw, hsD, ypre, x, z, ldz, rstd, norm_w, z_bias, n, c);
+}
+void k_colsum(const molt_exec *ex, float *out, const float *src, int rows, int cols, int ld) {
+    ex->be->colsum(ex, out, src, rows, cols, ld);
+}
+void conv1d_causal_rows(const molt_exec *ex, float *y, const float *x, const float *w,
+                        const float *b, float *const *state, int n, int Cc, int K) {
+    ex->be->conv1d_causal_rows(ex, y, x, w, b, state, n, Cc, K);
+}
+void ssd_step_rows(const molt_exec *ex, float *y, float *const *state, const float *X,
+                   const float *dA, const float *B, const float *C, int n, int H, int P, int N,
+                   int G) {
+    ex->be->ssd_step_rows(ex, y, state, X, dA, B, C, n, H, P, N, G);
 }
 
 // ----------------------------------------------------------------------------

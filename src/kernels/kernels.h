@@ -128,11 +128,16 @@ void k_embedding(const molt_exec *ex, float *x, const float *E, const int32_t *i
     X(swiglu_backward) X(swiglu_pair) X(swiglu_pair_backward) X(softmax) X(add) X(embedding)      \
     X(embedding_backward)                                                                         \
     X(conv1d_causal) X(conv1d_causal_backward) X(ssd_step) X(ssd_scan_chunked)                    \
-    X(ssd_scan_chunked_backward) X(ssd_materialize) X(ssd_materialize_backward)               \
-    /* attention (attn.h) */                                                                      \
+    X(ssd_scan_chunked_backward) X(ssd_materialize) X(ssd_materialize_backward)                 \
+    /* attention (attn.h) */                                                                       \
     X(rope) X(kv_append) X(attn_prefill) X(attn_decode_rows) X(attn_probs)                        \
-    X(attn_train_forward) X(attn_train_backward)
-#define MOLT_BACKEND_NOPS 28 // ops in MOLT_BACKEND_OPS (checked against the struct)
+    X(attn_train_forward) X(attn_train_backward)                                                  \
+    /* ssm rows (ssm_rows.h) */                                                                    \
+    X(ssm_prep) X(ssm_prep_backward) X(ssm_gate) X(ssm_gate_backward) X(colsum)                   \
+    X(conv1d_causal_rows) X(ssd_step_rows)
+#define MOLT_BACKEND_NOPS 35 // ops in MOLT_BACKEND_OPS (checked against the struct)
+
+struct ssm_rows_cfg; // ssm_rows.h
 
 typedef struct molt_backend {
     const char  *name;
@@ -203,6 +208,29 @@ typedef struct molt_backend {
     void (*attn_train_backward)(const molt_exec *ex, float *dqkv, const float *dheads,
                                 const float *qkv, const float *P, int B, int T, int H, int KV,
                                 int hd, float *work);
+    // ssm rows (ssm_rows.h): the mixers' prep and gate stages, column sums, batched decode
+    void (*ssm_prep)(const molt_exec *ex, float *x, float *X, float *B, float *C, float *dA,
+                     float *dlt, const float *xc, const float *dt, int ldz, const float *dt_bias,
+                     const float *A_log, int n, const struct ssm_rows_cfg *c);
+    void (*ssm_prep_backward)(const molt_exec *ex, float *dxc, float *ddt, float *hsA,
+                              const float *dX, const float *dypre, const float *ddA,
+                              const float *dB, const float *dC, const float *dcs, const float *xc,
+                              const float *x, const float *dlt, const float *dt, int ldz,
+                              const float *dt_bias, const float *A_log, const float *D, int n,
+                              const struct ssm_rows_cfg *c);
+    void (*ssm_gate)(const molt_exec *ex, float *g, float *ypre, float *rstd, const float *x,
+                     const float *z, int ldz, const float *D, const float *norm_w,
+                     const float *z_bias, int n, const struct ssm_rows_cfg *c);
+    void (*ssm_gate_backward)(const molt_exec *ex, float *dg, float *dz, float *dnw, float *hsD,
+                              const float *ypre, const float *x, const float *z, int ldz,
+                              const float *rstd, const float *norm_w, const float *z_bias, int n,
+                              const struct ssm_rows_cfg *c);
+    void (*colsum)(const molt_exec *ex, float *out, const float *src, int rows, int cols, int ld);
+    void (*conv1d_causal_rows)(const molt_exec *ex, float *y, const float *x, const float *w,
+                               const float *b, float *const *state, int n, int Cc, int K);
+    void (*ssd_step_rows)(const molt_exec *ex, float *y, float *const *state, const float *X,
+                          const float *dA, const float *B, const float *C, int n, int H, int P,
+                          int N, int G);
 } molt_backend;
 
 extern const molt_backend molt_backend_cpu;

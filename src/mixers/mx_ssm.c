@@ -28,27 +28,22 @@ static void forward(const molt_exec *ex, const molt_model *m, int l, float *y, c
                       T == 1 ? SSM_MODE_RECURRENT : SSM_MODE_CHUNKED, work);
 }
 
-// work: [ssm_state n | their pointers n | ssm_mixer_work(n)]
-static size_t states_floats(int n) {
-    size_t f = ((size_t)n * sizeof(ssm_state) + sizeof(float) - 1) / sizeof(float);
-    return (f + 15) & ~(size_t)15;
-}
-
+// work: [conv state pointers n | ssm state pointers n | ssm_mixer_work(n)]
 static size_t rows_work_floats(const molt_model *m, int l, int n, int cap, int nth) {
-    return states_floats(n) + mixer_ptrs_floats(n) + ssm_mixer_work(&m->cfg.ssm, n);
+    return 2 * mixer_ptrs_floats(n) + ssm_mixer_work(&m->cfg.ssm, n);
 }
 
 static void step_rows(const molt_exec *ex, const molt_model *m, int l, float *y, const float *u,
                       int n, const int32_t *pos, float *const *state, int cap, float *work) {
     const ssm_cfg *c = &m->cfg.ssm;
-    ssm_state *st = (ssm_state *)(void *)work;
-    ssm_state **sp = (ssm_state **)(void *)(work + states_floats(n));
+    float **cs = mixer_ptrs(work, n), **ss = mixer_ptrs(work + mixer_ptrs_floats(n), n);
     for (int r = 0; r < n; r++) {
-        st[r] = state_at(c, state[r]);
-        sp[r] = &st[r];
+        ssm_state st = state_at(c, state[r]);
+        cs[r] = st.conv;
+        ss[r] = st.ssm;
     }
-    ssm_mixer_step_rows(ex, y, u, n, c, &m->layers[l].ssm, sp,
-                        work + states_floats(n) + mixer_ptrs_floats(n));
+    ssm_mixer_step_rows(ex, y, u, n, c, &m->layers[l].ssm, cs, ss,
+                        work + 2 * mixer_ptrs_floats(n));
 }
 
 static size_t act_floats(const molt_model *m, int l, int B, int T) {

@@ -7,16 +7,17 @@
  * Letters: T tokens, d = d_model, Di = d_inner = H·P, H heads, P head dim,
  * N state, G B/C heads, K conv width, Cc = Di + 2·G·N, R = in_proj rows.
  *
- * Forward, as a list of stages (each a static function below, so a backward
- * can later be written as the same list in reverse over the saved buffers):
+ * Forward, as a list of stages, each one backend op (the same ops the
+ * training forward and backward in ssm_train.c call):
  *   1 proj     zx[T,R] = u · in_projᵀ (+b);  xr[T,Cc] = the xBC columns
- *   2 conv     xc = conv1d_causal(ex, xr) (+conv_b), SiLU for Mamba-2, identity
- *              for Discrete; chunked: one call over T; recurrent: token by token
- *   3 prep     split xc → x [T,Di] (head-major), B, C [T,G,N] (contiguous);
+ *   2 conv     xc = conv1d_causal(ex, xr) (+conv_b); chunked: one call over T;
+ *              recurrent: token by token; batched decode: conv1d_causal_rows
+ *   3 prep     ssm_prep (kernels/ssm_rows.h): act(xc) (SiLU for Mamba-2,
+ *              identity for Discrete) → x [T,Di] (head-major), B, C [T,G,N];
  *              Mamba-2:  Δ = clamp(softplus(dt + dt_bias)), dA = Δ·(-exp(A_log)), X = x·Δ
  *              Discrete: dA = -softplus(A_log_t),                             X = x
  *   4 scan     ys = SSD(X, dA, B, C)  (ssd_scan_chunked or ssd_step per token)
- *   5 gate     y_pre = ys + D[h]·x;
+ *   5 gate     ssm_gate: y_pre = ys + D[h]·x;
  *              Mamba-2:  g = y_pre·silu(z), RMSNorm per group of Di/G, × norm_w
  *              Discrete: g = y_pre·silu(z + z_bias)
  *   6 out      y = g · out_projᵀ (+b)
@@ -24,11 +25,10 @@
  */
 #include "mixers/ssm_mixer.h"
 
-#include "core/pool.h"
-
 #include "core/core.h"
 #include "kernels/kernels.h"
 #include "kernels/ssm.h"
+#include "kernels/ssm_rows.h"
 
 #include <math.h>
 #include <string.h>
@@ -84,8 +84,9 @@ const char *ssm_cfg_check(const ssm_cfg *c) {
 typedef struct mixer_bufs {
     float *zx;   // [T,R]    in_proj output
     float *xr;   // [T,Cc]   raw xBC (conv input)
-    float *xc;   // [T,Cc]   conv output after activation: x | B | C per row
-    float *X;    // [T,H,P]  scan input (x·Δ or x)
+    float *xc;   // [T,Cc]   conv output, before the activation
+    float *x;    // [T,Di]   post-activation x (the D·x skip)
+    float *X;    // [T,H,P]  scan input: x·Δ (Mamba-2); x itself (Discrete)
     float *B;    // [T,G,N]
     float *C;    // [T,G,N]
     float *dA;   // [T,H]    log decay
@@ -99,10 +100,12 @@ typedef struct mixer_bufs {
 static size_t mixer_bufs_floats(const ssm_cfg *c, int T, mixer_bufs *b, float *work) {
     size_t Tz = (size_t)(T > 0 ? T : 0), Cc = (size_t)ssm_conv_dim(c), Di = (size_t)c->d_inner;
     size_t GN = (size_t)c->G * c->N, H = (size_t)c->H;
-    size_t sizes[12] = {Tz * (size_t)ssm_in_proj_rows(c),
+    int    mamba = c->kind == SSM_MAMBA2;
+    size_t sizes[13] = {Tz * (size_t)ssm_in_proj_rows(c),
                         Tz * Cc,
                         Tz * Cc,
                         Tz * Di,
+                        mamba ? Tz * Di : 0,
                         Tz * GN,
                         Tz * GN,
                         Tz * H,
@@ -114,13 +117,15 @@ static size_t mixer_bufs_floats(const ssm_cfg *c, int T, mixer_bufs *b, float *w
     mixer_bufs dummy;
     if (!b)
         b = &dummy;
-    float **ptrs[12] = {&b->zx, &b->xr, &b->xc, &b->X,  &b->B,   &b->C,
+    float **ptrs[13] = {&b->zx, &b->xr,  &b->xc, &b->x,   &b->X,   &b->B,   &b->C,
                         &b->dA, &b->dlt, &b->ys, &b->cst, &b->sst, &b->scan};
     size_t off = 0;
-    for (int i = 0; i < 12; i++) {
+    for (int i = 0; i < 13; i++) {
         *ptrs[i] = work ? work + off : NULL;
         off += sizes[i];
     }
+    if (!mamba)
+        b->X = b->x;
     return off;
 }
 
@@ -147,88 +152,54 @@ void ssm_in_proj_cols(const ssm_cfg *c, int *o_z, int *o_xbc, int *o_dt) {
         *o_dt = off_dt(c);
 }
 
+ssm_rows_cfg ssm_rows_of(const ssm_cfg *c) {
+    return (ssm_rows_cfg){c->kind == SSM_MAMBA2, c->H, c->P, c->G, c->N, c->dt_limit_lo,
+                          c->dt_limit_hi, c->norm_eps};
+}
+
 // ----------------------------------------------------------------------------
 // stages
 
 // 1  zx = u·in_projᵀ (+b);  xr = zx[:, xBC]
-static void stage_proj(const molt_exec *ex, const mixer_bufs *b, const float *u, int T, const ssm_cfg *c,
-                       const ssm_weights *w) {
+static void stage_proj(const molt_exec *ex, const mixer_bufs *b, const float *u, int T,
+                       const ssm_cfg *c, const ssm_weights *w) {
     int R = ssm_in_proj_rows(c), Cc = ssm_conv_dim(c), o = off_xbc(c);
     k_matmul(ex, b->zx, u, w->in_proj, w->in_proj_b, T, c->d_model, R, 0);
-    for (int t = 0; t < T; t++)
-        memcpy(b->xr + (size_t)t * Cc, b->zx + (size_t)t * R + o, sizeof(float) * (size_t)Cc);
+    k_copy_cols(b->xr, (size_t)Cc, b->zx + o, (size_t)R, (size_t)T, (size_t)Cc);
 }
 
-// 2  xc[t0:t1] = act(conv(xr[t0:t1]))   (state: history in/out, NULL = zeros)
+// 2  xc[t0:t1] = conv(xr[t0:t1])   (state: history in/out, NULL = zeros)
 static void stage_conv(const molt_exec *ex, const mixer_bufs *b, int t0, int t1, const ssm_cfg *c,
                        const ssm_weights *w, float *state) {
-    int    Cc = ssm_conv_dim(c);
-    float *xc = b->xc + (size_t)t0 * Cc;
-    conv1d_causal(ex, xc, b->xr + (size_t)t0 * Cc, w->conv_w, w->conv_b, state, t1 - t0, Cc, c->K);
-    if (c->kind == SSM_MAMBA2)
-        for (size_t i = 0; i < (size_t)(t1 - t0) * Cc; i++)
-            xc[i] = k_silu(xc[i]);
+    size_t Cc = (size_t)ssm_conv_dim(c);
+    conv1d_causal(ex, b->xc + t0 * Cc, b->xr + t0 * Cc, w->conv_w, w->conv_b, state, t1 - t0,
+                  (int)Cc, c->K);
 }
 
-// 3  split xc into X, B, C and compute dA (and Δ) for tokens t0..t1-1
-static void stage_prep(const mixer_bufs *b, int t0, int t1, const ssm_cfg *c,
-                       const ssm_weights *w) {
-    int R = ssm_in_proj_rows(c), Cc = ssm_conv_dim(c), Di = c->d_inner, H = c->H, P = c->P;
-    int GN = c->G * c->N, odt = off_dt(c);
-    for (int t = t0; t < t1; t++) {
-        const float *row = b->xc + (size_t)t * Cc, *dtr = b->zx + (size_t)t * R + odt;
-        float       *X = b->X + (size_t)t * Di, *dA = b->dA + (size_t)t * H;
-        memcpy(b->B + (size_t)t * GN, row + Di, sizeof(float) * (size_t)GN);
-        memcpy(b->C + (size_t)t * GN, row + Di + GN, sizeof(float) * (size_t)GN);
-        if (c->kind == SSM_MAMBA2) {
-            float *dl = b->dlt + (size_t)t * H;
-            for (int h = 0; h < H; h++) {
-                float d = k_softplus(dtr[h] + (w->dt_bias ? w->dt_bias[h] : 0.0f));
-                if (d < c->dt_limit_lo) // no-op for the default (0, inf): softplus > 0
-                    d = c->dt_limit_lo;
-                if (d > c->dt_limit_hi)
-                    d = c->dt_limit_hi;
-                dl[h] = d;
-                dA[h] = d * -expf(w->A_log[h]);
-                for (int p = 0; p < P; p++)
-                    X[h * P + p] = row[h * P + p] * d;
-            }
-        } else {
-            for (int h = 0; h < H; h++)
-                dA[h] = -k_softplus(dtr[h]);
-            memcpy(X, row, sizeof(float) * (size_t)Di);
-        }
-    }
+// 3  x|B|C = act(xc), dA (and Δ, X) for tokens t0..t1-1
+static void stage_prep(const molt_exec *ex, const mixer_bufs *b, int t0, int t1,
+                       const ssm_cfg *c, const ssm_weights *w) {
+    ssm_rows_cfg rc = ssm_rows_of(c);
+    size_t       Cc = (size_t)ssm_conv_dim(c), Di = (size_t)c->d_inner, GN = (size_t)c->G * c->N;
+    size_t       H = (size_t)c->H, R = (size_t)ssm_in_proj_rows(c), t = (size_t)t0;
+    ssm_prep(ex, b->x + t * Di, rc.mamba ? b->X + t * Di : NULL, b->B + t * GN, b->C + t * GN,
+             b->dA + t * H, b->dlt + t * H, b->xc + t * Cc, b->zx + t * R + off_dt(c), (int)R,
+             w->dt_bias, w->A_log, t1 - t0, &rc);
 }
 
 // 5  ys ← gate(ys + D·x)   (in place, all T tokens)
-static void stage_gate(const molt_exec *ex, const mixer_bufs *b, int T, const ssm_cfg *c, const ssm_weights *w) {
-    int R = ssm_in_proj_rows(c), Cc = ssm_conv_dim(c), Di = c->d_inner, P = c->P, oz = off_z(c);
-    int gs = Di / c->G;
-    for (int t = 0; t < T; t++) {
-        float       *y = b->ys + (size_t)t * Di;
-        const float *x = b->xc + (size_t)t * Cc, *z = b->zx + (size_t)t * R + oz;
-        if (w->D)
-            for (int i = 0; i < Di; i++)
-                y[i] += w->D[i / P] * x[i];
-        if (c->kind == SSM_MAMBA2) {
-            for (int i = 0; i < Di; i++)
-                y[i] *= k_silu(z[i]);
-            for (int g = 0; g < c->G; g++) // in place, per group of Di/G
-                k_rmsnorm(ex, y + (size_t)g * gs, y + (size_t)g * gs, w->norm_w + (size_t)g * gs, 1,
-                          gs, c->norm_eps);
-        } else {
-            for (int i = 0; i < Di; i++)
-                y[i] *= k_silu(z[i] + (w->z_bias ? w->z_bias[i] : 0.0f));
-        }
-    }
+static void stage_gate(const molt_exec *ex, const mixer_bufs *b, int T, const ssm_cfg *c,
+                       const ssm_weights *w) {
+    ssm_rows_cfg rc = ssm_rows_of(c);
+    ssm_gate(ex, b->ys, b->ys, NULL, b->x, b->zx + off_z(c), ssm_in_proj_rows(c), w->D, w->norm_w,
+             w->z_bias, T, &rc);
 }
 
 // ----------------------------------------------------------------------------
 // forward
 
-void ssm_mixer_forward(const molt_exec *ex, float *y, const float *u, int T, const ssm_cfg *c, const ssm_weights *w,
-                       ssm_state *st, ssm_mode mode, float *work) {
+void ssm_mixer_forward(const molt_exec *ex, float *y, const float *u, int T, const ssm_cfg *c,
+                       const ssm_weights *w, ssm_state *st, ssm_mode mode, float *work) {
     MOLT_ASSERT(ssm_cfg_check(c) == NULL);
     MOLT_ASSERT(w->in_proj && w->conv_w && w->out_proj);
     MOLT_ASSERT(c->kind != SSM_MAMBA2 || (w->A_log && w->norm_w));
@@ -241,21 +212,21 @@ void ssm_mixer_forward(const molt_exec *ex, float *y, const float *u, int T, con
     stage_proj(ex, &b, u, T, c, w);
     if (mode == SSM_MODE_CHUNKED) {
         stage_conv(ex, &b, 0, T, c, w, st ? st->conv : NULL);
-        stage_prep(&b, 0, T, c, w);
-        ssd_scan_chunked(ex, b.ys, st ? st->ssm : NULL, b.X, b.dA, b.B, b.C, T, H, P, N, G, c->chunk,
-                         b.scan);
+        stage_prep(ex, &b, 0, T, c, w);
+        ssd_scan_chunked(ex, b.ys, st ? st->ssm : NULL, b.X, b.dA, b.B, b.C, T, H, P, N, G,
+                         c->chunk, b.scan);
     } else {
         float *cs = b.cst, *ss = b.sst;
         if (st) {
             cs = st->conv;
             ss = st->ssm;
         } else {
-            memset(cs, 0, sizeof(float) * (size_t)ssm_conv_dim(c) * (size_t)(c->K - 1));
-            memset(ss, 0, sizeof(float) * (size_t)H * P * N);
+            be_zero(ex, cs, sizeof(float) * (size_t)ssm_conv_dim(c) * (size_t)(c->K - 1));
+            be_zero(ex, ss, sizeof(float) * (size_t)H * P * N);
         }
         for (int t = 0; t < T; t++) {
             stage_conv(ex, &b, t, t + 1, c, w, cs);
-            stage_prep(&b, t, t + 1, c, w);
+            stage_prep(ex, &b, t, t + 1, c, w);
             ssd_step(ex, b.ys + (size_t)t * Di, ss, b.X + (size_t)t * Di, b.dA + (size_t)t * H,
                      b.B + (size_t)t * GN, b.C + (size_t)t * GN, H, P, N, G);
         }
@@ -265,35 +236,13 @@ void ssm_mixer_forward(const molt_exec *ex, float *y, const float *u, int T, con
 }
 
 // ----------------------------------------------------------------------------
-// batched decode: row t of u is the next token of its own sequence, state st[t]
-
-typedef struct step_task {
-    const mixer_bufs  *b;
-    const ssm_cfg     *c;
-    const ssm_weights *w;
-    ssm_state *const  *st;
-    const molt_exec   *ex;
-    int                n;
-} step_task;
-
-// rows [lo, hi): conv step, prep, state update — each row the same calls the
-// recurrent mode makes for one token of one sequence
-static void step_rows(void *arg, int ith, int nth) {
-    const step_task *j = arg;
-    const ssm_cfg   *c = j->c;
-    int lo, hi, Di = c->d_inner, H = c->H, GN = c->G * c->N;
-    molt_pool_range(j->n, ith, nth, &lo, &hi);
-    for (int t = lo; t < hi; t++) {
-        stage_conv(j->ex, j->b, t, t + 1, c, j->w, j->st[t]->conv);
-        stage_prep(j->b, t, t + 1, c, j->w);
-        ssd_step(j->ex, j->b->ys + (size_t)t * Di, j->st[t]->ssm, j->b->X + (size_t)t * Di,
-                 j->b->dA + (size_t)t * H, j->b->B + (size_t)t * GN, j->b->C + (size_t)t * GN, H,
-                 c->P, c->N, c->G);
-    }
-}
+// batched decode: row t of u is the next token of its own sequence, with
+// states conv[t], ssm[t]: the recurrent mode's per-token computation, each
+// stage one op over all rows
 
 void ssm_mixer_step_rows(const molt_exec *ex, float *y, const float *u, int n, const ssm_cfg *c,
-                         const ssm_weights *w, ssm_state *const *st, float *work) {
+                         const ssm_weights *w, float *const *conv, float *const *ssm,
+                         float *work) {
     MOLT_ASSERT(ssm_cfg_check(c) == NULL);
     MOLT_ASSERT(w->in_proj && w->conv_w && w->out_proj);
     if (n <= 0)
@@ -301,12 +250,9 @@ void ssm_mixer_step_rows(const molt_exec *ex, float *y, const float *u, int n, c
     mixer_bufs b;
     mixer_bufs_floats(c, n, &b, work);
     stage_proj(ex, &b, u, n, c, w);
-    // one row costs ~6·H·P·N flops in the state update: threads pay off past a few rows
-    size_t cost = (size_t)n * (size_t)c->H * (size_t)c->P * (size_t)c->N;
-    int use = cost >= (1u << 15) ? (ex->nth < n ? ex->nth : n) : 1;
-    molt_exec one = molt_exec_threads(ex, 1); // kernels inside a pool task run inline
-    step_task job = {&b, c, w, st, use > 1 ? &one : ex, n};
-    molt_pool_run(use > 1 ? use : 1, step_rows, &job);
+    conv1d_causal_rows(ex, b.xc, b.xr, w->conv_w, w->conv_b, conv, n, ssm_conv_dim(c), c->K);
+    stage_prep(ex, &b, 0, n, c, w);
+    ssd_step_rows(ex, b.ys, ssm, b.X, b.dA, b.B, b.C, n, c->H, c->P, c->N, c->G);
     stage_gate(ex, &b, n, c, w);
     k_matmul(ex, y, b.ys, w->out_proj, w->out_proj_b, n, c->d_inner, c->d_model, 0);
 }
@@ -327,7 +273,7 @@ void ssm_mixer_materialize(const molt_exec *ex, float *M, const float *u, int T,
     mixer_bufs_floats(c, T, &b, work);
     stage_proj(ex, &b, u, T, c, w);
     stage_conv(ex, &b, 0, T, c, w, NULL);
-    stage_prep(&b, 0, T, c, w);
+    stage_prep(ex, &b, 0, T, c, w);
     ssd_materialize(ex, M, b.dA, b.B, b.C, c->kind == SSM_MAMBA2 ? b.dlt : NULL, w->D, T, c->H, c->N,
                     c->G);
 }

@@ -25,6 +25,7 @@
 #define MOLT_SSM_MIXER_H
 
 #include "core/exec.h"
+#include "kernels/ssm_rows.h"
 
 #include <stddef.h>
 
@@ -71,6 +72,9 @@ size_t ssm_state_floats(const ssm_cfg *c); // conv + ssm
 // NULL when fine, else a static message naming the problem.
 const char *ssm_cfg_check(const ssm_cfg *c);
 
+// The row ops' view of the config (kernels/ssm_rows.h).
+ssm_rows_cfg ssm_rows_of(const ssm_cfg *c);
+
 // Scratch floats needed by forward / materialize for T tokens.
 size_t ssm_mixer_work(const ssm_cfg *c, int T);
 
@@ -81,10 +85,12 @@ void ssm_mixer_forward(const molt_exec *ex, float *y, const float *u, int T, con
                        ssm_state *st, ssm_mode mode, float *work);
 
 // Batched decode: row t of u[n,d] is the next token of its own sequence with
-// state st[t] (updated). Each row gets exactly the recurrent mode's per-token
-// computation; the projections are batched GEMMs. work: ssm_mixer_work(c, n).
+// conv state conv[t] and ssm state ssm[t] (host arrays of n pointers; the
+// states are updated). Each row gets exactly the recurrent mode's per-token
+// computation; every stage is one op over all rows. work: ssm_mixer_work(c, n).
 void ssm_mixer_step_rows(const molt_exec *ex, float *y, const float *u, int n, const ssm_cfg *c,
-                         const ssm_weights *w, ssm_state *const *st, float *work);
+                         const ssm_weights *w, float *const *conv, float *const *ssm,
+                         float *work);
 
 // M[H,T,T]: the mixing matrix from zero state, D on the diagonal, such that
 // (pre-gate, pre-norm) y[:,h,p] = M[h] · x[:,h,p], x the post-conv x.

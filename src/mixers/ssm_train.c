@@ -22,23 +22,24 @@
  *   6 out    y = g·out_projᵀ (+b)                   dg = dy·out_proj, d out_proj += dyᵀ·g
  * Materialized: 1, 2, 3, then M = ssd_materialize(ex, dA, B, C, Δ | 1, D) per seq.
  *
- * Threads (molt's pool, ex->nth): row stages split rows, column sums split
- * columns (double accumulation), weight grads split output rows of W (single-
- * threaded BLAS inside), per-sequence kernels run either one sequence per
- * thread (B large) or one sequence at a time with the kernel's own threads.
- * Every output has one writer and a fixed summation order, so the backward is
- * bit-identical for any thread count. (The forward projections use k_matmul,
- * whose BLAS blocks follow the thread count: the forward agrees across thread
- * counts to rounding, ~1e-7 relative, not bit for bit.)
+ * Every stage is a backend op (kernels.h): the projections k_matmul /
+ * k_matmul_backward (fixed sgemm blocks), conv1d_causal and the SSD scan per
+ * sequence, and the row ops of kernels/ssm_rows.h (ssm_prep, ssm_gate and
+ * their backward passes, k_colsum for the parameter column sums), the same
+ * ops the inference path (ssm_mixer.c) runs. Threads are the ops' business;
+ * every backward output has one writer and a fixed summation order, so the
+ * backward is bit-identical for any thread count. (The forward projections
+ * use k_matmul, whose BLAS blocks follow the thread count: the forward agrees
+ * across thread counts to rounding, ~1e-7 relative, not bit for bit.)
  */
 #include "mixers/ssm_train.h"
 
 #include "core/core.h"
-#include "core/pool.h"
 #include "kernels/kernels.h"
 #include "kernels/ssm.h"
+#include "kernels/backward.h"
+#include "kernels/ssm_rows.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -233,463 +234,144 @@ size_t ssm_mat_work_floats(const ssm_cfg *c, int B, int T) {
 // The backward only reads act; the views are typed float * for brevity.
 static float *unconst(const float *p) { return (float *)(uintptr_t)p; }
 
-// ----------------------------------------------------------------------------
-// parallel helpers (pool tasks)
-
-typedef void (*row_fn)(const job *j, int r0, int r1);
-typedef struct row_task {
-    row_fn     fn;
-    const job *j;
-    int        n;
-} row_task;
-
-static void row_task_run(void *arg, int ith, int nth) {
-    const row_task *t = arg;
-    int             lo, hi;
-    molt_pool_range(t->n, ith, nth, &lo, &hi);
-    if (lo < hi)
-        t->fn(t->j, lo, hi);
-}
-
-// Every multi-threaded pool job here uses exactly ex->nth threads (tasks
-// past the work find empty ranges) so the split, and hence the rounding, does
-// not depend on the shape; small ones run inline.
-static int pool_nth(const molt_exec *ex, size_t cost, size_t threshold) {
-    return cost < threshold ? 1 : ex->nth;
-}
-
-// fn over rows [0, n) split in contiguous ranges; inline when small
-static void par_rows(row_fn fn, const job *j, int n, size_t cost_per_row) {
-    row_task t = {fn, j, n};
-    molt_pool_run(n < 2 ? 1 : pool_nth(j->ex, (size_t)n * cost_per_row, 32768), row_task_run, &t);
-}
-
-typedef void (*seq_fn)(const job *j, int b);
-typedef struct seq_task {
-    seq_fn     fn;
-    const job *j;
-} seq_task;
-
-static void seq_task_run(void *arg, int ith, int nth) {
-    const seq_task *t = arg;
-    int             lo, hi;
-    molt_pool_range(t->j->m.B, ith, nth, &lo, &hi);
-    for (int b = lo; b < hi; b++)
-        t->fn(t->j, b);
-}
-
-// fn for every sequence. One sequence per thread when the batch splits evenly
-// enough over the threads, or when it offers more parallelism than the kernel
-// (inner: how many independent items the kernel itself splits); else one
-// sequence at a time, each kernel using the pool itself. (A kernel called from
-// a pool task runs inline: the pool is not reentrant.) fn must only write
-// per-sequence outputs.
-static void par_seqs(seq_fn fn, const job *j, int inner) {
-    int nth = j->ex->nth, B = j->m.B;
-    if (nth > 1 && B > 1 && (B >= 2 * nth || (B >= nth && B % nth == 0) || B > inner)) {
-        seq_task t = {fn, j};
-        molt_pool_run(nth, seq_task_run, &t);
-    } else {
-        for (int b = 0; b < B; b++)
-            fn(j, b);
-    }
-}
-
-// out[c] += Σ_r src[r·ld + c], c < cols, rows in order with double partial sums
-typedef struct colsum_task {
-    float       *out;
-    const float *src;
-    int          rows, cols, ld;
-} colsum_task;
-
-static void colsum_run(void *arg, int ith, int nth) {
-    const colsum_task *t = arg;
-    int                lo, hi;
-    molt_pool_range(t->cols, ith, nth, &lo, &hi);
-    for (int c0 = lo; c0 < hi; c0 += 64) {
-        int    nc = hi - c0 < 64 ? hi - c0 : 64;
-        double acc[64];
-        for (int k = 0; k < nc; k++)
-            acc[k] = 0.0;
-        for (int r = 0; r < t->rows; r++) {
-            const float *s = t->src + (size_t)r * t->ld + c0;
-            for (int k = 0; k < nc; k++)
-                acc[k] += (double)s[k];
-        }
-        for (int k = 0; k < nc; k++)
-            t->out[c0 + k] += (float)acc[k];
-    }
-}
-
-static void colsum(const molt_exec *ex, float *out, const float *src, int rows, int cols, int ld) {
-    if (!out || rows <= 0)
-        return;
-    colsum_task t = {out, src, rows, cols, ld};
-    molt_pool_run(pool_nth(ex, (size_t)rows * (size_t)cols, 65536), colsum_run, &t);
-}
-
-// Linear backward pieces, y[rows,out] = x[rows,in]·W[out,in]ᵀ:
-//   dx[rows,in] = dy·W          in blocks of MM_ROWS rows
-//   dW[out,in] += dyᵀ·x         in blocks of MM_WROWS rows of W
-// The blocks are fixed (not derived from the thread count) and spread over the
-// pool: OpenBLAS's result for an element depends on how the call is split, so
-// fixed blocks are what keeps these bit-identical for any number of threads.
-#define MM_ROWS  128
-#define MM_WROWS 16
-
-typedef struct mm_task {
-    float       *out;
-    const float *dy, *b; // b: W (dx) or x (dW)
-    int          rows, n_out, n_in;
-} mm_task;
-
-static void mm_dx_run(void *arg, int ith, int nth) {
-    const mm_task *t = arg;
-    int            lo, hi;
-    molt_pool_range((t->rows + MM_ROWS - 1) / MM_ROWS, ith, nth, &lo, &hi);
-    for (int blk = lo; blk < hi; blk++) {
-        int r0 = blk * MM_ROWS, r1 = t->rows < r0 + MM_ROWS ? t->rows : r0 + MM_ROWS;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, t->n_in, t->n_out, 1.0f,
-                    t->dy + (size_t)r0 * t->n_out, t->n_out, t->b, t->n_in, 0.0f,
-                    t->out + (size_t)r0 * t->n_in, t->n_in);
-    }
-}
-
-static void mm_dw_run(void *arg, int ith, int nth) {
-    const mm_task *t = arg;
-    int            lo, hi;
-    molt_pool_range((t->n_out + MM_WROWS - 1) / MM_WROWS, ith, nth, &lo, &hi);
-    for (int blk = lo; blk < hi; blk++) {
-        int o0 = blk * MM_WROWS, o1 = t->n_out < o0 + MM_WROWS ? t->n_out : o0 + MM_WROWS;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, o1 - o0, t->n_in, t->rows, 1.0f,
-                    t->dy + o0, t->n_out, t->b, t->n_in, 1.0f, t->out + (size_t)o0 * t->n_in,
-                    t->n_in);
-    }
-}
-
-static int mm_threads(const molt_exec *ex, int blocks, int rows, int n_out, int n_in) {
-    double flops = 2.0 * rows * (double)n_out * n_in;
-    return flops < 1e6 || blocks < 2 ? 1 : ex->nth;
-}
-
-static void mm_dx(const molt_exec *ex, float *dx, const float *dy, const float *W, int rows, int n_out, int n_in) {
-    mm_task t = {dx, dy, W, rows, n_out, n_in};
-    molt_pool_run(mm_threads(ex, (rows + MM_ROWS - 1) / MM_ROWS, rows, n_out, n_in), mm_dx_run, &t);
-}
-
-static void mm_dw(const molt_exec *ex, float *dW, const float *dy, const float *x, int rows, int n_out, int n_in) {
-    if (!dW || rows <= 0)
-        return;
-    mm_task t = {dW, dy, x, rows, n_out, n_in};
-    molt_pool_run(mm_threads(ex, (n_out + MM_WROWS - 1) / MM_WROWS, rows, n_out, n_in), mm_dw_run,
-                  &t);
-}
-
-static inline float sigmoidf(float v) { return 1.0f / (1.0f + expf(-v)); }
-// d/dv silu(v) = σ(v)·(1 + v·(1 − σ(v)))
-static inline float dsilu(float v) {
-    float s = sigmoidf(v);
-    return s * (1.0f + v * (1.0f - s));
-}
-// d/dv k_softplus(v) (threshold 20: identity above)
-static inline float dsoftplus(float v) { return v > 20.0f ? 1.0f : sigmoidf(v); }
+static ssm_rows_cfg rows_cfg(const job *j) { return ssm_rows_of(j->c); }
 
 // ----------------------------------------------------------------------------
 // 1 proj:  zx = u·in_projᵀ (+b);  xr = zx[:, xBC]
 
-static void rows_extract_xr(const job *j, int r0, int r1) {
-    for (int r = r0; r < r1; r++)
-        memcpy(j->xr + (size_t)r * j->m.Cc, j->zx + (size_t)r * j->m.R + j->m.oxbc,
-               sizeof(float) * (size_t)j->m.Cc);
+static void extract_xr(const job *j) {
+    const dims *m = &j->m;
+    k_copy_cols(j->xr, (size_t)m->Cc, j->zx + m->oxbc, (size_t)m->R, (size_t)m->BT, (size_t)m->Cc);
 }
 
 // backward (after dzx is complete):
 //   ∂u = ∂zx·in_proj   ∂in_proj += ∂zxᵀ·u   ∂in_proj_b += Σ_r ∂zx
 static void proj_backward(float *du, const job *j) {
     const dims *m = &j->m;
-    mm_dx(j->ex, du, j->dzx, j->w->in_proj, m->BT, m->R, m->d);
-    mm_dw(j->ex, j->g->in_proj, j->dzx, j->u, m->BT, m->R, m->d);
-    if (j->w->in_proj_b)
-        colsum(j->ex, j->g->in_proj_b, j->dzx, m->BT, m->R, m->R);
+    k_matmul_backward(j->ex, du, j->g->in_proj, j->w->in_proj_b ? j->g->in_proj_b : NULL, j->dzx,
+                      j->u, j->w->in_proj, m->BT, m->d, m->R, 0);
 }
 
 // ----------------------------------------------------------------------------
-// 2 conv:  xcp = conv1d_causal(ex, xr) per sequence, zero initial state
+// 2 conv:  xc = conv1d_causal(ex, xr) per sequence, zero initial state
 
-static void seq_conv(const job *j, int b) {
+static void conv_forward(const job *j) {
     const dims *m = &j->m;
-    size_t      o = (size_t)b * m->T * m->Cc;
     float      *out = m->mamba ? j->xcp : j->xct;
-    conv1d_causal(j->ex, out + o, j->xr + o, j->w->conv_w, j->w->conv_b, NULL, m->T, m->Cc, m->K);
-}
-
-// backward, ∂xc (pre-activation) → ∂xr, ∂conv_w, ∂conv_b. The weight grads
-// accumulate over sequences, so sequences go one at a time (each kernel call
-// splits rows / channels over the pool), in order.
-//   ∂zx[:, xBC] = ∂xr;  the unused [z0, x0] columns (d_mlp) get 0
-static void rows_put_dxr(const job *j, int r0, int r1) {
-    const dims *m = &j->m;
-    for (int r = r0; r < r1; r++) {
-        float *dz = j->dzx + (size_t)r * m->R;
-        memcpy(dz + m->oxbc, j->dxr + (size_t)r * m->Cc, sizeof(float) * (size_t)m->Cc);
-        if (m->mamba && j->c->d_mlp > 0)
-            memset(dz, 0, sizeof(float) * 2 * (size_t)j->c->d_mlp);
+    for (int b = 0; b < m->B; b++) {
+        size_t o = (size_t)b * m->T * m->Cc;
+        conv1d_causal(j->ex, out + o, j->xr + o, j->w->conv_w, j->w->conv_b, NULL, m->T, m->Cc,
+                      m->K);
     }
 }
 
+// backward, ∂xc (pre-activation) → ∂xr, ∂conv_w, ∂conv_b. The weight grads
+// accumulate over sequences, so sequences go one at a time, in order.
+//   ∂zx[:, xBC] = ∂xr;  the unused [z0, x0] columns (d_mlp) get 0
 static void conv_backward(const job *j) {
     const dims *m = &j->m;
-    par_rows(rows_extract_xr, j, m->BT, (size_t)m->Cc);
+    extract_xr(j);
     for (int b = 0; b < m->B; b++) {
         size_t o = (size_t)b * m->T * m->Cc;
         conv1d_causal_backward(j->ex, j->dxr + o, j->g->conv_w, j->w->conv_b ? j->g->conv_b : NULL,
                                j->dxc + o, j->xr + o, j->w->conv_w, m->T, m->Cc, m->K);
     }
-    par_rows(rows_put_dxr, j, m->BT, (size_t)m->R);
+    k_copy_cols(j->dzx + m->oxbc, (size_t)m->R, j->dxr, (size_t)m->Cc, (size_t)m->BT,
+                (size_t)m->Cc);
+    if (m->mamba && j->c->d_mlp > 0)
+        for (int r = 0; r < m->BT; r++)
+            be_zero(j->ex, j->dzx + (size_t)r * m->R, sizeof(float) * 2 * (size_t)j->c->d_mlp);
 }
 
 // ----------------------------------------------------------------------------
-// 3 prep:  x|B|C = act(xcp)  (SiLU for Mamba-2, identity for Discrete)
-//   Mamba-2:  Δ = clamp(softplus(dt + dt_bias), lo, hi),  dA = Δ·A,  A = −exp(A_log),  X = x·Δ
-//   Discrete: dA = −softplus(a_t)  (a_t = the A_log columns of zx),  X = x
+// 3 prep (ssm_prep, kernels/ssm_rows.h):  x|B|C = act(xc)  (SiLU for Mamba-2,
+//   identity for Discrete);  Mamba-2: Δ = clamp(softplus(dt + dt_bias)), dA = Δ·A,
+//   X = x·Δ;  Discrete: dA = −softplus(a_t) (the A_log columns of zx), X = x
 
-static void rows_prep(const job *j, int r0, int r1) {
-    const dims        *m = &j->m;
-    const ssm_cfg     *c = j->c;
-    const ssm_weights *w = j->w;
-    int                Di = m->Di, GN = m->GN, H = m->H, P = m->P;
-    for (int r = r0; r < r1; r++) {
-        const float *v = (m->mamba ? j->xcp : j->xct) + (size_t)r * m->Cc;
-        const float *dtr = j->zx + (size_t)r * m->R + m->odt;
-        float       *Br = j->Bm + (size_t)r * GN, *Cr = j->Cm + (size_t)r * GN;
-        float       *dA = j->dA + (size_t)r * H;
-        for (int i = 0; i < GN; i++) {
-            Br[i] = m->mamba ? k_silu(v[Di + i]) : v[Di + i];
-            Cr[i] = m->mamba ? k_silu(v[Di + GN + i]) : v[Di + GN + i];
-        }
-        float *x = j->x ? j->x + (size_t)r * Di : NULL;
-        if (x)
-            for (int i = 0; i < Di; i++)
-                x[i] = m->mamba ? k_silu(v[i]) : v[i];
-        if (m->mamba) {
-            float *dl = j->dlt + (size_t)r * H;
-            for (int h = 0; h < H; h++) {
-                float d = k_softplus(dtr[h] + (w->dt_bias ? w->dt_bias[h] : 0.0f));
-                if (d < c->dt_limit_lo)
-                    d = c->dt_limit_lo;
-                if (d > c->dt_limit_hi)
-                    d = c->dt_limit_hi;
-                dl[h] = d;
-                dA[h] = d * -expf(w->A_log[h]);
-                if (x)
-                    for (int p = 0; p < P; p++)
-                        j->X[(size_t)r * Di + h * P + p] = x[h * P + p] * d;
-            }
-        } else {
-            for (int h = 0; h < H; h++)
-                dA[h] = -k_softplus(dtr[h]);
-        }
-    }
+static void prep_forward(const job *j) {
+    const dims  *m = &j->m;
+    ssm_rows_cfg rc = rows_cfg(j);
+    ssm_prep(j->ex, j->x, m->mamba ? j->X : NULL, j->Bm, j->Cm, j->dA, j->dlt,
+             m->mamba ? j->xcp : j->xct, j->zx + m->odt, m->R, j->w->dt_bias, j->w->A_log, m->BT,
+             &rc);
 }
 
-// backward, per row. Inputs: ∂X (train; NULL for M), ∂ypre for the D·x skip
-// (train; NULL for M), ∂dA, ∂B, ∂C, ∂colscale = ∂Δ direct (M, Mamba-2).
-//   X = x·Δ:        ∂x = ∂X·Δ + D·∂ypre        ∂Δ = Σ_p ∂X·x + ∂dA·A (+ ∂colscale)
-//   dA = Δ·A:       ∂A_log += ∂dA·Δ·A           (A = −exp(A_log), ∂A/∂A_log = A)
-//   Δ = clamp(sp):  ∂sp = ∂Δ where lo ≤ sp ≤ hi, else 0
-//   sp = softplus(v), v = dt + dt_bias:  ∂dt = ∂sp·σ(v) = ∂dt_bias term
-//   Discrete:       ∂x = ∂X + D·∂ypre           ∂a_t = −∂dA·σ(a_t)
-//   x|B|C = silu(xcp) (Mamba-2):  ∂xcp = ∂(x|B|C)·silu'(xcp)
-static void rows_prep_backward(const job *j, int r0, int r1) {
+// backward (ssm_prep_backward): ∂X (train; NULL for M), ∂ypre for the D·x skip
+// (train; NULL for M), ∂dA, ∂B, ∂C, ∂colscale (M, Mamba-2) → ∂xc, ∂dt into
+// dzx, the per-row ∂A_log terms into hs2; then the parameter column sums
+static void prep_backward(const job *j) {
     const dims        *m = &j->m;
-    const ssm_cfg     *c = j->c;
     const ssm_weights *w = j->w;
-    int                Di = m->Di, GN = m->GN, H = m->H, P = m->P;
-    for (int r = r0; r < r1; r++) {
-        const float *zr = j->zx + (size_t)r * m->R;
-        float       *dzr = j->dzx + (size_t)r * m->R, *dxc = j->dxc + (size_t)r * m->Cc;
-        const float *dX = j->dX ? j->dX + (size_t)r * Di : NULL;
-        const float *dyp = j->dg ? j->dg + (size_t)r * Di : NULL;
-        const float *x = j->x ? j->x + (size_t)r * Di : NULL;
-        const float *ddA = j->ddA + (size_t)r * H;
-        for (int h = 0; h < H; h++) {
-            float Dh = w->D ? w->D[h] : 0.0f;
-            float dl = m->mamba ? j->dlt[(size_t)r * H + h] : 1.0f;
-            float ddl = 0.0f; // ∂Δ
-            for (int p = 0; p < P; p++) {
-                int   i = h * P + p;
-                float v = dyp ? Dh * dyp[i] : 0.0f;
-                if (dX) {
-                    v += dX[i] * dl;
-                    ddl += dX[i] * x[i];
-                }
-                dxc[i] = v;
-            }
-            if (m->mamba) {
-                float A = -expf(w->A_log[h]);
-                ddl += ddA[h] * A;
-                if (j->dcs)
-                    ddl += j->dcs[(size_t)r * H + h];
-                j->hs2[(size_t)r * H + h] = ddA[h] * dl * A;
-                float v = zr[m->odt + h] + (w->dt_bias ? w->dt_bias[h] : 0.0f);
-                float sp = k_softplus(v);
-                int   clamped = sp < c->dt_limit_lo || sp > c->dt_limit_hi;
-                dzr[m->odt + h] = clamped ? 0.0f : ddl * dsoftplus(v);
-            } else {
-                dzr[m->odt + h] = -ddA[h] * dsoftplus(zr[m->odt + h]);
-            }
-        }
-        memcpy(dxc + Di, j->dBm + (size_t)r * GN, sizeof(float) * (size_t)GN);
-        memcpy(dxc + Di + GN, j->dCm + (size_t)r * GN, sizeof(float) * (size_t)GN);
-        if (m->mamba) {
-            const float *xcp = j->xcp + (size_t)r * m->Cc;
-            for (int i = 0; i < m->Cc; i++)
-                dxc[i] *= dsilu(xcp[i]);
-        }
-    }
-}
-
-static void prep_param_grads(const job *j) {
-    const dims *m = &j->m;
+    ssm_rows_cfg       rc = rows_cfg(j);
+    ssm_prep_backward(j->ex, j->dxc, j->dzx + m->odt, j->hs2, j->dX, j->dg, j->ddA, j->dBm,
+                      j->dCm, j->dcs, j->xcp, j->x, j->dlt, j->zx + m->odt, m->R, w->dt_bias,
+                      w->A_log, w->D, m->BT, &rc);
     if (!m->mamba)
         return; // Discrete: A_log is a per-token projection, no parameter
-    if (j->w->dt_bias)
-        colsum(j->ex, j->g->dt_bias, j->dzx + m->odt, m->BT, m->H, m->R);
-    colsum(j->ex, j->g->A_log, j->hs2, m->BT, m->H, m->H);
+    if (w->dt_bias)
+        k_colsum(j->ex, j->g->dt_bias, j->dzx + m->odt, m->BT, m->H, m->R);
+    k_colsum(j->ex, j->g->A_log, j->hs2, m->BT, m->H, m->H);
 }
 
 // ----------------------------------------------------------------------------
 // 4 scan:  ys = SSD(X, dA, B, C), chunked, per sequence from a zero state;
 //          what the backward needs is left in act (scan[b])
 
-static void seq_scan(const job *j, int b) {
+static void scan_forward(const job *j) {
     const dims *m = &j->m;
-    size_t      r = (size_t)b * m->T;
-    ssd_scan_chunked(j->ex, j->ypre + r * m->Di, NULL, j->X + r * m->Di, j->dA + r * m->H,
-                     j->Bm + r * m->GN, j->Cm + r * m->GN, m->T, m->H, m->P, m->N, m->G, m->Q,
-                     j->scan + (size_t)b * m->sw);
+    for (int b = 0; b < m->B; b++) {
+        size_t r = (size_t)b * m->T;
+        ssd_scan_chunked(j->ex, j->ypre + r * m->Di, NULL, j->X + r * m->Di, j->dA + r * m->H,
+                         j->Bm + r * m->GN, j->Cm + r * m->GN, m->T, m->H, m->P, m->N, m->G,
+                         m->Q, j->scan + (size_t)b * m->sw);
+    }
 }
 
 // backward: ∂ys = ∂ypre (dg after the gate backward) → ∂X, ∂dA, ∂B, ∂C.
 // The saved part is copied in front of the kernel's own scratch (act stays read-only).
-static void seq_scan_backward(const job *j, int b) {
+static void scan_backward(const job *j) {
     const dims *m = &j->m;
-    size_t      r = (size_t)b * m->T;
-    float      *work = j->sbw + (size_t)b * m->sbw;
-    memcpy(work, j->scan + (size_t)b * m->sw, sizeof(float) * m->sw);
-    ssd_scan_chunked_backward(j->ex, j->dX + r * m->Di, j->ddA + r * m->H, j->dBm + r * m->GN,
-                              j->dCm + r * m->GN, j->dg + r * m->Di, j->X + r * m->Di,
-                              j->dA + r * m->H, j->Bm + r * m->GN, j->Cm + r * m->GN, m->T, m->H,
-                              m->P, m->N, m->G, m->Q, work);
+    for (int b = 0; b < m->B; b++) {
+        size_t r = (size_t)b * m->T;
+        float *work = j->sbw + (size_t)b * m->sbw;
+        be_copy(j->ex, work, j->scan + (size_t)b * m->sw, sizeof(float) * m->sw);
+        ssd_scan_chunked_backward(j->ex, j->dX + r * m->Di, j->ddA + r * m->H, j->dBm + r * m->GN,
+                                  j->dCm + r * m->GN, j->dg + r * m->Di, j->X + r * m->Di,
+                                  j->dA + r * m->H, j->Bm + r * m->GN, j->Cm + r * m->GN, m->T,
+                                  m->H, m->P, m->N, m->G, m->Q, work);
+    }
 }
 
 // ----------------------------------------------------------------------------
-// 5 gate:  ypre = ys + D·x
+// 5 gate (ssm_gate):  ypre = ys + D·x
 //   Mamba-2:  gz = ypre·silu(z);  g = gz·rstd·norm_w per group of gs = Di/G,
 //             rstd = 1/sqrt(mean_group(gz²) + eps)
 //   Discrete: g = ypre·silu(z + z_bias)
+// save: the forward (adds D·x into ypre, saves rstd); else the backward's
+// recompute of g into tmp (ypre and rstd untouched, the same bits)
 
-// g of one row from ypre (and rstd); save_rstd: compute rstd (forward) or read it
-static void gate_row(const job *j, int r, float *g, int save_rstd) {
+static void gate_forward(const job *j, int save) {
     const dims        *m = &j->m;
     const ssm_weights *w = j->w;
-    int                Di = m->Di, gs = Di / m->G;
-    const float       *yp = j->ypre + (size_t)r * Di, *z = j->zx + (size_t)r * m->R + m->oz;
-    if (m->mamba) {
-        for (int i = 0; i < Di; i++)
-            g[i] = yp[i] * k_silu(z[i]);
-        for (int gr = 0; gr < m->G; gr++) { // as k_rmsnorm, per group
-            float *gg = g + (size_t)gr * gs, *rs = j->rstd + (size_t)r * m->G + gr;
-            if (save_rstd) {
-                float ss = 0.0f;
-                for (int i = 0; i < gs; i++)
-                    ss += gg[i] * gg[i];
-                *rs = 1.0f / sqrtf(ss / (float)gs + j->c->norm_eps);
-            }
-            for (int i = 0; i < gs; i++)
-                gg[i] = gg[i] * *rs * w->norm_w[gr * gs + i];
-        }
-    } else {
-        for (int i = 0; i < Di; i++)
-            g[i] = yp[i] * k_silu(z[i] + (w->z_bias ? w->z_bias[i] : 0.0f));
-    }
+    ssm_rows_cfg       rc = rows_cfg(j);
+    ssm_gate(j->ex, save ? j->gb : j->tmp, j->ypre, save ? j->rstd : NULL, save ? j->x : NULL,
+             j->zx + m->oz, m->R, w->D, w->norm_w, w->z_bias, m->BT, &rc);
 }
 
-static void rows_gate(const job *j, int r0, int r1) {
-    const dims *m = &j->m;
-    for (int r = r0; r < r1; r++) {
-        float       *yp = j->ypre + (size_t)r * m->Di;
-        const float *x = j->x + (size_t)r * m->Di;
-        if (j->w->D)
-            for (int i = 0; i < m->Di; i++)
-                yp[i] += j->w->D[i / m->P] * x[i];
-        gate_row(j, r, j->gb + (size_t)r * m->Di, 1);
-    }
-}
-
-static void rows_gate_recompute(const job *j, int r0, int r1) {
-    for (int r = r0; r < r1; r++)
-        gate_row(j, r, j->tmp + (size_t)r * j->m.Di, 0);
-}
-
-// backward, per row, ∂g in dg → ∂ypre in dg (in place), ∂z into dzx:
-//   Mamba-2, per group:  n = gz·rstd,  g = n·w
-//     ∂norm_w += ∂g·n  (tmp holds ∂g·n, summed over rows later)
-//     ∂n = ∂g·w;   ∂gz = rstd·(∂n − n·mean(∂n·n))
-//     gz = ypre·silu(z):  ∂ypre = ∂gz·silu(z),  ∂z = ∂gz·ypre·silu'(z)
-//   Discrete:  zz = z + z_bias:  ∂ypre = ∂g·silu(zz),  ∂zz = ∂g·ypre·silu'(zz) (= ∂z_bias term)
-//   ypre = ys + D·x:  ∂D[h] += Σ_p ∂ypre·x  (hs1 per row);  ∂ys = ∂ypre;  ∂x += D·∂ypre (prep)
-static void rows_gate_backward(const job *j, int r0, int r1) {
+// backward (ssm_gate_backward): ∂g in dg → ∂ypre in dg, ∂z into dzx, per-row
+// ∂norm_w terms into tmp and Σ_p ∂ypre·x into hs1; then the column sums
+static void gate_backward(const job *j) {
     const dims        *m = &j->m;
     const ssm_weights *w = j->w;
-    int                Di = m->Di, gs = Di / m->G, P = m->P;
-    for (int r = r0; r < r1; r++) {
-        const float *yp = j->ypre + (size_t)r * Di, *z = j->zx + (size_t)r * m->R + m->oz;
-        const float *x = j->x + (size_t)r * Di;
-        float       *dg = j->dg + (size_t)r * Di, *dz = j->dzx + (size_t)r * m->R + m->oz;
-        if (m->mamba) {
-            float *tn = j->tmp + (size_t)r * Di;
-            for (int gr = 0; gr < m->G; gr++) {
-                float rs = j->rstd[(size_t)r * m->G + gr], dot = 0.0f;
-                int   i0 = gr * gs;
-                for (int i = i0; i < i0 + gs; i++) {
-                    float n = yp[i] * k_silu(z[i]) * rs;
-                    tn[i] = dg[i] * n;
-                    dg[i] *= w->norm_w[i]; // ∂n
-                    dot += dg[i] * n;
-                }
-                dot /= (float)gs;
-                for (int i = i0; i < i0 + gs; i++) {
-                    float sz = k_silu(z[i]), n = yp[i] * sz * rs;
-                    float dgz = rs * (dg[i] - n * dot);
-                    dz[i] = dgz * yp[i] * dsilu(z[i]);
-                    dg[i] = dgz * sz;
-                }
-            }
-        } else {
-            for (int i = 0; i < Di; i++) {
-                float zz = z[i] + (w->z_bias ? w->z_bias[i] : 0.0f);
-                dz[i] = dg[i] * yp[i] * dsilu(zz);
-                dg[i] *= k_silu(zz);
-            }
-        }
-        for (int h = 0; h < m->H; h++) {
-            float s = 0.0f;
-            for (int p = 0; p < P; p++)
-                s += dg[h * P + p] * x[h * P + p];
-            j->hs1[(size_t)r * m->H + h] = s;
-        }
-    }
-}
-
-static void gate_param_grads(const job *j) {
-    const dims *m = &j->m;
+    ssm_rows_cfg       rc = rows_cfg(j);
+    ssm_gate_backward(j->ex, j->dg, j->dzx + m->oz, m->mamba ? j->tmp : NULL, j->hs1, j->ypre,
+                      j->x, j->zx + m->oz, m->R, j->rstd, w->norm_w, w->z_bias, m->BT, &rc);
     if (m->mamba)
-        colsum(j->ex, j->g->norm_w, j->tmp, m->BT, m->Di, m->Di);
-    else if (j->w->z_bias)
-        colsum(j->ex, j->g->z_bias, j->dzx + m->oz, m->BT, m->Di, m->R);
-    if (j->w->D)
-        colsum(j->ex, j->g->D, j->hs1, m->BT, m->H, m->H);
+        k_colsum(j->ex, j->g->norm_w, j->tmp, m->BT, m->Di, m->Di);
+    else if (w->z_bias)
+        k_colsum(j->ex, j->g->z_bias, j->dzx + m->oz, m->BT, m->Di, m->R);
+    if (w->D)
+        k_colsum(j->ex, j->g->D, j->hs1, m->BT, m->H, m->H);
 }
 
 // ----------------------------------------------------------------------------
@@ -710,9 +392,9 @@ static void job_init(const molt_exec *ex, job *j, const ssm_cfg *c, const ssm_we
 static void forward_front(const job *j) {
     const dims *m = &j->m;
     k_matmul(j->ex, j->zx, j->u, j->w->in_proj, j->w->in_proj_b, m->BT, m->d, m->R, 0);
-    par_rows(rows_extract_xr, j, m->BT, (size_t)m->Cc);
-    par_seqs(seq_conv, j, m->T);
-    par_rows(rows_prep, j, m->BT, (size_t)(m->Cc + 4 * m->H) * 4);
+    extract_xr(j);
+    conv_forward(j);
+    prep_forward(j);
 }
 
 void ssm_train_forward(const molt_exec *ex, float *y, float *act, const float *u, int B, int T, const ssm_cfg *c,
@@ -727,8 +409,8 @@ void ssm_train_forward(const molt_exec *ex, float *y, float *act, const float *u
     j.u = u, j.y = y;
     const dims *m = &j.m;
     forward_front(&j);
-    par_seqs(seq_scan, &j, m->H * ((m->T + m->Q - 1) / m->Q));
-    par_rows(rows_gate, &j, m->BT, (size_t)m->Di * 8);
+    scan_forward(&j);
+    gate_forward(&j, 1);
     k_matmul(ex, y, j.gb, w->out_proj, w->out_proj_b, m->BT, m->Di, m->d, 0);
 }
 
@@ -744,21 +426,16 @@ void ssm_train_backward(const molt_exec *ex, float *du, const ssm_grads *g, cons
     j.u = u, j.dy = dy;
     const dims *m = &j.m;
     // 6  y = g·out_projᵀ (+b):  ∂g = ∂y·out_proj,  ∂out_proj += ∂yᵀ·g,  ∂out_proj_b += Σ ∂y
-    mm_dx(ex, j.dg, dy, w->out_proj, m->BT, m->d, m->Di);
-    if (g->out_proj) {
-        par_rows(rows_gate_recompute, &j, m->BT, (size_t)m->Di * 8);
-        mm_dw(ex, g->out_proj, dy, j.tmp, m->BT, m->d, m->Di);
-    }
-    if (w->out_proj_b)
-        colsum(ex, g->out_proj_b, dy, m->BT, m->d, m->d);
+    if (g->out_proj)
+        gate_forward(&j, 0); // recompute g into tmp
+    k_matmul_backward(ex, j.dg, g->out_proj, w->out_proj_b ? g->out_proj_b : NULL, dy, j.tmp,
+                      w->out_proj, m->BT, m->Di, m->d, 0);
     // 5  gate
-    par_rows(rows_gate_backward, &j, m->BT, (size_t)m->Di * 16);
-    gate_param_grads(&j);
+    gate_backward(&j);
     // 4  scan
-    par_seqs(seq_scan_backward, &j, m->H * ((m->T + m->Q - 1) / m->Q));
+    scan_backward(&j);
     // 3  prep
-    par_rows(rows_prep_backward, &j, m->BT, (size_t)(m->Cc + 8 * m->H) * 4);
-    prep_param_grads(&j);
+    prep_backward(&j);
     // 2  conv, 1  proj
     conv_backward(&j);
     proj_backward(du, &j);
@@ -771,32 +448,34 @@ void ssm_train_backward(const molt_exec *ex, float *du, const ssm_grads *g, cons
 //   cs = Δ (Mamba-2) or 1 (Discrete). Depends on u through B, C, dA (and Δ);
 //   not on x, z, the gate or out_proj.
 
-static void seq_materialize(const job *j, int b) {
+static void materialize_forward(const job *j) {
     const dims *m = &j->m;
-    size_t      r = (size_t)b * m->T;
-    ssd_materialize(j->ex, j->M + (size_t)b * m->H * m->T * m->T, j->dA + r * m->H, j->Bm + r * m->GN,
-                    j->Cm + r * m->GN, m->mamba ? j->dlt + r * m->H : NULL, j->w->D, m->T, m->H,
-                    m->N, m->G);
+    for (int b = 0; b < m->B; b++) {
+        size_t r = (size_t)b * m->T;
+        ssd_materialize(j->ex, j->M + (size_t)b * m->H * m->T * m->T, j->dA + r * m->H,
+                        j->Bm + r * m->GN, j->Cm + r * m->GN, m->mamba ? j->dlt + r * m->H : NULL,
+                        j->w->D, m->T, m->H, m->N, m->G);
+    }
 }
 
-// backward: ∂dA, ∂B, ∂C, ∂cs (= ∂Δ direct) written; ∂D per sequence (summed after)
-static void seq_materialize_backward(const job *j, int b) {
+// backward: ∂dA, ∂B, ∂C, ∂cs (= ∂Δ direct) written; ∂D per sequence, then
+// added to the gradient in sequence order
+static void materialize_backward(const job *j) {
     const dims *m = &j->m;
-    size_t      r = (size_t)b * m->T;
-    float      *dD = j->dDp + (size_t)b * m->H;
-    memset(dD, 0, sizeof(float) * (size_t)m->H);
-    ssd_materialize_backward(j->ex, j->ddA + r * m->H, j->dBm + r * m->GN, j->dCm + r * m->GN,
-                             m->mamba ? j->dcs + r * m->H : NULL, j->w->D ? dD : NULL,
-                             j->dM + (size_t)b * m->H * m->T * m->T, j->dA + r * m->H,
-                             j->Bm + r * m->GN, j->Cm + r * m->GN,
-                             m->mamba ? j->dlt + r * m->H : NULL, j->w->D, m->T, m->H, m->N, m->G,
-                             j->sbw + (size_t)b * m->mbw);
-}
-
-// M does not depend on z: its columns of ∂zx are 0
-static void rows_zero_dz(const job *j, int r0, int r1) {
-    for (int r = r0; r < r1; r++)
-        memset(j->dzx + (size_t)r * j->m.R + j->m.oz, 0, sizeof(float) * (size_t)j->m.Di);
+    for (int b = 0; b < m->B; b++) {
+        size_t r = (size_t)b * m->T;
+        float *dD = j->dDp + (size_t)b * m->H;
+        be_zero(j->ex, dD, sizeof(float) * (size_t)m->H);
+        ssd_materialize_backward(j->ex, j->ddA + r * m->H, j->dBm + r * m->GN, j->dCm + r * m->GN,
+                                 m->mamba ? j->dcs + r * m->H : NULL, j->w->D ? dD : NULL,
+                                 j->dM + (size_t)b * m->H * m->T * m->T, j->dA + r * m->H,
+                                 j->Bm + r * m->GN, j->Cm + r * m->GN,
+                                 m->mamba ? j->dlt + r * m->H : NULL, j->w->D, m->T, m->H, m->N,
+                                 m->G, j->sbw + (size_t)b * m->mbw);
+    }
+    if (j->w->D && j->g->D)
+        for (int b = 0; b < m->B; b++) // in sequence order
+            k_add(j->ex, j->g->D, j->g->D, j->dDp + (size_t)b * m->H, (size_t)m->H);
 }
 
 void ssm_mat_forward(const molt_exec *ex, float *M, float *act, const float *u, int B, int T, const ssm_cfg *c,
@@ -809,7 +488,7 @@ void ssm_mat_forward(const molt_exec *ex, float *M, float *act, const float *u, 
     mat_work_views(&j, work, 0);
     j.u = u, j.M = M;
     forward_front(&j);
-    par_seqs(seq_materialize, &j, j.m.H * j.m.T);
+    materialize_forward(&j);
 }
 
 void ssm_mat_backward(const molt_exec *ex, float *du, const ssm_grads *g, const float *dM, const float *act,
@@ -823,15 +502,12 @@ void ssm_mat_backward(const molt_exec *ex, float *du, const ssm_grads *g, const 
     mat_work_views(&j, work, 1);
     j.u = u, j.dM = dM;
     const dims *m = &j.m;
-    par_seqs(seq_materialize_backward, &j, m->H);
-    if (w->D && g->D)
-        for (int b = 0; b < m->B; b++) // in sequence order
-            for (int h = 0; h < m->H; h++)
-                g->D[h] += j.dDp[(size_t)b * m->H + h];
+    materialize_backward(&j);
     // 3  prep (∂X = 0, no D·x path: M's D term does not involve x)
-    par_rows(rows_prep_backward, &j, m->BT, (size_t)(m->Cc + 8 * m->H) * 4);
-    prep_param_grads(&j);
-    par_rows(rows_zero_dz, &j, m->BT, (size_t)m->Di);
+    prep_backward(&j);
+    // M does not depend on z: its columns of ∂zx are 0
+    for (int r = 0; r < m->BT; r++)
+        be_zero(ex, j.dzx + (size_t)r * m->R + m->oz, sizeof(float) * (size_t)m->Di);
     // 2  conv, 1  proj
     conv_backward(&j);
     proj_backward(du, &j);

@@ -88,6 +88,30 @@ void cpu_attn_train_forward(const molt_exec *ex, float *P, float *heads, const f
 void cpu_attn_train_backward(const molt_exec *ex, float *dqkv, const float *dheads,
                              const float *qkv, const float *P, int B, int T, int H, int KV,
                              int hd, float *work);
+// ssm_rows.c, ssm_rows_backward.c (ssm_rows.h)
+struct ssm_rows_cfg;
+void cpu_ssm_prep(const molt_exec *ex, float *x, float *X, float *B, float *C, float *dA,
+                  float *dlt, const float *xc, const float *dt, int ldz, const float *dt_bias,
+                  const float *A_log, int n, const struct ssm_rows_cfg *c);
+void cpu_ssm_prep_backward(const molt_exec *ex, float *dxc, float *ddt, float *hsA,
+                           const float *dX, const float *dypre, const float *ddA, const float *dB,
+                           const float *dC, const float *dcs, const float *xc, const float *x,
+                           const float *dlt, const float *dt, int ldz, const float *dt_bias,
+                           const float *A_log, const float *D, int n,
+                           const struct ssm_rows_cfg *c);
+void cpu_ssm_gate(const molt_exec *ex, float *g, float *ypre, float *rstd, const float *x,
+                  const float *z, int ldz, const float *D, const float *norm_w,
+                  const float *z_bias, int n, const struct ssm_rows_cfg *c);
+void cpu_ssm_gate_backward(const molt_exec *ex, float *dg, float *dz, float *dnw, float *hsD,
+                           const float *ypre, const float *x, const float *z, int ldz,
+                           const float *rstd, const float *norm_w, const float *z_bias, int n,
+                           const struct ssm_rows_cfg *c);
+void cpu_colsum(const molt_exec *ex, float *out, const float *src, int rows, int cols, int ld);
+void cpu_conv1d_causal_rows(const molt_exec *ex, float *y, const float *x, const float *w,
+                            const float *b, float *const *state, int n, int Cc, int K);
+void cpu_ssd_step_rows(const molt_exec *ex, float *y, float *const *state, const float *X,
+                       const float *dA, const float *B, const float *C, int n, int H, int P,
+                       int N, int G);
 
 // mem.c (mem.h: molt_mem_ops; upload and download are copy on the CPU)
 void *cpu_mem_alloc(size_t bytes);

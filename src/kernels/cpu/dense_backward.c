@@ -1,6 +1,7 @@
 /*
  * dense_backward.c — CPU backward of the dense kernels (backward.h): Linear
- * through OpenBLAS sgemm on molt's pool, RMSNorm / SwiGLU / embedding as plain
+ * through OpenBLAS sgemm in fixed blocks on molt's pool (bit-identical for any
+ * thread count), RMSNorm / SwiGLU / embedding as plain
  * loops. Each backward sits under the forward it differentiates; the forward
  * expression is quoted above every backward block.
  *
@@ -25,56 +26,49 @@
 // ----------------------------------------------------------------------------
 // Linear:  y[T,out] = x[T,in] · W[out,in]ᵀ + b[out]   (forward: k_matmul)
 
-// dx[:, i0:i1] = dy[T,out] · W[:, i0:i1]        (beta 1: accumulate)
-static void dx_block(float *dx, const float *dy, const float *W, int T, int in, int out, int i0,
-                     int i1, float beta) {
-    if (i1 <= i0)
-        return;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, i1 - i0, out, 1.0f, dy, out,
-                W + i0, in, beta, dx + i0, in);
-}
+// The blocks are fixed, not derived from the thread count, and spread over the
+// pool: OpenBLAS's result for an element depends on how a product is split,
+// so fixed blocks are what makes dx and dW bit-identical for any number of
+// threads. db is a column sum in double, rows in order (cpu_colsum).
+//   dx[rows,in] = dy·W          (+= when accumulate_dx) in blocks of MM_ROWS rows
+//   dW[out,in] += dyᵀ·x         in blocks of MM_WROWS rows of W
+#define MM_ROWS  128
+#define MM_WROWS 16
 
-// dW[o0:o1, :] += dy[:, o0:o1]ᵀ · x[T,in];   db[o0:o1] += Σ_t dy[t, o0:o1]
-static void dw_block(float *dW, float *db, const float *dy, const float *x, int T, int in,
-                     int out, int o0, int o1) {
-    if (o1 <= o0)
-        return;
-    if (dW)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, o1 - o0, in, T, 1.0f, dy + o0, out,
-                    x, in, 1.0f, dW + (size_t)o0 * in, in);
-    if (db)
-        for (int a = o0; a < o1; a += 16) { // 16 columns at a time: rows of dy read in order
-            int    b = MIN_INT(o1, a + 16);
-            double acc[16] = {0};
-            for (int t = 0; t < T; t++)
-                for (int o = a; o < b; o++)
-                    acc[o - a] += (double)dy[(size_t)t * out + o];
-            for (int o = a; o < b; o++)
-                db[o] += (float)acc[o - a];
-        }
-}
-
-typedef struct mmb_task {
-    float       *dx, *dW, *db;
-    const float *dy, *x, *W;
-    int          T, in, out;
+typedef struct mm_task {
+    float       *out;
+    const float *dy, *b; // b: W (dx) or x (dW)
+    int          rows, n_out, n_in;
     float        beta;
-} mmb_task;
+} mm_task;
 
-// thread ith of nth: dx columns [i0,i1) and dW rows [o0,o1), blocks of 16
-// (whole cache lines; the work of both halves is split evenly)
-static void mmb_run(void *arg, int ith, int nth) {
-    const mmb_task *j = arg;
-    if (j->dx) {
-        int per = ((j->in + nth - 1) / nth + 15) & ~15;
-        int i0 = MIN_INT(j->in, ith * per), i1 = MIN_INT(j->in, i0 + per);
-        dx_block(j->dx, j->dy, j->W, j->T, j->in, j->out, i0, i1, j->beta);
+static void mm_dx_run(void *arg, int ith, int nth) {
+    const mm_task *t = arg;
+    int            lo, hi;
+    molt_pool_range((t->rows + MM_ROWS - 1) / MM_ROWS, ith, nth, &lo, &hi);
+    for (int blk = lo; blk < hi; blk++) {
+        int r0 = blk * MM_ROWS, r1 = MIN_INT(t->rows, r0 + MM_ROWS);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, t->n_in, t->n_out, 1.0f,
+                    t->dy + (size_t)r0 * t->n_out, t->n_out, t->b, t->n_in, t->beta,
+                    t->out + (size_t)r0 * t->n_in, t->n_in);
     }
-    if (j->dW || j->db) {
-        int per = ((j->out + nth - 1) / nth + 15) & ~15;
-        int o0 = MIN_INT(j->out, ith * per), o1 = MIN_INT(j->out, o0 + per);
-        dw_block(j->dW, j->db, j->dy, j->x, j->T, j->in, j->out, o0, o1);
+}
+
+static void mm_dw_run(void *arg, int ith, int nth) {
+    const mm_task *t = arg;
+    int            lo, hi;
+    molt_pool_range((t->n_out + MM_WROWS - 1) / MM_WROWS, ith, nth, &lo, &hi);
+    for (int blk = lo; blk < hi; blk++) {
+        int o0 = blk * MM_WROWS, o1 = MIN_INT(t->n_out, o0 + MM_WROWS);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, o1 - o0, t->n_in, t->rows, 1.0f,
+                    t->dy + o0, t->n_out, t->b, t->n_in, 1.0f, t->out + (size_t)o0 * t->n_in,
+                    t->n_in);
     }
+}
+
+static int mm_threads(const molt_exec *ex, int blocks, int rows, int n_out, int n_in) {
+    double flops = 2.0 * rows * (double)n_out * n_in;
+    return flops < 1e6 || blocks < 2 ? 1 : ex->nth;
 }
 
 void cpu_matmul_backward(const molt_exec *ex, float *dx, float *dW, float *db, const float *dy,
@@ -82,17 +76,15 @@ void cpu_matmul_backward(const molt_exec *ex, float *dx, float *dW, float *db, c
                          int accumulate_dx) {
     if (T <= 0 || in <= 0 || out <= 0)
         return;
-    mmb_task job = {dx, dW, db, dy, x, W, T, in, out, accumulate_dx ? 1.0f : 0.0f};
-    double   flops = 2.0 * T * (double)in * out * ((dx != NULL) + (dW != NULL));
-    int      nth = ex->nth;
-    // fewer threads when the smaller dimension has fewer than 32 columns each
-    int      lim = MIN_INT(in, out) / 32;
-    nth = MIN_INT(nth, lim > 1 ? lim : 1);
-    if (nth <= 1 || flops < 2e6) {
-        mmb_run(&job, 0, 1);
-        return;
+    if (dx) {
+        mm_task t = {dx, dy, W, T, out, in, accumulate_dx ? 1.0f : 0.0f};
+        molt_pool_run(mm_threads(ex, (T + MM_ROWS - 1) / MM_ROWS, T, out, in), mm_dx_run, &t);
     }
-    molt_pool_run(nth, mmb_run, &job);
+    if (dW) {
+        mm_task t = {dW, dy, x, T, out, in, 1.0f};
+        molt_pool_run(mm_threads(ex, (out + MM_WROWS - 1) / MM_WROWS, T, out, in), mm_dw_run, &t);
+    }
+    cpu_colsum(ex, db, dy, T, out, out);
 }
 
 void k_matmul_backward_ref(float *dx, float *dW, float *db, const float *dy, const float *x,

@@ -1,0 +1,102 @@
+/*
+ * ssm_rows.h — the row-wise stages of the Mamba-2 and DiscreteMamba2 (Llamba)
+ * mixers around the scan, one implementation for inference
+ * (mixers/ssm_mixer.c) and training (mixers/ssm_train.c), with their
+ * backward passes, and the batched-decode steps over slots (one row = one
+ * token of its own sequence, per-row state pointers as a host array). All are
+ * backend ops (kernels.h: MOLT_BACKEND_OPS, group "ssm rows"); CPU:
+ * cpu/ssm_rows.c, cpu/ssm_rows_backward.c. Equations: shared/docs/
+ * ALGORITHMS.md §1.2 (Mamba-2) and §2.2 (DiscreteMamba2).
+ *
+ * Letters (as ssm.h): n rows (tokens, any number of sequences), H heads,
+ * P head dim, Di = H·P, G B/C heads, N state, GN = G·N, Cc = Di + 2·GN conv
+ * channels (x | B | C per row), K conv width. Row-major.
+ *
+ * Views into the in_proj output zx[n, R]: `dt` (Mamba-2: raw dt; Discrete:
+ * the per-token A_log columns, H wide) and `z` (the gate, Di wide) are
+ * pointers to their first column with row stride ldz (= R); their gradients
+ * `ddt`, `dz` are views of dzx with the same stride. Other row arrays are
+ * dense.
+ *
+ * Accumulation contract (as backward.h): activation outputs and per-row
+ * partial sums are written (=); k_colsum accumulates (+=). A NULL optional
+ * output is not computed. Every op is row-wise (each output row depends on
+ * its input row only; k_colsum has one writer per column), so results are
+ * bit-identical for any thread count.
+ */
+#ifndef MOLT_SSM_ROWS_H
+#define MOLT_SSM_ROWS_H
+
+#include <stddef.h>
+
+#include "core/exec.h"
+
+// The shape and constants the row ops need (a small host struct of scalars).
+typedef struct ssm_rows_cfg {
+    int   mamba;          // 1: Mamba-2; 0: DiscreteMamba2
+    int   H, P, G, N;     // Di = H·P, GN = G·N; H % G == 0
+    float dt_lo, dt_hi;   // Mamba-2 Δ clamp
+    float eps;            // Mamba-2 gated-RMSNorm eps
+} ssm_rows_cfg;
+
+// prep: from the conv output xc[n,Cc] (before the activation) and dt
+//   a = act(xc)  (SiLU for Mamba-2, identity for Discrete);  x|B|C = a
+//   Mamba-2:   Δ = clamp(softplus(dt + dt_bias), dt_lo, dt_hi)   dlt[n,H]
+//              dA = Δ·(−exp(A_log))                             dA[n,H]
+//              X = x·Δ (per head)                               X[n,Di]
+//   Discrete:  dA = −softplus(dt)   (dt: the A_log_t columns);  X is x itself
+// x [n,Di], X, B, C [n,GN] may each be NULL (not wanted); dlt, X, dt_bias,
+// A_log are Mamba-2 only (ignored for Discrete; dt_bias may be NULL = 0).
+void ssm_prep(const molt_exec *ex, float *x, float *X, float *B, float *C, float *dA, float *dlt,
+              const float *xc, const float *dt, int ldz, const float *dt_bias, const float *A_log,
+              int n, const ssm_rows_cfg *c);
+// backward of ssm_prep (and of the D·x skip of ssm_gate when dypre is given):
+//   ∂x = ∂X·Δ (Discrete: ∂X) + D[h]·∂ypre
+//   Mamba-2:  ∂Δ = Σ_p ∂X·x + ∂dA·A + ∂cs;  ∂dt = ∂Δ·σ(v) where the clamp is
+//             inactive, else 0 (v = dt + dt_bias);  hsA[r,h] = ∂dA·Δ·A
+//             (summed over rows by k_colsum: ∂A_log);  ∂xc = ∂(x|B|C)·silu'(xc)
+//   Discrete: ∂dt = −∂dA·σ(dt);  ∂xc = ∂(x|B|C)
+// Writes dxc[n,Cc], ddt (H columns of the ldz view), hsA[n,H] (Mamba-2).
+// dX (with x), dypre (with D) and dcs (Mamba-2 materialized: ∂ of the column
+// scale Δ) may be NULL: their terms are 0. xc and dlt are read for Mamba-2.
+void ssm_prep_backward(const molt_exec *ex, float *dxc, float *ddt, float *hsA, const float *dX,
+                       const float *dypre, const float *ddA, const float *dB, const float *dC,
+                       const float *dcs, const float *xc, const float *x, const float *dlt,
+                       const float *dt, int ldz, const float *dt_bias, const float *A_log,
+                       const float *D, int n, const ssm_rows_cfg *c);
+
+// gate: with x given (and D not NULL) first ypre += D[h]·x in place, then
+//   Mamba-2:  gz = ypre·silu(z);  g = gz·r·norm_w per group of Di/G columns,
+//             r = 1/sqrt(mean_group(gz²) + eps) (as k_rmsnorm: Σgz² in double,
+//             rounded once)   rstd[n,G] = r when not NULL
+//   Discrete: g = ypre·silu(z + z_bias)   (z_bias NULL = 0)
+// g[n,Di] may alias ypre (the inference path gates in place). Called again
+// with x NULL it recomputes the same g bit for bit (training's backward).
+void ssm_gate(const molt_exec *ex, float *g, float *ypre, float *rstd, const float *x,
+              const float *z, int ldz, const float *D, const float *norm_w, const float *z_bias,
+              int n, const ssm_rows_cfg *c);
+// backward of ssm_gate: dg holds ∂g on entry and ∂ypre on return (in place);
+// dz (Di columns of the ldz view) written; dnw[n,Di] (Mamba-2: ∂g·gz·r per
+// row, → k_colsum: ∂norm_w) and hsD[n,H] (Σ_p ∂ypre·x, → ∂D) written when
+// not NULL. Mamba-2 reads rstd as saved by ssm_gate.
+void ssm_gate_backward(const molt_exec *ex, float *dg, float *dz, float *dnw, float *hsD,
+                       const float *ypre, const float *x, const float *z, int ldz,
+                       const float *rstd, const float *norm_w, const float *z_bias, int n,
+                       const ssm_rows_cfg *c);
+
+// out[j] += Σ_r src[r·ld + j] for j < cols, rows in order, in double,
+// rounded once (bias and per-row-partial gradients). out NULL: nothing.
+void k_colsum(const molt_exec *ex, float *out, const float *src, int rows, int cols, int ld);
+
+// Batched decode, row r = the next token of its own sequence:
+//   y[r] = conv1d_causal(x[r]) with T = 1 and history state[r] ([Cc,K-1], updated)
+void conv1d_causal_rows(const molt_exec *ex, float *y, const float *x, const float *w,
+                        const float *b, float *const *state, int n, int Cc, int K);
+//   y[r] = ssd_step(X[r], dA[r], B[r], C[r]) on state[r] ([H,P,N], updated)
+// (y [n,H,P], X [n,H,P], dA [n,H], B, C [n,G,N]; state a host array of n
+// pointers, each to its own state.)
+void ssd_step_rows(const molt_exec *ex, float *y, float *const *state, const float *X,
+                   const float *dA, const float *B, const float *C, int n, int H, int P, int N,
+                   int G);
+
+#endif
