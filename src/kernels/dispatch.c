@@ -7,6 +7,7 @@
 #include "kernels/backward.h"
 #include "kernels/kernels.h"
 #include "kernels/ssm.h"
+#include "kernels/train_ops.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -128,6 +129,39 @@ void ssd_materialize_backward(const molt_exec *ex, float *ddA, float *dB, float 
                               const float *D, int T, int H, int N, int G, float *work) {
     ex->be->ssd_materialize_backward(ex, ddA, dB, dC, dcolscale, dD, dM, dA, B, C, colscale, D, T,
                                      H, N, G, work);
+}
+
+// ----------------------------------------------------------------------------
+// training (train_ops.h)
+
+void k_xent(const molt_exec *ex, double *loss, float *dlogits, const float *logits,
+            const int32_t *targets, int n, int V, float scale) {
+    ex->be->xent(ex, loss, dlogits, logits, targets, n, V, scale);
+}
+void k_soft_xent(const molt_exec *ex, double *loss, float *ds, const float *s, const float *t,
+                 int n, int V, float tau, float scale) {
+    ex->be->soft_xent(ex, loss, ds, s, t, n, V, tau, scale);
+}
+void k_l2_rows(const molt_exec *ex, double *loss, float *dx, const float *x, const float *y,
+               int n, size_t len, float scale) {
+    ex->be->l2_rows(ex, loss, dx, x, y, n, len, scale);
+}
+void k_sumsq(const molt_exec *ex, double *partial, const float *x, const molt_span *span,
+             int n_spans) {
+    ex->be->sumsq(ex, partial, x, span, n_spans);
+}
+void k_scale(const molt_exec *ex, float *x, const molt_span *span, int n_spans, float k) {
+    ex->be->scale(ex, x, span, n_spans, k);
+}
+void k_adamw(const molt_exec *ex, float *p, float *m, float *v, const float *g,
+             const molt_span *span, int n_spans, adamw_hyper h) {
+    ex->be->adamw(ex, p, m, v, g, span, n_spans, h);
+}
+size_t k_sumsq_blocks(const molt_span *span, int n_spans) {
+    size_t nb = 0;
+    for (int i = 0; i < n_spans; i++)
+        nb += (span[i].len + K_SUMSQ_BLOCK - 1) / K_SUMSQ_BLOCK;
+    return nb;
 }
 
 // ----------------------------------------------------------------------------

@@ -18,6 +18,7 @@
 #include "core/dtype.h"
 #include "core/exec.h"
 #include "kernels/mem.h"
+#include "kernels/train_ops.h"
 
 // y[T,out] = x[T,in] · W[out,in]ᵀ (+ bias[out]); accumulate: y += instead of y =
 void k_matmul(const molt_exec *ex, float *y, const float *x, const float *W, const float *bias, int T, int in, int out,
@@ -128,8 +129,10 @@ void k_embedding(const molt_exec *ex, float *x, const float *E, const int32_t *i
     X(swiglu_backward) X(swiglu_pair) X(swiglu_pair_backward) X(softmax) X(add) X(embedding)      \
     X(embedding_backward)                                                                         \
     X(conv1d_causal) X(conv1d_causal_backward) X(ssd_step) X(ssd_scan_chunked)                    \
-    X(ssd_scan_chunked_backward) X(ssd_materialize) X(ssd_materialize_backward)
-#define MOLT_BACKEND_NOPS 21 // ops in MOLT_BACKEND_OPS (checked against the struct)
+    X(ssd_scan_chunked_backward) X(ssd_materialize) X(ssd_materialize_backward)                  \
+    /* training (train_ops.h) */                                                                  \
+    X(xent) X(soft_xent) X(l2_rows) X(sumsq) X(scale) X(adamw)
+#define MOLT_BACKEND_NOPS 27 // ops in MOLT_BACKEND_OPS (checked against the struct)
 
 typedef struct molt_backend {
     const char  *name;
@@ -182,6 +185,18 @@ typedef struct molt_backend {
                                      float *dcolscale, float *dD, const float *dM, const float *dA,
                                      const float *B, const float *C, const float *colscale,
                                      const float *D, int T, int H, int N, int G, float *work);
+    // training: losses and the optimizer step (train_ops.h)
+    void (*xent)(const molt_exec *ex, double *loss, float *dlogits, const float *logits,
+                 const int32_t *targets, int n, int V, float scale);
+    void (*soft_xent)(const molt_exec *ex, double *loss, float *ds, const float *s,
+                      const float *t, int n, int V, float tau, float scale);
+    void (*l2_rows)(const molt_exec *ex, double *loss, float *dx, const float *x, const float *y,
+                    int n, size_t len, float scale);
+    void (*sumsq)(const molt_exec *ex, double *partial, const float *x, const molt_span *span,
+                  int n_spans);
+    void (*scale)(const molt_exec *ex, float *x, const molt_span *span, int n_spans, float k);
+    void (*adamw)(const molt_exec *ex, float *p, float *m, float *v, const float *g,
+                  const molt_span *span, int n_spans, adamw_hyper h);
 } molt_backend;
 
 extern const molt_backend molt_backend_cpu;

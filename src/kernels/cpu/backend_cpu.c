@@ -1,7 +1,7 @@
 /*
  * backend_cpu.c — the CPU backend's op table (kernels.h: molt_backend),
- * filled with the cpu_* ops of dense.c, dense_backward.c, ssm.c and
- * ssm_backward.c, and the memory ops of mem.c.
+ * filled with the cpu_* ops of dense.c, dense_backward.c, ssm.c,
+ * ssm_backward.c, loss.c and optim.c, and the memory ops of mem.c.
  */
 #include "kernels/kernels.h"
 #include "kernels/cpu/cpu.h"
