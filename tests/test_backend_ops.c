@@ -22,6 +22,9 @@
  * ops (matmul and its backward) promise no such thing and are held to the
  * reference only (the summary says whether they happened to agree).
  *
+ * The training ops' double outputs (per-row losses, sumsq's block sums) are
+ * held to the 1-thread run's bits as well.
+ *
  * The backward references are themselves checked against central
  * differences of the forward references (double precision) on small shapes.
  * Also: molt_exec_init refuses a table with any single op missing, and each
