@@ -10,6 +10,7 @@
  */
 #include "distill/mohawk.h"
 #include "infer/sample.h"
+#include "models/forward.h"
 
 #include <math.h>
 #include <string.h>
@@ -112,11 +113,13 @@ molt_status mohawk_student(molt_ctx *ctx, const molt_model *t, int n_heads, int 
 // ----------------------------------------------------------------------------
 // teacher samples
 
-// Sequences are decoded SAMPLE_BATCH at a time over state slots: every step is
-// one molt_slots_feed (one [n, ·] GEMM per projection for all of them). Each
+// Sequences are decoded up to SAMPLE_BATCH at a time over state slots (fewer
+// when their KV caches would pass SAMPLE_STATE_BYTES): every step is one
+// molt_slots_feed (one [n, ·] GEMM per projection for all of them). Each
 // sequence keeps its own sampler (seed + q·7919 + 1), so its tokens are those
 // of decoding it alone up to the GEMMs' rounding for another row count.
-#define SAMPLE_BATCH 64
+#define SAMPLE_BATCH       64
+#define SAMPLE_STATE_BYTES ((size_t)256 << 20)
 
 molt_status mohawk_teacher_samples(molt_ctx *ctx, const molt_model *t, int64_t n_tokens,
                                    int seq_len, uint64_t seed, token_stream *out) {
@@ -126,7 +129,9 @@ molt_status mohawk_teacher_samples(molt_ctx *ctx, const molt_model *t, int64_t n
     if (nseq < 2)
         nseq = 2;
     int V = t->cfg.vocab, bos = t->cfg.bos >= 0 ? t->cfg.bos : 1;
-    int nb = nseq < SAMPLE_BATCH ? nseq : SAMPLE_BATCH;
+    size_t fit = SAMPLE_STATE_BYTES / MOLT_MAX(seq_state_floats(t, T) * sizeof(float), 1);
+    int    nb = fit < SAMPLE_BATCH ? (int)MOLT_MAX(fit, 1) : SAMPLE_BATCH;
+    nb = nseq < nb ? nseq : nb;
     out->ids = molt__malloc(sizeof(int32_t) * (size_t)nseq * (T + 1));
     float *lg = molt__malloc(sizeof(float) * (size_t)V * nb);
     struct prob_index *pi = molt__malloc(sizeof(*pi) * (size_t)V * nb);
