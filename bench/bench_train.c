@@ -72,8 +72,8 @@ int main(int argc, char **argv) {
         double t1 = molt__now();
         tm_backward(ex, tm);
         double t2 = molt__now();
-        double gn = grad_norm(m, &opt, tm->grad);
-        grad_clip(m, &opt, tm->grad, gn, 1.0);
+        double gn = grad_norm(ex, m, &opt, tm->grad, NULL);
+        grad_clip(ex, &opt, tm->grad, gn, 1.0);
         adamw_update(ex, m, &opt, tm->grad, 1e-3f);
         double t3 = molt__now();
         if (s >= 2) {

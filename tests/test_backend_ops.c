@@ -23,6 +23,9 @@
  * run; the forward BLAS op (matmul) promises no such thing and is held to the
  * reference only (the summary says whether it happened to agree).
  *
+ * The training ops' double outputs (per-row losses, sumsq's block sums) are
+ * held to the 1-thread run's bits as well.
+ *
  * The backward references are themselves checked against central
  * differences of the forward references (double precision) on small shapes.
  * Also: molt_exec_init refuses a table with any single op missing, and each
@@ -33,6 +36,7 @@
 #include "kernels/kernels.h"
 #include "kernels/ssm.h"
 #include "kernels/ssm_rows.h"
+#include "kernels/train_ops.h"
 #include "testutil.h"
 
 #include <math.h>
@@ -2426,6 +2430,334 @@ static void test_step_rows(void) {
 }
 
 // ----------------------------------------------------------------------------
+// training ops (train_ops.h): the losses with their gradients, sumsq, scale
+// and AdamW. The loss ops write one double per row and sumsq one per block:
+// the run functions copy them (rounded) into the float output for the
+// tolerance check, and tr_doubles holds the raw doubles of 2–4 threads to the
+// 1-thread run's bits.
+
+static double *g_dbase; // the 1-thread run's doubles of the current case
+static size_t  g_dbase_n;
+
+static void tr_doubles(const molt_exec *ex, const char *op, const double *d, size_t n) {
+    if (ex->nth == 1) {
+        free(g_dbase);
+        g_dbase = xmalloc(sizeof(double) * (n ? n : 1));
+        memcpy(g_dbase, d, sizeof(double) * n);
+        g_dbase_n = n;
+    } else {
+        CHECK(g_dbase_n == n && memcmp(g_dbase, d, sizeof(double) * n) == 0,
+              "%s: the doubles of %d threads differ from 1 thread's", op, ex->nth);
+    }
+}
+
+static double *dnan(size_t n) {
+    double *d = xmalloc(sizeof(double) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++)
+        d[i] = NAN;
+    return d;
+}
+
+// cross-entropy of a row:  ℓ = logsumexp(x) − x[y],  dx = scale·(softmax(x) − onehot(y));
+// ignored rows (y < 0): ℓ = 0, dx = 0
+static void ref_xent(double *loss, double *g, const double *x, const int32_t *y, int n, int V,
+                     double scale) {
+    for (int r = 0; r < n; r++) {
+        const double *xr = x + (size_t)r * V;
+        double       *gr = g ? g + (size_t)r * V : NULL;
+        if (y[r] < 0) {
+            loss[r] = 0;
+            for (int v = 0; gr && v < V; v++)
+                gr[v] = 0;
+            continue;
+        }
+        double m = xr[0], se = 0;
+        for (int v = 1; v < V; v++)
+            m = fmax(m, xr[v]);
+        for (int v = 0; v < V; v++)
+            se += exp(xr[v] - m);
+        loss[r] = m + log(se) - xr[y[r]];
+        for (int v = 0; gr && v < V; v++)
+            gr[v] = scale * (exp(xr[v] - m) / se - (v == y[r]));
+    }
+}
+
+// soft cross-entropy:  ℓ = −Σ_v p_v·log q_v,  p = softmax(t),  q = softmax(s/τ);
+// ds = scale·(q − p)/τ
+static void ref_soft_xent(double *loss, double *g, const double *s, const double *t, int n, int V,
+                          double tau, double scale) {
+    for (int r = 0; r < n; r++) {
+        const double *sr = s + (size_t)r * V, *tr = t + (size_t)r * V;
+        double        ms = sr[0] / tau, mt = tr[0], zs = 0, zt = 0;
+        for (int v = 1; v < V; v++)
+            ms = fmax(ms, sr[v] / tau), mt = fmax(mt, tr[v]);
+        for (int v = 0; v < V; v++)
+            zs += exp(sr[v] / tau - ms), zt += exp(tr[v] - mt);
+        double L = 0;
+        for (int v = 0; v < V; v++) {
+            double p = exp(tr[v] - mt) / zt, lq = sr[v] / tau - ms - log(zs);
+            L -= p * lq;
+            if (g)
+                g[(size_t)r * V + v] = scale * (exp(lq) - p) / tau;
+        }
+        loss[r] = L;
+    }
+}
+
+// distance of rows:  ℓ = ‖x − y‖₂,  dx = scale·(x − y)/ℓ (0 when ℓ = 0)
+static void ref_l2_rows(double *loss, double *g, const double *x, const double *y, int n,
+                        size_t len, double scale) {
+    for (int r = 0; r < n; r++) {
+        double ss = 0;
+        for (size_t i = 0; i < len; i++) {
+            double e = x[(size_t)r * len + i] - y[(size_t)r * len + i];
+            ss += e * e;
+        }
+        loss[r] = sqrt(ss);
+        for (size_t i = 0; g && i < len; i++)
+            g[(size_t)r * len + i] =
+                loss[r] > 0 ? scale * (x[(size_t)r * len + i] - y[(size_t)r * len + i]) / loss[r]
+                            : 0.0;
+    }
+}
+
+enum { TR_XENT, TR_SOFT, TR_L2 };
+
+typedef struct loss_case {
+    int      op, n, mode; // mode: 0 separate gradient, 1 in place (over x), 2 loss only
+    size_t   len;         // row length (V)
+    float   *x, *t, tau, scale;
+    int32_t *y;
+} loss_case;
+
+static const char *const LOSS_OPS[3] = {"xent", "soft_xent", "l2_rows"};
+
+// out: gradient [n, len] (not in mode 2) | the loss of each row
+static void run_loss(const molt_exec *ex, void *cv, float *out) {
+    loss_case *c = cv;
+    size_t     N = (size_t)c->n * c->len;
+    double    *loss = dnan((size_t)c->n);
+    float     *g = c->mode == 2 ? NULL : out, *lo = out + (c->mode == 2 ? 0 : N);
+    const float *x = c->x;
+    if (c->mode == 1) {
+        memcpy(out, c->x, sizeof(float) * N);
+        x = out;
+    }
+    if (c->op == TR_XENT)
+        k_xent(ex, loss, g, x, c->y, c->n, (int)c->len, c->scale);
+    else if (c->op == TR_SOFT)
+        k_soft_xent(ex, loss, g, x, c->t, c->n, (int)c->len, c->tau, c->scale);
+    else
+        k_l2_rows(ex, loss, g, x, c->t, c->n, c->len, c->scale);
+    for (int r = 0; r < c->n; r++)
+        lo[r] = (float)loss[r];
+    tr_doubles(ex, LOSS_OPS[c->op], loss, (size_t)c->n);
+    free(loss);
+}
+
+// rows × length: 0, 1, odd, and past the 65536-float threading threshold
+// (by many rows, and by a few very long ones: a 32000-token vocabulary)
+static const int XENT_SHAPES[][2] = {{0, 5},    {1, 1},     {1, 7},     {3, 17},  {5, 64},
+                                     {9, 100},  {40, 1000}, {70, 1000}, {3, 32000},
+                                     {130, 517}};
+static const int L2_SHAPES[][2] = {{0, 3},     {1, 1},      {2, 7},     {5, 64},
+                                   {30, 4096}, {7, 10000}, {100, 1000}};
+
+static void loss_case_run(op_stat *st, loss_case *c) {
+    size_t  N = (size_t)c->n * c->len;
+    double *x = dcopy(c->x, N), *t = c->t ? dcopy(c->t, N) : NULL;
+    double *ref = dbuf(N + (size_t)c->n), *loss = dbuf((size_t)c->n);
+    if (c->op == TR_XENT)
+        ref_xent(loss, ref, x, c->y, c->n, (int)c->len, c->scale);
+    else if (c->op == TR_SOFT)
+        ref_soft_xent(loss, ref, x, t, c->n, (int)c->len, c->tau, c->scale);
+    else
+        ref_l2_rows(loss, ref, x, t, c->n, c->len, c->scale);
+    for (c->mode = 0; c->mode < 3; c->mode++) {
+        size_t off = c->mode == 2 ? 0 : N;
+        memcpy(ref + off, loss, sizeof(double) * (size_t)c->n);
+        char shape[48];
+        snprintf(shape, sizeof shape, "n,len %dx%zu%s%s", c->n, c->len,
+                 c->op == TR_SOFT && c->tau != 1.0f ? " tau 2.5" : "",
+                 c->mode == 1 ? " in place" : c->mode == 2 ? " loss only" : "");
+        run_case(st, run_loss, c, ref, off + (size_t)c->n, shape); // (mode 2 comes last)
+    }
+    free(x), free(t), free(ref), free(loss);
+}
+
+// the loss references' gradients against central differences of their losses
+static void fd_losses(void) {
+    int      n = 3, V = 7;
+    size_t   N = (size_t)n * V;
+    double  *x = drand(N), *t = drand(N), *v = drand(N), *g = dbuf(N), *xs = dbuf(N);
+    double   loss[3], L[2], h = 1e-6, scale = 0.7;
+    int32_t  y[3] = {4, -1, 0};
+    for (int op = 0; op < 3; op++) {
+        if (op == TR_XENT)
+            ref_xent(loss, g, x, y, n, V, scale);
+        else if (op == TR_SOFT)
+            ref_soft_xent(loss, g, x, t, n, V, 2.5, scale);
+        else
+            ref_l2_rows(loss, g, x, t, n, (size_t)V, scale);
+        for (int s = 0; s < 2; s++) {
+            shift(xs, x, v, s ? h : -h, N);
+            if (op == TR_XENT)
+                ref_xent(loss, NULL, xs, y, n, V, scale);
+            else if (op == TR_SOFT)
+                ref_soft_xent(loss, NULL, xs, t, n, V, 2.5, scale);
+            else
+                ref_l2_rows(loss, NULL, xs, t, n, (size_t)V, scale);
+            L[s] = scale * (loss[0] + loss[1] + loss[2]);
+        }
+        check_fd(LOSS_OPS[op], L[0], L[1], h, dotd(g, v, N));
+    }
+    free(x), free(t), free(v), free(g), free(xs);
+}
+
+static void test_losses(void) {
+    op_stat *st[3] = {stat_new("xent", 2e-6, 1), stat_new("soft_xent", 2e-6, 1),
+                      stat_new("l2_rows", 2e-6, 1)};
+    int      nx = (int)(sizeof XENT_SHAPES / sizeof XENT_SHAPES[0]);
+    int      nl = (int)(sizeof L2_SHAPES / sizeof L2_SHAPES[0]);
+    for (int op = 0; op < 3; op++)
+        for (int k = 0; k < (op == TR_L2 ? nl : nx); k++) {
+            const int *sh = op == TR_L2 ? L2_SHAPES[k] : XENT_SHAPES[k];
+            loss_case  c = {op, sh[0], 0, (size_t)sh[1], NULL, NULL, 1.0f, 0.0f, NULL};
+            size_t     N = (size_t)c.n * c.len;
+            c.x = frand(N, -4, 4);
+            c.scale = c.n ? 1.0f / (float)c.n : 1.0f;
+            if (op == TR_XENT) {
+                c.y = xmalloc(sizeof(int32_t) * (size_t)(c.n ? c.n : 1));
+                for (int r = 0; r < c.n; r++) // every 4th row ignored (−1, or PyTorch's −100)
+                    c.y[r] = r % 4 == 1 ? (r % 8 == 1 ? -1 : -100) : (r * 7 + 3) % sh[1];
+            } else {
+                c.t = frand(N, -4, 4);
+            }
+            if (c.n > 2 && op != TR_L2) // a row of large logits: the max subtraction
+                for (size_t i = 0; i < c.len; i++)
+                    c.x[2 * c.len + i] *= 100.0f;
+            if (c.n > 1 && op == TR_L2) // a row at distance 0: zero gradient
+                memcpy(c.x + c.len, c.t + c.len, sizeof(float) * c.len);
+            c.tau = op == TR_SOFT && k % 2 ? 2.5f : 1.0f;
+            loss_case_run(st[op], &c);
+            free(c.x), free(c.t), free(c.y);
+        }
+    fd_losses();
+}
+
+// ---- sumsq, scale, AdamW over spans of a buffer (gaps between them stay untouched)
+
+typedef struct span_case {
+    float       *x, *p, *m, *v; // x: sumsq / scale input, or the gradient for AdamW
+    size_t       n;             // buffer floats
+    molt_span   *span;
+    int          n_spans;
+    adamw_hyper  h;
+    const double *ref;          // sumsq: the reference partials
+} span_case;
+
+static void run_sumsq(const molt_exec *ex, void *cv, float *out) {
+    span_case *c = cv;
+    size_t     nb = k_sumsq_blocks(c->span, c->n_spans);
+    double    *part = dnan(nb);
+    k_sumsq(ex, part, c->x, c->span, c->n_spans);
+    for (size_t b = 0; b < nb; b++) {
+        out[b] = (float)part[b];
+        CHECK(fabs(part[b] - c->ref[b]) <= 1e-12 * fabs(c->ref[b]),
+              "sumsq block %zu: %.17g vs %.17g", b, part[b], c->ref[b]);
+    }
+    tr_doubles(ex, "sumsq", part, nb);
+    free(part);
+}
+static void run_scale(const molt_exec *ex, void *cv, float *out) {
+    span_case *c = cv;
+    memcpy(out, c->x, sizeof(float) * c->n);
+    k_scale(ex, out, c->span, c->n_spans, 0.37f);
+}
+static void run_adamw(const molt_exec *ex, void *cv, float *out) {
+    span_case *c = cv;
+    memcpy(out, c->p, sizeof(float) * c->n);
+    memcpy(out + c->n, c->m, sizeof(float) * c->n);
+    memcpy(out + 2 * c->n, c->v, sizeof(float) * c->n);
+    k_adamw(ex, out, out + c->n, out + 2 * c->n, c->x, c->span, c->n_spans, c->h);
+}
+
+// span lengths of each case (gaps of 13 floats between spans; −1 ends a list):
+// none, one empty, one float, around the 16384-float block, a parameter-like
+// list past the 32768-float threading threshold
+static const int SPAN_LENS[][7] = {{-1},
+                                   {0, -1},
+                                   {1, -1},
+                                   {7, 16384, 16385, -1},
+                                   {100003, 40000, 1, 0, 49157, 777, -1}};
+
+static void test_span_ops(void) {
+    op_stat *ss = stat_new("sumsq", 1e-6, 1), *sc = stat_new("scale", 2e-6, 1),
+            *sa = stat_new("adamw", 2e-6, 1);
+    int      ncases = (int)(sizeof SPAN_LENS / sizeof SPAN_LENS[0]);
+    for (int k = 0; k < ncases; k++) {
+        span_case c;
+        memset(&c, 0, sizeof c);
+        molt_span span[8];
+        size_t    off = 5;
+        for (int i = 0; SPAN_LENS[k][i] >= 0; i++) {
+            span[c.n_spans++] = (molt_span){off, (size_t)SPAN_LENS[k][i]};
+            off += (size_t)SPAN_LENS[k][i] + 13;
+        }
+        c.n = off, c.span = span;
+        c.x = frand(c.n, -2, 2);
+        c.p = frand(c.n, -1, 1), c.m = frand(c.n, -0.1f, 0.1f), c.v = frand(c.n, 0, 0.01f);
+        double lr = 1e-3, wd = 0.1, b1 = 0.9, b2 = 0.95, eps = 1e-8, t = 3;
+        c.h = (adamw_hyper){(float)b1, (float)b2, (float)eps, (float)(1 - lr * wd),
+                            (float)(lr / (1 - pow(b1, t))), (float)sqrt(1 - pow(b2, t))};
+        char shape[48];
+        snprintf(shape, sizeof shape, "%d spans, %zu floats", c.n_spans, c.n);
+        // sumsq: Σ x² of each K_SUMSQ_BLOCK-float block, span after span
+        size_t  nb = k_sumsq_blocks(span, c.n_spans), b = 0;
+        double *ref = dbuf(nb + 1);
+        for (int i = 0; i < c.n_spans; i++)
+            for (size_t o = 0; o < span[i].len; o += K_SUMSQ_BLOCK, b++)
+                for (size_t j = o; j < span[i].len && j < o + K_SUMSQ_BLOCK; j++)
+                    ref[b] += (double)c.x[span[i].off + j] * (double)c.x[span[i].off + j];
+        CHECK(b == nb, "k_sumsq_blocks %zu, the spans hold %zu blocks", nb, b);
+        c.ref = ref;
+        run_case(ss, run_sumsq, &c, ref, nb, shape);
+        // scale and AdamW: inside the spans only
+        double *rs = dcopy(c.x, c.n), *ra = dbuf(3 * c.n);
+        for (size_t i = 0; i < c.n; i++)
+            ra[i] = c.p[i], ra[c.n + i] = c.m[i], ra[2 * c.n + i] = c.v[i];
+        for (int i = 0; i < c.n_spans; i++)
+            for (size_t j = span[i].off; j < span[i].off + span[i].len; j++) {
+                rs[j] = (double)c.x[j] * (double)0.37f;
+                double g = c.x[j], m = b1 * (double)c.m[j] + (1 - b1) * g,
+                       v = b2 * (double)c.v[j] + (1 - b2) * g * g;
+                ra[j] = (double)c.p[j] * (1 - lr * wd) -
+                        lr / (1 - pow(b1, t)) * m / (sqrt(v) / sqrt(1 - pow(b2, t)) + eps);
+                ra[c.n + j] = m, ra[2 * c.n + j] = v;
+            }
+        run_case(sc, run_scale, &c, rs, c.n, shape);
+        run_case(sa, run_adamw, &c, ra, 3 * c.n, shape);
+        free(ref), free(rs), free(ra);
+        free(c.x), free(c.p), free(c.m), free(c.v);
+    }
+    // a NaN and an inf give their blocks' partials and no other
+    molt_span sp[2] = {{0, 20000}, {20000, 5}};
+    float    *x = frand(20005, -1, 1);
+    x[17000] = NAN, x[20003] = INFINITY;
+    for (int b = 0; b < N_BACKENDS; b++) {
+        molt_exec ex;
+        double    part[3];
+        if (!molt_exec_init(&ex, BACKENDS[b], 2))
+            continue;
+        k_sumsq(&ex, part, x, sp, 2);
+        CHECK(isfinite(part[0]) && isnan(part[1]) && isinf(part[2]),
+              "sumsq on %s: non-finite values in the wrong blocks (%g %g %g)", BACKENDS[b]->name,
+              part[0], part[1], part[2]);
+    }
+    free(x);
+}
+
+// ----------------------------------------------------------------------------
 // the table itself
 
 // molt_exec_init refuses a table with any one op missing (and leaves the exec alone)
@@ -2618,6 +2950,29 @@ static void spy_ssd_step_rows(const molt_exec *e, float *y, float *const *s, con
                               int N, int G) {
     SPY(ssd_step_rows);
 }
+// training (train_ops.h)
+static void spy_xent(const molt_exec *e, double *l, float *dl, const float *x, const int32_t *y,
+                     int n, int V, float sc) {
+    SPY(xent);
+}
+static void spy_soft_xent(const molt_exec *e, double *l, float *ds, const float *s, const float *t,
+                          int n, int V, float tau, float sc) {
+    SPY(soft_xent);
+}
+static void spy_l2_rows(const molt_exec *e, double *l, float *dx, const float *x, const float *y,
+                        int n, size_t len, float sc) {
+    SPY(l2_rows);
+}
+static void spy_sumsq(const molt_exec *e, double *p, const float *x, const molt_span *s, int n) {
+    SPY(sumsq);
+}
+static void spy_scale(const molt_exec *e, float *x, const molt_span *s, int n, float k) {
+    SPY(scale);
+}
+static void spy_adamw(const molt_exec *e, float *p, float *m, float *v, const float *g,
+                      const molt_span *s, int n, adamw_hyper h) {
+    SPY(adamw);
+}
 #undef SPY
 
 static void test_dispatch(void) {
@@ -2682,6 +3037,13 @@ static void test_dispatch(void) {
     CALLS(colsum, k_colsum(&ex, NULL, NULL, 0, 0, 0));
     CALLS(conv1d_causal_rows, conv1d_causal_rows(&ex, NULL, NULL, NULL, NULL, NULL, 0, 0, 0));
     CALLS(ssd_step_rows, ssd_step_rows(&ex, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0));
+    // training (train_ops.h)
+    CALLS(xent, k_xent(&ex, NULL, NULL, NULL, NULL, 0, 0, 0));
+    CALLS(soft_xent, k_soft_xent(&ex, NULL, NULL, NULL, NULL, 0, 0, 0, 0));
+    CALLS(l2_rows, k_l2_rows(&ex, NULL, NULL, NULL, NULL, 0, 0, 0));
+    CALLS(sumsq, k_sumsq(&ex, NULL, NULL, NULL, 0));
+    CALLS(scale, k_scale(&ex, NULL, NULL, 0, 0));
+    CALLS(adamw, k_adamw(&ex, NULL, NULL, NULL, NULL, NULL, 0, (adamw_hyper){0}));
 #undef CALLS
     CHECK(calls == MOLT_BACKEND_NOPS, "%d entry points called, the table has %d ops", calls,
           MOLT_BACKEND_NOPS);
@@ -2726,6 +3088,9 @@ int main(void) {
     test_ssm_gate();
     test_colsum();
     test_step_rows();
+    test_losses();
+    test_span_ops();
+    free(g_dbase);
     test_rope();
     test_kv_append();
     test_attn_prefill();

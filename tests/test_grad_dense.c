@@ -683,6 +683,9 @@ static double sce_loss(void *p) { // scale · Σ −Σ_v softmax(t)_v · log_sof
     return c->scale * L;
 }
 
+// per-row losses (loss.h: a backend buffer of n doubles; CPU memory here)
+static double g_rows[1024];
+
 static void test_ce(int n, int V, float logit_scale) {
     char     name[96];
     size_t   N = (size_t)n * V;
@@ -696,7 +699,7 @@ static void test_ce(int n, int V, float logit_scale) {
     float   scale = 1.0f / (float)counted;
     float  *g = frand(N, 1.0f); // written
     int64_t cnt = -1;
-    double  L = loss_ce(TEX, g, x, y, n, V, scale, &cnt);
+    double  L = loss_ce(TEX, g_rows, g, x, y, n, V, scale, &cnt);
     ce_twin c = {n, V, to_d(x, N), NULL, y, 1.0, (double)scale};
     double  Ld = ce_loss(&c) / (double)scale;
     printf("  ce n%d V%d ×%g: loss %.6f (double %.6f), counted %lld\n", n, V, (double)logit_scale,
@@ -712,7 +715,7 @@ static void test_ce(int n, int V, float logit_scale) {
     snprintf(name, sizeof name, "ce n%d V%d ×%g dlogits (ignore<0)", n, V, (double)logit_scale);
     fd_check(name, ce_loss, &c, c.x, N, g);
     float *ip = fcopy(x, N);
-    double L2 = loss_ce(TEX, ip, ip, y, n, V, scale, NULL), L3 = loss_ce(TEX, NULL, x, y, n, V, scale, NULL);
+    double L2 = loss_ce(TEX, g_rows, ip, ip, y, n, V, scale, NULL), L3 = loss_ce(TEX, g_rows, NULL, x, y, n, V, scale, NULL);
     CHECK(L2 == L && L3 == L && memcmp(ip, g, sizeof(float) * N) == 0,
           "ce in place / NULL grad differ");
     free(x), free(y), free(g), free(c.x), free(ip);
@@ -723,7 +726,7 @@ static void test_soft_ce(int n, int V, float tau) {
     size_t N = (size_t)n * V;
     float *s = frand(N, 2.0f), *t = frand(N, 2.0f), *g = frand(N, 1.0f);
     float  scale = 1.0f / (float)n;
-    double L = loss_soft_ce(TEX, g, s, t, n, V, tau, scale);
+    double L = loss_soft_ce(TEX, g_rows, g, s, t, n, V, tau, scale);
     ce_twin c = {n, V, to_d(s, N), to_d(t, N), NULL, (double)tau, (double)scale};
     double  Ld = sce_loss(&c) / (double)scale;
     printf("  soft_ce n%d V%d τ%g: loss %.6f (double %.6f)\n", n, V, (double)tau, L, Ld);
@@ -731,7 +734,7 @@ static void test_soft_ce(int n, int V, float tau) {
     snprintf(name, sizeof name, "soft_ce n%d V%d τ%g dstudent", n, V, (double)tau);
     fd_check(name, sce_loss, &c, c.x, N, g);
     float *ip = fcopy(s, N);
-    double L2 = loss_soft_ce(TEX, ip, ip, t, n, V, tau, scale);
+    double L2 = loss_soft_ce(TEX, g_rows, ip, ip, t, n, V, tau, scale);
     CHECK(L2 == L && memcmp(ip, g, sizeof(float) * N) == 0, "soft_ce in place differs");
     free(s), free(t), free(g), free(c.x), free(c.t), free(ip);
 }
@@ -766,8 +769,8 @@ static void test_norm_loss(int frob, int rows, int L) {
     float *x = frand(N, 1.0f), *y = frand(N, 1.0f), *g = frand(N, 1.0f);
     memcpy(x + len, y + len, sizeof(float) * len);
     float  scale = 1.0f / (float)rows;
-    double got = frob ? loss_frobenius(TEX, g, x, y, rows, L, scale)
-                      : loss_l2_rows(TEX, g, x, y, rows, L, scale);
+    double got = frob ? loss_frobenius(TEX, g_rows, g, x, y, rows, L, scale)
+                      : loss_l2_rows(TEX, g_rows, g, x, y, rows, L, scale);
     nrm_twin c = {rows, len, to_d(x, N), to_d(y, N), (double)scale};
     double   want = nrm_loss(&c) / (double)scale;
     const char *nm = frob ? "frobenius" : "l2_rows";
@@ -780,8 +783,8 @@ static void test_norm_loss(int frob, int rows, int L) {
     snprintf(name, sizeof name, "%s %dx%d d%s", nm, rows, L, frob ? "S" : "x");
     fd_check(name, nrm_loss, &c, c.x, N, g);
     float *ip = fcopy(x, N);
-    double g2 = frob ? loss_frobenius(TEX, ip, ip, y, rows, L, scale)
-                     : loss_l2_rows(TEX, ip, ip, y, rows, L, scale);
+    double g2 = frob ? loss_frobenius(TEX, g_rows, ip, ip, y, rows, L, scale)
+                     : loss_l2_rows(TEX, g_rows, ip, ip, y, rows, L, scale);
     CHECK(g2 == got && memcmp(ip, g, sizeof(float) * N) == 0, "%s in place differs", nm);
     free(x), free(y), free(g), free(c.x), free(c.y), free(ip);
 }
@@ -800,9 +803,9 @@ static void test_loss_threads(void) {
         test_threads(pass ? 4 : 1);
         for (int i = 0; i < 3; i++)
             g[pass][i] = fmalloc(N);
-        double a = loss_ce(TEX, g[pass][0], x, y, n, V, 0.01f, NULL);
-        double b = loss_soft_ce(TEX, g[pass][1], x, t, n, V, 2.0f, 0.01f);
-        double c = loss_frobenius(TEX, g[pass][2], x, t, 30, 100, 0.1f);
+        double a = loss_ce(TEX, g_rows, g[pass][0], x, y, n, V, 0.01f, NULL);
+        double b = loss_soft_ce(TEX, g_rows, g[pass][1], x, t, n, V, 2.0f, 0.01f);
+        double c = loss_frobenius(TEX, g_rows, g[pass][2], x, t, 30, 100, 0.1f);
         if (pass)
             a4 = a, b4 = b, c4 = c;
         else
@@ -815,8 +818,7 @@ static void test_loss_threads(void) {
         free(g[0][i]), free(g[1][i]);
     }
     test_threads(1);
-    CHECK(fabs(a1 - a4) <= 1e-12 * fabs(a1) && fabs(b1 - b4) <= 1e-12 * fabs(b1) &&
-              fabs(c1 - c4) <= 1e-12 * fabs(c1),
+    CHECK(a1 == a4 && b1 == b4 && c1 == c4, // per-row losses added in row order
           "losses differ with 4 threads: %.17g %.17g / %.17g %.17g / %.17g %.17g", a1, a4, b1, b4,
           c1, c4);
     free(x), free(t), free(y);
@@ -1030,17 +1032,17 @@ static void tc_loss(tcase *c, int op, int n, int V, float tau) {
         for (int r = 0; r < n; r++)
             t[r] = (float)(y[r] = r % 3 == 1 ? -1 : (r * 7 + 1) % V);
         float scale = *tc_in(c, scalar(0.125f), 1);
-        L = loss_ce(TEX, g, x, y, n, V, scale, NULL);
+        L = loss_ce(TEX, g_rows, g, x, y, n, V, scale, NULL);
         free(y);
     } else {
         float *t = tc_in(c, frand(N, 2.0f), N);
         if (op == 5) {
             tc_in(c, scalar(tau), 1);
-            L = loss_soft_ce(TEX, g, x, t, n, V, tau, *tc_in(c, scalar(0.25f), 1));
+            L = loss_soft_ce(TEX, g_rows, g, x, t, n, V, tau, *tc_in(c, scalar(0.25f), 1));
         } else {
             memcpy(t, x, sizeof(float) * (N / n)); // first item: zero difference
             float sc = *tc_in(c, scalar(0.5f), 1);
-            L = op == 6 ? loss_frobenius(TEX, g, x, t, n, V, sc) : loss_l2_rows(TEX, g, x, t, n, V, sc);
+            L = op == 6 ? loss_frobenius(TEX, g_rows, g, x, t, n, V, sc) : loss_l2_rows(TEX, g_rows, g, x, t, n, V, sc);
         }
     }
     tc_out(c, "loss", scalar((float)L), 1);

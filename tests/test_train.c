@@ -117,8 +117,8 @@ static void check_arch(const char *root, const char *arch) {
             CHECK(fabs(loss - ref) <= 1e-4, "%s: step %d loss %.7f vs PyTorch %.7f", arch, s,
                   loss, ref);
             worst = fmax(worst, fabs(loss - ref));
-            double gn = grad_norm(m, &opt, tm->grad);
-            grad_clip(m, &opt, tm->grad, gn, 0.5);
+            double gn = grad_norm(TEX, m, &opt, tm->grad, NULL);
+            grad_clip(TEX, &opt, tm->grad, gn, 0.5);
             adamw_update(TEX, m, &opt, tm->grad, 3e-3f);
         }
         printf("%-7s 10 AdamW steps: worst |loss - PyTorch| = %.2e\n", arch, worst);

@@ -24,6 +24,7 @@
 #include "train/loss.h"
 #include "train/model_train.h"
 #include "train/optim.h"
+#include "train/step.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -75,6 +76,7 @@ typedef struct distiller {
     int               B, T, N;
     // stage 1 buffers
     float *M, *dM, *mact, *mwork, *u, *rstd, *du;
+    double *rows; // [max(N, B·H)] per-row losses
 } distiller;
 
 // ----------------------------------------------------------------------------
@@ -94,18 +96,14 @@ static double stage1_step(const molt_exec *ex, distiller *D, bool backward) {
         const float *A = attn_train_saved_probs(D->tt->L[l].mx, &ac, D->B, D->T);
         k_rmsnorm_forward(ex, D->u, D->rstd, x_in, w->attn_norm, D->N, d, c->norm_eps);
         ssm_mat_forward(ex, D->M, D->mact, D->u, D->B, D->T, &c->ssm, &w->ssm, D->mwork);
-        total += loss_frobenius(ex, D->dM, D->M, A, D->B * H, D->T, 1.0f / (float)(D->B * H)) /
+        total += loss_frobenius(ex, D->rows, D->dM, D->M, A, D->B * H, D->T,
+                                1.0f / (float)(D->B * H)) /
                  (double)(D->B * H);
         if (!backward)
             continue;
-        ssm_grads g = {tm_grad_of(D->ts, w->ssm.in_proj),  tm_grad_of(D->ts, w->ssm.in_proj_b),
-                       tm_grad_of(D->ts, w->ssm.conv_w),   tm_grad_of(D->ts, w->ssm.conv_b),
-                       tm_grad_of(D->ts, w->ssm.dt_bias),  tm_grad_of(D->ts, w->ssm.A_log),
-                       tm_grad_of(D->ts, w->ssm.D),        tm_grad_of(D->ts, w->ssm.norm_w),
-                       tm_grad_of(D->ts, w->ssm.z_bias),   tm_grad_of(D->ts, w->ssm.out_proj),
-                       tm_grad_of(D->ts, w->ssm.out_proj_b)};
+        ssm_grads g = tm_ssm_grads(D->ts, &w->ssm);
         ssm_mat_backward(ex, D->du, &g, D->dM, D->mact, D->u, D->B, D->T, &c->ssm, &w->ssm, D->mwork);
-        memset(D->ts->dx, 0, sizeof(float) * (size_t)D->N * d); // ∂x_in is not needed
+        be_zero(ex, D->ts->dx, sizeof(float) * (size_t)D->N * d); // ∂x_in is not needed
         k_rmsnorm_backward(ex, D->ts->dx, tm_grad_of(D->ts, w->attn_norm), D->du, x_in, w->attn_norm,
                            D->rstd, D->N, d);
     }
@@ -120,7 +118,8 @@ static double stage2_step(const molt_exec *ex, distiller *D, bool backward) {
     for (int l = 0; l < L; l++) {
         const float *target = l + 1 < L ? D->tt->L[l + 1].x_in : D->tt->x_last;
         tm_block_forward(ex, D->ts, l, D->tt->L[l].x_in, out);
-        total += loss_l2_rows(ex, D->ts->dx, out, target, D->N, d, 1.0f / (float)D->N) / D->N;
+        total += loss_l2_rows(ex, D->rows, D->ts->dx, out, target, D->N, d, 1.0f / (float)D->N) /
+                 D->N;
         if (backward)
             tm_block_backward(ex, D->ts, l, D->ts->dx);
     }
@@ -130,8 +129,8 @@ static double stage2_step(const molt_exec *ex, distiller *D, bool backward) {
 static double stage3_step(const molt_exec *ex, distiller *D, const int32_t *in, double tau, bool backward) {
     tm_forward(ex, D->ts, in);
     int V = D->student->cfg.vocab;
-    double loss = loss_soft_ce(ex, D->ts->dlogits, D->ts->logits, D->tt->logits, D->N, V, (float)tau,
-                               1.0f / (float)D->N) /
+    double loss = loss_soft_ce(ex, D->rows, D->ts->dlogits, D->ts->logits, D->tt->logits, D->N, V,
+                               (float)tau, 1.0f / (float)D->N) /
                   D->N;
     if (backward)
         tm_backward(ex, D->ts);
@@ -194,26 +193,25 @@ static molt_status run_stage(const molt_exec *ex, distiller *D, int stage, const
     molt_status st = fio_mkdir_p(ctx, dir);
     if (st != MOLT_OK)
         return st;
-    adamw opt;
+    train_loop tl;
     char freeze[512];
     stage_freeze(freeze, sizeof freeze, stage, o);
-    if ((st = adamw_init(ctx, &opt, s, freeze[0] ? freeze : NULL)) != MOLT_OK)
+    if ((st = train_loop_init(ctx, &tl, s, freeze[0] ? freeze : NULL)) != MOLT_OK)
         return st;
-    sched_cfg sc = {SCHED_WSD, o->stage_lr[stage - 1], o->stage_lr[stage - 1] * 1e-2, 0.1, 0.1,
-                    steps};
-    int64_t step = 0, tokens = 0;
-    uint64_t rng = o->seed * 0x9E3779B97F4A7C15ull + (uint64_t)stage;
-    if (o->resume && fio_exists(path) == false) {
-        char latest[4200];
-        fio_join(latest, sizeof latest, dir, "latest");
-        if (fio_exists(latest) &&
-            (st = load_checkpoint(ctx, s, &opt, dir, &step, &rng, &tokens)) != MOLT_OK) {
-            adamw_free(&opt);
-            return st;
-        }
-    }
-    int32_t *in = molt__malloc(sizeof(int32_t) * (size_t)D->N);
-    int32_t *tg = molt__malloc(sizeof(int32_t) * (size_t)D->N);
+    tl.sc = (sched_cfg){SCHED_WSD, o->stage_lr[stage - 1], o->stage_lr[stage - 1] * 1e-2, 0.1,
+                        0.1, steps};
+    tl.clip = 1.0;
+    tl.dir = dir;
+    tl.save_every = 200;
+    tl.per_step = per;
+    tl.rng = o->seed * 0x9E3779B97F4A7C15ull + (uint64_t)stage;
+    char what[16];
+    snprintf(what, sizeof what, "stage %d", stage);
+    int32_t *in = NULL, *tg = NULL;
+    if (o->resume && (st = train_resume(ctx, &tl, false)) != MOLT_OK) // (not done: see above)
+        goto done;
+    in = molt__malloc(sizeof(int32_t) * (size_t)D->N);
+    tg = molt__malloc(sizeof(int32_t) * (size_t)D->N);
     res->curve = molt__malloc(sizeof(float) * (size_t)steps);
     if (!in || !tg || !res->curve) {
         st = molt__err(ctx, MOLT_ERR_OOM, "out of memory");
@@ -221,50 +219,38 @@ static molt_status run_stage(const molt_exec *ex, distiller *D, int stage, const
     }
     res->n_curve = 0;
     double t0 = molt__now();
-    for (; step < steps; step++) {
-        data_batch(data, &rng, D->B, D->T, in, tg);
+    while (!train_done(&tl)) {
+        data_batch(data, &tl.rng, D->B, D->T, in, tg);
         D->tt->skip_head = stage != 3; // stages 1-2 read only residual streams and attention
         tm_forward(ex, D->tt, in);
         tm_zero_grad(D->ts);
         double loss = stage_loss(ex, D, stage, in, o->tau, true);
-        const char *bad = grad_first_nonfinite(s, D->ts->grad);
-        if (!isfinite(loss) || bad) {
-            st = molt__err(ctx, MOLT_ERR_NUMERIC,
-                           "stage %d step %lld: non-finite %s%s; stopped, the last checkpoint in "
-                           "%s is intact",
-                           stage, (long long)step + 1, bad ? "gradient of " : "loss",
-                           bad ? bad : "", dir);
+        if ((st = train_step(ex, ctx, &tl, D->ts->grad, loss, what)) != MOLT_OK)
             goto done;
-        }
-        double gn = grad_norm(s, &opt, D->ts->grad);
-        grad_clip(s, &opt, D->ts->grad, gn, 1.0);
-        adamw_update(ex, s, &opt, D->ts->grad, (float)sched_lr(&sc, step));
-        tokens += per;
-        if (step == 0 || res->n_curve == 0)
+        if (tl.step == 0 || res->n_curve == 0)
             res->first_loss = loss;
         res->curve[res->n_curve++] = (float)loss;
         res->last_loss = loss;
-        res->tokens = tokens;
+        res->tokens = tl.tokens;
         res->seconds = molt__now() - t0;
         if (cb) {
-            molt_distill_report r = {stage, step + 1, steps, tokens, loss, res->seconds,
-                                     (double)tokens / fmax(res->seconds, 1e-9)};
+            molt_distill_report r = {stage, tl.step + 1, steps, tl.tokens, loss, res->seconds,
+                                     (double)tl.tokens / fmax(res->seconds, 1e-9)};
             cb(&r, user);
         }
-        if ((step + 1) % 200 == 0 || step + 1 == steps)
-            if ((st = save_checkpoint(ctx, s, &opt, dir, step + 1, rng, tokens)) != MOLT_OK)
-                goto done;
+        if ((st = train_step_end(ctx, &tl)) != MOLT_OK)
+            goto done;
     }
     { // the "done" mark carries the stage's summary for the report of a resumed run
         char sum[160];
-        int  len = snprintf(sum, sizeof sum, "done %lld %.3f %.9g %.9g\n", (long long)tokens,
+        int  len = snprintf(sum, sizeof sum, "done %lld %.3f %.9g %.9g\n", (long long)tl.tokens,
                             res->seconds, res->first_loss, distill_stage_final_loss(res));
         st = fio_write_atomic(ctx, path, sum, (size_t)len);
     }
 done:
     molt__free(in);
     molt__free(tg);
-    adamw_free(&opt);
+    train_loop_free(&tl);
     return st;
 }
 
@@ -375,8 +361,7 @@ molt_status molt_distill(molt_ctx *ctx, const molt_model *teacher, const molt_di
             cb(&r, user);
         }
         double ts0 = molt__now();
-        st = mohawk_teacher_samples(ctx, teacher, o->sample_tokens, D.T, o->seed,
-                                    molt_ctx_threads(ctx), &data);
+        st = mohawk_teacher_samples(ctx, teacher, o->sample_tokens, D.T, o->seed, &data);
         R.sample_seconds = molt__now() - ts0;
         R.sampled_tokens = (int64_t)data.n;
     }
@@ -400,14 +385,16 @@ molt_status molt_distill(molt_ctx *ctx, const molt_model *teacher, const molt_di
         goto done;
     const ssm_cfg *sc = &D.student->cfg.ssm;
     size_t BHTT = (size_t)D.B * sc->H * D.T * D.T, Nd = (size_t)D.N * teacher->cfg.d_model;
-    D.M = molt__malloc_aligned(BHTT * sizeof(float));
-    D.dM = molt__malloc_aligned(BHTT * sizeof(float));
-    D.mact = molt__malloc_aligned(ssm_mat_act_floats(sc, D.B, D.T) * sizeof(float));
-    D.mwork = molt__malloc_aligned(ssm_mat_work_floats(sc, D.B, D.T) * sizeof(float));
-    D.u = molt__malloc_aligned(Nd * sizeof(float));
-    D.du = molt__malloc_aligned(Nd * sizeof(float));
-    D.rstd = molt__malloc_aligned((size_t)D.N * sizeof(float));
-    if (!D.M || !D.dM || !D.mact || !D.mwork || !D.u || !D.du || !D.rstd) {
+    const molt_backend *be = D.student->be; // stage-1 buffers live where the student computes
+    D.M = be_allocf(be, BHTT);
+    D.dM = be_allocf(be, BHTT);
+    D.mact = be_allocf(be, ssm_mat_act_floats(sc, D.B, D.T));
+    D.mwork = be_allocf(be, ssm_mat_work_floats(sc, D.B, D.T));
+    D.u = be_allocf(be, Nd);
+    D.du = be_allocf(be, Nd);
+    D.rstd = be_allocf(be, (size_t)D.N);
+    D.rows = be_alloc(be, sizeof(double) * (size_t)MOLT_MAX(D.N, D.B * sc->H));
+    if (!D.M || !D.dM || !D.mact || !D.mwork || !D.u || !D.du || !D.rstd || !D.rows) {
         st = molt__err(ctx, MOLT_ERR_OOM, "out of memory for stage-1 matrices (%.0f MB)",
                        (double)BHTT * 8e-6);
         goto done;
@@ -455,13 +442,17 @@ done:
     molt__free(R.heat_teacher);
     molt__free(R.heat_before);
     molt__free(R.heat_after);
-    molt__free_aligned(D.M);
-    molt__free_aligned(D.dM);
-    molt__free_aligned(D.mact);
-    molt__free_aligned(D.mwork);
-    molt__free_aligned(D.u);
-    molt__free_aligned(D.du);
-    molt__free_aligned(D.rstd);
+    if (D.student) {
+        const molt_backend *fb = D.student->be;
+        be_free(fb, D.M);
+        be_free(fb, D.dM);
+        be_free(fb, D.mact);
+        be_free(fb, D.mwork);
+        be_free(fb, D.u);
+        be_free(fb, D.du);
+        be_free(fb, D.rstd);
+        be_free(fb, D.rows);
+    }
     tm_free(D.tt);
     tm_free(D.ts);
     molt_model_free(D.student);

@@ -28,8 +28,9 @@ molt_status mohawk_student(molt_ctx *ctx, const molt_model *teacher, int n_heads
                            const int32_t *keep_head, int n_keep, uint64_t seed, molt_model **out);
 
 // Teacher samples: n_tokens tokens of sequences generated from BOS at
-// temperature 1 (each sequence up to seq_len+1 tokens), nth streams in parallel.
+// temperature 1 (each sequence up to seq_len+1 tokens), decoded as batches
+// over state slots (the ctx's threads run the ops).
 molt_status mohawk_teacher_samples(molt_ctx *ctx, const molt_model *teacher, int64_t n_tokens,
-                                   int seq_len, uint64_t seed, int nth, token_stream *out);
+                                   int seq_len, uint64_t seed, token_stream *out);
 
 #endif

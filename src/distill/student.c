@@ -8,9 +8,9 @@
  * C_t·B_s plays q_t·k_s and x plays v. With d_state N ≠ head_dim, the first
  * min(N, hd) state dimensions are transferred and the rest keep their random init.
  */
-#include "core/pool.h"
 #include "distill/mohawk.h"
 #include "infer/sample.h"
+#include "models/forward.h"
 
 #include <math.h>
 #include <string.h>
@@ -113,59 +113,79 @@ molt_status mohawk_student(molt_ctx *ctx, const molt_model *t, int n_heads, int 
 // ----------------------------------------------------------------------------
 // teacher samples
 
-typedef struct gen_job {
-    molt_ctx         *ctx;
-    const molt_model *m;
-    int               T, nseq, nth;
-    uint64_t          seed;
-    int32_t          *out;   // [nseq, T+1]
-    molt_status       st[64];
-} gen_job;
-
-static void gen_run(void *arg, int ith, int nth) {
-    gen_job *j = arg;
-    int V = j->m->cfg.vocab, bos = j->m->cfg.bos >= 0 ? j->m->cfg.bos : 1;
-    molt_seq *s = NULL;
-    float *lg = molt__malloc(sizeof(float) * (size_t)V);
-    struct prob_index *pi = molt__malloc(sizeof(*pi) * (size_t)V);
-    j->st[ith] = lg && pi ? molt_seq_new(NULL, j->m, j->T + 1, &s) : MOLT_ERR_OOM;
-    for (int q = ith; q < j->nseq && j->st[ith] == MOLT_OK; q += nth) {
-        sampler smp;
-        sampler_init(&smp, V, 1.0f, 1.0f, 0, j->seed + (uint64_t)q * 7919u + 1, pi);
-        int32_t *row = j->out + (size_t)q * (j->T + 1);
-        molt_seq_reset(s);
-        int32_t tok = bos;
-        row[0] = bos;
-        for (int i = 1; i <= j->T; i++) {
-            molt_seq_feed(NULL, s, &tok, 1, 0, lg);
-            tok = sampler_sample(&smp, lg);
-            row[i] = tok; // a generated BOS starts the next story, as in the training data
-        }
-    }
-    molt_seq_free(s);
-    molt__free(lg);
-    molt__free(pi);
-}
+// Sequences are decoded up to SAMPLE_BATCH at a time over state slots (fewer
+// when their KV caches would pass SAMPLE_STATE_BYTES): every step is one
+// molt_slots_feed (one [n, ·] GEMM per projection for all of them). Each
+// sequence keeps its own sampler (seed + q·7919 + 1), so its tokens are those
+// of decoding it alone up to the GEMMs' rounding for another row count.
+#define SAMPLE_BATCH       64
+#define SAMPLE_STATE_BYTES ((size_t)256 << 20)
 
 molt_status mohawk_teacher_samples(molt_ctx *ctx, const molt_model *t, int64_t n_tokens,
-                                   int seq_len, uint64_t seed, int nth, token_stream *out) {
+                                   int seq_len, uint64_t seed, token_stream *out) {
     memset(out, 0, sizeof *out);
     int T = seq_len < t->cfg.max_seq ? seq_len : t->cfg.max_seq - 1;
     int nseq = (int)((n_tokens + T) / (T + 1));
     if (nseq < 2)
         nseq = 2;
+    int V = t->cfg.vocab, bos = t->cfg.bos >= 0 ? t->cfg.bos : 1;
+    size_t fit = SAMPLE_STATE_BYTES / MOLT_MAX(seq_state_floats(t, T) * sizeof(float), 1);
+    int    nb = fit < SAMPLE_BATCH ? (int)MOLT_MAX(fit, 1) : SAMPLE_BATCH;
+    nb = nseq < nb ? nseq : nb;
     out->ids = molt__malloc(sizeof(int32_t) * (size_t)nseq * (T + 1));
-    if (!out->ids)
-        return molt__err(ctx, MOLT_ERR_OOM, "out of memory for %d teacher samples", nseq);
+    float *lg = molt__malloc(sizeof(float) * (size_t)V * nb);
+    struct prob_index *pi = molt__malloc(sizeof(*pi) * (size_t)V * nb);
+    sampler *smp = molt__malloc(sizeof(sampler) * (size_t)nb);
+    int32_t *slot = molt__malloc(sizeof(int32_t) * 2 * (size_t)nb), *tok = slot + nb;
+    molt_slots *sl = NULL;
+    molt_status st = MOLT_OK;
+    if (!out->ids || !lg || !pi || !smp || !slot) {
+        st = molt__err(ctx, MOLT_ERR_OOM, "out of memory for %d teacher samples", nseq);
+        goto done;
+    }
     out->n = (size_t)nseq * (T + 1);
-    if (nth > 64)
-        nth = 64;
-    gen_job j = {ctx, t, T, nseq, nth, seed, out->ids, {0}};
-    molt_pool_run(nth, gen_run, &j);
-    for (int i = 0; i < nth; i++)
-        if (j.st[i] != MOLT_OK) {
-            data_free(out);
-            return molt__err(ctx, j.st[i], "teacher sampling failed");
+    if ((st = molt_slots_new(ctx, t, nb, T, &sl)) != MOLT_OK)
+        goto done;
+    for (int q0 = 0; q0 < nseq; q0 += nb) {
+        int n = nseq - q0 < nb ? nseq - q0 : nb;
+        // BOS once into slot 0 (every sequence starts there), forked into the others
+        if ((st = molt_slot_reset(ctx, sl, 0)) != MOLT_OK ||
+            (st = molt_slot_prefill(ctx, sl, 0, &(int32_t){bos}, 1, 0, lg)) != MOLT_OK)
+            goto done;
+        for (int r = 0; r < n; r++) {
+            if (r > 0 && ((st = molt_slot_copy(ctx, sl, 0, r)) != MOLT_OK))
+                goto done;
+            if (r > 0)
+                memcpy(lg + (size_t)r * V, lg, sizeof(float) * (size_t)V);
+            sampler_init(&smp[r], V, 1.0f, 1.0f, 0, seed + (uint64_t)(q0 + r) * 7919u + 1,
+                         pi + (size_t)r * V);
+            slot[r] = r;
+            out->ids[(size_t)(q0 + r) * (T + 1)] = bos;
         }
-    return MOLT_OK;
+        for (int i = 1; i <= T; i++) {
+            for (int r = 0; r < n; r++) {
+                tok[r] = sampler_sample(&smp[r], lg + (size_t)r * V);
+                if (tok[r] < 0) {
+                    st = molt__err(ctx, MOLT_ERR_NUMERIC,
+                                   "teacher sample %d: non-finite logits (NaN or inf) at "
+                                   "position %d",
+                                   q0 + r, i);
+                    goto done;
+                }
+                // a generated BOS starts the next story, as in the training data
+                out->ids[(size_t)(q0 + r) * (T + 1) + i] = tok[r];
+            }
+            if (i < T && (st = molt_slots_feed(ctx, sl, n, slot, tok, lg)) != MOLT_OK)
+                goto done;
+        }
+    }
+done:
+    molt_slots_free(sl);
+    molt__free(lg);
+    molt__free(pi);
+    molt__free(smp);
+    molt__free(slot);
+    if (st != MOLT_OK)
+        data_free(out);
+    return st;
 }

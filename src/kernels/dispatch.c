@@ -9,6 +9,7 @@
 #include "kernels/kernels.h"
 #include "kernels/ssm.h"
 #include "kernels/ssm_rows.h"
+#include "kernels/train_ops.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -204,6 +205,38 @@ void ssd_step_rows(const molt_exec *ex, float *y, float *const *state, const flo
                    const float *dA, const float *B, const float *C, int n, int H, int P, int N,
                    int G) {
     ex->be->ssd_step_rows(ex, y, state, X, dA, B, C, n, H, P, N, G);
+}
+
+// training (train_ops.h)
+
+void k_xent(const molt_exec *ex, double *loss, float *dlogits, const float *logits,
+            const int32_t *targets, int n, int V, float scale) {
+    ex->be->xent(ex, loss, dlogits, logits, targets, n, V, scale);
+}
+void k_soft_xent(const molt_exec *ex, double *loss, float *ds, const float *s, const float *t,
+                 int n, int V, float tau, float scale) {
+    ex->be->soft_xent(ex, loss, ds, s, t, n, V, tau, scale);
+}
+void k_l2_rows(const molt_exec *ex, double *loss, float *dx, const float *x, const float *y,
+               int n, size_t len, float scale) {
+    ex->be->l2_rows(ex, loss, dx, x, y, n, len, scale);
+}
+void k_sumsq(const molt_exec *ex, double *partial, const float *x, const molt_span *span,
+             int n_spans) {
+    ex->be->sumsq(ex, partial, x, span, n_spans);
+}
+void k_scale(const molt_exec *ex, float *x, const molt_span *span, int n_spans, float k) {
+    ex->be->scale(ex, x, span, n_spans, k);
+}
+void k_adamw(const molt_exec *ex, float *p, float *m, float *v, const float *g,
+             const molt_span *span, int n_spans, adamw_hyper h) {
+    ex->be->adamw(ex, p, m, v, g, span, n_spans, h);
+}
+size_t k_sumsq_blocks(const molt_span *span, int n_spans) {
+    size_t nb = 0;
+    for (int i = 0; i < n_spans; i++)
+        nb += (span[i].len + K_SUMSQ_BLOCK - 1) / K_SUMSQ_BLOCK;
+    return nb;
 }
 
 // ----------------------------------------------------------------------------

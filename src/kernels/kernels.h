@@ -18,6 +18,7 @@
 #include "core/dtype.h"
 #include "core/exec.h"
 #include "kernels/mem.h"
+#include "kernels/train_ops.h"
 
 // y[T,out] = x[T,in] · W[out,in]ᵀ (+ bias[out]); accumulate: y += instead of y =
 void k_matmul(const molt_exec *ex, float *y, const float *x, const float *W, const float *bias, int T, int in, int out,
@@ -134,8 +135,10 @@ void k_embedding(const molt_exec *ex, float *x, const float *E, const int32_t *i
     X(attn_train_forward) X(attn_train_backward)                                                  \
     /* ssm rows (ssm_rows.h) */                                                                    \
     X(ssm_prep) X(ssm_prep_backward) X(ssm_gate) X(ssm_gate_backward) X(colsum)                   \
-    X(conv1d_causal_rows) X(ssd_step_rows)
-#define MOLT_BACKEND_NOPS 35 // ops in MOLT_BACKEND_OPS (checked against the struct)
+    X(conv1d_causal_rows) X(ssd_step_rows)                                                        \
+    /* training (train_ops.h) */                                                                  \
+    X(xent) X(soft_xent) X(l2_rows) X(sumsq) X(scale) X(adamw)
+#define MOLT_BACKEND_NOPS 41 // ops in MOLT_BACKEND_OPS (checked against the struct)
 
 struct ssm_rows_cfg; // ssm_rows.h
 
@@ -231,6 +234,18 @@ typedef struct molt_backend {
     void (*ssd_step_rows)(const molt_exec *ex, float *y, float *const *state, const float *X,
                           const float *dA, const float *B, const float *C, int n, int H, int P,
                           int N, int G);
+    // training: losses and the optimizer step (train_ops.h)
+    void (*xent)(const molt_exec *ex, double *loss, float *dlogits, const float *logits,
+                 const int32_t *targets, int n, int V, float scale);
+    void (*soft_xent)(const molt_exec *ex, double *loss, float *ds, const float *s,
+                      const float *t, int n, int V, float tau, float scale);
+    void (*l2_rows)(const molt_exec *ex, double *loss, float *dx, const float *x, const float *y,
+                    int n, size_t len, float scale);
+    void (*sumsq)(const molt_exec *ex, double *partial, const float *x, const molt_span *span,
+                  int n_spans);
+    void (*scale)(const molt_exec *ex, float *x, const molt_span *span, int n_spans, float k);
+    void (*adamw)(const molt_exec *ex, float *p, float *m, float *v, const float *g,
+                  const molt_span *span, int n_spans, adamw_hyper h);
 } molt_backend;
 
 extern const molt_backend molt_backend_cpu;

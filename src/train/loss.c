@@ -1,255 +1,56 @@
 /*
  * loss.c — training losses and their gradients (see loss.h for the contract:
  * SUM returned, gradient of scale·SUM written, may be computed in place).
+ * Each loss is one backend op (kernels/train_ops.h) writing a loss per row
+ * into a backend buffer; here the rows come back to the host and are added
+ * in order.
  *
  * Letters: n rows, V vocabulary, d row width, m matrices of L×L.
- * Each loss is a per-row function run over row ranges by one driver that
- * splits rows over molt's pool when n·V is large and adds the per-thread
- * partial sums in thread order.
  */
 #include "train/loss.h"
 
-#include "core/core.h"
-#include "core/pool.h"
 #include "kernels/kernels.h"
 
-#include <math.h>
 #include <stddef.h>
-#include <string.h>
 
-#define MAX_TH 64
-
-// ----------------------------------------------------------------------------
-// row driver
-
-// Loss of rows [lo, hi): returns their sum, adds the rows counted to *count.
-typedef double (*rows_fn)(const void *ctx, int lo, int hi, int64_t *count);
-
-typedef struct rows_job {
-    rows_fn     fn;
-    const void *ctx;
-    int         n;
-    double      sum[MAX_TH];
-    int64_t     cnt[MAX_TH];
-} rows_job;
-
-static void rows_run(void *arg, int ith, int nth) {
-    rows_job *j = arg;
-    int       lo, hi;
-    molt_pool_range(j->n, ith, nth, &lo, &hi);
-    j->cnt[ith] = 0;
-    j->sum[ith] = j->fn(j->ctx, lo, hi, &j->cnt[ith]);
+// Σ_r rows[r], r < n, in row order (downloaded a few at a time)
+static double sum_rows(const molt_exec *ex, const double *rows, int n) {
+    double buf[256], s = 0;
+    for (int r = 0; r < n; r += 256) {
+        int k = n - r < 256 ? n - r : 256;
+        be_download(ex, buf, rows + r, sizeof(double) * (size_t)k);
+        for (int i = 0; i < k; i++)
+            s += buf[i];
+    }
+    return s;
 }
 
-static double rows_drive(const molt_exec *ex, rows_fn fn, const void *ctx, int n, size_t row_len, int64_t *count) {
-    rows_job j;
-    j.fn = fn, j.ctx = ctx, j.n = n;
-    int nth = ex->nth;
-    if ((double)n * (double)row_len < 65536.0)
-        nth = 1;
-    nth = nth < n ? nth : n;
-    nth = nth < MAX_TH ? nth : MAX_TH;
-    if (nth < 1)
-        nth = 1;
-    molt_pool_run(nth, rows_run, &j);
-    double  s = 0;
-    int64_t c = 0;
-    for (int i = 0; i < nth; i++)
-        s += j.sum[i], c += j.cnt[i];
-    if (count)
+double loss_ce(const molt_exec *ex, double *rows, float *dlogits, const float *logits,
+               const int32_t *targets, int n, int V, float scale, int64_t *count) {
+    k_xent(ex, rows, dlogits, logits, targets, n, V, scale);
+    if (count) { // targets are a host array
+        int64_t c = 0;
+        for (int r = 0; r < n; r++)
+            c += targets[r] >= 0;
         *count = c;
-    return s;
-}
-
-K_SIMD static float row_max(const float *x, int n) {
-    float m = x[0];
-    for (int i = 1; i < n; i++)
-        m = x[i] > m ? x[i] : m;
-    return m;
-}
-
-// Σ_v e^(x_v/τ − m) in double, 8 partial sums (the order is fixed, so the
-// result does not depend on the ISA clone); writes the terms to e when e is
-// not NULL (e may be x: each x_v is read before e_v is written)
-K_SIMD static double sum_exp(float *e, const float *x, int n, float tau, float m) {
-    double acc[8] = {0};
-    int    v = 0;
-    for (; v + 8 <= n; v += 8)
-        for (int k = 0; k < 8; k++) {
-            float t = k_expf(x[v + k] / tau - m);
-            if (e)
-                e[v + k] = t;
-            acc[k] += (double)t;
-        }
-    double s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (; v < n; v++) {
-        float t = k_expf(x[v] / tau - m);
-        if (e)
-            e[v] = t;
-        s += (double)t;
     }
-    return s;
+    return sum_rows(ex, rows, n);
 }
 
-// ----------------------------------------------------------------------------
-// cross-entropy:  ℓ = −log softmax(x)[y] = logsumexp(x) − x[y]
-
-typedef struct ce_ctx {
-    float         *dl;
-    const float   *x;
-    const int32_t *y;
-    int            V;
-    float          scale;
-} ce_ctx;
-
-K_SIMD static void scale_row(float *g, int n, float k) {
-    for (int v = 0; v < n; v++)
-        g[v] *= k;
+double loss_soft_ce(const molt_exec *ex, double *rows, float *dstudent, const float *student,
+                    const float *teacher, int n, int V, float tau, float scale) {
+    k_soft_xent(ex, rows, dstudent, student, teacher, n, V, tau, scale);
+    return sum_rows(ex, rows, n);
 }
 
-static double ce_rows(const void *arg, int lo, int hi, int64_t *count) {
-    const ce_ctx *c = arg;
-    int           V = c->V;
-    double        total = 0;
-    for (int r = lo; r < hi; r++) {
-        const float *x = c->x + (size_t)r * V;
-        float       *g = c->dl ? c->dl + (size_t)r * V : NULL;
-        int          y = c->y[r];
-        if (y < 0) { // ignored row
-            if (g)
-                memset(g, 0, sizeof(float) * (size_t)V);
-            continue;
-        }
-        MOLT_ASSERT(y < V);
-        float  m = row_max(x, V), xy = x[y]; // x[y] before g (maybe x) is written
-        double se = sum_exp(g, x, V, 1.0f, m); // g = e^(x − m) when g is set
-        double lse = (double)m + log(se);
-        total += lse - (double)xy;
-        (*count)++;
-        // backward of ℓ = logsumexp(x) − x[y]:  dx = scale·(softmax(x) − onehot(y))
-        if (g) {
-            scale_row(g, V, (float)((double)c->scale / se));
-            g[y] -= c->scale;
-        }
-    }
-    return total;
+double loss_frobenius(const molt_exec *ex, double *rows, float *dS, const float *S,
+                      const float *A, int m, int L, float scale) {
+    k_l2_rows(ex, rows, dS, S, A, m, (size_t)L * (size_t)L, scale);
+    return sum_rows(ex, rows, m);
 }
 
-double loss_ce(const molt_exec *ex, float *dlogits, const float *logits, const int32_t *targets, int n, int V,
-               float scale, int64_t *count) {
-    ce_ctx c = {dlogits, logits, targets, V, scale};
-    return rows_drive(ex, ce_rows, &c, n, (size_t)V, count);
-}
-
-// ----------------------------------------------------------------------------
-// soft-label cross-entropy (MOHAWK stage 3):
-//   ℓ = −Σ_v p_v·log q_v,  p = softmax(t),  q = softmax(z),  z = s/τ
-//     = logsumexp(z) − Σ_v p_v·z_v          (Σ p = 1)
-
-typedef struct sce_ctx {
-    float       *ds;
-    const float *s, *t;
-    int          V;
-    float        tau, scale;
-} sce_ctx;
-
-// Σ_v e^(t_v − mt) and Σ_v e^(t_v − mt)·z_v with z = s/τ (8 partial sums each)
-K_SIMD static void sum_exp_dot(const float *t, const float *s, int n, float tau, float mt,
-                               double *set, double *pz) {
-    double a[8] = {0}, b[8] = {0};
-    int    v = 0;
-    for (; v + 8 <= n; v += 8)
-        for (int k = 0; k < 8; k++) {
-            double et = (double)k_expf(t[v + k] - mt);
-            a[k] += et;
-            b[k] += et * (double)(s[v + k] / tau);
-        }
-    double sa = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
-    double sb = ((b[0] + b[4]) + (b[1] + b[5])) + ((b[2] + b[6]) + (b[3] + b[7]));
-    for (; v < n; v++) {
-        double et = (double)k_expf(t[v] - mt);
-        sa += et;
-        sb += et * (double)(s[v] / tau);
-    }
-    *set = sa, *pz = sb;
-}
-
-// g = k·(q − p),  q = e^(s/τ − ms)·iq,  p = e^(t − mt)·ip  (g may be s)
-K_SIMD static void soft_ce_grad(float *g, const float *s, const float *t, int n, float tau,
-                                float ms, float mt, float iq, float ip, float k) {
-    for (int v = 0; v < n; v++) {
-        float q = k_expf(s[v] / tau - ms) * iq, p = k_expf(t[v] - mt) * ip;
-        g[v] = k * (q - p);
-    }
-}
-
-static double sce_rows(const void *arg, int lo, int hi, int64_t *count) {
-    const sce_ctx *c = arg;
-    int            V = c->V;
-    float          tau = c->tau;
-    double         total = 0;
-    for (int r = lo; r < hi; r++) {
-        const float *s = c->s + (size_t)r * V, *t = c->t + (size_t)r * V;
-        float        ms = row_max(s, V) / tau, mt = row_max(t, V);
-        double       ses = sum_exp(NULL, s, V, tau, ms), set, pz; // Σ e^(z−ms), z = s/τ
-        sum_exp_dot(t, s, V, tau, mt, &set, &pz);                  // Σ e^(t−mt), Σ e^(t−mt)·z
-        total += (double)ms + log(ses) - pz / set;
-        (*count)++;
-        // backward of ℓ = logsumexp(s/τ) − Σ p·s/τ:  ds = scale·(q − p)/τ
-        if (c->ds)
-            soft_ce_grad(c->ds + (size_t)r * V, s, t, V, tau, ms, mt, (float)(1.0 / ses),
-                         (float)(1.0 / set), c->scale / tau);
-    }
-    return total;
-}
-
-double loss_soft_ce(const molt_exec *ex, float *dstudent, const float *student, const float *teacher, int n, int V,
-                    float tau, float scale) {
-    sce_ctx c = {dstudent, student, teacher, V, tau, scale};
-    return rows_drive(ex, sce_rows, &c, n, (size_t)V, NULL);
-}
-
-// ----------------------------------------------------------------------------
-// norms of differences: ℓ_i = ‖x_i − y_i‖_2 over a row of len floats
-// (stage 1: a row is one L×L matrix, the Frobenius norm; stage 2: a hidden state)
-
-typedef struct norm_ctx {
-    float       *dx;
-    const float *x, *y;
-    size_t       len;
-    float        scale;
-} norm_ctx;
-
-static double norm_rows(const void *arg, int lo, int hi, int64_t *count) {
-    const norm_ctx *c = arg;
-    double          total = 0;
-    for (int r = lo; r < hi; r++) {
-        const float *x = c->x + (size_t)r * c->len, *y = c->y + (size_t)r * c->len;
-        double       ss = 0;
-        for (size_t i = 0; i < c->len; i++) {
-            double e = (double)x[i] - (double)y[i];
-            ss += e * e;
-        }
-        double nrm = sqrt(ss);
-        total += nrm;
-        (*count)++;
-        // backward of ℓ = ‖x − y‖:  dx = scale·(x − y)/‖x − y‖  (0 at the kink ‖·‖ = 0)
-        if (c->dx) {
-            float *g = c->dx + (size_t)r * c->len;
-            float  k = nrm > 0 ? (float)((double)c->scale / nrm) : 0.0f;
-            for (size_t i = 0; i < c->len; i++)
-                g[i] = k * (x[i] - y[i]);
-        }
-    }
-    return total;
-}
-
-double loss_frobenius(const molt_exec *ex, float *dS, const float *S, const float *A, int m, int L, float scale) {
-    norm_ctx c = {dS, S, A, (size_t)L * (size_t)L, scale};
-    return rows_drive(ex, norm_rows, &c, m, c.len, NULL);
-}
-
-double loss_l2_rows(const molt_exec *ex, float *dx, const float *x, const float *y, int n, int d, float scale) {
-    norm_ctx c = {dx, x, y, (size_t)d, scale};
-    return rows_drive(ex, norm_rows, &c, n, c.len, NULL);
+double loss_l2_rows(const molt_exec *ex, double *rows, float *dx, const float *x, const float *y,
+                    int n, int d, float scale) {
+    k_l2_rows(ex, rows, dx, x, y, n, (size_t)d, scale);
+    return sum_rows(ex, rows, n);
 }

@@ -7,9 +7,10 @@
  * for a mean, times any gradient-accumulation factor. Gradients are written
  * (=), never accumulated; a NULL gradient pointer computes the loss only. The
  * gradient may alias its first input (in place: logits → dlogits, S → dS, …).
- * Sums are in double; softmaxes are max-subtracted. Large inputs are split by
- * rows over molt's pool (the float result may then differ from a one-thread
- * run in the last bits of the double sum's rounding).
+ * Softmaxes are max-subtracted. The backend ops (kernels/train_ops.h) write
+ * one double per row into rows, a backend buffer of n doubles the caller owns;
+ * the rows are downloaded and added in row order, so the sum is the same bits
+ * at any thread count.
  */
 #ifndef MOLT_LOSS_H
 #define MOLT_LOSS_H
@@ -20,23 +21,25 @@
 // Cross-entropy, logits[n, V], targets[n]:  Σ_rows −log softmax(logits)[target].
 // dlogits = scale·(softmax − onehot). Rows with target < 0 are ignored (grad 0,
 // not counted; PyTorch ignore_index). *count (may be NULL) = rows counted.
-double loss_ce(const molt_exec *ex, float *dlogits, const float *logits, const int32_t *targets, int n, int V,
-               float scale, int64_t *count);
+double loss_ce(const molt_exec *ex, double *rows, float *dlogits, const float *logits,
+               const int32_t *targets, int n, int V, float scale, int64_t *count);
 
 // MOHAWK stage 3 (mohawk distill_steps/supervised.py, τ = 1 by default):
 //     F.cross_entropy(student / τ, softmax(teacher))
 //   = Σ_rows −Σ_v p_v · log_softmax(student / τ)_v,    p = softmax(teacher)   (teacher NOT / τ)
 // dstudent = scale·(softmax(student/τ) − p)/τ.
-double loss_soft_ce(const molt_exec *ex, float *dstudent, const float *student, const float *teacher, int n, int V,
-                    float tau, float scale);
+double loss_soft_ce(const molt_exec *ex, double *rows, float *dstudent, const float *student,
+                    const float *teacher, int n, int V, float tau, float scale);
 
 // MOHAWK stage 1: Σ_{i<m} ‖S_i − A_i‖_F over L×L matrices (norm, not squared);
 // dS = scale·(S − A)/‖S − A‖_F, 0 for a matrix whose norm is 0.
 // (mohawk: matrix_norm(...).mean() over batch·heads → scale = 1/(B·H).)
-double loss_frobenius(const molt_exec *ex, float *dS, const float *S, const float *A, int m, int L, float scale);
+double loss_frobenius(const molt_exec *ex, double *rows, float *dS, const float *S,
+                      const float *A, int m, int L, float scale);
 
 // MOHAWK stage 2: Σ_{i<n} ‖x_i − y_i‖_2 over d;  dx = scale·(x − y)/‖x − y‖ (0 when 0).
 // (mohawk: torch.norm(out − target, p=2, dim=-1).mean() → scale = 1/(B·T).)
-double loss_l2_rows(const molt_exec *ex, float *dx, const float *x, const float *y, int n, int d, float scale);
+double loss_l2_rows(const molt_exec *ex, double *rows, float *dx, const float *x, const float *y,
+                    int n, int d, float scale);
 
 #endif

@@ -99,7 +99,8 @@ static molt_status tm_alloc(molt_ctx *ctx, molt_model *m, int B, int T, bool cap
     tm->arena = be_allocf(m->be, tm->arena_floats);
     tm->grad = capture ? NULL : be_allocf(m->be, m->n_floats);
     tm->ids = molt__malloc(sizeof(int32_t) * (size_t)tm->N);
-    if (!tm->arena || (!capture && !tm->grad) || !tm->ids) {
+    tm->loss_rows = capture ? NULL : be_alloc(m->be, sizeof(double) * (size_t)tm->N);
+    if (!tm->arena || (!capture && (!tm->grad || !tm->loss_rows)) || !tm->ids) {
         size_t need = tm->arena_floats;
         tm_free(tm);
         return molt__err(ctx, MOLT_ERR_OOM,
@@ -129,6 +130,7 @@ void tm_free(train_model *tm) {
         return;
     be_free(tm->m->be, tm->arena);
     be_free(tm->m->be, tm->grad);
+    be_free(tm->m->be, tm->loss_rows);
     molt__free(tm->ids);
     molt__free(tm);
 }
@@ -142,6 +144,15 @@ void tm_zero_grad(train_model *tm) {
 
 float *tm_grad_of(const train_model *tm, const float *w) {
     return w ? tm->grad + (w - tm->m->data) : NULL;
+}
+
+ssm_grads tm_ssm_grads(const train_model *tm, const ssm_weights *w) {
+    return (ssm_grads){tm_grad_of(tm, w->in_proj),    tm_grad_of(tm, w->in_proj_b),
+                       tm_grad_of(tm, w->conv_w),     tm_grad_of(tm, w->conv_b),
+                       tm_grad_of(tm, w->dt_bias),    tm_grad_of(tm, w->A_log),
+                       tm_grad_of(tm, w->D),          tm_grad_of(tm, w->norm_w),
+                       tm_grad_of(tm, w->z_bias),     tm_grad_of(tm, w->out_proj),
+                       tm_grad_of(tm, w->out_proj_b)};
 }
 
 // ----------------------------------------------------------------------------
@@ -177,6 +188,7 @@ void tm_forward(const molt_exec *ex, train_model *tm, const int32_t *ids) {
 }
 
 double tm_loss_ce(const molt_exec *ex, train_model *tm, const int32_t *targets, float scale) {
+    MOLT_ASSERT(!tm->capture);
     int64_t count = 0;
     // count first so the gradient is the mean
     for (int i = 0; i < tm->N; i++)
@@ -185,8 +197,8 @@ double tm_loss_ce(const molt_exec *ex, train_model *tm, const int32_t *targets, 
         be_zero(ex, tm->dlogits, sizeof(float) * (size_t)tm->N * tm->m->cfg.vocab);
         return 0.0;
     }
-    double sum = loss_ce(ex, tm->dlogits, tm->logits, targets, tm->N, tm->m->cfg.vocab,
-                         scale / (float)count, NULL);
+    double sum = loss_ce(ex, tm->loss_rows, tm->dlogits, tm->logits, targets, tm->N,
+                         tm->m->cfg.vocab, scale / (float)count, NULL);
     return sum / (double)count;
 }
 

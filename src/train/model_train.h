@@ -16,6 +16,7 @@
 
 #include "core/exec.h"
 
+#include "mixers/ssm_train.h"
 #include "models/block.h"
 #include "models/model.h"
 
@@ -29,6 +30,7 @@ typedef struct train_model {
     float       *x_last, *xn, *rstdf; // [N,d] [N,d] [N]
     float       *logits, *dlogits;    // [N,V]
     int32_t     *ids;                 // [N]
+    double      *loss_rows;           // [N] per-row losses (backend buffer; not in a capture)
     float       *dmix, *mlp_tmp;      // forward scratch: mixer output [N,d]; [N,F]
     float       *dx;                  // [N,d] the residual stream's gradient (backward)
     block_grad_scratch sc;            // backward scratch
@@ -47,6 +49,8 @@ size_t      tm_arena_floats(const molt_model *m, int B, int T); // the pure sizi
 void        tm_zero_grad(train_model *tm);
 // Gradient pointer of a parameter pointer (NULL stays NULL).
 float      *tm_grad_of(const train_model *tm, const float *w);
+// The gradient slots of an SSM mixer's weights (ssm_train.h; NULL where the weight is NULL).
+ssm_grads   tm_ssm_grads(const train_model *tm, const ssm_weights *w);
 
 // ids[N] → logits[N,V] (saved activations for backward).
 void   tm_forward(const molt_exec *ex, train_model *tm, const int32_t *ids);

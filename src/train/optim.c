@@ -1,10 +1,12 @@
 /*
  * optim.c — see optim.h. The AdamW arithmetic is fp32, in torch's order
  * (torch/optim/adamw.py, single-tensor path), so ten steps match PyTorch.
+ * The gradient norm, clipping and the update are backend ops
+ * (kernels/train_ops.h: k_sumsq, k_scale, k_adamw) over spans of the
+ * parameter layout; here are the schedules, the masks and the scalars.
  */
 #include "train/optim.h"
 
-#include "core/pool.h"
 #include "kernels/kernels.h"
 
 #include <math.h>
@@ -70,19 +72,32 @@ molt_status adamw_init(molt_ctx *ctx, adamw *o, const molt_model *m, const char 
     o->beta2 = 0.95;
     o->eps = 1e-8;
     o->wd = 0.1;
-    o->m = molt__malloc_aligned(m->n_floats * sizeof(float));
-    o->v = molt__malloc_aligned(m->n_floats * sizeof(float));
+    o->be = m->be;
+    o->m = be_allocf(m->be, m->n_floats);
+    o->v = be_allocf(m->be, m->n_floats);
     o->trainable = molt__malloc(sizeof(bool) * (size_t)m->n_params);
-    if (!o->m || !o->v || !o->trainable) {
+    o->span = molt__malloc(sizeof(molt_span) * (size_t)m->n_params);
+    o->train = molt__malloc(sizeof(molt_span) * (size_t)m->n_params);
+    if (o->span)
+        for (int i = 0; i < m->n_params; i++)
+            o->span[i] = (molt_span){m->params[i].offset, m->params[i].numel};
+    o->n_blocks = o->span ? k_sumsq_blocks(o->span, m->n_params) : 0;
+    o->partial = be_alloc(m->be, sizeof(double) * (o->n_blocks ? o->n_blocks : 1));
+    o->partial_host = molt__malloc(sizeof(double) * (o->n_blocks ? o->n_blocks : 1));
+    if (!o->m || !o->v || !o->trainable || !o->span || !o->train || !o->partial ||
+        !o->partial_host) {
         adamw_free(o);
         return molt__err(ctx, MOLT_ERR_OOM, "out of memory for optimizer state");
     }
-    memset(o->m, 0, m->n_floats * sizeof(float));
-    memset(o->v, 0, m->n_floats * sizeof(float));
+    molt_exec ex = be_exec1(m->be);
+    be_zero(&ex, o->m, m->n_floats * sizeof(float));
+    be_zero(&ex, o->v, m->n_floats * sizeof(float));
     int n_frozen = 0;
     for (int i = 0; i < m->n_params; i++) {
         o->trainable[i] = !matches_any(freeze, m->params[i].name);
         n_frozen += !o->trainable[i];
+        if (o->trainable[i])
+            o->train[o->n_train++] = o->span[i];
     }
     if (freeze && *freeze && n_frozen == 0)
         return adamw_free(o), molt__err(ctx, MOLT_ERR_ARG,
@@ -91,95 +106,57 @@ molt_status adamw_init(molt_ctx *ctx, adamw *o, const molt_model *m, const char 
 }
 
 void adamw_free(adamw *o) {
-    molt__free_aligned(o->m);
-    molt__free_aligned(o->v);
+    if (o->be) {
+        be_free(o->be, o->m);
+        be_free(o->be, o->v);
+        be_free(o->be, o->partial);
+    }
     molt__free(o->trainable);
-    o->m = o->v = NULL;
-    o->trainable = NULL;
+    molt__free(o->span);
+    molt__free(o->train);
+    molt__free(o->partial_host);
+    memset(o, 0, sizeof *o);
 }
 
-double grad_norm(const molt_model *m, const adamw *o, const float *grad) {
+double grad_norm(const molt_exec *ex, const molt_model *m, adamw *o, const float *grad,
+                 const char **bad) {
+    k_sumsq(ex, o->partial, grad, o->span, m->n_params);
+    be_download(ex, o->partial_host, o->partial, sizeof(double) * o->n_blocks);
+    if (bad)
+        *bad = NULL;
     double s = 0;
-    for (int i = 0; i < m->n_params; i++) {
-        if (!o->trainable[i])
-            continue;
-        const float *g = grad + m->params[i].offset;
-        for (size_t k = 0; k < m->params[i].numel; k++)
-            s += (double)g[k] * (double)g[k];
+    for (int i = 0, b = 0; i < m->n_params; i++) {
+        int    nb = (int)((o->span[i].len + K_SUMSQ_BLOCK - 1) / K_SUMSQ_BLOCK);
+        double p = 0;
+        for (int k = 0; k < nb; k++)
+            p += o->partial_host[b + k];
+        b += nb;
+        if (bad && !*bad && !isfinite(p)) // x² of a finite float is finite in double
+            *bad = m->params[i].name;
+        if (o->trainable[i])
+            s += p;
     }
     return sqrt(s);
 }
 
-void grad_clip(const molt_model *m, const adamw *o, float *grad, double norm, double max_norm) {
+void grad_clip(const molt_exec *ex, const adamw *o, float *grad, double norm, double max_norm) {
     if (!(max_norm > 0))
         return;
     float coef = (float)(max_norm / (norm + 1e-6));
     if (coef >= 1.0f)
         return;
-    for (int i = 0; i < m->n_params; i++) {
-        if (!o->trainable[i])
-            continue;
-        float *g = grad + m->params[i].offset;
-        for (size_t k = 0; k < m->params[i].numel; k++)
-            g[k] *= coef;
-    }
-}
-
-// one parameter range, torch.optim.AdamW's single-tensor update in fp32
-K_SIMD static void adamw_span(float *p, float *mm, float *vv, const float *g, size_t n, float b1,
-                              float b2, float eps, float decay, float step_size, float bc2_sqrt) {
-    for (size_t k = 0; k < n; k++) {
-        p[k] *= decay;
-        mm[k] = mm[k] * b1 + (1.0f - b1) * g[k];
-        vv[k] = vv[k] * b2 + (1.0f - b2) * g[k] * g[k];
-        float denom = sqrtf(vv[k]) / bc2_sqrt + eps;
-        p[k] -= step_size * (mm[k] / denom);
-    }
-}
-
-typedef struct adamw_task {
-    molt_model  *m;
-    adamw       *o;
-    const float *grad;
-    float        b1, b2, eps, decay, step_size, bc2_sqrt;
-} adamw_task;
-
-// thread ith updates its slice of every trainable parameter
-static void adamw_run(void *arg, int ith, int nth) {
-    const adamw_task *j = arg;
-    for (int i = 0; i < j->m->n_params; i++) {
-        if (!j->o->trainable[i])
-            continue;
-        size_t off = j->m->params[i].offset, lo, hi;
-        k_split(j->m->params[i].numel, ith, nth, &lo, &hi);
-        off += lo;
-        adamw_span(j->m->data + off, j->o->m + off, j->o->v + off, j->grad + off, hi - lo, j->b1,
-                   j->b2, j->eps, j->decay, j->step_size, j->bc2_sqrt);
-    }
+    k_scale(ex, grad, o->train, o->n_train, coef);
 }
 
 void adamw_update(const molt_exec *ex, molt_model *m, adamw *o, const float *grad, float lr) {
     o->step++;
     // torch computes these scalars in Python doubles
     double bc1 = 1.0 - pow(o->beta1, (double)o->step), bc2 = 1.0 - pow(o->beta2, (double)o->step);
-    adamw_task job = {m,
-                      o,
-                      grad,
-                      (float)o->beta1,
-                      (float)o->beta2,
-                      (float)o->eps,
-                      (float)(1.0 - (double)lr * o->wd),
-                      (float)((double)lr / bc1),
-                      (float)sqrt(bc2)};
-    molt_pool_run(k_elementwise_threads(ex, m->n_floats), adamw_run, &job);
-}
-
-const char *grad_first_nonfinite(const molt_model *m, const float *grad) {
-    for (int i = 0; i < m->n_params; i++) {
-        const float *g = grad + m->params[i].offset;
-        for (size_t k = 0; k < m->params[i].numel; k++)
-            if (!isfinite(g[k]))
-                return m->params[i].name;
-    }
-    return NULL;
+    adamw_hyper h = {(float)o->beta1,
+                     (float)o->beta2,
+                     (float)o->eps,
+                     (float)(1.0 - (double)lr * o->wd),
+                     (float)((double)lr / bc1),
+                     (float)sqrt(bc2)};
+    k_adamw(ex, m->data, o->m, o->v, grad, o->train, o->n_train, h);
 }

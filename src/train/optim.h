@@ -9,6 +9,7 @@
 #define MOLT_OPTIM_H
 
 #include "core/exec.h"
+#include "kernels/train_ops.h"
 
 #include "models/model.h"
 
@@ -28,24 +29,36 @@ const char *sched_name(sched_kind k);
 double sched_lr(const sched_cfg *s, int64_t step);
 
 typedef struct adamw {
-    float   *m, *v;        // [n_floats]
-    bool    *trainable;    // [n_params] (false = frozen)
-    int64_t  step;         // completed steps
-    double   beta1, beta2, eps, wd;
+    float     *m, *v;       // [n_floats] backend buffers, the parameter layout
+    bool      *trainable;   // [n_params] (false = frozen)
+    molt_span *span;        // [n_params] every parameter's floats, in parameter order
+    molt_span *train;       // [n_train] the trainable ones (the spans clip and AdamW run over)
+    int        n_train;
+    double    *partial;     // [n_blocks] backend: the gradient's sums of squares (k_sumsq)
+    double    *partial_host; // [n_blocks] their host copy
+    size_t     n_blocks;
+    const struct molt_backend *be;
+    int64_t    step;        // completed steps
+    double     beta1, beta2, eps, wd;
 } adamw;
 
 // patterns: NULL or comma-separated globs ('*' matches any run) on parameter
 // names, e.g. "*.mlp.*,*embed*"; matching parameters are frozen.
 molt_status adamw_init(molt_ctx *ctx, adamw *o, const molt_model *m, const char *freeze);
 void        adamw_free(adamw *o);
-// global L2 norm of the trainable gradients (double accumulation)
-double      grad_norm(const molt_model *m, const adamw *o, const float *grad);
-// scales gradients so their norm is ≤ max_norm (torch: coef = max/(norm+1e-6), clamped to 1)
-void        grad_clip(const molt_model *m, const adamw *o, float *grad, double norm,
+// Global L2 norm of the trainable gradients, and the gradient check in the same
+// pass: *bad (may be NULL) = the name of the first parameter (trainable or not)
+// whose gradient holds NaN/inf, NULL when none does. One k_sumsq over every
+// parameter; its block sums are added in order (double), so the result is the
+// same bits at any thread count.
+double      grad_norm(const molt_exec *ex, const molt_model *m, adamw *o, const float *grad,
+                      const char **bad);
+// scales the trainable gradients so their norm is ≤ max_norm (torch: coef =
+// max/(norm+1e-6), clamped to 1; max_norm ≤ 0: no clipping)
+void        grad_clip(const molt_exec *ex, const adamw *o, float *grad, double norm,
                       double max_norm);
+// one AdamW step of the trainable parameters at learning rate lr (o->step += 1)
 void        adamw_update(const molt_exec *ex, molt_model *m, adamw *o, const float *grad, float lr);
-// name of the first parameter whose gradient holds NaN/inf, or NULL
-const char *grad_first_nonfinite(const molt_model *m, const float *grad);
 bool        glob_match(const char *pat, const char *s);
 
 #endif

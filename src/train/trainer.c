@@ -19,8 +19,9 @@
 #include "io/safetensors.h"
 #include "train/data.h"
 #include "train/model_train.h"
-#include "train/optim.h"
 #include "train/checkpoint.h"
+#include "train/optim.h"
+#include "train/step.h"
 
 #include "kernels/kernels.h"
 
@@ -270,7 +271,8 @@ molt_status molt_train(molt_ctx *ctx, molt_model *m, const molt_train_opts *o, m
     int B = o->batch, T = o->seq_len;
     token_stream data = {0}, ev = {0};
     train_model *tm = NULL;
-    adamw opt = {0};
+    train_loop tl;
+    memset(&tl, 0, sizeof tl);
     int32_t *in = NULL, *tgt = NULL;
     FILE *log = NULL;
     if ((st = data_load(ctx, m->tok, m->cfg.vocab, o->data, o->n_data, o->data_format, o->sep,
@@ -301,27 +303,28 @@ molt_status molt_train(molt_ctx *ctx, molt_model *m, const molt_train_opts *o, m
         goto done;
     }
     if ((st = tm_new(ctx, m, B, T, &tm)) != MOLT_OK ||
-        (st = adamw_init(ctx, &opt, m, o->freeze)) != MOLT_OK)
+        (st = train_loop_init(ctx, &tl, m, o->freeze)) != MOLT_OK)
         goto done;
-    opt.beta1 = o->beta1;
-    opt.beta2 = o->beta2;
-    opt.eps = o->eps;
-    opt.wd = o->weight_decay;
+    tl.opt.beta1 = o->beta1;
+    tl.opt.beta2 = o->beta2;
+    tl.opt.eps = o->eps;
+    tl.opt.wd = o->weight_decay;
     in = molt__malloc(sizeof(int32_t) * (size_t)B * T);
     tgt = molt__malloc(sizeof(int32_t) * (size_t)B * T);
     if (!in || !tgt) {
         st = molt__err(ctx, MOLT_ERR_OOM, "out of memory");
         goto done;
     }
-    int64_t per_step = (int64_t)B * T * o->accum;
-    sched_cfg sc = {SCHED_WSD, o->lr, o->min_lr, o->warmup_frac, o->decay_frac, 0};
+    tl.per_step = (int64_t)B * T * o->accum;
+    tl.sc = (sched_cfg){SCHED_WSD, o->lr, o->min_lr, o->warmup_frac, o->decay_frac, 0};
     if (o->schedule)
-        sched_parse(o->schedule, &sc.kind);
-    sc.total_steps = o->steps > 0 ? o->steps : (o->tokens + per_step - 1) / per_step;
-    int64_t step = 0, tokens = 0;
-    uint64_t rng = o->seed * 0x9E3779B97F4A7C15ull + 1;
-    if (o->resume &&
-        (st = load_checkpoint(ctx, m, &opt, o->out_dir, &step, &rng, &tokens)) != MOLT_OK)
+        sched_parse(o->schedule, &tl.sc.kind);
+    tl.sc.total_steps = o->steps > 0 ? o->steps : (o->tokens + tl.per_step - 1) / tl.per_step;
+    tl.clip = o->clip;
+    tl.dir = o->out_dir;
+    tl.save_every = o->save_every;
+    tl.rng = o->seed * 0x9E3779B97F4A7C15ull + 1;
+    if (o->resume && (st = train_resume(ctx, &tl, true)) != MOLT_OK)
         goto done;
     char path[4200];
     fio_join(path, sizeof path, o->out_dir, "log.jsonl");
@@ -333,57 +336,45 @@ molt_status molt_train(molt_ctx *ctx, molt_model *m, const molt_train_opts *o, m
     molt_exec        exv = molt__exec(ctx);
     const molt_exec *ex = &exv;
     double t0 = molt__now();
-    int64_t tokens0 = tokens;
+    int64_t tokens0 = tl.tokens;
     molt_train_report rep;
     memset(&rep, 0, sizeof rep);
-    for (; step < sc.total_steps; step++) {
+    while (!train_done(&tl)) {
         tm_zero_grad(tm);
         double loss = 0;
         for (int a = 0; a < o->accum; a++) {
-            data_batch(&data, &rng, B, T, in, tgt);
+            data_batch(&data, &tl.rng, B, T, in, tgt);
             tm_forward(ex, tm, in);
             loss += tm_loss_ce(ex, tm, tgt, 1.0f / (float)o->accum) / o->accum;
             tm_backward(ex, tm);
         }
-        const char *bad = grad_first_nonfinite(m, tm->grad);
-        if (!isfinite(loss) || bad) {
-            st = molt__err(ctx, MOLT_ERR_NUMERIC,
-                           "step %lld: non-finite %s%s (loss %g); stopped before the update, the "
-                           "last checkpoint in %s is intact",
-                           (long long)step + 1, bad ? "gradient of tensor " : "loss",
-                           bad ? bad : "", loss, o->out_dir);
+        if ((st = train_step(ex, ctx, &tl, tm->grad, loss, "")) != MOLT_OK)
             goto done;
-        }
-        double gn = grad_norm(m, &opt, tm->grad);
-        grad_clip(m, &opt, tm->grad, gn, o->clip);
-        double lr = sched_lr(&sc, step);
-        adamw_update(ex, m, &opt, tm->grad, (float)lr);
-        tokens += per_step;
-        rep.step = step + 1;
-        rep.total_steps = sc.total_steps;
-        rep.tokens = tokens;
+        rep.step = tl.step + 1;
+        rep.total_steps = tl.sc.total_steps;
+        rep.tokens = tl.tokens;
         rep.loss = loss;
-        rep.lr = lr;
-        rep.grad_norm = gn;
+        rep.lr = tl.lr;
+        rep.grad_norm = tl.grad_norm;
         rep.elapsed_s = molt__now() - t0;
-        rep.tok_per_s = (double)(tokens - tokens0) / fmax(rep.elapsed_s, 1e-9);
+        rep.tok_per_s = (double)(tl.tokens - tokens0) / fmax(rep.elapsed_s, 1e-9);
         rep.eval_loss = (double)NAN;
-        bool last = step + 1 == sc.total_steps;
-        if (ev.n > (size_t)T + 1 && o->eval_every > 0 && ((step + 1) % o->eval_every == 0 || last))
+        bool last = tl.step + 1 == tl.sc.total_steps;
+        if (ev.n > (size_t)T + 1 && o->eval_every > 0 &&
+            ((tl.step + 1) % o->eval_every == 0 || last))
             rep.eval_loss = eval_loss(ex, tm, &ev, o->eval_batches, in, tgt);
         fprintf(log, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.4f, "
                      "\"tokens\": %lld, \"tok_per_s\": %.1f",
-                (long long)rep.step, loss, lr, gn, (long long)tokens, rep.tok_per_s);
+                (long long)rep.step, loss, rep.lr, rep.grad_norm, (long long)tl.tokens,
+                rep.tok_per_s);
         if (!isnan(rep.eval_loss))
             fprintf(log, ", \"eval_loss\": %.6f", rep.eval_loss);
         fprintf(log, "}\n");
         fflush(log);
         if (cb)
             cb(&rep, user);
-        if ((o->save_every > 0 && (step + 1) % o->save_every == 0) || last)
-            if ((st = save_checkpoint(ctx, m, &opt, o->out_dir, step + 1, rng, tokens)) !=
-                MOLT_OK)
-                goto done;
+        if ((st = train_step_end(ctx, &tl)) != MOLT_OK) // the checkpoint, once logged
+            goto done;
     }
     if ((st = molt_model_save(ctx, m, o->out_dir, "f32")) != MOLT_OK)
         goto done;
@@ -394,7 +385,7 @@ done:
         fclose(log);
     molt__free(in);
     molt__free(tgt);
-    adamw_free(&opt);
+    train_loop_free(&tl);
     tm_free(tm);
     data_free(&data);
     data_free(&ev);

@@ -13,6 +13,7 @@
 
 #include "core/dtype.h"
 #include "core/exec.h"
+#include "kernels/train_ops.h"
 
 // dense.c
 void cpu_matmul(const molt_exec *ex, float *y, const float *x, const float *W, const float *bias,
@@ -112,6 +113,20 @@ void cpu_conv1d_causal_rows(const molt_exec *ex, float *y, const float *x, const
 void cpu_ssd_step_rows(const molt_exec *ex, float *y, float *const *state, const float *X,
                        const float *dA, const float *B, const float *C, int n, int H, int P,
                        int N, int G);
+// loss.c (train_ops.h)
+void cpu_xent(const molt_exec *ex, double *loss, float *dlogits, const float *logits,
+              const int32_t *targets, int n, int V, float scale);
+void cpu_soft_xent(const molt_exec *ex, double *loss, float *ds, const float *s, const float *t,
+                   int n, int V, float tau, float scale);
+void cpu_l2_rows(const molt_exec *ex, double *loss, float *dx, const float *x, const float *y,
+                 int n, size_t len, float scale);
+
+// optim.c (train_ops.h)
+void cpu_sumsq(const molt_exec *ex, double *partial, const float *x, const molt_span *span,
+               int n_spans);
+void cpu_scale(const molt_exec *ex, float *x, const molt_span *span, int n_spans, float k);
+void cpu_adamw(const molt_exec *ex, float *p, float *m, float *v, const float *g,
+               const molt_span *span, int n_spans, adamw_hyper h);
 
 // mem.c (mem.h: molt_mem_ops; upload and download are copy on the CPU)
 void *cpu_mem_alloc(size_t bytes);

@@ -1,0 +1,55 @@
+/*
+ * step.h — the one optimizer step and its loop bookkeeping, shared by
+ * `molt train` (trainer.c) and the MOHAWK stages (distill/mohawk.c).
+ *
+ * A loop owns its AdamW state and the numbers a checkpoint restores (step,
+ * tokens, the data sampler's rng). Per step the caller draws its batch with
+ * &tl->rng, runs forward / loss / backward into a gradient buffer, then
+ *     train_step      non-finite check (loss and every gradient), global grad
+ *                     norm, clipping, the schedule's lr, AdamW; tokens += per_step
+ *     (the caller logs tl->loss, tl->grad_norm, tl->lr, tl->tokens here)
+ *     train_step_end  step += 1, and the checkpoint when one is due (every
+ *                     save_every steps and after the last), written after the
+ *                     caller's log line so every checkpointed step is logged
+ * A resumed loop (train_resume) continues bit for bit.
+ */
+#ifndef MOLT_STEP_H
+#define MOLT_STEP_H
+
+#include "train/optim.h"
+
+typedef struct train_loop {
+    // set by the caller (train_loop_init sets m and opt; the rest by hand)
+    molt_model *m;
+    adamw       opt;        // its β, eps, wd may be changed before the first step
+    sched_cfg   sc;         // sc.total_steps: the loop's length
+    double      clip;       // max global gradient norm (≤ 0: no clipping)
+    const char *dir;        // checkpoints: dir/ckpt-NNNNNNNN, dir/latest
+    int64_t     save_every; // steps between checkpoints (≤ 0: only after the last)
+    int64_t     per_step;   // tokens a step consumes
+    // bookkeeping: restored by train_resume, saved in every checkpoint
+    int64_t  step;   // completed steps
+    int64_t  tokens; // consumed tokens
+    uint64_t rng;    // the data sampler's state (the caller seeds it)
+    // the last step's numbers
+    double loss, grad_norm, lr;
+} train_loop;
+
+// Zeroes tl and builds its AdamW over m (freeze: optim.h's globs).
+molt_status train_loop_init(molt_ctx *ctx, train_loop *tl, molt_model *m, const char *freeze);
+void        train_loop_free(train_loop *tl);
+// Restores parameters, moments, step, tokens and rng from dir's newest complete
+// checkpoint. required: a missing checkpoint is an error; otherwise nothing
+// happens when dir holds none.
+molt_status train_resume(molt_ctx *ctx, train_loop *tl, bool required);
+static inline bool train_done(const train_loop *tl) { return tl->step >= tl->sc.total_steps; }
+// The update for a step whose loss is loss and whose gradients are in grad
+// (clipped in place). what prefixes the error message ("" or e.g. "stage 2"):
+// a non-finite loss or gradient returns MOLT_ERR_NUMERIC naming the step and
+// the first such tensor, before anything is updated.
+molt_status train_step(const molt_exec *ex, molt_ctx *ctx, train_loop *tl, float *grad,
+                       double loss, const char *what);
+// Ends the step: step += 1, then the checkpoint when one is due.
+molt_status train_step_end(molt_ctx *ctx, train_loop *tl);
+
+#endif
