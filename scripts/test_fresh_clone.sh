@@ -14,7 +14,7 @@ echo "fresh clone of $(git rev-parse --short HEAD) in $TMP/molt (no ../shared: M
 [ ! -e ../shared ] || { echo "FAIL: $TMP/shared exists"; exit 1; }
 make -j2 tests > build.log 2>&1 || { echo "FAIL: build"; tail -20 build.log; exit 1; }
 MOLT_SHARED=/nonexistent make test > test.log 2>&1; rc=$?
-grep -E '^(FAIL|SKIP)|^      - SKIP part' test.log
+grep -E '^(PASS|FAIL|SKIP)|^      - SKIP part' test.log
 tail -n 1 test.log
 [ $rc -eq 0 ] || { echo "FAIL: make test without shared (exit $rc)"; tail -40 test.log; exit 1; }
 if [ "${1:-}" = --readme ]; then

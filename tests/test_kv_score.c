@@ -44,7 +44,7 @@ static molt_model *load(const char *rel) {
     molt_model *m = NULL;
     char path[4096];
     snprintf(path, sizeof path, "%s", t_shared(rel));
-    if (!t_have(path, "the checks on this model"))
+    if (!t_have(path, "snapshots, fast path vs trie, bad queries on this model"))
         return NULL;
     CHECK(molt_model_load(ctx, path, NULL, &m) == MOLT_OK, "%s: %s", rel, molt_last_error(ctx));
     return m;

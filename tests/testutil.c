@@ -94,8 +94,9 @@ const char *t_shared(const char *rel) {
     }
     if (strcmp(rel, "models/kv-llama-2m/kv_task.json") == 0 && t_exists("data/kv_task.json"))
         return "data/kv_task.json";
+    struct stat st; // files only: a directory (e.g. "data") means all of shared/'s
     snprintf(buf, sizeof buf, "tests/fixtures/%s", rel);
-    if (t_exists(buf))
+    if (stat(buf, &st) == 0 && S_ISREG(st.st_mode))
         return buf;
     const char *root = getenv("MOLT_SHARED");
     snprintf(buf, sizeof buf, "%s/%s", root && *root ? root : "../shared", rel);

@@ -44,8 +44,8 @@ void   t_fill_normal(float *x, size_t n, float scale);
 
 // Path of a model or data file named by its path under shared/ (e.g.
 // "models/stories260K/tok512.bin"): the repository's own copy when it ships one
-// (models/stories260K/*, data/kv_task.json, tests/fixtures/REL; the same bytes as the shared/
-// file, see tests/fixtures/README.md), else $MOLT_SHARED/REL (default ../shared). Relative
+// (models/stories260K/*, data/kv_task.json, a file tests/fixtures/REL; the same bytes as the
+// shared/ file, see tests/fixtures/README.md), else $MOLT_SHARED/REL (default ../shared). Relative
 // to the repository root (tests run there). Returns a static buffer.
 const char *t_shared(const char *rel);
 bool        t_exists(const char *path);
