@@ -12,7 +12,8 @@ asset() {
     models/stories260K/*) [ -e "$1" ] && { echo "$1"; return; } ;;
     models/kv-llama-2m/kv_task.json) [ -e data/kv_task.json ] && { echo data/kv_task.json; return; } ;;
   esac
-  if [ -f "tests/fixtures/$1" ]; then # files only: a directory means all of shared/'s echo "tests/fixtures/$1"; else echo "$SHARED/$1"; fi
+  # files only: a directory name means all of shared/'s
+  if [ -f "tests/fixtures/$1" ]; then echo "tests/fixtures/$1"; else echo "$SHARED/$1"; fi
 }
 have() {
   [ -e "$1" ] && return 0
