@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test: compiled C tests (build/tests/test_*), shell tests
 # (tests/test_*.sh) and short fuzz runs (build/fuzz/fuzz_*). Exit 0 only when
-# nothing failed. Last line: "N passed, M failed, K skipped".
+# nothing failed. Last line: "N passed, M failed, K skipped, P parts skipped".
+# A test skips (exit 77) or skips a part of itself (a "SKIP part: WHAT (needs PATH)" line,
+# tests/testutil.c t_have, tests/assets.sh have) only for a model or data file that neither the
+# repository nor ../shared ($MOLT_SHARED) holds; each part skipped is listed under its test.
+# With ../shared present nothing is skipped.
 set -u
 BUILD=${BUILD:-build}
 export MOLT_BIN=${MOLT_BIN:-$PWD/$BUILD/molt}
@@ -9,7 +13,7 @@ export MOLT_BUILD=$BUILD
 export MOLT_SHARED=${MOLT_SHARED:-$(cd .. && pwd)/shared}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
-pass=0; fail=0; skip=0; failed=()
+pass=0; fail=0; skip=0; parts=0; failed=()
 run() {
   local name=$1; shift
   local t0=$EPOCHREALTIME
@@ -19,6 +23,11 @@ run() {
   if [ $rc -eq 0 ]; then pass=$((pass+1)); printf 'PASS  %-36s %6ss\n' "$name" "$dt"
   elif [ $rc -eq 77 ]; then skip=$((skip+1)); printf 'SKIP  %-36s %s\n' "$name" "$(tail -n1 "$log")"
   else fail=$((fail+1)); failed+=("$name"); printf 'FAIL  %-36s %6ss (exit %d)\n' "$name" "$dt" $rc; tail -n 30 "$log" | sed 's/^/      | /'
+  fi
+  if [ $rc -ne 77 ]; then
+    local np; np=$(grep -c '^SKIP part: ' "$log")
+    parts=$((parts+np))
+    grep '^SKIP part: ' "$log" | sed 's/^/      - /'
   fi
   rm -f "$log"
 }
@@ -40,5 +49,5 @@ for f in "$BUILD"/fuzz/fuzz_*; do
 done
 echo
 [ ${#failed[@]} -gt 0 ] && echo "failed: ${failed[*]}"
-echo "$pass passed, $fail failed, $skip skipped"
+echo "$pass passed, $fail failed, $skip skipped, $parts parts skipped"
 [ $fail -eq 0 ]

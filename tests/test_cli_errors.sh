@@ -4,9 +4,9 @@
 # the ASan build — leak nothing (LeakSanitizer fails the run otherwise).
 set -u
 MOLT=${MOLT_BIN:-build/molt}
-SHARED=${MOLT_SHARED:-../shared}
-KV=$SHARED/models/kv-llama-2m
-ST=$SHARED/models/stories260K
+. tests/assets.sh
+KV=$(asset models/kv-llama-2m)
+ST=$(dirname "$(asset models/stories260K/stories260K.bin)")
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 fail=0; n=0
 # expect NAME EXPECTED_SUBSTRING -- command...
@@ -32,6 +32,7 @@ expect() {
 mk() { rm -rf "$T/$1"; cp -r "$KV" "$T/$1"; }
 py=/usr/bin/python3
 
+if have "$KV" "damaged safetensors, config.json and tokenizer.json cases"; then
 # --- safetensors damage
 mk trunc; s="$T/trunc/model-00002-of-00002.safetensors"; head -c $(( $(stat -c %s "$s") / 2 )) "$s" > "$s.x" && mv "$s.x" "$s"
 expect truncated-safetensors "model-00002-of-00002.safetensors" -- $MOLT info "$T/trunc"
@@ -82,6 +83,7 @@ mk nokey; sed -i '/"hidden_size"/d' "$T/nokey/config.json"
 expect missing-config-key "hidden_size" -- $MOLT info "$T/nokey"
 mk tokbad; printf '{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a b"]}}' > "$T/tokbad/tokenizer.json"
 expect malformed-tokenizer "tokenizer.json" -- $MOLT info "$T/tokbad"
+fi
 # --- llama2.c damage
 head -c 5000 "$ST/stories260K.bin" > "$T/short.bin"
 expect truncated-llama2c "short.bin" -- $MOLT generate "$T/short.bin" --tokenizer "$ST/tok512.bin" -n 5

@@ -7,8 +7,8 @@
 # and a value outside a fixed set are refused.
 set -u
 MOLT=${MOLT_BIN:-build/molt}
-SHARED=${MOLT_SHARED:-../shared}
-ST=$SHARED/models/stories260K
+. tests/assets.sh
+ST=$(dirname "$(asset models/stories260K/stories260K.bin)")
 [ -f "$ST/stories260K.bin" ] || { echo "needs $ST"; exit 77; }
 M="$ST/stories260K.bin"
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT

@@ -5,7 +5,8 @@
 # written, and the student loads, evaluates and generates.
 set -u
 MOLT=${MOLT_BIN:-build/molt}
-SHARED=${MOLT_SHARED:-../shared}
+. tests/assets.sh
+M2=$(asset models/mamba2-random)
 TEACHER=models/stories260K/stories260K.bin
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 fail=0
@@ -23,17 +24,19 @@ bad() { # NAME SUBSTRING -- args
 bad zero-budget "budget is zero" -- $MOLT distill $TEACHER -o "$T/x" --tokens 0
 bad heads-mismatch "stage 1" -- $MOLT distill $TEACHER -o "$T/x" --student-heads 4 --init random
 bad bad-teacher "no such file" -- $MOLT distill "$T/missing.bin" -o "$T/x"
-bad not-llama "Llama" -- $MOLT distill "$SHARED/models/mamba2-random" -o "$T/x"
+have "$M2" "distill refuses a Mamba-2 teacher" &&
+  bad not-llama "Llama" -- $MOLT distill "$M2" -o "$T/x"
 mkdir -p "$T/ro"; touch "$T/ro/file"
 bad unwritable "file" -- $MOLT distill $TEACHER -o "$T/ro/file/sub"
 bad bad-init "transfer or random" -- $MOLT distill $TEACHER -o "$T/x" --init magic
 bad hybrid-no-such-head "does not exist" -- $MOLT hybridize $TEACHER -o "$T/x" --heads 2:9
 bad hybrid-k-too-large "only 40 heads" -- $MOLT hybridize $TEACHER -o "$T/x" --random-heads 41
-bad hybrid-no-attention "Llama" -- $MOLT hybridize "$SHARED/models/mamba2-random" -o "$T/x" --heads 0:0
+have "$M2" "hybridize refuses a Mamba-2 teacher" &&
+  bad hybrid-no-attention "Llama" -- $MOLT hybridize "$M2" -o "$T/x" --heads 0:0
 bad kv-data-no-task "needs --kv-task" -- $MOLT distill $TEACHER -o "$T/x" --kv-data-frac 0.3
 bad hybrid-no-plan "exactly one" -- $MOLT hybridize $TEACHER -o "$T/x"
 # small real run (held-out: the first 40 KB of TinyStories valid, never trained on)
-head -c 40000 "$SHARED/data/tinystories/tinystories_v1_valid_head.txt" > "$T/valid.txt"
+cp tests/fixtures/data/tinystories/tinystories_v1_valid_head_40k.txt "$T/valid.txt"
 $MOLT distill $TEACHER -o "$T/s" --sample-tokens 40000 --seq 64 --batch 4 \
   --stage1-tokens 12800 --stage2-tokens 12800 --stage3-tokens 25600 --lr3 2e-3 \
   --eval-data "$T/valid.txt" -q > "$T/out" 2> "$T/err" \

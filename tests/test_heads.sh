@@ -10,11 +10,13 @@
 # heads, bad arguments.
 set -u
 MOLT=${MOLT_BIN:-build/molt}
-SHARED=${MOLT_SHARED:-../shared}
-KV=$SHARED/models/kv-llama-2m
+. tests/assets.sh
+KV=$(asset models/kv-llama-2m)
+ST=$(asset models/stories260K/stories260K.bin)
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 fail=0
 
+if have "$KV" "the head ranking of kv-llama-2m (retrieval heads, layer study, plots)"; then
 t0=$EPOCHREALTIME
 $MOLT heads "$KV" --pairs 6 --examples 60 --seeds 1,2 --json --out "$T/o" -q > "$T/heads.json" 2> "$T/err" \
   || { echo "FAIL: molt heads run"; cat "$T/err"; exit 1; }
@@ -70,9 +72,12 @@ print("heads ok (%ss): top L%dH%d drop %.3f (spread %.3f..%.3f), median %.3f, ba
       % (sys.argv[5], heads[0]["layer"], heads[0]["head"], drops[0], heads[0]["drop_min"],
          heads[0]["drop_max"], med, base))
 PY
+fi
 
 # the recurrent path: a tiny random hybrid (SSM layer, hybrid layer keeping heads 1 and 4,
-# attention layer) with kv-llama's tokenizer
+# attention layer) with kv-llama's tokenizer (without it: stories260K's, vocab 512)
+TOK=$(asset models/kv-llama-2m/tokenizer.json) VOCAB=1024
+[ -e "$TOK" ] || { TOK=$(asset models/stories260K/tok512.bin) VOCAB=512; echo "note: hybrid uses $TOK"; }
 cat > "$T/config.json" <<'EOF'
 {"model_type": "molt_hybrid", "vocab_size": 1024, "tie_embeddings": true, "pad_vocab_size_multiple": 1,
  "lm_head_bias": false, "d_model": 32, "n_layer": 3, "norm_epsilon": 1e-5,
@@ -84,8 +89,9 @@ cat > "$T/config.json" <<'EOF'
  "layers": [{"mixer": "ssm"}, {"mixer": "hybrid", "attention_heads": [1, 4]}, {"mixer": "attention"}],
  "bos_token_id": 0, "eos_token_id": 1}
 EOF
-$MOLT train "$T/config.json" --data "$KV/kv_task.json" -o "$T/hy" --steps 1 --seq 32 --batch 1 \
-  --tokenizer "$KV/tokenizer.json" -q > /dev/null 2> "$T/err" || { echo "FAIL: hybrid init"; cat "$T/err"; exit 1; }
+sed -i "s/\"vocab_size\": 1024/\"vocab_size\": $VOCAB/" "$T/config.json"
+$MOLT train "$T/config.json" --data "$(asset models/kv-llama-2m/kv_task.json)" -o "$T/hy" --steps 1 \
+  --seq 32 --batch 1 --tokenizer "$TOK" -q > /dev/null 2> "$T/err" || { echo "FAIL: hybrid init"; cat "$T/err"; exit 1; }
 $MOLT heads "$T/hy" --pairs 4 --examples 8 --json --out "$T/ho" -q > "$T/hy.json" 2> "$T/err" \
   || { echo "FAIL: heads on a hybrid"; cat "$T/err"; exit 1; }
 /usr/bin/python3 - "$T/hy.json" <<'PY' || fail=1
@@ -103,7 +109,6 @@ PY
 
 # multi-token values: stories260K (a converted llama2.c model; its 512-token tokenizer
 # splits 42 into '4' '2') runs end to end: 40 heads (5 layers x 8), the layer study, plots
-ST=$SHARED/models/stories260K/stories260K.bin
 $MOLT heads "$ST" --pairs 3 --examples 4 --json --out "$T/so" -q > "$T/st.json" 2> "$T/err" \
   || { echo "FAIL: heads on stories260K"; cat "$T/err"; exit 1; }
 /usr/bin/python3 - "$T/st.json" "$T/so" <<'PY' || fail=1
@@ -129,10 +134,13 @@ bad() { # NAME EXIT SUBSTRING -- args
     echo "ok   $name: $(head -1 "$T/err")"
   fi
 }
-bad no-heads 1 "no attention heads" -- $MOLT heads "$SHARED/models/mamba2-random" -q
-bad zero-pairs 2 "pairs" -- $MOLT heads "$KV" --pairs 0
-bad too-many-pairs 1 "pairs" -- $MOLT heads "$KV" --pairs 5000 -q
-bad zero-examples 2 "examples" -- $MOLT heads "$KV" --examples 0
-bad bad-seeds 2 "seeds" -- $MOLT heads "$KV" --seeds 1,x
+M2=$(asset models/mamba2-random)
+have "$M2" "heads refuses a model without attention" &&
+  bad no-heads 1 "no attention heads" -- $MOLT heads "$M2" -q
+BM=$KV; [ -e "$KV" ] || BM=$ST # bad arguments: on stories260K without kv-llama-2m
+bad zero-pairs 2 "pairs" -- $MOLT heads "$BM" --pairs 0
+bad too-many-pairs 1 "pairs" -- $MOLT heads "$BM" --pairs 5000 -q
+bad zero-examples 2 "examples" -- $MOLT heads "$BM" --examples 0
+bad bad-seeds 2 "seeds" -- $MOLT heads "$BM" --seeds 1,x
 bad no-model 2 "no MODEL" -- $MOLT heads
 exit $fail

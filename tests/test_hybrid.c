@@ -145,10 +145,22 @@ static void test_llamba(void) {
     molt_model_free(m);
 }
 
+// kv-llama-2m's config.json (the structural checks below hold for any weights)
+static const char *KV_LLAMA_JSON =
+    "{\"model_type\": \"llama\", \"hidden_size\": 192, \"num_hidden_layers\": 6,"
+    " \"num_attention_heads\": 6, \"num_key_value_heads\": 2, \"head_dim\": 32,"
+    " \"intermediate_size\": 512, \"vocab_size\": 1024, \"max_position_embeddings\": 1024,"
+    " \"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0, \"tie_word_embeddings\": true}";
+
 static void test_hybrid_from_teacher(void) {
     molt_model *t = NULL;
-    CHECK(molt_model_load(ctx, t_shared("models/kv-llama-2m"), NULL, &t) == MOLT_OK, "teacher: %s",
-          molt_last_error(ctx));
+    const char *kv = t_shared("models/kv-llama-2m");
+    if (t_exists(kv)) {
+        CHECK(molt_model_load(ctx, kv, NULL, &t) == MOLT_OK, "teacher: %s", molt_last_error(ctx));
+    } else {
+        printf("teacher: %s absent; a random Llama of its shape\n", kv);
+        t = make_model(KV_LLAMA_JSON, 77);
+    }
     if (!t)
         return;
     model_cfg plan;

@@ -268,10 +268,8 @@ static void check_generate_many(void) {
     char bin[4096], tokp[4096];
     snprintf(bin, sizeof bin, "%s", t_shared("models/stories260K/stories260K.bin"));
     snprintf(tokp, sizeof tokp, "%s", t_shared("models/stories260K/tok512.bin"));
-    if (!t_exists(bin) || !t_exists(tokp)) {
-        printf("generate_many: skipped (needs ../shared/models/stories260K)\n");
+    if (!t_have(bin, "generate_many") || !t_have(tokp, "generate_many"))
         return;
-    }
     molt_load_opts o = {tokp, 0};
     molt_model *m = NULL;
     CHECK(molt_model_load(ctx, bin, &o, &m) == MOLT_OK, "load: %s", molt_last_error(ctx));

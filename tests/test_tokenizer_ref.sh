@@ -11,6 +11,7 @@ SHARED=${MOLT_SHARED:-$(cd .. && pwd)/shared}
 PY=${MOLT_PYTHON:-/usr/bin/python3}
 TOOL=$BUILD/tests/test_tokenizer
 [ -x "$TOOL" ] || { echo "missing $TOOL (run make tests)"; exit 1; }
-[ -f "$SHARED/data/tokenizers/llama3/tokenizer.model" ] || { echo "skip: no shared data"; exit 77; }
+[ -f "$SHARED/data/tokenizers/llama3/tokenizer.model" ] ||
+  { echo "skip: needs $SHARED/data (Llama 3/2 tokenizers and corpora, not shipped)"; exit 77; }
 "$PY" -c 'import regex' 2>/dev/null || { echo "skip: $PY lacks the regex module (apt-get install python3-regex)"; exit 77; }
 exec "$PY" tests/ref/tok_ref.py compare "$TOOL" "$SHARED"

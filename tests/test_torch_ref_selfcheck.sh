@@ -299,7 +299,7 @@ check("train_ref.py steps: 5 AdamW steps lower the loss", len(losses) == 5 and
 for name in ("kv-llama-2m", "mamba2-random"):
     d = os.path.join(shared, "models", name)
     if not os.path.exists(os.path.join(d, "reference_logits.safetensors")):
-        print("skip %s (no shared models)" % name)
+        print("SKIP part: %s logits vs the HF reference (needs %s)" % (name, d))
         continue
     m = mt.load_model(d)
     refl = mt.read_safetensors(os.path.join(d, "reference_logits.safetensors"))

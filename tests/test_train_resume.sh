@@ -5,15 +5,14 @@
 # checkpoint; no temporary files survive a finished run).
 set -u
 MOLT=${MOLT_BIN:-build/molt}
-SHARED=${MOLT_SHARED:-../shared}
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 cat > "$T/config.json" <<'JSON'
 {"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
  "num_key_value_heads": 2, "intermediate_size": 128, "vocab_size": 512,
  "max_position_embeddings": 128, "rms_norm_eps": 1e-5, "tie_word_embeddings": true}
 JSON
-cp "$SHARED/models/stories260K/tok512.bin" "$T/tok512.bin"
-DATA="$SHARED/data/tinystories/tinystories_v1_valid_head.txt"
+cp models/stories260K/tok512.bin "$T/tok512.bin"
+DATA=tests/fixtures/data/tinystories/tinystories_v1_valid_head_40k.txt
 ARGS=(--data "$DATA" --seq 64 --batch 4 --steps 120 --save-every 10 --eval-every 0 --lr 2e-3 --threads 2 -q)
 fail=0
 # 1. reference: uninterrupted

@@ -1,8 +1,10 @@
 /*
  * testutil.h — the small harness every C test links: checks that count
  * failures, tensor comparison (max-abs, relative L2, first mismatches), a
- * seeded RNG, and paths to ../shared. A test's main returns t_done(): 0 when
- * every check passed, 1 otherwise, 77 when skipped.
+ * seeded RNG, and paths to model and data files. A test's main returns t_done(): 0 when
+ * every check passed, 1 otherwise, 77 when skipped (t_skip). A part of a test that needs a
+ * file the repository does not ship is skipped with t_have, which prints
+ * "SKIP part: WHAT (needs PATH)"; scripts/run_tests.sh lists and counts those lines.
  */
 #ifndef MOLT_TESTUTIL_H
 #define MOLT_TESTUTIL_H
@@ -40,9 +42,16 @@ float  t_normal(void);
 void   t_fill_uniform(float *x, size_t n, float lo, float hi);
 void   t_fill_normal(float *x, size_t n, float scale);
 
-// Path under ../shared (or $MOLT_SHARED). Returns a static buffer.
+// Path of a model or data file named by its path under shared/ (e.g.
+// "models/stories260K/tok512.bin"): the repository's own copy when it ships one
+// (models/stories260K/*, data/kv_task.json, a file tests/fixtures/REL; the same bytes as the
+// shared/ file, see tests/fixtures/README.md), else $MOLT_SHARED/REL (default ../shared). Relative
+// to the repository root (tests run there). Returns a static buffer.
 const char *t_shared(const char *rel);
 bool        t_exists(const char *path);
+// true when path exists; otherwise prints "SKIP part: WHAT (needs PATH)" and counts the skip
+// (t_done reports it). Only for files too large or without a license to ship in the repo.
+bool t_have(const char *path, const char *what);
 // Reads a whole file (malloc'd, NUL-terminated). NULL on failure.
 char *t_read_file(const char *path, size_t *len);
 
