@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: compiled C tests (build/tests/test_*), shell tests
 # (tests/test_*.sh) and short fuzz runs (build/fuzz/fuzz_*). Exit 0 only when
-# nothing failed. Last line: "N passed, M failed, K skipped, P parts skipped".
+# nothing failed. Last two lines: "P parts of passing tests skipped" and
+# "N passed, M failed, K skipped" (the plain closing line CI reads).
 # A test skips (exit 77) or skips a part of itself (a "SKIP part: WHAT (needs PATH)" line,
 # tests/testutil.c t_have, tests/assets.sh have) only for a model or data file that neither the
 # repository nor ../shared ($MOLT_SHARED) holds; each part skipped is listed under its test.
@@ -49,5 +50,6 @@ for f in "$BUILD"/fuzz/fuzz_*; do
 done
 echo
 [ ${#failed[@]} -gt 0 ] && echo "failed: ${failed[*]}"
-echo "$pass passed, $fail failed, $skip skipped, $parts parts skipped"
+echo "$parts parts of passing tests skipped (SKIP part lines above)"
+echo "$pass passed, $fail failed, $skip skipped"
 [ $fail -eq 0 ]
