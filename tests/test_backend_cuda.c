@@ -167,6 +167,7 @@ static void run_op(op_stat *st, op_fn fn, ocase *c, const char *shape) {
     snprintf(what, sizeof what, "%s [%s]", st->op, shape);
     check_sticky(what);
     double e = 0;
+    int    worst_k = -1;
     for (int k = 0; k < c->nb; k++) {
         buf *b = &c->b[k];
         if (b->kind == OUT || b->kind == ACC) {
@@ -174,15 +175,16 @@ static void run_op(op_stat *st, op_fn fn, ocase *c, const char *shape) {
             be_download(&g_gpu, got[k], dp[k], b->bytes);
             double ek = err_max(got[k], hp[k], b->bytes / sizeof(float));
             if (!(ek <= e))
-                e = ek;
+                e = ek, worst_k = k;
         }
     }
     st->cases++;
-    if (!(e <= st->worst) || st->cases == 1) {
+    if (!(e < st->worst) || st->cases == 1) { // ties: the later (larger) shape
         st->worst = e;
         snprintf(st->shape, sizeof st->shape, "%s", shape);
     }
-    CHECK(e <= st->tol, "%s: gpu vs cpu error %.3g > %.3g", what, e, st->tol);
+    CHECK(e <= st->tol, "%s: gpu vs cpu error %.3g > %.3g (buffer #%d)", what, e, st->tol,
+          worst_k);
     st->failed |= !(e <= st->tol);
     for (int k = 0; k < c->nb; k++) {
         if (c->b[k].kind != IN)
@@ -201,7 +203,7 @@ static void run_op(op_stat *st, op_fn fn, ocase *c, const char *shape) {
 static const int MM_SHAPES[][3] = {{0, 8, 8},      {1, 1, 1},       {1, 7, 5},     {1, 33, 17},
                                    {1, 1024, 1024}, {2, 3, 4},      {3, 17, 33},   {8, 300, 520},
                                    {9, 129, 65},   {17, 129, 65},   {64, 200, 257}, {33, 96, 1000},
-                                   {128, 1024, 512}, {300, 513, 700}};
+                                   {128, 1024, 512}, {300, 513, 700}, {4, 2048, 130}};
 
 // buffers: x, W, bias (or absent), y
 static void op_matmul(const molt_exec *ex, void *const *p, const ocase *c) {
@@ -571,7 +573,8 @@ static const int SCAN_SHAPES[][6] = { // T, H, P, N, G, Q
     {17, 3, 5, 7, 3, 4},      {17, 4, 8, 16, 2, 64},   {33, 6, 7, 5, 3, 7},
     {64, 4, 16, 16, 1, 16},   {100, 2, 8, 8, 2, 1},    {130, 4, 16, 32, 2, 64},
     {200, 8, 8, 16, 4, 32},   {257, 2, 16, 16, 1, 64}, {300, 4, 16, 32, 2, 256},
-    {512, 8, 64, 64, 8, 128}, {1000, 4, 32, 64, 1, 128}};
+    {512, 8, 64, 64, 8, 128}, {1000, 4, 32, 64, 1, 128}, {300, 2, 64, 128, 1, 256},
+    {1024, 16, 64, 64, 16, 128}};
 
 static size_t scan_nc(int T, int Q) {
     int q = Q < T ? Q : T;
@@ -605,7 +608,10 @@ static void scan_inputs(ocase *c, int T, int H, int P, int N, int G, int sharp) 
 
 static void test_ssd_scan(void) {
     op_stat *sf = stat_new("ssd_scan_chunked", 5e-5);
-    op_stat *sb = stat_new("ssd_scan_chunked_backward", 1e-4);
+    // the backward's ddA sums ~Q²/2 products with cancellation: at Q=256, N=128 and mild
+    // decays the CPU itself is 3.5e-5 off a double reference, and the two backends' rounding
+    // errors add
+    op_stat *sb = stat_new("ssd_scan_chunked_backward", 2e-4);
     tested("ssd_scan_chunked"), tested("ssd_scan_chunked_backward");
     for (int k = 0; k < NELEM(SCAN_SHAPES); k++) {
         const int *s = SCAN_SHAPES[k];
@@ -821,11 +827,13 @@ static void b_scan_bwd(void *p) {
                               a->i[3], a->i[4], a->i[5], a->work);
 }
 
-static int bench(void) {
+static void bench_dense(void) {
+    double t;
     // memory ceiling: a 1 GiB device-to-device copy (bytes read + written)
     size_t n = (size_t)1 << 28;
     bargs  a = {.y = be_allocf(g_gpu.be, n), .x = dev_rand(n, -1, 1), .i = {(int)n}};
-    double t = time_med(b_copy, &a, 10), bw = 2.0 * 4.0 * (double)n / t;
+    t = time_med(b_copy, &a, 10);
+    double bw = 2.0 * 4.0 * (double)n / t;
     printf("copy 1 GiB d2d: %.3f ms, %.0f GB/s (read + write)\n", t * 1e3, bw * 1e-9);
     be_free(g_gpu.be, a.y), be_free(g_gpu.be, a.x);
 
@@ -855,6 +863,11 @@ static int bench(void) {
     be_free(g_gpu.be, m.y), be_free(g_gpu.be, m.x), be_free(g_gpu.be, m.W), be_free(g_gpu.be, wd);
     free(wh);
 
+}
+
+// scan_once: one forward + backward only (for a profiler)
+static int bench_scan(int scan_once) {
+    double t;
     // ssd_scan_chunked, Llamba-1B-like: T=2048, H=32 heads, P=64, N=64, G=32, Q=128
     int    Ts = 2048, H = 32, P = 64, N = 64, G = 32, Q = 128, nc = (Ts + Q - 1) / Q;
     size_t ny = (size_t)Ts * H * P, nb = (size_t)Ts * G * N;
@@ -866,6 +879,12 @@ static int bench(void) {
     double sfl = 2.0 * Ts * H * ((double)Q * (N + P) / 2.0 + 2.0 * P * N);
     double sby = 4.0 * (2.0 * ny + 2.0 * nb + (double)Ts * H + (double)nc * H * P * N);
     double tf = sfl / 67e12, tb = sby / 3.0e12;
+    if (scan_once) {
+        b_scan(&s);
+        b_scan_bwd(&s);
+        be_sync(&g_gpu);
+        return molt_cuda_last_error() != NULL;
+    }
     t = time_med(b_scan, &s, 20);
     printf("ssd_scan_chunked T,H,P,N,G,Q %dx%dx%dx%dx%dx%d: %.3f ms; floor %.3f ms (%.2f GFLOP "
            "at 67 TFLOP/s = %.3f ms, %.0f MB at 3.0 TB/s = %.3f ms)\n",
@@ -897,8 +916,12 @@ int main(int argc, char **argv) {
     g_cpu = molt_exec_cpu(2);
     g_gpu = be_exec1(&molt_backend_cuda); // not molt_exec_init: a partial table still runs here
     t_seed(20261206);
-    if (argc > 1 && strcmp(argv[1], "--bench") == 0)
-        return bench();
+    if (argc > 1 && strcmp(argv[1], "--bench") == 0) {
+        bench_dense();
+        return bench_scan(0);
+    }
+    if (argc > 1 && strcmp(argv[1], "--profile") == 0) // one scan forward + backward (ncu)
+        return bench_scan(1);
     test_memory();
     test_matmul();
     test_matmul_backward();

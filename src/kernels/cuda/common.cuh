@@ -51,9 +51,42 @@ void  cu_scratch_free(const molt_exec *ex, void *p);
 cublasHandle_t cu_blas_lock(const molt_exec *ex);
 void           cu_blas_unlock(void);
 
+// true when `bytes` of dynamic shared memory fit one block of kernel k on the
+// current device; k's limit is raised to the device's opt-in maximum (past the
+// default 48 KB) when needed
+bool cu_smem_fits(const void *k, size_t bytes);
+
 #define SSM_FLUSH (-60.0f) // = SSM_EXP_FLUSH (ssm.h)
 
 __device__ __forceinline__ float cu_decay(float x) { return x < SSM_FLUSH ? 0.0f : expf(x); }
+
+// Σ a_i·b_i exactly as the CPU's k_dotf (kernels.h): 8 partial sums in a fixed
+// order, products rounded before the add (no FMA), so the same bits as the CPU
+// for the same inputs; the 8 independent chains also keep the pipeline full.
+__device__ __forceinline__ float cu_dotf(const float *a, const float *b, int n) {
+    float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    int   i = 0;
+    for (; i + 8 <= n; i += 8)
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            acc[k] = __fadd_rn(acc[k], __fmul_rn(a[i + k], b[i + k]));
+    float s = __fadd_rn(__fadd_rn(__fadd_rn(acc[0], acc[4]), __fadd_rn(acc[1], acc[5])),
+                        __fadd_rn(__fadd_rn(acc[2], acc[6]), __fadd_rn(acc[3], acc[7])));
+    for (; i < n; i++)
+        s = __fadd_rn(s, __fmul_rn(a[i], b[i]));
+    return s;
+}
+
+// e-th entry (row-major) of a lower triangle including the diagonal: i ≥ j
+__device__ __forceinline__ void cu_tri(int e, int *i, int *j) {
+    int r = (int)((sqrtf(8.0f * (float)e + 1.0f) - 1.0f) * 0.5f);
+    while (r * (r + 1) / 2 > e)
+        r--;
+    while ((r + 1) * (r + 2) / 2 <= e)
+        r++;
+    *i = r;
+    *j = e - r * (r + 1) / 2;
+}
 
 // block-wide sum of one double per thread (blockDim.x a multiple of 32, ≤ 1024);
 // every thread gets the total. The tree is fixed, so the result is deterministic.

@@ -11,7 +11,8 @@
  *
  * matmul_w with bf16 / f16 weights (fp32 x, fp32 accumulation, as the CPU):
  *   T ≤ 8 (decode)  one warp per output row reads W in its own type (half
- *                   the bytes of fp32) and keeps the T sums in registers
+ *                   the bytes of fp32; 16-byte loads when in % 8 == 0 and the
+ *                   pointers are aligned) and keeps the T sums in registers
  *   T > 8           W is widened to fp32 in row blocks (≤ 16M elements of
  *                   stream-ordered scratch) and each block is one Sgemm
  */
@@ -71,7 +72,10 @@ __device__ __forceinline__ float wide(const uint16_t *w, size_t i, int bf16) {
 
 #define MW_TMAX 8 // the decode kernel's rows of x
 
-// one warp per output row o: y[t,o] (+)= Σ_i x[t,i]·W[o,i], t < T ≤ MW_TMAX
+// one warp per output row o: y[t,o] (+)= Σ_i x[t,i]·W[o,i], t < T ≤ MW_TMAX.
+// VEC: in % 8 == 0 and W, x 16-byte aligned: each lane reads 8 weights (16
+// bytes) and 8 floats of each x row per step.
+template <int VEC>
 __global__ void k_matvec_w(float *y, const float *x, const uint16_t *W, int T, int in, int out,
                            int add, int bf16) {
     int o = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
@@ -82,12 +86,31 @@ __global__ void k_matvec_w(float *y, const float *x, const uint16_t *W, int T, i
 #pragma unroll
     for (int t = 0; t < MW_TMAX; t++)
         acc[t] = 0.0f;
-    for (int i = lane; i < in; i += 32) {
-        float w = wide(W, row + i, bf16);
+    if (VEC) {
+        for (int i = lane * 8; i < in; i += 32 * 8) {
+            uint4 raw = *(const uint4 *)(W + row + i);
+            const uint16_t *h = (const uint16_t *)&raw;
+            float w[8];
 #pragma unroll
-        for (int t = 0; t < MW_TMAX; t++)
-            if (t < T)
-                acc[t] += w * x[(size_t)t * in + i];
+            for (int k = 0; k < 8; k++)
+                w[k] = wide(h, k, bf16);
+#pragma unroll
+            for (int t = 0; t < MW_TMAX; t++)
+                if (t < T) {
+                    float4 a = *(const float4 *)(x + (size_t)t * in + i);
+                    float4 b = *(const float4 *)(x + (size_t)t * in + i + 4);
+                    acc[t] += w[0] * a.x + w[1] * a.y + w[2] * a.z + w[3] * a.w + w[4] * b.x +
+                              w[5] * b.y + w[6] * b.z + w[7] * b.w;
+                }
+        }
+    } else {
+        for (int i = lane; i < in; i += 32) {
+            float w = wide(W, row + i, bf16);
+#pragma unroll
+            for (int t = 0; t < MW_TMAX; t++)
+                if (t < T)
+                    acc[t] += w * x[(size_t)t * in + i];
+        }
     }
 #pragma unroll
     for (int t = 0; t < MW_TMAX; t++) {
@@ -128,7 +151,13 @@ extern "C" void cuda_matmul_w(const molt_exec *ex, float *y, const float *x, mol
         return;
     if (T <= MW_TMAX) {
         unsigned blocks = (unsigned)((out + 7) / 8);
-        k_matvec_w<<<blocks, 256, 0, cu_stream(ex)>>>(y, x, w, T, in, out, beta != 0.0f, bf16);
+        int vec = in % 8 == 0 && (uintptr_t)w % 16 == 0 && (uintptr_t)x % 16 == 0;
+        if (vec)
+            k_matvec_w<1><<<blocks, 256, 0, cu_stream(ex)>>>(y, x, w, T, in, out, beta != 0.0f,
+                                                              bf16);
+        else
+            k_matvec_w<0><<<blocks, 256, 0, cu_stream(ex)>>>(y, x, w, T, in, out, beta != 0.0f,
+                                                              bf16);
         CU_LAUNCHED("k_matvec_w");
         return;
     }

@@ -140,6 +140,19 @@ void cu_scratch_free(const molt_exec *ex, void *p) {
         CU(cudaFreeAsync(p, cu_stream(ex)));
 }
 
+bool cu_smem_fits(const void *k, size_t bytes) {
+    int dev = 0, v = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    if (bytes > (size_t)v)
+        return false;
+    return bytes <= 48 * 1024 ||
+           CU(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, v));
+}
+
 // ----------------------------------------------------------------------------
 // cuBLAS: one handle, created on first use. cuBLAS's default math mode keeps
 // fp32 GEMMs in full fp32 (no TF32 tensor cores), so they match the CPU

@@ -201,13 +201,8 @@ __global__ void k_scan_intra(scan_args a) {
         if (j > i)
             continue;
         float L = M[e];
-        if (L != 0.0f) {
-            const float *Ci = CR(i), *Bj = BR(j);
-            float        s = 0.0f;
-            for (int n = 0; n < N; n++)
-                s += Ci[n] * Bj[n];
-            M[e] = s * L;
-        }
+        if (L != 0.0f)
+            M[e] = cu_dotf(CR(i), BR(j), N) * L;
     }
     __syncthreads();
     // Y_diag[i,p] = Σ_{j≤i} M[i,j]·X_j[p]
@@ -233,23 +228,24 @@ __global__ void k_scan_intra(scan_args a) {
 #undef CR
 }
 
-// Phase 2, one block per head: st[c] ← S_in[c];  v ← a_c·v + S_c
+// Phase 2, one thread per element of a head's state (grid: element blocks × heads):
+// st[c] ← S_in[c];  v ← a_c·v + S_c
 __global__ void k_scan_pass(scan_args a, float *vbuf) {
-    int    h = blockIdx.x;
-    size_t PN = (size_t)a.P * a.N;
+    int    h = blockIdx.y;
+    size_t PN = (size_t)a.P * a.N, e = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (e >= PN)
+        return;
     float *v = a.state ? a.state + h * PN : vbuf + h * PN;
-    for (size_t e = threadIdx.x; e < PN; e += blockDim.x) {
-        float ve = a.state ? v[e] : 0.0f;
-        for (int c = 0; c < a.nc; c++) {
-            int    t_last = min((c + 1) * a.Q, a.T) - 1;
-            float  tot = a.din[(size_t)h * a.T + t_last];
-            float *sc = a.st + ((size_t)c * a.H + h) * PN;
-            float  loc = sc[e];
-            sc[e] = ve;
-            ve = tot * ve + loc;
-        }
-        v[e] = ve;
+    float  ve = a.state ? v[e] : 0.0f;
+    for (int c = 0; c < a.nc; c++) {
+        int    t_last = min((c + 1) * a.Q, a.T) - 1;
+        float  tot = a.din[(size_t)h * a.T + t_last];
+        float *sc = a.st + ((size_t)c * a.H + h) * PN;
+        float  loc = sc[e];
+        sc[e] = ve;
+        ve = tot * ve + loc;
     }
+    v[e] = ve;
 }
 
 // Phase 3, one block per (chunk, head): y_i += din[i]·S_in[c]·C_i
@@ -263,10 +259,110 @@ __global__ void k_scan_off(scan_args a) {
     for (int e = threadIdx.x; e < Lc * P; e += blockDim.x) {
         int          i = e / P, p = e % P;
         const float *Ci = a.C + ((size_t)(t0 + i) * G + g) * N, *Sp = S + (size_t)p * N;
+        a.y[((size_t)(t0 + i) * H + h) * P + p] += dec[i] * cu_dotf(Ci, Sp, N);
+    }
+}
+
+// The same two phases with the chunk's B, C, X (and the chunk state) staged in
+// shared memory, used when they fit (scan_smem_bytes ≤ the device's opt-in
+// limit): the same sums in the same order as k_scan_intra / k_scan_off, so
+// the same results; the rows of B (and S) are padded to N+1 floats so that a
+// warp reading one column of them hits 32 different banks.
+static size_t scan_intra_smem(int Q, int P, int N) {
+    return sizeof(float) * ((size_t)3 * Q + (size_t)Q * (N + 1) + (size_t)Q * N + (size_t)Q * P);
+}
+static size_t scan_off_smem(int Q, int P, int N) {
+    return sizeof(float) * ((size_t)P * (N + 1) + (size_t)Q * N + (size_t)Q);
+}
+
+__global__ void k_scan_intra_smem(scan_args a) {
+    extern __shared__ float sm[];
+    int    c = blockIdx.x, h = blockIdx.y, H = a.H, P = a.P, N = a.N, G = a.G, g = h / (H / G);
+    int    t0 = c * a.Q, Lc = min(a.Q, a.T - t0), N1 = N + 1;
+    size_t o = (size_t)h * a.T + t0, PN = (size_t)P * N;
+    float *dAs = sm, *dins = dAs + a.Q, *douts = dins + a.Q, *Bs = douts + a.Q;
+    float *Cs = Bs + (size_t)a.Q * N1, *Xs = Cs + (size_t)a.Q * N;
+    float *M = a.Mc + ((size_t)h * a.nc + c) * (size_t)a.Q * a.Q; // [Lc][Lc], row i
+    for (int i = threadIdx.x; i < Lc; i += blockDim.x)
+        dAs[i] = a.dA[(size_t)(t0 + i) * H + h];
+    for (int e = threadIdx.x; e < Lc * N; e += blockDim.x) {
+        int    i = e / N, n = e % N;
+        size_t src = ((size_t)(t0 + i) * G + g) * N + n;
+        Bs[i * N1 + n] = a.B[src];
+        Cs[e] = a.C[src];
+    }
+    for (int e = threadIdx.x; e < Lc * P; e += blockDim.x)
+        Xs[e] = a.X[((size_t)(t0 + e / P) * H + h) * P + e % P];
+    __syncthreads();
+    // tasks 0..Lc-1: decay row i of M; Lc..2Lc-1: din / dout of step i (the
+    // CPU's serial sums, term for term)
+    for (int k = threadIdx.x; k < 2 * Lc; k += blockDim.x) {
+        if (k < Lc) {
+            float seg = 0.0f;
+            for (int j = k; j >= 0; j--) {
+                M[(size_t)k * Lc + j] = seg < SSM_FLUSH ? 0.0f : expf(seg);
+                seg += dAs[j];
+            }
+        } else {
+            int   i = k - Lc;
+            float acc = 0.0f;
+            for (int j = 0; j <= i; j++)
+                acc += dAs[j];
+            dins[i] = cu_decay(acc);
+            acc = 0.0f;
+            for (int j = Lc - 1; j > i; j--)
+                acc += dAs[j];
+            douts[i] = cu_decay(acc);
+            a.din[o + i] = dins[i];
+            a.dout[o + i] = douts[i];
+        }
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < Lc * (Lc + 1) / 2; e += blockDim.x) { // the lower triangle
+        int i, j;
+        cu_tri(e, &i, &j);
+        float *m = M + (size_t)i * Lc + j, L = *m;
+        if (L != 0.0f)
+            *m = cu_dotf(Cs + (size_t)i * N, Bs + (size_t)j * N1, N) * L;
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < Lc * P; e += blockDim.x) {
+        int          i = e / P, p = e % P;
+        const float *Mi = M + (size_t)i * Lc;
         float        s = 0.0f;
-        for (int n = 0; n < N; n++)
-            s += Ci[n] * Sp[n];
-        a.y[((size_t)(t0 + i) * H + h) * P + p] += dec[i] * s;
+        for (int j = 0; j <= i; j++)
+            s += Mi[j] * Xs[j * P + p];
+        a.y[((size_t)(t0 + i) * H + h) * P + p] = s;
+    }
+    float *S = a.st + ((size_t)c * H + h) * PN;
+    for (size_t e = threadIdx.x; e < PN; e += blockDim.x) {
+        int   p = (int)(e / N), n = (int)(e % N);
+        float s = 0.0f;
+        for (int j = 0; j < Lc; j++)
+            s += (douts[j] * Xs[j * P + p]) * Bs[j * N1 + n];
+        S[e] = s;
+    }
+}
+
+__global__ void k_scan_off_smem(scan_args a) {
+    extern __shared__ float sm[];
+    int c = blockIdx.x, h = blockIdx.y, H = a.H, P = a.P, N = a.N, G = a.G, g = h / (H / G);
+    if (c == 0 && !a.state)
+        return;
+    int          t0 = c * a.Q, Lc = min(a.Q, a.T - t0), N1 = N + 1;
+    float       *Ss = sm, *Cs = Ss + (size_t)P * N1, *dec = Cs + (size_t)a.Q * N;
+    const float *S = a.st + ((size_t)c * H + h) * (size_t)P * N;
+    for (int e = threadIdx.x; e < P * N; e += blockDim.x)
+        Ss[(e / N) * N1 + e % N] = S[e];
+    for (int e = threadIdx.x; e < Lc * N; e += blockDim.x)
+        Cs[e] = a.C[((size_t)(t0 + e / N) * G + g) * N + e % N];
+    for (int i = threadIdx.x; i < Lc; i += blockDim.x)
+        dec[i] = a.din[(size_t)h * a.T + t0 + i];
+    __syncthreads();
+    for (int e = threadIdx.x; e < Lc * P; e += blockDim.x) {
+        int          i = e / P, p = e % P;
+        a.y[((size_t)(t0 + i) * H + h) * P + p] +=
+            dec[i] * cu_dotf(Cs + (size_t)i * N, Ss + (size_t)p * N1, N);
     }
 }
 
@@ -289,13 +385,25 @@ extern "C" void cuda_ssd_scan_chunked(const molt_exec *ex, float *y, float *stat
     a.Mc = (float *)cu_scratch(ex, sizeof(float) * (size_t)H * nc * Q * Q);
     if (!a.Mc)
         return;
-    dim3 grid((unsigned)nc, (unsigned)H);
-    k_scan_intra<<<grid, 256, 0, cu_stream(ex)>>>(a);
-    CU_LAUNCHED("k_scan_intra");
-    k_scan_pass<<<H, 256, 0, cu_stream(ex)>>>(a, vbuf);
+    dim3   grid((unsigned)nc, (unsigned)H);
+    size_t s1 = scan_intra_smem(Q, P, N), s3 = scan_off_smem(Q, P, N);
+    if (cu_smem_fits((const void *)k_scan_intra_smem, s1)) {
+        k_scan_intra_smem<<<grid, 512, s1, cu_stream(ex)>>>(a);
+        CU_LAUNCHED("k_scan_intra_smem");
+    } else {
+        k_scan_intra<<<grid, 256, 0, cu_stream(ex)>>>(a);
+        CU_LAUNCHED("k_scan_intra");
+    }
+    dim3 pgrid((unsigned)((PN + 255) / 256), (unsigned)H);
+    k_scan_pass<<<pgrid, 256, 0, cu_stream(ex)>>>(a, vbuf);
     CU_LAUNCHED("k_scan_pass");
-    k_scan_off<<<grid, 256, 0, cu_stream(ex)>>>(a);
-    CU_LAUNCHED("k_scan_off");
+    if (cu_smem_fits((const void *)k_scan_off_smem, s3)) {
+        k_scan_off_smem<<<grid, 256, s3, cu_stream(ex)>>>(a);
+        CU_LAUNCHED("k_scan_off_smem");
+    } else {
+        k_scan_off<<<grid, 256, 0, cu_stream(ex)>>>(a);
+        CU_LAUNCHED("k_scan_off");
+    }
     cu_scratch_free(ex, a.Mc);
 }
 
@@ -324,11 +432,7 @@ __global__ void k_materialize(float *M, const float *dA, const float *B, const f
         if (s <= t) {
             float L = Mt[s];
             if (L != 0.0f) {
-                const float *Bs = B + ((size_t)s * G + g) * N;
-                float        d = 0.0f;
-                for (int n = 0; n < N; n++)
-                    d += Ct[n] * Bs[n];
-                v = d * L;
+                v = cu_dotf(Ct, B + ((size_t)s * G + g) * N, N) * L;
                 if (cs)
                     v *= cs[(size_t)s * H + h];
             }

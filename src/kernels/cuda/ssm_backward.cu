@@ -56,15 +56,44 @@ struct sbw {
     int    t0 = c * a.Q, Lc = min(a.Q, a.T - t0);                                                  \
     (void)g
 #define MO (((size_t)h * a.nc + c) * (size_t)a.Q * a.Q) // this (head, chunk)'s matrices
-#define XR(i) (a.X + ((size_t)(t0 + (i)) * H + h) * P)
-#define DYR(i) (a.dy + ((size_t)(t0 + (i)) * H + h) * P)
-#define BR(i) (a.B + ((size_t)(t0 + (i)) * G + g) * N)
-#define CR(i) (a.C + ((size_t)(t0 + (i)) * G + g) * N)
+// Rows of X, dy, B, C of this (head, chunk): in global memory, or (stage) copied
+// to shared memory first, rows padded by one float so that a warp reading one
+// column of them hits 32 different banks (sbw_smem bytes)
+#define SB_STAGE(stage)                                                                            \
+    extern __shared__ float sm[];                                                                  \
+    const float *xb = a.X + ((size_t)t0 * H + h) * P, *yb = a.dy + ((size_t)t0 * H + h) * P;      \
+    const float *bb = a.B + ((size_t)t0 * G + g) * N, *cbb = a.C + ((size_t)t0 * G + g) * N;      \
+    size_t       xs = (size_t)H * P, bs = (size_t)G * N;                                           \
+    if (stage) {                                                                                   \
+        float *Xs = sm, *Ys = Xs + (size_t)Lc * (P + 1), *Bs = Ys + (size_t)Lc * (P + 1);          \
+        float *Cs = Bs + (size_t)Lc * (N + 1);                                                     \
+        for (int e = threadIdx.x; e < Lc * P; e += blockDim.x) {                                   \
+            int i = e / P, p = e % P;                                                              \
+            Xs[i * (P + 1) + p] = xb[i * xs + p];                                                  \
+            Ys[i * (P + 1) + p] = yb[i * xs + p];                                                  \
+        }                                                                                          \
+        for (int e = threadIdx.x; e < Lc * N; e += blockDim.x) {                                   \
+            int i = e / N, n = e % N;                                                              \
+            Bs[i * (N + 1) + n] = bb[i * bs + n];                                                  \
+            Cs[i * (N + 1) + n] = cbb[i * bs + n];                                                 \
+        }                                                                                          \
+        __syncthreads();                                                                           \
+        xb = Xs, yb = Ys, bb = Bs, cbb = Cs, xs = P + 1, bs = N + 1;                               \
+    }
+#define XR(i) (xb + (size_t)(i) * xs)
+#define DYR(i) (yb + (size_t)(i) * xs)
+#define BR(i) (bb + (size_t)(i) * bs)
+#define CR(i) (cbb + (size_t)(i) * bs)
+
+static size_t sbw_smem(int Q, int P, int N) {
+    return sizeof(float) * (size_t)Q * (2 * (size_t)(P + 1) + 2 * (size_t)(N + 1));
+}
 #define DAV(i) a.dA[(size_t)(t0 + (i)) * H + h]
 
 // A1: L[i,j] (decay, flushed), CB[i,j] = C_i·B_j, Gm[i,j] = dy_i·X_j
-__global__ void k_sbw_mats(sbw a) {
+__global__ void k_sbw_mats(sbw a, int stage) {
     SB_SETUP;
+    SB_STAGE(stage);
     float *L = a.Lm + MO, *CB = a.CB + MO, *Gm = a.Gm + MO;
     for (int i = threadIdx.x; i < Lc; i += blockDim.x) {
         float seg = 0.0f;
@@ -73,24 +102,18 @@ __global__ void k_sbw_mats(sbw a) {
             seg += DAV(j);
         }
     }
-    for (int e = threadIdx.x; e < Lc * Lc; e += blockDim.x) {
-        int i = e / Lc, j = e % Lc;
-        if (j > i)
-            continue;
-        const float *Ci = CR(i), *Bj = BR(j), *dyi = DYR(i), *Xj = XR(j);
-        float        cb = 0.0f, gg = 0.0f;
-        for (int n = 0; n < N; n++)
-            cb += Ci[n] * Bj[n];
-        for (int p = 0; p < P; p++)
-            gg += dyi[p] * Xj[p];
-        CB[e] = cb;
-        Gm[e] = gg;
+    for (int e = threadIdx.x; e < Lc * (Lc + 1) / 2; e += blockDim.x) { // the lower triangle
+        int i, j;
+        cu_tri(e, &i, &j);
+        CB[(size_t)i * Lc + j] = cu_dotf(CR(i), BR(j), N);
+        Gm[(size_t)i * Lc + j] = cu_dotf(DYR(i), XR(j), P);
     }
 }
 
 // A2: the intra-chunk part and the entering state's output side (written, =)
-__global__ void k_sbw_intra(sbw a) {
+__global__ void k_sbw_intra(sbw a, int stage) {
     SB_SETUP;
+    SB_STAGE(stage);
     size_t       PN = (size_t)P * N;
     const float *L = a.Lm + MO, *CB = a.CB + MO, *Gm = a.Gm + MO;
     const float *din = a.din + (size_t)h * a.T + t0;
@@ -127,12 +150,8 @@ __global__ void k_sbw_intra(sbw a) {
         for (int i = threadIdx.x; i < Lc; i += blockDim.x) {
             const float *Ci = CR(i), *dyi = DYR(i);
             float        ri = 0.0f;
-            for (int p = 0; p < P; p++) {
-                float sp = 0.0f;
-                for (int n = 0; n < N; n++)
-                    sp += S[(size_t)p * N + n] * Ci[n];
-                ri += dyi[p] * sp;
-            }
+            for (int p = 0; p < P; p++)
+                ri += dyi[p] * cu_dotf(S + (size_t)p * N, Ci, N);
             r[i] = din[i] * ri;
         }
         // dS_loc[p,n] = Σ_i din[i]·dy_i[p]·C_i[n]   (into E[c]; phase B turns it into E[c])
@@ -146,70 +165,90 @@ __global__ void k_sbw_intra(sbw a) {
         }
     }
     __syncthreads();
-    // ddA_k = Σ_{i≥k} Σ_{j<k} Gm·CB·L  (+ Σ_{i≥k} r_i)
+    // ddA_k = Σ_{i≥k} Σ_{j<k} w[i,j]  (+ Σ_{i≥k} r_i),  w = Gm·CB·L: first each row's
+    // prefix Σ_{j<k} w[i,j] in place of Gm (every use of Gm above is done), then
+    // column sums over i; the CPU's order of sums (rows ascending, then the r suffix)
+    float *Wp = a.Gm + MO;
+    for (int i = threadIdx.x; i < Lc; i += blockDim.x) {
+        float *row = Wp + (size_t)i * Lc;
+        float  acc = 0.0f, prev = 0.0f;
+        for (int k = 0; k <= i; k++) {
+            size_t o = (size_t)i * Lc + k;
+            float  w = Gm[o] * CB[o] * L[o];
+            acc += prev;
+            row[k] = acc; // Σ_{j<k} w[i,j]
+            prev = w;
+        }
+    }
+    __syncthreads();
     for (int k = threadIdx.x; k < Lc; k += blockDim.x) {
         float s = 0.0f;
-        for (int i = k; i < Lc; i++) {
-            float row = 0.0f;
-            for (int j = 0; j < k; j++) {
-                size_t o = (size_t)i * Lc + j;
-                row += Gm[o] * CB[o] * L[o];
-            }
-            s += row;
-            if (c > 0)
-                s += r[i];
+        for (int i = k; i < Lc; i++)
+            s += Wp[(size_t)i * Lc + k];
+        if (c > 0) {
+            float acc = 0.0f;
+            for (int i = Lc - 1; i >= k; i--)
+                acc += r[i];
+            s += acc;
         }
         a.ddA[(size_t)(t0 + k) * H + h] = s;
     }
 }
 
-// B: per head, chunks in reverse: E[c] (adjoint of S_in[c+1]) and da_c = a_c·⟨E[c], S_in[c]⟩
+// B: the reverse inter-chunk recurrence, one thread per state element of a head
+// (grid: element blocks × heads): E[c] (adjoint of S_in[c+1]) over dS_loc[c]
 __global__ void k_sbw_pass(sbw a) {
-    __shared__ double sh[32];
-    int    h = blockIdx.x, H = a.H, nc = a.nc;
-    size_t PN = (size_t)a.P * a.N;
-    float *v = a.vb + (size_t)h * PN;
-    for (size_t e = threadIdx.x; e < PN; e += blockDim.x)
-        v[e] = 0.0f;
-    if (threadIdx.x == 0)
-        a.da[(size_t)h * nc] = 0.0f;
+    int    h = blockIdx.y, H = a.H, nc = a.nc;
+    size_t PN = (size_t)a.P * a.N, e = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (e >= PN)
+        return;
+    float v = 0.0f;
     for (int c = nc - 1; c >= 1; c--) {
-        int          t_last = min((c + 1) * a.Q, a.T) - 1;
-        float        dec = a.din[(size_t)h * a.T + t_last];
-        float       *E = a.E + ((size_t)c * H + h) * PN;
-        const float *S = a.st + ((size_t)c * H + h) * PN;
-        double       dot = 0.0;
-        for (size_t e = threadIdx.x; e < PN; e += blockDim.x)
-            dot += (double)v[e] * (double)S[e];
-        dot = cu_block_sum(dot, sh);
-        if (threadIdx.x == 0)
-            a.da[(size_t)h * nc + c] = dec * (float)dot;
-        for (size_t e = threadIdx.x; e < PN; e += blockDim.x) {
-            float loc = E[e];
-            E[e] = v[e];
-            v[e] = dec * v[e] + loc;
-        }
+        int    t_last = min((c + 1) * a.Q, a.T) - 1;
+        float  dec = a.din[(size_t)h * a.T + t_last];
+        float *E = a.E + ((size_t)c * H + h) * PN;
+        float  loc = E[e];
+        E[e] = v;
+        v = dec * v + loc;
     }
+    a.E[(size_t)h * PN + e] = v; // E[0]
+}
+
+// da_c = a_c·⟨E[c], S_in[c]⟩ (one block per (chunk, head); 0 for chunk 0)
+__global__ void k_sbw_da(sbw a) {
+    __shared__ double sh[32];
+    int    c = blockIdx.x, h = blockIdx.y, H = a.H;
+    size_t PN = (size_t)a.P * a.N;
+    if (c == 0) {
+        if (threadIdx.x == 0)
+            a.da[(size_t)h * a.nc] = 0.0f;
+        return;
+    }
+    const float *E = a.E + ((size_t)c * H + h) * PN, *S = a.st + ((size_t)c * H + h) * PN;
+    double       dot = 0.0;
     for (size_t e = threadIdx.x; e < PN; e += blockDim.x)
-        a.E[(size_t)h * PN + e] = v[e]; // E[0]
+        dot += (double)E[e] * (double)S[e];
+    dot = cu_block_sum(dot, sh);
+    if (threadIdx.x == 0) {
+        int t_last = min((c + 1) * a.Q, a.T) - 1;
+        a.da[(size_t)h * a.nc + c] = a.din[(size_t)h * a.T + t_last] * (float)dot;
+    }
 }
 
 // C: chunk-state part from E = E[c] (c < nc-1): dX_i += dout[i]·E B_i,
 // dB_i += dout[i]·Eᵀ X_i, ddA_i += Σ_{i'<i} dout[i']·X_i'·(E B_i') + da_c
-__global__ void k_sbw_state(sbw a) {
+__global__ void k_sbw_state(sbw a, int stage) {
     SB_SETUP;
     if (c == a.nc - 1)
         return;
+    SB_STAGE(stage);
     size_t       PN = (size_t)P * N;
     const float *E = a.E + ((size_t)c * H + h) * PN;
     const float *dout = a.dout + (size_t)h * a.T + t0;
     float       *q = a.r1 + (size_t)h * a.T + t0;
     for (int e = threadIdx.x; e < Lc * P; e += blockDim.x) {
         int          i = e / P, p = e % P;
-        const float *Bi = BR(i), *Ep = E + (size_t)p * N;
-        float        eb = 0.0f;
-        for (int n = 0; n < N; n++)
-            eb += Ep[n] * Bi[n];
+        float eb = cu_dotf(E + (size_t)p * N, BR(i), N);
         a.dX[((size_t)(t0 + i) * H + h) * P + p] += dout[i] * eb;
     }
     for (int e = threadIdx.x; e < Lc * N; e += blockDim.x) {
@@ -223,12 +262,8 @@ __global__ void k_sbw_state(sbw a) {
     for (int i = threadIdx.x; i < Lc; i += blockDim.x) {
         const float *Xi = XR(i), *Bi = BR(i);
         float        s = 0.0f;
-        for (int p = 0; p < P; p++) {
-            float eb = 0.0f;
-            for (int n = 0; n < N; n++)
-                eb += E[(size_t)p * N + n] * Bi[n];
-            s += Xi[p] * eb;
-        }
+        for (int p = 0; p < P; p++)
+            s += Xi[p] * cu_dotf(E + (size_t)p * N, Bi, N);
         q[i] = s;
     }
     __syncthreads();
@@ -276,14 +311,20 @@ extern "C" void cuda_ssd_scan_chunked_backward(const molt_exec *ex, float *dX, f
     if (!a.Lm)
         return;
     a.CB = a.Lm + mq, a.Gm = a.CB + mq;
-    dim3 grid((unsigned)nc, (unsigned)H);
-    k_sbw_mats<<<grid, 256, 0, cu_stream(ex)>>>(a);
+    dim3   grid((unsigned)nc, (unsigned)H), pgrid((unsigned)((PN + 255) / 256), (unsigned)H);
+    size_t sm = sbw_smem(Q, P, N);
+    int    st1 = cu_smem_fits((const void *)k_sbw_mats, sm);
+    int    st2 = cu_smem_fits((const void *)k_sbw_intra, sm);
+    int    st3 = cu_smem_fits((const void *)k_sbw_state, sm);
+    k_sbw_mats<<<grid, 512, st1 ? sm : 0, cu_stream(ex)>>>(a, st1);
     CU_LAUNCHED("k_sbw_mats");
-    k_sbw_intra<<<grid, 256, 0, cu_stream(ex)>>>(a);
+    k_sbw_intra<<<grid, 512, st2 ? sm : 0, cu_stream(ex)>>>(a, st2);
     CU_LAUNCHED("k_sbw_intra");
-    k_sbw_pass<<<H, 256, 0, cu_stream(ex)>>>(a);
+    k_sbw_pass<<<pgrid, 256, 0, cu_stream(ex)>>>(a);
     CU_LAUNCHED("k_sbw_pass");
-    k_sbw_state<<<grid, 256, 0, cu_stream(ex)>>>(a);
+    k_sbw_da<<<grid, 256, 0, cu_stream(ex)>>>(a);
+    CU_LAUNCHED("k_sbw_da");
+    k_sbw_state<<<grid, 512, st3 ? sm : 0, cu_stream(ex)>>>(a, st3);
     CU_LAUNCHED("k_sbw_state");
     cu_scratch_free(ex, a.Lm);
     if (H != G)
@@ -318,10 +359,7 @@ __global__ void k_mbw_rows(mbw a) {
     for (int s = threadIdx.x; s <= t; s += blockDim.x) {
         float L = GL[s], gl = 0.0f, wl = 0.0f, w = 0.0f;
         if (L != 0.0f) {
-            const float *Bs = a.B + ((size_t)s * G + g) * N;
-            float        cb = 0.0f, m = dMt[s];
-            for (int n = 0; n < N; n++)
-                cb += Ct[n] * Bs[n];
+            float cb = cu_dotf(Ct, a.B + ((size_t)s * G + g) * N, N), m = dMt[s];
             gl = m * L * (a.cs ? a.cs[(size_t)s * H + h] : 1.0f);
             wl = m * cb * L;
             w = gl * cb;
