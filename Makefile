@@ -7,6 +7,10 @@
 #   make bench      benchmarks (results go in docs/BENCHMARKS.md by hand)
 #   make fuzz       longer libFuzzer runs of every parser (clang)
 #   make format     clang-format the tree
+#   make cuda       the CUDA backend (src/kernels/cuda, nvcc, sm_90) into build-cuda/: libmolt.a
+#                   built with -DMOLT_CUDA and build-cuda/tests/test_backend_cuda. `make test`
+#                   builds it too when nvcc is found (CI compiles the CUDA code; the test skips
+#                   without a GPU); plain `make` never needs CUDA.
 # -fno-trapping-math: molt never enables FP traps; it lets float selects (clamps) vectorize.
 # -fno-math-errno: molt never reads errno after a math call; it lets sqrtf vectorize.
 # Variables: BUILD (build dir), SAN=1 (ASan+UBSan), TSAN=1 (ThreadSanitizer), NATIVE=1 (-march=native), CI=true (-Werror)
@@ -46,11 +50,11 @@ endif
 CFLAGS  = $(CFLAGS_BASE) -MMD -MP
 LDLIBS  = $(PKG_LIBS) -fopenmp -lm $(LDSAN)
 
-LIB_SRC  := $(shell find src -name '*.c' | sort)
+LIB_SRC  := $(shell find src -name '*.c' -not -path 'src/kernels/cuda/*' | sort)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_SRC  := $(wildcard tools/molt/*.c)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
-TEST_SRC := $(wildcard tests/test_*.c)
+TEST_SRC := $(filter-out tests/test_backend_cuda.c,$(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TESTLIB_SRC := tests/testutil.c tests/testmodel.c
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
@@ -59,12 +63,33 @@ BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 LIB := $(BUILD)/libmolt.a
 
-.PHONY: all test asan tsan bench fuzz format clean tests fuzz-drivers
+# CUDA backend (CUDA=1, set by `make cuda`): nvcc from $(CUDA_HOME), sm_90 code plus
+# compute_90 PTX; the .cu objects and src/kernels/cuda/*.c join the library, every C file is
+# compiled with -DMOLT_CUDA.
+CUDA_HOME ?= /usr/local/cuda
+NVCC      ?= $(shell command -v nvcc 2>/dev/null || { test -x $(CUDA_HOME)/bin/nvcc && echo $(CUDA_HOME)/bin/nvcc; })
+CUDA_BUILD ?= build-cuda
+NVCCFLAGS  = -std=c++17 -O3 -g -gencode arch=compute_90,code=sm_90 \
+             -gencode arch=compute_90,code=compute_90 -Xcompiler -fvisibility=hidden,-Wall \
+             -Iinclude -Isrc -DMOLT_CUDA -MMD -MP
+CUDA_CU_SRC := $(sort $(wildcard src/kernels/cuda/*.cu))
+ifeq ($(CUDA),1)
+CFLAGS_BASE += -DMOLT_CUDA
+LIB_SRC  += $(sort $(wildcard src/kernels/cuda/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CUDA_CU_SRC:%.cu=$(BUILD)/%.o)
+LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
+endif
+
+.PHONY: all test asan tsan bench fuzz format clean tests fuzz-drivers cuda
 all: molt
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -MF $(@:.o=.d) -c $< -o $@
 
 $(LIB): $(LIB_OBJ)
 	@rm -f $@
@@ -93,11 +118,22 @@ $(BUILD)/bench/%: bench/%.c $(LIB)
 tests: molt $(TEST_BIN) $(FUZZ_DRV)
 fuzz-drivers: $(FUZZ_DRV)
 
-test: tests
-	@BUILD=$(BUILD) bash scripts/run_tests.sh
+# the CUDA library and its test (only the one test: the rest of the suite is the CPU build's)
+cuda:
+	@test -n "$(NVCC)" || { echo "make cuda: nvcc not found (CUDA_HOME=$(CUDA_HOME))"; exit 1; }
+	$(MAKE) BUILD=$(CUDA_BUILD) CUDA=1 $(CUDA_BUILD)/libmolt.a $(CUDA_BUILD)/tests/test_backend_cuda
+
+# with nvcc present, `make test` also builds the CUDA test (so the CUDA code is compiled) and
+# runs it: it skips (exit 77, one-line reason) where no GPU is found
+ifneq ($(NVCC),)
+TEST_CUDA_DEP = cuda
+TEST_CUDA_BIN = $(CUDA_BUILD)/tests/test_backend_cuda
+endif
+test: tests $(TEST_CUDA_DEP)
+	@BUILD=$(BUILD) CUDA_TEST=$(TEST_CUDA_BIN) bash scripts/run_tests.sh
 
 asan:
-	$(MAKE) BUILD=build-asan SAN=1 OPT=-O1 test
+	$(MAKE) BUILD=build-asan SAN=1 OPT=-O1 NVCC= test
 
 tsan:
 	$(MAKE) BUILD=build-tsan TSAN=1 OPT=-O1 build-tsan/molt build-tsan/tests/test_pool build-tsan/tests/test_slots
@@ -113,6 +149,6 @@ format:
 	clang-format -i $$(find include src tools tests fuzz bench -name '*.[ch]')
 
 clean:
-	rm -rf build build-asan build-tsan build-fuzz molt
+	rm -rf build build-asan build-tsan build-fuzz $(CUDA_BUILD) molt
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

@@ -1,0 +1,43 @@
+/*
+ * backend_cuda.c — the CUDA backend's op table (kernels.h: molt_backend),
+ * filled from MOLT_CUDA_OPS (cuda_ops.h) with the cuda_* ops of dense.cu,
+ * rows.cu, ssm.cu and ssm_backward.cu and the memory ops of mem.cu. An op of
+ * MOLT_BACKEND_OPS that MOLT_CUDA_OPS does not list stays NULL: the table is
+ * then refused by molt_exec_init, and molt_cuda_missing_ops names the op.
+ */
+#include "kernels/cuda/cuda.h"
+#include "kernels/cuda/cuda_ops.h"
+#include "kernels/kernels.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define CUDA_OP(op) .op = cuda_##op,
+const molt_backend molt_backend_cuda = {
+    .name = "cuda",
+    .mem = {.host_visible = false,
+            .alloc = cuda_mem_alloc,
+            .free = cuda_mem_free,
+            .upload = cuda_mem_upload,
+            .download = cuda_mem_download,
+            .copy = cuda_mem_copy,
+            .zero = cuda_mem_zero,
+            .sync = cuda_mem_sync},
+    MOLT_CUDA_OPS(CUDA_OP)};
+#undef CUDA_OP
+
+int molt_cuda_missing_ops(char *buf, size_t cap) {
+    int    n = 0;
+    size_t len = 0;
+    if (cap)
+        buf[0] = '\0';
+#define MISSING(op)                                                                                \
+    if (!molt_backend_cuda.op) {                                                                   \
+        int w = cap > len ? snprintf(buf + len, cap - len, "%s%s", n ? ", " : "", #op) : 0;      \
+        len += w > 0 ? (size_t)w : 0;                                                              \
+        n++;                                                                                       \
+    }
+    MOLT_BACKEND_OPS(MISSING)
+#undef MISSING
+    return n;
+}

@@ -1,0 +1,107 @@
+/*
+ * common.cuh — what every CUDA source of the backend shares: the checked-call
+ * macros that feed the sticky error (cuda.h), the exec's stream, launch
+ * helpers, stream-ordered scratch, and the shared cuBLAS handle.
+ * Internal to src/kernels/cuda.
+ */
+#ifndef MOLT_KERNELS_CUDA_COMMON_CUH
+#define MOLT_KERNELS_CUDA_COMMON_CUH
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <stddef.h>
+#include <stdint.h>
+
+extern "C" {
+#include "kernels/cuda/cuda.h"
+#include "kernels/cuda/cuda_ops.h"
+#include "kernels/kernels.h"
+#include "kernels/ssm.h"
+}
+
+// records the first failure (later ones are dropped); thread-safe
+void cu_record(const char *what, const char *detail, const char *file, int line);
+// true (and nothing recorded) on success
+bool cu_check(cudaError_t e, const char *what, const char *file, int line);
+bool cublas_check(cublasStatus_t s, const char *what, const char *file, int line);
+
+#define CU(call) cu_check((call), #call, __FILE__, __LINE__)
+#define CUBLAS(call) cublas_check((call), #call, __FILE__, __LINE__)
+// after every kernel launch: launch-configuration errors are reported here,
+// faults during the run by the next be_sync
+#define CU_LAUNCHED(name) cu_check(cudaGetLastError(), "launch " name, __FILE__, __LINE__)
+#define CU_FAIL(msg) cu_record(msg, NULL, __FILE__, __LINE__)
+
+static inline cudaStream_t cu_stream(const molt_exec *ex) { return (cudaStream_t)ex->stream; }
+
+// blocks for n items at `threads` per block, capped (kernels use grid-stride loops)
+static inline unsigned cu_blocks(size_t n, unsigned threads) {
+    size_t b = (n + threads - 1) / threads;
+    return (unsigned)(b < 1 ? 1 : b > 65535u * 16u ? 65535u * 16u : b);
+}
+
+// Stream-ordered scratch (cudaMallocAsync / cudaFreeAsync on ex's stream):
+// safe to free right after the kernels that use it are queued. NULL (and the
+// error recorded) on failure.
+void *cu_scratch(const molt_exec *ex, size_t bytes);
+void  cu_scratch_free(const molt_exec *ex, void *p);
+
+// The backend's one cuBLAS handle, bound to ex's stream; calls through it are
+// serialised by cu_blas_lock / cu_blas_unlock (NULL: creation failed, recorded).
+cublasHandle_t cu_blas_lock(const molt_exec *ex);
+void           cu_blas_unlock(void);
+
+// true when `bytes` of dynamic shared memory fit one block of kernel k on the
+// current device; k's limit is raised to the device's opt-in maximum (past the
+// default 48 KB) when needed
+bool cu_smem_fits(const void *k, size_t bytes);
+
+#define SSM_FLUSH (-60.0f) // = SSM_EXP_FLUSH (ssm.h)
+
+__device__ __forceinline__ float cu_decay(float x) { return x < SSM_FLUSH ? 0.0f : expf(x); }
+
+// Σ a_i·b_i exactly as the CPU's k_dotf (kernels.h): 8 partial sums in a fixed
+// order, products rounded before the add (no FMA), so the same bits as the CPU
+// for the same inputs; the 8 independent chains also keep the pipeline full.
+__device__ __forceinline__ float cu_dotf(const float *a, const float *b, int n) {
+    float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    int   i = 0;
+    for (; i + 8 <= n; i += 8)
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            acc[k] = __fadd_rn(acc[k], __fmul_rn(a[i + k], b[i + k]));
+    float s = __fadd_rn(__fadd_rn(__fadd_rn(acc[0], acc[4]), __fadd_rn(acc[1], acc[5])),
+                        __fadd_rn(__fadd_rn(acc[2], acc[6]), __fadd_rn(acc[3], acc[7])));
+    for (; i < n; i++)
+        s = __fadd_rn(s, __fmul_rn(a[i], b[i]));
+    return s;
+}
+
+// e-th entry (row-major) of a lower triangle including the diagonal: i ≥ j
+__device__ __forceinline__ void cu_tri(int e, int *i, int *j) {
+    int r = (int)((sqrtf(8.0f * (float)e + 1.0f) - 1.0f) * 0.5f);
+    while (r * (r + 1) / 2 > e)
+        r--;
+    while ((r + 1) * (r + 2) / 2 <= e)
+        r++;
+    *i = r;
+    *j = e - r * (r + 1) / 2;
+}
+
+// block-wide sum of one double per thread (blockDim.x a multiple of 32, ≤ 1024);
+// every thread gets the total. The tree is fixed, so the result is deterministic.
+__device__ __forceinline__ double cu_block_sum(double v, double *sh /* [32] */) {
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_down_sync(0xffffffffu, v, o);
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    __syncthreads();
+    if (lane == 0)
+        sh[w] = v;
+    __syncthreads();
+    double s = 0.0;
+    for (int i = 0; i < nw; i++)
+        s += sh[i];
+    return s;
+}
+
+#endif

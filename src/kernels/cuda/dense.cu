@@ -1,0 +1,217 @@
+/*
+ * dense.cu — CUDA GEMM ops: matmul, matmul_w (typed weights) and
+ * matmul_backward. Contracts in kernels.h / backward.h.
+ *
+ * Row-major y[T,out] = x[T,in]·W[out,in]ᵀ is, read column-major, yᵀ = Wᵀ·xᵀ:
+ * one cublasSgemm(OP_T, OP_N, out, T, in). Numerics: fp32 inputs, fp32
+ * compute, no TF32 (the cuBLAS handle's default math mode, mem.cu), so the
+ * results match the CPU oracle to fp32 rounding (~1e-6 relative; the order
+ * of the sums differs, so not bit for bit). cuBLAS is deterministic for a
+ * given GPU and library on one stream.
+ *
+ * matmul_w with bf16 / f16 weights (fp32 x, fp32 accumulation, as the CPU):
+ *   T ≤ 8 (decode)  one warp per output row reads W in its own type (half
+ *                   the bytes of fp32; 16-byte loads when in % 8 == 0 and the
+ *                   pointers are aligned) and keeps the T sums in registers
+ *   T > 8           W is widened to fp32 in row blocks (≤ 16M elements of
+ *                   stream-ordered scratch) and each block is one Sgemm
+ */
+#include "kernels/cuda/common.cuh"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+// y[t,o] = (accumulate ? y[t,o] : 0) + (bias ? bias[o] : 0)   (prepares beta = 1)
+__global__ void k_bias_init(float *y, const float *bias, size_t T, size_t out, int accumulate) {
+    size_t n = T * out;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        float b = bias ? bias[i % out] : 0.0f;
+        y[i] = accumulate ? y[i] + b : b;
+    }
+}
+
+// Prepares y for y += x·Wᵀ: returns the GEMM's beta (0: y is only written)
+static float prep_y(const molt_exec *ex, float *y, const float *bias, int T, int out,
+                    int accumulate, int in) {
+    if (!bias && (accumulate || in > 0))
+        return accumulate ? 1.0f : 0.0f;
+    size_t n = (size_t)T * out;
+    k_bias_init<<<cu_blocks(n, 256), 256, 0, cu_stream(ex)>>>(y, bias, T, out, accumulate);
+    CU_LAUNCHED("k_bias_init");
+    return 1.0f;
+}
+
+static void sgemm_tn(const molt_exec *ex, float *y, const float *x, const float *W, int T, int in,
+                     int out, int ldy, float beta) {
+    cublasHandle_t h = cu_blas_lock(ex);
+    if (!h)
+        return;
+    const float one = 1.0f;
+    CUBLAS(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, out, T, in, &one, W, in, x, in, &beta, y,
+                       ldy));
+    cu_blas_unlock();
+}
+
+extern "C" void cuda_matmul(const molt_exec *ex, float *y, const float *x, const float *W,
+                            const float *bias, int T, int in, int out, int accumulate) {
+    if (T <= 0 || out <= 0)
+        return;
+    float beta = prep_y(ex, y, bias, T, out, accumulate, in);
+    if (in > 0)
+        sgemm_tn(ex, y, x, W, T, in, out, out, beta);
+}
+
+// ----------------------------------------------------------------------------
+// typed weights
+
+__device__ __forceinline__ float wide(const uint16_t *w, size_t i, int bf16) {
+    return bf16 ? __bfloat162float(__ushort_as_bfloat16(w[i]))
+                : __half2float(__ushort_as_half(w[i]));
+}
+
+#define MW_TMAX 8 // the decode kernel's rows of x
+
+// one warp per output row o: y[t,o] (+)= Σ_i x[t,i]·W[o,i], t < T ≤ MW_TMAX.
+// VEC: in % 8 == 0 and W, x 16-byte aligned: each lane reads 8 weights (16
+// bytes) and 8 floats of each x row per step.
+template <int VEC>
+__global__ void k_matvec_w(float *y, const float *x, const uint16_t *W, int T, int in, int out,
+                           int add, int bf16) {
+    int o = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
+    if (o >= out)
+        return;
+    float        acc[MW_TMAX];
+    const size_t row = (size_t)o * in;
+#pragma unroll
+    for (int t = 0; t < MW_TMAX; t++)
+        acc[t] = 0.0f;
+    if (VEC) {
+        for (int i = lane * 8; i < in; i += 32 * 8) {
+            uint4 raw = *(const uint4 *)(W + row + i);
+            const uint16_t *h = (const uint16_t *)&raw;
+            float w[8];
+#pragma unroll
+            for (int k = 0; k < 8; k++)
+                w[k] = wide(h, k, bf16);
+#pragma unroll
+            for (int t = 0; t < MW_TMAX; t++)
+                if (t < T) {
+                    float4 a = *(const float4 *)(x + (size_t)t * in + i);
+                    float4 b = *(const float4 *)(x + (size_t)t * in + i + 4);
+                    acc[t] += w[0] * a.x + w[1] * a.y + w[2] * a.z + w[3] * a.w + w[4] * b.x +
+                              w[5] * b.y + w[6] * b.z + w[7] * b.w;
+                }
+        }
+    } else {
+        for (int i = lane; i < in; i += 32) {
+            float w = wide(W, row + i, bf16);
+#pragma unroll
+            for (int t = 0; t < MW_TMAX; t++)
+                if (t < T)
+                    acc[t] += w * x[(size_t)t * in + i];
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < MW_TMAX; t++) {
+        float s = acc[t];
+        for (int k = 16; k > 0; k >>= 1)
+            s += __shfl_down_sync(0xffffffffu, s, k);
+        if (lane == 0 && t < T) {
+            float *dst = y + (size_t)t * out + o;
+            *dst = add ? *dst + s : s;
+        }
+    }
+}
+
+__global__ void k_widen(float *dst, const uint16_t *src, size_t n, int bf16) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = wide(src, i, bf16);
+}
+
+#define MW_BLOCK_ELEMS ((size_t)1 << 24) // widened weights per Sgemm (64 MB of scratch)
+
+extern "C" void cuda_matmul_w(const molt_exec *ex, float *y, const float *x, molt_w W,
+                              const float *bias, int T, int in, int out, int accumulate) {
+    if (W.dt == MOLT_F32) {
+        cuda_matmul(ex, y, x, (const float *)W.data, bias, T, in, out, accumulate);
+        return;
+    }
+    if (W.dt != MOLT_BF16 && W.dt != MOLT_F16) {
+        CU_FAIL("matmul_w: unsupported weight dtype");
+        return;
+    }
+    if (T <= 0 || out <= 0)
+        return;
+    int             bf16 = W.dt == MOLT_BF16;
+    const uint16_t *w = (const uint16_t *)W.data;
+    float           beta = prep_y(ex, y, bias, T, out, accumulate, in);
+    if (in <= 0)
+        return;
+    if (T <= MW_TMAX) {
+        unsigned blocks = (unsigned)((out + 7) / 8);
+        int vec = in % 8 == 0 && (uintptr_t)w % 16 == 0 && (uintptr_t)x % 16 == 0;
+        if (vec)
+            k_matvec_w<1><<<blocks, 256, 0, cu_stream(ex)>>>(y, x, w, T, in, out, beta != 0.0f,
+                                                              bf16);
+        else
+            k_matvec_w<0><<<blocks, 256, 0, cu_stream(ex)>>>(y, x, w, T, in, out, beta != 0.0f,
+                                                              bf16);
+        CU_LAUNCHED("k_matvec_w");
+        return;
+    }
+    int rows = (int)(MW_BLOCK_ELEMS / (size_t)in);
+    rows = rows < 1 ? 1 : rows > out ? out : rows;
+    float *tile = (float *)cu_scratch(ex, sizeof(float) * (size_t)rows * in);
+    if (!tile)
+        return;
+    for (int o0 = 0; o0 < out; o0 += rows) {
+        int    r = out - o0 < rows ? out - o0 : rows;
+        size_t n = (size_t)r * in;
+        k_widen<<<cu_blocks(n, 256), 256, 0, cu_stream(ex)>>>(tile, w + (size_t)o0 * in, n, bf16);
+        CU_LAUNCHED("k_widen");
+        sgemm_tn(ex, y + o0, x, tile, T, in, r, out, beta);
+    }
+    cu_scratch_free(ex, tile);
+}
+
+// ----------------------------------------------------------------------------
+// backward:  dx = dy·W (= or +=),  dW += dyᵀ·x,  db += Σ_t dy[t]
+
+// db[o] += Σ_t dy[t,o], summed in double in row order (one thread per column)
+__global__ void k_colsum_add(float *db, const float *dy, int T, int out) {
+    int o = blockIdx.x * blockDim.x + threadIdx.x;
+    if (o >= out)
+        return;
+    double s = 0.0;
+    for (int t = 0; t < T; t++)
+        s += (double)dy[(size_t)t * out + o];
+    db[o] += (float)s;
+}
+
+extern "C" void cuda_matmul_backward(const molt_exec *ex, float *dx, float *dW, float *db,
+                                     const float *dy, const float *x, const float *W, int T,
+                                     int in, int out, int accumulate_dx) {
+    if (T <= 0 || in <= 0 || out <= 0)
+        return;
+    if (dx || dW) {
+        cublasHandle_t h = cu_blas_lock(ex);
+        if (h) {
+            const float one = 1.0f, beta = accumulate_dx ? 1.0f : 0.0f;
+            // dxᵀ[in,T] = Wᵀ[in,out]·dyᵀ[out,T]   (column-major views)
+            if (dx)
+                CUBLAS(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, in, T, out, &one, W, in, dy, out,
+                                   &beta, dx, in));
+            // dWᵀ[in,out] += xᵀ[in,T]·dy[T,out]
+            if (dW)
+                CUBLAS(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, in, out, T, &one, x, in, dy, out,
+                                   &one, dW, in));
+            cu_blas_unlock();
+        }
+    }
+    if (db) {
+        k_colsum_add<<<(out + 255) / 256, 256, 0, cu_stream(ex)>>>(db, dy, T, out);
+        CU_LAUNCHED("k_colsum_add");
+    }
+}

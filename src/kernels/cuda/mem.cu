@@ -1,0 +1,180 @@
+/*
+ * mem.cu — the CUDA backend's memory (mem.h) and its shared state: the
+ * sticky error (cuda.h), stream-ordered scratch and the cuBLAS handle.
+ *
+ *   alloc     cudaMalloc (plain device memory, 256-byte aligned ≥ the 64 the
+ *             contract asks; bytes 0 → 1); NULL when out of memory (not
+ *             recorded as an error: NULL is the contract's report)
+ *   free      cudaFree (waits for the device)
+ *   upload    cudaMemcpyAsync on ex's stream, then a sync: src is reusable on return
+ *   download  the same: dst holds the data on return
+ *   copy      cudaMemcpyAsync device → device, queued (no sync)
+ *   zero      cudaMemsetAsync, queued
+ *   sync      cudaStreamSynchronize(ex's stream) + any launch / run error
+ */
+#include "kernels/cuda/common.cuh"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+// ----------------------------------------------------------------------------
+// sticky error
+
+static pthread_mutex_t g_err_lock = PTHREAD_MUTEX_INITIALIZER;
+static char            g_err[512];
+static int             g_has_err;
+
+void cu_record(const char *what, const char *detail, const char *file, int line) {
+    pthread_mutex_lock(&g_err_lock);
+    if (!g_has_err) {
+        const char *base = strrchr(file, '/');
+        snprintf(g_err, sizeof g_err, "%s: %s (%s:%d)", what, detail ? detail : "failed",
+                 base ? base + 1 : file, line);
+        g_has_err = 1;
+    }
+    pthread_mutex_unlock(&g_err_lock);
+}
+
+bool cu_check(cudaError_t e, const char *what, const char *file, int line) {
+    if (e == cudaSuccess)
+        return true;
+    cu_record(what, cudaGetErrorString(e), file, line);
+    return false;
+}
+
+bool cublas_check(cublasStatus_t s, const char *what, const char *file, int line) {
+    if (s == CUBLAS_STATUS_SUCCESS)
+        return true;
+    cu_record(what, cublasGetStatusString(s), file, line);
+    return false;
+}
+
+extern "C" const char *molt_cuda_last_error(void) {
+    pthread_mutex_lock(&g_err_lock);
+    const char *r = g_has_err ? g_err : NULL;
+    pthread_mutex_unlock(&g_err_lock);
+    return r;
+}
+
+extern "C" void molt_cuda_clear_error(void) {
+    pthread_mutex_lock(&g_err_lock);
+    g_has_err = 0;
+    g_err[0] = '\0';
+    pthread_mutex_unlock(&g_err_lock);
+}
+
+extern "C" int molt_cuda_device_count(const char **why) {
+    int         n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+        if (why)
+            *why = cudaGetErrorString(e);
+        cudaGetLastError(); // not sticky: no device is a normal answer here
+        return 0;
+    }
+    if (why)
+        *why = n > 0 ? "ok" : "no CUDA device";
+    return n;
+}
+
+// ----------------------------------------------------------------------------
+// memory ops
+
+extern "C" void *cuda_mem_alloc(size_t bytes) {
+    void       *p = NULL;
+    cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
+    if (e != cudaSuccess) {
+        cudaGetLastError(); // out of memory is reported by NULL, not the sticky error
+        return NULL;
+    }
+    return p;
+}
+
+extern "C" void cuda_mem_free(void *p) {
+    if (p)
+        CU(cudaFree(p));
+}
+
+extern "C" void cuda_mem_upload(const molt_exec *ex, void *dst, const void *src, size_t bytes) {
+    if (!bytes)
+        return;
+    if (CU(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cu_stream(ex))))
+        CU(cudaStreamSynchronize(cu_stream(ex)));
+}
+
+extern "C" void cuda_mem_download(const molt_exec *ex, void *dst, const void *src, size_t bytes) {
+    if (!bytes)
+        return;
+    if (CU(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, cu_stream(ex))))
+        CU(cudaStreamSynchronize(cu_stream(ex)));
+}
+
+extern "C" void cuda_mem_copy(const molt_exec *ex, void *dst, const void *src, size_t bytes) {
+    if (bytes)
+        CU(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, cu_stream(ex)));
+}
+
+extern "C" void cuda_mem_zero(const molt_exec *ex, void *p, size_t bytes) {
+    if (bytes)
+        CU(cudaMemsetAsync(p, 0, bytes, cu_stream(ex)));
+}
+
+extern "C" void cuda_mem_sync(const molt_exec *ex) {
+    CU(cudaStreamSynchronize(cu_stream(ex)));
+    CU(cudaGetLastError());
+}
+
+// ----------------------------------------------------------------------------
+// scratch
+
+void *cu_scratch(const molt_exec *ex, size_t bytes) {
+    void *p = NULL;
+    if (!CU(cudaMallocAsync(&p, bytes ? bytes : 1, cu_stream(ex))))
+        return NULL;
+    return p;
+}
+
+void cu_scratch_free(const molt_exec *ex, void *p) {
+    if (p)
+        CU(cudaFreeAsync(p, cu_stream(ex)));
+}
+
+bool cu_smem_fits(const void *k, size_t bytes) {
+    int dev = 0, v = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    if (bytes > (size_t)v)
+        return false;
+    return bytes <= 48 * 1024 ||
+           CU(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, v));
+}
+
+// ----------------------------------------------------------------------------
+// cuBLAS: one handle, created on first use. cuBLAS's default math mode keeps
+// fp32 GEMMs in full fp32 (no TF32 tensor cores), so they match the CPU
+// (OpenBLAS) oracle to fp32 rounding; set explicitly, since the handle's
+// mode is what decides.
+
+static pthread_mutex_t g_blas_lock = PTHREAD_MUTEX_INITIALIZER;
+static cublasHandle_t  g_blas;
+static int             g_blas_state; // 0 not yet, 1 ok, -1 failed
+
+cublasHandle_t cu_blas_lock(const molt_exec *ex) {
+    pthread_mutex_lock(&g_blas_lock);
+    if (g_blas_state == 0) {
+        g_blas_state = CUBLAS(cublasCreate(&g_blas)) ? 1 : -1;
+        if (g_blas_state == 1 && !CUBLAS(cublasSetMathMode(g_blas, CUBLAS_DEFAULT_MATH)))
+            g_blas_state = -1;
+    }
+    if (g_blas_state != 1 || !CUBLAS(cublasSetStream(g_blas, cu_stream(ex)))) {
+        pthread_mutex_unlock(&g_blas_lock);
+        return NULL;
+    }
+    return g_blas;
+}
+
+void cu_blas_unlock(void) { pthread_mutex_unlock(&g_blas_lock); }

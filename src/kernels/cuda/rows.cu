@@ -1,0 +1,270 @@
+/*
+ * rows.cu — CUDA row-wise and elementwise ops: RMSNorm (+ training forward,
+ * backward), SwiGLU (+ backward, fused gate|up pair), softmax, add,
+ * embedding (+ backward). Contracts in kernels.h / backward.h.
+ *
+ * Kept simple (correct first): one block per row for the row reductions,
+ * grid-stride loops for the elementwise ops, one thread per column for the
+ * sums over rows (RMSNorm dw, embedding dE), which run in row order like
+ * the CPU's, so they are deterministic and need no float atomics.
+ * Numerics: row sums (Σx², Σdy·w·x) in double like the CPU; exp is expf
+ * (the CPU's k_expf is within 1e-7 of it); the compiler may fuse a·b+c
+ * into an FMA, so results agree with the CPU to rounding, not bit for bit,
+ * except add, embedding and embedding_backward, which do the same float
+ * operations in the same order and so give the CPU's bits.
+ */
+#include "kernels/cuda/common.cuh"
+
+#define GRID_STRIDE(i, n)                                                                          \
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n);                        \
+         i += (size_t)gridDim.x * blockDim.x)
+
+// ----------------------------------------------------------------------------
+// RMSNorm:  y[t,i] = x[t,i]·r_t·w[i],  r_t = 1/sqrt(Σ_i x[t,i]²/d + eps)
+
+__global__ void k_rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, int d,
+                              float eps) {
+    __shared__ double sh[32];
+    const float      *xt = x + (size_t)blockIdx.x * d;
+    float            *yt = y + (size_t)blockIdx.x * d;
+    double            ss = 0.0;
+    for (int i = threadIdx.x; i < d; i += blockDim.x)
+        ss += (double)xt[i] * (double)xt[i];
+    ss = cu_block_sum(ss, sh);
+    float r = 1.0f / sqrtf((float)ss / (float)d + eps);
+    for (int i = threadIdx.x; i < d; i += blockDim.x)
+        yt[i] = xt[i] * r * w[i];
+    if (rstd && threadIdx.x == 0)
+        rstd[blockIdx.x] = r;
+}
+
+extern "C" void cuda_rmsnorm_forward(const molt_exec *ex, float *y, float *rstd, const float *x,
+                                     const float *w, int T, int d, float eps) {
+    if (T <= 0)
+        return;
+    k_rmsnorm_fwd<<<T, 256, 0, cu_stream(ex)>>>(y, rstd, x, w, d, eps);
+    CU_LAUNCHED("k_rmsnorm_fwd");
+}
+
+extern "C" void cuda_rmsnorm(const molt_exec *ex, float *y, const float *x, const float *w, int T,
+                             int d, float eps) {
+    cuda_rmsnorm_forward(ex, y, NULL, x, w, T, d, eps);
+}
+
+// dx_i += r·dy_i·w_i − x_i·r³/d·Σ_j dy_j·w_j·x_j     (one block per row)
+__global__ void k_rmsnorm_bwd_dx(float *dx, const float *dy, const float *x, const float *w,
+                                 const float *rstd, int d) {
+    __shared__ double sh[32];
+    size_t            o = (size_t)blockIdx.x * d;
+    float             r = rstd[blockIdx.x];
+    double            dot = 0.0;
+    for (int i = threadIdx.x; i < d; i += blockDim.x)
+        dot += (double)dy[o + i] * (double)w[i] * (double)x[o + i];
+    dot = cu_block_sum(dot, sh);
+    float c = (float)(dot * (double)r * (double)r * (double)r / d);
+    for (int i = threadIdx.x; i < d; i += blockDim.x)
+        dx[o + i] += r * dy[o + i] * w[i] - x[o + i] * c;
+}
+
+// dw_i += Σ_t dy[t,i]·x[t,i]·r_t   (one thread per column, rows in order)
+__global__ void k_rmsnorm_bwd_dw(float *dw, const float *dy, const float *x, const float *rstd,
+                                 int T, int d) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= d)
+        return;
+    float acc = dw[i];
+    for (int t = 0; t < T; t++)
+        acc += dy[(size_t)t * d + i] * x[(size_t)t * d + i] * rstd[t];
+    dw[i] = acc;
+}
+
+extern "C" void cuda_rmsnorm_backward(const molt_exec *ex, float *dx, float *dw, const float *dy,
+                                      const float *x, const float *w, const float *rstd, int T,
+                                      int d) {
+    if (T <= 0 || d <= 0)
+        return;
+    if (dx) {
+        k_rmsnorm_bwd_dx<<<T, 256, 0, cu_stream(ex)>>>(dx, dy, x, w, rstd, d);
+        CU_LAUNCHED("k_rmsnorm_bwd_dx");
+    }
+    if (dw) {
+        k_rmsnorm_bwd_dw<<<(d + 255) / 256, 256, 0, cu_stream(ex)>>>(dw, dy, x, rstd, T, d);
+        CU_LAUNCHED("k_rmsnorm_bwd_dw");
+    }
+}
+
+// ----------------------------------------------------------------------------
+// SwiGLU:  h = silu(g)·u;  du = dh·g·σ(g),  dg = dh·u·σ(g)·(1 + g·(1 − σ(g)))
+
+__device__ __forceinline__ float sigm(float g) { return 1.0f / (1.0f + expf(-g)); }
+
+__global__ void k_swiglu(float *gate, const float *up, size_t n) {
+    GRID_STRIDE(i, n) {
+        float g = gate[i];
+        gate[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+extern "C" void cuda_swiglu(const molt_exec *ex, float *gate, const float *up, size_t n) {
+    if (!n)
+        return;
+    k_swiglu<<<cu_blocks(n, 256), 256, 0, cu_stream(ex)>>>(gate, up, n);
+    CU_LAUNCHED("k_swiglu");
+}
+
+// every element is read before it is written, so dg / du may alias dh, g, u
+__global__ void k_swiglu_bwd(float *dg, float *du, const float *dh, const float *g,
+                             const float *u, size_t n) {
+    GRID_STRIDE(i, n) {
+        float gi = g[i], hi = dh[i], ui = u ? u[i] : 0.0f, sg = sigm(gi);
+        if (du)
+            du[i] = hi * gi * sg;
+        if (dg)
+            dg[i] = hi * ui * sg * (1.0f + gi * (1.0f - sg));
+    }
+}
+
+extern "C" void cuda_swiglu_backward(const molt_exec *ex, float *dg, float *du, const float *dh,
+                                     const float *g, const float *u, size_t n) {
+    if (!n || (!dg && !du))
+        return;
+    k_swiglu_bwd<<<cu_blocks(n, 256), 256, 0, cu_stream(ex)>>>(dg, du, dh, g, u, n);
+    CU_LAUNCHED("k_swiglu_bwd");
+}
+
+// gu[T,2F] = [g | u] per row;  h[T,F]
+__global__ void k_swiglu_pair(float *h, const float *gu, size_t T, size_t F) {
+    GRID_STRIDE(i, T * F) {
+        size_t t = i / F, f = i % F;
+        float  g = gu[t * 2 * F + f];
+        h[i] = g / (1.0f + expf(-g)) * gu[t * 2 * F + F + f];
+    }
+}
+
+__global__ void k_swiglu_pair_bwd(float *dgu, const float *dh, const float *gu, size_t T,
+                                  size_t F) {
+    GRID_STRIDE(i, T * F) {
+        size_t t = i / F, f = i % F, o = t * 2 * F + f;
+        float  gi = gu[o], ui = gu[o + F], hi = dh[i], sg = sigm(gi);
+        dgu[o + F] = hi * gi * sg;
+        dgu[o] = hi * ui * sg * (1.0f + gi * (1.0f - sg));
+    }
+}
+
+extern "C" void cuda_swiglu_pair(const molt_exec *ex, float *h, const float *gu, int T, int F) {
+    size_t n = (size_t)(T > 0 ? T : 0) * (size_t)(F > 0 ? F : 0);
+    if (!n)
+        return;
+    k_swiglu_pair<<<cu_blocks(n, 256), 256, 0, cu_stream(ex)>>>(h, gu, (size_t)T, (size_t)F);
+    CU_LAUNCHED("k_swiglu_pair");
+}
+
+extern "C" void cuda_swiglu_pair_backward(const molt_exec *ex, float *dgu, const float *dh,
+                                          const float *gu, int T, int F) {
+    size_t n = (size_t)(T > 0 ? T : 0) * (size_t)(F > 0 ? F : 0);
+    if (!n)
+        return;
+    k_swiglu_pair_bwd<<<cu_blocks(n, 256), 256, 0, cu_stream(ex)>>>(dgu, dh, gu, (size_t)T,
+                                                                     (size_t)F);
+    CU_LAUNCHED("k_swiglu_pair_bwd");
+}
+
+// ----------------------------------------------------------------------------
+// softmax of one vector, in place (one block)
+
+__global__ void k_softmax(float *x, int n) {
+    __shared__ float  shm[32];
+    __shared__ double shs[32];
+    float             m = -INFINITY;
+    for (int i = threadIdx.x; i < n; i += blockDim.x)
+        m = fmaxf(m, x[i]);
+    for (int o = 16; o > 0; o >>= 1)
+        m = fmaxf(m, __shfl_down_sync(0xffffffffu, m, o));
+    if ((threadIdx.x & 31) == 0)
+        shm[threadIdx.x >> 5] = m;
+    __syncthreads();
+    m = shm[0];
+    for (int i = 1; i < (int)(blockDim.x >> 5); i++)
+        m = fmaxf(m, shm[i]);
+    double s = 0.0;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        float e = expf(x[i] - m);
+        x[i] = e;
+        s += e;
+    }
+    float inv = 1.0f / (float)cu_block_sum(s, shs);
+    for (int i = threadIdx.x; i < n; i += blockDim.x)
+        x[i] *= inv;
+}
+
+extern "C" void cuda_softmax(const molt_exec *ex, float *x, int n) {
+    if (n <= 0)
+        return;
+    k_softmax<<<1, 1024, 0, cu_stream(ex)>>>(x, n);
+    CU_LAUNCHED("k_softmax");
+}
+
+// ----------------------------------------------------------------------------
+// add, embedding
+
+__global__ void k_add(float *y, const float *a, const float *b, size_t n) {
+    GRID_STRIDE(i, n) y[i] = a[i] + b[i];
+}
+
+extern "C" void cuda_add(const molt_exec *ex, float *y, const float *a, const float *b, size_t n) {
+    if (!n)
+        return;
+    k_add<<<cu_blocks(n, 256), 256, 0, cu_stream(ex)>>>(y, a, b, n);
+    CU_LAUNCHED("k_add");
+}
+
+__global__ void k_embedding(float *x, const float *E, const int32_t *ids, size_t T, size_t d) {
+    GRID_STRIDE(i, T * d) x[i] = E[(size_t)ids[i / d] * d + i % d];
+}
+
+// ids is a host array (kernels.h); it goes to the device through
+// stream-ordered scratch, so the caller may reuse it on return
+static int32_t *ids_to_device(const molt_exec *ex, const int32_t *ids, int T) {
+    int32_t *d_ids = (int32_t *)cu_scratch(ex, sizeof(int32_t) * (size_t)T);
+    if (d_ids && !CU(cudaMemcpyAsync(d_ids, ids, sizeof(int32_t) * (size_t)T,
+                                     cudaMemcpyHostToDevice, cu_stream(ex)))) {
+        cu_scratch_free(ex, d_ids);
+        return NULL;
+    }
+    return d_ids;
+}
+
+extern "C" void cuda_embedding(const molt_exec *ex, float *x, const float *E, const int32_t *ids,
+                               int T, int d) {
+    if (T <= 0 || d <= 0)
+        return;
+    int32_t *d_ids = ids_to_device(ex, ids, T);
+    if (!d_ids)
+        return;
+    size_t n = (size_t)T * d;
+    k_embedding<<<cu_blocks(n, 256), 256, 0, cu_stream(ex)>>>(x, E, d_ids, (size_t)T, (size_t)d);
+    CU_LAUNCHED("k_embedding");
+    cu_scratch_free(ex, d_ids);
+}
+
+// dE[ids[t], i] += dx[t, i]: one thread per column i walks t in order (no
+// atomics; repeated ids add up in row order, as on the CPU: the same bits)
+__global__ void k_embedding_bwd(float *dE, const float *dx, const int32_t *ids, int T, int d) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= d)
+        return;
+    for (int t = 0; t < T; t++)
+        dE[(size_t)ids[t] * d + i] += dx[(size_t)t * d + i];
+}
+
+extern "C" void cuda_embedding_backward(const molt_exec *ex, float *dE, const float *dx,
+                                        const int32_t *ids, int T, int d) {
+    if (T <= 0 || d <= 0)
+        return;
+    int32_t *d_ids = ids_to_device(ex, ids, T);
+    if (!d_ids)
+        return;
+    k_embedding_bwd<<<(d + 255) / 256, 256, 0, cu_stream(ex)>>>(dE, dx, d_ids, T, d);
+    CU_LAUNCHED("k_embedding_bwd");
+    cu_scratch_free(ex, d_ids);
+}

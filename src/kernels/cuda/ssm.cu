@@ -1,0 +1,454 @@
+/*
+ * ssm.cu — CUDA state-space forward ops: causal depthwise conv1d (+ its
+ * backward), the one-token SSD step, the chunked SSD scan and the
+ * materialized mixing matrix. Contracts in ssm.h; the math and the `work`
+ * layout are the CPU's (cpu/ssm.c), which this file follows phase for phase.
+ *
+ * Kept simple (correct first): one thread per output element or per
+ * (row, column) pair; segment sums of dA are grown one term at a time from
+ * the segment's near end, as on the CPU (never differences of long prefix
+ * sums), by one thread per row. Decays below SSM_EXP_FLUSH are exactly 0.
+ * Deterministic: every output has one writer and a fixed order of sums.
+ *
+ * Letters: T steps, H heads, P head dim, N state, G B/C groups (head h reads
+ * g = h/(H/G)), K conv width, Cc channels, Q chunk, Lc ≤ Q this chunk's
+ * length, nc = ceil(T/Q) chunks.
+ */
+#include "kernels/cuda/common.cuh"
+
+#define GRID_STRIDE(i, n)                                                                          \
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n);                        \
+         i += (size_t)gridDim.x * blockDim.x)
+
+// ----------------------------------------------------------------------------
+// causal conv1d:  y[t,c] = b[c] + Σ_k w[c,k]·in[t-(K-1)+k, c]
+//   in[τ,c] = x[τ,c] (τ ≥ 0), state[c, τ+K-1] (τ < 0; 0 when state is NULL)
+
+__global__ void k_conv_fwd(float *y, const float *x, const float *w, const float *b,
+                           const float *state, int T, int Cc, int K) {
+    GRID_STRIDE(i, (size_t)T * Cc) {
+        int   t = (int)(i / Cc), c = (int)(i % Cc);
+        float s = b ? b[c] : 0.0f;
+        for (int k = 0; k < K; k++) {
+            int   tau = t - (K - 1) + k;
+            float v = tau >= 0 ? x[(size_t)tau * Cc + c]
+                               : (state ? state[(size_t)c * (K - 1) + (tau + K - 1)] : 0.0f);
+            s += w[(size_t)c * K + k] * v;
+        }
+        y[i] = s;
+    }
+}
+
+// new history: the inputs at τ = T-(K-1) .. T-1 (old slot T+j when τ < 0;
+// ascending j never reads a slot already rewritten). One thread per channel.
+__global__ void k_conv_state(float *state, const float *x, int T, int Cc, int K) {
+    GRID_STRIDE(c, (size_t)Cc) {
+        float *sc = state + c * (size_t)(K - 1);
+        for (int j = 0; j < K - 1; j++) {
+            int tau = T - (K - 1) + j;
+            sc[j] = tau >= 0 ? x[(size_t)tau * Cc + c] : sc[T + j];
+        }
+    }
+}
+
+extern "C" void cuda_conv1d_causal(const molt_exec *ex, float *y, const float *x, const float *w,
+                                   const float *b, float *state, int T, int Cc, int K) {
+    if (T <= 0 || Cc <= 0)
+        return;
+    size_t n = (size_t)T * Cc;
+    k_conv_fwd<<<cu_blocks(n, 256), 256, 0, cu_stream(ex)>>>(y, x, w, b, state, T, Cc, K);
+    CU_LAUNCHED("k_conv_fwd");
+    if (state && K > 1) {
+        k_conv_state<<<cu_blocks((size_t)Cc, 256), 256, 0, cu_stream(ex)>>>(state, x, T, Cc, K);
+        CU_LAUNCHED("k_conv_state");
+    }
+}
+
+// backward (zero history): dx[τ,c] = Σ_k w[c,k]·dy[τ+(K-1)-k, c]  (t < T)
+__global__ void k_conv_bwd_dx(float *dx, const float *dy, const float *w, int T, int Cc, int K) {
+    GRID_STRIDE(i, (size_t)T * Cc) {
+        int   tau = (int)(i / Cc), c = (int)(i % Cc);
+        float s = 0.0f;
+        for (int k = 0; k < K; k++) {
+            int t = tau + (K - 1) - k;
+            if (t < T)
+                s += w[(size_t)c * K + k] * dy[(size_t)t * Cc + c];
+        }
+        dx[i] = s;
+    }
+}
+
+// dw[c,k] += Σ_t dy[t,c]·x[t-(K-1)+k, c]  (k < K);  db[c] += Σ_t dy[t,c]  (k = K)
+// one thread per (c, k), rows in order
+__global__ void k_conv_bwd_dw(float *dw, float *db, const float *dy, const float *x, int T,
+                              int Cc, int K) {
+    GRID_STRIDE(i, (size_t)Cc * (K + 1)) {
+        int   c = (int)(i / (K + 1)), k = (int)(i % (K + 1));
+        float acc = 0.0f;
+        if (k == K) {
+            if (!db)
+                continue;
+            for (int t = 0; t < T; t++)
+                acc += dy[(size_t)t * Cc + c];
+            db[c] += acc;
+        } else {
+            if (!dw)
+                continue;
+            for (int t = 0; t < T; t++) {
+                int tau = t - (K - 1) + k;
+                if (tau >= 0)
+                    acc += dy[(size_t)t * Cc + c] * x[(size_t)tau * Cc + c];
+            }
+            dw[(size_t)c * K + k] += acc;
+        }
+    }
+}
+
+extern "C" void cuda_conv1d_causal_backward(const molt_exec *ex, float *dx, float *dw, float *db,
+                                            const float *dy, const float *x, const float *w,
+                                            int T, int Cc, int K) {
+    if (T <= 0 || Cc <= 0)
+        return;
+    size_t n = (size_t)T * Cc;
+    k_conv_bwd_dx<<<cu_blocks(n, 256), 256, 0, cu_stream(ex)>>>(dx, dy, w, T, Cc, K);
+    CU_LAUNCHED("k_conv_bwd_dx");
+    if (dw || db) {
+        size_t m = (size_t)Cc * (K + 1);
+        k_conv_bwd_dw<<<cu_blocks(m, 128), 128, 0, cu_stream(ex)>>>(dw, db, dy, x, T, Cc, K);
+        CU_LAUNCHED("k_conv_bwd_dw");
+    }
+}
+
+// ----------------------------------------------------------------------------
+// one token:  s = exp(dA[h])·s + X[h,:] ⊗ B[g,:],  y[h,p] = s[p,:]·C[g,:]
+// one thread per (h, p)
+
+__global__ void k_ssd_step(float *y, float *state, const float *X, const float *dA,
+                           const float *B, const float *C, int H, int P, int N, int G) {
+    GRID_STRIDE(i, (size_t)H * P) {
+        int          h = (int)(i / P), g = h / (H / G);
+        float        a = cu_decay(dA[h]), xv = X[i], acc = 0.0f;
+        float       *sp = state + i * N;
+        const float *Bg = B + (size_t)g * N, *Cg = C + (size_t)g * N;
+        for (int n = 0; n < N; n++) {
+            float s = a * sp[n] + xv * Bg[n];
+            sp[n] = s;
+            acc += s * Cg[n];
+        }
+        y[i] = acc;
+    }
+}
+
+extern "C" void cuda_ssd_step(const molt_exec *ex, float *y, float *state, const float *X,
+                              const float *dA, const float *B, const float *C, int H, int P,
+                              int N, int G) {
+    size_t n = (size_t)H * P;
+    if (!n)
+        return;
+    k_ssd_step<<<cu_blocks(n, 128), 128, 0, cu_stream(ex)>>>(y, state, X, dA, B, C, H, P, N, G);
+    CU_LAUNCHED("k_ssd_step");
+}
+
+// ----------------------------------------------------------------------------
+// chunked SSD (cpu/ssm.c has the equations). Work layout (the contract):
+//   st [nc,H,P,N] | v [H,P,N] | din [H,T] | dout [H,T] | row [H,T]
+// st ends as the state entering every chunk, din / dout the chunk decays;
+// v and row are the CPU's scratch, unused here. The intra-chunk matrix
+// Mc[i,j] = (C_i·B_j)·L[i,j] (Lc×Lc per (head, chunk)) lives in
+// stream-ordered scratch.
+
+struct scan_args {
+    float       *y, *state, *st, *din, *dout, *Mc;
+    const float *X, *dA, *B, *C;
+    int          T, H, P, N, G, Q, nc;
+};
+
+// Phase 1, one block per (chunk, head): decays, Mc, Y_diag (written) and S_c.
+__global__ void k_scan_intra(scan_args a) {
+    int    c = blockIdx.x, h = blockIdx.y, H = a.H, P = a.P, N = a.N, G = a.G, g = h / (H / G);
+    int    t0 = c * a.Q, Lc = min(a.Q, a.T - t0);
+    size_t o = (size_t)h * a.T + t0, PN = (size_t)P * N;
+    float *din = a.din + o, *dout = a.dout + o;
+    float *M = a.Mc + ((size_t)h * a.nc + c) * (size_t)a.Q * a.Q; // [Lc][Lc], row i
+#define DA(i) a.dA[(size_t)(t0 + (i)) * H + h]
+#define XR(i) (a.X + ((size_t)(t0 + (i)) * H + h) * P)
+#define BR(i) (a.B + ((size_t)(t0 + (i)) * G + g) * N)
+#define CR(i) (a.C + ((size_t)(t0 + (i)) * G + g) * N)
+    if (threadIdx.x == 0) {
+        float acc = 0.0f;
+        for (int i = 0; i < Lc; i++) {
+            acc += DA(i);
+            din[i] = cu_decay(acc);
+        }
+        acc = 0.0f;
+        for (int j = Lc - 1; j >= 0; j--) {
+            dout[j] = cu_decay(acc);
+            acc += DA(j);
+        }
+    }
+    // decay rows: M[i,j] = exp(Σ_{k=j+1..i} dA_k), grown from the diagonal (0 when flushed)
+    for (int i = threadIdx.x; i < Lc; i += blockDim.x) {
+        float seg = 0.0f;
+        for (int j = i; j >= 0; j--) {
+            M[(size_t)i * Lc + j] = seg < SSM_FLUSH ? 0.0f : expf(seg);
+            seg += DA(j);
+        }
+    }
+    __syncthreads();
+    // M[i,j] *= C_i·B_j
+    for (int e = threadIdx.x; e < Lc * Lc; e += blockDim.x) {
+        int i = e / Lc, j = e % Lc;
+        if (j > i)
+            continue;
+        float L = M[e];
+        if (L != 0.0f)
+            M[e] = cu_dotf(CR(i), BR(j), N) * L;
+    }
+    __syncthreads();
+    // Y_diag[i,p] = Σ_{j≤i} M[i,j]·X_j[p]
+    for (int e = threadIdx.x; e < Lc * P; e += blockDim.x) {
+        int   i = e / P, p = e % P;
+        float s = 0.0f;
+        for (int j = 0; j <= i; j++)
+            s += M[(size_t)i * Lc + j] * XR(j)[p];
+        a.y[((size_t)(t0 + i) * H + h) * P + p] = s;
+    }
+    // S_c[p,n] = Σ_j dout[j]·X_j[p]·B_j[n]
+    float *S = a.st + ((size_t)c * H + h) * PN;
+    for (size_t e = threadIdx.x; e < PN; e += blockDim.x) {
+        int   p = (int)(e / N), n = (int)(e % N);
+        float s = 0.0f;
+        for (int j = 0; j < Lc; j++)
+            s += (dout[j] * XR(j)[p]) * BR(j)[n];
+        S[e] = s;
+    }
+#undef DA
+#undef XR
+#undef BR
+#undef CR
+}
+
+// Phase 2, one thread per element of a head's state (grid: element blocks × heads):
+// st[c] ← S_in[c];  v ← a_c·v + S_c
+__global__ void k_scan_pass(scan_args a, float *vbuf) {
+    int    h = blockIdx.y;
+    size_t PN = (size_t)a.P * a.N, e = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (e >= PN)
+        return;
+    float *v = a.state ? a.state + h * PN : vbuf + h * PN;
+    float  ve = a.state ? v[e] : 0.0f;
+    for (int c = 0; c < a.nc; c++) {
+        int    t_last = min((c + 1) * a.Q, a.T) - 1;
+        float  tot = a.din[(size_t)h * a.T + t_last];
+        float *sc = a.st + ((size_t)c * a.H + h) * PN;
+        float  loc = sc[e];
+        sc[e] = ve;
+        ve = tot * ve + loc;
+    }
+    v[e] = ve;
+}
+
+// Phase 3, one block per (chunk, head): y_i += din[i]·S_in[c]·C_i
+__global__ void k_scan_off(scan_args a) {
+    int c = blockIdx.x, h = blockIdx.y, H = a.H, P = a.P, N = a.N, G = a.G, g = h / (H / G);
+    if (c == 0 && !a.state)
+        return;
+    int          t0 = c * a.Q, Lc = min(a.Q, a.T - t0);
+    const float *S = a.st + ((size_t)c * H + h) * (size_t)P * N;
+    const float *dec = a.din + (size_t)h * a.T + t0;
+    for (int e = threadIdx.x; e < Lc * P; e += blockDim.x) {
+        int          i = e / P, p = e % P;
+        const float *Ci = a.C + ((size_t)(t0 + i) * G + g) * N, *Sp = S + (size_t)p * N;
+        a.y[((size_t)(t0 + i) * H + h) * P + p] += dec[i] * cu_dotf(Ci, Sp, N);
+    }
+}
+
+// The same two phases with the chunk's B, C, X (and the chunk state) staged in
+// shared memory, used when they fit (scan_smem_bytes ≤ the device's opt-in
+// limit): the same sums in the same order as k_scan_intra / k_scan_off, so
+// the same results; the rows of B (and S) are padded to N+1 floats so that a
+// warp reading one column of them hits 32 different banks.
+static size_t scan_intra_smem(int Q, int P, int N) {
+    return sizeof(float) * ((size_t)3 * Q + (size_t)Q * (N + 1) + (size_t)Q * N + (size_t)Q * P);
+}
+static size_t scan_off_smem(int Q, int P, int N) {
+    return sizeof(float) * ((size_t)P * (N + 1) + (size_t)Q * N + (size_t)Q);
+}
+
+__global__ void k_scan_intra_smem(scan_args a) {
+    extern __shared__ float sm[];
+    int    c = blockIdx.x, h = blockIdx.y, H = a.H, P = a.P, N = a.N, G = a.G, g = h / (H / G);
+    int    t0 = c * a.Q, Lc = min(a.Q, a.T - t0), N1 = N + 1;
+    size_t o = (size_t)h * a.T + t0, PN = (size_t)P * N;
+    float *dAs = sm, *dins = dAs + a.Q, *douts = dins + a.Q, *Bs = douts + a.Q;
+    float *Cs = Bs + (size_t)a.Q * N1, *Xs = Cs + (size_t)a.Q * N;
+    float *M = a.Mc + ((size_t)h * a.nc + c) * (size_t)a.Q * a.Q; // [Lc][Lc], row i
+    for (int i = threadIdx.x; i < Lc; i += blockDim.x)
+        dAs[i] = a.dA[(size_t)(t0 + i) * H + h];
+    for (int e = threadIdx.x; e < Lc * N; e += blockDim.x) {
+        int    i = e / N, n = e % N;
+        size_t src = ((size_t)(t0 + i) * G + g) * N + n;
+        Bs[i * N1 + n] = a.B[src];
+        Cs[e] = a.C[src];
+    }
+    for (int e = threadIdx.x; e < Lc * P; e += blockDim.x)
+        Xs[e] = a.X[((size_t)(t0 + e / P) * H + h) * P + e % P];
+    __syncthreads();
+    // tasks 0..Lc-1: decay row i of M; Lc..2Lc-1: din / dout of step i (the
+    // CPU's serial sums, term for term)
+    for (int k = threadIdx.x; k < 2 * Lc; k += blockDim.x) {
+        if (k < Lc) {
+            float seg = 0.0f;
+            for (int j = k; j >= 0; j--) {
+                M[(size_t)k * Lc + j] = seg < SSM_FLUSH ? 0.0f : expf(seg);
+                seg += dAs[j];
+            }
+        } else {
+            int   i = k - Lc;
+            float acc = 0.0f;
+            for (int j = 0; j <= i; j++)
+                acc += dAs[j];
+            dins[i] = cu_decay(acc);
+            acc = 0.0f;
+            for (int j = Lc - 1; j > i; j--)
+                acc += dAs[j];
+            douts[i] = cu_decay(acc);
+            a.din[o + i] = dins[i];
+            a.dout[o + i] = douts[i];
+        }
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < Lc * (Lc + 1) / 2; e += blockDim.x) { // the lower triangle
+        int i, j;
+        cu_tri(e, &i, &j);
+        float *m = M + (size_t)i * Lc + j, L = *m;
+        if (L != 0.0f)
+            *m = cu_dotf(Cs + (size_t)i * N, Bs + (size_t)j * N1, N) * L;
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < Lc * P; e += blockDim.x) {
+        int          i = e / P, p = e % P;
+        const float *Mi = M + (size_t)i * Lc;
+        float        s = 0.0f;
+        for (int j = 0; j <= i; j++)
+            s += Mi[j] * Xs[j * P + p];
+        a.y[((size_t)(t0 + i) * H + h) * P + p] = s;
+    }
+    float *S = a.st + ((size_t)c * H + h) * PN;
+    for (size_t e = threadIdx.x; e < PN; e += blockDim.x) {
+        int   p = (int)(e / N), n = (int)(e % N);
+        float s = 0.0f;
+        for (int j = 0; j < Lc; j++)
+            s += (douts[j] * Xs[j * P + p]) * Bs[j * N1 + n];
+        S[e] = s;
+    }
+}
+
+__global__ void k_scan_off_smem(scan_args a) {
+    extern __shared__ float sm[];
+    int c = blockIdx.x, h = blockIdx.y, H = a.H, P = a.P, N = a.N, G = a.G, g = h / (H / G);
+    if (c == 0 && !a.state)
+        return;
+    int          t0 = c * a.Q, Lc = min(a.Q, a.T - t0), N1 = N + 1;
+    float       *Ss = sm, *Cs = Ss + (size_t)P * N1, *dec = Cs + (size_t)a.Q * N;
+    const float *S = a.st + ((size_t)c * H + h) * (size_t)P * N;
+    for (int e = threadIdx.x; e < P * N; e += blockDim.x)
+        Ss[(e / N) * N1 + e % N] = S[e];
+    for (int e = threadIdx.x; e < Lc * N; e += blockDim.x)
+        Cs[e] = a.C[((size_t)(t0 + e / N) * G + g) * N + e % N];
+    for (int i = threadIdx.x; i < Lc; i += blockDim.x)
+        dec[i] = a.din[(size_t)h * a.T + t0 + i];
+    __syncthreads();
+    for (int e = threadIdx.x; e < Lc * P; e += blockDim.x) {
+        int          i = e / P, p = e % P;
+        a.y[((size_t)(t0 + i) * H + h) * P + p] +=
+            dec[i] * cu_dotf(Cs + (size_t)i * N, Ss + (size_t)p * N1, N);
+    }
+}
+
+extern "C" void cuda_ssd_scan_chunked(const molt_exec *ex, float *y, float *state, const float *X,
+                                      const float *dA, const float *B, const float *C, int T,
+                                      int H, int P, int N, int G, int Q, float *work) {
+    if (T <= 0 || H <= 0)
+        return;
+    if (Q > T)
+        Q = T;
+    int       nc = (T + Q - 1) / Q;
+    size_t    PN = (size_t)P * N;
+    scan_args a;
+    a.y = y, a.state = state, a.st = work;
+    float *vbuf = work + (size_t)nc * H * PN;
+    a.din = vbuf + (size_t)H * PN;
+    a.dout = a.din + (size_t)H * T;
+    a.X = X, a.dA = dA, a.B = B, a.C = C;
+    a.T = T, a.H = H, a.P = P, a.N = N, a.G = G, a.Q = Q, a.nc = nc;
+    a.Mc = (float *)cu_scratch(ex, sizeof(float) * (size_t)H * nc * Q * Q);
+    if (!a.Mc)
+        return;
+    dim3   grid((unsigned)nc, (unsigned)H);
+    size_t s1 = scan_intra_smem(Q, P, N), s3 = scan_off_smem(Q, P, N);
+    if (cu_smem_fits((const void *)k_scan_intra_smem, s1)) {
+        k_scan_intra_smem<<<grid, 512, s1, cu_stream(ex)>>>(a);
+        CU_LAUNCHED("k_scan_intra_smem");
+    } else {
+        k_scan_intra<<<grid, 256, 0, cu_stream(ex)>>>(a);
+        CU_LAUNCHED("k_scan_intra");
+    }
+    dim3 pgrid((unsigned)((PN + 255) / 256), (unsigned)H);
+    k_scan_pass<<<pgrid, 256, 0, cu_stream(ex)>>>(a, vbuf);
+    CU_LAUNCHED("k_scan_pass");
+    if (cu_smem_fits((const void *)k_scan_off_smem, s3)) {
+        k_scan_off_smem<<<grid, 256, s3, cu_stream(ex)>>>(a);
+        CU_LAUNCHED("k_scan_off_smem");
+    } else {
+        k_scan_off<<<grid, 256, 0, cu_stream(ex)>>>(a);
+        CU_LAUNCHED("k_scan_off");
+    }
+    cu_scratch_free(ex, a.Mc);
+}
+
+// ----------------------------------------------------------------------------
+// materialized matrix, one block per (row t, head h):
+//   M[h,t,s] = (C_t·B_s)·exp(Σ_{k=s+1..t} dA[k,h])·(colscale ? colscale[s,h] : 1)  s ≤ t
+//   0 above the diagonal; M[h,t,t] += D[h]
+// The row's decays are grown serially by thread 0 into the row itself, then
+// scaled by all threads.
+
+__global__ void k_materialize(float *M, const float *dA, const float *B, const float *C,
+                              const float *cs, const float *D, int T, int H, int N, int G) {
+    int          t = blockIdx.x, h = blockIdx.y, g = h / (H / G);
+    float       *Mt = M + ((size_t)h * T + t) * T;
+    const float *Ct = C + ((size_t)t * G + g) * N;
+    if (threadIdx.x == 0) {
+        float seg = 0.0f;
+        for (int s = t; s >= 0; s--) {
+            Mt[s] = seg < SSM_FLUSH ? 0.0f : expf(seg);
+            seg += dA[(size_t)s * H + h];
+        }
+    }
+    __syncthreads();
+    for (int s = threadIdx.x; s < T; s += blockDim.x) {
+        float v = 0.0f;
+        if (s <= t) {
+            float L = Mt[s];
+            if (L != 0.0f) {
+                v = cu_dotf(Ct, B + ((size_t)s * G + g) * N, N) * L;
+                if (cs)
+                    v *= cs[(size_t)s * H + h];
+            }
+            if (s == t && D)
+                v += D[h];
+        }
+        Mt[s] = v;
+    }
+}
+
+extern "C" void cuda_ssd_materialize(const molt_exec *ex, float *M, const float *dA,
+                                     const float *B, const float *C, const float *colscale,
+                                     const float *D, int T, int H, int N, int G) {
+    if (T <= 0 || H <= 0)
+        return;
+    dim3 grid((unsigned)T, (unsigned)H);
+    k_materialize<<<grid, 256, 0, cu_stream(ex)>>>(M, dA, B, C, colscale, D, T, H, N, G);
+    CU_LAUNCHED("k_materialize");
+}

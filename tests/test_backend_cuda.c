@@ -1,0 +1,948 @@
+/*
+ * test_backend_cuda.c — the CUDA backend (src/kernels/cuda) against the CPU
+ * backend, op by op: for every op of the CUDA table, random inputs over a
+ * sweep of shapes (0, 1, odd, not multiples of 16/32, past the CPU's
+ * threading and chunking thresholds, and model-sized ones), the CPU op on
+ * host buffers (the oracle, itself held to double references by
+ * test_backend_ops) and the CUDA op on uploaded copies; the downloaded
+ * outputs must agree to a stated per-op tolerance.
+ *
+ * Error measure, as test_backend_ops: max_i |gpu_i − cpu_i| / (1 + |cpu_i|)
+ * over every output of the op; NaN anywhere fails. Outputs the op writes (=)
+ * start as NaN on both sides, so a value the GPU leaves unwritten fails;
+ * outputs it accumulates into (+=) start from the same random values.
+ * Tolerance 0 means bit-identical (add, embedding and its backward, which
+ * do the same float operations in the same order on both backends).
+ *
+ * Also: the memory ops' round trip (upload → copy → zero → download), that
+ * every op of the CUDA table is tested here, which ops are not yet on the
+ * GPU (molt_exec_init must refuse the table exactly when some are), and the
+ * sticky error (cuda.h). Prints a per-op table of worst errors.
+ *
+ * `test_backend_cuda --bench` prints timing lines instead (not a test).
+ * Built by `make cuda` (build-cuda/); skips (77) without a GPU.
+ */
+#include "kernels/backward.h"
+#include "kernels/kernels.h"
+#include "kernels/ssm.h"
+#include "testutil.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#ifndef MOLT_CUDA
+
+int main(void) { return t_skip("test_backend_cuda", "built without MOLT_CUDA: run `make cuda`"); }
+
+#else
+
+#include "kernels/cuda/cuda.h"
+
+static molt_exec g_cpu, g_gpu;
+
+// ----------------------------------------------------------------------------
+// harness
+
+static void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    return p;
+}
+static float *frand(size_t n, float lo, float hi) {
+    float *p = xmalloc(sizeof(float) * n);
+    t_fill_uniform(p, n, lo, hi);
+    return p;
+}
+
+enum { IN, OUT, ACC, SCR }; // input; output (=, NaN start); output (+=, random start); scratch
+
+typedef struct buf {
+    void  *h; // host contents: inputs, and the start of ACC outputs
+    size_t bytes;
+    int    kind;
+} buf;
+
+#define MAXB 14
+typedef struct ocase {
+    buf            b[MAXB];
+    int            nb;
+    int            i[8]; // the op's integer arguments
+    float          f;
+    const int32_t *ids; // host array (contract)
+    molt_dtype     dt;
+} ocase;
+
+static void add_buf(ocase *c, void *h, size_t bytes, int kind) {
+    c->b[c->nb++] = (buf){h, bytes, kind};
+}
+// a float buffer: random (IN, ACC) or only sized (OUT, SCR); NULL when n is (size_t)-1
+static int addf(ocase *c, size_t n, int kind) {
+    float *h = kind == IN || kind == ACC ? frand(n, -1, 1) : xmalloc(sizeof(float) * n);
+    add_buf(c, h, sizeof(float) * n, kind);
+    return c->nb - 1;
+}
+static void case_free(ocase *c) {
+    for (int k = 0; k < c->nb; k++)
+        free(c->b[k].h);
+    c->nb = 0;
+}
+
+// runs the op with the case's buffers p[] (host or device pointers)
+typedef void (*op_fn)(const molt_exec *ex, void *const *p, const ocase *c);
+
+typedef struct op_stat {
+    const char *op;
+    double      tol;
+    int         cases, failed;
+    double      worst;
+    char        shape[64];
+} op_stat;
+
+static op_stat g_stat[64];
+static int     g_nstat;
+static const char *g_tested[64];
+static int         g_ntested;
+
+static op_stat *stat_new(const char *op, double tol) {
+    op_stat *s = &g_stat[g_nstat++];
+    memset(s, 0, sizeof *s);
+    s->op = op;
+    s->tol = tol;
+    return s;
+}
+static void tested(const char *op) { g_tested[g_ntested++] = op; }
+
+static double err_max(const float *g, const float *c, size_t n) {
+    double e = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)g[i] - (double)c[i]) / (1.0 + fabs((double)c[i]));
+        if (!(d <= e))
+            e = d == d ? d : (double)INFINITY;
+    }
+    return e;
+}
+
+static void check_sticky(const char *what) {
+    be_sync(&g_gpu);
+    const char *e = molt_cuda_last_error();
+    CHECK(e == NULL, "%s: CUDA error: %s", what, e ? e : "");
+    if (e)
+        molt_cuda_clear_error();
+}
+
+// One case: the CPU op on host copies, the CUDA op on device copies, every
+// output compared.
+static void run_op(op_stat *st, op_fn fn, ocase *c, const char *shape) {
+    void *hp[MAXB], *dp[MAXB], *got[MAXB];
+    for (int k = 0; k < c->nb; k++) {
+        buf   *b = &c->b[k];
+        size_t nf = b->bytes / sizeof(float);
+        hp[k] = b->h;
+        dp[k] = NULL;
+        got[k] = NULL;
+        if (b->kind == IN)
+            ;
+        else {
+            hp[k] = xmalloc(b->bytes);
+            if (b->kind == ACC)
+                memcpy(hp[k], b->h, b->bytes);
+            else
+                for (size_t i = 0; i < nf; i++)
+                    ((float *)hp[k])[i] = NAN;
+        }
+        dp[k] = be_alloc(g_gpu.be, b->bytes);
+        CHECK(dp[k] != NULL, "be_alloc %zu bytes", b->bytes);
+        if (!dp[k])
+            return;
+        be_upload(&g_gpu, dp[k], hp[k], b->bytes);
+    }
+    fn(&g_cpu, hp, c);
+    fn(&g_gpu, dp, c);
+    char what[128];
+    snprintf(what, sizeof what, "%s [%s]", st->op, shape);
+    check_sticky(what);
+    double e = 0;
+    int    worst_k = -1;
+    for (int k = 0; k < c->nb; k++) {
+        buf *b = &c->b[k];
+        if (b->kind == OUT || b->kind == ACC) {
+            got[k] = xmalloc(b->bytes);
+            be_download(&g_gpu, got[k], dp[k], b->bytes);
+            double ek = err_max(got[k], hp[k], b->bytes / sizeof(float));
+            if (!(ek <= e))
+                e = ek, worst_k = k;
+        }
+    }
+    st->cases++;
+    if (!(e < st->worst) || st->cases == 1) { // ties: the later (larger) shape
+        st->worst = e;
+        snprintf(st->shape, sizeof st->shape, "%s", shape);
+    }
+    CHECK(e <= st->tol, "%s: gpu vs cpu error %.3g > %.3g (buffer #%d)", what, e, st->tol,
+          worst_k);
+    st->failed |= !(e <= st->tol);
+    for (int k = 0; k < c->nb; k++) {
+        if (c->b[k].kind != IN)
+            free(hp[k]);
+        free(got[k]);
+        be_free(g_gpu.be, dp[k]);
+    }
+}
+
+#define NELEM(a) (int)(sizeof(a) / sizeof(a[0]))
+#define F(k) ((float *)p[k])
+
+// ----------------------------------------------------------------------------
+// dense: matmul, matmul_w, matmul_backward
+
+static const int MM_SHAPES[][3] = {{0, 8, 8},      {1, 1, 1},       {1, 7, 5},     {1, 33, 17},
+                                   {1, 1024, 1024}, {2, 3, 4},      {3, 17, 33},   {8, 300, 520},
+                                   {9, 129, 65},   {17, 129, 65},   {64, 200, 257}, {33, 96, 1000},
+                                   {128, 1024, 512}, {300, 513, 700}, {4, 2048, 130}};
+
+// buffers: x, W, bias (or absent), y
+static void op_matmul(const molt_exec *ex, void *const *p, const ocase *c) {
+    k_matmul(ex, F(3), F(0), F(1), c->i[3] ? F(2) : NULL, c->i[0], c->i[1], c->i[2], c->i[4]);
+}
+static void op_matmul_w(const molt_exec *ex, void *const *p, const ocase *c) {
+    molt_w W = {c->dt, p[1]};
+    k_matmul_w(ex, F(3), F(0), W, c->i[3] ? F(2) : NULL, c->i[0], c->i[1], c->i[2], c->i[4]);
+}
+
+static void test_matmul(void) {
+    op_stat *st = stat_new("matmul", 1e-4);
+    op_stat *sw = stat_new("matmul_w (bf16, f16, f32)", 1e-4);
+    tested("matmul"), tested("matmul_w");
+    for (int k = 0; k < NELEM(MM_SHAPES); k++)
+        for (int v = 0; v < 4; v++) { // bias × accumulate
+            int    T = MM_SHAPES[k][0], in = MM_SHAPES[k][1], out = MM_SHAPES[k][2];
+            ocase  c = {.i = {T, in, out, v & 1, v >> 1}};
+            char   shape[64];
+            addf(&c, (size_t)T * in, IN);
+            addf(&c, (size_t)out * in, IN);
+            addf(&c, (size_t)out, IN);
+            addf(&c, (size_t)T * out, v >> 1 ? ACC : OUT);
+            snprintf(shape, sizeof shape, "T,in,out %dx%dx%d%s%s", T, in, out, v & 1 ? " +b" : "",
+                     v >> 1 ? " +=" : "");
+            run_op(st, op_matmul, &c, shape);
+            for (int dt = 0; dt < 3; dt++) { // typed weights
+                c.dt = dt == 0 ? MOLT_BF16 : dt == 1 ? MOLT_F16 : MOLT_F32;
+                size_t    nw = (size_t)out * in;
+                float    *Wf = c.b[1].h;
+                uint16_t *Wh = xmalloc(2 * nw);
+                if (c.dt != MOLT_F32) {
+                    for (size_t i = 0; i < nw; i++)
+                        Wh[i] = c.dt == MOLT_BF16 ? molt_f32_to_bf16(Wf[i]) : molt_f32_to_f16(Wf[i]);
+                    c.b[1] = (buf){Wh, 2 * nw, IN};
+                }
+                snprintf(shape, sizeof shape, "T,in,out %dx%dx%d %s%s%s", T, in, out,
+                         molt_dtype_name(c.dt), v & 1 ? " +b" : "", v >> 1 ? " +=" : "");
+                run_op(sw, op_matmul_w, &c, shape);
+                c.b[1] = (buf){Wf, sizeof(float) * nw, IN};
+                free(Wh);
+            }
+            case_free(&c);
+        }
+}
+
+// buffers: dy, x, W, dx, dW, db
+static void op_matmul_backward(const molt_exec *ex, void *const *p, const ocase *c) {
+    int want = c->i[3];
+    k_matmul_backward(ex, want & 1 ? F(3) : NULL, want & 2 ? F(4) : NULL, want & 4 ? F(5) : NULL,
+                      F(0), F(1), F(2), c->i[0], c->i[1], c->i[2], c->i[4]);
+}
+
+static void test_matmul_backward(void) {
+    op_stat  *st = stat_new("matmul_backward", 1e-4);
+    const int variants[][2] = {{7, 0}, {7, 1}, {1, 0}, {2, 0}, {4, 0}, {5, 1}}; // want, acc
+    tested("matmul_backward");
+    for (int k = 0; k < NELEM(MM_SHAPES); k++)
+        for (int v = 0; v < 6; v++) {
+            int   T = MM_SHAPES[k][0], in = MM_SHAPES[k][1], out = MM_SHAPES[k][2];
+            int   want = variants[v][0], acc = variants[v][1];
+            ocase c = {.i = {T, in, out, want, acc}};
+            addf(&c, (size_t)T * out, IN);
+            addf(&c, (size_t)T * in, IN);
+            addf(&c, (size_t)out * in, IN);
+            addf(&c, (size_t)T * in, want & 1 ? (acc ? ACC : OUT) : SCR);
+            addf(&c, (size_t)out * in, want & 2 ? ACC : SCR);
+            addf(&c, (size_t)out, want & 4 ? ACC : SCR);
+            char shape[64];
+            snprintf(shape, sizeof shape, "T,in,out %dx%dx%d %s%s%s%s", T, in, out,
+                     want & 1 ? "dx" : "", want & 2 ? "dW" : "", want & 4 ? "db" : "",
+                     acc ? " +=" : "");
+            run_op(st, op_matmul_backward, &c, shape);
+            case_free(&c);
+        }
+}
+
+// ----------------------------------------------------------------------------
+// RMSNorm (x, w | y, rstd | dy, dx +=, dw +=)
+
+static const int RMS_SHAPES[][2] = {{0, 8},   {1, 1},    {1, 7},    {3, 17},    {5, 64},
+                                    {7, 129}, {33, 288}, {64, 2048}, {300, 1000}, {2, 20000}};
+
+static void op_rmsnorm(const molt_exec *ex, void *const *p, const ocase *c) {
+    k_rmsnorm(ex, F(2), F(0), F(1), c->i[0], c->i[1], 1e-5f);
+}
+static void op_rmsnorm_forward(const molt_exec *ex, void *const *p, const ocase *c) {
+    k_rmsnorm_forward(ex, F(2), F(3), F(0), F(1), c->i[0], c->i[1], 1e-5f);
+}
+// x, w, rstd (saved), dy, dx, dw
+static void op_rmsnorm_backward(const molt_exec *ex, void *const *p, const ocase *c) {
+    k_rmsnorm_backward(ex, c->i[2] & 1 ? F(4) : NULL, c->i[2] & 2 ? F(5) : NULL, F(3), F(0), F(1),
+                       F(2), c->i[0], c->i[1]);
+}
+
+static void test_rmsnorm(void) {
+    op_stat *s0 = stat_new("rmsnorm", 1e-5), *s1 = stat_new("rmsnorm_forward", 1e-5);
+    op_stat *s2 = stat_new("rmsnorm_backward", 2e-5);
+    tested("rmsnorm"), tested("rmsnorm_forward"), tested("rmsnorm_backward");
+    for (int k = 0; k < NELEM(RMS_SHAPES); k++) {
+        int   T = RMS_SHAPES[k][0], d = RMS_SHAPES[k][1];
+        char  shape[64];
+        ocase c = {.i = {T, d}};
+        addf(&c, (size_t)T * d, IN);
+        addf(&c, (size_t)d, IN);
+        addf(&c, (size_t)T * d, OUT);
+        snprintf(shape, sizeof shape, "T,d %dx%d", T, d);
+        run_op(s0, op_rmsnorm, &c, shape);
+        addf(&c, (size_t)T, OUT);
+        run_op(s1, op_rmsnorm_forward, &c, shape);
+        case_free(&c);
+        for (int want = 1; want <= 3; want++) {
+            ocase b = {.i = {T, d, want}};
+            addf(&b, (size_t)T * d, IN);
+            addf(&b, (size_t)d, IN);
+            float *r = frand((size_t)T, 0.5f, 2.0f);
+            add_buf(&b, r, sizeof(float) * (size_t)T, IN);
+            addf(&b, (size_t)T * d, IN);
+            addf(&b, (size_t)T * d, want & 1 ? ACC : SCR);
+            addf(&b, (size_t)d, want & 2 ? ACC : SCR);
+            snprintf(shape, sizeof shape, "T,d %dx%d %s%s", T, d, want & 1 ? "dx" : "",
+                     want & 2 ? "dw" : "");
+            run_op(s2, op_rmsnorm_backward, &b, shape);
+            case_free(&b);
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// SwiGLU, softmax, add
+
+static const size_t EW_N[] = {0, 1, 7, 15, 17, 1000, 32767, 32768, 100003, (size_t)1 << 21};
+
+// gates over the interesting range, some far out in both tails
+static float *gates(size_t n) {
+    float *g = frand(n, -8, 8);
+    for (size_t i = 3; i < n; i += 97)
+        g[i] = i % 2 ? 60.0f : -60.0f;
+    return g;
+}
+
+static void op_swiglu(const molt_exec *ex, void *const *p, const ocase *c) {
+    k_swiglu(ex, F(0), F(1), (size_t)c->i[0]);
+}
+// g, u, dh, dg, du; variant 3 writes dg over dh (aliasing allowed)
+static void op_swiglu_backward(const molt_exec *ex, void *const *p, const ocase *c) {
+    int v = c->i[1];
+    if (v == 3)
+        k_swiglu_backward(ex, F(2), F(4), F(2), F(0), F(1), (size_t)c->i[0]);
+    else
+        k_swiglu_backward(ex, v & 1 ? F(3) : NULL, v & 2 ? F(4) : NULL, F(2), F(0),
+                          v & 1 ? F(1) : NULL, (size_t)c->i[0]);
+}
+static void op_swiglu_pair(const molt_exec *ex, void *const *p, const ocase *c) {
+    k_swiglu_pair(ex, F(1), F(0), c->i[0], c->i[1]);
+}
+static void op_swiglu_pair_backward(const molt_exec *ex, void *const *p, const ocase *c) {
+    k_swiglu_pair_backward(ex, F(2), F(1), F(0), c->i[0], c->i[1]);
+}
+
+static void test_swiglu(void) {
+    op_stat *s0 = stat_new("swiglu", 2e-6), *s1 = stat_new("swiglu_backward", 2e-6);
+    op_stat *s2 = stat_new("swiglu_pair", 2e-6), *s3 = stat_new("swiglu_pair_backward", 2e-6);
+    tested("swiglu"), tested("swiglu_backward"), tested("swiglu_pair");
+    tested("swiglu_pair_backward");
+    char shape[64];
+    for (int k = 0; k < NELEM(EW_N); k++) {
+        size_t n = EW_N[k];
+        ocase  c = {.i = {(int)n}};
+        add_buf(&c, gates(n), sizeof(float) * n, ACC);
+        addf(&c, n, IN);
+        snprintf(shape, sizeof shape, "n %zu", n);
+        run_op(s0, op_swiglu, &c, shape);
+        case_free(&c);
+        for (int v = 1; v <= 3; v++) { // dg+du, dg only (u given) / du only, dg over dh
+            ocase b = {.i = {(int)n, v}};
+            add_buf(&b, gates(n), sizeof(float) * n, IN);
+            addf(&b, n, IN);
+            addf(&b, n, v == 3 ? ACC : IN);
+            addf(&b, n, v & 1 && v != 3 ? OUT : SCR);
+            addf(&b, n, v & 2 ? OUT : SCR);
+            snprintf(shape, sizeof shape, "n %zu %s", n,
+                     v == 1 ? "dg" : v == 2 ? "du" : "dg=dh,du");
+            run_op(s1, op_swiglu_backward, &b, shape);
+            case_free(&b);
+        }
+    }
+    const int SWP[][2] = {{0, 4}, {1, 1}, {3, 7}, {17, 64}, {40, 1000}, {2, 20000}, {512, 5632}};
+    for (int k = 0; k < NELEM(SWP); k++) {
+        int   T = SWP[k][0], F = SWP[k][1];
+        ocase c = {.i = {T, F}};
+        add_buf(&c, gates((size_t)T * 2 * F), sizeof(float) * (size_t)T * 2 * F, IN);
+        addf(&c, (size_t)T * F, OUT);
+        snprintf(shape, sizeof shape, "T,F %dx%d", T, F);
+        run_op(s2, op_swiglu_pair, &c, shape);
+        c.b[1].kind = IN;
+        t_fill_uniform(c.b[1].h, (size_t)T * F, -1, 1);
+        addf(&c, (size_t)T * 2 * F, OUT);
+        run_op(s3, op_swiglu_pair_backward, &c, shape);
+        case_free(&c);
+    }
+}
+
+static void op_softmax(const molt_exec *ex, void *const *p, const ocase *c) {
+    k_softmax(ex, F(0), c->i[0]);
+}
+// a, b, y; variant 1: in place y = a (the residual add)
+static void op_add(const molt_exec *ex, void *const *p, const ocase *c) {
+    if (c->i[1])
+        k_add(ex, F(0), F(0), F(1), (size_t)c->i[0]);
+    else
+        k_add(ex, F(2), F(0), F(1), (size_t)c->i[0]);
+}
+
+static void test_softmax_add(void) {
+    op_stat  *s0 = stat_new("softmax", 2e-6), *s1 = stat_new("add", 0);
+    const int SM_N[] = {1, 2, 7, 1000, 32000, 128256};
+    char      shape[64];
+    tested("softmax"), tested("add");
+    for (int k = 0; k < NELEM(SM_N); k++) {
+        ocase c = {.i = {SM_N[k]}};
+        add_buf(&c, frand((size_t)SM_N[k], -12, 12), sizeof(float) * (size_t)SM_N[k], ACC);
+        snprintf(shape, sizeof shape, "n %d", SM_N[k]);
+        run_op(s0, op_softmax, &c, shape);
+        case_free(&c);
+    }
+    for (int k = 0; k < NELEM(EW_N); k++)
+        for (int v = 0; v < 2; v++) {
+            size_t n = EW_N[k];
+            ocase  c = {.i = {(int)n, v}};
+            addf(&c, n, v ? ACC : IN);
+            addf(&c, n, IN);
+            addf(&c, n, v ? SCR : OUT);
+            snprintf(shape, sizeof shape, "n %zu%s", n, v ? " in place" : "");
+            run_op(s1, op_add, &c, shape);
+            case_free(&c);
+        }
+}
+
+// ----------------------------------------------------------------------------
+// embedding (E | x;  dx | dE +=), ids on the host with repeats
+
+static void op_embedding(const molt_exec *ex, void *const *p, const ocase *c) {
+    k_embedding(ex, F(1), F(0), c->ids, c->i[0], c->i[1]);
+}
+static void op_embedding_backward(const molt_exec *ex, void *const *p, const ocase *c) {
+    k_embedding_backward(ex, F(1), F(0), c->ids, c->i[0], c->i[1]);
+}
+
+static void test_embedding(void) {
+    op_stat  *s0 = stat_new("embedding", 0), *s1 = stat_new("embedding_backward", 0);
+    const int SH[][3] = {{0, 5, 8}, {1, 1, 1}, {5, 3, 7}, {64, 50, 64}, {300, 20, 1000},
+                         {2048, 32000, 288}};
+    tested("embedding"), tested("embedding_backward");
+    for (int k = 0; k < NELEM(SH); k++) {
+        int      T = SH[k][0], V = SH[k][1], d = SH[k][2];
+        int32_t *ids = xmalloc(sizeof(int32_t) * (size_t)(T + 1));
+        for (int t = 0; t < T; t++)
+            ids[t] = (int32_t)(t_uniform(0, 1) * (float)V) % V;
+        char  shape[64];
+        ocase c = {.i = {T, d}, .ids = ids};
+        addf(&c, (size_t)V * d, IN);
+        addf(&c, (size_t)T * d, OUT);
+        snprintf(shape, sizeof shape, "T,V,d %dx%dx%d", T, V, d);
+        run_op(s0, op_embedding, &c, shape);
+        case_free(&c);
+        ocase b = {.i = {T, d}, .ids = ids};
+        addf(&b, (size_t)T * d, IN);
+        addf(&b, (size_t)V * d, ACC);
+        run_op(s1, op_embedding_backward, &b, shape);
+        case_free(&b);
+        free(ids);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// conv1d_causal: x, w, b, state | y;  backward: dy, x, w | dx, dw +=, db +=
+
+static const int CONV_SHAPES[][3] = {{0, 5, 4},    {1, 1, 1},     {1, 5, 4},    {2, 7, 4},
+                                     {3, 7, 4},    {5, 3, 2},     {9, 70, 1},   {17, 33, 4},
+                                     {64, 130, 3}, {200, 256, 4}, {300, 100, 5}, {2048, 2304, 4}};
+
+static void op_conv(const molt_exec *ex, void *const *p, const ocase *c) {
+    int v = c->i[3];
+    conv1d_causal(ex, F(4), F(0), F(1), v & 1 ? F(2) : NULL, v & 2 ? F(3) : NULL, c->i[0],
+                  c->i[1], c->i[2]);
+}
+static void op_conv_backward(const molt_exec *ex, void *const *p, const ocase *c) {
+    int v = c->i[3];
+    conv1d_causal_backward(ex, F(3), v & 1 ? F(4) : NULL, v & 2 ? F(5) : NULL, F(0), F(1), F(2),
+                           c->i[0], c->i[1], c->i[2]);
+}
+
+static void test_conv(void) {
+    op_stat *sf = stat_new("conv1d_causal", 1e-5), *sb = stat_new("conv1d_causal_backward", 2e-5);
+    tested("conv1d_causal"), tested("conv1d_causal_backward");
+    for (int k = 0; k < NELEM(CONV_SHAPES); k++)
+        for (int v = 0; v < 4; v++) { // forward: bias × state; backward: dw × db
+            int    T = CONV_SHAPES[k][0], Cc = CONV_SHAPES[k][1], K = CONV_SHAPES[k][2];
+            size_t n = (size_t)T * Cc;
+            char   shape[64];
+            ocase  c = {.i = {T, Cc, K, v}};
+            addf(&c, n, IN);
+            addf(&c, (size_t)Cc * K, IN);
+            addf(&c, (size_t)Cc, IN);
+            addf(&c, (size_t)Cc * (K - 1) + 1, v & 2 ? ACC : SCR);
+            addf(&c, n, OUT);
+            snprintf(shape, sizeof shape, "T,Cc,K %dx%dx%d%s%s", T, Cc, K, v & 1 ? " +b" : "",
+                     v & 2 ? " +state" : "");
+            run_op(sf, op_conv, &c, shape);
+            case_free(&c);
+            ocase b = {.i = {T, Cc, K, v}};
+            addf(&b, n, IN);
+            addf(&b, n, IN);
+            addf(&b, (size_t)Cc * K, IN);
+            addf(&b, n, OUT);
+            addf(&b, (size_t)Cc * K, v & 1 ? ACC : SCR);
+            addf(&b, (size_t)Cc, v & 2 ? ACC : SCR);
+            snprintf(shape, sizeof shape, "T,Cc,K %dx%dx%d dx%s%s", T, Cc, K, v & 1 ? "dw" : "",
+                     v & 2 ? "db" : "");
+            run_op(sb, op_conv_backward, &b, shape);
+            case_free(&b);
+        }
+}
+
+// ----------------------------------------------------------------------------
+// SSD: step, chunked scan (+ backward), materialized matrix (+ backward)
+
+// decays: "sharp" mostly in (−1.5, 0] with a few flushed to exactly 0
+// (dA < SSM_EXP_FLUSH); "mild" near 1 with some slight growth
+static float *decays(size_t n, int sharp) {
+    float *dA = sharp ? frand(n, -1.5f, 0.0f) : frand(n, -0.1f, 0.02f);
+    for (size_t i = 5; sharp && i < n; i += 31)
+        dA[i] = -70.0f;
+    return dA;
+}
+
+// X, dA, B, C | y, state (+=: the initial state)
+static void op_ssd_step(const molt_exec *ex, void *const *p, const ocase *c) {
+    ssd_step(ex, F(4), F(5), F(0), F(1), F(2), F(3), c->i[0], c->i[1], c->i[2], c->i[3]);
+}
+
+static void test_ssd_step(void) {
+    op_stat  *st = stat_new("ssd_step", 1e-5);
+    const int SH[][4] = {{1, 1, 1, 1},   {2, 3, 5, 1},   {3, 7, 9, 3},     {4, 16, 16, 2},
+                         {6, 33, 40, 2}, {8, 64, 16, 8}, {16, 32, 128, 1}, {32, 64, 64, 32}};
+    tested("ssd_step");
+    for (int k = 0; k < NELEM(SH); k++)
+        for (int sharp = 0; sharp < 2; sharp++) {
+            int   H = SH[k][0], P = SH[k][1], N = SH[k][2], G = SH[k][3];
+            ocase c = {.i = {H, P, N, G}};
+            char  shape[64];
+            addf(&c, (size_t)H * P, IN);
+            add_buf(&c, decays((size_t)H, sharp), sizeof(float) * (size_t)H, IN);
+            addf(&c, (size_t)G * N, IN);
+            addf(&c, (size_t)G * N, IN);
+            addf(&c, (size_t)H * P, OUT);
+            addf(&c, (size_t)H * P * N, ACC);
+            snprintf(shape, sizeof shape, "H,P,N,G %dx%dx%dx%d", H, P, N, G);
+            run_op(st, op_ssd_step, &c, shape);
+            case_free(&c);
+        }
+}
+
+static const int SCAN_SHAPES[][6] = { // T, H, P, N, G, Q
+    {0, 2, 3, 4, 1, 4},       {1, 1, 1, 1, 1, 1},      {5, 2, 3, 4, 1, 2},
+    {17, 3, 5, 7, 3, 4},      {17, 4, 8, 16, 2, 64},   {33, 6, 7, 5, 3, 7},
+    {64, 4, 16, 16, 1, 16},   {100, 2, 8, 8, 2, 1},    {130, 4, 16, 32, 2, 64},
+    {200, 8, 8, 16, 4, 32},   {257, 2, 16, 16, 1, 64}, {300, 4, 16, 32, 2, 256},
+    {512, 8, 64, 64, 8, 128}, {1000, 4, 32, 64, 1, 128}, {300, 2, 64, 128, 1, 256},
+    {1024, 16, 64, 64, 16, 128}};
+
+static size_t scan_nc(int T, int Q) {
+    int q = Q < T ? Q : T;
+    return T > 0 ? (size_t)((T + q - 1) / q) : 0;
+}
+
+// X, dA, B, C | y, state (ACC, or unused), work (SCR), saved (OUT: st | din | dout)
+static void op_scan(const molt_exec *ex, void *const *p, const ocase *c) {
+    int    T = c->i[0], H = c->i[1], P = c->i[2], N = c->i[3], G = c->i[4], Q = c->i[5];
+    size_t nc = scan_nc(T, Q), HPN = (size_t)H * P * N, HT = (size_t)H * T;
+    ssd_scan_chunked(ex, F(4), c->i[6] ? F(5) : NULL, F(0), F(1), F(2), F(3), T, H, P, N, G, Q,
+                     F(6));
+    // the saved part of work (ssm.h / cpu/ssm.c): st [nc,H,P,N], then after v [H,P,N]: din, dout
+    be_copy(ex, F(7), F(6), sizeof(float) * nc * HPN);
+    be_copy(ex, F(7) + nc * HPN, F(6) + (nc + 1) * HPN, sizeof(float) * 2 * HT);
+}
+// X, dA, B, C, dy | y (SCR), work (SCR), dX, ddA, dB, dC (OUT)
+static void op_scan_backward(const molt_exec *ex, void *const *p, const ocase *c) {
+    int T = c->i[0], H = c->i[1], P = c->i[2], N = c->i[3], G = c->i[4], Q = c->i[5];
+    ssd_scan_chunked(ex, F(5), NULL, F(0), F(1), F(2), F(3), T, H, P, N, G, Q, F(6));
+    ssd_scan_chunked_backward(ex, F(7), F(8), F(9), F(10), F(4), F(0), F(1), F(2), F(3), T, H, P,
+                              N, G, Q, F(6));
+}
+
+static void scan_inputs(ocase *c, int T, int H, int P, int N, int G, int sharp) {
+    addf(c, (size_t)T * H * P, IN);
+    add_buf(c, decays((size_t)T * H, sharp), sizeof(float) * (size_t)T * H, IN);
+    addf(c, (size_t)T * G * N, IN);
+    addf(c, (size_t)T * G * N, IN);
+}
+
+static void test_ssd_scan(void) {
+    op_stat *sf = stat_new("ssd_scan_chunked", 5e-5);
+    // the backward's ddA sums ~Q²/2 products with cancellation: at Q=256, N=128 and mild
+    // decays the CPU itself is 3.5e-5 off a double reference, and the two backends' rounding
+    // errors add
+    op_stat *sb = stat_new("ssd_scan_chunked_backward", 2e-4);
+    tested("ssd_scan_chunked"), tested("ssd_scan_chunked_backward");
+    for (int k = 0; k < NELEM(SCAN_SHAPES); k++) {
+        const int *s = SCAN_SHAPES[k];
+        int        T = s[0], H = s[1], P = s[2], N = s[3], G = s[4], Q = s[5];
+        size_t     HPN = (size_t)H * P * N, nc = scan_nc(T, Q), HT = (size_t)H * T;
+        char       shape[64];
+        for (int st0 = 0; st0 < 2; st0++) {
+            ocase c = {.i = {T, H, P, N, G, Q, st0}};
+            scan_inputs(&c, T, H, P, N, G, (k + st0) % 2);
+            addf(&c, (size_t)T * H * P, OUT);
+            addf(&c, HPN, st0 ? ACC : SCR);
+            addf(&c, ssd_chunked_work(T, H, P, N, G, Q) + 1, SCR);
+            addf(&c, nc * HPN + 2 * HT + 1, ACC); // every float but the last is overwritten
+            snprintf(shape, sizeof shape, "T,H,P,N,G,Q %dx%dx%dx%dx%dx%d%s", T, H, P, N, G, Q,
+                     st0 ? " +state" : "");
+            run_op(sf, op_scan, &c, shape);
+            case_free(&c);
+        }
+        ocase b = {.i = {T, H, P, N, G, Q}};
+        scan_inputs(&b, T, H, P, N, G, k % 2);
+        addf(&b, (size_t)T * H * P, IN);
+        addf(&b, (size_t)T * H * P, SCR);
+        addf(&b, ssd_chunked_backward_work(T, H, P, N, G, Q) + 1, SCR);
+        addf(&b, (size_t)T * H * P, OUT);
+        addf(&b, (size_t)T * H, OUT);
+        addf(&b, (size_t)T * G * N, OUT);
+        addf(&b, (size_t)T * G * N, OUT);
+        snprintf(shape, sizeof shape, "T,H,P,N,G,Q %dx%dx%dx%dx%dx%d", T, H, P, N, G, Q);
+        run_op(sb, op_scan_backward, &b, shape);
+        case_free(&b);
+    }
+}
+
+// dA, B, C, cs, D | M;  backward: + dM | ddA, dB, dC, dcs (OUT), dD (ACC), work (SCR)
+static void op_mat(const molt_exec *ex, void *const *p, const ocase *c) {
+    int v = c->i[4];
+    ssd_materialize(ex, F(5), F(0), F(1), F(2), v & 1 ? F(3) : NULL, v & 2 ? F(4) : NULL, c->i[0],
+                    c->i[1], c->i[2], c->i[3]);
+}
+static void op_mat_backward(const molt_exec *ex, void *const *p, const ocase *c) {
+    int v = c->i[4];
+    ssd_materialize_backward(ex, F(6), F(7), F(8), v & 1 ? F(9) : NULL, v & 2 ? F(10) : NULL,
+                             F(5), F(0), F(1), F(2), v & 1 ? F(3) : NULL, v & 2 ? F(4) : NULL,
+                             c->i[0], c->i[1], c->i[2], c->i[3], F(11));
+}
+
+static void test_materialize(void) {
+    op_stat  *sf = stat_new("ssd_materialize", 2e-5);
+    op_stat  *sb = stat_new("ssd_materialize_backward", 5e-5);
+    const int SH[][4] = {{0, 2, 3, 1},   {1, 1, 1, 1},    {5, 2, 3, 1},   {17, 3, 7, 3},
+                         {33, 4, 16, 2}, {64, 2, 16, 1},  {100, 6, 5, 3}, {130, 4, 8, 2},
+                         {300, 4, 64, 2}, {1024, 2, 64, 2}};
+    tested("ssd_materialize"), tested("ssd_materialize_backward");
+    for (int k = 0; k < NELEM(SH); k++)
+        for (int v = 0; v < 4; v++) { // colscale × D; decay regime alternates
+            int    T = SH[k][0], H = SH[k][1], N = SH[k][2], G = SH[k][3];
+            size_t na = (size_t)T * H, nb = (size_t)T * G * N, nM = (size_t)H * T * T;
+            char   shape[64];
+            ocase  c = {.i = {T, H, N, G, v}};
+            add_buf(&c, decays(na, (k + v) % 2), sizeof(float) * na, IN);
+            addf(&c, nb, IN);
+            addf(&c, nb, IN);
+            add_buf(&c, frand(na, 0.01f, 1.0f), sizeof(float) * na, IN);
+            addf(&c, (size_t)H, IN);
+            addf(&c, nM, OUT);
+            snprintf(shape, sizeof shape, "T,H,N,G %dx%dx%dx%d%s%s", T, H, N, G,
+                     v & 1 ? " +cs" : "", v & 2 ? " +D" : "");
+            run_op(sf, op_mat, &c, shape);
+            c.b[5].kind = IN; // dM
+            t_fill_uniform(c.b[5].h, nM, -1, 1);
+            addf(&c, na, OUT);
+            addf(&c, nb, OUT);
+            addf(&c, nb, OUT);
+            addf(&c, na, v & 1 ? OUT : SCR);
+            addf(&c, (size_t)H, v & 2 ? ACC : SCR);
+            addf(&c, ssd_materialize_backward_work(T, H, N, G) + 1, SCR);
+            run_op(sb, op_mat_backward, &c, shape);
+            case_free(&c);
+        }
+}
+
+// ----------------------------------------------------------------------------
+// memory, table, sticky error
+
+static void test_memory(void) {
+    const size_t n = 100003;
+    float       *h = frand(n, -1, 1), *back = xmalloc(sizeof(float) * n);
+    float       *a = be_allocf(g_gpu.be, n), *b = be_allocf(g_gpu.be, n);
+    void        *z = be_alloc(g_gpu.be, 0);
+    CHECK(a && b && z, "be_alloc");
+    CHECK(((uintptr_t)a % 64) == 0 && ((uintptr_t)b % 64) == 0, "64-byte alignment");
+    CHECK(!g_gpu.be->mem.host_visible, "device memory is not host-visible");
+    if (a && b) {
+        be_upload(&g_gpu, a, h, sizeof(float) * n);
+        be_copy(&g_gpu, b, a, sizeof(float) * n);
+        be_zero(&g_gpu, b + 1000, sizeof(float) * 2000);
+        be_sync(&g_gpu);
+        be_download(&g_gpu, back, b, sizeof(float) * n);
+        int ok = 1;
+        for (size_t i = 0; i < n; i++)
+            ok &= (i >= 1000 && i < 3000) ? back[i] == 0.0f : back[i] == h[i];
+        CHECK(ok, "upload → copy → zero → download round trip");
+        be_download(&g_gpu, back, a, sizeof(float) * n);
+        CHECK(memcmp(back, h, sizeof(float) * n) == 0, "upload → download");
+    }
+    be_free(g_gpu.be, a), be_free(g_gpu.be, b), be_free(g_gpu.be, z);
+    be_free(g_gpu.be, NULL);
+    CHECK(be_alloc(g_gpu.be, (size_t)1 << 62) == NULL, "an impossible allocation returns NULL");
+    check_sticky("memory");
+    free(h), free(back);
+}
+
+static int was_tested(const char *op) {
+    for (int i = 0; i < g_ntested; i++)
+        if (strcmp(g_tested[i], op) == 0)
+            return 1;
+    return 0;
+}
+
+static void test_table(void) {
+    char      missing[1024];
+    int       nmiss = molt_cuda_missing_ops(missing, sizeof missing);
+    molt_exec ex;
+    CHECK(molt_exec_init(&ex, &molt_backend_cuda, 1) == (nmiss == 0),
+          "molt_exec_init must refuse the CUDA table exactly when an op is missing (%d)", nmiss);
+    if (nmiss)
+        printf("not yet on the GPU (%d): %s\n", nmiss, missing);
+    // every op the CUDA table has is tested here
+#define COVERED(op) CHECK(!molt_backend_cuda.op || was_tested(#op), "CUDA op %s has no test", #op);
+    MOLT_BACKEND_OPS(COVERED)
+#undef COVERED
+    // the sticky error: an unsupported weight type is recorded, not crashed on
+    molt_cuda_clear_error();
+    float *y = be_allocf(g_gpu.be, 4), *x = be_allocf(g_gpu.be, 4), *w = be_allocf(g_gpu.be, 4);
+    molt_w bad = {MOLT_DTYPE_COUNT, w};
+    k_matmul_w(&g_gpu, y, x, bad, NULL, 2, 2, 2, 0);
+    be_sync(&g_gpu);
+    const char *e = molt_cuda_last_error();
+    CHECK(e && strstr(e, "dtype"), "a bad dtype sets the sticky error (got %s)", e ? e : "none");
+    molt_cuda_clear_error();
+    CHECK(molt_cuda_last_error() == NULL, "molt_cuda_clear_error");
+    be_free(g_gpu.be, y), be_free(g_gpu.be, x), be_free(g_gpu.be, w);
+}
+
+// ----------------------------------------------------------------------------
+// --bench: timing lines (median of repeated runs, synchronised; not a test)
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+static float *dev_rand(size_t n, float lo, float hi) {
+    float *h = frand(n, lo, hi), *d = be_allocf(g_gpu.be, n);
+    if (!d) {
+        fprintf(stderr, "bench: out of device memory\n");
+        exit(2);
+    }
+    be_upload(&g_gpu, d, h, sizeof(float) * n);
+    free(h);
+    return d;
+}
+
+typedef void (*bench_fn)(void *arg);
+// median seconds of one call over reps (after 3 warm-up calls)
+static double time_med(bench_fn fn, void *arg, int reps) {
+    double t[64];
+    for (int i = 0; i < 3; i++)
+        fn(arg);
+    be_sync(&g_gpu);
+    for (int i = 0; i < reps; i++) {
+        double t0 = now_s();
+        fn(arg);
+        be_sync(&g_gpu);
+        t[i] = now_s() - t0;
+    }
+    qsort(t, (size_t)reps, sizeof t[0], cmp_d);
+    return t[reps / 2];
+}
+
+typedef struct bargs {
+    float *y, *x, *W, *work, *a, *b, *c, *d;
+    molt_w Ww;
+    int    i[8];
+} bargs;
+
+static void b_copy(void *p) {
+    bargs *a = p;
+    be_copy(&g_gpu, a->y, a->x, sizeof(float) * (size_t)a->i[0]);
+}
+static void b_matmul(void *p) {
+    bargs *a = p;
+    k_matmul(&g_gpu, a->y, a->x, a->W, NULL, a->i[0], a->i[1], a->i[2], 0);
+}
+static void b_matmul_w(void *p) {
+    bargs *a = p;
+    k_matmul_w(&g_gpu, a->y, a->x, a->Ww, NULL, a->i[0], a->i[1], a->i[2], 0);
+}
+static void b_scan(void *p) {
+    bargs *a = p;
+    ssd_scan_chunked(&g_gpu, a->y, NULL, a->x, a->a, a->b, a->c, a->i[0], a->i[1], a->i[2],
+                     a->i[3], a->i[4], a->i[5], a->work);
+}
+static void b_scan_bwd(void *p) {
+    bargs *a = p;
+    size_t nb = (size_t)a->i[6]; // dA, B, C buffers hold the gradients in their second halves
+    ssd_scan_chunked_backward(&g_gpu, a->d, a->a + (size_t)a->i[0] * a->i[1], a->b + nb,
+                              a->c + nb, a->y, a->x, a->a, a->b, a->c, a->i[0], a->i[1], a->i[2],
+                              a->i[3], a->i[4], a->i[5], a->work);
+}
+
+static void bench_dense(void) {
+    double t;
+    // memory ceiling: a 1 GiB device-to-device copy (bytes read + written)
+    size_t n = (size_t)1 << 28;
+    bargs  a = {.y = be_allocf(g_gpu.be, n), .x = dev_rand(n, -1, 1), .i = {(int)n}};
+    t = time_med(b_copy, &a, 10);
+    double bw = 2.0 * 4.0 * (double)n / t;
+    printf("copy 1 GiB d2d: %.3f ms, %.0f GB/s (read + write)\n", t * 1e3, bw * 1e-9);
+    be_free(g_gpu.be, a.y), be_free(g_gpu.be, a.x);
+
+    // matmul T=2048, in=8192, out=2048: fp32 and bf16 weights
+    int    T = 2048, in = 8192, out = 2048;
+    double fl = 2.0 * T * (double)in * out;
+    bargs  m = {.y = be_allocf(g_gpu.be, (size_t)T * out), .x = dev_rand((size_t)T * in, -1, 1),
+                .W = dev_rand((size_t)out * in, -1, 1), .i = {T, in, out}};
+    t = time_med(b_matmul, &m, 20);
+    printf("matmul fp32 T,in,out %dx%dx%d: %.3f ms, %.1f TFLOP/s (floor at 67 TFLOP/s fp32 "
+           "non-tensor: %.3f ms)\n",
+           T, in, out, t * 1e3, fl / t * 1e-12, fl / 67e12 * 1e3);
+    uint16_t *wh = xmalloc(2 * (size_t)out * in);
+    for (size_t i = 0; i < (size_t)out * in; i++)
+        wh[i] = molt_f32_to_bf16(t_uniform(-1, 1));
+    void *wd = be_alloc(g_gpu.be, 2 * (size_t)out * in);
+    be_upload(&g_gpu, wd, wh, 2 * (size_t)out * in);
+    m.Ww = (molt_w){MOLT_BF16, wd};
+    t = time_med(b_matmul_w, &m, 20);
+    printf("matmul_w bf16 T,in,out %dx%dx%d: %.3f ms, %.1f TFLOP/s (widen + fp32 Sgemm; floor "
+           "%.3f ms at fp32, %.3f ms at ~800 TFLOP/s bf16 tensor cores)\n",
+           T, in, out, t * 1e3, fl / t * 1e-12, fl / 67e12 * 1e3, fl / 800e12 * 1e3);
+    m.i[0] = 1;
+    t = time_med(b_matmul_w, &m, 20);
+    printf("matmul_w bf16 decode T,in,out 1x%dx%d: %.3f ms, %.0f GB/s of weights\n", in, out,
+           t * 1e3, 2.0 * in * out / t * 1e-9);
+    be_free(g_gpu.be, m.y), be_free(g_gpu.be, m.x), be_free(g_gpu.be, m.W), be_free(g_gpu.be, wd);
+    free(wh);
+
+}
+
+// scan_once: one forward + backward only (for a profiler)
+static int bench_scan(int scan_once) {
+    double t;
+    // ssd_scan_chunked, Llamba-1B-like: T=2048, H=32 heads, P=64, N=64, G=32, Q=128
+    int    Ts = 2048, H = 32, P = 64, N = 64, G = 32, Q = 128, nc = (Ts + Q - 1) / Q;
+    size_t ny = (size_t)Ts * H * P, nb = (size_t)Ts * G * N;
+    bargs  s = {.y = dev_rand(ny, -1, 1), .x = dev_rand(ny, -1, 1),
+                .a = dev_rand(2 * (size_t)Ts * H, -0.2f, 0.0f), .b = dev_rand(2 * nb, -1, 1),
+                .c = dev_rand(2 * nb, -1, 1), .d = be_allocf(g_gpu.be, ny),
+                .work = be_allocf(g_gpu.be, ssd_chunked_backward_work(Ts, H, P, N, G, Q)),
+                .i = {Ts, H, P, N, G, Q, (int)nb}};
+    double sfl = 2.0 * Ts * H * ((double)Q * (N + P) / 2.0 + 2.0 * P * N);
+    double sby = 4.0 * (2.0 * ny + 2.0 * nb + (double)Ts * H + (double)nc * H * P * N);
+    double tf = sfl / 67e12, tb = sby / 3.0e12;
+    if (scan_once) {
+        b_scan(&s);
+        b_scan_bwd(&s);
+        be_sync(&g_gpu);
+        return molt_cuda_last_error() != NULL;
+    }
+    t = time_med(b_scan, &s, 20);
+    printf("ssd_scan_chunked T,H,P,N,G,Q %dx%dx%dx%dx%dx%d: %.3f ms; floor %.3f ms (%.2f GFLOP "
+           "at 67 TFLOP/s = %.3f ms, %.0f MB at 3.0 TB/s = %.3f ms)\n",
+           Ts, H, P, N, G, Q, t * 1e3, (tf > tb ? tf : tb) * 1e3, sfl * 1e-9, tf * 1e3,
+           sby * 1e-6, tb * 1e3);
+    b_scan(&s);
+    t = time_med(b_scan_bwd, &s, 10);
+    printf("ssd_scan_chunked_backward same shape: %.3f ms (floor ~2-3x the forward's)\n",
+           t * 1e3);
+    be_free(g_gpu.be, s.y), be_free(g_gpu.be, s.x), be_free(g_gpu.be, s.a);
+    be_free(g_gpu.be, s.b), be_free(g_gpu.be, s.c), be_free(g_gpu.be, s.d);
+    be_free(g_gpu.be, s.work);
+    be_sync(&g_gpu);
+    const char *e = molt_cuda_last_error();
+    if (e) {
+        fprintf(stderr, "bench: CUDA error: %s\n", e);
+        return 1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    const char *why = NULL;
+    if (molt_cuda_device_count(&why) <= 0) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "no CUDA GPU found: %s", why ? why : "?");
+        return t_skip("test_backend_cuda", msg);
+    }
+    g_cpu = molt_exec_cpu(2);
+    g_gpu = be_exec1(&molt_backend_cuda); // not molt_exec_init: a partial table still runs here
+    t_seed(20261206);
+    if (argc > 1 && strcmp(argv[1], "--bench") == 0) {
+        bench_dense();
+        return bench_scan(0);
+    }
+    if (argc > 1 && strcmp(argv[1], "--profile") == 0) // one scan forward + backward (ncu)
+        return bench_scan(1);
+    test_memory();
+    test_matmul();
+    test_matmul_backward();
+    test_rmsnorm();
+    test_swiglu();
+    test_softmax_add();
+    test_embedding();
+    test_conv();
+    test_ssd_step();
+    test_ssd_scan();
+    test_materialize();
+    test_table();
+
+    printf("\n%-28s %6s %10s %10s  %s\n", "op (gpu vs cpu)", "cases", "worst", "tol",
+           "worst shape");
+    for (int i = 0; i < g_nstat; i++) {
+        op_stat *s = &g_stat[i];
+        printf("%-28s %6d %10.2e %10.1e  %s%s\n", s->op, s->cases, s->worst, s->tol, s->shape,
+               s->failed ? "  FAILED" : "");
+    }
+    return t_done("test_backend_cuda");
+}
+
+#endif
