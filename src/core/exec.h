@@ -3,9 +3,10 @@
  *
  * molt has no per-call globals: which backend runs an op, how many threads it
  * may use and (on a GPU) which stream it is queued on travel down the call
- * chain in a molt_exec. A molt_ctx owns one (molt__exec(ctx)); code that runs
- * work in parallel at a higher level (the teacher sampler's workers, one
- * sequence each) gives every worker its own exec with nth = 1.
+ * chain in a molt_exec. A molt_ctx owns one (molt__exec(ctx)). Only the
+ * backend runs work in parallel (its ops split over nth threads, or queue on
+ * the stream): above src/kernels nothing starts threads (tests/test_layering.sh);
+ * many sequences at once are one batch over state slots (the teacher sampler).
  *
  * An exec is a small value: copy it to change the thread count for one call
  * (e.g. a kernel that wants fewer threads than the caller has).
