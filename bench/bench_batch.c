@@ -10,8 +10,12 @@
  *      then 16 steps are timed; the state memory of the 64 slots is reported
  *      (the KV caches grow with the context, the recurrent state does not).
  * Random weights (speed does not depend on the values). One JSON line each.
+ * --weights f32,bf16: part 1 once per weight dtype of the decoded matrices
+ * (molt_model_set_weight_dtype), the dtypes alternating at every point and
+ * --rounds times over the sweep; each line gives the bytes of those matrices
+ * read per step ("matrix_bytes") and that over the step time ("matrix_gb_s").
  * usage: bench_batch [--threads N] [--batches 1,4,16,64,256] [--contexts 2048,8192]
- *                    [--skip-big] [--skip-context]
+ *                    [--weights f32,bf16,f16] [--rounds N] [--skip-big] [--skip-context]
  */
 #include "bench_models.h"
 
@@ -45,15 +49,22 @@ static double time_steps(molt_ctx *ctx, molt_slots *sl, int B, int steps, int re
 }
 
 static void batch_sweep(molt_ctx *ctx, const char *name, const char *json, const int *batches,
-                        int nb, int threads) {
+                        int nb, int threads, const char *const *wdt, int nw, int rounds) {
     molt_model *m = bench_model(ctx, json);
     molt_model_info in;
     molt_model_get_info(m, &in);
+    // elements of the typed matrices (q/k/v/o, MLP, in/out_proj, head): the bf16 copy's size
+    if (molt_model_set_weight_dtype(ctx, m, "bf16") != MOLT_OK)
+        die(ctx);
+    double mat_elems = (double)m->wbuf_bytes / 2;
     int32_t prompt[16];
     for (int i = 0; i < 16; i++)
         prompt[i] = (i * 37 + 1) % 1000;
-    double base = 0;
-    for (int k = 0; k < nb; k++) {
+    for (int pt = 0; pt < rounds * nb * nw; pt++) { // round r, batch k, weights w (innermost)
+        int r = pt / (nb * nw), k = pt / nw % nb, w = pt % nw;
+        if (molt_model_set_weight_dtype(ctx, m, wdt[w]) != MOLT_OK)
+            die(ctx);
+        double bytes = mat_elems * (double)molt_dtype_size(m->weight_dt);
         int B = batches[k];
         // about the same work per point: fewer steps at large batch
         int steps = B >= 256 ? 4 : B >= 64 ? 8 : B >= 16 ? 16 : 32;
@@ -68,13 +79,13 @@ static void batch_sweep(molt_ctx *ctx, const char *name, const char *json, const
         float *lg = malloc(sizeof(float) * (size_t)B * (size_t)in.vocab);
         double t = time_steps(ctx, sl, B, steps, reps, lg);
         double tps = (double)B * steps / t;
-        if (B == 1)
-            base = tps;
         printf("{\"bench\": \"batch_decode\", \"model\": \"%s\", \"params\": %lld, \"batch\": %d, "
-               "\"threads\": %d, \"steps\": %d, \"tok_per_s\": %.1f, \"ms_per_step\": %.3f, "
-               "\"vs_batch1\": %.2f, \"state_bytes\": %lld}\n",
-               name, (long long)in.n_params, B, threads, steps, tps, 1e3 * t / steps,
-               base > 0 ? tps / base : 0.0, (long long)molt_slots_state_bytes(sl));
+               "\"threads\": %d, \"weights\": \"%s\", \"round\": %d, \"steps\": %d, "
+               "\"tok_per_s\": %.1f, \"ms_per_step\": %.3f, \"matrix_bytes\": %.0f, "
+               "\"matrix_gb_s\": %.2f, \"state_bytes\": %lld}\n",
+               name, (long long)in.n_params, B, threads, molt_dtype_name(m->weight_dt), r, steps,
+               tps, 1e3 * t / steps, bytes, bytes / (t / steps) * 1e-9,
+               (long long)molt_slots_state_bytes(sl));
         fflush(stdout);
         free(lg);
         molt_slots_free(sl);
@@ -118,7 +129,8 @@ static void context_point(molt_ctx *ctx, const char *name, molt_model *m, int B,
 
 int main(int argc, char **argv) {
     int threads = 2, batches[16] = {1, 4, 16, 64, 256}, nb = 5, ctxs[8] = {2048, 8192}, nc = 2;
-    int skip_big = 0, skip_ctx = 0;
+    int skip_big = 0, skip_ctx = 0, nw = 1, rounds = 1;
+    const char *wdt[4] = {"f32"};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc)
             threads = atoi(argv[++i]);
@@ -130,21 +142,29 @@ int main(int argc, char **argv) {
             nc = 0;
             for (char *t = strtok(argv[++i], ","); t && nc < 8; t = strtok(NULL, ","))
                 ctxs[nc++] = atoi(t);
+        } else if (!strcmp(argv[i], "--weights") && i + 1 < argc) {
+            nw = 0;
+            for (char *t = strtok(argv[++i], ","); t && nw < 4; t = strtok(NULL, ","))
+                wdt[nw++] = t;
+        } else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) {
+            rounds = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--skip-big"))
             skip_big = 1;
         else if (!strcmp(argv[i], "--skip-context"))
             skip_ctx = 1;
         else {
             fprintf(stderr, "usage: bench_batch [--threads N] [--batches 1,4,..] "
-                            "[--contexts 2048,8192] [--skip-big] [--skip-context]\n");
+                            "[--contexts 2048,8192] [--weights f32,bf16,f16] [--rounds N] "
+                            "[--skip-big] [--skip-context]\n");
             return 2;
         }
     }
     molt_ctx *ctx = molt_ctx_new();
     molt_ctx_set_threads(ctx, threads);
-    batch_sweep(ctx, "llamba-kv2m-width", BENCH_LLAMBA_KV2M, batches, nb, threads);
+    batch_sweep(ctx, "llamba-kv2m-width", BENCH_LLAMBA_KV2M, batches, nb, threads, wdt, nw,
+                rounds);
     if (!skip_big)
-        batch_sweep(ctx, "llamba-100m", LLAMBA_B, batches, nb, threads);
+        batch_sweep(ctx, "llamba-100m", LLAMBA_B, batches, nb, threads, wdt, nw, rounds);
     if (!skip_ctx) {
         molt_model *a = bench_model(ctx, BENCH_LLAMA_KV2M);
         molt_model *r = bench_model(ctx, BENCH_LLAMBA_KV2M);

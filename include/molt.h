@@ -128,6 +128,17 @@ MOLT_API void        molt_model_free(molt_model *m);
 MOLT_API molt_status molt_model_save(molt_ctx *ctx, const molt_model *m, const char *dir,
                                      const char *dtype);
 MOLT_API const molt_tokenizer *molt_model_tokenizer(const molt_model *m);
+// The element type of the weight matrices decoding reads: q/k/v/o, the MLP's
+// gate|up and down, the SSM's in_proj and out_proj, and the LM head (embeddings,
+// norms, biases, convs and the hybrid adapter stay f32). "bf16" / "f16" convert
+// them (round to nearest even) into one extra buffer of the model's backend that
+// prefill, decode and batched slots read (half the bytes: decode is bandwidth
+// bound); "f32" (the default) points them back at the parameters and frees it.
+// The f32 parameters stay (training, analysis and saving use them), so bf16
+// costs half the matrices' f32 size in extra memory: it is meant for decoding.
+// The copy is taken now: after changing the parameters (training), call again.
+// Errors: MOLT_ERR_ARG (unknown dtype), MOLT_ERR_OOM; the model is unchanged then.
+MOLT_API molt_status molt_model_set_weight_dtype(molt_ctx *ctx, molt_model *m, const char *dtype);
 
 typedef struct molt_model_info {
     char    arch[32];         // "llama", "llamba", "mamba2", "molt_hybrid"

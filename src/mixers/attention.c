@@ -1,7 +1,9 @@
 /*
  * attention.c — GQA causal attention with RoPE and a KV cache (HF Llama
  * semantics: scores = (q·k)·hd^-½, causal mask, fp32 softmax, weights·v).
- * The projections are GEMMs (k_matmul); RoPE, the cache append and the
+ * The projections are GEMMs: typed (k_matmul_w over the molt_w views) in
+ * attn_forward and attn_decode_rows, the inference paths; f32 (k_matmul) in
+ * attn_materialize, which analysis runs on the master weights. RoPE, the cache append and the
  * attention core are backend ops (kernels/attn.h: k_rope, k_kv_append,
  * k_attn_prefill, k_attn_decode_rows, k_attn_probs). This file keeps the
  * work layouts.
@@ -12,6 +14,9 @@
 #include "kernels/kernels.h"
 
 #define MOLT_MAXI(a, b) ((a) > (b) ? (a) : (b))
+
+// the typed view, or the f32 matrix when the struct was built without one
+static molt_w tw(molt_w t, const float *f) { return t.data ? t : molt_w_f32(f); }
 
 size_t attn_work(const attn_cfg *c, int T, int S, int nth) {
     // q [T,H*hd], k/v new [T,KV*hd] each, heads [T,H*hd], then the core's
@@ -35,9 +40,9 @@ void attn_forward(const molt_exec *ex, float *out, float *out_heads, const float
     float *v = k + (size_t)T * KV * hd;           // [T, KV*hd]
     float *heads = v + (size_t)T * KV * hd;       // [T, H*hd]
     float *scores = heads + (size_t)T * H * hd;   // k_attn_prefill_work(T, pos + T, H, KV, nth)
-    k_matmul(ex, q, u, w->wq, w->bq, T, c->d, H * hd, 0);
-    k_matmul(ex, k, u, w->wk, w->bk, T, c->d, KV * hd, 0);
-    k_matmul(ex, v, u, w->wv, w->bv, T, c->d, KV * hd, 0);
+    k_matmul_w(ex, q, u, tw(w->tq, w->wq), w->bq, T, c->d, H * hd, 0);
+    k_matmul_w(ex, k, u, tw(w->tk, w->wk), w->bk, T, c->d, KV * hd, 0);
+    k_matmul_w(ex, v, u, tw(w->tv, w->wv), w->bv, T, c->d, KV * hd, 0);
     rope_apply(ex, q, T, H, hd, pos, cos, sin);
     rope_apply(ex, k, T, KV, hd, pos, cos, sin);
     // append to cache: [T, KV, hd] → [KV, cap, hd]
@@ -46,7 +51,7 @@ void attn_forward(const molt_exec *ex, float *out, float *out_heads, const float
     k_attn_prefill(&core, heads, q, T, pos, H, KV, hd, kcache, vcache, cap, scores);
     if (out_heads)
         be_copy(ex, out_heads, heads, sizeof(float) * (size_t)T * H * hd);
-    k_matmul(ex, out, heads, w->wo, w->bo, T, H * hd, c->d, 0);
+    k_matmul_w(ex, out, heads, tw(w->to, w->wo), w->bo, T, H * hd, c->d, 0);
 }
 
 // ----------------------------------------------------------------------------
@@ -69,14 +74,14 @@ void attn_decode_rows(const molt_exec *ex, float *out, const float *u, int n, co
     float *v = k + (size_t)n * KV * hd;     // [n, KV*hd]
     float *heads = v + (size_t)n * KV * hd; // [n, H*hd]
     float *scores = heads + (size_t)n * H * hd;
-    k_matmul(ex, q, u, w->wq, w->bq, n, c->d, H * hd, 0);
-    k_matmul(ex, k, u, w->wk, w->bk, n, c->d, KV * hd, 0);
-    k_matmul(ex, v, u, w->wv, w->bv, n, c->d, KV * hd, 0);
+    k_matmul_w(ex, q, u, tw(w->tq, w->wq), w->bq, n, c->d, H * hd, 0);
+    k_matmul_w(ex, k, u, tw(w->tk, w->wk), w->bk, n, c->d, KV * hd, 0);
+    k_matmul_w(ex, v, u, tw(w->tv, w->wv), w->bv, n, c->d, KV * hd, 0);
     k_rope(ex, q, H * hd, n, H, hd, 0, 1, pos, cos, sin, 0);
     k_rope(ex, k, KV * hd, n, KV, hd, 0, 1, pos, cos, sin, 0);
     k_kv_append(ex, kcache, vcache, k, v, KV * hd, n, KV, hd, cap, 0, pos);
     k_attn_decode_rows(ex, heads, q, n, pos, H, KV, hd, kcache, vcache, cap, scores);
-    k_matmul(ex, out, heads, w->wo, w->bo, n, H * hd, c->d, 0);
+    k_matmul_w(ex, out, heads, tw(w->to, w->wo), w->bo, n, H * hd, c->d, 0);
 }
 
 size_t attn_materialize_work(const attn_cfg *c, int T) {

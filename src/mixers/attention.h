@@ -11,6 +11,7 @@
 #ifndef MOLT_ATTENTION_H
 #define MOLT_ATTENTION_H
 
+#include "core/dtype.h"
 #include "core/exec.h"
 
 #include <stddef.h>
@@ -23,6 +24,10 @@ typedef struct attn_cfg {
 typedef struct attn_weights {
     const float *wq, *wk, *wv, *wo; // [H*hd,d] [KV*hd,d] [KV*hd,d] [d,H*hd]
     const float *bq, *bk, *bv, *bo; // NULL when absent
+    // typed views of wq, wk, wv, wo for attn_forward and attn_decode_rows (the
+    // inference paths; training and materialize read the f32 ones). data NULL
+    // (a struct built by hand): the f32 matrix.
+    molt_w tq, tk, tv, to;
 } attn_weights;
 
 // Scratch floats for attn_forward with T new tokens, up to S visible keys and

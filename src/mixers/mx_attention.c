@@ -29,6 +29,10 @@ void layer_attn(const molt_model *m, int l, attn_cfg *c, attn_weights *w) {
     w->bk = lw->bk;
     w->bv = lw->bv;
     w->bo = lw->bo;
+    w->tq = lw->t_q;
+    w->tk = lw->t_k;
+    w->tv = lw->t_v;
+    w->to = lw->t_o;
 }
 
 float **mixer_ptrs(float *work, int n) { return (float **)(void *)work; }

@@ -21,6 +21,8 @@
  *              Mamba-2:  g = y_pre·silu(z), RMSNorm per group of Di/G, × norm_w
  *              Discrete: g = y_pre·silu(z + z_bias)
  *   6 out      y = g · out_projᵀ (+b)
+ * forward and step_rows (inference) multiply by the typed views in_proj_t /
+ * out_proj_t (k_matmul_w); materialize (analysis) by the f32 master.
  * Work buffers (floats) hold every intermediate: see mixer_bufs.
  */
 #include "mixers/ssm_mixer.h"
@@ -160,11 +162,18 @@ ssm_rows_cfg ssm_rows_of(const ssm_cfg *c) {
 // ----------------------------------------------------------------------------
 // stages
 
-// 1  zx = u·in_projᵀ (+b);  xr = zx[:, xBC]
+// the typed view, or the f32 matrix when the struct was built without one
+static molt_w tw(molt_w t, const float *f) { return t.data ? t : molt_w_f32(f); }
+
+// 1  zx = u·in_projᵀ (+b);  xr = zx[:, xBC]. typed: the inference paths read
+// the typed view (k_matmul_w), materialize (analysis) the f32 master
 static void stage_proj(const molt_exec *ex, const mixer_bufs *b, const float *u, int T,
-                       const ssm_cfg *c, const ssm_weights *w) {
+                       const ssm_cfg *c, const ssm_weights *w, bool typed) {
     int R = ssm_in_proj_rows(c), Cc = ssm_conv_dim(c), o = off_xbc(c);
-    k_matmul(ex, b->zx, u, w->in_proj, w->in_proj_b, T, c->d_model, R, 0);
+    if (typed)
+        k_matmul_w(ex, b->zx, u, tw(w->in_proj_t, w->in_proj), w->in_proj_b, T, c->d_model, R, 0);
+    else
+        k_matmul(ex, b->zx, u, w->in_proj, w->in_proj_b, T, c->d_model, R, 0);
     k_copy_cols(b->xr, (size_t)Cc, b->zx + o, (size_t)R, (size_t)T, (size_t)Cc);
 }
 
@@ -209,7 +218,7 @@ void ssm_mixer_forward(const molt_exec *ex, float *y, const float *u, int T, con
     mixer_bufs_floats(c, T, &b, work);
     int H = c->H, P = c->P, N = c->N, G = c->G, Di = c->d_inner, GN = G * N;
 
-    stage_proj(ex, &b, u, T, c, w);
+    stage_proj(ex, &b, u, T, c, w, true);
     if (mode == SSM_MODE_CHUNKED) {
         stage_conv(ex, &b, 0, T, c, w, st ? st->conv : NULL);
         stage_prep(ex, &b, 0, T, c, w);
@@ -232,7 +241,7 @@ void ssm_mixer_forward(const molt_exec *ex, float *y, const float *u, int T, con
         }
     }
     stage_gate(ex, &b, T, c, w);
-    k_matmul(ex, y, b.ys, w->out_proj, w->out_proj_b, T, Di, c->d_model, 0);
+    k_matmul_w(ex, y, b.ys, tw(w->out_proj_t, w->out_proj), w->out_proj_b, T, Di, c->d_model, 0);
 }
 
 // ----------------------------------------------------------------------------
@@ -249,12 +258,13 @@ void ssm_mixer_step_rows(const molt_exec *ex, float *y, const float *u, int n, c
         return;
     mixer_bufs b;
     mixer_bufs_floats(c, n, &b, work);
-    stage_proj(ex, &b, u, n, c, w);
+    stage_proj(ex, &b, u, n, c, w, true);
     conv1d_causal_rows(ex, b.xc, b.xr, w->conv_w, w->conv_b, conv, n, ssm_conv_dim(c), c->K);
     stage_prep(ex, &b, 0, n, c, w);
     ssd_step_rows(ex, b.ys, ssm, b.X, b.dA, b.B, b.C, n, c->H, c->P, c->N, c->G);
     stage_gate(ex, &b, n, c, w);
-    k_matmul(ex, y, b.ys, w->out_proj, w->out_proj_b, n, c->d_inner, c->d_model, 0);
+    k_matmul_w(ex, y, b.ys, tw(w->out_proj_t, w->out_proj), w->out_proj_b, n, c->d_inner,
+               c->d_model, 0);
 }
 
 // ----------------------------------------------------------------------------
@@ -271,7 +281,7 @@ void ssm_mixer_materialize(const molt_exec *ex, float *M, const float *u, int T,
         return;
     mixer_bufs b;
     mixer_bufs_floats(c, T, &b, work);
-    stage_proj(ex, &b, u, T, c, w);
+    stage_proj(ex, &b, u, T, c, w, false);
     stage_conv(ex, &b, 0, T, c, w, NULL);
     stage_prep(ex, &b, 0, T, c, w);
     ssd_materialize(ex, M, b.dA, b.B, b.C, c->kind == SSM_MAMBA2 ? b.dlt : NULL, w->D, T, c->H, c->N,

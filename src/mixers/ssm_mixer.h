@@ -24,6 +24,7 @@
 #ifndef MOLT_SSM_MIXER_H
 #define MOLT_SSM_MIXER_H
 
+#include "core/dtype.h"
 #include "core/exec.h"
 #include "kernels/ssm_rows.h"
 
@@ -54,6 +55,10 @@ typedef struct ssm_weights {
     const float *z_bias;     // [Di]  DiscreteMamba2 (NULL = zeros)
     const float *out_proj;   // [d, Di]
     const float *out_proj_b; // [d] or NULL
+    // typed views of in_proj / out_proj for the inference paths (forward,
+    // step_rows); training and materialize read the f32 ones above. data NULL
+    // (a struct built by hand): the f32 matrix.
+    molt_w in_proj_t, out_proj_t;
 } ssm_weights;
 
 // Per-sequence recurrent state: constant size, whatever the context length.

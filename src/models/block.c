@@ -22,16 +22,31 @@ static bool mlp_in_fused(const layer_weights *w, int d, int F) {
     return w->w_up == w->w_gate + (size_t)F * d;
 }
 
+// The matrices a forward multiplies by: the typed views (molt_w) for inference
+// (SEQ, ROWS), the f32 master for training and capture (BATCH: its backward
+// reads the same master). In the typed buffer gate and up are always adjacent.
+typedef struct mlp_mats {
+    molt_w gate, up, down;
+} mlp_mats;
+
+static mlp_mats mlp_mats_of(const layer_weights *w, block_mode mode) {
+    if (mode == BLOCK_BATCH)
+        return (mlp_mats){molt_w_f32(w->w_gate), molt_w_f32(w->w_up), molt_w_f32(w->w_down)};
+    return (mlp_mats){w->t_gate, w->t_up, w->t_down};
+}
+
 // gu[N, 2F] = v · [W_g; W_u]ᵀ
-static void mlp_in_forward(const molt_exec *ex, float *gu, const float *v, const layer_weights *w,
+static void mlp_in_forward(const molt_exec *ex, float *gu, const float *v, const mlp_mats *w,
                            int N, int d, int F, float *scratch) {
-    if (mlp_in_fused(w, d, F)) {
-        k_matmul(ex, gu, v, w->w_gate, NULL, N, d, 2 * F, 0);
+    size_t es = molt_dtype_size(w->gate.dt);
+    if (w->up.dt == w->gate.dt && (const char *)w->up.data == (const char *)w->gate.data +
+                                                                    (size_t)F * d * es) {
+        k_matmul_w(ex, gu, v, w->gate, NULL, N, d, 2 * F, 0);
         return;
     }
-    k_matmul(ex, scratch, v, w->w_gate, NULL, N, d, F, 0);
+    k_matmul_w(ex, scratch, v, w->gate, NULL, N, d, F, 0);
     k_copy_cols(gu, 2 * (size_t)F, scratch, (size_t)F, N, F);
-    k_matmul(ex, scratch, v, w->w_up, NULL, N, d, F, 0);
+    k_matmul_w(ex, scratch, v, w->up, NULL, N, d, F, 0);
     k_copy_cols(gu + F, 2 * (size_t)F, scratch, (size_t)F, N, F);
 }
 
@@ -88,9 +103,10 @@ void block_forward(const molt_exec *ex, const molt_model *m, int l, const block_
     if (!c->has_mlp)
         return;
     k_rmsnorm_forward(ex, a->v, a->rstd2, xm, w->ffn_norm, N, d, c->norm_eps);
-    mlp_in_forward(ex, a->g, a->v, w, N, d, F, mlp_tmp);
+    mlp_mats mm = mlp_mats_of(w, bm->mode);
+    mlp_in_forward(ex, a->g, a->v, &mm, N, d, F, mlp_tmp);
     k_swiglu_pair(ex, a->h, a->g, N, F);
-    k_matmul(ex, x, a->h, w->w_down, NULL, N, F, d, 1); // x = x_mid + h·W_dᵀ
+    k_matmul_w(ex, x, a->h, mm.down, NULL, N, F, d, 1); // x = x_mid + h·W_dᵀ
 }
 
 // ----------------------------------------------------------------------------
@@ -133,6 +149,13 @@ void block_head(const molt_exec *ex, const molt_model *m, const float *x, int N,
     const model_cfg *c = &m->cfg;
     k_rmsnorm_forward(ex, xn, rstd, x, m->final_norm, N, c->d_model, c->norm_eps);
     k_matmul(ex, logits, xn, m->lm_head, NULL, N, c->d_model, c->vocab, 0);
+}
+
+void block_logits(const molt_exec *ex, const molt_model *m, const float *x, int N, float *xn,
+                  float *logits) {
+    const model_cfg *c = &m->cfg;
+    k_rmsnorm_forward(ex, xn, NULL, x, m->final_norm, N, c->d_model, c->norm_eps);
+    k_matmul_w(ex, logits, xn, m->lm_head_t, NULL, N, c->d_model, c->vocab, 0);
 }
 
 // ----------------------------------------------------------------------------

@@ -68,9 +68,13 @@ void block_backward(const molt_exec *ex, const molt_model *m, int l, int B, int 
 
 // x[N,d] = embed[ids]
 void block_embed(const molt_exec *ex, const molt_model *m, const int32_t *ids, int N, float *x);
-// logits[N,V] = rmsnorm(x)·headᵀ via xn [N,d] (rstd [N], may be NULL)
+// logits[N,V] = rmsnorm(x)·headᵀ via xn [N,d] (rstd [N], may be NULL): the f32
+// head (training, capture); block_logits: the typed head (m->lm_head_t), for
+// the inference paths (forward.c, slots.c)
 void block_head(const molt_exec *ex, const molt_model *m, const float *x, int N, float *xn,
                 float *rstd, float *logits);
+void block_logits(const molt_exec *ex, const molt_model *m, const float *x, int N, float *xn,
+                  float *logits);
 
 // Floats of one scratch block_act set (+ mix and mlp_tmp) for N rows.
 size_t block_scratch_floats(const molt_model *m, int N);

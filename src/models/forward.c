@@ -195,7 +195,7 @@ static void forward_piece(const molt_exec *ex, molt_seq *s, const int32_t *ids, 
     if (!logits)
         return;
     int t0 = all_logits ? 0 : T - 1;
-    block_head(ex, m, x + (size_t)t0 * d, T - t0, a.u, NULL, logits);
+    block_logits(ex, m, x + (size_t)t0 * d, T - t0, a.u, logits);
 }
 
 void seq_feed(const molt_exec *ex, molt_seq *s, const int32_t *ids, int n, int all_logits,

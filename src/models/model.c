@@ -333,6 +333,126 @@ static void bind_views(molt_model *m) {
                                : c->arch == ARCH_MAMBA2 ? "backbone.norm_f.weight"
                                                         : "backbone.final_layernorm.weight");
     m->lm_head = c->tie_embeddings ? m->embed : P(m, "lm_head.weight");
+    model_bind_typed_f32(m);
+}
+
+// ----------------------------------------------------------------------------
+// typed weights: the matrices the inference paths multiply by, as molt_w views
+// (model.h). f32: the parameters themselves. bf16 / f16: one backend buffer
+// holding a rounded copy of each, in the order typed_list gives (gate and up
+// adjacent), each group starting on a 64-byte boundary.
+
+void model_bind_typed_f32(molt_model *m) {
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        layer_weights *w = &m->layers[l];
+        w->t_q = molt_w_f32(w->wq), w->t_k = molt_w_f32(w->wk);
+        w->t_v = molt_w_f32(w->wv), w->t_o = molt_w_f32(w->wo);
+        w->t_gate = molt_w_f32(w->w_gate), w->t_up = molt_w_f32(w->w_up);
+        w->t_down = molt_w_f32(w->w_down);
+        w->ssm.in_proj_t = molt_w_f32(w->ssm.in_proj);
+        w->ssm.out_proj_t = molt_w_f32(w->ssm.out_proj);
+    }
+    m->lm_head_t = molt_w_f32(m->lm_head);
+    m->weight_dt = MOLT_F32;
+}
+
+typedef struct typed_mat {
+    const float *src;  // the f32 parameter
+    size_t       n;    // elements
+    molt_w      *view;
+    bool         joined; // follows the previous one with no gap (up after gate)
+    size_t       off;    // bytes into the typed buffer
+} typed_mat;
+
+// The typed matrices of m (absent ones skipped); returns how many (≤ cap).
+static int typed_list(molt_model *m, typed_mat *t, int cap) {
+    const model_cfg *c = &m->cfg;
+    int k = 0;
+#define TM(p, numel, v, j)                                                                         \
+    do {                                                                                           \
+        if ((p) && k < cap)                                                                        \
+            t[k++] = (typed_mat){(p), (numel), (v), (j), 0};                                       \
+    } while (0)
+    size_t d = (size_t)c->d_model, hd = (size_t)c->head_dim, F = (size_t)c->d_ff;
+    for (int l = 0; l < c->n_layer; l++) {
+        layer_weights *w = &m->layers[l];
+        size_t H = (size_t)(c->kind[l] == LAYER_HYBRID ? c->n_keep[l] : c->n_head);
+        size_t KV = (size_t)(c->kind[l] == LAYER_HYBRID ? c->n_keep[l] : c->n_kv_head);
+        TM(w->wq, H * hd * d, &w->t_q, false);
+        TM(w->wk, KV * hd * d, &w->t_k, false);
+        TM(w->wv, KV * hd * d, &w->t_v, false);
+        TM(w->wo, d * H * hd, &w->t_o, false);
+        TM(w->ssm.in_proj, (size_t)ssm_in_proj_rows(&c->ssm) * d, &w->ssm.in_proj_t, false);
+        TM(w->ssm.out_proj, d * (size_t)c->ssm.d_inner, &w->ssm.out_proj_t, false);
+        TM(w->w_gate, F * d, &w->t_gate, false);
+        TM(w->w_up, F * d, &w->t_up, true);
+        TM(w->w_down, d * F, &w->t_down, false);
+    }
+    TM(m->lm_head, (size_t)c->vocab * d, &m->lm_head_t, false);
+#undef TM
+    return k;
+}
+
+static size_t typed_max(const molt_model *m) { return 9 * (size_t)m->cfg.n_layer + 1; }
+
+molt_status molt_model_set_weight_dtype(molt_ctx *ctx, molt_model *m, const char *dtype) {
+    molt_dtype dt;
+    if (!m || !dtype || !molt_dtype_parse(dtype, &dt))
+        return molt__err(ctx, MOLT_ERR_ARG, "weight dtype '%s': expected f32, bf16 or f16",
+                         dtype ? dtype : "(null)");
+    if (dt == MOLT_F32) {
+        be_free(m->be, m->wbuf);
+        m->wbuf = NULL, m->wbuf_bytes = 0;
+        model_bind_typed_f32(m);
+        return MOLT_OK;
+    }
+    size_t    cap = typed_max(m), es = molt_dtype_size(dt);
+    typed_mat *t = molt__malloc(sizeof *t * cap);
+    if (!t)
+        return molt__err(ctx, MOLT_ERR_OOM, "out of memory listing the weight matrices");
+    int    n = typed_list(m, t, (int)cap);
+    size_t bytes = 0;
+    for (int i = 0; i < n; i++) {
+        if (!t[i].joined)
+            bytes = (bytes + 63) & ~(size_t)63;
+        t[i].off = bytes;
+        bytes += t[i].n * es;
+    }
+    // the copies are written through a host chunk and be_upload (a device
+    // backend too); the f32 master is read in place (models are host-visible)
+    enum { CHUNK = 1 << 16 };
+    uint16_t *stage = molt__malloc(sizeof(uint16_t) * CHUNK);
+    void     *buf = stage ? be_alloc(m->be, bytes) : NULL;
+    if (!buf) {
+        molt__free(stage);
+        molt__free(t);
+        return molt__err(ctx, MOLT_ERR_OOM, "out of memory for %s weights (%.1f MB)",
+                         molt_dtype_name(dt), (double)bytes * 1e-6);
+    }
+    molt_exec ex = be_exec1(m->be);
+    for (int i = 0; i < n; i++) {
+        for (size_t a = 0; a < t[i].n; a += CHUNK) {
+            size_t k = t[i].n - a < CHUNK ? t[i].n - a : CHUNK;
+            const float *s = t[i].src + a;
+            if (dt == MOLT_BF16)
+                for (size_t j = 0; j < k; j++)
+                    stage[j] = molt_f32_to_bf16(s[j]);
+            else
+                for (size_t j = 0; j < k; j++)
+                    stage[j] = molt_f32_to_f16(s[j]);
+            be_upload(&ex, (char *)buf + t[i].off + a * es, stage, k * es);
+        }
+    }
+    be_sync(&ex);
+    be_free(m->be, m->wbuf);
+    m->wbuf = buf, m->wbuf_bytes = bytes;
+    model_bind_typed_f32(m); // matrices without a copy (none today) stay f32
+    for (int i = 0; i < n; i++)
+        *t[i].view = (molt_w){dt, (char *)buf + t[i].off};
+    m->weight_dt = dt;
+    molt__free(stage);
+    molt__free(t);
+    return MOLT_OK;
 }
 
 // ----------------------------------------------------------------------------
@@ -447,6 +567,7 @@ void molt_model_free(molt_model *m) {
     molt__free(m->params);
     if (m->be) {
         be_free(m->be, m->data);
+        be_free(m->be, m->wbuf);
         be_free(m->be, m->rope_cos);
         be_free(m->be, m->rope_sin);
     }

@@ -86,6 +86,14 @@ typedef struct layer_weights {
     float *ffn_norm;        // [d]
     float *w_gate, *w_up;   // [F, d]
     float *w_down;          // [d, F]
+    // Typed views of the matrices the inference paths multiply by (prefill,
+    // decode, batched slots): {MOLT_F32, the parameter above} by default, or
+    // into molt_model.wbuf after molt_model_set_weight_dtype. Training,
+    // analysis and saving read the f32 parameters (the master). The SSM's are
+    // ssm.in_proj_t / ssm.out_proj_t. t_gate and t_up are adjacent whenever
+    // w_gate and w_up are (f32), and always in wbuf: then one [2F, d] GEMM.
+    molt_w t_q, t_k, t_v, t_o;
+    molt_w t_gate, t_up, t_down;
 } layer_weights;
 
 struct molt_backend;
@@ -100,6 +108,10 @@ struct molt_model {
     float         *embed;       // [V, d]
     float         *final_norm;  // [d]
     float         *lm_head;     // [V, d] (== embed when tied)
+    molt_w         lm_head_t;   // its typed view (inference logits), see layer_weights
+    molt_dtype     weight_dt;   // the typed views' dtype (MOLT_F32: they are the parameters)
+    void          *wbuf;        // bf16/f16 copies of the typed matrices, on be (NULL: f32)
+    size_t         wbuf_bytes;
     layer_weights  layers[MODEL_MAX_LAYERS];
     float         *rope_cos, *rope_sin; // [max_seq, hd/2]
     molt_tokenizer *tok;        // owned, may be NULL
@@ -115,6 +127,9 @@ param_info *model_param(const molt_model *m, const char *name);
 float      *model_param_data(const molt_model *m, const char *name);
 // Validates cfg (head counts divide, dims positive, ...). msg names the key.
 molt_status model_cfg_check(molt_ctx *ctx, const char *what, const model_cfg *cfg);
+// Points every typed view (layer_weights t_*, ssm in_proj_t / out_proj_t,
+// lm_head_t) at its f32 parameter; does not free wbuf.
+void        model_bind_typed_f32(molt_model *m);
 // Recomputes RoPE tables (after cfg change).
 molt_status model_init_rope(molt_ctx *ctx, molt_model *m);
 

@@ -201,7 +201,7 @@ static void decode_rows(const molt_exec *ex, molt_slots *s, int n, const int32_t
     for (int r = 0; r < n; r++)
         s->view[slot[r]].pos++;
     if (logits)
-        block_head(ex, m, x, n, a.u, NULL, logits);
+        block_logits(ex, m, x, n, a.u, logits);
 }
 
 molt_status molt_slots_feed(molt_ctx *ctx, molt_slots *s, int32_t n, const int32_t *slot,

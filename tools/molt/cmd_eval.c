@@ -1,6 +1,6 @@
 /*
  * cmd_eval.c — `molt eval MODEL --text FILE [--window W] [--sep STR]
- * [--max-tokens N] [--json]`: mean next-token loss over a text file; `molt
+ * [--max-tokens N] [--weights f32|bf16|f16] [--json]`: mean next-token loss over a text file; `molt
  * eval MODEL --task kv|mqar [--pairs L] [--queries Q] ...`: the key-value
  * retrieval probe (one query per prompt, or MQAR's several).
  *
@@ -61,7 +61,7 @@ static bool parse_pairs(const char *s, long *np, int *n) {
 }
 
 typedef struct kv_opts {
-    const char *model, *tokp, *task_json;
+    const char *model, *tokp, *task_json, *weights;
     bool        mqar, json;
     long        examples, seed, threads, queries;
     long        pairs[MAX_PAIRS_LIST];
@@ -108,6 +108,10 @@ static int eval_kv(const kv_opts *o) {
     int rc = 1;
     if (!m)
         goto out;
+    if (molt_model_set_weight_dtype(ctx, m, o->weights) != MOLT_OK) {
+        cli_fail(ctx, o->model);
+        goto out;
+    }
     if (o->json)
         printf("[");
     else if (o->mqar)
@@ -184,7 +188,7 @@ int cmd_eval(int argc, char **argv) {
     char *sep = NULL;
     long window = 0, threads = 2, max_tokens = 0;
     bool json = false;
-    const char *task = NULL, *pairs = "10,20,40", *kvfile = NULL;
+    const char *task = NULL, *pairs = "10,20,40", *kvfile = NULL, *weights = "f32";
     long examples = 200, seed = 1, queries = 0;
     const cli_optspec opts[] = {
         CLI_STR("--text", NULL, "FILE", "UTF-8 text to score", text),
@@ -208,6 +212,9 @@ int cmd_eval(int argc, char **argv) {
                   "data/kv_task.json, or beside the binary"),
         CLI_STR("--tokenizer", NULL, "F", "tokenizer file", tokp),
         CLI_INT("--threads", NULL, "N", "threads", threads, 1, 256),
+        CLI_CHOICE("--weights", NULL, "f32|bf16|f16",
+                   "type of the matrices the forward reads (bf16/f16: an extra copy)", weights,
+                   "f32|bf16|f16"),
         CLI_FLAG("--json", NULL, "print the result as JSON", json),
         CLI_END,
     };
@@ -230,8 +237,8 @@ int cmd_eval(int argc, char **argv) {
     if (model && task) {
         char kbuf[4200];
         free(sep);
-        kv_opts o = {model, tokp, NULL, !strcmp(task, "mqar"), json, examples, seed, threads,
-                     queries ? queries : 4, {0}, 0};
+        kv_opts o = {model,   tokp, NULL,    weights, !strcmp(task, "mqar"), json, examples,
+                     seed,    threads, queries ? queries : 4, {0}, 0};
         if (!parse_pairs(pairs, o.pairs, &o.n_pairs))
             return EXIT_USAGE;
         for (int k = 0; o.mqar && k < o.n_pairs; k++)
@@ -259,6 +266,10 @@ int cmd_eval(int argc, char **argv) {
     ids_buf ids = {0};
     if (!m)
         goto out;
+    if (molt_model_set_weight_dtype(ctx, m, weights) != MOLT_OK) {
+        cli_fail(ctx, model);
+        goto out;
+    }
     const molt_tokenizer *tok = molt_model_tokenizer(m);
     if (!tok) {
         fprintf(stderr, "molt: error: %s has no tokenizer\nHINT: pass --tokenizer FILE\n", model);
