@@ -5,6 +5,7 @@
  * accumulate), with 1 and 2 threads; RMSNorm / softmax / SwiGLU against
  * double-precision loops; and the backend table's completeness check.
  */
+#include "kernels/cpu/cpu.h"
 #include "kernels/kernels.h"
 #include "testutil.h"
 
@@ -107,7 +108,25 @@ static void test_backend_table(void) {
           "a thread count below 1 means one thread");
 }
 
+// the matmul_w tile widening equals the scalar conversions on every input
+static void test_widen_half(void) {
+    static uint16_t h[65536];
+    static float    got[65536];
+    for (int i = 0; i < 65536; i++)
+        h[i] = (uint16_t)i;
+    for (int bf = 0; bf <= 1; bf++) {
+        cpu_widen_half(got, h, 65536, bf);
+        int bad = 0;
+        for (int i = 0; i < 65536; i++) {
+            float want = bf ? molt_bf16_to_f32(h[i]) : molt_f16_to_f32(h[i]);
+            bad += memcmp(&want, &got[i], 4) != 0;
+        }
+        CHECK(bad == 0, "%s: %d of 65536 inputs widen to other bits", bf ? "bf16" : "f16", bad);
+    }
+}
+
 int main(void) {
+    test_widen_half();
     test_matmul();
     test_elementwise();
     test_exp();

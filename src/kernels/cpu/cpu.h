@@ -27,6 +27,8 @@ void cpu_embedding(const molt_exec *ex, float *x, const float *E, const int32_t 
                    int d);
 
 // matmul_w.c
+// h[0..n) of bf16 (is_bf16) or f16 → dst as f32, exact (matmul_w.c)
+void cpu_widen_half(float *dst, const uint16_t *h, int n, int is_bf16);
 void cpu_matmul_w(const molt_exec *ex, float *y, const float *x, molt_w W, const float *bias,
                   int T, int in, int out, int accumulate);
 
