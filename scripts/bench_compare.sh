@@ -36,5 +36,5 @@ printf '%-16s %12s %12s %8s\n' measure old new new/old
 for k in train_llama train_llamba decode_llama decode_llamba; do
   o=$(echo ${R[old,$k]} | tr ' ' '\n' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
   n=$(echo ${R[new,$k]} | tr ' ' '\n' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-  printf '%-16s %12.1f %12.1f %8.3f\n' "$k" "$o" "$n" "$(echo "$n / $o" | bc -l)"
+  awk -v k="$k" -v o="$o" -v n="$n" 'BEGIN { printf "%-16s %12.1f %12.1f %8.3f\n", k, o, n, n / o }'
 done
