@@ -1043,7 +1043,7 @@ static void test_ssm_rows_misc(void) {
 }
 
 // ----------------------------------------------------------------------------
-// attention: rope, kv_append (the attention kernels proper are not yet on the GPU)
+// attention: rope, kv_append
 
 #define ROPE_MAXPOS 512
 
@@ -1116,6 +1116,110 @@ static void test_rope_kv(void) {
             run_op(s1, op_kv_append, &c, shape);
             case_free(&c);
             free(pos);
+        }
+}
+
+// attention: prefill, decode rows, probabilities, training forward. The
+// work buffers are sized for the CPU oracle (g_cpu's threads); the GPU
+// does not use them.
+
+// q, kc, vc | heads, work;  i = {T, pos, H, KV, hd, cap}
+static void op_attn_prefill(const molt_exec *ex, void *const *p, const ocase *c) {
+    k_attn_prefill(ex, F(3), F(0), c->i[0], c->i[1], c->i[2], c->i[3], c->i[4], F(1), F(2),
+                   c->i[5], F(4));
+}
+// q, kc | A;  i = {T, H, KV, hd, cap}
+static void op_attn_probs(const molt_exec *ex, void *const *p, const ocase *c) {
+    k_attn_probs(ex, F(2), F(0), c->i[0], c->i[1], c->i[2], c->i[3], F(1), c->i[4]);
+}
+// q, kcs, vcs (n caches each) | heads, work;  i = {n, H, KV, hd, cap}; ids = pos
+static void op_attn_decode_rows(const molt_exec *ex, void *const *p, const ocase *c) {
+    int     n = c->i[0], H = c->i[1], KV = c->i[2], hd = c->i[3], cap = c->i[4];
+    size_t  one = (size_t)KV * cap * hd;
+    float **kc = xmalloc(sizeof(float *) * (size_t)(n + 1));
+    float **vc = xmalloc(sizeof(float *) * (size_t)(n + 1));
+    for (int r = 0; r < n; r++)
+        kc[r] = F(1) + r * one, vc[r] = F(2) + r * one;
+    k_attn_decode_rows(ex, F(3), F(0), n, c->ids, H, KV, hd, kc, vc, cap, F(4));
+    free(kc), free(vc);
+}
+// qkv | P, heads;  i = {B, T, H, KV, hd, ld, with heads}
+static void op_attn_train_forward(const molt_exec *ex, void *const *p, const ocase *c) {
+    k_attn_train_forward(ex, F(1), c->i[6] ? F(2) : NULL, F(0), c->i[5], c->i[0], c->i[1],
+                         c->i[2], c->i[3], c->i[4]);
+}
+
+static void test_attention(void) {
+    op_stat  *s0 = stat_new("attn_prefill", 5e-5), *s1 = stat_new("attn_probs", 1e-5);
+    op_stat  *s2 = stat_new("attn_decode_rows", 5e-5), *s3 = stat_new("attn_train_forward", 5e-5);
+    const int PS[][5] = {{0, 0, 2, 1, 8},    {1, 0, 1, 1, 2},     {1, 37, 4, 2, 16},
+                         {5, 0, 4, 4, 8},    {7, 3, 6, 2, 32},    {64, 100, 8, 2, 64},
+                         {200, 0, 4, 1, 128}, {1, 2047, 32, 8, 64}, {33, 0, 9, 3, 40}};
+    const int DS[][5] = {{0, 2, 1, 8, 4},     {1, 1, 1, 2, 5},       {3, 4, 2, 16, 40},
+                         {8, 8, 2, 64, 300}, {5, 32, 8, 128, 1024}, {17, 6, 3, 32, 64}};
+    const int TS[][5] = {{0, 4, 2, 1, 8},  {1, 1, 1, 1, 2},   {2, 5, 4, 2, 8},
+                         {3, 17, 6, 3, 16}, {2, 64, 8, 2, 64}, {1, 300, 4, 1, 32}};
+    tested("attn_prefill"), tested("attn_probs"), tested("attn_decode_rows"),
+        tested("attn_train_forward");
+    for (int k = 0; k < NELEM(PS); k++) {
+        int    T = PS[k][0], pos = PS[k][1], H = PS[k][2], KV = PS[k][3], hd = PS[k][4];
+        int    cap = pos + T + 3, S = pos + T;
+        size_t cache = (size_t)KV * cap * hd;
+        char   shape[64];
+        ocase  c = {.i = {T, pos, H, KV, hd, cap}};
+        add_buf(&c, frand_scaled((size_t)T * H * hd, 2.0f), sizeof(float) * (size_t)T * H * hd,
+                IN);
+        add_buf(&c, frand_scaled(cache, 2.0f), sizeof(float) * cache, IN);
+        addf(&c, cache, IN);
+        addf(&c, (size_t)T * H * hd, OUT);
+        addf(&c, k_attn_prefill_work(T, S > 0 ? S : 1, H, KV, g_cpu.nth) + 1, SCR);
+        snprintf(shape, sizeof shape, "T,pos,H,KV,hd %dx%dx%dx%dx%d", T, pos, H, KV, hd);
+        run_op(s0, op_attn_prefill, &c, shape);
+        case_free(&c);
+        if (pos)
+            continue;
+        ocase a = {.i = {T, H, KV, hd, cap}};
+        add_buf(&a, frand_scaled((size_t)T * H * hd, 2.0f), sizeof(float) * (size_t)T * H * hd,
+                IN);
+        add_buf(&a, frand_scaled(cache, 2.0f), sizeof(float) * cache, IN);
+        addf(&a, (size_t)H * T * T, OUT);
+        snprintf(shape, sizeof shape, "T,H,KV,hd %dx%dx%dx%d", T, H, KV, hd);
+        run_op(s1, op_attn_probs, &a, shape);
+        case_free(&a);
+    }
+    for (int k = 0; k < NELEM(DS); k++) {
+        int      n = DS[k][0], H = DS[k][1], KV = DS[k][2], hd = DS[k][3], cap = DS[k][4];
+        size_t   caches = (size_t)n * KV * cap * hd;
+        int32_t *pos = xmalloc(sizeof(int32_t) * (size_t)(n + 1));
+        for (int r = 0; r < n; r++)
+            pos[r] = r == 0 ? cap - 1 : (int32_t)(t_uniform(0, 1) * (float)(cap - 1));
+        char  shape[64];
+        ocase c = {.i = {n, H, KV, hd, cap}, .ids = pos};
+        add_buf(&c, frand_scaled((size_t)n * H * hd, 2.0f), sizeof(float) * (size_t)n * H * hd,
+                IN);
+        add_buf(&c, frand_scaled(caches, 2.0f), sizeof(float) * caches, IN);
+        addf(&c, caches, IN);
+        addf(&c, (size_t)n * H * hd, OUT);
+        addf(&c, k_attn_decode_rows_work(H, KV, cap, g_cpu.nth) + 1, SCR);
+        snprintf(shape, sizeof shape, "n,H,KV,hd,cap %dx%dx%dx%dx%d", n, H, KV, hd, cap);
+        run_op(s2, op_attn_decode_rows, &c, shape);
+        case_free(&c);
+        free(pos);
+    }
+    for (int k = 0; k < NELEM(TS); k++)
+        for (int v = 0; v < 2; v++) { // P only (ld (H+KV)·hd), P and heads
+            int    B = TS[k][0], T = TS[k][1], H = TS[k][2], KV = TS[k][3], hd = TS[k][4];
+            int    ld = (H + (v ? 2 : 1) * KV) * hd;
+            size_t rows = (size_t)B * T;
+            char   shape[64];
+            ocase  c = {.i = {B, T, H, KV, hd, ld, v}};
+            add_buf(&c, frand_scaled(rows * ld, 2.0f), sizeof(float) * rows * ld, IN);
+            addf(&c, (size_t)B * H * T * T, OUT);
+            addf(&c, rows * H * hd, v ? OUT : SCR);
+            snprintf(shape, sizeof shape, "B,T,H,KV,hd %dx%dx%dx%dx%d%s", B, T, H, KV, hd,
+                     v ? " +heads" : "");
+            run_op(s3, op_attn_train_forward, &c, shape);
+            case_free(&c);
         }
 }
 
@@ -1364,6 +1468,7 @@ int main(int argc, char **argv) {
     test_ssm_rows();
     test_ssm_rows_misc();
     test_rope_kv();
+    test_attention();
     test_table();
 
     printf("\n%-28s %6s %10s %10s  %s\n", "op (gpu vs cpu)", "cases", "worst", "tol",

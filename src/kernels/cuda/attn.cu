@@ -1,11 +1,21 @@
 /*
- * attn.cu — CUDA attention ops (attn.h), so far RoPE and the KV-cache
- * append (the attention kernels proper are not yet on the GPU).
+ * attn.cu — CUDA attention ops (attn.h): RoPE, the KV-cache append, and
+ * causal attention over a cache (prefill, decode rows), the probabilities and
+ * the training forward. The training backward is not yet on the GPU.
  *
  * Per-row positions and per-row cache pointers are host arrays (attn.h):
  * they go to the device through stream-ordered scratch inside the op.
  * RoPE does the CPU's float operations in its order without FMA
  * (__fmul_rn / __fadd_rn), so it gives the CPU's bits; the append copies.
+ *
+ * Attention, kept simple (correct first): one block per (query row, head)
+ * (attend_row below): the scores of its S visible keys in dynamic shared
+ * memory (S ≤ about 56k on sm_90; longer contexts record an error), each
+ * score a dot product in a fixed order (cu_dotf), then ·hd^-½ (HF order:
+ * matmul, then scale), softmax (max in float, Σ in double over a fixed tree),
+ * and heads[i] = Σ_s p_s·v_s[i] with s in order, one thread per column.
+ * Deterministic; agrees with the CPU (sgemm) to rounding. The `work`
+ * arguments of the contracts are not needed here and not touched.
  */
 #include "kernels/cuda/common.cuh"
 
@@ -102,4 +112,167 @@ extern "C" void cuda_kv_append(const molt_exec *ex, float *const *kc, float *con
         cu_scratch_free(ex, d_vc);
     if (d_pos)
         cu_scratch_free(ex, d_pos);
+}
+
+// ----------------------------------------------------------------------------
+// attention: one block per (query row, head)
+
+#define ATT_THREADS 128
+
+// one query row over keys 0..S-1 (key s at K + s·ldk, value at V + s·ldv):
+// p = softmax((q·k_s)·scale); out[i] = Σ_s p_s·v_s[i] when out is set; prow
+// (when set) gets p_s for s < S and zeros for S ≤ s < width. sc: S floats of
+// dynamic shared memory.
+__device__ void attend_row(float *out, float *prow, int width, const float *q, const float *K,
+                           size_t ldk, const float *V, size_t ldv, int S, int hd, float scale,
+                           float *sc) {
+    __shared__ float  shm[32];
+    __shared__ double shs[32];
+    for (int s = threadIdx.x; s < S; s += blockDim.x)
+        sc[s] = __fmul_rn(cu_dotf(q, K + (size_t)s * ldk, hd), scale);
+    float m = -INFINITY;
+    for (int s = threadIdx.x; s < S; s += blockDim.x)
+        m = fmaxf(m, sc[s]);
+    for (int o = 16; o > 0; o >>= 1)
+        m = fmaxf(m, __shfl_down_sync(0xffffffffu, m, o));
+    __syncthreads();
+    if ((threadIdx.x & 31) == 0)
+        shm[threadIdx.x >> 5] = m;
+    __syncthreads();
+    m = shm[0];
+    for (int w = 1; w < (int)(blockDim.x >> 5); w++)
+        m = fmaxf(m, shm[w]);
+    double sum = 0.0;
+    for (int s = threadIdx.x; s < S; s += blockDim.x) {
+        float e = expf(sc[s] - m);
+        sc[s] = e;
+        sum += (double)e;
+    }
+    float inv = 1.0f / (float)cu_block_sum(sum, shs);
+    for (int s = threadIdx.x; s < S; s += blockDim.x) {
+        float pv = __fmul_rn(sc[s], inv);
+        sc[s] = pv;
+        if (prow)
+            prow[s] = pv;
+    }
+    if (prow)
+        for (int s = S + threadIdx.x; s < width; s += blockDim.x)
+            prow[s] = 0.0f;
+    if (!out)
+        return;
+    __syncthreads();
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+        float acc = 0.0f;
+        for (int s = 0; s < S; s++)
+            acc = __fadd_rn(acc, __fmul_rn(sc[s], V[(size_t)s * ldv + i]));
+        out[i] = acc;
+    }
+}
+
+// prefill / probabilities over one cache: block (t, h), query t at position pos + t.
+// heads NULL: probabilities A[H, T, T] (pos = 0)
+__global__ void k_attn_cache(float *heads, float *A, const float *q, int T, int pos, int H,
+                             int KV, int hd, const float *kc, const float *vc, int cap) {
+    extern __shared__ float sc[];
+    int                     t = blockIdx.x, h = blockIdx.y, kv = h / (H / KV);
+    const float            *K = kc + (size_t)kv * cap * hd;
+    const float            *V = vc ? vc + (size_t)kv * cap * hd : NULL;
+    float                  *out = heads ? heads + (size_t)t * H * hd + (size_t)h * hd : NULL;
+    float                  *prow = A ? A + ((size_t)h * T + t) * T : NULL;
+    attend_row(out, prow, T, q + (size_t)t * H * hd + (size_t)h * hd, K, (size_t)hd, V,
+               (size_t)hd, pos + t + 1, hd, 1.0f / sqrtf((float)hd), sc);
+}
+
+// batched decode: block (r, h), row r at position pos[r] over caches kc[r], vc[r]
+__global__ void k_attn_rows(float *heads, const float *q, const int32_t *pos, int H, int KV,
+                            int hd, float *const *kc, float *const *vc, int cap) {
+    extern __shared__ float sc[];
+    int                     r = blockIdx.x, h = blockIdx.y, kv = h / (H / KV);
+    size_t                  o = (size_t)r * H * hd + (size_t)h * hd;
+    attend_row(heads + o, NULL, 0, q + o, kc[r] + (size_t)kv * cap * hd, (size_t)hd,
+               vc[r] + (size_t)kv * cap * hd, (size_t)hd, pos[r] + 1, hd,
+               1.0f / sqrtf((float)hd), sc);
+}
+
+// training forward: block (b·T + t, h) over keys 0..t of sequence b
+__global__ void k_attn_train_fwd(float *P, float *heads, const float *qkv, int ld, int T, int H,
+                                 int KV, int hd) {
+    extern __shared__ float sc[];
+    int                     bt = blockIdx.x, h = blockIdx.y, b = bt / T, t = bt % T;
+    int                     kv = h / (H / KV);
+    const float            *row0 = qkv + (size_t)b * T * ld;
+    const float            *K = row0 + (size_t)H * hd + (size_t)kv * hd;
+    const float            *V = heads ? row0 + (size_t)(H + KV) * hd + (size_t)kv * hd : NULL;
+    float *out = heads ? heads + (size_t)bt * H * hd + (size_t)h * hd : NULL;
+    attend_row(out, P + (((size_t)b * H + h) * T + t) * T, T,
+               qkv + (size_t)bt * ld + (size_t)h * hd, K, (size_t)ld, V, (size_t)ld, t + 1, hd,
+               1.0f / sqrtf((float)hd), sc);
+}
+
+// dynamic shared memory for S scores, or false (recorded) when it does not fit
+static bool att_smem(const void *k, int S, size_t *bytes) {
+    *bytes = sizeof(float) * (size_t)(S > 0 ? S : 1);
+    if (cu_smem_fits(k, *bytes))
+        return true;
+    CU_FAIL("attention: context too long for the scores in shared memory");
+    return false;
+}
+
+extern "C" void cuda_attn_prefill(const molt_exec *ex, float *heads, const float *q, int T,
+                                  int pos, int H, int KV, int hd, const float *kc,
+                                  const float *vc, int cap, float *work) {
+    size_t sm;
+    if (T <= 0 || H <= 0 || !att_smem((const void *)k_attn_cache, pos + T, &sm))
+        return;
+    k_attn_cache<<<dim3((unsigned)T, (unsigned)H), ATT_THREADS, sm, cu_stream(ex)>>>(
+        heads, NULL, q, T, pos, H, KV, hd, kc, vc, cap);
+    CU_LAUNCHED("k_attn_cache");
+}
+
+extern "C" void cuda_attn_probs(const molt_exec *ex, float *A, const float *q, int T, int H,
+                                int KV, int hd, const float *kc, int cap) {
+    size_t sm;
+    if (T <= 0 || H <= 0 || !att_smem((const void *)k_attn_cache, T, &sm))
+        return;
+    k_attn_cache<<<dim3((unsigned)T, (unsigned)H), ATT_THREADS, sm, cu_stream(ex)>>>(
+        NULL, A, q, T, 0, H, KV, hd, kc, NULL, cap);
+    CU_LAUNCHED("k_attn_cache");
+}
+
+extern "C" void cuda_attn_decode_rows(const molt_exec *ex, float *heads, const float *q, int n,
+                                      const int32_t *pos, int H, int KV, int hd,
+                                      float *const *kc, float *const *vc, int cap, float *work) {
+    size_t sm;
+    if (n <= 0 || H <= 0)
+        return;
+    int maxS = 1;
+    for (int r = 0; r < n; r++) // host array: the longest context sizes the scores
+        maxS = pos[r] + 1 > maxS ? pos[r] + 1 : maxS;
+    if (!att_smem((const void *)k_attn_rows, maxS, &sm))
+        return;
+    float  **d_kc = (float **)host_to_scratch(ex, kc, sizeof(float *) * (size_t)n);
+    float  **d_vc = (float **)host_to_scratch(ex, vc, sizeof(float *) * (size_t)n);
+    int32_t *d_pos = (int32_t *)host_to_scratch(ex, pos, sizeof(int32_t) * (size_t)n);
+    if (d_kc && d_vc && d_pos) {
+        k_attn_rows<<<dim3((unsigned)n, (unsigned)H), ATT_THREADS, sm, cu_stream(ex)>>>(
+            heads, q, d_pos, H, KV, hd, d_kc, d_vc, cap);
+        CU_LAUNCHED("k_attn_rows");
+    }
+    if (d_kc)
+        cu_scratch_free(ex, d_kc);
+    if (d_vc)
+        cu_scratch_free(ex, d_vc);
+    if (d_pos)
+        cu_scratch_free(ex, d_pos);
+}
+
+extern "C" void cuda_attn_train_forward(const molt_exec *ex, float *P, float *heads,
+                                        const float *qkv, int ld, int B, int T, int H, int KV,
+                                        int hd) {
+    size_t sm;
+    if (B <= 0 || T <= 0 || H <= 0 || !att_smem((const void *)k_attn_train_fwd, T, &sm))
+        return;
+    k_attn_train_fwd<<<dim3((unsigned)(B * T), (unsigned)H), ATT_THREADS, sm, cu_stream(ex)>>>(
+        P, heads, qkv, ld, T, H, KV, hd);
+    CU_LAUNCHED("k_attn_train_fwd");
 }

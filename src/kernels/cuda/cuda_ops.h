@@ -28,8 +28,8 @@ extern "C" {
     X(embedding) X(embedding_backward)                                                            \
     X(conv1d_causal) X(conv1d_causal_backward) X(ssd_step) X(ssd_scan_chunked)                    \
     X(ssd_scan_chunked_backward) X(ssd_materialize) X(ssd_materialize_backward)                \
-    /* attention (attn.cu; the attention kernels proper are not yet here) */                       \
-    X(rope) X(kv_append)                                                                          \
+    /* attention (attn.cu; attn_train_backward is not yet here) */                                 \
+    X(rope) X(kv_append) X(attn_prefill) X(attn_decode_rows) X(attn_probs) X(attn_train_forward)  \
     /* ssm rows (ssm_rows.cu) */                                                                   \
     X(ssm_prep) X(ssm_prep_backward) X(ssm_gate) X(ssm_gate_backward) X(colsum)                   \
     X(conv1d_causal_rows) X(ssd_step_rows)                                                        \
@@ -92,6 +92,15 @@ void cuda_rope(const molt_exec *ex, float *x, int ld, int rows, int nh, int hd, 
 void cuda_kv_append(const molt_exec *ex, float *const *kc, float *const *vc, const float *k,
                     const float *v, int ld, int rows, int KV, int hd, int cap, int pos0,
                     const int32_t *pos);
+void cuda_attn_prefill(const molt_exec *ex, float *heads, const float *q, int T, int pos, int H,
+                       int KV, int hd, const float *kc, const float *vc, int cap, float *work);
+void cuda_attn_decode_rows(const molt_exec *ex, float *heads, const float *q, int n,
+                           const int32_t *pos, int H, int KV, int hd, float *const *kc,
+                           float *const *vc, int cap, float *work);
+void cuda_attn_probs(const molt_exec *ex, float *A, const float *q, int T, int H, int KV, int hd,
+                     const float *kc, int cap);
+void cuda_attn_train_forward(const molt_exec *ex, float *P, float *heads, const float *qkv,
+                             int ld, int B, int T, int H, int KV, int hd);
 // ssm_rows.cu (ssm_rows_cfg: ssm_rows.h)
 struct ssm_rows_cfg;
 void cuda_ssm_prep(const molt_exec *ex, float *x, float *X, float *B, float *C, float *dA,
