@@ -1149,6 +1149,13 @@ static void op_attn_train_forward(const molt_exec *ex, void *const *p, const oca
                          c->i[2], c->i[3], c->i[4]);
 }
 
+// qkv, dheads | dqkv, work, P (computed by the CPU forward: a real softmax);
+// i = {B, T, H, KV, hd}
+static void op_attn_train_backward(const molt_exec *ex, void *const *p, const ocase *c) {
+    k_attn_train_backward(ex, F(2), F(1), F(0), F(4), c->i[0], c->i[1], c->i[2], c->i[3],
+                          c->i[4], F(3));
+}
+
 static void test_attention(void) {
     op_stat  *s0 = stat_new("attn_prefill", 5e-5), *s1 = stat_new("attn_probs", 1e-5);
     op_stat  *s2 = stat_new("attn_decode_rows", 5e-5), *s3 = stat_new("attn_train_forward", 5e-5);
@@ -1157,8 +1164,9 @@ static void test_attention(void) {
                          {200, 0, 4, 1, 128}, {1, 2047, 32, 8, 64}, {33, 0, 9, 3, 40}};
     const int DS[][5] = {{0, 2, 1, 8, 4},     {1, 1, 1, 2, 5},       {3, 4, 2, 16, 40},
                          {8, 8, 2, 64, 300}, {5, 32, 8, 128, 1024}, {17, 6, 3, 32, 64}};
-    const int TS[][5] = {{0, 4, 2, 1, 8},  {1, 1, 1, 1, 2},   {2, 5, 4, 2, 8},
-                         {3, 17, 6, 3, 16}, {2, 64, 8, 2, 64}, {1, 300, 4, 1, 32}};
+    const int TS[][5] = {{0, 4, 2, 1, 8},   {1, 1, 1, 1, 2},   {2, 5, 4, 2, 8},
+                         {3, 17, 6, 3, 16}, {2, 64, 8, 2, 64}, {1, 300, 4, 1, 32},
+                         {2, 33, 4, 4, 16}};
     tested("attn_prefill"), tested("attn_probs"), tested("attn_decode_rows"),
         tested("attn_train_forward");
     for (int k = 0; k < NELEM(PS); k++) {
@@ -1221,6 +1229,27 @@ static void test_attention(void) {
             run_op(s3, op_attn_train_forward, &c, shape);
             case_free(&c);
         }
+    op_stat *s4 = stat_new("attn_train_backward", 1e-4);
+    tested("attn_train_backward");
+    for (int k = 0; k < NELEM(TS); k++) {
+        int    B = TS[k][0], T = TS[k][1], H = TS[k][2], KV = TS[k][3], hd = TS[k][4];
+        int    W = (H + 2 * KV) * hd;
+        size_t rows = (size_t)B * T, nP = (size_t)B * H * T * T;
+        char   shape[64];
+        ocase  c = {.i = {B, T, H, KV, hd}};
+        float *qkv = frand_scaled(rows * W, 2.0f), *Pm = xmalloc(sizeof(float) * (nP + 1));
+        float *hd_ = xmalloc(sizeof(float) * (rows * H * hd + 1));
+        k_attn_train_forward(&g_cpu, Pm, hd_, qkv, W, B, T, H, KV, hd);
+        free(hd_);
+        add_buf(&c, qkv, sizeof(float) * rows * W, IN);
+        addf(&c, rows * H * hd, IN);
+        addf(&c, rows * W, OUT);
+        addf(&c, k_attn_train_backward_work(B, T, H, KV, hd) + 1, SCR);
+        add_buf(&c, Pm, sizeof(float) * nP, IN);
+        snprintf(shape, sizeof shape, "B,T,H,KV,hd %dx%dx%dx%dx%d", B, T, H, KV, hd);
+        run_op(s4, op_attn_train_backward, &c, shape);
+        case_free(&c);
+    }
 }
 
 // ----------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 /*
  * attn.cu — CUDA attention ops (attn.h): RoPE, the KV-cache append, and
  * causal attention over a cache (prefill, decode rows), the probabilities and
- * the training forward. The training backward is not yet on the GPU.
+ * the training forward and backward.
  *
  * Per-row positions and per-row cache pointers are host arrays (attn.h):
  * they go to the device through stream-ordered scratch inside the op.
@@ -16,6 +16,13 @@
  * and heads[i] = Σ_s p_s·v_s[i] with s in order, one thread per column.
  * Deterministic; agrees with the CPU (sgemm) to rounding. The `work`
  * arguments of the contracts are not needed here and not touched.
+ *
+ * Training backward, two launches, no atomics: one block per query row
+ * (b, t, h) forms dS_t = P_t·(dP_t − Σ P_t·dP_t) with dP_ts = dO_t·v_s (into a
+ * [B, H, T, T] scratch, the size of P) and dq_t = scale·Σ_s dS_ts·k_s; then
+ * one block per key row (b, s, kv head) sums over its group's query heads
+ * (in order) and over t ≥ s (in order): dk_s = scale·Σ dS_ts·q_t,
+ * dv_s = Σ P_ts·dO_t.
  */
 #include "kernels/cuda/common.cuh"
 
@@ -275,4 +282,91 @@ extern "C" void cuda_attn_train_forward(const molt_exec *ex, float *P, float *he
     k_attn_train_fwd<<<dim3((unsigned)(B * T), (unsigned)H), ATT_THREADS, sm, cu_stream(ex)>>>(
         P, heads, qkv, ld, T, H, KV, hd);
     CU_LAUNCHED("k_attn_train_fwd");
+}
+
+// ----------------------------------------------------------------------------
+// training backward
+
+// block (b·T + t, h): dS row t of (b, h) into dS, and dq
+__global__ void k_attn_bwd_rows(float *dqkv, float *dS, const float *dheads, const float *qkv,
+                                const float *P, int T, int H, int KV, int hd) {
+    extern __shared__ float ds[];
+    __shared__ double       shs[32];
+    int                     bt = blockIdx.x, h = blockIdx.y, b = bt / T, t = bt % T;
+    int                     kv = h / (H / KV), W = (H + 2 * KV) * hd, S = t + 1;
+    float                   scale = 1.0f / sqrtf((float)hd);
+    const float            *row0 = qkv + (size_t)b * T * W;
+    const float            *K = row0 + (size_t)H * hd + (size_t)kv * hd;
+    const float            *V = row0 + (size_t)(H + KV) * hd + (size_t)kv * hd;
+    const float            *dO = dheads + (size_t)bt * H * hd + (size_t)h * hd;
+    const float            *Pr = P + (((size_t)b * H + h) * T + t) * T;
+    float                  *dSr = dS + (((size_t)b * H + h) * T + t) * T;
+    double                  acc = 0.0;
+    for (int s = threadIdx.x; s < S; s += blockDim.x) {
+        float dp = cu_dotf(dO, V + (size_t)s * W, hd);
+        ds[s] = dp;
+        acc += (double)Pr[s] * (double)dp;
+    }
+    float fd = (float)cu_block_sum(acc, shs);
+    for (int s = threadIdx.x; s < T; s += blockDim.x) {
+        float v = s < S ? __fmul_rn(Pr[s], __fsub_rn(ds[s], fd)) : 0.0f;
+        if (s < S)
+            ds[s] = v;
+        dSr[s] = v;
+    }
+    __syncthreads();
+    float *dq = dqkv + (size_t)bt * W + (size_t)h * hd;
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+        float a = 0.0f;
+        for (int s = 0; s < S; s++)
+            a = __fadd_rn(a, __fmul_rn(ds[s], K[(size_t)s * W + i]));
+        dq[i] = __fmul_rn(scale, a);
+    }
+}
+
+// block (b·T + s, kv): dk and dv of key row s, summed over the group's heads and t ≥ s
+__global__ void k_attn_bwd_keys(float *dqkv, const float *dS, const float *dheads,
+                                const float *qkv, const float *P, int T, int H, int KV, int hd) {
+    int   bs = blockIdx.x, kv = blockIdx.y, b = bs / T, s = bs % T, grp = H / KV;
+    int   W = (H + 2 * KV) * hd;
+    float scale = 1.0f / sqrtf((float)hd);
+    float *dk = dqkv + (size_t)bs * W + (size_t)H * hd + (size_t)kv * hd;
+    float *dv = dqkv + (size_t)bs * W + (size_t)(H + KV) * hd + (size_t)kv * hd;
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+        float gk = 0.0f, gv = 0.0f;
+        for (int g = 0; g < grp; g++) {
+            int          h = kv * grp + g;
+            size_t       ph = ((size_t)b * H + h) * T;
+            float        ak = 0.0f, av = 0.0f;
+            for (int t = s; t < T; t++) {
+                size_t       e = (ph + t) * T + s;
+                const float *q = qkv + ((size_t)b * T + t) * W + (size_t)h * hd;
+                const float *dO = dheads + ((size_t)b * T + t) * H * hd + (size_t)h * hd;
+                ak = __fadd_rn(ak, __fmul_rn(dS[e], q[i]));
+                av = __fadd_rn(av, __fmul_rn(P[e], dO[i]));
+            }
+            gk = __fadd_rn(gk, __fmul_rn(scale, ak));
+            gv = __fadd_rn(gv, av);
+        }
+        dk[i] = gk;
+        dv[i] = gv;
+    }
+}
+
+extern "C" void cuda_attn_train_backward(const molt_exec *ex, float *dqkv, const float *dheads,
+                                         const float *qkv, const float *P, int B, int T, int H,
+                                         int KV, int hd, float *work) {
+    size_t sm;
+    if (B <= 0 || T <= 0 || H <= 0 || !att_smem((const void *)k_attn_bwd_rows, T, &sm))
+        return;
+    float *dS = (float *)cu_scratch(ex, sizeof(float) * (size_t)B * H * T * T);
+    if (!dS)
+        return;
+    k_attn_bwd_rows<<<dim3((unsigned)(B * T), (unsigned)H), ATT_THREADS, sm, cu_stream(ex)>>>(
+        dqkv, dS, dheads, qkv, P, T, H, KV, hd);
+    CU_LAUNCHED("k_attn_bwd_rows");
+    k_attn_bwd_keys<<<dim3((unsigned)(B * T), (unsigned)KV), 64, 0, cu_stream(ex)>>>(
+        dqkv, dS, dheads, qkv, P, T, H, KV, hd);
+    CU_LAUNCHED("k_attn_bwd_keys");
+    cu_scratch_free(ex, dS);
 }

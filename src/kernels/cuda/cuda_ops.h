@@ -28,8 +28,9 @@ extern "C" {
     X(embedding) X(embedding_backward)                                                            \
     X(conv1d_causal) X(conv1d_causal_backward) X(ssd_step) X(ssd_scan_chunked)                    \
     X(ssd_scan_chunked_backward) X(ssd_materialize) X(ssd_materialize_backward)                \
-    /* attention (attn.cu; attn_train_backward is not yet here) */                                 \
+    /* attention (attn.cu) */                                                                      \
     X(rope) X(kv_append) X(attn_prefill) X(attn_decode_rows) X(attn_probs) X(attn_train_forward)  \
+    X(attn_train_backward)                                                                        \
     /* ssm rows (ssm_rows.cu) */                                                                   \
     X(ssm_prep) X(ssm_prep_backward) X(ssm_gate) X(ssm_gate_backward) X(colsum)                   \
     X(conv1d_causal_rows) X(ssd_step_rows)                                                        \
@@ -101,6 +102,9 @@ void cuda_attn_probs(const molt_exec *ex, float *A, const float *q, int T, int H
                      const float *kc, int cap);
 void cuda_attn_train_forward(const molt_exec *ex, float *P, float *heads, const float *qkv,
                              int ld, int B, int T, int H, int KV, int hd);
+void cuda_attn_train_backward(const molt_exec *ex, float *dqkv, const float *dheads,
+                              const float *qkv, const float *P, int B, int T, int H, int KV,
+                              int hd, float *work);
 // ssm_rows.cu (ssm_rows_cfg: ssm_rows.h)
 struct ssm_rows_cfg;
 void cuda_ssm_prep(const molt_exec *ex, float *x, float *X, float *B, float *C, float *dA,
