@@ -100,7 +100,8 @@ __global__ void k_kv_append(float *const *kc, float *const *vc, const float *k, 
 extern "C" void cuda_kv_append(const molt_exec *ex, float *const *kc, float *const *vc,
                                const float *k, const float *v, int ld, int rows, int KV, int hd,
                                int cap, int pos0, const int32_t *pos) {
-    size_t n = (size_t)(rows > 0 ? rows : 0) * (size_t)(KV > 0 ? KV : 0) * (size_t)(hd > 0 ? hd : 0);
+    size_t n = (size_t)(rows > 0 ? rows : 0) * (size_t)(KV > 0 ? KV : 0) *
+               (size_t)(hd > 0 ? hd : 0);
     if (!n)
         return;
     int      np = pos ? rows : 1, wantv = vc && v;

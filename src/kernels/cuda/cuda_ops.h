@@ -2,8 +2,9 @@
  * cuda_ops.h — the CUDA backend's ops (the entries of molt_backend_cuda,
  * backend_cuda.c), callable from C and CUDA C++. Internal to src/kernels.
  * Contracts: those of the public functions of the same name (kernels.h,
- * backward.h, ssm.h, mem.h); pointers are device pointers from the backend's
- * alloc, except the host arrays the contracts name (embedding ids).
+ * backward.h, ssm.h, ssm_rows.h, attn.h, train_ops.h, mem.h); pointers are
+ * device pointers from the backend's alloc, except the host arrays the
+ * contracts name (ids, targets, spans, positions, per-row pointer arrays).
  */
 #ifndef MOLT_KERNELS_CUDA_OPS_H
 #define MOLT_KERNELS_CUDA_OPS_H
