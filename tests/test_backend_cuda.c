@@ -24,7 +24,10 @@
  */
 #include "kernels/backward.h"
 #include "kernels/kernels.h"
+#include "kernels/attn.h"
 #include "kernels/ssm.h"
+#include "kernels/ssm_rows.h"
+#include "kernels/train_ops.h"
 #include "testutil.h"
 
 #include <math.h>
@@ -59,7 +62,8 @@ static float *frand(size_t n, float lo, float hi) {
     return p;
 }
 
-enum { IN, OUT, ACC, SCR }; // input; output (=, NaN start); output (+=, random start); scratch
+// input; output (=, NaN start); output (+=, random start); scratch; double output (=, NaN start)
+enum { IN, OUT, ACC, SCR, OUTD };
 
 typedef struct buf {
     void  *h; // host contents: inputs, and the start of ACC outputs
@@ -67,7 +71,7 @@ typedef struct buf {
     int    kind;
 } buf;
 
-#define MAXB 14
+#define MAXB 20
 typedef struct ocase {
     buf            b[MAXB];
     int            nb;
@@ -75,6 +79,8 @@ typedef struct ocase {
     float          f;
     const int32_t *ids; // host array (contract)
     molt_dtype     dt;
+    const void    *host; // another host array of the contract (spans, config)
+    float          f2;
 } ocase;
 
 static void add_buf(ocase *c, void *h, size_t bytes, int kind) {
@@ -127,6 +133,16 @@ static double err_max(const float *g, const float *c, size_t n) {
     return e;
 }
 
+static double err_max_d(const double *g, const double *c, size_t n) {
+    double e = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs(g[i] - c[i]) / (1.0 + fabs(c[i]));
+        if (!(d <= e))
+            e = d == d ? d : (double)INFINITY;
+    }
+    return e;
+}
+
 static void check_sticky(const char *what) {
     be_sync(&g_gpu);
     const char *e = molt_cuda_last_error();
@@ -151,6 +167,9 @@ static void run_op(op_stat *st, op_fn fn, ocase *c, const char *shape) {
             hp[k] = xmalloc(b->bytes);
             if (b->kind == ACC)
                 memcpy(hp[k], b->h, b->bytes);
+            else if (b->kind == OUTD)
+                for (size_t i = 0; i < b->bytes / sizeof(double); i++)
+                    ((double *)hp[k])[i] = NAN;
             else
                 for (size_t i = 0; i < nf; i++)
                     ((float *)hp[k])[i] = NAN;
@@ -170,10 +189,12 @@ static void run_op(op_stat *st, op_fn fn, ocase *c, const char *shape) {
     int    worst_k = -1;
     for (int k = 0; k < c->nb; k++) {
         buf *b = &c->b[k];
-        if (b->kind == OUT || b->kind == ACC) {
+        if (b->kind == OUT || b->kind == ACC || b->kind == OUTD) {
             got[k] = xmalloc(b->bytes);
             be_download(&g_gpu, got[k], dp[k], b->bytes);
-            double ek = err_max(got[k], hp[k], b->bytes / sizeof(float));
+            double ek = b->kind == OUTD
+                            ? err_max_d(got[k], hp[k], b->bytes / sizeof(double))
+                            : err_max(got[k], hp[k], b->bytes / sizeof(float));
             if (!(ek <= e))
                 e = ek, worst_k = k;
         }
@@ -694,6 +715,544 @@ static void test_materialize(void) {
 }
 
 // ----------------------------------------------------------------------------
+// training ops (train_ops.h): xent, soft_xent, l2_rows, sumsq, scale, adamw.
+// Losses and sumsq partials are double outputs (OUTD).
+
+static void add_d(ocase *c, size_t n) {
+    add_buf(c, xmalloc(sizeof(double) * (n ? n : 1)), sizeof(double) * n, OUTD);
+}
+static float *frand_scaled(size_t n, float k) {
+    float *p = frand(n, -1, 1);
+    for (size_t i = 0; i < n; i++)
+        p[i] *= k;
+    return p;
+}
+
+// logits (IN, or ACC: in place), loss, dl; i = {n, V, want grad, in place}
+static void op_xent(const molt_exec *ex, void *const *p, const ocase *c) {
+    float *g = c->i[3] ? F(0) : c->i[2] ? F(2) : NULL;
+    k_xent(ex, (double *)p[1], g, F(0), c->ids, c->i[0], c->i[1], c->f);
+}
+// s, t, loss, ds; i = {n, V, want grad}; f = τ, f2 = scale
+static void op_soft_xent(const molt_exec *ex, void *const *p, const ocase *c) {
+    k_soft_xent(ex, (double *)p[2], c->i[2] ? F(3) : NULL, F(0), F(1), c->i[0], c->i[1], c->f,
+                c->f2);
+}
+// x, y, loss, dx
+static void op_l2_rows(const molt_exec *ex, void *const *p, const ocase *c) {
+    k_l2_rows(ex, (double *)p[2], c->i[2] ? F(3) : NULL, F(0), F(1), c->i[0], (size_t)c->i[1],
+              c->f);
+}
+
+static const int LOSS_SHAPES[][2] = {{0, 5},   {1, 1},    {1, 7},     {3, 17},  {5, 1000},
+                                     {2, 257}, {33, 4097}, {4, 32000}, {2, 50257}};
+
+static void test_losses(void) {
+    op_stat *sx = stat_new("xent", 1e-5), *ss = stat_new("soft_xent", 1e-5);
+    op_stat *sl = stat_new("l2_rows", 1e-5);
+    tested("xent"), tested("soft_xent"), tested("l2_rows");
+    for (int k = 0; k < NELEM(LOSS_SHAPES); k++)
+        for (int v = 0; v < 3; v++) { // loss only, + gradient, gradient in place
+            int      n = LOSS_SHAPES[k][0], V = LOSS_SHAPES[k][1];
+            size_t   nv = (size_t)n * V;
+            int32_t *tg = xmalloc(sizeof(int32_t) * (size_t)(n + 1));
+            for (int r = 0; r < n; r++)
+                tg[r] = r % 3 == 2 ? -1 : (int32_t)(t_uniform(0, 1) * (float)V) % V;
+            char  shape[64];
+            ocase c = {.i = {n, V, v >= 1, v == 2}, .ids = tg, .f = 0.37f};
+            add_buf(&c, frand_scaled(nv, 8.0f), sizeof(float) * nv, v == 2 ? ACC : IN);
+            add_d(&c, (size_t)n);
+            addf(&c, nv, v == 1 ? OUT : SCR);
+            snprintf(shape, sizeof shape, "n,V %dx%d%s", n, V,
+                     v == 0 ? " loss" : v == 1 ? " +grad" : " in place");
+            run_op(sx, op_xent, &c, shape);
+            case_free(&c);
+            free(tg);
+            if (v == 2)
+                continue;
+            for (int ti = 0; ti < 2; ti++) {
+                ocase s = {.i = {n, V, v}, .f = ti ? 2.5f : 1.0f, .f2 = 0.7f};
+                add_buf(&s, frand_scaled(nv, 6.0f), sizeof(float) * nv, IN);
+                add_buf(&s, frand_scaled(nv, 6.0f), sizeof(float) * nv, IN);
+                add_d(&s, (size_t)n);
+                addf(&s, nv, v ? OUT : SCR);
+                snprintf(shape, sizeof shape, "n,V %dx%d tau %g%s", n, V, (double)s.f,
+                         v ? " +grad" : "");
+                run_op(ss, op_soft_xent, &s, shape);
+                case_free(&s);
+            }
+            ocase l = {.i = {n, V, v}, .f = 0.6f};
+            float *x = frand(nv, -1, 1), *y = frand(nv, -1, 1);
+            if (n > 0) // a zero distance (the kink: gradient 0)
+                memcpy(y, x, sizeof(float) * (size_t)V);
+            add_buf(&l, x, sizeof(float) * nv, IN);
+            add_buf(&l, y, sizeof(float) * nv, IN);
+            add_d(&l, (size_t)n);
+            addf(&l, nv, v ? OUT : SCR);
+            snprintf(shape, sizeof shape, "n,len %dx%d%s", n, V, v ? " +grad" : "");
+            run_op(sl, op_l2_rows, &l, shape);
+            case_free(&l);
+        }
+}
+
+// spans over a buffer of SPAN_N floats (empty, short, block-crossing, large)
+#define SPAN_N 200000
+static const molt_span SPANS[] = {{0, 0},         {3, 17},     {100, 16384}, {20000, 16385},
+                                  {40000, 100003}, {150000, 1}, {150010, 49990}};
+
+// x, partial
+static void op_sumsq(const molt_exec *ex, void *const *p, const ocase *c) {
+    k_sumsq(ex, (double *)p[1], F(0), c->host, c->i[0]);
+}
+// x (ACC)
+static void op_scale(const molt_exec *ex, void *const *p, const ocase *c) {
+    k_scale(ex, F(0), c->host, c->i[0], c->f);
+}
+// p, m, v (ACC), g
+static void op_adamw(const molt_exec *ex, void *const *p, const ocase *c) {
+    adamw_hyper h = {0.9f, 0.95f, 1e-8f, 1.0f - 3e-4f * 0.1f, 3e-4f / (1.0f - 0.9f * 0.9f),
+                     sqrtf(1.0f - 0.95f * 0.95f)};
+    k_adamw(ex, F(0), F(1), F(2), F(3), c->host, c->i[0], h);
+}
+
+static void test_optim(void) {
+    op_stat *s0 = stat_new("sumsq", 1e-12), *s1 = stat_new("scale", 0);
+    op_stat *s2 = stat_new("adamw", 1e-6);
+    tested("sumsq"), tested("scale"), tested("adamw");
+    for (int ns = 0; ns <= NELEM(SPANS); ns++) { // the first ns spans
+        char  shape[64];
+        ocase c = {.i = {ns}, .host = SPANS, .f = 0.37f};
+        addf(&c, SPAN_N, IN);
+        add_d(&c, k_sumsq_blocks(SPANS, ns));
+        snprintf(shape, sizeof shape, "%d spans", ns);
+        run_op(s0, op_sumsq, &c, shape);
+        case_free(&c);
+        ocase s = {.i = {ns}, .host = SPANS, .f = 0.37f};
+        addf(&s, SPAN_N, ACC);
+        run_op(s1, op_scale, &s, shape);
+        case_free(&s);
+        ocase a = {.i = {ns}, .host = SPANS};
+        addf(&a, SPAN_N, ACC);
+        addf(&a, SPAN_N, ACC);
+        add_buf(&a, frand(SPAN_N, 0.0f, 1e-3f), sizeof(float) * SPAN_N, ACC); // v ≥ 0
+        add_buf(&a, frand_scaled(SPAN_N, 0.05f), sizeof(float) * SPAN_N, IN);
+        run_op(s2, op_adamw, &a, shape);
+        case_free(&a);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// ssm rows (ssm_rows.h). zx rows are [n, R], R = 2·Di + 2·GN + H + 3: z at
+// column 0, dt at column Di (the views of in_proj's output).
+
+static const int SROW_CFG[][5] = { // mamba, H, P, G, N
+    {1, 1, 1, 1, 1}, {1, 2, 3, 1, 5}, {1, 4, 16, 2, 8}, {1, 8, 64, 1, 128}, {1, 6, 10, 3, 16},
+    {0, 1, 1, 1, 1}, {0, 3, 5, 1, 4}, {0, 8, 64, 1, 64}};
+static const int SROW_N[] = {0, 1, 7, 64};
+
+static ssm_rows_cfg srow_cfg(int k) {
+    ssm_rows_cfg c = {SROW_CFG[k][0], SROW_CFG[k][1], SROW_CFG[k][2], SROW_CFG[k][3],
+                      SROW_CFG[k][4], 0.01f, 2.0f, 1e-5f};
+    return c;
+}
+static int srow_R(const ssm_rows_cfg *c) {
+    return 2 * c->H * c->P + 2 * c->G * c->N + c->H + 3;
+}
+
+// xc, zx, dt_bias, A_log | x, X, B, C, dA, dlt;  i = {n, cfg}
+static void op_ssm_prep(const molt_exec *ex, void *const *p, const ocase *c) {
+    ssm_rows_cfg cf = srow_cfg(c->i[1]);
+    int          R = srow_R(&cf), Di = cf.H * cf.P;
+    ssm_prep(ex, F(4), F(5), F(6), F(7), F(8), F(9), F(0), F(1) + Di, R, c->i[2] ? F(2) : NULL,
+             F(3), c->i[0], &cf);
+}
+// dX, dypre, ddA, dB, dC, dcs, xc, x, dlt, zx, dt_bias, A_log, D | dxc, dzx (ACC), hsA
+static void op_ssm_prep_backward(const molt_exec *ex, void *const *p, const ocase *c) {
+    ssm_rows_cfg cf = srow_cfg(c->i[1]);
+    int          R = srow_R(&cf), Di = cf.H * cf.P, v = c->i[2];
+    ssm_prep_backward(ex, F(13), F(14) + Di, F(15), v & 1 ? F(0) : NULL, v & 2 ? F(1) : NULL,
+                      F(2), F(3), F(4), v & 4 ? F(5) : NULL, F(6), F(7), F(8), F(9) + Di, R,
+                      F(10), F(11), v & 2 ? F(12) : NULL, c->i[0], &cf);
+}
+// x, zx, D, norm_w, z_bias | ypre (ACC), g, rstd;  i = {n, cfg, x&D, in place}
+static void op_ssm_gate(const molt_exec *ex, void *const *p, const ocase *c) {
+    ssm_rows_cfg cf = srow_cfg(c->i[1]);
+    int          R = srow_R(&cf);
+    ssm_gate(ex, c->i[3] ? F(5) : F(6), F(5), F(7), c->i[2] ? F(0) : NULL, F(1), R,
+             c->i[2] ? F(2) : NULL, F(3), F(4), c->i[0], &cf);
+}
+// ypre, x, zx, rstd, norm_w, z_bias | dg (ACC), dzx (ACC), dnw, hsD;  i = {n, cfg, want}
+static void op_ssm_gate_backward(const molt_exec *ex, void *const *p, const ocase *c) {
+    ssm_rows_cfg cf = srow_cfg(c->i[1]);
+    int          R = srow_R(&cf), v = c->i[2];
+    ssm_gate_backward(ex, F(6), F(7), v & 1 ? F(8) : NULL, v & 2 ? F(9) : NULL, F(0), F(1), F(2),
+                      R, F(3), F(4), F(5), c->i[0], &cf);
+}
+
+static void test_ssm_rows(void) {
+    op_stat *s0 = stat_new("ssm_prep", 1e-5), *s1 = stat_new("ssm_prep_backward", 2e-5);
+    op_stat *s2 = stat_new("ssm_gate", 1e-5), *s3 = stat_new("ssm_gate_backward", 1e-4);
+    tested("ssm_prep"), tested("ssm_prep_backward"), tested("ssm_gate"),
+        tested("ssm_gate_backward");
+    for (int k = 0; k < NELEM(SROW_CFG); k++)
+        for (int ni = 0; ni < NELEM(SROW_N); ni++) {
+            ssm_rows_cfg cf = srow_cfg(k);
+            int    n = SROW_N[ni], m = cf.mamba, H = cf.H, Di = H * cf.P, GN = cf.G * cf.N;
+            size_t Cc = (size_t)Di + 2 * (size_t)GN, R = (size_t)srow_R(&cf), nn = (size_t)n;
+            char   shape[64];
+            snprintf(shape, sizeof shape, "%s n,H,P,G,N %dx%dx%dx%dx%d", m ? "mamba" : "discrete",
+                     n, H, cf.P, cf.G, cf.N);
+            for (int v = 0; v < 2; v++) { // dt_bias NULL / set
+                ocase c = {.i = {n, k, v}};
+                add_buf(&c, frand_scaled(nn * Cc, 3.0f), sizeof(float) * nn * Cc, IN);
+                add_buf(&c, frand_scaled(nn * R, 5.0f), sizeof(float) * nn * R, IN);
+                addf(&c, (size_t)H, IN);
+                addf(&c, (size_t)H, IN);
+                addf(&c, nn * Di, OUT);
+                addf(&c, nn * Di, m ? OUT : SCR);
+                addf(&c, nn * GN, OUT);
+                addf(&c, nn * GN, OUT);
+                addf(&c, nn * H, OUT);
+                addf(&c, nn * H, m ? OUT : SCR);
+                run_op(s0, op_ssm_prep, &c, shape);
+                case_free(&c);
+            }
+            for (int v = 0; v < 8; v++) { // dX × (dypre, D) × dcs
+                ocase c = {.i = {n, k, v}};
+                addf(&c, nn * Di, IN);
+                addf(&c, nn * Di, IN);
+                addf(&c, nn * H, IN);
+                addf(&c, nn * GN, IN);
+                addf(&c, nn * GN, IN);
+                addf(&c, nn * H, IN);
+                add_buf(&c, frand_scaled(nn * Cc, 3.0f), sizeof(float) * nn * Cc, IN);
+                addf(&c, nn * Di, IN);
+                add_buf(&c, frand(nn * H, 0.01f, 2.0f), sizeof(float) * nn * H, IN);
+                add_buf(&c, frand_scaled(nn * R, 5.0f), sizeof(float) * nn * R, IN);
+                addf(&c, (size_t)H, IN);
+                addf(&c, (size_t)H, IN);
+                addf(&c, (size_t)H, IN);
+                addf(&c, nn * Cc, OUT);
+                addf(&c, nn * R, ACC);
+                addf(&c, nn * H, m ? OUT : SCR);
+                run_op(s1, op_ssm_prep_backward, &c, shape);
+                case_free(&c);
+            }
+            for (int v = 0; v < 4; v++) { // x&D × in place
+                ocase c = {.i = {n, k, v & 1, v >> 1}};
+                addf(&c, nn * Di, IN);
+                add_buf(&c, frand_scaled(nn * R, 3.0f), sizeof(float) * nn * R, IN);
+                addf(&c, (size_t)H, IN);
+                addf(&c, (size_t)Di, IN);
+                addf(&c, (size_t)Di, IN);
+                addf(&c, nn * Di, ACC);
+                addf(&c, nn * Di, v >> 1 ? SCR : OUT);
+                addf(&c, nn * (size_t)cf.G, m ? OUT : SCR);
+                run_op(s2, op_ssm_gate, &c, shape);
+                case_free(&c);
+            }
+            for (int v = 0; v < 4; v++) { // dnw × hsD
+                ocase c = {.i = {n, k, v}};
+                addf(&c, nn * Di, IN);
+                addf(&c, nn * Di, IN);
+                add_buf(&c, frand_scaled(nn * R, 3.0f), sizeof(float) * nn * R, IN);
+                add_buf(&c, frand(nn * cf.G, 0.5f, 2.0f), sizeof(float) * nn * cf.G, IN);
+                addf(&c, (size_t)Di, IN);
+                addf(&c, (size_t)Di, IN);
+                addf(&c, nn * Di, ACC);
+                addf(&c, nn * R, ACC);
+                addf(&c, nn * Di, m && (v & 1) ? OUT : SCR);
+                addf(&c, nn * H, v & 2 ? OUT : SCR);
+                run_op(s3, op_ssm_gate_backward, &c, shape);
+                case_free(&c);
+            }
+        }
+}
+
+// src | out (ACC);  i = {rows, cols, ld}
+static void op_colsum(const molt_exec *ex, void *const *p, const ocase *c) {
+    k_colsum(ex, F(1), F(0), c->i[0], c->i[1], c->i[2]);
+}
+// x, w, b, states (ACC) | y;  i = {n, Cc, K}
+static void op_conv_rows(const molt_exec *ex, void *const *p, const ocase *c) {
+    int     n = c->i[0], Cc = c->i[1], K = c->i[2];
+    float **st = xmalloc(sizeof(float *) * (size_t)(n + 1));
+    for (int r = 0; r < n; r++)
+        st[r] = F(3) + (size_t)r * Cc * (K - 1);
+    conv1d_causal_rows(ex, F(4), F(0), F(1), F(2), st, n, Cc, K);
+    free(st);
+}
+// X, dA, B, C | y, states (ACC);  i = {n, H, P, N, G}
+static void op_ssd_step_rows(const molt_exec *ex, void *const *p, const ocase *c) {
+    int     n = c->i[0], H = c->i[1], P = c->i[2], N = c->i[3], G = c->i[4];
+    float **st = xmalloc(sizeof(float *) * (size_t)(n + 1));
+    for (int r = 0; r < n; r++)
+        st[r] = F(5) + (size_t)r * H * P * N;
+    ssd_step_rows(ex, F(4), st, F(0), F(1), F(2), F(3), n, H, P, N, G);
+    free(st);
+}
+
+static void test_ssm_rows_misc(void) {
+    op_stat  *s0 = stat_new("colsum", 0), *s1 = stat_new("conv1d_causal_rows", 1e-5);
+    op_stat  *s2 = stat_new("ssd_step_rows", 1e-5);
+    const int CS[][3] = {{0, 5, 5},        {1, 1, 1},        {7, 3, 5},     {64, 100, 130},
+                         {1000, 257, 300}, {3, 5000, 5000}, {4097, 64, 64}};
+    const int CR[][3] = {{0, 5, 4}, {1, 1, 1}, {1, 7, 4}, {3, 33, 2}, {8, 2304, 4}, {5, 130, 3}};
+    const int SR[][5] = {{0, 2, 3, 5, 1},  {1, 1, 1, 1, 1},  {3, 4, 16, 16, 2},
+                         {8, 8, 64, 16, 8}, {5, 24, 64, 128, 1}};
+    tested("colsum"), tested("conv1d_causal_rows"), tested("ssd_step_rows");
+    for (int k = 0; k < NELEM(CS); k++) {
+        int   rows = CS[k][0], cols = CS[k][1], ld = CS[k][2];
+        char  shape[64];
+        ocase c = {.i = {rows, cols, ld}};
+        addf(&c, (size_t)rows * ld, IN);
+        addf(&c, (size_t)cols, ACC);
+        snprintf(shape, sizeof shape, "rows,cols,ld %dx%dx%d", rows, cols, ld);
+        run_op(s0, op_colsum, &c, shape);
+        case_free(&c);
+    }
+    for (int k = 0; k < NELEM(CR); k++) {
+        int    n = CR[k][0], Cc = CR[k][1], K = CR[k][2];
+        size_t nn = (size_t)n;
+        char   shape[64];
+        ocase  c = {.i = {n, Cc, K}};
+        addf(&c, nn * Cc, IN);
+        addf(&c, (size_t)Cc * K, IN);
+        addf(&c, (size_t)Cc, IN);
+        addf(&c, nn * Cc * (K - 1) + 1, ACC);
+        addf(&c, nn * Cc, OUT);
+        snprintf(shape, sizeof shape, "n,Cc,K %dx%dx%d", n, Cc, K);
+        run_op(s1, op_conv_rows, &c, shape);
+        case_free(&c);
+    }
+    for (int k = 0; k < NELEM(SR); k++) {
+        int    n = SR[k][0], H = SR[k][1], P = SR[k][2], N = SR[k][3], G = SR[k][4];
+        size_t nn = (size_t)n;
+        char   shape[64];
+        ocase  c = {.i = {n, H, P, N, G}};
+        addf(&c, nn * H * P, IN);
+        add_buf(&c, decays(nn * H, 1), sizeof(float) * nn * H, IN);
+        addf(&c, nn * G * N, IN);
+        addf(&c, nn * G * N, IN);
+        addf(&c, nn * H * P, OUT);
+        addf(&c, nn * H * P * N, ACC);
+        snprintf(shape, sizeof shape, "n,H,P,N,G %dx%dx%dx%dx%d", n, H, P, N, G);
+        run_op(s2, op_ssd_step_rows, &c, shape);
+        case_free(&c);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// attention: rope, kv_append
+
+#define ROPE_MAXPOS 512
+
+// x (ACC), cos, sin;  i = {rows, nh, hd, ld, pos0, period, inverse}; ids: pos or NULL
+static void op_rope(const molt_exec *ex, void *const *p, const ocase *c) {
+    k_rope(ex, F(0), c->i[3], c->i[0], c->i[1], c->i[2], c->i[4], c->i[5], c->ids, F(1), F(2),
+           c->i[6]);
+}
+// k, v | caches kc, vc (ACC);  i = {rows, KV, hd, ld, cap, pos0, with v}; ids: pos or NULL
+static void op_kv_append(const molt_exec *ex, void *const *p, const ocase *c) {
+    int     rows = c->i[0], KV = c->i[1], hd = c->i[2], cap = c->i[4], np = c->ids ? rows : 1;
+    size_t  one = (size_t)KV * cap * hd;
+    float **kc = xmalloc(sizeof(float *) * (size_t)(np + 1));
+    float **vc = xmalloc(sizeof(float *) * (size_t)(np + 1));
+    for (int r = 0; r < np; r++)
+        kc[r] = F(2) + r * one, vc[r] = F(3) + r * one;
+    k_kv_append(ex, kc, c->i[6] ? vc : NULL, F(0), c->i[6] ? F(1) : NULL, c->i[3], rows, KV, hd,
+                cap, c->i[5], c->ids);
+    free(kc), free(vc);
+}
+
+static void test_rope_kv(void) {
+    op_stat  *s0 = stat_new("rope", 1e-6), *s1 = stat_new("kv_append", 0);
+    const int RS[][3] = {{0, 1, 2}, {1, 1, 2}, {3, 2, 8}, {17, 4, 64}, {64, 6, 128}, {300, 8, 64}};
+    const int KS[][3] = {{0, 1, 2}, {1, 1, 1}, {3, 2, 8}, {17, 4, 64}, {40, 8, 128}};
+    tested("rope"), tested("kv_append");
+    for (int k = 0; k < NELEM(RS); k++)
+        for (int v = 0; v < 6; v++) { // (pos0 + r % period, period = rows / 7, pos[]) × inverse
+            int      rows = RS[k][0], nh = RS[k][1], hd = RS[k][2], ld = nh * hd + 5;
+            int      mode = v % 3, period = mode == 1 ? rows / 7 + 1 : rows > 0 ? rows : 1;
+            int      pos0 = mode == 2 ? 0 : 9;
+            int32_t *pos = NULL;
+            if (mode == 2) {
+                pos = xmalloc(sizeof(int32_t) * (size_t)(rows + 1));
+                for (int r = 0; r < rows; r++)
+                    pos[r] = (int32_t)(t_uniform(0, 1) * (ROPE_MAXPOS - 1));
+            }
+            size_t half = (size_t)hd / 2;
+            char   shape[64];
+            ocase  c = {.i = {rows, nh, hd, ld, pos0, period, v / 3}, .ids = pos};
+            add_buf(&c, frand_scaled((size_t)rows * ld, 3.0f), sizeof(float) * (size_t)rows * ld,
+                    ACC);
+            addf(&c, ROPE_MAXPOS * half, IN);
+            addf(&c, ROPE_MAXPOS * half, IN);
+            snprintf(shape, sizeof shape, "rows,nh,hd %dx%dx%d %s%s", rows, nh, hd,
+                     mode == 0 ? "seq" : mode == 1 ? "period" : "pos[]", v / 3 ? " inv" : "");
+            run_op(s0, op_rope, &c, shape);
+            case_free(&c);
+            free(pos);
+        }
+    for (int k = 0; k < NELEM(KS); k++)
+        for (int v = 0; v < 4; v++) { // (one sequence, pos[]) × (k only, k and v)
+            int      rows = KS[k][0], KV = KS[k][1], hd = KS[k][2], ld = 3 * KV * hd + 1;
+            int      cap = rows + 12, rowsmode = v & 1, np = rowsmode ? rows : 1;
+            int32_t *pos = NULL;
+            if (rowsmode) {
+                pos = xmalloc(sizeof(int32_t) * (size_t)(rows + 1));
+                for (int r = 0; r < rows; r++)
+                    pos[r] = (int32_t)(t_uniform(0, 1) * (float)(cap - 1));
+            }
+            size_t cache = (size_t)np * KV * cap * hd;
+            char   shape[64];
+            ocase  c = {.i = {rows, KV, hd, ld, cap, 7, v >> 1}, .ids = pos};
+            addf(&c, (size_t)rows * ld, IN);
+            addf(&c, (size_t)rows * ld, IN);
+            addf(&c, cache, ACC);
+            addf(&c, cache, ACC);
+            snprintf(shape, sizeof shape, "rows,KV,hd %dx%dx%d %s%s", rows, KV, hd,
+                     rowsmode ? "pos[]" : "seq", v >> 1 ? " k,v" : " k");
+            run_op(s1, op_kv_append, &c, shape);
+            case_free(&c);
+            free(pos);
+        }
+}
+
+// attention: prefill, decode rows, probabilities, training forward. The
+// work buffers are sized for the CPU oracle (g_cpu's threads); the GPU
+// does not use them.
+
+// q, kc, vc | heads, work;  i = {T, pos, H, KV, hd, cap}
+static void op_attn_prefill(const molt_exec *ex, void *const *p, const ocase *c) {
+    k_attn_prefill(ex, F(3), F(0), c->i[0], c->i[1], c->i[2], c->i[3], c->i[4], F(1), F(2),
+                   c->i[5], F(4));
+}
+// q, kc | A;  i = {T, H, KV, hd, cap}
+static void op_attn_probs(const molt_exec *ex, void *const *p, const ocase *c) {
+    k_attn_probs(ex, F(2), F(0), c->i[0], c->i[1], c->i[2], c->i[3], F(1), c->i[4]);
+}
+// q, kcs, vcs (n caches each) | heads, work;  i = {n, H, KV, hd, cap}; ids = pos
+static void op_attn_decode_rows(const molt_exec *ex, void *const *p, const ocase *c) {
+    int     n = c->i[0], H = c->i[1], KV = c->i[2], hd = c->i[3], cap = c->i[4];
+    size_t  one = (size_t)KV * cap * hd;
+    float **kc = xmalloc(sizeof(float *) * (size_t)(n + 1));
+    float **vc = xmalloc(sizeof(float *) * (size_t)(n + 1));
+    for (int r = 0; r < n; r++)
+        kc[r] = F(1) + r * one, vc[r] = F(2) + r * one;
+    k_attn_decode_rows(ex, F(3), F(0), n, c->ids, H, KV, hd, kc, vc, cap, F(4));
+    free(kc), free(vc);
+}
+// qkv | P, heads;  i = {B, T, H, KV, hd, ld, with heads}
+static void op_attn_train_forward(const molt_exec *ex, void *const *p, const ocase *c) {
+    k_attn_train_forward(ex, F(1), c->i[6] ? F(2) : NULL, F(0), c->i[5], c->i[0], c->i[1],
+                         c->i[2], c->i[3], c->i[4]);
+}
+
+// qkv, dheads | dqkv, work, P (computed by the CPU forward: a real softmax);
+// i = {B, T, H, KV, hd}
+static void op_attn_train_backward(const molt_exec *ex, void *const *p, const ocase *c) {
+    k_attn_train_backward(ex, F(2), F(1), F(0), F(4), c->i[0], c->i[1], c->i[2], c->i[3],
+                          c->i[4], F(3));
+}
+
+static void test_attention(void) {
+    op_stat  *s0 = stat_new("attn_prefill", 5e-5), *s1 = stat_new("attn_probs", 1e-5);
+    op_stat  *s2 = stat_new("attn_decode_rows", 5e-5), *s3 = stat_new("attn_train_forward", 5e-5);
+    const int PS[][5] = {{0, 0, 2, 1, 8},    {1, 0, 1, 1, 2},     {1, 37, 4, 2, 16},
+                         {5, 0, 4, 4, 8},    {7, 3, 6, 2, 32},    {64, 100, 8, 2, 64},
+                         {200, 0, 4, 1, 128}, {1, 2047, 32, 8, 64}, {33, 0, 9, 3, 40}};
+    const int DS[][5] = {{0, 2, 1, 8, 4},     {1, 1, 1, 2, 5},       {3, 4, 2, 16, 40},
+                         {8, 8, 2, 64, 300}, {5, 32, 8, 128, 1024}, {17, 6, 3, 32, 64}};
+    const int TS[][5] = {{0, 4, 2, 1, 8},   {1, 1, 1, 1, 2},   {2, 5, 4, 2, 8},
+                         {3, 17, 6, 3, 16}, {2, 64, 8, 2, 64}, {1, 300, 4, 1, 32},
+                         {2, 33, 4, 4, 16}};
+    tested("attn_prefill"), tested("attn_probs"), tested("attn_decode_rows"),
+        tested("attn_train_forward");
+    for (int k = 0; k < NELEM(PS); k++) {
+        int    T = PS[k][0], pos = PS[k][1], H = PS[k][2], KV = PS[k][3], hd = PS[k][4];
+        int    cap = pos + T + 3, S = pos + T;
+        size_t cache = (size_t)KV * cap * hd;
+        char   shape[64];
+        ocase  c = {.i = {T, pos, H, KV, hd, cap}};
+        add_buf(&c, frand_scaled((size_t)T * H * hd, 2.0f), sizeof(float) * (size_t)T * H * hd,
+                IN);
+        add_buf(&c, frand_scaled(cache, 2.0f), sizeof(float) * cache, IN);
+        addf(&c, cache, IN);
+        addf(&c, (size_t)T * H * hd, OUT);
+        addf(&c, k_attn_prefill_work(T, S > 0 ? S : 1, H, KV, g_cpu.nth) + 1, SCR);
+        snprintf(shape, sizeof shape, "T,pos,H,KV,hd %dx%dx%dx%dx%d", T, pos, H, KV, hd);
+        run_op(s0, op_attn_prefill, &c, shape);
+        case_free(&c);
+        if (pos)
+            continue;
+        ocase a = {.i = {T, H, KV, hd, cap}};
+        add_buf(&a, frand_scaled((size_t)T * H * hd, 2.0f), sizeof(float) * (size_t)T * H * hd,
+                IN);
+        add_buf(&a, frand_scaled(cache, 2.0f), sizeof(float) * cache, IN);
+        addf(&a, (size_t)H * T * T, OUT);
+        snprintf(shape, sizeof shape, "T,H,KV,hd %dx%dx%dx%d", T, H, KV, hd);
+        run_op(s1, op_attn_probs, &a, shape);
+        case_free(&a);
+    }
+    for (int k = 0; k < NELEM(DS); k++) {
+        int      n = DS[k][0], H = DS[k][1], KV = DS[k][2], hd = DS[k][3], cap = DS[k][4];
+        size_t   caches = (size_t)n * KV * cap * hd;
+        int32_t *pos = xmalloc(sizeof(int32_t) * (size_t)(n + 1));
+        for (int r = 0; r < n; r++)
+            pos[r] = r == 0 ? cap - 1 : (int32_t)(t_uniform(0, 1) * (float)(cap - 1));
+        char  shape[64];
+        ocase c = {.i = {n, H, KV, hd, cap}, .ids = pos};
+        add_buf(&c, frand_scaled((size_t)n * H * hd, 2.0f), sizeof(float) * (size_t)n * H * hd,
+                IN);
+        add_buf(&c, frand_scaled(caches, 2.0f), sizeof(float) * caches, IN);
+        addf(&c, caches, IN);
+        addf(&c, (size_t)n * H * hd, OUT);
+        addf(&c, k_attn_decode_rows_work(H, KV, cap, g_cpu.nth) + 1, SCR);
+        snprintf(shape, sizeof shape, "n,H,KV,hd,cap %dx%dx%dx%dx%d", n, H, KV, hd, cap);
+        run_op(s2, op_attn_decode_rows, &c, shape);
+        case_free(&c);
+        free(pos);
+    }
+    for (int k = 0; k < NELEM(TS); k++)
+        for (int v = 0; v < 2; v++) { // P only (ld (H+KV)·hd), P and heads
+            int    B = TS[k][0], T = TS[k][1], H = TS[k][2], KV = TS[k][3], hd = TS[k][4];
+            int    ld = (H + (v ? 2 : 1) * KV) * hd;
+            size_t rows = (size_t)B * T;
+            char   shape[64];
+            ocase  c = {.i = {B, T, H, KV, hd, ld, v}};
+            add_buf(&c, frand_scaled(rows * ld, 2.0f), sizeof(float) * rows * ld, IN);
+            addf(&c, (size_t)B * H * T * T, OUT);
+            addf(&c, rows * H * hd, v ? OUT : SCR);
+            snprintf(shape, sizeof shape, "B,T,H,KV,hd %dx%dx%dx%dx%d%s", B, T, H, KV, hd,
+                     v ? " +heads" : "");
+            run_op(s3, op_attn_train_forward, &c, shape);
+            case_free(&c);
+        }
+    op_stat *s4 = stat_new("attn_train_backward", 1e-4);
+    tested("attn_train_backward");
+    for (int k = 0; k < NELEM(TS); k++) {
+        int    B = TS[k][0], T = TS[k][1], H = TS[k][2], KV = TS[k][3], hd = TS[k][4];
+        int    W = (H + 2 * KV) * hd;
+        size_t rows = (size_t)B * T, nP = (size_t)B * H * T * T;
+        char   shape[64];
+        ocase  c = {.i = {B, T, H, KV, hd}};
+        float *qkv = frand_scaled(rows * W, 2.0f), *Pm = xmalloc(sizeof(float) * (nP + 1));
+        float *hd_ = xmalloc(sizeof(float) * (rows * H * hd + 1));
+        k_attn_train_forward(&g_cpu, Pm, hd_, qkv, W, B, T, H, KV, hd);
+        free(hd_);
+        add_buf(&c, qkv, sizeof(float) * rows * W, IN);
+        addf(&c, rows * H * hd, IN);
+        addf(&c, rows * W, OUT);
+        addf(&c, k_attn_train_backward_work(B, T, H, KV, hd) + 1, SCR);
+        add_buf(&c, Pm, sizeof(float) * nP, IN);
+        snprintf(shape, sizeof shape, "B,T,H,KV,hd %dx%dx%dx%dx%d", B, T, H, KV, hd);
+        run_op(s4, op_attn_train_backward, &c, shape);
+        case_free(&c);
+    }
+}
+
+// ----------------------------------------------------------------------------
 // memory, table, sticky error
 
 static void test_memory(void) {
@@ -933,6 +1492,12 @@ int main(int argc, char **argv) {
     test_ssd_step();
     test_ssd_scan();
     test_materialize();
+    test_losses();
+    test_optim();
+    test_ssm_rows();
+    test_ssm_rows_misc();
+    test_rope_kv();
+    test_attention();
     test_table();
 
     printf("\n%-28s %6s %10s %10s  %s\n", "op (gpu vs cpu)", "cases", "worst", "tol",

@@ -2,8 +2,9 @@
  * cuda_ops.h — the CUDA backend's ops (the entries of molt_backend_cuda,
  * backend_cuda.c), callable from C and CUDA C++. Internal to src/kernels.
  * Contracts: those of the public functions of the same name (kernels.h,
- * backward.h, ssm.h, mem.h); pointers are device pointers from the backend's
- * alloc, except the host arrays the contracts name (embedding ids).
+ * backward.h, ssm.h, ssm_rows.h, attn.h, train_ops.h, mem.h); pointers are
+ * device pointers from the backend's alloc, except the host arrays the
+ * contracts name (ids, targets, spans, positions, per-row pointer arrays).
  */
 #ifndef MOLT_KERNELS_CUDA_OPS_H
 #define MOLT_KERNELS_CUDA_OPS_H
@@ -13,6 +14,7 @@
 
 #include "core/dtype.h"
 #include "core/exec.h"
+#include "kernels/train_ops.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -26,7 +28,15 @@ extern "C" {
     X(swiglu) X(swiglu_backward) X(swiglu_pair) X(swiglu_pair_backward) X(softmax) X(add)          \
     X(embedding) X(embedding_backward)                                                            \
     X(conv1d_causal) X(conv1d_causal_backward) X(ssd_step) X(ssd_scan_chunked)                    \
-    X(ssd_scan_chunked_backward) X(ssd_materialize) X(ssd_materialize_backward)
+    X(ssd_scan_chunked_backward) X(ssd_materialize) X(ssd_materialize_backward)                \
+    /* attention (attn.cu) */                                                                      \
+    X(rope) X(kv_append) X(attn_prefill) X(attn_decode_rows) X(attn_probs) X(attn_train_forward)  \
+    X(attn_train_backward)                                                                        \
+    /* ssm rows (ssm_rows.cu) */                                                                   \
+    X(ssm_prep) X(ssm_prep_backward) X(ssm_gate) X(ssm_gate_backward) X(colsum)                   \
+    X(conv1d_causal_rows) X(ssd_step_rows)                                                        \
+    /* training (train.cu) */                                                                      \
+    X(xent) X(soft_xent) X(l2_rows) X(sumsq) X(scale) X(adamw)
 
 // dense.cu
 void cuda_matmul(const molt_exec *ex, float *y, const float *x, const float *W, const float *bias,
@@ -78,6 +88,60 @@ void cuda_ssd_materialize_backward(const molt_exec *ex, float *ddA, float *dB, f
                                    float *dcolscale, float *dD, const float *dM, const float *dA,
                                    const float *B, const float *C, const float *colscale,
                                    const float *D, int T, int H, int N, int G, float *work);
+// attn.cu
+void cuda_rope(const molt_exec *ex, float *x, int ld, int rows, int nh, int hd, int pos0,
+               int period, const int32_t *pos, const float *cos, const float *sin, int inverse);
+void cuda_kv_append(const molt_exec *ex, float *const *kc, float *const *vc, const float *k,
+                    const float *v, int ld, int rows, int KV, int hd, int cap, int pos0,
+                    const int32_t *pos);
+void cuda_attn_prefill(const molt_exec *ex, float *heads, const float *q, int T, int pos, int H,
+                       int KV, int hd, const float *kc, const float *vc, int cap, float *work);
+void cuda_attn_decode_rows(const molt_exec *ex, float *heads, const float *q, int n,
+                           const int32_t *pos, int H, int KV, int hd, float *const *kc,
+                           float *const *vc, int cap, float *work);
+void cuda_attn_probs(const molt_exec *ex, float *A, const float *q, int T, int H, int KV, int hd,
+                     const float *kc, int cap);
+void cuda_attn_train_forward(const molt_exec *ex, float *P, float *heads, const float *qkv,
+                             int ld, int B, int T, int H, int KV, int hd);
+void cuda_attn_train_backward(const molt_exec *ex, float *dqkv, const float *dheads,
+                              const float *qkv, const float *P, int B, int T, int H, int KV,
+                              int hd, float *work);
+// ssm_rows.cu (ssm_rows_cfg: ssm_rows.h)
+struct ssm_rows_cfg;
+void cuda_ssm_prep(const molt_exec *ex, float *x, float *X, float *B, float *C, float *dA,
+                   float *dlt, const float *xc, const float *dt, int ldz, const float *dt_bias,
+                   const float *A_log, int n, const struct ssm_rows_cfg *c);
+void cuda_ssm_prep_backward(const molt_exec *ex, float *dxc, float *ddt, float *hsA,
+                            const float *dX, const float *dypre, const float *ddA,
+                            const float *dB, const float *dC, const float *dcs, const float *xc,
+                            const float *x, const float *dlt, const float *dt, int ldz,
+                            const float *dt_bias, const float *A_log, const float *D, int n,
+                            const struct ssm_rows_cfg *c);
+void cuda_ssm_gate(const molt_exec *ex, float *g, float *ypre, float *rstd, const float *x,
+                   const float *z, int ldz, const float *D, const float *norm_w,
+                   const float *z_bias, int n, const struct ssm_rows_cfg *c);
+void cuda_ssm_gate_backward(const molt_exec *ex, float *dg, float *dz, float *dnw, float *hsD,
+                            const float *ypre, const float *x, const float *z, int ldz,
+                            const float *rstd, const float *norm_w, const float *z_bias, int n,
+                            const struct ssm_rows_cfg *c);
+void cuda_colsum(const molt_exec *ex, float *out, const float *src, int rows, int cols, int ld);
+void cuda_conv1d_causal_rows(const molt_exec *ex, float *y, const float *x, const float *w,
+                             const float *b, float *const *state, int n, int Cc, int K);
+void cuda_ssd_step_rows(const molt_exec *ex, float *y, float *const *state, const float *X,
+                        const float *dA, const float *B, const float *C, int n, int H, int P,
+                        int N, int G);
+// train.cu (molt_span, adamw_hyper: train_ops.h)
+void cuda_xent(const molt_exec *ex, double *loss, float *dlogits, const float *logits,
+               const int32_t *targets, int n, int V, float scale);
+void cuda_soft_xent(const molt_exec *ex, double *loss, float *ds, const float *s, const float *t,
+                    int n, int V, float tau, float scale);
+void cuda_l2_rows(const molt_exec *ex, double *loss, float *dx, const float *x, const float *y,
+                  int n, size_t len, float scale);
+void cuda_sumsq(const molt_exec *ex, double *partial, const float *x, const molt_span *span,
+                int n_spans);
+void cuda_scale(const molt_exec *ex, float *x, const molt_span *span, int n_spans, float k);
+void cuda_adamw(const molt_exec *ex, float *p, float *m, float *v, const float *g,
+                const molt_span *span, int n_spans, adamw_hyper h);
 // mem.cu (mem.h: molt_mem_ops)
 void *cuda_mem_alloc(size_t bytes);
 void  cuda_mem_free(void *p);
