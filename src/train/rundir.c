@@ -293,21 +293,18 @@ static molt_status check_dir(molt_ctx *ctx, const char *dir, const char *kind, b
     return st;
 }
 
-molt_status rundir_open(molt_ctx *ctx, const char *dir, const char *kind, bool resume,
-                        bool overwrite, rundir *rd) {
-    rd->fd = -1;
-    molt_status st = check_dir(ctx, dir, kind, resume, overwrite, false); // before any write
-    if (st != MOLT_OK || (st = fio_mkdir_p(ctx, dir)) != MOLT_OK)
-        return st;
-    char path[4200];
-    fio_join(path, sizeof path, dir, LOCKFILE);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+// takes the lock on path (create: may create it); fd -1 and an error naming
+// the holder's pid when another process holds it
+static molt_status take_lock(molt_ctx *ctx, const char *dir, const char *path, bool create,
+                             int *fd_out) {
+    *fd_out = -1;
+    int fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0644);
     if (fd < 0)
-        return molt__err(ctx, MOLT_ERR_IO, "%s: cannot create the lock file: %s", path,
+        return molt__err(ctx, MOLT_ERR_IO, "%s: cannot open the lock file: %s", path,
                          strerror(errno));
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        int  e = errno;
-        char who[32] = {0};
+        int     e = errno;
+        char    who[32] = {0};
         ssize_t k = pread(fd, who, sizeof who - 1, 0);
         close(fd);
         long pid = k > 0 ? strtol(who, NULL, 10) : 0;
@@ -321,20 +318,39 @@ molt_status rundir_open(molt_ctx *ctx, const char *dir, const char *kind, bool r
         return molt__err(ctx, MOLT_ERR_IO, "%s is in use by another molt process (pid unknown)",
                          dir);
     }
+    *fd_out = fd;
+    return MOLT_OK;
+}
+
+molt_status rundir_open(molt_ctx *ctx, const char *dir, const char *kind, bool resume,
+                        bool overwrite, rundir *rd) {
+    rd->fd = -1;
+    char path[4200];
+    fio_join(path, sizeof path, dir, LOCKFILE);
+    int         fd = -1;
+    molt_status st = MOLT_OK;
+    // a running writer is the first thing to report; then the rules, before any write
+    if (fio_exists(path) && (st = take_lock(ctx, dir, path, false, &fd)) != MOLT_OK)
+        return st;
+    if ((st = check_dir(ctx, dir, kind, resume, overwrite, false)) != MOLT_OK ||
+        (st = fio_mkdir_p(ctx, dir)) != MOLT_OK ||
+        (fd < 0 && (st = take_lock(ctx, dir, path, true, &fd)) != MOLT_OK))
+        goto fail;
     char me[32];
     int  n = snprintf(me, sizeof me, "%ld\n", (long)getpid());
     if (ftruncate(fd, 0) != 0 || pwrite(fd, me, (size_t)n, 0) != n) {
-        int e = errno;
-        close(fd);
-        return molt__err(ctx, MOLT_ERR_IO, "%s: cannot write: %s", path, strerror(e));
+        st = molt__err(ctx, MOLT_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+        goto fail;
     }
     // again under the lock: another run may have changed it since the check
-    if ((st = check_dir(ctx, dir, kind, resume, overwrite, true)) != MOLT_OK) {
-        close(fd);
-        return st;
-    }
+    if ((st = check_dir(ctx, dir, kind, resume, overwrite, true)) != MOLT_OK)
+        goto fail;
     rd->fd = fd;
     return MOLT_OK;
+fail:
+    if (fd >= 0)
+        close(fd);
+    return st;
 }
 
 void rundir_close(rundir *rd) {
