@@ -126,5 +126,14 @@ got=$(steps_of "$T/c4/log.jsonl")
 if [ $rc -eq 0 ] && [ "$got" = "1 2 3 4 5 6" ] && cmp -s "$T/c4/model.safetensors" "$T/c4.final"; then
   ok "4e the log after a resume holds every step once; same final weights"
 else bad "4e log after resume: exit $rc, steps $got"; fi
+$MOLT distill models/stories260K/stories260K.bin -o "$T/ds" "${DA[@]}" > /dev/null 2> "$T/err" \
+  || bad "4f distill run"
+ck=$(cat "$T/ds/stage3/latest" 2>/dev/null)
+/usr/bin/python3 - "$T/ds/stage3/$ck/model.safetensors" <<'PY'
+import sys; p = sys.argv[1]; b = bytearray(open(p, "rb").read()); b[-3] ^= 0x01; open(p, "wb").write(b)
+PY
+$MOLT distill models/stories260K/stories260K.bin -o "$T/ds" "${DA[@]}" --resume > /dev/null 2> "$T/err"; rc=$?
+if [ $rc -ne 0 ] && grep -q "checksum" "$T/err"; then ok "4f distill --resume verifies a finished stage's checkpoint"
+else bad "4f distill resume of a corrupt stage: exit $rc"; fi
 [ $fail -eq 0 ] && echo "run directories: all checks passed"
 exit $fail
