@@ -315,7 +315,12 @@ typedef struct molt_train_opts {
     int32_t     save_every;       // default 200 steps (and at the end)
     uint64_t    seed;             // data order
     const char *freeze;           // comma-separated name globs of frozen parameters
-    int         resume;           // continue from out_dir's latest checkpoint
+    int         resume;           // continue from out_dir's latest checkpoint (verified)
+    int         overwrite;        // out_dir may hold other files or an earlier run (whose
+                                  // checkpoints and log are removed; the user's files never)
+    int32_t     keep_last;        // checkpoints kept (default 1: the newest)
+    const char *input;            // the model's (or config's) path, optional: out_dir may not
+                                  // be it or the directory holding it (MOLT_ERR_ARG)
 } molt_train_opts;
 MOLT_API molt_train_opts molt_train_defaults(void);
 
@@ -328,7 +333,9 @@ typedef void (*molt_train_fn)(const molt_train_report *r, void *user);
 
 // Trains m in place. Calls cb after every step. Writes out_dir/ckpt-NNNNNNNN/
 // checkpoints (model + optimizer + data position; a `latest` file names the
-// last complete one) and the final model into out_dir.
+// last complete one) and the final model into out_dir. out_dir must be new,
+// empty, or this kind of run (docs/GUARANTEES.md); one process writes to it at
+// a time (a second gets MOLT_ERR_IO naming the holder's pid).
 MOLT_API molt_status molt_train(molt_ctx *ctx, molt_model *m, const molt_train_opts *o,
                                 molt_train_fn cb, void *user, molt_train_report *final);
 
@@ -362,6 +369,8 @@ typedef struct molt_distill_opts {
     int         freeze_mlp;        // stage 3: train only norms + mixers
     uint64_t    seed;
     int         resume;            // skip finished stages, continue the current one
+    int         overwrite;         // as molt_train_opts.overwrite
+    const char *input;             // the teacher's path, optional: as molt_train_opts.input
 } molt_distill_opts;
 MOLT_API molt_distill_opts molt_distill_defaults(void);
 

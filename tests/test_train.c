@@ -167,6 +167,12 @@ static void check_accumulation(const char *root) {
     molt_model_free(m);
 }
 
+// poisons a weight after step 4 (the run's checkpoint at step 3 is written)
+static void poison_after_4(const molt_train_report *r, void *user) {
+    if (r->step == 4)
+        ((molt_model *)user)->layers[1].w_up[5] = NAN;
+}
+
 // NaN guard: a poisoned weight stops training with a message naming the step
 // and the first non-finite gradient; the checkpoint written before survives.
 static void check_nan_guard(const char *root) {
@@ -193,15 +199,12 @@ static void check_nan_guard(const char *root) {
     o.out_dir = out;
     o.seq_len = 16;
     o.batch = 2;
-    o.steps = 3;
-    o.save_every = 3;
-    CHECK(molt_train(ctx, m, &o, NULL, NULL, NULL) == MOLT_OK, "train: %s", molt_last_error(ctx));
-    // a second run into the same directory with a poisoned weight: it must stop at
-    // its first step, before writing anything over the good checkpoint
-    m->layers[1].w_up[5] = NAN;
     o.steps = 6;
-    molt_status st = molt_train(ctx, m, &o, NULL, NULL, NULL);
-    CHECK(st == MOLT_ERR_NUMERIC && strstr(molt_last_error(ctx), "step 1") &&
+    o.save_every = 3;
+    // a weight poisoned after step 4: the run must stop at step 5, before writing
+    // anything over the good checkpoint of step 3
+    molt_status st = molt_train(ctx, m, &o, poison_after_4, m, NULL);
+    CHECK(st == MOLT_ERR_NUMERIC && strstr(molt_last_error(ctx), "step 5") &&
               strstr(molt_last_error(ctx), "non-finite"),
           "NaN guard: status %d, %s", st, molt_last_error(ctx));
     printf("NaN guard: %s\n", molt_last_error(ctx));

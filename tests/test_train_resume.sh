@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # kill -9 in the middle of a training run, then --resume: the loss curve must
 # continue exactly as an uninterrupted run's (bit-identical per-step losses),
-# and no checkpoint may be left half-written (`latest` always names a complete
+# the log holds every step once (cut back to the checkpoint on resume), and no checkpoint may be left half-written (`latest` always names a complete
 # checkpoint; no temporary files survive a finished run).
 set -u
 MOLT=${MOLT_BIN:-build/molt}
@@ -45,6 +45,10 @@ for l in open(sys.argv[1]): r = json.loads(l); a[r["step"]] = r["loss"]
 for l in open(sys.argv[2]): r = json.loads(l); b[r["step"]] = r["loss"]
 bad = [s for s in a if a[s] != b.get(s)]
 print(f"{len(a)} steps compared, {len(bad)} differ" + (f" (first: step {bad[0]}: {a[bad[0]]} vs {b.get(bad[0])})" if bad else ""))
+order = [json.loads(l)["step"] for l in open(sys.argv[2])]
+if order != list(range(1, 121)):
+    print(f"FAIL: the resumed log is not steps 1..120 once each ({len(order)} lines)")
+    bad = bad or [0]
 sys.exit(1 if bad or len(a) != 120 else 0)
 PY
 cmp -s "$T/a/model.safetensors" "$T/b/model.safetensors" || { echo "FAIL: final weights differ"; fail=1; }

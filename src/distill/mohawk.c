@@ -7,7 +7,9 @@
  * (stage 1) and the logits (stage 3). Each stage has its own AdamW (β 0.9/0.95,
  * wd 0.1 on the parameters the stage trains, as mohawk's setup_optimizer),
  * a warmup-stable-decay schedule, and its own checkpoints in out_dir/stageK/
- * (`--resume` skips finished stages and continues the current one).
+ * (`--resume` skips finished stages and continues the current one, after
+ * verifying the checkpoint: checksums and the stage's settings, checkpoint.h).
+ * out_dir follows rundir.h's rules (kind "distill"; one writer).
  * Trained sets: stage 1 input_layernorm + mixer; stage 2 whole blocks;
  * stage 3 everything (or all but the MLPs with freeze_mlp).
  */
@@ -24,6 +26,7 @@
 #include "train/loss.h"
 #include "train/model_train.h"
 #include "train/optim.h"
+#include "train/rundir.h"
 #include "train/step.h"
 
 #include <math.h>
@@ -161,6 +164,49 @@ static void read_stage_summary(molt_ctx *ctx, const char *done_path, distill_sta
     molt__free(sum);
 }
 
+// the stage's settings (recorded in its checkpoints, compared on resume)
+static char *stage_settings(const distiller *D, int stage, const molt_distill_opts *o,
+                            int64_t steps, const char *freeze) {
+    js_init_hooks();
+    cJSON *s = cJSON_CreateObject();
+    if (!s)
+        return NULL;
+    ckpt_setting(s, "teacher", "%s, %lld floats", model_arch_name(D->teacher->cfg.arch),
+                 (long long)D->teacher->n_floats);
+    ckpt_setting(s, "student", "%s, %lld floats", model_arch_name(D->student->cfg.arch),
+                 (long long)D->student->n_floats);
+    char   buf[4096];
+    size_t n = 0;
+    buf[0] = 0;
+    for (int i = 0; i < o->n_data && n < sizeof buf; i++)
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%s", i ? "\n" : "", o->data[i]);
+    if (o->n_data > 0)
+        ckpt_setting(s, "data", "%s (sep \"%s\")", buf, o->sep ? o->sep : "");
+    else
+        ckpt_setting(s, "data", "%lld teacher samples", (long long)o->sample_tokens);
+    ckpt_setting(s, "kv_data", "%s %.17g %d", o->kv_task ? o->kv_task : "", o->kv_data_frac,
+                 o->kv_pairs);
+    n = 0;
+    buf[0] = 0;
+    for (int i = 0; i < o->n_keep && n < sizeof buf; i++)
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%d:%d", i ? "," : "", o->keep_layer[i],
+                              o->keep_head[i]);
+    ckpt_setting(s, "kept_heads", "%s", buf);
+    ckpt_setting(s, "student_shape", "init %s, d_state %d, heads %d, bias %d", o->init,
+                 o->d_state, o->n_heads, o->ssm_bias);
+    ckpt_setting(s, "stage", "%d", stage);
+    ckpt_setting(s, "seq", "%d", o->seq_len);
+    ckpt_setting(s, "batch", "%d", o->batch);
+    ckpt_setting(s, "steps", "%lld", (long long)steps);
+    ckpt_setting(s, "lr", "%.17g", o->stage_lr[stage - 1]);
+    ckpt_setting(s, "tau", "%.17g", stage == 3 ? o->tau : 0.0);
+    ckpt_setting(s, "freeze", "%s", freeze);
+    ckpt_setting(s, "seed", "%llu", (unsigned long long)o->seed);
+    char *txt = cJSON_PrintUnformatted(s);
+    cJSON_Delete(s);
+    return txt;
+}
+
 static molt_status run_stage(const molt_exec *ex, distiller *D, int stage, const molt_distill_opts *o,
                              const token_stream *data, molt_distill_fn cb, void *user,
                              distill_stage_result *res) {
@@ -175,9 +221,18 @@ static molt_status run_stage(const molt_exec *ex, distiller *D, int stage, const
     int64_t per = (int64_t)D->N, steps = (o->stage_tokens[stage - 1] + per - 1) / per;
     if (steps <= 0)
         return MOLT_OK;
+    char freeze[512];
+    stage_freeze(freeze, sizeof freeze, stage, o);
+    char *settings = stage_settings(D, stage, o, steps, freeze);
+    if (!settings)
+        return molt__err(ctx, MOLT_ERR_OOM, "out of memory");
     if (o->resume && fio_exists(path)) { // finished earlier: load its final checkpoint
-        char ck[4200];
+        char        ck[4200];
+        ckpt_state  cs;
         molt_status st = checkpoint_latest(ctx, dir, ck, sizeof ck);
+        if (st == MOLT_OK && (st = checkpoint_verify(ctx, ck, settings, steps, &cs)) == MOLT_OK)
+            ckpt_state_free(&cs);
+        cJSON_free(settings);
         if (st != MOLT_OK)
             return st;
         read_stage_summary(ctx, path, res);
@@ -190,14 +245,14 @@ static molt_status run_stage(const molt_exec *ex, distiller *D, int stage, const
         }
         return st;
     }
-    molt_status st = fio_mkdir_p(ctx, dir);
-    if (st != MOLT_OK)
+    train_loop  tl;
+    molt_status st = manifest_add(ctx, o->out_dir, "distill", name);
+    if (st != MOLT_OK || (st = fio_mkdir_p(ctx, dir)) != MOLT_OK ||
+        (st = train_loop_init(ctx, &tl, s, freeze[0] ? freeze : NULL)) != MOLT_OK) {
+        cJSON_free(settings);
         return st;
-    train_loop tl;
-    char freeze[512];
-    stage_freeze(freeze, sizeof freeze, stage, o);
-    if ((st = train_loop_init(ctx, &tl, s, freeze[0] ? freeze : NULL)) != MOLT_OK)
-        return st;
+    }
+    tl.settings = settings;
     tl.sc = (sched_cfg){SCHED_WSD, o->stage_lr[stage - 1], o->stage_lr[stage - 1] * 1e-2, 0.1,
                         0.1, steps};
     tl.clip = 1.0;
@@ -245,9 +300,11 @@ static molt_status run_stage(const molt_exec *ex, distiller *D, int stage, const
         char sum[160];
         int  len = snprintf(sum, sizeof sum, "done %lld %.3f %.9g %.9g\n", (long long)tl.tokens,
                             res->seconds, res->first_loss, distill_stage_final_loss(res));
-        st = fio_write_atomic(ctx, path, sum, (size_t)len);
+        if ((st = manifest_add(ctx, dir, "checkpoints", "done")) == MOLT_OK)
+            st = fio_write_atomic(ctx, path, sum, (size_t)len);
     }
 done:
+    cJSON_free(settings);
     molt__free(in);
     molt__free(tg);
     train_loop_free(&tl);
@@ -329,13 +386,10 @@ molt_status molt_distill(molt_ctx *ctx, const molt_model *teacher, const molt_di
     molt_status st = check_opts(ctx, teacher, o);
     if (st != MOLT_OK)
         return st;
-    if ((st = fio_mkdir_p(ctx, o->out_dir)) != MOLT_OK) // unwritable: fail before any work
+    rundir rd; // before any work: refused, locked or unwritable fail here
+    if ((o->input && (st = rundir_check_input(ctx, o->input, o->out_dir)) != MOLT_OK) ||
+        (st = rundir_open(ctx, o->out_dir, "distill", o->resume, o->overwrite, &rd)) != MOLT_OK)
         return st;
-    char probe[4200];
-    fio_join(probe, sizeof probe, o->out_dir, ".write-test");
-    if ((st = fio_write_atomic(ctx, probe, "x", 1)) != MOLT_OK)
-        return st;
-    remove(probe);
     distiller D;
     memset(&D, 0, sizeof D);
     D.ctx = ctx;
@@ -349,8 +403,10 @@ molt_status molt_distill(molt_ctx *ctx, const molt_model *teacher, const molt_di
     double t_all = molt__now();
     if ((st = mohawk_student(ctx, teacher, o->n_heads, o->d_state, o->init, o->ssm_bias != 0,
                              o->keep_layer, o->keep_head, o->n_keep, o->seed, &D.student)) !=
-        MOLT_OK)
+        MOLT_OK) {
+        rundir_close(&rd);
         return st;
+    }
     // data: text, or the teacher's own samples
     if (o->n_data > 0) {
         st = data_load(ctx, teacher->tok, teacher->cfg.vocab, o->data, o->n_data, "text", o->sep,
@@ -458,5 +514,6 @@ done:
     molt_model_free(D.student);
     data_free(&data);
     data_free(&ev);
+    rundir_close(&rd);
     return st;
 }

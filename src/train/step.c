@@ -24,7 +24,7 @@ molt_status train_resume(molt_ctx *ctx, train_loop *tl, bool required) {
         if (!fio_exists(latest))
             return MOLT_OK;
     }
-    return load_checkpoint(ctx, tl->m, &tl->opt, tl->dir, &tl->step, &tl->rng, &tl->tokens);
+    return load_checkpoint(ctx, tl);
 }
 
 molt_status train_step(const molt_exec *ex, molt_ctx *ctx, train_loop *tl, float *grad,
@@ -50,6 +50,6 @@ molt_status train_step(const molt_exec *ex, molt_ctx *ctx, train_loop *tl, float
 molt_status train_step_end(molt_ctx *ctx, train_loop *tl) {
     tl->step++;
     if ((tl->save_every > 0 && tl->step % tl->save_every == 0) || train_done(tl))
-        return save_checkpoint(ctx, tl->m, &tl->opt, tl->dir, tl->step, tl->rng, tl->tokens);
+        return save_checkpoint(ctx, tl);
     return MOLT_OK;
 }

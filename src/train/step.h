@@ -27,6 +27,9 @@ typedef struct train_loop {
     const char *dir;        // checkpoints: dir/ckpt-NNNNNNNN, dir/latest
     int64_t     save_every; // steps between checkpoints (≤ 0: only after the last)
     int64_t     per_step;   // tokens a step consumes
+    int         keep_last;  // checkpoints kept (≤ 0: 1, the newest)
+    const char *settings;   // a JSON object of strings: the run's settings, recorded in each
+                            // checkpoint and compared on resume (NULL: none recorded)
     // bookkeeping: restored by train_resume, saved in every checkpoint
     int64_t  step;   // completed steps
     int64_t  tokens; // consumed tokens
@@ -39,8 +42,9 @@ typedef struct train_loop {
 molt_status train_loop_init(molt_ctx *ctx, train_loop *tl, molt_model *m, const char *freeze);
 void        train_loop_free(train_loop *tl);
 // Restores parameters, moments, step, tokens and rng from dir's newest complete
-// checkpoint. required: a missing checkpoint is an error; otherwise nothing
-// happens when dir holds none.
+// checkpoint after verifying it (checkpoint.h: checksums, settings, step not
+// past sc.total_steps). required: a missing checkpoint is an error; otherwise
+// nothing happens when dir holds none.
 molt_status train_resume(molt_ctx *ctx, train_loop *tl, bool required);
 static inline bool train_done(const train_loop *tl) { return tl->step >= tl->sc.total_steps; }
 // The update for a step whose loss is loss and whose gradients are in grad

@@ -2,17 +2,17 @@
  * trainer.c — molt_train: the training loop, held-out evaluation, the JSON
  * log, and checkpoints that survive a crash.
  *
- * Checkpoint layout (out_dir/):
- *   ckpt-00000200/ config.json, model.safetensors, tokenizer, optim.safetensors
- *                  (m.<param>, v.<param>), state.json (step, rng, tokens, options)
+ * Layout (out_dir/):
+ *   ckpt-00000200/ a checkpoint (checkpoint.h: model, AdamW moments, state.json
+ *                  with the run's settings and each file's checksum)
  *   latest         the name of the newest *complete* checkpoint directory
  *   log.jsonl      one JSON object per step
+ *   .molt-files, .molt-lock    the manifest and the one-writer lock (rundir.h)
  *   config.json, model.safetensors, tokenizer    the final model
- * A checkpoint directory is written completely (every file atomically) before
- * `latest` is atomically replaced to name it, so a kill at any moment leaves
- * `latest` pointing at a whole checkpoint; older checkpoints are removed only
- * after that. A resumed run restores parameters, AdamW moments, the step and
- * the data sampler's state, so it continues bit for bit.
+ * A kill at any moment leaves `latest` naming a whole checkpoint. A resumed
+ * run verifies it, restores parameters, AdamW moments, the step and the data
+ * sampler's state, and cuts log.jsonl back to the checkpoint's step, so it
+ * continues bit for bit and logs every step once.
  */
 #include "io/fileio.h"
 #include "io/json.h"
@@ -21,6 +21,7 @@
 #include "train/model_train.h"
 #include "train/checkpoint.h"
 #include "train/optim.h"
+#include "train/rundir.h"
 #include "train/step.h"
 
 #include "kernels/kernels.h"
@@ -53,157 +54,8 @@ molt_train_opts molt_train_defaults(void) {
     o.eval_batches = 8;
     o.save_every = 200;
     o.seed = 1234;
+    o.keep_last = 1;
     return o;
-}
-
-// ----------------------------------------------------------------------------
-// checkpoints
-
-molt_status save_checkpoint(molt_ctx *ctx, const molt_model *m, const adamw *opt,
-                                   const char *out_dir, int64_t step, uint64_t rng,
-                                   int64_t tokens) {
-    char name[64], dir[4096], path[4200];
-    snprintf(name, sizeof name, "ckpt-%08lld", (long long)step);
-    fio_join(dir, sizeof dir, out_dir, name);
-    molt_status st = molt_model_save(ctx, m, dir, "f32");
-    if (st != MOLT_OK)
-        return st;
-    // optimizer moments under the parameter names
-    st_wtensor *ts = molt__calloc(2 * (size_t)m->n_params, sizeof *ts);
-    char *names = molt__malloc(2 * (size_t)m->n_params * (MODEL_NAME_MAX + 2));
-    if (!ts || !names) {
-        molt__free(ts);
-        molt__free(names);
-        return molt__err(ctx, MOLT_ERR_OOM, "out of memory saving a checkpoint");
-    }
-    for (int k = 0; k < 2; k++)
-        for (int i = 0; i < m->n_params; i++) {
-            const param_info *p = &m->params[i];
-            st_wtensor *t = &ts[(size_t)k * m->n_params + i];
-            char *nm = names + ((size_t)k * m->n_params + i) * (MODEL_NAME_MAX + 2);
-            snprintf(nm, MODEL_NAME_MAX + 2, "%c.%s", k ? 'v' : 'm', p->name);
-            t->name = nm;
-            t->dtype = ST_F32;
-            t->ndim = p->ndim;
-            memcpy(t->shape, p->shape, sizeof p->shape);
-            t->data = (k ? opt->v : opt->m) + p->offset;
-        }
-    fio_join(path, sizeof path, dir, "optim.safetensors");
-    st = st_write(ctx, path, ts, 2 * m->n_params, NULL);
-    molt__free(ts);
-    molt__free(names);
-    if (st != MOLT_OK)
-        return st;
-    char state[512];
-    int n = snprintf(state, sizeof state,
-                     "{\"step\": %lld, \"rng\": \"%llu\", \"tokens\": %lld, \"adam_step\": %lld}\n",
-                     (long long)step, (unsigned long long)rng, (long long)tokens,
-                     (long long)opt->step);
-    fio_join(path, sizeof path, dir, "state.json");
-    if ((st = fio_write_atomic(ctx, path, state, (size_t)n)) != MOLT_OK)
-        return st;
-    // publish: `latest` names the complete checkpoint
-    fio_join(path, sizeof path, out_dir, "latest");
-    if ((st = fio_write_atomic(ctx, path, name, strlen(name))) != MOLT_OK)
-        return st;
-    // remove older checkpoints (and any partial ones a crash left behind)
-    DIR *dd = opendir(out_dir);
-    if (dd) {
-        struct dirent *e;
-        while ((e = readdir(dd))) {
-            if (strncmp(e->d_name, "ckpt-", 5) || !strcmp(e->d_name, name))
-                continue;
-            char old[4200], cmd[4400];
-            fio_join(old, sizeof old, out_dir, e->d_name);
-            DIR *od = opendir(old);
-            if (od) {
-                struct dirent *f;
-                while ((f = readdir(od)))
-                    if (f->d_name[0] != '.') {
-                        fio_join(cmd, sizeof cmd, old, f->d_name);
-                        remove(cmd);
-                    }
-                closedir(od);
-            }
-            remove(old);
-        }
-        closedir(dd);
-    }
-    return MOLT_OK;
-}
-
-molt_status checkpoint_latest(molt_ctx *ctx, const char *out_dir, char *dir, size_t n) {
-    char path[4200], *name = NULL;
-    size_t len = 0;
-    fio_join(path, sizeof path, out_dir, "latest");
-    molt_status st = fio_read_all(ctx, path, 256, &name, &len);
-    if (st != MOLT_OK)
-        return st;
-    while (len && (name[len - 1] == '\n' || name[len - 1] == ' '))
-        name[--len] = 0;
-    fio_join(dir, n, out_dir, name);
-    molt__free(name);
-    return MOLT_OK;
-}
-
-molt_status load_checkpoint(molt_ctx *ctx, molt_model *m, adamw *opt, const char *out_dir,
-                                   int64_t *step, uint64_t *rng, int64_t *tokens) {
-    char path[4200], dir[4200];
-    molt_status st = checkpoint_latest(ctx, out_dir, dir, sizeof dir);
-    if (st != MOLT_OK) {
-        molt__err_prefix(ctx, "cannot resume (no complete checkpoint in %s)", out_dir);
-        return st;
-    }
-    molt_load_opts lo = {NULL, 1};
-    molt_model *c = NULL;
-    if ((st = molt_model_load(ctx, dir, &lo, &c)) != MOLT_OK)
-        return st;
-    if (c->n_floats != m->n_floats || c->n_params != m->n_params) {
-        molt_model_free(c);
-        return molt__err(ctx, MOLT_ERR_SHAPE, "%s: checkpoint does not match the model", dir);
-    }
-    memcpy(m->data, c->data, sizeof(float) * m->n_floats);
-    molt_model_free(c);
-    st_file *f = NULL;
-    fio_join(path, sizeof path, dir, "optim.safetensors");
-    if ((st = st_open(ctx, path, &f)) != MOLT_OK)
-        return st;
-    for (int k = 0; k < 2 && st == MOLT_OK; k++)
-        for (int i = 0; i < m->n_params && st == MOLT_OK; i++) {
-            char nm[MODEL_NAME_MAX + 2];
-            snprintf(nm, sizeof nm, "%c.%s", k ? 'v' : 'm', m->params[i].name);
-            const st_tensor *t = st_find(f, nm);
-            if (!t || (size_t)t->numel != m->params[i].numel)
-                st = molt__err(ctx, MOLT_ERR_MISSING, "%s: optimizer state '%s' missing", path,
-                               nm);
-            else
-                st = st_read_f32(ctx, t, (k ? opt->v : opt->m) + m->params[i].offset);
-        }
-    st_close(f);
-    if (st != MOLT_OK)
-        return st;
-    char *js = NULL;
-    size_t len = 0;
-    fio_join(path, sizeof path, dir, "state.json");
-    if ((st = fio_read_all(ctx, path, 4096, &js, &len)) != MOLT_OK)
-        return st;
-    cJSON *o = js_parse(ctx, path, js, len);
-    molt__free(js);
-    if (!o)
-        return molt_last_status(ctx);
-    int64_t s = 0, tk = 0, as = 0;
-    const char *r = NULL;
-    if ((st = js_get_int(ctx, path, o, "step", 1, 0, INT64_MAX, 0, &s)) == MOLT_OK &&
-        (st = js_get_int(ctx, path, o, "tokens", 1, 0, INT64_MAX, 0, &tk)) == MOLT_OK &&
-        (st = js_get_int(ctx, path, o, "adam_step", 1, 0, INT64_MAX, 0, &as)) == MOLT_OK &&
-        (st = js_get_str(ctx, path, o, "rng", 1, NULL, &r)) == MOLT_OK) {
-        *step = s;
-        *tokens = tk;
-        opt->step = as;
-        *rng = strtoull(r, NULL, 10);
-    }
-    cJSON_Delete(o);
-    return st;
 }
 
 // ----------------------------------------------------------------------------
@@ -233,6 +85,70 @@ static double eval_loss(const molt_exec *ex, train_model *tm, const token_stream
         n++;
     }
     return n ? sum / n : (double)NAN;
+}
+
+// ----------------------------------------------------------------------------
+// the run's settings (recorded in each checkpoint, compared on resume) and its log
+
+static char *run_settings(const molt_model *m, const molt_train_opts *o, int64_t total_steps) {
+    js_init_hooks();
+    cJSON *s = cJSON_CreateObject();
+    if (!s)
+        return NULL;
+    ckpt_setting(s, "model", "%s, %lld floats", model_arch_name(m->cfg.arch),
+                 (long long)m->n_floats);
+    char   data[4096];
+    size_t n = 0;
+    data[0] = 0;
+    for (int i = 0; i < o->n_data && n < sizeof data; i++)
+        n += (size_t)snprintf(data + n, sizeof data - n, "%s%s", i ? "\n" : "", o->data[i]);
+    ckpt_setting(s, "data", "%s", data);
+    ckpt_setting(s, "format", "%s", o->data_format ? o->data_format : "text");
+    ckpt_setting(s, "sep", "%s", o->sep ? o->sep : "");
+    ckpt_setting(s, "eval_data", "%s", o->eval_data ? o->eval_data : "");
+    ckpt_setting(s, "eval_frac", "%.17g", o->eval_data ? 0.0 : o->eval_frac);
+    ckpt_setting(s, "seq", "%d", o->seq_len);
+    ckpt_setting(s, "batch", "%d", o->batch);
+    ckpt_setting(s, "accum", "%d", o->accum);
+    ckpt_setting(s, "steps", "%lld", (long long)total_steps);
+    ckpt_setting(s, "schedule", "%s", o->schedule ? o->schedule : "wsd");
+    ckpt_setting(s, "lr", "%.17g", o->lr);
+    ckpt_setting(s, "min_lr", "%.17g", o->min_lr);
+    ckpt_setting(s, "warmup", "%.17g", o->warmup_frac);
+    ckpt_setting(s, "decay", "%.17g", o->decay_frac);
+    ckpt_setting(s, "weight_decay", "%.17g", o->weight_decay);
+    ckpt_setting(s, "clip", "%.17g", o->clip);
+    ckpt_setting(s, "betas", "%.17g %.17g", o->beta1, o->beta2);
+    ckpt_setting(s, "eps", "%.17g", o->eps);
+    ckpt_setting(s, "seed", "%llu", (unsigned long long)o->seed);
+    ckpt_setting(s, "freeze", "%s", o->freeze ? o->freeze : "");
+    char *txt = cJSON_PrintUnformatted(s);
+    cJSON_Delete(s);
+    return txt;
+}
+
+// log.jsonl cut back to its lines of steps ≤ step (and no torn last line): a
+// resumed run logs the steps after its checkpoint once
+static molt_status log_cut(molt_ctx *ctx, const char *path, int64_t step) {
+    if (!fio_exists(path))
+        return MOLT_OK;
+    char       *txt = NULL;
+    size_t      len = 0, keep = 0;
+    molt_status st = fio_read_all(ctx, path, (size_t)1 << 40, &txt, &len);
+    if (st != MOLT_OK)
+        return st;
+    for (char *p = txt; p < txt + len;) {
+        char     *nl = memchr(p, '\n', (size_t)(txt + len - p));
+        long long s = 0;
+        if (!nl || sscanf(p, "{\"step\": %lld", &s) != 1 || s > step)
+            break;
+        keep = (size_t)(nl + 1 - txt);
+        p = nl + 1;
+    }
+    if (keep < len)
+        st = fio_write_atomic(ctx, path, txt, keep);
+    molt__free(txt);
+    return st;
 }
 
 // ----------------------------------------------------------------------------
@@ -266,8 +182,11 @@ molt_status molt_train(molt_ctx *ctx, molt_model *m, const molt_train_opts *o, m
     molt_status st = check_opts(ctx, m, o);
     if (st != MOLT_OK)
         return st;
-    if ((st = fio_mkdir_p(ctx, o->out_dir)) != MOLT_OK)
+    rundir rd;
+    if ((o->input && (st = rundir_check_input(ctx, o->input, o->out_dir)) != MOLT_OK) ||
+        (st = rundir_open(ctx, o->out_dir, "train", o->resume, o->overwrite, &rd)) != MOLT_OK)
         return st;
+    char *settings = NULL;
     int B = o->batch, T = o->seq_len;
     token_stream data = {0}, ev = {0};
     train_model *tm = NULL;
@@ -323,11 +242,19 @@ molt_status molt_train(molt_ctx *ctx, molt_model *m, const molt_train_opts *o, m
     tl.clip = o->clip;
     tl.dir = o->out_dir;
     tl.save_every = o->save_every;
+    tl.keep_last = o->keep_last;
     tl.rng = o->seed * 0x9E3779B97F4A7C15ull + 1;
+    if (!(tl.settings = settings = run_settings(m, o, tl.sc.total_steps))) {
+        st = molt__err(ctx, MOLT_ERR_OOM, "out of memory");
+        goto done;
+    }
     if (o->resume && (st = train_resume(ctx, &tl, true)) != MOLT_OK)
         goto done;
     char path[4200];
     fio_join(path, sizeof path, o->out_dir, "log.jsonl");
+    if ((st = manifest_add(ctx, o->out_dir, "train", "log.jsonl")) != MOLT_OK ||
+        (o->resume && (st = log_cut(ctx, path, tl.step)) != MOLT_OK))
+        goto done;
     log = fopen(path, o->resume ? "a" : "w");
     if (!log) {
         st = molt__err(ctx, MOLT_ERR_IO, "%s: cannot open for writing", path);
@@ -383,6 +310,8 @@ molt_status molt_train(molt_ctx *ctx, molt_model *m, const molt_train_opts *o, m
 done:
     if (log)
         fclose(log);
+    cJSON_free(settings);
+    rundir_close(&rd);
     molt__free(in);
     molt__free(tgt);
     train_loop_free(&tl);

@@ -95,7 +95,11 @@ int cmd_distill(int argc, char **argv) {
         CLI_FLOAT("--tau", NULL, "X", "stage 3 temperature", o.tau, 0, 100),
         CLI_FLAG("--freeze-mlp", NULL, "stage 3 trains only norms and mixers", o.freeze_mlp),
         CLI_INT("--seed", NULL, "S", "init, data order (and --random-heads)", o.seed, 0, 1L << 62),
-        CLI_FLAG("--resume", NULL, "skip finished stages, continue the current one", o.resume),
+        CLI_FLAG("--resume", NULL, "skip finished stages, continue the current one (verified)",
+                 o.resume),
+        CLI_FLAG("--overwrite", NULL,
+                 "DIR may hold other files (kept) or an earlier run (its files removed)",
+                 o.overwrite),
         CLI_INT("--threads", NULL, "N", "threads", threads, 1, 256),
         CLI_FLAG("--quiet", "-q", "no progress bar", quiet),
         // the head plan of `molt hybridize`
@@ -154,6 +158,7 @@ int cmd_distill(int argc, char **argv) {
     }
     o.data = data.n ? data.v : NULL;
     o.n_data = data.n;
+    o.input = teacher;
     rc = 1;
     molt_ctx_set_threads(ctx, (int)threads);
     molt_model *t = cli_load_model(ctx, teacher, tokp);

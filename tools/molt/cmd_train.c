@@ -74,7 +74,13 @@ int cmd_train(int argc, char **argv) {
         CLI_STR("--freeze", NULL, "GLOBS",
                 "comma-separated parameter-name globs to freeze, e.g. '*.mlp.*'", o.freeze),
         CLI_INT("--seed", NULL, "S", "data order (and init from a config)", o.seed, 0, 1L << 62),
-        CLI_FLAG("--resume", NULL, "continue from DIR's latest checkpoint", o.resume),
+        CLI_FLAG("--resume", NULL, "continue from DIR's latest checkpoint (verified: checksums, "
+                                   "settings)",
+                 o.resume),
+        CLI_FLAG("--overwrite", NULL,
+                 "DIR may hold other files (kept) or an earlier run (its files removed)",
+                 o.overwrite),
+        CLI_INT("--keep-last", NULL, "K", "checkpoints kept in DIR", o.keep_last, 1, 1L << 30),
         CLI_STR("--tokenizer", NULL, "F", "tokenizer file", tokp),
         CLI_INT("--threads", NULL, "N", "threads", threads, 1, 256),
         CLI_FLAG("--quiet", "-q", "no progress bar", quiet),
@@ -98,6 +104,7 @@ int cmd_train(int argc, char **argv) {
     }
     o.data = data.v;
     o.n_data = data.n;
+    o.input = model;
     rc = 1;
     molt_ctx *ctx = molt_ctx_new();
     molt_ctx_set_threads(ctx, (int)threads);
