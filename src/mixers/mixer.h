@@ -122,6 +122,9 @@ void layer_attn(const molt_model *m, int l, attn_cfg *c, attn_weights *w);
 float **mixer_ptrs(float *work, int n);
 size_t  mixer_ptrs_floats(int n);
 
-extern const mixer_vt mixer_attention, mixer_ssm, mixer_hybrid;
+// the tables of mixers/registry.h's list
+#define MOLT_X_EXTERN(K, name, vt) extern const mixer_vt vt;
+MOLT_MIXERS(MOLT_X_EXTERN)
+#undef MOLT_X_EXTERN
 
 #endif

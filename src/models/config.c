@@ -278,11 +278,18 @@ static molt_status parse_hybrid(molt_ctx *ctx, const char *w, const cJSON *o, mo
         if (!cJSON_IsObject(L))
             return molt__err(ctx, MOLT_ERR_FORMAT, "%s must be an object", where);
         TRY(js_get_str(ctx, where, L, "mixer", 1, NULL, &mix));
-        if (strcmp(mix, "attention") == 0) {
-            c->kind[l] = LAYER_ATTN;
-        } else if (strcmp(mix, "ssm") == 0) {
-            c->kind[l] = LAYER_SSM;
-        } else if (strcmp(mix, "hybrid") == 0) {
+        layer_kind k;
+        if (!layer_kind_parse(mix, &k)) {
+            char list[128] = "";
+            for (int i = 0; i < LAYER_KIND_COUNT; i++)
+                snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
+                         i == 0 ? "" : i + 1 == LAYER_KIND_COUNT ? " or " : ", ",
+                         layer_kind_name((layer_kind)i));
+            return molt__err(ctx, MOLT_ERR_FORMAT, "%s: mixer \"%s\" (expected %s)", where, mix,
+                             list);
+        }
+        c->kind[l] = k;
+        if (k == LAYER_HYBRID) {
             const cJSON *hs = NULL;
             TRY(js_get_arr(ctx, where, L, "attention_heads", 1, &hs));
             int n = cJSON_GetArraySize(hs);
@@ -302,9 +309,6 @@ static molt_status parse_hybrid(molt_ctx *ctx, const char *w, const cJSON *o, mo
                                      "%s: attention_heads[%d] must be a head index", where, i);
                 c->keep_heads[l][i] = (int)h;
             }
-        } else {
-            return molt__err(ctx, MOLT_ERR_FORMAT,
-                             "%s: mixer \"%s\" (expected attention, ssm or hybrid)", where, mix);
         }
     }
     return MOLT_OK;
@@ -489,9 +493,7 @@ molt_status model_cfg_to_json(molt_ctx *ctx, const model_cfg *c, const char *tor
         cJSON *ls = cJSON_AddArrayToObject(o, "layers");
         for (int l = 0; l < c->n_layer; l++) {
             cJSON *L = cJSON_CreateObject();
-            cJSON_AddStringToObject(L, "mixer", c->kind[l] == LAYER_ATTN  ? "attention"
-                                                : c->kind[l] == LAYER_SSM ? "ssm"
-                                                                          : "hybrid");
+            cJSON_AddStringToObject(L, "mixer", layer_kind_name(c->kind[l]));
             if (c->kind[l] == LAYER_HYBRID)
                 cJSON_AddItemToObject(L, "attention_heads",
                                       cJSON_CreateIntArray(c->keep_heads[l], c->n_keep[l]));

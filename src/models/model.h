@@ -15,6 +15,7 @@
 #define MOLT_MODEL_H
 
 #include "core/core.h"
+#include "mixers/registry.h"
 #include "mixers/ssm_mixer.h"
 
 #define MODEL_NAME_MAX 96
@@ -28,7 +29,18 @@ typedef enum model_arch {
     ARCH_COUNT
 } model_arch;
 
-typedef enum layer_kind { LAYER_ATTN = 0, LAYER_SSM, LAYER_HYBRID, LAYER_KIND_COUNT } layer_kind;
+// A layer's mixer (mixers/registry.h lists them): LAYER_ATTN, LAYER_SSM, LAYER_HYBRID, ...
+typedef enum layer_kind {
+#define MOLT_X_KIND(K, name, vt) LAYER_##K,
+    MOLT_MIXERS(MOLT_X_KIND)
+#undef MOLT_X_KIND
+    LAYER_KIND_COUNT
+} layer_kind;
+
+// A layer kind's name as config.json's per-layer "mixer" spells it ("?" if
+// invalid), and back (mixers/registry.c).
+const char *layer_kind_name(layer_kind k);
+bool        layer_kind_parse(const char *s, layer_kind *out);
 
 typedef enum rope_kind { ROPE_DEFAULT = 0, ROPE_LLAMA3, ROPE_LINEAR, ROPE_KIND_COUNT } rope_kind;
 
