@@ -129,6 +129,54 @@ struct molt_model {
     molt_tokenizer *tok;        // owned, may be NULL
 };
 
+// ----------------------------------------------------------------------------
+// What a mixer's file uses to declare, bind and initialise its layer's
+// parameters (mixers/mixer.h: check, declare, bind, init, typed, info).
+
+// The recurrent config of layer l (every recurrent layer reads its own).
+static inline const ssm_cfg *layer_ssm(const model_cfg *c, int l) {
+    (void)l;
+    return &c->ssm;
+}
+
+// Declares one parameter (name from fmt) after the last: its offset is the
+// next 64-byte boundary. The declaration order is the buffer's layout.
+molt_status model_decl(molt_ctx *ctx, molt_model *m, bool optional, int ndim,
+                       const int64_t *shape, const char *fmt, ...) MOLT_PRINTF(6, 7);
+// The parameter named by fmt, or NULL when the model has none of that name.
+float      *model_paramf(const molt_model *m, const char *fmt, ...) MOLT_PRINTF(2, 3);
+
+// A matrix the inference paths multiply by (model.h's typed views): its f32
+// parameter src of n elements and the typed view that points at it or at its
+// bf16 / f16 copy; joined: it follows the previous one with no gap (MLP up
+// after gate, one [2F, d] GEMM); off: bytes into the typed buffer (model.c).
+typedef struct model_typed {
+    const float *src;
+    size_t       n;
+    molt_w      *view;
+    bool         joined;
+    size_t       off;
+} model_typed;
+
+// Appends {src, n, view} at t[k] unless src is NULL (absent); t NULL only
+// counts. Returns the new count.
+static inline int model_typed_add(model_typed *t, int k, const float *src, size_t n, molt_w *view,
+                                  bool joined) {
+    if (!src)
+        return k;
+    if (t)
+        t[k] = (model_typed){src, n, view, joined, 0};
+    return k + 1;
+}
+
+// The random stream of model_init_random (init.c: splitmix64).
+typedef struct model_rng {
+    uint64_t s;
+} model_rng;
+double model_rng_unif(model_rng *r); // U[0, 1)
+void   model_fill_uniform(model_rng *r, float *x, size_t n, double bound); // U(±bound)
+void   model_fill_const(float *x, size_t n, float v);
+
 const char *model_arch_name(model_arch a);
 bool        model_arch_parse(const char *s, model_arch *out);
 
