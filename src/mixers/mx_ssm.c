@@ -1,6 +1,6 @@
 /*
  * mx_ssm.c — the recurrent mixer behind mixer_vt (mixer.h): Mamba-2 or
- * DiscreteMamba2 (Llamba), per cfg->ssm.kind (mixers/ssm_mixer.c for
+ * DiscreteMamba2 (Llamba), per layer_ssm(cfg, l)->kind (mixers/ssm_mixer.c for
  * inference, ssm_train.c for training). State: rec = [conv | ssm]
  * (ssm_state_floats, constant in the context length), no KV cache. Each
  * layer reads its own config, layer_ssm(cfg, l).

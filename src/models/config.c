@@ -166,7 +166,7 @@ static molt_status parse_llamba(molt_ctx *ctx, const char *w, const cJSON *o, mo
                          (int)mb, act);
     c->has_mlp = true;
     TRY(js_get_obj(ctx, w, o, "ssm_cfg", 1, &ssm));
-    ssm_cfg *s = &c->ssm;
+    ssm_cfg sc = {0}, *s = &sc; // the file's one block: every layer's (model_cfg_set_ssm)
     s->kind = SSM_DISCRETE;
     s->d_model = c->d_model;
     int expand = 1;
@@ -195,13 +195,14 @@ static molt_status parse_llamba(molt_ctx *ctx, const char *w, const cJSON *o, mo
     s->norm_eps = c->norm_eps;
     s->dt_limit_lo = 0.0f;
     s->dt_limit_hi = INFINITY;
+    model_cfg_set_ssm(c, s);
     for (int l = 0; l < c->n_layer; l++)
         c->kind[l] = LAYER_SSM;
     return MOLT_OK;
 }
 
 static molt_status parse_mamba2(molt_ctx *ctx, const char *w, const cJSON *o, model_cfg *c) {
-    ssm_cfg *s = &c->ssm;
+    ssm_cfg sc = {0}, *s = &sc; // every layer's (model_cfg_set_ssm)
     TRY(geti(ctx, w, o, "hidden_size", 1, 1, BIG, 0, &c->d_model));
     TRY(geti(ctx, w, o, "num_hidden_layers", 1, 1, MODEL_MAX_LAYERS, 0, &c->n_layer));
     TRY(geti(ctx, w, o, "vocab_size", 1, 1, BIG, 0, &c->vocab));
@@ -250,6 +251,7 @@ static molt_status parse_mamba2(molt_ctx *ctx, const char *w, const cJSON *o, mo
         s->dt_limit_lo = (float)lo;
         s->dt_limit_hi = (float)hi;
     }
+    model_cfg_set_ssm(c, s);
     c->has_mlp = false;
     for (int l = 0; l < c->n_layer; l++)
         c->kind[l] = LAYER_SSM;
@@ -396,7 +398,17 @@ static void add_rope(cJSON *o, const rope_cfg *r) {
     }
 }
 
+// The one ssm_cfg block a file has: every layer's config (NULL when two
+// layers differ: the formats cannot say so yet).
+static const ssm_cfg *file_ssm(const model_cfg *c) {
+    for (int l = 1; l < c->n_layer; l++)
+        if (memcmp(layer_ssm(c, l), layer_ssm(c, 0), sizeof(ssm_cfg)) != 0)
+            return NULL;
+    return layer_ssm(c, 0);
+}
+
 static void add_llamba(cJSON *o, const model_cfg *c) {
+    const ssm_cfg *sc = file_ssm(c);
     cJSON_AddNumberToObject(o, "d_model", c->d_model);
     cJSON_AddNumberToObject(o, "n_layer", c->n_layer);
     cJSON_AddNumberToObject(o, "vocab_size", c->vocab);
@@ -409,15 +421,15 @@ static void add_llamba(cJSON *o, const model_cfg *c) {
     cJSON_AddBoolToObject(m, "bias", false);
     cJSON_AddStringToObject(m, "act_fn", "silu");
     cJSON *s = cJSON_AddObjectToObject(o, "ssm_cfg");
-    cJSON_AddNumberToObject(s, "d_state", c->ssm.N);
-    cJSON_AddNumberToObject(s, "n_v_heads", c->ssm.H);
-    cJSON_AddNumberToObject(s, "n_qk_heads", c->ssm.G);
-    cJSON_AddNumberToObject(s, "expand", c->ssm.d_inner / c->d_model);
-    cJSON_AddNumberToObject(s, "chunk_size", c->ssm.chunk);
+    cJSON_AddNumberToObject(s, "d_state", sc->N);
+    cJSON_AddNumberToObject(s, "n_v_heads", sc->H);
+    cJSON_AddNumberToObject(s, "n_qk_heads", sc->G);
+    cJSON_AddNumberToObject(s, "expand", sc->d_inner / c->d_model);
+    cJSON_AddNumberToObject(s, "chunk_size", sc->chunk);
     cJSON_AddStringToObject(s, "activation", "identity");
     cJSON_AddBoolToObject(s, "bias", c->ssm_bias);
     cJSON_AddBoolToObject(s, "conv_bias", c->conv_bias);
-    cJSON_AddNumberToObject(s, "d_conv", c->ssm.K);
+    cJSON_AddNumberToObject(s, "d_conv", sc->K);
 }
 
 molt_status model_cfg_to_json(molt_ctx *ctx, const model_cfg *c, const char *torch_dtype,
@@ -426,6 +438,14 @@ molt_status model_cfg_to_json(molt_ctx *ctx, const model_cfg *c, const char *tor
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return molt__err(ctx, MOLT_ERR_OOM, "out of memory writing config.json");
+    const ssm_cfg *sc = file_ssm(c);
+    if (c->arch != ARCH_LLAMA && !sc) {
+        cJSON_Delete(o);
+        return molt__err(ctx, MOLT_ERR_UNSUPPORTED,
+                         "config.json: the layers' recurrent configs differ (d_state, heads, ...); "
+                         "the %s format has one ssm_cfg for all layers",
+                         model_arch_name(c->arch));
+    }
     cJSON_AddStringToObject(o, "model_type", model_arch_name(c->arch));
     // the weights' type in model.safetensors (HF: torch_dtype)
     cJSON_AddStringToObject(o, "torch_dtype", torch_dtype ? torch_dtype : "float32");
@@ -459,25 +479,25 @@ molt_status model_cfg_to_json(molt_ctx *ctx, const model_cfg *c, const char *tor
         cJSON_AddNumberToObject(o, "vocab_size", c->vocab);
         add_float(o, "layer_norm_epsilon", c->norm_eps);
         cJSON_AddBoolToObject(o, "tie_word_embeddings", c->tie_embeddings);
-        cJSON_AddNumberToObject(o, "num_heads", c->ssm.H);
-        cJSON_AddNumberToObject(o, "head_dim", c->ssm.P);
-        cJSON_AddNumberToObject(o, "state_size", c->ssm.N);
-        cJSON_AddNumberToObject(o, "expand", c->ssm.d_inner / c->d_model);
-        cJSON_AddNumberToObject(o, "n_groups", c->ssm.G);
-        cJSON_AddNumberToObject(o, "conv_kernel", c->ssm.K);
-        cJSON_AddNumberToObject(o, "chunk_size", c->ssm.chunk);
+        cJSON_AddNumberToObject(o, "num_heads", sc->H);
+        cJSON_AddNumberToObject(o, "head_dim", sc->P);
+        cJSON_AddNumberToObject(o, "state_size", sc->N);
+        cJSON_AddNumberToObject(o, "expand", sc->d_inner / c->d_model);
+        cJSON_AddNumberToObject(o, "n_groups", sc->G);
+        cJSON_AddNumberToObject(o, "conv_kernel", sc->K);
+        cJSON_AddNumberToObject(o, "chunk_size", sc->chunk);
         cJSON_AddBoolToObject(o, "use_bias", c->ssm_bias);
         cJSON_AddBoolToObject(o, "use_conv_bias", c->conv_bias);
         cJSON_AddBoolToObject(o, "rms_norm", true);
         cJSON_AddStringToObject(o, "hidden_act", "silu");
         cJSON *lim = cJSON_AddArrayToObject(o, "time_step_limit");
-        add_float_item(lim, c->ssm.dt_limit_lo);
-        if (isinf(c->ssm.dt_limit_hi)) {
+        add_float_item(lim, sc->dt_limit_lo);
+        if (isinf(sc->dt_limit_hi)) {
             cJSON *f = cJSON_CreateObject();
             cJSON_AddStringToObject(f, "__float__", "Infinity");
             cJSON_AddItemToArray(lim, f);
         } else {
-            add_float_item(lim, c->ssm.dt_limit_hi);
+            add_float_item(lim, sc->dt_limit_hi);
         }
         break;
     }

@@ -142,7 +142,8 @@ molt_status model_hybrid_from_teacher(molt_ctx *ctx, const molt_model *t, const 
     c.rope = t->cfg.rope;
     c.bos = t->cfg.bos;
     c.eos = t->cfg.eos;
-    c.ssm.d_model = c.d_model;
+    for (int l = 0; l < MODEL_MAX_LAYERS; l++)
+        layer_ssm_mut(&c, l)->d_model = c.d_model;
     molt_status st = model_cfg_check(ctx, "hybrid plan", &c);
     if (st != MOLT_OK)
         return st;

@@ -63,8 +63,9 @@ typedef struct model_cfg {
     int      n_head, n_kv_head, head_dim;
     bool     attn_bias, mlp_bias;
     rope_cfg rope;
-    // recurrent mixers
-    ssm_cfg ssm;
+    // recurrent mixers: each layer's own config (layer_ssm; the file formats
+    // have one ssm_cfg block, which fills every layer: model_cfg_set_ssm)
+    ssm_cfg ssm_layer[MODEL_MAX_LAYERS];
     bool    ssm_bias;   // in_proj / out_proj biases
     bool    conv_bias;  // conv1d bias
     // per layer
@@ -134,9 +135,12 @@ struct molt_model {
 // parameters (mixers/mixer.h: check, declare, bind, init, typed, info).
 
 // The recurrent config of layer l (every recurrent layer reads its own).
-static inline const ssm_cfg *layer_ssm(const model_cfg *c, int l) {
-    (void)l;
-    return &c->ssm;
+static inline const ssm_cfg *layer_ssm(const model_cfg *c, int l) { return &c->ssm_layer[l]; }
+static inline ssm_cfg *layer_ssm_mut(model_cfg *c, int l) { return &c->ssm_layer[l]; }
+// Gives every layer (all MODEL_MAX_LAYERS) the recurrent config s.
+static inline void model_cfg_set_ssm(model_cfg *c, const ssm_cfg *s) {
+    for (int l = 0; l < MODEL_MAX_LAYERS; l++)
+        c->ssm_layer[l] = *s;
 }
 
 // Declares one parameter (name from fmt) after the last: its offset is the
