@@ -232,7 +232,8 @@ static void check_mixed(void) {
     param_info *a = model_param(m, "backbone.layers.1.mixer.in_proj.weight"),
                *b = model_param(m, "backbone.layers.3.mixer.in_proj.weight");
     // DiscreteMamba2 in_proj rows: x Di, B and C G·N each, z Di, A_log H
-    CHECK(a && b && a->shape[0] == 64 + 2 * 4 * 16 + 64 + 8 && b->shape[0] == 64 + 2 * 4 * 8 + 64 + 8,
+    CHECK(a && b && a->shape[0] == 64 + 2 * 4 * 16 + 64 + 8 &&
+              b->shape[0] == 64 + 2 * 4 * 8 + 64 + 8,
           "per-layer d_state sizes in_proj: %lld, %lld rows", a ? (long long)a->shape[0] : -1LL,
           b ? (long long)b->shape[0] : -1LL);
     CHECK(mixer_of(LAYER_SSM)->rec_floats(m, 1) > mixer_of(LAYER_SSM)->rec_floats(m, 3),

@@ -23,7 +23,9 @@ static ssm_state state_at(const ssm_cfg *c, float *block) {
     return (ssm_state){block, block + (size_t)ssm_conv_dim(c) * (size_t)(c->K - 1)};
 }
 
-static size_t rec_floats(const molt_model *m, int l) { return ssm_state_floats(layer_ssm(&m->cfg, l)); }
+static size_t rec_floats(const molt_model *m, int l) {
+    return ssm_state_floats(layer_ssm(&m->cfg, l));
+}
 
 static int kv_heads(const molt_model *m, int l) { return 0; }
 
