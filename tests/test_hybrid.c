@@ -58,7 +58,8 @@ static void compare_modes(molt_model *m, int *chunks, int nch, const char *label
         int n = lens[li];
         float *ref = tm_logits(ctx, m, ids, n, true);
         for (int c = 0; c < nch; c++) {
-            m->cfg.ssm.chunk = chunks[c];
+            for (int l = 0; l < m->cfg.n_layer; l++)
+                layer_ssm_mut(&m->cfg, l)->chunk = chunks[c];
             float *got = tm_logits(ctx, m, ids, n, false);
             char what[128];
             snprintf(what, sizeof what, "%s T=%d chunk %d prefill vs step", label, n, chunks[c]);
@@ -69,7 +70,8 @@ static void compare_modes(molt_model *m, int *chunks, int nch, const char *label
         }
         free(ref);
     }
-    m->cfg.ssm.chunk = 16;
+    for (int l = 0; l < m->cfg.n_layer; l++)
+        layer_ssm_mut(&m->cfg, l)->chunk = 16;
 }
 
 static void roundtrip(const molt_model *m, const char *label) {
@@ -165,7 +167,8 @@ static void test_hybrid_from_teacher(void) {
         return;
     model_cfg plan;
     memset(&plan, 0, sizeof plan);
-    plan.ssm = (ssm_cfg){SSM_DISCRETE, 192, 192, 6, 32, 8, 6, 4, 0, 16, 1e-5f, 0.0f, INFINITY};
+    model_cfg_set_ssm(&plan, &(ssm_cfg){SSM_DISCRETE, 192, 192, 6, 32, 8, 6, 4, 0, 16, 1e-5f, 0.0f,
+                                        INFINITY});
     plan.conv_bias = true;
     int all[6] = {0, 1, 2, 3, 4, 5}, two[2] = {4, 1};
     int L = t->cfg.n_layer;

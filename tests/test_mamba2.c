@@ -28,16 +28,20 @@ int main(void) {
     CHECK(molt_model_load(ctx, dir, NULL, &m) == MOLT_OK, "load: %s", molt_last_error(ctx));
     if (!m)
         return t_done("test_mamba2");
-    CHECK(m->cfg.ssm.chunk == 16, "chunk_size from config.json: %d", m->cfg.ssm.chunk);
-    CHECK(isinf(m->cfg.ssm.dt_limit_hi), "time_step_limit {\"__float__\": \"Infinity\"}");
+    CHECK(layer_ssm(&m->cfg, 0)->chunk == 16, "chunk_size from config.json: %d",
+          layer_ssm(&m->cfg, 0)->chunk);
+    CHECK(isinf(layer_ssm(&m->cfg, 0)->dt_limit_hi),
+          "time_step_limit {\"__float__\": \"Infinity\"}");
     static const int chunks[] = {16, 1, 7, 64};
     for (size_t i = 0; i < sizeof chunks / sizeof chunks[0]; i++) {
-        m->cfg.ssm.chunk = chunks[i];
+        for (int l = 0; l < m->cfg.n_layer; l++)
+            layer_ssm_mut(&m->cfg, l)->chunk = chunks[i];
         char label[64];
         snprintf(label, sizeof label, "mamba2-random chunk %d", chunks[i]);
         tm_check_reference(ctx, m, ref, 1e-4, label);
     }
-    m->cfg.ssm.chunk = 16;
+    for (int l = 0; l < m->cfg.n_layer; l++)
+        layer_ssm_mut(&m->cfg, l)->chunk = 16;
     // save → load: bit-exact weights and logits
     char tmp[] = "/tmp/molt_m2_XXXXXX";
     CHECK(mkdtemp(tmp) != NULL, "mkdtemp");

@@ -88,9 +88,10 @@ typedef struct distiller {
 static double stage1_step(const molt_exec *ex, distiller *D, bool backward) {
     const molt_model *s = D->student;
     const model_cfg *c = &s->cfg;
-    int H = c->ssm.H, d = c->d_model, L = c->n_layer;
+    int d = c->d_model, L = c->n_layer;
     double total = 0;
     for (int l = 0; l < L; l++) {
+        int H = layer_ssm(c, l)->H;
         const layer_weights *w = &s->layers[l];
         const float *x_in = D->tt->L[l].x_in;
         attn_cfg ac;
@@ -98,14 +99,14 @@ static double stage1_step(const molt_exec *ex, distiller *D, bool backward) {
         layer_attn(D->teacher, l, &ac, &aw);
         const float *A = attn_train_saved_probs(D->tt->L[l].mx, &ac, D->B, D->T);
         k_rmsnorm_forward(ex, D->u, D->rstd, x_in, w->attn_norm, D->N, d, c->norm_eps);
-        ssm_mat_forward(ex, D->M, D->mact, D->u, D->B, D->T, &c->ssm, &w->ssm, D->mwork);
+        ssm_mat_forward(ex, D->M, D->mact, D->u, D->B, D->T, layer_ssm(c, l), &w->ssm, D->mwork);
         total += loss_frobenius(ex, D->rows, D->dM, D->M, A, D->B * H, D->T,
                                 1.0f / (float)(D->B * H)) /
                  (double)(D->B * H);
         if (!backward)
             continue;
         ssm_grads g = tm_ssm_grads(D->ts, &w->ssm);
-        ssm_mat_backward(ex, D->du, &g, D->dM, D->mact, D->u, D->B, D->T, &c->ssm, &w->ssm, D->mwork);
+        ssm_mat_backward(ex, D->du, &g, D->dM, D->mact, D->u, D->B, D->T, layer_ssm(c, l), &w->ssm, D->mwork);
         be_zero(ex, D->ts->dx, sizeof(float) * (size_t)D->N * d); // ∂x_in is not needed
         k_rmsnorm_backward(ex, D->ts->dx, tm_grad_of(D->ts, w->attn_norm), D->du, x_in, w->attn_norm,
                            D->rstd, D->N, d);
@@ -439,17 +440,23 @@ molt_status molt_distill(molt_ctx *ctx, const molt_model *teacher, const molt_di
     if ((st = tm_new_capture(ctx, teacher, D.B, D.T, &D.tt)) != MOLT_OK ||
         (st = tm_new(ctx, D.student, D.B, D.T, &D.ts)) != MOLT_OK)
         goto done;
-    const ssm_cfg *sc = &D.student->cfg.ssm;
-    size_t BHTT = (size_t)D.B * sc->H * D.T * D.T, Nd = (size_t)D.N * teacher->cfg.d_model;
+    size_t sH = 0, s_act = 0, s_work = 0; // the largest layer's (each has its own ssm config)
+    for (int li = 0; li < D.student->cfg.n_layer; li++) {
+        const ssm_cfg *sc = layer_ssm(&D.student->cfg, li);
+        sH = MOLT_MAX(sH, (size_t)sc->H);
+        s_act = MOLT_MAX(s_act, ssm_mat_act_floats(sc, D.B, D.T));
+        s_work = MOLT_MAX(s_work, ssm_mat_work_floats(sc, D.B, D.T));
+    }
+    size_t BHTT = (size_t)D.B * sH * D.T * D.T, Nd = (size_t)D.N * teacher->cfg.d_model;
     const molt_backend *be = D.student->be; // stage-1 buffers live where the student computes
     D.M = be_allocf(be, BHTT);
     D.dM = be_allocf(be, BHTT);
-    D.mact = be_allocf(be, ssm_mat_act_floats(sc, D.B, D.T));
-    D.mwork = be_allocf(be, ssm_mat_work_floats(sc, D.B, D.T));
+    D.mact = be_allocf(be, s_act);
+    D.mwork = be_allocf(be, s_work);
     D.u = be_allocf(be, Nd);
     D.du = be_allocf(be, Nd);
     D.rstd = be_allocf(be, (size_t)D.N);
-    D.rows = be_alloc(be, sizeof(double) * (size_t)MOLT_MAX(D.N, D.B * sc->H));
+    D.rows = be_alloc(be, sizeof(double) * MOLT_MAX((size_t)D.N, D.B * sH));
     if (!D.M || !D.dM || !D.mact || !D.mwork || !D.u || !D.du || !D.rstd || !D.rows) {
         st = molt__err(ctx, MOLT_ERR_OOM, "out of memory for stage-1 matrices (%.0f MB)",
                        (double)BHTT * 8e-6);

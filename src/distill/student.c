@@ -47,8 +47,8 @@ molt_status mohawk_student(molt_ctx *ctx, const molt_model *t, int n_heads, int 
         return molt__err(ctx, MOLT_ERR_ARG, "init \"%s\" (transfer or random)", init);
     model_cfg plan;
     memset(&plan, 0, sizeof plan);
-    plan.ssm = (ssm_cfg){SSM_DISCRETE, tc->d_model, Di, H, Di / H, d_state, H, 4, 0, 64,
-                         tc->norm_eps, 0.0f, INFINITY};
+    model_cfg_set_ssm(&plan, &(ssm_cfg){SSM_DISCRETE, tc->d_model, Di, H, Di / H, d_state, H, 4,
+                                        0, 64, tc->norm_eps, 0.0f, INFINITY});
     plan.conv_bias = true;
     plan.ssm_bias = ssm_bias;
     for (int l = 0; l < tc->n_layer; l++)
@@ -77,11 +77,10 @@ molt_status mohawk_student(molt_ctx *ctx, const molt_model *t, int n_heads, int 
     molt_status st = model_hybrid_from_teacher(ctx, t, &plan, seed, &m);
     if (st != MOLT_OK)
         return st;
-    const ssm_cfg *s = &m->cfg.ssm;
-    int d = tc->d_model, hd = tc->head_dim, N = s->N, grp = tc->n_head / tc->n_kv_head;
-    int nb = N < hd ? N : hd;
+    int d = tc->d_model, hd = tc->head_dim, grp = tc->n_head / tc->n_kv_head;
     size_t row = (size_t)d;
     for (int l = 0; l < tc->n_layer; l++) {
+        int N = layer_ssm(&m->cfg, l)->N, nb = N < hd ? N : hd;
         const layer_weights *tw = &t->layers[l];
         ssm_weights *w = &m->layers[l].ssm;
         float *in = (float *)(uintptr_t)w->in_proj;

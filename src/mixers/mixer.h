@@ -4,11 +4,13 @@
  * the block loop (models/block.c), sequences and slots (models/forward.c,
  * slots.c), training (train/model_train.c) and analysis call a layer's mixer
  * only through it. A mixer is found by (model, layer): it reads its own config
- * and weights from there (layer_attn, cfg->ssm, m->layers[l]).
+ * and weights from there (layer_attn, layer_ssm(cfg, l), m->layers[l]).
  *
  * Adding a mixer: one file src/mixers/mx_NAME.c defining `const mixer_vt
- * mixer_NAME`, one line in registry.c, one layer_kind value (models/model.h).
- * docs/ARCHITECTURE.md ("Mixers") walks through it.
+ * mixer_NAME` with every entry below, and one X line in mixers/registry.h
+ * (which gives its layer_kind LAYER_NAME, its registry slot and its config
+ * name). Its parameters, checks, init, typed matrices and info counts come
+ * from its table; nothing else changes. docs/ARCHITECTURE.md ("Mixers").
  *
  * Per-sequence state of a layer is one block of floats, laid out
  *     [ rec | K | V ]      rec: rec_floats (recurrent state: conv + SSM, ...)
@@ -44,6 +46,28 @@ typedef struct mixer_unit {
 typedef struct mixer_vt mixer_vt;
 struct mixer_vt {
     const char *name; // as config.json's per-layer "mixer" and the reports spell it
+
+    // ---- parameters (models/model.c, init.c), under root = the layer's name
+    // prefix ("model.layers.3", "backbone.layers.3"):
+    // check: the layer's part of model_cfg_check (dims its loops rely on);
+    // MOLT_ERR_SHAPE with a message that starts with what.
+    molt_status (*check)(molt_ctx *ctx, const char *what, const model_cfg *c, int l);
+    // declare: its parameters (model_decl; names exactly as the checkpoints
+    // it loads, the order is the buffer's layout). bind: the layer_weights
+    // views of m->layers[l] (model_paramf; absent ones NULL).
+    molt_status (*declare)(molt_ctx *ctx, molt_model *m, int l, const char *root);
+    void        (*bind)(molt_model *m, int l, const char *root);
+    // init: after model_init_random's pass by name (Linear U(±1/√in), biases
+    // 0, norms 1), what this mixer sets otherwise, drawing from r in a fixed
+    // order (the stream continues over the layers).
+    void (*init)(molt_model *m, int l, model_rng *r);
+    // typed: the matrices its forward / step_rows multiply by through typed
+    // views (model_typed_add into t, NULL: only counted); returns the count.
+    int (*typed)(molt_model *m, int l, model_typed *t);
+    // info: adds the layer to molt_model_get_info's counts (attention heads
+    // kept, kv_bytes_per_token, state_bytes) and sets the geometry it has
+    // (n_head / n_kv_head / head_dim, d_state / ssm_heads).
+    void (*info)(const model_cfg *c, int l, molt_model_info *info);
 
     // ---- per-sequence state (layout above)
     size_t (*rec_floats)(const molt_model *m, int l);
@@ -122,6 +146,9 @@ void layer_attn(const molt_model *m, int l, attn_cfg *c, attn_weights *w);
 float **mixer_ptrs(float *work, int n);
 size_t  mixer_ptrs_floats(int n);
 
-extern const mixer_vt mixer_attention, mixer_ssm, mixer_hybrid;
+// the tables of mixers/registry.h's list
+#define MOLT_X_EXTERN(K, name, vt) extern const mixer_vt vt;
+MOLT_MIXERS(MOLT_X_EXTERN)
+#undef MOLT_X_EXTERN
 
 #endif

@@ -10,17 +10,26 @@
 
 #include <string.h>
 
+// The heads of layer l: the teacher geometry, or a hybrid layer's kept heads
+// (each owning its k, v).
+static void heads_of(const model_cfg *cfg, int l, int *H, int *KV) {
+    bool hy = cfg->kind[l] == LAYER_HYBRID;
+    *H = hy ? cfg->n_keep[l] : cfg->n_head;
+    *KV = hy ? cfg->n_keep[l] : cfg->n_kv_head;
+}
+
+// A hybrid layer's kept heads are `attn.*` beside its `mixer.*`; an attention
+// layer's are `self_attn.*` (docs/FORMATS.md).
+static const char *prefix_of(const model_cfg *cfg, int l) {
+    return cfg->kind[l] == LAYER_HYBRID ? "attn" : "self_attn";
+}
+
 void layer_attn(const molt_model *m, int l, attn_cfg *c, attn_weights *w) {
     const model_cfg *cfg = &m->cfg;
     const layer_weights *lw = &m->layers[l];
     c->d = cfg->d_model;
     c->hd = cfg->head_dim;
-    if (cfg->kind[l] == LAYER_HYBRID) {
-        c->H = c->KV = cfg->n_keep[l];
-    } else {
-        c->H = cfg->n_head;
-        c->KV = cfg->n_kv_head;
-    }
+    heads_of(cfg, l, &c->H, &c->KV);
     w->wq = lw->wq;
     w->wk = lw->wk;
     w->wv = lw->wv;
@@ -170,8 +179,106 @@ static int out_weights(molt_model *m, int l, float **p, size_t *n) {
     return k;
 }
 
+// ---- parameters
+
+static molt_status check(molt_ctx *ctx, const char *what, const model_cfg *c, int l) {
+#define BAD(...) return molt__err(ctx, MOLT_ERR_SHAPE, __VA_ARGS__)
+    if (c->n_head <= 0 || c->n_kv_head <= 0 || c->head_dim <= 0)
+        BAD("%s: attention needs positive head counts (heads %d, kv heads %d, head_dim %d)", what,
+            c->n_head, c->n_kv_head, c->head_dim);
+    if (c->n_head % c->n_kv_head)
+        BAD("%s: num_attention_heads %d is not a multiple of num_key_value_heads %d", what,
+            c->n_head, c->n_kv_head);
+    if (c->head_dim % 2)
+        BAD("%s: head_dim %d must be even for RoPE", what, c->head_dim);
+    if (!(c->rope.theta > 0.0f))
+        BAD("%s: rope_theta %g must be positive", what, (double)c->rope.theta);
+    if (c->rope.kind == ROPE_LLAMA3 &&
+        (!(c->rope.factor > 0.0f) || c->rope.orig_max_pos <= 0 ||
+         !(c->rope.high_freq_factor > c->rope.low_freq_factor)))
+        BAD("%s: llama3 rope_scaling needs factor > 0, original_max_position_embeddings > 0 "
+            "and high_freq_factor > low_freq_factor",
+            what);
+    return MOLT_OK;
+#undef BAD
+}
+
+#define D1(a) (const int64_t[]){(a)}
+#define D2(a, b) (const int64_t[]){(a), (b)}
+#define TRY(x)                                                                                     \
+    do {                                                                                           \
+        molt_status s_ = (x);                                                                      \
+        if (s_ != MOLT_OK)                                                                         \
+            return s_;                                                                             \
+    } while (0)
+
+// root.{self_attn|attn}.{q,k,v,o}_proj.weight, then the biases (attention_bias)
+static molt_status declare(molt_ctx *ctx, molt_model *m, int l, const char *root) {
+    const model_cfg *c = &m->cfg;
+    const char *p = prefix_of(c, l);
+    int H, KV;
+    heads_of(c, l, &H, &KV);
+    int64_t d = c->d_model, hd = c->head_dim;
+    TRY(model_decl(ctx, m, false, 2, D2(H * hd, d), "%s.%s.q_proj.weight", root, p));
+    TRY(model_decl(ctx, m, false, 2, D2(KV * hd, d), "%s.%s.k_proj.weight", root, p));
+    TRY(model_decl(ctx, m, false, 2, D2(KV * hd, d), "%s.%s.v_proj.weight", root, p));
+    TRY(model_decl(ctx, m, false, 2, D2(d, H * hd), "%s.%s.o_proj.weight", root, p));
+    if (c->attn_bias) {
+        TRY(model_decl(ctx, m, false, 1, D1(H * hd), "%s.%s.q_proj.bias", root, p));
+        TRY(model_decl(ctx, m, false, 1, D1(KV * hd), "%s.%s.k_proj.bias", root, p));
+        TRY(model_decl(ctx, m, false, 1, D1(KV * hd), "%s.%s.v_proj.bias", root, p));
+        TRY(model_decl(ctx, m, false, 1, D1(d), "%s.%s.o_proj.bias", root, p));
+    }
+    return MOLT_OK;
+}
+
+static void bind(molt_model *m, int l, const char *root) {
+    layer_weights *w = &m->layers[l];
+    const char *p = prefix_of(&m->cfg, l);
+    w->wq = model_paramf(m, "%s.%s.q_proj.weight", root, p);
+    w->wk = model_paramf(m, "%s.%s.k_proj.weight", root, p);
+    w->wv = model_paramf(m, "%s.%s.v_proj.weight", root, p);
+    w->wo = model_paramf(m, "%s.%s.o_proj.weight", root, p);
+    w->bq = model_paramf(m, "%s.%s.q_proj.bias", root, p);
+    w->bk = model_paramf(m, "%s.%s.k_proj.bias", root, p);
+    w->bv = model_paramf(m, "%s.%s.v_proj.bias", root, p);
+    w->bo = model_paramf(m, "%s.%s.o_proj.bias", root, p);
+}
+
+// the pass by name is the whole init: Linear U(±1/√in) (o_proj / √n_layer), biases 0
+static void init(molt_model *m, int l, model_rng *r) {}
+
+static int typed(molt_model *m, int l, model_typed *t) {
+    const model_cfg *c = &m->cfg;
+    layer_weights *w = &m->layers[l];
+    int H, KV, k = 0;
+    heads_of(c, l, &H, &KV);
+    size_t d = (size_t)c->d_model, hd = (size_t)c->head_dim;
+    k = model_typed_add(t, k, w->wq, (size_t)H * hd * d, &w->t_q, false);
+    k = model_typed_add(t, k, w->wk, (size_t)KV * hd * d, &w->t_k, false);
+    k = model_typed_add(t, k, w->wv, (size_t)KV * hd * d, &w->t_v, false);
+    k = model_typed_add(t, k, w->wo, d * (size_t)H * hd, &w->t_o, false);
+    return k;
+}
+
+static void info(const model_cfg *c, int l, molt_model_info *in) {
+    int H, KV;
+    heads_of(c, l, &H, &KV);
+    in->n_head = c->n_head;
+    in->n_kv_head = c->n_kv_head;
+    in->head_dim = c->head_dim;
+    in->n_attn_heads_kept += H;
+    in->kv_bytes_per_token += 2 * (int64_t)KV * c->head_dim * (int64_t)sizeof(float);
+}
+
 const mixer_vt mixer_attention = {
     .name = "attention",
+    .check = check,
+    .declare = declare,
+    .bind = bind,
+    .init = init,
+    .typed = typed,
+    .info = info,
     .rec_floats = rec_floats,
     .kv_heads = kv_heads,
     .work_floats = work_floats,

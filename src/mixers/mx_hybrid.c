@@ -13,10 +13,18 @@
  * gives the kept heads for a hybrid layer. Inference and training use the
  * same combiner code (hybrid_combine_forward), so prefill and training agree
  * bit for bit on it.
+ *
+ * Parameters: the SSM's root.mixer.*, the kept heads' root.attn.{q,k,v,o}_proj
+ * (mx_attention.c names a hybrid layer's heads attn.*), root.adapter.{weight,
+ * bias}, initialised to the identity and 0. Config: the SSM's layer_ssm(cfg,
+ * l) and the kept heads n_keep[l] / keep_heads[l] (1..n_head distinct teacher
+ * heads).
  */
 #include "kernels/kernels.h"
 #include "mixers/hybrid_train.h"
 #include "mixers/mixer.h"
+
+#include <string.h>
 
 #define A16(n) (((size_t)(n) + 15) & ~(size_t)15)
 
@@ -150,8 +158,74 @@ static int out_weights(molt_model *m, int l, float **p, size_t *n) {
     return k;
 }
 
+// ---- parameters: the parts', then the adapter
+
+static molt_status check(molt_ctx *ctx, const char *what, const model_cfg *c, int l) {
+    molt_status st;
+    if ((st = A->check(ctx, what, c, l)) != MOLT_OK || (st = S->check(ctx, what, c, l)) != MOLT_OK)
+        return st;
+#define BAD(...) return molt__err(ctx, MOLT_ERR_SHAPE, __VA_ARGS__)
+    if (c->n_keep[l] <= 0 || c->n_keep[l] > c->n_head)
+        BAD("%s: layer %d keeps %d attention heads (1..%d)", what, l, c->n_keep[l], c->n_head);
+    for (int i = 0; i < c->n_keep[l]; i++) {
+        int h = c->keep_heads[l][i];
+        if (h < 0 || h >= c->n_head)
+            BAD("%s: layer %d keeps head %d, but the teacher has heads 0..%d", what, l, h,
+                c->n_head - 1);
+        for (int j = 0; j < i; j++)
+            if (c->keep_heads[l][j] == h)
+                BAD("%s: layer %d lists head %d twice", what, l, h);
+    }
+    return MOLT_OK;
+#undef BAD
+}
+
+static molt_status declare(molt_ctx *ctx, molt_model *m, int l, const char *root) {
+    int64_t d = m->cfg.d_model;
+    molt_status st;
+    if ((st = S->declare(ctx, m, l, root)) != MOLT_OK ||
+        (st = A->declare(ctx, m, l, root)) != MOLT_OK ||
+        (st = model_decl(ctx, m, false, 2, (const int64_t[]){d, d}, "%s.adapter.weight", root)) !=
+            MOLT_OK)
+        return st;
+    return model_decl(ctx, m, false, 1, (const int64_t[]){d}, "%s.adapter.bias", root);
+}
+
+static void bind(molt_model *m, int l, const char *root) {
+    S->bind(m, l, root);
+    A->bind(m, l, root);
+    m->layers[l].adapter_w = model_paramf(m, "%s.adapter.weight", root);
+    m->layers[l].adapter_b = model_paramf(m, "%s.adapter.bias", root);
+}
+
+static void init(molt_model *m, int l, model_rng *r) {
+    S->init(m, l, r);
+    A->init(m, l, r);
+    float *a = m->layers[l].adapter_w; // identity (the bias is 0 from the pass by name)
+    size_t d = (size_t)m->cfg.d_model;
+    memset(a, 0, sizeof(float) * d * d);
+    for (size_t i = 0; i < d; i++)
+        a[i * d + i] = 1.0f;
+}
+
+static int typed(molt_model *m, int l, model_typed *t) {
+    int k = A->typed(m, l, t);
+    return k + S->typed(m, l, t ? t + k : NULL);
+}
+
+static void info(const model_cfg *c, int l, molt_model_info *in) {
+    A->info(c, l, in);
+    S->info(c, l, in);
+}
+
 const mixer_vt mixer_hybrid = {
     .name = "hybrid",
+    .check = check,
+    .declare = declare,
+    .bind = bind,
+    .init = init,
+    .typed = typed,
+    .info = info,
     .rec_floats = rec_floats,
     .kv_heads = kv_heads,
     .work_floats = work_floats,

@@ -1,18 +1,39 @@
 /*
- * registry.c — the mixer of each layer kind. A new mixer adds its layer_kind
- * (models/model.h) and one line here.
+ * registry.c — the mixer of each layer kind and the kind <-> name lookup,
+ * both generated from the one list MOLT_MIXERS (mixers/registry.h).
  */
 #include "mixers/mixer.h"
 
+#include <string.h>
+
 static const mixer_vt *const registry[LAYER_KIND_COUNT] = {
-    [LAYER_ATTN] = &mixer_attention,
-    [LAYER_SSM] = &mixer_ssm,
-    [LAYER_HYBRID] = &mixer_hybrid,
+#define MOLT_X_VT(K, name, vt) [LAYER_##K] = &vt,
+    MOLT_MIXERS(MOLT_X_VT)
+#undef MOLT_X_VT
+};
+
+static const char *const names[LAYER_KIND_COUNT] = {
+#define MOLT_X_NAME(K, name, vt) [LAYER_##K] = #name,
+    MOLT_MIXERS(MOLT_X_NAME)
+#undef MOLT_X_NAME
 };
 
 const mixer_vt *mixer_of(layer_kind k) {
     MOLT_ASSERT((unsigned)k < LAYER_KIND_COUNT && registry[k]);
     return registry[k];
+}
+
+const char *layer_kind_name(layer_kind k) {
+    return (unsigned)k < LAYER_KIND_COUNT ? names[k] : "?";
+}
+
+bool layer_kind_parse(const char *s, layer_kind *out) {
+    for (int k = 0; s && k < LAYER_KIND_COUNT; k++)
+        if (strcmp(s, names[k]) == 0) {
+            *out = (layer_kind)k;
+            return true;
+        }
+    return false;
 }
 
 size_t mixer_state_floats(const molt_model *m, int l, int cap) {

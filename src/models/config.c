@@ -166,7 +166,7 @@ static molt_status parse_llamba(molt_ctx *ctx, const char *w, const cJSON *o, mo
                          (int)mb, act);
     c->has_mlp = true;
     TRY(js_get_obj(ctx, w, o, "ssm_cfg", 1, &ssm));
-    ssm_cfg *s = &c->ssm;
+    ssm_cfg sc = {0}, *s = &sc; // the file's one block: every layer's (model_cfg_set_ssm)
     s->kind = SSM_DISCRETE;
     s->d_model = c->d_model;
     int expand = 1;
@@ -195,13 +195,14 @@ static molt_status parse_llamba(molt_ctx *ctx, const char *w, const cJSON *o, mo
     s->norm_eps = c->norm_eps;
     s->dt_limit_lo = 0.0f;
     s->dt_limit_hi = INFINITY;
+    model_cfg_set_ssm(c, s);
     for (int l = 0; l < c->n_layer; l++)
         c->kind[l] = LAYER_SSM;
     return MOLT_OK;
 }
 
 static molt_status parse_mamba2(molt_ctx *ctx, const char *w, const cJSON *o, model_cfg *c) {
-    ssm_cfg *s = &c->ssm;
+    ssm_cfg sc = {0}, *s = &sc; // every layer's (model_cfg_set_ssm)
     TRY(geti(ctx, w, o, "hidden_size", 1, 1, BIG, 0, &c->d_model));
     TRY(geti(ctx, w, o, "num_hidden_layers", 1, 1, MODEL_MAX_LAYERS, 0, &c->n_layer));
     TRY(geti(ctx, w, o, "vocab_size", 1, 1, BIG, 0, &c->vocab));
@@ -250,6 +251,7 @@ static molt_status parse_mamba2(molt_ctx *ctx, const char *w, const cJSON *o, mo
         s->dt_limit_lo = (float)lo;
         s->dt_limit_hi = (float)hi;
     }
+    model_cfg_set_ssm(c, s);
     c->has_mlp = false;
     for (int l = 0; l < c->n_layer; l++)
         c->kind[l] = LAYER_SSM;
@@ -278,11 +280,18 @@ static molt_status parse_hybrid(molt_ctx *ctx, const char *w, const cJSON *o, mo
         if (!cJSON_IsObject(L))
             return molt__err(ctx, MOLT_ERR_FORMAT, "%s must be an object", where);
         TRY(js_get_str(ctx, where, L, "mixer", 1, NULL, &mix));
-        if (strcmp(mix, "attention") == 0) {
-            c->kind[l] = LAYER_ATTN;
-        } else if (strcmp(mix, "ssm") == 0) {
-            c->kind[l] = LAYER_SSM;
-        } else if (strcmp(mix, "hybrid") == 0) {
+        layer_kind k;
+        if (!layer_kind_parse(mix, &k)) {
+            char list[128] = "";
+            for (int i = 0; i < LAYER_KIND_COUNT; i++)
+                snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
+                         i == 0 ? "" : i + 1 == LAYER_KIND_COUNT ? " or " : ", ",
+                         layer_kind_name((layer_kind)i));
+            return molt__err(ctx, MOLT_ERR_FORMAT, "%s: mixer \"%s\" (expected %s)", where, mix,
+                             list);
+        }
+        c->kind[l] = k;
+        if (k == LAYER_HYBRID) {
             const cJSON *hs = NULL;
             TRY(js_get_arr(ctx, where, L, "attention_heads", 1, &hs));
             int n = cJSON_GetArraySize(hs);
@@ -302,9 +311,6 @@ static molt_status parse_hybrid(molt_ctx *ctx, const char *w, const cJSON *o, mo
                                      "%s: attention_heads[%d] must be a head index", where, i);
                 c->keep_heads[l][i] = (int)h;
             }
-        } else {
-            return molt__err(ctx, MOLT_ERR_FORMAT,
-                             "%s: mixer \"%s\" (expected attention, ssm or hybrid)", where, mix);
         }
     }
     return MOLT_OK;
@@ -392,7 +398,17 @@ static void add_rope(cJSON *o, const rope_cfg *r) {
     }
 }
 
+// The one ssm_cfg block a file has: every layer's config (NULL when two
+// layers differ: the formats cannot say so yet).
+static const ssm_cfg *file_ssm(const model_cfg *c) {
+    for (int l = 1; l < c->n_layer; l++)
+        if (memcmp(layer_ssm(c, l), layer_ssm(c, 0), sizeof(ssm_cfg)) != 0)
+            return NULL;
+    return layer_ssm(c, 0);
+}
+
 static void add_llamba(cJSON *o, const model_cfg *c) {
+    const ssm_cfg *sc = file_ssm(c);
     cJSON_AddNumberToObject(o, "d_model", c->d_model);
     cJSON_AddNumberToObject(o, "n_layer", c->n_layer);
     cJSON_AddNumberToObject(o, "vocab_size", c->vocab);
@@ -405,15 +421,15 @@ static void add_llamba(cJSON *o, const model_cfg *c) {
     cJSON_AddBoolToObject(m, "bias", false);
     cJSON_AddStringToObject(m, "act_fn", "silu");
     cJSON *s = cJSON_AddObjectToObject(o, "ssm_cfg");
-    cJSON_AddNumberToObject(s, "d_state", c->ssm.N);
-    cJSON_AddNumberToObject(s, "n_v_heads", c->ssm.H);
-    cJSON_AddNumberToObject(s, "n_qk_heads", c->ssm.G);
-    cJSON_AddNumberToObject(s, "expand", c->ssm.d_inner / c->d_model);
-    cJSON_AddNumberToObject(s, "chunk_size", c->ssm.chunk);
+    cJSON_AddNumberToObject(s, "d_state", sc->N);
+    cJSON_AddNumberToObject(s, "n_v_heads", sc->H);
+    cJSON_AddNumberToObject(s, "n_qk_heads", sc->G);
+    cJSON_AddNumberToObject(s, "expand", sc->d_inner / c->d_model);
+    cJSON_AddNumberToObject(s, "chunk_size", sc->chunk);
     cJSON_AddStringToObject(s, "activation", "identity");
     cJSON_AddBoolToObject(s, "bias", c->ssm_bias);
     cJSON_AddBoolToObject(s, "conv_bias", c->conv_bias);
-    cJSON_AddNumberToObject(s, "d_conv", c->ssm.K);
+    cJSON_AddNumberToObject(s, "d_conv", sc->K);
 }
 
 molt_status model_cfg_to_json(molt_ctx *ctx, const model_cfg *c, const char *torch_dtype,
@@ -422,6 +438,14 @@ molt_status model_cfg_to_json(molt_ctx *ctx, const model_cfg *c, const char *tor
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return molt__err(ctx, MOLT_ERR_OOM, "out of memory writing config.json");
+    const ssm_cfg *sc = file_ssm(c);
+    if (c->arch != ARCH_LLAMA && !sc) {
+        cJSON_Delete(o);
+        return molt__err(ctx, MOLT_ERR_UNSUPPORTED,
+                         "config.json: the layers' recurrent configs differ (d_state, heads, ...); "
+                         "the %s format has one ssm_cfg for all layers",
+                         model_arch_name(c->arch));
+    }
     cJSON_AddStringToObject(o, "model_type", model_arch_name(c->arch));
     // the weights' type in model.safetensors (HF: torch_dtype)
     cJSON_AddStringToObject(o, "torch_dtype", torch_dtype ? torch_dtype : "float32");
@@ -455,25 +479,25 @@ molt_status model_cfg_to_json(molt_ctx *ctx, const model_cfg *c, const char *tor
         cJSON_AddNumberToObject(o, "vocab_size", c->vocab);
         add_float(o, "layer_norm_epsilon", c->norm_eps);
         cJSON_AddBoolToObject(o, "tie_word_embeddings", c->tie_embeddings);
-        cJSON_AddNumberToObject(o, "num_heads", c->ssm.H);
-        cJSON_AddNumberToObject(o, "head_dim", c->ssm.P);
-        cJSON_AddNumberToObject(o, "state_size", c->ssm.N);
-        cJSON_AddNumberToObject(o, "expand", c->ssm.d_inner / c->d_model);
-        cJSON_AddNumberToObject(o, "n_groups", c->ssm.G);
-        cJSON_AddNumberToObject(o, "conv_kernel", c->ssm.K);
-        cJSON_AddNumberToObject(o, "chunk_size", c->ssm.chunk);
+        cJSON_AddNumberToObject(o, "num_heads", sc->H);
+        cJSON_AddNumberToObject(o, "head_dim", sc->P);
+        cJSON_AddNumberToObject(o, "state_size", sc->N);
+        cJSON_AddNumberToObject(o, "expand", sc->d_inner / c->d_model);
+        cJSON_AddNumberToObject(o, "n_groups", sc->G);
+        cJSON_AddNumberToObject(o, "conv_kernel", sc->K);
+        cJSON_AddNumberToObject(o, "chunk_size", sc->chunk);
         cJSON_AddBoolToObject(o, "use_bias", c->ssm_bias);
         cJSON_AddBoolToObject(o, "use_conv_bias", c->conv_bias);
         cJSON_AddBoolToObject(o, "rms_norm", true);
         cJSON_AddStringToObject(o, "hidden_act", "silu");
         cJSON *lim = cJSON_AddArrayToObject(o, "time_step_limit");
-        add_float_item(lim, c->ssm.dt_limit_lo);
-        if (isinf(c->ssm.dt_limit_hi)) {
+        add_float_item(lim, sc->dt_limit_lo);
+        if (isinf(sc->dt_limit_hi)) {
             cJSON *f = cJSON_CreateObject();
             cJSON_AddStringToObject(f, "__float__", "Infinity");
             cJSON_AddItemToArray(lim, f);
         } else {
-            add_float_item(lim, c->ssm.dt_limit_hi);
+            add_float_item(lim, sc->dt_limit_hi);
         }
         break;
     }
@@ -489,9 +513,7 @@ molt_status model_cfg_to_json(molt_ctx *ctx, const model_cfg *c, const char *tor
         cJSON *ls = cJSON_AddArrayToObject(o, "layers");
         for (int l = 0; l < c->n_layer; l++) {
             cJSON *L = cJSON_CreateObject();
-            cJSON_AddStringToObject(L, "mixer", c->kind[l] == LAYER_ATTN  ? "attention"
-                                                : c->kind[l] == LAYER_SSM ? "ssm"
-                                                                          : "hybrid");
+            cJSON_AddStringToObject(L, "mixer", layer_kind_name(c->kind[l]));
             if (c->kind[l] == LAYER_HYBRID)
                 cJSON_AddItemToObject(L, "attention_heads",
                                       cJSON_CreateIntArray(c->keep_heads[l], c->n_keep[l]));

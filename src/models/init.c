@@ -4,17 +4,17 @@
  *
  * Random init (ALGORITHMS.md §1.1, §2.3): Linear weights U(±1/√in) (PyTorch's
  * default kaiming_uniform(a=√5)), out_proj additionally / √n_layer (GPT-2
- * style, as mohawk's _init_weights), embeddings N(0, 0.02), norms 1.
- * DiscreteMamba2: conv = identity (last tap 1, bias 0), z rows of in_proj 0 and
- * z_bias = 1.278464542761 so silu(z + z_bias) ≈ 1 ("z: identity"), D = 1.
- * Mamba-2: dt_bias = softplus⁻¹(dt), dt log-uniform in [1e-3, 1e-1] floored at
- * 1e-4; A_log = log(U(1,16)); D = 1. Hybrid adapters: identity, bias 0.
+ * style, as mohawk's _init_weights), embeddings N(0, 0.02), norms 1, biases 0;
+ * then each layer's mixer sets what it initialises otherwise (mixer_vt.init:
+ * mx_ssm.c's conv / z / dt / A / D, mx_hybrid.c's identity adapter), drawing
+ * from the same stream in layer order.
  *
  * Hybrid from teacher (§7, mohawk hybrid_weights_transfer): embeddings, norms,
  * MLPs, final norm and head are copied; a kept head h copies q_proj rows of h,
  * the k/v rows of its GQA group (so each kept head owns its k, v), and o_proj
  * columns of h. Recurrent parts are initialised randomly (seeded).
  */
+#include "mixers/mixer.h"
 #include "models/model.h"
 #include "tok/tokenizer.h"
 
@@ -22,31 +22,35 @@
 #include <stdio.h>
 #include <string.h>
 
-// splitmix64 → uniform / normal
-typedef struct rng {
-    uint64_t s;
-} rng;
+// splitmix64 → uniform / normal (model_rng, model.h: the mixers' init draws from it too)
+typedef model_rng rng;
 static uint64_t rng_u64(rng *r) {
     uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
 }
-static double rng_unif(rng *r) { return (double)(rng_u64(r) >> 11) * (1.0 / 9007199254740992.0); }
+double model_rng_unif(rng *r) {
+    return (double)(rng_u64(r) >> 11) * (1.0 / 9007199254740992.0);
+}
+#define rng_unif model_rng_unif
 static double rng_normal(rng *r) {
     double u1 = rng_unif(r), u2 = rng_unif(r);
     return sqrt(-2.0 * log(u1 + 1e-300)) * cos(6.283185307179586 * u2);
 }
 
-static void fill_uniform(rng *r, float *x, size_t n, double bound) {
+void model_fill_uniform(rng *r, float *x, size_t n, double bound) {
     for (size_t i = 0; i < n; i++)
         x[i] = (float)((2.0 * rng_unif(r) - 1.0) * bound);
 }
+#define fill_uniform model_fill_uniform
+#define fill_const model_fill_const
+
 static void fill_normal(rng *r, float *x, size_t n, double sd) {
     for (size_t i = 0; i < n; i++)
         x[i] = (float)(rng_normal(r) * sd);
 }
-static void fill_const(float *x, size_t n, float v) {
+void model_fill_const(float *x, size_t n, float v) {
     for (size_t i = 0; i < n; i++)
         x[i] = v;
 }
@@ -54,41 +58,6 @@ static void fill_const(float *x, size_t n, float v) {
 static bool ends_with(const char *s, const char *suf) {
     size_t a = strlen(s), b = strlen(suf);
     return a >= b && strcmp(s + a - b, suf) == 0;
-}
-
-#define Z_BIAS_IDENTITY 1.278464542761f
-
-static void init_ssm_layer(rng *r, const model_cfg *c, const ssm_weights *w) {
-    const ssm_cfg *s = &c->ssm;
-    int Cc = ssm_conv_dim(s), R = ssm_in_proj_rows(s);
-    float *conv = (float *)(uintptr_t)w->conv_w;
-    memset(conv, 0, sizeof(float) * (size_t)Cc * s->K);
-    if (s->kind == SSM_DISCRETE) {
-        for (int ch = 0; ch < Cc; ch++)
-            conv[(size_t)ch * s->K + s->K - 1] = 1.0f;
-        if (w->conv_b)
-            memset((float *)(uintptr_t)w->conv_b, 0, sizeof(float) * (size_t)Cc);
-        // z rows: after x|B|C (Di + 2·G·N rows)
-        float *z = (float *)(uintptr_t)w->in_proj + (size_t)(s->d_inner + 2 * s->G * s->N) * s->d_model;
-        memset(z, 0, sizeof(float) * (size_t)s->d_inner * s->d_model);
-        if (w->z_bias)
-            fill_const((float *)(uintptr_t)w->z_bias, (size_t)s->d_inner, Z_BIAS_IDENTITY);
-    } else {
-        fill_uniform(r, conv, (size_t)Cc * s->K, 1.0 / sqrt((double)s->K));
-        if (w->conv_b)
-            fill_uniform(r, (float *)(uintptr_t)w->conv_b, (size_t)Cc, 1.0 / sqrt((double)s->K));
-        float *dtb = (float *)(uintptr_t)w->dt_bias, *al = (float *)(uintptr_t)w->A_log;
-        for (int h = 0; h < s->H; h++) {
-            double dt = exp(rng_unif(r) * (log(0.1) - log(0.001)) + log(0.001));
-            if (dt < 1e-4)
-                dt = 1e-4;
-            dtb[h] = (float)(dt + log(-expm1(-dt)));
-            al[h] = (float)log(1.0 + 15.0 * rng_unif(r));
-        }
-        fill_const((float *)(uintptr_t)w->norm_w, (size_t)s->d_inner, 1.0f);
-    }
-    (void)R;
-    fill_const((float *)(uintptr_t)w->D, (size_t)s->H, 1.0f);
 }
 
 void model_init_random(molt_model *m, uint64_t seed) {
@@ -112,16 +81,9 @@ void model_init_random(molt_model *m, uint64_t seed) {
         } else
             memset(x, 0, sizeof(float) * p->numel); // biases
     }
-    for (int l = 0; l < c->n_layer; l++) {
-        if (c->kind[l] != LAYER_ATTN)
-            init_ssm_layer(&r, c, &m->layers[l].ssm);
-        if (c->kind[l] == LAYER_HYBRID) {
-            float *a = m->layers[l].adapter_w;
-            memset(a, 0, sizeof(float) * (size_t)c->d_model * c->d_model);
-            for (int i = 0; i < c->d_model; i++)
-                a[(size_t)i * c->d_model + i] = 1.0f;
-        }
-    }
+    // then each layer's mixer: what it sets otherwise (mixer_vt.init)
+    for (int l = 0; l < c->n_layer; l++)
+        mixer_of(c->kind[l])->init(m, l, &r);
 }
 
 // ----------------------------------------------------------------------------
@@ -180,7 +142,8 @@ molt_status model_hybrid_from_teacher(molt_ctx *ctx, const molt_model *t, const 
     c.rope = t->cfg.rope;
     c.bos = t->cfg.bos;
     c.eos = t->cfg.eos;
-    c.ssm.d_model = c.d_model;
+    for (int l = 0; l < MODEL_MAX_LAYERS; l++)
+        layer_ssm_mut(&c, l)->d_model = c.d_model;
     molt_status st = model_cfg_check(ctx, "hybrid plan", &c);
     if (st != MOLT_OK)
         return st;

@@ -17,6 +17,7 @@
  *           and backbone.layers.i.adapter.{weight,bias}            (docs/FORMATS.md)
  */
 #include "kernels/kernels.h"
+#include "mixers/mixer.h"
 #include "models/model.h"
 
 #include <math.h>
@@ -62,51 +63,12 @@ molt_status model_cfg_check(molt_ctx *ctx, const char *what, const model_cfg *c)
         BAD("%s: intermediate size %d out of range", what, c->d_ff);
     if (!(c->norm_eps > 0.0f) || !(c->norm_eps < 1.0f))
         BAD("%s: norm epsilon %g out of range", what, (double)c->norm_eps);
-    bool any_attn = false, any_ssm = false;
     for (int l = 0; l < c->n_layer; l++) {
-        any_attn |= c->kind[l] != LAYER_SSM;
-        any_ssm |= c->kind[l] != LAYER_ATTN;
-    }
-    if (any_attn) {
-        if (c->n_head <= 0 || c->n_kv_head <= 0 || c->head_dim <= 0)
-            BAD("%s: attention needs positive head counts (heads %d, kv heads %d, head_dim %d)",
-                what, c->n_head, c->n_kv_head, c->head_dim);
-        if (c->n_head % c->n_kv_head)
-            BAD("%s: num_attention_heads %d is not a multiple of num_key_value_heads %d", what,
-                c->n_head, c->n_kv_head);
-        if (c->head_dim % 2)
-            BAD("%s: head_dim %d must be even for RoPE", what, c->head_dim);
-        if (!(c->rope.theta > 0.0f))
-            BAD("%s: rope_theta %g must be positive", what, (double)c->rope.theta);
-        if (c->rope.kind == ROPE_LLAMA3 &&
-            (!(c->rope.factor > 0.0f) || c->rope.orig_max_pos <= 0 ||
-             !(c->rope.high_freq_factor > c->rope.low_freq_factor)))
-            BAD("%s: llama3 rope_scaling needs factor > 0, original_max_position_embeddings > 0 "
-                "and high_freq_factor > low_freq_factor",
-                what);
-    }
-    if (any_ssm) {
-        const char *e = ssm_cfg_check(&c->ssm);
-        if (e)
-            BAD("%s: %s", what, e);
-        if (c->ssm.d_model != c->d_model)
-            BAD("%s: SSM d_model %d differs from hidden size %d", what, c->ssm.d_model,
-                c->d_model);
-    }
-    for (int l = 0; l < c->n_layer; l++) {
-        if (c->kind[l] != LAYER_HYBRID)
-            continue;
-        if (c->n_keep[l] <= 0 || c->n_keep[l] > c->n_head)
-            BAD("%s: layer %d keeps %d attention heads (1..%d)", what, l, c->n_keep[l], c->n_head);
-        for (int i = 0; i < c->n_keep[l]; i++) {
-            int h = c->keep_heads[l][i];
-            if (h < 0 || h >= c->n_head)
-                BAD("%s: layer %d keeps head %d, but the teacher has heads 0..%d", what, l, h,
-                    c->n_head - 1);
-            for (int j = 0; j < i; j++)
-                if (c->keep_heads[l][j] == h)
-                    BAD("%s: layer %d lists head %d twice", what, l, h);
-        }
+        if ((unsigned)c->kind[l] >= LAYER_KIND_COUNT)
+            BAD("%s: layer %d has no mixer (kind %d)", what, l, (int)c->kind[l]);
+        molt_status st = mixer_of(c->kind[l])->check(ctx, what, c, l);
+        if (st != MOLT_OK)
+            return st;
     }
     return MOLT_OK;
 #undef BAD
@@ -115,11 +77,8 @@ molt_status model_cfg_check(molt_ctx *ctx, const char *what, const model_cfg *c)
 // ----------------------------------------------------------------------------
 // parameter table
 
-static molt_status decl(molt_ctx *ctx, molt_model *m, bool optional, int ndim, const int64_t *shape,
-                        const char *fmt, ...) MOLT_PRINTF(6, 7);
-
-static molt_status decl(molt_ctx *ctx, molt_model *m, bool optional, int ndim, const int64_t *shape,
-                        const char *fmt, ...) {
+molt_status model_decl(molt_ctx *ctx, molt_model *m, bool optional, int ndim,
+                       const int64_t *shape, const char *fmt, ...) {
     if (m->n_params == m->cap_params) {
         int ncap = m->cap_params ? 2 * m->cap_params : 64;
         param_info *np = molt__realloc(m->params, sizeof(*np) * (size_t)ncap);
@@ -150,6 +109,7 @@ static molt_status decl(molt_ctx *ctx, molt_model *m, bool optional, int ndim, c
 #define D1(a) (const int64_t[]){(a)}
 #define D2(a, b) (const int64_t[]){(a), (b)}
 #define D3(a, b, c) (const int64_t[]){(a), (b), (c)}
+#define P model_paramf
 #define TRY(x)                                                                                     \
     do {                                                                                           \
         molt_status s_ = (x);                                                                      \
@@ -157,95 +117,41 @@ static molt_status decl(molt_ctx *ctx, molt_model *m, bool optional, int ndim, c
             return s_;                                                                             \
     } while (0)
 
-static molt_status decl_attn(molt_ctx *ctx, molt_model *m, const char *pre, int H, int KV) {
-    const model_cfg *c = &m->cfg;
-    int64_t d = c->d_model, hd = c->head_dim;
-    TRY(decl(ctx, m, false, 2, D2(H * hd, d), "%s.q_proj.weight", pre));
-    TRY(decl(ctx, m, false, 2, D2(KV * hd, d), "%s.k_proj.weight", pre));
-    TRY(decl(ctx, m, false, 2, D2(KV * hd, d), "%s.v_proj.weight", pre));
-    TRY(decl(ctx, m, false, 2, D2(d, H * hd), "%s.o_proj.weight", pre));
-    if (c->attn_bias) {
-        TRY(decl(ctx, m, false, 1, D1(H * hd), "%s.q_proj.bias", pre));
-        TRY(decl(ctx, m, false, 1, D1(KV * hd), "%s.k_proj.bias", pre));
-        TRY(decl(ctx, m, false, 1, D1(KV * hd), "%s.v_proj.bias", pre));
-        TRY(decl(ctx, m, false, 1, D1(d), "%s.o_proj.bias", pre));
-    }
-    return MOLT_OK;
-}
-
-static molt_status decl_ssm(molt_ctx *ctx, molt_model *m, const char *pre) {
-    const ssm_cfg *s = &m->cfg.ssm;
-    int64_t d = s->d_model, Di = s->d_inner, R = ssm_in_proj_rows(s), Cc = ssm_conv_dim(s);
-    TRY(decl(ctx, m, false, 2, D2(R, d), "%s.in_proj.weight", pre));
-    if (m->cfg.ssm_bias)
-        TRY(decl(ctx, m, false, 1, D1(R), "%s.in_proj.bias", pre));
-    TRY(decl(ctx, m, false, 3, D3(Cc, 1, s->K), "%s.conv1d.weight", pre));
-    if (m->cfg.conv_bias)
-        TRY(decl(ctx, m, false, 1, D1(Cc), "%s.conv1d.bias", pre));
-    if (s->kind == SSM_MAMBA2) {
-        TRY(decl(ctx, m, false, 1, D1(s->H), "%s.dt_bias", pre));
-        TRY(decl(ctx, m, false, 1, D1(s->H), "%s.A_log", pre));
-        TRY(decl(ctx, m, false, 1, D1(s->H), "%s.D", pre));
-        TRY(decl(ctx, m, false, 1, D1(Di), "%s.norm.weight", pre));
-    } else {
-        TRY(decl(ctx, m, false, 1, D1(Di), "%s.z_bias", pre));
-        TRY(decl(ctx, m, false, 1, D1(s->H), "%s.D", pre));
-    }
-    TRY(decl(ctx, m, false, 2, D2(d, Di), "%s.out_proj.weight", pre));
-    if (m->cfg.ssm_bias)
-        TRY(decl(ctx, m, false, 1, D1(d), "%s.out_proj.bias", pre));
-    return MOLT_OK;
-}
-
 static molt_status decl_mlp(molt_ctx *ctx, molt_model *m, const char *pre) {
     int64_t d = m->cfg.d_model, F = m->cfg.d_ff;
-    TRY(decl(ctx, m, false, 2, D2(F, d), "%s.gate_proj.weight", pre));
-    TRY(decl(ctx, m, false, 2, D2(F, d), "%s.up_proj.weight", pre));
-    TRY(decl(ctx, m, false, 2, D2(d, F), "%s.down_proj.weight", pre));
+    TRY(model_decl(ctx, m, false, 2, D2(F, d), "%s.gate_proj.weight", pre));
+    TRY(model_decl(ctx, m, false, 2, D2(F, d), "%s.up_proj.weight", pre));
+    TRY(model_decl(ctx, m, false, 2, D2(d, F), "%s.down_proj.weight", pre));
     return MOLT_OK;
 }
 
 static molt_status declare_all(molt_ctx *ctx, molt_model *m) {
     const model_cfg *c = &m->cfg;
     int64_t d = c->d_model, V = c->vocab;
-    char pre[MODEL_NAME_MAX];
+    char pre[MODEL_NAME_MAX], mlp[MODEL_NAME_MAX + 8];
     const char *root = c->arch == ARCH_LLAMA ? "model" : "backbone";
     const char *emb = c->arch == ARCH_LLAMA    ? "model.embed_tokens.weight"
                       : c->arch == ARCH_MAMBA2 ? "backbone.embeddings.weight"
                                                : "backbone.embedding.weight";
-    TRY(decl(ctx, m, false, 2, D2(V, d), "%s", emb));
+    TRY(model_decl(ctx, m, false, 2, D2(V, d), "%s", emb));
     for (int l = 0; l < c->n_layer; l++) {
-        if (c->arch == ARCH_MAMBA2) {
-            TRY(decl(ctx, m, false, 1, D1(d), "backbone.layers.%d.norm.weight", l));
-            snprintf(pre, sizeof pre, "backbone.layers.%d.mixer", l);
-            TRY(decl_ssm(ctx, m, pre));
+        snprintf(pre, sizeof pre, "%s.layers.%d", root, l);
+        // HF Mamba-2 names the mixer's norm `norm` and has no MLP
+        TRY(model_decl(ctx, m, false, 1, D1(d), "%s.%s", pre,
+                       c->arch == ARCH_MAMBA2 ? "norm.weight" : "input_layernorm.weight"));
+        TRY(mixer_of(c->kind[l])->declare(ctx, m, l, pre));
+        if (c->arch == ARCH_MAMBA2)
             continue;
-        }
-        TRY(decl(ctx, m, false, 1, D1(d), "%s.layers.%d.input_layernorm.weight", root, l));
-        if (c->kind[l] == LAYER_ATTN) {
-            snprintf(pre, sizeof pre, "%s.layers.%d.self_attn", root, l);
-            TRY(decl_attn(ctx, m, pre, c->n_head, c->n_kv_head));
-        } else {
-            snprintf(pre, sizeof pre, "%s.layers.%d.mixer", root, l);
-            TRY(decl_ssm(ctx, m, pre));
-        }
-        if (c->kind[l] == LAYER_HYBRID) {
-            snprintf(pre, sizeof pre, "%s.layers.%d.attn", root, l);
-            TRY(decl_attn(ctx, m, pre, c->n_keep[l], c->n_keep[l]));
-            TRY(decl(ctx, m, false, 2, D2(d, d), "%s.layers.%d.adapter.weight", root, l));
-            TRY(decl(ctx, m, false, 1, D1(d), "%s.layers.%d.adapter.bias", root, l));
-        }
-        TRY(decl(ctx, m, false, 1, D1(d), "%s.layers.%d.post_attention_layernorm.weight", root,
-                 l));
-        snprintf(pre, sizeof pre, "%s.layers.%d.mlp", root, l);
-        TRY(decl_mlp(ctx, m, pre));
+        TRY(model_decl(ctx, m, false, 1, D1(d), "%s.post_attention_layernorm.weight", pre));
+        snprintf(mlp, sizeof mlp, "%s.mlp", pre);
+        TRY(decl_mlp(ctx, m, mlp));
     }
     const char *fn = c->arch == ARCH_LLAMA    ? "model.norm.weight"
                      : c->arch == ARCH_MAMBA2 ? "backbone.norm_f.weight"
                                               : "backbone.final_layernorm.weight";
-    TRY(decl(ctx, m, false, 1, D1(d), "%s", fn));
+    TRY(model_decl(ctx, m, false, 1, D1(d), "%s", fn));
     if (!c->tie_embeddings)
-        TRY(decl(ctx, m, false, 2, D2(V, d), "lm_head.weight"));
+        TRY(model_decl(ctx, m, false, 2, D2(V, d), "lm_head.weight"));
     return MOLT_OK;
 }
 
@@ -261,40 +167,13 @@ float *model_param_data(const molt_model *m, const char *name) {
     return p ? m->data + p->offset : NULL;
 }
 
-static float *P(const molt_model *m, const char *fmt, ...) MOLT_PRINTF(2, 3);
-static float *P(const molt_model *m, const char *fmt, ...) {
+float *model_paramf(const molt_model *m, const char *fmt, ...) {
     char name[MODEL_NAME_MAX];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(name, sizeof name, fmt, ap);
     va_end(ap);
     return model_param_data(m, name);
-}
-
-static void bind_attn(const molt_model *m, layer_weights *w, const char *pre) {
-    w->wq = P(m, "%s.q_proj.weight", pre);
-    w->wk = P(m, "%s.k_proj.weight", pre);
-    w->wv = P(m, "%s.v_proj.weight", pre);
-    w->wo = P(m, "%s.o_proj.weight", pre);
-    w->bq = P(m, "%s.q_proj.bias", pre);
-    w->bk = P(m, "%s.k_proj.bias", pre);
-    w->bv = P(m, "%s.v_proj.bias", pre);
-    w->bo = P(m, "%s.o_proj.bias", pre);
-}
-
-static void bind_ssm(const molt_model *m, ssm_weights *w, const char *pre) {
-    memset(w, 0, sizeof *w);
-    w->in_proj = P(m, "%s.in_proj.weight", pre);
-    w->in_proj_b = P(m, "%s.in_proj.bias", pre);
-    w->conv_w = P(m, "%s.conv1d.weight", pre);
-    w->conv_b = P(m, "%s.conv1d.bias", pre);
-    w->dt_bias = P(m, "%s.dt_bias", pre);
-    w->A_log = P(m, "%s.A_log", pre);
-    w->D = P(m, "%s.D", pre);
-    w->norm_w = P(m, "%s.norm.weight", pre);
-    w->z_bias = P(m, "%s.z_bias", pre);
-    w->out_proj = P(m, "%s.out_proj.weight", pre);
-    w->out_proj_b = P(m, "%s.out_proj.bias", pre);
 }
 
 static void bind_views(molt_model *m) {
@@ -305,29 +184,16 @@ static void bind_views(molt_model *m) {
     for (int l = 0; l < c->n_layer; l++) {
         layer_weights *w = &m->layers[l];
         memset(w, 0, sizeof *w);
-        if (c->arch == ARCH_MAMBA2) {
-            w->attn_norm = P(m, "backbone.layers.%d.norm.weight", l);
-            snprintf(pre, sizeof pre, "backbone.layers.%d.mixer", l);
-            bind_ssm(m, &w->ssm, pre);
+        snprintf(pre, sizeof pre, "%s.layers.%d", root, l);
+        w->attn_norm = P(m, "%s.%s", pre,
+                         c->arch == ARCH_MAMBA2 ? "norm.weight" : "input_layernorm.weight");
+        mixer_of(c->kind[l])->bind(m, l, pre);
+        if (c->arch == ARCH_MAMBA2)
             continue;
-        }
-        w->attn_norm = P(m, "%s.layers.%d.input_layernorm.weight", root, l);
-        snprintf(pre, sizeof pre, "%s.layers.%d.self_attn", root, l);
-        if (c->kind[l] == LAYER_ATTN)
-            bind_attn(m, w, pre);
-        snprintf(pre, sizeof pre, "%s.layers.%d.mixer", root, l);
-        if (c->kind[l] != LAYER_ATTN)
-            bind_ssm(m, &w->ssm, pre);
-        if (c->kind[l] == LAYER_HYBRID) {
-            snprintf(pre, sizeof pre, "%s.layers.%d.attn", root, l);
-            bind_attn(m, w, pre);
-            w->adapter_w = P(m, "%s.layers.%d.adapter.weight", root, l);
-            w->adapter_b = P(m, "%s.layers.%d.adapter.bias", root, l);
-        }
-        w->ffn_norm = P(m, "%s.layers.%d.post_attention_layernorm.weight", root, l);
-        w->w_gate = P(m, "%s.layers.%d.mlp.gate_proj.weight", root, l);
-        w->w_up = P(m, "%s.layers.%d.mlp.up_proj.weight", root, l);
-        w->w_down = P(m, "%s.layers.%d.mlp.down_proj.weight", root, l);
+        w->ffn_norm = P(m, "%s.post_attention_layernorm.weight", pre);
+        w->w_gate = P(m, "%s.mlp.gate_proj.weight", pre);
+        w->w_up = P(m, "%s.mlp.up_proj.weight", pre);
+        w->w_down = P(m, "%s.mlp.down_proj.weight", pre);
     }
     m->final_norm = P(m, "%s", c->arch == ARCH_LLAMA    ? "model.norm.weight"
                                : c->arch == ARCH_MAMBA2 ? "backbone.norm_f.weight"
@@ -342,58 +208,42 @@ static void bind_views(molt_model *m) {
 // holding a rounded copy of each, in the order typed_list gives (gate and up
 // adjacent), each group starting on a 64-byte boundary.
 
-void model_bind_typed_f32(molt_model *m) {
-    for (int l = 0; l < m->cfg.n_layer; l++) {
+// The typed matrices of m (absent ones skipped), t NULL: only counted. Per
+// layer the mixer's (mixer_vt.typed), then the MLP's (gate and up joined);
+// then the head.
+static int typed_list(molt_model *m, model_typed *t) {
+    const model_cfg *c = &m->cfg;
+    size_t d = (size_t)c->d_model, F = (size_t)c->d_ff;
+    int k = 0;
+    for (int l = 0; l < c->n_layer; l++) {
         layer_weights *w = &m->layers[l];
-        w->t_q = molt_w_f32(w->wq), w->t_k = molt_w_f32(w->wk);
-        w->t_v = molt_w_f32(w->wv), w->t_o = molt_w_f32(w->wo);
+        k += mixer_of(c->kind[l])->typed(m, l, t ? t + k : NULL);
+        k = model_typed_add(t, k, w->w_gate, F * d, &w->t_gate, false);
+        k = model_typed_add(t, k, w->w_up, F * d, &w->t_up, true);
+        k = model_typed_add(t, k, w->w_down, d * F, &w->t_down, false);
+    }
+    return model_typed_add(t, k, m->lm_head, (size_t)c->vocab * d, &m->lm_head_t, false);
+}
+
+// Every typed view at its f32 parameter (absent matrices' views stay {f32,
+// NULL} from bind_views' zeroing). Does not free wbuf.
+void model_bind_typed_f32(molt_model *m) {
+    enum { MAX_LAYER_TYPED = 16 };
+    model_typed t[MAX_LAYER_TYPED];
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        const mixer_vt *v = layer_mixer(m, l);
+        int n = v->typed(m, l, NULL);
+        MOLT_ASSERT(n <= MAX_LAYER_TYPED);
+        v->typed(m, l, t);
+        for (int i = 0; i < n; i++)
+            *t[i].view = molt_w_f32(t[i].src);
+        layer_weights *w = &m->layers[l];
         w->t_gate = molt_w_f32(w->w_gate), w->t_up = molt_w_f32(w->w_up);
         w->t_down = molt_w_f32(w->w_down);
-        w->ssm.in_proj_t = molt_w_f32(w->ssm.in_proj);
-        w->ssm.out_proj_t = molt_w_f32(w->ssm.out_proj);
     }
     m->lm_head_t = molt_w_f32(m->lm_head);
     m->weight_dt = MOLT_F32;
 }
-
-typedef struct typed_mat {
-    const float *src;  // the f32 parameter
-    size_t       n;    // elements
-    molt_w      *view;
-    bool         joined; // follows the previous one with no gap (up after gate)
-    size_t       off;    // bytes into the typed buffer
-} typed_mat;
-
-// The typed matrices of m (absent ones skipped); returns how many (≤ cap).
-static int typed_list(molt_model *m, typed_mat *t, int cap) {
-    const model_cfg *c = &m->cfg;
-    int k = 0;
-#define TM(p, numel, v, j)                                                                         \
-    do {                                                                                           \
-        if ((p) && k < cap)                                                                        \
-            t[k++] = (typed_mat){(p), (numel), (v), (j), 0};                                       \
-    } while (0)
-    size_t d = (size_t)c->d_model, hd = (size_t)c->head_dim, F = (size_t)c->d_ff;
-    for (int l = 0; l < c->n_layer; l++) {
-        layer_weights *w = &m->layers[l];
-        size_t H = (size_t)(c->kind[l] == LAYER_HYBRID ? c->n_keep[l] : c->n_head);
-        size_t KV = (size_t)(c->kind[l] == LAYER_HYBRID ? c->n_keep[l] : c->n_kv_head);
-        TM(w->wq, H * hd * d, &w->t_q, false);
-        TM(w->wk, KV * hd * d, &w->t_k, false);
-        TM(w->wv, KV * hd * d, &w->t_v, false);
-        TM(w->wo, d * H * hd, &w->t_o, false);
-        TM(w->ssm.in_proj, (size_t)ssm_in_proj_rows(&c->ssm) * d, &w->ssm.in_proj_t, false);
-        TM(w->ssm.out_proj, d * (size_t)c->ssm.d_inner, &w->ssm.out_proj_t, false);
-        TM(w->w_gate, F * d, &w->t_gate, false);
-        TM(w->w_up, F * d, &w->t_up, true);
-        TM(w->w_down, d * F, &w->t_down, false);
-    }
-    TM(m->lm_head, (size_t)c->vocab * d, &m->lm_head_t, false);
-#undef TM
-    return k;
-}
-
-static size_t typed_max(const molt_model *m) { return 9 * (size_t)m->cfg.n_layer + 1; }
 
 molt_status molt_model_set_weight_dtype(molt_ctx *ctx, molt_model *m, const char *dtype) {
     molt_dtype dt;
@@ -406,11 +256,12 @@ molt_status molt_model_set_weight_dtype(molt_ctx *ctx, molt_model *m, const char
         model_bind_typed_f32(m);
         return MOLT_OK;
     }
-    size_t    cap = typed_max(m), es = molt_dtype_size(dt);
-    typed_mat *t = molt__malloc(sizeof *t * cap);
+    size_t       es = molt_dtype_size(dt);
+    int          n = typed_list(m, NULL);
+    model_typed *t = molt__malloc(sizeof *t * (size_t)(n > 0 ? n : 1));
     if (!t)
         return molt__err(ctx, MOLT_ERR_OOM, "out of memory listing the weight matrices");
-    int    n = typed_list(m, t, (int)cap);
+    typed_list(m, t);
     size_t bytes = 0;
     for (int i = 0; i < n; i++) {
         if (!t[i].joined)
@@ -580,23 +431,22 @@ const molt_tokenizer *molt_model_tokenizer(const molt_model *m) { return m ? m->
 // ----------------------------------------------------------------------------
 // memory arithmetic
 
+// every layer's mixer adds its counts (mixer_vt.info)
+static void layer_counts(const model_cfg *c, molt_model_info *info) {
+    for (int l = 0; l < c->n_layer; l++)
+        mixer_of(c->kind[l])->info(c, l, info);
+}
+
 int64_t model_kv_bytes_per_token(const model_cfg *c) {
-    int64_t b = 0;
-    for (int l = 0; l < c->n_layer; l++) {
-        if (c->kind[l] == LAYER_ATTN)
-            b += 2 * (int64_t)c->n_kv_head * c->head_dim * (int64_t)sizeof(float);
-        else if (c->kind[l] == LAYER_HYBRID)
-            b += 2 * (int64_t)c->n_keep[l] * c->head_dim * (int64_t)sizeof(float);
-    }
-    return b;
+    molt_model_info in = {0};
+    layer_counts(c, &in);
+    return in.kv_bytes_per_token;
 }
 
 int64_t model_state_bytes(const model_cfg *c) {
-    int64_t b = 0;
-    for (int l = 0; l < c->n_layer; l++)
-        if (c->kind[l] != LAYER_ATTN)
-            b += (int64_t)ssm_state_floats(&c->ssm) * (int64_t)sizeof(float);
-    return b;
+    molt_model_info in = {0};
+    layer_counts(c, &in);
+    return in.state_bytes;
 }
 
 void molt_model_get_info(const molt_model *m, molt_model_info *info) {
@@ -607,29 +457,11 @@ void molt_model_get_info(const molt_model *m, molt_model_info *info) {
     info->d_model = c->d_model;
     info->vocab = c->vocab;
     info->d_ff = c->has_mlp ? c->d_ff : 0;
-    bool any_attn = false, any_ssm = false;
-    for (int l = 0; l < c->n_layer; l++) {
-        any_attn |= c->kind[l] != LAYER_SSM;
-        any_ssm |= c->kind[l] != LAYER_ATTN;
-        info->n_attn_heads_kept += c->kind[l] == LAYER_ATTN     ? c->n_head
-                                   : c->kind[l] == LAYER_HYBRID ? c->n_keep[l]
-                                                                : 0;
-    }
-    if (any_attn) {
-        info->n_head = c->n_head;
-        info->n_kv_head = c->n_kv_head;
-        info->head_dim = c->head_dim;
-    }
-    if (any_ssm) {
-        info->d_state = c->ssm.N;
-        info->ssm_heads = c->ssm.H;
-    }
+    layer_counts(c, info); // heads kept, geometry, kv_bytes_per_token, state_bytes
     info->max_seq = c->max_seq;
     int64_t n = 0;
     for (int i = 0; i < m->n_params; i++)
         n += (int64_t)m->params[i].numel;
     info->n_params = n;
     info->weight_bytes = n * (int64_t)sizeof(float);
-    info->kv_bytes_per_token = model_kv_bytes_per_token(c);
-    info->state_bytes = model_state_bytes(c);
 }

@@ -15,6 +15,7 @@
 #define MOLT_MODEL_H
 
 #include "core/core.h"
+#include "mixers/registry.h"
 #include "mixers/ssm_mixer.h"
 
 #define MODEL_NAME_MAX 96
@@ -28,7 +29,18 @@ typedef enum model_arch {
     ARCH_COUNT
 } model_arch;
 
-typedef enum layer_kind { LAYER_ATTN = 0, LAYER_SSM, LAYER_HYBRID, LAYER_KIND_COUNT } layer_kind;
+// A layer's mixer (mixers/registry.h lists them): LAYER_ATTN, LAYER_SSM, LAYER_HYBRID, ...
+typedef enum layer_kind {
+#define MOLT_X_KIND(K, name, vt) LAYER_##K,
+    MOLT_MIXERS(MOLT_X_KIND)
+#undef MOLT_X_KIND
+    LAYER_KIND_COUNT
+} layer_kind;
+
+// A layer kind's name as config.json's per-layer "mixer" spells it ("?" if
+// invalid), and back (mixers/registry.c).
+const char *layer_kind_name(layer_kind k);
+bool        layer_kind_parse(const char *s, layer_kind *out);
 
 typedef enum rope_kind { ROPE_DEFAULT = 0, ROPE_LLAMA3, ROPE_LINEAR, ROPE_KIND_COUNT } rope_kind;
 
@@ -51,8 +63,9 @@ typedef struct model_cfg {
     int      n_head, n_kv_head, head_dim;
     bool     attn_bias, mlp_bias;
     rope_cfg rope;
-    // recurrent mixers
-    ssm_cfg ssm;
+    // recurrent mixers: each layer's own config (layer_ssm; the file formats
+    // have one ssm_cfg block, which fills every layer: model_cfg_set_ssm)
+    ssm_cfg ssm_layer[MODEL_MAX_LAYERS];
     bool    ssm_bias;   // in_proj / out_proj biases
     bool    conv_bias;  // conv1d bias
     // per layer
@@ -116,6 +129,57 @@ struct molt_model {
     float         *rope_cos, *rope_sin; // [max_seq, hd/2]
     molt_tokenizer *tok;        // owned, may be NULL
 };
+
+// ----------------------------------------------------------------------------
+// What a mixer's file uses to declare, bind and initialise its layer's
+// parameters (mixers/mixer.h: check, declare, bind, init, typed, info).
+
+// The recurrent config of layer l (every recurrent layer reads its own).
+static inline const ssm_cfg *layer_ssm(const model_cfg *c, int l) { return &c->ssm_layer[l]; }
+static inline ssm_cfg *layer_ssm_mut(model_cfg *c, int l) { return &c->ssm_layer[l]; }
+// Gives every layer (all MODEL_MAX_LAYERS) the recurrent config s.
+static inline void model_cfg_set_ssm(model_cfg *c, const ssm_cfg *s) {
+    for (int l = 0; l < MODEL_MAX_LAYERS; l++)
+        c->ssm_layer[l] = *s;
+}
+
+// Declares one parameter (name from fmt) after the last: its offset is the
+// next 64-byte boundary. The declaration order is the buffer's layout.
+molt_status model_decl(molt_ctx *ctx, molt_model *m, bool optional, int ndim,
+                       const int64_t *shape, const char *fmt, ...) MOLT_PRINTF(6, 7);
+// The parameter named by fmt, or NULL when the model has none of that name.
+float      *model_paramf(const molt_model *m, const char *fmt, ...) MOLT_PRINTF(2, 3);
+
+// A matrix the inference paths multiply by (model.h's typed views): its f32
+// parameter src of n elements and the typed view that points at it or at its
+// bf16 / f16 copy; joined: it follows the previous one with no gap (MLP up
+// after gate, one [2F, d] GEMM); off: bytes into the typed buffer (model.c).
+typedef struct model_typed {
+    const float *src;
+    size_t       n;
+    molt_w      *view;
+    bool         joined;
+    size_t       off;
+} model_typed;
+
+// Appends {src, n, view} at t[k] unless src is NULL (absent); t NULL only
+// counts. Returns the new count.
+static inline int model_typed_add(model_typed *t, int k, const float *src, size_t n, molt_w *view,
+                                  bool joined) {
+    if (!src)
+        return k;
+    if (t)
+        t[k] = (model_typed){src, n, view, joined, 0};
+    return k + 1;
+}
+
+// The random stream of model_init_random (init.c: splitmix64).
+typedef struct model_rng {
+    uint64_t s;
+} model_rng;
+double model_rng_unif(model_rng *r); // U[0, 1)
+void   model_fill_uniform(model_rng *r, float *x, size_t n, double bound); // U(±bound)
+void   model_fill_const(float *x, size_t n, float v);
 
 const char *model_arch_name(model_arch a);
 bool        model_arch_parse(const char *s, model_arch *out);
