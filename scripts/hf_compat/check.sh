@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# check.sh — do HF transformers accept what `molt convert` writes? Converts
+# stories260K (llama2.c → HF Llama, f32 / bf16 / f16) and, when given, an HF
+# Mamba-2 directory (round trip), then check.py loads each with transformers
+# and compares its fp32 logits with molt's. Needs python3 with torch +
+# transformers (the GPU machine has them); not part of `make test`.
+# usage: scripts/hf_compat/check.sh [MAMBA2_DIR]   (from the repo root, after make)
+set -eu
+W=$(mktemp -d); trap 'rm -rf "$W"' EXIT
+MOLT=${MOLT:-./molt}; CC=${CC:-cc}
+$CC -O2 -Iinclude scripts/hf_compat/dump_logits.c build/libmolt.a $(pkg-config --libs libcjson libpcre2-8 openblas 2>/dev/null || echo "${PKG_LIBS:-}") -lm -lpthread -fopenmp -o "$W/dump"
+IDS="1,403,407,261,378,434,291,378,327,375,281,116,282,461,434"
+dirs=()
+for dt in f32 bf16 f16; do
+  $MOLT convert models/stories260K/stories260K.bin -o "$W/st-$dt" --dtype $dt 2>/dev/null
+  dirs+=("$W/st-$dt")
+done
+if [ -n "${1:-}" ]; then $MOLT convert "$1" -o "$W/mamba2" 2>/dev/null; dirs+=("$W/mamba2"); fi
+for d in "${dirs[@]}"; do "$W/dump" "$d" "$d.f32" ${IDS//,/ } >/dev/null; done
+python3 scripts/hf_compat/check.py "$IDS" "${dirs[@]}"
