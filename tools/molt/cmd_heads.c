@@ -31,9 +31,14 @@ static const char *ABOUT =
     "  position; then layer pruning from the top and single-layer ablation.\n";
 
 // The library's message with a hint that fits this command.
-static int heads_fail(molt_ctx *ctx, const char *what) {
+static int heads_fail(molt_ctx *ctx, const char *what, const char *task) {
     const char *msg = molt_last_error(ctx);
-    fprintf(stderr, "molt: error: %s: %s\n", what, msg);
+    // an error in the task file, or an I/O error, names its own file: no "MODEL: FILE: ..."
+    if (molt_last_status(ctx) == MOLT_ERR_IO || cli_msg_names(msg, what) ||
+        cli_msg_names(msg, task))
+        fprintf(stderr, "molt: error: %s\n", msg);
+    else
+        fprintf(stderr, "molt: error: %s: %s\n", what, msg);
     if (strstr(msg, "cannot score") || strstr(msg, "cannot tell"))
         fprintf(stderr, "HINT: the probe scores each value with the tokens it gets after the "
                         "prompt; give a task whose values this tokenizer keeps apart "
@@ -413,7 +418,7 @@ int cmd_heads(int argc, char **argv) {
                         progress_update, &pb, &sc, &n) != MOLT_OK) {
         if (pb.tty)
             fprintf(stderr, "\r\033[K");
-        heads_fail(ctx, model);
+        heads_fail(ctx, model, task);
         goto out;
     }
     if (!quiet)
@@ -431,7 +436,7 @@ int cmd_heads(int argc, char **argv) {
             pb.tty = false;
         if (molt_layers_ablate(ctx, m, task, (int32_t)pairs, (int32_t)examples, seeds, n_seeds,
                                progress_update, &pb, pruned, single) != MOLT_OK) {
-            heads_fail(ctx, model);
+            heads_fail(ctx, model, task);
             goto out;
         }
         if (!quiet)
@@ -477,7 +482,7 @@ int cmd_heads(int argc, char **argv) {
         }
         if (molt_heads_rows(ctx, m, task, (int32_t)pairs, seeds[0], sc[0].layer, sc[0].head,
                             sc[0].recurrent, 3, &rows) != MOLT_OK) {
-            heads_fail(ctx, model);
+            heads_fail(ctx, model, task);
             goto out;
         }
         join_path(out_dir, "top_head_attention.svg", path, sizeof path);
