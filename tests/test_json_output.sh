@@ -52,10 +52,12 @@ run eval-mqar "$T/mqar.json" -- $MOLT eval "$M" --task mqar --kv-task "$TASK" --
 check "eval --task mqar --json" "$T/mqar.json" 'assert j[0]["queries"] == 2 and j[0]["answers"] == 8'
 
 H="$D/heads\"out\\dir"
-run heads "$T/heads.json" -- $MOLT heads "$M" --kv-task "$TASK" --pairs 2 --examples 4 --json -o "$H" -q
+run heads "$T/heads.json" -- $MOLT heads "$M" --kv-task "$TASK" --pairs 2 --examples 4 \
+  --seeds 4611686018427387903,1 --json -o "$H" -q
 check "heads --json" "$T/heads.json" 'assert len(j) == 40 and {h["kind"] for h in j} == {"attention"}'
 check "heads.json == --json" "$H/heads.json" 'assert j == json.load(open(os.environ["T"] + "/heads.json"))'
-check "layers.json" "$H/layers.json" 'assert j["n_layer"] == 5 and len(j["pruned_from_top"]) == 6'
+check "layers.json" "$H/layers.json" 'assert j["n_layer"] == 5 and len(j["pruned_from_top"]) == 6
+assert j["seeds"] == [4611686018427387903, 1], j["seeds"]  # exact, beyond a double'
 
 run train "$T/train.out" -- $MOLT train "$M" --data "$TXT" -o "$D/out\"dir\\x" --steps 2 --seq 32 --batch 2 -q
 tail -n 1 "$T/train.out" > "$T/train.json"

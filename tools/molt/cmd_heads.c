@@ -143,8 +143,11 @@ static bool write_layers_json(FILE *f, const double *pruned, const double *singl
     jo_int(o, "pairs", pairs);
     jo_int(o, "examples", examples);
     cJSON_AddItemToObject(o, "seeds", sd = cJSON_CreateArray());
-    for (int i = 0; i < n_seeds; i++) // seeds are < 2^53 in practice; exact below that
-        cJSON_AddItemToArray(sd, cJSON_CreateNumber((double)seeds[i]));
+    for (int i = 0; i < n_seeds; i++) { // exact: a double holds only 53 bits
+        char b[24];
+        snprintf(b, sizeof b, "%llu", (unsigned long long)seeds[i]);
+        cJSON_AddItemToArray(sd, cJSON_CreateRaw(b));
+    }
     jo_int(o, "n_layer", L);
     jo_num(o, "base_accuracy", "%.6f", pruned[0]);
     cJSON_AddItemToObject(o, "pruned_from_top", pr = cJSON_CreateArray());
