@@ -19,7 +19,7 @@ J
 "$NEW" train "$W/llamba.json" --tokenizer "$TK" --data "$DATA" -o "$W/llamba" --steps 1 --seq 64 --batch 1 -q >/dev/null 2>&1
 train_tps() { # BIN CONFIG_OR_MODEL
   rm -rf "$W/tr"; "$1" train "$2" --tokenizer "$TK" --data "$DATA" -o "$W/tr" --steps 12 --seq 256 --batch 8 \
-    --eval-every 0 --save-every 1000 --threads 2 -q 2>/dev/null | grep -o '"tok_per_s": [0-9.]*' | grep -o '[0-9.]*$'; }
+    --eval-every 0 --save-every 1000 --threads 2 -q 2>/dev/null | grep -o '"tok_per_s": *[0-9.]*' | grep -o '[0-9.]*$'; }
 gen_tps() { # BIN MODEL
   "$1" generate "$2" --tokenizer "$TK" -n 1000 -t 0 --threads 1 2>&1 >/dev/null | grep -o '[0-9.]* tok/s' | tail -1 | grep -o '^[0-9.]*'; }
 declare -A R

@@ -8,10 +8,12 @@
 #include "distill/report.h"
 
 #include "io/fileio.h"
+#include "io/json.h"
 #include "models/model.h"
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void distill_capture_heatmaps(distill_result *R, const float *A, const float *M, int T,
@@ -145,12 +147,21 @@ static double decode_speed(const molt_model *m) {
     return 256 / dt;
 }
 
-// a JSON number, or null for NaN / inf (JSON has neither)
-static void json_number(char *buf, size_t n, double v) {
-    if (isfinite(v))
-        snprintf(buf, n, "%.6f", v);
-    else
-        snprintf(buf, n, "null");
+// A JSON number rounded to a printf precision (fmt), or null for NaN / inf (JSON has neither).
+static void json_num(cJSON *o, const char *key, const char *fmt, double v) {
+    if (!isfinite(v)) {
+        cJSON_AddNullToObject(o, key);
+        return;
+    }
+    char b[64];
+    snprintf(b, sizeof b, fmt, v);
+    cJSON_AddNumberToObject(o, key, strtod(b, NULL));
+}
+
+static cJSON *json_obj(cJSON *parent, const char *key) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(parent, key, o);
+    return o;
 }
 
 double distill_stage_final_loss(const distill_stage_result *s) {
@@ -188,53 +199,84 @@ molt_status distill_write_report(molt_ctx *ctx, const molt_distill_opts *o,
     double tspeed = decode_speed(teacher), sspeed = decode_speed(student);
     int64_t kv = model_kv_bytes_per_token(&teacher->cfg), state = model_state_bytes(&student->cfg);
     int64_t skv = model_kv_bytes_per_token(&student->cfg); // kept heads only
-    // JSON
-    fio_join(path, sizeof path, o->out_dir, "report.json");
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return molt__err(ctx, MOLT_ERR_IO, "%s: cannot write", path);
-    fprintf(f, "{\n  \"student\": {\"arch\": \"%s\", \"d_state\": %d, \"init\": \"%s\", "
-               "\"params\": %zu, \"kept_heads\": [",
-            model_arch_name(student->cfg.arch), o->d_state, o->init ? o->init : "transfer",
-            student->n_floats);
-    for (int i = 0; i < o->n_keep; i++)
-        fprintf(f, "%s[%d, %d]", i ? ", " : "", o->keep_layer[i], o->keep_head[i]);
-    fprintf(f, "], \"kv_bytes_per_token\": %lld},\n",
-            (long long)model_kv_bytes_per_token(&student->cfg));
-    fprintf(f, "  \"data\": \"%s\", \"sampled_tokens\": %lld, \"sampling_seconds\": %.1f,\n",
-            o->n_data ? "text" : "teacher samples", (long long)R->sampled_tokens,
-            R->sample_seconds);
-    fprintf(f, "  \"stages\": [");
+    molt_model_info sinfo;
+    molt_model_get_info(student, &sinfo); // real parameters (no padding)
+    // JSON, through cJSON (strings escaped; made, written and deleted here)
+    js_init_hooks();
+    cJSON *root = cJSON_CreateObject(), *x, *y;
+    x = json_obj(root, "student");
+    cJSON_AddStringToObject(x, "arch", model_arch_name(student->cfg.arch));
+    cJSON_AddNumberToObject(x, "d_state", o->d_state);
+    cJSON_AddStringToObject(x, "init", o->init ? o->init : "transfer");
+    cJSON_AddNumberToObject(x, "params", (double)sinfo.n_params);
+    cJSON_AddItemToObject(x, "kept_heads", y = cJSON_CreateArray());
+    for (int i = 0; i < o->n_keep; i++) {
+        const int lh[2] = {o->keep_layer[i], o->keep_head[i]};
+        cJSON_AddItemToArray(y, cJSON_CreateIntArray(lh, 2));
+    }
+    cJSON_AddNumberToObject(x, "kv_bytes_per_token",
+                            (double)model_kv_bytes_per_token(&student->cfg));
+    cJSON_AddStringToObject(root, "data", o->n_data ? "text" : "teacher samples");
+    cJSON_AddNumberToObject(root, "sampled_tokens", (double)R->sampled_tokens);
+    json_num(root, "sampling_seconds", "%.1f", R->sample_seconds);
+    cJSON_AddItemToObject(root, "stages", y = cJSON_CreateArray());
     for (int k = 0; k < 3; k++) {
         const distill_stage_result *s = &R->stages[k];
-        char first[32], final[32];
-        json_number(first, sizeof first, s->tokens > 0 ? s->first_loss : (double)NAN);
-        json_number(final, sizeof final, distill_stage_final_loss(s));
-        fprintf(f, "%s\n    {\"stage\": %d, \"tokens\": %lld, \"seconds\": %.1f, \"lr\": %g, "
-                   "\"first_loss\": %s, \"final_loss\": %s, \"skipped\": %s}",
-                k ? "," : "", k + 1, (long long)s->tokens, s->seconds, o->stage_lr[k], first,
-                final, s->skipped ? "true" : "false");
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddItemToArray(y, e);
+        cJSON_AddNumberToObject(e, "stage", k + 1);
+        cJSON_AddNumberToObject(e, "tokens", (double)s->tokens);
+        json_num(e, "seconds", "%.1f", s->seconds);
+        json_num(e, "lr", "%g", o->stage_lr[k]);
+        json_num(e, "first_loss", "%.6f", s->tokens > 0 ? s->first_loss : (double)NAN);
+        // the mean of the last 10% of the steps (distill_stage_final_loss), not the last step
+        json_num(e, "final_loss_mean_last10pct", "%.6f", distill_stage_final_loss(s));
+        cJSON_AddBoolToObject(e, "skipped", s->skipped);
     }
-    fprintf(f, "\n  ],\n  \"stage1_frobenius_per_layer\": {\"before\": %.5f, \"after\": %.5f},\n",
-            R->frob_before, R->frob_after);
-    if (!isnan(te.loss))
-        fprintf(f, "  \"eval\": {\"text\": \"%s\", \"tokens\": %lld, \"teacher_loss\": %.5f, "
-                   "\"student_loss\": %.5f, \"ratio\": %.4f, \"teacher_ppl\": %.4f, "
-                   "\"student_ppl\": %.4f},\n",
-                o->eval_data, (long long)te.tokens, te.loss, se.loss, se.loss / te.loss, te.ppl,
-                se.ppl);
-    if (o->kv_task)
-        fprintf(f, "  \"kv_retrieval\": {\"pairs\": %d, \"examples\": %d, \"teacher\": %.4f, "
-                   "\"student\": %.4f, \"chance\": %.4f},\n",
-                tk.pairs, tk.examples, tk.accuracy, sk.accuracy, tk.chance);
-    fprintf(f, "  \"decode_tok_per_s\": {\"teacher\": %.1f, \"student\": %.1f},\n", tspeed, sspeed);
-    fprintf(f, "  \"bytes_per_sequence\": {\"student_state\": %lld, \"student_1k\": %lld, "
-               "\"student_8k\": %lld, \"student_32k\": %lld, \"teacher_kv_1k\": %lld, "
-               "\"teacher_kv_8k\": %lld, \"teacher_kv_32k\": %lld},\n",
-            (long long)state, (long long)(state + skv * 1024), (long long)(state + skv * 8192),
-            (long long)(state + skv * 32768), (long long)(kv * 1024), (long long)(kv * 8192),
-            (long long)(kv * 32768));
-    fprintf(f, "  \"total_seconds\": %.1f\n}\n", R->total_seconds);
+    x = json_obj(root, "stage1_frobenius_per_layer");
+    json_num(x, "before", "%.5f", R->frob_before);
+    json_num(x, "after", "%.5f", R->frob_after);
+    if (!isnan(te.loss)) {
+        x = json_obj(root, "eval");
+        cJSON_AddStringToObject(x, "text", o->eval_data ? o->eval_data : "");
+        cJSON_AddNumberToObject(x, "tokens", (double)te.tokens);
+        json_num(x, "teacher_loss", "%.5f", te.loss);
+        json_num(x, "student_loss", "%.5f", se.loss);
+        json_num(x, "ratio", "%.4f", se.loss / te.loss);
+        json_num(x, "teacher_ppl", "%.4f", te.ppl);
+        json_num(x, "student_ppl", "%.4f", se.ppl);
+    }
+    if (o->kv_task) {
+        x = json_obj(root, "kv_retrieval");
+        cJSON_AddNumberToObject(x, "pairs", tk.pairs);
+        cJSON_AddNumberToObject(x, "examples", tk.examples);
+        json_num(x, "teacher", "%.4f", tk.accuracy);
+        json_num(x, "student", "%.4f", sk.accuracy);
+        json_num(x, "chance", "%.4f", tk.chance);
+    }
+    x = json_obj(root, "decode_tok_per_s");
+    json_num(x, "teacher", "%.1f", tspeed);
+    json_num(x, "student", "%.1f", sspeed);
+    x = json_obj(root, "bytes_per_sequence");
+    const char *bk[] = {"student_state", "student_1k",    "student_8k",    "student_32k",
+                        "teacher_kv_1k", "teacher_kv_8k", "teacher_kv_32k"};
+    const int64_t bv[] = {state,     state + skv * 1024, state + skv * 8192, state + skv * 32768,
+                          kv * 1024, kv * 8192,          kv * 32768};
+    for (int i = 0; i < 7; i++)
+        cJSON_AddNumberToObject(x, bk[i], (double)bv[i]);
+    json_num(root, "total_seconds", "%.1f", R->total_seconds);
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!text)
+        return molt__err(ctx, MOLT_ERR_OOM, "report.json: out of memory");
+    fio_join(path, sizeof path, o->out_dir, "report.json");
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        cJSON_free(text);
+        return molt__err(ctx, MOLT_ERR_IO, "%s: cannot write", path);
+    }
+    fprintf(f, "%s\n", text);
+    cJSON_free(text);
     fclose(f);
     // table
     fio_join(path, sizeof path, o->out_dir, "report.txt");
@@ -246,13 +288,13 @@ molt_status distill_write_report(molt_ctx *ctx, const molt_distill_opts *o,
             o->init ? o->init : "transfer", o->n_keep);
     fprintf(f, "data: %s%s\n\n", o->n_data ? "text files" : "teacher samples",
             o->n_data ? "" : " (temperature 1)");
-    fprintf(f, "%-28s %12s %10s %12s %12s\n", "stage", "tokens", "seconds", "first loss",
-            "final loss");
+    fprintf(f, "%-28s %12s %10s %12s %14s\n", "stage", "tokens", "seconds", "first loss",
+            "mean last 10%");
     static const char *const nm[3] = {"1 matrix orientation", "2 hidden-state alignment",
                                       "3 knowledge distillation"};
     for (int k = 0; k < 3; k++) {
         const distill_stage_result *s = &R->stages[k];
-        fprintf(f, "%-28s %12lld %10.1f %12.5f %12.5f%s\n", nm[k], (long long)s->tokens,
+        fprintf(f, "%-28s %12lld %10.1f %12.5f %14.5f%s\n", nm[k], (long long)s->tokens,
                 s->seconds, s->first_loss, distill_stage_final_loss(s), s->skipped ? "  (earlier run)" : "");
     }
     fprintf(f, "\nstage-1 distance ‖M − A‖_F per layer: %.4f before, %.4f after\n", R->frob_before,

@@ -101,7 +101,7 @@ molt_status model_load_llama2c(molt_ctx *ctx, const char *path, molt_model **out
         }
         memcpy(h, data, sizeof h);
         shared = h[5] > 0;
-        if (h[5] < 0)
+        if (h[5] < 0 && h[5] != INT32_MIN) // -INT32_MIN overflows; the range check rejects it
             h[5] = -h[5];
     }
     model_cfg c;

@@ -20,10 +20,18 @@ static const char *hint_for(molt_status s) {
     }
 }
 
+bool cli_msg_names(const char *msg, const char *what) {
+    size_t n = what ? strlen(what) : 0;
+    return n && strncmp(msg, what, n) == 0 &&
+           (msg[n] == ':' || msg[n] == '/' || what[n - 1] == '/');
+}
+
 int cli_fail(molt_ctx *ctx, const char *what) {
     molt_status s = molt_last_status(ctx);
-    fprintf(stderr, "molt: error: %s%s%s\n", what ? what : "", what ? ": " : "",
-            molt_last_error(ctx));
+    const char *msg = molt_last_error(ctx);
+    if (cli_msg_names(msg, what)) // "DIR: DIR/config.json: ..." → "DIR/config.json: ..."
+        what = NULL;
+    fprintf(stderr, "molt: error: %s%s%s\n", what ? what : "", what ? ": " : "", msg);
     const char *h = hint_for(s);
     if (h)
         fprintf(stderr, "HINT: %s\n", h);

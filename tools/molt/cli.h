@@ -16,7 +16,10 @@
 // Exit codes: 0 ok, 1 runtime failure, 2 usage error.
 enum { EXIT_USAGE = 2 };
 
-int  cli_fail(molt_ctx *ctx, const char *what);               // prints "molt: error: ..." → 1
+// prints "molt: error: WHAT: MESSAGE" → 1 (just MESSAGE when it already names WHAT or a file in it)
+int  cli_fail(molt_ctx *ctx, const char *what);
+// True when an error message starts with what (a path) or a path inside it: no prefix needed.
+bool cli_msg_names(const char *msg, const char *what);
 int  cli_usage_error(const char *cmd, const char *fmt, ...);  // prints usage error → 2
 // Parses one whole number of a list option (--pairs 10,20), or prints an error and returns false.
 bool cli_int(const char *cmd, const char *opt, const char *val, long lo, long hi, long *out);

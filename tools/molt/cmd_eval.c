@@ -13,6 +13,7 @@
  * Last stdout line: loss=<float> ppl=<float> tokens=<int>.
  */
 #include "cli.h"
+#include "jsonout.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -68,37 +69,63 @@ typedef struct kv_opts {
     int         n_pairs;
 } kv_opts;
 
-// One row of the table (or JSON list) for pairs[k]. Returns false on a library error.
-static bool eval_row(molt_ctx *ctx, molt_model *m, const kv_opts *o, int k) {
+typedef struct kv_rows {
+    molt_kv_result   kv[MAX_PAIRS_LIST];
+    molt_mqar_result mqar[MAX_PAIRS_LIST];
+} kv_rows;
+
+// One row of the table for pairs[k] (with --json, kept in rows for print_json_rows). Returns
+// false on a library error.
+static bool eval_row(molt_ctx *ctx, molt_model *m, const kv_opts *o, int k, kv_rows *rows) {
     int32_t np = (int32_t)o->pairs[k], ne = (int32_t)o->examples;
     if (!o->mqar) {
-        molt_kv_result r;
-        if (molt_eval_kv(ctx, m, o->task_json, np, ne, (uint64_t)o->seed, &r) != MOLT_OK)
+        molt_kv_result *r = &rows->kv[k];
+        if (molt_eval_kv(ctx, m, o->task_json, np, ne, (uint64_t)o->seed, r) != MOLT_OK)
             return false;
-        if (o->json)
-            printf("%s{\"pairs\": %d, \"examples\": %d, \"correct\": %d, \"accuracy\": %.4f, "
-                   "\"ci_low\": %.4f, \"ci_high\": %.4f, \"chance\": %.4f}",
-                   k ? ", " : "", r.pairs, r.examples, r.correct, r.accuracy, r.ci_low, r.ci_high,
-                   r.chance);
-        else
-            printf("%-6d %9d %9.3f   [%.3f, %.3f] %8.3f\n", r.pairs, r.examples, r.accuracy,
-                   r.ci_low, r.ci_high, r.chance);
+        if (!o->json)
+            printf("%-6d %9d %9.3f   [%.3f, %.3f] %8.3f\n", r->pairs, r->examples, r->accuracy,
+                   r->ci_low, r->ci_high, r->chance);
         return true;
     }
-    molt_mqar_result r;
+    molt_mqar_result *r = &rows->mqar[k];
     if (molt_eval_mqar(ctx, m, o->task_json, np, (int32_t)o->queries, ne, (uint64_t)o->seed,
-                       &r) != MOLT_OK)
+                       r) != MOLT_OK)
         return false;
-    if (o->json)
-        printf("%s{\"pairs\": %d, \"queries\": %d, \"examples\": %d, \"answers\": %d, "
-               "\"correct\": %d, \"accuracy\": %.4f, \"ci_low\": %.4f, \"ci_high\": %.4f, "
-               "\"chance\": %.4f}",
-               k ? ", " : "", r.pairs, r.queries, r.examples, r.answers, r.correct, r.accuracy,
-               r.ci_low, r.ci_high, r.chance);
-    else
-        printf("%-6d %7d %9d %9.3f   [%.3f, %.3f] %8.3f\n", r.pairs, r.queries, r.answers,
-               r.accuracy, r.ci_low, r.ci_high, r.chance);
+    if (!o->json)
+        printf("%-6d %7d %9d %9.3f   [%.3f, %.3f] %8.3f\n", r->pairs, r->queries, r->answers,
+               r->accuracy, r->ci_low, r->ci_high, r->chance);
     return true;
+}
+
+// --json: the list of the first n rows as one line (false when cJSON ran out of memory).
+static bool print_json_rows(const kv_opts *o, const kv_rows *rows, int n) {
+    cJSON *a = cJSON_CreateArray();
+    for (int k = 0; a && k < n; k++) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddItemToArray(a, j);
+        if (!o->mqar) {
+            const molt_kv_result *r = &rows->kv[k];
+            jo_int(j, "pairs", r->pairs);
+            jo_int(j, "examples", r->examples);
+            jo_int(j, "correct", r->correct);
+            jo_num(j, "accuracy", "%.4f", r->accuracy);
+            jo_num(j, "ci_low", "%.4f", r->ci_low);
+            jo_num(j, "ci_high", "%.4f", r->ci_high);
+            jo_num(j, "chance", "%.4f", r->chance);
+        } else {
+            const molt_mqar_result *r = &rows->mqar[k];
+            jo_int(j, "pairs", r->pairs);
+            jo_int(j, "queries", r->queries);
+            jo_int(j, "examples", r->examples);
+            jo_int(j, "answers", r->answers);
+            jo_int(j, "correct", r->correct);
+            jo_num(j, "accuracy", "%.4f", r->accuracy);
+            jo_num(j, "ci_low", "%.4f", r->ci_low);
+            jo_num(j, "ci_high", "%.4f", r->ci_high);
+            jo_num(j, "chance", "%.4f", r->chance);
+        }
+    }
+    return jo_print(stdout, a, false);
 }
 
 static int eval_kv(const kv_opts *o) {
@@ -112,25 +139,26 @@ static int eval_kv(const kv_opts *o) {
         cli_fail(ctx, o->model);
         goto out;
     }
-    if (o->json)
-        printf("[");
-    else if (o->mqar)
+    static kv_rows rows; // --json: the list, printed once every row is done
+    if (!o->json && o->mqar)
         printf("%-6s %7s %9s %9s %18s %8s\n", "pairs", "queries", "answers", "accuracy",
                "95% interval", "chance");
-    else
+    else if (!o->json)
         printf("%-6s %9s %9s %18s %8s\n", "pairs", "examples", "accuracy", "95% interval",
                "chance");
     for (int k = 0; k < o->n_pairs; k++) {
-        if (!eval_row(ctx, m, o, k)) {
-            if (o->json)
-                printf("]\n");
+        if (!eval_row(ctx, m, o, k, &rows)) {
+            if (o->json) // the rows done so far
+                print_json_rows(o, &rows, k);
             cli_fail(ctx, o->task_json);
             goto out;
         }
         fflush(stdout);
     }
-    if (o->json)
-        printf("]\n");
+    if (o->json && !print_json_rows(o, &rows, o->n_pairs)) {
+        fprintf(stderr, "molt: error: eval: out of memory\n");
+        goto out;
+    }
     rc = 0;
 out:
     molt_model_free(m);
@@ -304,10 +332,19 @@ int cmd_eval(int argc, char **argv) {
         goto out;
     }
     progress_end(&pb, r.tokens);
-    if (json)
-        printf("{\"model\": \"%s\", \"text\": \"%s\", \"loss\": %.6f, \"ppl\": %.4f, "
-               "\"tokens\": %lld, \"seconds\": %.3f}\n",
-               model, text, r.loss, r.ppl, (long long)r.tokens, r.seconds);
+    if (json) {
+        cJSON *j = cJSON_CreateObject();
+        jo_str(j, "model", model);
+        jo_str(j, "text", text);
+        jo_num(j, "loss", "%.6f", r.loss);
+        jo_num(j, "ppl", "%.4f", r.ppl);
+        jo_int(j, "tokens", (long long)r.tokens);
+        jo_num(j, "seconds", "%.3f", r.seconds);
+        if (!jo_print(stdout, j, false)) {
+            fprintf(stderr, "molt: error: eval: out of memory\n");
+            goto out;
+        }
+    }
     printf("loss=%.6f ppl=%.4f tokens=%lld\n", r.loss, r.ppl, (long long)r.tokens);
     rc = 0;
 out:

@@ -13,6 +13,7 @@
  * top_head_attention.svg. Exit codes: 0 ok, 1 runtime failure, 2 usage.
  */
 #include "cli.h"
+#include "jsonout.h"
 
 #include <errno.h>
 #include <math.h>
@@ -30,9 +31,14 @@ static const char *ABOUT =
     "  position; then layer pruning from the top and single-layer ablation.\n";
 
 // The library's message with a hint that fits this command.
-static int heads_fail(molt_ctx *ctx, const char *what) {
+static int heads_fail(molt_ctx *ctx, const char *what, const char *task) {
     const char *msg = molt_last_error(ctx);
-    fprintf(stderr, "molt: error: %s: %s\n", what, msg);
+    // an error in the task file, or an I/O error, names its own file: no "MODEL: FILE: ..."
+    if (molt_last_status(ctx) == MOLT_ERR_IO || cli_msg_names(msg, what) ||
+        cli_msg_names(msg, task))
+        fprintf(stderr, "molt: error: %s\n", msg);
+    else
+        fprintf(stderr, "molt: error: %s: %s\n", what, msg);
     if (strstr(msg, "cannot score") || strstr(msg, "cannot tell"))
         fprintf(stderr, "HINT: the probe scores each value with the tokens it gets after the "
                         "prompt; give a task whose values this tokenizer keeps apart "
@@ -66,30 +72,24 @@ static bool parse_seeds(const char *s, uint64_t *seeds, int *n) {
 // ----------------------------------------------------------------------------
 // output
 
-static void json_num(FILE *f, double x) {
-    if (isfinite(x))
-        fprintf(f, "%.6f", x);
-    else
-        fputs("null", f);
-}
-
-static void write_heads_json(FILE *f, const molt_head_score *s, int n) {
-    fputs("[", f);
-    for (int i = 0; i < n; i++) {
-        fprintf(f, "%s\n  {\"layer\": %d, \"head\": %d, \"kind\": \"%s\", \"accuracy_drop\": ",
-                i ? "," : "", s[i].layer, s[i].head, s[i].recurrent ? "recurrent" : "attention");
-        json_num(f, s[i].accuracy_drop);
+// The ranking as a JSON list (heads.json, and stdout with --json); false when out of memory.
+static bool write_heads_json(FILE *f, const molt_head_score *s, int n) {
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; a && i < n; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddItemToArray(a, o);
+        jo_int(o, "layer", s[i].layer);
+        jo_int(o, "head", s[i].head);
+        jo_str(o, "kind", s[i].recurrent ? "recurrent" : "attention");
+        jo_num(o, "accuracy_drop", "%.6f", s[i].accuracy_drop);
         const char *k[] = {"accuracy", "drop_min", "drop_max", "entropy", "top_weight",
                            "mass_key", "mass_value", "mass_newline"};
         const double v[] = {s[i].accuracy, s[i].drop_min,   s[i].drop_max,   s[i].entropy,
                             s[i].top_weight, s[i].mass_key, s[i].mass_value, s[i].mass_newline};
-        for (int j = 0; j < 8; j++) {
-            fprintf(f, ", \"%s\": ", k[j]);
-            json_num(f, v[j]);
-        }
-        fputs("}", f);
+        for (int j = 0; j < 8; j++)
+            jo_num(o, k[j], "%.6f", v[j]);
     }
-    fputs("\n]\n", f);
+    return jo_print(f, a, true);
 }
 
 static void fmt_or_dash(char *b, size_t n, double x) {
@@ -137,20 +137,35 @@ static void print_layers(const double *pruned, const double *single, int L) {
         printf("%5d %20.3f %22.3f\n", l, single[l], pruned[L - l]);
 }
 
-static void write_layers_json(FILE *f, const double *pruned, const double *single, int L,
+static bool write_layers_json(FILE *f, const double *pruned, const double *single, int L,
                               int pairs, int examples, const uint64_t *seeds, int n_seeds) {
-    fprintf(f, "{\"pairs\": %d, \"examples\": %d, \"seeds\": [", pairs, examples);
-    for (int i = 0; i < n_seeds; i++)
-        fprintf(f, "%s%llu", i ? ", " : "", (unsigned long long)seeds[i]);
-    fprintf(f, "], \"n_layer\": %d, \"base_accuracy\": %.6f,\n \"pruned_from_top\": [", L,
-            pruned[0]);
-    for (int k = 0; k <= L; k++)
-        fprintf(f, "%s\n  {\"removed\": %d, \"kept_layers\": %d, \"accuracy\": %.6f}",
-                k ? "," : "", k, L - k, pruned[k]);
-    fprintf(f, "],\n \"single_layer\": [");
-    for (int l = 0; l < L; l++)
-        fprintf(f, "%s\n  {\"layer\": %d, \"accuracy\": %.6f}", l ? "," : "", l, single[l]);
-    fprintf(f, "]}\n");
+    cJSON *o = cJSON_CreateObject(), *sd = NULL, *pr = NULL, *sl = NULL;
+    jo_int(o, "pairs", pairs);
+    jo_int(o, "examples", examples);
+    cJSON_AddItemToObject(o, "seeds", sd = cJSON_CreateArray());
+    for (int i = 0; i < n_seeds; i++) { // exact: a double holds only 53 bits
+        char b[24];
+        snprintf(b, sizeof b, "%llu", (unsigned long long)seeds[i]);
+        cJSON_AddItemToArray(sd, cJSON_CreateRaw(b));
+    }
+    jo_int(o, "n_layer", L);
+    jo_num(o, "base_accuracy", "%.6f", pruned[0]);
+    cJSON_AddItemToObject(o, "pruned_from_top", pr = cJSON_CreateArray());
+    for (int k = 0; k <= L; k++) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddItemToArray(pr, e);
+        jo_int(e, "removed", k);
+        jo_int(e, "kept_layers", L - k);
+        jo_num(e, "accuracy", "%.6f", pruned[k]);
+    }
+    cJSON_AddItemToObject(o, "single_layer", sl = cJSON_CreateArray());
+    for (int l = 0; l < L; l++) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddItemToArray(sl, e);
+        jo_int(e, "layer", l);
+        jo_num(e, "accuracy", "%.6f", single[l]);
+    }
+    return jo_print(f, o, true);
 }
 
 // ---- SVG
@@ -406,7 +421,7 @@ int cmd_heads(int argc, char **argv) {
                         progress_update, &pb, &sc, &n) != MOLT_OK) {
         if (pb.tty)
             fprintf(stderr, "\r\033[K");
-        heads_fail(ctx, model);
+        heads_fail(ctx, model, task);
         goto out;
     }
     if (!quiet)
@@ -424,14 +439,17 @@ int cmd_heads(int argc, char **argv) {
             pb.tty = false;
         if (molt_layers_ablate(ctx, m, task, (int32_t)pairs, (int32_t)examples, seeds, n_seeds,
                                progress_update, &pb, pruned, single) != MOLT_OK) {
-            heads_fail(ctx, model);
+            heads_fail(ctx, model, task);
             goto out;
         }
         if (!quiet)
             progress_end(&pb, (int64_t)n_seeds * examples * (2 * info.n_layer + 1));
     }
     if (json) {
-        write_heads_json(stdout, sc, n);
+        if (!write_heads_json(stdout, sc, n)) {
+            fprintf(stderr, "molt: error: heads: out of memory\n");
+            goto out;
+        }
     } else {
         print_table(model, sc, n, (int)top, (int)pairs, (int)examples, seeds, n_seeds);
         print_layers(pruned, single, info.n_layer);
@@ -442,17 +460,17 @@ int cmd_heads(int argc, char **argv) {
         bool ok = true;
         join_path(out_dir, "heads.json", path, sizeof path);
         if ((f = fopen(path, "w"))) {
-            write_heads_json(f, sc, n);
-            ok = fclose(f) == 0;
+            ok = write_heads_json(f, sc, n);
+            ok = fclose(f) == 0 && ok;
         } else {
             ok = false;
         }
         if (ok) {
             join_path(out_dir, "layers.json", path, sizeof path);
             if ((f = fopen(path, "w"))) {
-                write_layers_json(f, pruned, single, info.n_layer, (int)pairs, (int)examples,
-                                  seeds, n_seeds);
-                ok = fclose(f) == 0;
+                ok = write_layers_json(f, pruned, single, info.n_layer, (int)pairs,
+                                       (int)examples, seeds, n_seeds);
+                ok = fclose(f) == 0 && ok;
             } else {
                 ok = false;
             }
@@ -467,7 +485,7 @@ int cmd_heads(int argc, char **argv) {
         }
         if (molt_heads_rows(ctx, m, task, (int32_t)pairs, seeds[0], sc[0].layer, sc[0].head,
                             sc[0].recurrent, 3, &rows) != MOLT_OK) {
-            heads_fail(ctx, model);
+            heads_fail(ctx, model, task);
             goto out;
         }
         join_path(out_dir, "top_head_attention.svg", path, sizeof path);

@@ -3,6 +3,7 @@
  * bytes of weights, KV-cache bytes per token, recurrent-state bytes per sequence.
  */
 #include "cli.h"
+#include "jsonout.h"
 
 
 static void human(char *b, size_t n, double bytes) {
@@ -43,20 +44,34 @@ int cmd_info(int argc, char **argv) {
     const molt_tokenizer *tok = molt_model_tokenizer(m);
     static const int ctxs[] = {1024, 8192, 32768};
     if (json) {
-        printf("{\"model\": \"%s\", \"arch\": \"%s\", \"n_layer\": %d, \"d_model\": %d, "
-               "\"vocab\": %d, \"d_ff\": %d, \"n_head\": %d, \"n_kv_head\": %d, \"head_dim\": %d, "
-               "\"d_state\": %d, \"ssm_heads\": %d, \"attn_heads_with_kv\": %d, \"max_seq\": %d, "
-               "\"n_params\": %lld, \"weight_bytes\": %lld, \"kv_bytes_per_token\": %lld, "
-               "\"state_bytes\": %lld, \"tokenizer_vocab\": %d, \"sequence_bytes\": {",
-               model, in.arch, in.n_layer, in.d_model, in.vocab, in.d_ff, in.n_head, in.n_kv_head,
-               in.head_dim, in.d_state, in.ssm_heads, in.n_attn_heads_kept, in.max_seq,
-               (long long)in.n_params, (long long)in.weight_bytes,
-               (long long)in.kv_bytes_per_token, (long long)in.state_bytes,
-               tok ? molt_tokenizer_vocab(tok) : 0);
-        for (int i = 0; i < 3; i++)
-            printf("%s\"%d\": %lld", i ? ", " : "", ctxs[i],
-                   (long long)(in.state_bytes + in.kv_bytes_per_token * ctxs[i]));
-        printf("}}\n");
+        cJSON *o = cJSON_CreateObject(), *sb = NULL;
+        jo_str(o, "model", model);
+        jo_str(o, "arch", in.arch);
+        const char *ik[] = {"n_layer", "d_model",  "vocab",     "d_ff",
+                            "n_head",  "n_kv_head", "head_dim", "d_state",
+                            "ssm_heads", "attn_heads_with_kv", "max_seq"};
+        const int iv[] = {in.n_layer, in.d_model,   in.vocab,     in.d_ff,
+                          in.n_head,  in.n_kv_head, in.head_dim,  in.d_state,
+                          in.ssm_heads, in.n_attn_heads_kept, in.max_seq};
+        for (size_t i = 0; i < sizeof iv / sizeof iv[0]; i++)
+            jo_int(o, ik[i], iv[i]);
+        jo_int(o, "n_params", (long long)in.n_params);
+        jo_int(o, "weight_bytes", (long long)in.weight_bytes);
+        jo_int(o, "kv_bytes_per_token", (long long)in.kv_bytes_per_token);
+        jo_int(o, "state_bytes", (long long)in.state_bytes);
+        jo_int(o, "tokenizer_vocab", tok ? molt_tokenizer_vocab(tok) : 0);
+        cJSON_AddItemToObject(o, "sequence_bytes", sb = cJSON_CreateObject());
+        for (int i = 0; i < 3; i++) {
+            char k[16];
+            snprintf(k, sizeof k, "%d", ctxs[i]);
+            jo_int(sb, k, (long long)(in.state_bytes + in.kv_bytes_per_token * ctxs[i]));
+        }
+        if (!jo_print(stdout, o, false)) {
+            molt_model_free(m);
+            molt_ctx_free(ctx);
+            fprintf(stderr, "molt: error: info: out of memory\n");
+            return 1;
+        }
     } else {
         char b1[32], b2[32], b3[32];
         human(b1, sizeof b1, (double)in.weight_bytes);

@@ -6,6 +6,7 @@
  * (`--resume` continues bit for bit).
  */
 #include "cli.h"
+#include "jsonout.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -130,12 +131,10 @@ int cmd_train(int argc, char **argv) {
         } else {
             if (b.p.tty)
                 fprintf(stderr, "\n");
-            printf("{\"steps\": %lld, \"tokens\": %lld, \"loss\": %.6f, \"eval_loss\": %.6f, "
-                   "\"tok_per_s\": %.1f, \"seconds\": %.2f, \"out\": \"%s\"}\n",
-                   (long long)fin.step, (long long)fin.tokens, fin.loss,
-                   isnan(fin.eval_loss) ? -1.0 : fin.eval_loss, fin.tok_per_s, fin.elapsed_s,
-                   o.out_dir);
-            rc = 0;
+            if (jo_train_summary(&fin, o.out_dir)) // JSON through cJSON (jsonout.h)
+                rc = 0;
+            else
+                fprintf(stderr, "molt: error: train: out of memory\n");
         }
     }
     molt_model_free(m);
