@@ -70,4 +70,19 @@ if grep -q "error: $ST" "$T/err"; then
 else
   echo "ok   heads-task-blames-model"
 fi
+# train options that would silently do nothing sensible are refused before any write
+DATA=tests/fixtures/data/tinystories/tinystories_v1_valid_head_40k.txt
+refused() { # NAME PATTERN CMD...
+  local name=$1 pat=$2; shift 2
+  "$@" > /dev/null 2> "$T/err"; local rc=$?
+  if [ $rc = 0 ] || ! grep -q -- "$pat" "$T/err"; then
+    echo "FAIL $name: rc=$rc, $(head -1 "$T/err")"; fail=1
+  else
+    echo "ok   $name"
+  fi
+}
+refused train-freeze-all "matches every parameter" \
+  $MOLT train $ST --data $DATA -o "$T/fz" --steps 2 --seq 32 --batch 1 --freeze '*' -q
+refused train-warmup-decay "add up to at most 1" \
+  $MOLT train $ST --data $DATA -o "$T/wd" --steps 2 --seq 32 --batch 1 --warmup 0.7 --decay 0.5 -q
 exit $fail

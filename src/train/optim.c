@@ -102,6 +102,11 @@ molt_status adamw_init(molt_ctx *ctx, adamw *o, const molt_model *m, const char 
     if (freeze && *freeze && n_frozen == 0)
         return adamw_free(o), molt__err(ctx, MOLT_ERR_ARG,
                                         "--freeze \"%s\" matches no parameter name", freeze);
+    if (freeze && *freeze && n_frozen == m->n_params)
+        return adamw_free(o), molt__err(ctx, MOLT_ERR_ARG,
+                                        "--freeze \"%s\" matches every parameter: nothing would "
+                                        "train",
+                                        freeze);
     return MOLT_OK;
 }
 

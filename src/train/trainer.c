@@ -170,10 +170,16 @@ static molt_status check_opts(molt_ctx *ctx, const molt_model *m, const molt_tra
     if (!(o->lr > 0) || !(o->min_lr >= 0) || !(o->clip >= 0) || !(o->weight_decay >= 0))
         return molt__err(ctx, MOLT_ERR_ARG, "learning rate, clip and weight decay must be "
                                             "positive numbers");
-    sched_kind k;
+    sched_kind k = SCHED_WSD;
     if (o->schedule && !sched_parse(o->schedule, &k))
         return molt__err(ctx, MOLT_ERR_ARG, "schedule \"%s\" (wsd, cosine or constant)",
                          o->schedule);
+    if (!(o->warmup_frac >= 0 && o->warmup_frac <= 1) ||
+        (k == SCHED_WSD && !(o->decay_frac >= 0 && o->warmup_frac + o->decay_frac <= 1)))
+        return molt__err(ctx, MOLT_ERR_ARG,
+                         "--warmup %g + --decay %g: the fractions of the steps must add up to at "
+                         "most 1",
+                         o->warmup_frac, o->decay_frac);
     return MOLT_OK;
 }
 
