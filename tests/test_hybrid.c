@@ -30,22 +30,7 @@ static const char *LLAMBA_JSON =
     " \"chunk_size\": 16, \"d_conv\": 4}}";
 
 static molt_model *make_model(const char *json, uint64_t seed) {
-    model_cfg c;
-    molt_model *m = NULL;
-    if (model_cfg_from_json(ctx, "test", json, strlen(json), &c) != MOLT_OK) {
-        CHECK(0, "config: %s", molt_last_error(ctx));
-        return NULL;
-    }
-    CHECK(model_alloc(ctx, &c, &m) == MOLT_OK, "alloc: %s", molt_last_error(ctx));
-    model_free_cfg(&c);
-    if (m) {
-        model_init_random(m, seed);
-        // perturb so that gates / conv / decays are not at their identity init
-        t_seed(seed);
-        for (size_t i = 0; i < m->n_floats; i++)
-            m->data[i] += t_normal() * 0.02f;
-    }
-    return m;
+    return tm_random_model(ctx, json, seed, 0.02f);
 }
 
 static void compare_modes(molt_model *m, int *chunks, int nch, const char *label) {

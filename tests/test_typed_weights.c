@@ -15,6 +15,7 @@
  *     each leaving the model unchanged and leaking nothing.
  */
 #include "models/model.h"
+#include "testmodel.h"
 #include "testutil.h"
 
 #include <math.h>
@@ -57,21 +58,7 @@ static const char *const CFGS[][2] = {
 };
 
 static molt_model *make_model(const char *json, uint64_t seed) {
-    model_cfg c;
-    molt_model *m = NULL;
-    if (model_cfg_from_json(ctx, "test", json, strlen(json), &c) != MOLT_OK) {
-        CHECK(0, "config: %s", molt_last_error(ctx));
-        return NULL;
-    }
-    CHECK(model_alloc(ctx, &c, &m) == MOLT_OK, "alloc: %s", molt_last_error(ctx));
-    model_free_cfg(&c);
-    if (m) {
-        model_init_random(m, seed);
-        t_seed(seed); // off the identity init: gates, conv, decays all matter
-        for (size_t i = 0; i < m->n_floats; i++)
-            m->data[i] += t_normal() * 0.05f;
-    }
-    return m;
+    return tm_random_model(ctx, json, seed, 0.05f);
 }
 
 static int argmax(const float *x, int n) {

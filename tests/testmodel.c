@@ -2,6 +2,7 @@
 #include "testmodel.h"
 
 #include "io/safetensors.h"
+#include "models/model.h"
 #include "testutil.h"
 
 #include <stdio.h>
@@ -79,4 +80,22 @@ void tm_rmdir(const char *dir) {
     char cmd[4200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     CHECK(system(cmd) == 0, "rm -rf %s", dir);
+}
+
+molt_model *tm_random_model(molt_ctx *ctx, const char *json, uint64_t seed, float noise) {
+    model_cfg   c;
+    molt_model *m = NULL;
+    if (model_cfg_from_json(ctx, "test", json, strlen(json), &c) != MOLT_OK) {
+        CHECK(0, "config: %s", molt_last_error(ctx));
+        return NULL;
+    }
+    CHECK(model_alloc(ctx, &c, &m) == MOLT_OK, "alloc: %s", molt_last_error(ctx));
+    model_free_cfg(&c);
+    if (m) {
+        model_init_random(m, seed);
+        t_seed(seed);
+        for (size_t i = 0; i < m->n_floats; i++)
+            m->data[i] += t_normal() * noise;
+    }
+    return m;
 }

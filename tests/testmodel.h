@@ -18,6 +18,10 @@ float *tm_logits(molt_ctx *ctx, const molt_model *m, const int32_t *ids, int n, 
 // Returns the number of prompts checked (0 when the reference is unreadable).
 int tm_check_reference(molt_ctx *ctx, const molt_model *m, const char *ref_path, double tol,
                        const char *label);
+// A random model of a config.json text (model_init_random(seed), then every
+// parameter += N(0, noise²) so gates, conv and decays are off their identity
+// init). Failures are CHECKed and give NULL.
+molt_model *tm_random_model(molt_ctx *ctx, const char *json, uint64_t seed, float noise);
 // rm -rf of a temp directory made by mkdtemp
 void tm_rmdir(const char *dir);
 

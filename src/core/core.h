@@ -68,6 +68,13 @@ _Noreturn void molt__abort(const char *file, int line, const char *fmt, ...) MOL
 double molt__now(void); // monotonic seconds
 
 #define MOLT_MIN(a, b) ((a) < (b) ? (a) : (b))
+// evaluates x (a molt_status) and returns it from the caller unless MOLT_OK
+#define MOLT_TRY(x)                                                                                \
+    do {                                                                                           \
+        molt_status s_ = (x);                                                                      \
+        if (s_ != MOLT_OK)                                                                         \
+            return s_;                                                                             \
+    } while (0)
 #define MOLT_MAX(a, b) ((a) > (b) ? (a) : (b))
 
 #endif // MOLT_CORE_H

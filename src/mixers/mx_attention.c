@@ -203,14 +203,6 @@ static molt_status check(molt_ctx *ctx, const char *what, const model_cfg *c, in
 #undef BAD
 }
 
-#define D1(a) (const int64_t[]){(a)}
-#define D2(a, b) (const int64_t[]){(a), (b)}
-#define TRY(x)                                                                                     \
-    do {                                                                                           \
-        molt_status s_ = (x);                                                                      \
-        if (s_ != MOLT_OK)                                                                         \
-            return s_;                                                                             \
-    } while (0)
 
 // root.{self_attn|attn}.{q,k,v,o}_proj.weight, then the biases (attention_bias)
 static molt_status declare(molt_ctx *ctx, molt_model *m, int l, const char *root) {
@@ -219,15 +211,15 @@ static molt_status declare(molt_ctx *ctx, molt_model *m, int l, const char *root
     int H, KV;
     heads_of(c, l, &H, &KV);
     int64_t d = c->d_model, hd = c->head_dim;
-    TRY(model_decl(ctx, m, false, 2, D2(H * hd, d), "%s.%s.q_proj.weight", root, p));
-    TRY(model_decl(ctx, m, false, 2, D2(KV * hd, d), "%s.%s.k_proj.weight", root, p));
-    TRY(model_decl(ctx, m, false, 2, D2(KV * hd, d), "%s.%s.v_proj.weight", root, p));
-    TRY(model_decl(ctx, m, false, 2, D2(d, H * hd), "%s.%s.o_proj.weight", root, p));
+    MOLT_TRY(model_decl(ctx, m, false, 2, D2(H * hd, d), "%s.%s.q_proj.weight", root, p));
+    MOLT_TRY(model_decl(ctx, m, false, 2, D2(KV * hd, d), "%s.%s.k_proj.weight", root, p));
+    MOLT_TRY(model_decl(ctx, m, false, 2, D2(KV * hd, d), "%s.%s.v_proj.weight", root, p));
+    MOLT_TRY(model_decl(ctx, m, false, 2, D2(d, H * hd), "%s.%s.o_proj.weight", root, p));
     if (c->attn_bias) {
-        TRY(model_decl(ctx, m, false, 1, D1(H * hd), "%s.%s.q_proj.bias", root, p));
-        TRY(model_decl(ctx, m, false, 1, D1(KV * hd), "%s.%s.k_proj.bias", root, p));
-        TRY(model_decl(ctx, m, false, 1, D1(KV * hd), "%s.%s.v_proj.bias", root, p));
-        TRY(model_decl(ctx, m, false, 1, D1(d), "%s.%s.o_proj.bias", root, p));
+        MOLT_TRY(model_decl(ctx, m, false, 1, D1(H * hd), "%s.%s.q_proj.bias", root, p));
+        MOLT_TRY(model_decl(ctx, m, false, 1, D1(KV * hd), "%s.%s.k_proj.bias", root, p));
+        MOLT_TRY(model_decl(ctx, m, false, 1, D1(KV * hd), "%s.%s.v_proj.bias", root, p));
+        MOLT_TRY(model_decl(ctx, m, false, 1, D1(d), "%s.%s.o_proj.bias", root, p));
     }
     return MOLT_OK;
 }

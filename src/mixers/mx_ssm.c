@@ -133,37 +133,28 @@ static molt_status check(molt_ctx *ctx, const char *what, const model_cfg *c, in
     return MOLT_OK;
 }
 
-#define D1(a) (const int64_t[]){(a)}
-#define D2(a, b) (const int64_t[]){(a), (b)}
-#define D3(a, b, c) (const int64_t[]){(a), (b), (c)}
-#define TRY(x)                                                                                     \
-    do {                                                                                           \
-        molt_status s_ = (x);                                                                      \
-        if (s_ != MOLT_OK)                                                                         \
-            return s_;                                                                             \
-    } while (0)
 
 static molt_status declare(molt_ctx *ctx, molt_model *m, int l, const char *root) {
     const ssm_cfg *s = layer_ssm(&m->cfg, l);
     int64_t d = s->d_model, Di = s->d_inner, R = ssm_in_proj_rows(s), Cc = ssm_conv_dim(s);
-    TRY(model_decl(ctx, m, false, 2, D2(R, d), "%s.mixer.in_proj.weight", root));
+    MOLT_TRY(model_decl(ctx, m, false, 2, D2(R, d), "%s.mixer.in_proj.weight", root));
     if (m->cfg.ssm_bias)
-        TRY(model_decl(ctx, m, false, 1, D1(R), "%s.mixer.in_proj.bias", root));
-    TRY(model_decl(ctx, m, false, 3, D3(Cc, 1, s->K), "%s.mixer.conv1d.weight", root));
+        MOLT_TRY(model_decl(ctx, m, false, 1, D1(R), "%s.mixer.in_proj.bias", root));
+    MOLT_TRY(model_decl(ctx, m, false, 3, D3(Cc, 1, s->K), "%s.mixer.conv1d.weight", root));
     if (m->cfg.conv_bias)
-        TRY(model_decl(ctx, m, false, 1, D1(Cc), "%s.mixer.conv1d.bias", root));
+        MOLT_TRY(model_decl(ctx, m, false, 1, D1(Cc), "%s.mixer.conv1d.bias", root));
     if (s->kind == SSM_MAMBA2) {
-        TRY(model_decl(ctx, m, false, 1, D1(s->H), "%s.mixer.dt_bias", root));
-        TRY(model_decl(ctx, m, false, 1, D1(s->H), "%s.mixer.A_log", root));
-        TRY(model_decl(ctx, m, false, 1, D1(s->H), "%s.mixer.D", root));
-        TRY(model_decl(ctx, m, false, 1, D1(Di), "%s.mixer.norm.weight", root));
+        MOLT_TRY(model_decl(ctx, m, false, 1, D1(s->H), "%s.mixer.dt_bias", root));
+        MOLT_TRY(model_decl(ctx, m, false, 1, D1(s->H), "%s.mixer.A_log", root));
+        MOLT_TRY(model_decl(ctx, m, false, 1, D1(s->H), "%s.mixer.D", root));
+        MOLT_TRY(model_decl(ctx, m, false, 1, D1(Di), "%s.mixer.norm.weight", root));
     } else {
-        TRY(model_decl(ctx, m, false, 1, D1(Di), "%s.mixer.z_bias", root));
-        TRY(model_decl(ctx, m, false, 1, D1(s->H), "%s.mixer.D", root));
+        MOLT_TRY(model_decl(ctx, m, false, 1, D1(Di), "%s.mixer.z_bias", root));
+        MOLT_TRY(model_decl(ctx, m, false, 1, D1(s->H), "%s.mixer.D", root));
     }
-    TRY(model_decl(ctx, m, false, 2, D2(d, Di), "%s.mixer.out_proj.weight", root));
+    MOLT_TRY(model_decl(ctx, m, false, 2, D2(d, Di), "%s.mixer.out_proj.weight", root));
     if (m->cfg.ssm_bias)
-        TRY(model_decl(ctx, m, false, 1, D1(d), "%s.mixer.out_proj.bias", root));
+        MOLT_TRY(model_decl(ctx, m, false, 1, D1(d), "%s.mixer.out_proj.bias", root));
     return MOLT_OK;
 }
 

@@ -21,19 +21,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TRY(x)                                                                                     \
-    do {                                                                                           \
-        molt_status s_ = (x);                                                                      \
-        if (s_ != MOLT_OK)                                                                         \
-            return s_;                                                                             \
-    } while (0)
 
 static const int64_t BIG = (int64_t)1 << 30;
 
 static molt_status geti(molt_ctx *ctx, const char *w, const cJSON *o, const char *k, int req,
                         int64_t lo, int64_t hi, int64_t def, int *out) {
     int64_t v;
-    TRY(js_get_int(ctx, w, o, k, req, lo, hi, def, &v));
+    MOLT_TRY(js_get_int(ctx, w, o, k, req, lo, hi, def, &v));
     *out = (int)v;
     return MOLT_OK;
 }
@@ -41,7 +35,7 @@ static molt_status geti(molt_ctx *ctx, const char *w, const cJSON *o, const char
 static molt_status getf(molt_ctx *ctx, const char *w, const cJSON *o, const char *k, int req,
                         double def, float *out) {
     double v;
-    TRY(js_get_float(ctx, w, o, k, req, def, &v));
+    MOLT_TRY(js_get_float(ctx, w, o, k, req, def, &v));
     *out = (float)v;
     return MOLT_OK;
 }
@@ -66,25 +60,25 @@ static molt_status get_token_id(molt_ctx *ctx, const char *w, const cJSON *o, co
 // RoPE from either spelling. `params` is rope_parameters (t5) or rope_scaling (t4).
 static molt_status parse_rope(molt_ctx *ctx, const char *w, const cJSON *root, rope_cfg *r) {
     const cJSON *rp = NULL, *rs = NULL;
-    TRY(js_get_obj(ctx, w, root, "rope_parameters", 0, &rp));
-    TRY(js_get_obj(ctx, w, root, "rope_scaling", 0, &rs));
+    MOLT_TRY(js_get_obj(ctx, w, root, "rope_parameters", 0, &rp));
+    MOLT_TRY(js_get_obj(ctx, w, root, "rope_scaling", 0, &rs));
     memset(r, 0, sizeof *r);
     r->kind = ROPE_DEFAULT;
     r->factor = 1.0f;
     double theta = 10000.0;
-    TRY(js_get_float(ctx, w, root, "rope_theta", 0, theta, &theta));
+    MOLT_TRY(js_get_float(ctx, w, root, "rope_theta", 0, theta, &theta));
     const cJSON *sc = rs;
     if (rp) {
-        TRY(js_get_float(ctx, w, rp, "rope_theta", 0, theta, &theta));
+        MOLT_TRY(js_get_float(ctx, w, rp, "rope_theta", 0, theta, &theta));
         sc = rp;
     }
     r->theta = (float)theta;
     if (!sc)
         return MOLT_OK;
     const char *type = NULL;
-    TRY(js_get_str(ctx, w, sc, "rope_type", 0, NULL, &type));
+    MOLT_TRY(js_get_str(ctx, w, sc, "rope_type", 0, NULL, &type));
     if (!type)
-        TRY(js_get_str(ctx, w, sc, "type", 0, "default", &type));
+        MOLT_TRY(js_get_str(ctx, w, sc, "type", 0, "default", &type));
     if (strcmp(type, "default") == 0)
         return MOLT_OK;
     if (strcmp(type, "linear") == 0) {
@@ -93,9 +87,9 @@ static molt_status parse_rope(molt_ctx *ctx, const char *w, const cJSON *root, r
     }
     if (strcmp(type, "llama3") == 0) {
         r->kind = ROPE_LLAMA3;
-        TRY(getf(ctx, w, sc, "factor", 1, 0, &r->factor));
-        TRY(getf(ctx, w, sc, "low_freq_factor", 1, 0, &r->low_freq_factor));
-        TRY(getf(ctx, w, sc, "high_freq_factor", 1, 0, &r->high_freq_factor));
+        MOLT_TRY(getf(ctx, w, sc, "factor", 1, 0, &r->factor));
+        MOLT_TRY(getf(ctx, w, sc, "low_freq_factor", 1, 0, &r->low_freq_factor));
+        MOLT_TRY(getf(ctx, w, sc, "high_freq_factor", 1, 0, &r->high_freq_factor));
         return geti(ctx, w, sc, "original_max_position_embeddings", 1, 1, BIG, 0,
                     &r->orig_max_pos);
     }
@@ -105,13 +99,13 @@ static molt_status parse_rope(molt_ctx *ctx, const char *w, const cJSON *root, r
 
 static molt_status parse_llama(molt_ctx *ctx, const char *w, const cJSON *o, model_cfg *c) {
     const char *act = NULL;
-    TRY(js_get_str(ctx, w, o, "hidden_act", 0, "silu", &act));
+    MOLT_TRY(js_get_str(ctx, w, o, "hidden_act", 0, "silu", &act));
     if (strcmp(act, "silu") != 0)
         return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "%s: hidden_act \"%s\" (only silu)", w, act);
-    TRY(geti(ctx, w, o, "hidden_size", 1, 1, BIG, 0, &c->d_model));
-    TRY(geti(ctx, w, o, "num_hidden_layers", 1, 1, MODEL_MAX_LAYERS, 0, &c->n_layer));
-    TRY(geti(ctx, w, o, "num_attention_heads", 1, 1, BIG, 0, &c->n_head));
-    TRY(geti(ctx, w, o, "num_key_value_heads", 0, 1, BIG, c->n_head, &c->n_kv_head));
+    MOLT_TRY(geti(ctx, w, o, "hidden_size", 1, 1, BIG, 0, &c->d_model));
+    MOLT_TRY(geti(ctx, w, o, "num_hidden_layers", 1, 1, MODEL_MAX_LAYERS, 0, &c->n_layer));
+    MOLT_TRY(geti(ctx, w, o, "num_attention_heads", 1, 1, BIG, 0, &c->n_head));
+    MOLT_TRY(geti(ctx, w, o, "num_key_value_heads", 0, 1, BIG, c->n_head, &c->n_kv_head));
     if (c->d_model % c->n_head && !cJSON_GetObjectItem(o, "head_dim"))
         return molt__err(ctx, MOLT_ERR_SHAPE,
                          "%s: hidden_size %d is not divisible by num_attention_heads %d", w,
@@ -119,19 +113,19 @@ static molt_status parse_llama(molt_ctx *ctx, const char *w, const cJSON *o, mod
     const cJSON *hd = cJSON_GetObjectItemCaseSensitive(o, "head_dim");
     int def_hd = c->d_model / c->n_head;
     if (hd && !cJSON_IsNull(hd))
-        TRY(geti(ctx, w, o, "head_dim", 1, 1, BIG, def_hd, &c->head_dim));
+        MOLT_TRY(geti(ctx, w, o, "head_dim", 1, 1, BIG, def_hd, &c->head_dim));
     else
         c->head_dim = def_hd;
-    TRY(geti(ctx, w, o, "intermediate_size", 1, 1, BIG, 0, &c->d_ff));
-    TRY(geti(ctx, w, o, "vocab_size", 1, 1, BIG, 0, &c->vocab));
-    TRY(geti(ctx, w, o, "max_position_embeddings", 0, 1, BIG, 2048, &c->max_seq));
-    TRY(getf(ctx, w, o, "rms_norm_eps", 0, 1e-6, &c->norm_eps));
-    TRY(js_get_bool(ctx, w, o, "tie_word_embeddings", 0, false, &c->tie_embeddings));
-    TRY(js_get_bool(ctx, w, o, "attention_bias", 0, false, &c->attn_bias));
-    TRY(js_get_bool(ctx, w, o, "mlp_bias", 0, false, &c->mlp_bias));
+    MOLT_TRY(geti(ctx, w, o, "intermediate_size", 1, 1, BIG, 0, &c->d_ff));
+    MOLT_TRY(geti(ctx, w, o, "vocab_size", 1, 1, BIG, 0, &c->vocab));
+    MOLT_TRY(geti(ctx, w, o, "max_position_embeddings", 0, 1, BIG, 2048, &c->max_seq));
+    MOLT_TRY(getf(ctx, w, o, "rms_norm_eps", 0, 1e-6, &c->norm_eps));
+    MOLT_TRY(js_get_bool(ctx, w, o, "tie_word_embeddings", 0, false, &c->tie_embeddings));
+    MOLT_TRY(js_get_bool(ctx, w, o, "attention_bias", 0, false, &c->attn_bias));
+    MOLT_TRY(js_get_bool(ctx, w, o, "mlp_bias", 0, false, &c->mlp_bias));
     if (c->mlp_bias)
         return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "%s: mlp_bias=true is not supported", w);
-    TRY(parse_rope(ctx, w, o, &c->rope));
+    MOLT_TRY(parse_rope(ctx, w, o, &c->rope));
     c->has_mlp = true;
     for (int l = 0; l < c->n_layer; l++)
         c->kind[l] = LAYER_ATTN;
@@ -140,46 +134,46 @@ static molt_status parse_llama(molt_ctx *ctx, const char *w, const cJSON *o, mod
 
 // llamba / molt_hybrid SSM + MLP part
 static molt_status parse_llamba(molt_ctx *ctx, const char *w, const cJSON *o, model_cfg *c) {
-    TRY(geti(ctx, w, o, "d_model", 1, 1, BIG, 0, &c->d_model));
-    TRY(geti(ctx, w, o, "n_layer", 1, 1, MODEL_MAX_LAYERS, 0, &c->n_layer));
-    TRY(geti(ctx, w, o, "vocab_size", 1, 1, BIG, 0, &c->vocab));
+    MOLT_TRY(geti(ctx, w, o, "d_model", 1, 1, BIG, 0, &c->d_model));
+    MOLT_TRY(geti(ctx, w, o, "n_layer", 1, 1, MODEL_MAX_LAYERS, 0, &c->n_layer));
+    MOLT_TRY(geti(ctx, w, o, "vocab_size", 1, 1, BIG, 0, &c->vocab));
     int mult = 1;
-    TRY(geti(ctx, w, o, "pad_vocab_size_multiple", 0, 1, 1 << 16, 1, &mult));
+    MOLT_TRY(geti(ctx, w, o, "pad_vocab_size_multiple", 0, 1, 1 << 16, 1, &mult));
     c->vocab = (c->vocab + mult - 1) / mult * mult;
-    TRY(js_get_bool(ctx, w, o, "tie_embeddings", 0, true, &c->tie_embeddings));
-    TRY(getf(ctx, w, o, "norm_epsilon", 0, 1e-5, &c->norm_eps));
-    TRY(geti(ctx, w, o, "max_position_embeddings", 0, 1, BIG, 1 << 20, &c->max_seq));
+    MOLT_TRY(js_get_bool(ctx, w, o, "tie_embeddings", 0, true, &c->tie_embeddings));
+    MOLT_TRY(getf(ctx, w, o, "norm_epsilon", 0, 1e-5, &c->norm_eps));
+    MOLT_TRY(geti(ctx, w, o, "max_position_embeddings", 0, 1, BIG, 1 << 20, &c->max_seq));
     bool lm_bias = false;
-    TRY(js_get_bool(ctx, w, o, "lm_head_bias", 0, false, &lm_bias));
+    MOLT_TRY(js_get_bool(ctx, w, o, "lm_head_bias", 0, false, &lm_bias));
     if (lm_bias)
         return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "%s: lm_head_bias=true is not supported", w);
     const cJSON *mlp = NULL, *ssm = NULL;
-    TRY(js_get_obj(ctx, w, o, "mlp_cfg", 1, &mlp));
-    TRY(geti(ctx, w, mlp, "intermediate_size", 1, 1, BIG, 0, &c->d_ff));
+    MOLT_TRY(js_get_obj(ctx, w, o, "mlp_cfg", 1, &mlp));
+    MOLT_TRY(geti(ctx, w, mlp, "intermediate_size", 1, 1, BIG, 0, &c->d_ff));
     bool mb = false;
-    TRY(js_get_bool(ctx, w, mlp, "bias", 0, false, &mb));
+    MOLT_TRY(js_get_bool(ctx, w, mlp, "bias", 0, false, &mb));
     const char *act = NULL;
-    TRY(js_get_str(ctx, w, mlp, "act_fn", 0, "silu", &act));
+    MOLT_TRY(js_get_str(ctx, w, mlp, "act_fn", 0, "silu", &act));
     if (mb || strcmp(act, "silu") != 0)
         return molt__err(ctx, MOLT_ERR_UNSUPPORTED,
                          "%s: mlp_cfg must be bias=false, act_fn=silu (got bias=%d, act_fn=%s)", w,
                          (int)mb, act);
     c->has_mlp = true;
-    TRY(js_get_obj(ctx, w, o, "ssm_cfg", 1, &ssm));
+    MOLT_TRY(js_get_obj(ctx, w, o, "ssm_cfg", 1, &ssm));
     ssm_cfg sc = {0}, *s = &sc; // the file's one block: every layer's (model_cfg_set_ssm)
     s->kind = SSM_DISCRETE;
     s->d_model = c->d_model;
     int expand = 1;
-    TRY(geti(ctx, w, ssm, "d_state", 1, 1, BIG, 0, &s->N));
-    TRY(geti(ctx, w, ssm, "n_v_heads", 1, 1, BIG, 0, &s->H));
-    TRY(geti(ctx, w, ssm, "n_qk_heads", 0, 1, BIG, s->H, &s->G));
-    TRY(geti(ctx, w, ssm, "expand", 0, 1, 64, 1, &expand));
-    TRY(geti(ctx, w, ssm, "chunk_size", 0, 1, BIG, 128, &s->chunk));
-    TRY(geti(ctx, w, ssm, "d_conv", 0, 1, 64, 4, &s->K));
-    TRY(js_get_bool(ctx, w, ssm, "bias", 0, false, &c->ssm_bias));
-    TRY(js_get_bool(ctx, w, ssm, "conv_bias", 0, true, &c->conv_bias));
+    MOLT_TRY(geti(ctx, w, ssm, "d_state", 1, 1, BIG, 0, &s->N));
+    MOLT_TRY(geti(ctx, w, ssm, "n_v_heads", 1, 1, BIG, 0, &s->H));
+    MOLT_TRY(geti(ctx, w, ssm, "n_qk_heads", 0, 1, BIG, s->H, &s->G));
+    MOLT_TRY(geti(ctx, w, ssm, "expand", 0, 1, 64, 1, &expand));
+    MOLT_TRY(geti(ctx, w, ssm, "chunk_size", 0, 1, BIG, 128, &s->chunk));
+    MOLT_TRY(geti(ctx, w, ssm, "d_conv", 0, 1, 64, 4, &s->K));
+    MOLT_TRY(js_get_bool(ctx, w, ssm, "bias", 0, false, &c->ssm_bias));
+    MOLT_TRY(js_get_bool(ctx, w, ssm, "conv_bias", 0, true, &c->conv_bias));
     const char *sact = NULL;
-    TRY(js_get_str(ctx, w, ssm, "activation", 0, "identity", &sact));
+    MOLT_TRY(js_get_str(ctx, w, ssm, "activation", 0, "identity", &sact));
     if (strcmp(sact, "identity") != 0)
         return molt__err(ctx, MOLT_ERR_UNSUPPORTED,
                          "%s: ssm_cfg.activation \"%s\" (DiscreteMamba2 uses identity)", w, sact);
@@ -203,30 +197,30 @@ static molt_status parse_llamba(molt_ctx *ctx, const char *w, const cJSON *o, mo
 
 static molt_status parse_mamba2(molt_ctx *ctx, const char *w, const cJSON *o, model_cfg *c) {
     ssm_cfg sc = {0}, *s = &sc; // every layer's (model_cfg_set_ssm)
-    TRY(geti(ctx, w, o, "hidden_size", 1, 1, BIG, 0, &c->d_model));
-    TRY(geti(ctx, w, o, "num_hidden_layers", 1, 1, MODEL_MAX_LAYERS, 0, &c->n_layer));
-    TRY(geti(ctx, w, o, "vocab_size", 1, 1, BIG, 0, &c->vocab));
-    TRY(getf(ctx, w, o, "layer_norm_epsilon", 0, 1e-5, &c->norm_eps));
-    TRY(js_get_bool(ctx, w, o, "tie_word_embeddings", 0, false, &c->tie_embeddings));
-    TRY(geti(ctx, w, o, "max_position_embeddings", 0, 1, BIG, 1 << 20, &c->max_seq));
+    MOLT_TRY(geti(ctx, w, o, "hidden_size", 1, 1, BIG, 0, &c->d_model));
+    MOLT_TRY(geti(ctx, w, o, "num_hidden_layers", 1, 1, MODEL_MAX_LAYERS, 0, &c->n_layer));
+    MOLT_TRY(geti(ctx, w, o, "vocab_size", 1, 1, BIG, 0, &c->vocab));
+    MOLT_TRY(getf(ctx, w, o, "layer_norm_epsilon", 0, 1e-5, &c->norm_eps));
+    MOLT_TRY(js_get_bool(ctx, w, o, "tie_word_embeddings", 0, false, &c->tie_embeddings));
+    MOLT_TRY(geti(ctx, w, o, "max_position_embeddings", 0, 1, BIG, 1 << 20, &c->max_seq));
     s->kind = SSM_MAMBA2;
     s->d_model = c->d_model;
     int expand = 2;
-    TRY(geti(ctx, w, o, "num_heads", 1, 1, BIG, 0, &s->H));
-    TRY(geti(ctx, w, o, "head_dim", 1, 1, BIG, 0, &s->P));
-    TRY(geti(ctx, w, o, "state_size", 1, 1, BIG, 0, &s->N));
-    TRY(geti(ctx, w, o, "expand", 0, 1, 64, 2, &expand));
-    TRY(geti(ctx, w, o, "n_groups", 0, 1, BIG, 1, &s->G));
-    TRY(geti(ctx, w, o, "conv_kernel", 0, 1, 64, 4, &s->K));
-    TRY(geti(ctx, w, o, "chunk_size", 0, 1, BIG, 256, &s->chunk));
-    TRY(js_get_bool(ctx, w, o, "use_bias", 0, false, &c->ssm_bias));
-    TRY(js_get_bool(ctx, w, o, "use_conv_bias", 0, true, &c->conv_bias));
+    MOLT_TRY(geti(ctx, w, o, "num_heads", 1, 1, BIG, 0, &s->H));
+    MOLT_TRY(geti(ctx, w, o, "head_dim", 1, 1, BIG, 0, &s->P));
+    MOLT_TRY(geti(ctx, w, o, "state_size", 1, 1, BIG, 0, &s->N));
+    MOLT_TRY(geti(ctx, w, o, "expand", 0, 1, 64, 2, &expand));
+    MOLT_TRY(geti(ctx, w, o, "n_groups", 0, 1, BIG, 1, &s->G));
+    MOLT_TRY(geti(ctx, w, o, "conv_kernel", 0, 1, 64, 4, &s->K));
+    MOLT_TRY(geti(ctx, w, o, "chunk_size", 0, 1, BIG, 256, &s->chunk));
+    MOLT_TRY(js_get_bool(ctx, w, o, "use_bias", 0, false, &c->ssm_bias));
+    MOLT_TRY(js_get_bool(ctx, w, o, "use_conv_bias", 0, true, &c->conv_bias));
     bool rms = true;
-    TRY(js_get_bool(ctx, w, o, "rms_norm", 0, true, &rms));
+    MOLT_TRY(js_get_bool(ctx, w, o, "rms_norm", 0, true, &rms));
     if (!rms)
         return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "%s: rms_norm=false is not supported", w);
     const char *act = NULL;
-    TRY(js_get_str(ctx, w, o, "hidden_act", 0, "silu", &act));
+    MOLT_TRY(js_get_str(ctx, w, o, "hidden_act", 0, "silu", &act));
     if (strcmp(act, "silu") != 0)
         return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "%s: hidden_act \"%s\" (only silu)", w, act);
     s->d_inner = expand * c->d_model;
@@ -241,7 +235,7 @@ static molt_status parse_mamba2(molt_ctx *ctx, const char *w, const cJSON *o, mo
     s->dt_limit_lo = 0.0f;
     s->dt_limit_hi = INFINITY;
     const cJSON *lim = NULL;
-    TRY(js_get_arr(ctx, w, o, "time_step_limit", 0, &lim));
+    MOLT_TRY(js_get_arr(ctx, w, o, "time_step_limit", 0, &lim));
     if (lim) {
         double lo, hi;
         if (cJSON_GetArraySize(lim) != 2 || !js_float_value(cJSON_GetArrayItem(lim, 0), &lo) ||
@@ -259,16 +253,16 @@ static molt_status parse_mamba2(molt_ctx *ctx, const char *w, const cJSON *o, mo
 }
 
 static molt_status parse_hybrid(molt_ctx *ctx, const char *w, const cJSON *o, model_cfg *c) {
-    TRY(parse_llamba(ctx, w, o, c));
+    MOLT_TRY(parse_llamba(ctx, w, o, c));
     const cJSON *a = NULL, *layers = NULL;
-    TRY(js_get_obj(ctx, w, o, "attn_cfg", 1, &a));
-    TRY(geti(ctx, w, a, "num_attention_heads", 1, 1, BIG, 0, &c->n_head));
-    TRY(geti(ctx, w, a, "num_key_value_heads", 0, 1, BIG, c->n_head, &c->n_kv_head));
-    TRY(geti(ctx, w, a, "head_dim", 1, 1, BIG, 0, &c->head_dim));
-    TRY(geti(ctx, w, a, "max_position_embeddings", 0, 1, BIG, 2048, &c->max_seq));
-    TRY(js_get_bool(ctx, w, a, "attention_bias", 0, false, &c->attn_bias));
-    TRY(parse_rope(ctx, w, a, &c->rope));
-    TRY(js_get_arr(ctx, w, o, "layers", 1, &layers));
+    MOLT_TRY(js_get_obj(ctx, w, o, "attn_cfg", 1, &a));
+    MOLT_TRY(geti(ctx, w, a, "num_attention_heads", 1, 1, BIG, 0, &c->n_head));
+    MOLT_TRY(geti(ctx, w, a, "num_key_value_heads", 0, 1, BIG, c->n_head, &c->n_kv_head));
+    MOLT_TRY(geti(ctx, w, a, "head_dim", 1, 1, BIG, 0, &c->head_dim));
+    MOLT_TRY(geti(ctx, w, a, "max_position_embeddings", 0, 1, BIG, 2048, &c->max_seq));
+    MOLT_TRY(js_get_bool(ctx, w, a, "attention_bias", 0, false, &c->attn_bias));
+    MOLT_TRY(parse_rope(ctx, w, a, &c->rope));
+    MOLT_TRY(js_get_arr(ctx, w, o, "layers", 1, &layers));
     if (cJSON_GetArraySize(layers) != c->n_layer)
         return molt__err(ctx, MOLT_ERR_SHAPE, "%s: \"layers\" lists %d layers but n_layer is %d",
                          w, cJSON_GetArraySize(layers), c->n_layer);
@@ -279,7 +273,7 @@ static molt_status parse_hybrid(molt_ctx *ctx, const char *w, const cJSON *o, mo
         snprintf(where, sizeof where, "%s: layers[%d]", w, l);
         if (!cJSON_IsObject(L))
             return molt__err(ctx, MOLT_ERR_FORMAT, "%s must be an object", where);
-        TRY(js_get_str(ctx, where, L, "mixer", 1, NULL, &mix));
+        MOLT_TRY(js_get_str(ctx, where, L, "mixer", 1, NULL, &mix));
         layer_kind k;
         if (!layer_kind_parse(mix, &k)) {
             char list[128] = "";
@@ -293,7 +287,7 @@ static molt_status parse_hybrid(molt_ctx *ctx, const char *w, const cJSON *o, mo
         c->kind[l] = k;
         if (k == LAYER_HYBRID) {
             const cJSON *hs = NULL;
-            TRY(js_get_arr(ctx, where, L, "attention_heads", 1, &hs));
+            MOLT_TRY(js_get_arr(ctx, where, L, "attention_heads", 1, &hs));
             int n = cJSON_GetArraySize(hs);
             if (n <= 0 || n > c->n_head)
                 return molt__err(ctx, MOLT_ERR_SHAPE,

@@ -106,22 +106,13 @@ molt_status model_decl(molt_ctx *ctx, molt_model *m, bool optional, int ndim,
     return MOLT_OK;
 }
 
-#define D1(a) (const int64_t[]){(a)}
-#define D2(a, b) (const int64_t[]){(a), (b)}
-#define D3(a, b, c) (const int64_t[]){(a), (b), (c)}
 #define P model_paramf
-#define TRY(x)                                                                                     \
-    do {                                                                                           \
-        molt_status s_ = (x);                                                                      \
-        if (s_ != MOLT_OK)                                                                         \
-            return s_;                                                                             \
-    } while (0)
 
 static molt_status decl_mlp(molt_ctx *ctx, molt_model *m, const char *pre) {
     int64_t d = m->cfg.d_model, F = m->cfg.d_ff;
-    TRY(model_decl(ctx, m, false, 2, D2(F, d), "%s.gate_proj.weight", pre));
-    TRY(model_decl(ctx, m, false, 2, D2(F, d), "%s.up_proj.weight", pre));
-    TRY(model_decl(ctx, m, false, 2, D2(d, F), "%s.down_proj.weight", pre));
+    MOLT_TRY(model_decl(ctx, m, false, 2, D2(F, d), "%s.gate_proj.weight", pre));
+    MOLT_TRY(model_decl(ctx, m, false, 2, D2(F, d), "%s.up_proj.weight", pre));
+    MOLT_TRY(model_decl(ctx, m, false, 2, D2(d, F), "%s.down_proj.weight", pre));
     return MOLT_OK;
 }
 
@@ -133,25 +124,25 @@ static molt_status declare_all(molt_ctx *ctx, molt_model *m) {
     const char *emb = c->arch == ARCH_LLAMA    ? "model.embed_tokens.weight"
                       : c->arch == ARCH_MAMBA2 ? "backbone.embeddings.weight"
                                                : "backbone.embedding.weight";
-    TRY(model_decl(ctx, m, false, 2, D2(V, d), "%s", emb));
+    MOLT_TRY(model_decl(ctx, m, false, 2, D2(V, d), "%s", emb));
     for (int l = 0; l < c->n_layer; l++) {
         snprintf(pre, sizeof pre, "%s.layers.%d", root, l);
         // HF Mamba-2 names the mixer's norm `norm` and has no MLP
-        TRY(model_decl(ctx, m, false, 1, D1(d), "%s.%s", pre,
+        MOLT_TRY(model_decl(ctx, m, false, 1, D1(d), "%s.%s", pre,
                        c->arch == ARCH_MAMBA2 ? "norm.weight" : "input_layernorm.weight"));
-        TRY(mixer_of(c->kind[l])->declare(ctx, m, l, pre));
+        MOLT_TRY(mixer_of(c->kind[l])->declare(ctx, m, l, pre));
         if (c->arch == ARCH_MAMBA2)
             continue;
-        TRY(model_decl(ctx, m, false, 1, D1(d), "%s.post_attention_layernorm.weight", pre));
+        MOLT_TRY(model_decl(ctx, m, false, 1, D1(d), "%s.post_attention_layernorm.weight", pre));
         snprintf(mlp, sizeof mlp, "%s.mlp", pre);
-        TRY(decl_mlp(ctx, m, mlp));
+        MOLT_TRY(decl_mlp(ctx, m, mlp));
     }
     const char *fn = c->arch == ARCH_LLAMA    ? "model.norm.weight"
                      : c->arch == ARCH_MAMBA2 ? "backbone.norm_f.weight"
                                               : "backbone.final_layernorm.weight";
-    TRY(model_decl(ctx, m, false, 1, D1(d), "%s", fn));
+    MOLT_TRY(model_decl(ctx, m, false, 1, D1(d), "%s", fn));
     if (!c->tie_embeddings)
-        TRY(model_decl(ctx, m, false, 2, D2(V, d), "lm_head.weight"));
+        MOLT_TRY(model_decl(ctx, m, false, 2, D2(V, d), "lm_head.weight"));
     return MOLT_OK;
 }
 

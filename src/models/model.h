@@ -145,6 +145,10 @@ static inline void model_cfg_set_ssm(model_cfg *c, const ssm_cfg *s) {
 
 // Declares one parameter (name from fmt) after the last: its offset is the
 // next 64-byte boundary. The declaration order is the buffer's layout.
+// shape: D1(n), D2(rows, cols), D3(...) build it in place.
+#define D1(a)       (const int64_t[]){(a)}
+#define D2(a, b)    (const int64_t[]){(a), (b)}
+#define D3(a, b, c) (const int64_t[]){(a), (b), (c)}
 molt_status model_decl(molt_ctx *ctx, molt_model *m, bool optional, int ndim,
                        const int64_t *shape, const char *fmt, ...) MOLT_PRINTF(6, 7);
 // The parameter named by fmt, or NULL when the model has none of that name.
