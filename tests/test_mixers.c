@@ -180,23 +180,6 @@ static void check_declare_bind(void) {
 #define NS 4
 #define STEPS 10
 
-static int argmax(const float *x, int n) {
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[b])
-            b = i;
-    return b;
-}
-
-static double rel_diff(const float *a, const float *b, size_t n) {
-    double worst = 0, scale = 1e-6;
-    for (size_t i = 0; i < n; i++) {
-        worst = fmax(worst, fabs((double)a[i] - (double)b[i]));
-        scale = fmax(scale, fabs((double)b[i]));
-    }
-    return worst / scale;
-}
-
 static void check_mixed(void) {
     const layer_kind kinds[] = {LAYER_ATTN, LAYER_SSM, LAYER_HYBRID, LAYER_SSM};
     model_cfg c;
@@ -272,17 +255,17 @@ static void check_mixed(void) {
         CHECK(molt_slot_prefill(ctx, sl, i, ids, len, 0, lb) == MOLT_OK, "prefill: %s",
               molt_last_error(ctx));
         CHECK(molt_seq_feed(ctx, seq[i], ids, len, 0, ls) == MOLT_OK, "feed");
-        CHECK(rel_diff(lb, ls, (size_t)V) == 0.0, "slot %d prefill differs from a molt_seq", i);
-        next[i] = argmax(ls, V);
+        CHECK(t_rel_diff(lb, ls, (size_t)V) == 0.0, "slot %d prefill differs from a molt_seq", i);
+        next[i] = t_argmax(ls, V);
     }
     for (int s = 0; sl && lb && ls && s < STEPS; s++) {
         CHECK(molt_slots_feed(ctx, sl, NS, slot, next, lb) == MOLT_OK, "step: %s",
               molt_last_error(ctx));
         for (int i = 0; i < NS; i++) {
             molt_seq_feed(ctx, seq[i], &next[i], 1, 0, ls);
-            worst = fmax(worst, rel_diff(lb + (size_t)i * V, ls, (size_t)V));
-            same &= argmax(lb + (size_t)i * V, V) == argmax(ls, V);
-            next[i] = argmax(ls, V);
+            worst = fmax(worst, t_rel_diff(lb + (size_t)i * V, ls, (size_t)V));
+            same &= t_argmax(lb + (size_t)i * V, V) == t_argmax(ls, V);
+            next[i] = t_argmax(ls, V);
         }
     }
     CHECK(sl && lb && ls && worst < 1e-5 && same,

@@ -51,24 +51,6 @@ static molt_model *make_model(const char *json, uint64_t seed) {
     return tm_random_model(ctx, json, seed, 0.05f);
 }
 
-static int argmax(const float *x, int n) {
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[b])
-            b = i;
-    return b;
-}
-
-// the worst |a − b| relative to max |b| over n
-static double rel_diff(const float *a, const float *b, size_t n) {
-    double worst = 0, scale = 1e-6;
-    for (size_t i = 0; i < n; i++) {
-        worst = fmax(worst, fabs((double)a[i] - (double)b[i]));
-        scale = fmax(scale, fabs((double)b[i]));
-    }
-    return worst / scale;
-}
-
 static void check_model(const char *name, const char *json) {
     molt_model *m = make_model(json, 7);
     if (!m)
@@ -95,9 +77,9 @@ static void check_model(const char *name, const char *json) {
         CHECK(molt_slot_prefill(ctx, sl, i, prompt[i], n, 0, lb) == MOLT_OK, "prefill: %s",
               molt_last_error(ctx));
         molt_seq_feed(ctx, seq[i], prompt[i], n, 0, ls);
-        CHECK(rel_diff(lb, ls, (size_t)V) == 0.0, "%s: slot %d prefill differs from a molt_seq",
+        CHECK(t_rel_diff(lb, ls, (size_t)V) == 0.0, "%s: slot %d prefill differs from a molt_seq",
               name, i);
-        next[i] = argmax(ls, V);
+        next[i] = t_argmax(ls, V);
         CHECK(molt_slot_pos(sl, i) == n, "%s: slot %d at %d, want %d", name, i,
               molt_slot_pos(sl, i), n);
     }
@@ -111,8 +93,8 @@ static void check_model(const char *name, const char *json) {
               molt_last_error(ctx));
         for (int i = 0; i < NS; i++) {
             molt_seq_feed(ctx, seq[i], &next[i], 1, 0, ls);
-            worst = fmax(worst, rel_diff(lb + (size_t)i * V, ls, (size_t)V));
-            int a = argmax(lb + (size_t)i * V, V), b = argmax(ls, V);
+            worst = fmax(worst, t_rel_diff(lb + (size_t)i * V, ls, (size_t)V));
+            int a = t_argmax(lb + (size_t)i * V, V), b = t_argmax(ls, V);
             same_tokens &= a == b;
             next[i] = b;
         }
@@ -130,9 +112,9 @@ static void check_model(const char *name, const char *json) {
     int32_t pos0 = molt_slot_pos(sl, 0), pos2 = molt_slot_pos(sl, 2);
     CHECK(molt_slots_feed(ctx, sl, 2, sub, tok2, lb) == MOLT_OK, "subset: %s", molt_last_error(ctx));
     molt_seq_feed(ctx, seq[3], &next[3], 1, 0, ls);
-    CHECK(rel_diff(lb, ls, (size_t)V) < 1e-5, "%s: subset row 0 (slot 3) differs", name);
+    CHECK(t_rel_diff(lb, ls, (size_t)V) < 1e-5, "%s: subset row 0 (slot 3) differs", name);
     molt_seq_feed(ctx, seq[1], &next[1], 1, 0, ls);
-    CHECK(rel_diff(lb + V, ls, (size_t)V) < 1e-5, "%s: subset row 1 (slot 1) differs", name);
+    CHECK(t_rel_diff(lb + V, ls, (size_t)V) < 1e-5, "%s: subset row 1 (slot 1) differs", name);
     CHECK(molt_slot_pos(sl, 0) == pos0 && molt_slot_pos(sl, 2) == pos2,
           "%s: slots outside the subset moved", name);
 
@@ -148,8 +130,8 @@ static void check_model(const char *name, const char *json) {
         CHECK(memcmp(lb, lb + V, sizeof(float) * (size_t)V) == 0,
               "%s: a forked slot differs from its source at step %d", name, step);
         molt_seq_feed(ctx, seq[0], &tk[0], 1, 0, ls);
-        fork_worst = fmax(fork_worst, rel_diff(lb + V, ls, (size_t)V));
-        tk[0] = tk[1] = argmax(lb, V);
+        fork_worst = fmax(fork_worst, t_rel_diff(lb + V, ls, (size_t)V));
+        tk[0] = tk[1] = t_argmax(lb, V);
     }
     CHECK(fork_worst < 1e-5, "%s: a forked slot differs from re-feeding its tokens by %.3g", name,
           fork_worst);
@@ -159,7 +141,7 @@ static void check_model(const char *name, const char *json) {
     molt_seq_reset(seq[2]);
     CHECK(molt_slot_prefill(ctx, sl, 2, prompt[4], 9, 0, lb) == MOLT_OK, "prefill after reset");
     molt_seq_feed(ctx, seq[2], prompt[4], 9, 0, ls);
-    CHECK(rel_diff(lb, ls, (size_t)V) == 0.0, "%s: a reset slot is not a fresh one", name);
+    CHECK(t_rel_diff(lb, ls, (size_t)V) == 0.0, "%s: a reset slot is not a fresh one", name);
 
     // bad input: refused, nothing moves
     int32_t p1 = molt_slot_pos(sl, 1);

@@ -61,14 +61,6 @@ static molt_model *make_model(const char *json, uint64_t seed) {
     return tm_random_model(ctx, json, seed, 0.05f);
 }
 
-static int argmax(const float *x, int n) {
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[b])
-            b = i;
-    return b;
-}
-
 // ----------------------------------------------------------------------------
 // one run of the three inference paths: logits of a prefill, of a greedy
 // single-sequence decode and of a greedy batched decode over NS slots
@@ -107,11 +99,11 @@ static run run_model(const molt_model *m) {
     // prefill: all positions' logits; then greedy decode from its last row
     prompt(0, V, ids);
     ok = ok && molt_seq_feed(ctx, s, ids, PLEN, 1, r.pre) == MOLT_OK;
-    int32_t t = ok ? argmax(r.pre + (size_t)(PLEN - 1) * V, V) : 0;
+    int32_t t = ok ? t_argmax(r.pre + (size_t)(PLEN - 1) * V, V) : 0;
     for (int k = 0; ok && k < STEPS; k++) {
         r.seq_tok[k] = t;
         ok = molt_seq_feed(ctx, s, &t, 1, 0, r.seq + (size_t)k * V) == MOLT_OK;
-        t = argmax(r.seq + (size_t)k * V, V);
+        t = t_argmax(r.seq + (size_t)k * V, V);
     }
     // slots: different prompts, then greedy steps of all slots together
     int32_t slot[NS], tok[NS];
@@ -119,14 +111,14 @@ static run run_model(const molt_model *m) {
         prompt(i + 1, V, ids);
         slot[i] = i;
         ok = molt_slot_prefill(ctx, sl, i, ids, PLEN - i, 0, lg) == MOLT_OK; // ragged positions
-        tok[i] = argmax(lg, V);
+        tok[i] = t_argmax(lg, V);
     }
     for (int k = 0; ok && k < STEPS; k++) {
         memcpy(r.slot_tok[k], tok, sizeof tok);
         float *out = r.slots + (size_t)k * NS * V;
         ok = molt_slots_feed(ctx, sl, NS, slot, tok, out) == MOLT_OK;
         for (int i = 0; i < NS; i++)
-            tok[i] = argmax(out + (size_t)i * V, V);
+            tok[i] = t_argmax(out + (size_t)i * V, V);
     }
     CHECK(ok, "run: %s", molt_last_error(ctx));
     molt_seq_free(s);

@@ -167,3 +167,20 @@ void test_threads(int nth) {
     t_ex = molt_exec_cpu(nth);
     t_ex_set = true;
 }
+
+double t_rel_diff(const float *a, const float *b, size_t n) {
+    double worst = 0, scale = 1e-6;
+    for (size_t i = 0; i < n; i++) {
+        worst = fmax(worst, fabs((double)a[i] - (double)b[i]));
+        scale = fmax(scale, fabs((double)b[i]));
+    }
+    return worst / scale;
+}
+
+int t_argmax(const float *x, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b])
+            b = i;
+    return b;
+}

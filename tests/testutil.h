@@ -33,6 +33,10 @@ extern int t_checks;
 bool t_close(const char *what, const float *got, const float *want, size_t n, double atol,
              double rtol_l2);
 double t_max_abs(const float *a, const float *b, size_t n);
+// max_i |a_i − b_i| / max(max_i |b_i|, 1e-6): one tolerance for a whole logit row set
+double t_rel_diff(const float *a, const float *b, size_t n);
+// index of the first largest of x[0..n) (greedy token)
+int    t_argmax(const float *x, int n);
 double t_rel_l2(const float *a, const float *b, size_t n);
 
 // Deterministic RNG (splitmix64 + xorshift), uniform in [lo, hi) and normal.
