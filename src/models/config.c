@@ -359,7 +359,7 @@ done:
 // float: the shortest of %.6g..%.9g that round-trips, with ".0" added to an
 // integral value (transformers' config classes refuse an integer where a
 // float is declared, e.g. Mamba2Config.time_step_limit = [0, ...]).
-static void add_float(cJSON *o, const char *key, float v) {
+static cJSON *float_item(float v) {
     char buf[48];
     for (int prec = 6; prec <= 9; prec++) {
         snprintf(buf, sizeof buf, "%.*g", prec, (double)v);
@@ -368,14 +368,10 @@ static void add_float(cJSON *o, const char *key, float v) {
     }
     if (!strpbrk(buf, ".eEn")) // not 1.5, 1e-05, inf, nan
         strcat(buf, ".0");
-    cJSON_AddRawToObject(o, key, buf);
+    return cJSON_CreateRaw(buf);
 }
-static void add_float_item(cJSON *arr, float v) {
-    cJSON *tmp = cJSON_CreateObject();
-    add_float(tmp, "v", v);
-    cJSON *item = cJSON_DetachItemFromObject(tmp, "v");
-    cJSON_Delete(tmp);
-    cJSON_AddItemToArray(arr, item);
+static void add_float(cJSON *o, const char *key, float v) {
+    cJSON_AddItemToObject(o, key, float_item(v));
 }
 
 static void add_rope(cJSON *o, const rope_cfg *r) {
@@ -485,13 +481,13 @@ molt_status model_cfg_to_json(molt_ctx *ctx, const model_cfg *c, const char *tor
         cJSON_AddBoolToObject(o, "rms_norm", true);
         cJSON_AddStringToObject(o, "hidden_act", "silu");
         cJSON *lim = cJSON_AddArrayToObject(o, "time_step_limit");
-        add_float_item(lim, sc->dt_limit_lo);
+        cJSON_AddItemToArray(lim, float_item(sc->dt_limit_lo));
         if (isinf(sc->dt_limit_hi)) {
             cJSON *f = cJSON_CreateObject();
             cJSON_AddStringToObject(f, "__float__", "Infinity");
             cJSON_AddItemToArray(lim, f);
         } else {
-            add_float_item(lim, sc->dt_limit_hi);
+            cJSON_AddItemToArray(lim, float_item(sc->dt_limit_hi));
         }
         break;
     }
