@@ -304,8 +304,18 @@ void fio_atomic_abort(fio_atomic *w) {
     free_atomic(w);
 }
 
+int fio_fsync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    int e = 0;
+    if (fsync(fd) != 0 && errno != EINVAL && errno != ENOTSUP)
+        e = errno;
+    close(fd);
+    return e;
+}
+
 // fsync of the directory holding path, so that a rename survives a crash.
-// Filesystems that cannot fsync a directory (EINVAL) are not an error.
 static int fsync_parent(const char *path) {
     const char *slash = strrchr(path, '/');
     char dir[4096];
@@ -315,14 +325,7 @@ static int fsync_parent(const char *path) {
         snprintf(dir, sizeof dir, "/");
     else
         snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return errno;
-    int e = 0;
-    if (fsync(fd) != 0 && errno != EINVAL && errno != ENOTSUP)
-        e = errno;
-    close(fd);
-    return e;
+    return fio_fsync_dir(dir);
 }
 
 molt_status fio_atomic_commit(molt_ctx *ctx, fio_atomic *w) {

@@ -24,6 +24,9 @@ molt_status fio_read_all(molt_ctx *ctx, const char *path, size_t max_bytes, char
 // rename, fsync of the directory. On failure the tmp file is removed.
 molt_status fio_write_atomic(molt_ctx *ctx, const char *path, const void *data, size_t len);
 
+// fsync of directory dir (so renames in it survive a crash); 0 or an errno.
+// Filesystems that cannot fsync a directory (EINVAL, ENOTSUP) are not an error.
+int         fio_fsync_dir(const char *dir);
 bool        fio_is_dir(const char *path);
 bool        fio_exists(const char *path);
 // mkdir -p (mode 0755). OK when the directory already exists.

@@ -11,7 +11,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -232,14 +231,6 @@ static bool is_model_file(const char *name) {
     return !strncmp(name, "model-", 6) && strstr(name, "-of-") && ends_with(name, ".safetensors");
 }
 
-static void fsync_dir(const char *dir) {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
-
 // removes the staging directory and what is in it (only files molt wrote)
 static void drop_staging(const char *stage) {
     DIR *d = opendir(stage);
@@ -360,7 +351,7 @@ molt_status molt_model_save(molt_ctx *ctx, const molt_model *m, const char *dir,
         }
         closedir(d);
     }
-    fsync_dir(dir);
+    fio_fsync_dir(dir);
     drop_staging(stage);
     return MOLT_OK;
 }
