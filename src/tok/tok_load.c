@@ -16,12 +16,8 @@
 #include <stdio.h>
 #include <string.h>
 
-// Reads a whole file into a molt__malloc'd, NUL-terminated buffer (at most
-// TOK_MAX_BYTES: the largest tokenizer.json in use is ~17 MB).
+// the largest tokenizer.json in use is ~17 MB
 #define TOK_MAX_BYTES ((size_t)512 << 20)
-static molt_status read_file(molt_ctx *ctx, const char *path, char **out, size_t *len) {
-    return fio_read_all(ctx, path, TOK_MAX_BYTES, out, len);
-}
 
 static bool looks_json(const char *s, size_t n) {
     size_t i = 0;
@@ -56,7 +52,7 @@ MOLT_API molt_status molt_tokenizer_load(molt_ctx *ctx, const char *path, int32_
     *out = NULL;
     char       *buf = NULL;
     size_t      len = 0;
-    molt_status st = read_file(ctx, path, &buf, &len);
+    molt_status st = fio_read_all(ctx, path, TOK_MAX_BYTES, &buf, &len);
     if (st != MOLT_OK)
         return st;
     if (looks_json(buf, len))
