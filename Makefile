@@ -54,7 +54,7 @@ LIB_SRC  := $(shell find src -name '*.c' -not -path 'src/kernels/cuda/*' | sort)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_SRC  := $(wildcard tools/molt/*.c)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
-TEST_SRC := $(filter-out tests/test_backend_cuda.c,$(wildcard tests/test_*.c))
+TEST_SRC := $(filter-out tests/test_backend_cuda.c tests/test_device.c,$(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TESTLIB_SRC := tests/testutil.c tests/testmodel.c
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
@@ -118,16 +118,18 @@ $(BUILD)/bench/%: bench/%.c $(LIB)
 tests: molt $(TEST_BIN) $(FUZZ_DRV)
 fuzz-drivers: $(FUZZ_DRV)
 
-# the CUDA library and its test (only the one test: the rest of the suite is the CPU build's)
+# the CUDA library, a molt binary with --device cuda, and the two GPU tests (the rest of the
+# suite is the CPU build's)
 cuda:
 	@test -n "$(NVCC)" || { echo "make cuda: nvcc not found (CUDA_HOME=$(CUDA_HOME))"; exit 1; }
-	$(MAKE) BUILD=$(CUDA_BUILD) CUDA=1 $(CUDA_BUILD)/libmolt.a $(CUDA_BUILD)/tests/test_backend_cuda
+	$(MAKE) BUILD=$(CUDA_BUILD) CUDA=1 $(CUDA_BUILD)/libmolt.a $(CUDA_BUILD)/molt \
+		$(CUDA_BUILD)/tests/test_backend_cuda $(CUDA_BUILD)/tests/test_device
 
 # with nvcc present, `make test` also builds the CUDA test (so the CUDA code is compiled) and
 # runs it: it skips (exit 77, one-line reason) where no GPU is found
 ifneq ($(NVCC),)
 TEST_CUDA_DEP = cuda
-TEST_CUDA_BIN = $(CUDA_BUILD)/tests/test_backend_cuda
+TEST_CUDA_BIN = $(CUDA_BUILD)/tests
 endif
 test: tests $(TEST_CUDA_DEP)
 	@BUILD=$(BUILD) CUDA_TEST=$(TEST_CUDA_BIN) bash scripts/run_tests.sh

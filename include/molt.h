@@ -71,6 +71,18 @@ MOLT_API molt_status molt_last_status(const molt_ctx *ctx);
 MOLT_API void        molt_ctx_set_threads(molt_ctx *ctx, int n_threads);
 MOLT_API int         molt_ctx_threads(const molt_ctx *ctx);
 
+// Where the models loaded (or built) with this context afterwards run and
+// train: "cpu" (the default), "cuda" or "cuda:N" (a molt built with `make
+// cuda`; N counts from 0). Models are read on the host and then moved there
+// whole: parameters, states, caches, gradients and optimizer moments live on
+// the device; only logits, losses and sampled tokens come back. NULL or ""
+// reads the MOLT_DEVICE environment variable (unset: "cpu").
+// MOLT_ERR_UNSUPPORTED: a CUDA device in a build without CUDA, or no such
+// GPU; MOLT_ERR_ARG: a malformed name. The context is unchanged on error.
+MOLT_API molt_status molt_ctx_set_device(molt_ctx *ctx, const char *device);
+// The context's device as "cpu" or "cuda:N".
+MOLT_API const char *molt_ctx_device(const molt_ctx *ctx);
+
 typedef enum molt_log_level {
     MOLT_LOG_DEBUG = 0,
     MOLT_LOG_INFO  = 1,

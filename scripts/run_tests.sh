@@ -38,14 +38,17 @@ for t in "$BUILD"/tests/test_*; do
   n=$(basename "$t"); [[ -n $filter && $n != *$filter* ]] && continue
   run "$n" "$t"
 done
-# the CUDA backend's test, from its own build (make cuda; `make test` passes CUDA_TEST when it
-# built one): it exits 77 with a one-line reason where no GPU is found
-if [ -n "${CUDA_TEST:-}" ] && [ -x "$CUDA_TEST" ]; then
-  [[ -z $filter || test_backend_cuda == *$filter* ]] && run test_backend_cuda "$CUDA_TEST"
-elif [[ -z $filter || test_backend_cuda == *$filter* ]]; then
-  skip=$((skip+1)); printf 'SKIP  %-36s %s\n' test_backend_cuda \
-    "CUDA backend not built (no nvcc found, or a sanitizer build)"
-fi
+# the GPU tests, from the CUDA build (make cuda; `make test` passes CUDA_TEST, their directory, when it
+# built them): each exits 77 with a one-line reason where no GPU is found
+for n in test_backend_cuda test_device; do
+  [[ -n $filter && $n != *$filter* ]] && continue
+  if [ -n "${CUDA_TEST:-}" ] && [ -x "$CUDA_TEST/$n" ]; then
+    run "$n" "$CUDA_TEST/$n"
+  else
+    skip=$((skip+1)); printf 'SKIP  %-36s %s\n' "$n" \
+      "CUDA build not made (no nvcc found, or a sanitizer build)"
+  fi
+done
 for t in tests/test_*.sh; do
   [ -f "$t" ] || continue
   n=$(basename "$t"); [[ -n $filter && $n != *$filter* ]] && continue

@@ -501,6 +501,65 @@ static void test_embedding(void) {
 }
 
 // ----------------------------------------------------------------------------
+// copy_cols (src | dst: untouched columns keep their start), hybrid combiner
+// statistics (a, s | ap, st) and backward (st, a, s | g in/out, ds +=)
+
+static void op_copy_cols(const molt_exec *ex, void *const *p, const ocase *c) {
+    k_copy_cols(ex, F(1), (size_t)c->i[2], F(0), (size_t)c->i[3], (size_t)c->i[0],
+                (size_t)c->i[1]);
+}
+static void op_hybrid_stats(const molt_exec *ex, void *const *p, const ocase *c) {
+    k_hybrid_stats(ex, F(2), F(3), F(0), F(1), c->i[0], c->i[1]);
+}
+static void op_hybrid_stats_backward(const molt_exec *ex, void *const *p, const ocase *c) {
+    k_hybrid_stats_backward(ex, F(3), F(4), F(0), F(1), F(2), c->i[0], c->i[1]);
+}
+
+static void test_hybrid_ops(void) {
+    op_stat  *s0 = stat_new("copy_cols", 0), *s1 = stat_new("hybrid_stats", 2e-6),
+             *s2 = stat_new("hybrid_stats_backward", 2e-5);
+    const int CC[][4] = {{0, 4, 4, 4}, {1, 1, 1, 1}, {3, 5, 5, 7}, {300, 96, 96, 200},
+                         {2, 4096, 4096, 8192}}; // rows, n, ldd, lds
+    const int HS[][2] = {{0, 4}, {1, 2}, {1, 7}, {5, 64}, {33, 129}, {200, 512}, {64, 2048}};
+    char      shape[64];
+    tested("copy_cols"), tested("hybrid_stats"), tested("hybrid_stats_backward");
+    for (int k = 0; k < NELEM(CC); k++) {
+        ocase c = {.i = {CC[k][0], CC[k][1], CC[k][2], CC[k][3]}};
+        addf(&c, (size_t)CC[k][0] * CC[k][3] + 1, IN);
+        addf(&c, (size_t)CC[k][0] * CC[k][2] + 1, ACC);
+        snprintf(shape, sizeof shape, "rows,n %dx%d ld %d/%d", CC[k][0], CC[k][1], CC[k][2],
+                 CC[k][3]);
+        run_op(s0, op_copy_cols, &c, shape);
+        case_free(&c);
+    }
+    for (int k = 0; k < NELEM(HS); k++) {
+        int    T = HS[k][0], d = HS[k][1];
+        size_t n = (size_t)T * d + 1;
+        ocase  c = {.i = {T, d}};
+        addf(&c, n, IN);
+        addf(&c, n, IN);
+        addf(&c, n, OUT);
+        addf(&c, 4 * (size_t)T + 1, OUT);
+        snprintf(shape, sizeof shape, "T,d %dx%d", T, d);
+        run_op(s1, op_hybrid_stats, &c, shape);
+        // the backward from the CPU's statistics of the same a, s
+        float *st = xmalloc(sizeof(float) * (4 * (size_t)T + 1)), *ap = xmalloc(sizeof(float) * n);
+        k_hybrid_stats(&g_cpu, ap, st, c.b[0].h, c.b[1].h, T, d);
+        ocase b = {.i = {T, d}};
+        add_buf(&b, st, sizeof(float) * (4 * (size_t)T + 1), IN);
+        add_buf(&b, c.b[0].h, sizeof(float) * n, IN);
+        add_buf(&b, c.b[1].h, sizeof(float) * n, IN);
+        addf(&b, n, ACC);
+        addf(&b, n, ACC);
+        c.b[0].h = c.b[1].h = NULL; // now b's
+        run_op(s2, op_hybrid_stats_backward, &b, shape);
+        case_free(&b);
+        case_free(&c);
+        free(ap);
+    }
+}
+
+// ----------------------------------------------------------------------------
 // conv1d_causal: x, w, b, state | y;  backward: dy, x, w | dx, dw +=, db +=
 
 static const int CONV_SHAPES[][3] = {{0, 5, 4},    {1, 1, 1},     {1, 5, 4},    {2, 7, 4},
@@ -1488,6 +1547,7 @@ int main(int argc, char **argv) {
     test_swiglu();
     test_softmax_add();
     test_embedding();
+    test_hybrid_ops();
     test_conv();
     test_ssd_step();
     test_ssd_scan();

@@ -808,6 +808,173 @@ static void test_embedding(void) {
 }
 
 // ----------------------------------------------------------------------------
+// copy_cols:  dst[t, 0:n] = src[t, 0:n] (strided rows); the hybrid combiner's
+// statistics matching and its backward (kernels.h)
+
+typedef struct cc_case {
+    float *src;
+    size_t ldd, lds, rows, n;
+} cc_case;
+
+static void run_copy_cols(const molt_exec *ex, void *cv, float *out) {
+    cc_case *c = cv; // out: [rows, ldd]; the columns past n keep their NaN (checked by the ref)
+    k_copy_cols(ex, out, c->ldd, c->src, c->lds, c->rows, c->n);
+}
+
+static void test_copy_cols(void) {
+    op_stat     *st = stat_new("copy_cols", 0, 1);
+    const size_t shapes[][4] = {{0, 4, 4, 4}, {1, 1, 1, 1}, {3, 5, 7, 5}, {17, 64, 65, 33},
+                                {300, 96, 200, 96}, {2, 4096, 8192, 4096}};
+    for (int k = 0; k < 6; k++) {
+        size_t  rows = shapes[k][0], ldd = shapes[k][1], lds = shapes[k][2], n = shapes[k][3];
+        cc_case c = {frand(rows * lds + 1, -2, 2), ldd, lds, rows, n};
+        double *ref = dbuf(rows * ldd);
+        for (size_t t = 0; t < rows; t++)
+            for (size_t i = 0; i < ldd; i++) // untouched columns stay NaN: NaN == NaN here
+                ref[t * ldd + i] = i < n ? (double)c.src[t * lds + i] : nan("");
+        char shape[48];
+        snprintf(shape, sizeof shape, "rows,n %zux%zu ld %zu/%zu", rows, n, ldd, lds);
+        // err_max counts NaN as wrong: compare the copied columns only
+        float *out = fbuf(rows * ldd + 1);
+        for (int nth = 1; nth <= 2; nth++) {
+            molt_exec ex;
+            for (int b = 0; b < N_BACKENDS; b++) {
+                if (!molt_exec_init(&ex, BACKENDS[b], nth))
+                    continue;
+                fill_nan(out, rows * ldd);
+                run_copy_cols(&ex, &c, out);
+                int bad = 0;
+                for (size_t t = 0; t < rows; t++)
+                    for (size_t i = 0; i < ldd; i++) {
+                        float v = out[t * ldd + i];
+                        bad += i < n ? v != (float)ref[t * ldd + i] : v == v;
+                    }
+                CHECK(!bad, "copy_cols [%s] on %s: %d wrong entries", shape, BACKENDS[b]->name,
+                      bad);
+                st->failed |= bad != 0;
+            }
+        }
+        st->cases++;
+        if (rows * n >= st->biggest) {
+            st->biggest = rows * n;
+            snprintf(st->shape, sizeof st->shape, "%s", shape);
+        }
+        free(out), free(ref), free(c.src);
+    }
+}
+
+#define HYB_EPS_D 1e-5
+typedef struct hs_case {
+    float *a, *s, *g, *ds0, *st;
+    int    T, d;
+} hs_case;
+
+// double reference of ap (and st) for one token; ap = (a − μa)·κ + μs
+static void ref_hstats(double *ap, double *st, const double *a, const double *s, int d) {
+    double ma = 0, ms = 0, va = 0, vs = 0;
+    for (int i = 0; i < d; i++)
+        ma += a[i], ms += s[i];
+    ma /= d, ms /= d;
+    for (int i = 0; i < d; i++)
+        va += (a[i] - ma) * (a[i] - ma), vs += (s[i] - ms) * (s[i] - ms);
+    double sa = sqrt(va / (d - 1)), ss = sqrt(vs / (d - 1)), k = (ss + HYB_EPS_D) / (sa + HYB_EPS_D);
+    for (int i = 0; i < d; i++)
+        if (ap)
+            ap[i] = (a[i] - ma) * k + ms;
+    if (st)
+        st[0] = ma, st[1] = ms, st[2] = sa, st[3] = ss;
+}
+
+static void run_hybrid_stats(const molt_exec *ex, void *cv, float *out) {
+    hs_case *c = cv; // out: ap [T,d] | st [T,4]
+    k_hybrid_stats(ex, out, out + (size_t)c->T * c->d, c->a, c->s, c->T, c->d);
+}
+
+static void run_hybrid_stats_backward(const molt_exec *ex, void *cv, float *out) {
+    hs_case *c = cv; // out: da [T,d] | ds [T,d]
+    size_t   n = (size_t)c->T * c->d;
+    memcpy(out, c->g, sizeof(float) * n);
+    memcpy(out + n, c->ds0, sizeof(float) * n);
+    k_hybrid_stats_backward(ex, out, out + n, c->st, c->a, c->s, c->T, c->d);
+}
+
+// L = Σ g·ap(a, s), for central differences
+static double hstats_loss(const double *a, const double *s, const double *g, int d) {
+    double *ap = dbuf((size_t)d), L = 0;
+    ref_hstats(ap, NULL, a, s, d);
+    for (int i = 0; i < d; i++)
+        L += g[i] * ap[i];
+    free(ap);
+    return L;
+}
+
+// the reference gradients of one token: da (from g = dL/dap) and the
+// statistics path's ds; checked by central differences when fd
+static void ref_hstats_backward(double *da, double *ds, const double *a, const double *s,
+                                const double *g, int d, int fd) {
+    double st[4], sg = 0, gz = 0;
+    ref_hstats(NULL, st, a, s, d);
+    for (int i = 0; i < d; i++)
+        sg += g[i], gz += g[i] * (a[i] - st[0]);
+    double kk = (st[3] + HYB_EPS_D) / (st[2] + HYB_EPS_D);
+    double dsa = -gz * kk / (st[2] + HYB_EPS_D), dss = gz / (st[2] + HYB_EPS_D);
+    for (int i = 0; i < d; i++) {
+        da[i] = kk * (g[i] - sg / d) + dsa * (a[i] - st[0]) / ((d - 1) * st[2]);
+        ds[i] = sg / d + dss * (s[i] - st[1]) / ((d - 1) * st[3]);
+    }
+    if (!fd || d < 2)
+        return;
+    double *va = dbuf((size_t)d), *vs = dbuf((size_t)d), h = 1e-4;
+    for (int i = 0; i < d; i++)
+        va[i] = sin(i + 1.0), vs[i] = cos(3.0 * i);
+    double *pa = dbuf((size_t)d), *ma = dbuf((size_t)d), *ps = dbuf((size_t)d),
+           *ms = dbuf((size_t)d);
+    shift(pa, a, va, h, (size_t)d), shift(ma, a, va, -h, (size_t)d);
+    shift(ps, s, vs, h, (size_t)d), shift(ms, s, vs, -h, (size_t)d);
+    check_fd("hybrid_stats da", hstats_loss(ma, s, g, d), hstats_loss(pa, s, g, d), h,
+             dotd(da, va, (size_t)d));
+    check_fd("hybrid_stats ds", hstats_loss(a, ms, g, d), hstats_loss(a, ps, g, d), h,
+             dotd(ds, vs, (size_t)d));
+    free(va), free(vs), free(pa), free(ma), free(ps), free(ms);
+}
+
+static void test_hybrid_stats(void) {
+    op_stat  *sf = stat_new("hybrid_stats", 2e-6, 1);
+    op_stat  *sb = stat_new("hybrid_stats_backward", 2e-5, 1);
+    const int shapes[][2] = {{0, 4}, {1, 2}, {1, 7}, {5, 64}, {33, 129}, {200, 512}, {3, 4096}};
+    for (int k = 0; k < 7; k++) {
+        int     T = shapes[k][0], d = shapes[k][1];
+        size_t  n = (size_t)T * d;
+        hs_case c = {frand(n + 1, -2, 2), frand(n + 1, -1, 3), frand(n + 1, -1, 1),
+                     frand(n + 1, -1, 1), fbuf(4 * (size_t)T + 1), T, d};
+        for (size_t i = 0; i < n; i++) // a at another scale than s
+            c.a[i] *= 5.0f;
+        double *a = dcopy(c.a, n), *s = dcopy(c.s, n), *g = dcopy(c.g, n);
+        double *ref = dbuf(n + 4 * (size_t)T);
+        for (int t = 0; t < T; t++)
+            ref_hstats(ref + (size_t)t * d, ref + n + 4 * (size_t)t, a + (size_t)t * d,
+                       s + (size_t)t * d, d);
+        char shape[48];
+        snprintf(shape, sizeof shape, "T,d %dx%d", T, d);
+        run_case(sf, run_hybrid_stats, &c, ref, n + 4 * (size_t)T, shape);
+        // backward, from the statistics the CPU forward saved
+        molt_exec ex = molt_exec_cpu(1);
+        float    *tmp = fbuf(n + 1);
+        k_hybrid_stats(&ex, tmp, c.st, c.a, c.s, T, d);
+        double *rb = dbuf(2 * n);
+        for (int t = 0; t < T; t++) {
+            size_t o = (size_t)t * d;
+            ref_hstats_backward(rb + o, rb + n + o, a + o, s + o, g + o, d, t == 0);
+            for (int i = 0; i < d; i++)
+                rb[n + o + i] += (double)c.ds0[o + i];
+        }
+        run_case(sb, run_hybrid_stats_backward, &c, rb, 2 * n, shape);
+        free(rb), free(tmp), free(ref), free(a), free(s), free(g);
+        free(c.a), free(c.s), free(c.g), free(c.ds0), free(c.st);
+    }
+}
+
+// ----------------------------------------------------------------------------
 // memory (mem.h): aligned blocks; zero, upload, copy, zero, download round trip
 
 static void test_memory(void) {
@@ -2156,7 +2323,7 @@ static void run_ssm_prep_backward(const molt_exec *ex, void *cv, float *out) {
     ssm_prep_backward(ex, dxc, dzx + RWS_DT, k->c.mamba ? hsA : NULL, k->dX, k->dypre, k->ddA,
                       k->dB, k->dC, k->c.mamba ? k->dcs : NULL, k->xc, k->x_s, k->dlt_s,
                       rws_dt(k), k->ldz, k->dt_bias, k->A_log, k->D, k->n, &k->c);
-    k_copy_cols(ddt, H, dzx + RWS_DT, (size_t)k->ldz, n, H);
+    k_copy_cols(ex, ddt, H, dzx + RWS_DT, (size_t)k->ldz, n, H);
     free(dzx);
 }
 
@@ -2185,7 +2352,7 @@ static void run_ssm_gate_backward(const molt_exec *ex, void *cv, float *out) {
     memcpy(dg, k->dg, sizeof(float) * n * Di);
     ssm_gate_backward(ex, dg, dzx + (rws_z(k) - k->zx), k->c.mamba ? dnw : NULL, hsD, k->ypre,
                       k->xg, rws_z(k), k->ldz, k->rstd_s, k->norm_w, k->z_bias, k->n, &k->c);
-    k_copy_cols(dz, Di, dzx + (rws_z(k) - k->zx), (size_t)k->ldz, n, Di);
+    k_copy_cols(ex, dz, Di, dzx + (rws_z(k) - k->zx), (size_t)k->ldz, n, Di);
     free(dzx);
 }
 
@@ -2847,6 +3014,18 @@ static void spy_embedding_backward(const molt_exec *e, float *dE, const float *d
                                    const int32_t *ids, int T, int d) {
     SPY(embedding_backward);
 }
+static void spy_copy_cols(const molt_exec *e, float *d, size_t ldd, const float *s, size_t lds,
+                          size_t r, size_t n) {
+    SPY(copy_cols);
+}
+static void spy_hybrid_stats(const molt_exec *e, float *ap, float *st, const float *a,
+                             const float *s, int T, int d) {
+    SPY(hybrid_stats);
+}
+static void spy_hybrid_stats_backward(const molt_exec *e, float *g, float *ds, const float *st,
+                                      const float *a, const float *s, int T, int d) {
+    SPY(hybrid_stats_backward);
+}
 static void spy_conv1d_causal(const molt_exec *e, float *y, const float *x, const float *w,
                               const float *b, float *s, int T, int Cc, int K) {
     SPY(conv1d_causal);
@@ -3003,6 +3182,9 @@ static void test_dispatch(void) {
     CALLS(add, k_add(&ex, NULL, NULL, NULL, 0));
     CALLS(embedding, k_embedding(&ex, NULL, NULL, NULL, 0, 0));
     CALLS(embedding_backward, k_embedding_backward(&ex, NULL, NULL, NULL, 0, 0));
+    CALLS(copy_cols, k_copy_cols(&ex, NULL, 0, NULL, 0, 0, 0));
+    CALLS(hybrid_stats, k_hybrid_stats(&ex, NULL, NULL, NULL, NULL, 0, 0));
+    CALLS(hybrid_stats_backward, k_hybrid_stats_backward(&ex, NULL, NULL, NULL, NULL, NULL, 0, 0));
     CALLS(conv1d_causal, conv1d_causal(&ex, NULL, NULL, NULL, NULL, NULL, 0, 0, 0));
     CALLS(conv1d_causal_backward,
           conv1d_causal_backward(&ex, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, 0));
@@ -3078,6 +3260,8 @@ int main(void) {
     test_softmax();
     test_add();
     test_embedding();
+    test_copy_cols();
+    test_hybrid_stats();
     test_embedding_backward();
     test_memory();
     test_conv();

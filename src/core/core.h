@@ -19,10 +19,15 @@
 
 #define MOLT_ERRMSG_MAX 1024
 
+struct molt_backend;
 struct molt_ctx {
     molt_status status;
     char        msg[MOLT_ERRMSG_MAX];
     int         n_threads;
+    // where models loaded with this context run (molt_ctx_set_device;
+    // kernels/device.c): NULL = the CPU backend; device index for a GPU
+    const struct molt_backend *be;
+    int                        device;
 };
 
 #if defined(__GNUC__)

@@ -240,9 +240,9 @@ static molt_status run_stage(const molt_exec *ex, distiller *D, int stage, const
         molt_load_opts lo = {NULL, 1};
         molt_model *c = NULL;
         if ((st = molt_model_load(ctx, ck, &lo, &c)) == MOLT_OK) {
-            memcpy(s->data, c->data, sizeof(float) * s->n_floats);
+            st = model_copy_params(ctx, s, c);
             molt_model_free(c);
-            res->skipped = true;
+            res->skipped = st == MOLT_OK;
         }
         return st;
     }

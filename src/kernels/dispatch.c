@@ -92,6 +92,18 @@ void k_embedding_backward(const molt_exec *ex, float *dE, const float *dx, const
                           int T, int d) {
     ex->be->embedding_backward(ex, dE, dx, ids, T, d);
 }
+void k_copy_cols(const molt_exec *ex, float *dst, size_t ldd, const float *src, size_t lds,
+                 size_t rows, size_t n) {
+    ex->be->copy_cols(ex, dst, ldd, src, lds, rows, n);
+}
+void k_hybrid_stats(const molt_exec *ex, float *ap, float *st, const float *a, const float *s,
+                    int T, int d) {
+    ex->be->hybrid_stats(ex, ap, st, a, s, T, d);
+}
+void k_hybrid_stats_backward(const molt_exec *ex, float *g, float *ds, const float *st,
+                             const float *a, const float *s, int T, int d) {
+    ex->be->hybrid_stats_backward(ex, g, ds, st, a, s, T, d);
+}
 
 // ----------------------------------------------------------------------------
 // state-space (ssm.h)

@@ -107,6 +107,21 @@ void k_softmax_scaled(float *x, int n, float scale);
 void k_add(const molt_exec *ex, float *y, const float *a, const float *b, size_t n);
 // x[t, :] = E[ids[t], :] for t < T (the embedding gather; ids in range, checked by callers)
 void k_embedding(const molt_exec *ex, float *x, const float *E, const int32_t *ids, int T, int d);
+// dst[t, 0:n] = src[t, 0:n] for t < rows (row strides ldd, lds ≥ n; the two
+// blocks do not overlap): the split / join of fused projections
+void k_copy_cols(const molt_exec *ex, float *dst, size_t ldd, const float *src, size_t lds,
+                 size_t rows, size_t n);
+// The hybrid combiner's statistics matching, per token t < T of a[T,d], s[T,d]:
+//   ap = (a − μa)·κ + μs,  κ = (σs + ε)/(σa + ε),  ε = 1e-5,  σ unbiased (d ≥ 2)
+// means and variances summed in double in index order, the rest in float;
+// st[T,4] (or NULL) gets μa, μs, σa, σs. Same bits on every backend.
+void k_hybrid_stats(const molt_exec *ex, float *ap, float *st, const float *a, const float *s,
+                    int T, int d);
+// Its backward: g[T,d] holds dL/dap on entry and dL/da on return; ds[T,d] +=
+// the statistics path's dL/ds (the direct path is the caller's). st: as saved
+// by k_hybrid_stats. A zero σ drops the path through it.
+void k_hybrid_stats_backward(const molt_exec *ex, float *g, float *ds, const float *st,
+                             const float *a, const float *s, int T, int d);
 
 // ----------------------------------------------------------------------------
 // backend table: the one seam between the model layer and the hardware.
@@ -120,7 +135,7 @@ void k_embedding(const molt_exec *ex, float *x, const float *E, const int32_t *i
 // public function of the same name (k_ prefix for the dense and attention ops).
 //
 // Not in the table (no exec argument, CPU helpers): the *_ref oracles,
-// k_softmax_scaled, k_copy_cols, and the work-size functions
+// k_softmax_scaled, and the work-size functions
 // (ssd_*_work, k_attn_*_work: the work layouts are part of the op contracts,
 // the same on every backend).
 
@@ -128,6 +143,8 @@ void k_embedding(const molt_exec *ex, float *x, const float *E, const int32_t *i
     X(matmul) X(matmul_w) X(matmul_backward) X(rmsnorm) X(rmsnorm_forward) X(rmsnorm_backward) X(swiglu)     \
     X(swiglu_backward) X(swiglu_pair) X(swiglu_pair_backward) X(softmax) X(add) X(embedding)      \
     X(embedding_backward)                                                                         \
+    /* copies and the hybrid combiner */                                                          \
+    X(copy_cols) X(hybrid_stats) X(hybrid_stats_backward)                                          \
     X(conv1d_causal) X(conv1d_causal_backward) X(ssd_step) X(ssd_scan_chunked)                    \
     X(ssd_scan_chunked_backward) X(ssd_materialize) X(ssd_materialize_backward)                 \
     /* attention (attn.h) */                                                                       \
@@ -138,7 +155,7 @@ void k_embedding(const molt_exec *ex, float *x, const float *E, const int32_t *i
     X(conv1d_causal_rows) X(ssd_step_rows)                                                        \
     /* training (train_ops.h) */                                                                  \
     X(xent) X(soft_xent) X(l2_rows) X(sumsq) X(scale) X(adamw)
-#define MOLT_BACKEND_NOPS 41 // ops in MOLT_BACKEND_OPS (checked against the struct)
+#define MOLT_BACKEND_NOPS 44 // ops in MOLT_BACKEND_OPS (checked against the struct)
 
 struct ssm_rows_cfg; // ssm_rows.h
 
@@ -171,6 +188,13 @@ typedef struct molt_backend {
                       int d);
     void (*embedding_backward)(const molt_exec *ex, float *dE, const float *dx, const int32_t *ids,
                                int T, int d);
+    // copies and the hybrid combiner (kernels.h)
+    void (*copy_cols)(const molt_exec *ex, float *dst, size_t ldd, const float *src, size_t lds,
+                      size_t rows, size_t n);
+    void (*hybrid_stats)(const molt_exec *ex, float *ap, float *st, const float *a,
+                         const float *s, int T, int d);
+    void (*hybrid_stats_backward)(const molt_exec *ex, float *g, float *ds, const float *st,
+                                  const float *a, const float *s, int T, int d);
     // state-space (ssm.h)
     void (*conv1d_causal)(const molt_exec *ex, float *y, const float *x, const float *w,
                           const float *b, float *state, int T, int Cc, int K);
@@ -256,7 +280,5 @@ extern const molt_backend molt_backend_cpu;
 int k_elementwise_threads(const molt_exec *ex, size_t n);
 // [lo, hi) of thread ith of nth over n items, in 16-float (cache line) blocks
 void k_split(size_t n, int ith, int nth, size_t *lo, size_t *hi);
-// dst[t, 0:n] = src[t, 0:n] for t < rows (row strides ldd, lds)
-void k_copy_cols(float *dst, size_t ldd, const float *src, size_t lds, size_t rows, size_t n);
 
 #endif

@@ -54,5 +54,10 @@ void  be_sync(const molt_exec *ex);
 // An exec of backend be with one thread, for the memory calls of code that has
 // no exec at hand (object constructors and destructors).
 molt_exec be_exec1(const struct molt_backend *be);
+// After work queued on ex: MOLT_OK, or the device's first recorded failure as
+// an error in ctx (a device backend's sticky error, then cleared; kernels/
+// device.c). Synchronizes a device backend; free on the CPU.
+struct molt_ctx;
+int be_status(struct molt_ctx *ctx, const molt_exec *ex); // a molt_status
 
 #endif

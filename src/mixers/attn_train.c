@@ -80,7 +80,7 @@ static void project(const molt_exec *ex, float *qkv, int ld, int n_out, const fl
         int          n[3] = {Hh, KVh, KVh}, col = 0;
         for (int i = 0; i < 3 && col < n_out; col += n[i], i++) {
             k_matmul(ex, scratch, u, W[i], bias[i], BT, c->d, n[i], 0);
-            k_copy_cols(qkv + col, ldz, scratch, (size_t)n[i], (size_t)BT, (size_t)n[i]);
+            k_copy_cols(ex, qkv + col, ldz, scratch, (size_t)n[i], (size_t)BT, (size_t)n[i]);
         }
     }
     rope_rows(ex, qkv, ld, BT, T, c->H, c->hd, cos, sin, 0);
@@ -132,7 +132,7 @@ static void project_backward(const molt_exec *ex, float *du, const attn_grads *g
     }
     int n[3] = {Hh, KVh, KVh}, col = 0;
     for (int i = 0; i < 3; col += n[i], i++) {
-        k_copy_cols(scratch, (size_t)n[i], dqkv + col, (size_t)W, (size_t)BT, (size_t)n[i]);
+        k_copy_cols(ex, scratch, (size_t)n[i], dqkv + col, (size_t)W, (size_t)BT, (size_t)n[i]);
         k_matmul_backward(ex, du, gw[i], gb[i], scratch, u, Wm[i], BT, d, n[i], i > 0);
     }
 }

@@ -174,7 +174,7 @@ static void stage_proj(const molt_exec *ex, const mixer_bufs *b, const float *u,
         k_matmul_w(ex, b->zx, u, tw(w->in_proj_t, w->in_proj), w->in_proj_b, T, c->d_model, R, 0);
     else
         k_matmul(ex, b->zx, u, w->in_proj, w->in_proj_b, T, c->d_model, R, 0);
-    k_copy_cols(b->xr, (size_t)Cc, b->zx + o, (size_t)R, (size_t)T, (size_t)Cc);
+    k_copy_cols(ex, b->xr, (size_t)Cc, b->zx + o, (size_t)R, (size_t)T, (size_t)Cc);
 }
 
 // 2  xc[t0:t1] = conv(xr[t0:t1])   (state: history in/out, NULL = zeros)

@@ -241,7 +241,7 @@ static ssm_rows_cfg rows_cfg(const job *j) { return ssm_rows_of(j->c); }
 
 static void extract_xr(const job *j) {
     const dims *m = &j->m;
-    k_copy_cols(j->xr, (size_t)m->Cc, j->zx + m->oxbc, (size_t)m->R, (size_t)m->BT, (size_t)m->Cc);
+    k_copy_cols(j->ex, j->xr, (size_t)m->Cc, j->zx + m->oxbc, (size_t)m->R, (size_t)m->BT, (size_t)m->Cc);
 }
 
 // backward (after dzx is complete):
@@ -276,7 +276,7 @@ static void conv_backward(const job *j) {
         conv1d_causal_backward(j->ex, j->dxr + o, j->g->conv_w, j->w->conv_b ? j->g->conv_b : NULL,
                                j->dxc + o, j->xr + o, j->w->conv_w, m->T, m->Cc, m->K);
     }
-    k_copy_cols(j->dzx + m->oxbc, (size_t)m->R, j->dxr, (size_t)m->Cc, (size_t)m->BT,
+    k_copy_cols(j->ex, j->dzx + m->oxbc, (size_t)m->R, j->dxr, (size_t)m->Cc, (size_t)m->BT,
                 (size_t)m->Cc);
     if (m->mamba && j->c->d_mlp > 0)
         for (int r = 0; r < m->BT; r++)

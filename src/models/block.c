@@ -45,9 +45,9 @@ static void mlp_in_forward(const molt_exec *ex, float *gu, const float *v, const
         return;
     }
     k_matmul_w(ex, scratch, v, w->gate, NULL, N, d, F, 0);
-    k_copy_cols(gu, 2 * (size_t)F, scratch, (size_t)F, N, F);
+    k_copy_cols(ex, gu, 2 * (size_t)F, scratch, (size_t)F, N, F);
     k_matmul_w(ex, scratch, v, w->up, NULL, N, d, F, 0);
-    k_copy_cols(gu + F, 2 * (size_t)F, scratch, (size_t)F, N, F);
+    k_copy_cols(ex, gu + F, 2 * (size_t)F, scratch, (size_t)F, N, F);
 }
 
 // from dg ([N, 2F], ∂gu): dv = ∂v (written), grads of W_g, W_u += (dh: [N,F] scratch)
@@ -59,10 +59,10 @@ static void mlp_in_backward(const molt_exec *ex, const molt_model *m, float *gra
                           N, d, 2 * F, 0);
         return;
     }
-    k_copy_cols(sc->dh, (size_t)F, sc->dg, 2 * (size_t)F, N, F);
+    k_copy_cols(ex, sc->dh, (size_t)F, sc->dg, 2 * (size_t)F, N, F);
     k_matmul_backward(ex, sc->dv, mixer_grad(m, grad, w->w_gate), NULL, sc->dh, v, w->w_gate, N,
                       d, F, 0);
-    k_copy_cols(sc->dh, (size_t)F, sc->dg + F, 2 * (size_t)F, N, F);
+    k_copy_cols(ex, sc->dh, (size_t)F, sc->dg + F, 2 * (size_t)F, N, F);
     k_matmul_backward(ex, sc->dv, mixer_grad(m, grad, w->w_up), NULL, sc->dh, v, w->w_up, N, d,
                       F, 1);
 }

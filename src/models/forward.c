@@ -14,6 +14,7 @@
 #include "models/forward.h"
 
 #include "kernels/kernels.h"
+#include "kernels/mem.h"
 #include "mixers/mixer.h"
 #include "models/block.h"
 
@@ -33,6 +34,16 @@ static size_t scratch_floats(const molt_model *m, int chunk, int cap, int nth) {
     return A16((size_t)chunk * (size_t)c->d_model) + block_scratch_floats(m, chunk) + work;
 }
 
+size_t seq_logits_stage_floats(const molt_model *m, int rows) {
+    return m->be->mem.host_visible ? 0 : A16((size_t)rows * (size_t)m->cfg.vocab);
+}
+
+molt_exec model_exec(const molt_model *m, int nth) {
+    molt_exec ex = molt_exec_cpu(nth);
+    ex.be = m->be;
+    return ex;
+}
+
 size_t seq_state_floats(const molt_model *m, int cap) {
     size_t total = 0;
     for (int l = 0; l < m->cfg.n_layer; l++)
@@ -46,7 +57,8 @@ int seq_chunk(int cap) {
 }
 
 size_t seq_scratch_floats(const molt_model *m, int cap, int nth) {
-    return scratch_floats(m, seq_chunk(cap), cap, nth);
+    int chunk = seq_chunk(cap);
+    return scratch_floats(m, chunk, cap, nth) + seq_logits_stage_floats(m, chunk);
 }
 
 void seq_view(molt_seq *s, const molt_model *m, int cap, int nth, float *state, float *scratch) {
@@ -62,6 +74,8 @@ void seq_view(molt_seq *s, const molt_model *m, int cap, int nth, float *state, 
         p += A16(mixer_state_floats(m, l, cap));
     }
     s->scratch = scratch;
+    s->dlogits = m->be->mem.host_visible ? NULL
+                                         : scratch + scratch_floats(m, s->chunk, cap, nth);
 }
 
 molt_status molt_seq_new(molt_ctx *ctx, const molt_model *m, int32_t max_len, molt_seq **out) {
@@ -195,7 +209,10 @@ static void forward_piece(const molt_exec *ex, molt_seq *s, const int32_t *ids, 
     if (!logits)
         return;
     int t0 = all_logits ? 0 : T - 1;
-    block_logits(ex, m, x + (size_t)t0 * d, T - t0, a.u, logits);
+    // a device model's logits are computed into its staging rows, then copied out
+    block_logits(ex, m, x + (size_t)t0 * d, T - t0, a.u, s->dlogits ? s->dlogits : logits);
+    if (s->dlogits)
+        be_download(ex, logits, s->dlogits, sizeof(float) * (size_t)(T - t0) * c->vocab);
 }
 
 void seq_feed(const molt_exec *ex, molt_seq *s, const int32_t *ids, int n, int all_logits,
@@ -232,7 +249,7 @@ molt_status molt_seq_feed(molt_ctx *ctx, molt_seq *s, const int32_t *ids, int32_
     molt_status st = seq_check_ids(ctx, s->m, ids, n);
     if (st != MOLT_OK)
         return st;
-    molt_exec ex = molt_exec_cpu(MOLT_MIN(molt_ctx_threads(ctx), s->nth));
+    molt_exec ex = model_exec(s->m, MOLT_MIN(molt_ctx_threads(ctx), s->nth));
     seq_feed(&ex, s, ids, n, all_logits, logits);
-    return MOLT_OK;
+    return be_status(ctx, &ex);
 }

@@ -15,6 +15,7 @@ struct molt_seq {
     float  *state[MODEL_MAX_LAYERS];                    // per layer [rec | K | V] (mixers/mixer.h)
     size_t  state_floats;                               // KV + recurrent state
     float  *scratch;
+    float  *dlogits;                                    // device models: logits staging [chunk, V]
     float  *buf;                                        // one allocation for all of it
 };
 
@@ -36,6 +37,11 @@ void   seq_snap_restore(molt_seq *s, const seq_snap *snap);
 // layers, [conv | ssm] for recurrent ones, in layer order.
 size_t seq_state_floats(const molt_model *m, int cap);
 int    seq_chunk(int cap); // tokens per forward piece
+// Floats of logits staging for rows rows: 0 on a host-visible backend (logits
+// go straight to the caller's buffer), else rows·V (computed there, then copied out).
+size_t seq_logits_stage_floats(const molt_model *m, int rows);
+// An exec on m's backend with nth threads (a library call's: ctx threads, capped).
+molt_exec model_exec(const molt_model *m, int nth);
 size_t seq_scratch_floats(const molt_model *m, int cap, int nth);
 // s = a view of the state block `state` (seq_state_floats) with `scratch`
 // (seq_scratch_floats); owns nothing (s->buf = NULL). pos is left at 0.

@@ -264,9 +264,12 @@ molt_status molt_model_set_weight_dtype(molt_ctx *ctx, molt_model *m, const char
     // backend too); the f32 master is read in place (models are host-visible)
     enum { CHUNK = 1 << 16 };
     uint16_t *stage = molt__malloc(sizeof(uint16_t) * CHUNK);
-    void     *buf = stage ? be_alloc(m->be, bytes) : NULL;
+    // a device model's master is read through a host chunk too
+    float    *fstage = m->be->mem.host_visible ? NULL : molt__malloc(sizeof(float) * CHUNK);
+    void     *buf = stage && (m->be->mem.host_visible || fstage) ? be_alloc(m->be, bytes) : NULL;
     if (!buf) {
         molt__free(stage);
+        molt__free(fstage);
         molt__free(t);
         return molt__err(ctx, MOLT_ERR_OOM, "out of memory for %s weights (%.1f MB)",
                          molt_dtype_name(dt), (double)bytes * 1e-6);
@@ -276,6 +279,10 @@ molt_status molt_model_set_weight_dtype(molt_ctx *ctx, molt_model *m, const char
         for (size_t a = 0; a < t[i].n; a += CHUNK) {
             size_t k = t[i].n - a < CHUNK ? t[i].n - a : CHUNK;
             const float *s = t[i].src + a;
+            if (fstage) {
+                be_download(&ex, fstage, s, k * sizeof(float));
+                s = fstage;
+            }
             if (dt == MOLT_BF16)
                 for (size_t j = 0; j < k; j++)
                     stage[j] = molt_f32_to_bf16(s[j]);
@@ -293,8 +300,108 @@ molt_status molt_model_set_weight_dtype(molt_ctx *ctx, molt_model *m, const char
         *t[i].view = (molt_w){dt, (char *)buf + t[i].off};
     m->weight_dt = dt;
     molt__free(stage);
+    molt__free(fstage);
     molt__free(t);
     return MOLT_OK;
+}
+
+// ----------------------------------------------------------------------------
+// moving a model between backends: the parameter buffer and the RoPE tables
+// are copied through the host (one of the two backends is host-visible), the
+// views rebound, a typed copy made again in the new place.
+
+molt_status model_to_backend(molt_ctx *ctx, molt_model *m, const molt_backend *be) {
+    if (!be || be == m->be)
+        return MOLT_OK;
+    if (!m->be->mem.host_visible && !be->mem.host_visible)
+        return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "moving a model from %s to %s: go through "
+                                                    "the host", m->be->name, be->name);
+    molt_dtype dt = m->weight_dt;
+    molt_status st;
+    if (dt != MOLT_F32 && (st = molt_model_set_weight_dtype(ctx, m, "f32")) != MOLT_OK)
+        return st;
+    const molt_backend *from = m->be;
+    size_t rope = m->rope_cos ? (size_t)m->cfg.max_seq * (size_t)(m->cfg.head_dim / 2) : 0;
+    // the whole model or nothing: allocate all three before freeing any
+    float *d = be_allocf(be, m->n_floats);
+    float *cs = rope ? be_allocf(be, rope) : NULL, *sn = rope ? be_allocf(be, rope) : NULL;
+    if (!d || (rope && (!cs || !sn))) {
+        be_free(be, d), be_free(be, cs), be_free(be, sn);
+        return molt__err(ctx, MOLT_ERR_OOM, "out of memory on %s for the model (%.1f MB)",
+                         be->name, (double)m->n_floats * 4e-6);
+    }
+    molt_exec ef = be_exec1(from), et = be_exec1(be);
+    float *src[3] = {m->data, m->rope_cos, m->rope_sin}, *dst[3] = {d, cs, sn};
+    size_t n[3] = {m->n_floats, rope, rope};
+    for (int i = 0; i < 3; i++) {
+        if (!n[i])
+            continue;
+        if (from->mem.host_visible)
+            be_upload(&et, dst[i], src[i], n[i] * sizeof(float));
+        else
+            be_download(&ef, dst[i], src[i], n[i] * sizeof(float));
+        be_free(from, src[i]);
+    }
+    m->data = d, m->rope_cos = cs, m->rope_sin = sn;
+    m->be = be;
+    bind_views(m);
+    if ((st = be_status(ctx, &et)) != MOLT_OK)
+        return st;
+    return dt != MOLT_F32 ? molt_model_set_weight_dtype(ctx, m, molt_dtype_name(dt)) : MOLT_OK;
+}
+
+const float *model_host_floats(molt_ctx *ctx, const molt_backend *be, const float *p, size_t n,
+                               float **owned) {
+    *owned = NULL;
+    if (be->mem.host_visible || !p)
+        return p;
+    if (!(*owned = molt__malloc(sizeof(float) * (n ? n : 1)))) {
+        molt__err(ctx, MOLT_ERR_OOM, "out of memory copying %zu floats from %s (%.1f MB)", n,
+                  be->name, (double)n * 4e-6);
+        return NULL;
+    }
+    molt_exec ex = be_exec1(be);
+    be_download(&ex, *owned, p, n * sizeof(float));
+    return *owned;
+}
+
+molt_status model_host_clone(molt_ctx *ctx, const molt_model *m, molt_model **out) {
+    *out = NULL;
+    molt_model *c = NULL;
+    molt_status st = model_alloc(ctx, &m->cfg, &c); // on the host
+    if (st != MOLT_OK)
+        return st;
+    molt_exec ex = be_exec1(m->be);
+    be_download(&ex, c->data, m->data, sizeof(float) * m->n_floats);
+    c->tok = m->tok;
+    *out = c;
+    return MOLT_OK;
+}
+
+void model_host_clone_free(molt_model *c) {
+    if (c)
+        c->tok = NULL; // borrowed
+    molt_model_free(c);
+}
+
+molt_status model_copy_params(molt_ctx *ctx, molt_model *dst, molt_model *src) {
+    if (src->n_floats != dst->n_floats)
+        return molt__err(ctx, MOLT_ERR_SHAPE, "copying parameters between models of %zu and %zu "
+                                              "floats", src->n_floats, dst->n_floats);
+    molt_status st = model_to_backend(ctx, src, dst->be);
+    if (st != MOLT_OK)
+        return st;
+    molt_exec ex = be_exec1(dst->be);
+    be_copy(&ex, dst->data, src->data, sizeof(float) * dst->n_floats);
+    be_sync(&ex);
+    return dst->weight_dt != MOLT_F32
+               ? molt_model_set_weight_dtype(ctx, dst, molt_dtype_name(dst->weight_dt))
+               : MOLT_OK;
+}
+
+molt_status model_place(molt_ctx *ctx, molt_model *m) {
+    const molt_backend *be = molt__exec(ctx).be;
+    return be == m->be ? MOLT_OK : model_to_backend(ctx, m, be);
 }
 
 // ----------------------------------------------------------------------------
@@ -362,13 +469,7 @@ molt_status model_alloc(molt_ctx *ctx, const model_cfg *cfg, molt_model **out) {
     // Loaders, initializers and the RoPE tables fill parameters on the host,
     // so a model lives on a host-visible backend; a device backend receives
     // it by upload (be_upload) when it runs it.
-    m->be = molt__exec(ctx).be;
-    if (!m->be->mem.host_visible) {
-        const char *name = m->be->name;
-        molt__free(m);
-        return molt__err(ctx, MOLT_ERR_ARG, "backend %s: models are built in host-visible memory",
-                         name);
-    }
+    m->be = &molt_backend_cpu;
     // deep-copy the per-layer head lists
     memset(m->cfg.keep_heads, 0, sizeof m->cfg.keep_heads);
     for (int l = 0; l < cfg->n_layer; l++) {

@@ -198,6 +198,25 @@ molt_status model_cfg_check(molt_ctx *ctx, const char *what, const model_cfg *cf
 // Points every typed view (layer_weights t_*, ssm in_proj_t / out_proj_t,
 // lm_head_t) at its f32 parameter; does not free wbuf.
 void        model_bind_typed_f32(molt_model *m);
+// Moves m whole to backend be (parameters, RoPE tables, a typed copy; one of
+// the two backends host-visible): models are built on the host (model_alloc)
+// and run where their context says. model_place: to ctx's backend
+// (molt_ctx_set_device). On error m stays where it was, whole.
+molt_status model_to_backend(molt_ctx *ctx, molt_model *m, const struct molt_backend *be);
+molt_status model_place(molt_ctx *ctx, molt_model *m);
+// A host copy of m as a new model (to build on the host from a device model:
+// students, hybrids); its tokenizer is m's, borrowed: free it with
+// model_host_clone_free (NULL is fine), never molt_model_free.
+molt_status model_host_clone(molt_ctx *ctx, const molt_model *m, molt_model **out);
+void        model_host_clone_free(molt_model *c);
+// dst's parameters ← src's (same layout; src is moved to dst's backend first,
+// so it may be changed), and dst's typed copy made again.
+molt_status model_copy_params(molt_ctx *ctx, molt_model *dst, molt_model *src);
+// n floats at p of backend be readable on the host: p itself when be is
+// host-visible, else a malloc'd copy (*owned, the caller frees it). NULL
+// (error in ctx) when the copy cannot be allocated.
+const float *model_host_floats(molt_ctx *ctx, const struct molt_backend *be, const float *p,
+                               size_t n, float **owned);
 // Recomputes RoPE tables (after cfg change).
 molt_status model_init_rope(molt_ctx *ctx, molt_model *m);
 

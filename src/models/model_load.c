@@ -210,7 +210,8 @@ molt_status molt_model_load(molt_ctx *ctx, const char *path, const molt_load_opt
     }
     if (st != MOLT_OK)
         return st;
-    if ((st = load_tokenizer_near(ctx, m, dir, opts)) != MOLT_OK) {
+    if ((st = load_tokenizer_near(ctx, m, dir, opts)) != MOLT_OK ||
+        (st = model_place(ctx, m)) != MOLT_OK) {
         molt_model_free(m);
         return st;
     }
@@ -251,21 +252,27 @@ static void drop_staging(const char *stage) {
 static molt_status write_model_files(molt_ctx *ctx, const molt_model *m, const char *stage,
                                      st_dtype dt, const char **tok_name) {
     char path[4096];
-    st_wtensor *ts = molt__calloc((size_t)m->n_params, sizeof *ts);
-    if (!ts)
-        return molt__err(ctx, MOLT_ERR_OOM, "out of memory saving the model");
+    float *host = NULL; // a device model's parameters, downloaded
+    const float *data = model_host_floats(ctx, m->be, m->data, m->n_floats, &host);
+    st_wtensor *ts = data ? molt__calloc((size_t)m->n_params, sizeof *ts) : NULL;
+    if (!ts) {
+        molt__free(host);
+        return data ? molt__err(ctx, MOLT_ERR_OOM, "out of memory saving the model")
+                    : molt_last_status(ctx);
+    }
     for (int i = 0; i < m->n_params; i++) {
         const param_info *p = &m->params[i];
         ts[i].name = p->name;
         ts[i].dtype = dt;
         ts[i].ndim = p->ndim;
         memcpy(ts[i].shape, p->shape, sizeof(int64_t) * (size_t)p->ndim);
-        ts[i].data = m->data + p->offset;
+        ts[i].data = data + p->offset;
     }
     static const char *const meta[] = {"format", "pt", "producer", "molt", NULL};
     fio_join(path, sizeof path, stage, "model.safetensors");
     molt_status st = st_write(ctx, path, ts, m->n_params, meta);
     molt__free(ts);
+    molt__free(host);
     if (st != MOLT_OK)
         return st;
     char *json = NULL;
@@ -366,7 +373,8 @@ molt_status molt_model_from_config(molt_ctx *ctx, const char *config_json,
         return st;
     model_init_random(m, seed);
     dirname_of(dir, sizeof dir, config_json);
-    if ((st = load_tokenizer_near(ctx, m, dir, opts)) != MOLT_OK) {
+    if ((st = load_tokenizer_near(ctx, m, dir, opts)) != MOLT_OK ||
+        (st = model_place(ctx, m)) != MOLT_OK) {
         molt_model_free(m);
         return st;
     }

@@ -47,7 +47,8 @@ static size_t batch_floats(const molt_model *m, int n, int cap, int nth) {
     size_t work = 0;
     for (int l = 0; l < m->cfg.n_layer; l++)
         work = MOLT_MAX(work, layer_mixer(m, l)->rows_work_floats(m, l, n, cap, nth));
-    return A16((size_t)n * (size_t)m->cfg.d_model) + block_scratch_floats(m, n) + work;
+    return A16((size_t)n * (size_t)m->cfg.d_model) + block_scratch_floats(m, n) + work +
+           seq_logits_stage_floats(m, n);
 }
 
 static molt_status check_slot(molt_ctx *ctx, const molt_slots *s, int32_t slot, const char *what) {
@@ -171,9 +172,9 @@ molt_status molt_slot_prefill(molt_ctx *ctx, molt_slots *s, int32_t slot, const 
                          v->pos, n, s->cap);
     if ((st = seq_check_ids(ctx, s->m, ids, n)) != MOLT_OK)
         return st;
-    molt_exec ex = molt_exec_cpu(MOLT_MIN(molt_ctx_threads(ctx), s->nth));
+    molt_exec ex = model_exec(s->m, MOLT_MIN(molt_ctx_threads(ctx), s->nth));
     seq_feed(&ex, v, ids, n, all_logits, logits);
-    return MOLT_OK;
+    return be_status(ctx, &ex);
 }
 
 // ----------------------------------------------------------------------------
@@ -188,6 +189,10 @@ static void decode_rows(const molt_exec *ex, molt_slots *s, int n, const int32_t
     block_act a;
     float *mix = block_scratch(m, n, p, x, &a, &mlp_tmp);
     float *work = p + block_scratch_floats(m, n);
+    // device models: logits staging after the rows work (batch_floats)
+    float *stage = seq_logits_stage_floats(m, n) ? s->batch + batch_floats(m, s->n, s->cap, s->nth) -
+                                                       seq_logits_stage_floats(m, s->n)
+                                                 : NULL;
     for (int r = 0; r < n; r++)
         s->pos[r] = s->view[slot[r]].pos;
     block_embed(ex, m, tok, n, x);
@@ -200,8 +205,11 @@ static void decode_rows(const molt_exec *ex, molt_slots *s, int n, const int32_t
     }
     for (int r = 0; r < n; r++)
         s->view[slot[r]].pos++;
-    if (logits)
-        block_logits(ex, m, x, n, a.u, logits);
+    if (!logits)
+        return;
+    block_logits(ex, m, x, n, a.u, stage ? stage : logits);
+    if (stage)
+        be_download(ex, logits, stage, sizeof(float) * (size_t)n * m->cfg.vocab);
 }
 
 molt_status molt_slots_feed(molt_ctx *ctx, molt_slots *s, int32_t n, const int32_t *slot,
@@ -227,7 +235,7 @@ molt_status molt_slots_feed(molt_ctx *ctx, molt_slots *s, int32_t n, const int32
     }
     if (st != MOLT_OK)
         return st;
-    molt_exec ex = molt_exec_cpu(MOLT_MIN(molt_ctx_threads(ctx), s->nth));
+    molt_exec ex = model_exec(s->m, MOLT_MIN(molt_ctx_threads(ctx), s->nth));
     decode_rows(&ex, s, n, slot, tok, logits);
-    return MOLT_OK;
+    return be_status(ctx, &ex);
 }

@@ -3,6 +3,9 @@
  */
 #include "train/checkpoint.h"
 
+#include "kernels/kernels.h"
+#include "kernels/mem.h"
+
 #include "io/checksum.h"
 #include "io/fileio.h"
 #include "io/safetensors.h"
@@ -196,6 +199,23 @@ static molt_status write_state(molt_ctx *ctx, const train_loop *tl, const char *
     return st;
 }
 
+// a tensor of f into dst, a buffer of m's backend (through the host on a device)
+static molt_status read_param_f32(molt_ctx *ctx, const st_tensor *t, const molt_model *m,
+                                  float *dst) {
+    if (m->be->mem.host_visible)
+        return st_read_f32(ctx, t, dst);
+    float *h = molt__malloc(sizeof(float) * ((size_t)t->numel ? (size_t)t->numel : 1));
+    if (!h)
+        return molt__err(ctx, MOLT_ERR_OOM, "out of memory reading '%s'", t->name);
+    molt_status st = st_read_f32(ctx, t, h);
+    if (st == MOLT_OK) {
+        molt_exec ex = be_exec1(m->be);
+        be_upload(&ex, dst, h, sizeof(float) * (size_t)t->numel);
+    }
+    molt__free(h);
+    return st;
+}
+
 molt_status save_checkpoint(molt_ctx *ctx, const train_loop *tl) {
     const molt_model *m = tl->m;
     const adamw      *opt = &tl->opt;
@@ -207,12 +227,17 @@ molt_status save_checkpoint(molt_ctx *ctx, const train_loop *tl) {
     molt_status st = manifest_add(ctx, out_dir, "checkpoints", name);
     if (st != MOLT_OK || (st = molt_model_save(ctx, m, dir, "f32")) != MOLT_OK)
         return st;
-    // optimizer moments under the parameter names
+    // optimizer moments under the parameter names (a device run's, downloaded)
+    float *hm = NULL, *hv = NULL;
+    const float *mom[2] = {model_host_floats(ctx, m->be, opt->m, m->n_floats, &hm),
+                           model_host_floats(ctx, m->be, opt->v, m->n_floats, &hv)};
     st_wtensor *ts = molt__calloc(2 * (size_t)m->n_params, sizeof *ts);
     char *names = molt__malloc(2 * (size_t)m->n_params * (MODEL_NAME_MAX + 2));
-    if (!ts || !names) {
+    if (!ts || !names || !mom[0] || !mom[1]) {
         molt__free(ts);
         molt__free(names);
+        molt__free(hm);
+        molt__free(hv);
         return molt__err(ctx, MOLT_ERR_OOM, "out of memory saving a checkpoint");
     }
     for (int k = 0; k < 2; k++)
@@ -225,12 +250,14 @@ molt_status save_checkpoint(molt_ctx *ctx, const train_loop *tl) {
             t->dtype = ST_F32;
             t->ndim = p->ndim;
             memcpy(t->shape, p->shape, sizeof p->shape);
-            t->data = (k ? opt->v : opt->m) + p->offset;
+            t->data = mom[k] + p->offset;
         }
     fio_join(path, sizeof path, dir, "optim.safetensors");
     st = st_write(ctx, path, ts, 2 * m->n_params, NULL);
     molt__free(ts);
     molt__free(names);
+    molt__free(hm);
+    molt__free(hv);
     if (st != MOLT_OK || (st = write_state(ctx, tl, dir)) != MOLT_OK)
         return st;
     // publish: `latest` names the complete checkpoint
@@ -350,8 +377,10 @@ molt_status load_checkpoint(molt_ctx *ctx, train_loop *tl) {
         st = molt__err(ctx, MOLT_ERR_SHAPE, "%s: checkpoint does not match the model", dir);
         goto done;
     }
-    memcpy(m->data, c->data, sizeof(float) * m->n_floats);
+    st = model_copy_params(ctx, m, c);
     molt_model_free(c);
+    if (st != MOLT_OK)
+        goto done;
     st_file *f = NULL;
     fio_join(path, sizeof path, dir, "optim.safetensors");
     if ((st = st_open(ctx, path, &f)) != MOLT_OK)
@@ -365,7 +394,7 @@ molt_status load_checkpoint(molt_ctx *ctx, train_loop *tl) {
                 st = molt__err(ctx, MOLT_ERR_MISSING, "%s: optimizer state '%s' missing", path,
                                nm);
             else
-                st = st_read_f32(ctx, t, (k ? opt->v : opt->m) + m->params[i].offset);
+                st = read_param_f32(ctx, t, m, (k ? opt->v : opt->m) + m->params[i].offset);
         }
     st_close(f);
     if (st == MOLT_OK) {

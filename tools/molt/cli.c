@@ -61,6 +61,13 @@ bool cli_int(const char *cmd, const char *opt, const char *val, long lo, long hi
     return true;
 }
 
+bool cli_set_device(molt_ctx *ctx, const char *device) {
+    if (molt_ctx_set_device(ctx, device) == MOLT_OK)
+        return true;
+    fprintf(stderr, "molt: error: %s\n", molt_last_error(ctx)); // no model-format hint
+    return false;
+}
+
 molt_model *cli_load_model(molt_ctx *ctx, const char *path, const char *tokenizer) {
     molt_load_opts o = {tokenizer, 0};
     molt_model *m = NULL;

@@ -23,6 +23,13 @@ bool cli_msg_names(const char *msg, const char *what);
 int  cli_usage_error(const char *cmd, const char *fmt, ...);  // prints usage error → 2
 // Parses one whole number of a list option (--pairs 10,20), or prints an error and returns false.
 bool cli_int(const char *cmd, const char *opt, const char *val, long lo, long hi, long *out);
+// --device: where the models of the command run (molt_ctx_set_device; the
+// default is $MOLT_DEVICE, else cpu)
+#define CLI_DEVICE(d)                                                                              \
+    CLI_STR_D("--device", NULL, "D", "where the model runs: cpu, cuda or cuda:N", d,              \
+              "$MOLT_DEVICE, else cpu")
+// Sets ctx's device (NULL: $MOLT_DEVICE, else cpu), printing the error; false on failure.
+bool cli_set_device(molt_ctx *ctx, const char *device);
 // Loads a model, printing the error on failure.
 molt_model *cli_load_model(molt_ctx *ctx, const char *path, const char *tokenizer);
 // The default key-value task file (buf: scratch for the path).

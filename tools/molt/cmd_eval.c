@@ -62,7 +62,7 @@ static bool parse_pairs(const char *s, long *np, int *n) {
 }
 
 typedef struct kv_opts {
-    const char *model, *tokp, *task_json, *weights;
+    const char *model, *tokp, *task_json, *weights, *device;
     bool        mqar, json;
     long        examples, seed, threads, queries;
     long        pairs[MAX_PAIRS_LIST];
@@ -131,7 +131,7 @@ static bool print_json_rows(const kv_opts *o, const kv_rows *rows, int n) {
 static int eval_kv(const kv_opts *o) {
     molt_ctx *ctx = molt_ctx_new();
     molt_ctx_set_threads(ctx, (int)o->threads);
-    molt_model *m = cli_load_model(ctx, o->model, o->tokp);
+    molt_model *m = cli_set_device(ctx, o->device) ? cli_load_model(ctx, o->model, o->tokp) : NULL;
     int rc = 1;
     if (!m)
         goto out;
@@ -217,6 +217,7 @@ int cmd_eval(int argc, char **argv) {
     long window = 0, threads = 2, max_tokens = 0;
     bool json = false;
     const char *task = NULL, *pairs = "10,20,40", *kvfile = NULL, *weights = "f32";
+    const char *device = NULL;
     long examples = 200, seed = 1, queries = 0;
     const cli_optspec opts[] = {
         CLI_STR("--text", NULL, "FILE", "UTF-8 text to score", text),
@@ -240,6 +241,7 @@ int cmd_eval(int argc, char **argv) {
                   "data/kv_task.json, or beside the binary"),
         CLI_STR("--tokenizer", NULL, "F", "tokenizer file", tokp),
         CLI_INT("--threads", NULL, "N", "threads", threads, 1, 256),
+        CLI_DEVICE(device),
         CLI_CHOICE("--weights", NULL, "f32|bf16|f16",
                    "type of the matrices the forward reads (bf16/f16: an extra copy)", weights,
                    "f32|bf16|f16"),
@@ -265,8 +267,8 @@ int cmd_eval(int argc, char **argv) {
     if (model && task) {
         char kbuf[4200];
         free(sep);
-        kv_opts o = {model,   tokp, NULL,    weights, !strcmp(task, "mqar"), json, examples,
-                     seed,    threads, queries ? queries : 4, {0}, 0};
+        kv_opts o = {model, tokp,     NULL,    weights, device, !strcmp(task, "mqar"),
+                     json,  examples, seed,    threads, queries ? queries : 4, {0}, 0};
         if (!parse_pairs(pairs, o.pairs, &o.n_pairs))
             return EXIT_USAGE;
         for (int k = 0; o.mqar && k < o.n_pairs; k++)
@@ -289,7 +291,7 @@ int cmd_eval(int argc, char **argv) {
     }
     molt_ctx *ctx = molt_ctx_new();
     molt_ctx_set_threads(ctx, (int)threads);
-    molt_model *m = cli_load_model(ctx, model, tokp);
+    molt_model *m = cli_set_device(ctx, device) ? cli_load_model(ctx, model, tokp) : NULL;
     int rc = 1;
     ids_buf ids = {0};
     if (!m)

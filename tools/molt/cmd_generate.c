@@ -46,7 +46,7 @@ static void print_piece(const char *s, size_t n, void *user) {
 }
 
 int cmd_generate(int argc, char **argv) {
-    const char *model = NULL, *prompt = NULL, *tokp = NULL, *weights = "f32";
+    const char *model = NULL, *prompt = NULL, *tokp = NULL, *weights = "f32", *device = NULL;
     molt_gen_params gp = molt_gen_defaults();
     gp.seed = (uint64_t)time(NULL);
     long threads = 2, batch = 1;
@@ -62,6 +62,7 @@ int cmd_generate(int argc, char **argv) {
         CLI_STR("--tokenizer", NULL, "F",
                 "tokenizer file (tokenizer.json / tokenizer.bin / tokenizer.model)", tokp),
         CLI_INT("--threads", NULL, "N", "threads", threads, 1, 256),
+        CLI_DEVICE(device),
         CLI_FLAG("--quiet", "-q", "no statistics on stderr", quiet),
         CLI_INT("--batch", "-b", "N", "N samples decoded together, sample i with seed S + i", batch,
                 1, 4096),
@@ -83,6 +84,10 @@ int cmd_generate(int argc, char **argv) {
         return cli_usage_error("generate", "no MODEL given");
     molt_ctx *ctx = molt_ctx_new();
     molt_ctx_set_threads(ctx, (int)threads);
+    if (!cli_set_device(ctx, device)) {
+        molt_ctx_free(ctx);
+        return 1;
+    }
     molt_model *m = cli_load_model(ctx, model, tokp);
     if (!m || molt_model_set_weight_dtype(ctx, m, weights) != MOLT_OK) {
         if (m)

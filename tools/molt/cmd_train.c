@@ -38,7 +38,7 @@ static void on_step(const molt_train_report *r, void *user) {
 
 int cmd_train(int argc, char **argv) {
     molt_train_opts o = molt_train_defaults();
-    const char *model = NULL, *tokp = NULL;
+    const char *model = NULL, *tokp = NULL, *device = NULL;
     cli_list data = {0};
     long threads = 2;
     bool quiet = false;
@@ -84,6 +84,7 @@ int cmd_train(int argc, char **argv) {
         CLI_INT("--keep-last", NULL, "K", "checkpoints kept in DIR", o.keep_last, 1, 1L << 30),
         CLI_STR("--tokenizer", NULL, "F", "tokenizer file", tokp),
         CLI_INT("--threads", NULL, "N", "threads", threads, 1, 256),
+        CLI_DEVICE(device),
         CLI_FLAG("--quiet", "-q", "no progress bar", quiet),
         CLI_END,
     };
@@ -112,14 +113,14 @@ int cmd_train(int argc, char **argv) {
     molt_model *m = NULL;
     size_t ml = strlen(model);
     molt_load_opts lo = {tokp, 0};
-    molt_status st;
-    if (ml > 5 && !strcmp(model + ml - 5, ".json"))
-        st = molt_model_from_config(ctx, model, &lo, o.seed, &m);
-    else
-        st = molt_model_load(ctx, model, &lo, &m);
-    if (st != MOLT_OK) {
+    molt_status st = MOLT_ERR_ARG;
+    if (!cli_set_device(ctx, device))
+        ; // printed
+    else if ((st = ml > 5 && !strcmp(model + ml - 5, ".json")
+                       ? molt_model_from_config(ctx, model, &lo, o.seed, &m)
+                       : molt_model_load(ctx, model, &lo, &m)) != MOLT_OK)
         cli_fail(ctx, NULL);
-    } else {
+    if (st == MOLT_OK) {
         bar b;
         progress_start(&b.p, "train", "tok");
         b.quiet = quiet;

@@ -26,6 +26,14 @@ void cpu_add(const molt_exec *ex, float *y, const float *a, const float *b, size
 void cpu_embedding(const molt_exec *ex, float *x, const float *E, const int32_t *ids, int T,
                    int d);
 
+// hybrid.c: copies and the hybrid combiner
+void cpu_copy_cols(const molt_exec *ex, float *dst, size_t ldd, const float *src, size_t lds,
+                   size_t rows, size_t n);
+void cpu_hybrid_stats(const molt_exec *ex, float *ap, float *st, const float *a, const float *s,
+                      int T, int d);
+void cpu_hybrid_stats_backward(const molt_exec *ex, float *g, float *ds, const float *st,
+                               const float *a, const float *s, int T, int d);
+
 // matmul_w.c
 // h[0..n) of bf16 (is_bf16) or f16 → dst as f32, exact (matmul_w.c)
 void cpu_widen_half(float *dst, const uint16_t *h, int n, int is_bf16);

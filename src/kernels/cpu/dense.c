@@ -28,8 +28,6 @@ molt_exec molt_exec_cpu(int nth) {
     return (molt_exec){&molt_backend_cpu, nth < 1 ? 1 : nth, NULL};
 }
 
-molt_exec molt__exec(const molt_ctx *ctx) { return molt_exec_cpu(molt_ctx_threads(ctx)); }
-
 molt_exec molt_exec_threads(const molt_exec *ex, int nth) {
     molt_exec e = *ex;
     e.nth = nth < 1 ? 1 : nth;
@@ -38,11 +36,6 @@ molt_exec molt_exec_threads(const molt_exec *ex, int nth) {
 
 int k_elementwise_threads(const molt_exec *ex, size_t n) {
     return n < K_ELEMENTWISE_MIN ? 1 : ex->nth;
-}
-
-void k_copy_cols(float *dst, size_t ldd, const float *src, size_t lds, size_t rows, size_t n) {
-    for (size_t t = 0; t < rows; t++)
-        memcpy(dst + t * ldd, src + t * lds, sizeof(float) * n);
 }
 
 void k_split(size_t n, int ith, int nth, size_t *lo, size_t *hi) {

@@ -30,6 +30,7 @@
 #ifndef MOLT_CUDA_H
 #define MOLT_CUDA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "kernels/kernels.h"
@@ -43,6 +44,9 @@ extern const molt_backend molt_backend_cuda;
 // CUDA devices visible (0 when none or the driver fails; why in *why when
 // not NULL: a static string)
 int molt_cuda_device_count(const char **why);
+// makes GPU i the calling process's current device (false, why in *why, when
+// it cannot be used)
+bool molt_cuda_use_device(int i, const char **why);
 // the sticky error (see above); NULL when no error was recorded
 const char *molt_cuda_last_error(void);
 void        molt_cuda_clear_error(void);

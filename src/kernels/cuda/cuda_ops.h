@@ -27,6 +27,8 @@ extern "C" {
     X(matmul) X(matmul_w) X(matmul_backward) X(rmsnorm) X(rmsnorm_forward) X(rmsnorm_backward)     \
     X(swiglu) X(swiglu_backward) X(swiglu_pair) X(swiglu_pair_backward) X(softmax) X(add)          \
     X(embedding) X(embedding_backward)                                                            \
+    /* copies and the hybrid combiner (hybrid.cu) */                                              \
+    X(copy_cols) X(hybrid_stats) X(hybrid_stats_backward)                                          \
     X(conv1d_causal) X(conv1d_causal_backward) X(ssd_step) X(ssd_scan_chunked)                    \
     X(ssd_scan_chunked_backward) X(ssd_materialize) X(ssd_materialize_backward)                \
     /* attention (attn.cu) */                                                                      \
@@ -65,6 +67,13 @@ void cuda_embedding(const molt_exec *ex, float *x, const float *E, const int32_t
                     int d);
 void cuda_embedding_backward(const molt_exec *ex, float *dE, const float *dx, const int32_t *ids,
                              int T, int d);
+// hybrid.cu
+void cuda_copy_cols(const molt_exec *ex, float *dst, size_t ldd, const float *src, size_t lds,
+                    size_t rows, size_t n);
+void cuda_hybrid_stats(const molt_exec *ex, float *ap, float *st, const float *a, const float *s,
+                       int T, int d);
+void cuda_hybrid_stats_backward(const molt_exec *ex, float *g, float *ds, const float *st,
+                                const float *a, const float *s, int T, int d);
 // ssm.cu
 void cuda_conv1d_causal(const molt_exec *ex, float *y, const float *x, const float *w,
                         const float *b, float *state, int T, int Cc, int K);

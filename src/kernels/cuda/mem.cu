@@ -78,6 +78,17 @@ extern "C" int molt_cuda_device_count(const char **why) {
     return n;
 }
 
+extern "C" bool molt_cuda_use_device(int i, const char **why) {
+    cudaError_t e = cudaSetDevice(i);
+    if (e != cudaSuccess) {
+        if (why)
+            *why = cudaGetErrorString(e);
+        cudaGetLastError();
+        return false;
+    }
+    return true;
+}
+
 // ----------------------------------------------------------------------------
 // memory ops
 

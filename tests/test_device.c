@@ -1,0 +1,291 @@
+/*
+ * test_device.c — whole models on the CUDA backend (molt_ctx_set_device
+ * "cuda") against the same models on the CPU, end to end:
+ *
+ *   - every architecture (Llama, Llama with odd sizes + biases + tied
+ *     embeddings, Llamba, Mamba-2, a hybrid with attention / hybrid / SSM
+ *     layers), random weights: prefill logits, token-by-token logits, a
+ *     batched greedy decode over 3 state slots, and the same with bf16
+ *     weights, GPU vs CPU;
+ *   - gradients of a training forward / backward (cross-entropy) of every
+ *     architecture: the whole gradient buffer, GPU vs CPU;
+ *   - the shipped / shared real models: stories260K (llama2.c), kv-llama-2m
+ *     (HF Llama) and mamba2-random (HF Mamba-2) on the GPU against HF
+ *     transformers' reference logits (max-abs 1e-4, as the CPU tests);
+ *   - save from the GPU and load on the CPU gives the same parameters.
+ *
+ * Error measure: max |gpu − cpu| / (1 + max |cpu|) per compared buffer.
+ * Built by `make cuda` (build-cuda/); skips (77) without a GPU or a CUDA build.
+ */
+#include "kernels/kernels.h"
+#include "kernels/mem.h"
+#include "models/model.h"
+#include "train/model_train.h"
+#include "testmodel.h"
+#include "testutil.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef MOLT_CUDA
+
+int main(void) { return t_skip("test_device", "built without MOLT_CUDA: run `make cuda`"); }
+
+#else
+
+#include "kernels/cuda/cuda.h"
+
+static molt_ctx *cpu, *gpu;
+
+#define NS    3  // slots
+#define STEPS 24 // greedy steps
+#define PLEN  37 // prompt tokens (not a multiple of any chunk size)
+
+static const char *const CFGS[][2] = {
+    {"llama",
+     "{\"model_type\": \"llama\", \"hidden_size\": 64, \"num_hidden_layers\": 2,"
+     " \"num_attention_heads\": 8, \"num_key_value_heads\": 4, \"intermediate_size\": 96,"
+     " \"vocab_size\": 97, \"max_position_embeddings\": 256, \"rms_norm_eps\": 1e-5}"},
+    {"llama_odd",
+     "{\"model_type\": \"llama\", \"hidden_size\": 40, \"num_hidden_layers\": 2,"
+     " \"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"intermediate_size\": 61,"
+     " \"vocab_size\": 97, \"max_position_embeddings\": 256, \"rms_norm_eps\": 1e-5,"
+     " \"attention_bias\": true, \"tie_word_embeddings\": true}"},
+    {"llamba",
+     "{\"model_type\": \"llamba\", \"vocab_size\": 97, \"d_model\": 64, \"n_layer\": 2,"
+     " \"norm_epsilon\": 1e-5, \"mlp_cfg\": {\"intermediate_size\": 96},"
+     " \"ssm_cfg\": {\"d_state\": 16, \"n_v_heads\": 8, \"n_qk_heads\": 4, \"expand\": 1,"
+     " \"chunk_size\": 8, \"d_conv\": 4}}"},
+    {"mamba2",
+     "{\"model_type\": \"mamba2\", \"hidden_size\": 64, \"num_hidden_layers\": 2,"
+     " \"vocab_size\": 97, \"layer_norm_epsilon\": 1e-5, \"num_heads\": 8, \"head_dim\": 16,"
+     " \"state_size\": 16, \"expand\": 2, \"n_groups\": 2, \"conv_kernel\": 4, \"chunk_size\": 8,"
+     " \"use_bias\": false, \"use_conv_bias\": true}"},
+    {"hybrid",
+     "{\"model_type\": \"molt_hybrid\", \"vocab_size\": 97, \"d_model\": 64, \"n_layer\": 3,"
+     " \"norm_epsilon\": 1e-5, \"mlp_cfg\": {\"intermediate_size\": 96}, \"ssm_cfg\":"
+     " {\"d_state\": 16, \"n_v_heads\": 8, \"n_qk_heads\": 4, \"chunk_size\": 8},"
+     " \"attn_cfg\": {\"num_attention_heads\": 8, \"num_key_value_heads\": 4, \"head_dim\": 8},"
+     " \"layers\": [{\"mixer\": \"attention\"}, {\"mixer\": \"hybrid\", \"attention_heads\":"
+     " [1, 3]}, {\"mixer\": \"ssm\"}]}"},
+};
+#define N_CFGS (int)(sizeof(CFGS) / sizeof(CFGS[0]))
+
+static double rel_err(const float *g, const float *c, size_t n) {
+    double e = 0, mx = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)g[i] - (double)c[i]);
+        if (!(d <= e))
+            e = d == d ? d : (double)INFINITY;
+        mx = fmax(mx, fabs((double)c[i]));
+    }
+    return e / (1.0 + mx);
+}
+
+static void close_enough(const char *what, const char *arch, const float *g, const float *c,
+                         size_t n, double tol) {
+    double e = g && c ? rel_err(g, c, n) : (double)INFINITY;
+    CHECK(e <= tol, "%s %s: gpu vs cpu %.3g > %.3g", arch, what, e, tol);
+    printf("  %-10s %-26s %.2e (tol %.0e)\n", arch, what, e, tol);
+}
+
+// a copy of m on the GPU (m stays on the CPU)
+static molt_model *to_gpu(const char *json, uint64_t seed) {
+    molt_model *m = tm_random_model(cpu, json, seed, 0.05f);
+    if (m && model_to_backend(gpu, m, &molt_backend_cuda) != MOLT_OK) {
+        CHECK(0, "model_to_backend: %s", molt_last_error(gpu));
+        molt_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+// greedy decode of NS prompts over slots: the logits of every step [STEPS, NS, V]
+static float *slots_run(molt_ctx *ctx, const molt_model *m, const int32_t *prompt, int V) {
+    molt_slots *s = NULL;
+    if (molt_slots_new(ctx, m, NS, 128, &s) != MOLT_OK) {
+        CHECK(0, "slots_new: %s", molt_last_error(ctx));
+        return NULL;
+    }
+    float  *all = malloc(sizeof(float) * (size_t)STEPS * NS * V);
+    int32_t slot[NS], tok[NS];
+    for (int r = 0; r < NS; r++) {
+        slot[r] = r;
+        CHECK(molt_slot_prefill(ctx, s, r, prompt + r, PLEN - r, 0, all + (size_t)r * V) ==
+                  MOLT_OK,
+              "prefill: %s", molt_last_error(ctx));
+        tok[r] = (int32_t)(r + 1);
+    }
+    for (int i = 0; i < STEPS; i++) {
+        float *lg = all + (size_t)i * NS * V;
+        CHECK(molt_slots_feed(ctx, s, NS, slot, tok, lg) == MOLT_OK, "feed: %s",
+              molt_last_error(ctx));
+        for (int r = 0; r < NS; r++) // fixed tokens: both sides decode the same text
+            tok[r] = (int32_t)((i * 7 + r * 3 + 1) % V);
+    }
+    molt_slots_free(s);
+    return all;
+}
+
+static void test_inference(int k) {
+    const char *arch = CFGS[k][0];
+    molt_model *mc = tm_random_model(cpu, CFGS[k][1], 7 + (uint64_t)k, 0.05f);
+    molt_model *mg = to_gpu(CFGS[k][1], 7 + (uint64_t)k);
+    if (!mc || !mg)
+        goto out;
+    int V = mc->cfg.vocab;
+    int32_t ids[PLEN];
+    for (int i = 0; i < PLEN; i++)
+        ids[i] = (int32_t)((i * 37 + 11) % V);
+    for (int w = 0; w < 2; w++) {
+        const char *dt = w ? "bf16" : "f32";
+        if (w && (molt_model_set_weight_dtype(cpu, mc, dt) != MOLT_OK ||
+                  molt_model_set_weight_dtype(gpu, mg, dt) != MOLT_OK)) {
+            CHECK(0, "set_weight_dtype: %s", molt_last_error(gpu));
+            break;
+        }
+        char what[64];
+        for (int stepwise = 0; stepwise < 2; stepwise++) {
+            float *c = tm_logits(cpu, mc, ids, PLEN, stepwise != 0);
+            float *g = tm_logits(gpu, mg, ids, PLEN, stepwise != 0);
+            snprintf(what, sizeof what, "%s %s", dt, stepwise ? "token by token" : "prefill");
+            CHECK(g != NULL, "%s %s: %s", arch, what, molt_last_error(gpu));
+            close_enough(what, arch, g, c, (size_t)PLEN * V, 2e-5);
+            free(c), free(g);
+        }
+        float *c = slots_run(cpu, mc, ids, V), *g = slots_run(gpu, mg, ids, V);
+        snprintf(what, sizeof what, "%s slots, %d steps", dt, STEPS);
+        close_enough(what, arch, g, c, (size_t)STEPS * NS * V, 2e-5);
+        free(c), free(g);
+    }
+out:
+    molt_model_free(mc);
+    molt_model_free(mg);
+}
+
+// one forward / backward of a batch: the gradient buffer, downloaded
+static float *grads(molt_ctx *ctx, molt_model *m, const int32_t *in, const int32_t *tg, int B,
+                    int T, double *loss) {
+    train_model *tm = NULL;
+    if (tm_new(ctx, m, B, T, &tm) != MOLT_OK) {
+        CHECK(0, "tm_new: %s", molt_last_error(ctx));
+        return NULL;
+    }
+    molt_exec ex = molt__exec(ctx);
+    ex.be = m->be;
+    tm_zero_grad(tm);
+    tm_forward(&ex, tm, in);
+    *loss = tm_loss_ce(&ex, tm, tg, 1.0f);
+    tm_backward(&ex, tm);
+    float *g = malloc(sizeof(float) * m->n_floats);
+    be_download(&ex, g, tm->grad, sizeof(float) * m->n_floats);
+    CHECK(be_status(ctx, &ex) == MOLT_OK, "device error: %s", molt_last_error(ctx));
+    tm_free(tm);
+    return g;
+}
+
+static void test_gradients(int k) {
+    const char *arch = CFGS[k][0];
+    molt_model *mc = tm_random_model(cpu, CFGS[k][1], 70 + (uint64_t)k, 0.05f);
+    molt_model *mg = to_gpu(CFGS[k][1], 70 + (uint64_t)k);
+    if (mc && mg) {
+        enum { B = 3, T = 29 };
+        int32_t in[B * T], tg[B * T];
+        for (int i = 0; i < B * T; i++)
+            in[i] = (int32_t)((i * 13 + 5) % mc->cfg.vocab), tg[i] = (int32_t)((i * 7 + 3) % mc->cfg.vocab);
+        tg[4] = -1; // an ignored target
+        double lc = 0, lg = 0;
+        float *gc = grads(cpu, mc, in, tg, B, T, &lc), *gg = grads(gpu, mg, in, tg, B, T, &lg);
+        CHECK(fabs(lc - lg) <= 1e-5 * (1 + fabs(lc)), "%s loss gpu %.9g vs cpu %.9g", arch, lg,
+              lc);
+        close_enough("gradients (whole buffer)", arch, gg, gc, mc->n_floats, 2e-5);
+        free(gc), free(gg);
+    }
+    molt_model_free(mc);
+    molt_model_free(mg);
+}
+
+static void test_real_models(void) {
+    char path[4096], ref[4200];
+    // stories260K (llama2.c, shipped): GPU vs CPU logits
+    snprintf(path, sizeof path, "%s", t_shared("models/stories260K/stories260K.bin"));
+    if (t_have(path, "stories260K on the GPU")) {
+        molt_model *mc = NULL, *mg = NULL;
+        CHECK(molt_model_load(cpu, path, NULL, &mc) == MOLT_OK, "%s", molt_last_error(cpu));
+        CHECK(molt_model_load(gpu, path, NULL, &mg) == MOLT_OK, "%s", molt_last_error(gpu));
+        if (mc && mg) {
+            CHECK(mg->be == &molt_backend_cuda, "a model loaded with device cuda is on the GPU");
+            int32_t ids[64];
+            for (int i = 0; i < 64; i++)
+                ids[i] = (int32_t)(1 + (i * 29) % (mc->cfg.vocab - 1));
+            float *c = tm_logits(cpu, mc, ids, 64, false), *g = tm_logits(gpu, mg, ids, 64, false);
+            close_enough("prefill logits", "stories", g, c, (size_t)64 * mc->cfg.vocab, 2e-5);
+            free(c), free(g);
+            // save from the GPU, load on the CPU: the same parameters
+            char dir[] = "/tmp/molt_devXXXXXX";
+            if (mkdtemp(dir)) {
+                char sub[4200];
+                snprintf(sub, sizeof sub, "%s/m", dir);
+                CHECK(molt_model_save(gpu, mg, sub, "f32") == MOLT_OK, "save: %s",
+                      molt_last_error(gpu));
+                molt_model *back = NULL;
+                CHECK(molt_model_load(cpu, sub, NULL, &back) == MOLT_OK, "%s",
+                      molt_last_error(cpu));
+                CHECK(back && back->n_floats == mc->n_floats &&
+                          !memcmp(back->data, mc->data, sizeof(float) * mc->n_floats),
+                      "saved from the GPU, loaded on the CPU: the parameters are the same bits");
+                molt_model_free(back);
+                tm_rmdir(dir);
+            }
+        }
+        molt_model_free(mc);
+        molt_model_free(mg);
+    }
+    // HF models on the GPU against HF transformers' logits
+    const char *hf[][2] = {{"models/kv-llama-2m", "kv-llama-2m"},
+                           {"models/mamba2-random", "mamba2-random"}};
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof path, "%s", t_shared(hf[k][0]));
+        snprintf(ref, sizeof ref, "%s/reference_logits.safetensors", path);
+        if (!t_have(ref, hf[k][1]))
+            continue;
+        molt_model *m = NULL;
+        CHECK(molt_model_load(gpu, path, NULL, &m) == MOLT_OK, "%s", molt_last_error(gpu));
+        if (m) {
+            char label[64];
+            snprintf(label, sizeof label, "%s on the GPU", hf[k][1]);
+            int n = tm_check_reference(gpu, m, ref, 1e-4, label);
+            CHECK(n > 0, "%s: no reference prompt checked", label);
+            printf("  %-10s HF reference logits, %d prompts within 1e-4\n", hf[k][1], n);
+        }
+        molt_model_free(m);
+    }
+}
+
+int main(void) {
+    const char *why = NULL;
+    if (molt_cuda_device_count(&why) <= 0) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "no CUDA GPU found: %s", why ? why : "?");
+        return t_skip("test_device", msg);
+    }
+    cpu = molt_ctx_new();
+    gpu = molt_ctx_new();
+    molt_ctx_set_threads(cpu, 2);
+    CHECK(molt_ctx_set_device(gpu, "cuda") == MOLT_OK, "set_device: %s", molt_last_error(gpu));
+    CHECK(!strcmp(molt_ctx_device(gpu), "cuda:0"), "device name %s", molt_ctx_device(gpu));
+    CHECK(molt_ctx_set_device(cpu, "cuda:4096") != MOLT_OK, "a GPU that is not there is refused");
+    CHECK(molt_ctx_set_device(cpu, "cpu") == MOLT_OK && !strcmp(molt_ctx_device(cpu), "cpu"),
+          "back to the CPU");
+    for (int k = 0; k < N_CFGS; k++) {
+        test_inference(k);
+        test_gradients(k);
+    }
+    test_real_models();
+    molt_ctx_free(cpu);
+    molt_ctx_free(gpu);
+    return t_done("test_device");
+}
+
+#endif
