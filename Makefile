@@ -59,7 +59,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TESTLIB_SRC := tests/testutil.c tests/testmodel.c
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 FUZZ_DRV := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
-BENCH_SRC := $(wildcard bench/bench_*.c)
+BENCH_SRC := $(filter-out bench/bench_gpu.c,$(wildcard bench/bench_*.c))
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 LIB := $(BUILD)/libmolt.a
 
@@ -123,7 +123,8 @@ fuzz-drivers: $(FUZZ_DRV)
 cuda:
 	@test -n "$(NVCC)" || { echo "make cuda: nvcc not found (CUDA_HOME=$(CUDA_HOME))"; exit 1; }
 	$(MAKE) BUILD=$(CUDA_BUILD) CUDA=1 $(CUDA_BUILD)/libmolt.a $(CUDA_BUILD)/molt \
-		$(CUDA_BUILD)/tests/test_backend_cuda $(CUDA_BUILD)/tests/test_device
+		$(CUDA_BUILD)/tests/test_backend_cuda $(CUDA_BUILD)/tests/test_device \
+		$(CUDA_BUILD)/bench/bench_gpu
 
 # with nvcc present, `make test` also builds the CUDA test (so the CUDA code is compiled) and
 # runs it: it skips (exit 77, one-line reason) where no GPU is found

@@ -47,6 +47,8 @@ int molt_cuda_device_count(const char **why);
 // makes GPU i the calling process's current device (false, why in *why, when
 // it cannot be used)
 bool molt_cuda_use_device(int i, const char **why);
+// bytes in use and in total on the current device (cudaMemGetInfo; 0, 0 on failure)
+void molt_cuda_mem_info(size_t *used, size_t *total);
 // the sticky error (see above); NULL when no error was recorded
 const char *molt_cuda_last_error(void);
 void        molt_cuda_clear_error(void);

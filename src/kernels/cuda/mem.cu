@@ -89,6 +89,16 @@ extern "C" bool molt_cuda_use_device(int i, const char **why) {
     return true;
 }
 
+extern "C" void molt_cuda_mem_info(size_t *used, size_t *total) {
+    size_t f = 0, t = 0;
+    if (cudaMemGetInfo(&f, &t) != cudaSuccess) {
+        cudaGetLastError();
+        f = t = 0;
+    }
+    *used = t - f;
+    *total = t;
+}
+
 // ----------------------------------------------------------------------------
 // memory ops
 

@@ -1,0 +1,343 @@
+/*
+ * bench_gpu.c — molt on the GPU at the 1B scale of issue 12: random-weight
+ * Llama-3.2-1B (hidden 2048, 16 layers, 32 heads / 8 KV, MLP 8192, vocab
+ * 128256, tied) as teacher and a Llamba-1B student (32 heads × 64, d_state
+ * 64, same MLP), batch × seq tokens:
+ *
+ *   gemm        the cuBLAS rate molt's GEMMs get (k_matmul 8192×2048×8192),
+ *               the denominator of the MFU figures
+ *   teacher     training step: forward + cross-entropy + backward + AdamW
+ *   stage3      MOHAWK stage 3: teacher forward (capture) + student forward,
+ *               soft cross-entropy, backward + AdamW
+ *   ssd         the SSD chunked scan alone, forward + backward (student shape)
+ *   decode      Llamba-1B greedy decode over state slots, batch 1 and 64
+ *               (f32 and bf16 weights), against the weight bytes' HBM time
+ *
+ * One JSON line per measurement (median of the timed steps after warm-up;
+ * every timed region ends with a device sync). Peak memory: the device's used
+ * bytes after each workload (cudaMemGetInfo, so it includes cuBLAS' and the
+ * allocator's pools).
+ * usage: bench_gpu [--batch B] [--seq T] [--steps S] [--only NAME] [--small]
+ * (--small: a 4-layer, d 512 model for a quick check.)
+ * Built by `make cuda` (build-cuda/bench/bench_gpu); needs a GPU.
+ */
+#include "kernels/kernels.h"
+#include "kernels/mem.h"
+#include "kernels/ssm.h"
+#include "models/model.h"
+#include "train/loss.h"
+#include "train/model_train.h"
+#include "train/optim.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef MOLT_CUDA
+int main(void) {
+    fprintf(stderr, "bench_gpu: built without MOLT_CUDA (make cuda)\n");
+    return 77;
+}
+#else
+#include "kernels/cuda/cuda.h"
+
+static char TEACHER[1024], STUDENT[1024];
+static int  D = 2048, L = 16, H = 32, KV = 8, F = 8192, V = 128256, NS = 64;
+
+static void make_cfgs(void) {
+    snprintf(TEACHER, sizeof TEACHER,
+             "{\"model_type\": \"llama\", \"hidden_size\": %d, \"num_hidden_layers\": %d,"
+             " \"num_attention_heads\": %d, \"num_key_value_heads\": %d, \"head_dim\": %d,"
+             " \"intermediate_size\": %d, \"vocab_size\": %d, \"max_position_embeddings\": 8192,"
+             " \"rms_norm_eps\": 1e-5, \"tie_word_embeddings\": true, \"rope_theta\": 500000.0}",
+             D, L, H, KV, D / H, F, V);
+    snprintf(STUDENT, sizeof STUDENT,
+             "{\"model_type\": \"llamba\", \"vocab_size\": %d, \"tie_embeddings\": true,"
+             " \"d_model\": %d, \"n_layer\": %d, \"mlp_cfg\": {\"intermediate_size\": %d},"
+             " \"ssm_cfg\": {\"d_state\": %d, \"n_v_heads\": %d, \"n_qk_heads\": %d,"
+             " \"expand\": 1, \"chunk_size\": 128}, \"max_position_embeddings\": 8192}",
+             V, D, L, F, NS, H, H);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static molt_ctx *cpu, *gpu;
+static molt_exec g_ex;
+static double    g_gemm_tflops;
+
+static void sync(void) { be_sync(&g_ex); }
+static double now_synced(void) {
+    sync();
+    return molt__now();
+}
+static double used_gb(void) {
+    size_t used = 0, total = 0;
+    molt_cuda_mem_info(&used, &total);
+    return (double)used * 1e-9;
+}
+static void die(molt_ctx *ctx, const char *what) {
+    fprintf(stderr, "bench_gpu: %s: %s%s%s\n", what, molt_last_error(ctx),
+            molt_cuda_last_error() ? " / cuda: " : "",
+            molt_cuda_last_error() ? molt_cuda_last_error() : "");
+    exit(1);
+}
+
+// a random model on the GPU (built on the host, moved whole)
+static molt_model *gpu_model(const char *json) {
+    model_cfg c;
+    molt_model *m = NULL;
+    if (model_cfg_from_json(cpu, "bench", json, strlen(json), &c) != MOLT_OK ||
+        model_alloc(cpu, &c, &m) != MOLT_OK)
+        die(cpu, "model");
+    model_free_cfg(&c);
+    model_init_random(m, 1);
+    if (model_to_backend(gpu, m, &molt_backend_cuda) != MOLT_OK)
+        die(gpu, "to gpu");
+    return m;
+}
+
+static void bench_gemm(void) {
+    int M = 8192, K = 2048, N = 8192;
+    float *x = be_allocf(g_ex.be, (size_t)M * K), *w = be_allocf(g_ex.be, (size_t)N * K),
+          *y = be_allocf(g_ex.be, (size_t)M * N);
+    be_zero(&g_ex, x, sizeof(float) * (size_t)M * K);
+    be_zero(&g_ex, w, sizeof(float) * (size_t)N * K);
+    double best = 1e30;
+    for (int r = 0; r < 8; r++) {
+        double t0 = now_synced();
+        k_matmul(&g_ex, y, x, w, NULL, M, K, N, 0);
+        double dt = now_synced() - t0;
+        best = r ? fmin(best, dt) : best; // the first call warms cuBLAS up
+    }
+    g_gemm_tflops = 2.0 * M * K * (double)N / best * 1e-12;
+    printf("{\"bench\": \"gemm\", \"shape\": \"%dx%dx%d\", \"precision\": \"fp32\", "
+           "\"tflops\": %.1f}\n",
+           M, K, N, g_gemm_tflops);
+    be_free(g_ex.be, x), be_free(g_ex.be, w), be_free(g_ex.be, y);
+}
+
+// 6·params·tokens + the causal attention products (fwd + bwd = 3× fwd)
+static double train_flops(const molt_model *m, int B, int T, bool attn) {
+    double f = 6.0 * (double)m->n_floats * B * T;
+    if (attn)
+        f += 3.0 * 2.0 * 2.0 * L * H * (D / H) * ((double)T * (T + 1) / 2) * B;
+    return f;
+}
+
+static void ids_of(int32_t *in, int32_t *tg, int N) {
+    for (int i = 0; i < N; i++)
+        in[i] = (int32_t)((i * 131 + 7) % V), tg[i] = (int32_t)((i * 17 + 3) % V);
+}
+
+static void bench_teacher(int B, int T, int steps) {
+    molt_model  *m = gpu_model(TEACHER);
+    train_model *tm = NULL;
+    adamw        opt;
+    if (tm_new(gpu, m, B, T, &tm) != MOLT_OK || adamw_init(gpu, &opt, m, NULL) != MOLT_OK)
+        die(gpu, "teacher train state");
+    int      N = B * T;
+    int32_t *in = malloc(sizeof(int32_t) * N), *tg = malloc(sizeof(int32_t) * N);
+    ids_of(in, tg, N);
+    double *tt = calloc((size_t)steps, sizeof(double)), loss = 0;
+    for (int s = 0; s < steps + 2; s++) {
+        double t0 = now_synced();
+        tm_zero_grad(tm);
+        tm_forward(&g_ex, tm, in);
+        loss = tm_loss_ce(&g_ex, tm, tg, 1.0f);
+        tm_backward(&g_ex, tm);
+        double gn = grad_norm(&g_ex, m, &opt, tm->grad, NULL);
+        grad_clip(&g_ex, &opt, tm->grad, gn, 1.0);
+        adamw_update(&g_ex, m, &opt, tm->grad, 1e-4f);
+        double dt = now_synced() - t0;
+        if (s >= 2)
+            tt[s - 2] = dt;
+    }
+    if (molt_cuda_last_error())
+        die(gpu, "teacher step");
+    double per = median(tt, steps), fl = train_flops(m, B, T, true);
+    printf("{\"bench\": \"teacher_train_step\", \"model\": \"llama-3.2-1b shape\", \"batch\": %d, "
+           "\"seq\": %d, \"tokens_per_s\": %.0f, \"ms_per_step\": %.1f, \"tflops\": %.1f, "
+           "\"mfu_vs_measured_gemm\": %.3f, \"loss\": %.4f, \"device_gb_used\": %.1f}\n",
+           B, T, N / per, per * 1e3, fl / per * 1e-12, fl / per * 1e-12 / g_gemm_tflops, loss,
+           used_gb());
+    fflush(stdout);
+    free(in), free(tg), free(tt);
+    adamw_free(&opt);
+    tm_free(tm);
+    molt_model_free(m);
+}
+
+static void bench_stage3(int B, int T, int steps) {
+    molt_model  *t = gpu_model(TEACHER), *s = gpu_model(STUDENT);
+    train_model *tt = NULL, *ts = NULL;
+    adamw        opt;
+    int          N = B * T;
+    double      *rows = be_alloc(g_ex.be, sizeof(double) * N);
+    if (tm_new_capture(gpu, t, B, T, &tt) != MOLT_OK || tm_new(gpu, s, B, T, &ts) != MOLT_OK ||
+        adamw_init(gpu, &opt, s, NULL) != MOLT_OK || !rows)
+        die(gpu, "stage 3 state");
+    int32_t *in = malloc(sizeof(int32_t) * N), *tg = malloc(sizeof(int32_t) * N);
+    ids_of(in, tg, N);
+    double *tm_ = calloc((size_t)steps, sizeof(double)), loss = 0;
+    for (int k = 0; k < steps + 2; k++) {
+        double t0 = now_synced();
+        tm_forward(&g_ex, tt, in);
+        tm_zero_grad(ts);
+        tm_forward(&g_ex, ts, in);
+        loss = loss_soft_ce(&g_ex, rows, ts->dlogits, ts->logits, tt->logits, N, V, 1.0f,
+                            1.0f / (float)N) /
+               N;
+        tm_backward(&g_ex, ts);
+        double gn = grad_norm(&g_ex, s, &opt, ts->grad, NULL);
+        grad_clip(&g_ex, &opt, ts->grad, gn, 1.0);
+        adamw_update(&g_ex, s, &opt, ts->grad, 1e-4f);
+        double dt = now_synced() - t0;
+        if (k >= 2)
+            tm_[k - 2] = dt;
+    }
+    if (molt_cuda_last_error())
+        die(gpu, "stage 3 step");
+    double per = median(tm_, steps);
+    double fl = 2.0 * (double)t->n_floats * N + 2.0 * 2.0 * L * H * (D / H) * ((double)T * (T + 1) / 2) * B +
+                train_flops(s, B, T, false);
+    printf("{\"bench\": \"mohawk_stage3_step\", \"teacher\": \"llama-3.2-1b shape\", \"student\": "
+           "\"llamba-1b shape\", \"batch\": %d, \"seq\": %d, \"tokens_per_s\": %.0f, "
+           "\"ms_per_step\": %.1f, \"tflops\": %.1f, \"mfu_vs_measured_gemm\": %.3f, "
+           "\"loss\": %.4f, \"device_gb_used\": %.1f}\n",
+           B, T, N / per, per * 1e3, fl / per * 1e-12, fl / per * 1e-12 / g_gemm_tflops, loss,
+           used_gb());
+    fflush(stdout);
+    free(in), free(tg), free(tm_);
+    be_free(g_ex.be, rows);
+    adamw_free(&opt);
+    tm_free(tt), tm_free(ts);
+    molt_model_free(t), molt_model_free(s);
+}
+
+// the scan alone: X [T, H·P], dA [T, H], B, C [T, G·N] per sequence, B sequences
+static void bench_ssd(int B, int T, int steps) {
+    int    P = D / H, G = H, Q = 128;
+    size_t nX = (size_t)T * H * P, nA = (size_t)T * H, nB = (size_t)T * G * NS;
+    size_t nw = ssd_chunked_backward_work(T, H, P, NS, G, Q); // starts with the forward's work
+    float *X = be_allocf(g_ex.be, nX), *dA = be_allocf(g_ex.be, nA), *Bm = be_allocf(g_ex.be, nB),
+          *Cm = be_allocf(g_ex.be, nB), *y = be_allocf(g_ex.be, nX), *dy = be_allocf(g_ex.be, nX),
+          *dX = be_allocf(g_ex.be, nX), *ddA = be_allocf(g_ex.be, nA),
+          *dB = be_allocf(g_ex.be, nB), *dC = be_allocf(g_ex.be, nB),
+          *w = be_allocf(g_ex.be, nw);
+    float *h = malloc(sizeof(float) * nX);
+    for (size_t i = 0; i < nX; i++)
+        h[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
+    be_upload(&g_ex, X, h, sizeof(float) * nX), be_upload(&g_ex, dy, h, sizeof(float) * nX);
+    be_upload(&g_ex, Bm, h, sizeof(float) * nB), be_upload(&g_ex, Cm, h + 1, sizeof(float) * nB);
+    for (size_t i = 0; i < nA; i++)
+        h[i] = -0.02f - (float)(i % 7) * 0.01f;
+    be_upload(&g_ex, dA, h, sizeof(float) * nA);
+    double *tt = calloc((size_t)steps, sizeof(double));
+    for (int k = 0; k < steps + 2; k++) {
+        double t0 = now_synced();
+        for (int b = 0; b < B; b++) { // sequences one after another, as the training mixer does
+            ssd_scan_chunked(&g_ex, y, NULL, X, dA, Bm, Cm, T, H, P, NS, G, Q, w);
+            ssd_scan_chunked_backward(&g_ex, dX, ddA, dB, dC, dy, X, dA, Bm, Cm, T, H, P, NS, G,
+                                      Q, w);
+        }
+        double dt = now_synced() - t0;
+        if (k >= 2)
+            tt[k - 2] = dt;
+    }
+    double per = median(tt, steps);
+    printf("{\"bench\": \"ssd_scan_fwd_bwd\", \"shape\": \"H %d P %d N %d G %d chunk %d\", "
+           "\"batch\": %d, \"seq\": %d, \"tokens_per_s\": %.0f, \"ms\": %.2f}\n",
+           H, P, NS, G, Q, B, T, B * T / per, per * 1e3);
+    fflush(stdout);
+    float *bufs[] = {X, dA, Bm, Cm, y, dy, dX, ddA, dB, dC, w};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        be_free(g_ex.be, bufs[i]);
+    free(h), free(tt);
+}
+
+static void bench_decode(int steps) {
+    molt_model *m = gpu_model(STUDENT);
+    const int   batches[] = {1, 64};
+    for (int w = 0; w < 2; w++) {
+        const char *dt = w ? "bf16" : "f32";
+        if (molt_model_set_weight_dtype(gpu, m, dt) != MOLT_OK)
+            die(gpu, "weights");
+        // bytes a step must read: every matrix once (typed), the rest f32
+        double wbytes = (double)m->n_floats * 4.0 -
+                        (w ? (double)m->wbuf_bytes : 0.0); // bf16: the copy replaces the f32 reads
+        for (int k = 0; k < 2; k++) {
+            int         n = batches[k];
+            molt_slots *s = NULL;
+            if (molt_slots_new(gpu, m, n, 1024, &s) != MOLT_OK)
+                die(gpu, "slots");
+            int32_t *slot = malloc(sizeof(int32_t) * n), *tok = malloc(sizeof(int32_t) * n);
+            float   *lg = malloc(sizeof(float) * (size_t)n * V);
+            for (int r = 0; r < n; r++)
+                slot[r] = r, tok[r] = 1 + r;
+            double *tt = calloc((size_t)steps, sizeof(double));
+            for (int i = 0; i < steps + 3; i++) {
+                double t0 = now_synced();
+                if (molt_slots_feed(gpu, s, n, slot, tok, lg) != MOLT_OK)
+                    die(gpu, "decode");
+                double el = now_synced() - t0;
+                for (int r = 0; r < n; r++)
+                    tok[r] = (tok[r] * 31 + 7) % V;
+                if (i >= 3)
+                    tt[i - 3] = el;
+            }
+            double per = median(tt, steps);
+            printf("{\"bench\": \"decode\", \"model\": \"llamba-1b shape\", \"weights\": \"%s\", "
+                   "\"batch\": %d, \"tokens_per_s\": %.0f, \"ms_per_step\": %.3f, "
+                   "\"weight_gb_per_step\": %.2f, \"gb_per_s\": %.0f}\n",
+                   dt, n, n / per, per * 1e3, wbytes * 1e-9, wbytes / per * 1e-9);
+            fflush(stdout);
+            free(slot), free(tok), free(lg), free(tt);
+            molt_slots_free(s);
+        }
+    }
+    molt_model_free(m);
+}
+
+int main(int argc, char **argv) {
+    int B = 4, T = 2048, steps = 5;
+    const char *only = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--batch") && i + 1 < argc) B = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--seq") && i + 1 < argc) T = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+        else if (!strcmp(argv[i], "--small")) D = 512, L = 4, H = 8, KV = 4, F = 1024, V = 32000;
+        else {
+            fprintf(stderr, "usage: bench_gpu [--batch B] [--seq T] [--steps S] [--only NAME] "
+                            "[--small]\n");
+            return 2;
+        }
+    }
+    make_cfgs();
+    cpu = molt_ctx_new();
+    gpu = molt_ctx_new();
+    if (molt_ctx_set_device(gpu, "cuda") != MOLT_OK)
+        die(gpu, "device");
+    g_ex = molt__exec(gpu);
+    bench_gemm();
+    if (!only || !strcmp(only, "ssd"))
+        bench_ssd(B, T, steps);
+    if (!only || !strcmp(only, "decode"))
+        bench_decode(20);
+    if (!only || !strcmp(only, "teacher"))
+        bench_teacher(B, T, steps);
+    if (!only || !strcmp(only, "stage3"))
+        bench_stage3(B, T, steps);
+    molt_ctx_free(cpu);
+    molt_ctx_free(gpu);
+    return 0;
+}
+#endif
