@@ -82,6 +82,10 @@ MOLT_API int         molt_ctx_threads(const molt_ctx *ctx);
 MOLT_API molt_status molt_ctx_set_device(molt_ctx *ctx, const char *device);
 // The context's device as "cpu" or "cuda:N".
 MOLT_API const char *molt_ctx_device(const molt_ctx *ctx);
+// GEMM precision on a GPU: "fp32" (the default: full fp32, matches the CPU to
+// rounding) or "tf32" (TF32 tensor cores: fp32 storage, 10-bit-mantissa
+// products, about 8× the fp32 rate on an H100). The CPU computes fp32 either way.
+MOLT_API molt_status molt_ctx_set_matmul(molt_ctx *ctx, const char *precision);
 
 typedef enum molt_log_level {
     MOLT_LOG_DEBUG = 0,

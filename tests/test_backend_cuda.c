@@ -238,6 +238,9 @@ static void op_matmul_w(const molt_exec *ex, void *const *p, const ocase *c) {
 static void test_matmul(void) {
     op_stat *st = stat_new("matmul", 1e-4);
     op_stat *sw = stat_new("matmul_w (bf16, f16, f32)", 1e-4);
+    // TF32 tensor cores (an exec with MOLT_EXEC_TF32): 10-bit-mantissa products
+    // summed in fp32, inputs in [-1, 1): |error| ≲ 2·2^-11·Σ|x·w| ≈ 1e-3·in/2
+    op_stat *s32 = stat_new("matmul (tf32 exec)", 5e-3);
     tested("matmul"), tested("matmul_w");
     for (int k = 0; k < NELEM(MM_SHAPES); k++)
         for (int v = 0; v < 4; v++) { // bias × accumulate
@@ -251,6 +254,11 @@ static void test_matmul(void) {
             snprintf(shape, sizeof shape, "T,in,out %dx%dx%d%s%s", T, in, out, v & 1 ? " +b" : "",
                      v >> 1 ? " +=" : "");
             run_op(st, op_matmul, &c, shape);
+            if (in <= 4096) { // the bound above grows with in
+                g_gpu.flags |= MOLT_EXEC_TF32;
+                run_op(s32, op_matmul, &c, shape);
+                g_gpu.flags &= ~MOLT_EXEC_TF32;
+            }
             for (int dt = 0; dt < 3; dt++) { // typed weights
                 c.dt = dt == 0 ? MOLT_BF16 : dt == 1 ? MOLT_F16 : MOLT_F32;
                 size_t    nw = (size_t)out * in;

@@ -28,6 +28,7 @@ struct molt_ctx {
     // kernels/device.c): NULL = the CPU backend; device index for a GPU
     const struct molt_backend *be;
     int                        device;
+    unsigned                   exec_flags; // MOLT_EXEC_* (molt_ctx_set_matmul)
 };
 
 #if defined(__GNUC__)

@@ -18,10 +18,15 @@
 
 struct molt_backend;
 
+// exec flags
+#define MOLT_EXEC_TF32 1u // GEMMs may use TF32 tensor cores (fp32 in and out, 10-bit mantissa
+                          // products): a GPU's fp32 GEMMs ~8× faster, off by default; the CPU ignores it
+
 typedef struct molt_exec {
     const struct molt_backend *be; // op table (kernels/kernels.h); never NULL
-    int   nth;                      // threads the ops may use (≥ 1)
-    void *stream;                   // backend queue (CUDA stream); NULL on the CPU
+    int      nth;                   // threads the ops may use (≥ 1)
+    void    *stream;                // backend queue (CUDA stream); NULL on the CPU
+    unsigned flags;                 // MOLT_EXEC_*
 } molt_exec;
 
 // A CPU exec with n threads (n < 1 → 1).

@@ -21,7 +21,20 @@ molt_exec molt__exec(const molt_ctx *ctx) {
     molt_exec ex = molt_exec_cpu(molt_ctx_threads(ctx));
     if (ctx && ctx->be)
         ex.be = ctx->be;
+    if (ctx)
+        ex.flags = ctx->exec_flags;
     return ex;
+}
+
+molt_status molt_ctx_set_matmul(molt_ctx *ctx, const char *precision) {
+    if (!precision || !strcmp(precision, "fp32"))
+        ctx->exec_flags &= ~MOLT_EXEC_TF32;
+    else if (!strcmp(precision, "tf32"))
+        ctx->exec_flags |= MOLT_EXEC_TF32;
+    else
+        return molt__err(ctx, MOLT_ERR_ARG, "matmul precision \"%s\": expected fp32 or tf32",
+                         precision);
+    return MOLT_OK;
 }
 
 // "cuda" / "cuda:N" → N (≥ 0); -1 when s is not a CUDA device name

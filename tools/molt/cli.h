@@ -28,6 +28,11 @@ bool cli_int(const char *cmd, const char *opt, const char *val, long lo, long hi
 #define CLI_DEVICE(d)                                                                              \
     CLI_STR_D("--device", NULL, "D", "where the model runs: cpu, cuda or cuda:N", d,              \
               "$MOLT_DEVICE, else cpu")
+// --matmul: GEMM precision on a GPU (molt_ctx_set_matmul)
+#define CLI_MATMUL(d)                                                                              \
+    CLI_CHOICE("--matmul", NULL, "fp32|tf32",                                                      \
+               "GPU GEMM precision (tf32: tensor cores, ~8x faster, 10-bit products)", d,          \
+               "fp32|tf32")
 // Sets ctx's device (NULL: $MOLT_DEVICE, else cpu), printing the error; false on failure.
 bool cli_set_device(molt_ctx *ctx, const char *device);
 // Loads a model, printing the error on failure.

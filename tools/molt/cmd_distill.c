@@ -49,7 +49,7 @@ static void on_step(const molt_distill_report *r, void *user) {
 int cmd_distill(int argc, char **argv) {
     molt_distill_opts o = molt_distill_defaults();
     molt_heads_plan_opts po = molt_heads_plan_defaults();
-    const char *teacher = NULL, *tokp = NULL, *device = NULL;
+    const char *teacher = NULL, *tokp = NULL, *device = NULL, *matmul = "fp32";
     cli_list data = {0};
     long threads = 2, total = -1;
     bool quiet = false, stage3_only = false, no_ssm_bias = false;
@@ -102,6 +102,7 @@ int cmd_distill(int argc, char **argv) {
                  o.overwrite),
         CLI_INT("--threads", NULL, "N", "threads", threads, 1, 256),
         CLI_DEVICE(device),
+        CLI_MATMUL(matmul),
         CLI_FLAG("--quiet", "-q", "no progress bar", quiet),
         // the head plan of `molt hybridize`
         CLI_STR("--heads", NULL, "L:H,...", "hybridize: keep these teacher heads (0-based)",
@@ -162,6 +163,7 @@ int cmd_distill(int argc, char **argv) {
     o.input = teacher;
     rc = 1;
     molt_ctx_set_threads(ctx, (int)threads);
+    molt_ctx_set_matmul(ctx, matmul); // a CLI_CHOICE: always valid
     molt_model *t = cli_set_device(ctx, device) ? cli_load_model(ctx, teacher, tokp) : NULL;
     if (t && hybridize && molt_heads_plan(ctx, t, &po, &kl, &kh, &n_keep) != MOLT_OK) {
         cli_fail(ctx, NULL);

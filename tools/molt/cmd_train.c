@@ -38,7 +38,7 @@ static void on_step(const molt_train_report *r, void *user) {
 
 int cmd_train(int argc, char **argv) {
     molt_train_opts o = molt_train_defaults();
-    const char *model = NULL, *tokp = NULL, *device = NULL;
+    const char *model = NULL, *tokp = NULL, *device = NULL, *matmul = "fp32";
     cli_list data = {0};
     long threads = 2;
     bool quiet = false;
@@ -85,6 +85,7 @@ int cmd_train(int argc, char **argv) {
         CLI_STR("--tokenizer", NULL, "F", "tokenizer file", tokp),
         CLI_INT("--threads", NULL, "N", "threads", threads, 1, 256),
         CLI_DEVICE(device),
+        CLI_MATMUL(matmul),
         CLI_FLAG("--quiet", "-q", "no progress bar", quiet),
         CLI_END,
     };
@@ -110,6 +111,7 @@ int cmd_train(int argc, char **argv) {
     rc = 1;
     molt_ctx *ctx = molt_ctx_new();
     molt_ctx_set_threads(ctx, (int)threads);
+    molt_ctx_set_matmul(ctx, matmul); // a CLI_CHOICE: always valid
     molt_model *m = NULL;
     size_t ml = strlen(model);
     molt_load_opts lo = {tokp, 0};

@@ -25,7 +25,7 @@ static void           blas_single(void) { openblas_set_num_threads(1); }
 
 molt_exec molt_exec_cpu(int nth) {
     pthread_once(&g_blas_once, blas_single);
-    return (molt_exec){&molt_backend_cpu, nth < 1 ? 1 : nth, NULL};
+    return (molt_exec){&molt_backend_cpu, nth < 1 ? 1 : nth, NULL, 0};
 }
 
 molt_exec molt_exec_threads(const molt_exec *ex, int nth) {

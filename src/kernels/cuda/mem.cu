@@ -177,7 +177,8 @@ bool cu_smem_fits(const void *k, size_t bytes) {
 // ----------------------------------------------------------------------------
 // cuBLAS: one handle, created on first use. cuBLAS's default math mode keeps
 // fp32 GEMMs in full fp32 (no TF32 tensor cores), so they match the CPU
-// (OpenBLAS) oracle to fp32 rounding; set explicitly, since the handle's
+// (OpenBLAS) oracle to fp32 rounding; an exec with MOLT_EXEC_TF32 gets the
+// TF32 tensor-core mode for its calls. Set on every call, since the handle's
 // mode is what decides.
 
 static pthread_mutex_t g_blas_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -191,7 +192,9 @@ cublasHandle_t cu_blas_lock(const molt_exec *ex) {
         if (g_blas_state == 1 && !CUBLAS(cublasSetMathMode(g_blas, CUBLAS_DEFAULT_MATH)))
             g_blas_state = -1;
     }
-    if (g_blas_state != 1 || !CUBLAS(cublasSetStream(g_blas, cu_stream(ex)))) {
+    cublasMath_t math = ex->flags & MOLT_EXEC_TF32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
+    if (g_blas_state != 1 || !CUBLAS(cublasSetStream(g_blas, cu_stream(ex))) ||
+        !CUBLAS(cublasSetMathMode(g_blas, math))) {
         pthread_mutex_unlock(&g_blas_lock);
         return NULL;
     }
