@@ -238,9 +238,11 @@ static void op_matmul_w(const molt_exec *ex, void *const *p, const ocase *c) {
 static void test_matmul(void) {
     op_stat *st = stat_new("matmul", 1e-4);
     op_stat *sw = stat_new("matmul_w (bf16, f16, f32)", 1e-4);
-    // TF32 tensor cores (an exec with MOLT_EXEC_TF32): 10-bit-mantissa products
-    // summed in fp32, inputs in [-1, 1): |error| ≲ 2·2^-11·Σ|x·w| ≈ 1e-3·in/2
-    op_stat *s32 = stat_new("matmul (tf32 exec)", 5e-3);
+    // TF32 tensor cores (an exec with MOLT_EXEC_TF32): inputs cut to a 10-bit
+    // mantissa (relative error up to 2^-10 each), products summed in fp32;
+    // measured on an H100 up to 1e-2 of 1 + |y| for in ≤ 2048 with inputs in
+    // [-1, 1) (0.0097 at 128×1024×512): the tolerance is 2e-2
+    op_stat *s32 = stat_new("matmul (tf32 exec)", 2e-2);
     tested("matmul"), tested("matmul_w");
     for (int k = 0; k < NELEM(MM_SHAPES); k++)
         for (int v = 0; v < 4; v++) { // bias × accumulate
@@ -542,19 +544,19 @@ static void test_hybrid_ops(void) {
     }
     for (int k = 0; k < NELEM(HS); k++) {
         int    T = HS[k][0], d = HS[k][1];
-        size_t n = (size_t)T * d + 1;
+        size_t n = (size_t)T * d;
         ocase  c = {.i = {T, d}};
         addf(&c, n, IN);
         addf(&c, n, IN);
-        addf(&c, n, OUT);
-        addf(&c, 4 * (size_t)T + 1, OUT);
+        addf(&c, n, OUT); // exact sizes: an OUT float left NaN on both sides fails
+        addf(&c, 4 * (size_t)T, OUT);
         snprintf(shape, sizeof shape, "T,d %dx%d", T, d);
         run_op(s1, op_hybrid_stats, &c, shape);
         // the backward from the CPU's statistics of the same a, s
-        float *st = xmalloc(sizeof(float) * (4 * (size_t)T + 1)), *ap = xmalloc(sizeof(float) * n);
+        float *st = xmalloc(sizeof(float) * (4 * (size_t)T + 1)), *ap = xmalloc(sizeof(float) * (n + 1));
         k_hybrid_stats(&g_cpu, ap, st, c.b[0].h, c.b[1].h, T, d);
         ocase b = {.i = {T, d}};
-        add_buf(&b, st, sizeof(float) * (4 * (size_t)T + 1), IN);
+        add_buf(&b, st, sizeof(float) * 4 * (size_t)T, IN);
         add_buf(&b, c.b[0].h, sizeof(float) * n, IN);
         add_buf(&b, c.b[1].h, sizeof(float) * n, IN);
         addf(&b, n, ACC);

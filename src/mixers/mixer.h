@@ -141,10 +141,16 @@ size_t mixer_state_floats(const molt_model *m, int l, int cap);
 // The attention config / weights of layer l (the kept heads for hybrid layers).
 void layer_attn(const molt_model *m, int l, attn_cfg *c, attn_weights *w);
 
-// n pointers stored at the start of a float work buffer (64-byte aligned), and
-// the floats they take (rounded to 16): step_rows' per-row state pointers.
-float **mixer_ptrs(float *work, int n);
-size_t  mixer_ptrs_floats(int n);
+// step_rows' per-row pointer tables (each row's conv / SSM state or K / V cache
+// for the row ops) are host arrays, never in work (device memory on a GPU):
+// the state array step_rows receives holds the n rows' state blocks followed
+// by room for MIXER_ROW_TABLES tables of n pointers, and mixer_ptrs(state, n,
+// k) is table k. A composite mixer hands a part one of its tables as that
+// part's state array; the part's own tables then follow it (so a part's table
+// k is the caller's table k + 1 + its index): 8 is room for the hybrid's three
+// levels. Whoever calls step_rows allocates n·(1 + MIXER_ROW_TABLES) entries.
+#define MIXER_ROW_TABLES 8
+float **mixer_ptrs(float *const *state, int n, int k);
 
 // the tables of mixers/registry.h's list
 #define MOLT_X_EXTERN(K, name, vt) extern const mixer_vt vt;

@@ -8,6 +8,8 @@
 #include "mixers/attn_train.h"
 #include "mixers/mixer.h"
 
+#include <stdint.h>
+
 #include <string.h>
 
 // The heads of layer l: the teacher geometry, or a hybrid layer's kept heads
@@ -44,12 +46,9 @@ void layer_attn(const molt_model *m, int l, attn_cfg *c, attn_weights *w) {
     w->to = lw->t_o;
 }
 
-float **mixer_ptrs(float *work, int n) { return (float **)(void *)work; }
-
-size_t mixer_ptrs_floats(int n) {
-    // n pointers, rounded up to the 16-float (64-byte) alignment of work pieces
-    size_t f = ((size_t)n * sizeof(float *) + sizeof(float) - 1) / sizeof(float);
-    return (f + 15) & ~(size_t)15;
+float **mixer_ptrs(float *const *state, int n, int k) {
+    // the slots behind the state pointers are the caller's host scratch (mixer.h)
+    return (float **)(uintptr_t)(state + (size_t)n * (size_t)(1 + k));
 }
 
 static size_t rec_floats(const molt_model *m, int l) { return 0; }
@@ -77,12 +76,12 @@ static void forward(const molt_exec *ex, const molt_model *m, int l, float *y, c
     attn_forward(ex, y, NULL, u, T, pos, &c, &w, K, V, cap, m->rope_cos, m->rope_sin, work, nth);
 }
 
-// work: [K pointers n | V pointers n | attn_decode_rows work]
+// work: attn_decode_rows' (the K / V pointer tables: mixer_ptrs tables 0, 1)
 static size_t rows_work_floats(const molt_model *m, int l, int n, int cap, int nth) {
     attn_cfg c;
     attn_weights w;
     layer_attn(m, l, &c, &w);
-    return 2 * mixer_ptrs_floats(n) + attn_decode_rows_work(&c, n, cap, nth);
+    return attn_decode_rows_work(&c, n, cap, nth);
 }
 
 static void step_rows(const molt_exec *ex, const molt_model *m, int l, float *y, const float *u,
@@ -90,14 +89,13 @@ static void step_rows(const molt_exec *ex, const molt_model *m, int l, float *y,
     attn_cfg c;
     attn_weights w;
     layer_attn(m, l, &c, &w);
-    float **kc = mixer_ptrs(work, n), **vc = mixer_ptrs(work + mixer_ptrs_floats(n), n);
+    float **kc = mixer_ptrs(state, n, 0), **vc = mixer_ptrs(state, n, 1);
     size_t cache = (size_t)c.KV * (size_t)cap * (size_t)c.hd;
     for (int r = 0; r < n; r++) {
         kc[r] = state[r];
         vc[r] = state[r] + cache;
     }
-    attn_decode_rows(ex, y, u, n, pos, &c, &w, kc, vc, cap, m->rope_cos, m->rope_sin,
-                     work + 2 * mixer_ptrs_floats(n));
+    attn_decode_rows(ex, y, u, n, pos, &c, &w, kc, vc, cap, m->rope_cos, m->rope_sin, work);
 }
 
 static size_t act_floats(const molt_model *m, int l, int B, int T) {

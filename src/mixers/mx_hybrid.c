@@ -65,9 +65,10 @@ static void forward(const molt_exec *ex, const molt_model *m, int l, float *y, c
     hybrid_combine_forward(ex, y, act, s, a, w->adapter_w, w->adapter_b, T, d);
 }
 
-// work: [attention's state pointers | s | a | combiner act | the parts' work]
+// work: [s | a | combiner act | the parts' work] (the attention part's state
+// pointers: mixer_ptrs table 0, filled after the SSM part has used its tables)
 static size_t rows_work_floats(const molt_model *m, int l, int n, int cap, int nth) {
-    return mixer_ptrs_floats(n) + comb_floats(m, n) +
+    return comb_floats(m, n) +
            MOLT_MAX(S->rows_work_floats(m, l, n, cap, nth), A->rows_work_floats(m, l, n, cap, nth));
 }
 
@@ -75,13 +76,13 @@ static void step_rows(const molt_exec *ex, const molt_model *m, int l, float *y,
                       int n, const int32_t *pos, float *const *state, int cap, float *work) {
     const layer_weights *w = &m->layers[l];
     int d = m->cfg.d_model;
-    float **ast = mixer_ptrs(work, n);
+    float *s, *a, *act, *part = work + comb_floats(m, n);
+    comb_bufs(m, work, n, &s, &a, &act);
+    S->step_rows(ex, m, l, s, u, n, pos, state, cap, part);
+    float **ast = mixer_ptrs(state, n, 0); // the SSM part is done with its tables
     size_t rec = S->rec_floats(m, l);
     for (int r = 0; r < n; r++)
         ast[r] = state[r] + rec;
-    float *buf = work + mixer_ptrs_floats(n), *s, *a, *act, *part = buf + comb_floats(m, n);
-    comb_bufs(m, buf, n, &s, &a, &act);
-    S->step_rows(ex, m, l, s, u, n, pos, state, cap, part);
     A->step_rows(ex, m, l, a, u, n, pos, ast, cap, part);
     hybrid_combine_forward(ex, y, act, s, a, w->adapter_w, w->adapter_b, n, d);
 }

@@ -42,22 +42,21 @@ static void forward(const molt_exec *ex, const molt_model *m, int l, float *y, c
                       T == 1 ? SSM_MODE_RECURRENT : SSM_MODE_CHUNKED, work);
 }
 
-// work: [conv state pointers n | ssm state pointers n | ssm_mixer_work(n)]
+// work: ssm_mixer_work(n) (the conv / SSM state pointer tables: mixer_ptrs tables 0, 1)
 static size_t rows_work_floats(const molt_model *m, int l, int n, int cap, int nth) {
-    return 2 * mixer_ptrs_floats(n) + ssm_mixer_work(layer_ssm(&m->cfg, l), n);
+    return ssm_mixer_work(layer_ssm(&m->cfg, l), n);
 }
 
 static void step_rows(const molt_exec *ex, const molt_model *m, int l, float *y, const float *u,
                       int n, const int32_t *pos, float *const *state, int cap, float *work) {
     const ssm_cfg *c = layer_ssm(&m->cfg, l);
-    float **cs = mixer_ptrs(work, n), **ss = mixer_ptrs(work + mixer_ptrs_floats(n), n);
+    float **cs = mixer_ptrs(state, n, 0), **ss = mixer_ptrs(state, n, 1);
     for (int r = 0; r < n; r++) {
         ssm_state st = state_at(c, state[r]);
         cs[r] = st.conv;
         ss[r] = st.ssm;
     }
-    ssm_mixer_step_rows(ex, y, u, n, c, &m->layers[l].ssm, cs, ss,
-                        work + 2 * mixer_ptrs_floats(n));
+    ssm_mixer_step_rows(ex, y, u, n, c, &m->layers[l].ssm, cs, ss, work);
 }
 
 static size_t act_floats(const molt_model *m, int l, int B, int T) {

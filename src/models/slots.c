@@ -84,7 +84,7 @@ molt_status molt_slots_new(molt_ctx *ctx, const molt_model *m, int32_t n_slots, 
     size_t prefill = seq_scratch_floats(m, cap, s->nth), batch = batch_floats(m, n_slots, cap, s->nth);
     size_t total = s->state_floats * n + prefill + batch;
     s->view = molt__calloc(n, sizeof *s->view);
-    s->st = molt__calloc(n, sizeof *s->st);
+    s->st = molt__calloc(n * (1 + MIXER_ROW_TABLES), sizeof *s->st); // + the mixers' row tables
     s->pos = molt__calloc(n, sizeof *s->pos);
     s->seen = molt__calloc(n, 1);
     s->buf = be_allocf(m->be, total);
