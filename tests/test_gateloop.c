@@ -21,8 +21,15 @@
  *   5. parity with tests/ref/gateloop_ref.py (float64 PyTorch, complex128
  *      state and the literal recurrence, autograd) of the training forward,
  *      its gradients, the matrix and its gradients. Skipped with a notice
- *      when /usr/bin/python3 has no torch.
+ *      when /usr/bin/python3 has no torch;
+ *   6. the attention transfer of a GateLoop student (distill/
+ *      student_gateloop.c) on stories260K: with the magnitude set to 1, the
+ *      student's mixing matrix is the teacher's pre-softmax RoPE score matrix
+ *      q·k/√hd (pairs, conjugate and phase signs right); with the initial
+ *      magnitude 0.98 it is that matrix times 0.98^(t−s).
  */
+#include "distill/mohawk.h"
+#include "kernels/attn.h"
 #include "kernels/gateloop.h"
 #include "kernels/kernels.h"
 #include "mixers/gl_train.h"
@@ -676,6 +683,69 @@ static void test_torch(const char *argv0) {
     molt_model_free(m);
 }
 
+// ----------------------------------------------------------------------------
+// 6. attention transfer
+
+static void test_transfer(void) {
+    printf("6. attention transfer (stories260K teacher):\n");
+    const char *path = t_shared("models/stories260K/stories260K.bin");
+    if (!t_have(path, "GateLoop attention transfer"))
+        return;
+    molt_model    *t = NULL, *s = NULL;
+    molt_load_opts lo = {NULL, 1};
+    CHECK(molt_model_load(ctx, path, &lo, &t) == MOLT_OK, "teacher: %s", molt_last_error(ctx));
+    if (t)
+        CHECK(mohawk_student(ctx, t, "gateloop", 0, 16, "transfer", true, NULL, NULL, 0, 1, &s) ==
+                  MOLT_OK,
+              "student: %s", molt_last_error(ctx));
+    if (!t || !s) {
+        molt_model_free(t);
+        return;
+    }
+    const model_cfg *tc = &t->cfg;
+    int     T = 40, d = tc->d_model, H = tc->n_head, KV = tc->n_kv_head, hd = tc->head_dim;
+    int     l = 2, grp = H / KV;
+    float  *u = fmalloc((size_t)T * d), *q = fmalloc((size_t)T * H * hd);
+    float  *k = fmalloc((size_t)T * KV * hd), *M = fmalloc((size_t)H * T * T);
+    float  *work = fmalloc(layer_mixer(s, l)->mat_work_floats(s, l, T));
+    double *ref = dmalloc((size_t)H * T * T);
+    t_seed(44);
+    t_fill_uniform(u, (size_t)T * d, -1, 1);
+    k_matmul(TEX, q, u, t->layers[l].wq, NULL, T, d, H * hd, 0);
+    k_matmul(TEX, k, u, t->layers[l].wk, NULL, T, d, KV * hd, 0);
+    k_rope(TEX, q, H * hd, T, H, hd, 0, T, NULL, t->rope_cos, t->rope_sin, 0);
+    k_rope(TEX, k, KV * hd, T, KV, hd, 0, T, NULL, t->rope_cos, t->rope_sin, 0);
+    float *ab = s->data + (s->layers[l].gl.a_bias - s->data);
+    CHECK(fabsf(1.0f / (1.0f + expf(-ab[0])) - 0.98f) < 1e-6f, "initial decay %g, want 0.98",
+          (double)(1.0f / (1.0f + expf(-ab[0]))));
+    for (int pass = 0; pass < 2; pass++) {
+        double decay = pass ? 0.98 : 1.0;
+        if (!pass)
+            for (int i = 0; i < H * hd / 2; i++)
+                ab[i] = 40.0f; // |a| = sigmoid(40): 1 to float precision
+        else
+            for (int i = 0; i < H * hd / 2; i++)
+                ab[i] = (float)log(0.98 / 0.02);
+        layer_mixer(s, l)->materialize(TEX, s, l, M, u, T, work);
+        for (int h = 0; h < H; h++)
+            for (int a = 0; a < T; a++)
+                for (int b = 0; b < T; b++) {
+                    double v = 0;
+                    for (int i = 0; b <= a && i < hd; i++)
+                        v += (double)q[(size_t)a * H * hd + h * hd + i] *
+                             (double)k[(size_t)b * KV * hd + (h / grp) * hd + i];
+                    ref[((size_t)h * T + a) * T + b] = b <= a ? v / sqrt((double)hd) * pow(decay, a - b) : 0.0;
+                }
+        double e = rel_max(M, ref, (size_t)H * T * T);
+        CHECK(e <= 1e-5, "layer %d, |a| = %g: student M vs teacher scores %.3g", l, decay, e);
+        printf("  layer %d: student M (|a| = %.2f) vs the teacher's q·k/sqrt(hd) x %.2f^(t-s): %.2g\n",
+               l, decay, decay, e);
+    }
+    free(u), free(q), free(k), free(M), free(work), free(ref);
+    molt_model_free(s);
+    molt_model_free(t);
+}
+
 int main(int argc, char **argv) {
     (void)argc;
     ctx = molt_ctx_new();
@@ -685,6 +755,7 @@ int main(int argc, char **argv) {
     test_gradients();
     test_state();
     test_torch(argv[0]);
+    test_transfer();
     molt_ctx_free(ctx);
     return t_done("test_gateloop");
 }

@@ -17,10 +17,15 @@
 
 #define A_LOG_BIAS_INIT (-4.0f) // softplus(−4) ≈ 0.018: decay ≈ 0.98 per token
 
-molt_status mohawk_student(molt_ctx *ctx, const molt_model *t, int n_heads, int d_state,
-                           const char *init, bool ssm_bias, const int32_t *keep_layer,
-                           const int32_t *keep_head, int n_keep, uint64_t seed, molt_model **out) {
+molt_status mohawk_student(molt_ctx *ctx, const molt_model *t, const char *student,
+                           int n_heads, int d_state, const char *init, bool ssm_bias,
+                           const int32_t *keep_layer, const int32_t *keep_head, int n_keep,
+                           uint64_t seed, molt_model **out) {
     *out = NULL;
+    if (student && !strcmp(student, "gateloop"))
+        return mohawk_student_gateloop(ctx, t, n_heads, init, n_keep, seed, out);
+    if (student && strcmp(student, "llamba"))
+        return molt__err(ctx, MOLT_ERR_ARG, "student \"%s\" (llamba or gateloop)", student);
     const model_cfg *tc = &t->cfg;
     if (tc->arch != ARCH_LLAMA)
         return molt__err(ctx, MOLT_ERR_ARG, "the teacher must be a Llama model (got %s)",
