@@ -25,8 +25,8 @@
  *   6. the attention transfer of a GateLoop student (distill/
  *      student_gateloop.c) on stories260K: with the magnitude set to 1, the
  *      student's mixing matrix is the teacher's pre-softmax RoPE score matrix
- *      q·k/√hd (pairs, conjugate and phase signs right); with the initial
- *      magnitude 0.98 it is that matrix times 0.98^(t−s).
+ *      q·k/√hd times q's scale 1 − 0.98 (pairs, conjugate and phase signs
+ *      right); with the initial magnitude 0.98 it is that times 0.98^(t−s).
  */
 #include "distill/mohawk.h"
 #include "kernels/attn.h"
@@ -734,11 +734,12 @@ static void test_transfer(void) {
                     for (int i = 0; b <= a && i < hd; i++)
                         v += (double)q[(size_t)a * H * hd + h * hd + i] *
                              (double)k[(size_t)b * KV * hd + (h / grp) * hd + i];
-                    ref[((size_t)h * T + a) * T + b] = b <= a ? v / sqrt((double)hd) * pow(decay, a - b) : 0.0;
+                    ref[((size_t)h * T + a) * T + b] =
+                        b <= a ? v * 0.02 / sqrt((double)hd) * pow(decay, a - b) : 0.0;
                 }
         double e = rel_max(M, ref, (size_t)H * T * T);
         CHECK(e <= 1e-5, "layer %d, |a| = %g: student M vs teacher scores %.3g", l, decay, e);
-        printf("  layer %d: student M (|a| = %.2f) vs the teacher's q·k/sqrt(hd) x %.2f^(t-s): %.2g\n",
+        printf("  layer %d: student M (|a| = %.2f) vs the teacher's 0.02·q·k/sqrt(hd)·%.2f^(t-s): %.2g\n",
                l, decay, decay, e);
     }
     free(u), free(q), free(k), free(M), free(work), free(ref);

@@ -31,7 +31,8 @@ molt_status mohawk_student(molt_ctx *ctx, const molt_model *teacher, const char 
 
 // A GateLoop student (student_gateloop.c): one GateLoop head per teacher query
 // head, head dim = the teacher's; init "transfer" maps q/k/v/o (and RoPE's
-// frequencies into the transition's phase, magnitude 0.98) or "random"; no
+// frequencies into the transition's phase, magnitude 0.98, q scaled by
+// 0.02/√hd) or "random"; no
 // kept heads (n_keep > 0 is refused). d_state does not apply.
 molt_status mohawk_student_gateloop(molt_ctx *ctx, const molt_model *teacher, int n_heads,
                                     const char *init, int n_keep, uint64_t seed,
