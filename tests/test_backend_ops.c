@@ -3076,6 +3076,18 @@ static void run_gl_scan_chunked(const molt_exec *ex, void *cv, float *out) {
     memcpy(out + ny + (state ? NP : 0), c->work, sizeof(float) * gl_nc(c->T, c->Q) * NP);
 }
 
+// gl_scan_assoc (out: y | final state when one is passed)
+static void run_gl_scan_assoc(const molt_exec *ex, void *cv, float *out) {
+    gl_case *c = cv;
+    size_t   NP = (size_t)c->H * c->N * c->P, ny = (size_t)c->T * c->H * c->P;
+    float   *state = g_gl_state ? out + ny : NULL;
+    fill_nan(c->work, gl_assoc_work(c->T, c->H, c->N, c->P));
+    if (state)
+        memcpy(state, c->s0, sizeof(float) * NP);
+    gl_scan_assoc(ex, out, state, GLQ(c), GLK(c), GLV(c), c->ld, c->la, c->th, c->T, c->H, c->N,
+                  c->P, c->work);
+}
+
 static void run_gl_scan_chunked_backward(const molt_exec *ex, void *cv, float *out) {
     gl_case *c = cv;
     size_t   ny = (size_t)c->T * c->H * c->P, HJ = (size_t)c->H * (c->N / 2);
@@ -3102,12 +3114,14 @@ static const int GL_SHAPES[][5] = { // T, H, N, P, Q
 static void test_gl_scan(void) {
     op_stat *sf = stat_new("gl_scan_chunked", 2e-5, 1);
     op_stat *sb = stat_new("gl_scan_chunked_backward", 5e-5, 1);
+    op_stat *sa = stat_new("gl_scan_assoc", 2e-5, 1);
     for (int k = 0; k < N_GL; k++) {
         const int *sh = GL_SHAPES[k];
         int        T = sh[0], H = sh[1], N = sh[2], P = sh[3], Q = sh[4], regime = k % 4;
         gl_case    c;
         gl_inputs(&c, T, H, N, P, Q, regime);
-        c.work = fbuf(gl_chunked_backward_work(T, H, N, P, Q) + 1);
+        size_t wb = gl_chunked_backward_work(T, H, N, P, Q), wa = gl_assoc_work(T, H, N, P);
+        c.work = fbuf((wb > wa ? wb : wa) + 1);
         size_t  ld = (size_t)c.ld, NP = (size_t)H * N * P, ny = (size_t)T * H * P;
         size_t  HJ = (size_t)H * (N / 2), rows = (size_t)(T > 0 ? T : 1), nc = gl_nc(T, Q);
         int     Qc = Q < T ? Q : T;
@@ -3130,6 +3144,7 @@ static void test_gl_scan(void) {
                      g_gl_state ? " +state" : "");
             run_case(sf, run_gl_scan_chunked, &c, ref, ny + (g_gl_state ? NP : 0) + nc * NP,
                      shape);
+            run_case(sa, run_gl_scan_assoc, &c, ref, ny + (g_gl_state ? NP : 0), shape);
         }
         // backward from a zero state
         ref_gl_scan(ref, S, q, kk, v, (int)ld, la, th, NULL, T, H, N, P);
@@ -3495,6 +3510,11 @@ static void spy_gl_scan_chunked_backward(const molt_exec *e, float *dq, float *d
                                          int P, int Q, float *w) {
     SPY(gl_scan_chunked_backward);
 }
+static void spy_gl_scan_assoc(const molt_exec *e, float *y, float *s, const float *q,
+                              const float *k, const float *v, int ld, const float *la,
+                              const float *th, int T, int H, int N, int P, float *w) {
+    SPY(gl_scan_assoc);
+}
 static void spy_gl_materialize(const molt_exec *e, float *M, const float *q, const float *k,
                                int ld, const float *la, const float *th, int T, int H, int N,
                                float *w) {
@@ -3587,6 +3607,8 @@ static void test_dispatch(void) {
     CALLS(gl_scan_chunked_backward,
           gl_scan_chunked_backward(&ex, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0,
                                    NULL, NULL, 0, 0, 0, 0, 0, NULL));
+    CALLS(gl_scan_assoc, gl_scan_assoc(&ex, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, 0, 0, 0,
+                                       0, NULL));
     CALLS(gl_materialize,
           gl_materialize(&ex, NULL, NULL, NULL, 0, NULL, NULL, 0, 0, 0, NULL));
     CALLS(gl_materialize_backward,

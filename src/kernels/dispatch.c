@@ -268,6 +268,11 @@ void gl_scan_chunked_backward(const molt_exec *ex, float *dq, float *dk, float *
     ex->be->gl_scan_chunked_backward(ex, dq, dk, dv, ldd, dla, dth, dy, q, k, v, ld, la, th, T, H,
                                      N, P, Q, work);
 }
+void gl_scan_assoc(const molt_exec *ex, float *y, float *state, const float *q, const float *k,
+                   const float *v, int ld, const float *la, const float *th, int T, int H, int N,
+                   int P, float *work) {
+    ex->be->gl_scan_assoc(ex, y, state, q, k, v, ld, la, th, T, H, N, P, work);
+}
 void gl_materialize(const molt_exec *ex, float *M, const float *q, const float *k, int ld,
                     const float *la, const float *th, int T, int H, int N, float *work) {
     ex->be->gl_materialize(ex, M, q, k, ld, la, th, T, H, N, work);

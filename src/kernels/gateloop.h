@@ -24,6 +24,7 @@
  * and k rotated by the cumulative phase. The naive product form
  * (q̃⊙Πa)(k̃⊘Πa)ᵀ overflows; every kernel here sums log|a| over segments
  * (never divides by a prefix product) and rotates by phases reduced mod 2π.
+ * The paper's third mode, the O(T log T) associative scan, is gl_scan_assoc.
  *
  * Layouts (row-major): q, k [rows, ld] with H·N columns (head-major: head h
  * dims h·N .. h·N+N−1), v [rows, ld] with H·P columns — three column views of
@@ -88,6 +89,18 @@ void   gl_scan_chunked_backward(const molt_exec *ex, float *dq, float *dk, float
                                 float *dla, float *dth, const float *dy, const float *q,
                                 const float *k, const float *v, int ld, const float *la,
                                 const float *th, int T, int H, int N, int P, int Q, float *work);
+
+// The paper's parallel form: an inclusive associative scan (Hillis-Steele,
+// ceil(log2 T) rounds, O(T log T) work) over the elements e_t = (a_t, k̃_t ⊗ v_t)
+// with (a_i, b_i) • (a_j, b_j) = (a_j·a_i, a_j·b_i + b_j) for i before j; then
+// S_t = A_t·S_0 + B_t and y as the scan. The accumulated transition A is kept
+// in log-polar form (Σ la, Σ th mod 2π), so it cannot underflow or overflow.
+// Same contract as gl_scan_chunked without its saved part (inference and
+// tests; training uses the chunked form). work: gl_assoc_work(T, H, N, P) floats.
+size_t gl_assoc_work(int T, int H, int N, int P);
+void   gl_scan_assoc(const molt_exec *ex, float *y, float *state, const float *q, const float *k,
+                     const float *v, int ld, const float *la, const float *th, int T, int H, int N,
+                     int P, float *work);
 
 // The materialized mixing matrix M[H,T,T] (row t = output, column s = input)
 // from a zero state, 0 above the diagonal: y[:,h,p] = M[h]·v[:,h,p].

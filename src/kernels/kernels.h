@@ -140,8 +140,8 @@ void k_embedding(const molt_exec *ex, float *x, const float *E, const int32_t *i
     X(xent) X(soft_xent) X(l2_rows) X(sumsq) X(scale) X(adamw)                                    \
     /* gateloop (gateloop.h) */                                                                   \
     X(gl_prep) X(gl_prep_backward) X(gl_step_rows) X(gl_scan_chunked)                             \
-    X(gl_scan_chunked_backward) X(gl_materialize) X(gl_materialize_backward)
-#define MOLT_BACKEND_NOPS (41 + 7) // ops in MOLT_BACKEND_OPS (checked against the struct):
+    X(gl_scan_chunked_backward) X(gl_scan_assoc) X(gl_materialize) X(gl_materialize_backward)
+#define MOLT_BACKEND_NOPS (41 + 8) // ops in MOLT_BACKEND_OPS (checked against the struct):
                                    // the base table + gateloop
 
 struct ssm_rows_cfg; // ssm_rows.h
@@ -266,6 +266,9 @@ typedef struct molt_backend {
                                      const float *k, const float *v, int ld, const float *la,
                                      const float *th, int T, int H, int N, int P, int Q,
                                      float *work);
+    void (*gl_scan_assoc)(const molt_exec *ex, float *y, float *state, const float *q,
+                          const float *k, const float *v, int ld, const float *la,
+                          const float *th, int T, int H, int N, int P, float *work);
     void (*gl_materialize)(const molt_exec *ex, float *M, const float *q, const float *k, int ld,
                            const float *la, const float *th, int T, int H, int N, float *work);
     void (*gl_materialize_backward)(const molt_exec *ex, float *dq, float *dk, int ldd, float *dla,

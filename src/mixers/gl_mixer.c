@@ -8,7 +8,8 @@
  *   1 proj   zx[T,R] = u · in_projᵀ                  (typed view: k_matmul_w)
  *   2 prep   la, th = gl_prep(zx[:, m|φ], a_bias)     log|a|, arg a   [T,HJ]
  *   3 scan   ys = GateLoop(q, k, v, la, th)           gl_scan_chunked, or gl_step_rows
- *                                                     token by token (recurrent / decode)
+ *                                                     token by token (recurrent / decode),
+ *                                                     or gl_scan_assoc (the paper's form)
  *   4 gate   ys ← ys · silu(g + g_bias)               ssm_gate (DiscreteMamba2's gate
  *                                                     form, no D skip)
  *   5 out    y = ys · out_projᵀ
@@ -70,6 +71,11 @@ static size_t bufs_of(const gateloop_cfg *c, int T, bufs *b, float *work) {
 
 size_t gl_mixer_work(const gateloop_cfg *c, int T) { return bufs_of(c, T, NULL, NULL); }
 
+// the assoc scan's work replaces the scan slot
+size_t gl_mixer_work_assoc(const gateloop_cfg *c, int T) {
+    return bufs_of(c, T, NULL, NULL) + gl_assoc_work(T, c->H, c->P, c->P);
+}
+
 // the typed view, or the f32 matrix when the struct was built without one
 static molt_w tw(molt_w t, const float *f) { return t.data ? t : molt_w_f32(f); }
 
@@ -111,6 +117,9 @@ void gl_mixer_forward(const molt_exec *ex, float *y, const float *u, int T,
     if (mode == GL_MODE_CHUNKED) {
         gl_scan_chunked(ex, b.ys, state, b.zx + GL_COL_Q(c), b.zx + GL_COL_K(c),
                         b.zx + GL_COL_V(c), R, b.la, b.th, T, H, P, P, c->chunk, b.scan);
+    } else if (mode == GL_MODE_ASSOC) {
+        gl_scan_assoc(ex, b.ys, state, b.zx + GL_COL_Q(c), b.zx + GL_COL_K(c), b.zx + GL_COL_V(c),
+                      R, b.la, b.th, T, H, P, P, work + gl_mixer_work(c, T));
     } else {
         float *st = state;
         if (!st) {

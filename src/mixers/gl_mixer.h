@@ -28,7 +28,8 @@
  *
  * Three exact modes: the recurrent step (token by token, the decode path),
  * the chunked scan (prefill), and the materialized mixing matrix M[H,T,T]
- * with y = M·v per head (before the gate).
+ * with y = M·v per head (before the gate); and the paper's associative scan
+ * (GL_MODE_ASSOC, O(T log T)), not used by the engine.
  *
  * Letters: T tokens, d = d_model, Di = d_inner = H·P, H heads, P head dim
  * (q, k and v per head; even), J = P/2, HJ = H·J, R = in_proj rows = 5·Di.
@@ -57,7 +58,9 @@ typedef struct gl_weights {
     molt_w in_proj_t, out_proj_t;
 } gl_weights;
 
-typedef enum gl_mode { GL_MODE_CHUNKED = 0, GL_MODE_RECURRENT = 1 } gl_mode;
+// GL_MODE_ASSOC: the paper's O(T log T) associative scan (gl_scan_assoc), for
+// comparison; its work is gl_mixer_work_assoc(c, T) floats.
+typedef enum gl_mode { GL_MODE_CHUNKED = 0, GL_MODE_RECURRENT = 1, GL_MODE_ASSOC = 2 } gl_mode;
 
 // column offsets inside an in_proj output row
 #define GL_COL_Q(c) 0
@@ -73,6 +76,7 @@ const char *gl_cfg_check(const gateloop_cfg *c);
 
 // Scratch floats for forward / step_rows / materialize over T tokens (rows).
 size_t gl_mixer_work(const gateloop_cfg *c, int T);
+size_t gl_mixer_work_assoc(const gateloop_cfg *c, int T);
 
 // y[T,d] = mixer(u[T,d]); state [H,P,P] to continue from and update (NULL:
 // zero state, not kept). GL_MODE_RECURRENT runs the step token by token.

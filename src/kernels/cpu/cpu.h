@@ -146,6 +146,9 @@ void cpu_gl_scan_chunked_backward(const molt_exec *ex, float *dq, float *dk, flo
                                   const float *k, const float *v, int ld, const float *la,
                                   const float *th, int T, int H, int N, int P, int Q,
                                   float *work);
+void cpu_gl_scan_assoc(const molt_exec *ex, float *y, float *state, const float *q,
+                       const float *k, const float *v, int ld, const float *la, const float *th,
+                       int T, int H, int N, int P, float *work);
 void cpu_gl_materialize(const molt_exec *ex, float *M, const float *q, const float *k, int ld,
                         const float *la, const float *th, int T, int H, int N, float *work);
 void cpu_gl_materialize_backward(const molt_exec *ex, float *dq, float *dk, int ldd, float *dla,

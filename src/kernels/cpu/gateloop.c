@@ -314,6 +314,89 @@ void cpu_gl_scan_chunked(const molt_exec *ex, float *y, float *state, const floa
 }
 
 // ----------------------------------------------------------------------------
+// associative scan (the paper's O(T log T) parallel form), per head h and pair j:
+//   e_t = (A_t, B_t) = ((la_t, th_t), k̃_t ⊗ v_t);  round r (offset o = 2^r), t descending
+//   so that e_{t−o} is still the previous round's:  e_t ← e_{t−o} • e_t,
+//   (A_i, B_i) • (A_j, B_j) = (A_j·A_i, A_j·B_i + B_j),  A in log-polar form
+// then S_t = A_t·S_0 + B_t,  y_t = Re(Σ_j q̃_t[j]·S_t[j,:]).
+// Work layout (floats): ls, ph [H, J, T] (Σ la, Σ th mod 2π), B [H, J, T, 2, P].
+
+size_t gl_assoc_work(int T, int H, int N, int P) {
+    return T <= 0 ? 0 : (size_t)H * (size_t)(N / 2) * (size_t)T * (2 + 2 * (size_t)P);
+}
+
+typedef struct assoc_task {
+    float       *y, *state, *ls, *ph, *B;
+    const float *q, *k, *v, *la, *th;
+    int          ld, T, H, N, P;
+} assoc_task;
+
+static void assoc_head(const assoc_task *j, int h) {
+    int    T = j->T, N = j->N, P = j->P, J = N / 2, HJ = j->H * J;
+    size_t P2 = 2 * (size_t)P;
+    for (int jj = 0; jj < J; jj++) {
+        size_t o = ((size_t)h * J + jj) * T;
+        float *ls = j->ls + o, *ph = j->ph + o, *B = j->B + o * P2;
+        for (int t = 0; t < T; t++) { // the elements
+            const float *k = j->k + (size_t)t * j->ld + (size_t)h * N + 2 * jj;
+            const float *v = j->v + (size_t)t * j->ld + (size_t)h * P;
+            float       *b = B + (size_t)t * P2;
+            ls[t] = j->la[(size_t)t * HJ + (size_t)h * J + jj];
+            ph[t] = (float)gl_wrap((double)j->th[(size_t)t * HJ + (size_t)h * J + jj]);
+            for (int p = 0; p < P; p++) {
+                b[p] = k[0] * v[p];
+                b[P + p] = k[1] * v[p];
+            }
+        }
+        for (int off = 1; off < T; off *= 2) // rounds
+            for (int t = T - 1; t >= off; t--) {
+                float *bi = B + (size_t)(t - off) * P2, *bj = B + (size_t)t * P2;
+                float  m = gl_decay(ls[t]), ar = m * cosf(ph[t]), ai = m * sinf(ph[t]);
+                for (int p = 0; p < P; p++) {
+                    float re = ar * bi[p] - ai * bi[P + p], im = ar * bi[P + p] + ai * bi[p];
+                    bj[p] += re;
+                    bj[P + p] += im;
+                }
+                ls[t] += ls[t - off];
+                ph[t] = (float)gl_wrap((double)ph[t] + (double)ph[t - off]);
+            }
+        float *S0 = j->state ? j->state + ((size_t)h * N + 2 * jj) * P : NULL;
+        for (int t = 0; S0 && t < T; t++) // S_t = A_t·S_0 + B_t
+            gl_add_rot(B + (size_t)t * P2, S0, P, gl_decay(ls[t]), cosf(ph[t]), sinf(ph[t]));
+        for (int t = 0; t < T; t++) {
+            const float *q = j->q + (size_t)t * j->ld + (size_t)h * N + 2 * jj;
+            const float *b = B + (size_t)t * P2;
+            float       *y = j->y + ((size_t)t * j->H + h) * P;
+            for (int p = 0; p < P; p++)
+                y[p] = (jj ? y[p] : 0.0f) + (q[0] * b[p] - q[1] * b[P + p]);
+        }
+        if (S0)
+            memcpy(S0, B + (size_t)(T - 1) * P2, sizeof(float) * P2);
+    }
+}
+
+static void assoc_run(void *arg, int ith, int nth) {
+    const assoc_task *j = arg;
+    int               lo, hi;
+    molt_pool_range(j->H, ith, nth, &lo, &hi);
+    for (int h = lo; h < hi; h++)
+        assoc_head(j, h);
+}
+
+void cpu_gl_scan_assoc(const molt_exec *ex, float *y, float *state, const float *q,
+                       const float *k, const float *v, int ld, const float *la, const float *th,
+                       int T, int H, int N, int P, float *work) {
+    if (T <= 0)
+        return;
+    size_t     HJT = (size_t)H * (N / 2) * T;
+    assoc_task j = {y, state, work, work + HJT, work + 2 * HJT, q, k, v, la, th, ld, T, H, N, P};
+    size_t     rounds = 1;
+    while (((size_t)1 << rounds) < (size_t)T)
+        rounds++;
+    molt_pool_run(gl_nth(ex, (size_t)H, HJT * rounds * (size_t)P * 8), assoc_run, &j);
+}
+
+// ----------------------------------------------------------------------------
 // materialized mixing matrix
 //   M[h,t,s] = Σ_j exp(Σ_{r=s+1..t} la_r[j])·Re(q̂_t[j]·k̂_s[j])    s ≤ t, else 0
 // with q̂, k̂ rotated by the prefix phase from t = 0 (phase A, per head);

@@ -47,6 +47,16 @@ static inline void gl_rot_rows(float *re, int P, float m, float c, float s) {
     }
 }
 
+// dst (a complex row: re[0..P), im = re + P) += m·(c + i·s)·src (same layout)
+static inline void gl_add_rot(float *dst, const float *src, int P, float m, float c, float s) {
+    float ar = m * c, ai = m * s;
+    for (int p = 0; p < P; p++) {
+        float re = ar * src[p] - ai * src[P + p], im = ar * src[P + p] + ai * src[p];
+        dst[p] += re;
+        dst[P + p] += im;
+    }
+}
+
 // Σ_j exp(seg[j])·Re(qh_j·kh_j) over J pairs (no conjugate), j in order
 static inline float gl_score(const float *qh, const float *kh, const float *seg, int J) {
     float s = 0.0f;
