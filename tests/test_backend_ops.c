@@ -2838,11 +2838,13 @@ static void ref_gl_scan_backward(double *dq, double *dk, double *dv, double *dla
                 G[p] = 0;
             for (int t = T - 1; t >= 0; t--) {
                 dcx qt = glr_pair(q, ld, t, h, N, j), kt = glr_pair(k, ld, t, h, N, j);
-                dcx a = glr_a(la, th, t, HJ, h * J + j), an = t + 1 < T ? glr_a(la, th, t + 1, HJ, h * J + j) : 0;
+                dcx a = glr_a(la, th, t, HJ, h * J + j);
+                dcx an = t + 1 < T ? glr_a(la, th, t + 1, HJ, h * J + j) : 0;
                 dcx gq = 0, gk = 0, ga = 0;
                 for (int p = 0; p < P; p++) {
                     size_t e = ((size_t)h * J + j) * P + p;
-                    double dyp = dy[((size_t)t * H + h) * P + p], vp = v[(size_t)t * ld + (size_t)h * P + p];
+                    double dyp = dy[((size_t)t * H + h) * P + p];
+                    double vp = v[(size_t)t * ld + (size_t)h * P + p];
                     G[p] = dyp * conj(qt) + conj(an) * G[p];
                     gq += dyp * conj(S[(size_t)(t + 1) * HJP + e]);
                     gk += G[p] * vp;
@@ -2993,10 +2995,12 @@ static void test_gl_prep(void) {
             for (int r = 0; r < n; r++)
                 for (int i = 0; i < HJ; i++) {
                     double xm = (double)c.a[(size_t)r * lda + 1 + i] + (c.b ? (double)c.b[i] : 0.0);
-                    double xp = (double)c.a[(size_t)r * lda + 1 + HJ + i] + (c.b ? (double)c.b[HJ + i] : 0.0);
+                    double xp = (double)c.a[(size_t)r * lda + 1 + HJ + i] +
+                                (c.b ? (double)c.b[HJ + i] : 0.0);
                     ref[(size_t)r * HJ + i] = logsig_d(xm);
                     ref[(size_t)n * HJ + (size_t)r * HJ + i] = xp;
-                    bref[(size_t)r * 2 * HJ + i] = (double)c.dla[(size_t)r * HJ + i] * sigmoid_d(-xm);
+                    bref[(size_t)r * 2 * HJ + i] =
+                        (double)c.dla[(size_t)r * HJ + i] * sigmoid_d(-xm);
                     bref[(size_t)r * 2 * HJ + HJ + i] = c.dth[(size_t)r * HJ + i];
                 }
             char shape[48];
@@ -3062,7 +3066,10 @@ static void test_gl_step_rows(void) {
 //     and its backward (out: dq | dk | dv columns, then dla | dth)
 static int g_gl_state;
 
-static size_t gl_nc(int T, int Q) { return T > 0 ? (size_t)((T + (Q < T ? Q : T) - 1) / (Q < T ? Q : T)) : 0; }
+static size_t gl_nc(int T, int Q) {
+    int Qc = Q < T ? Q : T;
+    return T > 0 ? (size_t)((T + Qc - 1) / Qc) : 0;
+}
 
 static void run_gl_scan_chunked(const molt_exec *ex, void *cv, float *out) {
     gl_case *c = cv;

@@ -96,13 +96,12 @@ print("hybrid ok: kept", r["student"]["kept_heads"], "KV bytes/token", r["studen
 PY
 $MOLT info "$T/h" | grep -q "2 heads hold a KV cache" || { echo "FAIL: info of the hybrid"; $MOLT info "$T/h"; fail=1; }
 # a GateLoop student (attention transfer: q/k/v/o and RoPE's phases): the stage 1 and 2
-# losses fall, stage 3 (which starts near its floor, the teacher's entropy, after stages
-# 1-2; its first loss is one batch) does not rise by 5%, the held-out loss ends within 1.5x the teacher's, the student is
-# GateLoop layers
-# with a constant state (5 layers × 8 heads × 8×8 floats = 10240 B) that info reports, and
-# it evaluates and generates. (The stage-1 distance is printed, not held to shrink: the
-# transfer starts the surrogate attention near 0 (q scaled by 1 − 0.98), and stages 2-3
-# move it again.)
+# losses fall; stage 3 (which starts near its floor, the teacher's entropy, after stages
+# 1-2; its first loss is one batch) does not rise by 5%; the held-out loss ends within 1.5x
+# the teacher's; the student is GateLoop layers with a constant state (5 layers × 8 heads ×
+# 8×8 floats = 10240 B) that info reports, and it evaluates and generates. (The stage-1
+# distance is printed, not held to shrink: the transfer starts the surrogate attention near
+# 0 (q scaled by 1 − 0.98), and stages 2-3 move it again.)
 $MOLT distill $TEACHER -o "$T/g" --student gateloop --sample-tokens 20000 --seq 64 --batch 4 \
   --stage1-tokens 6400 --stage2-tokens 6400 --stage3-tokens 12800 --lr3 1e-4 \
   --eval-data "$T/valid.txt" -q > "$T/gout" 2> "$T/gerr" \

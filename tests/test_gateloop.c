@@ -71,8 +71,8 @@ static const char *json_of(int L, int d, int H, int P, int Q) {
     static char json[2048];
     char        layers[512] = "";
     for (int l = 0; l < L; l++)
-        snprintf(layers + strlen(layers), sizeof layers - strlen(layers), "%s{\"mixer\": \"gateloop\"}",
-                 l ? ", " : "");
+        snprintf(layers + strlen(layers), sizeof layers - strlen(layers),
+                 "%s{\"mixer\": \"gateloop\"}", l ? ", " : "");
     snprintf(json, sizeof json,
              "{\"model_type\": \"molt_hybrid\", \"vocab_size\": 61, \"d_model\": %d,"
              " \"n_layer\": %d, \"norm_epsilon\": 1e-5, \"mlp_cfg\": {\"intermediate_size\": 40},"
@@ -112,7 +112,8 @@ static void twin_proj(const twin *w, const double *u, int T, double *zx) {
 
 // a_t of pair i (i < HJ) at row z of zx
 static dcx twin_a(const twin *w, const double *z, int i) {
-    double m = z[4 * w->Di + i] + w->a_bias[i], ph = z[4 * w->Di + w->HJ + i] + w->a_bias[w->HJ + i];
+    double m = z[4 * w->Di + i] + w->a_bias[i];
+    double ph = z[4 * w->Di + w->HJ + i] + w->a_bias[w->HJ + i];
     return cexp(CMPLX(-log1p(exp(-m)), ph)); // sigmoid(m)·e^{i·ph}
 }
 static dcx twin_pair(const twin *w, const double *z, int col, int h, int j) {
@@ -133,7 +134,8 @@ static void twin_forward(const twin *w, const double *u, int T, double *y, doubl
                 dcx acc = 0;
                 for (int j = 0; j < J; j++) {
                     dcx *s = &S[((size_t)h * J + j) * P + p];
-                    *s = twin_a(w, z, h * J + j) * *s + twin_pair(w, z, Di, h, j) * z[2 * Di + h * P + p];
+                    *s = twin_a(w, z, h * J + j) * *s +
+                         twin_pair(w, z, Di, h, j) * z[2 * Di + h * P + p];
                     acc += twin_pair(w, z, 0, h, j) * *s;
                 }
                 ys[(size_t)t * Di + h * P + p] = creal(acc);
@@ -233,7 +235,8 @@ static void check_modes(const molt_model *m, const float *u, int T, int Q, const
     gl_mixer_forward(TEX, yr, u, T, &c, w, NULL, GL_MODE_RECURRENT, work);
     gl_mixer_forward(TEX, ya, u, T, &c, w, NULL, GL_MODE_ASSOC, work);
     gl_mixer_materialize(TEX, M, u, T, &c, w, work);
-    double *ip = to_d(w->in_proj, (size_t)5 * c.d_inner * d), *ab = to_d(w->a_bias, (size_t)c.d_inner);
+    double *ip = to_d(w->in_proj, (size_t)5 * c.d_inner * d);
+    double *ab = to_d(w->a_bias, (size_t)c.d_inner);
     double *gb = to_d(w->g_bias, (size_t)c.d_inner), *op = to_d(w->out_proj, (size_t)d * c.d_inner);
     twin tw = twin_of(&c, ip, ab, gb, op);
     y_from_M(&tw, M, ud, T, ym);
@@ -247,8 +250,8 @@ static void check_modes(const molt_model *m, const float *u, int T, int Q, const
     CHECK(e_ra <= 2e-5, "%s T=%d: associative scan vs step %.3g", what, T, e_ra);
     printf("  %-13s T %3d chunk %3d%s: chunked %.2g, M·v %.2g, assoc %.2g\n", what, T, Q,
            T % Q ? " (no divide)" : "", e_rc, e_rm, e_ra);
-    free(yc), free(yr), free(ya), free(M), free(work), free(ud), free(ym), free(ip), free(ab), free(gb),
-        free(op), free(yrd);
+    free(yc), free(yr), free(ya), free(M), free(work), free(ud), free(ym), free(ip), free(ab);
+    free(gb), free(op), free(yrd);
 }
 
 static void test_modes(void) {
@@ -293,8 +296,8 @@ static void test_modes(void) {
         if (!isfinite(score) && bad_at < 0)
             bad_at = t;
     }
-    CHECK(bad_at > 0 && bad_at < 300, "the naive form should break down before T = 300 here (at %d)",
-          bad_at);
+    CHECK(bad_at > 0 && bad_at < 300,
+          "the naive form should break down before T = 300 here (at %d)", bad_at);
     printf("  the naive (Q ⊙ Πa)(K ⊘ Πa)ᵀ is not finite from t = %d on (|Πa| underflows)\n",
            bad_at);
     free(zx), free(u);
@@ -374,7 +377,8 @@ static void test_gradients(void) {
     t_fill_uniform(u, nu, -1, 1);
     t_fill_uniform(dy, nu, -1, 1);
     t_fill_uniform(dM, nM, -1, 1);
-    float *act = fmalloc(v->act_floats(m, 0, B, T)), *work = fmalloc(v->train_work_floats(m, 0, B, T));
+    float *act = fmalloc(v->act_floats(m, 0, B, T));
+    float *work = fmalloc(v->train_work_floats(m, 0, B, T));
     float *grad = fmalloc(m->n_floats), *grad2 = fmalloc(m->n_floats);
     memset(grad, 0, sizeof(float) * m->n_floats);
     memset(grad2, 0, sizeof(float) * m->n_floats);
@@ -413,7 +417,8 @@ static void test_gradients(void) {
     fd_tensor("train: d g_bias", &f, gb, (size_t)Di, mixer_grad(m, grad, w->g_bias));
     fd_tensor("train: d out_proj", &f, op, (size_t)d * Di, mixer_grad(m, grad, w->out_proj));
     // stage-1 matrix: M and its backward (in_proj, a_bias, u)
-    float   *mact = fmalloc(gl_mat_act_floats(c, B, T)), *mwork = fmalloc(gl_mat_work_floats(c, B, T));
+    float   *mact = fmalloc(gl_mat_act_floats(c, B, T));
+    float   *mwork = fmalloc(gl_mat_work_floats(c, B, T));
     gl_grads mg = {fmalloc((size_t)R * d), fmalloc((size_t)Di), fmalloc((size_t)Di), NULL};
     memset(mg.in_proj, 0, sizeof(float) * (size_t)R * d);
     memset(mg.a_bias, 0, sizeof(float) * (size_t)Di);
@@ -435,8 +440,8 @@ static void test_gradients(void) {
         untouched &= mg.g_bias[i] == 0.0f;
     CHECK(untouched, "the matrix does not depend on g_bias: its gradient stays untouched");
     free(u), free(dy), free(y), free(du), free(dM), free(M), free(du2), free(act), free(work),
-        free(grad), free(grad2), free(yf), free(fw), free(st), free(y1), free(ip), free(ab), free(gb),
-        free(op), free(ud), free(dyd), free(dMd), free(yd), free(mact), free(mwork),
+        free(grad), free(grad2), free(yf), free(fw), free(st), free(y1), free(ip), free(ab);
+    free(gb), free(op), free(ud), free(dyd), free(dMd), free(yd), free(mact), free(mwork),
         free(mg.in_proj), free(mg.a_bias), free(mg.g_bias), free(Md);
     molt_model_free(m);
 }
@@ -541,7 +546,7 @@ static void test_state(void) {
     if (m2) {
         bool same_cfg = m2->cfg.n_layer == 2 && m2->cfg.kind[0] == LAYER_GATELOOP &&
                         m2->cfg.kind[1] == LAYER_GATELOOP &&
-                        memcmp(layer_gl(&m2->cfg, 1), layer_gl(&m->cfg, 1), sizeof(gateloop_cfg)) == 0;
+                        !memcmp(layer_gl(&m2->cfg, 1), layer_gl(&m->cfg, 1), sizeof(gateloop_cfg));
         CHECK(same_cfg, "the reloaded config differs");
         CHECK(m2->n_floats == m->n_floats &&
                   memcmp(m2->data, m->data, sizeof(float) * m->n_floats) == 0,
@@ -652,7 +657,8 @@ static void test_torch(const char *argv0) {
     if (out) {
         // ours: training forward / backward, then the matrix and its backward
         float *y = fmalloc(nu), *du = fmalloc(nu), *M = fmalloc(nM);
-        float *act = fmalloc(gl_train_act_floats(c, B, T)), *work = fmalloc(gl_train_work_floats(c, B, T));
+        float *act = fmalloc(gl_train_act_floats(c, B, T));
+        float *work = fmalloc(gl_train_work_floats(c, B, T));
         gl_grads g = {fmalloc(nw[0]), fmalloc(nw[1]), fmalloc(nw[2]), fmalloc(nw[3])};
         float   *gs[4] = {g.in_proj, g.a_bias, g.g_bias, g.out_proj};
         for (int i = 0; i < 4; i++)
@@ -668,7 +674,8 @@ static void test_torch(const char *argv0) {
             snprintf(buf, sizeof buf, "train d%s", names[i]);
             torch_cmp(buf, gs[i], out, &off, len, nw[i]);
         }
-        float *mact = fmalloc(gl_mat_act_floats(c, B, T)), *mwork = fmalloc(gl_mat_work_floats(c, B, T));
+        float *mact = fmalloc(gl_mat_act_floats(c, B, T));
+        float *mwork = fmalloc(gl_mat_work_floats(c, B, T));
         for (int i = 0; i < 2; i++)
             memset(gs[i], 0, sizeof(float) * nw[i]);
         gl_mat_forward(TEX, M, mact, u, B, T, c, w, mwork);
@@ -743,7 +750,8 @@ static void test_transfer(void) {
                 }
         double e = rel_max(M, ref, (size_t)H * T * T);
         CHECK(e <= 1e-5, "layer %d, |a| = %g: student M vs teacher scores %.3g", l, decay, e);
-        printf("  layer %d: student M (|a| = %.2f) vs the teacher's 0.02·q·k/sqrt(hd)·%.2f^(t-s): %.2g\n",
+        printf("  layer %d: student M (|a| = %.2f) vs the teacher's 0.02·q·k/sqrt(hd)·%.2f^(t-s): "
+               "%.2g\n",
                l, decay, decay, e);
     }
     free(u), free(q), free(k), free(M), free(work), free(ref);

@@ -64,7 +64,8 @@ molt_status mohawk_student_gateloop(molt_ctx *ctx, const molt_model *t, int n_he
                          "head dim (q/k dims pair into complex numbers)",
                          Di, H);
     if (transfer && (hd % 2 || tc->n_kv_head <= 0 || !t->rope_cos))
-        return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "this teacher's attention cannot be transferred");
+        return molt__err(ctx, MOLT_ERR_UNSUPPORTED,
+                         "this teacher's attention cannot be transferred");
     model_cfg plan;
     memset(&plan, 0, sizeof plan);
     // the molt_hybrid format always carries an ssm_cfg block: a valid one, unused
@@ -98,7 +99,8 @@ molt_status mohawk_student_gateloop(molt_ctx *ctx, const molt_model *t, int n_he
             for (int j = 0; j < half; j++) {
                 const float *q0 = tw->wq + ((size_t)h * hd + j) * row, *q1 = q0 + half * row;
                 const float *k0 = tw->wk + ((size_t)kv * hd + j) * row, *k1 = k0 + half * row;
-                float *qd = q + ((size_t)h * hd + 2 * j) * row, *kd = k + ((size_t)h * hd + 2 * j) * row;
+                float *qd = q + ((size_t)h * hd + 2 * j) * row;
+                float *kd = k + ((size_t)h * hd + 2 * j) * row;
                 for (size_t i = 0; i < row; i++) {
                     qd[i] = q0[i] * qs;
                     qd[row + i] = -q1[i] * qs;

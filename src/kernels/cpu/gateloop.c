@@ -77,7 +77,8 @@ static void step_one(const step_task *j, int r, int h) {
     const float *q = j->q + (size_t)r * j->ld + (size_t)h * N;
     const float *k = j->k + (size_t)r * j->ld + (size_t)h * N;
     const float *v = j->v + (size_t)r * j->ld + (size_t)h * P;
-    const float *la = j->la + (size_t)r * HJ + (size_t)h * J, *th = j->th + (size_t)r * HJ + (size_t)h * J;
+    const float *la = j->la + (size_t)r * HJ + (size_t)h * J;
+    const float *th = j->th + (size_t)r * HJ + (size_t)h * J;
     for (int p = 0; p < P; p++)
         y[p] = 0.0f;
     for (int jj = 0; jj < J; jj++) {
