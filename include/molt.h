@@ -367,6 +367,8 @@ typedef struct molt_distill_opts {
     const int32_t *keep_layer, *keep_head;
     int32_t     n_keep;
     int         freeze_kept;       // do not train the kept attention heads
+    const char *student;           // the student's mixer: "llamba" (NULL, default) or "gateloop"
+                                   // (GateLoop heads, q/k/v/o and RoPE's phases transferred)
     const char *init;              // "transfer" (default: C←Q, B←K, x←V, out←O) or "random"
     int         ssm_bias;          // in_proj/out_proj biases (default 1)
     const char *const *data;       // training text; NULL: sample from the teacher

@@ -1367,6 +1367,9 @@ static void test_table(void) {
           "molt_exec_init must refuse the CUDA table exactly when an op is missing (%d)", nmiss);
     if (nmiss)
         printf("not yet on the GPU (%d): %s\n", nmiss, missing);
+    // only optional ops may be missing (kernels.h): the rest of molt runs on the GPU
+    char req[1024];
+    CHECK(molt_cuda_missing_required_ops(req, sizeof req) == 0, "required ops missing: %s", req);
     // every op the CUDA table has is tested here
 #define COVERED(op) CHECK(!molt_backend_cuda.op || was_tested(#op), "CUDA op %s has no test", #op);
     MOLT_BACKEND_OPS(COVERED)

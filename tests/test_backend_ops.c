@@ -33,12 +33,14 @@
  */
 #include "kernels/attn.h"
 #include "kernels/backward.h"
+#include "kernels/gateloop.h"
 #include "kernels/kernels.h"
 #include "kernels/ssm.h"
 #include "kernels/ssm_rows.h"
 #include "kernels/train_ops.h"
 #include "testutil.h"
 
+#include <complex.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -2925,6 +2927,522 @@ static void test_span_ops(void) {
 }
 
 // ----------------------------------------------------------------------------
+// gateloop (gateloop.h, ALGORITHMS.md §9). The reference is written with C99
+// complex doubles straight from the complex definition (not the kernels'
+// rotation trick): per head h and pair j, a_t = exp(la + i·th),
+//   S_t[j,p] = a_t[j]·S_{t−1}[j,p] + k̃_t[j]·v_t[p],   y_t[p] = Re(Σ_j q̃_t[j]·S_t[j,p])
+//   M[h,t,s] = Σ_j Re(q̃_t[j]·k̃_s[j]·Π_{r=s+1..t} a_r[j])  (the product taken literally)
+// with q̃[j] = q[2j] + i·q[2j+1]. Backward references: complex reverse mode,
+// checked against central differences of the forward references.
+
+typedef double complex dcx;
+
+// q̃ / k̃ pair j of head h at row t of a [rows, ld] view with N dims per head
+static dcx glr_pair(const double *x, int ld, int t, int h, int N, int j) {
+    const double *p = x + (size_t)t * ld + (size_t)h * N + 2 * j;
+    return CMPLX(p[0], p[1]);
+}
+static dcx glr_a(const double *la, const double *th, int t, int HJ, int i) {
+    return cexp(CMPLX(la[(size_t)t * HJ + i], th[(size_t)t * HJ + i]));
+}
+
+// S[T+1][H][J][P] complex (S[0] = s0 given in the real [H,N,P] layout, or 0); y [T, H·P]
+static void ref_gl_scan(double *y, dcx *S, const double *q, const double *k, const double *v,
+                        int ld, const double *la, const double *th, const double *s0, int T, int H,
+                        int N, int P) {
+    int    J = N / 2, HJ = H * J;
+    size_t HJP = (size_t)HJ * P;
+    for (int h = 0; h < H; h++)
+        for (int j = 0; j < J; j++)
+            for (int p = 0; p < P; p++)
+                S[((size_t)h * J + j) * P + p] =
+                    s0 ? CMPLX(s0[((size_t)h * N + 2 * j) * P + p],
+                               s0[((size_t)h * N + 2 * j + 1) * P + p])
+                       : 0;
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < H; h++)
+            for (int p = 0; p < P; p++) {
+                dcx acc = 0;
+                for (int j = 0; j < J; j++) {
+                    size_t e = ((size_t)h * J + j) * P + p;
+                    dcx    a = glr_a(la, th, t, HJ, h * J + j);
+                    S[(size_t)(t + 1) * HJP + e] =
+                        a * S[(size_t)t * HJP + e] +
+                        glr_pair(k, ld, t, h, N, j) * v[(size_t)t * ld + (size_t)h * P + p];
+                    acc += glr_pair(q, ld, t, h, N, j) * S[(size_t)(t + 1) * HJP + e];
+                }
+                y[((size_t)t * H + h) * P + p] = creal(acc);
+            }
+}
+
+// complex state t of S into the real [H,N,P] layout
+static void glr_state_real(double *dst, const dcx *S, int H, int N, int P) {
+    int J = N / 2;
+    for (int h = 0; h < H; h++)
+        for (int j = 0; j < J; j++)
+            for (int p = 0; p < P; p++) {
+                dcx z = S[((size_t)h * J + j) * P + p];
+                dst[((size_t)h * N + 2 * j) * P + p] = creal(z);
+                dst[((size_t)h * N + 2 * j + 1) * P + p] = cimag(z);
+            }
+}
+
+// reverse mode of ref_gl_scan from a zero state: G_t = ∂L/∂S_t (re + i·im)
+//   G_t = dy_t·conj(q̃_t) + conj(a_{t+1})·G_{t+1};  ∂q̃_t = Σ_p dy_t·conj(S_t)
+//   ∂k̃_t = Σ_p G_t·v_t;  ∂v_t = Σ_j Re(G_t·conj(k̃_t));  G_a = Σ_p G_t·conj(S_{t−1})
+//   ∂la = Re(G_a·conj(a)),  ∂th = Re(G_a·conj(i·a)) = Im(G_a·conj(a))
+// dq, dk, dv into [T, ld] views (same layout as q, k, v); dla, dth [T, HJ]
+static void ref_gl_scan_backward(double *dq, double *dk, double *dv, double *dla, double *dth,
+                                 const double *dy, const dcx *S, const double *q, const double *k,
+                                 const double *v, int ld, const double *la, const double *th,
+                                 int T, int H, int N, int P) {
+    int    J = N / 2, HJ = H * J;
+    size_t HJP = (size_t)HJ * P;
+    dcx   *G = xmalloc(sizeof(dcx) * (size_t)P);
+    for (int h = 0; h < H; h++)
+        for (int j = 0; j < J; j++) {
+            for (int p = 0; p < P; p++)
+                G[p] = 0;
+            for (int t = T - 1; t >= 0; t--) {
+                dcx qt = glr_pair(q, ld, t, h, N, j), kt = glr_pair(k, ld, t, h, N, j);
+                dcx a = glr_a(la, th, t, HJ, h * J + j);
+                dcx an = t + 1 < T ? glr_a(la, th, t + 1, HJ, h * J + j) : 0;
+                dcx gq = 0, gk = 0, ga = 0;
+                for (int p = 0; p < P; p++) {
+                    size_t e = ((size_t)h * J + j) * P + p;
+                    double dyp = dy[((size_t)t * H + h) * P + p];
+                    double vp = v[(size_t)t * ld + (size_t)h * P + p];
+                    G[p] = dyp * conj(qt) + conj(an) * G[p];
+                    gq += dyp * conj(S[(size_t)(t + 1) * HJP + e]);
+                    gk += G[p] * vp;
+                    ga += G[p] * conj(S[(size_t)t * HJP + e]);
+                    dv[(size_t)t * ld + (size_t)h * P + p] += creal(G[p] * conj(kt));
+                }
+                double *pq = dq + (size_t)t * ld + (size_t)h * N + 2 * j;
+                double *pk = dk + (size_t)t * ld + (size_t)h * N + 2 * j;
+                pq[0] = creal(gq), pq[1] = cimag(gq), pk[0] = creal(gk), pk[1] = cimag(gk);
+                dla[(size_t)t * HJ + h * J + j] = creal(ga * conj(a));
+                dth[(size_t)t * HJ + h * J + j] = cimag(ga * conj(a)); // Re(G_a·conj(i·a))
+            }
+        }
+    free(G);
+}
+
+// M [H,T,T]: the product Π a taken literally (in double it neither overflows
+// nor loses the decay: it only underflows toward 0)
+static void ref_gl_materialize(double *M, const double *q, const double *k, int ld,
+                               const double *la, const double *th, int T, int H, int N) {
+    int J = N / 2, HJ = H * J;
+    for (int h = 0; h < H; h++)
+        for (int t = 0; t < T; t++)
+            for (int s = 0; s < T; s++) {
+                double m = 0;
+                for (int j = 0; s <= t && j < J; j++) {
+                    dcx prod = 1;
+                    for (int r = s + 1; r <= t; r++)
+                        prod *= glr_a(la, th, r, HJ, h * J + j);
+                    m += creal(glr_pair(q, ld, t, h, N, j) * glr_pair(k, ld, s, h, N, j) * prod);
+                }
+                M[((size_t)h * T + t) * T + s] = m;
+            }
+}
+
+// backward of ref_gl_materialize: with w = q̃_t·k̃_s·Πa,  ∂q̃_t += dM·conj(k̃_s·Πa),
+// ∂k̃_s += dM·conj(q̃_t·Πa), and for s < r ≤ t: ∂la_r += dM·Re(w), ∂th_r −= dM·Im(w)
+static void ref_gl_materialize_backward(double *dq, double *dk, double *dla, double *dth,
+                                        const double *dM, const double *q, const double *k,
+                                        int ld, const double *la, const double *th, int T, int H,
+                                        int N) {
+    int J = N / 2, HJ = H * J;
+    for (int h = 0; h < H; h++)
+        for (int t = 0; t < T; t++)
+            for (int s = 0; s <= t; s++)
+                for (int j = 0; j < J; j++) {
+                    dcx prod = 1;
+                    for (int r = s + 1; r <= t; r++)
+                        prod *= glr_a(la, th, r, HJ, h * J + j);
+                    double d = dM[((size_t)h * T + t) * T + s];
+                    dcx    qt = glr_pair(q, ld, t, h, N, j), ks = glr_pair(k, ld, s, h, N, j);
+                    dcx    gq = d * conj(ks * prod), gk = d * conj(qt * prod), w = qt * ks * prod;
+                    double *pq = dq + (size_t)t * ld + (size_t)h * N + 2 * j;
+                    double *pk = dk + (size_t)s * ld + (size_t)h * N + 2 * j;
+                    pq[0] += creal(gq), pq[1] += cimag(gq), pk[0] += creal(gk), pk[1] += cimag(gk);
+                    for (int r = s + 1; r <= t; r++) {
+                        dla[(size_t)r * HJ + h * J + j] += d * creal(w);
+                        dth[(size_t)r * HJ + h * J + j] -= d * cimag(w);
+                    }
+                }
+}
+
+// one case: q | k | v columns of a [rows, ld] view (ld = 2·H·N + H·P + 3), la, th [rows, HJ]
+typedef struct gl_case {
+    float *x, *la, *th, *s0, *dy, *dM, *work, *scr;
+    int    T, H, N, P, Q, ld;
+} gl_case;
+
+static size_t gl_ld(int H, int N, int P) { return (size_t)(2 * H * N + H * P + 3); }
+
+// regime 0 mild (|a| ≈ 1, small phases), 1 sharp (some exactly flushed), 2 strong decay
+// (every |a| ≤ e^−2: the naive product form overflows after a few dozen tokens), 3 large phases
+static void gl_inputs(gl_case *c, int T, int H, int N, int P, int Q, int regime) {
+    size_t ld = gl_ld(H, N, P), HJ = (size_t)H * (N / 2), rows = (size_t)(T > 0 ? T : 1);
+    float  lo = regime == 0 ? -0.1f : regime == 1 ? -1.5f : regime == 2 ? -8.0f : -0.3f;
+    float  hi = regime == 2 ? -2.0f : 0.0f, ph = regime == 3 ? 40.0f : regime == 0 ? 0.3f : 3.0f;
+    *c = (gl_case){frand(rows * ld, -1, 1),
+                   frand(rows * HJ, lo, hi),
+                   frand(rows * HJ, -ph, ph),
+                   frand((size_t)H * N * P, -1, 1),
+                   frand(rows * (size_t)H * P, -1, 1),
+                   frand((size_t)H * rows * rows, -1, 1),
+                   NULL,
+                   fbuf(rows * ld),
+                   T,
+                   H,
+                   N,
+                   P,
+                   Q,
+                   (int)ld};
+    for (size_t i = 5; regime == 1 && i < rows * HJ; i += 31)
+        c->la[i] = -70.0f;
+}
+static void gl_free(gl_case *c) {
+    free(c->x), free(c->la), free(c->th), free(c->s0), free(c->dy), free(c->dM), free(c->work),
+        free(c->scr);
+}
+#define GLQ(c) ((c)->x)
+#define GLK(c) ((c)->x + (size_t)(c)->H * (c)->N)
+#define GLV(c) ((c)->x + 2 * (size_t)(c)->H * (c)->N)
+
+// copies the q | k | v columns of a [T, ld] view (NaN where an op left a cell unwritten)
+static float *gl_take_cols(float *out, const float *src, const gl_case *c, int with_v) {
+    size_t wq = (size_t)c->H * c->N, w = 2 * wq + (with_v ? (size_t)c->H * c->P : 0);
+    for (int t = 0; t < c->T; t++, out += w)
+        memcpy(out, src + (size_t)t * c->ld, sizeof(float) * w);
+    return out;
+}
+static double *gl_take_cols_d(double *out, const double *src, const gl_case *c, int with_v) {
+    size_t wq = (size_t)c->H * c->N, w = 2 * wq + (with_v ? (size_t)c->H * c->P : 0);
+    for (int t = 0; t < c->T; t++, out += w)
+        memcpy(out, src + (size_t)t * c->ld, sizeof(double) * w);
+    return out;
+}
+
+// --- gl_prep / gl_prep_backward: a [n, lda] (2·HJ columns at 1), out la | th, or da
+typedef struct glp_case {
+    float *a, *b, *dla, *dth, *scr;
+    int    n, HJ, lda;
+} glp_case;
+
+static void run_gl_prep(const molt_exec *ex, void *cv, float *out) {
+    glp_case *c = cv;
+    gl_prep(ex, out, out + (size_t)c->n * c->HJ, c->a + 1, c->lda, c->b, c->n, c->HJ);
+}
+static void run_gl_prep_backward(const molt_exec *ex, void *cv, float *out) {
+    glp_case *c = cv;
+    fill_nan(c->scr, (size_t)c->n * c->lda);
+    gl_prep_backward(ex, c->scr + 1, c->lda, c->dla, c->dth, c->a + 1, c->b, c->n, c->HJ);
+    for (int r = 0; r < c->n; r++)
+        memcpy(out + (size_t)r * 2 * c->HJ, c->scr + (size_t)r * c->lda + 1,
+               sizeof(float) * 2 * (size_t)c->HJ);
+}
+static double logsig_d(double x) { return x < 0 ? x - log1p(exp(x)) : -log1p(exp(-x)); }
+
+static void test_gl_prep(void) {
+    op_stat  *sf = stat_new("gl_prep", 2e-6, 1);
+    op_stat  *sb = stat_new("gl_prep_backward", 2e-6, 1);
+    const int shapes[][2] = {{0, 4}, {1, 1}, {3, 7}, {17, 32}, {64, 100}, {300, 256}, {1000, 64}};
+    for (int k = 0; k < 7; k++)
+        for (int wb = 0; wb < 2; wb++) {
+            int      n = shapes[k][0], HJ = shapes[k][1], lda = 2 * HJ + 5;
+            size_t   nn = (size_t)(n > 0 ? n : 1);
+            glp_case c = {frand(nn * lda, -30, 30), wb ? frand(2 * (size_t)HJ, -3, 3) : NULL,
+                          frand(nn * HJ, -1, 1), frand(nn * HJ, -1, 1), fbuf(nn * lda), n, HJ,
+                          lda};
+            double *ref = dbuf(2 * nn * HJ), *bref = dbuf(2 * nn * HJ);
+            for (int r = 0; r < n; r++)
+                for (int i = 0; i < HJ; i++) {
+                    double xm = (double)c.a[(size_t)r * lda + 1 + i] + (c.b ? (double)c.b[i] : 0.0);
+                    double xp = (double)c.a[(size_t)r * lda + 1 + HJ + i] +
+                                (c.b ? (double)c.b[HJ + i] : 0.0);
+                    ref[(size_t)r * HJ + i] = logsig_d(xm);
+                    ref[(size_t)n * HJ + (size_t)r * HJ + i] = xp;
+                    bref[(size_t)r * 2 * HJ + i] =
+                        (double)c.dla[(size_t)r * HJ + i] * sigmoid_d(-xm);
+                    bref[(size_t)r * 2 * HJ + HJ + i] = c.dth[(size_t)r * HJ + i];
+                }
+            char shape[48];
+            snprintf(shape, sizeof shape, "n,HJ %dx%d%s", n, HJ, wb ? " +bias" : "");
+            run_case(sf, run_gl_prep, &c, ref, 2 * (size_t)n * HJ, shape);
+            run_case(sb, run_gl_prep_backward, &c, bref, 2 * (size_t)n * HJ, shape);
+            free(ref), free(bref), free(c.a), free(c.b), free(c.dla), free(c.dth), free(c.scr);
+        }
+    // the backward reference: d logsigmoid(x)/dx = sigmoid(−x), by central differences
+    for (double x = -12; x <= 12; x += 3.7) {
+        double h = 1e-6;
+        check_fd("gl_prep", logsig_d(x - h), logsig_d(x + h), h, sigmoid_d(-x));
+    }
+}
+
+// --- gl_step_rows: n rows, row r with its own state (out: y [n,H,P] | states [n,H,N,P])
+static void run_gl_step_rows(const molt_exec *ex, void *cv, float *out) {
+    gl_case *c = cv;
+    size_t   NP = (size_t)c->H * c->N * c->P, ny = (size_t)c->T * c->H * c->P;
+    float  **st = xmalloc(sizeof(float *) * (size_t)(c->T > 0 ? c->T : 1));
+    for (int r = 0; r < c->T; r++) { // row r starts from s0 scaled by (r + 1)
+        st[r] = out + ny + (size_t)r * NP;
+        for (size_t e = 0; e < NP; e++)
+            st[r][e] = c->s0[e] * (float)(r + 1);
+    }
+    gl_step_rows(ex, out, st, GLQ(c), GLK(c), GLV(c), c->ld, c->la, c->th, c->T, c->H, c->N, c->P);
+    free(st);
+}
+
+static void test_gl_step_rows(void) {
+    op_stat  *st = stat_new("gl_step_rows", 2e-5, 1);
+    const int shapes[][4] = {{0, 1, 2, 1}, {1, 1, 2, 1},  {3, 2, 4, 3},   {5, 3, 6, 5},
+                             {8, 4, 16, 16}, {2, 8, 64, 64}, {33, 2, 8, 32}, {64, 4, 8, 8}};
+    for (int k = 0; k < 8; k++)
+        for (int regime = 0; regime < 4; regime++) {
+            int     n = shapes[k][0], H = shapes[k][1], N = shapes[k][2], P = shapes[k][3];
+            gl_case c;
+            gl_inputs(&c, n, H, N, P, 1, regime);
+            size_t  ld = (size_t)c.ld, NP = (size_t)H * N * P, ny = (size_t)n * H * P;
+            size_t  HJ = (size_t)H * (N / 2), rows = (size_t)(n > 0 ? n : 1);
+            double *x = dcopy(c.x, rows * ld), *la = dcopy(c.la, rows * HJ);
+            double *th = dcopy(c.th, rows * HJ), *s0 = dbuf(NP), *y = dbuf((size_t)H * P);
+            double *ref = dbuf(ny + (size_t)n * NP);
+            dcx    *S = xmalloc(sizeof(dcx) * 2 * NP);
+            for (int r = 0; r < n; r++) {
+                for (size_t e = 0; e < NP; e++)
+                    s0[e] = (double)(c.s0[e] * (float)(r + 1));
+                size_t o = (size_t)r * ld;
+                ref_gl_scan(y, S, x + o, x + o + (size_t)H * N, x + o + 2 * (size_t)H * N, (int)ld,
+                            la + (size_t)r * HJ, th + (size_t)r * HJ, s0, 1, H, N, P);
+                memcpy(ref + (size_t)r * H * P, y, sizeof(double) * (size_t)H * P);
+                glr_state_real(ref + ny + (size_t)r * NP, S + (size_t)H * (N / 2) * P, H, N, P);
+            }
+            char shape[48];
+            snprintf(shape, sizeof shape, "n,H,N,P %dx%dx%dx%d r%d", n, H, N, P, regime);
+            run_case(st, run_gl_step_rows, &c, ref, ny + (size_t)n * NP, shape);
+            free(x), free(la), free(th), free(s0), free(y), free(ref), free(S);
+            gl_free(&c);
+        }
+}
+
+// --- gl_scan_chunked (out: y | final state when one is passed | states entering each chunk)
+//     and its backward (out: dq | dk | dv columns, then dla | dth)
+static int g_gl_state;
+
+static size_t gl_nc(int T, int Q) {
+    int Qc = Q < T ? Q : T;
+    return T > 0 ? (size_t)((T + Qc - 1) / Qc) : 0;
+}
+
+static void run_gl_scan_chunked(const molt_exec *ex, void *cv, float *out) {
+    gl_case *c = cv;
+    size_t   NP = (size_t)c->H * c->N * c->P, ny = (size_t)c->T * c->H * c->P;
+    float   *state = g_gl_state ? out + ny : NULL;
+    fill_nan(c->work, gl_chunked_work(c->T, c->H, c->N, c->P, c->Q));
+    if (state)
+        memcpy(state, c->s0, sizeof(float) * NP);
+    gl_scan_chunked(ex, out, state, GLQ(c), GLK(c), GLV(c), c->ld, c->la, c->th, c->T, c->H, c->N,
+                    c->P, c->Q, c->work);
+    memcpy(out + ny + (state ? NP : 0), c->work, sizeof(float) * gl_nc(c->T, c->Q) * NP);
+}
+
+// gl_scan_assoc (out: y | final state when one is passed)
+static void run_gl_scan_assoc(const molt_exec *ex, void *cv, float *out) {
+    gl_case *c = cv;
+    size_t   NP = (size_t)c->H * c->N * c->P, ny = (size_t)c->T * c->H * c->P;
+    float   *state = g_gl_state ? out + ny : NULL;
+    fill_nan(c->work, gl_assoc_work(c->T, c->H, c->N, c->P));
+    if (state)
+        memcpy(state, c->s0, sizeof(float) * NP);
+    gl_scan_assoc(ex, out, state, GLQ(c), GLK(c), GLV(c), c->ld, c->la, c->th, c->T, c->H, c->N,
+                  c->P, c->work);
+}
+
+static void run_gl_scan_chunked_backward(const molt_exec *ex, void *cv, float *out) {
+    gl_case *c = cv;
+    size_t   ny = (size_t)c->T * c->H * c->P, HJ = (size_t)c->H * (c->N / 2);
+    float   *y = fbuf(ny > 0 ? ny : 1);
+    fill_nan(c->work, gl_chunked_backward_work(c->T, c->H, c->N, c->P, c->Q));
+    gl_scan_chunked(ex, y, NULL, GLQ(c), GLK(c), GLV(c), c->ld, c->la, c->th, c->T, c->H, c->N,
+                    c->P, c->Q, c->work);
+    fill_nan(c->scr, (size_t)(c->T > 0 ? c->T : 1) * c->ld);
+    float *dla = out + (size_t)c->T * (2 * (size_t)c->H * c->N + (size_t)c->H * c->P);
+    float *dth = dla + (size_t)c->T * HJ, *s = c->scr;
+    gl_scan_chunked_backward(ex, s, s + (size_t)c->H * c->N, s + 2 * (size_t)c->H * c->N, c->ld,
+                             dla, dth, c->dy, GLQ(c), GLK(c), GLV(c), c->ld, c->la, c->th, c->T,
+                             c->H, c->N, c->P, c->Q, c->work);
+    gl_take_cols(out, c->scr, c, 1);
+    free(y);
+}
+
+static const int GL_SHAPES[][5] = { // T, H, N, P, Q
+    {0, 2, 4, 3, 4},    {1, 1, 2, 1, 1},   {5, 2, 4, 3, 2},    {17, 3, 6, 5, 4},
+    {17, 2, 8, 16, 64}, {33, 3, 2, 7, 7},  {64, 2, 8, 8, 16},  {100, 2, 4, 4, 1},
+    {130, 2, 8, 8, 32}, {257, 2, 4, 8, 64}, {300, 2, 4, 4, 64}};
+#define N_GL (int)(sizeof(GL_SHAPES) / sizeof(GL_SHAPES[0]))
+
+static void test_gl_scan(void) {
+    op_stat *sf = stat_new("gl_scan_chunked", 2e-5, 1);
+    op_stat *sb = stat_new("gl_scan_chunked_backward", 5e-5, 1);
+    op_stat *sa = stat_new("gl_scan_assoc", 2e-5, 1);
+    for (int k = 0; k < N_GL; k++) {
+        const int *sh = GL_SHAPES[k];
+        int        T = sh[0], H = sh[1], N = sh[2], P = sh[3], Q = sh[4], regime = k % 4;
+        gl_case    c;
+        gl_inputs(&c, T, H, N, P, Q, regime);
+        size_t wb = gl_chunked_backward_work(T, H, N, P, Q), wa = gl_assoc_work(T, H, N, P);
+        c.work = fbuf((wb > wa ? wb : wa) + 1);
+        size_t  ld = (size_t)c.ld, NP = (size_t)H * N * P, ny = (size_t)T * H * P;
+        size_t  HJ = (size_t)H * (N / 2), rows = (size_t)(T > 0 ? T : 1), nc = gl_nc(T, Q);
+        int     Qc = Q < T ? Q : T;
+        double *x = dcopy(c.x, rows * ld), *la = dcopy(c.la, rows * HJ);
+        double *th = dcopy(c.th, rows * HJ), *s0 = dcopy(c.s0, NP);
+        double *ref = dbuf(ny + NP + nc * NP);
+        dcx    *S = xmalloc(sizeof(dcx) * (size_t)(T + 1) * NP / 2);
+        double *q = x, *kk = x + (size_t)H * N, *v = x + 2 * (size_t)H * N;
+        char    shape[48];
+        for (g_gl_state = 0; g_gl_state < 2; g_gl_state++) {
+            ref_gl_scan(ref, S, q, kk, v, (int)ld, la, th, g_gl_state ? s0 : NULL, T, H, N, P);
+            double *r = ref + ny;
+            if (g_gl_state) {
+                glr_state_real(r, S + (size_t)T * NP / 2, H, N, P);
+                r += NP;
+            }
+            for (size_t ch = 0; ch < nc; ch++) // the state entering chunk ch: S[ch·Q]
+                glr_state_real(r + ch * NP, S + ch * (size_t)Qc * NP / 2, H, N, P);
+            snprintf(shape, sizeof shape, "T,H,N,P,Q %dx%dx%dx%dx%d r%d%s", T, H, N, P, Q, regime,
+                     g_gl_state ? " +state" : "");
+            run_case(sf, run_gl_scan_chunked, &c, ref, ny + (g_gl_state ? NP : 0) + nc * NP,
+                     shape);
+            run_case(sa, run_gl_scan_assoc, &c, ref, ny + (g_gl_state ? NP : 0), shape);
+        }
+        // backward from a zero state
+        ref_gl_scan(ref, S, q, kk, v, (int)ld, la, th, NULL, T, H, N, P);
+        double *dy = dcopy(c.dy, ny), *dx = dbuf(rows * ld), *dla = dbuf(rows * HJ);
+        double *dth = dbuf(rows * HJ);
+        size_t  nx = (size_t)T * (2 * (size_t)H * N + (size_t)H * P);
+        double *bref = dbuf(nx + 2 * (size_t)T * HJ);
+        ref_gl_scan_backward(dx, dx + (size_t)H * N, dx + 2 * (size_t)H * N, dla, dth, dy, S, q,
+                             kk, v, (int)ld, la, th, T, H, N, P);
+        gl_take_cols_d(bref, dx, &c, 1);
+        memcpy(bref + nx, dla, sizeof(double) * (size_t)T * HJ);
+        memcpy(bref + nx + (size_t)T * HJ, dth, sizeof(double) * (size_t)T * HJ);
+        snprintf(shape, sizeof shape, "T,H,N,P,Q %dx%dx%dx%dx%d r%d", T, H, N, P, Q, regime);
+        run_case(sb, run_gl_scan_chunked_backward, &c, bref, nx + 2 * (size_t)T * HJ, shape);
+        free(x), free(la), free(th), free(s0), free(ref), free(S), free(dy), free(dx), free(dla),
+            free(dth), free(bref);
+        gl_free(&c);
+    }
+    // the backward reference against central differences
+    int     T = 7, H = 2, N = 4, P = 3, ld = (int)gl_ld(H, N, P), HJ = H * N / 2;
+    size_t  nx = (size_t)T * ld, na = (size_t)T * HJ, ny = (size_t)T * H * P;
+    double *x = drand(nx), *la = drand(na), *th = drand(na), *dy = drand(ny);
+    double *vx = drand(nx), *vla = drand(na), *vth = drand(na), *y = dbuf(ny);
+    for (size_t i = 0; i < na; i++)
+        la[i] = 0.5 * la[i] - 0.6, th[i] *= 3;
+    dcx    *S = xmalloc(sizeof(dcx) * (size_t)(T + 1) * H * (N / 2) * P);
+    double *dx = dbuf(nx), *dla = dbuf(na), *dth = dbuf(na), *xs = dbuf(nx), *las = dbuf(na);
+    double *ths = dbuf(na), hh = 1e-5, L[2];
+    ref_gl_scan(y, S, x, x + H * N, x + 2 * H * N, ld, la, th, NULL, T, H, N, P);
+    ref_gl_scan_backward(dx, dx + H * N, dx + 2 * H * N, dla, dth, dy, S, x, x + H * N,
+                         x + 2 * H * N, ld, la, th, T, H, N, P);
+    for (int sg = 0; sg < 2; sg++) {
+        shift(xs, x, vx, sg ? hh : -hh, nx);
+        shift(las, la, vla, sg ? hh : -hh, na);
+        shift(ths, th, vth, sg ? hh : -hh, na);
+        ref_gl_scan(y, S, xs, xs + H * N, xs + 2 * H * N, ld, las, ths, NULL, T, H, N, P);
+        L[sg] = dotd(dy, y, ny);
+    }
+    // the 3 padding columns of each row are no input: their gradient is 0 and so is dx there
+    check_fd("gl_scan", L[0], L[1], hh, dotd(dx, vx, nx) + dotd(dla, vla, na) + dotd(dth, vth, na));
+    free(x), free(la), free(th), free(dy), free(vx), free(vla), free(vth), free(y), free(S),
+        free(dx), free(dla), free(dth), free(xs), free(las), free(ths);
+}
+
+// --- gl_materialize (out: M) and its backward (out: dq | dk columns, then dla | dth)
+static void run_gl_materialize(const molt_exec *ex, void *cv, float *out) {
+    gl_case *c = cv;
+    fill_nan(c->work, gl_materialize_work(c->T, c->H, c->N));
+    gl_materialize(ex, out, GLQ(c), GLK(c), c->ld, c->la, c->th, c->T, c->H, c->N, c->work);
+}
+static void run_gl_materialize_backward(const molt_exec *ex, void *cv, float *out) {
+    gl_case *c = cv;
+    size_t   HJ = (size_t)c->H * (c->N / 2);
+    fill_nan(c->work, gl_materialize_backward_work(c->T, c->H, c->N));
+    fill_nan(c->scr, (size_t)(c->T > 0 ? c->T : 1) * c->ld);
+    float *dla = out + (size_t)c->T * 2 * c->H * c->N, *dth = dla + (size_t)c->T * HJ;
+    gl_materialize_backward(ex, c->scr, c->scr + (size_t)c->H * c->N, c->ld, dla, dth, c->dM,
+                            GLQ(c), GLK(c), c->ld, c->la, c->th, c->T, c->H, c->N, c->work);
+    gl_take_cols(out, c->scr, c, 0);
+}
+
+static void test_gl_materialize(void) {
+    op_stat  *sf = stat_new("gl_materialize", 2e-5, 1);
+    op_stat  *sb = stat_new("gl_materialize_backward", 5e-5, 1);
+    const int shapes[][3] = {{0, 2, 4}, {1, 1, 2}, {5, 2, 4}, {17, 3, 6},
+                             {33, 2, 16}, {64, 2, 8}, {70, 4, 2}};
+    for (int k = 0; k < 7; k++)
+        for (int regime = 0; regime < 4; regime++) {
+            int     T = shapes[k][0], H = shapes[k][1], N = shapes[k][2];
+            gl_case c;
+            gl_inputs(&c, T, H, N, 1, 1, regime);
+            c.work = fbuf(gl_materialize_backward_work(T, H, N) + gl_materialize_work(T, H, N) + 1);
+            size_t  ld = (size_t)c.ld, HJ = (size_t)H * (N / 2), rows = (size_t)(T > 0 ? T : 1);
+            size_t  nM = (size_t)H * T * T, nx = (size_t)T * 2 * H * N;
+            double *x = dcopy(c.x, rows * ld), *la = dcopy(c.la, rows * HJ);
+            double *th = dcopy(c.th, rows * HJ), *ref = dbuf(nM + 1);
+            ref_gl_materialize(ref, x, x + (size_t)H * N, (int)ld, la, th, T, H, N);
+            char shape[48];
+            snprintf(shape, sizeof shape, "T,H,N %dx%dx%d r%d", T, H, N, regime);
+            run_case(sf, run_gl_materialize, &c, ref, nM, shape);
+            double *dM = dcopy(c.dM, nM), *dx = dbuf(rows * ld), *dla = dbuf(rows * HJ);
+            double *dth = dbuf(rows * HJ), *bref = dbuf(nx + 2 * (size_t)T * HJ + 1);
+            for (int h = 0; h < H; h++) // entries above the diagonal are ignored
+                for (int t = 0; t < T; t++)
+                    for (int s = t + 1; s < T; s++)
+                        dM[((size_t)h * T + t) * T + s] = 0;
+            ref_gl_materialize_backward(dx, dx + (size_t)H * N, dla, dth, dM, x, x + (size_t)H * N,
+                                        (int)ld, la, th, T, H, N);
+            gl_take_cols_d(bref, dx, &c, 0);
+            memcpy(bref + nx, dla, sizeof(double) * (size_t)T * HJ);
+            memcpy(bref + nx + (size_t)T * HJ, dth, sizeof(double) * (size_t)T * HJ);
+            run_case(sb, run_gl_materialize_backward, &c, bref, nx + 2 * (size_t)T * HJ, shape);
+            free(x), free(la), free(th), free(ref), free(dM), free(dx), free(dla), free(dth),
+                free(bref);
+            gl_free(&c);
+        }
+    // the backward reference against central differences
+    int     T = 6, H = 2, N = 4, ld = (int)gl_ld(H, N, 1), HJ = H * N / 2;
+    size_t  nx = (size_t)T * ld, na = (size_t)T * HJ, nM = (size_t)H * T * T;
+    double *x = drand(nx), *la = drand(na), *th = drand(na), *dM = drand(nM), *M = dbuf(nM);
+    double *vx = drand(nx), *vla = drand(na), *vth = drand(na);
+    for (size_t i = 0; i < na; i++)
+        la[i] = 0.5 * la[i] - 0.6, th[i] *= 3;
+    for (int h = 0; h < H; h++)
+        for (int t = 0; t < T; t++)
+            for (int s = t + 1; s < T; s++)
+                dM[((size_t)h * T + t) * T + s] = 0;
+    double *dx = dbuf(nx), *dla = dbuf(na), *dth = dbuf(na), *xs = dbuf(nx), *las = dbuf(na);
+    double *ths = dbuf(na), hh = 1e-5, L[2];
+    ref_gl_materialize_backward(dx, dx + H * N, dla, dth, dM, x, x + H * N, ld, la, th, T, H, N);
+    for (int sg = 0; sg < 2; sg++) {
+        shift(xs, x, vx, sg ? hh : -hh, nx);
+        shift(las, la, vla, sg ? hh : -hh, na);
+        shift(ths, th, vth, sg ? hh : -hh, na);
+        ref_gl_materialize(M, xs, xs + H * N, ld, las, ths, T, H, N);
+        L[sg] = dotd(dM, M, nM);
+    }
+    check_fd("gl_materialize", L[0], L[1], hh,
+             dotd(dx, vx, nx) + dotd(dla, vla, na) + dotd(dth, vth, na));
+    free(x), free(la), free(th), free(dM), free(M), free(vx), free(vla), free(vth), free(dx),
+        free(dla), free(dth), free(xs), free(las), free(ths);
+}
+
+// ----------------------------------------------------------------------------
 // the table itself
 
 // molt_exec_init refuses a table with any one op missing (and leaves the exec alone)
@@ -3152,6 +3670,48 @@ static void spy_adamw(const molt_exec *e, float *p, float *m, float *v, const fl
                       const molt_span *s, int n, adamw_hyper h) {
     SPY(adamw);
 }
+// gateloop (gateloop.h)
+static void spy_gl_prep(const molt_exec *e, float *la, float *th, const float *a, int lda,
+                        const float *b, int n, int HJ) {
+    SPY(gl_prep);
+}
+static void spy_gl_prep_backward(const molt_exec *e, float *da, int lda, const float *dla,
+                                 const float *dth, const float *a, const float *b, int n, int HJ) {
+    SPY(gl_prep_backward);
+}
+static void spy_gl_step_rows(const molt_exec *e, float *y, float *const *s, const float *q,
+                             const float *k, const float *v, int ld, const float *la,
+                             const float *th, int n, int H, int N, int P) {
+    SPY(gl_step_rows);
+}
+static void spy_gl_scan_chunked(const molt_exec *e, float *y, float *s, const float *q,
+                                const float *k, const float *v, int ld, const float *la,
+                                const float *th, int T, int H, int N, int P, int Q, float *w) {
+    SPY(gl_scan_chunked);
+}
+static void spy_gl_scan_chunked_backward(const molt_exec *e, float *dq, float *dk, float *dv,
+                                         int ldd, float *dla, float *dth, const float *dy,
+                                         const float *q, const float *k, const float *v, int ld,
+                                         const float *la, const float *th, int T, int H, int N,
+                                         int P, int Q, float *w) {
+    SPY(gl_scan_chunked_backward);
+}
+static void spy_gl_scan_assoc(const molt_exec *e, float *y, float *s, const float *q,
+                              const float *k, const float *v, int ld, const float *la,
+                              const float *th, int T, int H, int N, int P, float *w) {
+    SPY(gl_scan_assoc);
+}
+static void spy_gl_materialize(const molt_exec *e, float *M, const float *q, const float *k,
+                               int ld, const float *la, const float *th, int T, int H, int N,
+                               float *w) {
+    SPY(gl_materialize);
+}
+static void spy_gl_materialize_backward(const molt_exec *e, float *dq, float *dk, int ldd,
+                                        float *dla, float *dth, const float *dM, const float *q,
+                                        const float *k, int ld, const float *la, const float *th,
+                                        int T, int H, int N, float *w) {
+    SPY(gl_materialize_backward);
+}
 #undef SPY
 
 static void test_dispatch(void) {
@@ -3226,6 +3786,23 @@ static void test_dispatch(void) {
     CALLS(sumsq, k_sumsq(&ex, NULL, NULL, NULL, 0));
     CALLS(scale, k_scale(&ex, NULL, NULL, 0, 0));
     CALLS(adamw, k_adamw(&ex, NULL, NULL, NULL, NULL, NULL, 0, (adamw_hyper){0}));
+    // gateloop (gateloop.h)
+    CALLS(gl_prep, gl_prep(&ex, NULL, NULL, NULL, 0, NULL, 0, 0));
+    CALLS(gl_prep_backward, gl_prep_backward(&ex, NULL, 0, NULL, NULL, NULL, NULL, 0, 0));
+    CALLS(gl_step_rows,
+          gl_step_rows(&ex, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, 0, 0, 0, 0));
+    CALLS(gl_scan_chunked, gl_scan_chunked(&ex, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, 0, 0,
+                                           0, 0, 0, NULL));
+    CALLS(gl_scan_chunked_backward,
+          gl_scan_chunked_backward(&ex, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0,
+                                   NULL, NULL, 0, 0, 0, 0, 0, NULL));
+    CALLS(gl_scan_assoc, gl_scan_assoc(&ex, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, 0, 0, 0,
+                                       0, NULL));
+    CALLS(gl_materialize,
+          gl_materialize(&ex, NULL, NULL, NULL, 0, NULL, NULL, 0, 0, 0, NULL));
+    CALLS(gl_materialize_backward,
+          gl_materialize_backward(&ex, NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL,
+                                  0, 0, 0, NULL));
 #undef CALLS
     CHECK(calls == MOLT_BACKEND_NOPS, "%d entry points called, the table has %d ops", calls,
           MOLT_BACKEND_NOPS);
@@ -3280,6 +3857,11 @@ int main(void) {
     test_attn_prefill();
     test_attn_decode_rows();
     test_attn_train();
+    // gateloop
+    test_gl_prep();
+    test_gl_step_rows();
+    test_gl_scan();
+    test_gl_materialize();
     CHECK(g_nstat == MOLT_BACKEND_NOPS, "%d ops swept, the table has %d", g_nstat,
           MOLT_BACKEND_NOPS);
     summary();

@@ -23,9 +23,20 @@
 // out_proj biases (the A_log bias starts at −4: slow initial decay).
 // With n_keep > 0 the student is a molt_hybrid: layers holding kept heads
 // become hybrid layers (SSM over all heads ‖ the kept heads as attention).
-molt_status mohawk_student(molt_ctx *ctx, const molt_model *teacher, int n_heads, int d_state,
-                           const char *init, bool ssm_bias, const int32_t *keep_layer,
-                           const int32_t *keep_head, int n_keep, uint64_t seed, molt_model **out);
+// student: the student's mixer, "llamba" (NULL) or "gateloop" (mohawk_student_gateloop).
+molt_status mohawk_student(molt_ctx *ctx, const molt_model *teacher, const char *student,
+                           int n_heads, int d_state, const char *init, bool ssm_bias,
+                           const int32_t *keep_layer, const int32_t *keep_head, int n_keep,
+                           uint64_t seed, molt_model **out);
+
+// A GateLoop student (student_gateloop.c): one GateLoop head per teacher query
+// head, head dim = the teacher's; init "transfer" maps q/k/v/o (and RoPE's
+// frequencies into the transition's phase, magnitude 0.98, q scaled by
+// 0.02/√hd) or "random"; no
+// kept heads (n_keep > 0 is refused). d_state does not apply.
+molt_status mohawk_student_gateloop(molt_ctx *ctx, const molt_model *teacher, int n_heads,
+                                    const char *init, int n_keep, uint64_t seed,
+                                    molt_model **out);
 
 // Teacher samples: n_tokens tokens of sequences generated from BOS at
 // temperature 1 (each sequence up to seq_len+1 tokens), decoded as batches

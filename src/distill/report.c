@@ -206,6 +206,7 @@ molt_status distill_write_report(molt_ctx *ctx, const molt_distill_opts *o,
     cJSON *root = cJSON_CreateObject(), *x, *y;
     x = json_obj(root, "student");
     cJSON_AddStringToObject(x, "arch", model_arch_name(student->cfg.arch));
+    cJSON_AddStringToObject(x, "mixer", o->student ? o->student : "llamba");
     cJSON_AddNumberToObject(x, "d_state", o->d_state);
     cJSON_AddStringToObject(x, "init", o->init ? o->init : "transfer");
     cJSON_AddNumberToObject(x, "params", (double)sinfo.n_params);
@@ -283,8 +284,10 @@ molt_status distill_write_report(molt_ctx *ctx, const molt_distill_opts *o,
     f = fopen(path, "w");
     if (!f)
         return molt__err(ctx, MOLT_ERR_IO, "%s: cannot write", path);
-    fprintf(f, "MOHAWK distillation → %s (%s, d_state %d, %s init, %d kept attention heads)\n",
-            o->out_dir, model_arch_name(student->cfg.arch), o->d_state,
+    bool gl = o->student && !strcmp(o->student, "gateloop");
+    fprintf(f, "MOHAWK distillation → %s (%s%s, d_state %d, %s init, %d kept attention heads)\n",
+            o->out_dir, model_arch_name(student->cfg.arch), gl ? " of GateLoop layers" : "",
+            o->d_state,
             o->init ? o->init : "transfer", o->n_keep);
     fprintf(f, "data: %s%s\n\n", o->n_data ? "text files" : "teacher samples",
             o->n_data ? "" : " (temperature 1)");

@@ -18,22 +18,23 @@
 
 #define A_LOG_BIAS_INIT (-4.0f) // softplus(−4) ≈ 0.018: decay ≈ 0.98 per token
 
-static molt_status student_on_host(molt_ctx *ctx, const molt_model *t, int n_heads, int d_state,
-                                   const char *init, bool ssm_bias, const int32_t *keep_layer,
-                                   const int32_t *keep_head, int n_keep, uint64_t seed,
-                                   molt_model **out);
+static molt_status student_on_host(molt_ctx *ctx, const molt_model *t, const char *student,
+                                   int n_heads, int d_state, const char *init, bool ssm_bias,
+                                   const int32_t *keep_layer, const int32_t *keep_head,
+                                   int n_keep, uint64_t seed, molt_model **out);
 
 // The student is built on the host from a host view of the teacher (a copy
 // when the teacher is on a device), then placed where ctx runs models.
-molt_status mohawk_student(molt_ctx *ctx, const molt_model *t, int n_heads, int d_state,
-                           const char *init, bool ssm_bias, const int32_t *keep_layer,
-                           const int32_t *keep_head, int n_keep, uint64_t seed, molt_model **out) {
+molt_status mohawk_student(molt_ctx *ctx, const molt_model *t, const char *student,
+                           int n_heads, int d_state, const char *init, bool ssm_bias,
+                           const int32_t *keep_layer, const int32_t *keep_head, int n_keep,
+                           uint64_t seed, molt_model **out) {
     *out = NULL;
     molt_model *clone = NULL;
     molt_status st = t->be->mem.host_visible ? MOLT_OK : model_host_clone(ctx, t, &clone);
     if (st == MOLT_OK)
-        st = student_on_host(ctx, clone ? clone : t, n_heads, d_state, init, ssm_bias, keep_layer,
-                             keep_head, n_keep, seed, out);
+        st = student_on_host(ctx, clone ? clone : t, student, n_heads, d_state, init, ssm_bias,
+                             keep_layer, keep_head, n_keep, seed, out);
     model_host_clone_free(clone);
     if (st == MOLT_OK && (st = model_place(ctx, *out)) != MOLT_OK) {
         molt_model_free(*out);
@@ -42,11 +43,15 @@ molt_status mohawk_student(molt_ctx *ctx, const molt_model *t, int n_heads, int 
     return st;
 }
 
-static molt_status student_on_host(molt_ctx *ctx, const molt_model *t, int n_heads, int d_state,
-                                   const char *init, bool ssm_bias, const int32_t *keep_layer,
-                                   const int32_t *keep_head, int n_keep, uint64_t seed,
-                                   molt_model **out) {
+static molt_status student_on_host(molt_ctx *ctx, const molt_model *t, const char *student,
+                                   int n_heads, int d_state, const char *init, bool ssm_bias,
+                                   const int32_t *keep_layer, const int32_t *keep_head,
+                                   int n_keep, uint64_t seed, molt_model **out) {
     *out = NULL;
+    if (student && !strcmp(student, "gateloop"))
+        return mohawk_student_gateloop(ctx, t, n_heads, init, n_keep, seed, out);
+    if (student && strcmp(student, "llamba"))
+        return molt__err(ctx, MOLT_ERR_ARG, "student \"%s\" (llamba or gateloop)", student);
     const model_cfg *tc = &t->cfg;
     if (tc->arch != ARCH_LLAMA)
         return molt__err(ctx, MOLT_ERR_ARG, "the teacher must be a Llama model (got %s)",

@@ -68,7 +68,7 @@ molt_status molt_ctx_set_device(molt_ctx *ctx, const char *device) {
         return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "device %s: %d CUDA GPU%s found (%s)", s, n,
                          n == 1 ? "" : "s", why ? why : "?");
     char missing[512];
-    if (molt_cuda_missing_ops(missing, sizeof missing) > 0)
+    if (molt_cuda_missing_required_ops(missing, sizeof missing) > 0)
         return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "device %s: ops not yet on the GPU: %s", s,
                          missing);
     if (!molt_cuda_use_device(idx, &why))

@@ -6,6 +6,7 @@
  */
 #include "kernels/attn.h"
 #include "kernels/backward.h"
+#include "kernels/gateloop.h"
 #include "kernels/kernels.h"
 #include "kernels/ssm.h"
 #include "kernels/ssm_rows.h"
@@ -249,6 +250,50 @@ size_t k_sumsq_blocks(const molt_span *span, int n_spans) {
     for (int i = 0; i < n_spans; i++)
         nb += (span[i].len + K_SUMSQ_BLOCK - 1) / K_SUMSQ_BLOCK;
     return nb;
+}
+
+// ----------------------------------------------------------------------------
+// gateloop (gateloop.h)
+
+void gl_prep(const molt_exec *ex, float *la, float *th, const float *a, int lda,
+             const float *bias, int n, int HJ) {
+    ex->be->gl_prep(ex, la, th, a, lda, bias, n, HJ);
+}
+void gl_prep_backward(const molt_exec *ex, float *da, int lda, const float *dla, const float *dth,
+                      const float *a, const float *bias, int n, int HJ) {
+    ex->be->gl_prep_backward(ex, da, lda, dla, dth, a, bias, n, HJ);
+}
+void gl_step_rows(const molt_exec *ex, float *y, float *const *state, const float *q,
+                  const float *k, const float *v, int ld, const float *la, const float *th, int n,
+                  int H, int N, int P) {
+    ex->be->gl_step_rows(ex, y, state, q, k, v, ld, la, th, n, H, N, P);
+}
+void gl_scan_chunked(const molt_exec *ex, float *y, float *state, const float *q, const float *k,
+                     const float *v, int ld, const float *la, const float *th, int T, int H,
+                     int N, int P, int Q, float *work) {
+    ex->be->gl_scan_chunked(ex, y, state, q, k, v, ld, la, th, T, H, N, P, Q, work);
+}
+void gl_scan_chunked_backward(const molt_exec *ex, float *dq, float *dk, float *dv, int ldd,
+                              float *dla, float *dth, const float *dy, const float *q,
+                              const float *k, const float *v, int ld, const float *la,
+                              const float *th, int T, int H, int N, int P, int Q, float *work) {
+    ex->be->gl_scan_chunked_backward(ex, dq, dk, dv, ldd, dla, dth, dy, q, k, v, ld, la, th, T, H,
+                                     N, P, Q, work);
+}
+void gl_scan_assoc(const molt_exec *ex, float *y, float *state, const float *q, const float *k,
+                   const float *v, int ld, const float *la, const float *th, int T, int H, int N,
+                   int P, float *work) {
+    ex->be->gl_scan_assoc(ex, y, state, q, k, v, ld, la, th, T, H, N, P, work);
+}
+void gl_materialize(const molt_exec *ex, float *M, const float *q, const float *k, int ld,
+                    const float *la, const float *th, int T, int H, int N, float *work) {
+    ex->be->gl_materialize(ex, M, q, k, ld, la, th, T, H, N, work);
+}
+void gl_materialize_backward(const molt_exec *ex, float *dq, float *dk, int ldd, float *dla,
+                             float *dth, const float *dM, const float *q, const float *k, int ld,
+                             const float *la, const float *th, int T, int H, int N, float *work) {
+    ex->be->gl_materialize_backward(ex, dq, dk, ldd, dla, dth, dM, q, k, ld, la, th, T, H, N,
+                                    work);
 }
 
 // ----------------------------------------------------------------------------

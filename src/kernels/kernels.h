@@ -154,8 +154,19 @@ void k_hybrid_stats_backward(const molt_exec *ex, float *g, float *ds, const flo
     X(ssm_prep) X(ssm_prep_backward) X(ssm_gate) X(ssm_gate_backward) X(colsum)                   \
     X(conv1d_causal_rows) X(ssd_step_rows)                                                        \
     /* training (train_ops.h) */                                                                  \
-    X(xent) X(soft_xent) X(l2_rows) X(sumsq) X(scale) X(adamw)
-#define MOLT_BACKEND_NOPS 44 // ops in MOLT_BACKEND_OPS (checked against the struct)
+    X(xent) X(soft_xent) X(l2_rows) X(sumsq) X(scale) X(adamw)                                    \
+    /* gateloop (gateloop.h) */                                                                   \
+    MOLT_BACKEND_GATELOOP_OPS(X)
+#define MOLT_BACKEND_NOPS (44 + 8) // ops in MOLT_BACKEND_OPS (checked against the struct):
+                                   // the base table + gateloop
+
+// Ops of one mixer that a backend may lack (its slots NULL): a model with that
+// mixer is refused on such a backend (model_place: mixer_vt.runs_on), every
+// other model runs there. molt_exec_init still wants the whole table (tests).
+#define MOLT_BACKEND_GATELOOP_OPS(X)                                                               \
+    X(gl_prep) X(gl_prep_backward) X(gl_step_rows) X(gl_scan_chunked)                             \
+    X(gl_scan_chunked_backward) X(gl_scan_assoc) X(gl_materialize) X(gl_materialize_backward)
+#define MOLT_BACKEND_OPTIONAL_OPS(X) MOLT_BACKEND_GATELOOP_OPS(X)
 
 struct ssm_rows_cfg; // ssm_rows.h
 
@@ -270,6 +281,31 @@ typedef struct molt_backend {
     void (*scale)(const molt_exec *ex, float *x, const molt_span *span, int n_spans, float k);
     void (*adamw)(const molt_exec *ex, float *p, float *m, float *v, const float *g,
                   const molt_span *span, int n_spans, adamw_hyper h);
+    // gateloop (gateloop.h): the transition's row stage, the three scan modes, backward passes
+    void (*gl_prep)(const molt_exec *ex, float *la, float *th, const float *a, int lda,
+                    const float *bias, int n, int HJ);
+    void (*gl_prep_backward)(const molt_exec *ex, float *da, int lda, const float *dla,
+                             const float *dth, const float *a, const float *bias, int n, int HJ);
+    void (*gl_step_rows)(const molt_exec *ex, float *y, float *const *state, const float *q,
+                         const float *k, const float *v, int ld, const float *la, const float *th,
+                         int n, int H, int N, int P);
+    void (*gl_scan_chunked)(const molt_exec *ex, float *y, float *state, const float *q,
+                            const float *k, const float *v, int ld, const float *la,
+                            const float *th, int T, int H, int N, int P, int Q, float *work);
+    void (*gl_scan_chunked_backward)(const molt_exec *ex, float *dq, float *dk, float *dv, int ldd,
+                                     float *dla, float *dth, const float *dy, const float *q,
+                                     const float *k, const float *v, int ld, const float *la,
+                                     const float *th, int T, int H, int N, int P, int Q,
+                                     float *work);
+    void (*gl_scan_assoc)(const molt_exec *ex, float *y, float *state, const float *q,
+                          const float *k, const float *v, int ld, const float *la,
+                          const float *th, int T, int H, int N, int P, float *work);
+    void (*gl_materialize)(const molt_exec *ex, float *M, const float *q, const float *k, int ld,
+                           const float *la, const float *th, int T, int H, int N, float *work);
+    void (*gl_materialize_backward)(const molt_exec *ex, float *dq, float *dk, int ldd, float *dla,
+                                    float *dth, const float *dM, const float *q, const float *k,
+                                    int ld, const float *la, const float *th, int T, int H, int N,
+                                    float *work);
 } molt_backend;
 
 extern const molt_backend molt_backend_cpu;

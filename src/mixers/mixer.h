@@ -119,6 +119,11 @@ struct mixer_vt {
 
     // A composite mixer (the hybrid) lists the mixers it is made of, in the
     // order analysis reports them; a plain mixer lists itself.
+    // NULL, or whether backend be has the ops this mixer needs beyond the
+    // required ones (kernels.h: MOLT_BACKEND_OPTIONAL_OPS); model_place refuses
+    // a model with a mixer that cannot run on the context's backend
+    bool (*runs_on)(const struct molt_backend *be);
+
     const mixer_vt *part[2];
     int             n_parts;
 };

@@ -9,7 +9,9 @@
  *   mamba2       HF Mamba2Config (time_step_limit may hold {"__float__": "Infinity"}).
  *   molt_hybrid  molt's own: the llamba keys + "attn_cfg" (the teacher's attention
  *                geometry and RoPE) + "layers": [{"mixer": "attention" | "ssm" |
- *                "hybrid", "attention_heads": [..]}]                (docs/FORMATS.md)
+ *                "hybrid", "attention_heads": [..]} | {"mixer": "gateloop"}], and with
+ *                GateLoop layers "gateloop_cfg": {n_heads, head_dim, chunk_size}
+ *                                                                      (docs/FORMATS.md)
  *
  * Unknown model_type → MOLT_ERR_UNSUPPORTED; every bad key names itself.
  */
@@ -252,6 +254,28 @@ static molt_status parse_mamba2(molt_ctx *ctx, const char *w, const cJSON *o, mo
     return MOLT_OK;
 }
 
+// GateLoop layers' block (molt_hybrid): "gateloop_cfg": {"n_heads", "head_dim", "chunk_size"},
+// one for every GateLoop layer; required when a layer's mixer is "gateloop"
+static molt_status parse_gateloop(molt_ctx *ctx, const char *w, const cJSON *o, model_cfg *c) {
+    bool any = false;
+    for (int l = 0; l < c->n_layer; l++)
+        any |= c->kind[l] == LAYER_GATELOOP;
+    const cJSON *g = NULL;
+    MOLT_TRY(js_get_obj(ctx, w, o, "gateloop_cfg", any, &g));
+    if (!g)
+        return MOLT_OK;
+    gateloop_cfg gc = {0};
+    gc.d_model = c->d_model;
+    MOLT_TRY(geti(ctx, w, g, "n_heads", 1, 1, BIG, 0, &gc.H));
+    MOLT_TRY(geti(ctx, w, g, "head_dim", 1, 2, BIG, 0, &gc.P));
+    MOLT_TRY(geti(ctx, w, g, "chunk_size", 0, 1, BIG, 64, &gc.chunk));
+    if ((int64_t)gc.H * gc.P > BIG)
+        return molt__err(ctx, MOLT_ERR_SHAPE, "%s: gateloop_cfg n_heads × head_dim too large", w);
+    gc.d_inner = gc.H * gc.P;
+    model_cfg_set_gl(c, &gc);
+    return MOLT_OK;
+}
+
 static molt_status parse_hybrid(molt_ctx *ctx, const char *w, const cJSON *o, model_cfg *c) {
     MOLT_TRY(parse_llamba(ctx, w, o, c));
     const cJSON *a = NULL, *layers = NULL;
@@ -307,7 +331,7 @@ static molt_status parse_hybrid(molt_ctx *ctx, const char *w, const cJSON *o, mo
             }
         }
     }
-    return MOLT_OK;
+    return parse_gateloop(ctx, w, o, c);
 }
 
 molt_status model_cfg_from_json(molt_ctx *ctx, const char *w, const char *json, size_t len,
@@ -422,6 +446,31 @@ static void add_llamba(cJSON *o, const model_cfg *c) {
     cJSON_AddNumberToObject(s, "d_conv", sc->K);
 }
 
+// The one gateloop_cfg block: every GateLoop layer's config (NULL when there
+// is none, or when two differ: *differ is set).
+static const gateloop_cfg *file_gl(const model_cfg *c, bool *differ) {
+    const gateloop_cfg *g = NULL;
+    *differ = false;
+    for (int l = 0; l < c->n_layer; l++)
+        if (c->kind[l] == LAYER_GATELOOP) {
+            if (g && memcmp(layer_gl(c, l), g, sizeof *g) != 0)
+                *differ = true;
+            g = g ? g : layer_gl(c, l);
+        }
+    return *differ ? NULL : g;
+}
+
+static void add_gateloop(cJSON *o, const model_cfg *c) {
+    bool                differ;
+    const gateloop_cfg *g = file_gl(c, &differ);
+    if (!g)
+        return;
+    cJSON *s = cJSON_AddObjectToObject(o, "gateloop_cfg");
+    cJSON_AddNumberToObject(s, "n_heads", g->H);
+    cJSON_AddNumberToObject(s, "head_dim", g->P);
+    cJSON_AddNumberToObject(s, "chunk_size", g->chunk);
+}
+
 molt_status model_cfg_to_json(molt_ctx *ctx, const model_cfg *c, const char *torch_dtype,
                               char **json) {
     js_init_hooks();
@@ -435,6 +484,14 @@ molt_status model_cfg_to_json(molt_ctx *ctx, const model_cfg *c, const char *tor
                          "config.json: the layers' recurrent configs differ (d_state, heads, ...); "
                          "the %s format has one ssm_cfg for all layers",
                          model_arch_name(c->arch));
+    }
+    bool gl_differ;
+    file_gl(c, &gl_differ);
+    if (gl_differ) {
+        cJSON_Delete(o);
+        return molt__err(ctx, MOLT_ERR_UNSUPPORTED,
+                         "config.json: the GateLoop layers' configs differ; the format has one "
+                         "gateloop_cfg for all of them");
     }
     cJSON_AddStringToObject(o, "model_type", model_arch_name(c->arch));
     // the weights' type in model.safetensors (HF: torch_dtype)
@@ -509,6 +566,7 @@ molt_status model_cfg_to_json(molt_ctx *ctx, const model_cfg *c, const char *tor
                                       cJSON_CreateIntArray(c->keep_heads[l], c->n_keep[l]));
             cJSON_AddItemToArray(ls, L);
         }
+        add_gateloop(o, c);
         break;
     }
     default: break;

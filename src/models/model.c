@@ -401,7 +401,16 @@ molt_status model_copy_params(molt_ctx *ctx, molt_model *dst, molt_model *src) {
 
 molt_status model_place(molt_ctx *ctx, molt_model *m) {
     const molt_backend *be = molt__exec(ctx).be;
-    return be == m->be ? MOLT_OK : model_to_backend(ctx, m, be);
+    if (be == m->be)
+        return MOLT_OK;
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        const mixer_vt *v = layer_mixer(m, l);
+        if (v->runs_on && !v->runs_on(be))
+            return molt__err(ctx, MOLT_ERR_UNSUPPORTED,
+                             "layer %d: the %s mixer does not run on %s yet (use --device cpu)",
+                             l, v->name, be->name);
+    }
+    return model_to_backend(ctx, m, be);
 }
 
 // ----------------------------------------------------------------------------

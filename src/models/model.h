@@ -15,6 +15,7 @@
 #define MOLT_MODEL_H
 
 #include "core/core.h"
+#include "mixers/gl_mixer.h"
 #include "mixers/registry.h"
 #include "mixers/ssm_mixer.h"
 
@@ -68,6 +69,9 @@ typedef struct model_cfg {
     ssm_cfg ssm_layer[MODEL_MAX_LAYERS];
     bool    ssm_bias;   // in_proj / out_proj biases
     bool    conv_bias;  // conv1d bias
+    // GateLoop layers: each layer's own config (layer_gl; config.json has one
+    // "gateloop_cfg" block, which fills every layer: model_cfg_set_gl)
+    gateloop_cfg gl_layer[MODEL_MAX_LAYERS];
     // per layer
     layer_kind kind[MODEL_MAX_LAYERS];
     int        n_keep[MODEL_MAX_LAYERS];       // hybrid: number of kept attention heads
@@ -93,6 +97,8 @@ typedef struct layer_weights {
     float *bq, *bk, *bv, *bo;
     // recurrent mixer
     ssm_weights ssm;
+    // GateLoop mixer
+    gl_weights gl;
     // hybrid combiner
     float *adapter_w, *adapter_b; // [d, d], [d]
     // MLP
@@ -141,6 +147,12 @@ static inline ssm_cfg *layer_ssm_mut(model_cfg *c, int l) { return &c->ssm_layer
 static inline void model_cfg_set_ssm(model_cfg *c, const ssm_cfg *s) {
     for (int l = 0; l < MODEL_MAX_LAYERS; l++)
         c->ssm_layer[l] = *s;
+}
+// The GateLoop config of layer l, and the same for every layer.
+static inline const gateloop_cfg *layer_gl(const model_cfg *c, int l) { return &c->gl_layer[l]; }
+static inline void model_cfg_set_gl(model_cfg *c, const gateloop_cfg *g) {
+    for (int l = 0; l < MODEL_MAX_LAYERS; l++)
+        c->gl_layer[l] = *g;
 }
 
 // Declares one parameter (name from fmt) after the last: its offset is the

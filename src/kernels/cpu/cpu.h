@@ -138,6 +138,32 @@ void cpu_scale(const molt_exec *ex, float *x, const molt_span *span, int n_spans
 void cpu_adamw(const molt_exec *ex, float *p, float *m, float *v, const float *g,
                const molt_span *span, int n_spans, adamw_hyper h);
 
+// gateloop.c, gateloop_backward.c (gateloop.h)
+void cpu_gl_prep(const molt_exec *ex, float *la, float *th, const float *a, int lda,
+                 const float *bias, int n, int HJ);
+void cpu_gl_prep_backward(const molt_exec *ex, float *da, int lda, const float *dla,
+                          const float *dth, const float *a, const float *bias, int n, int HJ);
+void cpu_gl_step_rows(const molt_exec *ex, float *y, float *const *state, const float *q,
+                      const float *k, const float *v, int ld, const float *la, const float *th,
+                      int n, int H, int N, int P);
+void cpu_gl_scan_chunked(const molt_exec *ex, float *y, float *state, const float *q,
+                         const float *k, const float *v, int ld, const float *la, const float *th,
+                         int T, int H, int N, int P, int Q, float *work);
+void cpu_gl_scan_chunked_backward(const molt_exec *ex, float *dq, float *dk, float *dv, int ldd,
+                                  float *dla, float *dth, const float *dy, const float *q,
+                                  const float *k, const float *v, int ld, const float *la,
+                                  const float *th, int T, int H, int N, int P, int Q,
+                                  float *work);
+void cpu_gl_scan_assoc(const molt_exec *ex, float *y, float *state, const float *q,
+                       const float *k, const float *v, int ld, const float *la, const float *th,
+                       int T, int H, int N, int P, float *work);
+void cpu_gl_materialize(const molt_exec *ex, float *M, const float *q, const float *k, int ld,
+                        const float *la, const float *th, int T, int H, int N, float *work);
+void cpu_gl_materialize_backward(const molt_exec *ex, float *dq, float *dk, int ldd, float *dla,
+                                 float *dth, const float *dM, const float *q, const float *k,
+                                 int ld, const float *la, const float *th, int T, int H, int N,
+                                 float *work);
+
 // mem.c (mem.h: molt_mem_ops; upload and download are copy on the CPU)
 void *cpu_mem_alloc(size_t bytes);
 void  cpu_mem_free(void *p);

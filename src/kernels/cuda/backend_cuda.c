@@ -27,6 +27,33 @@ const molt_backend molt_backend_cuda = {
     MOLT_CUDA_OPS(CUDA_OP)};
 #undef CUDA_OP
 
+#define OPT_NAME(op) #op,
+static const char *const OPTIONAL_OPS[] = {MOLT_BACKEND_OPTIONAL_OPS(OPT_NAME) NULL};
+#undef OPT_NAME
+
+static bool optional_op(const char *name) {
+    for (int i = 0; OPTIONAL_OPS[i]; i++)
+        if (!strcmp(OPTIONAL_OPS[i], name))
+            return true;
+    return false;
+}
+
+int molt_cuda_missing_required_ops(char *buf, size_t cap) {
+    int    n = 0;
+    size_t len = 0;
+    if (cap)
+        buf[0] = '\0';
+#define MISSING(op)                                                                                \
+    if (!molt_backend_cuda.op && !optional_op(#op)) {                                              \
+        int w = cap > len ? snprintf(buf + len, cap - len, "%s%s", n ? ", " : "", #op) : 0;      \
+        len += w > 0 ? (size_t)w : 0;                                                              \
+        n++;                                                                                       \
+    }
+    MOLT_BACKEND_OPS(MISSING)
+#undef MISSING
+    return n;
+}
+
 int molt_cuda_missing_ops(char *buf, size_t cap) {
     int    n = 0;
     size_t len = 0;

@@ -55,6 +55,9 @@ void        molt_cuda_clear_error(void);
 // the names of the ops of MOLT_BACKEND_OPS this table lacks, comma-separated
 // into buf (empty when none); returns how many
 int molt_cuda_missing_ops(char *buf, size_t cap);
+// the same, leaving out the optional ops (kernels.h: MOLT_BACKEND_OPTIONAL_OPS,
+// whose mixers are refused on the GPU): the ops without which nothing runs
+int molt_cuda_missing_required_ops(char *buf, size_t cap);
 
 #ifdef __cplusplus
 }
