@@ -137,10 +137,16 @@ void k_embedding(const molt_exec *ex, float *x, const float *E, const int32_t *i
     X(ssm_prep) X(ssm_prep_backward) X(ssm_gate) X(ssm_gate_backward) X(colsum)                   \
     X(conv1d_causal_rows) X(ssd_step_rows)                                                        \
     /* training (train_ops.h) */                                                                  \
-    X(xent) X(soft_xent) X(l2_rows) X(sumsq) X(scale) X(adamw)
-#define MOLT_BACKEND_NOPS 41 // ops in MOLT_BACKEND_OPS (checked against the struct)
+    X(xent) X(soft_xent) X(l2_rows) X(sumsq) X(scale) X(adamw)                                  \
+    /* mamba3 (mamba3.h) */                                                                       \
+    X(m3_angles) X(m3_angles_backward) X(m3_prep) X(m3_prep_backward) X(m3_mix) X(m3_corr)        \
+    X(m3_mix_backward) X(m3_gate) X(m3_gate_backward) X(m3_fold) X(m3_step_rows)                  \
+    X(m3_materialize) X(m3_materialize_backward)
+#define MOLT_BACKEND_NOPS 54 // ops in MOLT_BACKEND_OPS (checked against the struct)
 
 struct ssm_rows_cfg; // ssm_rows.h
+struct m3_rows_cfg;  // mamba3.h
+struct m3_rows_w;
 
 typedef struct molt_backend {
     const char  *name;
@@ -246,6 +252,54 @@ typedef struct molt_backend {
     void (*scale)(const molt_exec *ex, float *x, const molt_span *span, int n_spans, float k);
     void (*adamw)(const molt_exec *ex, float *p, float *m, float *v, const float *g,
                   const molt_span *span, int n_spans, adamw_hyper h);
+    // mamba3 (mamba3.h): the Mamba-3 mixer's row stages, decode step and matrix
+    void (*m3_angles)(const molt_exec *ex, float *phi, float *const *state, const float *zx,
+                      int ldz, const float *dt_bias, int n, int T, const struct m3_rows_cfg *c);
+    void (*m3_angles_backward)(const molt_exec *ex, float *dzx, float *dphi, const float *zx,
+                               int ldz, const float *dt_bias, int n, int T,
+                               const struct m3_rows_cfg *c);
+    void (*m3_prep)(const molt_exec *ex, float *q, float *k, float *dA, float *dlt, float *lam,
+                    float *rstd, const float *zx, int ldz, const float *phi,
+                    const struct m3_rows_w *w, int n, const struct m3_rows_cfg *c);
+    void (*m3_prep_backward)(const molt_exec *ex, float *dzx, float *dphi, float *dBn, float *dCn,
+                             float *dBb, float *dCb, const float *dq, const float *dk,
+                             const float *ddA, const float *dgam, const float *dbet,
+                             const float *q, const float *k, const float *rstd, const float *zx,
+                             int ldz, const float *phi, const struct m3_rows_w *w, int n,
+                             const struct m3_rows_cfg *c);
+    void (*m3_mix)(const molt_exec *ex, float *X, float *dAx, const float *zx, int ldz,
+                   const float *dA, const float *dlt, const float *lam, const struct m3_rows_w *w,
+                   int n, int T, const struct m3_rows_cfg *c);
+    void (*m3_corr)(const molt_exec *ex, float *ypre, const float *ys, const float *q,
+                    const float *k, const float *zx, int ldz, const float *dlt, const float *lam,
+                    const struct m3_rows_w *w, int n, int T, const struct m3_rows_cfg *c);
+    void (*m3_mix_backward)(const molt_exec *ex, float *dzx, float *dq, float *dk, float *ddA,
+                            float *dgam, float *dbet, float *dmx, float *hsD, const float *dX,
+                            const float *ddAx, const float *dypre, const float *q,
+                            const float *k, const float *zx, int ldz, const float *dlt,
+                            const float *lam, const struct m3_rows_w *w, int n, int T,
+                            const struct m3_rows_cfg *c);
+    void (*m3_gate)(const molt_exec *ex, float *g, float *rstd, const float *ypre,
+                    const float *zx, int ldz, const struct m3_rows_w *w, int n,
+                    const struct m3_rows_cfg *c);
+    void (*m3_gate_backward)(const molt_exec *ex, float *dypre, float *dzx, float *dmz,
+                             float *dmo, float *dnw, const float *dg, const float *ypre,
+                             const float *zx, int ldz, const float *rstd,
+                             const struct m3_rows_w *w, int n, const struct m3_rows_cfg *c);
+    void (*m3_fold)(const molt_exec *ex, float *state, const float *dlt, const float *lam,
+                    const struct m3_rows_w *w, const struct m3_rows_cfg *c);
+    void (*m3_step_rows)(const molt_exec *ex, float *ypre, float *const *state, const float *q,
+                         const float *k, const float *zx, int ldz, const float *dA,
+                         const float *dlt, const float *lam, const struct m3_rows_w *w, int n,
+                         const struct m3_rows_cfg *c);
+    void (*m3_materialize)(const molt_exec *ex, float *M, const float *q, const float *k,
+                           const float *dA, const float *dlt, const float *lam, const float *D,
+                           int T, const struct m3_rows_cfg *c, float *work);
+    void (*m3_materialize_backward)(const molt_exec *ex, float *dq, float *dk, float *ddA,
+                                    float *dgam, float *dbet, float *dD, const float *dM,
+                                    const float *q, const float *k, const float *dA,
+                                    const float *dlt, const float *lam, const float *D, int T,
+                                    const struct m3_rows_cfg *c, float *work);
 } molt_backend;
 
 extern const molt_backend molt_backend_cpu;
