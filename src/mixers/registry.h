@@ -16,6 +16,7 @@
 #define MOLT_MIXERS(X)                                                                             \
     X(ATTN, attention, mixer_attention)                                                            \
     X(SSM, ssm, mixer_ssm)                                                                         \
-    X(HYBRID, hybrid, mixer_hybrid)
+    X(HYBRID, hybrid, mixer_hybrid)                                                                \
+    X(MAMBA3, mamba3, mixer_mamba3)
 
 #endif
