@@ -669,10 +669,147 @@ static void test_grads(mx *m, int B, int T, int chunk) {
 }
 
 // ----------------------------------------------------------------------------
+// 5. parity with tests/ref/mamba3_ref.py (float64 PyTorch)
+
+typedef struct tcase {
+    mx    *m;
+    int    B, T;
+    float *u, *st0, *dy, *dM;
+} tcase;
+
+static void put(FILE *f, const void *p, size_t size, size_t n) {
+    if (n && fwrite(p, size, n, f) != n) {
+        fprintf(stderr, "write failed\n");
+        exit(2);
+    }
+}
+
+static const char *ref_script(const char *argv0) {
+    static char path[4096];
+    if (t_exists("tests/ref/mamba3_ref.py"))
+        return "tests/ref/mamba3_ref.py";
+    const char *slash = strrchr(argv0, '/');
+    int         n = slash ? (int)(slash - argv0) : 1;
+    snprintf(path, sizeof path, "%.*s/../../tests/ref/mamba3_ref.py", n, slash ? argv0 : ".");
+    return path;
+}
+
+static void torch_cmp(const char *what, const float *got, const char *out, size_t *off,
+                      size_t len, size_t n) {
+    if (*off + 4 * n > len) {
+        CHECK(0, "mamba3_ref.py output too short at %s", what);
+        *off = len + 1;
+        return;
+    }
+    float *ref = fmalloc(n);
+    memcpy(ref, out + *off, 4 * n);
+    *off += 4 * n;
+    double e = t_rel_l2(got, ref, n);
+    track(E_TORCH, e);
+    printf("  torch %-58s rel-L2 %.3g\n", what, e);
+    t_close(what, got, ref, n, -1, TORCH_TOL);
+    free(ref);
+}
+
+static void test_torch(const char *argv0, tcase *cs, int n_cases) {
+    const char *py = getenv("MOLT_PYTHON") ? getenv("MOLT_PYTHON") : "/usr/bin/python3";
+    char        cmd[8192];
+    snprintf(cmd, sizeof cmd, "'%s' -c 'import torch, numpy' >/dev/null 2>&1", py);
+    if (system(cmd) != 0) {
+        printf("NOTICE: %s cannot import torch: PyTorch parity SKIPPED\n", py);
+        return;
+    }
+    const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    char        fin[1024], fout[1024];
+    snprintf(fin, sizeof fin, "%s/molt_m3_in_XXXXXX", tmp);
+    snprintf(fout, sizeof fout, "%s/molt_m3_out_XXXXXX", tmp);
+    int fdi = mkstemp(fin), fdo = mkstemp(fout);
+    CHECK(fdi >= 0 && fdo >= 0, "mkstemp in %s", tmp);
+    if (fdi < 0 || fdo < 0)
+        return;
+    close(fdo);
+    FILE *f = fdopen(fdi, "wb");
+    put(f, "MOLTM3IN", 1, 8);
+    int32_t vn[2] = {1, n_cases};
+    put(f, vn, 4, 2);
+    for (int i = 0; i < n_cases; i++) {
+        const tcase      *k = &cs[i];
+        const mamba3_cfg *c = &k->m->c;
+        int32_t hdr[12] = {c->d_model, c->H, c->P, c->N, c->G, c->R, c->mimo, c->outproj_norm,
+                           k->B, k->T, 0, 0};
+        float   hf[4] = {c->rope_fraction, c->A_floor, c->eps, 0.0f};
+        put(f, hdr, 4, 12);
+        put(f, hf, 4, 4);
+        put(f, k->u, 4, (size_t)k->B * k->T * c->d_model);
+        for (int s = 0; s < NSLOT; s++)
+            if (k->m->wt[s])
+                put(f, k->m->wt[s], 4, k->m->len[s]);
+        put(f, k->st0, 4, mamba3_state_floats(c));
+        put(f, k->dy, 4, (size_t)k->B * k->T * c->d_model);
+        put(f, k->dM, 4, (size_t)k->B * c->H * k->T * k->T);
+    }
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "'%s' '%s' '%s' '%s'", py, ref_script(argv0), fin, fout);
+    int rc = system(cmd);
+    CHECK(rc == 0, "%s failed (%d)", cmd, rc);
+    size_t len = 0;
+    char  *out = rc == 0 ? t_read_file(fout, &len) : NULL;
+    remove(fin);
+    remove(fout);
+    if (!out)
+        return;
+    CHECK(len >= 16 && memcmp(out, "MOLTM3OU", 8) == 0, "bad mamba3_ref.py output");
+    size_t off = 16;
+    for (int i = 0; i < n_cases && off <= len; i++) {
+        tcase            *k = &cs[i];
+        mx               *m = k->m;
+        const mamba3_cfg *c = &m->c;
+        int               d = c->d_model, B = k->B, T = k->T;
+        size_t            ns = mamba3_state_floats(c), nu = (size_t)B * T * d;
+        size_t            nM = (size_t)B * c->H * T * T;
+        char              what[200];
+        // y and the final state of sequence 0 from st0 (chunked, chunk 4)
+        m->c.chunk = 4;
+        float *st = fmalloc(ns);
+        memcpy(st, k->st0, sizeof(float) * ns);
+        float *y = run_forward(m, k->u, T, st, M3_CHUNKED);
+        snprintf(what, sizeof what, "%s T%d y from a state", m->name, T);
+        torch_cmp(what, y, out, &off, len, (size_t)T * d);
+        snprintf(what, sizeof what, "%s T%d final state", m->name, T);
+        torch_cmp(what, st, out, &off, len, ns);
+        // M from zero states
+        float *M = nanbuf(nM), *mw = nanbuf(mamba3_work(c, T));
+        for (int b = 0; b < B; b++)
+            mamba3_materialize(TEX, M + (size_t)b * c->H * T * T, k->u + (size_t)b * T * d, T, c,
+                               &m->w, mw);
+        snprintf(what, sizeof what, "%s B%d T%d M", m->name, B, T);
+        torch_cmp(what, M, out, &off, len, nM);
+        for (int mat = 0; mat < 2; mat++) {
+            float *du = nanbuf(nu), *gr[NSLOT];
+            run_backward(m, mat, B, T, k->u, mat ? k->dM : k->dy, du, gr, 2);
+            const char *pass = mat ? "mat" : "train";
+            snprintf(what, sizeof what, "%s B%d T%d %s du", m->name, B, T, pass);
+            torch_cmp(what, du, out, &off, len, nu);
+            for (int s = 0; s < NSLOT; s++) {
+                if (!gr[s])
+                    continue;
+                snprintf(what, sizeof what, "%s B%d T%d %s %s", m->name, B, T, pass, g_slot[s]);
+                torch_cmp(what, gr[s], out, &off, len, m->len[s]);
+                free(gr[s]);
+            }
+            free(du);
+        }
+        m->c.chunk = 16;
+        free(st), free(y), free(M), free(mw);
+    }
+    CHECK(off == len, "mamba3_ref.py output: %zu bytes, %zu read", len, off);
+    free(out);
+}
+
+// ----------------------------------------------------------------------------
 
 int main(int argc, char **argv) {
     (void)argc;
-    (void)argv;
     // d, H, P, N, G, R, mimo, norm, rope
     static const int CFG[][8] = {
         {16, 4, 8, 16, 1, 1, 0, 0}, {16, 4, 8, 8, 4, 1, 0, 1},  {16, 4, 8, 7, 2, 1, 0, 0},
@@ -702,6 +839,32 @@ int main(int argc, char **argv) {
         test_grads(&m, 2, 9, 4);
         test_grads(&m, 1, 5, 1);
         mx_free(&m);
+    }
+    { // torch parity: every variant, pieces of the recurrence crossing chunks of 4
+        static const int TC[][8] = {
+            {8, 2, 4, 8, 1, 1, 0, 0}, {8, 2, 4, 6, 2, 1, 0, 1}, {8, 2, 4, 8, 1, 2, 1, 0},
+            {8, 2, 3, 8, 2, 3, 1, 1}, {8, 2, 4, 12, 1, 1, 1, 0},
+        };
+        static const float TROPE[] = {0.5f, 1.0f, 0.5f, 1.0f, 0.5f};
+        enum { NTC = (int)(sizeof TC / sizeof TC[0]) };
+        mx m[NTC];
+        tcase cs[NTC];
+        for (int i = 0; i < NTC; i++) {
+            const int *k = TC[i];
+            mx_init(&m[i], k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], TROPE[i],
+                    70 + (uint64_t)i);
+            int B = 2, T = 11, d = k[0];
+            size_t nu = (size_t)B * T * d, nM = (size_t)B * k[1] * T * T;
+            cs[i] = (tcase){&m[i], B, T, rand_u(B * T, d, 300 + (uint64_t)i),
+                            rand_state(&m[i], 400 + (uint64_t)i), fmalloc(nu), fmalloc(nM)};
+            t_fill_normal(cs[i].dy, nu, 1.0f);
+            t_fill_normal(cs[i].dM, nM, 1.0f);
+        }
+        test_torch(argv[0], cs, NTC);
+        for (int i = 0; i < NTC; i++) {
+            free(cs[i].u), free(cs[i].st0), free(cs[i].dy), free(cs[i].dM);
+            mx_free(&m[i]);
+        }
     }
     for (int k = 0; k < E_COUNT; k++)
         printf("worst %-22s %.3g\n", g_err_name[k], g_err[k]);
