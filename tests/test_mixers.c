@@ -8,7 +8,7 @@
  *     parameter of the layer is bound to a view of m->layers[0], and every
  *     bound view is a declared parameter; the info counts agree with the
  *     state sizing (kv_heads, rec_floats);
- *   - a model mixing kinds per layer (attention, ssm, hybrid, and a second
+ *   - a model mixing kinds per layer (attention, ssm, hybrid, mamba3, and a second
  *     ssm layer with another d_state through the per-layer config) builds,
  *     its prefill equals feeding token by token, and its batched decode over
  *     slots equals single decode; config.json refuses to write layers whose
@@ -82,7 +82,9 @@ static bool cfg_of(const layer_kind *kinds, int L, model_cfg *c) {
              " \"ssm_cfg\": {\"d_state\": 16, \"n_v_heads\": 8, \"n_qk_heads\": 4,"
              " \"chunk_size\": 8, \"bias\": true},"
              " \"attn_cfg\": {\"num_attention_heads\": 8, \"num_key_value_heads\": 4,"
-             " \"head_dim\": 8, \"attention_bias\": true}, \"layers\": [%s]}",
+             " \"head_dim\": 8, \"attention_bias\": true},"
+             " \"mamba3_cfg\": {\"d_state\": 16, \"expand\": 1, \"headdim\": 16,"
+             " \"chunk_size\": 8}, \"layers\": [%s]}",
              L, layers);
     if (model_cfg_from_json(ctx, "test", json, strlen(json), c) != MOLT_OK) {
         CHECK(0, "config: %s", molt_last_error(ctx));
@@ -150,8 +152,9 @@ static void check_declare_bind(void) {
         }
         const mixer_vt *v = mixer_of(kind);
         // norms + MLP (5) + the mixer's own: attention 4 weights + 4 biases, the
-        // SSM (Llamba) in_proj, its bias, conv, conv bias, z_bias, D, out_proj, bias
-        int want = 5 + (kind == LAYER_ATTN ? 8 : kind == LAYER_SSM ? 8 : 8 + 8 + 2);
+        // SSM (Llamba) in_proj, its bias, conv, conv bias, z_bias, D, out_proj, bias;
+        // Mamba-3 (SISO): in_proj, dt_bias, B/C bias, B/C norm, D, out_proj
+        int want = 5 + (kind == LAYER_HYBRID ? 8 + 8 + 2 : 8);
         CHECK(n_layer_params == want, "%s: %d layer parameters, want %d", name, n_layer_params,
               want);
         CHECK(n_views >= n_layer_params, "%s: %d views for %d parameters", name, n_views,
@@ -168,7 +171,7 @@ static void check_declare_bind(void) {
               "%s: %d attention heads kept", name, in.n_attn_heads_kept);
         CHECK((in.d_state == 16) == (kind != LAYER_ATTN), "%s: d_state %d", name, in.d_state);
         int nt = v->typed(m, 0, NULL);
-        CHECK(nt == (kind == LAYER_ATTN ? 4 : kind == LAYER_SSM ? 2 : 6), "%s: %d typed", name,
+        CHECK(nt == (kind == LAYER_ATTN ? 4 : kind == LAYER_HYBRID ? 6 : 2), "%s: %d typed", name,
               nt);
         molt_model_free(m);
     }
@@ -181,9 +184,9 @@ static void check_declare_bind(void) {
 #define STEPS 10
 
 static void check_mixed(void) {
-    const layer_kind kinds[] = {LAYER_ATTN, LAYER_SSM, LAYER_HYBRID, LAYER_SSM};
+    const layer_kind kinds[] = {LAYER_ATTN, LAYER_SSM, LAYER_HYBRID, LAYER_SSM, LAYER_MAMBA3};
     model_cfg c;
-    if (!cfg_of(kinds, 4, &c))
+    if (!cfg_of(kinds, 5, &c))
         return;
     // the uniform config writes one ssm_cfg and reads back into every layer
     char *js = NULL;
@@ -192,7 +195,7 @@ static void check_mixed(void) {
     if (js) {
         CHECK(model_cfg_from_json(ctx, "back", js, strlen(js), &back) == MOLT_OK, "read: %s",
               molt_last_error(ctx));
-        for (int l = 0; l < 4; l++)
+        for (int l = 0; l < 5; l++)
             CHECK(memcmp(layer_ssm(&back, l), layer_ssm(&c, l), sizeof(ssm_cfg)) == 0,
                   "layer %d's ssm config round-trips", l);
         model_free_cfg(&back);
@@ -271,7 +274,7 @@ static void check_mixed(void) {
     CHECK(sl && lb && ls && worst < 1e-5 && same,
           "mixed: batched decode differs from single decode by %.3g (same tokens %d)", worst,
           same);
-    printf("mixed attention|ssm N16|hybrid|ssm N8: batch of %d vs single over %d steps: max rel "
+    printf("mixed attention|ssm N16|hybrid|ssm N8|mamba3: batch of %d vs single over %d steps: max rel "
            "diff %.2g\n",
            NS, STEPS, worst);
     free(lb);
