@@ -9,7 +9,10 @@
  * min(N, hd) state dimensions are transferred and the rest keep their random init.
  */
 #include "distill/mohawk.h"
+#include "distill/student.h"
 #include "infer/sample.h"
+#include "mixers/mixer.h"
+#include "mixers/ssm_train.h"
 #include "models/forward.h"
 
 #include <math.h>
@@ -107,6 +110,69 @@ molt_status mohawk_student(molt_ctx *ctx, const molt_model *t, int n_heads, int 
     }
     *out = m;
     return MOLT_OK;
+}
+
+// ----------------------------------------------------------------------------
+// the student by kind, and stage 1 by the layer's mixer (student.h)
+
+molt_status mohawk_make_student(molt_ctx *ctx, const molt_model *t, const molt_distill_opts *o,
+                                molt_model **out) {
+    const char *kind = o->student ? o->student : "llamba";
+    if (!strcmp(kind, "mamba3") || !strcmp(kind, "mamba3-mimo"))
+        return student_mamba3(ctx, t, o, out);
+    if (strcmp(kind, "llamba")) {
+        *out = NULL;
+        return molt__err(ctx, MOLT_ERR_ARG, "student \"%s\" (llamba, mamba3 or mamba3-mimo)",
+                         kind);
+    }
+    return mohawk_student(ctx, t, o->n_heads, o->d_state, o->init, o->ssm_bias != 0,
+                          o->keep_layer, o->keep_head, o->n_keep, o->seed, out);
+}
+
+static bool is_m3(const molt_model *s, int l) { return s->cfg.kind[l] == LAYER_MAMBA3; }
+
+int student_mat_heads(const molt_model *s, int l) {
+    return is_m3(s, l) ? layer_m3(&s->cfg, l)->H : layer_ssm(&s->cfg, l)->H;
+}
+
+size_t student_mat_act_floats(const molt_model *s, int l, int B, int T) {
+    return is_m3(s, l) ? mamba3_mat_act_floats(layer_m3(&s->cfg, l), B, T)
+                       : ssm_mat_act_floats(layer_ssm(&s->cfg, l), B, T);
+}
+
+size_t student_mat_work_floats(const molt_model *s, int l, int B, int T) {
+    return is_m3(s, l) ? mamba3_mat_work_floats(layer_m3(&s->cfg, l), B, T)
+                       : ssm_mat_work_floats(layer_ssm(&s->cfg, l), B, T);
+}
+
+void student_mat_forward(const molt_exec *ex, const molt_model *s, int l, float *M, float *act,
+                         const float *u, int B, int T, float *work) {
+    if (is_m3(s, l))
+        mamba3_mat_forward(ex, M, act, u, B, T, layer_m3(&s->cfg, l), &s->layers[l].m3, work);
+    else
+        ssm_mat_forward(ex, M, act, u, B, T, layer_ssm(&s->cfg, l), &s->layers[l].ssm, work);
+}
+
+void student_mat_backward(const molt_exec *ex, const molt_model *s, int l, float *grad,
+                          float *du, const float *dM, const float *act, const float *u, int B,
+                          int T, float *work) {
+    if (is_m3(s, l)) {
+        const mamba3_weights *w = &s->layers[l].m3;
+        mamba3_grads g = {mixer_grad(s, grad, w->in_proj), mixer_grad(s, grad, w->dt_bias),
+                          mixer_grad(s, grad, w->B_bias),  mixer_grad(s, grad, w->C_bias),
+                          mixer_grad(s, grad, w->B_norm),  mixer_grad(s, grad, w->C_norm),
+                          NULL, NULL, NULL, mixer_grad(s, grad, w->D), NULL, NULL};
+        mamba3_mat_backward(ex, du, &g, dM, act, u, B, T, layer_m3(&s->cfg, l), w, work);
+        return;
+    }
+    const ssm_weights *w = &s->layers[l].ssm;
+    ssm_grads g = {mixer_grad(s, grad, w->in_proj), mixer_grad(s, grad, w->in_proj_b),
+                   mixer_grad(s, grad, w->conv_w),  mixer_grad(s, grad, w->conv_b),
+                   mixer_grad(s, grad, w->dt_bias), mixer_grad(s, grad, w->A_log),
+                   mixer_grad(s, grad, w->D),       mixer_grad(s, grad, w->norm_w),
+                   mixer_grad(s, grad, w->z_bias),  mixer_grad(s, grad, w->out_proj),
+                   mixer_grad(s, grad, w->out_proj_b)};
+    ssm_mat_backward(ex, du, &g, dM, act, u, B, T, layer_ssm(&s->cfg, l), w, work);
 }
 
 // ----------------------------------------------------------------------------
