@@ -3,9 +3,9 @@
  * MOLT_BACKEND_OPS) on every compiled backend, against a plain
  * double-precision reference written here straight from the equations
  * (kernels.h, backward.h, ssm.h, attn.h, mamba3.h; shared/docs/ALGORITHMS.md
- * §1.2–1.4 for the SSM ones, §8 for Mamba-3's), over a sweep of shapes: tiny, odd, not multiples of 16/64,
- * across the kernels' threading and chunking thresholds, zero length where
- * the contract allows it.
+ * §1.2–1.4 for the SSM ones, §8 for Mamba-3's), over a sweep of shapes: tiny,
+ * odd, not multiples of 16/64, across the kernels' threading and chunking
+ * thresholds, zero length where the contract allows it.
  *
  * Error measure: max_i |got_i − ref_i| / (1 + |ref_i|) over every output of
  * the op (absolute for small values, relative for large ones), held to a
