@@ -2869,7 +2869,8 @@ static void m3d_make(m3d *d, const m3t *k) {
     const m3_rows_cfg *c = &k->c;
     size_t n = (size_t)k->n, H = (size_t)c->H, HRN = H * c->R * c->N, HRP = H * c->R * c->P;
     d->zx = dcopy(k->zx, n * k->ldz);
-    d->dtb = dcopy(k->dtb, H), d->Bn = dcopy(k->Bn, (size_t)c->N), d->Cn = dcopy(k->Cn, (size_t)c->N);
+    d->dtb = dcopy(k->dtb, H), d->Bn = dcopy(k->Bn, (size_t)c->N);
+    d->Cn = dcopy(k->Cn, (size_t)c->N);
     d->Bb = dcopy(k->Bb, HRN), d->Cb = dcopy(k->Cb, HRN);
     d->mx = dcopy(k->mx, HRP), d->mz = dcopy(k->mz, HRP), d->mo = dcopy(k->mo, HRP);
     d->D = dcopy(k->D, H), d->nw = dcopy(k->nw, H * c->P);
@@ -3216,7 +3217,8 @@ static void test_m3_forward(void) {
             char shape[48];
             m3_shape_str(shape, sizeof shape, &k, v);
             // angles, with the states' angles carried and without
-            double *ref = dbuf(nphi + (size_t)k.nseq * ns + 1), *st = dcopy(k.st, (size_t)k.nseq * ns);
+            double *ref = dbuf(nphi + (size_t)k.nseq * ns + 1);
+            double *st = dcopy(k.st, (size_t)k.nseq * ns);
             ref_m3_angles(ref, st, &d, &k);
             for (int i = 0; i < k.nseq; i++)
                 memcpy(ref + nphi + (size_t)i * H * c->S, st + (size_t)i * ns + m3_off_angle(c),
@@ -3355,7 +3357,8 @@ static void ref_m3_prep_backward(const m3pb *o, const double *dq, const double *
                             int ia, ib;
                             m3d_pair(c, s, &ia, &ib);
                             double f = d->phi[((size_t)t * H + h) * S + s];
-                            o->dphi[((size_t)t * H + h) * S + s] += -gv[ia] * val[ib] + gv[ib] * val[ia];
+                            o->dphi[((size_t)t * H + h) * S + s] +=
+                                -gv[ia] * val[ib] + gv[ib] * val[ia];
                             du[ia] = gv[ia] * cos(f) + gv[ib] * sin(f);
                             du[ib] = -gv[ia] * sin(f) + gv[ib] * cos(f);
                         }
@@ -3420,9 +3423,11 @@ static void ref_m3_mix_backward(double *dx, double *dq, double *dk, double *ddA,
                                 wgt * dyp[o1] * v * d->q[(((size_t)t * R + r) * H + h) * N + j];
                         }
                     }
-                    dx[(size_t)t * H * P + h * P + p] += dv * m3d_mx(k->mx ? d->mx : NULL, k, h, r2, p);
+                    double mxv = m3d_mx(k->mx ? d->mx : NULL, k, h, r2, p);
+                    dx[(size_t)t * H * P + h * P + p] += dv * mxv;
                     if (k->mx)
-                        dmx[(((size_t)t * H + h) * R + r2) * P + p] = dv * z[m3_col_x(c) + h * P + p];
+                        dmx[(((size_t)t * H + h) * R + r2) * P + p] =
+                            dv * z[m3_col_x(c) + h * P + p];
                 }
             ddA[i] = ddAx[((size_t)t * R) * H + h];
             dgam[i] = dS + dgc;
@@ -3451,12 +3456,14 @@ static void ref_m3_gate_backward(double *dyp, double *dz, double *dmz, double *d
                 for (int p = 0; p < P; p++) {
                     double z = d->zx[(size_t)t * k->ldz + h * P + p];
                     double zz = z * m3d_mx(k->mz ? d->mz : NULL, k, h, r, p);
-                    double dgr = dg[(size_t)t * Di + h * P + p] * m3d_mx(k->mo ? d->mo : NULL, k, h, r, p);
+                    double dgr = dg[(size_t)t * Di + h * P + p] *
+                                 m3d_mx(k->mo ? d->mo : NULL, k, h, r, p);
                     if (c->norm)
                         dot += dgr * silu_d(zz) * d->nw[h * P + p] * y[p];
                 }
                 for (int p = 0; p < P; p++) {
-                    size_t wi = (((size_t)t * H + h) * R + r) * P + p, di = (size_t)t * Di + h * P + p;
+                    size_t wi = (((size_t)t * H + h) * R + r) * P + p;
+                    size_t di = (size_t)t * Di + h * P + p;
                     double z = d->zx[(size_t)t * k->ldz + h * P + p];
                     double mzv = m3d_mx(k->mz ? d->mz : NULL, k, h, r, p), zz = z * mzv;
                     double dgr = dg[di] * m3d_mx(k->mo ? d->mo : NULL, k, h, r, p);
@@ -3466,7 +3473,8 @@ static void ref_m3_gate_backward(double *dyp, double *dz, double *dmz, double *d
                     double *o = dyp + (((size_t)t * R + r) * H + h) * P + p;
                     if (c->norm) {
                         dnw[di] += dgr * silu_d(zz) * y[p] * rs;
-                        *o = rs * dgr * silu_d(zz) * d->nw[h * P + p] - y[p] * rs * rs * rs * dot / P;
+                        *o = rs * dgr * silu_d(zz) * d->nw[h * P + p] -
+                             y[p] * rs * rs * rs * dot / P;
                     } else {
                         *o = dgr * silu_d(zz);
                     }
@@ -3503,7 +3511,8 @@ static void ref_m3_materialize_backward(double *dq, double *dk, double *ddA, dou
                 for (int j = s + 1; j <= t; j++)
                     seg += d->dA[j * H + h];
                 double L = seg < -60 ? 0.0 : exp(seg);
-                double wgt = s == t ? m3d_gam(d, k, t, h) : m3d_gam(d, k, s, h) + m3d_b(d, k, s + 1, h);
+                double wgt = s == t ? m3d_gam(d, k, t, h)
+                                    : m3d_gam(d, k, s, h) + m3d_b(d, k, s + 1, h);
                 for (int i = 0; i < N; i++)
                     for (int r = 0; r < R; r++) {
                         dq[(((size_t)t * R + r) * H + h) * N + i] += m * L * wgt * kb[i] / R;
@@ -3626,7 +3635,8 @@ static void run_m3_materialize_backward(const molt_exec *ex, void *cv, float *ou
 // every input moved along a random direction v; the backward reference's Σ grad · v
 
 typedef struct m3dir { // a random direction for every double input of m3d
-    double *zx, *dtb, *Bn, *Cn, *Bb, *Cb, *mx, *mz, *mo, *D, *nw, *phi, *q, *k, *dA, *dlt, *lam, *yp;
+    double *zx, *dtb, *Bn, *Cn, *Bb, *Cb, *mx, *mz, *mo, *D, *nw, *phi, *q, *k, *dA, *dlt, *lam;
+    double *yp;
 } m3dir;
 
 static void m3_dir_make(m3dir *v, const m3t *k) {
@@ -3701,7 +3711,8 @@ static void fd_m3(const m3t *k, const m3d *d) {
     m3d_make(&x, k);
     double h = 1e-6, L[2];
     double *up_phi = dcopy(k->dphi, n * H * S), *dq = dcopy(k->dq, nq), *dk = dcopy(k->dk, nq);
-    double *ddA = dcopy(k->ddA, n * H), *dgam = dcopy(k->dgam, n * H), *dbet = dcopy(k->dbet, n * H);
+    double *ddA = dcopy(k->ddA, n * H), *dgam = dcopy(k->dgam, n * H);
+    double *dbet = dcopy(k->dbet, n * H);
     double *dX = dcopy(k->dX, np), *ddAx = dcopy(k->ddAx, n * c->R * H), *dyp = dcopy(k->dyp, np);
     double *dg = dcopy(k->dg, n * Di), *dM = dcopy(k->dM, H * (size_t)k->T * k->T);
     double *o1 = dbuf(2 * nq + 8 * n * H + 2 * np + n * Di + H * (size_t)k->T * k->T + 16);
@@ -3751,7 +3762,8 @@ static void fd_m3(const m3t *k, const m3d *d) {
     }
     // mix + corr: L = Σ dX·X + ddAx·dAx + dyp·(ypre − ys)
     {
-        double *dx = dbuf(n * Di + 1), *gq = dbuf(nq + 1), *gk = dbuf(nq + 1), *gA = dbuf(n * H + 1);
+        double *dx = dbuf(n * Di + 1), *gq = dbuf(nq + 1), *gk = dbuf(nq + 1);
+        double *gA = dbuf(n * H + 1);
         double *gg = dbuf(n * H + 1), *gb = dbuf(n * H + 1), *gmx = dbuf(n * HRP + 1);
         double *hsD = dbuf(n * H + 1);
         ref_m3_mix_backward(dx, gq, gk, gA, gg, gb, gmx, hsD, dX, ddAx, dyp, d, k);

@@ -126,8 +126,8 @@ static void mx_init(mx *m, int d, int H, int P, int N, int G, int R, int mimo, i
     memset(m, 0, sizeof *m);
     mamba3_cfg *c = &m->c;
     *c = (mamba3_cfg){d, H * P, H, P, N, G, R, mimo, norm, 16, rope, 1e-4f, 1e-5f};
-    snprintf(m->name, sizeof m->name, "%s R%d H%d P%d N%d G%d rope%.1f%s", c->mimo ? "MIMO" : "SISO",
-             R, H, P, N, G, (double)rope, norm ? " norm" : "");
+    snprintf(m->name, sizeof m->name, "%s R%d H%d P%d N%d G%d rope%.1f%s",
+             c->mimo ? "MIMO" : "SISO", R, H, P, N, G, (double)rope, norm ? " norm" : "");
     MOLT_ASSERT(mamba3_cfg_check(c) == NULL);
     slot_lens(c, m->len);
     t_seed(seed);
@@ -466,7 +466,8 @@ static void twin(double *y, double *M, const mx *m, double *const wd[NSLOT], con
             const double *z = zx + (size_t)t * Rin, *x = z + Di;
             for (int r = 0; r < R; r++)
                 for (int i = 0; i < Di; i++)
-                    v[r * Di + i] = x[i] * (c->mimo ? wd[6][((size_t)(i / P) * R + r) * P + i % P] : 1);
+                    v[r * Di + i] =
+                        x[i] * (c->mimo ? wd[6][((size_t)(i / P) * R + r) * P + i % P] : 1);
             for (int h = 0; h < H; h++) {
                 double al = exp(dA[t * H + h]), gam = la[t * H + h] * dl[t * H + h];
                 double bet = (1 - la[t * H + h]) * dl[t * H + h] * al;

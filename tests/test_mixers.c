@@ -274,8 +274,8 @@ static void check_mixed(void) {
     CHECK(sl && lb && ls && worst < 1e-5 && same,
           "mixed: batched decode differs from single decode by %.3g (same tokens %d)", worst,
           same);
-    printf("mixed attention|ssm N16|hybrid|ssm N8|mamba3: batch of %d vs single over %d steps: max rel "
-           "diff %.2g\n",
+    printf("mixed attention|ssm N16|hybrid|ssm N8|mamba3: batch of %d vs single over %d steps: "
+           "max rel diff %.2g\n",
            NS, STEPS, worst);
     free(lb);
     free(ls);

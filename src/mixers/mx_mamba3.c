@@ -30,8 +30,8 @@ static size_t work_floats(const molt_model *m, int l, int T, int cap, int nth) {
 }
 
 // T == 1 is the decode step (the recurrence); longer pieces the chunked form.
-static void forward(const molt_exec *ex, const molt_model *m, int l, float *y, const float *u, int T,
-                    int pos, float *state, int cap, float *work, int nth) {
+static void forward(const molt_exec *ex, const molt_model *m, int l, float *y, const float *u,
+                    int T, int pos, float *state, int cap, float *work, int nth) {
     mamba3_forward(ex, y, u, T, layer_m3(&m->cfg, l), &m->layers[l].m3, state,
                    T == 1 ? M3_RECURRENT : M3_CHUNKED, work);
 }

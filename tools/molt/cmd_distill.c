@@ -2,8 +2,9 @@
  * cmd_distill.c — `molt distill TEACHER -o STUDENT_DIR [options]`: MOHAWK
  * (matrix orientation → hidden-state alignment → knowledge distillation) from
  * a Llama teacher into a Llamba or Mamba-3 student (--student), with a
- * progress bar per stage and a report (table here; report.json, loss_curves.svg, attention_vs_mixer.svg in
- * the output directory). Bad options fail before any work starts.
+ * progress bar per stage and a report (table here; report.json, loss_curves.svg,
+ * attention_vs_mixer.svg in the output directory). Bad options fail before any
+ * work starts.
  */
 #include "cli.h"
 

@@ -153,8 +153,8 @@ static void prepb_row(const prepb_task *j, int row) {
                     float wi = nw ? nw[i] : 1.0f;
                     dot += (double)acc[i] * (double)wi * (double)b[i];
                     if (dnw) {
-                        float t = acc[i] * b[i] * rs;
-                        dnw[(size_t)row * N + i] = r == 0 && g == 0 ? t : dnw[(size_t)row * N + i] + t;
+                        float t = acc[i] * b[i] * rs, *dn = dnw + (size_t)row * N + i;
+                        *dn = r == 0 && g == 0 ? t : *dn + t;
                     }
                 }
                 float f = (float)dot * rs * rs * rs / (float)N;
@@ -285,7 +285,8 @@ void cpu_m3_mix_backward(const molt_exec *ex, float *dzx, float *dq, float *dk, 
     MOLT_ASSERT(!w->mimo_x || dmx);
     mixb_task j = {dzx, dq, dk, ddA, dgam, dbet, dmx, hsD, dX, ddAx, dypre, q, k,
                    zx,  dlt, lam, w, ldz, n, T, c};
-    size_t cost = (size_t)n * c->H * (size_t)c->R * ((size_t)c->R * (3 * c->P + 3 * c->N) + 4 * c->P);
+    size_t cost =
+        (size_t)n * c->H * (size_t)c->R * ((size_t)c->R * (3 * c->P + 3 * c->N) + 4 * c->P);
     molt_pool_run(rows_nth(ex, n, cost), mixb_run, &j);
 }
 
@@ -405,7 +406,8 @@ static void matb_heads(void *arg, int ith, int nth) {
             memset(j->dkb + o * N, 0, sizeof(float) * (size_t)N);
         }
         for (int t = 0; t < T; t++) {
-            const float *dMt = j->dM + ((size_t)h * T + t) * T, *qt = j->qb + ((size_t)t * H + h) * N;
+            const float *dMt = j->dM + ((size_t)h * T + t) * T;
+            const float *qt = j->qb + ((size_t)t * H + h) * N;
             float *dqt = j->dqb + ((size_t)t * H + h) * N, seg = 0.0f;
             int s_lo = 0;
             dDh += dMt[t];
