@@ -11,6 +11,10 @@
  *     weight round-trip bit-exactly, and so do the logits; names as the
  *     reference module (backbone.layers.i.mixer.{in_proj.weight, dt_bias, ...});
  *   - info: state bytes = Σ_layers (H·P·N + R·H·N + H·P + H·S)·4, d_state;
+ *   - training through the mixer table (train_model: every layer's train_forward /
+ *     train_backward, the gradient slots mapped by mx_mamba3.c): for every Mamba-3
+ *     parameter tensor, the element of largest gradient and two random ones against
+ *     central differences of the model's mean cross-entropy (fp32, so to 3%);
  *   - config.json refuses Mamba-3 layers whose configs differ, and a layer
  *     config that fails its check; a Mamba-3 layer without "mamba3_cfg" is refused.
  */
@@ -18,6 +22,7 @@
 #include "models/model.h"
 #include "testmodel.h"
 #include "testutil.h"
+#include "train/model_train.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -184,6 +189,64 @@ static void check_info(const molt_model *m, const char *label) {
     printf("%s: %lld state bytes per sequence\n", label, (long long)in.state_bytes);
 }
 
+static double ce_loss(const molt_exec *ex, train_model *tm, const int32_t *ids,
+                      const int32_t *tg) {
+    tm_forward(ex, tm, ids);
+    return tm_loss_ce(ex, tm, tg, 1.0f);
+}
+
+static void check_train_grads(molt_model *m, const char *label) {
+    enum { B = 2, T = 11 };
+    train_model *tm = NULL;
+    CHECK(tm_new(ctx, m, B, T, &tm) == MOLT_OK, "tm_new: %s", molt_last_error(ctx));
+    if (!tm)
+        return;
+    molt_exec ex = molt__exec(ctx);
+    int32_t ids[B * T], tg[B * T];
+    t_seed(21);
+    for (int i = 0; i < B * T; i++) {
+        ids[i] = (int32_t)(t_uniform(0, 1) * (float)(m->cfg.vocab - 1));
+        tg[i] = (int32_t)(t_uniform(0, 1) * (float)(m->cfg.vocab - 1));
+    }
+    tm_zero_grad(tm);
+    ce_loss(&ex, tm, ids, tg);
+    tm_backward(&ex, tm);
+    int checked = 0;
+    double worst = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        const param_info *p = &m->params[i];
+        if (!strstr(p->name, ".mixer."))
+            continue;
+        float *w = m->data + p->offset, *g = tm->grad + p->offset;
+        size_t top = 0;
+        for (size_t j = 1; j < p->numel; j++)
+            if (fabsf(g[j]) > fabsf(g[top]))
+                top = j;
+        size_t pick[3] = {top, (size_t)(t_uniform(0, 1) * (float)(p->numel - 1)),
+                          (size_t)(t_uniform(0, 1) * (float)(p->numel - 1))};
+        for (int k = 0; k < 3; k++) {
+            size_t j = pick[k];
+            float v = w[j], h = 2e-3f * fmaxf(1.0f, fabsf(v));
+            w[j] = v + h;
+            double lp = ce_loss(&ex, tm, ids, tg);
+            w[j] = v - h;
+            double lm = ce_loss(&ex, tm, ids, tg);
+            w[j] = v;
+            double fd = (lp - lm) / (2.0 * (double)h), an = (double)g[j];
+            double err = fabs(fd - an) / (fmax(fabs(fd), fabs(an)) + 2e-4);
+            worst = fmax(worst, err);
+            CHECK(err <= 0.03, "%s: %s[%zu] gradient %.6g vs central differences %.6g", label,
+                  p->name, j, an, fd);
+            checked++;
+        }
+    }
+    printf("%s: %d Mamba-3 gradient elements through train_backward vs central differences, "
+           "worst %.2g\n",
+           label, checked, worst);
+    CHECK(checked > 0, "%s: no Mamba-3 parameters checked", label);
+    tm_free(tm);
+}
+
 static void check_model(const char *layers, int n_layer, const char *m3, const char *label,
                         bool pure) {
     char json[2048];
@@ -195,6 +258,7 @@ static void check_model(const char *layers, int n_layer, const char *m3, const c
     check_slots(m, label);
     check_roundtrip(m, label, pure);
     check_info(m, label);
+    check_train_grads(m, label);
     molt_model_free(m);
 }
 
