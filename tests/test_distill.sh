@@ -35,7 +35,7 @@ have "$M2" "hybridize refuses a Mamba-2 teacher" &&
   bad hybrid-no-attention "Llama" -- $MOLT hybridize "$M2" -o "$T/x" --heads 0:0
 bad kv-data-no-task "needs --kv-task" -- $MOLT distill $TEACHER -o "$T/x" --kv-data-frac 0.3
 bad hybrid-no-plan "exactly one" -- $MOLT hybridize $TEACHER -o "$T/x"
-bad mamba3-bad-student "llamba|mamba3|mamba3-mimo" -- $MOLT distill $TEACHER -o "$T/x" --student mamba9
+bad mamba3-bad-student "llamba, mamba3 or mamba3-mimo" -- $MOLT distill $TEACHER -o "$T/x" --student mamba9
 bad mamba3-no-angles "rotary angles" -- $MOLT distill $TEACHER -o "$T/x" --student mamba3 --d-state 2
 bad mamba3-mimo-odd "even" -- $MOLT distill $TEACHER -o "$T/x" --student mamba3-mimo --d-state 9
 bad mamba3-hybrid "Llamba student" -- $MOLT hybridize $TEACHER -o "$T/x" --heads 2:3 --student mamba3
