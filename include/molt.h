@@ -356,7 +356,7 @@ MOLT_API molt_status molt_train(molt_ctx *ctx, molt_model *m, const molt_train_o
                                 molt_train_fn cb, void *user, molt_train_report *final);
 
 // ----------------------------------------------------------------------------
-// MOHAWK distillation (Transformer teacher → Llamba student)
+// MOHAWK distillation (Transformer teacher → Llamba, Mamba-3 or GateLoop student)
 
 typedef struct molt_distill_opts {
     const char *out_dir;           // student model, per-stage checkpoints, report
@@ -367,9 +367,11 @@ typedef struct molt_distill_opts {
     const int32_t *keep_layer, *keep_head;
     int32_t     n_keep;
     int         freeze_kept;       // do not train the kept attention heads
-    const char *student;           // the student's mixer: "llamba" (NULL, default) or "gateloop"
-                                   // (GateLoop heads, q/k/v/o and RoPE's phases transferred)
     const char *init;              // "transfer" (default: C←Q, B←K, x←V, out←O) or "random"
+    const char *student;           // the student's mixer: "llamba" (NULL, default; hybrids too),
+                                   // "mamba3" (Mamba-3 SISO), "mamba3-mimo" (MIMO) or
+                                   // "gateloop" (q/k/v/o and RoPE's phases transferred)
+    int32_t     mimo_rank;         // mamba3-mimo: the rank R (default 4)
     int         ssm_bias;          // in_proj/out_proj biases (default 1)
     const char *const *data;       // training text; NULL: sample from the teacher
     int32_t     n_data;
@@ -399,8 +401,9 @@ typedef struct molt_distill_report {
 } molt_distill_report;
 typedef void (*molt_distill_fn)(const molt_distill_report *r, void *user);
 
-// Distils teacher into a new Llamba student written to out_dir (loadable by
-// molt_model_load), with out_dir/report.json, report.txt and SVG plots.
+// Distils teacher into a new student (opts.student: Llamba, Mamba-3, GateLoop) written to
+// out_dir (loadable by molt_model_load), with out_dir/report.json, report.txt and
+// SVG plots.
 MOLT_API molt_status molt_distill(molt_ctx *ctx, const molt_model *teacher,
                                   const molt_distill_opts *o, molt_distill_fn cb, void *user);
 

@@ -2,10 +2,10 @@
  * test_backend_ops.c — every op of the backend table (kernels.h:
  * MOLT_BACKEND_OPS) on every compiled backend, against a plain
  * double-precision reference written here straight from the equations
- * (kernels.h, backward.h, ssm.h, attn.h; shared/docs/ALGORITHMS.md §1.2–1.4
- * for the SSM ones), over a sweep of shapes: tiny, odd, not multiples of 16/64,
- * across the kernels' threading and chunking thresholds, zero length where
- * the contract allows it.
+ * (kernels.h, backward.h, ssm.h, attn.h, mamba3.h; shared/docs/ALGORITHMS.md
+ * §1.2–1.4 for the SSM ones, §8 for Mamba-3's), over a sweep of shapes: tiny,
+ * odd, not multiples of 16/64, across the kernels' threading and chunking
+ * thresholds, zero length where the contract allows it.
  *
  * Error measure: max_i |got_i − ref_i| / (1 + |ref_i|) over every output of
  * the op (absolute for small values, relative for large ones), held to a
@@ -35,6 +35,7 @@
 #include "kernels/backward.h"
 #include "kernels/gateloop.h"
 #include "kernels/kernels.h"
+#include "kernels/mamba3.h"
 #include "kernels/ssm.h"
 #include "kernels/ssm_rows.h"
 #include "kernels/train_ops.h"
@@ -3443,6 +3444,1155 @@ static void test_gl_materialize(void) {
 }
 
 // ----------------------------------------------------------------------------
+// mamba3 (mamba3.h, ALGORITHMS.md §8): the Mamba-3 mixer's ops. References in
+// double from the equations of mamba3.h, over a case holding every input of
+// every op (random, O(1)); backward references checked by central
+// differences of the forward references on small shapes. Rows form n/T
+// sequences of T rows (shapes with several sequences and T = 1).
+
+typedef struct m3t {
+    m3_rows_cfg c;
+    int         n, T, ldz, nseq;
+    m3_rows_w   w;
+    float      *zx, *dtb, *Bn, *Cn, *Bb, *Cb, *mx, *mz, *mo, *D, *nw; // inputs, float
+    float      *phi, *q, *k, *dA, *dlt, *lam, *ys, *ypre, *st;       // per-row inputs
+    float      *dphi, *dq, *dk, *ddA, *dgam, *dbet, *dX, *ddAx, *dyp, *dg, *dM; // upstream
+    float      *rstd, *rso; // the forwards' saved 1/rms (prep: [n,2,R,G], gate: [n,R,H])
+    float      *pq, *pk;    // m3_prep's q, k of these inputs (read by m3_prep_backward)
+} m3t;
+
+// the same inputs in double (the references' arguments, perturbed by the FD checks)
+typedef struct m3d {
+    double *zx, *dtb, *Bn, *Cn, *Bb, *Cb, *mx, *mz, *mo, *D, *nw;
+    double *phi, *q, *k, *dA, *dlt, *lam, *ys, *ypre, *st;
+} m3d;
+
+// n, T, H, P, N, G, R, S, mimo, norm
+static const int M3_SHAPES[][10] = {
+    {0, 1, 2, 3, 4, 1, 1, 1, 0, 0},    {1, 1, 1, 1, 2, 1, 1, 1, 0, 0},
+    {3, 3, 2, 3, 4, 1, 1, 1, 0, 1},    {4, 1, 2, 2, 6, 2, 1, 3, 0, 0},
+    {10, 5, 2, 5, 6, 2, 2, 2, 1, 0},   {37, 37, 3, 4, 8, 1, 3, 2, 1, 1},
+    {300, 100, 4, 16, 16, 2, 1, 8, 0, 1}, {96, 48, 2, 8, 12, 1, 4, 6, 1, 0},
+    {64, 1, 3, 4, 8, 1, 2, 2, 1, 1},
+};
+#define N_M3 (int)(sizeof(M3_SHAPES) / sizeof(M3_SHAPES[0]))
+
+static size_t m3_nrhn(const m3t *k) { return (size_t)k->n * k->c.R * k->c.H * k->c.N; }
+static size_t m3_nrhp(const m3t *k) { return (size_t)k->n * k->c.R * k->c.H * k->c.P; }
+
+static float *m3_rnd(size_t n, float lo, float hi) { return frand(n ? n : 1, lo, hi); }
+
+// variant 1: optional parameters absent (dt_bias, norm weights, biases, D)
+static void m3t_make(m3t *k, const int *sh, int variant) {
+    memset(k, 0, sizeof *k);
+    k->c = (m3_rows_cfg){sh[2], sh[3], sh[4], sh[5], sh[6], sh[7], sh[8], sh[9], 0.05f, 1e-5f};
+    k->n = sh[0], k->T = sh[1], k->nseq = k->n / k->T;
+    const m3_rows_cfg *c = &k->c;
+    int H = c->H, P = c->P, N = c->N, R = c->R, S = c->S, Di = H * P;
+    k->ldz = m3_in_rows(c) + 3; // a row stride wider than the row
+    size_t n = (size_t)k->n, HRN = (size_t)H * R * N, HRP = (size_t)H * R * P;
+    k->zx = m3_rnd(n * k->ldz, -1.5f, 1.5f);
+    for (size_t r = 0; r < n; r++) // dd_A both signs; a few below −1/A_floor + 1 (floor)
+        for (int h = 0; h < H; h++)
+            k->zx[r * k->ldz + m3_col_A(c) + h] = (r + h) % 7 == 3 ? -30.0f : t_uniform(-2, 2);
+    bool opt = variant == 0;
+    k->dtb = opt ? m3_rnd((size_t)H, -2.0f, 0.5f) : NULL;
+    k->Bn = opt ? m3_rnd((size_t)N, 0.5f, 1.5f) : NULL;
+    k->Cn = opt ? m3_rnd((size_t)N, 0.5f, 1.5f) : NULL;
+    k->Bb = opt ? m3_rnd(HRN, -1.0f, 1.0f) : NULL;
+    k->Cb = opt ? m3_rnd(HRN, -1.0f, 1.0f) : NULL;
+    k->mx = c->mimo && R > 1 ? m3_rnd(HRP, -1.0f, 1.0f) : NULL;
+    k->mz = c->mimo && R > 1 ? m3_rnd(HRP, -1.0f, 1.0f) : NULL;
+    k->mo = c->mimo && R > 1 ? m3_rnd(HRP, -1.0f, 1.0f) : NULL;
+    k->D = opt ? m3_rnd((size_t)H, -1.0f, 1.0f) : NULL;
+    k->nw = c->norm ? m3_rnd((size_t)Di, 0.5f, 1.5f) : NULL;
+    k->w = (m3_rows_w){k->dtb, k->Bn, k->Cn, k->Bb, k->Cb, k->mx, k->mz, k->mo, k->D, k->nw};
+    k->phi = m3_rnd(n * H * S, -7.0f, 7.0f);
+    k->q = m3_rnd(m3_nrhn(k), -1.0f, 1.0f);
+    k->k = m3_rnd(m3_nrhn(k), -1.0f, 1.0f);
+    k->dlt = m3_rnd(n * H, 0.01f, 0.8f);
+    k->dA = fbuf(n * H + 1);
+    for (size_t i = 0; i < n * H; i++)
+        k->dA[i] = -k->dlt[i] * t_uniform(0.05f, 3.0f);
+    k->lam = m3_rnd(n * H, 0.0f, 1.0f);
+    k->ys = m3_rnd(m3_nrhp(k), -1.0f, 1.0f);
+    k->ypre = m3_rnd(m3_nrhp(k), -1.0f, 1.0f);
+    k->st = m3_rnd((k->nseq ? (size_t)k->nseq : 1) * m3_state_floats(c), -1.0f, 1.0f);
+    k->dphi = m3_rnd(n * H * S, -1.0f, 1.0f);
+    k->dq = m3_rnd(m3_nrhn(k), -1.0f, 1.0f);
+    k->dk = m3_rnd(m3_nrhn(k), -1.0f, 1.0f);
+    k->ddA = m3_rnd(n * H, -1.0f, 1.0f);
+    k->dgam = m3_rnd(n * H, -1.0f, 1.0f);
+    k->dbet = m3_rnd(n * H, -1.0f, 1.0f);
+    k->dX = m3_rnd(m3_nrhp(k), -1.0f, 1.0f);
+    k->ddAx = m3_rnd(n * R * H, -1.0f, 1.0f);
+    k->dyp = m3_rnd(m3_nrhp(k), -1.0f, 1.0f);
+    k->dg = m3_rnd(n * Di, -1.0f, 1.0f);
+    k->dM = m3_rnd((size_t)H * k->T * k->T, -1.0f, 1.0f);
+    // the saved 1/rms, as the forwards compute them (the backward ops read them)
+    k->rstd = fbuf(n * 2 * R * c->G + 1);
+    k->rso = fbuf(n * R * H + 1);
+    float *tq = fbuf(m3_nrhn(k) + 1), *tk = fbuf(m3_nrhn(k) + 1), *t1 = fbuf(n * H + 1);
+    float *t2 = fbuf(n * H + 1), *t3 = fbuf(n * H + 1), *g = fbuf(n * Di + 1);
+    molt_exec ex = molt_exec_cpu(1);
+    m3_prep(&ex, tq, tk, t1, t2, t3, k->rstd, k->zx, k->ldz, k->phi, &k->w, k->n, c);
+    m3_gate(&ex, g, k->rso, k->ypre, k->zx, k->ldz, &k->w, k->n, c);
+    k->pq = tq, k->pk = tk;
+    free(t1), free(t2), free(t3), free(g);
+}
+
+static void m3t_free(m3t *k) {
+    float *p[] = {k->zx,  k->dtb, k->Bn,  k->Cn,   k->Bb,  k->Cb,   k->mx,   k->mz,  k->mo,
+                  k->D,   k->nw,  k->phi, k->q,    k->k,   k->dA,   k->dlt,  k->lam, k->ys,
+                  k->ypre, k->st, k->dphi, k->dq,  k->dk,  k->ddA,  k->dgam, k->dbet, k->dX,
+                  k->ddAx, k->dyp, k->dg, k->dM,   k->rstd, k->rso, k->pq, k->pk};
+    for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
+        free(p[i]);
+}
+
+static void m3d_make(m3d *d, const m3t *k) {
+    const m3_rows_cfg *c = &k->c;
+    size_t n = (size_t)k->n, H = (size_t)c->H, HRN = H * c->R * c->N, HRP = H * c->R * c->P;
+    d->zx = dcopy(k->zx, n * k->ldz);
+    d->dtb = dcopy(k->dtb, H), d->Bn = dcopy(k->Bn, (size_t)c->N);
+    d->Cn = dcopy(k->Cn, (size_t)c->N);
+    d->Bb = dcopy(k->Bb, HRN), d->Cb = dcopy(k->Cb, HRN);
+    d->mx = dcopy(k->mx, HRP), d->mz = dcopy(k->mz, HRP), d->mo = dcopy(k->mo, HRP);
+    d->D = dcopy(k->D, H), d->nw = dcopy(k->nw, H * c->P);
+    d->phi = dcopy(k->phi, n * H * c->S), d->q = dcopy(k->q, m3_nrhn(k));
+    d->k = dcopy(k->k, m3_nrhn(k)), d->dA = dcopy(k->dA, n * H), d->dlt = dcopy(k->dlt, n * H);
+    d->lam = dcopy(k->lam, n * H), d->ys = dcopy(k->ys, m3_nrhp(k));
+    d->ypre = dcopy(k->ypre, m3_nrhp(k));
+    d->st = dcopy(k->st, (k->nseq ? (size_t)k->nseq : 1) * m3_state_floats(c));
+}
+
+static void m3d_free(m3d *d) {
+    double *p[] = {d->zx, d->dtb, d->Bn, d->Cn, d->Bb,  d->Cb,  d->mx,  d->mz, d->mo, d->D,
+                   d->nw, d->phi, d->q,  d->k,  d->dA,  d->dlt, d->lam, d->ys, d->ypre, d->st};
+    for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
+        free(p[i]);
+}
+
+// per-element pieces of the equations, in double
+static double m3d_delta(const double *z, const m3d *d, const m3t *k, int h) {
+    return softplus_d(z[m3_col_dt(&k->c) + h] + (k->dtb ? d->dtb[h] : 0.0));
+}
+static double m3d_ht(double a, double fl) {
+    double v = a >= 0 ? 1 + a : 1 / (1 - a);
+    return v < fl ? fl : v;
+}
+static double m3d_mx(const double *m, const m3t *k, int h, int r, int p) {
+    return m ? m[((size_t)h * k->c.R + r) * k->c.P + p] : 1.0;
+}
+static double m3d_v(const double *zrow, const m3d *d, const m3t *k, int r, int h, int p) {
+    return zrow[m3_col_x(&k->c) + h * k->c.P + p] * m3d_mx(k->mx ? d->mx : NULL, k, h, r, p);
+}
+static void m3d_pair(const m3_rows_cfg *c, int i, int *a, int *b) {
+    *a = c->mimo ? i : 2 * i, *b = c->mimo ? c->N / 2 + i : 2 * i + 1;
+}
+static bool m3_last(const m3t *k, int t) { return t % k->T == k->T - 1; }
+
+// angles: φ_t = wrap(φ_{t−1} + tanh(a)·π·Δ) per sequence (state: nseq blocks or NULL)
+static void ref_m3_angles(double *phi, double *st, const m3d *d, const m3t *k) {
+    const m3_rows_cfg *c = &k->c;
+    int H = c->H, S = c->S;
+    for (int i = 0; i < k->nseq; i++)
+        for (int h = 0; h < H; h++)
+            for (int s = 0; s < S; s++) {
+                double *a0 = st ? st + (size_t)i * m3_state_floats(c) + m3_off_angle(c) + h * S + s
+                                : NULL;
+                double a = a0 ? *a0 : 0.0;
+                for (int t = i * k->T; t < (i + 1) * k->T; t++) {
+                    const double *z = d->zx + (size_t)t * k->ldz;
+                    a += tanh(z[m3_col_ang(c) + s]) * M_PI * m3d_delta(z, d, k, h);
+                    a -= 2 * M_PI * floor(a / (2 * M_PI));
+                    phi[((size_t)t * H + h) * S + s] = a;
+                }
+                if (a0)
+                    *a0 = a;
+            }
+}
+
+// prep: q, k, dA, Δ, λ, the norms' 1/rms [n,2,R,G]
+static void ref_m3_prep(double *q, double *kk, double *dA, double *dlt, double *lam,
+                        double *rstd, const m3d *d, const m3t *k) {
+    const m3_rows_cfg *c = &k->c;
+    int H = c->H, N = c->N, G = c->G, R = c->R, S = c->S;
+    for (int t = 0; t < k->n; t++) {
+        const double *z = d->zx + (size_t)t * k->ldz;
+        for (int h = 0; h < H; h++) {
+            double D = m3d_delta(z, d, k, h);
+            dlt[t * H + h] = D;
+            dA[t * H + h] = -D * m3d_ht(z[m3_col_A(c) + h], (double)c->A_floor);
+            lam[t * H + h] = sigmoid_d(z[m3_col_trap(c) + h]);
+        }
+        for (int bc = 0; bc < 2; bc++)
+            for (int r = 0; r < R; r++)
+                for (int h = 0; h < H; h++) {
+                    int g = h / (H / G);
+                    const double *b = z + (bc ? m3_col_C(c) : m3_col_B(c)) + (r * G + g) * N;
+                    const double *nw = bc ? (k->Cn ? d->Cn : NULL) : (k->Bn ? d->Bn : NULL);
+                    const double *bias = bc ? (k->Cb ? d->Cb : NULL) : (k->Bb ? d->Bb : NULL);
+                    double ss = 0;
+                    for (int i = 0; i < N; i++)
+                        ss += b[i] * b[i];
+                    double rs = 1 / sqrt(ss / N + (double)c->eps);
+                    if (rstd)
+                        rstd[(((size_t)t * 2 + bc) * R + r) * G + g] = rs;
+                    double *o = (bc ? q : kk) + (((size_t)t * R + r) * H + h) * N;
+                    for (int i = 0; i < N; i++)
+                        o[i] = b[i] * rs * (nw ? nw[i] : 1) +
+                               (bias ? bias[((size_t)h * R + r) * N + i] : 0);
+                    for (int s = 0; s < S; s++) {
+                        int ia, ib;
+                        m3d_pair(c, s, &ia, &ib);
+                        double f = d->phi[((size_t)t * H + h) * S + s], a = o[ia], bb = o[ib];
+                        o[ia] = a * cos(f) - bb * sin(f), o[ib] = a * sin(f) + bb * cos(f);
+                    }
+                }
+    }
+}
+
+// γ_t, b_t and S_t = γ_t + b_{t+1} (0 past a sequence's last row)
+static double m3d_gam(const m3d *d, const m3t *k, int t, int h) {
+    return d->lam[t * k->c.H + h] * d->dlt[t * k->c.H + h];
+}
+static double m3d_b(const m3d *d, const m3t *k, int t, int h) {
+    return (1 - d->lam[t * k->c.H + h]) * d->dlt[t * k->c.H + h];
+}
+static double m3d_bnext(const m3d *d, const m3t *k, int t, int h) {
+    return m3_last(k, t) ? 0.0 : m3d_b(d, k, t + 1, h);
+}
+
+// mix: X = v·S, dAx (r = 0: dA)
+static void ref_m3_mix(double *X, double *dAx, const m3d *d, const m3t *k) {
+    const m3_rows_cfg *c = &k->c;
+    int H = c->H, P = c->P, R = c->R;
+    for (int t = 0; t < k->n; t++)
+        for (int r = 0; r < R; r++)
+            for (int h = 0; h < H; h++) {
+                double S = m3d_gam(d, k, t, h) + m3d_bnext(d, k, t, h);
+                dAx[((size_t)t * R + r) * H + h] = r == 0 ? d->dA[t * H + h] : 0.0;
+                for (int p = 0; p < P; p++)
+                    X[(((size_t)t * R + r) * H + h) * P + p] =
+                        m3d_v(d->zx + (size_t)t * k->ldz, d, k, r, h, p) * S;
+            }
+}
+
+// corr: ypre = ys + Σ_r' (q_r·k_r') v_r' (r' > r ? γ : −b_{t+1}) + D v_r
+static void ref_m3_corr(double *yp, const m3d *d, const m3t *k) {
+    const m3_rows_cfg *c = &k->c;
+    int H = c->H, P = c->P, N = c->N, R = c->R;
+    for (int t = 0; t < k->n; t++)
+        for (int r = 0; r < R; r++)
+            for (int h = 0; h < H; h++)
+                for (int p = 0; p < P; p++) {
+                    size_t o = (((size_t)t * R + r) * H + h) * P + p;
+                    const double *z = d->zx + (size_t)t * k->ldz;
+                    double acc = d->ys[o] + (k->D ? d->D[h] : 0) * m3d_v(z, d, k, r, h, p);
+                    for (int r2 = 0; r2 < R; r2++) {
+                        double qk = 0;
+                        for (int i = 0; i < N; i++)
+                            qk += d->q[(((size_t)t * R + r) * H + h) * N + i] *
+                                  d->k[(((size_t)t * R + r2) * H + h) * N + i];
+                        double wgt = r2 > r ? m3d_gam(d, k, t, h) : -m3d_bnext(d, k, t, h);
+                        acc += qk * wgt * m3d_v(z, d, k, r2, h, p);
+                    }
+                    yp[o] = acc;
+                }
+}
+
+// gate: g = Σ_r mo_r · gate(ypre_r, z·mz_r); rso [n,R,H]
+static void ref_m3_gate(double *g, double *rso, const m3d *d, const m3t *k) {
+    const m3_rows_cfg *c = &k->c;
+    int H = c->H, P = c->P, R = c->R;
+    for (int t = 0; t < k->n; t++)
+        for (int h = 0; h < H; h++) {
+            for (int p = 0; p < P; p++)
+                g[((size_t)t * H + h) * P + p] = 0;
+            for (int r = 0; r < R; r++) {
+                const double *y = d->ypre + (((size_t)t * R + r) * H + h) * P;
+                double ss = 0;
+                for (int p = 0; p < P; p++)
+                    ss += y[p] * y[p];
+                double rs = 1 / sqrt(ss / P + (double)c->eps);
+                if (c->norm)
+                    rso[((size_t)t * R + r) * H + h] = rs;
+                for (int p = 0; p < P; p++) {
+                    double zz = d->zx[(size_t)t * k->ldz + h * P + p] *
+                                m3d_mx(k->mz ? d->mz : NULL, k, h, r, p);
+                    double yn = c->norm ? y[p] * rs * d->nw[h * P + p] : y[p];
+                    g[((size_t)t * H + h) * P + p] +=
+                        m3d_mx(k->mo ? d->mo : NULL, k, h, r, p) * yn * silu_d(zz);
+                }
+            }
+        }
+}
+
+// fold (sequence 0's state block): ssm += b_1·Σ_r v_prev,r ⊗ k_prev,r (dlt, lam: row 0)
+static void ref_m3_fold(double *st, const m3d *d, const m3t *k) {
+    const m3_rows_cfg *c = &k->c;
+    int H = c->H, P = c->P, N = c->N, R = c->R;
+    for (int h = 0; h < H; h++) {
+        double b = m3d_b(d, k, 0, h);
+        for (int p = 0; p < P; p++)
+            for (int i = 0; i < N; i++)
+                for (int r = 0; r < R; r++)
+                    st[((size_t)h * P + p) * N + i] +=
+                        b * st[m3_off_vprev(c) + (size_t)h * P + p] *
+                        m3d_mx(k->mx ? d->mx : NULL, k, h, r, p) *
+                        st[m3_off_kprev(c) + ((size_t)r * H + h) * N + i];
+    }
+}
+
+// step: row i one token of state block i (nseq = n here: T = 1)
+static void ref_m3_step(double *yp, double *stall, const m3d *d, const m3t *k) {
+    const m3_rows_cfg *c = &k->c;
+    int H = c->H, P = c->P, N = c->N, R = c->R;
+    size_t ns = m3_state_floats(c);
+    for (int t = 0; t < k->n; t++) {
+        double *st = stall + (size_t)t * ns, *kp = st + m3_off_kprev(c), *vp = st + m3_off_vprev(c);
+        const double *z = d->zx + (size_t)t * k->ldz;
+        for (int h = 0; h < H; h++) {
+            double a = exp(d->dA[t * H + h]), gam = m3d_gam(d, k, t, h);
+            double bet = m3d_b(d, k, t, h) * a;
+            for (int p = 0; p < P; p++)
+                for (int i = 0; i < N; i++) {
+                    double s = a * st[((size_t)h * P + p) * N + i];
+                    for (int r = 0; r < R; r++) {
+                        double mxv = m3d_mx(k->mx ? d->mx : NULL, k, h, r, p);
+                        s += bet * vp[h * P + p] * mxv * kp[((size_t)r * H + h) * N + i] +
+                             gam * m3d_v(z, d, k, r, h, p) *
+                                 d->k[(((size_t)t * R + r) * H + h) * N + i];
+                    }
+                    st[((size_t)h * P + p) * N + i] = s;
+                }
+            for (int r = 0; r < R; r++)
+                for (int p = 0; p < P; p++) {
+                    double y = (k->D ? d->D[h] : 0) * m3d_v(z, d, k, r, h, p);
+                    for (int i = 0; i < N; i++)
+                        y += st[((size_t)h * P + p) * N + i] *
+                             d->q[(((size_t)t * R + r) * H + h) * N + i];
+                    yp[(((size_t)t * R + r) * H + h) * P + p] = y;
+                }
+        }
+        for (int i = 0; i < R * H * N; i++)
+            kp[i] = d->k[(size_t)t * R * H * N + i];
+        for (int i = 0; i < H * P; i++)
+            vp[i] = z[m3_col_x(c) + i];
+    }
+}
+
+// materialize (rows 0..T-1, one sequence): M[h,t,s] = q̄_t·k̄_s·exp(Σ dA)·(s<t ? S_s : γ_t)
+static void ref_m3_materialize(double *M, const m3d *d, const m3t *k) {
+    const m3_rows_cfg *c = &k->c;
+    int H = c->H, N = c->N, R = c->R, T = k->T;
+    for (int h = 0; h < H; h++)
+        for (int t = 0; t < T; t++)
+            for (int s = 0; s < T; s++) {
+                double v = 0;
+                if (s <= t) {
+                    double qk = 0, seg = 0;
+                    for (int i = 0; i < N; i++) {
+                        double qb = 0, kb = 0;
+                        for (int r = 0; r < R; r++) {
+                            qb += d->q[(((size_t)t * R + r) * H + h) * N + i];
+                            kb += d->k[(((size_t)s * R + r) * H + h) * N + i];
+                        }
+                        qk += qb * kb / ((double)R * R);
+                    }
+                    for (int j = s + 1; j <= t; j++)
+                        seg += d->dA[j * H + h];
+                    double wgt = s == t ? m3d_gam(d, k, t, h)
+                                        : m3d_gam(d, k, s, h) + m3d_b(d, k, s + 1, h);
+                    v = qk * (seg < -60 ? 0.0 : exp(seg)) * wgt +
+                        (s == t && k->D ? d->D[h] / R : 0.0);
+                }
+                M[((size_t)h * T + t) * T + s] = v;
+            }
+}
+
+static void run_m3_angles(const molt_exec *ex, void *cv, float *out) {
+    m3t *k = cv;
+    size_t ns = m3_state_floats(&k->c), nphi = (size_t)k->n * k->c.H * k->c.S;
+    float *st = fbuf((size_t)k->nseq * ns + 1), **sp = xmalloc(sizeof(float *) * (k->nseq + 1));
+    memcpy(st, k->st, sizeof(float) * (size_t)k->nseq * ns);
+    for (int i = 0; i < k->nseq; i++)
+        sp[i] = st + (size_t)i * ns;
+    m3_angles(ex, out, sp, k->zx, k->ldz, k->dtb, k->n, k->T, &k->c);
+    for (int i = 0; i < k->nseq; i++) // the final angles
+        memcpy(out + nphi + (size_t)i * k->c.H * k->c.S, sp[i] + m3_off_angle(&k->c),
+               sizeof(float) * (size_t)k->c.H * k->c.S);
+    free(st), free(sp);
+}
+static void run_m3_angles_nostate(const molt_exec *ex, void *cv, float *out) {
+    m3t *k = cv;
+    m3_angles(ex, out, NULL, k->zx, k->ldz, k->dtb, k->n, k->T, &k->c);
+}
+static void run_m3_prep(const molt_exec *ex, void *cv, float *out) {
+    m3t *k = cv;
+    size_t nq = m3_nrhn(k), nh = (size_t)k->n * k->c.H;
+    float *q = out, *kk = q + nq, *dA = kk + nq, *dl = dA + nh, *la = dl + nh, *rs = la + nh;
+    m3_prep(ex, q, kk, dA, dl, la, rs, k->zx, k->ldz, k->phi, &k->w, k->n, &k->c);
+}
+static void run_m3_mix(const molt_exec *ex, void *cv, float *out) {
+    m3t *k = cv;
+    m3_mix(ex, out, out + m3_nrhp(k), k->zx, k->ldz, k->dA, k->dlt, k->lam, &k->w, k->n, k->T,
+           &k->c);
+}
+static void run_m3_corr(const molt_exec *ex, void *cv, float *out) {
+    m3t *k = cv;
+    m3_corr(ex, out, k->ys, k->q, k->k, k->zx, k->ldz, k->dlt, k->lam, &k->w, k->n, k->T, &k->c);
+}
+static void run_m3_corr_inplace(const molt_exec *ex, void *cv, float *out) {
+    m3t *k = cv;
+    memcpy(out, k->ys, sizeof(float) * m3_nrhp(k));
+    m3_corr(ex, out, out, k->q, k->k, k->zx, k->ldz, k->dlt, k->lam, &k->w, k->n, k->T, &k->c);
+}
+static void run_m3_gate(const molt_exec *ex, void *cv, float *out) {
+    m3t *k = cv;
+    float *rs = out + (size_t)k->n * k->c.H * k->c.P;
+    m3_gate(ex, out, k->c.norm ? rs : NULL, k->ypre, k->zx, k->ldz, &k->w, k->n, &k->c);
+}
+static void run_m3_fold(const molt_exec *ex, void *cv, float *out) {
+    m3t *k = cv;
+    memcpy(out, k->st, sizeof(float) * m3_state_floats(&k->c));
+    m3_fold(ex, out, k->dlt, k->lam, &k->w, &k->c);
+}
+// out: ypre | the n state blocks after the step
+static void run_m3_step_rows(const molt_exec *ex, void *cv, float *out) {
+    m3t *k = cv;
+    size_t ns = m3_state_floats(&k->c);
+    float *st = out + m3_nrhp(k), **sp = xmalloc(sizeof(float *) * (k->n + 1));
+    memcpy(st, k->st, sizeof(float) * (size_t)k->n * ns);
+    for (int i = 0; i < k->n; i++)
+        sp[i] = st + (size_t)i * ns;
+    m3_step_rows(ex, out, sp, k->q, k->k, k->zx, k->ldz, k->dA, k->dlt, k->lam, &k->w, k->n,
+                 &k->c);
+    free(sp);
+}
+static void run_m3_materialize(const molt_exec *ex, void *cv, float *out) {
+    m3t *k = cv;
+    float *work = fbuf(m3_materialize_work(k->T, &k->c) + 1);
+    fill_nan(work, m3_materialize_work(k->T, &k->c));
+    m3_materialize(ex, out, k->q, k->k, k->dA, k->dlt, k->lam, k->D, k->T, &k->c, work);
+    free(work);
+}
+
+static void m3_shape_str(char *buf, size_t cap, const m3t *k, int v) {
+    snprintf(buf, cap, "n%d T%d H%d P%d N%d G%d R%d S%d%s%s%s", k->n, k->T, k->c.H, k->c.P, k->c.N,
+             k->c.G, k->c.R, k->c.S, k->c.mimo ? " mimo" : "", k->c.norm ? " norm" : "",
+             v ? " bare" : "");
+}
+
+static void test_m3_forward(void) {
+    op_stat *sa = stat_new("m3_angles", 2e-5, 1), *sp = stat_new("m3_prep", 5e-6, 1);
+    op_stat *sm = stat_new("m3_mix", 2e-6, 1), *sc = stat_new("m3_corr", 1e-5, 1);
+    op_stat *sg = stat_new("m3_gate", 5e-6, 1), *sf = stat_new("m3_fold", 1e-5, 1);
+    op_stat *ss = stat_new("m3_step_rows", 1e-5, 1), *sx = stat_new("m3_materialize", 1e-5, 1);
+    for (int si = 0; si < N_M3; si++)
+        for (int v = 0; v < 2; v++) {
+            m3t k;
+            m3t_make(&k, M3_SHAPES[si], v);
+            m3d d;
+            m3d_make(&d, &k);
+            const m3_rows_cfg *c = &k.c;
+            size_t n = (size_t)k.n, H = (size_t)c->H, nq = m3_nrhn(&k), np = m3_nrhp(&k);
+            size_t ns = m3_state_floats(c), nphi = n * H * c->S, nr = n * 2 * c->R * c->G;
+            char shape[48];
+            m3_shape_str(shape, sizeof shape, &k, v);
+            // angles, with the states' angles carried and without
+            double *ref = dbuf(nphi + (size_t)k.nseq * ns + 1);
+            double *st = dcopy(k.st, (size_t)k.nseq * ns);
+            ref_m3_angles(ref, st, &d, &k);
+            for (int i = 0; i < k.nseq; i++)
+                memcpy(ref + nphi + (size_t)i * H * c->S, st + (size_t)i * ns + m3_off_angle(c),
+                       sizeof(double) * H * c->S);
+            run_case(sa, run_m3_angles, &k, ref, nphi + (size_t)k.nseq * H * c->S, shape);
+            ref_m3_angles(ref, NULL, &d, &k);
+            run_case(sa, run_m3_angles_nostate, &k, ref, nphi, shape);
+            free(ref), free(st);
+            // prep
+            ref = dbuf(2 * nq + 3 * n * H + nr + 1);
+            ref_m3_prep(ref, ref + nq, ref + 2 * nq, ref + 2 * nq + n * H, ref + 2 * nq + 2 * n * H,
+                        ref + 2 * nq + 3 * n * H, &d, &k);
+            run_case(sp, run_m3_prep, &k, ref, 2 * nq + 3 * n * H + nr, shape);
+            free(ref);
+            // mix, corr
+            ref = dbuf(np + n * c->R * H + 1);
+            ref_m3_mix(ref, ref + np, &d, &k);
+            run_case(sm, run_m3_mix, &k, ref, np + n * c->R * H, shape);
+            ref_m3_corr(ref, &d, &k);
+            run_case(sc, run_m3_corr, &k, ref, np, shape);
+            run_case(sc, run_m3_corr_inplace, &k, ref, np, shape);
+            free(ref);
+            // gate
+            ref = dbuf(n * H * c->P + n * c->R * H + 1);
+            ref_m3_gate(ref, ref + n * H * c->P, &d, &k);
+            run_case(sg, run_m3_gate, &k, ref, n * H * c->P + (c->norm ? n * c->R * H : 0), shape);
+            free(ref);
+            // fold (state block 0, the first row's Δ and λ)
+            if (k.n > 0) {
+                ref = dcopy(k.st, ns);
+                ref_m3_fold(ref, &d, &k);
+                run_case(sf, run_m3_fold, &k, ref, ns, shape);
+                free(ref);
+            }
+            // decode step: one state block per row (shapes with T = 1)
+            if (k.T == 1) {
+                ref = dbuf(np + n * ns + 1);
+                memcpy(ref + np, d.st, sizeof(double) * n * ns);
+                ref_m3_step(ref, ref + np, &d, &k);
+                run_case(ss, run_m3_step_rows, &k, ref, np + n * ns, shape);
+                free(ref);
+            }
+            // materialize (the first sequence)
+            if (k.n > 0) {
+                size_t nM = H * (size_t)k.T * k.T;
+                ref = dbuf(nM);
+                ref_m3_materialize(ref, &d, &k);
+                run_case(sx, run_m3_materialize, &k, ref, nM, shape);
+                free(ref);
+            }
+            m3d_free(&d);
+            m3t_free(&k);
+        }
+}
+
+// ---- mamba3 backward references (written from the chain rule of mamba3.h's
+// equations, then checked against central differences of the forwards above)
+
+// angles: ψ = reverse cumsum of dphi per sequence; dang [n,S]; ddt [n,H] (the Δ term)
+static void ref_m3_angles_backward(double *dang, double *ddt, double *psi, const double *dphi,
+                                   const m3d *d, const m3t *k) {
+    const m3_rows_cfg *c = &k->c;
+    int H = c->H, S = c->S;
+    for (int i = 0; i < k->nseq; i++)
+        for (int hs = 0; hs < H * S; hs++) {
+            double acc = 0;
+            for (int t = (i + 1) * k->T - 1; t >= i * k->T; t--) {
+                acc += dphi[(size_t)t * H * S + hs];
+                psi[(size_t)t * H * S + hs] = acc;
+            }
+        }
+    for (int t = 0; t < k->n; t++) {
+        const double *z = d->zx + (size_t)t * k->ldz, *ps = psi + (size_t)t * H * S;
+        for (int s = 0; s < S; s++) {
+            double th = tanh(z[m3_col_ang(c) + s]), a = 0;
+            for (int h = 0; h < H; h++)
+                a += ps[h * S + s] * m3d_delta(z, d, k, h);
+            dang[(size_t)t * S + s] = a * M_PI * (1 - th * th);
+        }
+        for (int h = 0; h < H; h++) {
+            double a = 0, v = z[m3_col_dt(c) + h] + (k->dtb ? d->dtb[h] : 0);
+            for (int s = 0; s < S; s++)
+                a += ps[h * S + s] * tanh(z[m3_col_ang(c) + s]) * M_PI;
+            ddt[(size_t)t * H + h] = a * (v > 20 ? 1.0 : sigmoid_d(v));
+        }
+    }
+}
+
+// prep backward. Outputs (dzx columns as dense blocks): dB, dC [n,R·G·N], ddt, dAc,
+// dtrap [n,H], dphi [n,H,S], dBn, dCn [n,N], dBb, dCb [n,H,R,N]
+typedef struct m3pb {
+    double *dB, *dC, *ddt, *dAc, *dtrap, *dphi, *dBn, *dCn, *dBb, *dCb;
+} m3pb;
+
+static void ref_m3_prep_backward(const m3pb *o, const double *dq, const double *dk,
+                                 const double *ddA, const double *dgam, const double *dbet,
+                                 const m3d *d, const m3t *k) {
+    const m3_rows_cfg *c = &k->c;
+    int H = c->H, N = c->N, G = c->G, R = c->R, S = c->S, n = k->n;
+    size_t nq = m3_nrhn(k);
+    double *q = dbuf(nq + 1), *kk = dbuf(nq + 1), *t1 = dbuf((size_t)n * H + 1);
+    ref_m3_prep(q, kk, t1, t1, t1, NULL, d, k); // the rotated values
+    memset(o->dphi, 0, sizeof(double) * (size_t)n * H * S);
+    memset(o->dBn, 0, sizeof(double) * (size_t)n * N);
+    memset(o->dCn, 0, sizeof(double) * (size_t)n * N);
+    for (int t = 0; t < n; t++) {
+        const double *z = d->zx + (size_t)t * k->ldz;
+        for (int h = 0; h < H; h++) {
+            size_t i = (size_t)t * H + h;
+            double D = m3d_delta(z, d, k, h), a = z[m3_col_A(c) + h];
+            double lam = sigmoid_d(z[m3_col_trap(c) + h]), A = -m3d_ht(a, (double)c->A_floor);
+            double v = z[m3_col_dt(c) + h] + (k->dtb ? d->dtb[h] : 0);
+            double dD = ddA[i] * A + dgam[i] * lam + dbet[i] * (1 - lam);
+            o->ddt[i] = dD * (v > 20 ? 1.0 : sigmoid_d(v));
+            double raw = a >= 0 ? 1 + a : 1 / (1 - a);
+            double dAda = raw < (double)c->A_floor ? 0.0 : a >= 0 ? -1.0 : -1 / ((1 - a) * (1 - a));
+            o->dAc[i] = ddA[i] * D * dAda;
+            o->dtrap[i] = (dgam[i] - dbet[i]) * D * lam * (1 - lam);
+        }
+        for (int bc = 0; bc < 2; bc++)
+            for (int r = 0; r < R; r++)
+                for (int g = 0; g < G; g++) {
+                    const double *b = z + (bc ? m3_col_C(c) : m3_col_B(c)) + (r * G + g) * N;
+                    const double *nw = bc ? (k->Cn ? d->Cn : NULL) : (k->Bn ? d->Bn : NULL);
+                    double ss = 0, acc[64] = {0}, dot = 0;
+                    for (int i = 0; i < N; i++)
+                        ss += b[i] * b[i];
+                    double rs = 1 / sqrt(ss / N + (double)c->eps);
+                    for (int h = g * (H / G); h < (g + 1) * (H / G); h++) {
+                        size_t off = (((size_t)t * R + r) * H + h) * N;
+                        const double *gv = (bc ? dq : dk) + off, *val = (bc ? q : kk) + off;
+                        double du[64];
+                        for (int i = 0; i < N; i++)
+                            du[i] = gv[i];
+                        for (int s = 0; s < S; s++) {
+                            int ia, ib;
+                            m3d_pair(c, s, &ia, &ib);
+                            double f = d->phi[((size_t)t * H + h) * S + s];
+                            o->dphi[((size_t)t * H + h) * S + s] +=
+                                -gv[ia] * val[ib] + gv[ib] * val[ia];
+                            du[ia] = gv[ia] * cos(f) + gv[ib] * sin(f);
+                            du[ib] = -gv[ia] * sin(f) + gv[ib] * cos(f);
+                        }
+                        double *db = (bc ? o->dCb : o->dBb) + (((size_t)t * H + h) * R + r) * N;
+                        for (int i = 0; i < N; i++) {
+                            db[i] = du[i];
+                            acc[i] += du[i];
+                        }
+                    }
+                    double *dn = (bc ? o->dCn : o->dBn) + (size_t)t * N;
+                    for (int i = 0; i < N; i++) {
+                        dn[i] += acc[i] * b[i] * rs;
+                        dot += acc[i] * (nw ? nw[i] : 1) * b[i];
+                    }
+                    double *dr = (bc ? o->dC : o->dB) + (size_t)t * R * G * N + (r * G + g) * N;
+                    for (int i = 0; i < N; i++)
+                        dr[i] = rs * acc[i] * (nw ? nw[i] : 1) - b[i] * rs * rs * rs * dot / N;
+                }
+    }
+    free(q), free(kk), free(t1);
+}
+
+// mix + corr backward: dx [n,Di], dq, dk added to (+=), ddA, dgam, dbet [n,H],
+// dmx [n,H,R,P], hsD [n,H]
+static void ref_m3_mix_backward(double *dx, double *dq, double *dk, double *ddA, double *dgam,
+                                double *dbet, double *dmx, double *hsD, const double *dX,
+                                const double *ddAx, const double *dyp, const m3d *d,
+                                const m3t *k) {
+    const m3_rows_cfg *c = &k->c;
+    int H = c->H, P = c->P, N = c->N, R = c->R, n = k->n;
+    memset(dbet, 0, sizeof(double) * (size_t)n * H);
+    for (int t = 0; t < n; t++) {
+        const double *z = d->zx + (size_t)t * k->ldz;
+        for (int h = 0; h < H; h++) {
+            size_t i = (size_t)t * H + h;
+            double gam = m3d_gam(d, k, t, h), bn = m3d_bnext(d, k, t, h), S = gam + bn;
+            double dS = 0, dgc = 0, dbc = 0, hd = 0, D = k->D ? d->D[h] : 0;
+            for (int p = 0; p < P; p++)
+                dx[(size_t)t * H * P + h * P + p] = 0;
+            for (int r2 = 0; r2 < R; r2++)
+                for (int p = 0; p < P; p++) {
+                    size_t o2 = (((size_t)t * R + r2) * H + h) * P + p;
+                    double v = m3d_v(z, d, k, r2, h, p), dv = dX[o2] * S + D * dyp[o2];
+                    dS += dX[o2] * v;
+                    hd += dyp[o2] * v;
+                    for (int r = 0; r < R; r++) {
+                        size_t o1 = (((size_t)t * R + r) * H + h) * P + p;
+                        double qk = 0;
+                        for (int j = 0; j < N; j++)
+                            qk += d->q[(((size_t)t * R + r) * H + h) * N + j] *
+                                  d->k[(((size_t)t * R + r2) * H + h) * N + j];
+                        double wgt = r2 > r ? gam : -bn;
+                        dv += dyp[o1] * qk * wgt;
+                        if (r2 > r)
+                            dgc += dyp[o1] * qk * v;
+                        else
+                            dbc -= dyp[o1] * qk * v;
+                        for (int j = 0; j < N; j++) {
+                            dq[(((size_t)t * R + r) * H + h) * N + j] +=
+                                wgt * dyp[o1] * v * d->k[(((size_t)t * R + r2) * H + h) * N + j];
+                            dk[(((size_t)t * R + r2) * H + h) * N + j] +=
+                                wgt * dyp[o1] * v * d->q[(((size_t)t * R + r) * H + h) * N + j];
+                        }
+                    }
+                    double mxv = m3d_mx(k->mx ? d->mx : NULL, k, h, r2, p);
+                    dx[(size_t)t * H * P + h * P + p] += dv * mxv;
+                    if (k->mx)
+                        dmx[(((size_t)t * H + h) * R + r2) * P + p] =
+                            dv * z[m3_col_x(c) + h * P + p];
+                }
+            ddA[i] = ddAx[((size_t)t * R) * H + h];
+            dgam[i] = dS + dgc;
+            if (!m3_last(k, t))
+                dbet[i + H] = dS + dbc;
+            hsD[i] = hd;
+        }
+    }
+}
+
+// gate backward: dyp [n,R,H,P], dz [n,Di], dmz, dmo [n,H,R,P], dnw [n,Di]
+static void ref_m3_gate_backward(double *dyp, double *dz, double *dmz, double *dmo, double *dnw,
+                                 const double *dg, const m3d *d, const m3t *k) {
+    const m3_rows_cfg *c = &k->c;
+    int H = c->H, P = c->P, R = c->R, n = k->n, Di = H * P;
+    memset(dz, 0, sizeof(double) * (size_t)n * Di);
+    memset(dnw, 0, sizeof(double) * (size_t)n * Di);
+    for (int t = 0; t < n; t++)
+        for (int h = 0; h < H; h++)
+            for (int r = 0; r < R; r++) {
+                const double *y = d->ypre + (((size_t)t * R + r) * H + h) * P;
+                double ss = 0, dot = 0;
+                for (int p = 0; p < P; p++)
+                    ss += y[p] * y[p];
+                double rs = c->norm ? 1 / sqrt(ss / P + (double)c->eps) : 1;
+                for (int p = 0; p < P; p++) {
+                    double z = d->zx[(size_t)t * k->ldz + h * P + p];
+                    double zz = z * m3d_mx(k->mz ? d->mz : NULL, k, h, r, p);
+                    double dgr = dg[(size_t)t * Di + h * P + p] *
+                                 m3d_mx(k->mo ? d->mo : NULL, k, h, r, p);
+                    if (c->norm)
+                        dot += dgr * silu_d(zz) * d->nw[h * P + p] * y[p];
+                }
+                for (int p = 0; p < P; p++) {
+                    size_t wi = (((size_t)t * H + h) * R + r) * P + p;
+                    size_t di = (size_t)t * Di + h * P + p;
+                    double z = d->zx[(size_t)t * k->ldz + h * P + p];
+                    double mzv = m3d_mx(k->mz ? d->mz : NULL, k, h, r, p), zz = z * mzv;
+                    double dgr = dg[di] * m3d_mx(k->mo ? d->mo : NULL, k, h, r, p);
+                    double yn = c->norm ? y[p] * rs * d->nw[h * P + p] : y[p];
+                    if (k->mo)
+                        dmo[wi] = dg[di] * yn * silu_d(zz);
+                    double *o = dyp + (((size_t)t * R + r) * H + h) * P + p;
+                    if (c->norm) {
+                        dnw[di] += dgr * silu_d(zz) * y[p] * rs;
+                        *o = rs * dgr * silu_d(zz) * d->nw[h * P + p] -
+                             y[p] * rs * rs * rs * dot / P;
+                    } else {
+                        *o = dgr * silu_d(zz);
+                    }
+                    double dzz = dgr * yn * dsilu_d(zz);
+                    dz[di] += dzz * mzv;
+                    if (k->mz)
+                        dmz[wi] = dzz * z;
+                }
+            }
+}
+
+// materialize backward (the first sequence): dq, dk [T,R,H,N], ddA, dgam, dbet [T,H], dD [H]
+static void ref_m3_materialize_backward(double *dq, double *dk, double *ddA, double *dgam,
+                                        double *dbet, double *dD, const double *dM, const m3d *d,
+                                        const m3t *k) {
+    const m3_rows_cfg *c = &k->c;
+    int H = c->H, N = c->N, R = c->R, T = k->T;
+    size_t nq = (size_t)T * R * H * N;
+    memset(dq, 0, sizeof(double) * nq), memset(dk, 0, sizeof(double) * nq);
+    memset(ddA, 0, sizeof(double) * (size_t)T * H), memset(dgam, 0, sizeof(double) * (size_t)T * H);
+    memset(dbet, 0, sizeof(double) * (size_t)T * H), memset(dD, 0, sizeof(double) * (size_t)H);
+    for (int h = 0; h < H; h++)
+        for (int t = 0; t < T; t++)
+            for (int s = 0; s <= t; s++) {
+                double m = dM[((size_t)h * T + t) * T + s], qb[64], kb[64], qk = 0, seg = 0;
+                for (int i = 0; i < N; i++) {
+                    qb[i] = kb[i] = 0;
+                    for (int r = 0; r < R; r++) {
+                        qb[i] += d->q[(((size_t)t * R + r) * H + h) * N + i] / R;
+                        kb[i] += d->k[(((size_t)s * R + r) * H + h) * N + i] / R;
+                    }
+                    qk += qb[i] * kb[i];
+                }
+                for (int j = s + 1; j <= t; j++)
+                    seg += d->dA[j * H + h];
+                double L = seg < -60 ? 0.0 : exp(seg);
+                double wgt = s == t ? m3d_gam(d, k, t, h)
+                                    : m3d_gam(d, k, s, h) + m3d_b(d, k, s + 1, h);
+                for (int i = 0; i < N; i++)
+                    for (int r = 0; r < R; r++) {
+                        dq[(((size_t)t * R + r) * H + h) * N + i] += m * L * wgt * kb[i] / R;
+                        dk[(((size_t)s * R + r) * H + h) * N + i] += m * L * wgt * qb[i] / R;
+                    }
+                for (int j = s + 1; j <= t; j++)
+                    ddA[j * H + h] += m * qk * L * wgt;
+                if (s == t) {
+                    dgam[t * H + h] += m * qk;
+                    dD[h] += m / R;
+                } else {
+                    dgam[s * H + h] += m * qk * L;
+                    dbet[(s + 1) * H + h] += m * qk * L;
+                }
+            }
+}
+
+// ---- runs of the backward ops (every written output starts as NaN; += outputs
+// from the case's random values)
+
+static void m3_cols(float *dst, const float *dzx, const m3t *k, int col, int w) {
+    molt_exec cpu = molt_exec_cpu(1); // a host copy of the outputs (any backend's)
+    k_copy_cols(&cpu, dst, (size_t)w, dzx + col, (size_t)k->ldz, (size_t)k->n, (size_t)w);
+}
+
+// out: dang [n,S] | dd_dt [n,H] (+= onto dgam's values) | ψ [n,H,S]
+static void run_m3_angles_backward(const molt_exec *ex, void *cv, float *out) {
+    m3t *k = cv;
+    const m3_rows_cfg *c = &k->c;
+    size_t n = (size_t)k->n, H = (size_t)c->H, S = (size_t)c->S;
+    float *dzx = fbuf(n * k->ldz + 1), *psi = out + n * S + n * H;
+    fill_nan(dzx, n * k->ldz);
+    for (size_t t = 0; t < n; t++)
+        memcpy(dzx + t * k->ldz + m3_col_dt(c), k->dgam + t * H, sizeof(float) * H);
+    memcpy(psi, k->dphi, sizeof(float) * n * H * S);
+    m3_angles_backward(ex, dzx, psi, k->zx, k->ldz, k->dtb, k->n, k->T, c);
+    m3_cols(out, dzx, k, m3_col_ang(c), c->S);
+    m3_cols(out + n * S, dzx, k, m3_col_dt(c), c->H);
+    free(dzx);
+}
+
+static size_t m3_pb_size(const m3t *k) {
+    const m3_rows_cfg *c = &k->c;
+    size_t n = (size_t)k->n, RGN = (size_t)c->R * c->G * c->N, H = (size_t)c->H;
+    return n * (2 * RGN + 3 * H + H * c->S + 2 * (size_t)c->N + 2 * H * c->R * c->N);
+}
+static m3pb m3_pb_views(double *b, const m3t *k) {
+    const m3_rows_cfg *c = &k->c;
+    size_t n = (size_t)k->n, RGN = (size_t)c->R * c->G * c->N, H = (size_t)c->H;
+    m3pb o;
+    o.dB = b, o.dC = o.dB + n * RGN, o.ddt = o.dC + n * RGN, o.dAc = o.ddt + n * H;
+    o.dtrap = o.dAc + n * H, o.dphi = o.dtrap + n * H, o.dBn = o.dphi + n * H * c->S;
+    o.dCn = o.dBn + n * c->N, o.dBb = o.dCn + n * c->N, o.dCb = o.dBb + n * H * c->R * c->N;
+    return o;
+}
+
+static void run_m3_prep_backward(const molt_exec *ex, void *cv, float *out) {
+    m3t *k = cv;
+    const m3_rows_cfg *c = &k->c;
+    size_t n = (size_t)k->n, RGN = (size_t)c->R * c->G * c->N, H = (size_t)c->H;
+    float *dzx = fbuf(n * k->ldz + 1), *dphi = out + n * (2 * RGN + 3 * H);
+    float *dBn = dphi + n * H * c->S, *dCn = dBn + n * c->N, *dBb = dCn + n * c->N;
+    float *dCb = dBb + n * H * c->R * c->N;
+    fill_nan(dzx, n * k->ldz);
+    m3_prep_backward(ex, dzx, dphi, dBn, dCn, dBb, dCb, k->dq, k->dk, k->ddA, k->dgam, k->dbet,
+                     k->pq, k->pk, k->rstd, k->zx, k->ldz, k->phi, &k->w, k->n, c);
+    m3_cols(out, dzx, k, m3_col_B(c), (int)RGN);
+    m3_cols(out + n * RGN, dzx, k, m3_col_C(c), (int)RGN);
+    m3_cols(out + 2 * n * RGN, dzx, k, m3_col_dt(c), c->H);
+    m3_cols(out + 2 * n * RGN + n * H, dzx, k, m3_col_A(c), c->H);
+    m3_cols(out + 2 * n * RGN + 2 * n * H, dzx, k, m3_col_trap(c), c->H);
+    free(dzx);
+}
+
+// out: dx [n,Di] | dq | dk (+= onto the case's) | ddA | dgam | dbet | hsD | dmx (MIMO)
+static void run_m3_mix_backward(const molt_exec *ex, void *cv, float *out) {
+    m3t *k = cv;
+    const m3_rows_cfg *c = &k->c;
+    size_t n = (size_t)k->n, H = (size_t)c->H, Di = H * c->P, nq = m3_nrhn(k);
+    float *dzx = fbuf(n * k->ldz + 1), *dq = out + n * Di, *dk = dq + nq, *ddA = dk + nq;
+    float *dgam = ddA + n * H, *dbet = dgam + n * H, *hsD = dbet + n * H, *dmx = hsD + n * H;
+    fill_nan(dzx, n * k->ldz);
+    memcpy(dq, k->dq, sizeof(float) * nq);
+    memcpy(dk, k->dk, sizeof(float) * nq);
+    m3_mix_backward(ex, dzx, dq, dk, ddA, dgam, dbet, k->mx ? dmx : NULL, hsD, k->dX, k->ddAx,
+                    k->dyp, k->q, k->k, k->zx, k->ldz, k->dlt, k->lam, &k->w, k->n, k->T, c);
+    m3_cols(out, dzx, k, m3_col_x(c), (int)Di);
+    free(dzx);
+}
+
+// out: dyp | dz [n,Di] | dmz | dmo (MIMO) | dnw (norm)
+static void run_m3_gate_backward(const molt_exec *ex, void *cv, float *out) {
+    m3t *k = cv;
+    const m3_rows_cfg *c = &k->c;
+    size_t n = (size_t)k->n, Di = (size_t)c->H * c->P, np = m3_nrhp(k), nw = n * Di * c->R;
+    float *dzx = fbuf(n * k->ldz + 1), *dz = out + np, *dmz = dz + n * Di;
+    float *dmo = k->mz ? dmz + nw : dmz, *dnw = k->mo ? dmo + nw : dmo;
+    fill_nan(dzx, n * k->ldz);
+    m3_gate_backward(ex, out, dzx, k->mz ? dmz : NULL, k->mo ? dmo : NULL, c->norm ? dnw : NULL,
+                     k->dg, k->ypre, k->zx, k->ldz, k->rso, &k->w, k->n, c);
+    m3_cols(dz, dzx, k, 0, (int)Di);
+    free(dzx);
+}
+
+// out: dq | dk [T,R,H,N] | ddA | dgam | dbet [T,H] | dD (+= onto dgam's first H values)
+static void run_m3_materialize_backward(const molt_exec *ex, void *cv, float *out) {
+    m3t *k = cv;
+    const m3_rows_cfg *c = &k->c;
+    size_t T = (size_t)k->T, H = (size_t)c->H, nq = T * c->R * H * c->N;
+    float *dq = out, *dk = dq + nq, *ddA = dk + nq, *dgam = ddA + T * H, *dbet = dgam + T * H;
+    float *dD = dbet + T * H, *work = fbuf(m3_materialize_backward_work(k->T, c) + 1);
+    fill_nan(work, m3_materialize_backward_work(k->T, c));
+    if (k->D)
+        memcpy(dD, k->dgam, sizeof(float) * H);
+    m3_materialize_backward(ex, dq, dk, ddA, dgam, dbet, k->D ? dD : NULL, k->dM, k->q, k->k,
+                            k->dA, k->dlt, k->lam, k->D, k->T, c, work);
+    free(work);
+}
+
+// ---- central differences of the forward references (small shapes): L = Σ upstream · f,
+// every input moved along a random direction v; the backward reference's Σ grad · v
+
+typedef struct m3dir { // a random direction for every double input of m3d
+    double *zx, *dtb, *Bn, *Cn, *Bb, *Cb, *mx, *mz, *mo, *D, *nw, *phi, *q, *k, *dA, *dlt, *lam;
+    double *yp;
+} m3dir;
+
+static void m3_dir_make(m3dir *v, const m3t *k) {
+    const m3_rows_cfg *c = &k->c;
+    size_t n = (size_t)k->n, H = (size_t)c->H, HRN = H * c->R * c->N, HRP = H * c->R * c->P;
+    v->zx = drand(n * k->ldz), v->dtb = drand(H), v->Bn = drand((size_t)c->N);
+    v->Cn = drand((size_t)c->N), v->Bb = drand(HRN), v->Cb = drand(HRN), v->mx = drand(HRP);
+    v->mz = drand(HRP), v->mo = drand(HRP), v->D = drand(H), v->nw = drand(H * c->P);
+    v->phi = drand(n * H * c->S), v->q = drand(m3_nrhn(k)), v->k = drand(m3_nrhn(k));
+    v->dA = drand(n * H), v->dlt = drand(n * H), v->lam = drand(n * H), v->yp = drand(m3_nrhp(k));
+}
+static void m3_dir_free(m3dir *v) {
+    double *p[] = {v->zx, v->dtb, v->Bn, v->Cn, v->Bb, v->Cb, v->mx, v->mz, v->mo,
+                   v->D,  v->nw,  v->phi, v->q, v->k, v->dA, v->dlt, v->lam, v->yp};
+    for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
+        free(p[i]);
+}
+
+// d = base + h·v on every input (zx only on the columns [c0, c1))
+static void m3_shift(m3d *d, const m3d *b, const m3dir *v, const m3t *k, double h, int c0, int c1) {
+    const m3_rows_cfg *c = &k->c;
+    size_t n = (size_t)k->n, H = (size_t)c->H, HRN = H * c->R * c->N, HRP = H * c->R * c->P;
+    for (size_t t = 0; t < n; t++)
+        for (int j = 0; j < k->ldz; j++)
+            d->zx[t * k->ldz + j] =
+                b->zx[t * k->ldz + j] + (j >= c0 && j < c1 ? h * v->zx[t * k->ldz + j] : 0.0);
+    shift(d->dtb, b->dtb, v->dtb, h, H), shift(d->Bn, b->Bn, v->Bn, h, (size_t)c->N);
+    shift(d->Cn, b->Cn, v->Cn, h, (size_t)c->N), shift(d->Bb, b->Bb, v->Bb, h, HRN);
+    shift(d->Cb, b->Cb, v->Cb, h, HRN), shift(d->mx, b->mx, v->mx, h, HRP);
+    shift(d->mz, b->mz, v->mz, h, HRP), shift(d->mo, b->mo, v->mo, h, HRP);
+    shift(d->D, b->D, v->D, h, H), shift(d->nw, b->nw, v->nw, h, H * c->P);
+    shift(d->phi, b->phi, v->phi, h, n * H * c->S), shift(d->q, b->q, v->q, h, m3_nrhn(k));
+    shift(d->k, b->k, v->k, h, m3_nrhn(k)), shift(d->dA, b->dA, v->dA, h, n * H);
+    shift(d->dlt, b->dlt, v->dlt, h, n * H), shift(d->lam, b->lam, v->lam, h, n * H);
+    shift(d->ypre, b->ypre, v->yp, h, m3_nrhp(k));
+}
+
+// Σ_rows g[t,·]·v_param (a per-row partial against a parameter's direction)
+static double m3_partial_dot(const double *g, const double *v, size_t rows, size_t w) {
+    double s = 0;
+    for (size_t t = 0; t < rows; t++)
+        for (size_t i = 0; i < w; i++)
+            s += g[t * w + i] * v[i];
+    return s;
+}
+// Σ over the columns [c0, c0 + w) of zx of g·v (g dense [n,w])
+static double m3_cols_dot(const double *g, const double *vzx, const m3t *k, int c0, int w) {
+    double s = 0;
+    for (int t = 0; t < k->n; t++)
+        for (int i = 0; i < w; i++)
+            s += g[(size_t)t * w + i] * vzx[(size_t)t * k->ldz + c0 + i];
+    return s;
+}
+// the directional derivative through γ = λΔ and b = (1 − λ)Δ
+static double m3_gb_dot(const double *dgam, const double *dbet, const m3d *d, const m3dir *v,
+                        size_t nh) {
+    double s = 0;
+    for (size_t i = 0; i < nh; i++)
+        s += dgam[i] * (v->lam[i] * d->dlt[i] + d->lam[i] * v->dlt[i]) +
+             dbet[i] * (-v->lam[i] * d->dlt[i] + (1 - d->lam[i]) * v->dlt[i]);
+    return s;
+}
+
+static void fd_m3(const m3t *k, const m3d *d) {
+    const m3_rows_cfg *c = &k->c;
+    size_t n = (size_t)k->n, H = (size_t)c->H, S = (size_t)c->S, Di = H * c->P;
+    size_t nq = m3_nrhn(k), np = m3_nrhp(k), RGN = (size_t)c->R * c->G * c->N;
+    size_t HRN = H * c->R * c->N, HRP = H * c->R * c->P;
+    m3dir v;
+    m3_dir_make(&v, k);
+    m3d x;
+    m3d_make(&x, k);
+    double h = 1e-6, L[2];
+    double *up_phi = dcopy(k->dphi, n * H * S), *dq = dcopy(k->dq, nq), *dk = dcopy(k->dk, nq);
+    double *ddA = dcopy(k->ddA, n * H), *dgam = dcopy(k->dgam, n * H);
+    double *dbet = dcopy(k->dbet, n * H);
+    double *dX = dcopy(k->dX, np), *ddAx = dcopy(k->ddAx, n * c->R * H), *dyp = dcopy(k->dyp, np);
+    double *dg = dcopy(k->dg, n * Di), *dM = dcopy(k->dM, H * (size_t)k->T * k->T);
+    double *o1 = dbuf(2 * nq + 8 * n * H + 2 * np + n * Di + H * (size_t)k->T * k->T + 16);
+    double *o2 = o1 + nq, *o3 = o2 + nq, *o4 = o3 + n * H, *o5 = o4 + n * H;
+    int Rin = m3_in_rows(c);
+    // angles: L = Σ dphi·φ  (zx: dt and angle columns; dt_bias)
+    {
+        double *dang = dbuf(n * S + 1), *ddt = dbuf(n * H + 1), *psi = dbuf(n * H * S + 1);
+        ref_m3_angles_backward(dang, ddt, psi, up_phi, d, k);
+        for (int sg = 0; sg < 2; sg++) {
+            m3_shift(&x, d, &v, k, sg ? h : -h, m3_col_dt(c), Rin);
+            ref_m3_angles(o1, NULL, &x, k);
+            L[sg] = dotd(up_phi, o1, n * H * S);
+        }
+        double gv = m3_cols_dot(dang, v.zx, k, m3_col_ang(c), c->S) +
+                    m3_cols_dot(ddt, v.zx, k, m3_col_dt(c), c->H) +
+                    (k->dtb ? m3_partial_dot(ddt, v.dtb, n, H) : 0.0);
+        check_fd("m3_angles", L[0], L[1], h, gv);
+        free(dang), free(ddt), free(psi);
+    }
+    // prep: L = Σ dq·q + dk·k + ddA·dA + dgam·γ + dbet·b
+    {
+        double *pb = dbuf(m3_pb_size(k) + 1);
+        m3pb o = m3_pb_views(pb, k);
+        ref_m3_prep_backward(&o, dq, dk, ddA, dgam, dbet, d, k);
+        for (int sg = 0; sg < 2; sg++) {
+            m3_shift(&x, d, &v, k, sg ? h : -h, 0, Rin);
+            ref_m3_prep(o1, o2, o3, o4, o5, NULL, &x, k);
+            double l = dotd(dq, o1, nq) + dotd(dk, o2, nq) + dotd(ddA, o3, n * H);
+            for (size_t i = 0; i < n * H; i++)
+                l += dgam[i] * o5[i] * o4[i] + dbet[i] * (1 - o5[i]) * o4[i];
+            L[sg] = l;
+        }
+        double gv = m3_cols_dot(o.dB, v.zx, k, m3_col_B(c), (int)RGN) +
+                    m3_cols_dot(o.dC, v.zx, k, m3_col_C(c), (int)RGN) +
+                    m3_cols_dot(o.ddt, v.zx, k, m3_col_dt(c), c->H) +
+                    m3_cols_dot(o.dAc, v.zx, k, m3_col_A(c), c->H) +
+                    m3_cols_dot(o.dtrap, v.zx, k, m3_col_trap(c), c->H) +
+                    dotd(o.dphi, v.phi, n * H * S);
+        gv += (k->dtb ? m3_partial_dot(o.ddt, v.dtb, n, H) : 0.0) +
+              (k->Bn ? m3_partial_dot(o.dBn, v.Bn, n, (size_t)c->N) : 0.0) +
+              (k->Cn ? m3_partial_dot(o.dCn, v.Cn, n, (size_t)c->N) : 0.0) +
+              (k->Bb ? m3_partial_dot(o.dBb, v.Bb, n, HRN) : 0.0) +
+              (k->Cb ? m3_partial_dot(o.dCb, v.Cb, n, HRN) : 0.0);
+        check_fd("m3_prep", L[0], L[1], h, gv);
+        free(pb);
+    }
+    // mix + corr: L = Σ dX·X + ddAx·dAx + dyp·(ypre − ys)
+    {
+        double *dx = dbuf(n * Di + 1), *gq = dbuf(nq + 1), *gk = dbuf(nq + 1);
+        double *gA = dbuf(n * H + 1);
+        double *gg = dbuf(n * H + 1), *gb = dbuf(n * H + 1), *gmx = dbuf(n * HRP + 1);
+        double *hsD = dbuf(n * H + 1);
+        ref_m3_mix_backward(dx, gq, gk, gA, gg, gb, gmx, hsD, dX, ddAx, dyp, d, k);
+        for (int sg = 0; sg < 2; sg++) {
+            m3_shift(&x, d, &v, k, sg ? h : -h, m3_col_x(c), m3_col_x(c) + (int)Di);
+            ref_m3_mix(o1, o1 + np, &x, k);
+            ref_m3_corr(o1 + np + n * c->R * H, &x, k);
+            double l = dotd(dX, o1, np) + dotd(ddAx, o1 + np, n * c->R * H);
+            for (size_t i = 0; i < np; i++)
+                l += dyp[i] * (o1[np + n * c->R * H + i] - d->ys[i]);
+            L[sg] = l;
+        }
+        double gv = m3_cols_dot(dx, v.zx, k, m3_col_x(c), (int)Di) + dotd(gq, v.q, nq) +
+                    dotd(gk, v.k, nq) + dotd(gA, v.dA, n * H) + m3_gb_dot(gg, gb, d, &v, n * H) +
+                    (k->mx ? m3_partial_dot(gmx, v.mx, n, HRP) : 0.0) +
+                    (k->D ? m3_partial_dot(hsD, v.D, n, H) : 0.0);
+        check_fd("m3_mix + m3_corr", L[0], L[1], h, gv);
+        free(dx), free(gq), free(gk), free(gA), free(gg), free(gb), free(gmx), free(hsD);
+    }
+    // gate: L = Σ dg·g
+    {
+        double *gy = dbuf(np + 1), *gz = dbuf(n * Di + 1), *gmz = dbuf(n * HRP + 1);
+        double *gmo = dbuf(n * HRP + 1), *gnw = dbuf(n * Di + 1);
+        ref_m3_gate_backward(gy, gz, gmz, gmo, gnw, dg, d, k);
+        for (int sg = 0; sg < 2; sg++) {
+            m3_shift(&x, d, &v, k, sg ? h : -h, 0, (int)Di);
+            ref_m3_gate(o1, o1 + n * Di, &x, k);
+            L[sg] = dotd(dg, o1, n * Di);
+        }
+        double gv = dotd(gy, v.yp, np) + m3_cols_dot(gz, v.zx, k, 0, (int)Di) +
+                    (k->mz ? m3_partial_dot(gmz, v.mz, n, HRP) : 0.0) +
+                    (k->mo ? m3_partial_dot(gmo, v.mo, n, HRP) : 0.0) +
+                    (c->norm ? m3_partial_dot(gnw, v.nw, n, Di) : 0.0);
+        check_fd("m3_gate", L[0], L[1], h, gv);
+        free(gy), free(gz), free(gmz), free(gmo), free(gnw);
+    }
+    // materialize (the first sequence): L = Σ dM·M
+    {
+        size_t T = (size_t)k->T, tq = T * c->R * H * c->N;
+        double *gq = dbuf(tq + 1), *gk = dbuf(tq + 1), *gA = dbuf(T * H + 1), *gg = dbuf(T * H + 1);
+        double *gb = dbuf(T * H + 1), *gD = dbuf(H + 1);
+        ref_m3_materialize_backward(gq, gk, gA, gg, gb, gD, dM, d, k);
+        for (int sg = 0; sg < 2; sg++) {
+            m3_shift(&x, d, &v, k, sg ? h : -h, 0, 0);
+            ref_m3_materialize(o1, &x, k);
+            L[sg] = dotd(dM, o1, H * T * T);
+        }
+        double gv = dotd(gq, v.q, tq) + dotd(gk, v.k, tq) + dotd(gA, v.dA, T * H) +
+                    m3_gb_dot(gg, gb, d, &v, T * H) + (k->D ? dotd(gD, v.D, H) : 0.0);
+        check_fd("m3_materialize", L[0], L[1], h, gv);
+        free(gq), free(gk), free(gA), free(gg), free(gb), free(gD);
+    }
+    free(up_phi), free(dq), free(dk), free(ddA), free(dgam), free(dbet), free(dX), free(ddAx);
+    free(dyp), free(dg), free(dM), free(o1);
+    m3d_free(&x);
+    m3_dir_free(&v);
+}
+
+static void test_m3_backward(void) {
+    op_stat *sa = stat_new("m3_angles_backward", 2e-5, 1);
+    op_stat *sp = stat_new("m3_prep_backward", 2e-5, 1);
+    op_stat *sm = stat_new("m3_mix_backward", 2e-5, 1);
+    op_stat *sg = stat_new("m3_gate_backward", 2e-5, 1);
+    op_stat *sx = stat_new("m3_materialize_backward", 5e-5, 1);
+    for (int si = 0; si < N_M3; si++)
+        for (int v = 0; v < 2; v++) {
+            m3t k;
+            m3t_make(&k, M3_SHAPES[si], v);
+            m3d d;
+            m3d_make(&d, &k);
+            const m3_rows_cfg *c = &k.c;
+            size_t n = (size_t)k.n, H = (size_t)c->H, S = (size_t)c->S, Di = H * c->P;
+            size_t nq = m3_nrhn(&k), np = m3_nrhp(&k), HRP = H * c->R * c->P;
+            char shape[48];
+            m3_shape_str(shape, sizeof shape, &k, v);
+            // angles
+            double *dphi = dcopy(k.dphi, n * H * S), *ref = dbuf(n * S + n * H + n * H * S + 1);
+            ref_m3_angles_backward(ref, ref + n * S, ref + n * S + n * H, dphi, &d, &k);
+            for (size_t i = 0; i < n * H; i++)
+                ref[n * S + i] += (double)k.dgam[i];
+            run_case(sa, run_m3_angles_backward, &k, ref, n * S + n * H + n * H * S, shape);
+            free(dphi), free(ref);
+            // prep
+            double *dq = dcopy(k.dq, nq), *dk = dcopy(k.dk, nq), *ddA = dcopy(k.ddA, n * H);
+            double *dgam = dcopy(k.dgam, n * H), *dbet = dcopy(k.dbet, n * H);
+            ref = dbuf(m3_pb_size(&k) + 1);
+            m3pb o = m3_pb_views(ref, &k);
+            ref_m3_prep_backward(&o, dq, dk, ddA, dgam, dbet, &d, &k);
+            run_case(sp, run_m3_prep_backward, &k, ref, m3_pb_size(&k), shape);
+            free(ref);
+            // mix + corr: dq, dk accumulate onto the case's
+            double *dX = dcopy(k.dX, np), *ddAx = dcopy(k.ddAx, n * c->R * H);
+            double *dyp = dcopy(k.dyp, np);
+            size_t nmb = n * Di + 2 * nq + 4 * n * H + (k.mx ? n * HRP : 0);
+            ref = dbuf(n * Di + 2 * nq + 4 * n * H + n * HRP + 1);
+            double *r_dq = ref + n * Di, *r_dk = r_dq + nq, *r_dA = r_dk + nq, *r_dg = r_dA + n * H;
+            double *r_db = r_dg + n * H, *r_hs = r_db + n * H, *r_mx = r_hs + n * H;
+            memcpy(r_dq, dq, sizeof(double) * nq), memcpy(r_dk, dk, sizeof(double) * nq);
+            ref_m3_mix_backward(ref, r_dq, r_dk, r_dA, r_dg, r_db, r_mx, r_hs, dX, ddAx, dyp, &d,
+                                &k);
+            run_case(sm, run_m3_mix_backward, &k, ref, nmb, shape);
+            free(ref);
+            // gate
+            double *dg = dcopy(k.dg, n * Di);
+            ref = dbuf(np + n * Di + 2 * n * HRP + n * Di + 1);
+            double *r_z = ref + np, *r_mz = r_z + n * Di, *r_mo = k.mz ? r_mz + n * HRP : r_mz;
+            double *r_nw = k.mo ? r_mo + n * HRP : r_mo, *t_mz = dbuf(n * HRP + 1);
+            double *t_mo = dbuf(n * HRP + 1), *t_nw = dbuf(n * Di + 1);
+            ref_m3_gate_backward(ref, r_z, t_mz, t_mo, t_nw, dg, &d, &k);
+            if (k.mz)
+                memcpy(r_mz, t_mz, sizeof(double) * n * HRP);
+            if (k.mo)
+                memcpy(r_mo, t_mo, sizeof(double) * n * HRP);
+            if (c->norm)
+                memcpy(r_nw, t_nw, sizeof(double) * n * Di);
+            size_t ngb = np + n * Di + (k.mz ? n * HRP : 0) + (k.mo ? n * HRP : 0) +
+                         (c->norm ? n * Di : 0);
+            run_case(sg, run_m3_gate_backward, &k, ref, ngb, shape);
+            free(ref), free(t_mz), free(t_mo), free(t_nw);
+            // materialize (the first sequence)
+            if (k.n > 0) {
+                size_t T = (size_t)k.T, tq = T * c->R * H * c->N, nM = H * T * T;
+                double *dM = dcopy(k.dM, nM);
+                ref = dbuf(2 * tq + 3 * T * H + H + 1);
+                double *r_D = ref + 2 * tq + 3 * T * H;
+                ref_m3_materialize_backward(ref, ref + tq, ref + 2 * tq, ref + 2 * tq + T * H,
+                                            ref + 2 * tq + 2 * T * H, r_D, dM, &d, &k);
+                for (size_t i = 0; i < H; i++)
+                    r_D[i] += (double)k.dgam[i];
+                run_case(sx, run_m3_materialize_backward, &k, ref,
+                         2 * tq + 3 * T * H + (k.D ? H : 0), shape);
+                free(dM), free(ref);
+            }
+            if (k.n > 0 && k.n <= 10 && k.T <= 5) // the references against central differences
+                fd_m3(&k, &d);
+            free(dq), free(dk), free(ddA), free(dgam), free(dbet), free(dX), free(ddAx), free(dyp);
+            free(dg);
+            m3d_free(&d);
+            m3t_free(&k);
+        }
+}
+
+// ----------------------------------------------------------------------------
 // the table itself
 
 // molt_exec_init refuses a table with any one op missing (and leaves the exec alone)
@@ -3712,6 +4862,78 @@ static void spy_gl_materialize_backward(const molt_exec *e, float *dq, float *dk
                                         int T, int H, int N, float *w) {
     SPY(gl_materialize_backward);
 }
+// mamba3 (mamba3.h)
+static void spy_m3_angles(const molt_exec *e, float *phi, float *const *st, const float *zx,
+                          int ldz, const float *b, int n, int T, const m3_rows_cfg *c) {
+    SPY(m3_angles);
+}
+static void spy_m3_angles_backward(const molt_exec *e, float *dzx, float *dphi, const float *zx,
+                                   int ldz, const float *b, int n, int T, const m3_rows_cfg *c) {
+    SPY(m3_angles_backward);
+}
+static void spy_m3_prep(const molt_exec *e, float *q, float *k, float *dA, float *dl, float *la,
+                        float *rs, const float *zx, int ldz, const float *phi, const m3_rows_w *w,
+                        int n, const m3_rows_cfg *c) {
+    SPY(m3_prep);
+}
+static void spy_m3_prep_backward(const molt_exec *e, float *dzx, float *dphi, float *dBn,
+                                 float *dCn, float *dBb, float *dCb, const float *dq,
+                                 const float *dk, const float *ddA, const float *dgam,
+                                 const float *dbet, const float *q, const float *k,
+                                 const float *rs, const float *zx, int ldz, const float *phi,
+                                 const m3_rows_w *w, int n, const m3_rows_cfg *c) {
+    SPY(m3_prep_backward);
+}
+static void spy_m3_mix(const molt_exec *e, float *X, float *dAx, const float *zx, int ldz,
+                       const float *dA, const float *dl, const float *la, const m3_rows_w *w,
+                       int n, int T, const m3_rows_cfg *c) {
+    SPY(m3_mix);
+}
+static void spy_m3_corr(const molt_exec *e, float *yp, const float *ys, const float *q,
+                        const float *k, const float *zx, int ldz, const float *dl,
+                        const float *la, const m3_rows_w *w, int n, int T, const m3_rows_cfg *c) {
+    SPY(m3_corr);
+}
+static void spy_m3_mix_backward(const molt_exec *e, float *dzx, float *dq, float *dk, float *ddA,
+                                float *dg, float *db, float *dmx, float *hsD, const float *dX,
+                                const float *ddAx, const float *dyp, const float *q,
+                                const float *k, const float *zx, int ldz, const float *dl,
+                                const float *la, const m3_rows_w *w, int n, int T,
+                                const m3_rows_cfg *c) {
+    SPY(m3_mix_backward);
+}
+static void spy_m3_gate(const molt_exec *e, float *g, float *rs, const float *yp, const float *zx,
+                        int ldz, const m3_rows_w *w, int n, const m3_rows_cfg *c) {
+    SPY(m3_gate);
+}
+static void spy_m3_gate_backward(const molt_exec *e, float *dyp, float *dzx, float *dmz,
+                                 float *dmo, float *dnw, const float *dg, const float *yp,
+                                 const float *zx, int ldz, const float *rs, const m3_rows_w *w,
+                                 int n, const m3_rows_cfg *c) {
+    SPY(m3_gate_backward);
+}
+static void spy_m3_fold(const molt_exec *e, float *st, const float *dl, const float *la,
+                        const m3_rows_w *w, const m3_rows_cfg *c) {
+    SPY(m3_fold);
+}
+static void spy_m3_step_rows(const molt_exec *e, float *yp, float *const *st, const float *q,
+                             const float *k, const float *zx, int ldz, const float *dA,
+                             const float *dl, const float *la, const m3_rows_w *w, int n,
+                             const m3_rows_cfg *c) {
+    SPY(m3_step_rows);
+}
+static void spy_m3_materialize(const molt_exec *e, float *M, const float *q, const float *k,
+                               const float *dA, const float *dl, const float *la, const float *D,
+                               int T, const m3_rows_cfg *c, float *w) {
+    SPY(m3_materialize);
+}
+static void spy_m3_materialize_backward(const molt_exec *e, float *dq, float *dk, float *ddA,
+                                        float *dg, float *db, float *dD, const float *dM,
+                                        const float *q, const float *k, const float *dA,
+                                        const float *dl, const float *la, const float *D, int T,
+                                        const m3_rows_cfg *c, float *w) {
+    SPY(m3_materialize_backward);
+}
 #undef SPY
 
 static void test_dispatch(void) {
@@ -3803,6 +5025,29 @@ static void test_dispatch(void) {
     CALLS(gl_materialize_backward,
           gl_materialize_backward(&ex, NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL,
                                   0, 0, 0, NULL));
+    // mamba3 (mamba3.h)
+    CALLS(m3_angles, m3_angles(&ex, NULL, NULL, NULL, 0, NULL, 0, 1, NULL));
+    CALLS(m3_angles_backward, m3_angles_backward(&ex, NULL, NULL, NULL, 0, NULL, 0, 1, NULL));
+    CALLS(m3_prep, m3_prep(&ex, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, 0, NULL));
+    CALLS(m3_prep_backward,
+          m3_prep_backward(&ex, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                           NULL, NULL, NULL, NULL, 0, NULL, NULL, 0, NULL));
+    CALLS(m3_mix, m3_mix(&ex, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, 0, 1, NULL));
+    CALLS(m3_corr, m3_corr(&ex, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, 0, 1, NULL));
+    CALLS(m3_mix_backward,
+          m3_mix_backward(&ex, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                          NULL, NULL, NULL, 0, NULL, NULL, NULL, 0, 1, NULL));
+    CALLS(m3_gate, m3_gate(&ex, NULL, NULL, NULL, NULL, 0, NULL, 0, NULL));
+    CALLS(m3_gate_backward, m3_gate_backward(&ex, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                                             0, NULL, NULL, 0, NULL));
+    CALLS(m3_fold, m3_fold(&ex, NULL, NULL, NULL, NULL, NULL));
+    CALLS(m3_step_rows, m3_step_rows(&ex, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL,
+                                     0, NULL));
+    CALLS(m3_materialize, m3_materialize(&ex, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+                                         NULL));
+    CALLS(m3_materialize_backward,
+          m3_materialize_backward(&ex, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                                  NULL, NULL, NULL, 0, NULL, NULL));
 #undef CALLS
     CHECK(calls == MOLT_BACKEND_NOPS, "%d entry points called, the table has %d ops", calls,
           MOLT_BACKEND_NOPS);
@@ -3862,6 +5107,8 @@ int main(void) {
     test_gl_step_rows();
     test_gl_scan();
     test_gl_materialize();
+    test_m3_forward();
+    test_m3_backward();
     CHECK(g_nstat == MOLT_BACKEND_NOPS, "%d ops swept, the table has %d", g_nstat,
           MOLT_BACKEND_NOPS);
     summary();

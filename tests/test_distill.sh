@@ -35,9 +35,12 @@ have "$M2" "hybridize refuses a Mamba-2 teacher" &&
   bad hybrid-no-attention "Llama" -- $MOLT hybridize "$M2" -o "$T/x" --heads 0:0
 bad kv-data-no-task "needs --kv-task" -- $MOLT distill $TEACHER -o "$T/x" --kv-data-frac 0.3
 bad hybrid-no-plan "exactly one" -- $MOLT hybridize $TEACHER -o "$T/x"
-bad bad-student "llamba or gateloop" -- $MOLT distill $TEACHER -o "$T/x" --student mamba9
+bad bad-student "llamba, mamba3, mamba3-mimo or gateloop" -- $MOLT distill $TEACHER -o "$T/x" --student mamba9
 bad gateloop-hybrid "no hybrid form" -- $MOLT hybridize $TEACHER -o "$T/x" --student gateloop --heads 2:3
 bad gateloop-heads "one student head per teacher query head" -- $MOLT distill $TEACHER -o "$T/x" --student gateloop --student-heads 4 --stage1-tokens 0
+bad mamba3-no-angles "rotary angles" -- $MOLT distill $TEACHER -o "$T/x" --student mamba3 --d-state 2
+bad mamba3-mimo-odd "even" -- $MOLT distill $TEACHER -o "$T/x" --student mamba3-mimo --d-state 9
+bad mamba3-hybrid "Llamba student" -- $MOLT hybridize $TEACHER -o "$T/x" --heads 2:3 --student mamba3
 # small real run (held-out: the first 40 KB of TinyStories valid, never trained on)
 cp tests/fixtures/data/tinystories/tinystories_v1_valid_head_40k.txt "$T/valid.txt"
 $MOLT distill $TEACHER -o "$T/s" --sample-tokens 40000 --seq 64 --batch 4 \
@@ -129,4 +132,40 @@ $MOLT info "$T/g" | grep -q "KV cache         0 B per token" || { echo "FAIL: th
 $MOLT eval "$T/g" --text "$T/valid.txt" > "$T/geval" 2>&1 || { echo "FAIL: the GateLoop student does not evaluate"; cat "$T/geval"; fail=1; }
 $MOLT generate "$T/g" -t 0 -n 20 -q > "$T/ggen" 2>&1 || { echo "FAIL: the GateLoop student does not generate"; cat "$T/ggen"; fail=1; }
 echo "gateloop student says: $(head -c 120 "$T/ggen")"
+# Mamba-3 students (SISO; MIMO of rank 2), attention-transfer init: every stage's loss
+# falls (the stage-1 distance after all three stages is printed, not held: the transfer init
+# starts it low, ~8 per layer against Llamba's ~355, and stages 2-3 need not keep it there),
+# the student is a molt_hybrid of mamba3 layers with its
+# mamba3_cfg, generates, and `molt info` reports its state (5 layers × (H·P·N + R·H·N + H·P +
+# H·S) floats, H 8, P 8, N 16, S 4)
+for st in mamba3 mamba3-mimo; do
+  $MOLT distill $TEACHER -o "$T/$st" --student $st --mimo-rank 2 --sample-tokens 20000 --seq 64 \
+    --batch 4 --stage1-tokens 6400 --stage2-tokens 6400 --stage3-tokens 12800 --lr3 2e-3 -q \
+    > "$T/$st.out" 2> "$T/$st.err" || { echo "FAIL: distill --student $st"; cat "$T/$st.err"; fail=1; continue; }
+  /usr/bin/python3 - "$T/$st" $st <<'PY' || fail=1
+import json, sys
+d, st = sys.argv[1], sys.argv[2]
+r, c = json.load(open(d + "/report.json")), json.load(open(d + "/config.json"))
+ok = True
+for s in r["stages"]:
+    falls = s["final_loss_mean_last10pct"] < s["first_loss"]
+    print(f"{st} stage {s['stage']}: {s['first_loss']:.4f} -> {s['final_loss_mean_last10pct']:.4f} {'falls' if falls else 'DOES NOT FALL'}")
+    ok &= falls
+f = r["stage1_frobenius_per_layer"]
+print(f"{st} stage-1 distance {f['before']:.3f} -> {f['after']:.3f}")
+ok &= f["after"] == f["after"] and r["student"]["mixer"] == st
+ok &= c["model_type"] == "molt_hybrid" and all(l["mixer"] == "mamba3" for l in c["layers"])
+ok &= "ssm_cfg" not in c and c["mamba3_cfg"]["is_mimo"] == (st == "mamba3-mimo")
+R = c["mamba3_cfg"].get("mimo_rank", 1)
+ok &= R == (2 if st == "mamba3-mimo" else 1)
+want = 5 * 4 * (8 * 8 * 16 + R * 8 * 16 + 8 * 8 + 8 * 4)
+ok &= r["bytes_per_sequence"]["student_state"] == want
+print(f"{st}: state {r['bytes_per_sequence']['student_state']} bytes (want {want})")
+sys.exit(0 if ok else 1)
+PY
+  $MOLT info "$T/$st" --json | /usr/bin/python3 -c 'import json,sys; i=json.load(sys.stdin); R=2 if sys.argv[1]=="mamba3-mimo" else 1; w=5*4*(8*8*16+R*8*16+8*8+8*4); sys.exit(0 if i["state_bytes"]==w and i["d_state"]==16 else 1)' $st \
+    || { echo "FAIL: molt info of the $st student"; $MOLT info "$T/$st"; fail=1; }
+  $MOLT generate "$T/$st" -t 0 -n 20 -q > "$T/$st.gen" 2>&1 || { echo "FAIL: $st student does not generate"; cat "$T/$st.gen"; fail=1; }
+  echo "$st student says: $(head -c 100 "$T/$st.gen")"
+done
 exit $fail

@@ -9,7 +9,8 @@
  *     bound view is a declared parameter; the info counts agree with the
  *     state sizing (kv_heads, rec_floats);
  *   - a model mixing kinds per layer (attention, ssm, hybrid, a second ssm
- *     layer with another d_state through the per-layer config, gateloop) builds,
+ *     layer with another d_state through the per-layer config, gateloop,
+ *     mamba3) builds,
  *     its prefill equals feeding token by token, and its batched decode over
  *     slots equals single decode; config.json refuses to write layers whose
  *     recurrent configs differ, and round-trips them when they agree.
@@ -84,7 +85,8 @@ static bool cfg_of(const layer_kind *kinds, int L, model_cfg *c) {
              " \"attn_cfg\": {\"num_attention_heads\": 8, \"num_key_value_heads\": 4,"
              " \"head_dim\": 8, \"attention_bias\": true},"
              " \"gateloop_cfg\": {\"n_heads\": 4, \"head_dim\": 16, \"chunk_size\": 8},"
-             " \"layers\": [%s]}",
+             " \"mamba3_cfg\": {\"d_state\": 16, \"expand\": 1, \"headdim\": 16,"
+             " \"chunk_size\": 8}, \"layers\": [%s]}",
              L, layers);
     if (model_cfg_from_json(ctx, "test", json, strlen(json), c) != MOLT_OK) {
         CHECK(0, "config: %s", molt_last_error(ctx));
@@ -152,12 +154,12 @@ static void check_declare_bind(void) {
         }
         const mixer_vt *v = mixer_of(kind);
         // norms + MLP (5) + the mixer's own: attention 4 weights + 4 biases, the
-        // SSM (Llamba) in_proj, its bias, conv, conv bias, z_bias, D, out_proj, bias; GateLoop
+        // SSM (Llamba) in_proj, its bias, conv, conv bias, z_bias, D, out_proj, bias;
+        // Mamba-3 (SISO): in_proj, dt_bias, B/C bias, B/C norm, D, out_proj; GateLoop
         // in_proj, a_bias, g_bias, out_proj
-        int want = 5 + (kind == LAYER_ATTN       ? 8
-                        : kind == LAYER_SSM      ? 8
+        int want = 5 + (kind == LAYER_HYBRID     ? 8 + 8 + 2
                         : kind == LAYER_GATELOOP ? 4
-                                                 : 8 + 8 + 2);
+                                                 : 8);
         CHECK(n_layer_params == want, "%s: %d layer parameters, want %d", name, n_layer_params,
               want);
         CHECK(n_views >= n_layer_params, "%s: %d views for %d parameters", name, n_views,
@@ -187,9 +189,10 @@ static void check_declare_bind(void) {
 #define STEPS 10
 
 static void check_mixed(void) {
-    const layer_kind kinds[] = {LAYER_ATTN, LAYER_SSM, LAYER_HYBRID, LAYER_SSM, LAYER_GATELOOP};
+    const layer_kind kinds[] = {LAYER_ATTN, LAYER_SSM,      LAYER_HYBRID,
+                                LAYER_SSM,  LAYER_GATELOOP, LAYER_MAMBA3};
     model_cfg c;
-    if (!cfg_of(kinds, 5, &c))
+    if (!cfg_of(kinds, 6, &c))
         return;
     // the uniform config writes one ssm_cfg and reads back into every layer
     char *js = NULL;
@@ -198,7 +201,7 @@ static void check_mixed(void) {
     if (js) {
         CHECK(model_cfg_from_json(ctx, "back", js, strlen(js), &back) == MOLT_OK, "read: %s",
               molt_last_error(ctx));
-        for (int l = 0; l < 4; l++)
+        for (int l = 0; l < 6; l++)
             CHECK(memcmp(layer_ssm(&back, l), layer_ssm(&c, l), sizeof(ssm_cfg)) == 0,
                   "layer %d's ssm config round-trips", l);
         model_free_cfg(&back);
@@ -277,8 +280,8 @@ static void check_mixed(void) {
     CHECK(sl && lb && ls && worst < 1e-5 && same,
           "mixed: batched decode differs from single decode by %.3g (same tokens %d)", worst,
           same);
-    printf("mixed attention|ssm N16|hybrid|ssm N8|gateloop: batch of %d vs single over %d steps: "
-           "max rel diff %.2g\n",
+    printf("mixed attention|ssm N16|hybrid|ssm N8|gateloop|mamba3: batch of %d vs single over %d "
+           "steps: max rel diff %.2g\n",
            NS, STEPS, worst);
     free(lb);
     free(ls);

@@ -16,12 +16,11 @@
 #include "analysis/heads.h"
 #include "distill/mohawk.h"
 #include "distill/report.h"
+#include "distill/student.h"
 #include "io/fileio.h"
 #include "kernels/backward.h"
 #include "kernels/kernels.h"
 #include "mixers/attn_train.h"
-#include "mixers/gl_train.h"
-#include "mixers/ssm_train.h"
 #include "models/forward.h"
 #include "train/checkpoint.h"
 #include "train/loss.h"
@@ -39,6 +38,8 @@ molt_distill_opts molt_distill_defaults(void) {
     memset(&o, 0, sizeof o);
     o.d_state = 16;
     o.init = "transfer";
+    o.student = "llamba";
+    o.mimo_rank = 4;
     o.ssm_bias = 1;
     o.sample_tokens = 2000000;
     o.seq_len = 256;
@@ -92,8 +93,7 @@ static double stage1_step(const molt_exec *ex, distiller *D, bool backward) {
     int d = c->d_model, L = c->n_layer;
     double total = 0;
     for (int l = 0; l < L; l++) {
-        bool gl = c->kind[l] == LAYER_GATELOOP;
-        int H = gl ? layer_gl(c, l)->H : layer_ssm(c, l)->H;
+        int H = student_mat_heads(s, l);
         const layer_weights *w = &s->layers[l];
         const float *x_in = D->tt->L[l].x_in;
         attn_cfg ac;
@@ -101,26 +101,14 @@ static double stage1_step(const molt_exec *ex, distiller *D, bool backward) {
         layer_attn(D->teacher, l, &ac, &aw);
         const float *A = attn_train_saved_probs(D->tt->L[l].mx, &ac, D->B, D->T);
         k_rmsnorm_forward(ex, D->u, D->rstd, x_in, w->attn_norm, D->N, d, c->norm_eps);
-        if (gl) // GateLoop: its surrogate attention (gl_train.h)
-            gl_mat_forward(ex, D->M, D->mact, D->u, D->B, D->T, layer_gl(c, l), &w->gl, D->mwork);
-        else
-            ssm_mat_forward(ex, D->M, D->mact, D->u, D->B, D->T, layer_ssm(c, l), &w->ssm,
-                            D->mwork);
+        student_mat_forward(ex, s, l, D->M, D->mact, D->u, D->B, D->T, D->mwork);
         total += loss_frobenius(ex, D->rows, D->dM, D->M, A, D->B * H, D->T,
                                 1.0f / (float)(D->B * H)) /
                  (double)(D->B * H);
         if (!backward)
             continue;
-        if (gl) {
-            gl_grads g = {tm_grad_of(D->ts, w->gl.in_proj), tm_grad_of(D->ts, w->gl.a_bias),
-                          tm_grad_of(D->ts, w->gl.g_bias), tm_grad_of(D->ts, w->gl.out_proj)};
-            gl_mat_backward(ex, D->du, &g, D->dM, D->mact, D->u, D->B, D->T, layer_gl(c, l),
-                            &w->gl, D->mwork);
-        } else {
-            ssm_grads g = tm_ssm_grads(D->ts, &w->ssm);
-            ssm_mat_backward(ex, D->du, &g, D->dM, D->mact, D->u, D->B, D->T, layer_ssm(c, l),
-                             &w->ssm, D->mwork);
-        }
+        student_mat_backward(ex, s, l, D->ts->grad, D->du, D->dM, D->mact, D->u, D->B, D->T,
+                             D->mwork);
         be_zero(ex, D->ts->dx, sizeof(float) * (size_t)D->N * d); // ∂x_in is not needed
         k_rmsnorm_backward(ex, D->ts->dx, tm_grad_of(D->ts, w->attn_norm), D->du, x_in, w->attn_norm,
                            D->rstd, D->N, d);
@@ -207,10 +195,10 @@ static char *stage_settings(const distiller *D, int stage, const molt_distill_op
         n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%d:%d", i ? "," : "", o->keep_layer[i],
                               o->keep_head[i]);
     ckpt_setting(s, "kept_heads", "%s", buf);
-    bool other = o->student && strcmp(o->student, "llamba"); // llamba runs keep their string
-    ckpt_setting(s, "student_shape", "init %s, d_state %d, heads %d, bias %d%s%s", o->init,
-                 o->d_state, o->n_heads, o->ssm_bias, other ? ", student " : "",
-                 other ? o->student : "");
+    ckpt_setting(s, "student_shape", "init %s, d_state %d, heads %d, bias %d", o->init,
+                 o->d_state, o->n_heads, o->ssm_bias);
+    if (o->student && strcmp(o->student, "llamba"))
+        ckpt_setting(s, "student", "%s, rank %d", o->student, o->mimo_rank);
     ckpt_setting(s, "stage", "%d", stage);
     ckpt_setting(s, "seq", "%d", o->seq_len);
     ckpt_setting(s, "batch", "%d", o->batch);
@@ -418,10 +406,7 @@ molt_status molt_distill(molt_ctx *ctx, const molt_model *teacher, const molt_di
     distill_result R;
     memset(&R, 0, sizeof R);
     double t_all = molt__now();
-    if ((st = mohawk_student(ctx, teacher, o->student, o->n_heads, o->d_state, o->init,
-                             o->ssm_bias != 0,
-                             o->keep_layer, o->keep_head, o->n_keep, o->seed, &D.student)) !=
-        MOLT_OK) {
+    if ((st = mohawk_make_student(ctx, teacher, o, &D.student)) != MOLT_OK) {
         rundir_close(&rd);
         return st;
     }
@@ -459,17 +444,9 @@ molt_status molt_distill(molt_ctx *ctx, const molt_model *teacher, const molt_di
         goto done;
     size_t sH = 0, s_act = 0, s_work = 0; // the largest layer's (each has its own ssm config)
     for (int li = 0; li < D.student->cfg.n_layer; li++) {
-        if (D.student->cfg.kind[li] == LAYER_GATELOOP) {
-            const gateloop_cfg *gc = layer_gl(&D.student->cfg, li);
-            sH = MOLT_MAX(sH, (size_t)gc->H);
-            s_act = MOLT_MAX(s_act, gl_mat_act_floats(gc, D.B, D.T));
-            s_work = MOLT_MAX(s_work, gl_mat_work_floats(gc, D.B, D.T));
-            continue;
-        }
-        const ssm_cfg *sc = layer_ssm(&D.student->cfg, li);
-        sH = MOLT_MAX(sH, (size_t)sc->H);
-        s_act = MOLT_MAX(s_act, ssm_mat_act_floats(sc, D.B, D.T));
-        s_work = MOLT_MAX(s_work, ssm_mat_work_floats(sc, D.B, D.T));
+        sH = MOLT_MAX(sH, (size_t)student_mat_heads(D.student, li));
+        s_act = MOLT_MAX(s_act, student_mat_act_floats(D.student, li, D.B, D.T));
+        s_work = MOLT_MAX(s_work, student_mat_work_floats(D.student, li, D.B, D.T));
     }
     size_t BHTT = (size_t)D.B * sH * D.T * D.T, Nd = (size_t)D.N * teacher->cfg.d_model;
     const molt_backend *be = D.student->be; // stage-1 buffers live where the student computes

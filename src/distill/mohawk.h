@@ -23,11 +23,11 @@
 // out_proj biases (the A_log bias starts at −4: slow initial decay).
 // With n_keep > 0 the student is a molt_hybrid: layers holding kept heads
 // become hybrid layers (SSM over all heads ‖ the kept heads as attention).
-// student: the student's mixer, "llamba" (NULL) or "gateloop" (mohawk_student_gateloop).
-molt_status mohawk_student(molt_ctx *ctx, const molt_model *teacher, const char *student,
-                           int n_heads, int d_state, const char *init, bool ssm_bias,
-                           const int32_t *keep_layer, const int32_t *keep_head, int n_keep,
-                           uint64_t seed, molt_model **out);
+// On the host (mohawk_make_student, student.h, builds any kind and places it).
+molt_status mohawk_student(molt_ctx *ctx, const molt_model *teacher, int n_heads, int d_state,
+                           const char *init, bool ssm_bias, const int32_t *keep_layer,
+                           const int32_t *keep_head, int n_keep, uint64_t seed,
+                           molt_model **out);
 
 // A GateLoop student (student_gateloop.c): one GateLoop head per teacher query
 // head, head dim = the teacher's; init "transfer" maps q/k/v/o (and RoPE's

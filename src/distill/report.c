@@ -209,6 +209,11 @@ molt_status distill_write_report(molt_ctx *ctx, const molt_distill_opts *o,
     cJSON_AddStringToObject(x, "mixer", o->student ? o->student : "llamba");
     cJSON_AddNumberToObject(x, "d_state", o->d_state);
     cJSON_AddStringToObject(x, "init", o->init ? o->init : "transfer");
+    if (o->student && strcmp(o->student, "llamba")) { // (Llamba students: no key, as before)
+        cJSON_AddStringToObject(x, "mixer", o->student);
+        if (!strcmp(o->student, "mamba3-mimo"))
+            cJSON_AddNumberToObject(x, "mimo_rank", o->mimo_rank);
+    }
     cJSON_AddNumberToObject(x, "params", (double)sinfo.n_params);
     cJSON_AddItemToObject(x, "kept_heads", y = cJSON_CreateArray());
     for (int i = 0; i < o->n_keep; i++) {
@@ -284,11 +289,10 @@ molt_status distill_write_report(molt_ctx *ctx, const molt_distill_opts *o,
     f = fopen(path, "w");
     if (!f)
         return molt__err(ctx, MOLT_ERR_IO, "%s: cannot write", path);
-    bool gl = o->student && !strcmp(o->student, "gateloop");
-    fprintf(f, "MOHAWK distillation → %s (%s%s, d_state %d, %s init, %d kept attention heads)\n",
-            o->out_dir, model_arch_name(student->cfg.arch), gl ? " of GateLoop layers" : "",
-            o->d_state,
-            o->init ? o->init : "transfer", o->n_keep);
+    bool other = o->student && strcmp(o->student, "llamba");
+    fprintf(f, "MOHAWK distillation → %s (%s%s%s, d_state %d, %s init, %d kept attention heads)\n",
+            o->out_dir, model_arch_name(student->cfg.arch), other ? " of " : "",
+            other ? o->student : "", o->d_state, o->init ? o->init : "transfer", o->n_keep);
     fprintf(f, "data: %s%s\n\n", o->n_data ? "text files" : "teacher samples",
             o->n_data ? "" : " (temperature 1)");
     fprintf(f, "%-28s %12s %10s %12s %14s\n", "stage", "tokens", "seconds", "first loss",

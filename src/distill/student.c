@@ -9,8 +9,12 @@
  * min(N, hd) state dimensions are transferred and the rest keep their random init.
  */
 #include "distill/mohawk.h"
+#include "distill/student.h"
 #include "infer/sample.h"
 #include "kernels/kernels.h"
+#include "mixers/mixer.h"
+#include "mixers/gl_train.h"
+#include "mixers/ssm_train.h"
 #include "models/forward.h"
 
 #include <math.h>
@@ -18,40 +22,10 @@
 
 #define A_LOG_BIAS_INIT (-4.0f) // softplus(−4) ≈ 0.018: decay ≈ 0.98 per token
 
-static molt_status student_on_host(molt_ctx *ctx, const molt_model *t, const char *student,
-                                   int n_heads, int d_state, const char *init, bool ssm_bias,
-                                   const int32_t *keep_layer, const int32_t *keep_head,
-                                   int n_keep, uint64_t seed, molt_model **out);
-
-// The student is built on the host from a host view of the teacher (a copy
-// when the teacher is on a device), then placed where ctx runs models.
-molt_status mohawk_student(molt_ctx *ctx, const molt_model *t, const char *student,
-                           int n_heads, int d_state, const char *init, bool ssm_bias,
-                           const int32_t *keep_layer, const int32_t *keep_head, int n_keep,
-                           uint64_t seed, molt_model **out) {
+molt_status mohawk_student(molt_ctx *ctx, const molt_model *t, int n_heads, int d_state,
+                           const char *init, bool ssm_bias, const int32_t *keep_layer,
+                           const int32_t *keep_head, int n_keep, uint64_t seed, molt_model **out) {
     *out = NULL;
-    molt_model *clone = NULL;
-    molt_status st = t->be->mem.host_visible ? MOLT_OK : model_host_clone(ctx, t, &clone);
-    if (st == MOLT_OK)
-        st = student_on_host(ctx, clone ? clone : t, student, n_heads, d_state, init, ssm_bias,
-                             keep_layer, keep_head, n_keep, seed, out);
-    model_host_clone_free(clone);
-    if (st == MOLT_OK && (st = model_place(ctx, *out)) != MOLT_OK) {
-        molt_model_free(*out);
-        *out = NULL;
-    }
-    return st;
-}
-
-static molt_status student_on_host(molt_ctx *ctx, const molt_model *t, const char *student,
-                                   int n_heads, int d_state, const char *init, bool ssm_bias,
-                                   const int32_t *keep_layer, const int32_t *keep_head,
-                                   int n_keep, uint64_t seed, molt_model **out) {
-    *out = NULL;
-    if (student && !strcmp(student, "gateloop"))
-        return mohawk_student_gateloop(ctx, t, n_heads, init, n_keep, seed, out);
-    if (student && strcmp(student, "llamba"))
-        return molt__err(ctx, MOLT_ERR_ARG, "student \"%s\" (llamba or gateloop)", student);
     const model_cfg *tc = &t->cfg;
     if (tc->arch != ARCH_LLAMA)
         return molt__err(ctx, MOLT_ERR_ARG, "the teacher must be a Llama model (got %s)",
@@ -138,6 +112,102 @@ static molt_status student_on_host(molt_ctx *ctx, const molt_model *t, const cha
     }
     *out = m;
     return MOLT_OK;
+}
+
+// ----------------------------------------------------------------------------
+// the student by kind, and stage 1 by the layer's mixer (student.h)
+
+static molt_status student_on_host(molt_ctx *ctx, const molt_model *t,
+                                   const molt_distill_opts *o, molt_model **out) {
+    const char *kind = o->student ? o->student : "llamba";
+    if (!strcmp(kind, "mamba3") || !strcmp(kind, "mamba3-mimo"))
+        return student_mamba3(ctx, t, o, out);
+    if (!strcmp(kind, "gateloop"))
+        return mohawk_student_gateloop(ctx, t, o->n_heads, o->init, o->n_keep, o->seed, out);
+    if (strcmp(kind, "llamba")) {
+        *out = NULL;
+        return molt__err(ctx, MOLT_ERR_ARG,
+                         "student \"%s\" (llamba, mamba3, mamba3-mimo or gateloop)", kind);
+    }
+    return mohawk_student(ctx, t, o->n_heads, o->d_state, o->init, o->ssm_bias != 0,
+                          o->keep_layer, o->keep_head, o->n_keep, o->seed, out);
+}
+
+// The student is built on the host from a host view of the teacher (a copy
+// when the teacher is on a device), then placed where ctx runs models.
+molt_status mohawk_make_student(molt_ctx *ctx, const molt_model *t, const molt_distill_opts *o,
+                                molt_model **out) {
+    *out = NULL;
+    molt_model *clone = NULL;
+    molt_status st = t->be->mem.host_visible ? MOLT_OK : model_host_clone(ctx, t, &clone);
+    if (st == MOLT_OK)
+        st = student_on_host(ctx, clone ? clone : t, o, out);
+    model_host_clone_free(clone);
+    if (st == MOLT_OK && (st = model_place(ctx, *out)) != MOLT_OK) {
+        molt_model_free(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+static bool is_m3(const molt_model *s, int l) { return s->cfg.kind[l] == LAYER_MAMBA3; }
+static bool is_gl(const molt_model *s, int l) { return s->cfg.kind[l] == LAYER_GATELOOP; }
+
+int student_mat_heads(const molt_model *s, int l) {
+    return is_m3(s, l)   ? layer_m3(&s->cfg, l)->H
+           : is_gl(s, l) ? layer_gl(&s->cfg, l)->H
+                         : layer_ssm(&s->cfg, l)->H;
+}
+
+size_t student_mat_act_floats(const molt_model *s, int l, int B, int T) {
+    return is_m3(s, l)   ? mamba3_mat_act_floats(layer_m3(&s->cfg, l), B, T)
+           : is_gl(s, l) ? gl_mat_act_floats(layer_gl(&s->cfg, l), B, T)
+                         : ssm_mat_act_floats(layer_ssm(&s->cfg, l), B, T);
+}
+
+size_t student_mat_work_floats(const molt_model *s, int l, int B, int T) {
+    return is_m3(s, l)   ? mamba3_mat_work_floats(layer_m3(&s->cfg, l), B, T)
+           : is_gl(s, l) ? gl_mat_work_floats(layer_gl(&s->cfg, l), B, T)
+                         : ssm_mat_work_floats(layer_ssm(&s->cfg, l), B, T);
+}
+
+void student_mat_forward(const molt_exec *ex, const molt_model *s, int l, float *M, float *act,
+                         const float *u, int B, int T, float *work) {
+    if (is_gl(s, l)) // GateLoop: its surrogate attention (gl_train.h)
+        gl_mat_forward(ex, M, act, u, B, T, layer_gl(&s->cfg, l), &s->layers[l].gl, work);
+    else if (is_m3(s, l))
+        mamba3_mat_forward(ex, M, act, u, B, T, layer_m3(&s->cfg, l), &s->layers[l].m3, work);
+    else
+        ssm_mat_forward(ex, M, act, u, B, T, layer_ssm(&s->cfg, l), &s->layers[l].ssm, work);
+}
+
+void student_mat_backward(const molt_exec *ex, const molt_model *s, int l, float *grad,
+                          float *du, const float *dM, const float *act, const float *u, int B,
+                          int T, float *work) {
+    if (is_gl(s, l)) {
+        const gl_weights *w = &s->layers[l].gl;
+        gl_grads g = {mixer_grad(s, grad, w->in_proj), mixer_grad(s, grad, w->a_bias),
+                      mixer_grad(s, grad, w->g_bias), mixer_grad(s, grad, w->out_proj)};
+        gl_mat_backward(ex, du, &g, dM, act, u, B, T, layer_gl(&s->cfg, l), w, work);
+        return;
+    }
+    if (is_m3(s, l)) {
+        const mamba3_weights *w = &s->layers[l].m3;
+        mamba3_grads g = {mixer_grad(s, grad, w->in_proj), mixer_grad(s, grad, w->dt_bias),
+                          mixer_grad(s, grad, w->B_bias),  mixer_grad(s, grad, w->C_bias),
+                          mixer_grad(s, grad, w->B_norm),  mixer_grad(s, grad, w->C_norm),
+                          NULL, NULL, NULL, mixer_grad(s, grad, w->D), NULL, NULL};
+        mamba3_mat_backward(ex, du, &g, dM, act, u, B, T, layer_m3(&s->cfg, l), w, work);
+        return;
+    }
+    const ssm_weights *w = &s->layers[l].ssm;
+    ssm_grads g = {mixer_grad(s, grad, w->in_proj), mixer_grad(s, grad, w->in_proj_b),
+                   mixer_grad(s, grad, w->conv_w),  mixer_grad(s, grad, w->conv_b),
+                   mixer_grad(s, grad, w->dt_bias), mixer_grad(s, grad, w->A_log),
+                   mixer_grad(s, grad, w->D),       mixer_grad(s, grad, w->norm_w),
+                   mixer_grad(s, grad, w->z_bias),  mixer_grad(s, grad, w->out_proj),
+                   mixer_grad(s, grad, w->out_proj_b)};
+    ssm_mat_backward(ex, du, &g, dM, act, u, B, T, layer_ssm(&s->cfg, l), w, work);
 }
 
 // ----------------------------------------------------------------------------

@@ -8,6 +8,7 @@
 #include "kernels/backward.h"
 #include "kernels/gateloop.h"
 #include "kernels/kernels.h"
+#include "kernels/mamba3.h"
 #include "kernels/ssm.h"
 #include "kernels/ssm_rows.h"
 #include "kernels/train_ops.h"
@@ -322,4 +323,77 @@ molt_exec be_exec1(const molt_backend *be) {
     molt_exec ex = molt_exec_cpu(1);
     ex.be = be;
     return ex;
+}
+
+// ----------------------------------------------------------------------------
+// mamba3 (mamba3.h)
+
+void m3_angles(const molt_exec *ex, float *phi, float *const *state, const float *zx, int ldz,
+               const float *dt_bias, int n, int T, const m3_rows_cfg *c) {
+    ex->be->m3_angles(ex, phi, state, zx, ldz, dt_bias, n, T, c);
+}
+void m3_angles_backward(const molt_exec *ex, float *dzx, float *dphi, const float *zx, int ldz,
+                        const float *dt_bias, int n, int T, const m3_rows_cfg *c) {
+    ex->be->m3_angles_backward(ex, dzx, dphi, zx, ldz, dt_bias, n, T, c);
+}
+void m3_prep(const molt_exec *ex, float *q, float *k, float *dA, float *dlt, float *lam,
+             float *rstd, const float *zx, int ldz, const float *phi, const m3_rows_w *w, int n,
+             const m3_rows_cfg *c) {
+    ex->be->m3_prep(ex, q, k, dA, dlt, lam, rstd, zx, ldz, phi, w, n, c);
+}
+void m3_prep_backward(const molt_exec *ex, float *dzx, float *dphi, float *dBn, float *dCn,
+                      float *dBb, float *dCb, const float *dq, const float *dk, const float *ddA,
+                      const float *dgam, const float *dbet, const float *q, const float *k,
+                      const float *rstd, const float *zx, int ldz, const float *phi,
+                      const m3_rows_w *w, int n, const m3_rows_cfg *c) {
+    ex->be->m3_prep_backward(ex, dzx, dphi, dBn, dCn, dBb, dCb, dq, dk, ddA, dgam, dbet, q, k,
+                             rstd, zx, ldz, phi, w, n, c);
+}
+void m3_mix(const molt_exec *ex, float *X, float *dAx, const float *zx, int ldz, const float *dA,
+            const float *dlt, const float *lam, const m3_rows_w *w, int n, int T,
+            const m3_rows_cfg *c) {
+    ex->be->m3_mix(ex, X, dAx, zx, ldz, dA, dlt, lam, w, n, T, c);
+}
+void m3_corr(const molt_exec *ex, float *ypre, const float *ys, const float *q, const float *k,
+             const float *zx, int ldz, const float *dlt, const float *lam, const m3_rows_w *w,
+             int n, int T, const m3_rows_cfg *c) {
+    ex->be->m3_corr(ex, ypre, ys, q, k, zx, ldz, dlt, lam, w, n, T, c);
+}
+void m3_mix_backward(const molt_exec *ex, float *dzx, float *dq, float *dk, float *ddA,
+                     float *dgam, float *dbet, float *dmx, float *hsD, const float *dX,
+                     const float *ddAx, const float *dypre, const float *q, const float *k,
+                     const float *zx, int ldz, const float *dlt, const float *lam,
+                     const m3_rows_w *w, int n, int T, const m3_rows_cfg *c) {
+    ex->be->m3_mix_backward(ex, dzx, dq, dk, ddA, dgam, dbet, dmx, hsD, dX, ddAx, dypre, q, k, zx,
+                            ldz, dlt, lam, w, n, T, c);
+}
+void m3_gate(const molt_exec *ex, float *g, float *rstd, const float *ypre, const float *zx,
+             int ldz, const m3_rows_w *w, int n, const m3_rows_cfg *c) {
+    ex->be->m3_gate(ex, g, rstd, ypre, zx, ldz, w, n, c);
+}
+void m3_gate_backward(const molt_exec *ex, float *dypre, float *dzx, float *dmz, float *dmo,
+                      float *dnw, const float *dg, const float *ypre, const float *zx, int ldz,
+                      const float *rstd, const m3_rows_w *w, int n, const m3_rows_cfg *c) {
+    ex->be->m3_gate_backward(ex, dypre, dzx, dmz, dmo, dnw, dg, ypre, zx, ldz, rstd, w, n, c);
+}
+void m3_fold(const molt_exec *ex, float *state, const float *dlt, const float *lam,
+             const m3_rows_w *w, const m3_rows_cfg *c) {
+    ex->be->m3_fold(ex, state, dlt, lam, w, c);
+}
+void m3_step_rows(const molt_exec *ex, float *ypre, float *const *state, const float *q,
+                  const float *k, const float *zx, int ldz, const float *dA, const float *dlt,
+                  const float *lam, const m3_rows_w *w, int n, const m3_rows_cfg *c) {
+    ex->be->m3_step_rows(ex, ypre, state, q, k, zx, ldz, dA, dlt, lam, w, n, c);
+}
+void m3_materialize(const molt_exec *ex, float *M, const float *q, const float *k,
+                    const float *dA, const float *dlt, const float *lam, const float *D, int T,
+                    const m3_rows_cfg *c, float *work) {
+    ex->be->m3_materialize(ex, M, q, k, dA, dlt, lam, D, T, c, work);
+}
+void m3_materialize_backward(const molt_exec *ex, float *dq, float *dk, float *ddA, float *dgam,
+                             float *dbet, float *dD, const float *dM, const float *q,
+                             const float *k, const float *dA, const float *dlt, const float *lam,
+                             const float *D, int T, const m3_rows_cfg *c, float *work) {
+    ex->be->m3_materialize_backward(ex, dq, dk, ddA, dgam, dbet, dD, dM, q, k, dA, dlt, lam, D, T,
+                                    c, work);
 }

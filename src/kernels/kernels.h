@@ -156,9 +156,11 @@ void k_hybrid_stats_backward(const molt_exec *ex, float *g, float *ds, const flo
     /* training (train_ops.h) */                                                                  \
     X(xent) X(soft_xent) X(l2_rows) X(sumsq) X(scale) X(adamw)                                    \
     /* gateloop (gateloop.h) */                                                                   \
-    MOLT_BACKEND_GATELOOP_OPS(X)
-#define MOLT_BACKEND_NOPS (44 + 8) // ops in MOLT_BACKEND_OPS (checked against the struct):
-                                   // the base table + gateloop
+    MOLT_BACKEND_GATELOOP_OPS(X)                                                                  \
+    /* mamba3 (mamba3.h) */                                                                       \
+    MOLT_BACKEND_MAMBA3_OPS(X)
+#define MOLT_BACKEND_NOPS (44 + 8 + 13) // ops in MOLT_BACKEND_OPS (checked against the struct):
+                                        // the base table + gateloop + mamba3
 
 // Ops of one mixer that a backend may lack (its slots NULL): a model with that
 // mixer is refused on such a backend (model_place: mixer_vt.runs_on), every
@@ -166,9 +168,15 @@ void k_hybrid_stats_backward(const molt_exec *ex, float *g, float *ds, const flo
 #define MOLT_BACKEND_GATELOOP_OPS(X)                                                               \
     X(gl_prep) X(gl_prep_backward) X(gl_step_rows) X(gl_scan_chunked)                             \
     X(gl_scan_chunked_backward) X(gl_scan_assoc) X(gl_materialize) X(gl_materialize_backward)
-#define MOLT_BACKEND_OPTIONAL_OPS(X) MOLT_BACKEND_GATELOOP_OPS(X)
+#define MOLT_BACKEND_MAMBA3_OPS(X)                                                                 \
+    X(m3_angles) X(m3_angles_backward) X(m3_prep) X(m3_prep_backward) X(m3_mix) X(m3_corr)        \
+    X(m3_mix_backward) X(m3_gate) X(m3_gate_backward) X(m3_fold) X(m3_step_rows)                  \
+    X(m3_materialize) X(m3_materialize_backward)
+#define MOLT_BACKEND_OPTIONAL_OPS(X) MOLT_BACKEND_GATELOOP_OPS(X) MOLT_BACKEND_MAMBA3_OPS(X)
 
 struct ssm_rows_cfg; // ssm_rows.h
+struct m3_rows_cfg;  // mamba3.h
+struct m3_rows_w;
 
 typedef struct molt_backend {
     const char  *name;
@@ -306,6 +314,54 @@ typedef struct molt_backend {
                                     float *dth, const float *dM, const float *q, const float *k,
                                     int ld, const float *la, const float *th, int T, int H, int N,
                                     float *work);
+    // mamba3 (mamba3.h): the Mamba-3 mixer's row stages, decode step and matrix
+    void (*m3_angles)(const molt_exec *ex, float *phi, float *const *state, const float *zx,
+                      int ldz, const float *dt_bias, int n, int T, const struct m3_rows_cfg *c);
+    void (*m3_angles_backward)(const molt_exec *ex, float *dzx, float *dphi, const float *zx,
+                               int ldz, const float *dt_bias, int n, int T,
+                               const struct m3_rows_cfg *c);
+    void (*m3_prep)(const molt_exec *ex, float *q, float *k, float *dA, float *dlt, float *lam,
+                    float *rstd, const float *zx, int ldz, const float *phi,
+                    const struct m3_rows_w *w, int n, const struct m3_rows_cfg *c);
+    void (*m3_prep_backward)(const molt_exec *ex, float *dzx, float *dphi, float *dBn, float *dCn,
+                             float *dBb, float *dCb, const float *dq, const float *dk,
+                             const float *ddA, const float *dgam, const float *dbet,
+                             const float *q, const float *k, const float *rstd, const float *zx,
+                             int ldz, const float *phi, const struct m3_rows_w *w, int n,
+                             const struct m3_rows_cfg *c);
+    void (*m3_mix)(const molt_exec *ex, float *X, float *dAx, const float *zx, int ldz,
+                   const float *dA, const float *dlt, const float *lam, const struct m3_rows_w *w,
+                   int n, int T, const struct m3_rows_cfg *c);
+    void (*m3_corr)(const molt_exec *ex, float *ypre, const float *ys, const float *q,
+                    const float *k, const float *zx, int ldz, const float *dlt, const float *lam,
+                    const struct m3_rows_w *w, int n, int T, const struct m3_rows_cfg *c);
+    void (*m3_mix_backward)(const molt_exec *ex, float *dzx, float *dq, float *dk, float *ddA,
+                            float *dgam, float *dbet, float *dmx, float *hsD, const float *dX,
+                            const float *ddAx, const float *dypre, const float *q,
+                            const float *k, const float *zx, int ldz, const float *dlt,
+                            const float *lam, const struct m3_rows_w *w, int n, int T,
+                            const struct m3_rows_cfg *c);
+    void (*m3_gate)(const molt_exec *ex, float *g, float *rstd, const float *ypre,
+                    const float *zx, int ldz, const struct m3_rows_w *w, int n,
+                    const struct m3_rows_cfg *c);
+    void (*m3_gate_backward)(const molt_exec *ex, float *dypre, float *dzx, float *dmz,
+                             float *dmo, float *dnw, const float *dg, const float *ypre,
+                             const float *zx, int ldz, const float *rstd,
+                             const struct m3_rows_w *w, int n, const struct m3_rows_cfg *c);
+    void (*m3_fold)(const molt_exec *ex, float *state, const float *dlt, const float *lam,
+                    const struct m3_rows_w *w, const struct m3_rows_cfg *c);
+    void (*m3_step_rows)(const molt_exec *ex, float *ypre, float *const *state, const float *q,
+                         const float *k, const float *zx, int ldz, const float *dA,
+                         const float *dlt, const float *lam, const struct m3_rows_w *w, int n,
+                         const struct m3_rows_cfg *c);
+    void (*m3_materialize)(const molt_exec *ex, float *M, const float *q, const float *k,
+                           const float *dA, const float *dlt, const float *lam, const float *D,
+                           int T, const struct m3_rows_cfg *c, float *work);
+    void (*m3_materialize_backward)(const molt_exec *ex, float *dq, float *dk, float *ddA,
+                                    float *dgam, float *dbet, float *dD, const float *dM,
+                                    const float *q, const float *k, const float *dA,
+                                    const float *dlt, const float *lam, const float *D, int T,
+                                    const struct m3_rows_cfg *c, float *work);
 } molt_backend;
 
 extern const molt_backend molt_backend_cpu;

@@ -17,6 +17,7 @@
     X(ATTN, attention, mixer_attention)                                                            \
     X(SSM, ssm, mixer_ssm)                                                                         \
     X(HYBRID, hybrid, mixer_hybrid)                                                                \
-    X(GATELOOP, gateloop, mixer_gateloop)
+    X(GATELOOP, gateloop, mixer_gateloop)                                                          \
+    X(MAMBA3, mamba3, mixer_mamba3)
 
 #endif

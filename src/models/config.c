@@ -9,13 +9,15 @@
  *   mamba2       HF Mamba2Config (time_step_limit may hold {"__float__": "Infinity"}).
  *   molt_hybrid  molt's own: the llamba keys + "attn_cfg" (the teacher's attention
  *                geometry and RoPE) + "layers": [{"mixer": "attention" | "ssm" |
- *                "hybrid", "attention_heads": [..]} | {"mixer": "gateloop"}], and with
- *                GateLoop layers "gateloop_cfg": {n_heads, head_dim, chunk_size}
- *                                                                      (docs/FORMATS.md)
+ *                "hybrid" | "mamba3" | "gateloop", "attention_heads": [..]}], + "mamba3_cfg"
+ *                when a layer is Mamba-3 (config_mamba3.c), "gateloop_cfg": {n_heads,
+ *                head_dim, chunk_size} with GateLoop layers; "ssm_cfg" only when a layer
+ *                has an SSM                                         (docs/FORMATS.md)
  *
  * Unknown model_type → MOLT_ERR_UNSUPPORTED; every bad key names itself.
  */
 #include "io/json.h"
+#include "models/config_mamba3.h"
 #include "models/model.h"
 
 #include <math.h>
@@ -134,7 +136,8 @@ static molt_status parse_llama(molt_ctx *ctx, const char *w, const cJSON *o, mod
     return MOLT_OK;
 }
 
-// llamba / molt_hybrid SSM + MLP part
+// llamba / molt_hybrid SSM + MLP part (ssm_cfg: required for llamba; a molt_hybrid
+// whose layers have no SSM may leave it out, parse_hybrid checks)
 static molt_status parse_llamba(molt_ctx *ctx, const char *w, const cJSON *o, model_cfg *c) {
     MOLT_TRY(geti(ctx, w, o, "d_model", 1, 1, BIG, 0, &c->d_model));
     MOLT_TRY(geti(ctx, w, o, "n_layer", 1, 1, MODEL_MAX_LAYERS, 0, &c->n_layer));
@@ -161,7 +164,11 @@ static molt_status parse_llamba(molt_ctx *ctx, const char *w, const cJSON *o, mo
                          "%s: mlp_cfg must be bias=false, act_fn=silu (got bias=%d, act_fn=%s)", w,
                          (int)mb, act);
     c->has_mlp = true;
-    MOLT_TRY(js_get_obj(ctx, w, o, "ssm_cfg", 1, &ssm));
+    MOLT_TRY(js_get_obj(ctx, w, o, "ssm_cfg", c->arch == ARCH_LLAMBA, &ssm));
+    for (int l = 0; l < c->n_layer; l++)
+        c->kind[l] = LAYER_SSM;
+    if (!ssm)
+        return MOLT_OK;
     ssm_cfg sc = {0}, *s = &sc; // the file's one block: every layer's (model_cfg_set_ssm)
     s->kind = SSM_DISCRETE;
     s->d_model = c->d_model;
@@ -192,8 +199,6 @@ static molt_status parse_llamba(molt_ctx *ctx, const char *w, const cJSON *o, mo
     s->dt_limit_lo = 0.0f;
     s->dt_limit_hi = INFINITY;
     model_cfg_set_ssm(c, s);
-    for (int l = 0; l < c->n_layer; l++)
-        c->kind[l] = LAYER_SSM;
     return MOLT_OK;
 }
 
@@ -276,6 +281,14 @@ static molt_status parse_gateloop(molt_ctx *ctx, const char *w, const cJSON *o, 
     return MOLT_OK;
 }
 
+// a layer of c runs the ssm_cfg SSM (every layer of a llamba / mamba2 model)
+static bool uses_ssm(const model_cfg *c) {
+    for (int l = 0; l < c->n_layer; l++)
+        if (c->kind[l] == LAYER_SSM || c->kind[l] == LAYER_HYBRID)
+            return true;
+    return false;
+}
+
 static molt_status parse_hybrid(molt_ctx *ctx, const char *w, const cJSON *o, model_cfg *c) {
     MOLT_TRY(parse_llamba(ctx, w, o, c));
     const cJSON *a = NULL, *layers = NULL;
@@ -331,7 +344,11 @@ static molt_status parse_hybrid(molt_ctx *ctx, const char *w, const cJSON *o, mo
             }
         }
     }
-    return parse_gateloop(ctx, w, o, c);
+    if (uses_ssm(c) && !cJSON_GetObjectItemCaseSensitive(o, "ssm_cfg"))
+        return molt__err(ctx, MOLT_ERR_FORMAT, "%s: \"ssm_cfg\" is missing (a layer has an SSM)",
+                         w);
+    MOLT_TRY(parse_gateloop(ctx, w, o, c));
+    return mamba3_cfg_from_json(ctx, w, o, c);
 }
 
 molt_status model_cfg_from_json(molt_ctx *ctx, const char *w, const char *json, size_t len,
@@ -434,6 +451,8 @@ static void add_llamba(cJSON *o, const model_cfg *c) {
     cJSON_AddNumberToObject(m, "intermediate_size", c->d_ff);
     cJSON_AddBoolToObject(m, "bias", false);
     cJSON_AddStringToObject(m, "act_fn", "silu");
+    if (!uses_ssm(c))
+        return;
     cJSON *s = cJSON_AddObjectToObject(o, "ssm_cfg");
     cJSON_AddNumberToObject(s, "d_state", sc->N);
     cJSON_AddNumberToObject(s, "n_v_heads", sc->H);
@@ -478,7 +497,7 @@ molt_status model_cfg_to_json(molt_ctx *ctx, const model_cfg *c, const char *tor
     if (!o)
         return molt__err(ctx, MOLT_ERR_OOM, "out of memory writing config.json");
     const ssm_cfg *sc = file_ssm(c);
-    if (c->arch != ARCH_LLAMA && !sc) {
+    if (c->arch != ARCH_LLAMA && uses_ssm(c) && !sc) {
         cJSON_Delete(o);
         return molt__err(ctx, MOLT_ERR_UNSUPPORTED,
                          "config.json: the layers' recurrent configs differ (d_state, heads, ...); "
@@ -567,6 +586,11 @@ molt_status model_cfg_to_json(molt_ctx *ctx, const model_cfg *c, const char *tor
             cJSON_AddItemToArray(ls, L);
         }
         add_gateloop(o, c);
+        molt_status st = mamba3_cfg_to_json(ctx, o, c);
+        if (st != MOLT_OK) {
+            cJSON_Delete(o);
+            return st;
+        }
         break;
     }
     default: break;

@@ -16,6 +16,7 @@
 
 #include "core/core.h"
 #include "mixers/gl_mixer.h"
+#include "mixers/mamba3.h"
 #include "mixers/registry.h"
 #include "mixers/ssm_mixer.h"
 
@@ -67,6 +68,9 @@ typedef struct model_cfg {
     // recurrent mixers: each layer's own config (layer_ssm; the file formats
     // have one ssm_cfg block, which fills every layer: model_cfg_set_ssm)
     ssm_cfg ssm_layer[MODEL_MAX_LAYERS];
+    // Mamba-3 layers: each layer's own config (layer_m3; config.json's one
+    // "mamba3_cfg" block fills every layer, models/config_mamba3.c)
+    mamba3_cfg m3_layer[MODEL_MAX_LAYERS];
     bool    ssm_bias;   // in_proj / out_proj biases
     bool    conv_bias;  // conv1d bias
     // GateLoop layers: each layer's own config (layer_gl; config.json has one
@@ -99,6 +103,8 @@ typedef struct layer_weights {
     ssm_weights ssm;
     // GateLoop mixer
     gl_weights gl;
+    // Mamba-3 mixer (mx_mamba3.c)
+    mamba3_weights m3;
     // hybrid combiner
     float *adapter_w, *adapter_b; // [d, d], [d]
     // MLP
@@ -143,6 +149,8 @@ struct molt_model {
 // The recurrent config of layer l (every recurrent layer reads its own).
 static inline const ssm_cfg *layer_ssm(const model_cfg *c, int l) { return &c->ssm_layer[l]; }
 static inline ssm_cfg *layer_ssm_mut(model_cfg *c, int l) { return &c->ssm_layer[l]; }
+// The Mamba-3 config of layer l.
+static inline const mamba3_cfg *layer_m3(const model_cfg *c, int l) { return &c->m3_layer[l]; }
 // Gives every layer (all MODEL_MAX_LAYERS) the recurrent config s.
 static inline void model_cfg_set_ssm(model_cfg *c, const ssm_cfg *s) {
     for (int l = 0; l < MODEL_MAX_LAYERS; l++)

@@ -1,9 +1,10 @@
 /*
  * cmd_distill.c — `molt distill TEACHER -o STUDENT_DIR [options]`: MOHAWK
  * (matrix orientation → hidden-state alignment → knowledge distillation) from
- * a Llama teacher into a Llamba student, with a progress bar per stage and a
- * report (table here; report.json, loss_curves.svg, attention_vs_mixer.svg in
- * the output directory). Bad options fail before any work starts.
+ * a Llama teacher into a Llamba, Mamba-3 or GateLoop student (--student), with a
+ * progress bar per stage and a report (table here; report.json, loss_curves.svg,
+ * attention_vs_mixer.svg in the output directory). Bad options fail before any
+ * work starts.
  */
 #include "cli.h"
 
@@ -11,9 +12,10 @@
 #include <string.h>
 
 static const char *ABOUT_DISTILL =
-    "  MOHAWK from a Llama teacher (HF directory or llama2.c .bin) into a Llamba student: matrix\n"
-    "  orientation, hidden-state alignment, knowledge distillation; the report goes to stdout\n"
-    "  and to STUDENT_DIR/report.json, loss_curves.svg and attention_vs_mixer.svg.\n";
+    "  MOHAWK from a Llama teacher (HF directory or llama2.c .bin) into a Llamba student (or\n"
+    "  --student mamba3 | mamba3-mimo | gateloop): matrix orientation, hidden-state alignment,\n"
+    "  knowledge distillation; the report goes to stdout and to STUDENT_DIR/report.json,\n"
+    "  loss_curves.svg and attention_vs_mixer.svg.\n";
 static const char *ABOUT_HYBRID =
     "  The retrieval-aware hybrid: kept teacher heads stay attention (copied), every other head\n"
     "  is recurrent, then MOHAWK. --keep / --keep-frac take the most important heads of a\n"
@@ -62,13 +64,15 @@ int cmd_distill(int argc, char **argv) {
         CLI_INT("--d-state", NULL, "N", "student state size per head", o.d_state, 1, 4096),
         CLI_INT_D("--student-heads", NULL, "N", "student heads", o.n_heads, 1, 4096,
                   "the teacher's query heads, as stage 1 needs"),
-        CLI_CHOICE("--student", NULL, "llamba|gateloop",
-                   "student mixer: Llamba (DiscreteMamba2) or GateLoop (no --d-state, no hybrid)",
-                   o.student, "llamba|gateloop"),
         CLI_CHOICE("--init", NULL, "transfer|random",
                    "mixer init: C<-Q, B<-K, x<-V, out<-O (transfer) or Llamba's", o.init,
                    "transfer|random"),
         CLI_FLAG("--no-ssm-bias", NULL, "no in_proj/out_proj biases in the student", no_ssm_bias),
+        CLI_CHOICE("--student", NULL, "llamba|mamba3|mamba3-mimo|gateloop",
+                   "the student's mixer: Llamba (DiscreteMamba2), Mamba-3 SISO or MIMO, or\n"
+                   "GateLoop (no --d-state); hybrids keep heads beside Llamba only",
+                   o.student, "llamba|mamba3|mamba3-mimo|gateloop"),
+        CLI_INT("--mimo-rank", NULL, "R", "mamba3-mimo: the MIMO rank", o.mimo_rank, 1, 16),
         CLI_LIST("--data", NULL, "FILE", "training text (default: sample from the teacher)", data),
         CLI_STR("--sep", NULL, "STR", "text: document separator", o.sep),
         CLI_INT("--sample-tokens", NULL, "N", "teacher tokens to sample when no --data",

@@ -163,6 +163,54 @@ void cpu_gl_materialize_backward(const molt_exec *ex, float *dq, float *dk, int 
                                  float *dth, const float *dM, const float *q, const float *k,
                                  int ld, const float *la, const float *th, int T, int H, int N,
                                  float *work);
+// mamba3.c, mamba3_backward.c (mamba3.h)
+struct m3_rows_cfg;
+struct m3_rows_w;
+void cpu_m3_angles(const molt_exec *ex, float *phi, float *const *state, const float *zx, int ldz,
+                   const float *dt_bias, int n, int T, const struct m3_rows_cfg *c);
+void cpu_m3_angles_backward(const molt_exec *ex, float *dzx, float *dphi, const float *zx,
+                            int ldz, const float *dt_bias, int n, int T,
+                            const struct m3_rows_cfg *c);
+void cpu_m3_prep(const molt_exec *ex, float *q, float *k, float *dA, float *dlt, float *lam,
+                 float *rstd, const float *zx, int ldz, const float *phi,
+                 const struct m3_rows_w *w, int n, const struct m3_rows_cfg *c);
+void cpu_m3_prep_backward(const molt_exec *ex, float *dzx, float *dphi, float *dBn, float *dCn,
+                          float *dBb, float *dCb, const float *dq, const float *dk,
+                          const float *ddA, const float *dgam, const float *dbet, const float *q,
+                          const float *k, const float *rstd, const float *zx, int ldz,
+                          const float *phi, const struct m3_rows_w *w, int n,
+                          const struct m3_rows_cfg *c);
+void cpu_m3_mix(const molt_exec *ex, float *X, float *dAx, const float *zx, int ldz,
+                const float *dA, const float *dlt, const float *lam, const struct m3_rows_w *w,
+                int n, int T, const struct m3_rows_cfg *c);
+void cpu_m3_corr(const molt_exec *ex, float *ypre, const float *ys, const float *q,
+                 const float *k, const float *zx, int ldz, const float *dlt, const float *lam,
+                 const struct m3_rows_w *w, int n, int T, const struct m3_rows_cfg *c);
+void cpu_m3_mix_backward(const molt_exec *ex, float *dzx, float *dq, float *dk, float *ddA,
+                         float *dgam, float *dbet, float *dmx, float *hsD, const float *dX,
+                         const float *ddAx, const float *dypre, const float *q, const float *k,
+                         const float *zx, int ldz, const float *dlt, const float *lam,
+                         const struct m3_rows_w *w, int n, int T, const struct m3_rows_cfg *c);
+void cpu_m3_gate(const molt_exec *ex, float *g, float *rstd, const float *ypre, const float *zx,
+                 int ldz, const struct m3_rows_w *w, int n, const struct m3_rows_cfg *c);
+void cpu_m3_gate_backward(const molt_exec *ex, float *dypre, float *dzx, float *dmz, float *dmo,
+                          float *dnw, const float *dg, const float *ypre, const float *zx,
+                          int ldz, const float *rstd, const struct m3_rows_w *w, int n,
+                          const struct m3_rows_cfg *c);
+void cpu_m3_fold(const molt_exec *ex, float *state, const float *dlt, const float *lam,
+                 const struct m3_rows_w *w, const struct m3_rows_cfg *c);
+void cpu_m3_step_rows(const molt_exec *ex, float *ypre, float *const *state, const float *q,
+                      const float *k, const float *zx, int ldz, const float *dA,
+                      const float *dlt, const float *lam, const struct m3_rows_w *w, int n,
+                      const struct m3_rows_cfg *c);
+void cpu_m3_materialize(const molt_exec *ex, float *M, const float *q, const float *k,
+                        const float *dA, const float *dlt, const float *lam, const float *D, int T,
+                        const struct m3_rows_cfg *c, float *work);
+void cpu_m3_materialize_backward(const molt_exec *ex, float *dq, float *dk, float *ddA,
+                                 float *dgam, float *dbet, float *dD, const float *dM,
+                                 const float *q, const float *k, const float *dA,
+                                 const float *dlt, const float *lam, const float *D, int T,
+                                 const struct m3_rows_cfg *c, float *work);
 
 // mem.c (mem.h: molt_mem_ops; upload and download are copy on the CPU)
 void *cpu_mem_alloc(size_t bytes);
