@@ -14,6 +14,10 @@
  *      with stale-entry checks does that in O(n log n) where the reference
  *      rescans in O(n^2), which matters for multi-megabyte punctuation runs.
  *
+ * The sentencepiece form of tokenizer.json (tokenizer.h) skips step 2: each
+ * text between added tokens is one word, normalized and split into
+ * characters as in tokenizers' BPE::merge_word (sp_segment), then step 3.
+ *
  * Invalid UTF-8: HF and tiktoken only take valid Unicode strings, so there is
  * no reference behaviour. We never hand invalid bytes to PCRE2 (matching
  * with PCRE2_NO_UTF_CHECK on invalid input is undefined): maximal valid runs
@@ -165,30 +169,16 @@ static molt_status hf_push_pair(enc *e, int32_t i) {
     return heap_push(e, (heap_ent){rank, i, id});
 }
 
-static molt_status bpe_hf(enc *e, const char *w, size_t n) {
+// Merges the m symbols e->tok[0..m) by rank and appends the result to the ids.
+static molt_status hf_merge(enc *e, int32_t m) {
     const molt_tokenizer *t = e->t;
     molt_status           st;
-    if (t->ignore_merges) { // Llama-3: a word that is a token is emitted whole
-        int32_t id = tok__strmap_get(&t->vocab, t, w, n);
-        if (id >= 0)
-            return tok__ids_push(e->ctx, e->ids, id);
-    }
-    if ((st = sym_reserve(e, n)) != MOLT_OK)
-        return st;
-    int32_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        int32_t id = t->byte_id[(uint8_t)w[i]];
-        if (id < 0)
-            id = t->unk_id; // HF: unknown chars become unk, or vanish without one
-        if (id < 0)
-            continue;
-        e->tok[m] = id;
-        e->prv[m] = m - 1;
-        e->nxt[m] = m + 1;
-        m++;
-    }
     if (m == 0)
         return MOLT_OK;
+    for (int32_t i = 0; i < m; i++) {
+        e->prv[i] = i - 1;
+        e->nxt[i] = i + 1;
+    }
     e->nxt[m - 1] = -1;
     e->heap_n = 0;
     for (int32_t i = 0; i + 1 < m; i++)
@@ -216,6 +206,90 @@ static molt_status bpe_hf(enc *e, const char *w, size_t n) {
         if ((st = tok__ids_push(e->ctx, e->ids, e->tok[i])) != MOLT_OK)
             return st;
     return MOLT_OK;
+}
+
+static molt_status bpe_hf(enc *e, const char *w, size_t n) {
+    const molt_tokenizer *t = e->t;
+    molt_status           st;
+    if (t->ignore_merges) { // Llama-3: a word that is a token is emitted whole
+        int32_t id = tok__strmap_get(&t->vocab, t, w, n);
+        if (id >= 0)
+            return tok__ids_push(e->ctx, e->ids, id);
+    }
+    if ((st = sym_reserve(e, n)) != MOLT_OK)
+        return st;
+    int32_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        int32_t id = t->byte_id[(uint8_t)w[i]];
+        if (id < 0)
+            id = t->unk_id; // HF: unknown chars become unk, or vanish without one
+        if (id >= 0)
+            e->tok[m++] = id;
+    }
+    return hf_merge(e, m);
+}
+
+// ----------------------------------------------------------------------------
+// the sentencepiece form (tokenizer.h): tokenizers' Prepend + Replace
+// normalizers, then BPE::merge_word on the whole segment
+
+#define SP_SPACE "\xE2\x96\x81" // U+2581
+
+static molt_status sp_segment(enc *e, const char *s, size_t n) {
+    const molt_tokenizer *t = e->t;
+    if (n == 0)
+        return MOLT_OK;
+    size_t spaces = 0;
+    for (size_t i = 0; i < n; i++)
+        spaces += s[i] == ' ';
+    if (n > (size_t)INT32_MAX / 4)
+        return molt__err(e->ctx, MOLT_ERR_ARG, "tokenize: a %zu-byte segment is too long", n);
+    size_t      cap = n + 3 + 2 * spaces, k = 3;
+    char       *w = molt__malloc(cap);
+    molt_status st = w ? sym_reserve(e, cap) : molt__err(e->ctx, MOLT_ERR_OOM, "tokenize: out of memory");
+    if (st != MOLT_OK) {
+        molt__free(w);
+        return st;
+    }
+    memcpy(w, SP_SPACE, 3);
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == ' ') {
+            memcpy(w + k, SP_SPACE, 3);
+            k += 3;
+        } else
+            w[k++] = s[i];
+    }
+    // Characters: a byte and the continuation bytes after it (at most 4 in
+    // all), which for valid UTF-8 is a character and for other bytes is how
+    // llama2.c groups them (HF takes only valid text).
+    int32_t m = 0, unk = -1; // unk: a pending unknown, as merge_word's `unk`
+    for (size_t i = 0; i < k;) {
+        size_t c = 1;
+        while (i + c < k && c < 4 && ((uint8_t)w[i + c] & 0xC0) == 0x80)
+            c++;
+        int32_t id = tok__strmap_get(&t->vocab, t, w + i, c);
+        bool    bytes = id < 0 && t->byte_fallback;
+        for (size_t j = 0; bytes && j < c; j++)
+            bytes = t->byte_id[(uint8_t)w[i + j]] >= 0;
+        if (id >= 0) {
+            if (unk >= 0)
+                e->tok[m++] = unk;
+            unk = -1;
+            e->tok[m++] = id;
+        } else if (bytes) { // (a pending unk stays pending, as in merge_word)
+            for (size_t j = 0; j < c; j++)
+                e->tok[m++] = t->byte_id[(uint8_t)w[i + j]];
+        } else if (t->unk_id >= 0) {
+            if (unk >= 0 && !t->fuse_unk)
+                e->tok[m++] = unk;
+            unk = t->unk_id;
+        }
+        i += c;
+    }
+    if (unk >= 0)
+        e->tok[m++] = unk;
+    molt__free(w);
+    return hf_merge(e, m);
 }
 
 // ----------------------------------------------------------------------------
@@ -401,7 +475,8 @@ molt_status tok__encode_bytelevel(molt_ctx *ctx, const molt_tokenizer *t, const 
     while (pos < len) {
         int32_t id = -1;
         size_t  at = find_added(t, text, len, pos, &id);
-        if ((st = encode_segment(&e, text + pos, at - pos)) != MOLT_OK)
+        st = t->sp ? sp_segment(&e, text + pos, at - pos) : encode_segment(&e, text + pos, at - pos);
+        if (st != MOLT_OK)
             goto done;
         if (at == len)
             break;
