@@ -235,60 +235,56 @@ static molt_status bpe_hf(enc *e, const char *w, size_t n) {
 
 #define SP_SPACE "\xE2\x96\x81" // U+2581
 
+// The characters of the text are taken as llama2.c groups bytes: a byte and
+// the continuation bytes after it, at most 4 in all (for valid UTF-8 that is a
+// character; HF takes only valid text). A space is "▁" (the normalizer), and
+// "▁" comes first (Prepend). Each character is a vocab token, else its bytes'
+// <0xNN> tokens, else unk (as merge_word does).
 static molt_status sp_segment(enc *e, const char *s, size_t n) {
     const molt_tokenizer *t = e->t;
     if (n == 0)
         return MOLT_OK;
-    size_t spaces = 0;
-    for (size_t i = 0; i < n; i++)
-        spaces += s[i] == ' ';
     if (n > (size_t)INT32_MAX / 4)
         return molt__err(e->ctx, MOLT_ERR_ARG, "tokenize: a %zu-byte segment is too long", n);
-    size_t      cap = n + 3 + 2 * spaces, k = 3;
-    char       *w = molt__malloc(cap);
-    molt_status st = w ? sym_reserve(e, cap) : molt__err(e->ctx, MOLT_ERR_OOM, "tokenize: out of memory");
-    if (st != MOLT_OK) {
-        molt__free(w);
+    molt_status st = sym_reserve(e, 3 * n + 3);
+    if (st != MOLT_OK)
         return st;
-    }
-    memcpy(w, SP_SPACE, 3);
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == ' ') {
-            memcpy(w + k, SP_SPACE, 3);
-            k += 3;
-        } else
-            w[k++] = s[i];
-    }
-    // Characters: a byte and the continuation bytes after it (at most 4 in
-    // all), which for valid UTF-8 is a character and for other bytes is how
-    // llama2.c groups them (HF takes only valid text).
     int32_t m = 0, unk = -1; // unk: a pending unknown, as merge_word's `unk`
-    for (size_t i = 0; i < k;) {
-        size_t c = 1;
-        while (i + c < k && c < 4 && ((uint8_t)w[i + c] & 0xC0) == 0x80)
-            c++;
-        int32_t id = tok__strmap_get(&t->vocab, t, w + i, c);
+    bool    first = true;    // the prepended "▁"
+    for (size_t i = 0; i < n || first;) {
+        const char *c = SP_SPACE;
+        size_t      k = 3, used = 0; // the character (as normalized) and its input bytes
+        if (!first) {
+            used = 1;
+            while (i + used < n && used < 4 && ((uint8_t)s[i + used] & 0xC0) == 0x80)
+                used++;
+            if (!(used == 1 && s[i] == ' ')) {
+                c = s + i;
+                k = used;
+            }
+        }
+        first = false;
+        int32_t id = tok__strmap_get(&t->vocab, t, c, k);
         bool    bytes = id < 0 && t->byte_fallback;
-        for (size_t j = 0; bytes && j < c; j++)
-            bytes = t->byte_id[(uint8_t)w[i + j]] >= 0;
+        for (size_t j = 0; bytes && j < k; j++)
+            bytes = t->byte_id[(uint8_t)c[j]] >= 0;
         if (id >= 0) {
             if (unk >= 0)
                 e->tok[m++] = unk;
             unk = -1;
             e->tok[m++] = id;
         } else if (bytes) { // (a pending unk stays pending, as in merge_word)
-            for (size_t j = 0; j < c; j++)
-                e->tok[m++] = t->byte_id[(uint8_t)w[i + j]];
+            for (size_t j = 0; j < k; j++)
+                e->tok[m++] = t->byte_id[(uint8_t)c[j]];
         } else if (t->unk_id >= 0) {
             if (unk >= 0 && !t->fuse_unk)
                 e->tok[m++] = unk;
             unk = t->unk_id;
         }
-        i += c;
+        i += used;
     }
     if (unk >= 0)
         e->tok[m++] = unk;
-    molt__free(w);
     return hf_merge(e, m);
 }
 

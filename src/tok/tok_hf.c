@@ -28,10 +28,11 @@
  * pre-tokenization; it keeps its UTF-8 bytes for decoding (as HF's ByteLevel
  * decoder does) and stays out of the encoding map.
  *
- * The cJSON tree is transient (cJSON's own malloc); everything kept is
- * molt__malloc'd. Reference: huggingface/tokenizers, models/bpe/model.rs,
+ * The cJSON tree is transient (io/json.h's parser: molt's allocator, and an
+ * allocation failure reported as such); everything kept is molt__malloc'd. Reference: huggingface/tokenizers, models/bpe/model.rs,
  * pre_tokenizers/byte_level.rs, tokenizer/added_vocabulary.rs.
  */
+#include "io/json.h"
 #include "tok/tokenizer.h"
 
 #include <cJSON.h>
@@ -460,12 +461,10 @@ molt_status tok__load_hf_owned(molt_ctx *ctx, const char *what, char *buf, size_
     }
     t->src = (uint8_t *)buf;
     t->src_len = len;
-    const char *end = NULL;
-    cJSON      *root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
-    if (!root) {
-        size_t at = end && end >= buf && end <= buf + len ? (size_t)(end - buf) : 0;
-        st = molt__err(ctx, MOLT_ERR_FORMAT, "%s: not valid JSON (error near byte %zu)", what, at);
-    } else if (!cJSON_IsObject(root))
+    cJSON *root = NULL; // (an allocation failure is MOLT_ERR_OOM, not invalid JSON)
+    if ((st = js_parse_status(ctx, what, buf, len, &root)) != MOLT_OK)
+        ;
+    else if (!cJSON_IsObject(root))
         st = molt__err(ctx, MOLT_ERR_FORMAT, "%s: JSON root is not an object", what);
     else
         st = hf_build(ctx, t, what, root);

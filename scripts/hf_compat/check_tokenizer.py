@@ -1,0 +1,95 @@
+"""check_tokenizer.py — the tokenizer.json molt writes for a llama2.c tokenizer
+loads in HF transformers (AutoTokenizer) and gives the ids of molt's llama2.c
+tokenizer (the original tokenizer.bin) and of molt's reading of that
+tokenizer.json, BOS first, on a corpus: TinyStories lines (when given) plus
+unicode, byte-fallback and whitespace edge cases and random text. Also
+decode(encode(text)) == text in HF. Texts HF's Llama tokenizers themselves
+read differently from llama2.c (the literal "<unk>" / "<s>" / "</s>", and
+"▁" U+2581) are left out; molt's tests cover them. Prints a line per
+directory; exit 1 on any failure.
+
+usage: python3 check_tokenizer.py TOOL DIR:TOKENIZER_BIN... [-- CORPUS_FILE...]
+  TOOL  build/tests/test_tokenizer (its --encode mode prints molt's ids)
+  DIR   holds tokenizer.json + tokenizer_config.json written by molt
+        (molt convert, or TOOL --to-hf TOKENIZER_BIN DIR)
+"""
+import os, random, subprocess, sys, tempfile
+
+import transformers
+from transformers import AutoTokenizer
+
+args = sys.argv[1:]
+tool, pairs, corpus = args[0], [], []
+rest = args[1:]
+if "--" in rest:
+    corpus = rest[rest.index("--") + 1:]
+    rest = rest[:rest.index("--")]
+pairs = [p.split(":", 1) for p in rest]
+
+texts = []
+for f in corpus:
+    lines = [l for l in open(f, encoding="utf-8").read().split("\n") if l.strip()]
+    texts += lines[:2000]
+texts += ["", " ", "  ", "a", " a", "a ", "\n", "\n\n", "\t", " \t \n ", "\r\n\r\n",
+          "Lily  and  Tom", "  leading", "trailing   ", "héllo wörld Ünïcödé", "日本語のテキスト",
+          "emoji 😀👍🏽 family 👨\u200d👩\u200d👧", "e\u0301 combining", "\ufeffBOM",
+          "\u00a0nbsp\u00a0", "zero\u200bwidth", "<0x41> <0x", "<unk", "s> <", "™ [~]",
+          "a\u200a b", "\x00nul\x00", "x" + "\U0001F600" * 5]
+for n in range(1, 41):
+    for pre in ["", "x", "x\n", "\t"]:
+        for post in ["", "y", "\n"]:
+            texts.append(pre + " " * n + post)
+rnd = random.Random(1)
+alpha = [" ", " ", "a", "n", "e", "t", "h", "o", ".", ",", "\n", "T", "é", "日", "!", "'", "😀"]
+for _ in range(3000):
+    texts.append("".join(rnd.choice(alpha) for _ in range(rnd.randint(1, 24))))
+texts = [t for t in texts if not any(s in t for s in ("<unk>", "<s>", "</s>", "\u2581"))]
+
+work = tempfile.mkdtemp()
+files = []
+for i, t in enumerate(texts):
+    p = os.path.join(work, "t%05d.txt" % i)
+    with open(p, "wb") as f:
+        f.write(t.encode("utf-8"))
+    files.append(p)
+
+
+def molt_ids(tokenizer_file):
+    out = []
+    for k in range(0, len(files), 500):  # (argument lists of a bounded size)
+        r = subprocess.run([tool, "--encode", tokenizer_file, "--bos"] + files[k:k + 500],
+                           capture_output=True, text=True, check=True)
+        out += [[int(x) for x in line.split()] for line in r.stdout.split("\n")[:-1]]
+    assert len(out) == len(files[:len(out)]) and len(out) == len(files), "tool output"
+    return out
+
+
+print(f"transformers {transformers.__version__}, {len(texts)} texts")
+bad = 0
+for d, binf in pairs:
+    try:
+        tok = AutoTokenizer.from_pretrained(d)
+        want_l2 = molt_ids(binf)
+        want_hf = molt_ids(os.path.join(d, "tokenizer.json"))
+        diff_l2 = diff_hf = diff_rt = 0
+        first = None
+        for t, a, b in zip(texts, want_l2, want_hf):
+            got = tok(t, add_special_tokens=True)["input_ids"]
+            diff_l2 += got != a
+            diff_hf += got != b
+            back = tok.decode(got, skip_special_tokens=True)
+            diff_rt += back != t
+            if first is None and (got != a or got != b or back != t):
+                first = (t[:60], got[:20], a[:20], b[:20], back[:60])
+        ok = diff_l2 == diff_hf == diff_rt == 0 and len(tok) == 1 + max(tok.get_vocab().values())
+        print(f"{'ok  ' if ok else 'FAIL'} {d}: {type(tok).__name__}, vocab {len(tok)}; "
+              f"ids differing from llama2.c {diff_l2}, from molt's tokenizer.json {diff_hf}; "
+              f"decode(encode(x)) != x {diff_rt}")
+        if first:
+            print(f"     first: text {first[0]!r}: HF {first[1]}, llama2.c {first[2]}, "
+                  f"molt {first[3]}, decoded {first[4]!r}")
+        bad += not ok
+    except Exception as e:  # a file transformers refuses
+        print(f"FAIL {d}: {type(e).__name__}: {str(e)[:300]}")
+        bad += 1
+sys.exit(1 if bad else 0)
