@@ -164,128 +164,114 @@ static molt_status make_merges(molt_ctx *ctx, const molt_tokenizer *t, l2_merge 
     return MOLT_OK;
 }
 
-// Every item goes through put: attached to its parent (an object's key, or
-// the end of an array), or deleted, with b->ok cleared, when an allocation
-// failed on the way, so a failed build leaks nothing.
-typedef struct jb {
-    bool ok;
-} jb;
-
-static cJSON *put(jb *b, cJSON *parent, const char *key, cJSON *item) {
-    bool done = item && parent &&
-                (key ? cJSON_AddItemToObject(parent, key, item) : cJSON_AddItemToArray(parent, item));
-    if (!done) {
-        cJSON_Delete(item);
-        b->ok = false;
-        return NULL;
-    }
-    return item;
+// Every item goes through js_put (io/json.h): a build that lost an item to a
+// failed allocation is refused (js_build_failed), and leaks nothing.
+static cJSON *put(cJSON *parent, const char *key, cJSON *item) {
+    return js_put(parent, key, item);
 }
 
-static cJSON *put_str(jb *b, cJSON *parent, const char *key, const char *s) {
-    return put(b, parent, key, cJSON_CreateString(s));
+static cJSON *put_str(cJSON *parent, const char *key, const char *s) {
+    return put(parent, key, cJSON_CreateString(s));
 }
 
-static cJSON *typed(jb *b, cJSON *parent, const char *key, const char *type) {
-    cJSON *o = put(b, parent, key, cJSON_CreateObject());
-    put_str(b, o, "type", type);
+static cJSON *typed(cJSON *parent, const char *key, const char *type) {
+    cJSON *o = put(parent, key, cJSON_CreateObject());
+    put_str(o, "type", type);
     return o;
 }
 
 // {"SpecialToken": {"id": "<s>", "type_id": k}} or {"Sequence": {"id": "A", ...}}
-static void template_piece(jb *b, cJSON *list, const char *kind, const char *id, int type_id) {
-    cJSON *in = put(b, put(b, list, NULL, cJSON_CreateObject()), kind, cJSON_CreateObject());
-    put_str(b, in, "id", id);
-    put(b, in, "type_id", cJSON_CreateNumber(type_id));
+static void template_piece(cJSON *list, const char *kind, const char *id, int type_id) {
+    cJSON *in = put(put(list, NULL, cJSON_CreateObject()), kind, cJSON_CreateObject());
+    put_str(in, "id", id);
+    put(in, "type_id", cJSON_CreateNumber(type_id));
 }
 
-static void post_processor(jb *b, cJSON *root) {
-    cJSON *pp = typed(b, root, "post_processor", "TemplateProcessing");
-    cJSON *single = put(b, pp, "single", cJSON_CreateArray());
-    template_piece(b, single, "SpecialToken", "<s>", 0);
-    template_piece(b, single, "Sequence", "A", 0);
-    cJSON *pair = put(b, pp, "pair", cJSON_CreateArray());
-    template_piece(b, pair, "SpecialToken", "<s>", 0);
-    template_piece(b, pair, "Sequence", "A", 0);
-    template_piece(b, pair, "SpecialToken", "<s>", 1);
-    template_piece(b, pair, "Sequence", "B", 1);
-    cJSON *s = put(b, put(b, pp, "special_tokens", cJSON_CreateObject()), "<s>", cJSON_CreateObject());
-    put_str(b, s, "id", "<s>");
-    put(b, s, "ids", cJSON_CreateIntArray((const int[]){1}, 1));
-    put_str(b, put(b, s, "tokens", cJSON_CreateArray()), NULL, "<s>");
+static void post_processor(cJSON *root) {
+    cJSON *pp = typed(root, "post_processor", "TemplateProcessing");
+    cJSON *single = put(pp, "single", cJSON_CreateArray());
+    template_piece(single, "SpecialToken", "<s>", 0);
+    template_piece(single, "Sequence", "A", 0);
+    cJSON *pair = put(pp, "pair", cJSON_CreateArray());
+    template_piece(pair, "SpecialToken", "<s>", 0);
+    template_piece(pair, "Sequence", "A", 0);
+    template_piece(pair, "SpecialToken", "<s>", 1);
+    template_piece(pair, "Sequence", "B", 1);
+    cJSON *s = put(put(pp, "special_tokens", cJSON_CreateObject()), "<s>", cJSON_CreateObject());
+    put_str(s, "id", "<s>");
+    put(s, "ids", cJSON_CreateIntArray((const int[]){1}, 1));
+    put_str(put(s, "tokens", cJSON_CreateArray()), NULL, "<s>");
 }
 
-static void replace(jb *b, cJSON *list, const char *type, const char *from, const char *to) {
-    cJSON *r = typed(b, list, NULL, type);
-    put_str(b, put(b, r, "pattern", cJSON_CreateObject()), "String", from);
-    put_str(b, r, "content", to);
+static void replace(cJSON *list, const char *type, const char *from, const char *to) {
+    cJSON *r = typed(list, NULL, type);
+    put_str(put(r, "pattern", cJSON_CreateObject()), "String", from);
+    put_str(r, "content", to);
 }
 
-static void normalizer_decoder(jb *b, cJSON *root) {
-    cJSON *n = typed(b, root, "normalizer", "Sequence");
-    cJSON *list = put(b, n, "normalizers", cJSON_CreateArray());
-    put_str(b, typed(b, list, NULL, "Prepend"), "prepend", SP_SPACE);
-    replace(b, list, "Replace", " ", SP_SPACE);
-    put(b, root, "pre_tokenizer", cJSON_CreateNull());
-    post_processor(b, root);
-    cJSON *d = typed(b, root, "decoder", "Sequence");
-    list = put(b, d, "decoders", cJSON_CreateArray());
-    replace(b, list, "Replace", SP_SPACE, " ");
-    typed(b, list, NULL, "ByteFallback");
-    typed(b, list, NULL, "Fuse");
-    cJSON *strip = typed(b, list, NULL, "Strip");
-    put_str(b, strip, "content", " ");
-    put(b, strip, "start", cJSON_CreateNumber(1));
-    put(b, strip, "stop", cJSON_CreateNumber(0));
+static void normalizer_decoder(cJSON *root) {
+    cJSON *n = typed(root, "normalizer", "Sequence");
+    cJSON *list = put(n, "normalizers", cJSON_CreateArray());
+    put_str(typed(list, NULL, "Prepend"), "prepend", SP_SPACE);
+    replace(list, "Replace", " ", SP_SPACE);
+    put(root, "pre_tokenizer", cJSON_CreateNull());
+    post_processor(root);
+    cJSON *d = typed(root, "decoder", "Sequence");
+    list = put(d, "decoders", cJSON_CreateArray());
+    replace(list, "Replace", SP_SPACE, " ");
+    typed(list, NULL, "ByteFallback");
+    typed(list, NULL, "Fuse");
+    cJSON *strip = typed(list, NULL, "Strip");
+    put_str(strip, "content", " ");
+    put(strip, "start", cJSON_CreateNumber(1));
+    put(strip, "stop", cJSON_CreateNumber(0));
 }
 
-static cJSON *tokenizer_json(jb *b, const hf_names *nm, int32_t n_vocab, const l2_merge *mg,
+static cJSON *tokenizer_json(const hf_names *nm, int32_t n_vocab, const l2_merge *mg,
                              size_t n_mg, char *scratch, size_t scratch_cap) {
     cJSON *root = cJSON_CreateObject();
-    b->ok = root != NULL;
-    put_str(b, root, "version", "1.0");
-    put(b, root, "truncation", cJSON_CreateNull());
-    put(b, root, "padding", cJSON_CreateNull());
-    cJSON *added = put(b, root, "added_tokens", cJSON_CreateArray());
+    put_str(root, "version", "1.0");
+    put(root, "truncation", cJSON_CreateNull());
+    put(root, "padding", cJSON_CreateNull());
+    cJSON *added = put(root, "added_tokens", cJSON_CreateArray());
     for (int i = 0; i < 3; i++) {
-        cJSON *a = put(b, added, NULL, cJSON_CreateObject());
-        put(b, a, "id", cJSON_CreateNumber(i));
-        put_str(b, a, "content", nm->s[i]);
+        cJSON *a = put(added, NULL, cJSON_CreateObject());
+        put(a, "id", cJSON_CreateNumber(i));
+        put_str(a, "content", nm->s[i]);
         static const char *const flags[] = {"single_word", "lstrip", "rstrip", "normalized"};
         for (int f = 0; f < 4; f++)
-            put(b, a, flags[f], cJSON_CreateFalse());
-        put(b, a, "special", cJSON_CreateTrue());
+            put(a, flags[f], cJSON_CreateFalse());
+        put(a, "special", cJSON_CreateTrue());
     }
-    normalizer_decoder(b, root);
-    cJSON *model = typed(b, root, "model", "BPE");
-    put(b, model, "dropout", cJSON_CreateNull());
-    put_str(b, model, "unk_token", "<unk>");
-    put(b, model, "continuing_subword_prefix", cJSON_CreateNull());
-    put(b, model, "end_of_word_suffix", cJSON_CreateNull());
-    put(b, model, "fuse_unk", cJSON_CreateTrue());
-    put(b, model, "byte_fallback", cJSON_CreateTrue());
-    put(b, model, "ignore_merges", cJSON_CreateFalse());
-    cJSON *vocab = put(b, model, "vocab", cJSON_CreateObject());
-    for (int32_t i = 0; i < n_vocab && b->ok; i++)
-        put(b, vocab, nm->s[i], cJSON_CreateNumber(i));
-    cJSON *merges = put(b, model, "merges", cJSON_CreateArray());
-    for (size_t i = 0; i < n_mg && b->ok; i++) { // "a b": no piece holds a space (it is "▁")
+    normalizer_decoder(root);
+    cJSON *model = typed(root, "model", "BPE");
+    put(model, "dropout", cJSON_CreateNull());
+    put_str(model, "unk_token", "<unk>");
+    put(model, "continuing_subword_prefix", cJSON_CreateNull());
+    put(model, "end_of_word_suffix", cJSON_CreateNull());
+    put(model, "fuse_unk", cJSON_CreateTrue());
+    put(model, "byte_fallback", cJSON_CreateTrue());
+    put(model, "ignore_merges", cJSON_CreateFalse());
+    cJSON *vocab = put(model, "vocab", cJSON_CreateObject());
+    for (int32_t i = 0; i < n_vocab; i++)
+        put(vocab, nm->s[i], cJSON_CreateNumber(i));
+    cJSON *merges = put(model, "merges", cJSON_CreateArray());
+    for (size_t i = 0; i < n_mg; i++) { // "a b": no piece holds a space (it is "▁")
         snprintf(scratch, scratch_cap, "%s %s", nm->s[mg[i].a], nm->s[mg[i].b]);
-        put_str(b, merges, NULL, scratch);
+        put_str(merges, NULL, scratch);
     }
     return root;
 }
 
-static cJSON *config_json(jb *b) {
+static cJSON *config_json(void) {
     cJSON *c = cJSON_CreateObject();
-    b->ok = b->ok && c;
-    put_str(b, c, "tokenizer_class", "PreTrainedTokenizerFast");
-    put_str(b, c, "bos_token", "<s>");
-    put_str(b, c, "eos_token", "</s>");
-    put_str(b, c, "unk_token", "<unk>");
-    put(b, c, "add_bos_token", cJSON_CreateTrue());
-    put(b, c, "add_eos_token", cJSON_CreateFalse());
-    put(b, c, "clean_up_tokenization_spaces", cJSON_CreateFalse());
+    put_str(c, "tokenizer_class", "PreTrainedTokenizerFast");
+    put_str(c, "bos_token", "<s>");
+    put_str(c, "eos_token", "</s>");
+    put_str(c, "unk_token", "<unk>");
+    put(c, "add_bos_token", cJSON_CreateTrue());
+    put(c, "add_eos_token", cJSON_CreateFalse());
+    put(c, "clean_up_tokenization_spaces", cJSON_CreateFalse());
     return c;
 }
 
@@ -297,7 +283,6 @@ molt_status tok_llama2c_to_hf(molt_ctx *ctx, const molt_tokenizer *t, char **tok
                          "%s: not a llama2.c vocabulary with <unk>, <s>, </s> and 256 byte "
                          "tokens (ids 0-258)",
                          t->path);
-    js_init_hooks();
     hf_names    nm = {0};
     l2_merge   *mg = NULL;
     size_t      n_mg = 0;
@@ -310,11 +295,12 @@ molt_status tok_llama2c_to_hf(molt_ctx *ctx, const molt_tokenizer *t, char **tok
     if (st == MOLT_OK && !(scratch = molt__malloc(scap)))
         st = molt__err(ctx, MOLT_ERR_OOM, "%s: out of memory", t->path);
     if (st == MOLT_OK) {
-        jb b;
-        tj = tokenizer_json(&b, &nm, t->n_vocab, mg, n_mg, scratch, scap);
-        cj = config_json(&b);
-        *tokenizer_json_out = b.ok ? cJSON_Print(tj) : NULL;
-        *config_json_out = b.ok ? cJSON_Print(cj) : NULL;
+        js_build_begin();
+        tj = tokenizer_json(&nm, t->n_vocab, mg, n_mg, scratch, scap);
+        cj = config_json();
+        bool ok = !js_build_failed() && tj && cj;
+        *tokenizer_json_out = ok ? cJSON_Print(tj) : NULL;
+        *config_json_out = ok ? cJSON_Print(cj) : NULL;
         if (!*tokenizer_json_out || !*config_json_out) {
             cJSON_free(*tokenizer_json_out);
             cJSON_free(*config_json_out);
