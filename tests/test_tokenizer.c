@@ -437,6 +437,49 @@ static char *tiny_json(const char *extra_merges, bool with_bos) {
     return buf;
 }
 
+// A pre-tokenizer regex that backtracks without bound is stopped by the
+// match limit, with an error naming it. "(a|aa)+b" over 30 a's then "c b"
+// needs 3.5M PCRE2 steps (JIT or not): over TOK_MATCH_LIMIT (1M), under
+// PCRE2's own default (10M), so without molt's limit the encode would succeed
+// after the full backtracking: this test fails then. No timing involved.
+static void test_regex_limit(void) {
+    const char *tiny = tiny_json(NULL, false);
+    const char *old = "\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false,"
+                      "\"use_regex\":true}";
+    const char *at = strstr(tiny, old);
+    CHECK(at != NULL, "tiny_json's pre_tokenizer");
+    if (!at)
+        return;
+    static char js[40000];
+    snprintf(js, sizeof js, "%.*s\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":["
+                            "{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(a|aa)+b\"},"
+                            "\"behavior\":\"Isolated\"},{\"type\":\"ByteLevel\","
+                            "\"add_prefix_space\":false,\"use_regex\":false}]}%s",
+             (int)(at - tiny), tiny, at + strlen(old));
+    molt_tokenizer *t = NULL;
+    molt_status     st = tok_load_hf_json_buf(ctx, "hostile-regex.json", js, strlen(js), &t);
+    CHECK(st == MOLT_OK, "hostile regex tokenizer: %s", molt_last_error(ctx));
+    if (!t)
+        return;
+    size_t   n = 0;
+    int32_t *ids = enc(t, "ab aab x", 8, 0, &n); // ordinary text: words found, no limit hit
+    CHECK(ids && n >= 3, "hostile regex on ordinary text: %zu ids", n);
+    molt_free(ids);
+    char text[64];
+    memset(text, 'a', 30);
+    memcpy(text + 30, "c b", 4);
+    ids = NULL;
+    st = molt_tokenize(ctx, t, text, 33, 0, &ids, &n);
+    char limit[32];
+    snprintf(limit, sizeof limit, "%d steps", TOK_MATCH_LIMIT);
+    CHECK(st == MOLT_ERR_UNSUPPORTED && strstr(molt_last_error(ctx), "match limit") &&
+              strstr(molt_last_error(ctx), limit) && strstr(molt_last_error(ctx), "hostile-regex"),
+          "a catastrophic regex: status %d, '%s' (want MOLT_ERR_UNSUPPORTED naming the limit)", st,
+          molt_last_error(ctx));
+    molt_free(ids);
+    molt_tokenizer_free(t);
+}
+
 static void test_tiny_json(void) {
     const char     *js = tiny_json(NULL, false);
     molt_tokenizer *t = NULL;
@@ -1055,6 +1098,7 @@ int main(int argc, char **argv) {
     test_hostile_json();
     test_tiktoken_small();
     test_tiny_json();
+    test_regex_limit();
     test_llama2c();
     test_llama2c_hf();
     if (t_have(t_shared("models/kv-llama-2m"), "kv-llama-2m reference ids"))

@@ -53,6 +53,7 @@ typedef struct heap_ent {
 typedef struct enc {
     molt_ctx             *ctx;
     const molt_tokenizer *t;
+    const char           *text; // the caller's whole text (error positions)
     tok_ids              *ids;
     pcre2_match_data     *md;
     cache_slot           *cache;
@@ -376,6 +377,24 @@ static size_t utf8_char_len(const char *s, size_t n) {
     return k;
 }
 
+// A pattern that needs more than TOK_MATCH_LIMIT steps (nested quantifiers
+// backtracking over the text) is an error naming the limit: never an
+// unbounded match, never a silent change of the words.
+static molt_status regex_error(enc *e, int k, int rc, size_t at) {
+    if (rc == PCRE2_ERROR_NOMEMORY)
+        return molt__err(e->ctx, MOLT_ERR_OOM, "tokenize: out of memory (regex)");
+    if (rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT || rc == PCRE2_ERROR_HEAPLIMIT)
+        return molt__err(e->ctx, MOLT_ERR_UNSUPPORTED,
+                         "%s: tokenize: pre-tokenizer regex %d hit the match limit (%d steps, "
+                         "TOK_MATCH_LIMIT) at byte %zu of the text: the pattern backtracks "
+                         "without bound on this input",
+                         e->t->path, k + 1, TOK_MATCH_LIMIT, at);
+    PCRE2_UCHAR msg[160];
+    pcre2_get_error_message(rc, msg, sizeof msg);
+    return molt__err(e->ctx, MOLT_ERR_INTERNAL, "%s: tokenize: regex %d: %s (at byte %zu)",
+                     e->t->path, k + 1, (const char *)msg, at);
+}
+
 // Splits valid UTF-8 s[0..n) with stage k and hands each piece to stage k+1.
 static molt_status split_stage(enc *e, int k, const char *s, size_t n) {
     if (k == e->t->n_split)
@@ -388,13 +407,14 @@ static molt_status split_stage(enc *e, int k, const char *s, size_t n) {
                              (pcre2_match_context *)e->t->pcre_mctx);
         if (rc == PCRE2_ERROR_NOMATCH)
             break;
+        if (rc < 0)
+            return regex_error(e, k, rc, (size_t)(s + from - e->text));
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(e->md);
         size_t      ms = ov[0], me = ov[1];
-        if (rc < 0 || ms < gap || me > n || me <= ms) {
-            // An empty match, or an engine limit (match / heap limit) hit by
-            // a pathological pattern: no word boundary here; move one
-            // character on and let the gap grow.
-            size_t at = rc < 0 || ms < from ? from : ms;
+        if (ms < gap || me > n || me <= ms) {
+            // An empty match: no word boundary here; move one character on
+            // and let the gap grow.
+            size_t at = ms < from ? from : ms;
             if (at >= n)
                 break;
             from = at + utf8_char_len(s + at, n - at);
@@ -451,7 +471,7 @@ static size_t find_added(const molt_tokenizer *t, const char *text, size_t len, 
 
 molt_status tok__encode_bytelevel(molt_ctx *ctx, const molt_tokenizer *t, const char *text,
                                   size_t len, tok_ids *ids) {
-    enc         e = {.ctx = ctx, .t = t, .ids = ids};
+    enc         e = {.ctx = ctx, .t = t, .text = text, .ids = ids};
     molt_status st = MOLT_OK;
     // Cache size follows the text: ~1 slot per 8 bytes, 64 .. 64K slots.
     uint32_t slots = 64;

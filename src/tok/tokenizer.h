@@ -89,7 +89,8 @@ typedef struct tok_pairmap {
 #define TOKF_NOMATCH 8u // HF vocab string outside the byte-level alphabet
 #define TOKF_BYTE    16u // sp: a byte-fallback token <0xNN> (decodes to that byte)
 
-// steps one pcre2_match may take (tok_table.c)
+// steps one pcre2_match may take (tok_table.c); more is MOLT_ERR_UNSUPPORTED
+// "... hit the match limit (1000000 steps, TOK_MATCH_LIMIT) ..." (tok_bpe.c)
 #define TOK_MATCH_LIMIT 1000000
 #define TOK_MAX_SPLITS 4
 
