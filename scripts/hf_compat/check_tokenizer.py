@@ -8,17 +8,57 @@ read differently from llama2.c (the literal "<unk>" / "<s>" / "</s>", and
 "▁" U+2581) are left out; molt's tests cover them. Prints a line per
 directory; exit 1 on any failure.
 
-usage: python3 check_tokenizer.py TOOL DIR:TOKENIZER_BIN... [-- CORPUS_FILE...]
+usage: python3 check_tokenizer.py [--node NODE_MODULES] TOOL DIR:TOKENIZER_BIN... [-- CORPUS...]
   TOOL  build/tests/test_tokenizer (its --encode mode prints molt's ids)
   DIR   holds tokenizer.json + tokenizer_config.json written by molt
         (molt convert, or TOOL --to-hf TOKENIZER_BIN DIR)
+  --node: instead of transformers, HF's tokenizers library itself through its
+        npm package (`npm install --prefix /tmp/hft tokenizers`, then
+        --node /tmp/hft/node_modules): runs where transformers is not installed
 """
-import os, random, subprocess, sys, tempfile
-
-import transformers
-from transformers import AutoTokenizer
+import json, os, random, subprocess, sys, tempfile
 
 args = sys.argv[1:]
+node = None
+if args[0] == "--node":
+    node, args = args[1], args[2:]
+
+
+class NodeTokenizer:
+    """tokenizer.json through HF tokenizers' Rust core (hf_tokenizers_node.js)."""
+
+    def __init__(self, d):
+        js = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hf_tokenizers_node.js")
+        self.p = subprocess.Popen(["node", js, node, os.path.join(d, "tokenizer.json")],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def _ask(self, m):
+        self.p.stdin.write(json.dumps(m) + "\n")
+        self.p.stdin.flush()
+        return json.loads(self.p.stdout.readline())
+
+    def __call__(self, text, add_special_tokens=True):
+        return {"input_ids": self._ask({"op": "enc", "text": text})}
+
+    def decode(self, ids, skip_special_tokens=True):
+        return self._ask({"op": "dec", "ids": ids})
+
+    def get_vocab(self):
+        return self._ask({"op": "vocab"})
+
+    def __len__(self):
+        return len(self.get_vocab())
+
+
+if node:
+    version = "HF tokenizers (npm binding) at " + node
+    load = NodeTokenizer
+else:
+    import transformers
+    from transformers import AutoTokenizer
+    version = "transformers " + transformers.__version__
+    load = AutoTokenizer.from_pretrained
+
 tool, pairs, corpus = args[0], [], []
 rest = args[1:]
 if "--" in rest:
@@ -64,11 +104,11 @@ def molt_ids(tokenizer_file):
     return out
 
 
-print(f"transformers {transformers.__version__}, {len(texts)} texts")
+print(f"{version}, {len(texts)} texts")
 bad = 0
 for d, binf in pairs:
     try:
-        tok = AutoTokenizer.from_pretrained(d)
+        tok = load(d)
         want_l2 = molt_ids(binf)
         want_hf = molt_ids(os.path.join(d, "tokenizer.json"))
         diff_l2 = diff_hf = diff_rt = 0
