@@ -847,11 +847,14 @@ static int l2_hf_same(const molt_tokenizer *l2, const molt_tokenizer *hf, const 
 
 static void test_l2hf_edges(const molt_tokenizer *l2, const molt_tokenizer *hf, const char *name) {
     static const char *const edge[] = {
-        "", " ", "  ", "a", " a", "a ", "\n", "\n\n", "\t", " \t \n ", "\r\n\r\n", "Lily  and  Tom",
-        "  leading", "trailing   ", "h\xc3\xa9llo w\xc3\xb6rld \xc3\x9cn\xc3\xaf" "c\xc3\xb6" "d\xc3\xa9",
-        "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", "emoji \xf0\x9f\x98\x80\xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd",
+        "", " ", "  ", "a", " a", "a ", "\n", "\n\n", "\t", " \t \n ", "\r\n\r\n",
+        "Lily  and  Tom", "  leading", "trailing   ",
+        "h\xc3\xa9llo w\xc3\xb6rld \xc3\x9cn\xc3\xaf" "c\xc3\xb6" "d\xc3\xa9",
+        "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e",
+        "emoji \xf0\x9f\x98\x80\xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd",
         "family \xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9\xe2\x80\x8d\xf0\x9f\x91\xa7",
-        "e\xcc\x81 combining", "\xef\xbb\xbf" "BOM", "\xc2\xa0" "nbsp\xc2\xa0", "zero\xe2\x80\x8bwidth",
+        "e\xcc\x81 combining", "\xef\xbb\xbf" "BOM", "\xc2\xa0" "nbsp\xc2\xa0",
+        "zero\xe2\x80\x8bwidth",
         "<0x41> <0x", "<unk", "s> <", "\xe2\x84\xa2 [~]", "a\xe2\x80\x8a b",
         "x\xff\xfe\xc3(\x80\x80\x80\x80\x80z", "\x80" "abc", "a\x80", "\xc0\xaf", "\xed\xa0\x80",
         "\xf8\x88\x80\x80\x80", "\xf0\x9f\x98", "ab\xe6\x97",
@@ -875,8 +878,9 @@ static void test_l2hf_edges(const molt_tokenizer *l2, const molt_tokenizer *hf, 
             }
     }
     // random text: characters with spaces, and concatenated vocabulary pieces
-    static const char *const alpha[] = {" ", " ", "a", "n", "e", "t", "h", "o", ".", ",", "\n",
-                                        "T", "\xc3\xa9", "\xe6\x97\xa5", "!", "'", "\xf0\x9f\x98\x80"};
+    static const char *const alpha[] = {" ", " ", "a", "n", "e", "t", "h", "o", ".",
+                                        ",", "\n", "T", "\xc3\xa9", "\xe6\x97\xa5", "!", "'",
+                                        "\xf0\x9f\x98\x80"};
     uint64_t r = 0x9E3779B97F4A7C15ull;
     for (int k = 0; k < 3000; k++) {
         size_t n = 0;
@@ -885,7 +889,8 @@ static void test_l2hf_edges(const molt_tokenizer *l2, const molt_tokenizer *hf, 
         for (int j = 0; j < len && n < sizeof buf - 16; j++) {
             r = r * 6364136223846793005ull + 1442695040888963407ull;
             if (pieces) {
-                int32_t id = 259 + (int32_t)((r >> 33) % (uint64_t)(molt_tokenizer_vocab(l2) - 259));
+                uint64_t span = (uint64_t)(molt_tokenizer_vocab(l2) - 259);
+                int32_t  id = 259 + (int32_t)((r >> 33) % span);
                 char    pc[64];
                 size_t  pl = tok_piece(l2, 5, id, pc, sizeof pc);
                 if (n + pl < sizeof buf - 1) {

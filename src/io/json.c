@@ -97,7 +97,8 @@ void js_build_begin(void) {
 
 cJSON *js_put(cJSON *parent, const char *key, cJSON *item) {
     bool done = item && parent &&
-                (key ? cJSON_AddItemToObject(parent, key, item) : cJSON_AddItemToArray(parent, item));
+                (key ? cJSON_AddItemToObject(parent, key, item)
+                     : cJSON_AddItemToArray(parent, item));
     if (!done) {
         cJSON_Delete(item);
         g_oom = true;

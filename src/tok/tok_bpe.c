@@ -491,7 +491,8 @@ molt_status tok__encode_bytelevel(molt_ctx *ctx, const molt_tokenizer *t, const 
     while (pos < len) {
         int32_t id = -1;
         size_t  at = find_added(t, text, len, pos, &id);
-        st = t->sp ? sp_segment(&e, text + pos, at - pos) : encode_segment(&e, text + pos, at - pos);
+        st = t->sp ? sp_segment(&e, text + pos, at - pos)
+                   : encode_segment(&e, text + pos, at - pos);
         if (st != MOLT_OK)
             goto done;
         if (at == len)

@@ -29,7 +29,8 @@
  * decoder does) and stays out of the encoding map.
  *
  * The cJSON tree is transient (io/json.h's parser: molt's allocator, and an
- * allocation failure reported as such); everything kept is molt__malloc'd. Reference: huggingface/tokenizers, models/bpe/model.rs,
+ * allocation failure reported as such); everything kept is
+ * molt__malloc'd. Reference: huggingface/tokenizers, models/bpe/model.rs,
  * pre_tokenizers/byte_level.rs, tokenizer/added_vocabulary.rs.
  */
 #include "io/json.h"
