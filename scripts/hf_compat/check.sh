@@ -8,10 +8,13 @@
 # ../shared has it). Needs python3 with torch + transformers (the GPU machine
 # has them); not part of `make test`.
 # usage: scripts/hf_compat/check.sh [MAMBA2_DIR]   (from the repo root, after make)
+# Prebuilt tools (a machine without the -dev packages): MOLT=..., DUMP=... (a
+# dump_logits built against libmolt.a), TT=... (build/tests/test_tokenizer).
 set -eu
 W=$(mktemp -d); trap 'rm -rf "$W"' EXIT
 MOLT=${MOLT:-./molt}; CC=${CC:-cc}
-$CC -O2 -Iinclude scripts/hf_compat/dump_logits.c build/libmolt.a $(pkg-config --libs libcjson libpcre2-8 openblas 2>/dev/null || echo "${PKG_LIBS:-}") -lm -lpthread -fopenmp -o "$W/dump"
+DUMP=${DUMP:-$W/dump}
+[ -x "$DUMP" ] || $CC -O2 -Iinclude scripts/hf_compat/dump_logits.c build/libmolt.a $(pkg-config --libs libcjson libpcre2-8 openblas 2>/dev/null || echo "${PKG_LIBS:-}") -lm -lpthread -fopenmp -o "$DUMP"
 IDS="1,403,407,261,378,434,291,378,327,375,281,116,282,461,434"
 dirs=()
 for dt in f32 bf16 f16; do
@@ -19,11 +22,11 @@ for dt in f32 bf16 f16; do
   dirs+=("$W/st-$dt")
 done
 if [ -n "${1:-}" ]; then $MOLT convert "$1" -o "$W/mamba2" 2>/dev/null; dirs+=("$W/mamba2"); fi
-for d in "${dirs[@]}"; do "$W/dump" "$d" "$d.f32" ${IDS//,/ } >/dev/null; done
+for d in "${dirs[@]}"; do "$DUMP" "$d" "$d.f32" ${IDS//,/ } >/dev/null; done
 rc=0
 python3 scripts/hf_compat/check.py "$IDS" "${dirs[@]}" || rc=1
-TT=build/tests/test_tokenizer
-[ -x $TT ] || make -s $TT
+TT=${TT:-build/tests/test_tokenizer}
+[ -x "$TT" ] || make -s "$TT"
 SH=${MOLT_SHARED:-../shared}
 pairs=("$W/st-f32:models/stories260K/tok512.bin")
 if [ -f "$SH/data/tokenizers/llama2/tokenizer.bin" ]; then
