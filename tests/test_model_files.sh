@@ -10,7 +10,8 @@
 #   - a llama2.c tokenizer is written as tokenizer.bin (what molt reads) and as
 #     tokenizer.json + tokenizer_config.json (for HF: the sentencepiece form,
 #     PreTrainedTokenizerFast); generating through that tokenizer.json gives
-#     the same text; a later save of another tokenizer kind removes them;
+#     the same text; a later save of another tokenizer kind replaces them (a
+#     tokenizer.json is saved with a tokenizer_config.json naming it);
 #   - a failed save (unwritable staging) leaves the directory as it was
 #     (allocation failures at every step: tests/test_llama.c).
 set -u
@@ -51,8 +52,12 @@ c=$($MOLT generate "$W/f32" --tokenizer "$W/f32/tokenizer.json" -p "$P" -t 0 -n 
 if [ -f "$SHARED/models/mamba2-random/config.json" ]; then
   cp -r "$W/f32" "$W/swap"
   $MOLT convert "$SHARED/models/mamba2-random" -o "$W/swap" 2>/dev/null || bad "convert over f32"
-  [ ! -e "$W/swap/tokenizer.bin" ] && [ ! -e "$W/swap/tokenizer_config.json" ] \
-    || bad "a save left the llama2.c model's tokenizer files: $(ls "$W/swap" | tr '\n' ' ')"
+  [ ! -e "$W/swap/tokenizer.bin" ] || bad "a save left the llama2.c model's tokenizer.bin"
+  # a tokenizer.json is saved with its tokenizer_config.json (PreTrainedTokenizerFast: without
+  # it transformers 5 reads a model_type llama's tokenizer as LlamaTokenizer, not as written)
+  [ "$(jget "$W/swap/tokenizer_config.json" "['bos_token']")" = "'<|begin_of_text|>'" ] \
+    && [ "$(jget "$W/swap/tokenizer_config.json" "['tokenizer_class']")" = "'PreTrainedTokenizerFast'" ] \
+    || bad "tokenizer_config.json of a saved tokenizer.json: $(cat "$W/swap/tokenizer_config.json")"
 fi
 
 if [ -f "$SHARED/models/mamba2-random/config.json" ]; then

@@ -29,6 +29,10 @@ TT=${TT:-build/tests/test_tokenizer}
 [ -x "$TT" ] || make -s "$TT"
 SH=${MOLT_SHARED:-../shared}
 pairs=("$W/st-f32:models/stories260K/tok512.bin")
+[ -n "${1:-}" ] && pairs+=("$W/mamba2:$W/mamba2/tokenizer.json")
+if [ -f "$SH/models/kv-llama-2m/config.json" ]; then # a byte-level tokenizer.json, model_type llama
+  $MOLT convert "$SH/models/kv-llama-2m" -o "$W/kv" 2>/dev/null && pairs+=("$W/kv:$W/kv/tokenizer.json")
+fi
 if [ -f "$SH/data/tokenizers/llama2/tokenizer.bin" ]; then
   mkdir "$W/llama2-tok" && $TT --to-hf "$SH/data/tokenizers/llama2/tokenizer.bin" "$W/llama2-tok"
   pairs+=("$W/llama2-tok:$SH/data/tokenizers/llama2/tokenizer.bin")

@@ -1,17 +1,20 @@
-"""check_tokenizer.py — the tokenizer.json molt writes for a llama2.c tokenizer
-loads in HF transformers (AutoTokenizer) and gives the ids of molt's llama2.c
-tokenizer (the original tokenizer.bin) and of molt's reading of that
-tokenizer.json, BOS first, on a corpus: TinyStories lines (when given) plus
-unicode, byte-fallback and whitespace edge cases and random text. Also
-decode(encode(text)) == text in HF. Texts HF's Llama tokenizers themselves
-read differently from llama2.c (the literal "<unk>" / "<s>" / "</s>", and
-"▁" U+2581) are left out; molt's tests cover them. Prints a line per
-directory; exit 1 on any failure.
+"""check_tokenizer.py — the tokenizer files molt writes load in HF transformers
+(AutoTokenizer) and give molt's ids. For a llama2.c tokenizer: the ids of
+molt's llama2.c tokenizer (the original tokenizer.bin) and of molt's reading
+of the written tokenizer.json, with and without BOS; for a tokenizer.json molt
+saved (a converted HF model): molt's ids without special tokens. On a corpus:
+TinyStories lines (when given) plus unicode, byte-fallback and whitespace
+edge cases and random text. Also decode(encode(text)) == text in HF. Texts
+HF's Llama tokenizers themselves read differently from llama2.c (the literal
+"<unk>" / "<s>" / "</s>", and "▁" U+2581) are left out; molt's tests cover
+them. Prints a line per directory; exit 1 on any failure.
 
-usage: python3 check_tokenizer.py [--node NODE_MODULES] TOOL DIR:TOKENIZER_BIN... [-- CORPUS...]
+usage: python3 check_tokenizer.py [--node NODE_MODULES] TOOL DIR:MOLT_TOKENIZER... [-- CORPUS...]
   TOOL  build/tests/test_tokenizer (its --encode mode prints molt's ids)
   DIR   holds tokenizer.json + tokenizer_config.json written by molt
         (molt convert, or TOOL --to-hf TOKENIZER_BIN DIR)
+  MOLT_TOKENIZER  the tokenizer molt's ids come from: the llama2.c
+        tokenizer.bin, or DIR/tokenizer.json itself
   --node: instead of transformers, HF's tokenizers library itself through its
         npm package (`npm install --prefix /tmp/hft tokenizers`, then
         --node /tmp/hft/node_modules): runs where transformers is not installed
@@ -38,7 +41,8 @@ class NodeTokenizer:
         return json.loads(self.p.stdout.readline())
 
     def __call__(self, text, add_special_tokens=True):
-        return {"input_ids": self._ask({"op": "enc", "text": text})}
+        return {"input_ids": self._ask({"op": "enc", "text": text,
+                                        "special": add_special_tokens})}
 
     def decode(self, ids, skip_special_tokens=True):
         return self._ask({"op": "dec", "ids": ids})
@@ -94,11 +98,11 @@ for i, t in enumerate(texts):
     files.append(p)
 
 
-def molt_ids(tokenizer_file):
+def molt_ids(tokenizer_file, bos):
     out = []
     for k in range(0, len(files), 500):  # (argument lists of a bounded size)
-        r = subprocess.run([tool, "--encode", tokenizer_file, "--bos"] + files[k:k + 500],
-                           capture_output=True, text=True, check=True)
+        r = subprocess.run([tool, "--encode", tokenizer_file] + (["--bos"] if bos else []) +
+                           files[k:k + 500], capture_output=True, text=True, check=True)
         out += [[int(x) for x in line.split()] for line in r.stdout.split("\n")[:-1]]
     assert len(out) == len(files[:len(out)]) and len(out) == len(files), "tool output"
     return out
@@ -109,24 +113,27 @@ bad = 0
 for d, binf in pairs:
     try:
         tok = load(d)
-        want_l2 = molt_ids(binf)
-        want_hf = molt_ids(os.path.join(d, "tokenizer.json"))
         diff_l2 = diff_hf = diff_rt = 0
         first = None
-        for t, a, b in zip(texts, want_l2, want_hf):
-            got = tok(t, add_special_tokens=True)["input_ids"]
-            diff_l2 += got != a
-            diff_hf += got != b
-            back = tok.decode(got, skip_special_tokens=True)
-            diff_rt += back != t
-            if first is None and (got != a or got != b or back != t):
-                first = (t[:60], got[:20], a[:20], b[:20], back[:60])
+        l2 = not binf.endswith(".json")  # a llama2.c tokenizer.bin
+        for bos in ([True, False] if l2 else [False]):
+            want_l2 = molt_ids(binf, bos)
+            want_hf = molt_ids(os.path.join(d, "tokenizer.json"), bos)
+            for t, a, b in zip(texts, want_l2, want_hf):
+                got = tok(t, add_special_tokens=bos)["input_ids"]
+                diff_l2 += got != a
+                diff_hf += got != b
+                back = tok.decode(got, skip_special_tokens=True)
+                diff_rt += back != t
+                if first is None and (got != a or got != b or back != t):
+                    first = (t[:60], got[:20], a[:20], b[:20], back[:60])
         ok = diff_l2 == diff_hf == diff_rt == 0 and len(tok) == 1 + max(tok.get_vocab().values())
         print(f"{'ok  ' if ok else 'FAIL'} {d}: {type(tok).__name__}, vocab {len(tok)}; "
-              f"ids differing from llama2.c {diff_l2}, from molt's tokenizer.json {diff_hf}; "
+              f"ids differing from molt's {os.path.basename(binf)} {diff_l2}, from molt's "
+              f"reading of the written tokenizer.json {diff_hf}; "
               f"decode(encode(x)) != x {diff_rt}")
         if first:
-            print(f"     first: text {first[0]!r}: HF {first[1]}, llama2.c {first[2]}, "
+            print(f"     first: text {first[0]!r}: HF {first[1]}, molt {first[2]}, "
                   f"molt {first[3]}, decoded {first[4]!r}")
         bad += not ok
     except Exception as e:  # a file transformers refuses

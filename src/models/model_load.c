@@ -320,6 +320,14 @@ static molt_status write_model_files(molt_ctx *ctx, const molt_model *m, const c
         st = tok_save(ctx, m->tok, path);
         if (st == MOLT_OK && tok_kind_of(m->tok) == TOK_LLAMA2C)
             st = write_llama2c_hf(ctx, m->tok, stage, tok_names);
+        char *cj = NULL; // a tokenizer.json: its tokenizer_config.json for transformers
+        if (st == MOLT_OK && tok_kind_of(m->tok) == TOK_BPE_JSON &&
+            (st = tok_hf_config(ctx, m->tok, &cj)) == MOLT_OK) {
+            fio_join(path, sizeof path, stage, "tokenizer_config.json");
+            if ((st = fio_write_atomic(ctx, path, cj, strlen(cj))) == MOLT_OK)
+                tok_names[2] = "tokenizer_config.json";
+        }
+        molt__free(cj);
     }
     return st;
 }

@@ -263,16 +263,47 @@ static cJSON *tokenizer_json(const hf_names *nm, int32_t n_vocab, const l2_merge
     return root;
 }
 
-static cJSON *config_json(void) {
+// tokenizer_config.json: PreTrainedTokenizerFast (transformers loads the
+// tokenizer.json as written; for model_type llama without it, transformers 5
+// picks LlamaTokenizer, which replaces the pre-tokenizer and decoder with its
+// own), and the special tokens. llama2c: the sentencepiece form's <s> first.
+static cJSON *config_json(const molt_tokenizer *t, bool llama2c) {
     cJSON *c = cJSON_CreateObject();
     put_str(c, "tokenizer_class", "PreTrainedTokenizerFast");
-    put_str(c, "bos_token", "<s>");
-    put_str(c, "eos_token", "</s>");
-    put_str(c, "unk_token", "<unk>");
-    put(c, "add_bos_token", cJSON_CreateTrue());
-    put(c, "add_eos_token", cJSON_CreateFalse());
+    char   name[256];
+    struct {
+        const char *key;
+        int32_t     id;
+    } sp[] = {{"bos_token", t->bos}, {"eos_token", t->eos}, {"unk_token", t->unk_id}};
+    for (int i = 0; i < 3; i++) {
+        if (llama2c)
+            put_str(c, sp[i].key, i == 0 ? "<s>" : i == 1 ? "</s>" : "<unk>");
+        else if (sp[i].id >= 0 && (t->flags[sp[i].id] & TOKF_ADDED) &&
+                 t->len[sp[i].id] < sizeof name) { // (a vocab string's bytes are not its name)
+            memcpy(name, t->arena + t->off[sp[i].id], t->len[sp[i].id]);
+            name[t->len[sp[i].id]] = 0;
+            put_str(c, sp[i].key, name);
+        }
+    }
+    if (llama2c) {
+        put(c, "add_bos_token", cJSON_CreateTrue());
+        put(c, "add_eos_token", cJSON_CreateFalse());
+    }
     put(c, "clean_up_tokenization_spaces", cJSON_CreateFalse());
     return c;
+}
+
+molt_status tok_hf_config(molt_ctx *ctx, const molt_tokenizer *t, char **config_json_out) {
+    *config_json_out = NULL;
+    if (t->kind != TOK_BPE_JSON)
+        return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "%s: not a tokenizer.json", t->path);
+    js_build_begin();
+    cJSON *c = config_json(t, false);
+    *config_json_out = !js_build_failed() && c ? cJSON_Print(c) : NULL;
+    cJSON_Delete(c);
+    return *config_json_out ? MOLT_OK
+                            : molt__err(ctx, MOLT_ERR_OOM, "%s: out of memory writing "
+                                                           "tokenizer_config.json", t->path);
 }
 
 molt_status tok_llama2c_to_hf(molt_ctx *ctx, const molt_tokenizer *t, char **tokenizer_json_out,
@@ -297,7 +328,7 @@ molt_status tok_llama2c_to_hf(molt_ctx *ctx, const molt_tokenizer *t, char **tok
     if (st == MOLT_OK) {
         js_build_begin();
         tj = tokenizer_json(&nm, t->n_vocab, mg, n_mg, scratch, scap);
-        cj = config_json();
+        cj = config_json(t, true);
         bool ok = !js_build_failed() && tj && cj;
         *tokenizer_json_out = ok ? cJSON_Print(tj) : NULL;
         *config_json_out = ok ? cJSON_Print(cj) : NULL;

@@ -54,6 +54,9 @@ molt_status tok_save(molt_ctx *ctx, const molt_tokenizer *t, const char *path);
 // byte tokens at ids 3..258, a literal "▁").
 molt_status tok_llama2c_to_hf(molt_ctx *ctx, const molt_tokenizer *t, char **tokenizer_json,
                               char **config_json);
+// tokenizer_config.json for a tokenizer.json (TOK_BPE_JSON) as molt saves it:
+// PreTrainedTokenizerFast and its special tokens (molt__free'd by the caller).
+molt_status tok_hf_config(molt_ctx *ctx, const molt_tokenizer *t, char **config_json);
 
 // Loaders used by molt_tokenizer_load (which picks by content). `what` names
 // the source in error messages. The buffers are copied.
