@@ -385,6 +385,8 @@ typedef struct molt_distill_opts {
     int32_t     seq_len, batch;    // default 256, 8
     int64_t     stage_tokens[3];   // token budget per stage (0 skips a stage; 1M, 2M, 8M)
     double      stage_lr[3];       // default 1e-3, 1e-3, 5e-4
+    double      warmup_frac, decay_frac; // each stage's WSD schedule (default 0.1, 0.1;
+                                   // warmup + decay ≤ 1, MOLT_ERR_ARG otherwise)
     double      tau;               // stage 3 temperature (default 1)
     int         freeze_mlp;        // stage 3: train only norms + mixers
     uint64_t    seed;

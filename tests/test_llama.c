@@ -19,6 +19,8 @@
 #include "testmodel.h"
 #include "testutil.h"
 
+#include <dirent.h>
+
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -112,6 +114,73 @@ static int python_greedy(const char *bin, int32_t prompts[][64], const int *np, 
     return 0;
 }
 
+static int cmp_name(const void *a, const void *b) { return strcmp(a, b); }
+
+// The entries of dir (dot files too) with their sizes and an FNV-1a hash of
+// their bytes, as one string: equal strings = the same directory.
+static void dir_digest(const char *dir, char *out, size_t cap) {
+    char           names[64][256], p[4096 + 512];
+    int            n = 0;
+    DIR           *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)) && n < 64)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            snprintf(names[n++], sizeof names[0], "%s", e->d_name);
+    if (d)
+        closedir(d);
+    qsort(names, (size_t)n, sizeof names[0], cmp_name);
+    size_t k = 0;
+    out[0] = 0;
+    for (int i = 0; i < n && k < cap; i++) {
+        size_t dl = strlen(dir), nl = strlen(names[i]);
+        if (dl + nl + 2 > sizeof p)
+            continue;
+        memcpy(p, dir, dl);
+        p[dl] = '/';
+        memcpy(p + dl + 1, names[i], nl + 1);
+        uint64_t h = 0xcbf29ce484222325ull;
+        long     size = 0;
+        FILE    *f = fopen(p, "rb");
+        for (int c; f && (c = fgetc(f)) != EOF; size++)
+            h = (h ^ (uint8_t)c) * 0x100000001b3ull;
+        if (f)
+            fclose(f);
+        k += (size_t)snprintf(out + k, cap - k, "%s:%ld:%016llx;", names[i], size,
+                              (unsigned long long)h);
+    }
+}
+
+// A save that fails at any allocation (the weights, config.json, tokenizer.bin,
+// the derived tokenizer.json) leaves the directory as it was, byte for byte.
+static void test_save_atomic(molt_model *m, const char *dir) {
+    static char before[8192], after[8192];
+    dir_digest(dir, before, sizeof before);
+    CHECK(strstr(before, "tokenizer.json:") && strstr(before, "tokenizer_config.json:") &&
+              strstr(before, "tokenizer.bin:"),
+          "a llama2.c model's directory holds tokenizer.bin, tokenizer.json and "
+          "tokenizer_config.json: %s", before);
+    int failed = 0, wrong = 0;
+    for (int64_t k = 1; k < 1000000; k += k < 150 ? 1 : k / 25) {
+        molt__alloc_fail_after(k);
+        molt_status st = molt_model_save(ctx, m, dir, "bf16");
+        molt__alloc_fail_after(0);
+        if (st == MOLT_OK)
+            break;
+        failed++;
+        dir_digest(dir, after, sizeof after);
+        if (strcmp(before, after) && wrong++ == 0)
+            CHECK(false, "allocation %lld failed the save (%s) and changed the directory",
+                  (long long)k, molt_last_error(ctx));
+    }
+    CHECK(failed > 100 && wrong == 0, "save under allocation failures: %d failed, %d changed the "
+                                      "directory", failed, wrong);
+    molt_model *r = NULL; // and the save that got through is whole
+    CHECK(molt_model_load(ctx, dir, NULL, &r) == MOLT_OK, "reload after the saves: %s",
+          molt_last_error(ctx));
+    molt_model_free(r);
+}
+
+// ----------------------------------------------------------------------------
 static void test_stories260k(void) {
     char bin[4096], tokp[4096];
     snprintf(bin, sizeof bin, "%s", t_shared("models/stories260K/stories260K.bin"));
@@ -190,6 +259,7 @@ static void test_stories260k(void) {
         free(c);
     }
     molt_model_free(m2);
+    test_save_atomic(m, dir);
     tm_rmdir(dir);
     free(a);
     free(b);

@@ -7,7 +7,13 @@
 #   - saving into a directory that holds a sharded model removes the old index
 #     and shards (the loader preferred them: the new weights were ignored),
 #     keeps files that are not model files, and the result loads as the new model;
-#   - a failed save (unwritable staging) leaves the directory as it was.
+#   - a llama2.c tokenizer is written as tokenizer.bin (what molt reads) and as
+#     tokenizer.json + tokenizer_config.json (for HF: the sentencepiece form,
+#     PreTrainedTokenizerFast); generating through that tokenizer.json gives
+#     the same text; a later save of another tokenizer kind replaces them (a
+#     tokenizer.json is saved with a tokenizer_config.json naming it);
+#   - a failed save (unwritable staging) leaves the directory as it was
+#     (allocation failures at every step: tests/test_llama.c).
 set -u
 cd "$(dirname "$0")/.."
 MOLT=${MOLT:-./molt}
@@ -27,6 +33,33 @@ $MOLT convert $ST -o "$W/f16" --dtype f16 2>/dev/null || bad "convert f16"
 # float keys stay floats
 t=$(jget "$W/f32/config.json" "['rms_norm_eps'].__class__.__name__"); [ "$t" = "'float'" ] || bad "rms_norm_eps is $t"
 t=$(jget "$W/f32/config.json" "['rope_theta'].__class__.__name__"); [ "$t" = "'float'" ] || bad "rope_theta is $t"
+# the llama2.c tokenizer, also as tokenizer.json for HF
+for f in tokenizer.bin tokenizer.json tokenizer_config.json; do
+  [ -s "$W/f32/$f" ] || bad "convert wrote no $f"
+done
+[ "$(jget "$W/f32/tokenizer.json" "['normalizer']['normalizers'][0]['type']")" = "'Prepend'" ] \
+  || bad "tokenizer.json is not the sentencepiece form"
+[ "$(jget "$W/f32/tokenizer.json" "['model']['byte_fallback']")" = "True" ] || bad "no byte_fallback"
+[ "$(jget "$W/f32/tokenizer_config.json" "['tokenizer_class']")" = "'PreTrainedTokenizerFast'" ] \
+  || bad "tokenizer_config.json class"
+P="Once upon a time, Lily saw a  big   dog. \"Hi!\" she said. caf\xc3\xa9 \xe6\x97\xa5"
+P=$(printf "$P")
+a=$($MOLT generate $ST -p "$P" -t 0 -n 40 2>/dev/null)
+b=$($MOLT generate "$W/f32" -p "$P" -t 0 -n 40 2>/dev/null)
+c=$($MOLT generate "$W/f32" --tokenizer "$W/f32/tokenizer.json" -p "$P" -t 0 -n 40 2>/dev/null)
+[ -n "$a" ] && [ "$a" = "$b" ] || bad "the converted directory generates other text"
+[ -n "$a" ] && [ "$a" = "$c" ] || bad "generation through the written tokenizer.json differs: $c"
+if [ -f "$SHARED/models/mamba2-random/config.json" ]; then
+  cp -r "$W/f32" "$W/swap"
+  $MOLT convert "$SHARED/models/mamba2-random" -o "$W/swap" 2>/dev/null || bad "convert over f32"
+  [ ! -e "$W/swap/tokenizer.bin" ] || bad "a save left the llama2.c model's tokenizer.bin"
+  # a tokenizer.json is saved with its tokenizer_config.json (PreTrainedTokenizerFast: without
+  # it transformers 5 reads a model_type llama's tokenizer as LlamaTokenizer, not as written)
+  [ "$(jget "$W/swap/tokenizer_config.json" "['bos_token']")" = "'<|begin_of_text|>'" ] \
+    && [ "$(jget "$W/swap/tokenizer_config.json" "['tokenizer_class']")" = "'PreTrainedTokenizerFast'" ] \
+    || bad "tokenizer_config.json of a saved tokenizer.json: $(cat "$W/swap/tokenizer_config.json")"
+fi
+
 if [ -f "$SHARED/models/mamba2-random/config.json" ]; then
   $MOLT convert "$SHARED/models/mamba2-random" -o "$W/m2" 2>/dev/null || bad "convert mamba2"
   t=$(jget "$W/m2/config.json" "['time_step_limit'][0].__class__.__name__")
@@ -56,7 +89,14 @@ ls -a "$D" | grep -q '^\.molt-save' && bad "staging directory left behind"
 got=$($MOLT generate "$D" -t 0 -n 40 2>/dev/null)
 [ -n "$want" ] && [ "$got" = "$want" ] || bad "the saved model does not load as the new model"
 
-# a failed save changes nothing: stage cannot be created in a read-only dir
+# a failed save changes nothing: the staging directory cannot be made (a file
+# is in its place; root can write anywhere, this fails for root too)
+B="$W/blocked"; $MOLT convert $ST -o "$B" 2>/dev/null; before=$(cd "$B" && md5sum * | md5sum)
+echo mine > "$B/.molt-save"
+$MOLT convert $ST -o "$B" --dtype bf16 2>/dev/null && bad "save with its staging blocked succeeded"
+[ "$(cd "$B" && md5sum * | md5sum)" = "$before" ] && [ "$(cat "$B/.molt-save")" = mine ] \
+  || bad "a failed save changed the directory"
+# the same, stage cannot be created in a read-only dir
 if [ "$(id -u)" != 0 ]; then
   R="$W/ro"; $MOLT convert $ST -o "$R" 2>/dev/null; before=$(ls -l "$R" | md5sum)
   chmod a-w "$R"

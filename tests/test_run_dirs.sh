@@ -10,6 +10,10 @@
 #   4. resume verifies what it resumes: a corrupt file, a bad state.json, other
 #      settings or --steps below the checkpoint are errors; the log after a
 #      resume holds every step once
+#   5. a run written before the manifest existed (no .molt-files, old
+#      state.json) is recognised by content: refused with a precise hint
+#      (not "not empty"), never resumed, adopted by --overwrite, which removes
+#      exactly its entries (train and distill)
 set -u
 MOLT=${MOLT_BIN:-build/molt}
 T=$(mktemp -d); bgpid=
@@ -135,5 +139,51 @@ PY
 $MOLT distill models/stories260K/stories260K.bin -o "$T/ds" "${DA[@]}" --resume > /dev/null 2> "$T/err"; rc=$?
 if [ $rc -ne 0 ] && grep -q "checksum" "$T/err"; then ok "4f distill --resume verifies a finished stage's checkpoint"
 else bad "4f distill resume of a corrupt stage: exit $rc"; fi
+# ---- 5. runs written before .molt-files existed
+old_run() { # DIR: make a run directory look as an older molt wrote it
+  find "$1" -name .molt-files -delete; rm -f "$1/.molt-lock"
+  for f in $(find "$1" -name state.json); do
+    /usr/bin/python3 - "$f" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+open(sys.argv[1], "w").write(json.dumps({k: s[k] for k in ("step", "rng", "tokens", "adam_step")}))
+PY
+  done
+}
+train -o "$T/o" --steps 4 --save-every 2 --keep-last 2 || bad "5 first run"
+old_run "$T/o"; echo notes > "$T/o/notes.txt"; echo mine > "$T/o/ckpt-mine"
+before=$(tree_sum "$T/o")
+train -o "$T/o" --steps 2 --save-every 2; rc=$?
+if [ $rc -ne 0 ] && grep -q "before molt kept a manifest" "$T/err" && grep -q -- "--overwrite" "$T/err" \
+   && grep -q "ckpt-0000000" "$T/err" && [ "$(tree_sum "$T/o")" = "$before" ]; then
+  ok "5a an older train run is recognised and refused with a precise hint, nothing written"
+else bad "5a older run: exit $rc"; fi
+train -o "$T/o" --steps 6 --save-every 2 --resume; rc=$?
+if [ $rc -ne 0 ] && grep -q "cannot be resumed" "$T/err" && [ "$(tree_sum "$T/o")" = "$before" ]; then
+  ok "5b an older run is not resumed (no checksums)"
+else bad "5b older run --resume: exit $rc"; fi
+$MOLT distill models/stories260K/stories260K.bin -o "$T/o" "${DA[@]}" > /dev/null 2> "$T/err"; rc=$?
+if [ $rc -ne 0 ] && grep -q "molt train run, not a run of this kind" "$T/err" \
+   && [ "$(tree_sum "$T/o")" = "$before" ]; then ok "5c distill names an older train run"
+else bad "5c distill into an older train run: exit $rc"; fi
+train -o "$T/o" --steps 2 --save-every 2 --overwrite; rc=$?
+if [ $rc -eq 0 ] && grep -q "before molt kept a manifest" "$T/err" && [ "$(steps_of "$T/o/log.jsonl")" = "1 2" ] \
+   && [ ! -e "$T/o/ckpt-00000004" ] && [ -d "$T/o/ckpt-00000002" ] && [ "$(cat "$T/o/notes.txt")" = notes ] \
+   && [ "$(cat "$T/o/ckpt-mine")" = mine ] && grep -qx "ckpt-00000002" "$T/o/.molt-files"; then
+  ok "5d --overwrite adopts it: its checkpoints and log removed, the user's files kept"
+else bad "5d older run --overwrite: exit $rc, $(ls -A "$T/o" | tr '\n' ' ')"; fi
+$MOLT distill models/stories260K/stories260K.bin -o "$T/od" "${DA[@]}" > /dev/null 2> "$T/err" \
+  || bad "5e distill run"
+old_run "$T/od"; echo x > "$T/od/stage3/$(cat "$T/od/stage3/latest")/marker"; echo y > "$T/od/stage1/mine.txt"
+before=$(tree_sum "$T/od")
+$MOLT distill models/stories260K/stories260K.bin -o "$T/od" "${DA[@]}" > /dev/null 2> "$T/err"; rc=$?
+if [ $rc -ne 0 ] && grep -q "earlier molt distill run, written before" "$T/err" \
+   && [ "$(tree_sum "$T/od")" = "$before" ]; then ok "5e an older distill run is recognised and refused"
+else bad "5e older distill run: exit $rc, $(head -c 300 "$T/err")"; fi
+$MOLT distill models/stories260K/stories260K.bin -o "$T/od" "${DA[@]}" --overwrite > /dev/null 2> "$T/err"; rc=$?
+if [ $rc -eq 0 ] && ! find "$T/od" -name marker | grep -q . && [ "$(cat "$T/od/stage1/mine.txt")" = y ] \
+   && [ -s "$T/od/report.json" ]; then ok "5f --overwrite adopts an older distill run (stage checkpoints removed, user files kept)"
+else bad "5f older distill --overwrite: exit $rc, $(head -c 300 "$T/err")"; fi
+
 [ $fail -eq 0 ] && echo "run directories: all checks passed"
 exit $fail

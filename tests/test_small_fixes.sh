@@ -85,4 +85,18 @@ refused train-freeze-all "matches every parameter" \
   $MOLT train $ST --data $DATA -o "$T/fz" --steps 2 --seq 32 --batch 1 --freeze '*' -q
 refused train-warmup-decay "add up to at most 1" \
   $MOLT train $ST --data $DATA -o "$T/wd" --steps 2 --seq 32 --batch 1 --warmup 0.7 --decay 0.5 -q
+# distill's stage schedules (each stage a WSD over its steps), the same check, nothing written
+refused distill-warmup-decay "add up to at most 1" \
+  $MOLT distill $ST --data $DATA -o "$T/dwd" --seq 16 --batch 2 --tokens 320 --warmup 0.7 \
+  --decay 0.5 -q
+[ -e "$T/dwd" ] && { echo "FAIL distill-warmup-decay wrote $T/dwd"; fail=1; }
+# a valid stage schedule is the run's setting: resuming with another one is refused
+DA=(--data $DATA --seq 16 --batch 2 --tokens 320 --threads 2 -q)
+if $MOLT distill $ST "${DA[@]}" -o "$T/dsch" --warmup 0.2 --decay 0.3 > /dev/null 2> "$T/err"; then
+  refused distill-schedule-resume "schedule" \
+    $MOLT distill $ST "${DA[@]}" -o "$T/dsch" --warmup 0.2 --decay 0.4 --resume
+else
+  echo "FAIL distill-schedule: $(head -1 "$T/err")"; fail=1
+fi
+[ -e "$T/wd" ] && { echo "FAIL train-warmup-decay wrote $T/wd"; fail=1; }
 exit $fail

@@ -12,10 +12,14 @@
  *  (d) hostile files: truncations, bad lengths, malformed JSON, unknown
  *      merges, bad base64 — a clear error naming the source, no leak; and
  *      allocation failure injection through load + encode.
+ *  (e) llama2.c tokenizers (tok512, Llama 2's tokenizer.bin) written as HF
+ *      tokenizer.json and read back: the same ids and text as llama2.c.
  *
- * Tool mode for tests/test_tokenizer_ref.sh:
+ * Tool modes (tests/test_tokenizer_ref.sh, scripts/hf_compat/check_tokenizer.sh):
  *   test_tokenizer --encode TOKENIZER [--bos] [--hint N] TEXT_FILE...
- * prints the ids of each text file on one line.
+ * prints the ids of each text file on one line;
+ *   test_tokenizer --to-hf TOKENIZER.bin DIR
+ * writes a llama2.c tokenizer's tokenizer.json + tokenizer_config.json into DIR.
  */
 #include "testutil.h"
 #include "tok/tokenizer.h"
@@ -28,6 +32,29 @@
 #include <unistd.h>
 
 static molt_ctx *ctx;
+
+static int to_hf_tool(const char *bin, const char *dir) {
+    molt_tokenizer *t = NULL;
+    char           *tj = NULL, *cj = NULL, path[4096];
+    int             rc = 1;
+    if (molt_tokenizer_load(ctx, bin, 0, &t) == MOLT_OK &&
+        tok_llama2c_to_hf(ctx, t, &tj, &cj) == MOLT_OK) {
+        FILE *f[2];
+        snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+        f[0] = fopen(path, "wb");
+        snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+        f[1] = fopen(path, "wb");
+        rc = !f[0] || !f[1] || fputs(tj, f[0]) < 0 || fputs(cj, f[1]) < 0;
+        for (int i = 0; i < 2; i++)
+            rc |= f[i] && fclose(f[i]) != 0;
+    }
+    if (rc)
+        fprintf(stderr, "error: %s\n", molt_last_error(ctx));
+    molt_free(tj);
+    molt_free(cj);
+    molt_tokenizer_free(t);
+    return rc;
+}
 
 static int encode_tool(int argc, char **argv) {
     int     bos = 0, i = 3;
@@ -410,6 +437,49 @@ static char *tiny_json(const char *extra_merges, bool with_bos) {
     return buf;
 }
 
+// A pre-tokenizer regex that backtracks without bound is stopped by the
+// match limit, with an error naming it. "(a|aa)+b" over 30 a's then "c b"
+// needs 3.5M PCRE2 steps (JIT or not): over TOK_MATCH_LIMIT (1M), under
+// PCRE2's own default (10M), so without molt's limit the encode would succeed
+// after the full backtracking: this test fails then. No timing involved.
+static void test_regex_limit(void) {
+    const char *tiny = tiny_json(NULL, false);
+    const char *old = "\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false,"
+                      "\"use_regex\":true}";
+    const char *at = strstr(tiny, old);
+    CHECK(at != NULL, "tiny_json's pre_tokenizer");
+    if (!at)
+        return;
+    static char js[40000];
+    snprintf(js, sizeof js, "%.*s\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":["
+                            "{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(a|aa)+b\"},"
+                            "\"behavior\":\"Isolated\"},{\"type\":\"ByteLevel\","
+                            "\"add_prefix_space\":false,\"use_regex\":false}]}%s",
+             (int)(at - tiny), tiny, at + strlen(old));
+    molt_tokenizer *t = NULL;
+    molt_status     st = tok_load_hf_json_buf(ctx, "hostile-regex.json", js, strlen(js), &t);
+    CHECK(st == MOLT_OK, "hostile regex tokenizer: %s", molt_last_error(ctx));
+    if (!t)
+        return;
+    size_t   n = 0;
+    int32_t *ids = enc(t, "ab aab x", 8, 0, &n); // ordinary text: words found, no limit hit
+    CHECK(ids && n >= 3, "hostile regex on ordinary text: %zu ids", n);
+    molt_free(ids);
+    char text[64];
+    memset(text, 'a', 30);
+    memcpy(text + 30, "c b", 4);
+    ids = NULL;
+    st = molt_tokenize(ctx, t, text, 33, 0, &ids, &n);
+    char limit[32];
+    snprintf(limit, sizeof limit, "%d steps", TOK_MATCH_LIMIT);
+    CHECK(st == MOLT_ERR_UNSUPPORTED && strstr(molt_last_error(ctx), "match limit") &&
+              strstr(molt_last_error(ctx), limit) && strstr(molt_last_error(ctx), "hostile-regex"),
+          "a catastrophic regex: status %d, '%s' (want MOLT_ERR_UNSUPPORTED naming the limit)", st,
+          molt_last_error(ctx));
+    molt_free(ids);
+    molt_tokenizer_free(t);
+}
+
 static void test_tiny_json(void) {
     const char     *js = tiny_json(NULL, false);
     molt_tokenizer *t = NULL;
@@ -530,7 +600,7 @@ static void test_hostile_json(void) {
     } cases[] = {
         {"{}", "no \"model\"", MOLT_ERR_FORMAT},
         {"[1,2]", "not an object", MOLT_ERR_FORMAT},
-        {"{\"model\":", "not valid JSON", MOLT_ERR_FORMAT},
+        {"{\"model\":", "invalid JSON", MOLT_ERR_FORMAT},
         {"{\"model\":{\"type\":\"BPE\"}}", "vocab", MOLT_ERR_FORMAT},
         {"{\"model\":{\"type\":\"WordPiece\",\"vocab\":{}}}", "WordPiece", MOLT_ERR_UNSUPPORTED},
         {"{\"model\":{\"type\":\"BPE\",\"vocab\":{}}}", "empty vocab", MOLT_ERR_FORMAT},
@@ -724,13 +794,254 @@ static void test_save(const molt_tokenizer *const *all, int n) {
     }
 }
 
-// Fails the n-th allocation for n = 1, 2, ... through load + encode: every
-// failure must surface as MOLT_ERR_OOM and leak nothing. Stops after 30
-// clean runs in a row (a failed JIT allocation is absorbed, not an error).
+// ----------------------------------------------------------------------------
+// (e) llama2.c tokenizers written as HF tokenizer.json (tok_l2hf.c), read back
+// by molt's HF loader: the same ids as the llama2.c tokenizer (tests/ref's
+// port of run.c checks that one), BOS or not, on TinyStories (whole files and
+// line by line), edge cases and random text; the same decoded text.
+
+static molt_tokenizer *l2_to_hf(const molt_tokenizer *l2, const char *what) {
+    char *tj = NULL, *cj = NULL;
+    molt_status st = tok_llama2c_to_hf(ctx, l2, &tj, &cj);
+    CHECK(st == MOLT_OK, "%s: tokenizer.json: %s", what, molt_last_error(ctx));
+    molt_tokenizer *hf = NULL;
+    if (st == MOLT_OK) {
+        st = tok_load_hf_json_buf(ctx, what, tj, strlen(tj), &hf);
+        CHECK(st == MOLT_OK, "%s: reading the written tokenizer.json: %s", what,
+              molt_last_error(ctx));
+        cJSON *c = cJSON_Parse(cj), *cls = cJSON_GetObjectItemCaseSensitive(c, "tokenizer_class");
+        CHECK(cJSON_IsString(cls) && !strcmp(cls->valuestring, "PreTrainedTokenizerFast"),
+              "%s: tokenizer_config.json names PreTrainedTokenizerFast", what);
+        cJSON_Delete(c);
+    }
+    molt_free(tj);
+    molt_free(cj);
+    return hf;
+}
+
+// ids with and without BOS, and the decoded text, agree; returns mismatches
+static int l2_hf_same(const molt_tokenizer *l2, const molt_tokenizer *hf, const char *s, size_t n,
+                      const char *what) {
+    int bad = 0;
+    for (int bos = 0; bos < 2; bos++) {
+        size_t   na = 0, nb = 0;
+        int32_t *a = enc(l2, s, n, bos, &na), *b = enc(hf, s, n, bos, &nb);
+        bool     same = a && b && na == nb && !memcmp(a, b, na * sizeof *a);
+        if (!same && bad++ == 0)
+            ids_equal(a, na, b, nb, what);
+        // (without BOS, HF's decoder strips the dummy-prefix space; run.c keeps it)
+        char  *ta = NULL, *tb = NULL;
+        size_t la = 0, lb = 0, cut = 0;
+        if (same && molt_detokenize(ctx, l2, a, na, &ta, &la) == MOLT_OK &&
+            molt_detokenize(ctx, hf, b, nb, &tb, &lb) == MOLT_OK)
+            cut = !bos && la && ta[0] == ' ';
+        if (ta && tb && (la - cut != lb || memcmp(ta + cut, tb, lb)) && bad++ == 0)
+            CHECK(false, "%s: decoded texts differ (%zu vs %zu bytes)", what, la, lb);
+        molt_free(ta);
+        molt_free(tb);
+        molt_free(a);
+        molt_free(b);
+    }
+    return bad;
+}
+
+static void test_l2hf_edges(const molt_tokenizer *l2, const molt_tokenizer *hf, const char *name) {
+    static const char *const edge[] = {
+        "", " ", "  ", "a", " a", "a ", "\n", "\n\n", "\t", " \t \n ", "\r\n\r\n",
+        "Lily  and  Tom", "  leading", "trailing   ",
+        "h\xc3\xa9llo w\xc3\xb6rld \xc3\x9cn\xc3\xaf" "c\xc3\xb6" "d\xc3\xa9",
+        "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e",
+        "emoji \xf0\x9f\x98\x80\xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd",
+        "family \xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9\xe2\x80\x8d\xf0\x9f\x91\xa7",
+        "e\xcc\x81 combining", "\xef\xbb\xbf" "BOM", "\xc2\xa0" "nbsp\xc2\xa0",
+        "zero\xe2\x80\x8bwidth",
+        "<0x41> <0x", "<unk", "s> <", "\xe2\x84\xa2 [~]", "a\xe2\x80\x8a b",
+        "x\xff\xfe\xc3(\x80\x80\x80\x80\x80z", "\x80" "abc", "a\x80", "\xc0\xaf", "\xed\xa0\x80",
+        "\xf8\x88\x80\x80\x80", "\xf0\x9f\x98", "ab\xe6\x97",
+    };
+    int bad = 0;
+    char what[96];
+    for (size_t i = 0; i < sizeof edge / sizeof *edge; i++) {
+        snprintf(what, sizeof what, "%s edge case %zu", name, i);
+        bad += l2_hf_same(l2, hf, edge[i], strlen(edge[i]), what);
+    }
+    static const char nul[] = "a\0b \0";
+    bad += l2_hf_same(l2, hf, nul, sizeof nul - 1, "NUL bytes");
+    char buf[160];
+    for (int n = 1; n <= 40; n++) { // whitespace runs: run.c merges the leftmost pair first
+        static const char *const pre[] = {"", "x", "x\n", "\t"}, *const post[] = {"", "y", "\n"};
+        for (int p = 0; p < 4; p++)
+            for (int q = 0; q < 3; q++) {
+                snprintf(buf, sizeof buf, "%s%*s%s", pre[p], n, "", post[q]);
+                snprintf(what, sizeof what, "%s: %d spaces (%d, %d)", name, n, p, q);
+                bad += l2_hf_same(l2, hf, buf, strlen(buf), what);
+            }
+    }
+    // random text: characters with spaces, and concatenated vocabulary pieces
+    static const char *const alpha[] = {" ", " ", "a", "n", "e", "t", "h", "o", ".",
+                                        ",", "\n", "T", "\xc3\xa9", "\xe6\x97\xa5", "!", "'",
+                                        "\xf0\x9f\x98\x80"};
+    uint64_t r = 0x9E3779B97F4A7C15ull;
+    for (int k = 0; k < 3000; k++) {
+        size_t n = 0;
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        int len = 1 + (int)((r >> 33) % 24), pieces = k % 2;
+        for (int j = 0; j < len && n < sizeof buf - 16; j++) {
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            if (pieces) {
+                uint64_t span = (uint64_t)(molt_tokenizer_vocab(l2) - 259);
+                int32_t  id = 259 + (int32_t)((r >> 33) % span);
+                char    pc[64];
+                size_t  pl = tok_piece(l2, 5, id, pc, sizeof pc);
+                if (n + pl < sizeof buf - 1) {
+                    memcpy(buf + n, pc, pl);
+                    n += pl;
+                }
+            } else {
+                const char *a = alpha[(r >> 33) % (sizeof alpha / sizeof *alpha)];
+                memcpy(buf + n, a, strlen(a));
+                n += strlen(a);
+            }
+        }
+        snprintf(what, sizeof what, "%s random text %d", name, k);
+        bad += l2_hf_same(l2, hf, buf, n, what);
+    }
+    CHECK(bad == 0, "%s: %d edge / random texts tokenize differently as tokenizer.json", name, bad);
+    // Where HF's Llama tokenizers themselves differ from run.c (documented in
+    // tok_l2hf.c): the special tokens' texts, and "▁" as a space.
+    size_t   na = 0, nb = 0;
+    int32_t *a = enc(hf, "a <s> b", 7, 0, &na);
+    bool has_bos = false;
+    for (size_t i = 0; a && i < na; i++)
+        has_bos |= a[i] == 1;
+    CHECK(has_bos, "%s: the text \"<s>\" is HF's BOS token in tokenizer.json", name);
+    molt_free(a);
+    a = enc(hf, "a\xe2\x96\x81" "b", 5, 0, &na);
+    int32_t *b = enc(hf, "a b", 3, 0, &nb);
+    if (a && b)
+        ids_equal(a, na, b, nb, "\"\xe2\x96\x81\" reads as a space");
+    molt_free(a);
+    molt_free(b);
+}
+
+static void test_l2hf_one(const char *path, const char *name) {
+    molt_tokenizer *l2 = load(path, 0), *hf = l2 ? l2_to_hf(l2, name) : NULL;
+    if (!hf) {
+        molt_tokenizer_free(l2);
+        return;
+    }
+    CHECK(tok_kind_of(hf) == TOK_BPE_JSON && molt_tokenizer_vocab(hf) == molt_tokenizer_vocab(l2) &&
+              molt_tokenizer_bos(hf) == 1 && molt_tokenizer_eos(hf) == 2,
+          "%s: tokenizer.json vocab %d, bos %d, eos %d", name, molt_tokenizer_vocab(hf),
+          molt_tokenizer_bos(hf), molt_tokenizer_eos(hf));
+    static const char *const corpus[] = {"data/tinystories/tinystories_v1_valid_head.txt",
+                                         "data/tinystories/tinystories_v1_train_head.txt"};
+    for (int c = 0; c < 2; c++) {
+        if (!t_have(t_shared(corpus[c]), "TinyStories for the tokenizer.json comparison"))
+            continue;
+        size_t len = 0;
+        char  *text = t_read_file(t_shared(corpus[c]), &len), what[96];
+        snprintf(what, sizeof what, "%s: %s as one text", name, corpus[c]);
+        l2_hf_same(l2, hf, text, len, what);
+        int bad = 0, lines = 0;
+        for (char *p = text, *e; p < text + len && lines < 2000; p = e + 1, lines++) {
+            e = memchr(p, '\n', (size_t)(text + len - p));
+            e = e ? e : text + len;
+            snprintf(what, sizeof what, "%s: %s line %d", name, corpus[c], lines + 1);
+            bad += l2_hf_same(l2, hf, p, (size_t)(e - p), what);
+        }
+        CHECK(bad == 0, "%s: %d of %d lines of %s differ", name, bad, lines, corpus[c]);
+        free(text);
+    }
+    test_l2hf_edges(l2, hf, name);
+    molt_tokenizer_free(hf);
+    molt_tokenizer_free(l2);
+}
+
+// a vocabulary tokenizer.json cannot carry is refused, naming the token
+static void test_l2hf_refused(void) {
+    size_t   len = 0;
+    uint8_t *b = (uint8_t *)t_read_file(t_shared("models/stories260K/tok512.bin"), &len);
+    if (!b)
+        return;
+    size_t off[512];
+    for (size_t i = 0, p = 4; i < 512; i++) {
+        off[i] = p + 8; // the piece's bytes
+        p += 8 + (size_t)(b[p + 4] | b[p + 5] << 8);
+    }
+    uint8_t *c = malloc(len);
+    struct {
+        int32_t     id;
+        const char *bytes, *needle;
+    } cases[] = {
+        {10, "<0x0G>", "byte token"},                    // "<0x07>"
+        {260, "\xff" "e", "not valid UTF-8"},            // "he"
+        {261, " t", "appears twice"},                    // " a" = id 259
+        {0, "\xe2\x96\x81", "literal"},                  // the first piece of 3+ bytes
+        {1, "<b>", "is not <s>"},                        // "\n<s>\n"
+    };
+    for (int32_t i = 259; i < 512 && !cases[3].id; i++)
+        if ((c[0] = b[off[i] - 4]) >= 3)
+            cases[3].id = i;
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        memcpy(c, b, len);
+        size_t n = strlen(cases[k].bytes);
+        size_t have = (size_t)(c[off[cases[k].id] - 4] | c[off[cases[k].id] - 3] << 8);
+        if (have < n)
+            continue; // (the piece is shorter than the replacement: skip)
+        memcpy(c + off[cases[k].id], cases[k].bytes, n);
+        memset(c + off[cases[k].id] + n, cases[k].id == 1 ? '\n' : 'x', have - n);
+        molt_tokenizer *t = NULL;
+        char *tj = NULL, *cj = NULL;
+        CHECK(tok_load_llama2c_buf(ctx, "edit.bin", c, len, 512, &t) == MOLT_OK, "edit.bin");
+        molt_status st = t ? tok_llama2c_to_hf(ctx, t, &tj, &cj) : MOLT_OK;
+        CHECK(st == MOLT_ERR_UNSUPPORTED && strstr(molt_last_error(ctx), cases[k].needle) &&
+                  !tj && !cj,
+              "case %zu: status %d, '%s' (want '%s')", k, st, molt_last_error(ctx),
+              cases[k].needle);
+        molt_tokenizer_free(t);
+    }
+    molt_tokenizer *t = NULL; // fewer than 259 tokens: no byte fallback to write
+    CHECK(tok_load_llama2c_buf(ctx, "short.bin", b, len, 200, &t) == MOLT_OK, "short.bin");
+    char *tj = NULL, *cj = NULL;
+    CHECK(t && tok_llama2c_to_hf(ctx, t, &tj, &cj) == MOLT_ERR_UNSUPPORTED, "200 tokens refused");
+    molt_tokenizer_free(t);
+    // allocation failures: MOLT_ERR_OOM and no leak, at every allocation
+    t = load(t_shared("models/stories260K/tok512.bin"), 0);
+    int64_t base = molt__alloc_live();
+    int     clean = 0, wrong = 0;
+    for (int64_t k = 1; t && k < 20000 && clean < 5; k++) {
+        molt__alloc_fail_after(k);
+        molt_status st = tok_llama2c_to_hf(ctx, t, &tj, &cj);
+        molt__alloc_fail_after(0);
+        molt_free(tj);
+        molt_free(cj);
+        clean = st == MOLT_OK ? clean + 1 : 0;
+        wrong += (st != MOLT_OK && st != MOLT_ERR_OOM) || molt__alloc_live() != base;
+    }
+    CHECK(clean == 5 && wrong == 0, "tokenizer.json under allocation failures: %d wrong", wrong);
+    molt_tokenizer_free(t);
+    free(c);
+    free(b);
+}
+
+static void test_llama2c_hf(void) {
+    test_l2hf_refused();
+    test_l2hf_one(t_shared("models/stories260K/tok512.bin"), "tok512");
+    const char *l2 = t_shared("data/tokenizers/llama2/tokenizer.bin");
+    if (t_have(l2, "Llama 2's tokenizer.bin as tokenizer.json"))
+        test_l2hf_one(l2, "llama2 tokenizer.bin");
+}
+
+// Fails the n-th allocation for n = 1, 2, ... (every one up to 2000, then
+// ~0.5% apart: a parsed tokenizer.json's cJSON tree is thousands of blocks)
+// through load + encode: every failure must surface as MOLT_ERR_OOM and leak
+// nothing. Stops after 30 clean runs in a row (a failed JIT allocation is
+// absorbed, not an error).
 static void oom_loop(const char *what, const char *buf, size_t len, int kind) {
     int64_t base = molt__alloc_live();
     int     clean = 0, bad = 0;
-    for (int64_t n = 1; n < 5000 && clean < 30; n++) {
+    for (int64_t n = 1; n < 1000000 && clean < 30; n += n < 2000 ? 1 : n / 200) {
         molt_tokenizer *t = NULL;
         int32_t        *ids = NULL;
         size_t          n_ids = 0;
@@ -772,6 +1083,11 @@ static void test_oom(void) {
 
 int main(int argc, char **argv) {
     ctx = molt_ctx_new();
+    if (argc == 4 && strcmp(argv[1], "--to-hf") == 0) {
+        int rc = to_hf_tool(argv[2], argv[3]);
+        molt_ctx_free(ctx);
+        return rc;
+    }
     if (argc >= 3 && strcmp(argv[1], "--encode") == 0) {
         int rc = encode_tool(argc, argv);
         molt_ctx_free(ctx);
@@ -787,7 +1103,9 @@ int main(int argc, char **argv) {
     test_hostile_json();
     test_tiktoken_small();
     test_tiny_json();
+    test_regex_limit();
     test_llama2c();
+    test_llama2c_hf();
     if (t_have(t_shared("models/kv-llama-2m"), "kv-llama-2m reference ids"))
         test_reference_ids("models/kv-llama-2m");
     if (t_have(t_shared("models/mamba2-random"), "mamba2-random reference ids"))

@@ -51,6 +51,8 @@ molt_distill_opts molt_distill_defaults(void) {
     o.stage_lr[1] = 1e-3;
     o.stage_lr[2] = 5e-4;
     o.tau = 1.0;
+    o.warmup_frac = 0.1; // mohawk's WSD
+    o.decay_frac = 0.1;
     o.seed = 1234;
     o.kv_pairs = 8;
     o.kv_examples = 200;
@@ -204,6 +206,8 @@ static char *stage_settings(const distiller *D, int stage, const molt_distill_op
     ckpt_setting(s, "batch", "%d", o->batch);
     ckpt_setting(s, "steps", "%lld", (long long)steps);
     ckpt_setting(s, "lr", "%.17g", o->stage_lr[stage - 1]);
+    if (o->warmup_frac != 0.1 || o->decay_frac != 0.1) // (absent: the default, as older runs)
+        ckpt_setting(s, "schedule", "wsd %.17g %.17g", o->warmup_frac, o->decay_frac);
     ckpt_setting(s, "tau", "%.17g", stage == 3 ? o->tau : 0.0);
     ckpt_setting(s, "freeze", "%s", freeze);
     ckpt_setting(s, "seed", "%llu", (unsigned long long)o->seed);
@@ -258,8 +262,8 @@ static molt_status run_stage(const molt_exec *ex, distiller *D, int stage, const
         return st;
     }
     tl.settings = settings;
-    tl.sc = (sched_cfg){SCHED_WSD, o->stage_lr[stage - 1], o->stage_lr[stage - 1] * 1e-2, 0.1,
-                        0.1, steps};
+    tl.sc = (sched_cfg){SCHED_WSD,      o->stage_lr[stage - 1], o->stage_lr[stage - 1] * 1e-2,
+                        o->warmup_frac, o->decay_frac,          steps};
     tl.clip = 1.0;
     tl.dir = dir;
     tl.save_every = 200;
@@ -383,7 +387,7 @@ static molt_status check_opts(molt_ctx *ctx, const molt_model *t, const molt_dis
     for (int k = 0; k < 3; k++)
         if (o->stage_tokens[k] > 0 && !(o->stage_lr[k] > 0))
             return molt__err(ctx, MOLT_ERR_ARG, "stage %d learning rate must be positive", k + 1);
-    return MOLT_OK;
+    return sched_check(ctx, SCHED_WSD, o->warmup_frac, o->decay_frac);
 }
 
 molt_status molt_distill(molt_ctx *ctx, const molt_model *teacher, const molt_distill_opts *o,

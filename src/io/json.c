@@ -90,6 +90,25 @@ cJSON *js_parse(molt_ctx *ctx, const char *what, const char *text, size_t len) {
     return root;
 }
 
+void js_build_begin(void) {
+    js_init_hooks();
+    g_oom = false;
+}
+
+cJSON *js_put(cJSON *parent, const char *key, cJSON *item) {
+    bool done = item && parent &&
+                (key ? cJSON_AddItemToObject(parent, key, item)
+                     : cJSON_AddItemToArray(parent, item));
+    if (!done) {
+        cJSON_Delete(item);
+        g_oom = true;
+        return NULL;
+    }
+    return item;
+}
+
+bool js_build_failed(void) { return g_oom; }
+
 // ----------------------------------------------------------------------------
 // values
 

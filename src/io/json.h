@@ -44,6 +44,15 @@ molt_status js_get_obj(molt_ctx *ctx, const char *what, const cJSON *obj, const 
 molt_status js_get_arr(molt_ctx *ctx, const char *what, const cJSON *obj, const char *key,
                        int required, const cJSON **out);
 
+// Building a tree without losing a key: js_build_begin() starts; js_put
+// attaches item to parent (under key, or at the end of an array when key is
+// NULL) or deletes it; js_build_failed() says whether any cJSON allocation or
+// js_put failed since the start (cJSON's Add* functions drop an item without
+// a word when memory runs out). Per thread.
+void   js_build_begin(void);
+cJSON *js_put(cJSON *parent, const char *key, cJSON *item);
+bool   js_build_failed(void);
+
 // Value of a number item as a whole number in [lo, hi] (false otherwise).
 bool js_whole(const cJSON *item, int64_t lo, int64_t hi, int64_t *out);
 // Value of a float item (number or {"__float__": ...}); false when neither.

@@ -412,7 +412,7 @@ static cJSON *float_item(float v) {
     return cJSON_CreateRaw(buf);
 }
 static void add_float(cJSON *o, const char *key, float v) {
-    cJSON_AddItemToObject(o, key, float_item(v));
+    js_put(o, key, float_item(v));
 }
 
 static void add_rope(cJSON *o, const rope_cfg *r) {
@@ -492,7 +492,7 @@ static void add_gateloop(cJSON *o, const model_cfg *c) {
 
 molt_status model_cfg_to_json(molt_ctx *ctx, const model_cfg *c, const char *torch_dtype,
                               char **json) {
-    js_init_hooks();
+    js_build_begin(); // every key or none: js_build_failed() below
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return molt__err(ctx, MOLT_ERR_OOM, "out of memory writing config.json");
@@ -518,7 +518,7 @@ molt_status model_cfg_to_json(molt_ctx *ctx, const model_cfg *c, const char *tor
     switch (c->arch) {
     case ARCH_LLAMA: {
         cJSON *a = cJSON_AddArrayToObject(o, "architectures");
-        cJSON_AddItemToArray(a, cJSON_CreateString("LlamaForCausalLM"));
+        js_put(a, NULL, cJSON_CreateString("LlamaForCausalLM"));
         cJSON_AddNumberToObject(o, "hidden_size", c->d_model);
         cJSON_AddNumberToObject(o, "num_hidden_layers", c->n_layer);
         cJSON_AddNumberToObject(o, "num_attention_heads", c->n_head);
@@ -539,7 +539,7 @@ molt_status model_cfg_to_json(molt_ctx *ctx, const model_cfg *c, const char *tor
     case ARCH_LLAMBA: add_llamba(o, c); break;
     case ARCH_MAMBA2: {
         cJSON *a = cJSON_AddArrayToObject(o, "architectures");
-        cJSON_AddItemToArray(a, cJSON_CreateString("Mamba2ForCausalLM"));
+        js_put(a, NULL, cJSON_CreateString("Mamba2ForCausalLM"));
         cJSON_AddNumberToObject(o, "hidden_size", c->d_model);
         cJSON_AddNumberToObject(o, "num_hidden_layers", c->n_layer);
         cJSON_AddNumberToObject(o, "vocab_size", c->vocab);
@@ -557,13 +557,13 @@ molt_status model_cfg_to_json(molt_ctx *ctx, const model_cfg *c, const char *tor
         cJSON_AddBoolToObject(o, "rms_norm", true);
         cJSON_AddStringToObject(o, "hidden_act", "silu");
         cJSON *lim = cJSON_AddArrayToObject(o, "time_step_limit");
-        cJSON_AddItemToArray(lim, float_item(sc->dt_limit_lo));
+        js_put(lim, NULL, float_item(sc->dt_limit_lo));
         if (isinf(sc->dt_limit_hi)) {
             cJSON *f = cJSON_CreateObject();
             cJSON_AddStringToObject(f, "__float__", "Infinity");
-            cJSON_AddItemToArray(lim, f);
+            js_put(lim, NULL, f);
         } else {
-            cJSON_AddItemToArray(lim, float_item(sc->dt_limit_hi));
+            js_put(lim, NULL, float_item(sc->dt_limit_hi));
         }
         break;
     }
@@ -581,9 +581,8 @@ molt_status model_cfg_to_json(molt_ctx *ctx, const model_cfg *c, const char *tor
             cJSON *L = cJSON_CreateObject();
             cJSON_AddStringToObject(L, "mixer", layer_kind_name(c->kind[l]));
             if (c->kind[l] == LAYER_HYBRID)
-                cJSON_AddItemToObject(L, "attention_heads",
-                                      cJSON_CreateIntArray(c->keep_heads[l], c->n_keep[l]));
-            cJSON_AddItemToArray(ls, L);
+                js_put(L, "attention_heads", cJSON_CreateIntArray(c->keep_heads[l], c->n_keep[l]));
+            js_put(ls, NULL, L);
         }
         add_gateloop(o, c);
         molt_status st = mamba3_cfg_to_json(ctx, o, c);
@@ -600,7 +599,7 @@ molt_status model_cfg_to_json(molt_ctx *ctx, const model_cfg *c, const char *tor
     if (c->eos >= 0)
         cJSON_AddNumberToObject(o, "eos_token_id", c->eos);
     cJSON_AddStringToObject(o, "molt_version", "0.1.0");
-    char *txt = cJSON_Print(o);
+    char *txt = js_build_failed() ? NULL : cJSON_Print(o); // (a key lost: no config.json)
     cJSON_Delete(o);
     if (!txt)
         return molt__err(ctx, MOLT_ERR_OOM, "out of memory writing config.json");

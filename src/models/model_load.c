@@ -93,7 +93,9 @@ static molt_status load_tokenizer_near(molt_ctx *ctx, molt_model *m, const char 
     if (opts && opts->tokenizer_path) {
         use = opts->tokenizer_path;
     } else {
-        static const char *const names[] = {"tokenizer.json", "tokenizer.bin", "tokenizer.model"};
+        // tokenizer.bin first: a llama2.c model's directory holds it and the
+        // tokenizer.json derived from it for HF; the .bin is the original.
+        static const char *const names[] = {"tokenizer.bin", "tokenizer.json", "tokenizer.model"};
         for (size_t i = 0; i < sizeof names / sizeof names[0] && !use; i++) {
             fio_join(path, sizeof path, dir, names[i]);
             if (fio_exists(path))
@@ -223,8 +225,10 @@ molt_status molt_model_load(molt_ctx *ctx, const char *path, const molt_load_opt
 // removes those of an older model that it does not write: a stale index
 // would make the loader read the old shards).
 static bool is_model_file(const char *name) {
-    static const char *const fixed[] = {"config.json",    "model.safetensors", ST_INDEX_NAME,
-                                        "tokenizer.json", "tokenizer.bin",     "tokenizer.model",
+    static const char *const fixed[] = {"config.json",           "model.safetensors",
+                                        ST_INDEX_NAME,           "tokenizer.json",
+                                        "tokenizer.bin",         "tokenizer.model",
+                                        "tokenizer_config.json", "special_tokens_map.json",
                                         NULL};
     for (int i = 0; fixed[i]; i++)
         if (!strcmp(name, fixed[i]))
@@ -248,9 +252,39 @@ static void drop_staging(const char *stage) {
     rmdir(stage);
 }
 
-// writes the model's files into stage (a fresh directory)
+// A llama2.c tokenizer is saved as tokenizer.bin (what molt reads) and, for
+// HF, as tokenizer.json + tokenizer_config.json (tok_l2hf.c). A vocabulary
+// tokenizer.json cannot express is saved as tokenizer.bin alone, with a warning.
+static molt_status write_llama2c_hf(molt_ctx *ctx, const molt_tokenizer *tok, const char *stage,
+                                    const char **tok_names) {
+    char       *tj = NULL, *cj = NULL, path[4096];
+    molt_status st = tok_llama2c_to_hf(ctx, tok, &tj, &cj);
+    if (st == MOLT_ERR_UNSUPPORTED) {
+        molt__log(MOLT_LOG_WARN, "no tokenizer.json written (HF cannot read this tokenizer): %s",
+                  molt_last_error(ctx));
+        return MOLT_OK;
+    }
+    if (st == MOLT_OK) {
+        fio_join(path, sizeof path, stage, "tokenizer.json");
+        st = fio_write_atomic(ctx, path, tj, strlen(tj));
+    }
+    if (st == MOLT_OK) {
+        fio_join(path, sizeof path, stage, "tokenizer_config.json");
+        st = fio_write_atomic(ctx, path, cj, strlen(cj));
+    }
+    molt__free(tj);
+    molt__free(cj);
+    if (st == MOLT_OK) {
+        tok_names[1] = "tokenizer.json";
+        tok_names[2] = "tokenizer_config.json";
+    }
+    return st;
+}
+
+// writes the model's files into stage (a fresh directory); tok_names[0..2]:
+// the tokenizer files written (NULL: none)
 static molt_status write_model_files(molt_ctx *ctx, const molt_model *m, const char *stage,
-                                     st_dtype dt, const char **tok_name) {
+                                     st_dtype dt, const char **tok_names) {
     char path[4096];
     float *host = NULL; // a device model's parameters, downloaded
     const float *data = model_host_floats(ctx, m->be, m->data, m->n_floats, &host);
@@ -284,13 +318,23 @@ static molt_status write_model_files(molt_ctx *ctx, const molt_model *m, const c
     molt__free(json);
     if (st != MOLT_OK)
         return st;
-    *tok_name = NULL;
+    tok_names[0] = tok_names[1] = tok_names[2] = NULL;
     if (m->tok) { // in the format it came in
-        *tok_name = tok_kind_of(m->tok) == TOK_BPE_JSON  ? "tokenizer.json"
-                    : tok_kind_of(m->tok) == TOK_LLAMA2C ? "tokenizer.bin"
-                                                         : "tokenizer.model";
-        fio_join(path, sizeof path, stage, *tok_name);
+        tok_names[0] = tok_kind_of(m->tok) == TOK_BPE_JSON  ? "tokenizer.json"
+                       : tok_kind_of(m->tok) == TOK_LLAMA2C ? "tokenizer.bin"
+                                                            : "tokenizer.model";
+        fio_join(path, sizeof path, stage, tok_names[0]);
         st = tok_save(ctx, m->tok, path);
+        if (st == MOLT_OK && tok_kind_of(m->tok) == TOK_LLAMA2C)
+            st = write_llama2c_hf(ctx, m->tok, stage, tok_names);
+        char *cj = NULL; // a tokenizer.json: its tokenizer_config.json for transformers
+        if (st == MOLT_OK && tok_kind_of(m->tok) == TOK_BPE_JSON &&
+            (st = tok_hf_config(ctx, m->tok, &cj)) == MOLT_OK) {
+            fio_join(path, sizeof path, stage, "tokenizer_config.json");
+            if ((st = fio_write_atomic(ctx, path, cj, strlen(cj))) == MOLT_OK)
+                tok_names[2] = "tokenizer_config.json";
+        }
+        molt__free(cj);
     }
     return st;
 }
@@ -319,8 +363,8 @@ molt_status molt_model_save(molt_ctx *ctx, const molt_model *m, const char *dir,
     if (mkdir(stage, 0755) != 0)
         return molt__err(ctx, MOLT_ERR_IO, "%s: cannot create a staging directory: %s", stage,
                          strerror(errno));
-    const char *tok_name = NULL;
-    if ((st = write_model_files(ctx, m, stage, dt, &tok_name)) != MOLT_OK) {
+    const char *tok_names[3] = {NULL, NULL, NULL};
+    if ((st = write_model_files(ctx, m, stage, dt, tok_names)) != MOLT_OK) {
         drop_staging(stage);
         return st;
     }
@@ -331,8 +375,9 @@ molt_status molt_model_save(molt_ctx *ctx, const molt_model *m, const char *dir,
         drop_staging(stage);
         return st;
     }
-    const char *const order[] = {"model.safetensors", tok_name, "config.json"};
-    for (int i = 0; i < 3; i++) {
+    const char *const order[] = {"model.safetensors", tok_names[0], tok_names[1], tok_names[2],
+                                 "config.json"};
+    for (int i = 0; i < 5; i++) {
         if (!order[i])
             continue;
         fio_join(from, sizeof from, stage, order[i]);
@@ -348,9 +393,9 @@ molt_status molt_model_save(molt_ctx *ctx, const molt_model *m, const char *dir,
     if (d) {
         struct dirent *e;
         while ((e = readdir(d))) {
-            bool ours = !strcmp(e->d_name, "model.safetensors") ||
-                        !strcmp(e->d_name, "config.json") ||
-                        (tok_name && !strcmp(e->d_name, tok_name));
+            bool ours = false;
+            for (int i = 0; i < 5; i++)
+                ours = ours || (order[i] && !strcmp(e->d_name, order[i]));
             if (!ours && is_model_file(e->d_name)) {
                 fio_join(to, sizeof to, dir, e->d_name);
                 unlink(to);

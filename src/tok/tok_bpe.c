@@ -14,6 +14,10 @@
  *      with stale-entry checks does that in O(n log n) where the reference
  *      rescans in O(n^2), which matters for multi-megabyte punctuation runs.
  *
+ * The sentencepiece form of tokenizer.json (tokenizer.h) skips step 2: each
+ * text between added tokens is one word, normalized and split into
+ * characters as in tokenizers' BPE::merge_word (sp_segment), then step 3.
+ *
  * Invalid UTF-8: HF and tiktoken only take valid Unicode strings, so there is
  * no reference behaviour. We never hand invalid bytes to PCRE2 (matching
  * with PCRE2_NO_UTF_CHECK on invalid input is undefined): maximal valid runs
@@ -49,6 +53,7 @@ typedef struct heap_ent {
 typedef struct enc {
     molt_ctx             *ctx;
     const molt_tokenizer *t;
+    const char           *text; // the caller's whole text (error positions)
     tok_ids              *ids;
     pcre2_match_data     *md;
     cache_slot           *cache;
@@ -165,30 +170,16 @@ static molt_status hf_push_pair(enc *e, int32_t i) {
     return heap_push(e, (heap_ent){rank, i, id});
 }
 
-static molt_status bpe_hf(enc *e, const char *w, size_t n) {
+// Merges the m symbols e->tok[0..m) by rank and appends the result to the ids.
+static molt_status hf_merge(enc *e, int32_t m) {
     const molt_tokenizer *t = e->t;
     molt_status           st;
-    if (t->ignore_merges) { // Llama-3: a word that is a token is emitted whole
-        int32_t id = tok__strmap_get(&t->vocab, t, w, n);
-        if (id >= 0)
-            return tok__ids_push(e->ctx, e->ids, id);
-    }
-    if ((st = sym_reserve(e, n)) != MOLT_OK)
-        return st;
-    int32_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        int32_t id = t->byte_id[(uint8_t)w[i]];
-        if (id < 0)
-            id = t->unk_id; // HF: unknown chars become unk, or vanish without one
-        if (id < 0)
-            continue;
-        e->tok[m] = id;
-        e->prv[m] = m - 1;
-        e->nxt[m] = m + 1;
-        m++;
-    }
     if (m == 0)
         return MOLT_OK;
+    for (int32_t i = 0; i < m; i++) {
+        e->prv[i] = i - 1;
+        e->nxt[i] = i + 1;
+    }
     e->nxt[m - 1] = -1;
     e->heap_n = 0;
     for (int32_t i = 0; i + 1 < m; i++)
@@ -216,6 +207,86 @@ static molt_status bpe_hf(enc *e, const char *w, size_t n) {
         if ((st = tok__ids_push(e->ctx, e->ids, e->tok[i])) != MOLT_OK)
             return st;
     return MOLT_OK;
+}
+
+static molt_status bpe_hf(enc *e, const char *w, size_t n) {
+    const molt_tokenizer *t = e->t;
+    molt_status           st;
+    if (t->ignore_merges) { // Llama-3: a word that is a token is emitted whole
+        int32_t id = tok__strmap_get(&t->vocab, t, w, n);
+        if (id >= 0)
+            return tok__ids_push(e->ctx, e->ids, id);
+    }
+    if ((st = sym_reserve(e, n)) != MOLT_OK)
+        return st;
+    int32_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        int32_t id = t->byte_id[(uint8_t)w[i]];
+        if (id < 0)
+            id = t->unk_id; // HF: unknown chars become unk, or vanish without one
+        if (id >= 0)
+            e->tok[m++] = id;
+    }
+    return hf_merge(e, m);
+}
+
+// ----------------------------------------------------------------------------
+// the sentencepiece form (tokenizer.h): tokenizers' Prepend + Replace
+// normalizers, then BPE::merge_word on the whole segment
+
+#define SP_SPACE "\xE2\x96\x81" // U+2581
+
+// The characters of the text are taken as llama2.c groups bytes: a byte and
+// the continuation bytes after it, at most 4 in all (for valid UTF-8 that is a
+// character; HF takes only valid text). A space is "▁" (the normalizer), and
+// "▁" comes first (Prepend). Each character is a vocab token, else its bytes'
+// <0xNN> tokens, else unk (as merge_word does).
+static molt_status sp_segment(enc *e, const char *s, size_t n) {
+    const molt_tokenizer *t = e->t;
+    if (n == 0)
+        return MOLT_OK;
+    if (n > (size_t)INT32_MAX / 4)
+        return molt__err(e->ctx, MOLT_ERR_ARG, "tokenize: a %zu-byte segment is too long", n);
+    molt_status st = sym_reserve(e, 3 * n + 3);
+    if (st != MOLT_OK)
+        return st;
+    int32_t m = 0, unk = -1; // unk: a pending unknown, as merge_word's `unk`
+    bool    first = true;    // the prepended "▁"
+    for (size_t i = 0; i < n || first;) {
+        const char *c = SP_SPACE;
+        size_t      k = 3, used = 0; // the character (as normalized) and its input bytes
+        if (!first) {
+            used = 1;
+            while (i + used < n && used < 4 && ((uint8_t)s[i + used] & 0xC0) == 0x80)
+                used++;
+            if (!(used == 1 && s[i] == ' ')) {
+                c = s + i;
+                k = used;
+            }
+        }
+        first = false;
+        int32_t id = tok__strmap_get(&t->vocab, t, c, k);
+        bool    bytes = id < 0 && t->byte_fallback;
+        for (size_t j = 0; bytes && j < k; j++)
+            bytes = t->byte_id[(uint8_t)c[j]] >= 0;
+        if (id >= 0) {
+            if (unk >= 0)
+                e->tok[m++] = unk;
+            unk = -1;
+            e->tok[m++] = id;
+        } else if (bytes) { // (a pending unk stays pending, as in merge_word)
+            for (size_t j = 0; j < k; j++)
+                e->tok[m++] = t->byte_id[(uint8_t)c[j]];
+        } else if (t->unk_id >= 0) {
+            if (unk >= 0 && !t->fuse_unk)
+                e->tok[m++] = unk;
+            unk = t->unk_id;
+        }
+        i += used;
+    }
+    if (unk >= 0)
+        e->tok[m++] = unk;
+    return hf_merge(e, m);
 }
 
 // ----------------------------------------------------------------------------
@@ -306,6 +377,24 @@ static size_t utf8_char_len(const char *s, size_t n) {
     return k;
 }
 
+// A pattern that needs more than TOK_MATCH_LIMIT steps (nested quantifiers
+// backtracking over the text) is an error naming the limit: never an
+// unbounded match, never a silent change of the words.
+static molt_status regex_error(enc *e, int k, int rc, size_t at) {
+    if (rc == PCRE2_ERROR_NOMEMORY)
+        return molt__err(e->ctx, MOLT_ERR_OOM, "tokenize: out of memory (regex)");
+    if (rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT || rc == PCRE2_ERROR_HEAPLIMIT)
+        return molt__err(e->ctx, MOLT_ERR_UNSUPPORTED,
+                         "%s: tokenize: pre-tokenizer regex %d hit the match limit (%d steps, "
+                         "TOK_MATCH_LIMIT) at byte %zu of the text: the pattern backtracks "
+                         "without bound on this input",
+                         e->t->path, k + 1, TOK_MATCH_LIMIT, at);
+    PCRE2_UCHAR msg[160];
+    pcre2_get_error_message(rc, msg, sizeof msg);
+    return molt__err(e->ctx, MOLT_ERR_INTERNAL, "%s: tokenize: regex %d: %s (at byte %zu)",
+                     e->t->path, k + 1, (const char *)msg, at);
+}
+
 // Splits valid UTF-8 s[0..n) with stage k and hands each piece to stage k+1.
 static molt_status split_stage(enc *e, int k, const char *s, size_t n) {
     if (k == e->t->n_split)
@@ -318,13 +407,14 @@ static molt_status split_stage(enc *e, int k, const char *s, size_t n) {
                              (pcre2_match_context *)e->t->pcre_mctx);
         if (rc == PCRE2_ERROR_NOMATCH)
             break;
+        if (rc < 0)
+            return regex_error(e, k, rc, (size_t)(s + from - e->text));
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(e->md);
         size_t      ms = ov[0], me = ov[1];
-        if (rc < 0 || ms < gap || me > n || me <= ms) {
-            // An empty match, or an engine limit (match / heap limit) hit by
-            // a pathological pattern: no word boundary here; move one
-            // character on and let the gap grow.
-            size_t at = rc < 0 || ms < from ? from : ms;
+        if (ms < gap || me > n || me <= ms) {
+            // An empty match: no word boundary here; move one character on
+            // and let the gap grow.
+            size_t at = ms < from ? from : ms;
             if (at >= n)
                 break;
             from = at + utf8_char_len(s + at, n - at);
@@ -381,7 +471,7 @@ static size_t find_added(const molt_tokenizer *t, const char *text, size_t len, 
 
 molt_status tok__encode_bytelevel(molt_ctx *ctx, const molt_tokenizer *t, const char *text,
                                   size_t len, tok_ids *ids) {
-    enc         e = {.ctx = ctx, .t = t, .ids = ids};
+    enc         e = {.ctx = ctx, .t = t, .text = text, .ids = ids};
     molt_status st = MOLT_OK;
     // Cache size follows the text: ~1 slot per 8 bytes, 64 .. 64K slots.
     uint32_t slots = 64;
@@ -401,7 +491,9 @@ molt_status tok__encode_bytelevel(molt_ctx *ctx, const molt_tokenizer *t, const 
     while (pos < len) {
         int32_t id = -1;
         size_t  at = find_added(t, text, len, pos, &id);
-        if ((st = encode_segment(&e, text + pos, at - pos)) != MOLT_OK)
+        st = t->sp ? sp_segment(&e, text + pos, at - pos)
+                   : encode_segment(&e, text + pos, at - pos);
+        if (st != MOLT_OK)
             goto done;
         if (at == len)
             break;

@@ -5,10 +5,17 @@
  * Supported, and everything else refused with MOLT_ERR_UNSUPPORTED naming it:
  *   model:         {"type": "BPE", vocab, merges, ignore_merges, unk_token};
  *                  merges as "a b" strings or ["a", "b"] pairs; rank = index
- *   normalizer:    null
+ *   normalizer:    null (byte-level), or the sentencepiece form below
  *   pre_tokenizer: ByteLevel (use_regex true = the GPT-2 pattern), or a
  *                  Sequence of Split {Regex, "Isolated"} and one ByteLevel;
  *                  add_prefix_space must be false
+ *   sentencepiece form (HF's Llama-1/2 tokenizer.json, and what molt writes
+ *   for a llama2.c tokenizer): normalizer Sequence [Prepend "▁", Replace " "
+ *   → "▁"], pre_tokenizer null, BPE with byte_fallback / fuse_unk: each
+ *   segment between added tokens is one word, "▁" + the text with spaces as
+ *   "▁", split into characters (vocab tokens, else their bytes' <0xNN>
+ *   tokens, else unk), then merged by rank (tok_bpe.c). Vocab strings are
+ *   kept as written; decoding turns "▁" into " " and <0xNN> into its byte.
  *   added_tokens:  matched verbatim before splitting (lstrip / rstrip /
  *                  single_word / normalized are not implemented: the
  *                  tokenizers we target set them all false)
@@ -21,15 +28,21 @@
  * pre-tokenization; it keeps its UTF-8 bytes for decoding (as HF's ByteLevel
  * decoder does) and stays out of the encoding map.
  *
- * The cJSON tree is transient (cJSON's own malloc); everything kept is
+ * The cJSON tree is transient (io/json.h's parser: molt's allocator, and an
+ * allocation failure reported as such); everything kept is
  * molt__malloc'd. Reference: huggingface/tokenizers, models/bpe/model.rs,
  * pre_tokenizers/byte_level.rs, tokenizer/added_vocabulary.rs.
  */
+#include "io/json.h"
 #include "tok/tokenizer.h"
 
 #include <cJSON.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#define SP_SPACE "\xE2\x96\x81" // U+2581, sentencepiece's space
 
 static const char GPT2_PATTERN[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
@@ -133,7 +146,9 @@ static molt_status parse_pretok(molt_ctx *ctx, molt_tokenizer *t, const char *wh
                                 const cJSON *pre) {
     if (!pre || cJSON_IsNull(pre))
         return molt__err(ctx, MOLT_ERR_UNSUPPORTED,
-                         "%s: no pre_tokenizer (only byte-level BPE is supported)", what);
+                         "%s: no pre_tokenizer and no sentencepiece normalizer (byte-level BPE "
+                         "needs a ByteLevel pre_tokenizer)",
+                         what);
     int         n_bl = 0;
     molt_status st = MOLT_OK;
     const char *ty = json_type(pre);
@@ -224,7 +239,8 @@ static molt_status parse_merges(molt_ctx *ctx, molt_tokenizer *t, const char *wh
 // Reads vocab + added tokens into the token table of t, and the vocab
 // strings as written (byte-level alphabet) into the table of keys.
 static molt_status parse_vocab(molt_ctx *ctx, molt_tokenizer *t, molt_tokenizer *keys,
-                               const char *what, const cJSON *vocab, const cJSON *added) {
+                               const char *what, const cJSON *vocab, const cJSON *added,
+                               bool bytelevel) {
     int64_t      max_id = -1, n_entries = 0, id;
     size_t       key_bytes = 0;
     const cJSON *v;
@@ -284,14 +300,75 @@ static molt_status parse_vocab(molt_ctx *ctx, molt_tokenizer *t, molt_tokenizer 
             break;
         if (t->flags[id] & TOKF_PRESENT)
             continue;
-        long nb = bl_to_bytes(inv, s, tmp);
-        st = nb < 0 ? tok__table_set(ctx, t, (int32_t)id, s, n, TOKF_NOMATCH)
-                    : tok__table_set(ctx, t, (int32_t)id, tmp, (size_t)nb, 0);
+        long nb = bytelevel ? bl_to_bytes(inv, s, tmp) : (long)n;
+        st = nb < 0      ? tok__table_set(ctx, t, (int32_t)id, s, n, TOKF_NOMATCH)
+             : bytelevel ? tok__table_set(ctx, t, (int32_t)id, tmp, (size_t)nb, 0)
+                         : tok__table_set(ctx, t, (int32_t)id, s, n, 0);
         if (st != MOLT_OK)
             break;
     }
     molt__free(tmp);
     return st;
+}
+
+// ----------------------------------------------------------------------------
+// the sentencepiece form
+
+static bool is_type(const cJSON *obj, const char *ty) {
+    const char *t = json_type(obj);
+    return t && !strcmp(t, ty);
+}
+
+static bool is_str(const cJSON *obj, const char *key, const char *want) {
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsString(j) && !strcmp(j->valuestring, want);
+}
+
+// exactly [Prepend "▁", Replace {String " "} → "▁"], as HF's Llama-2 tokenizer.json
+static bool sp_normalizer(const cJSON *n) {
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(n, "normalizers");
+    if (!is_type(n, "Sequence") || !cJSON_IsArray(list) || cJSON_GetArraySize(list) != 2)
+        return false;
+    const cJSON *p = list->child, *r = p->next;
+    return is_type(p, "Prepend") && is_str(p, "prepend", SP_SPACE) && is_type(r, "Replace") &&
+           is_str(cJSON_GetObjectItemCaseSensitive(r, "pattern"), "String", " ") &&
+           is_str(r, "content", SP_SPACE);
+}
+
+// byte_fallback / fuse_unk, and the <0xNN> tokens (decoded as bytes; the
+// fallback for unknown characters when byte_fallback is on)
+static void sp_byte_tokens(molt_tokenizer *t, const cJSON *model) {
+    t->byte_fallback = json_bool(model, "byte_fallback", false);
+    t->fuse_unk = json_bool(model, "fuse_unk", false);
+    for (int b = 0; b < 256; b++) {
+        char name[8];
+        snprintf(name, sizeof name, "<0x%02X>", b);
+        int32_t id = tok__strmap_get(&t->vocab, t, name, 6);
+        if (id >= 0)
+            t->flags[id] |= TOKF_BYTE;
+        t->byte_id[b] = t->byte_fallback ? id : -1;
+    }
+}
+
+size_t tok__piece_sp(const molt_tokenizer *t, int32_t prev_id, int32_t id, char *out,
+                     size_t cap) {
+    const char *p = t->arena + t->off[id];
+    size_t      n = t->len[id], k = 0;
+    if (t->flags[id] & TOKF_BYTE) {
+        if (cap)
+            out[0] = (char)strtol(p + 3, NULL, 16);
+        return cap ? 1 : 0;
+    }
+    bool strip = prev_id < 0 || prev_id == t->bos; // HF's Strip decoder; run.c after BOS
+    for (size_t i = 0; i < n && k < cap;) {
+        if (n - i >= 3 && !memcmp(p + i, SP_SPACE, 3) && !(t->flags[id] & TOKF_ADDED)) {
+            if (i || !strip)
+                out[k++] = ' ';
+            i += 3;
+        } else
+            out[k++] = p[i++];
+    }
+    return k;
 }
 
 static int32_t first_present(const molt_tokenizer *t, const char *const *names, int n) {
@@ -317,9 +394,16 @@ static molt_status hf_build(molt_ctx *ctx, molt_tokenizer *t, const char *what, 
             return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "%s: BPE with %s", what, opt[i]);
     }
     const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
-    if (norm && !cJSON_IsNull(norm))
-        return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "%s: normalizer '%s'", what,
-                         json_type(norm) ? json_type(norm) : "?");
+    if (norm && !cJSON_IsNull(norm) && !(t->sp = sp_normalizer(norm)))
+        return molt__err(ctx, MOLT_ERR_UNSUPPORTED,
+                         "%s: normalizer '%s' (only none, or Llama-2's Prepend \"" SP_SPACE
+                         "\" + Replace \" \" by \"" SP_SPACE "\")",
+                         what, json_type(norm) ? json_type(norm) : "?");
+    const cJSON *pre = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
+    if (t->sp && pre && !cJSON_IsNull(pre))
+        return molt__err(ctx, MOLT_ERR_UNSUPPORTED,
+                         "%s: pre_tokenizer '%s' with the sentencepiece normalizer", what,
+                         json_type(pre) ? json_type(pre) : "?");
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
     const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
     const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
@@ -336,7 +420,7 @@ static molt_status hf_build(molt_ctx *ctx, molt_tokenizer *t, const char *what, 
     molt_tokenizer *keys = NULL;
     if ((st = tok__alloc(ctx, what, TOK_BPE_JSON, &keys)) != MOLT_OK)
         return st;
-    if ((st = parse_vocab(ctx, t, keys, what, vocab, added)) != MOLT_OK ||
+    if ((st = parse_vocab(ctx, t, keys, what, vocab, added, !t->sp)) != MOLT_OK ||
         (st = tok__strmap_build(ctx, &keys->vocab, keys, 0)) != MOLT_OK)
         goto done;
     if (merges && (st = parse_merges(ctx, t, what, keys, merges)) != MOLT_OK)
@@ -350,13 +434,15 @@ static molt_status hf_build(molt_ctx *ctx, molt_tokenizer *t, const char *what, 
     t->ignore_merges = json_bool(model, "ignore_merges", false);
     if ((st = tok__strmap_build(ctx, &t->vocab, t, TOKF_ADDED | TOKF_NOMATCH)) != MOLT_OK ||
         (st = tok__index_added(ctx, t)) != MOLT_OK ||
-        (st = parse_pretok(ctx, t, what, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"))) !=
-            MOLT_OK)
+        (!t->sp && (st = parse_pretok(ctx, t, what, pre)) != MOLT_OK))
         goto done;
-    for (int b = 0; b < 256; b++) {
-        char c = (char)b;
-        t->byte_id[b] = tok__strmap_get(&t->vocab, t, &c, 1);
-    }
+    if (t->sp)
+        sp_byte_tokens(t, model);
+    else
+        for (int b = 0; b < 256; b++) {
+            char c = (char)b;
+            t->byte_id[b] = tok__strmap_get(&t->vocab, t, &c, 1);
+        }
     static const char *const bos[] = {"<|begin_of_text|>", "<s>", "<|endoftext|>"};
     static const char *const eos[] = {"<|end_of_text|>", "</s>", "<|endoftext|>"};
     t->bos = first_present(t, bos, 3);
@@ -376,12 +462,10 @@ molt_status tok__load_hf_owned(molt_ctx *ctx, const char *what, char *buf, size_
     }
     t->src = (uint8_t *)buf;
     t->src_len = len;
-    const char *end = NULL;
-    cJSON      *root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
-    if (!root) {
-        size_t at = end && end >= buf && end <= buf + len ? (size_t)(end - buf) : 0;
-        st = molt__err(ctx, MOLT_ERR_FORMAT, "%s: not valid JSON (error near byte %zu)", what, at);
-    } else if (!cJSON_IsObject(root))
+    cJSON *root = NULL; // (an allocation failure is MOLT_ERR_OOM, not invalid JSON)
+    if ((st = js_parse_status(ctx, what, buf, len, &root)) != MOLT_OK)
+        ;
+    else if (!cJSON_IsObject(root))
         st = molt__err(ctx, MOLT_ERR_FORMAT, "%s: JSON root is not an object", what);
     else
         st = hf_build(ctx, t, what, root);

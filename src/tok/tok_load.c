@@ -83,6 +83,15 @@ int32_t tok_lookup(const molt_tokenizer *t, const char *s) {
     if (!t || !s)
         return -1;
     size_t n = strlen(s);
+    char   sp[1024];
+    if (t->sp && strchr(s, ' ') && 3 * n < sizeof sp) { // vocab strings spell " " as "▁"
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            k += (size_t)snprintf(sp + k, sizeof sp - k, "%s", s[i] == ' ' ? "\xE2\x96\x81"
+                                                                         : (char[]){s[i], 0});
+        s = sp;
+        n = k;
+    }
     if (n) {
         uint8_t b = (uint8_t)s[0];
         for (int32_t k = t->added_start[b]; k < t->added_start[b + 1]; k++) {
@@ -106,6 +115,8 @@ size_t tok_piece(const molt_tokenizer *t, int32_t prev_id, int32_t id, char *out
         return 0;
     if (t->kind == TOK_LLAMA2C)
         return tok__piece_llama2c(t, prev_id, id, out, cap);
+    if (t->sp)
+        return tok__piece_sp(t, prev_id, id, out, cap);
     size_t n = MOLT_MIN((size_t)t->len[id], cap);
     if (n)
         memcpy(out, t->arena + t->off[id], n);
@@ -162,8 +173,9 @@ MOLT_API molt_status molt_detokenize(molt_ctx *ctx, const molt_tokenizer *tok, c
     size_t n = 0;
     for (size_t i = 0; i < n_ids; i++) {
         // llama2.c: BOS / EOS delimit sequences and print nothing (run.c
-        // never prints them); every other piece follows run.c decode().
-        if (tok->kind == TOK_LLAMA2C && (ids[i] == tok->bos || ids[i] == tok->eos))
+        // never prints them); every other piece follows run.c decode(). The
+        // sentencepiece form decodes the same (HF's skip_special_tokens).
+        if ((tok->kind == TOK_LLAMA2C || tok->sp) && (ids[i] == tok->bos || ids[i] == tok->eos))
             continue;
         n += tok_piece(tok, i ? ids[i - 1] : -1, ids[i], out + n, total - n);
     }

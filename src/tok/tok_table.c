@@ -379,7 +379,7 @@ molt_status tok__add_split(molt_ctx *ctx, molt_tokenizer *t, const char *what,
         // Tokenizer patterns settle each match in a few dozen steps; a
         // hostile pattern (nested quantifiers) could take PCRE2's default
         // 10M steps per call at every position. A match that hits the limit
-        // is treated as no word boundary there (tok_bpe.c: split_stage).
+        // is an error naming it (tok_bpe.c: regex_error).
         pcre2_match_context *mc = pcre2_match_context_create(t->pcre_gctx);
         if (!mc)
             return molt__err(ctx, MOLT_ERR_OOM, "%s: out of memory (regex)", what);

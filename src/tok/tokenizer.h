@@ -5,7 +5,10 @@
  *   - HF tokenizer.json, model.type "BPE" with a ByteLevel pre-tokenizer /
  *     decoder: a Split pre-tokenizer with a regex (PCRE2, UTF + UCP), the
  *     GPT-2 byte<->unicode map, merges ranked by order, added/special tokens
- *     matched verbatim before splitting.
+ *     matched verbatim before splitting. Or the sentencepiece form of HF's
+ *     Llama-1/2 tokenizers ("sp": normalizer Prepend "▁" + Replace " " → "▁",
+ *     no pre-tokenizer, BPE with byte_fallback), which molt also writes for a
+ *     llama2.c tokenizer (tok_l2hf.c).
  *   - a tiktoken rank file (base64 token, rank per line: Llama-3's
  *     tokenizer.model), with the Llama-3 split pattern and special tokens
  *     <|begin_of_text|> = 128000 ... as Meta defines them. Merging by rank of
@@ -43,6 +46,17 @@ molt_status tok_set_special(molt_tokenizer *t, int32_t bos, int32_t eos);
 // molt_tokenizer_load reads back to the same tokenizer: the original source
 // bytes (tokenizer.json, tiktoken ranks or llama2.c .bin).
 molt_status tok_save(molt_ctx *ctx, const molt_tokenizer *t, const char *path);
+// The HF form of a llama2.c tokenizer (tok_l2hf.c): tokenizer.json text (the
+// sentencepiece form above, merges derived from the scores so that HF's
+// BPE-by-rank gives llama2.c's ids) and tokenizer_config.json text, both
+// molt__free'd by the caller. MOLT_ERR_UNSUPPORTED naming the token when the
+// vocabulary cannot be written so (invalid UTF-8, a duplicate, no <0xNN>
+// byte tokens at ids 3..258, a literal "▁").
+molt_status tok_llama2c_to_hf(molt_ctx *ctx, const molt_tokenizer *t, char **tokenizer_json,
+                              char **config_json);
+// tokenizer_config.json for a tokenizer.json (TOK_BPE_JSON) as molt saves it:
+// PreTrainedTokenizerFast and its special tokens (molt__free'd by the caller).
+molt_status tok_hf_config(molt_ctx *ctx, const molt_tokenizer *t, char **config_json);
 
 // Loaders used by molt_tokenizer_load (which picks by content). `what` names
 // the source in error messages. The buffers are copied.
@@ -76,8 +90,10 @@ typedef struct tok_pairmap {
 #define TOKF_ADDED   2u // added token: matched verbatim before splitting
 #define TOKF_SPECIAL 4u // added token flagged "special"
 #define TOKF_NOMATCH 8u // HF vocab string outside the byte-level alphabet
+#define TOKF_BYTE    16u // sp: a byte-fallback token <0xNN> (decodes to that byte)
 
-// steps one pcre2_match may take (tok_table.c)
+// steps one pcre2_match may take (tok_table.c); more is MOLT_ERR_UNSUPPORTED
+// "... hit the match limit (1000000 steps, TOK_MATCH_LIMIT) ..." (tok_bpe.c)
 #define TOK_MATCH_LIMIT 1000000
 #define TOK_MAX_SPLITS 4
 
@@ -100,6 +116,9 @@ struct molt_tokenizer {
     int32_t  byte_id[256]; // HF: id of each single byte (-1 = none)
     int32_t  unk_id;       // HF unk_token, -1 = none
     int      ignore_merges;
+    int      sp;            // sentencepiece form: "▁" spaces, no regex (see above)
+    int      byte_fallback; // sp: unknown characters as <0xNN> tokens (byte_id[])
+    int      fuse_unk;      // sp: consecutive unknown characters give one unk
     int      n_split;               // regex pre-tokenizer stages, applied in order
     void    *split[TOK_MAX_SPLITS]; // pcre2_code * (kept opaque here: no pcre2.h in headers)
     void    *pcre_gctx;             // pcre2_general_context * allocating through molt__malloc
@@ -143,6 +162,10 @@ typedef struct tok_ids {
 molt_status tok__ids_push(molt_ctx *ctx, tok_ids *ids, int32_t id);
 molt_status tok__encode_bytelevel(molt_ctx *ctx, const molt_tokenizer *t, const char *text,
                                   size_t len, tok_ids *ids);
+// sp form: the bytes of one token as text ("▁" as " ", <0xNN> as the byte),
+// with run.c's rule of no leading space after BOS (or at the start).
+size_t      tok__piece_sp(const molt_tokenizer *t, int32_t prev_id, int32_t id, char *out,
+                          size_t cap);
 // tok_llama2c.c
 molt_status tok__encode_llama2c(molt_ctx *ctx, const molt_tokenizer *t, const char *text,
                                 size_t len, int add_bos, tok_ids *ids);

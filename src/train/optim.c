@@ -42,6 +42,16 @@ double sched_lr(const sched_cfg *s, int64_t step) {
     return s->lr + (s->min_lr - s->lr) * fmin(1.0, p);
 }
 
+molt_status sched_check(molt_ctx *ctx, sched_kind k, double warmup_frac, double decay_frac) {
+    if (!(warmup_frac >= 0 && warmup_frac <= 1) ||
+        (k == SCHED_WSD && !(decay_frac >= 0 && warmup_frac + decay_frac <= 1)))
+        return molt__err(ctx, MOLT_ERR_ARG,
+                         "--warmup %g + --decay %g: the fractions of the steps must add up to at "
+                         "most 1",
+                         warmup_frac, decay_frac);
+    return MOLT_OK;
+}
+
 bool glob_match(const char *p, const char *s) {
     if (!*p)
         return !*s;

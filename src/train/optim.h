@@ -27,6 +27,10 @@ bool   sched_parse(const char *s, sched_kind *out);
 const char *sched_name(sched_kind k);
 // Learning rate at step (0-based) of total_steps.
 double sched_lr(const sched_cfg *s, int64_t step);
+// The warmup and (WSD) decay fractions of a schedule: each in [0, 1] and, for
+// WSD, warmup + decay ≤ 1 (else the decay would start before the warmup ends:
+// a schedule past the run). MOLT_ERR_ARG naming both numbers otherwise.
+molt_status sched_check(molt_ctx *ctx, sched_kind k, double warmup_frac, double decay_frac);
 
 typedef struct adamw {
     float     *m, *v;       // [n_floats] backend buffers, the parameter layout

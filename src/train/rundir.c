@@ -5,6 +5,7 @@
 #include "train/rundir.h"
 
 #include "io/fileio.h"
+#include "io/json.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -225,6 +226,162 @@ molt_status manifest_prune_ckpts(molt_ctx *ctx, const char *dir, int keep) {
 }
 
 // ----------------------------------------------------------------------------
+// runs written before the manifest existed
+//
+// Such a run is recognised by what its entries hold, not by their names:
+//   ckpt-*/     a directory with molt's state.json (an object with integer
+//               "step" and "adam_step" and a string "rng")
+//   latest      a file (under 64 bytes) naming a "ckpt-" directory
+//   log.jsonl   (train) whose first line is an object with "step" and "loss"
+//   done        (in a distill stage) a file starting "done"
+//   stage1..3/  (distill) a directory holding such entries
+// Checkpoints or a log at the top make it a train run, stage directories a
+// distill run; the recognised entries are its entries, everything else is
+// the user's.
+
+// the first (up to) max bytes of a regular file, NUL-terminated (molt__free)
+static bool file_head(const char *dir, const char *name, size_t max, char **text) {
+    char        p[4200];
+    struct stat sb;
+    fio_join(p, sizeof p, dir, name);
+    *text = NULL;
+    if (lstat(p, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return false;
+    int fd = open(p, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return false;
+    char   *buf = molt__malloc(max + 1);
+    ssize_t n = buf ? read(fd, buf, max) : -1;
+    close(fd);
+    if (n < 0) {
+        molt__free(buf);
+        return false;
+    }
+    buf[n] = 0;
+    *text = buf;
+    return true;
+}
+
+static bool has_int(const cJSON *o, const char *key) {
+    return cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(o, key));
+}
+
+// a JSON object in the file's first line (or whole text) with these keys
+static bool json_with(molt_ctx *ctx, const char *dir, const char *name, bool first_line,
+                      const char *k1, const char *k2, const char *k3) {
+    char *text = NULL;
+    if (!file_head(dir, name, (size_t)1 << 16, &text))
+        return false;
+    char *nl = first_line ? strchr(text, '\n') : NULL;
+    size_t len = nl ? (size_t)(nl - text) : strlen(text);
+    cJSON *o = js_parse(ctx, name, text, len);
+    bool   ok = cJSON_IsObject(o) && has_int(o, k1) && has_int(o, k2) &&
+              (k3[0] == '!' ? cJSON_IsString(cJSON_GetObjectItemCaseSensitive(o, k3 + 1))
+                            : has_int(o, k3));
+    cJSON_Delete(o);
+    molt__free(text);
+    return ok;
+}
+
+static bool old_ckpt(molt_ctx *ctx, const char *dir, const char *name) {
+    char p[4200];
+    fio_join(p, sizeof p, dir, name);
+    return !strncmp(name, "ckpt-", 5) && fio_is_dir(p) &&
+           json_with(ctx, p, "state.json", false, "step", "adam_step", "!rng");
+}
+
+static bool old_entry(molt_ctx *ctx, const char *dir, const char *name) {
+    char *text = NULL;
+    bool  ok = false;
+    if (!strcmp(name, "latest") && file_head(dir, name, 64, &text))
+        ok = !strncmp(text, "ckpt-", 5) && !strchr(text, '/');
+    else if (!strcmp(name, "done") && file_head(dir, name, 64, &text))
+        ok = !strncmp(text, "done", 4);
+    else if (!strcmp(name, "log.jsonl"))
+        ok = json_with(ctx, dir, name, true, "step", "loss", "lr");
+    else
+        ok = old_ckpt(ctx, dir, name);
+    molt__free(text);
+    return ok;
+}
+
+// The recognised entries of dir into mf (names copied into mf->text), with
+// *n_ckpt the checkpoints (and logs) among them and *n_stage the stage
+// directories holding some (stages: look for those too).
+static molt_status old_scan(molt_ctx *ctx, const char *dir, bool stages, manifest *mf,
+                            int *n_ckpt, int *n_stage) {
+    memset(mf, 0, sizeof *mf);
+    *n_ckpt = *n_stage = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return MOLT_OK;
+    mf->name = molt__calloc(MAX_LISTED, sizeof *mf->name);
+    mf->text = molt__malloc((size_t)MAX_LISTED * 8);
+    size_t used = 0, cap = (size_t)MAX_LISTED * 8;
+    if (!mf->name || !mf->text) {
+        closedir(d);
+        manifest_free(mf);
+        return molt__err(ctx, MOLT_ERR_OOM, "out of memory");
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) && mf->n < MAX_LISTED) {
+        const char *nm = e->d_name;
+        size_t      len = strlen(nm);
+        bool        stage = false, ok = false;
+        if (!listable(nm) || used + len + 1 > cap)
+            continue;
+        if (stages && !strncmp(nm, "stage", 5) && strlen(nm) == 6 && nm[5] >= '1' && nm[5] <= '3') {
+            char     p[4200];
+            manifest sub;
+            int      c = 0, st_ = 0;
+            fio_join(p, sizeof p, dir, nm);
+            if (fio_is_dir(p) && old_scan(ctx, p, false, &sub, &c, &st_) == MOLT_OK)
+                stage = ok = c > 0;
+            manifest_free(&sub);
+        } else
+            ok = old_entry(ctx, dir, nm);
+        if (!ok)
+            continue;
+        *n_stage += stage;
+        *n_ckpt += !stage && (!strncmp(nm, "ckpt-", 5) || !strcmp(nm, "log.jsonl"));
+        memcpy(mf->text + used, nm, len + 1);
+        mf->name[mf->n++] = mf->text + used;
+        used += len + 1;
+    }
+    closedir(d);
+    snprintf(mf->kind, sizeof mf->kind, "%s", *n_stage ? "distill" : "train");
+    return MOLT_OK;
+}
+
+// Writes the manifests of an older run (its stages' first) so that it is
+// removed like any listed run.
+static molt_status old_adopt(molt_ctx *ctx, const char *dir, const manifest *mf) {
+    molt_status st = MOLT_OK;
+    for (int i = 0; i < mf->n && st == MOLT_OK; i++) {
+        if (strncmp(mf->name[i], "stage", 5))
+            continue;
+        char     p[4200];
+        manifest sub;
+        int      c, n;
+        fio_join(p, sizeof p, dir, mf->name[i]);
+        if ((st = old_scan(ctx, p, false, &sub, &c, &n)) == MOLT_OK)
+            st = manifest_write(ctx, p, "checkpoints", sub.name, sub.n);
+        manifest_free(&sub);
+    }
+    return st == MOLT_OK ? manifest_write(ctx, dir, mf->kind, mf->name, mf->n) : st;
+}
+
+// "ckpt-00000002, latest, log.jsonl" (the first few)
+static void list_names(const manifest *mf, char *buf, size_t cap) {
+    size_t k = 0;
+    buf[0] = 0;
+    for (int i = 0; i < mf->n && i < 4 && k < cap; i++)
+        k += (size_t)snprintf(buf + k, cap - k, "%s%s", i ? ", " : "", mf->name[i]);
+    if (mf->n > 4 && k < cap)
+        snprintf(buf + k, cap - k, ", ...");
+}
+
+// ----------------------------------------------------------------------------
 // opening a run directory
 
 // the first entry of dir that is neither molt's lock nor its manifest (NULL: none)
@@ -258,6 +415,50 @@ static molt_status check_dir(molt_ctx *ctx, const char *dir, const char *kind, b
     molt_status st = manifest_read(ctx, dir, &mf, &found);
     if (st != MOLT_OK)
         return st;
+    bool old = false; // an older run: no manifest, entries recognised (above)
+    if (!found) {
+        int n_ckpt, n_stage;
+        if ((st = old_scan(ctx, dir, true, &mf, &n_ckpt, &n_stage)) != MOLT_OK)
+            return st;
+        old = n_ckpt + n_stage > 0;
+        if (!old)
+            manifest_free(&mf);
+    }
+    if (old) {
+        char names[300];
+        list_names(&mf, names, sizeof names);
+        bool same = !strcmp(mf.kind, kind);
+        if (resume)
+            st = molt__err(ctx, MOLT_ERR_ARG,
+                           "%s holds a molt %s run written before molt kept a manifest "
+                           "(.molt-files; %d entr%s: %s): its checkpoints carry no checksums "
+                           "and cannot be resumed (HINT: --overwrite starts over: it removes "
+                           "exactly those entries and keeps every other file)",
+                           dir, mf.kind, mf.n, mf.n == 1 ? "y" : "ies", names);
+        else if (!overwrite)
+            st = molt__err(ctx, MOLT_ERR_ARG,
+                           "%s holds an earlier molt %s run%s, written before molt kept a "
+                           "manifest (.molt-files; %d entr%s: %s): refusing to replace it "
+                           "(HINT: --overwrite starts over: it removes exactly those entries "
+                           "and keeps every other file%s)",
+                           dir, mf.kind, same ? "" : ", not a run of this kind", mf.n,
+                           mf.n == 1 ? "y" : "ies", names, same ? "" : "; or another -o");
+        else if (act) {
+            molt__log(MOLT_LOG_WARN,
+                      "%s: an earlier molt %s run written before molt kept a manifest: "
+                      "--overwrite removes its %d entr%s (%s) and keeps every other file",
+                      dir, mf.kind, mf.n, mf.n == 1 ? "y" : "ies", names);
+            if ((st = old_adopt(ctx, dir, &mf)) == MOLT_OK) {
+                manifest_free(&mf);
+                if ((st = manifest_read(ctx, dir, &mf, &found)) == MOLT_OK) {
+                    clear_listed(dir, &mf);
+                    st = manifest_write(ctx, dir, kind, NULL, 0);
+                }
+            }
+        }
+        manifest_free(&mf);
+        return st;
+    }
     if (!found) {
         char name[260];
         int  n;

@@ -174,13 +174,7 @@ static molt_status check_opts(molt_ctx *ctx, const molt_model *m, const molt_tra
     if (o->schedule && !sched_parse(o->schedule, &k))
         return molt__err(ctx, MOLT_ERR_ARG, "schedule \"%s\" (wsd, cosine or constant)",
                          o->schedule);
-    if (!(o->warmup_frac >= 0 && o->warmup_frac <= 1) ||
-        (k == SCHED_WSD && !(o->decay_frac >= 0 && o->warmup_frac + o->decay_frac <= 1)))
-        return molt__err(ctx, MOLT_ERR_ARG,
-                         "--warmup %g + --decay %g: the fractions of the steps must add up to at "
-                         "most 1",
-                         o->warmup_frac, o->decay_frac);
-    return MOLT_OK;
+    return sched_check(ctx, k, o->warmup_frac, o->decay_frac);
 }
 
 molt_status molt_train(molt_ctx *ctx, molt_model *m, const molt_train_opts *o, molt_train_fn cb,
