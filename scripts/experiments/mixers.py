@@ -291,7 +291,7 @@ def metrics_of(t):
     return m
 
 
-def verdict(rows, tname, tr, metric="heldout_loss", what="held-out loss"):
+def verdict(rows, tname, tr, metric="heldout_loss", what="held-out loss", runs=()):
     by = {g: r for r in rows if r["teacher"] == tname for g in r["groups"]}
     if not all(g in by for g in ("claim-full", "claim-half")):
         return None
@@ -310,6 +310,16 @@ def verdict(rows, tname, tr, metric="heldout_loss", what="held-out loss"):
          f"{h['state_bytes'] / f['state_bytes']:.2f}× the state) {what} "
          f"{fmt(hm, hs)} vs Llamba `{f['label']}` ({f['state_bytes']:,} B) {fmt(fm, fs)}: "
          f"Δ = {d:+.3f} nats (2·SE {2 * se:.3f}, {h['n']} vs {f['n']} seeds) — {word}.")
+    # the same seed gives every student the same training text: the paired differences
+    by_seed = {}
+    for r in runs:
+        if r["teacher"] == tname and r["label"] in (f["label"], h["label"]):
+            by_seed.setdefault(r["seed"], {})[r["label"]] = r[metric]
+    pd = [v[h["label"]] - v[f["label"]] for _, v in sorted(by_seed.items()) if len(v) == 2]
+    if pd:
+        s += (f" Per seed (same training text for both): "
+              f"{', '.join(f'{x:+.3f}' for x in pd)} — Mamba-3 half lower in "
+              f"{sum(x < 0 for x in pd)} of {len(pd)} seeds.")
     if "claim-equal" in by:
         e = by["claim-equal"]
         s += (f" At equal state, Mamba-3 `{e['label']}` ({e['state_bytes']:,} B): "
@@ -400,7 +410,7 @@ def markdown(res, rows):
                      "sample their training text with seeds 1-3), one document each.")
         L.append("")
         for key, what in metrics_of(t):
-            v = verdict(rows, t["name"], tr, key, what)
+            v = verdict(rows, t["name"], tr, key, what, res["runs"])
             if v:
                 L.append("Mamba-3 claim (\"Mamba-2 quality at half the state\"), against molt's "
                          "Llamba student (DiscreteMamba2; molt has no plain Mamba-2-with-MLP "
@@ -612,7 +622,7 @@ def write(res, out):
     res["claim"] = {}
     for t in res["teachers"]:
         for key, what in metrics_of(t):
-            v = verdict(rows, t["name"], t["teacher_metrics"], key, what)
+            v = verdict(rows, t["name"], t["teacher_metrics"], key, what, res["runs"])
             if v:
                 res["claim"][f"{t['name']} {key}"] = {"text": v[0], "verdict": v[1]}
     json.dump(res, open(os.path.join(out, "mixers.json"), "w"), indent=1)
