@@ -29,14 +29,16 @@ t = r["teachers"][0]
 tl = t["teacher_metrics"]["heldout_loss"]
 check(math.isfinite(tl) and tl > 0, f"teacher held-out loss {tl}")
 runs = r["runs"]
-check(len(runs) == 2 and len({x["kind"] for x in runs}) == 2, f"two students: {[x['label'] for x in runs]}")
+check(len(runs) == 2 and len({x["kind"] for x in runs}) == 2,
+      f"two students: {[x['label'] for x in runs]}")
 plan = {c["label"]: c["state_bytes_planned"] for c in t["configs"]}
 for x in runs:
     l = x["heldout_loss"]
     check(math.isfinite(l) and 0 < l < 20, f"{x['label']}: held-out loss {l:.4f}")
     check(x["state_bytes"] > 0 and x["state_bytes"] == plan[x["label"]],
           f"{x['label']}: state {x['state_bytes']} B (planned {plan[x['label']]})")
-    check(abs(x["state_vs_gateloop"] - 1) <= 0.10, f"{x['label']}: {x['state_vs_gateloop']:.3f}x GateLoop's state")
+    check(abs(x["state_vs_gateloop"] - 1) <= 0.10,
+          f"{x['label']}: {x['state_vs_gateloop']:.3f}x GateLoop's state")
     check(x["decode_tok_s"] > 0, f"{x['label']}: decode {x['decode_tok_s']:.0f} tok/s")
     check(len(x["stages"]) == 3, f"{x['label']}: three stages")
 check(t["equal_state_mismatch"] == [], "equal-state group within 10%")
@@ -45,7 +47,8 @@ rows = [ln for ln in md.splitlines() if ln.startswith("| llamba") or ln.startswi
 check(len(rows) == 2 and all("±" in ln for ln in rows), f"markdown: {len(rows)} student rows")
 check("| teacher (Llama)" in md, "markdown: teacher row")
 svg = xml.dom.minidom.parse(os.path.join(d, "loss_vs_state.svg"))
-marks = sum(e.getAttribute("class") == "run" for tag in ("circle", "rect", "polygon") for e in svg.getElementsByTagName(tag))
+marks = sum(e.getAttribute("class") == "run" for tag in ("circle", "rect", "polygon")
+            for e in svg.getElementsByTagName(tag))
 check(marks == len(runs), f"svg: {marks} run markers")
 sys.exit(0 if ok else 1)
 PY

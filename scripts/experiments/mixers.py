@@ -270,7 +270,8 @@ def summarize(res):
     rows = []
     for t in res["teachers"]:
         for c in t["configs"]:
-            runs = [r for r in res["runs"] if r["teacher"] == t["name"] and r["label"] == c["label"]]
+            runs = [r for r in res["runs"]
+                    if r["teacher"] == t["name"] and r["label"] == c["label"]]
             if not runs:
                 continue
             row = dict(teacher=t["name"], label=c["label"], kind=c["kind"], d_state=c["d_state"],
