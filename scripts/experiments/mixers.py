@@ -590,7 +590,7 @@ def main():
                     json.dump(r, open(done, "w"), indent=1)
                     if not a.keep_models:
                         for f in os.listdir(d):
-                            if f.endswith(".safetensors") or f.startswith("ckpt"):
+                            if f.endswith(".safetensors") or re.fullmatch(r"stage\d|ckpt.*", f):
                                 p = os.path.join(d, f)
                                 shutil.rmtree(p) if os.path.isdir(p) else os.remove(p)
                 planned = c["state_bytes_planned"]
