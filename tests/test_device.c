@@ -42,36 +42,6 @@ static molt_ctx *cpu, *gpu;
 #define STEPS 24 // greedy steps
 #define PLEN  37 // prompt tokens (not a multiple of any chunk size)
 
-static const char *const CFGS[][2] = {
-    {"llama",
-     "{\"model_type\": \"llama\", \"hidden_size\": 64, \"num_hidden_layers\": 2,"
-     " \"num_attention_heads\": 8, \"num_key_value_heads\": 4, \"intermediate_size\": 96,"
-     " \"vocab_size\": 97, \"max_position_embeddings\": 256, \"rms_norm_eps\": 1e-5}"},
-    {"llama_odd",
-     "{\"model_type\": \"llama\", \"hidden_size\": 40, \"num_hidden_layers\": 2,"
-     " \"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"intermediate_size\": 61,"
-     " \"vocab_size\": 97, \"max_position_embeddings\": 256, \"rms_norm_eps\": 1e-5,"
-     " \"attention_bias\": true, \"tie_word_embeddings\": true}"},
-    {"llamba",
-     "{\"model_type\": \"llamba\", \"vocab_size\": 97, \"d_model\": 64, \"n_layer\": 2,"
-     " \"norm_epsilon\": 1e-5, \"mlp_cfg\": {\"intermediate_size\": 96},"
-     " \"ssm_cfg\": {\"d_state\": 16, \"n_v_heads\": 8, \"n_qk_heads\": 4, \"expand\": 1,"
-     " \"chunk_size\": 8, \"d_conv\": 4}}"},
-    {"mamba2",
-     "{\"model_type\": \"mamba2\", \"hidden_size\": 64, \"num_hidden_layers\": 2,"
-     " \"vocab_size\": 97, \"layer_norm_epsilon\": 1e-5, \"num_heads\": 8, \"head_dim\": 16,"
-     " \"state_size\": 16, \"expand\": 2, \"n_groups\": 2, \"conv_kernel\": 4, \"chunk_size\": 8,"
-     " \"use_bias\": false, \"use_conv_bias\": true}"},
-    {"hybrid",
-     "{\"model_type\": \"molt_hybrid\", \"vocab_size\": 97, \"d_model\": 64, \"n_layer\": 3,"
-     " \"norm_epsilon\": 1e-5, \"mlp_cfg\": {\"intermediate_size\": 96}, \"ssm_cfg\":"
-     " {\"d_state\": 16, \"n_v_heads\": 8, \"n_qk_heads\": 4, \"chunk_size\": 8},"
-     " \"attn_cfg\": {\"num_attention_heads\": 8, \"num_key_value_heads\": 4, \"head_dim\": 8},"
-     " \"layers\": [{\"mixer\": \"attention\"}, {\"mixer\": \"hybrid\", \"attention_heads\":"
-     " [1, 3]}, {\"mixer\": \"ssm\"}]}"},
-};
-#define N_CFGS (int)(sizeof(CFGS) / sizeof(CFGS[0]))
-
 static double rel_err(const float *g, const float *c, size_t n) {
     double e = 0, mx = 0;
     for (size_t i = 0; i < n; i++) {
@@ -129,9 +99,9 @@ static float *slots_run(molt_ctx *ctx, const molt_model *m, const int32_t *promp
 }
 
 static void test_inference(int k) {
-    const char *arch = CFGS[k][0];
-    molt_model *mc = tm_random_model(cpu, CFGS[k][1], 7 + (uint64_t)k, 0.05f);
-    molt_model *mg = to_gpu(CFGS[k][1], 7 + (uint64_t)k);
+    const char *arch = tm_arch_cfgs[k][0];
+    molt_model *mc = tm_random_model(cpu, tm_arch_cfgs[k][1], 7 + (uint64_t)k, 0.05f);
+    molt_model *mg = to_gpu(tm_arch_cfgs[k][1], 7 + (uint64_t)k);
     if (!mc || !mg)
         goto out;
     int V = mc->cfg.vocab;
@@ -186,9 +156,9 @@ static float *grads(molt_ctx *ctx, molt_model *m, const int32_t *in, const int32
 }
 
 static void test_gradients(int k) {
-    const char *arch = CFGS[k][0];
-    molt_model *mc = tm_random_model(cpu, CFGS[k][1], 70 + (uint64_t)k, 0.05f);
-    molt_model *mg = to_gpu(CFGS[k][1], 70 + (uint64_t)k);
+    const char *arch = tm_arch_cfgs[k][0];
+    molt_model *mc = tm_random_model(cpu, tm_arch_cfgs[k][1], 70 + (uint64_t)k, 0.05f);
+    molt_model *mg = to_gpu(tm_arch_cfgs[k][1], 70 + (uint64_t)k);
     if (mc && mg) {
         enum { B = 3, T = 29 };
         int32_t in[B * T], tg[B * T];
@@ -278,7 +248,7 @@ int main(void) {
     CHECK(molt_ctx_set_device(cpu, "cuda:4096") != MOLT_OK, "a GPU that is not there is refused");
     CHECK(molt_ctx_set_device(cpu, "cpu") == MOLT_OK && !strcmp(molt_ctx_device(cpu), "cpu"),
           "back to the CPU");
-    for (int k = 0; k < N_CFGS; k++) {
+    for (int k = 0; k < TM_N_ARCH_CFGS; k++) {
         test_inference(k);
         test_gradients(k);
     }

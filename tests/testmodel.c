@@ -99,3 +99,32 @@ molt_model *tm_random_model(molt_ctx *ctx, const char *json, uint64_t seed, floa
     }
     return m;
 }
+
+const char *const tm_arch_cfgs[TM_N_ARCH_CFGS][2] = {
+    {"llama",
+     "{\"model_type\": \"llama\", \"hidden_size\": 64, \"num_hidden_layers\": 2,"
+     " \"num_attention_heads\": 8, \"num_key_value_heads\": 4, \"intermediate_size\": 96,"
+     " \"vocab_size\": 97, \"max_position_embeddings\": 256, \"rms_norm_eps\": 1e-5}"},
+    {"llama_odd", // gate / up not adjacent in the f32 buffer (F·d breaks 16-float alignment)
+     "{\"model_type\": \"llama\", \"hidden_size\": 40, \"num_hidden_layers\": 2,"
+     " \"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"intermediate_size\": 61,"
+     " \"vocab_size\": 97, \"max_position_embeddings\": 256, \"rms_norm_eps\": 1e-5,"
+     " \"attention_bias\": true, \"tie_word_embeddings\": true}"},
+    {"llamba",
+     "{\"model_type\": \"llamba\", \"vocab_size\": 97, \"d_model\": 64, \"n_layer\": 2,"
+     " \"norm_epsilon\": 1e-5, \"mlp_cfg\": {\"intermediate_size\": 96},"
+     " \"ssm_cfg\": {\"d_state\": 16, \"n_v_heads\": 8, \"n_qk_heads\": 4, \"expand\": 1,"
+     " \"chunk_size\": 8, \"d_conv\": 4}}"},
+    {"mamba2",
+     "{\"model_type\": \"mamba2\", \"hidden_size\": 64, \"num_hidden_layers\": 2,"
+     " \"vocab_size\": 97, \"layer_norm_epsilon\": 1e-5, \"num_heads\": 8, \"head_dim\": 16,"
+     " \"state_size\": 16, \"expand\": 2, \"n_groups\": 2, \"conv_kernel\": 4, \"chunk_size\": 8,"
+     " \"use_bias\": false, \"use_conv_bias\": true}"},
+    {"hybrid",
+     "{\"model_type\": \"molt_hybrid\", \"vocab_size\": 97, \"d_model\": 64, \"n_layer\": 3,"
+     " \"norm_epsilon\": 1e-5, \"mlp_cfg\": {\"intermediate_size\": 96}, \"ssm_cfg\":"
+     " {\"d_state\": 16, \"n_v_heads\": 8, \"n_qk_heads\": 4, \"chunk_size\": 8},"
+     " \"attn_cfg\": {\"num_attention_heads\": 8, \"num_key_value_heads\": 4, \"head_dim\": 8},"
+     " \"layers\": [{\"mixer\": \"attention\"}, {\"mixer\": \"hybrid\", \"attention_heads\":"
+     " [1, 3]}, {\"mixer\": \"ssm\"}]}"},
+};

@@ -22,6 +22,11 @@ int tm_check_reference(molt_ctx *ctx, const molt_model *m, const char *ref_path,
 // parameter += N(0, noise²) so gates, conv and decays are off their identity
 // init). Failures are CHECKed and give NULL.
 molt_model *tm_random_model(molt_ctx *ctx, const char *json, uint64_t seed, float noise);
+// One small random config.json per architecture, {name, json}: llama; llama_odd (odd sizes,
+// biases, tied embeddings: gate / up not adjacent in the f32 buffer); llamba; mamba2; a
+// hybrid of attention | hybrid | ssm layers. Shared by the typed-weight and device tests.
+#define TM_N_ARCH_CFGS 5
+extern const char *const tm_arch_cfgs[TM_N_ARCH_CFGS][2];
 // rm -rf of a temp directory made by mkdtemp
 void tm_rmdir(const char *dir);
 
