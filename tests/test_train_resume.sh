@@ -35,6 +35,11 @@ for f in config.json model.safetensors optim.safetensors state.json; do
   [ -s "$T/b/$latest/$f" ] || { echo "FAIL: $latest/$f missing or empty after kill -9"; fail=1; }
 done
 [ "$killed_at" -lt 120 ] || { echo "FAIL: the run finished before it could be killed"; fail=1; }
+# a kill -9 inside an atomic write leaves its temporary: make sure of one in each place
+# (beside a listed entry, inside the latest checkpoint), plus a user's look-alike that must stay
+echo partial > "$T/b/latest.tmp.999999"
+echo partial > "$T/b/$latest/model.safetensors.tmp.999999"
+echo mine > "$T/b/notes.tmp.7"
 # 3. resume to the end
 $MOLT train "$T/config.json" "${ARGS[@]}" -o "$T/b" --resume > /dev/null 2>"$T/r.err" || { echo "FAIL: resume"; cat "$T/r.err"; exit 1; }
 # the last logged loss of every step must equal the uninterrupted run's
@@ -52,6 +57,8 @@ if order != list(range(1, 121)):
 sys.exit(1 if bad or len(a) != 120 else 0)
 PY
 cmp -s "$T/a/model.safetensors" "$T/b/model.safetensors" || { echo "FAIL: final weights differ"; fail=1; }
+[ -f "$T/b/notes.tmp.7" ] || { echo "FAIL: resume removed a file molt did not write"; fail=1; }
+rm -f "$T/b/notes.tmp.7"
 left=$(find "$T/a" "$T/b" -name '*.tmp*' | wc -l)
 [ "$left" -eq 0 ] || { echo "FAIL: $left temporary files left"; fail=1; }
 [ $fail -eq 0 ] && echo "resume after kill -9: identical loss curve and final weights"

@@ -382,6 +382,89 @@ static void list_names(const manifest *mf, char *buf, size_t cap) {
 }
 
 // ----------------------------------------------------------------------------
+// temporaries of writes a crash interrupted
+
+// "NAME.tmp.PID" (io/fileio.c's atomic writes): *stem_len = strlen(NAME)
+static bool tmp_name(const char *s, size_t *stem_len) {
+    const char *t = strstr(s, ".tmp.");
+    if (!t || t == s)
+        return false;
+    for (const char *c = t + 5; ; c++)
+        if (!*c)
+            return c > t + 5 ? (*stem_len = (size_t)(t - s), true) : false;
+        else if (*c < '0' || *c > '9')
+            return false;
+}
+
+// every temporary in dir (a directory molt owns as a whole: a checkpoint, a
+// save's staging directory), one level
+static void sweep_owned(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    char           p[4200];
+    size_t         k;
+    while ((e = readdir(d))) {
+        struct stat sb;
+        fio_join(p, sizeof p, dir, e->d_name);
+        if (tmp_name(e->d_name, &k) && lstat(p, &sb) == 0 && S_ISREG(sb.st_mode))
+            unlink(p);
+    }
+    closedir(d);
+}
+
+// The temporaries that writes killed mid-way (kill -9, power loss) left in a run
+// directory: beside a listed entry or the manifest, and inside listed checkpoints
+// and stages. Only under the lock, so no live molt process owns them; a user's
+// file is never matched (its stem is not a listed name).
+static void sweep_tmp(const char *dir, int depth) {
+    manifest mf;
+    bool     found = false;
+    molt_ctx *ctx = molt_ctx_new();
+    if (!ctx || manifest_read(ctx, dir, &mf, &found) != MOLT_OK || !found) {
+        molt_ctx_free(ctx);
+        return;
+    }
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char           p[4200], q[4300];
+    size_t         k;
+    while (d && (e = readdir(d))) {
+        struct stat sb;
+        fio_join(p, sizeof p, dir, e->d_name);
+        if (!tmp_name(e->d_name, &k) || lstat(p, &sb) != 0 || !S_ISREG(sb.st_mode))
+            continue;
+        bool ours = k == strlen(MANIFEST) && !strncmp(e->d_name, MANIFEST, k);
+        for (int i = 0; i < mf.n && !ours; i++)
+            ours = strlen(mf.name[i]) == k && !strncmp(mf.name[i], e->d_name, k);
+        if (ours)
+            unlink(p);
+    }
+    if (d)
+        closedir(d);
+    fio_join(p, sizeof p, dir, ".molt-save"); // a final model save's staging
+    sweep_owned(p);
+    for (int i = 0; i < mf.n; i++) {
+        struct stat sb;
+        fio_join(p, sizeof p, dir, mf.name[i]);
+        if (lstat(p, &sb) != 0 || !S_ISDIR(sb.st_mode))
+            continue;
+        fio_join(q, sizeof q, p, MANIFEST);
+        if (fio_exists(q)) {
+            if (depth > 0)
+                sweep_tmp(p, depth - 1); // a stage: its own manifest
+        } else if (!strncmp(mf.name[i], "ckpt-", 5)) {
+            sweep_owned(p);
+            fio_join(q, sizeof q, p, ".molt-save");
+            sweep_owned(q);
+        }
+    }
+    manifest_free(&mf);
+    molt_ctx_free(ctx);
+}
+
+// ----------------------------------------------------------------------------
 // opening a run directory
 
 // the first entry of dir that is neither molt's lock nor its manifest (NULL: none)
@@ -543,6 +626,8 @@ molt_status rundir_open(molt_ctx *ctx, const char *dir, const char *kind, bool r
         st = molt__err(ctx, MOLT_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
         goto fail;
     }
+    // under the lock no live molt process writes here: clear what a killed one left
+    sweep_tmp(dir, 2);
     // again under the lock: another run may have changed it since the check
     if ((st = check_dir(ctx, dir, kind, resume, overwrite, true)) != MOLT_OK)
         goto fail;
