@@ -2,6 +2,7 @@
  * matmul_w.c — y = x · Wᵀ (+ bias) with W a typed weight (core/dtype.h).
  *
  *   f32        the plain matmul (cpu_matmul: the same bits as k_matmul)
+ *   q8_0       int8 blocks with activations quantized per block (q8.c)
  *   bf16, f16  W is read in its own type — half the bytes of f32, which is
  *              what decode is bound by — and widened to fp32 a tile at a time:
  *              TR output rows × KC input columns, on the stack. A tile then
@@ -16,6 +17,7 @@
 #include "kernels/cpu/cpu.h"
 #include "kernels/kernels.h"
 
+#include "core/core.h"
 #include "core/pool.h"
 
 #include <cblas.h>
@@ -105,6 +107,10 @@ void cpu_matmul_w(const molt_exec *ex, float *y, const float *x, molt_w W, const
         cpu_matmul(ex, y, x, W.data, bias, T, in, out, accumulate);
         return;
     }
+    if (W.dt == MOLT_Q8_0) {
+        cpu_matmul_q8(ex, cpu_q8_isa(), y, x, W.data, bias, T, in, out, accumulate);
+        return;
+    }
     if (T <= 0 || out <= 0)
         return;
     if (bias) {
@@ -124,8 +130,31 @@ void cpu_matmul_w(const molt_exec *ex, float *y, const float *x, molt_w W, const
         molt_pool_run(nth, mw_run, &j);
 }
 
+// q8_0: the dequantized weights (q·d, exact) against the unquantized x
+static void matmul_q8_ref(float *y, const float *x, const uint8_t *W, const float *bias, int T,
+                          int in, int out, int accumulate) {
+    float *w = molt__malloc(sizeof(float) * (size_t)(in > 0 ? in : 1));
+    MOLT_ASSERT(w);
+    for (int o = 0; o < out; o++) {
+        if (in > 0)
+            molt_q8_dequantize_row(w, W + (size_t)o * molt_q8_row_bytes((size_t)in), (size_t)in);
+        for (int t = 0; t < T; t++) {
+            double s = bias ? (double)bias[o] : 0.0;
+            for (int i = 0; i < in; i++)
+                s += (double)x[(size_t)t * in + i] * (double)w[i];
+            float *dst = &y[(size_t)t * out + o];
+            *dst = accumulate ? *dst + (float)s : (float)s;
+        }
+    }
+    molt__free(w);
+}
+
 void k_matmul_w_ref(float *y, const float *x, molt_w W, const float *bias, int T, int in, int out,
                     int accumulate) {
+    if (W.dt == MOLT_Q8_0) {
+        matmul_q8_ref(y, x, W.data, bias, T, in, out, accumulate);
+        return;
+    }
     for (int t = 0; t < T; t++)
         for (int o = 0; o < out; o++) {
             double s = bias ? (double)bias[o] : 0.0;
