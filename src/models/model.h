@@ -123,7 +123,7 @@ struct molt_model {
     float         *lm_head;     // [V, d] (== embed when tied)
     molt_w         lm_head_t;   // its typed view (inference logits), see layer_weights
     molt_dtype     weight_dt;   // the typed views' dtype (MOLT_F32: they are the parameters)
-    void          *wbuf;        // bf16/f16 copies of the typed matrices, on be (NULL: f32)
+    void          *wbuf;        // bf16/f16/q8_0 copies of the typed matrices, on be (NULL: f32)
     size_t         wbuf_bytes;
     layer_weights  layers[MODEL_MAX_LAYERS];
     float         *rope_cos, *rope_sin; // [max_seq, hd/2]
@@ -164,6 +164,10 @@ typedef struct model_typed {
     molt_w      *view;
     bool         joined;
     size_t       off;
+    // filled by model.c from the parameter table: which parameter, its
+    // [rows, cols] (cols: the input size, the shape's last dimension)
+    int          param;
+    size_t       rows, cols;
 } model_typed;
 
 // Appends {src, n, view} at t[k] unless src is NULL (absent); t NULL only
@@ -173,7 +177,7 @@ static inline int model_typed_add(model_typed *t, int k, const float *src, size_
     if (!src)
         return k;
     if (t)
-        t[k] = (model_typed){src, n, view, joined, 0};
+        t[k] = (model_typed){src, n, view, joined, 0, -1, 0, 0};
     return k + 1;
 }
 
@@ -198,6 +202,14 @@ molt_status model_cfg_check(molt_ctx *ctx, const char *what, const model_cfg *cf
 // Points every typed view (layer_weights t_*, ssm in_proj_t / out_proj_t,
 // lm_head_t) at its f32 parameter; does not free wbuf.
 void        model_bind_typed_f32(molt_model *m);
+// The typed matrices of m in wbuf's order (model.c: typed_list), shapes filled
+// in; *t is molt__malloc'ed (free with molt__free). MOLT_ERR_OOM.
+molt_status model_typed_list(molt_ctx *ctx, molt_model *m, model_typed **t, int *n);
+// molt_model_set_weight_dtype for dt (bf16, f16, q8_0). packed: NULL, or per
+// parameter index the q8_0 rows of that matrix already quantized (the loader's,
+// from a q8_0 file; NULL entries are quantized from the f32 parameter).
+molt_status model_set_typed(molt_ctx *ctx, molt_model *m, molt_dtype dt,
+                            const uint8_t *const *packed);
 // Recomputes RoPE tables (after cfg change).
 molt_status model_init_rope(molt_ctx *ctx, molt_model *m);
 

@@ -7,6 +7,7 @@
 #include "io/fileio.h"
 #include "io/safetensors.h"
 #include "models/model.h"
+#include "models/quant.h"
 #include "tok/tokenizer.h"
 
 #include <dirent.h>
@@ -56,9 +57,9 @@ static molt_status load_tensors(molt_ctx *ctx, molt_model *m, const st_file *f, 
                              model_arch_name(m->cfg.arch));
         }
         if (t->dtype != ST_F32 && t->dtype != ST_BF16 && t->dtype != ST_F16 &&
-            t->dtype != ST_F64)
+            t->dtype != ST_F64 && t->dtype != ST_I8)
             return molt__err(ctx, MOLT_ERR_FORMAT, "%s: tensor '%s' has dtype %s (expected F32, "
-                                                   "BF16 or F16)",
+                                                   "BF16, F16, or I8 for q8_0)",
                              st_shard_path(f, t->shard), p->name, st_dtype_name(t->dtype));
         if (!shape_matches(t, p)) {
             char a[96], b[96];
@@ -68,14 +69,20 @@ static molt_status load_tensors(molt_ctx *ctx, molt_model *m, const st_file *f, 
                              "%s: tensor '%s' has shape %s but config.json implies %s",
                              st_shard_path(f, t->shard), p->name, a, b);
         }
+        if (t->dtype == ST_I8) // q8_0: model_q8_load, below
+            continue;
         molt_status st = st_read_f32(ctx, t, m->data + p->offset);
         if (st != MOLT_OK)
             return st;
     }
+    molt_status st = model_q8_load(ctx, m, f, dir);
+    if (st != MOLT_OK)
+        return st;
     // tensors molt does not use are reported, not fatal (e.g. rotary inv_freq buffers)
     for (int i = 0; i < st_count(f); i++) {
         const st_tensor *t = st_at(f, i);
-        if (!model_param(m, t->name) && !(m->cfg.tie_embeddings && !strcmp(t->name, "lm_head.weight")))
+        if (!model_param(m, t->name) && !model_q8_is_scale(m, t->name) &&
+            !(m->cfg.tie_embeddings && !strcmp(t->name, "lm_head.weight")))
             molt__log(MOLT_LOG_INFO, "%s: ignoring unused tensor '%s'", dir, t->name);
     }
     return MOLT_OK;
@@ -248,13 +255,22 @@ static void drop_staging(const char *stage) {
 }
 
 // writes the model's files into stage (a fresh directory)
+// q8: the weight matrices as q8_0 (quant.c), everything else F32
 static molt_status write_model_files(molt_ctx *ctx, const molt_model *m, const char *stage,
-                                     st_dtype dt, const char **tok_name) {
+                                     st_dtype dt, bool q8, const char **tok_name) {
     char path[4096];
-    st_wtensor *ts = molt__calloc((size_t)m->n_params, sizeof *ts);
-    if (!ts)
+    q8_save qs = {0};
+    st_wtensor *ts = NULL;
+    int n = m->n_params;
+    molt_status st = MOLT_OK;
+    if (q8) {
+        if ((st = model_q8_save_tensors(ctx, m, &qs)) != MOLT_OK)
+            return st;
+        ts = qs.ts, n = qs.n;
+    } else if (!(ts = molt__calloc((size_t)m->n_params, sizeof *ts))) {
         return molt__err(ctx, MOLT_ERR_OOM, "out of memory saving the model");
-    for (int i = 0; i < m->n_params; i++) {
+    }
+    for (int i = 0; !q8 && i < m->n_params; i++) {
         const param_info *p = &m->params[i];
         ts[i].name = p->name;
         ts[i].dtype = dt;
@@ -264,14 +280,25 @@ static molt_status write_model_files(molt_ctx *ctx, const molt_model *m, const c
     }
     static const char *const meta[] = {"format", "pt", "producer", "molt", NULL};
     fio_join(path, sizeof path, stage, "model.safetensors");
-    molt_status st = st_write(ctx, path, ts, m->n_params, meta);
-    molt__free(ts);
+    st = st_write(ctx, path, ts, n, meta);
+    if (q8)
+        model_q8_save_free(&qs);
+    else
+        molt__free(ts);
     if (st != MOLT_OK)
         return st;
     char *json = NULL;
     const char *hf_dtype = dt == ST_BF16 ? "bfloat16" : dt == ST_F16 ? "float16" : "float32";
     if ((st = model_cfg_to_json(ctx, &m->cfg, hf_dtype, &json)) != MOLT_OK)
         return st;
+    if (q8) {
+        char *qj = NULL;
+        st = model_q8_config(ctx, json, &qj);
+        molt__free(json);
+        if (st != MOLT_OK)
+            return st;
+        json = qj;
+    }
     fio_join(path, sizeof path, stage, "config.json");
     st = fio_write_atomic(ctx, path, json, strlen(json));
     molt__free(json);
@@ -297,12 +324,16 @@ static molt_status write_model_files(molt_ctx *ctx, const molt_model *m, const c
 molt_status molt_model_save(molt_ctx *ctx, const molt_model *m, const char *dir,
                             const char *dtype) {
     st_dtype dt = ST_F32;
+    bool     q8 = false;
     if (dtype && !strcmp(dtype, "bf16"))
         dt = ST_BF16;
     else if (dtype && !strcmp(dtype, "f16"))
         dt = ST_F16;
+    else if (dtype && !strcmp(dtype, "q8_0"))
+        q8 = true;
     else if (dtype && strcmp(dtype, "f32") != 0)
-        return molt__err(ctx, MOLT_ERR_ARG, "dtype \"%s\" (expected f32, bf16 or f16)", dtype);
+        return molt__err(ctx, MOLT_ERR_ARG, "dtype \"%s\" (expected f32, bf16, f16 or q8_0)",
+                         dtype);
     molt_status st = fio_mkdir_p(ctx, dir);
     if (st != MOLT_OK)
         return st;
@@ -313,7 +344,7 @@ molt_status molt_model_save(molt_ctx *ctx, const molt_model *m, const char *dir,
         return molt__err(ctx, MOLT_ERR_IO, "%s: cannot create a staging directory: %s", stage,
                          strerror(errno));
     const char *tok_name = NULL;
-    if ((st = write_model_files(ctx, m, stage, dt, &tok_name)) != MOLT_OK) {
+    if ((st = write_model_files(ctx, m, stage, dt, q8, &tok_name)) != MOLT_OK) {
         drop_staging(stage);
         return st;
     }
