@@ -34,17 +34,94 @@
 
 #define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c")))
 
+// q8_tree16 on a vector, in its order: h = a_j + a_{j+8}, q = h_j + h_{j+4},
+// (q_0 + q_2) + (q_1 + q_3)
+INLINE VNNI float vnni_tree16(__m512 a) {
+    __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1));
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(a), hi);
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    __m128 r = _mm_add_ps(q, _mm_movehl_ps(q, q));              // q0+q2, q1+q3
+    return _mm_cvtss_f32(_mm_add_ss(r, _mm_shuffle_ps(r, r, 1))); // (q0+q2) + (q1+q3)
+}
+
+INLINE VNNI void vnni_store(const q8_job *j, int t, int o, __m512 fa) {
+    float  sum = vnni_tree16(fa);
+    float *yp = j->y + (size_t)t * j->out + o;
+    *yp = j->add ? *yp + sum : sum;
+}
+
+// p = (float)isum · (dw · dx) into fa, the group's 16 lanes
+INLINE VNNI __m512 vnni_fma16(__m512 fa, __m512i isum, __m512 dw, __m512 dx) {
+    return _mm512_add_ps(fa, _mm512_mul_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, dx)));
+}
+
+// One activation row (decode) × NR ≤ 4 weight rows: the int8 sums of even and
+// odd slices in separate registers (two dependency chains per row), the next
+// rows prefetched a tile ahead.
+INLINE VNNI void vnni_tile_row(const q8_job *j, int o, int t, const int NR) {
+    size_t         nb = j->a.nb;
+    const uint8_t *x = j->a.q + (size_t)t * nb * QB, *w[4];
+    const float   *dx = j->a.d + (size_t)t * nb;
+    #pragma GCC unroll 8
+    for (int r = 0; r < NR; r++)
+        w[r] = j->W + (size_t)(o + r) * j->rb;
+    const size_t   ahead = (size_t)NR * j->rb;
+    const __m512i  c128 = _mm512_set1_epi8((char)0x80);
+    __m512         fa[4];
+    #pragma GCC unroll 8
+    for (int r = 0; r < NR; r++)
+        fa[r] = _mm512_setzero_ps();
+    for (size_t g0 = 0; g0 < nb; g0 += G) {
+        size_t    g = nb - g0 < G ? nb - g0 : G, st = 4 * g, base = g0 * QB;
+        __mmask64 m = g == G ? ~0ULL : (1ULL << st) - 1;
+        __mmask16 m16 = (__mmask16)((1u << g) - 1);
+        __m512i   acc[4][2], cor[4][2];
+        #pragma GCC unroll 8
+        for (int r = 0; r < NR; r++)
+            acc[r][0] = acc[r][1] = cor[r][0] = cor[r][1] = _mm512_setzero_si512();
+        #pragma GCC unroll 8
+        for (int s = 0; s < 8; s++) {
+            const size_t at = base + st * (size_t)s;
+            __m512i      xv = _mm512_maskz_loadu_epi8(m, x + at);
+            #pragma GCC unroll 8
+            for (int r = 0; r < NR; r++) {
+                _mm_prefetch((const char *)(w[r] + at + ahead), _MM_HINT_T0);
+                __m512i wv = _mm512_maskz_loadu_epi8(m, w[r] + at);
+                cor[r][s & 1] = _mm512_dpbusd_epi32(cor[r][s & 1], c128, wv);
+                acc[r][s & 1] = _mm512_dpbusd_epi32(acc[r][s & 1], xv, wv);
+            }
+        }
+        __m512 dxv = _mm512_maskz_loadu_ps(m16, dx + g0);
+        #pragma GCC unroll 8
+        for (int r = 0; r < NR; r++) {
+            __m512i is = _mm512_sub_epi32(_mm512_add_epi32(acc[r][0], acc[r][1]),
+                                          _mm512_add_epi32(cor[r][0], cor[r][1]));
+            __m512 dwv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m16, w[r] + nb * QB + 2 * g0));
+            fa[r] = vnni_fma16(fa[r], is, dwv, dxv);
+        }
+    }
+    #pragma GCC unroll 8
+    for (int r = 0; r < NR; r++)
+        vnni_store(j, t, o + r, fa[r]);
+}
+
+// NR ≤ 2 weight rows × NC ≤ 4 activation rows (prefill, batched decode):
+// each weight slice loaded once for NC rows
 INLINE VNNI void vnni_tile(const q8_job *j, int o, int t0, const int NR, const int NC) {
     size_t         nb = j->a.nb, xrb = nb * QB;
     const uint8_t *w[2], *x[4];
     const float   *dx[4];
+    #pragma GCC unroll 8
     for (int r = 0; r < NR; r++)
         w[r] = j->W + (size_t)(o + r) * j->rb;
+    #pragma GCC unroll 8
     for (int c = 0; c < NC; c++)
         x[c] = j->a.q + (size_t)(t0 + c) * xrb, dx[c] = j->a.d + (size_t)(t0 + c) * nb;
     const __m512i c128 = _mm512_set1_epi8((char)0x80);
     __m512        fa[2][4];
+    #pragma GCC unroll 8
     for (int r = 0; r < NR; r++)
+        #pragma GCC unroll 8
         for (int c = 0; c < NC; c++)
             fa[r][c] = _mm512_setzero_ps();
     for (size_t g0 = 0; g0 < nb; g0 += G) {
@@ -52,43 +129,46 @@ INLINE VNNI void vnni_tile(const q8_job *j, int o, int t0, const int NR, const i
         __mmask64 m = g == G ? ~0ULL : (1ULL << st) - 1;
         __mmask16 m16 = (__mmask16)((1u << g) - 1);
         __m512i   acc[2][4], cor[2];
+        #pragma GCC unroll 8
         for (int r = 0; r < NR; r++) {
             cor[r] = _mm512_setzero_si512();
+            #pragma GCC unroll 8
             for (int c = 0; c < NC; c++)
                 acc[r][c] = _mm512_setzero_si512();
         }
+        #pragma GCC unroll 8
         for (int s = 0; s < 8; s++) {
             __m512i wv[2];
+            #pragma GCC unroll 8
             for (int r = 0; r < NR; r++) {
                 wv[r] = _mm512_maskz_loadu_epi8(m, w[r] + base + st * (size_t)s);
                 cor[r] = _mm512_dpbusd_epi32(cor[r], c128, wv[r]);
             }
+            #pragma GCC unroll 8
             for (int c = 0; c < NC; c++) {
                 __m512i xv = _mm512_maskz_loadu_epi8(m, x[c] + base + st * (size_t)s);
+                #pragma GCC unroll 8
                 for (int r = 0; r < NR; r++)
                     acc[r][c] = _mm512_dpbusd_epi32(acc[r][c], xv, wv[r]);
             }
         }
         __m512 dxv[4];
+        #pragma GCC unroll 8
         for (int c = 0; c < NC; c++)
             dxv[c] = _mm512_maskz_loadu_ps(m16, dx[c] + g0);
+        #pragma GCC unroll 8
         for (int r = 0; r < NR; r++) {
             __m512 dwv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m16, w[r] + nb * QB + 2 * g0));
-            for (int c = 0; c < NC; c++) {
-                __m512 sc = _mm512_mul_ps(dwv, dxv[c]);
-                __m512 is = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][c], cor[r]));
-                fa[r][c] = _mm512_add_ps(fa[r][c], _mm512_mul_ps(is, sc));
-            }
+            #pragma GCC unroll 8
+            for (int c = 0; c < NC; c++)
+                fa[r][c] = vnni_fma16(fa[r][c], _mm512_sub_epi32(acc[r][c], cor[r]), dwv, dxv[c]);
         }
     }
+    #pragma GCC unroll 8
     for (int r = 0; r < NR; r++)
-        for (int c = 0; c < NC; c++) {
-            float a[G];
-            _mm512_storeu_ps(a, fa[r][c]);
-            float  sum = q8_tree16(a);
-            float *yp = j->y + (size_t)(t0 + c) * j->out + o + r;
-            *yp = j->add ? *yp + sum : sum;
-        }
+        #pragma GCC unroll 8
+        for (int c = 0; c < NC; c++)
+            vnni_store(j, t0 + c, o + r, fa[r][c]);
 }
 
 #define VNNI_CASE(R, C)                                                                           \
@@ -97,6 +177,14 @@ INLINE VNNI void vnni_tile(const q8_job *j, int o, int t0, const int NR, const i
         break;
 
 VNNI void q8_rows_vnni(const q8_job *j, int o0, int o1) {
+    if (j->T == 1) { // decode: 4 weight rows at a time
+        int o = o0;
+        for (; o + 4 <= o1; o += 4)
+            vnni_tile_row(j, o, 0, 4);
+        for (; o < o1; o++)
+            vnni_tile_row(j, o, 0, 1);
+        return;
+    }
     for (int tc = 0; tc < j->T; tc += 64) {
         int te = j->T - tc < 64 ? j->T : tc + 64;
         for (int o = o0; o < o1; o += 2) {
@@ -118,6 +206,7 @@ VNNI void q8_isums_vnni(int32_t *isum, const uint8_t *w, const uint8_t *x, size_
         size_t    g = nb - g0 < G ? nb - g0 : G, st = 4 * g, base = g0 * QB;
         __mmask64 m = g == G ? ~0ULL : (1ULL << st) - 1;
         __m512i   acc = _mm512_setzero_si512(), cor = _mm512_setzero_si512();
+        #pragma GCC unroll 8
         for (int s = 0; s < 8; s++) {
             __m512i wv = _mm512_maskz_loadu_epi8(m, w + base + st * (size_t)s);
             __m512i xv = _mm512_maskz_loadu_epi8(m, x + base + st * (size_t)s);
@@ -147,14 +236,18 @@ INLINE AVX2 void avx2_group(__m256i acc[][2], const uint8_t *wg, const uint8_t *
     int           n0 = g < 8 ? (int)g : 8, n1 = g > 8 ? (int)g - 8 : 0;
     __m256i       mk[2] = {lane_mask(n0), lane_mask(n1)};
     size_t        st = 4 * g;
+    #pragma GCC unroll 8
     for (int c = 0; c < NC; c++)
         acc[c][0] = acc[c][1] = _mm256_setzero_si256();
+    #pragma GCC unroll 8
     for (int s = 0; s < 8; s++)
+        #pragma GCC unroll 8
         for (int h = 0; h < 2; h++) {
             if (h == 1 && n1 == 0)
                 break;
             size_t  at = st * (size_t)s + 32 * (size_t)h;
             __m256i wv = _mm256_maskload_epi32((const int *)(const void *)(wg + at), mk[h]);
+            #pragma GCC unroll 8
             for (int c = 0; c < NC; c++) {
                 __m256i xv = _mm256_maskload_epi32((const int *)(const void *)(xg[c] + at), mk[h]);
                 __m256i pr = _mm256_maddubs_epi16(_mm256_abs_epi8(xv), _mm256_sign_epi8(wv, xv));
@@ -167,6 +260,7 @@ INLINE AVX2 void avx2_tile(const q8_job *j, int o, int t0, const int NC) {
     size_t         nb = j->a.nb, xrb = nb * QB;
     const uint8_t *w = j->W + (size_t)o * j->rb, *x[4];
     const float   *dx[4];
+    #pragma GCC unroll 8
     for (int c = 0; c < NC; c++)
         x[c] = j->a.q + (size_t)(t0 + c) * xrb, dx[c] = j->a.d + (size_t)(t0 + c) * nb;
     float fa[4][G];
@@ -174,6 +268,7 @@ INLINE AVX2 void avx2_tile(const q8_job *j, int o, int t0, const int NC) {
     for (size_t g0 = 0; g0 < nb; g0 += G) {
         size_t         g = nb - g0 < G ? nb - g0 : G;
         const uint8_t *xg[4];
+        #pragma GCC unroll 8
         for (int c = 0; c < NC; c++)
             xg[c] = x[c] + g0 * QB;
         __m256i acc[4][2];
@@ -182,9 +277,11 @@ INLINE AVX2 void avx2_tile(const q8_job *j, int o, int t0, const int NC) {
         memcpy(dh, w + nb * QB + 2 * g0, 2 * g);
         __m256 dw[2] = {_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)dh)),
                         _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(dh + 8)))};
+        #pragma GCC unroll 8
         for (int c = 0; c < NC; c++) {
             float dd[G] = {0};
             memcpy(dd, dx[c] + g0, sizeof(float) * g);
+            #pragma GCC unroll 8
             for (int h = 0; h < 2; h++) {
                 __m256 sc = _mm256_mul_ps(dw[h], _mm256_loadu_ps(dd + 8 * h));
                 __m256 p = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[c][h]), sc);
@@ -192,6 +289,7 @@ INLINE AVX2 void avx2_tile(const q8_job *j, int o, int t0, const int NC) {
             }
         }
     }
+    #pragma GCC unroll 8
     for (int c = 0; c < NC; c++) {
         float  sum = q8_tree16(fa[c]);
         float *yp = j->y + (size_t)(t0 + c) * j->out + o;
@@ -199,7 +297,86 @@ INLINE AVX2 void avx2_tile(const q8_job *j, int o, int t0, const int NC) {
     }
 }
 
+// q8_tree16 of the two 8-lane halves: h = lo + hi, then as vnni_tree16
+INLINE AVX2 float avx2_tree16(__m256 lo, __m256 hi) {
+    __m256 h = _mm256_add_ps(lo, hi);
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    __m128 r = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    return _mm_cvtss_f32(_mm_add_ss(r, _mm_shuffle_ps(r, r, 1)));
+}
+
+// One activation row (decode) × 2 weight rows, float sums in registers, |x|
+// shared by the rows, the next rows prefetched a tile ahead
+INLINE AVX2 void avx2_tile_row(const q8_job *j, int o, int t, const int NR) {
+    size_t         nb = j->a.nb;
+    const uint8_t *x = j->a.q + (size_t)t * nb * QB, *w[2];
+    const float   *dx = j->a.d + (size_t)t * nb;
+    #pragma GCC unroll 8
+    for (int r = 0; r < NR; r++)
+        w[r] = j->W + (size_t)(o + r) * j->rb;
+    const size_t  ahead = (size_t)NR * j->rb;
+    const __m256i one = _mm256_set1_epi16(1);
+    __m256        fa[2][2];
+    #pragma GCC unroll 8
+    for (int r = 0; r < NR; r++)
+        fa[r][0] = fa[r][1] = _mm256_setzero_ps();
+    for (size_t g0 = 0; g0 < nb; g0 += G) {
+        size_t  g = nb - g0 < G ? nb - g0 : G, st = 4 * g, base = g0 * QB;
+        int     n0 = g < 8 ? (int)g : 8, n1 = g > 8 ? (int)g - 8 : 0;
+        __m256i mk[2] = {lane_mask(n0), lane_mask(n1)}, acc[2][2];
+        #pragma GCC unroll 8
+        for (int r = 0; r < NR; r++)
+            acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+        #pragma GCC unroll 8
+        for (int s = 0; s < 8; s++)
+            #pragma GCC unroll 8
+            for (int h = 0; h < 2; h++) {
+                if (h == 1 && n1 == 0)
+                    break;
+                size_t  at = base + st * (size_t)s + 32 * (size_t)h;
+                __m256i xv = _mm256_maskload_epi32((const int *)(const void *)(x + at), mk[h]);
+                __m256i ax = _mm256_abs_epi8(xv);
+                #pragma GCC unroll 8
+                for (int r = 0; r < NR; r++) {
+                    _mm_prefetch((const char *)(w[r] + at + ahead), _MM_HINT_T0);
+                    __m256i wv = _mm256_maskload_epi32((const int *)(const void *)(w[r] + at),
+                                                       mk[h]);
+                    __m256i pr = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(wv, xv));
+                    acc[r][h] = _mm256_add_epi32(acc[r][h], _mm256_madd_epi16(pr, one));
+                }
+            }
+        float dd[G] = {0};
+        memcpy(dd, dx + g0, sizeof(float) * g);
+        #pragma GCC unroll 8
+        for (int r = 0; r < NR; r++) {
+            uint16_t dh[G] = {0};
+            memcpy(dh, w[r] + nb * QB + 2 * g0, 2 * g);
+            #pragma GCC unroll 8
+            for (int h = 0; h < 2; h++) {
+                __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(dh + 8 * h)));
+                __m256 sc = _mm256_mul_ps(dw, _mm256_loadu_ps(dd + 8 * h));
+                __m256 p = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[r][h]), sc);
+                fa[r][h] = _mm256_add_ps(fa[r][h], p);
+            }
+        }
+    }
+    #pragma GCC unroll 8
+    for (int r = 0; r < NR; r++) {
+        float  sum = avx2_tree16(fa[r][0], fa[r][1]);
+        float *yp = j->y + (size_t)t * j->out + o + r;
+        *yp = j->add ? *yp + sum : sum;
+    }
+}
+
 AVX2 void q8_rows_avx2(const q8_job *j, int o0, int o1) {
+    if (j->T == 1) {
+        int o = o0;
+        for (; o + 2 <= o1; o += 2)
+            avx2_tile_row(j, o, 0, 2);
+        for (; o < o1; o++)
+            avx2_tile_row(j, o, 0, 1);
+        return;
+    }
     for (int tc = 0; tc < j->T; tc += 64) {
         int te = j->T - tc < 64 ? j->T : tc + 64;
         for (int o = o0; o < o1; o++)
