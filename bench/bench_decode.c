@@ -18,7 +18,7 @@
  * DIR/mamba2-115m, e.g. for another engine to run the same weights.
  * One JSON line per measurement.
  * usage: bench_decode [--threads N] [--weights f32,bf16,q8_0] [--rounds R]
- *          [--decode N] [--prefill T] [--depths 2048,8192] [--batches 1,4,..]
+ *          [--decode N] [--prefill T] [--depths 2048,8192] [--batches 1,4,..|none]
  *          [--builtin llama-110m,mamba2-115m] [--model PATH]... [--only-given]
  *          [--skip-bw] [--save DIR]
  */
@@ -293,7 +293,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--depths") && v)
             o.nd = list(argv[++i], o.depths, 8);
         else if (!strcmp(a, "--batches") && v)
-            o.nb = list(argv[++i], o.batches, 16);
+            o.nb = strcmp(argv[++i], "none") ? list(argv[i], o.batches, 16) : 0;
         else if (!strcmp(a, "--weights") && v) {
             o.nw = 0;
             for (char *t = strtok(argv[++i], ","); t && o.nw < 4; t = strtok(NULL, ","))
