@@ -161,8 +161,10 @@ static void decode(molt_ctx *ctx, const char *name, molt_model *m, int r, const 
             die(ctx);
     }
     double t = molt__now() - t0;
-    char extra[64];
+    char extra[128];
     snprintf(extra, sizeof extra, ", \"context\": %d, \"tokens\": %d", pre, n);
+    size_t len = strlen(extra);
+    snprintf(extra + len, sizeof extra - len, ", \"weight_bytes\": %.0f", matrix_bytes(ctx, m));
     emit(depth > 0 ? "depth" : "decode", name, m, r, extra, n / t,
          token_bytes(ctx, m, pre + n / 2.0), o->bw);
     free(ids), free(lg);

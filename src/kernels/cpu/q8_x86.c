@@ -128,29 +128,69 @@ INLINE VNNI void vnni_tile(const q8_job *j, int o, int t0, const int NR, const i
         size_t    g = nb - g0 < G ? nb - g0 : G, st = 4 * g, base = g0 * QB;
         __mmask64 m = g == G ? ~0ULL : (1ULL << st) - 1;
         __mmask16 m16 = (__mmask16)((1u << g) - 1);
-        __m512i   acc[2][4], cor[2];
-        #pragma GCC unroll 8
-        for (int r = 0; r < NR; r++) {
-            cor[r] = _mm512_setzero_si512();
-            #pragma GCC unroll 8
-            for (int c = 0; c < NC; c++)
-                acc[r][c] = _mm512_setzero_si512();
-        }
-        #pragma GCC unroll 8
-        for (int s = 0; s < 8; s++) {
-            __m512i wv[2];
+        __m512i   is[2][4]; // the blocks' exact int8 sums
+        if (g > 8) {
+            __m512i acc[2][4], cor[2];
             #pragma GCC unroll 8
             for (int r = 0; r < NR; r++) {
-                wv[r] = _mm512_maskz_loadu_epi8(m, w[r] + base + st * (size_t)s);
-                cor[r] = _mm512_dpbusd_epi32(cor[r], c128, wv[r]);
+                cor[r] = _mm512_setzero_si512();
+                #pragma GCC unroll 8
+                for (int c = 0; c < NC; c++)
+                    acc[r][c] = _mm512_setzero_si512();
             }
             #pragma GCC unroll 8
-            for (int c = 0; c < NC; c++) {
-                __m512i xv = _mm512_maskz_loadu_epi8(m, x[c] + base + st * (size_t)s);
+            for (int s = 0; s < 8; s++) {
+                __m512i wv[2];
                 #pragma GCC unroll 8
-                for (int r = 0; r < NR; r++)
-                    acc[r][c] = _mm512_dpbusd_epi32(acc[r][c], xv, wv[r]);
+                for (int r = 0; r < NR; r++) {
+                    wv[r] = _mm512_maskz_loadu_epi8(m, w[r] + base + st * (size_t)s);
+                    cor[r] = _mm512_dpbusd_epi32(cor[r], c128, wv[r]);
+                }
+                #pragma GCC unroll 8
+                for (int c = 0; c < NC; c++) {
+                    __m512i xv = _mm512_maskz_loadu_epi8(m, x[c] + base + st * (size_t)s);
+                    #pragma GCC unroll 8
+                    for (int r = 0; r < NR; r++)
+                        acc[r][c] = _mm512_dpbusd_epi32(acc[r][c], xv, wv[r]);
+                }
             }
+            #pragma GCC unroll 8
+            for (int r = 0; r < NR; r++)
+                #pragma GCC unroll 8
+                for (int c = 0; c < NC; c++)
+                    is[r][c] = _mm512_sub_epi32(acc[r][c], cor[r]);
+        } else { // a last group of ≤ 8 blocks: half the width, the same sums
+            const __m256i c128h = _mm256_set1_epi8((char)0x80);
+            __mmask32     mh = (__mmask32)m;
+            __m256i       acc[2][4], cor[2];
+            #pragma GCC unroll 8
+            for (int r = 0; r < NR; r++) {
+                cor[r] = _mm256_setzero_si256();
+                #pragma GCC unroll 8
+                for (int c = 0; c < NC; c++)
+                    acc[r][c] = _mm256_setzero_si256();
+            }
+            #pragma GCC unroll 8
+            for (int s = 0; s < 8; s++) {
+                __m256i wv[2];
+                #pragma GCC unroll 8
+                for (int r = 0; r < NR; r++) {
+                    wv[r] = _mm256_maskz_loadu_epi8(mh, w[r] + base + st * (size_t)s);
+                    cor[r] = _mm256_dpbusd_epi32(cor[r], c128h, wv[r]);
+                }
+                #pragma GCC unroll 8
+                for (int c = 0; c < NC; c++) {
+                    __m256i xv = _mm256_maskz_loadu_epi8(mh, x[c] + base + st * (size_t)s);
+                    #pragma GCC unroll 8
+                    for (int r = 0; r < NR; r++)
+                        acc[r][c] = _mm256_dpbusd_epi32(acc[r][c], xv, wv[r]);
+                }
+            }
+            #pragma GCC unroll 8
+            for (int r = 0; r < NR; r++)
+                #pragma GCC unroll 8
+                for (int c = 0; c < NC; c++)
+                    is[r][c] = _mm512_zextsi256_si512(_mm256_sub_epi32(acc[r][c], cor[r]));
         }
         __m512 dxv[4];
         #pragma GCC unroll 8
@@ -161,7 +201,7 @@ INLINE VNNI void vnni_tile(const q8_job *j, int o, int t0, const int NR, const i
             __m512 dwv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m16, w[r] + nb * QB + 2 * g0));
             #pragma GCC unroll 8
             for (int c = 0; c < NC; c++)
-                fa[r][c] = vnni_fma16(fa[r][c], _mm512_sub_epi32(acc[r][c], cor[r]), dwv, dxv[c]);
+                fa[r][c] = vnni_fma16(fa[r][c], is[r][c], dwv, dxv[c]);
         }
     }
     #pragma GCC unroll 8
