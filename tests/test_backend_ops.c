@@ -3162,7 +3162,8 @@ static void test_matmul_q8(void) {
         for (int v = 0; v < 4; v++) { // bias × accumulate
             int T = S[k][0], in = S[k][1], out = S[k][2], acc = v >> 1;
             size_t ny = (size_t)T * out;
-            float *x = frand((size_t)T * in + 1, -2, 2), *bias = v & 1 ? frand(out + 1, -1, 1) : NULL;
+            float *x = frand((size_t)T * in + 1, -2, 2);
+            float *bias = v & 1 ? frand((size_t)out + 1, -1, 1) : NULL;
             for (int i = 0; i < T * in; i += 97) // some larger activations
                 x[i] *= 30;
             float *y0 = frand(ny + 1, -1, 1), *wd = NULL;
@@ -3181,7 +3182,8 @@ static void test_matmul_q8(void) {
                 if (in > 0)
                     cpu_q8_quantize_act(xq, dx, x + (size_t)t * in, in, 0);
                 for (int o = 0; o < out; o++) {
-                    double s = (acc ? (double)y0[(size_t)t * out + o] : 0) + (bias ? (double)bias[o] : 0), b = 0;
+                    double s = (acc ? (double)y0[(size_t)t * out + o] : 0), b = 0;
+                    s += bias ? (double)bias[o] : 0;
                     double a = fabs(s);
                     for (int i = 0; i < in; i++) {
                         double w = wd[(size_t)o * in + i];
@@ -3210,7 +3212,8 @@ static void test_matmul_q8(void) {
                     if (isa == 0 && nth == 1) {
                         memcpy(base, got, sizeof(float) * ny);
                         for (size_t i = 0; i < ny; i++) {
-                            double dc = fabs((double)got[i] - yc[i]), dr = fabs((double)got[i] - yr[i]);
+                            double dc = fabs((double)got[i] - yc[i]);
+                            double dr = fabs((double)got[i] - yr[i]);
                             double ec = dc == 0 ? 0 : dc / (1e-5 * mag[i]);
                             double er = dr == 0 ? 0 : dr / bound[i];
                             worst_c = ec > worst_c || ec != ec ? ec : worst_c;

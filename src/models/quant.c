@@ -60,7 +60,8 @@ void model_q8_save_free(q8_save *s) {
 }
 
 molt_status model_q8_save_tensors(molt_ctx *ctx, const molt_model *cm, q8_save *s) {
-    molt_model *m = (molt_model *)(uintptr_t)cm; // typed_list hands out the views; nothing is changed
+    // typed_list hands out pointers to the views; nothing is changed
+    molt_model *m = (molt_model *)(uintptr_t)cm;
     memset(s, 0, sizeof *s);
     model_typed *t = NULL;
     int nt = 0;

@@ -393,7 +393,8 @@ INLINE AVX2 void avx2_tile_row(const q8_job *j, int o, int t, const int NR) {
             memcpy(dh, w[r] + nb * QB + 2 * g0, 2 * g);
             #pragma GCC unroll 8
             for (int h = 0; h < 2; h++) {
-                __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(dh + 8 * h)));
+                __m128i dh8 = _mm_loadu_si128((const __m128i *)(const void *)(dh + 8 * h));
+                __m256  dw = _mm256_cvtph_ps(dh8);
                 __m256 sc = _mm256_mul_ps(dw, _mm256_loadu_ps(dd + 8 * h));
                 __m256 p = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[r][h]), sc);
                 fa[r][h] = _mm256_add_ps(fa[r][h], p);
