@@ -20,6 +20,7 @@
 #include "core/dtype.h"
 #include "core/pool.h"
 #include "kernels/cpu/cpu.h"
+#include "kernels/kernels.h"
 
 #include <float.h>
 #include <math.h>
@@ -99,45 +100,51 @@ const char *cpu_q8_isa_name(int isa) {
 // ----------------------------------------------------------------------------
 // activations
 
+// one block of 32 (zero-padded) values → 32 int8 (offset: + 128) and its
+// scale; plain loops the compiler vectorizes (K_SIMD), the same bits in every
+// clone (no contraction, an order-free max)
+K_SIMD static float quant_block(int8_t *t, const float *v, int offset) {
+    float amax = 0.0f;
+    int   bad = 0;
+    for (int k = 0; k < MOLT_Q8_BLOCK; k++) {
+        float a = fabsf(v[k]);
+        bad |= !(a <= FLT_MAX);
+        amax = a > amax ? a : amax;
+    }
+    if (bad || !(amax >= 1e-30f)) {
+        memset(t, offset ? 0x80 : 0, MOLT_Q8_BLOCK);
+        return bad ? NAN : 0.0f;
+    }
+    float inv = 127.0f / amax;
+    for (int k = 0; k < MOLT_Q8_BLOCK; k++) {
+        float r = v[k] * inv;
+        r = (r + 12582912.0f) - 12582912.0f; // round to nearest even (|r| ≤ 2^22)
+        r = r > 127.0f ? 127.0f : r < -127.0f ? -127.0f : r;
+        int q = (int)r;
+        t[k] = (int8_t)(offset ? q ^ -128 : q); // offset: q + 128 as a byte
+    }
+    return amax / 127.0f;
+}
+
 // one row of in floats → nb blocks (q8.h's contract); offset: store qx + 128
 void cpu_q8_quantize_act(uint8_t *q, float *d, const float *x, int in, int offset) {
     size_t nb = molt_q8_blocks((size_t)(in > 0 ? in : 0));
     for (size_t b = 0; b < nb; b++) {
-        float  v[MOLT_Q8_BLOCK];
-        size_t k0 = b * MOLT_Q8_BLOCK, n = (size_t)in - k0;
-        n = n < MOLT_Q8_BLOCK ? n : MOLT_Q8_BLOCK;
-        memcpy(v, x + k0, sizeof(float) * n);
-        memset(v + n, 0, sizeof(float) * (MOLT_Q8_BLOCK - n));
-        float amax = 0.0f;
-        int   bad = 0;
-        for (int k = 0; k < MOLT_Q8_BLOCK; k++) {
-            float a = fabsf(v[k]);
-            bad |= !(a <= FLT_MAX);
-            amax = a > amax ? a : amax;
+        float        v[MOLT_Q8_BLOCK];
+        const float *src = x + b * MOLT_Q8_BLOCK;
+        size_t       k0 = b * MOLT_Q8_BLOCK, n = (size_t)in - k0;
+        if (n < MOLT_Q8_BLOCK) { // the last, short block: zero-padded
+            memcpy(v, src, sizeof(float) * n);
+            memset(v + n, 0, sizeof(float) * (MOLT_Q8_BLOCK - n));
+            src = v;
         }
-        int8_t t[MOLT_Q8_BLOCK] = {0};
-        float  db = 0.0f;
-        if (bad) {
-            db = NAN;
-        } else if (amax >= 1e-30f) {
-            float inv = 127.0f / amax;
-            db = amax / 127.0f;
-            for (int k = 0; k < MOLT_Q8_BLOCK; k++) {
-                float r = v[k] * inv;
-                r = (r + 12582912.0f) - 12582912.0f; // round to nearest even (|r| ≤ 2^22)
-                r = r > 127.0f ? 127.0f : r < -127.0f ? -127.0f : r;
-                t[k] = (int8_t)(int)r;
-            }
-        }
-        if (offset)
-            for (int k = 0; k < MOLT_Q8_BLOCK; k++)
-                t[k] = (int8_t)((uint8_t)t[k] ^ 0x80u);
+        int8_t t[MOLT_Q8_BLOCK];
+        d[b] = quant_block(t, src, offset);
         size_t g0 = b / MOLT_Q8_GROUP * MOLT_Q8_GROUP;
         size_t g = nb - g0 < MOLT_Q8_GROUP ? nb - g0 : MOLT_Q8_GROUP;
         uint8_t *dst = q + g0 * MOLT_Q8_BLOCK + 4 * (b - g0);
         for (int s = 0; s < 8; s++)
             memcpy(dst + 4 * g * (size_t)s, t + 4 * s, 4);
-        d[b] = db;
     }
 }
 
@@ -263,8 +270,8 @@ static void q8_chunk(const molt_exec *ex, int isa, float *y, const float *x, con
     q8_job j = {y, W, molt_q8_row_bytes((size_t)in), T, out, add, {qj.q, qj.d, nb}};
     q8_run_arg ra = {&j, rows_fn(isa)};
     int tiles = (out + TR - 1) / TR;
-    double macs = (double)T * in * out;
-    int nth = macs < 1e5 ? 1 : (ex->nth < tiles ? ex->nth : tiles);
+    double macs = (double)T * in * out; // below 5e5 (cpu_matmul's 1e6 flops): one thread
+    int nth = macs < 5e5 ? 1 : (ex->nth < tiles ? ex->nth : tiles);
     if (nth <= 1)
         rows_run(&ra, 0, 1);
     else
