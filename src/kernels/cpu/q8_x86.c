@@ -65,7 +65,7 @@ INLINE VNNI void vnni_tile_row(const q8_job *j, int o, int t, const int NR) {
     #pragma GCC unroll 8
     for (int r = 0; r < NR; r++)
         w[r] = j->W + (size_t)(o + r) * j->rb;
-    const size_t   ahead = (size_t)NR * j->rb;
+    const size_t   ahead = 2 * (size_t)NR * j->rb;
     const __m512i  c128 = _mm512_set1_epi8((char)0x80);
     __m512         fa[4];
     #pragma GCC unroll 8
