@@ -46,9 +46,31 @@ typedef struct bw_arg {
 } bw_arg;
 
 // XOR of every word: one-cycle integer ops in 8 independent lanes, so the
-// loads, not the arithmetic, set the pace
+// loads, not the arithmetic, set the pace; 32-byte loads where the CPU has
+// AVX2 (16-byte SSE2 loads cap one core near 30 GB/s here, below the memory)
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+__attribute__((target("avx2"))) static uint64_t xor_avx2(const uint64_t *p, size_t n) {
+    __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
+    for (size_t i = 0; i + 16 <= n; i += 16) {
+        a = _mm256_xor_si256(a, _mm256_load_si256((const __m256i *)(const void *)(p + i)));
+        b = _mm256_xor_si256(b, _mm256_load_si256((const __m256i *)(const void *)(p + i + 4)));
+        c = _mm256_xor_si256(c, _mm256_load_si256((const __m256i *)(const void *)(p + i + 8)));
+        d = _mm256_xor_si256(d, _mm256_load_si256((const __m256i *)(const void *)(p + i + 12)));
+    }
+    a = _mm256_xor_si256(_mm256_xor_si256(a, b), _mm256_xor_si256(c, d));
+    return (uint64_t)_mm256_extract_epi64(a, 0) ^ (uint64_t)_mm256_extract_epi64(a, 3);
+}
+#endif
+
 static void *bw_read(void *v) {
-    bw_arg  *a = v;
+    bw_arg *a = v;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (__builtin_cpu_supports("avx2")) {
+        a->x = xor_avx2(a->p, a->n);
+        return NULL;
+    }
+#endif
     uint64_t acc[8] = {0};
     for (size_t i = 0; i + 8 <= a->n; i += 8)
         for (int k = 0; k < 8; k++)

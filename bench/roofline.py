@@ -12,7 +12,9 @@ on log axes, under the roofline tokens/s = bandwidth / bytes: a point on the lin
 at the full measured bandwidth. llama.cpp's bytes per token are its model size plus what molt
 counts besides the weight matrices for the same model (the KV cache at the mean position, the
 recurrent state read and written, one embedding row), so both engines are charged the same traffic
-beyond their weights.
+beyond their weights. llama.cpp's llama-bench rows were run with more than one setting (OpenMP
+wait policy passive / active, flash attention off / on at depth): each cell shows the setting with
+the best median.
 """
 import json
 import math
@@ -41,7 +43,7 @@ def collect(rows):
     cells = defaultdict(list)
     nbytes = defaultdict(list)
     extra = defaultdict(list)  # model -> molt's non-matrix bytes per token
-    fa_best = defaultdict(lambda: defaultdict(list))
+    best = defaultdict(lambda: defaultdict(list))
     bw = []
     for r in rows:
         eng = r.get("engine")
@@ -63,18 +65,19 @@ def collect(rows):
             m, w = r["model"], r["weights"]
             if r.get("bench") == "llama-bench":
                 npp, ng, nd = r["n_prompt"], r["n_gen"], r.get("n_depth", 0)
+                # per setting (OpenMP wait policy, flash attention): the best median is kept
+                setting = (r.get("omp", "passive"), r.get("flash_attn"))
                 if ng > 0 and npp == 0 and nd == 0:
-                    cells[("decode", m, eng, w)].append(r["avg_ts"])
+                    best[("decode", m, eng, w)][setting].append(r["avg_ts"])
                     nbytes[(m, eng, w)].append(r["model_size"])
-                elif ng > 0 and npp == 0:  # per flash-attention setting: the best is kept
-                    fa_best[(f"decode at depth {nd}", m, eng, w)][r.get("flash_attn")].append(
-                        r["avg_ts"])
+                elif ng > 0 and npp == 0:
+                    best[(f"decode at depth {nd}", m, eng, w)][setting].append(r["avg_ts"])
                 elif npp > 0 and ng == 0:
-                    cells[(f"prefill {npp}", m, eng, w)].append(r["avg_ts"])
+                    best[(f"prefill {npp}", m, eng, w)][setting].append(r["avg_ts"])
             elif r.get("bench") == "batched-bench":
                 cells[(f"batched decode, {r['pl']} seq", m, eng, w)].append(r["speed_tg"])
-    for key, by_fa in fa_best.items():
-        cells[key] = [max(med(v) for v in by_fa.values())]
+    for key, by_setting in best.items():
+        cells[key] = [max(med(v) for v in by_setting.values())]
     for (m, eng, w), v in list(nbytes.items()):  # llama.cpp: model size + molt's other traffic
         if eng == "llama.cpp" and extra.get(m):
             nbytes[(m, eng, w)] = [x + med(extra[m]) for x in v]

@@ -55,6 +55,11 @@ INLINE VNNI __m512i vnni_load(__mmask64 m, const uint8_t *p) {
     return m == ~0ULL ? _mm512_loadu_si512((const void *)p) : _mm512_maskz_loadu_epi8(m, p);
 }
 
+// 32 bytes: a whole slice of an 8-block group, else masked
+INLINE VNNI __m256i vnni_load_half(__mmask32 m, const uint8_t *p) {
+    return m == ~0U ? _mm256_loadu_si256((const void *)p) : _mm256_maskz_loadu_epi8(m, p);
+}
+
 // p = (float)isum · (dw · dx) into fa, the group's 16 lanes
 INLINE VNNI __m512 vnni_fma16(__m512 fa, __m512i isum, __m512 dw, __m512 dx) {
     return _mm512_add_ps(fa, _mm512_mul_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, dx)));
@@ -80,29 +85,58 @@ INLINE VNNI void vnni_tile_row(const q8_job *j, int o, int t, const int NR) {
         size_t    g = nb - g0 < G ? nb - g0 : G, st = 4 * g, base = g0 * QB;
         __mmask64 m = g == G ? ~0ULL : (1ULL << st) - 1;
         __mmask16 m16 = (__mmask16)((1u << g) - 1);
-        __m512i   acc[4][2], cor[4][2];
-        #pragma GCC unroll 8
-        for (int r = 0; r < NR; r++)
-            acc[r][0] = acc[r][1] = cor[r][0] = cor[r][1] = _mm512_setzero_si512();
-        #pragma GCC unroll 8
-        for (int s = 0; s < 8; s++) {
-            const size_t at = base + st * (size_t)s;
-            __m512i      xv = vnni_load(m, x + at);
+        __m512i   is[4];
+        if (g > 8) {
+            __m512i acc[4][2], cor[4][2];
             #pragma GCC unroll 8
-            for (int r = 0; r < NR; r++) {
-                _mm_prefetch((const char *)(w[r] + at + ahead), _MM_HINT_T0);
-                __m512i wv = vnni_load(m, w[r] + at);
-                cor[r][s & 1] = _mm512_dpbusd_epi32(cor[r][s & 1], c128, wv);
-                acc[r][s & 1] = _mm512_dpbusd_epi32(acc[r][s & 1], xv, wv);
+            for (int r = 0; r < NR; r++)
+                acc[r][0] = acc[r][1] = cor[r][0] = cor[r][1] = _mm512_setzero_si512();
+            #pragma GCC unroll 8
+            for (int s = 0; s < 8; s++) {
+                const size_t at = base + st * (size_t)s;
+                __m512i      xv = vnni_load(m, x + at);
+                #pragma GCC unroll 8
+                for (int r = 0; r < NR; r++) {
+                    _mm_prefetch((const char *)(w[r] + at + ahead), _MM_HINT_T0);
+                    __m512i wv = vnni_load(m, w[r] + at);
+                    cor[r][s & 1] = _mm512_dpbusd_epi32(cor[r][s & 1], c128, wv);
+                    acc[r][s & 1] = _mm512_dpbusd_epi32(acc[r][s & 1], xv, wv);
+                }
             }
+            #pragma GCC unroll 8
+            for (int r = 0; r < NR; r++)
+                is[r] = _mm512_sub_epi32(_mm512_add_epi32(acc[r][0], acc[r][1]),
+                                         _mm512_add_epi32(cor[r][0], cor[r][1]));
+        } else { // a last group of ≤ 8 blocks: 32-byte slices (masked 64-byte loads of a
+                 // half-empty slice run at half the memory bandwidth on Zen)
+            const __m256i c128h = _mm256_set1_epi8((char)0x80);
+            __m256i       acc[4][2], cor[4][2];
+            #pragma GCC unroll 8
+            for (int r = 0; r < NR; r++)
+                acc[r][0] = acc[r][1] = cor[r][0] = cor[r][1] = _mm256_setzero_si256();
+            #pragma GCC unroll 8
+            for (int s = 0; s < 8; s++) {
+                const size_t at = base + st * (size_t)s;
+                __m256i      xv = vnni_load_half((__mmask32)m, x + at);
+                #pragma GCC unroll 8
+                for (int r = 0; r < NR; r++) {
+                    _mm_prefetch((const char *)(w[r] + at + ahead), _MM_HINT_T0);
+                    __m256i wv = vnni_load_half((__mmask32)m, w[r] + at);
+                    cor[r][s & 1] = _mm256_dpbusd_epi32(cor[r][s & 1], c128h, wv);
+                    acc[r][s & 1] = _mm256_dpbusd_epi32(acc[r][s & 1], xv, wv);
+                }
+            }
+            #pragma GCC unroll 8
+            for (int r = 0; r < NR; r++)
+                is[r] = _mm512_zextsi256_si512(
+                    _mm256_sub_epi32(_mm256_add_epi32(acc[r][0], acc[r][1]),
+                                     _mm256_add_epi32(cor[r][0], cor[r][1])));
         }
         __m512 dxv = _mm512_maskz_loadu_ps(m16, dx + g0);
         #pragma GCC unroll 8
         for (int r = 0; r < NR; r++) {
-            __m512i is = _mm512_sub_epi32(_mm512_add_epi32(acc[r][0], acc[r][1]),
-                                          _mm512_add_epi32(cor[r][0], cor[r][1]));
             __m512 dwv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m16, w[r] + nb * QB + 2 * g0));
-            fa[r] = vnni_fma16(fa[r], is, dwv, dxv);
+            fa[r] = vnni_fma16(fa[r], is[r], dwv, dxv);
         }
     }
     #pragma GCC unroll 8
@@ -180,12 +214,12 @@ INLINE VNNI void vnni_tile(const q8_job *j, int o, int t0, const int NR, const i
                 __m256i wv[2];
                 #pragma GCC unroll 8
                 for (int r = 0; r < NR; r++) {
-                    wv[r] = _mm256_maskz_loadu_epi8(mh, w[r] + base + st * (size_t)s);
+                    wv[r] = vnni_load_half(mh, w[r] + base + st * (size_t)s);
                     cor[r] = _mm256_dpbusd_epi32(cor[r], c128h, wv[r]);
                 }
                 #pragma GCC unroll 8
                 for (int c = 0; c < NC; c++) {
-                    __m256i xv = _mm256_maskz_loadu_epi8(mh, x[c] + base + st * (size_t)s);
+                    __m256i xv = vnni_load_half(mh, x[c] + base + st * (size_t)s);
                     #pragma GCC unroll 8
                     for (int r = 0; r < NR; r++)
                         acc[r][c] = _mm256_dpbusd_epi32(acc[r][c], xv, wv[r]);
