@@ -123,11 +123,13 @@ def tables(cells):
                 print(f"| {m} · {meas} | " + " | ".join(vals) + " | " + ", ".join(verdict) + " |")
 
 
-def svg(cells, nbytes, bw, out):
-    W, H, L, R, T, B = 760, 520, 80, 200, 40, 60
+def svg(cells, nbytes, bw, out, min_bytes=5e7):
+    W, H, L, R, T, B = 900, 560, 80, 120, 40, 60
     pts = []
     for (meas, m, eng, w), v in cells.items():
         if meas != "decode" or not nbytes.get((m, eng, w)):
+            continue
+        if med(nbytes[(m, eng, w)]) < min_bytes:  # the small models are overhead-bound
             continue
         pts.append((med(nbytes[(m, eng, w)]), med(v), m, eng, w))
     if not pts:
@@ -137,12 +139,12 @@ def svg(cells, nbytes, bw, out):
     x0, x1 = 10 ** math.floor(math.log10(min(xs))), 10 ** math.ceil(math.log10(max(xs)))
     y0, y1 = 10 ** math.floor(math.log10(min(ys))), 10 ** math.ceil(math.log10(max(ys)))
     if bw:
-        y1 = max(y1, 10 ** math.ceil(math.log10(bw * 1e9 / x0)))
+        y1 = max(y1, 10 ** math.ceil(math.log10(bw * 1e9 / x1)))
     px = lambda x: L + (math.log10(x) - math.log10(x0)) / (math.log10(x1) - math.log10(x0)) * (W - L - R)
     py = lambda y: H - B - (math.log10(y) - math.log10(y0)) / (math.log10(y1) - math.log10(y0)) * (H - T - B)
     o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
          f'<rect width="{W}" height="{H}" fill="white"/>',
-         f'<text x="{L}" y="22" font-size="14">Batch-1 decode: bytes read per token vs tokens/s (2 threads)</text>']
+         f'<text x="{L}" y="22" font-size="14">Batch-1 decode of the 110M Llama and 115M Mamba-2: bytes read per token vs tokens/s (2 threads)</text>']
     for e in range(int(math.log10(x0)), int(math.log10(x1)) + 1):
         x = px(10 ** e)
         o.append(f'<line x1="{x:.1f}" y1="{T}" x2="{x:.1f}" y2="{H - B}" stroke="#ddd"/>')
@@ -154,12 +156,13 @@ def svg(cells, nbytes, bw, out):
     o.append(f'<rect x="{L}" y="{T}" width="{W - L - R}" height="{H - T - B}" fill="none" stroke="#444"/>')
     o.append(f'<text x="{(L + W - R) / 2}" y="{H - 18}" text-anchor="middle">bytes read per token</text>')
     o.append(f'<text transform="translate(20,{(T + H - B) / 2}) rotate(-90)" text-anchor="middle">tokens/s</text>')
-    if bw:  # the roof: tok/s = bw / bytes
-        xa, xb = x0, x1
+    if bw:  # the roof: tok/s = bw / bytes, clipped to the plot
+        xa = max(x0, bw * 1e9 / y1)
+        xb = min(x1, bw * 1e9 / y0)
         o.append(f'<line x1="{px(xa):.1f}" y1="{py(bw * 1e9 / xa):.1f}" x2="{px(xb):.1f}" '
                  f'y2="{py(bw * 1e9 / xb):.1f}" stroke="#c00" stroke-dasharray="6,4"/>')
-        o.append(f'<text x="{px(xb) - 4:.1f}" y="{py(bw * 1e9 / xb) - 6:.1f}" text-anchor="end" '
-                 f'fill="#c00">{bw:.1f} GB/s (measured read bandwidth)</text>')
+        o.append(f'<text x="{px(xa) + 6:.1f}" y="{py(bw * 1e9 / xa) + 14:.1f}" '
+                 f'fill="#c00">roof: {bw:.0f} GB/s (measured read bandwidth) / bytes</text>')
     color = {"molt": "#1f5fbf", "llama.cpp": "#e07000"}
     for x, y, m, eng, w in pts:
         cx, cy = px(x), py(y)
@@ -170,7 +173,10 @@ def svg(cells, nbytes, bw, out):
             o.append(f'<rect x="{cx - 5:.1f}" y="{cy - 5:.1f}" width="10" height="10" fill="{c}"/>')
         else:
             o.append(f'<path d="M{cx:.1f},{cy - 6:.1f} L{cx + 6:.1f},{cy + 5:.1f} L{cx - 6:.1f},{cy + 5:.1f} Z" fill="{c}"/>')
-        o.append(f'<text x="{cx + 8:.1f}" y="{cy + 4:.1f}" font-size="9" fill="{c}">{m} {w}</text>')
+        left = eng == "llama.cpp"  # labels: llama.cpp's to the left, molt's to the right
+        o.append(f'<text x="{cx + (-8 if left else 8):.1f}" y="{cy + 4:.1f}" font-size="10" '
+                 f'fill="{c}" text-anchor="{"end" if left else "start"}">{m} {w} '
+                 f'{y:.0f}</text>')
     lx, ly = W - R + 14, T + 10
     for i, (lab, c) in enumerate(color.items()):
         o.append(f'<circle cx="{lx}" cy="{ly + 16 * i}" r="5" fill="{c}"/><text x="{lx + 10}" y="{ly + 4 + 16 * i}">{lab}</text>')
