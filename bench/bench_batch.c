@@ -15,7 +15,7 @@
  * --rounds times over the sweep; each line gives the bytes of those matrices
  * read per step ("matrix_bytes") and that over the step time ("matrix_gb_s").
  * usage: bench_batch [--threads N] [--batches 1,4,16,64,256] [--contexts 2048,8192]
- *                    [--weights f32,bf16,f16] [--rounds N] [--skip-big] [--skip-context]
+ *                    [--weights f32,bf16,f16,q8_0] [--rounds N] [--skip-big] [--skip-context]
  */
 #include "bench_models.h"
 
@@ -64,7 +64,7 @@ static void batch_sweep(molt_ctx *ctx, const char *name, const char *json, const
         int r = pt / (nb * nw), k = pt / nw % nb, w = pt % nw;
         if (molt_model_set_weight_dtype(ctx, m, wdt[w]) != MOLT_OK)
             die(ctx);
-        double bytes = mat_elems * (double)molt_dtype_size(m->weight_dt);
+        double bytes = m->weight_dt == MOLT_F32 ? mat_elems * 4.0 : (double)m->wbuf_bytes;
         int B = batches[k];
         // about the same work per point: fewer steps at large batch
         int steps = B >= 256 ? 4 : B >= 64 ? 8 : B >= 16 ? 16 : 32;

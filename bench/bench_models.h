@@ -27,6 +27,21 @@ static const char *const BENCH_LLAMBA_KV2M =
     "{\"d_state\": 16,"
     " \"n_v_heads\": 6, \"n_qk_heads\": 6, \"chunk_size\": 64}}";
 
+// The issue-15 decode models: a 110M Llama (d 768, 12 layers, 12 heads of 64,
+// FFN 2048, vocab 32000, tied) and a 115M HF Mamba-2 (d 768, 24 layers,
+// d_state 128, expand 2, 24 heads of 64, one group, conv 4, vocab 32000, tied).
+static const char *const BENCH_LLAMA_110M =
+    "{\"model_type\": \"llama\", \"hidden_size\": 768, \"num_hidden_layers\": 12,"
+    " \"num_attention_heads\": 12, \"num_key_value_heads\": 12, \"head_dim\": 64,"
+    " \"intermediate_size\": 2048, \"vocab_size\": 32000, \"max_position_embeddings\": 8448,"
+    " \"rms_norm_eps\": 1e-5, \"tie_word_embeddings\": true}";
+static const char *const BENCH_MAMBA2_115M =
+    "{\"model_type\": \"mamba2\", \"hidden_size\": 768, \"num_hidden_layers\": 24,"
+    " \"state_size\": 128, \"expand\": 2, \"head_dim\": 64, \"num_heads\": 24,"
+    " \"n_groups\": 1, \"conv_kernel\": 4, \"chunk_size\": 256, \"use_bias\": false,"
+    " \"use_conv_bias\": true, \"vocab_size\": 32000, \"layer_norm_epsilon\": 1e-5,"
+    " \"tie_word_embeddings\": true, \"bos_token_id\": 0, \"eos_token_id\": 1}";
+
 static inline molt_model *bench_model(molt_ctx *ctx, const char *json) {
   model_cfg c;
   molt_model *m = NULL;

@@ -13,6 +13,10 @@ run "$BUILD/bench/bench_infer" models/stories260K/stories260K.bin --threads "$T"
 run "$BUILD/bench/bench_infer" "$SHARED/models/kv-llama-2m" --threads "$T" --decode 256 --prefill 1024
 run "$BUILD/bench/bench_context" --threads "$T"
 run "$BUILD/bench/bench_batch" --threads "$T"
+# issue 15: bandwidth, batch-1 decode (bytes/token, % of bandwidth), prefill and batched decode of
+# the 110M Llama and 115M Mamba-2 at f32 / bf16 / q8_0 (docs/BENCHMARKS.md "Decoding at the
+# bandwidth limit"; the side-by-side with llama.cpp is run by hand, see there)
+run "$BUILD/bench/bench_decode" --threads "$T" --rounds 1
 if [ -x "$BUILD/bench/bench_train" ]; then
   run "$BUILD/bench/bench_train" --threads "$T" || true
   [ -f bench/train_torch.py ] && run /usr/bin/python3 bench/train_torch.py --threads "$T" || true
@@ -23,5 +27,7 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith('{')]
 print(f"{'bench':<20} {'model':<40} {'context/T':>9} {'tok/s':>10}")
 for r in rows:
-    print(f"{r['bench']:<20} {str(r.get('model','')):<40} {str(r.get('context', r.get('batch', r.get('tokens','')))):>9} {r.get('tok_per_s', r.get('tokens_per_s', 0)):>10.1f}")
+    if 'tok_per_s' not in r and 'tokens_per_s' not in r:
+        continue
+    print(f"{r['bench']:<20} {str(r.get('model',''))+' '+str(r.get('weights','')):<40} {str(r.get('context', r.get('batch', r.get('tokens','')))):>9} {r.get('tok_per_s', r.get('tokens_per_s', 0)):>10.1f}")
 PY

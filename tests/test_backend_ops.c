@@ -34,6 +34,7 @@
 #include "kernels/attn.h"
 #include "kernels/backward.h"
 #include "kernels/gateloop.h"
+#include "kernels/cpu/cpu.h"
 #include "kernels/kernels.h"
 #include "kernels/mamba3.h"
 #include "kernels/ssm.h"
@@ -5055,6 +5056,221 @@ static void test_dispatch(void) {
 
 // ----------------------------------------------------------------------------
 
+// ----------------------------------------------------------------------------
+// matmul_w with q8_0 weights (kernels/cpu/q8.h's contract): every instruction-
+// set path the CPU allows (scalar, AVX2, AVX-512 VNNI), with 1-4 threads,
+// against (a) the scalar path, bit for bit; (b) the contract's arithmetic in
+// double (same quantized activations, exact block sums), to fp32 summation
+// rounding; (c) k_matmul_w_ref (dequantized weights, unquantized x, double),
+// within the activation quantization bound Σ_b (dx_b/2)·Σ_{i∈b} |ŵ_i|. The
+// integer block sums are compared on their own too.
+
+// a weight matrix [out, in] quantized row by row; wd (optional) gets ŵ = q·d
+static uint8_t *q8_weights(int out, int in, float **wd) {
+    size_t rb = molt_q8_row_bytes((size_t)in);
+    uint8_t *W = xmalloc(rb * (size_t)out);
+    float *row = fbuf((size_t)in + 1), *deq = fbuf((size_t)out * in + 1);
+    for (int o = 0; o < out; o++) {
+        t_fill_uniform(row, (size_t)in, -1, 1);
+        if (o % 7 == 3) // wide dynamic range: some blocks tiny, some large
+            for (int i = 0; i < in; i++)
+                row[i] *= i % 64 < 32 ? 1e-3f : 40.0f;
+        if (o % 11 == 5) // a zero row
+            memset(row, 0, sizeof(float) * (size_t)in);
+        CHECK(molt_q8_quantize_row(W + rb * (size_t)o, row, (size_t)in), "quantize row %d", o);
+        molt_q8_dequantize_row(deq + (size_t)o * in, W + rb * (size_t)o, (size_t)in);
+    }
+    free(row);
+    if (wd)
+        *wd = deq;
+    else
+        free(deq);
+    return W;
+}
+
+static void test_q8_isums(void) {
+    int checked = 0;
+    for (size_t nb = 1; nb <= 70; nb += nb < 20 ? 1 : 7) {
+        size_t n = nb * 32;
+        int8_t *qw = xmalloc(n), *qx = xmalloc(n);
+        uint16_t *d = xmalloc(2 * nb);
+        uint8_t *w = xmalloc(molt_q8_row_bytes(n)), *x = xmalloc(molt_q8_row_bytes(n));
+        for (int rep = 0; rep < 4; rep++) {
+            for (size_t i = 0; i < n; i++) { // rep 0: all ±127 (the largest sums)
+                qw[i] = (int8_t)(rep == 0 ? (i % 3 ? 127 : -127) : (int)t_uniform(-127.99f, 128));
+                qx[i] = (int8_t)(rep == 0 ? (i % 5 ? 127 : -127) : (int)t_uniform(-127.99f, 128));
+                qw[i] = qw[i] == -128 ? -127 : qw[i], qx[i] = qx[i] == -128 ? -127 : qx[i];
+            }
+            memset(d, 0, 2 * nb);
+            CHECK(molt_q8_pack_row(w, qw, d, n) && molt_q8_pack_row(x, qx, d, n), "pack");
+            int32_t want[70], got[70];
+            for (size_t b = 0; b < nb; b++) {
+                want[b] = 0;
+                for (int k = 0; k < 32; k++)
+                    want[b] += (int32_t)qw[b * 32 + k] * qx[b * 32 + k];
+            }
+            for (int isa = 0; isa < 3; isa++) {
+                if (!cpu_q8_isa_available(isa))
+                    continue;
+                memset(got, 0x55, sizeof got);
+                cpu_q8_isums(isa, got, w, x, nb);
+                CHECK(memcmp(got, want, sizeof(int32_t) * nb) == 0, "q8 isums %s nb %zu rep %d",
+                      cpu_q8_isa_name(isa), nb, rep);
+                checked++;
+            }
+        }
+        free(qw), free(qx), free(d), free(w), free(x);
+    }
+    printf("q8_0 integer block sums: %d row pairs, every path equal to the plain sums\n", checked);
+}
+
+// the contract in double: the same quantized activations, exact block sums
+static void q8_contract_ref(double *y, double *mag, const float *x, const uint8_t *W,
+                            const float *bias, const float *y0, int T, int in, int out) {
+    size_t nb = molt_q8_blocks((size_t)in), rb = molt_q8_row_bytes((size_t)in);
+    uint8_t *xq = xmalloc(nb * 32);
+    float *dx = fbuf(nb);
+    int8_t *qw = xmalloc((size_t)in), *qx = xmalloc(nb * 32);
+    uint16_t *dw = xmalloc(2 * nb), *dxh = xmalloc(2 * nb);
+    for (int t = 0; t < T; t++) {
+        cpu_q8_quantize_act(xq, dx, x + (size_t)t * in, in, 0);
+        molt_q8_unpack_row(qx, dxh, xq, nb * 32); // dxh: unused (xq has no scales)
+        for (int o = 0; o < out; o++) {
+            molt_q8_unpack_row(qw, dw, W + rb * (size_t)o, (size_t)in);
+            double s = 0, m = 0;
+            for (size_t b = 0; b < nb; b++) {
+                int64_t is = 0;
+                for (int k = 0; k < 32 && b * 32 + (size_t)k < (size_t)in; k++)
+                    is += (int64_t)qw[b * 32 + k] * qx[b * 32 + k];
+                double p = (double)is * (double)molt_f16_to_f32(dw[b]) * (double)dx[b];
+                s += p, m += fabs(p);
+            }
+            double base = (y0 ? (double)y0[(size_t)t * out + o] : 0) + (bias ? (double)bias[o] : 0);
+            y[(size_t)t * out + o] = base + s;
+            mag[(size_t)t * out + o] = fabs(base) + m;
+        }
+    }
+    free(xq), free(dx), free(qw), free(qx), free(dw), free(dxh);
+}
+
+static void test_matmul_q8(void) {
+    static const int S[][3] = {
+        {1, 1, 1},      {1, 31, 3},    {1, 32, 2},    {1, 33, 17},    {2, 64, 16},
+        {3, 100, 33},   {1, 172, 64},  {5, 192, 130}, {1, 511, 40},   {4, 512, 257},
+        {9, 513, 33},   {1, 768, 768}, {8, 768, 64},  {67, 2048, 40}, {1, 2048, 768},
+        {13, 1000, 97}, {0, 64, 8},    {3, 64, 0},    {2, 0, 5},
+    };
+    int cases = 0, paths = 0;
+    double worst_c = 0, worst_r = 0; // error / allowed, contract and reference
+    for (size_t k = 0; k < sizeof S / sizeof S[0]; k++)
+        for (int v = 0; v < 4; v++) { // bias × accumulate
+            int T = S[k][0], in = S[k][1], out = S[k][2], acc = v >> 1;
+            size_t ny = (size_t)T * out;
+            float *x = frand((size_t)T * in + 1, -2, 2);
+            float *bias = v & 1 ? frand((size_t)out + 1, -1, 1) : NULL;
+            for (int i = 0; i < T * in; i += 97) // some larger activations
+                x[i] *= 30;
+            float *y0 = frand(ny + 1, -1, 1), *wd = NULL;
+            uint8_t *W = q8_weights(out, in, &wd);
+            double *yc = dbuf(ny + 1), *mag = dbuf(ny + 1), *yr = dbuf(ny + 1);
+            q8_contract_ref(yc, mag, x, W, bias, acc ? y0 : NULL, T, in, out);
+            float *r = fbuf(ny + 1); // k_matmul_w_ref against the double loop below
+            if (acc)
+                memcpy(r, y0, sizeof(float) * ny);
+            k_matmul_w_ref(r, x, (molt_w){MOLT_Q8_0, W}, bias, T, in, out, acc);
+            size_t nb = molt_q8_blocks((size_t)(in > 0 ? in : 0));
+            uint8_t *xq = xmalloc(nb * 32 + 1);
+            float *dx = fbuf(nb + 1);
+            double *bound = dbuf(ny + 1);
+            for (int t = 0; t < T; t++) {
+                if (in > 0)
+                    cpu_q8_quantize_act(xq, dx, x + (size_t)t * in, in, 0);
+                for (int o = 0; o < out; o++) {
+                    double s = (acc ? (double)y0[(size_t)t * out + o] : 0), b = 0;
+                    s += bias ? (double)bias[o] : 0;
+                    double a = fabs(s);
+                    for (int i = 0; i < in; i++) {
+                        double w = wd[(size_t)o * in + i];
+                        s += (double)x[(size_t)t * in + i] * w;
+                        a += fabs((double)x[(size_t)t * in + i] * w);
+                        b += 0.5 * (double)dx[i / 32] * fabs(w);
+                    }
+                    yr[(size_t)t * out + o] = s;
+                    bound[(size_t)t * out + o] = b * (1 + 1e-5) + 1e-6 * a;
+                    CHECK(fabs((double)r[(size_t)t * out + o] - s) <= 1e-6 * (1 + a),
+                          "k_matmul_w_ref q8_0 %dx%dx%d", T, in, out);
+                }
+            }
+            float *base = fbuf(ny + 1), *got = fbuf(ny + 1);
+            for (int isa = 0; isa < 3; isa++) {
+                if (!cpu_q8_isa_available(isa))
+                    continue;
+                paths += k == 0 && v == 0;
+                for (int nth = 1; nth <= MAX_THREADS; nth++) {
+                    molt_exec ex = molt_exec_cpu(nth);
+                    if (acc)
+                        memcpy(got, y0, sizeof(float) * ny);
+                    else
+                        fill_nan(got, ny);
+                    cpu_matmul_q8(&ex, isa, got, x, W, bias, T, in, out, acc);
+                    if (isa == 0 && nth == 1) {
+                        memcpy(base, got, sizeof(float) * ny);
+                        for (size_t i = 0; i < ny; i++) {
+                            double dc = fabs((double)got[i] - yc[i]);
+                            double dr = fabs((double)got[i] - yr[i]);
+                            double ec = dc == 0 ? 0 : dc / (1e-5 * mag[i]);
+                            double er = dr == 0 ? 0 : dr / bound[i];
+                            worst_c = ec > worst_c || ec != ec ? ec : worst_c;
+                            worst_r = er > worst_r || er != er ? er : worst_r;
+                            CHECK(ec <= 1 && er <= 1, "q8 %dx%dx%d v%d [%zu]: %g vs contract %g "
+                                  "(allowed %g), vs reference %g (allowed %g)", T, in, out, v, i,
+                                  (double)got[i], yc[i], 1e-5 * mag[i], yr[i], bound[i]);
+                        }
+                    } else {
+                        CHECK(ny == 0 || memcmp(base, got, sizeof(float) * ny) == 0,
+                              "q8 %dx%dx%d v%d: %s with %d threads differs from scalar, 1 thread",
+                              T, in, out, v, cpu_q8_isa_name(isa), nth);
+                    }
+                }
+            }
+            // the dispatched op (every backend) is the default path's result
+            for (int b = 0; b < N_BACKENDS; b++) {
+                molt_exec ex;
+                CHECK(molt_exec_init(&ex, BACKENDS[b], 2), "exec");
+                if (acc)
+                    memcpy(got, y0, sizeof(float) * ny);
+                else
+                    fill_nan(got, ny);
+                k_matmul_w(&ex, got, x, (molt_w){MOLT_Q8_0, W}, bias, T, in, out, acc);
+                CHECK(ny == 0 || memcmp(base, got, sizeof(float) * ny) == 0,
+                      "k_matmul_w q8_0 %dx%dx%d on %s", T, in, out, BACKENDS[b]->name);
+            }
+            cases++;
+            free(x), free(bias), free(y0), free(wd), free(W), free(yc), free(mag), free(yr);
+            free(r), free(xq), free(dx), free(bound), free(base), free(got);
+        }
+    // inf / NaN in an activation block: that row's outputs are NaN, the others not
+    {
+        int T = 3, in = 96, out = 20;
+        float *x = frand((size_t)T * in, -1, 1), y[60];
+        uint8_t *W = q8_weights(out, in, NULL);
+        x[in + 40] = INFINITY;
+        for (int isa = 0; isa < 3; isa++) {
+            if (!cpu_q8_isa_available(isa))
+                continue;
+            molt_exec ex = molt_exec_cpu(2);
+            cpu_matmul_q8(&ex, isa, y, x, W, NULL, T, in, out, 0);
+            for (int o = 0; o < out; o++)
+                CHECK(isnan(y[out + o]) && !isnan(y[o]) && !isnan(y[2 * out + o]),
+                      "q8 inf input %s [%d]", cpu_q8_isa_name(isa), o);
+        }
+        free(x), free(W);
+    }
+    printf("matmul_w (q8_0): %d cases on %d paths (this CPU: %s), 1-%d threads bit-identical to "
+           "the scalar path; worst error / allowed: contract %.2f, reference %.2f\n",
+           cases, paths, cpu_q8_isa_name(cpu_q8_isa()), MAX_THREADS, worst_c, worst_r);
+}
+
 static void summary(void) {
     printf("%-26s %5s  %-38s %9s %8s  %s\n", "op", "cases", "largest shape", "worst err", "tol",
            "1-4 threads");
@@ -5109,6 +5325,9 @@ int main(void) {
     test_gl_materialize();
     test_m3_forward();
     test_m3_backward();
+    // q8_0 weights (matmul_w)
+    test_q8_isums();
+    test_matmul_q8();
     CHECK(g_nstat == MOLT_BACKEND_NOPS, "%d ops swept, the table has %d", g_nstat,
           MOLT_BACKEND_NOPS);
     summary();

@@ -5,10 +5,12 @@
  */
 #include "core/dtype.h"
 
+#include <float.h>
+#include <math.h>
 #include <string.h>
 
-static const char *const NAME[MOLT_DTYPE_COUNT] = {"f32", "bf16", "f16"};
-static const size_t      SIZE[MOLT_DTYPE_COUNT] = {4, 2, 2};
+static const char *const NAME[MOLT_DTYPE_COUNT] = {"f32", "bf16", "f16", "q8_0"};
+static const size_t      SIZE[MOLT_DTYPE_COUNT] = {4, 2, 2, 0};
 
 const char *molt_dtype_name(molt_dtype t) { return (unsigned)t < MOLT_DTYPE_COUNT ? NAME[t] : "?"; }
 size_t      molt_dtype_size(molt_dtype t) { return (unsigned)t < MOLT_DTYPE_COUNT ? SIZE[t] : 0; }
@@ -87,3 +89,72 @@ uint16_t molt_f32_to_f16(float f) {
     return (uint16_t)(sign | h);
 }
 
+
+// ----------------------------------------------------------------------------
+// q8_0 (layout: dtype.h)
+
+size_t molt_w_bytes(molt_dtype dt, size_t rows, size_t cols) {
+    if (dt == MOLT_Q8_0)
+        return rows * molt_q8_row_bytes(cols);
+    return rows * cols * molt_dtype_size(dt);
+}
+
+bool molt_q8_quantize_row(uint8_t *row, const float *x, size_t cols) {
+    size_t nb = molt_q8_blocks(cols);
+    uint8_t *dp = row + nb * MOLT_Q8_BLOCK;
+    memset(row, 0, molt_q8_row_bytes(cols));
+    for (size_t b = 0; b < nb; b++) {
+        size_t k0 = b * MOLT_Q8_BLOCK, n = cols - k0 < MOLT_Q8_BLOCK ? cols - k0 : MOLT_Q8_BLOCK;
+        float amax = 0.0f;
+        for (size_t k = 0; k < n; k++) {
+            float a = fabsf(x[k0 + k]);
+            if (!(a <= FLT_MAX))
+                return false;
+            amax = a > amax ? a : amax;
+        }
+        uint16_t dh = molt_f32_to_f16(amax / 127.0f);
+        if ((dh & 0x7C00u) == 0x7C00u)
+            return false;
+        float d = molt_f16_to_f32(dh);
+        for (size_t k = 0; k < n && d > 0.0f; k++) {
+            float q = nearbyintf(x[k0 + k] / d);
+            q = q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q;
+            row[molt_q8_pos(nb, b, k)] = (uint8_t)(int8_t)q;
+        }
+        memcpy(dp + 2 * b, &dh, 2);
+    }
+    return true;
+}
+
+void molt_q8_dequantize_row(float *x, const uint8_t *row, size_t cols) {
+    size_t nb = molt_q8_blocks(cols);
+    for (size_t k = 0; k < cols; k++) {
+        size_t b = k / MOLT_Q8_BLOCK;
+        uint16_t dh;
+        memcpy(&dh, row + nb * MOLT_Q8_BLOCK + 2 * b, 2);
+        x[k] = (float)(int8_t)row[molt_q8_pos(nb, b, k % MOLT_Q8_BLOCK)] * molt_f16_to_f32(dh);
+    }
+}
+
+bool molt_q8_pack_row(uint8_t *row, const int8_t *q, const uint16_t *d, size_t cols) {
+    size_t nb = molt_q8_blocks(cols);
+    memset(row, 0, molt_q8_row_bytes(cols));
+    for (size_t k = 0; k < cols; k++) {
+        if (q[k] == -128)
+            return false;
+        row[molt_q8_pos(nb, k / MOLT_Q8_BLOCK, k % MOLT_Q8_BLOCK)] = (uint8_t)q[k];
+    }
+    for (size_t b = 0; b < nb; b++) {
+        if ((d[b] & 0x8000u) || (d[b] & 0x7C00u) == 0x7C00u)
+            return false;
+        memcpy(row + nb * MOLT_Q8_BLOCK + 2 * b, &d[b], 2);
+    }
+    return true;
+}
+
+void molt_q8_unpack_row(int8_t *q, uint16_t *d, const uint8_t *row, size_t cols) {
+    size_t nb = molt_q8_blocks(cols);
+    for (size_t k = 0; k < cols; k++)
+        q[k] = (int8_t)row[molt_q8_pos(nb, k / MOLT_Q8_BLOCK, k % MOLT_Q8_BLOCK)];
+    memcpy(d, row + nb * MOLT_Q8_BLOCK, 2 * nb);
+}

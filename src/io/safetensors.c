@@ -689,7 +689,8 @@ static molt_status check_wtensors(molt_ctx *ctx, const char *path, const st_wten
         if (!w->name || !*w->name || strcmp(w->name, "__metadata__") == 0)
             return molt__err(ctx, MOLT_ERR_ARG, "%s: tensor %d has an empty or reserved name",
                              path, i);
-        if (w->dtype != ST_F32 && w->dtype != ST_BF16 && w->dtype != ST_F16)
+        if (w->raw ? (unsigned)w->dtype >= ST_BOOL
+                   : w->dtype != ST_F32 && w->dtype != ST_BF16 && w->dtype != ST_F16)
             return molt__err(ctx, MOLT_ERR_ARG, "%s: tensor '%s': cannot write dtype %s", path,
                              w->name, st_dtype_name(w->dtype));
         if (w->ndim < 0 || w->ndim > ST_MAX_DIMS)
@@ -704,7 +705,7 @@ static molt_status check_wtensors(molt_ctx *ctx, const char *path, const st_wten
         if (!molt__mul_ok(numel, st_dtype_size(w->dtype), &nbytes[i]) ||
             (uint64_t)nbytes[i] > (1ull << 53))
             return molt__err(ctx, MOLT_ERR_ARG, "%s: tensor '%s': too large", path, w->name);
-        if (numel && !w->data)
+        if (numel && !w->data && !w->raw)
             return molt__err(ctx, MOLT_ERR_ARG, "%s: tensor '%s': no data", path, w->name);
         for (int j = 0; j < i; j++)
             if (strcmp(ts[j].name, w->name) == 0)
@@ -766,6 +767,8 @@ static molt_status build_header(molt_ctx *ctx, const char *path, const st_wtenso
 }
 
 static molt_status write_tensor(molt_ctx *ctx, fio_atomic *w, const st_wtensor *t, size_t nbytes) {
+    if (t->raw)
+        return fio_atomic_write(ctx, w, t->raw, nbytes);
     if (t->dtype == ST_F32)
         return fio_atomic_write(ctx, w, t->data, nbytes);
     uint16_t chunk[4096];

@@ -70,10 +70,11 @@ molt_status st_parse_buffer(molt_ctx *ctx, const char *what, const uint8_t *buf,
 // ---- writing ---------------------------------------------------------------
 typedef struct st_wtensor {
     const char *name;
-    st_dtype    dtype;   // dtype written to the file (F32, BF16 or F16)
+    st_dtype    dtype;   // dtype written to the file (F32, BF16 or F16; any but BOOL with raw)
     int         ndim;
     int64_t     shape[ST_MAX_DIMS];
     const float *data;   // fp32 source; converted (round-to-nearest-even) if dtype != F32
+    const void  *raw;    // or (data NULL): the tensor's bytes in dtype, written as they are
 } st_wtensor;
 
 // Writes path atomically: path.tmp.<pid>, fsync, rename, fsync of the directory.

@@ -38,9 +38,8 @@ static mlp_mats mlp_mats_of(const layer_weights *w, block_mode mode) {
 // gu[N, 2F] = v · [W_g; W_u]ᵀ
 static void mlp_in_forward(const molt_exec *ex, float *gu, const float *v, const mlp_mats *w,
                            int N, int d, int F, float *scratch) {
-    size_t es = molt_dtype_size(w->gate.dt);
-    if (w->up.dt == w->gate.dt && (const char *)w->up.data == (const char *)w->gate.data +
-                                                                    (size_t)F * d * es) {
+    size_t gb = molt_w_bytes(w->gate.dt, (size_t)F, (size_t)d);
+    if (w->up.dt == w->gate.dt && (const char *)w->up.data == (const char *)w->gate.data + gb) {
         k_matmul_w(ex, gu, v, w->gate, NULL, N, d, 2 * F, 0);
         return;
     }

@@ -236,10 +236,127 @@ void model_bind_typed_f32(molt_model *m) {
     m->weight_dt = MOLT_F32;
 }
 
+// each entry's parameter and [rows, cols] from the parameter table
+static void typed_shapes(const molt_model *m, model_typed *t, int n) {
+    for (int k = 0; k < n; k++) {
+        size_t off = (size_t)(t[k].src - m->data);
+        t[k].param = -1;
+        for (int i = 0; i < m->n_params && t[k].param < 0; i++) {
+            const param_info *p = &m->params[i];
+            if (p->offset == off && p->numel == t[k].n && p->ndim >= 1) {
+                t[k].param = i;
+                t[k].cols = (size_t)p->shape[p->ndim - 1];
+                t[k].rows = t[k].cols ? t[k].n / t[k].cols : 0;
+            }
+        }
+        MOLT_ASSERT(t[k].param >= 0); // every typed matrix is a declared parameter
+    }
+}
+
+molt_status model_typed_list(molt_ctx *ctx, molt_model *m, model_typed **out, int *count) {
+    int n = typed_list(m, NULL);
+    model_typed *t = molt__malloc(sizeof *t * (size_t)(n > 0 ? n : 1));
+    if (!t)
+        return molt__err(ctx, MOLT_ERR_OOM, "out of memory listing the weight matrices");
+    typed_list(m, t);
+    typed_shapes(m, t, n);
+    *out = t, *count = n;
+    return MOLT_OK;
+}
+
+// writes matrix t's copy in dt through the host chunk stage (CHUNK bytes)
+// and be_upload; q8_0 from packed rows when given
+enum { CHUNK = 1 << 17 };
+static molt_status typed_fill(molt_ctx *ctx, molt_model *m, const molt_exec *ex, void *buf,
+                              const model_typed *t, const float *src, molt_dtype dt,
+                              const uint8_t *packed, uint8_t *stage) {
+    char *dst = (char *)buf + t->off;
+    if (dt != MOLT_Q8_0) {
+        size_t es = molt_dtype_size(dt), per = CHUNK / es;
+        uint16_t *h = (uint16_t *)(void *)stage;
+        for (size_t a = 0; a < t->n; a += per) {
+            size_t k = t->n - a < per ? t->n - a : per;
+            const float *s = src + a;
+            for (size_t j = 0; j < k; j++)
+                h[j] = dt == MOLT_BF16 ? molt_f32_to_bf16(s[j]) : molt_f32_to_f16(s[j]);
+            be_upload(ex, dst + a * es, h, k * es);
+        }
+        return MOLT_OK;
+    }
+    size_t rb = molt_q8_row_bytes(t->cols);
+    if (packed) {
+        be_upload(ex, dst, packed, t->rows * rb);
+        return MOLT_OK;
+    }
+    size_t per = CHUNK / rb ? CHUNK / rb : 1;
+    for (size_t r = 0; r < t->rows; r += per) {
+        size_t k = t->rows - r < per ? t->rows - r : per;
+        for (size_t i = 0; i < k; i++)
+            if (!molt_q8_quantize_row(stage + i * rb, src + (r + i) * t->cols, t->cols))
+                return molt__err(ctx, MOLT_ERR_ARG, "%s: row %zu has a value that q8_0 cannot "
+                                                    "hold (inf, NaN or beyond ±8.3e6)",
+                                 m->params[t->param].name, r + i);
+        be_upload(ex, dst + r * rb, stage, k * rb);
+    }
+    return MOLT_OK;
+}
+
+molt_status model_set_typed(molt_ctx *ctx, molt_model *m, molt_dtype dt,
+                            const uint8_t *const *packed) {
+    model_typed *t = NULL;
+    int n = 0;
+    molt_status st = model_typed_list(ctx, m, &t, &n);
+    if (st != MOLT_OK)
+        return st;
+    size_t bytes = 0, stage_bytes = CHUNK;
+    for (int i = 0; i < n; i++) {
+        if (!t[i].joined)
+            bytes = (bytes + 63) & ~(size_t)63;
+        t[i].off = bytes;
+        bytes += molt_w_bytes(dt, t[i].rows, t[i].cols);
+        if (dt == MOLT_Q8_0 && molt_q8_row_bytes(t[i].cols) > stage_bytes)
+            stage_bytes = molt_q8_row_bytes(t[i].cols);
+    }
+    // the copies are written through a host chunk and be_upload (a device
+    // backend too); a device model's f32 master is read through one host copy
+    float       *host = NULL;
+    const float *master = model_host_floats(ctx, m->be, m->data, m->n_floats, &host);
+    uint8_t     *stage = master ? molt__malloc(stage_bytes) : NULL;
+    void        *buf = stage ? be_alloc(m->be, bytes) : NULL;
+    if (!buf) {
+        molt__free(stage);
+        molt__free(host);
+        molt__free(t);
+        return molt__err(ctx, MOLT_ERR_OOM, "out of memory for %s weights (%.1f MB)",
+                         molt_dtype_name(dt), (double)bytes * 1e-6);
+    }
+    molt_exec ex = be_exec1(m->be);
+    for (int i = 0; i < n && st == MOLT_OK; i++)
+        st = typed_fill(ctx, m, &ex, buf, &t[i], master + (t[i].src - m->data), dt,
+                        packed ? packed[t[i].param] : NULL, stage);
+    be_sync(&ex);
+    molt__free(stage);
+    molt__free(host);
+    if (st != MOLT_OK) {
+        be_free(m->be, buf);
+        molt__free(t);
+        return st;
+    }
+    be_free(m->be, m->wbuf);
+    m->wbuf = buf, m->wbuf_bytes = bytes;
+    model_bind_typed_f32(m); // matrices without a copy (none today) stay f32
+    for (int i = 0; i < n; i++)
+        *t[i].view = (molt_w){dt, (char *)buf + t[i].off};
+    m->weight_dt = dt;
+    molt__free(t);
+    return MOLT_OK;
+}
+
 molt_status molt_model_set_weight_dtype(molt_ctx *ctx, molt_model *m, const char *dtype) {
     molt_dtype dt;
     if (!m || !dtype || !molt_dtype_parse(dtype, &dt))
-        return molt__err(ctx, MOLT_ERR_ARG, "weight dtype '%s': expected f32, bf16 or f16",
+        return molt__err(ctx, MOLT_ERR_ARG,
+                         "weight dtype '%s': expected f32, bf16, f16 or q8_0",
                          dtype ? dtype : "(null)");
     if (dt == MOLT_F32) {
         be_free(m->be, m->wbuf);
@@ -247,62 +364,7 @@ molt_status molt_model_set_weight_dtype(molt_ctx *ctx, molt_model *m, const char
         model_bind_typed_f32(m);
         return MOLT_OK;
     }
-    size_t       es = molt_dtype_size(dt);
-    int          n = typed_list(m, NULL);
-    model_typed *t = molt__malloc(sizeof *t * (size_t)(n > 0 ? n : 1));
-    if (!t)
-        return molt__err(ctx, MOLT_ERR_OOM, "out of memory listing the weight matrices");
-    typed_list(m, t);
-    size_t bytes = 0;
-    for (int i = 0; i < n; i++) {
-        if (!t[i].joined)
-            bytes = (bytes + 63) & ~(size_t)63;
-        t[i].off = bytes;
-        bytes += t[i].n * es;
-    }
-    // the copies are written through a host chunk and be_upload (a device
-    // backend too); the f32 master is read in place (models are host-visible)
-    enum { CHUNK = 1 << 16 };
-    uint16_t *stage = molt__malloc(sizeof(uint16_t) * CHUNK);
-    // a device model's master is read through a host chunk too
-    float    *fstage = m->be->mem.host_visible ? NULL : molt__malloc(sizeof(float) * CHUNK);
-    void     *buf = stage && (m->be->mem.host_visible || fstage) ? be_alloc(m->be, bytes) : NULL;
-    if (!buf) {
-        molt__free(stage);
-        molt__free(fstage);
-        molt__free(t);
-        return molt__err(ctx, MOLT_ERR_OOM, "out of memory for %s weights (%.1f MB)",
-                         molt_dtype_name(dt), (double)bytes * 1e-6);
-    }
-    molt_exec ex = be_exec1(m->be);
-    for (int i = 0; i < n; i++) {
-        for (size_t a = 0; a < t[i].n; a += CHUNK) {
-            size_t k = t[i].n - a < CHUNK ? t[i].n - a : CHUNK;
-            const float *s = t[i].src + a;
-            if (fstage) {
-                be_download(&ex, fstage, s, k * sizeof(float));
-                s = fstage;
-            }
-            if (dt == MOLT_BF16)
-                for (size_t j = 0; j < k; j++)
-                    stage[j] = molt_f32_to_bf16(s[j]);
-            else
-                for (size_t j = 0; j < k; j++)
-                    stage[j] = molt_f32_to_f16(s[j]);
-            be_upload(&ex, (char *)buf + t[i].off + a * es, stage, k * es);
-        }
-    }
-    be_sync(&ex);
-    be_free(m->be, m->wbuf);
-    m->wbuf = buf, m->wbuf_bytes = bytes;
-    model_bind_typed_f32(m); // matrices without a copy (none today) stay f32
-    for (int i = 0; i < n; i++)
-        *t[i].view = (molt_w){dt, (char *)buf + t[i].off};
-    m->weight_dt = dt;
-    molt__free(stage);
-    molt__free(fstage);
-    molt__free(t);
-    return MOLT_OK;
+    return model_set_typed(ctx, m, dt, NULL);
 }
 
 // ----------------------------------------------------------------------------
@@ -403,6 +465,9 @@ molt_status model_place(molt_ctx *ctx, molt_model *m) {
     const molt_backend *be = molt__exec(ctx).be;
     if (be == m->be)
         return MOLT_OK;
+    if (m->weight_dt == MOLT_Q8_0 && !be->mem.host_visible)
+        return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "q8_0 weights run on the CPU only, not on "
+                                                    "%s (use an f32/bf16 model there)", be->name);
     for (int l = 0; l < m->cfg.n_layer; l++) {
         const mixer_vt *v = layer_mixer(m, l);
         if (v->runs_on && !v->runs_on(be))

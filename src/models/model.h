@@ -135,7 +135,7 @@ struct molt_model {
     float         *lm_head;     // [V, d] (== embed when tied)
     molt_w         lm_head_t;   // its typed view (inference logits), see layer_weights
     molt_dtype     weight_dt;   // the typed views' dtype (MOLT_F32: they are the parameters)
-    void          *wbuf;        // bf16/f16 copies of the typed matrices, on be (NULL: f32)
+    void          *wbuf;        // bf16/f16/q8_0 copies of the typed matrices, on be (NULL: f32)
     size_t         wbuf_bytes;
     layer_weights  layers[MODEL_MAX_LAYERS];
     float         *rope_cos, *rope_sin; // [max_seq, hd/2]
@@ -184,6 +184,10 @@ typedef struct model_typed {
     molt_w      *view;
     bool         joined;
     size_t       off;
+    // filled by model.c from the parameter table: which parameter, its
+    // [rows, cols] (cols: the input size, the shape's last dimension)
+    int          param;
+    size_t       rows, cols;
 } model_typed;
 
 // Appends {src, n, view} at t[k] unless src is NULL (absent); t NULL only
@@ -193,7 +197,7 @@ static inline int model_typed_add(model_typed *t, int k, const float *src, size_
     if (!src)
         return k;
     if (t)
-        t[k] = (model_typed){src, n, view, joined, 0};
+        t[k] = (model_typed){src, n, view, joined, 0, -1, 0, 0};
     return k + 1;
 }
 
@@ -237,6 +241,14 @@ molt_status model_copy_params(molt_ctx *ctx, molt_model *dst, molt_model *src);
 // (error in ctx) when the copy cannot be allocated.
 const float *model_host_floats(molt_ctx *ctx, const struct molt_backend *be, const float *p,
                                size_t n, float **owned);
+// The typed matrices of m in wbuf's order (model.c: typed_list), shapes filled
+// in; *t is molt__malloc'ed (free with molt__free). MOLT_ERR_OOM.
+molt_status model_typed_list(molt_ctx *ctx, molt_model *m, model_typed **t, int *n);
+// molt_model_set_weight_dtype for dt (bf16, f16, q8_0). packed: NULL, or per
+// parameter index the q8_0 rows of that matrix already quantized (the loader's,
+// from a q8_0 file; NULL entries are quantized from the f32 parameter).
+molt_status model_set_typed(molt_ctx *ctx, molt_model *m, molt_dtype dt,
+                            const uint8_t *const *packed);
 // Recomputes RoPE tables (after cfg change).
 molt_status model_init_rope(molt_ctx *ctx, molt_model *m);
 

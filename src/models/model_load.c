@@ -6,7 +6,9 @@
  */
 #include "io/fileio.h"
 #include "io/safetensors.h"
+#include "kernels/kernels.h"
 #include "models/model.h"
+#include "models/quant.h"
 #include "tok/tokenizer.h"
 
 #include <dirent.h>
@@ -56,9 +58,9 @@ static molt_status load_tensors(molt_ctx *ctx, molt_model *m, const st_file *f, 
                              model_arch_name(m->cfg.arch));
         }
         if (t->dtype != ST_F32 && t->dtype != ST_BF16 && t->dtype != ST_F16 &&
-            t->dtype != ST_F64)
+            t->dtype != ST_F64 && t->dtype != ST_I8)
             return molt__err(ctx, MOLT_ERR_FORMAT, "%s: tensor '%s' has dtype %s (expected F32, "
-                                                   "BF16 or F16)",
+                                                   "BF16, F16, or I8 for q8_0)",
                              st_shard_path(f, t->shard), p->name, st_dtype_name(t->dtype));
         if (!shape_matches(t, p)) {
             char a[96], b[96];
@@ -68,14 +70,20 @@ static molt_status load_tensors(molt_ctx *ctx, molt_model *m, const st_file *f, 
                              "%s: tensor '%s' has shape %s but config.json implies %s",
                              st_shard_path(f, t->shard), p->name, a, b);
         }
+        if (t->dtype == ST_I8) // q8_0: model_q8_load, below
+            continue;
         molt_status st = st_read_f32(ctx, t, m->data + p->offset);
         if (st != MOLT_OK)
             return st;
     }
+    molt_status st = model_q8_load(ctx, m, f, dir);
+    if (st != MOLT_OK)
+        return st;
     // tensors molt does not use are reported, not fatal (e.g. rotary inv_freq buffers)
     for (int i = 0; i < st_count(f); i++) {
         const st_tensor *t = st_at(f, i);
-        if (!model_param(m, t->name) && !(m->cfg.tie_embeddings && !strcmp(t->name, "lm_head.weight")))
+        if (!model_param(m, t->name) && !model_q8_is_scale(m, t->name) &&
+            !(m->cfg.tie_embeddings && !strcmp(t->name, "lm_head.weight")))
             molt__log(MOLT_LOG_INFO, "%s: ignoring unused tensor '%s'", dir, t->name);
     }
     return MOLT_OK;
@@ -282,19 +290,34 @@ static molt_status write_llama2c_hf(molt_ctx *ctx, const molt_tokenizer *tok, co
 }
 
 // writes the model's files into stage (a fresh directory); tok_names[0..2]:
-// the tokenizer files written (NULL: none)
+// the tokenizer files written (NULL: none). q8: the weight matrices as q8_0
+// (quant.c, from the model's q8_0 copy on the host), everything else F32
 static molt_status write_model_files(molt_ctx *ctx, const molt_model *m, const char *stage,
-                                     st_dtype dt, const char **tok_names) {
-    char path[4096];
-    float *host = NULL; // a device model's parameters, downloaded
-    const float *data = model_host_floats(ctx, m->be, m->data, m->n_floats, &host);
-    st_wtensor *ts = data ? molt__calloc((size_t)m->n_params, sizeof *ts) : NULL;
-    if (!ts) {
-        molt__free(host);
-        return data ? molt__err(ctx, MOLT_ERR_OOM, "out of memory saving the model")
-                    : molt_last_status(ctx);
+                                     st_dtype dt, bool q8, const char **tok_names) {
+    char         path[4096];
+    q8_save      qs = {0};
+    st_wtensor  *ts = NULL;
+    float       *host = NULL; // a device model's parameters, downloaded
+    const float *data = NULL;
+    int          n = m->n_params;
+    molt_status  st = MOLT_OK;
+    if (q8) {
+        if (!m->be->mem.host_visible)
+            return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "saving q8_0 from %s: quantize on the "
+                                                        "CPU (molt quantize)", m->be->name);
+        if ((st = model_q8_save_tensors(ctx, m, &qs)) != MOLT_OK)
+            return st;
+        ts = qs.ts, n = qs.n;
+    } else {
+        data = model_host_floats(ctx, m->be, m->data, m->n_floats, &host);
+        ts = data ? molt__calloc((size_t)m->n_params, sizeof *ts) : NULL;
+        if (!ts) {
+            molt__free(host);
+            return data ? molt__err(ctx, MOLT_ERR_OOM, "out of memory saving the model")
+                        : molt_last_status(ctx);
+        }
     }
-    for (int i = 0; i < m->n_params; i++) {
+    for (int i = 0; !q8 && i < m->n_params; i++) {
         const param_info *p = &m->params[i];
         ts[i].name = p->name;
         ts[i].dtype = dt;
@@ -304,8 +327,11 @@ static molt_status write_model_files(molt_ctx *ctx, const molt_model *m, const c
     }
     static const char *const meta[] = {"format", "pt", "producer", "molt", NULL};
     fio_join(path, sizeof path, stage, "model.safetensors");
-    molt_status st = st_write(ctx, path, ts, m->n_params, meta);
-    molt__free(ts);
+    st = st_write(ctx, path, ts, n, meta);
+    if (q8)
+        model_q8_save_free(&qs);
+    else
+        molt__free(ts);
     molt__free(host);
     if (st != MOLT_OK)
         return st;
@@ -313,6 +339,14 @@ static molt_status write_model_files(molt_ctx *ctx, const molt_model *m, const c
     const char *hf_dtype = dt == ST_BF16 ? "bfloat16" : dt == ST_F16 ? "float16" : "float32";
     if ((st = model_cfg_to_json(ctx, &m->cfg, hf_dtype, &json)) != MOLT_OK)
         return st;
+    if (q8) {
+        char *qj = NULL;
+        st = model_q8_config(ctx, json, &qj);
+        molt__free(json);
+        if (st != MOLT_OK)
+            return st;
+        json = qj;
+    }
     fio_join(path, sizeof path, stage, "config.json");
     st = fio_write_atomic(ctx, path, json, strlen(json));
     molt__free(json);
@@ -348,12 +382,16 @@ static molt_status write_model_files(molt_ctx *ctx, const molt_model *m, const c
 molt_status molt_model_save(molt_ctx *ctx, const molt_model *m, const char *dir,
                             const char *dtype) {
     st_dtype dt = ST_F32;
+    bool     q8 = false;
     if (dtype && !strcmp(dtype, "bf16"))
         dt = ST_BF16;
     else if (dtype && !strcmp(dtype, "f16"))
         dt = ST_F16;
+    else if (dtype && !strcmp(dtype, "q8_0"))
+        q8 = true;
     else if (dtype && strcmp(dtype, "f32") != 0)
-        return molt__err(ctx, MOLT_ERR_ARG, "dtype \"%s\" (expected f32, bf16 or f16)", dtype);
+        return molt__err(ctx, MOLT_ERR_ARG, "dtype \"%s\" (expected f32, bf16, f16 or q8_0)",
+                         dtype);
     molt_status st = fio_mkdir_p(ctx, dir);
     if (st != MOLT_OK)
         return st;
@@ -364,7 +402,7 @@ molt_status molt_model_save(molt_ctx *ctx, const molt_model *m, const char *dir,
         return molt__err(ctx, MOLT_ERR_IO, "%s: cannot create a staging directory: %s", stage,
                          strerror(errno));
     const char *tok_names[3] = {NULL, NULL, NULL};
-    if ((st = write_model_files(ctx, m, stage, dt, tok_names)) != MOLT_OK) {
+    if ((st = write_model_files(ctx, m, stage, dt, q8, tok_names)) != MOLT_OK) {
         drop_staging(stage);
         return st;
     }

@@ -1,6 +1,6 @@
 /*
  * cmd_eval.c — `molt eval MODEL --text FILE [--window W] [--sep STR]
- * [--max-tokens N] [--weights f32|bf16|f16] [--json]`: mean next-token loss over a text file; `molt
+ * [--max-tokens N] [--weights f32|bf16|f16|q8_0] [--json]`: mean next-token loss over a text file; `molt
  * eval MODEL --task kv|mqar [--pairs L] [--queries Q] ...`: the key-value
  * retrieval probe (one query per prompt, or MQAR's several).
  *
@@ -135,7 +135,7 @@ static int eval_kv(const kv_opts *o) {
     int rc = 1;
     if (!m)
         goto out;
-    if (molt_model_set_weight_dtype(ctx, m, o->weights) != MOLT_OK) {
+    if (o->weights && molt_model_set_weight_dtype(ctx, m, o->weights) != MOLT_OK) {
         cli_fail(ctx, o->model);
         goto out;
     }
@@ -216,7 +216,7 @@ int cmd_eval(int argc, char **argv) {
     char *sep = NULL;
     long window = 0, threads = 2, max_tokens = 0;
     bool json = false;
-    const char *task = NULL, *pairs = "10,20,40", *kvfile = NULL, *weights = "f32";
+    const char *task = NULL, *pairs = "10,20,40", *kvfile = NULL, *weights = NULL;
     const char *device = NULL;
     long examples = 200, seed = 1, queries = 0;
     const cli_optspec opts[] = {
@@ -242,9 +242,10 @@ int cmd_eval(int argc, char **argv) {
         CLI_STR("--tokenizer", NULL, "F", "tokenizer file", tokp),
         CLI_INT("--threads", NULL, "N", "threads", threads, 1, 256),
         CLI_DEVICE(device),
-        CLI_CHOICE("--weights", NULL, "f32|bf16|f16",
-                   "type of the matrices the forward reads (bf16/f16: an extra copy)", weights,
-                   "f32|bf16|f16"),
+        CLI_CHOICE("--weights", NULL, "f32|bf16|f16|q8_0",
+                   "type of the matrices the forward reads (bf16/f16/q8_0: an extra\n"
+                   "copy). Default: as stored (q8_0 for a `molt quantize` model)",
+                   weights, "f32|bf16|f16|q8_0"),
         CLI_FLAG("--json", NULL, "print the result as JSON", json),
         CLI_END,
     };
@@ -296,7 +297,7 @@ int cmd_eval(int argc, char **argv) {
     ids_buf ids = {0};
     if (!m)
         goto out;
-    if (molt_model_set_weight_dtype(ctx, m, weights) != MOLT_OK) {
+    if (weights && molt_model_set_weight_dtype(ctx, m, weights) != MOLT_OK) {
         cli_fail(ctx, model);
         goto out;
     }

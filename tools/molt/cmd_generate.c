@@ -1,6 +1,6 @@
 /*
  * cmd_generate.c — `molt generate MODEL [-p PROMPT] [-n N] [-t TEMP]
- * [--top-k K] [--top-p P] [-s SEED] [-b N] [--weights f32|bf16|f16] [--tokenizer FILE]
+ * [--top-k K] [--top-p P] [-s SEED] [-b N] [--weights f32|bf16|f16|q8_0] [--tokenizer FILE]
  * [--threads N] [-q]`.
  * Streams the prompt and its continuation to stdout; counts and speed to stderr.
  * With -b N: N samples of the prompt decoded as one batch (state slots),
@@ -46,7 +46,7 @@ static void print_piece(const char *s, size_t n, void *user) {
 }
 
 int cmd_generate(int argc, char **argv) {
-    const char *model = NULL, *prompt = NULL, *tokp = NULL, *weights = "f32", *device = NULL;
+    const char *model = NULL, *prompt = NULL, *tokp = NULL, *weights = NULL, *device = NULL;
     molt_gen_params gp = molt_gen_defaults();
     gp.seed = (uint64_t)time(NULL);
     long threads = 2, batch = 1;
@@ -66,10 +66,11 @@ int cmd_generate(int argc, char **argv) {
         CLI_FLAG("--quiet", "-q", "no statistics on stderr", quiet),
         CLI_INT("--batch", "-b", "N", "N samples decoded together, sample i with seed S + i", batch,
                 1, 4096),
-        CLI_CHOICE("--weights", NULL, "f32|bf16|f16",
+        CLI_CHOICE("--weights", NULL, "f32|bf16|f16|q8_0",
                    "type of the matrices decoding reads (bf16/f16: half the bytes,\n"
-                   "an extra copy beside the f32 weights)",
-                   weights, "f32|bf16|f16"),
+                   "q8_0: int8 blocks, about a quarter; an extra copy beside the f32\n"
+                   "weights). Default: as stored (q8_0 for a `molt quantize` model)",
+                   weights, "f32|bf16|f16|q8_0"),
         CLI_END,
     };
     const cli_cmd cmd = {"generate", "MODEL [options]",
@@ -89,7 +90,7 @@ int cmd_generate(int argc, char **argv) {
         return 1;
     }
     molt_model *m = cli_load_model(ctx, model, tokp);
-    if (!m || molt_model_set_weight_dtype(ctx, m, weights) != MOLT_OK) {
+    if (!m || (weights && molt_model_set_weight_dtype(ctx, m, weights) != MOLT_OK)) {
         if (m)
             cli_fail(ctx, model);
         molt_model_free(m);

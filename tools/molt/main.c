@@ -39,6 +39,7 @@ static const command COMMANDS[] = {
     {"eval", cmd_eval, "mean next-token loss / perplexity over a text file"},
     {"info", cmd_info, "architecture, parameters, weight / KV / state bytes"},
     {"convert", cmd_convert, "llama2.c (or any loadable model) -> HF safetensors directory"},
+    {"quantize", cmd_quantize, "weight matrices -> q8_0 (int8 blocks): a quarter of the bytes"},
     {"distill", cmd_distill, "MOHAWK: distil a Llama teacher into a Llamba student, with a report"},
     {"hybridize", cmd_distill, "retrieval-aware hybrid: keep chosen heads as attention, distil the rest"},
     {"train", cmd_train, "pretrain or fine-tune on text / token files, with checkpoints"},

@@ -40,6 +40,22 @@ void cpu_widen_half(float *dst, const uint16_t *h, int n, int is_bf16);
 void cpu_matmul_w(const molt_exec *ex, float *y, const float *x, molt_w W, const float *bias,
                   int T, int in, int out, int accumulate);
 
+// q8.c, q8_x86.c: the q8_0 branch of cpu_matmul_w (contract: q8.h). isa: 0
+// scalar, 1 AVX2, 2 AVX-512 VNNI (q8_isa); cpu_q8_isa() is the one
+// cpu_matmul_w uses (the best the CPU and OS allow, or MOLT_Q8_ISA's).
+int         cpu_q8_isa(void);
+int         cpu_q8_isa_available(int isa);
+const char *cpu_q8_isa_name(int isa);
+// the op on a given path (an unavailable one runs the scalar twin)
+void cpu_matmul_q8(const molt_exec *ex, int isa, float *y, const float *x, const void *W,
+                   const float *bias, int T, int in, int out, int accumulate);
+// one activation row → ⌈in/32⌉ blocks: int8 (offset: + 128) in the weight
+// rows' interleaved order, f32 scales
+void cpu_q8_quantize_act(uint8_t *q, float *d, const float *x, int in, int offset);
+// the exact per-block int8 dot products of one weight row and one (signed)
+// activation row of nb blocks, on a given path (tests: every path agrees)
+void cpu_q8_isums(int isa, int32_t *isum, const uint8_t *w, const uint8_t *x, size_t nb);
+
 // dense_backward.c
 void cpu_matmul_backward(const molt_exec *ex, float *dx, float *dW, float *db, const float *dy,
                          const float *x, const float *W, int T, int in, int out,

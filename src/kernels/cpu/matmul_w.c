@@ -2,6 +2,7 @@
  * matmul_w.c — y = x · Wᵀ (+ bias) with W a typed weight (core/dtype.h).
  *
  *   f32        the plain matmul (cpu_matmul: the same bits as k_matmul)
+ *   q8_0       int8 blocks with activations quantized per block (q8.c)
  *   bf16, f16  W is read in its own type — half the bytes of f32, which is
  *              what decode is bound by — and widened to fp32 a tile at a time:
  *              TR output rows × KC input columns, on the stack. A tile then
@@ -16,6 +17,7 @@
 #include "kernels/cpu/cpu.h"
 #include "kernels/kernels.h"
 
+#include "core/core.h"
 #include "core/pool.h"
 
 #include <cblas.h>
@@ -58,6 +60,74 @@ static void widen(float *dst, molt_w W, size_t off, int n) {
     cpu_widen_half(dst, (const uint16_t *)W.data + off, n, W.dt == MOLT_BF16);
 }
 
+// one value of cpu_widen_half
+static inline float widen1(uint16_t h, int is_bf16) {
+    uint32_t b;
+    if (is_bf16) {
+        b = (uint32_t)h << 16;
+    } else {
+        uint32_t x = h, sign = (x & 0x8000u) << 16, mag = x & 0x7FFFu, e = mag >> 10;
+        uint32_t normal = (mag << 13) + (112u << 23);
+        normal = e == 0x1Fu ? normal + (112u << 23) : normal;
+        float    sub = (float)(mag & 0x3FFu) * 5.9604644775390625e-8f;
+        uint32_t subb;
+        memcpy(&subb, &sub, 4);
+        b = sign | (e == 0 ? subb : normal);
+    }
+    float f;
+    memcpy(&f, &b, 4);
+    return f;
+}
+
+// Decode (T ≤ T_DOT): y[t, r] (+)= k_dotf(widened W row r, x row t) over one
+// KC chunk, the widening fused into the dot product — the same operations in
+// the same order as widening the tile first, so the same bits, in one pass
+// over the weights instead of two. Four rows at a time: k_dotf's 8 partial
+// sums are one dependency chain per row, four rows keep the adders busy.
+#define MW_DOT_ROWS(R, BF)                                                                         \
+    do {                                                                                           \
+        float acc[R][8];                                                                           \
+        memset(acc, 0, sizeof acc);                                                                \
+        int i = 0;                                                                                 \
+        for (; i + 8 <= kc; i += 8)                                                                \
+            for (int q = 0; q < (R); q++)                                                          \
+                for (int k = 0; k < 8; k++)                                                        \
+                    acc[q][k] += widen1(wr[(size_t)q * ldw + i + k], BF) * xt[i + k];              \
+        for (int q = 0; q < (R); q++) {                                                            \
+            float s = ((acc[q][0] + acc[q][4]) + (acc[q][1] + acc[q][5])) +                        \
+                      ((acc[q][2] + acc[q][6]) + (acc[q][3] + acc[q][7]));                         \
+            for (int e = i; e < kc; e++)                                                           \
+                s += widen1(wr[(size_t)q * ldw + e], BF) * xt[e];                                  \
+            float *yp = y + (size_t)t * ldy + r + q;                                               \
+            *yp = add ? *yp + s : s;                                                               \
+        }                                                                                          \
+    } while (0)
+
+// rows [0, rows) of W (row stride ldw) for every x row: each row's KC chunks
+// in order (y = chunk 0, then y += each next chunk), four rows at a time, so
+// the weights stream row after row
+#define MW_DOT_CHUNK(NAME, BF)                                                                     \
+    K_SIMD static void NAME(float *y, int ldy, const float *x, int ldx, const uint16_t *w,         \
+                            size_t ldw, int rows, int T, int in, int add0) {                       \
+        for (int r0 = 0; r0 < rows; r0 += 4)                                                       \
+            for (int k0 = 0; k0 < in; k0 += KC)                                                    \
+                for (int t = 0; t < T; t++) {                                                      \
+                    const float *xt = x + (size_t)t * ldx + k0;                                    \
+                    int          kc = in - k0 < KC ? in - k0 : KC, add = add0 || k0 > 0, r = r0;   \
+                    if (r0 + 4 <= rows) {                                                          \
+                        const uint16_t *wr = w + (size_t)r * ldw + k0;                             \
+                        MW_DOT_ROWS(4, BF);                                                        \
+                    } else {                                                                       \
+                        for (; r < rows; r++) {                                                    \
+                            const uint16_t *wr = w + (size_t)r * ldw + k0;                         \
+                            MW_DOT_ROWS(1, BF);                                                    \
+                        }                                                                          \
+                    }                                                                              \
+                }                                                                                  \
+    }
+MW_DOT_CHUNK(mw_dot_bf16, 1)
+MW_DOT_CHUNK(mw_dot_f16, 0)
+
 typedef struct mw_task {
     float       *y;
     const float *x;
@@ -70,6 +140,14 @@ typedef struct mw_task {
 static void mw_tile(const mw_task *j, int o0, int o1) {
     float tile[TR * KC];
     int   rows = o1 - o0, in = j->in;
+    if (j->T <= T_DOT) {
+        const uint16_t *w = (const uint16_t *)j->W.data + (size_t)o0 * in;
+        if (j->W.dt == MOLT_BF16)
+            mw_dot_bf16(j->y + o0, j->out, j->x, in, w, (size_t)in, rows, j->T, in, j->add);
+        else
+            mw_dot_f16(j->y + o0, j->out, j->x, in, w, (size_t)in, rows, j->T, in, j->add);
+        return;
+    }
     for (int k0 = 0; k0 < in; k0 += KC) {
         int kc = in - k0 < KC ? in - k0 : KC;
         for (int r = 0; r < rows; r++)
@@ -105,6 +183,10 @@ void cpu_matmul_w(const molt_exec *ex, float *y, const float *x, molt_w W, const
         cpu_matmul(ex, y, x, W.data, bias, T, in, out, accumulate);
         return;
     }
+    if (W.dt == MOLT_Q8_0) {
+        cpu_matmul_q8(ex, cpu_q8_isa(), y, x, W.data, bias, T, in, out, accumulate);
+        return;
+    }
     if (T <= 0 || out <= 0)
         return;
     if (bias) {
@@ -124,8 +206,31 @@ void cpu_matmul_w(const molt_exec *ex, float *y, const float *x, molt_w W, const
         molt_pool_run(nth, mw_run, &j);
 }
 
+// q8_0: the dequantized weights (q·d, exact) against the unquantized x
+static void matmul_q8_ref(float *y, const float *x, const uint8_t *W, const float *bias, int T,
+                          int in, int out, int accumulate) {
+    float *w = molt__malloc(sizeof(float) * (size_t)(in > 0 ? in : 1));
+    MOLT_ASSERT(w);
+    for (int o = 0; o < out; o++) {
+        if (in > 0)
+            molt_q8_dequantize_row(w, W + (size_t)o * molt_q8_row_bytes((size_t)in), (size_t)in);
+        for (int t = 0; t < T; t++) {
+            double s = bias ? (double)bias[o] : 0.0;
+            for (int i = 0; i < in; i++)
+                s += (double)x[(size_t)t * in + i] * (double)w[i];
+            float *dst = &y[(size_t)t * out + o];
+            *dst = accumulate ? *dst + (float)s : (float)s;
+        }
+    }
+    molt__free(w);
+}
+
 void k_matmul_w_ref(float *y, const float *x, molt_w W, const float *bias, int T, int in, int out,
                     int accumulate) {
+    if (W.dt == MOLT_Q8_0) {
+        matmul_q8_ref(y, x, W.data, bias, T, in, out, accumulate);
+        return;
+    }
     for (int t = 0; t < T; t++)
         for (int o = 0; o < out; o++) {
             double s = bias ? (double)bias[o] : 0.0;

@@ -1,0 +1,492 @@
+/*
+ * q8_x86.c — the AVX2 and AVX-512 VNNI paths of the q8_0 matmul (q8.h's
+ * contract; q8.c picks one at run time). Both read a weight row's int8 part
+ * as its 64-byte slices (dtype.h): one slice holds 4 bytes of each of 16
+ * blocks, so one int8 dot-product step leaves lane j holding block j's partial
+ * sum and the 8 slices of a group add up, lane by lane, to the 16 blocks'
+ * exact dot products — no horizontal reduction until the very end.
+ *
+ *   VNNI  vpdpbusd multiplies unsigned by signed bytes: the activations are
+ *         stored as qx + 128 and the row's Σ 128·qw (vpdpbusd of 0x80 bytes)
+ *         is subtracted: Σ (qx+128)·qw − 128·Σ qw = Σ qx·qw, exact in int32.
+ *         A tile is 2 weight rows × up to 4 activation rows.
+ *   AVX2  vpmaddubsw(|qx|, sign(qw, qx)) then vpmaddwd by 1: pairs of
+ *         products ≤ 2·127·127 < 2^15, so nothing saturates (q ≠ -128).
+ *         A tile is 1 weight row × up to 4 activation rows.
+ * The float part is the contract's, lane for lane: p = (float)isum · (dw·dx),
+ * a_j += p, then q8_tree16.
+ */
+#if defined(__x86_64__) && defined(__GNUC__)
+
+#include "kernels/cpu/q8.h"
+
+#include "core/dtype.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+#define G MOLT_Q8_GROUP
+#define QB MOLT_Q8_BLOCK
+#define INLINE static inline __attribute__((always_inline))
+
+// ----------------------------------------------------------------------------
+// AVX-512 VNNI
+
+#define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c")))
+
+// q8_tree16 on a vector, in its order: h = a_j + a_{j+8}, q = h_j + h_{j+4},
+// (q_0 + q_2) + (q_1 + q_3)
+INLINE VNNI float vnni_tree16(__m512 a) {
+    __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1));
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(a), hi);
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    __m128 r = _mm_add_ps(q, _mm_movehl_ps(q, q));              // q0+q2, q1+q3
+    return _mm_cvtss_f32(_mm_add_ss(r, _mm_shuffle_ps(r, r, 1))); // (q0+q2) + (q1+q3)
+}
+
+INLINE VNNI void vnni_store(const q8_job *j, int t, int o, __m512 fa) {
+    float  sum = vnni_tree16(fa);
+    float *yp = j->y + (size_t)t * j->out + o;
+    *yp = j->add ? *yp + sum : sum;
+}
+
+// 64 bytes, masked unless the group is full (an unmasked load is cheaper)
+INLINE VNNI __m512i vnni_load(__mmask64 m, const uint8_t *p) {
+    return m == ~0ULL ? _mm512_loadu_si512((const void *)p) : _mm512_maskz_loadu_epi8(m, p);
+}
+
+// 32 bytes: a whole slice of an 8-block group, else masked
+INLINE VNNI __m256i vnni_load_half(__mmask32 m, const uint8_t *p) {
+    return m == ~0U ? _mm256_loadu_si256((const void *)p) : _mm256_maskz_loadu_epi8(m, p);
+}
+
+// p = (float)isum · (dw · dx) into fa, the group's 16 lanes
+INLINE VNNI __m512 vnni_fma16(__m512 fa, __m512i isum, __m512 dw, __m512 dx) {
+    return _mm512_add_ps(fa, _mm512_mul_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, dx)));
+}
+
+// One activation row (decode) × NR ≤ 4 weight rows: the int8 sums of even and
+// odd slices in separate registers (two dependency chains per row), the next
+// rows prefetched a tile ahead.
+INLINE VNNI void vnni_tile_row(const q8_job *j, int o, int t, const int NR) {
+    size_t         nb = j->a.nb;
+    const uint8_t *x = j->a.q + (size_t)t * nb * QB, *w[4];
+    const float   *dx = j->a.d + (size_t)t * nb;
+    #pragma GCC unroll 8
+    for (int r = 0; r < NR; r++)
+        w[r] = j->W + (size_t)(o + r) * j->rb;
+    const size_t   ahead = 2 * (size_t)NR * j->rb;
+    const __m512i  c128 = _mm512_set1_epi8((char)0x80);
+    __m512         fa[4];
+    #pragma GCC unroll 8
+    for (int r = 0; r < NR; r++)
+        fa[r] = _mm512_setzero_ps();
+    for (size_t g0 = 0; g0 < nb; g0 += G) {
+        size_t    g = nb - g0 < G ? nb - g0 : G, st = 4 * g, base = g0 * QB;
+        __mmask64 m = g == G ? ~0ULL : (1ULL << st) - 1;
+        __mmask16 m16 = (__mmask16)((1u << g) - 1);
+        __m512i   is[4];
+        if (g > 8) {
+            __m512i acc[4][2], cor[4][2];
+            #pragma GCC unroll 8
+            for (int r = 0; r < NR; r++)
+                acc[r][0] = acc[r][1] = cor[r][0] = cor[r][1] = _mm512_setzero_si512();
+            #pragma GCC unroll 8
+            for (int s = 0; s < 8; s++) {
+                const size_t at = base + st * (size_t)s;
+                __m512i      xv = vnni_load(m, x + at);
+                #pragma GCC unroll 8
+                for (int r = 0; r < NR; r++) {
+                    _mm_prefetch((const char *)(w[r] + at + ahead), _MM_HINT_T0);
+                    __m512i wv = vnni_load(m, w[r] + at);
+                    cor[r][s & 1] = _mm512_dpbusd_epi32(cor[r][s & 1], c128, wv);
+                    acc[r][s & 1] = _mm512_dpbusd_epi32(acc[r][s & 1], xv, wv);
+                }
+            }
+            #pragma GCC unroll 8
+            for (int r = 0; r < NR; r++)
+                is[r] = _mm512_sub_epi32(_mm512_add_epi32(acc[r][0], acc[r][1]),
+                                         _mm512_add_epi32(cor[r][0], cor[r][1]));
+        } else { // a last group of ≤ 8 blocks: 32-byte slices (masked 64-byte loads of a
+                 // half-empty slice run at half the memory bandwidth on Zen)
+            const __m256i c128h = _mm256_set1_epi8((char)0x80);
+            __m256i       acc[4][2], cor[4][2];
+            #pragma GCC unroll 8
+            for (int r = 0; r < NR; r++)
+                acc[r][0] = acc[r][1] = cor[r][0] = cor[r][1] = _mm256_setzero_si256();
+            #pragma GCC unroll 8
+            for (int s = 0; s < 8; s++) {
+                const size_t at = base + st * (size_t)s;
+                __m256i      xv = vnni_load_half((__mmask32)m, x + at);
+                #pragma GCC unroll 8
+                for (int r = 0; r < NR; r++) {
+                    _mm_prefetch((const char *)(w[r] + at + ahead), _MM_HINT_T0);
+                    __m256i wv = vnni_load_half((__mmask32)m, w[r] + at);
+                    cor[r][s & 1] = _mm256_dpbusd_epi32(cor[r][s & 1], c128h, wv);
+                    acc[r][s & 1] = _mm256_dpbusd_epi32(acc[r][s & 1], xv, wv);
+                }
+            }
+            #pragma GCC unroll 8
+            for (int r = 0; r < NR; r++)
+                is[r] = _mm512_zextsi256_si512(
+                    _mm256_sub_epi32(_mm256_add_epi32(acc[r][0], acc[r][1]),
+                                     _mm256_add_epi32(cor[r][0], cor[r][1])));
+        }
+        __m512 dxv = _mm512_maskz_loadu_ps(m16, dx + g0);
+        #pragma GCC unroll 8
+        for (int r = 0; r < NR; r++) {
+            __m512 dwv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m16, w[r] + nb * QB + 2 * g0));
+            fa[r] = vnni_fma16(fa[r], is[r], dwv, dxv);
+        }
+    }
+    #pragma GCC unroll 8
+    for (int r = 0; r < NR; r++)
+        vnni_store(j, t, o + r, fa[r]);
+}
+
+// NR ≤ 2 weight rows × NC ≤ 4 activation rows (prefill, batched decode):
+// each weight slice loaded once for NC rows
+INLINE VNNI void vnni_tile(const q8_job *j, int o, int t0, const int NR, const int NC) {
+    size_t         nb = j->a.nb, xrb = nb * QB;
+    const uint8_t *w[2], *x[4];
+    const float   *dx[4];
+    #pragma GCC unroll 8
+    for (int r = 0; r < NR; r++)
+        w[r] = j->W + (size_t)(o + r) * j->rb;
+    #pragma GCC unroll 8
+    for (int c = 0; c < NC; c++)
+        x[c] = j->a.q + (size_t)(t0 + c) * xrb, dx[c] = j->a.d + (size_t)(t0 + c) * nb;
+    const __m512i c128 = _mm512_set1_epi8((char)0x80);
+    __m512        fa[2][4];
+    #pragma GCC unroll 8
+    for (int r = 0; r < NR; r++)
+        #pragma GCC unroll 8
+        for (int c = 0; c < NC; c++)
+            fa[r][c] = _mm512_setzero_ps();
+    for (size_t g0 = 0; g0 < nb; g0 += G) {
+        size_t    g = nb - g0 < G ? nb - g0 : G, st = 4 * g, base = g0 * QB;
+        __mmask64 m = g == G ? ~0ULL : (1ULL << st) - 1;
+        __mmask16 m16 = (__mmask16)((1u << g) - 1);
+        __m512i   is[2][4]; // the blocks' exact int8 sums
+        if (g > 8) {
+            __m512i acc[2][4], cor[2];
+            #pragma GCC unroll 8
+            for (int r = 0; r < NR; r++) {
+                cor[r] = _mm512_setzero_si512();
+                #pragma GCC unroll 8
+                for (int c = 0; c < NC; c++)
+                    acc[r][c] = _mm512_setzero_si512();
+            }
+            #pragma GCC unroll 8
+            for (int s = 0; s < 8; s++) {
+                __m512i wv[2];
+                #pragma GCC unroll 8
+                for (int r = 0; r < NR; r++) {
+                    wv[r] = vnni_load(m, w[r] + base + st * (size_t)s);
+                    cor[r] = _mm512_dpbusd_epi32(cor[r], c128, wv[r]);
+                }
+                #pragma GCC unroll 8
+                for (int c = 0; c < NC; c++) {
+                    __m512i xv = vnni_load(m, x[c] + base + st * (size_t)s);
+                    #pragma GCC unroll 8
+                    for (int r = 0; r < NR; r++)
+                        acc[r][c] = _mm512_dpbusd_epi32(acc[r][c], xv, wv[r]);
+                }
+            }
+            #pragma GCC unroll 8
+            for (int r = 0; r < NR; r++)
+                #pragma GCC unroll 8
+                for (int c = 0; c < NC; c++)
+                    is[r][c] = _mm512_sub_epi32(acc[r][c], cor[r]);
+        } else { // a last group of ≤ 8 blocks: half the width, the same sums
+            const __m256i c128h = _mm256_set1_epi8((char)0x80);
+            __mmask32     mh = (__mmask32)m;
+            __m256i       acc[2][4], cor[2];
+            #pragma GCC unroll 8
+            for (int r = 0; r < NR; r++) {
+                cor[r] = _mm256_setzero_si256();
+                #pragma GCC unroll 8
+                for (int c = 0; c < NC; c++)
+                    acc[r][c] = _mm256_setzero_si256();
+            }
+            #pragma GCC unroll 8
+            for (int s = 0; s < 8; s++) {
+                __m256i wv[2];
+                #pragma GCC unroll 8
+                for (int r = 0; r < NR; r++) {
+                    wv[r] = vnni_load_half(mh, w[r] + base + st * (size_t)s);
+                    cor[r] = _mm256_dpbusd_epi32(cor[r], c128h, wv[r]);
+                }
+                #pragma GCC unroll 8
+                for (int c = 0; c < NC; c++) {
+                    __m256i xv = vnni_load_half(mh, x[c] + base + st * (size_t)s);
+                    #pragma GCC unroll 8
+                    for (int r = 0; r < NR; r++)
+                        acc[r][c] = _mm256_dpbusd_epi32(acc[r][c], xv, wv[r]);
+                }
+            }
+            #pragma GCC unroll 8
+            for (int r = 0; r < NR; r++)
+                #pragma GCC unroll 8
+                for (int c = 0; c < NC; c++)
+                    is[r][c] = _mm512_zextsi256_si512(_mm256_sub_epi32(acc[r][c], cor[r]));
+        }
+        __m512 dxv[4];
+        #pragma GCC unroll 8
+        for (int c = 0; c < NC; c++)
+            dxv[c] = _mm512_maskz_loadu_ps(m16, dx[c] + g0);
+        #pragma GCC unroll 8
+        for (int r = 0; r < NR; r++) {
+            __m512 dwv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m16, w[r] + nb * QB + 2 * g0));
+            #pragma GCC unroll 8
+            for (int c = 0; c < NC; c++)
+                fa[r][c] = vnni_fma16(fa[r][c], is[r][c], dwv, dxv[c]);
+        }
+    }
+    #pragma GCC unroll 8
+    for (int r = 0; r < NR; r++)
+        #pragma GCC unroll 8
+        for (int c = 0; c < NC; c++)
+            vnni_store(j, t0 + c, o + r, fa[r][c]);
+}
+
+#define VNNI_CASE(R, C)                                                                           \
+    case (R) * 8 + (C):                                                                           \
+        vnni_tile(j, o, t, R, C);                                                                 \
+        break;
+
+VNNI void q8_rows_vnni(const q8_job *j, int o0, int o1) {
+    if (j->T == 1) { // decode: 4 weight rows at a time
+        int o = o0;
+        for (; o + 4 <= o1; o += 4)
+            vnni_tile_row(j, o, 0, 4);
+        for (; o < o1; o++)
+            vnni_tile_row(j, o, 0, 1);
+        return;
+    }
+    for (int tc = 0; tc < j->T; tc += 64) {
+        int te = j->T - tc < 64 ? j->T : tc + 64;
+        for (int o = o0; o < o1; o += 2) {
+            int nr = o1 - o >= 2 ? 2 : 1;
+            for (int t = tc; t < te; t += 4) {
+                int nc = te - t >= 4 ? 4 : te - t;
+                switch (nr * 8 + nc) {
+                    VNNI_CASE(1, 1) VNNI_CASE(1, 2) VNNI_CASE(1, 3) VNNI_CASE(1, 4)
+                    VNNI_CASE(2, 1) VNNI_CASE(2, 2) VNNI_CASE(2, 3) VNNI_CASE(2, 4)
+                }
+            }
+        }
+    }
+}
+
+VNNI void q8_isums_vnni(int32_t *isum, const uint8_t *w, const uint8_t *x, size_t nb) {
+    const __m512i c128 = _mm512_set1_epi8((char)0x80);
+    for (size_t g0 = 0; g0 < nb; g0 += G) {
+        size_t    g = nb - g0 < G ? nb - g0 : G, st = 4 * g, base = g0 * QB;
+        __mmask64 m = g == G ? ~0ULL : (1ULL << st) - 1;
+        __m512i   acc = _mm512_setzero_si512(), cor = _mm512_setzero_si512();
+        #pragma GCC unroll 8
+        for (int s = 0; s < 8; s++) {
+            __m512i wv = _mm512_maskz_loadu_epi8(m, w + base + st * (size_t)s);
+            __m512i xv = _mm512_maskz_loadu_epi8(m, x + base + st * (size_t)s);
+            xv = _mm512_xor_si512(xv, c128); // signed → offset, as the matmul stores it
+            cor = _mm512_dpbusd_epi32(cor, c128, wv);
+            acc = _mm512_dpbusd_epi32(acc, xv, wv);
+        }
+        _mm512_mask_storeu_epi32(isum + g0, (__mmask16)((1u << g) - 1),
+                                 _mm512_sub_epi32(acc, cor));
+    }
+}
+
+// ----------------------------------------------------------------------------
+// AVX2
+
+#define AVX2 __attribute__((target("avx2,f16c")))
+
+// lanes [0, n) of a 32-bit mask (n ≤ 8)
+INLINE AVX2 __m256i lane_mask(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// the integer part of one group: acc[c][h] for 16 lanes in two halves
+INLINE AVX2 void avx2_group(__m256i acc[][2], const uint8_t *wg, const uint8_t *const *xg,
+                            size_t g, const int NC) {
+    const __m256i one = _mm256_set1_epi16(1);
+    int           n0 = g < 8 ? (int)g : 8, n1 = g > 8 ? (int)g - 8 : 0;
+    __m256i       mk[2] = {lane_mask(n0), lane_mask(n1)};
+    size_t        st = 4 * g;
+    #pragma GCC unroll 8
+    for (int c = 0; c < NC; c++)
+        acc[c][0] = acc[c][1] = _mm256_setzero_si256();
+    #pragma GCC unroll 8
+    for (int s = 0; s < 8; s++)
+        #pragma GCC unroll 8
+        for (int h = 0; h < 2; h++) {
+            if (h == 1 && n1 == 0)
+                break;
+            size_t  at = st * (size_t)s + 32 * (size_t)h;
+            __m256i wv = _mm256_maskload_epi32((const int *)(const void *)(wg + at), mk[h]);
+            #pragma GCC unroll 8
+            for (int c = 0; c < NC; c++) {
+                __m256i xv = _mm256_maskload_epi32((const int *)(const void *)(xg[c] + at), mk[h]);
+                __m256i pr = _mm256_maddubs_epi16(_mm256_abs_epi8(xv), _mm256_sign_epi8(wv, xv));
+                acc[c][h] = _mm256_add_epi32(acc[c][h], _mm256_madd_epi16(pr, one));
+            }
+        }
+}
+
+INLINE AVX2 void avx2_tile(const q8_job *j, int o, int t0, const int NC) {
+    size_t         nb = j->a.nb, xrb = nb * QB;
+    const uint8_t *w = j->W + (size_t)o * j->rb, *x[4];
+    const float   *dx[4];
+    #pragma GCC unroll 8
+    for (int c = 0; c < NC; c++)
+        x[c] = j->a.q + (size_t)(t0 + c) * xrb, dx[c] = j->a.d + (size_t)(t0 + c) * nb;
+    float fa[4][G];
+    memset(fa, 0, sizeof fa);
+    for (size_t g0 = 0; g0 < nb; g0 += G) {
+        size_t         g = nb - g0 < G ? nb - g0 : G;
+        const uint8_t *xg[4];
+        #pragma GCC unroll 8
+        for (int c = 0; c < NC; c++)
+            xg[c] = x[c] + g0 * QB;
+        __m256i acc[4][2];
+        avx2_group(acc, w + g0 * QB, xg, g, NC);
+        uint16_t dh[G] = {0};
+        memcpy(dh, w + nb * QB + 2 * g0, 2 * g);
+        __m256 dw[2] = {_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)dh)),
+                        _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(dh + 8)))};
+        #pragma GCC unroll 8
+        for (int c = 0; c < NC; c++) {
+            float dd[G] = {0};
+            memcpy(dd, dx[c] + g0, sizeof(float) * g);
+            #pragma GCC unroll 8
+            for (int h = 0; h < 2; h++) {
+                __m256 sc = _mm256_mul_ps(dw[h], _mm256_loadu_ps(dd + 8 * h));
+                __m256 p = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[c][h]), sc);
+                _mm256_storeu_ps(fa[c] + 8 * h, _mm256_add_ps(_mm256_loadu_ps(fa[c] + 8 * h), p));
+            }
+        }
+    }
+    #pragma GCC unroll 8
+    for (int c = 0; c < NC; c++) {
+        float  sum = q8_tree16(fa[c]);
+        float *yp = j->y + (size_t)(t0 + c) * j->out + o;
+        *yp = j->add ? *yp + sum : sum;
+    }
+}
+
+// q8_tree16 of the two 8-lane halves: h = lo + hi, then as vnni_tree16
+INLINE AVX2 float avx2_tree16(__m256 lo, __m256 hi) {
+    __m256 h = _mm256_add_ps(lo, hi);
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    __m128 r = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    return _mm_cvtss_f32(_mm_add_ss(r, _mm_shuffle_ps(r, r, 1)));
+}
+
+// One activation row (decode) × 2 weight rows, float sums in registers, |x|
+// shared by the rows, the next rows prefetched a tile ahead
+INLINE AVX2 void avx2_tile_row(const q8_job *j, int o, int t, const int NR) {
+    size_t         nb = j->a.nb;
+    const uint8_t *x = j->a.q + (size_t)t * nb * QB, *w[2];
+    const float   *dx = j->a.d + (size_t)t * nb;
+    #pragma GCC unroll 8
+    for (int r = 0; r < NR; r++)
+        w[r] = j->W + (size_t)(o + r) * j->rb;
+    const size_t  ahead = (size_t)NR * j->rb;
+    const __m256i one = _mm256_set1_epi16(1);
+    __m256        fa[2][2];
+    #pragma GCC unroll 8
+    for (int r = 0; r < NR; r++)
+        fa[r][0] = fa[r][1] = _mm256_setzero_ps();
+    for (size_t g0 = 0; g0 < nb; g0 += G) {
+        size_t  g = nb - g0 < G ? nb - g0 : G, st = 4 * g, base = g0 * QB;
+        int     n0 = g < 8 ? (int)g : 8, n1 = g > 8 ? (int)g - 8 : 0;
+        __m256i mk[2] = {lane_mask(n0), lane_mask(n1)}, acc[2][2];
+        #pragma GCC unroll 8
+        for (int r = 0; r < NR; r++)
+            acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+        #pragma GCC unroll 8
+        for (int s = 0; s < 8; s++)
+            #pragma GCC unroll 8
+            for (int h = 0; h < 2; h++) {
+                if (h == 1 && n1 == 0)
+                    break;
+                size_t  at = base + st * (size_t)s + 32 * (size_t)h;
+                __m256i xv = _mm256_maskload_epi32((const int *)(const void *)(x + at), mk[h]);
+                __m256i ax = _mm256_abs_epi8(xv);
+                #pragma GCC unroll 8
+                for (int r = 0; r < NR; r++) {
+                    _mm_prefetch((const char *)(w[r] + at + ahead), _MM_HINT_T0);
+                    __m256i wv = _mm256_maskload_epi32((const int *)(const void *)(w[r] + at),
+                                                       mk[h]);
+                    __m256i pr = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(wv, xv));
+                    acc[r][h] = _mm256_add_epi32(acc[r][h], _mm256_madd_epi16(pr, one));
+                }
+            }
+        float dd[G] = {0};
+        memcpy(dd, dx + g0, sizeof(float) * g);
+        #pragma GCC unroll 8
+        for (int r = 0; r < NR; r++) {
+            uint16_t dh[G] = {0};
+            memcpy(dh, w[r] + nb * QB + 2 * g0, 2 * g);
+            #pragma GCC unroll 8
+            for (int h = 0; h < 2; h++) {
+                __m128i dh8 = _mm_loadu_si128((const __m128i *)(const void *)(dh + 8 * h));
+                __m256  dw = _mm256_cvtph_ps(dh8);
+                __m256 sc = _mm256_mul_ps(dw, _mm256_loadu_ps(dd + 8 * h));
+                __m256 p = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[r][h]), sc);
+                fa[r][h] = _mm256_add_ps(fa[r][h], p);
+            }
+        }
+    }
+    #pragma GCC unroll 8
+    for (int r = 0; r < NR; r++) {
+        float  sum = avx2_tree16(fa[r][0], fa[r][1]);
+        float *yp = j->y + (size_t)t * j->out + o + r;
+        *yp = j->add ? *yp + sum : sum;
+    }
+}
+
+AVX2 void q8_rows_avx2(const q8_job *j, int o0, int o1) {
+    if (j->T == 1) {
+        int o = o0;
+        for (; o + 2 <= o1; o += 2)
+            avx2_tile_row(j, o, 0, 2);
+        for (; o < o1; o++)
+            avx2_tile_row(j, o, 0, 1);
+        return;
+    }
+    for (int tc = 0; tc < j->T; tc += 64) {
+        int te = j->T - tc < 64 ? j->T : tc + 64;
+        for (int o = o0; o < o1; o++)
+            for (int t = tc; t < te; t += 4) {
+                int nc = te - t >= 4 ? 4 : te - t;
+                if (nc == 4)
+                    avx2_tile(j, o, t, 4);
+                else if (nc == 3)
+                    avx2_tile(j, o, t, 3);
+                else if (nc == 2)
+                    avx2_tile(j, o, t, 2);
+                else
+                    avx2_tile(j, o, t, 1);
+            }
+    }
+}
+
+AVX2 void q8_isums_avx2(int32_t *isum, const uint8_t *w, const uint8_t *x, size_t nb) {
+    for (size_t g0 = 0; g0 < nb; g0 += G) {
+        size_t         g = nb - g0 < G ? nb - g0 : G;
+        const uint8_t *xg[1] = {x + g0 * QB};
+        __m256i        acc[1][2];
+        avx2_group(acc, w + g0 * QB, xg, g, 1);
+        int32_t out[G];
+        _mm256_storeu_si256((__m256i *)(void *)out, acc[0][0]);
+        _mm256_storeu_si256((__m256i *)(void *)(out + 8), acc[0][1]);
+        memcpy(isum + g0, out, sizeof(int32_t) * g);
+    }
+}
+
+#else
+typedef int q8_x86_unused; // ISO C: a translation unit is not empty
+#endif
