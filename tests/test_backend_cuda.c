@@ -1322,6 +1322,61 @@ static void test_attention(void) {
 }
 
 // ----------------------------------------------------------------------------
+// flash-style training attention: heads | lse, and dqkv from the CPU twin's
+// heads and lse (a real softmax); the same shapes as the P-saving ops plus
+// the 1B teacher's head (hd 64, GQA 4) at T 2048 and hd 128
+
+// qkv | heads, lse;  i = {B, T, H, KV, hd, ld}
+static void op_attn_flash_forward(const molt_exec *ex, void *const *p, const ocase *c) {
+    k_attn_flash_forward(ex, F(1), F(2), F(0), c->i[5], c->i[0], c->i[1], c->i[2], c->i[3],
+                         c->i[4]);
+}
+// qkv, dheads, heads, lse | dqkv, work;  i = {B, T, H, KV, hd}
+static void op_attn_flash_backward(const molt_exec *ex, void *const *p, const ocase *c) {
+    k_attn_flash_backward(ex, F(4), F(1), F(0), F(2), F(3), c->i[0], c->i[1], c->i[2], c->i[3],
+                          c->i[4], F(5));
+}
+
+static void test_attn_flash(void) {
+    op_stat  *sf = stat_new("attn_flash_forward", 5e-5), *sb = stat_new("attn_flash_backward", 1e-4);
+    const int TS[][5] = {{0, 4, 2, 1, 8},   {1, 1, 1, 1, 2},    {2, 5, 4, 2, 8},
+                         {3, 17, 6, 3, 16}, {2, 64, 8, 2, 64},  {1, 300, 4, 1, 32},
+                         {2, 33, 4, 4, 16}, {1, 97, 2, 1, 100}, {1, 129, 2, 2, 128},
+                         {1, 2048, 8, 2, 64}};
+    tested("attn_flash_forward"), tested("attn_flash_backward");
+    for (int k = 0; k < NELEM(TS); k++) {
+        int    B = TS[k][0], T = TS[k][1], H = TS[k][2], KV = TS[k][3], hd = TS[k][4];
+        int    W = (H + 2 * KV) * hd;
+        size_t rows = (size_t)B * T, nh = rows * H * hd, nl = (size_t)B * H * T;
+        char   shape[64];
+        for (int v = 0; v < 2; v++) { // fused rows, padded rows
+            ocase c = {.i = {B, T, H, KV, hd, W + 3 * v}};
+            add_buf(&c, frand_scaled(rows * (W + 3 * v), 2.0f), sizeof(float) * rows * (W + 3 * v),
+                    IN);
+            addf(&c, nh, OUT);
+            addf(&c, nl, OUT);
+            snprintf(shape, sizeof shape, "B,T,H,KV,hd %dx%dx%dx%dx%d%s", B, T, H, KV, hd,
+                     v ? " ld+3" : "");
+            run_op(sf, op_attn_flash_forward, &c, shape);
+            case_free(&c);
+        }
+        float *qkv = frand_scaled(rows * W, 2.0f), *hh = xmalloc(sizeof(float) * (nh + 1));
+        float *lse = xmalloc(sizeof(float) * (nl + 1));
+        k_attn_flash_forward(&g_cpu, hh, lse, qkv, W, B, T, H, KV, hd);
+        ocase c = {.i = {B, T, H, KV, hd}};
+        add_buf(&c, qkv, sizeof(float) * rows * W, IN);
+        add_buf(&c, frand_scaled(nh, 2.0f), sizeof(float) * nh, IN);
+        add_buf(&c, hh, sizeof(float) * nh, IN);
+        add_buf(&c, lse, sizeof(float) * nl, IN);
+        addf(&c, rows * W, OUT);
+        addf(&c, k_attn_flash_backward_work(B, T, H, KV, hd) + 1, SCR);
+        snprintf(shape, sizeof shape, "B,T,H,KV,hd %dx%dx%dx%dx%d", B, T, H, KV, hd);
+        run_op(sb, op_attn_flash_backward, &c, shape);
+        case_free(&c);
+    }
+}
+
+// ----------------------------------------------------------------------------
 // memory, table, sticky error
 
 static void test_memory(void) {
@@ -1571,6 +1626,7 @@ int main(int argc, char **argv) {
     test_ssm_rows_misc();
     test_rope_kv();
     test_attention();
+    test_attn_flash();
     test_table();
 
     printf("\n%-28s %6s %10s %10s  %s\n", "op (gpu vs cpu)", "cases", "worst", "tol",

@@ -2076,6 +2076,90 @@ static void test_attn_train(void) {
     free(x), free(vx), free(dO), free(g), free(xs), free(P), free(heads);
 }
 
+// --- flash-style training attention (attn.h): out heads | lse; backward dqkv
+// from the reference heads and lse (rounded to float). References: the same
+// double-precision forward and backward as the P-saving ops, lse from the
+// scores in double.
+typedef struct fl_case {
+    float *qkv, *dheads, *heads, *lse, *work;
+    int    ld, B, T, H, KV, hd;
+} fl_case;
+
+static void run_attn_flash_forward(const molt_exec *ex, void *cv, float *out) {
+    fl_case *c = cv;
+    size_t   nh = (size_t)c->B * c->T * c->H * c->hd;
+    k_attn_flash_forward(ex, out, out + nh, c->qkv, c->ld, c->B, c->T, c->H, c->KV, c->hd);
+}
+static void run_attn_flash_backward(const molt_exec *ex, void *cv, float *out) {
+    fl_case *c = cv;
+    fill_nan(c->work, k_attn_flash_backward_work(c->B, c->T, c->H, c->KV, c->hd));
+    k_attn_flash_backward(ex, out, c->dheads, c->qkv, c->heads, c->lse, c->B, c->T, c->H, c->KV,
+                          c->hd, c->work);
+}
+
+// lse[b,h,t] = log Σ_{s≤t} exp((q_t·k_s)·hd^-½) in double
+static void ref_lse(double *lse, const double *x, int ld, int B, int T, int H, int KV, int hd) {
+    double scale = 1.0 / sqrt((double)hd);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int t = 0; t < T; t++) {
+                const double *q = x + ((size_t)b * T + t) * ld + (size_t)h * hd;
+                double        m = -INFINITY, l = 0.0, sc;
+                for (int pass = 0; pass < 2; pass++)
+                    for (int s = 0; s <= t; s++) {
+                        const double *k = x + ((size_t)b * T + s) * ld +
+                                          (size_t)(H + h / (H / KV)) * hd;
+                        sc = dotd(q, k, (size_t)hd) * scale;
+                        if (pass == 0)
+                            m = sc > m ? sc : m;
+                        else
+                            l += exp(sc - m);
+                    }
+                lse[((size_t)b * H + h) * T + t] = m + log(l);
+            }
+}
+
+static void test_attn_flash(void) {
+    op_stat  *sf = stat_new("attn_flash_forward", 2e-6, 1);
+    op_stat  *sb = stat_new("attn_flash_backward", 1e-5, 1);
+    const int shapes[][5] = {{0, 5, 2, 1, 8},   {1, 1, 1, 1, 4},   {2, 5, 2, 1, 8},
+                             {1, 17, 4, 2, 16}, {3, 33, 4, 4, 8},  {2, 64, 6, 3, 16},
+                             {1, 70, 2, 1, 32}, {2, 130, 4, 2, 16}, {1, 65, 8, 2, 64}};
+    for (int k = 0; k < 9; k++) {
+        const int *s = shapes[k];
+        int        B = s[0], T = s[1], H = s[2], KV = s[3], hd = s[4], W = (H + 2 * KV) * hd;
+        size_t     BT = (size_t)B * T, nP = (size_t)B * H * T * T, nh = BT * H * hd;
+        size_t     nl = (size_t)B * H * T;
+        char       shape[48];
+        for (int mode = 0; mode < 2; mode++) { // fused W, padded rows
+            fl_case c = {0};
+            c.B = B, c.T = T, c.H = H, c.KV = KV, c.hd = hd, c.ld = mode ? W + 5 : W;
+            c.qkv = frand(BT * c.ld, -1, 1);
+            double *x = dcopy(c.qkv, BT * c.ld), *P = dbuf(nP + 1), *ref = dbuf(nh + nl + 1);
+            ref_train_forward(P, ref, x, c.ld, B, T, H, KV, hd);
+            ref_lse(ref + nh, x, c.ld, B, T, H, KV, hd);
+            snprintf(shape, sizeof shape, "B,T,H,KV,hd %dx%dx%dx%dx%d%s", B, T, H, KV, hd,
+                     mode ? " ld+5" : "");
+            run_case(sf, run_attn_flash_forward, &c, ref, nh + nl, shape);
+            if (mode == 0) {
+                c.heads = fbuf(nh + 1), c.lse = fbuf(nl + 1);
+                for (size_t i = 0; i < nh; i++)
+                    c.heads[i] = (float)ref[i];
+                for (size_t i = 0; i < nl; i++)
+                    c.lse[i] = (float)ref[nh + i];
+                c.dheads = frand(nh, -1, 1);
+                c.work = fbuf(k_attn_flash_backward_work(B, T, H, KV, hd) + 1);
+                double *dO = dcopy(c.dheads, nh), *bref = dbuf(BT * W + 1);
+                ref_train_backward(bref, dO, x, B, T, H, KV, hd);
+                snprintf(shape, sizeof shape, "B,T,H,KV,hd %dx%dx%dx%dx%d", B, T, H, KV, hd);
+                run_case(sb, run_attn_flash_backward, &c, bref, BT * W, shape);
+                free(c.heads), free(c.lse), free(c.dheads), free(c.work), free(dO), free(bref);
+            }
+            free(c.qkv), free(x), free(P), free(ref);
+        }
+    }
+}
+
 // ----------------------------------------------------------------------------
 // ssm rows (ssm_rows.h, ALGORITHMS.md §1.2, §2.2): the mixers' prep and gate
 // stages and their backward passes, column sums, the batched-decode steps.
@@ -4762,6 +4846,15 @@ static void spy_attn_train_backward(const molt_exec *e, float *dqkv, const float
                                     int hd, float *w) {
     SPY(attn_train_backward);
 }
+static void spy_attn_flash_forward(const molt_exec *e, float *o, float *lse, const float *qkv,
+                                   int ld, int B, int T, int H, int KV, int hd) {
+    SPY(attn_flash_forward);
+}
+static void spy_attn_flash_backward(const molt_exec *e, float *dqkv, const float *dO,
+                                    const float *qkv, const float *o, const float *lse, int B,
+                                    int T, int H, int KV, int hd, float *w) {
+    SPY(attn_flash_backward);
+}
 static void spy_ssm_prep(const molt_exec *e, float *x, float *X, float *B, float *C, float *dA,
                          float *dlt, const float *xc, const float *dt, int ldz, const float *dtb,
                          const float *Al, int n, const ssm_rows_cfg *c) {
@@ -4991,6 +5084,9 @@ static void test_dispatch(void) {
     CALLS(attn_train_forward, k_attn_train_forward(&ex, NULL, NULL, NULL, 0, 0, 0, 1, 1, 0));
     CALLS(attn_train_backward,
           k_attn_train_backward(&ex, NULL, NULL, NULL, NULL, 0, 0, 1, 1, 0, NULL));
+    CALLS(attn_flash_forward, k_attn_flash_forward(&ex, NULL, NULL, NULL, 0, 0, 0, 1, 1, 0));
+    CALLS(attn_flash_backward,
+          k_attn_flash_backward(&ex, NULL, NULL, NULL, NULL, NULL, 0, 0, 1, 1, 0, NULL));
     CALLS(ssm_prep, ssm_prep(&ex, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL,
                              0, NULL));
     CALLS(ssm_prep_backward,
@@ -5318,6 +5414,7 @@ int main(void) {
     test_attn_prefill();
     test_attn_decode_rows();
     test_attn_train();
+    test_attn_flash();
     // gateloop
     test_gl_prep();
     test_gl_step_rows();

@@ -84,7 +84,23 @@ typedef struct distiller {
     // stage 1 buffers
     float *M, *dM, *mact, *mwork, *u, *rstd, *du;
     double *rows; // [max(N, B·H)] per-row losses
+    // the teacher's probabilities when its training attention saves only lse
+    // (flash backends): recomputed per layer into A (attn_train_probs, awork)
+    float *A, *awork;
 } distiller;
+
+// layer l's teacher attention probabilities [B,H,T,T] of the captured batch
+static const float *teacher_probs(const molt_exec *ex, distiller *D, int l) {
+    attn_cfg     ac;
+    attn_weights aw;
+    layer_attn(D->teacher, l, &ac, &aw);
+    const float *A = attn_train_saved_probs(D->tt->L[l].mx, &ac, D->B, D->T);
+    if (A)
+        return A;
+    attn_train_probs(ex, D->A, D->tt->L[l].u, D->B, D->T, &ac, &aw, D->teacher->rope_cos,
+                     D->teacher->rope_sin, D->awork);
+    return D->A;
+}
 
 // ----------------------------------------------------------------------------
 // one step of each stage: loss, gradients into ts->grad (+=)
@@ -98,10 +114,7 @@ static double stage1_step(const molt_exec *ex, distiller *D, bool backward) {
         int H = student_mat_heads(s, l);
         const layer_weights *w = &s->layers[l];
         const float *x_in = D->tt->L[l].x_in;
-        attn_cfg ac;
-        attn_weights aw;
-        layer_attn(D->teacher, l, &ac, &aw);
-        const float *A = attn_train_saved_probs(D->tt->L[l].mx, &ac, D->B, D->T);
+        const float *A = teacher_probs(ex, D, l);
         k_rmsnorm_forward(ex, D->u, D->rstd, x_in, w->attn_norm, D->N, d, c->norm_eps);
         student_mat_forward(ex, s, l, D->M, D->mact, D->u, D->B, D->T, D->mwork);
         total += loss_frobenius(ex, D->rows, D->dM, D->M, A, D->B * H, D->T,
@@ -462,7 +475,22 @@ molt_status molt_distill(molt_ctx *ctx, const molt_model *teacher, const molt_di
     D.du = be_allocf(be, Nd);
     D.rstd = be_allocf(be, (size_t)D.N);
     D.rows = be_alloc(be, sizeof(double) * MOLT_MAX((size_t)D.N, D.B * sH));
-    if (!D.M || !D.dM || !D.mact || !D.mwork || !D.u || !D.du || !D.rstd || !D.rows) {
+    bool flash = false; // the teacher saves lse only: its probabilities are recomputed
+    size_t tA = 0, t_work = 0;
+    for (int li = 0; li < teacher->cfg.n_layer; li++) {
+        attn_cfg     ac;
+        attn_weights aw;
+        layer_attn(teacher, li, &ac, &aw);
+        flash |= ac.flash;
+        tA = MOLT_MAX(tA, (size_t)D.B * ac.H * D.T * D.T);
+        t_work = MOLT_MAX(t_work, attn_train_work_floats(&ac, D.B, D.T));
+    }
+    if (flash) {
+        D.A = be_allocf(teacher->be, tA);
+        D.awork = be_allocf(teacher->be, t_work);
+    }
+    if (!D.M || !D.dM || !D.mact || !D.mwork || !D.u || !D.du || !D.rstd || !D.rows ||
+        (flash && (!D.A || !D.awork))) {
         st = molt__err(ctx, MOLT_ERR_OOM, "out of memory for stage-1 matrices (%.0f MB)",
                        (double)BHTT * 8e-6);
         goto done;
@@ -481,21 +509,16 @@ molt_status molt_distill(molt_ctx *ctx, const molt_model *teacher, const molt_di
     tm_forward(ex, D.tt, probe_in);
     // (stage1_step leaves the last layer's student matrices in D.M)
     int Ll = teacher->cfg.n_layer - 1;
-    attn_cfg lac;
-    attn_weights law;
-    layer_attn(teacher, Ll, &lac, &law);
     R.heat_layer = Ll;
     R.frob_before = stage1_step(ex, &D, false) / teacher->cfg.n_layer;
-    distill_capture_heatmaps(&R, attn_train_saved_probs(D.tt->L[Ll].mx, &lac, D.B, D.T), D.M,
-                             D.T, 0);
+    distill_capture_heatmaps(&R, teacher_probs(ex, &D, Ll), D.M, D.T, 0);
     for (int k = 1; k <= 3 && st == MOLT_OK; k++)
         st = run_stage(ex, &D, k, o, &data, cb, user, &R.stages[k - 1]);
     if (st == MOLT_OK) {
         D.tt->skip_head = true;
         tm_forward(ex, D.tt, probe_in);
         R.frob_after = stage1_step(ex, &D, false) / teacher->cfg.n_layer;
-        distill_capture_heatmaps(&R, attn_train_saved_probs(D.tt->L[Ll].mx, &lac, D.B, D.T),
-                                 D.M, D.T, 1);
+        distill_capture_heatmaps(&R, teacher_probs(ex, &D, Ll), D.M, D.T, 1);
     }
     molt__free(probe_in);
     if (st != MOLT_OK)
@@ -520,6 +543,8 @@ done:
         be_free(fb, D.du);
         be_free(fb, D.rstd);
         be_free(fb, D.rows);
+        be_free(teacher->be, D.A);
+        be_free(teacher->be, D.awork);
     }
     tm_free(D.tt);
     tm_free(D.ts);

@@ -106,4 +106,19 @@ void   k_attn_train_backward(const molt_exec *ex, float *dqkv, const float *dhea
                              const float *qkv, const float *P, int B, int T, int H, int KV,
                              int hd, float *work);
 
+// Flash-style training attention (no T×T matrix in memory): the same heads as
+// k_attn_train_forward, saving per row the log-sum-exp of its scaled scores,
+// lse [B, H, T] (lse[b,h,t] = log Σ_{s≤t} exp((q_t·k_s)·hd^-½)), instead of P.
+// qkv rows [B·T, ld], ld ≥ (H+2KV)·hd. heads and lse written (=). A backend
+// whose train_attn_flash is set trains with these (attn_train.c).
+void k_attn_flash_forward(const molt_exec *ex, float *heads, float *lse, const float *qkv, int ld,
+                          int B, int T, int H, int KV, int hd);
+// Its backward: dqkv [B·T, (H+2KV)·hd] as k_attn_train_backward's (written),
+// recomputing P from qkv and lse; heads: the forward's output (for
+// D_t = dO_t·heads_t). qkv's ld = (H+2KV)·hd. work: k_attn_flash_backward_work.
+size_t k_attn_flash_backward_work(int B, int T, int H, int KV, int hd);
+void   k_attn_flash_backward(const molt_exec *ex, float *dqkv, const float *dheads,
+                             const float *qkv, const float *heads, const float *lse, int B, int T,
+                             int H, int KV, int hd, float *work);
+
 #endif

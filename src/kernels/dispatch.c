@@ -181,6 +181,15 @@ void k_attn_train_backward(const molt_exec *ex, float *dqkv, const float *dheads
                            float *work) {
     ex->be->attn_train_backward(ex, dqkv, dheads, qkv, P, B, T, H, KV, hd, work);
 }
+void k_attn_flash_forward(const molt_exec *ex, float *heads, float *lse, const float *qkv, int ld,
+                          int B, int T, int H, int KV, int hd) {
+    ex->be->attn_flash_forward(ex, heads, lse, qkv, ld, B, T, H, KV, hd);
+}
+void k_attn_flash_backward(const molt_exec *ex, float *dqkv, const float *dheads,
+                           const float *qkv, const float *heads, const float *lse, int B, int T,
+                           int H, int KV, int hd, float *work) {
+    ex->be->attn_flash_backward(ex, dqkv, dheads, qkv, heads, lse, B, T, H, KV, hd, work);
+}
 
 // ssm rows (ssm_rows.h)
 

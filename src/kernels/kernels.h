@@ -150,6 +150,8 @@ void k_hybrid_stats_backward(const molt_exec *ex, float *g, float *ds, const flo
     /* attention (attn.h) */                                                                       \
     X(rope) X(kv_append) X(attn_prefill) X(attn_decode_rows) X(attn_probs)                        \
     X(attn_train_forward) X(attn_train_backward)                                                  \
+    /* flash-style training attention (attn.h) */                                                 \
+    X(attn_flash_forward) X(attn_flash_backward)                                                  \
     /* ssm rows (ssm_rows.h) */                                                                    \
     X(ssm_prep) X(ssm_prep_backward) X(ssm_gate) X(ssm_gate_backward) X(colsum)                   \
     X(conv1d_causal_rows) X(ssd_step_rows)                                                        \
@@ -159,7 +161,7 @@ void k_hybrid_stats_backward(const molt_exec *ex, float *g, float *ds, const flo
     MOLT_BACKEND_GATELOOP_OPS(X)                                                                  \
     /* mamba3 (mamba3.h) */                                                                       \
     MOLT_BACKEND_MAMBA3_OPS(X)
-#define MOLT_BACKEND_NOPS (44 + 8 + 13) // ops in MOLT_BACKEND_OPS (checked against the struct):
+#define MOLT_BACKEND_NOPS (46 + 8 + 13) // ops in MOLT_BACKEND_OPS (checked against the struct):
                                         // the base table + gateloop + mamba3
 
 // Ops of one mixer that a backend may lack (its slots NULL): a model with that
@@ -181,6 +183,9 @@ struct m3_rows_w;
 typedef struct molt_backend {
     const char  *name;
     molt_mem_ops mem; // the backend's memory (mem.h)
+    // training attention: the flash ops (lse saved, P recomputed) instead of
+    // the P-saving ones (attn_train.c sizes its activations by this)
+    bool train_attn_flash;
     // dense forward (kernels.h) and backward (backward.h)
     void (*matmul)(const molt_exec *ex, float *y, const float *x, const float *W,
                    const float *bias, int T, int in, int out, int accumulate);
@@ -254,6 +259,12 @@ typedef struct molt_backend {
     void (*attn_train_backward)(const molt_exec *ex, float *dqkv, const float *dheads,
                                 const float *qkv, const float *P, int B, int T, int H, int KV,
                                 int hd, float *work);
+    // flash-style training attention (attn.h)
+    void (*attn_flash_forward)(const molt_exec *ex, float *heads, float *lse, const float *qkv,
+                               int ld, int B, int T, int H, int KV, int hd);
+    void (*attn_flash_backward)(const molt_exec *ex, float *dqkv, const float *dheads,
+                                const float *qkv, const float *heads, const float *lse, int B,
+                                int T, int H, int KV, int hd, float *work);
     // ssm rows (ssm_rows.h): the mixers' prep and gate stages, column sums, batched decode
     void (*ssm_prep)(const molt_exec *ex, float *x, float *X, float *B, float *C, float *dA,
                      float *dlt, const float *xc, const float *dt, int ldz, const float *dt_bias,

@@ -14,11 +14,16 @@
 #include "core/dtype.h"
 #include "core/exec.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 typedef struct attn_cfg {
     int d, H, KV, hd;
+    // training (attn_train.h): save the row log-sum-exp and use the flash ops
+    // (the model's backend asks for them: molt_backend.train_attn_flash)
+    // instead of saving P [B,H,T,T]
+    bool flash;
 } attn_cfg;
 
 typedef struct attn_weights {

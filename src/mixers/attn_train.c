@@ -23,13 +23,20 @@
 
 #include <stdbool.h>
 
+// the saved softmax statistics: P [B,H,T,T], or (flash) lse [B,H,T]
+static size_t saved_floats(const attn_cfg *c, int B, int T) {
+    return (size_t)B * c->H * T * (c->flash ? 1 : (size_t)T);
+}
+
 size_t attn_train_act_floats(const attn_cfg *c, int B, int T) {
     size_t BT = (size_t)B * T;
-    return BT * (size_t)(2 * c->H * c->hd + 2 * c->KV * c->hd) + (size_t)B * c->H * T * T;
+    return BT * (size_t)(2 * c->H * c->hd + 2 * c->KV * c->hd) + saved_floats(c, B, T);
 }
 
 const float *attn_train_saved_probs(const float *act, const attn_cfg *c, int B, int T) {
     size_t BT = (size_t)B * T;
+    if (c->flash)
+        return NULL; // only lse is saved
     return act + BT * (size_t)c->H * c->hd + 2 * BT * (size_t)c->KV * c->hd; // after q, k, v
 }
 
@@ -39,7 +46,9 @@ const float *attn_train_saved_probs(const float *act, const attn_cfg *c, int B, 
 // B·T·(H+KV)·hd + B·T·H·hd floats.
 size_t attn_train_work_floats(const attn_cfg *c, int B, int T) {
     size_t BT = (size_t)B * T, Hh = (size_t)c->H * c->hd, KVh = (size_t)c->KV * c->hd;
-    return 2 * BT * Hh + 2 * BT * KVh + k_attn_train_backward_work(B, T, c->H, c->KV, c->hd);
+    size_t core = c->flash ? k_attn_flash_backward_work(B, T, c->H, c->KV, c->hd)
+                           : k_attn_train_backward_work(B, T, c->H, c->KV, c->hd);
+    return 2 * BT * Hh + 2 * BT * KVh + core;
 }
 
 // RoPE on the q or k heads of the fused rows (row stride ld), positions
@@ -95,11 +104,14 @@ void attn_train_forward(const molt_exec *ex, float *out, float *act, const float
     int    H = c->H, KV = c->KV, hd = c->hd, W = (H + 2 * KV) * hd;
     size_t BT = (size_t)B * T;
     float *qkv = act;                      // [B,T,W]: q | k | v per row
-    float *P = qkv + BT * W;               // [B,H,T,T]
-    float *heads = P + BT * (size_t)H * T; // [B,T,H·hd]
+    float *P = qkv + BT * W;               // [B,H,T,T], or lse [B,H,T] (flash)
+    float *heads = P + saved_floats(c, B, T); // [B,T,H·hd]
     // the unfused projection's scratch: heads is free until the heads pass
     project(ex, qkv, W, W, u, B, T, c, w, cos, sin, heads);
-    k_attn_train_forward(ex, P, heads, qkv, W, B, T, H, KV, hd);
+    if (c->flash)
+        k_attn_flash_forward(ex, heads, P, qkv, W, B, T, H, KV, hd);
+    else
+        k_attn_train_forward(ex, P, heads, qkv, W, B, T, H, KV, hd);
     k_matmul(ex, out, heads, w->wo, w->bo, B * T, H * hd, c->d, 0);
     (void)work;
 }
@@ -142,7 +154,7 @@ void attn_train_backward(const molt_exec *ex, float *du, const attn_grads *g, co
                          const float *cos, const float *sin, float *work) {
     int          H = c->H, KV = c->KV, hd = c->hd, d = c->d, W = (H + 2 * KV) * hd;
     size_t       BT = (size_t)B * T;
-    const float *qkv = act, *P = qkv + BT * W, *heads = P + BT * (size_t)H * T;
+    const float *qkv = act, *P = qkv + BT * W, *heads = P + saved_floats(c, B, T);
     float       *dheads = work;               // [B,T,H·hd]
     float       *dqkv = dheads + BT * H * hd; // [B,T,W]: dq | dk | dv per row
     float       *core = dqkv + BT * W;        // k_attn_train_backward_work
@@ -152,7 +164,10 @@ void attn_train_backward(const molt_exec *ex, float *du, const attn_grads *g, co
                       H * hd, d, 0);
 
     // per (b, h): heads_h = P_h·v_j,  P_h = softmax_causal(S_h),  S_h = (q_h·k_jᵀ)·hd^-½
-    k_attn_train_backward(ex, dqkv, dheads, qkv, P, B, T, H, KV, hd, core);
+    if (c->flash) // P = exp(S − lse) recomputed
+        k_attn_flash_backward(ex, dqkv, dheads, qkv, heads, P, B, T, H, KV, hd, core);
+    else
+        k_attn_train_backward(ex, dqkv, dheads, qkv, P, B, T, H, KV, hd, core);
 
     // q = rope(q_lin), k = rope(k_lin):   d(q_lin) = rope⁻¹(dq)  (in place)
     rope_rows(ex, dqkv, W, (int)BT, T, H, hd, cos, sin, 1);

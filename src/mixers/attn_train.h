@@ -12,7 +12,8 @@
  * act layout (attn_train_act_floats):
  *   qkv   [B, T, (H+2KV)·hd]  per row: q (post-RoPE) | k (post-RoPE) | v — the
  *                             output of one GEMM against [Wq; Wk; Wv]
- *   probs [B, H, T, T]   softmax rows (zero above the diagonal)
+ *   probs [B, H, T, T]   softmax rows (zero above the diagonal); with c->flash
+ *                        lse [B, H, T] instead (log Σ exp of each row's scores)
  *   heads [B, T, H·hd]   P·V per head, before o_proj
  *
  * Accumulation: weight / bias grads +=, du written (=).
@@ -52,7 +53,8 @@ void attn_train_probs(const molt_exec *ex, float *A, const float *u, int B, int 
                       const attn_weights *w, const float *cos, const float *sin, float *work);
 
 // The softmax probabilities [B,H,T,T] saved by attn_train_forward in act
-// (MOHAWK stage 1 reads the teacher's from here).
+// (MOHAWK stage 1 reads the teacher's from here); NULL when c->flash (only
+// lse is saved: compute them with attn_train_probs).
 const float *attn_train_saved_probs(const float *act, const attn_cfg *c, int B, int T);
 
 #endif

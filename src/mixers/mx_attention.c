@@ -5,6 +5,7 @@
  * kv_heads heads. In a hybrid layer the same functions run the kept heads
  * (layer_attn gives their config and weights).
  */
+#include "kernels/kernels.h"
 #include "mixers/attn_train.h"
 #include "mixers/mixer.h"
 
@@ -32,6 +33,7 @@ void layer_attn(const molt_model *m, int l, attn_cfg *c, attn_weights *w) {
     c->d = cfg->d_model;
     c->hd = cfg->head_dim;
     heads_of(cfg, l, &c->H, &c->KV);
+    c->flash = m->be && m->be->train_attn_flash;
     w->wq = lw->wq;
     w->wk = lw->wk;
     w->wv = lw->wv;

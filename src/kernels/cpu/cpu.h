@@ -115,6 +115,11 @@ void cpu_attn_train_forward(const molt_exec *ex, float *P, float *heads, const f
 void cpu_attn_train_backward(const molt_exec *ex, float *dqkv, const float *dheads,
                              const float *qkv, const float *P, int B, int T, int H, int KV,
                              int hd, float *work);
+void cpu_attn_flash_forward(const molt_exec *ex, float *heads, float *lse, const float *qkv,
+                            int ld, int B, int T, int H, int KV, int hd);
+void cpu_attn_flash_backward(const molt_exec *ex, float *dqkv, const float *dheads,
+                             const float *qkv, const float *heads, const float *lse, int B, int T,
+                             int H, int KV, int hd, float *work);
 // ssm_rows.c, ssm_rows_backward.c (ssm_rows.h)
 struct ssm_rows_cfg;
 void cpu_ssm_prep(const molt_exec *ex, float *x, float *X, float *B, float *C, float *dA,

@@ -16,6 +16,7 @@
 #define CUDA_OP(op) .op = cuda_##op,
 const molt_backend molt_backend_cuda = {
     .name = "cuda",
+    .train_attn_flash = true,
     .mem = {.host_visible = false,
             .alloc = cuda_mem_alloc,
             .free = cuda_mem_free,

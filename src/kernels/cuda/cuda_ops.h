@@ -34,6 +34,8 @@ extern "C" {
     /* attention (attn.cu) */                                                                      \
     X(rope) X(kv_append) X(attn_prefill) X(attn_decode_rows) X(attn_probs) X(attn_train_forward)  \
     X(attn_train_backward)                                                                        \
+    /* flash-style training attention (attn_flash.cu) */                                          \
+    X(attn_flash_forward) X(attn_flash_backward)                                                  \
     /* ssm rows (ssm_rows.cu) */                                                                   \
     X(ssm_prep) X(ssm_prep_backward) X(ssm_gate) X(ssm_gate_backward) X(colsum)                   \
     X(conv1d_causal_rows) X(ssd_step_rows)                                                        \
@@ -115,6 +117,12 @@ void cuda_attn_train_forward(const molt_exec *ex, float *P, float *heads, const 
 void cuda_attn_train_backward(const molt_exec *ex, float *dqkv, const float *dheads,
                               const float *qkv, const float *P, int B, int T, int H, int KV,
                               int hd, float *work);
+// attn_flash.cu
+void cuda_attn_flash_forward(const molt_exec *ex, float *heads, float *lse, const float *qkv,
+                             int ld, int B, int T, int H, int KV, int hd);
+void cuda_attn_flash_backward(const molt_exec *ex, float *dqkv, const float *dheads,
+                              const float *qkv, const float *heads, const float *lse, int B,
+                              int T, int H, int KV, int hd, float *work);
 // ssm_rows.cu (ssm_rows_cfg: ssm_rows.h)
 struct ssm_rows_cfg;
 void cuda_ssm_prep(const molt_exec *ex, float *x, float *X, float *B, float *C, float *dA,
