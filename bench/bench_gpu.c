@@ -17,7 +17,7 @@
  * every timed region ends with a device sync). Peak memory: the device's used
  * bytes after each workload (cudaMemGetInfo, so it includes cuBLAS' and the
  * allocator's pools).
- * usage: bench_gpu [--batch B] [--seq T] [--steps S] [--only NAME] [--small] [--tf32]
+ * usage: bench_gpu [--batch B] [--seq T] [--steps S] [--only NAME] [--small] [--tf32 | --bf16]
  * (--small: a 4-layer, d 512 model for a quick check.)
  * Built by `make cuda` (build-cuda/bench/bench_gpu); needs a GPU.
  */
@@ -120,7 +120,9 @@ static void bench_gemm(void) {
     g_gemm_tflops = 2.0 * M * K * (double)N / best * 1e-12;
     printf("{\"bench\": \"gemm\", \"shape\": \"%dx%dx%d\", \"precision\": \"%s\", "
            "\"tflops\": %.1f}\n",
-           M, K, N, g_ex.flags & MOLT_EXEC_TF32 ? "tf32" : "fp32", g_gemm_tflops);
+           M, K, N,
+           g_ex.flags & MOLT_EXEC_TF32 ? "tf32" : g_ex.flags & MOLT_EXEC_BF16 ? "bf16" : "fp32",
+           g_gemm_tflops);
     be_free(g_ex.be, x), be_free(g_ex.be, w), be_free(g_ex.be, y);
 }
 
@@ -309,17 +311,18 @@ static void bench_decode(int steps) {
 int main(int argc, char **argv) {
     int B = 4, T = 2048, steps = 5;
     const char *only = NULL;
-    bool        tf32 = false;
+    const char *matmul = "fp32";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--batch") && i + 1 < argc) B = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--seq") && i + 1 < argc) T = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "--small")) D = 512, L = 4, H = 8, KV = 4, F = 1024, V = 32000;
-        else if (!strcmp(argv[i], "--tf32")) tf32 = true;
+        else if (!strcmp(argv[i], "--tf32")) matmul = "tf32";
+        else if (!strcmp(argv[i], "--bf16")) matmul = "bf16";
         else {
             fprintf(stderr, "usage: bench_gpu [--batch B] [--seq T] [--steps S] [--only NAME] "
-                            "[--small] [--tf32]\n");
+                            "[--small] [--tf32 | --bf16]\n");
             return 2;
         }
     }
@@ -328,8 +331,7 @@ int main(int argc, char **argv) {
     gpu = molt_ctx_new();
     if (molt_ctx_set_device(gpu, "cuda") != MOLT_OK)
         die(gpu, "device");
-    if (tf32)
-        molt_ctx_set_matmul(gpu, "tf32");
+    molt_ctx_set_matmul(gpu, matmul);
     g_ex = molt__exec(gpu);
     bench_gemm();
     if (!only || !strcmp(only, "ssd"))

@@ -83,8 +83,11 @@ MOLT_API molt_status molt_ctx_set_device(molt_ctx *ctx, const char *device);
 // The context's device as "cpu" or "cuda:N".
 MOLT_API const char *molt_ctx_device(const molt_ctx *ctx);
 // GEMM precision on a GPU: "fp32" (the default: full fp32, matches the CPU to
-// rounding) or "tf32" (TF32 tensor cores: fp32 storage, 10-bit-mantissa
-// products, about 8× the fp32 rate on an H100). The CPU computes fp32 either way.
+// rounding), "tf32" (TF32 tensor cores: fp32 storage, 10-bit-mantissa
+// products, about 8× the fp32 rate on an H100) or "bf16" (each GEMM's inputs
+// rounded to bf16, bf16 tensor cores, fp32 accumulation and output; twice the
+// TF32 rate; weights, gradients and optimizer state stay fp32). The CPU
+// computes fp32 in every mode.
 MOLT_API molt_status molt_ctx_set_matmul(molt_ctx *ctx, const char *precision);
 
 typedef enum molt_log_level {

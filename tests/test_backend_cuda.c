@@ -243,6 +243,9 @@ static void test_matmul(void) {
     // measured on an H100 up to 1e-2 of 1 + |y| for in ≤ 2048 with inputs in
     // [-1, 1) (0.0097 at 128×1024×512): the tolerance is 2e-2
     op_stat *s32 = stat_new("matmul (tf32 exec)", 2e-2);
+    // bf16 (MOLT_EXEC_BF16): inputs rounded to an 8-bit mantissa (2^-9 relative
+    // each), fp32 sums: about 4× the TF32 bound
+    op_stat *sbf = stat_new("matmul (bf16 exec)", 8e-2);
     tested("matmul"), tested("matmul_w");
     for (int k = 0; k < NELEM(MM_SHAPES); k++)
         for (int v = 0; v < 4; v++) { // bias × accumulate
@@ -260,6 +263,9 @@ static void test_matmul(void) {
                 g_gpu.flags |= MOLT_EXEC_TF32;
                 run_op(s32, op_matmul, &c, shape);
                 g_gpu.flags &= ~MOLT_EXEC_TF32;
+                g_gpu.flags |= MOLT_EXEC_BF16;
+                run_op(sbf, op_matmul, &c, shape);
+                g_gpu.flags &= ~MOLT_EXEC_BF16;
             }
             for (int dt = 0; dt < 3; dt++) { // typed weights
                 c.dt = dt == 0 ? MOLT_BF16 : dt == 1 ? MOLT_F16 : MOLT_F32;
@@ -290,6 +296,7 @@ static void op_matmul_backward(const molt_exec *ex, void *const *p, const ocase 
 
 static void test_matmul_backward(void) {
     op_stat  *st = stat_new("matmul_backward", 1e-4);
+    op_stat  *sbf = stat_new("matmul_backward (bf16 exec)", 8e-2);
     const int variants[][2] = {{7, 0}, {7, 1}, {1, 0}, {2, 0}, {4, 0}, {5, 1}}; // want, acc
     tested("matmul_backward");
     for (int k = 0; k < NELEM(MM_SHAPES); k++)
@@ -308,6 +315,11 @@ static void test_matmul_backward(void) {
                      want & 1 ? "dx" : "", want & 2 ? "dW" : "", want & 4 ? "db" : "",
                      acc ? " +=" : "");
             run_op(st, op_matmul_backward, &c, shape);
+            if (in <= 4096 && T <= 4096) { // bf16 exec: the matmul bound (sums over T for dW)
+                g_gpu.flags |= MOLT_EXEC_BF16;
+                run_op(sbf, op_matmul_backward, &c, shape);
+                g_gpu.flags &= ~MOLT_EXEC_BF16;
+            }
             case_free(&c);
         }
 }

@@ -21,6 +21,8 @@ struct molt_backend;
 // exec flags
 #define MOLT_EXEC_TF32 1u // GEMMs may use TF32 tensor cores (fp32 in and out, 10-bit mantissa
                           // products): a GPU's fp32 GEMMs ~8× faster, off by default; the CPU ignores it
+#define MOLT_EXEC_BF16 2u // GEMMs may round their fp32 inputs to bf16 (bf16 tensor cores, fp32
+                          // accumulation and output): twice the TF32 rate; the CPU ignores it
 
 typedef struct molt_exec {
     const struct molt_backend *be; // op table (kernels/kernels.h); never NULL

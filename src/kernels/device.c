@@ -27,13 +27,16 @@ molt_exec molt__exec(const molt_ctx *ctx) {
 }
 
 molt_status molt_ctx_set_matmul(molt_ctx *ctx, const char *precision) {
+    unsigned keep = ctx->exec_flags & ~(MOLT_EXEC_TF32 | MOLT_EXEC_BF16);
     if (!precision || !strcmp(precision, "fp32"))
-        ctx->exec_flags &= ~MOLT_EXEC_TF32;
+        ctx->exec_flags = keep;
     else if (!strcmp(precision, "tf32"))
-        ctx->exec_flags |= MOLT_EXEC_TF32;
+        ctx->exec_flags = keep | MOLT_EXEC_TF32;
+    else if (!strcmp(precision, "bf16"))
+        ctx->exec_flags = keep | MOLT_EXEC_BF16;
     else
-        return molt__err(ctx, MOLT_ERR_ARG, "matmul precision \"%s\": expected fp32 or tf32",
-                         precision);
+        return molt__err(ctx, MOLT_ERR_ARG,
+                         "matmul precision \"%s\": expected fp32, tf32 or bf16", precision);
     return MOLT_OK;
 }
 

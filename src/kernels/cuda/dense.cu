@@ -3,11 +3,12 @@
  * matmul_backward. Contracts in kernels.h / backward.h.
  *
  * Row-major y[T,out] = x[T,in]·W[out,in]ᵀ is, read column-major, yᵀ = Wᵀ·xᵀ:
- * one cublasSgemm(OP_T, OP_N, out, T, in). Numerics: fp32 inputs, fp32
+ * one GEMM(OP_T, OP_N, out, T, in). Numerics: fp32 inputs, fp32
  * compute, no TF32 (the cuBLAS handle's default math mode, mem.cu), so the
  * results match the CPU oracle to fp32 rounding (~1e-6 relative; the order
  * of the sums differs, so not bit for bit). cuBLAS is deterministic for a
- * given GPU and library on one stream.
+ * given GPU and library on one stream. An exec's MOLT_EXEC_TF32 / _BF16
+ * trade that for tensor-core speed (gemm below).
  *
  * matmul_w with bf16 / f16 weights (fp32 x, fp32 accumulation, as the CPU):
  *   T ≤ 8 (decode)  one warp per output row reads W in its own type (half
@@ -42,15 +43,64 @@ static float prep_y(const molt_exec *ex, float *y, const float *bias, int T, int
     return 1.0f;
 }
 
+// ----------------------------------------------------------------------------
+// one GEMM, column-major C[m,n] = op(A)·op(B) + beta·C (alpha 1) with A, B, C
+// fp32 in memory. An exec with MOLT_EXEC_BF16 rounds A and B to bf16 (stream-
+// ordered scratch, round to nearest even) and runs the bf16 tensor cores with
+// fp32 accumulation and output; otherwise cublasSgemm (fp32, or TF32 where the
+// exec asks: the handle's math mode, mem.cu). A and B are contiguous
+// (lda × its column count elements).
+
+__global__ void k_to_bf16(__nv_bfloat16 *dst, const float *src, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = __float2bfloat16_rn(src[i]);
+}
+
+static __nv_bfloat16 *to_bf16(const molt_exec *ex, const float *src, size_t n) {
+    __nv_bfloat16 *d = (__nv_bfloat16 *)cu_scratch(ex, sizeof(__nv_bfloat16) * (n ? n : 1));
+    if (d && n) {
+        k_to_bf16<<<cu_blocks(n, 256), 256, 0, cu_stream(ex)>>>(d, src, n);
+        CU_LAUNCHED("k_to_bf16");
+    }
+    return d;
+}
+
+// a column-major operand of op(X)'s shape rows × cols stored with leading dim ld
+static size_t op_elems(cublasOperation_t op, int rows, int cols, int ld) {
+    return (size_t)ld * (size_t)(op == CUBLAS_OP_N ? cols : rows);
+}
+
+static void gemm(const molt_exec *ex, cublasOperation_t oa, cublasOperation_t ob, int m, int n,
+                 int k, const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                 int ldc) {
+    const float one = 1.0f;
+    if (!(ex->flags & MOLT_EXEC_BF16)) {
+        cublasHandle_t h = cu_blas_lock(ex);
+        if (h) {
+            CUBLAS(cublasSgemm(h, oa, ob, m, n, k, &one, A, lda, B, ldb, &beta, C, ldc));
+            cu_blas_unlock();
+        }
+        return;
+    }
+    __nv_bfloat16 *a = to_bf16(ex, A, op_elems(oa, m, k, lda));
+    __nv_bfloat16 *b = a ? to_bf16(ex, B, op_elems(ob, k, n, ldb)) : NULL;
+    cublasHandle_t h = b ? cu_blas_lock(ex) : NULL;
+    if (h) {
+        CUBLAS(cublasGemmEx(h, oa, ob, m, n, k, &one, a, CUDA_R_16BF, lda, b, CUDA_R_16BF, ldb,
+                            &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
+                            CUBLAS_GEMM_DEFAULT));
+        cu_blas_unlock();
+    }
+    if (a)
+        cu_scratch_free(ex, a);
+    if (b)
+        cu_scratch_free(ex, b);
+}
+
 static void sgemm_tn(const molt_exec *ex, float *y, const float *x, const float *W, int T, int in,
                      int out, int ldy, float beta) {
-    cublasHandle_t h = cu_blas_lock(ex);
-    if (!h)
-        return;
-    const float one = 1.0f;
-    CUBLAS(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, out, T, in, &one, W, in, x, in, &beta, y,
-                       ldy));
-    cu_blas_unlock();
+    gemm(ex, CUBLAS_OP_T, CUBLAS_OP_N, out, T, in, W, in, x, in, beta, y, ldy);
 }
 
 extern "C" void cuda_matmul(const molt_exec *ex, float *y, const float *x, const float *W,
@@ -195,21 +245,13 @@ extern "C" void cuda_matmul_backward(const molt_exec *ex, float *dx, float *dW, 
                                      int in, int out, int accumulate_dx) {
     if (T <= 0 || in <= 0 || out <= 0)
         return;
-    if (dx || dW) {
-        cublasHandle_t h = cu_blas_lock(ex);
-        if (h) {
-            const float one = 1.0f, beta = accumulate_dx ? 1.0f : 0.0f;
-            // dxᵀ[in,T] = Wᵀ[in,out]·dyᵀ[out,T]   (column-major views)
-            if (dx)
-                CUBLAS(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, in, T, out, &one, W, in, dy, out,
-                                   &beta, dx, in));
-            // dWᵀ[in,out] += xᵀ[in,T]·dy[T,out]
-            if (dW)
-                CUBLAS(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, in, out, T, &one, x, in, dy, out,
-                                   &one, dW, in));
-            cu_blas_unlock();
-        }
-    }
+    // dxᵀ[in,T] = Wᵀ[in,out]·dyᵀ[out,T]   (column-major views)
+    if (dx)
+        gemm(ex, CUBLAS_OP_N, CUBLAS_OP_N, in, T, out, W, in, dy, out,
+             accumulate_dx ? 1.0f : 0.0f, dx, in);
+    // dWᵀ[in,out] += xᵀ[in,T]·dy[T,out]
+    if (dW)
+        gemm(ex, CUBLAS_OP_N, CUBLAS_OP_T, in, out, T, x, in, dy, out, 1.0f, dW, in);
     if (db) {
         k_colsum_add<<<(out + 255) / 256, 256, 0, cu_stream(ex)>>>(db, dy, T, out);
         CU_LAUNCHED("k_colsum_add");
