@@ -47,6 +47,7 @@
  */
 #include "analysis/heads.h"
 
+#include "kernels/kernels.h"
 #include "mixers/mixer.h"
 #include "models/forward.h"
 #include "train/model_train.h"
@@ -79,18 +80,19 @@ static int list_units(molt_model *m, unit *u) {
     return n;
 }
 
-static void unit_zero(const unit *u, float *save) {
-    for (int r = 0; r < u->rows; r++) {
-        float *p = u->w + (size_t)r * u->stride + (size_t)u->slot * u->width;
-        memcpy(save + (size_t)r * u->width, p, sizeof(float) * (size_t)u->width);
-        memset(p, 0, sizeof(float) * (size_t)u->width);
-    }
+// The unit's columns into save [rows, width], then zeros in their place (zeros:
+// rows·width zero floats). Buffers of the model's backend: strided copies
+// (copy_cols), so a model on a GPU is ablated where it lives.
+static void unit_zero(const molt_exec *ex, const unit *u, float *save, const float *zeros) {
+    float *p = u->w + (size_t)u->slot * u->width;
+    size_t w = (size_t)u->width, ld = (size_t)u->stride, rows = (size_t)u->rows;
+    k_copy_cols(ex, save, w, p, ld, rows, w);
+    k_copy_cols(ex, p, ld, zeros, w, rows, w);
 }
 
-static void unit_restore(const unit *u, const float *save) {
-    for (int r = 0; r < u->rows; r++)
-        memcpy(u->w + (size_t)r * u->stride + (size_t)u->slot * u->width,
-               save + (size_t)r * u->width, sizeof(float) * (size_t)u->width);
+static void unit_restore(const molt_exec *ex, const unit *u, const float *save) {
+    size_t w = (size_t)u->width;
+    k_copy_cols(ex, u->w + (size_t)u->slot * w, (size_t)u->stride, save, w, (size_t)u->rows, w);
 }
 
 // Builds one prompt set per seed (with landmark positions when asked).
@@ -215,16 +217,21 @@ static void mats_sizes(const molt_model *m, int T, size_t *mat_a, size_t *mat_s,
 // padded ids buffer and the train model are sized for the longest prompt.
 typedef struct mats_run {
     train_model *tm;
+    const molt_backend *be; // where A, M and work live (the model's)
     float       *A, *M, *work;
+    float       *row;       // host: one mixing row [T]
     int32_t     *ids;
     int          T;
 } mats_run;
 
 static void mats_free(mats_run *r) {
     tm_free(r->tm);
-    molt__free_aligned(r->A);
-    molt__free_aligned(r->M);
-    molt__free_aligned(r->work);
+    if (r->be) {
+        be_free(r->be, r->A);
+        be_free(r->be, r->M);
+        be_free(r->be, r->work);
+    }
+    molt__free(r->row);
     molt__free(r->ids);
     memset(r, 0, sizeof *r);
 }
@@ -237,11 +244,13 @@ static molt_status mats_new(molt_ctx *ctx, molt_model *m, int T, mats_run *r) {
     molt_status st = tm_new_capture(ctx, m, 1, T, &r->tm);
     if (st != MOLT_OK)
         return st;
-    r->A = molt__malloc_aligned(sizeof(float) * MOLT_MAX(na, 1));
-    r->M = molt__malloc_aligned(sizeof(float) * MOLT_MAX(ns, 1));
-    r->work = molt__malloc_aligned(sizeof(float) * MOLT_MAX(nw, 1));
+    r->be = m->be;
+    r->A = be_allocf(m->be, MOLT_MAX(na, 1));
+    r->M = be_allocf(m->be, MOLT_MAX(ns, 1));
+    r->work = be_allocf(m->be, MOLT_MAX(nw, 1));
+    r->row = molt__malloc(sizeof(float) * (size_t)MOLT_MAX(T, 1));
     r->ids = molt__malloc(sizeof(int32_t) * (size_t)T);
-    if (!r->A || !r->M || !r->work || !r->ids) {
+    if (!r->A || !r->M || !r->work || !r->row || !r->ids) {
         mats_free(r);
         return molt__err(ctx, MOLT_ERR_OOM, "out of memory for the mixing matrices (T = %d)", T);
     }
@@ -280,7 +289,8 @@ static molt_status sharpness(const molt_exec *ex, molt_ctx *ctx, molt_model *m, 
                 for (; i < j; i++) {
                     const float *mat = units[i].recurrent ? r.M : r.A;
                     const float *row = mat + ((size_t)units[i].slot * n + (size_t)(n - 1)) * n;
-                    sharp_add(&acc[i], row, n, units[i].recurrent != 0, x);
+                    be_download(ex, r.row, row, sizeof(float) * (size_t)n);
+                    sharp_add(&acc[i], r.row, n, units[i].recurrent != 0, x);
                 }
             }
             if (p->fn)
@@ -341,10 +351,11 @@ molt_status molt_heads_rank(molt_ctx *ctx, molt_model *m, const char *kv_task, i
     size_t save_n = 0;
     for (int i = 0; i < nu; i++)
         save_n = MOLT_MAX(save_n, (size_t)units[i].rows * units[i].width);
-    if (!(save = molt__malloc(sizeof(float) * save_n))) {
+    if (!(save = be_allocf(m->be, 2 * MOLT_MAX(save_n, 1)))) { // saved columns | zeros
         st = molt__err(ctx, MOLT_ERR_OOM, "out of memory");
         goto done;
     }
+    be_zero(ex, save + save_n, sizeof(float) * save_n);
     if ((st = build_sets(ctx, m, kv_task, pairs, examples, seeds, n_seeds, true, &sets)) !=
         MOLT_OK)
         goto done;
@@ -353,9 +364,9 @@ molt_status molt_heads_rank(molt_ctx *ctx, molt_model *m, const char *kv_task, i
     if ((st = score_sets(ctx, m, sets, n_seeds, &p, base)) != MOLT_OK)
         goto done;
     for (int i = 0; i < nu; i++) {
-        unit_zero(&units[i], save);
+        unit_zero(ex, &units[i], save, save + save_n);
         st = score_sets(ctx, m, sets, n_seeds, &p, acc + (size_t)i * n_seeds);
-        unit_restore(&units[i], save);
+        unit_restore(ex, &units[i], save);
         if (st != MOLT_OK)
             goto done;
     }
@@ -393,7 +404,7 @@ done:
     molt__free(acc);
     molt__free(sh);
     molt__free(out);
-    molt__free(save);
+    be_free(m->be, save);
     return st;
 }
 
@@ -428,10 +439,11 @@ static molt_status score_skipping(molt_ctx *ctx, molt_model *m, const kv_set *se
         if (skip[l])
             for (int k = 0, nk = layer_regions(m, l, r); k < nk; k++)
                 total += r[k].n;
-    float *save = molt__malloc(sizeof(float) * MOLT_MAX(total, 1));
+    molt_exec exv = molt__exec(ctx);
+    float   *save = be_allocf(m->be, MOLT_MAX(total, 1)); // where the model lives
     int32_t *acc = molt__malloc(sizeof(int32_t) * (size_t)n_sets);
     if (!save || !acc) {
-        molt__free(save);
+        be_free(m->be, save);
         molt__free(acc);
         return molt__err(ctx, MOLT_ERR_OOM, "out of memory for %zu saved weights", total);
     }
@@ -439,8 +451,8 @@ static molt_status score_skipping(molt_ctx *ctx, molt_model *m, const kv_set *se
     for (int l = 0; l < c->n_layer; l++)
         if (skip[l])
             for (int k = 0, nk = layer_regions(m, l, r); k < nk; k++) {
-                memcpy(q, r[k].p, sizeof(float) * r[k].n);
-                memset(r[k].p, 0, sizeof(float) * r[k].n);
+                be_copy(&exv, q, r[k].p, sizeof(float) * r[k].n);
+                be_zero(&exv, r[k].p, sizeof(float) * r[k].n);
                 q += r[k].n;
             }
     molt_status st = score_sets(ctx, m, sets, n_sets, p, acc);
@@ -448,11 +460,12 @@ static molt_status score_skipping(molt_ctx *ctx, molt_model *m, const kv_set *se
     for (int l = 0; l < c->n_layer; l++)
         if (skip[l])
             for (int k = 0, nk = layer_regions(m, l, r); k < nk; k++) {
-                memcpy(r[k].p, q, sizeof(float) * r[k].n);
+                be_copy(&exv, r[k].p, q, sizeof(float) * r[k].n);
                 q += r[k].n;
             }
+    be_sync(&exv);
     *mean = st == MOLT_OK ? pooled(acc, sets, n_sets) : 0;
-    molt__free(save);
+    be_free(m->be, save);
     molt__free(acc);
     return st;
 }
@@ -543,7 +556,9 @@ molt_status molt_heads_rows(molt_ctx *ctx, molt_model *m, const char *kv_task, i
     const float *mat = u->recurrent ? r.M : r.A;
     for (int k = 0; k < rows; k++) {
         int t = n - rows + k;
-        const float *row = mat + ((size_t)u->slot * n + (size_t)t) * n;
+        be_download(ex, r.row, mat + ((size_t)u->slot * n + (size_t)t) * n,
+                    sizeof(float) * (size_t)n);
+        const float *row = r.row;
         float *o = out->weights + (size_t)k * n;
         double sum = 0;
         for (int i = 0; i <= t; i++)

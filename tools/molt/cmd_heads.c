@@ -354,6 +354,7 @@ static void join_path(const char *dir, const char *name, char *path, size_t cap)
 
 int cmd_heads(int argc, char **argv) {
     const char *model = NULL, *tokp = NULL, *kvfile = NULL, *out_dir = NULL, *seeds_arg = NULL;
+    const char *device = NULL;
     long pairs = 8, examples = 200, threads = 2, top = 0, seed = 1;
     uint64_t seeds[MAX_SEEDS];
     int n_seeds = 0;
@@ -376,6 +377,7 @@ int cmd_heads(int argc, char **argv) {
                    out_dir),
         CLI_STR("--tokenizer", NULL, "F", "tokenizer file", tokp),
         CLI_INT("--threads", NULL, "N", "threads", threads, 1, 256),
+        CLI_DEVICE(device),
         CLI_FLAG("--quiet", "-q", "no progress bar", quiet),
         CLI_END,
     };
@@ -403,6 +405,10 @@ int cmd_heads(int argc, char **argv) {
 
     molt_ctx *ctx = molt_ctx_new();
     molt_ctx_set_threads(ctx, (int)threads);
+    if (!cli_set_device(ctx, device)) {
+        molt_ctx_free(ctx);
+        return 1;
+    }
     molt_model *m = cli_load_model(ctx, model, tokp);
     molt_head_score *sc = NULL;
     int32_t n = 0;
