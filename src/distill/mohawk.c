@@ -89,6 +89,24 @@ typedef struct distiller {
     float *A, *awork;
 } distiller;
 
+// distill_capture_heatmaps from the first head of A and M wherever they live
+// (a device's come to the host: the first T·T floats of each)
+static void capture_heat(const molt_exec *ex, distill_result *R, const float *A, const float *M,
+                         int T, int which) {
+    if (ex->be->mem.host_visible) {
+        distill_capture_heatmaps(R, A, M, T, which);
+        return;
+    }
+    size_t n = (size_t)T * T;
+    float *h = molt__malloc(sizeof(float) * 2 * (n ? n : 1));
+    if (!h)
+        return; // the report goes without its heatmap
+    be_download(ex, h, A, sizeof(float) * n);
+    be_download(ex, h + n, M, sizeof(float) * n);
+    distill_capture_heatmaps(R, h, h + n, T, which);
+    molt__free(h);
+}
+
 // layer l's teacher attention probabilities [B,H,T,T] of the captured batch
 static const float *teacher_probs(const molt_exec *ex, distiller *D, int l) {
     attn_cfg     ac;
@@ -511,14 +529,14 @@ molt_status molt_distill(molt_ctx *ctx, const molt_model *teacher, const molt_di
     int Ll = teacher->cfg.n_layer - 1;
     R.heat_layer = Ll;
     R.frob_before = stage1_step(ex, &D, false) / teacher->cfg.n_layer;
-    distill_capture_heatmaps(&R, teacher_probs(ex, &D, Ll), D.M, D.T, 0);
+    capture_heat(ex, &R, teacher_probs(ex, &D, Ll), D.M, D.T, 0);
     for (int k = 1; k <= 3 && st == MOLT_OK; k++)
         st = run_stage(ex, &D, k, o, &data, cb, user, &R.stages[k - 1]);
     if (st == MOLT_OK) {
         D.tt->skip_head = true;
         tm_forward(ex, D.tt, probe_in);
         R.frob_after = stage1_step(ex, &D, false) / teacher->cfg.n_layer;
-        distill_capture_heatmaps(&R, teacher_probs(ex, &D, Ll), D.M, D.T, 1);
+        capture_heat(ex, &R, teacher_probs(ex, &D, Ll), D.M, D.T, 1);
     }
     molt__free(probe_in);
     if (st != MOLT_OK)
