@@ -1351,6 +1351,10 @@ static void op_attn_flash_backward(const molt_exec *ex, void *const *p, const oc
 
 static void test_attn_flash(void) {
     op_stat  *sf = stat_new("attn_flash_forward", 5e-5), *sb = stat_new("attn_flash_backward", 1e-4);
+    // bf16 exec (hd a multiple of 16: the tensor-core kernels): q, k, v, dO and
+    // P, dS rounded to bf16 (2^-9 relative each), fp32 sums
+    op_stat  *tf = stat_new("attn_flash_forward (bf16 exec)", 5e-2);
+    op_stat  *tb = stat_new("attn_flash_backward (bf16 exec)", 8e-2);
     const int TS[][5] = {{0, 4, 2, 1, 8},   {1, 1, 1, 1, 2},    {2, 5, 4, 2, 8},
                          {3, 17, 6, 3, 16}, {2, 64, 8, 2, 64},  {1, 300, 4, 1, 32},
                          {2, 33, 4, 4, 16}, {1, 97, 2, 1, 100}, {1, 129, 2, 2, 128},
@@ -1370,6 +1374,11 @@ static void test_attn_flash(void) {
             snprintf(shape, sizeof shape, "B,T,H,KV,hd %dx%dx%dx%dx%d%s", B, T, H, KV, hd,
                      v ? " ld+3" : "");
             run_op(sf, op_attn_flash_forward, &c, shape);
+            if (hd % 16 == 0) {
+                g_gpu.flags |= MOLT_EXEC_BF16;
+                run_op(tf, op_attn_flash_forward, &c, shape);
+                g_gpu.flags &= ~MOLT_EXEC_BF16;
+            }
             case_free(&c);
         }
         float *qkv = frand_scaled(rows * W, 2.0f), *hh = xmalloc(sizeof(float) * (nh + 1));
@@ -1384,6 +1393,11 @@ static void test_attn_flash(void) {
         addf(&c, k_attn_flash_backward_work(B, T, H, KV, hd) + 1, SCR);
         snprintf(shape, sizeof shape, "B,T,H,KV,hd %dx%dx%dx%dx%d", B, T, H, KV, hd);
         run_op(sb, op_attn_flash_backward, &c, shape);
+        if (hd % 16 == 0) {
+            g_gpu.flags |= MOLT_EXEC_BF16;
+            run_op(tb, op_attn_flash_backward, &c, shape);
+            g_gpu.flags &= ~MOLT_EXEC_BF16;
+        }
         case_free(&c);
     }
 }

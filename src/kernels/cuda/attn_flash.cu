@@ -19,6 +19,8 @@
  *   dq        block (32 queries, h, b); key tiles of 64: dq += dS·k
  * Every sum has a fixed order (no atomics): deterministic. fp32 throughout
  * (CUDA cores); results equal the CPU twin (cpu/attn_flash.c) to rounding.
+ * An exec with MOLT_EXEC_BF16 takes the bf16 tensor-core kernels at the end
+ * of the file instead (k_tc_*).
  */
 #include "kernels/cuda/common.cuh"
 
@@ -348,6 +350,14 @@ __global__ void __launch_bounds__(FL_THREADS)
     }
 }
 
+// the bf16 tensor-core path (below)
+static bool tc_ok(const molt_exec *ex, int hd);
+static void tc_forward_any(const molt_exec *ex, float *heads, float *lse, const float *qkv,
+                           int ld, int B, int T, int H, int KV, int hd);
+static void tc_backward_any(const molt_exec *ex, float *dqkv, const float *dheads,
+                            const float *qkv, const float *lse, const float *D, int B, int T,
+                            int H, int KV, int hd);
+
 // ----------------------------------------------------------------------------
 // launches: the kernel instance for ⌈hd/32⌉ columns per lane
 
@@ -396,6 +406,10 @@ extern "C" void cuda_attn_flash_forward(const molt_exec *ex, float *heads, float
         CU_FAIL("flash attention: head dim above 128");
         return;
     }
+    if (tc_ok(ex, hd)) {
+        tc_forward_any(ex, heads, lse, qkv, ld, B, T, H, KV, hd);
+        return;
+    }
     int hdc = (hd + 31) / 32;
     if (hdc == 1)
         fl_launch_fwd<1>(ex, heads, lse, qkv, ld, B, T, H, KV, hd);
@@ -421,6 +435,10 @@ extern "C" void cuda_attn_flash_backward(const molt_exec *ex, float *dqkv, const
     k_flash_dot<<<cu_blocks(rows * 32, 256), 256, 0, cu_stream(ex)>>>(D, dheads, heads, B, T, H,
                                                                       hd);
     CU_LAUNCHED("k_flash_dot");
+    if (tc_ok(ex, hd)) {
+        tc_backward_any(ex, dqkv, dheads, qkv, lse, D, B, T, H, KV, hd);
+        return;
+    }
     int hdc = (hd + 31) / 32;
     if (hdc == 1)
         fl_launch_bwd<1>(ex, dqkv, dheads, qkv, lse, D, B, T, H, KV, hd);
@@ -430,4 +448,359 @@ extern "C" void cuda_attn_flash_backward(const molt_exec *ex, float *dqkv, const
         fl_launch_bwd<3>(ex, dqkv, dheads, qkv, lse, D, B, T, H, KV, hd);
     else
         fl_launch_bwd<4>(ex, dqkv, dheads, qkv, lse, D, B, T, H, KV, hd);
+}
+
+// ----------------------------------------------------------------------------
+// bf16 tensor cores (an exec with MOLT_EXEC_BF16, hd a multiple of 16, ≤ 128):
+// the same three passes with 64-row tiles; the tile products by WMMA
+// (m16n16k16, bf16 inputs rounded to nearest from the fp32 q, k, v, dO, and
+// from P / dS; fp32 accumulation). Each warp owns 16 rows of a tile; a tile's
+// S = q·kᵀ (and dP = dO·vᵀ) goes through shared memory, where two lanes per
+// row apply the softmax (exp(S·hd^-½ − lse), the causal mask) and write the
+// bf16 P / dS the next product reads. The forward makes two passes over the
+// keys (row max and sum first, then Σ P·v with P already normalised), so the
+// output accumulators never need rescaling and stay in fragments.
+
+#include <cuda_bf16.h>
+#include <mma.h>
+
+#define TC_T   64 // rows of every tile
+#define TC_PAD 8  // bf16 row padding (16 bytes)
+#define TC_SP  4  // fp32 row padding
+
+namespace wm = nvcuda::wmma;
+typedef wm::fragment<wm::matrix_a, 16, 16, 16, __nv_bfloat16, wm::row_major> tc_a;
+typedef wm::fragment<wm::matrix_b, 16, 16, 16, __nv_bfloat16, wm::row_major> tc_br;
+typedef wm::fragment<wm::matrix_b, 16, 16, 16, __nv_bfloat16, wm::col_major> tc_bc;
+typedef wm::fragment<wm::accumulator, 16, 16, 16, float> tc_acc;
+
+// TC_T rows of a head's columns (row stride ld, fp32) into bf16 smem [TC_T][hd + TC_PAD];
+// rows at or past `valid` are zeros
+__device__ __forceinline__ void tc_load(__nv_bfloat16 *dst, const float *src, size_t ld,
+                                        int valid, int hd) {
+    int hp = hd + TC_PAD;
+    for (int e = threadIdx.x; e < TC_T * hd; e += blockDim.x) {
+        int r = e / hd, i = e - r * hd;
+        dst[r * hp + i] = __float2bfloat16_rn(r < valid ? src[(size_t)r * ld + i] : 0.0f);
+    }
+}
+
+// S[16 rows of this warp][64] = A (rows w·16.., hd columns) · Bᵀ (B: 64 rows × hd,
+// row-major, i.e. a col-major operand), into fp32 smem S (ld TC_T + TC_SP)
+__device__ __forceinline__ void tc_abt(float *S, const __nv_bfloat16 *A, const __nv_bfloat16 *B,
+                                       int hd, int warp) {
+    int hp = hd + TC_PAD;
+    for (int n = 0; n < TC_T / 16; n++) {
+        tc_acc c;
+        wm::fill_fragment(c, 0.0f);
+        for (int k = 0; k < hd; k += 16) {
+            tc_a  a;
+            tc_bc b;
+            wm::load_matrix_sync(a, A + warp * 16 * hp + k, hp);
+            wm::load_matrix_sync(b, B + n * 16 * hp + k, hp);
+            wm::mma_sync(c, a, b, c);
+        }
+        wm::store_matrix_sync(S + warp * 16 * (TC_T + TC_SP) + n * 16, c, TC_T + TC_SP,
+                              wm::mem_row_major);
+    }
+}
+
+// acc[n] (16 × hd of this warp, hd/16 fragments) += P (rows w·16.., 64 columns,
+// bf16 smem ld TC_T + TC_PAD) · V (64 rows × hd, row-major)
+template <int NF>
+__device__ __forceinline__ void tc_pv(tc_acc *acc, const __nv_bfloat16 *P,
+                                      const __nv_bfloat16 *V, int hd, int warp) {
+    int hp = hd + TC_PAD;
+    for (int k = 0; k < TC_T; k += 16) {
+        tc_a a;
+        wm::load_matrix_sync(a, P + warp * 16 * (TC_T + TC_PAD) + k, TC_T + TC_PAD);
+#pragma unroll
+        for (int n = 0; n < NF; n++) {
+            tc_br b;
+            wm::load_matrix_sync(b, V + k * hp + n * 16, hp);
+            wm::mma_sync(acc[n], a, b, acc[n]);
+        }
+    }
+}
+
+// the fragments (16 × hd of this warp) → fp32 staging O [TC_T][hd + TC_SP]
+template <int NF>
+__device__ __forceinline__ void tc_stage(float *O, tc_acc *acc, int hd, int warp) {
+#pragma unroll
+    for (int n = 0; n < NF; n++)
+        wm::store_matrix_sync(O + warp * 16 * (hd + TC_SP) + n * 16, acc[n], hd + TC_SP,
+                              wm::mem_row_major);
+}
+
+template <int NF>
+__global__ void __launch_bounds__(FL_THREADS)
+    k_tc_fwd(float *heads, float *lse, const float *qkv, int ld, int T, int H, int KV, int hd,
+             float scale) {
+    extern __shared__ __align__(128) unsigned char tc_sm[];
+    int   hp = hd + TC_PAD, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int   t0 = blockIdx.x * TC_T, h = blockIdx.y, b = blockIdx.z, kv = h / (H / KV);
+    __nv_bfloat16 *Qs = (__nv_bfloat16 *)tc_sm, *Ks = Qs + TC_T * hp, *Vs = Ks + TC_T * hp;
+    __nv_bfloat16 *Ps = Vs + TC_T * hp;
+    float *Ss = (float *)(Ps + TC_T * (TC_T + TC_PAD)), *Os = Ss + TC_T * (TC_T + TC_SP);
+    const float *row0 = qkv + (size_t)b * T * ld;
+    tc_load(Qs, row0 + (size_t)t0 * ld + (size_t)h * hd, ld, T - t0, hd);
+    int   r = warp * 16 + (lane >> 1), half = lane & 1, t = t0 + r; // this lane's row
+    float m = -INFINITY, l = 0.0f;
+    int   tlast = min(T, t0 + TC_T) - 1;
+    for (int pass = 0; pass < 2; pass++) {
+        float lr = pass ? m + logf(l) : 0.0f; // the row's lse (pass 2)
+        tc_acc acc[NF];
+#pragma unroll
+        for (int n = 0; n < NF; n++)
+            wm::fill_fragment(acc[n], 0.0f);
+        for (int s0 = 0; s0 <= tlast; s0 += TC_T) {
+            __syncthreads();
+            tc_load(Ks, row0 + (size_t)s0 * ld + (size_t)(H + kv) * hd, ld, T - s0, hd);
+            if (pass)
+                tc_load(Vs, row0 + (size_t)s0 * ld + (size_t)(H + KV + kv) * hd, ld, T - s0, hd);
+            __syncthreads();
+            tc_abt(Ss, Qs, Ks, hd, warp);
+            __syncwarp();
+            const float *sr = Ss + r * (TC_T + TC_SP) + half * 32;
+            if (!pass) {
+                float mx = -INFINITY;
+                for (int j = 0; j < 32; j++)
+                    if (s0 + half * 32 + j <= t)
+                        mx = fmaxf(mx, sr[j] * scale);
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                float mn = fmaxf(m, mx), sum = 0.0f;
+                if (mn != -INFINITY) {
+                    for (int j = 0; j < 32; j++)
+                        if (s0 + half * 32 + j <= t)
+                            sum += expf(sr[j] * scale - mn);
+                    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+                    l = l * expf(m - mn) + sum;
+                    m = mn;
+                }
+            } else {
+                __nv_bfloat16 *pr = Ps + r * (TC_T + TC_PAD) + half * 32;
+                for (int j = 0; j < 32; j++)
+                    pr[j] = __float2bfloat16_rn(
+                        s0 + half * 32 + j <= t && t < T ? expf(sr[j] * scale - lr) : 0.0f);
+                __syncwarp();
+                tc_pv<NF>(acc, Ps, Vs, hd, warp);
+            }
+        }
+        if (pass) {
+            tc_stage<NF>(Os, acc, hd, warp);
+            __syncwarp();
+            for (int e = lane; e < 16 * hd; e += 32) {
+                int rr = warp * 16 + e / hd, i = e % hd;
+                if (t0 + rr < T)
+                    heads[((size_t)b * T + t0 + rr) * H * hd + (size_t)h * hd + i] =
+                        Os[rr * (hd + TC_SP) + i];
+            }
+            if (!half && t < T)
+                lse[((size_t)b * H + h) * T + t] = lr;
+        }
+    }
+}
+
+// dk, dv of 64 keys (this warp: 16) of kv head kv, over the group's heads
+template <int NF>
+__global__ void __launch_bounds__(FL_THREADS)
+    k_tc_dkdv(float *dqkv, const float *qkv, const float *dheads, const float *lse,
+              const float *D, int T, int H, int KV, int hd, float scale) {
+    extern __shared__ __align__(128) unsigned char tc_sm[];
+    int hp = hd + TC_PAD, warp = threadIdx.x >> 5, lane = threadIdx.x & 31, grp = H / KV;
+    int s0 = blockIdx.x * TC_T, kv = blockIdx.y, b = blockIdx.z, W = (H + 2 * KV) * hd;
+    __nv_bfloat16 *Ks = (__nv_bfloat16 *)tc_sm, *Vs = Ks + TC_T * hp, *Qs = Vs + TC_T * hp;
+    __nv_bfloat16 *dOs = Qs + TC_T * hp, *Ps = dOs + TC_T * hp, *dSs = Ps + TC_T * (TC_T + TC_PAD);
+    float *Ss = (float *)(dSs + TC_T * (TC_T + TC_PAD)), *dPs = Ss + TC_T * (TC_T + TC_SP);
+    float *ls = dPs + TC_T * (TC_T + TC_SP), *Dsh = ls + TC_T;
+    float *Os = Ss; // staging at the end (fits in Ss + dPs)
+    const float *row0 = qkv + (size_t)b * T * W;
+    tc_load(Ks, row0 + (size_t)s0 * W + (size_t)(H + kv) * hd, W, T - s0, hd);
+    tc_load(Vs, row0 + (size_t)s0 * W + (size_t)(H + KV + kv) * hd, W, T - s0, hd);
+    int    r = warp * 16 + (lane >> 1), half = lane & 1, s = s0 + r; // this lane's key row
+    tc_acc dk[NF], dv[NF];
+#pragma unroll
+    for (int n = 0; n < NF; n++)
+        wm::fill_fragment(dk[n], 0.0f), wm::fill_fragment(dv[n], 0.0f);
+    for (int g = 0; g < grp; g++) {
+        int h = kv * grp + g;
+        for (int t0 = s0; t0 < T; t0 += TC_T) {
+            __syncthreads();
+            tc_load(Qs, row0 + (size_t)t0 * W + (size_t)h * hd, W, T - t0, hd);
+            tc_load(dOs, dheads + ((size_t)b * T + t0) * H * hd + (size_t)h * hd, (size_t)H * hd,
+                    T - t0, hd);
+            for (int e = threadIdx.x; e < TC_T; e += blockDim.x) {
+                size_t x = ((size_t)b * H + h) * T + t0 + e;
+                ls[e] = t0 + e < T ? lse[x] : 0.0f;
+                Dsh[e] = t0 + e < T ? D[x] : 0.0f;
+            }
+            __syncthreads();
+            tc_abt(Ss, Ks, Qs, hd, warp);   // Sᵀ: keys × queries
+            tc_abt(dPs, Vs, dOs, hd, warp); // dPᵀ = v·dOᵀ
+            __syncwarp();
+            const float *sr = Ss + r * (TC_T + TC_SP) + half * 32;
+            const float *dr = dPs + r * (TC_T + TC_SP) + half * 32;
+            __nv_bfloat16 *pr = Ps + r * (TC_T + TC_PAD) + half * 32;
+            __nv_bfloat16 *qr = dSs + r * (TC_T + TC_PAD) + half * 32;
+            for (int j = 0; j < 32; j++) {
+                int   c = half * 32 + j, t = t0 + c;
+                bool  ok = s < T && t < T && t >= s;
+                float p = ok ? expf(sr[j] * scale - ls[c]) : 0.0f;
+                pr[j] = __float2bfloat16_rn(p);
+                qr[j] = __float2bfloat16_rn(ok ? p * (dr[j] - Dsh[c]) : 0.0f);
+            }
+            __syncwarp();
+            tc_pv<NF>(dv, Ps, dOs, hd, warp); // dv += Pᵀ·dO
+            tc_pv<NF>(dk, dSs, Qs, hd, warp); // dk += dSᵀ·q
+        }
+    }
+    __syncthreads(); // Os aliases Ss / dPs of every warp
+    tc_stage<NF>(Os, dk, hd, warp);
+    __syncwarp();
+    for (int e = lane; e < 16 * hd; e += 32) {
+        int rr = warp * 16 + e / hd, i = e % hd;
+        if (s0 + rr < T)
+            dqkv[((size_t)b * T + s0 + rr) * W + (size_t)(H + kv) * hd + i] =
+                Os[rr * (hd + TC_SP) + i] * scale;
+    }
+    __syncwarp();
+    tc_stage<NF>(Os, dv, hd, warp);
+    __syncwarp();
+    for (int e = lane; e < 16 * hd; e += 32) {
+        int rr = warp * 16 + e / hd, i = e % hd;
+        if (s0 + rr < T)
+            dqkv[((size_t)b * T + s0 + rr) * W + (size_t)(H + KV + kv) * hd + i] =
+                Os[rr * (hd + TC_SP) + i];
+    }
+}
+
+// dq of 64 queries (this warp: 16) of head h
+template <int NF>
+__global__ void __launch_bounds__(FL_THREADS)
+    k_tc_dq(float *dqkv, const float *qkv, const float *dheads, const float *lse, const float *D,
+            int T, int H, int KV, int hd, float scale) {
+    extern __shared__ __align__(128) unsigned char tc_sm[];
+    int hp = hd + TC_PAD, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int t0 = blockIdx.x * TC_T, h = blockIdx.y, b = blockIdx.z, kv = h / (H / KV);
+    int W = (H + 2 * KV) * hd;
+    __nv_bfloat16 *Qs = (__nv_bfloat16 *)tc_sm, *dOs = Qs + TC_T * hp, *Ks = dOs + TC_T * hp;
+    __nv_bfloat16 *Vs = Ks + TC_T * hp, *dSs = Vs + TC_T * hp;
+    float *Ss = (float *)(dSs + TC_T * (TC_T + TC_PAD)), *dPs = Ss + TC_T * (TC_T + TC_SP);
+    float *Os = Ss;
+    const float *row0 = qkv + (size_t)b * T * W;
+    tc_load(Qs, row0 + (size_t)t0 * W + (size_t)h * hd, W, T - t0, hd);
+    tc_load(dOs, dheads + ((size_t)b * T + t0) * H * hd + (size_t)h * hd, (size_t)H * hd, T - t0,
+            hd);
+    int    r = warp * 16 + (lane >> 1), half = lane & 1, t = t0 + r;
+    size_t x = ((size_t)b * H + h) * T + t;
+    float  lr = t < T ? lse[x] : 0.0f, Dr = t < T ? D[x] : 0.0f;
+    tc_acc dq[NF];
+#pragma unroll
+    for (int n = 0; n < NF; n++)
+        wm::fill_fragment(dq[n], 0.0f);
+    int tlast = min(T, t0 + TC_T) - 1;
+    for (int s0 = 0; s0 <= tlast; s0 += TC_T) {
+        __syncthreads();
+        tc_load(Ks, row0 + (size_t)s0 * W + (size_t)(H + kv) * hd, W, T - s0, hd);
+        tc_load(Vs, row0 + (size_t)s0 * W + (size_t)(H + KV + kv) * hd, W, T - s0, hd);
+        __syncthreads();
+        tc_abt(Ss, Qs, Ks, hd, warp);
+        tc_abt(dPs, dOs, Vs, hd, warp);
+        __syncwarp();
+        const float *sr = Ss + r * (TC_T + TC_SP) + half * 32;
+        const float *dr = dPs + r * (TC_T + TC_SP) + half * 32;
+        __nv_bfloat16 *qr = dSs + r * (TC_T + TC_PAD) + half * 32;
+        for (int j = 0; j < 32; j++) {
+            bool  ok = t < T && s0 + half * 32 + j <= t;
+            float p = ok ? expf(sr[j] * scale - lr) : 0.0f;
+            qr[j] = __float2bfloat16_rn(ok ? p * (dr[j] - Dr) : 0.0f);
+        }
+        __syncwarp();
+        tc_pv<NF>(dq, dSs, Ks, hd, warp); // dq += dS·k
+    }
+    __syncthreads();
+    tc_stage<NF>(Os, dq, hd, warp);
+    __syncwarp();
+    for (int e = lane; e < 16 * hd; e += 32) {
+        int rr = warp * 16 + e / hd, i = e % hd;
+        if (t0 + rr < T)
+            dqkv[((size_t)b * T + t0 + rr) * W + (size_t)h * hd + i] =
+                Os[rr * (hd + TC_SP) + i] * scale;
+    }
+}
+
+static size_t tc_bf(int rows, int cols) { return sizeof(__nv_bfloat16) * (size_t)rows * cols; }
+static size_t tc_f(int rows, int cols) { return sizeof(float) * (size_t)rows * cols; }
+
+template <int NF> static void tc_forward(const molt_exec *ex, float *heads, float *lse,
+                                         const float *qkv, int ld, int B, int T, int H, int KV,
+                                         int hd) {
+    size_t sm = 3 * tc_bf(TC_T, hd + TC_PAD) + tc_bf(TC_T, TC_T + TC_PAD) +
+                tc_f(TC_T, TC_T + TC_SP) + tc_f(TC_T, hd + TC_SP);
+    if (!cu_smem_fits((const void *)k_tc_fwd<NF>, sm)) {
+        CU_FAIL("flash attention (bf16): shared memory");
+        return;
+    }
+    dim3 grid((unsigned)((T + TC_T - 1) / TC_T), (unsigned)H, (unsigned)B);
+    k_tc_fwd<NF><<<grid, FL_THREADS, sm, cu_stream(ex)>>>(heads, lse, qkv, ld, T, H, KV, hd,
+                                                         1.0f / sqrtf((float)hd));
+    CU_LAUNCHED("k_tc_fwd");
+}
+
+template <int NF> static void tc_backward(const molt_exec *ex, float *dqkv, const float *dheads,
+                                          const float *qkv, const float *lse, const float *D,
+                                          int B, int T, int H, int KV, int hd) {
+    float  scale = 1.0f / sqrtf((float)hd);
+    size_t mid = 2 * tc_f(TC_T, TC_T + TC_SP); // Ss + dPs (the staging aliases them)
+    size_t stage = tc_f(TC_T, hd + TC_SP);
+    size_t s1 = 4 * tc_bf(TC_T, hd + TC_PAD) + 2 * tc_bf(TC_T, TC_T + TC_PAD) +
+                (mid > stage ? mid : stage) + 2 * tc_f(1, TC_T);
+    size_t s2 = 4 * tc_bf(TC_T, hd + TC_PAD) + tc_bf(TC_T, TC_T + TC_PAD) +
+                (mid > stage ? mid : stage);
+    if (!cu_smem_fits((const void *)k_tc_dkdv<NF>, s1) ||
+        !cu_smem_fits((const void *)k_tc_dq<NF>, s2)) {
+        CU_FAIL("flash attention backward (bf16): shared memory");
+        return;
+    }
+    unsigned nt = (unsigned)((T + TC_T - 1) / TC_T);
+    k_tc_dkdv<NF><<<dim3(nt, (unsigned)KV, (unsigned)B), FL_THREADS, s1, cu_stream(ex)>>>(
+        dqkv, qkv, dheads, lse, D, T, H, KV, hd, scale);
+    CU_LAUNCHED("k_tc_dkdv");
+    k_tc_dq<NF><<<dim3(nt, (unsigned)H, (unsigned)B), FL_THREADS, s2, cu_stream(ex)>>>(
+        dqkv, qkv, dheads, lse, D, T, H, KV, hd, scale);
+    CU_LAUNCHED("k_tc_dq");
+}
+
+// true when the bf16 tensor-core path takes this call
+static bool tc_ok(const molt_exec *ex, int hd) {
+    return (ex->flags & MOLT_EXEC_BF16) && hd % 16 == 0 && hd >= 16 && hd <= FL_HD_MAX;
+}
+
+static void tc_forward_any(const molt_exec *ex, float *heads, float *lse, const float *qkv,
+                           int ld, int B, int T, int H, int KV, int hd) {
+    switch (hd / 16) {
+    case 1: tc_forward<1>(ex, heads, lse, qkv, ld, B, T, H, KV, hd); break;
+    case 2: tc_forward<2>(ex, heads, lse, qkv, ld, B, T, H, KV, hd); break;
+    case 3: tc_forward<3>(ex, heads, lse, qkv, ld, B, T, H, KV, hd); break;
+    case 4: tc_forward<4>(ex, heads, lse, qkv, ld, B, T, H, KV, hd); break;
+    case 5: tc_forward<5>(ex, heads, lse, qkv, ld, B, T, H, KV, hd); break;
+    case 6: tc_forward<6>(ex, heads, lse, qkv, ld, B, T, H, KV, hd); break;
+    case 7: tc_forward<7>(ex, heads, lse, qkv, ld, B, T, H, KV, hd); break;
+    default: tc_forward<8>(ex, heads, lse, qkv, ld, B, T, H, KV, hd); break;
+    }
+}
+
+static void tc_backward_any(const molt_exec *ex, float *dqkv, const float *dheads,
+                            const float *qkv, const float *lse, const float *D, int B, int T,
+                            int H, int KV, int hd) {
+    switch (hd / 16) {
+    case 1: tc_backward<1>(ex, dqkv, dheads, qkv, lse, D, B, T, H, KV, hd); break;
+    case 2: tc_backward<2>(ex, dqkv, dheads, qkv, lse, D, B, T, H, KV, hd); break;
+    case 3: tc_backward<3>(ex, dqkv, dheads, qkv, lse, D, B, T, H, KV, hd); break;
+    case 4: tc_backward<4>(ex, dqkv, dheads, qkv, lse, D, B, T, H, KV, hd); break;
+    case 5: tc_backward<5>(ex, dqkv, dheads, qkv, lse, D, B, T, H, KV, hd); break;
+    case 6: tc_backward<6>(ex, dqkv, dheads, qkv, lse, D, B, T, H, KV, hd); break;
+    case 7: tc_backward<7>(ex, dqkv, dheads, qkv, lse, D, B, T, H, KV, hd); break;
+    default: tc_backward<8>(ex, dqkv, dheads, qkv, lse, D, B, T, H, KV, hd); break;
+    }
 }
