@@ -253,6 +253,22 @@ MOLT_API molt_status molt_generate_many(molt_ctx *ctx, const molt_model *m, cons
                                         molt_sample_text_fn cb, void *user,
                                         molt_gen_stats *stats);
 
+// A conversation in one sequence of up to max_len tokens (0 = the model's
+// max_seq). Each molt_chat_turn feeds text after what the sequence holds (BOS
+// first on the first turn; each turn's text tokenized on its own) and samples
+// a reply of up to p->max_new_tokens tokens (stopping before EOS), streamed to
+// cb; the reply stays in the sequence, so the next turn computes only its own
+// tokens (a recurrent model carries its state). Greedy replies equal
+// molt_generate's continuation of the same tokens. One RNG (p->seed) across
+// turns. Errors: MOLT_ERR_ARG when the turn is empty or the context is full.
+typedef struct molt_chat molt_chat;
+MOLT_API molt_status molt_chat_new(molt_ctx *ctx, const molt_model *m, int32_t max_len,
+                                   const molt_gen_params *p, molt_chat **out);
+MOLT_API molt_status molt_chat_turn(molt_ctx *ctx, molt_chat *c, const char *text,
+                                    molt_text_fn cb, void *user, molt_gen_stats *stats);
+MOLT_API int32_t     molt_chat_pos(const molt_chat *c); // tokens in the conversation
+MOLT_API void        molt_chat_free(molt_chat *c);
+
 // ----------------------------------------------------------------------------
 // evaluation
 
