@@ -135,7 +135,9 @@ typedef struct molt_load_opts {
 
 // path: an HF-style directory (config.json + *.safetensors [+ index]), or a
 // llama2.c .bin checkpoint. The architecture is taken from config.json's
-// model_type ("llama", "llamba", "mamba2", "molt_hybrid").
+// model_type ("llama", "llamba", "mamba2", "molt_hybrid"); a config.json without
+// one is read as state-spaces' MambaConfig (d_model, n_layer, ssm_cfg) or, with
+// mlp_cfg, as cartesia's Llamba.
 MOLT_API molt_status molt_model_load(molt_ctx *ctx, const char *path, const molt_load_opts *opts,
                                      molt_model **out);
 MOLT_API void        molt_model_free(molt_model *m);
@@ -143,6 +145,13 @@ MOLT_API void        molt_model_free(molt_model *m);
 // dtype: "f32" (default when NULL), "bf16" or "f16".
 MOLT_API molt_status molt_model_save(molt_ctx *ctx, const molt_model *m, const char *dir,
                                      const char *dtype);
+// The same in a chosen checkpoint layout: NULL / "auto" (the one it was loaded
+// in), "hf" (transformers llama / mamba2), "llamba" (cartesia-pytorch's
+// LlambaLMHeadModel), "molt" (molt_hybrid, for any Llamba / hybrid student) or
+// "mamba_ssm" (state-spaces' MambaLMHeadModel). MOLT_ERR_UNSUPPORTED when the
+// layout cannot hold the model (nothing is written then).
+MOLT_API molt_status molt_model_save_as(molt_ctx *ctx, const molt_model *m, const char *dir,
+                                        const char *dtype, const char *layout);
 MOLT_API const molt_tokenizer *molt_model_tokenizer(const molt_model *m);
 // The element type of the weight matrices decoding reads: q/k/v/o, the MLP's
 // gate|up and down, the SSM's in_proj and out_proj, and the LM head (embeddings,
