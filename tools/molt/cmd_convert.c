@@ -35,7 +35,10 @@ int cmd_convert(int argc, char **argv) {
     molt_model *m = cli_load_model(ctx, src, tokp);
     int rc = 1;
     if (m) {
-        if (molt_model_save_as(ctx, m, dst, dtype, layout) != MOLT_OK) {
+        molt_status st = molt_model_save_as(ctx, m, dst, dtype, layout);
+        if (st == MOLT_ERR_UNSUPPORTED) { // the layout cannot hold this model (no reader hint)
+            fprintf(stderr, "molt: error: %s: %s\n", dst, molt_last_error(ctx));
+        } else if (st != MOLT_OK) {
             cli_fail(ctx, dst);
         } else {
             molt_model_info in;
