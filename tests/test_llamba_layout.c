@@ -19,7 +19,8 @@
  *      a config.json of MambaConfig's fields only and backbone.embedding.weight +
  *      lm_head.weight (tied); it loads back (auto-detected: no model_type) bit-exactly
  *      with bit-identical logits, is re-saved in its own layout by default, and "hf"
- *      gives back the HF file byte for byte. Unsupported MambaConfigs are refused by name.
+ *      gives back the HF file byte for byte. Unsupported MambaConfigs are refused by name,
+ *      and a directory with only pytorch_model.bin says so.
  *   4. The writer never touches the user's files: a save in another layout keeps a
  *      user's notes.txt and pytorch_model.bin; a refused save leaves the directory as
  *      it was (same files, same bytes).
@@ -351,6 +352,12 @@ static void test_mamba_ssm(void) {
                    " \"ssm_cfg\": {\"layer\": \"Mamba2\"}}",
                    MOLT_ERR_UNSUPPORTED, "attn_layer_idx");
     expect_refused("{\"hidden\": 64}", MOLT_ERR_FORMAT, "no model_type");
+    char bad[512]; // mamba_ssm's and cartesia's save_pretrained write a pickle
+    snprintf(bad, sizeof bad, "%s/bad", tmp);
+    write_text(bad, "pytorch_model.bin", "PK");
+    expect_refused("{\"d_model\": 64, \"n_layer\": 1, \"vocab_size\": 8, \"ssm_cfg\":"
+                   " {\"layer\": \"Mamba2\"}}",
+                   MOLT_ERR_MISSING, "pytorch_model.bin (a PyTorch pickle");
 }
 
 // ----------------------------------------------------------------------------

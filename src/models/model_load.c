@@ -171,7 +171,17 @@ molt_status model_load_hf(molt_ctx *ctx, const char *dir, molt_model **out) {
     if (st != MOLT_OK)
         return st;
     st_file *f = NULL;
-    if ((st = st_open(ctx, dir, &f)) == MOLT_OK) {
+    char     a[4096], b[4096], c[4096];
+    fio_join(a, sizeof a, dir, "model.safetensors");
+    fio_join(b, sizeof b, dir, ST_INDEX_NAME);
+    fio_join(c, sizeof c, dir, "pytorch_model.bin");
+    if (!fio_exists(a) && !fio_exists(b) && fio_exists(c)) // (mamba_ssm / cartesia save_pretrained)
+        st = molt__err(ctx, MOLT_ERR_MISSING,
+                       "%s: holds pytorch_model.bin (a PyTorch pickle, which molt does not read) "
+                       "and no model.safetensors; convert it in Python: sd = torch.load(\"pytorch"
+                       "_model.bin\"); safetensors.torch.save_file({k: v.clone() for k, v in "
+                       "sd.items()}, \"model.safetensors\")", dir);
+    else if ((st = st_open(ctx, dir, &f)) == MOLT_OK) {
         st = load_tensors(ctx, m, f, dir);
         st_close(f);
     }
