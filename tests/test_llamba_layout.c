@@ -19,7 +19,9 @@
  *      a config.json of MambaConfig's fields only and backbone.embedding.weight +
  *      lm_head.weight (tied); it loads back (auto-detected: no model_type) bit-exactly
  *      with bit-identical logits, is re-saved in its own layout by default, and "hf"
- *      gives back the HF file byte for byte. Unsupported MambaConfigs are refused by name,
+ *      gives back the HF file byte for byte. A MambaConfig written by hand (its defaults,
+ *      vocab padding) with the HF twin's tensors renamed loads to that twin's parameters
+ *      and logits. Unsupported MambaConfigs are refused by name,
  *      and a directory with only pytorch_model.bin says so.
  *   4. The writer never touches the user's files: a save in another layout keeps a
  *      user's notes.txt and pytorch_model.bin; a refused save leaves the directory as
@@ -339,6 +341,57 @@ static void test_mamba_ssm(void) {
         free(a1), free(a2);
     }
     molt_model_free(b);
+    // a MambaConfig written by hand (defaults: expand 2, d_conv 4, bias false, conv_bias true;
+    // vocab 61 padded to 64), the HF tensors renamed as mamba_ssm names them: the same model
+    char hand[512], p[1024];
+    snprintf(hand, sizeof hand, "%s/m2-hand", tmp);
+    write_text(hand, "config.json",
+               "{\"d_model\": 32, \"d_intermediate\": 0, \"n_layer\": 2, \"vocab_size\": 61,"
+               " \"ssm_cfg\": {\"layer\": \"Mamba2\", \"d_state\": 8, \"headdim\": 8,"
+               " \"ngroups\": 2, \"chunk_size\": 8, \"dt_limit\": [0.001, 50.0]},"
+               " \"attn_layer_idx\": [], \"attn_cfg\": {}, \"rms_norm\": true,"
+               " \"residual_in_fp32\": true, \"fused_add_norm\": true,"
+               " \"pad_vocab_size_multiple\": 16, \"tie_embeddings\": true}");
+    molt_model *v = tm_random_model( // the HF twin with vocab 64
+        ctx,
+        "{\"model_type\": \"mamba2\", \"hidden_size\": 32, \"num_hidden_layers\": 2,"
+        " \"vocab_size\": 64, \"layer_norm_epsilon\": 1e-5, \"num_heads\": 8, \"head_dim\": 8,"
+        " \"state_size\": 8, \"expand\": 2, \"n_groups\": 2, \"conv_kernel\": 4,"
+        " \"chunk_size\": 8, \"tie_word_embeddings\": true, \"time_step_limit\": [0.001, 50.0]}",
+        9, 0.1f);
+    if (v) {
+        st_wtensor ts[64];
+        int        n = 0;
+        for (int i = 0; i < v->n_params && n < 63; i++, n++) {
+            const param_info *q = &v->params[i];
+            ts[n] = (st_wtensor){q->name, ST_F32, q->ndim, {0}, v->data + q->offset, NULL};
+            memcpy(ts[n].shape, q->shape, 8 * (size_t)q->ndim);
+            if (!strcmp(q->name, "backbone.embeddings.weight")) {
+                ts[n].name = "backbone.embedding.weight";
+                ts[n + 1] = ts[n];
+                ts[++n].name = "lm_head.weight";
+            }
+        }
+        path_of(p, sizeof p, hand, "model.safetensors");
+        CHECK(st_write(ctx, p, ts, n, NULL) == MOLT_OK, "write %s", p);
+        molt_model *h = load(hand);
+        if (h) {
+            CHECK(h->cfg.vocab == 64 && layer_ssm(&h->cfg, 0)->H == 8 &&
+                      layer_ssm(&h->cfg, 0)->d_inner == 64 && layer_ssm(&h->cfg, 0)->K == 4 &&
+                      h->cfg.conv_bias && !h->cfg.ssm_bias,
+                  "hand-written MambaConfig read wrong");
+            same_params("hand-written mamba_ssm", v, h);
+            int32_t ids[17];
+            for (int i = 0; i < 17; i++)
+                ids[i] = (i * 7 + 3) % 64;
+            float *a = tm_logits(ctx, v, ids, 17, false), *c = tm_logits(ctx, h, ids, 17, false);
+            CHECK(a && c && !memcmp(a, c, sizeof(float) * 17 * 64),
+                  "hand-written mamba_ssm logits differ from the HF twin's");
+            free(a), free(c);
+        }
+        molt_model_free(h);
+    }
+    molt_model_free(v);
     molt_model_free(m);
     expect_refused("{\"d_model\": 8, \"n_layer\": 1, \"vocab_size\": 8, \"ssm_cfg\": {}}",
                    MOLT_ERR_UNSUPPORTED, "\"Mamba1\"");
