@@ -138,7 +138,9 @@ typedef struct molt_load_opts {
 
 // path: an HF-style directory (config.json + *.safetensors [+ index]), or a
 // llama2.c .bin checkpoint. The architecture is taken from config.json's
-// model_type ("llama", "llamba", "mamba2", "molt_hybrid").
+// model_type ("llama", "llamba", "mamba2", "molt_hybrid"); a config.json without
+// one is read as state-spaces' MambaConfig (d_model, n_layer, ssm_cfg) or, with
+// mlp_cfg, as cartesia's Llamba.
 MOLT_API molt_status molt_model_load(molt_ctx *ctx, const char *path, const molt_load_opts *opts,
                                      molt_model **out);
 MOLT_API void        molt_model_free(molt_model *m);
@@ -146,6 +148,13 @@ MOLT_API void        molt_model_free(molt_model *m);
 // dtype: "f32" (default when NULL), "bf16" or "f16".
 MOLT_API molt_status molt_model_save(molt_ctx *ctx, const molt_model *m, const char *dir,
                                      const char *dtype);
+// The same in a chosen checkpoint layout: NULL / "auto" (the one it was loaded
+// in), "hf" (transformers llama / mamba2), "llamba" (cartesia-pytorch's
+// LlambaLMHeadModel), "molt" (molt_hybrid, for any Llamba / hybrid student) or
+// "mamba_ssm" (state-spaces' MambaLMHeadModel). MOLT_ERR_UNSUPPORTED when the
+// layout cannot hold the model (nothing is written then).
+MOLT_API molt_status molt_model_save_as(molt_ctx *ctx, const molt_model *m, const char *dir,
+                                        const char *dtype, const char *layout);
 MOLT_API const molt_tokenizer *molt_model_tokenizer(const molt_model *m);
 // The element type of the weight matrices decoding reads: q/k/v/o, the MLP's
 // gate|up and down, the SSM's in_proj and out_proj, and the LM head (embeddings,
@@ -255,6 +264,22 @@ MOLT_API molt_status molt_generate_many(molt_ctx *ctx, const molt_model *m, cons
                                         int32_t n, const molt_gen_params *p,
                                         molt_sample_text_fn cb, void *user,
                                         molt_gen_stats *stats);
+
+// A conversation in one sequence of up to max_len tokens (0 = the model's
+// max_seq). Each molt_chat_turn feeds text after what the sequence holds (BOS
+// first on the first turn; each turn's text tokenized on its own) and samples
+// a reply of up to p->max_new_tokens tokens (stopping before EOS), streamed to
+// cb; the reply stays in the sequence, so the next turn computes only its own
+// tokens (a recurrent model carries its state). Greedy replies equal
+// molt_generate's continuation of the same tokens. One RNG (p->seed) across
+// turns. Errors: MOLT_ERR_ARG when the turn is empty or the context is full.
+typedef struct molt_chat molt_chat;
+MOLT_API molt_status molt_chat_new(molt_ctx *ctx, const molt_model *m, int32_t max_len,
+                                   const molt_gen_params *p, molt_chat **out);
+MOLT_API molt_status molt_chat_turn(molt_ctx *ctx, molt_chat *c, const char *text,
+                                    molt_text_fn cb, void *user, molt_gen_stats *stats);
+MOLT_API int32_t     molt_chat_pos(const molt_chat *c); // tokens in the conversation
+MOLT_API void        molt_chat_free(molt_chat *c);
 
 // ----------------------------------------------------------------------------
 // evaluation

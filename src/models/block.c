@@ -146,14 +146,14 @@ void block_embed(const molt_exec *ex, const molt_model *m, const int32_t *ids, i
 void block_head(const molt_exec *ex, const molt_model *m, const float *x, int N, float *xn,
                 float *rstd, float *logits) {
     const model_cfg *c = &m->cfg;
-    k_rmsnorm_forward(ex, xn, rstd, x, m->final_norm, N, c->d_model, c->norm_eps);
+    k_rmsnorm_forward(ex, xn, rstd, x, m->final_norm, N, c->d_model, model_final_eps(c));
     k_matmul(ex, logits, xn, m->lm_head, NULL, N, c->d_model, c->vocab, 0);
 }
 
 void block_logits(const molt_exec *ex, const molt_model *m, const float *x, int N, float *xn,
                   float *logits) {
     const model_cfg *c = &m->cfg;
-    k_rmsnorm_forward(ex, xn, NULL, x, m->final_norm, N, c->d_model, c->norm_eps);
+    k_rmsnorm_forward(ex, xn, NULL, x, m->final_norm, N, c->d_model, model_final_eps(c));
     k_matmul_w(ex, logits, xn, m->lm_head_t, NULL, N, c->d_model, c->vocab, 0);
 }
 

@@ -147,6 +147,12 @@ static molt_status parse_llamba(molt_ctx *ctx, const char *w, const cJSON *o, mo
     c->vocab = (c->vocab + mult - 1) / mult * mult;
     MOLT_TRY(js_get_bool(ctx, w, o, "tie_embeddings", 0, true, &c->tie_embeddings));
     MOLT_TRY(getf(ctx, w, o, "norm_epsilon", 0, 1e-5, &c->norm_eps));
+    if (c->arch == ARCH_LLAMBA) { // cartesia's Block: its two norms at eps 1e-5, whatever
+        c->final_norm_eps = c->norm_eps; // norm_epsilon says (only the final norm reads it)
+        c->norm_eps = 1e-5f;
+    } else { // molt_hybrid: norm_epsilon everywhere unless the final norm has its own
+        MOLT_TRY(getf(ctx, w, o, "final_norm_epsilon", 0, c->norm_eps, &c->final_norm_eps));
+    }
     MOLT_TRY(geti(ctx, w, o, "max_position_embeddings", 0, 1, BIG, 1 << 20, &c->max_seq));
     bool lm_bias = false;
     MOLT_TRY(js_get_bool(ctx, w, o, "lm_head_bias", 0, false, &lm_bias));
@@ -289,17 +295,28 @@ static bool uses_ssm(const model_cfg *c) {
     return false;
 }
 
+// a "layers" entry's mixer runs the teacher's attention (needs attn_cfg)
+static bool layer_needs_attn(const cJSON *L) {
+    const cJSON *mx = cJSON_GetObjectItemCaseSensitive(L, "mixer");
+    return !cJSON_IsString(mx) || !strcmp(mx->valuestring, layer_kind_name(LAYER_ATTN)) ||
+           !strcmp(mx->valuestring, layer_kind_name(LAYER_HYBRID));
+}
+
 static molt_status parse_hybrid(molt_ctx *ctx, const char *w, const cJSON *o, model_cfg *c) {
     MOLT_TRY(parse_llamba(ctx, w, o, c));
-    const cJSON *a = NULL, *layers = NULL;
-    MOLT_TRY(js_get_obj(ctx, w, o, "attn_cfg", 1, &a));
-    MOLT_TRY(geti(ctx, w, a, "num_attention_heads", 1, 1, BIG, 0, &c->n_head));
-    MOLT_TRY(geti(ctx, w, a, "num_key_value_heads", 0, 1, BIG, c->n_head, &c->n_kv_head));
-    MOLT_TRY(geti(ctx, w, a, "head_dim", 1, 1, BIG, 0, &c->head_dim));
-    MOLT_TRY(geti(ctx, w, a, "max_position_embeddings", 0, 1, BIG, 2048, &c->max_seq));
-    MOLT_TRY(js_get_bool(ctx, w, a, "attention_bias", 0, false, &c->attn_bias));
-    MOLT_TRY(parse_rope(ctx, w, a, &c->rope));
+    const cJSON *a = NULL, *layers = NULL, *li = NULL;
     MOLT_TRY(js_get_arr(ctx, w, o, "layers", 1, &layers));
+    bool need_attn = false; // attn_cfg may be left out when no layer has attention
+    cJSON_ArrayForEach(li, layers) need_attn |= layer_needs_attn(li);
+    MOLT_TRY(js_get_obj(ctx, w, o, "attn_cfg", need_attn, &a));
+    if (a) {
+        MOLT_TRY(geti(ctx, w, a, "num_attention_heads", 1, 1, BIG, 0, &c->n_head));
+        MOLT_TRY(geti(ctx, w, a, "num_key_value_heads", 0, 1, BIG, c->n_head, &c->n_kv_head));
+        MOLT_TRY(geti(ctx, w, a, "head_dim", 1, 1, BIG, 0, &c->head_dim));
+        MOLT_TRY(geti(ctx, w, a, "max_position_embeddings", 0, 1, BIG, 2048, &c->max_seq));
+        MOLT_TRY(js_get_bool(ctx, w, a, "attention_bias", 0, false, &c->attn_bias));
+        MOLT_TRY(parse_rope(ctx, w, a, &c->rope));
+    }
     if (cJSON_GetArraySize(layers) != c->n_layer)
         return molt__err(ctx, MOLT_ERR_SHAPE, "%s: \"layers\" lists %d layers but n_layer is %d",
                          w, cJSON_GetArraySize(layers), c->n_layer);
@@ -446,7 +463,14 @@ static void add_llamba(cJSON *o, const model_cfg *c) {
     cJSON_AddBoolToObject(o, "tie_embeddings", c->tie_embeddings);
     cJSON_AddNumberToObject(o, "pad_vocab_size_multiple", 1);
     cJSON_AddBoolToObject(o, "lm_head_bias", false);
-    add_float(o, "norm_epsilon", c->norm_eps);
+    if (c->arch == ARCH_LLAMBA) { // the blocks' 1e-5 is implied (model_cfg_to_json)
+        add_float(o, "norm_epsilon", model_final_eps(c));
+        add_float(o, "resid_dropout", 0.0f); // a key lalamo's reader requires
+    } else {
+        add_float(o, "norm_epsilon", c->norm_eps);
+        if (model_final_eps(c) != c->norm_eps)
+            add_float(o, "final_norm_epsilon", model_final_eps(c));
+    }
     cJSON *m = cJSON_AddObjectToObject(o, "mlp_cfg");
     cJSON_AddNumberToObject(m, "intermediate_size", c->d_ff);
     cJSON_AddBoolToObject(m, "bias", false);
@@ -490,8 +514,8 @@ static void add_gateloop(cJSON *o, const model_cfg *c) {
     cJSON_AddNumberToObject(s, "chunk_size", g->chunk);
 }
 
-molt_status model_cfg_to_json(molt_ctx *ctx, const model_cfg *c, const char *torch_dtype,
-                              char **json) {
+static molt_status cfg_to_json(molt_ctx *ctx, const model_cfg *c, const char *torch_dtype,
+                               char **json) {
     js_build_begin(); // every key or none: js_build_failed() below
     cJSON *o = cJSON_CreateObject();
     if (!o)
@@ -569,13 +593,17 @@ molt_status model_cfg_to_json(molt_ctx *ctx, const model_cfg *c, const char *tor
     }
     case ARCH_HYBRID: {
         add_llamba(o, c);
-        cJSON *a = cJSON_AddObjectToObject(o, "attn_cfg");
-        cJSON_AddNumberToObject(a, "num_attention_heads", c->n_head);
-        cJSON_AddNumberToObject(a, "num_key_value_heads", c->n_kv_head);
-        cJSON_AddNumberToObject(a, "head_dim", c->head_dim);
-        cJSON_AddNumberToObject(a, "max_position_embeddings", c->max_seq);
-        cJSON_AddBoolToObject(a, "attention_bias", c->attn_bias);
-        add_rope(a, &c->rope);
+        if (c->n_head > 0) { // (a model read from a llamba file has no teacher geometry)
+            cJSON *a = cJSON_AddObjectToObject(o, "attn_cfg");
+            cJSON_AddNumberToObject(a, "num_attention_heads", c->n_head);
+            cJSON_AddNumberToObject(a, "num_key_value_heads", c->n_kv_head);
+            cJSON_AddNumberToObject(a, "head_dim", c->head_dim);
+            cJSON_AddNumberToObject(a, "max_position_embeddings", c->max_seq);
+            cJSON_AddBoolToObject(a, "attention_bias", c->attn_bias);
+            add_rope(a, &c->rope);
+        } else {
+            cJSON_AddNumberToObject(o, "max_position_embeddings", c->max_seq);
+        }
         cJSON *ls = cJSON_AddArrayToObject(o, "layers");
         for (int l = 0; l < c->n_layer; l++) {
             cJSON *L = cJSON_CreateObject();
@@ -605,4 +633,23 @@ molt_status model_cfg_to_json(molt_ctx *ctx, const model_cfg *c, const char *tor
         return molt__err(ctx, MOLT_ERR_OOM, "out of memory writing config.json");
     *json = txt; // allocated by cJSON through molt's hooks: free with molt__free
     return MOLT_OK;
+}
+
+// A llamba model whose blocks' norms are not at cartesia's fixed 1e-5 (a student of a
+// teacher with another rms_norm_eps) is written in molt's own schema, which says so
+// (the llamba schema cannot: cartesia reads norm_epsilon for the final norm only).
+molt_status model_cfg_to_json(molt_ctx *ctx, const model_cfg *c, const char *torch_dtype,
+                              char **json) {
+    if (c->arch != ARCH_LLAMBA || c->norm_eps == 1e-5f)
+        return cfg_to_json(ctx, c, torch_dtype, json);
+    model_cfg *h = molt__malloc(sizeof *h);
+    if (!h)
+        return molt__err(ctx, MOLT_ERR_OOM, "out of memory writing config.json");
+    *h = *c;
+    h->arch = ARCH_HYBRID;
+    molt__log(MOLT_LOG_INFO, "config.json: model_type molt_hybrid (the blocks' RMSNorm epsilon "
+                             "%g is not llamba's fixed 1e-5)", (double)c->norm_eps);
+    molt_status st = cfg_to_json(ctx, h, torch_dtype, json);
+    molt__free(h);
+    return st;
 }

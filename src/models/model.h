@@ -58,7 +58,9 @@ typedef struct rope_cfg {
 typedef struct model_cfg {
     model_arch arch;
     int   d_model, n_layer, vocab, d_ff, max_seq;
-    float norm_eps;
+    float norm_eps;       // every block's RMSNorms (and the final one unless final_norm_eps)
+    float final_norm_eps; // the final RMSNorm's when > 0 (cartesia Llamba: norm_epsilon,
+                          // its blocks' norms are fixed at 1e-5); 0: norm_eps
     bool  tie_embeddings;
     bool  has_mlp;
     // attention (teacher layers, and the kept heads of hybrid layers)
@@ -81,8 +83,12 @@ typedef struct model_cfg {
     int        n_keep[MODEL_MAX_LAYERS];       // hybrid: number of kept attention heads
     int       *keep_heads[MODEL_MAX_LAYERS];   // hybrid: which teacher heads (owned)
     int   bos, eos;
-    char  src_format[16]; // "hf", "llama2c"
+    char  src_format[16]; // "hf", "llama2c", "mamba_ssm" (state-spaces' native layout)
 } model_cfg;
+
+static inline float model_final_eps(const model_cfg *c) {
+    return c->final_norm_eps > 0 ? c->final_norm_eps : c->norm_eps;
+}
 
 // A named view into the parameter buffer.
 typedef struct param_info {

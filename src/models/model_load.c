@@ -7,6 +7,7 @@
 #include "io/fileio.h"
 #include "io/safetensors.h"
 #include "kernels/kernels.h"
+#include "models/layout.h"
 #include "models/model.h"
 #include "models/quant.h"
 #include "tok/tokenizer.h"
@@ -47,11 +48,12 @@ static void fmt_shape(char *buf, size_t cap, int ndim, const int64_t *shape) {
 }
 
 static molt_status load_tensors(molt_ctx *ctx, molt_model *m, const st_file *f, const char *dir) {
+    char nb[MODEL_NAME_MAX];
     for (int i = 0; i < m->n_params; i++) {
         const param_info *p = &m->params[i];
-        const st_tensor *t = st_find(f, p->name);
+        const st_tensor *t = st_find(f, layout_file_name(&m->cfg, p->name, nb)); // (layout.h)
         if (!t) {
-            if (p->optional)
+            if (p->optional || layout_may_omit(&m->cfg, p->name))
                 continue;
             return molt__err(ctx, MOLT_ERR_MISSING,
                              "%s: tensor '%s' is missing (needed by model_type %s)", dir, p->name,
@@ -82,7 +84,8 @@ static molt_status load_tensors(molt_ctx *ctx, molt_model *m, const st_file *f, 
     // tensors molt does not use are reported, not fatal (e.g. rotary inv_freq buffers)
     for (int i = 0; i < st_count(f); i++) {
         const st_tensor *t = st_at(f, i);
-        if (!model_param(m, t->name) && !model_q8_is_scale(m, t->name) &&
+        if (!model_param(m, layout_molt_name(&m->cfg, t->name, nb)) &&
+            !model_q8_is_scale(m, t->name) &&
             !(m->cfg.tie_embeddings && !strcmp(t->name, "lm_head.weight")))
             molt__log(MOLT_LOG_INFO, "%s: ignoring unused tensor '%s'", dir, t->name);
     }
@@ -150,7 +153,7 @@ static molt_status alloc_from_config(molt_ctx *ctx, const char *path, molt_model
     if (st != MOLT_OK)
         return st;
     model_cfg cfg;
-    st = model_cfg_from_json(ctx, path, json, len, &cfg);
+    st = layout_cfg_from_json(ctx, path, json, len, &cfg);
     molt__free(json);
     if (st != MOLT_OK)
         return st;
@@ -168,7 +171,17 @@ molt_status model_load_hf(molt_ctx *ctx, const char *dir, molt_model **out) {
     if (st != MOLT_OK)
         return st;
     st_file *f = NULL;
-    if ((st = st_open(ctx, dir, &f)) == MOLT_OK) {
+    char     a[4096], b[4096], c[4096];
+    fio_join(a, sizeof a, dir, "model.safetensors");
+    fio_join(b, sizeof b, dir, ST_INDEX_NAME);
+    fio_join(c, sizeof c, dir, "pytorch_model.bin");
+    if (!fio_exists(a) && !fio_exists(b) && fio_exists(c)) // (mamba_ssm / cartesia save_pretrained)
+        st = molt__err(ctx, MOLT_ERR_MISSING,
+                       "%s: holds pytorch_model.bin (a PyTorch pickle, which molt does not read) "
+                       "and no model.safetensors; convert it in Python: sd = torch.load(\"pytorch"
+                       "_model.bin\"); safetensors.torch.save_file({k: v.clone() for k, v in "
+                       "sd.items()}, \"model.safetensors\")", dir);
+    else if ((st = st_open(ctx, dir, &f)) == MOLT_OK) {
         st = load_tensors(ctx, m, f, dir);
         st_close(f);
     }
@@ -289,11 +302,13 @@ static molt_status write_llama2c_hf(molt_ctx *ctx, const molt_tokenizer *tok, co
     return st;
 }
 
-// writes the model's files into stage (a fresh directory); tok_names[0..2]:
-// the tokenizer files written (NULL: none). q8: the weight matrices as q8_0
-// (quant.c, from the model's q8_0 copy on the host), everything else F32
-static molt_status write_model_files(molt_ctx *ctx, const molt_model *m, const char *stage,
-                                     st_dtype dt, bool q8, const char **tok_names) {
+// writes the model's files into stage (a fresh directory) in the layout of cfg (m's
+// config as layout_target_cfg gives it); tok_names[0..2]: the tokenizer files
+// written (NULL: none). q8: the weight matrices as q8_0 (quant.c, from the
+// model's q8_0 copy on the host), everything else F32
+static molt_status write_model_files(molt_ctx *ctx, const molt_model *m, const model_cfg *cfg,
+                                     const char *stage, st_dtype dt, bool q8,
+                                     const char **tok_names) {
     char         path[4096];
     q8_save      qs = {0};
     st_wtensor  *ts = NULL;
@@ -301,6 +316,9 @@ static molt_status write_model_files(molt_ctx *ctx, const molt_model *m, const c
     const float *data = NULL;
     int          n = m->n_params;
     molt_status  st = MOLT_OK;
+    if (q8 && !strcmp(cfg->src_format, "mamba_ssm"))
+        return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "q8_0 is saved in molt's layouts only, not "
+                                                    "mamba_ssm");
     if (q8) {
         if (!m->be->mem.host_visible)
             return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "saving q8_0 from %s: quantize on the "
@@ -310,20 +328,33 @@ static molt_status write_model_files(molt_ctx *ctx, const molt_model *m, const c
         ts = qs.ts, n = qs.n;
     } else {
         data = model_host_floats(ctx, m->be, m->data, m->n_floats, &host);
-        ts = data ? molt__calloc((size_t)m->n_params, sizeof *ts) : NULL;
+        // one more: a tied head written beside the embedding (mamba_ssm); names: mapped
+        ts = data ? molt__calloc((size_t)m->n_params + 1, sizeof *ts + MODEL_NAME_MAX) : NULL;
         if (!ts) {
             molt__free(host);
             return data ? molt__err(ctx, MOLT_ERR_OOM, "out of memory saving the model")
                         : molt_last_status(ctx);
         }
     }
-    for (int i = 0; !q8 && i < m->n_params; i++) {
+    char *names = q8 ? NULL : (char *)(ts + m->n_params + 1);
+    for (int i = 0, k = 0; !q8 && i < m->n_params; i++) {
         const param_info *p = &m->params[i];
-        ts[i].name = p->name;
-        ts[i].dtype = dt;
-        ts[i].ndim = p->ndim;
-        memcpy(ts[i].shape, p->shape, sizeof(int64_t) * (size_t)p->ndim);
-        ts[i].data = data + p->offset;
+        if (layout_skips(cfg, m, p)) {
+            n--;
+            continue;
+        }
+        char *nm = names + (size_t)k * MODEL_NAME_MAX;
+        snprintf(nm, MODEL_NAME_MAX, "%s", layout_file_name(cfg, p->name, nm));
+        ts[k].name = nm;
+        ts[k].dtype = dt;
+        ts[k].ndim = p->ndim;
+        memcpy(ts[k].shape, p->shape, sizeof(int64_t) * (size_t)p->ndim);
+        ts[k++].data = data + p->offset;
+        if (i == 0 && layout_writes_tied_head(cfg)) { // the embedding: the head beside it
+            ts[k] = ts[k - 1];
+            ts[k++].name = "lm_head.weight";
+            n++;
+        }
     }
     static const char *const meta[] = {"format", "pt", "producer", "molt", NULL};
     fio_join(path, sizeof path, stage, "model.safetensors");
@@ -337,7 +368,7 @@ static molt_status write_model_files(molt_ctx *ctx, const molt_model *m, const c
         return st;
     char *json = NULL;
     const char *hf_dtype = dt == ST_BF16 ? "bfloat16" : dt == ST_F16 ? "float16" : "float32";
-    if ((st = model_cfg_to_json(ctx, &m->cfg, hf_dtype, &json)) != MOLT_OK)
+    if ((st = layout_cfg_to_json(ctx, cfg, hf_dtype, &json)) != MOLT_OK)
         return st;
     if (q8) {
         char *qj = NULL;
@@ -381,8 +412,17 @@ static molt_status write_model_files(molt_ctx *ctx, const molt_model *m, const c
 // checkpoints, the user's own) are left alone.
 molt_status molt_model_save(molt_ctx *ctx, const molt_model *m, const char *dir,
                             const char *dtype) {
-    st_dtype dt = ST_F32;
-    bool     q8 = false;
+    return molt_model_save_as(ctx, m, dir, dtype, NULL);
+}
+
+molt_status molt_model_save_as(molt_ctx *ctx, const molt_model *m, const char *dir,
+                               const char *dtype, const char *layout) {
+    st_dtype     dt = ST_F32;
+    bool         q8 = false;
+    model_layout L;
+    if (!layout_parse(layout, &L))
+        return molt__err(ctx, MOLT_ERR_ARG, "layout \"%s\" (expected auto, hf, llamba, molt or "
+                                            "mamba_ssm)", layout);
     if (dtype && !strcmp(dtype, "bf16"))
         dt = ST_BF16;
     else if (dtype && !strcmp(dtype, "f16"))
@@ -392,17 +432,28 @@ molt_status molt_model_save(molt_ctx *ctx, const molt_model *m, const char *dir,
     else if (dtype && strcmp(dtype, "f32") != 0)
         return molt__err(ctx, MOLT_ERR_ARG, "dtype \"%s\" (expected f32, bf16, f16 or q8_0)",
                          dtype);
-    molt_status st = fio_mkdir_p(ctx, dir);
-    if (st != MOLT_OK)
+    model_cfg *cfg = molt__malloc(sizeof *cfg); // (a shallow copy: owns nothing)
+    if (!cfg)
+        return molt__err(ctx, MOLT_ERR_OOM, "out of memory saving the model");
+    molt_status st = layout_target_cfg(ctx, m, L, cfg);
+    if (st == MOLT_OK)
+        st = fio_mkdir_p(ctx, dir);
+    if (st != MOLT_OK) {
+        molt__free(cfg);
         return st;
+    }
     char stage[4096], from[4096], to[4096];
     fio_join(stage, sizeof stage, dir, ".molt-save");
     drop_staging(stage); // what a save killed half-way left behind
-    if (mkdir(stage, 0755) != 0)
+    if (mkdir(stage, 0755) != 0) {
+        molt__free(cfg);
         return molt__err(ctx, MOLT_ERR_IO, "%s: cannot create a staging directory: %s", stage,
                          strerror(errno));
+    }
     const char *tok_names[3] = {NULL, NULL, NULL};
-    if ((st = write_model_files(ctx, m, stage, dt, q8, tok_names)) != MOLT_OK) {
+    st = write_model_files(ctx, m, cfg, stage, dt, q8, tok_names);
+    molt__free(cfg);
+    if (st != MOLT_OK) {
         drop_staging(stage);
         return st;
     }

@@ -1,16 +1,22 @@
 /*
- * cmd_generate.c — `molt generate MODEL [-p PROMPT] [-n N] [-t TEMP]
- * [--top-k K] [--top-p P] [-s SEED] [-b N] [--weights f32|bf16|f16|q8_0] [--tokenizer FILE]
- * [--threads N] [-q]`.
+ * cmd_generate.c — `molt generate MODEL [-p PROMPT | -f FILE] [-n N] [-t TEMP]
+ * [--top-k K] [--top-p P] [-s SEED] [-b N] [--chat [--ctx N]] [--weights f32|bf16|f16|q8_0]
+ * [--tokenizer FILE] [--threads N] [-q]`.
  * Streams the prompt and its continuation to stdout; counts and speed to stderr.
+ * -f FILE: the prompt is FILE's bytes exactly (no size cap; "-" = stdin).
  * With -b N: N samples of the prompt decoded as one batch (state slots),
  * sample i seeded SEED + i, printed one after the other when all are done.
+ * With --chat (-i): each line of stdin is a user turn (molt_chat: the
+ * conversation stays in one sequence, a turn feeds only its new tokens); the
+ * reply is printed followed by a newline.
  */
 #include "cli.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 // one sample's text, collected while the batch decodes
 typedef struct textbuf {
@@ -45,14 +51,123 @@ static void print_piece(const char *s, size_t n, void *user) {
     fflush(stdout);
 }
 
+// The whole of path ("-": stdin) as a NUL-terminated string (free()), or NULL
+// after printing why: it cannot be read, or it holds a NUL byte.
+static char *read_prompt_file(const char *path) {
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    const char *name = strcmp(path, "-") ? path : "standard input";
+    if (!f) {
+        fprintf(stderr, "molt: error: %s: cannot open the prompt file: %s\n", path,
+                strerror(errno));
+        return NULL;
+    }
+    size_t len = 0, cap = 1 << 16;
+    char  *buf = malloc(cap);
+    while (buf) {
+        if (len + 1 >= cap) {
+            char *t = cap < ((size_t)1 << 40) ? realloc(buf, cap * 2) : NULL;
+            if (!t) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = t, cap *= 2;
+        }
+        size_t got = fread(buf + len, 1, cap - 1 - len, f);
+        len += got;
+        if (got == 0)
+            break;
+    }
+    int err = ferror(f);
+    if (f != stdin)
+        fclose(f);
+    if (!buf || err) {
+        fprintf(stderr, "molt: error: %s: %s\n", name,
+                buf ? "read error" : "out of memory reading the prompt");
+        free(buf);
+        return NULL;
+    }
+    buf[len] = 0;
+    if (strlen(buf) != len) {
+        fprintf(stderr, "molt: error: %s: the prompt holds a NUL byte at offset %zu\n", name,
+                strlen(buf));
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+// --chat: one user turn per line of stdin, each reply on stdout then "\n"
+static int chat_loop(molt_ctx *ctx, molt_model *m, const molt_gen_params *gp, long ctx_len,
+                     bool quiet) {
+    molt_model_info in;
+    molt_model_get_info(m, &in);
+    // an attention model's KV cache grows with the context: 4096 unless --ctx says
+    int32_t cap = ctx_len > 0                 ? (int32_t)(ctx_len < in.max_seq ? ctx_len : in.max_seq)
+                  : in.kv_bytes_per_token > 0 ? (in.max_seq < 4096 ? in.max_seq : 4096)
+                                              : in.max_seq;
+    molt_chat *c = NULL;
+    if (molt_chat_new(ctx, m, cap, gp, &c) != MOLT_OK)
+        return cli_fail(ctx, NULL);
+    bool    tty = isatty(0);
+    char   *line = NULL;
+    size_t  lcap = 0;
+    ssize_t n;
+    int     rc = 0, turns = 0;
+    molt_gen_stats all = {0};
+    if (tty && !quiet)
+        fprintf(stderr, "(chat: one turn per line, end with Ctrl-D)\n> ");
+    while ((n = getline(&line, &lcap, stdin)) >= 0) {
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = 0;
+        if (n == 0 || strlen(line) != (size_t)n) { // an empty line; a NUL byte cuts the turn
+            if (n > 0)
+                fprintf(stderr, "molt: warning: turn %d holds a NUL byte: skipped\n", turns + 1);
+        } else {
+            molt_gen_stats st = {0};
+            if (molt_chat_turn(ctx, c, line, print_piece, NULL, &st) != MOLT_OK) {
+                printf("\n");
+                rc = cli_fail(ctx, NULL);
+                break;
+            }
+            printf("\n");
+            fflush(stdout);
+            turns++;
+            all.n_prompt += st.n_prompt, all.n_generated += st.n_generated;
+            all.prefill_s += st.prefill_s, all.decode_s += st.decode_s;
+        }
+        if (tty && !quiet)
+            fprintf(stderr, "> ");
+    }
+    if (rc == 0 && !quiet)
+        fprintf(stderr,
+                "%d turns: fed %d tokens (%.0f tok/s), generated %d tokens in %.3fs (%.1f tok/s); "
+                "the conversation holds %d tokens\n",
+                turns, all.n_prompt, all.prefill_s > 0 ? all.n_prompt / all.prefill_s : 0.0,
+                all.n_generated, all.decode_s,
+                all.decode_s > 0 ? all.n_generated / all.decode_s : 0.0, molt_chat_pos(c));
+    free(line);
+    molt_chat_free(c);
+    return rc;
+}
+
 int cmd_generate(int argc, char **argv) {
     const char *model = NULL, *prompt = NULL, *tokp = NULL, *weights = NULL, *device = NULL;
+    const char *pfile = NULL;
     molt_gen_params gp = molt_gen_defaults();
     gp.seed = (uint64_t)time(NULL);
-    long threads = 2, batch = 1;
-    bool quiet = false;
+    long threads = 2, batch = 1, ctx_len = 0;
+    bool quiet = false, chat = false;
     const cli_optspec opts[] = {
         CLI_STR("--prompt", "-p", "TEXT", "prompt (default: start from BOS)", prompt),
+        CLI_STR_NE("--file", "-f", "FILE",
+                   "the prompt is FILE's bytes, as they are (\"-\": standard input)", pfile),
+        CLI_FLAG("--chat", "-i",
+                 "chat: each line of standard input is a turn; the model's state\n"
+                 "carries over, a turn feeds only its new tokens; -n caps each reply",
+                 chat),
+        CLI_INT_D("--ctx", NULL, "N", "--chat: tokens the conversation may hold", ctx_len, 1,
+                  1L << 30, "max_seq; 4096 with attention"),
         CLI_INT("--max-new", "-n", "N", "tokens to generate", gp.max_new_tokens, 0, 1L << 30),
         CLI_FLOAT("--temp", "-t", "T", "temperature; 0 = greedy", gp.temperature, 0, 100),
         CLI_INT("--top-k", NULL, "K", "keep the K most likely tokens; 0 = off", gp.top_k, 0,
@@ -83,10 +198,21 @@ int cmd_generate(int argc, char **argv) {
         return cli_exit_code(cs);
     if (!model)
         return cli_usage_error("generate", "no MODEL given");
+    if (prompt && pfile)
+        return cli_usage_error("generate", "give the prompt with -p or -f, not both");
+    if (chat && (prompt || pfile || batch > 1))
+        return cli_usage_error("generate", "--chat reads its turns from standard input: no %s",
+                               batch > 1 ? "-b" : prompt ? "-p" : "-f");
+    if (ctx_len && !chat)
+        return cli_usage_error("generate", "--ctx goes with --chat");
+    char *ptext = NULL;
+    if (pfile && !(prompt = ptext = read_prompt_file(pfile)))
+        return 1;
     molt_ctx *ctx = molt_ctx_new();
     molt_ctx_set_threads(ctx, (int)threads);
     if (!cli_set_device(ctx, device)) {
         molt_ctx_free(ctx);
+        free(ptext);
         return 1;
     }
     molt_model *m = cli_load_model(ctx, model, tokp);
@@ -95,7 +221,14 @@ int cmd_generate(int argc, char **argv) {
             cli_fail(ctx, model);
         molt_model_free(m);
         molt_ctx_free(ctx);
+        free(ptext);
         return 1;
+    }
+    if (chat) {
+        int crc = chat_loop(ctx, m, &gp, ctx_len, quiet);
+        molt_model_free(m);
+        molt_ctx_free(ctx);
+        return crc;
     }
     molt_gen_stats stats = {0};
     molt_status st;
@@ -133,5 +266,6 @@ int cmd_generate(int argc, char **argv) {
                 stats.decode_s > 0 ? stats.n_generated / stats.decode_s : 0.0);
     molt_model_free(m);
     molt_ctx_free(ctx);
+    free(ptext);
     return rc;
 }
