@@ -22,6 +22,31 @@
 
 #define A_LOG_BIAS_INIT (-4.0f) // softplus(−4) ≈ 0.018: decay ≈ 0.98 per token
 
+molt_status student_plan_heads(molt_ctx *ctx, const model_cfg *tc, const int32_t *keep_layer,
+                               const int32_t *keep_head, int n_keep, layer_kind rec,
+                               model_cfg *plan, student_heads_buf buf) {
+    for (int i = 0; i < n_keep; i++) {
+        int l = keep_layer[i], h = keep_head[i];
+        if (l < 0 || l >= tc->n_layer || h < 0 || h >= tc->n_head)
+            return molt__err(ctx, MOLT_ERR_ARG,
+                             "kept head %d:%d does not exist (the teacher has layers 0..%d, heads "
+                             "0..%d)",
+                             l, h, tc->n_layer - 1, tc->n_head - 1);
+        if (tc->n_head > 64)
+            return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "hybrids support at most 64 heads a layer");
+        for (int j = 0; j < plan->n_keep[l]; j++)
+            if (buf[l][j] == h)
+                return molt__err(ctx, MOLT_ERR_ARG, "head %d:%d is listed twice", l, h);
+        buf[l][plan->n_keep[l]++] = h;
+        plan->kind[l] = LAYER_HYBRID;
+        plan->hyb_rec[l] = rec;
+        plan->keep_heads[l] = buf[l];
+    }
+    if (tc->n_kv_head <= 0 || (n_keep > 0 && tc->attn_bias))
+        return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "this teacher's attention cannot be kept");
+    return MOLT_OK;
+}
+
 molt_status mohawk_student(molt_ctx *ctx, const molt_model *t, int n_heads, int d_state,
                            const char *init, bool ssm_bias, const int32_t *keep_layer,
                            const int32_t *keep_head, int n_keep, uint64_t seed, molt_model **out) {
@@ -58,28 +83,13 @@ molt_status mohawk_student(molt_ctx *ctx, const molt_model *t, int n_heads, int 
     plan.ssm_bias = ssm_bias;
     for (int l = 0; l < tc->n_layer; l++)
         plan.kind[l] = LAYER_SSM;
-    // head plan: validated here, before any work
-    int heads_buf[MODEL_MAX_LAYERS][64];
-    for (int i = 0; i < n_keep; i++) {
-        int l = keep_layer[i], h = keep_head[i];
-        if (l < 0 || l >= tc->n_layer || h < 0 || h >= tc->n_head)
-            return molt__err(ctx, MOLT_ERR_ARG,
-                             "kept head %d:%d does not exist (the teacher has layers 0..%d, heads "
-                             "0..%d)",
-                             l, h, tc->n_layer - 1, tc->n_head - 1);
-        if (tc->n_head > 64)
-            return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "hybrids support at most 64 heads a layer");
-        for (int j = 0; j < plan.n_keep[l]; j++)
-            if (heads_buf[l][j] == h)
-                return molt__err(ctx, MOLT_ERR_ARG, "head %d:%d is listed twice", l, h);
-        heads_buf[l][plan.n_keep[l]++] = h;
-        plan.kind[l] = LAYER_HYBRID;
-        plan.keep_heads[l] = heads_buf[l];
-    }
-    if (tc->n_kv_head <= 0 || (n_keep > 0 && tc->attn_bias))
-        return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "this teacher's attention cannot be kept");
+    student_heads_buf heads_buf; // head plan: validated here, before any work
+    molt_status st =
+        student_plan_heads(ctx, tc, keep_layer, keep_head, n_keep, LAYER_SSM, &plan, heads_buf);
+    if (st != MOLT_OK)
+        return st;
     molt_model *m = NULL;
-    molt_status st = model_hybrid_from_teacher(ctx, t, &plan, seed, &m);
+    st = model_hybrid_from_teacher(ctx, t, &plan, seed, &m);
     if (st != MOLT_OK)
         return st;
     int d = tc->d_model, hd = tc->head_dim, grp = tc->n_head / tc->n_kv_head;
@@ -123,7 +133,8 @@ static molt_status student_on_host(molt_ctx *ctx, const molt_model *t,
     if (!strcmp(kind, "mamba3") || !strcmp(kind, "mamba3-mimo"))
         return student_mamba3(ctx, t, o, out);
     if (!strcmp(kind, "gateloop"))
-        return mohawk_student_gateloop(ctx, t, o->n_heads, o->init, o->n_keep, o->seed, out);
+        return mohawk_student_gateloop(ctx, t, o->n_heads, o->init, o->keep_layer, o->keep_head,
+                                       o->n_keep, o->seed, out);
     if (strcmp(kind, "llamba")) {
         *out = NULL;
         return molt__err(ctx, MOLT_ERR_ARG,
@@ -150,8 +161,11 @@ molt_status mohawk_make_student(molt_ctx *ctx, const molt_model *t, const molt_d
     return st;
 }
 
-static bool is_m3(const molt_model *s, int l) { return s->cfg.kind[l] == LAYER_MAMBA3; }
-static bool is_gl(const molt_model *s, int l) { return s->cfg.kind[l] == LAYER_GATELOOP; }
+// the layer's recurrent mixer (a hybrid layer's recurrent part)
+static bool is_m3(const molt_model *s, int l) { return layer_rec_kind(&s->cfg, l) == LAYER_MAMBA3; }
+static bool is_gl(const molt_model *s, int l) {
+    return layer_rec_kind(&s->cfg, l) == LAYER_GATELOOP;
+}
 
 int student_mat_heads(const molt_model *s, int l) {
     return is_m3(s, l)   ? layer_m3(&s->cfg, l)->H

@@ -2,10 +2,15 @@
  * student.h — the distillation student by kind (molt_distill_opts.student),
  * and MOHAWK stage 1 of a student layer through its recurrent mixer's
  * trainable mixing matrix, whatever the layer's mixer:
- *   llamba       DiscreteMamba2 layers, or hybrids (mohawk_student, student.c;
+ *   llamba       DiscreteMamba2 layers (mohawk_student, student.c;
  *                stage 1: the SSM's matrix, ssm_mat_*)
  *   mamba3       Mamba-3 SISO layers (student_mamba3.c; stage 1: mamba3_mat_*)
  *   mamba3-mimo  Mamba-3 MIMO layers of rank opts.mimo_rank
+ *   gateloop     GateLoop layers (student_gateloop.c; stage 1: gl_mat_*)
+ * With kept heads (opts.n_keep > 0, `molt hybridize`) every kind is a hybrid:
+ * the layers holding kept heads are hybrid layers whose recurrent part is the
+ * kind's mixer (model_cfg.hyb_rec), beside the kept teacher heads; stage 1
+ * trains the recurrent part's matrix against all the teacher's heads.
  */
 #ifndef MOLT_DISTILL_STUDENT_H
 #define MOLT_DISTILL_STUDENT_H
@@ -16,9 +21,18 @@
 // head copied; mixers by o->init: "transfer" from the attention, or random).
 molt_status mohawk_make_student(molt_ctx *ctx, const molt_model *t, const molt_distill_opts *o,
                                 molt_model **out);
-// A pure Mamba-3 student (student_mamba3.c): one head per teacher query head
+// The kept-head plan of a hybrid student: the layers holding kept heads
+// (keep_layer[i]:keep_head[i], validated against teacher config tc) become
+// LAYER_HYBRID with recurrent part rec; buf holds the head lists plan points
+// to (it must outlive plan's use). MOLT_ERR_ARG / UNSUPPORTED with a message.
+typedef int student_heads_buf[MODEL_MAX_LAYERS][64];
+molt_status student_plan_heads(molt_ctx *ctx, const model_cfg *tc, const int32_t *keep_layer,
+                               const int32_t *keep_head, int n_keep, layer_kind rec,
+                               model_cfg *plan, student_heads_buf buf);
+// A Mamba-3 student (student_mamba3.c): one head per teacher query head
 // (head dim = teacher head_dim, expand = n_head·head_dim / d_model), d_state
-// o->d_state, B/C per head (ngroups = heads), rank 1 or o->mimo_rank.
+// o->d_state, B/C per head (ngroups = heads), rank 1 or o->mimo_rank; with
+// kept heads (o->n_keep) a hybrid of Mamba-3 and the kept heads.
 molt_status student_mamba3(molt_ctx *ctx, const molt_model *t, const molt_distill_opts *o,
                            molt_model **out);
 

@@ -8,6 +8,8 @@
  * d_state N, rope_fraction 0.5, no out norm; MIMO: rank R, chunk 64/R.
  * Embeddings, norms, MLPs, final norm and head are the teacher's
  * (model_hybrid_from_teacher); the file is a molt_hybrid of "mamba3" layers.
+ * With kept heads (`molt hybridize --student mamba3`) the layers holding them
+ * are hybrid layers of Mamba-3 (the same init) beside the copied kept heads.
  *
  * Attention transfer ("transfer", after the Llamba student's, mohawk
  * init_ssm_from_attention_layer): the SSM head is softmax-free attention with
@@ -45,10 +47,6 @@ molt_status student_mamba3(molt_ctx *ctx, const molt_model *t, const molt_distil
     if (tc->arch != ARCH_LLAMA)
         return molt__err(ctx, MOLT_ERR_ARG, "the teacher must be a Llama model (got %s)",
                          model_arch_name(tc->arch));
-    if (o->n_keep > 0)
-        return molt__err(ctx, MOLT_ERR_UNSUPPORTED,
-                         "kept attention heads need a Llamba student (molt's hybrid layer joins "
-                         "attention to the Llamba SSM, not to Mamba-3)");
     int d = tc->d_model, hd = tc->head_dim, Di = tc->n_head * hd;
     int H = o->n_heads > 0 ? o->n_heads : tc->n_head, R = mimo ? o->mimo_rank : 1;
     if (Di % d)
@@ -80,8 +78,13 @@ molt_status student_mamba3(molt_ctx *ctx, const molt_model *t, const molt_distil
         plan.m3_layer[l] = mc;
     for (int l = 0; l < tc->n_layer; l++)
         plan.kind[l] = LAYER_MAMBA3;
+    student_heads_buf heads_buf; // kept heads: hybrid layers of Mamba-3 ‖ those heads
+    molt_status st = student_plan_heads(ctx, tc, o->keep_layer, o->keep_head, o->n_keep,
+                                        LAYER_MAMBA3, &plan, heads_buf);
+    if (st != MOLT_OK)
+        return st;
     molt_model *m = NULL;
-    molt_status st = model_hybrid_from_teacher(ctx, t, &plan, o->seed, &m);
+    st = model_hybrid_from_teacher(ctx, t, &plan, o->seed, &m);
     if (st != MOLT_OK || !transfer) {
         *out = m;
         return st;

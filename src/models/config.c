@@ -9,7 +9,8 @@
  *   mamba2       HF Mamba2Config (time_step_limit may hold {"__float__": "Infinity"}).
  *   molt_hybrid  molt's own: the llamba keys + "attn_cfg" (the teacher's attention
  *                geometry and RoPE) + "layers": [{"mixer": "attention" | "ssm" |
- *                "hybrid" | "mamba3" | "gateloop", "attention_heads": [..]}], + "mamba3_cfg"
+ *                "hybrid" | "mamba3" | "gateloop", "attention_heads": [..], hybrids: "recurrent":
+ *                "ssm" (default) | "mamba3" | "gateloop"}], + "mamba3_cfg"
  *                when a layer is Mamba-3 (config_mamba3.c), "gateloop_cfg": {n_heads,
  *                head_dim, chunk_size} with GateLoop layers; "ssm_cfg" only when a layer
  *                has an SSM                                         (docs/FORMATS.md)
@@ -264,7 +265,7 @@ static molt_status parse_mamba2(molt_ctx *ctx, const char *w, const cJSON *o, mo
 static molt_status parse_gateloop(molt_ctx *ctx, const char *w, const cJSON *o, model_cfg *c) {
     bool any = false;
     for (int l = 0; l < c->n_layer; l++)
-        any |= c->kind[l] == LAYER_GATELOOP;
+        any |= layer_rec_kind(c, l) == LAYER_GATELOOP;
     const cJSON *g = NULL;
     MOLT_TRY(js_get_obj(ctx, w, o, "gateloop_cfg", any, &g));
     if (!g)
@@ -284,9 +285,22 @@ static molt_status parse_gateloop(molt_ctx *ctx, const char *w, const cJSON *o, 
 // a layer of c runs the ssm_cfg SSM (every layer of a llamba / mamba2 model)
 static bool uses_ssm(const model_cfg *c) {
     for (int l = 0; l < c->n_layer; l++)
-        if (c->kind[l] == LAYER_SSM || c->kind[l] == LAYER_HYBRID)
+        if (layer_rec_kind(c, l) == LAYER_SSM)
             return true;
     return false;
+}
+
+// a hybrid layer's "recurrent": the mixer beside its kept heads ("ssm" when absent)
+static molt_status parse_hybrid_rec(molt_ctx *ctx, const char *where, const cJSON *L,
+                                    model_cfg *c, int l) {
+    const char *rec = NULL;
+    MOLT_TRY(js_get_str(ctx, where, L, "recurrent", 0, "ssm", &rec));
+    layer_kind k;
+    if (!layer_kind_parse(rec, &k) || k == LAYER_ATTN || k == LAYER_HYBRID)
+        return molt__err(ctx, MOLT_ERR_FORMAT,
+                         "%s: recurrent \"%s\" (expected ssm, mamba3 or gateloop)", where, rec);
+    c->hyb_rec[l] = k;
+    return MOLT_OK;
 }
 
 static molt_status parse_hybrid(molt_ctx *ctx, const char *w, const cJSON *o, model_cfg *c) {
@@ -342,6 +356,7 @@ static molt_status parse_hybrid(molt_ctx *ctx, const char *w, const cJSON *o, mo
                                      "%s: attention_heads[%d] must be a head index", where, i);
                 c->keep_heads[l][i] = (int)h;
             }
+            MOLT_TRY(parse_hybrid_rec(ctx, where, L, c, l));
         }
     }
     if (uses_ssm(c) && !cJSON_GetObjectItemCaseSensitive(o, "ssm_cfg"))
@@ -471,7 +486,7 @@ static const gateloop_cfg *file_gl(const model_cfg *c, bool *differ) {
     const gateloop_cfg *g = NULL;
     *differ = false;
     for (int l = 0; l < c->n_layer; l++)
-        if (c->kind[l] == LAYER_GATELOOP) {
+        if (layer_rec_kind(c, l) == LAYER_GATELOOP) {
             if (g && memcmp(layer_gl(c, l), g, sizeof *g) != 0)
                 *differ = true;
             g = g ? g : layer_gl(c, l);
@@ -582,6 +597,8 @@ molt_status model_cfg_to_json(molt_ctx *ctx, const model_cfg *c, const char *tor
             cJSON_AddStringToObject(L, "mixer", layer_kind_name(c->kind[l]));
             if (c->kind[l] == LAYER_HYBRID)
                 js_put(L, "attention_heads", cJSON_CreateIntArray(c->keep_heads[l], c->n_keep[l]));
+            if (c->kind[l] == LAYER_HYBRID && layer_hybrid_rec(c, l) != LAYER_SSM)
+                cJSON_AddStringToObject(L, "recurrent", layer_kind_name(layer_hybrid_rec(c, l)));
             js_put(ls, NULL, L);
         }
         add_gateloop(o, c);

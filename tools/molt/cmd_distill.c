@@ -70,7 +70,7 @@ int cmd_distill(int argc, char **argv) {
         CLI_FLAG("--no-ssm-bias", NULL, "no in_proj/out_proj biases in the student", no_ssm_bias),
         CLI_CHOICE("--student", NULL, "llamba|mamba3|mamba3-mimo|gateloop",
                    "the student's mixer: Llamba (DiscreteMamba2), Mamba-3 SISO or MIMO, or\n"
-                   "GateLoop (no --d-state); hybrids keep heads beside Llamba only",
+                   "GateLoop (no --d-state); in hybrids, the mixer beside the kept heads",
                    o.student, "llamba|mamba3|mamba3-mimo|gateloop"),
         CLI_INT("--mimo-rank", NULL, "R", "mamba3-mimo: the MIMO rank", o.mimo_rank, 1, 16),
         CLI_LIST("--data", NULL, "FILE", "training text (default: sample from the teacher)", data),
