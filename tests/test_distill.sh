@@ -36,11 +36,10 @@ have "$M2" "hybridize refuses a Mamba-2 teacher" &&
 bad kv-data-no-task "needs --kv-task" -- $MOLT distill $TEACHER -o "$T/x" --kv-data-frac 0.3
 bad hybrid-no-plan "exactly one" -- $MOLT hybridize $TEACHER -o "$T/x"
 bad bad-student "llamba, mamba3, mamba3-mimo or gateloop" -- $MOLT distill $TEACHER -o "$T/x" --student mamba9
-bad gateloop-hybrid "no hybrid form" -- $MOLT hybridize $TEACHER -o "$T/x" --student gateloop --heads 2:3
 bad gateloop-heads "one student head per teacher query head" -- $MOLT distill $TEACHER -o "$T/x" --student gateloop --student-heads 4 --stage1-tokens 0
 bad mamba3-no-angles "rotary angles" -- $MOLT distill $TEACHER -o "$T/x" --student mamba3 --d-state 2
 bad mamba3-mimo-odd "even" -- $MOLT distill $TEACHER -o "$T/x" --student mamba3-mimo --d-state 9
-bad mamba3-hybrid "Llamba student" -- $MOLT hybridize $TEACHER -o "$T/x" --heads 2:3 --student mamba3
+bad hybrid-rec-bad-head "does not exist" -- $MOLT hybridize $TEACHER -o "$T/x" --heads 2:9 --student mamba3
 # small real run (held-out: the first 40 KB of TinyStories valid, never trained on)
 cp tests/fixtures/data/tinystories/tinystories_v1_valid_head_40k.txt "$T/valid.txt"
 $MOLT distill $TEACHER -o "$T/s" --sample-tokens 40000 --seq 64 --batch 4 \
@@ -167,5 +166,30 @@ PY
     || { echo "FAIL: molt info of the $st student"; $MOLT info "$T/$st"; fail=1; }
   $MOLT generate "$T/$st" -t 0 -n 20 -q > "$T/$st.gen" 2>&1 || { echo "FAIL: $st student does not generate"; cat "$T/$st.gen"; fail=1; }
   echo "$st student says: $(head -c 100 "$T/$st.gen")"
+done
+# hybrids of Mamba-3 / GateLoop and two kept heads: the layers holding them are "hybrid" with
+# "recurrent": the student's mixer, the others that mixer alone; the report lists the kept
+# heads and their KV bytes; the student evaluates, generates, and survives info
+for st in mamba3 gateloop; do
+  $MOLT hybridize $TEACHER -o "$T/h$st" --heads 4:0,2:3 --student $st --sample-tokens 10000 \
+    --seq 64 --batch 4 --stage1-tokens 3200 --stage2-tokens 3200 --stage3-tokens 6400 -q \
+    > "$T/h$st.out" 2> "$T/h$st.err" || { echo "FAIL: hybridize --student $st"; cat "$T/h$st.err"; fail=1; continue; }
+  /usr/bin/python3 - "$T/h$st" $st <<'PY' || fail=1
+import json, math, sys
+d, st = sys.argv[1], sys.argv[2]
+r, c = json.load(open(d + "/report.json")), json.load(open(d + "/config.json"))
+L = c["layers"]
+ok = [l["mixer"] for l in L] == ["mamba3" if st == "mamba3" else st] * 2 + ["hybrid", st, "hybrid"]
+ok &= L[2] == {"mixer": "hybrid", "attention_heads": [3], "recurrent": st}
+ok &= L[4] == {"mixer": "hybrid", "attention_heads": [0], "recurrent": st}
+ok &= r["student"]["kept_heads"] == [[4, 0], [2, 3]] and r["student"]["kv_bytes_per_token"] == 128
+ok &= all(math.isfinite(s["final_loss_mean_last10pct"]) for s in r["stages"])
+print(f"hybrid+{st}: layers {[l['mixer'] + ('+' + l['recurrent'] if 'recurrent' in l else '') for l in L]}, stage losses {[round(s['final_loss_mean_last10pct'], 3) for s in r['stages']]}")
+sys.exit(0 if ok else 1)
+PY
+  $MOLT info "$T/h$st" | grep -q "2 heads hold a KV cache" || { echo "FAIL: info of hybrid+$st"; $MOLT info "$T/h$st"; fail=1; }
+  $MOLT eval "$T/h$st" --text "$T/valid.txt" > "$T/h$st.eval" 2>&1 || { echo "FAIL: hybrid+$st does not evaluate"; cat "$T/h$st.eval"; fail=1; }
+  $MOLT generate "$T/h$st" -t 0 -n 20 -q > "$T/h$st.gen" 2>&1 || { echo "FAIL: hybrid+$st does not generate"; cat "$T/h$st.gen"; fail=1; }
+  echo "hybrid+$st says: $(head -c 100 "$T/h$st.gen")"
 done
 exit $fail
