@@ -19,7 +19,10 @@
  *     token = the kept heads'; the analysis parts (mixer_part) are the kept
  *     heads and the layer's recurrent mixer;
  *   - config.json: a hybrid without "recurrent" is the SSM (older files), and
- *     "recurrent": "attention" / "hybrid" / an unknown name is refused.
+ *     "recurrent": "attention" / "hybrid" / an unknown name is refused;
+ *   - the same checks for the Mamba-2 mixer (ssm_cfg "layer": "Mamba2": conv,
+ *     gated RMSNorm) in blocks with MLPs, alone and beside kept heads: the
+ *     shape of `molt distill --student mamba2` (and `hybridize`).
  */
 #include "mixers/mixer.h"
 #include "models/model.h"
@@ -41,6 +44,9 @@ static const char *M3 = "\"mamba3_cfg\": {\"d_state\": 16, \"expand\": 1, \"head
 static const char *M3MIMO = "\"mamba3_cfg\": {\"d_state\": 8, \"expand\": 1, \"headdim\": 8,"
                             " \"ngroups\": 2, \"is_mimo\": true, \"mimo_rank\": 2,"
                             " \"is_outproj_norm\": true, \"chunk_size\": 8}";
+// the Mamba-2 mixer (conv, gated RMSNorm) in molt_hybrid blocks with MLPs (--student mamba2)
+static const char *SSM_M2 = "\"ssm_cfg\": {\"layer\": \"Mamba2\", \"d_state\": 8, \"n_v_heads\": 4,"
+                            " \"n_qk_heads\": 2, \"expand\": 1, \"chunk_size\": 16, \"bias\": true}";
 static const char *GL = "\"gateloop_cfg\": {\"n_heads\": 4, \"head_dim\": 8, \"chunk_size\": 16}";
 
 // a molt_hybrid config.json: d 32, 4 heads of 8 (2 KV heads), the blocks given
@@ -159,14 +165,13 @@ static void check_slots(molt_model *m, const char *label) {
     molt_slots_free(sl);
 }
 
-static void check_roundtrip(const molt_model *m, const char *label, const char *rec) {
+static void check_roundtrip(const molt_model *m, const char *label, const char *want) {
     char dir[] = "/tmp/molt_hyrec_XXXXXX";
     CHECK(mkdtemp(dir) != NULL, "mkdtemp");
     CHECK(molt_model_save(ctx, m, dir, NULL) == MOLT_OK, "%s save: %s", label,
           molt_last_error(ctx));
-    char path[256], want[64];
+    char path[256];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    snprintf(want, sizeof want, "\"recurrent\":\t\"%s\"", rec);
     char *js = t_read_file(path, NULL);
     CHECK(js && strstr(js, want), "%s: config.json has %s", label, want);
     free(js);
@@ -188,6 +193,9 @@ static void check_roundtrip(const molt_model *m, const char *label, const char *
                 break;
             case LAYER_GATELOOP:
                 same &= !memcmp(layer_gl(a, l), layer_gl(b, l), sizeof(gateloop_cfg));
+                break;
+            case LAYER_SSM:
+                same &= !memcmp(layer_ssm(a, l), layer_ssm(b, l), sizeof(ssm_cfg));
                 break;
             default: break;
             }
@@ -304,8 +312,9 @@ static void check_train_grads(molt_model *m, const char *label) {
     tm_free(tm);
 }
 
+// want: what the saved config.json must hold
 static void check_model(const char *layers, int n_layer, const char *blocks, const char *label,
-                        const char *rec) {
+                        const char *want) {
     char json[2048];
     make_json(json, sizeof json, layers, n_layer, blocks);
     molt_model *m = tm_random_model(ctx, json, 7, 0.05f);
@@ -313,7 +322,7 @@ static void check_model(const char *layers, int n_layer, const char *blocks, con
         return;
     check_modes(m, label);
     check_slots(m, label);
-    check_roundtrip(m, label, rec);
+    check_roundtrip(m, label, want);
     check_info(m, label);
     check_train_grads(m, label);
     molt_model_free(m);
@@ -355,6 +364,7 @@ static void check_config(void) {
     model_free_cfg(&c);
 }
 
+#define REC(k) "\"recurrent\":\t\"" k "\""
 #define HY(heads, rec) "{\"mixer\": \"hybrid\", \"attention_heads\": [" heads "], \"recurrent\": \"" rec "\"}"
 
 int main(void) {
@@ -362,15 +372,17 @@ int main(void) {
     molt_ctx_set_threads(ctx, getenv("MOLT_TEST_THREADS") ? atoi(getenv("MOLT_TEST_THREADS")) : 2);
     char blocks[512];
     check_model(HY("1, 3", "mamba3") ", {\"mixer\": \"mamba3\"}, " HY("0", "mamba3"), 3, M3,
-                "hybrid+mamba3 SISO", "mamba3");
+                "hybrid+mamba3 SISO", REC("mamba3"));
     check_model(HY("2", "mamba3") ", " HY("0, 1, 3", "mamba3"), 2, M3MIMO,
-                "hybrid+mamba3 MIMO R2", "mamba3");
+                "hybrid+mamba3 MIMO R2", REC("mamba3"));
     check_model(HY("1, 3", "gateloop") ", {\"mixer\": \"gateloop\"}, " HY("2", "gateloop"), 3, GL,
-                "hybrid+gateloop", "gateloop");
+                "hybrid+gateloop", REC("gateloop"));
     snprintf(blocks, sizeof blocks, "%s, %s, %s", SSM, M3, GL);
     check_model("{\"mixer\": \"hybrid\", \"attention_heads\": [0]}, " HY("1", "mamba3") ", "
                 HY("2, 3", "gateloop") ", {\"mixer\": \"attention\"}",
-                4, blocks, "hybrid ssm|mamba3|gateloop|attention", "gateloop");
+                4, blocks, "hybrid ssm|mamba3|gateloop|attention", REC("gateloop"));
+    check_model("{\"mixer\": \"ssm\"}, {\"mixer\": \"hybrid\", \"attention_heads\": [1, 2]}", 2,
+                SSM_M2, "mamba2 + MLP | hybrid+mamba2", "\"layer\":\t\"Mamba2\"");
     check_config();
     molt_ctx_free(ctx);
     return t_done("test_hybrid_rec");

@@ -130,6 +130,8 @@ molt_status mohawk_student(molt_ctx *ctx, const molt_model *t, int n_heads, int 
 static molt_status student_on_host(molt_ctx *ctx, const molt_model *t,
                                    const molt_distill_opts *o, molt_model **out) {
     const char *kind = o->student ? o->student : "llamba";
+    if (!strcmp(kind, "mamba2"))
+        return student_mamba2(ctx, t, o, out);
     if (!strcmp(kind, "mamba3") || !strcmp(kind, "mamba3-mimo"))
         return student_mamba3(ctx, t, o, out);
     if (!strcmp(kind, "gateloop"))
@@ -138,7 +140,8 @@ static molt_status student_on_host(molt_ctx *ctx, const molt_model *t,
     if (strcmp(kind, "llamba")) {
         *out = NULL;
         return molt__err(ctx, MOLT_ERR_ARG,
-                         "student \"%s\" (llamba, mamba3, mamba3-mimo or gateloop)", kind);
+                         "student \"%s\" (llamba, mamba2, mamba3, mamba3-mimo or gateloop)",
+                         kind);
     }
     return mohawk_student(ctx, t, o->n_heads, o->d_state, o->init, o->ssm_bias != 0,
                           o->keep_layer, o->keep_head, o->n_keep, o->seed, out);

@@ -4,6 +4,9 @@
  * trainable mixing matrix, whatever the layer's mixer:
  *   llamba       DiscreteMamba2 layers (mohawk_student, student.c;
  *                stage 1: the SSM's matrix, ssm_mat_*)
+ *   mamba2       Mamba-2 layers (HF / state-spaces Mamba2 mixer: conv, gated
+ *                RMSNorm) with the teacher's MLPs (student_mamba2.c; stage 1:
+ *                ssm_mat_*, which materializes Mamba-2 too)
  *   mamba3       Mamba-3 SISO layers (student_mamba3.c; stage 1: mamba3_mat_*)
  *   mamba3-mimo  Mamba-3 MIMO layers of rank opts.mimo_rank
  *   gateloop     GateLoop layers (student_gateloop.c; stage 1: gl_mat_*)
@@ -33,6 +36,11 @@ molt_status student_plan_heads(molt_ctx *ctx, const model_cfg *tc, const int32_t
 // (head dim = teacher head_dim, expand = n_head·head_dim / d_model), d_state
 // o->d_state, B/C per head (ngroups = heads), rank 1 or o->mimo_rank; with
 // kept heads (o->n_keep) a hybrid of Mamba-3 and the kept heads.
+// A Mamba-2 student (student_mamba2.c): one head per teacher query head
+// (P = head_dim), ngroups = heads, d_state o->d_state, d_conv 4, biases with
+// o->ssm_bias; with kept heads (o->n_keep) a hybrid of Mamba-2 and those heads.
+molt_status student_mamba2(molt_ctx *ctx, const molt_model *t, const molt_distill_opts *o,
+                           molt_model **out);
 molt_status student_mamba3(molt_ctx *ctx, const molt_model *t, const molt_distill_opts *o,
                            molt_model **out);
 

@@ -137,6 +137,24 @@ static molt_status parse_llama(molt_ctx *ctx, const char *w, const cJSON *o, mod
     return MOLT_OK;
 }
 
+// ssm_cfg's "layer" (state-spaces' MambaConfig spelling): "DiscreteMamba2" (default, Llamba)
+// or "Mamba2" (the Mamba-2 mixer of HF Mamba2 checkpoints: molt's Mamba-2 students), and the
+// conv activation each has ("identity" / "silu")
+static molt_status parse_ssm_layer(molt_ctx *ctx, const char *w, const cJSON *ssm, ssm_cfg *s) {
+    const char *layer = NULL, *act = NULL;
+    MOLT_TRY(js_get_str(ctx, w, ssm, "layer", 0, "DiscreteMamba2", &layer));
+    bool m2 = !strcmp(layer, "Mamba2");
+    if (!m2 && strcmp(layer, "DiscreteMamba2"))
+        return molt__err(ctx, MOLT_ERR_UNSUPPORTED,
+                         "%s: ssm_cfg.layer \"%s\" (DiscreteMamba2 or Mamba2)", w, layer);
+    s->kind = m2 ? SSM_MAMBA2 : SSM_DISCRETE;
+    MOLT_TRY(js_get_str(ctx, w, ssm, "activation", 0, m2 ? "silu" : "identity", &act));
+    if (strcmp(act, m2 ? "silu" : "identity") != 0)
+        return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "%s: ssm_cfg.activation \"%s\" (%s uses %s)",
+                         w, act, layer, m2 ? "silu" : "identity");
+    return MOLT_OK;
+}
+
 // llamba / molt_hybrid SSM + MLP part (ssm_cfg: required for llamba; a molt_hybrid
 // whose layers have no SSM may leave it out, parse_hybrid checks)
 static molt_status parse_llamba(molt_ctx *ctx, const char *w, const cJSON *o, model_cfg *c) {
@@ -182,11 +200,7 @@ static molt_status parse_llamba(molt_ctx *ctx, const char *w, const cJSON *o, mo
     MOLT_TRY(geti(ctx, w, ssm, "d_conv", 0, 1, 64, 4, &s->K));
     MOLT_TRY(js_get_bool(ctx, w, ssm, "bias", 0, false, &c->ssm_bias));
     MOLT_TRY(js_get_bool(ctx, w, ssm, "conv_bias", 0, true, &c->conv_bias));
-    const char *sact = NULL;
-    MOLT_TRY(js_get_str(ctx, w, ssm, "activation", 0, "identity", &sact));
-    if (strcmp(sact, "identity") != 0)
-        return molt__err(ctx, MOLT_ERR_UNSUPPORTED,
-                         "%s: ssm_cfg.activation \"%s\" (DiscreteMamba2 uses identity)", w, sact);
+    MOLT_TRY(parse_ssm_layer(ctx, w, ssm, s));
     s->d_inner = expand * c->d_model;
     if (s->d_inner % s->H)
         return molt__err(ctx, MOLT_ERR_SHAPE,
@@ -474,7 +488,9 @@ static void add_llamba(cJSON *o, const model_cfg *c) {
     cJSON_AddNumberToObject(s, "n_qk_heads", sc->G);
     cJSON_AddNumberToObject(s, "expand", sc->d_inner / c->d_model);
     cJSON_AddNumberToObject(s, "chunk_size", sc->chunk);
-    cJSON_AddStringToObject(s, "activation", "identity");
+    if (sc->kind == SSM_MAMBA2) // molt's Mamba-2 students (parse_ssm_layer)
+        cJSON_AddStringToObject(s, "layer", "Mamba2");
+    cJSON_AddStringToObject(s, "activation", sc->kind == SSM_MAMBA2 ? "silu" : "identity");
     cJSON_AddBoolToObject(s, "bias", c->ssm_bias);
     cJSON_AddBoolToObject(s, "conv_bias", c->conv_bias);
     cJSON_AddNumberToObject(s, "d_conv", sc->K);
