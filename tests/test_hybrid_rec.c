@@ -4,8 +4,9 @@
  * config.json's per-layer "recurrent"), random weights off the init:
  *   - modes: prefill (T up to 300, chunk sizes that do and don't divide T) ==
  *     token by token (relative L2 ≤ 3e-5: GateLoop's complex state over 300
- *     tokens measures 1.2e-5; the mixer alone is held to 2e-5), and the training forward (train_forward of every layer,
- *     B = 2 sequences) == prefill of each sequence;
+ *     tokens measures 1.2e-5; the mixer alone is held to 2e-5), and the
+ *     training forward (train_forward of every layer, B = 2 sequences) ==
+ *     prefill of each sequence;
  *   - training: for every parameter tensor of the hybrid layers (recurrent part
  *     .mixer.*, kept heads .attn.*, the combiner's .adapter.*), the element of
  *     largest gradient and two random ones of at least a fifth of it (smaller
@@ -45,8 +46,9 @@ static const char *M3MIMO = "\"mamba3_cfg\": {\"d_state\": 8, \"expand\": 1, \"h
                             " \"ngroups\": 2, \"is_mimo\": true, \"mimo_rank\": 2,"
                             " \"is_outproj_norm\": true, \"chunk_size\": 8}";
 // the Mamba-2 mixer (conv, gated RMSNorm) in molt_hybrid blocks with MLPs (--student mamba2)
-static const char *SSM_M2 = "\"ssm_cfg\": {\"layer\": \"Mamba2\", \"d_state\": 8, \"n_v_heads\": 4,"
-                            " \"n_qk_heads\": 2, \"expand\": 1, \"chunk_size\": 16, \"bias\": true}";
+static const char *SSM_M2 = "\"ssm_cfg\": {\"layer\": \"Mamba2\", \"d_state\": 8,"
+                            " \"n_v_heads\": 4, \"n_qk_heads\": 2, \"expand\": 1,"
+                            " \"chunk_size\": 16, \"bias\": true}";
 static const char *GL = "\"gateloop_cfg\": {\"n_heads\": 4, \"head_dim\": 8, \"chunk_size\": 16}";
 
 // a molt_hybrid config.json: d 32, 4 heads of 8 (2 KV heads), the blocks given
@@ -365,7 +367,8 @@ static void check_config(void) {
 }
 
 #define REC(k) "\"recurrent\":\t\"" k "\""
-#define HY(heads, rec) "{\"mixer\": \"hybrid\", \"attention_heads\": [" heads "], \"recurrent\": \"" rec "\"}"
+#define HY(heads, rec)                                                                             \
+    "{\"mixer\": \"hybrid\", \"attention_heads\": [" heads "], \"recurrent\": \"" rec "\"}"
 
 int main(void) {
     ctx = molt_ctx_new();
