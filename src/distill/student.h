@@ -24,14 +24,19 @@
 // head copied; mixers by o->init: "transfer" from the attention, or random).
 molt_status mohawk_make_student(molt_ctx *ctx, const molt_model *t, const molt_distill_opts *o,
                                 molt_model **out);
-// The kept-head plan of a hybrid student: the layers holding kept heads
-// (keep_layer[i]:keep_head[i], validated against teacher config tc) become
-// LAYER_HYBRID with recurrent part rec; buf holds the head lists plan points
-// to (it must outlive plan's use). MOLT_ERR_ARG / UNSUPPORTED with a message.
-typedef int student_heads_buf[MODEL_MAX_LAYERS][64];
-molt_status student_plan_heads(molt_ctx *ctx, const model_cfg *tc, const int32_t *keep_layer,
-                               const int32_t *keep_head, int n_keep, layer_kind rec,
-                               model_cfg *plan, student_heads_buf buf);
+// The checks every head-per-teacher-head student shares: a Llama teacher whose
+// n_head·head_dim is expand·d_model, o->n_heads (0: the teacher's) dividing it,
+// o->init "transfer" (then one head per teacher query head) or "random".
+// *H: the student's heads; *transfer: the init. what names the student kind.
+molt_status student_check_heads(molt_ctx *ctx, const model_cfg *tc, const molt_distill_opts *o,
+                                const char *what, int *H, bool *transfer);
+// The student of plan (its mixer configs set) for teacher t: every layer of
+// kind `kind`, except that the layers holding o's kept heads (o->keep_layer[i]:
+// o->keep_head[i], validated first) become hybrids whose recurrent part is
+// `kind`; built by model_hybrid_from_teacher (o->seed). MOLT_ERR_ARG /
+// UNSUPPORTED with a message; *out NULL on error.
+molt_status student_from_plan(molt_ctx *ctx, const molt_model *t, const molt_distill_opts *o,
+                              layer_kind kind, model_cfg *plan, molt_model **out);
 // A Mamba-3 student (student_mamba3.c): one head per teacher query head
 // (head dim = teacher head_dim, expand = n_head·head_dim / d_model), d_state
 // o->d_state, B/C per head (ngroups = heads), rank 1 or o->mimo_rank; with

@@ -71,15 +71,10 @@ molt_status mohawk_student_gateloop(molt_ctx *ctx, const molt_model *t, int n_he
                                         1, 4, 0, 64, tc->norm_eps, 0.0f, INFINITY});
     plan.conv_bias = true;
     model_cfg_set_gl(&plan, &(gateloop_cfg){tc->d_model, Di, H, Di / H, 64});
-    for (int l = 0; l < tc->n_layer; l++)
-        plan.kind[l] = LAYER_GATELOOP;
-    student_heads_buf heads_buf; // kept heads: hybrid layers of GateLoop ‖ those heads
-    molt_status st = student_plan_heads(ctx, tc, keep_layer, keep_head, n_keep, LAYER_GATELOOP,
-                                        &plan, heads_buf);
-    if (st != MOLT_OK)
-        return st;
-    molt_model *m = NULL;
-    st = model_hybrid_from_teacher(ctx, t, &plan, seed, &m);
+    molt_distill_opts ko = {.keep_layer = keep_layer, .keep_head = keep_head, .n_keep = n_keep,
+                            .seed = seed};
+    molt_model *m = NULL; // kept heads: hybrid layers of GateLoop ‖ those heads
+    molt_status st = student_from_plan(ctx, t, &ko, LAYER_GATELOOP, &plan, &m);
     if (st != MOLT_OK || !transfer) {
         *out = m;
         return st;

@@ -39,29 +39,14 @@ molt_status student_mamba2(molt_ctx *ctx, const molt_model *t, const molt_distil
                            molt_model **out) {
     *out = NULL;
     const model_cfg *tc = &t->cfg;
-    if (tc->arch != ARCH_LLAMA)
-        return molt__err(ctx, MOLT_ERR_ARG, "the teacher must be a Llama model (got %s)",
-                         model_arch_name(tc->arch));
+    int H;
+    bool transfer;
+    molt_status st = student_check_heads(ctx, tc, o, "Mamba-2", &H, &transfer);
+    if (st != MOLT_OK)
+        return st;
     int d = tc->d_model, hd = tc->head_dim, Di = tc->n_head * hd, N = o->d_state;
-    int H = o->n_heads > 0 ? o->n_heads : tc->n_head;
-    if (Di % d)
-        return molt__err(ctx, MOLT_ERR_SHAPE,
-                         "teacher heads × head_dim = %d is not a multiple of hidden size %d: a "
-                         "Mamba-2 student needs d_inner = expand · d_model",
-                         Di, d);
-    if (Di % H)
-        return molt__err(ctx, MOLT_ERR_SHAPE, "d_inner %d is not divisible by %d student heads", Di,
-                         H);
     if (N <= 0 || N > 4096)
         return molt__err(ctx, MOLT_ERR_ARG, "d_state %d out of range", N);
-    bool transfer = !o->init || !strcmp(o->init, "transfer");
-    if (transfer && H != tc->n_head)
-        return molt__err(ctx, MOLT_ERR_ARG,
-                         "attention transfer needs one student head per teacher query head (%d, "
-                         "got %d): use --init random",
-                         tc->n_head, H);
-    if (!transfer && strcmp(o->init, "random"))
-        return molt__err(ctx, MOLT_ERR_ARG, "init \"%s\" (transfer or random)", o->init);
     bool bias = o->ssm_bias != 0;
     model_cfg plan;
     memset(&plan, 0, sizeof plan);
@@ -69,15 +54,8 @@ molt_status student_mamba2(molt_ctx *ctx, const molt_model *t, const molt_distil
                                         tc->norm_eps, 0.0f, INFINITY});
     plan.conv_bias = true;
     plan.ssm_bias = bias;
-    for (int l = 0; l < tc->n_layer; l++)
-        plan.kind[l] = LAYER_SSM;
-    student_heads_buf heads_buf; // kept heads: hybrid layers of Mamba-2 ‖ those heads
-    molt_status st = student_plan_heads(ctx, tc, o->keep_layer, o->keep_head, o->n_keep,
-                                        LAYER_SSM, &plan, heads_buf);
-    if (st != MOLT_OK)
-        return st;
-    molt_model *m = NULL;
-    if ((st = model_hybrid_from_teacher(ctx, t, &plan, o->seed, &m)) != MOLT_OK || !transfer) {
+    molt_model *m = NULL; // kept heads: hybrid layers of Mamba-2 ‖ those heads
+    if ((st = student_from_plan(ctx, t, o, LAYER_SSM, &plan, &m)) != MOLT_OK || !transfer) {
         *out = m;
         return st;
     }
