@@ -396,8 +396,9 @@ typedef struct molt_distill_opts {
     int32_t     n_keep;
     int         freeze_kept;       // do not train the kept attention heads
     const char *init;              // "transfer" (default: C←Q, B←K, x←V, out←O) or "random"
-    const char *student;           // the student's mixer: "llamba" (NULL, default; hybrids too),
-                                   // "mamba3" (Mamba-3 SISO), "mamba3-mimo" (MIMO) or
+    const char *student;           // the student's mixer: "llamba" (NULL, default), "mamba2"
+                                   // (Mamba-2 mixer + the teacher's MLPs), "mamba3" (Mamba-3
+                                   // SISO), "mamba3-mimo" (MIMO) or
                                    // "gateloop" (q/k/v/o and RoPE's phases transferred)
     int32_t     mimo_rank;         // mamba3-mimo: the rank R (default 4)
     int         ssm_bias;          // in_proj/out_proj biases (default 1)

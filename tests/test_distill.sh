@@ -35,12 +35,11 @@ have "$M2" "hybridize refuses a Mamba-2 teacher" &&
   bad hybrid-no-attention "Llama" -- $MOLT hybridize "$M2" -o "$T/x" --heads 0:0
 bad kv-data-no-task "needs --kv-task" -- $MOLT distill $TEACHER -o "$T/x" --kv-data-frac 0.3
 bad hybrid-no-plan "exactly one" -- $MOLT hybridize $TEACHER -o "$T/x"
-bad bad-student "llamba, mamba3, mamba3-mimo or gateloop" -- $MOLT distill $TEACHER -o "$T/x" --student mamba9
-bad gateloop-hybrid "no hybrid form" -- $MOLT hybridize $TEACHER -o "$T/x" --student gateloop --heads 2:3
+bad bad-student "llamba, mamba2, mamba3, mamba3-mimo or gateloop" -- $MOLT distill $TEACHER -o "$T/x" --student mamba9
 bad gateloop-heads "one student head per teacher query head" -- $MOLT distill $TEACHER -o "$T/x" --student gateloop --student-heads 4 --stage1-tokens 0
 bad mamba3-no-angles "rotary angles" -- $MOLT distill $TEACHER -o "$T/x" --student mamba3 --d-state 2
 bad mamba3-mimo-odd "even" -- $MOLT distill $TEACHER -o "$T/x" --student mamba3-mimo --d-state 9
-bad mamba3-hybrid "Llamba student" -- $MOLT hybridize $TEACHER -o "$T/x" --heads 2:3 --student mamba3
+bad hybrid-rec-bad-head "does not exist" -- $MOLT hybridize $TEACHER -o "$T/x" --heads 2:9 --student mamba3
 # small real run (held-out: the first 40 KB of TinyStories valid, never trained on)
 cp tests/fixtures/data/tinystories/tinystories_v1_valid_head_40k.txt "$T/valid.txt"
 $MOLT distill $TEACHER -o "$T/s" --sample-tokens 40000 --seq 64 --batch 4 \
@@ -168,4 +167,60 @@ PY
   $MOLT generate "$T/$st" -t 0 -n 20 -q > "$T/$st.gen" 2>&1 || { echo "FAIL: $st student does not generate"; cat "$T/$st.gen"; fail=1; }
   echo "$st student says: $(head -c 100 "$T/$st.gen")"
 done
+# hybrids of Mamba-3 / GateLoop / Mamba-2 and two kept heads: the layers holding them are
+# "hybrid" with "recurrent": the student's mixer (Mamba-2: the ssm mixer, no "recurrent"), the
+# others that mixer alone; the report lists the kept
+# heads and their KV bytes; the student evaluates, generates, and survives info
+for st in mamba3 gateloop mamba2; do
+  $MOLT hybridize $TEACHER -o "$T/h$st" --heads 4:0,2:3 --student $st --sample-tokens 10000 \
+    --seq 64 --batch 4 --stage1-tokens 3200 --stage2-tokens 3200 --stage3-tokens 6400 -q \
+    > "$T/h$st.out" 2> "$T/h$st.err" || { echo "FAIL: hybridize --student $st"; cat "$T/h$st.err"; fail=1; continue; }
+  /usr/bin/python3 - "$T/h$st" $st <<'PY' || fail=1
+import json, math, sys
+d, st = sys.argv[1], sys.argv[2]
+r, c = json.load(open(d + "/report.json")), json.load(open(d + "/config.json"))
+L = c["layers"]
+m = "ssm" if st == "mamba2" else st  # Mamba-2: the ssm mixer, ssm_cfg "layer": "Mamba2"
+ok = [l["mixer"] for l in L] == [m] * 2 + ["hybrid", m, "hybrid"]
+rec = {} if st == "mamba2" else {"recurrent": st}
+ok &= L[2] == {"mixer": "hybrid", "attention_heads": [3], **rec}
+ok &= L[4] == {"mixer": "hybrid", "attention_heads": [0], **rec}
+ok &= st != "mamba2" or c["ssm_cfg"]["layer"] == "Mamba2"
+ok &= r["student"]["kept_heads"] == [[4, 0], [2, 3]] and r["student"]["kv_bytes_per_token"] == 128
+ok &= all(math.isfinite(s["final_loss_mean_last10pct"]) for s in r["stages"])
+print(f"hybrid+{st}: layers {[l['mixer'] + ('+' + l['recurrent'] if 'recurrent' in l else '') for l in L]}, stage losses {[round(s['final_loss_mean_last10pct'], 3) for s in r['stages']]}")
+sys.exit(0 if ok else 1)
+PY
+  $MOLT info "$T/h$st" | grep -q "2 heads hold a KV cache" || { echo "FAIL: info of hybrid+$st"; $MOLT info "$T/h$st"; fail=1; }
+  $MOLT eval "$T/h$st" --text "$T/valid.txt" > "$T/h$st.eval" 2>&1 || { echo "FAIL: hybrid+$st does not evaluate"; cat "$T/h$st.eval"; fail=1; }
+  $MOLT generate "$T/h$st" -t 0 -n 20 -q > "$T/h$st.gen" 2>&1 || { echo "FAIL: hybrid+$st does not generate"; cat "$T/h$st.gen"; fail=1; }
+  echo "hybrid+$st says: $(head -c 100 "$T/h$st.gen")"
+done
+# a Mamba-2 student (the Mamba-2 mixer with the teacher's MLPs and norms): stages 2 and 3
+# fall, the file is a molt_hybrid of ssm layers whose ssm_cfg is "layer": "Mamba2", its state
+# is 5 layers × (H·P·N + (K−1)·(Di + 2·G·N)) floats (H = G = 8, P 8, N 16, K 4, Di 64), and it
+# evaluates and generates (bit-exact save / load: tests/test_hybrid_rec.c)
+$MOLT distill $TEACHER -o "$T/m2" --student mamba2 --sample-tokens 20000 --seq 64 --batch 4 \
+  --stage1-tokens 3200 --stage2-tokens 6400 --stage3-tokens 12800 --lr3 2e-3 \
+  --eval-data "$T/valid.txt" -q > "$T/m2.out" 2> "$T/m2.err" \
+  || { echo "FAIL: distill --student mamba2"; cat "$T/m2.err"; fail=1; }
+/usr/bin/python3 - "$T/m2" <<'PY' || fail=1
+import json, sys
+d = sys.argv[1]
+r, c = json.load(open(d + "/report.json")), json.load(open(d + "/config.json"))
+ok = r["student"]["mixer"] == "mamba2"
+for s in r["stages"]:
+    falls = s["final_loss_mean_last10pct"] < s["first_loss"]
+    print(f"mamba2 stage {s['stage']}: {s['first_loss']:.4f} -> {s['final_loss_mean_last10pct']:.4f} {'falls' if falls else 'DOES NOT FALL'}")
+    ok &= falls or s["stage"] == 1
+ok &= c["model_type"] == "molt_hybrid" and all(l["mixer"] == "ssm" for l in c["layers"])
+ok &= c["ssm_cfg"]["layer"] == "Mamba2" and c["ssm_cfg"]["activation"] == "silu"
+want = 5 * 4 * (8 * 8 * 16 + 3 * (64 + 2 * 8 * 16))
+ok &= r["bytes_per_sequence"]["student_state"] == want
+print(f"mamba2: state {r['bytes_per_sequence']['student_state']} bytes (want {want}), held-out loss {r['eval']['student_loss']:.4f} (teacher {r['eval']['teacher_loss']:.4f})")
+sys.exit(0 if ok else 1)
+PY
+$MOLT eval "$T/m2" --text "$T/valid.txt" > "$T/m2.eval" 2>&1 || { echo "FAIL: the Mamba-2 student does not evaluate"; cat "$T/m2.eval"; fail=1; }
+$MOLT generate "$T/m2" -t 0 -n 20 -q > "$T/m2.gen" 2>&1 || { echo "FAIL: the Mamba-2 student does not generate"; cat "$T/m2.gen"; fail=1; }
+echo "mamba2 student says: $(head -c 100 "$T/m2.gen")"
 exit $fail

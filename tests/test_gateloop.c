@@ -706,8 +706,7 @@ static void test_transfer(void) {
     molt_load_opts lo = {NULL, 1};
     CHECK(molt_model_load(ctx, path, &lo, &t) == MOLT_OK, "teacher: %s", molt_last_error(ctx));
     if (t)
-        CHECK(mohawk_student_gateloop(ctx, t, 0, "transfer", 0, 1, &s) ==
-                  MOLT_OK,
+        CHECK(mohawk_student_gateloop(ctx, t, 0, "transfer", NULL, NULL, 0, 1, &s) == MOLT_OK,
               "student: %s", molt_last_error(ctx));
     if (!t || !s) {
         molt_model_free(t);

@@ -192,7 +192,7 @@ static void layer_mats(const molt_exec *ex, const molt_model *m, const train_mod
                        bool ssm, float *A, float *M, float *work) {
     const mixer_vt *v = layer_mixer(m, l);
     for (int i = 0; i < v->n_parts; i++) {
-        const mixer_vt *p = v->part[i];
+        const mixer_vt *p = mixer_part(&m->cfg, l, i);
         if (p->recurrent ? ssm : attn)
             p->materialize(ex, m, l, p->recurrent ? M : A, tm->L[l].u, n, work);
     }
@@ -205,7 +205,7 @@ static void mats_sizes(const molt_model *m, int T, size_t *mat_a, size_t *mat_s,
     for (int l = 0; l < m->cfg.n_layer; l++) {
         const mixer_vt *v = layer_mixer(m, l);
         for (int i = 0; i < v->n_parts; i++) {
-            const mixer_vt *p = v->part[i];
+            const mixer_vt *p = mixer_part(&m->cfg, l, i);
             size_t *mat = p->recurrent ? mat_s : mat_a;
             *mat = MOLT_MAX(*mat, p->mat_heads(m, l) * (size_t)T * (size_t)T);
             *work = MOLT_MAX(*work, p->mat_work_floats(m, l, T));

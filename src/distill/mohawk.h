@@ -32,10 +32,12 @@ molt_status mohawk_student(molt_ctx *ctx, const molt_model *teacher, int n_heads
 // A GateLoop student (student_gateloop.c): one GateLoop head per teacher query
 // head, head dim = the teacher's; init "transfer" maps q/k/v/o (and RoPE's
 // frequencies into the transition's phase, magnitude 0.98, q scaled by
-// 0.02/√hd) or "random"; no
-// kept heads (n_keep > 0 is refused). d_state does not apply.
+// 0.02/√hd) or "random"; kept heads (keep_layer[i]:keep_head[i], n_keep > 0)
+// make the layers holding them hybrids of GateLoop ‖ those heads. d_state does
+// not apply.
 molt_status mohawk_student_gateloop(molt_ctx *ctx, const molt_model *teacher, int n_heads,
-                                    const char *init, int n_keep, uint64_t seed,
+                                    const char *init, const int32_t *keep_layer,
+                                    const int32_t *keep_head, int n_keep, uint64_t seed,
                                     molt_model **out);
 
 // Teacher samples: n_tokens tokens of sequences generated from BOS at

@@ -22,6 +22,75 @@
 
 #define A_LOG_BIAS_INIT (-4.0f) // softplus(−4) ≈ 0.018: decay ≈ 0.98 per token
 
+molt_status student_check_heads(molt_ctx *ctx, const model_cfg *tc, const molt_distill_opts *o,
+                                const char *what, int *H, bool *transfer) {
+    if (tc->arch != ARCH_LLAMA)
+        return molt__err(ctx, MOLT_ERR_ARG, "the teacher must be a Llama model (got %s)",
+                         model_arch_name(tc->arch));
+    int d = tc->d_model, Di = tc->n_head * tc->head_dim;
+    *H = o->n_heads > 0 ? o->n_heads : tc->n_head;
+    if (Di % d)
+        return molt__err(ctx, MOLT_ERR_SHAPE,
+                         "teacher heads × head_dim = %d is not a multiple of hidden size %d: a "
+                         "%s student needs d_inner = expand · d_model",
+                         Di, d, what);
+    if (Di % *H)
+        return molt__err(ctx, MOLT_ERR_SHAPE, "d_inner %d is not divisible by %d student heads", Di,
+                         *H);
+    *transfer = !o->init || !strcmp(o->init, "transfer");
+    if (*transfer && *H != tc->n_head)
+        return molt__err(ctx, MOLT_ERR_ARG,
+                         "attention transfer needs one student head per teacher query head (%d, "
+                         "got %d): use --init random",
+                         tc->n_head, *H);
+    if (!*transfer && strcmp(o->init, "random"))
+        return molt__err(ctx, MOLT_ERR_ARG, "init \"%s\" (transfer or random)", o->init);
+    return MOLT_OK;
+}
+
+// The kept-head plan: the layers holding kept heads (keep_layer[i]:keep_head[i],
+// validated against teacher config tc) become LAYER_HYBRID with recurrent part
+// rec; buf holds the head lists plan points to.
+static molt_status plan_heads(molt_ctx *ctx, const model_cfg *tc, const int32_t *keep_layer,
+                              const int32_t *keep_head, int n_keep, layer_kind rec,
+                              model_cfg *plan, int buf[][64]) {
+    for (int i = 0; i < n_keep; i++) {
+        int l = keep_layer[i], h = keep_head[i];
+        if (l < 0 || l >= tc->n_layer || h < 0 || h >= tc->n_head)
+            return molt__err(ctx, MOLT_ERR_ARG,
+                             "kept head %d:%d does not exist (the teacher has layers 0..%d, heads "
+                             "0..%d)",
+                             l, h, tc->n_layer - 1, tc->n_head - 1);
+        if (tc->n_head > 64)
+            return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "hybrids support at most 64 heads a layer");
+        for (int j = 0; j < plan->n_keep[l]; j++)
+            if (buf[l][j] == h)
+                return molt__err(ctx, MOLT_ERR_ARG, "head %d:%d is listed twice", l, h);
+        buf[l][plan->n_keep[l]++] = h;
+        plan->kind[l] = LAYER_HYBRID;
+        plan->hyb_rec[l] = rec;
+        plan->keep_heads[l] = buf[l];
+    }
+    if (tc->n_kv_head <= 0 || (n_keep > 0 && tc->attn_bias))
+        return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "this teacher's attention cannot be kept");
+    return MOLT_OK;
+}
+
+molt_status student_from_plan(molt_ctx *ctx, const molt_model *t, const molt_distill_opts *o,
+                              layer_kind kind, model_cfg *plan, molt_model **out) {
+    *out = NULL;
+    for (int l = 0; l < t->cfg.n_layer; l++)
+        plan->kind[l] = kind;
+    int heads_buf[MODEL_MAX_LAYERS][64]; // model_alloc copies the lists
+    molt_status st = plan_heads(ctx, &t->cfg, o->keep_layer, o->keep_head, o->n_keep, kind, plan,
+                                heads_buf);
+    if (st == MOLT_OK)
+        st = model_hybrid_from_teacher(ctx, t, plan, o->seed, out);
+    for (int l = 0; l < t->cfg.n_layer; l++)
+        plan->keep_heads[l] = NULL; // heads_buf ends here
+    return st;
+}
+
 molt_status mohawk_student(molt_ctx *ctx, const molt_model *t, int n_heads, int d_state,
                            const char *init, bool ssm_bias, const int32_t *keep_layer,
                            const int32_t *keep_head, int n_keep, uint64_t seed, molt_model **out) {
@@ -56,30 +125,10 @@ molt_status mohawk_student(molt_ctx *ctx, const molt_model *t, int n_heads, int 
                                         0, 64, tc->norm_eps, 0.0f, INFINITY});
     plan.conv_bias = true;
     plan.ssm_bias = ssm_bias;
-    for (int l = 0; l < tc->n_layer; l++)
-        plan.kind[l] = LAYER_SSM;
-    // head plan: validated here, before any work
-    int heads_buf[MODEL_MAX_LAYERS][64];
-    for (int i = 0; i < n_keep; i++) {
-        int l = keep_layer[i], h = keep_head[i];
-        if (l < 0 || l >= tc->n_layer || h < 0 || h >= tc->n_head)
-            return molt__err(ctx, MOLT_ERR_ARG,
-                             "kept head %d:%d does not exist (the teacher has layers 0..%d, heads "
-                             "0..%d)",
-                             l, h, tc->n_layer - 1, tc->n_head - 1);
-        if (tc->n_head > 64)
-            return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "hybrids support at most 64 heads a layer");
-        for (int j = 0; j < plan.n_keep[l]; j++)
-            if (heads_buf[l][j] == h)
-                return molt__err(ctx, MOLT_ERR_ARG, "head %d:%d is listed twice", l, h);
-        heads_buf[l][plan.n_keep[l]++] = h;
-        plan.kind[l] = LAYER_HYBRID;
-        plan.keep_heads[l] = heads_buf[l];
-    }
-    if (tc->n_kv_head <= 0 || (n_keep > 0 && tc->attn_bias))
-        return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "this teacher's attention cannot be kept");
-    molt_model *m = NULL;
-    molt_status st = model_hybrid_from_teacher(ctx, t, &plan, seed, &m);
+    molt_distill_opts ko = {.keep_layer = keep_layer, .keep_head = keep_head, .n_keep = n_keep,
+                            .seed = seed};
+    molt_model *m = NULL; // the head plan is validated there, before any work
+    molt_status st = student_from_plan(ctx, t, &ko, LAYER_SSM, &plan, &m);
     if (st != MOLT_OK)
         return st;
     int d = tc->d_model, hd = tc->head_dim, grp = tc->n_head / tc->n_kv_head;
@@ -120,14 +169,18 @@ molt_status mohawk_student(molt_ctx *ctx, const molt_model *t, int n_heads, int 
 static molt_status student_on_host(molt_ctx *ctx, const molt_model *t,
                                    const molt_distill_opts *o, molt_model **out) {
     const char *kind = o->student ? o->student : "llamba";
+    if (!strcmp(kind, "mamba2"))
+        return student_mamba2(ctx, t, o, out);
     if (!strcmp(kind, "mamba3") || !strcmp(kind, "mamba3-mimo"))
         return student_mamba3(ctx, t, o, out);
     if (!strcmp(kind, "gateloop"))
-        return mohawk_student_gateloop(ctx, t, o->n_heads, o->init, o->n_keep, o->seed, out);
+        return mohawk_student_gateloop(ctx, t, o->n_heads, o->init, o->keep_layer, o->keep_head,
+                                       o->n_keep, o->seed, out);
     if (strcmp(kind, "llamba")) {
         *out = NULL;
         return molt__err(ctx, MOLT_ERR_ARG,
-                         "student \"%s\" (llamba, mamba3, mamba3-mimo or gateloop)", kind);
+                         "student \"%s\" (llamba, mamba2, mamba3, mamba3-mimo or gateloop)",
+                         kind);
     }
     return mohawk_student(ctx, t, o->n_heads, o->d_state, o->init, o->ssm_bias != 0,
                           o->keep_layer, o->keep_head, o->n_keep, o->seed, out);
@@ -150,8 +203,11 @@ molt_status mohawk_make_student(molt_ctx *ctx, const molt_model *t, const molt_d
     return st;
 }
 
-static bool is_m3(const molt_model *s, int l) { return s->cfg.kind[l] == LAYER_MAMBA3; }
-static bool is_gl(const molt_model *s, int l) { return s->cfg.kind[l] == LAYER_GATELOOP; }
+// the layer's recurrent mixer (a hybrid layer's recurrent part)
+static bool is_m3(const molt_model *s, int l) { return layer_rec_kind(&s->cfg, l) == LAYER_MAMBA3; }
+static bool is_gl(const molt_model *s, int l) {
+    return layer_rec_kind(&s->cfg, l) == LAYER_GATELOOP;
+}
 
 int student_mat_heads(const molt_model *s, int l) {
     return is_m3(s, l)   ? layer_m3(&s->cfg, l)->H

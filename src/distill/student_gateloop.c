@@ -25,10 +25,11 @@
  * g_bias = 1.2785: silu(1.2785) ≈ 1).
  * "random": the mixer's own random init (mx_gateloop.c).
  *
- * No hybrid form: mx_hybrid.c composes the SSM mixer with kept attention
- * heads, not an arbitrary recurrent mixer.
+ * With kept heads (`molt hybridize --student gateloop`) the layers holding
+ * them are hybrid layers of GateLoop (the same init) beside the copied heads.
  */
 #include "distill/mohawk.h"
+#include "distill/student.h"
 #include "mixers/mixer.h"
 
 #include <math.h>
@@ -38,17 +39,14 @@
 #define GL_GATE_ONE   1.278464542761f // silu(x) ≈ 1
 
 molt_status mohawk_student_gateloop(molt_ctx *ctx, const molt_model *t, int n_heads,
-                                    const char *init, int n_keep, uint64_t seed,
+                                    const char *init, const int32_t *keep_layer,
+                                    const int32_t *keep_head, int n_keep, uint64_t seed,
                                     molt_model **out) {
     *out = NULL;
     const model_cfg *tc = &t->cfg;
     if (tc->arch != ARCH_LLAMA)
         return molt__err(ctx, MOLT_ERR_ARG, "the teacher must be a Llama model (got %s)",
                          model_arch_name(tc->arch));
-    if (n_keep > 0)
-        return molt__err(ctx, MOLT_ERR_UNSUPPORTED,
-                         "a GateLoop student has no hybrid form (kept attention heads sit beside "
-                         "the SSM mixer only): use --student llamba");
     int hd = tc->head_dim, Di = tc->n_head * hd, H = n_heads > 0 ? n_heads : tc->n_head;
     bool transfer = !init || !strcmp(init, "transfer");
     if (!transfer && strcmp(init, "random"))
@@ -73,10 +71,10 @@ molt_status mohawk_student_gateloop(molt_ctx *ctx, const molt_model *t, int n_he
                                         1, 4, 0, 64, tc->norm_eps, 0.0f, INFINITY});
     plan.conv_bias = true;
     model_cfg_set_gl(&plan, &(gateloop_cfg){tc->d_model, Di, H, Di / H, 64});
-    for (int l = 0; l < tc->n_layer; l++)
-        plan.kind[l] = LAYER_GATELOOP;
-    molt_model *m = NULL;
-    molt_status st = model_hybrid_from_teacher(ctx, t, &plan, seed, &m);
+    molt_distill_opts ko = {.keep_layer = keep_layer, .keep_head = keep_head, .n_keep = n_keep,
+                            .seed = seed};
+    molt_model *m = NULL; // kept heads: hybrid layers of GateLoop ‖ those heads
+    molt_status st = student_from_plan(ctx, t, &ko, LAYER_GATELOOP, &plan, &m);
     if (st != MOLT_OK || !transfer) {
         *out = m;
         return st;

@@ -8,6 +8,8 @@
  * d_state N, rope_fraction 0.5, no out norm; MIMO: rank R, chunk 64/R.
  * Embeddings, norms, MLPs, final norm and head are the teacher's
  * (model_hybrid_from_teacher); the file is a molt_hybrid of "mamba3" layers.
+ * With kept heads (`molt hybridize --student mamba3`) the layers holding them
+ * are hybrid layers of Mamba-3 (the same init) beside the copied kept heads.
  *
  * Attention transfer ("transfer", after the Llamba student's, mohawk
  * init_ssm_from_attention_layer): the SSM head is softmax-free attention with
@@ -42,31 +44,12 @@ molt_status student_mamba3(molt_ctx *ctx, const molt_model *t, const molt_distil
     *out = NULL;
     const model_cfg *tc = &t->cfg;
     bool mimo = o->student && !strcmp(o->student, "mamba3-mimo");
-    if (tc->arch != ARCH_LLAMA)
-        return molt__err(ctx, MOLT_ERR_ARG, "the teacher must be a Llama model (got %s)",
-                         model_arch_name(tc->arch));
-    if (o->n_keep > 0)
-        return molt__err(ctx, MOLT_ERR_UNSUPPORTED,
-                         "kept attention heads need a Llamba student (molt's hybrid layer joins "
-                         "attention to the Llamba SSM, not to Mamba-3)");
-    int d = tc->d_model, hd = tc->head_dim, Di = tc->n_head * hd;
-    int H = o->n_heads > 0 ? o->n_heads : tc->n_head, R = mimo ? o->mimo_rank : 1;
-    if (Di % d)
-        return molt__err(ctx, MOLT_ERR_SHAPE,
-                         "teacher heads × head_dim = %d is not a multiple of hidden size %d: a "
-                         "Mamba-3 student needs d_inner = expand · d_model",
-                         Di, d);
-    if (Di % H)
-        return molt__err(ctx, MOLT_ERR_SHAPE, "d_inner %d is not divisible by %d student heads", Di,
-                         H);
-    bool transfer = !o->init || !strcmp(o->init, "transfer");
-    if (transfer && H != tc->n_head)
-        return molt__err(ctx, MOLT_ERR_ARG,
-                         "attention transfer needs one student head per teacher query head (%d, "
-                         "got %d): use --init random",
-                         tc->n_head, H);
-    if (!transfer && strcmp(o->init, "random"))
-        return molt__err(ctx, MOLT_ERR_ARG, "init \"%s\" (transfer or random)", o->init);
+    int H;
+    bool transfer;
+    molt_status st = student_check_heads(ctx, tc, o, "Mamba-3", &H, &transfer);
+    if (st != MOLT_OK)
+        return st;
+    int d = tc->d_model, hd = tc->head_dim, Di = tc->n_head * hd, R = mimo ? o->mimo_rank : 1;
     if (mimo && (R < 1 || R > 16))
         return molt__err(ctx, MOLT_ERR_ARG, "MIMO rank %d (1..16)", R);
     mamba3_cfg mc = {d,  Di, H, Di / H, o->d_state, H, R, mimo, 0, mimo ? MOLT_MAX(64 / R, 1) : 64,
@@ -78,10 +61,8 @@ molt_status student_mamba3(molt_ctx *ctx, const molt_model *t, const molt_distil
     memset(&plan, 0, sizeof plan);
     for (int l = 0; l < MODEL_MAX_LAYERS; l++)
         plan.m3_layer[l] = mc;
-    for (int l = 0; l < tc->n_layer; l++)
-        plan.kind[l] = LAYER_MAMBA3;
-    molt_model *m = NULL;
-    molt_status st = model_hybrid_from_teacher(ctx, t, &plan, o->seed, &m);
+    molt_model *m = NULL; // kept heads: hybrid layers of Mamba-3 ‖ those heads
+    st = student_from_plan(ctx, t, o, LAYER_MAMBA3, &plan, &m);
     if (st != MOLT_OK || !transfer) {
         *out = m;
         return st;

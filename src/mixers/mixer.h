@@ -117,21 +117,52 @@ struct mixer_vt {
     int (*out_weights)(molt_model *m, int l, float **p, size_t *n);
     int recurrent; // its heads are recurrent (a plain mixer; composites: see parts)
 
-    // A composite mixer (the hybrid) lists the mixers it is made of, in the
-    // order analysis reports them; a plain mixer lists itself.
     // NULL, or whether backend be has the ops this mixer needs beyond the
     // required ones (kernels.h: MOLT_BACKEND_OPTIONAL_OPS); model_place refuses
-    // a model with a mixer that cannot run on the context's backend
+    // a model with a mixer (or a part of one) that cannot run on the context's backend
     bool (*runs_on)(const struct molt_backend *be);
 
+    // A composite mixer (the hybrid) lists the mixers it is made of, in the
+    // order analysis reports them; a plain mixer lists itself. part[] is the
+    // default; a composite whose parts depend on the layer's config (the hybrid's
+    // recurrent part: model_cfg.hyb_rec) gives part_at, which mixer_part calls.
     const mixer_vt *part[2];
     int             n_parts;
+    const mixer_vt *(*part_at)(const model_cfg *c, int l, int i);
 };
+
+// ---- a mixer file's table from its static functions named as the entries
+// (check, declare, bind, ..., out_weights): MIXER_ENTRIES every mixer has;
+// MIXER_PLAIN(NAME, SELF) those and the analysis entries of a plain mixer
+// whose table is SELF. The file adds .recurrent and .runs_on where it has them:
+//     const mixer_vt mixer_x = {MIXER_PLAIN("x", mixer_x), .recurrent = 1};
+#define MIXER_ENTRIES(NAME)                                                                        \
+    .name = NAME, .check = check, .declare = declare, .bind = bind, .init = init, .typed = typed, \
+    .info = info, .rec_floats = rec_floats, .kv_heads = kv_heads, .work_floats = work_floats,     \
+    .forward = forward, .rows_work_floats = rows_work_floats, .step_rows = step_rows,             \
+    .act_floats = act_floats, .train_work_floats = train_work_floats,                             \
+    .train_forward = train_forward, .train_backward = train_backward, .units = units,             \
+    .out_weights = out_weights
+#define MIXER_PLAIN(NAME, SELF)                                                                    \
+    MIXER_ENTRIES(NAME), .mat_heads = mat_heads, .mat_work_floats = mat_work_floats,              \
+        .materialize = materialize, .part = {&SELF}, .n_parts = 1
+// Defines the static runs_on of a mixer whose ops beyond the required ones are
+// the optional op group GROUP (an X-macro list of kernels.h, such as
+// MOLT_BACKEND_MAMBA3_OPS): whether backend be has every op of the group.
+#define MIXER_RUNS_ON(GROUP)                                                                       \
+    static bool runs_on(const struct molt_backend *be) { return 1 GROUP(MIXER_HAS_OP_); }
+#define MIXER_HAS_OP_(op) &&be->op
 
 // The registry: the mixer of a layer kind (never NULL for a valid kind).
 const mixer_vt *mixer_of(layer_kind k);
 static inline const mixer_vt *layer_mixer(const molt_model *m, int l) {
     return mixer_of(m->cfg.kind[l]);
+}
+
+// Part i (0 .. n_parts-1) of layer l's mixer: part_at's answer when it has one.
+static inline const mixer_vt *mixer_part(const model_cfg *c, int l, int i) {
+    const mixer_vt *v = mixer_of(c->kind[l]);
+    return v->part_at ? v->part_at(c, l, i) : v->part[i];
 }
 
 // The gradient slot of weight w in a buffer with the parameter buffer's layout

@@ -161,37 +161,10 @@ static void info(const model_cfg *c, int l, molt_model_info *in) {
 }
 
 // the gateloop group of the table is optional (no CUDA kernels yet)
-static bool runs_on(const struct molt_backend *be) {
-#define HAS(op) &&be->op
-    return 1 MOLT_BACKEND_GATELOOP_OPS(HAS);
-#undef HAS
-}
+MIXER_RUNS_ON(MOLT_BACKEND_GATELOOP_OPS)
 
 const mixer_vt mixer_gateloop = {
-    .name = "gateloop",
-    .check = check,
-    .declare = declare,
-    .bind = bind,
-    .init = init,
-    .typed = typed,
-    .info = info,
-    .rec_floats = rec_floats,
-    .kv_heads = kv_heads,
-    .work_floats = work_floats,
-    .forward = forward,
-    .rows_work_floats = rows_work_floats,
-    .step_rows = step_rows,
-    .act_floats = act_floats,
-    .train_work_floats = train_work_floats,
-    .train_forward = train_forward,
-    .train_backward = train_backward,
-    .mat_heads = mat_heads,
-    .mat_work_floats = mat_work_floats,
-    .materialize = materialize,
-    .units = units,
-    .out_weights = out_weights,
+    MIXER_PLAIN("gateloop", mixer_gateloop),
     .recurrent = 1,
     .runs_on = runs_on,
-    .part = {&mixer_gateloop},
-    .n_parts = 1,
 };

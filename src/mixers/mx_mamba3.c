@@ -193,37 +193,10 @@ static void info(const model_cfg *c, int l, molt_model_info *in) {
 }
 
 // the mamba3 group of the table is optional (no CUDA kernels yet)
-static bool runs_on(const struct molt_backend *be) {
-#define HAS(op) &&be->op
-    return 1 MOLT_BACKEND_MAMBA3_OPS(HAS);
-#undef HAS
-}
+MIXER_RUNS_ON(MOLT_BACKEND_MAMBA3_OPS)
 
 const mixer_vt mixer_mamba3 = {
-    .name = "mamba3",
-    .check = check,
-    .declare = declare,
-    .bind = bind,
-    .init = init,
-    .typed = typed,
-    .info = info,
-    .rec_floats = rec_floats,
-    .kv_heads = kv_heads,
-    .work_floats = work_floats,
-    .forward = forward,
-    .rows_work_floats = rows_work_floats,
-    .step_rows = step_rows,
-    .act_floats = act_floats,
-    .train_work_floats = train_work_floats,
-    .train_forward = train_forward,
-    .train_backward = train_backward,
-    .mat_heads = mat_heads,
-    .mat_work_floats = mat_work_floats,
-    .materialize = materialize,
-    .units = units,
-    .out_weights = out_weights,
+    MIXER_PLAIN("mamba3", mixer_mamba3),
     .recurrent = 1,
     .runs_on = runs_on,
-    .part = {&mixer_mamba3},
-    .n_parts = 1,
 };

@@ -9,7 +9,8 @@
  *   mamba2       HF Mamba2Config (time_step_limit may hold {"__float__": "Infinity"}).
  *   molt_hybrid  molt's own: the llamba keys + "attn_cfg" (the teacher's attention
  *                geometry and RoPE) + "layers": [{"mixer": "attention" | "ssm" |
- *                "hybrid" | "mamba3" | "gateloop", "attention_heads": [..]}], + "mamba3_cfg"
+ *                "hybrid" | "mamba3" | "gateloop", "attention_heads": [..], hybrids: "recurrent":
+ *                "ssm" (default) | "mamba3" | "gateloop"}], + "mamba3_cfg"
  *                when a layer is Mamba-3 (config_mamba3.c), "gateloop_cfg": {n_heads,
  *                head_dim, chunk_size} with GateLoop layers; "ssm_cfg" only when a layer
  *                has an SSM                                         (docs/FORMATS.md)
@@ -136,6 +137,24 @@ static molt_status parse_llama(molt_ctx *ctx, const char *w, const cJSON *o, mod
     return MOLT_OK;
 }
 
+// ssm_cfg's "layer" (state-spaces' MambaConfig spelling): "DiscreteMamba2" (default, Llamba)
+// or "Mamba2" (the Mamba-2 mixer of HF Mamba2 checkpoints: molt's Mamba-2 students), and the
+// conv activation each has ("identity" / "silu")
+static molt_status parse_ssm_layer(molt_ctx *ctx, const char *w, const cJSON *ssm, ssm_cfg *s) {
+    const char *layer = NULL, *act = NULL;
+    MOLT_TRY(js_get_str(ctx, w, ssm, "layer", 0, "DiscreteMamba2", &layer));
+    bool m2 = !strcmp(layer, "Mamba2");
+    if (!m2 && strcmp(layer, "DiscreteMamba2"))
+        return molt__err(ctx, MOLT_ERR_UNSUPPORTED,
+                         "%s: ssm_cfg.layer \"%s\" (DiscreteMamba2 or Mamba2)", w, layer);
+    s->kind = m2 ? SSM_MAMBA2 : SSM_DISCRETE;
+    MOLT_TRY(js_get_str(ctx, w, ssm, "activation", 0, m2 ? "silu" : "identity", &act));
+    if (strcmp(act, m2 ? "silu" : "identity") != 0)
+        return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "%s: ssm_cfg.activation \"%s\" (%s uses %s)",
+                         w, act, layer, m2 ? "silu" : "identity");
+    return MOLT_OK;
+}
+
 // llamba / molt_hybrid SSM + MLP part (ssm_cfg: required for llamba; a molt_hybrid
 // whose layers have no SSM may leave it out, parse_hybrid checks)
 static molt_status parse_llamba(molt_ctx *ctx, const char *w, const cJSON *o, model_cfg *c) {
@@ -187,11 +206,7 @@ static molt_status parse_llamba(molt_ctx *ctx, const char *w, const cJSON *o, mo
     MOLT_TRY(geti(ctx, w, ssm, "d_conv", 0, 1, 64, 4, &s->K));
     MOLT_TRY(js_get_bool(ctx, w, ssm, "bias", 0, false, &c->ssm_bias));
     MOLT_TRY(js_get_bool(ctx, w, ssm, "conv_bias", 0, true, &c->conv_bias));
-    const char *sact = NULL;
-    MOLT_TRY(js_get_str(ctx, w, ssm, "activation", 0, "identity", &sact));
-    if (strcmp(sact, "identity") != 0)
-        return molt__err(ctx, MOLT_ERR_UNSUPPORTED,
-                         "%s: ssm_cfg.activation \"%s\" (DiscreteMamba2 uses identity)", w, sact);
+    MOLT_TRY(parse_ssm_layer(ctx, w, ssm, s));
     s->d_inner = expand * c->d_model;
     if (s->d_inner % s->H)
         return molt__err(ctx, MOLT_ERR_SHAPE,
@@ -270,7 +285,7 @@ static molt_status parse_mamba2(molt_ctx *ctx, const char *w, const cJSON *o, mo
 static molt_status parse_gateloop(molt_ctx *ctx, const char *w, const cJSON *o, model_cfg *c) {
     bool any = false;
     for (int l = 0; l < c->n_layer; l++)
-        any |= c->kind[l] == LAYER_GATELOOP;
+        any |= layer_rec_kind(c, l) == LAYER_GATELOOP;
     const cJSON *g = NULL;
     MOLT_TRY(js_get_obj(ctx, w, o, "gateloop_cfg", any, &g));
     if (!g)
@@ -290,7 +305,7 @@ static molt_status parse_gateloop(molt_ctx *ctx, const char *w, const cJSON *o, 
 // a layer of c runs the ssm_cfg SSM (every layer of a llamba / mamba2 model)
 static bool uses_ssm(const model_cfg *c) {
     for (int l = 0; l < c->n_layer; l++)
-        if (c->kind[l] == LAYER_SSM || c->kind[l] == LAYER_HYBRID)
+        if (layer_rec_kind(c, l) == LAYER_SSM)
             return true;
     return false;
 }
@@ -300,6 +315,19 @@ static bool layer_needs_attn(const cJSON *L) {
     const cJSON *mx = cJSON_GetObjectItemCaseSensitive(L, "mixer");
     return !cJSON_IsString(mx) || !strcmp(mx->valuestring, layer_kind_name(LAYER_ATTN)) ||
            !strcmp(mx->valuestring, layer_kind_name(LAYER_HYBRID));
+}
+
+// a hybrid layer's "recurrent": the mixer beside its kept heads ("ssm" when absent)
+static molt_status parse_hybrid_rec(molt_ctx *ctx, const char *where, const cJSON *L,
+                                    model_cfg *c, int l) {
+    const char *rec = NULL;
+    MOLT_TRY(js_get_str(ctx, where, L, "recurrent", 0, "ssm", &rec));
+    layer_kind k;
+    if (!layer_kind_parse(rec, &k) || k == LAYER_ATTN || k == LAYER_HYBRID)
+        return molt__err(ctx, MOLT_ERR_FORMAT,
+                         "%s: recurrent \"%s\" (expected ssm, mamba3 or gateloop)", where, rec);
+    c->hyb_rec[l] = k;
+    return MOLT_OK;
 }
 
 static molt_status parse_hybrid(molt_ctx *ctx, const char *w, const cJSON *o, model_cfg *c) {
@@ -359,6 +387,7 @@ static molt_status parse_hybrid(molt_ctx *ctx, const char *w, const cJSON *o, mo
                                      "%s: attention_heads[%d] must be a head index", where, i);
                 c->keep_heads[l][i] = (int)h;
             }
+            MOLT_TRY(parse_hybrid_rec(ctx, where, L, c, l));
         }
     }
     if (uses_ssm(c) && !cJSON_GetObjectItemCaseSensitive(o, "ssm_cfg"))
@@ -483,7 +512,9 @@ static void add_llamba(cJSON *o, const model_cfg *c) {
     cJSON_AddNumberToObject(s, "n_qk_heads", sc->G);
     cJSON_AddNumberToObject(s, "expand", sc->d_inner / c->d_model);
     cJSON_AddNumberToObject(s, "chunk_size", sc->chunk);
-    cJSON_AddStringToObject(s, "activation", "identity");
+    if (sc->kind == SSM_MAMBA2) // molt's Mamba-2 students (parse_ssm_layer)
+        cJSON_AddStringToObject(s, "layer", "Mamba2");
+    cJSON_AddStringToObject(s, "activation", sc->kind == SSM_MAMBA2 ? "silu" : "identity");
     cJSON_AddBoolToObject(s, "bias", c->ssm_bias);
     cJSON_AddBoolToObject(s, "conv_bias", c->conv_bias);
     cJSON_AddNumberToObject(s, "d_conv", sc->K);
@@ -495,7 +526,7 @@ static const gateloop_cfg *file_gl(const model_cfg *c, bool *differ) {
     const gateloop_cfg *g = NULL;
     *differ = false;
     for (int l = 0; l < c->n_layer; l++)
-        if (c->kind[l] == LAYER_GATELOOP) {
+        if (layer_rec_kind(c, l) == LAYER_GATELOOP) {
             if (g && memcmp(layer_gl(c, l), g, sizeof *g) != 0)
                 *differ = true;
             g = g ? g : layer_gl(c, l);
@@ -610,6 +641,8 @@ static molt_status cfg_to_json(molt_ctx *ctx, const model_cfg *c, const char *to
             cJSON_AddStringToObject(L, "mixer", layer_kind_name(c->kind[l]));
             if (c->kind[l] == LAYER_HYBRID)
                 js_put(L, "attention_heads", cJSON_CreateIntArray(c->keep_heads[l], c->n_keep[l]));
+            if (c->kind[l] == LAYER_HYBRID && layer_hybrid_rec(c, l) != LAYER_SSM)
+                cJSON_AddStringToObject(L, "recurrent", layer_kind_name(layer_hybrid_rec(c, l)));
             js_put(ls, NULL, L);
         }
         add_gateloop(o, c);

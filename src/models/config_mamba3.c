@@ -15,7 +15,7 @@
 
 static bool any_m3(const model_cfg *c) {
     for (int l = 0; l < c->n_layer; l++)
-        if (c->kind[l] == LAYER_MAMBA3)
+        if (layer_rec_kind(c, l) == LAYER_MAMBA3)
             return true;
     return false;
 }
@@ -75,7 +75,7 @@ static void add_float(cJSON *o, const char *key, float v) {
 molt_status mamba3_cfg_to_json(molt_ctx *ctx, cJSON *o, const model_cfg *c) {
     const mamba3_cfg *s = NULL;
     for (int l = 0; l < c->n_layer; l++) {
-        if (c->kind[l] != LAYER_MAMBA3)
+        if (layer_rec_kind(c, l) != LAYER_MAMBA3)
             continue;
         if (!s)
             s = layer_m3(c, l);

@@ -126,8 +126,9 @@ molt_status model_hybrid_from_teacher(molt_ctx *ctx, const molt_model *t, const 
     model_cfg c = *plan;
     bool all_ssm = true;
     for (int l = 0; l < t->cfg.n_layer; l++)
-        all_ssm &= plan->kind[l] == LAYER_SSM;
-    c.arch = all_ssm ? ARCH_LLAMBA : ARCH_HYBRID; // same tensor names either way
+        all_ssm &= plan->kind[l] == LAYER_SSM && layer_ssm(plan, l)->kind == SSM_DISCRETE;
+    // same tensor names either way; a Llamba file's SSM is DiscreteMamba2
+    c.arch = all_ssm ? ARCH_LLAMBA : ARCH_HYBRID;
     c.d_model = t->cfg.d_model;
     c.n_layer = t->cfg.n_layer;
     c.vocab = t->cfg.vocab;

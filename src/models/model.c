@@ -468,13 +468,15 @@ molt_status model_place(molt_ctx *ctx, molt_model *m) {
     if (m->weight_dt == MOLT_Q8_0 && !be->mem.host_visible)
         return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "q8_0 weights run on the CPU only, not on "
                                                     "%s (use an f32/bf16 model there)", be->name);
-    for (int l = 0; l < m->cfg.n_layer; l++) {
-        const mixer_vt *v = layer_mixer(m, l);
-        if (v->runs_on && !v->runs_on(be))
-            return molt__err(ctx, MOLT_ERR_UNSUPPORTED,
-                             "layer %d: the %s mixer does not run on %s yet (use --device cpu)",
-                             l, v->name, be->name);
-    }
+    for (int l = 0; l < m->cfg.n_layer; l++)
+        for (int i = 0; i < layer_mixer(m, l)->n_parts; i++) {
+            const mixer_vt *v = mixer_part(&m->cfg, l, i);
+            if (v->runs_on && !v->runs_on(be))
+                return molt__err(ctx, MOLT_ERR_UNSUPPORTED,
+                                 "layer %d: the %s mixer does not run on %s yet (use --device "
+                                 "cpu)",
+                                 l, v->name, be->name);
+        }
     return model_to_backend(ctx, m, be);
 }
 

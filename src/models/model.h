@@ -82,6 +82,9 @@ typedef struct model_cfg {
     layer_kind kind[MODEL_MAX_LAYERS];
     int        n_keep[MODEL_MAX_LAYERS];       // hybrid: number of kept attention heads
     int       *keep_heads[MODEL_MAX_LAYERS];   // hybrid: which teacher heads (owned)
+    // hybrid: the recurrent part's mixer (LAYER_SSM, LAYER_MAMBA3, LAYER_GATELOOP; the
+    // zero value LAYER_ATTN means the default, the Llamba SSM): layer_hybrid_rec
+    layer_kind hyb_rec[MODEL_MAX_LAYERS];
     int   bos, eos;
     char  src_format[16]; // "hf", "llama2c", "mamba_ssm" (state-spaces' native layout)
 } model_cfg;
@@ -157,6 +160,15 @@ static inline const ssm_cfg *layer_ssm(const model_cfg *c, int l) { return &c->s
 static inline ssm_cfg *layer_ssm_mut(model_cfg *c, int l) { return &c->ssm_layer[l]; }
 // The Mamba-3 config of layer l.
 static inline const mamba3_cfg *layer_m3(const model_cfg *c, int l) { return &c->m3_layer[l]; }
+// The recurrent part of hybrid layer l (the SSM unless hyb_rec names another).
+static inline layer_kind layer_hybrid_rec(const model_cfg *c, int l) {
+    return c->hyb_rec[l] == LAYER_ATTN ? LAYER_SSM : c->hyb_rec[l];
+}
+// The recurrent mixer layer l runs: its own kind, or a hybrid's recurrent part
+// (LAYER_ATTN for an attention layer).
+static inline layer_kind layer_rec_kind(const model_cfg *c, int l) {
+    return c->kind[l] == LAYER_HYBRID ? layer_hybrid_rec(c, l) : c->kind[l];
+}
 // Gives every layer (all MODEL_MAX_LAYERS) the recurrent config s.
 static inline void model_cfg_set_ssm(model_cfg *c, const ssm_cfg *s) {
     for (int l = 0; l < MODEL_MAX_LAYERS; l++)

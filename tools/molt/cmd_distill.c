@@ -1,7 +1,7 @@
 /*
  * cmd_distill.c — `molt distill TEACHER -o STUDENT_DIR [options]`: MOHAWK
  * (matrix orientation → hidden-state alignment → knowledge distillation) from
- * a Llama teacher into a Llamba, Mamba-3 or GateLoop student (--student), with a
+ * a Llama teacher into a Llamba, Mamba-2, Mamba-3 or GateLoop student (--student), with a
  * progress bar per stage and a report (table here; report.json, loss_curves.svg,
  * attention_vs_mixer.svg in the output directory). Bad options fail before any
  * work starts.
@@ -13,9 +13,9 @@
 
 static const char *ABOUT_DISTILL =
     "  MOHAWK from a Llama teacher (HF directory or llama2.c .bin) into a Llamba student (or\n"
-    "  --student mamba3 | mamba3-mimo | gateloop): matrix orientation, hidden-state alignment,\n"
-    "  knowledge distillation; the report goes to stdout and to STUDENT_DIR/report.json,\n"
-    "  loss_curves.svg and attention_vs_mixer.svg.\n";
+    "  --student mamba2 | mamba3 | mamba3-mimo | gateloop): matrix orientation, hidden-state\n"
+    "  alignment, knowledge distillation; the report goes to stdout and to\n"
+    "  STUDENT_DIR/report.json, loss_curves.svg and attention_vs_mixer.svg.\n";
 static const char *ABOUT_HYBRID =
     "  The retrieval-aware hybrid: kept teacher heads stay attention (copied), every other head\n"
     "  is recurrent, then MOHAWK. --keep / --keep-frac take the most important heads of a\n"
@@ -68,10 +68,11 @@ int cmd_distill(int argc, char **argv) {
                    "mixer init: C<-Q, B<-K, x<-V, out<-O (transfer) or Llamba's", o.init,
                    "transfer|random"),
         CLI_FLAG("--no-ssm-bias", NULL, "no in_proj/out_proj biases in the student", no_ssm_bias),
-        CLI_CHOICE("--student", NULL, "llamba|mamba3|mamba3-mimo|gateloop",
-                   "the student's mixer: Llamba (DiscreteMamba2), Mamba-3 SISO or MIMO, or\n"
-                   "GateLoop (no --d-state); hybrids keep heads beside Llamba only",
-                   o.student, "llamba|mamba3|mamba3-mimo|gateloop"),
+        CLI_CHOICE("--student", NULL, "llamba|mamba2|mamba3|mamba3-mimo|gateloop",
+                   "the student's mixer: Llamba (DiscreteMamba2), Mamba-2, Mamba-3 SISO or\n"
+                   "MIMO, or"
+                   "GateLoop (no --d-state); in hybrids, the mixer beside the kept heads",
+                   o.student, "llamba|mamba2|mamba3|mamba3-mimo|gateloop"),
         CLI_INT("--mimo-rank", NULL, "R", "mamba3-mimo: the MIMO rank", o.mimo_rank, 1, 16),
         CLI_LIST("--data", NULL, "FILE", "training text (default: sample from the teacher)", data),
         CLI_STR("--sep", NULL, "STR", "text: document separator", o.sep),

@@ -1,0 +1,99 @@
+/*
+ * student_mamba2.c — a Mamba-2 student for a Llama teacher (contract in
+ * distill/student.h): every attention mixer replaced by the Mamba-2 mixer molt
+ * runs for HF / state-spaces Mamba2 checkpoints (ssm_mixer.h SSM_MAMBA2:
+ * in_proj [z | x B C | dt], causal conv1d + SiLU on xBC, Δ = softplus(dt +
+ * dt_bias), A = −exp(A_log), D skip, gated RMSNorm, out_proj), keeping the
+ * teacher's embeddings, norms, MLPs, final norm and head — the Phi-Mamba /
+ * Llamba block shape with Mamba-2's mixer. The file is a molt_hybrid of "ssm"
+ * layers whose ssm_cfg says "layer": "Mamba2" (models/config.c).
+ *
+ * Shape: one head per teacher query head (P = head_dim, d_inner = n_head·
+ * head_dim = expand·d_model), ngroups = heads (each head its own B and C, as
+ * each attention head has its own q and k), d_state N, d_conv 4, chunk 64,
+ * in_proj / out_proj biases with ssm_bias (as the Llamba student), conv bias.
+ *
+ * Attention transfer ("transfer", as the Llamba student's): x rows ← v_proj
+ * (the GQA group's), C rows ← q_proj, B rows ← k_proj (the first min(N,
+ * head_dim) state dims), out_proj ← o_proj; the conv starts as the identity
+ * (last tap 1, bias 0: the SiLU stays, Mamba-2's conv is followed by one);
+ * the decay: dt rows 0, dt_bias = −4 and A_log = 0, so Δ = softplus(−4) ≈ 0.018
+ * and exp(Δ·A) ≈ 0.982 per token (the Llamba student's A_log bias −4), the
+ * state an exponential moving average of Δ·x⊗B. The gate: with biases, the z
+ * rows 0 and their bias 1.2785 (silu ≈ 1); without, the z rows keep their
+ * random init. "random": Mamba-2's own init (mx_ssm.c). With kept heads the
+ * layers holding them are hybrids of this mixer beside the copied heads.
+ */
+#include "distill/student.h"
+#include "mixers/mixer.h"
+
+#include <math.h>
+#include <string.h>
+
+#define DT_BIAS_INIT (-4.0f)          // softplus(−4) ≈ 0.018 = Δ: decay ≈ 0.982 per token
+#define Z_GATE_ONE   1.278464542761f // silu(x) ≈ 1
+
+static float *wr(const float *p) { return (float *)(uintptr_t)p; }
+
+molt_status student_mamba2(molt_ctx *ctx, const molt_model *t, const molt_distill_opts *o,
+                           molt_model **out) {
+    *out = NULL;
+    const model_cfg *tc = &t->cfg;
+    int H;
+    bool transfer;
+    molt_status st = student_check_heads(ctx, tc, o, "Mamba-2", &H, &transfer);
+    if (st != MOLT_OK)
+        return st;
+    int d = tc->d_model, hd = tc->head_dim, Di = tc->n_head * hd, N = o->d_state;
+    if (N <= 0 || N > 4096)
+        return molt__err(ctx, MOLT_ERR_ARG, "d_state %d out of range", N);
+    bool bias = o->ssm_bias != 0;
+    model_cfg plan;
+    memset(&plan, 0, sizeof plan);
+    model_cfg_set_ssm(&plan, &(ssm_cfg){SSM_MAMBA2, d, Di, H, Di / H, N, H, 4, 0, 64,
+                                        tc->norm_eps, 0.0f, INFINITY});
+    plan.conv_bias = true;
+    plan.ssm_bias = bias;
+    molt_model *m = NULL; // kept heads: hybrid layers of Mamba-2 ‖ those heads
+    if ((st = student_from_plan(ctx, t, o, LAYER_SSM, &plan, &m)) != MOLT_OK || !transfer) {
+        *out = m;
+        return st;
+    }
+    const ssm_cfg *s = layer_ssm(&m->cfg, 0);
+    int oz, oxbc, odt, nb = N < hd ? N : hd, grp = tc->n_head / tc->n_kv_head, K = s->K;
+    int Cc = ssm_conv_dim(s);
+    ssm_in_proj_cols(s, &oz, &oxbc, &odt);
+    size_t row = (size_t)d;
+    for (int l = 0; l < tc->n_layer; l++) {
+        const layer_weights *tw = &t->layers[l];
+        const ssm_weights *w = &m->layers[l].ssm;
+        float *in = wr(w->in_proj), *x = in + (size_t)oxbc * row;
+        float *Br = x + (size_t)Di * row, *Cr = Br + (size_t)H * N * row;
+        for (int h = 0; h < H; h++) {
+            int kv = h / grp;
+            memcpy(x + (size_t)h * hd * row, tw->wv + (size_t)kv * hd * row,
+                   sizeof(float) * (size_t)hd * row);
+            for (int n = 0; n < nb; n++) { // group h is head h
+                memcpy(Br + ((size_t)h * N + n) * row, tw->wk + ((size_t)kv * hd + n) * row,
+                       sizeof(float) * row);
+                memcpy(Cr + ((size_t)h * N + n) * row, tw->wq + ((size_t)h * hd + n) * row,
+                       sizeof(float) * row);
+            }
+        }
+        memset(in + (size_t)odt * row, 0, sizeof(float) * (size_t)H * row); // dt rows
+        model_fill_const(wr(w->dt_bias), (size_t)H, DT_BIAS_INIT);
+        memset(wr(w->A_log), 0, sizeof(float) * (size_t)H); // A = −1
+        float *conv = wr(w->conv_w);
+        memset(conv, 0, sizeof(float) * (size_t)Cc * K);
+        for (int ch = 0; ch < Cc; ch++)
+            conv[(size_t)ch * K + K - 1] = 1.0f;
+        memset(wr(w->conv_b), 0, sizeof(float) * (size_t)Cc);
+        if (bias) {
+            memset(in + (size_t)oz * row, 0, sizeof(float) * (size_t)Di * row);
+            model_fill_const(wr(w->in_proj_b) + oz, (size_t)Di, Z_GATE_ONE);
+        }
+        memcpy(wr(w->out_proj), tw->wo, sizeof(float) * (size_t)d * Di);
+    }
+    *out = m;
+    return MOLT_OK;
+}
