@@ -33,7 +33,8 @@ int cmd_serve(int argc, char **argv) {
                   0.1, 1e6),
         CLI_FLOAT("--cache-mb", NULL, "MB", "prompt-state cache budget; 0 = off", cache_mb, 0,
                   1e6),
-        CLI_INT("--max-n", NULL, "N", "largest n (choices per request)", max_n, 1, 1024),
+        CLI_INT_D("--max-n", NULL, "N", "largest n (choices per request)", max_n, 1, 1024,
+                  "min(4, --slots)"),
         CLI_INT("--max-tokens", NULL, "N", "max_tokens when a request gives none", max_tok, 1,
                 1L << 24),
         CLI_STR_D("--name", NULL, "NAME", "model id in responses and /v1/models", name,
@@ -54,13 +55,16 @@ int cmd_serve(int argc, char **argv) {
         "  over --slots state slots; a prompt-state cache reuses prefixes. Stops on SIGINT/TERM.\n"
         "  MODEL  HF directory (config.json + safetensors) or llama2.c .bin\n",
         opts, NULL};
-    cli_status cs = cli_parse(&cmd, argc, argv, &model, 1, NULL, NULL);
+    bool seen[sizeof opts / sizeof opts[0]] = {0};
+    cli_status cs = cli_parse(&cmd, argc, argv, &model, 1, NULL, seen);
     if (cs != CLI_OK)
         return cli_exit_code(cs);
     if (!model)
         return cli_usage_error("serve", "no MODEL given");
-    if (max_n > slots)
+    if (max_n > slots && seen[cli_find(opts, "--max-n")])
         return cli_usage_error("serve", "--max-n %ld exceeds --slots %ld", max_n, slots);
+    if (max_n > slots)
+        max_n = slots;
     // the signals are taken by sigwait below: block them before any thread starts
     sigset_t sigs;
     sigemptyset(&sigs);

@@ -54,7 +54,7 @@ enum { REQ_QUEUED, REQ_RUNNING, REQ_DONE };
 typedef struct srv_req {
     // set by the http side before srv_submit, then read-only
     uint64_t            id;
-    bool                chat, stream;
+    bool                chat, stream, ignore_eos;
     int                 n, max_tokens;
     int32_t            *prompt;  // tokens, BOS first when the tokenizer has one
     size_t              n_prompt;

@@ -166,7 +166,7 @@ static void take_token(srv *s, srv_req *r, srv_choice *ch, int32_t tok) {
         fail(r, 500, "non-finite logits (NaN or inf)");
         return;
     }
-    if (tok == s->eos || tok == s->bos) {
+    if (!r->ignore_eos && (tok == s->eos || tok == s->bos)) {
         finish(ch, "stop");
         return;
     }
