@@ -12,6 +12,9 @@
   cache    a prompt extending an earlier one takes its state from the prompt cache
            (usage.cached_prompt_tokens, /metrics hits) and still matches `molt generate` (greedy)
   load     C concurrent streaming clients for S seconds: no error, every stream ends in [DONE]
+  chat     (model dir with a tokenizer_config.json chat_template) a two-turn chat with a system
+           message == molt generate on the template's text (--template chatml|llama2|llama3),
+           cut at the template's stop string
 Exit 0 only when every check passed; each failure prints one FAIL line.
 """
 import argparse
@@ -336,9 +339,41 @@ def mode_load(s, args):
     wait_for(lambda: s.metric("molt_slots_active") == 0, "/metrics: 0 active slots after load")
 
 
+TEMPLATES = {  # the texts serve_chat.c renders for SYSTEM, USER1, ANSWER1, USER2
+    "chatml": ("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+               "<|im_start|>assistant\nHello<|im_end|>\n<|im_start|>user\nA story?<|im_end|>\n"
+               "<|im_start|>assistant\n", "<|im_end|>"),
+    "llama3": ("<|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
+               "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+               "<|start_header_id|>assistant<|end_header_id|>\n\nHello<|eot_id|>"
+               "<|start_header_id|>user<|end_header_id|>\n\nA story?<|eot_id|>"
+               "<|start_header_id|>assistant<|end_header_id|>\n\n", "<|eot_id|>"),
+    "llama2": ("[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] Hello </s><s>[INST] A story? "
+               "[/INST]", None),
+    "plain": ("Be brief.\n\nUser: Hi\nAssistant: Hello\nUser: A story?\nAssistant:", "\nUser:"),
+}
+
+
+def mode_chat(s, args):
+    text, stop = TEMPLATES[args.template]
+    want = generate(args, text, 4, 0.9, 1.0, 0, 50)
+    check(want.startswith(text), "molt generate echoes the %s prompt" % args.template)
+    want = want[len(text):-1]
+    if stop:
+        want = want.split(stop)[0]
+    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": [{"type": "text", "text": "Hello"}]},
+            {"role": "user", "content": "A story?"}]
+    st, js, _ = s.request("POST", "/v1/chat/completions", {"messages": msgs, "seed": 4,
+                                                           "temperature": 0.9, "max_tokens": 50})
+    check(st == 200 and js["choices"][0]["message"]["content"] == want,
+          "%s chat == molt generate on the rendered template" % args.template)
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["same", "errors", "exhaust", "cache", "load"])
+    ap.add_argument("mode", choices=["same", "errors", "exhaust", "cache", "load", "chat"])
+    ap.add_argument("--template", default="plain")
     ap.add_argument("--url", required=True)
     ap.add_argument("--molt", default="./molt")
     ap.add_argument("--model")

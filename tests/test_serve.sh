@@ -66,6 +66,22 @@ if start student "$SU" --slots 8 --ctx 4096; then
   client load "$SU" --clients 16 --seconds 8
   stop student
 fi
+# chat templates by detection: the student's directory with each kind of chat_template
+for tpl in chatml llama3 llama2 plain; do
+  mkdir -p "$T/$tpl"; cp "$SU"/config.json "$SU"/model.safetensors "$SU"/tokenizer.* "$T/$tpl/"
+  case $tpl in
+    chatml) j='{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}' ;;
+    llama3) j='{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m.role }}<|end_header_id|>{% endfor %}' ;;
+    llama2) j="{% for m in messages %}{{ bos_token + '[INST] ' + m.content + ' [/INST]' }}{% endfor %}" ;;
+    plain) j='{{ messages }}' ;;
+  esac
+  printf '{"bos_token": "<s>", "chat_template": "%s"}\n' "$j" > "$T/$tpl/tokenizer_config.json"
+  if start "chat-$tpl" "$T/$tpl"; then
+    grep -q "chat template $tpl" "$T/chat-$tpl.log" || { echo "FAIL: $tpl not detected"; fail=1; }
+    client chat "$T/$tpl" --template $tpl
+    stop "chat-$tpl"
+  fi
+done
 if start exhaust "$SU" --slots 1 --queue 1 --ctx 600000; then
   client exhaust "$SU"
   stop exhaust
