@@ -116,6 +116,8 @@ CASES = [  # prompt, seed, temperature, top_p, top_k, max_tokens
     ("The little dog", 11, 1.0, 0.9, 0, 80),
     ("Lily and Ben went to the park", 5, 0.7, 1.0, 20, 50),
     ("One day", 7, 0.0, 1.0, 0, 40),
+    # over 256 tokens: prefilled in --prefill-chunk pieces between decode steps
+    ("The sun was bright and the birds sang in the tall green trees. " * 14, 2, 0.9, 1.0, 0, 40),
 ]
 
 
@@ -128,11 +130,11 @@ def mode_same(s, args):
         got = js["choices"][0]["text"] if st == 200 else None
         check(st == 200 and want == prompt + got + "\n",
               "completion == molt generate (%r seed %d t %g top_p %g top_k %d n %d)"
-              % (prompt, seed, t, tp, tk, n))
+              % (prompt[:40], seed, t, tp, tk, n))
         st, ev, text, fin = s.stream("/v1/completions", body)
         check(st == 200 and ev[-1] == "[DONE]" and want == prompt + text.get(0, "") + "\n"
               and fin.get(0) in ("stop", "length"), "streamed completion == molt generate (%r)"
-              % prompt)
+              % prompt[:40])
     # list-of-one prompt
     st, js, _ = s.request("POST", "/v1/completions", {"prompt": ["One day"], "max_tokens": 5})
     check(st == 200 and js["usage"]["completion_tokens"] <= 5, "prompt as a list of one string")

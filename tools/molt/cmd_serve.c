@@ -1,6 +1,6 @@
 /*
  * cmd_serve.c — `molt serve MODEL [--host H] [--port P] [--slots N] [--ctx N] [--queue N]
- * [--max-body BYTES] [--timeout S] [--cache-mb MB] [--max-n N] [--max-tokens N]
+ * [--max-body BYTES] [--timeout S] [--cache-mb MB] [--prefill-chunk N] [--max-n N] [--max-tokens N]
  * [--weights ...] [--device D] [--threads N] [--tokenizer F] [--name NAME]`.
  * An OpenAI-compatible HTTP server (serve.h lists its parts). Loads the model, starts the
  * engine thread and libmicrohttpd, prints "molt serve: listening on http://HOST:PORT" (the
@@ -18,7 +18,7 @@ int cmd_serve(int argc, char **argv) {
     const char *model = NULL, *tokp = NULL, *weights = NULL, *device = NULL, *name = NULL;
     const char *host = "127.0.0.1";
     long port = 8080, slots = 8, ctx_len = 0, queue = 64, threads = 2, max_n = 4, max_tok = 256;
-    long max_body = 1 << 20;
+    long max_body = 1 << 20, prefill_chunk = 256;
     double timeout = 600, cache_mb = 256;
     const cli_optspec opts[] = {
         CLI_STR("--host", NULL, "H", "address to listen on", host),
@@ -33,6 +33,9 @@ int cmd_serve(int argc, char **argv) {
                   0.1, 1e6),
         CLI_FLOAT("--cache-mb", NULL, "MB", "prompt-state cache budget; 0 = off", cache_mb, 0,
                   1e6),
+        CLI_INT("--prefill-chunk", NULL, "N",
+                "prompt tokens prefilled between two decode steps; 0 = a whole prompt",
+                prefill_chunk, 0, 1L << 24),
         CLI_INT_D("--max-n", NULL, "N", "largest n (choices per request)", max_n, 1, 1024,
                   "min(4, --slots)"),
         CLI_INT("--max-tokens", NULL, "N", "max_tokens when a request gives none", max_tok, 1,
@@ -110,6 +113,7 @@ int cmd_serve(int argc, char **argv) {
     s.cfg = (serve_cfg){.host = host, .model_path = model, .model_name = name ? name : auto_name,
                         .port = (int)port, .slots = (int)slots, .ctx = (int)ctx_len,
                         .queue = (int)queue, .threads = (int)threads, .max_n = (int)max_n,
+                        .prefill_chunk = (int)prefill_chunk,
                         .default_max_tokens = (int)max_tok, .max_body = (size_t)max_body,
                         .timeout_s = timeout, .cache_bytes = (size_t)(cache_mb * 1048576.0)};
     s.vocab = info.vocab;

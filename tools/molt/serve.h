@@ -27,6 +27,7 @@
 typedef struct serve_cfg {
     const char *host, *model_path, *model_name;
     int         port, slots, ctx, queue, threads, max_n;
+    int         prefill_chunk; // prompt tokens prefilled between two decode steps (0: all)
     int         default_max_tokens;
     size_t      max_body;    // request body bytes (413 beyond)
     double      timeout_s;   // a request's whole time, queue included
@@ -69,6 +70,8 @@ typedef struct srv_req {
     int                 err_code; // != 0: failed (HTTP code), err holds the message
     char                err[256];
     int                 cache_tokens; // prompt tokens taken from the cache
+    bool                prefilling;   // running, its prompt not all fed yet (engine only)
+    size_t              prefilled;    // prompt tokens in choice 0's slot (engine only)
     double              t_first, t_done;
     struct srv_req     *qnext;
 } srv_req;

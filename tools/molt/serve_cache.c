@@ -8,7 +8,8 @@
  * an identical prompt needs no prefill at all) and after a finished request's whole sequence
  * (prompt + generated tokens: the next turn of a chat begins with it). Lookup takes the longest
  * entry that is a prefix of the new prompt; the caller prefills only the rest. Least recently
- * used entries go first when the byte budget (snapshot + tokens + logits) would be exceeded.
+ * used entries go first when the byte budget (snapshot + tokens + logits) would be exceeded
+ * or 4096 entries are held (a lookup scans them all: microseconds).
  * A split prefill (cached prefix + the rest) equals one whole prefill up to rounding.
  * The engine thread calls lookup / put; srv_cache_stats may come from any thread (c->mu).
  */
@@ -16,6 +17,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+
+#define MAX_ENTRIES 4096 // lookups scan the entries
 
 typedef struct entry {
     int32_t *ids;
@@ -105,7 +108,7 @@ void srv_cache_put(srv_cache *c, molt_ctx *ctx, const molt_slots *sl, int32_t sl
     size_t bytes = sizeof(entry) + blob_len + sizeof(int32_t) * n +
                    (logits ? sizeof(float) * (size_t)vocab : 0);
     entry e = {0};
-    if (bytes > c->budget || (c->n == c->cap && c->n >= 4096)) {
+    if (bytes > c->budget) {
         pthread_mutex_unlock(&c->mu);
         return;
     }
@@ -126,7 +129,7 @@ void srv_cache_put(srv_cache *c, molt_ctx *ctx, const molt_slots *sl, int32_t sl
     e.n = n;
     e.bytes = bytes;
     e.used = ++c->clock;
-    while (c->n && c->bytes + bytes > c->budget) { // least recently used first
+    while (c->n && (c->bytes + bytes > c->budget || c->n >= MAX_ENTRIES)) { // LRU first
         size_t lru = 0;
         for (size_t i = 1; i < c->n; i++)
             if (c->e[i].used < c->e[lru].used)

@@ -6,7 +6,8 @@
  *   1. end running requests whose client left (cancelled) or whose time ran out (finish "length")
  *   2. admit queued requests, FIFO, while the head's n choices find free slots: its prompt is
  *      looked up in the prompt cache (srv_cache_lookup loads the longest cached prefix into the
- *      choice-0 slot), the rest is prefilled (molt_slot_prefill), the state after the prompt is
+ *      choice-0 slot); then one piece (--prefill-chunk tokens) of the oldest unfinished prompt
+ *      is prefilled (molt_slot_prefill); after its last piece the state after the prompt is
  *      cached, choices 1..n-1 fork it (molt_slot_copy), and each choice samples its first token
  *   3. one decode step: every unfinished choice of every running request feeds its last token,
  *      all in one molt_slots_feed (continuous batching), and samples the next
@@ -223,29 +224,16 @@ static void engine_error(srv *s, srv_req *r, const char *what) {
     fail(r, 500, msg);
 }
 
-// srv.mu held on entry and exit; released during model work
-static void admit(srv *s, srv_req *r, uint8_t *used, float *lg, float *row) {
-    r->state = REQ_RUNNING;
-    s->running[s->n_running++] = r;
-    for (int i = 0; i < r->n; i++)
-        r->ch[i].slot = take_slot(s, used);
-    s->slots_used += r->n;
+static bool all_finished(const srv_req *r);
+
+// The choices of r start from its prompt's last logits lg: choice 0's slot is forked into the
+// others, each gets its sampler and samples its first token. srv.mu held on entry and exit,
+// released during model work.
+static void start_choices(srv *s, srv_req *r, const float *lg, float *row) {
+    r->prefilling = false;
     pthread_mutex_unlock(&s->mu);
-    int32_t s0 = r->ch[0].slot;
-    size_t hit = s->cache ? srv_cache_lookup(s->cache, s->ctx, s->slots, s0, r->prompt,
-                                             r->n_prompt, lg, s->vocab)
-                          : 0;
+    int32_t s0 = r->ch[0].slot, tok[r->n];
     const char *bad = NULL;
-    if (hit == 0)
-        molt_slot_reset(s->ctx, s->slots, s0);
-    if (hit < r->n_prompt) {
-        if (molt_slot_prefill(s->ctx, s->slots, s0, r->prompt + hit, (int32_t)(r->n_prompt - hit),
-                              0, lg) != MOLT_OK)
-            bad = "prefill";
-        else if (s->cache)
-            srv_cache_put(s->cache, s->ctx, s->slots, s0, r->prompt, r->n_prompt, lg, s->vocab);
-    }
-    int32_t tok[r->n];
     for (int i = 0; i < r->n && !bad; i++) {
         srv_choice *ch = &r->ch[i];
         if (i > 0 && molt_slot_copy(s->ctx, s->slots, s0, ch->slot) != MOLT_OK)
@@ -262,7 +250,6 @@ static void admit(srv *s, srv_req *r, uint8_t *used, float *lg, float *row) {
         tok[i] = molt_sampler_next(ch->smp, row);
     }
     pthread_mutex_lock(&s->mu);
-    r->cache_tokens = (int)hit;
     if (bad) {
         engine_error(s, r, bad);
         return;
@@ -273,6 +260,63 @@ static void admit(srv *s, srv_req *r, uint8_t *used, float *lg, float *row) {
         r->ch[i].prev = r->prompt[r->n_prompt - 1];
         take_token(s, r, &r->ch[i], tok[i]);
     }
+}
+
+// r leaves the queue: its slots, the prompt-cache lookup into choice 0's slot. A hit on the
+// whole prompt starts the choices at once; otherwise prefill_chunk feeds the rest over the next
+// iterations. srv.mu held on entry and exit, released during model work.
+static void admit(srv *s, srv_req *r, uint8_t *used, float *lg, float *row) {
+    r->state = REQ_RUNNING;
+    r->prefilling = true;
+    s->running[s->n_running++] = r;
+    for (int i = 0; i < r->n; i++)
+        r->ch[i].slot = take_slot(s, used);
+    s->slots_used += r->n;
+    pthread_mutex_unlock(&s->mu);
+    int32_t s0 = r->ch[0].slot;
+    size_t hit = s->cache ? srv_cache_lookup(s->cache, s->ctx, s->slots, s0, r->prompt,
+                                             r->n_prompt, lg, s->vocab)
+                          : 0;
+    if (hit == 0)
+        molt_slot_reset(s->ctx, s->slots, s0);
+    pthread_mutex_lock(&s->mu);
+    r->cache_tokens = (int)hit;
+    r->prefilled = hit;
+    if (hit == r->n_prompt)
+        start_choices(s, r, lg, row);
+}
+
+// One piece (--prefill-chunk tokens) of the prompt of the oldest request still prefilling, so
+// that a long prompt holds up the running requests' decode steps one piece at a time. Pieces of
+// 256 tokens are the pieces molt_seq_feed cuts a prompt into itself (for slots of up to 16384
+// tokens), so the result is the same as one whole prefill. srv.mu held, released during the work.
+static void prefill_chunk(srv *s, float *lg, float *row) {
+    srv_req *r = NULL;
+    for (int i = 0; i < s->n_running; i++) {
+        srv_req *q = s->running[i];
+        if (q->prefilling && !all_finished(q) && (!r || q->id < r->id))
+            r = q;
+    }
+    if (!r)
+        return;
+    size_t k = r->n_prompt - r->prefilled, at = r->prefilled;
+    if (s->cfg.prefill_chunk > 0 && k > (size_t)s->cfg.prefill_chunk)
+        k = (size_t)s->cfg.prefill_chunk;
+    int32_t s0 = r->ch[0].slot;
+    pthread_mutex_unlock(&s->mu);
+    molt_status st = molt_slot_prefill(s->ctx, s->slots, s0, r->prompt + at, (int32_t)k, 0, lg);
+    bool done = st == MOLT_OK && at + k == r->n_prompt;
+    if (done && s->cache)
+        srv_cache_put(s->cache, s->ctx, s->slots, s0, r->prompt, r->n_prompt, lg, s->vocab);
+    pthread_mutex_lock(&s->mu);
+    if (st != MOLT_OK) {
+        r->prefilling = false;
+        engine_error(s, r, "prefill");
+        return;
+    }
+    r->prefilled = at + k;
+    if (done)
+        start_choices(s, r, lg, row);
 }
 
 static bool all_finished(const srv_req *r) {
@@ -377,11 +421,12 @@ static void *engine_main(void *arg) {
             else
                 admit(s, r, b.used, b.lg, b.row);
         }
+        prefill_chunk(s, b.lg, b.row);
         // 3. one decode step over every unfinished choice
         int n = 0;
         for (int i = 0; i < s->n_running; i++) {
             srv_req *r = s->running[i];
-            for (int c = 0; c < r->n; c++)
+            for (int c = 0; c < r->n && !r->prefilling; c++)
                 if (!r->ch[c].finish) {
                     b.slot[n] = r->ch[c].slot;
                     b.tok[n] = r->ch[c].next;
