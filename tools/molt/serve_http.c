@@ -41,7 +41,7 @@ typedef struct conn {
     size_t      len, cap;
     bool        too_big;
     double      t0;
-    const char *route;
+    const char *route, *allow; // allow: the route's method (405's Allow header)
     char        method[8], url[96];
     int         code;
     srv_req    *req; // a reference, or NULL
@@ -67,8 +67,8 @@ static enum MHD_Result respond(struct MHD_Connection *c, conn *k, int code, cons
         return MHD_NO;
     }
     MHD_add_response_header(r, "Content-Type", type);
-    if (code == 405)
-        MHD_add_response_header(r, "Allow", k->route ? k->method[0] == 'P' ? "GET" : "POST" : "");
+    if (code == 405 && k->allow)
+        MHD_add_response_header(r, "Allow", k->allow);
     k->code = code;
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)code, r);
     MHD_destroy_response(r);
@@ -686,7 +686,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         k->route = rt->path;
         bool get = !strcmp(rt->method, "GET");
         if (strcmp(method, rt->method) && !(get && !strcmp(method, "HEAD"))) {
-            k->method[0] = get ? 'P' : 'G'; // for the Allow header
+            k->allow = get ? "GET, HEAD" : "POST";
             return fail(c, k, 405, "method_not_allowed", "%s takes %s, not %s", url, rt->method,
                         method);
         }
@@ -774,7 +774,7 @@ int srv_http_start(srv *s) {
         flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
         MHD_OPTION_NOTIFY_COMPLETED, on_done, s, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)(s->cfg.slots + s->cfg.queue + 64), MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)(s->cfg.timeout_s + 30), MHD_OPTION_END);
+        (unsigned)60, MHD_OPTION_END); // idle keep-alive connections close after 60 s
     freeaddrinfo(ai);
     if (!s->daemon) {
         fprintf(stderr, "molt serve: error: cannot listen on %s:%d: %s\n", s->cfg.host,
