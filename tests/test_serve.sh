@@ -7,7 +7,8 @@
 #   cache    a prompt extending an earlier one starts from the cached state (Llamba)
 #   exhaust  --slots 1 --queue 1: queueing, 503, disconnect mid-stream frees the slot (Llamba)
 #   load     16 concurrent streaming clients for 8 s, no error (Llamba, --slots 8)
-# curl: a stream ends in "data: [DONE]"; an unknown route is a JSON 404. SIGTERM: exit 0.
+# curl: a stream ends in "data: [DONE]"; an unknown route is a JSON 404. SIGTERM: exit 0, a
+# stream in flight ends with finish_reason "length" and [DONE].
 # Bounded: every server is killed on exit; each client run has a time limit.
 set -u
 MOLT=${MOLT_BIN:-build/molt}
@@ -84,6 +85,14 @@ for tpl in chatml llama3 llama2 plain; do
 done
 if start exhaust "$SU" --slots 1 --queue 1 --ctx 600000; then
   client exhaust "$SU"
+  # SIGTERM with a stream in flight: it ends with finish_reason "length" and [DONE], exit 0
+  curl -sN "$URL/v1/completions" -d '{"prompt":"Once","max_tokens":500000,"ignore_eos":true,"stream":true}' \
+    > "$T/term.sse" 2>&1 & CURL=$!
+  for _ in $(seq 100); do grep -q '^data: ' "$T/term.sse" && break; sleep 0.05; done
   stop exhaust
+  wait $CURL
+  grep -q '"finish_reason":"length"' "$T/term.sse" && [ "$(tail -n2 "$T/term.sse" | head -n1)" = "data: [DONE]" ] &&
+    echo "ok    SIGTERM: the running stream ended with length and [DONE]" ||
+    { echo "FAIL: SIGTERM: the running stream was cut"; tail -c 300 "$T/term.sse"; fail=1; }
 fi
 exit $fail

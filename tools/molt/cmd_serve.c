@@ -5,7 +5,8 @@
  * An OpenAI-compatible HTTP server (serve.h lists its parts). Loads the model, starts the
  * engine thread and libmicrohttpd, prints "molt serve: listening on http://HOST:PORT" (the
  * real port with --port 0), serves until SIGINT / SIGTERM, then stops: new and queued requests
- * get 503, running ones end at once (finish_reason "length"), connections close, exit 0.
+ * get 503, running ones end at once (finish_reason "length") and are given up to 5 s to send
+ * their last bytes, then connections close; exit 0.
  */
 #include "cli.h"
 #include "serve.h"
@@ -150,6 +151,7 @@ int cmd_serve(int argc, char **argv) {
     sigwait(&sigs, &sig);
     fprintf(stderr, "molt serve: %s: stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     srv_engine_stop(&s);
+    srv_http_drain(&s, 5.0); // the ended streams send their last events and [DONE]
     srv_http_stop(&s);
     rc = 0;
 out_sync:

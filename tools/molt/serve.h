@@ -97,6 +97,7 @@ typedef struct srv {
     int              n_running, slots_used;
     uint64_t         next_id;
     void            *daemon;  // struct MHD_Daemon *
+    int              open_reqs; // completions whose connection has not finished
     int              chat_kind;
 } srv;
 
@@ -143,6 +144,7 @@ char  *srv_metrics_text(srv *s);  // malloc'd Prometheus text
 
 // http (serve_http.c)
 int  srv_http_start(srv *s);      // 0 ok; prints the error otherwise
+void srv_http_drain(srv *s, double seconds); // waits for open completions to finish sending
 void srv_http_stop(srv *s);
 int  srv_http_port(srv *s);
 

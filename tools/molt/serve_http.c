@@ -577,11 +577,12 @@ static enum MHD_Result completions(srv *s, struct MHD_Connection *c, conn *k, bo
     srv_req *r = parse_request(&p, s, k->body, k->len, chat);
     if (!r)
         return fail(c, k, 400, p.ecode, "%s", p.err);
-    pthread_mutex_lock(&s->mu);
-    r->id = ++s->next_id;
-    pthread_mutex_unlock(&s->mu);
     r->refs = 1; // this connection's
     k->req = r;
+    pthread_mutex_lock(&s->mu);
+    r->id = ++s->next_id;
+    s->open_reqs++;
+    pthread_mutex_unlock(&s->mu);
     int refused = srv_submit(s, r);
     if (refused)
         return fail(c, k, refused, "server_busy",
@@ -746,6 +747,8 @@ static void on_done(void *cls, struct MHD_Connection *c, void **con_cls,
         if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && r->state != REQ_DONE)
             r->cancelled = true, pthread_cond_signal(&s->cv_work);
         srv_req_release_locked(s, r);
+        s->open_reqs--;
+        pthread_cond_broadcast(&s->cv);
         pthread_mutex_unlock(&s->mu);
     }
     srv_metrics_request(k->route ? k->route : "other", code, dt);
@@ -787,6 +790,14 @@ int srv_http_start(srv *s) {
 int srv_http_port(srv *s) {
     const union MHD_DaemonInfo *i = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
     return i ? i->port : s->cfg.port;
+}
+
+void srv_http_drain(srv *s, double seconds) {
+    double end = srv_now() + seconds;
+    pthread_mutex_lock(&s->mu);
+    while (s->open_reqs > 0 && srv_now() < end)
+        wait_progress(s);
+    pthread_mutex_unlock(&s->mu);
 }
 
 void srv_http_stop(srv *s) {
