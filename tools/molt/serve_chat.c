@@ -4,10 +4,12 @@
  * molt does not run Jinja: the model directory's tokenizer_config.json "chat_template" (a
  * string, or the "default" entry of a list) is recognised by its markers, and the matching
  * fixed format is rendered:
- *   "<|im_start|>"        ChatML   <|im_start|>ROLE\nCONTENT<|im_end|>\n ... <|im_start|>assistant\n
+ *   "<|im_start|>"        ChatML   <|im_start|>ROLE\nCONTENT<|im_end|>\n ...
+ *                                  <|im_start|>assistant\n
  *   "<|start_header_id|>" Llama-3  <|start_header_id|>ROLE<|end_header_id|>\n\nCONTENT<|eot_id|>
  *                                  ... <|start_header_id|>assistant<|end_header_id|>\n\n
- *   "[INST]"              Llama-2  [INST] <<SYS>>\nSYSTEM\n<</SYS>>\n\nUSER [/INST] ANSWER </s><s>[INST] ...
+ *   "[INST]"              Llama-2  [INST] <<SYS>>\nSYSTEM\n<</SYS>>\n\nUSER [/INST] ANSWER </s>
+ *                                  <s>[INST] ... [/INST]
  * Anything else (no file, no template, another template) is the plain format:
  *   SYSTEM\n\n  User: CONTENT\n  Assistant: CONTENT\n ... Assistant:
  * with "\nUser:" as an implicit stop string. BOS comes from the tokenizer (as for completions);

@@ -459,7 +459,8 @@ static void *engine_main(void *arg) {
         pthread_cond_broadcast(&s->cv);
         if (s->stopping && s->n_running == 0 && !s->qhead)
             break;
-        if (n == 0 && s->n_running == 0 && (!s->qhead || s->cfg.slots - s->slots_used < s->qhead->n))
+        if (n == 0 && s->n_running == 0 &&
+            (!s->qhead || s->cfg.slots - s->slots_used < s->qhead->n))
             pthread_cond_wait(&s->cv_work, &s->mu);
     }
     pthread_mutex_unlock(&s->mu);

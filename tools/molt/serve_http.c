@@ -7,10 +7,11 @@
  *
  * Request fields: max_tokens (chat: also max_completion_tokens), temperature (default 1),
  * top_p (1), top_k (0 = off), min_p (0), seed (default: random), stop (string or list of up to
- * 4), n (1..--max-n), stream, repetition_penalty (1), ignore_eos (false: EOS / BOS end a choice). frequency_penalty / presence_penalty are
- * refused unless 0; other fields are ignored. Errors are {"error": {"message", "type", "code"}}
- * with 400 (malformed JSON, a wrong type or range, a prompt too long for --ctx), 404, 405, 413
- * (body over --max-body), 503 (queue full, shutting down) or 500.
+ * 4), n (1..--max-n), stream, repetition_penalty (1), ignore_eos (false: EOS / BOS end a
+ * choice). frequency_penalty / presence_penalty are refused unless 0; other fields are ignored.
+ * Errors are {"error": {"message", "type", "code"}} with 400 (malformed JSON, a wrong type or
+ * range, a prompt too long for --ctx), 404, 405, 413 (body over --max-body), 503 (queue full,
+ * shutting down) or 500.
  *
  * A completion waits in its connection thread (non-streaming: until the engine is done, then
  * one JSON body) or streams server-sent events from a content-reader callback ("data: {chunk}"
@@ -296,7 +297,8 @@ static srv_req *parse_request(parsed *p, srv *s, const char *body, size_t len, b
         !num(p, o, "max_tokens", 1, 1 << 30, true, &max_tokens) ||
         (chat && !num(p, o, "max_completion_tokens", 1, 1 << 30, true, &max_tokens)) ||
         !num(p, o, "temperature", 0, 100, false, &temp) ||
-        !num(p, o, "top_p", 0, 1, false, &top_p) || !num(p, o, "top_k", -1, 1 << 30, true, &top_k) ||
+        !num(p, o, "top_p", 0, 1, false, &top_p) ||
+        !num(p, o, "top_k", -1, 1 << 30, true, &top_k) ||
         !num(p, o, "min_p", 0, 1, false, &min_p) ||
         !num(p, o, "repetition_penalty", 1e-3, 100, false, &rep) ||
         !num(p, o, "frequency_penalty", -2, 2, false, &fp) ||
@@ -597,8 +599,8 @@ static enum MHD_Result completions(srv *s, struct MHD_Connection *c, conn *k, bo
         pthread_mutex_lock(&s->mu);
         r->refs++; // the stream's
         pthread_mutex_unlock(&s->mu);
-        struct MHD_Response *res =
-            MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, st, stream_free);
+        struct MHD_Response *res = MHD_create_response_from_callback(
+            MHD_SIZE_UNKNOWN, 16384, stream_read, st, stream_free);
         if (!res) {
             stream_free(st);
             return MHD_NO;
