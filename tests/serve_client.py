@@ -216,6 +216,11 @@ def mode_errors(s, args):
     st, js, _ = s.request("POST", P, {"prompt": "The", "max_tokens": 30, "stop": ["."],
                                       "temperature": 0})
     check(st == 200 and "." not in js["choices"][0]["text"], "stop string cuts the text")
+    plain = s.request("POST", P, {"prompt": "Lily", "max_tokens": 60, "temperature": 0})[1]
+    pen = s.request("POST", P, {"prompt": "Lily", "max_tokens": 60, "temperature": 0,
+                                "repetition_penalty": 1.5, "min_p": 0.05})
+    check(pen[0] == 200 and pen[1]["choices"][0]["text"] != plain["choices"][0]["text"],
+          "repetition_penalty changes a greedy story")
     # the server still serves after all that
     st, js, _ = s.request("POST", P, {"prompt": "x", "max_tokens": 3})
     check(st == 200, "still serving")
