@@ -63,6 +63,16 @@ BENCH_SRC := $(filter-out bench/bench_gpu.c,$(wildcard bench/bench_*.c))
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 LIB := $(BUILD)/libmolt.a
 
+# molt serve (tools/molt/serve_*.c): GNU libmicrohttpd, compiled into and linked with the molt
+# binary only (never libmolt)
+SERVE_CFLAGS := $(shell pkg-config --cflags libmicrohttpd 2>/dev/null)
+SERVE_LIBS   := $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
+ifeq ($(SERVE_LIBS),)
+$(error missing libmicrohttpd: run scripts/install-deps.sh (needs libmicrohttpd-dev))
+endif
+$(BUILD)/tools/molt/serve_http.o: CFLAGS += $(SERVE_CFLAGS)
+$(BUILD)/molt: LDLIBS += $(SERVE_LIBS)
+
 # CUDA backend (CUDA=1, set by `make cuda`): nvcc from $(CUDA_HOME), sm_90 code plus
 # compute_90 PTX; the .cu objects and src/kernels/cuda/*.c join the library, every C file is
 # compiled with -DMOLT_CUDA.

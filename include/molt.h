@@ -521,6 +521,53 @@ MOLT_API molt_status molt_heads_rows(molt_ctx *ctx, molt_model *m, const char *k
                                      int32_t recurrent, int32_t n_rows, molt_head_rows *out);
 MOLT_API void        molt_head_rows_free(molt_head_rows *r);
 
+// ----------------------------------------------------------------------------
+// serving: a sampler object, token pieces, slot snapshots (molt serve)
+
+// One sequence's sampler: the one molt_generate uses (same RNG, same order of
+// draws), so a seed gives molt_generate's tokens for the same logits. Two
+// additions act on the logits before it and are off by default: min_p (drop
+// tokens whose probability is below min_p times the top one's, after the
+// temperature) and repetition_penalty (CTRL / HF rule over every token given
+// to molt_sampler_accept: a positive logit is divided by it, a negative one
+// multiplied). min_p = 0 and repetition_penalty = 1 leave molt_generate's path.
+typedef struct molt_sampler_params {
+    float    temperature;        // 0 = greedy
+    float    top_p;              // 1 = off
+    int32_t  top_k;              // 0 = off
+    float    min_p;              // 0 = off; in [0, 1]
+    float    repetition_penalty; // 1 = off; > 0
+    uint64_t seed;
+} molt_sampler_params;
+typedef struct molt_sampler molt_sampler;
+// MOLT_ERR_ARG: a parameter out of range; MOLT_ERR_OOM.
+MOLT_API molt_status molt_sampler_new(molt_ctx *ctx, int32_t vocab, const molt_sampler_params *p,
+                                      molt_sampler **out);
+MOLT_API void        molt_sampler_free(molt_sampler *s);
+// The next token from logits [vocab] (modified in place); -1 when a logit is
+// NaN or ±inf.
+MOLT_API int32_t     molt_sampler_next(molt_sampler *s, float *logits);
+// Records tokens for the repetition penalty (the prompt, then each token chosen).
+MOLT_API void        molt_sampler_accept(molt_sampler *s, const int32_t *ids, size_t n);
+
+// The text token id adds after token prev (-1: none), as molt_generate streams
+// it (a leading space after BOS dropped, byte tokens as bytes). Writes at most
+// cap bytes (no NUL); returns the length.
+MOLT_API size_t molt_token_piece(const molt_tokenizer *tok, int32_t prev, int32_t id, char *buf,
+                                 size_t cap);
+
+// A slot's whole state (its position, recurrent state and the KV rows it
+// holds) as bytes on the host, and back: a prompt's state kept and restored
+// later (a prompt cache). molt_slot_save_bytes: the bytes a save of the slot
+// needs now. molt_slot_save writes them to buf (cap ≥ that; MOLT_ERR_ARG
+// otherwise). molt_slot_load makes slot hold a saved state of slots of the
+// same model and capacity (MOLT_ERR_FORMAT when the bytes are not one).
+MOLT_API size_t      molt_slot_save_bytes(const molt_slots *s, int32_t slot);
+MOLT_API molt_status molt_slot_save(molt_ctx *ctx, const molt_slots *s, int32_t slot, void *buf,
+                                    size_t cap, size_t *len);
+MOLT_API molt_status molt_slot_load(molt_ctx *ctx, molt_slots *s, int32_t slot, const void *buf,
+                                    size_t len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs what molt needs on a fresh Debian machine (needs root or sudo).
-#   build:  gcc make pkg-config libopenblas-dev libcjson-dev libpcre2-dev
+#   build:  gcc make pkg-config libopenblas-dev libcjson-dev libpcre2-dev libmicrohttpd-dev (molt serve)
 #   tests:  python3-torch python3-numpy python3-regex (PyTorch / tiktoken-style references)
 # Skips apt entirely when everything is already present.
 set -euo pipefail
-pkgs=(gcc make pkg-config libopenblas-dev libcjson-dev libpcre2-dev)
+pkgs=(gcc make pkg-config libopenblas-dev libcjson-dev libpcre2-dev libmicrohttpd-dev)
 if [ "${1:-}" = "--test" ]; then
   pkgs+=(python3 python3-torch python3-numpy python3-regex)
 fi

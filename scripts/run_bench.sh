@@ -21,6 +21,12 @@ if [ -x "$BUILD/bench/bench_train" ]; then
   run "$BUILD/bench/bench_train" --threads "$T" || true
   [ -f bench/train_torch.py ] && run /usr/bin/python3 bench/train_torch.py --threads "$T" || true
 fi
+# issue 16: molt serve over loopback: time to first token cold vs a prompt-cache hit, and
+# throughput / TTFT with 1 and 16 streaming clients (docs/BENCHMARKS.md "Server"; the 64-client
+# soak is run by hand: the command is there)
+run /usr/bin/python3 bench/serve_bench.py --molt "$BUILD/molt" --model models/stories260K/stories260K.bin \
+  --serve-args "--slots 16 --threads $T" --prefix-chars 1200 --trials 5 --seconds 10 \
+  --concurrency 1,16 ttft load
 echo >&2
 /usr/bin/python3 - "$log" <<'PY' >&2 || true
 import json, sys

@@ -239,3 +239,97 @@ molt_status molt_slots_feed(molt_ctx *ctx, molt_slots *s, int32_t n, const int32
     decode_rows(&ex, s, n, slot, tok, logits);
     return be_status(ctx, &ex);
 }
+
+// ----------------------------------------------------------------------------
+// slot snapshots (molt serve's prompt cache): a header, then per layer the
+// recurrent state (rec floats) and the 2·kv_heads KV heads' rows below pos.
+
+typedef struct snap_hdr {
+    uint32_t magic, version;
+    int32_t  n_layer, cap, pos, d_model;
+    uint64_t state_floats;
+} snap_hdr;
+#define SNAP_MAGIC 0x544c534du // "MSLT"
+
+static size_t snap_floats(const molt_slots *s, int32_t pos) {
+    const molt_model *m = s->m;
+    size_t f = 0;
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        const mixer_vt *v = layer_mixer(m, l);
+        f += v->rec_floats(m, l) + 2 * (size_t)v->kv_heads(m, l) * (size_t)pos *
+                                       (size_t)m->cfg.head_dim;
+    }
+    return f;
+}
+
+size_t molt_slot_save_bytes(const molt_slots *s, int32_t slot) {
+    if (slot < 0 || slot >= s->n)
+        return 0;
+    return sizeof(snap_hdr) + sizeof(float) * snap_floats(s, s->view[slot].pos);
+}
+
+// dir 0: slot → host buf, 1: host buf → slot
+static void snap_move(const molt_slots *s, molt_seq *v, float *buf, int dir) {
+    const molt_model *m = s->m;
+    size_t hd = (size_t)m->cfg.head_dim, rows = (size_t)v->pos, cap = (size_t)s->cap, o = 0;
+    molt_exec ex = be_exec1(m->be);
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        const mixer_vt *mv = layer_mixer(m, l);
+        size_t rec = mv->rec_floats(m, l);
+        if (dir)
+            be_upload(&ex, v->state[l], buf + o, sizeof(float) * rec);
+        else
+            be_download(&ex, buf + o, v->state[l], sizeof(float) * rec);
+        o += rec;
+        for (int j = 0, kv = mv->kv_heads(m, l); j < 2 * kv; j++) {
+            float *at = v->state[l] + rec + (size_t)j * cap * hd;
+            if (dir)
+                be_upload(&ex, at, buf + o, sizeof(float) * rows * hd);
+            else
+                be_download(&ex, buf + o, at, sizeof(float) * rows * hd);
+            o += rows * hd;
+        }
+    }
+}
+
+molt_status molt_slot_save(molt_ctx *ctx, const molt_slots *s, int32_t slot, void *buf,
+                           size_t cap, size_t *len) {
+    molt_status st = check_slot(ctx, s, slot, "save:");
+    if (st != MOLT_OK)
+        return st;
+    size_t need = molt_slot_save_bytes(s, slot);
+    if (!buf || cap < need)
+        return molt__err(ctx, MOLT_ERR_ARG, "save: slot %d needs %zu bytes, the buffer holds %zu",
+                         slot, need, cap);
+    molt_seq *v = &s->view[slot];
+    snap_hdr h = {SNAP_MAGIC, 1, s->m->cfg.n_layer, s->cap, v->pos, s->m->cfg.d_model,
+                  s->state_floats};
+    memcpy(buf, &h, sizeof h);
+    snap_move(s, v, (float *)((char *)buf + sizeof h), 0);
+    if (len)
+        *len = need;
+    return MOLT_OK;
+}
+
+molt_status molt_slot_load(molt_ctx *ctx, molt_slots *s, int32_t slot, const void *buf,
+                           size_t len) {
+    molt_status st = check_slot(ctx, s, slot, "load:");
+    if (st != MOLT_OK)
+        return st;
+    snap_hdr h;
+    if (!buf || len < sizeof h)
+        return molt__err(ctx, MOLT_ERR_FORMAT, "load: %zu bytes are not a slot snapshot", len);
+    memcpy(&h, buf, sizeof h);
+    if (h.magic != SNAP_MAGIC || h.version != 1 || h.n_layer != s->m->cfg.n_layer ||
+        h.cap != s->cap || h.d_model != s->m->cfg.d_model || h.state_floats != s->state_floats ||
+        h.pos < 0 || h.pos > s->cap ||
+        len != sizeof h + sizeof(float) * snap_floats(s, h.pos))
+        return molt__err(ctx, MOLT_ERR_FORMAT,
+                         "load: the bytes are not a snapshot of slots of this model and capacity");
+    molt_seq *v = &s->view[slot];
+    molt_seq_reset(v);
+    v->pos = h.pos;
+    // buf is only read (dir 1)
+    snap_move(s, v, (float *)(uintptr_t)((const char *)buf + sizeof h), 1);
+    return MOLT_OK;
+}

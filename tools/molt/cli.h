@@ -62,5 +62,6 @@ int cmd_quantize(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_distill(int argc, char **argv);
 int cmd_heads(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 #endif

@@ -44,6 +44,7 @@ static const command COMMANDS[] = {
     {"hybridize", cmd_distill, "retrieval-aware hybrid: keep chosen heads as attention, distil the rest"},
     {"train", cmd_train, "pretrain or fine-tune on text / token files, with checkpoints"},
     {"heads", cmd_heads, "rank attention heads by key-value retrieval ablation (G&A heads)"},
+    {"serve", cmd_serve, "OpenAI-compatible HTTP server with continuous batching"},
 };
 
 static void usage(FILE *f) {
