@@ -44,6 +44,8 @@ static const command COMMANDS[] = {
     {"hybridize", cmd_distill, "retrieval-aware hybrid: keep chosen heads as attention, distil the rest"},
     {"train", cmd_train, "pretrain or fine-tune on text / token files, with checkpoints"},
     {"heads", cmd_heads, "rank attention heads by key-value retrieval ablation (G&A heads)"},
+    {"reason", cmd_reason, "many sampled chains of thought per problem: voted accuracy, pass@k"},
+    {"mathgen", cmd_mathgen, "arithmetic problems with step-by-step solutions (GSM8K format)"},
 };
 
 static void usage(FILE *f) {
