@@ -393,6 +393,9 @@ typedef struct molt_distill_opts {
     int         resume;            // skip finished stages, continue the current one
     int         overwrite;         // as molt_train_opts.overwrite
     const char *input;             // the teacher's path, optional: as molt_train_opts.input
+    const char *kd_loss;           // stage 3 loss: "fkl" (NULL, the default: forward KL, the soft
+                                   // CE of MOHAWK) or "rkl" (reverse KL(student ‖ teacher), the
+                                   // MambaInLlama / M1 hybrid recipe; ALGORITHMS.md §10)
 } molt_distill_opts;
 MOLT_API molt_distill_opts molt_distill_defaults(void);
 
