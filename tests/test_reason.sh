@@ -5,7 +5,7 @@
 #     bad --steps / missing -o are usage errors;
 #   - reason: mathgen → reason -k 4 --limit 3 prints the table (3 problem rows and the
 #     summary; a model of stories has accuracy 0) and valid JSON with the fields the plot
-#     script reads; --budget prints a curve; chain 0's text (--texts) is `molt generate`'s
+#     script reads; --budget prints a curve, which scripts/plot_reason.py reads; chain 0's text (--texts) is `molt generate`'s
 #     continuation with that seed, cut at the first stop string;
 #   - errors: a missing data file (exit 1), -k 0 and a missing --data (exit 2).
 set -u
@@ -70,9 +70,13 @@ cut = min([i for i in (cont.find("\n\n"), cont.find("Question:")) if i >= 0] or 
 if r["problems"][0]["texts"][0] != cont[:cut]:
     print("FAIL: chain 0 %r != generate -s 11 %r" % (r["problems"][0]["texts"][0], cont[:cut])); sys.exit(1)
 PY
-$MOLT reason "$M" --data "$T/a.jsonl" -k 2 --limit 2 -n 16 --budget 0.05 -q > "$T/bud" 2>"$T/err" \
-  || { die "reason --budget"; cat "$T/err"; }
+$MOLT reason "$M" --data "$T/a.jsonl" -k 2 --limit 2 -n 16 --budget 0.05 -q --json "$T/b.json" \
+  > "$T/bud" 2>"$T/err" || { die "reason --budget"; cat "$T/err"; }
 grep -q 'mean per problem after b batches' "$T/bud" || { die "reason --budget: no curve"; cat "$T/bud"; }
+# the plot script reads it (the plot itself needs matplotlib; the table is always printed)
+python3 scripts/plot_reason.py "$T/plot.png" student="$T/b.json" "$T/r.json" > "$T/plot" 2>&1 \
+  && grep -q '^### student' "$T/plot" && grep -q '^| seconds | samples' "$T/plot" \
+  || { die "plot_reason.py"; cat "$T/plot"; }
 # SVAMP reads (from ../shared when present)
 SV=${MOLT_SHARED:-../shared}/data/svamp/SVAMP.json
 if [ -f "$SV" ]; then
