@@ -14,7 +14,8 @@
  * pass@k for k = 1, 2, 4, … ≤ the fewest samples of a problem, and (with
  * --budget) a curve: after b batches (min(b, batches drawn) per problem) the
  * mean seconds, mean samples, voted accuracy and coverage (≥ 1 correct).
- * stdout: a table for people; --json FILE: everything as JSON; stderr: progress.
+ * stdout: a table for people (stderr with --json -); --json FILE: everything as JSON;
+ * stderr: progress.
  */
 #include "cli.h"
 #include "jsonout.h"
@@ -128,6 +129,7 @@ static int reason_run(const reason_opts *o) {
     int32_t      *toks = NULL;
     cJSON        *jprobs = NULL;
     int           rc = 1, k = (int)o->k;
+    FILE         *tab = o->json && !strcmp(o->json, "-") ? stderr : stdout; // the table
     molt_model   *m = cli_set_device(ctx, o->device) ? cli_load_model(ctx, o->model, o->tokp) : NULL;
     if (!m)
         goto out;
@@ -157,7 +159,7 @@ static int reason_run(const reason_opts *o) {
     bool    tty = !o->quiet && isatty(2);
     double  t_all = now_s();
     int64_t tok_all = 0;
-    printf("%-5s %-12s %-12s %6s %11s %8s %8s %8s\n", "#", "answer", "voted", "votes",
+    fprintf(tab, "%-5s %-12s %-12s %6s %11s %8s %8s %8s\n", "#", "answer", "voted", "votes",
            "correct/n", "pass@k", "tokens", "seconds");
     for (int i = 0; i < np; i++) {
         prob_run *r = &run[i];
@@ -221,9 +223,9 @@ static int reason_run(const reason_opts *o) {
             votes += r->ans[j].found && !strcmp(r->ans[j].key, voted);
         if (tty)
             fprintf(stderr, "\r\033[K");
-        printf("%-5d %-12.12s %-12.12s %6d %5d/%-5d %8.3f %8lld %8.2f\n", i, pb[i].answer.key,
+        fprintf(tab, "%-5d %-12.12s %-12.12s %6d %5d/%-5d %8.3f %8lld %8.2f\n", i, pb[i].answer.key,
                voted, votes, r->correct, r->n, pk, (long long)r->tokens, r->seconds);
-        fflush(stdout);
+        fflush(tab);
         if (jprobs) {
             cJSON *j = cJSON_CreateObject(), *ja = cJSON_CreateArray();
             cJSON_AddItemToArray(jprobs, j);
@@ -265,28 +267,28 @@ static int reason_run(const reason_opts *o) {
     }
     answered /= samples > 0 ? samples : 1;
     voted /= np, cover /= np, single /= np, samples /= np;
-    printf("\nproblems %d, k %d, %.1f samples/problem, temperature %g, top-p %g, seed %ld\n", np,
+    fprintf(tab, "\nproblems %d, k %d, %.1f samples/problem, temperature %g, top-p %g, seed %ld\n", np,
            k, samples, o->temp, o->top_p, o->seed);
-    printf("voted accuracy   %.4f\ncoverage pass@%d %.4f\nsingle-sample    %.4f\n"
+    fprintf(tab, "voted accuracy   %.4f\ncoverage pass@%d %.4f\nsingle-sample    %.4f\n"
            "answered         %.4f (samples with a number)\n",
            voted, k, cover, single, answered);
-    printf("tokens %lld in %.2fs (%.1f tok/s)\n", (long long)tok_all, secs,
+    fprintf(tab, "tokens %lld in %.2fs (%.1f tok/s)\n", (long long)tok_all, secs,
            secs > 0 ? (double)tok_all / secs : 0.0);
-    printf("pass@k:");
+    fprintf(tab, "pass@k:");
     for (int kk = 1; kk <= min_n; kk *= 2) {
         double pk = 0;
         for (int i = 0; i < np; i++)
             pk += molt_pass_at_k(run[i].n, run[i].correct, kk);
-        printf("  @%d %.4f", kk, pk / np);
+        fprintf(tab, "  @%d %.4f", kk, pk / np);
     }
-    printf("\n");
+    fprintf(tab, "\n");
     if (o->budget > 0) {
-        printf("\n%8s %9s %8s %9s   (mean per problem after b batches of %d)\n", "seconds",
+        fprintf(tab, "\n%8s %9s %8s %9s   (mean per problem after b batches of %d)\n", "seconds",
                "samples", "voted", "coverage", k);
         for (int b = 1; b <= max_b; b++) {
             double cs, cn, cv, cc;
             curve_point(run, np, b, k, &cs, &cn, &cv, &cc);
-            printf("%8.3f %9.1f %8.4f %9.4f\n", cs, cn, cv, cc);
+            fprintf(tab, "%8.3f %9.1f %8.4f %9.4f\n", cs, cn, cv, cc);
         }
     }
     if (o->json) {
