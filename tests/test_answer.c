@@ -299,8 +299,8 @@ static void test_mathgen(void) {
         words += strstr(pa[i].question, "How many") != NULL;
         neg += pa[i].answer.key[0] == '-';
     }
-    CHECK(bad == 0 && words > 50 && words < 250 && neg > 0, "solutions: %d wrong, %d word problems, "
-          "%d negative", bad, words, neg);
+    CHECK(bad == 0 && words > 50 && words < 250 && neg > 0,
+          "solutions: %d wrong, %d word problems, %d negative", bad, words, neg);
     // text corpus: documents joined by the separator
     o.format = "text", o.n = 5;
     CHECK(molt_mathgen(ctx, &o, c) == MOLT_OK, "%s", molt_last_error(ctx));

@@ -2888,7 +2888,8 @@ static void test_rev_kl(void) {
             size_t off = c.mode == 2 ? 0 : N;
             memcpy(ref + off, loss, sizeof(double) * (size_t)c.n);
             char shape[48];
-            snprintf(shape, sizeof shape, "n,V %dx%d%s%s", c.n, c.V, c.tau != 1.0f ? " tau 2.5" : "",
+            snprintf(shape, sizeof shape, "n,V %dx%d%s%s", c.n, c.V,
+                     c.tau != 1.0f ? " tau 2.5" : "",
                      c.mode == 1 ? " in place" : c.mode == 2 ? " loss only" : "");
             run_case(st, run_rev_kl, &c, ref, off + (size_t)c.n, shape);
         }

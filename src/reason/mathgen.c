@@ -198,7 +198,10 @@ molt_status molt_mathgen(molt_ctx *ctx, const molt_mathgen_opts *o, const char *
     if (!o)
         o = &d;
     const char *split = o->split ? o->split : "train", *fmt = o->format ? o->format : "jsonl";
-    int want = !strcmp(split, "train") ? 0 : !strcmp(split, "test") ? 1 : !strcmp(split, "all") ? 2 : -1;
+    int want = !strcmp(split, "train")  ? 0
+               : !strcmp(split, "test") ? 1
+               : !strcmp(split, "all")  ? 2
+                                        : -1;
     int text = !strcmp(fmt, "text") ? 1 : !strcmp(fmt, "jsonl") ? 0 : -1;
     if (want < 0 || text < 0 || o->n < 0 || o->min_steps < 1 || o->max_steps < o->min_steps ||
         o->max_steps > 16 || o->digits < 1 || o->digits > 6 || !path || !*path)

@@ -130,7 +130,8 @@ static int reason_run(const reason_opts *o) {
     cJSON        *jprobs = NULL;
     int           rc = 1, k = (int)o->k;
     FILE         *tab = o->json && !strcmp(o->json, "-") ? stderr : stdout; // the table
-    molt_model   *m = cli_set_device(ctx, o->device) ? cli_load_model(ctx, o->model, o->tokp) : NULL;
+    molt_model   *m =
+        cli_set_device(ctx, o->device) ? cli_load_model(ctx, o->model, o->tokp) : NULL;
     if (!m)
         goto out;
     if (o->weights && molt_model_set_weight_dtype(ctx, m, o->weights) != MOLT_OK) {
@@ -160,7 +161,7 @@ static int reason_run(const reason_opts *o) {
     double  t_all = now_s();
     int64_t tok_all = 0;
     fprintf(tab, "%-5s %-12s %-12s %6s %11s %8s %8s %8s\n", "#", "answer", "voted", "votes",
-           "correct/n", "pass@k", "tokens", "seconds");
+            "correct/n", "pass@k", "tokens", "seconds");
     for (int i = 0; i < np; i++) {
         prob_run *r = &run[i];
         r->vote = -1;
@@ -223,8 +224,8 @@ static int reason_run(const reason_opts *o) {
             votes += r->ans[j].found && !strcmp(r->ans[j].key, voted);
         if (tty)
             fprintf(stderr, "\r\033[K");
-        fprintf(tab, "%-5d %-12.12s %-12.12s %6d %5d/%-5d %8.3f %8lld %8.2f\n", i, pb[i].answer.key,
-               voted, votes, r->correct, r->n, pk, (long long)r->tokens, r->seconds);
+        fprintf(tab, "%-5d %-12.12s %-12.12s %6d %5d/%-5d %8.3f %8lld %8.2f\n", i,
+                pb[i].answer.key, voted, votes, r->correct, r->n, pk, (long long)r->tokens, r->seconds);
         fflush(tab);
         if (jprobs) {
             cJSON *j = cJSON_CreateObject(), *ja = cJSON_CreateArray();
@@ -267,13 +268,13 @@ static int reason_run(const reason_opts *o) {
     }
     answered /= samples > 0 ? samples : 1;
     voted /= np, cover /= np, single /= np, samples /= np;
-    fprintf(tab, "\nproblems %d, k %d, %.1f samples/problem, temperature %g, top-p %g, seed %ld\n", np,
-           k, samples, o->temp, o->top_p, o->seed);
+    fprintf(tab, "\nproblems %d, k %d, %.1f samples/problem, temperature %g, top-p %g, seed %ld\n",
+            np, k, samples, o->temp, o->top_p, o->seed);
     fprintf(tab, "voted accuracy   %.4f\ncoverage pass@%d %.4f\nsingle-sample    %.4f\n"
-           "answered         %.4f (samples with a number)\n",
-           voted, k, cover, single, answered);
+            "answered         %.4f (samples with a number)\n",
+            voted, k, cover, single, answered);
     fprintf(tab, "tokens %lld in %.2fs (%.1f tok/s)\n", (long long)tok_all, secs,
-           secs > 0 ? (double)tok_all / secs : 0.0);
+            secs > 0 ? (double)tok_all / secs : 0.0);
     fprintf(tab, "pass@k:");
     for (int kk = 1; kk <= min_n; kk *= 2) {
         double pk = 0;
@@ -284,7 +285,7 @@ static int reason_run(const reason_opts *o) {
     fprintf(tab, "\n");
     if (o->budget > 0) {
         fprintf(tab, "\n%8s %9s %8s %9s   (mean per problem after b batches of %d)\n", "seconds",
-               "samples", "voted", "coverage", k);
+                "samples", "voted", "coverage", k);
         for (int b = 1; b <= max_b; b++) {
             double cs, cn, cv, cc;
             curve_point(run, np, b, k, &cs, &cn, &cv, &cc);
