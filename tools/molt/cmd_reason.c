@@ -225,7 +225,8 @@ static int reason_run(const reason_opts *o) {
         if (tty)
             fprintf(stderr, "\r\033[K");
         fprintf(tab, "%-5d %-12.12s %-12.12s %6d %5d/%-5d %8.3f %8lld %8.2f\n", i,
-                pb[i].answer.key, voted, votes, r->correct, r->n, pk, (long long)r->tokens, r->seconds);
+                pb[i].answer.key, voted, votes, r->correct, r->n, pk, (long long)r->tokens,
+                r->seconds);
         fflush(tab);
         if (jprobs) {
             cJSON *j = cJSON_CreateObject(), *ja = cJSON_CreateArray();
