@@ -422,6 +422,9 @@ typedef struct molt_distill_opts {
     int         resume;            // skip finished stages, continue the current one
     int         overwrite;         // as molt_train_opts.overwrite
     const char *input;             // the teacher's path, optional: as molt_train_opts.input
+    const char *kd_loss;           // stage 3 loss: "fkl" (NULL, the default: forward KL, the soft
+                                   // CE of MOHAWK) or "rkl" (reverse KL(student ‖ teacher), the
+                                   // MambaInLlama / M1 hybrid recipe; ALGORITHMS.md §10)
 } molt_distill_opts;
 MOLT_API molt_distill_opts molt_distill_defaults(void);
 
@@ -567,6 +570,100 @@ MOLT_API molt_status molt_slot_save(molt_ctx *ctx, const molt_slots *s, int32_t 
                                     size_t cap, size_t *len);
 MOLT_API molt_status molt_slot_load(molt_ctx *ctx, molt_slots *s, int32_t slot, const void *buf,
                                     size_t len);
+
+// ----------------------------------------------------------------------------
+// reasoning: many sampled chains of thought per problem (issue 17, ALGORITHMS.md §10)
+//
+// Answers are numbers compared exactly as rationals. molt_answer_extract takes
+// the number after the LAST "####" in the text (GSM8K's answer marker); when
+// there is no "####", or no number after the last one, it falls back to the
+// LAST number anywhere in the text (marker = 0); no number at all: found = 0.
+// A number: an optional '-' (a sign when not preceded by a letter, digit or
+// ')'), digits with optional comma groups of exactly three ("1,000"; "1,23" is
+// 1 then 23), then either ".digits" (a decimal) or "/digits" (a fraction,
+// denominator not 0); a leading '$', a trailing '%' or '.' are ignored.
+// Equal values have equal keys: "18", "18.00", "$18" and "36/2" are all "18";
+// "0.75" and "3/4" are "3/4"; "-0" is "0". Values whose reduced numerator or
+// denominator do not fit in 63 bits get the key "D:" + the canonical decimal
+// (decimals) or "F:" + the unreduced canonical fraction, hashed ("H:" + 16 hex
+// digits of FNV-1a) when longer than the key holds: such fractions compare
+// equal only in the same unreduced form.
+
+typedef struct molt_answer {
+    int32_t found;  // 1: a number was found
+    int32_t marker; // 1: it followed the last "####"; 0: the fallback (last number)
+    char    key[48]; // canonical value (NUL-terminated), "" when not found
+} molt_answer;
+// Never fails; text may hold any bytes (len bytes; NUL bytes are characters).
+MOLT_API void    molt_answer_extract(const char *text, size_t len, molt_answer *out);
+// The key of a number alone ("1,000", "-3/4", "51.0"); found = 0 when s is not one number.
+MOLT_API void    molt_answer_parse(const char *s, size_t len, molt_answer *out);
+// 1 when both were found and have the same value, else 0.
+MOLT_API int     molt_answer_equal(const molt_answer *a, const molt_answer *b);
+// The unbiased pass@k estimator of n samples of which c are correct:
+// 1 − C(n−c, k)/C(n, k), computed as 1 − Π_{i=n−c+1..n} (1 − k/i); 1 when
+// n − c < k. NaN when not 0 ≤ c ≤ n and 1 ≤ k ≤ n.
+MOLT_API double  molt_pass_at_k(int64_t n, int64_t c, int64_t k);
+// Majority vote over a[0..n): the index of the first sample holding the most
+// frequent key among found answers (ties: the key whose first occurrence comes
+// first wins); -1 when no sample has an answer.
+MOLT_API int32_t molt_majority_vote(const molt_answer *a, int32_t n);
+
+// A problem set: GSM8K jsonl (one {"question", "answer"} object a line, the
+// key after "####"), or SVAMP's JSON array of {"Body", "Question", "Answer"}
+// (question = Body + " " + Question, answer = the number). Lines that are
+// blank are skipped; a malformed record is MOLT_ERR_FORMAT naming its line.
+typedef struct molt_problem {
+    char       *question; // NUL-terminated
+    char       *solution; // the reference solution text (GSM8K) or the number (SVAMP)
+    molt_answer answer;   // found = 1 always
+} molt_problem;
+MOLT_API molt_status molt_problems_load(molt_ctx *ctx, const char *path, molt_problem **out,
+                                        int32_t *n);
+MOLT_API void        molt_problems_free(molt_problem *p, int32_t n);
+
+// Arithmetic word and expression problems with step-by-step solutions ending
+// in "#### <integer>" (src/reason/mathgen.c documents the generator). Problem
+// i of a seed is a function of (seed, i, steps, digits) alone. The split is a
+// function of the question text: hash(question) % 10 == 0 is "test" (held
+// out), the rest "train", so no question is in both whatever the seeds.
+typedef struct molt_mathgen_opts {
+    int64_t     n;                    // problems written (of the split asked for)
+    uint64_t    seed;
+    int32_t     min_steps, max_steps; // operations per problem (default 1..3; 1..16)
+    int32_t     digits;               // digits of the numbers (default 2; 1..6)
+    const char *split;                // "train" (default), "test" or "all"
+    const char *format;               // "jsonl" (default: GSM8K records) or "text": documents
+                                      // "Question: Q\nAnswer: SOLUTION\n" joined by
+                                      // MOLT_MATHGEN_SEP (for molt train --sep)
+} molt_mathgen_opts;
+#define MOLT_MATHGEN_SEP "<|endoftext|>"
+MOLT_API molt_mathgen_opts molt_mathgen_defaults(void);
+// Writes the file atomically (path "-": stdout).
+MOLT_API molt_status       molt_mathgen(molt_ctx *ctx, const molt_mathgen_opts *o,
+                                        const char *path);
+
+// K chains of thought of one prompt, decoded as one batch over state slots:
+// the prompt is prefilled once (molt_chains_new) and forked into the K slots
+// for every batch drawn. Chain j of a batch samples with seed p->seed + j using
+// molt_generate's sampler, so it is the continuation molt_generate gives alone
+// with that seed (up to the batched GEMMs' rounding; bit for bit on the CPU for
+// stories260K, tests/test_reason.c), cut at the first stop string.
+typedef struct molt_chains molt_chains;
+// max_new: tokens per chain at most (fitted to the context).
+MOLT_API molt_status molt_chains_new(molt_ctx *ctx, const molt_model *m, const char *prompt,
+                                     int32_t k, int32_t max_new, molt_chains **out);
+MOLT_API void        molt_chains_free(molt_chains *c);
+MOLT_API int32_t     molt_chains_prompt_tokens(const molt_chains *c);
+// Draws K chains: texts[j] (the continuation without the prompt, without the
+// stop string; NUL-terminated; free with molt_free) and tokens[j] (tokens
+// sampled, the stopping one included). A chain stops at EOS / BOS, at the end
+// of a stop string (stop[0..n_stop), e.g. "\n\n", "Question:") or after
+// max_new tokens. p: temperature, top_p, top_k, seed (max_new_tokens and
+// stop_at_eos are not read: EOS always stops).
+MOLT_API molt_status molt_chains_draw(molt_ctx *ctx, molt_chains *c, const molt_gen_params *p,
+                                      const char *const *stop, int32_t n_stop, char **texts,
+                                      int32_t *tokens);
 
 #ifdef __cplusplus
 }

@@ -876,6 +876,34 @@ static void test_losses(void) {
         }
 }
 
+// reverse KL (issue 17): s, t, loss, ds; i = {n, V, want grad}; f = τ, f2 = scale. Against the
+// CPU op (tested against double references in test_backend_ops), the soft_xent shapes.
+static void op_rev_kl(const molt_exec *ex, void *const *p, const ocase *c) {
+    k_rev_kl(ex, (double *)p[2], c->i[2] ? F(3) : NULL, F(0), F(1), c->i[0], c->i[1], c->f,
+             c->f2);
+}
+
+static void test_rev_kl(void) {
+    op_stat *sr = stat_new("rev_kl", 1e-5);
+    tested("rev_kl");
+    for (int k = 0; k < NELEM(LOSS_SHAPES); k++)
+        for (int v = 0; v < 2; v++) // loss only, + gradient
+            for (int ti = 0; ti < 2; ti++) {
+                int    n = LOSS_SHAPES[k][0], V = LOSS_SHAPES[k][1];
+                size_t nv = (size_t)n * V;
+                char   shape[64];
+                ocase  s = {.i = {n, V, v}, .f = ti ? 2.5f : 1.0f, .f2 = 0.7f};
+                add_buf(&s, frand_scaled(nv, 6.0f), sizeof(float) * nv, IN);
+                add_buf(&s, frand_scaled(nv, 6.0f), sizeof(float) * nv, IN);
+                add_d(&s, (size_t)n);
+                addf(&s, nv, v ? OUT : SCR);
+                snprintf(shape, sizeof shape, "n,V %dx%d tau %g%s", n, V, (double)s.f,
+                         v ? " +grad" : "");
+                run_op(sr, op_rev_kl, &s, shape);
+                case_free(&s);
+            }
+}
+
 // spans over a buffer of SPAN_N floats (empty, short, block-crossing, large)
 #define SPAN_N 200000
 static const molt_span SPANS[] = {{0, 0},         {3, 17},     {100, 16384}, {20000, 16385},
@@ -1647,6 +1675,7 @@ int main(int argc, char **argv) {
     test_ssd_scan();
     test_materialize();
     test_losses();
+    test_rev_kl(); // reverse-KL distillation loss (issue 17)
     test_optim();
     test_ssm_rows();
     test_ssm_rows_misc();

@@ -2900,6 +2900,109 @@ static void test_losses(void) {
     fd_losses();
 }
 
+// ---- reverse KL (issue 17): KL(student ‖ teacher) from logits, k_rev_kl
+
+// written from the definition, in double:  q = softmax(s/τ), p = softmax(t),
+// ℓ = Σ_v q_v·(log q_v − log p_v);  ds_j = scale·q_j·(a_j − ℓ)/τ, a_v = log q_v − log p_v
+static void ref_rev_kl(double *loss, double *g, const double *s, const double *t, int n, int V,
+                       double tau, double scale) {
+    for (int r = 0; r < n; r++) {
+        const double *sr = s + (size_t)r * V, *tr = t + (size_t)r * V;
+        double        ms = sr[0] / tau, mt = tr[0], zs = 0, zt = 0;
+        for (int v = 1; v < V; v++)
+            ms = fmax(ms, sr[v] / tau), mt = fmax(mt, tr[v]);
+        for (int v = 0; v < V; v++)
+            zs += exp(sr[v] / tau - ms), zt += exp(tr[v] - mt);
+        double lzs = ms + log(zs), lzt = mt + log(zt), L = 0;
+        for (int v = 0; v < V; v++) {
+            double lq = sr[v] / tau - lzs, lp = tr[v] - lzt;
+            L += exp(lq) * (lq - lp);
+        }
+        loss[r] = L;
+        for (int v = 0; g && v < V; v++) {
+            double lq = sr[v] / tau - lzs, lp = tr[v] - lzt;
+            g[(size_t)r * V + v] = scale * exp(lq) * ((lq - lp) - L) / tau;
+        }
+    }
+}
+
+typedef struct rkl_case {
+    int    n, V, mode; // mode: 0 separate gradient, 1 in place (over s), 2 loss only
+    float *s, *t, tau, scale;
+} rkl_case;
+
+// out: gradient [n, V] (not in mode 2) | the loss of each row
+static void run_rev_kl(const molt_exec *ex, void *cv, float *out) {
+    rkl_case *c = cv;
+    size_t    N = (size_t)c->n * c->V;
+    double   *loss = dnan((size_t)c->n);
+    float    *g = c->mode == 2 ? NULL : out, *lo = out + (c->mode == 2 ? 0 : N);
+    const float *s = c->s;
+    if (c->mode == 1) {
+        memcpy(out, c->s, sizeof(float) * N);
+        s = out;
+    }
+    k_rev_kl(ex, loss, g, s, c->t, c->n, c->V, c->tau, c->scale);
+    for (int r = 0; r < c->n; r++)
+        lo[r] = (float)loss[r];
+    tr_doubles(ex, "rev_kl", loss, (size_t)c->n);
+    free(loss);
+}
+
+static void test_rev_kl(void) {
+    op_stat *st = stat_new("rev_kl", 2e-6, 1);
+    int      nx = (int)(sizeof XENT_SHAPES / sizeof XENT_SHAPES[0]);
+    for (int k = 0; k < nx; k++) {
+        rkl_case c = {XENT_SHAPES[k][0], XENT_SHAPES[k][1], 0, NULL, NULL, 1.0f, 1.0f};
+        size_t   N = (size_t)c.n * c.V;
+        c.s = frand(N, -4, 4), c.t = frand(N, -4, 4);
+        c.scale = c.n ? 1.0f / (float)c.n : 1.0f;
+        c.tau = k % 2 ? 2.5f : 1.0f;
+        if (c.n > 2) // large logits (the max subtraction): student row 2, teacher row 0
+            for (int v = 0; v < c.V; v++)
+                c.s[2 * (size_t)c.V + v] *= 100.0f, c.t[v] *= 100.0f;
+        if (c.n > 1) // student = teacher (τ 1): KL 0, gradient 0
+            memcpy(c.s + c.V, c.t + c.V, sizeof(float) * (size_t)c.V);
+        double *s = dcopy(c.s, N), *t = dcopy(c.t, N);
+        double *ref = dbuf(N + (size_t)c.n), *loss = dbuf((size_t)c.n + 1);
+        ref_rev_kl(loss, ref, s, t, c.n, c.V, c.tau, c.scale);
+        for (int r = 0; r < c.n; r++)
+            CHECK(loss[r] >= -1e-12, "rev_kl reference: KL %g < 0 (row %d)", loss[r], r);
+        for (c.mode = 0; c.mode < 3; c.mode++) {
+            size_t off = c.mode == 2 ? 0 : N;
+            memcpy(ref + off, loss, sizeof(double) * (size_t)c.n);
+            char shape[48];
+            snprintf(shape, sizeof shape, "n,V %dx%d%s%s", c.n, c.V,
+                     c.tau != 1.0f ? " tau 2.5" : "",
+                     c.mode == 1 ? " in place" : c.mode == 2 ? " loss only" : "");
+            run_case(st, run_rev_kl, &c, ref, off + (size_t)c.n, shape);
+        }
+        free(s), free(t), free(ref), free(loss), free(c.s), free(c.t);
+    }
+    // the reference gradient against central differences of its loss (τ 1 and 2.5)
+    int     n = 3, V = 7;
+    size_t  N = (size_t)n * V;
+    double *x = drand(N), *t = drand(N), *v = drand(N), *g = dbuf(N), *xs = dbuf(N);
+    double  loss[3], L[2], h = 1e-6, scale = 0.7;
+    for (int ti = 0; ti < 2; ti++) {
+        double tau = ti ? 2.5 : 1.0;
+        ref_rev_kl(loss, g, x, t, n, V, tau, scale);
+        for (int sgn = 0; sgn < 2; sgn++) {
+            shift(xs, x, v, sgn ? h : -h, N);
+            ref_rev_kl(loss, NULL, xs, t, n, V, tau, scale);
+            L[sgn] = scale * (loss[0] + loss[1] + loss[2]);
+        }
+        check_fd("rev_kl", L[0], L[1], h, dotd(g, v, N));
+    }
+    // KL(q ‖ p) differs from the forward soft CE's KL(p ‖ q) part: a check that they are
+    // not the same loss by accident (rows where p ≠ q)
+    double fwd[3];
+    ref_rev_kl(loss, NULL, x, t, n, V, 1.0, 1.0);
+    ref_soft_xent(fwd, NULL, x, t, n, V, 1.0, 1.0);
+    CHECK(fabs(loss[0] - fwd[0]) > 1e-6, "rev_kl equals the soft CE (%g)", loss[0]);
+    free(x), free(t), free(v), free(g), free(xs);
+}
+
 // ---- sumsq, scale, AdamW over spans of a buffer (gaps between them stay untouched)
 
 typedef struct span_case {
@@ -5028,6 +5131,11 @@ static void spy_m3_materialize_backward(const molt_exec *e, float *dq, float *dk
                                         const m3_rows_cfg *c, float *w) {
     SPY(m3_materialize_backward);
 }
+// reverse-KL distillation loss (issue 17)
+static void spy_rev_kl(const molt_exec *e, double *l, float *ds, const float *s, const float *t,
+                       int n, int V, float tau, float sc) {
+    SPY(rev_kl);
+}
 #undef SPY
 
 static void test_dispatch(void) {
@@ -5145,6 +5253,8 @@ static void test_dispatch(void) {
     CALLS(m3_materialize_backward,
           m3_materialize_backward(&ex, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
                                   NULL, NULL, NULL, 0, NULL, NULL));
+    // reverse-KL distillation loss (issue 17)
+    CALLS(rev_kl, k_rev_kl(&ex, NULL, NULL, NULL, NULL, 0, 0, 0, 0));
 #undef CALLS
     CHECK(calls == MOLT_BACKEND_NOPS, "%d entry points called, the table has %d ops", calls,
           MOLT_BACKEND_NOPS);
@@ -5407,6 +5517,7 @@ int main(void) {
     test_colsum();
     test_step_rows();
     test_losses();
+    test_rev_kl(); // reverse-KL distillation loss (issue 17)
     test_span_ops();
     free(g_dbase);
     test_rope();

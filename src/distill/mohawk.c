@@ -51,6 +51,7 @@ molt_distill_opts molt_distill_defaults(void) {
     o.stage_lr[1] = 1e-3;
     o.stage_lr[2] = 5e-4;
     o.tau = 1.0;
+    o.kd_loss = "fkl";
     o.warmup_frac = 0.1; // mohawk's WSD
     o.decay_frac = 0.1;
     o.seed = 1234;
@@ -87,6 +88,7 @@ typedef struct distiller {
     // the teacher's probabilities when its training attention saves only lse
     // (flash backends): recomputed per layer into A (attn_train_probs, awork)
     float *A, *awork;
+    int     rkl;  // stage 3 loss: reverse KL (opts.kd_loss "rkl"), else the soft CE
 } distiller;
 
 // distill_capture_heatmaps from the first head of A and M wherever they live
@@ -168,8 +170,9 @@ static double stage2_step(const molt_exec *ex, distiller *D, bool backward) {
 static double stage3_step(const molt_exec *ex, distiller *D, const int32_t *in, double tau, bool backward) {
     tm_forward(ex, D->ts, in);
     int V = D->student->cfg.vocab;
-    double loss = loss_soft_ce(ex, D->rows, D->ts->dlogits, D->ts->logits, D->tt->logits, D->N, V,
-                               (float)tau, 1.0f / (float)D->N) /
+    double loss = (D->rkl ? loss_rev_kl : loss_soft_ce)(ex, D->rows, D->ts->dlogits,
+                                                        D->ts->logits, D->tt->logits, D->N, V,
+                                                        (float)tau, 1.0f / (float)D->N) /
                   D->N;
     if (backward)
         tm_backward(ex, D->ts);
@@ -240,6 +243,8 @@ static char *stage_settings(const distiller *D, int stage, const molt_distill_op
     if (o->warmup_frac != 0.1 || o->decay_frac != 0.1) // (absent: the default, as older runs)
         ckpt_setting(s, "schedule", "wsd %.17g %.17g", o->warmup_frac, o->decay_frac);
     ckpt_setting(s, "tau", "%.17g", stage == 3 ? o->tau : 0.0);
+    if (stage == 3 && D->rkl) // (absent: the forward soft CE, as older runs)
+        ckpt_setting(s, "kd_loss", "rkl");
     ckpt_setting(s, "freeze", "%s", freeze);
     ckpt_setting(s, "seed", "%llu", (unsigned long long)o->seed);
     char *txt = cJSON_PrintUnformatted(s);
@@ -415,6 +420,8 @@ static molt_status check_opts(molt_ctx *ctx, const molt_model *t, const molt_dis
         return molt__err(ctx, MOLT_ERR_ARG, "--kv-data-frac must be in [0, 1) and needs --kv-task");
     if (!(o->tau > 0))
         return molt__err(ctx, MOLT_ERR_ARG, "temperature must be positive");
+    if (o->kd_loss && strcmp(o->kd_loss, "fkl") && strcmp(o->kd_loss, "rkl"))
+        return molt__err(ctx, MOLT_ERR_ARG, "kd_loss \"%s\": fkl or rkl", o->kd_loss);
     for (int k = 0; k < 3; k++)
         if (o->stage_tokens[k] > 0 && !(o->stage_lr[k] > 0))
             return molt__err(ctx, MOLT_ERR_ARG, "stage %d learning rate must be positive", k + 1);
@@ -434,6 +441,7 @@ molt_status molt_distill(molt_ctx *ctx, const molt_model *teacher, const molt_di
     memset(&D, 0, sizeof D);
     D.ctx = ctx;
     D.teacher = teacher;
+    D.rkl = o->kd_loss && !strcmp(o->kd_loss, "rkl");
     D.B = o->batch;
     D.T = o->seq_len;
     D.N = D.B * D.T;

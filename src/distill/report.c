@@ -73,7 +73,8 @@ static molt_status write_heatmaps(molt_ctx *ctx, const char *path, const distill
     return MOLT_OK;
 }
 
-static molt_status write_curves(molt_ctx *ctx, const char *path, const distill_result *R) {
+static molt_status write_curves(molt_ctx *ctx, const char *path, const distill_result *R,
+                                bool rkl) {
     FILE *f = fopen(path, "w");
     if (!f)
         return molt__err(ctx, MOLT_ERR_IO, "%s: cannot write", path);
@@ -81,9 +82,10 @@ static molt_status write_curves(molt_ctx *ctx, const char *path, const distill_r
     fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' "
                "font-family='sans-serif' font-size='11'>\n",
             3 * (W + pad) + pad, H + 2 * pad);
-    static const char *const names[3] = {"stage 1: matrix orientation (Frobenius)",
-                                         "stage 2: hidden-state alignment (L2)",
-                                         "stage 3: distillation (soft CE)"};
+    const char *const names[3] = {"stage 1: matrix orientation (Frobenius)",
+                                  "stage 2: hidden-state alignment (L2)",
+                                  rkl ? "stage 3: distillation (reverse KL)"
+                                      : "stage 3: distillation (soft CE)"};
     for (int k = 0; k < 3; k++) {
         const distill_stage_result *s = &R->stages[k];
         double ox = pad + k * (W + pad), oy = pad;
@@ -234,6 +236,8 @@ molt_status distill_write_report(molt_ctx *ctx, const molt_distill_opts *o,
         cJSON_AddNumberToObject(e, "tokens", (double)s->tokens);
         json_num(e, "seconds", "%.1f", s->seconds);
         json_num(e, "lr", "%g", o->stage_lr[k]);
+        if (k == 2 && o->kd_loss && !strcmp(o->kd_loss, "rkl")) // (absent: the soft CE)
+            cJSON_AddStringToObject(e, "kd_loss", "rkl");
         json_num(e, "first_loss", "%.6f", s->tokens > 0 ? s->first_loss : (double)NAN);
         // the mean of the last 10% of the steps (distill_stage_final_loss), not the last step
         json_num(e, "final_loss_mean_last10pct", "%.6f", distill_stage_final_loss(s));
@@ -325,7 +329,7 @@ molt_status distill_write_report(molt_ctx *ctx, const molt_distill_opts *o,
     fprintf(f, "total %.1f s\n", R->total_seconds);
     fclose(f);
     fio_join(path, sizeof path, o->out_dir, "loss_curves.svg");
-    molt_status st = write_curves(ctx, path, R);
+    molt_status st = write_curves(ctx, path, R, o->kd_loss && !strcmp(o->kd_loss, "rkl"));
     if (st == MOLT_OK && R->heat_teacher && R->heat_before && R->heat_after) {
         fio_join(path, sizeof path, o->out_dir, "attention_vs_mixer.svg");
         st = write_heatmaps(ctx, path, R, o->seq_len < HEAT_N ? o->seq_len : HEAT_N);

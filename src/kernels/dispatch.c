@@ -244,6 +244,11 @@ void k_l2_rows(const molt_exec *ex, double *loss, float *dx, const float *x, con
                int n, size_t len, float scale) {
     ex->be->l2_rows(ex, loss, dx, x, y, n, len, scale);
 }
+// reverse-KL distillation loss (issue 17)
+void k_rev_kl(const molt_exec *ex, double *loss, float *ds, const float *s, const float *t, int n,
+              int V, float tau, float scale) {
+    ex->be->rev_kl(ex, loss, ds, s, t, n, V, tau, scale);
+}
 void k_sumsq(const molt_exec *ex, double *partial, const float *x, const molt_span *span,
              int n_spans) {
     ex->be->sumsq(ex, partial, x, span, n_spans);

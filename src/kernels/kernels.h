@@ -160,9 +160,12 @@ void k_hybrid_stats_backward(const molt_exec *ex, float *g, float *ds, const flo
     /* gateloop (gateloop.h) */                                                                   \
     MOLT_BACKEND_GATELOOP_OPS(X)                                                                  \
     /* mamba3 (mamba3.h) */                                                                       \
-    MOLT_BACKEND_MAMBA3_OPS(X)
-#define MOLT_BACKEND_NOPS (46 + 8 + 13) // ops in MOLT_BACKEND_OPS (checked against the struct):
-                                        // the base table + gateloop + mamba3
+    MOLT_BACKEND_MAMBA3_OPS(X)                                                                    \
+    /* reverse-KL distillation loss (train_ops.h; issue 17) */                                    \
+    X(rev_kl)
+#define MOLT_BACKEND_NOPS (46 + 8 + 13 + 1) // ops in MOLT_BACKEND_OPS (checked against the
+                                            // struct): the base table + gateloop + mamba3 +
+                                            // rev_kl
 
 // Ops of one mixer that a backend may lack (its slots NULL): a model with that
 // mixer is refused on such a backend (model_place: mixer_vt.runs_on), every
@@ -373,6 +376,9 @@ typedef struct molt_backend {
                                     const float *q, const float *k, const float *dA,
                                     const float *dlt, const float *lam, const float *D, int T,
                                     const struct m3_rows_cfg *c, float *work);
+    // reverse-KL distillation loss (train_ops.h; issue 17)
+    void (*rev_kl)(const molt_exec *ex, double *loss, float *ds, const float *s, const float *t,
+                   int n, int V, float tau, float scale);
 } molt_backend;
 
 extern const molt_backend molt_backend_cpu;

@@ -52,6 +52,18 @@ void k_xent(const molt_exec *ex, double *loss, float *dlogits, const float *logi
 void k_soft_xent(const molt_exec *ex, double *loss, float *ds, const float *s, const float *t,
                  int n, int V, float tau, float scale);
 
+// Reverse KL, KL(student ‖ teacher), per row (the MambaInLlama / M1 hybrid recipe's
+// distillation loss, ALGORITHMS.md §10):
+//   q = softmax(s_r/τ), p = softmax(t_r) (teacher not / τ, as k_soft_xent)
+//   loss[r] = Σ_v q_v·(log q_v − log p_v)
+//   ds[r]_j = scale·q_j·(a_j − loss[r])/τ,  a_v = log q_v − log p_v
+// From logits, max-subtracted: with z = s/τ, loss = Σ_v q_v·(z_v − t_v) + (mt + log Σe^(t−mt))
+// − (mz + log Σe^(z−mz)), and a_j − loss = (z_j − t_j) − Σ_v q_v·(z_v − t_v) (z − t and that
+// difference in double: they cancel where q is largest). ds may be s
+// (in place). Rows are independent (the same bits at any thread count).
+void k_rev_kl(const molt_exec *ex, double *loss, float *ds, const float *s, const float *t, int n,
+              int V, float tau, float scale);
+
 // Euclidean distance of each row pair, x[n, len], y[n, len] (MOHAWK stage 1:
 // a row is one L×L matrix, the Frobenius norm; stage 2: a hidden state):
 //   loss[r] = ‖x_r − y_r‖₂ (Σ in double, in order),

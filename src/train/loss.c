@@ -43,6 +43,12 @@ double loss_soft_ce(const molt_exec *ex, double *rows, float *dstudent, const fl
     return sum_rows(ex, rows, n);
 }
 
+double loss_rev_kl(const molt_exec *ex, double *rows, float *dstudent, const float *student,
+                   const float *teacher, int n, int V, float tau, float scale) {
+    k_rev_kl(ex, rows, dstudent, student, teacher, n, V, tau, scale);
+    return sum_rows(ex, rows, n);
+}
+
 double loss_frobenius(const molt_exec *ex, double *rows, float *dS, const float *S,
                       const float *A, int m, int L, float scale) {
     k_l2_rows(ex, rows, dS, S, A, m, (size_t)L * (size_t)L, scale);

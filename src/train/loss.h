@@ -31,6 +31,13 @@ double loss_ce(const molt_exec *ex, double *rows, float *dlogits, const float *l
 double loss_soft_ce(const molt_exec *ex, double *rows, float *dstudent, const float *student,
                     const float *teacher, int n, int V, float tau, float scale);
 
+// Reverse KL (the hybrid recipe of ALGORITHMS.md §10), q = softmax(student/τ),
+// p = softmax(teacher):
+//     Σ_rows Σ_v q_v·(log q_v − log p_v)
+// dstudent = scale·q·(a − KL)/τ with a = log q − log p (kernels/train_ops.h: k_rev_kl).
+double loss_rev_kl(const molt_exec *ex, double *rows, float *dstudent, const float *student,
+                   const float *teacher, int n, int V, float tau, float scale);
+
 // MOHAWK stage 1: Σ_{i<m} ‖S_i − A_i‖_F over L×L matrices (norm, not squared);
 // dS = scale·(S − A)/‖S − A‖_F, 0 for a matrix whose norm is 0.
 // (mohawk: matrix_norm(...).mean() over batch·heads → scale = 1/(B·H).)

@@ -63,5 +63,7 @@ int cmd_train(int argc, char **argv);
 int cmd_distill(int argc, char **argv);
 int cmd_heads(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_reason(int argc, char **argv);
+int cmd_mathgen(int argc, char **argv);
 
 #endif

@@ -45,6 +45,8 @@ static const command COMMANDS[] = {
     {"train", cmd_train, "pretrain or fine-tune on text / token files, with checkpoints"},
     {"heads", cmd_heads, "rank attention heads by key-value retrieval ablation (G&A heads)"},
     {"serve", cmd_serve, "OpenAI-compatible HTTP server with continuous batching"},
+    {"reason", cmd_reason, "many sampled chains of thought per problem: voted accuracy, pass@k"},
+    {"mathgen", cmd_mathgen, "arithmetic problems with step-by-step solutions (GSM8K format)"},
 };
 
 static void usage(FILE *f) {

@@ -151,6 +151,8 @@ void cpu_soft_xent(const molt_exec *ex, double *loss, float *ds, const float *s,
                    int n, int V, float tau, float scale);
 void cpu_l2_rows(const molt_exec *ex, double *loss, float *dx, const float *x, const float *y,
                  int n, size_t len, float scale);
+void cpu_rev_kl(const molt_exec *ex, double *loss, float *ds, const float *s, const float *t,
+                int n, int V, float tau, float scale); // reverse-KL distillation loss
 
 // optim.c (train_ops.h)
 void cpu_sumsq(const molt_exec *ex, double *partial, const float *x, const molt_span *span,

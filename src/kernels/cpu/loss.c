@@ -1,5 +1,5 @@
 /*
- * loss.c — the CPU loss ops (train_ops.h: k_xent, k_soft_xent, k_l2_rows):
+ * loss.c — the CPU loss ops (train_ops.h: k_xent, k_soft_xent, k_l2_rows, k_rev_kl):
  * one loss (double) and one gradient row per input row. Rows are independent,
  * so they are split over the pool when n·len is large and the results are the
  * same bits at any thread count.
@@ -230,4 +230,74 @@ void cpu_l2_rows(const molt_exec *ex, double *loss, float *dx, const float *x, c
                  int n, size_t len, float scale) {
     norm_ctx c = {loss, dx, x, y, len, scale};
     rows_drive(ex, norm_rows, &c, n, len);
+}
+
+// ----------------------------------------------------------------------------
+// reverse KL (issue 17):  ℓ = KL(q ‖ p) = Σ_v q_v·(log q_v − log p_v),
+//   q = softmax(z), z = s/τ,  p = softmax(t)
+//     = Σ_v q_v·(z_v − t_v) + (mt + log Σe^(t−mt)) − (mz + log Σe^(z−mz))   (Σ q = 1)
+
+typedef struct rkl_ctx {
+    double      *loss;
+    float       *ds;
+    const float *s, *t;
+    int          V;
+    float        tau, scale;
+} rkl_ctx;
+
+// Σ_v e^(z_v − mz) and Σ_v e^(z_v − mz)·(z_v − t_v), z = s/τ (8 partial sums each)
+K_SIMD static void sum_exp_diff(const float *s, const float *t, int n, float tau, float mz,
+                                double *sez, double *dd) {
+    double a[8] = {0}, b[8] = {0};
+    int    v = 0;
+    for (; v + 8 <= n; v += 8)
+        for (int k = 0; k < 8; k++) {
+            float  z = s[v + k] / tau;
+            double e = (double)k_expf(z - mz);
+            a[k] += e;
+            b[k] += e * ((double)z - (double)t[v + k]);
+        }
+    double sa = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+    double sb = ((b[0] + b[4]) + (b[1] + b[5])) + ((b[2] + b[6]) + (b[3] + b[7]));
+    for (; v < n; v++) {
+        float  z = s[v] / tau;
+        double e = (double)k_expf(z - mz);
+        sa += e;
+        sb += e * ((double)z - (double)t[v]);
+    }
+    *sez = sa, *dd = sb;
+}
+
+// g = k·q·((z − t) − mean),  q = e^(z − mz)·iq  (g may be s); z − t − mean in double: the
+// two cancel where q is largest (|z − t| up to hundreds, the difference small)
+K_SIMD static void rkl_grad(float *g, const float *s, const float *t, int n, float tau, float mz,
+                            float iq, double mean, float k) {
+    for (int v = 0; v < n; v++) {
+        float z = s[v] / tau, q = k_expf(z - mz) * iq;
+        g[v] = k * (q * (float)(((double)z - (double)t[v]) - mean));
+    }
+}
+
+static void rkl_rows(const void *arg, int lo, int hi) {
+    const rkl_ctx *c = arg;
+    int            V = c->V;
+    float          tau = c->tau;
+    for (int r = lo; r < hi; r++) {
+        const float *s = c->s + (size_t)r * V, *t = c->t + (size_t)r * V;
+        float        mz = row_max(s, V) / tau, mt = row_max(t, V);
+        double       set = sum_exp(NULL, t, V, 1.0f, mt), sez, dd;
+        sum_exp_diff(s, t, V, tau, mz, &sez, &dd);
+        double mean = dd / sez; // Σ q·(z − t)
+        c->loss[r] = mean + ((double)mt + log(set)) - ((double)mz + log(sez));
+        // backward: dℓ/dz_j = q_j·(a_j − ℓ) = q_j·((z_j − t_j) − Σ q·(z − t));  ds = scale/τ·that
+        if (c->ds)
+            rkl_grad(c->ds + (size_t)r * V, s, t, V, tau, mz, (float)(1.0 / sez), mean,
+                     c->scale / tau);
+    }
+}
+
+void cpu_rev_kl(const molt_exec *ex, double *loss, float *ds, const float *s, const float *t,
+                int n, int V, float tau, float scale) {
+    rkl_ctx c = {loss, ds, s, t, V, tau, scale};
+    rows_drive(ex, rkl_rows, &c, n, (size_t)V);
 }

@@ -40,7 +40,9 @@ extern "C" {
     X(ssm_prep) X(ssm_prep_backward) X(ssm_gate) X(ssm_gate_backward) X(colsum)                   \
     X(conv1d_causal_rows) X(ssd_step_rows)                                                        \
     /* training (train.cu) */                                                                      \
-    X(xent) X(soft_xent) X(l2_rows) X(sumsq) X(scale) X(adamw)
+    X(xent) X(soft_xent) X(l2_rows) X(sumsq) X(scale) X(adamw)                                    \
+    /* reverse-KL distillation loss (train.cu; issue 17) */                                       \
+    X(rev_kl)
 
 // dense.cu
 void cuda_matmul(const molt_exec *ex, float *y, const float *x, const float *W, const float *bias,
@@ -154,6 +156,8 @@ void cuda_soft_xent(const molt_exec *ex, double *loss, float *ds, const float *s
                     int n, int V, float tau, float scale);
 void cuda_l2_rows(const molt_exec *ex, double *loss, float *dx, const float *x, const float *y,
                   int n, size_t len, float scale);
+void cuda_rev_kl(const molt_exec *ex, double *loss, float *ds, const float *s, const float *t,
+                 int n, int V, float tau, float scale); // reverse-KL distillation loss
 void cuda_sumsq(const molt_exec *ex, double *partial, const float *x, const molt_span *span,
                 int n_spans);
 void cuda_scale(const molt_exec *ex, float *x, const molt_span *span, int n_spans, float k);

@@ -1,6 +1,6 @@
 /*
  * train.cu — CUDA training ops (train_ops.h): the losses with their gradients
- * (xent, soft_xent, l2_rows), and the optimizer's sumsq, scale and AdamW.
+ * (xent, soft_xent, l2_rows, rev_kl), and the optimizer's sumsq, scale and AdamW.
  *
  * Kept simple (correct first): one block per row for the losses, one block
  * per K_SUMSQ_BLOCK block for sumsq, grid-stride loops per span for scale and
@@ -148,6 +148,54 @@ extern "C" void cuda_soft_xent(const molt_exec *ex, double *loss, float *ds, con
         return;
     k_soft_xent_rows<<<n, ROW_THREADS, 0, cu_stream(ex)>>>(loss, ds, s, t, V, tau, scale);
     CU_LAUNCHED("k_soft_xent_rows");
+}
+
+// ----------------------------------------------------------------------------
+// reverse KL (issue 17): loss = Σ q·(z − t) + (mt + log Σe^(t−mt)) − (mz + log Σe^(z−mz)),
+// z = s/τ, q = softmax(z); ds = (scale/τ)·q·((z − t) − Σ q·(z − t))  (train_ops.h: k_rev_kl)
+
+__global__ void k_rev_kl_rows(double *loss, float *ds, const float *S, const float *Tt, int V,
+                              float tau, float scale) {
+    __shared__ float  shm[32];
+    __shared__ double shs[32];
+    int               r = blockIdx.x;
+    const float      *s = S + (size_t)r * V, *t = Tt + (size_t)r * V;
+    float             mz = -INFINITY, mt = -INFINITY;
+    for (int v = threadIdx.x; v < V; v += blockDim.x) {
+        mz = fmaxf(mz, s[v]);
+        mt = fmaxf(mt, t[v]);
+    }
+    mz = block_max(mz, shm) / tau;
+    mt = block_max(mt, shm);
+    double a = 0.0, b = 0.0, c = 0.0;
+    for (int v = threadIdx.x; v < V; v += blockDim.x) {
+        float  z = s[v] / tau;
+        double e = (double)expf(z - mz);
+        a += e;
+        b += (double)expf(t[v] - mt);
+        c += e * ((double)z - (double)t[v]);
+    }
+    double sez = cu_block_sum(a, shs), set = cu_block_sum(b, shs), dd = cu_block_sum(c, shs);
+    double mean = dd / sez;
+    if (threadIdx.x == 0)
+        loss[r] = mean + ((double)mt + log(set)) - ((double)mz + log(sez));
+    if (!ds)
+        return;
+    __syncthreads(); // ds may be s: every read of s above is done
+    float iq = (float)(1.0 / sez), k = scale / tau;
+    for (int v = threadIdx.x; v < V; v += blockDim.x) { // z − t − mean in double (they cancel)
+        float z = s[v] / tau, q = __fmul_rn(expf(z - mz), iq);
+        float d = (float)(((double)z - (double)t[v]) - mean);
+        ds[(size_t)r * V + v] = __fmul_rn(k, __fmul_rn(q, d));
+    }
+}
+
+extern "C" void cuda_rev_kl(const molt_exec *ex, double *loss, float *ds, const float *s,
+                            const float *t, int n, int V, float tau, float scale) {
+    if (n <= 0)
+        return;
+    k_rev_kl_rows<<<n, ROW_THREADS, 0, cu_stream(ex)>>>(loss, ds, s, t, V, tau, scale);
+    CU_LAUNCHED("k_rev_kl_rows");
 }
 
 // ----------------------------------------------------------------------------
