@@ -150,15 +150,16 @@ fuzz:
 
 # ----------------------------------------------------------------------------
 # shared library, install (issue 16)
-# libmolt.so is linked from the same objects as libmolt.a: every object is -fPIC (with
-# -fvisibility=hidden nothing internal goes through the GOT/PLT, so the static library and the
-# molt binary, PIE by default anyway, run as fast: docs/ARCHITECTURE.md "Shared library").
+# libmolt.so is linked from the same objects as libmolt.a: every object is -fPIC. With
+# -fvisibility=hidden nothing internal goes through the GOT/PLT, and -fno-semantic-interposition
+# lets calls to the MOLT_API functions inside the library inline as under the compiler's default
+# -fPIE, so the static library and the molt binary run as fast (docs/ARCHITECTURE.md).
 # Versioned soname from molt.h's MOLT_VERSION_*: libmolt.so -> libmolt.so.0 -> libmolt.so.0.1.0;
 # only the MOLT_API symbols are exported (tests/test_shlib.sh checks against include/molt.h).
 #   make install [PREFIX=/usr/local] [DESTDIR=]   header, libmolt.a, libmolt.so*, molt,
 #                                                 molt.pc, share/molt/kv_task.json
 #   make uninstall [PREFIX=...] [DESTDIR=]        removes exactly those
-CFLAGS_BASE += -fPIC
+CFLAGS_BASE += -fPIC -fno-semantic-interposition
 NVCCFLAGS   += -Xcompiler -fPIC
 MOLT_VER = $(shell sed -n 's/^\#define MOLT_VERSION_$(1) *\([0-9][0-9]*\).*/\1/p' include/molt.h)
 SO_MAJOR  := $(call MOLT_VER,MAJOR)
