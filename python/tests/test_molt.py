@@ -340,7 +340,7 @@ class HFReference(unittest.TestCase):
             if not os.path.exists(ref):
                 skip_part(f"{name} logits vs HF transformers", ref)
                 continue
-            with open(os.path.join(SHARED, "models", "kv-llama-2m", "reference_prompts.json")) as f:
+            with open(os.path.join(d, "reference_prompts.json")) as f:
                 prompts = json.load(f)["prompts"]
             t = read_safetensors(ref)
             with molt.Model.load(d, threads=THREADS) as m:
