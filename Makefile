@@ -181,9 +181,11 @@ $(SHLIB): $(LIB_OBJ) scripts/libmolt.map
 	$(CC) $(CFLAGS_BASE) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined \
 		-Wl,--version-script=scripts/libmolt.map $(LIB_OBJ) $(LDLIBS) -o $@
 
-$(SHLIB_LNK): $(SHLIB)
-	@ln -sf $(notdir $(SHLIB)) $(BUILD)/$(SONAME)
-	@ln -sf $(SONAME) $(BUILD)/libmolt.so
+$(BUILD)/$(SONAME): $(SHLIB)
+	@ln -sf $(notdir $(SHLIB)) $@
+
+$(BUILD)/libmolt.so: $(BUILD)/$(SONAME)
+	@ln -sf $(SONAME) $@
 
 $(BUILD)/molt.pc: scripts/molt.pc.in include/molt.h Makefile
 	@mkdir -p $(dir $@)
