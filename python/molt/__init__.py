@@ -18,6 +18,7 @@ repository's build/, the system's loader path).
 import codecs
 import ctypes
 import json
+import operator
 import os
 import queue
 import secrets
@@ -121,8 +122,21 @@ class _Calls:
 
 
 def _ids_array(ids):
-    ids = [int(i) for i in ids]
-    return (c_int32 * max(len(ids), 1))(*ids), len(ids)
+    """(pointer, n, owner) of token ids as int32; ids: a sequence of ints or a 1-D integer numpy
+    array. Values that int32 cannot hold raise ValueError (C would wrap them)."""
+    if type(ids).__module__ == "numpy" and type(ids).__name__ == "ndarray":
+        import numpy as np
+        if ids.ndim != 1 or ids.dtype.kind not in "iu":
+            raise ValueError(f"token ids: a 1-D integer array, not {ids.dtype} {ids.shape}")
+        if ids.size and (int(ids.min()) < -2**31 or int(ids.max()) >= 2**31):
+            raise ValueError("token ids outside int32")
+        a = np.ascontiguousarray(ids, dtype=np.int32)
+        return a.ctypes.data_as(P(c_int32)), len(a), a
+    lst = [operator.index(i) for i in ids]
+    if any(not -2**31 <= i < 2**31 for i in lst):
+        raise ValueError("token ids outside int32")
+    a = (c_int32 * max(len(lst), 1))(*lst)
+    return a, len(lst), a
 
 
 class Model:
@@ -228,7 +242,7 @@ class Model:
 
     def detokenize_bytes(self, ids):
         """The bytes of the decoded id sequence (molt_detokenize)."""
-        arr, n = _ids_array(ids)
+        arr, n, _owner = _ids_array(ids)
         with self._lock:
             tok = self._tok()
             out = ctypes.c_void_p()
@@ -350,7 +364,7 @@ class Model:
             ids = self._doc_ids(data, sep)
         else:
             ids = data
-        arr, n = _ids_array(ids)
+        arr, n, _owner = _ids_array(ids)
         calls = _Calls()
         cb = _lib.PROGRESS_FN(calls.wrap(lambda d, t, _u: progress(d, t))) if progress \
             else _lib.PROGRESS_FN()
@@ -366,7 +380,7 @@ class Model:
         """numpy float32 array [len(ids), vocab]: the logits at every position of one forward
         pass over ids from an empty state (give BOS first when the model expects it)."""
         import numpy as np
-        arr, n = _ids_array(ids)
+        arr, n, _owner = _ids_array(ids)
         if n == 0:
             raise ValueError("logits of an empty sequence")
         with self._lock:

@@ -205,6 +205,8 @@ class Stories(unittest.TestCase):
         L = self.m.logits(ids)
         self.assertEqual((L.shape, L.dtype), ((len(ids), 512), np.float32))
         self.assertTrue(np.isfinite(L).all())
+        self.assertTrue((self.m.logits(np.array(ids, dtype=np.int64)) == L).all())
+        self.assertTrue((self.m.logits(np.array(ids, dtype=np.int32)[::-1][::-1]) == L).all())
         # the last row's argmax is greedy's next token
         nxt = int(L[-1].argmax())
         cont = self.m.generate("Once upon a time, there was a little", max_tokens=1,
@@ -259,6 +261,13 @@ class Stories(unittest.TestCase):
         self.assertIn("does not exist", str(e.exception))
         with self.assertRaises(ValueError):
             self.m.generate("a\0b")
+        with self.assertRaises(molt.MoltError) as e:
+            self.m.logits([1, 512])
+        self.assertIn("outside the vocab", str(e.exception))
+        with self.assertRaises(ValueError):  # int32 would wrap it to a valid id
+            self.m.logits([1, 2**32 + 5])
+        with self.assertRaises(TypeError):
+            self.m.eval([1, 2.5, 3])
 
 
 class Errors(unittest.TestCase):
