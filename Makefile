@@ -158,6 +158,70 @@ bench: molt $(BENCH_BIN)
 fuzz:
 	@bash scripts/fuzz.sh
 
+# ----------------------------------------------------------------------------
+# shared library, install (issue 16)
+# libmolt.so is linked from the same objects as libmolt.a: every object is -fPIC. With
+# -fvisibility=hidden nothing internal goes through the GOT/PLT, and -fno-semantic-interposition
+# lets calls to the MOLT_API functions inside the library inline as under the compiler's default
+# -fPIE, so the static library and the molt binary run as fast (docs/ARCHITECTURE.md).
+# Versioned soname from molt.h's MOLT_VERSION_*: libmolt.so -> libmolt.so.0 -> libmolt.so.0.1.0;
+# only the MOLT_API symbols are exported (tests/test_shlib.sh checks against include/molt.h).
+#   make install [PREFIX=/usr/local] [DESTDIR=]   header, libmolt.a, libmolt.so*, molt,
+#                                                 molt.pc, share/molt/kv_task.json
+#   make uninstall [PREFIX=...] [DESTDIR=]        removes exactly those
+CFLAGS_BASE += -fPIC -fno-semantic-interposition
+NVCCFLAGS   += -Xcompiler -fPIC
+MOLT_VER = $(shell sed -n 's/^\#define MOLT_VERSION_$(1) *\([0-9][0-9]*\).*/\1/p' include/molt.h)
+SO_MAJOR  := $(call MOLT_VER,MAJOR)
+SO_VER    := $(SO_MAJOR).$(call MOLT_VER,MINOR).$(call MOLT_VER,PATCH)
+SONAME    := libmolt.so.$(SO_MAJOR)
+SHLIB     := $(BUILD)/libmolt.so.$(SO_VER)
+SHLIB_LNK := $(BUILD)/$(SONAME) $(BUILD)/libmolt.so
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+LIBDIR  ?= $(PREFIX)/lib
+INCDIR  ?= $(PREFIX)/include
+DATADIR ?= $(PREFIX)/share/molt
+PCDIR   ?= $(LIBDIR)/pkgconfig
+.PHONY: shlib install uninstall
+all tests: $(SHLIB_LNK)
+shlib: $(SHLIB_LNK)
+
+$(SHLIB): $(LIB_OBJ) scripts/libmolt.map
+	$(CC) $(CFLAGS_BASE) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined \
+		-Wl,--version-script=scripts/libmolt.map $(LIB_OBJ) $(LDLIBS) -o $@
+
+$(BUILD)/$(SONAME): $(SHLIB)
+	@ln -sf $(notdir $(SHLIB)) $@
+
+$(BUILD)/libmolt.so: $(BUILD)/$(SONAME)
+	@ln -sf $(SONAME) $@
+
+$(BUILD)/molt.pc: scripts/molt.pc.in include/molt.h Makefile
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
+		-e 's|@VERSION@|$(SO_VER)|' $< > $@
+
+install: all $(BUILD)/molt.pc
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) \
+		$(DESTDIR)$(DATADIR) $(DESTDIR)$(PCDIR)
+	install -m 644 include/molt.h $(DESTDIR)$(INCDIR)/molt.h
+	install -m 644 $(LIB) $(DESTDIR)$(LIBDIR)/libmolt.a
+	install -m 755 $(SHLIB) $(DESTDIR)$(LIBDIR)/libmolt.so.$(SO_VER)
+	ln -sf libmolt.so.$(SO_VER) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libmolt.so
+	install -m 755 $(BUILD)/molt $(DESTDIR)$(BINDIR)/molt
+	install -m 644 data/kv_task.json $(DESTDIR)$(DATADIR)/kv_task.json
+	install -m 644 $(BUILD)/molt.pc $(DESTDIR)$(PCDIR)/molt.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(INCDIR)/molt.h $(DESTDIR)$(LIBDIR)/libmolt.a \
+		$(DESTDIR)$(LIBDIR)/libmolt.so.$(SO_VER) $(DESTDIR)$(LIBDIR)/$(SONAME) \
+		$(DESTDIR)$(LIBDIR)/libmolt.so $(DESTDIR)$(BINDIR)/molt \
+		$(DESTDIR)$(DATADIR)/kv_task.json $(DESTDIR)$(PCDIR)/molt.pc
+	-rmdir $(DESTDIR)$(DATADIR) 2>/dev/null
+# ----------------------------------------------------------------------------
+
 format:
 	clang-format -i $$(find include src tools tests fuzz bench -name '*.[ch]')
 

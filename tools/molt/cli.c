@@ -180,7 +180,7 @@ void progress_end(progress *p, int64_t done) {
 }
 
 // data/kv_task.json in the working directory, else beside the binary
-// (build/molt → ../data/kv_task.json)
+// (build/molt → ../data/kv_task.json; installed, bin/molt → ../share/molt/kv_task.json)
 const char *cli_default_kv_task(char *buf, size_t cap) {
     if (access("data/kv_task.json", R_OK) == 0)
         return "data/kv_task.json";
@@ -192,6 +192,9 @@ const char *cli_default_kv_task(char *buf, size_t cap) {
         if (sl) {
             *sl = 0;
             snprintf(buf, cap, "%s/../data/kv_task.json", exe);
+            if (access(buf, R_OK) == 0)
+                return buf;
+            snprintf(buf, cap, "%s/../share/molt/kv_task.json", exe);
             if (access(buf, R_OK) == 0)
                 return buf;
         }
