@@ -437,7 +437,8 @@ class Model:
         Other keywords are molt_distill_opts fields: d_state, n_heads, init, student,
         mimo_rank, ssm_bias, data (list of files), sep, sample_tokens, eval_data, kv_task,
         kv_pairs, kv_examples, kv_data_frac, seq_len, batch, stage_tokens (3), stage_lr (3),
-        warmup_frac, decay_frac, tau, freeze_mlp, freeze_kept, seed, resume, overwrite."""
+        warmup_frac, decay_frac, tau, freeze_mlp, freeze_kept, seed, resume, overwrite, kd_loss
+        ("fkl" or "rkl")."""
         o = self._lib.molt_distill_defaults()
         keepalive = []
         o.out_dir = _b(out_dir)
