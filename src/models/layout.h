@@ -53,7 +53,8 @@ molt_status layout_cfg_from_json(molt_ctx *ctx, const char *what, const char *js
 molt_status layout_target_cfg(molt_ctx *ctx, const molt_model *m, model_layout L,
                               model_cfg *out);
 
-// The tensor name in the file of molt's parameter name (buf: MODEL_NAME_MAX), and back.
+// The tensor name in the file of molt's parameter name (buf: MODEL_NAME_MAX), and back (a
+// tensor holding several parameters, layout_row_block, maps back to the first one's).
 const char *layout_file_name(const model_cfg *c, const char *name, char *buf);
 const char *layout_molt_name(const model_cfg *c, const char *file_name, char *buf);
 // A parameter held in the file as a block of rows of a larger tensor (mamba_ssm's GatedMLP:

@@ -65,12 +65,13 @@ static molt_status load_tensors(molt_ctx *ctx, molt_model *m, const st_file *f, 
     char nb[MODEL_NAME_MAX];
     for (int i = 0; i < m->n_params; i++) {
         const param_info *p = &m->params[i];
-        const st_tensor *t = st_find(f, layout_file_name(&m->cfg, p->name, nb)); // (layout.h)
+        const char      *fname = layout_file_name(&m->cfg, p->name, nb); // (layout.h)
+        const st_tensor *t = st_find(f, fname);
         if (!t) {
             if (p->optional || layout_may_omit(&m->cfg, p->name))
                 continue;
             return molt__err(ctx, MOLT_ERR_MISSING,
-                             "%s: tensor '%s' is missing (needed by model_type %s)", dir, p->name,
+                             "%s: tensor '%s' is missing (needed by model_type %s)", dir, fname,
                              model_arch_name(m->cfg.arch));
         }
         if (t->dtype != ST_F32 && t->dtype != ST_BF16 && t->dtype != ST_F16 &&
