@@ -36,8 +36,9 @@ static bool is_native(const model_cfg *c) {
            !strcmp(c->src_format, "mamba_ssm");
 }
 
-// a native Mamba-3 model: held as a molt_hybrid of Mamba-3 layers (MLP iff d_intermediate)
-static bool is_native_m3(const model_cfg *c) {
+// a native model held as a molt_hybrid: Mamba-3 layers (MLP iff d_intermediate), or Mamba-2
+// layers with a GatedMLP (d_intermediate > 0; without one: ARCH_MAMBA2)
+static bool is_native_hyb(const model_cfg *c) {
     return c->arch == ARCH_HYBRID && is_native(c);
 }
 
@@ -163,10 +164,6 @@ static molt_status parse_native(molt_ctx *ctx, const char *w, const cJSON *o, mo
         return molt__err(ctx, MOLT_ERR_UNSUPPORTED,
                          "%s: ssm_cfg.layer \"%s\": molt reads Mamba2 and Mamba3 layers of this "
                          "layout", w, layer);
-    if (di != 0)
-        return molt__err(ctx, MOLT_ERR_UNSUPPORTED,
-                         "%s: d_intermediate %d with Mamba2 layers (an MLP after each mixer) is "
-                         "not supported; only 0 (Mamba3 layers may have one)", w, di);
     s->kind = SSM_MAMBA2;
     s->d_model = c->d_model;
     MOLT_TRY(geti(ctx, w, ssm, "d_state", 0, 1, BIG, 128, &s->N));
@@ -214,7 +211,13 @@ static molt_status parse_native(molt_ctx *ctx, const char *w, const cJSON *o, mo
         s->dt_limit_hi = (float)hi;
     }
     model_cfg_set_ssm(c, s);
-    c->has_mlp = false;
+    c->has_mlp = di > 0;
+    if (di > 0) { // Mamba2 blocks with a GatedMLP: a molt_hybrid of Mamba-2 SSM layers
+        if ((int64_t)di + GMLP_MULTIPLE > BIG)
+            return molt__err(ctx, MOLT_ERR_SHAPE, "%s: d_intermediate %d too large", w, di);
+        c->arch = ARCH_HYBRID;
+        c->d_ff = (di + GMLP_MULTIPLE - 1) / GMLP_MULTIPLE * GMLP_MULTIPLE;
+    }
     c->max_seq = 1 << 20;
     c->bos = c->eos = -1;
     for (int l = 0; l < c->n_layer; l++)
@@ -280,9 +283,35 @@ static bool zbias_zero(const molt_model *m) {
     return true;
 }
 
+// A hybrid of Mamba-2 SSM layers (molt's Mamba-2 students) in the mamba_ssm layout: Mamba2
+// blocks with a GatedMLP (native_to_json checks that the layers' configs are one)
+static molt_status native_m2_target(molt_ctx *ctx, const model_cfg *c, model_cfg *out) {
+    for (int l = 0; l < c->n_layer; l++)
+        if (c->kind[l] != LAYER_SSM || layer_ssm(c, l)->kind != SSM_MAMBA2)
+            return molt__err(ctx, MOLT_ERR_UNSUPPORTED,
+                             "the mamba_ssm layout holds models whose layers are all Mamba-2 (or "
+                             "all Mamba-3); layer %d is not (molt's own layout holds it)", l);
+    const ssm_cfg *s = layer_ssm(c, 0);
+    if (c->norm_eps != 1e-5f || model_final_eps(c) != 1e-5f || s->norm_eps != 1e-5f)
+        return molt__err(ctx, MOLT_ERR_UNSUPPORTED,
+                         "the mamba_ssm layout fixes every RMSNorm epsilon at 1e-5; this model's "
+                         "are %g (blocks), %g (final) (molt's own layout holds it)",
+                         (double)c->norm_eps, (double)model_final_eps(c));
+    if (s->d_mlp != 0 || !c->has_mlp || c->d_ff % GMLP_MULTIPLE || c->mlp_bias)
+        return molt__err(ctx, MOLT_ERR_UNSUPPORTED,
+                         "the mamba_ssm layout's Mamba2 blocks have no d_mlp rows and a GatedMLP "
+                         "without bias whose width is a multiple of %d (this model's: %d) "
+                         "(molt's own layout holds it)", GMLP_MULTIPLE, c->d_ff);
+    out->arch = ARCH_HYBRID;
+    snprintf(out->src_format, sizeof out->src_format, "mamba_ssm");
+    return MOLT_OK;
+}
+
 // A Llamba / hybrid model in the mamba_ssm layout: every layer a Mamba-3 layer, one config
 // for all of them, the norms at MambaConfig's fixed eps 1e-5, an MLP width GatedMLP builds.
 static molt_status native_m3_target(molt_ctx *ctx, const model_cfg *c, model_cfg *out) {
+    if (c->kind[0] == LAYER_SSM && layer_ssm(c, 0)->kind == SSM_MAMBA2)
+        return native_m2_target(ctx, c, out);
     for (int l = 0; l < c->n_layer; l++) {
         if (c->kind[l] != LAYER_MAMBA3)
             return molt__err(ctx, MOLT_ERR_UNSUPPORTED,
@@ -339,6 +368,12 @@ molt_status layout_target_cfg(molt_ctx *ctx, const molt_model *m, model_layout L
             return molt__err(ctx, MOLT_ERR_UNSUPPORTED,
                              "molt's own layout has an MLP in every block; this model has none "
                              "(mamba_ssm holds it)");
+        for (int l = 0; l < c->n_layer; l++)
+            if (layer_rec_kind(c, l) == LAYER_SSM && (layer_ssm(c, l)->dt_limit_lo != 0.0f ||
+                                                      !isinf(layer_ssm(c, l)->dt_limit_hi)))
+                return molt__err(ctx, MOLT_ERR_UNSUPPORTED,
+                                 "molt's own layout has no dt_limit; layer %d has one (mamba_ssm "
+                                 "holds it)", l);
         out->arch = ARCH_HYBRID;
         snprintf(out->src_format, sizeof out->src_format, "hf");
         return MOLT_OK;
@@ -417,7 +452,7 @@ static const char *native_m3_map(const char *name, int from, char *buf) {
 const char *layout_file_name(const model_cfg *c, const char *name, char *buf) {
     if (is_native(c) && !strcmp(name, "backbone.embeddings.weight"))
         return "backbone.embedding.weight";
-    if (is_native_m3(c)) {
+    if (is_native_hyb(c)) {
         if (!strcmp(name, "backbone.final_layernorm.weight"))
             return "backbone.norm_f.weight";
         const char *f = native_m3_map(name, 0, buf);
@@ -431,7 +466,7 @@ const char *layout_file_name(const model_cfg *c, const char *name, char *buf) {
 const char *layout_molt_name(const model_cfg *c, const char *file_name, char *buf) {
     if (is_native(c) && !strcmp(file_name, "backbone.embedding.weight"))
         return c->arch == ARCH_HYBRID ? file_name : "backbone.embeddings.weight";
-    if (is_native_m3(c)) {
+    if (is_native_hyb(c)) {
         if (!strcmp(file_name, "backbone.norm_f.weight"))
             return "backbone.final_layernorm.weight";
         const char *f = native_m3_map(file_name, 1, buf);
@@ -443,7 +478,7 @@ const char *layout_molt_name(const model_cfg *c, const char *file_name, char *bu
 
 bool layout_row_block(const model_cfg *c, const char *name, int64_t *row0, int64_t *rows) {
     size_t k = layer_prefix(name);
-    if (!is_native_m3(c) || !k)
+    if (!is_native_hyb(c) || !k)
         return false;
     bool up = !strcmp(name + k, "mlp.up_proj.weight");
     if (!up && strcmp(name + k, "mlp.gate_proj.weight") != 0)
@@ -506,7 +541,7 @@ static void native_m3_args(cJSON *m, const model_cfg *c) {
 
 static molt_status native_to_json(molt_ctx *ctx, const model_cfg *c, char **json) {
     const ssm_cfg *s = layer_ssm(c, 0);
-    bool m3 = is_native_m3(c);
+    bool m3 = is_native_hyb(c) && c->kind[0] == LAYER_MAMBA3;
     for (int l = 1; l < c->n_layer && !m3; l++)
         if (memcmp(layer_ssm(c, l), s, sizeof *s) != 0)
             return molt__err(ctx, MOLT_ERR_UNSUPPORTED,
@@ -521,7 +556,7 @@ static molt_status native_to_json(molt_ctx *ctx, const model_cfg *c, char **json
     if (!o)
         return molt__err(ctx, MOLT_ERR_OOM, "out of memory writing config.json");
     js_put(o, "d_model", cJSON_CreateNumber(c->d_model));
-    js_put(o, "d_intermediate", cJSON_CreateNumber(m3 && c->has_mlp ? c->d_ff : 0));
+    js_put(o, "d_intermediate", cJSON_CreateNumber(is_native_hyb(c) && c->has_mlp ? c->d_ff : 0));
     js_put(o, "n_layer", cJSON_CreateNumber(c->n_layer));
     js_put(o, "vocab_size", cJSON_CreateNumber(c->vocab));
     cJSON *m = js_put(o, "ssm_cfg", cJSON_CreateObject());

@@ -21,6 +21,8 @@
  *              post_attention_layernorm, mlp.fc2 ⇄ down_proj, mlp.fc1 = [up_proj; gate_proj]
  *              (GatedMLP: y, gate = fc1(x).chunk(2); y·silu(gate)); norm_f ⇄ final_layernorm.
  *              d_intermediate is rounded up to a multiple of 128 (GatedMLP's multiple_of).
+ *              Mamba2 layers with d_intermediate > 0: ARCH_HYBRID of Mamba-2 SSM layers, the
+ *              same block names.
  *   molt       molt's own molt_hybrid schema (docs/FORMATS.md), for Llamba / hybrid students.
  *   hf         HF transformers' llama / mamba2.
  *
