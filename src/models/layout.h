@@ -15,6 +15,14 @@
  *              dataclass refuses unknown keys), tensors as HF Mamba-2 but
  *              backbone.embedding.weight, and lm_head.weight even when tied (state_dict has
  *              both). Held in molt as ARCH_MAMBA2 with src_format "mamba_ssm".
+ *              ssm_cfg{"layer": "Mamba3", ...} (§8.1, the Mamba3 module's arguments): held as
+ *              ARCH_HYBRID of LAYER_MAMBA3 layers with src_format "mamba_ssm"; block tensors
+ *              norm ⇄ input_layernorm, mixer.* as molt's, and with d_intermediate > 0 norm2 ⇄
+ *              post_attention_layernorm, mlp.fc2 ⇄ down_proj, mlp.fc1 = [up_proj; gate_proj]
+ *              (GatedMLP: y, gate = fc1(x).chunk(2); y·silu(gate)); norm_f ⇄ final_layernorm.
+ *              d_intermediate is rounded up to a multiple of 128 (GatedMLP's multiple_of).
+ *              Mamba2 layers with d_intermediate > 0: ARCH_HYBRID of Mamba-2 SSM layers, the
+ *              same block names.
  *   molt       molt's own molt_hybrid schema (docs/FORMATS.md), for Llamba / hybrid students.
  *   hf         HF transformers' llama / mamba2.
  *
@@ -47,9 +55,14 @@ molt_status layout_cfg_from_json(molt_ctx *ctx, const char *what, const char *js
 molt_status layout_target_cfg(molt_ctx *ctx, const molt_model *m, model_layout L,
                               model_cfg *out);
 
-// The tensor name in the file of molt's parameter name (buf: MODEL_NAME_MAX), and back.
+// The tensor name in the file of molt's parameter name (buf: MODEL_NAME_MAX), and back (a
+// tensor holding several parameters, layout_row_block, maps back to the first one's).
 const char *layout_file_name(const model_cfg *c, const char *name, char *buf);
 const char *layout_molt_name(const model_cfg *c, const char *file_name, char *buf);
+// A parameter held in the file as a block of rows of a larger tensor (mamba_ssm's GatedMLP:
+// mlp.fc1.weight [2F, d] = [up_proj; gate_proj]): true, its first row there and the file
+// tensor's row count (the columns: the parameter's); false: the whole tensor is the parameter.
+bool layout_row_block(const model_cfg *c, const char *name, int64_t *row0, int64_t *rows);
 // Loading: a parameter the layout may leave out (it then stays 0).
 bool layout_may_omit(const model_cfg *c, const char *name);
 // Saving: a parameter of m the layout does not write (llamba with bias: z_bias, all 0).

@@ -131,7 +131,7 @@ static molt_status declare_all(molt_ctx *ctx, molt_model *m) {
         MOLT_TRY(model_decl(ctx, m, false, 1, D1(d), "%s.%s", pre,
                        c->arch == ARCH_MAMBA2 ? "norm.weight" : "input_layernorm.weight"));
         MOLT_TRY(mixer_of(c->kind[l])->declare(ctx, m, l, pre));
-        if (c->arch == ARCH_MAMBA2)
+        if (c->arch == ARCH_MAMBA2 || !c->has_mlp) // (a mamba_ssm MambaConfig, d_intermediate 0)
             continue;
         MOLT_TRY(model_decl(ctx, m, false, 1, D1(d), "%s.post_attention_layernorm.weight", pre));
         snprintf(mlp, sizeof mlp, "%s.mlp", pre);
@@ -179,7 +179,7 @@ static void bind_views(molt_model *m) {
         w->attn_norm = P(m, "%s.%s", pre,
                          c->arch == ARCH_MAMBA2 ? "norm.weight" : "input_layernorm.weight");
         mixer_of(c->kind[l])->bind(m, l, pre);
-        if (c->arch == ARCH_MAMBA2)
+        if (c->arch == ARCH_MAMBA2 || !c->has_mlp)
             continue;
         w->ffn_norm = P(m, "%s.post_attention_layernorm.weight", pre);
         w->w_gate = P(m, "%s.mlp.gate_proj.weight", pre);

@@ -47,16 +47,31 @@ static void fmt_shape(char *buf, size_t cap, int ndim, const int64_t *shape) {
         snprintf(buf + n, cap - n, "]");
 }
 
+// dst[n] = the n floats of t from row row0 on (t 2-D, its shape checked)
+static molt_status read_row_block(molt_ctx *ctx, const st_tensor *t, int64_t row0, float *dst,
+                                  size_t n) {
+    size_t all = (size_t)t->shape[0] * (size_t)t->shape[1];
+    float *tmp = molt__malloc(all * sizeof *tmp);
+    if (!tmp)
+        return molt__err(ctx, MOLT_ERR_OOM, "out of memory reading '%s'", t->name);
+    molt_status st = st_read_f32(ctx, t, tmp);
+    if (st == MOLT_OK)
+        memcpy(dst, tmp + (size_t)row0 * (size_t)t->shape[1], n * sizeof *dst);
+    molt__free(tmp);
+    return st;
+}
+
 static molt_status load_tensors(molt_ctx *ctx, molt_model *m, const st_file *f, const char *dir) {
     char nb[MODEL_NAME_MAX];
     for (int i = 0; i < m->n_params; i++) {
         const param_info *p = &m->params[i];
-        const st_tensor *t = st_find(f, layout_file_name(&m->cfg, p->name, nb)); // (layout.h)
+        const char      *fname = layout_file_name(&m->cfg, p->name, nb); // (layout.h)
+        const st_tensor *t = st_find(f, fname);
         if (!t) {
             if (p->optional || layout_may_omit(&m->cfg, p->name))
                 continue;
             return molt__err(ctx, MOLT_ERR_MISSING,
-                             "%s: tensor '%s' is missing (needed by model_type %s)", dir, p->name,
+                             "%s: tensor '%s' is missing (needed by model_type %s)", dir, fname,
                              model_arch_name(m->cfg.arch));
         }
         if (t->dtype != ST_F32 && t->dtype != ST_BF16 && t->dtype != ST_F16 &&
@@ -64,17 +79,28 @@ static molt_status load_tensors(molt_ctx *ctx, molt_model *m, const st_file *f, 
             return molt__err(ctx, MOLT_ERR_FORMAT, "%s: tensor '%s' has dtype %s (expected F32, "
                                                    "BF16, F16, or I8 for q8_0)",
                              st_shard_path(f, t->shard), p->name, st_dtype_name(t->dtype));
-        if (!shape_matches(t, p)) {
+        int64_t row0 = 0, rows = 0; // a block of rows of the file's tensor (layout.h)
+        bool    blk = layout_row_block(&m->cfg, p->name, &row0, &rows);
+        int64_t want[2] = {rows, p->ndim == 2 ? p->shape[1] : 0};
+        if (blk ? t->ndim != 2 || t->shape[0] != want[0] || t->shape[1] != want[1]
+                : !shape_matches(t, p)) {
             char a[96], b[96];
             fmt_shape(a, sizeof a, t->ndim, t->shape);
-            fmt_shape(b, sizeof b, p->ndim, p->shape);
+            if (blk)
+                fmt_shape(b, sizeof b, 2, want);
+            else
+                fmt_shape(b, sizeof b, p->ndim, p->shape);
             return molt__err(ctx, MOLT_ERR_SHAPE,
                              "%s: tensor '%s' has shape %s but config.json implies %s",
-                             st_shard_path(f, t->shard), p->name, a, b);
+                             st_shard_path(f, t->shard), blk ? t->name : p->name, a, b);
         }
+        if (t->dtype == ST_I8 && blk)
+            return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "%s: tensor '%s' is q8_0 (only in "
+                                                        "molt's layouts)", dir, t->name);
         if (t->dtype == ST_I8) // q8_0: model_q8_load, below
             continue;
-        molt_status st = st_read_f32(ctx, t, m->data + p->offset);
+        molt_status st = blk ? read_row_block(ctx, t, row0, m->data + p->offset, p->numel)
+                             : st_read_f32(ctx, t, m->data + p->offset);
         if (st != MOLT_OK)
             return st;
     }
@@ -302,6 +328,26 @@ static molt_status write_llama2c_hf(molt_ctx *ctx, const molt_tokenizer *tok, co
     return st;
 }
 
+// *out = the file tensor fname [rows, cols]: every parameter of m that is a row block of it
+// (layout_row_block) copied to its rows
+static molt_status fuse_rows(molt_ctx *ctx, const molt_model *m, const model_cfg *cfg,
+                             const float *data, const char *fname, int64_t rows, int64_t cols,
+                             float **out) {
+    char   nb[MODEL_NAME_MAX];
+    float *f = molt__calloc((size_t)rows * (size_t)cols, sizeof *f);
+    if (!f)
+        return molt__err(ctx, MOLT_ERR_OOM, "out of memory saving '%s'", fname);
+    for (int i = 0; i < m->n_params; i++) {
+        const param_info *p = &m->params[i];
+        int64_t r0, r;
+        if (layout_row_block(cfg, p->name, &r0, &r) && r == rows &&
+            !strcmp(layout_file_name(cfg, p->name, nb), fname))
+            memcpy(f + (size_t)r0 * (size_t)cols, data + p->offset, p->numel * sizeof *f);
+    }
+    *out = f;
+    return MOLT_OK;
+}
+
 // writes the model's files into stage (a fresh directory) in the layout of cfg (m's
 // config as layout_target_cfg gives it); tok_names[0..2]: the tokenizer files
 // written (NULL: none). q8: the weight matrices as q8_0 (quant.c, from the
@@ -336,15 +382,35 @@ static molt_status write_model_files(molt_ctx *ctx, const molt_model *m, const m
                         : molt_last_status(ctx);
         }
     }
-    char *names = q8 ? NULL : (char *)(ts + m->n_params + 1);
-    for (int i = 0, k = 0; !q8 && i < m->n_params; i++) {
+    char   *names = q8 ? NULL : (char *)(ts + m->n_params + 1);
+    float **fused = q8 ? NULL : molt__calloc((size_t)m->n_params, sizeof *fused);
+    if (!q8 && !fused)
+        st = molt__err(ctx, MOLT_ERR_OOM, "out of memory saving the model");
+    for (int i = 0, k = 0; !q8 && st == MOLT_OK && i < m->n_params; i++) {
         const param_info *p = &m->params[i];
         if (layout_skips(cfg, m, p)) {
             n--;
             continue;
         }
-        char *nm = names + (size_t)k * MODEL_NAME_MAX;
-        snprintf(nm, MODEL_NAME_MAX, "%s", layout_file_name(cfg, p->name, nm));
+        char *nm = names + (size_t)k * MODEL_NAME_MAX, fb[MODEL_NAME_MAX];
+        snprintf(nm, MODEL_NAME_MAX, "%s", layout_file_name(cfg, p->name, fb));
+        int64_t row0, rows;
+        if (layout_row_block(cfg, p->name, &row0, &rows)) { // parameters joined in one tensor
+            bool done = false;
+            for (int j = 0; j < k && !done; j++)
+                done = !strcmp(ts[j].name, nm);
+            if (done) {
+                n--;
+                continue;
+            }
+            st = fuse_rows(ctx, m, cfg, data, nm, rows, p->shape[1], &fused[i]);
+            ts[k].name = nm;
+            ts[k].dtype = dt;
+            ts[k].ndim = 2;
+            ts[k].shape[0] = rows, ts[k].shape[1] = p->shape[1];
+            ts[k++].data = fused[i];
+            continue;
+        }
         ts[k].name = nm;
         ts[k].dtype = dt;
         ts[k].ndim = p->ndim;
@@ -358,11 +424,16 @@ static molt_status write_model_files(molt_ctx *ctx, const molt_model *m, const m
     }
     static const char *const meta[] = {"format", "pt", "producer", "molt", NULL};
     fio_join(path, sizeof path, stage, "model.safetensors");
-    st = st_write(ctx, path, ts, n, meta);
-    if (q8)
+    if (st == MOLT_OK)
+        st = st_write(ctx, path, ts, n, meta);
+    if (q8) {
         model_q8_save_free(&qs);
-    else
+    } else {
+        for (int i = 0; fused && i < m->n_params; i++)
+            molt__free(fused[i]);
+        molt__free(fused);
         molt__free(ts);
+    }
     molt__free(host);
     if (st != MOLT_OK)
         return st;
