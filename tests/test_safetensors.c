@@ -239,12 +239,12 @@ static void test_roundtrip(void) {
     t_fill_normal(a, 15, 2.0f);
     const char *meta[] = {"format", "pt", "note", "quote\" back\\ nl\n", NULL};
     st_wtensor ts[] = {
-        {"a.weight", ST_F32, 2, {3, 5}, a},
-        {"b", ST_BF16, 1, {N_TRICKY}, TRICKY},
-        {"c", ST_F16, 3, {4, 2, 2}, TRICKY},
-        {"scalar", ST_F32, 0, {0}, &sc},
-        {"empty", ST_F32, 2, {0, 3}, NULL},
-        {"odd\"name", ST_BF16, 1, {3}, a},
+        {"a.weight", ST_F32, 2, {3, 5}, a, NULL},
+        {"b", ST_BF16, 1, {N_TRICKY}, TRICKY, NULL},
+        {"c", ST_F16, 3, {4, 2, 2}, TRICKY, NULL},
+        {"scalar", ST_F32, 0, {0}, &sc, NULL},
+        {"empty", ST_F32, 2, {0, 3}, NULL, NULL},
+        {"odd\"name", ST_BF16, 1, {3}, a, NULL},
     };
     const int nt = (int)(sizeof ts / sizeof ts[0]);
     int64_t live = molt__alloc_live();
@@ -319,9 +319,9 @@ static void test_roundtrip(void) {
     // bad writer arguments, and an unwritable path, leave nothing behind
     st_wtensor dup[] = {ts[0], ts[0]};
     CHECK(st_write(ctx, tp("dup.safetensors"), dup, 2, NULL) == MOLT_ERR_ARG, "duplicate names");
-    st_wtensor i64 = {"x", ST_I64, 1, {1}, a};
+    st_wtensor i64 = {"x", ST_I64, 1, {1}, a, NULL};
     CHECK(st_write(ctx, tp("i64.safetensors"), &i64, 1, NULL) == MOLT_ERR_ARG, "I64 write");
-    st_wtensor neg = {"x", ST_F32, 1, {-1}, a};
+    st_wtensor neg = {"x", ST_F32, 1, {-1}, a, NULL};
     CHECK(st_write(ctx, tp("neg.safetensors"), &neg, 1, NULL) == MOLT_ERR_ARG, "negative dim");
     s = st_write(ctx, tp("no/such/dir/x.safetensors"), ts, 1, NULL);
     CHECK(s == MOLT_ERR_IO && strstr(molt_last_error(ctx), "no/such/dir/x.safetensors"),
@@ -497,8 +497,8 @@ static void test_hostile(void) {
 
 static void write_shards(const char *dir) {
     float a[6] = {1, 2, 3, 4, 5, 6}, b[2] = {7, 8}, c[3] = {9, 10, 11};
-    st_wtensor s1[] = {{"a", ST_F32, 2, {2, 3}, a}, {"b", ST_BF16, 1, {2}, b}};
-    st_wtensor s2[] = {{"c", ST_F16, 1, {3}, c}};
+    st_wtensor s1[] = {{"a", ST_F32, 2, {2, 3}, a, NULL}, {"b", ST_BF16, 1, {2}, b, NULL}};
+    st_wtensor s2[] = {{"c", ST_F16, 1, {3}, c, NULL}};
     const char *meta[] = {"format", "pt", NULL};
     char p[512];
     fio_mkdir_p(ctx, dir);
@@ -527,7 +527,7 @@ static void test_sharded(void) {
     put_index(dir, WM_OK);
     // a stray model.safetensors: the index must win
     float z = 0;
-    st_wtensor zt = {"z", ST_F32, 1, {1}, &z};
+    st_wtensor zt = {"z", ST_F32, 1, {1}, &z, NULL};
     st_write(ctx, tp("sharded/model.safetensors"), &zt, 1, NULL);
     int64_t live = molt__alloc_live();
     const char *paths[2] = {dir, tp("sharded/model.safetensors.index.json")};
@@ -598,7 +598,7 @@ static void test_sharded(void) {
     expect_open_fail(ix, MOLT_ERR_FORMAT, "model.safetensors.index.json", "line 2");
     // the same tensor name in two shards
     float a2 = 0;
-    st_wtensor dup = {"a", ST_F32, 1, {1}, &a2};
+    st_wtensor dup = {"a", ST_F32, 1, {1}, &a2, NULL};
     st_write(ctx, tp("sharded/model-00002-of-00002.safetensors"), &dup, 1, NULL);
     put_index(dir, "{\"a\": \"model-00001-of-00002.safetensors\", \"b\": "
                    "\"model-00002-of-00002.safetensors\"}");
