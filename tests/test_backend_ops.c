@@ -5334,7 +5334,8 @@ static void test_q8_isums(void) {
 static void q8_contract_ref(double *y, double *mag, const float *x, const uint8_t *W,
                             const float *bias, const float *y0, int T, int in, int out) {
     size_t nb = molt_q8_blocks((size_t)in), rb = molt_q8_row_bytes((size_t)in);
-    uint8_t *xq = xmalloc(nb * 32);
+    uint8_t *xq = xmalloc(nb * 32 + 2 * nb); // + room for the scales unpack_row reads (unused)
+    memset(xq + nb * 32, 0, 2 * nb);
     float *dx = fbuf(nb);
     int8_t *qw = xmalloc((size_t)in), *qx = xmalloc(nb * 32);
     uint16_t *dw = xmalloc(2 * nb), *dxh = xmalloc(2 * nb);
