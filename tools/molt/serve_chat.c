@@ -101,7 +101,8 @@ static void put(sbuf *b, const char *a, const char *c, const char *d) {
             b->s = t;
             b->cap = cap;
         }
-        memcpy(b->s + b->n, p[i], l);
+        if (l)
+            memcpy(b->s + b->n, p[i], l);
         b->n += l;
         b->s[b->n] = 0;
     }

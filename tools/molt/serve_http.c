@@ -475,7 +475,8 @@ static void emit(stream *st, const char *a, const char *b) {
         st->cap = cap;
     }
     memcpy(st->buf + st->len, a, la);
-    memcpy(st->buf + st->len + la, b, lb);
+    if (lb)
+        memcpy(st->buf + st->len + la, b, lb);
     st->len += la + lb;
 }
 
