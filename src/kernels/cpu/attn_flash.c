@@ -23,7 +23,6 @@
 #include "core/pool.h"
 
 #include <math.h>
-#include <stdint.h>
 #include <string.h>
 
 size_t k_attn_flash_backward_work(int B, int T, int H, int KV, int hd) {
@@ -39,8 +38,8 @@ static float dotf(const float *a, const float *b, int n) {
 }
 
 typedef struct flash_job {
-    float       *heads, *lse, *dqkv, *dkx, *dvx, *Dt;
-    const float *qkv, *dheads, *out;
+    float       *heads, *lse, *dqkv, *dkx, *dvx, *Dt; // lse: the forward's output
+    const float *qkv, *dheads, *out, *lse_in;         // lse_in: the backward's input
     int          ld, ldkx, B, T, H, KV, hd;
 } flash_job;
 
@@ -96,7 +95,7 @@ static void bwd_task(void *arg, int ith, int nth) {
         int          b = task / H, h = task % H, kv = h / grp;
         const float *row0 = j->qkv + (size_t)b * T * ld;
         const float *K = row0 + (size_t)H * hd + (size_t)kv * hd, *V = K + (size_t)KV * hd;
-        const float *lse = j->lse + (size_t)task * T, *Dt = j->Dt + (size_t)task * T;
+        const float *lse = j->lse_in + (size_t)task * T, *Dt = j->Dt + (size_t)task * T;
         size_t       cx = (size_t)(grp > 1 ? h : H + kv) * hd; // dk column in its buffer
         float       *dK = j->dkx + (size_t)b * T * j->ldkx + cx;
         float       *dV = j->dvx + (size_t)b * T * j->ldkx + cx + (grp > 1 ? 0 : (size_t)KV * hd);
@@ -143,7 +142,7 @@ void cpu_attn_flash_backward(const molt_exec *ex, float *dqkv, const float *dhea
         return;
     int    grp = H / KV, W = (H + 2 * KV) * hd, nth = ex->nth < B * H ? ex->nth : B * H;
     size_t BT = (size_t)B * T, xs = grp > 1 ? BT * (size_t)H * hd : 0;
-    flash_job j = {.dqkv = dqkv, .lse = (float *)(uintptr_t)lse, .qkv = qkv, .dheads = dheads,
+    flash_job j = {.dqkv = dqkv, .lse_in = lse, .qkv = qkv, .dheads = dheads,
                    .out = heads, .ld = W, .B = B, .T = T, .H = H, .KV = KV, .hd = hd};
     j.Dt = work + 2 * xs;
     j.dkx = grp > 1 ? work : dqkv, j.dvx = grp > 1 ? work + xs : dqkv;
