@@ -68,7 +68,8 @@ static void fwd_task(void *arg, int ith, int nth) {
                 for (int i = 0; i < hd; i++)
                     acc[i] += e * V[(size_t)s * ld + i];
             }
-            float inv = (float)(1.0 / l), *o = j->heads + ((size_t)b * T + t) * ldo + (size_t)h * hd;
+            float  inv = (float)(1.0 / l);
+            float *o = j->heads + ((size_t)b * T + t) * ldo + (size_t)h * hd;
             for (int i = 0; i < hd; i++)
                 o[i] = acc[i] * inv;
             j->lse[((size_t)b * H + h) * T + t] = m + (float)log(l);
