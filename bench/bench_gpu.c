@@ -9,6 +9,7 @@
  *   teacher     training step: forward + cross-entropy + backward + AdamW
  *   stage3      MOHAWK stage 3: teacher forward (capture) + student forward,
  *               soft cross-entropy, backward + AdamW
+ *   attn        the flash attention alone, forward and backward (teacher shape)
  *   ssd         the SSD chunked scan alone, forward + backward (student shape)
  *   decode      Llamba-1B greedy decode over state slots, batch 1 and 64
  *               (f32 and bf16 weights), against the weight bytes' HBM time
@@ -21,6 +22,7 @@
  * (--small: a 4-layer, d 512 model for a quick check.)
  * Built by `make cuda` (build-cuda/bench/bench_gpu); needs a GPU.
  */
+#include "kernels/attn.h"
 #include "kernels/kernels.h"
 #include "kernels/mem.h"
 #include "kernels/ssm.h"
@@ -265,6 +267,45 @@ static void bench_ssd(int B, int T, int steps) {
     free(h), free(tt);
 }
 
+// flash attention alone (the teacher's shape: H query heads, KV kv heads, hd = D/H), forward
+// and forward + backward over B sequences of T tokens; causal FLOPs: forward 2 products of
+// T(T+1)/2·hd per head, backward 2.5× that
+static void bench_attn(int B, int T, int steps) {
+    int    hd = D / H, W = (H + 2 * KV) * hd;
+    size_t rows = (size_t)B * T, nq = rows * W, nh = rows * H * hd, nl = (size_t)B * H * T;
+    size_t nw = k_attn_flash_backward_work(B, T, H, KV, hd);
+    float *qkv = be_allocf(g_ex.be, nq), *o = be_allocf(g_ex.be, nh), *lse = be_allocf(g_ex.be, nl),
+          *dO = be_allocf(g_ex.be, nh), *dqkv = be_allocf(g_ex.be, nq), *w = be_allocf(g_ex.be, nw);
+    float *h = malloc(sizeof(float) * nq);
+    for (size_t i = 0; i < nq; i++)
+        h[i] = (float)((i * 2654435761u) % 1000) * 2e-3f - 1.0f;
+    be_upload(&g_ex, qkv, h, sizeof(float) * nq), be_upload(&g_ex, dO, h, sizeof(float) * nh);
+    double *tf = calloc((size_t)steps, sizeof(double)), *tb = calloc((size_t)steps, sizeof(double));
+    for (int k = 0; k < steps + 2; k++) {
+        double t0 = now_synced();
+        k_attn_flash_forward(&g_ex, o, lse, qkv, W, B, T, H, KV, hd);
+        double t1 = now_synced();
+        k_attn_flash_backward(&g_ex, dqkv, dO, qkv, o, lse, B, T, H, KV, hd, w);
+        double t2 = now_synced();
+        if (k >= 2)
+            tf[k - 2] = t1 - t0, tb[k - 2] = t2 - t1;
+    }
+    if (molt_cuda_last_error())
+        die(gpu, "attention");
+    double fwd = median(tf, steps), bwd = median(tb, steps);
+    double fl = 2.0 * 2.0 * (double)B * H * hd * ((double)T * (T + 1) / 2);
+    printf("{\"bench\": \"attn_flash\", \"shape\": \"H %d KV %d hd %d\", \"batch\": %d, "
+           "\"seq\": %d, \"precision\": \"%s\", \"fwd_ms\": %.3f, \"bwd_ms\": %.3f, "
+           "\"fwd_tflops\": %.1f, \"bwd_tflops\": %.1f, \"layers16_fwd_bwd_ms\": %.1f}\n",
+           H, KV, hd, B, T, g_ex.flags & MOLT_EXEC_BF16 ? "bf16" : "fp32", fwd * 1e3, bwd * 1e3,
+           fl / fwd * 1e-12, 2.5 * fl / bwd * 1e-12, 16 * (fwd + bwd) * 1e3);
+    fflush(stdout);
+    float *bufs[] = {qkv, o, lse, dO, dqkv, w};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        be_free(g_ex.be, bufs[i]);
+    free(h), free(tf), free(tb);
+}
+
 static void bench_decode(int steps) {
     molt_model *m = gpu_model(STUDENT);
     const int   batches[] = {1, 64};
@@ -334,6 +375,8 @@ int main(int argc, char **argv) {
     molt_ctx_set_matmul(gpu, matmul);
     g_ex = molt__exec(gpu);
     bench_gemm();
+    if (!only || !strcmp(only, "attn"))
+        bench_attn(B, T, steps);
     if (!only || !strcmp(only, "ssd"))
         bench_ssd(B, T, steps);
     if (!only || !strcmp(only, "decode"))

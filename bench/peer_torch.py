@@ -635,6 +635,39 @@ def bench_ssd(a, c, dev, scan):
         one(dt)
 
 
+def bench_attn(a, c, dev):
+    """Causal GQA attention alone, bf16, as bench_gpu --only attn: PyTorch's
+    scaled_dot_product_attention (flash backend on the GPU), forward and
+    forward + backward timed apart."""
+    import torch.nn.functional as Fn
+    B, T, H, KV, hd = a.batch, a.seq, c["H"], c["KV"], c["hd"]
+    g = torch.Generator(device="cpu").manual_seed(5)
+    mk = lambda h: (torch.rand(B, h, T, hd, generator=g) * 2 - 1).to(dev.device, torch.bfloat16)
+    q, k, v = mk(H).requires_grad_(), mk(KV).requires_grad_(), mk(KV).requires_grad_()
+    dO = mk(H)
+
+    def fwd():
+        with torch.no_grad():
+            return Fn.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+
+    def fwd_bwd():
+        for t in (q, k, v):
+            t.grad = None
+        Fn.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True).backward(dO)
+
+    tf, _ = timed(dev, fwd, a.steps, a.warmup)
+    tfb, _ = timed(dev, fwd_bwd, a.steps, a.warmup)
+    tb = max(tfb - tf, 1e-9)
+    fl = 2.0 * 2.0 * B * H * hd * (T * (T + 1) / 2)
+    rec = {"bench": "attn_flash", "shape": "H %d KV %d hd %d" % (H, KV, hd), "batch": B, "seq": T,
+           "precision": "bf16", "impl": "F.scaled_dot_product_attention(is_causal, enable_gqa)",
+           "fwd_ms": round(tf * 1e3, 3), "bwd_ms": round(tb * 1e3, 3),
+           "fwd_tflops": round(fl / tf * 1e-12, 1), "bwd_tflops": round(2.5 * fl / tb * 1e-12, 1),
+           "layers16_fwd_bwd_ms": round(16 * tfb * 1e3, 1)}
+    rec.update(dev.mem())
+    emit(rec)
+
+
 def bench_decode(a, c, dev, steps=20):
     def one(wname, wdt):
         m = build_student(c, dev.device, wdt)
@@ -857,7 +890,7 @@ def main():
     ap.add_argument("--seq", type=int, default=None)
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--only", choices=["gemm", "ssd", "decode", "teacher", "stage3"])
+    ap.add_argument("--only", choices=["gemm", "attn", "ssd", "decode", "teacher", "stage3"])
     ap.add_argument("--small", action="store_true",
                     help="CUDA: bench_gpu's --small (d 512, 4 layers, 8 heads / 4 KV, MLP 1024, "
                          "vocab 32000); CPU: d 256, 2 layers, vocab 1000, batch 2 × 128")
@@ -924,6 +957,8 @@ def main():
             dev.reset()
 
     rate = bench_gemm(a, dev)
+    if a.only in (None, "attn") and dev.cuda:
+        guard("attn_flash", bench_attn, a, ct, dev)
     if a.only in (None, "ssd"):
         guard("ssd_scan_fwd_bwd", bench_ssd, a, cs, dev, scan)
     if a.only in (None, "decode"):
