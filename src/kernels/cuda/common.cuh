@@ -8,6 +8,7 @@
 #define MOLT_KERNELS_CUDA_COMMON_CUH
 
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -55,6 +56,24 @@ void           cu_blas_unlock(void);
 // current device; k's limit is raised to the device's opt-in maximum (past the
 // default 48 KB) when needed
 bool cu_smem_fits(const void *k, size_t bytes);
+
+// GEMM operands as bf16 (bf16.cu): p the operand, owned the scratch to give
+// back (NULL for a cached weight); p is NULL (error recorded) on failure.
+typedef struct cu_bf16 {
+    const __nv_bfloat16 *p;
+    void                *owned;
+} cu_bf16;
+// an activation: converted into stream-ordered scratch (round to nearest even)
+cu_bf16 cu_bf16_act(const molt_exec *ex, const float *src, size_t n);
+// a weight: the cached copy, converted only when [src, src + n) was written
+// since (same bits as cu_bf16_act)
+cu_bf16 cu_bf16_weight(const molt_exec *ex, const float *src, size_t n);
+void    cu_bf16_release(const molt_exec *ex, cu_bf16 *b);
+// the cache's invalidation: a write of [p, p + bytes) (memory ops, adamw,
+// scale), a free (every entry stale), out of memory (every buffer released)
+void cu_wcache_written(const void *p, size_t bytes);
+void cu_wcache_stale_all(void);
+void cu_wcache_clear(void);
 
 #define SSM_FLUSH (-60.0f) // = SSM_EXP_FLUSH (ssm.h)
 

@@ -105,6 +105,11 @@ extern "C" void molt_cuda_mem_info(size_t *used, size_t *total) {
 extern "C" void *cuda_mem_alloc(size_t bytes) {
     void       *p = NULL;
     cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
+    if (e != cudaSuccess) { // the bf16 weight cache (bf16.cu) gives its memory back, once
+        cudaGetLastError();
+        cu_wcache_clear();
+        e = cudaMalloc(&p, bytes ? bytes : 1);
+    }
     if (e != cudaSuccess) {
         cudaGetLastError(); // out of memory is reported by NULL, not the sticky error
         return NULL;
@@ -112,14 +117,19 @@ extern "C" void *cuda_mem_alloc(size_t bytes) {
     return p;
 }
 
+// every write of device memory outside the ops tells the bf16 weight cache
+// (bf16.cu) which range changed; a free makes every cached weight stale
 extern "C" void cuda_mem_free(void *p) {
-    if (p)
+    if (p) {
         CU(cudaFree(p));
+        cu_wcache_stale_all();
+    }
 }
 
 extern "C" void cuda_mem_upload(const molt_exec *ex, void *dst, const void *src, size_t bytes) {
     if (!bytes)
         return;
+    cu_wcache_written(dst, bytes);
     if (CU(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cu_stream(ex))))
         CU(cudaStreamSynchronize(cu_stream(ex)));
 }
@@ -132,13 +142,17 @@ extern "C" void cuda_mem_download(const molt_exec *ex, void *dst, const void *sr
 }
 
 extern "C" void cuda_mem_copy(const molt_exec *ex, void *dst, const void *src, size_t bytes) {
-    if (bytes)
-        CU(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, cu_stream(ex)));
+    if (!bytes)
+        return;
+    cu_wcache_written(dst, bytes);
+    CU(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, cu_stream(ex)));
 }
 
 extern "C" void cuda_mem_zero(const molt_exec *ex, void *p, size_t bytes) {
-    if (bytes)
-        CU(cudaMemsetAsync(p, 0, bytes, cu_stream(ex)));
+    if (!bytes)
+        return;
+    cu_wcache_written(p, bytes);
+    CU(cudaMemsetAsync(p, 0, bytes, cu_stream(ex)));
 }
 
 extern "C" void cuda_mem_sync(const molt_exec *ex) {
