@@ -1646,6 +1646,108 @@ static int bench_scan(int scan_once) {
     return 0;
 }
 
+// ----------------------------------------------------------------------------
+// gpuperf (issue 12): the bf16 GEMM weight cache (bf16.cu) and the two-stage /
+// multi-span kernels. The cache must give the bits a fresh conversion gives,
+// after every way a weight can change: adamw (two optimizer steps), scale,
+// upload, copy, zero of a sub-range, free and reuse of the address. (dev_rand: above)
+
+// y = x·Wᵀ and, through matmul_backward, dx = dy·W, downloaded into y[T·out + T·in]
+static void wc_run(float *y, const float *W, const float *x, const float *dy, float *dy_dev,
+                   float *dx_dev, int T, int in, int out) {
+    k_matmul(&g_gpu, dy_dev, x, W, NULL, T, in, out, 0);
+    k_matmul_backward(&g_gpu, dx_dev, NULL, NULL, dy, x, W, T, in, out, 0);
+    be_download(&g_gpu, y, dy_dev, sizeof(float) * (size_t)T * out);
+    be_download(&g_gpu, y + (size_t)T * out, dx_dev, sizeof(float) * (size_t)T * in);
+}
+
+static void test_wcache(void) {
+    const int shapes[][4] = {{64, 200, 257, 0}, {128, 512, 1024, 0}, {33, 96, 129, 1}}; // +misalign
+    molt_exec ex0 = g_gpu;
+    g_gpu.flags |= MOLT_EXEC_BF16;
+    for (int k = 0; k < NELEM(shapes); k++) {
+        int    T = shapes[k][0], in = shapes[k][1], out = shapes[k][2], off = shapes[k][3];
+        size_t nw = (size_t)out * in, ny = (size_t)T * out + (size_t)T * in;
+        enum { ROUNDS = 7 };
+        float *Wbuf = dev_rand(nw + 1, -1, 1), *W = Wbuf + off; // off 1: W not 16-byte aligned
+        float *x = dev_rand((size_t)T * in, -1, 1), *dy = dev_rand((size_t)T * out, -1, 1);
+        float *m = dev_rand(nw, -0.1f, 0.1f), *v = dev_rand(nw, 0, 1e-3f);
+        float *g = dev_rand(nw, -1, 1), *src = dev_rand(nw, -2, 2);
+        float *yo = be_allocf(g_gpu.be, (size_t)T * out);
+        float *dxo = be_allocf(g_gpu.be, (size_t)T * in);
+        float *fresh[ROUNDS];
+        for (int r = 0; r < ROUNDS; r++) // allocated up front: no free between the rounds
+            fresh[r] = be_allocf(g_gpu.be, nw);
+        float *y0 = xmalloc(sizeof(float) * ny), *y1 = xmalloc(sizeof(float) * ny);
+        float *y2 = xmalloc(sizeof(float) * ny), *hw = frand(nw, -3, 3);
+        wc_run(y0, W, x, dy, yo, dxo, T, in, out);
+        unsigned long c0 = molt_cuda_wcache_conversions();
+        wc_run(y1, W, x, dy, yo, dxo, T, in, out); // unchanged: from the cache
+        CHECK(molt_cuda_wcache_conversions() == c0, "wcache %dx%dx%d: reconverted unchanged W",
+              T, in, out);
+        CHECK(memcmp(y0, y1, sizeof(float) * ny) == 0, "wcache %dx%dx%d: cached W, other bits",
+              T, in, out);
+        for (int r = 0; r < ROUNDS; r++) {
+            molt_span   sp = {nw / 3, nw / 2}; // a middle part of W
+            adamw_hyper h = {0.9f, 0.999f, 1e-8f, 0.99f, 0.05f * (float)(r + 1), 0.03f};
+            const char *how = "";
+            switch (r) {
+            case 0: case 1: // two optimizer steps
+                k_adamw(&g_gpu, W, m, v, g, &sp, 1, h), how = "adamw";
+                break;
+            case 2: k_scale(&g_gpu, W, &sp, 1, -0.5f), how = "scale"; break;
+            case 3:
+                be_upload(&g_gpu, W + nw / 2, hw, sizeof(float) * (nw - nw / 2));
+                how = "upload";
+                break;
+            case 4: be_copy(&g_gpu, W + 7, src, sizeof(float) * (nw / 4)), how = "copy"; break;
+            case 5: be_zero(&g_gpu, W + nw - nw / 5, sizeof(float) * (nw / 5)), how = "zero"; break;
+            default: { // free, the same size again (often the same address), written by a kernel
+                be_free(g_gpu.be, Wbuf);
+                Wbuf = be_allocf(g_gpu.be, nw + 1), W = Wbuf + off;
+                k_add(&g_gpu, W, src, g, nw);
+                how = "free + alloc + add";
+            }
+            }
+            wc_run(y1, W, x, dy, yo, dxo, T, in, out); // W from the cache, if still valid
+            be_copy(&g_gpu, fresh[r], W, sizeof(float) * nw);
+            wc_run(y2, fresh[r], x, dy, yo, dxo, T, in, out); // a W never converted before
+            check_sticky("wcache");
+            CHECK(memcmp(y1, y2, sizeof(float) * ny) == 0,
+                  "wcache %dx%dx%d after %s: a stale bf16 copy of W was used", T, in, out, how);
+            CHECK(memcmp(y0, y1, sizeof(float) * ny) != 0,
+                  "wcache %dx%dx%d after %s: W did not change (the test cannot fail)", T, in,
+                  out, how);
+            memcpy(y0, y1, sizeof(float) * ny);
+        }
+        // bf16 typed weights go to the GEMM as they are: the bits of f32 weights holding the
+        // same (bf16-exact) values
+        uint16_t *wb = xmalloc(2 * nw);
+        float    *wf = xmalloc(sizeof(float) * nw);
+        for (size_t i = 0; i < nw; i++)
+            wb[i] = molt_f32_to_bf16(hw[i]), wf[i] = molt_bf16_to_f32(wb[i]);
+        void *dwb = be_alloc(g_gpu.be, 2 * nw);
+        be_upload(&g_gpu, dwb, wb, 2 * nw);
+        be_upload(&g_gpu, fresh[0], wf, sizeof(float) * nw);
+        k_matmul_w(&g_gpu, yo, x, (molt_w){MOLT_BF16, dwb}, NULL, T, in, out, 0);
+        be_download(&g_gpu, y1, yo, sizeof(float) * (size_t)T * out);
+        k_matmul(&g_gpu, yo, x, fresh[0], NULL, T, in, out, 0);
+        be_download(&g_gpu, y2, yo, sizeof(float) * (size_t)T * out);
+        check_sticky("wcache matmul_w bf16");
+        CHECK(memcmp(y1, y2, sizeof(float) * (size_t)T * out) == 0,
+              "matmul_w bf16 weights (bf16 exec) %dx%dx%d: not the f32 path's bits", T, in, out);
+        be_free(g_gpu.be, dwb);
+        free(wb), free(wf);
+        for (int r = 0; r < ROUNDS; r++)
+            be_free(g_gpu.be, fresh[r]);
+        float *bufs[] = {Wbuf, x, dy, m, v, g, src, yo, dxo};
+        for (int i = 0; i < NELEM(bufs); i++)
+            be_free(g_gpu.be, bufs[i]);
+        free(y0), free(y1), free(y2), free(hw);
+    }
+    g_gpu = ex0;
+}
+
 int main(int argc, char **argv) {
     const char *why = NULL;
     if (molt_cuda_device_count(&why) <= 0) {
@@ -1682,6 +1784,7 @@ int main(int argc, char **argv) {
     test_rope_kv();
     test_attention();
     test_attn_flash();
+    test_wcache(); // gpuperf (issue 12)
     test_table();
 
     printf("\n%-28s %6s %10s %10s  %s\n", "op (gpu vs cpu)", "cases", "worst", "tol",
