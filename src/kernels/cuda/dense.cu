@@ -17,6 +17,7 @@
  *   T > 8           W is widened to fp32 in row blocks (≤ 16M elements of
  *                   stream-ordered scratch) and each block is one Sgemm
  */
+#include "kernels/cuda/colsum.cuh"
 #include "kernels/cuda/common.cuh"
 
 #include <cuda_bf16.h>
@@ -229,17 +230,6 @@ extern "C" void cuda_matmul_w(const molt_exec *ex, float *y, const float *x, mol
 // ----------------------------------------------------------------------------
 // backward:  dx = dy·W (= or +=),  dW += dyᵀ·x,  db += Σ_t dy[t]
 
-// db[o] += Σ_t dy[t,o], summed in double in row order (one thread per column)
-__global__ void k_colsum_add(float *db, const float *dy, int T, int out) {
-    int o = blockIdx.x * blockDim.x + threadIdx.x;
-    if (o >= out)
-        return;
-    double s = 0.0;
-    for (int t = 0; t < T; t++)
-        s += (double)dy[(size_t)t * out + o];
-    db[o] += (float)s;
-}
-
 extern "C" void cuda_matmul_backward(const molt_exec *ex, float *dx, float *dW, float *db,
                                      const float *dy, const float *x, const float *W, int T,
                                      int in, int out, int accumulate_dx) {
@@ -268,7 +258,6 @@ extern "C" void cuda_matmul_backward(const molt_exec *ex, float *dx, float *dW, 
             gemm(ex, CUBLAS_OP_N, CUBLAS_OP_T, in, out, T, x, in, dy, out, 1.0f, dW, in, 0);
     }
     if (db) {
-        k_colsum_add<<<(out + 255) / 256, 256, 0, cu_stream(ex)>>>(db, dy, T, out);
-        CU_LAUNCHED("k_colsum_add");
+        cu_colsum2(ex, db, T, out, cs_col{dy, out}); // db[o] += Σ_t dy[t,o] (colsum.cuh)
     }
 }

@@ -4,15 +4,17 @@
  * embedding (+ backward). Contracts in kernels.h / backward.h.
  *
  * Kept simple (correct first): one block per row for the row reductions,
- * grid-stride loops for the elementwise ops, one thread per column for the
- * sums over rows (RMSNorm dw, embedding dE), which run in row order like
- * the CPU's, so they are deterministic and need no float atomics.
+ * grid-stride loops for the elementwise ops; RMSNorm dw is a two-stage
+ * column sum over row chunks (colsum.cuh: double, fixed order), embedding dE
+ * one thread per column in row order like the CPU; all deterministic, no
+ * float atomics.
  * Numerics: row sums (Σx², Σdy·w·x) in double like the CPU; exp is expf
  * (the CPU's k_expf is within 1e-7 of it); the compiler may fuse a·b+c
  * into an FMA, so results agree with the CPU to rounding, not bit for bit,
  * except add, embedding and embedding_backward, which do the same float
  * operations in the same order and so give the CPU's bits.
  */
+#include "kernels/cuda/colsum.cuh"
 #include "kernels/cuda/common.cuh"
 
 #define GRID_STRIDE(i, n)                                                                          \
@@ -66,17 +68,16 @@ __global__ void k_rmsnorm_bwd_dx(float *dx, const float *dy, const float *x, con
         dx[o + i] += r * dy[o + i] * w[i] - x[o + i] * c;
 }
 
-// dw_i += Σ_t dy[t,i]·x[t,i]·r_t   (one thread per column, rows in order)
-__global__ void k_rmsnorm_bwd_dw(float *dw, const float *dy, const float *x, const float *rstd,
-                                 int T, int d) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= d)
-        return;
-    float acc = dw[i];
-    for (int t = 0; t < T; t++)
-        acc += dy[(size_t)t * d + i] * x[(size_t)t * d + i] * rstd[t];
-    dw[i] = acc;
-}
+// dw_i += Σ_t dy[t,i]·x[t,i]·r_t: the products in float, the sum in double
+// over row chunks (colsum.cuh)
+struct rms_dw_term {
+    const float *dy, *x, *rstd;
+    int          d;
+    __device__ double operator()(int t, int i) const {
+        size_t o = (size_t)t * d + i;
+        return (double)__fmul_rn(__fmul_rn(dy[o], x[o]), rstd[t]);
+    }
+};
 
 extern "C" void cuda_rmsnorm_backward(const molt_exec *ex, float *dx, float *dw, const float *dy,
                                       const float *x, const float *w, const float *rstd, int T,
@@ -88,8 +89,7 @@ extern "C" void cuda_rmsnorm_backward(const molt_exec *ex, float *dx, float *dw,
         CU_LAUNCHED("k_rmsnorm_bwd_dx");
     }
     if (dw) {
-        k_rmsnorm_bwd_dw<<<(d + 255) / 256, 256, 0, cu_stream(ex)>>>(dw, dy, x, rstd, T, d);
-        CU_LAUNCHED("k_rmsnorm_bwd_dw");
+        cu_colsum2(ex, dw, T, d, rms_dw_term{dy, x, rstd, d});
     }
 }
 
