@@ -1750,6 +1750,65 @@ static void test_wcache(void) {
     g_gpu = ex0;
 }
 
+// sumsq / scale / AdamW over more spans than one launch takes (MT_SPANS, train.cu), with
+// empty, 1-element, block-crossing and odd-offset spans; i[1] = 1 shifts every base pointer
+// by one float (the scalar path: no 16-byte alignment)
+#define MANY_SPANS 300
+static molt_span g_many[MANY_SPANS];
+
+static size_t many_spans(void) {
+    size_t o = 0;
+    for (int i = 0; i < MANY_SPANS; i++) {
+        size_t len = i % 7 == 0 ? 0 : i % 11 == 0 ? 1 : (size_t)(i * 37 % 5000) + 3;
+        if (i % 50 == 1)
+            len += 16385;
+        o += (size_t)(i % 5);
+        g_many[i] = (molt_span){o, len};
+        o += len;
+    }
+    return o;
+}
+
+static void op_sumsq_sh(const molt_exec *ex, void *const *p, const ocase *c) {
+    k_sumsq(ex, (double *)p[1], F(0) + c->i[1], c->host, c->i[0]);
+}
+static void op_scale_sh(const molt_exec *ex, void *const *p, const ocase *c) {
+    k_scale(ex, F(0) + c->i[1], c->host, c->i[0], c->f);
+}
+static void op_adamw_sh(const molt_exec *ex, void *const *p, const ocase *c) {
+    adamw_hyper h = {0.9f, 0.95f, 1e-8f, 1.0f - 3e-4f * 0.1f, 3e-4f / (1.0f - 0.9f * 0.9f),
+                     sqrtf(1.0f - 0.95f * 0.95f)};
+    int k = c->i[1];
+    k_adamw(ex, F(0) + k, F(1) + k, F(2) + k, F(3) + k, c->host, c->i[0], h);
+}
+
+static void test_optim_many(void) {
+    op_stat *s0 = stat_new("sumsq (300 spans)", 1e-12), *s1 = stat_new("scale (300 spans)", 0);
+    op_stat *s2 = stat_new("adamw (300 spans)", 1e-6);
+    size_t   n = many_spans() + 1;
+    for (int sh = 0; sh <= 1; sh++) {
+        char  shape[64];
+        ocase c = {.i = {MANY_SPANS, sh}, .host = g_many, .f = 0.37f};
+        snprintf(shape, sizeof shape, "%d spans, %zu floats%s", MANY_SPANS, n,
+                 sh ? ", base +1" : "");
+        addf(&c, n, IN);
+        add_d(&c, k_sumsq_blocks(g_many, MANY_SPANS));
+        run_op(s0, op_sumsq_sh, &c, shape);
+        case_free(&c);
+        ocase s = {.i = {MANY_SPANS, sh}, .host = g_many, .f = 0.37f};
+        addf(&s, n, ACC);
+        run_op(s1, op_scale_sh, &s, shape);
+        case_free(&s);
+        ocase a = {.i = {MANY_SPANS, sh}, .host = g_many};
+        addf(&a, n, ACC);
+        addf(&a, n, ACC);
+        add_buf(&a, frand(n, 0.0f, 1e-3f), sizeof(float) * n, ACC); // v ≥ 0
+        add_buf(&a, frand_scaled(n, 0.05f), sizeof(float) * n, IN);
+        run_op(s2, op_adamw_sh, &a, shape);
+        case_free(&a);
+    }
+}
+
 int main(int argc, char **argv) {
     const char *why = NULL;
     if (molt_cuda_device_count(&why) <= 0) {
@@ -1787,6 +1846,7 @@ int main(int argc, char **argv) {
     test_attention();
     test_attn_flash();
     test_wcache(); // gpuperf (issue 12)
+    test_optim_many();
     test_table();
 
     printf("\n%-28s %6s %10s %10s  %s\n", "op (gpu vs cpu)", "cases", "worst", "tol",
