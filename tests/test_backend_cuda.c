@@ -1179,7 +1179,8 @@ static void op_kv_append(const molt_exec *ex, void *const *p, const ocase *c) {
 static void test_rope_kv(void) {
     op_stat  *s0 = stat_new("rope", 1e-6), *s1 = stat_new("kv_append", 0);
     const int RS[][3] = {{0, 1, 2}, {1, 1, 2}, {3, 2, 8}, {17, 4, 64}, {64, 6, 128}, {300, 8, 64}};
-    const int KS[][3] = {{0, 1, 2}, {1, 1, 1}, {3, 2, 8}, {17, 4, 64}, {40, 8, 128}};
+    const int KS[][3] = {{0, 1, 2},    {1, 1, 1},    {3, 2, 8},
+                         {17, 4, 64}, {40, 8, 128}, {200, 2, 8}}; // 200: > CU_ROWS
     tested("rope"), tested("kv_append");
     for (int k = 0; k < NELEM(RS); k++)
         for (int v = 0; v < 6; v++) { // (pos0 + r % period, period = rows / 7, pos[]) × inverse
@@ -1274,7 +1275,8 @@ static void test_attention(void) {
                          {5, 0, 4, 4, 8},    {7, 3, 6, 2, 32},    {64, 100, 8, 2, 64},
                          {200, 0, 4, 1, 128}, {1, 2047, 32, 8, 64}, {33, 0, 9, 3, 40}};
     const int DS[][5] = {{0, 2, 1, 8, 4},     {1, 1, 1, 2, 5},       {3, 4, 2, 16, 40},
-                         {8, 8, 2, 64, 300}, {5, 32, 8, 128, 1024}, {17, 6, 3, 32, 64}};
+                         {8, 8, 2, 64, 300}, {5, 32, 8, 128, 1024}, {17, 6, 3, 32, 64},
+                         {130, 4, 2, 16, 40}}; // 130 rows: two launches of CU_ROWS
     const int TS[][5] = {{0, 4, 2, 1, 8},   {1, 1, 1, 1, 2},   {2, 5, 4, 2, 8},
                          {3, 17, 6, 3, 16}, {2, 64, 8, 2, 64}, {1, 300, 4, 1, 32},
                          {2, 33, 4, 4, 16}};
@@ -1809,6 +1811,53 @@ static void test_optim_many(void) {
     }
 }
 
+// batched decode rows (one launch over all rows, state pointers by value) give the bits of
+// the single-sequence op called once per row, past CU_ROWS rows (two launches)
+static void test_rows_bits(void) {
+    const int n = 130, Cc = 70, K = 4, H = 4, P = 16, N = 16, G = 2;
+    size_t    cs = (size_t)Cc * (K - 1), ss = (size_t)H * P * N, hp = (size_t)H * P;
+    float    *x = dev_rand((size_t)n * Cc, -1, 1), *w = dev_rand((size_t)Cc * K, -1, 1);
+    float    *b = dev_rand((size_t)Cc, -1, 1), *st0 = dev_rand((size_t)n * cs, -1, 1);
+    float    *X = dev_rand((size_t)n * hp, -1, 1), *dA = dev_rand((size_t)n * H, -1.5f, 0);
+    float    *B = dev_rand((size_t)n * G * N, -1, 1), *C = dev_rand((size_t)n * G * N, -1, 1);
+    float    *ss0 = dev_rand((size_t)n * ss, -1, 1);
+    float    *sa = be_allocf(g_gpu.be, (size_t)n * (cs + ss));
+    float    *sb = be_allocf(g_gpu.be, (size_t)n * (cs + ss));
+    float    *ya = be_allocf(g_gpu.be, (size_t)n * (Cc + hp));
+    float    *yb = be_allocf(g_gpu.be, (size_t)n * (Cc + hp));
+    float   **pa = xmalloc(sizeof(float *) * 2 * n), **pb = xmalloc(sizeof(float *) * 2 * n);
+    size_t    tot = (size_t)n * (cs + ss + Cc + hp);
+    float    *ha = xmalloc(sizeof(float) * tot), *hb = xmalloc(sizeof(float) * tot);
+    for (int v = 0; v < 2; v++) {
+        float *s = v ? sb : sa;
+        be_copy(&g_gpu, s, st0, sizeof(float) * (size_t)n * cs);
+        be_copy(&g_gpu, s + (size_t)n * cs, ss0, sizeof(float) * (size_t)n * ss);
+        float **pp = v ? pb : pa;
+        for (int r = 0; r < n; r++) { // rows in reverse slot order: the pointers matter
+            pp[r] = s + (size_t)(n - 1 - r) * cs;
+            pp[n + r] = s + (size_t)n * cs + (size_t)(n - 1 - r) * ss;
+        }
+    }
+    conv1d_causal_rows(&g_gpu, ya, x, w, b, pa, n, Cc, K);
+    ssd_step_rows(&g_gpu, ya + (size_t)n * Cc, pa + n, X, dA, B, C, n, H, P, N, G);
+    for (int r = 0; r < n; r++) {
+        conv1d_causal(&g_gpu, yb + (size_t)r * Cc, x + (size_t)r * Cc, w, b, pb[r], 1, Cc, K);
+        ssd_step(&g_gpu, yb + (size_t)n * Cc + r * hp, pb[n + r], X + r * hp,
+                 dA + (size_t)r * H, B + (size_t)r * G * N, C + (size_t)r * G * N, H, P, N, G);
+    }
+    check_sticky("rows vs per-row ops");
+    be_download(&g_gpu, ha, sa, sizeof(float) * (size_t)n * (cs + ss));
+    be_download(&g_gpu, hb, sb, sizeof(float) * (size_t)n * (cs + ss));
+    be_download(&g_gpu, ha + (size_t)n * (cs + ss), ya, sizeof(float) * (size_t)n * (Cc + hp));
+    be_download(&g_gpu, hb + (size_t)n * (cs + ss), yb, sizeof(float) * (size_t)n * (Cc + hp));
+    CHECK(memcmp(ha, hb, sizeof(float) * tot) == 0,
+          "conv1d_causal_rows / ssd_step_rows (%d rows): not the per-row ops' bits", n);
+    float *bufs[] = {x, w, b, st0, X, dA, B, C, ss0, sa, sb, ya, yb};
+    for (int i = 0; i < NELEM(bufs); i++)
+        be_free(g_gpu.be, bufs[i]);
+    free(pa), free(pb), free(ha), free(hb);
+}
+
 int main(int argc, char **argv) {
     const char *why = NULL;
     if (molt_cuda_device_count(&why) <= 0) {
@@ -1847,6 +1896,7 @@ int main(int argc, char **argv) {
     test_attn_flash();
     test_wcache(); // gpuperf (issue 12)
     test_optim_many();
+    test_rows_bits();
     test_table();
 
     printf("\n%-28s %6s %10s %10s  %s\n", "op (gpu vs cpu)", "cases", "worst", "tol",

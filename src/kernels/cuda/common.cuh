@@ -75,6 +75,26 @@ void cu_wcache_written(const void *p, size_t bytes);
 void cu_wcache_stale_all(void);
 void cu_wcache_clear(void);
 
+// Per-row host arrays of the batched-decode ops (positions, cache and state
+// pointers) go to the kernels by value, CU_ROWS rows a launch: no upload, no
+// stream-ordered scratch, no host synchronisation, and a launch that a CUDA
+// graph can capture as it is.
+#define CU_ROWS 128
+typedef struct cu_rowtab {
+    float  *a[CU_ROWS], *b[CU_ROWS];
+    int32_t pos[CU_ROWS];
+} cu_rowtab;
+
+// rows [r0, r0 + n) of the host arrays a, b, pos (each may be NULL) into t
+static inline void cu_rowtab_fill(cu_rowtab *t, float *const *a, float *const *b,
+                                  const int32_t *pos, int r0, int n) {
+    for (int r = 0; r < n; r++) {
+        t->a[r] = a ? a[r0 + r] : NULL;
+        t->b[r] = b ? b[r0 + r] : NULL;
+        t->pos[r] = pos ? pos[r0 + r] : 0;
+    }
+}
+
 #define SSM_FLUSH (-60.0f) // = SSM_EXP_FLUSH (ssm.h)
 
 __device__ __forceinline__ float cu_decay(float x) { return x < SSM_FLUSH ? 0.0f : expf(x); }

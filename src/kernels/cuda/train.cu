@@ -313,10 +313,11 @@ static void mt_launch(const molt_exec *ex, const molt_span *span, int n_spans, O
         size_t   chunks = mt_fill(&t, span, s0, n, MT_CHUNK);
         if (!chunks)
             continue;
+        unsigned g = mt_grid(chunks);
         if (vec)
-            k_mt_elementwise<1, Op><<<mt_grid(chunks), MT_THREADS, 0, cu_stream(ex)>>>(t, chunks, f);
+            k_mt_elementwise<1, Op><<<g, MT_THREADS, 0, cu_stream(ex)>>>(t, chunks, f);
         else
-            k_mt_elementwise<0, Op><<<mt_grid(chunks), MT_THREADS, 0, cu_stream(ex)>>>(t, chunks, f);
+            k_mt_elementwise<0, Op><<<g, MT_THREADS, 0, cu_stream(ex)>>>(t, chunks, f);
         cu_check(cudaGetLastError(), what, __FILE__, __LINE__);
     }
 }
