@@ -15,7 +15,15 @@
  *                   the bytes of fp32; 16-byte loads when in % 8 == 0 and the
  *                   pointers are aligned) and keeps the T sums in registers
  *   T > 8           W is widened to fp32 in row blocks (≤ 16M elements of
- *                   stream-ordered scratch) and each block is one Sgemm
+ *                   stream-ordered scratch) and each block is one Sgemm;
+ *                   with MOLT_EXEC_BF16, bf16 weights go to the bf16 GEMM as
+ *                   they are (what rounding their widened copy would give)
+ *
+ * MOLT_EXEC_BF16 operands (bf16.cu): W from the weight cache (converted once
+ * until a memory op or AdamW writes it), activations converted per call with
+ * a float4 kernel; matmul_backward rounds dy once for its dx and dW GEMMs.
+ * Every operand is the round-to-nearest-even bf16 of the same fp32 values as
+ * before the cache, so results keep their bits.
  */
 #include "kernels/cuda/colsum.cuh"
 #include "kernels/cuda/common.cuh"

@@ -11,6 +11,10 @@
  *   copy      cudaMemcpyAsync device → device, queued (no sync)
  *   zero      cudaMemsetAsync, queued
  *   sync      cudaStreamSynchronize(ex's stream) + any launch / run error
+ *
+ * upload / copy / zero tell the bf16 weight cache (bf16.cu) the range they
+ * write, free marks every cached weight stale, and an alloc that finds no
+ * memory first takes the cache's memory back.
  */
 #include "kernels/cuda/common.cuh"
 
