@@ -16,7 +16,7 @@
 # out/gpu_perf). Exits non-zero when the build or a test fails.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-cd "$ROOT"
+cd "$ROOT" || exit 1
 OUT=${OUT:-$ROOT/out/gpu_perf}
 mkdir -p "$OUT"
 BB=${BB:-1}
