@@ -1653,8 +1653,9 @@ static int bench_scan(int scan_once) {
 // ----------------------------------------------------------------------------
 // gpuperf (issue 12): the bf16 GEMM weight cache (bf16.cu) and the two-stage /
 // multi-span kernels. The cache must give the bits a fresh conversion gives,
-// after every way a weight can change: adamw (two optimizer steps), scale,
-// upload, copy, zero of a sub-range, free and reuse of the address. (dev_rand: above)
+// after every way a weight can change: adamw (two optimizer steps: over part of W,
+// which makes the copy stale, and over all of it, which rewrites the copy in the
+// AdamW kernel), scale, upload, copy, zero of a sub-range, free and reuse. (dev_rand: above)
 
 // y = x·Wᵀ and, through matmul_backward, dx = dy·W, downloaded into y[T·out + T·in]
 static void wc_run(float *y, const float *W, const float *x, const float *dy, float *dy_dev,
@@ -1695,10 +1696,11 @@ static void test_wcache(void) {
             molt_span   sp = {nw / 3, nw / 2}; // a middle part of W
             adamw_hyper h = {0.9f, 0.999f, 1e-8f, 0.99f, 0.05f * (float)(r + 1), 0.03f};
             const char *how = "";
-            switch (r) {
-            case 0: case 1: // two optimizer steps
-                k_adamw(&g_gpu, W, m, v, g, &sp, 1, h), how = "adamw";
-                break;
+            molt_span   two[2] = {{0, nw / 2}, {nw / 2, nw - nw / 2}}; // all of W
+            unsigned long c1 = molt_cuda_wcache_conversions();
+            switch (r) { // two optimizer steps: over part of W (stale), over all of it (fused)
+            case 0: k_adamw(&g_gpu, W, m, v, g, &sp, 1, h), how = "adamw (part)"; break;
+            case 1: k_adamw(&g_gpu, W, m, v, g, two, 2, h), how = "adamw (all: fused)"; break;
             case 2: k_scale(&g_gpu, W, &sp, 1, -0.5f), how = "scale"; break;
             case 3:
                 be_upload(&g_gpu, W + nw / 2, hw, sizeof(float) * (nw - nw / 2));
@@ -1714,6 +1716,9 @@ static void test_wcache(void) {
             }
             }
             wc_run(y1, W, x, dy, yo, dxo, T, in, out); // W from the cache, if still valid
+            if (r == 1) // AdamW wrote the cached copy: nothing was converted
+                CHECK(molt_cuda_wcache_conversions() == c1,
+                      "wcache %dx%dx%d: W reconverted after an AdamW over all of it", T, in, out);
             be_copy(&g_gpu, fresh[r], W, sizeof(float) * nw);
             wc_run(y2, fresh[r], x, dy, yo, dxo, T, in, out); // a W never converted before
             check_sticky("wcache");

@@ -13,10 +13,14 @@
  * (pointer, element count) and reused by every later GEMM until its range is
  * written. What writes weights, and so invalidates the overlapping entries:
  * the memory ops upload / copy / zero (cu_wcache_written with their range),
- * adamw and scale (the hull of their spans), and free (every entry is
- * marked stale: a freed address may come back holding other data). So with AdamW once per
- * optimizer step, each weight is converted once per step (forward and both
- * backward GEMMs share the copy) instead of at every call. The assumption the
+ * scale (the hull of its spans), adamw, and free (every entry is marked
+ * stale: a freed address may come back holding other data). AdamW does not
+ * just invalidate: a cached weight that its spans rewrite completely (the
+ * engine's case: one span per parameter) gets its new bf16 from the AdamW
+ * kernel itself (cu_wcache_adamw: the same rounding of the same new fp32
+ * values) and stays valid; one written in part is marked stale. So a weight
+ * is converted once, then kept current by AdamW (2 bytes more written per
+ * parameter) instead of being converted at every GEMM. The assumption the
  * cache rests on: no other op writes memory that a GEMM reads as W (true of
  * the engine: weights change only through AdamW and the memory ops; the
  * matmul test in tests/test_backend_cuda.c checks each invalidation path).
@@ -186,6 +190,41 @@ void cu_wcache_written(const void *p, size_t bytes) {
         const char *s = (const char *)g_wc[i].src, *t = s + sizeof(float) * g_wc[i].n;
         if (s < b && a < t)
             g_wc[i].valid = 0;
+    }
+    pthread_mutex_unlock(&g_wc_lock);
+}
+
+void cu_wcache_adamw(const float *p, const molt_span *span, int n_spans, __nv_bfloat16 **bf) {
+    for (int i = 0; i < n_spans; i++)
+        bf[i] = NULL;
+    pthread_mutex_lock(&g_wc_lock);
+    for (int e = 0; e < g_wc_n; e++) {
+        wc_entry *w = &g_wc[e];
+        const float *s = w->src, *t = s + w->n;
+        size_t       covered = 0;
+        int          any = 0, whole = 1;
+        for (int i = 0; i < n_spans; i++) { // the spans are disjoint (one per parameter)
+            const float *a = p + span[i].off, *b = a + span[i].len;
+            if (!span[i].len || !(a < t && s < b))
+                continue;
+            any = 1;
+            if (a < s || b > t || bf[i]) // in part, or already another entry's
+                whole = 0;
+            else
+                covered += span[i].len;
+        }
+        if (!any)
+            continue;
+        if (!whole || covered != w->n) {
+            w->valid = 0;
+            continue;
+        }
+        for (int i = 0; i < n_spans; i++) {
+            const float *a = p + span[i].off, *b = a + span[i].len;
+            if (span[i].len && a < t && s < b)
+                bf[i] = w->bf + (a - s);
+        }
+        w->valid = 1; // the AdamW kernel, queued next, writes every element
     }
     pthread_mutex_unlock(&g_wc_lock);
 }

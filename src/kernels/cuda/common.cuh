@@ -72,6 +72,10 @@ void    cu_bf16_release(const molt_exec *ex, cu_bf16 *b);
 // the cache's invalidation: a write of [p, p + bytes) (memory ops, adamw,
 // scale), a free (every entry stale), out of memory (every buffer released)
 void cu_wcache_written(const void *p, size_t bytes);
+// AdamW over spans of p: bf[i] (n_spans, filled) = where span i's new weights go as bf16, for
+// the cached weights that the spans rewrite completely (then valid again); NULL for the
+// others. Cached weights the spans write in part are marked stale.
+void cu_wcache_adamw(const float *p, const molt_span *span, int n_spans, __nv_bfloat16 **bf);
 void cu_wcache_stale_all(void);
 void cu_wcache_clear(void);
 

@@ -4,7 +4,8 @@
  *
  * One block per row for the losses; sumsq, scale and AdamW are multi-span
  * launches (the span table passed by value: see "sumsq, scale and AdamW
- * over spans" below; nothing is read back). Targets go to the device
+ * over spans" below; nothing is read back). AdamW also rewrites the bf16
+ * weight cache's copies of the weights it updates (bf16.cu). Targets go to the device
  * through stream-ordered scratch, as the embedding's ids. Reductions: max in
  * float (exact in any order), sums in double over a fixed tree
  * (cu_block_sum), so results are deterministic; they agree with the CPU's
@@ -13,6 +14,8 @@
  * __fadd_rn); expf / sqrtf may differ from the CPU in the last bit.
  */
 #include "kernels/cuda/common.cuh"
+
+#include <stdlib.h>
 
 extern "C" {
 #include "kernels/train_ops.h"
@@ -235,12 +238,13 @@ extern "C" void cuda_l2_rows(const molt_exec *ex, double *loss, float *dx, const
 // head and tail (≤ 3 elements each). Every element gets the float
 // operations of the per-span kernels it replaces, in the same order.
 
-#define MT_SPANS   120
+#define MT_SPANS   96
 #define MT_CHUNK   16384
 #define MT_THREADS 256
 
 typedef struct mt_spans {
-    size_t off[MT_SPANS], len[MT_SPANS];
+    size_t         off[MT_SPANS], len[MT_SPANS];
+    __nv_bfloat16 *bf[MT_SPANS]; // AdamW: where span i's new weights go as bf16 (or NULL)
     size_t first[MT_SPANS + 1]; // chunk prefix: span i owns chunks [first[i], first[i+1])
     int    n;
 } mt_spans;
@@ -258,13 +262,16 @@ __device__ __forceinline__ int mt_span_of(const mt_spans &t, size_t c) {
     return lo;
 }
 
-// the spans [s0, s0 + n) of span[] into t, chunks of `chunk` elements; returns the chunk count
-static size_t mt_fill(mt_spans *t, const molt_span *span, int s0, int n, size_t chunk) {
+// the spans [s0, s0 + n) of span[] (and of bf, when not NULL) into t, chunks of `chunk`
+// elements; returns the chunk count
+static size_t mt_fill(mt_spans *t, const molt_span *span, __nv_bfloat16 *const *bf, int s0, int n,
+                      size_t chunk) {
     size_t c = 0;
     t->n = n;
     for (int i = 0; i < n; i++) {
         t->off[i] = span[s0 + i].off;
         t->len[i] = span[s0 + i].len;
+        t->bf[i] = bf ? bf[s0 + i] : NULL;
         t->first[i] = c;
         c += (t->len[i] + chunk - 1) / chunk;
     }
@@ -297,6 +304,7 @@ template <int VEC, class Op> __global__ void k_mt_elementwise(mt_spans t, size_t
         size_t lo = t.off[i] + (c - t.first[i]) * MT_CHUNK;
         size_t hi = t.off[i] + t.len[i];
         hi = hi - lo < MT_CHUNK ? hi : lo + MT_CHUNK;
+        f.at_span(t.bf[i], t.off[i]);
         mt_range<VEC>(lo, hi, f);
     }
 }
@@ -305,12 +313,12 @@ static bool al16(const void *p) { return (uintptr_t)p % 16 == 0; }
 
 // launches k_mt_elementwise over every span, MT_SPANS at a time
 template <class Op>
-static void mt_launch(const molt_exec *ex, const molt_span *span, int n_spans, Op f, bool vec,
-                      const char *what) {
+static void mt_launch(const molt_exec *ex, const molt_span *span, __nv_bfloat16 *const *bf,
+                      int n_spans, Op f, bool vec, const char *what) {
     for (int s0 = 0; s0 < n_spans; s0 += MT_SPANS) {
         int      n = n_spans - s0 < MT_SPANS ? n_spans - s0 : MT_SPANS;
         mt_spans t;
-        size_t   chunks = mt_fill(&t, span, s0, n, MT_CHUNK);
+        size_t   chunks = mt_fill(&t, span, bf, s0, n, MT_CHUNK);
         if (!chunks)
             continue;
         unsigned g = mt_grid(chunks);
@@ -372,7 +380,7 @@ extern "C" void cuda_sumsq(const molt_exec *ex, double *partial, const float *x,
     for (int s0 = 0; s0 < n_spans; s0 += MT_SPANS) {
         int      n = n_spans - s0 < MT_SPANS ? n_spans - s0 : MT_SPANS;
         mt_spans t;
-        size_t   nb = mt_fill(&t, span, s0, n, K_SUMSQ_BLOCK);
+        size_t   nb = mt_fill(&t, span, NULL, s0, n, K_SUMSQ_BLOCK);
         if (!nb)
             continue;
         if (al16(x))
@@ -390,6 +398,7 @@ extern "C" void cuda_sumsq(const molt_exec *ex, double *partial, const float *x,
 struct scale_op {
     float *x;
     float  k;
+    __device__ void at_span(__nv_bfloat16 *, size_t) {}
     __device__ void operator()(size_t i) { x[i] = __fmul_rn(x[i], k); }
     __device__ void v4(size_t i) {
         float4 a = *(float4 *)(x + i);
@@ -402,7 +411,7 @@ struct scale_op {
 extern "C" void cuda_scale(const molt_exec *ex, float *x, const molt_span *span, int n_spans,
                            float k) {
     mt_written(x, span, n_spans);
-    mt_launch(ex, span, n_spans, scale_op{x, k}, al16(x), "launch k_mt_elementwise (scale)");
+    mt_launch(ex, span, NULL, n_spans, scale_op{x, k}, al16(x), "launch k_mt_elementwise (scale)");
 }
 
 // torch's single-tensor AdamW in fp32, the CPU's operations in its order
@@ -417,11 +426,20 @@ __device__ __forceinline__ void adamw_one(float &p, float &m, float &v, float g,
     p = __fsub_rn(pk, __fmul_rn(h.step_size, __fdiv_rn(mk, denom)));
 }
 
+// bf (per span, NULL: none): the bf16 weight cache's copy of the span (bf16.cu:
+// cu_wcache_adamw), rewritten from the new weights (round to nearest even, as a conversion)
 struct adamw_op {
-    float       *p, *m, *v;
-    const float *g;
-    adamw_hyper  h;
-    __device__ void operator()(size_t i) { adamw_one(p[i], m[i], v[i], g[i], h); }
+    float         *p, *m, *v;
+    const float   *g;
+    adamw_hyper    h;
+    __nv_bfloat16 *bf;
+    size_t         bo;
+    __device__ void at_span(__nv_bfloat16 *b, size_t off) { bf = b, bo = off; }
+    __device__ void operator()(size_t i) {
+        adamw_one(p[i], m[i], v[i], g[i], h);
+        if (bf)
+            bf[i - bo] = __float2bfloat16_rn(p[i]);
+    }
     __device__ void v4(size_t i) {
         float4 P = *(float4 *)(p + i), M = *(float4 *)(m + i), V = *(float4 *)(v + i);
         float4 G = *(const float4 *)(g + i);
@@ -430,12 +448,25 @@ struct adamw_op {
         adamw_one(P.z, M.z, V.z, G.z, h);
         adamw_one(P.w, M.w, V.w, G.w, h);
         *(float4 *)(p + i) = P, *(float4 *)(m + i) = M, *(float4 *)(v + i) = V;
+        if (bf) {
+            __nv_bfloat16 *d = bf + (i - bo);
+            d[0] = __float2bfloat16_rn(P.x), d[1] = __float2bfloat16_rn(P.y);
+            d[2] = __float2bfloat16_rn(P.z), d[3] = __float2bfloat16_rn(P.w);
+        }
     }
 };
 
 extern "C" void cuda_adamw(const molt_exec *ex, float *p, float *m, float *v, const float *g,
                            const molt_span *span, int n_spans, adamw_hyper h) {
-    mt_written(p, span, n_spans);
+    size_t          nb = (size_t)(n_spans > 0 ? n_spans : 1);
+    __nv_bfloat16 **bf = (__nv_bfloat16 **)malloc(sizeof(*bf) * nb);
+    if (!bf) {
+        CU_FAIL("adamw: out of host memory");
+        return;
+    }
+    cu_wcache_adamw(p, span, n_spans, bf); // cached weights: fresh bf16 from this kernel
     bool vec = al16(p) && al16(m) && al16(v) && al16(g);
-    mt_launch(ex, span, n_spans, adamw_op{p, m, v, g, h}, vec, "launch k_mt_elementwise (adamw)");
+    mt_launch(ex, span, bf, n_spans, adamw_op{p, m, v, g, h, NULL, 0}, vec,
+              "launch k_mt_elementwise (adamw)");
+    free(bf);
 }
