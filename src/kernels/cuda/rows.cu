@@ -6,8 +6,8 @@
  * Kept simple (correct first): one block per row for the row reductions,
  * grid-stride loops for the elementwise ops; RMSNorm dw is a two-stage
  * column sum over row chunks (colsum.cuh: double, fixed order), embedding dE
- * one thread per column in row order like the CPU; all deterministic, no
- * float atomics.
+ * one thread per (distinct id, column), rows in order like the CPU; all
+ * deterministic, no float atomics.
  * Numerics: row sums (Σx², Σdy·w·x) in double like the CPU; exp is expf
  * (the CPU's k_expf is within 1e-7 of it); the compiler may fuse a·b+c
  * into an FMA, so results agree with the CPU to rounding, not bit for bit,
@@ -16,6 +16,8 @@
  */
 #include "kernels/cuda/colsum.cuh"
 #include "kernels/cuda/common.cuh"
+
+#include <stdlib.h>
 
 #define GRID_STRIDE(i, n)                                                                          \
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n);                        \
@@ -247,24 +249,61 @@ extern "C" void cuda_embedding(const molt_exec *ex, float *x, const float *E, co
     cu_scratch_free(ex, d_ids);
 }
 
-// dE[ids[t], i] += dx[t, i]: one thread per column i walks t in order (no
-// atomics; repeated ids add up in row order, as on the CPU: the same bits)
-__global__ void k_embedding_bwd(float *dE, const float *dx, const int32_t *ids, int T, int d) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= d)
-        return;
-    for (int t = 0; t < T; t++)
-        dE[(size_t)ids[t] * d + i] += dx[(size_t)t * d + i];
+// dE[ids[t], i] += dx[t, i], repeated ids adding up in row order, as on the CPU
+// (the same float adds in the same order: the same bits). The host (ids are a
+// host array) groups the rows by id: tab = [U distinct ids | U + 1 starts |
+// T rows, grouped by id, each group in row order]; one thread per (distinct
+// id, column) then walks its group. U·d threads instead of d.
+__global__ void k_embedding_bwd(float *dE, const float *dx, const int32_t *tab, int U, int T,
+                                int d) {
+    const int32_t *uid = tab, *start = tab + U, *rows = tab + 2 * U + 1;
+    GRID_STRIDE(e, (size_t)U * d) {
+        int    u = (int)(e / d), i = (int)(e % d);
+        float *dst = dE + (size_t)uid[u] * d + i;
+        float  acc = *dst;
+        for (int k = start[u]; k < start[u + 1]; k++)
+            acc = __fadd_rn(acc, dx[(size_t)rows[k] * d + i]);
+        *dst = acc;
+    }
+}
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
 }
 
 extern "C" void cuda_embedding_backward(const molt_exec *ex, float *dE, const float *dx,
                                         const int32_t *ids, int T, int d) {
     if (T <= 0 || d <= 0)
         return;
-    int32_t *d_ids = ids_to_device(ex, ids, T);
-    if (!d_ids)
+    uint64_t *key = (uint64_t *)malloc(sizeof(uint64_t) * (size_t)T);
+    int32_t  *tab = (int32_t *)malloc(sizeof(int32_t) * (3 * (size_t)T + 1));
+    if (!key || !tab) {
+        free(key), free(tab);
+        CU_FAIL("embedding_backward: out of host memory");
         return;
-    k_embedding_bwd<<<(d + 255) / 256, 256, 0, cu_stream(ex)>>>(dE, dx, d_ids, T, d);
+    }
+    for (int t = 0; t < T; t++) // (id, row): sorted, the rows of an id stay in order
+        key[t] = (uint64_t)(uint32_t)ids[t] << 32 | (uint32_t)t;
+    qsort(key, (size_t)T, sizeof *key, cmp_u64);
+    int U = 0;
+    for (int t = 0; t < T; t++)
+        if (t == 0 || key[t] >> 32 != key[t - 1] >> 32)
+            U++;
+    int32_t *uid = tab, *start = tab + U, *rows = tab + 2 * U + 1;
+    for (int t = 0, u = -1; t < T; t++) {
+        if (t == 0 || key[t] >> 32 != key[t - 1] >> 32)
+            u++, uid[u] = (int32_t)(key[t] >> 32), start[u] = t;
+        rows[t] = (int32_t)(key[t] & 0xffffffffu);
+    }
+    start[U] = T;
+    size_t   n = 2 * (size_t)U + 1 + (size_t)T;
+    int32_t *d_tab = ids_to_device(ex, tab, (int)n);
+    free(key), free(tab);
+    if (!d_tab)
+        return;
+    size_t m = (size_t)U * d;
+    k_embedding_bwd<<<cu_blocks(m, 256), 256, 0, cu_stream(ex)>>>(dE, dx, d_tab, U, T, d);
     CU_LAUNCHED("k_embedding_bwd");
-    cu_scratch_free(ex, d_ids);
+    cu_scratch_free(ex, d_tab);
 }
