@@ -214,14 +214,18 @@ extern "C" void cuda_matmul_w(const molt_exec *ex, float *y, const float *x, mol
         CU_LAUNCHED("k_matvec_w");
         return;
     }
+    int rows = (int)(MW_BLOCK_ELEMS / (size_t)in);
+    rows = rows < 1 ? 1 : rows > out ? out : rows;
     if (bf16 && (ex->flags & MOLT_EXEC_BF16)) { // W is already the bf16 the GEMM would round to
-        cu_bf16 xb = cu_bf16_act(ex, x, (size_t)T * in);
-        gemm_bf16(ex, CUBLAS_OP_T, CUBLAS_OP_N, out, T, in, w, in, xb.p, in, beta, y, out);
+        cu_bf16 xb = cu_bf16_act(ex, x, (size_t)T * in); // x rounded once for every block
+        for (int o0 = 0; o0 < out && xb.p; o0 += rows) { // the widened path's GEMM shapes
+            int r = out - o0 < rows ? out - o0 : rows;
+            gemm_bf16(ex, CUBLAS_OP_T, CUBLAS_OP_N, r, T, in, w + (size_t)o0 * in, in, xb.p, in,
+                      beta, y + o0, out);
+        }
         cu_bf16_release(ex, &xb);
         return;
     }
-    int rows = (int)(MW_BLOCK_ELEMS / (size_t)in);
-    rows = rows < 1 ? 1 : rows > out ? out : rows;
     float *tile = (float *)cu_scratch(ex, sizeof(float) * (size_t)rows * in);
     if (!tile)
         return;
