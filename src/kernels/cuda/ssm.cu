@@ -162,38 +162,74 @@ extern "C" void cuda_conv1d_causal_backward(const molt_exec *ex, float *dx, floa
 
 // ----------------------------------------------------------------------------
 // one token:  s = exp(dA[h])·s + X[h,:] ⊗ B[g,:],  y[h,p] = s[p,:]·C[g,:]
-// one thread per (h, p)
+// one lane per (h, p), a warp per 32 of them (ssd_warp)
 
-// element i = (h, p) of one token's step (shared by the sequence and rows kernels)
-__device__ __forceinline__ void ssd_one(float *y, float *state, const float *X, const float *dA,
-                                        const float *B, const float *C, size_t i, int H, int P,
-                                        int N, int G) {
-    int          h = (int)(i / P), g = h / (H / G);
-    float        a = cu_decay(dA[h]), xv = X[i], acc = 0.0f;
-    float       *sp = state + i * N;
+// rows i0 .. i0+31 (those < H·P) of one token's step, one warp: lane l owns row
+// (h, p) = i0 + l and runs its n = 0..N-1 recurrence in order (the arithmetic of a
+// thread per row), while the state moves through shared memory in 32×32 tiles
+// so that every global load and store is coalesced (a thread per row would read
+// and write 32 rows N floats apart per instruction). Shared by the sequence and
+// the decode-rows kernels: the same code, the same bits.
+#define SSD_WARPS 4
+__device__ __forceinline__ void ssd_warp(float *y, float *state, const float *X, const float *dA,
+                                         const float *B, const float *C, size_t i0, int H, int P,
+                                         int N, int G, float (*tile)[33]) {
+    int          lane = threadIdx.x & 31;
+    size_t       hp = (size_t)H * P, i = i0 + lane;
+    bool         live = i < hp;
+    int          h = live ? (int)(i / P) : 0, g = h / (H / G);
+    int          nrows = hp - i0 < 32 ? (int)(hp - i0) : 32;
+    float        a = live ? cu_decay(dA[h]) : 0.0f, xv = live ? X[i] : 0.0f, acc = 0.0f;
     const float *Bg = B + (size_t)g * N, *Cg = C + (size_t)g * N;
-    for (int n = 0; n < N; n++) {
-        float s = a * sp[n] + xv * Bg[n];
-        sp[n] = s;
-        acc += s * Cg[n];
+    for (int n0 = 0; n0 < N; n0 += 32) {
+        int nn = N - n0 < 32 ? N - n0 : 32;
+        if (lane < nn)
+            for (int k = 0; k < nrows; k++)
+                tile[k][lane] = state[(i0 + k) * N + n0 + lane];
+        __syncwarp();
+        if (live)
+            for (int q = 0; q < nn; q++) {
+                float s = a * tile[lane][q] + xv * Bg[n0 + q];
+                tile[lane][q] = s;
+                acc += s * Cg[n0 + q];
+            }
+        __syncwarp();
+        if (lane < nn)
+            for (int k = 0; k < nrows; k++)
+                state[(i0 + k) * N + n0 + lane] = tile[k][lane];
+        __syncwarp();
     }
-    y[i] = acc;
+    if (live)
+        y[i] = acc;
 }
 
+// warps over the ceil(H·P / 32) row groups
 __global__ void k_ssd_step(float *y, float *state, const float *X, const float *dA,
                            const float *B, const float *C, int H, int P, int N, int G) {
-    GRID_STRIDE(i, (size_t)H * P) ssd_one(y, state, X, dA, B, C, i, H, P, N, G);
+    __shared__ float tile[SSD_WARPS][32][33];
+    size_t           ng = ((size_t)H * P + 31) / 32;
+    int              w = threadIdx.x >> 5;
+    for (size_t k = (size_t)blockIdx.x * SSD_WARPS + w; k < ng; k += (size_t)gridDim.x * SSD_WARPS)
+        ssd_warp(y, state, X, dA, B, C, k * 32, H, P, N, G, tile[w]);
 }
 
-// batched decode: thread (r, h, p) steps row r's state t.a[r]
+// batched decode: warps over (row r, row group) with row r's state t.a[r]
 __global__ void k_ssd_step_rows(float *y, const float *X, const float *dA, const float *B,
                                 const float *C, int n, int H, int P, int N, int G, cu_rowtab t) {
-    size_t hp = (size_t)H * P;
-    GRID_STRIDE(i, (size_t)n * hp) {
-        size_t r = i / hp;
-        ssd_one(y + r * hp, t.a[r], X + r * hp, dA + r * H, B + r * G * N, C + r * G * N, i % hp,
-                H, P, N, G);
+    __shared__ float tile[SSD_WARPS][32][33];
+    size_t           hp = (size_t)H * P, ng = (hp + 31) / 32;
+    int              w = threadIdx.x >> 5;
+    for (size_t k = (size_t)blockIdx.x * SSD_WARPS + w; k < (size_t)n * ng;
+         k += (size_t)gridDim.x * SSD_WARPS) {
+        size_t r = k / ng;
+        ssd_warp(y + r * hp, t.a[r], X + r * hp, dA + r * H, B + r * G * N, C + r * G * N,
+                 (k % ng) * 32, H, P, N, G, tile[w]);
     }
+}
+
+static unsigned ssd_blocks(size_t warps) {
+    size_t b = (warps + SSD_WARPS - 1) / SSD_WARPS;
+    return (unsigned)(b < 1 ? 1 : b > 65535u * 16u ? 65535u * 16u : b);
 }
 
 extern "C" void cuda_ssd_step_rows(const molt_exec *ex, float *y, float *const *state,
@@ -207,7 +243,8 @@ extern "C" void cuda_ssd_step_rows(const molt_exec *ex, float *y, float *const *
         size_t    o = (size_t)r0 * hp, gn = (size_t)r0 * G * N;
         cu_rowtab t;
         cu_rowtab_fill(&t, state, NULL, NULL, r0, nr);
-        k_ssd_step_rows<<<cu_blocks((size_t)nr * hp, 128), 128, 0, cu_stream(ex)>>>(
+        size_t    warps = (size_t)nr * ((hp + 31) / 32);
+        k_ssd_step_rows<<<ssd_blocks(warps), 32 * SSD_WARPS, 0, cu_stream(ex)>>>(
             y + o, X + o, dA + (size_t)r0 * H, B + gn, C + gn, nr, H, P, N, G, t);
         CU_LAUNCHED("k_ssd_step_rows");
     }
@@ -219,7 +256,8 @@ extern "C" void cuda_ssd_step(const molt_exec *ex, float *y, float *state, const
     size_t n = (size_t)H * P;
     if (!n)
         return;
-    k_ssd_step<<<cu_blocks(n, 128), 128, 0, cu_stream(ex)>>>(y, state, X, dA, B, C, H, P, N, G);
+    k_ssd_step<<<ssd_blocks((n + 31) / 32), 32 * SSD_WARPS, 0, cu_stream(ex)>>>(y, state, X, dA,
+                                                                               B, C, H, P, N, G);
     CU_LAUNCHED("k_ssd_step");
 }
 
