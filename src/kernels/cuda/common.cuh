@@ -47,6 +47,12 @@ static inline unsigned cu_blocks(size_t n, unsigned threads) {
 void *cu_scratch(const molt_exec *ex, size_t bytes);
 void  cu_scratch_free(const molt_exec *ex, void *p);
 
+// A small host array (the contracts' ids, targets) in new stream-ordered
+// scratch (free with cu_scratch_free), copied through a pinned staging ring
+// (mem.cu) so that the host is not synchronised with the stream; the host
+// array may be reused on return. NULL (recorded) on failure.
+void *cu_host_to_device(const molt_exec *ex, const void *h, size_t bytes);
+
 // The backend's one cuBLAS handle, bound to ex's stream; calls through it are
 // serialised by cu_blas_lock / cu_blas_unlock (NULL: creation failed, recorded).
 cublasHandle_t cu_blas_lock(const molt_exec *ex);

@@ -227,13 +227,7 @@ __global__ void k_embedding(float *x, const float *E, const int32_t *ids, size_t
 // ids is a host array (kernels.h); it goes to the device through
 // stream-ordered scratch, so the caller may reuse it on return
 static int32_t *ids_to_device(const molt_exec *ex, const int32_t *ids, int T) {
-    int32_t *d_ids = (int32_t *)cu_scratch(ex, sizeof(int32_t) * (size_t)T);
-    if (d_ids && !CU(cudaMemcpyAsync(d_ids, ids, sizeof(int32_t) * (size_t)T,
-                                     cudaMemcpyHostToDevice, cu_stream(ex)))) {
-        cu_scratch_free(ex, d_ids);
-        return NULL;
-    }
-    return d_ids;
+    return (int32_t *)cu_host_to_device(ex, ids, sizeof(int32_t) * (size_t)T);
 }
 
 extern "C" void cuda_embedding(const molt_exec *ex, float *x, const float *E, const int32_t *ids,

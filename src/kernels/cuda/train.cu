@@ -81,13 +81,7 @@ __global__ void k_xent_rows(double *loss, float *dl, const float *logits, const 
 }
 
 static int32_t *host_ids(const molt_exec *ex, const int32_t *ids, int n) {
-    int32_t *d = (int32_t *)cu_scratch(ex, sizeof(int32_t) * (size_t)n);
-    if (d && !CU(cudaMemcpyAsync(d, ids, sizeof(int32_t) * (size_t)n, cudaMemcpyHostToDevice,
-                                 cu_stream(ex)))) {
-        cu_scratch_free(ex, d);
-        return NULL;
-    }
-    return d;
+    return (int32_t *)cu_host_to_device(ex, ids, sizeof(int32_t) * (size_t)n);
 }
 
 extern "C" void cuda_xent(const molt_exec *ex, double *loss, float *dlogits, const float *logits,
