@@ -1863,6 +1863,28 @@ static void test_rows_bits(void) {
     free(pa), free(pb), free(ha), free(hb);
 }
 
+// embedding (+ backward) with more ids than one slot of the pinned staging ring holds
+// (mem.cu: 256 KB, the pageable fallback) and with few distinct ids (long row groups)
+static void test_embedding_big(void) {
+    op_stat  *s0 = stat_new("embedding (70000 ids)", 0);
+    op_stat  *s1 = stat_new("embedding_backward (70000)", 0);
+    const int T = 70000, V = 37, d = 5;
+    int32_t  *ids = xmalloc(sizeof(int32_t) * (size_t)T);
+    for (int t = 0; t < T; t++)
+        ids[t] = (int32_t)(t_uniform(0, 1) * (float)V) % V;
+    ocase c = {.i = {T, d}, .ids = ids};
+    addf(&c, (size_t)V * d, IN);
+    addf(&c, (size_t)T * d, OUT);
+    run_op(s0, op_embedding, &c, "T,V,d 70000x37x5");
+    case_free(&c);
+    ocase b = {.i = {T, d}, .ids = ids};
+    addf(&b, (size_t)T * d, IN);
+    addf(&b, (size_t)V * d, ACC);
+    run_op(s1, op_embedding_backward, &b, "T,V,d 70000x37x5");
+    case_free(&b);
+    free(ids);
+}
+
 int main(int argc, char **argv) {
     const char *why = NULL;
     if (molt_cuda_device_count(&why) <= 0) {
@@ -1902,6 +1924,7 @@ int main(int argc, char **argv) {
     test_wcache(); // gpuperf (issue 12)
     test_optim_many();
     test_rows_bits();
+    test_embedding_big();
     test_table();
 
     printf("\n%-28s %6s %10s %10s  %s\n", "op (gpu vs cpu)", "cases", "worst", "tol",
