@@ -109,7 +109,7 @@ typedef struct op_stat {
     char        shape[64];
 } op_stat;
 
-static op_stat g_stat[64];
+static op_stat g_stat[96];
 static int     g_nstat;
 static const char *g_tested[64];
 static int         g_ntested;
