@@ -11,6 +11,8 @@
 #   SKIP_TESTS=1 / SKIP_BENCH=1               leave a part out
 #   BB=4                                      batch of the training benches (default 1)
 #
+# Time: build about 2 min at -j16, tests 2-4 min, benches about 3 min: within one 10-minute
+# device call, but SKIP_TESTS=1 / SKIP_BENCH=1 split it in two if needed (NCU=1 separately).
 # Build dependencies: the system's, or (the lead's GPU machine) a .gpu/debs/*.deb sysroot that
 # is extracted here (dpkg -x) as .gpu/dev.sh does. Logs and JSON lines go to $OUT (default
 # out/gpu_perf). Exits non-zero when the build or a test fails.
@@ -48,13 +50,13 @@ echo "make cuda: $(( $(date +%s) - t0 )) s, lines with 'warning': $nw"
 
 if [ -z "${SKIP_TESTS:-}" ]; then
     echo "== test_backend_cuda (every op vs the CPU; gpuperf: wcache, 300 spans, rows bits)"
-    timeout 400 ./build-cuda/tests/test_backend_cuda > "$OUT/test_backend_cuda.log" 2>&1
+    timeout 200 ./build-cuda/tests/test_backend_cuda > "$OUT/test_backend_cuda.log" 2>&1
     r=$?; echo "test_backend_cuda rc=$r"; [ $r -eq 0 ] || rc=1
     grep -E "^FAIL|FAILED|wcache|rows vs|spans|checks" "$OUT/test_backend_cuda.log" | head -40
     grep -E "^(matmul|rmsnorm_backward|colsum|sumsq|scale|adamw|attn_decode_rows|kv_append|rope|conv1d_causal_rows|ssd_step_rows)" \
         "$OUT/test_backend_cuda.log"
     echo "== test_device (whole models vs the CPU; gpuperf: bf16 across AdamW steps)"
-    timeout 400 ./build-cuda/tests/test_device > "$OUT/test_device.log" 2>&1
+    timeout 200 ./build-cuda/tests/test_device > "$OUT/test_device.log" 2>&1
     r=$?; echo "test_device rc=$r"; [ $r -eq 0 ] || rc=1
     grep -E "FAIL|bf16 GEMMs|checks" "$OUT/test_device.log" | head -40
 fi
@@ -65,10 +67,10 @@ if [ -z "${SKIP_BENCH:-}" ]; then
     : > "$J"
     echo "== bench_gpu --bf16, 1B shapes, B=$BB x 2048 (each run starts with the GEMM rate)"
     for w in teacher stage3; do
-        timeout 300 stdbuf -oL "$B" --batch "$BB" --seq 2048 --steps 5 --bf16 --only "$w" 2>&1 |
+        timeout 150 stdbuf -oL "$B" --batch "$BB" --seq 2048 --steps 5 --bf16 --only "$w" 2>&1 |
             tee -a "$J"
     done
-    timeout 300 stdbuf -oL "$B" --bf16 --only decode 2>&1 | tee -a "$J"
+    timeout 120 stdbuf -oL "$B" --bf16 --only decode 2>&1 | tee -a "$J"
     echo
     python3 - "$J" <<'PY' || true
 import json, sys
@@ -94,7 +96,7 @@ fi
 if [ -n "${NCU:-}" ]; then
     echo "== ncu: per-kernel GPU time of one teacher step's kernels touched here (B=1)"
     K='regex:k_to_bf16|k_mt_elementwise|k_sumsq_mt|k_colsum_part|k_colsum_fin|k_rmsnorm|k_embedding_bwd|k_ssd_step_rows|k_conv_rows|k_attn_rows'
-    timeout 500 "$NCU_BIN" --metrics gpu__time_duration.sum --kernel-name "$K" \
+    timeout 400 "$NCU_BIN" --metrics gpu__time_duration.sum --kernel-name "$K" \
         --launch-skip 0 --launch-count 2000 --print-summary per-kernel \
         ./build-cuda/bench/bench_gpu --batch 1 --seq 2048 --steps 1 --bf16 --only teacher \
         > "$OUT/ncu_teacher.txt" 2>&1
