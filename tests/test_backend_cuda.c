@@ -109,7 +109,7 @@ typedef struct op_stat {
     char        shape[64];
 } op_stat;
 
-static op_stat g_stat[64];
+static op_stat g_stat[96];
 static int     g_nstat;
 static const char *g_tested[64];
 static int         g_ntested;
@@ -1102,7 +1102,10 @@ static void op_ssd_step_rows(const molt_exec *ex, void *const *p, const ocase *c
 }
 
 static void test_ssm_rows_misc(void) {
-    op_stat  *s0 = stat_new("colsum", 0), *s1 = stat_new("conv1d_causal_rows", 1e-5);
+    // colsum: the CPU's bits with one row chunk (colsum.cuh); past CS_ROWS_MIN rows the
+    // double sum is regrouped by chunks, so its float rounding may flip one ulp (rarely:
+    // ~1e-16 relative apart), which the add to out carries: 1e-6 of 1 + |out|
+    op_stat  *s0 = stat_new("colsum", 1e-6), *s1 = stat_new("conv1d_causal_rows", 1e-5);
     op_stat  *s2 = stat_new("ssd_step_rows", 1e-5);
     const int CS[][3] = {{0, 5, 5},        {1, 1, 1},        {7, 3, 5},     {64, 100, 130},
                          {1000, 257, 300}, {3, 5000, 5000}, {4097, 64, 64}};
@@ -1177,7 +1180,8 @@ static void op_kv_append(const molt_exec *ex, void *const *p, const ocase *c) {
 static void test_rope_kv(void) {
     op_stat  *s0 = stat_new("rope", 1e-6), *s1 = stat_new("kv_append", 0);
     const int RS[][3] = {{0, 1, 2}, {1, 1, 2}, {3, 2, 8}, {17, 4, 64}, {64, 6, 128}, {300, 8, 64}};
-    const int KS[][3] = {{0, 1, 2}, {1, 1, 1}, {3, 2, 8}, {17, 4, 64}, {40, 8, 128}};
+    const int KS[][3] = {{0, 1, 2},    {1, 1, 1},    {3, 2, 8},
+                         {17, 4, 64}, {40, 8, 128}, {200, 2, 8}}; // 200: > CU_ROWS
     tested("rope"), tested("kv_append");
     for (int k = 0; k < NELEM(RS); k++)
         for (int v = 0; v < 6; v++) { // (pos0 + r % period, period = rows / 7, pos[]) × inverse
@@ -1272,7 +1276,8 @@ static void test_attention(void) {
                          {5, 0, 4, 4, 8},    {7, 3, 6, 2, 32},    {64, 100, 8, 2, 64},
                          {200, 0, 4, 1, 128}, {1, 2047, 32, 8, 64}, {33, 0, 9, 3, 40}};
     const int DS[][5] = {{0, 2, 1, 8, 4},     {1, 1, 1, 2, 5},       {3, 4, 2, 16, 40},
-                         {8, 8, 2, 64, 300}, {5, 32, 8, 128, 1024}, {17, 6, 3, 32, 64}};
+                         {8, 8, 2, 64, 300}, {5, 32, 8, 128, 1024}, {17, 6, 3, 32, 64},
+                         {130, 4, 2, 16, 40}}; // 130 rows: two launches of CU_ROWS
     const int TS[][5] = {{0, 4, 2, 1, 8},   {1, 1, 1, 1, 2},   {2, 5, 4, 2, 8},
                          {3, 17, 6, 3, 16}, {2, 64, 8, 2, 64}, {1, 300, 4, 1, 32},
                          {2, 33, 4, 4, 16}};
@@ -1646,6 +1651,241 @@ static int bench_scan(int scan_once) {
     return 0;
 }
 
+// ----------------------------------------------------------------------------
+// gpuperf (issue 12): the bf16 GEMM weight cache (bf16.cu) and the two-stage /
+// multi-span kernels. The cache must give the bits a fresh conversion gives,
+// after every way a weight can change: adamw (two optimizer steps: over part of W,
+// which makes the copy stale, and over all of it, which rewrites the copy in the
+// AdamW kernel), scale, upload, copy, zero of a sub-range, free and reuse. (dev_rand: above)
+
+// y = x·Wᵀ and, through matmul_backward, dx = dy·W, downloaded into y[T·out + T·in]
+static void wc_run(float *y, const float *W, const float *x, const float *dy, float *dy_dev,
+                   float *dx_dev, int T, int in, int out) {
+    k_matmul(&g_gpu, dy_dev, x, W, NULL, T, in, out, 0);
+    k_matmul_backward(&g_gpu, dx_dev, NULL, NULL, dy, x, W, T, in, out, 0);
+    be_download(&g_gpu, y, dy_dev, sizeof(float) * (size_t)T * out);
+    be_download(&g_gpu, y + (size_t)T * out, dx_dev, sizeof(float) * (size_t)T * in);
+}
+
+static void test_wcache(void) {
+    const int shapes[][4] = {{64, 200, 257, 0}, {128, 512, 1024, 0}, {33, 96, 129, 1}}; // +misalign
+    molt_exec ex0 = g_gpu;
+    g_gpu.flags |= MOLT_EXEC_BF16;
+    for (int k = 0; k < NELEM(shapes); k++) {
+        int    T = shapes[k][0], in = shapes[k][1], out = shapes[k][2], off = shapes[k][3];
+        size_t nw = (size_t)out * in, ny = (size_t)T * out + (size_t)T * in;
+        enum { ROUNDS = 7 };
+        float *Wbuf = dev_rand(nw + 1, -1, 1), *W = Wbuf + off; // off 1: W not 16-byte aligned
+        float *x = dev_rand((size_t)T * in, -1, 1), *dy = dev_rand((size_t)T * out, -1, 1);
+        float *m = dev_rand(nw, -0.1f, 0.1f), *v = dev_rand(nw, 0, 1e-3f);
+        float *g = dev_rand(nw, -1, 1), *src = dev_rand(nw, -2, 2);
+        float *yo = be_allocf(g_gpu.be, (size_t)T * out);
+        float *dxo = be_allocf(g_gpu.be, (size_t)T * in);
+        float *fresh[ROUNDS];
+        for (int r = 0; r < ROUNDS; r++) // allocated up front: no free between the rounds
+            fresh[r] = be_allocf(g_gpu.be, nw);
+        float *y0 = xmalloc(sizeof(float) * ny), *y1 = xmalloc(sizeof(float) * ny);
+        float *y2 = xmalloc(sizeof(float) * ny), *hw = frand(nw, -3, 3);
+        wc_run(y0, W, x, dy, yo, dxo, T, in, out);
+        unsigned long c0 = molt_cuda_wcache_conversions();
+        wc_run(y1, W, x, dy, yo, dxo, T, in, out); // unchanged: from the cache
+        CHECK(molt_cuda_wcache_conversions() == c0, "wcache %dx%dx%d: reconverted unchanged W",
+              T, in, out);
+        CHECK(memcmp(y0, y1, sizeof(float) * ny) == 0, "wcache %dx%dx%d: cached W, other bits",
+              T, in, out);
+        for (int r = 0; r < ROUNDS; r++) {
+            molt_span   sp = {nw / 3, nw / 2}; // a middle part of W
+            adamw_hyper h = {0.9f, 0.999f, 1e-8f, 0.99f, 0.05f * (float)(r + 1), 0.03f};
+            const char *how = "";
+            molt_span   two[2] = {{0, nw / 2}, {nw / 2, nw - nw / 2}}; // all of W
+            unsigned long c1 = molt_cuda_wcache_conversions();
+            switch (r) { // two optimizer steps: over part of W (stale), over all of it (fused)
+            case 0: k_adamw(&g_gpu, W, m, v, g, &sp, 1, h), how = "adamw (part)"; break;
+            case 1: k_adamw(&g_gpu, W, m, v, g, two, 2, h), how = "adamw (all: fused)"; break;
+            case 2: k_scale(&g_gpu, W, &sp, 1, -0.5f), how = "scale"; break;
+            case 3:
+                be_upload(&g_gpu, W + nw / 2, hw, sizeof(float) * (nw - nw / 2));
+                how = "upload";
+                break;
+            case 4: be_copy(&g_gpu, W + 7, src, sizeof(float) * (nw / 4)), how = "copy"; break;
+            case 5: be_zero(&g_gpu, W + nw - nw / 5, sizeof(float) * (nw / 5)), how = "zero"; break;
+            default: { // free, the same size again (often the same address), written by a kernel
+                be_free(g_gpu.be, Wbuf);
+                Wbuf = be_allocf(g_gpu.be, nw + 1), W = Wbuf + off;
+                k_add(&g_gpu, W, src, g, nw);
+                how = "free + alloc + add";
+            }
+            }
+            wc_run(y1, W, x, dy, yo, dxo, T, in, out); // W from the cache, if still valid
+            if (r == 1) // AdamW wrote the cached copy: nothing was converted
+                CHECK(molt_cuda_wcache_conversions() == c1,
+                      "wcache %dx%dx%d: W reconverted after an AdamW over all of it", T, in, out);
+            be_copy(&g_gpu, fresh[r], W, sizeof(float) * nw);
+            wc_run(y2, fresh[r], x, dy, yo, dxo, T, in, out); // a W never converted before
+            check_sticky("wcache");
+            CHECK(memcmp(y1, y2, sizeof(float) * ny) == 0,
+                  "wcache %dx%dx%d after %s: a stale bf16 copy of W was used", T, in, out, how);
+            CHECK(memcmp(y0, y1, sizeof(float) * ny) != 0,
+                  "wcache %dx%dx%d after %s: W did not change (the test cannot fail)", T, in,
+                  out, how);
+            memcpy(y0, y1, sizeof(float) * ny);
+        }
+        // bf16 typed weights go to the GEMM as they are: the bits of f32 weights holding the
+        // same (bf16-exact) values
+        uint16_t *wb = xmalloc(2 * nw);
+        float    *wf = xmalloc(sizeof(float) * nw);
+        for (size_t i = 0; i < nw; i++)
+            wb[i] = molt_f32_to_bf16(hw[i]), wf[i] = molt_bf16_to_f32(wb[i]);
+        void *dwb = be_alloc(g_gpu.be, 2 * nw);
+        be_upload(&g_gpu, dwb, wb, 2 * nw);
+        be_upload(&g_gpu, fresh[0], wf, sizeof(float) * nw);
+        k_matmul_w(&g_gpu, yo, x, (molt_w){MOLT_BF16, dwb}, NULL, T, in, out, 0);
+        be_download(&g_gpu, y1, yo, sizeof(float) * (size_t)T * out);
+        k_matmul(&g_gpu, yo, x, fresh[0], NULL, T, in, out, 0);
+        be_download(&g_gpu, y2, yo, sizeof(float) * (size_t)T * out);
+        check_sticky("wcache matmul_w bf16");
+        CHECK(memcmp(y1, y2, sizeof(float) * (size_t)T * out) == 0,
+              "matmul_w bf16 weights (bf16 exec) %dx%dx%d: not the f32 path's bits", T, in, out);
+        be_free(g_gpu.be, dwb);
+        free(wb), free(wf);
+        for (int r = 0; r < ROUNDS; r++)
+            be_free(g_gpu.be, fresh[r]);
+        float *bufs[] = {Wbuf, x, dy, m, v, g, src, yo, dxo};
+        for (int i = 0; i < NELEM(bufs); i++)
+            be_free(g_gpu.be, bufs[i]);
+        free(y0), free(y1), free(y2), free(hw);
+    }
+    g_gpu = ex0;
+}
+
+// sumsq / scale / AdamW over more spans than one launch takes (MT_SPANS, train.cu), with
+// empty, 1-element, block-crossing and odd-offset spans; i[1] = 1 shifts every base pointer
+// by one float (the scalar path: no 16-byte alignment)
+#define MANY_SPANS 300
+static molt_span g_many[MANY_SPANS];
+
+static size_t many_spans(void) {
+    size_t o = 0;
+    for (int i = 0; i < MANY_SPANS; i++) {
+        size_t len = i % 7 == 0 ? 0 : i % 11 == 0 ? 1 : (size_t)(i * 37 % 5000) + 3;
+        if (i % 50 == 1)
+            len += 16385;
+        o += (size_t)(i % 5);
+        g_many[i] = (molt_span){o, len};
+        o += len;
+    }
+    return o;
+}
+
+static void op_sumsq_sh(const molt_exec *ex, void *const *p, const ocase *c) {
+    k_sumsq(ex, (double *)p[1], F(0) + c->i[1], c->host, c->i[0]);
+}
+static void op_scale_sh(const molt_exec *ex, void *const *p, const ocase *c) {
+    k_scale(ex, F(0) + c->i[1], c->host, c->i[0], c->f);
+}
+static void op_adamw_sh(const molt_exec *ex, void *const *p, const ocase *c) {
+    adamw_hyper h = {0.9f, 0.95f, 1e-8f, 1.0f - 3e-4f * 0.1f, 3e-4f / (1.0f - 0.9f * 0.9f),
+                     sqrtf(1.0f - 0.95f * 0.95f)};
+    int k = c->i[1];
+    k_adamw(ex, F(0) + k, F(1) + k, F(2) + k, F(3) + k, c->host, c->i[0], h);
+}
+
+static void test_optim_many(void) {
+    op_stat *s0 = stat_new("sumsq (300 spans)", 1e-12), *s1 = stat_new("scale (300 spans)", 0);
+    op_stat *s2 = stat_new("adamw (300 spans)", 1e-6);
+    size_t   n = many_spans() + 1;
+    for (int sh = 0; sh <= 1; sh++) {
+        char  shape[64];
+        ocase c = {.i = {MANY_SPANS, sh}, .host = g_many, .f = 0.37f};
+        snprintf(shape, sizeof shape, "%d spans, %zu floats%s", MANY_SPANS, n,
+                 sh ? ", base +1" : "");
+        addf(&c, n, IN);
+        add_d(&c, k_sumsq_blocks(g_many, MANY_SPANS));
+        run_op(s0, op_sumsq_sh, &c, shape);
+        case_free(&c);
+        ocase s = {.i = {MANY_SPANS, sh}, .host = g_many, .f = 0.37f};
+        addf(&s, n, ACC);
+        run_op(s1, op_scale_sh, &s, shape);
+        case_free(&s);
+        ocase a = {.i = {MANY_SPANS, sh}, .host = g_many};
+        addf(&a, n, ACC);
+        addf(&a, n, ACC);
+        add_buf(&a, frand(n, 0.0f, 1e-3f), sizeof(float) * n, ACC); // v ≥ 0
+        add_buf(&a, frand_scaled(n, 0.05f), sizeof(float) * n, IN);
+        run_op(s2, op_adamw_sh, &a, shape);
+        case_free(&a);
+    }
+}
+
+// batched decode rows (one launch over all rows, state pointers by value) give the bits of
+// the single-sequence op called once per row, past CU_ROWS rows (two launches)
+static void test_rows_bits(void) {
+    const int n = 130, Cc = 70, K = 4, H = 4, P = 16, N = 16, G = 2;
+    size_t    cs = (size_t)Cc * (K - 1), ss = (size_t)H * P * N, hp = (size_t)H * P;
+    float    *x = dev_rand((size_t)n * Cc, -1, 1), *w = dev_rand((size_t)Cc * K, -1, 1);
+    float    *b = dev_rand((size_t)Cc, -1, 1), *st0 = dev_rand((size_t)n * cs, -1, 1);
+    float    *X = dev_rand((size_t)n * hp, -1, 1), *dA = dev_rand((size_t)n * H, -1.5f, 0);
+    float    *B = dev_rand((size_t)n * G * N, -1, 1), *C = dev_rand((size_t)n * G * N, -1, 1);
+    float    *ss0 = dev_rand((size_t)n * ss, -1, 1);
+    float    *sa = be_allocf(g_gpu.be, (size_t)n * (cs + ss));
+    float    *sb = be_allocf(g_gpu.be, (size_t)n * (cs + ss));
+    float    *ya = be_allocf(g_gpu.be, (size_t)n * (Cc + hp));
+    float    *yb = be_allocf(g_gpu.be, (size_t)n * (Cc + hp));
+    float   **pa = xmalloc(sizeof(float *) * 2 * n), **pb = xmalloc(sizeof(float *) * 2 * n);
+    size_t    tot = (size_t)n * (cs + ss + Cc + hp);
+    float    *ha = xmalloc(sizeof(float) * tot), *hb = xmalloc(sizeof(float) * tot);
+    for (int v = 0; v < 2; v++) {
+        float *s = v ? sb : sa;
+        be_copy(&g_gpu, s, st0, sizeof(float) * (size_t)n * cs);
+        be_copy(&g_gpu, s + (size_t)n * cs, ss0, sizeof(float) * (size_t)n * ss);
+        float **pp = v ? pb : pa;
+        for (int r = 0; r < n; r++) { // rows in reverse slot order: the pointers matter
+            pp[r] = s + (size_t)(n - 1 - r) * cs;
+            pp[n + r] = s + (size_t)n * cs + (size_t)(n - 1 - r) * ss;
+        }
+    }
+    conv1d_causal_rows(&g_gpu, ya, x, w, b, pa, n, Cc, K);
+    ssd_step_rows(&g_gpu, ya + (size_t)n * Cc, pa + n, X, dA, B, C, n, H, P, N, G);
+    for (int r = 0; r < n; r++) {
+        conv1d_causal(&g_gpu, yb + (size_t)r * Cc, x + (size_t)r * Cc, w, b, pb[r], 1, Cc, K);
+        ssd_step(&g_gpu, yb + (size_t)n * Cc + r * hp, pb[n + r], X + r * hp,
+                 dA + (size_t)r * H, B + (size_t)r * G * N, C + (size_t)r * G * N, H, P, N, G);
+    }
+    check_sticky("rows vs per-row ops");
+    be_download(&g_gpu, ha, sa, sizeof(float) * (size_t)n * (cs + ss));
+    be_download(&g_gpu, hb, sb, sizeof(float) * (size_t)n * (cs + ss));
+    be_download(&g_gpu, ha + (size_t)n * (cs + ss), ya, sizeof(float) * (size_t)n * (Cc + hp));
+    be_download(&g_gpu, hb + (size_t)n * (cs + ss), yb, sizeof(float) * (size_t)n * (Cc + hp));
+    CHECK(memcmp(ha, hb, sizeof(float) * tot) == 0,
+          "conv1d_causal_rows / ssd_step_rows (%d rows): not the per-row ops' bits", n);
+    float *bufs[] = {x, w, b, st0, X, dA, B, C, ss0, sa, sb, ya, yb};
+    for (int i = 0; i < NELEM(bufs); i++)
+        be_free(g_gpu.be, bufs[i]);
+    free(pa), free(pb), free(ha), free(hb);
+}
+
+// embedding (+ backward) with more ids than one slot of the pinned staging ring holds
+// (mem.cu: 256 KB, the pageable fallback) and with few distinct ids (long row groups)
+static void test_embedding_big(void) {
+    op_stat  *s0 = stat_new("embedding (70000 ids)", 0);
+    op_stat  *s1 = stat_new("embedding_backward (70000)", 0);
+    const int T = 70000, V = 37, d = 5;
+    int32_t  *ids = xmalloc(sizeof(int32_t) * (size_t)T);
+    for (int t = 0; t < T; t++)
+        ids[t] = (int32_t)(t_uniform(0, 1) * (float)V) % V;
+    ocase c = {.i = {T, d}, .ids = ids};
+    addf(&c, (size_t)V * d, IN);
+    addf(&c, (size_t)T * d, OUT);
+    run_op(s0, op_embedding, &c, "T,V,d 70000x37x5");
+    case_free(&c);
+    ocase b = {.i = {T, d}, .ids = ids};
+    addf(&b, (size_t)T * d, IN);
+    addf(&b, (size_t)V * d, ACC);
+    run_op(s1, op_embedding_backward, &b, "T,V,d 70000x37x5");
+    case_free(&b);
+    free(ids);
+}
+
 int main(int argc, char **argv) {
     const char *why = NULL;
     if (molt_cuda_device_count(&why) <= 0) {
@@ -1682,6 +1922,10 @@ int main(int argc, char **argv) {
     test_rope_kv();
     test_attention();
     test_attn_flash();
+    test_wcache(); // gpuperf (issue 12)
+    test_optim_many();
+    test_rows_bits();
+    test_embedding_big();
     test_table();
 
     printf("\n%-28s %6s %10s %10s  %s\n", "op (gpu vs cpu)", "cases", "worst", "tol",

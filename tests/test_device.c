@@ -12,7 +12,10 @@
  *   - the shipped / shared real models: stories260K (llama2.c), kv-llama-2m
  *     (HF Llama) and mamba2-random (HF Mamba-2) on the GPU against HF
  *     transformers' reference logits (max-abs 1e-4, as the CPU tests);
- *   - save from the GPU and load on the CPU gives the same parameters.
+ *   - save from the GPU and load on the CPU gives the same parameters;
+ *   - bf16 GEMMs across AdamW steps (the bf16 weight cache, kernels/cuda/bf16.cu):
+ *     after three optimizer steps the loss is the one a fresh copy of the
+ *     trained weights gives (a stale bf16 copy of a weight would move it).
  *
  * Error measure: max |gpu − cpu| / (1 + max |cpu|) per compared buffer.
  * Built by `make cuda` (build-cuda/); skips (77) without a GPU or a CUDA build.
@@ -21,6 +24,7 @@
 #include "kernels/mem.h"
 #include "models/model.h"
 #include "train/model_train.h"
+#include "train/optim.h"
 #include "testmodel.h"
 #include "testutil.h"
 
@@ -233,6 +237,71 @@ static void test_real_models(void) {
     }
 }
 
+// gpuperf (issue 12): three AdamW steps with bf16 GEMMs on one training model (no free in
+// between: a free marks every cached weight stale and would hide a missed invalidation),
+// then the loss of the trained weights against a fresh model holding a copy of them. The
+// same bits are expected (every kernel is deterministic); 1e-6 leaves room for a future
+// atomics-based kernel, far below what a weight one step stale moves (lr 1e-2).
+static void test_bf16_steps(int k) {
+    const char *arch = tm_arch_cfgs[k][0];
+    enum { B = 2, T = 23, STEPS_OPT = 3 };
+    molt_model  *m = to_gpu(tm_arch_cfgs[k][1], 90 + (uint64_t)k), *f = NULL;
+    train_model *tm = NULL, *tf = NULL;
+    adamw        o;
+    memset(&o, 0, sizeof o);
+    float *host = NULL;
+    CHECK(molt_ctx_set_matmul(gpu, "bf16") == MOLT_OK, "matmul bf16: %s", molt_last_error(gpu));
+    if (!m || tm_new(gpu, m, B, T, &tm) != MOLT_OK || adamw_init(gpu, &o, m, NULL) != MOLT_OK) {
+        CHECK(0, "%s bf16 steps: setup: %s", arch, molt_last_error(gpu));
+        goto out;
+    }
+    int32_t in[B * T], tg[B * T];
+    for (int i = 0; i < B * T; i++)
+        in[i] = (int32_t)((i * 11 + 3) % m->cfg.vocab),
+        tg[i] = (int32_t)((i * 5 + 1) % m->cfg.vocab);
+    molt_exec ex = molt__exec(gpu);
+    ex.be = m->be;
+    double loss[STEPS_OPT + 1];
+    for (int s = 0; s <= STEPS_OPT; s++) {
+        tm_zero_grad(tm);
+        tm_forward(&ex, tm, in);
+        loss[s] = tm_loss_ce(&ex, tm, tg, 1.0f);
+        if (s == STEPS_OPT)
+            break;
+        tm_backward(&ex, tm);
+        grad_norm(&ex, m, &o, tm->grad, NULL);
+        adamw_update(&ex, m, &o, tm->grad, 1e-2f);
+    }
+    host = malloc(sizeof(float) * m->n_floats);
+    be_download(&ex, host, m->data, sizeof(float) * m->n_floats);
+    f = to_gpu(tm_arch_cfgs[k][1], 90 + (uint64_t)k);
+    if (!f || tm_new(gpu, f, B, T, &tf) != MOLT_OK) {
+        CHECK(0, "%s bf16 steps: fresh copy: %s", arch, molt_last_error(gpu));
+        goto out;
+    }
+    molt_exec exf = molt__exec(gpu);
+    exf.be = f->be;
+    be_upload(&exf, f->data, host, sizeof(float) * f->n_floats);
+    tm_forward(&exf, tf, in);
+    double lf = tm_loss_ce(&exf, tf, tg, 1.0f);
+    CHECK(be_status(gpu, &exf) == MOLT_OK, "device error: %s", molt_last_error(gpu));
+    CHECK(fabs(loss[STEPS_OPT] - loss[0]) > 1e-4, "%s bf16 steps: the loss did not move (%.9g)",
+          arch, loss[0]);
+    CHECK(fabs(lf - loss[STEPS_OPT]) <= 1e-6 * (1 + fabs(lf)),
+          "%s bf16 after %d AdamW steps: loss %.9g, a fresh copy of the weights %.9g (stale "
+          "bf16 weights?)", arch, STEPS_OPT, loss[STEPS_OPT], lf);
+    printf("  %-10s bf16 GEMMs, %d AdamW steps: loss %.6f -> %.6f, fresh copy %+.1e\n", arch,
+           STEPS_OPT, loss[0], loss[STEPS_OPT], lf - loss[STEPS_OPT]);
+out:
+    molt_ctx_set_matmul(gpu, "fp32");
+    free(host);
+    tm_free(tf);
+    tm_free(tm);
+    adamw_free(&o);
+    molt_model_free(f);
+    molt_model_free(m);
+}
+
 int main(void) {
     const char *why = NULL;
     if (molt_cuda_device_count(&why) <= 0) {
@@ -252,6 +321,8 @@ int main(void) {
         test_inference(k);
         test_gradients(k);
     }
+    for (int k = 0; k < TM_N_ARCH_CFGS; k++)
+        test_bf16_steps(k); // gpuperf (issue 12)
     test_real_models();
     molt_ctx_free(cpu);
     molt_ctx_free(gpu);

@@ -4,7 +4,8 @@
  * the training forward and backward.
  *
  * Per-row positions and per-row cache pointers are host arrays (attn.h):
- * they go to the device through stream-ordered scratch inside the op.
+ * they go to the kernels by value (cu_rowtab, CU_ROWS rows a launch: no
+ * upload and no host synchronisation per op, common.cuh).
  * RoPE does the CPU's float operations in its order without FMA
  * (__fmul_rn / __fadd_rn), so it gives the CPU's bits; the append copies.
  *
@@ -34,26 +35,17 @@ extern "C" {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n);                        \
          i += (size_t)gridDim.x * blockDim.x)
 
-// a host array of `bytes` on the device (scratch; NULL and recorded on failure)
-static void *host_to_scratch(const molt_exec *ex, const void *h, size_t bytes) {
-    void *d = cu_scratch(ex, bytes);
-    if (d && !CU(cudaMemcpyAsync(d, h, bytes, cudaMemcpyHostToDevice, cu_stream(ex)))) {
-        cu_scratch_free(ex, d);
-        return NULL;
-    }
-    return d;
-}
-
 // ----------------------------------------------------------------------------
 // RoPE: one thread per (row, head, pair)
 
+// per_row: positions pt.pos[r] (rows ≤ CU_ROWS); else pos0 + r % period
 __global__ void k_rope(float *x, int ld, int rows, int nh, int hd, int pos0, int period,
-                       const int32_t *pos, const float *cs, const float *sn, float sgn) {
+                       int per_row, cu_rowtab pt, const float *cs, const float *sn, float sgn) {
     int    half = hd / 2;
     size_t n = (size_t)rows * nh * half;
     GRID_STRIDE(e, n) {
         int    i = (int)(e % half), h = (int)(e / half % nh), r = (int)(e / half / nh);
-        size_t p = (size_t)(pos ? pos[r] : pos0 + r % period);
+        size_t p = (size_t)(per_row ? pt.pos[r] : pos0 + r % period);
         float *v = x + (size_t)r * ld + (size_t)h * hd;
         float  c = cs[p * half + i], s = __fmul_rn(sn[p * half + i], sgn);
         float  a = v[i], b = v[i + half];
@@ -68,32 +60,42 @@ extern "C" void cuda_rope(const molt_exec *ex, float *x, int ld, int rows, int n
     size_t n = (size_t)(rows > 0 ? rows : 0) * (size_t)(nh > 0 ? nh : 0) * (size_t)(hd / 2);
     if (!n)
         return;
-    int32_t *d_pos = NULL;
-    if (pos && !(d_pos = (int32_t *)host_to_scratch(ex, pos, sizeof(int32_t) * (size_t)rows)))
+    float sgn = inverse ? -1.0f : 1.0f;
+    if (!pos) {
+        static const cu_rowtab none = {}; // not read (per_row 0)
+        k_rope<<<cu_blocks(n, 256), 256, 0, cu_stream(ex)>>>(
+            x, ld, rows, nh, hd, pos0, period > 0 ? period : 1, 0, none, cos, sin, sgn);
+        CU_LAUNCHED("k_rope");
         return;
-    k_rope<<<cu_blocks(n, 256), 256, 0, cu_stream(ex)>>>(x, ld, rows, nh, hd, pos0,
-                                                         period > 0 ? period : 1, d_pos, cos, sin,
-                                                         inverse ? -1.0f : 1.0f);
-    CU_LAUNCHED("k_rope");
-    if (d_pos)
-        cu_scratch_free(ex, d_pos);
+    }
+    for (int r0 = 0; r0 < rows; r0 += CU_ROWS) { // per-row positions by value
+        int       nr = rows - r0 < CU_ROWS ? rows - r0 : CU_ROWS;
+        cu_rowtab t;
+        cu_rowtab_fill(&t, NULL, NULL, pos, r0, nr);
+        size_t m = (size_t)nr * (size_t)nh * (size_t)(hd / 2);
+        k_rope<<<cu_blocks(m, 256), 256, 0, cu_stream(ex)>>>(x + (size_t)r0 * ld, ld, nr, nh, hd,
+                                                             0, 1, 1, t, cos, sin, sgn);
+        CU_LAUNCHED("k_rope");
+    }
 }
 
 // ----------------------------------------------------------------------------
 // KV-cache append: one thread per (row, kv head, column)
 
-__global__ void k_kv_append(float *const *kc, float *const *vc, const float *k, const float *v,
-                            int ld, int rows, int KV, int hd, int cap, int pos0,
-                            const int32_t *pos) {
+// rows: per-row caches t.a[r] / t.b[r] and positions t.pos[r] (rows ≤ CU_ROWS),
+// or one cache kc / vc at pos0 + r
+__global__ void k_kv_append(float *kc, float *vc, const float *k, const float *v, int ld,
+                            int rows, int KV, int hd, int cap, int pos0, int per_row,
+                            cu_rowtab t) {
     size_t n = (size_t)rows * KV * hd;
     GRID_STRIDE(e, n) {
         int    i = (int)(e % hd), j = (int)(e / hd % KV), r = (int)(e / hd / KV);
-        int    c = pos ? r : 0;
-        size_t p = (size_t)(pos ? pos[r] : pos0 + r);
+        size_t p = (size_t)(per_row ? t.pos[r] : pos0 + r);
         size_t dst = ((size_t)j * cap + p) * hd + i, src = (size_t)r * ld + (size_t)j * hd + i;
-        kc[c][dst] = k[src];
-        if (vc && v)
-            vc[c][dst] = v[src];
+        float *K = per_row ? t.a[r] : kc, *V = per_row ? t.b[r] : vc;
+        K[dst] = k[src];
+        if (V && v)
+            V[dst] = v[src];
     }
 }
 
@@ -104,22 +106,25 @@ extern "C" void cuda_kv_append(const molt_exec *ex, float *const *kc, float *con
                (size_t)(hd > 0 ? hd : 0);
     if (!n)
         return;
-    int      np = pos ? rows : 1, wantv = vc && v;
-    float  **d_kc = (float **)host_to_scratch(ex, kc, sizeof(float *) * (size_t)np);
-    float  **d_vc = wantv ? (float **)host_to_scratch(ex, vc, sizeof(float *) * (size_t)np) : NULL;
-    int32_t *d_pos = pos ? (int32_t *)host_to_scratch(ex, pos, sizeof(int32_t) * (size_t)rows)
-                         : NULL;
-    if (d_kc && (!wantv || d_vc) && (!pos || d_pos)) {
+    int wantv = vc && v;
+    if (!pos) {
+        static const cu_rowtab none = {}; // not read (per_row 0)
         k_kv_append<<<cu_blocks(n, 256), 256, 0, cu_stream(ex)>>>(
-            d_kc, d_vc, k, wantv ? v : NULL, ld, rows, KV, hd, cap, pos0, d_pos);
+            kc[0], wantv ? vc[0] : NULL, k, wantv ? v : NULL, ld, rows, KV, hd, cap, pos0, 0,
+            none);
+        CU_LAUNCHED("k_kv_append");
+        return;
+    }
+    for (int r0 = 0; r0 < rows; r0 += CU_ROWS) { // per-row caches and positions by value
+        int       nr = rows - r0 < CU_ROWS ? rows - r0 : CU_ROWS;
+        cu_rowtab t;
+        cu_rowtab_fill(&t, kc, wantv ? vc : NULL, pos, r0, nr);
+        size_t m = (size_t)nr * (size_t)KV * (size_t)hd;
+        k_kv_append<<<cu_blocks(m, 256), 256, 0, cu_stream(ex)>>>(
+            NULL, NULL, k + (size_t)r0 * ld, wantv ? v + (size_t)r0 * ld : NULL, ld, nr, KV, hd,
+            cap, 0, 1, t);
         CU_LAUNCHED("k_kv_append");
     }
-    if (d_kc)
-        cu_scratch_free(ex, d_kc);
-    if (d_vc)
-        cu_scratch_free(ex, d_vc);
-    if (d_pos)
-        cu_scratch_free(ex, d_pos);
 }
 
 // ----------------------------------------------------------------------------
@@ -191,14 +196,14 @@ __global__ void k_attn_cache(float *heads, float *A, const float *q, int T, int 
                (size_t)hd, pos + t + 1, hd, 1.0f / sqrtf((float)hd), sc);
 }
 
-// batched decode: block (r, h), row r at position pos[r] over caches kc[r], vc[r]
-__global__ void k_attn_rows(float *heads, const float *q, const int32_t *pos, int H, int KV,
-                            int hd, float *const *kc, float *const *vc, int cap) {
+// batched decode: block (r, h), row r at position t.pos[r] over caches t.a[r], t.b[r]
+__global__ void k_attn_rows(float *heads, const float *q, int H, int KV, int hd, int cap,
+                            cu_rowtab t) {
     extern __shared__ float sc[];
     int                     r = blockIdx.x, h = blockIdx.y, kv = h / (H / KV);
     size_t                  o = (size_t)r * H * hd + (size_t)h * hd;
-    attend_row(heads + o, NULL, 0, q + o, kc[r] + (size_t)kv * cap * hd, (size_t)hd,
-               vc[r] + (size_t)kv * cap * hd, (size_t)hd, pos[r] + 1, hd,
+    attend_row(heads + o, NULL, 0, q + o, t.a[r] + (size_t)kv * cap * hd, (size_t)hd,
+               t.b[r] + (size_t)kv * cap * hd, (size_t)hd, t.pos[r] + 1, hd,
                1.0f / sqrtf((float)hd), sc);
 }
 
@@ -258,20 +263,15 @@ extern "C" void cuda_attn_decode_rows(const molt_exec *ex, float *heads, const f
         maxS = pos[r] + 1 > maxS ? pos[r] + 1 : maxS;
     if (!att_smem((const void *)k_attn_rows, maxS, &sm))
         return;
-    float  **d_kc = (float **)host_to_scratch(ex, kc, sizeof(float *) * (size_t)n);
-    float  **d_vc = (float **)host_to_scratch(ex, vc, sizeof(float *) * (size_t)n);
-    int32_t *d_pos = (int32_t *)host_to_scratch(ex, pos, sizeof(int32_t) * (size_t)n);
-    if (d_kc && d_vc && d_pos) {
-        k_attn_rows<<<dim3((unsigned)n, (unsigned)H), ATT_THREADS, sm, cu_stream(ex)>>>(
-            heads, q, d_pos, H, KV, hd, d_kc, d_vc, cap);
+    for (int r0 = 0; r0 < n; r0 += CU_ROWS) { // caches and positions by value
+        int       nr = n - r0 < CU_ROWS ? n - r0 : CU_ROWS;
+        size_t    o = (size_t)r0 * H * hd;
+        cu_rowtab t;
+        cu_rowtab_fill(&t, kc, vc, pos, r0, nr);
+        k_attn_rows<<<dim3((unsigned)nr, (unsigned)H), ATT_THREADS, sm, cu_stream(ex)>>>(
+            heads + o, q + o, H, KV, hd, cap, t);
         CU_LAUNCHED("k_attn_rows");
     }
-    if (d_kc)
-        cu_scratch_free(ex, d_kc);
-    if (d_vc)
-        cu_scratch_free(ex, d_vc);
-    if (d_pos)
-        cu_scratch_free(ex, d_pos);
 }
 
 extern "C" void cuda_attn_train_forward(const molt_exec *ex, float *P, float *heads,

@@ -8,6 +8,7 @@
 #define MOLT_KERNELS_CUDA_COMMON_CUH
 
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -46,6 +47,12 @@ static inline unsigned cu_blocks(size_t n, unsigned threads) {
 void *cu_scratch(const molt_exec *ex, size_t bytes);
 void  cu_scratch_free(const molt_exec *ex, void *p);
 
+// A small host array (the contracts' ids, targets) in new stream-ordered
+// scratch (free with cu_scratch_free), copied through a pinned staging ring
+// (mem.cu) so that the host is not synchronised with the stream; the host
+// array may be reused on return. NULL (recorded) on failure.
+void *cu_host_to_device(const molt_exec *ex, const void *h, size_t bytes);
+
 // The backend's one cuBLAS handle, bound to ex's stream; calls through it are
 // serialised by cu_blas_lock / cu_blas_unlock (NULL: creation failed, recorded).
 cublasHandle_t cu_blas_lock(const molt_exec *ex);
@@ -55,6 +62,48 @@ void           cu_blas_unlock(void);
 // current device; k's limit is raised to the device's opt-in maximum (past the
 // default 48 KB) when needed
 bool cu_smem_fits(const void *k, size_t bytes);
+
+// GEMM operands as bf16 (bf16.cu): p the operand, owned the scratch to give
+// back (NULL for a cached weight); p is NULL (error recorded) on failure.
+typedef struct cu_bf16 {
+    const __nv_bfloat16 *p;
+    void                *owned;
+} cu_bf16;
+// an activation: converted into stream-ordered scratch (round to nearest even)
+cu_bf16 cu_bf16_act(const molt_exec *ex, const float *src, size_t n);
+// a weight: the cached copy, converted only when [src, src + n) was written
+// since (same bits as cu_bf16_act)
+cu_bf16 cu_bf16_weight(const molt_exec *ex, const float *src, size_t n);
+void    cu_bf16_release(const molt_exec *ex, cu_bf16 *b);
+// the cache's invalidation: a write of [p, p + bytes) (memory ops, adamw,
+// scale), a free (every entry stale), out of memory (every buffer released)
+void cu_wcache_written(const void *p, size_t bytes);
+// AdamW over spans of p: bf[i] (n_spans, filled) = where span i's new weights go as bf16, for
+// the cached weights that the spans rewrite completely (then valid again); NULL for the
+// others. Cached weights the spans write in part are marked stale.
+void cu_wcache_adamw(const float *p, const molt_span *span, int n_spans, __nv_bfloat16 **bf);
+void cu_wcache_stale_all(void);
+void cu_wcache_clear(void);
+
+// Per-row host arrays of the batched-decode ops (positions, cache and state
+// pointers) go to the kernels by value, CU_ROWS rows a launch: no upload, no
+// stream-ordered scratch, no host synchronisation, and a launch that a CUDA
+// graph can capture as it is.
+#define CU_ROWS 128
+typedef struct cu_rowtab {
+    float  *a[CU_ROWS], *b[CU_ROWS];
+    int32_t pos[CU_ROWS];
+} cu_rowtab;
+
+// rows [r0, r0 + n) of the host arrays a, b, pos (each may be NULL) into t
+static inline void cu_rowtab_fill(cu_rowtab *t, float *const *a, float *const *b,
+                                  const int32_t *pos, int r0, int n) {
+    for (int r = 0; r < n; r++) {
+        t->a[r] = a ? a[r0 + r] : NULL;
+        t->b[r] = b ? b[r0 + r] : NULL;
+        t->pos[r] = pos ? pos[r0 + r] : 0;
+    }
+}
 
 #define SSM_FLUSH (-60.0f) // = SSM_EXP_FLUSH (ssm.h)
 

@@ -59,6 +59,9 @@ int molt_cuda_missing_ops(char *buf, size_t cap);
 // whose mixers are refused on the GPU): the ops without which nothing runs
 int molt_cuda_missing_required_ops(char *buf, size_t cap);
 
+// weights converted to bf16 into the GEMM weight cache so far (bf16.cu; tests)
+unsigned long molt_cuda_wcache_conversions(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -15,8 +15,17 @@
  *                   the bytes of fp32; 16-byte loads when in % 8 == 0 and the
  *                   pointers are aligned) and keeps the T sums in registers
  *   T > 8           W is widened to fp32 in row blocks (≤ 16M elements of
- *                   stream-ordered scratch) and each block is one Sgemm
+ *                   stream-ordered scratch) and each block is one Sgemm;
+ *                   with MOLT_EXEC_BF16, bf16 weights go to the bf16 GEMM as
+ *                   they are (what rounding their widened copy would give)
+ *
+ * MOLT_EXEC_BF16 operands (bf16.cu): W from the weight cache (converted once
+ * until a memory op or AdamW writes it), activations converted per call with
+ * a float4 kernel; matmul_backward rounds dy once for its dx and dW GEMMs.
+ * Every operand is the round-to-nearest-even bf16 of the same fp32 values as
+ * before the cache, so results keep their bits.
  */
+#include "kernels/cuda/colsum.cuh"
 #include "kernels/cuda/common.cuh"
 
 #include <cuda_bf16.h>
@@ -45,35 +54,36 @@ static float prep_y(const molt_exec *ex, float *y, const float *bias, int T, int
 
 // ----------------------------------------------------------------------------
 // one GEMM, column-major C[m,n] = op(A)·op(B) + beta·C (alpha 1) with A, B, C
-// fp32 in memory. An exec with MOLT_EXEC_BF16 rounds A and B to bf16 (stream-
-// ordered scratch, round to nearest even) and runs the bf16 tensor cores with
+// fp32 in memory. An exec with MOLT_EXEC_BF16 rounds A and B to bf16 (round
+// to nearest even: bf16.cu; a weight operand from the bf16 weight cache, an
+// activation into stream-ordered scratch) and runs the bf16 tensor cores with
 // fp32 accumulation and output; otherwise cublasSgemm (fp32, or TF32 where the
 // exec asks: the handle's math mode, mem.cu). A and B are contiguous
 // (lda × its column count elements).
-
-__global__ void k_to_bf16(__nv_bfloat16 *dst, const float *src, size_t n) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x)
-        dst[i] = __float2bfloat16_rn(src[i]);
-}
-
-static __nv_bfloat16 *to_bf16(const molt_exec *ex, const float *src, size_t n) {
-    __nv_bfloat16 *d = (__nv_bfloat16 *)cu_scratch(ex, sizeof(__nv_bfloat16) * (n ? n : 1));
-    if (d && n) {
-        k_to_bf16<<<cu_blocks(n, 256), 256, 0, cu_stream(ex)>>>(d, src, n);
-        CU_LAUNCHED("k_to_bf16");
-    }
-    return d;
-}
 
 // a column-major operand of op(X)'s shape rows × cols stored with leading dim ld
 static size_t op_elems(cublasOperation_t op, int rows, int cols, int ld) {
     return (size_t)ld * (size_t)(op == CUBLAS_OP_N ? cols : rows);
 }
 
+// the bf16 GEMM on operands already in bf16
+static void gemm_bf16(const molt_exec *ex, cublasOperation_t oa, cublasOperation_t ob, int m,
+                      int n, int k, const void *a, int lda, const void *b, int ldb, float beta,
+                      float *C, int ldc) {
+    const float    one = 1.0f;
+    cublasHandle_t h = a && b ? cu_blas_lock(ex) : NULL;
+    if (h) {
+        CUBLAS(cublasGemmEx(h, oa, ob, m, n, k, &one, a, CUDA_R_16BF, lda, b, CUDA_R_16BF, ldb,
+                            &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
+                            CUBLAS_GEMM_DEFAULT));
+        cu_blas_unlock();
+    }
+}
+
+// a_weight: A is a model weight (the bf16 weight cache may hold it)
 static void gemm(const molt_exec *ex, cublasOperation_t oa, cublasOperation_t ob, int m, int n,
                  int k, const float *A, int lda, const float *B, int ldb, float beta, float *C,
-                 int ldc) {
+                 int ldc, int a_weight) {
     const float one = 1.0f;
     if (!(ex->flags & MOLT_EXEC_BF16)) {
         cublasHandle_t h = cu_blas_lock(ex);
@@ -83,24 +93,17 @@ static void gemm(const molt_exec *ex, cublasOperation_t oa, cublasOperation_t ob
         }
         return;
     }
-    __nv_bfloat16 *a = to_bf16(ex, A, op_elems(oa, m, k, lda));
-    __nv_bfloat16 *b = a ? to_bf16(ex, B, op_elems(ob, k, n, ldb)) : NULL;
-    cublasHandle_t h = b ? cu_blas_lock(ex) : NULL;
-    if (h) {
-        CUBLAS(cublasGemmEx(h, oa, ob, m, n, k, &one, a, CUDA_R_16BF, lda, b, CUDA_R_16BF, ldb,
-                            &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
-                            CUBLAS_GEMM_DEFAULT));
-        cu_blas_unlock();
-    }
-    if (a)
-        cu_scratch_free(ex, a);
-    if (b)
-        cu_scratch_free(ex, b);
+    size_t  na = op_elems(oa, m, k, lda);
+    cu_bf16 a = a_weight ? cu_bf16_weight(ex, A, na) : cu_bf16_act(ex, A, na);
+    cu_bf16 b = a.p ? cu_bf16_act(ex, B, op_elems(ob, k, n, ldb)) : cu_bf16{NULL, NULL};
+    gemm_bf16(ex, oa, ob, m, n, k, a.p, lda, b.p, ldb, beta, C, ldc);
+    cu_bf16_release(ex, &a);
+    cu_bf16_release(ex, &b);
 }
 
 static void sgemm_tn(const molt_exec *ex, float *y, const float *x, const float *W, int T, int in,
-                     int out, int ldy, float beta) {
-    gemm(ex, CUBLAS_OP_T, CUBLAS_OP_N, out, T, in, W, in, x, in, beta, y, ldy);
+                     int out, int ldy, float beta, int w_weight) {
+    gemm(ex, CUBLAS_OP_T, CUBLAS_OP_N, out, T, in, W, in, x, in, beta, y, ldy, w_weight);
 }
 
 extern "C" void cuda_matmul(const molt_exec *ex, float *y, const float *x, const float *W,
@@ -109,7 +112,7 @@ extern "C" void cuda_matmul(const molt_exec *ex, float *y, const float *x, const
         return;
     float beta = prep_y(ex, y, bias, T, out, accumulate, in);
     if (in > 0)
-        sgemm_tn(ex, y, x, W, T, in, out, out, beta);
+        sgemm_tn(ex, y, x, W, T, in, out, out, beta, 1);
 }
 
 // ----------------------------------------------------------------------------
@@ -213,6 +216,16 @@ extern "C" void cuda_matmul_w(const molt_exec *ex, float *y, const float *x, mol
     }
     int rows = (int)(MW_BLOCK_ELEMS / (size_t)in);
     rows = rows < 1 ? 1 : rows > out ? out : rows;
+    if (bf16 && (ex->flags & MOLT_EXEC_BF16)) { // W is already the bf16 the GEMM would round to
+        cu_bf16 xb = cu_bf16_act(ex, x, (size_t)T * in); // x rounded once for every block
+        for (int o0 = 0; o0 < out && xb.p; o0 += rows) { // the widened path's GEMM shapes
+            int r = out - o0 < rows ? out - o0 : rows;
+            gemm_bf16(ex, CUBLAS_OP_T, CUBLAS_OP_N, r, T, in, w + (size_t)o0 * in, in, xb.p, in,
+                      beta, y + o0, out);
+        }
+        cu_bf16_release(ex, &xb);
+        return;
+    }
     float *tile = (float *)cu_scratch(ex, sizeof(float) * (size_t)rows * in);
     if (!tile)
         return;
@@ -221,7 +234,7 @@ extern "C" void cuda_matmul_w(const molt_exec *ex, float *y, const float *x, mol
         size_t n = (size_t)r * in;
         k_widen<<<cu_blocks(n, 256), 256, 0, cu_stream(ex)>>>(tile, w + (size_t)o0 * in, n, bf16);
         CU_LAUNCHED("k_widen");
-        sgemm_tn(ex, y + o0, x, tile, T, in, r, out, beta);
+        sgemm_tn(ex, y + o0, x, tile, T, in, r, out, beta, 0);
     }
     cu_scratch_free(ex, tile);
 }
@@ -229,31 +242,34 @@ extern "C" void cuda_matmul_w(const molt_exec *ex, float *y, const float *x, mol
 // ----------------------------------------------------------------------------
 // backward:  dx = dy·W (= or +=),  dW += dyᵀ·x,  db += Σ_t dy[t]
 
-// db[o] += Σ_t dy[t,o], summed in double in row order (one thread per column)
-__global__ void k_colsum_add(float *db, const float *dy, int T, int out) {
-    int o = blockIdx.x * blockDim.x + threadIdx.x;
-    if (o >= out)
-        return;
-    double s = 0.0;
-    for (int t = 0; t < T; t++)
-        s += (double)dy[(size_t)t * out + o];
-    db[o] += (float)s;
-}
-
 extern "C" void cuda_matmul_backward(const molt_exec *ex, float *dx, float *dW, float *db,
                                      const float *dy, const float *x, const float *W, int T,
                                      int in, int out, int accumulate_dx) {
     if (T <= 0 || in <= 0 || out <= 0)
         return;
-    // dxᵀ[in,T] = Wᵀ[in,out]·dyᵀ[out,T]   (column-major views)
-    if (dx)
-        gemm(ex, CUBLAS_OP_N, CUBLAS_OP_N, in, T, out, W, in, dy, out,
-             accumulate_dx ? 1.0f : 0.0f, dx, in);
-    // dWᵀ[in,out] += xᵀ[in,T]·dy[T,out]
-    if (dW)
-        gemm(ex, CUBLAS_OP_N, CUBLAS_OP_T, in, out, T, x, in, dy, out, 1.0f, dW, in);
+    float bdx = accumulate_dx ? 1.0f : 0.0f;
+    if ((ex->flags & MOLT_EXEC_BF16) && (dx || dW)) { // dy rounded once for both GEMMs
+        cu_bf16 g = cu_bf16_act(ex, dy, (size_t)T * out);
+        if (dx && g.p) {
+            cu_bf16 w = cu_bf16_weight(ex, W, (size_t)out * in);
+            gemm_bf16(ex, CUBLAS_OP_N, CUBLAS_OP_N, in, T, out, w.p, in, g.p, out, bdx, dx, in);
+            cu_bf16_release(ex, &w);
+        }
+        if (dW && g.p) {
+            cu_bf16 a = cu_bf16_act(ex, x, (size_t)T * in);
+            gemm_bf16(ex, CUBLAS_OP_N, CUBLAS_OP_T, in, out, T, a.p, in, g.p, out, 1.0f, dW, in);
+            cu_bf16_release(ex, &a);
+        }
+        cu_bf16_release(ex, &g);
+    } else if (dx || dW) {
+        // dxᵀ[in,T] = Wᵀ[in,out]·dyᵀ[out,T]   (column-major views)
+        if (dx)
+            gemm(ex, CUBLAS_OP_N, CUBLAS_OP_N, in, T, out, W, in, dy, out, bdx, dx, in, 1);
+        // dWᵀ[in,out] += xᵀ[in,T]·dy[T,out]
+        if (dW)
+            gemm(ex, CUBLAS_OP_N, CUBLAS_OP_T, in, out, T, x, in, dy, out, 1.0f, dW, in, 0);
+    }
     if (db) {
-        k_colsum_add<<<(out + 255) / 256, 256, 0, cu_stream(ex)>>>(db, dy, T, out);
-        CU_LAUNCHED("k_colsum_add");
+        cu_colsum2(ex, db, T, out, cs_col{dy, out}); // db[o] += Σ_t dy[t,o] (colsum.cuh)
     }
 }

@@ -11,6 +11,12 @@
  *   copy      cudaMemcpyAsync device → device, queued (no sync)
  *   zero      cudaMemsetAsync, queued
  *   sync      cudaStreamSynchronize(ex's stream) + any launch / run error
+ *
+ * Also the pinned staging ring of the ops' small host arrays (cu_host_to_device).
+ *
+ * upload / copy / zero tell the bf16 weight cache (bf16.cu) the range they
+ * write, free marks every cached weight stale, and an alloc that finds no
+ * memory first takes the cache's memory back.
  */
 #include "kernels/cuda/common.cuh"
 
@@ -105,6 +111,11 @@ extern "C" void molt_cuda_mem_info(size_t *used, size_t *total) {
 extern "C" void *cuda_mem_alloc(size_t bytes) {
     void       *p = NULL;
     cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
+    if (e != cudaSuccess) { // the bf16 weight cache (bf16.cu) gives its memory back, once
+        cudaGetLastError();
+        cu_wcache_clear();
+        e = cudaMalloc(&p, bytes ? bytes : 1);
+    }
     if (e != cudaSuccess) {
         cudaGetLastError(); // out of memory is reported by NULL, not the sticky error
         return NULL;
@@ -112,14 +123,19 @@ extern "C" void *cuda_mem_alloc(size_t bytes) {
     return p;
 }
 
+// every write of device memory outside the ops tells the bf16 weight cache
+// (bf16.cu) which range changed; a free makes every cached weight stale
 extern "C" void cuda_mem_free(void *p) {
-    if (p)
+    if (p) {
         CU(cudaFree(p));
+        cu_wcache_stale_all();
+    }
 }
 
 extern "C" void cuda_mem_upload(const molt_exec *ex, void *dst, const void *src, size_t bytes) {
     if (!bytes)
         return;
+    cu_wcache_written(dst, bytes);
     if (CU(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cu_stream(ex))))
         CU(cudaStreamSynchronize(cu_stream(ex)));
 }
@@ -132,13 +148,17 @@ extern "C" void cuda_mem_download(const molt_exec *ex, void *dst, const void *sr
 }
 
 extern "C" void cuda_mem_copy(const molt_exec *ex, void *dst, const void *src, size_t bytes) {
-    if (bytes)
-        CU(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, cu_stream(ex)));
+    if (!bytes)
+        return;
+    cu_wcache_written(dst, bytes);
+    CU(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, cu_stream(ex)));
 }
 
 extern "C" void cuda_mem_zero(const molt_exec *ex, void *p, size_t bytes) {
-    if (bytes)
-        CU(cudaMemsetAsync(p, 0, bytes, cu_stream(ex)));
+    if (!bytes)
+        return;
+    cu_wcache_written(p, bytes);
+    CU(cudaMemsetAsync(p, 0, bytes, cu_stream(ex)));
 }
 
 extern "C" void cuda_mem_sync(const molt_exec *ex) {
@@ -159,6 +179,68 @@ void *cu_scratch(const molt_exec *ex, size_t bytes) {
 void cu_scratch_free(const molt_exec *ex, void *p) {
     if (p)
         CU(cudaFreeAsync(p, cu_stream(ex)));
+}
+
+// Small host arrays of the contracts (ids, targets) through a pinned staging
+// ring: STAGE_SLOTS slots of STAGE_BYTES, each with an event recorded after its
+// copy; a slot is reused once its previous copy has run (cudaEventSynchronize,
+// which in practice never waits: STAGE_SLOTS requests ago). A copy from
+// pinned memory is queued without synchronising the host with the stream,
+// which a pageable source may do. Larger arrays, or no pinned memory: the
+// plain pageable copy.
+#define STAGE_SLOTS 16
+#define STAGE_BYTES ((size_t)256 << 10)
+
+static pthread_mutex_t g_stage_lock = PTHREAD_MUTEX_INITIALIZER;
+static char           *g_stage;                  // STAGE_SLOTS · STAGE_BYTES pinned
+static cudaEvent_t     g_stage_ev[STAGE_SLOTS];
+static int             g_stage_state, g_stage_next; // state 0 not yet, 1 ok, -1 unavailable
+
+static bool stage_init(void) {
+    if (g_stage_state == 0) {
+        g_stage_state = -1;
+        if (cudaMallocHost((void **)&g_stage, STAGE_SLOTS * STAGE_BYTES) != cudaSuccess) {
+            cudaGetLastError();
+            g_stage = NULL;
+            return false;
+        }
+        for (int i = 0; i < STAGE_SLOTS; i++)
+            if (cudaEventCreateWithFlags(&g_stage_ev[i], cudaEventDisableTiming) != cudaSuccess) {
+                cudaGetLastError();
+                return false; // the created events stay (a few, once)
+            }
+        g_stage_state = 1;
+    }
+    return g_stage_state == 1;
+}
+
+void *cu_host_to_device(const molt_exec *ex, const void *h, size_t bytes) {
+    void *d = cu_scratch(ex, bytes);
+    if (!d || !bytes)
+        return d;
+    bool ok = false, staged = false;
+    if (bytes <= STAGE_BYTES) {
+        pthread_mutex_lock(&g_stage_lock);
+        if (stage_init()) {
+            int   k = g_stage_next;
+            char *slot = g_stage + (size_t)k * STAGE_BYTES;
+            g_stage_next = (k + 1) % STAGE_SLOTS;
+            if (CU(cudaEventSynchronize(g_stage_ev[k]))) {
+                memcpy(slot, h, bytes);
+                staged = true;
+                ok = CU(cudaMemcpyAsync(d, slot, bytes, cudaMemcpyHostToDevice, cu_stream(ex))) &&
+                     CU(cudaEventRecord(g_stage_ev[k], cu_stream(ex)));
+            }
+        }
+        pthread_mutex_unlock(&g_stage_lock);
+    }
+    if (!staged)
+        ok = CU(cudaMemcpyAsync(d, h, bytes, cudaMemcpyHostToDevice, cu_stream(ex)));
+    if (!ok) {
+        cu_scratch_free(ex, d);
+        return NULL;
+    }
+    return d;
 }
 
 bool cu_smem_fits(const void *k, size_t bytes) {

@@ -4,16 +4,20 @@
  * embedding (+ backward). Contracts in kernels.h / backward.h.
  *
  * Kept simple (correct first): one block per row for the row reductions,
- * grid-stride loops for the elementwise ops, one thread per column for the
- * sums over rows (RMSNorm dw, embedding dE), which run in row order like
- * the CPU's, so they are deterministic and need no float atomics.
+ * grid-stride loops for the elementwise ops; RMSNorm dw is a two-stage
+ * column sum over row chunks (colsum.cuh: double, fixed order), embedding dE
+ * one thread per (distinct id, column), rows in order like the CPU; all
+ * deterministic, no float atomics.
  * Numerics: row sums (Σx², Σdy·w·x) in double like the CPU; exp is expf
  * (the CPU's k_expf is within 1e-7 of it); the compiler may fuse a·b+c
  * into an FMA, so results agree with the CPU to rounding, not bit for bit,
  * except add, embedding and embedding_backward, which do the same float
  * operations in the same order and so give the CPU's bits.
  */
+#include "kernels/cuda/colsum.cuh"
 #include "kernels/cuda/common.cuh"
+
+#include <stdlib.h>
 
 #define GRID_STRIDE(i, n)                                                                          \
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n);                        \
@@ -66,17 +70,16 @@ __global__ void k_rmsnorm_bwd_dx(float *dx, const float *dy, const float *x, con
         dx[o + i] += r * dy[o + i] * w[i] - x[o + i] * c;
 }
 
-// dw_i += Σ_t dy[t,i]·x[t,i]·r_t   (one thread per column, rows in order)
-__global__ void k_rmsnorm_bwd_dw(float *dw, const float *dy, const float *x, const float *rstd,
-                                 int T, int d) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= d)
-        return;
-    float acc = dw[i];
-    for (int t = 0; t < T; t++)
-        acc += dy[(size_t)t * d + i] * x[(size_t)t * d + i] * rstd[t];
-    dw[i] = acc;
-}
+// dw_i += Σ_t dy[t,i]·x[t,i]·r_t: the products in float, the sum in double
+// over row chunks (colsum.cuh)
+struct rms_dw_term {
+    const float *dy, *x, *rstd;
+    int          d;
+    __device__ double operator()(int t, int i) const {
+        size_t o = (size_t)t * d + i;
+        return (double)__fmul_rn(__fmul_rn(dy[o], x[o]), rstd[t]);
+    }
+};
 
 extern "C" void cuda_rmsnorm_backward(const molt_exec *ex, float *dx, float *dw, const float *dy,
                                       const float *x, const float *w, const float *rstd, int T,
@@ -88,8 +91,7 @@ extern "C" void cuda_rmsnorm_backward(const molt_exec *ex, float *dx, float *dw,
         CU_LAUNCHED("k_rmsnorm_bwd_dx");
     }
     if (dw) {
-        k_rmsnorm_bwd_dw<<<(d + 255) / 256, 256, 0, cu_stream(ex)>>>(dw, dy, x, rstd, T, d);
-        CU_LAUNCHED("k_rmsnorm_bwd_dw");
+        cu_colsum2(ex, dw, T, d, rms_dw_term{dy, x, rstd, d});
     }
 }
 
@@ -225,13 +227,7 @@ __global__ void k_embedding(float *x, const float *E, const int32_t *ids, size_t
 // ids is a host array (kernels.h); it goes to the device through
 // stream-ordered scratch, so the caller may reuse it on return
 static int32_t *ids_to_device(const molt_exec *ex, const int32_t *ids, int T) {
-    int32_t *d_ids = (int32_t *)cu_scratch(ex, sizeof(int32_t) * (size_t)T);
-    if (d_ids && !CU(cudaMemcpyAsync(d_ids, ids, sizeof(int32_t) * (size_t)T,
-                                     cudaMemcpyHostToDevice, cu_stream(ex)))) {
-        cu_scratch_free(ex, d_ids);
-        return NULL;
-    }
-    return d_ids;
+    return (int32_t *)cu_host_to_device(ex, ids, sizeof(int32_t) * (size_t)T);
 }
 
 extern "C" void cuda_embedding(const molt_exec *ex, float *x, const float *E, const int32_t *ids,
@@ -247,24 +243,61 @@ extern "C" void cuda_embedding(const molt_exec *ex, float *x, const float *E, co
     cu_scratch_free(ex, d_ids);
 }
 
-// dE[ids[t], i] += dx[t, i]: one thread per column i walks t in order (no
-// atomics; repeated ids add up in row order, as on the CPU: the same bits)
-__global__ void k_embedding_bwd(float *dE, const float *dx, const int32_t *ids, int T, int d) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= d)
-        return;
-    for (int t = 0; t < T; t++)
-        dE[(size_t)ids[t] * d + i] += dx[(size_t)t * d + i];
+// dE[ids[t], i] += dx[t, i], repeated ids adding up in row order, as on the CPU
+// (the same float adds in the same order: the same bits). The host (ids are a
+// host array) groups the rows by id: tab = [U distinct ids | U + 1 starts |
+// T rows, grouped by id, each group in row order]; one thread per (distinct
+// id, column) then walks its group. U·d threads instead of d.
+__global__ void k_embedding_bwd(float *dE, const float *dx, const int32_t *tab, int U, int T,
+                                int d) {
+    const int32_t *uid = tab, *start = tab + U, *rows = tab + 2 * U + 1;
+    GRID_STRIDE(e, (size_t)U * d) {
+        int    u = (int)(e / d), i = (int)(e % d);
+        float *dst = dE + (size_t)uid[u] * d + i;
+        float  acc = *dst;
+        for (int k = start[u]; k < start[u + 1]; k++)
+            acc = __fadd_rn(acc, dx[(size_t)rows[k] * d + i]);
+        *dst = acc;
+    }
+}
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
 }
 
 extern "C" void cuda_embedding_backward(const molt_exec *ex, float *dE, const float *dx,
                                         const int32_t *ids, int T, int d) {
     if (T <= 0 || d <= 0)
         return;
-    int32_t *d_ids = ids_to_device(ex, ids, T);
-    if (!d_ids)
+    uint64_t *key = (uint64_t *)malloc(sizeof(uint64_t) * (size_t)T);
+    int32_t  *tab = (int32_t *)malloc(sizeof(int32_t) * (3 * (size_t)T + 1));
+    if (!key || !tab) {
+        free(key), free(tab);
+        CU_FAIL("embedding_backward: out of host memory");
         return;
-    k_embedding_bwd<<<(d + 255) / 256, 256, 0, cu_stream(ex)>>>(dE, dx, d_ids, T, d);
+    }
+    for (int t = 0; t < T; t++) // (id, row): sorted, the rows of an id stay in order
+        key[t] = (uint64_t)(uint32_t)ids[t] << 32 | (uint32_t)t;
+    qsort(key, (size_t)T, sizeof *key, cmp_u64);
+    int U = 0;
+    for (int t = 0; t < T; t++)
+        if (t == 0 || key[t] >> 32 != key[t - 1] >> 32)
+            U++;
+    int32_t *uid = tab, *start = tab + U, *rows = tab + 2 * U + 1;
+    for (int t = 0, u = -1; t < T; t++) {
+        if (t == 0 || key[t] >> 32 != key[t - 1] >> 32)
+            u++, uid[u] = (int32_t)(key[t] >> 32), start[u] = t;
+        rows[t] = (int32_t)(key[t] & 0xffffffffu);
+    }
+    start[U] = T;
+    size_t   n = 2 * (size_t)U + 1 + (size_t)T;
+    int32_t *d_tab = ids_to_device(ex, tab, (int)n);
+    free(key), free(tab);
+    if (!d_tab)
+        return;
+    size_t m = (size_t)U * d;
+    k_embedding_bwd<<<cu_blocks(m, 256), 256, 0, cu_stream(ex)>>>(dE, dx, d_tab, U, T, d);
     CU_LAUNCHED("k_embedding_bwd");
-    cu_scratch_free(ex, d_ids);
+    cu_scratch_free(ex, d_tab);
 }

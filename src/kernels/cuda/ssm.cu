@@ -9,6 +9,10 @@
  * the segment's near end, as on the CPU (never differences of long prefix
  * sums), by one thread per row. Decays below SSM_EXP_FLUSH are exactly 0.
  * Deterministic: every output has one writer and a fixed order of sums.
+ * Batched decode (ssm_rows.h: conv1d_causal_rows, ssd_step_rows) is one
+ * launch over all rows with the per-row state pointers by value (cu_rowtab),
+ * running the single-sequence code per element (the same bits as one
+ * conv1d_causal / ssd_step call per row).
  *
  * Letters: T steps, H heads, P head dim, N state, G B/C groups (head h reads
  * g = h/(H/G)), K conv width, Cc channels, Q chunk, Lc ≤ Q this chunk's
@@ -24,30 +28,67 @@
 // causal conv1d:  y[t,c] = b[c] + Σ_k w[c,k]·in[t-(K-1)+k, c]
 //   in[τ,c] = x[τ,c] (τ ≥ 0), state[c, τ+K-1] (τ < 0; 0 when state is NULL)
 
-__global__ void k_conv_fwd(float *y, const float *x, const float *w, const float *b,
-                           const float *state, int T, int Cc, int K) {
-    GRID_STRIDE(i, (size_t)T * Cc) {
-        int   t = (int)(i / Cc), c = (int)(i % Cc);
-        float s = b ? b[c] : 0.0f;
-        for (int k = 0; k < K; k++) {
-            int   tau = t - (K - 1) + k;
-            float v = tau >= 0 ? x[(size_t)tau * Cc + c]
-                               : (state ? state[(size_t)c * (K - 1) + (tau + K - 1)] : 0.0f);
-            s += w[(size_t)c * K + k] * v;
-        }
-        y[i] = s;
+// y[t,c] (shared by the sequence and the decode-rows kernels: the same code, the same bits)
+__device__ __forceinline__ float conv_out(const float *x, const float *w, const float *b,
+                                          const float *state, int t, int c, int Cc, int K) {
+    float s = b ? b[c] : 0.0f;
+    for (int k = 0; k < K; k++) {
+        int   tau = t - (K - 1) + k;
+        float v = tau >= 0 ? x[(size_t)tau * Cc + c]
+                           : (state ? state[(size_t)c * (K - 1) + (tau + K - 1)] : 0.0f);
+        s += w[(size_t)c * K + k] * v;
+    }
+    return s;
+}
+
+// new history of channel c: the inputs at τ = T-(K-1) .. T-1 (old slot T+j
+// when τ < 0; ascending j never reads a slot already rewritten)
+__device__ __forceinline__ void conv_hist(float *state, const float *x, int T, int Cc, int K,
+                                          size_t c) {
+    float *sc = state + c * (size_t)(K - 1);
+    for (int j = 0; j < K - 1; j++) {
+        int tau = T - (K - 1) + j;
+        sc[j] = tau >= 0 ? x[(size_t)tau * Cc + c] : sc[T + j];
     }
 }
 
-// new history: the inputs at τ = T-(K-1) .. T-1 (old slot T+j when τ < 0;
-// ascending j never reads a slot already rewritten). One thread per channel.
+__global__ void k_conv_fwd(float *y, const float *x, const float *w, const float *b,
+                           const float *state, int T, int Cc, int K) {
+    GRID_STRIDE(i, (size_t)T * Cc) {
+        y[i] = conv_out(x, w, b, state, (int)(i / Cc), (int)(i % Cc), Cc, K);
+    }
+}
+
+// One thread per channel.
 __global__ void k_conv_state(float *state, const float *x, int T, int Cc, int K) {
-    GRID_STRIDE(c, (size_t)Cc) {
-        float *sc = state + c * (size_t)(K - 1);
-        for (int j = 0; j < K - 1; j++) {
-            int tau = T - (K - 1) + j;
-            sc[j] = tau >= 0 ? x[(size_t)tau * Cc + c] : sc[T + j];
-        }
+    GRID_STRIDE(c, (size_t)Cc) conv_hist(state, x, T, Cc, K, c);
+}
+
+// batched decode (one token per row): thread (r, c) writes y and then row r's history
+__global__ void k_conv_rows(float *y, const float *x, const float *w, const float *b, int n,
+                            int Cc, int K, cu_rowtab t) {
+    GRID_STRIDE(i, (size_t)n * Cc) {
+        int          r = (int)(i / Cc), c = (int)(i % Cc);
+        const float *xr = x + (size_t)r * Cc;
+        y[i] = conv_out(xr, w, b, t.a[r], 0, c, Cc, K);
+        if (t.a[r] && K > 1)
+            conv_hist(t.a[r], xr, 1, Cc, K, (size_t)c);
+    }
+}
+
+extern "C" void cuda_conv1d_causal_rows(const molt_exec *ex, float *y, const float *x,
+                                        const float *w, const float *b, float *const *state,
+                                        int n, int Cc, int K) {
+    if (n <= 0 || Cc <= 0)
+        return;
+    for (int r0 = 0; r0 < n; r0 += CU_ROWS) { // state pointers by value (common.cuh)
+        int       nr = n - r0 < CU_ROWS ? n - r0 : CU_ROWS;
+        size_t    m = (size_t)nr * Cc, o = (size_t)r0 * Cc;
+        cu_rowtab t;
+        cu_rowtab_fill(&t, state, NULL, NULL, r0, nr);
+        k_conv_rows<<<cu_blocks(m, 256), 256, 0, cu_stream(ex)>>>(y + o, x + o, w, b, nr, Cc, K,
+                                                                  t);
+        CU_LAUNCHED("k_conv_rows");
     }
 }
 
@@ -121,21 +162,91 @@ extern "C" void cuda_conv1d_causal_backward(const molt_exec *ex, float *dx, floa
 
 // ----------------------------------------------------------------------------
 // one token:  s = exp(dA[h])·s + X[h,:] ⊗ B[g,:],  y[h,p] = s[p,:]·C[g,:]
-// one thread per (h, p)
+// one lane per (h, p), a warp per 32 of them (ssd_warp)
 
+// rows i0 .. i0+31 (those < H·P) of one token's step, one warp: lane l owns row
+// (h, p) = i0 + l and runs its n = 0..N-1 recurrence in order (the arithmetic of a
+// thread per row), while the state moves through shared memory in 32×32 tiles
+// so that every global load and store is coalesced (a thread per row would read
+// and write 32 rows N floats apart per instruction). Shared by the sequence and
+// the decode-rows kernels: the same code, the same bits.
+#define SSD_WARPS 4
+__device__ __forceinline__ void ssd_warp(float *y, float *state, const float *X, const float *dA,
+                                         const float *B, const float *C, size_t i0, int H, int P,
+                                         int N, int G, float (*tile)[33]) {
+    int          lane = threadIdx.x & 31;
+    size_t       hp = (size_t)H * P, i = i0 + lane;
+    bool         live = i < hp;
+    int          h = live ? (int)(i / P) : 0, g = h / (H / G);
+    int          nrows = hp - i0 < 32 ? (int)(hp - i0) : 32;
+    float        a = live ? cu_decay(dA[h]) : 0.0f, xv = live ? X[i] : 0.0f, acc = 0.0f;
+    const float *Bg = B + (size_t)g * N, *Cg = C + (size_t)g * N;
+    for (int n0 = 0; n0 < N; n0 += 32) {
+        int nn = N - n0 < 32 ? N - n0 : 32;
+        if (lane < nn)
+            for (int k = 0; k < nrows; k++)
+                tile[k][lane] = state[(i0 + k) * N + n0 + lane];
+        __syncwarp();
+        if (live)
+            for (int q = 0; q < nn; q++) {
+                float s = a * tile[lane][q] + xv * Bg[n0 + q];
+                tile[lane][q] = s;
+                acc += s * Cg[n0 + q];
+            }
+        __syncwarp();
+        if (lane < nn)
+            for (int k = 0; k < nrows; k++)
+                state[(i0 + k) * N + n0 + lane] = tile[k][lane];
+        __syncwarp();
+    }
+    if (live)
+        y[i] = acc;
+}
+
+// warps over the ceil(H·P / 32) row groups
 __global__ void k_ssd_step(float *y, float *state, const float *X, const float *dA,
                            const float *B, const float *C, int H, int P, int N, int G) {
-    GRID_STRIDE(i, (size_t)H * P) {
-        int          h = (int)(i / P), g = h / (H / G);
-        float        a = cu_decay(dA[h]), xv = X[i], acc = 0.0f;
-        float       *sp = state + i * N;
-        const float *Bg = B + (size_t)g * N, *Cg = C + (size_t)g * N;
-        for (int n = 0; n < N; n++) {
-            float s = a * sp[n] + xv * Bg[n];
-            sp[n] = s;
-            acc += s * Cg[n];
-        }
-        y[i] = acc;
+    __shared__ float tile[SSD_WARPS][32][33];
+    size_t           ng = ((size_t)H * P + 31) / 32;
+    int              w = threadIdx.x >> 5;
+    for (size_t k = (size_t)blockIdx.x * SSD_WARPS + w; k < ng; k += (size_t)gridDim.x * SSD_WARPS)
+        ssd_warp(y, state, X, dA, B, C, k * 32, H, P, N, G, tile[w]);
+}
+
+// batched decode: warps over (row r, row group) with row r's state t.a[r]
+__global__ void k_ssd_step_rows(float *y, const float *X, const float *dA, const float *B,
+                                const float *C, int n, int H, int P, int N, int G, cu_rowtab t) {
+    __shared__ float tile[SSD_WARPS][32][33];
+    size_t           hp = (size_t)H * P, ng = (hp + 31) / 32;
+    int              w = threadIdx.x >> 5;
+    for (size_t k = (size_t)blockIdx.x * SSD_WARPS + w; k < (size_t)n * ng;
+         k += (size_t)gridDim.x * SSD_WARPS) {
+        size_t r = k / ng;
+        ssd_warp(y + r * hp, t.a[r], X + r * hp, dA + r * H, B + r * G * N, C + r * G * N,
+                 (k % ng) * 32, H, P, N, G, tile[w]);
+    }
+}
+
+static unsigned ssd_blocks(size_t warps) {
+    size_t b = (warps + SSD_WARPS - 1) / SSD_WARPS;
+    return (unsigned)(b < 1 ? 1 : b > 65535u * 16u ? 65535u * 16u : b);
+}
+
+extern "C" void cuda_ssd_step_rows(const molt_exec *ex, float *y, float *const *state,
+                                   const float *X, const float *dA, const float *B,
+                                   const float *C, int n, int H, int P, int N, int G) {
+    size_t hp = (size_t)H * P;
+    if (n <= 0 || !hp)
+        return;
+    for (int r0 = 0; r0 < n; r0 += CU_ROWS) { // state pointers by value (common.cuh)
+        int       nr = n - r0 < CU_ROWS ? n - r0 : CU_ROWS;
+        size_t    o = (size_t)r0 * hp, gn = (size_t)r0 * G * N;
+        cu_rowtab t;
+        cu_rowtab_fill(&t, state, NULL, NULL, r0, nr);
+        size_t    warps = (size_t)nr * ((hp + 31) / 32);
+        k_ssd_step_rows<<<ssd_blocks(warps), 32 * SSD_WARPS, 0, cu_stream(ex)>>>(
+            y + o, X + o, dA + (size_t)r0 * H, B + gn, C + gn, nr, H, P, N, G, t);
+        CU_LAUNCHED("k_ssd_step_rows");
     }
 }
 
@@ -145,7 +256,8 @@ extern "C" void cuda_ssd_step(const molt_exec *ex, float *y, float *state, const
     size_t n = (size_t)H * P;
     if (!n)
         return;
-    k_ssd_step<<<cu_blocks(n, 128), 128, 0, cu_stream(ex)>>>(y, state, X, dA, B, C, H, P, N, G);
+    k_ssd_step<<<ssd_blocks((n + 31) / 32), 32 * SSD_WARPS, 0, cu_stream(ex)>>>(y, state, X, dA,
+                                                                               B, C, H, P, N, G);
     CU_LAUNCHED("k_ssd_step");
 }
 

@@ -1,18 +1,18 @@
 /*
- * ssm_rows.cu — CUDA SSM row ops (ssm_rows.h): prep and gate (+ backward),
- * the column sum of per-row partials, and the batched-decode conv and scan
- * steps over per-row states.
+ * ssm_rows.cu — CUDA SSM row ops (ssm_rows.h): prep and gate (+ backward)
+ * and the column sum of per-row partials (the batched-decode conv and scan
+ * steps over per-row states are in ssm.cu).
  *
  * Kept simple (correct first): one block per row for prep / gate and their
  * backwards (a thread per column, or per head where a head's P columns are
- * summed: in order, as the CPU), one thread per column for colsum (rows in
- * order, double). The gated RMSNorm's Σgz² and the gate backward's
- * mean(∂n·n) are block sums in double over a fixed tree (deterministic; the
- * CPU sums the latter in float, so they agree to rounding). The decode rows
- * call the conv1d_causal / ssd_step kernels once per row with that row's
- * state pointer (a host array of device pointers: no device read on the host).
+ * summed: in order, as the CPU), a two-stage column sum for colsum
+ * (colsum.cuh: double, row chunks then chunk order). The gated RMSNorm's
+ * Σgz² and the gate backward's mean(∂n·n) are block sums in double over a
+ * fixed tree (deterministic; the CPU sums the latter in float, so they agree
+ * to rounding).
  * silu / softplus use expf / log1pf (the CPU's k_expf is within 1e-7).
  */
+#include "kernels/cuda/colsum.cuh"
 #include "kernels/cuda/common.cuh"
 
 extern "C" {
@@ -248,41 +248,14 @@ extern "C" void cuda_ssm_gate_backward(const molt_exec *ex, float *dg, float *dz
 }
 
 // ----------------------------------------------------------------------------
-// colsum: out[j] += Σ_r src[r·ld + j]  (a thread per column, rows in order, double)
-
-__global__ void k_colsum(float *out, const float *src, int rows, int cols, int ld) {
-    int j = blockIdx.x * blockDim.x + threadIdx.x;
-    if (j >= cols)
-        return;
-    double acc = 0.0;
-    for (int r = 0; r < rows; r++)
-        acc += (double)src[(size_t)r * ld + j];
-    out[j] += (float)acc;
-}
+// colsum: out[j] += Σ_r src[r·ld + j]  (two stages over row chunks, double: colsum.cuh)
 
 extern "C" void cuda_colsum(const molt_exec *ex, float *out, const float *src, int rows, int cols,
                             int ld) {
     if (!out || rows <= 0 || cols <= 0)
         return;
-    k_colsum<<<(cols + 255) / 256, 256, 0, cu_stream(ex)>>>(out, src, rows, cols, ld);
-    CU_LAUNCHED("k_colsum");
+    cu_colsum2(ex, out, rows, cols, cs_col{src, ld});
 }
 
-// ----------------------------------------------------------------------------
-// batched decode rows: the single-sequence kernels, once per row
-
-extern "C" void cuda_conv1d_causal_rows(const molt_exec *ex, float *y, const float *x,
-                                        const float *w, const float *b, float *const *state,
-                                        int n, int Cc, int K) {
-    for (int r = 0; r < n; r++)
-        cuda_conv1d_causal(ex, y + (size_t)r * Cc, x + (size_t)r * Cc, w, b, state[r], 1, Cc, K);
-}
-
-extern "C" void cuda_ssd_step_rows(const molt_exec *ex, float *y, float *const *state,
-                                   const float *X, const float *dA, const float *B,
-                                   const float *C, int n, int H, int P, int N, int G) {
-    for (int r = 0; r < n; r++)
-        cuda_ssd_step(ex, y + (size_t)r * H * P, state[r], X + (size_t)r * H * P,
-                      dA + (size_t)r * H, B + (size_t)r * G * N, C + (size_t)r * G * N, H, P, N,
-                      G);
-}
+// conv1d_causal_rows and ssd_step_rows: ssm.cu (one launch over all rows, sharing the
+// single-sequence kernels' code)

@@ -2,10 +2,10 @@
  * train.cu — CUDA training ops (train_ops.h): the losses with their gradients
  * (xent, soft_xent, l2_rows, rev_kl), and the optimizer's sumsq, scale and AdamW.
  *
- * Kept simple (correct first): one block per row for the losses, one block
- * per K_SUMSQ_BLOCK block for sumsq, grid-stride loops per span for scale and
- * AdamW. Spans are host arrays: the host walks them and launches per span
- * (offsets are host data; nothing is read back). Targets go to the device
+ * One block per row for the losses; sumsq, scale and AdamW are multi-span
+ * launches (the span table passed by value: see "sumsq, scale and AdamW
+ * over spans" below; nothing is read back). AdamW also rewrites the bf16
+ * weight cache's copies of the weights it updates (bf16.cu). Targets go to the device
  * through stream-ordered scratch, as the embedding's ids. Reductions: max in
  * float (exact in any order), sums in double over a fixed tree
  * (cu_block_sum), so results are deterministic; they agree with the CPU's
@@ -15,13 +15,11 @@
  */
 #include "kernels/cuda/common.cuh"
 
+#include <stdlib.h>
+
 extern "C" {
 #include "kernels/train_ops.h"
 }
-
-#define GRID_STRIDE(i, n)                                                                          \
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n);                        \
-         i += (size_t)gridDim.x * blockDim.x)
 
 #define ROW_THREADS 256
 
@@ -83,13 +81,7 @@ __global__ void k_xent_rows(double *loss, float *dl, const float *logits, const 
 }
 
 static int32_t *host_ids(const molt_exec *ex, const int32_t *ids, int n) {
-    int32_t *d = (int32_t *)cu_scratch(ex, sizeof(int32_t) * (size_t)n);
-    if (d && !CU(cudaMemcpyAsync(d, ids, sizeof(int32_t) * (size_t)n, cudaMemcpyHostToDevice,
-                                 cu_stream(ex)))) {
-        cu_scratch_free(ex, d);
-        return NULL;
-    }
-    return d;
+    return (int32_t *)cu_host_to_device(ex, ids, sizeof(int32_t) * (size_t)n);
 }
 
 extern "C" void cuda_xent(const molt_exec *ex, double *loss, float *dlogits, const float *logits,
@@ -230,75 +222,245 @@ extern "C" void cuda_l2_rows(const molt_exec *ex, double *loss, float *dx, const
 }
 
 // ----------------------------------------------------------------------------
-// sumsq: partial[b0 + k] = Σ x² over block k of one span (double)
+// sumsq, scale and AdamW over spans: multi-span launches. The spans go to the
+// kernel by value (mt_spans, ≤ MT_SPANS a launch: no upload, no host sync),
+// each cut into chunks (sumsq: its K_SUMSQ_BLOCK blocks; scale / AdamW: MT_CHUNK
+// elements) numbered span after span; a block walks chunks in a grid-stride
+// loop and finds a chunk's span by binary search over the chunk prefix (the
+// same for the whole block). Inside a chunk: float4 loads / stores on the
+// 16-byte aligned body when every base pointer is 16-byte aligned, scalar
+// head and tail (≤ 3 elements each). Every element gets the float
+// operations of the per-span kernels it replaces, in the same order.
 
-__global__ void k_sumsq_span(double *partial, const float *x, size_t len) {
+#define MT_SPANS   96
+#define MT_CHUNK   16384
+#define MT_THREADS 256
+
+typedef struct mt_spans {
+    size_t         off[MT_SPANS], len[MT_SPANS];
+    __nv_bfloat16 *bf[MT_SPANS]; // AdamW: where span i's new weights go as bf16 (or NULL)
+    size_t first[MT_SPANS + 1]; // chunk prefix: span i owns chunks [first[i], first[i+1])
+    int    n;
+} mt_spans;
+
+// the span owning chunk c: the last i with first[i] ≤ c (empty spans own none)
+__device__ __forceinline__ int mt_span_of(const mt_spans &t, size_t c) {
+    int lo = 0, hi = t.n - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (t.first[mid] <= c)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
+// the spans [s0, s0 + n) of span[] (and of bf, when not NULL) into t, chunks of `chunk`
+// elements; returns the chunk count
+static size_t mt_fill(mt_spans *t, const molt_span *span, __nv_bfloat16 *const *bf, int s0, int n,
+                      size_t chunk) {
+    size_t c = 0;
+    t->n = n;
+    for (int i = 0; i < n; i++) {
+        t->off[i] = span[s0 + i].off;
+        t->len[i] = span[s0 + i].len;
+        t->bf[i] = bf ? bf[s0 + i] : NULL;
+        t->first[i] = c;
+        c += (t->len[i] + chunk - 1) / chunk;
+    }
+    t->first[n] = c;
+    return c;
+}
+
+static unsigned mt_grid(size_t chunks) {
+    return (unsigned)(chunks < 1 ? 1 : chunks > 65535u * 8u ? 65535u * 8u : chunks);
+}
+
+// the elements [lo, hi) (absolute indices): head, float4 body, tail; f(i) / f.v4(i)
+template <int VEC, class Op> __device__ __forceinline__ void mt_range(size_t lo, size_t hi, Op &f) {
+    size_t a = VEC ? (lo + 3) / 4 * 4 : hi, b = VEC ? hi / 4 * 4 : hi;
+    a = a < hi ? a : hi;
+    b = b > a ? b : a;
+    for (size_t i = lo + threadIdx.x; i < a; i += blockDim.x)
+        f(i);
+    if (VEC)
+        for (size_t q = a / 4 + threadIdx.x; q < b / 4; q += blockDim.x)
+            f.v4(q * 4);
+    for (size_t i = b + threadIdx.x; i < hi; i += blockDim.x)
+        f(i);
+}
+
+// Op over every chunk of the spans in t
+template <int VEC, class Op> __global__ void k_mt_elementwise(mt_spans t, size_t chunks, Op f) {
+    for (size_t c = blockIdx.x; c < chunks; c += gridDim.x) {
+        int    i = mt_span_of(t, c);
+        size_t lo = t.off[i] + (c - t.first[i]) * MT_CHUNK;
+        size_t hi = t.off[i] + t.len[i];
+        hi = hi - lo < MT_CHUNK ? hi : lo + MT_CHUNK;
+        f.at_span(t.bf[i], t.off[i]);
+        mt_range<VEC>(lo, hi, f);
+    }
+}
+
+static bool al16(const void *p) { return (uintptr_t)p % 16 == 0; }
+
+// launches k_mt_elementwise over every span, MT_SPANS at a time
+template <class Op>
+static void mt_launch(const molt_exec *ex, const molt_span *span, __nv_bfloat16 *const *bf,
+                      int n_spans, Op f, bool vec, const char *what) {
+    for (int s0 = 0; s0 < n_spans; s0 += MT_SPANS) {
+        int      n = n_spans - s0 < MT_SPANS ? n_spans - s0 : MT_SPANS;
+        mt_spans t;
+        size_t   chunks = mt_fill(&t, span, bf, s0, n, MT_CHUNK);
+        if (!chunks)
+            continue;
+        unsigned g = mt_grid(chunks);
+        if (vec)
+            k_mt_elementwise<1, Op><<<g, MT_THREADS, 0, cu_stream(ex)>>>(t, chunks, f);
+        else
+            k_mt_elementwise<0, Op><<<g, MT_THREADS, 0, cu_stream(ex)>>>(t, chunks, f);
+        cu_check(cudaGetLastError(), what, __FILE__, __LINE__);
+    }
+}
+
+// the bf16 weight cache (bf16.cu) learns that the hull of the spans of x changed
+static void mt_written(const float *x, const molt_span *span, int n_spans) {
+    size_t lo = (size_t)-1, hi = 0;
+    for (int i = 0; i < n_spans; i++)
+        if (span[i].len) {
+            lo = span[i].off < lo ? span[i].off : lo;
+            hi = span[i].off + span[i].len > hi ? span[i].off + span[i].len : hi;
+        }
+    if (hi > lo)
+        cu_wcache_written(x + lo, sizeof(float) * (hi - lo));
+}
+
+// ----------------------------------------------------------------------------
+// sumsq: partial[b] = Σ x² over K_SUMSQ_BLOCK block b (double), blocks numbered
+// span after span: the chunks of k_mt are the blocks, one CUDA block each.
+// Each thread sums its elements (a fixed set) in double, then the block's
+// fixed tree (cu_block_sum): deterministic.
+
+struct sumsq_op {
+    const float *x;
+    double       s0, s1;
+    __device__ void operator()(size_t i) { s0 += (double)x[i] * (double)x[i]; }
+    __device__ void v4(size_t i) {
+        float4 a = *(const float4 *)(x + i);
+        s0 += (double)a.x * (double)a.x + (double)a.y * (double)a.y;
+        s1 += (double)a.z * (double)a.z + (double)a.w * (double)a.w;
+    }
+};
+
+template <int VEC> __global__ void k_sumsq_mt(double *partial, const float *x, mt_spans t,
+                                             size_t chunks) {
     __shared__ double sh[32];
-    size_t            o = (size_t)blockIdx.x * K_SUMSQ_BLOCK;
-    size_t            n = len - o < K_SUMSQ_BLOCK ? len - o : K_SUMSQ_BLOCK;
-    double            s = 0.0;
-    for (size_t i = threadIdx.x; i < n; i += blockDim.x)
-        s += (double)x[o + i] * (double)x[o + i];
-    s = cu_block_sum(s, sh);
-    if (threadIdx.x == 0)
-        partial[blockIdx.x] = s;
+    for (size_t c = blockIdx.x; c < chunks; c += gridDim.x) {
+        int      i = mt_span_of(t, c);
+        size_t   lo = t.off[i] + (c - t.first[i]) * K_SUMSQ_BLOCK, hi = t.off[i] + t.len[i];
+        sumsq_op f = {x, 0.0, 0.0};
+        hi = hi - lo < K_SUMSQ_BLOCK ? hi : lo + K_SUMSQ_BLOCK;
+        mt_range<VEC>(lo, hi, f);
+        double s = cu_block_sum(f.s0 + f.s1, sh);
+        if (threadIdx.x == 0)
+            partial[c] = s;
+    }
 }
 
 extern "C" void cuda_sumsq(const molt_exec *ex, double *partial, const float *x,
                            const molt_span *span, int n_spans) {
     size_t b = 0;
-    for (int i = 0; i < n_spans; i++) {
-        size_t nb = (span[i].len + K_SUMSQ_BLOCK - 1) / K_SUMSQ_BLOCK;
+    for (int s0 = 0; s0 < n_spans; s0 += MT_SPANS) {
+        int      n = n_spans - s0 < MT_SPANS ? n_spans - s0 : MT_SPANS;
+        mt_spans t;
+        size_t   nb = mt_fill(&t, span, NULL, s0, n, K_SUMSQ_BLOCK);
         if (!nb)
             continue;
-        k_sumsq_span<<<(unsigned)nb, ROW_THREADS, 0, cu_stream(ex)>>>(partial + b,
-                                                                      x + span[i].off, span[i].len);
-        CU_LAUNCHED("k_sumsq_span");
+        if (al16(x))
+            k_sumsq_mt<1><<<mt_grid(nb), MT_THREADS, 0, cu_stream(ex)>>>(partial + b, x, t, nb);
+        else
+            k_sumsq_mt<0><<<mt_grid(nb), MT_THREADS, 0, cu_stream(ex)>>>(partial + b, x, t, nb);
+        CU_LAUNCHED("k_sumsq_mt");
         b += nb;
     }
 }
 
 // ----------------------------------------------------------------------------
-// scale and AdamW, per span
+// scale and AdamW
 
-__global__ void k_scale_span(float *x, size_t n, float k) {
-    GRID_STRIDE(i, n) x[i] = __fmul_rn(x[i], k);
-}
+struct scale_op {
+    float *x;
+    float  k;
+    __device__ void at_span(__nv_bfloat16 *, size_t) {}
+    __device__ void operator()(size_t i) { x[i] = __fmul_rn(x[i], k); }
+    __device__ void v4(size_t i) {
+        float4 a = *(float4 *)(x + i);
+        a.x = __fmul_rn(a.x, k), a.y = __fmul_rn(a.y, k);
+        a.z = __fmul_rn(a.z, k), a.w = __fmul_rn(a.w, k);
+        *(float4 *)(x + i) = a;
+    }
+};
 
 extern "C" void cuda_scale(const molt_exec *ex, float *x, const molt_span *span, int n_spans,
                            float k) {
-    for (int i = 0; i < n_spans; i++) {
-        if (!span[i].len)
-            continue;
-        k_scale_span<<<cu_blocks(span[i].len, 256), 256, 0, cu_stream(ex)>>>(x + span[i].off,
-                                                                            span[i].len, k);
-        CU_LAUNCHED("k_scale_span");
-    }
+    mt_written(x, span, n_spans);
+    mt_launch(ex, span, NULL, n_spans, scale_op{x, k}, al16(x), "launch k_mt_elementwise (scale)");
 }
 
 // torch's single-tensor AdamW in fp32, the CPU's operations in its order
-__global__ void k_adamw_span(float *p, float *m, float *v, const float *g, size_t n,
-                             adamw_hyper h) {
-    GRID_STRIDE(k, n) {
-        float gk = g[k];
-        float pk = __fmul_rn(p[k], h.decay);
-        float mk = __fadd_rn(__fmul_rn(m[k], h.b1), __fmul_rn(1.0f - h.b1, gk));
-        float vk = __fadd_rn(__fmul_rn(v[k], h.b2), __fmul_rn(__fmul_rn(1.0f - h.b2, gk), gk));
-        float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vk), h.bc2_sqrt), h.eps);
-        m[k] = mk;
-        v[k] = vk;
-        p[k] = __fsub_rn(pk, __fmul_rn(h.step_size, __fdiv_rn(mk, denom)));
-    }
+__device__ __forceinline__ void adamw_one(float &p, float &m, float &v, float g,
+                                          const adamw_hyper &h) {
+    float pk = __fmul_rn(p, h.decay);
+    float mk = __fadd_rn(__fmul_rn(m, h.b1), __fmul_rn(1.0f - h.b1, g));
+    float vk = __fadd_rn(__fmul_rn(v, h.b2), __fmul_rn(__fmul_rn(1.0f - h.b2, g), g));
+    float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vk), h.bc2_sqrt), h.eps);
+    m = mk;
+    v = vk;
+    p = __fsub_rn(pk, __fmul_rn(h.step_size, __fdiv_rn(mk, denom)));
 }
+
+// bf (per span, NULL: none): the bf16 weight cache's copy of the span (bf16.cu:
+// cu_wcache_adamw), rewritten from the new weights (round to nearest even, as a conversion)
+struct adamw_op {
+    float         *p, *m, *v;
+    const float   *g;
+    adamw_hyper    h;
+    __nv_bfloat16 *bf;
+    size_t         bo;
+    __device__ void at_span(__nv_bfloat16 *b, size_t off) { bf = b, bo = off; }
+    __device__ void operator()(size_t i) {
+        adamw_one(p[i], m[i], v[i], g[i], h);
+        if (bf)
+            bf[i - bo] = __float2bfloat16_rn(p[i]);
+    }
+    __device__ void v4(size_t i) {
+        float4 P = *(float4 *)(p + i), M = *(float4 *)(m + i), V = *(float4 *)(v + i);
+        float4 G = *(const float4 *)(g + i);
+        adamw_one(P.x, M.x, V.x, G.x, h);
+        adamw_one(P.y, M.y, V.y, G.y, h);
+        adamw_one(P.z, M.z, V.z, G.z, h);
+        adamw_one(P.w, M.w, V.w, G.w, h);
+        *(float4 *)(p + i) = P, *(float4 *)(m + i) = M, *(float4 *)(v + i) = V;
+        if (bf) {
+            __nv_bfloat16 *d = bf + (i - bo);
+            d[0] = __float2bfloat16_rn(P.x), d[1] = __float2bfloat16_rn(P.y);
+            d[2] = __float2bfloat16_rn(P.z), d[3] = __float2bfloat16_rn(P.w);
+        }
+    }
+};
 
 extern "C" void cuda_adamw(const molt_exec *ex, float *p, float *m, float *v, const float *g,
                            const molt_span *span, int n_spans, adamw_hyper h) {
-    for (int i = 0; i < n_spans; i++) {
-        size_t o = span[i].off, n = span[i].len;
-        if (!n)
-            continue;
-        k_adamw_span<<<cu_blocks(n, 256), 256, 0, cu_stream(ex)>>>(p + o, m + o, v + o, g + o, n,
-                                                                  h);
-        CU_LAUNCHED("k_adamw_span");
+    size_t          nb = (size_t)(n_spans > 0 ? n_spans : 1);
+    __nv_bfloat16 **bf = (__nv_bfloat16 **)malloc(sizeof(*bf) * nb);
+    if (!bf) {
+        CU_FAIL("adamw: out of host memory");
+        return;
     }
+    cu_wcache_adamw(p, span, n_spans, bf); // cached weights: fresh bf16 from this kernel
+    bool vec = al16(p) && al16(m) && al16(v) && al16(g);
+    mt_launch(ex, span, bf, n_spans, adamw_op{p, m, v, g, h, NULL, 0}, vec,
+              "launch k_mt_elementwise (adamw)");
+    free(bf);
 }
