@@ -32,7 +32,7 @@ __global__ void k_m3_angles(float *phi, gl_ptrs st, int has_state, int seq0, int
             size_t       row = (size_t)i * T + t;
             const float *z = zx + row * ldz;
             float        d = mc_delta(z, dt_bias, h, c);
-            a = mc_wrap(a + mc_theta(z[mc_ang(c) + s]) * d);
+            a = mc_wrap(__fadd_rn(a, __fmul_rn(mc_theta(z[mc_ang(c) + s]), d)));
             phi[(row * H + h) * S + s] = a;
         }
         if (sp)

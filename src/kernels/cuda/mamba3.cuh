@@ -64,7 +64,11 @@ __device__ __forceinline__ float mc_dA_da(float a, float A_floor) {
     return a >= 0.0f ? -1.0f : -1.0f / ((1.0f - a) * (1.0f - a));
 }
 __device__ __forceinline__ float mc_theta(float a) { return tanhf(a) * M3C_PI; }
-__device__ __forceinline__ float mc_wrap(float a) { return a - M3C_2PI * floorf(a / M3C_2PI); }
+// wrap(a) = a − 2π·floor(a/2π), rounded as the CPU's (no FMA contraction: a phase near a
+// multiple of 2π must wrap the same way on both backends)
+__device__ __forceinline__ float mc_wrap(float a) {
+    return __fsub_rn(a, __fmul_rn(M3C_2PI, floorf(a / M3C_2PI)));
+}
 __device__ __forceinline__ float mc_gamma(const float *lam, const float *dlt, int t, int h, int H) {
     return lam[(size_t)t * H + h] * dlt[(size_t)t * H + h];
 }
