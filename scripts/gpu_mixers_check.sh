@@ -12,7 +12,8 @@
 #      two backends sum in different orders, so the runs drift apart a little over the steps).
 # Prints a table (student, command, cpu loss, cuda loss, relative difference, seconds) and
 # exits non-zero on any failure. Usage: scripts/gpu_mixers_check.sh [-j JOBS]; env REL, KEEP=1
-# (keep the work directory), MOLT_THREADS (CPU threads for the cpu runs, default 4).
+# (keep the work directory), MOLT_THREADS (CPU threads for the cpu runs, default 4); for a dry
+# run of step 3 without a GPU: DRY=1 (no build, no tests; "cuda" runs on the CPU too).
 set -u
 cd "$(dirname "$0")/.."
 JOBS=$(nproc 2>/dev/null || echo 4)
@@ -23,6 +24,9 @@ fail=0
 T=$(mktemp -d)
 [ "${KEEP:-0}" = 1 ] && echo "work directory: $T" || trap 'rm -rf "$T"' EXIT
 
+GPU=cuda
+[ "${DRY:-0}" = 1 ] && GPU=cpu
+if [ "${DRY:-0}" != 1 ]; then
 echo "== make cuda (-j$JOBS)"
 make -j"$JOBS" cuda > "$T/make.log" 2>&1 || { echo "FAIL: make cuda"; tail -40 "$T/make.log"; exit 1; }
 if grep -E "warning" "$T/make.log" | grep -v "Werror" | grep -q .; then
@@ -43,6 +47,7 @@ for t in test_backend_cuda test_device; do
     echo "ok   $t (${dt}s)"
   fi
 done
+fi
 
 echo "== distill / hybridize, --device cuda vs cpu (stories260K)"
 TEACHER=models/stories260K/stories260K.bin
@@ -50,6 +55,7 @@ DATA=tests/fixtures/data/tinystories/tinystories_v1_valid_head_40k.txt
 head -c 30000 "$DATA" > "$T/train.txt"
 tail -c 10000 "$DATA" > "$T/valid.txt"
 MOLT=build-cuda/molt
+[ -x $MOLT ] || { echo "FAIL: no $MOLT (make cuda)"; exit 1; }
 BUDGET=(--data "$T/train.txt" --eval-data "$T/valid.txt" --seq 64 --batch 4 --seed 7
         --stage1-tokens 6400 --stage2-tokens 6400 --stage3-tokens 12800 -q --overwrite)
 printf "%-12s %-10s %10s %10s %9s %7s %7s\n" student command cpu cuda rel_diff cpu_s cuda_s
@@ -62,8 +68,10 @@ for st in gateloop mamba3 mamba3-mimo; do
     for dev in cpu cuda; do
       out="$T/$cmd-$st-$dev"
       t0=$EPOCHREALTIME
-      $MOLT $cmd $TEACHER -o "$out" --student $st "${extra[@]}" "${BUDGET[@]}" \
-        --device $dev --threads "$THR" > "$out.log" 2>&1
+      d=$dev
+      [ $dev = cuda ] && d=$GPU
+      $MOLT $cmd $TEACHER -o "$out" --student $st ${extra[@]+"${extra[@]}"} "${BUDGET[@]}" \
+        --device $d --threads "$THR" > "$out.log" 2>&1
       rc=$?
       secs[$dev]=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.1f", b-a}')
       if [ $rc -ne 0 ]; then

@@ -9,8 +9,8 @@
  * the backward reads what this forward left.
  *
  * Kept simple (correct first): one thread per output element or per
- * independent chain ((head, pair) for the phase prefix sums, (head, pair,
- * column) for the state passing), looping in the CPU's order. Cumulative
+ * independent chain ((chunk, head, pair) for the chunk's prefix sums, (head,
+ * pair, column) for the state passing), looping in the CPU's order. Cumulative
  * phases in double, reduced mod 2π with remainder() as the CPU's gl_wrap;
  * decays below GL_EXP_FLUSH are exactly 0. Deterministic: one writer per
  * output, fixed order, no atomics.
@@ -118,29 +118,27 @@ extern "C" void cuda_gl_step_rows(const molt_exec *ex, float *y, float *const *s
 // plus a stream-ordered scratch rows [H, T, Qc] (one row of intra-chunk
 // scores per token; the CPU keeps one row at a time).
 
-// tables: one thread per (head, pair), every chunk, tokens in order
+// tables: one thread per (chunk, head, pair), the chunk's tokens in order
 __global__ void k_gl_tables(float *lc, float *sf, float *cs, float *sn, const float *la,
-                            const float *th, int T, int H, int J, int Q) {
-    GL_GRID_STRIDE(e, (size_t)H * J) {
-        int h = (int)(e / J), jj = (int)(e % J), HJ = H * J;
-        for (int t0 = 0; t0 < T; t0 += Q) {
-            int    Lc = T - t0 < Q ? T - t0 : Q;
-            size_t o = ((size_t)h * T + t0) * J + jj;
-            float  l = 0.0f;
-            double f = 0.0;
-            for (int i = 0; i < Lc; i++) {
-                size_t tj = (size_t)(t0 + i) * HJ + (size_t)h * J + jj;
-                l += la[tj];
-                f = gl_wrap(f + (double)th[tj]);
-                lc[o + (size_t)i * J] = l;
-                cs[o + (size_t)i * J] = (float)cos(f);
-                sn[o + (size_t)i * J] = (float)sin(f);
-            }
-            l = 0.0f;
-            for (int i = Lc - 1; i >= 0; i--) {
-                sf[o + (size_t)i * J] = l;
-                l += la[(size_t)(t0 + i) * HJ + (size_t)h * J + jj];
-            }
+                            const float *th, int T, int H, int J, int Q, int nc) {
+    GL_GRID_STRIDE(e, (size_t)nc * H * J) {
+        int    jj = (int)(e % J), h = (int)(e / J % H), c = (int)(e / J / H), HJ = H * J;
+        int    t0 = c * Q, Lc = T - t0 < Q ? T - t0 : Q;
+        size_t o = ((size_t)h * T + t0) * J + jj;
+        float  l = 0.0f;
+        double f = 0.0;
+        for (int i = 0; i < Lc; i++) {
+            size_t tj = (size_t)(t0 + i) * HJ + (size_t)h * J + jj;
+            l += la[tj];
+            f = gl_wrap(f + (double)th[tj]);
+            lc[o + (size_t)i * J] = l;
+            cs[o + (size_t)i * J] = (float)cos(f);
+            sn[o + (size_t)i * J] = (float)sin(f);
+        }
+        l = 0.0f;
+        for (int i = Lc - 1; i >= 0; i--) {
+            sf[o + (size_t)i * J] = l;
+            l += la[(size_t)(t0 + i) * HJ + (size_t)h * J + jj];
         }
     }
 }
@@ -278,9 +276,9 @@ extern "C" void cuda_gl_scan_chunked(const molt_exec *ex, float *y, float *state
     float *rows = (float *)cu_scratch(ex, sizeof(float) * HT * (size_t)Q);
     if (!rows)
         return;
-    size_t m = (size_t)H * J;
+    size_t m = (size_t)nc * H * J;
     if (J > 0) {
-        k_gl_tables<<<cu_blocks(m, 64), 64, 0, s>>>(lc, sf, cs, sn, la, th, T, H, J, Q);
+        k_gl_tables<<<cu_blocks(m, 64), 64, 0, s>>>(lc, sf, cs, sn, la, th, T, H, J, Q, nc);
         CU_LAUNCHED("k_gl_tables");
         m = HT * J;
         k_gl_rotate<<<cu_blocks(m, 256), 256, 0, s>>>(qh, kh, q, k, ld, cs, sn, T, H, N);
