@@ -28,7 +28,8 @@ GPU=cuda
 [ "${DRY:-0}" = 1 ] && GPU=cpu
 if [ "${DRY:-0}" != 1 ]; then
 echo "== make cuda (-j$JOBS)"
-make -j"$JOBS" cuda > "$T/make.log" 2>&1 || { echo "FAIL: make cuda"; tail -40 "$T/make.log"; exit 1; }
+make -j"$JOBS" cuda > "$T/make.log" 2>&1 ||
+  { echo "FAIL: make cuda"; tail -40 "$T/make.log"; exit 1; }
 if grep -E "warning" "$T/make.log" | grep -v "Werror" | grep -q .; then
   echo "note: compiler warnings:"; grep -E "warning" "$T/make.log" | grep -v "Werror" | head -20
 fi
@@ -79,7 +80,9 @@ for st in gateloop mamba3 mamba3-mimo; do
         loss[$dev]=nan
         continue
       fi
-      loss[$dev]=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["eval"]["student_loss"])' "$out/report.json" 2> /dev/null || echo nan)
+      loss[$dev]=$(/usr/bin/python3 -c \
+        'import json,sys; print(json.load(open(sys.argv[1]))["eval"]["student_loss"])' \
+        "$out/report.json" 2> /dev/null || echo nan)
     done
     verdict=$(/usr/bin/python3 - "${loss[cpu]}" "${loss[cuda]}" "$REL" <<'PY'
 import math, sys

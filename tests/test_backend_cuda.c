@@ -1811,7 +1811,8 @@ static void test_mamba3(void) {
     op_stat *smb = stat_new("m3_mix_backward", 2e-5);
     op_stat *sg = stat_new("m3_gate", 5e-6), *sgb = stat_new("m3_gate_backward", 2e-5);
     op_stat *sf = stat_new("m3_fold", 1e-5), *ss = stat_new("m3_step_rows", 1e-5);
-    op_stat *sx = stat_new("m3_materialize", 1e-5), *sxb = stat_new("m3_materialize_backward", 1e-4);
+    op_stat *sx = stat_new("m3_materialize", 1e-5);
+    op_stat *sxb = stat_new("m3_materialize_backward", 1e-4);
     const char *ops[] = {"m3_angles", "m3_angles_backward", "m3_prep", "m3_prep_backward",
                          "m3_mix",    "m3_corr",            "m3_mix_backward", "m3_gate",
                          "m3_gate_backward", "m3_fold",     "m3_step_rows", "m3_materialize",
@@ -1855,8 +1856,10 @@ static void test_mamba3(void) {
             run_op(sp, op_m3_prep, &c, shape);
             {
                 ocase b = c;
-                float *q = xmalloc(sizeof(float) * (nq + 1)), *k = xmalloc(sizeof(float) * (nq + 1));
-                float *t1 = xmalloc(sizeof(float) * (nh + 1)), *t2 = xmalloc(sizeof(float) * (nh + 1));
+                float *q = xmalloc(sizeof(float) * (nq + 1));
+                float *k = xmalloc(sizeof(float) * (nq + 1));
+                float *t1 = xmalloc(sizeof(float) * (nh + 1));
+                float *t2 = xmalloc(sizeof(float) * (nh + 1));
                 float *t3 = xmalloc(sizeof(float) * (nh + 1));
                 float *rs = xmalloc(sizeof(float) * (n * 2 * s->R * s->G + 1));
                 m3_rows_w w = m3w_take(c.b[1].h, &mc, v);

@@ -5,9 +5,9 @@
  *   - every architecture (Llama, Llama with odd sizes + biases + tied
  *     embeddings, Llamba, Mamba-2, a hybrid with attention / hybrid / SSM
  *     layers; GateLoop, Mamba-3 SISO, Mamba-3 MIMO R 2 with the out norm and
- *     a mix of attention / GateLoop / Mamba-3 layers: issue 14), random weights: prefill logits, token-by-token logits, a
- *     batched greedy decode over 3 state slots, and the same with bf16
- *     weights, GPU vs CPU;
+ *     a mix of attention / GateLoop / Mamba-3 layers: issue 14), random
+ *     weights: prefill logits, token-by-token logits, a batched greedy
+ *     decode over 3 state slots, and the same with bf16 weights, GPU vs CPU;
  *   - gradients of a training forward / backward (cross-entropy) of every
  *     architecture: the whole gradient buffer, GPU vs CPU;
  *   - the shipped / shared real models: stories260K (llama2.c), kv-llama-2m

@@ -79,7 +79,8 @@ __global__ void k_gl_step_rows(float *y, gl_ptrs st, int r0, const float *q, con
     float *S = st.p[rb] + (size_t)h * N * P;
     const float *qr = q + (size_t)r * ld + (size_t)h * N, *kr = k + (size_t)r * ld + (size_t)h * N;
     const float *vr = v + (size_t)r * ld + (size_t)h * P;
-    const float *lr = la + (size_t)r * HJ + (size_t)h * J, *tr = th + (size_t)r * HJ + (size_t)h * J;
+    const float *lr = la + (size_t)r * HJ + (size_t)h * J;
+    const float *tr = th + (size_t)r * HJ + (size_t)h * J;
     for (int p = threadIdx.x; p < P; p += blockDim.x) {
         float acc = 0.0f, vp = vr[p];
         for (int jj = 0; jj < J; jj++) {
