@@ -20,6 +20,7 @@ JOBS=$(nproc 2>/dev/null || echo 4)
 [ "${1:-}" = "-j" ] && JOBS=$2
 REL=${REL:-0.02}
 THR=${MOLT_THREADS:-4}
+PY=${PY:-$(command -v python3 || echo /usr/bin/python3)}
 fail=0
 T=$(mktemp -d)
 [ "${KEEP:-0}" = 1 ] && echo "work directory: $T" || trap 'rm -rf "$T"' EXIT
@@ -80,11 +81,11 @@ for st in gateloop mamba3 mamba3-mimo; do
         loss[$dev]=nan
         continue
       fi
-      loss[$dev]=$(/usr/bin/python3 -c \
+      loss[$dev]=$($PY -c \
         'import json,sys; print(json.load(open(sys.argv[1]))["eval"]["student_loss"])' \
         "$out/report.json" 2> /dev/null || echo nan)
     done
-    verdict=$(/usr/bin/python3 - "${loss[cpu]}" "${loss[cuda]}" "$REL" <<'PY'
+    verdict=$($PY - "${loss[cpu]}" "${loss[cuda]}" "$REL" <<'PY'
 import math, sys
 c, g, rel = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
 if not (math.isfinite(c) and math.isfinite(g) and c > 0):
