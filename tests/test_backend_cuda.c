@@ -25,6 +25,8 @@
 #include "kernels/backward.h"
 #include "kernels/kernels.h"
 #include "kernels/attn.h"
+#include "kernels/gateloop.h"
+#include "kernels/mamba3.h"
 #include "kernels/ssm.h"
 #include "kernels/ssm_rows.h"
 #include "kernels/train_ops.h"
@@ -75,7 +77,7 @@ typedef struct buf {
 typedef struct ocase {
     buf            b[MAXB];
     int            nb;
-    int            i[8]; // the op's integer arguments
+    int            i[12]; // the op's integer arguments
     float          f;
     const int32_t *ids; // host array (contract)
     molt_dtype     dt;
@@ -109,9 +111,9 @@ typedef struct op_stat {
     char        shape[64];
 } op_stat;
 
-static op_stat g_stat[96];
+static op_stat g_stat[160];
 static int     g_nstat;
-static const char *g_tested[64];
+static const char *g_tested[128];
 static int         g_ntested;
 
 static op_stat *stat_new(const char *op, double tol) {
@@ -1436,6 +1438,534 @@ static void test_attn_flash(void) {
 }
 
 // ----------------------------------------------------------------------------
+// GateLoop (gateloop.h; issue 14). q, k, v are column views of one [T, ld]
+// buffer x (ld = 2·H·N + H·P + 3: q at 0, k at H·N, v at 2·H·N). Regimes of
+// the transition as test_backend_ops: 0 mild (|a| ≈ 1, small phases), 1 sharp
+// (some decays flushed to exactly 0), 2 strong decay, 3 large phases (the
+// cumulative phase wraps many times: the double prefix sums mod 2π).
+
+static int gl_ldx(int H, int N, int P) { return 2 * H * N + H * P + 3; }
+
+// x, la, th of T rows (T ≥ 1 buffers even for T = 0)
+static void gl_add_inputs(ocase *c, int T, int H, int N, int P, int regime) {
+    size_t rows = (size_t)(T > 0 ? T : 1), HJ = (size_t)H * (N / 2);
+    float  lo = regime == 0 ? -0.1f : regime == 1 ? -1.5f : regime == 2 ? -8.0f : -0.3f;
+    float  hi = regime == 2 ? -2.0f : 0.0f, ph = regime == 3 ? 40.0f : regime == 0 ? 0.3f : 3.0f;
+    addf(c, rows * (size_t)gl_ldx(H, N, P), IN);
+    float *la = frand(rows * HJ, lo, hi);
+    for (size_t i = 5; regime == 1 && i < rows * HJ; i += 31)
+        la[i] = -70.0f;
+    add_buf(c, la, sizeof(float) * rows * HJ, IN);
+    add_buf(c, frand(rows * HJ, -ph, ph), sizeof(float) * rows * HJ, IN);
+}
+#define GLQ(k) F(k)
+#define GLK(k, H, N) (F(k) + (size_t)(H) * (N))
+#define GLV(k, H, N) (F(k) + 2 * (size_t)(H) * (N))
+
+// a (ACC is not needed: IN), bias | la, th;  i = {n, HJ, lda, has_bias}
+static void op_gl_prep(const molt_exec *ex, void *const *p, const ocase *c) {
+    gl_prep(ex, F(2), F(3), F(0) + 1, c->i[2], c->i[3] ? F(1) : NULL, c->i[0], c->i[1]);
+}
+// a, bias, dla, dth | da (ACC: only the 2·HJ columns are written);  i = {n, HJ, lda, v}
+static void op_gl_prep_backward(const molt_exec *ex, void *const *p, const ocase *c) {
+    int v = c->i[3];
+    gl_prep_backward(ex, F(4) + 1, c->i[2], v & 1 ? NULL : F(2), v & 2 ? NULL : F(3), F(0) + 1,
+                     v & 4 ? NULL : F(1), c->i[0], c->i[1]);
+}
+// x, la, th | y, states (ACC, one [H,N,P] block per row);  i = {n, H, N, P}
+static void op_gl_step_rows(const molt_exec *ex, void *const *p, const ocase *c) {
+    int     n = c->i[0], H = c->i[1], N = c->i[2], P = c->i[3];
+    float **st = xmalloc(sizeof(float *) * (size_t)(n + 1));
+    for (int r = 0; r < n; r++)
+        st[r] = F(4) + (size_t)r * H * N * P;
+    gl_step_rows(ex, F(3), st, GLQ(0), GLK(0, H, N), GLV(0, H, N), gl_ldx(H, N, P), F(1), F(2), n,
+                 H, N, P);
+    free(st);
+}
+// x, la, th | y, state (ACC or unused), work (SCR), saved st (OUT);  i = {T, H, N, P, Q, st0}
+static void op_gl_scan(const molt_exec *ex, void *const *p, const ocase *c) {
+    int T = c->i[0], H = c->i[1], N = c->i[2], P = c->i[3], Q = c->i[4];
+    gl_scan_chunked(ex, F(3), c->i[5] ? F(4) : NULL, GLQ(0), GLK(0, H, N), GLV(0, H, N),
+                    gl_ldx(H, N, P), F(1), F(2), T, H, N, P, Q, F(5));
+    // the saved part of work (gateloop.h): the states entering each chunk
+    be_copy(ex, F(6), F(5), sizeof(float) * scan_nc(T, Q) * (size_t)H * N * P);
+}
+// x, la, th | y, state (ACC or unused), work (SCR);  i = {T, H, N, P, -, st0}
+static void op_gl_assoc(const molt_exec *ex, void *const *p, const ocase *c) {
+    int T = c->i[0], H = c->i[1], N = c->i[2], P = c->i[3];
+    gl_scan_assoc(ex, F(3), c->i[5] ? F(4) : NULL, GLQ(0), GLK(0, H, N), GLV(0, H, N),
+                  gl_ldx(H, N, P), F(1), F(2), T, H, N, P, F(5));
+}
+// x, la, th, dy | y (SCR), work (SCR), dx (ACC: dq, dk, dv at the x columns), dla, dth (OUT)
+static void op_gl_scan_backward(const molt_exec *ex, void *const *p, const ocase *c) {
+    int T = c->i[0], H = c->i[1], N = c->i[2], P = c->i[3], Q = c->i[4], ld = gl_ldx(H, N, P);
+    gl_scan_chunked(ex, F(4), NULL, GLQ(0), GLK(0, H, N), GLV(0, H, N), ld, F(1), F(2), T, H, N,
+                    P, Q, F(5));
+    gl_scan_chunked_backward(ex, GLQ(6), GLK(6, H, N), GLV(6, H, N), ld, F(7), F(8), F(3), GLQ(0),
+                             GLK(0, H, N), GLV(0, H, N), ld, F(1), F(2), T, H, N, P, Q, F(5));
+}
+// x, la, th | M, work (SCR);  i = {T, H, N, P}
+static void op_gl_mat(const molt_exec *ex, void *const *p, const ocase *c) {
+    int T = c->i[0], H = c->i[1], N = c->i[2], P = c->i[3];
+    gl_materialize(ex, F(3), GLQ(0), GLK(0, H, N), gl_ldx(H, N, P), F(1), F(2), T, H, N, F(4));
+}
+// x, la, th, dM | dx (ACC: dq, dk at the x columns), dla, dth (OUT), work (SCR)
+static void op_gl_mat_backward(const molt_exec *ex, void *const *p, const ocase *c) {
+    int T = c->i[0], H = c->i[1], N = c->i[2], P = c->i[3], ld = gl_ldx(H, N, P);
+    gl_materialize_backward(ex, GLQ(4), GLK(4, H, N), ld, F(5), F(6), F(3), GLQ(0), GLK(0, H, N),
+                            ld, F(1), F(2), T, H, N, F(7));
+}
+
+static void test_gateloop(void) {
+    op_stat *s0 = stat_new("gl_prep", 2e-6), *s1 = stat_new("gl_prep_backward", 2e-6);
+    op_stat *s2 = stat_new("gl_step_rows", 1e-5);
+    op_stat *s3 = stat_new("gl_scan_chunked", 5e-5);
+    // long recurrences (T up to 300, mild decays) in float on both sides, in the same order
+    // but with FMA contraction on the GPU
+    op_stat *s4 = stat_new("gl_scan_chunked_backward", 2e-4);
+    op_stat *s5 = stat_new("gl_scan_assoc", 5e-5);
+    op_stat *s6 = stat_new("gl_materialize", 2e-5), *s7 = stat_new("gl_materialize_backward", 1e-4);
+    tested("gl_prep"), tested("gl_prep_backward"), tested("gl_step_rows");
+    tested("gl_scan_chunked"), tested("gl_scan_chunked_backward"), tested("gl_scan_assoc");
+    tested("gl_materialize"), tested("gl_materialize_backward");
+    char shape[64];
+    // prep: n, HJ (bias present / absent; backward: dla / dth / bias NULL)
+    const int PS[][2] = {{0, 3}, {1, 1}, {7, 5}, {33, 64}, {300, 48}};
+    for (int k = 0; k < NELEM(PS); k++) {
+        int    n = PS[k][0], HJ = PS[k][1], lda = 2 * HJ + 3;
+        size_t rows = (size_t)(n > 0 ? n : 1);
+        for (int v = 0; v < 8; v++) {
+            ocase c = {.i = {n, HJ, lda, v}};
+            addf(&c, rows * lda + 1, IN);
+            add_buf(&c, frand(2 * (size_t)HJ, -2, 2), sizeof(float) * 2 * HJ, IN);
+            add_buf(&c, frand(rows * HJ, -1, 1), sizeof(float) * rows * HJ, IN);
+            add_buf(&c, frand(rows * HJ, -1, 1), sizeof(float) * rows * HJ, IN);
+            snprintf(shape, sizeof shape, "n,HJ %dx%d v%d", n, HJ, v);
+            if (v < 2) {
+                ocase f = {.i = {n, HJ, lda, v == 0}};
+                add_buf(&f, c.b[0].h, c.b[0].bytes, IN);
+                add_buf(&f, c.b[1].h, c.b[1].bytes, IN);
+                addf(&f, (size_t)n * HJ, OUT);
+                addf(&f, (size_t)n * HJ, OUT);
+                run_op(s0, op_gl_prep, &f, shape);
+                free(f.b[2].h), free(f.b[3].h);
+            }
+            addf(&c, rows * lda + 1, ACC);
+            run_op(s1, op_gl_prep_backward, &c, shape);
+            case_free(&c);
+        }
+    }
+    // step over rows: n, H, N, P (every regime)
+    const int SR[][4] = {{0, 2, 4, 3}, {1, 1, 2, 1}, {3, 2, 4, 5}, {8, 4, 16, 16}, {70, 3, 8, 33}};
+    for (int k = 0; k < NELEM(SR); k++)
+        for (int regime = 0; regime < 4; regime++) {
+            int    n = SR[k][0], H = SR[k][1], N = SR[k][2], P = SR[k][3];
+            size_t rows = (size_t)(n > 0 ? n : 1);
+            ocase  c = {.i = {n, H, N, P}};
+            gl_add_inputs(&c, n, H, N, P, regime);
+            addf(&c, (size_t)n * H * P, OUT);
+            addf(&c, rows * H * N * P, ACC);
+            snprintf(shape, sizeof shape, "n,H,N,P %dx%dx%dx%d r%d", n, H, N, P, regime);
+            run_op(s2, op_gl_step_rows, &c, shape);
+            case_free(&c);
+        }
+    // scans: T, H, N, P, Q (T = 1, odd T, Q dividing T or not, Q > T, Q = 1)
+    const int SC[][5] = {{0, 2, 4, 3, 4},     {1, 1, 2, 1, 1},    {1, 2, 4, 3, 8},
+                         {5, 2, 4, 3, 2},     {17, 3, 6, 5, 4},   {33, 2, 8, 7, 7},
+                         {64, 4, 16, 16, 16}, {100, 2, 8, 8, 1},  {130, 4, 8, 16, 64},
+                         {257, 2, 16, 16, 64}, {300, 3, 8, 12, 256}, {300, 2, 16, 32, 300}};
+    for (int k = 0; k < NELEM(SC); k++) {
+        int    T = SC[k][0], H = SC[k][1], N = SC[k][2], P = SC[k][3], Q = SC[k][4];
+        size_t rows = (size_t)(T > 0 ? T : 1), HJ = (size_t)H * (N / 2), NP = (size_t)N * P;
+        size_t ld = (size_t)gl_ldx(H, N, P);
+        int    regime = k % 4;
+        for (int st0 = 0; st0 < 2; st0++) {
+            ocase c = {.i = {T, H, N, P, Q, st0}};
+            gl_add_inputs(&c, T, H, N, P, (regime + st0) % 4);
+            addf(&c, (size_t)T * H * P, OUT);
+            addf(&c, (size_t)H * NP, st0 ? ACC : SCR);
+            addf(&c, gl_chunked_work(T, H, N, P, Q) + 1, SCR);
+            addf(&c, scan_nc(T, Q) * H * NP + 1, ACC); // every float but the last is overwritten
+            snprintf(shape, sizeof shape, "T,H,N,P,Q %dx%dx%dx%dx%d r%d%s", T, H, N, P, Q,
+                     (regime + st0) % 4, st0 ? " +state" : "");
+            run_op(s3, op_gl_scan, &c, shape);
+            c.b[5].kind = SCR; // the associative scan: same inputs, its own work
+            free(c.b[5].h);
+            c.b[5].h = xmalloc(sizeof(float) * (gl_assoc_work(T, H, N, P) + 1));
+            c.b[5].bytes = sizeof(float) * (gl_assoc_work(T, H, N, P) + 1);
+            c.b[6].kind = SCR;
+            run_op(s5, op_gl_assoc, &c, shape);
+            case_free(&c);
+        }
+        ocase b = {.i = {T, H, N, P, Q}};
+        gl_add_inputs(&b, T, H, N, P, regime);
+        addf(&b, rows * H * P, IN);
+        addf(&b, rows * H * P, SCR);
+        addf(&b, gl_chunked_backward_work(T, H, N, P, Q) + 1, SCR);
+        addf(&b, rows * ld, ACC);
+        addf(&b, (size_t)T * HJ, OUT);
+        addf(&b, (size_t)T * HJ, OUT);
+        snprintf(shape, sizeof shape, "T,H,N,P,Q %dx%dx%dx%dx%d r%d", T, H, N, P, Q, regime);
+        run_op(s4, op_gl_scan_backward, &b, shape);
+        case_free(&b);
+    }
+    // materialized matrix: T, H, N, P
+    const int MS[][4] = {{0, 2, 4, 3}, {1, 1, 2, 1}, {5, 2, 4, 3}, {33, 3, 8, 2}, {130, 2, 16, 2},
+                         {300, 2, 8, 1}};
+    for (int k = 0; k < NELEM(MS); k++)
+        for (int regime = 0; regime < 4; regime++) {
+            int    T = MS[k][0], H = MS[k][1], N = MS[k][2], P = MS[k][3];
+            size_t rows = (size_t)(T > 0 ? T : 1), HJ = (size_t)H * (N / 2);
+            size_t nM = (size_t)H * T * T, ld = (size_t)gl_ldx(H, N, P);
+            ocase  c = {.i = {T, H, N, P}};
+            gl_add_inputs(&c, T, H, N, P, regime);
+            addf(&c, nM, OUT);
+            addf(&c, gl_materialize_work(T, H, N) + 1, SCR);
+            snprintf(shape, sizeof shape, "T,H,N %dx%dx%d r%d", T, H, N, regime);
+            run_op(s6, op_gl_mat, &c, shape);
+            c.b[3].kind = IN; // dM
+            t_fill_uniform(c.b[3].h, nM, -1, 1);
+            free(c.b[4].h);
+            c.b[4] = (buf){frand(rows * ld, -1, 1), sizeof(float) * rows * ld, ACC};
+            addf(&c, (size_t)T * HJ, OUT);
+            addf(&c, (size_t)T * HJ, OUT);
+            addf(&c, gl_materialize_backward_work(T, H, N) + 1, SCR);
+            run_op(s7, op_gl_mat_backward, &c, shape);
+            case_free(&c);
+        }
+}
+
+// ----------------------------------------------------------------------------
+// Mamba-3 (mamba3.h; issue 14). Every case starts with zx [n, ldz] (ldz one
+// wider than a row) and the packed parameters W (m3w_take: NULL where the
+// variant or the shape lacks them), then the op's own buffers; i = {n, T, H,
+// P, N, G, R, S, mimo | norm << 1 | variant << 2}; f2 ≠ 0: angles without states.
+// Shapes: T = 1, odd T, several sequences, SISO / MIMO (R up to 4), G > 1,
+// S < N/2 and S = N/2 (every dim rotated), the out norm, optional parameters absent.
+
+typedef struct m3shape {
+    int n, T, H, P, N, G, R, S, mimo, norm;
+} m3shape;
+
+static const m3shape M3S[] = {
+    {0, 1, 2, 3, 4, 1, 1, 1, 0, 0},     {1, 1, 1, 1, 2, 1, 1, 1, 0, 0},
+    {3, 3, 2, 3, 4, 1, 1, 1, 0, 1},     {4, 1, 2, 2, 6, 2, 1, 3, 0, 0},
+    {10, 5, 2, 5, 6, 2, 2, 2, 1, 0},    {37, 37, 3, 4, 8, 1, 3, 2, 1, 1},
+    {300, 100, 4, 16, 16, 2, 1, 8, 0, 1}, {96, 48, 2, 8, 12, 1, 4, 6, 1, 0},
+    {64, 1, 3, 4, 8, 1, 2, 2, 1, 1},    {130, 65, 8, 16, 32, 2, 1, 16, 0, 0},
+    {70, 70, 4, 8, 16, 2, 2, 8, 1, 1}};
+
+static m3_rows_cfg m3cfg(const ocase *c) {
+    return (m3_rows_cfg){c->i[2], c->i[3], c->i[4], c->i[5], c->i[6], c->i[7],
+                         c->i[8] & 1, (c->i[8] >> 1) & 1, 0.05f, 1e-5f};
+}
+static int m3_variant(const ocase *c) { return c->i[8] >> 2; } // 1: optional parameters absent
+static int m3_ldz(const m3_rows_cfg *mc) { return m3_in_rows(mc) + 1; }
+
+// packed parameters: dt_bias H | B_norm N | C_norm N | B_bias, C_bias H·R·N |
+// mimo_x, mimo_z, mimo_o H·R·P | D H | norm Di
+static size_t m3w_floats(const m3_rows_cfg *mc) {
+    size_t H = (size_t)mc->H, HRN = H * mc->R * mc->N, HRP = H * mc->R * mc->P;
+    return 2 * H + 2 * (size_t)mc->N + 2 * HRN + 3 * HRP + H * mc->P;
+}
+static m3_rows_w m3w_take(const float *W, const m3_rows_cfg *mc, int variant) {
+    size_t H = (size_t)mc->H, HRN = H * mc->R * mc->N, HRP = H * mc->R * mc->P;
+    int    opt = variant == 0, mimo = mc->mimo && mc->R > 1;
+    const float *dtb = W, *Bn = dtb + H, *Cn = Bn + mc->N, *Bb = Cn + mc->N, *Cb = Bb + HRN;
+    const float *mx = Cb + HRN, *mz = mx + HRP, *mo = mz + HRP, *D = mo + HRP, *nw = D + H;
+    return (m3_rows_w){opt ? dtb : NULL,  opt ? Bn : NULL,   opt ? Cn : NULL, opt ? Bb : NULL,
+                       opt ? Cb : NULL,   mimo ? mx : NULL,  mimo ? mz : NULL,
+                       mimo ? mo : NULL,  opt ? D : NULL,    mc->norm ? nw : NULL};
+}
+#define M3W(c, mc) m3w_take(F(1), &(mc), m3_variant(c))
+
+// zx (dd_A both signs, some floored) and W; the case's i[] set from the shape
+static void m3_case(ocase *c, const m3shape *s, int variant, m3_rows_cfg *mc) {
+    *c = (ocase){.i = {s->n, s->T, s->H, s->P, s->N, s->G, s->R, s->S}};
+    c->i[8] = s->mimo | s->norm << 1 | variant << 2;
+    *mc = m3cfg(c);
+    size_t rows = (size_t)(s->n > 0 ? s->n : 1), ldz = (size_t)m3_ldz(mc);
+    float *zx = frand(rows * ldz, -1.5f, 1.5f);
+    for (size_t r = 0; r < rows; r++)
+        for (int h = 0; h < s->H; h++)
+            zx[r * ldz + m3_col_A(mc) + h] = (r + h) % 7 == 3 ? -30.0f : t_uniform(-2, 2);
+    add_buf(c, zx, sizeof(float) * rows * ldz, IN);
+    float *W = frand(m3w_floats(mc), -1.0f, 1.0f);
+    size_t H = (size_t)s->H, HRN = H * s->R * s->N, HRP = H * s->R * s->P;
+    t_fill_uniform(W, H, -2.0f, 0.5f);                                 // dt_bias
+    t_fill_uniform(W + H, 2 * (size_t)s->N, 0.5f, 1.5f);              // B/C norm weights
+    t_fill_uniform(W + 2 * H + 2 * (size_t)s->N + 2 * HRN + 3 * HRP, H * s->P, 0.5f, 1.5f);
+    add_buf(c, W, sizeof(float) * m3w_floats(mc), IN);
+}
+static float *m3_f(size_t n, float lo, float hi) { return frand(n ? n : 1, lo, hi); }
+static void m3_in(ocase *c, size_t n, float lo, float hi) {
+    add_buf(c, m3_f(n, lo, hi), sizeof(float) * (n ? n : 1), IN);
+}
+static void m3_out(ocase *c, size_t n, int kind) { addf(c, n, kind); } // n = 0: an empty output
+// Δ, dA = −Δ·U(0.05, 3), λ of n rows, as three IN buffers
+static void m3_dlt_in(ocase *c, size_t nh) {
+    float *dlt = m3_f(nh, 0.01f, 0.8f), *dA = m3_f(nh, 0, 1);
+    for (size_t i = 0; i < nh; i++)
+        dA[i] = -dlt[i] * t_uniform(0.05f, 3.0f);
+    add_buf(c, dA, sizeof(float) * (nh ? nh : 1), IN);
+    add_buf(c, dlt, sizeof(float) * (nh ? nh : 1), IN);
+    m3_in(c, nh, 0.0f, 1.0f);
+}
+
+// zx, W, | phi, states (ACC);  with i[9]... state absent when c->f2 != 0
+static void op_m3_angles(const molt_exec *ex, void *const *p, const ocase *c) {
+    m3_rows_cfg mc = m3cfg(c);
+    int         n = c->i[0], T = c->i[1], nseq = n / T;
+    size_t      ns = m3_state_floats(&mc);
+    float     **sp = xmalloc(sizeof(float *) * (size_t)(nseq + 1));
+    for (int i = 0; i < nseq; i++)
+        sp[i] = F(3) + (size_t)i * ns;
+    m3_rows_w w = M3W(c, mc);
+    m3_angles(ex, F(2), c->f2 != 0 ? NULL : sp, F(0), m3_ldz(&mc), w.dt_bias, n, T, &mc);
+    free(sp);
+}
+// zx, W, dphi (ACC: ∂φ in, ψ out), dzx (ACC)
+static void op_m3_angles_backward(const molt_exec *ex, void *const *p, const ocase *c) {
+    m3_rows_cfg mc = m3cfg(c);
+    m3_rows_w   w = M3W(c, mc);
+    m3_angles_backward(ex, F(3), F(2), F(0), m3_ldz(&mc), w.dt_bias, c->i[0], c->i[1], &mc);
+}
+// zx, W, phi | q, k, dA, dlt, lam, rstd
+static void op_m3_prep(const molt_exec *ex, void *const *p, const ocase *c) {
+    m3_rows_cfg mc = m3cfg(c);
+    m3_rows_w   w = M3W(c, mc);
+    m3_prep(ex, F(3), F(4), F(5), F(6), F(7), F(8), F(0), m3_ldz(&mc), F(2), &w, c->i[0], &mc);
+}
+// zx, W, phi, dq, dk, ddA, dgam, dbet, q, k, rstd | dzx (ACC), dphi, dBn, dCn, dBb, dCb
+static void op_m3_prep_backward(const molt_exec *ex, void *const *p, const ocase *c) {
+    m3_rows_cfg mc = m3cfg(c);
+    m3_rows_w   w = M3W(c, mc);
+    m3_prep_backward(ex, F(11), F(12), F(13), F(14), F(15), F(16), F(3), F(4), F(5), F(6), F(7),
+                     F(8), F(9), F(10), F(0), m3_ldz(&mc), F(2), &w, c->i[0], &mc);
+}
+// zx, W, dA, dlt, lam | X, dAx
+static void op_m3_mix(const molt_exec *ex, void *const *p, const ocase *c) {
+    m3_rows_cfg mc = m3cfg(c);
+    m3_rows_w   w = M3W(c, mc);
+    m3_mix(ex, F(5), F(6), F(0), m3_ldz(&mc), F(2), F(3), F(4), &w, c->i[0], c->i[1], &mc);
+}
+// zx, W, dA (unused), dlt, lam, q, k | ypre (ACC: holds ys; corrected in place)
+static void op_m3_corr(const molt_exec *ex, void *const *p, const ocase *c) {
+    m3_rows_cfg mc = m3cfg(c);
+    m3_rows_w   w = M3W(c, mc);
+    m3_corr(ex, F(7), F(7), F(5), F(6), F(0), m3_ldz(&mc), F(3), F(4), &w, c->i[0], c->i[1], &mc);
+}
+// zx, W, dA (unused), dlt, lam, q, k, dX, ddAx, dyp | dzx, dq, dk (ACC), ddA, dgam, dbet,
+// dmx, hsD (OUT)
+static void op_m3_mix_backward(const molt_exec *ex, void *const *p, const ocase *c) {
+    m3_rows_cfg mc = m3cfg(c);
+    m3_rows_w   w = M3W(c, mc);
+    m3_mix_backward(ex, F(10), F(11), F(12), F(13), F(14), F(15), w.mimo_x ? F(16) : NULL,
+                    F(17), F(7), F(8), F(9), F(5), F(6), F(0), m3_ldz(&mc), F(3), F(4), &w,
+                    c->i[0], c->i[1], &mc);
+}
+// zx, W, ypre | g, rstd (OUT with the out norm)
+static void op_m3_gate(const molt_exec *ex, void *const *p, const ocase *c) {
+    m3_rows_cfg mc = m3cfg(c);
+    m3_rows_w   w = M3W(c, mc);
+    m3_gate(ex, F(3), mc.norm ? F(4) : NULL, F(2), F(0), m3_ldz(&mc), &w, c->i[0], &mc);
+}
+// zx, W, ypre, rstd, dg | dypre, dzx (ACC), dmz, dmo, dnw
+static void op_m3_gate_backward(const molt_exec *ex, void *const *p, const ocase *c) {
+    m3_rows_cfg mc = m3cfg(c);
+    m3_rows_w   w = M3W(c, mc);
+    m3_gate_backward(ex, F(5), F(6), w.mimo_z ? F(7) : NULL, F(8), mc.norm ? F(9) : NULL, F(4),
+                     F(2), F(0), m3_ldz(&mc), F(3), &w, c->i[0], &mc);
+}
+// zx, W, dA, dlt, lam | state (ACC)
+static void op_m3_fold(const molt_exec *ex, void *const *p, const ocase *c) {
+    m3_rows_cfg mc = m3cfg(c);
+    m3_rows_w   w = M3W(c, mc);
+    m3_fold(ex, F(5), F(3), F(4), &w, &mc);
+}
+// zx, W, dA, dlt, lam, q, k | ypre, states (ACC)
+static void op_m3_step_rows(const molt_exec *ex, void *const *p, const ocase *c) {
+    m3_rows_cfg mc = m3cfg(c);
+    m3_rows_w   w = M3W(c, mc);
+    int         n = c->i[0];
+    size_t      ns = m3_state_floats(&mc);
+    float     **sp = xmalloc(sizeof(float *) * (size_t)(n + 1));
+    for (int i = 0; i < n; i++)
+        sp[i] = F(8) + (size_t)i * ns;
+    m3_step_rows(ex, F(7), sp, F(5), F(6), F(0), m3_ldz(&mc), F(2), F(3), F(4), &w, n, &mc);
+    free(sp);
+}
+// zx, W, dA, dlt, lam, q, k | M, work (SCR)  (one sequence: T = n)
+static void op_m3_mat(const molt_exec *ex, void *const *p, const ocase *c) {
+    m3_rows_cfg mc = m3cfg(c);
+    m3_rows_w   w = M3W(c, mc);
+    m3_materialize(ex, F(7), F(5), F(6), F(2), F(3), F(4), w.D, c->i[0], &mc, F(8));
+}
+// zx, W, dA, dlt, lam, q, k, dM | dq, dk, ddA, dgam, dbet (OUT), dD (ACC), work (SCR)
+static void op_m3_mat_backward(const molt_exec *ex, void *const *p, const ocase *c) {
+    m3_rows_cfg mc = m3cfg(c);
+    m3_rows_w   w = M3W(c, mc);
+    m3_materialize_backward(ex, F(8), F(9), F(10), F(11), F(12), F(13), F(7), F(5), F(6), F(2),
+                            F(3), F(4), w.D, c->i[0], &mc, F(14));
+}
+
+static void test_mamba3(void) {
+    op_stat *sa = stat_new("m3_angles", 2e-5), *sab = stat_new("m3_angles_backward", 2e-5);
+    op_stat *sp = stat_new("m3_prep", 5e-6), *spb = stat_new("m3_prep_backward", 2e-5);
+    op_stat *sm = stat_new("m3_mix", 2e-6), *sc = stat_new("m3_corr", 1e-5);
+    op_stat *smb = stat_new("m3_mix_backward", 2e-5);
+    op_stat *sg = stat_new("m3_gate", 5e-6), *sgb = stat_new("m3_gate_backward", 2e-5);
+    op_stat *sf = stat_new("m3_fold", 1e-5), *ss = stat_new("m3_step_rows", 1e-5);
+    op_stat *sx = stat_new("m3_materialize", 1e-5);
+    op_stat *sxb = stat_new("m3_materialize_backward", 1e-4);
+    const char *ops[] = {"m3_angles", "m3_angles_backward", "m3_prep", "m3_prep_backward",
+                         "m3_mix",    "m3_corr",            "m3_mix_backward", "m3_gate",
+                         "m3_gate_backward", "m3_fold",     "m3_step_rows", "m3_materialize",
+                         "m3_materialize_backward"};
+    for (int i = 0; i < NELEM(ops); i++)
+        tested(ops[i]);
+    for (int si = 0; si < NELEM(M3S); si++)
+        for (int v = 0; v < 2; v++) {
+            const m3shape *s = &M3S[si];
+            m3_rows_cfg    mc;
+            ocase          c;
+            char           shape[64];
+            size_t n = (size_t)s->n, H = (size_t)s->H, nq = n * s->R * H * s->N;
+            size_t np = n * s->R * H * s->P, nh = n * H, nphi = n * H * s->S;
+            size_t ns = 0, nseq = (size_t)(s->n / s->T), ldz, Di = H * s->P;
+            snprintf(shape, sizeof shape, "n%d T%d H%d P%d N%d G%d R%d S%d%s%s%s", s->n, s->T,
+                     s->H, s->P, s->N, s->G, s->R, s->S, s->mimo ? " mimo" : "",
+                     s->norm ? " norm" : "", v ? " bare" : "");
+            // angles, with states and without
+            for (int nost = 0; nost < 2; nost++) {
+                m3_case(&c, s, v, &mc);
+                ns = m3_state_floats(&mc);
+                c.f2 = (float)nost;
+                m3_out(&c, nphi, OUT);
+                m3_out(&c, nseq * ns, ACC);
+                run_op(sa, op_m3_angles, &c, shape);
+                case_free(&c);
+            }
+            m3_case(&c, s, v, &mc);
+            ldz = (size_t)m3_ldz(&mc);
+            m3_out(&c, nphi, ACC);
+            m3_out(&c, n * ldz, ACC);
+            run_op(sab, op_m3_angles_backward, &c, shape);
+            case_free(&c);
+            // prep, and its backward from the CPU prep's q, k, rstd of the same inputs
+            m3_case(&c, s, v, &mc);
+            m3_in(&c, nphi, -7.0f, 7.0f);
+            m3_out(&c, nq, OUT), m3_out(&c, nq, OUT);
+            m3_out(&c, nh, OUT), m3_out(&c, nh, OUT), m3_out(&c, nh, OUT);
+            m3_out(&c, n * 2 * s->R * s->G, OUT);
+            run_op(sp, op_m3_prep, &c, shape);
+            {
+                ocase b = c;
+                float *q = xmalloc(sizeof(float) * (nq + 1));
+                float *k = xmalloc(sizeof(float) * (nq + 1));
+                float *t1 = xmalloc(sizeof(float) * (nh + 1));
+                float *t2 = xmalloc(sizeof(float) * (nh + 1));
+                float *t3 = xmalloc(sizeof(float) * (nh + 1));
+                float *rs = xmalloc(sizeof(float) * (n * 2 * s->R * s->G + 1));
+                m3_rows_w w = m3w_take(c.b[1].h, &mc, v);
+                if (n)
+                    m3_prep(&g_cpu, q, k, t1, t2, t3, rs, c.b[0].h, (int)ldz, c.b[2].h, &w, s->n,
+                            &mc);
+                free(t1), free(t2), free(t3);
+                for (int j = 3; j < 9; j++)
+                    free(b.b[j].h);
+                b.nb = 3;
+                m3_in(&b, nq, -1, 1), m3_in(&b, nq, -1, 1); // dq, dk
+                m3_in(&b, nh, -1, 1), m3_in(&b, nh, -1, 1), m3_in(&b, nh, -1, 1);
+                add_buf(&b, q, sizeof(float) * (nq ? nq : 1), IN);
+                add_buf(&b, k, sizeof(float) * (nq ? nq : 1), IN);
+                add_buf(&b, rs, sizeof(float) * (n * 2 * s->R * s->G + 1), IN);
+                m3_out(&b, n * ldz, ACC);
+                m3_out(&b, nphi, OUT);
+                m3_out(&b, n * s->N, OUT), m3_out(&b, n * s->N, OUT);
+                m3_out(&b, n * H * s->R * s->N, OUT), m3_out(&b, n * H * s->R * s->N, OUT);
+                run_op(spb, op_m3_prep_backward, &b, shape);
+                case_free(&b);
+            }
+            // mix, corr (in place), mix backward
+            m3_case(&c, s, v, &mc);
+            m3_dlt_in(&c, nh);
+            m3_out(&c, np, OUT), m3_out(&c, n * s->R * H, OUT);
+            run_op(sm, op_m3_mix, &c, shape);
+            case_free(&c);
+            m3_case(&c, s, v, &mc);
+            m3_dlt_in(&c, nh);
+            m3_in(&c, nq, -1, 1), m3_in(&c, nq, -1, 1);
+            m3_out(&c, np, ACC);
+            run_op(sc, op_m3_corr, &c, shape);
+            c.b[7].kind = IN; // dX
+            m3_in(&c, n * s->R * H, -1, 1), m3_in(&c, np, -1, 1); // ddAx, dyp
+            m3_out(&c, n * ldz, ACC), m3_out(&c, nq, ACC), m3_out(&c, nq, ACC);
+            m3_out(&c, nh, OUT), m3_out(&c, nh, OUT), m3_out(&c, nh, OUT);
+            m3_out(&c, n * H * s->R * s->P, s->mimo && s->R > 1 ? OUT : SCR);
+            m3_out(&c, nh, OUT);
+            run_op(smb, op_m3_mix_backward, &c, shape);
+            case_free(&c);
+            // gate, gate backward (rstd as the CPU gate saved it)
+            m3_case(&c, s, v, &mc);
+            m3_in(&c, np, -1, 1);
+            m3_out(&c, n * Di, OUT), m3_out(&c, n * s->R * H, s->norm ? OUT : SCR);
+            run_op(sg, op_m3_gate, &c, shape);
+            {
+                float    *g = xmalloc(sizeof(float) * (n * Di + 1));
+                float    *rs = xmalloc(sizeof(float) * (n * s->R * H + 1));
+                m3_rows_w w = m3w_take(c.b[1].h, &mc, v);
+                memset(rs, 0, sizeof(float) * (n * s->R * H + 1));
+                if (n)
+                    m3_gate(&g_cpu, g, rs, c.b[2].h, c.b[0].h, (int)ldz, &w, s->n, &mc);
+                free(g), free(c.b[3].h), free(c.b[4].h);
+                c.nb = 3;
+                add_buf(&c, rs, sizeof(float) * (n * s->R * H + 1), IN);
+                m3_in(&c, n * Di, -1, 1);
+                m3_out(&c, np, OUT), m3_out(&c, n * ldz, ACC);
+                m3_out(&c, n * H * s->R * s->P, s->mimo && s->R > 1 ? OUT : SCR);
+                m3_out(&c, n * H * s->R * s->P, OUT);
+                m3_out(&c, n * Di, s->norm ? OUT : SCR);
+                run_op(sgb, op_m3_gate_backward, &c, shape);
+                case_free(&c);
+            }
+            // fold (one state block, the first row's Δ, λ), decode step over n slots
+            m3_case(&c, s, v, &mc);
+            ns = m3_state_floats(&mc);
+            m3_dlt_in(&c, nh ? nh : H);
+            m3_out(&c, ns, ACC);
+            run_op(sf, op_m3_fold, &c, shape);
+            case_free(&c);
+            m3_case(&c, s, v, &mc);
+            m3_dlt_in(&c, nh);
+            m3_in(&c, nq, -1, 1), m3_in(&c, nq, -1, 1);
+            m3_out(&c, np, OUT), m3_out(&c, n * ns, ACC);
+            run_op(ss, op_m3_step_rows, &c, shape);
+            case_free(&c);
+            // materialized matrix of one sequence T = n (and its backward)
+            if (s->n > 300)
+                continue;
+            size_t nM = H * n * n;
+            m3_case(&c, s, v, &mc);
+            m3_dlt_in(&c, nh);
+            m3_in(&c, nq, -1, 1), m3_in(&c, nq, -1, 1);
+            m3_out(&c, nM, OUT);
+            m3_out(&c, m3_materialize_work(s->n, &mc) + 1, SCR);
+            run_op(sx, op_m3_mat, &c, shape);
+            c.b[7].kind = IN; // dM
+            t_fill_uniform(c.b[7].h, nM, -1, 1);
+            free(c.b[8].h);
+            c.nb = 8;
+            m3_out(&c, nq, OUT), m3_out(&c, nq, OUT);
+            m3_out(&c, nh, OUT), m3_out(&c, nh, OUT), m3_out(&c, nh, OUT);
+            m3_out(&c, H, v == 0 ? ACC : SCR);
+            m3_out(&c, m3_materialize_backward_work(s->n, &mc) + 1, SCR);
+            run_op(sxb, op_m3_mat_backward, &c, shape);
+            case_free(&c);
+        }
+}
+
+// ----------------------------------------------------------------------------
 // memory, table, sticky error
 
 static void test_memory(void) {
@@ -1926,6 +2456,8 @@ int main(int argc, char **argv) {
     test_optim_many();
     test_rows_bits();
     test_embedding_big();
+    test_gateloop(); // GateLoop and Mamba-3 ops (issue 14)
+    test_mamba3();
     test_table();
 
     printf("\n%-28s %6s %10s %10s  %s\n", "op (gpu vs cpu)", "cases", "worst", "tol",

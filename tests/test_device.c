@@ -4,9 +4,10 @@
  *
  *   - every architecture (Llama, Llama with odd sizes + biases + tied
  *     embeddings, Llamba, Mamba-2, a hybrid with attention / hybrid / SSM
- *     layers), random weights: prefill logits, token-by-token logits, a
- *     batched greedy decode over 3 state slots, and the same with bf16
- *     weights, GPU vs CPU;
+ *     layers; GateLoop, Mamba-3 SISO, Mamba-3 MIMO R 2 with the out norm and
+ *     a mix of attention / GateLoop / Mamba-3 layers: issue 14), random
+ *     weights: prefill logits, token-by-token logits, a batched greedy
+ *     decode over 3 state slots, and the same with bf16 weights, GPU vs CPU;
  *   - gradients of a training forward / backward (cross-entropy) of every
  *     architecture: the whole gradient buffer, GPU vs CPU;
  *   - the shipped / shared real models: stories260K (llama2.c), kv-llama-2m
@@ -41,6 +42,36 @@ int main(void) { return t_skip("test_device", "built without MOLT_CUDA: run `mak
 #include "kernels/cuda/cuda.h"
 
 static molt_ctx *cpu, *gpu;
+
+// GateLoop and Mamba-3 models (issue 14): molt_hybrid configs with MLPs;
+// chunk sizes 8 / 16 / 8 do not divide PLEN (37) nor the training T (29)
+static const char *const MIXER_CFGS[][2] = {
+    {"gateloop",
+     "{\"model_type\": \"molt_hybrid\", \"vocab_size\": 97, \"d_model\": 32, \"n_layer\": 2,"
+     " \"norm_epsilon\": 1e-5, \"mlp_cfg\": {\"intermediate_size\": 48},"
+     " \"gateloop_cfg\": {\"n_heads\": 4, \"head_dim\": 8, \"chunk_size\": 8},"
+     " \"layers\": [{\"mixer\": \"gateloop\"}, {\"mixer\": \"gateloop\"}]}"},
+    {"m3_siso",
+     "{\"model_type\": \"molt_hybrid\", \"vocab_size\": 97, \"d_model\": 32, \"n_layer\": 2,"
+     " \"norm_epsilon\": 1e-5, \"mlp_cfg\": {\"intermediate_size\": 48},"
+     " \"mamba3_cfg\": {\"d_state\": 16, \"expand\": 2, \"headdim\": 16, \"ngroups\": 1,"
+     " \"chunk_size\": 16}, \"layers\": [{\"mixer\": \"mamba3\"}, {\"mixer\": \"mamba3\"}]}"},
+    {"m3_mimo",
+     "{\"model_type\": \"molt_hybrid\", \"vocab_size\": 97, \"d_model\": 32, \"n_layer\": 2,"
+     " \"norm_epsilon\": 1e-5, \"mlp_cfg\": {\"intermediate_size\": 48},"
+     " \"mamba3_cfg\": {\"d_state\": 8, \"expand\": 1, \"headdim\": 8, \"ngroups\": 2,"
+     " \"rope_fraction\": 1.0, \"is_mimo\": true, \"mimo_rank\": 2, \"is_outproj_norm\": true,"
+     " \"chunk_size\": 8}, \"layers\": [{\"mixer\": \"mamba3\"}, {\"mixer\": \"mamba3\"}]}"},
+    {"mix_gl_m3",
+     "{\"model_type\": \"molt_hybrid\", \"vocab_size\": 97, \"d_model\": 32, \"n_layer\": 3,"
+     " \"norm_epsilon\": 1e-5, \"mlp_cfg\": {\"intermediate_size\": 48},"
+     " \"attn_cfg\": {\"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"head_dim\": 8},"
+     " \"gateloop_cfg\": {\"n_heads\": 2, \"head_dim\": 16, \"chunk_size\": 8},"
+     " \"mamba3_cfg\": {\"d_state\": 16, \"expand\": 2, \"headdim\": 16, \"ngroups\": 1,"
+     " \"chunk_size\": 16}, \"layers\": [{\"mixer\": \"attention\"}, {\"mixer\": \"gateloop\"},"
+     " {\"mixer\": \"mamba3\"}]}"},
+};
+#define N_MIXER_CFGS (int)(sizeof(MIXER_CFGS) / sizeof(MIXER_CFGS[0]))
 
 #define NS    3  // slots
 #define STEPS 24 // greedy steps
@@ -102,10 +133,9 @@ static float *slots_run(molt_ctx *ctx, const molt_model *m, const int32_t *promp
     return all;
 }
 
-static void test_inference(int k) {
-    const char *arch = tm_arch_cfgs[k][0];
-    molt_model *mc = tm_random_model(cpu, tm_arch_cfgs[k][1], 7 + (uint64_t)k, 0.05f);
-    molt_model *mg = to_gpu(tm_arch_cfgs[k][1], 7 + (uint64_t)k);
+static void test_inference(const char *arch, const char *json, int k) {
+    molt_model *mc = tm_random_model(cpu, json, 7 + (uint64_t)k, 0.05f);
+    molt_model *mg = to_gpu(json, 7 + (uint64_t)k);
     if (!mc || !mg)
         goto out;
     int V = mc->cfg.vocab;
@@ -159,10 +189,9 @@ static float *grads(molt_ctx *ctx, molt_model *m, const int32_t *in, const int32
     return g;
 }
 
-static void test_gradients(int k) {
-    const char *arch = tm_arch_cfgs[k][0];
-    molt_model *mc = tm_random_model(cpu, tm_arch_cfgs[k][1], 70 + (uint64_t)k, 0.05f);
-    molt_model *mg = to_gpu(tm_arch_cfgs[k][1], 70 + (uint64_t)k);
+static void test_gradients(const char *arch, const char *json, int k) {
+    molt_model *mc = tm_random_model(cpu, json, 70 + (uint64_t)k, 0.05f);
+    molt_model *mg = to_gpu(json, 70 + (uint64_t)k);
     if (mc && mg) {
         enum { B = 3, T = 29 };
         int32_t in[B * T], tg[B * T];
@@ -318,8 +347,12 @@ int main(void) {
     CHECK(molt_ctx_set_device(cpu, "cpu") == MOLT_OK && !strcmp(molt_ctx_device(cpu), "cpu"),
           "back to the CPU");
     for (int k = 0; k < TM_N_ARCH_CFGS; k++) {
-        test_inference(k);
-        test_gradients(k);
+        test_inference(tm_arch_cfgs[k][0], tm_arch_cfgs[k][1], k);
+        test_gradients(tm_arch_cfgs[k][0], tm_arch_cfgs[k][1], k);
+    }
+    for (int k = 0; k < N_MIXER_CFGS; k++) { // GateLoop and Mamba-3 (issue 14)
+        test_inference(MIXER_CFGS[k][0], MIXER_CFGS[k][1], TM_N_ARCH_CFGS + k);
+        test_gradients(MIXER_CFGS[k][0], MIXER_CFGS[k][1], TM_N_ARCH_CFGS + k);
     }
     for (int k = 0; k < TM_N_ARCH_CFGS; k++)
         test_bf16_steps(k); // gpuperf (issue 12)

@@ -1,8 +1,8 @@
 /*
  * backend_cuda.c — the CUDA backend's op table (kernels.h: molt_backend),
  * filled from MOLT_CUDA_OPS (cuda_ops.h) with the cuda_* ops of dense.cu,
- * rows.cu, ssm.cu, ssm_backward.cu, ssm_rows.cu, attn.cu and train.cu and
- * the memory ops of mem.cu. An op of
+ * rows.cu, ssm.cu, ssm_backward.cu, ssm_rows.cu, attn.cu, train.cu, gateloop*.cu
+ * and mamba3*.cu and the memory ops of mem.cu. An op of
  * MOLT_BACKEND_OPS that MOLT_CUDA_OPS does not list stays NULL: the table is
  * then refused by molt_exec_init, and molt_cuda_missing_ops names the op.
  */

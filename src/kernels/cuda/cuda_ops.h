@@ -42,7 +42,11 @@ extern "C" {
     /* training (train.cu) */                                                                      \
     X(xent) X(soft_xent) X(l2_rows) X(sumsq) X(scale) X(adamw)                                    \
     /* reverse-KL distillation loss (train.cu; issue 17) */                                       \
-    X(rev_kl)
+    X(rev_kl)                                                                                     \
+    /* gateloop (gateloop.cu, gateloop_backward.cu; issue 14) */                                  \
+    MOLT_BACKEND_GATELOOP_OPS(X)                                                                  \
+    /* mamba3 (mamba3.cu, mamba3_backward.cu; issue 14) */                                        \
+    MOLT_BACKEND_MAMBA3_OPS(X)
 
 // dense.cu
 void cuda_matmul(const molt_exec *ex, float *y, const float *x, const float *W, const float *bias,
@@ -163,6 +167,79 @@ void cuda_sumsq(const molt_exec *ex, double *partial, const float *x, const molt
 void cuda_scale(const molt_exec *ex, float *x, const molt_span *span, int n_spans, float k);
 void cuda_adamw(const molt_exec *ex, float *p, float *m, float *v, const float *g,
                 const molt_span *span, int n_spans, adamw_hyper h);
+// gateloop.cu, gateloop_backward.cu (contracts: gateloop.h)
+void cuda_gl_prep(const molt_exec *ex, float *la, float *th, const float *a, int lda,
+                  const float *bias, int n, int HJ);
+void cuda_gl_prep_backward(const molt_exec *ex, float *da, int lda, const float *dla,
+                           const float *dth, const float *a, const float *bias, int n, int HJ);
+void cuda_gl_step_rows(const molt_exec *ex, float *y, float *const *state, const float *q,
+                       const float *k, const float *v, int ld, const float *la, const float *th,
+                       int n, int H, int N, int P);
+void cuda_gl_scan_chunked(const molt_exec *ex, float *y, float *state, const float *q,
+                          const float *k, const float *v, int ld, const float *la,
+                          const float *th, int T, int H, int N, int P, int Q, float *work);
+void cuda_gl_scan_chunked_backward(const molt_exec *ex, float *dq, float *dk, float *dv, int ldd,
+                                   float *dla, float *dth, const float *dy, const float *q,
+                                   const float *k, const float *v, int ld, const float *la,
+                                   const float *th, int T, int H, int N, int P, int Q,
+                                   float *work);
+void cuda_gl_scan_assoc(const molt_exec *ex, float *y, float *state, const float *q,
+                        const float *k, const float *v, int ld, const float *la, const float *th,
+                        int T, int H, int N, int P, float *work);
+void cuda_gl_materialize(const molt_exec *ex, float *M, const float *q, const float *k, int ld,
+                         const float *la, const float *th, int T, int H, int N, float *work);
+void cuda_gl_materialize_backward(const molt_exec *ex, float *dq, float *dk, int ldd, float *dla,
+                                  float *dth, const float *dM, const float *q, const float *k,
+                                  int ld, const float *la, const float *th, int T, int H, int N,
+                                  float *work);
+// mamba3.cu, mamba3_backward.cu (contracts and m3_rows_cfg / m3_rows_w: mamba3.h)
+struct m3_rows_cfg;
+struct m3_rows_w;
+void cuda_m3_angles(const molt_exec *ex, float *phi, float *const *state, const float *zx,
+                    int ldz, const float *dt_bias, int n, int T, const struct m3_rows_cfg *c);
+void cuda_m3_angles_backward(const molt_exec *ex, float *dzx, float *dphi, const float *zx,
+                             int ldz, const float *dt_bias, int n, int T,
+                             const struct m3_rows_cfg *c);
+void cuda_m3_prep(const molt_exec *ex, float *q, float *k, float *dA, float *dlt, float *lam,
+                  float *rstd, const float *zx, int ldz, const float *phi,
+                  const struct m3_rows_w *w, int n, const struct m3_rows_cfg *c);
+void cuda_m3_prep_backward(const molt_exec *ex, float *dzx, float *dphi, float *dBn, float *dCn,
+                           float *dBb, float *dCb, const float *dq, const float *dk,
+                           const float *ddA, const float *dgam, const float *dbet,
+                           const float *q, const float *k, const float *rstd, const float *zx,
+                           int ldz, const float *phi, const struct m3_rows_w *w, int n,
+                           const struct m3_rows_cfg *c);
+void cuda_m3_mix(const molt_exec *ex, float *X, float *dAx, const float *zx, int ldz,
+                 const float *dA, const float *dlt, const float *lam, const struct m3_rows_w *w,
+                 int n, int T, const struct m3_rows_cfg *c);
+void cuda_m3_corr(const molt_exec *ex, float *ypre, const float *ys, const float *q,
+                  const float *k, const float *zx, int ldz, const float *dlt, const float *lam,
+                  const struct m3_rows_w *w, int n, int T, const struct m3_rows_cfg *c);
+void cuda_m3_mix_backward(const molt_exec *ex, float *dzx, float *dq, float *dk, float *ddA,
+                          float *dgam, float *dbet, float *dmx, float *hsD, const float *dX,
+                          const float *ddAx, const float *dypre, const float *q, const float *k,
+                          const float *zx, int ldz, const float *dlt, const float *lam,
+                          const struct m3_rows_w *w, int n, int T, const struct m3_rows_cfg *c);
+void cuda_m3_gate(const molt_exec *ex, float *g, float *rstd, const float *ypre, const float *zx,
+                  int ldz, const struct m3_rows_w *w, int n, const struct m3_rows_cfg *c);
+void cuda_m3_gate_backward(const molt_exec *ex, float *dypre, float *dzx, float *dmz, float *dmo,
+                           float *dnw, const float *dg, const float *ypre, const float *zx,
+                           int ldz, const float *rstd, const struct m3_rows_w *w, int n,
+                           const struct m3_rows_cfg *c);
+void cuda_m3_fold(const molt_exec *ex, float *state, const float *dlt, const float *lam,
+                  const struct m3_rows_w *w, const struct m3_rows_cfg *c);
+void cuda_m3_step_rows(const molt_exec *ex, float *ypre, float *const *state, const float *q,
+                       const float *k, const float *zx, int ldz, const float *dA,
+                       const float *dlt, const float *lam, const struct m3_rows_w *w, int n,
+                       const struct m3_rows_cfg *c);
+void cuda_m3_materialize(const molt_exec *ex, float *M, const float *q, const float *k,
+                         const float *dA, const float *dlt, const float *lam, const float *D,
+                         int T, const struct m3_rows_cfg *c, float *work);
+void cuda_m3_materialize_backward(const molt_exec *ex, float *dq, float *dk, float *ddA,
+                                  float *dgam, float *dbet, float *dD, const float *dM,
+                                  const float *q, const float *k, const float *dA,
+                                  const float *dlt, const float *lam, const float *D, int T,
+                                  const struct m3_rows_cfg *c, float *work);
 // mem.cu (mem.h: molt_mem_ops)
 void *cuda_mem_alloc(size_t bytes);
 void  cuda_mem_free(void *p);
