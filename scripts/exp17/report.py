@@ -59,10 +59,20 @@ class Run:
         self.curve = {m: jload(j("curve_%s.json" % m)) for m in MODELS}
         self.tput = jlines(j("tput.jsonl"))
         self.device = self.cfg.get("DEVICE", "?")
+        src = self.cfg.get("MODELS_FROM")  # the CPU half: the models were trained in that run
+        if src and os.path.isdir(src):
+            self.trained_in = src
+            self.teacher = self.teacher or jload(os.path.join(src, "json", "teacher_train.json"))
+            for m in ("llamba", "hybrid"):
+                self.distill[m] = self.distill[m] or jload(os.path.join(src, "json", "distill_%s.json" % m))
+            if not os.path.exists(os.path.join(out, "models", "teacher", "config.json")):
+                self.out_models = src
+        else:
+            self.trained_in = None
 
     def params(self, m):
         if m == "teacher":
-            c = jload(os.path.join(self.out, "models", "teacher", "config.json"))
+            c = jload(os.path.join(getattr(self, "out_models", self.out), "models", "teacher", "config.json"))
             if not c:
                 return None
             d, L, ff, V = c["hidden_size"], c["num_hidden_layers"], c["intermediate_size"], c["vocab_size"]
@@ -103,15 +113,27 @@ def budgets_of(runs):
     return grid or ts
 
 
-def tables(R, lines, plotdir=None, plotrel=None):
+def tables(R, lines, plotdir=None, plotrel=None, tag=None):
     """markdown tables of one run into lines; plots into plotdir"""
     dev = R.device
+    tag = tag or dev.replace(":", "")
     c = R.cfg
-    lines.append("Run: %s; %s; molt %s, git %s. Task: `molt mathgen --steps %s --digits %s`, "
-                 "%s training problems, %s held-out." % (
-                     dev, (R.env.get("gpu") or R.env.get("cpu") or "?").strip(),
+    lines.append("Run: %s; %s (%s cores); %s, git %s. Task: `molt mathgen --steps %s --digits %s`, "
+                 "%s training problems, %s held-out.%s" % (
+                     dev, (R.env.get("gpu") or R.env.get("cpu") or "?").strip(), R.env.get("nproc", "?"),
                      R.env.get("molt_version", "?"), (R.env.get("git") or "?")[:10],
-                     c.get("STEPS"), c.get("DIGITS"), c.get("N_TRAIN"), c.get("N_TEST")))
+                     c.get("STEPS"), c.get("DIGITS"), c.get("N_TRAIN"), c.get("N_TEST"),
+                     " Models trained in %s (the same bf16 files)." % R.trained_in if R.trained_in else ""))
+    lines.append("")
+    lines.append("Settings: teacher d %s, %s layers, %s heads of %s (%s KV), MLP %s; train seq %s x batch %s, "
+                 "lr %s; distill seq %s x batch %s, d_state %s, Llamba %s, hybrid %s keeping layer(s) %s; "
+                 "temperature %s, at most %s tokens per chain; greedy on %s problems, sampled k %s on %s; "
+                 "curves: --budget %s s, up to %s problems, K ≤ %s (json/env.json has them all)." % (
+                     c.get("D_MODEL"), c.get("N_LAYER"), c.get("N_HEAD"), c.get("HEAD_DIM"), c.get("N_KV"),
+                     c.get("FF"), c.get("SEQ"), c.get("BATCH"), c.get("LR"), c.get("D_SEQ"), c.get("D_BATCH"),
+                     c.get("D_STATE"), c.get("KD_LLAMBA"), c.get("KD_HYBRID"), c.get("HYBRID_LAYERS"),
+                     c.get("TEMP"), c.get("MAX_TOKENS"), c.get("GREEDY_N"), c.get("SINGLE_K"),
+                     c.get("SINGLE_N"), c.get("CURVE_BUDGET"), c.get("CURVE_N"), c.get("KMAX")))
     lines.append("")
     # stages
     if R.stages:
@@ -197,9 +219,9 @@ def tables(R, lines, plotdir=None, plotrel=None):
                          [p["voted_accuracy"] for p in runs[m]["curve"]]) for m in runs]
             series_c = [(LABEL[m] + " k%d" % runs[m]["k"], [p["seconds"] for p in runs[m]["curve"]],
                          [p["coverage"] for p in runs[m]["curve"]]) for m in runs]
-            f1 = plot(plotdir, "curves_voted_%s" % dev.replace(":", ""), "majority-vote accuracy vs time (%s)" % dev,
+            f1 = plot(plotdir, "curves_voted_%s" % tag, "majority-vote accuracy vs time (%s)" % dev,
                       "seconds per problem", "voted accuracy", series_v, ylim=(0, 1))
-            f2 = plot(plotdir, "curves_coverage_%s" % dev.replace(":", ""), "coverage vs time (%s)" % dev,
+            f2 = plot(plotdir, "curves_coverage_%s" % tag, "coverage vs time (%s)" % dev,
                       "seconds per problem", "coverage (pass@n)", series_c, ylim=(0, 1))
             for f in (f1, f2):
                 if f:
@@ -233,6 +255,16 @@ def tables(R, lines, plotdir=None, plotrel=None):
                 mem = [fmt(r.get("gpu_mem_delta_mib", r.get("host_rss_mib")), 0) if r else "–" for r in rs]
                 lines.append("| %d | %d | %s | %s | %s |" % (n, b, " | ".join(cell), " | ".join(ratio), " | ".join(mem)))
         lines.append("")
+        for m in MODELS:
+            best = []
+            for n in lens:
+                ok = [r for r in tp if r["model"] == m and r["len"] == n and r.get("tok_per_s")]
+                if ok:
+                    r = max(ok, key=lambda r: r["tok_per_s"])
+                    best.append("%d tokens: batch %d (%.0f tok/s)" % (n, r["batch"], r["tok_per_s"]))
+            if best:
+                lines.append("- %s fastest at %s." % (LABEL[m], "; ".join(best)))
+        lines.append("")
         if plotdir:
             for n in lens:
                 series = []
@@ -240,7 +272,7 @@ def tables(R, lines, plotdir=None, plotrel=None):
                     pts = sorted((r["batch"], r["tok_per_s"]) for r in tp if r["model"] == m and r["len"] == n and r.get("tok_per_s"))
                     if pts:
                         series.append((LABEL[m], [p[0] for p in pts], [p[1] for p in pts]))
-                f = plot(plotdir, "tput_%s_n%d" % (dev.replace(":", ""), n), "decode tok/s vs batch, %d tokens (%s)" % (n, dev),
+                f = plot(plotdir, "tput_%s_n%d" % (tag, n), "decode tok/s vs batch, %d tokens (%s)" % (n, dev),
                          "batch", "tokens/s", series, logx=True, logy=True)
                 if f:
                     lines.append("![%s](%s)" % (os.path.basename(f), os.path.join(plotrel, os.path.basename(f))))
@@ -288,7 +320,7 @@ def plot(d, name, title, xl, yl, series, logx=False, logy=False, ylim=None):
 
 
 def svg(path, title, xl, yl, series, logx, logy, ylim):
-    W, H, l, r, t, b = 640, 400, 70, 170, 36, 50
+    W, H, l, r, t, b = 650, 400, 80, 170, 36, 50
     tx = (lambda v: math.log2(v)) if logx else (lambda v: v)
     ty = (lambda v: math.log10(v)) if logy else (lambda v: v)
     xs = [tx(x) for _, X, _ in series for x in X]
@@ -315,7 +347,7 @@ def svg(path, title, xl, yl, series, logx, logy, ylim):
         o.append('<text x="%d" y="%.0f" text-anchor="end">%s</text>' % (l - 4, Y + 4, "%.3g" % vy))
         o.append('<line x1="%d" x2="%d" y1="%.0f" y2="%.0f" stroke="#ddd"/>' % (l, W - r, Y, Y))
     o.append('<text x="%d" y="%d" text-anchor="middle">%s</text>' % ((l + W - r) // 2, H - 12, xl))
-    o.append('<text x="14" y="%d" transform="rotate(-90 14 %d)" text-anchor="middle">%s</text>' % (
+    o.append('<text x="12" y="%d" transform="rotate(-90 12 %d)" text-anchor="middle">%s</text>' % (
         (t + H - b) // 2, (t + H - b) // 2, yl))
     for i, (label, X, Y) in enumerate(series):
         c = col[i % len(col)]
@@ -334,6 +366,8 @@ def svg(path, title, xl, yl, series, logx, logy, ylim):
 
 METHOD = """\
 ## Method
+
+(run.sh's defaults; each results section below states its run's own settings.)
 
 - **Task** (`molt mathgen`): arithmetic word and expression problems of 2-3 operations on
   2-digit numbers (`--steps 2-3 --digits 2`: + and − of 2-digit numbers, × and exact ÷ by
@@ -378,10 +412,13 @@ GPU half (one device call, about 9 minutes, H100; the lead's checkout with `.gpu
 bash scripts/exp17/gpu.sh        # device run: carry [".gpu"], timeout_s 600
 ```
 
-`gpu.sh` builds `build-cuda/molt` (the `.gpu/debs` sysroot, as `.gpu/dev.sh`), then runs
-`DEVICE=cuda OUT=/tmp/exp17 BUNDLE=$OUT TOTAL_S=<what is left of WALL_S=520>
-scripts/exp17/run.sh`; `$OUT` returns `results.tar.gz` (JSON, logs, configs) and
-`models.tar.part-*` (the three bf16 models).
+`gpu.sh` builds `build-cuda/molt` (the `.gpu/debs` sysroot, as `.gpu/dev.sh`; `molt serve`
+stubbed out where libmicrohttpd is missing), checks the GPU with a 16-token generate, then
+runs `DEVICE=cuda OUT=/tmp/exp17 BUNDLE=$OUT TOTAL_S=<what is left of WALL_S=520>
+scripts/exp17/run.sh`: stage budgets teacher 150 s, Llamba 45, hybrid 40, accuracy 20,
+throughput 20 + 25, curves 90 (scaled down to fit, and a stage that ends early leaves its
+time to the next). `$OUT` returns `results.tar.gz` (JSON, logs, configs, held-out problems)
+and `models.tar.part-*` (the three bf16 models, about 51 MiB in ≤ 15 MiB parts).
 
 CPU half, here, on the same models and problems (after the GPU run; N = the device result's
 folder):
@@ -389,14 +426,20 @@ folder):
 ```
 mkdir -p out/exp17-cuda && tar xzf /work/.device/N/results.tar.gz -C out/exp17-cuda
 cat /work/.device/N/models.tar.part-* | tar x -C out/exp17-cuda
-DEVICE=cpu MODELS_FROM=out/exp17-cuda OUT=out/exp17-cpu THREADS=2 TOTAL_S=1800 \\
+DEVICE=cpu MODELS_FROM=out/exp17-cuda OUT=out/exp17-cpu THREADS=2 TOTAL_S=1500 \\
+  SINGLE_S=240 TPUT256_S=240 CURVES_S=600 TPUTLONG_S=360 TPUT_RUN_S=60 CURVE_BUDGET=4 \\
   TPUT_BATCHES="1 4 16 64" TPUT_LENS="1024" scripts/exp17/run.sh
 /usr/bin/python3 scripts/exp17/report.py --gpu out/exp17-cuda --cpu out/exp17-cpu \\
   -o docs/reports/reasoning.md
 ```
 
-A seconds-long smoke run of the whole pipeline (the plumbing, nothing learns):
-`TINY=1 OUT=/tmp/exp17-tiny scripts/exp17/run.sh`.
+(The CPU budgets are larger: a 2-core CPU decodes these models far slower than the GPU, so the
+time axis of its curves is longer; this machine is shared, so its timings are noisy.)
+
+A one-minute smoke run of the whole pipeline on the CPU (the plumbing; nothing learns):
+`TINY=1 OUT=/tmp/exp17-tiny scripts/exp17/run.sh`. Stages can be chosen
+(`STAGES="single curves"`), and every budget and size is an environment variable (the
+head of `run.sh` lists them).
 """
 
 
@@ -425,7 +468,7 @@ def write_report(gpu, cpu, out):
             L.append("Not yet measured.")
             L.append("")
             continue
-        tables(R, L, plotdir, "reasoning")
+        tables(R, L, plotdir, "reasoning", name.lower())
     L += ["## Caveats", "",
           "- On the CUDA backend the batched recurrent decode (`conv1d_causal_rows`, "
           "`ssd_step_rows`) launches its single-sequence kernels once per row, while batched "

@@ -46,6 +46,8 @@ STEPS=${STEPS:-2-3}
 DIGITS=${DIGITS:-2}
 N_TRAIN=${N_TRAIN:-300000}  # problems in the training corpus (about 180 characters each)
 N_TEST=${N_TEST:-1000}      # held-out problems (test split: no question shared with train)
+N_DISTILL=${N_DISTILL:-100000}  # the head of the training corpus: the distillation data
+N_CAL=${N_CAL:-10000}       # a smaller head: the calibration runs (they load it faster)
 DATA_SEED=${DATA_SEED:-1}
 # --- the teacher: Llama, char-level (bytes) tokenizer, vocab 258 padded to 320
 D_MODEL=${D_MODEL:-384}
@@ -58,15 +60,15 @@ MAX_POS=${MAX_POS:-4096}   # room for 2048-token throughput runs
 SEQ=${SEQ:-256}
 BATCH=${BATCH:-64}
 LR=${LR:-2e-3}
-TRAIN_S=${TRAIN_S:-170}     # teacher training, calibration included
+TRAIN_S=${TRAIN_S:-150}     # teacher training, calibration included
 TRAIN_STEPS=${TRAIN_STEPS:-}  # fixed steps instead of the time budget
 CAL_STEPS=${CAL_STEPS:-12}
 # --- distillation (MOHAWK: 10% / 20% / 70% of the tokens over the three stages)
 D_SEQ=${D_SEQ:-256}
 D_BATCH=${D_BATCH:-16}
 D_LR3=${D_LR3:-1e-3}
-DISTILL_S=${DISTILL_S:-70}
-HYBRID_S=${HYBRID_S:-60}
+DISTILL_S=${DISTILL_S:-45}
+HYBRID_S=${HYBRID_S:-40}
 DISTILL_TOKENS=${DISTILL_TOKENS:-}  # fixed token budget instead of the time budgets
 CAL_D_STEPS=${CAL_D_STEPS:-6}
 KD_LLAMBA=${KD_LLAMBA:-fkl}
@@ -76,25 +78,25 @@ HYBRID_LAYERS=${HYBRID_LAYERS:-$((N_LAYER / 2))}  # every head of these layers s
 # --- evaluation
 TEMP=${TEMP:-0.7}
 MAX_TOKENS=${MAX_TOKENS:-160}  # per chain (solutions are ~40-100 characters)
-GREEDY_N=${GREEDY_N:-64}
-SINGLE_N=${SINGLE_N:-64}
+GREEDY_N=${GREEDY_N:-48}
+SINGLE_N=${SINGLE_N:-48}
 SINGLE_K=${SINGLE_K:-8}
-SINGLE_S=${SINGLE_S:-36}
+SINGLE_S=${SINGLE_S:-20}
 CURVE_N=${CURVE_N:-24}
-CURVE_BUDGET=${CURVE_BUDGET:-1.0}  # seconds per problem
-CURVES_S=${CURVES_S:-80}
+CURVE_BUDGET=${CURVE_BUDGET:-0.6}  # seconds per problem
+CURVES_S=${CURVES_S:-90}
 KMAX=${KMAX:-64}
 K_FIXED=${K_FIXED:-}
 TPUT_BATCHES=${TPUT_BATCHES:-"1 4 16 64 256"}
 TPUT_LENS=${TPUT_LENS:-"1024 2048"}
 TPUT_PICK_LEN=${TPUT_PICK_LEN:-256}
 TPUT_RUN_S=${TPUT_RUN_S:-25}
-TPUT256_S=${TPUT256_S:-30}
-TPUTLONG_S=${TPUTLONG_S:-45}
+TPUT256_S=${TPUT256_S:-20}
+TPUTLONG_S=${TPUTLONG_S:-25}
 MODELS=${MODELS:-"teacher llamba hybrid"}
 
 if [ "$TINY" = 1 ]; then # the plumbing in seconds (CPU): nothing here learns the task
-  N_TRAIN=2000; N_TEST=60; D_MODEL=64; N_LAYER=2; N_HEAD=2; N_KV=2; HEAD_DIM=32; FF=128
+  N_TRAIN=2000; N_TEST=60; N_DISTILL=1000; N_CAL=500; D_MODEL=64; N_LAYER=2; N_HEAD=2; N_KV=2; HEAD_DIM=32; FF=128
   SEQ=128; BATCH=4; TRAIN_STEPS=${TRAIN_STEPS:-6}; CAL_STEPS=2; D_SEQ=64; D_BATCH=2
   DISTILL_TOKENS=${DISTILL_TOKENS:-2560}; HYBRID_LAYERS=1; GREEDY_N=3; SINGLE_N=3; SINGLE_K=2
   CURVE_N=2; CURVE_BUDGET=0.2; KMAX=4; TPUT_BATCHES="1 4"; TPUT_LENS="64"; TPUT_PICK_LEN=32
@@ -129,7 +131,7 @@ bounded() {
 # the results (not the models, not the training corpus) as one file in $BUNDLE
 snapshot() {
   [ -n "$BUNDLE" ] || return 0
-  tar czf "$BUNDLE/results.tar.gz.tmp" -C "$OUT" --exclude=work --exclude=data/train.txt \
+  tar czf "$BUNDLE/results.tar.gz.tmp" -C "$OUT" --exclude=work --exclude='data/*.txt' \
     --exclude='models/*/model.safetensors' . 2>/dev/null && mv "$BUNDLE/results.tar.gz.tmp" "$BUNDLE/results.tar.gz" \
     || log "snapshot failed"
 }
@@ -143,6 +145,19 @@ avail=$((TOTAL_S - 20))
 if [ "$sum" -gt "$avail" ] && [ "$sum" -gt 0 ]; then
   for b in "${BUDGETS[@]}"; do printf -v "$b" '%d' "$(awk -v v="${!b}" -v a="$avail" -v s="$sum" 'BEGIN { printf "%d", v * a / s }')"; done
 fi
+
+# stage_budget NAME: its budget plus the slack (the time left beyond the budgets of the stages
+# after it), at most the time left
+stage_budget() {
+  local i rest=0 own=0 after=0 l
+  for i in "${!STAGE_OF[@]}"; do
+    if [ "${STAGE_OF[$i]}" = "$1" ]; then own=${!BUDGETS[$i]}; after=1
+    elif [ $after = 1 ] && want "${STAGE_OF[$i]}"; then rest=$((rest + ${!BUDGETS[$i]})); fi
+  done
+  l=$(left)
+  awk -v o="$own" -v l="$l" -v r="$rest" 'BEGIN { b = l - r - 5; if (b < o) b = o; if (b > l) b = l;
+    printf "%d", (b < 0 ? 0 : b) }'
+}
 
 {
   echo "device=$DEVICE molt=$MOLT out=$OUT total_s=$TOTAL_S stages=\"$STAGES\""
@@ -171,8 +186,11 @@ if want data; then
   t0=$(date +%s.%N); st=ok
   G=(--steps "$STEPS" --digits "$DIGITS")
   {
-    [ -n "$MODELS_FROM" ] || "$MOLT" mathgen --n "$N_TRAIN" --seed "$DATA_SEED" "${G[@]}" --split train \
-      --format text -o "$D/train.txt"
+    if [ -z "$MODELS_FROM" ]; then # (a file of n problems is the head of one of more)
+      for f in train:$N_TRAIN distill:$N_DISTILL cal:$N_CAL; do
+        "$MOLT" mathgen --n "${f#*:}" --seed "$DATA_SEED" "${G[@]}" --split train --format text -o "$D/${f%%:*}.txt"
+      done
+    fi
     "$MOLT" mathgen --n "$N_TEST" --seed $((DATA_SEED + 1)) "${G[@]}" --split test -o "$D/test.jsonl"
     "$MOLT" mathgen --n 300 --seed $((DATA_SEED + 1)) "${G[@]}" --split test --format text -o "$D/eval.txt"
   } > "$L/data.log" 2>&1 || st=failed
@@ -229,15 +247,15 @@ l = [x for x in open(sys.argv[1]) if x.strip().startswith("{")]
 print(json.loads(l[-1])[sys.argv[2]])' "$1" "$2"; }
 
 if want teacher; then
-  t0=$(date +%s.%N); budget=$(min "$TRAIN_S" "$(left)"); st=ok; note=""
+  t0=$(date +%s.%N); budget=$(stage_budget teacher); st=ok; note=""
   write_teacher_config "$W/teacher_cfg"
-  TR=(train "$W/teacher_cfg/config.json" --data "$D/train.txt" --sep '<|endoftext|>'
+  TR=(train "$W/teacher_cfg/config.json" --sep '<|endoftext|>'
       --eval-data "$D/eval.txt" --seq "$SEQ" --batch "$BATCH" --lr "$LR" --warmup 0.05 --decay 0.25
       --eval-batches 4 --threads "$THREADS" --device "$DEVICE" --matmul "$MATMUL" -q --overwrite)
   steps=$TRAIN_STEPS
   if [ -z "$steps" ]; then # calibration: CAL_STEPS steps, then as many as fit the rest of the budget
     rc=0; tc=$(date +%s.%N)
-    bounded "$budget" "$L/teacher_cal.log" "$MOLT" "${TR[@]}" --steps "$CAL_STEPS" --eval-every 0 \
+    bounded "$budget" "$L/teacher_cal.log" "$MOLT" "${TR[@]}" --data "$D/cal.txt" --steps "$CAL_STEPS" --eval-every 0 \
       --save-every 100000 -o "$W/teacher_cal" || rc=$?
     cal_wall=$(awk -v a="$tc" -v b="$(date +%s.%N)" 'BEGIN{print b-a}')
     if [ $rc = 0 ]; then
@@ -255,7 +273,7 @@ if want teacher; then
   if [ "$st" = ok ]; then
     rc=0
     ev=$(( steps / 4 > 0 ? steps / 4 : 1 ))
-    bounded "$(min $((budget + 30)) "$(left)")" "$L/teacher.log" "$MOLT" "${TR[@]}" --steps "$steps" \
+    bounded "$(min $((budget + 30)) "$(left)")" "$L/teacher.log" "$MOLT" "${TR[@]}" --data "$D/train.txt" --steps "$steps" \
       --eval-every "$ev" --save-every 100000 -o "$W/teacher" || rc=$?
     if [ $rc = 0 ]; then
       cp "$W/teacher/log.jsonl" "$J/teacher_log.jsonl"
@@ -282,16 +300,16 @@ fi
 distill_stage() {
   local name=$1 sbudget=$2 sub=$3; shift 3
   local t0 st=ok note="" rc budget tokens
-  t0=$(date +%s.%N); budget=$(min "$sbudget" "$(left)")
+  t0=$(date +%s.%N); budget=$(stage_budget "$name")
   [ -f "$OUT/models/teacher/config.json" ] || { stage_rec "$name" skipped 0 "$budget" "no teacher"; log "$name: no teacher"; return 0; }
-  local DS=("$sub" "$OUT/models/teacher" "$@" --data "$D/train.txt" --sep '<|endoftext|>'
+  local DS=("$sub" "$OUT/models/teacher" "$@" --sep '<|endoftext|>'
             --seq "$D_SEQ" --batch "$D_BATCH" --d-state "$D_STATE" --lr3 "$D_LR3"
             --threads "$THREADS" --device "$DEVICE" --matmul "$MATMUL" -q --overwrite)
   tokens=$DISTILL_TOKENS
   if [ -z "$tokens" ]; then
     local per=$((D_SEQ * D_BATCH * CAL_D_STEPS)) tc cal_wall
     rc=0; tc=$(date +%s.%N)
-    bounded "$budget" "$L/${name}_cal.log" "$MOLT" "${DS[@]}" --stage1-tokens $per --stage2-tokens $per \
+    bounded "$budget" "$L/${name}_cal.log" "$MOLT" "${DS[@]}" --data "$D/cal.txt" --stage1-tokens $per --stage2-tokens $per \
       --stage3-tokens $per -o "$W/${name}_cal" || rc=$?
     cal_wall=$(awk -v a="$tc" -v b="$(date +%s.%N)" 'BEGIN{print b-a}')
     if [ $rc = 0 ]; then
@@ -313,7 +331,7 @@ PY
   fi
   if [ "$st" = ok ]; then
     rc=0
-    bounded "$(min $((budget + 30)) "$(left)")" "$L/$name.log" "$MOLT" "${DS[@]}" --tokens "$tokens" \
+    bounded "$(min $((budget + 30)) "$(left)")" "$L/$name.log" "$MOLT" "${DS[@]}" --data "$D/distill.txt" --tokens "$tokens" \
       --eval-data "$D/eval.txt" -o "$W/$name" || rc=$?
     if [ $rc = 0 ]; then
       cp "$W/$name/report.json" "$J/distill_$name.json"
@@ -362,7 +380,7 @@ R=(--data "$D/test.jsonl" -n "$MAX_TOKENS" -s 1 --threads "$THREADS" --device "$
 present() { [ -f "$OUT/models/$1/config.json" ]; }
 
 if want single; then
-  t0=$(date +%s.%N); budget=$(min "$SINGLE_S" "$(left)"); note=""
+  t0=$(date +%s.%N); budget=$(stage_budget single); note=""
   nm=0; for m in $MODELS; do present "$m" && nm=$((nm + 1)); done
   for m in $MODELS; do
     present "$m" || continue
@@ -385,7 +403,7 @@ fi
 # batches of that model and length (and of the longer lengths)
 tput_sweep() {
   local stage=$1 sbudget=$2 lens=$3 t0 budget prompt
-  t0=$(date +%s.%N); budget=$(min "$sbudget" "$(left)")
+  t0=$(date +%s.%N); budget=$(stage_budget "$stage")
   prompt=$(python3 -c 'import json, sys; print("Question: %s\nAnswer:" % json.loads(open(sys.argv[1]).readline())["question"], end="")' "$D/test.jsonl")
   declare -A cap=()
   local n b m runs=0
@@ -441,7 +459,7 @@ PY
 if want tput256; then tput_sweep tput256 "$TPUT256_S" "$TPUT_PICK_LEN"; fi
 
 if want curves; then
-  t0=$(date +%s.%N); budget=$(min "$CURVES_S" "$(left)"); note=""
+  t0=$(date +%s.%N); budget=$(stage_budget curves); note=""
   have=""; for m in $MODELS; do present "$m" && have="$have $m"; done
   # per model: K = the batch of the most tok/s at TPUT_PICK_LEN (at most KMAX; K_FIXED overrides)
   # and the seconds one batch of K chains of MAX_TOKENS would take; the problems (the same for
