@@ -19,7 +19,8 @@
 #
 # usage: [DEVICE=cuda] [OUT=DIR] [BUNDLE=DIR] [TOTAL_S=480] [STAGES="..."] [knobs] \
 #          scripts/exp17/run.sh
-#   TINY=1: a seconds-long smoke run (tiny model, tiny budgets) to check the plumbing.
+#   TINY=1: a one-minute smoke run (tiny model, tiny budgets) to check the plumbing; with
+#   TINY_CAL=1 the calibrated (time-budgeted) training and distillation too.
 set -euo pipefail
 
 DEVICE=${DEVICE:-cpu}
@@ -97,8 +98,9 @@ MODELS=${MODELS:-"teacher llamba hybrid"}
 
 if [ "$TINY" = 1 ]; then # the plumbing in seconds (CPU): nothing here learns the task
   N_TRAIN=2000; N_TEST=60; N_DISTILL=1000; N_CAL=500; D_MODEL=64; N_LAYER=2; N_HEAD=2; N_KV=2; HEAD_DIM=32; FF=128
-  SEQ=128; BATCH=4; TRAIN_STEPS=${TRAIN_STEPS:-6}; CAL_STEPS=2; D_SEQ=64; D_BATCH=2
-  DISTILL_TOKENS=${DISTILL_TOKENS:-2560}; HYBRID_LAYERS=1; GREEDY_N=3; SINGLE_N=3; SINGLE_K=2
+  SEQ=128; BATCH=4; CAL_STEPS=2; D_SEQ=64; D_BATCH=2; CAL_D_STEPS=2; HYBRID_LAYERS=1
+  if [ -z "${TINY_CAL:-}" ]; then TRAIN_STEPS=${TRAIN_STEPS:-6}; DISTILL_TOKENS=${DISTILL_TOKENS:-2560}; fi
+  GREEDY_N=3; SINGLE_N=3; SINGLE_K=2
   CURVE_N=2; CURVE_BUDGET=0.2; KMAX=4; TPUT_BATCHES="1 4"; TPUT_LENS="64"; TPUT_PICK_LEN=32
   MAX_TOKENS=24; TPUT_RUN_S=20
 fi
@@ -259,7 +261,8 @@ if want teacher; then
       --save-every 100000 -o "$W/teacher_cal" || rc=$?
     cal_wall=$(awk -v a="$tc" -v b="$(date +%s.%N)" 'BEGIN{print b-a}')
     if [ $rc = 0 ]; then
-      cal_s=$(jget "$L/teacher_cal.log" seconds); cal_tok=$(jget "$L/teacher_cal.log" tokens)
+      cal_tok=$(jget "$L/teacher_cal.log" tokens)
+      cal_s=$(awk -v n="$cal_tok" -v r="$(jget "$L/teacher_cal.log" tok_per_s)" 'BEGIN { print n / r }')
       rest=$(awk -v b="$budget" -v a="$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{print b-a}')" 'BEGIN{print b-a}')
       # the run pays the start-up again (cal_wall - cal_s) and keeps 10% for evaluations
       steps=$(awk -v r="$rest" -v w="$cal_wall" -v s="$cal_s" -v n="$cal_tok" -v bt=$((SEQ * BATCH)) \
@@ -304,23 +307,25 @@ distill_stage() {
   [ -f "$OUT/models/teacher/config.json" ] || { stage_rec "$name" skipped 0 "$budget" "no teacher"; log "$name: no teacher"; return 0; }
   local DS=("$sub" "$OUT/models/teacher" "$@" --sep '<|endoftext|>'
             --seq "$D_SEQ" --batch "$D_BATCH" --d-state "$D_STATE" --lr3 "$D_LR3"
-            --threads "$THREADS" --device "$DEVICE" --matmul "$MATMUL" -q --overwrite)
+            --threads "$THREADS" --device "$DEVICE" --matmul "$MATMUL" --overwrite)
   tokens=$DISTILL_TOKENS
   if [ -z "$tokens" ]; then
     local per=$((D_SEQ * D_BATCH * CAL_D_STEPS)) tc cal_wall
     rc=0; tc=$(date +%s.%N)
-    bounded "$budget" "$L/${name}_cal.log" "$MOLT" "${DS[@]}" --data "$D/cal.txt" --stage1-tokens $per --stage2-tokens $per \
-      --stage3-tokens $per -o "$W/${name}_cal" || rc=$?
+    # (without -q: each stage's last progress line gives its tok/s)
+    bounded "$budget" "$L/${name}_cal.log" "$MOLT" "${DS[@]}" --data "$D/cal.txt" \
+      --stage1-tokens $per --stage2-tokens $per --stage3-tokens $per -o "$W/${name}_cal" || rc=$?
     cal_wall=$(awk -v a="$tc" -v b="$(date +%s.%N)" 'BEGIN{print b-a}')
     if [ $rc = 0 ]; then
-      tokens=$(python3 - "$W/${name}_cal/report.json" "$budget" "$t0" "$cal_wall" "$per" <<'PY'
-import json, sys, time
-r = json.load(open(sys.argv[1])); budget, t0, wall, per = map(float, sys.argv[2:6])
-secs = [max(s["seconds"], 0.05) for s in r["stages"]]
+      tokens=$(python3 - "$L/${name}_cal.log" "$budget" "$t0" "$cal_wall" "$per" <<'PY'
+import re, sys, time
+log = open(sys.argv[1], errors="replace").read(); budget, t0, wall, per = map(float, sys.argv[2:6])
+rate = {int(m[0]): float(m[1]) for m in re.findall(r"stage (\d)\s+\d+/\d+\s+loss \S+\s+([\d.]+) tok/s", log)}
+secs = [per / max(rate.get(i, 1.0), 1.0) for i in (1, 2, 3)]
 overhead = max(wall - sum(secs), 0.0)
 rest = budget - (time.time() - t0) - overhead
-per_token = 0.1 * secs[0] / per + 0.2 * secs[1] / per + 0.7 * secs[2] / per
-print(max(int(rest * 0.85 / per_token), 3 * int(per)))
+per_token = 0.1 / max(rate.get(1, 1.0), 1.0) + 0.2 / max(rate.get(2, 1.0), 1.0) + 0.7 / max(rate.get(3, 1.0), 1.0)
+print(max(int(rest * 0.75 / per_token), 3 * int(per)))
 PY
       ) || { st=failed; tokens=""; }
       note="calibration wall ${cal_wall}s; "
@@ -331,7 +336,7 @@ PY
   fi
   if [ "$st" = ok ]; then
     rc=0
-    bounded "$(min $((budget + 30)) "$(left)")" "$L/$name.log" "$MOLT" "${DS[@]}" --data "$D/distill.txt" --tokens "$tokens" \
+    bounded "$(min $((budget + 30)) "$(left)")" "$L/$name.log" "$MOLT" "${DS[@]}" -q --data "$D/distill.txt" --tokens "$tokens" \
       --eval-data "$D/eval.txt" -o "$W/$name" || rc=$?
     if [ $rc = 0 ]; then
       cp "$W/$name/report.json" "$J/distill_$name.json"
