@@ -412,6 +412,9 @@ GPU half (one device call, about 9 minutes, H100; the lead's checkout with `.gpu
 bash scripts/exp17/gpu.sh        # device run: carry [".gpu"], timeout_s 600
 ```
 
+The command runs about `WALL_S` = 520 s (build included; the machine's start comes on top).
+The build takes `molt` only (no tests), with `.gpu/debs` unpacked as `.gpu/dev.sh` does.
+
 `gpu.sh` builds `build-cuda/molt` (the `.gpu/debs` sysroot, as `.gpu/dev.sh`; `molt serve`
 stubbed out where libmicrohttpd is missing), checks the GPU with a 16-token generate, then
 runs `DEVICE=cuda OUT=/tmp/exp17 BUNDLE=$OUT TOTAL_S=<what is left of WALL_S=520>
