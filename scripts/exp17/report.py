@@ -250,7 +250,9 @@ def tables(R, lines, plotdir=None, plotrel=None, tag=None):
                 if not any(rs):
                     continue
                 tok = [r.get("tok_per_s") if r else None for r in rs]
-                cell = [fmt(x, 0) if x is not None else (r["status"] if r else "–") for x, r in zip(tok, rs)]
+                cell = [fmt(x, 0) if x is not None else
+                        ("not done in %d s" % r["limit_s"] if r and r["status"] == "timeout" and r.get("limit_s")
+                         else r["status"] if r else "–") for x, r in zip(tok, rs)]
                 ratio = [("%.2fx" % (tok[i] / tok[0])) if tok[0] and tok[i] else "–" for i in (1, 2)]
                 mem = [fmt(r.get("gpu_mem_delta_mib", r.get("host_rss_mib")), 0) if r else "–" for r in rs]
                 lines.append("| %d | %d | %s | %s | %s |" % (n, b, " | ".join(cell), " | ".join(ratio), " | ".join(mem)))
@@ -397,10 +399,12 @@ METHOD = """\
   the batch (≤ 64) at which the model decodes the most tokens/s (the 256-token sweep). The
   curve is the mean over problems of (seconds, voted, covered) after b batches.
 - **Throughput**: `molt generate -b B -n N --ignore-eos` (every sequence decodes exactly N
-  tokens) at B = 1, 4, 16, 64, 256 and N = 256, 1024, 2048, each run under a time limit (a
-  run over it is reported as such, and larger batches of that model are not tried); peak
-  memory from `nvidia-smi` polled every 50 ms (GPU, MiB above the card before the run) and
-  `/usr/bin/time` (host RSS).
+  tokens; tok/s = B·N / decode seconds) at N = 256 for B = 1, 4, 16, 64, 256, then the
+  long points N:B = 2048:1, 2048:64, 2048:256, 1024:16, 1024:256, 2048:16, 1024:1, 1024:64,
+  2048:4, 1024:4 in that order as time allows, each run under a time limit (25 s, long runs
+  15 s on the GPU, model load included): a run out of time is reported as such ("not done in
+  L s"), and that model's points of larger N and B are skipped. Peak memory from `nvidia-smi` polled every 50 ms
+  (GPU, MiB above the card before the run) and `/usr/bin/time` (host RSS).
 """
 
 COMMANDS = """\
@@ -431,7 +435,7 @@ mkdir -p out/exp17-cuda && tar xzf /work/.device/N/results.tar.gz -C out/exp17-c
 cat /work/.device/N/models.tar.part-* | tar x -C out/exp17-cuda
 DEVICE=cpu MODELS_FROM=out/exp17-cuda OUT=out/exp17-cpu THREADS=2 TOTAL_S=1500 \\
   SINGLE_S=240 TPUT256_S=240 CURVES_S=600 TPUTLONG_S=360 TPUT_RUN_S=60 CURVE_BUDGET=4 \\
-  TPUT_BATCHES="1 4 16 64" TPUT_LENS="1024" scripts/exp17/run.sh
+  TPUT_LONG_RUN_S=100 TPUT_LONG_POINTS="1024:1 1024:16 1024:64 2048:1 2048:16" scripts/exp17/run.sh
 /usr/bin/python3 scripts/exp17/report.py --gpu out/exp17-cuda --cpu out/exp17-cpu \\
   -o docs/reports/reasoning.md
 ```

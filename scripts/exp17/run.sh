@@ -90,8 +90,12 @@ KMAX=${KMAX:-64}
 K_FIXED=${K_FIXED:-}
 TPUT_BATCHES=${TPUT_BATCHES:-"1 4 16 64 256"}
 TPUT_LENS=${TPUT_LENS:-"1024 2048"}
+# the long sweep's points LEN:BATCH in the order run (the time allows only part of the grid on
+# the GPU: the most telling points first); TPUT_LONG_POINTS= (empty): TPUT_LENS x TPUT_BATCHES
+TPUT_LONG_POINTS=${TPUT_LONG_POINTS:-"2048:1 2048:64 2048:256 1024:16 1024:256 2048:16 1024:1 1024:64 2048:4 1024:4"}
 TPUT_PICK_LEN=${TPUT_PICK_LEN:-256}
-TPUT_RUN_S=${TPUT_RUN_S:-25}
+TPUT_RUN_S=${TPUT_RUN_S:-25}        # per generate run, 256-token sweep
+TPUT_LONG_RUN_S=${TPUT_LONG_RUN_S:-15}  # per generate run, long sweep
 TPUT256_S=${TPUT256_S:-20}
 TPUTLONG_S=${TPUTLONG_S:-25}
 MODELS=${MODELS:-"teacher llamba hybrid"}
@@ -101,8 +105,9 @@ if [ "$TINY" = 1 ]; then # the plumbing in seconds (CPU): nothing here learns th
   SEQ=128; BATCH=4; CAL_STEPS=2; D_SEQ=64; D_BATCH=2; CAL_D_STEPS=2; HYBRID_LAYERS=1
   if [ -z "${TINY_CAL:-}" ]; then TRAIN_STEPS=${TRAIN_STEPS:-6}; DISTILL_TOKENS=${DISTILL_TOKENS:-2560}; fi
   GREEDY_N=3; SINGLE_N=3; SINGLE_K=2
-  CURVE_N=2; CURVE_BUDGET=0.2; KMAX=4; TPUT_BATCHES="1 4"; TPUT_LENS="64"; TPUT_PICK_LEN=32
-  MAX_TOKENS=24; TPUT_RUN_S=20
+  CURVE_N=2; CURVE_BUDGET=0.2; KMAX=4; TPUT_BATCHES="1 4"; TPUT_PICK_LEN=32
+  TPUT_LONG_POINTS="64:4 64:1"
+  MAX_TOKENS=24; TPUT_RUN_S=20; TPUT_LONG_RUN_S=20
 fi
 
 mkdir -p "$OUT"/{data,json,logs,models,work}
@@ -173,9 +178,9 @@ def sh(c):
 keys = """DEVICE MOLT THREADS MATMUL STEPS DIGITS N_TRAIN N_TEST DATA_SEED D_MODEL N_LAYER N_HEAD N_KV
 HEAD_DIM FF MAX_POS SEQ BATCH LR TRAIN_S TRAIN_STEPS CAL_STEPS D_SEQ D_BATCH D_LR3 DISTILL_S HYBRID_S
 DISTILL_TOKENS KD_LLAMBA KD_HYBRID D_STATE HYBRID_LAYERS TEMP MAX_TOKENS GREEDY_N SINGLE_N SINGLE_K
-CURVE_N CURVE_BUDGET KMAX K_FIXED TPUT_BATCHES TPUT_LENS TPUT_PICK_LEN TPUT_RUN_S TOTAL_S STAGES
+CURVE_N CURVE_BUDGET KMAX K_FIXED TPUT_BATCHES TPUT_LONG_POINTS TPUT_PICK_LEN TPUT_RUN_S TPUT_LONG_RUN_S TOTAL_S STAGES
 MODELS_FROM TINY""".split()
-vals = dict(zip(keys, """$DEVICE|$MOLT|$THREADS|$MATMUL|$STEPS|$DIGITS|$N_TRAIN|$N_TEST|$DATA_SEED|$D_MODEL|$N_LAYER|$N_HEAD|$N_KV|$HEAD_DIM|$FF|$MAX_POS|$SEQ|$BATCH|$LR|$TRAIN_S|$TRAIN_STEPS|$CAL_STEPS|$D_SEQ|$D_BATCH|$D_LR3|$DISTILL_S|$HYBRID_S|$DISTILL_TOKENS|$KD_LLAMBA|$KD_HYBRID|$D_STATE|$HYBRID_LAYERS|$TEMP|$MAX_TOKENS|$GREEDY_N|$SINGLE_N|$SINGLE_K|$CURVE_N|$CURVE_BUDGET|$KMAX|$K_FIXED|$TPUT_BATCHES|$TPUT_LENS|$TPUT_PICK_LEN|$TPUT_RUN_S|$TOTAL_S|$STAGES|$MODELS_FROM|$TINY""".split("|")))
+vals = dict(zip(keys, """$DEVICE|$MOLT|$THREADS|$MATMUL|$STEPS|$DIGITS|$N_TRAIN|$N_TEST|$DATA_SEED|$D_MODEL|$N_LAYER|$N_HEAD|$N_KV|$HEAD_DIM|$FF|$MAX_POS|$SEQ|$BATCH|$LR|$TRAIN_S|$TRAIN_STEPS|$CAL_STEPS|$D_SEQ|$D_BATCH|$D_LR3|$DISTILL_S|$HYBRID_S|$DISTILL_TOKENS|$KD_LLAMBA|$KD_HYBRID|$D_STATE|$HYBRID_LAYERS|$TEMP|$MAX_TOKENS|$GREEDY_N|$SINGLE_N|$SINGLE_K|$CURVE_N|$CURVE_BUDGET|$KMAX|$K_FIXED|$TPUT_BATCHES|$TPUT_LONG_POINTS|$TPUT_PICK_LEN|$TPUT_RUN_S|$TPUT_LONG_RUN_S|$TOTAL_S|$STAGES|$MODELS_FROM|$TINY""".split("|")))
 env = {"config": vals, "host": platform.node(), "cpu": sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"),
        "nproc": os.cpu_count(), "gpu": sh("nvidia-smi --query-gpu=name,memory.total --format=csv,noheader"),
        "molt_version": sh(vals["MOLT"] + " --version"), "git": sh("git rev-parse HEAD 2>/dev/null")}
@@ -403,22 +408,27 @@ if want single; then
   snapshot
 fi
 
-# tput_sweep STAGE BUDGET LENS: molt generate --ignore-eos over TPUT_BATCHES x LENS x models,
-# one line per run in json/tput.jsonl; a run that fails or runs out of time ends the larger
-# batches of that model and length (and of the longer lengths)
+# tput_sweep STAGE POINTS: molt generate --ignore-eos at each LEN:BATCH of POINTS for every
+# model, one line per run in json/tput.jsonl (status "timeout": not done within limit_s);
+# after a model fails or runs out of time at (N, B) its points with N' >= N and B' >= B are
+# skipped
 tput_sweep() {
-  local stage=$1 sbudget=$2 lens=$3 t0 budget prompt
+  local stage=$1 points=$2 run_s=$3 t0 budget prompt
   t0=$(date +%s.%N); budget=$(stage_budget "$stage")
   prompt=$(python3 -c 'import json, sys; print("Question: %s\nAnswer:" % json.loads(open(sys.argv[1]).readline())["question"], end="")' "$D/test.jsonl")
-  declare -A cap=()
-  local n b m runs=0
-  for n in $lens; do for b in $TPUT_BATCHES; do for m in $MODELS; do
+  local capped="" n b m nb cn runs=0
+  for nb in $points; do n=${nb%%:*}; b=${nb#*:}; for m in $MODELS; do
     present "$m" || continue
-    [ -z "${cap[$m]:-}" ] || [ "$b" -lt "${cap[$m]}" ] || continue
+    local skip=0
+    for cn in $capped; do # "model:N:B" where it failed
+      [ "${cn%%:*}" = "$m" ] || continue
+      cn=${cn#*:}; [ "$n" -ge "${cn%%:*}" ] && [ "$b" -ge "${cn#*:}" ] && skip=1
+    done
+    [ $skip = 0 ] || continue
     local used per rc=0 base="" peak="" poll="" pp="" lg
     used=$(awk -v a="$t0" -v b2="$(date +%s.%N)" 'BEGIN{printf "%d", b2-a}')
-    per=$(min "$TPUT_RUN_S" $((budget - used))); per=$(min "$per" "$(left)")
-    [ "$per" -ge 2 ] || break 3
+    per=$(min "$run_s" $((budget - used))); per=$(min "$per" "$(left)")
+    [ "$per" -ge 2 ] || break 2
     if [ "${DEVICE%%:*}" = cuda ] && command -v nvidia-smi > /dev/null; then
       base=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)
       poll=$W/poll.txt; nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 50 > "$poll" 2>/dev/null &
@@ -434,11 +444,12 @@ tput_sweep() {
       peak=$(sort -n "$poll" | tail -1)
     fi
     python3 - "$lg" "$J/tput.jsonl" "$m" "$b" "$n" "$rc" "$DEVICE" "$THREADS" \
-      "${base:-}" "${peak:-}" <<'PY'
+      "${base:-}" "${peak:-}" "$per" <<'PY'
 import json, re, sys
-log, out, m, b, n, rc, dev, thr, base, peak = sys.argv[1:11]
+log, out, m, b, n, rc, dev, thr, base, peak, lim = sys.argv[1:12]
 t = open(log, errors="replace").read()
 r = {"model": m, "batch": int(b), "len": int(n), "device": dev, "threads": int(thr), "rc": int(rc),
+     "limit_s": int(lim),
      "status": "ok" if rc == "0" else "timeout" if rc in ("124", "137") else "failed"}
 g = re.search(r"prompt (\d+) tokens \(([\d.]+) tok/s\), generated (\d+) tokens.* in ([\d.]+)s \(([\d.]+) tok/s\)", t)
 if g:
@@ -455,13 +466,16 @@ open(out, "a").write(json.dumps(r) + "\n")
 print(r["status"], r.get("tok_per_s"))
 PY
     runs=$((runs + 1))
-    [ "$rc" = 0 ] || cap[$m]=$b
-  done; done; done
-  stage_rec "$stage" ok "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{print b-a}')" "$budget" "$runs runs, lengths $lens"
+    [ "$rc" = 0 ] || capped="$capped $m:$n:$b"
+  done; done
+  stage_rec "$stage" ok "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{print b-a}')" "$budget" "$runs runs:$points"
   log "$stage: $runs runs"
   snapshot
 }
-if want tput256; then tput_sweep tput256 "$TPUT256_S" "$TPUT_PICK_LEN"; fi
+if want tput256; then
+  pts=""; for b in $TPUT_BATCHES; do pts="$pts $TPUT_PICK_LEN:$b"; done
+  tput_sweep tput256 "$pts" "$TPUT_RUN_S"
+fi
 
 if want curves; then
   t0=$(date +%s.%N); budget=$(stage_budget curves); note=""
@@ -505,7 +519,11 @@ PY
   snapshot
 fi
 
-if want tputlong; then tput_sweep tputlong "$TPUTLONG_S" "$TPUT_LENS"; fi
+if want tputlong; then
+  pts=$TPUT_LONG_POINTS
+  if [ -z "$pts" ]; then for n in $TPUT_LENS; do for b in $TPUT_BATCHES; do pts="$pts $n:$b"; done; done; fi
+  tput_sweep tputlong "$pts" "$TPUT_LONG_RUN_S"
+fi
 
 log "done in $(elapsed)s: $OUT"
 if [ -n "$BUNDLE" ]; then snapshot; ls -la "$BUNDLE" >&2; fi
