@@ -416,7 +416,10 @@ tput_sweep() {
   local stage=$1 points=$2 run_s=$3 t0 budget prompt
   t0=$(date +%s.%N); budget=$(stage_budget "$stage")
   prompt=$(python3 -c 'import json, sys; print("Question: %s\nAnswer:" % json.loads(open(sys.argv[1]).readline())["question"], end="")' "$D/test.jsonl")
-  local capped="" n b m nb cn runs=0
+  local capped="" n b m nb cn runs=0 gbase="" # the idle card's memory, once per sweep
+  if [ "${DEVICE%%:*}" = cuda ] && command -v nvidia-smi > /dev/null; then
+    gbase=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits 2> /dev/null | head -1) || gbase=""
+  fi
   for nb in $points; do n=${nb%%:*}; b=${nb#*:}; for m in $MODELS; do
     present "$m" || continue
     local skip=0
@@ -429,9 +432,8 @@ tput_sweep() {
     used=$(awk -v a="$t0" -v b2="$(date +%s.%N)" 'BEGIN{printf "%d", b2-a}')
     per=$(min "$run_s" $((budget - used))); per=$(min "$per" "$(left)")
     [ "$per" -ge 2 ] || break 2
-    if [ "${DEVICE%%:*}" = cuda ] && command -v nvidia-smi > /dev/null; then
-      base=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)
-      poll=$W/poll.txt; nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 50 > "$poll" 2>/dev/null &
+    if [ -n "$gbase" ]; then
+      base=$gbase poll=$W/poll.txt; nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 50 > "$poll" 2>/dev/null &
       pp=$!
     fi
     lg=$L/tput_${m}_b${b}_n$n.log
