@@ -3,6 +3,8 @@
 # slots. -b 1 prints exactly what plain generate prints; with -b 3 sample i is
 # plain generate with seed S + i (stories260K, shipped in models/); bad -b is
 # a usage error. --weights bf16|f16 keeps f32's greedy text (160 tokens).
+# --ignore-eos: every sample gets exactly -n tokens (where EOS would end some
+# sooner), at -b 1 and -b 3; with --chat it is a usage error.
 set -u
 MOLT=${MOLT_BIN:-build/molt}
 M=models/stories260K/stories260K.bin
@@ -36,5 +38,15 @@ done
 [ "$(wc -c < "$T/w32")" -gt 300 ] || { echo "FAIL: --weights: too little text to compare"; fail=1; }
 $MOLT "${W[@]}" --weights q8 > /dev/null 2>"$T/err"; rc=$?
 { [ $rc = 2 ] && grep -q -- "--weights" "$T/err"; } || { echo "FAIL: --weights q8 should be a usage error (rc $rc)"; cat "$T/err"; fail=1; }
-[ $fail = 0 ] && echo "ok: -b 1 == plain, -b 3 samples == per-seed generate, --weights bf16/f16 == f32 (160 greedy tokens)"
+# --ignore-eos: 300 tokens each (stories260K ends its stories sooner at -s 3: 835 of 900 without)
+E=(generate "$M" -n 300 -t 0.8 -s 3)
+$MOLT "${E[@]}" -b 3 > /dev/null 2>"$T/e3" || { echo "FAIL: -b 3 without --ignore-eos"; cat "$T/e3"; fail=1; }
+grep -q "generated 900 tokens" "$T/e3" && { echo "FAIL: --ignore-eos test needs a run that stops early"; fail=1; }
+for b in 1 3; do
+  $MOLT "${E[@]}" -b $b --ignore-eos > /dev/null 2>"$T/e" || { echo "FAIL: --ignore-eos -b $b"; cat "$T/e"; fail=1; }
+  grep -q "generated $((300 * b)) tokens" "$T/e" || { echo "FAIL: --ignore-eos -b $b: $(tail -1 "$T/e")"; fail=1; }
+done
+echo hi | $MOLT generate "$M" --chat --ignore-eos > /dev/null 2>&1; rc=$?
+[ $rc = 2 ] || { echo "FAIL: --chat --ignore-eos should be a usage error (rc $rc)"; fail=1; }
+[ $fail = 0 ] && echo "ok: -b 1 == plain, -b 3 samples == per-seed generate, --weights bf16/f16 == f32 (160 greedy tokens), --ignore-eos gives -n tokens"
 exit $fail

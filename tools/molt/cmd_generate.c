@@ -1,11 +1,13 @@
 /*
  * cmd_generate.c — `molt generate MODEL [-p PROMPT | -f FILE] [-n N] [-t TEMP]
  * [--top-k K] [--top-p P] [-s SEED] [-b N] [--chat [--ctx N]] [--weights f32|bf16|f16|q8_0]
- * [--tokenizer FILE] [--threads N] [-q]`.
+ * [--tokenizer FILE] [--threads N] [--ignore-eos] [-q]`.
  * Streams the prompt and its continuation to stdout; counts and speed to stderr.
  * -f FILE: the prompt is FILE's bytes exactly (no size cap; "-" = stdin).
  * With -b N: N samples of the prompt decoded as one batch (state slots),
  * sample i seeded SEED + i, printed one after the other when all are done.
+ * --ignore-eos: EOS and BOS do not end a sample (each gets -n tokens: the
+ * throughput runs of scripts/exp17).
  * With --chat (-i): each line of stdin is a user turn (molt_chat: the
  * conversation stays in one sequence, a turn feeds only its new tokens); the
  * reply is printed followed by a newline.
@@ -157,7 +159,7 @@ int cmd_generate(int argc, char **argv) {
     molt_gen_params gp = molt_gen_defaults();
     gp.seed = (uint64_t)time(NULL);
     long threads = 2, batch = 1, ctx_len = 0;
-    bool quiet = false, chat = false;
+    bool quiet = false, chat = false, ignore_eos = false;
     const cli_optspec opts[] = {
         CLI_STR("--prompt", "-p", "TEXT", "prompt (default: start from BOS)", prompt),
         CLI_STR_NE("--file", "-f", "FILE",
@@ -179,6 +181,9 @@ int cmd_generate(int argc, char **argv) {
         CLI_INT("--threads", NULL, "N", "threads", threads, 1, 256),
         CLI_DEVICE(device),
         CLI_FLAG("--quiet", "-q", "no statistics on stderr", quiet),
+        CLI_FLAG("--ignore-eos", NULL,
+                 "do not stop at EOS or BOS: always -n tokens (throughput measurements)",
+                 ignore_eos),
         CLI_INT("--batch", "-b", "N", "N samples decoded together, sample i with seed S + i", batch,
                 1, 4096),
         CLI_CHOICE("--weights", NULL, "f32|bf16|f16|q8_0",
@@ -205,6 +210,9 @@ int cmd_generate(int argc, char **argv) {
                                batch > 1 ? "-b" : prompt ? "-p" : "-f");
     if (ctx_len && !chat)
         return cli_usage_error("generate", "--ctx goes with --chat");
+    if (ignore_eos && chat)
+        return cli_usage_error("generate", "--ignore-eos does not go with --chat");
+    gp.stop_at_eos = !ignore_eos;
     char *ptext = NULL;
     if (pfile && !(prompt = ptext = read_prompt_file(pfile)))
         return 1;

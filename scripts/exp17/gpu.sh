@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# scripts/exp17/gpu.sh — the GPU half of issue 17's experiment in ONE device call: builds
+# build-cuda/molt, checks the GPU answers, then runs scripts/exp17/run.sh with DEVICE=cuda in
+# what is left of WALL_S seconds. Run from the repo root on the device machine with .gpu/
+# carried (its debs/ hold cjson, pcre2 and OpenBLAS, unpacked into .gpu/sysroot as
+# .gpu/dev.sh does):
+#
+#   run: command "bash scripts/exp17/gpu.sh", carry [".gpu"], timeout_s 600
+#
+# The device's $OUT gets at most 6 files: results.tar.gz (json/, logs/, data/test.jsonl, the
+# models' configs), models.tar.part-* (the three bf16 models, ≤ 15 MiB each) and, when the
+# build fails, build.log. The full run directory is RUN_DIR (/tmp/exp17) on the device.
+# libmicrohttpd is not on the device image: without it `molt serve` is replaced by
+# scripts/exp17/serve_http_stub.c (every other command is unchanged).
+# Knobs: WALL_S (520), RUN_DIR, THREADS (8), FORCE_STUB=1 (stub serve even where
+# libmicrohttpd is found: to test that path), and every run.sh knob (TRAIN_S, DIGITS, ...).
+set -euo pipefail
+T0=$(date +%s)
+WALL_S=${WALL_S:-520}
+: "${OUT:?gpu.sh: OUT, the folder the device call returns, is not set}"
+RUN=${RUN_DIR:-/tmp/exp17}
+mkdir -p "$RUN/logs"
+G=$PWD/.gpu P=$PWD/.gpu/sysroot
+[ -d "$G/debs" ] || { echo "gpu.sh: no .gpu/debs here (carry [\".gpu\"])"; exit 2; }
+mkdir -p "$P"
+for f in "$G"/debs/*.deb; do dpkg -x "$f" "$P"; done
+L=$P/usr/lib/x86_64-linux-gnu
+export LD_LIBRARY_PATH=$L:$L/openblas-pthread:${LD_LIBRARY_PATH:-}
+MK=(PKG_CFLAGS="-I$P/usr/include -I$P/usr/include/cjson -I$P/usr/include/x86_64-linux-gnu/openblas-pthread"
+    PKG_LIBS="-L$L -L$L/openblas-pthread -lcjson -lpcre2-8 -lopenblas -Wl,-rpath,$L:$L/openblas-pthread")
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+echo "cores $(nproc)"
+
+# molt without libmicrohttpd: the stub object stands in for serve_http.o (newer than its
+# source, so make keeps it), and SERVE_LIBS is set so that the Makefile's check passes
+if [ -n "${FORCE_STUB:-}" ] || [ -z "$(pkg-config --libs libmicrohttpd 2> /dev/null)" ]; then
+  if [ -z "${FORCE_STUB:-}" ] && [ -f "$L/libmicrohttpd.so" ]; then
+    MK+=(SERVE_CFLAGS="-I$P/usr/include" SERVE_LIBS="-L$L -lmicrohttpd")
+  else
+    echo "gpu.sh: no libmicrohttpd: molt serve stubbed out"
+    mkdir -p build-cuda/tools/molt
+    ${CC:-cc} -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -O2 -Iinclude -Isrc -Itools/molt \
+      -I"$P/usr/include/cjson" -I"$P/usr/include" -c scripts/exp17/serve_http_stub.c \
+      -o build-cuda/tools/molt/serve_http.o
+    rm -f build-cuda/tools/molt/serve_http.d build-cuda/molt
+    touch build-cuda/tools/molt/serve_http.o
+    MK+=(SERVE_CFLAGS= SERVE_LIBS=-lm)
+  fi
+fi
+t0=$(date +%s)
+if ! make -j"${MAKE_J:-16}" BUILD=build-cuda CUDA=1 build-cuda/molt "${MK[@]}" > "$RUN/logs/build.log" 2>&1; then
+  echo "gpu.sh: BUILD FAILED"; grep -E "error" "$RUN/logs/build.log" | head -20; tail -5 "$RUN/logs/build.log"
+  cp "$RUN/logs/build.log" "$OUT/build.log"; exit 1
+fi
+echo "gpu.sh: build $(( $(date +%s) - t0 )) s"
+M=build-cuda/molt
+if ! $M generate models/stories260K/stories260K.bin -n 16 -t 0 --device cuda -q > "$RUN/logs/gpu_check.log" 2>&1; then
+  echo "gpu.sh: the GPU check failed:"; tail -5 "$RUN/logs/gpu_check.log"; exit 1
+fi
+left=$((WALL_S - ($(date +%s) - T0) - 10))
+echo "gpu.sh: $left s left for the experiment"
+rc=0
+DEVICE=cuda MOLT=$M OUT=$RUN BUNDLE=$OUT TOTAL_S=$left THREADS=${THREADS:-8} \
+  bash scripts/exp17/run.sh || rc=$?
+echo "gpu.sh: run.sh exit $rc after $(( $(date +%s) - T0 )) s"
+ls -la "$OUT"
+exit $rc
