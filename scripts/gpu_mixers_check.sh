@@ -13,7 +13,8 @@
 # Prints a table (student, command, cpu loss, cuda loss, relative difference, seconds) and
 # exits non-zero on any failure. Usage: scripts/gpu_mixers_check.sh [-j JOBS]; env REL, KEEP=1
 # (keep the work directory), MOLT_THREADS (CPU threads for the cpu runs, default 4); for a dry
-# run of step 3 without a GPU: DRY=1 (no build, no tests; "cuda" runs on the CPU too).
+# run of step 3 without a GPU: DRY=1 (no build, no tests; "cuda" runs on the CPU too);
+# SKIP_BUILD_TESTS=1: step 3 only, on the GPU (build-cuda/ already built and tested).
 set -u
 cd "$(dirname "$0")/.."
 JOBS=$(nproc 2>/dev/null || echo 4)
@@ -27,7 +28,7 @@ T=$(mktemp -d)
 
 GPU=cuda
 [ "${DRY:-0}" = 1 ] && GPU=cpu
-if [ "${DRY:-0}" != 1 ]; then
+if [ "${DRY:-0}" != 1 ] && [ -z "${SKIP_BUILD_TESTS:-}" ]; then
 echo "== make cuda (-j$JOBS)"
 make -j"$JOBS" cuda > "$T/make.log" 2>&1 ||
   { echo "FAIL: make cuda"; tail -40 "$T/make.log"; exit 1; }
