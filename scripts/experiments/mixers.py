@@ -513,7 +513,10 @@ def svg(res, rows, path):
                  "</text>")
         o.append(f"<text x='{ox + 12}' y='{oy + PH / 2}' transform='rotate(-90 {ox + 12} "
                  f"{oy + PH / 2})'>held-out loss (nats)</text>")
-        lab, prev = {}, {}  # label heights: top down per tick cluster, >= 10 px apart
+        lab, prev, right = {}, {}, {}  # labels: top down per tick cluster, >= 10 px apart,
+        for r in rs:  # right of the cluster's rightmost marker
+            cl = max(b for b in ticks if b <= r["state_bytes"])
+            right[cl] = max(right.get(cl, 0), X(r["state_bytes"]))
         for r in sorted(rs, key=lambda r: -r[key][0]):
             cl = max(b for b in ticks if b <= r["state_bytes"])
             lab[r["label"]] = max(Y(r[key][0]) + 3, prev.get(cl, -1e9) + 10)
@@ -528,7 +531,8 @@ def svg(res, rows, path):
                      f"<line x1='{x - 4:.1f}' y1='{Y(m + s):.1f}' x2='{x + 4:.1f}' "
                      f"y2='{Y(m + s):.1f}' stroke='{COLOR[r['kind']]}'/>")
             o.append(marker(r["kind"], x, Y(m), "run"))
-            o.append(f"<text x='{x + 9:.1f}' y='{lab[r['label']]:.1f}' font-size='8'>"
+            cl = max(b for b in ticks if b <= r["state_bytes"])
+            o.append(f"<text x='{right[cl] + 9:.1f}' y='{lab[r['label']]:.1f}' font-size='8'>"
                      f"{r['label']}</text>")
     lx = PW * len(ps) + 10
     for j, k in enumerate(KIND_ORDER):
