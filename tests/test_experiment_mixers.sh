@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # scripts/experiments/mixers.py --smoke: the mixer-comparison experiment end to end at tiny
-# budgets (stories260K, one seed, two students: Llamba and Mamba-3 SISO at equal state bytes).
+# budgets (stories260K, one seed, three students: Llamba, Mamba-2 and Mamba-3 SISO at equal state
+# bytes).
 # Checks that mixers.json, mixers.md and loss_vs_state.svg are written and sane: every run's
 # held-out loss finite and positive, state bytes > 0 and as planned and within 10% of GateLoop's,
 # decode tok/s > 0, the markdown table has a row per student with a loss, the SVG parses and has
@@ -29,8 +30,8 @@ t = r["teachers"][0]
 tl = t["teacher_metrics"]["heldout_loss"]
 check(math.isfinite(tl) and tl > 0, f"teacher held-out loss {tl}")
 runs = r["runs"]
-check(len(runs) == 2 and len({x["kind"] for x in runs}) == 2,
-      f"two students: {[x['label'] for x in runs]}")
+check(len(runs) == 3 and {x["kind"] for x in runs} == {"llamba", "mamba2", "mamba3"},
+      f"three students: {[x['label'] for x in runs]}")
 plan = {c["label"]: c["state_bytes_planned"] for c in t["configs"]}
 for x in runs:
     l = x["heldout_loss"]
@@ -43,8 +44,8 @@ for x in runs:
     check(len(x["stages"]) == 3, f"{x['label']}: three stages")
 check(t["equal_state_mismatch"] == [], "equal-state group within 10%")
 md = open(os.path.join(d, "mixers.md")).read()
-rows = [ln for ln in md.splitlines() if ln.startswith("| llamba") or ln.startswith("| mamba3")]
-check(len(rows) == 2 and all("±" in ln for ln in rows), f"markdown: {len(rows)} student rows")
+rows = [ln for ln in md.splitlines() if ln.startswith(("| llamba", "| mamba2", "| mamba3"))]
+check(len(rows) == 3 and all("±" in ln for ln in rows), f"markdown: {len(rows)} student rows")
 check("| teacher (Llama)" in md, "markdown: teacher row")
 svg = xml.dom.minidom.parse(os.path.join(d, "loss_vs_state.svg"))
 marks = sum(e.getAttribute("class") == "run" for tag in ("circle", "rect", "polygon")

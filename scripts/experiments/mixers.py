@@ -2,7 +2,7 @@
 """mixers.py -- which recurrent mixer should a Transformer be distilled into?
 
 Distils each teacher into every student kind molt has (`molt distill --student
-llamba | mamba3 | mamba3-mimo | gateloop`) at EQUAL RECURRENT STATE BYTES per
+llamba | mamba2 | mamba3 | mamba3-mimo | gateloop`) at EQUAL RECURRENT STATE BYTES per
 sequence (each student's d_state, and the MIMO rank, picked so that the state
 matches GateLoop's, which its head dim fixes) and an EQUAL TOKEN BUDGET (the
 same --sample-tokens and stage token counts for every student of a teacher),
@@ -12,19 +12,25 @@ kv-llama-2m only), decode tokens/s (`molt generate -n 256 -t 0`, the median of
 --reps runs) and the state bytes `molt info --json` reports.
 
 Mamba-3's published claim ("Mamba-2 quality at half the state size") is tested
-with a Mamba-3 SISO student at half the state bytes of the Llamba student
-(molt's Mamba-2-family student: DiscreteMamba2 layers; molt has no plain
-Mamba-2-with-MLP student). Where half of the equal-state Llamba is below the
-smallest Mamba-3 state (d_state 4), the pair is run at a larger level (Llamba
-d_state 16) with Mamba-3 at half and at equal state beside it.
+with a Mamba-3 SISO student at half the state bytes of the Mamba-2 student
+(`--student mamba2`: the Mamba-2 mixer with the teacher's MLPs), the Llamba
+student (DiscreteMamba2) at the Mamba-2 student's state beside it. Where half of
+the equal-state Mamba-2 is below the smallest Mamba-3 state (d_state 4), the pair
+is run at a larger level (Mamba-2 and Llamba d_state 16) with Mamba-3 at half and
+at equal state beside it.
 
 Writes OUT/mixers.json (every run), OUT/mixers.md (mean ± std over seeds per
 student, the claim's verdict) and OUT/loss_vs_state.svg (held-out loss vs state
 bytes, one marker per student kind, error bars = std over seeds). Run dirs go
-to --work (kept between invocations: a finished run is not run again).
+to --work (kept between invocations: a finished run is not run again); a run
+whose key (teacher, budget, kind, d_state, rank, seed, measures) is in the
+previous OUT/mixers.json is taken from there too (--no-reuse: not), and
+--verify TEACHER:LABEL:SEED re-runs such a run and records whether its losses and
+retrieval answers reproduce bit for bit.
 
   usage: scripts/experiments/mixers.py [--smoke] [--out DIR] [--work DIR]
          [--seeds 1,2,3] [--teachers stories260K,kv-llama-2m] [--molt BIN]
+         [--no-reuse] [--verify TEACHER:LABEL:SEED]...
 Standard library only (no matplotlib on the project's machine: the SVG is
 written by hand). Every molt command runs with --threads 1, one at a time.
 """
@@ -33,10 +39,14 @@ import argparse, json, math, os, re, shutil, statistics, subprocess, sys, time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHARED = os.environ.get("MOLT_SHARED", os.path.join(os.path.dirname(ROOT), "shared"))
 VALID = os.path.join(ROOT, "tests/fixtures/data/tinystories/tinystories_v1_valid_head_40k.txt")
-KIND_ORDER = ["llamba", "mamba3", "mamba3-mimo", "gateloop"]
-MARK = {"llamba": "circle", "mamba3": "square", "mamba3-mimo": "triangle", "gateloop": "diamond"}
-COLOR = {"llamba": "#1f77b4", "mamba3": "#d62728", "mamba3-mimo": "#ff7f0e", "gateloop": "#2ca02c"}
+KIND_ORDER = ["llamba", "mamba2", "mamba3", "mamba3-mimo", "gateloop"]
+MARK = {"llamba": "circle", "mamba2": "down", "mamba3": "square", "mamba3-mimo": "triangle",
+        "gateloop": "diamond"}
+COLOR = {"llamba": "#1f77b4", "mamba2": "#9467bd", "mamba3": "#d62728", "mamba3-mimo": "#ff7f0e",
+         "gateloop": "#2ca02c"}
 TOL = 0.10  # state bytes of the equal-state group match within 10%
+# what a re-run must reproduce bit for bit (not the timings)
+REPRO = ("heldout_loss", "sample_loss", "kv", "mqar", "state_bytes", "n_params")
 
 
 def teachers(smoke):
@@ -63,7 +73,8 @@ def teachers(smoke):
 # ---------------------------------------------------------------------------
 # state bytes per sequence (float32), checked against `molt info --json` after
 # every run: Llamba (DiscreteMamba2, conv width 4 over x, B, C: ngroups =
-# heads): L·(H·P·N + 3·(H·P + 2·H·N)); Mamba-3: L·(H·P·N + R·H·N + H·P + H·S),
+# heads) and Mamba-2 (the same conv over x, B, C, ngroups = heads; student_mamba2.c):
+# L·(H·P·N + 3·(H·P + 2·H·N)); Mamba-3: L·(H·P·N + R·H·N + H·P + H·S),
 # S = the rotary angles (floor(N/2) rounded down to even, halved); GateLoop:
 # L·H·P·P (the complex H × P/2 × P state). H, P: the teacher's query heads and
 # head dim (one student head per teacher head).
@@ -75,7 +86,7 @@ def m3_angles(n):
 
 def state_bytes(kind, g, n=0, r=1):
     L, H, P = g["n_layer"], g["n_head"], g["head_dim"]
-    if kind == "llamba":
+    if kind in ("llamba", "mamba2"):
         f = H * P * n + 3 * (H * P + 2 * H * n)
     elif kind in ("mamba3", "mamba3-mimo"):
         f = H * P * n + r * H * n + H * P + H * m3_angles(n)
@@ -92,9 +103,12 @@ def fit(kind, g, target, r=1):
 
 
 def plan(g):
-    """the configurations of one teacher: (label, kind, d_state, rank, groups)"""
+    """the configurations of one teacher: (label, kind, d_state, rank, groups). Groups:
+    equal (all matched to GateLoop's state); the claim: claim-full (Mamba-2), claim-half
+    (Mamba-3 SISO at half its state), claim-equal (Mamba-3 SISO at its state), claim-llamba
+    (Llamba at its state)"""
     gl = state_bytes("gateloop", g)
-    cfg = [("llamba", fit("llamba", g, gl), 1), ("mamba3", fit("mamba3", g, gl), 1)]
+    cfg = [(k, fit(k, g, gl), 1) for k in ("llamba", "mamba2", "mamba3")]
     for r in (4, 2, 1):  # the default rank 4 where it can match, else smaller
         n = fit("mamba3-mimo", g, gl, r)
         if abs(state_bytes("mamba3-mimo", g, n, r) / gl - 1) <= TOL:
@@ -103,19 +117,21 @@ def plan(g):
     out = [dict(label=f"{k}-N{n}" + (f"-R{r}" if k == "mamba3-mimo" else ""), kind=k,
                 d_state=n, rank=r, groups=["equal"]) for k, n, r in cfg]
     out.append(dict(label="gateloop", kind="gateloop", d_state=0, rank=1, groups=["equal"]))
-    base = out[0]
-    half_n = fit("mamba3", g, state_bytes("llamba", g, base["d_state"]) / 2)
-    half = state_bytes("mamba3", g, half_n) / state_bytes("llamba", g, base["d_state"])
-    if abs(half - 0.5) <= 0.5 * TOL:
-        base["groups"].append("claim-full")
-        out[1]["groups"].append("claim-equal")
+    lb, m2, m3 = out[0], out[1], out[2]
+    full = state_bytes("mamba2", g, m2["d_state"])
+    half_n = fit("mamba3", g, full / 2)
+    if abs(state_bytes("mamba3", g, half_n) / full - 0.5) <= 0.5 * TOL:
+        m2["groups"].append("claim-full")
+        m3["groups"].append("claim-equal")
+        if state_bytes("llamba", g, lb["d_state"]) == full:
+            lb["groups"].append("claim-llamba")
         out.append(dict(label=f"mamba3-N{half_n}", kind="mamba3", d_state=half_n, rank=1,
                         groups=["claim-half"]))
-    else:  # half the equal-state Llamba is below Mamba-3's smallest state: a larger level
-        lb = state_bytes("llamba", g, 16)
-        out.append(dict(label="llamba-N16", kind="llamba", d_state=16, rank=1,
-                        groups=["claim-full"]))
-        for grp, t in (("claim-half", lb / 2), ("claim-equal", lb)):
+    else:  # half the equal-state Mamba-2 is below Mamba-3's smallest state: a larger level
+        full = state_bytes("mamba2", g, 16)
+        for k, grp in (("llamba", "claim-llamba"), ("mamba2", "claim-full")):
+            out.append(dict(label=f"{k}-N16", kind=k, d_state=16, rank=1, groups=[grp]))
+        for grp, t in (("claim-half", full / 2), ("claim-equal", full)):
             n = fit("mamba3", g, t)
             out.append(dict(label=f"mamba3-N{n}", kind="mamba3", d_state=n, rank=1,
                             groups=[grp]))
@@ -301,15 +317,17 @@ def verdict(rows, tname, tr, metric="heldout_loss", what="held-out loss", runs=(
     d = hm - fm
     se = math.sqrt(fs ** 2 / f["n"] + hs ** 2 / h["n"])
     if d < -2 * se:
-        word = "better: the claim holds here (Mamba-3 at half the state beats the Llamba student)"
+        word = ("better: the claim holds here (Mamba-3 at half the state beats the Mamba-2 "
+                "student)")
     elif d <= 2 * se:
         word = ("indistinguishable within 2 standard errors: consistent with the claim "
-                "(Mamba-3 at half the state matches the Llamba student)")
+                "(Mamba-3 at half the state matches the Mamba-2 student)")
     else:
-        word = "worse: the claim does not hold here (Mamba-3 at half the state loses to Llamba)"
+        word = ("worse: the claim does not hold here (Mamba-3 at half the state loses to "
+                "Mamba-2)")
     s = (f"**{tname}**: Mamba-3 SISO `{h['label']}` ({h['state_bytes']:,} B, "
          f"{h['state_bytes'] / f['state_bytes']:.2f}× the state) {what} "
-         f"{fmt(hm, hs)} vs Llamba `{f['label']}` ({f['state_bytes']:,} B) {fmt(fm, fs)}: "
+         f"{fmt(hm, hs)} vs Mamba-2 `{f['label']}` ({f['state_bytes']:,} B) {fmt(fm, fs)}: "
          f"Δ = {d:+.3f} nats (2·SE {2 * se:.3f}, {h['n']} vs {f['n']} seeds) — {word}.")
     # the same seed gives every student the same training text: the paired differences
     by_seed = {}
@@ -324,11 +342,18 @@ def verdict(rows, tname, tr, metric="heldout_loss", what="held-out loss", runs=(
     if "claim-equal" in by:
         e = by["claim-equal"]
         s += (f" At equal state, Mamba-3 `{e['label']}` ({e['state_bytes']:,} B): "
-              f"{fmt(*e[metric])} (Δ vs Llamba {e[metric][0] - fm:+.3f}).")
+              f"{fmt(*e[metric])} (Δ vs Mamba-2 {e[metric][0] - fm:+.3f}).")
+    if "claim-llamba" in by:
+        lb = by["claim-llamba"]
+        s += (f" Beside them, Llamba `{lb['label']}` ({lb['state_bytes']:,} B): "
+              f"{fmt(*lb[metric])} (Δ Mamba-3 half vs Llamba {hm - lb[metric][0]:+.3f}).")
     if metric == "heldout_loss" and f.get("kv_mean") and f["kv_mean"][0] is not None:
         s += (f" Retrieval (KV / MQAR, mean over pair counts): Mamba-3 half "
-              f"{fmt(*h['kv_mean'])} / {fmt(*h['mqar_mean'])}, Llamba {fmt(*f['kv_mean'])} / "
-              f"{fmt(*f['mqar_mean'])}; teacher {tr['kv_mean']:.3f} / {tr['mqar_mean']:.3f}.")
+              f"{fmt(*h['kv_mean'])} / {fmt(*h['mqar_mean'])}, Mamba-2 {fmt(*f['kv_mean'])} / "
+              f"{fmt(*f['mqar_mean'])}"
+              + (f", Llamba {fmt(*by['claim-llamba']['kv_mean'])} / "
+                 f"{fmt(*by['claim-llamba']['mqar_mean'])}" if "claim-llamba" in by else "")
+              + f"; teacher {tr['kv_mean']:.3f} / {tr['mqar_mean']:.3f}.")
     return s, word.split(":")[0]
 
 
@@ -413,12 +438,12 @@ def markdown(res, rows):
         for key, what in metrics_of(t):
             v = verdict(rows, t["name"], tr, key, what, res["runs"])
             if v:
-                L.append("Mamba-3 claim (\"Mamba-2 quality at half the state\"), against molt's "
-                         "Llamba student (DiscreteMamba2; molt has no plain Mamba-2-with-MLP "
-                         "student), by " + what + ": " + v[0] + "\n")
+                L.append("Mamba-3 claim (\"Mamba-2 quality at half the state\"), against the "
+                         "Mamba-2 student (`--student mamba2`), by " + what + ": " + v[0] + "\n")
     L.append("Groups: `equal` = the equal-state comparison (every student matched to GateLoop's "
              "state, fixed by the head dim, within 10%); `claim-full` / `claim-half` / "
-             "`claim-equal` = Llamba, Mamba-3 SISO at half its state, Mamba-3 SISO at its state. "
+             "`claim-equal` / `claim-llamba` = Mamba-2, Mamba-3 SISO at half its state, Mamba-3 "
+             "SISO at its state, Llamba at its state. "
              "Decode: `molt generate -n 256 -t 0 --threads 1`; per run: the median of the "
              "repeats right after each distillation, mean ± std over seeds; interleaved: the "
              "median over rounds in which every model of the teacher runs once in turn, so the "
@@ -447,6 +472,9 @@ def svg(res, rows, path):
         if k == "triangle":
             return (f"<polygon points='{x:.1f},{y - 6:.1f} {x - 6:.1f},{y + 5:.1f} "
                     f"{x + 6:.1f},{y + 5:.1f}' {c}/>")
+        if k == "down":
+            return (f"<polygon points='{x:.1f},{y + 6:.1f} {x - 6:.1f},{y - 5:.1f} "
+                    f"{x + 6:.1f},{y - 5:.1f}' {c}/>")
         return (f"<polygon points='{x:.1f},{y - 6:.1f} {x + 6:.1f},{y:.1f} {x:.1f},{y + 6:.1f} "
                 f"{x - 6:.1f},{y:.1f}' {c}/>")
 
@@ -485,7 +513,10 @@ def svg(res, rows, path):
                  "</text>")
         o.append(f"<text x='{ox + 12}' y='{oy + PH / 2}' transform='rotate(-90 {ox + 12} "
                  f"{oy + PH / 2})'>held-out loss (nats)</text>")
-        lab, prev = {}, {}  # label heights: top down per tick cluster, >= 10 px apart
+        lab, prev, right = {}, {}, {}  # labels: top down per tick cluster, >= 10 px apart,
+        for r in rs:  # right of the cluster's rightmost marker
+            cl = max(b for b in ticks if b <= r["state_bytes"])
+            right[cl] = max(right.get(cl, 0), X(r["state_bytes"]))
         for r in sorted(rs, key=lambda r: -r[key][0]):
             cl = max(b for b in ticks if b <= r["state_bytes"])
             lab[r["label"]] = max(Y(r[key][0]) + 3, prev.get(cl, -1e9) + 10)
@@ -500,7 +531,8 @@ def svg(res, rows, path):
                      f"<line x1='{x - 4:.1f}' y1='{Y(m + s):.1f}' x2='{x + 4:.1f}' "
                      f"y2='{Y(m + s):.1f}' stroke='{COLOR[r['kind']]}'/>")
             o.append(marker(r["kind"], x, Y(m), "run"))
-            o.append(f"<text x='{x + 9:.1f}' y='{lab[r['label']]:.1f}' font-size='8'>"
+            cl = max(b for b in ticks if b <= r["state_bytes"])
+            o.append(f"<text x='{right[cl] + 9:.1f}' y='{lab[r['label']]:.1f}' font-size='8'>"
                      f"{r['label']}</text>")
     lx = PW * len(ps) + 10
     for j, k in enumerate(KIND_ORDER):
@@ -529,6 +561,10 @@ def main():
                     help="only run the interleaved decode pass on OUT/mixers.json's plan")
     ap.add_argument("--replot", action="store_true",
                     help="only rewrite mixers.md and the SVG from OUT/mixers.json")
+    ap.add_argument("--no-reuse", action="store_true",
+                    help="do not take finished runs from the previous OUT/mixers.json")
+    ap.add_argument("--verify", action="append", default=[], metavar="TEACHER:LABEL:SEED",
+                    help="re-run this run of the previous OUT/mixers.json and compare")
     a = ap.parse_args()
     if a.replot or a.decode_only:
         res = json.load(open(os.path.join(a.out, "mixers.json")))
@@ -541,24 +577,37 @@ def main():
     ts = [t for t in teachers(a.smoke) if t["name"] in a.teachers.split(",")]
     if a.smoke:
         seeds, a.reps = seeds[:1], 1
+    prev, prev_teachers = {}, {}  # finished runs of the previous OUT/mixers.json, by key
+    pj = os.path.join(a.out, "mixers.json")
+    if not a.no_reuse and os.path.exists(pj):
+        old = json.load(open(pj))
+        if not old.get("smoke"):
+            prev = {(r["teacher"], r["key"]): r for r in old["runs"]}
+            prev_teachers = {t["name"]: t["teacher_metrics"] for t in old["teachers"]}
+    verify = {tuple(v.rsplit(":", 2)) for v in a.verify}
     os.makedirs(a.out, exist_ok=True)
     os.makedirs(a.work, exist_ok=True)
     log = os.path.join(a.work, "molt.log")
     res = {"machine": machine(), "command": " ".join(sys.argv), "seeds": seeds,
-           "smoke": a.smoke, "teachers": [], "runs": []}
+           "smoke": a.smoke, "teachers": [], "runs": [], "reproduced": []}
     t_start = time.time()
     for t in ts:
         g = info(t["model"], a.molt)
         if t.get("samples"):
             t["samples_file"] = teacher_samples(t, a, log)
         cfgs = plan(g)
-        if a.smoke:  # two students, the claim's pair kinds
-            cfgs = [c for c in cfgs if c["label"] in (cfgs[0]["label"], cfgs[1]["label"])]
+        if a.smoke:  # three students: Llamba, Mamba-2, Mamba-3 SISO at equal state
+            cfgs = [c for c in cfgs if c["label"] in [x["label"] for x in cfgs[:3]]]
         print(f"{t['name']}: {len(cfgs)} students × {len(seeds)} seeds", flush=True)
         for c in cfgs:
             print(f"  {c['label']:<20} planned state {c['state_bytes_planned']:>8,} B "
                   f"groups {','.join(c['groups'])}", flush=True)
         tm = measure(t["model"], t, a, log, True)
+        if t["name"] in prev_teachers:  # the teacher measured as before (not the timings)?
+            pt = prev_teachers[t["name"]]
+            same = {k: tm.get(k) == pt.get(k) for k in REPRO if k in pt}
+            tm["same_as_previous"] = same
+            print(f"  teacher metrics as in the previous mixers.json: {same}", flush=True)
         te = dict(name=t["name"], model=t["model"], text=t["text"], window=t["window"],
                   task=t["task"], distill=t["distill"], configs=cfgs, teacher_metrics=tm,
                   geometry={k: g[k] for k in ("n_layer", "n_head", "head_dim", "d_model")})
@@ -578,6 +627,12 @@ def main():
                     r = json.load(open(done))
                     if r.get("key") != key:
                         r = None
+                old = prev.get((t["name"], key))
+                again = (t["name"], c["label"], str(seed)) in verify
+                if again:
+                    r = None
+                if r is None and old is not None and not again:
+                    r = dict(old, reused=True)
                 if r is None:
                     dt, rep = distill(t, c, seed, d, a, log)
                     r = dict(teacher=t["name"], label=c["label"], kind=c["kind"],
@@ -588,11 +643,17 @@ def main():
                                      for s in rep["stages"]])
                     r.update(measure(d, t, a, log))
                     json.dump(r, open(done, "w"), indent=1)
+                    if again and old is not None:
+                        same = {k: r.get(k) == old.get(k) for k in REPRO if k in old}
+                        res["reproduced"].append(dict(teacher=t["name"], label=c["label"],
+                                                      seed=seed, same=same))
+                        print(f"  verify {c['label']} seed {seed}: {same}", flush=True)
                     if not a.keep_models:
                         for f in os.listdir(d):
                             if f.endswith(".safetensors") or re.fullmatch(r"stage\d|ckpt.*", f):
                                 p = os.path.join(d, f)
                                 shutil.rmtree(p) if os.path.isdir(p) else os.remove(p)
+                r["groups"] = c["groups"]  # the plan's groups (a reused run: as planned now)
                 planned = c["state_bytes_planned"]
                 if r["state_bytes"] != planned:
                     print(f"  WARNING {c['label']}: molt info says {r['state_bytes']} B, "
