@@ -50,7 +50,8 @@ endif
 CFLAGS  = $(CFLAGS_BASE) -MMD -MP
 LDLIBS  = $(PKG_LIBS) -fopenmp -lm $(LDSAN)
 
-LIB_SRC  := $(shell find src -name '*.c' -not -path 'src/kernels/cuda/*' | sort)
+LIB_SRC  := $(shell find src -name '*.c' -not -path 'src/kernels/cuda/*' \
+              -not -name 'comm_*.c' | sort)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_SRC  := $(wildcard tools/molt/*.c)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
@@ -73,6 +74,19 @@ endif
 $(BUILD)/tools/molt/serve_http.o: CFLAGS += $(SERVE_CFLAGS)
 $(BUILD)/molt: LDLIBS += $(SERVE_LIBS)
 
+# data parallelism (issue 18): the communicators (src/dist/comm_*.c) go into libmolt_dist.a,
+# linked into the molt binary only, never libmolt. Open MPI through pkg-config ompi-c (Debian's
+# libopenmpi-dev); without it molt builds and `--dist` / mpirun runs say so.
+MPI_CFLAGS := $(shell pkg-config --cflags ompi-c 2>/dev/null)
+MPI_LIBS   := $(shell pkg-config --libs ompi-c 2>/dev/null)
+ifneq ($(MPI_LIBS),)
+MPI_CFLAGS += -DMOLT_MPI
+endif
+DIST_SRC := src/dist/comm_mpi.c
+DIST_LIB := $(BUILD)/libmolt_dist.a
+$(BUILD)/src/dist/comm_%.o: CFLAGS += $(MPI_CFLAGS)
+$(BUILD)/molt: LDLIBS += $(MPI_LIBS)
+
 # CUDA backend (CUDA=1, set by `make cuda`): nvcc from $(CUDA_HOME), sm_90 code plus
 # compute_90 PTX; the .cu objects and src/kernels/cuda/*.c join the library, every C file is
 # compiled with -DMOLT_CUDA.
@@ -88,7 +102,10 @@ CFLAGS_BASE += -DMOLT_CUDA
 LIB_SRC  += $(sort $(wildcard src/kernels/cuda/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CUDA_CU_SRC:%.cu=$(BUILD)/%.o)
 LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
+DIST_SRC += src/dist/comm_nccl.c
+$(BUILD)/molt: LDLIBS += -lnccl
 endif
+DIST_OBJ := $(DIST_SRC:%.c=$(BUILD)/%.o)
 
 .PHONY: all test asan tsan bench fuzz format clean tests fuzz-drivers cuda
 all: molt
@@ -105,8 +122,12 @@ $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/molt: $(CLI_OBJ) $(LIB)
-	$(CC) $(CFLAGS) $(CLI_OBJ) $(LIB) $(LDLIBS) -o $@
+$(DIST_LIB): $(DIST_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/molt: $(CLI_OBJ) $(DIST_LIB) $(LIB)
+	$(CC) $(CFLAGS) $(CLI_OBJ) $(DIST_LIB) $(LIB) $(LDLIBS) -o $@
 
 molt: $(BUILD)/molt
 	@ln -sf $(BUILD)/molt molt
@@ -228,4 +249,4 @@ format:
 clean:
 	rm -rf build build-asan build-tsan build-fuzz $(CUDA_BUILD) molt
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(DIST_OBJ:.o=.d)

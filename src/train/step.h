@@ -12,10 +12,20 @@
  *                     save_every steps and after the last), written after the
  *                     caller's log line so every checkpointed step is logged
  * A resumed loop (train_resume) continues bit for bit.
+ *
+ * Data parallel (the context has a communicator, dist/comm.h): every rank runs
+ * the same loop over its slice of each global batch and passes its own mean
+ * loss and gradients; train_step averages both over the ranks (gradients in
+ * buckets, before the norm, clipping and AdamW), updates the rank's ZeRO-1
+ * shard of the parameters (the loop's moments cover only that shard:
+ * dist_shard of the flat buffer) and all-gathers the parameters. Checkpoints
+ * hold the whole moments (gathered; rank 0 alone writes), so a run resumes on
+ * any number of ranks.
  */
 #ifndef MOLT_STEP_H
 #define MOLT_STEP_H
 
+#include "dist/comm.h"
 #include "train/optim.h"
 
 typedef struct train_loop {
@@ -34,11 +44,14 @@ typedef struct train_loop {
     int64_t  step;   // completed steps
     int64_t  tokens; // consumed tokens
     uint64_t rng;    // the data sampler's state (the caller seeds it)
-    // the last step's numbers
+    // the last step's numbers (loss: the mean over the ranks)
     double loss, grad_norm, lr;
+    molt_comm *comm; // the context's communicator (train_loop_init), NULL: one process
 } train_loop;
 
-// Zeroes tl and builds its AdamW over m (freeze: optim.h's globs).
+// Zeroes tl and builds its AdamW over m (freeze: optim.h's globs). With a
+// communicator: rank 0's parameters broadcast to every rank, moments for this
+// rank's shard only.
 molt_status train_loop_init(molt_ctx *ctx, train_loop *tl, molt_model *m, const char *freeze);
 void        train_loop_free(train_loop *tl);
 // Restores parameters, moments, step, tokens and rng from dir's newest complete
