@@ -22,9 +22,12 @@ int molt_dist_local_rank(void) {
     return s ? atoi(s) : 0;
 }
 
+static void mpi_abort(int code);
+
 void molt_comm_abort(molt_comm *c, int code) {
     if (c && c->abort)
         c->abort(c, code);
+    mpi_abort(code); // no communicator yet: MPI's world, when MPI is up
     exit(code);
 }
 
@@ -37,6 +40,14 @@ void molt_comm_free(molt_comm *c) {
 #include <mpi.h>
 
 static int mpi_up;
+
+static void mpi_abort(int code) {
+    if (mpi_up) {
+        fflush(stdout);
+        fflush(stderr);
+        MPI_Abort(MPI_COMM_WORLD, code);
+    }
+}
 
 molt_status molt_dist_init(int *argc, char ***argv, char *err, size_t n) {
     int init = 0;
@@ -149,6 +160,8 @@ molt_status molt_comm_mpi_new(molt_comm **out, char *err, size_t n) {
 }
 
 #else // built without MPI
+
+static void mpi_abort(int code) { (void)code; }
 
 molt_status molt_dist_init(int *argc, char ***argv, char *err, size_t n) {
     (void)argc, (void)argv;

@@ -59,9 +59,12 @@ int cli_dist_rank(const cli_dist *d) { return d->on ? molt_comm_rank(d->comm) : 
 int cli_dist_end(cli_dist *d, int rc) {
     if (!d->on)
         return rc;
-    if (rc != 0 && d->comm && molt_comm_world(d->comm) > 1) {
-        fprintf(stderr, "molt: error: rank %d of %d failed (above): stopping every rank\n",
-                molt_comm_rank(d->comm), molt_comm_world(d->comm));
+    const char *ws = getenv("OMPI_COMM_WORLD_SIZE"), *rs = getenv("OMPI_COMM_WORLD_RANK");
+    int world = d->comm ? molt_comm_world(d->comm) : ws ? atoi(ws) : 1;
+    int rank = d->comm ? molt_comm_rank(d->comm) : rs ? atoi(rs) : 0;
+    if (rc != 0 && world > 1) { // the others may wait in a collective: stop them all
+        fprintf(stderr, "molt: error: rank %d of %d failed (above): stopping every rank\n", rank,
+                world);
         molt_comm_abort(d->comm, rc); // does not return
     }
     molt_comm_free(d->comm);
