@@ -97,6 +97,36 @@ for n in 1 3; do
   run "r$n" $n --resume
   cmp_logs plain "r$n" $TOL 7 || fail=1
 done
+# 3b. molt distill (MOHAWK, teacher on every rank): 2 ranks vs 1, the report's numbers
+echo "3b. molt distill, 2 ranks vs 1 (first and last-10% losses of each stage, stage-1 distance):"
+DARGS=(--data "$DATA" --seq 32 --batch 4 --lr3 2e-3 --threads 1 -q)
+for n in 0 2; do
+  for v in full s3; do
+    if [ $v = full ]; then x=(--stage1-tokens 1280 --stage2-tokens 1280 --stage3-tokens 0); else x=(--stage1-tokens 0 --stage2-tokens 0 --stage3-tokens 2560); fi
+    if [ $n = 0 ]; then
+      $MOLT distill $M "${DARGS[@]}" "${x[@]}" -o "$T/d$n$v" > /dev/null 2> "$T/d$n$v.err"
+    else
+      "${MPI[@]}" -np $n $MOLT distill $M "${DARGS[@]}" "${x[@]}" -o "$T/d$n$v" > /dev/null 2> "$T/d$n$v.err"
+    fi || { echo "FAIL: distill $v on $n ranks"; cat "$T/d$n$v.err"; fail=1; }
+  done
+done
+/usr/bin/python3 - "$T" <<'PY' || fail=1
+import json, sys
+worst = 0.0; ok = True
+for v in ("full", "s3"):
+    a, b = (json.load(open(f"{sys.argv[1]}/d{n}{v}/report.json")) for n in (0, 2))
+    pairs = [(s["first_loss"], t["first_loss"]) for s, t in zip(a["stages"], b["stages"])]
+    pairs += [(s["final_loss_mean_last10pct"], t["final_loss_mean_last10pct"])
+              for s, t in zip(a["stages"], b["stages"])]
+    if v == "full":
+        f, g = a["stage1_frobenius_per_layer"], b["stage1_frobenius_per_layer"]
+        pairs += [(f["before"], g["before"]), (f["after"], g["after"])]
+    for x, y in pairs:
+        if x is None or y is None: continue
+        d = abs(x - y) / max(abs(x), 1e-9); worst = max(worst, d); ok &= d <= 1e-4
+print(f"  max relative difference {worst:.1e} (tolerance 1e-4)" + ("" if ok else ": FAIL"))
+sys.exit(0 if ok else 1)
+PY
 # 4a. kill -9 one rank mid-run
 echo "4. failures:"
 KARGS=(--data "$DATA" --seq 32 --batch 12 --steps 100000 --save-every 3 --eval-every 0 --threads 1 -q)
