@@ -60,7 +60,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TESTLIB_SRC := tests/testutil.c tests/testmodel.c
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 FUZZ_DRV := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
-BENCH_SRC := $(filter-out bench/bench_gpu.c,$(wildcard bench/bench_*.c))
+BENCH_SRC := $(filter-out bench/bench_gpu.c bench/bench_dist.c,$(wildcard bench/bench_*.c))
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 LIB := $(BUILD)/libmolt.a
 
@@ -85,7 +85,7 @@ endif
 DIST_SRC := src/dist/comm_mpi.c
 DIST_LIB := $(BUILD)/libmolt_dist.a
 $(BUILD)/src/dist/comm_%.o: CFLAGS += $(MPI_CFLAGS)
-$(BUILD)/molt: LDLIBS += $(MPI_LIBS)
+$(BUILD)/molt $(BUILD)/bench/bench_dist: LDLIBS += $(MPI_LIBS)
 
 # CUDA backend (CUDA=1, set by `make cuda`): nvcc from $(CUDA_HOME), sm_90 code plus
 # compute_90 PTX; the .cu objects and src/kernels/cuda/*.c join the library, every C file is
@@ -103,7 +103,8 @@ LIB_SRC  += $(sort $(wildcard src/kernels/cuda/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CUDA_CU_SRC:%.cu=$(BUILD)/%.o)
 LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
 DIST_SRC += src/dist/comm_nccl.c
-$(BUILD)/molt: LDLIBS += -lnccl
+$(BUILD)/src/dist/comm_nccl.o: CFLAGS += -I$(CUDA_HOME)/include
+$(BUILD)/molt $(BUILD)/bench/bench_dist: LDLIBS += -lnccl
 endif
 DIST_OBJ := $(DIST_SRC:%.c=$(BUILD)/%.o)
 
@@ -146,6 +147,11 @@ $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests $< $(LIB) $(LDLIBS) -o $@
 
+# the data-parallel benchmark (make cuda): a rank per GPU, NCCL, launched by mpirun
+$(BUILD)/bench/bench_dist: bench/bench_dist.c $(DIST_LIB) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(DIST_LIB) $(LIB) $(LDLIBS) -o $@
+
 tests: molt $(TEST_BIN) $(FUZZ_DRV)
 fuzz-drivers: $(FUZZ_DRV)
 
@@ -155,7 +161,7 @@ cuda:
 	@test -n "$(NVCC)" || { echo "make cuda: nvcc not found (CUDA_HOME=$(CUDA_HOME))"; exit 1; }
 	$(MAKE) BUILD=$(CUDA_BUILD) CUDA=1 $(CUDA_BUILD)/libmolt.a $(CUDA_BUILD)/molt \
 		$(CUDA_BUILD)/tests/test_backend_cuda $(CUDA_BUILD)/tests/test_device \
-		$(CUDA_BUILD)/bench/bench_gpu
+		$(CUDA_BUILD)/bench/bench_gpu $(CUDA_BUILD)/bench/bench_dist
 
 # with nvcc present, `make test` also builds the CUDA test (so the CUDA code is compiled) and
 # runs it: it skips (exit 77, one-line reason) where no GPU is found

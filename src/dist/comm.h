@@ -56,7 +56,7 @@ void dist_shard(size_t n, int world, int rank, size_t *lo, size_t *hi);
 // transport's message stays bounded and the reduction of one bucket can overlap
 // the next on a device stream). MOLT_ERR_IO naming the rank and the comm's
 // message on failure.
-#define DIST_BUCKET ((size_t)1 << 22)
+#define DIST_BUCKET ((size_t)1 << 24)
 molt_status dist_allreduce(molt_ctx *ctx, molt_comm *c, const molt_exec *ex, float *buf,
                            size_t n, dist_op op);
 molt_status dist_allgather(molt_ctx *ctx, molt_comm *c, const molt_exec *ex, float *buf,
