@@ -103,7 +103,7 @@ LIB_SRC  += $(sort $(wildcard src/kernels/cuda/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CUDA_CU_SRC:%.cu=$(BUILD)/%.o)
 LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
 DIST_SRC += src/dist/comm_nccl.c
-$(BUILD)/src/dist/comm_nccl.o: CFLAGS += -I$(CUDA_HOME)/include
+$(BUILD)/src/dist/comm_nccl.o: CFLAGS += -isystem $(CUDA_HOME)/include
 $(BUILD)/molt $(BUILD)/bench/bench_dist: LDLIBS += -lnccl
 endif
 DIST_OBJ := $(DIST_SRC:%.c=$(BUILD)/%.o)
