@@ -34,6 +34,13 @@ struct molt_comm {
     char        err[256];                // the last failure's message
     // buf[n] ← Σ_ranks buf (DIST_MEAN: then ÷ world), in place
     int (*allreduce)(struct molt_comm *c, const molt_exec *ex, float *buf, size_t n, dist_op op);
+    // allreduce started and returned at once (queued behind the work already on ex: on a GPU
+    // a side stream waits for it, so the reduction overlaps what ex does next); every started
+    // one is finished by allreduce_wait, which also orders ex's later work after them. Buffers
+    // must not be touched in between. At most DIST_MAX_PENDING started before a wait.
+    int (*allreduce_start)(struct molt_comm *c, const molt_exec *ex, float *buf, size_t n,
+                           dist_op op);
+    int (*allreduce_wait)(struct molt_comm *c, const molt_exec *ex);
     // buf[n]: rank r's shard [lo_r, hi_r) (dist_shard) copied to every rank, in place
     int (*allgather)(struct molt_comm *c, const molt_exec *ex, float *buf, size_t n);
     // buf[n] ← root's buf
@@ -57,6 +64,7 @@ void dist_shard(size_t n, int world, int rank, size_t *lo, size_t *hi);
 // the next on a device stream). MOLT_ERR_IO naming the rank and the comm's
 // message on failure.
 #define DIST_BUCKET ((size_t)1 << 24)
+#define DIST_MAX_PENDING 1024
 molt_status dist_allreduce(molt_ctx *ctx, molt_comm *c, const molt_exec *ex, float *buf,
                            size_t n, dist_op op);
 molt_status dist_allgather(molt_ctx *ctx, molt_comm *c, const molt_exec *ex, float *buf,

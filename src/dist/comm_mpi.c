@@ -41,6 +41,15 @@ void molt_comm_free(molt_comm *c) {
 
 static int mpi_up;
 
+// the started non-blocking reductions (allreduce_start) until allreduce_wait
+typedef struct mpi_pending {
+    MPI_Request req[DIST_MAX_PENDING];
+    float      *buf[DIST_MAX_PENDING];
+    size_t      n[DIST_MAX_PENDING];
+    int         mean[DIST_MAX_PENDING];
+    int         k;
+} mpi_pending;
+
 static void mpi_abort(int code) {
     if (mpi_up) {
         fflush(stdout);
@@ -94,6 +103,41 @@ static int m_allreduce(molt_comm *c, const molt_exec *ex, float *buf, size_t n, 
     return 0;
 }
 
+static int m_allreduce_start(molt_comm *c, const molt_exec *ex, float *buf, size_t n,
+                             dist_op op) {
+    (void)ex;
+    mpi_pending *p = c->impl;
+    for (size_t o = 0; o < n; o += MPI_CHUNK) {
+        int k = (int)(n - o < MPI_CHUNK ? n - o : MPI_CHUNK);
+        if (p->k == DIST_MAX_PENDING) {
+            snprintf(c->err, sizeof c->err, "more than %d reductions started", DIST_MAX_PENDING);
+            return 1;
+        }
+        if (check(c, MPI_Iallreduce(MPI_IN_PLACE, buf + o, k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+                                    &p->req[p->k]),
+                  "MPI_Iallreduce"))
+            return 1;
+        p->buf[p->k] = buf + o;
+        p->n[p->k] = (size_t)k;
+        p->mean[p->k++] = op == DIST_MEAN;
+    }
+    return 0;
+}
+
+static int m_allreduce_wait(molt_comm *c, const molt_exec *ex) {
+    (void)ex;
+    mpi_pending *p = c->impl;
+    int          k = p->k;
+    p->k = 0;
+    if (k && check(c, MPI_Waitall(k, p->req, MPI_STATUSES_IGNORE), "MPI_Waitall"))
+        return 1;
+    for (int j = 0; j < k; j++)
+        if (p->mean[j] && c->world > 1)
+            for (size_t i = 0; i < p->n[j]; i++)
+                p->buf[j][i] /= (float)c->world;
+    return 0;
+}
+
 static int m_bcast(molt_comm *c, const molt_exec *ex, float *buf, size_t n, int root) {
     (void)ex;
     for (size_t o = 0; o < n; o += MPI_CHUNK) {
@@ -130,7 +174,10 @@ static void m_abort(molt_comm *c, int code) {
     exit(code);
 }
 
-static void m_free(molt_comm *c) { free(c); }
+static void m_free(molt_comm *c) {
+    free(c->impl);
+    free(c);
+}
 
 molt_status molt_comm_mpi_new(molt_comm **out, char *err, size_t n) {
     *out = NULL;
@@ -139,6 +186,8 @@ molt_status molt_comm_mpi_new(molt_comm **out, char *err, size_t n) {
         return MOLT_ERR_ARG;
     }
     molt_comm *c = calloc(1, sizeof *c);
+    if (c && !(c->impl = calloc(1, sizeof(mpi_pending))))
+        c = (free(c), NULL);
     if (!c) {
         snprintf(err, n, "out of memory");
         return MOLT_ERR_OOM;
@@ -149,6 +198,8 @@ molt_status molt_comm_mpi_new(molt_comm **out, char *err, size_t n) {
     c->local_rank = molt_dist_local_rank();
     c->kind = "mpi";
     c->allreduce = m_allreduce;
+    c->allreduce_start = m_allreduce_start;
+    c->allreduce_wait = m_allreduce_wait;
     c->allgather = m_allgather;
     c->bcast = m_bcast;
     c->sum_host = m_sum_host;

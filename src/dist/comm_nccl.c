@@ -27,7 +27,9 @@
 #include <nccl.h>
 
 typedef struct nccl_impl {
-    ncclComm_t comm;
+    ncclComm_t   comm;
+    cudaStream_t side; // allreduce_start's reductions, behind an event of the exec's stream
+    cudaEvent_t  ev;
     int        device;
     double     timeout_s;
     int        aborted;
@@ -44,11 +46,10 @@ static int fail_nccl(molt_comm *c, ncclResult_t r, const char *what) {
     return 1;
 }
 
-// waits for the stream's work, polling NCCL's asynchronous errors, with a timeout
-static int wait_stream(molt_comm *c, const molt_exec *ex, const char *what) {
-    nccl_impl   *p = c->impl;
-    cudaStream_t s = (cudaStream_t)ex->stream;
-    double       t0 = now_s();
+// waits for stream s's work, polling NCCL's asynchronous errors, with a timeout
+static int wait_on(molt_comm *c, cudaStream_t s, const char *what) {
+    nccl_impl *p = c->impl;
+    double     t0 = now_s();
     for (long spin = 0;; spin++) {
         cudaError_t e = cudaStreamQuery(s);
         if (e == cudaSuccess)
@@ -78,6 +79,46 @@ static int wait_stream(molt_comm *c, const molt_exec *ex, const char *what) {
             nanosleep(&ns, NULL);
         }
     }
+}
+
+static int wait_stream(molt_comm *c, const molt_exec *ex, const char *what) {
+    return wait_on(c, (cudaStream_t)ex->stream, what);
+}
+
+static int cuda_fail(molt_comm *c, cudaError_t e, const char *what) {
+    snprintf(c->err, sizeof c->err, "%.40s: CUDA: %.200s", what, cudaGetErrorString(e));
+    return 1;
+}
+
+// on the side stream, once the exec's stream has reached this point
+static int n_allreduce_start(molt_comm *c, const molt_exec *ex, float *buf, size_t n,
+                             dist_op op) {
+    nccl_impl  *p = c->impl;
+    cudaError_t e = cudaSuccess;
+    if (!p->side && ((e = cudaStreamCreateWithFlags(&p->side, cudaStreamNonBlocking)) !=
+                         cudaSuccess ||
+                     (e = cudaEventCreateWithFlags(&p->ev, cudaEventDisableTiming)) !=
+                         cudaSuccess))
+        return cuda_fail(c, e, "side stream");
+    if ((e = cudaEventRecord(p->ev, (cudaStream_t)ex->stream)) != cudaSuccess ||
+        (e = cudaStreamWaitEvent(p->side, p->ev, 0)) != cudaSuccess)
+        return cuda_fail(c, e, "cudaStreamWaitEvent");
+    ncclResult_t r = ncclAllReduce(buf, buf, n, ncclFloat, op == DIST_MEAN ? ncclAvg : ncclSum,
+                                   p->comm, p->side);
+    return r != ncclSuccess ? fail_nccl(c, r, "ncclAllReduce (overlapped)") : 0;
+}
+
+// the exec's stream continues after the side stream's reductions; the host waits for them
+// (polling errors, with the timeout)
+static int n_allreduce_wait(molt_comm *c, const molt_exec *ex) {
+    nccl_impl  *p = c->impl;
+    cudaError_t e;
+    if (!p->side)
+        return 0;
+    if ((e = cudaEventRecord(p->ev, p->side)) != cudaSuccess ||
+        (e = cudaStreamWaitEvent((cudaStream_t)ex->stream, p->ev, 0)) != cudaSuccess)
+        return cuda_fail(c, e, "cudaStreamWaitEvent");
+    return wait_on(c, p->side, "ncclAllReduce (overlapped)");
 }
 
 static int n_allreduce(molt_comm *c, const molt_exec *ex, float *buf, size_t n, dist_op op) {
@@ -144,6 +185,10 @@ static void n_free(molt_comm *c) {
     nccl_impl *p = c->impl;
     if (p && !p->aborted)
         ncclCommDestroy(p->comm);
+    if (p && p->side) {
+        cudaEventDestroy(p->ev);
+        cudaStreamDestroy(p->side);
+    }
     free(p);
     free(c);
 }
@@ -197,6 +242,8 @@ molt_status molt_comm_nccl_new(int device, molt_comm **out, char *err, size_t n)
     c->kind = "nccl";
     c->impl = p;
     c->allreduce = n_allreduce;
+    c->allreduce_start = n_allreduce_start;
+    c->allreduce_wait = n_allreduce_wait;
     c->allgather = n_allgather;
     c->bcast = n_bcast;
     c->sum_host = n_sum_host;

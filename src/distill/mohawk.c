@@ -330,6 +330,8 @@ static molt_status run_stage(const molt_exec *ex, distiller *D, int stage, const
         D->tt->skip_head = stage != 3; // stages 1-2 read only residual streams and attention
         tm_forward(ex, D->tt, in + D->mine); // the teacher beside the student, on every rank
         tm_zero_grad(D->ts);
+        if (stage == 3) // ranks: each layer's reduction starts as its backward ends
+            train_overlap_arm(&tl, D->ts);
         double loss = stage_loss(ex, D, stage, in + D->mine, o->tau, true);
         if ((st = train_step(ex, ctx, &tl, D->ts->grad, loss, what)) != MOLT_OK)
             goto done;

@@ -8,7 +8,133 @@
 #include "train/checkpoint.h"
 
 #include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+
+// ----------------------------------------------------------------------------
+// overlapping the gradient reduction with the backward: each layer's parameters must
+// fill one range of the flat buffer that holds nothing else; the rest is reduced after
+
+typedef struct dist_overlap {
+    int          L, n_rest;
+    size_t      *lo, *hi;           // [L] layer l's floats
+    size_t      *rest_lo, *rest_hi; // [n_rest] the floats outside every layer
+    train_model *tm;                // armed: the model whose tm_backward starts them
+    int          started, failed;
+} dist_overlap;
+
+static int param_layer(const char *name) {
+    const char *p = strstr(name, "layers.");
+    return p && p[7] >= '0' && p[7] <= '9' ? atoi(p + 7) : -1;
+}
+
+static int cmp_range(const void *a, const void *b) {
+    const size_t *x = a, *y = b;
+    return (x[0] > y[0]) - (x[0] < y[0]);
+}
+
+// NULL when the layout does not allow it (or out of memory): then no overlap
+static dist_overlap *overlap_plan(const molt_model *m) {
+    int           L = m->cfg.n_layer;
+    dist_overlap *ov = molt__calloc(1, sizeof *ov);
+    size_t       *r = molt__malloc(sizeof(size_t) * 2 * (size_t)(L + 1));
+    if (ov) {
+        ov->L = L;
+        ov->lo = molt__malloc(sizeof(size_t) * (size_t)(4 * L + 2));
+    }
+    if (!ov || !ov->lo || !r || L <= 0)
+        goto no;
+    ov->hi = ov->lo + L;
+    ov->rest_lo = ov->hi + L;
+    ov->rest_hi = ov->rest_lo + L + 1;
+    for (int l = 0; l < L; l++)
+        ov->lo[l] = SIZE_MAX, ov->hi[l] = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        const param_info *p = &m->params[i];
+        int               l = param_layer(p->name);
+        if (l >= L)
+            goto no;
+        if (l >= 0 && p->numel) {
+            ov->lo[l] = p->offset < ov->lo[l] ? p->offset : ov->lo[l];
+            ov->hi[l] = p->offset + p->numel > ov->hi[l] ? p->offset + p->numel : ov->hi[l];
+        }
+    }
+    for (int l = 0; l < L; l++) {
+        if (ov->lo[l] >= ov->hi[l])
+            goto no;
+        for (int i = 0; i < m->n_params; i++) { // nothing else inside layer l's range
+            const param_info *p = &m->params[i];
+            if (param_layer(p->name) != l && p->numel && p->offset < ov->hi[l] &&
+                p->offset + p->numel > ov->lo[l])
+                goto no;
+        }
+        r[2 * l] = ov->lo[l], r[2 * l + 1] = ov->hi[l];
+    }
+    qsort(r, (size_t)L, 2 * sizeof(size_t), cmp_range);
+    size_t at = 0;
+    for (int l = 0; l <= L; l++) {
+        size_t end = l < L ? r[2 * l] : m->n_floats;
+        if (end > at) {
+            ov->rest_lo[ov->n_rest] = at;
+            ov->rest_hi[ov->n_rest++] = end;
+        }
+        at = l < L ? r[2 * l + 1] : at;
+    }
+    molt__free(r);
+    return ov;
+no:
+    molt__free(r);
+    if (ov)
+        molt__free(ov->lo);
+    molt__free(ov);
+    return NULL;
+}
+
+static void on_grad_ready(void *user, const molt_exec *ex, int l) {
+    train_loop   *tl = user;
+    dist_overlap *ov = tl->ov;
+    if (ov->failed)
+        return;
+    if (tl->comm->allreduce_start(tl->comm, ex, ov->tm->grad + ov->lo[l], ov->hi[l] - ov->lo[l],
+                                  DIST_MEAN))
+        ov->failed = 1;
+    else
+        ov->started++;
+}
+
+void train_overlap_arm(train_loop *tl, train_model *tm) {
+    if (!tl->comm || !tl->ov)
+        return;
+    tl->ov->tm = tm;
+    tl->ov->started = tl->ov->failed = 0;
+    tm->grad_ready = on_grad_ready;
+    tm->grad_user = tl;
+}
+
+// finishes an armed step's reduction: the rest of the buffer, then waits for everything
+static molt_status overlap_finish(molt_ctx *ctx, train_loop *tl, const molt_exec *ex) {
+    dist_overlap *ov = tl->ov;
+    molt_comm    *c = tl->comm;
+    ov->tm->grad_ready = NULL;
+    ov->tm->grad_user = NULL;
+    int bad = ov->failed;
+    for (int k = 0; k < ov->n_rest && !bad; k++)
+        for (size_t o = ov->rest_lo[k]; o < ov->rest_hi[k] && !bad; o += DIST_BUCKET) {
+            size_t n = ov->rest_hi[k] - o < DIST_BUCKET ? ov->rest_hi[k] - o : DIST_BUCKET;
+            bad = c->allreduce_start(c, ex, ov->tm->grad + o, n, DIST_MEAN);
+        }
+    bad |= c->allreduce_wait(c, ex); // (always: nothing may stay in flight)
+    int missed = ov->started != ov->L;
+    ov->tm = NULL;
+    if (bad)
+        return molt__err(ctx, MOLT_ERR_IO, "rank %d of %d: gradient all-reduce failed: %s",
+                         c->rank, c->world, c->err);
+    if (missed)
+        return molt__err(ctx, MOLT_ERR_INTERNAL, "overlapped reduction: %d of %d layers started",
+                         ov->started, ov->L);
+    return MOLT_OK;
+}
 
 molt_status train_loop_init(molt_ctx *ctx, train_loop *tl, molt_model *m, const char *freeze) {
     memset(tl, 0, sizeof *tl);
@@ -28,6 +154,8 @@ molt_status train_loop_init(molt_ctx *ctx, train_loop *tl, molt_model *m, const 
         st = adamw_shard(ctx, &tl->opt, m, lo, hi);
     if (st != MOLT_OK)
         adamw_free(&tl->opt);
+    else
+        tl->ov = overlap_plan(m); // NULL: reduce after the backward
     return st;
 }
 
@@ -94,7 +222,13 @@ static molt_status dist_load(molt_ctx *ctx, train_loop *tl) {
     return st;
 }
 
-void train_loop_free(train_loop *tl) { adamw_free(&tl->opt); }
+void train_loop_free(train_loop *tl) {
+    adamw_free(&tl->opt);
+    if (tl->ov)
+        molt__free(tl->ov->lo);
+    molt__free(tl->ov);
+    tl->ov = NULL;
+}
 
 molt_status train_resume(molt_ctx *ctx, train_loop *tl, bool required) {
     if (!required) {
@@ -110,7 +244,9 @@ molt_status train_step(const molt_exec *ex, molt_ctx *ctx, train_loop *tl, float
                        double loss, const char *what) {
     molt_comm *c = tl->comm;
     if (c) { // the mean over the ranks: every rank then takes the same step
-        molt_status st = dist_allreduce(ctx, c, ex, grad, tl->m->n_floats, DIST_MEAN);
+        molt_status st = tl->ov && tl->ov->tm && tl->ov->tm->grad == grad
+                             ? overlap_finish(ctx, tl, ex)
+                             : dist_allreduce(ctx, c, ex, grad, tl->m->n_floats, DIST_MEAN);
         if (st != MOLT_OK || (st = dist_mean_host(ctx, c, &loss, 1)) != MOLT_OK)
             return st;
     }

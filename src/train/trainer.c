@@ -299,6 +299,8 @@ molt_status molt_train(molt_ctx *ctx, molt_model *m, const molt_train_opts *o, m
             data_batch(&data, &tl.rng, B, T, in, tgt);
             tm_forward(ex, tm, in + mine);
             loss += tm_loss_ce(ex, tm, tgt + mine, 1.0f / (float)o->accum) / o->accum;
+            if (a == o->accum - 1) // ranks: each layer's reduction starts as its backward ends
+                train_overlap_arm(&tl, tm);
             tm_backward(ex, tm);
         }
         if ((st = train_step(ex, ctx, &tl, tm->grad, loss, "")) != MOLT_OK)
