@@ -5,7 +5,8 @@
  *     mpirun -np N build-cuda/bench/bench_dist [--batch B] [--seq T] [--steps S] [--small]
  * Each rank runs B rows of T tokens (weak scaling: the global batch is N·B)
  * on cuda:<local rank>: teacher forward, student forward, soft CE, backward,
- * then train_step — gradients averaged over NCCL in buckets, the norm, clipping,
+ * then train_step — gradients averaged over NCCL (each layer's on a side stream as
+ * soon as its backward is done, overlapping the rest of the backward), the norm, clipping,
  * AdamW over this rank's ZeRO-1 shard, parameters all-gathered. Rank 0 prints
  * one JSON line: tokens/s of the whole job and per GPU, ms per step (median
  * after 2 warm-up steps; every step ends with a device sync), the device
@@ -129,6 +130,7 @@ int main(int argc, char **argv) {
         double t0 = molt__now();
         tm_forward(&ex, tt, in);
         tm_zero_grad(ts);
+        train_overlap_arm(&tl, ts); // each layer's reduction beside the next layers' backward
         tm_forward(&ex, ts, in);
         double loss = loss_soft_ce(&ex, rows, ts->dlogits, ts->logits, tt->logits, N, V, 1.0f,
                                    1.0f / (float)N) /
