@@ -50,7 +50,8 @@ endif
 CFLAGS  = $(CFLAGS_BASE) -MMD -MP
 LDLIBS  = $(PKG_LIBS) -fopenmp -lm $(LDSAN)
 
-LIB_SRC  := $(shell find src -name '*.c' -not -path 'src/kernels/cuda/*' | sort)
+LIB_SRC  := $(shell find src -name '*.c' -not -path 'src/kernels/cuda/*' \
+              -not -name 'comm_*.c' | sort)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_SRC  := $(wildcard tools/molt/*.c)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
@@ -59,7 +60,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TESTLIB_SRC := tests/testutil.c tests/testmodel.c
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 FUZZ_DRV := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
-BENCH_SRC := $(filter-out bench/bench_gpu.c,$(wildcard bench/bench_*.c))
+BENCH_SRC := $(filter-out bench/bench_gpu.c bench/bench_dist.c,$(wildcard bench/bench_*.c))
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 LIB := $(BUILD)/libmolt.a
 
@@ -72,6 +73,19 @@ $(error missing libmicrohttpd: run scripts/install-deps.sh (needs libmicrohttpd-
 endif
 $(BUILD)/tools/molt/serve_http.o: CFLAGS += $(SERVE_CFLAGS)
 $(BUILD)/molt: LDLIBS += $(SERVE_LIBS)
+
+# data parallelism (issue 18): the communicators (src/dist/comm_*.c) go into libmolt_dist.a,
+# linked into the molt binary only, never libmolt. Open MPI through pkg-config ompi-c (Debian's
+# libopenmpi-dev); without it molt builds and `--dist` / mpirun runs say so.
+MPI_CFLAGS := $(shell pkg-config --cflags ompi-c 2>/dev/null)
+MPI_LIBS   := $(shell pkg-config --libs ompi-c 2>/dev/null)
+ifneq ($(MPI_LIBS),)
+MPI_CFLAGS += -DMOLT_MPI
+endif
+DIST_SRC := src/dist/comm_mpi.c
+DIST_LIB := $(BUILD)/libmolt_dist.a
+$(BUILD)/src/dist/comm_%.o: CFLAGS += $(MPI_CFLAGS)
+$(BUILD)/molt $(BUILD)/bench/bench_dist: LDLIBS += $(MPI_LIBS)
 
 # CUDA backend (CUDA=1, set by `make cuda`): nvcc from $(CUDA_HOME), sm_90 code plus
 # compute_90 PTX; the .cu objects and src/kernels/cuda/*.c join the library, every C file is
@@ -88,7 +102,11 @@ CFLAGS_BASE += -DMOLT_CUDA
 LIB_SRC  += $(sort $(wildcard src/kernels/cuda/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CUDA_CU_SRC:%.cu=$(BUILD)/%.o)
 LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
+DIST_SRC += src/dist/comm_nccl.c
+$(BUILD)/src/dist/comm_nccl.o: CFLAGS += -isystem $(CUDA_HOME)/include
+$(BUILD)/molt $(BUILD)/bench/bench_dist: LDLIBS += -lnccl
 endif
+DIST_OBJ := $(DIST_SRC:%.c=$(BUILD)/%.o)
 
 .PHONY: all test asan tsan bench fuzz format clean tests fuzz-drivers cuda
 all: molt
@@ -105,8 +123,12 @@ $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/molt: $(CLI_OBJ) $(LIB)
-	$(CC) $(CFLAGS) $(CLI_OBJ) $(LIB) $(LDLIBS) -o $@
+$(DIST_LIB): $(DIST_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/molt: $(CLI_OBJ) $(DIST_LIB) $(LIB)
+	$(CC) $(CFLAGS) $(CLI_OBJ) $(DIST_LIB) $(LIB) $(LDLIBS) -o $@
 
 molt: $(BUILD)/molt
 	@ln -sf $(BUILD)/molt molt
@@ -125,6 +147,11 @@ $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests $< $(LIB) $(LDLIBS) -o $@
 
+# the data-parallel benchmark (make cuda): a rank per GPU, NCCL, launched by mpirun
+$(BUILD)/bench/bench_dist: bench/bench_dist.c $(DIST_LIB) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(DIST_LIB) $(LIB) $(LDLIBS) -o $@
+
 tests: molt $(TEST_BIN) $(FUZZ_DRV)
 fuzz-drivers: $(FUZZ_DRV)
 
@@ -134,7 +161,7 @@ cuda:
 	@test -n "$(NVCC)" || { echo "make cuda: nvcc not found (CUDA_HOME=$(CUDA_HOME))"; exit 1; }
 	$(MAKE) BUILD=$(CUDA_BUILD) CUDA=1 $(CUDA_BUILD)/libmolt.a $(CUDA_BUILD)/molt \
 		$(CUDA_BUILD)/tests/test_backend_cuda $(CUDA_BUILD)/tests/test_device \
-		$(CUDA_BUILD)/bench/bench_gpu
+		$(CUDA_BUILD)/bench/bench_gpu $(CUDA_BUILD)/bench/bench_dist
 
 # with nvcc present, `make test` also builds the CUDA test (so the CUDA code is compiled) and
 # runs it: it skips (exit 77, one-line reason) where no GPU is found
@@ -228,4 +255,4 @@ format:
 clean:
 	rm -rf build build-asan build-tsan build-fuzz $(CUDA_BUILD) molt
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(DIST_OBJ:.o=.d)

@@ -89,6 +89,16 @@ MOLT_API const char *molt_ctx_device(const molt_ctx *ctx);
 // TF32 rate; weights, gradients and optimizer state stay fp32). The CPU
 // computes fp32 in every mode.
 MOLT_API molt_status molt_ctx_set_matmul(molt_ctx *ctx, const char *precision);
+// Data-parallel training (issue 18): molt_train and molt_distill on a context
+// with a communicator run as one rank of comm's world — each rank computes its
+// slice of every global batch, gradients are averaged over the ranks, AdamW's
+// moments are sharded (ZeRO-1), rank 0 alone writes files. Communicators come
+// from libmolt_dist (include/molt_dist.h: MPI, NCCL); the context does not own
+// it. NULL (the default): one process, exactly as without this call.
+typedef struct molt_comm molt_comm;
+MOLT_API void        molt_ctx_set_comm(molt_ctx *ctx, molt_comm *comm);
+MOLT_API int         molt_comm_rank(const molt_comm *comm);  // 0 for NULL
+MOLT_API int         molt_comm_world(const molt_comm *comm); // 1 for NULL
 
 typedef enum molt_log_level {
     MOLT_LOG_DEBUG = 0,

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what molt needs on a fresh Debian machine (needs root or sudo).
 #   build:  gcc make pkg-config libopenblas-dev libcjson-dev libpcre2-dev libmicrohttpd-dev (molt serve)
+#           libopenmpi-dev openmpi-bin (data-parallel train / distill under mpirun; tests/test_dist.sh)
 #   tests:  python3-torch python3-numpy python3-regex (PyTorch / tiktoken-style references),
 #           python3-venv python3-setuptools python3-wheel (the Python package, installed offline)
 # Skips apt entirely when everything is already present.
 set -euo pipefail
-pkgs=(gcc make pkg-config libopenblas-dev libcjson-dev libpcre2-dev libmicrohttpd-dev)
+pkgs=(gcc make pkg-config libopenblas-dev libcjson-dev libpcre2-dev libmicrohttpd-dev
+      libopenmpi-dev openmpi-bin)
 if [ "${1:-}" = "--test" ]; then
   pkgs+=(python3 python3-torch python3-numpy python3-regex python3-venv python3-setuptools python3-wheel)
 fi

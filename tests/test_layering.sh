@@ -6,7 +6,7 @@
 # runs all of it. Fails listing each offending line.
 set -u
 cd "$(dirname "$0")/.."
-dirs="src/mixers src/models src/infer src/train src/distill src/analysis"
+dirs="src/mixers src/models src/infer src/train src/distill src/analysis src/dist"
 pat='cblas_|<cblas\.h>|molt_pool_run|molt_pool_range|core/pool\.h|pthread_create|#pragma omp|openblas_'
 hits=$(grep -nE "$pat" $(find $dirs -name '*.[ch]' | sort) || true)
 if [ -n "$hits" ]; then
@@ -14,6 +14,16 @@ if [ -n "$hits" ]; then
   echo "$hits"
   exit 1
 fi
+# data parallelism: libmolt reaches MPI and NCCL only through the molt_comm table (dist/comm.h);
+# they are named only by the communicators, src/dist/comm_*.c, which go into libmolt_dist.a
+mpat='<mpi\.h>|<nccl\.h>|MPI_[A-Z][a-z_]*\(|nccl[A-Z][a-zA-Z]*\('
+hits=$(grep -nE "$mpat" $(find src include -name '*.[ch]' -not -name 'comm_*.c' | sort) || true)
+if [ -n "$hits" ]; then
+  echo "FAIL: MPI or NCCL named outside src/dist/comm_*.c (use the molt_comm table):"
+  echo "$hits"
+  exit 1
+fi
+grep -qE "$mpat" src/dist/comm_mpi.c src/dist/comm_nccl.c || { echo "FAIL: MPI pattern matches nothing"; exit 1; }
 # the rule is checked against something: the backend itself does use them
 grep -qE "$pat" src/kernels/cpu/*.c || { echo "FAIL: pattern matches nothing in src/kernels/cpu"; exit 1; }
 echo "test_layering: $(find $dirs -name '*.[ch]' | wc -l) files above the backend call only the op table"

@@ -29,6 +29,7 @@ struct molt_ctx {
     const struct molt_backend *be;
     int                        device;
     unsigned                   exec_flags; // MOLT_EXEC_* (molt_ctx_set_matmul)
+    struct molt_comm          *comm; // data-parallel ranks (dist/comm.h); NULL: one process
 };
 
 #if defined(__GNUC__)

@@ -81,7 +81,12 @@ typedef struct distiller {
     const molt_model *teacher;
     molt_model       *student;
     train_model      *tt, *ts;
-    int               B, T, N;
+    int               B, T, N; // this rank's rows: B = the global batch / world, N = B·T
+    // data parallel (dist/comm.h; NULL: one process): every rank draws each global batch of
+    // Bg rows and computes its slice, from row `mine`; rank 0 alone writes files
+    molt_comm        *comm;
+    int               Bg;
+    size_t            mine;
     // stage 1 buffers
     float *M, *dM, *mact, *mwork, *u, *rstd, *du;
     double *rows; // [max(N, B·H)] per-row losses
@@ -263,7 +268,8 @@ static molt_status run_stage(const molt_exec *ex, distiller *D, int stage, const
     fio_join(path, sizeof path, dir, "done");
     memset(res, 0, sizeof *res);
     res->stage = stage;
-    int64_t per = (int64_t)D->N, steps = (o->stage_tokens[stage - 1] + per - 1) / per;
+    int64_t per = (int64_t)D->Bg * D->T, steps = (o->stage_tokens[stage - 1] + per - 1) / per;
+    bool    writer = dist_rank(D->comm) == 0;
     if (steps <= 0)
         return MOLT_OK;
     char freeze[512];
@@ -291,8 +297,8 @@ static molt_status run_stage(const molt_exec *ex, distiller *D, int stage, const
         return st;
     }
     train_loop  tl;
-    molt_status st = manifest_add(ctx, o->out_dir, "distill", name);
-    if (st != MOLT_OK || (st = fio_mkdir_p(ctx, dir)) != MOLT_OK ||
+    molt_status st = writer ? manifest_add(ctx, o->out_dir, "distill", name) : MOLT_OK;
+    if (st != MOLT_OK || (writer && (st = fio_mkdir_p(ctx, dir)) != MOLT_OK) ||
         (st = train_loop_init(ctx, &tl, s, freeze[0] ? freeze : NULL)) != MOLT_OK) {
         cJSON_free(settings);
         return st;
@@ -310,8 +316,8 @@ static molt_status run_stage(const molt_exec *ex, distiller *D, int stage, const
     int32_t *in = NULL, *tg = NULL;
     if (o->resume && (st = train_resume(ctx, &tl, false)) != MOLT_OK) // (not done: see above)
         goto done;
-    in = molt__malloc(sizeof(int32_t) * (size_t)D->N);
-    tg = molt__malloc(sizeof(int32_t) * (size_t)D->N);
+    in = molt__malloc(sizeof(int32_t) * (size_t)D->Bg * D->T);
+    tg = molt__malloc(sizeof(int32_t) * (size_t)D->Bg * D->T);
     res->curve = molt__malloc(sizeof(float) * (size_t)steps);
     if (!in || !tg || !res->curve) {
         st = molt__err(ctx, MOLT_ERR_OOM, "out of memory");
@@ -320,13 +326,16 @@ static molt_status run_stage(const molt_exec *ex, distiller *D, int stage, const
     res->n_curve = 0;
     double t0 = molt__now();
     while (!train_done(&tl)) {
-        data_batch(data, &tl.rng, D->B, D->T, in, tg);
+        data_batch(data, &tl.rng, D->Bg, D->T, in, tg);
         D->tt->skip_head = stage != 3; // stages 1-2 read only residual streams and attention
-        tm_forward(ex, D->tt, in);
+        tm_forward(ex, D->tt, in + D->mine); // the teacher beside the student, on every rank
         tm_zero_grad(D->ts);
-        double loss = stage_loss(ex, D, stage, in, o->tau, true);
+        if (stage == 3) // ranks: each layer's reduction starts as its backward ends
+            train_overlap_arm(&tl, D->ts);
+        double loss = stage_loss(ex, D, stage, in + D->mine, o->tau, true);
         if ((st = train_step(ex, ctx, &tl, D->ts->grad, loss, what)) != MOLT_OK)
             goto done;
+        loss = tl.loss; // the mean over the ranks
         if (tl.step == 0 || res->n_curve == 0)
             res->first_loss = loss;
         res->curve[res->n_curve++] = (float)loss;
@@ -341,7 +350,7 @@ static molt_status run_stage(const molt_exec *ex, distiller *D, int stage, const
         if ((st = train_step_end(ctx, &tl)) != MOLT_OK)
             goto done;
     }
-    { // the "done" mark carries the stage's summary for the report of a resumed run
+    if (writer) { // the "done" mark carries the stage's summary for the report of a resumed run
         char sum[160];
         int  len = snprintf(sum, sizeof sum, "done %lld %.3f %.9g %.9g\n", (long long)tl.tokens,
                             res->seconds, res->first_loss, distill_stage_final_loss(res));
@@ -405,6 +414,11 @@ static molt_status check_opts(molt_ctx *ctx, const molt_model *t, const molt_dis
     int64_t total = o->stage_tokens[0] + o->stage_tokens[1] + o->stage_tokens[2];
     if (total <= 0 || o->stage_tokens[0] < 0 || o->stage_tokens[1] < 0 || o->stage_tokens[2] < 0)
         return molt__err(ctx, MOLT_ERR_ARG, "the token budget is zero: give a stage budget > 0");
+    int world = dist_world(dist_comm(ctx));
+    if (o->batch % world)
+        return molt__err(ctx, MOLT_ERR_ARG, "--batch %d is the global batch: it must be a "
+                                            "multiple of the %d ranks",
+                         o->batch, world);
     if (o->seq_len < 2 || o->seq_len >= t->cfg.max_seq || o->batch < 1)
         return molt__err(ctx, MOLT_ERR_ARG, "sequence length %d (2..%d) and batch %d", o->seq_len,
                          t->cfg.max_seq - 1, o->batch);
@@ -433,18 +447,24 @@ molt_status molt_distill(molt_ctx *ctx, const molt_model *teacher, const molt_di
     molt_status st = check_opts(ctx, teacher, o);
     if (st != MOLT_OK)
         return st;
-    rundir rd; // before any work: refused, locked or unwritable fail here
+    molt_comm *comm = dist_comm(ctx);
+    bool       writer = dist_rank(comm) == 0;
+    rundir     rd = {-1}; // before any work: refused, locked or unwritable fail here
     if ((o->input && (st = rundir_check_input(ctx, o->input, o->out_dir)) != MOLT_OK) ||
-        (st = rundir_open(ctx, o->out_dir, "distill", o->resume, o->overwrite, &rd)) != MOLT_OK)
+        (writer &&
+         (st = rundir_open(ctx, o->out_dir, "distill", o->resume, o->overwrite, &rd)) != MOLT_OK))
         return st;
     distiller D;
     memset(&D, 0, sizeof D);
     D.ctx = ctx;
     D.teacher = teacher;
     D.rkl = o->kd_loss && !strcmp(o->kd_loss, "rkl");
-    D.B = o->batch;
+    D.comm = comm;
+    D.Bg = o->batch;
+    D.B = o->batch / dist_world(comm);
     D.T = o->seq_len;
     D.N = D.B * D.T;
+    D.mine = (size_t)dist_rank(comm) * D.N;
     token_stream data = {0}, ev = {0};
     distill_result R;
     memset(&R, 0, sizeof R);
@@ -522,13 +542,15 @@ molt_status molt_distill(molt_ctx *ctx, const molt_model *teacher, const molt_di
         goto done;
     }
     // a fixed probe batch measures the stage-1 distance before and after
-    int32_t *probe_in = molt__malloc(sizeof(int32_t) * (size_t)D.N * 2);
+    size_t   Ng = (size_t)D.Bg * D.T;
+    int32_t *probe_in = molt__malloc(sizeof(int32_t) * Ng * 2);
     if (!probe_in) {
         st = molt__err(ctx, MOLT_ERR_OOM, "out of memory");
         goto done;
     }
     uint64_t prng = 99;
-    data_batch(&data, &prng, D.B, D.T, probe_in, probe_in + D.N);
+    data_batch(&data, &prng, D.Bg, D.T, probe_in, probe_in + Ng);
+    probe_in += D.mine; // this rank's rows (rank 0's start with the heat map's)
     molt_exec        exv = molt__exec(ctx);
     const molt_exec *ex = &exv;
     D.tt->skip_head = true; // the probe reads residual streams and attention only
@@ -537,6 +559,10 @@ molt_status molt_distill(molt_ctx *ctx, const molt_model *teacher, const molt_di
     int Ll = teacher->cfg.n_layer - 1;
     R.heat_layer = Ll;
     R.frob_before = stage1_step(ex, &D, false) / teacher->cfg.n_layer;
+    if (comm && (st = dist_mean_host(ctx, comm, &R.frob_before, 1)) != MOLT_OK) {
+        molt__free(probe_in - D.mine);
+        goto done;
+    }
     capture_heat(ex, &R, teacher_probs(ex, &D, Ll), D.M, D.T, 0);
     for (int k = 1; k <= 3 && st == MOLT_OK; k++)
         st = run_stage(ex, &D, k, o, &data, cb, user, &R.stages[k - 1]);
@@ -544,10 +570,12 @@ molt_status molt_distill(molt_ctx *ctx, const molt_model *teacher, const molt_di
         D.tt->skip_head = true;
         tm_forward(ex, D.tt, probe_in);
         R.frob_after = stage1_step(ex, &D, false) / teacher->cfg.n_layer;
+        if (comm)
+            st = dist_mean_host(ctx, comm, &R.frob_after, 1);
         capture_heat(ex, &R, teacher_probs(ex, &D, Ll), D.M, D.T, 1);
     }
-    molt__free(probe_in);
-    if (st != MOLT_OK)
+    molt__free(probe_in - D.mine);
+    if (st != MOLT_OK || !writer) // the model and the report: rank 0's
         goto done;
     if ((st = molt_model_save(ctx, D.student, o->out_dir, "f32")) != MOLT_OK)
         goto done;

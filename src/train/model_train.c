@@ -215,8 +215,11 @@ void tm_backward(const molt_exec *ex, train_model *tm) {
     k_rmsnorm_backward(ex, tm->dx, tm_grad_of(tm, m->final_norm), tm->sc.du, tm->x_last, m->final_norm,
                        tm->rstdf, N, d);
     // x_last holds the final residual; each block saved its own x_in
-    for (int l = c->n_layer - 1; l >= 0; l--)
+    for (int l = c->n_layer - 1; l >= 0; l--) {
         tm_block_backward(ex, tm, l, tm->dx);
+        if (tm->grad_ready)
+            tm->grad_ready(tm->grad_user, ex, l);
+    }
     // x = embed[ids]
     k_embedding_backward(ex, tm_grad_of(tm, m->embed), tm->dx, tm->ids, N, d);
 }

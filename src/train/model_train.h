@@ -35,6 +35,10 @@ typedef struct train_model {
     float       *dx;                  // [N,d] the residual stream's gradient (backward)
     block_grad_scratch sc;            // backward scratch
     float       *work;
+    // data parallel (train/step.h: train_overlap_arm): called by tm_backward right after
+    // block l's backward, when that layer's parameter gradients are final; NULL: never
+    void       (*grad_ready)(void *user, const molt_exec *ex, int l);
+    void        *grad_user;
     float       *arena;
     size_t       arena_floats;
 } train_model;

@@ -83,6 +83,7 @@ molt_status adamw_init(molt_ctx *ctx, adamw *o, const molt_model *m, const char 
     o->eps = 1e-8;
     o->wd = 0.1;
     o->be = m->be;
+    o->hi = m->n_floats;
     o->m = be_allocf(m->be, m->n_floats);
     o->v = be_allocf(m->be, m->n_floats);
     o->trainable = molt__malloc(sizeof(bool) * (size_t)m->n_params);
@@ -129,6 +130,7 @@ void adamw_free(adamw *o) {
     molt__free(o->trainable);
     molt__free(o->span);
     molt__free(o->train);
+    molt__free(o->shard);
     molt__free(o->partial_host);
     memset(o, 0, sizeof *o);
 }
@@ -173,5 +175,41 @@ void adamw_update(const molt_exec *ex, molt_model *m, adamw *o, const float *gra
                      (float)(1.0 - (double)lr * o->wd),
                      (float)((double)lr / bc1),
                      (float)sqrt(bc2)};
-    k_adamw(ex, m->data, o->m, o->v, grad, o->train, o->n_train, h);
+    if (o->shard)
+        k_adamw(ex, m->data + o->lo, o->m, o->v, grad + o->lo, o->shard, o->n_shard, h);
+    else
+        k_adamw(ex, m->data, o->m, o->v, grad, o->train, o->n_train, h);
+}
+
+molt_status adamw_shard(molt_ctx *ctx, adamw *o, const molt_model *m, size_t lo, size_t hi) {
+    size_t     n = hi - lo;
+    float     *nm = be_allocf(m->be, n ? n : 1), *nv = be_allocf(m->be, n ? n : 1);
+    molt_span *sh = molt__malloc(sizeof(molt_span) * (size_t)(o->n_train ? o->n_train : 1));
+    if (!nm || !nv || !sh) {
+        be_free(m->be, nm);
+        be_free(m->be, nv);
+        molt__free(sh);
+        return molt__err(ctx, MOLT_ERR_OOM, "out of memory for the optimizer's shard");
+    }
+    int k = 0;
+    for (int i = 0; i < o->n_train; i++) {
+        size_t a = o->train[i].off, b = a + o->train[i].len;
+        a = a > lo ? a : lo;
+        b = b < hi ? b : hi;
+        if (a < b)
+            sh[k++] = (molt_span){a - lo, b - a};
+    }
+    molt_exec ex = be_exec1(m->be);
+    be_zero(&ex, nm, n * sizeof(float));
+    be_zero(&ex, nv, n * sizeof(float));
+    be_free(o->be, o->m);
+    be_free(o->be, o->v);
+    molt__free(o->shard);
+    o->m = nm;
+    o->v = nv;
+    o->shard = sh;
+    o->n_shard = k;
+    o->lo = lo;
+    o->hi = hi;
+    return MOLT_OK;
 }

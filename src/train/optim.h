@@ -42,6 +42,12 @@ typedef struct adamw {
     double    *partial_host; // [n_blocks] their host copy
     size_t     n_blocks;
     const struct molt_backend *be;
+    // ZeRO-1 (adamw_shard, data-parallel ranks): m and v hold only floats [lo, hi) of the
+    // layout, and the update runs over shard — the trainable spans ∩ [lo, hi), offsets
+    // counted from lo. Unsharded: lo = 0, hi = n_floats, shard NULL.
+    size_t     lo, hi;
+    molt_span *shard;
+    int        n_shard;
     int64_t    step;        // completed steps
     double     beta1, beta2, eps, wd;
 } adamw;
@@ -61,6 +67,9 @@ double      grad_norm(const molt_exec *ex, const molt_model *m, adamw *o, const 
 // max/(norm+1e-6), clamped to 1; max_norm ≤ 0: no clipping)
 void        grad_clip(const molt_exec *ex, const adamw *o, float *grad, double norm,
                       double max_norm);
+// Keeps moments only for floats [lo, hi) of the layout (ZeRO-1; zeroed, the old ones freed):
+// adamw_update then updates that part of the parameters alone. MOLT_ERR_OOM.
+molt_status adamw_shard(molt_ctx *ctx, adamw *o, const molt_model *m, size_t lo, size_t hi);
 // one AdamW step of the trainable parameters at learning rate lr (o->step += 1)
 void        adamw_update(const molt_exec *ex, molt_model *m, adamw *o, const float *grad, float lr);
 bool        glob_match(const char *pat, const char *s);

@@ -12,10 +12,25 @@
  *                     save_every steps and after the last), written after the
  *                     caller's log line so every checkpointed step is logged
  * A resumed loop (train_resume) continues bit for bit.
+ *
+ * Data parallel (the context has a communicator, dist/comm.h): every rank runs
+ * the same loop over its slice of each global batch and passes its own mean
+ * loss and gradients; train_step averages both over the ranks (gradients in
+ * buckets, before the norm, clipping and AdamW), updates the rank's ZeRO-1
+ * shard of the parameters (the loop's moments cover only that shard:
+ * dist_shard of the flat buffer) and all-gathers the parameters. Checkpoints
+ * hold the whole moments (gathered; rank 0 alone writes), so a run resumes on
+ * any number of ranks. Overlap: train_overlap_arm before the (last) backward
+ * of a whole model makes tm_backward start each layer's reduction as soon as
+ * its gradients are final (on a GPU on NCCL's side stream, beside the next
+ * layers' backward); train_step then reduces only the rest (embeddings, final
+ * norm, head) and waits.
  */
 #ifndef MOLT_STEP_H
 #define MOLT_STEP_H
 
+#include "dist/comm.h"
+#include "train/model_train.h"
 #include "train/optim.h"
 
 typedef struct train_loop {
@@ -34,11 +49,15 @@ typedef struct train_loop {
     int64_t  step;   // completed steps
     int64_t  tokens; // consumed tokens
     uint64_t rng;    // the data sampler's state (the caller seeds it)
-    // the last step's numbers
+    // the last step's numbers (loss: the mean over the ranks)
     double loss, grad_norm, lr;
+    molt_comm *comm; // the context's communicator (train_loop_init), NULL: one process
+    struct dist_overlap *ov; // with comm: each layer's parameter range (train_overlap_arm)
 } train_loop;
 
-// Zeroes tl and builds its AdamW over m (freeze: optim.h's globs).
+// Zeroes tl and builds its AdamW over m (freeze: optim.h's globs). With a
+// communicator: rank 0's parameters broadcast to every rank, moments for this
+// rank's shard only.
 molt_status train_loop_init(molt_ctx *ctx, train_loop *tl, molt_model *m, const char *freeze);
 void        train_loop_free(train_loop *tl);
 // Restores parameters, moments, step, tokens and rng from dir's newest complete
@@ -53,6 +72,10 @@ static inline bool train_done(const train_loop *tl) { return tl->step >= tl->sc.
 // the first such tensor, before anything is updated.
 molt_status train_step(const molt_exec *ex, molt_ctx *ctx, train_loop *tl, float *grad,
                        double loss, const char *what);
+// With a communicator (and parameters laid out layer by layer): the next tm_backward of tm
+// starts each layer's gradient reduction as soon as that layer is done; the next train_step
+// finishes them. Nothing without a communicator.
+void        train_overlap_arm(train_loop *tl, train_model *tm);
 // Ends the step: step += 1, then the checkpoint when one is due.
 molt_status train_step_end(molt_ctx *ctx, train_loop *tl);
 

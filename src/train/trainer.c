@@ -61,9 +61,14 @@ molt_train_opts molt_train_defaults(void) {
 // ----------------------------------------------------------------------------
 // evaluation on held-out windows (fixed, in order)
 
-static double eval_loss(const molt_exec *ex, train_model *tm, const token_stream *ev, int batches, int32_t *in,
-                        int32_t *tgt) {
-    int B = tm->B, T = tm->T;
+// B = the global batch's rows (in, tgt: B·T), tm's B the rank's slice of them
+// (rows [rank·tm->B, ...)); with a communicator each batch's mean is over the
+// counted rows of every rank
+static double eval_loss(const molt_exec *ex, molt_ctx *ctx, train_model *tm,
+                        const token_stream *ev, int batches, int B, int32_t *in, int32_t *tgt) {
+    molt_comm *c = dist_comm(ctx);
+    int T = tm->T;
+    size_t mine = (size_t)dist_rank(c) * tm->B * T;
     double sum = 0;
     int n = 0;
     size_t pos = 0;
@@ -80,8 +85,18 @@ static double eval_loss(const molt_exec *ex, train_model *tm, const token_stream
             memcpy(tgt + (size_t)b * T, ev->ids + pos + 1, sizeof(int32_t) * (size_t)T);
             pos += (size_t)T;
         }
-        tm_forward(ex, tm, in);
-        sum += tm_loss_ce(ex, tm, tgt, 1.0f);
+        tm_forward(ex, tm, in + mine);
+        double l = tm_loss_ce(ex, tm, tgt + mine, 1.0f);
+        if (c) { // Σ loss·count and Σ count over the ranks
+            double x[2] = {0, 0};
+            for (size_t i = 0; i < (size_t)tm->B * T; i++)
+                x[1] += tgt[mine + i] >= 0;
+            x[0] = x[1] > 0 ? l * x[1] : 0;
+            if (dist_mean_host(ctx, c, x, 2) != MOLT_OK)
+                return (double)NAN;
+            l = x[0] / x[1];
+        }
+        sum += l;
         n++;
     }
     return n ? sum / n : (double)NAN;
@@ -165,6 +180,11 @@ static molt_status check_opts(molt_ctx *ctx, const molt_model *m, const molt_tra
     if (o->batch <= 0 || o->accum <= 0)
         return molt__err(ctx, MOLT_ERR_ARG, "batch %d and accumulation %d must be positive",
                          o->batch, o->accum);
+    int world = dist_world(dist_comm(ctx));
+    if (o->batch % world)
+        return molt__err(ctx, MOLT_ERR_ARG, "--batch %d is the global batch: it must be a "
+                                            "multiple of the %d ranks",
+                         o->batch, world);
     if (o->steps <= 0 && o->tokens <= 0)
         return molt__err(ctx, MOLT_ERR_ARG, "the budget is zero: give steps or tokens > 0");
     if (!(o->lr > 0) || !(o->min_lr >= 0) || !(o->clip >= 0) || !(o->weight_decay >= 0))
@@ -182,12 +202,18 @@ molt_status molt_train(molt_ctx *ctx, molt_model *m, const molt_train_opts *o, m
     molt_status st = check_opts(ctx, m, o);
     if (st != MOLT_OK)
         return st;
-    rundir rd;
+    // data parallel: every rank draws each global batch, computes its slice of B/world
+    // rows (in + mine) and leaves every file to rank 0
+    molt_comm *comm = dist_comm(ctx);
+    bool       writer = dist_rank(comm) == 0;
+    rundir rd = {-1};
     if ((o->input && (st = rundir_check_input(ctx, o->input, o->out_dir)) != MOLT_OK) ||
-        (st = rundir_open(ctx, o->out_dir, "train", o->resume, o->overwrite, &rd)) != MOLT_OK)
+        (writer &&
+         (st = rundir_open(ctx, o->out_dir, "train", o->resume, o->overwrite, &rd)) != MOLT_OK))
         return st;
     char *settings = NULL;
-    int B = o->batch, T = o->seq_len;
+    int B = o->batch, T = o->seq_len, Bl = B / dist_world(comm);
+    size_t mine = (size_t)dist_rank(comm) * Bl * T;
     token_stream data = {0}, ev = {0};
     train_model *tm = NULL;
     train_loop tl;
@@ -221,7 +247,7 @@ molt_status molt_train(molt_ctx *ctx, molt_model *m, const molt_train_opts *o, m
                        data.n, T);
         goto done;
     }
-    if ((st = tm_new(ctx, m, B, T, &tm)) != MOLT_OK ||
+    if ((st = tm_new(ctx, m, Bl, T, &tm)) != MOLT_OK ||
         (st = train_loop_init(ctx, &tl, m, o->freeze)) != MOLT_OK)
         goto done;
     tl.opt.beta1 = o->beta1;
@@ -252,11 +278,11 @@ molt_status molt_train(molt_ctx *ctx, molt_model *m, const molt_train_opts *o, m
         goto done;
     char path[4200];
     fio_join(path, sizeof path, o->out_dir, "log.jsonl");
-    if ((st = manifest_add(ctx, o->out_dir, "train", "log.jsonl")) != MOLT_OK ||
-        (o->resume && (st = log_cut(ctx, path, tl.step)) != MOLT_OK))
+    if (writer && ((st = manifest_add(ctx, o->out_dir, "train", "log.jsonl")) != MOLT_OK ||
+                   (o->resume && (st = log_cut(ctx, path, tl.step)) != MOLT_OK)))
         goto done;
-    log = fopen(path, o->resume ? "a" : "w");
-    if (!log) {
+    log = writer ? fopen(path, o->resume ? "a" : "w") : NULL;
+    if (writer && !log) {
         st = molt__err(ctx, MOLT_ERR_IO, "%s: cannot open for writing", path);
         goto done;
     }
@@ -271,12 +297,15 @@ molt_status molt_train(molt_ctx *ctx, molt_model *m, const molt_train_opts *o, m
         double loss = 0;
         for (int a = 0; a < o->accum; a++) {
             data_batch(&data, &tl.rng, B, T, in, tgt);
-            tm_forward(ex, tm, in);
-            loss += tm_loss_ce(ex, tm, tgt, 1.0f / (float)o->accum) / o->accum;
+            tm_forward(ex, tm, in + mine);
+            loss += tm_loss_ce(ex, tm, tgt + mine, 1.0f / (float)o->accum) / o->accum;
+            if (a == o->accum - 1) // ranks: each layer's reduction starts as its backward ends
+                train_overlap_arm(&tl, tm);
             tm_backward(ex, tm);
         }
         if ((st = train_step(ex, ctx, &tl, tm->grad, loss, "")) != MOLT_OK)
             goto done;
+        loss = tl.loss; // the mean over the ranks
         rep.step = tl.step + 1;
         rep.total_steps = tl.sc.total_steps;
         rep.tokens = tl.tokens;
@@ -289,21 +318,23 @@ molt_status molt_train(molt_ctx *ctx, molt_model *m, const molt_train_opts *o, m
         bool last = tl.step + 1 == tl.sc.total_steps;
         if (ev.n > (size_t)T + 1 && o->eval_every > 0 &&
             ((tl.step + 1) % o->eval_every == 0 || last))
-            rep.eval_loss = eval_loss(ex, tm, &ev, o->eval_batches, in, tgt);
-        fprintf(log, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.4f, "
-                     "\"tokens\": %lld, \"tok_per_s\": %.1f",
-                (long long)rep.step, loss, rep.lr, rep.grad_norm, (long long)tl.tokens,
-                rep.tok_per_s);
-        if (!isnan(rep.eval_loss))
-            fprintf(log, ", \"eval_loss\": %.6f", rep.eval_loss);
-        fprintf(log, "}\n");
-        fflush(log);
+            rep.eval_loss = eval_loss(ex, ctx, tm, &ev, o->eval_batches, B, in, tgt);
+        if (log) {
+            fprintf(log, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.4f, "
+                         "\"tokens\": %lld, \"tok_per_s\": %.1f",
+                    (long long)rep.step, loss, rep.lr, rep.grad_norm, (long long)tl.tokens,
+                    rep.tok_per_s);
+            if (!isnan(rep.eval_loss))
+                fprintf(log, ", \"eval_loss\": %.6f", rep.eval_loss);
+            fprintf(log, "}\n");
+            fflush(log);
+        }
         if (cb)
             cb(&rep, user);
         if ((st = train_step_end(ctx, &tl)) != MOLT_OK) // the checkpoint, once logged
             goto done;
     }
-    if ((st = molt_model_save(ctx, m, o->out_dir, "f32")) != MOLT_OK)
+    if (writer && (st = molt_model_save(ctx, m, o->out_dir, "f32")) != MOLT_OK)
         goto done;
     if (final)
         *final = rep;

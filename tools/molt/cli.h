@@ -44,6 +44,24 @@ const char *cli_default_kv_task(char *buf, size_t cap);
 #define CLI_READ_MAX ((size_t)1 << 31)
 char *cli_read_file(const char *path, size_t *len);
 
+// Data parallel (cli_dist.c, include/molt_dist.h): begin before the device is set (MPI_Init
+// under mpirun or with force: --dist; "cuda" becomes this rank's cuda:<local rank>), comm after
+// it (an MPI or NCCL communicator set on ctx; rank 0 prints the ranks and the memory per rank
+// for n_params floats), end last: rc ≠ 0 on a rank of several stops the whole job
+// (MPI_Abort, message naming the rank), else MPI_Finalize. A plain run: all three do nothing.
+typedef struct cli_dist {
+    bool       on;
+    molt_comm *comm;
+    char       devbuf[32];
+} cli_dist;
+bool cli_dist_begin(cli_dist *d, bool force, const char **device);
+bool cli_dist_comm(cli_dist *d, molt_ctx *ctx, int64_t n_params, int32_t batch);
+int  cli_dist_rank(const cli_dist *d);
+int  cli_dist_end(cli_dist *d, int rc);
+// --dist: run as a rank even when not launched by mpirun (mpirun sets it by itself)
+#define CLI_DIST(d)                                                                                \
+    CLI_FLAG("--dist", NULL, "data parallel over MPI ranks (automatic under mpirun)", d)
+
 typedef struct progress {
     const char *label;
     double      t0, last;

@@ -26,10 +26,13 @@ typedef struct bar {
     progress p;
     int      stage;
     bool     quiet;
+    bool     silent; // a rank other than 0 of a data-parallel run
 } bar;
 
 static void on_step(const molt_distill_report *r, void *user) {
     bar *b = user;
+    if (b->silent)
+        return;
     if (r->stage != b->stage) {
         if (b->p.tty && b->stage > 0)
             fprintf(stderr, "\n");
@@ -54,7 +57,8 @@ int cmd_distill(int argc, char **argv) {
     const char *teacher = NULL, *tokp = NULL, *device = NULL, *matmul = "fp32";
     cli_list data = {0};
     long threads = 2, total = -1;
-    bool quiet = false, stage3_only = false, no_ssm_bias = false;
+    bool quiet = false, stage3_only = false, no_ssm_bias = false, dist = false;
+    cli_dist dd = {0};
     bool hybridize = !strcmp(argv[0], "hybridize");
     int32_t *kl = NULL, *kh = NULL;
     int rc = EXIT_USAGE;
@@ -119,6 +123,7 @@ int cmd_distill(int argc, char **argv) {
         CLI_DEVICE(device),
         CLI_MATMUL(matmul),
         CLI_FLAG("--quiet", "-q", "no progress bar", quiet),
+        CLI_DIST(dist),
         // the head plan of `molt hybridize`
         CLI_STR("--heads", NULL, "L:H,...", "hybridize: keep these teacher heads (0-based)",
                 po.heads),
@@ -179,7 +184,12 @@ int cmd_distill(int argc, char **argv) {
     rc = 1;
     molt_ctx_set_threads(ctx, (int)threads);
     molt_ctx_set_matmul(ctx, matmul); // a CLI_CHOICE: always valid
-    molt_model *t = cli_set_device(ctx, device) ? cli_load_model(ctx, teacher, tokp) : NULL;
+    molt_model *t = cli_dist_begin(&dd, dist, &device) && cli_set_device(ctx, device)
+                        ? cli_load_model(ctx, teacher, tokp)
+                        : NULL;
+    molt_model_info ti;
+    if (t && (molt_model_get_info(t, &ti), !cli_dist_comm(&dd, ctx, ti.n_params, o.batch)))
+        t = (molt_model_free(t), NULL); // (per rank: the student's memory, about the teacher's)
     if (t && hybridize && molt_heads_plan(ctx, t, &po, &kl, &kh, &n_keep) != MOLT_OK) {
         cli_fail(ctx, NULL);
         t = (molt_model_free(t), NULL);
@@ -188,13 +198,16 @@ int cmd_distill(int argc, char **argv) {
     o.keep_head = kh;
     o.n_keep = n_keep;
     if (t) {
-        bar b = {{0}, -1, quiet};
+        bar b = {{0}, -1, quiet, cli_dist_rank(&dd) != 0};
         progress_start(&b.p, "distill", "tok");
+        b.p.tty &= !b.silent;
         molt_status st = molt_distill(ctx, t, &o, on_step, &b);
         if (b.p.tty)
             fprintf(stderr, "\n");
         if (st != MOLT_OK) {
             cli_fail(ctx, NULL);
+        } else if (b.silent) {
+            rc = 0;
         } else {
             char path[4096];
             snprintf(path, sizeof path, "%s/report.txt", o.out_dir);
@@ -215,5 +228,5 @@ out:
     molt_free(kl);
     molt_free(kh);
     free(data.v);
-    return rc;
+    return cli_dist_end(&dd, rc);
 }

@@ -16,10 +16,13 @@
 typedef struct bar {
     progress p;
     bool     quiet;
+    bool     silent; // a rank other than 0 of a data-parallel run
 } bar;
 
 static void on_step(const molt_train_report *r, void *user) {
     bar *b = user;
+    if (b->silent)
+        return;
     if (!isnan(r->eval_loss))
         fprintf(stderr, "%sstep %lld/%lld  loss %.4f  eval %.4f  lr %.2e\n", b->p.tty ? "\r\033[K" : "",
                 (long long)r->step, (long long)r->total_steps, r->loss, r->eval_loss, r->lr);
@@ -41,8 +44,9 @@ int cmd_train(int argc, char **argv) {
     const char *model = NULL, *tokp = NULL, *device = NULL, *matmul = "fp32";
     cli_list data = {0};
     long threads = 2;
-    bool quiet = false;
+    bool quiet = false, dist = false;
     int rc = EXIT_USAGE;
+    cli_dist dd = {0};
     const cli_optspec opts[] = {
         CLI_LIST("--data", NULL, "FILE", "training files (text; or token files with --format "
                                          "u16|i32)",
@@ -87,6 +91,7 @@ int cmd_train(int argc, char **argv) {
         CLI_DEVICE(device),
         CLI_MATMUL(matmul),
         CLI_FLAG("--quiet", "-q", "no progress bar", quiet),
+        CLI_DIST(dist),
         CLI_END,
     };
     const cli_cmd cmd = {"train", "MODEL_OR_CONFIG --data FILE [FILE...] -o DIR [options]",
@@ -116,16 +121,22 @@ int cmd_train(int argc, char **argv) {
     size_t ml = strlen(model);
     molt_load_opts lo = {tokp, 0};
     molt_status st = MOLT_ERR_ARG;
-    if (!cli_set_device(ctx, device))
+    if (!cli_dist_begin(&dd, dist, &device) || !cli_set_device(ctx, device))
         ; // printed
     else if ((st = ml > 5 && !strcmp(model + ml - 5, ".json")
                        ? molt_model_from_config(ctx, model, &lo, o.seed, &m)
                        : molt_model_load(ctx, model, &lo, &m)) != MOLT_OK)
         cli_fail(ctx, NULL);
+    molt_model_info mi;
+    if (st == MOLT_OK && (molt_model_get_info(m, &mi), !cli_dist_comm(&dd, ctx, mi.n_params,
+                                                                      o.batch)))
+        st = MOLT_ERR_ARG; // printed
     if (st == MOLT_OK) {
         bar b;
         progress_start(&b.p, "train", "tok");
         b.quiet = quiet;
+        b.silent = cli_dist_rank(&dd) != 0;
+        b.p.tty &= !b.silent;
         molt_train_report fin;
         if (molt_train(ctx, m, &o, on_step, &b, &fin) != MOLT_OK) {
             if (b.p.tty)
@@ -134,7 +145,7 @@ int cmd_train(int argc, char **argv) {
         } else {
             if (b.p.tty)
                 fprintf(stderr, "\n");
-            if (jo_train_summary(&fin, o.out_dir)) // JSON through cJSON (jsonout.h)
+            if (b.silent || jo_train_summary(&fin, o.out_dir)) // JSON through cJSON (jsonout.h)
                 rc = 0;
             else
                 fprintf(stderr, "molt: error: train: out of memory\n");
@@ -144,5 +155,5 @@ int cmd_train(int argc, char **argv) {
     molt_ctx_free(ctx);
 out:
     free(data.v);
-    return rc;
+    return cli_dist_end(&dd, rc);
 }
