@@ -104,7 +104,10 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CUDA_CU_SRC:%.cu=$(BUILD)/%.o)
 LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
 DIST_SRC += src/dist/comm_nccl.c
 $(BUILD)/src/dist/comm_nccl.o: CFLAGS += -isystem $(CUDA_HOME)/include
+# NCCL is bootstrapped over MPI: without MPI, comm_nccl.c names no NCCL and needs no -lnccl
+ifneq ($(MPI_LIBS),)
 $(BUILD)/molt $(BUILD)/bench/bench_dist: LDLIBS += -lnccl
+endif
 endif
 DIST_OBJ := $(DIST_SRC:%.c=$(BUILD)/%.o)
 
