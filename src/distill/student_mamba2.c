@@ -24,18 +24,25 @@
  * [1e-3, 0.1], A in [−16, −1]); D = 0 (attention has no skip: D = 1, the
  * random init, adds the current token's v at full strength beside a scan
  * output of the scale of a weighted mean of v). The state is an exponential
- * moving average of Δ·x⊗B (Σ_k Δ·α^k ≈ Δ/0.0181).
+ * moving average of Δ·x⊗B (Σ_k Δ·α^k ≈ Δ/0.0181). The gated RMSNorm (one group
+ * per head of P dims, as ngroups = H) makes each head's output RMS its norm
+ * weight: norm_w of head h = half the RMS of the head's v for a unit-RMS
+ * normed input, ½·sqrt(Σ_{i∈h,j} (Wv[i,j]·g_j)² / P) (g the teacher's
+ * attention norm weight): the attention output is a weighted mean of v,
+ * smaller than v (weight 1, the random init, is far above it and the norm
+ * weights hardly move at distillation learning rates).
  * Why (stories260K, d_state 3, seed 1, the mixers.md budget, held-out loss;
- * Llamba 1.980): the first version (dt_bias −4, A_log 0, D 1) 2.545; D = 0
- * alone 2.476; Δ 0.00248 alone (same decay) 2.251; Δ 0.693 (dt_bias 0, same
- * decay) 2.825; both (this init) 2.072; Δ 3.4e-4 and D 0: 2.062. The step size
- * matters because the scan output Δ·Σα^k(C·B)x is small beside the per-head
- * gated RMSNorm's eps at init (norm group = one head of P dims, ngroups = H):
- * a small Δ starts the norm near its linear range (without the norm, D 0 and
- * dt_bias −4 give 2.281). The gate: with biases, the z rows 0 and their bias
- * 1.2785 (silu ≈ 1); without, the z rows keep their random init. "random":
- * Mamba-2's own init (mx_ssm.c). With kept heads the layers holding them are
- * hybrids of this mixer beside the copied heads.
+ * Llamba 1.980, the first version (dt_bias −4, A_log 0, D 1, norm 1) 2.545):
+ * D = 0 alone 2.476; Δ 0.00248 alone (same decay) 2.251; Δ 0.693 (dt_bias 0,
+ * same decay) 2.825; both 2.067 (seed 2: 2.059); Δ 3.4e-4 with D 0 2.062; x
+ * rows scaled by Δ-ratio 0.136 at A = −1 instead of a smaller Δ 2.578 (so it
+ * is A's size, not the output's: with A = −1 a token can only forget by a Δ
+ * that also multiplies its input ~50×); then norm_w 1 2.067, 0.1 1.967, 0.3
+ * 1.936 (seed 2: 1.928), the v RMS ×1 1.987, ×½ (this init) 1.937. Without the
+ * gated norm at all (D 0, Δ 0.00248) 1.928. The gate: with biases, the z rows
+ * 0 and their bias 1.2785 (silu ≈ 1); without, the z rows keep their random
+ * init. "random": Mamba-2's own init (mx_ssm.c). With kept heads the layers
+ * holding them are hybrids of this mixer beside the copied heads.
  */
 #include "distill/student.h"
 #include "mixers/mixer.h"
@@ -45,6 +52,7 @@
 
 #define DECAY_RATE   0.018149927f    // softplus(−4) = −Δ·A: decay ≈ 0.982 per token
 #define DT_BIAS_INIT (-6.0f)          // Δ = softplus(−6) ≈ 0.00248
+#define NORM_W_OF_V  0.5              // norm_w = ½ · RMS of the head's v
 #define Z_GATE_ONE   1.278464542761f // silu(x) ≈ 1
 
 static float *wr(const float *p) { return (float *)(uintptr_t)p; }
@@ -99,6 +107,17 @@ molt_status student_mamba2(molt_ctx *ctx, const molt_model *t, const molt_distil
         model_fill_const(wr(w->dt_bias), (size_t)H, DT_BIAS_INIT);
         model_fill_const(wr(w->A_log), (size_t)H, A_log0); // Δ·exp(A_log) = DECAY_RATE
         memset(wr(w->D), 0, sizeof(float) * (size_t)H);
+        for (int h = 0; h < H; h++) { // norm_w: half the RMS of head h's v
+            const float *wv = tw->wv + (size_t)(h / grp) * hd * row;
+            double       ss = 0;
+            for (int i = 0; i < hd; i++)
+                for (int j = 0; j < d; j++) {
+                    double a = (double)wv[(size_t)i * row + j] * (double)tw->attn_norm[j];
+                    ss += a * a;
+                }
+            model_fill_const(wr(w->norm_w) + (size_t)h * hd, (size_t)hd,
+                             (float)(NORM_W_OF_V * sqrt(ss / hd)));
+        }
         float *conv = wr(w->conv_w);
         memset(conv, 0, sizeof(float) * (size_t)Cc * K);
         for (int ch = 0; ch < Cc; ch++)
