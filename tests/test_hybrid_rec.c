@@ -25,6 +25,8 @@
  *     gated RMSNorm) in blocks with MLPs, alone and beside kept heads: the
  *     shape of `molt distill --student mamba2` (and `hybridize`).
  */
+#include "distill/student.h"
+#include "kernels/kernels.h"
 #include "mixers/mixer.h"
 #include "models/model.h"
 #include "testmodel.h"
@@ -370,6 +372,98 @@ static void check_config(void) {
 #define HY(heads, rec)                                                                             \
     "{\"mixer\": \"hybrid\", \"attention_heads\": [" heads "], \"recurrent\": \"" rec "\"}"
 
+// ----------------------------------------------------------------------------
+// the Mamba-2 student's attention transfer (student_mamba2.c): the wiring (x ← v,
+// B ← k, C ← q, out ← o, identity conv) by the materialized matrix against the
+// teacher's q·k, and the init: D = 0, Δ·exp(A_log) = softplus(−4) with Δ small
+// and A inside Mamba-2's ranges, norm_w = ½ · RMS of the head's v
+
+static double m2_silu(double v) { return v / (1.0 + exp(-v)); }
+static double m2_softplus(double v) { return log1p(exp(v)); }
+
+static void check_mamba2_transfer(void) {
+    printf("Mamba-2 student, attention transfer (stories260K teacher):\n");
+    const char *path = t_shared("models/stories260K/stories260K.bin");
+    if (!t_have(path, "Mamba-2 student transfer"))
+        return;
+    molt_model       *t = NULL, *s = NULL;
+    molt_load_opts    lo = {NULL, 1};
+    molt_distill_opts o = {0};
+    o.d_state = 3, o.init = "transfer", o.student = "mamba2", o.ssm_bias = 1, o.seed = 1;
+    CHECK(molt_model_load(ctx, path, &lo, &t) == MOLT_OK, "teacher: %s", molt_last_error(ctx));
+    if (t)
+        CHECK(mohawk_make_student(ctx, t, &o, &s) == MOLT_OK, "student: %s",
+              molt_last_error(ctx));
+    if (!t || !s) {
+        molt_model_free(t);
+        return;
+    }
+    const model_cfg *tc = &t->cfg;
+    int T = 24, d = tc->d_model, H = tc->n_head, KV = tc->n_kv_head, hd = tc->head_dim, N = 3;
+    int grp = H / KV;
+    float  *u = malloc(sizeof(float) * (size_t)T * d);
+    float  *q = malloc(sizeof(float) * (size_t)T * H * hd);
+    float  *k = malloc(sizeof(float) * (size_t)T * KV * hd);
+    float  *M = malloc(sizeof(float) * (size_t)H * T * T);
+    double *ref = malloc(sizeof(double) * (size_t)H * T * T);
+    t_seed(45);
+    t_fill_uniform(u, (size_t)T * d, -1, 1);
+    for (int l = 0; l < tc->n_layer; l++) {
+        const ssm_weights   *w = &s->layers[l].ssm;
+        const layer_weights *tw = &t->layers[l];
+        double               emax = 0, nmax = 0;
+        for (int h = 0; h < H; h++) {
+            double dl = m2_softplus(w->dt_bias[h]), A = exp(w->A_log[h]);
+            CHECK(w->D[h] == 0.0f, "layer %d head %d: D %g, want 0", l, h, (double)w->D[h]);
+            CHECK(fabs(dl * A - m2_softplus(-4.0)) < 1e-6, "layer %d head %d: Δ·A %g, want %g",
+                  l, h, dl * A, m2_softplus(-4.0));
+            CHECK(dl >= 1e-3 && dl <= 0.01 && A >= 1 && A <= 16,
+                  "layer %d head %d: Δ %g, -A %g (want Δ in [1e-3, 0.01], -A in [1, 16])", l, h,
+                  dl, A);
+            const float *wv = tw->wv + (size_t)(h / grp) * hd * d;
+            double       ss = 0;
+            for (int i = 0; i < hd * d; i++) {
+                double a = (double)wv[i] * (double)tw->attn_norm[i % d];
+                ss += a * a;
+            }
+            for (int i = 0; i < hd; i++)
+                nmax = fmax(nmax, fabs((double)w->norm_w[h * hd + i] - 0.5 * sqrt(ss / hd)) /
+                                      (0.5 * sqrt(ss / hd)));
+        }
+        CHECK(nmax < 1e-6, "layer %d: norm_w vs ½·RMS of v: %.3g", l, nmax);
+        // M[h,t,s] = Δ·(C_t·B_s)·exp(Δ·A·(t−s)), C = silu(q[:N]), B = silu(k[:N]), D = 0
+        k_matmul(TEX, q, u, tw->wq, NULL, T, d, H * hd, 0);
+        k_matmul(TEX, k, u, tw->wk, NULL, T, d, KV * hd, 0);
+        float *work = malloc(sizeof(float) * layer_mixer(s, l)->mat_work_floats(s, l, T));
+        layer_mixer(s, l)->materialize(TEX, s, l, M, u, T, work);
+        double dl = m2_softplus(w->dt_bias[0]), m = 0;
+        for (int h = 0; h < H; h++)
+            for (int a = 0; a < T; a++)
+                for (int b = 0; b < T; b++) {
+                    double v = 0;
+                    for (int n = 0; b <= a && n < N; n++)
+                        v += m2_silu(q[(size_t)a * H * hd + h * hd + n]) *
+                             m2_silu(k[(size_t)b * KV * hd + (h / grp) * hd + n]);
+                    ref[((size_t)h * T + a) * T + b] =
+                        b <= a ? v * dl * exp(-m2_softplus(-4.0) * (a - b)) : 0.0;
+                }
+        for (size_t i = 0; i < (size_t)H * T * T; i++) {
+            m = fmax(m, fabs(ref[i]));
+            double e = fabs((double)M[i] - ref[i]);
+            emax = e == e ? fmax(emax, e) : (double)INFINITY;
+        }
+        CHECK(emax <= 1e-5 * m, "layer %d: student M vs Δ·silu(q)·silu(k)·decay: %.3g", l,
+              emax / m);
+        if (l == 0)
+            printf("  layer 0: M vs Δ·silu(q)·silu(k)·0.982^(t-s): %.2g; Δ %.4g, A %.3g\n",
+                   emax / m, dl, -exp(w->A_log[0]));
+        free(work);
+    }
+    free(u), free(q), free(k), free(M), free(ref);
+    molt_model_free(s);
+    molt_model_free(t);
+}
+
 int main(void) {
     ctx = molt_ctx_new();
     molt_ctx_set_threads(ctx, getenv("MOLT_TEST_THREADS") ? atoi(getenv("MOLT_TEST_THREADS")) : 2);
@@ -387,6 +481,7 @@ int main(void) {
     check_model("{\"mixer\": \"ssm\"}, {\"mixer\": \"hybrid\", \"attention_heads\": [1, 2]}", 2,
                 SSM_M2, "mamba2 + MLP | hybrid+mamba2", "\"layer\":\t\"Mamba2\"");
     check_config();
+    check_mamba2_transfer();
     molt_ctx_free(ctx);
     return t_done("test_hybrid_rec");
 }
