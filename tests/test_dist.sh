@@ -12,6 +12,10 @@ set -u
 MOLT=${MOLT_BIN:-build/molt}
 command -v mpirun > /dev/null || { echo "skip: mpirun not found (apt-get install openmpi-bin)"; exit 77; }
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+# Open MPI's run-time components (dlopen'ed, closed again at MPI_Finalize) leave allocations that
+# LeakSanitizer reports from "<unknown module>" and turns into exit 1 under `make asan`: leak
+# checks stay on in every single-process test of the same training code; here they are off.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 MPI=(timeout 120 mpirun --oversubscribe --bind-to none)
 M=models/stories260K/stories260K.bin
