@@ -37,7 +37,9 @@ int cpu_matvec_isa(void) {
     return MV_HAVE_AVX512 && cpu_q8_isa_available(Q8_AVX512VNNI) ? MV_AVX512 : MV_SCALAR;
 }
 
-size_t cpu_matvec_pack_floats(int T, int in) { return (size_t)((T + 1) & ~1) * (size_t)(in / 8) * 8; }
+size_t cpu_matvec_pack_floats(int T, int in) {
+    return (size_t)((T + 1) & ~1) * (size_t)(in / 8) * 8;
+}
 
 void cpu_matvec_pack(float *xp, const float *x, int T, int in) {
     int Tp = (T + 1) & ~1, nb = in / 8;
