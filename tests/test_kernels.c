@@ -5,6 +5,7 @@
  * accumulate), with 1 and 2 threads; RMSNorm / softmax / SwiGLU against
  * double-precision loops; and the backend table's completeness check.
  */
+#include "kernels/attn.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/kernels.h"
 #include "testutil.h"
@@ -216,6 +217,46 @@ static void test_matvec(void) {
            avx ? "avx512" : "scalar only");
 }
 
+// decode attention (k_attn_prefill, T = 1) gives the bits of the plain loop —
+// each score one in-order dot, k_softmax_scaled, the weighted sum in key
+// order — whichever way the scores of 16 keys are run side by side
+static void test_decode_scores_bits(void) {
+    enum { H = 4, KV = 2, HD = 64, CAP = 80 };
+    float *kc = malloc(sizeof(float) * KV * CAP * HD), *vc = malloc(sizeof(float) * KV * CAP * HD);
+    float  q[H * HD], got[H * HD], want[H * HD], sc[CAP];
+    float *work = malloc(sizeof(float) * k_attn_prefill_work(1, CAP, H, KV, 4));
+    t_seed(77);
+    t_fill_normal(kc, (size_t)KV * CAP * HD, 1.0f);
+    t_fill_normal(vc, (size_t)KV * CAP * HD, 1.0f);
+    t_fill_normal(q, H * HD, 1.0f);
+    int bad = 0;
+    for (int S = 1; S <= CAP; S += (S < 40 ? 1 : 13))
+        for (int th = 1; th <= 2; th++) {
+            test_threads(th);
+            k_attn_prefill(TEX, got, q, 1, S - 1, H, KV, HD, kc, vc, CAP, work);
+            for (int h = 0; h < H; h++) {
+                const float *K = kc + (size_t)(h / (H / KV)) * CAP * HD;
+                const float *V = vc + (size_t)(h / (H / KV)) * CAP * HD;
+                for (int s = 0; s < S; s++) {
+                    float dot = 0.0f;
+                    for (int i = 0; i < HD; i++)
+                        dot += q[h * HD + i] * K[(size_t)s * HD + i];
+                    sc[s] = dot * (1.0f / sqrtf((float)HD));
+                }
+                k_softmax_scaled(sc, S, 1.0f);
+                for (int i = 0; i < HD; i++)
+                    want[h * HD + i] = 0.0f;
+                for (int s = 0; s < S; s++)
+                    for (int i = 0; i < HD; i++)
+                        want[h * HD + i] += sc[s] * V[(size_t)s * HD + i];
+            }
+            bad += memcmp(got, want, sizeof got) != 0;
+        }
+    test_threads(1);
+    CHECK(bad == 0, "decode attention: %d contexts differ from the one-key-at-a-time bits", bad);
+    free(kc), free(vc), free(work);
+}
+
 int main(void) {
     test_widen_half();
     test_matmul();
@@ -223,5 +264,6 @@ int main(void) {
     test_exp();
     test_backend_table();
     test_matvec();
+    test_decode_scores_bits();
     return t_done("test_kernels");
 }
