@@ -5,6 +5,7 @@
  * accumulate), with 1 and 2 threads; RMSNorm / softmax / SwiGLU against
  * double-precision loops; and the backend table's completeness check.
  */
+#include "kernels/attn.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/kernels.h"
 #include "testutil.h"
@@ -125,11 +126,144 @@ static void test_widen_half(void) {
     }
 }
 
+// ---- matvec (kernels/cpu/matvec.c): the fp32 matmul for T ≤ K_MATVEC_T ----
+// every path gives k_dotf's bits per element, for any output sub-range; the
+// twin is close to the double reference; k_matmul at T ≤ 16 on shapes above
+// the small cut is those bits at 1-4 threads (when the AVX-512 path runs)
+static void test_matvec(void) {
+    static const int Ts[] = {1, 2, 3, 5, 8, 15, 16};
+    static const int ins[] = {1, 7, 8, 9, 63, 64, 200, 773};
+    static const int outs[] = {1, 3, 4, 5, 17, 64, 129};
+    int avx = cpu_matvec_isa() == MV_AVX512, cases = 0;
+    for (size_t a = 0; a < sizeof Ts / sizeof Ts[0]; a++)
+        for (size_t b = 0; b < sizeof ins / sizeof ins[0]; b++)
+            for (size_t c = 0; c < sizeof outs / sizeof outs[0]; c++) {
+                int    T = Ts[a], in = ins[b], out = outs[c];
+                size_t ny = (size_t)T * out;
+                float *x = malloc(sizeof(float) * (size_t)T * in);
+                float *W = malloc(sizeof(float) * (size_t)out * in);
+                float *xp = malloc(sizeof(float) * (cpu_matvec_pack_floats(T, in) + 1));
+                float *y0 = malloc(sizeof(float) * ny), *y1 = malloc(sizeof(float) * ny);
+                float *r = malloc(sizeof(float) * ny), *yi = malloc(sizeof(float) * ny);
+                t_seed(a * 100 + b * 10 + c);
+                t_fill_normal(x, (size_t)T * in, 1.0f);
+                t_fill_normal(W, (size_t)out * in, 0.1f);
+                t_fill_normal(yi, ny, 1.0f);
+                cpu_matvec_pack(xp, x, T, in);
+                for (int add = 0; add <= 1; add++) {
+                    for (size_t i = 0; i < ny; i++) // poisoned outputs unless added to
+                        y0[i] = y1[i] = r[i] = add ? yi[i] : NAN;
+                    cpu_matvec(MV_SCALAR, y0, out, x, NULL, W, T, in, 0, out, add);
+                    if (!add)
+                        for (size_t i = 0; i < ny; i++)
+                            r[i] = 0.0f;
+                    k_matmul_ref(r, x, W, NULL, T, in, out, add);
+                    char what[96];
+                    snprintf(what, sizeof what, "matvec twin T=%d in=%d out=%d add %d", T, in,
+                             out, add);
+                    t_close(what, y0, r, ny, 1e-4, 1e-4);
+                    for (int o = 0; o < out; o++) // the twin is k_dotf itself
+                        for (int t = 0; t < T; t++) {
+                            float s = k_dotf(W + (size_t)o * in, x + (size_t)t * in, in);
+                            s = add ? yi[(size_t)t * out + o] + s : s;
+                            CHECK(!memcmp(&s, &y0[(size_t)t * out + o], 4), "%s: != k_dotf",
+                                  what);
+                        }
+                    if (avx) { // two ragged sub-ranges, same bits as the twin
+                        int mid = out / 3;
+                        cpu_matvec(MV_AVX512, y1, out, x, xp, W, T, in, 0, mid, add);
+                        cpu_matvec(MV_AVX512, y1, out, x, xp, W, T, in, mid, out, add);
+                        CHECK(!memcmp(y0, y1, sizeof(float) * ny), "%s: avx512 != twin", what);
+                    }
+                    cases++;
+                }
+                free(x), free(W), free(xp), free(y0), free(y1), free(r), free(yi);
+            }
+    // through k_matmul: above the small cut, T ≤ 16, 1-4 threads, bias
+    static const int big[][3] = {{1, 768, 2048}, {4, 2048, 768}, {16, 768, 100}, {7, 129, 300}};
+    for (size_t si = 0; si < sizeof big / sizeof big[0]; si++) {
+        int    T = big[si][0], in = big[si][1], out = big[si][2];
+        size_t ny = (size_t)T * out;
+        float *x = malloc(sizeof(float) * (size_t)T * in), *W = malloc(sizeof(float) * out * in);
+        float *bias = malloc(sizeof(float) * out), *y = malloc(sizeof(float) * ny);
+        float *y1 = malloc(sizeof(float) * ny);
+        t_seed(900 + si);
+        t_fill_normal(x, (size_t)T * in, 1.0f);
+        t_fill_normal(W, (size_t)out * in, 0.1f);
+        t_fill_normal(bias, (size_t)out, 1.0f);
+        for (int th = 1; th <= 4; th++) {
+            test_threads(th);
+            for (size_t i = 0; i < ny; i++)
+                y[i] = NAN;
+            k_matmul(TEX, y, x, W, bias, T, in, out, 0);
+            if (th == 1)
+                memcpy(y1, y, sizeof(float) * ny);
+            else if (avx)
+                CHECK(!memcmp(y, y1, sizeof(float) * ny), "k_matmul T=%d in=%d out=%d: %d "
+                      "threads != 1 thread", T, in, out, th);
+            int bad = 0;
+            for (int o = 0; avx && o < out; o++)
+                for (int t = 0; t < T; t++) {
+                    float s = bias[o] + k_dotf(W + (size_t)o * in, x + (size_t)t * in, in);
+                    bad += memcmp(&s, &y[(size_t)t * out + o], 4) != 0;
+                }
+            CHECK(bad == 0, "k_matmul T=%d in=%d out=%d threads %d: %d elements != k_dotf", T,
+                  in, out, th, bad);
+        }
+        test_threads(1);
+        free(x), free(W), free(bias), free(y), free(y1);
+    }
+    printf("matvec: %d cases, path %s, bit-identical to k_dotf\n", cases,
+           avx ? "avx512" : "scalar only");
+}
+
+// decode attention (k_attn_prefill, T = 1) gives the bits of the plain loop —
+// each score one in-order dot, k_softmax_scaled, the weighted sum in key
+// order — whichever way the scores of 16 keys are run side by side
+static void test_decode_scores_bits(void) {
+    enum { H = 4, KV = 2, HD = 64, CAP = 80 };
+    float *kc = malloc(sizeof(float) * KV * CAP * HD), *vc = malloc(sizeof(float) * KV * CAP * HD);
+    float  q[H * HD], got[H * HD], want[H * HD], sc[CAP];
+    float *work = malloc(sizeof(float) * k_attn_prefill_work(1, CAP, H, KV, 4));
+    t_seed(77);
+    t_fill_normal(kc, (size_t)KV * CAP * HD, 1.0f);
+    t_fill_normal(vc, (size_t)KV * CAP * HD, 1.0f);
+    t_fill_normal(q, H * HD, 1.0f);
+    int bad = 0;
+    for (int S = 1; S <= CAP; S += (S < 40 ? 1 : 13))
+        for (int th = 1; th <= 2; th++) {
+            test_threads(th);
+            k_attn_prefill(TEX, got, q, 1, S - 1, H, KV, HD, kc, vc, CAP, work);
+            for (int h = 0; h < H; h++) {
+                const float *K = kc + (size_t)(h / (H / KV)) * CAP * HD;
+                const float *V = vc + (size_t)(h / (H / KV)) * CAP * HD;
+                for (int s = 0; s < S; s++) {
+                    float dot = 0.0f;
+                    for (int i = 0; i < HD; i++)
+                        dot += q[h * HD + i] * K[(size_t)s * HD + i];
+                    sc[s] = dot * (1.0f / sqrtf((float)HD));
+                }
+                k_softmax_scaled(sc, S, 1.0f);
+                for (int i = 0; i < HD; i++)
+                    want[h * HD + i] = 0.0f;
+                for (int s = 0; s < S; s++)
+                    for (int i = 0; i < HD; i++)
+                        want[h * HD + i] += sc[s] * V[(size_t)s * HD + i];
+            }
+            bad += memcmp(got, want, sizeof got) != 0;
+        }
+    test_threads(1);
+    CHECK(bad == 0, "decode attention: %d contexts differ from the one-key-at-a-time bits", bad);
+    free(kc), free(vc), free(work);
+}
+
 int main(void) {
     test_widen_half();
     test_matmul();
     test_elementwise();
     test_exp();
     test_backend_table();
+    test_matvec();
+    test_decode_scores_bits();
     return t_done("test_kernels");
 }

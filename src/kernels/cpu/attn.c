@@ -73,6 +73,39 @@ void cpu_kv_append(const molt_exec *ex, float *const *kc, float *const *vc, cons
 // ----------------------------------------------------------------------------
 // decode: one query per head
 
+// sc[g, s] = (q_g · K[s]) · scale for g < grp, s < S (sc row stride S), each
+// dot summed i = 0 … hd−1 in order, one chain per (g, s): the chains of
+// SC_KEYS keys run side by side — the same operations in the same order per
+// key, so the same bits as one key at a time, without waiting on one add
+// chain per key (the cost at long context). K is read once for the group.
+#define SC_KEYS 16
+K_SIMD static void decode_scores(float *sc, const float *qg, int grp, const float *K, int S,
+                                 int hd, float scale) {
+    int s = 0;
+    for (; s + SC_KEYS <= S; s += SC_KEYS) {
+        const float *ks = K + (size_t)s * hd;
+        for (int g = 0; g < grp; g++) {
+            const float *q = qg + (size_t)g * hd;
+            float        d[SC_KEYS] = {0};
+            for (int i = 0; i < hd; i++)
+                for (int k = 0; k < SC_KEYS; k++)
+                    d[k] += q[i] * ks[(size_t)k * hd + i];
+            for (int k = 0; k < SC_KEYS; k++)
+                sc[(size_t)g * S + s + k] = d[k] * scale;
+        }
+    }
+    for (; s < S; s++) {
+        const float *ks = K + (size_t)s * hd;
+        for (int g = 0; g < grp; g++) {
+            const float *q = qg + (size_t)g * hd;
+            float        dot = 0.0f;
+            for (int i = 0; i < hd; i++)
+                dot += q[i] * ks[i];
+            sc[(size_t)g * S + s] = dot * scale;
+        }
+    }
+}
+
 // The grp query heads that share a KV head are handled together, so each
 // cached key/value row is read once per group. scores: [grp, S]. Handles kv
 // heads [j0, j1).
@@ -83,16 +116,7 @@ static void attend_one(float *heads, const float *q, int S, int H, int KV, int h
     for (int j = j0; j < j1; j++) {
         const float *K = kc + (size_t)j * cap * hd, *V = vc + (size_t)j * cap * hd;
         const float *qg = q + (size_t)j * grp * hd;
-        for (int s = 0; s < S; s++) {
-            const float *ks = K + (size_t)s * hd;
-            for (int g = 0; g < grp; g++) {
-                const float *qh = qg + (size_t)g * hd;
-                float        dot = 0.0f;
-                for (int i = 0; i < hd; i++)
-                    dot += qh[i] * ks[i];
-                scores[(size_t)g * S + s] = dot * scale;
-            }
-        }
+        decode_scores(scores, qg, grp, K, S, hd, scale);
         for (int g = 0; g < grp; g++)
             k_softmax_scaled(scores + (size_t)g * S, S, 1.0f); // = cpu_softmax
         float *og = heads + (size_t)j * grp * hd;

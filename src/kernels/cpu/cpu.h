@@ -40,6 +40,19 @@ void cpu_widen_half(float *dst, const uint16_t *h, int n, int is_bf16);
 void cpu_matmul_w(const molt_exec *ex, float *y, const float *x, molt_w W, const float *bias,
                   int T, int in, int out, int accumulate);
 
+// matvec.c: the fp32 matmul for 1 ≤ T ≤ K_MATVEC_T rows of x (contract in
+// matvec.c: every element exactly k_dotf(W row, x row)). isa: MV_SCALAR (the
+// k_dotf twin) or MV_AVX512; cpu_matvec_isa() is the best this CPU and OS allow
+// (MOLT_MATVEC=scalar forces the twin). xp: x packed by cpu_matvec_pack
+// (cpu_matvec_pack_floats(T, in) floats), needed by MV_AVX512 only.
+#define K_MATVEC_T 16
+enum { MV_SCALAR = 0, MV_AVX512 = 1 };
+int    cpu_matvec_isa(void);
+size_t cpu_matvec_pack_floats(int T, int in);
+void   cpu_matvec_pack(float *xp, const float *x, int T, int in);
+void   cpu_matvec(int isa, float *y, int ldy, const float *x, const float *xp, const float *W,
+                  int T, int in, int o0, int o1, int add);
+
 // q8.c, q8_x86.c: the q8_0 branch of cpu_matmul_w (contract: q8.h). isa: 0
 // scalar, 1 AVX2, 2 AVX-512 VNNI (q8_isa); cpu_q8_isa() is the one
 // cpu_matmul_w uses (the best the CPU and OS allow, or MOLT_Q8_ISA's).

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <math.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MIN_INT(a, b) ((a) < (b) ? (a) : (b))
@@ -69,6 +70,53 @@ static void gemm_block(float *y, const float *x, const float *W, int T, int in, 
                     W + (size_t)o0 * in, in, beta, y + o0, out);
 }
 
+// Few rows of x (decode, small-batch decode): matvec.c's kernel streams W once
+// per call, every element k_dotf's sum (so, unlike sgemv/sgemm, the same bits
+// at any thread count and any T ≤ K_MATVEC_T); threads own blocks of 16
+// output features. MOLT_MATVEC=blas keeps OpenBLAS (before/after benchmarks).
+static int            g_mv_isa = MV_SCALAR;
+static pthread_once_t g_mv_once = PTHREAD_ONCE_INIT;
+static void           mv_choose(void) {
+    const char *e = getenv("MOLT_MATVEC");
+    g_mv_isa = e && !strcmp(e, "blas") ? -1 : cpu_matvec_isa();
+}
+static int mv_isa(void) {
+    pthread_once(&g_mv_once, mv_choose);
+    return g_mv_isa;
+}
+
+typedef struct mv_task {
+    float       *y;
+    const float *x, *xp, *W;
+    int          T, in, out, add;
+} mv_task;
+
+static void mv_run(void *arg, int ith, int nth) {
+    const mv_task *j = arg;
+    int            per = ((j->out + nth - 1) / nth + 15) & ~15;
+    int            o0 = MIN_INT(j->out, ith * per), o1 = MIN_INT(j->out, o0 + per);
+    cpu_matvec(MV_AVX512, j->y, j->out, j->x, j->xp, j->W, j->T, j->in, o0, o1, j->add);
+}
+
+static void matvec_rows(const molt_exec *ex, float *y, const float *x, const float *W, int T,
+                        int in, int out, int add) {
+    size_t n = cpu_matvec_pack_floats(T, in);
+    float  stack[4096], *xp = n <= 4096 ? stack : malloc(sizeof(float) * n);
+    if (!xp) { // no memory for the packed copy: the twin, same bits
+        cpu_matvec(MV_SCALAR, y, out, x, NULL, W, T, in, 0, out, add);
+        return;
+    }
+    cpu_matvec_pack(xp, x, T, in);
+    mv_task job = {y, x, xp, W, T, in, out, add};
+    int     nth = out < 32 * ex->nth ? 1 : ex->nth;
+    if (nth <= 1)
+        mv_run(&job, 0, 1);
+    else
+        molt_pool_run(nth, mv_run, &job);
+    if (xp != stack)
+        free(xp);
+}
+
 typedef struct mm_task {
     float       *y;
     const float *x, *W;
@@ -101,6 +149,10 @@ void cpu_matmul(const molt_exec *ex, float *y, const float *x, const float *W, c
     }
     if (T == 1 && (size_t)in * (size_t)out <= (1u << 15)) {
         matvec_small(y, x, W, in, out, beta != 0.0f);
+        return;
+    }
+    if (T <= K_MATVEC_T && T >= 1 && mv_isa() == MV_AVX512) {
+        matvec_rows(ex, y, x, W, T, in, out, beta != 0.0f);
         return;
     }
     double flops = 2.0 * T * (double)in * out;
