@@ -87,6 +87,8 @@ def main():
     ap.add_argument("--kinds", default=",".join(KINDS))
     ap.add_argument("--molt", default=os.path.join(mx.ROOT, "build/molt"))
     ap.add_argument("--reps", type=int, default=3, help="decode timing repeats (median)")
+    ap.add_argument("--rerun", action="append", default=[], metavar="KIND",
+                    help="re-run this kind's hybrids instead of reusing them")
     ap.add_argument("--no-reuse", action="store_true",
                     help="do not take finished runs from the previous OUT/hybrids.json")
     a = ap.parse_args()
@@ -115,7 +117,7 @@ def main():
             for kind in kinds:
                 n = 0 if kind == "gateloop" else mx.fit(kind, g, gl)
                 key = run_key(t, kind, n, seed)
-                if key in prev:
+                if key in prev and kind not in a.rerun:
                     r = dict(prev[key], reused=True)
                 else:
                     d = os.path.join(a.work, t["name"], kind, f"seed{seed}")

@@ -561,6 +561,9 @@ def main():
                     help="only run the interleaved decode pass on OUT/mixers.json's plan")
     ap.add_argument("--replot", action="store_true",
                     help="only rewrite mixers.md and the SVG from OUT/mixers.json")
+    ap.add_argument("--rerun", action="append", default=[], metavar="KIND",
+                    help="re-run this student kind's runs instead of reusing them (after a "
+                         "change to that student)")
     ap.add_argument("--no-reuse", action="store_true",
                     help="do not take finished runs from the previous OUT/mixers.json")
     ap.add_argument("--verify", action="append", default=[], metavar="TEACHER:LABEL:SEED",
@@ -631,6 +634,8 @@ def main():
                 again = (t["name"], c["label"], str(seed)) in verify
                 if again:
                     r = None
+                if c["kind"] in a.rerun:
+                    r, old = None, None
                 if r is None and old is not None and not again:
                     r = dict(old, reused=True)
                 if r is None:
