@@ -13,6 +13,7 @@
  * memory used on rank 0 (cudaMemGetInfo) and the moments held per rank.
  * Built by `make cuda`; needs a GPU and MPI (scripts/dist_gpu_check.sh runs it).
  */
+#include "bench_models.h"
 #include "kernels/kernels.h"
 #include "kernels/mem.h"
 #include "models/model.h"
@@ -34,7 +35,6 @@ int main(void) {
 #include "kernels/cuda/cuda.h"
 
 static char TEACHER[1024], STUDENT[1024];
-static int  D = 2048, L = 16, H = 32, KV = 8, F = 8192, V = 128256, NS = 64;
 static molt_ctx  *cpu, *gpu;
 static molt_comm *comm;
 
@@ -66,11 +66,12 @@ static molt_model *gpu_model(const char *json) {
 int main(int argc, char **argv) {
     int B = 1, T = 2048, steps = 10;
     const char *matmul = "fp32";
+    bench_1b    shape = BENCH_1B;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--batch") && i + 1 < argc) B = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--seq") && i + 1 < argc) T = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--small")) D = 512, L = 4, H = 8, KV = 4, F = 1024, V = 32000;
+        else if (!strcmp(argv[i], "--small")) shape = BENCH_1B_SMALL;
         else if (!strcmp(argv[i], "--tf32")) matmul = "tf32";
         else if (!strcmp(argv[i], "--bf16")) matmul = "bf16";
         else {
@@ -96,18 +97,7 @@ int main(int argc, char **argv) {
     }
     molt_ctx_set_comm(gpu, comm);
     int rank = molt_comm_rank(comm), world = molt_comm_world(comm);
-    snprintf(TEACHER, sizeof TEACHER,
-             "{\"model_type\": \"llama\", \"hidden_size\": %d, \"num_hidden_layers\": %d,"
-             " \"num_attention_heads\": %d, \"num_key_value_heads\": %d, \"head_dim\": %d,"
-             " \"intermediate_size\": %d, \"vocab_size\": %d, \"max_position_embeddings\": 8192,"
-             " \"rms_norm_eps\": 1e-5, \"tie_word_embeddings\": true, \"rope_theta\": 500000.0}",
-             D, L, H, KV, D / H, F, V);
-    snprintf(STUDENT, sizeof STUDENT,
-             "{\"model_type\": \"llamba\", \"vocab_size\": %d, \"tie_embeddings\": true,"
-             " \"d_model\": %d, \"n_layer\": %d, \"mlp_cfg\": {\"intermediate_size\": %d},"
-             " \"ssm_cfg\": {\"d_state\": %d, \"n_v_heads\": %d, \"n_qk_heads\": %d,"
-             " \"expand\": 1, \"chunk_size\": 128}, \"max_position_embeddings\": 8192}",
-             V, D, L, F, NS, H, H);
+    bench_1b_cfgs(&shape, TEACHER, sizeof TEACHER, STUDENT, sizeof STUDENT);
     molt_exec    ex = molt__exec(gpu);
     molt_model  *t = gpu_model(TEACHER), *s = gpu_model(STUDENT);
     train_model *tt = NULL, *ts = NULL;
@@ -122,8 +112,10 @@ int main(int argc, char **argv) {
     tl.per_step = (int64_t)N * world;
     int32_t *in = malloc(sizeof(int32_t) * (size_t)N);
     uint64_t x = 0x9E3779B97F4A7C15ull * (uint64_t)(rank + 1);
-    for (int i = 0; i < N; i++) // each rank its own tokens
-        in[i] = (int32_t)((x = x * 6364136223846793005ull + 1442695040888963407ull) >> 33) % V;
+    for (int i = 0; i < N; i++) { // each rank its own tokens
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        in[i] = (int32_t)((x >> 33) % (uint64_t)shape.V);
+    }
     double *ms = calloc((size_t)steps, sizeof(double));
     for (int k = 0; k < steps + 2; k++) {
         be_sync(&ex);
@@ -132,8 +124,8 @@ int main(int argc, char **argv) {
         tm_zero_grad(ts);
         train_overlap_arm(&tl, ts); // each layer's reduction beside the next layers' backward
         tm_forward(&ex, ts, in);
-        double loss = loss_soft_ce(&ex, rows, ts->dlogits, ts->logits, tt->logits, N, V, 1.0f,
-                                   1.0f / (float)N) /
+        double loss = loss_soft_ce(&ex, rows, ts->dlogits, ts->logits, tt->logits, N, shape.V,
+                                   1.0f, 1.0f / (float)N) /
                       N;
         tm_backward(&ex, ts);
         if (train_step(&ex, gpu, &tl, ts->grad, loss, "bench") != MOLT_OK)

@@ -22,6 +22,7 @@
  * (--small: a 4-layer, d 512 model for a quick check.)
  * Built by `make cuda` (build-cuda/bench/bench_gpu); needs a GPU.
  */
+#include "bench_models.h"
 #include "kernels/attn.h"
 #include "kernels/kernels.h"
 #include "kernels/mem.h"
@@ -45,21 +46,11 @@ int main(void) {
 #include "kernels/cuda/cuda.h"
 
 static char TEACHER[1024], STUDENT[1024];
-static int  D = 2048, L = 16, H = 32, KV = 8, F = 8192, V = 128256, NS = 64;
+static int  D, L, H, KV, F, V, NS; // the shape: BENCH_1B, or BENCH_1B_SMALL with --small
 
 static void make_cfgs(void) {
-    snprintf(TEACHER, sizeof TEACHER,
-             "{\"model_type\": \"llama\", \"hidden_size\": %d, \"num_hidden_layers\": %d,"
-             " \"num_attention_heads\": %d, \"num_key_value_heads\": %d, \"head_dim\": %d,"
-             " \"intermediate_size\": %d, \"vocab_size\": %d, \"max_position_embeddings\": 8192,"
-             " \"rms_norm_eps\": 1e-5, \"tie_word_embeddings\": true, \"rope_theta\": 500000.0}",
-             D, L, H, KV, D / H, F, V);
-    snprintf(STUDENT, sizeof STUDENT,
-             "{\"model_type\": \"llamba\", \"vocab_size\": %d, \"tie_embeddings\": true,"
-             " \"d_model\": %d, \"n_layer\": %d, \"mlp_cfg\": {\"intermediate_size\": %d},"
-             " \"ssm_cfg\": {\"d_state\": %d, \"n_v_heads\": %d, \"n_qk_heads\": %d,"
-             " \"expand\": 1, \"chunk_size\": 128}, \"max_position_embeddings\": 8192}",
-             V, D, L, F, NS, H, H);
+    bench_1b_cfgs(&(bench_1b){D, L, H, KV, F, V, NS}, TEACHER, sizeof TEACHER, STUDENT,
+                  sizeof STUDENT);
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -353,12 +344,13 @@ int main(int argc, char **argv) {
     int B = 4, T = 2048, steps = 5;
     const char *only = NULL;
     const char *matmul = "fp32";
+    bench_1b    shape = BENCH_1B;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--batch") && i + 1 < argc) B = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--seq") && i + 1 < argc) T = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
-        else if (!strcmp(argv[i], "--small")) D = 512, L = 4, H = 8, KV = 4, F = 1024, V = 32000;
+        else if (!strcmp(argv[i], "--small")) shape = BENCH_1B_SMALL;
         else if (!strcmp(argv[i], "--tf32")) matmul = "tf32";
         else if (!strcmp(argv[i], "--bf16")) matmul = "bf16";
         else {
@@ -367,6 +359,7 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
+    D = shape.D, L = shape.L, H = shape.H, KV = shape.KV, F = shape.F, V = shape.V, NS = shape.NS;
     make_cfgs();
     cpu = molt_ctx_new();
     gpu = molt_ctx_new();

@@ -55,4 +55,30 @@ static inline molt_model *bench_model(molt_ctx *ctx, const char *json) {
   return m;
 }
 
+// The 1B shapes of issue 12 (bench_gpu.c, bench_dist.c): a random-weight Llama-3.2-1B teacher
+// (hidden 2048, 16 layers, 32 heads / 8 KV, MLP 8192, vocab 128256, tied) and a Llamba-1B
+// student (32 heads × 64, d_state 64, same MLP); BENCH_1B_SMALL: d 512, 4 layers, 8 heads /
+// 4 KV, MLP 1024, vocab 32000 for a quick check. bench_1b_cfgs writes both configs.
+typedef struct {
+    int D, L, H, KV, F, V, NS;
+} bench_1b;
+static const bench_1b BENCH_1B = {2048, 16, 32, 8, 8192, 128256, 64};
+static const bench_1b BENCH_1B_SMALL = {512, 4, 8, 4, 1024, 32000, 64};
+
+static inline void bench_1b_cfgs(const bench_1b *s, char *teacher, size_t nt, char *student,
+                                 size_t ns) {
+    snprintf(teacher, nt,
+             "{\"model_type\": \"llama\", \"hidden_size\": %d, \"num_hidden_layers\": %d,"
+             " \"num_attention_heads\": %d, \"num_key_value_heads\": %d, \"head_dim\": %d,"
+             " \"intermediate_size\": %d, \"vocab_size\": %d, \"max_position_embeddings\": 8192,"
+             " \"rms_norm_eps\": 1e-5, \"tie_word_embeddings\": true, \"rope_theta\": 500000.0}",
+             s->D, s->L, s->H, s->KV, s->D / s->H, s->F, s->V);
+    snprintf(student, ns,
+             "{\"model_type\": \"llamba\", \"vocab_size\": %d, \"tie_embeddings\": true,"
+             " \"d_model\": %d, \"n_layer\": %d, \"mlp_cfg\": {\"intermediate_size\": %d},"
+             " \"ssm_cfg\": {\"d_state\": %d, \"n_v_heads\": %d, \"n_qk_heads\": %d,"
+             " \"expand\": 1, \"chunk_size\": 128}, \"max_position_embeddings\": 8192}",
+             s->V, s->D, s->L, s->F, s->NS, s->H, s->H);
+}
+
 #endif
