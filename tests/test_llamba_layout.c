@@ -53,19 +53,6 @@ static void path_of(char *buf, size_t cap, const char *a, const char *b) {
     snprintf(buf, cap, "%s/%s", a, b);
 }
 
-// same parameter table and bytes
-static void same_params(const char *what, const molt_model *a, const molt_model *b) {
-    CHECK(a->n_params == b->n_params, "%s: %d vs %d parameters", what, a->n_params, b->n_params);
-    for (int i = 0; i < a->n_params && i < b->n_params; i++) {
-        const param_info *p = &a->params[i], *q = &b->params[i];
-        CHECK(!strcmp(p->name, q->name) && p->numel == q->numel, "%s: parameter %d: %s vs %s",
-              what, i, p->name, q->name);
-        if (p->numel == q->numel)
-            CHECK(!memcmp(a->data + p->offset, b->data + q->offset, 4 * p->numel),
-                  "%s: %s differs", what, p->name);
-    }
-}
-
 // the same tensor names and shapes in both model.safetensors
 static void same_tensors(const char *what, const char *d1, const char *d2) {
     char p1[1024], p2[1024];
@@ -141,7 +128,7 @@ static void test_cartesia_variant(const char *v, int n_ids) {
     free(cj);
     molt_model *o = load(own);
     if (o) {
-        same_params("own layout", m, o);
+        tm_same_params("own layout", m, o);
         float *l1 = tm_logits(ctx, o, ids, n_ids, false);
         CHECK(l0 && l1 && !memcmp(l0, l1, sizeof(float) * (size_t)n_ids * m->cfg.vocab),
               "%s: molt_hybrid logits differ", label);
@@ -152,7 +139,7 @@ static void test_cartesia_variant(const char *v, int n_ids) {
         if (b) {
             CHECK(b->cfg.arch == ARCH_LLAMBA, "%s: written llamba reads as %s", label,
                   model_arch_name(b->cfg.arch));
-            same_params("llamba layout", m, b);
+            tm_same_params("llamba layout", m, b);
             float *l2 = tm_logits(ctx, b, ids, n_ids, false);
             CHECK(l0 && l2 && !memcmp(l0, l2, sizeof(float) * (size_t)n_ids * m->cfg.vocab),
                   "%s: re-read logits differ", label);
@@ -219,7 +206,7 @@ static void test_writer_rules(void) {
               "bias=true llamba: z_bias written or biases missing");
         molt_model *b = load(d1);
         if (b)
-            same_params("bias=true llamba", m, b);
+            tm_same_params("bias=true llamba", m, b);
         molt_model_free(b);
     }
     molt_model_free(m);
@@ -232,7 +219,7 @@ static void test_writer_rules(void) {
         save(m, d2, "molt");
         molt_model *b = load(d2);
         if (b) {
-            same_params("eps 1e-6 molt_hybrid", m, b);
+            tm_same_params("eps 1e-6 molt_hybrid", m, b);
             CHECK(b->cfg.norm_eps == 1e-6f && model_final_eps(&b->cfg) == 1e-6f, "eps lost");
         }
         molt_model_free(b);
@@ -319,7 +306,7 @@ static void test_mamba_ssm(void) {
         CHECK(layer_ssm(&b->cfg, 0)->dt_limit_lo == 0.001f &&
                   layer_ssm(&b->cfg, 0)->dt_limit_hi == 50.0f,
               "dt_limit lost");
-        same_params("mamba_ssm", m, b);
+        tm_same_params("mamba_ssm", m, b);
         int32_t ids[29];
         for (int i = 0; i < 29; i++)
             ids[i] = (i * 13 + 5) % 61;
@@ -380,7 +367,7 @@ static void test_mamba_ssm(void) {
                       layer_ssm(&h->cfg, 0)->d_inner == 64 && layer_ssm(&h->cfg, 0)->K == 4 &&
                       h->cfg.conv_bias && !h->cfg.ssm_bias,
                   "hand-written MambaConfig read wrong");
-            same_params("hand-written mamba_ssm", v, h);
+            tm_same_params("hand-written mamba_ssm", v, h);
             int32_t ids[17];
             for (int i = 0; i < 17; i++)
                 ids[i] = (i * 7 + 3) % 64;

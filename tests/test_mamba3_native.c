@@ -59,19 +59,6 @@ static char *config_of(const char *dir) {
     return t_read_file(p, &n);
 }
 
-// same parameter table and bytes
-static void same_params(const char *what, const molt_model *a, const molt_model *b) {
-    CHECK(a->n_params == b->n_params, "%s: %d vs %d parameters", what, a->n_params, b->n_params);
-    for (int i = 0; i < a->n_params && i < b->n_params; i++) {
-        const param_info *p = &a->params[i], *q = &b->params[i];
-        CHECK(!strcmp(p->name, q->name) && p->numel == q->numel, "%s: parameter %d: %s vs %s",
-              what, i, p->name, q->name);
-        if (p->numel == q->numel)
-            CHECK(!memcmp(a->data + p->offset, b->data + q->offset, 4 * p->numel),
-                  "%s: %s differs", what, p->name);
-    }
-}
-
 // both model.safetensors hold the same tensors: names, shapes, dtypes and values
 static void same_files(const char *what, const char *d1, const char *d2) {
     char p1[1024], p2[1024];
@@ -154,7 +141,7 @@ static void test_reference_variant(const char *v, bool mlp) {
     same_files(label, dir, back);
     molt_model *b = load(back);
     if (b) {
-        same_params(label, m, b);
+        tm_same_params(label, m, b);
         CHECK(same_logits(m, b, ids, 29), "%s: re-read logits differ", label);
     }
     molt_model_free(b);
@@ -174,7 +161,7 @@ static void test_reference_variant(const char *v, bool mlp) {
         free(cj);
         molt_model *o = load(own);
         if (o) {
-            same_params("molt layout", m, o);
+            tm_same_params("molt layout", m, o);
             CHECK(same_logits(m, o, ids, 29), "%s: molt_hybrid logits differ", label);
             save(o, own2, "mamba_ssm");
             same_files("molt layout back to mamba_ssm", dir, own2);
@@ -253,7 +240,7 @@ static void test_student(const char *name, const char *m3, uint64_t seed) {
         CHECK(b->cfg.arch == ARCH_HYBRID && b->cfg.kind[1] == LAYER_MAMBA3 && b->cfg.has_mlp &&
                   b->cfg.d_ff == 128,
               "student %s: reads back as another model", name);
-        same_params(name, m, b);
+        tm_same_params(name, m, b);
         int32_t ids[23];
         for (int i = 0; i < 23; i++)
             ids[i] = (i * 13 + 5) % m->cfg.vocab;
@@ -313,7 +300,7 @@ static void test_mamba2_mlp(void) {
                   layer_ssm(&b->cfg, 0)->kind == SSM_MAMBA2 && b->cfg.has_mlp &&
                   b->cfg.d_ff == 128,
               "Mamba-2 + MLP reads back as another model");
-        same_params("Mamba-2 + MLP", m, b);
+        tm_same_params("Mamba-2 + MLP", m, b);
         CHECK(same_logits(m, b, ids, 23), "Mamba-2 + MLP: logits differ");
         save(b, back, "auto");
         same_files("Mamba-2 + MLP saved as loaded", nat, back);

@@ -128,3 +128,15 @@ const char *const tm_arch_cfgs[TM_N_ARCH_CFGS][2] = {
      " \"layers\": [{\"mixer\": \"attention\"}, {\"mixer\": \"hybrid\", \"attention_heads\":"
      " [1, 3]}, {\"mixer\": \"ssm\"}]}"},
 };
+
+void tm_same_params(const char *what, const molt_model *a, const molt_model *b) {
+    CHECK(a->n_params == b->n_params, "%s: %d vs %d parameters", what, a->n_params, b->n_params);
+    for (int i = 0; i < a->n_params && i < b->n_params; i++) {
+        const param_info *p = &a->params[i], *q = &b->params[i];
+        CHECK(!strcmp(p->name, q->name) && p->numel == q->numel, "%s: parameter %d: %s vs %s",
+              what, i, p->name, q->name);
+        if (p->numel == q->numel)
+            CHECK(!memcmp(a->data + p->offset, b->data + q->offset, 4 * p->numel),
+                  "%s: %s differs", what, p->name);
+    }
+}

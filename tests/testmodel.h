@@ -30,4 +30,7 @@ extern const char *const tm_arch_cfgs[TM_N_ARCH_CFGS][2];
 // rm -rf of a temp directory made by mkdtemp
 void tm_rmdir(const char *dir);
 
+// CHECKs that a and b have the same parameter table (names, sizes, order) and bytes
+void tm_same_params(const char *what, const molt_model *a, const molt_model *b);
+
 #endif
