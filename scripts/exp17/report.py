@@ -225,7 +225,7 @@ def tables(R, lines, plotdir=None, plotrel=None, tag=None):
                       "seconds per problem", "coverage (pass@n)", series_c, ylim=(0, 1))
             for f in (f1, f2):
                 if f:
-                    lines.append("![%s](%s)" % (os.path.basename(f), os.path.join(plotrel, os.path.basename(f))))
+                    lines.append(image_line(f, plotrel))
             lines.append("")
     else:
         lines.append("Accuracy / coverage vs time: not yet measured.")
@@ -277,11 +277,17 @@ def tables(R, lines, plotdir=None, plotrel=None, tag=None):
                 f = plot(plotdir, "tput_%s_n%d" % (tag, n), "decode tok/s vs batch, %d tokens (%s)" % (n, dev),
                          "batch", "tokens/s", series, logx=True, logy=True)
                 if f:
-                    lines.append("![%s](%s)" % (os.path.basename(f), os.path.join(plotrel, os.path.basename(f))))
+                    lines.append(image_line(f, plotrel))
             lines.append("")
     else:
         lines.append("Throughput: not yet measured.")
         lines.append("")
+
+
+def image_line(path, plotrel):
+    """The markdown line showing the plot file `path`, linked relative to the report."""
+    name = os.path.basename(path)
+    return "![%s](%s)" % (name, os.path.join(plotrel, name))
 
 
 # ------------------------------------------------------------------------------------------------
