@@ -2,7 +2,7 @@
  * attn_flash_tc.cu — the bf16 tensor-core path of flash attention for
  * training (kernels/attn.h: k_attn_flash_forward / k_attn_flash_backward),
  * taken by attn_flash.cu for an exec with MOLT_EXEC_BF16 and a head dim hd
- * that is a multiple of 16, ≤ 128 (attn_flash_tc.cuh: fa_tc_ok).
+ * that is a multiple of 16, ≤ 128 (fa_tc_ok).
  *
  * FlashAttention-2 in mma.sync (m16n8k16, bf16 inputs, fp32 accumulators):
  * a block is 4 warps over a tile of 64 rows (queries in the forward and dq,
@@ -427,7 +427,8 @@ template <int HD> static void fa_backward(const molt_exec *ex, float *dqkv, cons
     CU_LAUNCHED("k_fa_dq");
 }
 
-bool fa_tc_ok(const molt_exec *ex, int hd) {
+// this path: MOLT_EXEC_BF16, hd a multiple of 16 in [16, 128]
+static bool fa_tc_ok(const molt_exec *ex, int hd) {
     return (ex->flags & MOLT_EXEC_BF16) && hd % 16 == 0 && hd >= 16 && hd <= 128;
 }
 

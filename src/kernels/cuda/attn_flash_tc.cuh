@@ -10,10 +10,9 @@
 
 #include "core/exec.h"
 
-// true when an exec and head dim take this path (MOLT_EXEC_BF16, hd % 16 == 0, 16 ≤ hd ≤ 128)
-bool fa_tc_ok(const molt_exec *ex, int hd);
-// launch and return true, or return false (not this path: fa_tc_ok fails or
-// an output is not 8-byte aligned) having launched nothing
+// launch and return true, or return false having launched nothing (not this
+// path: no MOLT_EXEC_BF16, hd not a multiple of 16 in [16, 128], or an output
+// not 8-byte aligned)
 bool fa_tc_forward(const molt_exec *ex, float *heads, float *lse, const float *qkv, int ld,
                    int B, int T, int H, int KV, int hd);
 bool fa_tc_backward(const molt_exec *ex, float *dqkv, const float *dheads, const float *qkv,
