@@ -60,7 +60,8 @@ fi
 left=$((WALL_S - ($(date +%s) - T0) - 10))
 echo "gpu.sh: $left s left for the experiment"
 rc=0
-DEVICE=cuda MOLT=$M OUT=$RUN BUNDLE=$OUT TOTAL_S=$left THREADS=${THREADS:-8} \
+RET=$OUT  # BUNDLE must name the returned folder: a prefix OUT=... would be seen by BUNDLE=$OUT
+DEVICE=cuda MOLT=$M OUT=$RUN BUNDLE=$RET TOTAL_S=$left THREADS=${THREADS:-8} \
   bash scripts/exp17/run.sh || rc=$?
 echo "gpu.sh: run.sh exit $rc after $(( $(date +%s) - T0 )) s"
 ls -la "$OUT"
