@@ -104,7 +104,7 @@ int main(int argc, char **argv) {
     train_loop   tl;
     int          N = B * T;
     double      *rows = be_alloc(ex.be, sizeof(double) * (size_t)N);
-    if (tm_new_capture(gpu, t, B, T, &tt) != MOLT_OK || tm_new(gpu, s, B, T, &ts) != MOLT_OK ||
+    if (tm_new_logits(gpu, t, B, T, &tt) != MOLT_OK || tm_new(gpu, s, B, T, &ts) != MOLT_OK ||
         train_loop_init(gpu, &tl, s, NULL) != MOLT_OK || !rows)
         die(gpu, "stage 3 state");
     tl.sc = (sched_cfg){SCHED_CONSTANT, 1e-4, 1e-4, 0, 0, steps + 2};

@@ -176,7 +176,7 @@ static void bench_stage3(int B, int T, int steps) {
     adamw        opt;
     int          N = B * T;
     double      *rows = be_alloc(g_ex.be, sizeof(double) * N);
-    if (tm_new_capture(gpu, t, B, T, &tt) != MOLT_OK || tm_new(gpu, s, B, T, &ts) != MOLT_OK ||
+    if (tm_new_logits(gpu, t, B, T, &tt) != MOLT_OK || tm_new(gpu, s, B, T, &ts) != MOLT_OK ||
         adamw_init(gpu, &opt, s, NULL) != MOLT_OK || !rows)
         die(gpu, "stage 3 state");
     int32_t *in = malloc(sizeof(int32_t) * N), *tg = malloc(sizeof(int32_t) * N);

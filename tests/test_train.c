@@ -223,6 +223,47 @@ static void check_nan_guard(const char *root) {
     molt_model_free(m);
 }
 
+// tm_new_logits (one layer's activations reused by every layer) gives the same
+// logits, bit for bit, as the training model and the full capture, in a smaller
+// arena (hybrid: layers of different mixers, the shared slot is the largest).
+static void check_logits_capture(const char *root, const char *arch) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/%s", root, arch);
+    molt_load_opts lo = {NULL, 1};
+    molt_model *m = NULL;
+    CHECK(molt_model_load(ctx, dir, &lo, &m) == MOLT_OK, "%s: load: %s", arch,
+          molt_last_error(ctx));
+    if (!m)
+        return;
+    int32_t in[B * T];
+    t_seed(11);
+    for (int i = 0; i < B * T; i++)
+        in[i] = (int32_t)(t_uniform(0, 1) * (float)(m->cfg.vocab - 1));
+    train_model *tr = NULL, *cap = NULL, *lg = NULL;
+    CHECK(tm_new(ctx, m, B, T, &tr) == MOLT_OK && tm_new_capture(ctx, m, B, T, &cap) == MOLT_OK &&
+              tm_new_logits(ctx, m, B, T, &lg) == MOLT_OK,
+          "%s: tm_new*: %s", arch, molt_last_error(ctx));
+    if (tr && cap && lg) {
+        size_t n = (size_t)B * T * (size_t)m->cfg.vocab;
+        for (size_t i = 0; i < n; i++)
+            lg->logits[i] = NAN;
+        tm_forward(TEX, tr, in);
+        tm_forward(TEX, cap, in);
+        tm_forward(TEX, lg, in);
+        CHECK(!memcmp(tr->logits, lg->logits, n * sizeof(float)) &&
+                  !memcmp(cap->logits, lg->logits, n * sizeof(float)),
+              "%s: tm_new_logits logits differ from the full forward's", arch);
+        CHECK(m->cfg.n_layer < 2 || lg->arena_floats < cap->arena_floats,
+              "%s: logits-only arena %zu floats, not below the capture's %zu", arch,
+              lg->arena_floats, cap->arena_floats);
+        CHECK(!lg->grad && lg->capture, "%s: tm_new_logits has a gradient buffer", arch);
+    }
+    tm_free(tr);
+    tm_free(cap);
+    tm_free(lg);
+    molt_model_free(m);
+}
+
 int main(void) {
     ctx = molt_ctx_new();
     molt_ctx_set_threads(ctx, getenv("MOLT_TEST_THREADS") ? atoi(getenv("MOLT_TEST_THREADS")) : 2);
@@ -236,6 +277,8 @@ int main(void) {
     static const char *const archs[] = {"llama", "llamba", "mamba2", "hybrid", "llama_odd"};
     for (int i = 0; i < 5; i++)
         check_arch(root, archs[i]);
+    for (int i = 0; i < 5; i++)
+        check_logits_capture(root, archs[i]);
     check_accumulation(root);
     check_nan_guard(root);
     tm_rmdir(root);

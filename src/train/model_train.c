@@ -32,19 +32,29 @@ static float *take(carve *c, size_t n) {
 
 // Saved: per layer the block's activations (block.h) and its mixer's (act_floats).
 // Backward scratch (not in a capture): dlogits, dx, du, dv [N,d], dg [N,2F], dh [N,F].
-static void layout(train_model *tm, const molt_model *m, int B, int T, bool capture, carve *cv) {
+// TM_LOGITS: one set of block activations (the largest layer's) shared by every
+// layer — each block overwrites the last one's, only the logits are kept.
+static void layout(train_model *tm, const molt_model *m, int B, int T, tm_kind kind, carve *cv) {
     const model_cfg *c = &m->cfg;
     size_t N = (size_t)B * T, d = (size_t)c->d_model, F = c->has_mlp ? (size_t)c->d_ff : 0,
            V = (size_t)c->vocab;
-    size_t work = 0;
+    bool capture = kind != TM_TRAIN, shared = kind == TM_LOGITS;
+    size_t work = 0, act_max = 0;
+    for (int l = 0; l < c->n_layer; l++)
+        act_max = MOLT_MAX(act_max, layer_mixer(m, l)->act_floats(m, l, B, T));
     for (int l = 0; l < c->n_layer; l++) {
         const mixer_vt *mx = layer_mixer(m, l);
         block_act *a = &tm->L[l];
+        work = MOLT_MAX(work, mx->train_work_floats(m, l, B, T));
+        if (shared && l > 0) {
+            *a = tm->L[0];
+            continue;
+        }
         memset(a, 0, sizeof *a);
         a->x_in = take(cv, N * d);
         a->u = take(cv, N * d);
         a->rstd1 = take(cv, N);
-        a->mx = take(cv, mx->act_floats(m, l, B, T));
+        a->mx = take(cv, shared ? act_max : mx->act_floats(m, l, B, T));
         a->x_mid = take(cv, N * d);
         if (F) {
             a->v = take(cv, N * d);
@@ -53,7 +63,6 @@ static void layout(train_model *tm, const molt_model *m, int B, int T, bool capt
             a->up = a->g ? a->g + F : NULL; // view, row stride 2F
             a->h = take(cv, N * F);
         }
-        work = MOLT_MAX(work, mx->train_work_floats(m, l, B, T));
     }
     tm->x_last = take(cv, N * d);
     tm->xn = take(cv, N * d);
@@ -72,17 +81,18 @@ static void layout(train_model *tm, const molt_model *m, int B, int T, bool capt
     tm->work = take(cv, work);
 }
 
-static size_t arena_floats(const molt_model *m, int B, int T, bool capture) {
+static size_t arena_floats(const molt_model *m, int B, int T, tm_kind kind) {
     train_model tmp;
     carve cv = {NULL, 0};
-    layout(&tmp, m, B, T, capture, &cv);
+    layout(&tmp, m, B, T, kind, &cv);
     return cv.used;
 }
 
-size_t tm_arena_floats(const molt_model *m, int B, int T) { return arena_floats(m, B, T, false); }
+size_t tm_arena_floats(const molt_model *m, int B, int T) { return arena_floats(m, B, T, TM_TRAIN); }
 
-static molt_status tm_alloc(molt_ctx *ctx, molt_model *m, int B, int T, bool capture,
+static molt_status tm_alloc(molt_ctx *ctx, molt_model *m, int B, int T, tm_kind kind,
                             train_model **out) {
+    bool capture = kind != TM_TRAIN;
     *out = NULL;
     if (B <= 0 || T <= 0 || T > m->cfg.max_seq)
         return molt__err(ctx, MOLT_ERR_ARG, "batch %d × sequence %d (the model's context is %d)",
@@ -95,7 +105,7 @@ static molt_status tm_alloc(molt_ctx *ctx, molt_model *m, int B, int T, bool cap
     tm->T = T;
     tm->N = B * T;
     tm->capture = capture;
-    tm->arena_floats = arena_floats(m, B, T, capture);
+    tm->arena_floats = arena_floats(m, B, T, kind);
     tm->arena = be_allocf(m->be, tm->arena_floats);
     tm->grad = capture ? NULL : be_allocf(m->be, m->n_floats);
     tm->ids = molt__malloc(sizeof(int32_t) * (size_t)tm->N);
@@ -110,7 +120,7 @@ static molt_status tm_alloc(molt_ctx *ctx, molt_model *m, int B, int T, bool cap
     molt_exec ex = be_exec1(m->be);
     be_zero(&ex, tm->arena, tm->arena_floats * sizeof(float));
     carve cv = {tm->arena, 0};
-    layout(tm, m, B, T, capture, &cv);
+    layout(tm, m, B, T, kind, &cv);
     MOLT_ASSERT(cv.used == tm->arena_floats);
     tm_zero_grad(tm);
     *out = tm;
@@ -118,11 +128,15 @@ static molt_status tm_alloc(molt_ctx *ctx, molt_model *m, int B, int T, bool cap
 }
 
 molt_status tm_new(molt_ctx *ctx, molt_model *m, int B, int T, train_model **out) {
-    return tm_alloc(ctx, m, B, T, false, out);
+    return tm_alloc(ctx, m, B, T, TM_TRAIN, out);
 }
 
 molt_status tm_new_capture(molt_ctx *ctx, const molt_model *m, int B, int T, train_model **out) {
-    return tm_alloc(ctx, (molt_model *)(uintptr_t)m, B, T, true, out);
+    return tm_alloc(ctx, (molt_model *)(uintptr_t)m, B, T, TM_CAPTURE, out);
+}
+
+molt_status tm_new_logits(molt_ctx *ctx, const molt_model *m, int B, int T, train_model **out) {
+    return tm_alloc(ctx, (molt_model *)(uintptr_t)m, B, T, TM_LOGITS, out);
 }
 
 void tm_free(train_model *tm) {

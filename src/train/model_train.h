@@ -20,6 +20,12 @@
 #include "models/block.h"
 #include "models/model.h"
 
+typedef enum tm_kind {
+    TM_TRAIN,   // tm_new: every layer's activations, gradients, backward scratch
+    TM_CAPTURE, // tm_new_capture: every layer's activations, no gradients
+    TM_LOGITS,  // tm_new_logits: the logits only (one layer's activations, reused)
+} tm_kind;
+
 typedef struct train_model {
     molt_model  *m;
     int          B, T, N;      // N = B·T rows
@@ -48,6 +54,11 @@ molt_status tm_new(molt_ctx *ctx, molt_model *m, int B, int T, train_model **out
 // head analysis): the same saved activations, no gradient buffer and no
 // backward scratch; tm_backward / tm_block_backward must not be called.
 molt_status tm_new_capture(molt_ctx *ctx, const molt_model *m, int B, int T, train_model **out);
+// A forward-only model that keeps only the logits (MOHAWK stage 3's teacher): one
+// layer's activation buffers serve every layer in turn, so L[l] of a finished
+// forward holds the last layer's activations, not layer l's. A Llama-3.2-1B
+// teacher at 4 × 2048 tokens: about 1.2 GB of activations instead of 20 GB.
+molt_status tm_new_logits(molt_ctx *ctx, const molt_model *m, int B, int T, train_model **out);
 void        tm_free(train_model *tm);
 size_t      tm_arena_floats(const molt_model *m, int B, int T); // the pure sizing function
 void        tm_zero_grad(train_model *tm);
