@@ -31,7 +31,10 @@
  *   y[t, o] = (add ? y[t, o] : 0) + s_0 then + s_1, + s_2, … in order,
  *   s_c = k_dotf(widen(W[o, c·KC : (c+1)·KC]), x[t, c·KC : (c+1)·KC])
  *
- * (for add = 0 the first step is y = s_0, not 0 + s_0). MV_SCALAR is the
+ * (for add = 0 the first step is y = s_0, not 0 + s_0). For T = 1 the AVX-512
+ * path puts two weight rows in one vector instead (rows r, r+1 in the low,
+ * high half, x's block in both: no lane on xp's padding row), same
+ * operations. MV_SCALAR is the
  * widen-in-the-dot-product loop that cpu_matmul_w ran before (the twin and
  * the oracle); in ≤ 0 leaves y alone.
  */
@@ -199,46 +202,6 @@ mv_block(int R, int P, float *y, int ldy, const float *x, const float *xp, const
             }
 }
 
-// the high half of a 512-bit vector replaced (AVX-512F only: through f64x4)
-MV_T512 static inline __m512 mv_set_hi(__m512 a, __m256 b) {
-    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(a), _mm256_castps_pd(b), 1));
-}
-
-// T = 1: two weight rows per 512-bit vector (rows r, r+1 in the low, high
-// half; x's block in both), so no lane works on the padding row of xp
-MV_T512 static inline __attribute__((always_inline)) void
-mv_rows1(int R, float *y, const float *x, const float *W, int in, int o, int add) {
-    int          nb = in / 8;
-    const float *w0 = W + (size_t)o * in;
-    __m512       acc[4];
-    for (int r = 0; r < R / 2; r++)
-        acc[r] = _mm512_setzero_ps();
-    for (int b = 0; b < nb; b++) {
-        __m512 xv = _mm512_castpd_ps(
-            _mm512_broadcast_f64x4(_mm256_loadu_pd((const double *)(const void *)(x + 8 * b))));
-        if (!(b & 1))
-            for (int r = 0; r < R; r++)
-                _mm_prefetch((const char *)(w0 + (size_t)(R + r) * in + 8 * b), _MM_HINT_T0);
-        for (int r = 0; r < R / 2; r++) {
-            const float *p = w0 + (size_t)(2 * r) * in + 8 * b;
-            __m512 wv = mv_set_hi(_mm512_castps256_ps512(_mm256_loadu_ps(p)),
-                                                  _mm256_loadu_ps(p + in));
-            acc[r] = _mm512_add_ps(acc[r], _mm512_mul_ps(wv, xv));
-        }
-    }
-    for (int r = 0; r < R; r++) {
-        __m256 a = r & 1 ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[r / 2]), 1))
-                         : _mm512_castps512_ps256(acc[r / 2]);
-        float  s = mv_fold(a, w0 + (size_t)r * in, x, 8 * nb, in);
-        float *d = y + o + r;
-        *d = add ? *d + s : s;
-    }
-}
-
-#ifndef MV_ROWS1
-#define MV_ROWS1 0 // rows a step of the f32 T = 1 kernel (2, 4 or 8; 0: the pairs kernel)
-#endif
-
 #define MV_PAIRS(R)                                                                                \
     for (int p = 0; p < np;) {                                                                     \
         int P = np - p >= 4 ? 4 : np - p;                                                          \
@@ -256,9 +219,6 @@ mv_rows1(int R, float *y, const float *x, const float *W, int in, int o, int add
 MV_T512 static void mv_avx512(float *y, int ldy, const float *x, const float *xp, const float *W,
                               int T, int in, int o0, int o1, int add) {
     int np = (T + 1) / 2, o = o0;
-    if (T == 1 && MV_ROWS1)
-        for (; o + MV_ROWS1 <= o1; o += MV_ROWS1)
-            mv_rows1(MV_ROWS1, y, x, W, in, o, add);
     for (; o + 4 <= o1; o += 4)
         MV_PAIRS(4)
     for (; o < o1; o++)
@@ -374,9 +334,7 @@ mvh_rows1(int R, int bf, float *y, const float *x, const uint16_t *W, int in, in
     }
 }
 
-#ifndef MVH_ROWS1
-#define MVH_ROWS1 4 // rows a step of the T = 1 kernel (2, 4 or 8; 0: the pairs kernel)
-#endif
+#define MVH_ROWS1 4 // rows a step of mvh_rows1 (8 measured no faster; the pairs kernel slower)
 
 #define MVH_PAIRS(R, BF)                                                                           \
     for (int p = 0; p < np;) {                                                                     \
@@ -396,7 +354,7 @@ mvh_rows1(int R, int bf, float *y, const float *x, const uint16_t *W, int in, in
     MV_T512 static void NAME(float *y, int ldy, const float *x, const float *xp,                   \
                              const uint16_t *W, int T, int in, int o0, int o1, int add) {          \
         int np = (T + 1) / 2, o = o0;                                                              \
-        if (T == 1 && MVH_ROWS1)                                                                   \
+        if (T == 1)                                                                                \
             for (; o + MVH_ROWS1 <= o1; o += MVH_ROWS1)                                            \
                 mvh_rows1(MVH_ROWS1, BF, y, x, W, in, o, add);                                     \
         for (; o + 4 <= o1; o += 4)                                                                \
