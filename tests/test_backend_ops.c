@@ -5263,6 +5263,132 @@ static void test_dispatch(void) {
 // ----------------------------------------------------------------------------
 
 // ----------------------------------------------------------------------------
+// matmul_w with bf16 / f16 weights at 1 ≤ T ≤ K_MATVEC_T (issue 15,
+// kernels/cpu/matvec.c's cpu_matvec_half): the AVX-512 kernel (widening in
+// registers) against the scalar twin (the widen-in-the-dot-product loop
+// cpu_matmul_w ran before), bit for bit, over ragged output sub-ranges; the
+// twin against the contract written out here (widen each chunk with
+// cpu_widen_half, then k_dotf per K_MATVEC_KC chunk, added in order), bit for
+// bit; and k_matmul_w's own path (cpu_matmul_w_path) at 1-4 threads, bias and
+// accumulate, T = 1..17 (17: the widen-a-tile sgemm path), against the twin.
+// Written outputs start as NaN.
+
+// W [out, in] in dt from uniform(-1, 1), some rows tiny (f16 subnormals), a zero row
+static uint16_t *mvh_weights(molt_dtype dt, int out, int in) {
+    size_t    n = (size_t)out * in;
+    float    *f = frand(n ? n : 1, -1, 1);
+    uint16_t *w = xmalloc(2 * (n ? n : 1));
+    for (int o = 0; o < out; o++)
+        for (int i = 0; i < in; i++) {
+            float v = f[(size_t)o * in + i];
+            v = o % 5 == 2 ? v * 1e-5f : o % 7 == 6 ? 0.0f : v;
+            w[(size_t)o * in + i] = dt == MOLT_BF16 ? molt_f32_to_bf16(v) : molt_f32_to_f16(v);
+        }
+    free(f);
+    return w;
+}
+
+// the contract: y (+)= Σ over KC chunks, in order, of k_dotf(widened chunk, x chunk)
+static void mvh_oracle(float *y, const float *x, const uint16_t *W, molt_dtype dt, int T, int in,
+                       int out, int add) {
+    float *wf = fbuf((size_t)in + 1);
+    for (int o = 0; o < out; o++) {
+        cpu_widen_half(wf, W + (size_t)o * in, in, dt == MOLT_BF16);
+        for (int t = 0; t < T; t++) {
+            float *d = y + (size_t)t * out + o;
+            for (int k0 = 0; k0 < in; k0 += K_MATVEC_KC) {
+                int   kc = in - k0 < K_MATVEC_KC ? in - k0 : K_MATVEC_KC;
+                float s = k_dotf(wf + k0, x + (size_t)t * in + k0, kc);
+                *d = add || k0 > 0 ? *d + s : s;
+            }
+        }
+    }
+    free(wf);
+}
+
+static int mvh_same(const float *a, const float *b, size_t n) {
+    return n == 0 || memcmp(a, b, sizeof(float) * n) == 0;
+}
+
+static void test_matvec_half(void) {
+    static const int ins[] = {1, 7, 8, 9, 100, 511, 512, 513, 777, 1030};
+    static const int outs[] = {1, 3, 4, 5, 17, 38};
+    int avx = cpu_matvec_isa() == MV_AVX512, cases = 0, through = 0;
+    for (int dti = 0; dti < 2; dti++)
+        for (size_t b = 0; b < sizeof ins / sizeof ins[0]; b++)
+            for (size_t c = 0; c < sizeof outs / sizeof outs[0]; c++)
+                for (int T = 1; T <= K_MATVEC_T + 1; T++) {
+                    molt_dtype dt = dti ? MOLT_F16 : MOLT_BF16;
+                    int        in = ins[b], out = outs[c];
+                    size_t     ny = (size_t)T * out;
+                    uint16_t  *W = mvh_weights(dt, out, in);
+                    float     *x = frand((size_t)T * in, -1, 1), *yi = frand(ny, -1, 1);
+                    float     *xp = fbuf(cpu_matvec_pack_floats(T, in) + 1);
+                    float     *y0 = fbuf(ny + 1), *y1 = fbuf(ny + 1), *yo = fbuf(ny + 1);
+                    cpu_matvec_pack(xp, x, T, in);
+                    for (int add = 0; add <= 1; add++) {
+                        for (size_t i = 0; i < ny; i++)
+                            y0[i] = y1[i] = yo[i] = add ? yi[i] : NAN;
+                        char what[80];
+                        snprintf(what, sizeof what, "matvec_half %s T=%d in=%d out=%d add %d",
+                                 molt_dtype_name(dt), T, in, out, add);
+                        cpu_matvec_half(MV_SCALAR, dt == MOLT_BF16, y0, out, x, NULL, W, T, in,
+                                        0, out, add);
+                        mvh_oracle(yo, x, W, dt, T, in, out, add);
+                        CHECK(mvh_same(y0, yo, ny), "%s: twin != widen + chunked k_dotf", what);
+                        int nan = 0;
+                        for (size_t i = 0; i < ny; i++)
+                            nan += isnan(y0[i]);
+                        CHECK(nan == 0, "%s: %d outputs NaN", what, nan);
+                        if (avx) { // two ragged sub-ranges
+                            int mid = out / 3;
+                            cpu_matvec_half(MV_AVX512, dt == MOLT_BF16, y1, out, x, xp, W, T, in,
+                                            0, mid, add);
+                            cpu_matvec_half(MV_AVX512, dt == MOLT_BF16, y1, out, x, xp, W, T, in,
+                                            mid, out, add);
+                            CHECK(mvh_same(y0, y1, ny), "%s: avx512 != twin", what);
+                        }
+                        cases++;
+                    }
+                    free(W), free(x), free(yi), free(xp), free(y0), free(y1), free(yo);
+                }
+    // through cpu_matmul_w_path: shapes above the 1-thread cut, bias × accumulate, 1-4 threads
+    static const int big[][2] = {{768, 200}, {1030, 77}, {2048, 130}, {300, 1001}};
+    static const int bigT[] = {1, 2, 3, 4, 7, 9, 13, 16, 17};
+    for (size_t si = 0; si < sizeof big / sizeof big[0]; si++)
+        for (size_t ti = 0; ti < sizeof bigT / sizeof bigT[0]; ti++) {
+            int        T = bigT[ti], in = big[si][0], out = big[si][1];
+            molt_dtype dt = (si + ti) & 1 ? MOLT_F16 : MOLT_BF16;
+            size_t     ny = (size_t)T * out;
+            uint16_t  *W = mvh_weights(dt, out, in);
+            float *x = frand((size_t)T * in, -1, 1), *bias = frand((size_t)out, -1, 1);
+            float *yi = frand(ny, -1, 1), *ref = fbuf(ny), *y = fbuf(ny);
+            for (int v = 0; v < 4; v++) { // bias × accumulate
+                const float *bv = v & 1 ? bias : NULL;
+                int          acc = v >> 1;
+                for (int path = 0; path < 2; path++)
+                    for (int th = 1; th <= MAX_THREADS; th++) {
+                        molt_exec ex = molt_exec_cpu(th);
+                        for (size_t i = 0; i < ny; i++)
+                            y[i] = acc ? yi[i] : NAN;
+                        cpu_matmul_w_path(&ex, path ? MV_AVX512 : MV_SCALAR, y, x,
+                                          (molt_w){dt, W}, bv, T, in, out, acc);
+                        if (!path && th == 1)
+                            memcpy(ref, y, sizeof(float) * ny);
+                        else
+                            CHECK(mvh_same(ref, y, ny), "matmul_w %s T=%d in=%d out=%d v %d: "
+                                  "path %d, %d threads != twin, 1 thread", molt_dtype_name(dt),
+                                  T, in, out, v, path, th);
+                        through++;
+                    }
+            }
+            free(W), free(x), free(bias), free(yi), free(ref), free(y);
+        }
+    printf("matmul_w (bf16, f16) T <= %d: %d kernel cases (path %s), %d op runs, bit-identical "
+           "to the twin\n", K_MATVEC_T, cases, avx ? "avx512" : "scalar only", through);
+}
+
+// ----------------------------------------------------------------------------
 // matmul_w with q8_0 weights (kernels/cpu/q8.h's contract): every instruction-
 // set path the CPU allows (scalar, AVX2, AVX-512 VNNI), with 1-4 threads,
 // against (a) the scalar path, bit for bit; (b) the contract's arithmetic in
@@ -5534,6 +5660,8 @@ int main(void) {
     test_gl_materialize();
     test_m3_forward();
     test_m3_backward();
+    // bf16 / f16 weights, T <= K_MATVEC_T (matmul_w, issue 15)
+    test_matvec_half();
     // q8_0 weights (matmul_w)
     test_q8_isums();
     test_matmul_q8();

@@ -39,6 +39,10 @@ void cpu_hybrid_stats_backward(const molt_exec *ex, float *g, float *ds, const f
 void cpu_widen_half(float *dst, const uint16_t *h, int n, int is_bf16);
 void cpu_matmul_w(const molt_exec *ex, float *y, const float *x, molt_w W, const float *bias,
                   int T, int in, int out, int accumulate);
+// cpu_matmul_w on a given matvec.c path (isa: MV_SCALAR or MV_AVX512; an
+// unavailable one runs the twin) for bf16 / f16 weights and T ≤ K_MATVEC_T
+void cpu_matmul_w_path(const molt_exec *ex, int isa, float *y, const float *x, molt_w W,
+                       const float *bias, int T, int in, int out, int accumulate);
 
 // matvec.c: the fp32 matmul for 1 ≤ T ≤ K_MATVEC_T rows of x (contract in
 // matvec.c: every element exactly k_dotf(W row, x row)). isa: MV_SCALAR (the
@@ -52,6 +56,11 @@ size_t cpu_matvec_pack_floats(int T, int in);
 void   cpu_matvec_pack(float *xp, const float *x, int T, int in);
 void   cpu_matvec(int isa, float *y, int ldy, const float *x, const float *xp, const float *W,
                   int T, int in, int o0, int o1, int add);
+// the same for bf16 (is_bf16) / f16 weights, summed in chunks of
+// K_MATVEC_KC input columns (contract in matvec.c)
+#define K_MATVEC_KC 512
+void cpu_matvec_half(int isa, int is_bf16, float *y, int ldy, const float *x, const float *xp,
+                     const uint16_t *W, int T, int in, int o0, int o1, int add);
 
 // q8.c, q8_x86.c: the q8_0 branch of cpu_matmul_w (contract: q8.h). isa: 0
 // scalar, 1 AVX2, 2 AVX-512 VNNI (q8_isa); cpu_q8_isa() is the one
