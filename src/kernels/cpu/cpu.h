@@ -47,7 +47,8 @@ void cpu_matmul_w_path(const molt_exec *ex, int isa, float *y, const float *x, m
 // matvec.c: the fp32 matmul for 1 ≤ T ≤ K_MATVEC_T rows of x (contract in
 // matvec.c: every element exactly k_dotf(W row, x row)). isa: MV_SCALAR (the
 // k_dotf twin) or MV_AVX512; cpu_matvec_isa() is the best this CPU and OS allow
-// (MOLT_MATVEC=scalar forces the twin). xp: x packed by cpu_matvec_pack
+// (MOLT_MATVEC=scalar forces the twin for bf16/f16 weights in matmul_w.c; for f32,
+// dense.c takes MV_AVX512 or OpenBLAS, MOLT_MATVEC=blas). xp: x packed by cpu_matvec_pack
 // (cpu_matvec_pack_floats(T, in) floats), needed by MV_AVX512 only.
 #define K_MATVEC_T 16
 enum { MV_SCALAR = 0, MV_AVX512 = 1 };
