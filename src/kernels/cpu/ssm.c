@@ -253,21 +253,22 @@ typedef struct chunk_task {
     int          T, H, P, N, G, Q, nc;
 } chunk_task;
 
-// rows i0 .. i0+rb-1 of (CB ∘ L) into L (ld ldl), columns 0 .. i0+rb-1, zero
+// rows i0 .. i0+rb-1 of (CB ∘ L) into L (ld ldl), columns j0 .. i0+rb-1, zero
 // above the diagonal; S: the CB rows (ld lds; may be L itself); seg: see above
-// (rows are visited in order, each once); dA: the head's decays, stride H
+// (rows are visited in order, each once); dA: the head's decays, stride H.
+// Columns below j0 are left alone (the caller knows they are flushed to 0).
 K_SIMD static void decay_rows(float *L, int ldl, const float *S, int lds, float *seg,
-                              const float *dA, int H, int i0, int rb) {
+                              const float *dA, int H, int i0, int rb, int j0) {
     int n = i0 + rb;
     for (int r = 0; r < rb; r++) {
         int          i = i0 + r;
         float        a = dA[(size_t)i * H];
         float       *l = L + (size_t)r * ldl;
         const float *s = S + (size_t)r * lds;
-        for (int j = 0; j < i; j++)
+        for (int j = j0; j < i; j++)
             seg[j] += a;
         seg[i] = 0.0f;
-        for (int j = 0; j <= i; j++)
+        for (int j = j0; j <= i; j++)
             l[j] = seg[j] < SSM_EXP_FLUSH ? 0.0f : s[j] * k_expf(seg[j]);
         for (int j = i + 1; j < n; j++)
             l[j] = 0.0f;
@@ -364,26 +365,42 @@ static void chunk_out(const chunk_task *j, int h, int c) {
     const float *Cc = j->C + (size_t)t0 * GN + (size_t)g * N;
     const float *Bc = j->B + (size_t)t0 * GN + (size_t)g * N;
     const float *cb = j->cb ? j->cb + ((size_t)g * j->nc + c) * Qe * Qe : NULL;
-    int          off = c > 0 || j->state; // zero initial state: no Y_off
+    const float *dA = j->dA + (size_t)t0 * H + h;
+    // Y_off only from a nonzero entering state (zero: y = 0 + Y_diag, the same values)
+    const float *S_in = j->st + ((size_t)c * H + h) * (size_t)P * N;
+    int          off = c > 0;
+    if (c == 0 && j->state)
+        for (size_t e = 0; e < (size_t)P * N && !off; e++)
+            off = S_in[e] != 0.0f;
     if (off) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Lc, P, N, 1.0f, Cc, GN,
-                    j->st + ((size_t)c * H + h) * (size_t)P * N, N, 0.0f, y, HP);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Lc, P, N, 1.0f, Cc, GN, S_in, N,
+                    0.0f, y, HP);
         for (int i = 0; i < Lc; i++)
             for (int p = 0; p < P; p++)
                 y[(size_t)i * HP + p] *= din[i];
     }
+    // with every dA ≤ 0 in the chunk, seg(i, j) only falls as i grows, so columns
+    // flushed at a block's first row stay 0 below it: the products start at j0
+    int nonpos = 1;
+    for (int i = 0; i < Lc && nonpos; i++)
+        nonpos = dA[(size_t)i * H] <= 0.0f;
+    int j0 = 0;
     for (int i0 = 0; i0 < Lc; i0 += SSD_RB) {
         int rb = MIN_INT(SSD_RB, Lc - i0), n = i0 + rb;
-        if (cb) {
-            decay_rows(lb, Qe, cb + (size_t)i0 * Qe, Qe, seg, j->dA + (size_t)t0 * H + h, H, i0,
-                       rb);
-        } else {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rb, n, N, 1.0f,
-                        Cc + (size_t)i0 * GN, GN, Bc, GN, 0.0f, lb, Qe);
-            decay_rows(lb, Qe, lb, Qe, seg, j->dA + (size_t)t0 * H + h, H, i0, rb);
+        if (nonpos && i0 > 0) { // seg holds row i0-1: row i0 adds dA_i0 to j < i0
+            float a = dA[(size_t)i0 * H];
+            while (j0 < i0 && seg[j0] + a < SSM_EXP_FLUSH)
+                j0++;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rb, P, n, 1.0f, lb, Qe, X, HP,
-                    off ? 1.0f : 0.0f, y + (size_t)i0 * HP, HP);
+        if (cb) {
+            decay_rows(lb, Qe, cb + (size_t)i0 * Qe, Qe, seg, dA, H, i0, rb, j0);
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rb, n - j0, N, 1.0f,
+                        Cc + (size_t)i0 * GN, GN, Bc + (size_t)j0 * GN, GN, 0.0f, lb + j0, Qe);
+            decay_rows(lb, Qe, lb, Qe, seg, dA, H, i0, rb, j0);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rb, P, n - j0, 1.0f, lb + j0, Qe,
+                    X + (size_t)j0 * HP, HP, off ? 1.0f : 0.0f, y + (size_t)i0 * HP, HP);
     }
 }
 
