@@ -228,7 +228,7 @@ void cpu_ssd_step(const molt_exec *ex, float *y, float *state, const float *X, c
 //   din  [H, T]         exp(Σ_{k=t0..t} dA)        chunk entry → t (inclusive)
 //   dout [H, T]         exp(Σ_{k=t+1..t0+Lc-1} dA) t → chunk end
 //   row  [H, T]         seg, one row of segment sums, Lc floats per (head, chunk)
-//   lb   [H·nc, SSD_RB, Qe]   one row block of CB ∘ L per (head, chunk); Qe = min(Q, T)
+//   lb   [H, SSD_RB, Qe]      one row block of CB ∘ L per head; Qe = min(Q, T)
 //   cb   [G·nc, Qe, Qe]       C·Bᵀ per (group, chunk) when H > G (else absent)
 // (din, dout and the states are what ssd_scan_chunked_backward reads; the rest
 // is scratch.)
@@ -244,7 +244,7 @@ size_t ssd_chunked_work(int T, int H, int P, int N, int G, int Q) {
     size_t nc = ((size_t)T + Qe - 1) / Qe;
     size_t cb = H > G ? (size_t)G * nc * Qe * Qe : 0;
     return (nc + 1) * (size_t)H * (size_t)P * (size_t)N + 3 * (size_t)H * (size_t)T +
-           (size_t)H * nc * ssd_lb_floats((int)Qe) + cb;
+           (size_t)H * ssd_lb_floats((int)Qe) + cb;
 }
 
 typedef struct chunk_task {
@@ -360,7 +360,7 @@ static void chunk_out(const chunk_task *j, int h, int c) {
     int    t0 = c * j->Q, Lc = MIN_INT(j->Q, j->T - t0), Qe = MIN_INT(j->Q, j->T);
     size_t o = (size_t)h * j->T + (size_t)t0;
     float *y = j->y + (size_t)t0 * HP + (size_t)h * P, *seg = j->row + o;
-    float *lb = j->lb + ((size_t)h * j->nc + c) * ssd_lb_floats(Qe);
+    float *lb = j->lb + (size_t)h * ssd_lb_floats(Qe);
     const float *din = j->din + o, *X = j->X + (size_t)t0 * HP + (size_t)h * P;
     const float *Cc = j->C + (size_t)t0 * GN + (size_t)g * N;
     const float *Bc = j->B + (size_t)t0 * GN + (size_t)g * N;
@@ -404,10 +404,13 @@ static void chunk_out(const chunk_task *j, int h, int c) {
     }
 }
 
+// phase 3: heads interleaved over threads, each head's chunks in order (its
+// row-block scratch is the head's own)
 static void chunked_phase3(void *arg, int ith, int nth) {
     const chunk_task *j = arg;
-    for (int hc = ith; hc < j->H * j->nc; hc += nth)
-        chunk_out(j, hc / j->nc, hc % j->nc);
+    for (int h = ith; h < j->H; h += nth)
+        for (int c = 0; c < j->nc; c++)
+            chunk_out(j, h, c);
 }
 
 void cpu_ssd_scan_chunked(const molt_exec *ex, float *y, float *state, const float *X,
@@ -425,7 +428,7 @@ void cpu_ssd_scan_chunked(const molt_exec *ex, float *y, float *state, const flo
     float *dout = din + (size_t)H * T;
     float *row = dout + (size_t)H * T;
     float *lb = row + (size_t)H * T;
-    float *cb = H > G ? lb + (size_t)H * nc * ssd_lb_floats(Q) : NULL;
+    float *cb = H > G ? lb + (size_t)H * ssd_lb_floats(Q) : NULL;
     chunk_task j = {y,  state, st, vbuf, din, dout, row, lb, cb, X, dA,
                     B,  C,     T,  H,    P,   N,    G,   Q,  nc};
     // ~ T·H·(Q·(N+P) + 2·P·N) flops; small problems are not worth waking the pool
