@@ -302,7 +302,9 @@ static void check_train_grads(molt_model *m, const char *label) {
             double lm = ce_loss(&ex, tm, ids, tg);
             w[j] = v;
             double fd = (lp - lm) / (2.0 * (double)h), an = (double)g[j];
-            double err = fabs(fd - an) / (fmax(fabs(fd), fabs(an)) + 2e-4);
+            // floor: the fp32 loss resolves ~1e-7, so fd itself is noisy by ~3e-5
+            // (2h = 4e-3); 0.03 · 1e-3 keeps the check above that noise
+            double err = fabs(fd - an) / (fmax(fabs(fd), fabs(an)) + 1e-3);
             worst = fmax(worst, err);
             CHECK(err <= 0.03, "%s: %s[%zu] gradient %.6g vs central differences %.6g", label,
                   p->name, j, an, fd);

@@ -19,7 +19,9 @@
  * accumulated directly from its start (the masked-cumsum form of `segsum`),
  * never a difference of two long prefix sums, so there is no cancellation;
  * with dA ≤ 0 every exponent is ≤ 0. Dot products use 8 fixed partial sums
- * (vectorizable without -ffast-math, deterministic).
+ * (vectorizable without -ffast-math, deterministic); the chunked scan's
+ * products are single-threaded OpenBLAS sgemms, one whole product per task
+ * (deterministic for a given shape, not the same summation order as k_dotf).
  *
  * Saved for a backward: after ssd_scan_chunked, work holds the state entering
  * every chunk and the in/out chunk decays (layout above ssd_chunked_work).
@@ -35,6 +37,7 @@
 #include "kernels/kernels.h"
 #include "kernels/cpu/cpu.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -58,10 +61,43 @@ typedef struct conv_task {
     int          Cc, K, t0, t1; // interior rows [t0, t1)
 } conv_task;
 
+// rows [t0, t1) of channels [c0, c0+nc) with wt = the taps transposed, [K][nc]:
+// per element b, then + w_k·x for k = 0 … K−1 in order (the scalar loop's sum)
+K_SIMD static void conv_block(float *y, const float *x, const float *wt, const float *b, int Cc,
+                              int K, int t0, int t1, int c0, int nc) {
+    for (int t = t0; t < t1; t++) {
+        float       *yt = y + (size_t)t * Cc + c0;
+        const float *x0 = x + (size_t)(t - (K - 1)) * Cc + c0;
+        for (int c = 0; c < nc; c++)
+            yt[c] = b ? b[c0 + c] : 0.0f;
+        for (int k = 0; k < K; k++) {
+            const float *xk = x0 + (size_t)k * Cc, *wk = wt + (size_t)k * nc;
+            for (int c = 0; c < nc; c++)
+                yt[c] += wk[c] * xk[c];
+        }
+    }
+}
+
+#define CONV_CB 128 // channels per block (the transposed taps live on the stack)
+#define CONV_KMAX 16
+
 static void conv_rows(void *arg, int ith, int nth) {
     const conv_task *j = arg;
     int              lo, hi, Cc = j->Cc, K = j->K;
     molt_pool_range(j->t1 - j->t0, ith, nth, &lo, &hi);
+    if (lo >= hi)
+        return;
+    if (K <= CONV_KMAX) {
+        float wt[CONV_KMAX * CONV_CB];
+        for (int c0 = 0; c0 < Cc; c0 += CONV_CB) {
+            int nc = MIN_INT(CONV_CB, Cc - c0);
+            for (int k = 0; k < K; k++)
+                for (int c = 0; c < nc; c++)
+                    wt[k * nc + c] = j->w[(size_t)(c0 + c) * K + k];
+            conv_block(j->y, j->x, wt, j->b, Cc, K, j->t0 + lo, j->t0 + hi, c0, nc);
+        }
+        return;
+    }
     for (int t = j->t0 + lo; t < j->t0 + hi; t++) {
         float       *yt = j->y + (size_t)t * Cc;
         const float *x0 = j->x + (size_t)(t - (K - 1)) * Cc;
@@ -169,11 +205,21 @@ void cpu_ssd_step(const molt_exec *ex, float *y, float *state, const float *X, c
 // chunk c = steps t0 .. t0+Lc-1, with local indices i (output) and j (input):
 //
 //   L[i,j]   = exp(Σ_{k=j+1..i} dA_k)                      j ≤ i  (segsum)
-//   Y_diag_i = Σ_{j≤i} (C_i·B_j) L[i,j] X_j                intra-chunk, phase 1
 //   S_c      = Σ_j exp(Σ_{k=j+1..Lc-1} dA_k) X_j ⊗ B_j     chunk state from 0, phase 1
 //   S_in[c]  = exp(Σ_{chunk c-1} dA) S_in[c-1] + S_{c-1}   inter-chunk, phase 2
 //   Y_off_i  = exp(Σ_{k=0..i} dA_k) · S_in[c] C_i          phase 3
-//   y = Y_diag + Y_off,   final state = S_in[nc] (what would enter chunk nc)
+//   Y_diag_i = Σ_{j≤i} (C_i·B_j) L[i,j] X_j                intra-chunk, phase 3
+//   y = Y_off + Y_diag,   final state = S_in[nc] (what would enter chunk nc)
+//
+// Every product is an sgemm (OpenBLAS, single-threaded, one per task):
+//   phase 1  Xs = diag(dout)·X_c (staged in y's own rows), S_c = Xsᵀ·B_c      [P,N]
+//            and, when heads share B/C (H > G), CB = C_c·B_cᵀ once per group
+//            and chunk, in row blocks of SSD_RB (only the causal columns)
+//   phase 3  y_c = diag(din)·(C_c·S_inᵀ), then per row block of SSD_RB rows
+//            y += (CB ∘ L)[rows, 0..block end) · X_c  (CB by an sgemm per head
+//            when H = G). L is grown one row at a time: seg[j] += dA_i, so
+//            seg(i,j) = Σ_{k=j+1..i} dA_k summed upward from k = j+1, never a
+//            difference of prefix sums; exp by k_expf (vectorized, K_SIMD).
 //
 // Work layout (floats), all slices contiguous per (head, chunk):
 //   st   [nc, H, P, N]  phase 1 writes S_c; phase 2 replaces it by S_in[c],
@@ -181,84 +227,107 @@ void cpu_ssd_step(const molt_exec *ex, float *y, float *state, const float *X, c
 //   v    [H, P, N]      running state when the caller passes none
 //   din  [H, T]         exp(Σ_{k=t0..t} dA)        chunk entry → t (inclusive)
 //   dout [H, T]         exp(Σ_{k=t+1..t0+Lc-1} dA) t → chunk end
-//   row  [H, T]         one row of (C Bᵀ ∘ L), Lc floats per (head, chunk)
+//   row  [H, T]         seg, one row of segment sums, Lc floats per (head, chunk)
+//   lb   [H, SSD_RB, Qe]      one row block of CB ∘ L per head; Qe = min(Q, T)
+//   cb   [G·nc, Qe, Qe]       C·Bᵀ per (group, chunk) when H > G (else absent)
+// (din, dout and the states are what ssd_scan_chunked_backward reads; the rest
+// is scratch.)
+
+#define SSD_RB 32 // rows of (CB ∘ L) per sgemm
+
+static size_t ssd_lb_floats(int Qe) { return (size_t)SSD_RB * (size_t)Qe; }
 
 size_t ssd_chunked_work(int T, int H, int P, int N, int G, int Q) {
-    (void)G;
     if (T <= 0)
         return 0;
-    size_t nc = ((size_t)T + (size_t)Q - 1) / (size_t)Q;
-    return (nc + 1) * (size_t)H * (size_t)P * (size_t)N + 3 * (size_t)H * (size_t)T;
-}
-
-// Phase 1 for one (head, chunk): decays, Y_diag (written, not accumulated) and S_c.
-static void chunk_intra(float *y, float *S, float *din, float *dout, float *row, const float *X,
-                        const float *dA, const float *B, const float *C, int t0, int Lc, int h,
-                        int H, int P, int N, int G) {
-    int g = h / (H / G);
-#define DA(i)  dA[(size_t)(t0 + (i)) * H + h]
-#define XR(i)  (X + ((size_t)(t0 + (i)) * H + h) * P)
-#define BR(i)  (B + ((size_t)(t0 + (i)) * G + g) * N)
-#define CR(i)  (C + ((size_t)(t0 + (i)) * G + g) * N)
-    float acc = 0.0f;
-    for (int i = 0; i < Lc; i++) {
-        acc += DA(i);
-        din[i] = decay(acc);
-    }
-    acc = 0.0f;
-    for (int j = Lc - 1; j >= 0; j--) {
-        dout[j] = decay(acc);
-        acc += DA(j);
-    }
-    for (int i = 0; i < Lc; i++) {
-        const float *Ci = CR(i);
-        float        seg = 0.0f; // Σ_{k=j+1..i} dA_k, grown from the diagonal
-        for (int j = i; j >= 0; j--) {
-            row[j] = seg < SSM_EXP_FLUSH ? 0.0f : k_dotf(Ci, BR(j), N) * expf(seg);
-            seg += DA(j);
-        }
-        float *yi = y + ((size_t)(t0 + i) * H + h) * P;
-        for (int p = 0; p < P; p++)
-            yi[p] = 0.0f;
-        for (int j = 0; j <= i; j++) {
-            const float *Xj = XR(j);
-            float        r = row[j];
-            for (int p = 0; p < P; p++)
-                yi[p] += r * Xj[p];
-        }
-    }
-    memset(S, 0, sizeof(float) * (size_t)P * N);
-    for (int j = 0; j < Lc; j++) {
-        const float *Xj = XR(j), *Bj = BR(j);
-        for (int p = 0; p < P; p++) {
-            float  coef = dout[j] * Xj[p];
-            float *Sp = S + (size_t)p * N;
-            for (int n = 0; n < N; n++)
-                Sp[n] += coef * Bj[n];
-        }
-    }
-#undef DA
-#undef XR
-#undef BR
-#undef CR
+    size_t Qe = (size_t)(Q < T ? Q : T);
+    size_t nc = ((size_t)T + Qe - 1) / Qe;
+    size_t cb = H > G ? (size_t)G * nc * Qe * Qe : 0;
+    return (nc + 1) * (size_t)H * (size_t)P * (size_t)N + 3 * (size_t)H * (size_t)T +
+           (size_t)H * ssd_lb_floats((int)Qe) + cb;
 }
 
 typedef struct chunk_task {
-    float       *y, *state, *st, *vbuf, *din, *dout, *row;
+    float       *y, *state, *st, *vbuf, *din, *dout, *row, *lb, *cb;
     const float *X, *dA, *B, *C;
     int          T, H, P, N, G, Q, nc;
 } chunk_task;
 
-// phase 1: every (head, chunk) independently; items interleaved over threads
-// (the last chunk of each head may be shorter)
+// rows i0 .. i0+rb-1 of (CB ∘ L) into L (ld ldl), columns j0 .. i0+rb-1, zero
+// above the diagonal; S: the CB rows (ld lds; may be L itself); seg: see above
+// (rows are visited in order, each once); dA: the head's decays, stride H.
+// Columns below j0 are left alone (the caller knows they are flushed to 0).
+K_SIMD static void decay_rows(float *L, int ldl, const float *S, int lds, float *seg,
+                              const float *dA, int H, int i0, int rb, int j0) {
+    int n = i0 + rb;
+    for (int r = 0; r < rb; r++) {
+        int          i = i0 + r;
+        float        a = dA[(size_t)i * H];
+        float       *l = L + (size_t)r * ldl;
+        const float *s = S + (size_t)r * lds;
+        for (int j = j0; j < i; j++)
+            seg[j] += a;
+        seg[i] = 0.0f;
+        for (int j = j0; j <= i; j++)
+            l[j] = seg[j] < SSM_EXP_FLUSH ? 0.0f : s[j] * k_expf(seg[j]);
+        for (int j = i + 1; j < n; j++)
+            l[j] = 0.0f;
+    }
+}
+
+// phase 1 for one (head, chunk): decays and S_c (y's rows of the chunk used as scratch)
+static void chunk_state(const chunk_task *j, int h, int c) {
+    int    H = j->H, P = j->P, N = j->N, G = j->G, g = h / (H / G), HP = H * P, GN = G * N;
+    int    t0 = c * j->Q, Lc = MIN_INT(j->Q, j->T - t0);
+    size_t o = (size_t)h * j->T + (size_t)t0;
+    float *din = j->din + o, *dout = j->dout + o;
+    const float *dA = j->dA + (size_t)t0 * H + h;
+    float        acc = 0.0f;
+    for (int i = 0; i < Lc; i++) {
+        acc += dA[(size_t)i * H];
+        din[i] = decay(acc);
+    }
+    acc = 0.0f;
+    for (int i = Lc - 1; i >= 0; i--) {
+        dout[i] = decay(acc);
+        acc += dA[(size_t)i * H];
+    }
+    float       *xs = j->y + (size_t)t0 * HP + (size_t)h * P;
+    const float *X = j->X + (size_t)t0 * HP + (size_t)h * P;
+    for (int i = 0; i < Lc; i++)
+        for (int p = 0; p < P; p++)
+            xs[(size_t)i * HP + p] = dout[i] * X[(size_t)i * HP + p];
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, P, N, Lc, 1.0f, xs, HP,
+                j->B + (size_t)t0 * GN + (size_t)g * N, GN, 0.0f,
+                j->st + ((size_t)c * H + h) * (size_t)P * N, N);
+}
+
+// phase 1, shared B/C: CB rows i0 .. i0+rb-1, columns 0 .. i0+rb-1 of (group, chunk)
+static void chunk_cb(const chunk_task *j, int g, int c, int i0) {
+    int    G = j->G, N = j->N, GN = G * N, t0 = c * j->Q, Lc = MIN_INT(j->Q, j->T - t0);
+    int    Qe = MIN_INT(j->Q, j->T), rb = MIN_INT(SSD_RB, Lc - i0);
+    float *cb = j->cb + (((size_t)g * j->nc + c) * Qe + i0) * Qe;
+    const float *Cr = j->C + (size_t)(t0 + i0) * GN + (size_t)g * N;
+    const float *Br = j->B + (size_t)t0 * GN + (size_t)g * N;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rb, i0 + rb, N, 1.0f, Cr, GN, Br, GN,
+                0.0f, cb, Qe);
+}
+
+// phase 1: every (head, chunk) and, for H > G, every (group, chunk, row block)
+// of CB, interleaved over threads (the last chunk of each head may be shorter)
 static void chunked_phase1(void *arg, int ith, int nth) {
     const chunk_task *j = arg;
-    size_t            PN = (size_t)j->P * j->N;
-    for (int hc = ith; hc < j->H * j->nc; hc += nth) {
-        int h = hc / j->nc, c = hc % j->nc, t0 = c * j->Q, Lc = MIN_INT(j->Q, j->T - t0);
-        size_t o = (size_t)h * j->T + (size_t)t0;
-        chunk_intra(j->y, j->st + ((size_t)c * j->H + h) * PN, j->din + o, j->dout + o, j->row + o,
-                    j->X, j->dA, j->B, j->C, t0, Lc, h, j->H, j->P, j->N, j->G);
+    int Qe = MIN_INT(j->Q, j->T), nb = (Qe + SSD_RB - 1) / SSD_RB;
+    int n1 = j->H * j->nc, n0 = j->cb ? j->G * j->nc * nb : 0;
+    for (int it = ith; it < n1 + n0; it += nth) {
+        if (it < n1) {
+            chunk_state(j, it / j->nc, it % j->nc);
+            continue;
+        }
+        int k = it - n1, gc = k / nb, i0 = (k % nb) * SSD_RB;
+        int c = gc % j->nc, Lc = MIN_INT(j->Q, j->T - c * j->Q);
+        if (i0 < Lc)
+            chunk_cb(j, gc / j->nc, c, i0);
     }
 }
 
@@ -285,25 +354,63 @@ static void chunked_phase2(void *arg, int ith, int nth) {
     }
 }
 
-// phase 3: contribution of the state entering each chunk
+// phase 3 for one (head, chunk): y = diag(din)·(C·S_inᵀ) + (CB ∘ L)·X
+static void chunk_out(const chunk_task *j, int h, int c) {
+    int    H = j->H, P = j->P, N = j->N, G = j->G, g = h / (H / G), HP = H * P, GN = G * N;
+    int    t0 = c * j->Q, Lc = MIN_INT(j->Q, j->T - t0), Qe = MIN_INT(j->Q, j->T);
+    size_t o = (size_t)h * j->T + (size_t)t0;
+    float *y = j->y + (size_t)t0 * HP + (size_t)h * P, *seg = j->row + o;
+    float *lb = j->lb + (size_t)h * ssd_lb_floats(Qe);
+    const float *din = j->din + o, *X = j->X + (size_t)t0 * HP + (size_t)h * P;
+    const float *Cc = j->C + (size_t)t0 * GN + (size_t)g * N;
+    const float *Bc = j->B + (size_t)t0 * GN + (size_t)g * N;
+    const float *cb = j->cb ? j->cb + ((size_t)g * j->nc + c) * Qe * Qe : NULL;
+    const float *dA = j->dA + (size_t)t0 * H + h;
+    // Y_off only from a nonzero entering state (zero: y = 0 + Y_diag, the same values)
+    const float *S_in = j->st + ((size_t)c * H + h) * (size_t)P * N;
+    int          off = c > 0;
+    if (c == 0 && j->state)
+        for (size_t e = 0; e < (size_t)P * N && !off; e++)
+            off = S_in[e] != 0.0f;
+    if (off) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Lc, P, N, 1.0f, Cc, GN, S_in, N,
+                    0.0f, y, HP);
+        for (int i = 0; i < Lc; i++)
+            for (int p = 0; p < P; p++)
+                y[(size_t)i * HP + p] *= din[i];
+    }
+    // with every dA ≤ 0 in the chunk, seg(i, j) only falls as i grows, so columns
+    // flushed at a block's first row stay 0 below it: the products start at j0
+    int nonpos = 1;
+    for (int i = 0; i < Lc && nonpos; i++)
+        nonpos = dA[(size_t)i * H] <= 0.0f;
+    int j0 = 0;
+    for (int i0 = 0; i0 < Lc; i0 += SSD_RB) {
+        int rb = MIN_INT(SSD_RB, Lc - i0), n = i0 + rb;
+        if (nonpos && i0 > 0) { // seg holds row i0-1: row i0 adds dA_i0 to j < i0
+            float a = dA[(size_t)i0 * H];
+            while (j0 < i0 && seg[j0] + a < SSM_EXP_FLUSH)
+                j0++;
+        }
+        if (cb) {
+            decay_rows(lb, Qe, cb + (size_t)i0 * Qe, Qe, seg, dA, H, i0, rb, j0);
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rb, n - j0, N, 1.0f,
+                        Cc + (size_t)i0 * GN, GN, Bc + (size_t)j0 * GN, GN, 0.0f, lb + j0, Qe);
+            decay_rows(lb, Qe, lb, Qe, seg, dA, H, i0, rb, j0);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rb, P, n - j0, 1.0f, lb + j0, Qe,
+                    X + (size_t)j0 * HP, HP, off ? 1.0f : 0.0f, y + (size_t)i0 * HP, HP);
+    }
+}
+
+// phase 3: heads interleaved over threads, each head's chunks in order (its
+// row-block scratch is the head's own)
 static void chunked_phase3(void *arg, int ith, int nth) {
     const chunk_task *j = arg;
-    size_t            PN = (size_t)j->P * j->N;
-    int               P = j->P, N = j->N, H = j->H, G = j->G;
-    for (int hc = ith; hc < H * j->nc; hc += nth) {
-        int h = hc / j->nc, c = hc % j->nc, t0 = c * j->Q, Lc = MIN_INT(j->Q, j->T - t0);
-        if (c == 0 && !j->state)
-            continue; // zero initial state
-        int          g = h / (H / G);
-        const float *S = j->st + ((size_t)c * H + h) * PN;
-        const float *dec = j->din + (size_t)h * j->T + (size_t)t0;
-        for (int i = 0; i < Lc; i++) {
-            const float *Ci = j->C + ((size_t)(t0 + i) * G + g) * N;
-            float       *yi = j->y + ((size_t)(t0 + i) * H + h) * P;
-            for (int p = 0; p < P; p++)
-                yi[p] += dec[i] * k_dotf(Ci, S + (size_t)p * N, N);
-        }
-    }
+    for (int h = ith; h < j->H; h += nth)
+        for (int c = 0; c < j->nc; c++)
+            chunk_out(j, h, c);
 }
 
 void cpu_ssd_scan_chunked(const molt_exec *ex, float *y, float *state, const float *X,
@@ -320,7 +427,10 @@ void cpu_ssd_scan_chunked(const molt_exec *ex, float *y, float *state, const flo
     float *din = vbuf + (size_t)H * PN;
     float *dout = din + (size_t)H * T;
     float *row = dout + (size_t)H * T;
-    chunk_task j = {y, state, st, vbuf, din, dout, row, X, dA, B, C, T, H, P, N, G, Q, nc};
+    float *lb = row + (size_t)H * T;
+    float *cb = H > G ? lb + (size_t)H * ssd_lb_floats(Q) : NULL;
+    chunk_task j = {y,  state, st, vbuf, din, dout, row, lb, cb, X, dA,
+                    B,  C,     T,  H,    P,   N,    G,   Q,  nc};
     // ~ T·H·(Q·(N+P) + 2·P·N) flops; small problems are not worth waking the pool
     size_t n_items = (size_t)H * (size_t)nc;
     size_t cost = (size_t)T * (size_t)H * ((size_t)Q * (size_t)(N + P) + 2 * PN);

@@ -29,6 +29,28 @@ typedef struct prep_task {
     const ssm_rows_cfg *c;
 } prep_task;
 
+// the elementwise spans, compiled per ISA (K_SIMD: the same bits on every clone)
+K_SIMD static void silu_span(float *dst, const float *src, int n) {
+    for (int i = 0; i < n; i++)
+        dst[i] = k_silu(src[i]);
+}
+K_SIMD static void silu_scaled_span(float *dst, const float *src, float d, int n) {
+    for (int i = 0; i < n; i++)
+        dst[i] = k_silu(src[i]) * d;
+}
+K_SIMD static void scale_span(float *dst, const float *src, float d, int n) {
+    for (int i = 0; i < n; i++)
+        dst[i] = src[i] * d;
+}
+
+// act(src) into dst (SiLU for Mamba-2, a copy for Discrete)
+static void act_span(float *dst, const float *src, int n, int mamba) {
+    if (mamba)
+        silu_span(dst, src, n);
+    else
+        memcpy(dst, src, sizeof(float) * (size_t)n);
+}
+
 static void prep_run(void *arg, int ith, int nth) {
     const prep_task    *j = arg;
     const ssm_rows_cfg *c = j->c;
@@ -36,16 +58,13 @@ static void prep_run(void *arg, int ith, int nth) {
     molt_pool_range(j->n, ith, nth, &lo, &hi);
     for (int r = lo; r < hi; r++) {
         const float *v = j->xc + (size_t)r * Cc, *dtr = j->dt + (size_t)r * j->ldz;
-        float       *dA = j->dA + (size_t)r * H;
+        float       *dA = j->dA + (size_t)r * H, *xr = j->x ? j->x + (size_t)r * Di : NULL;
         if (j->B)
-            for (int i = 0; i < GN; i++)
-                j->B[(size_t)r * GN + i] = c->mamba ? k_silu(v[Di + i]) : v[Di + i];
+            act_span(j->B + (size_t)r * GN, v + Di, GN, c->mamba);
         if (j->C)
-            for (int i = 0; i < GN; i++)
-                j->C[(size_t)r * GN + i] = c->mamba ? k_silu(v[Di + GN + i]) : v[Di + GN + i];
-        if (j->x)
-            for (int i = 0; i < Di; i++)
-                j->x[(size_t)r * Di + i] = c->mamba ? k_silu(v[i]) : v[i];
+            act_span(j->C + (size_t)r * GN, v + Di + GN, GN, c->mamba);
+        if (xr)
+            act_span(xr, v, Di, c->mamba);
         if (!c->mamba) {
             for (int h = 0; h < H; h++)
                 dA[h] = -k_softplus(dtr[h]);
@@ -60,9 +79,13 @@ static void prep_run(void *arg, int ith, int nth) {
                 d = c->dt_hi;
             dl[h] = d;
             dA[h] = d * -expf(j->A_log[h]);
-            if (j->X)
-                for (int p = 0; p < P; p++)
-                    j->X[(size_t)r * Di + h * P + p] = k_silu(v[h * P + p]) * d;
+            if (!j->X)
+                continue;
+            float *Xh = j->X + (size_t)r * Di + (size_t)h * P;
+            if (xr) // X = silu(v)·Δ: x holds the same silu(v) bits
+                scale_span(Xh, xr + (size_t)h * P, d, P);
+            else
+                silu_scaled_span(Xh, v + (size_t)h * P, d, P);
         }
     }
 }
@@ -88,6 +111,23 @@ typedef struct gate_task {
     const ssm_rows_cfg *c;
 } gate_task;
 
+K_SIMD static void axpy_span(float *y, float a, const float *x, int n) {
+    for (int i = 0; i < n; i++)
+        y[i] += a * x[i];
+}
+K_SIMD static void gate_span(float *g, const float *yp, const float *z, const float *zb, int n) {
+    if (zb)
+        for (int i = 0; i < n; i++)
+            g[i] = yp[i] * k_silu(z[i] + zb[i]);
+    else
+        for (int i = 0; i < n; i++)
+            g[i] = yp[i] * k_silu(z[i]);
+}
+K_SIMD static void norm_span(float *g, float rs, const float *w, int n) {
+    for (int i = 0; i < n; i++)
+        g[i] = g[i] * rs * w[i];
+}
+
 static void gate_run(void *arg, int ith, int nth) {
     const gate_task    *j = arg;
     const ssm_rows_cfg *c = j->c;
@@ -98,23 +138,19 @@ static void gate_run(void *arg, int ith, int nth) {
         const float *z = j->z + (size_t)r * j->ldz;
         if (j->x && j->D) {
             const float *x = j->x + (size_t)r * Di;
-            for (int i = 0; i < Di; i++)
-                yp[i] += j->D[i / P] * x[i];
+            for (int h = 0; h < c->H; h++)
+                axpy_span(yp + (size_t)h * P, j->D[h], x + (size_t)h * P, P);
         }
         if (!c->mamba) {
-            for (int i = 0; i < Di; i++)
-                g[i] = yp[i] * k_silu(z[i] + (j->z_bias ? j->z_bias[i] : 0.0f));
+            gate_span(g, yp, z, j->z_bias, Di);
             continue;
         }
-        for (int i = 0; i < Di; i++)
-            g[i] = yp[i] * k_silu(z[i]);
+        gate_span(g, yp, z, NULL, Di);
         for (int q = 0; q < c->G; q++) { // RMSNorm per group, as k_rmsnorm
             float       *gg = g + (size_t)q * gs;
-            const float *w = j->norm_w + (size_t)q * gs;
             float        ss = (float)rows_sumsq(gg, gs); // Σ gz² (rounded once)
             float        rs = 1.0f / sqrtf(ss / (float)gs + c->eps);
-            for (int i = 0; i < gs; i++)
-                gg[i] = gg[i] * rs * w[i];
+            norm_span(gg, rs, j->norm_w + (size_t)q * gs, gs);
             if (j->rstd)
                 j->rstd[(size_t)r * c->G + q] = rs;
         }
