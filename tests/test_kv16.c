@@ -13,6 +13,7 @@
  *     agree, and teacher-forced argmax agreement), and the held-out loss of
  *     TinyStories' validation head (shared/, skipped without it), f16 − f32.
  */
+#include "kernels/kernels.h"
 #include "models/model.h"
 #include "testmodel.h"
 #include "testutil.h"
@@ -89,6 +90,18 @@ static void check_api(void) {
           "slots of the other KV type are refused");
     molt_slots_free(sl);
     molt_seq_free(s);
+    // a backend without the f16 ops (CUDA today) refuses f16 with a clear error
+    molt_backend        nokv = molt_backend_cpu;
+    const molt_backend *be = m->be;
+    nokv.name = "nokv16";
+    nokv.attn_decode_rows_f16 = NULL;
+    m->be = &nokv;
+    m->kv_dt = MOLT_F32;
+    CHECK(molt_model_set_kv_dtype(ctx, m, "f16") == MOLT_ERR_UNSUPPORTED &&
+              strstr(molt_last_error(ctx), "nokv16") && m->kv_dt == MOLT_F32,
+          "f16 refused on a backend without its ops (%s)", molt_last_error(ctx));
+    CHECK(molt_model_set_kv_dtype(ctx, m, "f32") == MOLT_OK, "f32 runs there");
+    m->be = be;
     molt_model_free(m);
     // a recurrent model has no cache: nothing changes
     molt_model *r = tm_random_model(ctx, MAMBA2, 3, 0.05f);
@@ -232,9 +245,9 @@ static void check_stories(void) {
     for (int i = 0; lf && i < N; i++)
         forced += t_argmax(lf + (size_t)i * m->cfg.vocab, m->cfg.vocab) == a[i];
     free(lf);
-    printf("stories260K greedy, f16 vs f32 cache: %d of %d tokens agree (first difference at "
-           "%d); teacher-forced argmax agreement %d of %d\n",
-           agree, N, first, forced, N);
+    printf("stories260K greedy, f16 vs f32 cache: %d of %d tokens agree (first difference: %d, "
+           "%d = none); teacher-forced argmax agreement %d of %d\n",
+           agree, N, first, N, forced, N);
     CHECK(forced >= N - 4, "f16 cache: teacher-forced argmax agrees on %d of %d", forced, N);
     // held-out loss
     snprintf(text, sizeof text, "%s", t_shared("data/tinystories/tinystories_v1_valid_head.txt"));
