@@ -345,10 +345,9 @@ int main(int argc, char **argv) {
             save = argv[++i];
         else {
             fprintf(stderr, "usage: bench_decode [--threads N] [--weights f32,bf16,q8_0] "
-                            "[--kv f32,f16] [--rounds R] [--decode N] [--prefill T] [--depths 2048,8192] "
-                            "[--batches 1,4,..] [--builtin NAMES] [--model PATH]... [--only-given] "
-                            "[--skip-bw] "
-                            "[--save DIR]\n");
+                            "[--kv f32,f16] [--rounds R] [--decode N] [--prefill T] "
+                            "[--depths 2048,8192] [--batches 1,4,..] [--builtin NAMES] "
+                            "[--model PATH]... [--only-given] [--skip-bw] [--save DIR]\n");
             return 2;
         }
     }
