@@ -9,7 +9,8 @@
  *              cache at the mean position, the recurrent state read and
  *              written), and that over the measured bandwidth;
  *   prefill    one forward over --prefill tokens (tok/s);
- *   depth      decode at a context of --depths tokens (Llama);
+ *   depth      decode at a context of --depths tokens (Llama), with each
+ *              KV-cache type of --kv (f32, f16: molt_model_set_kv_dtype);
  *   batch      decode over --batches state slots (aggregate tok/s), as
  *              bench_batch: a 16-token prompt forked into every slot.
  * Models: the 110M Llama and 115M Mamba-2 of bench_models.h (random weights:
@@ -17,7 +18,7 @@
  * --save DIR writes the two random models (f32) to DIR/llama-110m and
  * DIR/mamba2-115m, e.g. for another engine to run the same weights.
  * One JSON line per measurement.
- * usage: bench_decode [--threads N] [--weights f32,bf16,q8_0] [--rounds R]
+ * usage: bench_decode [--threads N] [--weights f32,bf16,q8_0] [--kv f32,f16] [--rounds R]
  *          [--decode N] [--prefill T] [--depths 2048,8192] [--batches 1,4,..|none]
  *          [--builtin llama-110m,mamba2-115m] [--model PATH]... [--only-given]
  *          [--skip-bw] [--save DIR]
@@ -146,17 +147,17 @@ static int argmax(const float *x, int n) {
 }
 
 typedef struct opts {
-    int threads, rounds, ndec, npre, depths[8], nd, batches[16], nb, nw;
-    const char *wdt[4];
+    int threads, rounds, ndec, npre, depths[8], nd, batches[16], nb, nw, nkv;
+    const char *wdt[4], *kvt[2];
     double bw;
 } opts;
 
 static void emit(const char *kind, const char *name, molt_model *m, int r, const char *extra,
                  double tps, double bytes, double bw) {
-    printf("{\"bench\": \"%s\", \"model\": \"%s\", \"weights\": \"%s\", \"isa\": \"%s\", "
-           "\"round\": %d%s, \"tok_per_s\": %.1f",
-           kind, name, molt_dtype_name(m->weight_dt), cpu_q8_isa_name(cpu_q8_isa()), r, extra,
-           tps);
+    printf("{\"bench\": \"%s\", \"model\": \"%s\", \"weights\": \"%s\", \"kv\": \"%s\", "
+           "\"isa\": \"%s\", \"round\": %d%s, \"tok_per_s\": %.1f",
+           kind, name, molt_dtype_name(m->weight_dt), molt_dtype_name(m->kv_dt),
+           cpu_q8_isa_name(cpu_q8_isa()), r, extra, tps);
     if (bytes > 0)
         printf(", \"bytes_per_tok\": %.0f, \"gb_s\": %.2f, \"pct_bw\": %.1f", bytes,
                bytes * tps * 1e-9, bw > 0 ? 100.0 * bytes * tps * 1e-9 / bw : 0.0);
@@ -262,14 +263,18 @@ static void run_model(molt_ctx *ctx, const char *name, molt_model *m, const opts
         for (int w = 0; w < o->nw; w++) {
             if (molt_model_set_weight_dtype(ctx, m, o->wdt[w]) != MOLT_OK)
                 die(ctx);
-            if (o->ndec > 0)
-                decode(ctx, name, m, r, o, 0);
-            if (o->npre > 0)
-                prefill(ctx, name, m, r, o);
-            for (int k = 0; k < o->nd && m->cfg.n_kv_head > 0; k++)
-                decode(ctx, name, m, r, o, o->depths[k]);
-            for (int k = 0; k < o->nb; k++)
-                batch(ctx, name, m, r, o->batches[k]);
+            for (int v = 0; v < o->nkv; v++) { // the KV types alternating
+                if (molt_model_set_kv_dtype(ctx, m, o->kvt[v]) != MOLT_OK)
+                    die(ctx);
+                if (o->ndec > 0)
+                    decode(ctx, name, m, r, o, 0);
+                if (o->npre > 0)
+                    prefill(ctx, name, m, r, o);
+                for (int k = 0; k < o->nd && m->cfg.n_kv_head > 0; k++)
+                    decode(ctx, name, m, r, o, o->depths[k]);
+                for (int k = 0; k < o->nb; k++)
+                    batch(ctx, name, m, r, o->batches[k]);
+            }
         }
 }
 
@@ -301,7 +306,7 @@ static void prefer_avx512_blas(char **argv) {
 int main(int argc, char **argv) {
     prefer_avx512_blas(argv);
     opts o = {.threads = 2, .rounds = 2, .ndec = 64, .npre = 512, .nw = 3,
-              .wdt = {"f32", "bf16", "q8_0"}, .nd = 0, .nb = 5,
+              .wdt = {"f32", "bf16", "q8_0"}, .nkv = 1, .kvt = {"f32"}, .nd = 0, .nb = 5,
               .batches = {1, 4, 16, 64, 256}};
     const char *paths[8], *save = NULL;
     int np = 0, only_given = 0, skip_bw = 0;
@@ -324,6 +329,10 @@ int main(int argc, char **argv) {
             o.nw = 0;
             for (char *t = strtok(argv[++i], ","); t && o.nw < 4; t = strtok(NULL, ","))
                 o.wdt[o.nw++] = t;
+        } else if (!strcmp(a, "--kv") && v) {
+            o.nkv = 0;
+            for (char *t = strtok(argv[++i], ","); t && o.nkv < 2; t = strtok(NULL, ","))
+                o.kvt[o.nkv++] = t;
         } else if (!strcmp(a, "--model") && v && np < 8)
             paths[np++] = argv[++i];
         else if (!strcmp(a, "--only-given"))
@@ -336,10 +345,9 @@ int main(int argc, char **argv) {
             save = argv[++i];
         else {
             fprintf(stderr, "usage: bench_decode [--threads N] [--weights f32,bf16,q8_0] "
-                            "[--rounds R] [--decode N] [--prefill T] [--depths 2048,8192] "
-                            "[--batches 1,4,..] [--builtin NAMES] [--model PATH]... [--only-given] "
-                            "[--skip-bw] "
-                            "[--save DIR]\n");
+                            "[--kv f32,f16] [--rounds R] [--decode N] [--prefill T] "
+                            "[--depths 2048,8192] [--batches 1,4,..] [--builtin NAMES] "
+                            "[--model PATH]... [--only-given] [--skip-bw] [--save DIR]\n");
             return 2;
         }
     }

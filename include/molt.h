@@ -177,6 +177,14 @@ MOLT_API const molt_tokenizer *molt_model_tokenizer(const molt_model *m);
 // The copy is taken now: after changing the parameters (training), call again.
 // Errors: MOLT_ERR_ARG (unknown dtype), MOLT_ERR_OOM; the model is unchanged then.
 MOLT_API molt_status molt_model_set_weight_dtype(molt_ctx *ctx, molt_model *m, const char *dtype);
+// The element type of the KV caches of the sequences, slots and chats created
+// from now on: "f32" (the default) or "f16" (half the cache bytes, which is what
+// decoding at long context reads; keys and values are rounded to nearest even
+// when appended, the attention arithmetic stays f32). Set it before creating
+// them: a sequence or slots object created under the other type refuses to run
+// (MOLT_ERR_ARG) until the type is set back. Errors: MOLT_ERR_ARG (unknown
+// dtype), MOLT_ERR_UNSUPPORTED (a backend without f16 cache ops: CUDA today).
+MOLT_API molt_status molt_model_set_kv_dtype(molt_ctx *ctx, molt_model *m, const char *dtype);
 
 typedef struct molt_model_info {
     char    arch[32];         // "llama", "llamba", "mamba2", "molt_hybrid"
@@ -187,7 +195,7 @@ typedef struct molt_model_info {
     int32_t max_seq;
     int64_t n_params;
     int64_t weight_bytes;        // bytes of fp32 weights in memory
-    int64_t kv_bytes_per_token;  // grows with context
+    int64_t kv_bytes_per_token;  // grows with context (in the KV-cache type: f32 or f16)
     int64_t state_bytes;         // constant per sequence (conv + SSM state)
 } molt_model_info;
 MOLT_API void molt_model_get_info(const molt_model *m, molt_model_info *info);

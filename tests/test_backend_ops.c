@@ -5136,6 +5136,23 @@ static void spy_rev_kl(const molt_exec *e, double *l, float *ds, const float *s,
                        int n, int V, float tau, float sc) {
     SPY(rev_kl);
 }
+// f16 KV cache (issue 15)
+static void spy_kv_append_f16(const molt_exec *e, uint16_t *const *kc, uint16_t *const *vc,
+                              const float *k, const float *v, int ld, int rows, int KV, int hd,
+                              int cap, int pos0, const int32_t *pos) {
+    SPY(kv_append_f16);
+}
+static void spy_attn_prefill_f16(const molt_exec *e, float *o, const float *q, int T, int pos,
+                                 int H, int KV, int hd, const uint16_t *kc, const uint16_t *vc,
+                                 int cap, float *w) {
+    SPY(attn_prefill_f16);
+}
+static void spy_attn_decode_rows_f16(const molt_exec *e, float *o, const float *q, int n,
+                                     const int32_t *pos, int H, int KV, int hd,
+                                     uint16_t *const *kc, uint16_t *const *vc, int cap,
+                                     float *w) {
+    SPY(attn_decode_rows_f16);
+}
 #undef SPY
 
 static void test_dispatch(void) {
@@ -5255,6 +5272,13 @@ static void test_dispatch(void) {
                                   NULL, NULL, NULL, 0, NULL, NULL));
     // reverse-KL distillation loss (issue 17)
     CALLS(rev_kl, k_rev_kl(&ex, NULL, NULL, NULL, NULL, 0, 0, 0, 0));
+    // f16 KV cache (issue 15)
+    CALLS(kv_append_f16,
+          k_kv_append_f16(&ex, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0, 0, NULL));
+    CALLS(attn_prefill_f16,
+          k_attn_prefill_f16(&ex, NULL, NULL, 0, 0, 1, 1, 0, NULL, NULL, 0, NULL));
+    CALLS(attn_decode_rows_f16,
+          k_attn_decode_rows_f16(&ex, NULL, NULL, 0, NULL, 1, 1, 0, NULL, NULL, 0, NULL));
 #undef CALLS
     CHECK(calls == MOLT_BACKEND_NOPS, "%d entry points called, the table has %d ops", calls,
           MOLT_BACKEND_NOPS);
@@ -5386,6 +5410,399 @@ static void test_matvec_half(void) {
         }
     printf("matmul_w (bf16, f16) T <= %d: %d kernel cases (path %s), %d op runs, bit-identical "
            "to the twin\n", K_MATVEC_T, cases, avx ? "avx512" : "scalar only", through);
+}
+
+// f16 KV cache (issue 15; kernels/attn.h "f16 KV cache", cpu/f16.c,
+// cpu/attn_f16.c): the narrowing on every path the CPU allows against the
+// scalar twin (all 65536 halves, the ties and neighbours between every two
+// adjacent halves, edge floats, random bit patterns); the append at the
+// blocked layout (written out here from the contract); prefill / decode /
+// decode rows against the double reference on the f16-rounded keys and
+// values, with every cache half past the visible keys poisoned with NaN; and
+// decode bit-identical to the f32 ops over the widened caches.
+
+// the contract's layout, spelled out: key s, element i of kv head j
+static size_t kv16_k_at(int j, int s, int i, int cap, int hd) {
+    size_t cap16 = (size_t)(cap + 15) / 16 * 16;
+    return (size_t)j * cap16 * hd + (size_t)(s / 16) * 16 * hd + (size_t)i * 16 + (size_t)(s % 16);
+}
+static size_t kv16_v_at(int j, int s, int i, int cap, int hd) {
+    size_t cap16 = (size_t)(cap + 15) / 16 * 16;
+    return (size_t)j * cap16 * hd + (size_t)s * hd + (size_t)i;
+}
+
+static float f32_of_bits(uint32_t b) {
+    float f;
+    memcpy(&f, &b, 4);
+    return f;
+}
+static unsigned bits_of(float f) {
+    uint32_t b;
+    memcpy(&b, &f, 4);
+    return (unsigned)b;
+}
+
+// narrow x[n] on every path, each against the scalar twin; returns mismatches
+static int kv16_narrow_check(const float *x, int n, uint16_t *want, uint16_t *got, int *paths) {
+    int bad = 0;
+    for (int i = 0; i < n; i++)
+        want[i] = molt_f32_to_f16(x[i]);
+    *paths = 0;
+    for (int isa = 0; isa < F16_ISA_COUNT; isa++) {
+        if (!cpu_f16_isa_available(isa))
+            continue;
+        ++*paths;
+        cpu_narrow_half(isa, got, x, n);
+        for (int i = 0; i < n; i++)
+            if (got[i] != want[i] && bad++ < 5)
+                fprintf(stderr, "  f16 path %d: %a (bits %08x) -> %04x, scalar %04x\n", isa,
+                        (double)x[i], bits_of(x[i]),
+                        got[i], want[i]);
+    }
+    return bad;
+}
+
+static void test_f16_narrow(void) {
+    // every half, the midpoint of every two adjacent finite halves (a tie) and
+    // its f32 neighbours, and the next-up float of each half
+    size_t    cap = 65536 * 5 + 64 + (1u << 20);
+    float    *x = fbuf(cap);
+    uint16_t *want = xmalloc(2 * cap), *got = xmalloc(2 * cap);
+    size_t    n = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        float a = molt_f16_to_f32((uint16_t)h);
+        x[n++] = a;
+        if ((h & 0x7FFFu) < 0x7C00u) { // finite: up to the next half of the same sign
+            float b = (h & 0x7FFFu) == 0x7BFFu ? (h & 0x8000u ? -65536.0f : 65536.0f)
+                                               : molt_f16_to_f32((uint16_t)(h + 1));
+            float mid = (float)(((double)a + (double)b) / 2); // exact in f32
+            x[n++] = mid;
+            x[n++] = nextafterf(mid, 0.0f);
+            x[n++] = nextafterf(mid, mid > 0 ? INFINITY : -INFINITY);
+            x[n++] = nextafterf(a, b);
+        }
+    }
+    const uint32_t edge[] = {
+        0x00000000u, 0x80000000u, 0x00000001u, 0x807FFFFFu, 0x33000000u, 0x33000001u,
+        0xB3000000u, 0x33800000u, 0x337FFFFFu, 0x387FC000u, 0x38800000u, 0x477FE000u,
+        0x477FEFFFu, 0x477FF000u, 0xC77FF000u, 0x47800000u, 0x7F7FFFFFu, 0xFF7FFFFFu,
+        0x7F800000u, 0xFF800000u, 0x7F800001u, 0x7FC00000u, 0xFFC00000u, 0x7FFFFFFFu,
+        0xFFFFFFFFu, 0x7F802000u, 0x7FA00000u, 0x3F800000u, 0x3F801000u, 0x3F803000u};
+    for (size_t i = 0; i < sizeof edge / sizeof edge[0]; i++)
+        x[n++] = f32_of_bits(edge[i]);
+    uint64_t r = 0x9E3779B97F4A7C15ull;
+    for (int i = 0; i < (1 << 20); i++) { // random bit patterns (NaNs, denormals included)
+        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+        x[n++] = f32_of_bits((uint32_t)(r >> 11));
+    }
+    int paths = 0, bad = kv16_narrow_check(x, (int)n, want, got, &paths);
+    CHECK(bad == 0, "f16 narrowing: %d of %zu inputs differ from the scalar twin", bad, n);
+    // the twin itself: halves round-trip, ties go to even, overflow to inf
+    int rt = 0, ties = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        uint16_t back = molt_f32_to_f16(molt_f16_to_f32((uint16_t)h));
+        bool     nan = (h & 0x7C00u) == 0x7C00u && (h & 0x3FFu);
+        rt += nan ? !((back & 0x7E00u) == 0x7E00u && (back & 0x8000u) == (h & 0x8000u))
+                  : back != h;
+    }
+    for (uint32_t h = 0; h < 0x7BFFu; h++) { // positive finite pairs (h, h+1)
+        double a = molt_f16_to_f32((uint16_t)h), b = molt_f16_to_f32((uint16_t)(h + 1));
+        uint16_t t = molt_f32_to_f16((float)((a + b) / 2));
+        ties += t != ((h & 1u) ? h + 1 : h);
+    }
+    CHECK(rt == 0, "f16: %d halves do not round-trip through f32", rt);
+    CHECK(ties == 0, "f16: %d ties not rounded to even", ties);
+    CHECK(molt_f32_to_f16(65520.0f) == 0x7C00u && molt_f32_to_f16(-1e30f) == 0xFC00u &&
+              molt_f32_to_f16(65519.99f) == 0x7BFFu,
+          "f16 overflow rounds to inf from 65520 up");
+    // every length 0..40 at every offset 0..3 (the SIMD paths' tails)
+    int tails = 0;
+    for (int off = 0; off < 4; off++)
+        for (int len = 0; len <= 40; len++) {
+            int p;
+            tails += kv16_narrow_check(x + 65536 + off * 997, len, want, got, &p);
+        }
+    CHECK(tails == 0, "f16 narrowing tails: %d mismatches", tails);
+    // widening (vcvtph2ps paths) against the twin cpu_widen_half: every half, at
+    // every length 0..40 and offset too; a signaling NaN may come back quiet
+    {
+        uint16_t *h = xmalloc(2 * 65536);
+        float    *a = fbuf(65536), *b = fbuf(65536);
+        for (uint32_t i = 0; i < 65536; i++)
+            h[i] = (uint16_t)i;
+        cpu_widen_half(a, h, 65536, 0);
+        int wbad = 0;
+        for (int isa = 0; isa < F16_ISA_COUNT; isa++) {
+            for (int off = 0; off < 65536; off += off < 64 ? 1 : 4093) {
+                int len = off < 64 ? 41 + off % 7 : 65536 - off;
+                cpu_widen_f16(isa, b + off, h + off, len);
+                for (int i = off; i < off + len; i++) {
+                    uint32_t xa = bits_of(a[i]), yb = bits_of(b[i]);
+                    bool     snan = (h[i] & 0x7C00u) == 0x7C00u && (h[i] & 0x3FFu) &&
+                                !(h[i] & 0x200u);
+                    wbad += xa != yb && !(snan && isnan(b[i]) && (xa ^ yb) == 0x00400000u);
+                }
+            }
+        }
+        CHECK(wbad == 0, "f16 widening paths: %d values differ from cpu_widen_half", wbad);
+        free(h), free(a), free(b);
+    }
+    printf("f16 narrowing: %zu inputs (all halves, ties and neighbours, edges, random), %d paths "
+           "(this CPU: %d) identical to the scalar twin\n",
+           n, paths, cpu_f16_isa());
+    free(x), free(want), free(got);
+}
+
+// --- kv_append_f16: out = the widened caches (K of every sequence, then V)
+typedef struct kva16_case {
+    uint16_t      *before, *scratch;
+    float         *k, *v;
+    const int32_t *pos;
+    int            ld, rows, KV, hd, cap, pos0, nc, keys_only;
+} kva16_case;
+
+static void run_kv_append_f16(const molt_exec *ex, void *cv, float *out) {
+    kva16_case *c = cv;
+    size_t      per = (size_t)c->KV * k_kv_f16_halves(c->cap, c->hd), n = 2 * per * c->nc;
+    uint16_t   *kc[16], *vc[16];
+    memcpy(c->scratch, c->before, 2 * n);
+    for (int i = 0; i < c->nc; i++) {
+        kc[i] = c->scratch + per * i;
+        vc[i] = c->scratch + per * (c->nc + i);
+    }
+    k_kv_append_f16(ex, kc, c->keys_only ? NULL : vc, c->k, c->keys_only ? NULL : c->v, c->ld,
+                    c->rows, c->KV, c->hd, c->cap, c->pos0, c->pos);
+    for (size_t i = 0; i < n; i++)
+        out[i] = molt_f16_to_f32(c->scratch[i]);
+}
+
+static void test_kv_append_f16(void) {
+    op_stat  *st = stat_new("kv_append_f16", 0, 1);
+    // rows, KV, hd, pad, cap, pos0, per-row caches
+    const int shapes[][7] = {{0, 2, 4, 0, 3, 0, 0},   {1, 1, 2, 0, 1, 0, 0},
+                             {3, 2, 8, 0, 9, 5, 0},   {7, 3, 16, 5, 17, 9, 0},
+                             {1, 2, 8, 0, 4, 0, 1},   {5, 2, 6, 3, 33, 0, 1},
+                             {16, 4, 64, 0, 40, 0, 1}, {3, 1, 300, 2, 20, 15, 0}};
+    for (int k = 0; k < 8; k++)
+        for (int ko = 0; ko < 2; ko++) {
+            const int *s = shapes[k];
+            kva16_case c = {0};
+            c.rows = s[0], c.KV = s[1], c.hd = s[2], c.ld = s[1] * s[2] + s[3], c.cap = s[4];
+            c.pos0 = s[5], c.nc = s[6] ? (s[0] > 0 ? s[0] : 1) : 1, c.keys_only = ko;
+            int32_t *pos = NULL;
+            if (s[6]) {
+                pos = xmalloc(sizeof(int32_t) * (size_t)(c.rows + 1));
+                for (int r = 0; r < c.rows; r++)
+                    pos[r] = (int32_t)((r * 5 + 2) % c.cap);
+            }
+            c.pos = pos;
+            size_t per = (size_t)c.KV * k_kv_f16_halves(c.cap, c.hd), n = 2 * per * c.nc;
+            c.k = frand((size_t)c.rows * c.ld, -2, 2);
+            c.v = frand((size_t)c.rows * c.ld, -2, 2);
+            // the largest half, a value rounding down to it, a subnormal, one rounding
+            // to zero, -0 (overflow to inf: test_f16_narrow; inf is not a finite error here)
+            for (int i = 0; i < c.rows * c.ld; i += 7)
+                c.k[i] = i % 5 == 0   ? 65504.0f
+                         : i % 5 == 1 ? -65519.0f
+                         : i % 5 == 2 ? 3e-6f
+                         : i % 5 == 3 ? 1e-9f
+                                      : -0.0f;
+            c.before = xmalloc(2 * n + 2);
+            c.scratch = xmalloc(2 * n + 2);
+            for (size_t i = 0; i < n; i++)
+                c.before[i] = molt_f32_to_f16(t_uniform(5, 6));
+            uint16_t *want = xmalloc(2 * n + 2);
+            memcpy(want, c.before, 2 * n);
+            for (int r = 0; r < c.rows; r++) {
+                int ci = pos ? r : 0, p = pos ? pos[r] : c.pos0 + r;
+                for (int j = 0; j < c.KV; j++)
+                    for (int i = 0; i < c.hd; i++) {
+                        size_t src = (size_t)r * c.ld + (size_t)j * c.hd + i;
+                        want[per * ci + kv16_k_at(j, p, i, c.cap, c.hd)] =
+                            molt_f32_to_f16(c.k[src]);
+                        if (!ko)
+                            want[per * (c.nc + ci) + kv16_v_at(j, p, i, c.cap, c.hd)] =
+                                molt_f32_to_f16(c.v[src]);
+                    }
+            }
+            double *ref = dbuf(n + 1);
+            for (size_t i = 0; i < n; i++)
+                ref[i] = (double)molt_f16_to_f32(want[i]);
+            char shape[48];
+            snprintf(shape, sizeof shape, "rows,KV,hd,cap %dx%dx%dx%d%s%s", c.rows, c.KV, c.hd,
+                     c.cap, pos ? " rows" : "", ko ? " k" : "");
+            run_case(st, run_kv_append_f16, &c, ref, n, shape);
+            free(ref), free(want), free(c.k), free(c.v), free(c.before), free(c.scratch);
+            free(pos);
+        }
+}
+
+// f16 caches of one sequence for keys 0..S-1 (random in [-1, 1]), NaN halves
+// everywhere else (rows S..cap16, the padding); kd, vd: the widened values as
+// double [KV, cap, hd] row-major (the reference's layout); kf, vf the same in
+// f32 (the f32 ops' layout), NaN past S as well
+static void kv16_caches(uint16_t *kc, uint16_t *vc, double *kd, double *vd, float *kf, float *vf,
+                        int KV, int hd, int cap, int S) {
+    size_t per = (size_t)KV * k_kv_f16_halves(cap, hd);
+    for (size_t i = 0; i < per; i++)
+        kc[i] = vc[i] = 0x7E00u; // NaN
+    for (int j = 0; j < KV; j++)
+        for (int s = 0; s < cap; s++)
+            for (int i = 0; i < hd; i++) {
+                size_t   at = ((size_t)j * cap + s) * hd + i;
+                uint16_t hk = 0x7E00u, hv = 0x7E00u;
+                if (s < S) {
+                    hk = molt_f32_to_f16(t_uniform(-1, 1));
+                    hv = molt_f32_to_f16(t_uniform(-1, 1));
+                    kc[kv16_k_at(j, s, i, cap, hd)] = hk;
+                    vc[kv16_v_at(j, s, i, cap, hd)] = hv;
+                }
+                if (kd)
+                    kd[at] = molt_f16_to_f32(hk), vd[at] = molt_f16_to_f32(hv);
+                if (kf)
+                    kf[at] = molt_f16_to_f32(hk), vf[at] = molt_f16_to_f32(hv);
+            }
+}
+
+typedef struct pf16_case {
+    float    *q, *work;
+    uint16_t *kc, *vc;
+    int       T, pos, H, KV, hd, cap;
+} pf16_case;
+
+static void run_attn_prefill_f16(const molt_exec *ex, void *cv, float *out) {
+    pf16_case *c = cv;
+    fill_nan(c->work, k_attn_prefill_f16_work(c->T, c->pos + c->T, c->H, c->KV, c->hd,
+                                              MAX_THREADS));
+    k_attn_prefill_f16(ex, out, c->q, c->T, c->pos, c->H, c->KV, c->hd, c->kc, c->vc, c->cap,
+                       c->work);
+}
+
+static void test_attn_prefill_f16(void) {
+    op_stat *st = stat_new("attn_prefill_f16", 1e-6, 1);
+    // T, pos, H, KV, hd, cap (T = 1: decode; (pos+1)·H·hd ≥ 2^18 threads it)
+    const int shapes[][6] = {{0, 0, 2, 1, 8, 4},        {1, 0, 1, 1, 2, 1},
+                             {1, 5, 4, 2, 8, 8},        {1, 15, 2, 2, 6, 17},
+                             {1, 16, 3, 1, 4, 20},      {1, 600, 8, 2, 64, 640},
+                             {1, 1100, 4, 4, 64, 1200}, {3, 0, 2, 2, 6, 3},
+                             {5, 4, 4, 1, 16, 12},      {17, 0, 6, 3, 10, 20},
+                             {33, 40, 8, 4, 64, 80},    {70, 3, 4, 2, 32, 73},
+                             {100, 0, 8, 8, 8, 100}};
+    int bitwise = 0;
+    for (int k = 0; k < 13; k++) {
+        const int *s = shapes[k];
+        int        T = s[0], pos = s[1], H = s[2], KV = s[3], hd = s[4], cap = s[5], S = pos + T;
+        size_t     per = (size_t)KV * k_kv_f16_halves(cap, hd), nf = (size_t)KV * cap * hd;
+        pf16_case  c = {frand((size_t)T * H * hd + 1, -1, 1), NULL, xmalloc(2 * per + 2),
+                        xmalloc(2 * per + 2), T, pos, H, KV, hd, cap};
+        c.work = fbuf(k_attn_prefill_f16_work(T, S, H, KV, hd, MAX_THREADS) + 1);
+        double *kd = dbuf(nf + 1), *vd = dbuf(nf + 1), *ref = dbuf((size_t)T * H * hd + 1);
+        float  *kf = fbuf(nf + 1), *vf = fbuf(nf + 1);
+        kv16_caches(c.kc, c.vc, kd, vd, kf, vf, KV, hd, cap, S);
+        double *q = dcopy(c.q, (size_t)T * H * hd), *P = dbuf((size_t)T * S + 1);
+        for (int h = 0; h < H; h++) {
+            size_t j = (size_t)(h / (H / KV)) * cap * hd;
+            ref_head(P, ref + (size_t)h * hd, H * hd, q + (size_t)h * hd, H * hd, kd + j, hd,
+                     vd + j, hd, T, S, pos, hd);
+        }
+        char shape[48];
+        snprintf(shape, sizeof shape, "T,pos,H,KV,hd %dx%dx%dx%dx%d", T, pos, H, KV, hd);
+        run_case(st, run_attn_prefill_f16, &c, ref, (size_t)T * H * hd, shape);
+        if (T == 1) { // decode: the f32 op over the widened caches, bit for bit
+            float *a = fbuf((size_t)H * hd), *b = fbuf((size_t)H * hd);
+            float *w = fbuf(k_attn_prefill_work(1, S, H, KV, 3) + 1);
+            for (int nth = 1; nth <= 3; nth += 2) {
+                molt_exec ex = molt_exec_cpu(nth);
+                k_attn_prefill_f16(&ex, a, c.q, 1, pos, H, KV, hd, c.kc, c.vc, cap, c.work);
+                k_attn_prefill(&ex, b, c.q, 1, pos, H, KV, hd, kf, vf, cap, w);
+                CHECK(memcmp(a, b, sizeof(float) * (size_t)H * hd) == 0,
+                      "f16 decode equals the f32 decode of the widened caches [%s, %d threads]",
+                      shape, nth);
+                bitwise++;
+            }
+            free(a), free(b), free(w);
+        }
+        free(kd), free(vd), free(kf), free(vf), free(ref), free(q), free(P);
+        free(c.q), free(c.kc), free(c.vc), free(c.work);
+    }
+    printf("attn_prefill_f16: decode bit-identical to the f32 op on the widened caches (%d "
+           "checks)\n", bitwise);
+}
+
+typedef struct dr16_case {
+    uint16_t **kc, **vc;
+    float     *q, *work;
+    int32_t   *pos;
+    int        n, H, KV, hd, cap;
+} dr16_case;
+
+static void run_attn_decode_rows_f16(const molt_exec *ex, void *cv, float *out) {
+    dr16_case *c = cv;
+    fill_nan(c->work, k_attn_decode_rows_f16_work(c->H, c->KV, c->hd, c->cap, MAX_THREADS));
+    k_attn_decode_rows_f16(ex, out, c->q, c->n, c->pos, c->H, c->KV, c->hd, c->kc, c->vc,
+                           c->cap, c->work);
+}
+
+static void test_attn_decode_rows_f16(void) {
+    op_stat *st = stat_new("attn_decode_rows_f16", 1e-6, 1);
+    // n, H, KV, hd, cap (Σ(pos+1)·H·hd ≥ 2^16 threads it)
+    const int shapes[][5] = {{0, 2, 1, 8, 4},   {1, 1, 1, 4, 3},    {3, 4, 2, 8, 17},
+                             {7, 6, 3, 16, 40}, {5, 8, 2, 64, 300}, {9, 4, 4, 32, 130}};
+    for (int k = 0; k < 6; k++) {
+        const int *s = shapes[k];
+        dr16_case  c = {0};
+        c.n = s[0], c.H = s[1], c.KV = s[2], c.hd = s[3], c.cap = s[4];
+        size_t per = (size_t)c.KV * k_kv_f16_halves(c.cap, c.hd), nq = (size_t)c.n * c.H * c.hd;
+        size_t nf = (size_t)c.KV * c.cap * c.hd;
+        c.kc = xmalloc(sizeof(uint16_t *) * (size_t)(c.n + 1));
+        c.vc = xmalloc(sizeof(uint16_t *) * (size_t)(c.n + 1));
+        float **kf = xmalloc(sizeof(float *) * (size_t)(c.n + 1));
+        float **vf = xmalloc(sizeof(float *) * (size_t)(c.n + 1));
+        c.pos = xmalloc(sizeof(int32_t) * (size_t)(c.n + 1));
+        c.q = frand(nq + 1, -1, 1);
+        c.work = fbuf(k_attn_decode_rows_f16_work(c.H, c.KV, c.hd, c.cap, MAX_THREADS));
+        double *ref = dbuf(nq + 1), *P = dbuf((size_t)c.cap);
+        double *q = dcopy(c.q, nq), *kd = dbuf(nf), *vd = dbuf(nf);
+        for (int r = 0; r < c.n; r++) {
+            c.kc[r] = xmalloc(2 * per), c.vc[r] = xmalloc(2 * per);
+            kf[r] = fbuf(nf), vf[r] = fbuf(nf);
+            c.pos[r] = r == 0 ? c.cap - 1 : (int32_t)((r * 37 + 3) % c.cap); // ragged
+            kv16_caches(c.kc[r], c.vc[r], kd, vd, kf[r], vf[r], c.KV, c.hd, c.cap, c.pos[r] + 1);
+            for (int h = 0; h < c.H; h++) {
+                size_t j = (size_t)(h / (c.H / c.KV)) * c.cap * c.hd;
+                ref_head(P, ref + (size_t)r * c.H * c.hd + (size_t)h * c.hd, c.hd,
+                         q + (size_t)r * c.H * c.hd + (size_t)h * c.hd, c.hd, kd + j, c.hd,
+                         vd + j, c.hd, 1, c.pos[r] + 1, c.pos[r], c.hd);
+            }
+        }
+        char shape[48];
+        snprintf(shape, sizeof shape, "n,H,KV,hd,cap %dx%dx%dx%dx%d", c.n, c.H, c.KV, c.hd,
+                 c.cap);
+        run_case(st, run_attn_decode_rows_f16, &c, ref, nq, shape);
+        if (c.n > 0) {
+            // row r equals its single-sequence f16 decode, and every row the f32
+            // rows op over the widened caches, bit for bit
+            int       r = c.n - 1;
+            float    *one = fbuf((size_t)c.H * c.hd), *rows = fbuf(nq), *rows32 = fbuf(nq);
+            molt_exec ex = molt_exec_cpu(3);
+            k_attn_decode_rows_f16(&ex, rows, c.q, c.n, c.pos, c.H, c.KV, c.hd, c.kc, c.vc,
+                                   c.cap, c.work);
+            float *w1 = fbuf(k_attn_prefill_f16_work(1, c.pos[r] + 1, c.H, c.KV, c.hd, 3));
+            k_attn_prefill_f16(&ex, one, c.q + (size_t)r * c.H * c.hd, 1, c.pos[r], c.H, c.KV,
+                               c.hd, c.kc[r], c.vc[r], c.cap, w1);
+            CHECK(memcmp(one, rows + (size_t)r * c.H * c.hd, sizeof(float) * c.H * c.hd) == 0,
+                  "f16 decode row %d equals its single-sequence decode [%s]", r, shape);
+            float *w32 = fbuf(k_attn_decode_rows_work(c.H, c.KV, c.cap, 3));
+            k_attn_decode_rows(&ex, rows32, c.q, c.n, c.pos, c.H, c.KV, c.hd, kf, vf, c.cap, w32);
+            CHECK(memcmp(rows, rows32, sizeof(float) * nq) == 0,
+                  "f16 decode rows equal the f32 rows over the widened caches [%s]", shape);
+            free(one), free(rows), free(rows32), free(w1), free(w32);
+        }
+        for (int r = 0; r < c.n; r++)
+            free(c.kc[r]), free(c.vc[r]), free(kf[r]), free(vf[r]);
+        free(c.kc), free(c.vc), free(kf), free(vf), free(c.pos), free(c.q), free(c.work);
+        free(ref), free(P), free(q), free(kd), free(vd);
+    }
 }
 
 // ----------------------------------------------------------------------------
@@ -5665,6 +6082,11 @@ int main(void) {
     // q8_0 weights (matmul_w)
     test_q8_isums();
     test_matmul_q8();
+    // f16 KV cache (issue 15)
+    test_f16_narrow();
+    test_kv_append_f16();
+    test_attn_prefill_f16();
+    test_attn_decode_rows_f16();
     CHECK(g_nstat == MOLT_BACKEND_NOPS, "%d ops swept, the table has %d", g_nstat,
           MOLT_BACKEND_NOPS);
     summary();

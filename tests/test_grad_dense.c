@@ -467,7 +467,7 @@ typedef struct att_case {
 
 static void att_case_init(att_case *k, int B, int T, int d, int H, int KV, int hd, int bias) {
     memset(k, 0, sizeof *k);
-    k->c = (attn_cfg){d, H, KV, hd, false};
+    k->c = (attn_cfg){d, H, KV, hd, false, MOLT_F32};
     k->B = B, k->T = T;
     float s = 1.0f / sqrtf((float)d);
     k->w.wq = k->buf[0] = frand((size_t)H * hd * d, s);

@@ -86,6 +86,42 @@ void k_attn_probs(const molt_exec *ex, float *A, const float *q, int T, int H, i
                   const float *kc, int cap);
 
 // ----------------------------------------------------------------------------
+// f16 KV cache (optional ops: kernels.h MOLT_BACKEND_KV16_OPS). The caches
+// hold IEEE half bits (uint16_t); the arithmetic stays f32: keys and values
+// are widened exactly on the fly. Per sequence and kv head j the rows are
+// padded to cap16 = ⌈cap/16⌉·16 (k_kv_f16_halves(cap, hd) halves a head), and
+// keys are stored in blocks of 16 keys, element-major, so 16 keys' element i
+// are adjacent (the decode scores of 16 keys run as one vector):
+//     K: key s, element i at  j·cap16·hd + (s/16)·16·hd + i·16 + s%16
+//     V: row s, element i at  j·cap16·hd + s·hd + i           (row-major)
+// Halves past a sequence's keys are never used (they may be read: any bits).
+size_t k_kv_f16_halves(int cap, int hd);
+
+// k_kv_append into f16 caches: each element narrowed f32 → f16, rounding to
+// nearest even (overflow to ±inf, NaN stays NaN), at the layout above.
+// Arguments as k_kv_append's; vc (and v) NULL: keys only.
+void k_kv_append_f16(const molt_exec *ex, uint16_t *const *kc, uint16_t *const *vc,
+                     const float *k, const float *v, int ld, int rows, int KV, int hd, int cap,
+                     int pos0, const int32_t *pos);
+
+// k_attn_prefill over f16 caches: the same attention of the widened keys and
+// values. T = 1 (decode) is bit-identical to k_attn_prefill (T = 1) over f32
+// caches holding the widened values (the same per-key sums in the same
+// order); T > 1 agrees with it up to the sgemm's rounding. work:
+// k_attn_prefill_f16_work(T, S, H, KV, hd, ex->nth) floats.
+size_t k_attn_prefill_f16_work(int T, int S, int H, int KV, int hd, int nth);
+void   k_attn_prefill_f16(const molt_exec *ex, float *heads, const float *q, int T, int pos, int H,
+                          int KV, int hd, const uint16_t *kc, const uint16_t *vc, int cap,
+                          float *work);
+
+// k_attn_decode_rows over f16 caches: row r bit-identical to
+// k_attn_prefill_f16 of that token alone. work: k_attn_decode_rows_f16_work.
+size_t k_attn_decode_rows_f16_work(int H, int KV, int hd, int cap, int nth);
+void   k_attn_decode_rows_f16(const molt_exec *ex, float *heads, const float *q, int n,
+                              const int32_t *pos, int H, int KV, int hd, uint16_t *const *kc,
+                              uint16_t *const *vc, int cap, float *work);
+
+// ----------------------------------------------------------------------------
 // training: B sequences of T tokens at positions 0..T-1, no cache
 
 // P and heads of every (b, h) from qkv rows [B·T, ld] (post-RoPE q and k):

@@ -168,6 +168,21 @@ void k_attn_decode_rows(const molt_exec *ex, float *heads, const float *q, int n
                         float *const *vc, int cap, float *work) {
     ex->be->attn_decode_rows(ex, heads, q, n, pos, H, KV, hd, kc, vc, cap, work);
 }
+void k_kv_append_f16(const molt_exec *ex, uint16_t *const *kc, uint16_t *const *vc,
+                     const float *k, const float *v, int ld, int rows, int KV, int hd, int cap,
+                     int pos0, const int32_t *pos) {
+    ex->be->kv_append_f16(ex, kc, vc, k, v, ld, rows, KV, hd, cap, pos0, pos);
+}
+void k_attn_prefill_f16(const molt_exec *ex, float *heads, const float *q, int T, int pos, int H,
+                        int KV, int hd, const uint16_t *kc, const uint16_t *vc, int cap,
+                        float *work) {
+    ex->be->attn_prefill_f16(ex, heads, q, T, pos, H, KV, hd, kc, vc, cap, work);
+}
+void k_attn_decode_rows_f16(const molt_exec *ex, float *heads, const float *q, int n,
+                            const int32_t *pos, int H, int KV, int hd, uint16_t *const *kc,
+                            uint16_t *const *vc, int cap, float *work) {
+    ex->be->attn_decode_rows_f16(ex, heads, q, n, pos, H, KV, hd, kc, vc, cap, work);
+}
 void k_attn_probs(const molt_exec *ex, float *A, const float *q, int T, int H, int KV, int hd,
                   const float *kc, int cap) {
     ex->be->attn_probs(ex, A, q, T, H, KV, hd, kc, cap);

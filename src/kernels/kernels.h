@@ -162,10 +162,12 @@ void k_hybrid_stats_backward(const molt_exec *ex, float *g, float *ds, const flo
     /* mamba3 (mamba3.h) */                                                                       \
     MOLT_BACKEND_MAMBA3_OPS(X)                                                                    \
     /* reverse-KL distillation loss (train_ops.h; issue 17) */                                    \
-    X(rev_kl)
-#define MOLT_BACKEND_NOPS (46 + 8 + 13 + 1) // ops in MOLT_BACKEND_OPS (checked against the
-                                            // struct): the base table + gateloop + mamba3 +
-                                            // rev_kl
+    X(rev_kl)                                                                                     \
+    /* f16 KV cache (attn.h; issue 15) */                                                         \
+    MOLT_BACKEND_KV16_OPS(X)
+#define MOLT_BACKEND_NOPS (46 + 8 + 13 + 1 + 3) // ops in MOLT_BACKEND_OPS (checked against
+                                                // the struct): the base table + gateloop +
+                                                // mamba3 + rev_kl + f16 KV cache
 
 // Ops of one mixer that a backend may lack (its slots NULL): a model with that
 // mixer is refused on such a backend (model_place: mixer_vt.runs_on), every
@@ -177,7 +179,11 @@ void k_hybrid_stats_backward(const molt_exec *ex, float *g, float *ds, const flo
     X(m3_angles) X(m3_angles_backward) X(m3_prep) X(m3_prep_backward) X(m3_mix) X(m3_corr)        \
     X(m3_mix_backward) X(m3_gate) X(m3_gate_backward) X(m3_fold) X(m3_step_rows)                  \
     X(m3_materialize) X(m3_materialize_backward)
-#define MOLT_BACKEND_OPTIONAL_OPS(X) MOLT_BACKEND_GATELOOP_OPS(X) MOLT_BACKEND_MAMBA3_OPS(X)
+// The f16 KV cache (molt_model_set_kv_dtype): a backend without these runs
+// models with the default f32 cache only (the setter and model_place refuse f16).
+#define MOLT_BACKEND_KV16_OPS(X) X(kv_append_f16) X(attn_prefill_f16) X(attn_decode_rows_f16)
+#define MOLT_BACKEND_OPTIONAL_OPS(X)                                                               \
+    MOLT_BACKEND_GATELOOP_OPS(X) MOLT_BACKEND_MAMBA3_OPS(X) MOLT_BACKEND_KV16_OPS(X)
 
 struct ssm_rows_cfg; // ssm_rows.h
 struct m3_rows_cfg;  // mamba3.h
@@ -379,6 +385,16 @@ typedef struct molt_backend {
     // reverse-KL distillation loss (train_ops.h; issue 17)
     void (*rev_kl)(const molt_exec *ex, double *loss, float *ds, const float *s, const float *t,
                    int n, int V, float tau, float scale);
+    // f16 KV cache (attn.h; issue 15): the cache ops over caches of f16 halves
+    void (*kv_append_f16)(const molt_exec *ex, uint16_t *const *kc, uint16_t *const *vc,
+                          const float *k, const float *v, int ld, int rows, int KV, int hd,
+                          int cap, int pos0, const int32_t *pos);
+    void (*attn_prefill_f16)(const molt_exec *ex, float *heads, const float *q, int T, int pos,
+                             int H, int KV, int hd, const uint16_t *kc, const uint16_t *vc,
+                             int cap, float *work);
+    void (*attn_decode_rows_f16)(const molt_exec *ex, float *heads, const float *q, int n,
+                                 const int32_t *pos, int H, int KV, int hd, uint16_t *const *kc,
+                                 uint16_t *const *vc, int cap, float *work);
 } molt_backend;
 
 extern const molt_backend molt_backend_cpu;

@@ -20,9 +20,10 @@ static molt_w tw(molt_w t, const float *f) { return t.data ? t : molt_w_f32(f); 
 
 size_t attn_work(const attn_cfg *c, int T, int S, int nth) {
     // q [T,H*hd], k/v new [T,KV*hd] each, heads [T,H*hd], then the core's
-    // scratch (scores)
-    return (size_t)T * (size_t)(2 * c->H * c->hd + 2 * c->KV * c->hd) +
-           k_attn_prefill_work(T, S, c->H, c->KV, nth);
+    // scratch (scores; f16: and the widened keys / values)
+    size_t core = c->kv == MOLT_F16 ? k_attn_prefill_f16_work(T, S, c->H, c->KV, c->hd, nth)
+                                    : k_attn_prefill_work(T, S, c->H, c->KV, nth);
+    return (size_t)T * (size_t)(2 * c->H * c->hd + 2 * c->KV * c->hd) + core;
 }
 
 // RoPE in place on x[T, nh, hd] at positions pos..pos+T-1 (cos/sin: [max_pos, hd/2])
@@ -46,9 +47,16 @@ void attn_forward(const molt_exec *ex, float *out, float *out_heads, const float
     rope_apply(ex, q, T, H, hd, pos, cos, sin);
     rope_apply(ex, k, T, KV, hd, pos, cos, sin);
     // append to cache: [T, KV, hd] → [KV, cap, hd]
-    k_kv_append(ex, &kcache, &vcache, k, v, KV * hd, T, KV, hd, cap, pos, NULL);
     molt_exec core = molt_exec_threads(ex, nth); // work is sized for nth threads
-    k_attn_prefill(&core, heads, q, T, pos, H, KV, hd, kcache, vcache, cap, scores);
+    if (c->kv == MOLT_F16) {
+        // the state block's floats hold halves (attn.h: the f16 layout)
+        uint16_t *kh = (uint16_t *)(void *)kcache, *vh = (uint16_t *)(void *)vcache;
+        k_kv_append_f16(ex, &kh, &vh, k, v, KV * hd, T, KV, hd, cap, pos, NULL);
+        k_attn_prefill_f16(&core, heads, q, T, pos, H, KV, hd, kh, vh, cap, scores);
+    } else {
+        k_kv_append(ex, &kcache, &vcache, k, v, KV * hd, T, KV, hd, cap, pos, NULL);
+        k_attn_prefill(&core, heads, q, T, pos, H, KV, hd, kcache, vcache, cap, scores);
+    }
     if (out_heads)
         be_copy(ex, out_heads, heads, sizeof(float) * (size_t)T * H * hd);
     k_matmul_w(ex, out, heads, tw(w->to, w->wo), w->bo, T, H * hd, c->d, 0);
@@ -59,9 +67,25 @@ void attn_forward(const molt_exec *ex, float *out, float *out_heads, const float
 
 size_t attn_decode_rows_work(const attn_cfg *c, int n, int cap, int nth) {
     // q [n,H*hd], k/v new [n,KV*hd] each, heads [n,H*hd], then the core's
-    // scratch (scores)
-    return (size_t)n * (size_t)(2 * c->H * c->hd + 2 * c->KV * c->hd) +
-           k_attn_decode_rows_work(c->H, c->KV, cap, nth);
+    // scratch (scores; f16: and the widened key / value tiles)
+    size_t core = c->kv == MOLT_F16 ? k_attn_decode_rows_f16_work(c->H, c->KV, c->hd, cap, nth)
+                                    : k_attn_decode_rows_work(c->H, c->KV, cap, nth);
+    return (size_t)n * (size_t)(2 * c->H * c->hd + 2 * c->KV * c->hd) + core;
+}
+
+// the rows' q, k, v (RoPE'd) into work: q [n, H*hd], k, v [n, KV*hd]; returns heads [n, H*hd]
+// (the core's scratch follows it)
+static float *rows_qkv(const molt_exec *ex, const float *u, int n, const int32_t *pos,
+                       const attn_cfg *c, const attn_weights *w, const float *cos,
+                       const float *sin, float *work) {
+    int H = c->H, KV = c->KV, hd = c->hd;
+    float *q = work, *k = q + (size_t)n * H * hd, *v = k + (size_t)n * KV * hd;
+    k_matmul_w(ex, q, u, tw(w->tq, w->wq), w->bq, n, c->d, H * hd, 0);
+    k_matmul_w(ex, k, u, tw(w->tk, w->wk), w->bk, n, c->d, KV * hd, 0);
+    k_matmul_w(ex, v, u, tw(w->tv, w->wv), w->bv, n, c->d, KV * hd, 0);
+    k_rope(ex, q, H * hd, n, H, hd, 0, 1, pos, cos, sin, 0);
+    k_rope(ex, k, KV * hd, n, KV, hd, 0, 1, pos, cos, sin, 0);
+    return v + (size_t)n * KV * hd;
 }
 
 void attn_decode_rows(const molt_exec *ex, float *out, const float *u, int n, const int32_t *pos,
@@ -69,23 +93,31 @@ void attn_decode_rows(const molt_exec *ex, float *out, const float *u, int n, co
                       float *const *vcache, int cap, const float *cos, const float *sin,
                       float *work) {
     int H = c->H, KV = c->KV, hd = c->hd;
-    float *q = work;                        // [n, H*hd]
-    float *k = q + (size_t)n * H * hd;      // [n, KV*hd]
-    float *v = k + (size_t)n * KV * hd;     // [n, KV*hd]
-    float *heads = v + (size_t)n * KV * hd; // [n, H*hd]
+    float *heads = rows_qkv(ex, u, n, pos, c, w, cos, sin, work);
+    float *q = work, *k = q + (size_t)n * H * hd, *v = k + (size_t)n * KV * hd;
     float *scores = heads + (size_t)n * H * hd;
-    k_matmul_w(ex, q, u, tw(w->tq, w->wq), w->bq, n, c->d, H * hd, 0);
-    k_matmul_w(ex, k, u, tw(w->tk, w->wk), w->bk, n, c->d, KV * hd, 0);
-    k_matmul_w(ex, v, u, tw(w->tv, w->wv), w->bv, n, c->d, KV * hd, 0);
-    k_rope(ex, q, H * hd, n, H, hd, 0, 1, pos, cos, sin, 0);
-    k_rope(ex, k, KV * hd, n, KV, hd, 0, 1, pos, cos, sin, 0);
     k_kv_append(ex, kcache, vcache, k, v, KV * hd, n, KV, hd, cap, 0, pos);
     k_attn_decode_rows(ex, heads, q, n, pos, H, KV, hd, kcache, vcache, cap, scores);
     k_matmul_w(ex, out, heads, tw(w->to, w->wo), w->bo, n, H * hd, c->d, 0);
 }
 
+void attn_decode_rows_f16(const molt_exec *ex, float *out, const float *u, int n,
+                          const int32_t *pos, const attn_cfg *c, const attn_weights *w,
+                          uint16_t *const *kcache, uint16_t *const *vcache, int cap,
+                          const float *cos, const float *sin, float *work) {
+    int H = c->H, KV = c->KV, hd = c->hd;
+    float *heads = rows_qkv(ex, u, n, pos, c, w, cos, sin, work);
+    float *q = work, *k = q + (size_t)n * H * hd, *v = k + (size_t)n * KV * hd;
+    float *scores = heads + (size_t)n * H * hd;
+    k_kv_append_f16(ex, kcache, vcache, k, v, KV * hd, n, KV, hd, cap, 0, pos);
+    k_attn_decode_rows_f16(ex, heads, q, n, pos, H, KV, hd, kcache, vcache, cap, scores);
+    k_matmul_w(ex, out, heads, tw(w->to, w->wo), w->bo, n, H * hd, c->d, 0);
+}
+
 size_t attn_materialize_work(const attn_cfg *c, int T) {
-    return attn_work(c, T, T, 1) + 2 * (size_t)c->KV * T * c->hd;
+    attn_cfg f = *c; // its own f32 keys in work, whatever the caches' type
+    f.kv = MOLT_F32;
+    return attn_work(&f, T, T, 1) + 2 * (size_t)c->KV * T * c->hd;
 }
 
 void attn_materialize(const molt_exec *ex, float *A, const float *u, int T, const attn_cfg *c,

@@ -24,6 +24,10 @@ typedef struct attn_cfg {
     // (the model's backend asks for them: molt_backend.train_attn_flash)
     // instead of saving P [B,H,T,T]
     bool flash;
+    // the KV caches' element type (inference: attn_forward, attn_decode_rows):
+    // MOLT_F32, or MOLT_F16 (the kernels/attn.h f16 ops and layout; the caches
+    // are then uint16_t, k_kv_f16_halves(cap, hd) per head)
+    molt_dtype kv;
 } attn_cfg;
 
 typedef struct attn_weights {
@@ -36,7 +40,8 @@ typedef struct attn_weights {
 } attn_weights;
 
 // Scratch floats for attn_forward with T new tokens, up to S visible keys and
-// nth worker threads.
+// nth worker threads. Caches: kcache / vcache point at c->kv elements (float
+// pointers for the state blocks' sake; f16 caches are read as uint16_t).
 size_t attn_work(const attn_cfg *c, int T, int S, int nth);
 
 // out[T,d] = attention(u[T,d]) for tokens at positions pos..pos+T-1, after
@@ -51,11 +56,17 @@ void attn_forward(const molt_exec *ex, float *out, float *out_heads, const float
 // position pos[r], whose cache is kcache[r] / vcache[r] (capacity cap ≥ pos[r]+1).
 // Appends each row's key/value, then out[n,d]. Row r's attention is computed
 // exactly as attn_forward computes one token (the projections are batched GEMMs).
+// attn_decode_rows: f32 caches (c->kv MOLT_F32); attn_decode_rows_f16: f16
+// caches (c->kv MOLT_F16). The work size covers both (by c->kv).
 size_t attn_decode_rows_work(const attn_cfg *c, int n, int cap, int nth);
 void   attn_decode_rows(const molt_exec *ex, float *out, const float *u, int n, const int32_t *pos,
                         const attn_cfg *c, const attn_weights *w, float *const *kcache,
                         float *const *vcache, int cap, const float *cos, const float *sin,
                         float *work);
+void   attn_decode_rows_f16(const molt_exec *ex, float *out, const float *u, int n,
+                            const int32_t *pos, const attn_cfg *c, const attn_weights *w,
+                            uint16_t *const *kcache, uint16_t *const *vcache, int cap,
+                            const float *cos, const float *sin, float *work);
 
 // A[H,T,T]: the softmax attention probabilities of u[T,d] from position 0
 // (row = query t, col = key s; zero above the diagonal). work: attn_work(c,T,T)

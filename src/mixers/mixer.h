@@ -15,6 +15,7 @@
  * Per-sequence state of a layer is one block of floats, laid out
  *     [ rec | K | V ]      rec: rec_floats (recurrent state: conv + SSM, ...)
  *                          K, V: [kv_heads, cap, hd] append-only caches (hd = cfg head_dim)
+ *                          of the model's KV type (f32, or f16: mixer_kv_floats per head)
  * The engine treats the two parts generically: reset zeroes rec (cache rows
  * at or past pos are never read); a snapshot copies rec; a fork copies rec
  * and the first pos rows of every cache head. A mixer with neither (rec 0,
@@ -173,6 +174,12 @@ static inline float *mixer_grad(const molt_model *m, float *grad, const float *w
 
 // Floats of one layer's state block for capacity cap.
 size_t mixer_state_floats(const molt_model *m, int l, int cap);
+// Floats that the first `rows` rows of one KV-cache head take in the model's
+// cache type (molt_model.kv_dt): rows·hd in f32; in f16 ⌈rows/16⌉·16·hd/2
+// (kernels/attn.h's f16 layout: rows in blocks of 16, halves). A head's
+// cache is mixer_kv_floats(m, cap); a fork or snapshot copies the first
+// mixer_kv_floats(m, pos) of each head.
+size_t mixer_kv_floats(const molt_model *m, int rows);
 
 // The attention config / weights of layer l (the kept heads for hybrid layers).
 void layer_attn(const molt_model *m, int l, attn_cfg *c, attn_weights *w);

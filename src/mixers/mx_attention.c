@@ -34,6 +34,7 @@ void layer_attn(const molt_model *m, int l, attn_cfg *c, attn_weights *w) {
     c->hd = cfg->head_dim;
     heads_of(cfg, l, &c->H, &c->KV);
     c->flash = m->be && m->be->train_attn_flash;
+    c->kv = m->kv_dt;
     w->wq = lw->wq;
     w->wk = lw->wk;
     w->wv = lw->wv;
@@ -74,7 +75,7 @@ static void forward(const molt_exec *ex, const molt_model *m, int l, float *y, c
     attn_cfg c;
     attn_weights w;
     layer_attn(m, l, &c, &w);
-    float *K = state, *V = K + (size_t)c.KV * (size_t)cap * (size_t)c.hd;
+    float *K = state, *V = K + (size_t)c.KV * mixer_kv_floats(m, cap);
     attn_forward(ex, y, NULL, u, T, pos, &c, &w, K, V, cap, m->rope_cos, m->rope_sin, work, nth);
 }
 
@@ -91,8 +92,21 @@ static void step_rows(const molt_exec *ex, const molt_model *m, int l, float *y,
     attn_cfg c;
     attn_weights w;
     layer_attn(m, l, &c, &w);
+    size_t cache = (size_t)c.KV * mixer_kv_floats(m, cap);
+    if (c.kv == MOLT_F16) {
+        // the tables (caller's host memory, mixer.h) hold half pointers here:
+        // written and read as uint16_t * only
+        uint16_t **kc = (uint16_t **)(void *)mixer_ptrs(state, n, 0);
+        uint16_t **vc = (uint16_t **)(void *)mixer_ptrs(state, n, 1);
+        for (int r = 0; r < n; r++) {
+            kc[r] = (uint16_t *)(void *)state[r];
+            vc[r] = (uint16_t *)(void *)(state[r] + cache);
+        }
+        attn_decode_rows_f16(ex, y, u, n, pos, &c, &w, kc, vc, cap, m->rope_cos, m->rope_sin,
+                             work);
+        return;
+    }
     float **kc = mixer_ptrs(state, n, 0), **vc = mixer_ptrs(state, n, 1);
-    size_t cache = (size_t)c.KV * (size_t)cap * (size_t)c.hd;
     for (int r = 0; r < n; r++) {
         kc[r] = state[r];
         vc[r] = state[r] + cache;

@@ -2,6 +2,7 @@
  * registry.c — the mixer of each layer kind and the kind <-> name lookup,
  * both generated from the one list MOLT_MIXERS (mixers/registry.h).
  */
+#include "kernels/attn.h"
 #include "mixers/mixer.h"
 
 #include <string.h>
@@ -36,8 +37,13 @@ bool layer_kind_parse(const char *s, layer_kind *out) {
     return false;
 }
 
+size_t mixer_kv_floats(const molt_model *m, int rows) {
+    if (m->kv_dt == MOLT_F16) // halves, rows padded to 16 (hd is even where a cache exists)
+        return k_kv_f16_halves(rows, m->cfg.head_dim) / 2;
+    return (size_t)(rows > 0 ? rows : 0) * (size_t)m->cfg.head_dim;
+}
+
 size_t mixer_state_floats(const molt_model *m, int l, int cap) {
     const mixer_vt *v = layer_mixer(m, l);
-    return v->rec_floats(m, l) +
-           2 * (size_t)v->kv_heads(m, l) * (size_t)cap * (size_t)m->cfg.head_dim;
+    return v->rec_floats(m, l) + 2 * (size_t)v->kv_heads(m, l) * mixer_kv_floats(m, cap);
 }

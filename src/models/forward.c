@@ -68,6 +68,7 @@ void seq_view(molt_seq *s, const molt_model *m, int cap, int nth, float *state, 
     s->chunk = seq_chunk(cap);
     s->nth = nth;
     s->state_floats = seq_state_floats(m, cap);
+    s->kv_dt = m->kv_dt;
     float *p = state;
     for (int l = 0; l < m->cfg.n_layer; l++) {
         s->state[l] = p;
@@ -238,8 +239,19 @@ molt_status seq_check_ids(molt_ctx *ctx, const molt_model *m, const int32_t *ids
     return MOLT_OK;
 }
 
+molt_status seq_check_kv(molt_ctx *ctx, const molt_seq *s) {
+    if (s->kv_dt == s->m->kv_dt)
+        return MOLT_OK;
+    return molt__err(ctx, MOLT_ERR_ARG,
+                     "the model's KV-cache type is %s, this sequence was created under %s: "
+                     "create it again (or set the type back)",
+                     molt_dtype_name(s->m->kv_dt), molt_dtype_name(s->kv_dt));
+}
+
 molt_status molt_seq_feed(molt_ctx *ctx, molt_seq *s, const int32_t *ids, int32_t n,
                           int all_logits, float *logits) {
+    if (seq_check_kv(ctx, s) != MOLT_OK)
+        return MOLT_ERR_ARG;
     if (n <= 0)
         return molt__err(ctx, MOLT_ERR_ARG, "no tokens to feed");
     if ((int64_t)s->pos + n > s->cap)

@@ -367,6 +367,26 @@ molt_status molt_model_set_weight_dtype(molt_ctx *ctx, molt_model *m, const char
     return model_set_typed(ctx, m, dt, NULL);
 }
 
+// whether backend be has the f16 KV-cache ops (kernels.h: MOLT_BACKEND_KV16_OPS)
+static bool has_kv16(const molt_backend *be) {
+#define KV16_HAS(op) &&be->op
+    return 1 MOLT_BACKEND_KV16_OPS(KV16_HAS);
+#undef KV16_HAS
+}
+
+molt_status molt_model_set_kv_dtype(molt_ctx *ctx, molt_model *m, const char *dtype) {
+    molt_dtype dt;
+    if (!m || !dtype || !molt_dtype_parse(dtype, &dt) || (dt != MOLT_F32 && dt != MOLT_F16))
+        return molt__err(ctx, MOLT_ERR_ARG, "KV-cache dtype '%s': expected f32 or f16",
+                         dtype ? dtype : "(null)");
+    if (dt == MOLT_F16 && !has_kv16(m->be))
+        return molt__err(ctx, MOLT_ERR_UNSUPPORTED,
+                         "an f16 KV cache is not implemented on %s yet (use --kv f32 there)",
+                         m->be->name);
+    m->kv_dt = dt;
+    return MOLT_OK;
+}
+
 // ----------------------------------------------------------------------------
 // moving a model between backends: the parameter buffer and the RoPE tables
 // are copied through the host (one of the two backends is host-visible), the
@@ -468,6 +488,10 @@ molt_status model_place(molt_ctx *ctx, molt_model *m) {
     if (m->weight_dt == MOLT_Q8_0 && !be->mem.host_visible)
         return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "q8_0 weights run on the CPU only, not on "
                                                     "%s (use an f32/bf16 model there)", be->name);
+    if (m->kv_dt == MOLT_F16 && !has_kv16(be))
+        return molt__err(ctx, MOLT_ERR_UNSUPPORTED,
+                         "an f16 KV cache is not implemented on %s yet (use --kv f32 there)",
+                         be->name);
     for (int l = 0; l < m->cfg.n_layer; l++)
         for (int i = 0; i < layer_mixer(m, l)->n_parts; i++) {
             const mixer_vt *v = mixer_part(&m->cfg, l, i);
@@ -626,6 +650,8 @@ void molt_model_get_info(const molt_model *m, molt_model_info *info) {
     info->vocab = c->vocab;
     info->d_ff = c->has_mlp ? c->d_ff : 0;
     layer_counts(c, info); // heads kept, geometry, kv_bytes_per_token, state_bytes
+    if (m->kv_dt == MOLT_F16) // the mixers count f32 caches
+        info->kv_bytes_per_token /= 2;
     info->max_seq = c->max_seq;
     int64_t n = 0;
     for (int i = 0; i < m->n_params; i++)

@@ -146,6 +146,8 @@ struct molt_model {
     molt_dtype     weight_dt;   // the typed views' dtype (MOLT_F32: they are the parameters)
     void          *wbuf;        // bf16/f16/q8_0 copies of the typed matrices, on be (NULL: f32)
     size_t         wbuf_bytes;
+    molt_dtype     kv_dt;       // KV-cache element type: MOLT_F32 (default) or MOLT_F16
+                                // (molt_model_set_kv_dtype; mixers/mixer.h: mixer_kv_floats)
     layer_weights  layers[MODEL_MAX_LAYERS];
     float         *rope_cos, *rope_sin; // [max_seq, hd/2]
     molt_tokenizer *tok;        // owned, may be NULL

@@ -51,11 +51,12 @@ static size_t batch_floats(const molt_model *m, int n, int cap, int nth) {
            seq_logits_stage_floats(m, n);
 }
 
+// a slot that exists, of slots laid out under the model's KV type
 static molt_status check_slot(molt_ctx *ctx, const molt_slots *s, int32_t slot, const char *what) {
     if (slot < 0 || slot >= s->n)
         return molt__err(ctx, MOLT_ERR_ARG, "%s slot %d does not exist (the slots are 0..%d)",
                          what, slot, s->n - 1);
-    return MOLT_OK;
+    return seq_check_kv(ctx, &s->view[slot]);
 }
 
 molt_status molt_slots_new(molt_ctx *ctx, const molt_model *m, int32_t n_slots, int32_t max_len,
@@ -142,16 +143,16 @@ molt_status molt_slot_copy(molt_ctx *ctx, molt_slots *s, int32_t src, int32_t ds
         return MOLT_OK;
     const molt_model *m = s->m;
     molt_seq *a = &s->view[src], *b = &s->view[dst];
-    size_t hd = (size_t)m->cfg.head_dim, rows = (size_t)a->pos, cap = (size_t)s->cap;
+    size_t rows = mixer_kv_floats(m, a->pos), head = mixer_kv_floats(m, s->cap);
     molt_exec ex = be_exec1(m->be);
     for (int l = 0; l < m->cfg.n_layer; l++) {
         const mixer_vt *v = layer_mixer(m, l);
         size_t rec = v->rec_floats(m, l);
         be_copy(&ex, b->state[l], a->state[l], sizeof(float) * rec);
-        // K then V: 2·kv heads of [cap, hd] after rec
+        // K then V: 2·kv heads of [cap, hd] (in the KV type) after rec
         for (int j = 0, kv = v->kv_heads(m, l); j < 2 * kv; j++) {
-            size_t o = rec + (size_t)j * cap * hd;
-            be_copy(&ex, b->state[l] + o, a->state[l] + o, sizeof(float) * rows * hd);
+            size_t o = rec + (size_t)j * head;
+            be_copy(&ex, b->state[l] + o, a->state[l] + o, sizeof(float) * rows);
         }
     }
     b->pos = a->pos;
@@ -256,8 +257,7 @@ static size_t snap_floats(const molt_slots *s, int32_t pos) {
     size_t f = 0;
     for (int l = 0; l < m->cfg.n_layer; l++) {
         const mixer_vt *v = layer_mixer(m, l);
-        f += v->rec_floats(m, l) + 2 * (size_t)v->kv_heads(m, l) * (size_t)pos *
-                                       (size_t)m->cfg.head_dim;
+        f += v->rec_floats(m, l) + 2 * (size_t)v->kv_heads(m, l) * mixer_kv_floats(m, pos);
     }
     return f;
 }
@@ -271,7 +271,7 @@ size_t molt_slot_save_bytes(const molt_slots *s, int32_t slot) {
 // dir 0: slot → host buf, 1: host buf → slot
 static void snap_move(const molt_slots *s, molt_seq *v, float *buf, int dir) {
     const molt_model *m = s->m;
-    size_t hd = (size_t)m->cfg.head_dim, rows = (size_t)v->pos, cap = (size_t)s->cap, o = 0;
+    size_t rows = mixer_kv_floats(m, v->pos), head = mixer_kv_floats(m, s->cap), o = 0;
     molt_exec ex = be_exec1(m->be);
     for (int l = 0; l < m->cfg.n_layer; l++) {
         const mixer_vt *mv = layer_mixer(m, l);
@@ -282,12 +282,12 @@ static void snap_move(const molt_slots *s, molt_seq *v, float *buf, int dir) {
             be_download(&ex, buf + o, v->state[l], sizeof(float) * rec);
         o += rec;
         for (int j = 0, kv = mv->kv_heads(m, l); j < 2 * kv; j++) {
-            float *at = v->state[l] + rec + (size_t)j * cap * hd;
+            float *at = v->state[l] + rec + (size_t)j * head;
             if (dir)
-                be_upload(&ex, at, buf + o, sizeof(float) * rows * hd);
+                be_upload(&ex, at, buf + o, sizeof(float) * rows);
             else
-                be_download(&ex, buf + o, at, sizeof(float) * rows * hd);
-            o += rows * hd;
+                be_download(&ex, buf + o, at, sizeof(float) * rows);
+            o += rows;
         }
     }
 }

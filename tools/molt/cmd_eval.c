@@ -1,8 +1,8 @@
 /*
  * cmd_eval.c — `molt eval MODEL --text FILE [--window W] [--sep STR]
- * [--max-tokens N] [--weights f32|bf16|f16|q8_0] [--json]`: mean next-token loss over a text file; `molt
- * eval MODEL --task kv|mqar [--pairs L] [--queries Q] ...`: the key-value
- * retrieval probe (one query per prompt, or MQAR's several).
+ * [--max-tokens N] [--weights f32|bf16|f16|q8_0] [--kv f32|f16] [--json]`: mean
+ * next-token loss over a text file; `molt eval MODEL --task kv|mqar [--pairs L]
+ * [--queries Q] ...`: the key-value retrieval probe (one query per prompt, or MQAR's several).
  *
  * Documents: without --sep the file is one document, [BOS] + tokens. With
  * --sep STR (e.g. --sep '\n\n'; backslash escapes \n \t are understood) the
@@ -62,7 +62,7 @@ static bool parse_pairs(const char *s, long *np, int *n) {
 }
 
 typedef struct kv_opts {
-    const char *model, *tokp, *task_json, *weights, *device;
+    const char *model, *tokp, *task_json, *weights, *device, *kvt;
     bool        mqar, json;
     long        examples, seed, threads, queries;
     long        pairs[MAX_PAIRS_LIST];
@@ -135,7 +135,8 @@ static int eval_kv(const kv_opts *o) {
     int rc = 1;
     if (!m)
         goto out;
-    if (o->weights && molt_model_set_weight_dtype(ctx, m, o->weights) != MOLT_OK) {
+    if ((o->weights && molt_model_set_weight_dtype(ctx, m, o->weights) != MOLT_OK) ||
+        (o->kvt && molt_model_set_kv_dtype(ctx, m, o->kvt) != MOLT_OK)) {
         cli_fail(ctx, o->model);
         goto out;
     }
@@ -216,7 +217,7 @@ int cmd_eval(int argc, char **argv) {
     char *sep = NULL;
     long window = 0, threads = 2, max_tokens = 0;
     bool json = false;
-    const char *task = NULL, *pairs = "10,20,40", *kvfile = NULL, *weights = NULL;
+    const char *task = NULL, *pairs = "10,20,40", *kvfile = NULL, *weights = NULL, *kvt = NULL;
     const char *device = NULL;
     long examples = 200, seed = 1, queries = 0;
     const cli_optspec opts[] = {
@@ -246,6 +247,11 @@ int cmd_eval(int argc, char **argv) {
                    "type of the matrices the forward reads (bf16/f16/q8_0: an extra\n"
                    "copy). Default: as stored (q8_0 for a `molt quantize` model)",
                    weights, "f32|bf16|f16|q8_0"),
+        CLI_CHOICE("--kv", NULL, "f32|f16",
+                   "element type of the attention KV cache: f16 halves the bytes that\n"
+                   "decoding at long context reads (keys and values rounded to nearest\n"
+                   "even; the attention math stays f32). Default: f32",
+                   kvt, "f32|f16"),
         CLI_FLAG("--json", NULL, "print the result as JSON", json),
         CLI_END,
     };
@@ -268,7 +274,7 @@ int cmd_eval(int argc, char **argv) {
     if (model && task) {
         char kbuf[4200];
         free(sep);
-        kv_opts o = {model, tokp,     NULL,    weights, device, !strcmp(task, "mqar"),
+        kv_opts o = {model, tokp,     NULL,    weights, device,  kvt, !strcmp(task, "mqar"),
                      json,  examples, seed,    threads, queries ? queries : 4, {0}, 0};
         if (!parse_pairs(pairs, o.pairs, &o.n_pairs))
             return EXIT_USAGE;
@@ -297,7 +303,8 @@ int cmd_eval(int argc, char **argv) {
     ids_buf ids = {0};
     if (!m)
         goto out;
-    if (weights && molt_model_set_weight_dtype(ctx, m, weights) != MOLT_OK) {
+    if ((weights && molt_model_set_weight_dtype(ctx, m, weights) != MOLT_OK) ||
+        (kvt && molt_model_set_kv_dtype(ctx, m, kvt) != MOLT_OK)) {
         cli_fail(ctx, model);
         goto out;
     }

@@ -1,7 +1,7 @@
 /*
  * cmd_generate.c — `molt generate MODEL [-p PROMPT | -f FILE] [-n N] [-t TEMP]
  * [--top-k K] [--top-p P] [-s SEED] [-b N] [--chat [--ctx N]] [--weights f32|bf16|f16|q8_0]
- * [--tokenizer FILE] [--threads N] [--ignore-eos] [-q]`.
+ * [--kv f32|f16] [--tokenizer FILE] [--threads N] [--ignore-eos] [-q]`.
  * Streams the prompt and its continuation to stdout; counts and speed to stderr.
  * -f FILE: the prompt is FILE's bytes exactly (no size cap; "-" = stdin).
  * With -b N: N samples of the prompt decoded as one batch (state slots),
@@ -155,7 +155,7 @@ static int chat_loop(molt_ctx *ctx, molt_model *m, const molt_gen_params *gp, lo
 
 int cmd_generate(int argc, char **argv) {
     const char *model = NULL, *prompt = NULL, *tokp = NULL, *weights = NULL, *device = NULL;
-    const char *pfile = NULL;
+    const char *pfile = NULL, *kvt = NULL;
     molt_gen_params gp = molt_gen_defaults();
     gp.seed = (uint64_t)time(NULL);
     long threads = 2, batch = 1, ctx_len = 0;
@@ -191,6 +191,11 @@ int cmd_generate(int argc, char **argv) {
                    "q8_0: int8 blocks, about a quarter; an extra copy beside the f32\n"
                    "weights). Default: as stored (q8_0 for a `molt quantize` model)",
                    weights, "f32|bf16|f16|q8_0"),
+        CLI_CHOICE("--kv", NULL, "f32|f16",
+                   "element type of the attention KV cache: f16 halves the bytes that\n"
+                   "decoding at long context reads (keys and values rounded to nearest\n"
+                   "even; the attention math stays f32). Default: f32",
+                   kvt, "f32|f16"),
         CLI_END,
     };
     const cli_cmd cmd = {"generate", "MODEL [options]",
@@ -224,7 +229,8 @@ int cmd_generate(int argc, char **argv) {
         return 1;
     }
     molt_model *m = cli_load_model(ctx, model, tokp);
-    if (!m || (weights && molt_model_set_weight_dtype(ctx, m, weights) != MOLT_OK)) {
+    if (!m || (weights && molt_model_set_weight_dtype(ctx, m, weights) != MOLT_OK) ||
+        (kvt && molt_model_set_kv_dtype(ctx, m, kvt) != MOLT_OK)) {
         if (m)
             cli_fail(ctx, model);
         molt_model_free(m);

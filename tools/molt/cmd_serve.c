@@ -1,7 +1,7 @@
 /*
  * cmd_serve.c — `molt serve MODEL [--host H] [--port P] [--slots N] [--ctx N] [--queue N]
  * [--max-body BYTES] [--timeout S] [--cache-mb MB] [--prefill-chunk N] [--max-n N] [--max-tokens N]
- * [--weights ...] [--device D] [--threads N] [--tokenizer F] [--name NAME]`.
+ * [--weights ...] [--kv f32|f16] [--device D] [--threads N] [--tokenizer F] [--name NAME]`.
  * An OpenAI-compatible HTTP server (serve.h lists its parts). Loads the model, starts the
  * engine thread and libmicrohttpd, prints "molt serve: listening on http://HOST:PORT" (the
  * real port with --port 0), serves until SIGINT / SIGTERM, then stops: new and queued requests
@@ -17,6 +17,7 @@
 
 int cmd_serve(int argc, char **argv) {
     const char *model = NULL, *tokp = NULL, *weights = NULL, *device = NULL, *name = NULL;
+    const char *kvt = NULL;
     const char *host = "127.0.0.1";
     long port = 8080, slots = 8, ctx_len = 0, queue = 64, threads = 2, max_n = 4, max_tok = 256;
     long max_body = 1 << 20, prefill_chunk = 256;
@@ -50,6 +51,8 @@ int cmd_serve(int argc, char **argv) {
         CLI_CHOICE("--weights", NULL, "f32|bf16|f16|q8_0",
                    "type of the matrices decoding reads (as molt generate)", weights,
                    "f32|bf16|f16|q8_0"),
+        CLI_CHOICE("--kv", NULL, "f32|f16",
+                   "element type of the slots' KV caches (as molt generate)", kvt, "f32|f16"),
         CLI_END,
     };
     const cli_cmd cmd = {
@@ -89,7 +92,8 @@ int cmd_serve(int argc, char **argv) {
     int rc = 1;
     if (!s.model)
         goto out;
-    if (weights && molt_model_set_weight_dtype(s.ctx, s.model, weights) != MOLT_OK) {
+    if ((weights && molt_model_set_weight_dtype(s.ctx, s.model, weights) != MOLT_OK) ||
+        (kvt && molt_model_set_kv_dtype(s.ctx, s.model, kvt) != MOLT_OK)) {
         cli_fail(s.ctx, model);
         goto out;
     }

@@ -177,6 +177,31 @@ void cpu_l2_rows(const molt_exec *ex, double *loss, float *dx, const float *x, c
 void cpu_rev_kl(const molt_exec *ex, double *loss, float *ds, const float *s, const float *t,
                 int n, int V, float tau, float scale); // reverse-KL distillation loss
 
+// f16.c: f32 → f16 narrowing (round to nearest even) on a path: 0 the scalar
+// twin (molt_f32_to_f16), 1 F16C (AVX), 2 AVX-512F; cpu_f16_isa() is the best
+// the CPU and OS allow (MOLT_F16_ISA=scalar|f16c|avx512 picks a lower one).
+// Every path gives the same bits (tests: all 65536 halves and the floats
+// around them); an unavailable path runs the twin.
+enum { F16_SCALAR = 0, F16_F16C = 1, F16_AVX512 = 2, F16_ISA_COUNT };
+int  cpu_f16_isa(void);
+int  cpu_f16_isa_available(int isa);
+void cpu_narrow_half(int isa, uint16_t *dst, const float *src, int n);
+// f16 → f32 on a path (vcvtph2ps; the twin is cpu_widen_half): exact, the same
+// bits for every half except signaling NaNs, which the hardware paths return
+// quiet (still NaN, same sign; the narrowing never makes one)
+void cpu_widen_f16(int isa, float *dst, const uint16_t *h, int n);
+
+// attn_f16.c (attn.h: the f16 KV cache)
+void cpu_kv_append_f16(const molt_exec *ex, uint16_t *const *kc, uint16_t *const *vc,
+                       const float *k, const float *v, int ld, int rows, int KV, int hd, int cap,
+                       int pos0, const int32_t *pos);
+void cpu_attn_prefill_f16(const molt_exec *ex, float *heads, const float *q, int T, int pos,
+                          int H, int KV, int hd, const uint16_t *kc, const uint16_t *vc, int cap,
+                          float *work);
+void cpu_attn_decode_rows_f16(const molt_exec *ex, float *heads, const float *q, int n,
+                              const int32_t *pos, int H, int KV, int hd, uint16_t *const *kc,
+                              uint16_t *const *vc, int cap, float *work);
+
 // optim.c (train_ops.h)
 void cpu_sumsq(const molt_exec *ex, double *partial, const float *x, const molt_span *span,
                int n_spans);
