@@ -9,6 +9,13 @@
  *      and 8k: one slot is prefilled to the context, copied into the others,
  *      then 16 steps are timed; the state memory of the 64 slots is reported
  *      (the KV caches grow with the context, the recurrent state does not).
+ *      --context-size 110m: the 110M Llama against the 115M Mamba-2 of
+ *      bench_models.h instead (issue 15), with --context-weights DT for both and
+ *      --kv f16 for the Llama's caches (64 × 8k in f32 is 39 GB); each line then
+ *      gives the bytes a step must read ("step_bytes": the matrices, plus every
+ *      slot's KV cache — or its recurrent state, read and written) and the
+ *      rate that makes ("step_gb_s"), so the measured ratio can be set against
+ *      the ratio of bytes. --only-context skips part 1.
  * Random weights (speed does not depend on the values). One JSON line each.
  * --weights f32,bf16: part 1 once per weight dtype of the decoded matrices
  * (molt_model_set_weight_dtype), the dtypes alternating at every point and
@@ -16,6 +23,8 @@
  * read per step ("matrix_bytes") and that over the step time ("matrix_gb_s").
  * usage: bench_batch [--threads N] [--batches 1,4,16,64,256] [--contexts 2048,8192]
  *                    [--weights f32,bf16,f16,q8_0] [--rounds N] [--skip-big] [--skip-context]
+ *                    [--only-context] [--context-size kv2m|110m] [--context-batch B]
+ *                    [--context-weights DT] [--kv f32|f16]
  */
 #include "bench_models.h"
 
@@ -116,11 +125,18 @@ static void context_point(molt_ctx *ctx, const char *name, molt_model *m, int B,
     double tp = molt__now() - t0;
     float *lg = malloc(sizeof(float) * (size_t)B * (size_t)in.vocab);
     double t = time_steps(ctx, sl, B, steps, 1, lg);
-    printf("{\"bench\": \"batch_context\", \"model\": \"%s\", \"batch\": %d, \"context\": %d, "
-           "\"threads\": %d, \"tok_per_s\": %.1f, \"ms_per_step\": %.3f, \"state_mb\": %.1f, "
-           "\"prefill_and_fork_s\": %.2f}\n",
-           name, B, context, threads, (double)B * steps / t, 1e3 * t / steps,
-           (double)molt_slots_state_bytes(sl) / 1e6, tp);
+    // per slot: the KV cache up to the mid-point of the timed steps, or the recurrent
+    // state read and written once
+    double per_slot = (double)in.kv_bytes_per_token * (context + steps / 2) +
+                      2.0 * (double)in.state_bytes;
+    double bytes = bench_matrix_bytes(ctx, m) + B * per_slot;
+    printf("{\"bench\": \"batch_context\", \"model\": \"%s\", \"weights\": \"%s\", "
+           "\"kv\": \"%s\", \"batch\": %d, \"context\": %d, \"threads\": %d, "
+           "\"tok_per_s\": %.1f, \"ms_per_step\": %.3f, \"state_mb\": %.1f, "
+           "\"step_bytes\": %.0f, \"step_gb_s\": %.2f, \"prefill_and_fork_s\": %.2f}\n",
+           name, molt_dtype_name(m->weight_dt), molt_dtype_name(m->kv_dt), B, context, threads,
+           (double)B * steps / t, 1e3 * t / steps, (double)molt_slots_state_bytes(sl) / 1e6,
+           bytes, bytes / (t / steps) * 1e-9, tp);
     fflush(stdout);
     free(lg);
     free(p);
@@ -129,8 +145,8 @@ static void context_point(molt_ctx *ctx, const char *name, molt_model *m, int B,
 
 int main(int argc, char **argv) {
     int threads = 2, batches[16] = {1, 4, 16, 64, 256}, nb = 5, ctxs[8] = {2048, 8192}, nc = 2;
-    int skip_big = 0, skip_ctx = 0, nw = 1, rounds = 1;
-    const char *wdt[4] = {"f32"};
+    int skip_big = 0, skip_ctx = 0, only_ctx = 0, nw = 1, rounds = 1, cbatch = 64;
+    const char *wdt[4] = {"f32"}, *csize = "kv2m", *cw = "f32", *kv = "f32";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc)
             threads = atoi(argv[++i]);
@@ -152,25 +168,46 @@ int main(int argc, char **argv) {
             skip_big = 1;
         else if (!strcmp(argv[i], "--skip-context"))
             skip_ctx = 1;
+        else if (!strcmp(argv[i], "--only-context"))
+            only_ctx = 1;
+        else if (!strcmp(argv[i], "--context-size") && i + 1 < argc)
+            csize = argv[++i];
+        else if (!strcmp(argv[i], "--context-batch") && i + 1 < argc)
+            cbatch = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--context-weights") && i + 1 < argc)
+            cw = argv[++i];
+        else if (!strcmp(argv[i], "--kv") && i + 1 < argc)
+            kv = argv[++i];
         else {
             fprintf(stderr, "usage: bench_batch [--threads N] [--batches 1,4,..] "
                             "[--contexts 2048,8192] [--weights f32,bf16,f16] [--rounds N] "
-                            "[--skip-big] [--skip-context]\n");
+                            "[--skip-big] [--skip-context] [--only-context] "
+                            "[--context-size kv2m|110m] [--context-batch B] "
+                            "[--context-weights DT] [--kv f32|f16]\n");
             return 2;
         }
     }
     molt_ctx *ctx = molt_ctx_new();
     molt_ctx_set_threads(ctx, threads);
-    batch_sweep(ctx, "llamba-kv2m-width", BENCH_LLAMBA_KV2M, batches, nb, threads, wdt, nw,
-                rounds);
-    if (!skip_big)
-        batch_sweep(ctx, "llamba-100m", LLAMBA_B, batches, nb, threads, wdt, nw, rounds);
+    if (!only_ctx) {
+        batch_sweep(ctx, "llamba-kv2m-width", BENCH_LLAMBA_KV2M, batches, nb, threads, wdt, nw,
+                    rounds);
+        if (!skip_big)
+            batch_sweep(ctx, "llamba-100m", LLAMBA_B, batches, nb, threads, wdt, nw, rounds);
+    }
     if (!skip_ctx) {
-        molt_model *a = bench_model(ctx, BENCH_LLAMA_KV2M);
-        molt_model *r = bench_model(ctx, BENCH_LLAMBA_KV2M);
+        bool big = !strcmp(csize, "110m");
+        molt_model *a = bench_model(ctx, big ? BENCH_LLAMA_110M : BENCH_LLAMA_KV2M);
+        molt_model *r = bench_model(ctx, big ? BENCH_MAMBA2_115M : BENCH_LLAMBA_KV2M);
+        if (molt_model_set_weight_dtype(ctx, a, cw) != MOLT_OK ||
+            molt_model_set_weight_dtype(ctx, r, cw) != MOLT_OK ||
+            molt_model_set_kv_dtype(ctx, a, kv) != MOLT_OK)
+            die(ctx);
         for (int k = 0; k < nc; k++) {
-            context_point(ctx, "llama-kv2m-width", a, 64, ctxs[k], threads);
-            context_point(ctx, "llamba-kv2m-width", r, 64, ctxs[k], threads);
+            context_point(ctx, big ? "llama-110m" : "llama-kv2m-width", a, cbatch, ctxs[k],
+                          threads);
+            context_point(ctx, big ? "mamba2-115m" : "llamba-kv2m-width", r, cbatch, ctxs[k],
+                          threads);
         }
         molt_model_free(a);
         molt_model_free(r);

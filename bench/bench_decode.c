@@ -113,26 +113,11 @@ static double bandwidth(int nth, int huge) {
 // ----------------------------------------------------------------------------
 // what a token reads
 
-// bytes of the matrices decoding reads, in the model's current weight type
-static double matrix_bytes(molt_ctx *ctx, molt_model *m) {
-    if (m->weight_dt != MOLT_F32)
-        return (double)m->wbuf_bytes;
-    model_typed *t = NULL;
-    int n = 0;
-    if (model_typed_list(ctx, m, &t, &n) != MOLT_OK)
-        die(ctx);
-    double b = 0;
-    for (int i = 0; i < n; i++)
-        b += (double)t[i].n * 4.0;
-    molt__free(t);
-    return b;
-}
-
 // weights + embedding row + KV read at position pos + recurrent state read and written
 static double token_bytes(molt_ctx *ctx, molt_model *m, double pos) {
     molt_model_info in;
     molt_model_get_info(m, &in);
-    return matrix_bytes(ctx, m) + 4.0 * in.d_model + (double)in.kv_bytes_per_token * (pos + 1) +
+    return bench_matrix_bytes(ctx, m) + 4.0 * in.d_model + (double)in.kv_bytes_per_token * (pos + 1) +
            2.0 * (double)in.state_bytes;
 }
 
@@ -189,7 +174,7 @@ static void decode(molt_ctx *ctx, const char *name, molt_model *m, int r, const 
     char extra[128];
     snprintf(extra, sizeof extra, ", \"context\": %d, \"tokens\": %d", pre, n);
     size_t len = strlen(extra);
-    snprintf(extra + len, sizeof extra - len, ", \"weight_bytes\": %.0f", matrix_bytes(ctx, m));
+    snprintf(extra + len, sizeof extra - len, ", \"weight_bytes\": %.0f", bench_matrix_bytes(ctx, m));
     emit(depth > 0 ? "depth" : "decode", name, m, r, extra, n / t,
          token_bytes(ctx, m, pre + n / 2.0), o->bw);
     free(ids), free(lg);

@@ -42,6 +42,23 @@ static const char *const BENCH_MAMBA2_115M =
     " \"use_conv_bias\": true, \"vocab_size\": 32000, \"layer_norm_epsilon\": 1e-5,"
     " \"tie_word_embeddings\": true, \"bos_token_id\": 0, \"eos_token_id\": 1}";
 
+// bytes of the matrices decoding reads, in the model's current weight type
+static inline double bench_matrix_bytes(molt_ctx *ctx, molt_model *m) {
+    if (m->weight_dt != MOLT_F32)
+        return (double)m->wbuf_bytes;
+    model_typed *t = NULL;
+    int n = 0;
+    if (model_typed_list(ctx, m, &t, &n) != MOLT_OK) {
+        fprintf(stderr, "error: %s\n", molt_last_error(ctx));
+        exit(1);
+    }
+    double b = 0;
+    for (int i = 0; i < n; i++)
+        b += (double)t[i].n * 4.0;
+    molt__free(t);
+    return b;
+}
+
 static inline molt_model *bench_model(molt_ctx *ctx, const char *json) {
   model_cfg c;
   molt_model *m = NULL;
