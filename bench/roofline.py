@@ -18,6 +18,7 @@ the best median.
 """
 import json
 import math
+import re
 import statistics
 import sys
 from collections import defaultdict
@@ -58,9 +59,15 @@ def collect(rows):
             elif b == "prefill":
                 cells[(f"prefill {r['tokens']}", m, eng, w)].append(r["tok_per_s"])
             elif b == "depth":
-                cells[(f"decode at depth {r['context']}", m, eng, w)].append(r["tok_per_s"])
+                # llama.cpp's cache is f16: molt's f16-KV rows are the same-precision cells,
+                # its f32-KV rows a molt-only measure
+                kv = r.get("kv", "f32")
+                meas = f"decode at depth {r['context']}" + ("" if kv == "f16" else ", f32 KV")
+                cells[(meas, m, eng, w)].append(r["tok_per_s"])
             elif b == "batch":
-                cells[(f"batched decode, {r['batch']} seq", m, eng, w)].append(r["tok_per_s"])
+                st = r.get("state", "f32")
+                meas = f"batched decode, {r['batch']} seq" + ("" if st == "f32" else f", {st} state")
+                cells[(meas, m, eng, w)].append(r["tok_per_s"])
         elif eng == "llama.cpp":
             m, w = r["model"], r["weights"]
             if r.get("bench") == "llama-bench":
@@ -71,6 +78,7 @@ def collect(rows):
                     best[("decode", m, eng, w)][setting].append(r["avg_ts"])
                     nbytes[(m, eng, w)].append(r["model_size"])
                 elif ng > 0 and npp == 0:
+                    # (f16 KV: the widest cache this llama-bench takes)
                     best[(f"decode at depth {nd}", m, eng, w)][setting].append(r["avg_ts"])
                 elif npp > 0 and ng == 0:
                     best[(f"prefill {npp}", m, eng, w)][setting].append(r["avg_ts"])
@@ -101,7 +109,7 @@ def tables(cells):
             measures.append(meas)
     order = lambda s: (0 if s == "decode" else 1 if s.startswith("prefill") else
                        2 if s.startswith("decode at") else 3,
-                       int("".join(c for c in s if c.isdigit()) or 0))
+                       int(re.search(r"\d+", s).group()) if re.search(r"\d+", s) else 0, s)
     measures.sort(key=order)
     head = "| model · measure (tok/s) | " + " | ".join(
         f"molt {p} | llama.cpp {p}" for p in PRECS) + " | molt ≥ llama.cpp (same precision) |"
