@@ -229,6 +229,18 @@ void ssd_step_rows(const molt_exec *ex, float *y, float *const *state, const flo
                    int G) {
     ex->be->ssd_step_rows(ex, y, state, X, dA, B, C, n, H, P, N, G);
 }
+// bf16 recurrent SSM state
+void ssd_step_rows_bf16(const molt_exec *ex, float *y, uint16_t *const *state, const float *X,
+                        const float *dA, const float *B, const float *C, int n, int H, int P,
+                        int N, int G) {
+    ex->be->ssd_step_rows_bf16(ex, y, state, X, dA, B, C, n, H, P, N, G);
+}
+void k_bf16_widen(const molt_exec *ex, float *dst, const uint16_t *src, size_t n) {
+    ex->be->bf16_widen(ex, dst, src, n);
+}
+void k_bf16_narrow(const molt_exec *ex, uint16_t *dst, const float *src, size_t n) {
+    ex->be->bf16_narrow(ex, dst, src, n);
+}
 
 // training (train_ops.h)
 

@@ -162,10 +162,12 @@ void k_hybrid_stats_backward(const molt_exec *ex, float *g, float *ds, const flo
     /* mamba3 (mamba3.h) */                                                                       \
     MOLT_BACKEND_MAMBA3_OPS(X)                                                                    \
     /* reverse-KL distillation loss (train_ops.h; issue 17) */                                    \
-    X(rev_kl)
-#define MOLT_BACKEND_NOPS (46 + 8 + 13 + 1) // ops in MOLT_BACKEND_OPS (checked against the
-                                            // struct): the base table + gateloop + mamba3 +
-                                            // rev_kl
+    X(rev_kl)                                                                                     \
+    /* bf16 recurrent SSM state (ssm_rows.h; issue 15) */                                         \
+    MOLT_BACKEND_STATE_BF16_OPS(X)
+#define MOLT_BACKEND_NOPS (46 + 8 + 13 + 1 + 3) // ops in MOLT_BACKEND_OPS (checked against the
+                                                // struct): the base table + gateloop + mamba3 +
+                                                // rev_kl + bf16 SSM state
 
 // Ops of one mixer that a backend may lack (its slots NULL): a model with that
 // mixer is refused on such a backend (model_place: mixer_vt.runs_on), every
@@ -177,7 +179,11 @@ void k_hybrid_stats_backward(const molt_exec *ex, float *g, float *ds, const flo
     X(m3_angles) X(m3_angles_backward) X(m3_prep) X(m3_prep_backward) X(m3_mix) X(m3_corr)        \
     X(m3_mix_backward) X(m3_gate) X(m3_gate_backward) X(m3_fold) X(m3_step_rows)                  \
     X(m3_materialize) X(m3_materialize_backward)
-#define MOLT_BACKEND_OPTIONAL_OPS(X) MOLT_BACKEND_GATELOOP_OPS(X) MOLT_BACKEND_MAMBA3_OPS(X)
+// bf16 recurrent SSM state (molt_model_set_state_dtype): a model with it is
+// refused on a backend without these
+#define MOLT_BACKEND_STATE_BF16_OPS(X) X(ssd_step_rows_bf16) X(bf16_widen) X(bf16_narrow)
+#define MOLT_BACKEND_OPTIONAL_OPS(X)                                                               \
+    MOLT_BACKEND_GATELOOP_OPS(X) MOLT_BACKEND_MAMBA3_OPS(X) MOLT_BACKEND_STATE_BF16_OPS(X)
 
 struct ssm_rows_cfg; // ssm_rows.h
 struct m3_rows_cfg;  // mamba3.h
@@ -379,6 +385,12 @@ typedef struct molt_backend {
     // reverse-KL distillation loss (train_ops.h; issue 17)
     void (*rev_kl)(const molt_exec *ex, double *loss, float *ds, const float *s, const float *t,
                    int n, int V, float tau, float scale);
+    // bf16 recurrent SSM state (ssm_rows.h; optional: MOLT_BACKEND_STATE_BF16_OPS)
+    void (*ssd_step_rows_bf16)(const molt_exec *ex, float *y, uint16_t *const *state,
+                               const float *X, const float *dA, const float *B, const float *C,
+                               int n, int H, int P, int N, int G);
+    void (*bf16_widen)(const molt_exec *ex, float *dst, const uint16_t *src, size_t n);
+    void (*bf16_narrow)(const molt_exec *ex, uint16_t *dst, const float *src, size_t n);
 } molt_backend;
 
 extern const molt_backend molt_backend_cpu;

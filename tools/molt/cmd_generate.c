@@ -1,6 +1,7 @@
 /*
  * cmd_generate.c — `molt generate MODEL [-p PROMPT | -f FILE] [-n N] [-t TEMP]
  * [--top-k K] [--top-p P] [-s SEED] [-b N] [--chat [--ctx N]] [--weights f32|bf16|f16|q8_0]
+ * [--state f32|bf16]
  * [--tokenizer FILE] [--threads N] [--ignore-eos] [-q]`.
  * Streams the prompt and its continuation to stdout; counts and speed to stderr.
  * -f FILE: the prompt is FILE's bytes exactly (no size cap; "-" = stdin).
@@ -155,6 +156,7 @@ static int chat_loop(molt_ctx *ctx, molt_model *m, const molt_gen_params *gp, lo
 
 int cmd_generate(int argc, char **argv) {
     const char *model = NULL, *prompt = NULL, *tokp = NULL, *weights = NULL, *device = NULL;
+    const char *state = NULL; // --state
     const char *pfile = NULL;
     molt_gen_params gp = molt_gen_defaults();
     gp.seed = (uint64_t)time(NULL);
@@ -191,6 +193,10 @@ int cmd_generate(int argc, char **argv) {
                    "q8_0: int8 blocks, about a quarter; an extra copy beside the f32\n"
                    "weights). Default: as stored (q8_0 for a `molt quantize` model)",
                    weights, "f32|bf16|f16|q8_0"),
+        CLI_CHOICE("--state", NULL, "f32|bf16",
+                   "type of the Mamba-2 / Llamba recurrent SSM state (bf16: half the\n"
+                   "state bytes, f32 arithmetic). Default: f32",
+                   state, "f32|bf16"),
         CLI_END,
     };
     const cli_cmd cmd = {"generate", "MODEL [options]",
@@ -224,7 +230,8 @@ int cmd_generate(int argc, char **argv) {
         return 1;
     }
     molt_model *m = cli_load_model(ctx, model, tokp);
-    if (!m || (weights && molt_model_set_weight_dtype(ctx, m, weights) != MOLT_OK)) {
+    if (!m || (weights && molt_model_set_weight_dtype(ctx, m, weights) != MOLT_OK) ||
+        (state && molt_model_set_state_dtype(ctx, m, state) != MOLT_OK)) {
         if (m)
             cli_fail(ctx, model);
         molt_model_free(m);
