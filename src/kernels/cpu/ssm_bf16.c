@@ -17,7 +17,17 @@
 #include "kernels/kernels.h"
 #include "kernels/ssm_rows.h"
 
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include "kernels/cpu/q8.h"
+#include <immintrin.h>
+#define S16_HAVE_AVX2 1
+#else
+#define S16_HAVE_AVX2 0
+#endif
 
 static inline float widen(uint16_t h) {
     uint32_t x = (uint32_t)h << 16;
@@ -36,6 +46,75 @@ static inline uint16_t narrow(float f) {
     return (uint16_t)(x >> 16);
 }
 
+// One state row sp[0..N) of one (row, head, p): the update and y. The scalar
+// twin and the AVX2 path compute the same products and sums in the same order
+// (lane k of the vector accumulator is k_dotf's acc[k]; no FMA), so they agree
+// bit for bit; MOLT_MATVEC=scalar forces the twin.
+static float row_scalar(uint16_t *sp, const float *Bg, const float *Cg, float a, float xv, int N) {
+    int   N8 = N & ~7;
+    float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    for (int i = 0; i < N8; i += 8)
+        for (int k = 0; k < 8; k++) {
+            float s = a * widen(sp[i + k]) + xv * Bg[i + k];
+            sp[i + k] = narrow(s);
+            acc[k] += s * Cg[i + k];
+        }
+    float y = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (int i = N8; i < N; i++) {
+        float s = a * widen(sp[i]) + xv * Bg[i];
+        sp[i] = narrow(s);
+        y += s * Cg[i];
+    }
+    return y;
+}
+
+#if S16_HAVE_AVX2
+#define S16_AVX2 __attribute__((target("avx2")))
+S16_AVX2 static float row_avx2(uint16_t *sp, const float *Bg, const float *Cg, float a, float xv,
+                               int N) {
+    int          N8 = N & ~7;
+    __m256       va = _mm256_set1_ps(a), vx = _mm256_set1_ps(xv), acc = _mm256_setzero_ps();
+    const __m256i one = _mm256_set1_epi32(1), rnd = _mm256_set1_epi32(0x7FFF);
+    const __m256i absm = _mm256_set1_epi32(0x7FFFFFFF), inf = _mm256_set1_epi32(0x7F800000);
+    const __m256i qnan = _mm256_set1_epi32(0x0040);
+    for (int i = 0; i < N8; i += 8) {
+        __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(sp + i)));
+        __m256  w = _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
+        __m256  s = _mm256_add_ps(_mm256_mul_ps(va, w),
+                                  _mm256_mul_ps(vx, _mm256_loadu_ps(Bg + i)));
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(s, _mm256_loadu_ps(Cg + i)));
+        __m256i x = _mm256_castps_si256(s);
+        __m256i r = _mm256_add_epi32(x, _mm256_add_epi32(rnd, _mm256_and_si256(
+                                                                   _mm256_srli_epi32(x, 16), one)));
+        r = _mm256_srli_epi32(r, 16);
+        __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(x, absm), inf);
+        r = _mm256_blendv_epi8(r, _mm256_or_si256(_mm256_srli_epi32(x, 16), qnan), nan);
+        __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);
+        _mm_storeu_si128((__m128i *)(sp + i), _mm256_castsi256_si128(p));
+    }
+    float l[8];
+    _mm256_storeu_ps(l, acc);
+    float y = ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]));
+    for (int i = N8; i < N; i++) {
+        float s = a * widen(sp[i]) + xv * Bg[i];
+        sp[i] = narrow(s);
+        y += s * Cg[i];
+    }
+    return y;
+}
+#endif
+
+typedef float (*row_fn)(uint16_t *, const float *, const float *, float, float, int);
+static row_fn         g_row = row_scalar;
+static pthread_once_t g_row_once = PTHREAD_ONCE_INIT;
+static void           row_choose(void) {
+#if S16_HAVE_AVX2
+    const char *e = getenv("MOLT_MATVEC");
+    if (!(e && !strcmp(e, "scalar")) && cpu_q8_isa_available(Q8_AVX2))
+        g_row = row_avx2;
+#endif
+}
+
 typedef struct step16_task {
     float          *y;
     uint16_t *const *state;
@@ -45,7 +124,7 @@ typedef struct step16_task {
 
 static void step16_run(void *arg, int ith, int nth) {
     const step16_task *j = arg;
-    int                H = j->H, P = j->P, N = j->N, G = j->G, hpg = H / G, N8 = N & ~7, lo, hi;
+    int                H = j->H, P = j->P, N = j->N, G = j->G, hpg = H / G, lo, hi;
     size_t             PN = (size_t)P * N;
     molt_pool_range(j->n * H, ith, nth, &lo, &hi);
     for (int it = lo; it < hi; it++) {
@@ -54,24 +133,8 @@ static void step16_run(void *arg, int ith, int nth) {
         const float *Xr = j->X + ((size_t)r * H + h) * P;
         float       *yr = j->y + ((size_t)r * H + h) * P;
         float        a = decay(j->dA[(size_t)r * H + h]);
-        for (int p = 0; p < P; p++) {
-            uint16_t *sp = j->state[r] + (size_t)h * PN + (size_t)p * N;
-            float     xv = Xr[p], acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
-            for (int i = 0; i < N8; i += 8)
-                for (int k = 0; k < 8; k++) {
-                    float s = a * widen(sp[i + k]) + xv * Bg[i + k];
-                    sp[i + k] = narrow(s);
-                    acc[k] += s * Cg[i + k];
-                }
-            float y = ((acc[0] + acc[4]) + (acc[1] + acc[5])) +
-                      ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-            for (int i = N8; i < N; i++) {
-                float s = a * widen(sp[i]) + xv * Bg[i];
-                sp[i] = narrow(s);
-                y += s * Cg[i];
-            }
-            yr[p] = y;
-        }
+        for (int p = 0; p < P; p++)
+            yr[p] = g_row(j->state[r] + (size_t)h * PN + (size_t)p * N, Bg, Cg, a, Xr[p], N);
     }
 }
 
@@ -80,6 +143,7 @@ void cpu_ssd_step_rows_bf16(const molt_exec *ex, float *y, uint16_t *const *stat
                             int N, int G) {
     if (n <= 0 || H <= 0)
         return;
+    pthread_once(&g_row_once, row_choose);
     step16_task j = {y, state, X, dA, B, C, n, H, P, N, G};
     size_t      cost = (size_t)n * (size_t)H * (size_t)P * (size_t)N;
     molt_pool_run(cost < 32768 || n * H < 2 ? 1 : ex->nth, step16_run, &j);
