@@ -18,7 +18,7 @@
  * --save DIR writes the two random models (f32) to DIR/llama-110m and
  * DIR/mamba2-115m, e.g. for another engine to run the same weights.
  * One JSON line per measurement.
- * usage: bench_decode [--threads N] [--weights f32,bf16,q8_0] [--kv f32,f16] [--rounds R]
+ * usage: bench_decode [--threads N] [--weights f32,bf16,q8_0] [--kv f32,f16] [--state f32|bf16] [--rounds R]
  *          [--decode N] [--prefill T] [--depths 2048,8192] [--batches 1,4,..|none]
  *          [--builtin llama-110m,mamba2-115m] [--model PATH]... [--only-given]
  *          [--skip-bw] [--save DIR]
@@ -135,6 +135,7 @@ typedef struct opts {
     int threads, rounds, ndec, npre, depths[8], nd, batches[16], nb, nw, nkv;
     const char *wdt[4], *kvt[2];
     double bw;
+    const char *state; // the recurrent state's dtype (--state f32|bf16)
 } opts;
 
 static void emit(const char *kind, const char *name, molt_model *m, int r, const char *extra,
@@ -143,6 +144,7 @@ static void emit(const char *kind, const char *name, molt_model *m, int r, const
            "\"isa\": \"%s\", \"round\": %d%s, \"tok_per_s\": %.1f",
            kind, name, molt_dtype_name(m->weight_dt), molt_dtype_name(m->kv_dt),
            cpu_q8_isa_name(cpu_q8_isa()), r, extra, tps);
+    printf(", \"state\": \"%s\"", molt_dtype_name(m->cfg.state_dt));
     if (bytes > 0)
         printf(", \"bytes_per_tok\": %.0f, \"gb_s\": %.2f, \"pct_bw\": %.1f", bytes,
                bytes * tps * 1e-9, bw > 0 ? 100.0 * bytes * tps * 1e-9 / bw : 0.0);
@@ -244,6 +246,8 @@ static void batch(molt_ctx *ctx, const char *name, molt_model *m, int r, int B) 
 }
 
 static void run_model(molt_ctx *ctx, const char *name, molt_model *m, const opts *o) {
+    if (molt_model_set_state_dtype(ctx, m, o->state) != MOLT_OK)
+        die(ctx);
     for (int r = 0; r < o->rounds; r++)
         for (int w = 0; w < o->nw; w++) {
             if (molt_model_set_weight_dtype(ctx, m, o->wdt[w]) != MOLT_OK)
@@ -292,7 +296,7 @@ int main(int argc, char **argv) {
     prefer_avx512_blas(argv);
     opts o = {.threads = 2, .rounds = 2, .ndec = 64, .npre = 512, .nw = 3,
               .wdt = {"f32", "bf16", "q8_0"}, .nkv = 1, .kvt = {"f32"}, .nd = 0, .nb = 5,
-              .batches = {1, 4, 16, 64, 256}};
+              .batches = {1, 4, 16, 64, 256}, .state = "f32"};
     const char *paths[8], *save = NULL;
     int np = 0, only_given = 0, skip_bw = 0;
     const char *builtin = "llama-110m,mamba2-115m";
@@ -318,7 +322,9 @@ int main(int argc, char **argv) {
             o.nkv = 0;
             for (char *t = strtok(argv[++i], ","); t && o.nkv < 2; t = strtok(NULL, ","))
                 o.kvt[o.nkv++] = t;
-        } else if (!strcmp(a, "--model") && v && np < 8)
+        } else if (!strcmp(a, "--state") && v)
+            o.state = argv[++i];
+        else if (!strcmp(a, "--model") && v && np < 8)
             paths[np++] = argv[++i];
         else if (!strcmp(a, "--only-given"))
             only_given = 1;
@@ -332,7 +338,8 @@ int main(int argc, char **argv) {
             fprintf(stderr, "usage: bench_decode [--threads N] [--weights f32,bf16,q8_0] "
                             "[--kv f32,f16] [--rounds R] [--decode N] [--prefill T] "
                             "[--depths 2048,8192] [--batches 1,4,..] [--builtin NAMES] "
-                            "[--model PATH]... [--only-given] [--skip-bw] [--save DIR]\n");
+                            "[--model PATH]... [--only-given] [--skip-bw] [--state f32|bf16] "
+                            "[--save DIR]\n");
             return 2;
         }
     }

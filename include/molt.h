@@ -186,6 +186,16 @@ MOLT_API molt_status molt_model_set_weight_dtype(molt_ctx *ctx, molt_model *m, c
 // dtype), MOLT_ERR_UNSUPPORTED (a backend without f16 cache ops: CUDA today).
 MOLT_API molt_status molt_model_set_kv_dtype(molt_ctx *ctx, molt_model *m, const char *dtype);
 
+// The element type of the Mamba-2 / Llamba recurrent SSM state (not the conv
+// window, not attention KV): "f32" (the default) or "bf16" (half the state
+// bytes that batched decode reads and writes every step; the recurrence still
+// computes in f32, widening on load and rounding to nearest even on store;
+// prefill runs the f32 scan and rounds the state it stores). Changes the size
+// of every sequence's state (molt_model_info.state_bytes): call it before
+// creating sequences or slots. Errors: MOLT_ERR_ARG (unknown dtype),
+// MOLT_ERR_UNSUPPORTED (bf16 on a backend without its ops: CUDA for now).
+MOLT_API molt_status molt_model_set_state_dtype(molt_ctx *ctx, molt_model *m, const char *dtype);
+
 typedef struct molt_model_info {
     char    arch[32];         // "llama", "llamba", "mamba2", "molt_hybrid"
     int32_t n_layer, d_model, vocab, d_ff;

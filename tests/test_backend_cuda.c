@@ -2007,8 +2007,13 @@ static void test_table(void) {
     char      missing[1024];
     int       nmiss = molt_cuda_missing_ops(missing, sizeof missing);
     molt_exec ex;
-    CHECK(molt_exec_init(&ex, &molt_backend_cuda, 1) == (nmiss == 0),
-          "molt_exec_init must refuse the CUDA table exactly when an op is missing (%d)", nmiss);
+    int       n16 = 0; // the bf16 recurrent state's ops may be missing (issue 15)
+#define MISS16_(op) n16 += !molt_backend_cuda.op;
+    MOLT_BACKEND_STATE_BF16_OPS(MISS16_)
+#undef MISS16_
+    CHECK(molt_exec_init(&ex, &molt_backend_cuda, 1) == (nmiss - n16 == 0),
+          "molt_exec_init must refuse the CUDA table exactly when an op other than the bf16 "
+          "state's is missing (%d, %d of them bf16 state)", nmiss, n16);
     if (nmiss)
         printf("not yet on the GPU (%d): %s\n", nmiss, missing);
     // only optional ops may be missing (kernels.h): the rest of molt runs on the GPU

@@ -35,7 +35,8 @@ typedef struct molt_exec {
 molt_exec molt_exec_cpu(int nth);
 // The same with another thread count (n < 1 → 1).
 molt_exec molt_exec_threads(const molt_exec *ex, int nth);
-// Checks that every op of be's table is present; false when one is missing.
+// Checks that every op of be's table is present (except the bf16 recurrent
+// state's, kernels.h MOLT_BACKEND_STATE_BF16_OPS); false when one is missing.
 bool molt_exec_init(molt_exec *ex, const struct molt_backend *be, int nth);
 
 // The exec of a library call made with ctx (NULL ctx: one CPU thread).

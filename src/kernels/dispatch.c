@@ -28,10 +28,19 @@ _Static_assert(sizeof(molt_backend) ==
                "tests/test_backend_ops.c");
 #undef COUNT_OP
 
+// the slots a table may leave NULL and still be accepted: the bf16 recurrent
+// state's (MOLT_BACKEND_STATE_BF16_OPS; molt_model_set_state_dtype refuses
+// bf16 state on such a backend)
+static bool exec_may_lack(size_t off) {
+#define MAY_LACK_(op) off == offsetof(molt_backend, op) ||
+    return MOLT_BACKEND_STATE_BF16_OPS(MAY_LACK_) 0;
+#undef MAY_LACK_
+}
+
 bool molt_exec_init(molt_exec *ex, const molt_backend *be, int nth) {
     if (!be)
         be = &molt_backend_cpu;
-#define HAS_OP(op) &&be->op
+#define HAS_OP(op) &&(be->op || exec_may_lack(offsetof(molt_backend, op)))
     const molt_mem_ops *mm = &be->mem;
     if (!(1 MOLT_BACKEND_OPS(HAS_OP)) || !mm->alloc || !mm->free || !mm->upload ||
         !mm->download || !mm->copy || !mm->zero || !mm->sync)
@@ -243,6 +252,18 @@ void ssd_step_rows(const molt_exec *ex, float *y, float *const *state, const flo
                    const float *dA, const float *B, const float *C, int n, int H, int P, int N,
                    int G) {
     ex->be->ssd_step_rows(ex, y, state, X, dA, B, C, n, H, P, N, G);
+}
+// bf16 recurrent SSM state
+void ssd_step_rows_bf16(const molt_exec *ex, float *y, uint16_t *const *state, const float *X,
+                        const float *dA, const float *B, const float *C, int n, int H, int P,
+                        int N, int G) {
+    ex->be->ssd_step_rows_bf16(ex, y, state, X, dA, B, C, n, H, P, N, G);
+}
+void k_bf16_widen(const molt_exec *ex, float *dst, const uint16_t *src, size_t n) {
+    ex->be->bf16_widen(ex, dst, src, n);
+}
+void k_bf16_narrow(const molt_exec *ex, uint16_t *dst, const float *src, size_t n) {
+    ex->be->bf16_narrow(ex, dst, src, n);
 }
 
 // training (train_ops.h)

@@ -164,10 +164,12 @@ void k_hybrid_stats_backward(const molt_exec *ex, float *g, float *ds, const flo
     /* reverse-KL distillation loss (train_ops.h; issue 17) */                                    \
     X(rev_kl)                                                                                     \
     /* f16 KV cache (attn.h; issue 15) */                                                         \
-    MOLT_BACKEND_KV16_OPS(X)
-#define MOLT_BACKEND_NOPS (46 + 8 + 13 + 1 + 3) // ops in MOLT_BACKEND_OPS (checked against
-                                                // the struct): the base table + gateloop +
-                                                // mamba3 + rev_kl + f16 KV cache
+    MOLT_BACKEND_KV16_OPS(X)                                                                      \
+    /* bf16 recurrent SSM state (ssm_rows.h; issue 15) */                                         \
+    MOLT_BACKEND_STATE_BF16_OPS(X)
+#define MOLT_BACKEND_NOPS (46 + 8 + 13 + 1 + 3 + 3) // ops in MOLT_BACKEND_OPS (checked against
+                                                    // the struct): the base table + gateloop +
+                                                    // mamba3 + rev_kl + f16 KV + bf16 SSM state
 
 // Ops of one mixer that a backend may lack (its slots NULL): a model with that
 // mixer is refused on such a backend (model_place: mixer_vt.runs_on), every
@@ -182,8 +184,12 @@ void k_hybrid_stats_backward(const molt_exec *ex, float *g, float *ds, const flo
 // The f16 KV cache (molt_model_set_kv_dtype): a backend without these runs
 // models with the default f32 cache only (the setter and model_place refuse f16).
 #define MOLT_BACKEND_KV16_OPS(X) X(kv_append_f16) X(attn_prefill_f16) X(attn_decode_rows_f16)
+// bf16 recurrent SSM state (molt_model_set_state_dtype): a model with it is
+// refused on a backend without these
+#define MOLT_BACKEND_STATE_BF16_OPS(X) X(ssd_step_rows_bf16) X(bf16_widen) X(bf16_narrow)
 #define MOLT_BACKEND_OPTIONAL_OPS(X)                                                               \
-    MOLT_BACKEND_GATELOOP_OPS(X) MOLT_BACKEND_MAMBA3_OPS(X) MOLT_BACKEND_KV16_OPS(X)
+    MOLT_BACKEND_GATELOOP_OPS(X) MOLT_BACKEND_MAMBA3_OPS(X) MOLT_BACKEND_KV16_OPS(X)               \
+    MOLT_BACKEND_STATE_BF16_OPS(X)
 
 struct ssm_rows_cfg; // ssm_rows.h
 struct m3_rows_cfg;  // mamba3.h
@@ -395,6 +401,12 @@ typedef struct molt_backend {
     void (*attn_decode_rows_f16)(const molt_exec *ex, float *heads, const float *q, int n,
                                  const int32_t *pos, int H, int KV, int hd, uint16_t *const *kc,
                                  uint16_t *const *vc, int cap, float *work);
+    // bf16 recurrent SSM state (ssm_rows.h; optional: MOLT_BACKEND_STATE_BF16_OPS)
+    void (*ssd_step_rows_bf16)(const molt_exec *ex, float *y, uint16_t *const *state,
+                               const float *X, const float *dA, const float *B, const float *C,
+                               int n, int H, int P, int N, int G);
+    void (*bf16_widen)(const molt_exec *ex, float *dst, const uint16_t *src, size_t n);
+    void (*bf16_narrow)(const molt_exec *ex, uint16_t *dst, const float *src, size_t n);
 } molt_backend;
 
 extern const molt_backend molt_backend_cpu;

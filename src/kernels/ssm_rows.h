@@ -28,6 +28,7 @@
 #define MOLT_SSM_ROWS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/exec.h"
 
@@ -98,5 +99,16 @@ void conv1d_causal_rows(const molt_exec *ex, float *y, const float *x, const flo
 void ssd_step_rows(const molt_exec *ex, float *y, float *const *state, const float *X,
                    const float *dA, const float *B, const float *C, int n, int H, int P, int N,
                    int G);
+
+// bf16 recurrent state (optional ops: MOLT_BACKEND_STATE_BF16_OPS). The same
+// step with state[r] a [H,P,N] bf16 array: each state element widened to f32,
+// the step's f32 arithmetic in ssd_step's order, the new state rounded to
+// nearest even (molt_f32_to_bf16) when stored; y from the f32 (unrounded) state.
+void ssd_step_rows_bf16(const molt_exec *ex, float *y, uint16_t *const *state, const float *X,
+                        const float *dA, const float *B, const float *C, int n, int H, int P,
+                        int N, int G);
+// dst[i] = src[i] widened (exact) / rounded to nearest even, i < n
+void k_bf16_widen(const molt_exec *ex, float *dst, const uint16_t *src, size_t n);
+void k_bf16_narrow(const molt_exec *ex, uint16_t *dst, const float *src, size_t n);
 
 #endif

@@ -23,19 +23,52 @@ static ssm_state state_at(const ssm_cfg *c, float *block) {
     return (ssm_state){block, block + (size_t)ssm_conv_dim(c) * (size_t)(c->K - 1)};
 }
 
+// ---- bf16 recurrent state (model_cfg.state_dt, molt_model_set_state_dtype):
+// rec = [conv (f32) | ssm as H·P·N bf16, padded to whole floats]
+static bool state16(const model_cfg *cfg) { return cfg->state_dt == MOLT_BF16; }
+static size_t ssm_elems(const ssm_cfg *c) { return (size_t)c->H * (size_t)c->P * (size_t)c->N; }
+static size_t conv_floats(const ssm_cfg *c) {
+    return (size_t)ssm_conv_dim(c) * (size_t)(c->K - 1);
+}
+
 static size_t rec_floats(const molt_model *m, int l) {
-    return ssm_state_floats(layer_ssm(&m->cfg, l));
+    const ssm_cfg *c = layer_ssm(&m->cfg, l);
+    return state16(&m->cfg) ? conv_floats(c) + (ssm_elems(c) + 1) / 2 : ssm_state_floats(c);
 }
 
 static int kv_heads(const molt_model *m, int l) { return 0; }
 
+// bf16 state: room for the widened state after the mixer's own work
 static size_t work_floats(const molt_model *m, int l, int T, int cap, int nth) {
-    return ssm_mixer_work(layer_ssm(&m->cfg, l), T);
+    const ssm_cfg *c = layer_ssm(&m->cfg, l);
+    return ssm_mixer_work(c, T) + (state16(&m->cfg) ? ssm_elems(c) : 0);
+}
+
+// bf16 state: a decode step is the batched step of one row (the same
+// computation as the recurrent mode, on the bf16 state); a longer piece widens
+// the state into work, runs the f32 chunked scan and rounds the state back.
+static void forward16(const molt_exec *ex, const molt_model *m, int l, float *y, const float *u,
+                      int T, float *state, float *work) {
+    const ssm_cfg *c = layer_ssm(&m->cfg, l);
+    ssm_state      st = state_at(c, state);
+    uint16_t      *s16 = (uint16_t *)st.ssm;
+    if (T == 1) {
+        ssm_mixer_step_rows_bf16(ex, y, u, 1, c, &m->layers[l].ssm, &st.conv, &s16, work);
+        return;
+    }
+    st.ssm = work + ssm_mixer_work(c, T);
+    k_bf16_widen(ex, st.ssm, s16, ssm_elems(c));
+    ssm_mixer_forward(ex, y, u, T, c, &m->layers[l].ssm, &st, SSM_MODE_CHUNKED, work);
+    k_bf16_narrow(ex, s16, st.ssm, ssm_elems(c));
 }
 
 // T == 1 is the decode step (the recurrence); longer pieces the chunked scan.
 static void forward(const molt_exec *ex, const molt_model *m, int l, float *y, const float *u, int T,
                     int pos, float *state, int cap, float *work, int nth) {
+    if (state16(&m->cfg)) {
+        forward16(ex, m, l, y, u, T, state, work);
+        return;
+    }
     const ssm_cfg *c = layer_ssm(&m->cfg, l);
     ssm_state st = state_at(c, state);
     ssm_mixer_forward(ex, y, u, T, c, &m->layers[l].ssm, &st,
@@ -51,6 +84,16 @@ static void step_rows(const molt_exec *ex, const molt_model *m, int l, float *y,
                       int n, const int32_t *pos, float *const *state, int cap, float *work) {
     const ssm_cfg *c = layer_ssm(&m->cfg, l);
     float **cs = mixer_ptrs(state, n, 0), **ss = mixer_ptrs(state, n, 1);
+    if (state16(&m->cfg)) { // table 1 holds the rows' bf16 state pointers
+        uint16_t **s16 = (uint16_t **)(void *)ss;
+        for (int r = 0; r < n; r++) {
+            ssm_state st = state_at(c, state[r]);
+            cs[r] = st.conv;
+            s16[r] = (uint16_t *)st.ssm;
+        }
+        ssm_mixer_step_rows_bf16(ex, y, u, n, c, &m->layers[l].ssm, cs, s16, work);
+        return;
+    }
     for (int r = 0; r < n; r++) {
         ssm_state st = state_at(c, state[r]);
         cs[r] = st.conv;
@@ -225,7 +268,9 @@ static void info(const model_cfg *c, int l, molt_model_info *in) {
         in->d_state = s->N;
         in->ssm_heads = s->H;
     }
-    in->state_bytes += (int64_t)ssm_state_floats(s) * (int64_t)sizeof(float);
+    in->state_bytes += state16(c) ? (int64_t)(conv_floats(s) * sizeof(float) +
+                                              ssm_elems(s) * sizeof(uint16_t))
+                                  : (int64_t)ssm_state_floats(s) * (int64_t)sizeof(float);
 }
 
 const mixer_vt mixer_ssm = {

@@ -249,9 +249,10 @@ void ssm_mixer_forward(const molt_exec *ex, float *y, const float *u, int T, con
 // states conv[t], ssm[t]: the recurrent mode's per-token computation, each
 // stage one op over all rows
 
-void ssm_mixer_step_rows(const molt_exec *ex, float *y, const float *u, int n, const ssm_cfg *c,
-                         const ssm_weights *w, float *const *conv, float *const *ssm,
-                         float *work) {
+// ssm16 NULL: the f32 state ssm; else the bf16 state ssm16 (ssd_step_rows_bf16)
+static void step_rows_any(const molt_exec *ex, float *y, const float *u, int n, const ssm_cfg *c,
+                          const ssm_weights *w, float *const *conv, float *const *ssm,
+                          uint16_t *const *ssm16, float *work) {
     MOLT_ASSERT(ssm_cfg_check(c) == NULL);
     MOLT_ASSERT(w->in_proj && w->conv_w && w->out_proj);
     if (n <= 0)
@@ -261,10 +262,25 @@ void ssm_mixer_step_rows(const molt_exec *ex, float *y, const float *u, int n, c
     stage_proj(ex, &b, u, n, c, w, true);
     conv1d_causal_rows(ex, b.xc, b.xr, w->conv_w, w->conv_b, conv, n, ssm_conv_dim(c), c->K);
     stage_prep(ex, &b, 0, n, c, w);
-    ssd_step_rows(ex, b.ys, ssm, b.X, b.dA, b.B, b.C, n, c->H, c->P, c->N, c->G);
+    if (ssm16)
+        ssd_step_rows_bf16(ex, b.ys, ssm16, b.X, b.dA, b.B, b.C, n, c->H, c->P, c->N, c->G);
+    else
+        ssd_step_rows(ex, b.ys, ssm, b.X, b.dA, b.B, b.C, n, c->H, c->P, c->N, c->G);
     stage_gate(ex, &b, n, c, w);
     k_matmul_w(ex, y, b.ys, tw(w->out_proj_t, w->out_proj), w->out_proj_b, n, c->d_inner,
                c->d_model, 0);
+}
+
+void ssm_mixer_step_rows(const molt_exec *ex, float *y, const float *u, int n, const ssm_cfg *c,
+                         const ssm_weights *w, float *const *conv, float *const *ssm,
+                         float *work) {
+    step_rows_any(ex, y, u, n, c, w, conv, ssm, NULL, work);
+}
+
+void ssm_mixer_step_rows_bf16(const molt_exec *ex, float *y, const float *u, int n,
+                              const ssm_cfg *c, const ssm_weights *w, float *const *conv,
+                              uint16_t *const *ssm, float *work) {
+    step_rows_any(ex, y, u, n, c, w, conv, NULL, ssm, work);
 }
 
 // ----------------------------------------------------------------------------

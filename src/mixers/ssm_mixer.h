@@ -96,6 +96,10 @@ void ssm_mixer_forward(const molt_exec *ex, float *y, const float *u, int T, con
 void ssm_mixer_step_rows(const molt_exec *ex, float *y, const float *u, int n, const ssm_cfg *c,
                          const ssm_weights *w, float *const *conv, float *const *ssm,
                          float *work);
+// The same with bf16 SSM states ssm[t] ([H,P,N] bf16: ssd_step_rows_bf16).
+void ssm_mixer_step_rows_bf16(const molt_exec *ex, float *y, const float *u, int n,
+                              const ssm_cfg *c, const ssm_weights *w, float *const *conv,
+                              uint16_t *const *ssm, float *work);
 
 // M[H,T,T]: the mixing matrix from zero state, D on the diagonal, such that
 // (pre-gate, pre-norm) y[:,h,p] = M[h] · x[:,h,p], x the post-conv x.

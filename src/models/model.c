@@ -387,6 +387,25 @@ molt_status molt_model_set_kv_dtype(molt_ctx *ctx, molt_model *m, const char *dt
     return MOLT_OK;
 }
 
+molt_status molt_model_set_state_dtype(molt_ctx *ctx, molt_model *m, const char *dtype) {
+    molt_dtype dt;
+    if (!m || !dtype || !molt_dtype_parse(dtype, &dt) || (dt != MOLT_F32 && dt != MOLT_BF16))
+        return molt__err(ctx, MOLT_ERR_ARG, "state dtype '%s': expected f32 or bf16",
+                         dtype ? dtype : "(null)");
+    if (dt == MOLT_BF16 && !model_state_dt_runs_on(m->be))
+        return molt__err(ctx, MOLT_ERR_UNSUPPORTED,
+                         "state dtype bf16: the %s backend lacks its ops (ssd_step_rows_bf16, "
+                         "bf16_widen, bf16_narrow)", m->be->name);
+    m->cfg.state_dt = dt;
+    return MOLT_OK;
+}
+
+bool model_state_dt_runs_on(const molt_backend *be) {
+#define STATE_OP_(op) &&be->op
+    return 1 MOLT_BACKEND_STATE_BF16_OPS(STATE_OP_);
+#undef STATE_OP_
+}
+
 // ----------------------------------------------------------------------------
 // moving a model between backends: the parameter buffer and the RoPE tables
 // are copied through the host (one of the two backends is host-visible), the
@@ -398,6 +417,9 @@ molt_status model_to_backend(molt_ctx *ctx, molt_model *m, const molt_backend *b
     if (!m->be->mem.host_visible && !be->mem.host_visible)
         return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "moving a model from %s to %s: go through "
                                                     "the host", m->be->name, be->name);
+    if (m->cfg.state_dt == MOLT_BF16 && !model_state_dt_runs_on(be))
+        return molt__err(ctx, MOLT_ERR_UNSUPPORTED, "moving a model with bf16 state to %s: it "
+                                                    "lacks the bf16 state ops", be->name);
     molt_dtype dt = m->weight_dt;
     molt_status st;
     if (dt != MOLT_F32 && (st = molt_model_set_weight_dtype(ctx, m, "f32")) != MOLT_OK)

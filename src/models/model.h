@@ -87,6 +87,9 @@ typedef struct model_cfg {
     layer_kind hyb_rec[MODEL_MAX_LAYERS];
     int   bos, eos;
     char  src_format[16]; // "hf", "llama2c", "mamba_ssm" (state-spaces' native layout)
+    // run time, not from a file (molt_model_set_state_dtype): the element type
+    // of the SSM mixers' recurrent state (MOLT_F32, or MOLT_BF16: mx_ssm.c)
+    molt_dtype state_dt;
 } model_cfg;
 
 static inline float model_final_eps(const model_cfg *c) {
@@ -264,6 +267,9 @@ const float *model_host_floats(molt_ctx *ctx, const struct molt_backend *be, con
 // The typed matrices of m in wbuf's order (model.c: typed_list), shapes filled
 // in; *t is molt__malloc'ed (free with molt__free). MOLT_ERR_OOM.
 molt_status model_typed_list(molt_ctx *ctx, molt_model *m, model_typed **t, int *n);
+// whether backend be has the bf16 recurrent state's ops (molt_model_set_state_dtype)
+bool model_state_dt_runs_on(const struct molt_backend *be);
+
 // molt_model_set_weight_dtype for dt (bf16, f16, q8_0). packed: NULL, or per
 // parameter index the q8_0 rows of that matrix already quantized (the loader's,
 // from a q8_0 file; NULL entries are quantized from the f32 parameter).

@@ -1,7 +1,7 @@
 /*
  * cmd_generate.c — `molt generate MODEL [-p PROMPT | -f FILE] [-n N] [-t TEMP]
  * [--top-k K] [--top-p P] [-s SEED] [-b N] [--chat [--ctx N]] [--weights f32|bf16|f16|q8_0]
- * [--kv f32|f16] [--tokenizer FILE] [--threads N] [--ignore-eos] [-q]`.
+ * [--kv f32|f16] [--state f32|bf16] [--tokenizer FILE] [--threads N] [--ignore-eos] [-q]`.
  * Streams the prompt and its continuation to stdout; counts and speed to stderr.
  * -f FILE: the prompt is FILE's bytes exactly (no size cap; "-" = stdin).
  * With -b N: N samples of the prompt decoded as one batch (state slots),
@@ -155,6 +155,7 @@ static int chat_loop(molt_ctx *ctx, molt_model *m, const molt_gen_params *gp, lo
 
 int cmd_generate(int argc, char **argv) {
     const char *model = NULL, *prompt = NULL, *tokp = NULL, *weights = NULL, *device = NULL;
+    const char *state = NULL; // --state
     const char *pfile = NULL, *kvt = NULL;
     molt_gen_params gp = molt_gen_defaults();
     gp.seed = (uint64_t)time(NULL);
@@ -196,6 +197,10 @@ int cmd_generate(int argc, char **argv) {
                    "decoding at long context reads (keys and values rounded to nearest\n"
                    "even; the attention math stays f32). Default: f32",
                    kvt, "f32|f16"),
+        CLI_CHOICE("--state", NULL, "f32|bf16",
+                   "type of the Mamba-2 / Llamba recurrent SSM state (bf16: half the\n"
+                   "state bytes, f32 arithmetic). Default: f32",
+                   state, "f32|bf16"),
         CLI_END,
     };
     const cli_cmd cmd = {"generate", "MODEL [options]",
@@ -230,7 +235,8 @@ int cmd_generate(int argc, char **argv) {
     }
     molt_model *m = cli_load_model(ctx, model, tokp);
     if (!m || (weights && molt_model_set_weight_dtype(ctx, m, weights) != MOLT_OK) ||
-        (kvt && molt_model_set_kv_dtype(ctx, m, kvt) != MOLT_OK)) {
+        (kvt && molt_model_set_kv_dtype(ctx, m, kvt) != MOLT_OK) ||
+        (state && molt_model_set_state_dtype(ctx, m, state) != MOLT_OK)) {
         if (m)
             cli_fail(ctx, model);
         molt_model_free(m);

@@ -167,6 +167,12 @@ void cpu_conv1d_causal_rows(const molt_exec *ex, float *y, const float *x, const
 void cpu_ssd_step_rows(const molt_exec *ex, float *y, float *const *state, const float *X,
                        const float *dA, const float *B, const float *C, int n, int H, int P,
                        int N, int G);
+// ssm_bf16.c (ssm_rows.h: the bf16 recurrent SSM state)
+void cpu_ssd_step_rows_bf16(const molt_exec *ex, float *y, uint16_t *const *state, const float *X,
+                            const float *dA, const float *B, const float *C, int n, int H, int P,
+                            int N, int G);
+void cpu_bf16_widen(const molt_exec *ex, float *dst, const uint16_t *src, size_t n);
+void cpu_bf16_narrow(const molt_exec *ex, uint16_t *dst, const float *src, size_t n);
 // loss.c (train_ops.h)
 void cpu_xent(const molt_exec *ex, double *loss, float *dlogits, const float *logits,
               const int32_t *targets, int n, int V, float scale);
