@@ -192,7 +192,8 @@ MOLT_API molt_status molt_model_set_kv_dtype(molt_ctx *ctx, molt_model *m, const
 // computes in f32, widening on load and rounding to nearest even on store;
 // prefill runs the f32 scan and rounds the state it stores). Changes the size
 // of every sequence's state (molt_model_info.state_bytes): call it before
-// creating sequences or slots. Errors: MOLT_ERR_ARG (unknown dtype),
+// creating sequences or slots — one created under the other type refuses to
+// run (MOLT_ERR_ARG) until the type is set back. Errors: MOLT_ERR_ARG (unknown dtype),
 // MOLT_ERR_UNSUPPORTED (bf16 on a backend without its ops: CUDA for now).
 MOLT_API molt_status molt_model_set_state_dtype(molt_ctx *ctx, molt_model *m, const char *dtype);
 

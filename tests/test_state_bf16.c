@@ -138,6 +138,18 @@ static void check_pair(const char *name, molt_model *a, molt_model *b) {
     }
     CHECK(bworst < 1e-5, "%s: batched bf16-state decode differs from single by %.3g", name,
           bworst);
+    // slots and sequences laid out under bf16 refuse to run once the type is changed back
+    // (their states have the other size), and run again when it is restored
+    if (ok) {
+        int32_t slot[1] = {0}, tk[1] = {ids[0]};
+        CHECK(molt_model_set_state_dtype(ctx, b, "f32") == MOLT_OK, "%s: set f32", name);
+        CHECK(molt_slots_feed(ctx, sl, 1, slot, tk, l2) == MOLT_ERR_ARG &&
+                  molt_seq_feed(ctx, sb, tk, 1, 0, lb) == MOLT_ERR_ARG,
+              "%s: a bf16-state slot / sequence ran after the type became f32", name);
+        CHECK(molt_model_set_state_dtype(ctx, b, "bf16") == MOLT_OK &&
+                  molt_slots_feed(ctx, sl, 1, slot, tk, l2) == MOLT_OK,
+              "%s: the slot did not run again under bf16: %s", name, molt_last_error(ctx));
+    }
     molt_slots_free(sl);
     free(la), free(lb), free(l2);
     molt_seq_free(sa), molt_seq_free(sb);

@@ -69,6 +69,7 @@ void seq_view(molt_seq *s, const molt_model *m, int cap, int nth, float *state, 
     s->nth = nth;
     s->state_floats = seq_state_floats(m, cap);
     s->kv_dt = m->kv_dt;
+    s->state_dt = m->cfg.state_dt;
     float *p = state;
     for (int l = 0; l < m->cfg.n_layer; l++) {
         s->state[l] = p;
@@ -240,6 +241,11 @@ molt_status seq_check_ids(molt_ctx *ctx, const molt_model *m, const int32_t *ids
 }
 
 molt_status seq_check_kv(molt_ctx *ctx, const molt_seq *s) {
+    if (s->state_dt != s->m->cfg.state_dt)
+        return molt__err(ctx, MOLT_ERR_ARG,
+                         "the model's recurrent-state type is %s, this sequence was created "
+                         "under %s: create it again (or set the type back)",
+                         molt_dtype_name(s->m->cfg.state_dt), molt_dtype_name(s->state_dt));
     if (s->kv_dt == s->m->kv_dt)
         return MOLT_OK;
     return molt__err(ctx, MOLT_ERR_ARG,

@@ -15,6 +15,7 @@ struct molt_seq {
     float  *state[MODEL_MAX_LAYERS];                    // per layer [rec | K | V] (mixers/mixer.h)
     size_t  state_floats;                               // KV + recurrent state
     molt_dtype kv_dt;                                   // the model's KV type when laid out
+    molt_dtype state_dt;                                // the model's SSM-state type then
     float  *scratch;
     float  *dlogits;                                    // device models: logits staging [chunk, V]
     float  *buf;                                        // one allocation for all of it
@@ -51,8 +52,9 @@ void seq_view(molt_seq *s, const molt_model *m, int cap, int nth, float *state, 
 void seq_feed(const molt_exec *ex, molt_seq *s, const int32_t *ids, int n, int all_logits,
               float *logits);
 molt_status seq_check_ids(molt_ctx *ctx, const molt_model *m, const int32_t *ids, int32_t n);
-// MOLT_ERR_ARG when the model's KV type changed since s was laid out
-// (molt_model_set_kv_dtype): its caches have the other size and layout.
+// MOLT_ERR_ARG when the model's KV type or recurrent-state type changed since s
+// was laid out (molt_model_set_kv_dtype / _state_dtype): its caches or states
+// have the other size and layout.
 molt_status seq_check_kv(molt_ctx *ctx, const molt_seq *s);
 
 // In place: a ← (a − mean a)/(std a + 1e-5)·(std s + 1e-5) + mean s, per row of d.
