@@ -44,6 +44,12 @@ void cpu_matmul_w(const molt_exec *ex, float *y, const float *x, molt_w W, const
 void cpu_matmul_w_path(const molt_exec *ex, int isa, float *y, const float *x, molt_w W,
                        const float *bias, int T, int in, int out, int accumulate);
 
+// The instruction-set path to take among n (0 = the scalar twin, always there;
+// avail[i]: the CPU and OS allow path i): the best available, or the one the
+// environment variable env names (names[i]) when that is lower, or the next
+// available one below it. q8.c (MOLT_Q8_ISA) and f16.c (MOLT_F16_ISA) use it.
+int cpu_isa_pick(const int *avail, int n, const char *const *names, const char *env);
+
 // matvec.c: the fp32 matmul for 1 ≤ T ≤ K_MATVEC_T rows of x (contract in
 // matvec.c: every element exactly k_dotf(W row, x row)). isa: MV_SCALAR (the
 // k_dotf twin) or MV_AVX512; cpu_matvec_isa() is the best this CPU and OS allow

@@ -55,17 +55,7 @@ static void detect(void) {}
 
 static void choose(void) {
     detect();
-    int best = F16_SCALAR;
-    for (int i = 0; i < F16_ISA_COUNT; i++)
-        if (g_avail[i])
-            best = i;
-    const char *e = getenv("MOLT_F16_ISA");
-    for (int i = 0; e && i < F16_ISA_COUNT; i++)
-        if (!strcmp(e, ISA_NAME[i]) && i < best)
-            best = i;
-    while (!g_avail[best]) // a requested path the CPU lacks: the next one down
-        best--;
-    g_isa = best;
+    g_isa = cpu_isa_pick(g_avail, F16_ISA_COUNT, ISA_NAME, "MOLT_F16_ISA");
 }
 
 int cpu_f16_isa(void) {

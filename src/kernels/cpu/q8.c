@@ -70,17 +70,21 @@ static void detect(void) {}
 
 static void choose(void) {
     detect();
-    int best = Q8_SCALAR;
-    for (int i = 0; i < Q8_ISA_COUNT; i++)
-        if (g_avail[i])
+    g_isa = (q8_isa)cpu_isa_pick(g_avail, Q8_ISA_COUNT, ISA_NAME, "MOLT_Q8_ISA");
+}
+
+int cpu_isa_pick(const int *avail, int n, const char *const *names, const char *env) {
+    int best = 0;
+    for (int i = 0; i < n; i++)
+        if (avail[i])
             best = i;
-    const char *e = getenv("MOLT_Q8_ISA");
-    for (int i = 0; e && i < Q8_ISA_COUNT; i++)
-        if (!strcmp(e, ISA_NAME[i]) && i < best)
+    const char *e = getenv(env);
+    for (int i = 0; e && i < n; i++)
+        if (!strcmp(e, names[i]) && i < best)
             best = i;
-    while (!g_avail[best]) // a requested lower path the CPU lacks: the next one down
+    while (best > 0 && !avail[best]) // a requested lower path the CPU lacks: the next one down
         best--;
-    g_isa = (q8_isa)best;
+    return best;
 }
 
 int cpu_q8_isa(void) {
