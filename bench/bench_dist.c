@@ -51,13 +51,7 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 static molt_model *gpu_model(const char *json) {
-    model_cfg   c;
-    molt_model *m = NULL;
-    if (model_cfg_from_json(cpu, "bench", json, strlen(json), &c) != MOLT_OK ||
-        model_alloc(cpu, &c, &m) != MOLT_OK)
-        die(cpu, "model");
-    model_free_cfg(&c);
-    model_init_random(m, 1);
+    molt_model *m = bench_model(cpu, json);
     if (model_to_backend(gpu, m, &molt_backend_cuda) != MOLT_OK)
         die(gpu, "to gpu");
     return m;

@@ -258,15 +258,8 @@ static void rows_heads(void *arg, int ith, int nth) {
 void cpu_attn_decode_rows(const molt_exec *ex, float *heads, const float *q, int n,
                           const int32_t *pos, int H, int KV, int hd, float *const *kc,
                           float *const *vc, int cap, float *work) {
-    // threads once the rows' total context pays for them (as single decode)
-    size_t keys = 0;
-    for (int r = 0; r < n; r++)
-        keys += (size_t)pos[r] + 1;
-    int items = n * KV, use = 1;
-    if (keys * (size_t)H * (size_t)hd >= (1u << 16))
-        use = ex->nth < items ? ex->nth : items;
     rows_task job = {heads, work, q, kc, vc, pos, H, KV, hd, n, cap};
-    molt_pool_run(use > 1 ? use : 1, rows_heads, &job);
+    molt_pool_run(attn_rows_threads(ex, pos, n, H, KV, hd), rows_heads, &job);
 }
 
 // ----------------------------------------------------------------------------

@@ -22,6 +22,7 @@
  * scratch, so results do not depend on the thread count.
  */
 #include "kernels/attn.h"
+#include "kernels/cpu/attn_util.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/kernels.h"
 
@@ -274,12 +275,6 @@ static void rows_heads(void *arg, int ith, int nth) {
 void cpu_attn_decode_rows_f16(const molt_exec *ex, float *heads, const float *q, int n,
                               const int32_t *pos, int H, int KV, int hd, uint16_t *const *kc,
                               uint16_t *const *vc, int cap, float *work) {
-    size_t keys = 0;
-    for (int r = 0; r < n; r++)
-        keys += (size_t)pos[r] + 1;
-    int items = n * KV, use = 1;
-    if (keys * (size_t)H * (size_t)hd >= (1u << 16))
-        use = ex->nth < items ? ex->nth : items;
     rows_task job = {heads, work, q, kc, vc, pos, H, KV, hd, n, cap};
-    molt_pool_run(use > 1 ? use : 1, rows_heads, &job);
+    molt_pool_run(attn_rows_threads(ex, pos, n, H, KV, hd), rows_heads, &job);
 }

@@ -44,6 +44,16 @@ void cpu_matmul_w(const molt_exec *ex, float *y, const float *x, molt_w W, const
 void cpu_matmul_w_path(const molt_exec *ex, int isa, float *y, const float *x, molt_w W,
                        const float *bias, int T, int in, int out, int accumulate);
 
+#if defined(__x86_64__) && defined(__GNUC__)
+// XCR0: the register states the OS saves (bit 1 XMM, 2 YMM, 5-7 AVX-512), what
+// decides whether a SIMD path may run, beside CPUID (q8.c, f16.c)
+static inline uint64_t cpu_xgetbv0(void) {
+    uint32_t a, d;
+    __asm__ volatile("xgetbv" : "=a"(a), "=d"(d) : "c"(0));
+    return ((uint64_t)d << 32) | a;
+}
+#endif
+
 // The instruction-set path to take among n (0 = the scalar twin, always there;
 // avail[i]: the CPU and OS allow path i): the best available, or the one the
 // environment variable env names (names[i]) when that is lower, or the next

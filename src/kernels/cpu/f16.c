@@ -30,12 +30,6 @@ static int            g_isa = F16_SCALAR;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 #ifdef F16_X86
-static uint64_t xgetbv0(void) {
-    uint32_t a, d;
-    __asm__ volatile("xgetbv" : "=a"(a), "=d"(d) : "c"(0));
-    return ((uint64_t)d << 32) | a;
-}
-
 static void detect(void) {
     unsigned a, b, c, d;
     if (!__get_cpuid(1, &a, &b, &c, &d))
@@ -43,7 +37,7 @@ static void detect(void) {
     int osxsave = !!(c & (1u << 27)), avx = !!(c & (1u << 28)), f16c = !!(c & (1u << 29));
     if (!osxsave || !avx || !f16c) // no AVX state saved by the OS, or no vcvtps2ph
         return;
-    uint64_t xcr0 = xgetbv0();
+    uint64_t xcr0 = cpu_xgetbv0();
     g_avail[F16_F16C] = (xcr0 & 0x6) == 0x6; // XMM + YMM state
     if (!g_avail[F16_F16C] || !__get_cpuid_count(7, 0, &a, &b, &c, &d))
         return;

@@ -41,12 +41,6 @@ static q8_isa         g_isa = Q8_SCALAR;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 #if defined(__x86_64__) && defined(__GNUC__)
-static uint64_t xgetbv0(void) {
-    uint32_t a, d;
-    __asm__ volatile("xgetbv" : "=a"(a), "=d"(d) : "c"(0));
-    return ((uint64_t)d << 32) | a;
-}
-
 static void detect(void) {
     unsigned a, b, c, d;
     if (!__get_cpuid(1, &a, &b, &c, &d))
@@ -54,7 +48,7 @@ static void detect(void) {
     int osxsave = !!(c & (1u << 27)), avx = !!(c & (1u << 28)), f16c = !!(c & (1u << 29));
     if (!osxsave || !avx) // the OS saves no AVX state: only the scalar path
         return;
-    uint64_t xcr0 = xgetbv0();
+    uint64_t xcr0 = cpu_xgetbv0();
     int ymm_os = (xcr0 & 0x6) == 0x6;    // XMM + YMM state
     int zmm_os = (xcr0 & 0xE6) == 0xE6;  // + opmask, ZMM_Hi256, Hi16_ZMM
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
