@@ -158,11 +158,12 @@ $(BUILD)/bench/bench_dist: bench/bench_dist.c $(DIST_LIB) $(LIB)
 tests: molt $(TEST_BIN) $(FUZZ_DRV)
 fuzz-drivers: $(FUZZ_DRV)
 
-# the CUDA library, a molt binary with --device cuda, and the two GPU tests (the rest of the
-# suite is the CPU build's)
+# the CUDA library (static and shared: the Python package loads build-cuda/libmolt.so with
+# MOLT_LIB), a molt binary with --device cuda, and the two GPU tests (the rest of the suite
+# is the CPU build's)
 cuda:
 	@test -n "$(NVCC)" || { echo "make cuda: nvcc not found (CUDA_HOME=$(CUDA_HOME))"; exit 1; }
-	$(MAKE) BUILD=$(CUDA_BUILD) CUDA=1 $(CUDA_BUILD)/libmolt.a $(CUDA_BUILD)/molt \
+	$(MAKE) BUILD=$(CUDA_BUILD) CUDA=1 $(CUDA_BUILD)/libmolt.a $(CUDA_BUILD)/libmolt.so $(CUDA_BUILD)/molt \
 		$(CUDA_BUILD)/tests/test_backend_cuda $(CUDA_BUILD)/tests/test_device \
 		$(CUDA_BUILD)/bench/bench_gpu $(CUDA_BUILD)/bench/bench_dist
 
