@@ -14,6 +14,10 @@
 # scripts/exp17/serve_http_stub.c (every other command is unchanged).
 # Knobs: WALL_S (520), RUN_DIR, THREADS (8), FORCE_STUB=1 (stub serve even where
 # libmicrohttpd is found: to test that path), and every run.sh knob (TRAIN_S, DIGITS, ...).
+# CPU_HALF_S=S (default 0): also build build/molt and keep S seconds of WALL_S for the CPU half
+# on the same models on this machine's host CPU (CPU_THREADS, default all cores; CPU_CURVE_BUDGET
+# 1.5 s a problem, CPU_TPUT_RUN_S, CPU_TPUT_LONG_RUN_S, CPU_TPUT_LONG_POINTS): its
+# results.tar.gz comes back in $OUT/cpu/ (for models too large to come back).
 set -euo pipefail
 T0=$(date +%s)
 WALL_S=${WALL_S:-520}
@@ -48,6 +52,11 @@ if [ -n "${FORCE_STUB:-}" ] || [ -z "$(pkg-config --libs libmicrohttpd 2> /dev/n
   fi
 fi
 t0=$(date +%s)
+CPU_HALF_S=${CPU_HALF_S:-0}
+if [ "$CPU_HALF_S" -gt 0 ] && ! make -j"${MAKE_J:-16}" build/molt "${MK[@]}" > "$RUN/logs/build_cpu.log" 2>&1; then
+  echo "gpu.sh: CPU BUILD FAILED"; grep -E "error" "$RUN/logs/build_cpu.log" | head -20
+  cp "$RUN/logs/build_cpu.log" "$OUT/build.log"; exit 1
+fi
 if ! make -j"${MAKE_J:-16}" BUILD=build-cuda CUDA=1 build-cuda/molt "${MK[@]}" > "$RUN/logs/build.log" 2>&1; then
   echo "gpu.sh: BUILD FAILED"; grep -E "error" "$RUN/logs/build.log" | head -20; tail -5 "$RUN/logs/build.log"
   cp "$RUN/logs/build.log" "$OUT/build.log"; exit 1
@@ -57,12 +66,28 @@ M=build-cuda/molt
 if ! $M generate models/stories260K/stories260K.bin -n 16 -t 0 --device cuda -q > "$RUN/logs/gpu_check.log" 2>&1; then
   echo "gpu.sh: the GPU check failed:"; tail -5 "$RUN/logs/gpu_check.log"; exit 1
 fi
-left=$((WALL_S - ($(date +%s) - T0) - 10))
+left=$((WALL_S - ($(date +%s) - T0) - 10 - CPU_HALF_S))
 echo "gpu.sh: $left s left for the experiment"
 rc=0
 RET=$OUT  # BUNDLE must name the returned folder: a prefix OUT=... would be seen by BUNDLE=$OUT
 DEVICE=cuda MOLT=$M OUT=$RUN BUNDLE=$RET TOTAL_S=$left THREADS=${THREADS:-8} \
   bash scripts/exp17/run.sh || rc=$?
 echo "gpu.sh: run.sh exit $rc after $(( $(date +%s) - T0 )) s"
+# the CPU half on the same models, on this machine's host CPU (CPU_HALF_S > 0): its results
+# come back as $OUT/cpu/results.tar.gz
+if [ "$CPU_HALF_S" -gt 0 ]; then
+  cl=$((WALL_S - ($(date +%s) - T0) - 8))
+  echo "gpu.sh: CPU half, $cl s, $(nproc) cores"
+  crc=0
+  mkdir -p "$RET/cpu"
+  DEVICE=cpu MOLT=build/molt MODELS_FROM=$RUN OUT=$RUN-cpu BUNDLE=$RET/cpu TOTAL_S=$cl \
+    THREADS=${CPU_THREADS:-$(nproc)} MATMUL=fp32 STAGES="data single tput256 curves tputlong" \
+    CURVE_BUDGET=${CPU_CURVE_BUDGET:-1.5} TPUT_RUN_S=${CPU_TPUT_RUN_S:-20} \
+    TPUT_LONG_RUN_S=${CPU_TPUT_LONG_RUN_S:-25} \
+    TPUT_LONG_POINTS="${CPU_TPUT_LONG_POINTS:-1024:1 1024:16 1024:64 2048:1 2048:16}" \
+    bash scripts/exp17/run.sh || crc=$?
+  echo "gpu.sh: CPU run.sh exit $crc after $(( $(date +%s) - T0 )) s"
+  [ $rc -ne 0 ] || rc=$crc
+fi
 ls -la "$OUT"
 exit $rc
