@@ -21,7 +21,8 @@
  * usage: bench_decode [--threads N] [--weights f32,bf16,q8_0] [--kv f32,f16] [--state f32|bf16] [--rounds R]
  *          [--decode N] [--prefill T] [--depths 2048,8192] [--batches 1,4,..|none]
  *          [--builtin llama-110m,mamba2-115m] [--model PATH]... [--only-given]
- *          [--skip-bw] [--save DIR]
+ *          [--skip-bw] [--save DIR] [--matmul fp32|bf16]
+ * --matmul bf16: prefill products with bf16 weights round x to bf16 (molt_ctx_set_matmul).
  */
 #include "bench_models.h"
 
@@ -297,7 +298,7 @@ int main(int argc, char **argv) {
     opts o = {.threads = 2, .rounds = 2, .ndec = 64, .npre = 512, .nw = 3,
               .wdt = {"f32", "bf16", "q8_0"}, .nkv = 1, .kvt = {"f32"}, .nd = 0, .nb = 5,
               .batches = {1, 4, 16, 64, 256}, .state = "f32"};
-    const char *paths[8], *save = NULL;
+    const char *paths[8], *save = NULL, *matmul = "fp32";
     int np = 0, only_given = 0, skip_bw = 0;
     const char *builtin = "llama-110m,mamba2-115m";
     for (int i = 1; i < argc; i++) {
@@ -334,17 +335,21 @@ int main(int argc, char **argv) {
             skip_bw = 1;
         else if (!strcmp(a, "--save") && v)
             save = argv[++i];
+        else if (!strcmp(a, "--matmul") && v)
+            matmul = argv[++i];
         else {
             fprintf(stderr, "usage: bench_decode [--threads N] [--weights f32,bf16,q8_0] "
                             "[--kv f32,f16] [--rounds R] [--decode N] [--prefill T] "
                             "[--depths 2048,8192] [--batches 1,4,..] [--builtin NAMES] "
                             "[--model PATH]... [--only-given] [--skip-bw] [--state f32|bf16] "
-                            "[--save DIR]\n");
+                            "[--save DIR] [--matmul fp32|bf16]\n");
             return 2;
         }
     }
     molt_ctx *ctx = molt_ctx_new();
     molt_ctx_set_threads(ctx, o.threads);
+    if (molt_ctx_set_matmul(ctx, matmul) != MOLT_OK)
+        die(ctx);
     if (save) {
         const char *names[2] = {"llama-110m", "mamba2-115m"};
         const char *json[2] = {BENCH_LLAMA_110M, BENCH_MAMBA2_115M};

@@ -87,7 +87,9 @@ MOLT_API const char *molt_ctx_device(const molt_ctx *ctx);
 // products, about 8× the fp32 rate on an H100) or "bf16" (each GEMM's inputs
 // rounded to bf16, bf16 tensor cores, fp32 accumulation and output; twice the
 // TF32 rate; weights, gradients and optimizer state stay fp32). The CPU
-// computes fp32 in every mode.
+// computes fp32 in every mode but one: with "bf16", on a CPU with AVX512-BF16,
+// products of more than 16 rows with bf16 weights (prefill) round their fp32
+// inputs to bf16 and multiply bf16 × bf16 with fp32 sums (vdpbf16ps).
 MOLT_API molt_status molt_ctx_set_matmul(molt_ctx *ctx, const char *precision);
 // Data-parallel training (issue 18): molt_train and molt_distill on a context
 // with a communicator run as one rank of comm's world — each rank computes its

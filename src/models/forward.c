@@ -38,9 +38,10 @@ size_t seq_logits_stage_floats(const molt_model *m, int rows) {
     return m->be->mem.host_visible ? 0 : A16((size_t)rows * (size_t)m->cfg.vocab);
 }
 
-molt_exec model_exec(const molt_model *m, int nth) {
+molt_exec model_exec(const molt_ctx *ctx, const molt_model *m, int nth) {
     molt_exec ex = molt_exec_cpu(nth);
     ex.be = m->be;
+    ex.flags = ctx ? molt__exec(ctx).flags : 0; // molt_ctx_set_matmul's precision
     return ex;
 }
 
@@ -267,7 +268,7 @@ molt_status molt_seq_feed(molt_ctx *ctx, molt_seq *s, const int32_t *ids, int32_
     molt_status st = seq_check_ids(ctx, s->m, ids, n);
     if (st != MOLT_OK)
         return st;
-    molt_exec ex = model_exec(s->m, MOLT_MIN(molt_ctx_threads(ctx), s->nth));
+    molt_exec ex = model_exec(ctx, s->m, MOLT_MIN(molt_ctx_threads(ctx), s->nth));
     seq_feed(&ex, s, ids, n, all_logits, logits);
     return be_status(ctx, &ex);
 }

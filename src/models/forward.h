@@ -42,8 +42,9 @@ int    seq_chunk(int cap); // tokens per forward piece
 // Floats of logits staging for rows rows: 0 on a host-visible backend (logits
 // go straight to the caller's buffer), else rows·V (computed there, then copied out).
 size_t seq_logits_stage_floats(const molt_model *m, int rows);
-// An exec on m's backend with nth threads (a library call's: ctx threads, capped).
-molt_exec model_exec(const molt_model *m, int nth);
+// An exec on m's backend with nth threads (a library call's: ctx threads, capped) and ctx's
+// GEMM precision flags (molt_ctx_set_matmul; ctx may be NULL: fp32).
+molt_exec model_exec(const molt_ctx *ctx, const molt_model *m, int nth);
 size_t seq_scratch_floats(const molt_model *m, int cap, int nth);
 // s = a view of the state block `state` (seq_state_floats) with `scratch`
 // (seq_scratch_floats); owns nothing (s->buf = NULL). pos is left at 0.

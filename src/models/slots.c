@@ -173,7 +173,7 @@ molt_status molt_slot_prefill(molt_ctx *ctx, molt_slots *s, int32_t slot, const 
                          v->pos, n, s->cap);
     if ((st = seq_check_ids(ctx, s->m, ids, n)) != MOLT_OK)
         return st;
-    molt_exec ex = model_exec(s->m, MOLT_MIN(molt_ctx_threads(ctx), s->nth));
+    molt_exec ex = model_exec(ctx, s->m, MOLT_MIN(molt_ctx_threads(ctx), s->nth));
     seq_feed(&ex, v, ids, n, all_logits, logits);
     return be_status(ctx, &ex);
 }
@@ -236,7 +236,7 @@ molt_status molt_slots_feed(molt_ctx *ctx, molt_slots *s, int32_t n, const int32
     }
     if (st != MOLT_OK)
         return st;
-    molt_exec ex = model_exec(s->m, MOLT_MIN(molt_ctx_threads(ctx), s->nth));
+    molt_exec ex = model_exec(ctx, s->m, MOLT_MIN(molt_ctx_threads(ctx), s->nth));
     decode_rows(&ex, s, n, slot, tok, logits);
     return be_status(ctx, &ex);
 }

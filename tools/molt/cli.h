@@ -28,11 +28,14 @@ bool cli_int(const char *cmd, const char *opt, const char *val, long lo, long hi
 #define CLI_DEVICE(d)                                                                              \
     CLI_STR_D("--device", NULL, "D", "where the model runs: cpu, cuda or cuda:N", d,              \
               "$MOLT_DEVICE, else cpu")
-// --matmul: GEMM precision on a GPU (molt_ctx_set_matmul)
+// --matmul: GEMM precision (molt_ctx_set_matmul)
 #define CLI_MATMUL(d)                                                                              \
     CLI_CHOICE("--matmul", NULL, "fp32|tf32|bf16",                                                 \
-               "GPU GEMM precision (tf32: tensor cores, ~8x faster, 10-bit products;\n"            \
-               "bf16: inputs rounded to bf16, fp32 accumulation, 2x tf32)", d, "fp32|tf32|bf16")
+               "GEMM precision on a GPU (tf32: tensor cores, ~8x faster, 10-bit products;\n"       \
+               "bf16: inputs rounded to bf16, fp32 accumulation, 2x tf32).\n"                     \
+               "CPU: fp32, except bf16 with --weights bf16 on an AVX512-BF16 CPU: prefill "        \
+               "products round their inputs to bf16 (vdpbf16ps, ~1.45x faster)",                  \
+               d, "fp32|tf32|bf16")
 // Sets ctx's device (NULL: $MOLT_DEVICE, else cpu), printing the error; false on failure.
 bool cli_set_device(molt_ctx *ctx, const char *device);
 // Loads a model, printing the error on failure.

@@ -156,7 +156,7 @@ static int chat_loop(molt_ctx *ctx, molt_model *m, const molt_gen_params *gp, lo
 int cmd_generate(int argc, char **argv) {
     const char *model = NULL, *prompt = NULL, *tokp = NULL, *weights = NULL, *device = NULL;
     const char *state = NULL; // --state
-    const char *pfile = NULL, *kvt = NULL;
+    const char *pfile = NULL, *kvt = NULL, *matmul = "fp32";
     molt_gen_params gp = molt_gen_defaults();
     gp.seed = (uint64_t)time(NULL);
     long threads = 2, batch = 1, ctx_len = 0;
@@ -181,6 +181,7 @@ int cmd_generate(int argc, char **argv) {
                 "tokenizer file (tokenizer.json / tokenizer.bin / tokenizer.model)", tokp),
         CLI_INT("--threads", NULL, "N", "threads", threads, 1, 256),
         CLI_DEVICE(device),
+        CLI_MATMUL(matmul),
         CLI_FLAG("--quiet", "-q", "no statistics on stderr", quiet),
         CLI_FLAG("--ignore-eos", NULL,
                  "do not stop at EOS or BOS: always -n tokens (throughput measurements)",
@@ -228,6 +229,7 @@ int cmd_generate(int argc, char **argv) {
         return 1;
     molt_ctx *ctx = molt_ctx_new();
     molt_ctx_set_threads(ctx, (int)threads);
+    molt_ctx_set_matmul(ctx, matmul); // a CLI_CHOICE: always valid
     if (!cli_set_device(ctx, device)) {
         molt_ctx_free(ctx);
         free(ptext);

@@ -44,6 +44,14 @@ void cpu_matmul_w(const molt_exec *ex, float *y, const float *x, molt_w W, const
 void cpu_matmul_w_path(const molt_exec *ex, int isa, float *y, const float *x, molt_w W,
                        const float *bias, int T, int in, int out, int accumulate);
 
+// gemm_bf16.c: y = x · Wᵀ (y += with add) for bf16 W with x rounded to bf16 (vdpbf16ps, fp32
+// sums) — cpu_matmul_w's path for T > K_MATVEC_T under MOLT_EXEC_BF16 (`--matmul bf16`).
+// Returns 0 without touching y where it cannot run (no AVX512-BF16 or ZMM state, odd in, no
+// memory, MOLT_GEMM_BF16=off): the caller computes in fp32 then.
+int cpu_gemm_bf16_available(void);
+int cpu_gemm_bf16(const molt_exec *ex, float *y, const float *x, const uint16_t *W, int T, int in,
+                  int out, int add);
+
 #if defined(__x86_64__) && defined(__GNUC__)
 // XCR0: the register states the OS saves (bit 1 XMM, 2 YMM, 5-7 AVX-512), what
 // decides whether a SIMD path may run, beside CPUID (q8.c, f16.c)

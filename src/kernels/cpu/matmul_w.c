@@ -154,6 +154,10 @@ void cpu_matmul_w_path(const molt_exec *ex, int isa, float *y, const float *x, m
     }
     if (in <= 0)
         return;
+    // --matmul bf16: prefill-size products round x to bf16 and multiply bf16 × bf16
+    if (T > K_MATVEC_T && W.dt == MOLT_BF16 && (ex->flags & MOLT_EXEC_BF16) &&
+        cpu_gemm_bf16(ex, y, x, (const uint16_t *)W.data, T, in, out, accumulate || bias))
+        return;
     if (isa == MV_AVX512 && cpu_matvec_isa() != MV_AVX512)
         isa = MV_SCALAR;
     float  stack[4096], *xp = NULL;
