@@ -5,6 +5,7 @@
 #include "core/pool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -19,6 +20,16 @@
 #define SPIN_LONG 1000000
 #endif
 #define SPIN_SHORT 20000
+#define SPIN_YIELD 1024 // past SPIN_SHORT polls, yield the core every this many polls
+
+// One poll of a spin: past the short spin, every SPIN_YIELD-th poll gives the core to any other
+// runnable thread (free when there is none): on a machine loaded by other processes a spinning
+// thread must not hold the core the thread it waits for needs (busy-waiting alone made decode
+// ~10x slower there).
+static inline void spin_step(int spins) {
+    if (spins > SPIN_SHORT && !(spins % SPIN_YIELD))
+        sched_yield();
+}
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;   // one job at a time
 static pthread_mutex_t g_wmu = PTHREAD_MUTEX_INITIALIZER;  // worker wake-up
@@ -51,7 +62,7 @@ static void *worker_main(void *p) {
         int spins = 0, budget = atomic_load_explicit(&g_spin, memory_order_relaxed);
         while ((job = atomic_load_explicit(&g_job, memory_order_acquire)) >> 16 == seen &&
                spins < budget)
-            spins++;
+            spin_step(spins++);
         if (job >> 16 == seen) {
             pthread_mutex_lock(&g_wmu);
             while ((job = atomic_load(&g_job)) >> 16 == seen)
@@ -119,7 +130,7 @@ void molt_pool_run(int nth, molt_task_fn fn, void *arg) {
     t_in_task = false;
     int spins = 0;
     while (atomic_load_explicit(&g_pending, memory_order_acquire) > 0 && spins < spin)
-        spins++;
+        spin_step(spins++);
     if (atomic_load(&g_pending) > 0) {
         pthread_mutex_lock(&g_wmu);
         while (atomic_load(&g_pending) > 0)
