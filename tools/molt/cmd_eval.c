@@ -62,7 +62,7 @@ static bool parse_pairs(const char *s, long *np, int *n) {
 }
 
 typedef struct kv_opts {
-    const char *model, *tokp, *task_json, *weights, *device, *kvt;
+    const char *model, *tokp, *task_json, *weights, *device, *kvt, *matmul;
     bool        mqar, json;
     long        examples, seed, threads, queries;
     long        pairs[MAX_PAIRS_LIST];
@@ -131,6 +131,7 @@ static bool print_json_rows(const kv_opts *o, const kv_rows *rows, int n) {
 static int eval_kv(const kv_opts *o) {
     molt_ctx *ctx = molt_ctx_new();
     molt_ctx_set_threads(ctx, (int)o->threads);
+    molt_ctx_set_matmul(ctx, o->matmul); // a CLI_CHOICE: always valid
     molt_model *m = cli_set_device(ctx, o->device) ? cli_load_model(ctx, o->model, o->tokp) : NULL;
     int rc = 1;
     if (!m)
@@ -218,7 +219,7 @@ int cmd_eval(int argc, char **argv) {
     long window = 0, threads = 2, max_tokens = 0;
     bool json = false;
     const char *task = NULL, *pairs = "10,20,40", *kvfile = NULL, *weights = NULL, *kvt = NULL;
-    const char *device = NULL;
+    const char *device = NULL, *matmul = "fp32";
     long examples = 200, seed = 1, queries = 0;
     const cli_optspec opts[] = {
         CLI_STR("--text", NULL, "FILE", "UTF-8 text to score", text),
@@ -243,6 +244,7 @@ int cmd_eval(int argc, char **argv) {
         CLI_STR("--tokenizer", NULL, "F", "tokenizer file", tokp),
         CLI_INT("--threads", NULL, "N", "threads", threads, 1, 256),
         CLI_DEVICE(device),
+        CLI_MATMUL(matmul),
         CLI_CHOICE("--weights", NULL, "f32|bf16|f16|q8_0",
                    "type of the matrices the forward reads (bf16/f16/q8_0: an extra\n"
                    "copy). Default: as stored (q8_0 for a `molt quantize` model)",
@@ -274,8 +276,8 @@ int cmd_eval(int argc, char **argv) {
     if (model && task) {
         char kbuf[4200];
         free(sep);
-        kv_opts o = {model, tokp,     NULL,    weights, device,  kvt, !strcmp(task, "mqar"),
-                     json,  examples, seed,    threads, queries ? queries : 4, {0}, 0};
+        kv_opts o = {model, tokp, NULL,     weights, device, kvt, matmul, !strcmp(task, "mqar"),
+                     json,  examples, seed, threads, queries ? queries : 4, {0}, 0};
         if (!parse_pairs(pairs, o.pairs, &o.n_pairs))
             return EXIT_USAGE;
         for (int k = 0; o.mqar && k < o.n_pairs; k++)
@@ -298,6 +300,7 @@ int cmd_eval(int argc, char **argv) {
     }
     molt_ctx *ctx = molt_ctx_new();
     molt_ctx_set_threads(ctx, (int)threads);
+    molt_ctx_set_matmul(ctx, matmul); // a CLI_CHOICE: always valid
     molt_model *m = cli_set_device(ctx, device) ? cli_load_model(ctx, model, tokp) : NULL;
     int rc = 1;
     ids_buf ids = {0};
