@@ -57,16 +57,19 @@ int cpu_gemm_bf16_available(void) {
     return g_avail;
 }
 
+// the first n of 16 lanes (none for n ≤ 0, all for n ≥ 16)
+static inline __mmask16 gb_mask16(int n) {
+    return n <= 0 ? 0 : n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
+}
+
 // x rows [t0, t0 + n) → bf16, each row padded with zeros to ld (a multiple of 32)
 GB_T static void pack_x(uint16_t *xb, int ld, const float *x, int n, int in) {
     for (int t = 0; t < n; t++) {
         const float *r = x + (size_t)t * in;
         uint16_t    *o = xb + (size_t)t * ld;
         for (int k = 0; k < ld; k += 32) {
-            int       n0 = in - k < 16 ? (in - k > 0 ? in - k : 0) : 16;
-            int       n1 = in - k - 16 < 16 ? (in - k - 16 > 0 ? in - k - 16 : 0) : 16;
-            __m512    lo = _mm512_maskz_loadu_ps((__mmask16)((1u << n0) - 1u), r + k);
-            __m512    hi = _mm512_maskz_loadu_ps((__mmask16)((1u << n1) - 1u), r + k + 16);
+            __m512    lo = _mm512_maskz_loadu_ps(gb_mask16(in - k), r + k);
+            __m512    hi = _mm512_maskz_loadu_ps(gb_mask16(in - k - 16), r + k + 16);
             __m512bh  v = _mm512_cvtne2ps_pbh(hi, lo); // lo → elements 0..15
             _mm512_storeu_si512((void *)(o + k), (__m512i)v);
         }

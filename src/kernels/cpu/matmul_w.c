@@ -73,6 +73,7 @@ typedef struct mw_task {
     molt_w       W;
     int          T, in, out, isa;
     int          add; // y already holds what the product adds to (bias or accumulate)
+    float       *tiles; // T > K_MATVEC_T: TRB·KC floats per thread (NULL: no memory for them)
 } mw_task;
 
 // output rows [o0, o1), o1 - o0 ≤ TRB, T > K_MATVEC_T; tile: TRB·KC floats of scratch
@@ -107,16 +108,15 @@ static void mw_run(void *arg, int ith, int nth) {
                         j->in, o0, o1, j->add);
         return;
     }
-    float *tile = malloc(sizeof(float) * TRB * KC);
-    if (!tile) { // no scratch: the same tiles a 16-row slice at a time (a different sum order)
-        float small[TR * KC];
+    if (!j->tiles) { // no scratch for this call: 16-row slices on the stack for every thread
+        float small[TR * KC]; // (another sum order than 128-row tiles, the same at any thread count)
         for (int o = o0; o < o1; o += TR)
             mw_tile(j, small, o, o + TR < o1 ? o + TR : o1);
         return;
     }
+    float *tile = j->tiles + (size_t)ith * TRB * KC;
     for (int o = o0; o < o1; o += TRB)
         mw_tile(j, tile, o, o + TRB < o1 ? o + TRB : o1);
-    free(tile);
 }
 
 // the path cpu_matvec_half takes: the best matvec.c has, MOLT_MATVEC=scalar the twin
@@ -167,14 +167,16 @@ void cpu_matmul_w_path(const molt_exec *ex, int isa, float *y, const float *x, m
         if (xp) // else the twin, same bits
             cpu_matvec_pack(xp, x, T, in);
     }
-    mw_task j = {y, x, xp, W, T, in, out, xp ? isa : MV_SCALAR, accumulate || bias};
-    int tiles = (out + mw_unit(T) - 1) / mw_unit(T);
+    int    units = (out + mw_unit(T) - 1) / mw_unit(T);
     double flops = 2.0 * T * (double)in * out;
-    int nth = flops < 2e5 ? 1 : (ex->nth < tiles ? ex->nth : tiles);
+    int    nth = flops < 2e5 ? 1 : (ex->nth < units ? ex->nth : units);
+    float *tiles = T > K_MATVEC_T ? malloc(sizeof(float) * TRB * KC * (size_t)nth) : NULL;
+    mw_task j = {y, x, xp, W, T, in, out, xp ? isa : MV_SCALAR, accumulate || bias, tiles};
     if (nth <= 1)
         mw_run(&j, 0, 1);
     else
         molt_pool_run(nth, mw_run, &j);
+    free(tiles);
     if (xp && xp != stack)
         free(xp);
 }

@@ -251,15 +251,13 @@ mv_rows1(int R, float *y, const float *x, const float *W, int in, int o, int add
     }
 }
 
-#ifndef MV_ROWS1
 #define MV_ROWS1 8 // rows a step of mv_rows1 (≤ 8: acc[4]); 8 streams the weights ~8% faster
                    // than mv_block's 4 rows at T = 1 (110M f32 decode, 2 threads), 4 no faster
-#endif
 
 MV_T512 static void mv_avx512(float *y, int ldy, const float *x, const float *xp, const float *W,
                               int T, int in, int o0, int o1, int add) {
     int np = (T + 1) / 2, o = o0;
-    if (T == 1 && MV_ROWS1 > 0)
+    if (T == 1)
         for (; o + MV_ROWS1 <= o1; o += MV_ROWS1)
             mv_rows1(MV_ROWS1, y, x, W, in, o, add);
     for (; o + 4 <= o1; o += 4)
