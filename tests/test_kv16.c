@@ -214,14 +214,8 @@ static void greedy(molt_model *m, int32_t bos, int32_t *out, int n) {
 }
 
 static void check_stories(void) {
-    char bin[4096], tokp[4096], text[4096];
-    snprintf(bin, sizeof bin, "%s", t_shared("models/stories260K/stories260K.bin"));
-    snprintf(tokp, sizeof tokp, "%s", t_shared("models/stories260K/tok512.bin"));
-    if (!t_have(bin, "stories260K f16 cache") || !t_have(tokp, "stories260K f16 cache"))
-        return;
-    molt_load_opts o = {tokp, 0};
-    molt_model *m = NULL;
-    CHECK(molt_model_load(ctx, bin, &o, &m) == MOLT_OK, "load: %s", molt_last_error(ctx));
+    char text[4096];
+    molt_model *m = tm_load_stories(ctx, "stories260K f16 cache");
     if (!m)
         return;
     enum { N = 200 };

@@ -12,6 +12,7 @@
  */
 #include "infer/sample.h"
 #include "models/model.h"
+#include "testmodel.h"
 #include "testutil.h"
 
 #include <math.h>
@@ -109,14 +110,7 @@ static void on_sample(int32_t i, const char *piece, size_t len, void *user) {
 // a model with one NaN weight: generation fails with MOLT_ERR_NUMERIC and a
 // message naming the position, at any temperature, single and batched
 static void test_generate_nan(molt_ctx *ctx) {
-    char bin[4096], tokp[4096];
-    snprintf(bin, sizeof bin, "%s", t_shared("models/stories260K/stories260K.bin"));
-    snprintf(tokp, sizeof tokp, "%s", t_shared("models/stories260K/tok512.bin"));
-    if (!t_have(bin, "generate with NaN weights") || !t_have(tokp, "generate with NaN weights"))
-        return;
-    molt_load_opts o = {tokp, 0};
-    molt_model    *m = NULL;
-    CHECK(molt_model_load(ctx, bin, &o, &m) == MOLT_OK, "load: %s", molt_last_error(ctx));
+    molt_model *m = tm_load_stories(ctx, "generate with NaN weights");
     if (!m)
         return;
     molt_gen_params p = molt_gen_defaults();

@@ -234,14 +234,7 @@ static void on_sample(int32_t i, const char *piece, size_t len, void *user) {
 // with n = 4 each sample i is molt_generate with seed + i (greedy-equal tokens
 // are not guaranteed by GEMM rounding in general; at this size they agree)
 static void check_generate_many(void) {
-    char bin[4096], tokp[4096];
-    snprintf(bin, sizeof bin, "%s", t_shared("models/stories260K/stories260K.bin"));
-    snprintf(tokp, sizeof tokp, "%s", t_shared("models/stories260K/tok512.bin"));
-    if (!t_have(bin, "generate_many") || !t_have(tokp, "generate_many"))
-        return;
-    molt_load_opts o = {tokp, 0};
-    molt_model *m = NULL;
-    CHECK(molt_model_load(ctx, bin, &o, &m) == MOLT_OK, "load: %s", molt_last_error(ctx));
+    molt_model *m = tm_load_stories(ctx, "generate_many");
     if (!m)
         return;
     molt_gen_params p = molt_gen_defaults();

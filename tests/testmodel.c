@@ -76,6 +76,18 @@ int tm_check_reference(molt_ctx *ctx, const molt_model *m, const char *ref_path,
     return p;
 }
 
+molt_model *tm_load_stories(molt_ctx *ctx, const char *what) {
+    char bin[4096], tokp[4096];
+    snprintf(bin, sizeof bin, "%s", t_shared("models/stories260K/stories260K.bin"));
+    snprintf(tokp, sizeof tokp, "%s", t_shared("models/stories260K/tok512.bin"));
+    if (!t_have(bin, what) || !t_have(tokp, what))
+        return NULL;
+    molt_load_opts o = {tokp, 0};
+    molt_model    *m = NULL;
+    CHECK(molt_model_load(ctx, bin, &o, &m) == MOLT_OK, "load: %s", molt_last_error(ctx));
+    return m;
+}
+
 void tm_rmdir(const char *dir) {
     char cmd[4200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

@@ -27,6 +27,10 @@ molt_model *tm_random_model(molt_ctx *ctx, const char *json, uint64_t seed, floa
 // hybrid of attention | hybrid | ssm layers. Shared by the typed-weight and device tests.
 #define TM_N_ARCH_CFGS 5
 extern const char *const tm_arch_cfgs[TM_N_ARCH_CFGS][2];
+// stories260K (models/stories260K/stories260K.bin with its tok512.bin tokenizer, t_shared's
+// copies): NULL when either file is missing (t_have notes it under `what`) or the load fails
+// (CHECKed).
+molt_model *tm_load_stories(molt_ctx *ctx, const char *what);
 // rm -rf of a temp directory made by mkdtemp
 void tm_rmdir(const char *dir);
 
