@@ -18,6 +18,9 @@
 # on the same models on this machine's host CPU (CPU_THREADS, default all cores; CPU_CURVE_BUDGET
 # 1.5 s a problem, CPU_TPUT_RUN_S, CPU_TPUT_LONG_RUN_S, CPU_TPUT_LONG_POINTS): its
 # results.tar.gz comes back in $OUT/cpu/ (for models too large to come back).
+# CPU_ONLY=1: the CPU half alone, in all of WALL_S, on the models an earlier call left in RUN_DIR
+# on the same (still warm) machine: a GPU call with RUN_DIR=out/exp17g, then at once
+# `CPU_ONLY=1 RUN_DIR=out/exp17g bash scripts/exp17/gpu.sh` (its results.tar.gz in $OUT/cpu/).
 set -euo pipefail
 T0=$(date +%s)
 WALL_S=${WALL_S:-520}
@@ -53,26 +56,36 @@ if [ -n "${FORCE_STUB:-}" ] || [ -z "$(pkg-config --libs libmicrohttpd 2> /dev/n
 fi
 t0=$(date +%s)
 CPU_HALF_S=${CPU_HALF_S:-0}
+CPU_ONLY=${CPU_ONLY:-}
+if [ -n "$CPU_ONLY" ]; then
+  for m in teacher llamba hybrid; do
+    [ -f "$RUN/models/$m/config.json" ] || { echo "gpu.sh: CPU_ONLY: no $RUN/models/$m (the GPU call's RUN_DIR is gone: machine released?)"; exit 2; }
+  done
+  CPU_HALF_S=1
+fi
 if [ "$CPU_HALF_S" -gt 0 ] && ! make -j"${MAKE_J:-16}" build/molt "${MK[@]}" > "$RUN/logs/build_cpu.log" 2>&1; then
   echo "gpu.sh: CPU BUILD FAILED"; grep -E "error" "$RUN/logs/build_cpu.log" | head -20
   cp "$RUN/logs/build_cpu.log" "$OUT/build.log"; exit 1
 fi
-if ! make -j"${MAKE_J:-16}" BUILD=build-cuda CUDA=1 build-cuda/molt "${MK[@]}" > "$RUN/logs/build.log" 2>&1; then
+if [ -z "$CPU_ONLY" ] && ! make -j"${MAKE_J:-16}" BUILD=build-cuda CUDA=1 build-cuda/molt "${MK[@]}" > "$RUN/logs/build.log" 2>&1; then
   echo "gpu.sh: BUILD FAILED"; grep -E "error" "$RUN/logs/build.log" | head -20; tail -5 "$RUN/logs/build.log"
   cp "$RUN/logs/build.log" "$OUT/build.log"; exit 1
 fi
 echo "gpu.sh: build $(( $(date +%s) - t0 )) s"
 M=build-cuda/molt
-if ! $M generate models/stories260K/stories260K.bin -n 16 -t 0 --device cuda -q > "$RUN/logs/gpu_check.log" 2>&1; then
+if [ -n "$CPU_ONLY" ]; then :
+elif ! $M generate models/stories260K/stories260K.bin -n 16 -t 0 --device cuda -q > "$RUN/logs/gpu_check.log" 2>&1; then
   echo "gpu.sh: the GPU check failed:"; tail -5 "$RUN/logs/gpu_check.log"; exit 1
 fi
 left=$((WALL_S - ($(date +%s) - T0) - 10 - CPU_HALF_S))
 echo "gpu.sh: $left s left for the experiment"
 rc=0
 RET=$OUT  # BUNDLE must name the returned folder: a prefix OUT=... would be seen by BUNDLE=$OUT
-DEVICE=cuda MOLT=$M OUT=$RUN BUNDLE=$RET TOTAL_S=$left THREADS=${THREADS:-8} \
-  bash scripts/exp17/run.sh || rc=$?
-echo "gpu.sh: run.sh exit $rc after $(( $(date +%s) - T0 )) s"
+if [ -z "$CPU_ONLY" ]; then
+  DEVICE=cuda MOLT=$M OUT=$RUN BUNDLE=$RET TOTAL_S=$left THREADS=${THREADS:-8} \
+    bash scripts/exp17/run.sh || rc=$?
+  echo "gpu.sh: run.sh exit $rc after $(( $(date +%s) - T0 )) s"
+fi
 # the CPU half on the same models, on this machine's host CPU (CPU_HALF_S > 0): its results
 # come back as $OUT/cpu/results.tar.gz
 if [ "$CPU_HALF_S" -gt 0 ]; then
