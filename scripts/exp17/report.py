@@ -2,7 +2,7 @@
 """report.py — issue 17's report from scripts/exp17/run.sh outputs.
 
   report.py --print OUT                      tables of one run (stdout)
-  report.py [--gpu OUT_GPU] [--cpu OUT_CPU] [-o docs/reports/reasoning.md]
+  report.py [--gpu OUT_GPU] [--cpu OUT_CPU] [--notes FINDINGS.md] [-o docs/reports/reasoning.md]
                                              the report: method, commands, and per device the
                                              tables and plots (PNG with matplotlib, else SVG)
 
@@ -120,7 +120,7 @@ def tables(R, lines, plotdir=None, plotrel=None, tag=None):
     c = R.cfg
     lines.append("Run: %s; %s (%s cores); %s, git %s. Task: `molt mathgen --steps %s --digits %s`, "
                  "%s training problems, %s held-out.%s" % (
-                     dev, (R.env.get("gpu") or R.env.get("cpu") or "?").strip(), R.env.get("nproc", "?"),
+                     dev, ((R.env.get("cpu") if dev == "cpu" else R.env.get("gpu")) or "?").strip(), R.env.get("nproc", "?"),
                      R.env.get("molt_version", "?"), (R.env.get("git") or "?")[:10],
                      c.get("STEPS"), c.get("DIGITS"), c.get("N_TRAIN"), c.get("N_TEST"),
                      " Models trained in %s (the same bf16 files)." % R.trained_in if R.trained_in else ""))
@@ -375,80 +375,83 @@ def svg(path, title, xl, yl, series, logx, logy, ylim):
 METHOD = """\
 ## Method
 
-(run.sh's defaults; each results section below states its run's own settings.)
+(Sizes, budgets and task difficulty are run.sh's environment knobs; each results section below
+states its run's own settings, from its `json/env.json`.)
 
-- **Task** (`molt mathgen`): arithmetic word and expression problems of 2-3 operations on
-  2-digit numbers (`--steps 2-3 --digits 2`: + and − of 2-digit numbers, × and exact ÷ by
-  2..9), each solution one line per operation and `#### <answer>` (GSM8K's format). Train and
+- **Task** (`molt mathgen --steps A-B --digits D`): arithmetic word and expression problems of
+  A to B operations on D-digit numbers (+ and − of D-digit numbers, × and exact ÷ by 2..9),
+  each solution one line per operation and `#### <answer>` (GSM8K's format). Train and
   held-out problems come from different splits of the same generator: the split is a hash of
   the question, so no held-out question is in the training corpus.
 - **Tokenizer**: a byte-level BPE `tokenizer.json` without merges (every byte one token, so a
   digit is a token; ids 0 `<|bos|>`, 1 `<|eos|>`, 2 + byte), written by `run.sh`.
-- **Teacher**: a Llama of d 384, 6 layers, 6 heads of 64 (MHA), MLP 768, vocab 320, tied
-  embeddings (about 9M parameters; the size is bounded by what a device call can return: the
-  three models in bf16 must fit 60 MiB), trained from scratch with `molt train` on the
-  corpus (documents separated by `<|endoftext|>`, each starting with BOS), seq 256, batch 64,
-  WSD lr 2e-3, for a wall-clock budget: a 12-step calibration run sizes `--steps`.
+- **Teacher**: a Llama (MHA, vocab 320, tied embeddings), trained from scratch with
+  `molt train` on the corpus (documents separated by `<|endoftext|>`, each starting with BOS),
+  WSD schedule, for a wall-clock budget: a 12-step calibration run sizes `--steps`.
 - **Students**: `molt distill` (MOHAWK: matrix orientation, hidden-state alignment,
   knowledge distillation; 10 / 20 / 70 % of the tokens) into a pure Llamba (Discrete Mamba-2
-  mixers, d_state 16, forward-KL stage 3), and `molt hybridize` keeping every head of layer 3
-  as attention (1 of 6 layers, about M1's 21 %) with reverse-KL stage 3 (the published hybrid
-  recipe, ALGORITHMS.md §10), both on the training corpus, token budgets sized by a
-  calibration run to a wall-clock budget. All three models are saved in bf16 and evaluated
-  from those files, on the GPU and on the CPU alike.
+  mixers, forward-KL stage 3), and `molt hybridize` keeping every head of the middle layer
+  as attention with reverse-KL stage 3 (the published hybrid recipe, ALGORITHMS.md §10), both
+  on the training corpus, token budgets sized by a calibration run to a wall-clock budget.
+  All three models are saved in bf16 and evaluated from those files, on the GPU and on the
+  CPU alike.
 - **Accuracy**: `molt reason` on held-out problems, prompt `Question: Q\\nAnswer:`, a chain
   stops at EOS/BOS, a blank line or `Question:`; the answer is the number after `####`.
   Greedy (`-k 1 -t 0`) and sampled (`-k 8 -t 0.7`: single-sample accuracy = mean fraction of
   correct samples) on the same problems for all three models.
 - **Time budget**: `molt reason -k K --budget S -t 0.7`: per problem, batches of K chains until
   S seconds have passed; after each batch the majority vote and coverage (≥ 1 correct). K is
-  the batch (≤ 64) at which the model decodes the most tokens/s (the 256-token sweep). The
-  curve is the mean over problems of (seconds, voted, covered) after b batches.
+  the batch (≤ KMAX) at which the model decodes the most tokens/s in the 256-token sweep
+  (`K_FIXED` overrides). The curve is the mean over problems of (seconds, voted, covered)
+  after b batches; a model's first point is its first finished batch.
 - **Throughput**: `molt generate -b B -n N --ignore-eos` (every sequence decodes exactly N
-  tokens; tok/s = B·N / decode seconds) at N = 256 for B = 1, 4, 16, 64, 256, then the
-  long points N:B = 2048:1, 2048:64, 2048:256, 1024:16, 1024:256, 2048:16, 1024:1, 1024:64,
-  2048:4, 1024:4 in that order as time allows, each run under a time limit (25 s, long runs
-  15 s on the GPU, model load included): a run out of time is reported as such ("not done in
-  L s"), and that model's points of larger N and B are skipped. Peak memory from `nvidia-smi` polled every 50 ms
-  (GPU, MiB above the card before the run) and `/usr/bin/time` (host RSS).
+  tokens; tok/s = B·N / decode seconds) at N = 256 for B = 1, 4, 16, 64, 256, then long
+  points N:B in the order listed in each run's stage table, as time allows, each run under a
+  time limit (model load included): a run out of time is reported as such ("not done in
+  L s"), and that model's points of larger N and B are skipped. Peak memory from `nvidia-smi`
+  polled every 50 ms (GPU, MiB above the card before the run) and `/usr/bin/time` (host RSS).
 """
 
 COMMANDS = """\
 ## Commands
 
-GPU half (one device call, about 9 minutes, H100; the lead's checkout with `.gpu/` carried):
+Two device calls on one machine (the lead's checkout with `.gpu/` carried; the second within
+the machine's 30 s warm window, so that the models the first trained are still there — a
+27M-parameter teacher's three bf16 models are too large to come back from the device):
 
 ```
-bash scripts/exp17/gpu.sh        # device run: carry [".gpu"], timeout_s 600
+# 1. the GPU half (run: carry [".gpu"], timeout_s 600)
+WALL_S=575 RUN_DIR=out/exp17g D_MODEL=512 N_LAYER=8 N_HEAD=8 FF=1536 STEPS=3-4 DIGITS=3 \\
+  MAX_TOKENS=200 TRAIN_S=210 DISTILL_S=80 HYBRID_S=60 SINGLE_S=25 TPUT256_S=25 CURVES_S=90 \\
+  TPUTLONG_S=30 KMAX=256 CURVE_N=20 CURVE_BUDGET=1.2 \\
+  STAGES="data teacher llamba hybrid single tput256 curves tputlong" bash scripts/exp17/gpu.sh
+# 2. the CPU half on the same models, the device host's 16 cores (same call shape)
+CPU_ONLY=1 WALL_S=560 RUN_DIR=out/exp17g D_MODEL=512 N_LAYER=8 N_HEAD=8 FF=1536 STEPS=3-4 \\
+  DIGITS=3 MAX_TOKENS=200 KMAX=256 CURVE_N=20 SINGLE_S=90 TPUT256_S=100 CURVES_S=200 \\
+  TPUTLONG_S=120 CPU_CURVE_BUDGET=3 CPU_TPUT_RUN_S=25 CPU_TPUT_LONG_RUN_S=40 bash scripts/exp17/gpu.sh
+# 3. the CPU curves again with a budget in which the teacher finishes batches of 256
+#    (3 s was too short for it on the CPU), same machine
+DEVICE=cpu MOLT=build/molt MODELS_FROM=out/exp17g OUT=out/exp17g-cpu TOTAL_S=520 THREADS=16 \\
+  MATMUL=fp32 STAGES="data curves" CURVE_BUDGET=18 CURVE_N=7 CURVES_S=500 KMAX=256 STEPS=3-4 \\
+  DIGITS=3 MAX_TOKENS=200 D_MODEL=512 N_LAYER=8 N_HEAD=8 FF=1536 bash scripts/exp17/run.sh
 ```
 
-The command runs about `WALL_S` = 520 s (build included; the machine's start comes on top).
-The build takes `molt` only (no tests), with `.gpu/debs` unpacked as `.gpu/dev.sh` does.
-
-`gpu.sh` builds `build-cuda/molt` (the `.gpu/debs` sysroot, as `.gpu/dev.sh`; `molt serve`
-stubbed out where libmicrohttpd is missing), checks the GPU with a 16-token generate, then
-runs `DEVICE=cuda OUT=/tmp/exp17 BUNDLE=$OUT TOTAL_S=<what is left of WALL_S=520>
-scripts/exp17/run.sh`: stage budgets teacher 150 s, Llamba 45, hybrid 40, accuracy 20,
-throughput 20 + 25, curves 90 (scaled down to fit, and a stage that ends early leaves its
-time to the next). `$OUT` returns `results.tar.gz` (JSON, logs, configs, held-out problems)
-and `models.tar.part-*` (the three bf16 models, about 51 MiB in ≤ 15 MiB parts).
-
-CPU half, here, on the same models and problems (after the GPU run; N = the device result's
-folder):
+`gpu.sh` unpacks `.gpu/debs` into a sysroot (cjson, pcre2, OpenBLAS), builds `build-cuda/molt`
+(and `build/molt` for the CPU half; `molt serve` stubbed out where libmicrohttpd is missing),
+checks the GPU with a 16-token generate, then runs `scripts/exp17/run.sh` in what is left of
+`WALL_S` (stage budgets scaled down to fit; a stage that ends early leaves its time to the
+next). The JSON of the runs reported below is in `bench/results/exp17-run2/`; the report:
 
 ```
-mkdir -p out/exp17-cuda && tar xzf /work/.device/N/results.tar.gz -C out/exp17-cuda
-cat /work/.device/N/models.tar.part-* | tar x -C out/exp17-cuda
-DEVICE=cpu MODELS_FROM=out/exp17-cuda OUT=out/exp17-cpu THREADS=2 TOTAL_S=1500 \\
-  SINGLE_S=240 TPUT256_S=240 CURVES_S=600 TPUTLONG_S=360 TPUT_RUN_S=60 CURVE_BUDGET=4 \\
-  TPUT_LONG_RUN_S=100 TPUT_LONG_POINTS="1024:1 1024:16 1024:64 2048:1 2048:16" scripts/exp17/run.sh
-/usr/bin/python3 scripts/exp17/report.py --gpu out/exp17-cuda --cpu out/exp17-cpu \\
-  -o docs/reports/reasoning.md
+tar xzf bench/results/exp17-run2/gpu-json.tar.gz -C out/exp17g   # (mkdir -p first)
+tar xzf bench/results/exp17-run2/cpu-json.tar.gz -C out/exp17g-cpu
+/usr/bin/python3 scripts/exp17/report.py --gpu out/exp17g --cpu out/exp17g-cpu \\
+  --notes scripts/exp17/findings.md -o docs/reports/reasoning.md
 ```
 
-(The CPU budgets are larger: a 2-core CPU decodes these models far slower than the GPU, so the
-time axis of its curves is longer; this machine is shared, so its timings are noisy.)
-
+Where the models can come back (a teacher of about 9M parameters, run.sh's default sizes), the
+CPU half can run on any machine instead: `bash scripts/exp17/gpu.sh` alone returns the models
+as `models.tar.part-*`, then `DEVICE=cpu MODELS_FROM=DIR scripts/exp17/run.sh` here.
 A one-minute smoke run of the whole pipeline on the CPU (the plumbing; nothing learns):
 `TINY=1 OUT=/tmp/exp17-tiny scripts/exp17/run.sh`. Stages can be chosen
 (`STAGES="single curves"`), and every budget and size is an environment variable (the
@@ -456,7 +459,7 @@ head of `run.sh` lists them).
 """
 
 
-def write_report(gpu, cpu, out):
+def write_report(gpu, cpu, out, notes=None):
     d = os.path.dirname(out) or "."
     plotdir = os.path.join(d, "reasoning")
     L = ["# Thinking slow, fast at small scale: many samples under a time budget (issue 17)", ""]
@@ -473,6 +476,9 @@ def write_report(gpu, cpu, out):
           "wall-clock budget its majority-vote accuracy and coverage can pass its Transformer "
           "teacher's. Tested here with a teacher trained from scratch on a generated arithmetic "
           "task, a pure Llamba student and a hybrid, on the GPU and on the CPU.", ""]
+    if notes:
+        with open(notes) as f:
+            L += [f.read().rstrip("\n"), ""]
     L += [METHOD, COMMANDS]
     for name, R in (("GPU", gpu), ("CPU", cpu)):
         L.append("## Results: %s" % name)
@@ -486,13 +492,19 @@ def write_report(gpu, cpu, out):
           "- On the CUDA backend batched decode runs `conv1d_causal_rows` and `ssd_step_rows` "
           "as one launch over all rows; per-step host work (row tables, logits copied out for "
           "host sampling) is still there, which limits every model at sizes like these.",
-          "- The models are small (about 9M parameters, char-level) and briefly trained; the "
+          "- The models are small (%s parameters, char-level) and briefly trained; the "
           "time-budget curves average over few problems (see each table's n): differences of a "
-          "few points are within noise.",
+          "few points are within noise." % sizes(gpu, cpu),
           ""]
     with open(out, "w") as f:
         f.write("\n".join(L))
     print("report.py: wrote %s" % out, file=sys.stderr)
+
+
+def sizes(*runs):
+    """the teachers' sizes of the runs, e.g. 'about 27M'"""
+    p = sorted({round(R.params("teacher") / 1e6) for R in runs if R and R.params("teacher")})
+    return "about " + " / ".join("%dM" % x for x in p) if p else "a few million"
 
 
 def main(argv):
@@ -502,13 +514,15 @@ def main(argv):
         tables(R, L)
         print("\n".join(L))
         return 0
-    gpu = cpu = None
+    gpu = cpu = notes = None
     out = "docs/reports/reasoning.md"
     i = 1
     while i < len(argv):
         a = argv[i]
-        if a in ("--gpu", "--cpu", "-o") and i + 1 < len(argv):
-            if a == "--gpu":
+        if a in ("--gpu", "--cpu", "-o", "--notes") and i + 1 < len(argv):
+            if a == "--notes":
+                notes = argv[i + 1]
+            elif a == "--gpu":
                 gpu = Run(argv[i + 1])
             elif a == "--cpu":
                 cpu = Run(argv[i + 1])
@@ -517,7 +531,7 @@ def main(argv):
             i += 2
         else:
             sys.exit(__doc__)
-    write_report(gpu, cpu, out)
+    write_report(gpu, cpu, out, notes)
     return 0
 
 
