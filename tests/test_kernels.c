@@ -126,8 +126,30 @@ static void test_widen_half(void) {
     }
 }
 
+// cpu_dot64's contract spelled out independently (the oracle the twin must equal): lane
+// l = i mod 64 of fused multiply-adds in order, (a_l + a_l+16) + (a_l+32 + a_l+48), then
+// pairs 8 apart, 4 apart, 2 apart, 1 apart
+static float dot64_plain(const float *a, const float *b, int n) {
+    float lane[64];
+    for (int l = 0; l < 64; l++)
+        lane[l] = 0.0f;
+    for (int i = 0; i < n; i++)
+        lane[i % 64] = fmaf(a[i], b[i], lane[i % 64]);
+    float u[16];
+    for (int l = 0; l < 16; l++)
+        u[l] = (lane[l] + lane[l + 16]) + (lane[l + 32] + lane[l + 48]);
+    float h[8], q[4], r[2];
+    for (int l = 0; l < 8; l++)
+        h[l] = u[l] + u[l + 8];
+    for (int l = 0; l < 4; l++)
+        q[l] = h[l] + h[l + 4];
+    for (int l = 0; l < 2; l++)
+        r[l] = q[l] + q[l + 2];
+    return r[0] + r[1];
+}
+
 // ---- matvec (kernels/cpu/matvec.c): the fp32 matmul for T ≤ K_MATVEC_T ----
-// every path gives k_dotf's bits per element, for any output sub-range; the
+// every path gives cpu_dot64's bits per element, for any output sub-range; the
 // twin is close to the double reference; k_matmul at T ≤ 16 on shapes above
 // the small cut is those bits at 1-4 threads (when the AVX-512 path runs)
 static void test_matvec(void) {
@@ -142,18 +164,16 @@ static void test_matvec(void) {
                 size_t ny = (size_t)T * out;
                 float *x = malloc(sizeof(float) * (size_t)T * in);
                 float *W = malloc(sizeof(float) * (size_t)out * in);
-                float *xp = malloc(sizeof(float) * (cpu_matvec_pack_floats(T, in) + 1));
                 float *y0 = malloc(sizeof(float) * ny), *y1 = malloc(sizeof(float) * ny);
                 float *r = malloc(sizeof(float) * ny), *yi = malloc(sizeof(float) * ny);
                 t_seed(a * 100 + b * 10 + c);
                 t_fill_normal(x, (size_t)T * in, 1.0f);
                 t_fill_normal(W, (size_t)out * in, 0.1f);
                 t_fill_normal(yi, ny, 1.0f);
-                cpu_matvec_pack(xp, x, T, in);
                 for (int add = 0; add <= 1; add++) {
                     for (size_t i = 0; i < ny; i++) // poisoned outputs unless added to
                         y0[i] = y1[i] = r[i] = add ? yi[i] : NAN;
-                    cpu_matvec(MV_SCALAR, y0, out, x, NULL, W, T, in, 0, out, add);
+                    cpu_matvec(MV_SCALAR, y0, out, x, W, T, in, 0, out, add);
                     if (!add)
                         for (size_t i = 0; i < ny; i++)
                             r[i] = 0.0f;
@@ -162,22 +182,22 @@ static void test_matvec(void) {
                     snprintf(what, sizeof what, "matvec twin T=%d in=%d out=%d add %d", T, in,
                              out, add);
                     t_close(what, y0, r, ny, 1e-4, 1e-4);
-                    for (int o = 0; o < out; o++) // the twin is k_dotf itself
+                    for (int o = 0; o < out; o++) // the twin is cpu_dot64 itself
                         for (int t = 0; t < T; t++) {
-                            float s = k_dotf(W + (size_t)o * in, x + (size_t)t * in, in);
+                            float s = dot64_plain(W + (size_t)o * in, x + (size_t)t * in, in);
                             s = add ? yi[(size_t)t * out + o] + s : s;
-                            CHECK(!memcmp(&s, &y0[(size_t)t * out + o], 4), "%s: != k_dotf",
+                            CHECK(!memcmp(&s, &y0[(size_t)t * out + o], 4), "%s: != cpu_dot64",
                                   what);
                         }
                     if (avx) { // two ragged sub-ranges, same bits as the twin
                         int mid = out / 3;
-                        cpu_matvec(MV_AVX512, y1, out, x, xp, W, T, in, 0, mid, add);
-                        cpu_matvec(MV_AVX512, y1, out, x, xp, W, T, in, mid, out, add);
+                        cpu_matvec(MV_AVX512, y1, out, x, W, T, in, 0, mid, add);
+                        cpu_matvec(MV_AVX512, y1, out, x, W, T, in, mid, out, add);
                         CHECK(!memcmp(y0, y1, sizeof(float) * ny), "%s: avx512 != twin", what);
                     }
                     cases++;
                 }
-                free(x), free(W), free(xp), free(y0), free(y1), free(r), free(yi);
+                free(x), free(W), free(y0), free(y1), free(r), free(yi);
             }
     // through k_matmul: above the small cut, T ≤ 16, 1-4 threads, bias
     static const int big[][3] = {{1, 768, 2048}, {4, 2048, 768}, {16, 768, 100}, {7, 129, 300}};
@@ -204,7 +224,7 @@ static void test_matvec(void) {
             int bad = 0;
             for (int o = 0; avx && o < out; o++)
                 for (int t = 0; t < T; t++) {
-                    float s = bias[o] + k_dotf(W + (size_t)o * in, x + (size_t)t * in, in);
+                    float s = bias[o] + cpu_dot64(W + (size_t)o * in, x + (size_t)t * in, in);
                     bad += memcmp(&s, &y[(size_t)t * out + o], 4) != 0;
                 }
             CHECK(bad == 0, "k_matmul T=%d in=%d out=%d threads %d: %d elements != k_dotf", T,
@@ -213,7 +233,7 @@ static void test_matvec(void) {
         test_threads(1);
         free(x), free(W), free(bias), free(y), free(y1);
     }
-    printf("matvec: %d cases, path %s, bit-identical to k_dotf\n", cases,
+    printf("matvec: %d cases, path %s, bit-identical to cpu_dot64\n", cases,
            avx ? "avx512" : "scalar only");
 }
 

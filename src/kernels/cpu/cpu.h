@@ -69,18 +69,22 @@ static inline uint64_t cpu_xgetbv0(void) {
 int cpu_isa_pick(const int *avail, int n, const char *const *names, const char *env);
 
 // matvec.c: the fp32 matmul for 1 ≤ T ≤ K_MATVEC_T rows of x (contract in
-// matvec.c: every element exactly k_dotf(W row, x row)). isa: MV_SCALAR (the
-// k_dotf twin) or MV_AVX512; cpu_matvec_isa() is the best this CPU and OS allow
+// matvec.c: every element exactly cpu_dot64(W row, x row)). isa: MV_SCALAR (the
+// cpu_dot64 twin) or MV_AVX512; cpu_matvec_isa() is the best this CPU and OS allow
 // (MOLT_MATVEC=scalar forces the twin for bf16/f16 weights in matmul_w.c; for f32,
-// dense.c takes MV_AVX512 or OpenBLAS, MOLT_MATVEC=blas). xp: x packed by cpu_matvec_pack
-// (cpu_matvec_pack_floats(T, in) floats), needed by MV_AVX512 only.
+// dense.c takes MV_AVX512 or OpenBLAS, MOLT_MATVEC=blas).
 #define K_MATVEC_T 16
 enum { MV_SCALAR = 0, MV_AVX512 = 1 };
 int    cpu_matvec_isa(void);
+// Σ a[i]·b[i] in the fp32 matvec's order: 64 lanes (i mod 64) of fused multiply-adds, folded
+// (l, l+16) + (l+32, l+48), then a 16-lane tree (matvec.c)
+float  cpu_dot64(const float *a, const float *b, int n);
+// xp: x packed by cpu_matvec_pack (cpu_matvec_pack_floats(T, in) floats) for the bf16 / f16
+// path's MV_AVX512 (cpu_matvec_half)
 size_t cpu_matvec_pack_floats(int T, int in);
 void   cpu_matvec_pack(float *xp, const float *x, int T, int in);
-void   cpu_matvec(int isa, float *y, int ldy, const float *x, const float *xp, const float *W,
-                  int T, int in, int o0, int o1, int add);
+void   cpu_matvec(int isa, float *y, int ldy, const float *x, const float *W, int T, int in,
+                  int o0, int o1, int add);
 // the same for bf16 (is_bf16) / f16 weights, summed in chunks of
 // K_MATVEC_KC input columns (contract in matvec.c)
 #define K_MATVEC_KC 512

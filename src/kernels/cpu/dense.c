@@ -48,14 +48,7 @@ void k_split(size_t n, int ith, int nth, size_t *lo, size_t *hi) {
 // ----------------------------------------------------------------------------
 // matmul
 
-// y[out] = W[out,in] · x[in] for small shapes: no BLAS call overhead.
-static void matvec_small(float *y, const float *x, const float *W, int in, int out,
-                         int accumulate) {
-    for (int o = 0; o < out; o++) {
-        float s = k_dotf(W + (size_t)o * in, x, in);
-        y[o] = accumulate ? y[o] + s : s;
-    }
-}
+
 
 // one output block [o0, o1) of y[T,out] = x·Wᵀ (+beta·y)
 static void gemm_block(float *y, const float *x, const float *W, int T, int in, int out, int o0,
@@ -71,7 +64,7 @@ static void gemm_block(float *y, const float *x, const float *W, int T, int in, 
 }
 
 // Few rows of x (decode, small-batch decode): matvec.c's kernel streams W once
-// per call, every element k_dotf's sum (so, unlike sgemv/sgemm, the same bits
+// per call, every element cpu_dot64's sum (so, unlike sgemv/sgemm, the same bits
 // at any thread count and any T ≤ K_MATVEC_T); threads own blocks of 16
 // output features. MOLT_MATVEC=blas keeps OpenBLAS (before/after benchmarks).
 static int            g_mv_isa = MV_SCALAR;
@@ -87,7 +80,7 @@ static int mv_isa(void) {
 
 typedef struct mv_task {
     float       *y;
-    const float *x, *xp, *W;
+    const float *x, *W;
     int          T, in, out, add;
 } mv_task;
 
@@ -95,26 +88,17 @@ static void mv_run(void *arg, int ith, int nth) {
     const mv_task *j = arg;
     int            per = ((j->out + nth - 1) / nth + 15) & ~15;
     int            o0 = MIN_INT(j->out, ith * per), o1 = MIN_INT(j->out, o0 + per);
-    cpu_matvec(MV_AVX512, j->y, j->out, j->x, j->xp, j->W, j->T, j->in, o0, o1, j->add);
+    cpu_matvec(MV_AVX512, j->y, j->out, j->x, j->W, j->T, j->in, o0, o1, j->add);
 }
 
 static void matvec_rows(const molt_exec *ex, float *y, const float *x, const float *W, int T,
                         int in, int out, int add) {
-    size_t n = cpu_matvec_pack_floats(T, in);
-    float  stack[4096], *xp = n <= 4096 ? stack : malloc(sizeof(float) * n);
-    if (!xp) { // no memory for the packed copy: the twin, same bits
-        cpu_matvec(MV_SCALAR, y, out, x, NULL, W, T, in, 0, out, add);
-        return;
-    }
-    cpu_matvec_pack(xp, x, T, in);
-    mv_task job = {y, x, xp, W, T, in, out, add};
+    mv_task job = {y, x, W, T, in, out, add};
     int     nth = out < 32 * ex->nth ? 1 : ex->nth;
     if (nth <= 1)
         mv_run(&job, 0, 1);
     else
         molt_pool_run(nth, mv_run, &job);
-    if (xp != stack)
-        free(xp);
 }
 
 typedef struct mm_task {
@@ -147,8 +131,9 @@ void cpu_matmul(const molt_exec *ex, float *y, const float *x, const float *W, c
                     y[(size_t)t * out + o] += bias[o];
         }
     }
-    if (T == 1 && (size_t)in * (size_t)out <= (1u << 15)) {
-        matvec_small(y, x, W, in, out, beta != 0.0f);
+    if (T == 1 && (size_t)in * (size_t)out <= (1u << 15)) { // small: one thread, no BLAS call
+        cpu_matvec(mv_isa() == MV_AVX512 ? MV_AVX512 : MV_SCALAR, y, out, x, W, 1, in, 0, out,
+                   beta != 0.0f);
         return;
     }
     if (T <= K_MATVEC_T && T >= 1 && mv_isa() == MV_AVX512) {
