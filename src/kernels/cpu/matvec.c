@@ -200,8 +200,9 @@ MV_T512 static inline __mmask16 mv_tail16(int n, int i) {
 
 // NX ≤ 4 rows of x against one weight row w: cpu_dot64 of each, the weight
 // loads shared. s[q] = dot64(w, x[q]).
+// pf: bytes ahead of w to prefetch a line of per 16 weights (0: none)
 MV_T512 static inline __attribute__((always_inline)) void
-mv_dot64(float *s, const float *w, const float *const *x, const int NX, int in) {
+mv_dot64(float *s, const float *w, const float *const *x, const int NX, int in, size_t pf) {
     __m512 a[4][4];
     for (int q = 0; q < NX; q++)
         for (int c = 0; c < 4; c++)
@@ -209,6 +210,8 @@ mv_dot64(float *s, const float *w, const float *const *x, const int NX, int in) 
     int i = 0;
     for (; i + 64 <= in; i += 64)
         for (int c = 0; c < 4; c++) {
+            if (pf)
+                _mm_prefetch((const char *)(w + i + 16 * c) + pf, _MM_HINT_T0);
             __m512 wv = _mm512_loadu_ps(w + i + 16 * c);
             for (int q = 0; q < NX; q++)
                 a[q][c] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x[q] + i + 16 * c), a[q][c]);
@@ -234,29 +237,33 @@ MV_T512 static void mv_avx512(float *y, int ldy, const float *x, const float *W,
     if (T == 1) {
         for (int o = o0; o < o1; o++) {
             float s;
-            mv_dot64(&s, W + (size_t)o * in, &x, 1, in);
+            mv_dot64(&s, W + (size_t)o * in, &x, 1, in, 0);
             y[o] = add ? y[o] + s : s;
         }
         return;
     }
     for (int r0 = o0; r0 < o1; r0 += MV_TILE) {
         int r1 = r0 + MV_TILE < o1 ? r0 + MV_TILE : o1;
+        // the next tile's row, a line per 16 weights, while the first x group runs
+        size_t pf = r1 < o1 ? sizeof(float) * (size_t)MV_TILE * in : 0;
         for (int t = 0; t < T; t += 4) {
             const float *xr[4];
             int          nx = T - t >= 4 ? 4 : T - t;
             for (int q = 0; q < 4; q++)
                 xr[q] = x + (size_t)(t + (q < nx ? q : 0)) * in;
+            if (t > 0)
+                pf = 0;
             for (int o = r0; o < r1; o++) {
                 const float *w = W + (size_t)o * in;
                 float        s[4];
                 if (nx == 4)
-                    mv_dot64(s, w, xr, 4, in);
+                    mv_dot64(s, w, xr, 4, in, pf);
                 else if (nx == 3)
-                    mv_dot64(s, w, xr, 3, in);
+                    mv_dot64(s, w, xr, 3, in, pf);
                 else if (nx == 2)
-                    mv_dot64(s, w, xr, 2, in);
+                    mv_dot64(s, w, xr, 2, in, pf);
                 else
-                    mv_dot64(s, w, xr, 1, in);
+                    mv_dot64(s, w, xr, 1, in, pf);
                 for (int q = 0; q < nx; q++) {
                     float *d = y + (size_t)(t + q) * ldy + o;
                     *d = add ? *d + s[q] : s[q];
