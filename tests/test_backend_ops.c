@@ -5463,11 +5463,10 @@ static void test_dispatch(void) {
 // ----------------------------------------------------------------------------
 // matmul_w with bf16 / f16 weights at 1 ≤ T ≤ K_MATVEC_T (issue 15,
 // kernels/cpu/matvec.c's cpu_matvec_half): the AVX-512 kernel (widening in
-// registers) against the scalar twin (the widen-in-the-dot-product loop
-// cpu_matmul_w ran before), bit for bit, over ragged output sub-ranges; the
-// twin against the contract written out here (widen each chunk with
-// cpu_widen_half, then k_dotf per K_MATVEC_KC chunk, added in order), bit for
-// bit; and k_matmul_w's own path (cpu_matmul_w_path) at 1-4 threads, bias and
+// registers) against the scalar twin (the widening element by element), bit
+// for bit, over ragged output sub-ranges; the twin against the contract
+// written out here (the row widened with cpu_widen_half, then cpu_dot64), bit
+// for bit; and k_matmul_w's own path (cpu_matmul_w_path) at 1-4 threads, bias and
 // accumulate, T = 1..17 (17: the widen-a-tile sgemm path), against the twin.
 // Written outputs start as NaN.
 
@@ -5486,7 +5485,7 @@ static uint16_t *mvh_weights(molt_dtype dt, int out, int in) {
     return w;
 }
 
-// the contract: y (+)= Σ over KC chunks, in order, of k_dotf(widened chunk, x chunk)
+// the contract: y (+)= cpu_dot64(widened row, x row)
 static void mvh_oracle(float *y, const float *x, const uint16_t *W, molt_dtype dt, int T, int in,
                        int out, int add) {
     float *wf = fbuf((size_t)in + 1);
@@ -5494,11 +5493,8 @@ static void mvh_oracle(float *y, const float *x, const uint16_t *W, molt_dtype d
         cpu_widen_half(wf, W + (size_t)o * in, in, dt == MOLT_BF16);
         for (int t = 0; t < T; t++) {
             float *d = y + (size_t)t * out + o;
-            for (int k0 = 0; k0 < in; k0 += K_MATVEC_KC) {
-                int   kc = in - k0 < K_MATVEC_KC ? in - k0 : K_MATVEC_KC;
-                float s = k_dotf(wf + k0, x + (size_t)t * in + k0, kc);
-                *d = add || k0 > 0 ? *d + s : s;
-            }
+            float  s = cpu_dot64(wf, x + (size_t)t * in, in);
+            *d = add ? *d + s : s;
         }
     }
     free(wf);
@@ -5521,34 +5517,32 @@ static void test_matvec_half(void) {
                     size_t     ny = (size_t)T * out;
                     uint16_t  *W = mvh_weights(dt, out, in);
                     float     *x = frand((size_t)T * in, -1, 1), *yi = frand(ny, -1, 1);
-                    float     *xp = fbuf(cpu_matvec_pack_floats(T, in) + 1);
                     float     *y0 = fbuf(ny + 1), *y1 = fbuf(ny + 1), *yo = fbuf(ny + 1);
-                    cpu_matvec_pack(xp, x, T, in);
                     for (int add = 0; add <= 1; add++) {
                         for (size_t i = 0; i < ny; i++)
                             y0[i] = y1[i] = yo[i] = add ? yi[i] : NAN;
                         char what[80];
                         snprintf(what, sizeof what, "matvec_half %s T=%d in=%d out=%d add %d",
                                  molt_dtype_name(dt), T, in, out, add);
-                        cpu_matvec_half(MV_SCALAR, dt == MOLT_BF16, y0, out, x, NULL, W, T, in,
-                                        0, out, add);
+                        cpu_matvec_half(MV_SCALAR, dt == MOLT_BF16, y0, out, x, W, T, in, 0, out,
+                                        add);
                         mvh_oracle(yo, x, W, dt, T, in, out, add);
-                        CHECK(mvh_same(y0, yo, ny), "%s: twin != widen + chunked k_dotf", what);
+                        CHECK(mvh_same(y0, yo, ny), "%s: twin != widen + cpu_dot64", what);
                         int nan = 0;
                         for (size_t i = 0; i < ny; i++)
                             nan += isnan(y0[i]);
                         CHECK(nan == 0, "%s: %d outputs NaN", what, nan);
                         if (avx) { // two ragged sub-ranges
                             int mid = out / 3;
-                            cpu_matvec_half(MV_AVX512, dt == MOLT_BF16, y1, out, x, xp, W, T, in,
-                                            0, mid, add);
-                            cpu_matvec_half(MV_AVX512, dt == MOLT_BF16, y1, out, x, xp, W, T, in,
-                                            mid, out, add);
+                            cpu_matvec_half(MV_AVX512, dt == MOLT_BF16, y1, out, x, W, T, in, 0,
+                                            mid, add);
+                            cpu_matvec_half(MV_AVX512, dt == MOLT_BF16, y1, out, x, W, T, in, mid,
+                                            out, add);
                             CHECK(mvh_same(y0, y1, ny), "%s: avx512 != twin", what);
                         }
                         cases++;
                     }
-                    free(W), free(x), free(yi), free(xp), free(y0), free(y1), free(yo);
+                    free(W), free(x), free(yi), free(y0), free(y1), free(yo);
                 }
     // through cpu_matmul_w_path: shapes above the 1-thread cut, bias × accumulate, 1-4 threads
     static const int big[][2] = {{768, 200}, {1030, 77}, {2048, 130}, {300, 1001}};

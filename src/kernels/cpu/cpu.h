@@ -79,17 +79,14 @@ int    cpu_matvec_isa(void);
 // Σ a[i]·b[i] in the fp32 matvec's order: 64 lanes (i mod 64) of fused multiply-adds, folded
 // (l, l+16) + (l+32, l+48), then a 16-lane tree (matvec.c)
 float  cpu_dot64(const float *a, const float *b, int n);
-// xp: x packed by cpu_matvec_pack (cpu_matvec_pack_floats(T, in) floats) for the bf16 / f16
-// path's MV_AVX512 (cpu_matvec_half)
-size_t cpu_matvec_pack_floats(int T, int in);
-void   cpu_matvec_pack(float *xp, const float *x, int T, int in);
 void   cpu_matvec(int isa, float *y, int ldy, const float *x, const float *W, int T, int in,
                   int o0, int o1, int add);
-// the same for bf16 (is_bf16) / f16 weights, summed in chunks of
-// K_MATVEC_KC input columns (contract in matvec.c)
+// the same for bf16 (is_bf16) / f16 weights: cpu_dot64 of the widened row (contract in
+// matvec.c)
+void cpu_matvec_half(int isa, int is_bf16, float *y, int ldy, const float *x, const uint16_t *W,
+                     int T, int in, int o0, int o1, int add);
+// input columns a tile of the bf16 / f16 widen + sgemm path at T > K_MATVEC_T (matmul_w.c)
 #define K_MATVEC_KC 512
-void cpu_matvec_half(int isa, int is_bf16, float *y, int ldy, const float *x, const float *xp,
-                     const uint16_t *W, int T, int in, int o0, int o1, int add);
 
 // q8.c, q8_x86.c: the q8_0 branch of cpu_matmul_w (contract: q8.h). isa: 0
 // scalar, 1 AVX2, 2 AVX-512 VNNI (q8_isa); cpu_q8_isa() is the one

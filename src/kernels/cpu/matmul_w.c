@@ -6,14 +6,14 @@
  *   bf16, f16  W is read in its own type — half the bytes of f32, which is
  *              what decode is bound by. 1 ≤ T ≤ K_MATVEC_T (decode, small-
  *              batch decode): matvec.c's cpu_matvec_half, the widening in
- *              registers, each element KC-chunked k_dotf sums (AVX-512, or
- *              its scalar twin: the same bits; MOLT_MATVEC=scalar forces the
- *              twin). Larger T (prefill, training-size T): widened to fp32 a
+ *              registers, each element cpu_dot64 of the widened row (AVX-512,
+ *              or its scalar twin: the same bits; MOLT_MATVEC=scalar forces
+ *              the twin). Larger T (prefill, training-size T): widened to fp32 a
  *              tile at a time, TRB output rows × KC input columns in a
- *              thread's scratch, then one sgemm per tile. Each output element is summed
- *              over the same fixed KC chunks in the same order whichever
- *              thread owns its rows, so the result is bit-identical at any
- *              thread count.
+ *              thread's scratch, then one sgemm per tile. Each output element
+ *              is summed over the same fixed KC chunks in the same order
+ *              whichever thread owns its rows, so either path is bit-identical
+ *              at any thread count.
  *
  * Shapes: x [T, in], W [out, in], bias [out] or NULL, y [T, out].
  */
@@ -69,7 +69,7 @@ static void widen(float *dst, molt_w W, size_t off, int n) {
 
 typedef struct mw_task {
     float       *y;
-    const float *x, *xp; // xp: x packed for cpu_matvec_half's AVX-512 path
+    const float *x;
     molt_w       W;
     int          T, in, out, isa;
     int          add; // y already holds what the product adds to (bias or accumulate)
@@ -104,7 +104,7 @@ static void mw_run(void *arg, int ith, int nth) {
     if (o0 >= o1)
         return;
     if (j->T <= K_MATVEC_T) {
-        cpu_matvec_half(j->isa, j->W.dt == MOLT_BF16, j->y, j->out, j->x, j->xp, j->W.data, j->T,
+        cpu_matvec_half(j->isa, j->W.dt == MOLT_BF16, j->y, j->out, j->x, j->W.data, j->T,
                         j->in, o0, o1, j->add);
         return;
     }
@@ -160,25 +160,16 @@ void cpu_matmul_w_path(const molt_exec *ex, int isa, float *y, const float *x, m
         return;
     if (isa == MV_AVX512 && cpu_matvec_isa() != MV_AVX512)
         isa = MV_SCALAR;
-    float  stack[4096], *xp = NULL;
-    size_t n = cpu_matvec_pack_floats(T, in);
-    if (T <= K_MATVEC_T && isa == MV_AVX512) {
-        xp = n <= 4096 ? stack : malloc(sizeof(float) * n);
-        if (xp) // else the twin, same bits
-            cpu_matvec_pack(xp, x, T, in);
-    }
     int    units = (out + mw_unit(T) - 1) / mw_unit(T);
     double flops = 2.0 * T * (double)in * out;
     int    nth = flops < 2e5 ? 1 : (ex->nth < units ? ex->nth : units);
     float *tiles = T > K_MATVEC_T ? malloc(sizeof(float) * TRB * KC * (size_t)nth) : NULL;
-    mw_task j = {y, x, xp, W, T, in, out, xp ? isa : MV_SCALAR, accumulate || bias, tiles};
+    mw_task j = {y, x, W, T, in, out, isa, accumulate || bias, tiles};
     if (nth <= 1)
         mw_run(&j, 0, 1);
     else
         molt_pool_run(nth, mw_run, &j);
     free(tiles);
-    if (xp && xp != stack)
-        free(xp);
 }
 
 // q8_0: the dequantized weights (q·d, exact) against the unquantized x
