@@ -227,7 +227,7 @@ static void test_matvec(void) {
                     float s = bias[o] + cpu_dot64(W + (size_t)o * in, x + (size_t)t * in, in);
                     bad += memcmp(&s, &y[(size_t)t * out + o], 4) != 0;
                 }
-            CHECK(bad == 0, "k_matmul T=%d in=%d out=%d threads %d: %d elements != k_dotf", T,
+            CHECK(bad == 0, "k_matmul T=%d in=%d out=%d threads %d: %d elements != cpu_dot64", T,
                   in, out, th, bad);
         }
         test_threads(1);

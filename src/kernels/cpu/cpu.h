@@ -54,7 +54,7 @@ int cpu_gemm_bf16(const molt_exec *ex, float *y, const float *x, const uint16_t 
 
 #if defined(__x86_64__) && defined(__GNUC__)
 // XCR0: the register states the OS saves (bit 1 XMM, 2 YMM, 5-7 AVX-512), what
-// decides whether a SIMD path may run, beside CPUID (q8.c, f16.c)
+// decides whether a SIMD path may run, beside CPUID (q8.c, f16.c, gemm_bf16.c)
 static inline uint64_t cpu_xgetbv0(void) {
     uint32_t a, d;
     __asm__ volatile("xgetbv" : "=a"(a), "=d"(d) : "c"(0));

@@ -48,8 +48,6 @@ void k_split(size_t n, int ith, int nth, size_t *lo, size_t *hi) {
 // ----------------------------------------------------------------------------
 // matmul
 
-
-
 // one output block [o0, o1) of y[T,out] = x·Wᵀ (+beta·y)
 static void gemm_block(float *y, const float *x, const float *W, int T, int in, int out, int o0,
                        int o1, float beta) {

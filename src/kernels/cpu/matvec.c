@@ -119,21 +119,20 @@ static float dot64h_lib(const uint16_t *a, int bf, const float *b, int n) {
     DOT64_BODY(mvh_widen1(a[i], bf))
 }
 
+// cpu_dot64 of a bf16 / f16 row widened element by element
+static float dot64h(const uint16_t *a, int bf, const float *b, int n) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (__builtin_cpu_supports("fma"))
+        return dot64h_fma(a, bf, b, n);
+#endif
+    return dot64h_lib(a, bf, b, n);
+}
+
 static void mvh_scalar(int bf, float *y, int ldy, const float *x, const uint16_t *W, int T, int in,
                        int o0, int o1, int add) {
-    int have_fma = 0;
-#if defined(__x86_64__) && defined(__GNUC__)
-    have_fma = __builtin_cpu_supports("fma");
-#endif
     for (int o = o0; o < o1; o++)
         for (int t = 0; t < T; t++) {
-            const uint16_t *w = W + (size_t)o * in;
-            const float    *xt = x + (size_t)t * in;
-#if defined(__x86_64__) && defined(__GNUC__)
-            float s = have_fma ? dot64h_fma(w, bf, xt, in) : dot64h_lib(w, bf, xt, in);
-#else
-            float s = dot64h_lib(w, bf, xt, in);
-#endif
+            float  s = dot64h(W + (size_t)o * in, bf, x + (size_t)t * in, in);
             float *d = y + (size_t)t * ldy + o;
             *d = add ? *d + s : s;
         }
@@ -172,8 +171,8 @@ MV_T512 static inline __m512 mv_wload(const void *w, int i, const int WT, __mmas
 }
 
 // NX ≤ 4 rows of x against one weight row w (type WT): cpu_dot64 of each, the
-// weight loads shared. s[q] = dot64(w, x[q]). pf: bytes ahead of w to prefetch
-// a line of per 64 weights (0: none).
+// weight loads shared. s[q] = dot64(w, x[q]). pf: how many bytes ahead of each
+// 64 weights to prefetch the lines they span (0: none).
 MV_T512 static inline __attribute__((always_inline)) void
 mv_dot64(float *s, const void *w, const int WT, const float *const *x, const int NX, int in,
          size_t pf) {
@@ -224,15 +223,13 @@ mv_rows(float *y, int ldy, const float *x, const void *W, const int WT, int T, i
     }
     for (int r0 = o0; r0 < o1; r0 += MV_TILE) {
         int r1 = r0 + MV_TILE < o1 ? r0 + MV_TILE : o1;
-        // the next tile's row, a line at a time, while the first x group runs
-        size_t pf = r1 < o1 ? (size_t)MV_TILE * row : 0;
         for (int t = 0; t < T; t += 4) {
             const float *xr[4];
             int          nx = T - t >= 4 ? 4 : T - t;
             for (int q = 0; q < 4; q++)
                 xr[q] = x + (size_t)(t + (q < nx ? q : 0)) * in;
-            if (t > 0)
-                pf = 0;
+            // the next tile's rows, while the first x group runs
+            size_t pf = t == 0 && r1 < o1 ? (size_t)MV_TILE * row : 0;
             for (int o = r0; o < r1; o++) {
                 const void *w = (const char *)W + (size_t)o * row;
                 float       s[4];
