@@ -19,7 +19,11 @@
  * bytes after each workload (cudaMemGetInfo, so it includes cuBLAS' and the
  * allocator's pools).
  * usage: bench_gpu [--batch B] [--seq T] [--steps S] [--only NAME] [--small] [--tf32 | --bf16]
- * (--small: a 4-layer, d 512 model for a quick check.)
+ *                  [--profile]
+ * (--small: a 4-layer, d 512 model for a quick check; --profile: after each
+ * workload, its kernel-time profile on stderr — molt_cuda_profile_report —
+ * covering set-up, warm-up and timed steps; the JSON times then include the
+ * profile's per-launch event cost.)
  * Built by `make cuda` (build-cuda/bench/bench_gpu); needs a GPU.
  */
 #include "bench_models.h"
@@ -339,6 +343,7 @@ int main(int argc, char **argv) {
     const char *only = NULL;
     const char *matmul = "fp32";
     bench_1b    shape = BENCH_1B;
+    int         prof = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--batch") && i + 1 < argc) B = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--seq") && i + 1 < argc) T = atoi(argv[++i]);
@@ -347,9 +352,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--small")) shape = BENCH_1B_SMALL;
         else if (!strcmp(argv[i], "--tf32")) matmul = "tf32";
         else if (!strcmp(argv[i], "--bf16")) matmul = "bf16";
+        else if (!strcmp(argv[i], "--profile")) prof = 1;
         else {
             fprintf(stderr, "usage: bench_gpu [--batch B] [--seq T] [--steps S] [--only NAME] "
-                            "[--small] [--tf32 | --bf16]\n");
+                            "[--small] [--tf32 | --bf16] [--profile]\n");
             return 2;
         }
     }
@@ -362,16 +368,22 @@ int main(int argc, char **argv) {
     molt_ctx_set_matmul(gpu, matmul);
     g_ex = molt__exec(gpu);
     bench_gemm();
-    if (!only || !strcmp(only, "attn"))
-        bench_attn(B, T, steps);
-    if (!only || !strcmp(only, "ssd"))
-        bench_ssd(B, T, steps);
-    if (!only || !strcmp(only, "decode"))
-        bench_decode(20);
-    if (!only || !strcmp(only, "teacher"))
-        bench_teacher(B, T, steps);
-    if (!only || !strcmp(only, "stage3"))
-        bench_stage3(B, T, steps);
+#define WORKLOAD(name, call)                                                                       \
+    if (!only || !strcmp(only, name)) {                                                            \
+        if (prof && !molt_cuda_profile_begin())                                                    \
+            die(gpu, "profile");                                                                   \
+        call;                                                                                      \
+        if (prof) {                                                                                \
+            fprintf(stderr, "# profile of %s\n", name);                                            \
+            molt_cuda_profile_report(stderr, 40);                                                  \
+        }                                                                                          \
+    }
+    WORKLOAD("attn", bench_attn(B, T, steps));
+    WORKLOAD("ssd", bench_ssd(B, T, steps));
+    WORKLOAD("decode", bench_decode(20));
+    WORKLOAD("teacher", bench_teacher(B, T, steps));
+    WORKLOAD("stage3", bench_stage3(B, T, steps));
+#undef WORKLOAD
     molt_ctx_free(cpu);
     molt_ctx_free(gpu);
     return 0;

@@ -30,10 +30,21 @@ bool cublas_check(cublasStatus_t s, const char *what, const char *file, int line
 #define CUBLAS(call) cublas_check((call), #call, __FILE__, __LINE__)
 // after every kernel launch: launch-configuration errors are reported here,
 // faults during the run by the next be_sync
-#define CU_LAUNCHED(name) cu_check(cudaGetLastError(), "launch " name, __FILE__, __LINE__)
+#define CU_LAUNCHED(name)                                                                          \
+    (cu_prof_mark("launch " name), cu_check(cudaGetLastError(), "launch " name, __FILE__, __LINE__))
 #define CU_FAIL(msg) cu_record(msg, NULL, __FILE__, __LINE__)
 
-static inline cudaStream_t cu_stream(const molt_exec *ex) { return (cudaStream_t)ex->stream; }
+// the kernel-time profile (prof.cu; cuda.h: molt_cuda_profile_begin): while on,
+// every launch, GEMM and async copy records an event on the stream cu_stream last returned
+extern bool                      g_cu_prof;
+extern thread_local cudaStream_t g_cu_prof_stream;
+void                             cu_prof_mark(const char *name);
+
+static inline cudaStream_t cu_stream(const molt_exec *ex) {
+    if (g_cu_prof)
+        g_cu_prof_stream = (cudaStream_t)ex->stream;
+    return (cudaStream_t)ex->stream;
+}
 
 // blocks for n items at `threads` per block, capped (kernels use grid-stride loops)
 static inline unsigned cu_blocks(size_t n, unsigned threads) {

@@ -32,6 +32,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "kernels/kernels.h"
 
@@ -58,6 +59,15 @@ int molt_cuda_missing_ops(char *buf, size_t cap);
 // the same, leaving out the optional ops (kernels.h: MOLT_BACKEND_OPTIONAL_OPS,
 // whose mixers are refused on the GPU): the ops without which nothing runs
 int molt_cuda_missing_required_ops(char *buf, size_t cap);
+
+// kernel-time profile (prof.cu), for measuring without Nsight: after begin,
+// every kernel launch, cuBLAS GEMM and async copy of the backend records an
+// event; report synchronizes, stops recording and writes to f, per launch
+// name, the calls and the stream time since the previous event (the kernel
+// plus any idle gap before it), largest first (top rows; 0 = all).
+// Single-threaded use. begin returns false when it cannot allocate.
+bool molt_cuda_profile_begin(void);
+void molt_cuda_profile_report(FILE *f, int top);
 
 // weights converted to bf16 into the GEMM weight cache so far (bf16.cu; tests)
 unsigned long molt_cuda_wcache_conversions(void);

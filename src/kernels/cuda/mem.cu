@@ -43,15 +43,21 @@ void cu_record(const char *what, const char *detail, const char *file, int line)
 }
 
 bool cu_check(cudaError_t e, const char *what, const char *file, int line) {
-    if (e == cudaSuccess)
+    if (e == cudaSuccess) {
+        if (g_cu_prof && strncmp(what, "launch ", 7)) // launches mark in CU_LAUNCHED
+            cu_prof_mark(what);
         return true;
+    }
     cu_record(what, cudaGetErrorString(e), file, line);
     return false;
 }
 
 bool cublas_check(cublasStatus_t s, const char *what, const char *file, int line) {
-    if (s == CUBLAS_STATUS_SUCCESS)
+    if (s == CUBLAS_STATUS_SUCCESS) {
+        if (g_cu_prof)
+            cu_prof_mark(what);
         return true;
+    }
     cu_record(what, cublasGetStatusString(s), file, line);
     return false;
 }
