@@ -11,8 +11,10 @@
  *               soft cross-entropy, backward + AdamW
  *   attn        the flash attention alone, forward and backward (teacher shape)
  *   ssd         the SSD chunked scan alone, forward + backward (student shape)
- *   decode      Llamba-1B greedy decode over state slots, batch 1 and 64
- *               (f32 and bf16 weights), against the weight bytes' HBM time
+ *   decode      Llamba-1B decode over state slots, batch 1 and 64 (f32 and
+ *               bf16 weights), logits copied to the host or greedy ids drawn
+ *               on the GPU (molt_slots_feed_sample), against the weight
+ *               bytes' HBM time
  *
  * One JSON line per measurement (median of the timed steps after warm-up;
  * every timed region ends with a device sync). Peak memory: the device's used
@@ -305,35 +307,41 @@ static void bench_decode(int steps) {
         // bytes a step must read: every matrix once (typed), the rest f32
         double wbytes = (double)m->n_floats * 4.0 -
                         (w ? (double)m->wbuf_bytes : 0.0); // bf16: the copy replaces the f32 reads
-        for (int k = 0; k < 2; k++) {
-            int         n = batches[k];
-            molt_slots *s = NULL;
-            if (molt_slots_new(gpu, m, n, 1024, &s) != MOLT_OK)
-                die(gpu, "slots");
-            int32_t *slot = malloc(sizeof(int32_t) * n), *tok = malloc(sizeof(int32_t) * n);
-            float   *lg = malloc(sizeof(float) * (size_t)n * V);
-            for (int r = 0; r < n; r++)
-                slot[r] = r, tok[r] = 1 + r;
-            double *tt = calloc((size_t)steps, sizeof(double));
-            for (int i = 0; i < steps + 3; i++) {
-                double t0 = now_synced();
-                if (molt_slots_feed(gpu, s, n, slot, tok, lg) != MOLT_OK)
-                    die(gpu, "decode");
-                double el = now_synced() - t0;
+        for (int k = 0; k < 2; k++)
+            for (int smp = 0; smp < 2; smp++) { // logits to the host, or ids sampled on the GPU
+                int         n = batches[k];
+                molt_slots *s = NULL;
+                if (molt_slots_new(gpu, m, n, 1024, &s) != MOLT_OK)
+                    die(gpu, "slots");
+                int32_t *slot = malloc(sizeof(int32_t) * n), *tok = malloc(sizeof(int32_t) * n);
+                int32_t *nxt = malloc(sizeof(int32_t) * n);
+                float   *lg = smp ? NULL : malloc(sizeof(float) * (size_t)n * V);
                 for (int r = 0; r < n; r++)
-                    tok[r] = (tok[r] * 31 + 7) % V;
-                if (i >= 3)
-                    tt[i - 3] = el;
+                    slot[r] = r, tok[r] = 1 + r;
+                double *tt = calloc((size_t)steps, sizeof(double));
+                for (int i = 0; i < steps + 3; i++) {
+                    double t0 = now_synced();
+                    molt_status st =
+                        smp ? molt_slots_feed_sample(gpu, s, n, slot, tok, 0.0f, NULL, nxt)
+                            : molt_slots_feed(gpu, s, n, slot, tok, lg);
+                    if (st != MOLT_OK)
+                        die(gpu, "decode");
+                    double el = now_synced() - t0;
+                    for (int r = 0; r < n; r++) // greedy ids (random weights: any in range)
+                        tok[r] = smp ? nxt[r] : (tok[r] * 31 + 7) % V;
+                    if (i >= 3)
+                        tt[i - 3] = el;
+                }
+                double per = median(tt, steps);
+                printf("{\"bench\": \"decode\", \"model\": \"llamba-1b shape\", \"weights\": "
+                       "\"%s\", \"batch\": %d, \"sampling\": \"%s\", \"tokens_per_s\": %.0f, "
+                       "\"ms_per_step\": %.3f, \"weight_gb_per_step\": %.2f, \"gb_per_s\": %.0f}\n",
+                       dt, n, smp ? "greedy on the GPU (ids back)" : "logits to the host", n / per,
+                       per * 1e3, wbytes * 1e-9, wbytes / per * 1e-9);
+                fflush(stdout);
+                free(slot), free(tok), free(nxt), free(lg), free(tt);
+                molt_slots_free(s);
             }
-            double per = median(tt, steps);
-            printf("{\"bench\": \"decode\", \"model\": \"llamba-1b shape\", \"weights\": \"%s\", "
-                   "\"batch\": %d, \"tokens_per_s\": %.0f, \"ms_per_step\": %.3f, "
-                   "\"weight_gb_per_step\": %.2f, \"gb_per_s\": %.0f}\n",
-                   dt, n, n / per, per * 1e3, wbytes * 1e-9, wbytes / per * 1e-9);
-            fflush(stdout);
-            free(slot), free(tok), free(lg), free(tt);
-            molt_slots_free(s);
-        }
     }
     molt_model_free(m);
 }

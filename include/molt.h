@@ -256,6 +256,17 @@ MOLT_API molt_status molt_slot_prefill(molt_ctx *ctx, molt_slots *s, int32_t slo
 // positions). logits: NULL or [n, vocab], row r for slot[r].
 MOLT_API molt_status molt_slots_feed(molt_ctx *ctx, molt_slots *s, int32_t n, const int32_t *slot,
                                      const int32_t *tok, float *logits);
+// The same step, then one token drawn per row on the model's device, so only
+// the n ids come back (no [n, vocab] logits copy): next[r] for slot[r] is the
+// argmax of its logits when temperature ≤ 0, else a draw from
+// softmax(logits/temperature) at coin[r] ∈ [0,1) (the inverse CDF in vocab
+// order: molt_sampler's draw with top-k and top-p off, the same token on the
+// CPU; on a GPU it may differ where coin[r] lies within rounding of a
+// boundary). coin: n values, read only when temperature > 0. Non-finite
+// logits: MOLT_ERR_NUMERIC (the step has been taken).
+MOLT_API molt_status molt_slots_feed_sample(molt_ctx *ctx, molt_slots *s, int32_t n,
+                                            const int32_t *slot, const int32_t *tok,
+                                            float temperature, const float *coin, int32_t *next);
 // dst becomes a copy of src (fork a prompt into many samples). Recurrent state
 // is O(1) to copy; the KV cache O(tokens held).
 MOLT_API molt_status molt_slot_copy(molt_ctx *ctx, molt_slots *s, int32_t src, int32_t dst);

@@ -906,6 +906,72 @@ static void test_rev_kl(void) {
             }
 }
 
+// decode sampling (issue 12): the GPU's ids against the CPU op's (itself tested against the
+// host sampler in test_backend_ops). Greedy and the non-finite rows must agree exactly; at
+// temperature > 0 a different id is allowed only where the coin lies within 1e-5 of a
+// boundary of the double-precision CDF (the two sum in different orders), and rarely.
+static int sample_near(const float *l, int V, float temp, float coin, int v) {
+    double m = -INFINITY, S = 0.0, below = 0.0;
+    for (int u = 0; u < V; u++)
+        m = fmax(m, (double)(l[u] / temp));
+    for (int u = 0; u < V; u++) {
+        double e = exp((double)(l[u] / temp) - m);
+        S += e;
+        if (u < v)
+            below += e;
+    }
+    double lo = below / S, hi = (below + exp((double)(l[v] / temp) - m)) / S;
+    return lo - 1e-5 <= (double)coin && (double)coin < hi + 1e-5;
+}
+
+static void test_sample_rows(void) {
+    tested("sample_rows");
+    static const int   shapes[][2] = {{1, 1}, {3, 2}, {5, 33}, {17, 1000}, {64, 32000},
+                                      {4, 128256}};
+    static const float temps[] = {0.0f, 1.0f, 0.7f, 2.5f, 1e-30f};
+    int                rows = 0, differ = 0;
+    for (int k = 0; k < NELEM(shapes); k++)
+        for (int ti = 0; ti < NELEM(temps); ti++) {
+            int    n = shapes[k][0], V = shapes[k][1];
+            float  temp = temps[ti];
+            size_t nv = (size_t)n * V;
+            float *l = frand(nv, -4, 4), *coin = xmalloc(sizeof(float) * (size_t)n);
+            if (V > 1) // row 0: two equal maxima (the lower index wins)
+                l[V / 2] = l[V - 1] = 9.0f;
+            if (n > 1) // row 1: logits far from 0 (the max subtraction)
+                for (int v = 0; v < V; v++)
+                    l[(size_t)V + v] *= 100.0f;
+            if (n > 2) // row 2: a NaN (id -1)
+                l[2 * (size_t)V + V / 3] = NAN;
+            for (int r = 0; r < n; r++)
+                coin[r] = (float)fmod(0.6180339887 * (r + 1) + 0.1 * k + 0.01 * ti, 1.0);
+            int32_t *ic = xmalloc(sizeof(int32_t) * (size_t)n),
+                    *ig = xmalloc(sizeof(int32_t) * (size_t)n);
+            float   *dl = be_allocf(g_gpu.be, nv);
+            int32_t *di = (int32_t *)be_allocf(g_gpu.be, (size_t)n);
+            CHECK(dl && di, "be_alloc");
+            k_sample_rows(&g_cpu, ic, l, coin, temp, n, V);
+            be_upload(&g_gpu, dl, l, sizeof(float) * nv);
+            memset(ig, 0x7f, sizeof(int32_t) * (size_t)n);
+            k_sample_rows(&g_gpu, di, dl, coin, temp, n, V);
+            be_download(&g_gpu, ig, di, sizeof(int32_t) * (size_t)n);
+            check_sticky("sample_rows");
+            for (int r = 0; r < n; r++, rows++) {
+                if (ig[r] == ic[r])
+                    continue;
+                differ++;
+                CHECK(temp > 0.0f && temp > 1e-20f && ic[r] >= 0 && ig[r] >= 0 && ig[r] < V &&
+                          sample_near(l + (size_t)r * V, V, temp, coin[r], ig[r]),
+                      "sample_rows n,V %dx%d temperature %g row %d: gpu %d, cpu %d", n, V,
+                      (double)temp, r, ig[r], ic[r]);
+            }
+            be_free(g_gpu.be, dl), be_free(g_gpu.be, di);
+            free(l), free(coin), free(ic), free(ig);
+        }
+    CHECK(differ * 50 <= rows, "sample_rows: %d of %d rows differ from the CPU", differ, rows);
+    printf("  sample_rows: %d rows, %d differ from the CPU (at a CDF boundary)\n", rows, differ);
+}
+
 // spans over a buffer of SPAN_N floats (empty, short, block-crossing, large)
 #define SPAN_N 200000
 static const molt_span SPANS[] = {{0, 0},         {3, 17},     {100, 16384}, {20000, 16385},
@@ -2133,7 +2199,7 @@ static void bench_dense(void) {
     be_upload(&g_gpu, wd, wh, 2 * (size_t)out * in);
     m.Ww = (molt_w){MOLT_BF16, wd};
     t = time_med(b_matmul_w, &m, 20);
-    printf("matmul_w bf16 T,in,out %dx%dx%d: %.3f ms, %.1f TFLOP/s (widen + fp32 Sgemm; floor "
+    printf("matmul_w bf16 T,in,out %dx%dx%d: %.3f ms, %.1f TFLOP/s (x split hi + lo, bf16 GEMM; floor "
            "%.3f ms at fp32, %.3f ms at ~800 TFLOP/s bf16 tensor cores)\n",
            T, in, out, t * 1e3, fl / t * 1e-12, fl / 67e12 * 1e3, fl / 800e12 * 1e3);
     m.i[0] = 1;
@@ -2451,6 +2517,7 @@ int main(int argc, char **argv) {
     test_materialize();
     test_losses();
     test_rev_kl(); // reverse-KL distillation loss (issue 17)
+    test_sample_rows(); // decode sampling on the device (issue 12)
     test_optim();
     test_ssm_rows();
     test_ssm_rows_misc();

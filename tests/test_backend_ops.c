@@ -41,6 +41,7 @@
 #include "kernels/ssm.h"
 #include "kernels/ssm_rows.h"
 #include "kernels/train_ops.h"
+#include "infer/sample.h"
 #include "testutil.h"
 
 #include <complex.h>
@@ -3155,6 +3156,107 @@ static void test_rev_kl(void) {
     free(x), free(t), free(v), free(g), free(xs);
 }
 
+// ---- decode sampling (issue 12): k_sample_rows against the host sampler (the same token,
+// bit for bit: the op promises infer/sample.c's draw with top-k and top-p off) and against
+// an independent double-precision reference (argmax with the lowest index among equal
+// maxima; the inverse CDF: the id's interval holds the coin, to rounding)
+
+static int sample_ref_ok(const float *l, int V, float temp, float coin, int v) {
+    int first = 0;
+    for (int u = 0; u < V; u++)
+        if (!isfinite(l[u]))
+            return v == -1;
+    for (int u = 1; u < V; u++)
+        if (l[u] > l[first])
+            first = u;
+    if (temp <= 0.0f || !isfinite(l[first] / temp))
+        return v == first;
+    if (v < 0 || v >= V)
+        return 0;
+    double m = (double)(l[first] / temp), S = 0.0, below = 0.0;
+    for (int u = 0; u < V; u++) {
+        double e = exp((double)(l[u] / temp) - m);
+        S += e;
+        if (u < v)
+            below += e;
+    }
+    double hi = (below + exp((double)(l[v] / temp) - m)) / S;
+    return below / S - 1e-5 <= (double)coin && ((double)coin < hi + 1e-5 || v == V - 1);
+}
+
+static void test_sample_rows(void) {
+    static const int   shapes[][2] = {{1, 1}, {2, 2}, {3, 33}, {5, 1000}, {4, 32000}};
+    static const float temps[] = {0.0f, 1.0f, 0.7f, 2.5f, 1e-30f};
+    molt_exec          ex = molt_exec_cpu(2), ex4 = molt_exec_cpu(4);
+    int                rows = 0, bad = 0;
+    op_stat           *st = stat_new("sample_rows", 0.0, 1);
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
+        for (size_t ti = 0; ti < sizeof temps / sizeof temps[0]; ti++) {
+            int    n = shapes[k][0], V = shapes[k][1];
+            float  temp = temps[ti];
+            size_t nv = (size_t)n * V;
+            float *l = frand(nv, -4, 4), *row = frand((size_t)V, 0, 1);
+            float *coin = frand((size_t)n, 0, 1);
+            struct prob_index *pi = malloc(sizeof *pi * (size_t)V);
+            int32_t *idx = malloc(sizeof(int32_t) * (size_t)n);
+            if (V > 1) // row 0: two equal maxima (the lower index wins)
+                l[V / 2] = l[V - 1] = 9.0f;
+            if (n > 1) // row 1: logits far from 0 (the max subtraction)
+                for (int v = 0; v < V; v++)
+                    l[(size_t)V + v] *= 100.0f;
+            if (n > 2) // row 2: a NaN; row 3: an inf (id -1)
+                l[2 * (size_t)V + V / 3] = NAN;
+            if (n > 3)
+                l[3 * (size_t)V] = INFINITY;
+            for (int r = 0; r < n; r++) { // the host sampler's first coin for seed 100 + r
+                uint64_t rng = 100 + (uint64_t)r;
+                coin[r] = sampler_f32(&rng);
+            }
+            int32_t *idx4 = malloc(sizeof(int32_t) * (size_t)n);
+            for (int r = 0; r < n; r++)
+                idx[r] = idx4[r] = -7;
+            k_sample_rows(&ex, idx, l, coin, temp, n, V);
+            k_sample_rows(&ex4, idx4, l, coin, temp, n, V);
+            st->thread_diff |= memcmp(idx, idx4, sizeof(int32_t) * (size_t)n) != 0;
+            st->cases++;
+            if (nv >= st->biggest) {
+                st->biggest = nv;
+                snprintf(st->shape, sizeof st->shape, "n,V %dx%d", n, V);
+            }
+            free(idx4);
+            for (int r = 0; r < n; r++, rows++) {
+                sampler sm;
+                sampler_init(&sm, V, temp, 1.0f, 0, 100 + (uint64_t)r, pi);
+                memcpy(row, l + (size_t)r * V, sizeof(float) * (size_t)V);
+                int want = sampler_sample(&sm, row);
+                bad += idx[r] != want || !sample_ref_ok(l + (size_t)r * V, V, temp, coin[r], idx[r]);
+                CHECK(idx[r] == want,
+                      "sample_rows n,V %dx%d temperature %g row %d: %d, the host sampler %d", n, V,
+                      (double)temp, r, idx[r], want);
+                CHECK(sample_ref_ok(l + (size_t)r * V, V, temp, coin[r], idx[r]),
+                      "sample_rows n,V %dx%d temperature %g row %d: %d against the reference", n,
+                      V, (double)temp, r, idx[r]);
+            }
+            free(l), free(row), free(coin), free(pi), free(idx);
+        }
+    // the coin picks the interval: p = (1/4, 3/4)
+    float   l2[2] = {0.0f, logf(3.0f)}, c2[4] = {0.0f, 0.2f, 0.3f, 0.99f};
+    float   l8[8];
+    int32_t got[4];
+    for (int r = 0; r < 4; r++) {
+        k_sample_rows(&ex, got + r, l2, c2 + r, 1.0f, 1, 2);
+        CHECK(got[r] == (r < 2 ? 0 : 1), "sample_rows p (1/4, 3/4) coin %g: %d", (double)c2[r],
+              got[r]);
+    }
+    for (int r = 0; r < 8; r++)
+        l8[r] = 0.0f;
+    k_sample_rows(&ex, got, l8, NULL, 0.0f, 1, 8); // greedy reads no coin; ties: the first
+    CHECK(got[0] == 0, "sample_rows greedy over equal logits: %d", got[0]);
+    CHECK(!st->thread_diff, "sample_rows: 2 and 4 threads give different ids");
+    st->failed = bad > 0 || st->thread_diff;
+    printf("  sample_rows: %d rows equal to the host sampler's draw\n", rows);
+}
+
 // ---- sumsq, scale, AdamW over spans of a buffer (gaps between them stay untouched)
 
 typedef struct span_case {
@@ -5322,6 +5424,11 @@ static void spy_attn_decode_rows_f16(const molt_exec *e, float *o, const float *
                                      float *w) {
     SPY(attn_decode_rows_f16);
 }
+// decode sampling (issue 12)
+static void spy_sample_rows(const molt_exec *e, int32_t *idx, const float *l, const float *coin,
+                            float temp, int n, int V) {
+    SPY(sample_rows);
+}
 #undef SPY
 
 static void test_dispatch(void) {
@@ -5446,6 +5553,8 @@ static void test_dispatch(void) {
                                   NULL, NULL, NULL, 0, NULL, NULL));
     // reverse-KL distillation loss (issue 17)
     CALLS(rev_kl, k_rev_kl(&ex, NULL, NULL, NULL, NULL, 0, 0, 0, 0));
+    // decode sampling (issue 12)
+    CALLS(sample_rows, k_sample_rows(&ex, NULL, NULL, NULL, 0, 0, 0));
     // f16 KV cache (issue 15)
     CALLS(kv_append_f16,
           k_kv_append_f16(&ex, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0, 0, NULL));
@@ -6232,6 +6341,7 @@ int main(void) {
     test_state_bf16_cvt();
     test_losses();
     test_rev_kl(); // reverse-KL distillation loss (issue 17)
+    test_sample_rows(); // decode sampling on the device (issue 12)
     test_span_ops();
     free(g_dbase);
     test_rope();

@@ -5,6 +5,7 @@
  * and generation stops at EOS or at a BOS (a new document) when stop_at_eos.
  */
 #include "infer/sample.h"
+#include "models/forward.h"
 #include "models/model.h"
 #include "tok/tokenizer.h"
 
@@ -166,7 +167,10 @@ done:
 // 0 and forked into the others; each step feeds every unfinished sample its
 // next token in one molt_slots_feed call. Sample i samples with seed + i, so
 // sample 0 is molt_generate's sequence for the same seed (bit for bit when
-// n = 1; for n > 1 up to the batched GEMMs' rounding).
+// n = 1; for n > 1 up to the batched GEMMs' rounding). A model on a device
+// with top-k and top-p off draws there (molt_slots_feed_sample: the same
+// coins, only the ids come back; equal to the host's draw up to rounding at a
+// CDF boundary).
 
 molt_status molt_generate_many(molt_ctx *ctx, const molt_model *m, const char *prompt, int32_t n,
                                const molt_gen_params *gp, molt_sample_text_fn cb, void *user,
@@ -188,8 +192,15 @@ molt_status molt_generate_many(molt_ctx *ctx, const molt_model *m, const char *p
     float *logits = molt__malloc(sizeof(float) * (size_t)V * (size_t)n);
     struct prob_index *pi = molt__malloc(sizeof(*pi) * (size_t)V * (size_t)n);
     sampler *smp = molt__malloc(sizeof(sampler) * (size_t)n);
-    int32_t *act = molt__malloc(sizeof(int32_t) * (size_t)n * 3), *next = act + n, *prev = act + 2 * n;
-    if (!logits || !pi || !smp || !act) {
+    int32_t *act = molt__malloc(sizeof(int32_t) * (size_t)n * 4), *next = act + n, *prev = act + 2 * n;
+    int32_t *drawn = act + 3 * n; // the device's draws for the rows of act (dev)
+    float *coin = molt__malloc(sizeof(float) * (size_t)n);
+    // a model on a device draws there (only the ids come back) when no top-k / top-p is asked
+    // (a logits stage: the model's memory is not the host's)
+    int dev = seq_logits_stage_floats(m, 1) > 0 && p.top_k <= 0 &&
+              (p.top_p <= 0.0f || p.top_p >= 1.0f);
+    int have_drawn = 0;
+    if (!logits || !pi || !smp || !act || !coin) {
         st = molt__err(ctx, MOLT_ERR_OOM, "out of memory for %d samples", n);
         goto done;
     }
@@ -223,7 +234,8 @@ molt_status molt_generate_many(molt_ctx *ctx, const molt_model *m, const char *p
     for (int step = 0; step < n_new && na > 0; step++) {
         int keep = 0;
         for (int r = 0; r < na; r++) {
-            int32_t i = act[r], tk = sampler_sample(&smp[i], logits + (size_t)r * V);
+            int32_t i = act[r];
+            int32_t tk = have_drawn ? drawn[r] : sampler_sample(&smp[i], logits + (size_t)r * V);
             if (tk < 0) {
                 st = molt__err(ctx, MOLT_ERR_NUMERIC,
                                "sample %d: non-finite logits (NaN or inf) predicting position %zu",
@@ -239,8 +251,15 @@ molt_status molt_generate_many(molt_ctx *ctx, const molt_model *m, const char *p
             next[keep++] = tk;
         }
         na = keep;
-        if (step + 1 < n_new && na > 0 &&
-            (st = molt_slots_feed(ctx, sl, na, act, next, logits)) != MOLT_OK)
+        if (step + 1 < n_new && na > 0 && dev) {
+            for (int r = 0; r < na; r++)
+                coin[r] = p.temperature > 0.0f ? sampler_f32(&smp[act[r]].rng) : 0.0f;
+            if ((st = molt_slots_feed_sample(ctx, sl, na, act, next, p.temperature, coin,
+                                             drawn)) != MOLT_OK)
+                goto done;
+            have_drawn = 1;
+        } else if (step + 1 < n_new && na > 0 &&
+                   (st = molt_slots_feed(ctx, sl, na, act, next, logits)) != MOLT_OK)
             goto done;
     }
     double t2 = molt__now();
@@ -256,6 +275,7 @@ done:
     molt__free(pi);
     molt__free(smp);
     molt__free(act);
+    molt__free(coin);
     molt__free(ids);
     return st;
 }

@@ -93,6 +93,10 @@ void k_matmul_w(const molt_exec *ex, float *y, const float *x, molt_w W, const f
     ex->be->matmul_w(ex, y, x, W, bias, T, in, out, accumulate);
 }
 void k_softmax(const molt_exec *ex, float *x, int n) { ex->be->softmax(ex, x, n); }
+void k_sample_rows(const molt_exec *ex, int32_t *idx, const float *logits, const float *coin,
+                   float temperature, int n, int V) {
+    ex->be->sample_rows(ex, idx, logits, coin, temperature, n, V);
+}
 void k_add(const molt_exec *ex, float *y, const float *a, const float *b, size_t n) {
     ex->be->add(ex, y, a, b, n);
 }

@@ -102,6 +102,20 @@ void k_softmax(const molt_exec *ex, float *x, int n);
 // in place softmax(x·scale), scale > 0: bit-identical to scaling x first and
 // calling k_softmax (CPU; training and prefill attention)
 void k_softmax_scaled(float *x, int n, float scale);
+// One token per row of logits[n, V] — decode sampling on the model's device,
+// so that only the n ids come back:
+//   temperature ≤ 0: idx[r] = argmax_v logits[r,v], the lowest v among equal maxima
+//   temperature > 0: x = logits[r]/temperature, e_v = exp(x_v − max x),
+//     p_v = e_v/Σe; idx[r] = the least v with coin[r] < Σ_{u≤v} p_u (V−1 when
+//     rounding leaves none): infer/sample.c's draw with top-k and top-p off
+//     (and its limit: greedy when x overflows)
+// A row with a non-finite logit gets −1. idx: backend memory, int32 [n];
+// coin: host [n] in [0,1), read only when temperature > 0. The CPU op does the
+// host sampler's float operations in its order (the same token); another
+// backend sums in its own order, so it may pick the neighbour when coin[r]
+// lies within rounding of a boundary of the cumulative sum.
+void k_sample_rows(const molt_exec *ex, int32_t *idx, const float *logits, const float *coin,
+                   float temperature, int n, int V);
 // y[i] = a[i] + b[i] for i < n (y may be a or b: the residual add y += x is
 // k_add(ex, y, y, x, n)); bit-identical at any thread count
 void k_add(const molt_exec *ex, float *y, const float *a, const float *b, size_t n);
@@ -166,10 +180,13 @@ void k_hybrid_stats_backward(const molt_exec *ex, float *g, float *ds, const flo
     /* f16 KV cache (attn.h; issue 15) */                                                         \
     MOLT_BACKEND_KV16_OPS(X)                                                                      \
     /* bf16 recurrent SSM state (ssm_rows.h; issue 15) */                                         \
-    MOLT_BACKEND_STATE_BF16_OPS(X)
-#define MOLT_BACKEND_NOPS (46 + 8 + 13 + 1 + 3 + 3) // ops in MOLT_BACKEND_OPS (checked against
-                                                    // the struct): the base table + gateloop +
-                                                    // mamba3 + rev_kl + f16 KV + bf16 SSM state
+    MOLT_BACKEND_STATE_BF16_OPS(X)                                                                \
+    /* decode sampling on the device (kernels.h; issue 12) */                                     \
+    X(sample_rows)
+#define MOLT_BACKEND_NOPS (46 + 8 + 13 + 1 + 3 + 3 + 1) // ops in MOLT_BACKEND_OPS (checked
+                                                        // against the struct): the base table +
+                                                        // gateloop + mamba3 + rev_kl + f16 KV +
+                                                        // bf16 SSM state + sample_rows
 
 // Ops of one mixer that a backend may lack (its slots NULL): a model with that
 // mixer is refused on such a backend (model_place: mixer_vt.runs_on), every
@@ -407,6 +424,9 @@ typedef struct molt_backend {
                                int n, int H, int P, int N, int G);
     void (*bf16_widen)(const molt_exec *ex, float *dst, const uint16_t *src, size_t n);
     void (*bf16_narrow)(const molt_exec *ex, uint16_t *dst, const float *src, size_t n);
+    // decode sampling on the device (kernels.h; issue 12)
+    void (*sample_rows)(const molt_exec *ex, int32_t *idx, const float *logits, const float *coin,
+                        float temperature, int n, int V);
 } molt_backend;
 
 extern const molt_backend molt_backend_cpu;

@@ -38,6 +38,8 @@ struct molt_slots {
     int32_t          *pos;          // [n] per-call row positions
     uint8_t          *seen;         // [n] duplicate check
     float            *buf;
+    float            *lg;           // [n,V] host logits of molt_slots_feed_sample (CPU models; lazy)
+    int32_t          *idx;          // [n] its sampled ids in device memory (device models; lazy)
 };
 
 #define A16(n) (((size_t)(n) + 15) & ~(size_t)15)
@@ -109,6 +111,8 @@ void molt_slots_free(molt_slots *s) {
     if (!s)
         return;
     be_free(s->m->be, s->buf);
+    be_free(s->m->be, s->idx);
+    molt__free(s->lg);
     molt__free(s->view);
     molt__free(s->st);
     molt__free(s->pos);
@@ -181,8 +185,16 @@ molt_status molt_slot_prefill(molt_ctx *ctx, molt_slots *s, int32_t slot, const 
 // ----------------------------------------------------------------------------
 // one token for each of n slots
 
+// the device logits stage at the end of the batch scratch (NULL on host-visible backends)
+static float *logits_stage(const molt_slots *s) {
+    size_t f = seq_logits_stage_floats(s->m, s->n);
+    return f ? s->batch + batch_floats(s->m, s->n, s->cap, s->nth) - f : NULL;
+}
+
+// the step; logits [n,V] into `logits` (host), or left in the device stage
+// when `keep` (device models), or not computed (neither)
 static void decode_rows(const molt_exec *ex, molt_slots *s, int n, const int32_t *slot,
-                        const int32_t *tok, float *logits) {
+                        const int32_t *tok, float *logits, int keep) {
     const molt_model *m = s->m;
     int d = m->cfg.d_model;
     float *x = s->batch; // [n,d] residual streams
@@ -190,10 +202,7 @@ static void decode_rows(const molt_exec *ex, molt_slots *s, int n, const int32_t
     block_act a;
     float *mix = block_scratch(m, n, p, x, &a, &mlp_tmp);
     float *work = p + block_scratch_floats(m, n);
-    // device models: logits staging after the rows work (batch_floats)
-    float *stage = seq_logits_stage_floats(m, n) ? s->batch + batch_floats(m, s->n, s->cap, s->nth) -
-                                                       seq_logits_stage_floats(m, s->n)
-                                                 : NULL;
+    float *stage = logits_stage(s);
     for (int r = 0; r < n; r++)
         s->pos[r] = s->view[slot[r]].pos;
     block_embed(ex, m, tok, n, x);
@@ -206,15 +215,16 @@ static void decode_rows(const molt_exec *ex, molt_slots *s, int n, const int32_t
     }
     for (int r = 0; r < n; r++)
         s->view[slot[r]].pos++;
-    if (!logits)
+    if (!logits && !(keep && stage))
         return;
     block_logits(ex, m, x, n, a.u, stage ? stage : logits);
-    if (stage)
+    if (stage && !keep)
         be_download(ex, logits, stage, sizeof(float) * (size_t)n * m->cfg.vocab);
 }
 
-molt_status molt_slots_feed(molt_ctx *ctx, molt_slots *s, int32_t n, const int32_t *slot,
-                            const int32_t *tok, float *logits) {
+// the checks of one step's rows (distinct existing slots with room, ids in the vocab)
+static molt_status feed_check(molt_ctx *ctx, molt_slots *s, int32_t n, const int32_t *slot,
+                              const int32_t *tok) {
     if (n < 1 || n > s->n)
         return molt__err(ctx, MOLT_ERR_ARG, "a step feeds 1..%d slots, not %d", s->n, n);
     molt_status st = MOLT_OK;
@@ -234,11 +244,52 @@ molt_status molt_slots_feed(molt_ctx *ctx, molt_slots *s, int32_t n, const int32
                            tok[r], slot[r], s->m->cfg.vocab - 1);
         s->seen[slot[r]] = 1;
     }
+    return st;
+}
+
+molt_status molt_slots_feed(molt_ctx *ctx, molt_slots *s, int32_t n, const int32_t *slot,
+                            const int32_t *tok, float *logits) {
+    molt_status st = feed_check(ctx, s, n, slot, tok);
     if (st != MOLT_OK)
         return st;
     molt_exec ex = model_exec(ctx, s->m, MOLT_MIN(molt_ctx_threads(ctx), s->nth));
-    decode_rows(&ex, s, n, slot, tok, logits);
+    decode_rows(&ex, s, n, slot, tok, logits, 0);
     return be_status(ctx, &ex);
+}
+
+molt_status molt_slots_feed_sample(molt_ctx *ctx, molt_slots *s, int32_t n, const int32_t *slot,
+                                   const int32_t *tok, float temperature, const float *coin,
+                                   int32_t *next) {
+    molt_status st = feed_check(ctx, s, n, slot, tok);
+    if (st != MOLT_OK)
+        return st;
+    if (!next || (temperature > 0.0f && !coin))
+        return molt__err(ctx, MOLT_ERR_ARG, "feed_sample: %s is NULL", next ? "coin" : "next");
+    if (temperature > 0.0f)
+        for (int32_t r = 0; r < n; r++)
+            if (!(coin[r] >= 0.0f && coin[r] < 1.0f))
+                return molt__err(ctx, MOLT_ERR_ARG, "feed_sample: coin %g of row %d is not in [0,1)",
+                                 (double)coin[r], r);
+    const molt_model *m = s->m;
+    size_t V = (size_t)m->cfg.vocab;
+    float *stage = logits_stage(s);
+    if (!stage && !s->lg && !(s->lg = molt__malloc(sizeof(float) * V * (size_t)s->n)))
+        return molt__err(ctx, MOLT_ERR_OOM, "out of memory for the logits of %d slots", s->n);
+    if (stage && !s->idx && !(s->idx = (int32_t *)be_allocf(m->be, A16(s->n))))
+        return molt__err(ctx, MOLT_ERR_OOM, "out of device memory for %d sampled ids", s->n);
+    molt_exec ex = model_exec(ctx, m, MOLT_MIN(molt_ctx_threads(ctx), s->nth));
+    decode_rows(&ex, s, n, slot, tok, stage ? NULL : s->lg, 1);
+    k_sample_rows(&ex, stage ? s->idx : next, stage ? stage : s->lg, coin, temperature, n,
+                  (int)V);
+    if (stage)
+        be_download(&ex, next, s->idx, sizeof(int32_t) * (size_t)n);
+    if ((st = be_status(ctx, &ex)) != MOLT_OK)
+        return st;
+    for (int32_t r = 0; r < n; r++)
+        if (next[r] < 0)
+            return molt__err(ctx, MOLT_ERR_NUMERIC,
+                             "feed_sample: non-finite logits (NaN or inf) for slot %d", slot[r]);
+    return MOLT_OK;
 }
 
 // ----------------------------------------------------------------------------

@@ -2,7 +2,7 @@
  * backend_cpu.c — the CPU backend's op table (kernels.h: molt_backend),
  * filled with the cpu_* ops of dense.c, dense_backward.c, ssm.c,
  * ssm_backward.c, attn.c, attn_backward.c, ssm_rows.c, ssm_rows_backward.c, loss.c,
- * optim.c, mamba3.c and mamba3_backward.c, and the memory ops of mem.c.
+ * optim.c, mamba3.c, mamba3_backward.c and sample.c, and the memory ops of mem.c.
  */
 #include "kernels/kernels.h"
 #include "kernels/cpu/cpu.h"

@@ -22,6 +22,8 @@ void cpu_rmsnorm(const molt_exec *ex, float *y, const float *x, const float *w, 
                  float eps);
 void cpu_swiglu(const molt_exec *ex, float *gate, const float *up, size_t n);
 void cpu_softmax(const molt_exec *ex, float *x, int n);
+void cpu_sample_rows(const molt_exec *ex, int32_t *idx, const float *logits, const float *coin,
+                     float temperature, int n, int V);
 void cpu_add(const molt_exec *ex, float *y, const float *a, const float *b, size_t n);
 void cpu_embedding(const molt_exec *ex, float *x, const float *E, const int32_t *ids, int T,
                    int d);

@@ -46,7 +46,9 @@ extern "C" {
     /* gateloop (gateloop.cu, gateloop_backward.cu; issue 14) */                                  \
     MOLT_BACKEND_GATELOOP_OPS(X)                                                                  \
     /* mamba3 (mamba3.cu, mamba3_backward.cu; issue 14) */                                        \
-    MOLT_BACKEND_MAMBA3_OPS(X)
+    MOLT_BACKEND_MAMBA3_OPS(X)                                                                    \
+    /* decode sampling (sample.cu; issue 12) */                                                   \
+    X(sample_rows)
 
 // dense.cu
 void cuda_matmul(const molt_exec *ex, float *y, const float *x, const float *W, const float *bias,
@@ -162,6 +164,9 @@ void cuda_l2_rows(const molt_exec *ex, double *loss, float *dx, const float *x, 
                   int n, size_t len, float scale);
 void cuda_rev_kl(const molt_exec *ex, double *loss, float *ds, const float *s, const float *t,
                  int n, int V, float tau, float scale); // reverse-KL distillation loss
+// sample.cu
+void cuda_sample_rows(const molt_exec *ex, int32_t *idx, const float *logits, const float *coin,
+                      float temperature, int n, int V);
 void cuda_sumsq(const molt_exec *ex, double *partial, const float *x, const molt_span *span,
                 int n_spans);
 void cuda_scale(const molt_exec *ex, float *x, const molt_span *span, int n_spans, float k);

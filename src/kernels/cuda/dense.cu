@@ -14,10 +14,14 @@
  *   T ≤ 8 (decode)  one warp per output row reads W in its own type (half
  *                   the bytes of fp32; 16-byte loads when in % 8 == 0 and the
  *                   pointers are aligned) and keeps the T sums in registers
- *   T > 8           W is widened to fp32 in row blocks (≤ 16M elements of
- *                   stream-ordered scratch) and each block is one Sgemm;
- *                   with MOLT_EXEC_BF16, bf16 weights go to the bf16 GEMM as
- *                   they are (what rounding their widened copy would give)
+ *   T > 8, bf16     x is split into two bf16 halves (hi + lo: 16 significant
+ *                   bits, the fp32 result to rounding) and one bf16
+ *                   tensor-core GEMM over the 2T columns reads W once
+ *                   (matmul_w_split); with MOLT_EXEC_BF16, x is rounded to
+ *                   bf16 once and W goes to the bf16 GEMM as it is (what
+ *                   rounding its widened copy would give)
+ *   T > 8, f16      W is widened to fp32 in row blocks (≤ 16M elements of
+ *                   stream-ordered scratch) and each block is one Sgemm
  *
  * MOLT_EXEC_BF16 operands (bf16.cu): W from the weight cache (converted once
  * until a memory op or AdamW writes it), activations converted per call with
@@ -185,6 +189,46 @@ __global__ void k_widen(float *dst, const uint16_t *src, size_t n, int bf16) {
 
 #define MW_BLOCK_ELEMS ((size_t)1 << 24) // widened weights per Sgemm (64 MB of scratch)
 
+// bf16 weights, T > MW_TMAX rows, an fp32 exec: x = hi + lo with hi = bf16(x),
+// lo = bf16(x − hi) (x − hi is exact in fp32), so W·x = W·hi + W·lo keeps 16
+// significant bits of x (relative error ≤ 2^-17 per product, fp32 sums): the
+// fp32 result to rounding, from one bf16 tensor-core GEMM over the 2T columns
+// [hi; lo] that reads W once (batched decode: a weight-bandwidth-bound step).
+// xs[0:n) = hi, xs[n:2n) = lo, n = T·in
+__global__ void k_split_bf16(__nv_bfloat16 *xs, const float *x, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        __nv_bfloat16 hi = __float2bfloat16_rn(x[i]);
+        xs[i] = hi;
+        xs[n + i] = __float2bfloat16_rn(x[i] - __bfloat162float(hi));
+    }
+}
+
+// y[t,o] = (beta ? y[t,o] : 0) + (y2[t,o] + y2[T+t,o])
+__global__ void k_join_split(float *y, const float *y2, size_t n, float beta) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        float v = y2[i] + y2[n + i];
+        y[i] = beta != 0.0f ? y[i] + v : v;
+    }
+}
+
+static void matmul_w_split(const molt_exec *ex, float *y, const float *x, const uint16_t *w,
+                           int T, int in, int out, float beta) {
+    size_t         nx = (size_t)T * in, ny = (size_t)T * out;
+    __nv_bfloat16 *xs = (__nv_bfloat16 *)cu_scratch(ex, sizeof(__nv_bfloat16) * 2 * nx);
+    float         *y2 = xs ? (float *)cu_scratch(ex, sizeof(float) * 2 * ny) : NULL;
+    if (y2) {
+        k_split_bf16<<<cu_blocks(nx, 256), 256, 0, cu_stream(ex)>>>(xs, x, nx);
+        CU_LAUNCHED("k_split_bf16");
+        gemm_bf16(ex, CUBLAS_OP_T, CUBLAS_OP_N, out, 2 * T, in, w, in, xs, in, 0.0f, y2, out);
+        k_join_split<<<cu_blocks(ny, 256), 256, 0, cu_stream(ex)>>>(y, y2, ny, beta);
+        CU_LAUNCHED("k_join_split");
+    }
+    cu_scratch_free(ex, y2);
+    cu_scratch_free(ex, xs);
+}
+
 extern "C" void cuda_matmul_w(const molt_exec *ex, float *y, const float *x, molt_w W,
                               const float *bias, int T, int in, int out, int accumulate) {
     if (W.dt == MOLT_F32) {
@@ -224,6 +268,10 @@ extern "C" void cuda_matmul_w(const molt_exec *ex, float *y, const float *x, mol
                       beta, y + o0, out);
         }
         cu_bf16_release(ex, &xb);
+        return;
+    }
+    if (bf16) { // x split into two bf16 halves, one tensor-core GEMM over both
+        matmul_w_split(ex, y, x, w, T, in, out, beta);
         return;
     }
     float *tile = (float *)cu_scratch(ex, sizeof(float) * (size_t)rows * in);
