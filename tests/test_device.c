@@ -113,12 +113,22 @@ static float *slots_run(molt_ctx *ctx, const molt_model *m, const int32_t *promp
         CHECK(0, "slots_new: %s", molt_last_error(ctx));
         return NULL;
     }
+    // s2: the same steps through molt_slots_feed_sample (greedy ids drawn on the device):
+    // each id must be the argmax of the same step's logits from s
+    molt_slots *s2 = NULL;
+    if (molt_slots_new(ctx, m, NS, 128, &s2) != MOLT_OK) {
+        CHECK(0, "slots_new: %s", molt_last_error(ctx));
+        molt_slots_free(s);
+        return NULL;
+    }
     float  *all = malloc(sizeof(float) * (size_t)STEPS * NS * V);
-    int32_t slot[NS], tok[NS];
+    int32_t slot[NS], tok[NS], got[NS];
     for (int r = 0; r < NS; r++) {
         slot[r] = r;
         CHECK(molt_slot_prefill(ctx, s, r, prompt + r, PLEN - r, 0, all + (size_t)r * V) ==
                   MOLT_OK,
+              "prefill: %s", molt_last_error(ctx));
+        CHECK(molt_slot_prefill(ctx, s2, r, prompt + r, PLEN - r, 0, NULL) == MOLT_OK,
               "prefill: %s", molt_last_error(ctx));
         tok[r] = (int32_t)(r + 1);
     }
@@ -126,10 +136,22 @@ static float *slots_run(molt_ctx *ctx, const molt_model *m, const int32_t *promp
         float *lg = all + (size_t)i * NS * V;
         CHECK(molt_slots_feed(ctx, s, NS, slot, tok, lg) == MOLT_OK, "feed: %s",
               molt_last_error(ctx));
+        CHECK(molt_slots_feed_sample(ctx, s2, NS, slot, tok, 0.0f, NULL, got) == MOLT_OK,
+              "feed_sample: %s", molt_last_error(ctx));
+        for (int r = 0; r < NS; r++) {
+            const float *row = lg + (size_t)r * V;
+            int          best = 0;
+            for (int v = 1; v < V; v++)
+                if (row[v] > row[best])
+                    best = v;
+            CHECK(got[r] == best, "feed_sample step %d row %d: %d, the logits' argmax %d", i, r,
+                  got[r], best);
+        }
         for (int r = 0; r < NS; r++) // fixed tokens: both sides decode the same text
             tok[r] = (int32_t)((i * 7 + r * 3 + 1) % V);
     }
     molt_slots_free(s);
+    molt_slots_free(s2);
     return all;
 }
 

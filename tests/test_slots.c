@@ -7,9 +7,13 @@
  *   - any subset: stepping a subset leaves the other slots untouched;
  *   - fork == re-prefill: a copied slot continues exactly as the original;
  *   - reset: a reset slot behaves as a fresh one;
- *   - bad input is refused with a clear error and changes nothing.
+ *   - bad input is refused with a clear error and changes nothing;
+ *   - feed_sample: the ids drawn by molt_slots_feed_sample are the host
+ *     sampler's draws from molt_slots_feed's logits (greedy, and at a
+ *     temperature with the same coins), step after step.
  * Random models (no files needed).
  */
+#include "infer/sample.h"
 #include "models/model.h"
 #include "testmodel.h"
 #include "testutil.h"
@@ -269,6 +273,61 @@ static void check_generate_many(void) {
     molt_model_free(m);
 }
 
+// molt_slots_feed_sample against molt_slots_feed + the host sampler, on twin slots
+static void check_feed_sample(void) {
+    molt_model *m = make_model(CFGS[1][1], 9);
+    if (!m)
+        return;
+    int          V = m->cfg.vocab, n = 3;
+    molt_slots  *a = NULL, *b = NULL;
+    int32_t      slot[3] = {2, 0, 1}, tok[3] = {5, 17, 40}, got[3], tk2[3];
+    float       *lg = malloc(sizeof(float) * (size_t)n * V), *row = malloc(sizeof(float) * V);
+    struct prob_index *pi = malloc(sizeof *pi * (size_t)V);
+    CHECK(molt_slots_new(ctx, m, n, 32, &a) == MOLT_OK && molt_slots_new(ctx, m, n, 32, &b) ==
+              MOLT_OK, "feed_sample: slots: %s", molt_last_error(ctx));
+    if (!a || !b || !lg || !row || !pi)
+        goto out;
+    for (int step = 0; step < 8; step++) {
+        float    temp = step < 3 ? 0.0f : 0.8f, coin[3];
+        uint64_t rng[3];
+        for (int r = 0; r < n; r++) {
+            rng[r] = 1000 + 7 * (uint64_t)step + (uint64_t)r;
+            uint64_t c = rng[r];
+            coin[r] = sampler_f32(&c);
+        }
+        CHECK(molt_slots_feed(ctx, a, n, slot, tok, lg) == MOLT_OK, "feed: %s",
+              molt_last_error(ctx));
+        CHECK(molt_slots_feed_sample(ctx, b, n, slot, tok, temp, temp > 0 ? coin : NULL, got) ==
+                  MOLT_OK,
+              "feed_sample: %s", molt_last_error(ctx));
+        for (int r = 0; r < n; r++) {
+            sampler sm;
+            sampler_init(&sm, V, temp, 1.0f, 0, rng[r], pi);
+            memcpy(row, lg + (size_t)r * V, sizeof(float) * (size_t)V);
+            int want = sampler_sample(&sm, row);
+            CHECK(got[r] == want, "feed_sample step %d row %d (temperature %g): %d, the host %d",
+                  step, r, (double)temp, got[r], want);
+            tk2[r] = got[r];
+        }
+        memcpy(tok, tk2, sizeof tok);
+    }
+    // bad input: refused, nothing fed
+    int32_t pos = molt_slot_pos(b, 0);
+    float   c1[3] = {0.5f, 1.0f, 0.5f}, c0[3] = {0.5f, 0.5f, 0.5f};
+    CHECK(molt_slots_feed_sample(ctx, b, n, slot, tok, 0.8f, NULL, got) == MOLT_ERR_ARG,
+          "feed_sample: a temperature without coins is refused");
+    CHECK(molt_slots_feed_sample(ctx, b, n, slot, tok, 0.8f, c1, got) == MOLT_ERR_ARG,
+          "feed_sample: a coin of 1 is refused");
+    CHECK(molt_slots_feed_sample(ctx, b, n, slot, tok, 0.8f, c0, NULL) == MOLT_ERR_ARG,
+          "feed_sample: no output is refused");
+    CHECK(molt_slot_pos(b, 0) == pos, "feed_sample: a refused step moved slot 0");
+out:
+    molt_slots_free(a);
+    molt_slots_free(b);
+    free(lg), free(row), free(pi);
+    molt_model_free(m);
+}
+
 int main(void) {
     ctx = molt_ctx_new();
     molt_ctx_set_threads(ctx, getenv("MOLT_TEST_THREADS") ? atoi(getenv("MOLT_TEST_THREADS")) : 2);
@@ -276,6 +335,7 @@ int main(void) {
         check_model(CFGS[i][0], CFGS[i][1]);
     check_memory();
     check_generate_many();
+    check_feed_sample();
     molt_ctx_free(ctx);
     return t_done("test_slots");
 }
