@@ -25,7 +25,7 @@
  * (MOLT_CUDA_OPS in cuda_ops.h), not from MOLT_BACKEND_OPS, so an op added
  * to the engine table stays NULL here until a CUDA kernel exists:
  * molt_exec_init refuses the table and molt_cuda_missing_ops names them
- * (none today: all 41 ops are on the GPU).
+ * (none today but the optional bf16 recurrent-state group).
  */
 #ifndef MOLT_CUDA_H
 #define MOLT_CUDA_H
