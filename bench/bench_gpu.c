@@ -21,11 +21,13 @@
  * bytes after each workload (cudaMemGetInfo, so it includes cuBLAS' and the
  * allocator's pools).
  * usage: bench_gpu [--batch B] [--seq T] [--steps S] [--only NAME] [--small] [--tf32 | --bf16]
- *                  [--profile]
+ *                  [--profile] [--recompute]
  * (--small: a 4-layer, d 512 model for a quick check; --profile: after each
  * workload, its kernel-time profile on stderr — molt_cuda_profile_report —
  * covering set-up, warm-up and timed steps; the JSON times then include the
- * profile's per-launch event cost.)
+ * profile's per-launch event cost; --recompute: the trained models —
+ * teacher step, stage-3 student — by tm_new_recompute, blocks recomputed in
+ * the backward.)
  * Built by `make cuda` (build-cuda/bench/bench_gpu); needs a GPU.
  */
 #include "bench_models.h"
@@ -127,6 +129,11 @@ static double train_flops(const molt_model *m, int B, int T, bool attn) {
     return f;
 }
 
+static int g_recompute; // --recompute: training models by tm_new_recompute (blocks recomputed)
+static molt_status new_train(molt_model *m, int B, int T, train_model **out) {
+    return (g_recompute ? tm_new_recompute : tm_new)(gpu, m, B, T, out);
+}
+
 static void ids_of(int32_t *in, int32_t *tg, int N) {
     for (int i = 0; i < N; i++)
         in[i] = (int32_t)((i * 131 + 7) % V), tg[i] = (int32_t)((i * 17 + 3) % V);
@@ -136,7 +143,7 @@ static void bench_teacher(int B, int T, int steps) {
     molt_model  *m = gpu_model(TEACHER);
     train_model *tm = NULL;
     adamw        opt;
-    if (tm_new(gpu, m, B, T, &tm) != MOLT_OK || adamw_init(gpu, &opt, m, NULL) != MOLT_OK)
+    if (new_train(m, B, T, &tm) != MOLT_OK || adamw_init(gpu, &opt, m, NULL) != MOLT_OK)
         die(gpu, "teacher train state");
     int      N = B * T;
     int32_t *in = malloc(sizeof(int32_t) * N), *tg = malloc(sizeof(int32_t) * N);
@@ -158,10 +165,11 @@ static void bench_teacher(int B, int T, int steps) {
     if (molt_cuda_last_error())
         die(gpu, "teacher step");
     double per = median(tt, steps), fl = train_flops(m, B, T, true);
-    printf("{\"bench\": \"teacher_train_step\", \"model\": \"llama-3.2-1b shape\", \"batch\": %d, "
+    printf("{\"bench\": \"teacher_train_step\", \"model\": \"llama-3.2-1b shape\", "
+           "\"recompute\": %s, \"batch\": %d, "
            "\"seq\": %d, \"tokens_per_s\": %.0f, \"ms_per_step\": %.1f, \"tflops\": %.1f, "
            "\"mfu_vs_measured_gemm\": %.3f, \"loss\": %.4f, \"device_gb_used\": %.1f}\n",
-           B, T, N / per, per * 1e3, fl / per * 1e-12, fl / per * 1e-12 / g_gemm_tflops, loss,
+           g_recompute ? "true" : "false", B, T, N / per, per * 1e3, fl / per * 1e-12, fl / per * 1e-12 / g_gemm_tflops, loss,
            used_gb());
     fflush(stdout);
     free(in), free(tg), free(tt);
@@ -176,7 +184,7 @@ static void bench_stage3(int B, int T, int steps) {
     adamw        opt;
     int          N = B * T;
     double      *rows = be_alloc(g_ex.be, sizeof(double) * N);
-    if (tm_new_logits(gpu, t, B, T, &tt) != MOLT_OK || tm_new(gpu, s, B, T, &ts) != MOLT_OK ||
+    if (tm_new_logits(gpu, t, B, T, &tt) != MOLT_OK || new_train(s, B, T, &ts) != MOLT_OK ||
         adamw_init(gpu, &opt, s, NULL) != MOLT_OK || !rows)
         die(gpu, "stage 3 state");
     int32_t *in = malloc(sizeof(int32_t) * N), *tg = malloc(sizeof(int32_t) * N);
@@ -204,11 +212,11 @@ static void bench_stage3(int B, int T, int steps) {
     double fl = 2.0 * (double)t->n_floats * N + 2.0 * 2.0 * L * H * (D / H) * ((double)T * (T + 1) / 2) * B +
                 train_flops(s, B, T, false);
     printf("{\"bench\": \"mohawk_stage3_step\", \"teacher\": \"llama-3.2-1b shape\", \"student\": "
-           "\"llamba-1b shape\", \"batch\": %d, \"seq\": %d, \"tokens_per_s\": %.0f, "
+           "\"llamba-1b shape\", \"recompute\": %s, \"batch\": %d, \"seq\": %d, \"tokens_per_s\": %.0f, "
            "\"ms_per_step\": %.1f, \"tflops\": %.1f, \"mfu_vs_measured_gemm\": %.3f, "
            "\"loss\": %.4f, \"device_gb_used\": %.1f}\n",
-           B, T, N / per, per * 1e3, fl / per * 1e-12, fl / per * 1e-12 / g_gemm_tflops, loss,
-           used_gb());
+           g_recompute ? "true" : "false", B, T, N / per, per * 1e3, fl / per * 1e-12,
+           fl / per * 1e-12 / g_gemm_tflops, loss, used_gb());
     fflush(stdout);
     free(in), free(tg), free(tm_);
     be_free(g_ex.be, rows);
@@ -361,9 +369,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--tf32")) matmul = "tf32";
         else if (!strcmp(argv[i], "--bf16")) matmul = "bf16";
         else if (!strcmp(argv[i], "--profile")) prof = 1;
+        else if (!strcmp(argv[i], "--recompute")) g_recompute = 1;
         else {
             fprintf(stderr, "usage: bench_gpu [--batch B] [--seq T] [--steps S] [--only NAME] "
-                            "[--small] [--tf32 | --bf16] [--profile]\n");
+                            "[--small] [--tf32 | --bf16] [--profile] [--recompute]\n");
             return 2;
         }
     }

@@ -467,6 +467,9 @@ typedef struct molt_distill_opts {
     const char *kd_loss;           // stage 3 loss: "fkl" (NULL, the default: forward KL, the soft
                                    // CE of MOHAWK) or "rkl" (reverse KL(student ‖ teacher), the
                                    // MambaInLlama / M1 hybrid recipe; ALGORITHMS.md §10)
+    int         recompute;         // the student's blocks recomputed in each backward from their
+                                   // inputs (the same gradients, bit for bit; block activations
+                                   // of one layer instead of all, for ~1 more forward)
 } molt_distill_opts;
 MOLT_API molt_distill_opts molt_distill_defaults(void);
 

@@ -264,6 +264,56 @@ static void check_logits_capture(const char *root, const char *arch) {
     molt_model_free(m);
 }
 
+// tm_new_recompute (blocks recomputed in the backward from their saved inputs) gives the
+// same logits, loss and gradient buffer, bit for bit, as tm_new, in a smaller arena.
+static void check_recompute(const char *root, const char *arch) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/%s", root, arch);
+    molt_load_opts lo = {NULL, 1};
+    molt_model *m = NULL;
+    CHECK(molt_model_load(ctx, dir, &lo, &m) == MOLT_OK, "%s: load: %s", arch,
+          molt_last_error(ctx));
+    if (!m)
+        return;
+    int32_t in[B * T], tg[B * T];
+    t_seed(12);
+    for (int i = 0; i < B * T; i++) {
+        in[i] = (int32_t)(t_uniform(0, 1) * (float)(m->cfg.vocab - 1));
+        tg[i] = (int32_t)(t_uniform(0, 1) * (float)(m->cfg.vocab - 1));
+    }
+    train_model *tr = NULL, *rc = NULL;
+    CHECK(tm_new(ctx, m, B, T, &tr) == MOLT_OK && tm_new_recompute(ctx, m, B, T, &rc) == MOLT_OK,
+          "%s: tm_new*: %s", arch, molt_last_error(ctx));
+    if (tr && rc) {
+        size_t n = (size_t)B * T * (size_t)m->cfg.vocab, ng = m->n_floats;
+        double l1 = 0, l2 = 0;
+        for (int rep = 0; rep < 2; rep++) { // twice: the second step starts from a used arena
+            tm_zero_grad(tr), tm_zero_grad(rc);
+            tm_forward(TEX, tr, in);
+            tm_forward(TEX, rc, in);
+            l1 = tm_loss_ce(TEX, tr, tg, 1.0f);
+            l2 = tm_loss_ce(TEX, rc, tg, 1.0f);
+            tm_backward(TEX, tr);
+            tm_backward(TEX, rc);
+        }
+        CHECK(!memcmp(tr->logits, rc->logits, n * sizeof(float)) && l1 == l2,
+              "%s: recompute: logits or loss differ (%.9g vs %.9g)", arch, l1, l2);
+        size_t diff = 0, nz = 0;
+        for (size_t i = 0; i < ng; i++) {
+            diff += memcmp(&tr->grad[i], &rc->grad[i], sizeof(float)) != 0;
+            nz += tr->grad[i] != 0.0f;
+        }
+        CHECK(diff == 0 && nz > ng / 2, "%s: recompute: %zu of %zu gradients differ (%zu nonzero)",
+              arch, diff, ng, nz);
+        CHECK(m->cfg.n_layer < 2 || rc->arena_floats < tr->arena_floats,
+              "%s: recompute arena %zu floats, not below tm_new's %zu", arch, rc->arena_floats,
+              tr->arena_floats);
+    }
+    tm_free(tr);
+    tm_free(rc);
+    molt_model_free(m);
+}
+
 int main(void) {
     ctx = molt_ctx_new();
     molt_ctx_set_threads(ctx, getenv("MOLT_TEST_THREADS") ? atoi(getenv("MOLT_TEST_THREADS")) : 2);
@@ -279,6 +329,8 @@ int main(void) {
         check_arch(root, archs[i]);
     for (int i = 0; i < 5; i++)
         check_logits_capture(root, archs[i]);
+    for (int i = 0; i < 5; i++)
+        check_recompute(root, archs[i]);
     check_accumulation(root);
     check_nan_guard(root);
     tm_rmdir(root);

@@ -438,7 +438,7 @@ class Model:
         mimo_rank, ssm_bias, data (list of files), sep, sample_tokens, eval_data, kv_task,
         kv_pairs, kv_examples, kv_data_frac, seq_len, batch, stage_tokens (3), stage_lr (3),
         warmup_frac, decay_frac, tau, freeze_mlp, freeze_kept, seed, resume, overwrite, kd_loss
-        ("fkl" or "rkl")."""
+        ("fkl" or "rkl"), recompute."""
         o = self._lib.molt_distill_defaults()
         keepalive = []
         o.out_dir = _b(out_dir)

@@ -69,7 +69,8 @@ class DistillOpts(ctypes.Structure):
                 ("stage_tokens", c_int64 * 3), ("stage_lr", c_double * 3),
                 ("warmup_frac", c_double), ("decay_frac", c_double), ("tau", c_double),
                 ("freeze_mlp", c_int), ("seed", c_uint64), ("resume", c_int),
-                ("overwrite", c_int), ("input", c_char_p), ("kd_loss", c_char_p)]
+                ("overwrite", c_int), ("input", c_char_p), ("kd_loss", c_char_p),
+                ("recompute", c_int)]
 
 
 class DistillReport(ctypes.Structure):

@@ -503,7 +503,8 @@ molt_status molt_distill(molt_ctx *ctx, const molt_model *teacher, const molt_di
             goto done;
     }
     if ((st = tm_new_capture(ctx, teacher, D.B, D.T, &D.tt)) != MOLT_OK ||
-        (st = tm_new(ctx, D.student, D.B, D.T, &D.ts)) != MOLT_OK)
+        (st = (o->recompute ? tm_new_recompute : tm_new)(ctx, D.student, D.B, D.T, &D.ts)) !=
+            MOLT_OK)
         goto done;
     size_t sH = 0, s_act = 0, s_work = 0; // the largest layer's (each has its own ssm config)
     for (int li = 0; li < D.student->cfg.n_layer; li++) {

@@ -34,11 +34,14 @@ static float *take(carve *c, size_t n) {
 // Backward scratch (not in a capture): dlogits, dx, du, dv [N,d], dg [N,2F], dh [N,F].
 // TM_LOGITS: one set of block activations (the largest layer's) shared by every
 // layer — each block overwrites the last one's, only the logits are kept.
+// TM_RECOMPUTE: the same sharing, but every layer keeps its own x_in (the
+// backward recomputes the rest from it), plus the training buffers.
 static void layout(train_model *tm, const molt_model *m, int B, int T, tm_kind kind, carve *cv) {
     const model_cfg *c = &m->cfg;
     size_t N = (size_t)B * T, d = (size_t)c->d_model, F = c->has_mlp ? (size_t)c->d_ff : 0,
            V = (size_t)c->vocab;
-    bool capture = kind != TM_TRAIN, shared = kind == TM_LOGITS;
+    bool capture = kind == TM_CAPTURE || kind == TM_LOGITS;
+    bool shared = kind == TM_LOGITS || kind == TM_RECOMPUTE;
     size_t work = 0, act_max = 0;
     for (int l = 0; l < c->n_layer; l++)
         act_max = MOLT_MAX(act_max, layer_mixer(m, l)->act_floats(m, l, B, T));
@@ -48,6 +51,8 @@ static void layout(train_model *tm, const molt_model *m, int B, int T, tm_kind k
         work = MOLT_MAX(work, mx->train_work_floats(m, l, B, T));
         if (shared && l > 0) {
             *a = tm->L[0];
+            if (kind == TM_RECOMPUTE)
+                a->x_in = take(cv, N * d);
             continue;
         }
         memset(a, 0, sizeof *a);
@@ -92,7 +97,7 @@ size_t tm_arena_floats(const molt_model *m, int B, int T) { return arena_floats(
 
 static molt_status tm_alloc(molt_ctx *ctx, molt_model *m, int B, int T, tm_kind kind,
                             train_model **out) {
-    bool capture = kind != TM_TRAIN;
+    bool capture = kind == TM_CAPTURE || kind == TM_LOGITS;
     *out = NULL;
     if (B <= 0 || T <= 0 || T > m->cfg.max_seq)
         return molt__err(ctx, MOLT_ERR_ARG, "batch %d × sequence %d (the model's context is %d)",
@@ -105,6 +110,7 @@ static molt_status tm_alloc(molt_ctx *ctx, molt_model *m, int B, int T, tm_kind 
     tm->T = T;
     tm->N = B * T;
     tm->capture = capture;
+    tm->recompute = kind == TM_RECOMPUTE;
     tm->arena_floats = arena_floats(m, B, T, kind);
     tm->arena = be_allocf(m->be, tm->arena_floats);
     tm->grad = capture ? NULL : be_allocf(m->be, m->n_floats);
@@ -129,6 +135,10 @@ static molt_status tm_alloc(molt_ctx *ctx, molt_model *m, int B, int T, tm_kind 
 
 molt_status tm_new(molt_ctx *ctx, molt_model *m, int B, int T, train_model **out) {
     return tm_alloc(ctx, m, B, T, TM_TRAIN, out);
+}
+
+molt_status tm_new_recompute(molt_ctx *ctx, molt_model *m, int B, int T, train_model **out) {
+    return tm_alloc(ctx, m, B, T, TM_RECOMPUTE, out);
 }
 
 molt_status tm_new_capture(molt_ctx *ctx, const molt_model *m, int B, int T, train_model **out) {
@@ -230,6 +240,10 @@ void tm_backward(const molt_exec *ex, train_model *tm) {
                        tm->rstdf, N, d);
     // x_last holds the final residual; each block saved its own x_in
     for (int l = c->n_layer - 1; l >= 0; l--) {
+        // recompute: block l's activations from its input (x_last, read above, is the
+        // output's scratch); the last block's are still those of the forward
+        if (tm->recompute && l < c->n_layer - 1)
+            tm_block_forward(ex, tm, l, tm->L[l].x_in, tm->x_last);
         tm_block_backward(ex, tm, l, tm->dx);
         if (tm->grad_ready)
             tm->grad_ready(tm->grad_user, ex, l);

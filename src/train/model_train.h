@@ -24,6 +24,7 @@ typedef enum tm_kind {
     TM_TRAIN,   // tm_new: every layer's activations, gradients, backward scratch
     TM_CAPTURE, // tm_new_capture: every layer's activations, no gradients
     TM_LOGITS,  // tm_new_logits: the logits only (one layer's activations, reused)
+    TM_RECOMPUTE, // tm_new_recompute: training with each block recomputed in the backward
 } tm_kind;
 
 typedef struct train_model {
@@ -32,6 +33,7 @@ typedef struct train_model {
     bool         skip_head;    // tm_forward stops after the blocks (no final norm, no logits)
     float       *grad;         // [m->n_floats], same layout as m->data
     bool         capture;      // tm_new_capture: no gradients, no backward scratch
+    bool         recompute;    // tm_new_recompute: L[l] share all but x_in (see there)
     block_act    L[MODEL_MAX_LAYERS]; // saved activations (L[l].mx: the mixer's own)
     float       *x_last, *xn, *rstdf; // [N,d] [N,d] [N]
     float       *logits, *dlogits;    // [N,V]
@@ -59,6 +61,16 @@ molt_status tm_new_capture(molt_ctx *ctx, const molt_model *m, int B, int T, tra
 // forward holds the last layer's activations, not layer l's. A Llama-3.2-1B
 // teacher at 4 × 2048 tokens: about 1.2 GB of activations instead of 20 GB.
 molt_status tm_new_logits(molt_ctx *ctx, const molt_model *m, int B, int T, train_model **out);
+// Training with activation recompute by block: only each block's input (N·d
+// floats a layer) is kept through the forward; one layer's other activation
+// buffers serve every layer, and tm_backward re-runs block l's forward from
+// its saved input just before block l's backward (the last block's are still
+// there). The same calls on the same inputs: gradients bit-identical to
+// tm_new's, for about one more forward of the blocks; a 1B Llamba student at
+// 4 × 2048 tokens keeps ~2 GB of block activations instead of ~30 GB.
+// x_last is scratch after tm_backward; tm_block_backward on such a model is
+// valid only right after that block's tm_block_forward.
+molt_status tm_new_recompute(molt_ctx *ctx, molt_model *m, int B, int T, train_model **out);
 void        tm_free(train_model *tm);
 size_t      tm_arena_floats(const molt_model *m, int B, int T); // the pure sizing function
 void        tm_zero_grad(train_model *tm);
