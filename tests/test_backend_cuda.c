@@ -907,9 +907,11 @@ static void test_rev_kl(void) {
 }
 
 // decode sampling (issue 12): the GPU's ids against the CPU op's (itself tested against the
-// host sampler in test_backend_ops). Greedy and the non-finite rows must agree exactly; at
-// temperature > 0 a different id is allowed only where the coin lies within 1e-5 of a
-// boundary of the double-precision CDF (the two sum in different orders), and rarely.
+// host sampler in test_backend_ops). Greedy and the non-finite rows must agree exactly. At
+// a temperature the CPU sums the probabilities in float in index order (an error growing with
+// V: ~1e-5 at V = 128k) and the GPU its exponentials in double, so the two may pick
+// neighbours; a different id must then be the right one by the double-precision CDF (the
+// coin inside its interval, to 1e-6: the GPU's expf against exp).
 static int sample_near(const float *l, int V, float temp, float coin, int v) {
     double m = -INFINITY, S = 0.0, below = 0.0;
     for (int u = 0; u < V; u++)
@@ -921,7 +923,7 @@ static int sample_near(const float *l, int V, float temp, float coin, int v) {
             below += e;
     }
     double lo = below / S, hi = (below + exp((double)(l[v] / temp) - m)) / S;
-    return lo - 1e-5 <= (double)coin && (double)coin < hi + 1e-5;
+    return lo - 1e-6 <= (double)coin && (double)coin < hi + 1e-6;
 }
 
 static void test_sample_rows(void) {
@@ -957,19 +959,23 @@ static void test_sample_rows(void) {
             be_download(&g_gpu, ig, di, sizeof(int32_t) * (size_t)n);
             check_sticky("sample_rows");
             for (int r = 0; r < n; r++, rows++) {
-                if (ig[r] == ic[r])
-                    continue;
-                differ++;
-                CHECK(temp > 0.0f && temp > 1e-20f && ic[r] >= 0 && ig[r] >= 0 && ig[r] < V &&
-                          sample_near(l + (size_t)r * V, V, temp, coin[r], ig[r]),
-                      "sample_rows n,V %dx%d temperature %g row %d: gpu %d, cpu %d", n, V,
-                      (double)temp, r, ig[r], ic[r]);
+                differ += ig[r] != ic[r];
+                if (temp > 1e-20f && ic[r] >= 0) // a draw: the GPU's id by the double CDF
+                    CHECK(ig[r] >= 0 && ig[r] < V &&
+                              sample_near(l + (size_t)r * V, V, temp, coin[r], ig[r]),
+                          "sample_rows n,V %dx%d temperature %g row %d: gpu %d (cpu %d) is not "
+                          "the double CDF's",
+                          n, V, (double)temp, r, ig[r], ic[r]);
+                else // greedy, its limit, non-finite rows: exact
+                    CHECK(ig[r] == ic[r], "sample_rows n,V %dx%d temperature %g row %d: gpu %d, cpu %d",
+                          n, V, (double)temp, r, ig[r], ic[r]);
             }
             be_free(g_gpu.be, dl), be_free(g_gpu.be, di);
             free(l), free(coin), free(ic), free(ig);
         }
-    CHECK(differ * 50 <= rows, "sample_rows: %d of %d rows differ from the CPU", differ, rows);
-    printf("  sample_rows: %d rows, %d differ from the CPU (at a CDF boundary)\n", rows, differ);
+    CHECK(differ * 4 <= rows, "sample_rows: %d of %d rows differ from the CPU", differ, rows);
+    printf("  sample_rows: %d rows, %d differ from the CPU (the GPU's id the right one by the "
+           "double CDF)\n", rows, differ);
 }
 
 // spans over a buffer of SPAN_N floats (empty, short, block-crossing, large)
@@ -2199,7 +2205,7 @@ static void bench_dense(void) {
     be_upload(&g_gpu, wd, wh, 2 * (size_t)out * in);
     m.Ww = (molt_w){MOLT_BF16, wd};
     t = time_med(b_matmul_w, &m, 20);
-    printf("matmul_w bf16 T,in,out %dx%dx%d: %.3f ms, %.1f TFLOP/s (x split hi + lo, bf16 GEMM; floor "
+    printf("matmul_w bf16 T,in,out %dx%dx%d: %.3f ms, %.1f TFLOP/s (x split in 3 bf16 parts, bf16 GEMM; floor "
            "%.3f ms at fp32, %.3f ms at ~800 TFLOP/s bf16 tensor cores)\n",
            T, in, out, t * 1e3, fl / t * 1e-12, fl / 67e12 * 1e3, fl / 800e12 * 1e3);
     m.i[0] = 1;

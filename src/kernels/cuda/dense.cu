@@ -14,9 +14,9 @@
  *   T ≤ 8 (decode)  one warp per output row reads W in its own type (half
  *                   the bytes of fp32; 16-byte loads when in % 8 == 0 and the
  *                   pointers are aligned) and keeps the T sums in registers
- *   T > 8, bf16     x is split into two bf16 halves (hi + lo: 16 significant
- *                   bits, the fp32 result to rounding) and one bf16
- *                   tensor-core GEMM over the 2T columns reads W once
+ *   T > 8, bf16     x is split into three bf16 parts (hi + mid + lo: 24
+ *                   significant bits, the fp32 products) and one bf16
+ *                   tensor-core GEMM over the 3T columns reads W once
  *                   (matmul_w_split); with MOLT_EXEC_BF16, x is rounded to
  *                   bf16 once and W goes to the bf16 GEMM as it is (what
  *                   rounding its widened copy would give)
@@ -189,26 +189,31 @@ __global__ void k_widen(float *dst, const uint16_t *src, size_t n, int bf16) {
 
 #define MW_BLOCK_ELEMS ((size_t)1 << 24) // widened weights per Sgemm (64 MB of scratch)
 
-// bf16 weights, T > MW_TMAX rows, an fp32 exec: x = hi + lo with hi = bf16(x),
-// lo = bf16(x − hi) (x − hi is exact in fp32), so W·x = W·hi + W·lo keeps 16
-// significant bits of x (relative error ≤ 2^-17 per product, fp32 sums): the
-// fp32 result to rounding, from one bf16 tensor-core GEMM over the 2T columns
-// [hi; lo] that reads W once (batched decode: a weight-bandwidth-bound step).
-// xs[0:n) = hi, xs[n:2n) = lo, n = T·in
+// bf16 weights, T > MW_TMAX rows, an fp32 exec: x = hi + mid + lo, each the
+// bf16 rounding of what the ones before leave (the remainders are exact in
+// fp32), so W·x = W·hi + W·mid + W·lo keeps 24 significant bits of x: the
+// products the fp32 path forms, summed in fp32 in another order — from one
+// bf16 tensor-core GEMM over the 3T columns [hi; mid; lo] that reads W once
+// (batched decode and prefill: a weight-bandwidth-bound GEMM).
+// xs[0:n) = hi, xs[n:2n) = mid, xs[2n:3n) = lo, n = T·in
+#define MW_SPLIT 3
 __global__ void k_split_bf16(__nv_bfloat16 *xs, const float *x, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
-        __nv_bfloat16 hi = __float2bfloat16_rn(x[i]);
-        xs[i] = hi;
-        xs[n + i] = __float2bfloat16_rn(x[i] - __bfloat162float(hi));
+        float r = x[i];
+        for (int k = 0; k < MW_SPLIT; k++) {
+            __nv_bfloat16 b = __float2bfloat16_rn(r);
+            xs[(size_t)k * n + i] = b;
+            r -= __bfloat162float(b);
+        }
     }
 }
 
-// y[t,o] = (beta ? y[t,o] : 0) + (y2[t,o] + y2[T+t,o])
-__global__ void k_join_split(float *y, const float *y2, size_t n, float beta) {
+// y[t,o] = (beta ? y[t,o] : 0) + ((y3[t,o] + y3[T+t,o]) + y3[2T+t,o])
+__global__ void k_join_split(float *y, const float *y3, size_t n, float beta) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
-        float v = y2[i] + y2[n + i];
+        float v = (y3[i] + y3[n + i]) + y3[2 * n + i];
         y[i] = beta != 0.0f ? y[i] + v : v;
     }
 }
@@ -216,16 +221,17 @@ __global__ void k_join_split(float *y, const float *y2, size_t n, float beta) {
 static void matmul_w_split(const molt_exec *ex, float *y, const float *x, const uint16_t *w,
                            int T, int in, int out, float beta) {
     size_t         nx = (size_t)T * in, ny = (size_t)T * out;
-    __nv_bfloat16 *xs = (__nv_bfloat16 *)cu_scratch(ex, sizeof(__nv_bfloat16) * 2 * nx);
-    float         *y2 = xs ? (float *)cu_scratch(ex, sizeof(float) * 2 * ny) : NULL;
-    if (y2) {
+    __nv_bfloat16 *xs = (__nv_bfloat16 *)cu_scratch(ex, sizeof(__nv_bfloat16) * MW_SPLIT * nx);
+    float         *y3 = xs ? (float *)cu_scratch(ex, sizeof(float) * MW_SPLIT * ny) : NULL;
+    if (y3) {
         k_split_bf16<<<cu_blocks(nx, 256), 256, 0, cu_stream(ex)>>>(xs, x, nx);
         CU_LAUNCHED("k_split_bf16");
-        gemm_bf16(ex, CUBLAS_OP_T, CUBLAS_OP_N, out, 2 * T, in, w, in, xs, in, 0.0f, y2, out);
-        k_join_split<<<cu_blocks(ny, 256), 256, 0, cu_stream(ex)>>>(y, y2, ny, beta);
+        gemm_bf16(ex, CUBLAS_OP_T, CUBLAS_OP_N, out, MW_SPLIT * T, in, w, in, xs, in, 0.0f, y3,
+                  out);
+        k_join_split<<<cu_blocks(ny, 256), 256, 0, cu_stream(ex)>>>(y, y3, ny, beta);
         CU_LAUNCHED("k_join_split");
     }
-    cu_scratch_free(ex, y2);
+    cu_scratch_free(ex, y3);
     cu_scratch_free(ex, xs);
 }
 
@@ -270,7 +276,7 @@ extern "C" void cuda_matmul_w(const molt_exec *ex, float *y, const float *x, mol
         cu_bf16_release(ex, &xb);
         return;
     }
-    if (bf16) { // x split into two bf16 halves, one tensor-core GEMM over both
+    if (bf16) { // x split into three bf16 parts, one tensor-core GEMM over them
         matmul_w_split(ex, y, x, w, T, in, out, beta);
         return;
     }

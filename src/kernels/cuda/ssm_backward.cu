@@ -7,7 +7,8 @@
  * rest of work as the CPU does (E, vb, da, r1, r2, per-head dBh / dCh).
  *
  * Kept simple (correct first): per (head, chunk) the decay matrix L, C·Bᵀ and
- * dy·Xᵀ are stored (stream-ordered scratch, 3·H·nc·Q² floats) and every
+ * dy·Xᵀ are stored (stream-ordered scratch, 3·H·nc·Q² floats, and H·nc·P·Q
+ * for the per-(p, i) dot products that two row sums share out) and every
  * gradient element is one thread's sum in a fixed order; B/C gradients are
  * formed per head and summed over a group's heads in ascending order. No
  * atomics: results are deterministic.
@@ -47,6 +48,7 @@ static void group_sum(const molt_exec *ex, float *dB, float *dC, const float *dB
 struct sbw {
     float       *dX, *ddA, *dBh, *dCh, *E, *vb, *da, *r1, *r2;
     float       *Lm, *CB, *Gm; // scratch [H, nc, Q, Q]: rows i, columns j ≤ i
+    float       *Xm;           // scratch [H, nc, P, Q]: per-(p, i) dot products, [p·Lc + i]
     const float *st, *din, *dout, *dy, *X, *dA, *B, *C;
     int          T, H, P, N, G, Q, nc;
 };
@@ -56,6 +58,7 @@ struct sbw {
     int    t0 = c * a.Q, Lc = min(a.Q, a.T - t0);                                                  \
     (void)g
 #define MO (((size_t)h * a.nc + c) * (size_t)a.Q * a.Q) // this (head, chunk)'s matrices
+#define MX (((size_t)h * a.nc + c) * (size_t)a.P * a.Q) // and its Xm block
 // Rows of X, dy, B, C of this (head, chunk): in global memory, or (stage) copied
 // to shared memory first, rows padded by one float so that a warp reading one
 // column of them hits 32 different banks (sbw_smem bytes)
@@ -146,12 +149,20 @@ __global__ void k_sbw_intra(sbw a, int stage) {
         a.dBh[((size_t)(t0 + i) * H + h) * N + n] = sb;
     }
     if (c > 0) {
-        // r_i = din[i]·Σ_p dy_i[p]·(S_p·C_i)
+        // r_i = din[i]·Σ_p dy_i[p]·(S_p·C_i): the Lc·P dots by all threads first (Xm),
+        // then each row's sum over p in order (the same terms in the same order as one
+        // thread per row forming each dot itself, which left most of the block idle)
+        float *SC = a.Xm + MX;
+        for (int e = threadIdx.x; e < Lc * P; e += blockDim.x) {
+            int i = e / P, p = e % P;
+            SC[(size_t)p * Lc + i] = cu_dotf(S + (size_t)p * N, CR(i), N);
+        }
+        __syncthreads(); // c is the block's: every thread takes this branch
         for (int i = threadIdx.x; i < Lc; i += blockDim.x) {
-            const float *Ci = CR(i), *dyi = DYR(i);
+            const float *dyi = DYR(i);
             float        ri = 0.0f;
             for (int p = 0; p < P; p++)
-                ri += dyi[p] * cu_dotf(S + (size_t)p * N, Ci, N);
+                ri += dyi[p] * SC[(size_t)p * Lc + i];
             r[i] = din[i] * ri;
         }
         // dS_loc[p,n] = Σ_i din[i]·dy_i[p]·C_i[n]   (into E[c]; phase B turns it into E[c])
@@ -246,9 +257,11 @@ __global__ void k_sbw_state(sbw a, int stage) {
     const float *E = a.E + ((size_t)c * H + h) * PN;
     const float *dout = a.dout + (size_t)h * a.T + t0;
     float       *q = a.r1 + (size_t)h * a.T + t0;
+    float *EB = a.Xm + MX; // E_p·B_i, kept for q below
     for (int e = threadIdx.x; e < Lc * P; e += blockDim.x) {
         int          i = e / P, p = e % P;
         float eb = cu_dotf(E + (size_t)p * N, BR(i), N);
+        EB[(size_t)p * Lc + i] = eb;
         a.dX[((size_t)(t0 + i) * H + h) * P + p] += dout[i] * eb;
     }
     for (int e = threadIdx.x; e < Lc * N; e += blockDim.x) {
@@ -259,11 +272,12 @@ __global__ void k_sbw_state(sbw a, int stage) {
             s += Xi[p] * E[(size_t)p * N + n];
         a.dBh[((size_t)(t0 + i) * H + h) * N + n] += dout[i] * s;
     }
-    for (int i = threadIdx.x; i < Lc; i += blockDim.x) {
-        const float *Xi = XR(i), *Bi = BR(i);
+    __syncthreads(); // EB complete
+    for (int i = threadIdx.x; i < Lc; i += blockDim.x) { // the same terms, p in order
+        const float *Xi = XR(i);
         float        s = 0.0f;
         for (int p = 0; p < P; p++)
-            s += Xi[p] * cu_dotf(E + (size_t)p * N, Bi, N);
+            s += Xi[p] * EB[(size_t)p * Lc + i];
         q[i] = s;
     }
     __syncthreads();
@@ -281,6 +295,7 @@ __global__ void k_sbw_state(sbw a, int stage) {
 #undef CR
 #undef DAV
 #undef MO
+#undef MX
 
 extern "C" void cuda_ssd_scan_chunked_backward(const molt_exec *ex, float *dX, float *ddA,
                                                float *dB, float *dC, const float *dy,
@@ -307,10 +322,11 @@ extern "C" void cuda_ssd_scan_chunked_backward(const molt_exec *ex, float *dX, f
     a.dX = dX, a.ddA = ddA, a.dy = dy, a.X = X, a.dA = dA, a.B = B, a.C = C;
     a.T = T, a.H = H, a.P = P, a.N = N, a.G = G, a.Q = Q, a.nc = nc;
     size_t mq = (size_t)H * nc * Q * Q;
-    a.Lm = (float *)cu_scratch(ex, 3 * sizeof(float) * mq);
+    size_t mx = (size_t)H * nc * P * Q;
+    a.Lm = (float *)cu_scratch(ex, sizeof(float) * (3 * mq + mx));
     if (!a.Lm)
         return;
-    a.CB = a.Lm + mq, a.Gm = a.CB + mq;
+    a.CB = a.Lm + mq, a.Gm = a.CB + mq, a.Xm = a.Gm + mq;
     dim3   grid((unsigned)nc, (unsigned)H), pgrid((unsigned)((PN + 255) / 256), (unsigned)H);
     size_t sm = sbw_smem(Q, P, N);
     int    st1 = cu_smem_fits((const void *)k_sbw_mats, sm);
