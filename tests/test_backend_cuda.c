@@ -588,7 +588,8 @@ static void test_hybrid_ops(void) {
 
 static const int CONV_SHAPES[][3] = {{0, 5, 4},    {1, 1, 1},     {1, 5, 4},    {2, 7, 4},
                                      {3, 7, 4},    {5, 3, 2},     {9, 70, 1},   {17, 33, 4},
-                                     {64, 130, 3}, {200, 256, 4}, {300, 100, 5}, {2048, 2304, 4}};
+                                     {64, 130, 3}, {200, 256, 4}, {300, 100, 5}, {2048, 2304, 4},
+                                     {40, 17, 10}}; // K > CONV_KMAX: the one-stage dw
 
 static void op_conv(const molt_exec *ex, void *const *p, const ocase *c) {
     int v = c->i[3];
