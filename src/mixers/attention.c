@@ -18,6 +18,29 @@
 // the typed view, or the f32 matrix when the struct was built without one
 static molt_w tw(molt_w t, const float *f) { return t.data ? t : molt_w_f32(f); }
 
+// q [T, H*hd], k, v [T, KV*hd] = u·W_{q,k,v}ᵀ (+ biases). One row (decode) with the three
+// weights one block of one type (mx_attention.c joins k and v to q in the typed buffer)
+// and no biases: one GEMM over the [(H + 2KV)·hd, d] block into q, k, v (adjacent for one
+// row) — every output row's dot product is the one it gets alone, so the same bits, in one
+// dispatch (and, for q8_0 weights, one quantization of u) instead of three.
+static void qkv_proj(const molt_exec *ex, float *q, float *k, float *v, const float *u, int T,
+                     const attn_cfg *c, const attn_weights *w) {
+    int    H = c->H, KV = c->KV, hd = c->hd;
+    molt_w wq = tw(w->tq, w->wq), wk = tw(w->tk, w->wk), wv = tw(w->tv, w->wv);
+    if (T == 1 && !w->bq && !w->bk && !w->bv && wq.dt == wk.dt && wk.dt == wv.dt &&
+        k == q + (size_t)H * hd && v == k + (size_t)KV * hd &&
+        (const char *)wk.data ==
+            (const char *)wq.data + molt_w_bytes(wq.dt, (size_t)H * hd, (size_t)c->d) &&
+        (const char *)wv.data ==
+            (const char *)wk.data + molt_w_bytes(wk.dt, (size_t)KV * hd, (size_t)c->d)) {
+        k_matmul_w(ex, q, u, wq, NULL, 1, c->d, (H + 2 * KV) * hd, 0);
+        return;
+    }
+    k_matmul_w(ex, q, u, wq, w->bq, T, c->d, H * hd, 0);
+    k_matmul_w(ex, k, u, wk, w->bk, T, c->d, KV * hd, 0);
+    k_matmul_w(ex, v, u, wv, w->bv, T, c->d, KV * hd, 0);
+}
+
 size_t attn_work(const attn_cfg *c, int T, int S, int nth) {
     // q [T,H*hd], k/v new [T,KV*hd] each, heads [T,H*hd], then the core's
     // scratch (scores; f16: and the widened keys / values)
@@ -41,9 +64,7 @@ void attn_forward(const molt_exec *ex, float *out, float *out_heads, const float
     float *v = k + (size_t)T * KV * hd;           // [T, KV*hd]
     float *heads = v + (size_t)T * KV * hd;       // [T, H*hd]
     float *scores = heads + (size_t)T * H * hd;   // k_attn_prefill_work(T, pos + T, H, KV, nth)
-    k_matmul_w(ex, q, u, tw(w->tq, w->wq), w->bq, T, c->d, H * hd, 0);
-    k_matmul_w(ex, k, u, tw(w->tk, w->wk), w->bk, T, c->d, KV * hd, 0);
-    k_matmul_w(ex, v, u, tw(w->tv, w->wv), w->bv, T, c->d, KV * hd, 0);
+    qkv_proj(ex, q, k, v, u, T, c, w);
     rope_apply(ex, q, T, H, hd, pos, cos, sin);
     rope_apply(ex, k, T, KV, hd, pos, cos, sin);
     // append to cache: [T, KV, hd] → [KV, cap, hd]
@@ -80,9 +101,7 @@ static float *rows_qkv(const molt_exec *ex, const float *u, int n, const int32_t
                        const float *sin, float *work) {
     int H = c->H, KV = c->KV, hd = c->hd;
     float *q = work, *k = q + (size_t)n * H * hd, *v = k + (size_t)n * KV * hd;
-    k_matmul_w(ex, q, u, tw(w->tq, w->wq), w->bq, n, c->d, H * hd, 0);
-    k_matmul_w(ex, k, u, tw(w->tk, w->wk), w->bk, n, c->d, KV * hd, 0);
-    k_matmul_w(ex, v, u, tw(w->tv, w->wv), w->bv, n, c->d, KV * hd, 0);
+    qkv_proj(ex, q, k, v, u, n, c, w);
     k_rope(ex, q, H * hd, n, H, hd, 0, 1, pos, cos, sin, 0);
     k_rope(ex, k, KV * hd, n, KV, hd, 0, 1, pos, cos, sin, 0);
     return v + (size_t)n * KV * hd;

@@ -261,8 +261,9 @@ static int typed(molt_model *m, int l, model_typed *t) {
     heads_of(c, l, &H, &KV);
     size_t d = (size_t)c->d_model, hd = (size_t)c->head_dim;
     k = model_typed_add(t, k, w->wq, (size_t)H * hd * d, &w->t_q, false);
-    k = model_typed_add(t, k, w->wk, (size_t)KV * hd * d, &w->t_k, false);
-    k = model_typed_add(t, k, w->wv, (size_t)KV * hd * d, &w->t_v, false);
+    // k and v joined to q: one [(H + 2KV)·hd, d] block (attention.c: qkv_proj)
+    k = model_typed_add(t, k, w->wk, (size_t)KV * hd * d, &w->t_k, true);
+    k = model_typed_add(t, k, w->wv, (size_t)KV * hd * d, &w->t_v, true);
     k = model_typed_add(t, k, w->wo, d * (size_t)H * hd, &w->t_o, false);
     return k;
 }
