@@ -603,7 +603,9 @@ static void op_conv_backward(const molt_exec *ex, void *const *p, const ocase *c
 }
 
 static void test_conv(void) {
-    op_stat *sf = stat_new("conv1d_causal", 1e-5), *sb = stat_new("conv1d_causal_backward", 2e-5);
+    // the backward's dw / db: the GPU sums each chunk of rows in double, the CPU all T rows in
+    // float in order (its own rounding, ~4e-5 of 1 + |dw| at T = 2048: the bound)
+    op_stat *sf = stat_new("conv1d_causal", 1e-5), *sb = stat_new("conv1d_causal_backward", 1e-4);
     tested("conv1d_causal"), tested("conv1d_causal_backward");
     for (int k = 0; k < NELEM(CONV_SHAPES); k++)
         for (int v = 0; v < 4; v++) { // forward: bias × state; backward: dw × db

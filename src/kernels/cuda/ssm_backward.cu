@@ -153,8 +153,8 @@ __global__ void k_sbw_intra(sbw a, int stage) {
         // then each row's sum over p in order (the same terms in the same order as one
         // thread per row forming each dot itself, which left most of the block idle)
         float *SC = a.Xm + MX;
-        for (int e = threadIdx.x; e < Lc * P; e += blockDim.x) {
-            int i = e / P, p = e % P;
+        for (int e = threadIdx.x; e < Lc * P; e += blockDim.x) { // a warp: one S_p, rows i
+            int p = e / Lc, i = e % Lc;
             SC[(size_t)p * Lc + i] = cu_dotf(S + (size_t)p * N, CR(i), N);
         }
         __syncthreads(); // c is the block's: every thread takes this branch
