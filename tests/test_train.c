@@ -223,16 +223,22 @@ static void check_nan_guard(const char *root) {
     molt_model_free(m);
 }
 
-// tm_new_logits (one layer's activations reused by every layer) gives the same
-// logits, bit for bit, as the training model and the full capture, in a smaller
-// arena (hybrid: layers of different mixers, the shared slot is the largest).
-static void check_logits_capture(const char *root, const char *arch) {
+// the tiny model of arch made by make_tiny_models.py under root (NULL, a failed check, if not)
+static molt_model *load_arch(const char *root, const char *arch) {
     char dir[512];
     snprintf(dir, sizeof dir, "%s/%s", root, arch);
     molt_load_opts lo = {NULL, 1};
     molt_model *m = NULL;
     CHECK(molt_model_load(ctx, dir, &lo, &m) == MOLT_OK, "%s: load: %s", arch,
           molt_last_error(ctx));
+    return m;
+}
+
+// tm_new_logits (one layer's activations reused by every layer) gives the same
+// logits, bit for bit, as the training model and the full capture, in a smaller
+// arena (hybrid: layers of different mixers, the shared slot is the largest).
+static void check_logits_capture(const char *root, const char *arch) {
+    molt_model *m = load_arch(root, arch);
     if (!m)
         return;
     int32_t in[B * T];
@@ -267,12 +273,7 @@ static void check_logits_capture(const char *root, const char *arch) {
 // tm_new_recompute (blocks recomputed in the backward from their saved inputs) gives the
 // same logits, loss and gradient buffer, bit for bit, as tm_new, in a smaller arena.
 static void check_recompute(const char *root, const char *arch) {
-    char dir[512];
-    snprintf(dir, sizeof dir, "%s/%s", root, arch);
-    molt_load_opts lo = {NULL, 1};
-    molt_model *m = NULL;
-    CHECK(molt_model_load(ctx, dir, &lo, &m) == MOLT_OK, "%s: load: %s", arch,
-          molt_last_error(ctx));
+    molt_model *m = load_arch(root, arch);
     if (!m)
         return;
     int32_t in[B * T], tg[B * T];
