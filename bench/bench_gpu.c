@@ -169,8 +169,8 @@ static void bench_teacher(int B, int T, int steps) {
            "\"recompute\": %s, \"batch\": %d, "
            "\"seq\": %d, \"tokens_per_s\": %.0f, \"ms_per_step\": %.1f, \"tflops\": %.1f, "
            "\"mfu_vs_measured_gemm\": %.3f, \"loss\": %.4f, \"device_gb_used\": %.1f}\n",
-           g_recompute ? "true" : "false", B, T, N / per, per * 1e3, fl / per * 1e-12, fl / per * 1e-12 / g_gemm_tflops, loss,
-           used_gb());
+           g_recompute ? "true" : "false", B, T, N / per, per * 1e3, fl / per * 1e-12,
+           fl / per * 1e-12 / g_gemm_tflops, loss, used_gb());
     fflush(stdout);
     free(in), free(tg), free(tt);
     adamw_free(&opt);
@@ -212,7 +212,8 @@ static void bench_stage3(int B, int T, int steps) {
     double fl = 2.0 * (double)t->n_floats * N + 2.0 * 2.0 * L * H * (D / H) * ((double)T * (T + 1) / 2) * B +
                 train_flops(s, B, T, false);
     printf("{\"bench\": \"mohawk_stage3_step\", \"teacher\": \"llama-3.2-1b shape\", \"student\": "
-           "\"llamba-1b shape\", \"recompute\": %s, \"batch\": %d, \"seq\": %d, \"tokens_per_s\": %.0f, "
+           "\"llamba-1b shape\", \"recompute\": %s, \"batch\": %d, \"seq\": %d, "
+           "\"tokens_per_s\": %.0f, "
            "\"ms_per_step\": %.1f, \"tflops\": %.1f, \"mfu_vs_measured_gemm\": %.3f, "
            "\"loss\": %.4f, \"device_gb_used\": %.1f}\n",
            g_recompute ? "true" : "false", B, T, N / per, per * 1e3, fl / per * 1e-12,

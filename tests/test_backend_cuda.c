@@ -970,8 +970,9 @@ static void test_sample_rows(void) {
                           "the double CDF's",
                           n, V, (double)temp, r, ig[r], ic[r]);
                 else // greedy, its limit, non-finite rows: exact
-                    CHECK(ig[r] == ic[r], "sample_rows n,V %dx%d temperature %g row %d: gpu %d, cpu %d",
-                          n, V, (double)temp, r, ig[r], ic[r]);
+                    CHECK(ig[r] == ic[r],
+                          "sample_rows n,V %dx%d temperature %g row %d: gpu %d, cpu %d", n, V,
+                          (double)temp, r, ig[r], ic[r]);
             }
             be_free(g_gpu.be, dl), be_free(g_gpu.be, di);
             free(l), free(coin), free(ic), free(ig);
@@ -2208,7 +2209,8 @@ static void bench_dense(void) {
     be_upload(&g_gpu, wd, wh, 2 * (size_t)out * in);
     m.Ww = (molt_w){MOLT_BF16, wd};
     t = time_med(b_matmul_w, &m, 20);
-    printf("matmul_w bf16 T,in,out %dx%dx%d: %.3f ms, %.1f TFLOP/s (x split in 3 bf16 parts, bf16 GEMM; floor "
+    printf("matmul_w bf16 T,in,out %dx%dx%d: %.3f ms, %.1f TFLOP/s (x split in 3 bf16 parts, "
+           "bf16 GEMM; floor "
            "%.3f ms at fp32, %.3f ms at ~800 TFLOP/s bf16 tensor cores)\n",
            T, in, out, t * 1e3, fl / t * 1e-12, fl / 67e12 * 1e3, fl / 800e12 * 1e3);
     m.i[0] = 1;

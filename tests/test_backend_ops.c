@@ -3229,7 +3229,8 @@ static void test_sample_rows(void) {
                 sampler_init(&sm, V, temp, 1.0f, 0, 100 + (uint64_t)r, pi);
                 memcpy(row, l + (size_t)r * V, sizeof(float) * (size_t)V);
                 int want = sampler_sample(&sm, row);
-                bad += idx[r] != want || !sample_ref_ok(l + (size_t)r * V, V, temp, coin[r], idx[r]);
+                bad += idx[r] != want ||
+                       !sample_ref_ok(l + (size_t)r * V, V, temp, coin[r], idx[r]);
                 CHECK(idx[r] == want,
                       "sample_rows n,V %dx%d temperature %g row %d: %d, the host sampler %d", n, V,
                       (double)temp, r, idx[r], want);

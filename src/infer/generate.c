@@ -192,7 +192,8 @@ molt_status molt_generate_many(molt_ctx *ctx, const molt_model *m, const char *p
     float *logits = molt__malloc(sizeof(float) * (size_t)V * (size_t)n);
     struct prob_index *pi = molt__malloc(sizeof(*pi) * (size_t)V * (size_t)n);
     sampler *smp = molt__malloc(sizeof(sampler) * (size_t)n);
-    int32_t *act = molt__malloc(sizeof(int32_t) * (size_t)n * 4), *next = act + n, *prev = act + 2 * n;
+    int32_t *act = molt__malloc(sizeof(int32_t) * (size_t)n * 4), *next = act + n;
+    int32_t *prev = act + 2 * n;
     int32_t *drawn = act + 3 * n; // the device's draws for the rows of act (dev)
     float *coin = molt__malloc(sizeof(float) * (size_t)n);
     // a model on a device draws there (only the ids come back) when no top-k / top-p is asked

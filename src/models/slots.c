@@ -38,7 +38,7 @@ struct molt_slots {
     int32_t          *pos;          // [n] per-call row positions
     uint8_t          *seen;         // [n] duplicate check
     float            *buf;
-    float            *lg;           // [n,V] host logits of molt_slots_feed_sample (CPU models; lazy)
+    float            *lg;           // [n,V] host logits of feed_sample (CPU models; lazy)
     int32_t          *idx;          // [n] its sampled ids in device memory (device models; lazy)
 };
 
@@ -268,7 +268,8 @@ molt_status molt_slots_feed_sample(molt_ctx *ctx, molt_slots *s, int32_t n, cons
     if (temperature > 0.0f)
         for (int32_t r = 0; r < n; r++)
             if (!(coin[r] >= 0.0f && coin[r] < 1.0f))
-                return molt__err(ctx, MOLT_ERR_ARG, "feed_sample: coin %g of row %d is not in [0,1)",
+                return molt__err(ctx, MOLT_ERR_ARG,
+                                 "feed_sample: coin %g of row %d is not in [0,1)",
                                  (double)coin[r], r);
     const molt_model *m = s->m;
     size_t V = (size_t)m->cfg.vocab;

@@ -192,7 +192,8 @@ static void conv_dw(const molt_exec *ex, float *dw, float *db, const float *dy, 
                     int T, int Cc, int K) {
     size_t m = (size_t)Cc * (K + 1);
     int    rp, ch = cs_chunks(T, Cc, &rp);
-    double *part = K <= CONV_KMAX ? (double *)cu_scratch(ex, sizeof(double) * (size_t)ch * m) : NULL;
+    double *part =
+        K <= CONV_KMAX ? (double *)cu_scratch(ex, sizeof(double) * (size_t)ch * m) : NULL;
     if (!part) {
         k_conv_bwd_dw<<<cu_blocks(m, 128), 128, 0, cu_stream(ex)>>>(dw, db, dy, x, T, Cc, K);
         CU_LAUNCHED("k_conv_bwd_dw");
