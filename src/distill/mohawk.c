@@ -502,7 +502,11 @@ molt_status molt_distill(molt_ctx *ctx, const molt_model *teacher, const molt_di
             MOLT_OK)
             goto done;
     }
-    if ((st = tm_new_capture(ctx, teacher, D.B, D.T, &D.tt)) != MOLT_OK ||
+    // the teacher's per-layer captures serve stages 1-2 only: without them (stage 3 alone,
+    // the probes) its logits are all that is read, from one reused layer's activations
+    bool logits_only = o->stage_tokens[0] == 0 && o->stage_tokens[1] == 0;
+    if ((st = (logits_only ? tm_new_logits : tm_new_capture)(ctx, teacher, D.B, D.T, &D.tt)) !=
+            MOLT_OK ||
         (st = (o->recompute ? tm_new_recompute : tm_new)(ctx, D.student, D.B, D.T, &D.ts)) !=
             MOLT_OK)
         goto done;
