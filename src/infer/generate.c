@@ -200,7 +200,6 @@ molt_status molt_generate_many(molt_ctx *ctx, const molt_model *m, const char *p
     // (a logits stage: the model's memory is not the host's)
     int dev = seq_logits_stage_floats(m, 1) > 0 && p.top_k <= 0 &&
               (p.top_p <= 0.0f || p.top_p >= 1.0f);
-    int have_drawn = 0;
     if (!logits || !pi || !smp || !act || !coin) {
         st = molt__err(ctx, MOLT_ERR_OOM, "out of memory for %d samples", n);
         goto done;
@@ -231,12 +230,14 @@ molt_status molt_generate_many(molt_ctx *ctx, const molt_model *m, const char *p
         prev[i] = ids[n_ids - 1];
         act[na++] = i;
     }
-    // logits row r belongs to sample act[r]
+    // logits row r belongs to sample act[r]; on a device, after the first step (the prompt's
+    // logits), the rows' tokens were drawn there (drawn[r])
     for (int step = 0; step < n_new && na > 0; step++) {
         int keep = 0;
         for (int r = 0; r < na; r++) {
             int32_t i = act[r];
-            int32_t tk = have_drawn ? drawn[r] : sampler_sample(&smp[i], logits + (size_t)r * V);
+            int32_t tk = dev && step > 0 ? drawn[r]
+                                         : sampler_sample(&smp[i], logits + (size_t)r * V);
             if (tk < 0) {
                 st = molt__err(ctx, MOLT_ERR_NUMERIC,
                                "sample %d: non-finite logits (NaN or inf) predicting position %zu",
@@ -252,15 +253,16 @@ molt_status molt_generate_many(molt_ctx *ctx, const molt_model *m, const char *p
             next[keep++] = tk;
         }
         na = keep;
-        if (step + 1 < n_new && na > 0 && dev) {
+        if (step + 1 == n_new || na == 0)
+            break;
+        if (dev) {
             for (int r = 0; r < na; r++)
                 coin[r] = p.temperature > 0.0f ? sampler_f32(&smp[act[r]].rng) : 0.0f;
-            if ((st = molt_slots_feed_sample(ctx, sl, na, act, next, p.temperature, coin,
-                                             drawn)) != MOLT_OK)
-                goto done;
-            have_drawn = 1;
-        } else if (step + 1 < n_new && na > 0 &&
-                   (st = molt_slots_feed(ctx, sl, na, act, next, logits)) != MOLT_OK)
+            st = molt_slots_feed_sample(ctx, sl, na, act, next, p.temperature, coin, drawn);
+        } else {
+            st = molt_slots_feed(ctx, sl, na, act, next, logits);
+        }
+        if (st != MOLT_OK)
             goto done;
     }
     double t2 = molt__now();

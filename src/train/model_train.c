@@ -36,11 +36,14 @@ static float *take(carve *c, size_t n) {
 // layer — each block overwrites the last one's, only the logits are kept.
 // TM_RECOMPUTE: the same sharing, but every layer keeps its own x_in (the
 // backward recomputes the rest from it), plus the training buffers.
+// the forward-only kinds: no gradients, no backward scratch
+static bool kind_captures(tm_kind kind) { return kind == TM_CAPTURE || kind == TM_LOGITS; }
+
 static void layout(train_model *tm, const molt_model *m, int B, int T, tm_kind kind, carve *cv) {
     const model_cfg *c = &m->cfg;
     size_t N = (size_t)B * T, d = (size_t)c->d_model, F = c->has_mlp ? (size_t)c->d_ff : 0,
            V = (size_t)c->vocab;
-    bool capture = kind == TM_CAPTURE || kind == TM_LOGITS;
+    bool capture = kind_captures(kind);
     bool shared = kind == TM_LOGITS || kind == TM_RECOMPUTE;
     size_t work = 0, act_max = 0;
     for (int l = 0; l < c->n_layer; l++)
@@ -97,7 +100,7 @@ size_t tm_arena_floats(const molt_model *m, int B, int T) { return arena_floats(
 
 static molt_status tm_alloc(molt_ctx *ctx, molt_model *m, int B, int T, tm_kind kind,
                             train_model **out) {
-    bool capture = kind == TM_CAPTURE || kind == TM_LOGITS;
+    bool capture = kind_captures(kind);
     *out = NULL;
     if (B <= 0 || T <= 0 || T > m->cfg.max_seq)
         return molt__err(ctx, MOLT_ERR_ARG, "batch %d × sequence %d (the model's context is %d)",
