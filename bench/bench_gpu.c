@@ -11,18 +11,22 @@
  *               soft cross-entropy, backward + AdamW
  *   attn        the flash attention alone, forward and backward (teacher shape)
  *   ssd         the SSD chunked scan alone, forward + backward (student shape)
+ *   gemv        the decode's matrix products alone (bf16 weights, T 1 and 64)
  *   decode      Llamba-1B decode over state slots, batch 1 and 64 (f32 and
  *               bf16 weights), logits copied to the host or greedy ids drawn
- *               on the GPU (molt_slots_feed_sample), against the weight
- *               bytes' HBM time
+ *               on the GPU (molt_slots_feed_sample), and batch 16 / 256
+ *               with ids drawn; against the weight bytes' HBM time. Steps
+ *               are recorded and replayed as CUDA graphs (models/slots.c;
+ *               graph_replays in the line) unless MOLT_CUDA_GRAPHS=0
  *
  * One JSON line per measurement (median of the timed steps after warm-up;
  * every timed region ends with a device sync). Peak memory: the device's used
  * bytes after each workload (cudaMemGetInfo, so it includes cuBLAS' and the
  * allocator's pools).
  * usage: bench_gpu [--batch B] [--seq T] [--steps S] [--only NAME] [--small] [--tf32 | --bf16]
- *                  [--profile] [--recompute]
- * (--small: a 4-layer, d 512 model for a quick check; --profile: after each
+ *                  [--profile] [--recompute] [--dbatch N]
+ * (--dbatch N: decode at batch N alone, bf16 weights, ids drawn on the GPU;
+ * --small: a 4-layer, d 512 model for a quick check; --profile: after each
  * workload, its kernel-time profile on stderr — molt_cuda_profile_report —
  * covering set-up, warm-up and timed steps; the JSON times then include the
  * profile's per-launch event cost; --recompute: the trained models —
@@ -306,19 +310,68 @@ static void bench_attn(int B, int T, int steps) {
     free(h), free(tf), free(tb);
 }
 
+// The decode's matrix products alone (k_matmul_w, bf16 weights) at Llamba-1B's shapes, T = 1
+// and 64 rows: weight GB/s (each weight read once) against the copy bandwidth. Random inputs.
+static void bench_gemv(void) {
+    const int shapes[][2] = {{2048, 8224}, {2048, 2048}, {2048, 16384}, {8192, 2048}, {2048, 128256}};
+    const int Ts[] = {1, 64};
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        int       in = shapes[k][0], out = shapes[k][1];
+        size_t    nw = (size_t)in * out;
+        uint16_t *wh = malloc(2 * nw);
+        float    *xh = malloc(sizeof(float) * 64 * (size_t)in);
+        uint64_t  r = 0x9E3779B97F4A7C15ull * (k + 1);
+        for (size_t i = 0; i < nw; i++) {
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            wh[i] = molt_f32_to_bf16(((float)(r >> 40) / 16777216.0f - 0.5f) * 0.05f);
+        }
+        for (size_t i = 0; i < 64 * (size_t)in; i++)
+            xh[i] = (float)((i * 7919) % 1000) / 500.0f - 1.0f;
+        void  *wd = be_alloc(g_ex.be, 2 * nw);
+        float *xd = be_allocf(g_ex.be, 64 * (size_t)in), *yd = be_allocf(g_ex.be, 64 * (size_t)out);
+        be_upload(&g_ex, wd, wh, 2 * nw);
+        be_upload(&g_ex, xd, xh, sizeof(float) * 64 * (size_t)in);
+        for (int ti = 0; ti < 2; ti++) {
+            int    T = Ts[ti], reps = 30;
+            double tt[30];
+            for (int i = 0; i < reps + 3; i++) {
+                double t0 = now_synced();
+                k_matmul_w(&g_ex, yd, xd, (molt_w){MOLT_BF16, wd}, NULL, T, in, out, 0);
+                double el = now_synced() - t0;
+                if (i >= 3)
+                    tt[i - 3] = el;
+            }
+            double per = median(tt, reps);
+            printf("{\"bench\": \"gemv\", \"matmul\": \"%s\", \"T\": %d, \"in\": %d, "
+                   "\"out\": %d, \"us\": %.1f, \"weight_gb_per_s\": %.0f}\n",
+                   g_ex.flags & MOLT_EXEC_BF16 ? "bf16" : "fp32", T, in, out, per * 1e6,
+                   2.0 * (double)nw / per * 1e-9);
+        }
+        fflush(stdout);
+        be_free(g_ex.be, wd), be_free(g_ex.be, xd), be_free(g_ex.be, yd);
+        free(wh), free(xh);
+    }
+}
+
+static int g_dbatch; // --dbatch N: decode only batch N, bf16 weights, ids drawn (a profile's run)
+
 static void bench_decode(int steps) {
     molt_model *m = gpu_model(STUDENT);
-    const int   batches[] = {1, 64};
-    for (int w = 0; w < 2; w++) {
+    const int   batches[] = {1, 16, 64, 256};
+    for (int w = g_dbatch ? 1 : 0; w < 2; w++) {
         const char *dt = w ? "bf16" : "f32";
         if (molt_model_set_weight_dtype(gpu, m, dt) != MOLT_OK)
             die(gpu, "weights");
         // bytes a step must read: every matrix once (typed), the rest f32
         double wbytes = (double)m->n_floats * 4.0 -
                         (w ? (double)m->wbuf_bytes : 0.0); // bf16: the copy replaces the f32 reads
-        for (int k = 0; k < 2; k++)
+        for (int k = 0; k < 4; k++)
             for (int smp = 0; smp < 2; smp++) { // logits to the host, or ids sampled on the GPU
                 int         n = batches[k];
+                if ((n == 16 || n == 256) && !smp)
+                    continue; // the curve's middle and end: sampled ids only
+                if (g_dbatch && (n != g_dbatch || !smp))
+                    continue;
                 molt_slots *s = NULL;
                 if (molt_slots_new(gpu, m, n, 1024, &s) != MOLT_OK)
                     die(gpu, "slots");
@@ -328,6 +381,7 @@ static void bench_decode(int steps) {
                 for (int r = 0; r < n; r++)
                     slot[r] = r, tok[r] = 1 + r;
                 double *tt = calloc((size_t)steps, sizeof(double));
+                unsigned long rp = molt_cuda_graph_replays();
                 for (int i = 0; i < steps + 3; i++) {
                     double t0 = now_synced();
                     molt_status st =
@@ -342,10 +396,13 @@ static void bench_decode(int steps) {
                         tt[i - 3] = el;
                 }
                 double per = median(tt, steps);
+                rp = molt_cuda_graph_replays() - rp;
                 printf("{\"bench\": \"decode\", \"model\": \"llamba-1b shape\", \"weights\": "
-                       "\"%s\", \"batch\": %d, \"sampling\": \"%s\", \"tokens_per_s\": %.0f, "
-                       "\"ms_per_step\": %.3f, \"weight_gb_per_step\": %.2f, \"gb_per_s\": %.0f}\n",
-                       dt, n, smp ? "greedy on the GPU (ids back)" : "logits to the host", n / per,
+                       "\"%s\", \"matmul\": \"%s\", \"batch\": %d, \"sampling\": \"%s\", "
+                       "\"graph_replays\": %lu, \"tokens_per_s\": %.0f, \"ms_per_step\": %.3f, "
+                       "\"weight_gb_per_step\": %.2f, \"gb_per_s\": %.0f}\n",
+                       dt, g_ex.flags & MOLT_EXEC_BF16 ? "bf16" : "fp32", n,
+                       smp ? "greedy on the GPU (ids back)" : "logits to the host", rp, n / per,
                        per * 1e3, wbytes * 1e-9, wbytes / per * 1e-9);
                 fflush(stdout);
                 free(slot), free(tok), free(nxt), free(lg), free(tt);
@@ -371,9 +428,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--bf16")) matmul = "bf16";
         else if (!strcmp(argv[i], "--profile")) prof = 1;
         else if (!strcmp(argv[i], "--recompute")) g_recompute = 1;
+        else if (!strcmp(argv[i], "--dbatch") && i + 1 < argc) g_dbatch = atoi(argv[++i]);
         else {
             fprintf(stderr, "usage: bench_gpu [--batch B] [--seq T] [--steps S] [--only NAME] "
-                            "[--small] [--tf32 | --bf16] [--profile] [--recompute]\n");
+                            "[--small] [--tf32 | --bf16] [--profile] [--recompute]\n"
+                            "                 [--dbatch 1|16|64|256]\n");
             return 2;
         }
     }
@@ -399,6 +458,7 @@ int main(int argc, char **argv) {
     WORKLOAD("attn", bench_attn(B, T, steps));
     WORKLOAD("ssd", bench_ssd(B, T, steps));
     WORKLOAD("decode", bench_decode(20));
+    WORKLOAD("gemv", bench_gemv());
     WORKLOAD("teacher", bench_teacher(B, T, steps));
     WORKLOAD("stage3", bench_stage3(B, T, steps));
 #undef WORKLOAD

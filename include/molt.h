@@ -470,6 +470,8 @@ typedef struct molt_distill_opts {
     int         recompute;         // the student's blocks recomputed in each backward from their
                                    // inputs (the same gradients, bit for bit; block activations
                                    // of one layer instead of all, for ~1 more forward)
+    int32_t     save_every;        // steps between a stage's checkpoints (default 200; ≤ 0: only
+                                   // after its last step)
 } molt_distill_opts;
 MOLT_API molt_distill_opts molt_distill_defaults(void);
 
@@ -477,6 +479,7 @@ typedef struct molt_distill_report {
     int     stage;                 // 1, 2, 3 (0 while sampling teacher data)
     int64_t step, total_steps, tokens;
     double  loss, elapsed_s, tok_per_s;
+    double  device_gb;             // GPU memory in use (GB; 0 on the CPU)
 } molt_distill_report;
 typedef void (*molt_distill_fn)(const molt_distill_report *r, void *user);
 

@@ -17,6 +17,10 @@
  *   - bf16 GEMMs across AdamW steps (the bf16 weight cache, kernels/cuda/bf16.cu):
  *     after three optimizer steps the loss is the one a fresh copy of the
  *     trained weights gives (a stale bf16 copy of a weight would move it).
+ *   - recorded decode steps (CUDA graphs, models/slots.c): a decode with them
+ *     gives the same bits as with MOLT_CUDA_GRAPHS=0, across a weight rewrite,
+ *     a slot fork and a change of weight type between steps (a stale graph
+ *     would replay old weights); recurrent models replay, attention ones not.
  *
  * Error measure: max |gpu − cpu| / (1 + max |cpu|) per compared buffer.
  * Built by `make cuda` (build-cuda/); skips (77) without a GPU or a CUDA build.
@@ -353,6 +357,84 @@ out:
     molt_model_free(m);
 }
 
+// Recorded steps (graphs) on or off: a fresh copy of model json decodes GSTEPS greedy-free
+// steps (fixed tokens) over NS slots, fp32 or bf16 GEMMs; between steps every weight is
+// rewritten (after step 3), slot 0 forked into slot 2 (after 6) and the weights made bf16
+// (after 10: the typed buffer allocated, the old views gone). The logits of every step
+// [GSTEPS, NS, V]; *replays = graphs replayed meanwhile.
+#define GSTEPS 16
+static float *graph_decode(const char *json, uint64_t seed, int on, unsigned long *replays,
+                           int *vocab) {
+    molt_model *m = to_gpu(json, seed);
+    molt_slots *s = NULL;
+    if (!m || molt_slots_new(gpu, m, NS, 64, &s) != MOLT_OK) {
+        CHECK(0, "graph decode setup: %s", molt_last_error(gpu));
+        molt_model_free(m);
+        return NULL;
+    }
+    int     V = *vocab = m->cfg.vocab;
+    float  *all = malloc(sizeof(float) * (size_t)GSTEPS * NS * V);
+    float  *w = malloc(sizeof(float) * m->n_floats);
+    int32_t slot[NS], tok[NS];
+    for (int r = 0; r < NS; r++)
+        slot[r] = r;
+    if (on)
+        unsetenv("MOLT_CUDA_GRAPHS");
+    else
+        setenv("MOLT_CUDA_GRAPHS", "0", 1);
+    unsigned long r0 = molt_cuda_graph_replays();
+    molt_exec ex = be_exec1(m->be);
+    for (int i = 0; i < GSTEPS && all && w; i++) {
+        for (int r = 0; r < NS; r++)
+            tok[r] = (int32_t)((i * 13 + r * 5 + 2) % V);
+        CHECK(molt_slots_feed(gpu, s, NS, slot, tok, all + (size_t)i * NS * V) == MOLT_OK,
+              "graph decode step %d: %s", i, molt_last_error(gpu));
+        if (i == 3) { // every weight ×(1 + 2⁻⁸): plain memory, and the bf16 cache's invalidation
+            be_download(&ex, w, m->data, sizeof(float) * m->n_floats);
+            for (size_t j = 0; j < m->n_floats; j++)
+                w[j] *= 1.00390625f;
+            be_upload(&ex, m->data, w, sizeof(float) * m->n_floats);
+        }
+        if (i == 6)
+            CHECK(molt_slot_copy(gpu, s, 0, 2) == MOLT_OK, "fork: %s", molt_last_error(gpu));
+        if (i == 10)
+            CHECK(molt_model_set_weight_dtype(gpu, m, "bf16") == MOLT_OK, "bf16: %s",
+                  molt_last_error(gpu));
+    }
+    *replays = molt_cuda_graph_replays() - r0;
+    unsetenv("MOLT_CUDA_GRAPHS");
+    free(w);
+    molt_slots_free(s);
+    molt_model_free(m);
+    return all;
+}
+
+static void test_graph_steps(const char *arch, const char *json, uint64_t seed, bool recurrent) {
+    for (int e = 0; e < 2; e++) {
+        const char *mm = e ? "bf16" : "fp32";
+        CHECK(molt_ctx_set_matmul(gpu, mm) == MOLT_OK, "matmul %s", mm);
+        unsigned long na = 0, nb = 0;
+        int           V = 0;
+        float *a = graph_decode(json, seed, 0, &na, &V), *b = graph_decode(json, seed, 1, &nb, &V);
+        if (a && b) {
+            size_t n = (size_t)GSTEPS * NS * (size_t)V, diff = 0;
+            for (size_t i = 0; i < n; i++)
+                diff += memcmp(&a[i], &b[i], sizeof(float)) != 0;
+            CHECK(diff == 0, "%s %s GEMMs: %zu of %zu logits differ with recorded steps", arch,
+                  mm, diff, n);
+            CHECK(na == 0, "%s: %lu replays with MOLT_CUDA_GRAPHS=0", arch, na);
+            // recurrent: every step of a key after its first replays, less the re-recordings
+            // that the two invalidations force (each costs one direct step): ≥ GSTEPS − 4
+            CHECK(recurrent ? nb >= GSTEPS - 4 : nb == 0, "%s %s GEMMs: %lu replays of %d steps",
+                  arch, mm, nb, GSTEPS);
+            printf("  %-10s recorded steps, %s GEMMs: %lu of %d steps replayed, same bits\n",
+                   arch, mm, nb, GSTEPS);
+        }
+        free(a), free(b);
+    }
+    molt_ctx_set_matmul(gpu, "fp32");
+}
+
 int main(void) {
     const char *why = NULL;
     if (molt_cuda_device_count(&why) <= 0) {
@@ -378,6 +460,12 @@ int main(void) {
     }
     for (int k = 0; k < TM_N_ARCH_CFGS; k++)
         test_bf16_steps(k); // gpuperf (issue 12)
+    for (int k = 0; k < TM_N_ARCH_CFGS; k++) // recorded decode steps (issue 12)
+        test_graph_steps(tm_arch_cfgs[k][0], tm_arch_cfgs[k][1], 40 + (uint64_t)k,
+                         !strcmp(tm_arch_cfgs[k][0], "llamba") ||
+                             !strcmp(tm_arch_cfgs[k][0], "mamba2"));
+    for (int k = 0; k < 3; k++) // GateLoop, Mamba-3 SISO / MIMO (the 4th has attention)
+        test_graph_steps(MIXER_CFGS[k][0], MIXER_CFGS[k][1], 60 + (uint64_t)k, true);
     test_real_models();
     molt_ctx_free(cpu);
     molt_ctx_free(gpu);

@@ -433,12 +433,13 @@ class Model:
         tokens: one total budget split 10% / 20% / 70% over the stages (as --tokens);
         stage3_only: the whole budget in stage 3; keep: [(layer, head), ...] teacher heads kept
         as attention (a hybrid; see heads_plan); progress: called with a dict per step (stage,
-        step, total_steps, tokens, loss, elapsed_s, tok_per_s; stage 0 while sampling text).
+        step, total_steps, tokens, loss, elapsed_s, tok_per_s, device_gb; stage 0 while sampling
+        text).
         Other keywords are molt_distill_opts fields: d_state, n_heads, init, student,
         mimo_rank, ssm_bias, data (list of files), sep, sample_tokens, eval_data, kv_task,
         kv_pairs, kv_examples, kv_data_frac, seq_len, batch, stage_tokens (3), stage_lr (3),
         warmup_frac, decay_frac, tau, freeze_mlp, freeze_kept, seed, resume, overwrite, kd_loss
-        ("fkl" or "rkl"), recompute."""
+        ("fkl" or "rkl"), recompute, save_every."""
         o = self._lib.molt_distill_defaults()
         keepalive = []
         o.out_dir = _b(out_dir)

@@ -70,14 +70,14 @@ class DistillOpts(ctypes.Structure):
                 ("warmup_frac", c_double), ("decay_frac", c_double), ("tau", c_double),
                 ("freeze_mlp", c_int), ("seed", c_uint64), ("resume", c_int),
                 ("overwrite", c_int), ("input", c_char_p), ("kd_loss", c_char_p),
-                ("recompute", c_int)]
+                ("recompute", c_int), ("save_every", c_int32)]
 
 
 class DistillReport(ctypes.Structure):
     c_name = "molt_distill_report"
     _fields_ = [("stage", c_int), ("step", c_int64), ("total_steps", c_int64),
                 ("tokens", c_int64), ("loss", c_double), ("elapsed_s", c_double),
-                ("tok_per_s", c_double)]
+                ("tok_per_s", c_double), ("device_gb", c_double)]
 
 
 class HeadsPlanOpts(ctypes.Structure):

@@ -41,6 +41,7 @@ molt_distill_opts molt_distill_defaults(void) {
     o.student = "llamba";
     o.mimo_rank = 4;
     o.ssm_bias = 1;
+    o.save_every = 200;
     o.sample_tokens = 2000000;
     o.seq_len = 256;
     o.batch = 8;
@@ -308,7 +309,7 @@ static molt_status run_stage(const molt_exec *ex, distiller *D, int stage, const
                         o->warmup_frac, o->decay_frac,          steps};
     tl.clip = 1.0;
     tl.dir = dir;
-    tl.save_every = 200;
+    tl.save_every = o->save_every;
     tl.per_step = per;
     tl.rng = o->seed * 0x9E3779B97F4A7C15ull + (uint64_t)stage;
     char what[16];
@@ -319,12 +320,16 @@ static molt_status run_stage(const molt_exec *ex, distiller *D, int stage, const
     in = molt__malloc(sizeof(int32_t) * (size_t)D->Bg * D->T);
     tg = molt__malloc(sizeof(int32_t) * (size_t)D->Bg * D->T);
     res->curve = molt__malloc(sizeof(float) * (size_t)steps);
-    if (!in || !tg || !res->curve) {
+    res->sec = molt__malloc(sizeof(float) * (size_t)steps);
+    res->dev_gb = molt__malloc(sizeof(float) * (size_t)steps);
+    res->step_tokens = (int64_t)D->Bg * D->T;
+    if (!in || !tg || !res->curve || !res->sec || !res->dev_gb) {
         st = molt__err(ctx, MOLT_ERR_OOM, "out of memory");
         goto done;
     }
     res->n_curve = 0;
-    double t0 = molt__now();
+    double  t0 = molt__now();
+    int64_t tok0 = tl.tokens; // a resumed stage's earlier tokens: not this run's rate
     while (!train_done(&tl)) {
         data_batch(data, &tl.rng, D->Bg, D->T, in, tg);
         D->tt->skip_head = stage != 3; // stages 1-2 read only residual streams and attention
@@ -338,13 +343,19 @@ static molt_status run_stage(const molt_exec *ex, distiller *D, int stage, const
         loss = tl.loss; // the mean over the ranks
         if (tl.step == 0 || res->n_curve == 0)
             res->first_loss = loss;
-        res->curve[res->n_curve++] = (float)loss;
         res->last_loss = loss;
         res->tokens = tl.tokens;
         res->seconds = molt__now() - t0;
+        size_t used = 0, all = 0;
+        if (ex->be->mem.info)
+            ex->be->mem.info(&used, &all);
+        res->sec[res->n_curve] = (float)res->seconds;
+        res->dev_gb[res->n_curve] = (float)((double)used * 1e-9);
+        res->curve[res->n_curve++] = (float)loss;
         if (cb) {
             molt_distill_report r = {stage, tl.step + 1, steps, tl.tokens, loss, res->seconds,
-                                     (double)tl.tokens / fmax(res->seconds, 1e-9)};
+                                     (double)(tl.tokens - tok0) / fmax(res->seconds, 1e-9),
+                                     (double)used * 1e-9};
             cb(&r, user);
         }
         if ((st = train_step_end(ctx, &tl)) != MOLT_OK)
@@ -479,7 +490,7 @@ molt_status molt_distill(molt_ctx *ctx, const molt_model *teacher, const molt_di
                        &data);
     } else {
         if (cb) {
-            molt_distill_report r = {0, 0, 0, 0, 0, 0, 0};
+            molt_distill_report r = {0, 0, 0, 0, 0, 0, 0, 0};
             cb(&r, user);
         }
         double ts0 = molt__now();
@@ -587,8 +598,11 @@ molt_status molt_distill(molt_ctx *ctx, const molt_model *teacher, const molt_di
     R.total_seconds = molt__now() - t_all;
     st = distill_write_report(ctx, o, teacher, D.student, &ev, &R);
 done:
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 3; k++) {
         molt__free(R.stages[k].curve);
+        molt__free(R.stages[k].sec);
+        molt__free(R.stages[k].dev_gb);
+    }
     molt__free(R.heat_teacher);
     molt__free(R.heat_before);
     molt__free(R.heat_after);

@@ -166,6 +166,36 @@ static cJSON *json_obj(cJSON *parent, const char *key) {
     return o;
 }
 
+// A stage's timeline in up to TL_N windows of equal steps (this run's): each window's tokens/s
+// (its steps' tokens over its wall time), mean loss and largest device memory; returns how many.
+#define TL_N 50
+typedef struct tl_win {
+    int64_t step; // the window's last step (1-based, this run)
+    double  tok_s, loss, gb;
+} tl_win;
+
+static int timeline(const distill_stage_result *s, tl_win *w) {
+    int n = s->n_curve < TL_N ? s->n_curve : TL_N;
+    if (!s->sec || !s->dev_gb)
+        return 0;
+    for (int k = 0; k < n; k++) {
+        int    a = (int)((int64_t)s->n_curve * k / n), b = (int)((int64_t)s->n_curve * (k + 1) / n);
+        double loss = 0, gb = 0, t = (double)s->sec[b - 1] - (a ? (double)s->sec[a - 1] : 0.0);
+        for (int i = a; i < b; i++) {
+            loss += (double)s->curve[i];
+            gb = fmax(gb, (double)s->dev_gb[i]);
+        }
+        w[k] = (tl_win){b, (double)(b - a) * (double)s->step_tokens / fmax(t, 1e-9),
+                        loss / (b - a), gb};
+    }
+    return n;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 double distill_stage_final_loss(const distill_stage_result *s) {
     if (s->n_curve == 0) // finished in an earlier run (its saved value) or never run (NaN)
         return s->skipped ? s->last_loss : (double)NAN;
@@ -242,6 +272,20 @@ molt_status distill_write_report(molt_ctx *ctx, const molt_distill_opts *o,
         // the mean of the last 10% of the steps (distill_stage_final_loss), not the last step
         json_num(e, "final_loss_mean_last10pct", "%.6f", distill_stage_final_loss(s));
         cJSON_AddBoolToObject(e, "skipped", s->skipped);
+        tl_win w[TL_N];
+        int    nw = timeline(s, w);
+        if (nw > 0) { // throughput, loss and memory over the run, in windows of equal steps
+            cJSON *a = cJSON_CreateArray();
+            cJSON_AddItemToObject(e, "timeline", a);
+            for (int i = 0; i < nw; i++) {
+                cJSON *t = cJSON_CreateObject();
+                cJSON_AddItemToArray(a, t);
+                cJSON_AddNumberToObject(t, "step", (double)w[i].step);
+                json_num(t, "tok_per_s", "%.1f", w[i].tok_s);
+                json_num(t, "loss", "%.6f", w[i].loss);
+                json_num(t, "device_gb", "%.3f", w[i].gb);
+            }
+        }
     }
     x = json_obj(root, "stage1_frobenius_per_layer");
     json_num(x, "before", "%.5f", R->frob_before);
@@ -307,6 +351,25 @@ molt_status distill_write_report(molt_ctx *ctx, const molt_distill_opts *o,
         const distill_stage_result *s = &R->stages[k];
         fprintf(f, "%-28s %12lld %10.1f %12.5f %14.5f%s\n", nm[k], (long long)s->tokens,
                 s->seconds, s->first_loss, distill_stage_final_loss(s), s->skipped ? "  (earlier run)" : "");
+    }
+    for (int k = 0, first = 1; k < 3; k++) { // the timeline, summed up (report.json: windows)
+        tl_win w[TL_N];
+        double r[TL_N];
+        int    nw = timeline(&R->stages[k], w);
+        if (nw < 2)
+            continue;
+        double gb = 0;
+        for (int i = 0; i < nw; i++)
+            r[i] = w[i].tok_s, gb = fmax(gb, w[i].gb);
+        qsort(r, (size_t)nw, sizeof *r, cmp_double);
+        fprintf(f, "%sstage %d, %d steps in %d windows: %.0f / %.0f / %.0f tok/s (min / median / "
+                   "max), window loss %.5f -> %.5f",
+                first ? "\n" : "", k + 1, R->stages[k].n_curve, nw, r[0], r[nw / 2], r[nw - 1],
+                w[0].loss, w[nw - 1].loss);
+        if (gb > 0)
+            fprintf(f, ", GPU memory %.2f GB at most", gb);
+        fprintf(f, "\n");
+        first = 0;
     }
     fprintf(f, "\nstage-1 distance ‖M − A‖_F per layer: %.4f before, %.4f after\n", R->frob_before,
             R->frob_after);

@@ -16,7 +16,10 @@ typedef struct distill_stage_result {
     double  first_loss, last_loss, seconds;
     int64_t tokens;
     float  *curve;              // loss per step
+    float  *sec, *dev_gb;       // per step: seconds since the stage began (at its end), and
+                                // the device's GB in use (0 on the CPU): the timeline
     int     n_curve;
+    int64_t step_tokens;        // tokens a step trains on (all ranks)
 } distill_stage_result;
 
 // Final loss of a stage as reported: the mean of its last 10% of steps; for a

@@ -17,7 +17,26 @@
  *   be_copy(ex, dst, src, bytes)      backend → backend (regions do not overlap)
  *   be_zero(ex, p, bytes)             backend memory ← 0
  *   be_sync(ex)           returns when all work queued on ex is done
+ *   mem.info(used, total) optional (NULL on the CPU): the device's bytes in use
+ *                         and in all (0, 0 when it cannot tell)
  * be->mem.host_visible: the host may read and write the memory directly (CPU).
+ *
+ * Recorded work (optional; NULL on backends without it, the CPU's): a run of
+ * ops queued on an exec between graph_begin and graph_end is recorded, not
+ * run, into a graph that graph_run replays later, with the same arguments and
+ * the same memory (what that memory holds at replay is what it reads). The
+ * work recorded must take no host arrays that change between replays (ids,
+ * positions: the per-row pointer tables by value are fine) and must not
+ * synchronise the host; the backend fails the recording otherwise.
+ *   graph_begin(ex)       ex->stream becomes the recording queue; false: no
+ *                         recording now (off, or profiling), ex unchanged
+ *   graph_end(ex)         the graph, or NULL when the recording failed (the
+ *                         work was not run; nothing sticky recorded); restores
+ *                         ex->stream
+ *   graph_run(ex, g)      queues a replay on ex; false, and nothing queued,
+ *                         when memory the graph may read was freed or a
+ *                         cached weight rewritten since it was recorded
+ *   graph_free(g)         g or NULL
  * Code that fills buffers on the host (loaders, initializers) does so only
  * through be_upload, or directly when host_visible.
  */
@@ -40,6 +59,11 @@ typedef struct molt_mem_ops {
     void  (*copy)(const molt_exec *ex, void *dst, const void *src, size_t bytes);
     void  (*zero)(const molt_exec *ex, void *p, size_t bytes);
     void  (*sync)(const molt_exec *ex);
+    void  (*info)(size_t *used, size_t *total);
+    bool  (*graph_begin)(molt_exec *ex);
+    void *(*graph_end)(molt_exec *ex);
+    bool  (*graph_run)(const molt_exec *ex, void *g);
+    void  (*graph_free)(void *g);
 } molt_mem_ops;
 
 void *be_alloc(const struct molt_backend *be, size_t bytes);

@@ -16,6 +16,16 @@
  * GEMMs' rounding for a different row count (the per-row attention and state
  * updates are the same calls; tests/test_slots.c checks both).
  *
+ * Recorded steps (kernels/mem.h: graphs, on a backend that has them): the
+ * layers and the head of a step are a few hundred small launches, a host
+ * cost that exceeds the GPU's at small batches. When a step feeds the same
+ * slots in the same order as the step before, the second such step is
+ * recorded and the later ones replay it in one launch; the embedding (host
+ * ids) and the sampling (host coins) stay outside. Only for models whose step
+ * reads no positions (no layer keeps a KV cache: attention's rows take theirs
+ * by value). A replay runs the same kernels on the same memory: the same bits
+ * (tests/test_device.c).
+ *
  * Memory: one backend allocation (kernels/mem.h) — the slots' states (seq_state_floats each), the
  * prefill scratch (shared: one prefill runs at a time) and the batch scratch.
  * A slot's prefill uses a molt_seq view of its state (forward.c's block loop).
@@ -40,6 +50,16 @@ struct molt_slots {
     float            *buf;
     float            *lg;           // [n,V] host logits of feed_sample (CPU models; lazy)
     int32_t          *idx;          // [n] its sampled ids in device memory (device models; lazy)
+    // the recorded step (graph_step): its key (rows, slots, exec flags, logits or not, the
+    // model's typed weights) and how many times in a row that key ran (recorded at the second)
+    bool              replayable;   // the backend records, and no layer keeps a KV cache
+    void             *graph;
+    int32_t           g_n, *g_slot;
+    unsigned          g_flags;
+    bool              g_logits;
+    const void       *g_wbuf;       // m->wbuf and m->weight_dt: molt_model_set_weight_dtype
+    molt_dtype        g_wdt;        // changes the views a step reads without freeing anything
+    int               g_runs;
 };
 
 #define A16(n) (((size_t)(n) + 15) & ~(size_t)15)
@@ -83,6 +103,10 @@ molt_status molt_slots_new(molt_ctx *ctx, const molt_model *m, int32_t n_slots, 
     s->cap = cap;
     s->nth = molt_ctx_threads(ctx);
     s->state_floats = seq_state_floats(m, cap);
+    s->replayable = m->be->mem.graph_begin != NULL;
+    for (int l = 0; l < c->n_layer; l++)
+        if (layer_mixer(m, l)->kv_heads(m, l))
+            s->replayable = false;
     size_t n = (size_t)n_slots;
     size_t prefill = seq_scratch_floats(m, cap, s->nth), batch = batch_floats(m, n_slots, cap, s->nth);
     size_t total = s->state_floats * n + prefill + batch;
@@ -90,8 +114,9 @@ molt_status molt_slots_new(molt_ctx *ctx, const molt_model *m, int32_t n_slots, 
     s->st = molt__calloc(n * (1 + MIXER_ROW_TABLES), sizeof *s->st); // + the mixers' row tables
     s->pos = molt__calloc(n, sizeof *s->pos);
     s->seen = molt__calloc(n, 1);
+    s->g_slot = molt__calloc(n, sizeof *s->g_slot);
     s->buf = be_allocf(m->be, total);
-    if (!s->view || !s->st || !s->pos || !s->seen || !s->buf) {
+    if (!s->view || !s->st || !s->pos || !s->seen || !s->g_slot || !s->buf) {
         molt_slots_free(s);
         return molt__err(ctx, MOLT_ERR_OOM, "out of memory for %d slots of %d tokens (%.1f MB)",
                          n_slots, cap, (double)total * 4e-6);
@@ -110,6 +135,9 @@ molt_status molt_slots_new(molt_ctx *ctx, const molt_model *m, int32_t n_slots, 
 void molt_slots_free(molt_slots *s) {
     if (!s)
         return;
+    if (s->graph)
+        s->m->be->mem.graph_free(s->graph);
+    molt__free(s->g_slot);
     be_free(s->m->be, s->buf);
     be_free(s->m->be, s->idx);
     molt__free(s->lg);
@@ -191,21 +219,17 @@ static float *logits_stage(const molt_slots *s) {
     return f ? s->batch + batch_floats(s->m, s->n, s->cap, s->nth) - f : NULL;
 }
 
-// the step; logits [n,V] into `logits` (host), or left in the device stage
-// when `keep` (device models), or not computed (neither)
-static void decode_rows(const molt_exec *ex, molt_slots *s, int n, const int32_t *slot,
-                        const int32_t *tok, float *logits, int keep) {
+// the layers and (into `out`, when not NULL) the logits of one step over the
+// residual streams x [n,d] that the embedding filled: the part a graph records
+static void step_body(const molt_exec *ex, molt_slots *s, int n, const int32_t *slot, float *out) {
     const molt_model *m = s->m;
-    int d = m->cfg.d_model;
     float *x = s->batch; // [n,d] residual streams
-    float *p = x + A16((size_t)n * d), *mlp_tmp;
+    float *p = x + A16((size_t)n * m->cfg.d_model), *mlp_tmp;
     block_act a;
     float *mix = block_scratch(m, n, p, x, &a, &mlp_tmp);
     float *work = p + block_scratch_floats(m, n);
-    float *stage = logits_stage(s);
     for (int r = 0; r < n; r++)
         s->pos[r] = s->view[slot[r]].pos;
-    block_embed(ex, m, tok, n, x);
     block_mix bm = {.mode = BLOCK_ROWS, .cap = s->cap, .nth = s->nth, .rpos = s->pos,
                     .rstate = s->st};
     for (int l = 0; l < m->cfg.n_layer; l++) {
@@ -213,12 +237,62 @@ static void decode_rows(const molt_exec *ex, molt_slots *s, int n, const int32_t
             s->st[r] = s->view[slot[r]].state[l];
         block_forward(ex, m, l, &bm, n, x, &a, mix, mlp_tmp, work);
     }
+    if (out)
+        block_logits(ex, m, x, n, a.u, out);
+}
+
+static void graph_drop(molt_slots *s) {
+    if (s->graph)
+        s->m->be->mem.graph_free(s->graph);
+    s->graph = NULL;
+}
+
+// step_body through a recorded graph (see the top): replays the graph of this
+// key, or records it at the key's second step in a row; false when the step
+// must run directly (first of its key, not replayable, a recording refused)
+static bool graph_step(const molt_exec *ex, molt_slots *s, int n, const int32_t *slot,
+                       float *out) {
+    const molt_mem_ops *mo = &s->m->be->mem;
+    if (!s->replayable)
+        return false;
+    const molt_model *m = s->m;
+    if (n != s->g_n || ex->flags != s->g_flags || (out != NULL) != s->g_logits ||
+        m->wbuf != s->g_wbuf || m->weight_dt != s->g_wdt ||
+        memcmp(slot, s->g_slot, sizeof(int32_t) * (size_t)n)) {
+        graph_drop(s); // a new key
+        s->g_n = n, s->g_flags = ex->flags, s->g_logits = out != NULL, s->g_runs = 0;
+        s->g_wbuf = m->wbuf, s->g_wdt = m->weight_dt;
+        memcpy(s->g_slot, slot, sizeof(int32_t) * (size_t)n);
+    }
+    if (s->graph && mo->graph_run(ex, s->graph))
+        return true;
+    graph_drop(s); // none, or stale: memory it reads was freed since
+    if (s->g_runs < 0 || s->g_runs++ < 1) // refused before, or the first step of the key
+        return false;
+    molt_exec gx = *ex;
+    if (!mo->graph_begin(&gx))
+        return false;
+    step_body(&gx, s, n, slot, out);
+    if (!(s->graph = mo->graph_end(&gx))) {
+        s->g_runs = -1; // not recordable: this key runs directly
+        return false;
+    }
+    return mo->graph_run(ex, s->graph);
+}
+
+// the step; logits [n,V] into `logits` (host), or left in the device stage
+// when `keep` (device models), or not computed (neither)
+static void decode_rows(const molt_exec *ex, molt_slots *s, int n, const int32_t *slot,
+                        const int32_t *tok, float *logits, int keep) {
+    const molt_model *m = s->m;
+    float *stage = logits_stage(s);
+    float *out = stage && (logits || keep) ? stage : logits;
+    block_embed(ex, m, tok, n, s->batch);
+    if (!graph_step(ex, s, n, slot, out))
+        step_body(ex, s, n, slot, out);
     for (int r = 0; r < n; r++)
         s->view[slot[r]].pos++;
-    if (!logits && !(keep && stage))
-        return;
-    block_logits(ex, m, x, n, a.u, stage ? stage : logits);
-    if (stage && !keep)
+    if (stage && logits && !keep)
         be_download(ex, logits, stage, sizeof(float) * (size_t)n * m->cfg.vocab);
 }
 

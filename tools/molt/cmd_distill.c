@@ -43,12 +43,15 @@ static void on_step(const molt_distill_report *r, void *user) {
     if (b->quiet || r->stage == 0)
         return;
     double eta = r->step ? r->elapsed_s / (double)r->step * (double)(r->total_steps - r->step) : 0;
+    char mem[32] = "";
+    if (r->device_gb > 0)
+        snprintf(mem, sizeof mem, "  GPU %.1f GB", r->device_gb);
     if (b->p.tty)
-        fprintf(stderr, "\rstage %d  %lld/%lld  loss %.4f  %.0f tok/s  ETA %.0fs   ", r->stage,
-                (long long)r->step, (long long)r->total_steps, r->loss, r->tok_per_s, eta);
+        fprintf(stderr, "\rstage %d  %lld/%lld  loss %.4f  %.0f tok/s%s  ETA %.0fs   ", r->stage,
+                (long long)r->step, (long long)r->total_steps, r->loss, r->tok_per_s, mem, eta);
     else if (r->step % 100 == 0 || r->step == r->total_steps)
-        fprintf(stderr, "stage %d  %lld/%lld  loss %.4f  %.0f tok/s\n", r->stage,
-                (long long)r->step, (long long)r->total_steps, r->loss, r->tok_per_s);
+        fprintf(stderr, "stage %d  %lld/%lld  loss %.4f  %.0f tok/s%s\n", r->stage,
+                (long long)r->step, (long long)r->total_steps, r->loss, r->tok_per_s, mem);
 }
 
 int cmd_distill(int argc, char **argv) {
@@ -113,6 +116,8 @@ int cmd_distill(int argc, char **argv) {
                    "stage 3 loss: forward KL (MOHAWK's soft CE) or reverse KL(student||teacher)",
                    o.kd_loss, "fkl|rkl"),
         CLI_FLAG("--freeze-mlp", NULL, "stage 3 trains only norms and mixers", o.freeze_mlp),
+        CLI_INT("--save-every", NULL, "N", "steps between checkpoints (0: only at a stage's end)",
+                o.save_every, 0, 1L << 30),
         CLI_FLAG("--recompute", NULL,
                  "recompute the student's blocks in the backward (less memory, same results)",
                  o.recompute),

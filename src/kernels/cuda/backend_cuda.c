@@ -24,7 +24,12 @@ const molt_backend molt_backend_cuda = {
             .download = cuda_mem_download,
             .copy = cuda_mem_copy,
             .zero = cuda_mem_zero,
-            .sync = cuda_mem_sync},
+            .sync = cuda_mem_sync,
+            .info = molt_cuda_mem_info,
+            .graph_begin = cuda_graph_begin,
+            .graph_end = cuda_graph_end,
+            .graph_run = cuda_graph_run,
+            .graph_free = cuda_graph_free},
     MOLT_CUDA_OPS(CUDA_OP)};
 #undef CUDA_OP
 

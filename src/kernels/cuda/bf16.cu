@@ -135,6 +135,8 @@ static void wc_release_stale(void) {
             CU(cudaFree(g_wc[i].bf));
             g_wc_bytes -= sizeof(__nv_bfloat16) * g_wc[i].n;
         }
+    if (k < g_wc_n)
+        cu_mem_epoch_bump();
     g_wc_n = k;
 }
 
@@ -188,8 +190,10 @@ void cu_wcache_written(const void *p, size_t bytes) {
     pthread_mutex_lock(&g_wc_lock);
     for (int i = 0; i < g_wc_n; i++) {
         const char *s = (const char *)g_wc[i].src, *t = s + sizeof(float) * g_wc[i].n;
-        if (s < b && a < t)
+        if (s < b && a < t && g_wc[i].valid) {
             g_wc[i].valid = 0;
+            cu_mem_epoch_bump();
+        }
     }
     pthread_mutex_unlock(&g_wc_lock);
 }
@@ -217,6 +221,7 @@ void cu_wcache_adamw(const float *p, const molt_span *span, int n_spans, __nv_bf
             continue;
         if (!whole || covered != w->n) {
             w->valid = 0;
+            cu_mem_epoch_bump();
             continue;
         }
         for (int i = 0; i < n_spans; i++) {
@@ -233,6 +238,7 @@ void cu_wcache_stale_all(void) {
     pthread_mutex_lock(&g_wc_lock);
     for (int i = 0; i < g_wc_n; i++)
         g_wc[i].valid = 0;
+    cu_mem_epoch_bump();
     pthread_mutex_unlock(&g_wc_lock);
 }
 
@@ -242,6 +248,7 @@ void cu_wcache_clear(void) {
         CU(cudaFree(g_wc[i].bf)); // waits for the GEMMs that read it
     g_wc_n = 0;
     g_wc_bytes = 0;
+    cu_mem_epoch_bump();
     pthread_mutex_unlock(&g_wc_lock);
 }
 

@@ -34,6 +34,16 @@ bool cublas_check(cublasStatus_t s, const char *what, const char *file, int line
     (cu_prof_mark("launch " name), cu_check(cudaGetLastError(), "launch " name, __FILE__, __LINE__))
 #define CU_FAIL(msg) cu_record(msg, NULL, __FILE__, __LINE__)
 
+// recorded work (graph.cu): while the calling thread records a graph, a checked call's failure
+// is kept aside by cu_capture_swallow (true: kept, not sticky) and fails the recording;
+// cu_capturing says whether this thread records (what may not be recorded checks it). The
+// memory epoch moves on every free and every bf16 weight-cache invalidation: a graph
+// recorded at another epoch is not replayed.
+bool          cu_capturing(void);
+bool          cu_capture_swallow(const char *what, const char *detail);
+void          cu_mem_epoch_bump(void);
+unsigned long cu_mem_epoch(void);
+
 // the kernel-time profile (prof.cu; cuda.h: molt_cuda_profile_begin): while on,
 // every launch, GEMM and async copy records an event on the stream cu_stream last returned
 extern bool                      g_cu_prof;

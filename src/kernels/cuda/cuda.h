@@ -71,6 +71,8 @@ void molt_cuda_profile_report(FILE *f, int top);
 
 // weights converted to bf16 into the GEMM weight cache so far (bf16.cu; tests)
 unsigned long molt_cuda_wcache_conversions(void);
+// recorded graphs replayed so far (graph.cu; tests, benchmarks)
+unsigned long molt_cuda_graph_replays(void);
 
 #ifdef __cplusplus
 }

@@ -253,6 +253,11 @@ void  cuda_mem_download(const molt_exec *ex, void *dst, const void *src, size_t 
 void  cuda_mem_copy(const molt_exec *ex, void *dst, const void *src, size_t bytes);
 void  cuda_mem_zero(const molt_exec *ex, void *p, size_t bytes);
 void  cuda_mem_sync(const molt_exec *ex);
+// graph.cu (mem.h: recorded work)
+bool  cuda_graph_begin(molt_exec *ex);
+void *cuda_graph_end(molt_exec *ex);
+bool  cuda_graph_run(const molt_exec *ex, void *g);
+void  cuda_graph_free(void *g);
 
 #ifdef __cplusplus
 }

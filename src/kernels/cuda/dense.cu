@@ -129,10 +129,8 @@ __device__ __forceinline__ float wide(const uint16_t *w, size_t i, int bf16) {
 
 #define MW_TMAX 8 // the decode kernel's rows of x
 
-// one warp per output row o: y[t,o] (+)= Σ_i x[t,i]·W[o,i], t < T ≤ MW_TMAX.
-// VEC: in % 8 == 0 and W, x 16-byte aligned: each lane reads 8 weights (16
-// bytes) and 8 floats of each x row per step.
-template <int VEC>
+// one warp per output row o: y[t,o] (+)= Σ_i x[t,i]·W[o,i], t < T ≤ MW_TMAX
+// (any in and alignment; the aligned case is k_matvec_w16 below)
 __global__ void k_matvec_w(float *y, const float *x, const uint16_t *W, int T, int in, int out,
                            int add, int bf16) {
     int o = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
@@ -143,31 +141,12 @@ __global__ void k_matvec_w(float *y, const float *x, const uint16_t *W, int T, i
 #pragma unroll
     for (int t = 0; t < MW_TMAX; t++)
         acc[t] = 0.0f;
-    if (VEC) {
-        for (int i = lane * 8; i < in; i += 32 * 8) {
-            uint4 raw = *(const uint4 *)(W + row + i);
-            const uint16_t *h = (const uint16_t *)&raw;
-            float w[8];
+    for (int i = lane; i < in; i += 32) {
+        float w = wide(W, row + i, bf16);
 #pragma unroll
-            for (int k = 0; k < 8; k++)
-                w[k] = wide(h, k, bf16);
-#pragma unroll
-            for (int t = 0; t < MW_TMAX; t++)
-                if (t < T) {
-                    float4 a = *(const float4 *)(x + (size_t)t * in + i);
-                    float4 b = *(const float4 *)(x + (size_t)t * in + i + 4);
-                    acc[t] += w[0] * a.x + w[1] * a.y + w[2] * a.z + w[3] * a.w + w[4] * b.x +
-                              w[5] * b.y + w[6] * b.z + w[7] * b.w;
-                }
-        }
-    } else {
-        for (int i = lane; i < in; i += 32) {
-            float w = wide(W, row + i, bf16);
-#pragma unroll
-            for (int t = 0; t < MW_TMAX; t++)
-                if (t < T)
-                    acc[t] += w * x[(size_t)t * in + i];
-        }
+        for (int t = 0; t < MW_TMAX; t++)
+            if (t < T)
+                acc[t] += w * x[(size_t)t * in + i];
     }
 #pragma unroll
     for (int t = 0; t < MW_TMAX; t++) {
@@ -179,6 +158,83 @@ __global__ void k_matvec_w(float *y, const float *x, const uint16_t *W, int T, i
             *dst = add ? *dst + s : s;
         }
     }
+}
+
+// The aligned decode kernel (in % 8 == 0, W and x 16-byte aligned): S warps per
+// output row, 8/S rows per 256-thread block. The row's 16-byte chunks (8
+// weights) go round-robin over its S·32 lanes, four chunks loaded before any
+// is used (streaming loads: each weight is read once), so that enough bytes
+// are in flight even when a matrix has few rows (out 2048: S = 4, 8192
+// warps). Each warp's partial sums are reduced by shuffles, then a row's S
+// partials are added in warp order: deterministic.
+#define MW_UNROLL 4
+__device__ __forceinline__ void mw_chunk(float *acc, uint4 raw, const float *x, int T, int in,
+                                         int i, int bf16) {
+    const uint16_t *h = (const uint16_t *)&raw;
+    float           w[8];
+#pragma unroll
+    for (int k = 0; k < 8; k++)
+        w[k] = wide(h, k, bf16);
+#pragma unroll
+    for (int t = 0; t < MW_TMAX; t++)
+        if (t < T) {
+            float4 a = *(const float4 *)(x + (size_t)t * in + i);
+            float4 b = *(const float4 *)(x + (size_t)t * in + i + 4);
+            acc[t] += w[0] * a.x + w[1] * a.y + w[2] * a.z + w[3] * a.w + w[4] * b.x +
+                      w[5] * b.y + w[6] * b.z + w[7] * b.w;
+        }
+}
+
+template <int S>
+__global__ void __launch_bounds__(256)
+    k_matvec_w16(float *y, const float *x, const uint16_t *W, int T, int in, int out, int add,
+                 int bf16) {
+    __shared__ float part[8][MW_TMAX];
+    int   warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int   o = blockIdx.x * (8 / S) + warp / S, j = (warp % S) * 32 + lane;
+    float acc[MW_TMAX];
+#pragma unroll
+    for (int t = 0; t < MW_TMAX; t++)
+        acc[t] = 0.0f;
+    if (o < out) {
+        const uint4 *wr = (const uint4 *)(W + (size_t)o * in);
+        int          nch = in / 8, c = j;
+        for (; c + (MW_UNROLL - 1) * 32 * S < nch; c += MW_UNROLL * 32 * S) {
+            uint4 raw[MW_UNROLL];
+#pragma unroll
+            for (int u = 0; u < MW_UNROLL; u++)
+                raw[u] = __ldcs(wr + c + u * 32 * S);
+#pragma unroll
+            for (int u = 0; u < MW_UNROLL; u++)
+                mw_chunk(acc, raw[u], x, T, in, (c + u * 32 * S) * 8, bf16);
+        }
+        for (; c < nch; c += 32 * S)
+            mw_chunk(acc, __ldcs(wr + c), x, T, in, c * 8, bf16);
+    }
+#pragma unroll
+    for (int t = 0; t < MW_TMAX; t++) {
+        float s = acc[t];
+        for (int k = 16; k > 0; k >>= 1)
+            s += __shfl_down_sync(0xffffffffu, s, k);
+        if (lane == 0)
+            part[warp][t] = s;
+    }
+    __syncthreads();
+    if (o < out && warp % S == 0 && lane < T) {
+        float s = part[warp][lane];
+        for (int k = 1; k < S; k++)
+            s += part[warp + k][lane];
+        float *dst = y + (size_t)lane * out + o;
+        *dst = add ? *dst + s : s;
+    }
+}
+
+template <int S>
+static void matvec_w16(const molt_exec *ex, float *y, const float *x, const uint16_t *w, int T,
+                       int in, int out, int add, int bf16) {
+    unsigned blocks = (unsigned)((out + 8 / S - 1) / (8 / S));
+    k_matvec_w16<S><<<blocks, 256, 0, cu_stream(ex)>>>(y, x, w, T, in, out, add, bf16);
+    CU_LAUNCHED("k_matvec_w16");
 }
 
 __global__ void k_widen(float *dst, const uint16_t *src, size_t n, int bf16) {
@@ -253,29 +309,32 @@ extern "C" void cuda_matmul_w(const molt_exec *ex, float *y, const float *x, mol
     if (in <= 0)
         return;
     if (T <= MW_TMAX) {
-        unsigned blocks = (unsigned)((out + 7) / 8);
-        int vec = in % 8 == 0 && (uintptr_t)w % 16 == 0 && (uintptr_t)x % 16 == 0;
-        if (vec)
-            k_matvec_w<1><<<blocks, 256, 0, cu_stream(ex)>>>(y, x, w, T, in, out, beta != 0.0f,
-                                                              bf16);
-        else
-            k_matvec_w<0><<<blocks, 256, 0, cu_stream(ex)>>>(y, x, w, T, in, out, beta != 0.0f,
-                                                              bf16);
+        int add = beta != 0.0f;
+        if (in % 8 == 0 && (uintptr_t)w % 16 == 0 && (uintptr_t)x % 16 == 0) {
+            if (out >= 8192) // warps per row: ≥ 8192 warps in all where the rows allow
+                matvec_w16<1>(ex, y, x, w, T, in, out, add, bf16);
+            else if (out >= 4096)
+                matvec_w16<2>(ex, y, x, w, T, in, out, add, bf16);
+            else if (out >= 2048)
+                matvec_w16<4>(ex, y, x, w, T, in, out, add, bf16);
+            else
+                matvec_w16<8>(ex, y, x, w, T, in, out, add, bf16);
+            return;
+        }
+        k_matvec_w<<<(unsigned)((out + 7) / 8), 256, 0, cu_stream(ex)>>>(y, x, w, T, in, out,
+                                                                              add, bf16);
         CU_LAUNCHED("k_matvec_w");
+        return;
+    }
+    if (bf16 && (ex->flags & MOLT_EXEC_BF16)) { // W is already the bf16 the GEMM would round to:
+        cu_bf16 xb = cu_bf16_act(ex, x, (size_t)T * in); // one GEMM, as an f32 W's (the same bits)
+        gemm_bf16(ex, CUBLAS_OP_T, CUBLAS_OP_N, out, T, in, xb.p ? w : NULL, in, xb.p, in, beta, y,
+                  out);
+        cu_bf16_release(ex, &xb);
         return;
     }
     int rows = (int)(MW_BLOCK_ELEMS / (size_t)in);
     rows = rows < 1 ? 1 : rows > out ? out : rows;
-    if (bf16 && (ex->flags & MOLT_EXEC_BF16)) { // W is already the bf16 the GEMM would round to
-        cu_bf16 xb = cu_bf16_act(ex, x, (size_t)T * in); // x rounded once for every block
-        for (int o0 = 0; o0 < out && xb.p; o0 += rows) { // the widened path's GEMM shapes
-            int r = out - o0 < rows ? out - o0 : rows;
-            gemm_bf16(ex, CUBLAS_OP_T, CUBLAS_OP_N, r, T, in, w + (size_t)o0 * in, in, xb.p, in,
-                      beta, y + o0, out);
-        }
-        cu_bf16_release(ex, &xb);
-        return;
-    }
     if (bf16) { // x split into three bf16 parts, one tensor-core GEMM over them
         matmul_w_split(ex, y, x, w, T, in, out, beta);
         return;

@@ -32,6 +32,8 @@ static char            g_err[512];
 static int             g_has_err;
 
 void cu_record(const char *what, const char *detail, const char *file, int line) {
+    if (cu_capture_swallow(what, detail)) // a failed recording (graph.cu), not an error
+        return;
     pthread_mutex_lock(&g_err_lock);
     if (!g_has_err) {
         const char *base = strrchr(file, '/');
@@ -134,12 +136,20 @@ extern "C" void *cuda_mem_alloc(size_t bytes) {
 extern "C" void cuda_mem_free(void *p) {
     if (p) {
         CU(cudaFree(p));
-        cu_wcache_stale_all();
+        cu_wcache_stale_all(); // (and the memory epoch moves: graph.cu)
     }
 }
 
+// a host array inside a recorded step would be replayed with its contents of the recording
+static bool not_recording(const char *what) {
+    if (!cu_capturing())
+        return true;
+    CU_FAIL(what);
+    return false;
+}
+
 extern "C" void cuda_mem_upload(const molt_exec *ex, void *dst, const void *src, size_t bytes) {
-    if (!bytes)
+    if (!bytes || !not_recording("upload in a recorded graph"))
         return;
     cu_wcache_written(dst, bytes);
     if (CU(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cu_stream(ex))))
@@ -147,7 +157,7 @@ extern "C" void cuda_mem_upload(const molt_exec *ex, void *dst, const void *src,
 }
 
 extern "C" void cuda_mem_download(const molt_exec *ex, void *dst, const void *src, size_t bytes) {
-    if (!bytes)
+    if (!bytes || !not_recording("download in a recorded graph"))
         return;
     if (CU(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, cu_stream(ex))))
         CU(cudaStreamSynchronize(cu_stream(ex)));
@@ -221,6 +231,8 @@ static bool stage_init(void) {
 }
 
 void *cu_host_to_device(const molt_exec *ex, const void *h, size_t bytes) {
+    if (!not_recording("a host array in a recorded graph"))
+        return NULL;
     void *d = cu_scratch(ex, bytes);
     if (!d || !bytes)
         return d;
