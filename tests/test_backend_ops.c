@@ -5617,7 +5617,7 @@ static int mvh_same(const float *a, const float *b, size_t n) {
 static void test_matvec_half(void) {
     static const int ins[] = {1, 7, 8, 9, 100, 511, 512, 513, 777, 1030};
     static const int outs[] = {1, 3, 4, 5, 17, 38};
-    int avx = cpu_matvec_isa() == MV_AVX512, cases = 0, through = 0;
+    int cases = 0, through = 0;
     for (int dti = 0; dti < 2; dti++)
         for (size_t b = 0; b < sizeof ins / sizeof ins[0]; b++)
             for (size_t c = 0; c < sizeof outs / sizeof outs[0]; c++)
@@ -5642,13 +5642,18 @@ static void test_matvec_half(void) {
                         for (size_t i = 0; i < ny; i++)
                             nan += isnan(y0[i]);
                         CHECK(nan == 0, "%s: %d outputs NaN", what, nan);
-                        if (avx) { // two ragged sub-ranges
-                            int mid = out / 3;
-                            cpu_matvec_half(MV_AVX512, dt == MOLT_BF16, y1, out, x, W, T, in, 0,
-                                            mid, add);
-                            cpu_matvec_half(MV_AVX512, dt == MOLT_BF16, y1, out, x, W, T, in, mid,
-                                            out, add);
-                            CHECK(mvh_same(y0, y1, ny), "%s: avx512 != twin", what);
+                        for (int isa = MV_AVX512; isa <= MV_AVX2; isa++) {
+                            if (!cpu_matvec_isa_ok(isa))
+                                continue;
+                            int mid = out / 3; // two ragged sub-ranges
+                            for (size_t i = 0; i < ny; i++)
+                                y1[i] = add ? yi[i] : NAN;
+                            cpu_matvec_half(isa, dt == MOLT_BF16, y1, out, x, W, T, in, 0, mid,
+                                            add);
+                            cpu_matvec_half(isa, dt == MOLT_BF16, y1, out, x, W, T, in, mid, out,
+                                            add);
+                            CHECK(mvh_same(y0, y1, ny), "%s: %s != twin", what,
+                                  isa == MV_AVX512 ? "avx512" : "avx2");
                         }
                         cases++;
                     }
@@ -5668,13 +5673,12 @@ static void test_matvec_half(void) {
             for (int v = 0; v < 4; v++) { // bias × accumulate
                 const float *bv = v & 1 ? bias : NULL;
                 int          acc = v >> 1;
-                for (int path = 0; path < 2; path++)
+                for (int path = 0; path < 3; path++) // MV_SCALAR, MV_AVX512, MV_AVX2
                     for (int th = 1; th <= MAX_THREADS; th++) {
                         molt_exec ex = molt_exec_cpu(th);
                         for (size_t i = 0; i < ny; i++)
                             y[i] = acc ? yi[i] : NAN;
-                        cpu_matmul_w_path(&ex, path ? MV_AVX512 : MV_SCALAR, y, x,
-                                          (molt_w){dt, W}, bv, T, in, out, acc);
+                        cpu_matmul_w_path(&ex, path, y, x, (molt_w){dt, W}, bv, T, in, out, acc);
                         if (!path && th == 1)
                             memcpy(ref, y, sizeof(float) * ny);
                         else
@@ -5686,8 +5690,10 @@ static void test_matvec_half(void) {
             }
             free(W), free(x), free(bias), free(yi), free(ref), free(y);
         }
-    printf("matmul_w (bf16, f16) T <= %d: %d kernel cases (path %s), %d op runs, bit-identical "
-           "to the twin\n", K_MATVEC_T, cases, avx ? "avx512" : "scalar only", through);
+    printf("matmul_w (bf16, f16) T <= %d: %d kernel cases (paths: scalar%s%s), %d op runs, "
+           "bit-identical to the twin\n", K_MATVEC_T, cases,
+           cpu_matvec_isa_ok(MV_AVX512) ? ", avx512" : "", cpu_matvec_isa_ok(MV_AVX2) ? ", avx2" : "",
+           through);
 }
 
 // f16 KV cache (issue 15; kernels/attn.h "f16 KV cache", cpu/f16.c,

@@ -156,7 +156,7 @@ static void test_matvec(void) {
     static const int Ts[] = {1, 2, 3, 5, 8, 15, 16};
     static const int ins[] = {1, 7, 8, 9, 63, 64, 200, 773};
     static const int outs[] = {1, 3, 4, 5, 17, 64, 129};
-    int avx = cpu_matvec_isa() == MV_AVX512, cases = 0;
+    int cases = 0;
     for (size_t a = 0; a < sizeof Ts / sizeof Ts[0]; a++)
         for (size_t b = 0; b < sizeof ins / sizeof ins[0]; b++)
             for (size_t c = 0; c < sizeof outs / sizeof outs[0]; c++) {
@@ -189,11 +189,16 @@ static void test_matvec(void) {
                             CHECK(!memcmp(&s, &y0[(size_t)t * out + o], 4), "%s: != cpu_dot64",
                                   what);
                         }
-                    if (avx) { // two ragged sub-ranges, same bits as the twin
-                        int mid = out / 3;
-                        cpu_matvec(MV_AVX512, y1, out, x, W, T, in, 0, mid, add);
-                        cpu_matvec(MV_AVX512, y1, out, x, W, T, in, mid, out, add);
-                        CHECK(!memcmp(y0, y1, sizeof(float) * ny), "%s: avx512 != twin", what);
+                    for (int isa = MV_AVX512; isa <= MV_AVX2; isa++) {
+                        if (!cpu_matvec_isa_ok(isa))
+                            continue;
+                        int mid = out / 3; // two ragged sub-ranges, same bits as the twin
+                        for (size_t i = 0; i < ny; i++)
+                            y1[i] = add ? yi[i] : NAN;
+                        cpu_matvec(isa, y1, out, x, W, T, in, 0, mid, add);
+                        cpu_matvec(isa, y1, out, x, W, T, in, mid, out, add);
+                        CHECK(!memcmp(y0, y1, sizeof(float) * ny), "%s: %s != twin", what,
+                              isa == MV_AVX512 ? "avx512" : "avx2");
                     }
                     cases++;
                 }
@@ -218,11 +223,11 @@ static void test_matvec(void) {
             k_matmul(TEX, y, x, W, bias, T, in, out, 0);
             if (th == 1)
                 memcpy(y1, y, sizeof(float) * ny);
-            else if (avx)
+            else // every CPU: the matvec path (AVX-512, AVX2 or the twin), never OpenBLAS
                 CHECK(!memcmp(y, y1, sizeof(float) * ny), "k_matmul T=%d in=%d out=%d: %d "
                       "threads != 1 thread", T, in, out, th);
             int bad = 0;
-            for (int o = 0; avx && o < out; o++)
+            for (int o = 0; o < out; o++)
                 for (int t = 0; t < T; t++) {
                     float s = bias[o] + cpu_dot64(W + (size_t)o * in, x + (size_t)t * in, in);
                     bad += memcmp(&s, &y[(size_t)t * out + o], 4) != 0;
@@ -233,8 +238,8 @@ static void test_matvec(void) {
         test_threads(1);
         free(x), free(W), free(bias), free(y), free(y1);
     }
-    printf("matvec: %d cases, path %s, bit-identical to cpu_dot64\n", cases,
-           avx ? "avx512" : "scalar only");
+    printf("matvec: %d cases, paths scalar%s%s, bit-identical to cpu_dot64\n", cases,
+           cpu_matvec_isa_ok(MV_AVX512) ? ", avx512" : "", cpu_matvec_isa_ok(MV_AVX2) ? ", avx2" : "");
 }
 
 // decode attention (k_attn_prefill, T = 1) gives the bits of the plain loop —

@@ -36,6 +36,28 @@ void distill_capture_heatmaps(distill_result *R, const float *A, const float *M,
 // ----------------------------------------------------------------------------
 // SVG helpers (plain text, no dependencies)
 
+// A report file is written whole or not at all: its text goes to memory (open_memstream),
+// then to the path through fio_write_atomic (an earlier file stays until the new one is whole).
+typedef struct rfile {
+    FILE  *f;
+    char  *buf; // open_memstream's, libc-allocated
+    size_t len;
+} rfile;
+
+static FILE *rf_open(rfile *r) {
+    r->buf = NULL;
+    r->len = 0;
+    return r->f = open_memstream(&r->buf, &r->len);
+}
+
+static molt_status rf_commit(molt_ctx *ctx, rfile *r, const char *path) {
+    molt_status st = fclose(r->f) == 0 && r->buf
+                         ? fio_write_atomic(ctx, path, r->buf, r->len)
+                         : molt__err(ctx, MOLT_ERR_OOM, "%s: out of memory", path);
+    free(r->buf);
+    return st;
+}
+
 static void svg_heat(FILE *f, const float *x, int n, double ox, double oy, double cell,
                      const char *title) {
     // diverging scale around 0 (student matrices have negative entries):
@@ -56,9 +78,10 @@ static void svg_heat(FILE *f, const float *x, int n, double ox, double oy, doubl
 
 static molt_status write_heatmaps(molt_ctx *ctx, const char *path, const distill_result *R,
                                   int n) {
-    FILE *f = fopen(path, "w");
+    rfile rf;
+    FILE *f = rf_open(&rf);
     if (!f)
-        return molt__err(ctx, MOLT_ERR_IO, "%s: cannot write", path);
+        return molt__err(ctx, MOLT_ERR_OOM, "%s: out of memory", path);
     double cell = 5, w = n * cell;
     fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' "
                "font-family='sans-serif'>\n",
@@ -69,15 +92,15 @@ static molt_status write_heatmaps(molt_ctx *ctx, const char *path, const distill
     svg_heat(f, R->heat_before, n, w + 40, 30, cell, "student mixer, before");
     svg_heat(f, R->heat_after, n, 2 * w + 70, 30, cell, "student mixer, after");
     fprintf(f, "</svg>\n");
-    fclose(f);
-    return MOLT_OK;
+    return rf_commit(ctx, &rf, path);
 }
 
 static molt_status write_curves(molt_ctx *ctx, const char *path, const distill_result *R,
                                 bool rkl) {
-    FILE *f = fopen(path, "w");
+    rfile rf;
+    FILE *f = rf_open(&rf);
     if (!f)
-        return molt__err(ctx, MOLT_ERR_IO, "%s: cannot write", path);
+        return molt__err(ctx, MOLT_ERR_OOM, "%s: out of memory", path);
     const double W = 300, H = 200, pad = 40;
     fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' "
                "font-family='sans-serif' font-size='11'>\n",
@@ -128,8 +151,7 @@ static molt_status write_curves(molt_ctx *ctx, const char *path, const distill_r
                 oy + H + 14, (long long)s->tokens);
     }
     fprintf(f, "</svg>\n");
-    fclose(f);
-    return MOLT_OK;
+    return rf_commit(ctx, &rf, path);
 }
 
 // ----------------------------------------------------------------------------
@@ -324,19 +346,19 @@ molt_status distill_write_report(molt_ctx *ctx, const molt_distill_opts *o,
     if (!text)
         return molt__err(ctx, MOLT_ERR_OOM, "report.json: out of memory");
     fio_join(path, sizeof path, o->out_dir, "report.json");
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        cJSON_free(text);
-        return molt__err(ctx, MOLT_ERR_IO, "%s: cannot write", path);
-    }
-    fprintf(f, "%s\n", text);
+    rfile rf;
+    FILE *f = rf_open(&rf);
+    if (f)
+        fprintf(f, "%s\n", text);
     cJSON_free(text);
-    fclose(f);
+    molt_status st = f ? rf_commit(ctx, &rf, path)
+                       : molt__err(ctx, MOLT_ERR_OOM, "%s: out of memory", path);
+    if (st != MOLT_OK)
+        return st;
     // table
     fio_join(path, sizeof path, o->out_dir, "report.txt");
-    f = fopen(path, "w");
-    if (!f)
-        return molt__err(ctx, MOLT_ERR_IO, "%s: cannot write", path);
+    if (!(f = rf_open(&rf)))
+        return molt__err(ctx, MOLT_ERR_OOM, "%s: out of memory", path);
     bool other = o->student && strcmp(o->student, "llamba");
     fprintf(f, "MOHAWK distillation → %s (%s%s%s, d_state %d, %s init, %d kept attention heads)\n",
             o->out_dir, model_arch_name(student->cfg.arch), other ? " of " : "",
@@ -390,9 +412,10 @@ molt_status distill_write_report(molt_ctx *ctx, const molt_distill_opts *o,
             (long long)(state + skv * 32768), (long long)state, (long long)skv,
             (long long)(kv * 1024), (long long)(kv * 8192), (long long)(kv * 32768));
     fprintf(f, "total %.1f s\n", R->total_seconds);
-    fclose(f);
+    if ((st = rf_commit(ctx, &rf, path)) != MOLT_OK)
+        return st;
     fio_join(path, sizeof path, o->out_dir, "loss_curves.svg");
-    molt_status st = write_curves(ctx, path, R, o->kd_loss && !strcmp(o->kd_loss, "rkl"));
+    st = write_curves(ctx, path, R, o->kd_loss && !strcmp(o->kd_loss, "rkl"));
     if (st == MOLT_OK && R->heat_teacher && R->heat_before && R->heat_after) {
         fio_join(path, sizeof path, o->out_dir, "attention_vs_mixer.svg");
         st = write_heatmaps(ctx, path, R, o->seq_len < HEAT_N ? o->seq_len : HEAT_N);

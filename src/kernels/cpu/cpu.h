@@ -41,7 +41,7 @@ void cpu_hybrid_stats_backward(const molt_exec *ex, float *g, float *ds, const f
 void cpu_widen_half(float *dst, const uint16_t *h, int n, int is_bf16);
 void cpu_matmul_w(const molt_exec *ex, float *y, const float *x, molt_w W, const float *bias,
                   int T, int in, int out, int accumulate);
-// cpu_matmul_w on a given matvec.c path (isa: MV_SCALAR or MV_AVX512; an
+// cpu_matmul_w on a given matvec.c path (isa: MV_SCALAR, MV_AVX512 or MV_AVX2; an
 // unavailable one runs the twin) for bf16 / f16 weights and T ≤ K_MATVEC_T
 void cpu_matmul_w_path(const molt_exec *ex, int isa, float *y, const float *x, molt_w W,
                        const float *bias, int T, int in, int out, int accumulate);
@@ -72,12 +72,14 @@ int cpu_isa_pick(const int *avail, int n, const char *const *names, const char *
 
 // matvec.c: the fp32 matmul for 1 ≤ T ≤ K_MATVEC_T rows of x (contract in
 // matvec.c: every element exactly cpu_dot64(W row, x row)). isa: MV_SCALAR (the
-// cpu_dot64 twin) or MV_AVX512; cpu_matvec_isa() is the best this CPU and OS allow
+// cpu_dot64 twin), MV_AVX512 or MV_AVX2; cpu_matvec_isa() is the best this CPU and OS allow
 // (MOLT_MATVEC=scalar forces the twin for bf16/f16 weights in matmul_w.c; for f32,
-// dense.c takes MV_AVX512 or OpenBLAS, MOLT_MATVEC=blas).
+// dense.c takes cpu_matvec_isa()'s path, or OpenBLAS with MOLT_MATVEC=blas).
 #define K_MATVEC_T 16
-enum { MV_SCALAR = 0, MV_AVX512 = 1 };
+enum { MV_SCALAR = 0, MV_AVX512 = 1, MV_AVX2 = 2 };
 int    cpu_matvec_isa(void);
+// whether path isa runs on this CPU (MV_SCALAR always; an unavailable one runs the twin)
+bool   cpu_matvec_isa_ok(int isa);
 // Σ a[i]·b[i] in the fp32 matvec's order: 64 lanes (i mod 64) of fused multiply-adds, folded
 // (l, l+16) + (l+32, l+48), then a 16-lane tree (matvec.c)
 float  cpu_dot64(const float *a, const float *b, int n);

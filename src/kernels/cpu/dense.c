@@ -63,8 +63,9 @@ static void gemm_block(float *y, const float *x, const float *W, int T, int in, 
 
 // Few rows of x (decode, small-batch decode): matvec.c's kernel streams W once
 // per call, every element cpu_dot64's sum (so, unlike sgemv/sgemm, the same bits
-// at any thread count and any T ≤ K_MATVEC_T); threads own blocks of 16
-// output features. MOLT_MATVEC=blas keeps OpenBLAS (before/after benchmarks).
+// at any thread count and any T ≤ K_MATVEC_T: a batched decode row is its single
+// decode, on every CPU — the twin where neither AVX-512 nor AVX2 runs); threads own
+// blocks of 16 output features. MOLT_MATVEC=blas keeps OpenBLAS (before/after benchmarks).
 static int            g_mv_isa = MV_SCALAR;
 static pthread_once_t g_mv_once = PTHREAD_ONCE_INIT;
 static void           mv_choose(void) {
@@ -79,19 +80,19 @@ static int mv_isa(void) {
 typedef struct mv_task {
     float       *y;
     const float *x, *W;
-    int          T, in, out, add;
+    int          T, in, out, add, isa;
 } mv_task;
 
 static void mv_run(void *arg, int ith, int nth) {
     const mv_task *j = arg;
     int            per = ((j->out + nth - 1) / nth + 15) & ~15;
     int            o0 = MIN_INT(j->out, ith * per), o1 = MIN_INT(j->out, o0 + per);
-    cpu_matvec(MV_AVX512, j->y, j->out, j->x, j->W, j->T, j->in, o0, o1, j->add);
+    cpu_matvec(j->isa, j->y, j->out, j->x, j->W, j->T, j->in, o0, o1, j->add);
 }
 
 static void matvec_rows(const molt_exec *ex, float *y, const float *x, const float *W, int T,
                         int in, int out, int add) {
-    mv_task job = {y, x, W, T, in, out, add};
+    mv_task job = {y, x, W, T, in, out, add, mv_isa()};
     int     nth = out < 32 * ex->nth ? 1 : ex->nth;
     if (nth <= 1)
         mv_run(&job, 0, 1);
@@ -130,11 +131,11 @@ void cpu_matmul(const molt_exec *ex, float *y, const float *x, const float *W, c
         }
     }
     if (T == 1 && (size_t)in * (size_t)out <= (1u << 15)) { // small: one thread, no BLAS call
-        cpu_matvec(mv_isa() == MV_AVX512 ? MV_AVX512 : MV_SCALAR, y, out, x, W, 1, in, 0, out,
+        cpu_matvec(mv_isa() < 0 ? MV_SCALAR : mv_isa(), y, out, x, W, 1, in, 0, out,
                    beta != 0.0f);
         return;
     }
-    if (T <= K_MATVEC_T && T >= 1 && mv_isa() == MV_AVX512) {
+    if (T <= K_MATVEC_T && T >= 1 && mv_isa() >= 0) {
         matvec_rows(ex, y, x, W, T, in, out, beta != 0.0f);
         return;
     }

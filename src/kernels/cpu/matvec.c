@@ -17,6 +17,13 @@
  *               hardware prefetchers follow best), four 16-lane FMA chains; at
  *               T > 1 tiles of 4 weight rows, each row against 4 x rows at a
  *               time (the weight loads shared).
+ *   MV_AVX2     AVX2 + FMA (CPUs or VMs without AVX-512): eight 8-lane FMA
+ *               chains per row, the same 64 lanes and folds; at T > 1 tiles of
+ *               4 weight rows, each row against one x row at a time (sixteen
+ *               256-bit registers hold one row's chains), the tile's rows
+ *               re-read from cache. Without it, batched rows went to OpenBLAS,
+ *               whose sums depend on the row count: a slot's decode then
+ *               differed from its single-sequence decode.
  *
  * (Until 2026-12-07 the element was k_dotf's 8-lane sum, which needed eight
  * weight rows interleaved to keep the adders busy; the sequential read is
@@ -45,8 +52,25 @@
 #define MV_HAVE_AVX512 0
 #endif
 
+static bool mv_avx2_ok(void) {
+#if MV_HAVE_AVX512
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("f16c");
+#else
+    return false;
+#endif
+}
+
 int cpu_matvec_isa(void) {
-    return MV_HAVE_AVX512 && cpu_q8_isa_available(Q8_AVX512VNNI) ? MV_AVX512 : MV_SCALAR;
+    return MV_HAVE_AVX512 && cpu_q8_isa_available(Q8_AVX512VNNI) ? MV_AVX512
+           : mv_avx2_ok()                                         ? MV_AVX2
+                                                                  : MV_SCALAR;
+}
+
+bool cpu_matvec_isa_ok(int isa) {
+    return isa == MV_SCALAR   ? true
+           : isa == MV_AVX512 ? cpu_matvec_isa() == MV_AVX512
+                              : isa == MV_AVX2 && mv_avx2_ok();
 }
 
 // cpu_dot64's arithmetic (the contract above); fmaf is one rounding either way
@@ -264,13 +288,99 @@ MV_T512 static void mvh_avx512_f16(float *y, int ldy, const float *x, const uint
 }
 #endif
 
+#if MV_HAVE_AVX512
+// ----------------------------------------------------------------------------
+// AVX2: lane l of cpu_dot64 is lane l % 8 of chain l / 8
+
+#define MV_T256 __attribute__((target("avx2,fma,f16c")))
+
+// cpu_dot64's fold: u_l = (a_l + a_l+16) + (a_l+32 + a_l+48) is (c0 + c2) + (c4 + c6) for
+// l < 8 and (c1 + c3) + (c5 + c7) for 8 ≤ l < 16, then the tree
+MV_T256 static inline float mv2_fold64(const __m256 *c) {
+    __m256 lo = _mm256_add_ps(_mm256_add_ps(c[0], c[2]), _mm256_add_ps(c[4], c[6]));
+    __m256 hi = _mm256_add_ps(_mm256_add_ps(c[1], c[3]), _mm256_add_ps(c[5], c[7]));
+    __m256 h = _mm256_add_ps(lo, hi); // u_l + u_l+8
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    __m128 r = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    return _mm_cvtss_f32(_mm_add_ss(r, _mm_shuffle_ps(r, r, 1)));
+}
+
+// 8 weights from element i of a row of type WT (0 f32, 1 bf16, 2 f16), widened exactly
+MV_T256 static inline __m256 mv2_wload(const void *w, int i, const int WT) {
+    if (WT == 0)
+        return _mm256_loadu_ps((const float *)w + i);
+    __m128i h = _mm_loadu_si128((const __m128i *)(const void *)((const uint16_t *)w + i));
+    if (WT == 1)
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    return _mm256_cvtph_ps(h);
+}
+
+// cpu_dot64(widen(w), x) over in elements. The tail's lanes past in load zeros into both
+// operands: fma(0, 0, a) = a (a chain is never −0: it starts at +0, and a + (±0) only gives
+// −0 when a is −0), so those chains keep their sums, as the twin's do.
+MV_T256 static inline __attribute__((always_inline)) float mv2_dot64(const void *w, const int WT,
+                                                                    const float *x, int in) {
+    __m256 c[8];
+    for (int k = 0; k < 8; k++)
+        c[k] = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 64 <= in; i += 64)
+        for (int k = 0; k < 8; k++)
+            c[k] = _mm256_fmadd_ps(mv2_wload(w, i + 8 * k, WT), _mm256_loadu_ps(x + i + 8 * k),
+                                   c[k]);
+    if (i < in) {
+        float wt[64] = {0}, xt[64] = {0};
+        int   n = in - i;
+        if (WT == 0)
+            memcpy(wt, (const float *)w + i, sizeof(float) * (size_t)n);
+        else
+            for (int k = 0; k < n; k++)
+                wt[k] = mvh_widen1(((const uint16_t *)w)[i + k], WT == 1);
+        memcpy(xt, x + i, sizeof(float) * (size_t)n);
+        for (int k = 0; k < 8 && 8 * k < n; k++)
+            c[k] = _mm256_fmadd_ps(_mm256_loadu_ps(wt + 8 * k), _mm256_loadu_ps(xt + 8 * k), c[k]);
+    }
+    return mv2_fold64(c);
+}
+
+// T = 1: rows [o0, o1) in order, each streamed once; T > 1: tiles of MV_TILE rows, each row
+// against every x row (the tile stays in cache)
+MV_T256 static inline __attribute__((always_inline)) void
+mv2_rows(float *y, int ldy, const float *x, const void *W, const int WT, int T, int in, int o0,
+         int o1, int add) {
+    size_t row = (size_t)in * (WT ? 2 : 4); // bytes
+    for (int r0 = o0; r0 < o1; r0 += MV_TILE) {
+        int r1 = r0 + MV_TILE < o1 ? r0 + MV_TILE : o1;
+        for (int t = 0; t < T; t++)
+            for (int o = r0; o < r1; o++) {
+                float  s = mv2_dot64((const char *)W + (size_t)o * row, WT, x + (size_t)t * in, in);
+                float *d = y + (size_t)t * ldy + o;
+                *d = add ? *d + s : s;
+            }
+    }
+}
+
+MV_T256 static void mv_avx2(float *y, int ldy, const float *x, const void *W, int WT, int T,
+                            int in, int o0, int o1, int add) {
+    if (WT == 0)
+        mv2_rows(y, ldy, x, W, 0, T, in, o0, o1, add);
+    else if (WT == 1)
+        mv2_rows(y, ldy, x, W, 1, T, in, o0, o1, add);
+    else
+        mv2_rows(y, ldy, x, W, 2, T, in, o0, o1, add);
+}
+#endif
+
 void cpu_matvec(int isa, float *y, int ldy, const float *x, const float *W, int T, int in, int o0,
                 int o1, int add) {
     if (T <= 0 || o1 <= o0)
         return;
 #if MV_HAVE_AVX512
-    if (isa == MV_AVX512 && cpu_matvec_isa() == MV_AVX512) {
-        mv_avx512(y, ldy, x, W, T, in, o0, o1, add);
+    if (isa != MV_SCALAR && cpu_matvec_isa_ok(isa)) {
+        if (isa == MV_AVX512)
+            mv_avx512(y, ldy, x, W, T, in, o0, o1, add);
+        else
+            mv_avx2(y, ldy, x, W, 0, T, in, o0, o1, add);
         return;
     }
 #endif
@@ -282,11 +392,15 @@ void cpu_matvec_half(int isa, int is_bf16, float *y, int ldy, const float *x, co
     if (T <= 0 || o1 <= o0 || in <= 0)
         return;
 #if MV_HAVE_AVX512
-    if (isa == MV_AVX512 && cpu_matvec_isa() == MV_AVX512) {
+    if (isa == MV_AVX512 && cpu_matvec_isa_ok(isa)) {
         if (is_bf16)
             mvh_avx512_bf16(y, ldy, x, W, T, in, o0, o1, add);
         else
             mvh_avx512_f16(y, ldy, x, W, T, in, o0, o1, add);
+        return;
+    }
+    if (isa == MV_AVX2 && cpu_matvec_isa_ok(isa)) {
+        mv_avx2(y, ldy, x, W, is_bf16 ? 1 : 2, T, in, o0, o1, add);
         return;
     }
 #endif
