@@ -55,13 +55,20 @@ for s in r["stages"]:
     falls = s["final_loss_mean_last10pct"] < s["first_loss"]
     print(f"stage {s['stage']}: {s['first_loss']:.4f} -> {s['final_loss_mean_last10pct']:.4f} {'falls' if falls else 'DOES NOT FALL'}")
     ok &= falls
+    # the timeline: windows up to the stage's last step (4 x 64 tokens a step), each with a
+    # rate, and no GPU memory on the CPU
+    tl = s.get("timeline", [])
+    good = len(tl) >= 2 and all(w["tok_per_s"] > 0 and w["device_gb"] == 0 for w in tl) \
+        and tl[-1]["step"] * 256 == s["tokens"]
+    print(f"stage {s['stage']}: timeline of {len(tl)} windows {'ok' if good else 'WRONG'}")
+    ok &= good
 f = r["stage1_frobenius_per_layer"]
 print(f"stage-1 distance {f['before']:.3f} -> {f['after']:.3f}")
 ok &= f["after"] < f["before"]
 ok &= r["eval"]["student_loss"] > 0 and r["bytes_per_sequence"]["student_state"] > 0
 sys.exit(0 if ok else 1)
 PY
-for f in report.txt loss_curves.svg attention_vs_mixer.svg config.json model.safetensors; do
+for f in report.txt loss_curves.svg timeline.svg attention_vs_mixer.svg config.json model.safetensors; do
   [ -s "$T/s/$f" ] || { echo "FAIL: $f missing"; fail=1; }
 done
 grep -qE '"model_type":[[:space:]]*"llamba"' "$T/s/config.json" || { echo "FAIL: student is not a llamba model"; fail=1; }

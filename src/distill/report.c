@@ -213,6 +213,51 @@ static int timeline(const distill_stage_result *s, tl_win *w) {
     return n;
 }
 
+// timeline.svg: per stage, tokens/s over the run's windows (blue, from 0) and, on a GPU, the
+// device memory in use (green, from 0): flat lines are a steady run
+static molt_status write_timeline(molt_ctx *ctx, const char *path, const distill_result *R) {
+    rfile rf;
+    FILE *f = rf_open(&rf);
+    if (!f)
+        return molt__err(ctx, MOLT_ERR_OOM, "%s: out of memory", path);
+    const double W = 300, H = 160, pad = 40;
+    fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' "
+               "font-family='sans-serif' font-size='11'>\n",
+            3 * (W + pad) + pad, H + 2 * pad);
+    for (int k = 0; k < 3; k++) {
+        tl_win w[TL_N];
+        int    nw = timeline(&R->stages[k], w);
+        double ox = pad + k * (W + pad), oy = pad, smax = 0, gmax = 0;
+        fprintf(f, "<text x='%.0f' y='%.0f' font-size='12'>stage %d: tokens/s%s</text>\n", ox,
+                oy - 10, k + 1, nw > 0 && w[0].gb > 0 ? " and GPU memory" : "");
+        fprintf(f, "<rect x='%.0f' y='%.0f' width='%.0f' height='%.0f' fill='none' "
+                   "stroke='#888'/>\n",
+                ox, oy, W, H);
+        if (nw < 2)
+            continue;
+        for (int i = 0; i < nw; i++)
+            smax = fmax(smax, w[i].tok_s), gmax = fmax(gmax, w[i].gb);
+        for (int pass = 0; pass < (gmax > 0 ? 2 : 1); pass++) {
+            double top = pass ? gmax : smax;
+            fprintf(f, "<polyline fill='none' stroke='%s' stroke-width='1.5' points='",
+                    pass ? "#2a2" : "#36c");
+            for (int i = 0; i < nw; i++)
+                fprintf(f, "%.1f,%.1f ", ox + W * i / (nw - 1),
+                        oy + H - 0.9 * H * (pass ? w[i].gb : w[i].tok_s) / fmax(top, 1e-12));
+            fprintf(f, "'/>\n");
+        }
+        fprintf(f, "<text x='%.0f' y='%.0f' fill='#36c'>%.0f tok/s</text>\n", ox + 2,
+                oy + 0.1 * H - 2, smax);
+        if (gmax > 0)
+            fprintf(f, "<text x='%.0f' y='%.0f' fill='#2a2'>%.1f GB</text>\n", ox + W - 60,
+                    oy + 0.1 * H - 2, gmax);
+        fprintf(f, "<text x='%.0f' y='%.0f'>0</text><text x='%.0f' y='%.0f'>%d steps</text>\n",
+                ox + 2, oy + H - 4, ox + W - 70, oy + H + 14, R->stages[k].n_curve);
+    }
+    fprintf(f, "</svg>\n");
+    return rf_commit(ctx, &rf, path);
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -416,6 +461,10 @@ molt_status distill_write_report(molt_ctx *ctx, const molt_distill_opts *o,
         return st;
     fio_join(path, sizeof path, o->out_dir, "loss_curves.svg");
     st = write_curves(ctx, path, R, o->kd_loss && !strcmp(o->kd_loss, "rkl"));
+    if (st == MOLT_OK) {
+        fio_join(path, sizeof path, o->out_dir, "timeline.svg");
+        st = write_timeline(ctx, path, R);
+    }
     if (st == MOLT_OK && R->heat_teacher && R->heat_before && R->heat_after) {
         fio_join(path, sizeof path, o->out_dir, "attention_vs_mixer.svg");
         st = write_heatmaps(ctx, path, R, o->seq_len < HEAT_N ? o->seq_len : HEAT_N);

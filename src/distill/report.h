@@ -1,7 +1,8 @@
 /*
  * report.h — what molt_distill measured, and how it is written:
  * out_dir/report.json (machines), out_dir/report.txt (the table printed on
- * the terminal), out_dir/loss_curves.svg and out_dir/attention_vs_mixer.svg.
+ * the terminal), out_dir/loss_curves.svg, out_dir/timeline.svg (tokens/s and
+ * GPU memory over each stage) and out_dir/attention_vs_mixer.svg.
  */
 #ifndef MOLT_REPORT_H
 #define MOLT_REPORT_H

@@ -3,7 +3,7 @@
  * (matrix orientation → hidden-state alignment → knowledge distillation) from
  * a Llama teacher into a Llamba, Mamba-2, Mamba-3 or GateLoop student (--student), with a
  * progress bar per stage and a report (table here; report.json, loss_curves.svg,
- * attention_vs_mixer.svg in the output directory). Bad options fail before any
+ * timeline.svg, attention_vs_mixer.svg in the output directory). Bad options fail before any
  * work starts.
  */
 #include "cli.h"
@@ -15,7 +15,8 @@ static const char *ABOUT_DISTILL =
     "  MOHAWK from a Llama teacher (HF directory or llama2.c .bin) into a Llamba student (or\n"
     "  --student mamba2 | mamba3 | mamba3-mimo | gateloop): matrix orientation, hidden-state\n"
     "  alignment, knowledge distillation; the report goes to stdout and to\n"
-    "  STUDENT_DIR/report.json, loss_curves.svg and attention_vs_mixer.svg.\n";
+    "  STUDENT_DIR/report.json, loss_curves.svg, timeline.svg (tokens/s and GPU memory over\n"
+    "  each stage) and attention_vs_mixer.svg.\n";
 static const char *ABOUT_HYBRID =
     "  The retrieval-aware hybrid: kept teacher heads stay attention (copied), every other head\n"
     "  is recurrent, then MOHAWK. --keep / --keep-frac take the most important heads of a\n"
@@ -225,8 +226,9 @@ int cmd_distill(int argc, char **argv) {
                 fputs(rep, stdout);
                 free(rep);
             }
-            printf("report: %s/report.json, %s/loss_curves.svg, %s/attention_vs_mixer.svg\n",
-                   o.out_dir, o.out_dir, o.out_dir);
+            printf("report: %s/report.json, %s/loss_curves.svg, %s/timeline.svg, "
+                   "%s/attention_vs_mixer.svg\n",
+                   o.out_dir, o.out_dir, o.out_dir, o.out_dir);
             rc = 0;
         }
     }
