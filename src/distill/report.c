@@ -95,16 +95,29 @@ static molt_status write_heatmaps(molt_ctx *ctx, const char *path, const distill
     return rf_commit(ctx, &rf, path);
 }
 
+// A plot's file begun: three panels W × H side by side (one per stage), pad around each
+static FILE *svg_open(rfile *rf, double W, double H, double pad) {
+    FILE *f = rf_open(rf);
+    if (f)
+        fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' "
+                   "font-family='sans-serif' font-size='11'>\n",
+                3 * (W + pad) + pad, H + 2 * pad);
+    return f;
+}
+
+static void svg_panel(FILE *f, double ox, double oy, double W, double H, const char *title) {
+    fprintf(f, "<text x='%.0f' y='%.0f' font-size='12'>%s</text>\n", ox, oy - 10, title);
+    fprintf(f, "<rect x='%.0f' y='%.0f' width='%.0f' height='%.0f' fill='none' stroke='#888'/>\n",
+            ox, oy, W, H);
+}
+
 static molt_status write_curves(molt_ctx *ctx, const char *path, const distill_result *R,
                                 bool rkl) {
-    rfile rf;
-    FILE *f = rf_open(&rf);
+    const double W = 300, H = 200, pad = 40;
+    rfile        rf;
+    FILE        *f = svg_open(&rf, W, H, pad);
     if (!f)
         return molt__err(ctx, MOLT_ERR_OOM, "%s: out of memory", path);
-    const double W = 300, H = 200, pad = 40;
-    fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' "
-               "font-family='sans-serif' font-size='11'>\n",
-            3 * (W + pad) + pad, H + 2 * pad);
     const char *const names[3] = {"stage 1: matrix orientation (Frobenius)",
                                   "stage 2: hidden-state alignment (L2)",
                                   rkl ? "stage 3: distillation (reverse KL)"
@@ -112,10 +125,7 @@ static molt_status write_curves(molt_ctx *ctx, const char *path, const distill_r
     for (int k = 0; k < 3; k++) {
         const distill_stage_result *s = &R->stages[k];
         double ox = pad + k * (W + pad), oy = pad;
-        fprintf(f, "<text x='%.0f' y='%.0f' font-size='12'>%s</text>\n", ox, oy - 10, names[k]);
-        fprintf(f, "<rect x='%.0f' y='%.0f' width='%.0f' height='%.0f' fill='none' "
-                   "stroke='#888'/>\n",
-                ox, oy, W, H);
+        svg_panel(f, ox, oy, W, H, names[k]);
         if (s->n_curve < 2)
             continue;
         float lo = s->curve[0], hi = s->curve[0];
@@ -216,23 +226,19 @@ static int timeline(const distill_stage_result *s, tl_win *w) {
 // timeline.svg: per stage, tokens/s over the run's windows (blue, from 0) and, on a GPU, the
 // device memory in use (green, from 0): flat lines are a steady run
 static molt_status write_timeline(molt_ctx *ctx, const char *path, const distill_result *R) {
-    rfile rf;
-    FILE *f = rf_open(&rf);
+    const double W = 300, H = 160, pad = 40;
+    rfile        rf;
+    FILE        *f = svg_open(&rf, W, H, pad);
     if (!f)
         return molt__err(ctx, MOLT_ERR_OOM, "%s: out of memory", path);
-    const double W = 300, H = 160, pad = 40;
-    fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' "
-               "font-family='sans-serif' font-size='11'>\n",
-            3 * (W + pad) + pad, H + 2 * pad);
     for (int k = 0; k < 3; k++) {
         tl_win w[TL_N];
         int    nw = timeline(&R->stages[k], w);
         double ox = pad + k * (W + pad), oy = pad, smax = 0, gmax = 0;
-        fprintf(f, "<text x='%.0f' y='%.0f' font-size='12'>stage %d: tokens/s%s</text>\n", ox,
-                oy - 10, k + 1, nw > 0 && w[0].gb > 0 ? " and GPU memory" : "");
-        fprintf(f, "<rect x='%.0f' y='%.0f' width='%.0f' height='%.0f' fill='none' "
-                   "stroke='#888'/>\n",
-                ox, oy, W, H);
+        char   title[64];
+        snprintf(title, sizeof title, "stage %d: tokens/s%s", k + 1,
+                 nw > 0 && w[0].gb > 0 ? " and GPU memory" : "");
+        svg_panel(f, ox, oy, W, H, title);
         if (nw < 2)
             continue;
         for (int i = 0; i < nw; i++)
