@@ -365,8 +365,11 @@ int main(int argc, char **argv) {
         molt_ctx_free(ctx);
         return 0;
     }
-    printf("{\"bench\": \"machine\", \"threads\": %d, \"q8_isa\": \"%s\", \"openblas\": \"%s\"}\n",
+    int mv = cpu_matvec_isa(); // the fp32 / bf16 / f16 decode matvec's path (cpu/matvec.c)
+    printf("{\"bench\": \"machine\", \"threads\": %d, \"q8_isa\": \"%s\", \"matvec_isa\": "
+           "\"%s\", \"openblas\": \"%s\"}\n",
            o.threads, cpu_q8_isa_name(cpu_q8_isa()),
+           mv == MV_AVX512 ? "avx512" : mv == MV_AVX2 ? "avx2" : "scalar",
            getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "auto");
     if (!skip_bw) {
         double b4 = bandwidth(o.threads, 0), bh = bandwidth(o.threads, 1);
