@@ -36,28 +36,6 @@ void distill_capture_heatmaps(distill_result *R, const float *A, const float *M,
 // ----------------------------------------------------------------------------
 // SVG helpers (plain text, no dependencies)
 
-// A report file is written whole or not at all: its text goes to memory (open_memstream),
-// then to the path through fio_write_atomic (an earlier file stays until the new one is whole).
-typedef struct rfile {
-    FILE  *f;
-    char  *buf; // open_memstream's, libc-allocated
-    size_t len;
-} rfile;
-
-static FILE *rf_open(rfile *r) {
-    r->buf = NULL;
-    r->len = 0;
-    return r->f = open_memstream(&r->buf, &r->len);
-}
-
-static molt_status rf_commit(molt_ctx *ctx, rfile *r, const char *path) {
-    molt_status st = fclose(r->f) == 0 && r->buf
-                         ? fio_write_atomic(ctx, path, r->buf, r->len)
-                         : molt__err(ctx, MOLT_ERR_OOM, "%s: out of memory", path);
-    free(r->buf);
-    return st;
-}
-
 static void svg_heat(FILE *f, const float *x, int n, double ox, double oy, double cell,
                      const char *title) {
     // diverging scale around 0 (student matrices have negative entries):
@@ -78,10 +56,12 @@ static void svg_heat(FILE *f, const float *x, int n, double ox, double oy, doubl
 
 static molt_status write_heatmaps(molt_ctx *ctx, const char *path, const distill_result *R,
                                   int n) {
-    rfile rf;
-    FILE *f = rf_open(&rf);
-    if (!f)
-        return molt__err(ctx, MOLT_ERR_OOM, "%s: out of memory", path);
+    // every report file: written whole or not at all (fileio.h's streaming atomic writer)
+    fio_atomic  rf;
+    molt_status st = fio_atomic_open(ctx, path, &rf);
+    if (st != MOLT_OK)
+        return st;
+    FILE  *f = rf.fp;
     double cell = 5, w = n * cell;
     fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' "
                "font-family='sans-serif'>\n",
@@ -92,17 +72,19 @@ static molt_status write_heatmaps(molt_ctx *ctx, const char *path, const distill
     svg_heat(f, R->heat_before, n, w + 40, 30, cell, "student mixer, before");
     svg_heat(f, R->heat_after, n, 2 * w + 70, 30, cell, "student mixer, after");
     fprintf(f, "</svg>\n");
-    return rf_commit(ctx, &rf, path);
+    return fio_atomic_commit(ctx, &rf);
 }
 
-// A plot's file begun: three panels W × H side by side (one per stage), pad around each
-static FILE *svg_open(rfile *rf, double W, double H, double pad) {
-    FILE *f = rf_open(rf);
-    if (f)
-        fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' "
-                   "font-family='sans-serif' font-size='11'>\n",
+// A plot's file begun (atomically, as every report file): three panels W × H side by side
+// (one per stage), pad around each
+static molt_status svg_open(molt_ctx *ctx, const char *path, fio_atomic *rf, double W, double H,
+                            double pad) {
+    molt_status st = fio_atomic_open(ctx, path, rf);
+    if (st == MOLT_OK)
+        fprintf(rf->fp, "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' "
+                        "font-family='sans-serif' font-size='11'>\n",
                 3 * (W + pad) + pad, H + 2 * pad);
-    return f;
+    return st;
 }
 
 static void svg_panel(FILE *f, double ox, double oy, double W, double H, const char *title) {
@@ -114,10 +96,11 @@ static void svg_panel(FILE *f, double ox, double oy, double W, double H, const c
 static molt_status write_curves(molt_ctx *ctx, const char *path, const distill_result *R,
                                 bool rkl) {
     const double W = 300, H = 200, pad = 40;
-    rfile        rf;
-    FILE        *f = svg_open(&rf, W, H, pad);
-    if (!f)
-        return molt__err(ctx, MOLT_ERR_OOM, "%s: out of memory", path);
+    fio_atomic   rf;
+    molt_status  st = svg_open(ctx, path, &rf, W, H, pad);
+    if (st != MOLT_OK)
+        return st;
+    FILE *f = rf.fp;
     const char *const names[3] = {"stage 1: matrix orientation (Frobenius)",
                                   "stage 2: hidden-state alignment (L2)",
                                   rkl ? "stage 3: distillation (reverse KL)"
@@ -161,7 +144,7 @@ static molt_status write_curves(molt_ctx *ctx, const char *path, const distill_r
                 oy + H + 14, (long long)s->tokens);
     }
     fprintf(f, "</svg>\n");
-    return rf_commit(ctx, &rf, path);
+    return fio_atomic_commit(ctx, &rf);
 }
 
 // ----------------------------------------------------------------------------
@@ -227,10 +210,11 @@ static int timeline(const distill_stage_result *s, tl_win *w) {
 // device memory in use (green, from 0): flat lines are a steady run
 static molt_status write_timeline(molt_ctx *ctx, const char *path, const distill_result *R) {
     const double W = 300, H = 160, pad = 40;
-    rfile        rf;
-    FILE        *f = svg_open(&rf, W, H, pad);
-    if (!f)
-        return molt__err(ctx, MOLT_ERR_OOM, "%s: out of memory", path);
+    fio_atomic   rf;
+    molt_status  st = svg_open(ctx, path, &rf, W, H, pad);
+    if (st != MOLT_OK)
+        return st;
+    FILE *f = rf.fp;
     for (int k = 0; k < 3; k++) {
         tl_win w[TL_N];
         int    nw = timeline(&R->stages[k], w);
@@ -261,7 +245,7 @@ static molt_status write_timeline(molt_ctx *ctx, const char *path, const distill
                 ox + 2, oy + H - 4, ox + W - 70, oy + H + 14, R->stages[k].n_curve);
     }
     fprintf(f, "</svg>\n");
-    return rf_commit(ctx, &rf, path);
+    return fio_atomic_commit(ctx, &rf);
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -397,19 +381,20 @@ molt_status distill_write_report(molt_ctx *ctx, const molt_distill_opts *o,
     if (!text)
         return molt__err(ctx, MOLT_ERR_OOM, "report.json: out of memory");
     fio_join(path, sizeof path, o->out_dir, "report.json");
-    rfile rf;
-    FILE *f = rf_open(&rf);
-    if (f)
-        fprintf(f, "%s\n", text);
+    fio_atomic  rf;
+    molt_status st = fio_atomic_open(ctx, path, &rf);
+    if (st == MOLT_OK) {
+        fprintf(rf.fp, "%s\n", text);
+        st = fio_atomic_commit(ctx, &rf);
+    }
     cJSON_free(text);
-    molt_status st = f ? rf_commit(ctx, &rf, path)
-                       : molt__err(ctx, MOLT_ERR_OOM, "%s: out of memory", path);
     if (st != MOLT_OK)
         return st;
     // table
     fio_join(path, sizeof path, o->out_dir, "report.txt");
-    if (!(f = rf_open(&rf)))
-        return molt__err(ctx, MOLT_ERR_OOM, "%s: out of memory", path);
+    if ((st = fio_atomic_open(ctx, path, &rf)) != MOLT_OK)
+        return st;
+    FILE *f = rf.fp;
     bool other = o->student && strcmp(o->student, "llamba");
     fprintf(f, "MOHAWK distillation → %s (%s%s%s, d_state %d, %s init, %d kept attention heads)\n",
             o->out_dir, model_arch_name(student->cfg.arch), other ? " of " : "",
@@ -463,7 +448,7 @@ molt_status distill_write_report(molt_ctx *ctx, const molt_distill_opts *o,
             (long long)(state + skv * 32768), (long long)state, (long long)skv,
             (long long)(kv * 1024), (long long)(kv * 8192), (long long)(kv * 32768));
     fprintf(f, "total %.1f s\n", R->total_seconds);
-    if ((st = rf_commit(ctx, &rf, path)) != MOLT_OK)
+    if ((st = fio_atomic_commit(ctx, &rf)) != MOLT_OK)
         return st;
     fio_join(path, sizeof path, o->out_dir, "loss_curves.svg");
     st = write_curves(ctx, path, R, o->kd_loss && !strcmp(o->kd_loss, "rkl"));

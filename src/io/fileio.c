@@ -331,7 +331,10 @@ static int fsync_parent(const char *path) {
 molt_status fio_atomic_commit(molt_ctx *ctx, fio_atomic *w) {
     const char *what = "flush";
     int e = 0;
-    if (fflush(w->fp) != 0) {
+    if (ferror(w->fp)) { // a write the stream already failed (callers that fprintf to w->fp)
+        what = "write";
+        e = EIO;
+    } else if (fflush(w->fp) != 0) {
         e = errno;
     } else if (fsync(fileno(w->fp)) != 0) {
         what = "fsync";

@@ -53,7 +53,8 @@ typedef struct fio_atomic {
 molt_status fio_atomic_open(molt_ctx *ctx, const char *path, fio_atomic *w);
 // Appends len bytes; on failure the caller must still call fio_atomic_abort.
 molt_status fio_atomic_write(molt_ctx *ctx, fio_atomic *w, const void *data, size_t len);
-// fflush, fsync, close, rename, directory fsync. Releases *w either way; on
+// fflush, fsync, close, rename, directory fsync (and a write error the stream
+// recorded fails it: callers may fprintf to w->fp). Releases *w either way; on
 // failure the tmp file is removed.
 molt_status fio_atomic_commit(molt_ctx *ctx, fio_atomic *w);
 // Closes and removes the tmp file, releases *w. Safe on a zeroed *w.

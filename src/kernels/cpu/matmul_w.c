@@ -158,8 +158,6 @@ void cpu_matmul_w_path(const molt_exec *ex, int isa, float *y, const float *x, m
     if (T > K_MATVEC_T && W.dt == MOLT_BF16 && (ex->flags & MOLT_EXEC_BF16) &&
         cpu_gemm_bf16(ex, y, x, (const uint16_t *)W.data, T, in, out, accumulate || bias))
         return;
-    if (isa == MV_AVX512 && cpu_matvec_isa() != MV_AVX512)
-        isa = MV_SCALAR; // (an unavailable MV_AVX2 is cpu_matvec_half's to refuse)
     int    units = (out + mw_unit(T) - 1) / mw_unit(T);
     double flops = 2.0 * T * (double)in * out;
     int    nth = flops < 2e5 ? 1 : (ex->nth < units ? ex->nth : units);

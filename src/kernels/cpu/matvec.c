@@ -45,15 +45,17 @@
 #include <math.h>
 #include <string.h>
 
+// x86-64 with GCC's target attributes: the AVX-512 and AVX2 paths compile (each runs only
+// where cpu_matvec_isa_ok says the CPU and OS allow it)
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
-#define MV_HAVE_AVX512 1
+#define MV_X86 1
 #else
-#define MV_HAVE_AVX512 0
+#define MV_X86 0
 #endif
 
 static bool mv_avx2_ok(void) {
-#if MV_HAVE_AVX512
+#if MV_X86
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
            __builtin_cpu_supports("f16c");
 #else
@@ -62,7 +64,7 @@ static bool mv_avx2_ok(void) {
 }
 
 int cpu_matvec_isa(void) {
-    return MV_HAVE_AVX512 && cpu_q8_isa_available(Q8_AVX512VNNI) ? MV_AVX512
+    return MV_X86 && cpu_q8_isa_available(Q8_AVX512VNNI) ? MV_AVX512
            : mv_avx2_ok()                                         ? MV_AVX2
                                                                   : MV_SCALAR;
 }
@@ -162,7 +164,7 @@ static void mvh_scalar(int bf, float *y, int ldy, const float *x, const uint16_t
         }
 }
 
-#if MV_HAVE_AVX512
+#if MV_X86
 #define MV_T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,f16c")))
 
 // cpu_dot64's fold of the four 16-lane chains: (a0 + a1) + (a2 + a3), then the tree
@@ -288,7 +290,7 @@ MV_T512 static void mvh_avx512_f16(float *y, int ldy, const float *x, const uint
 }
 #endif
 
-#if MV_HAVE_AVX512
+#if MV_X86
 // ----------------------------------------------------------------------------
 // AVX2: lane l of cpu_dot64 is lane l % 8 of chain l / 8
 
@@ -375,7 +377,7 @@ void cpu_matvec(int isa, float *y, int ldy, const float *x, const float *W, int 
                 int o1, int add) {
     if (T <= 0 || o1 <= o0)
         return;
-#if MV_HAVE_AVX512
+#if MV_X86
     if (isa != MV_SCALAR && cpu_matvec_isa_ok(isa)) {
         if (isa == MV_AVX512)
             mv_avx512(y, ldy, x, W, T, in, o0, o1, add);
@@ -391,7 +393,7 @@ void cpu_matvec_half(int isa, int is_bf16, float *y, int ldy, const float *x, co
                      int T, int in, int o0, int o1, int add) {
     if (T <= 0 || o1 <= o0 || in <= 0)
         return;
-#if MV_HAVE_AVX512
+#if MV_X86
     if (isa == MV_AVX512 && cpu_matvec_isa_ok(isa)) {
         if (is_bf16)
             mvh_avx512_bf16(y, ldy, x, W, T, in, o0, o1, add);
