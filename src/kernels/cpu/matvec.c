@@ -332,7 +332,7 @@ MV_T256 static inline __attribute__((always_inline)) float mv2_dot64(const void 
                                    c[k]);
     if (i < in) {
         float wt[64] = {0}, xt[64] = {0};
-        int   n = in - i;
+        int   n = (in - i) & 63; // 1..63 here (the mask tells the compiler it fits the arrays)
         if (WT == 0)
             memcpy(wt, (const float *)w + i, sizeof(float) * (size_t)n);
         else
