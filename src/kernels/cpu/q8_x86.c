@@ -313,12 +313,22 @@ VNNI void q8_isums_vnni(int32_t *isum, const uint8_t *w, const uint8_t *x, size_
 
 #define AVX2 __attribute__((target("avx2,f16c")))
 
+// Decode reads one weight row at a time, whole and in order (its int8 part,
+// then its scales), prefetching the row Q8_AHEAD rows on, one prefetch per
+// cache line. Two rows at a time (sharing x's loads) ran as fast from cache but
+// streamed from memory 10-20% slower: two streams 832 bytes apart within one
+// page read less of the bandwidth than one. 2 rows ahead (~1.7 KB at d = 768)
+// did as well as 4-16 rows at 2 threads and best at 1 (interleaved A/B runs of
+// a 110M Llama step's matrices on a 2-vCPU AMD EPYC with AVX2).
+#define Q8_AHEAD 2
+
 // lanes [0, n) of a 32-bit mask (n ≤ 8)
 INLINE AVX2 __m256i lane_mask(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-// the integer part of one group: acc[c][h] for 16 lanes in two halves
+// the integer part of one group of any size g, masked 4-byte loads: acc[c][h]
+// for 16 lanes in two halves (q8_isums_avx2, and avx2_tile for g other than 16 or 8)
 INLINE AVX2 void avx2_group(__m256i acc[][2], const uint8_t *wg, const uint8_t *const *xg,
                             size_t g, const int NC) {
     const __m256i one = _mm256_set1_epi16(1);
@@ -345,47 +355,6 @@ INLINE AVX2 void avx2_group(__m256i acc[][2], const uint8_t *wg, const uint8_t *
         }
 }
 
-INLINE AVX2 void avx2_tile(const q8_job *j, int o, int t0, const int NC) {
-    size_t         nb = j->a.nb, xrb = nb * QB;
-    const uint8_t *w = j->W + (size_t)o * j->rb, *x[4];
-    const float   *dx[4];
-    #pragma GCC unroll 8
-    for (int c = 0; c < NC; c++)
-        x[c] = j->a.q + (size_t)(t0 + c) * xrb, dx[c] = j->a.d + (size_t)(t0 + c) * nb;
-    float fa[4][G];
-    memset(fa, 0, sizeof fa);
-    for (size_t g0 = 0; g0 < nb; g0 += G) {
-        size_t         g = nb - g0 < G ? nb - g0 : G;
-        const uint8_t *xg[4];
-        #pragma GCC unroll 8
-        for (int c = 0; c < NC; c++)
-            xg[c] = x[c] + g0 * QB;
-        __m256i acc[4][2];
-        avx2_group(acc, w + g0 * QB, xg, g, NC);
-        uint16_t dh[G] = {0};
-        memcpy(dh, w + nb * QB + 2 * g0, 2 * g);
-        __m256 dw[2] = {_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)dh)),
-                        _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(dh + 8)))};
-        #pragma GCC unroll 8
-        for (int c = 0; c < NC; c++) {
-            float dd[G] = {0};
-            memcpy(dd, dx[c] + g0, sizeof(float) * g);
-            #pragma GCC unroll 8
-            for (int h = 0; h < 2; h++) {
-                __m256 sc = _mm256_mul_ps(dw[h], _mm256_loadu_ps(dd + 8 * h));
-                __m256 p = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[c][h]), sc);
-                _mm256_storeu_ps(fa[c] + 8 * h, _mm256_add_ps(_mm256_loadu_ps(fa[c] + 8 * h), p));
-            }
-        }
-    }
-    #pragma GCC unroll 8
-    for (int c = 0; c < NC; c++) {
-        float  sum = q8_tree16(fa[c]);
-        float *yp = j->y + (size_t)(t0 + c) * j->out + o;
-        *yp = j->add ? *yp + sum : sum;
-    }
-}
-
 // q8_tree16 of the two 8-lane halves: h = lo + hi, then as vnni_tree16
 INLINE AVX2 float avx2_tree16(__m256 lo, __m256 hi) {
     __m256 h = _mm256_add_ps(lo, hi);
@@ -394,62 +363,115 @@ INLINE AVX2 float avx2_tree16(__m256 lo, __m256 hi) {
     return _mm_cvtss_f32(_mm_add_ss(r, _mm_shuffle_ps(r, r, 1)));
 }
 
-// One activation row (decode) × 2 weight rows, float sums in registers, |x|
-// shared by the rows, the next rows prefetched a tile ahead
+// One activation row (decode) × NR weight rows, the generic group (any g):
+// masked 4-byte loads, the lanes past g zero
+INLINE AVX2 void avx2_row_group_masked(__m256i acc[][2], const uint8_t *const *w,
+                                       const uint8_t *x, size_t base, size_t g, const int NR) {
+    const __m256i one = _mm256_set1_epi16(1);
+    int           n0 = g < 8 ? (int)g : 8, n1 = g > 8 ? (int)g - 8 : 0;
+    __m256i       mk[2] = {lane_mask(n0), lane_mask(n1)};
+    size_t        st = 4 * g;
+    #pragma GCC unroll 8
+    for (int r = 0; r < NR; r++)
+        acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+    for (int s = 0; s < 8; s++)
+        for (int h = 0; h < 1 + (n1 > 0); h++) {
+            size_t  at = base + st * (size_t)s + 32 * (size_t)h;
+            __m256i xv = _mm256_maskload_epi32((const int *)(const void *)(x + at), mk[h]);
+            __m256i ax = _mm256_abs_epi8(xv);
+            #pragma GCC unroll 8
+            for (int r = 0; r < NR; r++) {
+                __m256i wv = _mm256_maskload_epi32((const int *)(const void *)(w[r] + at), mk[h]);
+                __m256i pr = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(wv, xv));
+                acc[r][h] = _mm256_add_epi32(acc[r][h], _mm256_madd_epi16(pr, one));
+            }
+        }
+}
+
+// The same sums for a group of 16 (HALVES = 2) or 8 (HALVES = 1) blocks: its
+// 32·g bytes are contiguous, so they are walked in whole 32-byte steps, step i
+// feeding half i mod HALVES (a 64-byte slice holds both halves of a 16-block
+// group, a 32-byte one the single half of an 8-block group) — plain loads, no
+// masks, |x| once for all NR rows, and one prefetch per row and cache line
+// `ahead` bytes on.
+INLINE AVX2 void avx2_row_group(__m256i acc[][2], const uint8_t *const *w, const uint8_t *x,
+                                size_t base, size_t ahead, const int HALVES, const int NR) {
+    const __m256i one = _mm256_set1_epi16(1);
+    #pragma GCC unroll 8
+    for (int r = 0; r < NR; r++)
+        acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+    #pragma GCC unroll 16
+    for (int i = 0; i < 8 * HALVES; i++) {
+        size_t  at = base + 32 * (size_t)i;
+        __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)(x + at));
+        __m256i ax = _mm256_abs_epi8(xv);
+        #pragma GCC unroll 8
+        for (int r = 0; r < NR; r++) {
+            if (!(i & 1))
+                _mm_prefetch((const char *)(w[r] + at + ahead), _MM_HINT_T0);
+            __m256i wv = _mm256_loadu_si256((const __m256i *)(const void *)(w[r] + at));
+            __m256i pr = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(wv, xv));
+            acc[r][i % HALVES] = _mm256_add_epi32(acc[r][i % HALVES], _mm256_madd_epi16(pr, one));
+        }
+    }
+}
+
+// fa[r][h] += (float)isum · (dw · dx) for the lanes of half h of group g0:
+// dx and dw: the half's 8 scales, loaded whole when the half is full, else
+// masked (the lanes past g: isum 0, scales 0, so fa gains +0 as in the twin)
+INLINE AVX2 void avx2_row_scales(__m256 fa[][2], __m256i acc[][2], const uint8_t *const *w,
+                                 const float *dx, size_t nb, size_t g0, size_t g, const int NR) {
+    for (int h = 0; h < 2 && 8 * (size_t)h < g; h++) {
+        size_t n = g - 8 * (size_t)h < 8 ? g - 8 * (size_t)h : 8, b0 = g0 + 8 * (size_t)h;
+        __m256 dxv;
+        if (n == 8)
+            dxv = _mm256_loadu_ps(dx + b0);
+        else
+            dxv = _mm256_maskload_ps(dx + b0, lane_mask((int)n));
+        #pragma GCC unroll 8
+        for (int r = 0; r < NR; r++) {
+            const uint8_t *sp = w[r] + nb * QB + 2 * b0;
+            __m128i        dh;
+            if (n == 8) {
+                dh = _mm_loadu_si128((const __m128i *)(const void *)sp);
+            } else {
+                uint16_t t[8] = {0};
+                memcpy(t, sp, 2 * n);
+                dh = _mm_loadu_si128((const __m128i *)(const void *)t);
+            }
+            __m256 sc = _mm256_mul_ps(_mm256_cvtph_ps(dh), dxv);
+            __m256 p = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[r][h]), sc);
+            fa[r][h] = _mm256_add_ps(fa[r][h], p);
+        }
+    }
+}
+
+// One activation row (decode) × NR weight rows (decode uses NR = 1, above),
+// float sums in registers, the row Q8_AHEAD rows on prefetched while this one
+// is summed
 INLINE AVX2 void avx2_tile_row(const q8_job *j, int o, int t, const int NR) {
     size_t         nb = j->a.nb;
-    const uint8_t *x = j->a.q + (size_t)t * nb * QB, *w[2];
+    const uint8_t *x = j->a.q + (size_t)t * nb * QB, *w[4];
     const float   *dx = j->a.d + (size_t)t * nb;
     #pragma GCC unroll 8
     for (int r = 0; r < NR; r++)
         w[r] = j->W + (size_t)(o + r) * j->rb;
-    const size_t  ahead = (size_t)NR * j->rb;
-    const __m256i one = _mm256_set1_epi16(1);
-    __m256        fa[2][2];
+    const size_t ahead = (size_t)Q8_AHEAD * j->rb;
+    __m256       fa[4][2];
     q8_prefetch_scales(w, NR, nb, ahead);
     #pragma GCC unroll 8
     for (int r = 0; r < NR; r++)
         fa[r][0] = fa[r][1] = _mm256_setzero_ps();
     for (size_t g0 = 0; g0 < nb; g0 += G) {
-        size_t  g = nb - g0 < G ? nb - g0 : G, st = 4 * g, base = g0 * QB;
-        int     n0 = g < 8 ? (int)g : 8, n1 = g > 8 ? (int)g - 8 : 0;
-        __m256i mk[2] = {lane_mask(n0), lane_mask(n1)}, acc[2][2];
-        #pragma GCC unroll 8
-        for (int r = 0; r < NR; r++)
-            acc[r][0] = acc[r][1] = _mm256_setzero_si256();
-        #pragma GCC unroll 8
-        for (int s = 0; s < 8; s++)
-            #pragma GCC unroll 8
-            for (int h = 0; h < 2; h++) {
-                if (h == 1 && n1 == 0)
-                    break;
-                size_t  at = base + st * (size_t)s + 32 * (size_t)h;
-                __m256i xv = _mm256_maskload_epi32((const int *)(const void *)(x + at), mk[h]);
-                __m256i ax = _mm256_abs_epi8(xv);
-                #pragma GCC unroll 8
-                for (int r = 0; r < NR; r++) {
-                    _mm_prefetch((const char *)(w[r] + at + ahead), _MM_HINT_T0);
-                    __m256i wv = _mm256_maskload_epi32((const int *)(const void *)(w[r] + at),
-                                                       mk[h]);
-                    __m256i pr = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(wv, xv));
-                    acc[r][h] = _mm256_add_epi32(acc[r][h], _mm256_madd_epi16(pr, one));
-                }
-            }
-        float dd[G] = {0};
-        memcpy(dd, dx + g0, sizeof(float) * g);
-        #pragma GCC unroll 8
-        for (int r = 0; r < NR; r++) {
-            uint16_t dh[G] = {0};
-            memcpy(dh, w[r] + nb * QB + 2 * g0, 2 * g);
-            #pragma GCC unroll 8
-            for (int h = 0; h < 2; h++) {
-                __m128i dh8 = _mm_loadu_si128((const __m128i *)(const void *)(dh + 8 * h));
-                __m256  dw = _mm256_cvtph_ps(dh8);
-                __m256 sc = _mm256_mul_ps(dw, _mm256_loadu_ps(dd + 8 * h));
-                __m256 p = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[r][h]), sc);
-                fa[r][h] = _mm256_add_ps(fa[r][h], p);
-            }
-        }
+        size_t  g = nb - g0 < G ? nb - g0 : G;
+        __m256i acc[4][2];
+        if (g == G)
+            avx2_row_group(acc, w, x, g0 * QB, ahead, 2, NR);
+        else if (g == 8)
+            avx2_row_group(acc, w, x, g0 * QB, ahead, 1, NR);
+        else
+            avx2_row_group_masked(acc, w, x, g0 * QB, g, NR);
+        avx2_row_scales(fa, acc, w, dx, nb, g0, g, NR);
     }
     #pragma GCC unroll 8
     for (int r = 0; r < NR; r++) {
@@ -459,12 +481,92 @@ INLINE AVX2 void avx2_tile_row(const q8_job *j, int o, int t, const int NR) {
     }
 }
 
+// The integer part of a 16-block (HALVES = 2) or 8-block (HALVES = 1) group
+// for one weight row × NC activation rows (prefill, batched decode): as
+// avx2_row_group, each 32 bytes of the weight loaded once for the NC rows
+INLINE AVX2 void avx2_cols_group(__m256i acc[][2], const uint8_t *w, const uint8_t *const *x,
+                                 size_t base, const int HALVES, const int NC) {
+    const __m256i one = _mm256_set1_epi16(1);
+    #pragma GCC unroll 8
+    for (int c = 0; c < NC; c++)
+        acc[c][0] = acc[c][1] = _mm256_setzero_si256();
+    #pragma GCC unroll 16
+    for (int i = 0; i < 8 * HALVES; i++) {
+        size_t  at = base + 32 * (size_t)i;
+        __m256i wv = _mm256_loadu_si256((const __m256i *)(const void *)(w + at));
+        #pragma GCC unroll 8
+        for (int c = 0; c < NC; c++) {
+            __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)(x[c] + at));
+            __m256i pr = _mm256_maddubs_epi16(_mm256_abs_epi8(xv), _mm256_sign_epi8(wv, xv));
+            acc[c][i % HALVES] = _mm256_add_epi32(acc[c][i % HALVES], _mm256_madd_epi16(pr, one));
+        }
+    }
+}
+
+// fa[c][h] += (float)isum · (dw · dx) for one weight row × NC activation rows,
+// half h of group g0 (as avx2_row_scales: whole loads when the half is full)
+INLINE AVX2 void avx2_cols_scales(__m256 fa[][2], __m256i acc[][2], const uint8_t *w,
+                                  const float *const *dx, size_t nb, size_t g0, size_t g,
+                                  const int NC) {
+    for (int h = 0; h < 2 && 8 * (size_t)h < g; h++) {
+        size_t  n = g - 8 * (size_t)h < 8 ? g - 8 * (size_t)h : 8, b0 = g0 + 8 * (size_t)h;
+        __m128i dh;
+        if (n == 8) {
+            dh = _mm_loadu_si128((const __m128i *)(const void *)(w + nb * QB + 2 * b0));
+        } else {
+            uint16_t t[8] = {0};
+            memcpy(t, w + nb * QB + 2 * b0, 2 * n);
+            dh = _mm_loadu_si128((const __m128i *)(const void *)t);
+        }
+        __m256 dw = _mm256_cvtph_ps(dh);
+        #pragma GCC unroll 8
+        for (int c = 0; c < NC; c++) {
+            __m256 dxv = n == 8 ? _mm256_loadu_ps(dx[c] + b0)
+                                : _mm256_maskload_ps(dx[c] + b0, lane_mask((int)n));
+            __m256 p = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[c][h]), _mm256_mul_ps(dw, dxv));
+            fa[c][h] = _mm256_add_ps(fa[c][h], p);
+        }
+    }
+}
+
+// One weight row × NC ≤ 4 activation rows, float sums in registers
+INLINE AVX2 void avx2_tile(const q8_job *j, int o, int t0, const int NC) {
+    size_t         nb = j->a.nb, xrb = nb * QB;
+    const uint8_t *w = j->W + (size_t)o * j->rb, *x[4];
+    const float   *dx[4];
+    __m256         fa[4][2];
+    #pragma GCC unroll 8
+    for (int c = 0; c < NC; c++) {
+        x[c] = j->a.q + (size_t)(t0 + c) * xrb, dx[c] = j->a.d + (size_t)(t0 + c) * nb;
+        fa[c][0] = fa[c][1] = _mm256_setzero_ps();
+    }
+    for (size_t g0 = 0; g0 < nb; g0 += G) {
+        size_t  g = nb - g0 < G ? nb - g0 : G;
+        __m256i acc[4][2];
+        if (g == G) {
+            avx2_cols_group(acc, w, x, g0 * QB, 2, NC);
+        } else if (g == 8) {
+            avx2_cols_group(acc, w, x, g0 * QB, 1, NC);
+        } else {
+            const uint8_t *xg[4];
+            #pragma GCC unroll 8
+            for (int c = 0; c < NC; c++)
+                xg[c] = x[c] + g0 * QB;
+            avx2_group(acc, w + g0 * QB, xg, g, NC);
+        }
+        avx2_cols_scales(fa, acc, w, dx, nb, g0, g, NC);
+    }
+    #pragma GCC unroll 8
+    for (int c = 0; c < NC; c++) {
+        float  sum = avx2_tree16(fa[c][0], fa[c][1]);
+        float *yp = j->y + (size_t)(t0 + c) * j->out + o;
+        *yp = j->add ? *yp + sum : sum;
+    }
+}
+
 AVX2 void q8_rows_avx2(const q8_job *j, int o0, int o1) {
     if (j->T == 1) {
-        int o = o0;
-        for (; o + 2 <= o1; o += 2)
-            avx2_tile_row(j, o, 0, 2);
-        for (; o < o1; o++)
+        for (int o = o0; o < o1; o++)
             avx2_tile_row(j, o, 0, 1);
         return;
     }
