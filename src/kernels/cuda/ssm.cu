@@ -19,7 +19,7 @@
  * length, nc = ceil(T/Q) chunks.
  */
 #include "kernels/cuda/colsum.cuh"
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/ssm_chunk.cuh"
 
 #define GRID_STRIDE(i, n)                                                                          \
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n);                        \
@@ -538,11 +538,24 @@ __global__ void k_scan_off_smem(scan_args a) {
     }
 }
 
+void cu_ssd_state_pass(const molt_exec *ex, float *st, float *state, float *vbuf,
+                       const float *din, int T, int H, int P, int N, int Q, int nc) {
+    scan_args a = {};
+    a.state = state, a.st = st, a.din = (float *)din;
+    a.T = T, a.H = H, a.P = P, a.N = N, a.Q = Q, a.nc = nc;
+    size_t PN = (size_t)P * N;
+    dim3   pgrid((unsigned)((PN + 255) / 256), (unsigned)H);
+    k_scan_pass<<<pgrid, 256, 0, cu_stream(ex)>>>(a, vbuf);
+    CU_LAUNCHED("k_scan_pass");
+}
+
 extern "C" void cuda_ssd_scan_chunked(const molt_exec *ex, float *y, float *state, const float *X,
                                       const float *dA, const float *B, const float *C, int T,
                                       int H, int P, int N, int G, int Q, float *work) {
     if (T <= 0 || H <= 0)
         return;
+    if (cu_ssd_tc_forward(ex, y, state, X, dA, B, C, T, H, P, N, G, Q, work))
+        return; // TF32 batched GEMMs (ssm_tc.cu)
     if (Q > T)
         Q = T;
     int       nc = (T + Q - 1) / Q;
@@ -566,9 +579,7 @@ extern "C" void cuda_ssd_scan_chunked(const molt_exec *ex, float *y, float *stat
         k_scan_intra<<<grid, 256, 0, cu_stream(ex)>>>(a);
         CU_LAUNCHED("k_scan_intra");
     }
-    dim3 pgrid((unsigned)((PN + 255) / 256), (unsigned)H);
-    k_scan_pass<<<pgrid, 256, 0, cu_stream(ex)>>>(a, vbuf);
-    CU_LAUNCHED("k_scan_pass");
+    cu_ssd_state_pass(ex, a.st, state, vbuf, a.din, T, H, P, N, Q, nc);
     if (cu_smem_fits((const void *)k_scan_off_smem, s3)) {
         k_scan_off_smem<<<grid, 256, s3, cu_stream(ex)>>>(a);
         CU_LAUNCHED("k_scan_off_smem");

@@ -13,7 +13,7 @@
  * formed per head and summed over a group's heads in ascending order. No
  * atomics: results are deterministic.
  */
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/ssm_chunk.cuh"
 
 // dst[t,g,:] = Σ_{h in g} src[t,h,:]  (heads ascending)
 __global__ void k_group_sum(float *dst, const float *src, int T, int H, int N, int G) {
@@ -31,7 +31,7 @@ __global__ void k_group_sum(float *dst, const float *src, int T, int H, int N, i
     }
 }
 
-static void group_sum(const molt_exec *ex, float *dB, float *dC, const float *dBh,
+void cu_ssd_group_sum(const molt_exec *ex, float *dB, float *dC, const float *dBh,
                       const float *dCh, int T, int H, int N, int G) {
     size_t n = (size_t)T * G * N;
     if (!n)
@@ -297,6 +297,19 @@ __global__ void k_sbw_state(sbw a, int stage) {
 #undef MO
 #undef MX
 
+void cu_ssd_adjoint_pass(const molt_exec *ex, float *E, float *da, const float *st,
+                         const float *din, int T, int H, int P, int N, int Q, int nc) {
+    sbw a = {};
+    a.E = E, a.da = da, a.st = st, a.din = din;
+    a.T = T, a.H = H, a.P = P, a.N = N, a.Q = Q, a.nc = nc;
+    size_t PN = (size_t)P * N;
+    dim3   grid((unsigned)nc, (unsigned)H), pgrid((unsigned)((PN + 255) / 256), (unsigned)H);
+    k_sbw_pass<<<pgrid, 256, 0, cu_stream(ex)>>>(a);
+    CU_LAUNCHED("k_sbw_pass");
+    k_sbw_da<<<grid, 256, 0, cu_stream(ex)>>>(a);
+    CU_LAUNCHED("k_sbw_da");
+}
+
 extern "C" void cuda_ssd_scan_chunked_backward(const molt_exec *ex, float *dX, float *ddA,
                                                float *dB, float *dC, const float *dy,
                                                const float *X, const float *dA, const float *B,
@@ -304,6 +317,8 @@ extern "C" void cuda_ssd_scan_chunked_backward(const molt_exec *ex, float *dX, f
                                                int Q, float *work) {
     if (T <= 0 || H <= 0)
         return;
+    if (cu_ssd_tc_backward(ex, dX, ddA, dB, dC, dy, X, dA, B, C, T, H, P, N, G, Q, work))
+        return; // TF32 batched GEMMs (ssm_tc.cu)
     if (Q > T)
         Q = T;
     int    nc = (T + Q - 1) / Q;
@@ -327,7 +342,7 @@ extern "C" void cuda_ssd_scan_chunked_backward(const molt_exec *ex, float *dX, f
     if (!a.Lm)
         return;
     a.CB = a.Lm + mq, a.Gm = a.CB + mq, a.Xm = a.Gm + mq;
-    dim3   grid((unsigned)nc, (unsigned)H), pgrid((unsigned)((PN + 255) / 256), (unsigned)H);
+    dim3   grid((unsigned)nc, (unsigned)H);
     size_t sm = sbw_smem(Q, P, N);
     int    st1 = cu_smem_fits((const void *)k_sbw_mats, sm);
     int    st2 = cu_smem_fits((const void *)k_sbw_intra, sm);
@@ -336,15 +351,12 @@ extern "C" void cuda_ssd_scan_chunked_backward(const molt_exec *ex, float *dX, f
     CU_LAUNCHED("k_sbw_mats");
     k_sbw_intra<<<grid, 512, st2 ? sm : 0, cu_stream(ex)>>>(a, st2);
     CU_LAUNCHED("k_sbw_intra");
-    k_sbw_pass<<<pgrid, 256, 0, cu_stream(ex)>>>(a);
-    CU_LAUNCHED("k_sbw_pass");
-    k_sbw_da<<<grid, 256, 0, cu_stream(ex)>>>(a);
-    CU_LAUNCHED("k_sbw_da");
+    cu_ssd_adjoint_pass(ex, a.E, a.da, a.st, a.din, T, H, P, N, Q, nc);
     k_sbw_state<<<grid, 512, st3 ? sm : 0, cu_stream(ex)>>>(a, st3);
     CU_LAUNCHED("k_sbw_state");
     cu_scratch_free(ex, a.Lm);
     if (H != G)
-        group_sum(ex, dB, dC, a.dBh, a.dCh, T, H, N, G);
+        cu_ssd_group_sum(ex, dB, dC, a.dBh, a.dCh, T, H, N, G);
 }
 
 // ----------------------------------------------------------------------------
@@ -469,5 +481,5 @@ extern "C" void cuda_ssd_materialize_backward(const molt_exec *ex, float *ddA, f
         CU_LAUNCHED("k_mbw_dD");
     }
     if (H != G)
-        group_sum(ex, dB, dC, a.dBh, a.dCh, T, H, N, G);
+        cu_ssd_group_sum(ex, dB, dC, a.dBh, a.dCh, T, H, N, G);
 }
