@@ -494,10 +494,11 @@ INLINE AVX2 void avx2_cols_group(__m256i acc[][2], const uint8_t *w, const uint8
     for (int i = 0; i < 8 * HALVES; i++) {
         size_t  at = base + 32 * (size_t)i;
         __m256i wv = _mm256_loadu_si256((const __m256i *)(const void *)(w + at));
-        #pragma GCC unroll 8
+        __m256i aw = _mm256_abs_epi8(wv); // |w| once for the NC rows (w, x ∈ [-127, 127]:
+        #pragma GCC unroll 8              // |w|·sign(x, w) = |x|·sign(w, x) = w·x, no saturation)
         for (int c = 0; c < NC; c++) {
             __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)(x[c] + at));
-            __m256i pr = _mm256_maddubs_epi16(_mm256_abs_epi8(xv), _mm256_sign_epi8(wv, xv));
+            __m256i pr = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv, wv));
             acc[c][i % HALVES] = _mm256_add_epi32(acc[c][i % HALVES], _mm256_madd_epi16(pr, one));
         }
     }
