@@ -79,26 +79,37 @@ __host__ __device__ static inline size_t tc_qq(int Q) { return (size_t)tc_ld(Q) 
 // Dimensions or leading dims given as TC_L take the chunk's length Lc.
 #define TC_L  (-1)
 #define TC_LD (-2) // the leading dim of a chunk's Q×Q matrix: Lc rounded up to 4 (tc_ld)
+
+// the scan's shape; Q clamped to T (one chunk), nc = ceil(T/Q)
+struct tc_dims {
+    int T, H, P, N, G, Q, nc;
+};
+static tc_dims tc_dims_of(int T, int H, int P, int N, int G, int Q) {
+    Q = Q > T ? T : Q;
+    return {T, H, P, N, G, Q, (T + Q - 1) / Q};
+}
+
+// the GEMMs' handle and pointer tables (tc_tables: nc·H entries per operand)
 struct tc_run {
     cublasHandle_t hd;
     const float  **ptr;
-    size_t         nb;
-    int            H, nc, Q, T;
+    tc_dims        d;
 };
 
 static void tc_gemm(const tc_run *r, int g, int ta, int tb, int m, int n, int k, int lda,
                     int ldb, float beta, int ldc) {
-    const float one = 1.0f;
-    int         nfull = r->T / r->Q, tail = r->T - nfull * r->Q;
+    const float  one = 1.0f;
+    const size_t nbt = (size_t)r->d.nc * r->d.H; // entries per operand table
+    int          H = r->d.H, nfull = r->d.T / r->d.Q, tail = r->d.T - nfull * r->d.Q;
     for (int part = 0; part < 2; part++) {
-        int    Lc = part ? tail : r->Q, nch = part ? (tail ? 1 : 0) : nfull;
-        size_t b0 = part ? (size_t)nfull * r->H : 0, cnt = (size_t)nch * r->H;
+        int    Lc = part ? tail : r->d.Q, nch = part ? (tail ? 1 : 0) : nfull;
+        size_t b0 = part ? (size_t)nfull * H : 0, cnt = (size_t)nch * H;
 #define TCD(x) ((x) == TC_L ? Lc : (x) == TC_LD ? tc_ld(Lc) : (x))
         for (size_t s = 0; s < cnt; s += 65535) { // batch count per call
             int          nb = (int)(cnt - s < 65535 ? cnt - s : 65535);
-            const void **A = (const void **)(r->ptr + (3 * g + 0) * r->nb + b0 + s);
-            const void **B = (const void **)(r->ptr + (3 * g + 1) * r->nb + b0 + s);
-            void       **C = (void **)(r->ptr + (3 * g + 2) * r->nb + b0 + s);
+            const void **A = (const void **)(r->ptr + (3 * g + 0) * nbt + b0 + s);
+            const void **B = (const void **)(r->ptr + (3 * g + 1) * nbt + b0 + s);
+            void       **C = (void **)(r->ptr + (3 * g + 2) * nbt + b0 + s);
             CUBLAS(cublasGemmBatchedEx(r->hd, tb ? CUBLAS_OP_T : CUBLAS_OP_N,
                                        ta ? CUBLAS_OP_T : CUBLAS_OP_N, TCD(n), TCD(m), TCD(k),
                                        &one, B, CUDA_R_32F, TCD(ldb), A, CUDA_R_32F, TCD(lda),
@@ -111,9 +122,6 @@ static void tc_gemm(const tc_run *r, int g, int ta, int tb, int m, int n, int k,
 
 // operand layouts: rows of [T,H,P]-like tensors (X, dy, y, dX and the scaled copies), of
 // [T,G,N] (B, C), of [T,H,N] (per-head B/C-shaped), states [nc,H,P,N], Q×Q matrices
-struct tc_dims {
-    int T, H, P, N, G, Q, nc;
-};
 static tc_opnd op_xp(const tc_dims &d, const float *p) {
     return {p, (long long)d.Q * d.H * d.P, d.P, 0};
 }
@@ -350,9 +358,8 @@ bool cu_ssd_tc_forward(const molt_exec *ex, float *y, float *state, const float 
     const void *ptrs[] = {y, X, B, C, work};
     if (!tc_usable(ex, P, N, Q, ptrs, 5))
         return false;
-    if (Q > T)
-        Q = T;
-    tc_dims d = {T, H, P, N, G, Q, (T + Q - 1) / Q};
+    tc_dims d = tc_dims_of(T, H, P, N, G, Q);
+    Q = d.Q;
     size_t  PN = (size_t)P * N, HT = (size_t)H * T;
     float  *st = work, *vbuf = work + (size_t)d.nc * H * PN, *din = vbuf + H * PN,
           *dout = din + HT;
@@ -370,7 +377,7 @@ bool cu_ssd_tc_forward(const molt_exec *ex, float *y, float *state, const float 
     const float **ptr = tc_tables(ex, d, ops, 4);
     cublasHandle_t hd = ptr ? cu_blas_lock(ex) : NULL;
     if (hd) {
-        tc_run r = {hd, ptr, (size_t)d.nc * H, H, d.nc, Q, T};
+        tc_run r = {hd, ptr, d};
         int    GN = G * N, HP = H * P, HN = H * N;
         tc_gemm(&r, 0, 0, 1, TC_L, TC_L, N, GN, GN, 0.0f, TC_LD);
         k_tc_mask<<<dim3((unsigned)d.nc, (unsigned)H), 256, sizeof(float) * Q, cu_stream(ex)>>>(
@@ -395,9 +402,8 @@ bool cu_ssd_tc_backward(const molt_exec *ex, float *dX, float *ddA, float *dB, f
     const void *ptrs[] = {dX, dB, dC, dy, X, B, C, work};
     if (!tc_usable(ex, P, N, Q, ptrs, 8))
         return false;
-    if (Q > T)
-        Q = T;
-    tc_dims d = {T, H, P, N, G, Q, (T + Q - 1) / Q};
+    tc_dims d = tc_dims_of(T, H, P, N, G, Q);
+    Q = d.Q;
     size_t  PN = (size_t)P * N, HT = (size_t)H * T;
     // the forward's saved part (ssm_chunk.cuh); of the backward's part only da is
     // used: E and the per-head dB, dC are GEMM operands, in aligned scratch
@@ -428,7 +434,7 @@ bool cu_ssd_tc_backward(const molt_exec *ex, float *dX, float *ddA, float *dB, f
     tc_scale_rows(ex, sc, 3);
     cublasHandle_t hd = ptr ? cu_blas_lock(ex) : NULL;
     if (hd) {
-        tc_run r = {hd, ptr, (size_t)d.nc * H, H, d.nc, Q, T};
+        tc_run r = {hd, ptr, d};
         int    GN = G * N, HP = H * P, HN = H * N;
         dim3   grid((unsigned)d.nc, (unsigned)H);
         tc_gemm(&r, 0, 0, 1, TC_L, TC_L, N, GN, GN, 0.0f, TC_LD);
