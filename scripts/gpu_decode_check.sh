@@ -11,16 +11,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-out/gpu_decode}
 mkdir -p "$OUT"
 B=build-cuda
-MK=() # build dependencies: the system's, or a .gpu/debs/*.deb sysroot (as gpu_perf_check.sh)
-if ls .gpu/debs/*.deb > /dev/null 2>&1; then
-  P=$PWD/.gpu/sysroot; mkdir -p "$P"
-  for f in .gpu/debs/*.deb; do dpkg -x "$f" "$P"; done
-  L=$P/usr/lib/x86_64-linux-gnu
-  export LD_LIBRARY_PATH=$L:$L/openblas-pthread:${LD_LIBRARY_PATH:-}
-  MK=(PKG_CFLAGS="-I$P/usr/include -I$P/usr/include/cjson -I$P/usr/include/x86_64-linux-gnu/openblas-pthread"
-      PKG_LIBS="-L$L -L$L/openblas-pthread -lcjson -lpcre2-8 -lopenblas -Wl,-rpath,$L:$L/openblas-pthread"
-      SERVE_CFLAGS="-I$P/usr/include" SERVE_LIBS="-L$L -lmicrohttpd")
-fi
+. scripts/gpu_deps.sh # MK: the build dependencies (the system's or a .gpu/debs sysroot)
 make -j"$(nproc)" cuda "${MK[@]}" > "$OUT/build.log" 2>&1 ||
   { echo "make cuda failed"; tail -20 "$OUT/build.log"; exit 1; }
 rc=0

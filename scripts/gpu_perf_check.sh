@@ -13,9 +13,8 @@
 #
 # Time: build about 2 min at -j16, tests 2-4 min, benches about 3 min: within one 10-minute
 # device call, but SKIP_TESTS=1 / SKIP_BENCH=1 split it in two if needed (NCU=1 separately).
-# Build dependencies: the system's, or (the lead's GPU machine) a .gpu/debs/*.deb sysroot that
-# is extracted here (dpkg -x) as .gpu/dev.sh does. Logs and JSON lines go to $OUT (default
-# out/gpu_perf). Exits non-zero when the build or a test fails.
+# Build dependencies: scripts/gpu_deps.sh (the system's, or a .gpu/debs/*.deb sysroot). Logs
+# and JSON lines go to $OUT (default out/gpu_perf). Exits non-zero when the build or a test fails.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 1
@@ -23,17 +22,7 @@ OUT=${OUT:-$ROOT/out/gpu_perf}
 mkdir -p "$OUT"
 BB=${BB:-1}
 NCU_BIN=${NCU_BIN:-/usr/local/cuda/bin/ncu}
-MK=()
-if ls .gpu/debs/*.deb > /dev/null 2>&1; then
-    P=$ROOT/.gpu/sysroot
-    mkdir -p "$P"
-    for f in .gpu/debs/*.deb; do dpkg -x "$f" "$P"; done
-    L=$P/usr/lib/x86_64-linux-gnu
-    export LD_LIBRARY_PATH=$L:$L/openblas-pthread:${LD_LIBRARY_PATH:-}
-    [ -d .gpu/shared ] && export MOLT_SHARED=$ROOT/.gpu/shared
-    MK=(PKG_CFLAGS="-I$P/usr/include -I$P/usr/include/cjson -I$P/usr/include/x86_64-linux-gnu/openblas-pthread"
-        PKG_LIBS="-L$L -L$L/openblas-pthread -lcjson -lpcre2-8 -lopenblas -Wl,-rpath,$L:$L/openblas-pthread")
-fi
+. scripts/gpu_deps.sh # MK: the build dependencies (the system's or a .gpu/debs sysroot)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null ||
     echo "nvidia-smi: no GPU visible"
 rc=0

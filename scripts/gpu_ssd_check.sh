@@ -16,16 +16,7 @@ mkdir -p "$OUT"
 B=build-cuda
 T0=$(date +%s)
 before() { [ $(($(date +%s) - T0)) -lt "$1" ] || { echo "(skipped: the ${LIMIT}s budget)"; return 1; }; }
-MK=() # build dependencies: the system's, or a .gpu/debs/*.deb sysroot (as gpu_decode_check.sh)
-if ls .gpu/debs/*.deb > /dev/null 2>&1; then
-  P=$PWD/.gpu/sysroot; mkdir -p "$P"
-  for f in .gpu/debs/*.deb; do dpkg -x "$f" "$P"; done
-  L=$P/usr/lib/x86_64-linux-gnu
-  export LD_LIBRARY_PATH=$L:$L/openblas-pthread:${LD_LIBRARY_PATH:-}
-  MK=(PKG_CFLAGS="-I$P/usr/include -I$P/usr/include/cjson -I$P/usr/include/x86_64-linux-gnu/openblas-pthread"
-      PKG_LIBS="-L$L -L$L/openblas-pthread -lcjson -lpcre2-8 -lopenblas -Wl,-rpath,$L:$L/openblas-pthread"
-      SERVE_CFLAGS="-I$P/usr/include" SERVE_LIBS="-L$L -lmicrohttpd")
-fi
+. scripts/gpu_deps.sh # MK: the build dependencies (the system's or a .gpu/debs sysroot)
 make -j"$(nproc)" cuda "${MK[@]}" > "$OUT/build.log" 2>&1 ||
   { echo "make cuda failed"; tail -20 "$OUT/build.log"; exit 1; }
 rc=0
