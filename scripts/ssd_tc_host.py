@@ -16,7 +16,7 @@ import os, re, sys
 import numpy as np, torch
 src=open(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'src', 'kernels', 'cuda', 'ssm_tc.cu')).read()
 def section(name):
-    a=src.index('bool '+name+'('); b=src.index('\n}\n',a); return src[a:b]
+    a=src.index('{',src.index('bool '+name+'(')); b=src.index('\n}\n',a); return src[a:b] # the body
 def parse(sec):
     ops=re.findall(r'op_(\w\w)\(d, (\w+)\)', sec[sec.index('const tc_opnd ops[]'):sec.index('};',sec.index('const tc_opnd ops[]'))])
     calls=re.findall(r'(tc_gemm\(&r, [^;]*\);|k_tc_\w+<<<|tc_scale_rows|cu_ssd_\w+\()', sec)
@@ -57,36 +57,41 @@ def run(T,H,P,N,G,Q,seed=0):
             seg=v[b:b+32]; out[b:b+32]=np.cumsum(seg)+carry; carry=out[min(b+31,Lc-1)]
         return out,t0,Lc
     dec=lambda x: 0.0 if x< -60 else np.exp(x)
+    def run_seq(name, bufs, kernels):
+        # the section's launches in source order: GEMMs in numbering order, every other launch
+        # one the check models (a new one in the source stops the check: KeyError)
+        ops,seq=parse(section(name)); gi=0
+        for step in seq:
+            if isinstance(step,tuple):
+                g,ta,tb,m,n,k,lda,ldb,beta,ldc=step; assert int(g)==gi, 'GEMMs out of order'; gi+=1
+                gemm(bufs,ops,int(g),ta,tb,m,n,k,lda,ldb,beta,ldc)
+            else:
+                kernels[step]()
+    PN=P*N
     # ---- forward
-    ops,seq=parse(section('cu_ssd_tc_forward'))
     cw=nc*H*P*N+H*P*N+3*H*T
     work=np.zeros(cw); st=work; din=np.zeros(H*T); dout=np.zeros(H*T)
     s1=np.zeros(nc*H*QQ); Xd=np.zeros(T*H*P); Cd=np.zeros(T*H*N); y=np.zeros(T*H*P)
-    bufs={'C':C,'B':B,'s1':s1,'X':X,'y':y,'Xd':Xd,'st':st,'Cd':Cd}
-    gi=0
-    for step in seq:
-        if isinstance(step,tuple):
-            g,ta,tb,m,n,k,lda,ldb,beta,ldc=step; assert int(g)==gi; gi+=1
-            gemm(bufs,ops,int(g),ta,tb,m,n,k,lda,ldb,beta,ldc)
-        elif step=='k_tc_mask<<<':
-            for c in range(nc):
-                for h in range(H):
-                    cs,t0,Lc=cs_of(c,h); ld=ld4(Lc); o=(c*H+h)*QQ
-                    for i in range(Lc):
-                        din[h*T+t0+i]=dec(cs[i]); dout[h*T+t0+i]=dec(cs[Lc-1]-cs[i])
-                        for j in range(Lc):
-                            s1[o+i*ld+j]*= dec(cs[i]-cs[j]) if j<=i else 0.0
-        elif step=='tc_scale_rows':
-            for t in range(T):
-                for h in range(H):
-                    Xd[(t*H+h)*P:(t*H+h+1)*P]=dout[h*T+t]*X[(t*H+h)*P:(t*H+h+1)*P]
-                    g_=h//hpg; Cd[(t*H+h)*N:(t*H+h+1)*N]=din[h*T+t]*C[(t*G+g_)*N:(t*G+g_+1)*N]
-        elif step=='cu_ssd_state_pass(':
-            PN=P*N
+    def mask():
+        for c in range(nc):
             for h in range(H):
-                v=np.zeros(PN)
-                for c in range(nc):
-                    tl=min((c+1)*Q,T)-1; sl=slice((c*H+h)*PN,(c*H+h+1)*PN); loc=st[sl].copy(); st[sl]=v; v=din[h*T+tl]*v+loc
+                cs,t0,Lc=cs_of(c,h); ld=ld4(Lc); o=(c*H+h)*QQ
+                for i in range(Lc):
+                    din[h*T+t0+i]=dec(cs[i]); dout[h*T+t0+i]=dec(cs[Lc-1]-cs[i])
+                    for j in range(Lc):
+                        s1[o+i*ld+j]*= dec(cs[i]-cs[j]) if j<=i else 0.0
+    def scale_fwd():
+        for t in range(T):
+            for h in range(H):
+                Xd[(t*H+h)*P:(t*H+h+1)*P]=dout[h*T+t]*X[(t*H+h)*P:(t*H+h+1)*P]
+                g_=h//hpg; Cd[(t*H+h)*N:(t*H+h+1)*N]=din[h*T+t]*C[(t*G+g_)*N:(t*G+g_+1)*N]
+    def state_pass():
+        for h in range(H):
+            v=np.zeros(PN)
+            for c in range(nc):
+                tl=min((c+1)*Q,T)-1; sl=slice((c*H+h)*PN,(c*H+h+1)*PN); loc=st[sl].copy(); st[sl]=v; v=din[h*T+tl]*v+loc
+    run_seq('cu_ssd_tc_forward', {'C':C,'B':B,'s1':s1,'X':X,'y':y,'Xd':Xd,'st':st,'Cd':Cd},
+            {'k_tc_mask<<<':mask, 'tc_scale_rows':scale_fwd, 'cu_ssd_state_pass(':state_pass})
     # reference
     tX=torch.tensor(X.reshape(T,H,P),requires_grad=True); tdA=torch.tensor(dA.reshape(T,H),requires_grad=True)
     tB=torch.tensor(B.reshape(T,G,N),requires_grad=True); tC=torch.tensor(C.reshape(T,G,N),requires_grad=True)
@@ -98,53 +103,52 @@ def run(T,H,P,N,G,Q,seed=0):
     yr=torch.stack(ys); gX,gdA,gB,gC=torch.autograd.grad(yr,(tX,tdA,tB,tC),torch.tensor(dy.reshape(T,H,P)))
     res={'fwd':np.abs(y-yr.detach().numpy().ravel()).max()}
     # ---- backward
-    ops,seq=parse(section('cu_ssd_tc_backward'))
     nhn=T*H*N
     s1=np.zeros(nc*H*QQ); s2=np.zeros(nc*H*QQ); dyd=np.zeros(T*H*P); Xd=np.zeros(T*H*P); Bd=np.zeros(nhn); T1=np.zeros(nhn); T2=np.zeros(nhn); E=np.zeros(nc*H*P*N)
     dX=np.zeros(T*H*P); ddA=np.zeros(T*H); dBh=np.zeros(nhn); dCh=np.zeros(nhn); da=np.zeros(H*nc)
-    bufs={'C':C,'B':B,'s1':s1,'s2':s2,'dy':dy,'X':X,'dX':dX,'dCh':dCh,'dBh':dBh,'dyd':dyd,'st':st,'T1':T1,'E':E,'Bd':Bd,'Xd':Xd,'T2':T2}
-    gi=0; PN=P*N
-    for step in seq:
-        if isinstance(step,tuple):
-            g,ta,tb,m,n,k,lda,ldb,beta,ldc=step; assert int(g)==gi; gi+=1
-            gemm(bufs,ops,int(g),ta,tb,m,n,k,lda,ldb,beta,ldc)
-        elif step=='tc_scale_rows':
-            for t in range(T):
-                for h in range(H):
-                    sp=slice((t*H+h)*P,(t*H+h+1)*P); sn=slice((t*H+h)*N,(t*H+h+1)*N); g_=h//hpg
-                    dyd[sp]=din[h*T+t]*dy[sp]; Xd[sp]=dout[h*T+t]*X[sp]; Bd[sn]=dout[h*T+t]*B[(t*G+g_)*N:(t*G+g_+1)*N]
-        elif step=='k_tc_bwd_mats<<<':
-            for c in range(nc):
-                for h in range(H):
-                    cs,t0,Lc=cs_of(c,h); ld=ld4(Lc); o=(c*H+h)*QQ; rs=np.zeros(Lc); col=np.zeros(Lc)
-                    for i in range(Lc):
-                        for j in range(Lc):
-                            e=o+i*ld+j; L=dec(cs[i]-cs[j]) if j<=i else 0.0; m_=s1[e]*L; wv=s2[e]*m_
-                            s1[e]=m_; s2[e]=s2[e]*L; rs[i]+=wv; col[j]+=wv
-                    d=np.cumsum(col-rs)
-                    for k in range(Lc): ddA[(t0+k)*H+h]=d[k-1] if k else 0.0
-        elif step=='cu_ssd_adjoint_pass(':
+    dB=np.zeros(T*G*N); dC=np.zeros(T*G*N)
+    def scale_bwd():
+        for t in range(T):
             for h in range(H):
-                v=np.zeros(PN)
-                for c in range(nc-1,0,-1):
-                    tl=min((c+1)*Q,T)-1; sl=slice((c*H+h)*PN,(c*H+h+1)*PN); loc=E[sl].copy(); E[sl]=v; v=din[h*T+tl]*v+loc
-                E[h*PN:(h+1)*PN]=v
-                for c in range(nc):
-                    tl=min((c+1)*Q,T)-1; sl=slice((c*H+h)*PN,(c*H+h+1)*PN)
-                    da[h*nc+c]=0.0 if c==0 else din[h*T+tl]*np.dot(E[sl],st[sl])
-        elif step=='k_tc_bwd_fin<<<':
+                sp=slice((t*H+h)*P,(t*H+h+1)*P); sn=slice((t*H+h)*N,(t*H+h+1)*N); g_=h//hpg
+                dyd[sp]=din[h*T+t]*dy[sp]; Xd[sp]=dout[h*T+t]*X[sp]; Bd[sn]=dout[h*T+t]*B[(t*G+g_)*N:(t*G+g_+1)*N]
+    def bwd_mats():
+        for c in range(nc):
+            for h in range(H):
+                cs,t0,Lc=cs_of(c,h); ld=ld4(Lc); o=(c*H+h)*QQ; rs=np.zeros(Lc); col=np.zeros(Lc)
+                for i in range(Lc):
+                    for j in range(Lc):
+                        e=o+i*ld+j; L=dec(cs[i]-cs[j]) if j<=i else 0.0; m_=s1[e]*L; wv=s2[e]*m_
+                        s1[e]=m_; s2[e]=s2[e]*L; rs[i]+=wv; col[j]+=wv
+                d=np.cumsum(col-rs)
+                for k in range(Lc): ddA[(t0+k)*H+h]=d[k-1] if k else 0.0
+    def adjoint_pass():
+        for h in range(H):
+            v=np.zeros(PN)
+            for c in range(nc-1,0,-1):
+                tl=min((c+1)*Q,T)-1; sl=slice((c*H+h)*PN,(c*H+h+1)*PN); loc=E[sl].copy(); E[sl]=v; v=din[h*T+tl]*v+loc
+            E[h*PN:(h+1)*PN]=v
             for c in range(nc):
-                for h in range(H):
-                    t0=c*Q; Lc=min(Q,T-t0); g_=h//hpg; r=np.zeros(Lc); q=np.zeros(Lc)
-                    for i in range(Lc):
-                        o=((t0+i)*H+h)*N; ob=((t0+i)*G+g_)*N
-                        r[i]=np.dot(C[ob:ob+N],T1[o:o+N]); q[i]=np.dot(B[ob:ob+N],T2[o:o+N])
-                        dCh[o:o+N]+=T1[o:o+N]; dBh[o:o+N]+=T2[o:o+N]
-                    r=np.cumsum(r); q=np.cumsum(q)
-                    for k in range(Lc):
-                        br=r[k-1] if k else 0.0; bq=q[k-1] if k else 0.0
-                        ddA[(t0+k)*H+h]+=(r[Lc-1]-br)+bq+da[h*nc+c]
-    dB=dBh.reshape(T,G,hpg,N).sum(2).ravel(); dC=dCh.reshape(T,G,hpg,N).sum(2).ravel()
+                tl=min((c+1)*Q,T)-1; sl=slice((c*H+h)*PN,(c*H+h+1)*PN)
+                da[h*nc+c]=0.0 if c==0 else din[h*T+tl]*np.dot(E[sl],st[sl])
+    def bwd_fin():
+        for c in range(nc):
+            for h in range(H):
+                t0=c*Q; Lc=min(Q,T-t0); g_=h//hpg; r=np.zeros(Lc); q=np.zeros(Lc)
+                for i in range(Lc):
+                    o=((t0+i)*H+h)*N; ob=((t0+i)*G+g_)*N
+                    r[i]=np.dot(C[ob:ob+N],T1[o:o+N]); q[i]=np.dot(B[ob:ob+N],T2[o:o+N])
+                    dCh[o:o+N]+=T1[o:o+N]; dBh[o:o+N]+=T2[o:o+N]
+                r=np.cumsum(r); q=np.cumsum(q)
+                for k in range(Lc):
+                    br=r[k-1] if k else 0.0; bq=q[k-1] if k else 0.0
+                    ddA[(t0+k)*H+h]+=(r[Lc-1]-br)+bq+da[h*nc+c]
+    def group_sum(): # (taken when H != G; with H == G it copies dBh, dCh: the same)
+        dB[:]=dBh.reshape(T,G,hpg,N).sum(2).ravel(); dC[:]=dCh.reshape(T,G,hpg,N).sum(2).ravel()
+    run_seq('cu_ssd_tc_backward',
+            {'C':C,'B':B,'s1':s1,'s2':s2,'dy':dy,'X':X,'dX':dX,'dCh':dCh,'dBh':dBh,'dyd':dyd,'st':st,'T1':T1,'E':E,'Bd':Bd,'Xd':Xd,'T2':T2},
+            {'tc_scale_rows':scale_bwd, 'k_tc_bwd_mats<<<':bwd_mats, 'cu_ssd_adjoint_pass(':adjoint_pass,
+             'k_tc_bwd_fin<<<':bwd_fin, 'cu_ssd_group_sum(':group_sum})
     for nm,a,b in [('dX',dX,gX),('ddA',ddA,gdA),('dB',dB,gB),('dC',dC,gC)]:
         res[nm]=np.abs(a-b.numpy().ravel()).max()
     print(T,H,P,N,G,Q,' '.join('%s %.1e'%kv for kv in res.items()))
