@@ -363,126 +363,30 @@ INLINE AVX2 float avx2_tree16(__m256 lo, __m256 hi) {
     return _mm_cvtss_f32(_mm_add_ss(r, _mm_shuffle_ps(r, r, 1)));
 }
 
-// One activation row (decode) × NR weight rows, the generic group (any g):
-// masked 4-byte loads, the lanes past g zero
-INLINE AVX2 void avx2_row_group_masked(__m256i acc[][2], const uint8_t *const *w,
-                                       const uint8_t *x, size_t base, size_t g, const int NR) {
+// One weight row × one activation row (decode), a group of 16 (HALVES = 2) or 8
+// (HALVES = 1) blocks: its 32·g bytes are contiguous, so they are walked in whole
+// 32-byte steps, step i feeding half i mod HALVES (a 64-byte slice holds both halves
+// of a 16-block group, a 32-byte one the single half of an 8-block group) — plain
+// loads, no masks, and one prefetch per cache line `ahead` bytes on. (Other group
+// sizes: avx2_group.)
+INLINE AVX2 void avx2_row_group(__m256i acc[2], const uint8_t *w, const uint8_t *x, size_t base,
+                                size_t ahead, const int HALVES) {
     const __m256i one = _mm256_set1_epi16(1);
-    int           n0 = g < 8 ? (int)g : 8, n1 = g > 8 ? (int)g - 8 : 0;
-    __m256i       mk[2] = {lane_mask(n0), lane_mask(n1)};
-    size_t        st = 4 * g;
-    #pragma GCC unroll 8
-    for (int r = 0; r < NR; r++)
-        acc[r][0] = acc[r][1] = _mm256_setzero_si256();
-    for (int s = 0; s < 8; s++)
-        for (int h = 0; h < 1 + (n1 > 0); h++) {
-            size_t  at = base + st * (size_t)s + 32 * (size_t)h;
-            __m256i xv = _mm256_maskload_epi32((const int *)(const void *)(x + at), mk[h]);
-            __m256i ax = _mm256_abs_epi8(xv);
-            #pragma GCC unroll 8
-            for (int r = 0; r < NR; r++) {
-                __m256i wv = _mm256_maskload_epi32((const int *)(const void *)(w[r] + at), mk[h]);
-                __m256i pr = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(wv, xv));
-                acc[r][h] = _mm256_add_epi32(acc[r][h], _mm256_madd_epi16(pr, one));
-            }
-        }
-}
-
-// The same sums for a group of 16 (HALVES = 2) or 8 (HALVES = 1) blocks: its
-// 32·g bytes are contiguous, so they are walked in whole 32-byte steps, step i
-// feeding half i mod HALVES (a 64-byte slice holds both halves of a 16-block
-// group, a 32-byte one the single half of an 8-block group) — plain loads, no
-// masks, |x| once for all NR rows, and one prefetch per row and cache line
-// `ahead` bytes on.
-INLINE AVX2 void avx2_row_group(__m256i acc[][2], const uint8_t *const *w, const uint8_t *x,
-                                size_t base, size_t ahead, const int HALVES, const int NR) {
-    const __m256i one = _mm256_set1_epi16(1);
-    #pragma GCC unroll 8
-    for (int r = 0; r < NR; r++)
-        acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+    acc[0] = acc[1] = _mm256_setzero_si256();
     #pragma GCC unroll 16
     for (int i = 0; i < 8 * HALVES; i++) {
         size_t  at = base + 32 * (size_t)i;
         __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)(x + at));
-        __m256i ax = _mm256_abs_epi8(xv);
-        #pragma GCC unroll 8
-        for (int r = 0; r < NR; r++) {
-            if (!(i & 1))
-                _mm_prefetch((const char *)(w[r] + at + ahead), _MM_HINT_T0);
-            __m256i wv = _mm256_loadu_si256((const __m256i *)(const void *)(w[r] + at));
-            __m256i pr = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(wv, xv));
-            acc[r][i % HALVES] = _mm256_add_epi32(acc[r][i % HALVES], _mm256_madd_epi16(pr, one));
-        }
-    }
-}
-
-// fa[r][h] += (float)isum · (dw · dx) for the lanes of half h of group g0:
-// dx and dw: the half's 8 scales, loaded whole when the half is full, else
-// masked (the lanes past g: isum 0, scales 0, so fa gains +0 as in the twin)
-INLINE AVX2 void avx2_row_scales(__m256 fa[][2], __m256i acc[][2], const uint8_t *const *w,
-                                 const float *dx, size_t nb, size_t g0, size_t g, const int NR) {
-    for (int h = 0; h < 2 && 8 * (size_t)h < g; h++) {
-        size_t n = g - 8 * (size_t)h < 8 ? g - 8 * (size_t)h : 8, b0 = g0 + 8 * (size_t)h;
-        __m256 dxv;
-        if (n == 8)
-            dxv = _mm256_loadu_ps(dx + b0);
-        else
-            dxv = _mm256_maskload_ps(dx + b0, lane_mask((int)n));
-        #pragma GCC unroll 8
-        for (int r = 0; r < NR; r++) {
-            const uint8_t *sp = w[r] + nb * QB + 2 * b0;
-            __m128i        dh;
-            if (n == 8) {
-                dh = _mm_loadu_si128((const __m128i *)(const void *)sp);
-            } else {
-                uint16_t t[8] = {0};
-                memcpy(t, sp, 2 * n);
-                dh = _mm_loadu_si128((const __m128i *)(const void *)t);
-            }
-            __m256 sc = _mm256_mul_ps(_mm256_cvtph_ps(dh), dxv);
-            __m256 p = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[r][h]), sc);
-            fa[r][h] = _mm256_add_ps(fa[r][h], p);
-        }
-    }
-}
-
-// One activation row (decode) × NR weight rows (decode uses NR = 1, above),
-// float sums in registers, the row Q8_AHEAD rows on prefetched while this one
-// is summed
-INLINE AVX2 void avx2_tile_row(const q8_job *j, int o, int t, const int NR) {
-    size_t         nb = j->a.nb;
-    const uint8_t *x = j->a.q + (size_t)t * nb * QB, *w[4];
-    const float   *dx = j->a.d + (size_t)t * nb;
-    #pragma GCC unroll 8
-    for (int r = 0; r < NR; r++)
-        w[r] = j->W + (size_t)(o + r) * j->rb;
-    const size_t ahead = (size_t)Q8_AHEAD * j->rb;
-    __m256       fa[4][2];
-    q8_prefetch_scales(w, NR, nb, ahead);
-    #pragma GCC unroll 8
-    for (int r = 0; r < NR; r++)
-        fa[r][0] = fa[r][1] = _mm256_setzero_ps();
-    for (size_t g0 = 0; g0 < nb; g0 += G) {
-        size_t  g = nb - g0 < G ? nb - g0 : G;
-        __m256i acc[4][2];
-        if (g == G)
-            avx2_row_group(acc, w, x, g0 * QB, ahead, 2, NR);
-        else if (g == 8)
-            avx2_row_group(acc, w, x, g0 * QB, ahead, 1, NR);
-        else
-            avx2_row_group_masked(acc, w, x, g0 * QB, g, NR);
-        avx2_row_scales(fa, acc, w, dx, nb, g0, g, NR);
-    }
-    #pragma GCC unroll 8
-    for (int r = 0; r < NR; r++) {
-        float  sum = avx2_tree16(fa[r][0], fa[r][1]);
-        float *yp = j->y + (size_t)t * j->out + o + r;
-        *yp = j->add ? *yp + sum : sum;
+        if (!(i & 1))
+            _mm_prefetch((const char *)(w + at + ahead), _MM_HINT_T0);
+        __m256i wv = _mm256_loadu_si256((const __m256i *)(const void *)(w + at));
+        __m256i pr = _mm256_maddubs_epi16(_mm256_abs_epi8(xv), _mm256_sign_epi8(wv, xv));
+        acc[i % HALVES] = _mm256_add_epi32(acc[i % HALVES], _mm256_madd_epi16(pr, one));
     }
 }
 
 // The integer part of a 16-block (HALVES = 2) or 8-block (HALVES = 1) group
-// for one weight row × NC activation rows (prefill, batched decode): as
+// for one weight row × NC activation rows (prefill, batched decode): walked as
 // avx2_row_group, each 32 bytes of the weight loaded once for the NC rows
 INLINE AVX2 void avx2_cols_group(__m256i acc[][2], const uint8_t *w, const uint8_t *const *x,
                                  size_t base, const int HALVES, const int NC) {
@@ -504,8 +408,9 @@ INLINE AVX2 void avx2_cols_group(__m256i acc[][2], const uint8_t *w, const uint8
     }
 }
 
-// fa[c][h] += (float)isum · (dw · dx) for one weight row × NC activation rows,
-// half h of group g0 (as avx2_row_scales: whole loads when the half is full)
+// fa[c][h] += (float)isum · (dw · dx) for one weight row × NC activation rows, half h
+// of group g0: the half's 8 scales loaded whole when it is full, else masked (the lanes
+// past g: isum 0, scales 0, so fa gains +0 as in the twin)
 INLINE AVX2 void avx2_cols_scales(__m256 fa[][2], __m256i acc[][2], const uint8_t *w,
                                   const float *const *dx, size_t nb, size_t g0, size_t g,
                                   const int NC) {
@@ -528,6 +433,31 @@ INLINE AVX2 void avx2_cols_scales(__m256 fa[][2], __m256i acc[][2], const uint8_
             fa[c][h] = _mm256_add_ps(fa[c][h], p);
         }
     }
+}
+
+// One weight row × one activation row (decode), float sums in registers: the row is
+// read whole and in order, the row Q8_AHEAD rows on prefetched while it is summed
+INLINE AVX2 void avx2_tile_row(const q8_job *j, int o, int t) {
+    size_t         nb = j->a.nb;
+    const uint8_t *x = j->a.q + (size_t)t * nb * QB, *w = j->W + (size_t)o * j->rb;
+    const float   *dx = j->a.d + (size_t)t * nb;
+    const size_t   ahead = (size_t)Q8_AHEAD * j->rb;
+    __m256         fa[1][2] = {{_mm256_setzero_ps(), _mm256_setzero_ps()}};
+    q8_prefetch_scales(&w, 1, nb, ahead);
+    for (size_t g0 = 0; g0 < nb; g0 += G) {
+        size_t  g = nb - g0 < G ? nb - g0 : G;
+        __m256i acc[1][2];
+        if (g == G || g == 8) {
+            avx2_row_group(acc[0], w, x, g0 * QB, ahead, g == G ? 2 : 1);
+        } else {
+            const uint8_t *xg = x + g0 * QB;
+            avx2_group(acc, w + g0 * QB, &xg, g, 1);
+        }
+        avx2_cols_scales(fa, acc, w, &dx, nb, g0, g, 1);
+    }
+    float  sum = avx2_tree16(fa[0][0], fa[0][1]);
+    float *yp = j->y + (size_t)t * j->out + o;
+    *yp = j->add ? *yp + sum : sum;
 }
 
 // One weight row × NC ≤ 4 activation rows, float sums in registers
@@ -568,7 +498,7 @@ INLINE AVX2 void avx2_tile(const q8_job *j, int o, int t0, const int NC) {
 AVX2 void q8_rows_avx2(const q8_job *j, int o0, int o1) {
     if (j->T == 1) {
         for (int o = o0; o < o1; o++)
-            avx2_tile_row(j, o, 0, 1);
+            avx2_tile_row(j, o, 0);
         return;
     }
     for (int tc = 0; tc < j->T; tc += 64) {
