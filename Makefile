@@ -150,6 +150,12 @@ $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests $< $(LIB) $(LDLIBS) -o $@
 
+# the cuBLAS call probe (make cuda; issue 12): a standalone CUDA program, no molt library
+$(BUILD)/bench/gemm_probe: bench/gemm_probe.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) -std=c++17 -O2 -gencode arch=compute_90,code=sm_90 $< -o $@ \
+		-L$(CUDA_HOME)/lib64 -Xlinker -rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas
+
 # the data-parallel benchmark (make cuda): a rank per GPU, NCCL, launched by mpirun
 $(BUILD)/bench/bench_dist: bench/bench_dist.c $(DIST_LIB) $(LIB)
 	@mkdir -p $(dir $@)
@@ -165,7 +171,7 @@ cuda:
 	@test -n "$(NVCC)" || { echo "make cuda: nvcc not found (CUDA_HOME=$(CUDA_HOME))"; exit 1; }
 	$(MAKE) BUILD=$(CUDA_BUILD) CUDA=1 $(CUDA_BUILD)/libmolt.a $(CUDA_BUILD)/libmolt.so $(CUDA_BUILD)/molt \
 		$(CUDA_BUILD)/tests/test_backend_cuda $(CUDA_BUILD)/tests/test_device \
-		$(CUDA_BUILD)/bench/bench_gpu $(CUDA_BUILD)/bench/bench_dist
+		$(CUDA_BUILD)/bench/bench_gpu $(CUDA_BUILD)/bench/bench_dist $(CUDA_BUILD)/bench/gemm_probe
 
 # with nvcc present, `make test` also builds the CUDA test (so the CUDA code is compiled) and
 # runs it: it skips (exit 77, one-line reason) where no GPU is found

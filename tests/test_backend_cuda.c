@@ -544,7 +544,8 @@ static void test_hybrid_ops(void) {
     op_stat  *s0 = stat_new("copy_cols", 0), *s1 = stat_new("hybrid_stats", 2e-6),
              *s2 = stat_new("hybrid_stats_backward", 2e-5);
     const int CC[][4] = {{0, 4, 4, 4}, {1, 1, 1, 1}, {3, 5, 5, 7}, {300, 96, 96, 200},
-                         {2, 4096, 4096, 8192}}; // rows, n, ldd, lds
+                         {2, 4096, 4096, 8192}, {7, 12, 12, 12}, {5, 8, 12, 16},
+                         {9, 6, 10, 6}}; // rows, n, ldd, lds (contiguous, float4, scalar)
     const int HS[][2] = {{0, 4}, {1, 2}, {1, 7}, {5, 64}, {33, 129}, {200, 512}, {64, 2048}};
     char      shape[64];
     tested("copy_cols"), tested("hybrid_stats"), tested("hybrid_stats_backward");

@@ -5,8 +5,9 @@
  * Conversion: every element is rounded to nearest even (__float2bfloat16_rn,
  * or its two-lane form __floats2bfloat162_rn: the same cvt.rn), so an operand
  * converted here has the same bits whichever path (scalar, float4, cached)
- * made it. float4 loads / 8-byte stores when src is 16-byte aligned; the
- * last n % 4 elements (and a misaligned src) take the scalar loop.
+ * made it. Two float4 loads / one 16-byte store a thread when src and dst are
+ * 16-byte aligned; the last n % 8 elements (and misaligned pointers) take the
+ * scalar path.
  *
  * Weight cache: the W operand of matmul / matmul_backward (a model weight,
  * contiguous in.out floats) is converted once into a cached bf16 copy keyed by
@@ -37,21 +38,26 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-// dst[0:n) = bf16_rn(src[0:n)); v4: src 16-byte aligned (dst is scratch or a
-// cache buffer: 256-byte aligned), the first n/4·4 elements as float4
+// dst[0:n) = bf16_rn(src[0:n)); v4: src 16-byte aligned and dst 16-byte aligned
+// (scratch or a cache buffer: 256-byte aligned); 8 elements a thread (two
+// float4 loads in flight, one 16-byte store), the last n % 8 by block 0
+__device__ __forceinline__ uint32_t bf16x2(float a, float b) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(a, b);
+    return *(const uint32_t *)&v;
+}
+
 __global__ void k_to_bf16_v4(__nv_bfloat16 *dst, const float *src, size_t n) {
-    size_t n4 = n / 4;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n4;
+    size_t n8 = n / 8;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n8;
          i += (size_t)gridDim.x * blockDim.x) {
-        float4         v = ((const float4 *)src)[i];
-        __nv_bfloat162 a = __floats2bfloat162_rn(v.x, v.y), b = __floats2bfloat162_rn(v.z, v.w);
-        uint2          o;
-        o.x = *(const uint32_t *)&a;
-        o.y = *(const uint32_t *)&b;
-        ((uint2 *)dst)[i] = o;
+        float4 a = ((const float4 *)src)[2 * i], b = ((const float4 *)src)[2 * i + 1];
+        uint4  o;
+        o.x = bf16x2(a.x, a.y), o.y = bf16x2(a.z, a.w), o.z = bf16x2(b.x, b.y),
+        o.w = bf16x2(b.z, b.w);
+        ((uint4 *)dst)[i] = o;
     }
-    if (blockIdx.x == 0 && threadIdx.x < n - n4 * 4)
-        dst[n4 * 4 + threadIdx.x] = __float2bfloat16_rn(src[n4 * 4 + threadIdx.x]);
+    if (blockIdx.x == 0 && threadIdx.x < n - n8 * 8)
+        dst[n8 * 8 + threadIdx.x] = __float2bfloat16_rn(src[n8 * 8 + threadIdx.x]);
 }
 
 __global__ void k_to_bf16(__nv_bfloat16 *dst, const float *src, size_t n) {
@@ -63,8 +69,8 @@ __global__ void k_to_bf16(__nv_bfloat16 *dst, const float *src, size_t n) {
 static void convert(const molt_exec *ex, __nv_bfloat16 *dst, const float *src, size_t n) {
     if (!n)
         return;
-    if ((uintptr_t)src % 16 == 0 && (uintptr_t)dst % 8 == 0) {
-        k_to_bf16_v4<<<cu_blocks(n / 4 ? n / 4 : 1, 256), 256, 0, cu_stream(ex)>>>(dst, src, n);
+    if ((uintptr_t)src % 16 == 0 && (uintptr_t)dst % 16 == 0) {
+        k_to_bf16_v4<<<cu_blocks(n / 8 ? n / 8 : 1, 256), 256, 0, cu_stream(ex)>>>(dst, src, n);
         CU_LAUNCHED("k_to_bf16_v4");
     } else {
         k_to_bf16<<<cu_blocks(n, 256), 256, 0, cu_stream(ex)>>>(dst, src, n);

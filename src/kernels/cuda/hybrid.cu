@@ -11,12 +11,43 @@
 
 #define HYB_EPS 1e-5f
 
+// dst[r, 0:n) = src[r, 0:n) for r < rows (leading dims ldd / lds): a kernel
+// rather than cudaMemcpy2DAsync, which moved the Mamba-2 training's xBC
+// columns (8192 rows of 9 KB) at ~0.6 TB/s on an H100. V = 4: float4 loads
+// and stores (pointers 16-byte aligned, ldd, lds and n multiples of 4).
+template <int V>
+__global__ void k_copy_cols(float *dst, size_t ldd, const float *src, size_t lds, size_t rows,
+                            size_t n) {
+    size_t nv = n / V, total = rows * nv;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        size_t r = i / nv, c = (i % nv) * V;
+        if (V == 4)
+            *(float4 *)(dst + r * ldd + c) = *(const float4 *)(src + r * lds + c);
+        else
+            dst[r * ldd + c] = src[r * lds + c];
+    }
+}
+
 extern "C" void cuda_copy_cols(const molt_exec *ex, float *dst, size_t ldd, const float *src,
                                size_t lds, size_t rows, size_t n) {
     if (!rows || !n)
         return;
-    CU(cudaMemcpy2DAsync(dst, ldd * sizeof(float), src, lds * sizeof(float), n * sizeof(float),
-                         rows, cudaMemcpyDeviceToDevice, cu_stream(ex)));
+    if (ldd == n && lds == n) { // contiguous: one plain copy
+        CU(cudaMemcpyAsync(dst, src, sizeof(float) * rows * n, cudaMemcpyDeviceToDevice,
+                           cu_stream(ex)));
+        return;
+    }
+    if ((uintptr_t)dst % 16 == 0 && (uintptr_t)src % 16 == 0 && ldd % 4 == 0 && lds % 4 == 0 &&
+        n % 4 == 0) {
+        k_copy_cols<4><<<cu_blocks(rows * n / 4, 256), 256, 0, cu_stream(ex)>>>(dst, ldd, src, lds,
+                                                                                rows, n);
+        CU_LAUNCHED("k_copy_cols4");
+    } else {
+        k_copy_cols<1><<<cu_blocks(rows * n, 256), 256, 0, cu_stream(ex)>>>(dst, ldd, src, lds,
+                                                                            rows, n);
+        CU_LAUNCHED("k_copy_cols");
+    }
 }
 
 // ap = (a − μa)·κ + μs, st = μa μs σa σs

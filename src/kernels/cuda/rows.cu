@@ -134,30 +134,82 @@ extern "C" void cuda_swiglu_backward(const molt_exec *ex, float *dg, float *du, 
     CU_LAUNCHED("k_swiglu_bwd");
 }
 
-// gu[T,2F] = [g | u] per row;  h[T,F]
-__global__ void k_swiglu_pair(float *h, const float *gu, size_t T, size_t F) {
+// gu[T,2F] = [g | u] per row;  h[T,F]. V = 4 (F % 4 == 0, pointers 16-byte
+// aligned): float4 loads and stores, four elements a thread with the same
+// float operations each (the same bits as V = 1); T·F/4 < 2³² there, so the
+// row and column come from a 32-bit division.
+__device__ __forceinline__ float swiglu1(float g, float u) { return g / (1.0f + expf(-g)) * u; }
+
+template <int V> __global__ void k_swiglu_pair(float *h, const float *gu, size_t T, size_t F) {
+    if (V == 4) {
+        unsigned F4 = (unsigned)(F / 4), n = (unsigned)(T * F4);
+        for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n;
+             i += gridDim.x * blockDim.x) {
+            unsigned t = i / F4, f = i - t * F4;
+            float4   g = ((const float4 *)gu)[(size_t)t * 2 * F4 + f];
+            float4   u = ((const float4 *)gu)[(size_t)t * 2 * F4 + F4 + f];
+            ((float4 *)h)[i] = make_float4(swiglu1(g.x, u.x), swiglu1(g.y, u.y),
+                                           swiglu1(g.z, u.z), swiglu1(g.w, u.w));
+        }
+        return;
+    }
     GRID_STRIDE(i, T * F) {
         size_t t = i / F, f = i % F;
-        float  g = gu[t * 2 * F + f];
-        h[i] = g / (1.0f + expf(-g)) * gu[t * 2 * F + F + f];
+        h[i] = swiglu1(gu[t * 2 * F + f], gu[t * 2 * F + F + f]);
     }
 }
 
+// (dg, du) of one element: du = dh·g·σ, dg = dh·u·σ·(1 + g·(1 − σ))
+__device__ __forceinline__ void swiglu1_bwd(float &dg, float &du, float hi, float gi, float ui) {
+    float sg = sigm(gi);
+    du = hi * gi * sg;
+    dg = hi * ui * sg * (1.0f + gi * (1.0f - sg));
+}
+
+template <int V>
 __global__ void k_swiglu_pair_bwd(float *dgu, const float *dh, const float *gu, size_t T,
                                   size_t F) {
+    if (V == 4) {
+        unsigned F4 = (unsigned)(F / 4), n = (unsigned)(T * F4);
+        for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n;
+             i += gridDim.x * blockDim.x) {
+            unsigned t = i / F4, f = i - t * F4;
+            size_t   o = (size_t)t * 2 * F4 + f;
+            float4   g = ((const float4 *)gu)[o], u = ((const float4 *)gu)[o + F4];
+            float4   hh = ((const float4 *)dh)[i], dg, du;
+            swiglu1_bwd(dg.x, du.x, hh.x, g.x, u.x);
+            swiglu1_bwd(dg.y, du.y, hh.y, g.y, u.y);
+            swiglu1_bwd(dg.z, du.z, hh.z, g.z, u.z);
+            swiglu1_bwd(dg.w, du.w, hh.w, g.w, u.w);
+            ((float4 *)dgu)[o + F4] = du;
+            ((float4 *)dgu)[o] = dg;
+        }
+        return;
+    }
     GRID_STRIDE(i, T * F) {
         size_t t = i / F, f = i % F, o = t * 2 * F + f;
-        float  gi = gu[o], ui = gu[o + F], hi = dh[i], sg = sigm(gi);
-        dgu[o + F] = hi * gi * sg;
-        dgu[o] = hi * ui * sg * (1.0f + gi * (1.0f - sg));
+        float  dg, du;
+        swiglu1_bwd(dg, du, dh[i], gu[o], gu[o + F]);
+        dgu[o + F] = du;
+        dgu[o] = dg;
     }
+}
+
+static bool pair_v4(const void *a, const void *b, const void *c, size_t T, size_t F) {
+    return F % 4 == 0 && T * (F / 4) < ((size_t)1 << 32) && (uintptr_t)a % 16 == 0 &&
+           (uintptr_t)b % 16 == 0 && (uintptr_t)c % 16 == 0;
 }
 
 extern "C" void cuda_swiglu_pair(const molt_exec *ex, float *h, const float *gu, int T, int F) {
     size_t n = (size_t)(T > 0 ? T : 0) * (size_t)(F > 0 ? F : 0);
     if (!n)
         return;
-    k_swiglu_pair<<<cu_blocks(n, 256), 256, 0, cu_stream(ex)>>>(h, gu, (size_t)T, (size_t)F);
+    if (pair_v4(h, gu, gu, (size_t)T, (size_t)F))
+        k_swiglu_pair<4><<<cu_blocks(n / 4, 256), 256, 0, cu_stream(ex)>>>(h, gu, (size_t)T,
+                                                                            (size_t)F);
+    else
+        k_swiglu_pair<1><<<cu_blocks(n, 256), 256, 0, cu_stream(ex)>>>(h, gu, (size_t)T,
+                                                                        (size_t)F);
     CU_LAUNCHED("k_swiglu_pair");
 }
 
@@ -166,8 +218,12 @@ extern "C" void cuda_swiglu_pair_backward(const molt_exec *ex, float *dgu, const
     size_t n = (size_t)(T > 0 ? T : 0) * (size_t)(F > 0 ? F : 0);
     if (!n)
         return;
-    k_swiglu_pair_bwd<<<cu_blocks(n, 256), 256, 0, cu_stream(ex)>>>(dgu, dh, gu, (size_t)T,
-                                                                     (size_t)F);
+    if (pair_v4(dgu, dh, gu, (size_t)T, (size_t)F))
+        k_swiglu_pair_bwd<4><<<cu_blocks(n / 4, 256), 256, 0, cu_stream(ex)>>>(
+            dgu, dh, gu, (size_t)T, (size_t)F);
+    else
+        k_swiglu_pair_bwd<1><<<cu_blocks(n, 256), 256, 0, cu_stream(ex)>>>(dgu, dh, gu,
+                                                                            (size_t)T, (size_t)F);
     CU_LAUNCHED("k_swiglu_pair_bwd");
 }
 

@@ -99,6 +99,37 @@ extern "C" void cuda_xent(const molt_exec *ex, double *loss, float *dlogits, con
 // ----------------------------------------------------------------------------
 // soft-label cross-entropy: loss = logsumexp(z) − Σ p·z,  z = s/τ,  p = softmax(t);
 // ds = (scale/τ)·(softmax(z) − p)
+//
+// Two passes over the row (the logits of a 128k vocabulary are far larger than
+// the L2 share of a block): the first takes the maxima and the sums online —
+// each thread keeps its running maxima and rescales its double sums when one
+// grows; the block combines the threads' (max, sum) pairs exactly once — the
+// second writes ds. float4 loads where V % 4 == 0 and the rows are aligned.
+
+struct sx_acc {
+    float  ms, mt; // running max of z and of t
+    double a, b, c; // Σ e^(z − ms), Σ e^(t − mt), Σ e^(t − mt)·z
+};
+
+__device__ __forceinline__ void sx_add(sx_acc &q, float sv, float tv, float tau) {
+    float z = sv / tau;
+    if (z > q.ms) {
+        q.a = q.ms == -INFINITY ? 0.0 : q.a * exp((double)q.ms - (double)z);
+        q.ms = z;
+    }
+    if (tv > q.mt) {
+        double k = q.mt == -INFINITY ? 0.0 : exp((double)q.mt - (double)tv);
+        q.b *= k, q.c *= k;
+        q.mt = tv;
+    }
+    if (z != -INFINITY)
+        q.a += (double)expf(z - q.ms);
+    if (tv != -INFINITY) {
+        double et = (double)expf(tv - q.mt);
+        q.b += et;
+        q.c += et * (double)z;
+    }
+}
 
 __global__ void k_soft_xent_rows(double *loss, float *ds, const float *S, const float *Tt, int V,
                                  float tau, float scale) {
@@ -106,32 +137,40 @@ __global__ void k_soft_xent_rows(double *loss, float *ds, const float *S, const 
     __shared__ double shs[32];
     int               r = blockIdx.x;
     const float      *s = S + (size_t)r * V, *t = Tt + (size_t)r * V;
-    float             ms = -INFINITY, mt = -INFINITY;
-    for (int v = threadIdx.x; v < V; v += blockDim.x) {
-        ms = fmaxf(ms, s[v]);
-        mt = fmaxf(mt, t[v]);
-    }
-    ms = block_max(ms, shm) / tau;
-    mt = block_max(mt, shm);
-    double a = 0.0, b = 0.0, c = 0.0;
-    for (int v = threadIdx.x; v < V; v += blockDim.x) {
-        float  z = s[v] / tau;
-        double et = (double)expf(t[v] - mt);
-        a += (double)expf(z - ms);
-        b += et;
-        c += et * (double)z;
-    }
-    double ses = cu_block_sum(a, shs), set = cu_block_sum(b, shs), pz = cu_block_sum(c, shs);
+    sx_acc            q = {-INFINITY, -INFINITY, 0.0, 0.0, 0.0};
+    int               v4 = V % 4 == 0 && (uintptr_t)s % 16 == 0 && (uintptr_t)t % 16 == 0;
+    if (v4) {
+        for (int v = threadIdx.x; v < V / 4; v += blockDim.x) {
+            float4 a = ((const float4 *)s)[v], b = ((const float4 *)t)[v];
+            sx_add(q, a.x, b.x, tau), sx_add(q, a.y, b.y, tau);
+            sx_add(q, a.z, b.z, tau), sx_add(q, a.w, b.w, tau);
+        }
+    } else
+        for (int v = threadIdx.x; v < V; v += blockDim.x)
+            sx_add(q, s[v], t[v], tau);
+    float  ms = block_max(q.ms, shm), mt = block_max(q.mt, shm);
+    double ka = q.ms == -INFINITY ? 0.0 : exp((double)q.ms - (double)ms);
+    double kb = q.mt == -INFINITY ? 0.0 : exp((double)q.mt - (double)mt);
+    double ses = cu_block_sum(q.a * ka, shs), set = cu_block_sum(q.b * kb, shs),
+           pz = cu_block_sum(q.c * kb, shs);
     if (threadIdx.x == 0)
         loss[r] = (double)ms + log(ses) - pz / set;
     if (!ds)
         return;
     __syncthreads(); // ds may be s: every read of s above is done
     float iq = (float)(1.0 / ses), ip = (float)(1.0 / set), k = scale / tau;
-    for (int v = threadIdx.x; v < V; v += blockDim.x) {
-        float q = __fmul_rn(expf(s[v] / tau - ms), iq), p = __fmul_rn(expf(t[v] - mt), ip);
-        ds[(size_t)r * V + v] = __fmul_rn(k, __fsub_rn(q, p));
-    }
+#define SX_D(sv, tv)                                                                               \
+    __fmul_rn(k, __fsub_rn(__fmul_rn(expf((sv) / tau - ms), iq), __fmul_rn(expf((tv) - mt), ip)))
+    if (v4) {
+        for (int v = threadIdx.x; v < V / 4; v += blockDim.x) {
+            float4 a = ((const float4 *)s)[v], b = ((const float4 *)t)[v], d;
+            d.x = SX_D(a.x, b.x), d.y = SX_D(a.y, b.y), d.z = SX_D(a.z, b.z), d.w = SX_D(a.w, b.w);
+            ((float4 *)(ds + (size_t)r * V))[v] = d;
+        }
+    } else
+        for (int v = threadIdx.x; v < V; v += blockDim.x)
+            ds[(size_t)r * V + v] = SX_D(s[v], t[v]);
+#undef SX_D
 }
 
 extern "C" void cuda_soft_xent(const molt_exec *ex, double *loss, float *ds, const float *s,
