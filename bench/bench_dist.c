@@ -97,9 +97,10 @@ int main(int argc, char **argv) {
     train_model *tt = NULL, *ts = NULL;
     train_loop   tl;
     int          N = B * T;
-    double      *rows = be_alloc(ex.be, sizeof(double) * (size_t)N);
-    if (tm_new_logits(gpu, t, B, T, &tt) != MOLT_OK || tm_new(gpu, s, B, T, &ts) != MOLT_OK ||
-        train_loop_init(gpu, &tl, s, NULL) != MOLT_OK || !rows)
+    int          hr = tm_auto_head_rows(s, B, T); // the logits by chunks, as molt distill
+    if (tm_new_kind(gpu, t, B, T, TM_LOGITS, hr, &tt) != MOLT_OK ||
+        tm_new_kind(gpu, s, B, T, TM_TRAIN, hr, &ts) != MOLT_OK ||
+        train_loop_init(gpu, &tl, s, NULL) != MOLT_OK)
         die(gpu, "stage 3 state");
     tl.sc = (sched_cfg){SCHED_CONSTANT, 1e-4, 1e-4, 0, 0, steps + 2};
     tl.clip = 1.0;
@@ -118,10 +119,7 @@ int main(int argc, char **argv) {
         tm_zero_grad(ts);
         train_overlap_arm(&tl, ts); // each layer's reduction beside the next layers' backward
         tm_forward(&ex, ts, in);
-        double loss = loss_soft_ce(&ex, rows, ts->dlogits, ts->logits, tt->logits, N, shape.V,
-                                   1.0f, 1.0f / (float)N) /
-                      N;
-        tm_backward(&ex, ts);
+        double loss = tm_kd_step(&ex, ts, tt, loss_soft_ce, 1.0f, 1.0f / (float)N, true) / N;
         if (train_step(&ex, gpu, &tl, ts->grad, loss, "bench") != MOLT_OK)
             die(gpu, "train_step");
         be_sync(&ex);
@@ -144,7 +142,6 @@ int main(int argc, char **argv) {
                tl.loss);
     fflush(stdout);
     free(in), free(ms);
-    be_free(ex.be, rows);
     train_loop_free(&tl);
     tm_free(tt), tm_free(ts);
     molt_model_free(t), molt_model_free(s);

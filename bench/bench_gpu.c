@@ -24,14 +24,15 @@
  * bytes after each workload (cudaMemGetInfo, so it includes cuBLAS' and the
  * allocator's pools).
  * usage: bench_gpu [--batch B] [--seq T] [--steps S] [--only NAME] [--small] [--tf32 | --bf16]
- *                  [--profile] [--recompute] [--dbatch N]
+ *                  [--profile] [--recompute] [--dbatch N] [--head-rows N]
  * (--dbatch N: decode at batch N alone, bf16 weights, ids drawn on the GPU;
  * --small: a 4-layer, d 512 model for a quick check; --profile: after each
  * workload, its kernel-time profile on stderr — molt_cuda_profile_report —
  * covering set-up, warm-up and timed steps; the JSON times then include the
  * profile's per-launch event cost; --recompute: the trained models —
  * teacher step, stage-3 student — by tm_new_recompute, blocks recomputed in
- * the backward.)
+ * the backward; --head-rows N: stage 3's logits a chunk of N rows at a time,
+ * B·T for none — tm_auto_head_rows by default.)
  * Built by `make cuda` (build-cuda/bench/bench_gpu); needs a GPU.
  */
 #include "bench_models.h"
@@ -134,6 +135,7 @@ static double train_flops(const molt_model *m, int B, int T, bool attn) {
 }
 
 static int g_recompute; // --recompute: training models by tm_new_recompute (blocks recomputed)
+static int g_head_rows; // --head-rows N: stage 3's logits by chunks of N rows (0: tm_auto_head_rows)
 static molt_status new_train(molt_model *m, int B, int T, train_model **out) {
     return (g_recompute ? tm_new_recompute : tm_new)(gpu, m, B, T, out);
 }
@@ -187,9 +189,10 @@ static void bench_stage3(int B, int T, int steps) {
     train_model *tt = NULL, *ts = NULL;
     adamw        opt;
     int          N = B * T;
-    double      *rows = be_alloc(g_ex.be, sizeof(double) * N);
-    if (tm_new_logits(gpu, t, B, T, &tt) != MOLT_OK || new_train(s, B, T, &ts) != MOLT_OK ||
-        adamw_init(gpu, &opt, s, NULL) != MOLT_OK || !rows)
+    int          hr = g_head_rows ? g_head_rows : tm_auto_head_rows(s, B, T);
+    if (tm_new_kind(gpu, t, B, T, TM_LOGITS, hr, &tt) != MOLT_OK ||
+        tm_new_kind(gpu, s, B, T, g_recompute ? TM_RECOMPUTE : TM_TRAIN, hr, &ts) != MOLT_OK ||
+        adamw_init(gpu, &opt, s, NULL) != MOLT_OK)
         die(gpu, "stage 3 state");
     int32_t *in = malloc(sizeof(int32_t) * N), *tg = malloc(sizeof(int32_t) * N);
     ids_of(in, tg, N);
@@ -199,10 +202,7 @@ static void bench_stage3(int B, int T, int steps) {
         tm_forward(&g_ex, tt, in);
         tm_zero_grad(ts);
         tm_forward(&g_ex, ts, in);
-        loss = loss_soft_ce(&g_ex, rows, ts->dlogits, ts->logits, tt->logits, N, V, 1.0f,
-                            1.0f / (float)N) /
-               N;
-        tm_backward(&g_ex, ts);
+        loss = tm_kd_step(&g_ex, ts, tt, loss_soft_ce, 1.0f, 1.0f / (float)N, true) / N;
         double gn = grad_norm(&g_ex, s, &opt, ts->grad, NULL);
         grad_clip(&g_ex, &opt, ts->grad, gn, 1.0);
         adamw_update(&g_ex, s, &opt, ts->grad, 1e-4f);
@@ -219,12 +219,12 @@ static void bench_stage3(int B, int T, int steps) {
            "\"llamba-1b shape\", \"recompute\": %s, \"batch\": %d, \"seq\": %d, "
            "\"tokens_per_s\": %.0f, "
            "\"ms_per_step\": %.1f, \"tflops\": %.1f, \"mfu_vs_measured_gemm\": %.3f, "
-           "\"loss\": %.4f, \"device_gb_used\": %.1f}\n",
+           "\"loss\": %.4f, \"head_rows\": %d, \"arena_gb\": %.1f, \"device_gb_used\": %.1f}\n",
            g_recompute ? "true" : "false", B, T, N / per, per * 1e3, fl / per * 1e-12,
-           fl / per * 1e-12 / g_gemm_tflops, loss, used_gb());
+           fl / per * 1e-12 / g_gemm_tflops, loss, ts->head_rows,
+           (double)(ts->arena_floats + tt->arena_floats) * 4e-9, used_gb());
     fflush(stdout);
     free(in), free(tg), free(tm_);
-    be_free(g_ex.be, rows);
     adamw_free(&opt);
     tm_free(tt), tm_free(ts);
     molt_model_free(t), molt_model_free(s);
@@ -430,11 +430,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--bf16")) matmul = "bf16";
         else if (!strcmp(argv[i], "--profile")) prof = 1;
         else if (!strcmp(argv[i], "--recompute")) g_recompute = 1;
+        else if (!strcmp(argv[i], "--head-rows") && i + 1 < argc) g_head_rows = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--dbatch") && i + 1 < argc) g_dbatch = atoi(argv[++i]);
         else {
             fprintf(stderr, "usage: bench_gpu [--batch B] [--seq T] [--steps S] [--only NAME] "
                             "[--small] [--tf32 | --bf16] [--profile] [--recompute]\n"
-                            "                 [--dbatch 1|16|64|256]\n");
+                            "                 [--dbatch 1|16|64|256] [--head-rows N]\n");
             return 2;
         }
     }

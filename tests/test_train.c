@@ -12,9 +12,11 @@
  * tensor, and the last checkpoint stays loadable.
  */
 #include "io/safetensors.h"
+#include "kernels/mem.h"
 #include "models/model.h"
 #include "testmodel.h"
 #include "testutil.h"
+#include "train/loss.h"
 #include "train/model_train.h"
 #include "train/optim.h"
 
@@ -315,6 +317,67 @@ static void check_recompute(const char *root, const char *arch) {
     molt_model_free(m);
 }
 
+// MOHAWK stage 3's loss with the logits by chunks (tm_new_kind head_rows, tm_kd_step)
+// against the whole-logits path: tm_kd_step unchunked makes the same calls as
+// loss_soft_ce + tm_backward (the same bits); in chunks of 5 rows (N = 32: a short last
+// chunk) the same loss and gradients up to the regrouped head-gradient sums, with smaller
+// arenas. The teacher is the model itself at τ = 2 (a nonzero gradient).
+static void check_head_chunks(const char *root, const char *arch) {
+    molt_model *m = load_arch(root, arch);
+    if (!m)
+        return;
+    int32_t in[B * T];
+    t_seed(13);
+    for (int i = 0; i < B * T; i++)
+        in[i] = (int32_t)(t_uniform(0, 1) * (float)(m->cfg.vocab - 1));
+    train_model *ts[3] = {NULL}, *tt[3] = {NULL};
+    int          hr[3] = {0, 0, 5};
+    bool         ok = true;
+    for (int k = 0; k < 3; k++)
+        ok &= tm_new_kind(ctx, m, B, T, TM_TRAIN, hr[k], &ts[k]) == MOLT_OK &&
+              tm_new_kind(ctx, m, B, T, TM_LOGITS, hr[k], &tt[k]) == MOLT_OK;
+    CHECK(ok, "%s: tm_new_kind: %s", arch, molt_last_error(ctx));
+    if (ok) {
+        int    N = B * T, V = m->cfg.vocab;
+        double loss[3];
+        double *rows = be_alloc(m->be, sizeof(double) * (size_t)N);
+        for (int k = 0; k < 3; k++) {
+            tm_zero_grad(ts[k]);
+            tm_forward(TEX, tt[k], in);
+            tm_forward(TEX, ts[k], in);
+            if (k == 0) { // the whole-logits calls
+                loss[k] = loss_soft_ce(TEX, rows, ts[k]->dlogits, ts[k]->logits, tt[k]->logits,
+                                       N, V, 2.0f, 1.0f / (float)N);
+                tm_backward(TEX, ts[k]);
+            } else
+                loss[k] = tm_kd_step(TEX, ts[k], tt[k], loss_soft_ce, 2.0f, 1.0f / (float)N, true);
+        }
+        be_free(m->be, rows);
+        size_t ng = m->n_floats, same = 0, nz = 0;
+        double worst = 0, gmax = 0;
+        for (size_t i = 0; i < ng; i++) {
+            same += !memcmp(&ts[0]->grad[i], &ts[1]->grad[i], sizeof(float));
+            nz += ts[0]->grad[i] != 0.0f;
+            worst = fmax(worst, fabs((double)ts[0]->grad[i] - (double)ts[2]->grad[i]));
+            gmax = fmax(gmax, fabs((double)ts[0]->grad[i]));
+        }
+        CHECK(loss[0] == loss[1] && same == ng && nz > ng / 4,
+              "%s: tm_kd_step unchunked: loss %.9g vs %.9g, %zu of %zu gradients equal (%zu nonzero)",
+              arch, loss[1], loss[0], same, ng, nz);
+        CHECK(fabs(loss[2] - loss[0]) <= 1e-6 * fabs(loss[0]) && worst <= 1e-5 * gmax,
+              "%s: chunks of 5 rows: loss %.9g vs %.9g, gradient off by %.3g (max %.3g)", arch,
+              loss[2], loss[0], worst, gmax);
+        CHECK(ts[2]->head_rows == 5 && ts[2]->dlogits == ts[2]->logits &&
+                  ts[2]->arena_floats < ts[0]->arena_floats &&
+                  tt[2]->arena_floats < tt[0]->arena_floats,
+              "%s: chunked arenas %zu / %zu floats, not below %zu / %zu", arch,
+              ts[2]->arena_floats, tt[2]->arena_floats, ts[0]->arena_floats, tt[0]->arena_floats);
+    }
+    for (int k = 0; k < 3; k++)
+        tm_free(ts[k]), tm_free(tt[k]);
+    molt_model_free(m);
+}
+
 int main(void) {
     ctx = molt_ctx_new();
     molt_ctx_set_threads(ctx, getenv("MOLT_TEST_THREADS") ? atoi(getenv("MOLT_TEST_THREADS")) : 2);
@@ -332,6 +395,8 @@ int main(void) {
         check_logits_capture(root, archs[i]);
     for (int i = 0; i < 5; i++)
         check_recompute(root, archs[i]);
+    for (int i = 0; i < 5; i++)
+        check_head_chunks(root, archs[i]);
     check_accumulation(root);
     check_nan_guard(root);
     tm_rmdir(root);

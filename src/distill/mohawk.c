@@ -173,16 +173,12 @@ static double stage2_step(const molt_exec *ex, distiller *D, bool backward) {
     return total;
 }
 
+// the logits of both models a chunk of rows at a time (tm_kd_step; one pass for small N·V)
 static double stage3_step(const molt_exec *ex, distiller *D, const int32_t *in, double tau, bool backward) {
     tm_forward(ex, D->ts, in);
-    int V = D->student->cfg.vocab;
-    double loss = (D->rkl ? loss_rev_kl : loss_soft_ce)(ex, D->rows, D->ts->dlogits,
-                                                        D->ts->logits, D->tt->logits, D->N, V,
-                                                        (float)tau, 1.0f / (float)D->N) /
-                  D->N;
-    if (backward)
-        tm_backward(ex, D->ts);
-    return loss;
+    return tm_kd_step(ex, D->ts, D->tt, D->rkl ? loss_rev_kl : loss_soft_ce, (float)tau,
+                      1.0f / (float)D->N, backward) /
+           D->N;
 }
 
 static double stage_loss(const molt_exec *ex, distiller *D, int stage, const int32_t *in, double tau, bool backward) {
@@ -516,10 +512,13 @@ molt_status molt_distill(molt_ctx *ctx, const molt_model *teacher, const molt_di
     // the teacher's per-layer captures serve stages 1-2 only: without them (stage 3 alone,
     // the probes) its logits are all that is read, from one reused layer's activations
     bool logits_only = o->stage_tokens[0] == 0 && o->stage_tokens[1] == 0;
-    if ((st = (logits_only ? tm_new_logits : tm_new_capture)(ctx, teacher, D.B, D.T, &D.tt)) !=
-            MOLT_OK ||
-        (st = (o->recompute ? tm_new_recompute : tm_new)(ctx, D.student, D.B, D.T, &D.ts)) !=
-            MOLT_OK)
+    // stage 3's logits by chunks of rows where N·V is large (tm_auto_head_rows)
+    int hr = tm_auto_head_rows(D.student, D.B, D.T);
+    if ((st = tm_new_kind(ctx, (molt_model *)(uintptr_t)teacher, D.B, D.T,
+                          logits_only ? TM_LOGITS : TM_CAPTURE, hr,
+                          &D.tt)) != MOLT_OK ||
+        (st = tm_new_kind(ctx, D.student, D.B, D.T, o->recompute ? TM_RECOMPUTE : TM_TRAIN, hr,
+                          &D.ts)) != MOLT_OK)
         goto done;
     size_t sH = 0, s_act = 0, s_work = 0; // the largest layer's (each has its own ssm config)
     for (int li = 0; li < D.student->cfg.n_layer; li++) {

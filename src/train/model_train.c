@@ -39,7 +39,10 @@ static float *take(carve *c, size_t n) {
 // the forward-only kinds: no gradients, no backward scratch
 static bool kind_captures(tm_kind kind) { return kind == TM_CAPTURE || kind == TM_LOGITS; }
 
-static void layout(train_model *tm, const molt_model *m, int B, int T, tm_kind kind, carve *cv) {
+// head_rows: the rows of logits held (N, or fewer: the head then runs by chunk, the
+// loss writing its gradient over the chunk's logits — dlogits is logits)
+static void layout(train_model *tm, const molt_model *m, int B, int T, tm_kind kind,
+                   int head_rows, carve *cv) {
     const model_cfg *c = &m->cfg;
     size_t N = (size_t)B * T, d = (size_t)c->d_model, F = c->has_mlp ? (size_t)c->d_ff : 0,
            V = (size_t)c->vocab;
@@ -75,11 +78,11 @@ static void layout(train_model *tm, const molt_model *m, int B, int T, tm_kind k
     tm->x_last = take(cv, N * d);
     tm->xn = take(cv, N * d);
     tm->rstdf = take(cv, N);
-    tm->logits = take(cv, N * V);
+    tm->logits = take(cv, (size_t)head_rows * V);
     tm->dmix = take(cv, N * d); // the mixer's output in the forward
     tm->mlp_tmp = take(cv, N * MOLT_MAX(F, 1));
     if (!capture) {
-        tm->dlogits = take(cv, N * V);
+        tm->dlogits = (size_t)head_rows < N ? tm->logits : take(cv, N * V);
         tm->dx = take(cv, N * d);
         tm->sc.du = take(cv, N * d);
         tm->sc.dv = take(cv, N * d);
@@ -89,17 +92,28 @@ static void layout(train_model *tm, const molt_model *m, int B, int T, tm_kind k
     tm->work = take(cv, work);
 }
 
-static size_t arena_floats(const molt_model *m, int B, int T, tm_kind kind) {
+static size_t arena_floats(const molt_model *m, int B, int T, tm_kind kind, int head_rows) {
     train_model tmp;
     carve cv = {NULL, 0};
-    layout(&tmp, m, B, T, kind, &cv);
+    layout(&tmp, m, B, T, kind, head_rows, &cv);
     return cv.used;
 }
 
-size_t tm_arena_floats(const molt_model *m, int B, int T) { return arena_floats(m, B, T, TM_TRAIN); }
+size_t tm_arena_floats(const molt_model *m, int B, int T) {
+    return arena_floats(m, B, T, TM_TRAIN, B * T);
+}
 
-static molt_status tm_alloc(molt_ctx *ctx, molt_model *m, int B, int T, tm_kind kind,
-                            train_model **out) {
+int tm_auto_head_rows(const molt_model *m, int B, int T) {
+    int    N = B * T;
+    size_t V = (size_t)m->cfg.vocab;
+    if ((size_t)N * V <= TM_HEAD_CHUNK_FLOATS)
+        return N;
+    size_t r = TM_HEAD_CHUNK_FLOATS / V / 64 * 64; // a multiple of 64 rows, at least 64
+    return (int)MOLT_MIN((size_t)N, MOLT_MAX(r, (size_t)64));
+}
+
+molt_status tm_new_kind(molt_ctx *ctx, molt_model *m, int B, int T, tm_kind kind, int head_rows,
+                        train_model **out) {
     bool capture = kind_captures(kind);
     *out = NULL;
     if (B <= 0 || T <= 0 || T > m->cfg.max_seq)
@@ -114,7 +128,8 @@ static molt_status tm_alloc(molt_ctx *ctx, molt_model *m, int B, int T, tm_kind 
     tm->N = B * T;
     tm->capture = capture;
     tm->recompute = kind == TM_RECOMPUTE;
-    tm->arena_floats = arena_floats(m, B, T, kind);
+    tm->head_rows = head_rows > 0 && head_rows < tm->N ? head_rows : tm->N;
+    tm->arena_floats = arena_floats(m, B, T, kind, tm->head_rows);
     tm->arena = be_allocf(m->be, tm->arena_floats);
     tm->grad = capture ? NULL : be_allocf(m->be, m->n_floats);
     tm->ids = molt__malloc(sizeof(int32_t) * (size_t)tm->N);
@@ -129,7 +144,7 @@ static molt_status tm_alloc(molt_ctx *ctx, molt_model *m, int B, int T, tm_kind 
     molt_exec ex = be_exec1(m->be);
     be_zero(&ex, tm->arena, tm->arena_floats * sizeof(float));
     carve cv = {tm->arena, 0};
-    layout(tm, m, B, T, kind, &cv);
+    layout(tm, m, B, T, kind, tm->head_rows, &cv);
     MOLT_ASSERT(cv.used == tm->arena_floats);
     tm_zero_grad(tm);
     *out = tm;
@@ -137,19 +152,19 @@ static molt_status tm_alloc(molt_ctx *ctx, molt_model *m, int B, int T, tm_kind 
 }
 
 molt_status tm_new(molt_ctx *ctx, molt_model *m, int B, int T, train_model **out) {
-    return tm_alloc(ctx, m, B, T, TM_TRAIN, out);
+    return tm_new_kind(ctx, m, B, T, TM_TRAIN, 0, out);
 }
 
 molt_status tm_new_recompute(molt_ctx *ctx, molt_model *m, int B, int T, train_model **out) {
-    return tm_alloc(ctx, m, B, T, TM_RECOMPUTE, out);
+    return tm_new_kind(ctx, m, B, T, TM_RECOMPUTE, 0, out);
 }
 
 molt_status tm_new_capture(molt_ctx *ctx, const molt_model *m, int B, int T, train_model **out) {
-    return tm_alloc(ctx, (molt_model *)(uintptr_t)m, B, T, TM_CAPTURE, out);
+    return tm_new_kind(ctx, (molt_model *)(uintptr_t)m, B, T, TM_CAPTURE, 0, out);
 }
 
 molt_status tm_new_logits(molt_ctx *ctx, const molt_model *m, int B, int T, train_model **out) {
-    return tm_alloc(ctx, (molt_model *)(uintptr_t)m, B, T, TM_LOGITS, out);
+    return tm_new_kind(ctx, (molt_model *)(uintptr_t)m, B, T, TM_LOGITS, 0, out);
 }
 
 void tm_free(train_model *tm) {
@@ -209,9 +224,50 @@ void tm_forward(const molt_exec *ex, train_model *tm, const int32_t *ids) {
     block_embed(ex, m, ids, N, x);
     for (int l = 0; l < c->n_layer; l++)
         tm_block_forward(ex, tm, l, x, x); // x_in is copied into L[l] before x is overwritten
-    if (tm->skip_head)
+    if (tm->skip_head || tm->head_rows < N)
         return;
     block_head(ex, m, x, N, tm->xn, tm->rstdf, tm->logits);
+}
+
+void tm_head(const molt_exec *ex, train_model *tm, int r0, int rows) {
+    size_t d = (size_t)tm->m->cfg.d_model;
+    MOLT_ASSERT(r0 >= 0 && rows > 0 && rows <= tm->head_rows && r0 + rows <= tm->N);
+    block_head(ex, tm->m, tm->x_last + (size_t)r0 * d, rows, tm->xn + (size_t)r0 * d,
+               tm->rstdf + r0, tm->logits);
+}
+
+void tm_head_backward(const molt_exec *ex, train_model *tm, int r0, int rows,
+                      const float *dlogits) {
+    const molt_model *m = tm->m;
+    size_t d = (size_t)m->cfg.d_model;
+    MOLT_ASSERT(!tm->capture && r0 >= 0 && rows > 0 && r0 + rows <= tm->N);
+    // logits = xn · headᵀ   (tied: head is the embedding, its grad accumulates there)
+    k_matmul_backward(ex, tm->sc.du + (size_t)r0 * d, tm_grad_of(tm, m->lm_head), NULL, dlogits,
+                      tm->xn + (size_t)r0 * d, m->lm_head, rows, (int)d, m->cfg.vocab, 0);
+}
+
+double tm_kd_step(const molt_exec *ex, train_model *ts, train_model *tt, tm_kd_loss fn,
+                  float tau, float scale, bool backward) {
+    int    N = ts->N, V = ts->m->cfg.vocab;
+    int    R = MOLT_MIN(ts->head_rows, tt->head_rows); // N: one pass, as tm_backward
+    double sum = 0;
+    MOLT_ASSERT(tt->N == N && tt->m->cfg.vocab == V && !ts->capture);
+    for (int r0 = 0; r0 < N; r0 += R) {
+        int rows = MOLT_MIN(R, N - r0);
+        // a chunked model's logits hold this chunk; an unchunked one's all N rows
+        size_t to = tt->head_rows < N ? 0 : (size_t)r0 * V, so = ts->head_rows < N ? 0 : (size_t)r0 * V;
+        if (tt->head_rows < N)
+            tm_head(ex, tt, r0, rows);
+        if (ts->head_rows < N)
+            tm_head(ex, ts, r0, rows);
+        sum += fn(ex, ts->loss_rows, ts->dlogits + so, ts->logits + so, tt->logits + to, rows, V,
+                  tau, scale);
+        if (backward) // this chunk's gradient, before the next chunk overwrites it
+            tm_head_backward(ex, ts, r0, rows, ts->dlogits + so);
+    }
+    if (backward)
+        tm_backward_body(ex, ts);
+    return sum;
 }
 
 double tm_loss_ce(const molt_exec *ex, train_model *tm, const int32_t *targets, float scale) {
@@ -230,13 +286,16 @@ double tm_loss_ce(const molt_exec *ex, train_model *tm, const int32_t *targets, 
 }
 
 void tm_backward(const molt_exec *ex, train_model *tm) {
+    MOLT_ASSERT(tm->head_rows == tm->N); // a chunked head: tm_kd_step
+    tm_head_backward(ex, tm, 0, tm->N, tm->dlogits);
+    tm_backward_body(ex, tm);
+}
+
+void tm_backward_body(const molt_exec *ex, train_model *tm) {
     const molt_model *m = tm->m;
     const model_cfg *c = &m->cfg;
-    int N = tm->N, d = c->d_model, V = c->vocab;
-    // logits = xn · headᵀ   (tied: head is the embedding, its grad accumulates there)
+    int N = tm->N, d = c->d_model;
     MOLT_ASSERT(!tm->capture);
-    k_matmul_backward(ex, tm->sc.du, tm_grad_of(tm, m->lm_head), NULL, tm->dlogits, tm->xn,
-                      m->lm_head, N, d, V, 0);
     // xn = rmsnorm(x_last)
     be_zero(ex, tm->dx, sizeof(float) * (size_t)N * d);
     k_rmsnorm_backward(ex, tm->dx, tm_grad_of(tm, m->final_norm), tm->sc.du, tm->x_last, m->final_norm,

@@ -36,7 +36,8 @@ typedef struct train_model {
     bool         recompute;    // tm_new_recompute: L[l] share all but x_in (see there)
     block_act    L[MODEL_MAX_LAYERS]; // saved activations (L[l].mx: the mixer's own)
     float       *x_last, *xn, *rstdf; // [N,d] [N,d] [N]
-    float       *logits, *dlogits;    // [N,V]
+    int          head_rows;           // rows of logits held: N, or fewer (the head by chunk)
+    float       *logits, *dlogits;    // [head_rows,V]; dlogits == logits when chunked
     int32_t     *ids;                 // [N]
     double      *loss_rows;           // [N] per-row losses (backend buffer; not in a capture)
     float       *dmix, *mlp_tmp;      // forward scratch: mixer output [N,d]; [N,F]
@@ -52,6 +53,18 @@ typedef struct train_model {
 } train_model;
 
 molt_status tm_new(molt_ctx *ctx, molt_model *m, int B, int T, train_model **out);
+// Any kind, with the logits held for head_rows rows (≤ 0 or ≥ B·T: all rows, as the
+// tm_new* below). Fewer rows (a chunked head): tm_forward stops after the blocks and the
+// head runs a chunk at a time through tm_head / tm_head_backward (tm_kd_step does the
+// loop); the loss writes its gradient over the chunk's logits (dlogits is logits). A
+// Llama-3.2-1B at 4 × 2048 tokens holds 4.2 GB of fp32 logits per model unchunked, 0.5 GB
+// in chunks of 1024 rows.
+molt_status tm_new_kind(molt_ctx *ctx, molt_model *m, int B, int T, tm_kind kind, int head_rows,
+                        train_model **out);
+// The head_rows tm_new_kind is given for distillation: all rows while N·V ≤
+// TM_HEAD_CHUNK_FLOATS, else a multiple of 64 rows holding about that many floats.
+#define TM_HEAD_CHUNK_FLOATS ((size_t)1 << 27) // 512 MB of fp32 logits
+int         tm_auto_head_rows(const molt_model *m, int B, int T);
 // A forward-only model for capturing activations (a distillation teacher, a
 // head analysis): the same saved activations, no gradient buffer and no
 // backward scratch; tm_backward / tm_block_backward must not be called.
@@ -84,8 +97,26 @@ void   tm_forward(const molt_exec *ex, train_model *tm, const int32_t *ids);
 // mean CE over targets[N] (−1 = ignored) → dlogits scaled by 1/count·scale.
 // Returns the mean loss.
 double tm_loss_ce(const molt_exec *ex, train_model *tm, const int32_t *targets, float scale);
-// backward from tm->dlogits through every layer into tm->grad (+=).
+// backward from tm->dlogits through every layer into tm->grad (+=) (an unchunked head).
 void   tm_backward(const molt_exec *ex, train_model *tm);
+// The head by chunk: final norm and logits of rows [r0, r0 + rows) (rows ≤ head_rows) into
+// tm->logits (after tm_forward); its backward from dlogits[rows,V] into the head's
+// gradient (+=) and those rows of the residual's gradient (sc.du); then the rest of the
+// backward (final norm, blocks, embedding) once every row's head backward is done.
+void   tm_head(const molt_exec *ex, train_model *tm, int r0, int rows);
+void   tm_head_backward(const molt_exec *ex, train_model *tm, int r0, int rows,
+                        const float *dlogits);
+void   tm_backward_body(const molt_exec *ex, train_model *tm);
+// A distillation loss over the vocabulary (train/loss.h: loss_soft_ce, loss_rev_kl).
+typedef double (*tm_kd_loss)(const molt_exec *ex, double *rows, float *dstudent,
+                             const float *student, const float *teacher, int n, int V, float tau,
+                             float scale);
+// MOHAWK stage 3's loss after both forwards: fn(student logits, teacher logits) over all
+// rows, a chunk of min(head_rows) rows at a time, with backward the student's whole backward
+// (each chunk's head backward as soon as its gradient is written). Returns the summed row
+// losses. With unchunked models: one pass, the same calls as loss + tm_backward.
+double tm_kd_step(const molt_exec *ex, train_model *ts, train_model *tt, tm_kd_loss fn,
+                  float tau, float scale, bool backward);
 
 // One block: x_out[N,d] = block_l(x_in[N,d]), activations saved in L[l].
 void tm_block_forward(const molt_exec *ex, train_model *tm, int l, const float *x_in, float *x_out);
