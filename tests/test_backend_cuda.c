@@ -227,7 +227,10 @@ static void run_op(op_stat *st, op_fn fn, ocase *c, const char *shape) {
 static const int MM_SHAPES[][3] = {{0, 8, 8},      {1, 1, 1},       {1, 7, 5},     {1, 33, 17},
                                    {1, 1024, 1024}, {2, 3, 4},      {3, 17, 33},   {8, 300, 520},
                                    {9, 129, 65},   {17, 129, 65},   {64, 200, 257}, {33, 96, 1000},
-                                   {128, 1024, 512}, {300, 513, 700}, {4, 2048, 130}};
+                                   {128, 1024, 512}, {300, 513, 700}, {4, 2048, 130},
+                                   // the bf16 exec's skinny kernel (8 < T ≤ 64, in % 64 == 0):
+                                   // partial row blocks, split-K with a join
+                                   {9, 64, 65}, {40, 640, 130}, {64, 2048, 300}};
 
 // buffers: x, W, bias (or absent), y
 static void op_matmul(const molt_exec *ex, void *const *p, const ocase *c) {
@@ -249,6 +252,7 @@ static void test_matmul(void) {
     // bf16 (MOLT_EXEC_BF16): inputs rounded to an 8-bit mantissa (2^-9 relative
     // each), fp32 sums: about 4× the TF32 bound
     op_stat *sbf = stat_new("matmul (bf16 exec)", 8e-2);
+    op_stat *swb = stat_new("matmul_w bf16 (bf16 exec)", 8e-2);
     tested("matmul"), tested("matmul_w");
     for (int k = 0; k < NELEM(MM_SHAPES); k++)
         for (int v = 0; v < 4; v++) { // bias × accumulate
@@ -283,6 +287,11 @@ static void test_matmul(void) {
                 snprintf(shape, sizeof shape, "T,in,out %dx%dx%d %s%s%s", T, in, out,
                          molt_dtype_name(c.dt), v & 1 ? " +b" : "", v >> 1 ? " +=" : "");
                 run_op(sw, op_matmul_w, &c, shape);
+                if (c.dt == MOLT_BF16 && in <= 4096) { // x rounded to bf16 as well
+                    g_gpu.flags |= MOLT_EXEC_BF16;
+                    run_op(swb, op_matmul_w, &c, shape);
+                    g_gpu.flags &= ~MOLT_EXEC_BF16;
+                }
                 c.b[1] = (buf){Wf, sizeof(float) * nw, IN};
                 free(Wh);
             }
@@ -2294,7 +2303,8 @@ static void wc_run(float *y, const float *W, const float *x, const float *dy, fl
 }
 
 static void test_wcache(void) {
-    const int shapes[][4] = {{64, 200, 257, 0}, {128, 512, 1024, 0}, {33, 96, 129, 1}}; // +misalign
+    const int shapes[][4] = {{64, 200, 257, 0}, {128, 512, 1024, 0}, {33, 96, 129, 1}, // +misalign
+                             {48, 256, 130, 0}}; // the skinny kernel (dense_skinny.cu)
     molt_exec ex0 = g_gpu;
     g_gpu.flags |= MOLT_EXEC_BF16;
     for (int k = 0; k < NELEM(shapes); k++) {
@@ -2551,6 +2561,7 @@ int main(int argc, char **argv) {
         return t_skip("test_backend_cuda", msg);
     }
     setenv("MOLT_SSD_TC", "1", 1); // the tensor-core SSD form (opt-in) is tested too
+    setenv("MOLT_SKINNY", "1", 1); // and the skinny bf16 GEMM (opt-in: dense_skinny.cu)
     g_cpu = molt_exec_cpu(2);
     g_gpu = be_exec1(&molt_backend_cuda); // not molt_exec_init: a partial table still runs here
     t_seed(20261206);

@@ -96,6 +96,12 @@ cu_bf16 cu_bf16_act(const molt_exec *ex, const float *src, size_t n);
 // since (same bits as cu_bf16_act)
 cu_bf16 cu_bf16_weight(const molt_exec *ex, const float *src, size_t n);
 void    cu_bf16_release(const molt_exec *ex, cu_bf16 *b);
+
+// y[T,out] = beta·y + x·Wᵀ (bf16 W [out,in] and x [T,in], fp32 sums) on tensor
+// cores for 8 < T ≤ 64 (dense_skinny.cu); false where it does not apply (T, in %
+// 64, alignment, beta not 0 or 1, MOLT_SKINNY not 1): the caller's GEMM then runs.
+bool cu_gemm_skinny(const molt_exec *ex, float *y, const void *W, const void *x, int T, int in,
+                    int out, float beta);
 // the cache's invalidation: a write of [p, p + bytes) (memory ops, adamw,
 // scale), a free (every entry stale), out of memory (every buffer released)
 void cu_wcache_written(const void *p, size_t bytes);

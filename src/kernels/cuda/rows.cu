@@ -141,7 +141,7 @@ extern "C" void cuda_swiglu_backward(const molt_exec *ex, float *dg, float *du, 
 __device__ __forceinline__ float swiglu1(float g, float u) { return g / (1.0f + expf(-g)) * u; }
 
 template <int V> __global__ void k_swiglu_pair(float *h, const float *gu, size_t T, size_t F) {
-    if (V == 4) {
+    if constexpr (V == 4) {
         unsigned F4 = (unsigned)(F / 4), n = (unsigned)(T * F4);
         for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n;
              i += gridDim.x * blockDim.x) {
@@ -151,11 +151,11 @@ template <int V> __global__ void k_swiglu_pair(float *h, const float *gu, size_t
             ((float4 *)h)[i] = make_float4(swiglu1(g.x, u.x), swiglu1(g.y, u.y),
                                            swiglu1(g.z, u.z), swiglu1(g.w, u.w));
         }
-        return;
-    }
-    GRID_STRIDE(i, T * F) {
-        size_t t = i / F, f = i % F;
-        h[i] = swiglu1(gu[t * 2 * F + f], gu[t * 2 * F + F + f]);
+    } else {
+        GRID_STRIDE(i, T * F) {
+            size_t t = i / F, f = i % F;
+            h[i] = swiglu1(gu[t * 2 * F + f], gu[t * 2 * F + F + f]);
+        }
     }
 }
 
@@ -169,7 +169,7 @@ __device__ __forceinline__ void swiglu1_bwd(float &dg, float &du, float hi, floa
 template <int V>
 __global__ void k_swiglu_pair_bwd(float *dgu, const float *dh, const float *gu, size_t T,
                                   size_t F) {
-    if (V == 4) {
+    if constexpr (V == 4) {
         unsigned F4 = (unsigned)(F / 4), n = (unsigned)(T * F4);
         for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n;
              i += gridDim.x * blockDim.x) {
@@ -184,14 +184,14 @@ __global__ void k_swiglu_pair_bwd(float *dgu, const float *dh, const float *gu, 
             ((float4 *)dgu)[o + F4] = du;
             ((float4 *)dgu)[o] = dg;
         }
-        return;
-    }
-    GRID_STRIDE(i, T * F) {
-        size_t t = i / F, f = i % F, o = t * 2 * F + f;
-        float  dg, du;
-        swiglu1_bwd(dg, du, dh[i], gu[o], gu[o + F]);
-        dgu[o + F] = du;
-        dgu[o] = dg;
+    } else {
+        GRID_STRIDE(i, T * F) {
+            size_t t = i / F, f = i % F, o = t * 2 * F + f;
+            float  dg, du;
+            swiglu1_bwd(dg, du, dh[i], gu[o], gu[o + F]);
+            dgu[o + F] = du;
+            dgu[o] = dg;
+        }
     }
 }
 

@@ -41,6 +41,9 @@ __device__ __forceinline__ float block_max(float v, float *sh /* [32] */) {
 // ----------------------------------------------------------------------------
 // cross-entropy: loss = logsumexp(x) − x[y];  g = scale·(softmax(x) − onehot(y))
 
+// Two passes over the row, as the soft CE below: the max and Σ e^(x − m) online
+// (each thread's running max, its double sum rescaled when the max grows, the
+// threads' pairs combined once), then the gradient written.
 __global__ void k_xent_rows(double *loss, float *dl, const float *logits, const int32_t *tg,
                             int V, float scale) {
     __shared__ float  shm[32];
@@ -56,25 +59,27 @@ __global__ void k_xent_rows(double *loss, float *dl, const float *logits, const 
                 g[v] = 0.0f;
         return;
     }
-    float xy = x[y]; // read before g (maybe x) is written: block_max syncs
-    float m = -INFINITY;
-    for (int v = threadIdx.x; v < V; v += blockDim.x)
-        m = fmaxf(m, x[v]);
-    m = block_max(m, shm);
-    double s = 0.0;
+    float  xy = x[y]; // read before g (maybe x) is written: block_max syncs
+    float  mt = -INFINITY;
+    double st = 0.0;
     for (int v = threadIdx.x; v < V; v += blockDim.x) {
-        float e = expf(x[v] - m);
-        if (g)
-            g[v] = e;
-        s += (double)e;
+        float xv = x[v];
+        if (xv > mt) {
+            st = mt == -INFINITY ? 0.0 : st * exp((double)mt - (double)xv);
+            mt = xv;
+        }
+        if (xv != -INFINITY)
+            st += (double)expf(xv - mt);
     }
-    double se = cu_block_sum(s, shs);
+    float  m = block_max(mt, shm);
+    double se = cu_block_sum(mt == -INFINITY ? 0.0 : st * exp((double)mt - (double)m), shs);
     if (threadIdx.x == 0)
         loss[r] = ((double)m + log(se)) - (double)xy;
     if (g) {
+        __syncthreads(); // g may be x: every read of x above is done
         float k = (float)((double)scale / se);
         for (int v = threadIdx.x; v < V; v += blockDim.x) {
-            float t = __fmul_rn(g[v], k); // each thread rescales its own terms
+            float t = __fmul_rn(expf(x[v] - m), k);
             g[v] = v == y ? __fsub_rn(t, scale) : t;
         }
     }
