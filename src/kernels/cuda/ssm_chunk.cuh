@@ -30,13 +30,12 @@ void cu_ssd_group_sum(const molt_exec *ex, float *dB, float *dC, const float *dB
                       const float *dCh, int T, int H, int N, int G);
 
 // The tensor-core form (ssm_tc.cu), taken for an exec with MOLT_EXEC_TF32 or
-// MOLT_EXEC_BF16 when MOLT_SSD_TC=1: the same contracts as
+// MOLT_EXEC_BF16 (MOLT_SSD_TC=0 turns it off): the same contracts as
 // cuda_ssd_scan_chunked / _backward, with the intra-chunk and state products
 // as TF32 batched GEMMs. False when not taken (the caller runs the fp32 form).
-// Opt-in until the GPU op tests have passed on its current code: its first
-// version passed every forward shape and ten backward shapes on an H100 and
-// then failed one (a misaligned scratch operand); the fix (aligned scratch,
-// padded leading dims) has not yet run on a GPU (docs/GPU_NOTES.md, run 7).
+// Default since run 8 (2026-12-07, H100): every op-test shape within the
+// stated TF32 bounds (test_backend_cuda), the MOHAWK stage-3 loss equal to the
+// fp32 form's to 4 digits; run 7's misaligned-operand failure is fixed.
 bool cu_ssd_tc_forward(const molt_exec *ex, float *y, float *state, const float *X,
                        const float *dA, const float *B, const float *C, int T, int H, int P,
                        int N, int G, int Q, float *work);

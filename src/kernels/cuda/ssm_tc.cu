@@ -2,9 +2,8 @@
  * ssm_tc.cu — the chunked SSD scan, forward and backward, with its products on
  * tensor cores: TF32 batched GEMMs (cuBLAS, one call per product over every
  * (chunk, head) pair) between small elementwise kernels. Taken for an exec with
- * MOLT_EXEC_TF32 or MOLT_EXEC_BF16 when MOLT_SSD_TC=1 (ssm_chunk.cuh says why
- * it is opt-in for now); the exact fp32 kernels of ssm.cu / ssm_backward.cu
- * stay the path otherwise.
+ * MOLT_EXEC_TF32 or MOLT_EXEC_BF16 (MOLT_SSD_TC=0: off, ssm_chunk.cuh); the
+ * exact fp32 kernels of ssm.cu / ssm_backward.cu stay the path of fp32 execs.
  * Same contracts (ssm.h), same work layout: the backward reads the chunk states
  * and decays the forward saved, whichever form ran it.
  *
@@ -338,10 +337,10 @@ static bool al16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
 // the form applies: asked for, and every operand as tc_ld's note requires
 static bool tc_usable(const molt_exec *ex, int P, int N, int Q, const void *const *ptrs, int n) {
-    static int env = -1; // MOLT_SSD_TC=1: on (off by default until GPU-tested: ssm_chunk.cuh)
+    static int env = -1; // MOLT_SSD_TC=0: off (the exact fp32 kernels under every exec)
     if (env < 0) {
         const char *e = getenv("MOLT_SSD_TC");
-        env = e && !strcmp(e, "1");
+        env = !(e && !strcmp(e, "0"));
     }
     if (!env || !(ex->flags & (MOLT_EXEC_TF32 | MOLT_EXEC_BF16)) || Q < 1 || Q > 1024 ||
         P % 4 || N % 4)
