@@ -118,6 +118,8 @@ void block_backward(const molt_exec *ex, const molt_model *m, int l, int B, int 
     const layer_weights *w = &m->layers[l];
     int N = B * T, d = c->d_model, F = c->d_ff;
     if (c->has_mlp) {
+        if (a->h_again) // h = silu(g) ⊙ up again (the same kernel: the forward's bits)
+            k_swiglu_pair(ex, a->h, a->g, N, F);
         // x_out = x_mid + h·W_dᵀ
         k_matmul_backward(ex, sc->dh, mixer_grad(m, grad, w->w_down), NULL, dx, a->h, w->w_down,
                           N, F, d, 0);

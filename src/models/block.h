@@ -49,6 +49,7 @@ typedef struct block_act {
     float *mx;               // the mixer's activations (BATCH), else unused
     float *x_mid, *v, *rstd2;// [N,d] [N,d] [N]   after the mixer residual; MLP input
     float *g, *up, *h;       // [N,2F] gate | up (up = g + F), [N,F] silu(gate)·up
+    bool   h_again;          // h is one buffer for every layer: the backward recomputes it from g
 } block_act;
 
 // x[N,d] ← block_l(x) (see the top). mix [N,d] is the mixer's output (scratch),

@@ -30,7 +30,8 @@ static float *take(carve *c, size_t n) {
     return c->base ? c->base + off : NULL;
 }
 
-// Saved: per layer the block's activations (block.h) and its mixer's (act_floats).
+// Saved: per layer the block's activations (block.h) and its mixer's (act_floats) — but
+// for TM_TRAIN one SwiGLU output h serves every layer (block_backward recomputes it).
 // Backward scratch (not in a capture): dlogits, dx, du, dv [N,d], dg [N,2F], dh [N,F].
 // TM_LOGITS: one set of block activations (the largest layer's) shared by every
 // layer — each block overwrites the last one's, only the logits are kept.
@@ -72,7 +73,10 @@ static void layout(train_model *tm, const molt_model *m, int B, int T, tm_kind k
             a->rstd2 = take(cv, N);
             a->g = take(cv, N * 2 * F);     // [N, 2F]: gate | up per row (one GEMM)
             a->up = a->g ? a->g + F : NULL; // view, row stride 2F
-            a->h = take(cv, N * F);
+            // training: one h for every layer, recomputed from g by the backward (an
+            // elementwise op: N·F floats a layer saved, 4 GB for a 1B model at 4 × 2048)
+            a->h = kind == TM_TRAIN && l > 0 ? tm->L[0].h : take(cv, N * F);
+            a->h_again = kind == TM_TRAIN;
         }
     }
     tm->x_last = take(cv, N * d);
