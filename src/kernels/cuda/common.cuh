@@ -102,6 +102,13 @@ void    cu_bf16_release(const molt_exec *ex, cu_bf16 *b);
 // 64, alignment, beta not 0 or 1, MOLT_SKINNY not 1): the caller's GEMM then runs.
 bool cu_gemm_skinny(const molt_exec *ex, float *y, const void *W, const void *x, int T, int in,
                     int out, float beta);
+
+// cublasLt with a workspace for the bf16 GEMMs (blaslt.cu): on with MOLT_GEMM_LT=1.
+// cu_lt_gemm_bf16 is cublasGemmEx's call (bf16 A, B; fp32 C; column-major), made
+// under cu_blas_lock; false when off or not possible (the caller's GemmEx runs).
+bool cu_lt_on(void);
+bool cu_lt_gemm_bf16(const molt_exec *ex, int oa, int ob, int m, int n, int k, const void *a,
+                     int lda, const void *b, int ldb, float beta, float *C, int ldc);
 // the cache's invalidation: a write of [p, p + bytes) (memory ops, adamw,
 // scale), a free (every entry stale), out of memory (every buffer released)
 void cu_wcache_written(const void *p, size_t bytes);
