@@ -16,3 +16,14 @@ if ls .gpu/debs/*.deb > /dev/null 2>&1; then
       PKG_LIBS="-L$L -L$L/openblas-pthread -lcjson -lpcre2-8 -lopenblas -Wl,-rpath,$L:$L/openblas-pthread"
       SERVE_CFLAGS="-I$P/usr/include" SERVE_LIBS="-L$L -lmicrohttpd")
 fi
+
+# For the check scripts (gpu_ssd_check.sh, gpu_lt_check.sh): with OUT and LIMIT set, `before N`
+# is false (and says so) once N seconds have passed since sourcing — a section that would run
+# past LIMIT is skipped; gpu_build runs `make cuda` into $OUT/build.log (exit on failure).
+B=build-cuda
+T0=$(date +%s)
+before() { [ $(($(date +%s) - T0)) -lt "$1" ] || { echo "(skipped: the ${LIMIT:-?}s budget)"; return 1; }; }
+gpu_build() {
+  make -j"$(nproc)" cuda "${MK[@]}" > "$OUT/build.log" 2>&1 ||
+    { echo "make cuda failed"; tail -20 "$OUT/build.log"; exit 1; }
+}

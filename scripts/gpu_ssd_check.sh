@@ -13,12 +13,8 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-out/gpu_ssd}
 LIMIT=${LIMIT:-540}
 mkdir -p "$OUT"
-B=build-cuda
-T0=$(date +%s)
-before() { [ $(($(date +%s) - T0)) -lt "$1" ] || { echo "(skipped: the ${LIMIT}s budget)"; return 1; }; }
-. scripts/gpu_deps.sh # MK: the build dependencies (the system's or a .gpu/debs sysroot)
-make -j"$(nproc)" cuda "${MK[@]}" > "$OUT/build.log" 2>&1 ||
-  { echo "make cuda failed"; tail -20 "$OUT/build.log"; exit 1; }
+. scripts/gpu_deps.sh # MK (the build dependencies), B, before, gpu_build
+gpu_build
 rc=0
 timeout 120 $B/tests/test_backend_cuda --scan > "$OUT/scan_tests.log" 2>&1 || rc=1
 grep -E "^FAIL" "$OUT/scan_tests.log" | head; grep -E "^ssd_scan" "$OUT/scan_tests.log"
