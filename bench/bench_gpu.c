@@ -31,8 +31,8 @@
  * covering set-up, warm-up and timed steps; the JSON times then include the
  * profile's per-launch event cost; --recompute: the trained models —
  * teacher step, stage-3 student — by tm_new_recompute, blocks recomputed in
- * the backward; --head-rows N: stage 3's logits a chunk of N rows at a time,
- * B·T for none — tm_auto_head_rows by default.)
+ * the backward; --head-rows N: the teacher step's and stage 3's logits a chunk
+ * of N rows at a time, B·T for none — tm_auto_head_rows by default.)
  * Built by `make cuda` (build-cuda/bench/bench_gpu); needs a GPU.
  */
 #include "bench_models.h"
@@ -143,9 +143,10 @@ static double train_flops(const molt_model *m, int B, int T, bool attn) {
 }
 
 static int g_recompute; // --recompute: training models by tm_new_recompute (blocks recomputed)
-static int g_head_rows; // --head-rows N: stage 3's logits by chunks of N rows (0: tm_auto_head_rows)
+static int g_head_rows; // --head-rows N: the logits by chunks of N rows (0: tm_auto_head_rows)
 static molt_status new_train(molt_model *m, int B, int T, train_model **out) {
-    return (g_recompute ? tm_new_recompute : tm_new)(gpu, m, B, T, out);
+    return tm_new_kind(gpu, m, B, T, g_recompute ? TM_RECOMPUTE : TM_TRAIN,
+                       g_head_rows ? g_head_rows : tm_auto_head_rows(m, B, T), out);
 }
 
 static void ids_of(int32_t *in, int32_t *tg, int N) {
@@ -167,8 +168,7 @@ static void bench_teacher(int B, int T, int steps) {
         double t0 = now_synced();
         tm_zero_grad(tm);
         tm_forward(&g_ex, tm, in);
-        loss = tm_loss_ce(&g_ex, tm, tg, 1.0f);
-        tm_backward(&g_ex, tm);
+        loss = tm_ce_step(&g_ex, tm, tg, 1.0f, true);
         double gn = grad_norm(&g_ex, m, &opt, tm->grad, NULL);
         grad_clip(&g_ex, &opt, tm->grad, gn, 1.0);
         adamw_update(&g_ex, m, &opt, tm->grad, 1e-4f);
@@ -182,9 +182,11 @@ static void bench_teacher(int B, int T, int steps) {
     printf("{\"bench\": \"teacher_train_step\", \"model\": \"llama-3.2-1b shape\", "
            "\"recompute\": %s, \"batch\": %d, "
            "\"seq\": %d, \"tokens_per_s\": %.0f, \"ms_per_step\": %.1f, \"tflops\": %.1f, "
-           "\"mfu_vs_measured_gemm\": %.3f, \"loss\": %.4f, \"device_gb_used\": %.1f}\n",
+           "\"mfu_vs_measured_gemm\": %.3f, \"loss\": %.4f, \"head_rows\": %d, "
+           "\"arena_gb\": %.1f, \"device_gb_used\": %.1f}\n",
            g_recompute ? "true" : "false", B, T, N / per, per * 1e3, fl / per * 1e-12,
-           fl / per * 1e-12 / g_gemm_tflops, loss, used_gb());
+           fl / per * 1e-12 / g_gemm_tflops, loss, tm->head_rows, (double)tm->arena_floats * 4e-9,
+           used_gb());
     fflush(stdout);
     free(in), free(tg), free(tt);
     adamw_free(&opt);
@@ -199,7 +201,7 @@ static void bench_stage3(int B, int T, int steps) {
     int          N = B * T;
     int          hr = g_head_rows ? g_head_rows : tm_auto_head_rows(s, B, T);
     if (tm_new_kind(gpu, t, B, T, TM_LOGITS, hr, &tt) != MOLT_OK ||
-        tm_new_kind(gpu, s, B, T, g_recompute ? TM_RECOMPUTE : TM_TRAIN, hr, &ts) != MOLT_OK ||
+        new_train(s, B, T, &ts) != MOLT_OK ||
         adamw_init(gpu, &opt, s, NULL) != MOLT_OK)
         die(gpu, "stage 3 state");
     int32_t *in = malloc(sizeof(int32_t) * N), *tg = malloc(sizeof(int32_t) * N);

@@ -378,6 +378,55 @@ static void check_head_chunks(const char *root, const char *arch) {
     molt_model_free(m);
 }
 
+// Training's cross-entropy with the logits by chunks (tm_ce_step): unchunked, the calls of
+// tm_loss_ce + tm_backward (the same bits); in chunks of 5 rows (ignored targets among them)
+// the same mean loss and gradients up to the regrouped head-gradient sums.
+static void check_ce_chunks(const char *root, const char *arch) {
+    molt_model *m = load_arch(root, arch);
+    if (!m)
+        return;
+    int32_t in[B * T], tg[B * T];
+    t_seed(14);
+    for (int i = 0; i < B * T; i++) {
+        in[i] = (int32_t)(t_uniform(0, 1) * (float)(m->cfg.vocab - 1));
+        tg[i] = i % 7 == 3 ? -1 : (int32_t)(t_uniform(0, 1) * (float)(m->cfg.vocab - 1));
+    }
+    train_model *tm[3] = {NULL};
+    int          hr[3] = {0, 0, 5};
+    bool         ok = true;
+    for (int k = 0; k < 3; k++)
+        ok &= tm_new_kind(ctx, m, B, T, TM_TRAIN, hr[k], &tm[k]) == MOLT_OK;
+    CHECK(ok, "%s: tm_new_kind: %s", arch, molt_last_error(ctx));
+    if (ok) {
+        double loss[3];
+        for (int k = 0; k < 3; k++) {
+            tm_zero_grad(tm[k]);
+            tm_forward(TEX, tm[k], in);
+            if (k == 0) {
+                loss[k] = tm_loss_ce(TEX, tm[k], tg, 0.5f);
+                tm_backward(TEX, tm[k]);
+            } else
+                loss[k] = tm_ce_step(TEX, tm[k], tg, 0.5f, true);
+        }
+        size_t ng = m->n_floats, same = 0;
+        double worst = 0, gmax = 0;
+        for (size_t i = 0; i < ng; i++) {
+            same += !memcmp(&tm[0]->grad[i], &tm[1]->grad[i], sizeof(float));
+            worst = fmax(worst, fabs((double)tm[0]->grad[i] - (double)tm[2]->grad[i]));
+            gmax = fmax(gmax, fabs((double)tm[0]->grad[i]));
+        }
+        CHECK(loss[0] == loss[1] && same == ng,
+              "%s: tm_ce_step unchunked: loss %.9g vs %.9g, %zu of %zu gradients equal", arch,
+              loss[1], loss[0], same, ng);
+        CHECK(fabs(loss[2] - loss[0]) <= 1e-6 * fabs(loss[0]) && worst <= 1e-5 * gmax && gmax > 0,
+              "%s: CE in chunks of 5 rows: loss %.9g vs %.9g, gradient off by %.3g (max %.3g)",
+              arch, loss[2], loss[0], worst, gmax);
+    }
+    for (int k = 0; k < 3; k++)
+        tm_free(tm[k]);
+    molt_model_free(m);
+}
+
 int main(void) {
     ctx = molt_ctx_new();
     molt_ctx_set_threads(ctx, getenv("MOLT_TEST_THREADS") ? atoi(getenv("MOLT_TEST_THREADS")) : 2);
@@ -397,6 +446,8 @@ int main(void) {
         check_recompute(root, archs[i]);
     for (int i = 0; i < 5; i++)
         check_head_chunks(root, archs[i]);
+    for (int i = 0; i < 5; i++)
+        check_ce_chunks(root, archs[i]);
     check_accumulation(root);
     check_nan_guard(root);
     tm_rmdir(root);

@@ -275,7 +275,7 @@ double tm_kd_step(const molt_exec *ex, train_model *ts, train_model *tt, tm_kd_l
 }
 
 double tm_loss_ce(const molt_exec *ex, train_model *tm, const int32_t *targets, float scale) {
-    MOLT_ASSERT(!tm->capture);
+    MOLT_ASSERT(!tm->capture && tm->head_rows == tm->N); // a chunked head: tm_ce_step
     int64_t count = 0;
     // count first so the gradient is the mean
     for (int i = 0; i < tm->N; i++)
@@ -287,6 +287,33 @@ double tm_loss_ce(const molt_exec *ex, train_model *tm, const int32_t *targets, 
     double sum = loss_ce(ex, tm->loss_rows, tm->dlogits, tm->logits, targets, tm->N,
                          tm->m->cfg.vocab, scale / (float)count, NULL);
     return sum / (double)count;
+}
+
+double tm_ce_step(const molt_exec *ex, train_model *tm, const int32_t *targets, float scale,
+                  bool backward) {
+    int N = tm->N, V = tm->m->cfg.vocab, R = tm->head_rows;
+    MOLT_ASSERT(!tm->capture);
+    if (R == N) { // one pass: tm_loss_ce + tm_backward's calls
+        double l = tm_loss_ce(ex, tm, targets, scale);
+        if (backward)
+            tm_backward(ex, tm);
+        return l;
+    }
+    int64_t count = 0; // first, so that every chunk's gradient is of the mean
+    for (int i = 0; i < N; i++)
+        count += targets[i] >= 0;
+    float  s = count ? scale / (float)count : 0.0f; // no targets: zero gradients
+    double sum = 0;
+    for (int r0 = 0; r0 < N; r0 += R) {
+        int rows = MOLT_MIN(R, N - r0);
+        tm_head(ex, tm, r0, rows);
+        sum += loss_ce(ex, tm->loss_rows, tm->dlogits, tm->logits, targets + r0, rows, V, s, NULL);
+        if (backward)
+            tm_head_backward(ex, tm, r0, rows, tm->dlogits);
+    }
+    if (backward)
+        tm_backward_body(ex, tm);
+    return count ? sum / (double)count : 0.0;
 }
 
 void tm_backward(const molt_exec *ex, train_model *tm) {

@@ -86,7 +86,7 @@ static double eval_loss(const molt_exec *ex, molt_ctx *ctx, train_model *tm,
             pos += (size_t)T;
         }
         tm_forward(ex, tm, in + mine);
-        double l = tm_loss_ce(ex, tm, tgt + mine, 1.0f);
+        double l = tm_ce_step(ex, tm, tgt + mine, 1.0f, false);
         if (c) { // Σ loss·count and Σ count over the ranks
             double x[2] = {0, 0};
             for (size_t i = 0; i < (size_t)tm->B * T; i++)
@@ -247,7 +247,8 @@ molt_status molt_train(molt_ctx *ctx, molt_model *m, const molt_train_opts *o, m
                        data.n, T);
         goto done;
     }
-    if ((st = tm_new(ctx, m, Bl, T, &tm)) != MOLT_OK ||
+    // the logits by chunks of rows where B·T·V is large (tm_auto_head_rows; tm_ce_step)
+    if ((st = tm_new_kind(ctx, m, Bl, T, TM_TRAIN, tm_auto_head_rows(m, Bl, T), &tm)) != MOLT_OK ||
         (st = train_loop_init(ctx, &tl, m, o->freeze)) != MOLT_OK)
         goto done;
     tl.opt.beta1 = o->beta1;
@@ -298,10 +299,9 @@ molt_status molt_train(molt_ctx *ctx, molt_model *m, const molt_train_opts *o, m
         for (int a = 0; a < o->accum; a++) {
             data_batch(&data, &tl.rng, B, T, in, tgt);
             tm_forward(ex, tm, in + mine);
-            loss += tm_loss_ce(ex, tm, tgt + mine, 1.0f / (float)o->accum) / o->accum;
             if (a == o->accum - 1) // ranks: each layer's reduction starts as its backward ends
                 train_overlap_arm(&tl, tm);
-            tm_backward(ex, tm);
+            loss += tm_ce_step(ex, tm, tgt + mine, 1.0f / (float)o->accum, true) / o->accum;
         }
         if ((st = train_step(ex, ctx, &tl, tm->grad, loss, "")) != MOLT_OK)
             goto done;
