@@ -144,9 +144,12 @@ static double train_flops(const molt_model *m, int B, int T, bool attn) {
 
 static int g_recompute; // --recompute: training models by tm_new_recompute (blocks recomputed)
 static int g_head_rows; // --head-rows N: the logits by chunks of N rows (0: tm_auto_head_rows)
+static int head_rows(const molt_model *m, int B, int T) {
+    return g_head_rows ? g_head_rows : tm_auto_head_rows(m, B, T);
+}
 static molt_status new_train(molt_model *m, int B, int T, train_model **out) {
-    return tm_new_kind(gpu, m, B, T, g_recompute ? TM_RECOMPUTE : TM_TRAIN,
-                       g_head_rows ? g_head_rows : tm_auto_head_rows(m, B, T), out);
+    return tm_new_kind(gpu, m, B, T, g_recompute ? TM_RECOMPUTE : TM_TRAIN, head_rows(m, B, T),
+                       out);
 }
 
 static void ids_of(int32_t *in, int32_t *tg, int N) {
@@ -199,8 +202,7 @@ static void bench_stage3(int B, int T, int steps) {
     train_model *tt = NULL, *ts = NULL;
     adamw        opt;
     int          N = B * T;
-    int          hr = g_head_rows ? g_head_rows : tm_auto_head_rows(s, B, T);
-    if (tm_new_kind(gpu, t, B, T, TM_LOGITS, hr, &tt) != MOLT_OK ||
+    if (tm_new_kind(gpu, t, B, T, TM_LOGITS, head_rows(s, B, T), &tt) != MOLT_OK ||
         new_train(s, B, T, &ts) != MOLT_OK ||
         adamw_init(gpu, &opt, s, NULL) != MOLT_OK)
         die(gpu, "stage 3 state");

@@ -250,6 +250,16 @@ void tm_head_backward(const molt_exec *ex, train_model *tm, int r0, int rows,
                       tm->xn + (size_t)r0 * d, m->lm_head, rows, (int)d, m->cfg.vocab, 0);
 }
 
+// The logits of rows [r0, r0 + rows), at tm->logits + the returned offset: a chunked
+// model's head runs now into its chunk buffer (offset 0); an unchunked one's rows were
+// written by tm_forward (offset r0·V).
+static size_t chunk_logits(const molt_exec *ex, train_model *tm, int r0, int rows) {
+    if (tm->head_rows == tm->N)
+        return (size_t)r0 * (size_t)tm->m->cfg.vocab;
+    tm_head(ex, tm, r0, rows);
+    return 0;
+}
+
 double tm_kd_step(const molt_exec *ex, train_model *ts, train_model *tt, tm_kd_loss fn,
                   float tau, float scale, bool backward) {
     int    N = ts->N, V = ts->m->cfg.vocab;
@@ -257,13 +267,8 @@ double tm_kd_step(const molt_exec *ex, train_model *ts, train_model *tt, tm_kd_l
     double sum = 0;
     MOLT_ASSERT(tt->N == N && tt->m->cfg.vocab == V && !ts->capture);
     for (int r0 = 0; r0 < N; r0 += R) {
-        int rows = MOLT_MIN(R, N - r0);
-        // a chunked model's logits hold this chunk; an unchunked one's all N rows
-        size_t to = tt->head_rows < N ? 0 : (size_t)r0 * V, so = ts->head_rows < N ? 0 : (size_t)r0 * V;
-        if (tt->head_rows < N)
-            tm_head(ex, tt, r0, rows);
-        if (ts->head_rows < N)
-            tm_head(ex, ts, r0, rows);
+        int    rows = MOLT_MIN(R, N - r0);
+        size_t to = chunk_logits(ex, tt, r0, rows), so = chunk_logits(ex, ts, r0, rows);
         sum += fn(ex, ts->loss_rows, ts->dlogits + so, ts->logits + so, tt->logits + to, rows, V,
                   tau, scale);
         if (backward) // this chunk's gradient, before the next chunk overwrites it
@@ -291,25 +296,21 @@ double tm_loss_ce(const molt_exec *ex, train_model *tm, const int32_t *targets, 
 
 double tm_ce_step(const molt_exec *ex, train_model *tm, const int32_t *targets, float scale,
                   bool backward) {
-    int N = tm->N, V = tm->m->cfg.vocab, R = tm->head_rows;
+    int N = tm->N, V = tm->m->cfg.vocab, R = tm->head_rows; // N: tm_loss_ce + tm_backward's calls
     MOLT_ASSERT(!tm->capture);
-    if (R == N) { // one pass: tm_loss_ce + tm_backward's calls
-        double l = tm_loss_ce(ex, tm, targets, scale);
-        if (backward)
-            tm_backward(ex, tm);
-        return l;
-    }
     int64_t count = 0; // first, so that every chunk's gradient is of the mean
     for (int i = 0; i < N; i++)
         count += targets[i] >= 0;
-    float  s = count ? scale / (float)count : 0.0f; // no targets: zero gradients
+    // no targets: every row is ignored, its loss and gradient zero (as tm_loss_ce's)
+    float  s = count ? scale / (float)count : 0.0f;
     double sum = 0;
     for (int r0 = 0; r0 < N; r0 += R) {
-        int rows = MOLT_MIN(R, N - r0);
-        tm_head(ex, tm, r0, rows);
-        sum += loss_ce(ex, tm->loss_rows, tm->dlogits, tm->logits, targets + r0, rows, V, s, NULL);
+        int    rows = MOLT_MIN(R, N - r0);
+        size_t o = chunk_logits(ex, tm, r0, rows);
+        sum += loss_ce(ex, tm->loss_rows, tm->dlogits + o, tm->logits + o, targets + r0, rows, V,
+                       s, NULL);
         if (backward)
-            tm_head_backward(ex, tm, r0, rows, tm->dlogits);
+            tm_head_backward(ex, tm, r0, rows, tm->dlogits + o);
     }
     if (backward)
         tm_backward_body(ex, tm);
