@@ -228,8 +228,8 @@ static const int MM_SHAPES[][3] = {{0, 8, 8},      {1, 1, 1},       {1, 7, 5},  
                                    {1, 1024, 1024}, {2, 3, 4},      {3, 17, 33},   {8, 300, 520},
                                    {9, 129, 65},   {17, 129, 65},   {64, 200, 257}, {33, 96, 1000},
                                    {128, 1024, 512}, {300, 513, 700}, {4, 2048, 130},
-                                   // the bf16 exec's skinny kernel (8 < T ≤ 64, in % 64 == 0):
-                                   // partial row blocks, split-K with a join
+                                   // decode-sized T under the bf16 exec (cuBLAS, or cublasLt:
+                                   // MOLT_GEMM_LT=1)
                                    {9, 64, 65}, {40, 640, 130}, {64, 512, 300}};
 
 // buffers: x, W, bias (or absent), y
@@ -2306,7 +2306,7 @@ static void wc_run(float *y, const float *W, const float *x, const float *dy, fl
 
 static void test_wcache(void) {
     const int shapes[][4] = {{64, 200, 257, 0}, {128, 512, 1024, 0}, {33, 96, 129, 1}, // +misalign
-                             {48, 256, 130, 0}}; // the skinny kernel (dense_skinny.cu)
+                             {48, 256, 130, 0}}; // a decode-sized T
     molt_exec ex0 = g_gpu;
     g_gpu.flags |= MOLT_EXEC_BF16;
     for (int k = 0; k < NELEM(shapes); k++) {
@@ -2563,7 +2563,6 @@ int main(int argc, char **argv) {
         return t_skip("test_backend_cuda", msg);
     }
     setenv("MOLT_SSD_TC", "1", 1); // the tensor-core SSD form (the default) whatever the caller's env
-    setenv("MOLT_SKINNY", "1", 1); // and the skinny bf16 GEMM (opt-in: dense_skinny.cu)
     g_cpu = molt_exec_cpu(2);
     g_gpu = be_exec1(&molt_backend_cuda); // not molt_exec_init: a partial table still runs here
     t_seed(20261206);

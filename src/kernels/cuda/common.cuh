@@ -97,12 +97,6 @@ cu_bf16 cu_bf16_act(const molt_exec *ex, const float *src, size_t n);
 cu_bf16 cu_bf16_weight(const molt_exec *ex, const float *src, size_t n);
 void    cu_bf16_release(const molt_exec *ex, cu_bf16 *b);
 
-// y[T,out] = beta·y + x·Wᵀ (bf16 W [out,in] and x [T,in], fp32 sums) on tensor
-// cores for 8 < T ≤ 64 (dense_skinny.cu); false where it does not apply (T, in %
-// 64, alignment, beta not 0 or 1, MOLT_SKINNY not 1): the caller's GEMM then runs.
-bool cu_gemm_skinny(const molt_exec *ex, float *y, const void *W, const void *x, int T, int in,
-                    int out, float beta);
-
 // cublasLt with a workspace for the bf16 GEMMs (blaslt.cu): on with MOLT_GEMM_LT=1.
 // cu_lt_gemm_bf16 is cublasGemmEx's call (bf16 A, B; fp32 C; column-major), made
 // under cu_blas_lock; false when off or not possible (the caller's GemmEx runs).

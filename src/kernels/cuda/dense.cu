@@ -23,10 +23,6 @@
  *   T > 8, f16      W is widened to fp32 in row blocks (≤ 16M elements of
  *                   stream-ordered scratch) and each block is one Sgemm
  *
- * y = x·Wᵀ with 8 < T ≤ 64 under MOLT_EXEC_BF16 (matmul, and matmul_w with
- * bf16 weights: the same kernel, so the same bits) goes to dense_skinny.cu's
- * tensor-core kernel where it applies, other shapes to cuBLAS.
- *
  * MOLT_GEMM_LT=1 (opt-in, blaslt.cu): the bf16 GEMMs through cublasLt with a
  * workspace, and bf16 weights under the bf16 exec take that GEMM for T ≤ 8 too.
  *
@@ -108,9 +104,7 @@ static void gemm(const molt_exec *ex, cublasOperation_t oa, cublasOperation_t ob
     size_t  na = op_elems(oa, m, k, lda);
     cu_bf16 a = a_weight ? cu_bf16_weight(ex, A, na) : cu_bf16_act(ex, A, na);
     cu_bf16 b = a.p ? cu_bf16_act(ex, B, op_elems(ob, k, n, ldb)) : cu_bf16{NULL, NULL};
-    bool    fwd = oa == CUBLAS_OP_T && ob == CUBLAS_OP_N && lda == k && ldb == k && ldc == m;
-    if (!(fwd && b.p && cu_gemm_skinny(ex, C, a.p, b.p, n, k, m, beta))) // y = x·Wᵀ, few rows
-        gemm_bf16(ex, oa, ob, m, n, k, a.p, lda, b.p, ldb, beta, C, ldc);
+    gemm_bf16(ex, oa, ob, m, n, k, a.p, lda, b.p, ldb, beta, C, ldc);
     cu_bf16_release(ex, &a);
     cu_bf16_release(ex, &b);
 }
@@ -338,9 +332,8 @@ extern "C" void cuda_matmul_w(const molt_exec *ex, float *y, const float *x, mol
     }
     if (bf16 && (ex->flags & MOLT_EXEC_BF16)) { // W is already the bf16 the GEMM would round to:
         cu_bf16 xb = cu_bf16_act(ex, x, (size_t)T * in); // one GEMM, as an f32 W's (the same bits)
-        if (!(xb.p && cu_gemm_skinny(ex, y, w, xb.p, T, in, out, beta)))
-            gemm_bf16(ex, CUBLAS_OP_T, CUBLAS_OP_N, out, T, in, xb.p ? w : NULL, in, xb.p, in,
-                      beta, y, out);
+        gemm_bf16(ex, CUBLAS_OP_T, CUBLAS_OP_N, out, T, in, xb.p ? w : NULL, in, xb.p, in, beta, y,
+                  out);
         cu_bf16_release(ex, &xb);
         return;
     }
