@@ -89,6 +89,14 @@ extern "C" void cuda_ssm_prep(const molt_exec *ex, float *x, float *X, float *B,
 // 8192 × 2048 on an H100). Shared: H·(P + 1) floats (prep_bwd_smem).
 static size_t prep_bwd_smem(int H, int P) { return sizeof(float) * (size_t)H * (P + 1); }
 
+// Σ_p prod[h][p] in p order (the CPU's): head h's row of the staged products
+__device__ __forceinline__ float head_sum(const float *prod, int h, int P) {
+    float s = 0.0f;
+    for (int p = 0; p < P; p++)
+        s = __fadd_rn(s, prod[h * (P + 1) + p]);
+    return s;
+}
+
 __global__ void k_ssm_prep_bwd(float *dxc, float *ddt, float *hsA, const float *dX,
                                const float *dypre, const float *ddA, const float *dB,
                                const float *dC, const float *dcs, const float *xc,
@@ -114,10 +122,7 @@ __global__ void k_ssm_prep_bwd(float *dxc, float *ddt, float *hsA, const float *
     __syncthreads();
     for (int h = threadIdx.x; h < H; h += blockDim.x) {
         float dl = c.mamba ? dlt[(size_t)r * H + h] : 1.0f;
-        float ddl = 0.0f;
-        if (dX)
-            for (int p = 0; p < P; p++)
-                ddl = __fadd_rn(ddl, prod[h * (P + 1) + p]);
+        float ddl = dX ? head_sum(prod, h, P) : 0.0f;
         float dAh = ddA[(size_t)r * H + h];
         if (c.mamba) {
             float A = -expf(A_log[h]);
@@ -251,12 +256,8 @@ __global__ void k_ssm_gate_bwd(float *dg, float *dz, float *dnw, float *hsD, con
     for (int i = threadIdx.x; i < Di; i += blockDim.x)
         prod[i / P * (P + 1) + i % P] = __fmul_rn(dgr[i], x[(size_t)r * Di + i]);
     __syncthreads();
-    for (int h = threadIdx.x; h < H; h += blockDim.x) {
-        float s = 0.0f;
-        for (int p = 0; p < P; p++)
-            s = __fadd_rn(s, prod[h * (P + 1) + p]);
-        hsD[(size_t)r * H + h] = s;
-    }
+    for (int h = threadIdx.x; h < H; h += blockDim.x)
+        hsD[(size_t)r * H + h] = head_sum(prod, h, P);
 }
 
 extern "C" void cuda_ssm_gate_backward(const molt_exec *ex, float *dg, float *dz, float *dnw,

@@ -38,6 +38,22 @@ __device__ __forceinline__ float block_max(float v, float *sh /* [32] */) {
     return m;
 }
 
+// Online softmax sums (the row losses below): a thread keeps a running max m and
+// double sums of e^(x − m). When x raises m, max_grows sets k, the factor that
+// rescales the sums taken against the old max (0 while m was −∞), and returns 1.
+__device__ __forceinline__ int max_grows(float &m, float x, double &k) {
+    if (!(x > m))
+        return 0;
+    k = m == -INFINITY ? 0.0 : exp((double)m - (double)x);
+    m = x;
+    return 1;
+}
+
+// the factor that brings a thread's sums against its max m to the block's max mb
+__device__ __forceinline__ double to_block_max(float m, float mb) {
+    return m == -INFINITY ? 0.0 : exp((double)m - (double)mb);
+}
+
 // ----------------------------------------------------------------------------
 // cross-entropy: loss = logsumexp(x) − x[y];  g = scale·(softmax(x) − onehot(y))
 
@@ -63,16 +79,15 @@ __global__ void k_xent_rows(double *loss, float *dl, const float *logits, const 
     float  mt = -INFINITY;
     double st = 0.0;
     for (int v = threadIdx.x; v < V; v += blockDim.x) {
-        float xv = x[v];
-        if (xv > mt) {
-            st = mt == -INFINITY ? 0.0 : st * exp((double)mt - (double)xv);
-            mt = xv;
-        }
+        float  xv = x[v];
+        double k;
+        if (max_grows(mt, xv, k))
+            st *= k;
         if (xv != -INFINITY)
             st += (double)expf(xv - mt);
     }
     float  m = block_max(mt, shm);
-    double se = cu_block_sum(mt == -INFINITY ? 0.0 : st * exp((double)mt - (double)m), shs);
+    double se = cu_block_sum(st * to_block_max(mt, m), shs);
     if (threadIdx.x == 0)
         loss[r] = ((double)m + log(se)) - (double)xy;
     if (g) {
@@ -117,16 +132,12 @@ struct sx_acc {
 };
 
 __device__ __forceinline__ void sx_add(sx_acc &q, float sv, float tv, float tau) {
-    float z = sv / tau;
-    if (z > q.ms) {
-        q.a = q.ms == -INFINITY ? 0.0 : q.a * exp((double)q.ms - (double)z);
-        q.ms = z;
-    }
-    if (tv > q.mt) {
-        double k = q.mt == -INFINITY ? 0.0 : exp((double)q.mt - (double)tv);
+    float  z = sv / tau;
+    double k;
+    if (max_grows(q.ms, z, k))
+        q.a *= k;
+    if (max_grows(q.mt, tv, k))
         q.b *= k, q.c *= k;
-        q.mt = tv;
-    }
     if (z != -INFINITY)
         q.a += (double)expf(z - q.ms);
     if (tv != -INFINITY) {
@@ -154,8 +165,7 @@ __global__ void k_soft_xent_rows(double *loss, float *ds, const float *S, const 
         for (int v = threadIdx.x; v < V; v += blockDim.x)
             sx_add(q, s[v], t[v], tau);
     float  ms = block_max(q.ms, shm), mt = block_max(q.mt, shm);
-    double ka = q.ms == -INFINITY ? 0.0 : exp((double)q.ms - (double)ms);
-    double kb = q.mt == -INFINITY ? 0.0 : exp((double)q.mt - (double)mt);
+    double ka = to_block_max(q.ms, ms), kb = to_block_max(q.mt, mt);
     double ses = cu_block_sum(q.a * ka, shs), set = cu_block_sum(q.b * kb, shs),
            pz = cu_block_sum(q.c * kb, shs);
     if (threadIdx.x == 0)
@@ -190,28 +200,50 @@ extern "C" void cuda_soft_xent(const molt_exec *ex, double *loss, float *ds, con
 // reverse KL (issue 17): loss = Σ q·(z − t) + (mt + log Σe^(t−mt)) − (mz + log Σe^(z−mz)),
 // z = s/τ, q = softmax(z); ds = (scale/τ)·q·((z − t) − Σ q·(z − t))  (train_ops.h: k_rev_kl)
 
+// Two passes as the soft CE: the maxima and sums online (c rescaled with a: both
+// are sums against z's max), then ds.
+struct rk_acc {
+    float  mz, mt; // running max of z and of t
+    double a, b, c; // Σ e^(z − mz), Σ e^(t − mt), Σ e^(z − mz)·(z − t)
+};
+
+__device__ __forceinline__ void rk_add(rk_acc &q, float sv, float tv, float tau) {
+    float  z = sv / tau;
+    double k;
+    if (max_grows(q.mz, z, k))
+        q.a *= k, q.c *= k;
+    if (max_grows(q.mt, tv, k))
+        q.b *= k;
+    if (z != -INFINITY) {
+        double e = (double)expf(z - q.mz);
+        q.a += e;
+        q.c += e * ((double)z - (double)tv);
+    }
+    if (tv != -INFINITY)
+        q.b += (double)expf(tv - q.mt);
+}
+
 __global__ void k_rev_kl_rows(double *loss, float *ds, const float *S, const float *Tt, int V,
                               float tau, float scale) {
     __shared__ float  shm[32];
     __shared__ double shs[32];
     int               r = blockIdx.x;
     const float      *s = S + (size_t)r * V, *t = Tt + (size_t)r * V;
-    float             mz = -INFINITY, mt = -INFINITY;
-    for (int v = threadIdx.x; v < V; v += blockDim.x) {
-        mz = fmaxf(mz, s[v]);
-        mt = fmaxf(mt, t[v]);
-    }
-    mz = block_max(mz, shm) / tau;
-    mt = block_max(mt, shm);
-    double a = 0.0, b = 0.0, c = 0.0;
-    for (int v = threadIdx.x; v < V; v += blockDim.x) {
-        float  z = s[v] / tau;
-        double e = (double)expf(z - mz);
-        a += e;
-        b += (double)expf(t[v] - mt);
-        c += e * ((double)z - (double)t[v]);
-    }
-    double sez = cu_block_sum(a, shs), set = cu_block_sum(b, shs), dd = cu_block_sum(c, shs);
+    rk_acc            q = {-INFINITY, -INFINITY, 0.0, 0.0, 0.0};
+    int               v4 = V % 4 == 0 && (uintptr_t)s % 16 == 0 && (uintptr_t)t % 16 == 0;
+    if (v4) {
+        for (int v = threadIdx.x; v < V / 4; v += blockDim.x) {
+            float4 a = ((const float4 *)s)[v], b = ((const float4 *)t)[v];
+            rk_add(q, a.x, b.x, tau), rk_add(q, a.y, b.y, tau);
+            rk_add(q, a.z, b.z, tau), rk_add(q, a.w, b.w, tau);
+        }
+    } else
+        for (int v = threadIdx.x; v < V; v += blockDim.x)
+            rk_add(q, s[v], t[v], tau);
+    float  mz = block_max(q.mz, shm), mt = block_max(q.mt, shm);
+    double ka = to_block_max(q.mz, mz), kb = to_block_max(q.mt, mt);
+    double sez = cu_block_sum(q.a * ka, shs), set = cu_block_sum(q.b * kb, shs),
+           dd = cu_block_sum(q.c * ka, shs);
     double mean = dd / sez;
     if (threadIdx.x == 0)
         loss[r] = mean + ((double)mt + log(set)) - ((double)mz + log(sez));
@@ -219,11 +251,20 @@ __global__ void k_rev_kl_rows(double *loss, float *ds, const float *S, const flo
         return;
     __syncthreads(); // ds may be s: every read of s above is done
     float iq = (float)(1.0 / sez), k = scale / tau;
-    for (int v = threadIdx.x; v < V; v += blockDim.x) { // z − t − mean in double (they cancel)
-        float z = s[v] / tau, q = __fmul_rn(expf(z - mz), iq);
-        float d = (float)(((double)z - (double)t[v]) - mean);
-        ds[(size_t)r * V + v] = __fmul_rn(k, __fmul_rn(q, d));
-    }
+    // z − t − mean in double (they cancel)
+#define RK_D(sv, tv)                                                                               \
+    __fmul_rn(k, __fmul_rn(__fmul_rn(expf((sv) / tau - mz), iq),                                   \
+                           (float)(((double)((sv) / tau) - (double)(tv)) - mean)))
+    if (v4) {
+        for (int v = threadIdx.x; v < V / 4; v += blockDim.x) {
+            float4 a = ((const float4 *)s)[v], b = ((const float4 *)t)[v], d;
+            d.x = RK_D(a.x, b.x), d.y = RK_D(a.y, b.y), d.z = RK_D(a.z, b.z), d.w = RK_D(a.w, b.w);
+            ((float4 *)(ds + (size_t)r * V))[v] = d;
+        }
+    } else
+        for (int v = threadIdx.x; v < V; v += blockDim.x)
+            ds[(size_t)r * V + v] = RK_D(s[v], t[v]);
+#undef RK_D
 }
 
 extern "C" void cuda_rev_kl(const molt_exec *ex, double *loss, float *ds, const float *s,
