@@ -17,7 +17,7 @@ if ls .gpu/debs/*.deb > /dev/null 2>&1; then
       SERVE_CFLAGS="-I$P/usr/include" SERVE_LIBS="-L$L -lmicrohttpd")
 fi
 
-# For the check scripts (gpu_ssd_check.sh, gpu_lt_check.sh): with OUT and LIMIT set, `before N`
+# For the check scripts (gpu_ssd_check.sh, gpu_table_check.sh): with OUT and LIMIT set, `before N`
 # is false (and says so) once N seconds have passed since sourcing — a section that would run
 # past LIMIT is skipped; gpu_build runs `make cuda` into $OUT/build.log (exit on failure).
 B=build-cuda

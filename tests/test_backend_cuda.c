@@ -228,8 +228,7 @@ static const int MM_SHAPES[][3] = {{0, 8, 8},      {1, 1, 1},       {1, 7, 5},  
                                    {1, 1024, 1024}, {2, 3, 4},      {3, 17, 33},   {8, 300, 520},
                                    {9, 129, 65},   {17, 129, 65},   {64, 200, 257}, {33, 96, 1000},
                                    {128, 1024, 512}, {300, 513, 700}, {4, 2048, 130},
-                                   // decode-sized T under the bf16 exec (cuBLAS, or cublasLt:
-                                   // MOLT_GEMM_LT=1)
+                                   // decode-sized T under the bf16 exec (cuBLAS)
                                    {9, 64, 65}, {40, 640, 130}, {64, 512, 300}};
 
 // buffers: x, W, bias (or absent), y

@@ -97,12 +97,6 @@ cu_bf16 cu_bf16_act(const molt_exec *ex, const float *src, size_t n);
 cu_bf16 cu_bf16_weight(const molt_exec *ex, const float *src, size_t n);
 void    cu_bf16_release(const molt_exec *ex, cu_bf16 *b);
 
-// cublasLt with a workspace for the bf16 GEMMs (blaslt.cu): on with MOLT_GEMM_LT=1.
-// cu_lt_gemm_bf16 is cublasGemmEx's call (bf16 A, B; fp32 C; column-major), made
-// under cu_blas_lock; false when off or not possible (the caller's GemmEx runs).
-bool cu_lt_on(void);
-bool cu_lt_gemm_bf16(const molt_exec *ex, int oa, int ob, int m, int n, int k, const void *a,
-                     int lda, const void *b, int ldb, float beta, float *C, int ldc);
 // the cache's invalidation: a write of [p, p + bytes) (memory ops, adamw,
 // scale), a free (every entry stale), out of memory (every buffer released)
 void cu_wcache_written(const void *p, size_t bytes);

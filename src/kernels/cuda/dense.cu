@@ -23,9 +23,6 @@
  *   T > 8, f16      W is widened to fp32 in row blocks (≤ 16M elements of
  *                   stream-ordered scratch) and each block is one Sgemm
  *
- * MOLT_GEMM_LT=1 (opt-in, blaslt.cu): the bf16 GEMMs through cublasLt with a
- * workspace, and bf16 weights under the bf16 exec take that GEMM for T ≤ 8 too.
- *
  * MOLT_EXEC_BF16 operands (bf16.cu): W from the weight cache (converted once
  * until a memory op or AdamW writes it), activations converted per call with
  * a float4 kernel; matmul_backward rounds dy once for its dx and dW GEMMs.
@@ -80,10 +77,8 @@ static void gemm_bf16(const molt_exec *ex, cublasOperation_t oa, cublasOperation
     const float    one = 1.0f;
     cublasHandle_t h = a && b ? cu_blas_lock(ex) : NULL;
     if (h) {
-        if (!cu_lt_gemm_bf16(ex, oa, ob, m, n, k, a, lda, b, ldb, beta, C, ldc)) // blaslt.cu
-            CUBLAS(cublasGemmEx(h, oa, ob, m, n, k, &one, a, CUDA_R_16BF, lda, b, CUDA_R_16BF,
-                                ldb, &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
-                                CUBLAS_GEMM_DEFAULT));
+        CUBLAS(cublasGemmEx(h, oa, ob, m, n, k, &one, a, CUDA_R_16BF, lda, b, CUDA_R_16BF, ldb,
+                            &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
         cu_blas_unlock();
     }
 }
@@ -312,7 +307,7 @@ extern "C" void cuda_matmul_w(const molt_exec *ex, float *y, const float *x, mol
     float           beta = prep_y(ex, y, bias, T, out, accumulate, in);
     if (in <= 0)
         return;
-    if (T <= MW_TMAX && !(bf16 && (ex->flags & MOLT_EXEC_BF16) && cu_lt_on())) {
+    if (T <= MW_TMAX) {
         int add = beta != 0.0f;
         if (in % 8 == 0 && (uintptr_t)w % 16 == 0 && (uintptr_t)x % 16 == 0) {
             if (out >= 8192) // warps per row: ≥ 8192 warps in all where the rows allow
