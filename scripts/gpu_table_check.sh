@@ -29,10 +29,10 @@ before $((LIMIT - 380)) && molt 90 --only stage3 --steps 3
 before $((LIMIT - 330)) && peer 170 --only stage3 --steps 3
 before $((LIMIT - 170)) && molt 60 --only teacher --steps 3
 before $((LIMIT - 130)) && peer 100 --only teacher --steps 3
-before $((LIMIT - 60)) && molt 30 --only ssd --steps 5
-before $((LIMIT - 45)) && peer 45 --only ssd --steps 5
-before $((LIMIT - 30)) && for nb in 1 64; do molt 30 --only decode --dbatch $nb; done
-before $((LIMIT - 15)) && peer 60 --only decode
+before $((LIMIT - 150)) && for nb in 1 64; do molt 30 --only decode --dbatch $nb; done
+before $((LIMIT - 130)) && peer 60 --only decode
+before $((LIMIT - 120)) && molt 30 --only ssd --steps 5
+before $((LIMIT - 100)) && peer 110 --only ssd --steps 5 # ~100 s: Triton compiles its kernels
 python3 - "$J" <<'PY'
 import json, sys
 for l in open(sys.argv[1]):
