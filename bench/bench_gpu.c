@@ -367,6 +367,33 @@ static void bench_gemv(void) {
     }
 }
 
+// The device's copy bandwidth, the decode rows' roofline (the issue: "decode against the
+// measured copy bandwidth"): a 1 GiB device-to-device copy, bytes read + written over the
+// time, the median of 5 after one warm-up. Decode reads its weights once a step, so its
+// gb_per_s against this is its share of what the memory can stream.
+static double g_copy_gbs;
+
+static void bench_copy(void) {
+    size_t bytes = (size_t)1 << 30;
+    void  *a = be_alloc(g_ex.be, bytes), *b = be_alloc(g_ex.be, bytes);
+    if (!a || !b)
+        die(gpu, "copy buffers");
+    double tt[5];
+    for (int r = 0; r < 6; r++) {
+        double t0 = now_synced();
+        be_copy(&g_ex, b, a, bytes);
+        double el = now_synced() - t0;
+        if (r)
+            tt[r - 1] = el;
+    }
+    g_copy_gbs = 2.0 * (double)bytes / median(tt, 5) * 1e-9;
+    printf("{\"bench\": \"copy\", \"bytes\": %zu, \"gb_per_s\": %.0f, "
+           "\"counts\": \"bytes read + written\"}\n",
+           bytes, g_copy_gbs);
+    fflush(stdout);
+    be_free(g_ex.be, a), be_free(g_ex.be, b);
+}
+
 static int g_dbatch; // --dbatch N: decode only batch N, bf16 weights, ids drawn (a profile's run)
 
 static void bench_decode(int steps) {
@@ -414,10 +441,12 @@ static void bench_decode(int steps) {
                 printf("{\"bench\": \"decode\", \"model\": \"llamba-1b shape\", \"weights\": "
                        "\"%s\", \"matmul\": \"%s\", \"batch\": %d, \"sampling\": \"%s\", "
                        "\"graph_replays\": %lu, \"tokens_per_s\": %.0f, \"ms_per_step\": %.3f, "
-                       "\"weight_gb_per_step\": %.2f, \"gb_per_s\": %.0f}\n",
+                       "\"weight_gb_per_step\": %.2f, \"gb_per_s\": %.0f, "
+                       "\"of_copy_bw\": %.3f}\n",
                        dt, g_ex.flags & MOLT_EXEC_BF16 ? "bf16" : "fp32", n,
                        smp ? "greedy on the GPU (ids back)" : "logits to the host", rp, n / per,
-                       per * 1e3, wbytes * 1e-9, wbytes / per * 1e-9);
+                       per * 1e3, wbytes * 1e-9, wbytes / per * 1e-9,
+                       g_copy_gbs > 0 ? wbytes / per * 1e-9 / g_copy_gbs : 0.0);
                 fflush(stdout);
                 free(slot), free(tok), free(nxt), free(lg), free(tt);
                 molt_slots_free(s);
@@ -472,6 +501,8 @@ int main(int argc, char **argv) {
     }
     WORKLOAD("attn", bench_attn(B, T, steps));
     WORKLOAD("ssd", bench_ssd(B, T, steps));
+    if (!only || !strcmp(only, "decode") || !strcmp(only, "gemv") || !strcmp(only, "copy"))
+        bench_copy();
     WORKLOAD("decode", bench_decode(20));
     WORKLOAD("gemv", bench_gemv());
     WORKLOAD("teacher", bench_teacher(B, T, steps));

@@ -27,6 +27,16 @@ fi
 run /usr/bin/python3 bench/serve_bench.py --molt "$BUILD/molt" --model models/stories260K/stories260K.bin \
   --serve-args "--slots 16 --threads $T" --prefix-chars 1200 --trials 5 --seconds 10 \
   --concurrency 1,16 ttft load
+# issue 12: on a machine with an NVIDIA GPU (and `make cuda` built), the issue's table — molt's
+# bench_gpu against the PyTorch peer (bench/peer_torch.py; MAMBA_SSM=DIR for the Triton SSD) in
+# the same run: scripts/gpu_table_check.sh without its tests (BENCH_NO_GPU=1 skips it)
+if [ -z "${BENCH_NO_GPU:-}" ] && [ -x build-cuda/bench/bench_gpu ] &&
+   nvidia-smi -L > /dev/null 2>&1; then
+  echo "+ scripts/gpu_table_check.sh (TESTS=0)" >&2
+  TESTS=0 LIMIT=${BENCH_GPU_LIMIT:-3600} OUT=out/bench_gpu bash scripts/gpu_table_check.sh >&2 ||
+    echo "gpu bench: some rows missing (out/bench_gpu)" >&2
+  cat out/bench_gpu/table.jsonl >> "$log" 2> /dev/null || true
+fi
 echo >&2
 /usr/bin/python3 - "$log" <<'PY' >&2 || true
 import json, sys
