@@ -229,7 +229,10 @@ static const int MM_SHAPES[][3] = {{0, 8, 8},      {1, 1, 1},       {1, 7, 5},  
                                    {9, 129, 65},   {17, 129, 65},   {64, 200, 257}, {33, 96, 1000},
                                    {128, 1024, 512}, {300, 513, 700}, {4, 2048, 130},
                                    // decode-sized T under the bf16 exec (cuBLAS)
-                                   {9, 64, 65}, {40, 640, 130}, {64, 512, 300}};
+                                   {9, 64, 65}, {40, 640, 130}, {64, 512, 300},
+                                   // batch-1 GEMV rounds (k_matvec1_w16, MOLT_GEMV1=1): two
+                                   // full rounds and a tail at 1 warp a row; a tail at 4
+                                   {1, 4160, 8200}, {1, 2056, 2050}};
 
 // buffers: x, W, bias (or absent), y
 static void op_matmul(const molt_exec *ex, void *const *p, const ocase *c) {

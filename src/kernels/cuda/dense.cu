@@ -228,10 +228,73 @@ __global__ void __launch_bounds__(256)
     }
 }
 
+// One row of x (batch-1 decode), opt-in MOLT_GEMV1=1 until timed on a GPU: as k_matvec_w16
+// with T = 1, but every lane issues up to MW1_LOADS chunk loads before using any (the tail
+// predicated), so a decode row (in 2048 at S = 1: eight chunks a lane) is one round trip, not
+// two rounds of four and a serial tail; one accumulator, no T loop (k_matvec_w16's U = 8 needs
+// 200 registers for its eight x rows). Chunks are added in k_matvec_w16's order.
+#define MW1_LOADS 8
+template <int S>
+__global__ void __launch_bounds__(256, 2)
+    k_matvec1_w16(float *y, const float *x, const uint16_t *W, int in, int out, int add,
+                  int bf16) {
+    __shared__ float part[8];
+    int   warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int   o = blockIdx.x * (8 / S) + warp / S, j = (warp % S) * 32 + lane;
+    float acc = 0.0f;
+    if (o < out) {
+        const uint4 *wr = (const uint4 *)(W + (size_t)o * in);
+        int          nch = in / 8;
+        for (int c = j; c < nch; c += MW1_LOADS * 32 * S) {
+            uint4 raw[MW1_LOADS];
+#pragma unroll
+            for (int u = 0; u < MW1_LOADS; u++)
+                raw[u] = c + u * 32 * S < nch ? __ldcs(wr + c + u * 32 * S) : uint4{};
+#pragma unroll
+            for (int u = 0; u < MW1_LOADS; u++) {
+                int i = (c + u * 32 * S) * 8;
+                if (i < in) {
+                    const uint16_t *h = (const uint16_t *)&raw[u];
+                    float4          a = *(const float4 *)(x + i), b = *(const float4 *)(x + i + 4);
+                    acc += wide(h, 0, bf16) * a.x + wide(h, 1, bf16) * a.y +
+                           wide(h, 2, bf16) * a.z + wide(h, 3, bf16) * a.w +
+                           wide(h, 4, bf16) * b.x + wide(h, 5, bf16) * b.y +
+                           wide(h, 6, bf16) * b.z + wide(h, 7, bf16) * b.w;
+                }
+            }
+        }
+    }
+    for (int k = 16; k > 0; k >>= 1)
+        acc += __shfl_down_sync(0xffffffffu, acc, k);
+    if (lane == 0)
+        part[warp] = acc;
+    __syncthreads();
+    if (o < out && warp % S == 0 && lane == 0) {
+        float s = part[warp];
+        for (int k = 1; k < S; k++)
+            s += part[warp + k];
+        y[o] = add ? y[o] + s : s;
+    }
+}
+
+static bool gemv1_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("MOLT_GEMV1");
+        on = e && !strcmp(e, "1");
+    }
+    return on;
+}
+
 template <int S>
 static void matvec_w16(const molt_exec *ex, float *y, const float *x, const uint16_t *w, int T,
                        int in, int out, int add, int bf16) {
     unsigned blocks = (unsigned)((out + 8 / S - 1) / (8 / S));
+    if (T == 1 && gemv1_on()) {
+        k_matvec1_w16<S><<<blocks, 256, 0, cu_stream(ex)>>>(y, x, w, in, out, add, bf16);
+        CU_LAUNCHED("k_matvec1_w16");
+        return;
+    }
     k_matvec_w16<S><<<blocks, 256, 0, cu_stream(ex)>>>(y, x, w, T, in, out, add, bf16);
     CU_LAUNCHED("k_matvec_w16");
 }
