@@ -126,26 +126,69 @@ extern "C" void cuda_xent(const molt_exec *ex, double *loss, float *dlogits, con
 // grows; the block combines the threads' (max, sum) pairs exactly once — the
 // second writes ds. float4 loads where V % 4 == 0 and the rows are aligned.
 
+// The two passes of a loss over a row pair (s, t) of V floats, float4 where V % 4 == 0 and
+// both rows are aligned (v4): the first feeds every pair to the accumulator q (q.add), the
+// second writes ds[v] = f(s[v], t[v]) (ds may be s: the caller syncs between the passes).
+__device__ __forceinline__ int pair_v4(const float *s, const float *t, int V) {
+    return V % 4 == 0 && (uintptr_t)s % 16 == 0 && (uintptr_t)t % 16 == 0;
+}
+
+template <class Acc>
+__device__ __forceinline__ void pair_pass(Acc &q, const float *s, const float *t, int V,
+                                          float tau, int v4) {
+    if (v4) {
+        for (int v = threadIdx.x; v < V / 4; v += blockDim.x) {
+            float4 a = ((const float4 *)s)[v], b = ((const float4 *)t)[v];
+            q.add(a.x, b.x, tau), q.add(a.y, b.y, tau), q.add(a.z, b.z, tau), q.add(a.w, b.w, tau);
+        }
+    } else
+        for (int v = threadIdx.x; v < V; v += blockDim.x)
+            q.add(s[v], t[v], tau);
+}
+
+template <class Fn>
+__device__ __forceinline__ void pair_write(float *ds, const float *s, const float *t, int V,
+                                           int v4, const Fn &f) {
+    if (v4) {
+        for (int v = threadIdx.x; v < V / 4; v += blockDim.x) {
+            float4 a = ((const float4 *)s)[v], b = ((const float4 *)t)[v], d;
+            d.x = f(a.x, b.x), d.y = f(a.y, b.y), d.z = f(a.z, b.z), d.w = f(a.w, b.w);
+            ((float4 *)ds)[v] = d;
+        }
+    } else
+        for (int v = threadIdx.x; v < V; v += blockDim.x)
+            ds[v] = f(s[v], t[v]);
+}
+
 struct sx_acc {
     float  ms, mt; // running max of z and of t
     double a, b, c; // Σ e^(z − ms), Σ e^(t − mt), Σ e^(t − mt)·z
+
+    __device__ __forceinline__ void add(float sv, float tv, float tau) {
+        float  z = sv / tau;
+        double k;
+        if (max_grows(ms, z, k))
+            a *= k;
+        if (max_grows(mt, tv, k))
+            b *= k, c *= k;
+        if (z != -INFINITY)
+            a += (double)expf(z - ms);
+        if (tv != -INFINITY) {
+            double et = (double)expf(tv - mt);
+            b += et;
+            c += et * (double)z;
+        }
+    }
 };
 
-__device__ __forceinline__ void sx_add(sx_acc &q, float sv, float tv, float tau) {
-    float  z = sv / tau;
-    double k;
-    if (max_grows(q.ms, z, k))
-        q.a *= k;
-    if (max_grows(q.mt, tv, k))
-        q.b *= k, q.c *= k;
-    if (z != -INFINITY)
-        q.a += (double)expf(z - q.ms);
-    if (tv != -INFINITY) {
-        double et = (double)expf(tv - q.mt);
-        q.b += et;
-        q.c += et * (double)z;
+// ds = (scale/τ)·(softmax(z) − p) of one pair, given the row's maxima and 1/sums
+struct sx_grad {
+    float ms, mt, iq, ip, k, tau;
+    __device__ __forceinline__ float operator()(float sv, float tv) const {
+        return __fmul_rn(k, __fsub_rn(__fmul_rn(expf(sv / tau - ms), iq),
+                                      __fmul_rn(expf(tv - mt), ip)));
     }
-}
+};
 
 __global__ void k_soft_xent_rows(double *loss, float *ds, const float *S, const float *Tt, int V,
                                  float tau, float scale) {
@@ -154,16 +197,8 @@ __global__ void k_soft_xent_rows(double *loss, float *ds, const float *S, const 
     int               r = blockIdx.x;
     const float      *s = S + (size_t)r * V, *t = Tt + (size_t)r * V;
     sx_acc            q = {-INFINITY, -INFINITY, 0.0, 0.0, 0.0};
-    int               v4 = V % 4 == 0 && (uintptr_t)s % 16 == 0 && (uintptr_t)t % 16 == 0;
-    if (v4) {
-        for (int v = threadIdx.x; v < V / 4; v += blockDim.x) {
-            float4 a = ((const float4 *)s)[v], b = ((const float4 *)t)[v];
-            sx_add(q, a.x, b.x, tau), sx_add(q, a.y, b.y, tau);
-            sx_add(q, a.z, b.z, tau), sx_add(q, a.w, b.w, tau);
-        }
-    } else
-        for (int v = threadIdx.x; v < V; v += blockDim.x)
-            sx_add(q, s[v], t[v], tau);
+    int               v4 = pair_v4(s, t, V);
+    pair_pass(q, s, t, V, tau, v4);
     float  ms = block_max(q.ms, shm), mt = block_max(q.mt, shm);
     double ka = to_block_max(q.ms, ms), kb = to_block_max(q.mt, mt);
     double ses = cu_block_sum(q.a * ka, shs), set = cu_block_sum(q.b * kb, shs),
@@ -173,19 +208,8 @@ __global__ void k_soft_xent_rows(double *loss, float *ds, const float *S, const 
     if (!ds)
         return;
     __syncthreads(); // ds may be s: every read of s above is done
-    float iq = (float)(1.0 / ses), ip = (float)(1.0 / set), k = scale / tau;
-#define SX_D(sv, tv)                                                                               \
-    __fmul_rn(k, __fsub_rn(__fmul_rn(expf((sv) / tau - ms), iq), __fmul_rn(expf((tv) - mt), ip)))
-    if (v4) {
-        for (int v = threadIdx.x; v < V / 4; v += blockDim.x) {
-            float4 a = ((const float4 *)s)[v], b = ((const float4 *)t)[v], d;
-            d.x = SX_D(a.x, b.x), d.y = SX_D(a.y, b.y), d.z = SX_D(a.z, b.z), d.w = SX_D(a.w, b.w);
-            ((float4 *)(ds + (size_t)r * V))[v] = d;
-        }
-    } else
-        for (int v = threadIdx.x; v < V; v += blockDim.x)
-            ds[(size_t)r * V + v] = SX_D(s[v], t[v]);
-#undef SX_D
+    sx_grad f = {ms, mt, (float)(1.0 / ses), (float)(1.0 / set), scale / tau, tau};
+    pair_write(ds + (size_t)r * V, s, t, V, v4, f);
 }
 
 extern "C" void cuda_soft_xent(const molt_exec *ex, double *loss, float *ds, const float *s,
@@ -205,23 +229,34 @@ extern "C" void cuda_soft_xent(const molt_exec *ex, double *loss, float *ds, con
 struct rk_acc {
     float  mz, mt; // running max of z and of t
     double a, b, c; // Σ e^(z − mz), Σ e^(t − mt), Σ e^(z − mz)·(z − t)
+
+    __device__ __forceinline__ void add(float sv, float tv, float tau) {
+        float  z = sv / tau;
+        double k;
+        if (max_grows(mz, z, k))
+            a *= k, c *= k;
+        if (max_grows(mt, tv, k))
+            b *= k;
+        if (z != -INFINITY) {
+            double e = (double)expf(z - mz);
+            a += e;
+            c += e * ((double)z - (double)tv);
+        }
+        if (tv != -INFINITY)
+            b += (double)expf(tv - mt);
+    }
 };
 
-__device__ __forceinline__ void rk_add(rk_acc &q, float sv, float tv, float tau) {
-    float  z = sv / tau;
-    double k;
-    if (max_grows(q.mz, z, k))
-        q.a *= k, q.c *= k;
-    if (max_grows(q.mt, tv, k))
-        q.b *= k;
-    if (z != -INFINITY) {
-        double e = (double)expf(z - q.mz);
-        q.a += e;
-        q.c += e * ((double)z - (double)tv);
+// ds = (scale/τ)·q·((z − t) − mean) of one pair; z − t − mean in double (they cancel)
+struct rk_grad {
+    float  mz, iq, k, tau;
+    double mean;
+    __device__ __forceinline__ float operator()(float sv, float tv) const {
+        float z = sv / tau;
+        return __fmul_rn(k, __fmul_rn(__fmul_rn(expf(z - mz), iq),
+                                      (float)(((double)z - (double)tv) - mean)));
     }
-    if (tv != -INFINITY)
-        q.b += (double)expf(tv - q.mt);
-}
+};
 
 __global__ void k_rev_kl_rows(double *loss, float *ds, const float *S, const float *Tt, int V,
                               float tau, float scale) {
@@ -230,16 +265,8 @@ __global__ void k_rev_kl_rows(double *loss, float *ds, const float *S, const flo
     int               r = blockIdx.x;
     const float      *s = S + (size_t)r * V, *t = Tt + (size_t)r * V;
     rk_acc            q = {-INFINITY, -INFINITY, 0.0, 0.0, 0.0};
-    int               v4 = V % 4 == 0 && (uintptr_t)s % 16 == 0 && (uintptr_t)t % 16 == 0;
-    if (v4) {
-        for (int v = threadIdx.x; v < V / 4; v += blockDim.x) {
-            float4 a = ((const float4 *)s)[v], b = ((const float4 *)t)[v];
-            rk_add(q, a.x, b.x, tau), rk_add(q, a.y, b.y, tau);
-            rk_add(q, a.z, b.z, tau), rk_add(q, a.w, b.w, tau);
-        }
-    } else
-        for (int v = threadIdx.x; v < V; v += blockDim.x)
-            rk_add(q, s[v], t[v], tau);
+    int               v4 = pair_v4(s, t, V);
+    pair_pass(q, s, t, V, tau, v4);
     float  mz = block_max(q.mz, shm), mt = block_max(q.mt, shm);
     double ka = to_block_max(q.mz, mz), kb = to_block_max(q.mt, mt);
     double sez = cu_block_sum(q.a * ka, shs), set = cu_block_sum(q.b * kb, shs),
@@ -250,21 +277,8 @@ __global__ void k_rev_kl_rows(double *loss, float *ds, const float *S, const flo
     if (!ds)
         return;
     __syncthreads(); // ds may be s: every read of s above is done
-    float iq = (float)(1.0 / sez), k = scale / tau;
-    // z − t − mean in double (they cancel)
-#define RK_D(sv, tv)                                                                               \
-    __fmul_rn(k, __fmul_rn(__fmul_rn(expf((sv) / tau - mz), iq),                                   \
-                           (float)(((double)((sv) / tau) - (double)(tv)) - mean)))
-    if (v4) {
-        for (int v = threadIdx.x; v < V / 4; v += blockDim.x) {
-            float4 a = ((const float4 *)s)[v], b = ((const float4 *)t)[v], d;
-            d.x = RK_D(a.x, b.x), d.y = RK_D(a.y, b.y), d.z = RK_D(a.z, b.z), d.w = RK_D(a.w, b.w);
-            ((float4 *)(ds + (size_t)r * V))[v] = d;
-        }
-    } else
-        for (int v = threadIdx.x; v < V; v += blockDim.x)
-            ds[(size_t)r * V + v] = RK_D(s[v], t[v]);
-#undef RK_D
+    rk_grad f = {mz, (float)(1.0 / sez), scale / tau, tau, mean};
+    pair_write(ds + (size_t)r * V, s, t, V, v4, f);
 }
 
 extern "C" void cuda_rev_kl(const molt_exec *ex, double *loss, float *ds, const float *s,
