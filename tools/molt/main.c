@@ -38,6 +38,7 @@ static const command COMMANDS[] = {
     {"generate", cmd_generate, "generate text from a prompt (or from BOS)"},
     {"eval", cmd_eval, "mean next-token loss / perplexity over a text file"},
     {"info", cmd_info, "architecture, parameters, weight / KV / state bytes"},
+    {"bench", cmd_bench, "how fast a model runs here: prefill and batched decode tok/s"},
     {"convert", cmd_convert, "llama2.c (or any loadable model) -> HF safetensors directory"},
     {"quantize", cmd_quantize, "weight matrices -> q8_0 (int8 blocks): a quarter of the bytes"},
     {"distill", cmd_distill, "MOHAWK: distil a Llama teacher into a Llamba student, with a report"},
