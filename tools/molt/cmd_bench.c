@@ -253,8 +253,9 @@ int cmd_bench(int argc, char **argv) {
     };
     const cli_cmd cmd = {
         "bench", "MODEL [options]",
-        "How fast MODEL runs here: prefill of one --prompt, then decode at every --batch\n"
-        "(B sequences holding the prompt, one token each a step, greedy on the model's device);\n"
+        "How fast MODEL runs here: prefill of one --prompt (pseudo-random tokens), then decode\n"
+        "from that context at every --batch: batch 1 as `generate` (one sequence, logits out),\n"
+        "B > 1 over state slots as `serve` (the prompt forked, greedy on the model's device);\n"
         "medians of --rounds runs, a table (or --json) on stdout.\n",
         opts, NULL};
     cli_status cs = cli_parse(&cmd, argc, argv, &model, 1, NULL, NULL);
