@@ -2007,6 +2007,52 @@ static void test_attn_decode_rows(void) {
     }
 }
 
+// --- single-sequence decode = the float chains of cpu/attn.c's contract, bit for bit: each
+// score Σ_i q[i]·k[i] in i order (a multiply, then an add), softmax (k_softmax_scaled), then
+// out += p·v key by key. The AVX2 path (8 keys at once, tiles transposed in registers) and the
+// scalar one must both give exactly these bits, at any key count (8-key blocks and a tail).
+static void test_attn_decode_chain_bits(void) {
+    // H, KV, hd, S (keys held)
+    const int shapes[][4] = {{4, 4, 64, 37}, {6, 3, 16, 9}, {8, 2, 8, 130}, {2, 1, 128, 300},
+                             {3, 3, 24, 7},  {4, 1, 32, 64}};
+    for (int k = 0; k < 6; k++) {
+        int    H = shapes[k][0], KV = shapes[k][1], hd = shapes[k][2], S = shapes[k][3];
+        int    grp = H / KV, cap = S + 3;
+        size_t per = (size_t)KV * cap * hd;
+        float *kc = frand(per, -1, 1), *vc = frand(per, -1, 1), *q = frand((size_t)H * hd, -1, 1);
+        float *out = fbuf((size_t)H * hd), *ref = fbuf((size_t)H * hd), *p = fbuf((size_t)S);
+        float *w = fbuf(k_attn_prefill_work(1, S, H, KV, 2));
+        molt_exec ex = molt_exec_cpu(2);
+        k_attn_prefill(&ex, out, q, 1, S - 1, H, KV, hd, kc, vc, cap, w);
+        float scale = 1.0f / sqrtf((float)hd);
+        for (int h = 0; h < H; h++) {
+            const float *K = kc + (size_t)(h / grp) * cap * hd, *V = vc + (size_t)(h / grp) * cap * hd;
+            const float *qh = q + (size_t)h * hd;
+            for (int s = 0; s < S; s++) {
+                float d = 0.0f;
+                for (int i = 0; i < hd; i++) {
+                    float m = qh[i] * K[(size_t)s * hd + i];
+                    d = d + m;
+                }
+                p[s] = d * scale;
+            }
+            k_softmax_scaled(p, S, 1.0f);
+            float *o = ref + (size_t)h * hd;
+            for (int i = 0; i < hd; i++)
+                o[i] = 0.0f;
+            for (int s = 0; s < S; s++)
+                for (int i = 0; i < hd; i++) {
+                    float m = p[s] * V[(size_t)s * hd + i];
+                    o[i] = o[i] + m;
+                }
+        }
+        CHECK(memcmp(out, ref, sizeof(float) * (size_t)H * hd) == 0,
+              "decode attention = the float chain order bit for bit [H %d KV %d hd %d S %d]", H,
+              KV, hd, S);
+        free(kc), free(vc), free(q), free(out), free(ref), free(p), free(w);
+    }
+}
+
 // --- training forward (out: P | heads, or P alone) and backward (out: dqkv)
 typedef struct at_case {
     float *qkv, *P, *dheads, *work;
@@ -6355,6 +6401,7 @@ int main(void) {
     test_kv_append();
     test_attn_prefill();
     test_attn_decode_rows();
+    test_attn_decode_chain_bits();
     test_attn_train();
     test_attn_flash();
     // gateloop

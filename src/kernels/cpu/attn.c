@@ -21,6 +21,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 // ----------------------------------------------------------------------------
@@ -79,9 +80,62 @@ void cpu_kv_append(const molt_exec *ex, float *const *kc, float *const *vc, cons
 // key, so the same bits as one key at a time, without waiting on one add
 // chain per key (the cost at long context). K is read once for the group.
 #define SC_KEYS 16
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define SC_AVX2 __attribute__((target("avx2")))
+
+// 8 keys at once (AVX2, hd % 8 == 0): each 8×8 tile of the keys is transposed in registers,
+// so that lane k of t[i] holds key k's element i0 + i, and lane k of acc runs key k's chain
+// d += q[i]·k[i] for i = 0 … hd−1 in order, a multiply then an add (no FMA: the scalar
+// loop's roundings) — the same bits as one key at a time, with 8 + 24 + 16 instructions per
+// 64 products instead of 64 strided loads and 128 scalar operations.
+SC_AVX2 static void scores8_avx2(float *sc, const float *q, const float *ks, int hd,
+                                 float scale) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int i0 = 0; i0 < hd; i0 += 8) {
+        __m256 r[8], a[8], b[8];
+        for (int k = 0; k < 8; k++)
+            r[k] = _mm256_loadu_ps(ks + (size_t)k * hd + i0);
+        for (int k = 0; k < 8; k += 2) { // pairs of rows interleaved
+            a[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
+            a[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
+        }
+        for (int k = 0; k < 8; k += 4) { // quads: elements 4c + {0,1} / {2,3} of rows k..k+3
+            b[k] = _mm256_shuffle_ps(a[k], a[k + 2], 0x44);
+            b[k + 1] = _mm256_shuffle_ps(a[k], a[k + 2], 0xEE);
+            b[k + 2] = _mm256_shuffle_ps(a[k + 1], a[k + 3], 0x44);
+            b[k + 3] = _mm256_shuffle_ps(a[k + 1], a[k + 3], 0xEE);
+        }
+        __m256 t[8]; // t[i]: element i0 + i of the 8 rows (halves: rows 0-3, rows 4-7)
+        for (int i = 0; i < 4; i++) {
+            t[i] = _mm256_permute2f128_ps(b[i], b[i + 4], 0x20);
+            t[i + 4] = _mm256_permute2f128_ps(b[i], b[i + 4], 0x31);
+        }
+        for (int i = 0; i < 8; i++)
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(q[i0 + i]), t[i]));
+    }
+    _mm256_storeu_ps(sc, _mm256_mul_ps(acc, _mm256_set1_ps(scale)));
+}
+
+static int scores_avx2(void) {
+    static int ok = -1;
+    if (ok < 0)
+        ok = __builtin_cpu_supports("avx2") && !getenv("MOLT_NO_AVX2_SCORES");
+    return ok;
+}
+#endif
+
 K_SIMD static void decode_scores(float *sc, const float *qg, int grp, const float *K, int S,
                                  int hd, float scale) {
     int s = 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (hd % 8 == 0 && scores_avx2())
+        for (; s + 8 <= S; s += 8)
+            for (int g = 0; g < grp; g++)
+                scores8_avx2(sc + (size_t)g * S + s, qg + (size_t)g * hd, K + (size_t)s * hd, hd,
+                             scale);
+#endif
     for (; s + SC_KEYS <= S; s += SC_KEYS) {
         const float *ks = K + (size_t)s * hd;
         for (int g = 0; g < grp; g++) {
