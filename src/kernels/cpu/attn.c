@@ -160,8 +160,28 @@ K_SIMD static void decode_scores(float *sc, const float *qg, int grp, const floa
     }
 }
 
-// The grp query heads that share a KV head are handled together, so each
-// cached key/value row is read once per group. scores: [grp, S]. Handles kv
+// oh[i] = Σ_s p[s]·V[s][i], s in order for every element (a multiply, then an add, from 0),
+// PV_I outputs held in registers across the S rows instead of read and written back every row
+#define PV_I 64
+K_SIMD static void decode_pv(float *oh, const float *p, const float *V, int S, int hd) {
+    int i0 = 0;
+    for (; i0 + PV_I <= hd; i0 += PV_I) {
+        float acc[PV_I] = {0};
+        for (int s = 0; s < S; s++)
+            for (int i = 0; i < PV_I; i++)
+                acc[i] += p[s] * V[(size_t)s * hd + i0 + i];
+        memcpy(oh + i0, acc, sizeof acc);
+    }
+    for (int i = i0; i < hd; i++)
+        oh[i] = 0.0f;
+    for (int s = 0; s < S; s++)
+        for (int i = i0; i < hd; i++)
+            oh[i] += p[s] * V[(size_t)s * hd + i];
+}
+
+// The grp query heads that share a KV head are handled together: each cached
+// key row is read once per group (the scores), the value rows once per query
+// head (decode_pv; a group's later heads find them in cache). scores: [grp, S]. Handles kv
 // heads [j0, j1).
 static void attend_one(float *heads, const float *q, int S, int H, int KV, int hd,
                        const float *kc, const float *vc, int cap, float *scores, int j0, int j1) {
@@ -174,15 +194,8 @@ static void attend_one(float *heads, const float *q, int S, int H, int KV, int h
         for (int g = 0; g < grp; g++)
             k_softmax_scaled(scores + (size_t)g * S, S, 1.0f); // = cpu_softmax
         float *og = heads + (size_t)j * grp * hd;
-        memset(og, 0, sizeof(float) * (size_t)grp * hd);
-        for (int s = 0; s < S; s++) {
-            const float *vs = V + (size_t)s * hd;
-            for (int g = 0; g < grp; g++) {
-                float p = scores[(size_t)g * S + s], *oh = og + (size_t)g * hd;
-                for (int i = 0; i < hd; i++)
-                    oh[i] += p * vs[i];
-            }
-        }
+        for (int g = 0; g < grp; g++)
+            decode_pv(og + (size_t)g * hd, scores + (size_t)g * S, V, S, hd);
     }
 }
 
