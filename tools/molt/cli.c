@@ -127,16 +127,24 @@ char *cli_read_file(const char *path, size_t *len) {
 // ----------------------------------------------------------------------------
 // progress bar: "label [#####.....]  45%  1234/2741 tok  15.2k tok/s  ETA 3s"
 
-static double now_s(void) {
+double cli_now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+void cli_human_bytes(char *b, size_t n, double bytes, int decimals) {
+    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int         i = 0;
+    while (bytes >= 1024 && i < 4)
+        bytes /= 1024, i++;
+    snprintf(b, n, "%.*f %s", i ? decimals : 0, bytes, u[i]);
+}
+
 void progress_start(progress *p, const char *label, const char *unit) {
     p->label = label;
     p->unit = unit;
-    p->t0 = p->last = now_s();
+    p->t0 = p->last = cli_now_s();
     p->tty = isatty(2);
 }
 
@@ -151,7 +159,7 @@ static void fmt_rate(char *b, size_t n, double r) {
 
 void progress_update(int64_t done, int64_t total, void *user) {
     progress *p = user;
-    double t = now_s();
+    double t = cli_now_s();
     if (!p->tty || (t - p->last < 0.1 && done < total))
         return;
     p->last = t;
@@ -170,7 +178,7 @@ void progress_update(int64_t done, int64_t total, void *user) {
 }
 
 void progress_end(progress *p, int64_t done) {
-    double el = now_s() - p->t0;
+    double el = cli_now_s() - p->t0;
     char rs[32];
     fmt_rate(rs, sizeof rs, el > 0 ? (double)done / el : 0);
     if (p->tty)

@@ -65,6 +65,11 @@ int  cli_dist_end(cli_dist *d, int rc);
 #define CLI_DIST(d)                                                                                \
     CLI_FLAG("--dist", NULL, "data parallel over MPI ranks (automatic under mpirun)", d)
 
+// seconds on the monotonic clock
+double cli_now_s(void);
+// bytes as "512 B", "1.50 KiB", … "2.00 GiB" (decimals after the point above bytes)
+void cli_human_bytes(char *b, size_t n, double bytes, int decimals);
+
 typedef struct progress {
     const char *label;
     double      t0, last;

@@ -16,15 +16,8 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define MAX_BATCHES 16
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int cmp_d(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -90,10 +83,10 @@ static bool bench_prefill(molt_ctx *ctx, const molt_model *m, const int32_t *ids
     bool    ok = t != NULL;
     for (long k = 0; ok && k <= o->rounds; k++) {
         molt_seq_reset(s);
-        double t0 = now_s();
+        double t0 = cli_now_s();
         ok = molt_seq_feed(ctx, s, ids, (int32_t)o->prompt, 0, logits) == MOLT_OK;
         if (k)
-            t[k - 1] = now_s() - t0;
+            t[k - 1] = cli_now_s() - t0;
     }
     if (ok) {
         double per = median(t, (int)o->rounds);
@@ -126,13 +119,13 @@ static bool bench_decode1(molt_ctx *ctx, const molt_model *m, const int32_t *ids
         molt_seq_reset(s);
         ok = molt_seq_feed(ctx, s, ids, (int32_t)o->prompt - 1, 0, NULL) == MOLT_OK;
         int32_t tok = ids[o->prompt - 1];
-        double  t0 = now_s();
+        double  t0 = cli_now_s();
         for (long i = 0; ok && i < o->decode; i++) {
             ok = molt_seq_feed(ctx, s, &tok, 1, 0, logits) == MOLT_OK;
             tok = argmax(logits, vocab);
         }
         if (k)
-            t[k - 1] = now_s() - t0;
+            t[k - 1] = cli_now_s() - t0;
     }
     if (ok) {
         double per = median(t, (int)o->rounds) / (double)o->decode;
@@ -166,13 +159,13 @@ static bool bench_decode(molt_ctx *ctx, const molt_model *m, const int32_t *ids,
             slot[r] = r, tok[r] = ids[o->prompt - 1];
             ok = molt_slot_copy(ctx, s, B, r) == MOLT_OK;
         }
-        double t0 = now_s();
+        double t0 = cli_now_s();
         for (long i = 0; ok && i < o->decode; i++) {
             ok = molt_slots_feed_sample(ctx, s, B, slot, tok, 0.0f, NULL, next) == MOLT_OK;
             memcpy(tok, next, sizeof(int32_t) * (size_t)B);
         }
         if (k)
-            t[k - 1] = now_s() - t0;
+            t[k - 1] = cli_now_s() - t0;
     }
     if (ok) {
         double per = median(t, (int)o->rounds) / (double)o->decode; // a step
@@ -185,13 +178,7 @@ static bool bench_decode(molt_ctx *ctx, const molt_model *m, const int32_t *ids,
     return ok;
 }
 
-static void human(char *b, size_t n, double bytes) {
-    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int         i = 0;
-    while (bytes >= 1024 && i < 4)
-        bytes /= 1024, i++;
-    snprintf(b, n, i ? "%.1f %s" : "%.0f %s", bytes, u[i]);
-}
+static void human(char *b, size_t n, double bytes) { cli_human_bytes(b, n, bytes, 1); }
 
 static bool print_json(const char *model, const char *device, long threads, const char *weights,
                        const char *kvt, const char *state, const char *matmul,

@@ -6,15 +6,7 @@
 #include "jsonout.h"
 
 
-static void human(char *b, size_t n, double bytes) {
-    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int i = 0;
-    while (bytes >= 1024 && i < 4) {
-        bytes /= 1024;
-        i++;
-    }
-    snprintf(b, n, i ? "%.2f %s" : "%.0f %s", bytes, u[i]);
-}
+static void human(char *b, size_t n, double bytes) { cli_human_bytes(b, n, bytes, 2); }
 
 int cmd_info(int argc, char **argv) {
     const char *model = NULL, *tokp = NULL;
