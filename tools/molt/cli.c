@@ -61,6 +61,34 @@ bool cli_int(const char *cmd, const char *opt, const char *val, long lo, long hi
     return true;
 }
 
+bool cli_int_list(const char *cmd, const char *opt, const char *s, long lo, long hi, long *v,
+                  int max, int *n, const char *like, const char *unit) {
+    char buf[256];
+    if (snprintf(buf, sizeof buf, "%s", s) >= (int)sizeof buf) {
+        cli_usage_error(cmd, "%s list is too long", opt);
+        return false;
+    }
+    *n = 0;
+    // every item non-empty: "10,,20", ",10" and "10," are refused, not read as 10,20 (an
+    // empty string is one empty item: a success holds at least one value)
+    for (char *t = buf, *next; t; t = next) {
+        next = strchr(t, ',');
+        if (next)
+            *next++ = '\0';
+        if (!*t) {
+            cli_usage_error(cmd, "%s has an empty item in \"%s\" (expected %s)", opt, s, like);
+            return false;
+        }
+        if (*n == max) {
+            cli_usage_error(cmd, "%s takes at most %d %s", opt, max, unit);
+            return false;
+        }
+        if (!cli_int(cmd, opt, t, lo, hi, &v[(*n)++]))
+            return false;
+    }
+    return true;
+}
+
 bool cli_set_device(molt_ctx *ctx, const char *device) {
     if (molt_ctx_set_device(ctx, device) == MOLT_OK)
         return true;

@@ -23,6 +23,11 @@ bool cli_msg_names(const char *msg, const char *what);
 int  cli_usage_error(const char *cmd, const char *fmt, ...);  // prints usage error → 2
 // Parses one whole number of a list option (--pairs 10,20), or prints an error and returns false.
 bool cli_int(const char *cmd, const char *opt, const char *val, long lo, long hi, long *out);
+// A comma list of whole numbers in [lo, hi] (option opt's value s) → v[*n], at most max of
+// them, every item non-empty; or prints the usage error ("... (expected LIKE)", "... takes at
+// most MAX UNIT") and returns false.
+bool cli_int_list(const char *cmd, const char *opt, const char *s, long lo, long hi, long *v,
+                  int max, int *n, const char *like, const char *unit);
 // --device: where the models of the command run (molt_ctx_set_device; the
 // default is $MOLT_DEVICE, else cpu)
 #define CLI_DEVICE(d)                                                                              \

@@ -29,27 +29,6 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-// --batch "1,16,64" → b[*n]; usage errors print and return false
-static bool parse_batches(const char *s, long *b, int *n) {
-    char buf[256];
-    if (snprintf(buf, sizeof buf, "%s", s) >= (int)sizeof buf)
-        return cli_usage_error("bench", "--batch list is too long"), false;
-    *n = 0;
-    for (char *t = buf, *next; t; t = next) {
-        next = strchr(t, ',');
-        if (next)
-            *next++ = '\0';
-        if (!*t)
-            return cli_usage_error("bench", "--batch has an empty item in \"%s\" (expected "
-                                            "B1,B2,...)", s), false;
-        if (*n == MAX_BATCHES)
-            return cli_usage_error("bench", "--batch takes at most %d sizes", MAX_BATCHES), false;
-        if (!cli_int("bench", "--batch", t, 1, 4096, &b[(*n)++]))
-            return false;
-    }
-    return true;
-}
-
 typedef struct bench_row {
     const char *what;   // "prefill" or "decode"
     int         batch;  // sequences
@@ -250,7 +229,8 @@ int cmd_bench(int argc, char **argv) {
         return cli_exit_code(cs);
     if (!model)
         return cli_usage_error("bench", "no MODEL given");
-    if (!parse_batches(batches, o.batch, &o.n_batch))
+    if (!cli_int_list("bench", "--batch", batches, 1, 4096, o.batch, MAX_BATCHES, &o.n_batch,
+                      "B1,B2,...", "sizes"))
         return EXIT_USAGE;
     if (o.prompt < 2)
         return cli_usage_error("bench", "--prompt must be at least 2 tokens");

@@ -32,35 +32,6 @@ static const char *ABOUT =
 
 #define MAX_PAIRS_LIST 64
 
-// --pairs "10,20,40" → np[*n]. Usage errors print and return false.
-static bool parse_pairs(const char *s, long *np, int *n) {
-    char buf[256];
-    if (snprintf(buf, sizeof buf, "%s", s) >= (int)sizeof buf) {
-        cli_usage_error("eval", "--pairs list is too long");
-        return false;
-    }
-    *n = 0;
-    // every item non-empty: "10,,20", ",10" and "10," are refused, not read as 10,20
-    for (char *t = buf, *next; t; t = next) {
-        next = strchr(t, ',');
-        if (next)
-            *next++ = '\0';
-        if (!*t) {
-            cli_usage_error("eval", "--pairs has an empty item in \"%s\" (expected N1,N2,...)", s);
-            return false;
-        }
-        if (*n == MAX_PAIRS_LIST) {
-            cli_usage_error("eval", "--pairs takes at most %d counts", MAX_PAIRS_LIST);
-            return false;
-        }
-        if (!cli_int("eval", "--pairs", t, 1, 100000, &np[(*n)++]))
-            return false;
-    }
-    if (*n == 0)
-        cli_usage_error("eval", "--pairs needs a list like 10,20,40");
-    return *n > 0;
-}
-
 typedef struct kv_opts {
     const char *model, *tokp, *task_json, *weights, *device, *kvt, *matmul;
     bool        mqar, json;
@@ -278,7 +249,8 @@ int cmd_eval(int argc, char **argv) {
         free(sep);
         kv_opts o = {model, tokp, NULL,     weights, device, kvt, matmul, !strcmp(task, "mqar"),
                      json,  examples, seed, threads, queries ? queries : 4, {0}, 0};
-        if (!parse_pairs(pairs, o.pairs, &o.n_pairs))
+        if (!cli_int_list("eval", "--pairs", pairs, 1, 100000, o.pairs, MAX_PAIRS_LIST,
+                          &o.n_pairs, "N1,N2,...", "counts"))
             return EXIT_USAGE;
         for (int k = 0; o.mqar && k < o.n_pairs; k++)
             if (o.queries > o.pairs[k])
