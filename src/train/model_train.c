@@ -280,28 +280,18 @@ double tm_kd_step(const molt_exec *ex, train_model *ts, train_model *tt, tm_kd_l
 }
 
 double tm_loss_ce(const molt_exec *ex, train_model *tm, const int32_t *targets, float scale) {
-    MOLT_ASSERT(!tm->capture && tm->head_rows == tm->N); // a chunked head: tm_ce_step
-    int64_t count = 0;
-    // count first so the gradient is the mean
-    for (int i = 0; i < tm->N; i++)
-        count += targets[i] >= 0;
-    if (count == 0) {
-        be_zero(ex, tm->dlogits, sizeof(float) * (size_t)tm->N * tm->m->cfg.vocab);
-        return 0.0;
-    }
-    double sum = loss_ce(ex, tm->loss_rows, tm->dlogits, tm->logits, targets, tm->N,
-                         tm->m->cfg.vocab, scale / (float)count, NULL);
-    return sum / (double)count;
+    MOLT_ASSERT(tm->head_rows == tm->N); // a chunked head: tm_ce_step with its backward
+    return tm_ce_step(ex, tm, targets, scale, false);
 }
 
 double tm_ce_step(const molt_exec *ex, train_model *tm, const int32_t *targets, float scale,
                   bool backward) {
-    int N = tm->N, V = tm->m->cfg.vocab, R = tm->head_rows; // N: tm_loss_ce + tm_backward's calls
+    int N = tm->N, V = tm->m->cfg.vocab, R = tm->head_rows; // R = N: one chunk, no head call
     MOLT_ASSERT(!tm->capture);
     int64_t count = 0; // first, so that every chunk's gradient is of the mean
     for (int i = 0; i < N; i++)
         count += targets[i] >= 0;
-    // no targets: every row is ignored, its loss and gradient zero (as tm_loss_ce's)
+    // no targets: every row is ignored, its loss and gradient zero
     float  s = count ? scale / (float)count : 0.0f;
     double sum = 0;
     for (int r0 = 0; r0 < N; r0 += R) {

@@ -94,12 +94,12 @@ ssm_grads   tm_ssm_grads(const train_model *tm, const ssm_weights *w);
 
 // ids[N] → logits[N,V] (saved activations for backward).
 void   tm_forward(const molt_exec *ex, train_model *tm, const int32_t *ids);
-// mean CE over targets[N] (−1 = ignored) → dlogits scaled by 1/count·scale.
-// Returns the mean loss.
+// mean CE over targets[N] (−1 = ignored) → dlogits scaled by 1/count·scale (an
+// unchunked head: tm_ce_step without its backward). Returns the mean loss.
 double tm_loss_ce(const molt_exec *ex, train_model *tm, const int32_t *targets, float scale);
 // The cross-entropy step after tm_forward, chunked or not: the mean CE over targets[N]
-// (−1 = ignored), with backward the whole backward of scale·mean. Unchunked: the calls of
-// tm_loss_ce + tm_backward (the same bits). Returns the mean loss.
+// (−1 = ignored), with backward the whole backward of scale·mean. Unchunked, with backward:
+// tm_loss_ce + tm_backward. Returns the mean loss.
 double tm_ce_step(const molt_exec *ex, train_model *tm, const int32_t *targets, float scale,
                   bool backward);
 // backward from tm->dlogits through every layer into tm->grad (+=) (an unchunked head).

@@ -160,28 +160,34 @@ K_SIMD static void decode_scores(float *sc, const float *qg, int grp, const floa
     }
 }
 
-// oh[i] = Σ_s p[s]·V[s][i], s in order for every element (a multiply, then an add, from 0),
-// PV_I outputs held in registers across the S rows instead of read and written back every row
+// og[g][i] += Σ_s p[g, s]·V[s][i] over nk rows of V (row stride hd), s in order for every
+// element (a multiply, then an add); 64 outputs held in registers across the rows instead of
+// read and written back every row. The P·V of both decodes (attend_one; attn_f16.c over its
+// widened value tiles).
 #define PV_I 64
-K_SIMD static void decode_pv(float *oh, const float *p, const float *V, int S, int hd) {
-    int i0 = 0;
-    for (; i0 + PV_I <= hd; i0 += PV_I) {
-        float acc[PV_I] = {0};
-        for (int s = 0; s < S; s++)
-            for (int i = 0; i < PV_I; i++)
-                acc[i] += p[s] * V[(size_t)s * hd + i0 + i];
-        memcpy(oh + i0, acc, sizeof acc);
+K_SIMD void cpu_attn_pv_rows(float *og, const float *p, size_t ldp, int grp, const float *V,
+                             int nk, int hd) {
+    for (int g = 0; g < grp; g++) {
+        const float *pg = p + (size_t)g * ldp;
+        float       *oh = og + (size_t)g * hd;
+        int          i0 = 0;
+        for (; i0 + PV_I <= hd; i0 += PV_I) {
+            float acc[PV_I];
+            memcpy(acc, oh + i0, sizeof acc);
+            for (int s = 0; s < nk; s++)
+                for (int i = 0; i < PV_I; i++)
+                    acc[i] += pg[s] * V[(size_t)s * hd + i0 + i];
+            memcpy(oh + i0, acc, sizeof acc);
+        }
+        for (int s = 0; s < nk; s++)
+            for (int i = i0; i < hd; i++)
+                oh[i] += pg[s] * V[(size_t)s * hd + i];
     }
-    for (int i = i0; i < hd; i++)
-        oh[i] = 0.0f;
-    for (int s = 0; s < S; s++)
-        for (int i = i0; i < hd; i++)
-            oh[i] += p[s] * V[(size_t)s * hd + i];
 }
 
 // The grp query heads that share a KV head are handled together: each cached
 // key row is read once per group (the scores), the value rows once per query
-// head (decode_pv; a group's later heads find them in cache). scores: [grp, S]. Handles kv
+// head (cpu_attn_pv_rows; a group's later heads find them in cache). scores: [grp, S]. Handles kv
 // heads [j0, j1).
 static void attend_one(float *heads, const float *q, int S, int H, int KV, int hd,
                        const float *kc, const float *vc, int cap, float *scores, int j0, int j1) {
@@ -194,8 +200,8 @@ static void attend_one(float *heads, const float *q, int S, int H, int KV, int h
         for (int g = 0; g < grp; g++)
             k_softmax_scaled(scores + (size_t)g * S, S, 1.0f); // = cpu_softmax
         float *og = heads + (size_t)j * grp * hd;
-        for (int g = 0; g < grp; g++)
-            decode_pv(og + (size_t)g * hd, scores + (size_t)g * S, V, S, hd);
+        memset(og, 0, sizeof(float) * (size_t)grp * hd);
+        cpu_attn_pv_rows(og, scores, (size_t)S, grp, V, S, hd);
     }
 }
 

@@ -100,29 +100,6 @@ K_SIMD static void scores_f16(float *sc, const float *qg, int grp, const uint16_
     }
 }
 
-// og[g][i] += Σ_s p[g, s] · V[s][i] over the nk widened rows of vt, s in order
-// for every element (attn.c's P·V order); 64 outputs held across the rows
-#define PV_I 64
-K_SIMD static void pv_rows(float *og, const float *p, size_t ldp, int grp, const float *vt,
-                           int nk, int hd) {
-    for (int g = 0; g < grp; g++) {
-        const float *pg = p + (size_t)g * ldp;
-        float       *oh = og + (size_t)g * hd;
-        int          i0 = 0;
-        for (; i0 + PV_I <= hd; i0 += PV_I) {
-            float acc[PV_I];
-            memcpy(acc, oh + i0, sizeof acc);
-            for (int s = 0; s < nk; s++)
-                for (int i = 0; i < PV_I; i++)
-                    acc[i] += pg[s] * vt[(size_t)s * hd + i0 + i];
-            memcpy(oh + i0, acc, sizeof acc);
-        }
-        for (int s = 0; s < nk; s++)
-            for (int i = i0; i < hd; i++)
-                oh[i] += pg[s] * vt[(size_t)s * hd + i];
-    }
-}
-
 // kv heads [j0, j1) of one query row (attn.c's attend_one). scratch: grp·S
 // scores, then one [SB·16, hd] tile (keys, then values).
 static void attend_one_f16(float *heads, const float *q, int S, int H, int KV, int hd,
@@ -143,7 +120,7 @@ static void attend_one_f16(float *heads, const float *q, int S, int H, int KV, i
         for (int s = 0; s < S; s += SB * KB) {
             int nk = S - s < SB * KB ? S - s : SB * KB;
             cpu_widen_f16(isa, tile, V + (size_t)s * hd, nk * hd);
-            pv_rows(og, scores + s, (size_t)S, grp, tile, nk, hd);
+            cpu_attn_pv_rows(og, scores + s, (size_t)S, grp, tile, nk, hd);
         }
     }
 }

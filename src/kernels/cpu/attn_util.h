@@ -1,7 +1,7 @@
 /*
  * attn_util.h — the training attention's row blocking, shared by the forward
  * (attn.c) and backward (attn_backward.c) kernels, and the batched decode's
- * thread count (attn.c, attn_f16.c). Internal to src/kernels/cpu.
+ * thread count and P·V (attn.c, attn_f16.c). Internal to src/kernels/cpu.
  */
 #ifndef MOLT_ATTN_UTIL_H
 #define MOLT_ATTN_UTIL_H
@@ -30,5 +30,10 @@ static inline int attn_rows_threads(const molt_exec *ex, const int32_t *pos, int
         use = ex->nth < items ? ex->nth : items;
     return use > 1 ? use : 1;
 }
+
+// decode's P·V (attn.c): og[g][i] += Σ_s p[g·ldp + s]·V[s·hd + i] for g < grp over nk rows,
+// s in order for every element
+void cpu_attn_pv_rows(float *og, const float *p, size_t ldp, int grp, const float *V, int nk,
+                      int hd);
 
 #endif
