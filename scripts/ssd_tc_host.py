@@ -63,7 +63,7 @@ def run(T,H,P,N,G,Q,seed=0):
         ops,seq=parse(section(name)); gi=0
         for step in seq:
             if isinstance(step,tuple):
-                g,ta,tb,m,n,k,lda,ldb,beta,ldc=step[:10]; assert int(g)==gi, 'GEMMs out of order'; gi+=1
+                g,ta,tb,m,n,k,lda,ldb,beta,ldc=step; assert int(g)==gi, 'GEMMs out of order'; gi+=1
                 gemm(bufs,ops,int(g),ta,tb,m,n,k,lda,ldb,beta,ldc)
             else:
                 kernels[step]()

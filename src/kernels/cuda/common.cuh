@@ -79,14 +79,6 @@ void *cu_host_to_device(const molt_exec *ex, const void *h, size_t bytes);
 cublasHandle_t cu_blas_lock(const molt_exec *ex);
 void           cu_blas_unlock(void);
 
-// nb small GEMMs on TF32 tensor cores in one launch (bgemm.cu), row-major per
-// entry b: C[b] (m×n, ldc) = op(A[b])·op(B[b]) + beta·C[b]; op(A) m×k (A stored
-// k×m when ta), op(B) k×n (B stored n×k when tb); S (or NULL): A's stored row r
-// scaled by S[b][r] as it is read; the tables live on the device
-void cu_bgemm_tf32(const molt_exec *ex, const float *const *A, const float *const *B,
-                   float *const *C, const float *const *S, int nb, int ta, int tb, int m, int n,
-                   int k, int lda, int ldb, int ldc, float beta);
-
 // true when `bytes` of dynamic shared memory fit one block of kernel k on the
 // current device; k's limit is raised to the device's opt-in maximum (past the
 // default 48 KB) when needed

@@ -47,7 +47,7 @@ struct tc_opnd {
     long long    cs, hs;
     int          grouped;
 };
-#define TC_MAXOP 33 // 9 GEMMs × (A, B, C) + 3 fused row scalings × (source, scale)
+#define TC_MAXOP 27 // 9 GEMMs × (A, B, C)
 struct tc_tab {
     tc_opnd o[TC_MAXOP];
     int     nop, H, hpg, nc;
@@ -88,37 +88,15 @@ static tc_dims tc_dims_of(int T, int H, int P, int N, int G, int Q) {
     return {T, H, P, N, G, Q, (T + Q - 1) / Q};
 }
 
-// the GEMMs' exec, handle and pointer tables (tc_tables: nc·H entries per operand,
-// ng GEMMs' three operands then the fused scalings' two), the fused scalings'
-// source leading dims, and whether they are fused (tc_fused)
+// the GEMMs' handle and pointer tables (tc_tables: nc·H entries per operand)
 struct tc_run {
-    const molt_exec *ex;
-    cublasHandle_t   hd;
-    const float    **ptr;
-    tc_dims          d;
-    int              ng;
-    const int       *fld;
-    bool             fused;
+    cublasHandle_t hd;
+    const float  **ptr;
+    tc_dims        d;
 };
 
-// The products through cuBLAS's cublasGemmBatchedEx (MOLT_SSD_BGEMM unset or 0),
-// molt's batched TF32 kernel (bgemm.cu; 1), or molt's kernel with the din / dout
-// row scalings applied as A is read instead of written out first (2). Opt-in
-// until measured on a GPU.
-static int tc_own_gemm(void) {
-    static int env = -1;
-    if (env < 0) {
-        const char *e = getenv("MOLT_SSD_BGEMM");
-        env = e && (!strcmp(e, "1") || !strcmp(e, "2")) ? e[0] - '0' : 0;
-    }
-    return env;
-}
-static bool tc_fused(void) { return tc_own_gemm() == 2; }
-
-// f ≥ 0: A is the fused scaling f's scaled copy (the copy's leading dim lda);
-// when fused, A is read from its source (leading dim fld[f]) and scaled on the fly
 static void tc_gemm(const tc_run *r, int g, int ta, int tb, int m, int n, int k, int lda,
-                    int ldb, float beta, int ldc, int f) {
+                    int ldb, float beta, int ldc) {
     const float  one = 1.0f;
     const size_t nbt = (size_t)r->d.nc * r->d.H; // entries per operand table
     int          H = r->d.H, nfull = r->d.T / r->d.Q, tail = r->d.T - nfull * r->d.Q;
@@ -131,19 +109,6 @@ static void tc_gemm(const tc_run *r, int g, int ta, int tb, int m, int n, int k,
             const void **A = (const void **)(r->ptr + (3 * g + 0) * nbt + b0 + s);
             const void **B = (const void **)(r->ptr + (3 * g + 1) * nbt + b0 + s);
             void       **C = (void **)(r->ptr + (3 * g + 2) * nbt + b0 + s);
-            if (tc_own_gemm()) {
-                const float *const *S = NULL;
-                int                 la = TCD(lda);
-                if (r->fused && f >= 0) {
-                    A = (const void **)(r->ptr + (3 * r->ng + 2 * f) * nbt + b0 + s);
-                    S = r->ptr + (3 * r->ng + 2 * f + 1) * nbt + b0 + s;
-                    la = r->fld[f];
-                }
-                cu_bgemm_tf32(r->ex, (const float *const *)A, (const float *const *)B,
-                              (float *const *)C, S, nb, ta, tb, TCD(m), TCD(n), TCD(k), la,
-                              TCD(ldb), TCD(ldc), beta);
-                continue;
-            }
             CUBLAS(cublasGemmBatchedEx(r->hd, tb ? CUBLAS_OP_T : CUBLAS_OP_N,
                                        ta ? CUBLAS_OP_T : CUBLAS_OP_N, TCD(n), TCD(m), TCD(k),
                                        &one, B, CUDA_R_32F, TCD(ldb), A, CUDA_R_32F, TCD(lda),
@@ -171,20 +136,14 @@ static tc_opnd op_st(const tc_dims &d, const float *p) {
 static tc_opnd op_qq(const tc_dims &d, const float *p) {
     return {p, (long long)d.H * (long long)tc_qq(d.Q), (long long)tc_qq(d.Q), 0};
 }
-// a row scale [H,T] (din, dout): the chunk's Lc values of head h
-static tc_opnd op_sc(const tc_dims &d, const float *p) { return {p, d.Q, d.T, 0}; }
 
-// the tables of n GEMMs (ops: 3 operands each) and nf fused scalings (fz: source
-// and scale each) into new scratch; NULL on failure
-static const float **tc_tables(const molt_exec *ex, const tc_dims &d, const tc_opnd *ops, int n,
-                               const tc_opnd *fz, int nf) {
+// the tables of n GEMMs (ops: 3 operands each) into new scratch; NULL on failure
+static const float **tc_tables(const molt_exec *ex, const tc_dims &d, const tc_opnd *ops, int n) {
     tc_tab t;
     memset(&t, 0, sizeof t);
-    t.nop = 3 * n + 2 * nf, t.H = d.H, t.hpg = d.H / d.G, t.nc = d.nc;
-    for (int k = 0; k < 3 * n; k++)
+    t.nop = 3 * n, t.H = d.H, t.hpg = d.H / d.G, t.nc = d.nc;
+    for (int k = 0; k < t.nop; k++)
         t.o[k] = ops[k];
-    for (int k = 0; k < 2 * nf; k++)
-        t.o[3 * n + k] = fz[k];
     size_t        cnt = (size_t)d.nc * d.H * t.nop;
     const float **p = (const float **)cu_scratch(ex, sizeof(float *) * cnt);
     if (p) {
@@ -414,25 +373,21 @@ bool cu_ssd_tc_forward(const molt_exec *ex, float *y, float *state, const float 
         op_xp(d, Xd), op_bn(d, B),  op_st(d, st), // 2: S_c = Xdᵀ·B
         op_hn(d, Cd), op_st(d, st), op_xp(d, y),  // 3: y += Cd·S_inᵀ
     };
-    // the scaled copies as source and scale, when fused (tc_fused): 0 Xd, 1 Cd
-    int           GN = G * N, HP = H * P, HN = H * N;
-    const tc_opnd fz[] = {op_xp(d, X), op_sc(d, dout), op_bn(d, C), op_sc(d, din)};
-    const int     fld[] = {HP, GN};
-    const float **ptr = tc_tables(ex, d, ops, 4, fz, 2);
+    const float **ptr = tc_tables(ex, d, ops, 4);
     cublasHandle_t hd = ptr ? cu_blas_lock(ex) : NULL;
     if (hd) {
-        tc_run r = {ex, hd, ptr, d, 4, fld, tc_fused()};
-        tc_gemm(&r, 0, 0, 1, TC_L, TC_L, N, GN, GN, 0.0f, TC_LD, -1);
+        tc_run r = {hd, ptr, d};
+        int    GN = G * N, HP = H * P, HN = H * N;
+        tc_gemm(&r, 0, 0, 1, TC_L, TC_L, N, GN, GN, 0.0f, TC_LD);
         k_tc_mask<<<dim3((unsigned)d.nc, (unsigned)H), 256, sizeof(float) * Q, cu_stream(ex)>>>(
             s1, din, dout, dA, T, H, Q);
         CU_LAUNCHED("k_tc_mask");
         tc_scale sc = {{{Xd, X, dout, P, 1}, {Cd, C, din, N, H / G}}, T, H};
-        if (!r.fused)
-            tc_scale_rows(ex, sc, 2);
-        tc_gemm(&r, 1, 0, 0, TC_L, P, TC_L, TC_LD, HP, 0.0f, HP, -1);
-        tc_gemm(&r, 2, 1, 0, P, N, TC_L, HP, GN, 0.0f, N, 0);
+        tc_scale_rows(ex, sc, 2);
+        tc_gemm(&r, 1, 0, 0, TC_L, P, TC_L, TC_LD, HP, 0.0f, HP);
+        tc_gemm(&r, 2, 1, 0, P, N, TC_L, HP, GN, 0.0f, N);
         cu_ssd_state_pass(ex, st, state, vbuf, din, T, H, P, N, Q, d.nc);
-        tc_gemm(&r, 3, 0, 1, TC_L, P, N, HN, N, 1.0f, HP, 1);
+        tc_gemm(&r, 3, 0, 1, TC_L, P, N, HN, N, 1.0f, HP);
         cu_blas_unlock();
     }
     cu_scratch_free(ex, (void *)ptr);
@@ -472,33 +427,28 @@ bool cu_ssd_tc_backward(const molt_exec *ex, float *dX, float *ddA, float *dB, f
         op_hn(d, Bd),  op_st(d, E),  op_xp(d, dX),  // 7: dX += Bd·Eᵀ
         op_xp(d, Xd),  op_st(d, E),  op_hn(d, T2),  // 8: T2 = Xd·E
     };
-    // the scaled copies as source and scale, when fused (tc_fused): 0 dyd, 1 Bd, 2 Xd
-    int           GN = G * N, HP = H * P, HN = H * N;
-    const tc_opnd fz[] = {op_xp(d, dy), op_sc(d, din), op_bn(d, B),
-                          op_sc(d, dout), op_xp(d, X), op_sc(d, dout)};
-    const int     fld[] = {HP, GN, HP};
-    const float **ptr = tc_tables(ex, d, ops, 9, fz, 3);
+    const float **ptr = tc_tables(ex, d, ops, 9);
     tc_scale      sc = {{{dyd, dy, din, P, 1}, {Xd, X, dout, P, 1}, {Bd, B, dout, N, H / G}},
                         T, H};
-    if (!tc_fused())
-        tc_scale_rows(ex, sc, 3);
+    tc_scale_rows(ex, sc, 3);
     cublasHandle_t hd = ptr ? cu_blas_lock(ex) : NULL;
     if (hd) {
-        tc_run r = {ex, hd, ptr, d, 9, fld, tc_fused()};
+        tc_run r = {hd, ptr, d};
+        int    GN = G * N, HP = H * P, HN = H * N;
         dim3   grid((unsigned)d.nc, (unsigned)H);
-        tc_gemm(&r, 0, 0, 1, TC_L, TC_L, N, GN, GN, 0.0f, TC_LD, -1);
-        tc_gemm(&r, 1, 0, 1, TC_L, TC_L, P, HP, HP, 0.0f, TC_LD, -1);
+        tc_gemm(&r, 0, 0, 1, TC_L, TC_L, N, GN, GN, 0.0f, TC_LD);
+        tc_gemm(&r, 1, 0, 1, TC_L, TC_L, P, HP, HP, 0.0f, TC_LD);
         k_tc_bwd_mats<<<grid, 256, sizeof(float) * (size_t)Q * (2 + 8), cu_stream(ex)>>>(
             s1, s2, ddA, dA, T, H, Q);
         CU_LAUNCHED("k_tc_bwd_mats");
-        tc_gemm(&r, 2, 1, 0, TC_L, P, TC_L, TC_LD, HP, 0.0f, HP, -1);
-        tc_gemm(&r, 3, 0, 0, TC_L, N, TC_L, TC_LD, GN, 0.0f, HN, -1);
-        tc_gemm(&r, 4, 1, 0, TC_L, N, TC_L, TC_LD, GN, 0.0f, HN, -1);
-        tc_gemm(&r, 5, 0, 0, TC_L, N, P, HP, N, 0.0f, HN, 0);
-        tc_gemm(&r, 6, 1, 0, P, N, TC_L, HP, GN, 0.0f, N, 0);
+        tc_gemm(&r, 2, 1, 0, TC_L, P, TC_L, TC_LD, HP, 0.0f, HP);
+        tc_gemm(&r, 3, 0, 0, TC_L, N, TC_L, TC_LD, GN, 0.0f, HN);
+        tc_gemm(&r, 4, 1, 0, TC_L, N, TC_L, TC_LD, GN, 0.0f, HN);
+        tc_gemm(&r, 5, 0, 0, TC_L, N, P, HP, N, 0.0f, HN);
+        tc_gemm(&r, 6, 1, 0, P, N, TC_L, HP, GN, 0.0f, N);
         cu_ssd_adjoint_pass(ex, E, da, st, din, T, H, P, N, Q, d.nc);
-        tc_gemm(&r, 7, 0, 1, TC_L, P, N, HN, N, 1.0f, HP, 1);
-        tc_gemm(&r, 8, 0, 0, TC_L, N, P, HP, N, 0.0f, HN, 2);
+        tc_gemm(&r, 7, 0, 1, TC_L, P, N, HN, N, 1.0f, HP);
+        tc_gemm(&r, 8, 0, 0, TC_L, N, P, HP, N, 0.0f, HN);
         cu_blas_unlock();
         k_tc_bwd_fin<<<grid, 256, sizeof(float) * 2 * (size_t)Q, cu_stream(ex)>>>(
             dBh, dCh, ddA, T1, T2, B, C, da, T, H, N, G, Q, d.nc);
