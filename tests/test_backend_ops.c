@@ -710,6 +710,162 @@ static void test_swiglu_pair(void) {
 }
 
 // ----------------------------------------------------------------------------
+// the MLP's GEMM-only activations in bf16 (backward.h: *_b16). The SwiGLU
+// ops' outputs are bf16 (compared widened: within one rounding, 2^-8 of |v|,
+// of the double reference, and bit for bit the fp32 op's values rounded by
+// molt_f32_to_bf16); the GEMMs take bf16 operands (the double reference on the
+// widened values).
+
+typedef struct b16_case {
+    float    *gu, *dh, *dy, *x, *W, *dx0, *dW0;
+    uint16_t *xb, *dyb;
+    int       T, F, in, out, var, acc; // var: bit 0 dy in bf16, 1 x in bf16, 2 no dW
+} b16_case;
+
+static uint16_t *b16_of(const float *f, size_t n) {
+    uint16_t *h = malloc(sizeof(uint16_t) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++)
+        h[i] = molt_f32_to_bf16(f[i]);
+    return h;
+}
+
+static void run_swiglu_pair_b16(const molt_exec *ex, void *cv, float *out) {
+    b16_case *c = cv;
+    size_t    n = (size_t)c->T * c->F;
+    uint16_t *h = malloc(sizeof(uint16_t) * (n ? n : 1));
+    k_swiglu_pair_b16(ex, h, c->gu, c->T, c->F);
+    for (size_t i = 0; i < n; i++)
+        out[i] = molt_bf16_to_f32(h[i]);
+    free(h);
+}
+static void run_swiglu_pair_backward_b16(const molt_exec *ex, void *cv, float *out) {
+    b16_case *c = cv;
+    size_t    n = 2 * (size_t)c->T * c->F;
+    uint16_t *h = malloc(sizeof(uint16_t) * (n ? n : 1));
+    k_swiglu_pair_backward_b16(ex, h, c->dh, c->gu, c->T, c->F);
+    for (size_t i = 0; i < n; i++)
+        out[i] = molt_bf16_to_f32(h[i]);
+    free(h);
+}
+static void run_matmul_b16(const molt_exec *ex, void *cv, float *out) {
+    b16_case *c = cv;
+    size_t    ny = (size_t)c->T * c->out;
+    if (c->acc)
+        memcpy(out, c->dx0, sizeof(float) * ny);
+    k_matmul_b16(ex, out, c->xb, c->W, c->T, c->in, c->out, c->acc);
+}
+// out: dx [T,in], then dW [out,in] (unless var & 4)
+static void run_matmul_backward_b16(const molt_exec *ex, void *cv, float *out) {
+    b16_case *c = cv;
+    size_t    nx = (size_t)c->T * c->in;
+    float    *dx = out, *dW = c->var & 4 ? NULL : out + nx;
+    if (c->acc)
+        memcpy(dx, c->dx0, sizeof(float) * nx);
+    if (dW)
+        memcpy(dW, c->dW0, sizeof(float) * (size_t)c->out * c->in);
+    k_matmul_backward_b16(ex, dx, dW, c->var & 1 ? NULL : c->dy, c->var & 1 ? c->dyb : NULL,
+                          c->var & 2 ? NULL : c->x, c->var & 2 ? c->xb : NULL, c->W, c->T, c->in,
+                          c->out, c->acc);
+}
+
+static void test_mlp_b16(void) {
+    op_stat  *s0 = stat_new("swiglu_pair_b16", 4e-3, 1);
+    op_stat  *s1 = stat_new("swiglu_pair_backward_b16", 4e-3, 1);
+    op_stat  *s2 = stat_new("matmul_b16", 5e-5, 0); // as matmul
+    op_stat  *s3 = stat_new("matmul_backward_b16", 5e-5, 1);
+    const int SW[][2] = {{0, 4}, {1, 1}, {3, 7}, {17, 64}, {40, 1000}};
+    char      shape[48];
+    for (int k = 0; k < (int)(sizeof SW / sizeof SW[0]); k++) {
+        b16_case c = {0};
+        c.T = SW[k][0], c.F = SW[k][1];
+        size_t n = (size_t)c.T * c.F;
+        c.gu = gates(2 * n), c.dh = frand(n, -1, 1);
+        double *ref = dbuf(2 * n);
+        for (int t = 0; t < c.T; t++)
+            for (int f = 0; f < c.F; f++) {
+                double g = c.gu[(size_t)t * 2 * c.F + f], u = c.gu[(size_t)t * 2 * c.F + c.F + f];
+                ref[(size_t)t * c.F + f] = g * sigmoid_d(g) * u;
+            }
+        snprintf(shape, sizeof shape, "T,F %dx%d", c.T, c.F);
+        run_case(s0, run_swiglu_pair_b16, &c, ref, n, shape);
+        for (int t = 0; t < c.T; t++)
+            for (int f = 0; f < c.F; f++) {
+                size_t i = (size_t)t * 2 * c.F + f;
+                ref_swiglu_bwd(&ref[i], &ref[i + c.F], c.dh[(size_t)t * c.F + f], c.gu[i],
+                               c.gu[i + c.F]);
+            }
+        run_case(s1, run_swiglu_pair_backward_b16, &c, ref, 2 * n, shape);
+        // = the fp32 ops' values rounded, bit for bit
+        float    *hf = fbuf(2 * n), *hw = fbuf(2 * n);
+        uint16_t *hr;
+        k_swiglu_pair(TEX, hf, c.gu, c.T, c.F);
+        hr = b16_of(hf, n);
+        run_swiglu_pair_b16(TEX, &c, hw);
+        for (size_t i = 0; i < n; i++)
+            CHECK(molt_f32_to_bf16(hw[i]) == hr[i] && hw[i] == molt_bf16_to_f32(hr[i]),
+                  "swiglu_pair_b16 [%s] #%zu: not the rounded swiglu_pair", shape, i);
+        free(hr);
+        k_swiglu_pair_backward(TEX, hf, c.dh, c.gu, c.T, c.F);
+        hr = b16_of(hf, 2 * n);
+        run_swiglu_pair_backward_b16(TEX, &c, hw);
+        int same = 1;
+        for (size_t i = 0; i < 2 * n; i++)
+            same &= hw[i] == molt_bf16_to_f32(hr[i]);
+        CHECK(same, "swiglu_pair_backward_b16 [%s]: not the rounded swiglu_pair_backward", shape);
+        free(hr), free(hf), free(hw), free(ref), free(c.gu), free(c.dh);
+    }
+    const int MM[][3] = {{0, 8, 8}, {1, 7, 5}, {3, 17, 33}, {9, 129, 65}, {64, 200, 257}};
+    for (int k = 0; k < (int)(sizeof MM / sizeof MM[0]); k++)
+        for (int v = 0; v < 5; v++) { // var 1, 2, 3, 5 (dx only) and 0; acc on the second
+            b16_case c = {0};
+            c.T = MM[k][0], c.in = MM[k][1], c.out = MM[k][2];
+            c.var = v == 3 ? 5 : v == 4 ? 0 : v + 1, c.acc = v == 1;
+            size_t nx = (size_t)c.T * c.in, ny = (size_t)c.T * c.out, nw = (size_t)c.out * c.in;
+            float *dyr = frand(ny, -1, 1), *xr = frand(nx, -1, 1);
+            c.dyb = b16_of(dyr, ny), c.xb = b16_of(xr, nx);
+            c.dy = frand(ny, -1, 1), c.x = frand(nx, -1, 1), c.W = frand(nw, -1, 1);
+            c.dx0 = frand(nx > ny ? nx : ny, -1, 1), c.dW0 = frand(nw, -1, 1);
+            double *ref = dbuf(nx + nw + ny);
+            // the operands as the op sees them
+            for (size_t i = 0; i < ny; i++)
+                dyr[i] = c.var & 1 ? molt_bf16_to_f32(c.dyb[i]) : c.dy[i];
+            for (size_t i = 0; i < nx; i++)
+                xr[i] = c.var & 2 ? molt_bf16_to_f32(c.xb[i]) : c.x[i];
+            for (int t = 0; t < c.T; t++)
+                for (int i = 0; i < c.in; i++) {
+                    double sm = c.acc ? (double)c.dx0[(size_t)t * c.in + i] : 0.0;
+                    for (int o = 0; o < c.out; o++)
+                        sm += (double)dyr[(size_t)t * c.out + o] * (double)c.W[(size_t)o * c.in + i];
+                    ref[(size_t)t * c.in + i] = sm;
+                }
+            if (!(c.var & 4))
+                for (int o = 0; o < c.out; o++)
+                    for (int i = 0; i < c.in; i++) {
+                        double sm = c.dW0[(size_t)o * c.in + i];
+                        for (int t = 0; t < c.T; t++)
+                            sm += (double)dyr[(size_t)t * c.out + o] * (double)xr[(size_t)t * c.in + i];
+                        ref[nx + (size_t)o * c.in + i] = sm;
+                    }
+            snprintf(shape, sizeof shape, "T,in,out %dx%dx%d var %d%s", c.T, c.in, c.out, c.var,
+                     c.acc ? " +=" : "");
+            run_case(s3, run_matmul_backward_b16, &c, ref, nx + (c.var & 4 ? 0 : nw), shape);
+            if (v < 2) { // forward: y (+)= widen(xb)·Wᵀ with W [out,in]
+                for (int t = 0; t < c.T; t++)
+                    for (int o = 0; o < c.out; o++) {
+                        double sm = c.acc ? (double)c.dx0[(size_t)t * c.out + o] : 0.0;
+                        for (int i = 0; i < c.in; i++)
+                            sm += (double)molt_bf16_to_f32(c.xb[(size_t)t * c.in + i]) *
+                                  (double)c.W[(size_t)o * c.in + i];
+                        ref[(size_t)t * c.out + o] = sm;
+                    }
+                run_case(s2, run_matmul_b16, &c, ref, ny, shape);
+            }
+            free(ref), free(dyr), free(xr), free(c.dyb), free(c.xb), free(c.dy), free(c.x),
+                free(c.W), free(c.dx0), free(c.dW0);
+        }
+}
+
+// ----------------------------------------------------------------------------
 // softmax:  x_i = exp(x_i − max x) / Σ_j exp(x_j − max x)   (n ≥ 1)
 
 typedef struct sm_case {
@@ -5164,6 +5320,22 @@ static void spy_swiglu_pair_backward(const molt_exec *e, float *dgu, const float
                                      const float *gu, int T, int F) {
     SPY(swiglu_pair_backward);
 }
+static void spy_swiglu_pair_b16(const molt_exec *e, uint16_t *h, const float *gu, int T, int F) {
+    SPY(swiglu_pair_b16);
+}
+static void spy_swiglu_pair_backward_b16(const molt_exec *e, uint16_t *dgu, const float *dh,
+                                         const float *gu, int T, int F) {
+    SPY(swiglu_pair_backward_b16);
+}
+static void spy_matmul_b16(const molt_exec *e, float *y, const uint16_t *x, const float *W, int T,
+                           int in, int out, int accumulate) {
+    SPY(matmul_b16);
+}
+static void spy_matmul_backward_b16(const molt_exec *e, float *dx, float *dW, const float *dy,
+                                    const uint16_t *dyb, const float *x, const uint16_t *xb,
+                                    const float *W, int T, int in, int out, int accumulate_dx) {
+    SPY(matmul_backward_b16);
+}
 static void spy_softmax(const molt_exec *e, float *x, int n) { SPY(softmax); }
 static void spy_add(const molt_exec *e, float *y, const float *a, const float *b, size_t n) {
     SPY(add);
@@ -5502,6 +5674,11 @@ static void test_dispatch(void) {
     CALLS(swiglu_backward, k_swiglu_backward(&ex, NULL, NULL, NULL, NULL, NULL, 0));
     CALLS(swiglu_pair, k_swiglu_pair(&ex, NULL, NULL, 0, 0));
     CALLS(swiglu_pair_backward, k_swiglu_pair_backward(&ex, NULL, NULL, NULL, 0, 0));
+    CALLS(swiglu_pair_b16, k_swiglu_pair_b16(&ex, NULL, NULL, 0, 0));
+    CALLS(swiglu_pair_backward_b16, k_swiglu_pair_backward_b16(&ex, NULL, NULL, NULL, 0, 0));
+    CALLS(matmul_b16, k_matmul_b16(&ex, NULL, NULL, NULL, 0, 0, 0, 0));
+    CALLS(matmul_backward_b16,
+          k_matmul_backward_b16(&ex, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, 0));
     CALLS(softmax, k_softmax(&ex, NULL, 0));
     CALLS(add, k_add(&ex, NULL, NULL, NULL, 0));
     CALLS(embedding, k_embedding(&ex, NULL, NULL, NULL, 0, 0));
@@ -6421,6 +6598,8 @@ int main(void) {
     test_kv_append_f16();
     test_attn_prefill_f16();
     test_attn_decode_rows_f16();
+    // the MLP's bf16 activations (issue 12; last: the random draws of the tests above unchanged)
+    test_mlp_b16();
     CHECK(g_nstat == MOLT_BACKEND_NOPS, "%d ops swept, the table has %d", g_nstat,
           MOLT_BACKEND_NOPS);
     summary();

@@ -53,6 +53,26 @@ void k_swiglu_backward(const molt_exec *ex, float *dg, float *du, const float *d
 void k_swiglu_pair(const molt_exec *ex, float *h, const float *gu, int T, int F);
 void k_swiglu_pair_backward(const molt_exec *ex, float *dgu, const float *dh, const float *gu, int T, int F);
 
+// The MLP's GEMM-only activations in bf16 (molt_backend.train_mlp_b16; block.c):
+// under MOLT_EXEC_BF16 the GEMMs round h and ∂gu to bf16 anyway, so their
+// producers write that rounding (to nearest even, molt_f32_to_bf16) instead of
+// fp32, and the GEMMs take it as it is — the same bits in half the bytes.
+//   swiglu_pair_b16           h[T,F]    = bf16(k_swiglu_pair's h)
+//   swiglu_pair_backward_b16  dgu[T,2F] = bf16(k_swiglu_pair_backward's dgu)
+//   matmul_b16                k_matmul (no bias) on x[T,in] given in bf16
+//   matmul_backward_b16       k_matmul_backward (no db) with dy[T,out] given as
+//                             fp32 dy or bf16 dyb (one of them) and x[T,in] as
+//                             x or xb (one, or neither without dW)
+// Each equals its fp32 op on the widened inputs under the same exec.
+void k_swiglu_pair_b16(const molt_exec *ex, uint16_t *h, const float *gu, int T, int F);
+void k_swiglu_pair_backward_b16(const molt_exec *ex, uint16_t *dgu, const float *dh,
+                                const float *gu, int T, int F);
+void k_matmul_b16(const molt_exec *ex, float *y, const uint16_t *x, const float *W, int T, int in,
+                  int out, int accumulate);
+void k_matmul_backward_b16(const molt_exec *ex, float *dx, float *dW, const float *dy,
+                           const uint16_t *dyb, const float *x, const uint16_t *xb,
+                           const float *W, int T, int in, int out, int accumulate_dx);
+
 // x[t] = E[ids[t]]:  dE[V,d] += scatter of dx rows (repeated ids add up).
 void k_embedding_backward(const molt_exec *ex, float *dE, const float *dx, const int32_t *ids, int T, int d);
 

@@ -88,6 +88,22 @@ void k_swiglu_pair_backward(const molt_exec *ex, float *dgu, const float *dh, co
                             int T, int F) {
     ex->be->swiglu_pair_backward(ex, dgu, dh, gu, T, F);
 }
+void k_swiglu_pair_b16(const molt_exec *ex, uint16_t *h, const float *gu, int T, int F) {
+    ex->be->swiglu_pair_b16(ex, h, gu, T, F);
+}
+void k_swiglu_pair_backward_b16(const molt_exec *ex, uint16_t *dgu, const float *dh,
+                                const float *gu, int T, int F) {
+    ex->be->swiglu_pair_backward_b16(ex, dgu, dh, gu, T, F);
+}
+void k_matmul_b16(const molt_exec *ex, float *y, const uint16_t *x, const float *W, int T, int in,
+                  int out, int accumulate) {
+    ex->be->matmul_b16(ex, y, x, W, T, in, out, accumulate);
+}
+void k_matmul_backward_b16(const molt_exec *ex, float *dx, float *dW, const float *dy,
+                           const uint16_t *dyb, const float *x, const uint16_t *xb,
+                           const float *W, int T, int in, int out, int accumulate_dx) {
+    ex->be->matmul_backward_b16(ex, dx, dW, dy, dyb, x, xb, W, T, in, out, accumulate_dx);
+}
 void k_matmul_w(const molt_exec *ex, float *y, const float *x, molt_w W, const float *bias, int T,
                 int in, int out, int accumulate) {
     ex->be->matmul_w(ex, y, x, W, bias, T, in, out, accumulate);

@@ -157,6 +157,8 @@ void k_hybrid_stats_backward(const molt_exec *ex, float *g, float *ds, const flo
     X(matmul) X(matmul_w) X(matmul_backward) X(rmsnorm) X(rmsnorm_forward) X(rmsnorm_backward) X(swiglu)     \
     X(swiglu_backward) X(swiglu_pair) X(swiglu_pair_backward) X(softmax) X(add) X(embedding)      \
     X(embedding_backward)                                                                         \
+    /* the MLP's GEMM-only activations in bf16 (backward.h) */                                    \
+    X(swiglu_pair_b16) X(swiglu_pair_backward_b16) X(matmul_b16) X(matmul_backward_b16)           \
     /* copies and the hybrid combiner */                                                          \
     X(copy_cols) X(hybrid_stats) X(hybrid_stats_backward)                                          \
     X(conv1d_causal) X(conv1d_causal_backward) X(ssd_step) X(ssd_scan_chunked)                    \
@@ -183,7 +185,7 @@ void k_hybrid_stats_backward(const molt_exec *ex, float *g, float *ds, const flo
     MOLT_BACKEND_STATE_BF16_OPS(X)                                                                \
     /* decode sampling on the device (kernels.h; issue 12) */                                     \
     X(sample_rows)
-#define MOLT_BACKEND_NOPS (46 + 8 + 13 + 1 + 3 + 3 + 1) // ops in MOLT_BACKEND_OPS (checked
+#define MOLT_BACKEND_NOPS (50 + 8 + 13 + 1 + 3 + 3 + 1) // ops in MOLT_BACKEND_OPS (checked
                                                         // against the struct): the base table +
                                                         // gateloop + mamba3 + rev_kl + f16 KV +
                                                         // bf16 SSM state + sample_rows
@@ -218,6 +220,10 @@ typedef struct molt_backend {
     // training attention: the flash ops (lse saved, P recomputed) instead of
     // the P-saving ones (attn_train.c sizes its activations by this)
     bool train_attn_flash;
+    // training under MOLT_EXEC_BF16: the MLP's h and ∂gu, read only by bf16
+    // GEMMs, written as bf16 by their producers (the *_b16 ops, block.c)
+    // instead of fp32 that each GEMM rounds again — the same bits, fewer bytes
+    bool train_mlp_b16;
     // dense forward (kernels.h) and backward (backward.h)
     void (*matmul)(const molt_exec *ex, float *y, const float *x, const float *W,
                    const float *bias, int T, int in, int out, int accumulate);
@@ -238,6 +244,14 @@ typedef struct molt_backend {
     void (*swiglu_pair)(const molt_exec *ex, float *h, const float *gu, int T, int F);
     void (*swiglu_pair_backward)(const molt_exec *ex, float *dgu, const float *dh, const float *gu,
                                  int T, int F);
+    void (*swiglu_pair_b16)(const molt_exec *ex, uint16_t *h, const float *gu, int T, int F);
+    void (*swiglu_pair_backward_b16)(const molt_exec *ex, uint16_t *dgu, const float *dh,
+                                     const float *gu, int T, int F);
+    void (*matmul_b16)(const molt_exec *ex, float *y, const uint16_t *x, const float *W, int T,
+                       int in, int out, int accumulate);
+    void (*matmul_backward_b16)(const molt_exec *ex, float *dx, float *dW, const float *dy,
+                                const uint16_t *dyb, const float *x, const uint16_t *xb,
+                                const float *W, int T, int in, int out, int accumulate_dx);
     void (*softmax)(const molt_exec *ex, float *x, int n);
     void (*add)(const molt_exec *ex, float *y, const float *a, const float *b, size_t n);
     void (*embedding)(const molt_exec *ex, float *x, const float *E, const int32_t *ids, int T,

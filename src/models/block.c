@@ -8,6 +8,7 @@
 #include "kernels/kernels.h"
 #include "mixers/mixer.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #define A16(n) (((size_t)(n) + 15) & ~(size_t)15)
@@ -33,6 +34,21 @@ static mlp_mats mlp_mats_of(const layer_weights *w, block_mode mode) {
     if (mode == BLOCK_BATCH)
         return (mlp_mats){molt_w_f32(w->w_gate), molt_w_f32(w->w_up), molt_w_f32(w->w_down)};
     return (mlp_mats){w->t_gate, w->t_up, w->t_down};
+}
+
+// Training under MOLT_EXEC_BF16 on a backend with train_mlp_b16 (kernels.h):
+// h [N,F] and ∂gu [N,2F] are read only by bf16 GEMMs (down's forward and dW;
+// gate_up's dx and dW), so the SwiGLU ops write them as bf16 (into the same
+// buffers, half their bytes) and the GEMMs take them as they are — the same
+// bits as fp32 rounded by each GEMM. Needs the fused gate|up GEMM (its ∂gu is
+// one matrix). MOLT_MLP_B16=0 keeps the fp32 buffers.
+static bool mlp_b16(const molt_exec *ex, const layer_weights *w, int d, int F) {
+    static int env = -1;
+    if (env < 0) {
+        const char *e = getenv("MOLT_MLP_B16");
+        env = !(e && !strcmp(e, "0"));
+    }
+    return env && (ex->flags & MOLT_EXEC_BF16) && ex->be->train_mlp_b16 && mlp_in_fused(w, d, F);
 }
 
 // gu[N, 2F] = v · [W_g; W_u]ᵀ
@@ -104,6 +120,11 @@ void block_forward(const molt_exec *ex, const molt_model *m, int l, const block_
     k_rmsnorm_forward(ex, a->v, a->rstd2, xm, w->ffn_norm, N, d, c->norm_eps);
     mlp_mats mm = mlp_mats_of(w, bm->mode);
     mlp_in_forward(ex, a->g, a->v, &mm, N, d, F, mlp_tmp);
+    if (bm->mode == BLOCK_BATCH && mlp_b16(ex, w, d, F)) { // h in bf16 (mlp_b16)
+        k_swiglu_pair_b16(ex, (uint16_t *)a->h, a->g, N, F);
+        k_matmul_b16(ex, x, (const uint16_t *)a->h, w->w_down, N, F, d, 1);
+        return;
+    }
     k_swiglu_pair(ex, a->h, a->g, N, F);
     k_matmul_w(ex, x, a->h, mm.down, NULL, N, F, d, 1); // x = x_mid + h·W_dᵀ
 }
@@ -117,7 +138,18 @@ void block_backward(const molt_exec *ex, const molt_model *m, int l, int B, int 
     const model_cfg *c = &m->cfg;
     const layer_weights *w = &m->layers[l];
     int N = B * T, d = c->d_model, F = c->d_ff;
-    if (c->has_mlp) {
+    if (c->has_mlp && mlp_b16(ex, w, d, F)) { // the same steps, h and ∂gu in bf16 (mlp_b16)
+        uint16_t *hb = (uint16_t *)a->h, *dgb = (uint16_t *)sc->dg;
+        if (a->h_again)
+            k_swiglu_pair_b16(ex, hb, a->g, N, F);
+        k_matmul_backward_b16(ex, sc->dh, mixer_grad(m, grad, w->w_down), dx, NULL, NULL, hb,
+                              w->w_down, N, F, d, 0);
+        k_swiglu_pair_backward_b16(ex, dgb, sc->dh, a->g, N, F);
+        k_matmul_backward_b16(ex, sc->dv, mixer_grad(m, grad, w->w_gate), NULL, dgb, a->v, NULL,
+                              w->w_gate, N, d, 2 * F, 0);
+        k_rmsnorm_backward(ex, dx, mixer_grad(m, grad, w->ffn_norm), sc->dv, a->x_mid, w->ffn_norm,
+                           a->rstd2, N, d);
+    } else if (c->has_mlp) {
         if (a->h_again) // h = silu(g) ⊙ up again (the same kernel: the forward's bits)
             k_swiglu_pair(ex, a->h, a->g, N, F);
         // x_out = x_mid + h·W_dᵀ

@@ -121,6 +121,14 @@ void cpu_swiglu_backward(const molt_exec *ex, float *dg, float *du, const float 
 void cpu_swiglu_pair(const molt_exec *ex, float *h, const float *gu, int T, int F);
 void cpu_swiglu_pair_backward(const molt_exec *ex, float *dgu, const float *dh, const float *gu,
                               int T, int F);
+void cpu_swiglu_pair_b16(const molt_exec *ex, uint16_t *h, const float *gu, int T, int F);
+void cpu_swiglu_pair_backward_b16(const molt_exec *ex, uint16_t *dgu, const float *dh,
+                                  const float *gu, int T, int F);
+void cpu_matmul_b16(const molt_exec *ex, float *y, const uint16_t *x, const float *W, int T,
+                    int in, int out, int accumulate);
+void cpu_matmul_backward_b16(const molt_exec *ex, float *dx, float *dW, const float *dy,
+                             const uint16_t *dyb, const float *x, const uint16_t *xb,
+                             const float *W, int T, int in, int out, int accumulate_dx);
 void cpu_embedding_backward(const molt_exec *ex, float *dE, const float *dx, const int32_t *ids,
                             int T, int d);
 

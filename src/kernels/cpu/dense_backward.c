@@ -13,12 +13,14 @@
  */
 #include "kernels/backward.h"
 
+#include "core/core.h"
 #include "core/pool.h"
 #include "kernels/kernels.h"
 #include "kernels/cpu/cpu.h"
 
 #include <cblas.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MIN_INT(a, b) ((a) < (b) ? (a) : (b))
@@ -305,6 +307,65 @@ void cpu_swiglu_pair_backward(const molt_exec *ex, float *dgu, const float *dh, 
                               int T, int F) {
     swiglu_pair_task job = {NULL, dgu, gu, dh, T, F};
     molt_pool_run(k_elementwise_threads(ex, (size_t)T * (size_t)F), swiglu_pair_run, &job);
+}
+
+// ----------------------------------------------------------------------------
+// the MLP's GEMM-only activations in bf16 (backward.h): the fp32 ops above on
+// fp32 buffers, rounded (molt_f32_to_bf16) or widened around them — the
+// reference twins of the CUDA ops, which write and read bf16 directly
+
+static float *f32_tmp(size_t n) {
+    float *p = molt__malloc(sizeof(float) * (n ? n : 1));
+    MOLT_ASSERT(p);
+    return p;
+}
+
+static void narrow_b16(uint16_t *d, const float *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        d[i] = molt_f32_to_bf16(s[i]);
+}
+
+static float *widen_b16(const uint16_t *s, size_t n) {
+    float *d = f32_tmp(n);
+    for (size_t i = 0; i < n; i++)
+        d[i] = molt_bf16_to_f32(s[i]);
+    return d;
+}
+
+void cpu_swiglu_pair_b16(const molt_exec *ex, uint16_t *h, const float *gu, int T, int F) {
+    size_t n = (size_t)(T > 0 ? T : 0) * (size_t)(F > 0 ? F : 0);
+    float *t = f32_tmp(n);
+    cpu_swiglu_pair(ex, t, gu, T, F);
+    narrow_b16(h, t, n);
+    molt__free(t);
+}
+
+void cpu_swiglu_pair_backward_b16(const molt_exec *ex, uint16_t *dgu, const float *dh,
+                                  const float *gu, int T, int F) {
+    size_t n = 2 * (size_t)(T > 0 ? T : 0) * (size_t)(F > 0 ? F : 0);
+    float *t = f32_tmp(n);
+    cpu_swiglu_pair_backward(ex, t, dh, gu, T, F);
+    narrow_b16(dgu, t, n);
+    molt__free(t);
+}
+
+void cpu_matmul_b16(const molt_exec *ex, float *y, const uint16_t *x, const float *W, int T,
+                    int in, int out, int accumulate) {
+    float *xf = widen_b16(x, (size_t)(T > 0 ? T : 0) * (size_t)(in > 0 ? in : 0));
+    cpu_matmul(ex, y, xf, W, NULL, T, in, out, accumulate);
+    molt__free(xf);
+}
+
+void cpu_matmul_backward_b16(const molt_exec *ex, float *dx, float *dW, const float *dy,
+                             const uint16_t *dyb, const float *x, const uint16_t *xb,
+                             const float *W, int T, int in, int out, int accumulate_dx) {
+    size_t Tn = (size_t)(T > 0 ? T : 0);
+    float *dyf = dyb ? widen_b16(dyb, Tn * (size_t)(out > 0 ? out : 0)) : NULL;
+    float *xf = xb ? widen_b16(xb, Tn * (size_t)(in > 0 ? in : 0)) : NULL;
+    cpu_matmul_backward(ex, dx, dW, NULL, dyb ? dyf : dy, xb ? xf : x, W, T, in, out,
+                        accumulate_dx);
+    molt__free(dyf);
+    molt__free(xf);
 }
 
 // ----------------------------------------------------------------------------

@@ -17,6 +17,7 @@
 const molt_backend molt_backend_cuda = {
     .name = "cuda",
     .train_attn_flash = true,
+    .train_mlp_b16 = true,
     .mem = {.host_visible = false,
             .alloc = cuda_mem_alloc,
             .free = cuda_mem_free,

@@ -78,6 +78,11 @@ static void convert(const molt_exec *ex, __nv_bfloat16 *dst, const float *src, s
     }
 }
 
+// bf16_narrow (ssm_rows.h): the same rounding (finite values: molt_f32_to_bf16's bits)
+extern "C" void cuda_bf16_narrow(const molt_exec *ex, uint16_t *dst, const float *src, size_t n) {
+    convert(ex, (__nv_bfloat16 *)dst, src, n);
+}
+
 cu_bf16 cu_bf16_act(const molt_exec *ex, const float *src, size_t n) {
     cu_bf16        r = {NULL, NULL};
     __nv_bfloat16 *d = (__nv_bfloat16 *)cu_scratch(ex, sizeof(__nv_bfloat16) * (n ? n : 1));

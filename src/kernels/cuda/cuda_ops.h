@@ -27,6 +27,9 @@ extern "C" {
     X(matmul) X(matmul_w) X(matmul_backward) X(rmsnorm) X(rmsnorm_forward) X(rmsnorm_backward)     \
     X(swiglu) X(swiglu_backward) X(swiglu_pair) X(swiglu_pair_backward) X(softmax) X(add)          \
     X(embedding) X(embedding_backward)                                                            \
+    X(swiglu_pair_b16) X(swiglu_pair_backward_b16) X(matmul_b16) X(matmul_backward_b16)           \
+    /* two of the bf16 recurrent state's three ops (ssd_step_rows_bf16 is not on the GPU) */      \
+    X(bf16_widen) X(bf16_narrow)                                                                  \
     /* copies and the hybrid combiner (hybrid.cu) */                                              \
     X(copy_cols) X(hybrid_stats) X(hybrid_stats_backward)                                          \
     X(conv1d_causal) X(conv1d_causal_backward) X(ssd_step) X(ssd_scan_chunked)                    \
@@ -71,6 +74,16 @@ void cuda_swiglu_backward(const molt_exec *ex, float *dg, float *du, const float
 void cuda_swiglu_pair(const molt_exec *ex, float *h, const float *gu, int T, int F);
 void cuda_swiglu_pair_backward(const molt_exec *ex, float *dgu, const float *dh, const float *gu,
                                int T, int F);
+void cuda_bf16_widen(const molt_exec *ex, float *dst, const uint16_t *src, size_t n);
+void cuda_bf16_narrow(const molt_exec *ex, uint16_t *dst, const float *src, size_t n);
+void cuda_swiglu_pair_b16(const molt_exec *ex, uint16_t *h, const float *gu, int T, int F);
+void cuda_swiglu_pair_backward_b16(const molt_exec *ex, uint16_t *dgu, const float *dh,
+                                   const float *gu, int T, int F);
+void cuda_matmul_b16(const molt_exec *ex, float *y, const uint16_t *x, const float *W, int T,
+                     int in, int out, int accumulate);
+void cuda_matmul_backward_b16(const molt_exec *ex, float *dx, float *dW, const float *dy,
+                              const uint16_t *dyb, const float *x, const uint16_t *xb,
+                              const float *W, int T, int in, int out, int accumulate_dx);
 void cuda_softmax(const molt_exec *ex, float *x, int n);
 void cuda_add(const molt_exec *ex, float *y, const float *a, const float *b, size_t n);
 void cuda_embedding(const molt_exec *ex, float *x, const float *E, const int32_t *ids, int T,

@@ -228,11 +228,13 @@ __global__ void __launch_bounds__(256)
     }
 }
 
-// One row of x (batch-1 decode), opt-in MOLT_GEMV1=1 until timed on a GPU: as k_matvec_w16
+// One row of x (batch-1 decode; MOLT_GEMV1=0 takes k_matvec_w16 instead): as k_matvec_w16
 // with T = 1, but every lane issues up to MW1_LOADS chunk loads before using any (the tail
 // predicated), so a decode row (in 2048 at S = 1: eight chunks a lane) is one round trip, not
 // two rounds of four and a serial tail; one accumulator, no T loop (k_matvec_w16's U = 8 needs
-// 200 registers for its eight x rows). Chunks are added in k_matvec_w16's order.
+// 200 registers for its eight x rows). Chunks are added in k_matvec_w16's order. Run 10 (H100):
+// the Llamba-1B decode GEMVs at 2.2–3.1 TB/s (in_proj 19.2 → 15.2 µs, gate_up 32.2 → 26.0,
+// down 17.5 → 10.7, head 198 → 168), batch-1 decode 427 → 546 tok/s.
 #define MW1_LOADS 8
 template <int S>
 __global__ void __launch_bounds__(256, 2)
@@ -281,7 +283,7 @@ static bool gemv1_on(void) {
     static int on = -1;
     if (on < 0) {
         const char *e = getenv("MOLT_GEMV1");
-        on = e && !strcmp(e, "1");
+        on = !(e && !strcmp(e, "0"));
     }
     return on;
 }
@@ -447,4 +449,80 @@ extern "C" void cuda_matmul_backward(const molt_exec *ex, float *dx, float *dW, 
     if (db) {
         cu_colsum2(ex, db, T, out, cs_col{dy, out}); // db[o] += Σ_t dy[t,o] (colsum.cuh)
     }
+}
+
+// ----------------------------------------------------------------------------
+// the MLP's GEMM-only activations in bf16 (backward.h: matmul_b16,
+// matmul_backward_b16). Under MOLT_EXEC_BF16 an operand given in bf16 goes to
+// the GEMM as it is: the conversion it replaces (cu_bf16_act) would have made
+// the same bits. Under any other exec it is widened into fp32 scratch and the
+// fp32 op runs (the contract: the fp32 op on the widened inputs).
+
+// bf16_widen (ssm_rows.h): exact
+extern "C" void cuda_bf16_widen(const molt_exec *ex, float *dst, const uint16_t *src, size_t n) {
+    if (!n)
+        return;
+    k_widen<<<cu_blocks(n, 256), 256, 0, cu_stream(ex)>>>(dst, src, n, 1);
+    CU_LAUNCHED("k_widen");
+}
+
+static cu_bf16 b16_given(const uint16_t *p) { return cu_bf16{(const __nv_bfloat16 *)p, NULL}; }
+
+static float *widen_scratch(const molt_exec *ex, const uint16_t *src, size_t n) {
+    float *d = (float *)cu_scratch(ex, sizeof(float) * (n ? n : 1));
+    if (d && n) {
+        k_widen<<<cu_blocks(n, 256), 256, 0, cu_stream(ex)>>>(d, src, n, 1);
+        CU_LAUNCHED("k_widen");
+    }
+    return d;
+}
+
+extern "C" void cuda_matmul_b16(const molt_exec *ex, float *y, const uint16_t *x, const float *W,
+                                int T, int in, int out, int accumulate) {
+    if (T <= 0 || out <= 0)
+        return;
+    if (!(ex->flags & MOLT_EXEC_BF16)) {
+        float *xf = widen_scratch(ex, x, (size_t)T * (size_t)(in > 0 ? in : 0));
+        if (xf)
+            cuda_matmul(ex, y, xf, W, NULL, T, in, out, accumulate);
+        cu_scratch_free(ex, xf);
+        return;
+    }
+    float beta = prep_y(ex, y, NULL, T, out, accumulate, in);
+    if (in > 0) { // yᵀ[out,T] = W[out,in]·xᵀ (column-major views), as sgemm_tn
+        cu_bf16 w = cu_bf16_weight(ex, W, (size_t)out * in);
+        gemm_bf16(ex, CUBLAS_OP_T, CUBLAS_OP_N, out, T, in, w.p, in, x, in, beta, y, out);
+        cu_bf16_release(ex, &w);
+    }
+}
+
+extern "C" void cuda_matmul_backward_b16(const molt_exec *ex, float *dx, float *dW,
+                                         const float *dy, const uint16_t *dyb, const float *x,
+                                         const uint16_t *xb, const float *W, int T, int in,
+                                         int out, int accumulate_dx) {
+    if (T <= 0 || in <= 0 || out <= 0 || (!dx && !dW))
+        return;
+    if (!(ex->flags & MOLT_EXEC_BF16)) {
+        float *dyf = dyb ? widen_scratch(ex, dyb, (size_t)T * out) : NULL;
+        float *xf = xb ? widen_scratch(ex, xb, (size_t)T * in) : NULL;
+        if ((!dyb || dyf) && (!xb || xf))
+            cuda_matmul_backward(ex, dx, dW, NULL, dyb ? dyf : dy, xb ? xf : x, W, T, in, out,
+                                 accumulate_dx);
+        cu_scratch_free(ex, xf);
+        cu_scratch_free(ex, dyf);
+        return;
+    }
+    cu_bf16 g = dyb ? b16_given(dyb) : cu_bf16_act(ex, dy, (size_t)T * out);
+    if (dx && g.p) { // as cuda_matmul_backward's bf16 branch
+        cu_bf16 w = cu_bf16_weight(ex, W, (size_t)out * in);
+        gemm_bf16(ex, CUBLAS_OP_N, CUBLAS_OP_N, in, T, out, w.p, in, g.p, out,
+                  accumulate_dx ? 1.0f : 0.0f, dx, in);
+        cu_bf16_release(ex, &w);
+    }
+    if (dW && g.p) {
+        cu_bf16 a = xb ? b16_given(xb) : cu_bf16_act(ex, x, (size_t)T * in);
+        gemm_bf16(ex, CUBLAS_OP_N, CUBLAS_OP_T, in, out, T, a.p, in, g.p, out, 1.0f, dW, in);
+        cu_bf16_release(ex, &a);
+    }
+    cu_bf16_release(ex, &g);
 }

@@ -135,12 +135,27 @@ extern "C" void cuda_swiglu_backward(const molt_exec *ex, float *dg, float *du, 
 }
 
 // gu[T,2F] = [g | u] per row;  h[T,F]. V = 4 (F % 4 == 0, pointers 16-byte
-// aligned): float4 loads and stores, four elements a thread with the same
-// float operations each (the same bits as V = 1); T·F/4 < 2³² there, so the
-// row and column come from a 32-bit division.
+// aligned): float4 loads, four elements a thread with the same float
+// operations each (the same bits as V = 1); T·F/4 < 2³² there, so the row and
+// column come from a 32-bit division. O, the output's type: float, or
+// __nv_bfloat16 (the *_b16 ops: each value rounded to nearest even, as the
+// GEMM operand conversion of bf16.cu would round it — the same bits).
 __device__ __forceinline__ float swiglu1(float g, float u) { return g / (1.0f + expf(-g)) * u; }
 
-template <int V> __global__ void k_swiglu_pair(float *h, const float *gu, size_t T, size_t F) {
+__device__ __forceinline__ void put1(float *p, size_t i, float v) { p[i] = v; }
+__device__ __forceinline__ void put1(__nv_bfloat16 *p, size_t i, float v) {
+    p[i] = __float2bfloat16_rn(v);
+}
+// four values at p + 4·i4 (16 bytes of float, 8 of bf16: aligned by pair_v4)
+__device__ __forceinline__ void put4(float *p, size_t i4, float4 v) { ((float4 *)p)[i4] = v; }
+__device__ __forceinline__ void put4(__nv_bfloat16 *p, size_t i4, float4 v) {
+    __nv_bfloat162 a = __floats2bfloat162_rn(v.x, v.y), b = __floats2bfloat162_rn(v.z, v.w);
+    uint2          o;
+    o.x = *(const uint32_t *)&a, o.y = *(const uint32_t *)&b;
+    ((uint2 *)p)[i4] = o;
+}
+
+template <int V, typename O> __global__ void k_swiglu_pair(O *h, const float *gu, size_t T, size_t F) {
     if constexpr (V == 4) {
         unsigned F4 = (unsigned)(F / 4), n = (unsigned)(T * F4);
         for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n;
@@ -148,13 +163,13 @@ template <int V> __global__ void k_swiglu_pair(float *h, const float *gu, size_t
             unsigned t = i / F4, f = i - t * F4;
             float4   g = ((const float4 *)gu)[(size_t)t * 2 * F4 + f];
             float4   u = ((const float4 *)gu)[(size_t)t * 2 * F4 + F4 + f];
-            ((float4 *)h)[i] = make_float4(swiglu1(g.x, u.x), swiglu1(g.y, u.y),
-                                           swiglu1(g.z, u.z), swiglu1(g.w, u.w));
+            put4(h, i, make_float4(swiglu1(g.x, u.x), swiglu1(g.y, u.y), swiglu1(g.z, u.z),
+                                   swiglu1(g.w, u.w)));
         }
     } else {
         GRID_STRIDE(i, T * F) {
             size_t t = i / F, f = i % F;
-            h[i] = swiglu1(gu[t * 2 * F + f], gu[t * 2 * F + F + f]);
+            put1(h, i, swiglu1(gu[t * 2 * F + f], gu[t * 2 * F + F + f]));
         }
     }
 }
@@ -166,9 +181,8 @@ __device__ __forceinline__ void swiglu1_bwd(float &dg, float &du, float hi, floa
     dg = hi * ui * sg * (1.0f + gi * (1.0f - sg));
 }
 
-template <int V>
-__global__ void k_swiglu_pair_bwd(float *dgu, const float *dh, const float *gu, size_t T,
-                                  size_t F) {
+template <int V, typename O>
+__global__ void k_swiglu_pair_bwd(O *dgu, const float *dh, const float *gu, size_t T, size_t F) {
     if constexpr (V == 4) {
         unsigned F4 = (unsigned)(F / 4), n = (unsigned)(T * F4);
         for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n;
@@ -181,16 +195,16 @@ __global__ void k_swiglu_pair_bwd(float *dgu, const float *dh, const float *gu, 
             swiglu1_bwd(dg.y, du.y, hh.y, g.y, u.y);
             swiglu1_bwd(dg.z, du.z, hh.z, g.z, u.z);
             swiglu1_bwd(dg.w, du.w, hh.w, g.w, u.w);
-            ((float4 *)dgu)[o + F4] = du;
-            ((float4 *)dgu)[o] = dg;
+            put4(dgu, o + F4, du);
+            put4(dgu, o, dg);
         }
     } else {
         GRID_STRIDE(i, T * F) {
             size_t t = i / F, f = i % F, o = t * 2 * F + f;
             float  dg, du;
             swiglu1_bwd(dg, du, dh[i], gu[o], gu[o + F]);
-            dgu[o + F] = du;
-            dgu[o] = dg;
+            put1(dgu, o + F, du);
+            put1(dgu, o, dg);
         }
     }
 }
@@ -200,31 +214,49 @@ static bool pair_v4(const void *a, const void *b, const void *c, size_t T, size_
            (uintptr_t)b % 16 == 0 && (uintptr_t)c % 16 == 0;
 }
 
-extern "C" void cuda_swiglu_pair(const molt_exec *ex, float *h, const float *gu, int T, int F) {
+template <typename O> static void swiglu_pair_any(const molt_exec *ex, O *h, const float *gu, int T,
+                                                  int F) {
     size_t n = (size_t)(T > 0 ? T : 0) * (size_t)(F > 0 ? F : 0);
     if (!n)
         return;
     if (pair_v4(h, gu, gu, (size_t)T, (size_t)F))
-        k_swiglu_pair<4><<<cu_blocks(n / 4, 256), 256, 0, cu_stream(ex)>>>(h, gu, (size_t)T,
-                                                                            (size_t)F);
+        k_swiglu_pair<4, O><<<cu_blocks(n / 4, 256), 256, 0, cu_stream(ex)>>>(h, gu, (size_t)T,
+                                                                               (size_t)F);
     else
-        k_swiglu_pair<1><<<cu_blocks(n, 256), 256, 0, cu_stream(ex)>>>(h, gu, (size_t)T,
-                                                                        (size_t)F);
+        k_swiglu_pair<1, O><<<cu_blocks(n, 256), 256, 0, cu_stream(ex)>>>(h, gu, (size_t)T,
+                                                                           (size_t)F);
     CU_LAUNCHED("k_swiglu_pair");
 }
 
-extern "C" void cuda_swiglu_pair_backward(const molt_exec *ex, float *dgu, const float *dh,
-                                          const float *gu, int T, int F) {
+template <typename O>
+static void swiglu_pair_backward_any(const molt_exec *ex, O *dgu, const float *dh,
+                                     const float *gu, int T, int F) {
     size_t n = (size_t)(T > 0 ? T : 0) * (size_t)(F > 0 ? F : 0);
     if (!n)
         return;
     if (pair_v4(dgu, dh, gu, (size_t)T, (size_t)F))
-        k_swiglu_pair_bwd<4><<<cu_blocks(n / 4, 256), 256, 0, cu_stream(ex)>>>(
+        k_swiglu_pair_bwd<4, O><<<cu_blocks(n / 4, 256), 256, 0, cu_stream(ex)>>>(
             dgu, dh, gu, (size_t)T, (size_t)F);
     else
-        k_swiglu_pair_bwd<1><<<cu_blocks(n, 256), 256, 0, cu_stream(ex)>>>(dgu, dh, gu,
-                                                                            (size_t)T, (size_t)F);
+        k_swiglu_pair_bwd<1, O><<<cu_blocks(n, 256), 256, 0, cu_stream(ex)>>>(
+            dgu, dh, gu, (size_t)T, (size_t)F);
     CU_LAUNCHED("k_swiglu_pair_bwd");
+}
+
+extern "C" void cuda_swiglu_pair(const molt_exec *ex, float *h, const float *gu, int T, int F) {
+    swiglu_pair_any(ex, h, gu, T, F);
+}
+extern "C" void cuda_swiglu_pair_backward(const molt_exec *ex, float *dgu, const float *dh,
+                                          const float *gu, int T, int F) {
+    swiglu_pair_backward_any(ex, dgu, dh, gu, T, F);
+}
+extern "C" void cuda_swiglu_pair_b16(const molt_exec *ex, uint16_t *h, const float *gu, int T,
+                                     int F) {
+    swiglu_pair_any(ex, (__nv_bfloat16 *)h, gu, T, F);
+}
+extern "C" void cuda_swiglu_pair_backward_b16(const molt_exec *ex, uint16_t *dgu,
+                                              const float *dh, const float *gu, int T, int F) {
+    swiglu_pair_backward_any(ex, (__nv_bfloat16 *)dgu, dh, gu, T, F);
 }
 
 // ----------------------------------------------------------------------------
