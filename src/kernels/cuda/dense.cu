@@ -167,21 +167,27 @@ __global__ void k_matvec_w(float *y, const float *x, const uint16_t *W, int T, i
 // warps). Each warp's partial sums are reduced by shuffles, then a row's S
 // partials are added in warp order: deterministic.
 #define MW_UNROLL 4
-__device__ __forceinline__ void mw_chunk(float *acc, uint4 raw, const float *x, int T, int in,
-                                         int i, int bf16) {
+// one 16-byte chunk's 8 weights widened, and their products with x[i .. i+8) summed in
+// one fixed order (both decode kernels: the same order, the same bits)
+__device__ __forceinline__ void mw_wide8(float *w, uint4 raw, int bf16) {
     const uint16_t *h = (const uint16_t *)&raw;
-    float           w[8];
 #pragma unroll
     for (int k = 0; k < 8; k++)
         w[k] = wide(h, k, bf16);
+}
+__device__ __forceinline__ float mw_dot8(const float *w, const float *xi) {
+    float4 a = *(const float4 *)xi, b = *(const float4 *)(xi + 4);
+    return w[0] * a.x + w[1] * a.y + w[2] * a.z + w[3] * a.w + w[4] * b.x + w[5] * b.y +
+           w[6] * b.z + w[7] * b.w;
+}
+__device__ __forceinline__ void mw_chunk(float *acc, uint4 raw, const float *x, int T, int in,
+                                         int i, int bf16) {
+    float w[8];
+    mw_wide8(w, raw, bf16);
 #pragma unroll
     for (int t = 0; t < MW_TMAX; t++)
-        if (t < T) {
-            float4 a = *(const float4 *)(x + (size_t)t * in + i);
-            float4 b = *(const float4 *)(x + (size_t)t * in + i + 4);
-            acc[t] += w[0] * a.x + w[1] * a.y + w[2] * a.z + w[3] * a.w + w[4] * b.x +
-                      w[5] * b.y + w[6] * b.z + w[7] * b.w;
-        }
+        if (t < T)
+            acc[t] += mw_dot8(w, x + (size_t)t * in + i);
 }
 
 template <int S>
@@ -256,12 +262,9 @@ __global__ void __launch_bounds__(256, 2)
             for (int u = 0; u < MW1_LOADS; u++) {
                 int i = (c + u * 32 * S) * 8;
                 if (i < in) {
-                    const uint16_t *h = (const uint16_t *)&raw[u];
-                    float4          a = *(const float4 *)(x + i), b = *(const float4 *)(x + i + 4);
-                    acc += wide(h, 0, bf16) * a.x + wide(h, 1, bf16) * a.y +
-                           wide(h, 2, bf16) * a.z + wide(h, 3, bf16) * a.w +
-                           wide(h, 4, bf16) * b.x + wide(h, 5, bf16) * b.y +
-                           wide(h, 6, bf16) * b.z + wide(h, 7, bf16) * b.w;
+                    float w[8];
+                    mw_wide8(w, raw[u], bf16);
+                    acc += mw_dot8(w, x + i);
                 }
             }
         }
