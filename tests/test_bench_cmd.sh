@@ -4,7 +4,8 @@
 # speed positive and consistent with its time (tok/s = tokens / time), the KV + state bytes
 # growing with the batch; the table mode prints the same rows; --weights q8_0 runs; bad input
 # (a batch of 0, an empty list item, a prompt past the model's context, no model, a missing
-# file) is an error with a message and a non-zero exit, no crash.
+# file) is an error with a message and a non-zero exit, no crash; without --prompt the prompt
+# fits the model's context.
 set -u
 MOLT=${MOLT_BIN:-build/molt}
 PY=${PYTHON:-/usr/bin/python3}
@@ -44,6 +45,10 @@ $MOLT "${B[@]}" --batch 2 > "$T/t" 2> /dev/null || { echo "FAIL: bench table rc 
 { grep -q "^prefill " "$T/t" && grep -q "^decode  *2 " "$T/t"; } || { echo "FAIL: table rows"; cat "$T/t"; fail=1; }
 $MOLT "${B[@]}" --batch 1 --weights q8_0 --json > "$T/q" 2> "$T/err" && grep -q '"weights":"q8_0"' "$T/q" ||
   { echo "FAIL: --weights q8_0"; cat "$T/err" "$T/q"; fail=1; }
+# no --prompt: 512 tokens, or what the model's context leaves after --decode (stories260K: 512 - 8)
+$MOLT bench "$M" --decode 8 --rounds 1 --batch 1 --json > "$T/d" 2> "$T/err" &&
+  grep -q '"what":"prefill","batch":1,"tokens":504' "$T/d" ||
+  { echo "FAIL: the default prompt does not fit the context"; cat "$T/err" "$T/d"; fail=1; }
 bad_arg() { # expected rc, what stderr must say, args...
   local want=$1 msg=$2; shift 2
   $MOLT "$@" > /dev/null 2> "$T/err"; local rc=$?
@@ -52,6 +57,7 @@ bad_arg() { # expected rc, what stderr must say, args...
 bad_arg 2 "--batch" "${B[@]}" --batch 0
 bad_arg 2 "empty item" "${B[@]}" --batch 1,,4
 bad_arg 2 "context" bench "$M" --prompt 500 --decode 100
+bad_arg 2 "leaves no room" bench "$M" --decode 600
 bad_arg 2 "no MODEL" bench
 bad_arg 1 "nope.bin" bench "$T/nope.bin"
 [ $fail = 0 ] && echo "test_bench_cmd: all checks passed"

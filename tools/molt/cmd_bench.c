@@ -194,9 +194,11 @@ int cmd_bench(int argc, char **argv) {
                *kvt = NULL, *state = NULL, *batches = "1,16,64";
     long       threads = 2;
     bool       json = false;
-    bench_opts o = {512, 64, 3, {0}, 0};
+    bench_opts o = {0, 64, 3, {0}, 0}; // prompt 0: 512, or what the context leaves (below)
     const cli_optspec opts[] = {
-        CLI_INT("--prompt", NULL, "N", "prompt tokens (prefill, and the context decode starts at)",
+        CLI_INT("--prompt", NULL, "N",
+                "prompt tokens (prefill, and the context decode starts at; default 512, or what "
+                "the model's context leaves after --decode)",
                 o.prompt, 1, 1L << 20),
         CLI_INT("--decode", NULL, "N", "decode steps a run", o.decode, 1, 1L << 20),
         CLI_STR_D("--batch", NULL, "B1,B2,..", "sequences decoded together, one row each",
@@ -232,7 +234,8 @@ int cmd_bench(int argc, char **argv) {
     if (!cli_int_list("bench", "--batch", batches, 1, 4096, o.batch, MAX_BATCHES, &o.n_batch,
                       "B1,B2,...", "sizes"))
         return EXIT_USAGE;
-    if (o.prompt < 2)
+    bool prompt_given = o.prompt != 0;
+    if (prompt_given && o.prompt < 2)
         return cli_usage_error("bench", "--prompt must be at least 2 tokens");
     molt_ctx *ctx = molt_ctx_new();
     molt_ctx_set_threads(ctx, (int)threads);
@@ -252,6 +255,14 @@ int cmd_bench(int argc, char **argv) {
     }
     molt_model_info in;
     molt_model_get_info(m, &in);
+    if (!prompt_given) // the default fits the model: 512 tokens, or what its context leaves
+        o.prompt = in.max_seq - o.decode < 512 ? (long)in.max_seq - o.decode : 512;
+    if (o.prompt < 2) {
+        molt_model_free(m);
+        molt_ctx_free(ctx);
+        return cli_usage_error("bench", "--decode %ld leaves no room for a prompt in the model's "
+                                        "context (%d tokens)", o.decode, in.max_seq);
+    }
     if (o.prompt + o.decode > in.max_seq) {
         molt_model_free(m);
         molt_ctx_free(ctx);
