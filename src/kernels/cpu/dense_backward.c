@@ -20,7 +20,6 @@
 
 #include <cblas.h>
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #define MIN_INT(a, b) ((a) < (b) ? (a) : (b))
