@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# gpu_gemv1_check.sh — the batch-1 GEMV (kernels/cuda/dense.cu k_matvec1_w16, the T = 1 default since run 10;
-# MOLT_GEMV1=1) checked and timed on a GPU in one call: `make cuda`; every op with it on
+# gpu_gemv1_check.sh — the batch-1 GEMV (kernels/cuda/dense.cu k_matvec1_w16, the T = 1
+# default since run 10; MOLT_GEMV1=0 takes k_matvec_w16) checked and timed on a GPU in one
+# call: `make cuda`; every op with it on
 # (test_backend_cuda: matmul_w at T = 1 against the CPU); the decode GEMVs alone and Llamba-1B
 # decode at batch 1 with MOLT_GEMV1=0 / 1, alternated twice (bench_gpu's copy row comes first:
 # decode's share of the copy bandwidth). JSON lines in $OUT/gemv1.jsonl. About 3 minutes.
