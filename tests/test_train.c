@@ -8,10 +8,13 @@
  *   - the mean CE loss and every parameter gradient equal tests/ref/train_ref.py
  *     (float64 PyTorch autograd) to relative L2 1e-4;
  *   - ten AdamW steps (with weight decay and clipping) give the same losses to 1e-4.
+ * The MLP's bf16 activations (block.c, train_mlp_b16) on the CPU twins: within bf16
+ * rounding of the reference where the branch runs, the fp32 bits where it does not.
  * Also: a NaN in the weights stops training with a message naming the step and
  * tensor, and the last checkpoint stays loadable.
  */
 #include "io/safetensors.h"
+#include "kernels/kernels.h"
 #include "kernels/mem.h"
 #include "models/model.h"
 #include "testmodel.h"
@@ -36,6 +39,55 @@ static void write_batch(const char *path, const int32_t *in, const int32_t *tgt)
     fwrite(in, 4, B * T, f);
     fwrite(tgt, 4, B * T, f);
     fclose(f);
+}
+
+// The MLP's bf16 activations (block.c mlp_b16, backward.h *_b16) without a GPU: the CPU
+// table with train_mlp_b16 set, under a bf16 exec (the CPU's fp32 GEMMs ignore the flag;
+// the SwiGLU twins round h and ∂gu to bf16, the GEMM twins widen them). Where the MLP has
+// its fused gate|up GEMM the branch runs: the loss and gradients move off the fp32 path's
+// bits but stay within bf16 rounding of PyTorch (a wrong buffer or operand would not);
+// elsewhere (no MLP, unfused gate/up) they are the fp32 path's bits.
+static void check_mlp_b16(const molt_model *m, train_model *tm, st_file *g, const char *arch,
+                          const int32_t *in, const int32_t *tgt, double loss32) {
+    const layer_weights *l0 = &m->layers[0];
+    int  d = m->cfg.d_model, F = m->cfg.d_ff;
+    bool runs = m->cfg.has_mlp && l0->w_up == l0->w_gate + (size_t)F * d;
+    molt_backend be16 = molt_backend_cpu;
+    be16.train_mlp_b16 = true;
+    molt_exec ex16;
+    CHECK(molt_exec_init(&ex16, &be16, 2), "%s: the b16 table refused", arch);
+    ex16.flags |= MOLT_EXEC_BF16;
+    float *g32 = malloc(sizeof(float) * m->n_floats);
+    memcpy(g32, tm->grad, sizeof(float) * m->n_floats);
+    tm_zero_grad(tm);
+    tm_forward(&ex16, tm, in);
+    double loss = tm_loss_ce(&ex16, tm, tgt, 1.0f);
+    tm_backward(&ex16, tm);
+    int    same = memcmp(g32, tm->grad, sizeof(float) * m->n_floats) == 0 && loss == loss32;
+    double worst = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        const param_info *p = &m->params[i];
+        const st_tensor  *t = st_find(g, p->name);
+        if (!t || (size_t)t->numel != p->numel)
+            continue;
+        float *want = malloc(sizeof(float) * p->numel);
+        st_read_f32(ctx, t, want);
+        worst = fmax(worst, t_rel_l2(tm->grad + p->offset, want, p->numel));
+        free(want);
+    }
+    if (runs) {
+        CHECK(!same, "%s: bf16 MLP activations: the fp32 path's bits (the branch did not run)",
+              arch);
+        CHECK(fabs(loss - loss32) <= 1e-3 * fabs(loss32) && worst <= 2e-2,
+              "%s: bf16 MLP activations: loss %.7f vs %.7f, worst gradient rel-L2 %.2e", arch,
+              loss, loss32, worst);
+    } else {
+        CHECK(same, "%s: without a fused bf16 MLP the gradients changed", arch);
+    }
+    printf("%-7s bf16 MLP activations %s: loss %.6f, worst gradient rel-L2 %.2e\n", arch,
+           runs ? "on" : "(not taken)", loss, worst);
+    memcpy(tm->grad, g32, sizeof(float) * m->n_floats);
+    free(g32);
 }
 
 static void check_arch(const char *root, const char *arch) {
@@ -96,6 +148,7 @@ static void check_arch(const char *root, const char *arch) {
         }
         printf("%-7s loss %.6f (PyTorch %.6f); %d gradients, worst rel-L2 %.2e (%s)\n", arch,
                loss, (double)ref_loss, m->n_params, worst, worst_name);
+        check_mlp_b16(m, tm, g, arch, in, tgt, loss);
     }
     st_close(g);
     // --- ten AdamW steps (lr 3e-3, wd 0.1, clip 0.5) on the same batch
