@@ -138,27 +138,27 @@ void block_backward(const molt_exec *ex, const molt_model *m, int l, int B, int 
     const model_cfg *c = &m->cfg;
     const layer_weights *w = &m->layers[l];
     int N = B * T, d = c->d_model, F = c->d_ff;
-    if (c->has_mlp && mlp_b16(ex, w, d, F)) { // the same steps, h and ∂gu in bf16 (mlp_b16)
-        uint16_t *hb = (uint16_t *)a->h, *dgb = (uint16_t *)sc->dg;
-        if (a->h_again)
-            k_swiglu_pair_b16(ex, hb, a->g, N, F);
-        k_matmul_backward_b16(ex, sc->dh, mixer_grad(m, grad, w->w_down), dx, NULL, NULL, hb,
+    if (c->has_mlp) {
+        if (mlp_b16(ex, w, d, F)) { // the same steps, h and ∂gu in bf16 (mlp_b16)
+            uint16_t *hb = (uint16_t *)a->h, *dgb = (uint16_t *)sc->dg;
+            if (a->h_again)
+                k_swiglu_pair_b16(ex, hb, a->g, N, F);
+            k_matmul_backward_b16(ex, sc->dh, mixer_grad(m, grad, w->w_down), dx, NULL, NULL, hb,
+                                  w->w_down, N, F, d, 0);
+            k_swiglu_pair_backward_b16(ex, dgb, sc->dh, a->g, N, F);
+            k_matmul_backward_b16(ex, sc->dv, mixer_grad(m, grad, w->w_gate), NULL, dgb, a->v,
+                                  NULL, w->w_gate, N, d, 2 * F, 0);
+        } else {
+            if (a->h_again) // h = silu(g) ⊙ up again (the same kernel: the forward's bits)
+                k_swiglu_pair(ex, a->h, a->g, N, F);
+            // x_out = x_mid + h·W_dᵀ
+            k_matmul_backward(ex, sc->dh, mixer_grad(m, grad, w->w_down), NULL, dx, a->h,
                               w->w_down, N, F, d, 0);
-        k_swiglu_pair_backward_b16(ex, dgb, sc->dh, a->g, N, F);
-        k_matmul_backward_b16(ex, sc->dv, mixer_grad(m, grad, w->w_gate), NULL, dgb, a->v, NULL,
-                              w->w_gate, N, d, 2 * F, 0);
-        k_rmsnorm_backward(ex, dx, mixer_grad(m, grad, w->ffn_norm), sc->dv, a->x_mid, w->ffn_norm,
-                           a->rstd2, N, d);
-    } else if (c->has_mlp) {
-        if (a->h_again) // h = silu(g) ⊙ up again (the same kernel: the forward's bits)
-            k_swiglu_pair(ex, a->h, a->g, N, F);
-        // x_out = x_mid + h·W_dᵀ
-        k_matmul_backward(ex, sc->dh, mixer_grad(m, grad, w->w_down), NULL, dx, a->h, w->w_down,
-                          N, F, d, 0);
-        // h = silu(g) ⊙ up
-        k_swiglu_pair_backward(ex, sc->dg, sc->dh, a->g, N, F);
-        // [g | up] = v·[W_g; W_u]ᵀ   (dh is free scratch now)
-        mlp_in_backward(ex, m, grad, w, a->v, N, d, F, sc);
+            // h = silu(g) ⊙ up
+            k_swiglu_pair_backward(ex, sc->dg, sc->dh, a->g, N, F);
+            // [g | up] = v·[W_g; W_u]ᵀ   (dh is free scratch now)
+            mlp_in_backward(ex, m, grad, w, a->v, N, d, F, sc);
+        }
         // v = rmsnorm(x_mid): dx (= ∂/∂x_mid, residual) += rmsnorm'ᵀ dv
         k_rmsnorm_backward(ex, dx, mixer_grad(m, grad, w->ffn_norm), sc->dv, a->x_mid, w->ffn_norm,
                            a->rstd2, N, d);

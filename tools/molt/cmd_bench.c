@@ -87,8 +87,9 @@ static int32_t argmax(const float *v, int n) {
 // decode at batch 1 as `molt generate` does it: one sequence (molt_seq), each step one token
 // in and its logits out, the next token their argmax on the host; rounds + 1 runs of --decode
 // steps, each from the prompt again (its prefill not timed)
-static bool bench_decode1(molt_ctx *ctx, const molt_model *m, const int32_t *ids,
-                          const bench_opts *o, float *logits, int vocab, bench_row *row) {
+static bool bench_decode1(molt_ctx *ctx, const molt_model *m, const molt_model_info *in,
+                          const int32_t *ids, const bench_opts *o, float *logits,
+                          bench_row *row) {
     molt_seq *s = NULL;
     if (molt_seq_new(ctx, m, (int32_t)(o->prompt + o->decode), &s) != MOLT_OK)
         return false;
@@ -101,16 +102,14 @@ static bool bench_decode1(molt_ctx *ctx, const molt_model *m, const int32_t *ids
         double  t0 = cli_now_s();
         for (long i = 0; ok && i < o->decode; i++) {
             ok = molt_seq_feed(ctx, s, &tok, 1, 0, logits) == MOLT_OK;
-            tok = argmax(logits, vocab);
+            tok = argmax(logits, in->vocab);
         }
         if (k)
             t[k - 1] = cli_now_s() - t0;
     }
     if (ok) {
-        double per = median(t, (int)o->rounds) / (double)o->decode;
-        molt_model_info in;
-        molt_model_get_info(m, &in);
-        int64_t sb = in.state_bytes + in.kv_bytes_per_token * (o->prompt + o->decode);
+        double  per = median(t, (int)o->rounds) / (double)o->decode;
+        int64_t sb = in->state_bytes + in->kv_bytes_per_token * (o->prompt + o->decode);
         *row = (bench_row){"decode", 1, (int)o->decode, 1.0 / per, per * 1e3, sb};
     }
     free(t);
@@ -257,15 +256,12 @@ int cmd_bench(int argc, char **argv) {
     molt_model_get_info(m, &in);
     if (!prompt_given) // the default fits the model: 512 tokens, or what its context leaves
         o.prompt = in.max_seq - o.decode < 512 ? (long)in.max_seq - o.decode : 512;
-    if (o.prompt < 2) {
+    if (o.prompt < 2 || o.prompt + o.decode > in.max_seq) {
         molt_model_free(m);
         molt_ctx_free(ctx);
-        return cli_usage_error("bench", "--decode %ld leaves no room for a prompt in the model's "
-                                        "context (%d tokens)", o.decode, in.max_seq);
-    }
-    if (o.prompt + o.decode > in.max_seq) {
-        molt_model_free(m);
-        molt_ctx_free(ctx);
+        if (o.prompt < 2)
+            return cli_usage_error("bench", "--decode %ld leaves no room for a prompt in the "
+                                            "model's context (%d tokens)", o.decode, in.max_seq);
         return cli_usage_error("bench", "--prompt %ld + --decode %ld exceed the model's context "
                                         "(%d tokens)", o.prompt, o.decode, in.max_seq);
     }
@@ -285,17 +281,17 @@ int cmd_bench(int argc, char **argv) {
             fprintf(stderr, "bench: decode at batch %ld, %ld steps, %ld + 1 runs\n", o.batch[k],
                     o.decode, o.rounds);
             bool ok = o.batch[k] == 1
-                          ? bench_decode1(ctx, m, ids, &o, logits, in.vocab, &rows[n++])
+                          ? bench_decode1(ctx, m, &in, ids, &o, logits, &rows[n++])
                           : bench_decode(ctx, m, ids, &o, (int)o.batch[k], &rows[n++]);
             if (!ok)
                 rc = cli_fail(ctx, "bench");
         }
     }
     const char *dev = device ? device : getenv("MOLT_DEVICE") ? getenv("MOLT_DEVICE") : "cpu";
-    const char *wt = weights ? weights : "as stored";
+    const char *wt = weights ? weights : "as stored", *kv = kvt ? kvt : "f32";
+    const char *st = state ? state : "f32";
     if (!rc && json) {
-        if (!print_json(model, dev, threads, wt, kvt ? kvt : "f32", state ? state : "f32",
-                        matmul, &in, rows, n)) {
+        if (!print_json(model, dev, threads, wt, kv, st, matmul, &in, rows, n)) {
             fprintf(stderr, "molt: error: bench: out of memory\n");
             rc = 1;
         }
@@ -304,8 +300,8 @@ int cmd_bench(int argc, char **argv) {
         human(wb, sizeof wb, (double)in.weight_bytes);
         printf("molt bench %s · %s, %lld parameters (%s in f32) · %s, %ld threads · "
                "weights %s, kv %s, state %s, matmul %s · decode from a %ld-token context\n",
-               model, in.arch, (long long)in.n_params, wb, dev, threads, wt, kvt ? kvt : "f32",
-               state ? state : "f32", matmul, o.prompt);
+               model, in.arch, (long long)in.n_params, wb, dev, threads, wt, kv, st, matmul,
+               o.prompt);
         printf("%-8s %6s %8s %14s %12s %14s\n", "measure", "batch", "tokens", "tok/s",
                "ms", "KV + state");
         for (int i = 0; i < n; i++) {

@@ -14,6 +14,7 @@
  */
 #include "kernels/attn.h"
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/q8.h"
 #include "kernels/cpu/attn_util.h"
 #include "kernels/kernels.h"
 
@@ -118,10 +119,11 @@ SC_AVX2 static void scores8_avx2(float *sc, const float *q, const float *ks, int
     _mm256_storeu_ps(sc, _mm256_mul_ps(acc, _mm256_set1_ps(scale)));
 }
 
+// AVX2 as the q8_0 kernels detect it (cpuid and the OS's saved YMM state)
 static int scores_avx2(void) {
     static int ok = -1;
     if (ok < 0)
-        ok = __builtin_cpu_supports("avx2") && !getenv("MOLT_NO_AVX2_SCORES");
+        ok = cpu_q8_isa_available(Q8_AVX2) && !getenv("MOLT_NO_AVX2_SCORES");
     return ok;
 }
 #endif

@@ -54,10 +54,10 @@
 #define MV_X86 0
 #endif
 
+// AVX2 + F16C as the q8_0 kernels detect them (cpuid and the OS's saved YMM state), and FMA
 static bool mv_avx2_ok(void) {
 #if MV_X86
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
+    return cpu_q8_isa_available(Q8_AVX2) && __builtin_cpu_supports("fma");
 #else
     return false;
 #endif

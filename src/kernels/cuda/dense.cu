@@ -422,6 +422,26 @@ extern "C" void cuda_matmul_w(const molt_exec *ex, float *y, const float *x, mol
 // ----------------------------------------------------------------------------
 // backward:  dx = dy·W (= or +=),  dW += dyᵀ·x,  db += Σ_t dy[t]
 
+// an operand already in bf16 (matmul_b16, matmul_backward_b16): not owned, not converted
+static cu_bf16 b16_given(const uint16_t *p) { return cu_bf16{(const __nv_bfloat16 *)p, NULL}; }
+
+// the backward's two bf16 GEMMs on dy already in bf16 (g: rounded once for both, released
+// here) and x as xb when given in bf16, else rounded from x
+static void backward_bf16(const molt_exec *ex, float *dx, float *dW, cu_bf16 g, const float *x,
+                          const uint16_t *xb, const float *W, int T, int in, int out, float bdx) {
+    if (dx && g.p) { // dxᵀ[in,T] = Wᵀ[in,out]·dyᵀ[out,T]
+        cu_bf16 w = cu_bf16_weight(ex, W, (size_t)out * in);
+        gemm_bf16(ex, CUBLAS_OP_N, CUBLAS_OP_N, in, T, out, w.p, in, g.p, out, bdx, dx, in);
+        cu_bf16_release(ex, &w);
+    }
+    if (dW && g.p) { // dWᵀ[in,out] += xᵀ[in,T]·dy[T,out]
+        cu_bf16 a = xb ? b16_given(xb) : cu_bf16_act(ex, x, (size_t)T * in);
+        gemm_bf16(ex, CUBLAS_OP_N, CUBLAS_OP_T, in, out, T, a.p, in, g.p, out, 1.0f, dW, in);
+        cu_bf16_release(ex, &a);
+    }
+    cu_bf16_release(ex, &g);
+}
+
 extern "C" void cuda_matmul_backward(const molt_exec *ex, float *dx, float *dW, float *db,
                                      const float *dy, const float *x, const float *W, int T,
                                      int in, int out, int accumulate_dx) {
@@ -429,18 +449,8 @@ extern "C" void cuda_matmul_backward(const molt_exec *ex, float *dx, float *dW, 
         return;
     float bdx = accumulate_dx ? 1.0f : 0.0f;
     if ((ex->flags & MOLT_EXEC_BF16) && (dx || dW)) { // dy rounded once for both GEMMs
-        cu_bf16 g = cu_bf16_act(ex, dy, (size_t)T * out);
-        if (dx && g.p) {
-            cu_bf16 w = cu_bf16_weight(ex, W, (size_t)out * in);
-            gemm_bf16(ex, CUBLAS_OP_N, CUBLAS_OP_N, in, T, out, w.p, in, g.p, out, bdx, dx, in);
-            cu_bf16_release(ex, &w);
-        }
-        if (dW && g.p) {
-            cu_bf16 a = cu_bf16_act(ex, x, (size_t)T * in);
-            gemm_bf16(ex, CUBLAS_OP_N, CUBLAS_OP_T, in, out, T, a.p, in, g.p, out, 1.0f, dW, in);
-            cu_bf16_release(ex, &a);
-        }
-        cu_bf16_release(ex, &g);
+        backward_bf16(ex, dx, dW, cu_bf16_act(ex, dy, (size_t)T * out), x, NULL, W, T, in, out,
+                      bdx);
     } else if (dx || dW) {
         // dxᵀ[in,T] = Wᵀ[in,out]·dyᵀ[out,T]   (column-major views)
         if (dx)
@@ -469,14 +479,10 @@ extern "C" void cuda_bf16_widen(const molt_exec *ex, float *dst, const uint16_t 
     CU_LAUNCHED("k_widen");
 }
 
-static cu_bf16 b16_given(const uint16_t *p) { return cu_bf16{(const __nv_bfloat16 *)p, NULL}; }
-
 static float *widen_scratch(const molt_exec *ex, const uint16_t *src, size_t n) {
     float *d = (float *)cu_scratch(ex, sizeof(float) * (n ? n : 1));
-    if (d && n) {
-        k_widen<<<cu_blocks(n, 256), 256, 0, cu_stream(ex)>>>(d, src, n, 1);
-        CU_LAUNCHED("k_widen");
-    }
+    if (d)
+        cuda_bf16_widen(ex, d, src, n);
     return d;
 }
 
@@ -515,17 +521,6 @@ extern "C" void cuda_matmul_backward_b16(const molt_exec *ex, float *dx, float *
         cu_scratch_free(ex, dyf);
         return;
     }
-    cu_bf16 g = dyb ? b16_given(dyb) : cu_bf16_act(ex, dy, (size_t)T * out);
-    if (dx && g.p) { // as cuda_matmul_backward's bf16 branch
-        cu_bf16 w = cu_bf16_weight(ex, W, (size_t)out * in);
-        gemm_bf16(ex, CUBLAS_OP_N, CUBLAS_OP_N, in, T, out, w.p, in, g.p, out,
-                  accumulate_dx ? 1.0f : 0.0f, dx, in);
-        cu_bf16_release(ex, &w);
-    }
-    if (dW && g.p) {
-        cu_bf16 a = xb ? b16_given(xb) : cu_bf16_act(ex, x, (size_t)T * in);
-        gemm_bf16(ex, CUBLAS_OP_N, CUBLAS_OP_T, in, out, T, a.p, in, g.p, out, 1.0f, dW, in);
-        cu_bf16_release(ex, &a);
-    }
-    cu_bf16_release(ex, &g);
+    backward_bf16(ex, dx, dW, dyb ? b16_given(dyb) : cu_bf16_act(ex, dy, (size_t)T * out), x,
+                  xb, W, T, in, out, accumulate_dx ? 1.0f : 0.0f);
 }
