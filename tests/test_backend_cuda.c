@@ -1263,6 +1263,152 @@ static void test_ssm_rows_misc(void) {
 }
 
 // ----------------------------------------------------------------------------
+// the fused decode ops: add_rmsnorm, ssm_decode_rows (G == H), against the CPU
+// and, on the GPU, bit for bit the launches they replace
+
+// a, b, w | s, y, rstd;  i = {T, d, s is a}
+static void op_add_rmsnorm(const molt_exec *ex, void *const *p, const ocase *c) {
+    if (c->i[2]) { // in place on a copy of a
+        be_copy(ex, F(3), F(0), sizeof(float) * (size_t)c->i[0] * c->i[1]);
+        k_add_rmsnorm(ex, F(3), F(4), F(5), F(3), F(1), F(2), c->i[0], c->i[1], 1e-5f);
+        return;
+    }
+    k_add_rmsnorm(ex, F(3), F(4), F(5), F(0), F(1), F(2), c->i[0], c->i[1], 1e-5f);
+}
+// k_add then k_rmsnorm_forward, as op_add_rmsnorm
+static void op_add_then_rmsnorm(const molt_exec *ex, void *const *p, const ocase *c) {
+    size_t n = (size_t)c->i[0] * c->i[1];
+    k_add(ex, F(3), F(0), F(1), n);
+    k_rmsnorm_forward(ex, F(4), F(5), F(3), F(2), c->i[0], c->i[1], 1e-5f);
+}
+
+// zx, conv_w, conv_b, dt_bias, A_log, D, norm_w, z_bias | y, conv (ACC), ssm (ACC), work;
+// i = {n, H = G, P, N, K, mamba, variant, stage ops}
+static void op_ssm_decode_rows(const molt_exec *ex, void *const *p, const ocase *c) {
+    int          n = c->i[0], H = c->i[1], P = c->i[2], N = c->i[3], K = c->i[4], v = c->i[6];
+    int          Di = H * P, Cc = Di + 2 * H * N;
+    ssm_rows_cfg cf = {c->i[5], H, P, H, N, v == 1 ? 0.3f : 0.0f, v == 1 ? 1.2f : INFINITY, 1e-5f};
+    ssm_decode_args a = {.conv_w = F(1), .conv_b = v == 1 ? NULL : F(2),
+                         .dt_bias = v == 1 ? NULL : F(3), .A_log = F(4), .D = v == 2 ? NULL : F(5),
+                         .norm_w = F(6), .z_bias = v == 2 ? NULL : F(7), .K = K, .o_xbc = 1,
+                         .o_z = 1 + Cc + 2};
+    a.o_dt = a.o_z + Di + 1, a.ldz = a.o_dt + H + 3;
+    float **pc = xmalloc(sizeof(float *) * (size_t)(n + 1));
+    float **ps = xmalloc(sizeof(float *) * (size_t)(n + 1));
+    for (int r = 0; r < n; r++)
+        pc[r] = F(9) + (size_t)r * Cc * (K - 1), ps[r] = F(10) + (size_t)r * Di * N;
+    if (!c->i[7]) {
+        ssm_decode_rows(ex, F(8), F(0), pc, ps, n, &cf, &a, F(11));
+    } else { // the stage ops one by one (ssm_mixer.c's other path), intermediates in work
+        size_t nn = (size_t)n, GN = (size_t)H * N;
+        float *xr = F(11), *xc = xr + nn * Cc, *x = xc + nn * Cc, *X = cf.mamba ? x + nn * Di : x;
+        float *B = X + nn * Di, *C = B + nn * GN, *dA = C + nn * GN, *dlt = dA + nn * H;
+        k_copy_cols(ex, xr, (size_t)Cc, F(0) + a.o_xbc, (size_t)a.ldz, nn, (size_t)Cc);
+        conv1d_causal_rows(ex, xc, xr, a.conv_w, a.conv_b, pc, n, Cc, K);
+        ssm_prep(ex, x, cf.mamba ? X : NULL, B, C, dA, dlt, xc, F(0) + a.o_dt, a.ldz, a.dt_bias,
+                 a.A_log, n, &cf);
+        ssd_step_rows(ex, F(8), ps, X, dA, B, C, n, H, P, N, H);
+        ssm_gate(ex, F(8), F(8), NULL, x, F(0) + a.o_z, a.ldz, a.D, a.norm_w, a.z_bias, n, &cf);
+    }
+    free(pc), free(ps);
+}
+
+// the outputs (OUT, ACC) of fn and of ref on the GPU from the same inputs, bit for bit
+static void gpu_bits(const char *what, op_fn fn, const ocase *c, op_fn ref, const ocase *cr,
+                     const char *shape) {
+    void *d1[MAXB], *d2[MAXB];
+    for (int k = 0; k < c->nb; k++) {
+        d1[k] = be_alloc(g_gpu.be, c->b[k].bytes);
+        d2[k] = be_alloc(g_gpu.be, c->b[k].bytes);
+        if (c->b[k].kind == IN || c->b[k].kind == ACC) {
+            be_upload(&g_gpu, d1[k], c->b[k].h, c->b[k].bytes);
+            be_upload(&g_gpu, d2[k], c->b[k].h, c->b[k].bytes);
+        } else {
+            be_zero(&g_gpu, d1[k], c->b[k].bytes);
+            be_zero(&g_gpu, d2[k], c->b[k].bytes);
+        }
+    }
+    fn(&g_gpu, d1, c);
+    ref(&g_gpu, d2, cr);
+    check_sticky(what);
+    for (int k = 0; k < c->nb; k++) {
+        if (c->b[k].kind == OUT || c->b[k].kind == ACC) {
+            void *h1 = xmalloc(c->b[k].bytes), *h2 = xmalloc(c->b[k].bytes);
+            be_download(&g_gpu, h1, d1[k], c->b[k].bytes);
+            be_download(&g_gpu, h2, d2[k], c->b[k].bytes);
+            CHECK(memcmp(h1, h2, c->b[k].bytes) == 0, "%s [%s]: buffer %d differs", what, shape,
+                  k);
+            free(h1), free(h2);
+        }
+        be_free(g_gpu.be, d1[k]);
+        be_free(g_gpu.be, d2[k]);
+    }
+}
+
+static void test_fused_decode(void) {
+    op_stat  *s0 = stat_new("add_rmsnorm", 1e-5), *s1 = stat_new("ssm_decode_rows", 1e-5);
+    const int AR[][2] = {{0, 8}, {1, 1}, {3, 17}, {7, 129}, {64, 2048}, {200, 300}, {2, 9000}};
+    tested("add_rmsnorm"), tested("ssm_decode_rows");
+    for (int k = 0; k < NELEM(AR); k++)
+        for (int al = 0; al < 2; al++) {
+            int    T = AR[k][0], d = AR[k][1];
+            size_t n = (size_t)T * d;
+            char   shape[64];
+            ocase  c = {.i = {T, d, al}};
+            addf(&c, n, IN);
+            addf(&c, n, IN);
+            add_buf(&c, frand((size_t)d, 0.5f, 1.5f), sizeof(float) * d, IN);
+            addf(&c, n, OUT);
+            addf(&c, n, OUT);
+            addf(&c, (size_t)T, OUT);
+            snprintf(shape, sizeof shape, "T,d %dx%d%s", T, d, al ? " s=a" : "");
+            run_op(s0, op_add_rmsnorm, &c, shape);
+            if (!al)
+                gpu_bits("add_rmsnorm vs add + rmsnorm_forward", op_add_rmsnorm, &c,
+                         op_add_then_rmsnorm, &c, shape);
+            case_free(&c);
+        }
+    // n, H = G, P, N, K, mamba, variant (0 all inputs; 1 dt clamp, no conv_b, dt_bias; 2 no
+    // D, z_bias); the Llamba-1B head (64 × 64) at batch 1 and 64, 130 rows (> CU_ROWS);
+    // N 8000: 64 KB of shared memory (past the 48 KB default); N 30000: more than a block
+    // can have, so the op runs the stage ops on work
+    const int DR[][7] = {{0, 2, 4, 4, 4, 0, 0},   {1, 1, 1, 1, 1, 0, 0},   {1, 1, 1, 1, 1, 1, 2},
+                         {3, 2, 5, 7, 4, 0, 1},   {3, 2, 5, 7, 4, 1, 1},   {2, 4, 33, 9, 3, 1, 0},
+                         {1, 32, 64, 64, 4, 0, 0}, {64, 32, 64, 64, 4, 0, 2},
+                         {130, 4, 64, 64, 4, 1, 0}, {2, 3, 300, 40, 4, 1, 1},
+                         {2, 2, 16, 8000, 4, 0, 0}, {1, 1, 2, 30000, 4, 1, 0}};
+    for (int k = 0; k < NELEM(DR); k++) {
+        int    n = DR[k][0], H = DR[k][1], P = DR[k][2], N = DR[k][3], K = DR[k][4];
+        int    m = DR[k][5], v = DR[k][6], Di = H * P, Cc = Di + 2 * H * N;
+        int    ldz = 1 + Cc + 2 + Di + 1 + H + 3;
+        size_t nn = (size_t)n;
+        char   shape[64];
+        ssm_rows_cfg cf = {m, H, P, H, N, 0, 0, 0};
+        ocase  c = {.i = {n, H, P, N, K, m, v, 0}};
+        add_buf(&c, frand_scaled(nn * ldz + 1, 2.0f), sizeof(float) * (nn * ldz + 1), IN);
+        add_buf(&c, frand_scaled((size_t)Cc * K, 0.7f), sizeof(float) * Cc * K, IN);
+        addf(&c, (size_t)Cc, IN);
+        addf(&c, (size_t)H, IN);
+        addf(&c, (size_t)H, IN);
+        addf(&c, (size_t)H, IN);
+        add_buf(&c, frand((size_t)Di, 0.5f, 1.5f), sizeof(float) * Di, IN);
+        addf(&c, (size_t)Di, IN);
+        addf(&c, nn * Di, OUT);
+        addf(&c, nn * Cc * (K - 1) + 1, ACC);
+        addf(&c, nn * Di * N + 1, ACC);
+        addf(&c, ssm_decode_rows_work(n, &cf) + 1, SCR);
+        snprintf(shape, sizeof shape, "n %d H=G %d P %d N %d K %d %s v%d", n, H, P, N, K,
+                 m ? "mamba" : "discrete", v);
+        run_op(s1, op_ssm_decode_rows, &c, shape);
+        ocase stages = c; // the same buffers, the stage ops
+        stages.i[7] = 1;
+        gpu_bits("ssm_decode_rows vs the stage ops", op_ssm_decode_rows, &c, op_ssm_decode_rows,
+                 &stages, shape);
+        case_free(&c);
+    }
+}
+
+// ----------------------------------------------------------------------------
 // attention: rope, kv_append
 
 #define ROPE_MAXPOS 512
@@ -2741,6 +2887,7 @@ static void test_all(void) {
     test_optim();
     test_ssm_rows();
     test_ssm_rows_misc();
+    test_fused_decode();
     test_rope_kv();
     test_attention();
     test_attn_flash();

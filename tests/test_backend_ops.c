@@ -2889,6 +2889,175 @@ static void test_step_rows(void) {
 }
 
 // ----------------------------------------------------------------------------
+// add_rmsnorm (kernels.h): s = a + b, y = rmsnorm(s)·w — against the double
+// rmsnorm of the float sums, and bit for bit k_add then k_rmsnorm_forward
+
+typedef struct arn_case {
+    float *a, *b, *w;
+    int    T, d, alias; // alias: s is a (the residual stream updated in place)
+} arn_case;
+
+static void run_add_rmsnorm(const molt_exec *ex, void *cv, float *out) {
+    arn_case *c = cv;
+    size_t    n = (size_t)c->T * c->d;
+    float    *s = out;
+    if (c->alias)
+        memcpy(s, c->a, sizeof(float) * n);
+    k_add_rmsnorm(ex, s, out + n, out + 2 * n, c->alias ? s : c->a, c->b, c->w, c->T, c->d,
+                  RMS_EPS);
+}
+
+static void test_add_rmsnorm(void) {
+    op_stat *st = stat_new("add_rmsnorm", 1e-5, 1);
+    for (int k = 0; k < N_RMS; k++)
+        for (int alias = 0; alias < 2; alias++) {
+            int      T = RMS_SHAPES[k][0], d = RMS_SHAPES[k][1];
+            size_t   n = (size_t)T * d;
+            arn_case c = {frand(n, -1, 1), frand(n, -1, 1), frand((size_t)d, 0.5f, 1.5f), T, d,
+                          alias};
+            if (T > 2) // a zero sum row
+                for (int i = 0; i < d; i++)
+                    c.b[(size_t)d + i] = -c.a[(size_t)d + i];
+            float  *sf = fbuf(n);
+            double *ref = dbuf(2 * n + (size_t)T), *wd = dcopy(c.w, (size_t)d);
+            for (size_t i = 0; i < n; i++)
+                sf[i] = c.a[i] + c.b[i], ref[i] = (double)sf[i];
+            ref_rmsnorm(ref + n, ref + 2 * n, ref, wd, T, d);
+            char shape[48];
+            snprintf(shape, sizeof shape, "T,d %dx%d%s", T, d, alias ? " s=a" : "");
+            run_case(st, run_add_rmsnorm, &c, ref, 2 * n + (size_t)T, shape);
+            // the two ops in turn: the same bits
+            float *o1 = fbuf(2 * n + (size_t)T + 1), *o2 = fbuf(2 * n + (size_t)T + 1);
+            run_add_rmsnorm(TEX, &c, o1);
+            k_add(TEX, o2, c.a, c.b, n);
+            k_rmsnorm_forward(TEX, o2 + n, o2 + 2 * n, o2, c.w, T, d, RMS_EPS);
+            CHECK(memcmp(o1, o2, sizeof(float) * (2 * n + (size_t)T)) == 0,
+                  "add_rmsnorm != add + rmsnorm_forward at %s", shape);
+            free(o1), free(o2), free(sf), free(ref), free(wd), free(c.a), free(c.b), free(c.w);
+        }
+}
+
+// ----------------------------------------------------------------------------
+// ssm_decode_rows (ssm_rows.h): the whole decode step of a G == H mixer from
+// the in_proj output — against the double chain ref_conv → ref_prep →
+// ref_scan → ref_gate, and bit for bit the stage ops one by one
+
+typedef struct sdr_case {
+    ssm_rows_cfg    c;
+    ssm_decode_args a;
+    int             n, Cc, S1, S2; // conv channels; per-row conv / ssm state floats
+    float          *zx, *cs0, *ss0;
+} sdr_case;
+
+static void run_ssm_decode_rows(const molt_exec *ex, void *cv, float *out) {
+    sdr_case *k = cv;
+    size_t    n = (size_t)k->n, Di = (size_t)k->c.H * k->c.P;
+    float    *cs = out + n * Di, *ss = cs + n * k->S1;
+    float   **pc = xmalloc(sizeof(float *) * (n + 1)), **ps = xmalloc(sizeof(float *) * (n + 1));
+    float    *work = fbuf(ssm_decode_rows_work(k->n, &k->c) + 1);
+    memcpy(cs, k->cs0, sizeof(float) * n * k->S1);
+    memcpy(ss, k->ss0, sizeof(float) * n * k->S2);
+    for (size_t r = 0; r < n; r++)
+        pc[r] = cs + r * k->S1, ps[r] = ss + r * k->S2;
+    ssm_decode_rows(ex, out, k->zx, pc, ps, k->n, &k->c, &k->a, work);
+    free(pc), free(ps), free(work);
+}
+
+// the stage ops one by one (ssm_mixer.c's unfused path) into out, as run_ssm_decode_rows
+static void run_ssm_decode_stages(const molt_exec *ex, const sdr_case *k, float *out) {
+    size_t n = (size_t)k->n, H = (size_t)k->c.H, Di = H * k->c.P, GN = (size_t)k->c.G * k->c.N;
+    size_t Cc = (size_t)k->Cc;
+    float *cs = out + n * Di, *ss = cs + n * k->S1;
+    float **pc = xmalloc(sizeof(float *) * (n + 1)), **ps = xmalloc(sizeof(float *) * (n + 1));
+    float *xr = fbuf(n * Cc + 1), *xc = fbuf(n * Cc + 1), *x = fbuf(n * Di + 1);
+    float *X = fbuf(n * Di + 1), *B = fbuf(n * GN + 1), *C = fbuf(n * GN + 1);
+    float *dA = fbuf(n * H + 1), *dlt = fbuf(n * H + 1);
+    memcpy(cs, k->cs0, sizeof(float) * n * k->S1);
+    memcpy(ss, k->ss0, sizeof(float) * n * k->S2);
+    for (size_t r = 0; r < n; r++)
+        pc[r] = cs + r * k->S1, ps[r] = ss + r * k->S2;
+    const ssm_decode_args *a = &k->a;
+    k_copy_cols(ex, xr, Cc, k->zx + a->o_xbc, (size_t)a->ldz, n, Cc);
+    conv1d_causal_rows(ex, xc, xr, a->conv_w, a->conv_b, pc, k->n, k->Cc, a->K);
+    ssm_prep(ex, x, k->c.mamba ? X : NULL, B, C, dA, dlt, xc, k->zx + a->o_dt, a->ldz, a->dt_bias,
+             a->A_log, k->n, &k->c);
+    ssd_step_rows(ex, out, ps, k->c.mamba ? X : x, dA, B, C, k->n, k->c.H, k->c.P, k->c.N,
+                  k->c.G);
+    ssm_gate(ex, out, out, NULL, x, k->zx + a->o_z, a->ldz, a->D, a->norm_w, a->z_bias, k->n,
+             &k->c);
+    free(pc), free(ps), free(xr), free(xc), free(x), free(X), free(B), free(C), free(dA),
+        free(dlt);
+}
+
+static void test_ssm_decode_rows(void) {
+    op_stat *st = stat_new("ssm_decode_rows", 1e-5, 1);
+    // n, H (= G), P, N, K, mamba, variant (0: every optional input; 1: dt clamp, no conv_b,
+    // dt_bias; 2: no D, z_bias)
+    const int cs[][7] = {{0, 2, 4, 4, 4, 0, 0},   {1, 1, 1, 1, 1, 0, 0},   {1, 1, 1, 1, 1, 1, 2},
+                         {3, 2, 5, 7, 4, 0, 1},   {3, 2, 5, 7, 4, 1, 1},   {2, 4, 33, 9, 3, 1, 0},
+                         {5, 3, 64, 64, 4, 0, 2}, {2, 8, 64, 64, 4, 1, 2}, {1, 4, 130, 16, 2, 1, 0},
+                         {9, 2, 16, 8, 4, 0, 0}};
+    for (int s = 0; s < (int)(sizeof cs / sizeof cs[0]); s++) {
+        int      n = cs[s][0], H = cs[s][1], P = cs[s][2], N = cs[s][3], K = cs[s][4];
+        int      mamba = cs[s][5], var = cs[s][6];
+        sdr_case k;
+        memset(&k, 0, sizeof k);
+        k.c = (ssm_rows_cfg){mamba, H, P, H, N, 0.0f, INFINITY, 1e-5f};
+        if (var == 1)
+            k.c.dt_lo = 0.3f, k.c.dt_hi = 1.2f;
+        int Di = H * P, GN = H * N, Cc = Di + 2 * GN;
+        k.n = n, k.Cc = Cc, k.S1 = Cc * (K - 1), k.S2 = H * P * N;
+        ssm_decode_args *a = &k.a;
+        a->K = K, a->o_xbc = 1, a->o_z = 1 + Cc + 2, a->o_dt = a->o_z + Di + 1;
+        a->ldz = a->o_dt + H + 3;
+        size_t nn = (size_t)n;
+        k.zx = frand(nn * a->ldz + 1, -2, 2);
+        k.cs0 = frand(nn * k.S1 + 1, -1, 1);
+        k.ss0 = frand(nn * k.S2 + 1, -1, 1);
+        float *cw = frand((size_t)Cc * K, -0.7f, 0.7f), *cb = var == 1 ? NULL : frand(Cc, -1, 1);
+        float *dtb = var == 1 ? NULL : frand(H, -1, 1), *Al = frand(H, -1, 1);
+        float *D = var == 2 ? NULL : frand(H, -1, 1), *nw = frand(Di, 0.5f, 1.5f);
+        float *zb = var == 2 ? NULL : frand(Di, -1, 1);
+        a->conv_w = cw, a->conv_b = cb, a->dt_bias = dtb, a->A_log = Al, a->D = D;
+        a->norm_w = nw, a->z_bias = zb;
+        // the double chain, row by row
+        size_t  nout = nn * (Di + k.S1 + k.S2);
+        double *ref = dbuf(nout + 1), *zd = dcopy(k.zx, nn * a->ldz);
+        double *cwd = dcopy(cw, (size_t)Cc * K), *cbd = cb ? dcopy(cb, Cc) : NULL;
+        double *dtbd = dtb ? dcopy(dtb, H) : NULL, *Ald = dcopy(Al, H);
+        double *Dd = D ? dcopy(D, H) : NULL, *nwd = dcopy(nw, Di), *zbd = zb ? dcopy(zb, Di) : NULL;
+        double *c0 = dcopy(k.cs0, nn * k.S1), *s0 = dcopy(k.ss0, nn * k.S2);
+        double *xr = dbuf(Cc), *xc = dbuf(Cc), *x = dbuf(Di), *X = dbuf(Di), *B = dbuf(GN);
+        double *C = dbuf(GN), *dA = dbuf(H), *dlt = dbuf(H), *y = dbuf(Di), *Sb = dbuf(2 * (size_t)k.S2);
+        double *yo = dbuf(Di), *rs = dbuf(H);
+        for (int r = 0; r < n; r++) {
+            const double *zr = zd + (size_t)r * a->ldz;
+            memcpy(xr, zr + a->o_xbc, sizeof(double) * Cc);
+            ref_conv(xc, ref + nn * Di + (size_t)r * k.S1, xr, cwd, cbd, c0 + (size_t)r * k.S1, 1,
+                     Cc, K);
+            ref_prep(x, X, B, C, dA, dlt, xc, zr + a->o_dt, a->ldz, dtbd, Ald, 1, &k.c);
+            ref_scan(y, Sb, mamba ? X : x, dA, B, C, s0 + (size_t)r * k.S2, 1, H, P, N, H);
+            memcpy(ref + nn * (Di + k.S1) + (size_t)r * k.S2, Sb + k.S2, sizeof(double) * k.S2);
+            ref_gate(ref + (size_t)r * Di, yo, rs, y, x, zr + a->o_z, a->ldz, Dd, nwd, zbd, 1, &k.c);
+        }
+        char shape[64];
+        snprintf(shape, sizeof shape, "n %d H=G %d P %d N %d K %d %s v%d", n, H, P, N, K,
+                 mamba ? "mamba2" : "discrete", var);
+        run_case(st, run_ssm_decode_rows, &k, ref, nout, shape);
+        float *o1 = fbuf(nout + 1), *o2 = fbuf(nout + 1);
+        run_ssm_decode_rows(TEX, &k, o1);
+        run_ssm_decode_stages(TEX, &k, o2);
+        CHECK(memcmp(o1, o2, sizeof(float) * nout) == 0,
+              "ssm_decode_rows != the stage ops one by one at %s", shape);
+        free(o1), free(o2), free(ref), free(zd), free(cwd), free(cbd), free(dtbd), free(Ald),
+            free(Dd), free(nwd), free(zbd), free(c0), free(s0), free(xr), free(xc), free(x),
+            free(X), free(B), free(C), free(dA), free(dlt), free(y), free(Sb), free(yo), free(rs);
+        free(k.zx), free(k.cs0), free(k.ss0), free(cw), free(cb), free(dtb), free(Al), free(D),
+            free(nw), free(zb);
+    }
+}
+
+// ----------------------------------------------------------------------------
 // bf16 recurrent SSM state (issue 15; ssm_rows.h, kernels.h MOLT_BACKEND_STATE_BF16_OPS):
 // ssd_step_rows_bf16 against the double recurrence from the bf16-rounded state,
 // bf16_widen / bf16_narrow exactly against molt_bf16_to_f32 / molt_f32_to_bf16
@@ -5473,6 +5642,15 @@ static void spy_ssd_step_rows(const molt_exec *e, float *y, float *const *s, con
     SPY(ssd_step_rows);
 }
 // bf16 recurrent SSM state (issue 15)
+static void spy_ssm_decode_rows(const molt_exec *e, float *y, const float *zx,
+                                float *const *conv, float *const *ssm, int n,
+                                const ssm_rows_cfg *c, const ssm_decode_args *a, float *work) {
+    SPY(ssm_decode_rows);
+}
+static void spy_add_rmsnorm(const molt_exec *e, float *s, float *y, float *rstd, const float *a,
+                            const float *b, const float *w, int T, int d, float eps) {
+    SPY(add_rmsnorm);
+}
 static void spy_ssd_step_rows_bf16(const molt_exec *e, float *y, uint16_t *const *s,
                                    const float *X, const float *dA, const float *B,
                                    const float *C, int n, int H, int P, int N, int G) {
@@ -5723,6 +5901,8 @@ static void test_dispatch(void) {
     CALLS(colsum, k_colsum(&ex, NULL, NULL, 0, 0, 0));
     CALLS(conv1d_causal_rows, conv1d_causal_rows(&ex, NULL, NULL, NULL, NULL, NULL, 0, 0, 0));
     CALLS(ssd_step_rows, ssd_step_rows(&ex, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0));
+    CALLS(ssm_decode_rows, ssm_decode_rows(&ex, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL));
+    CALLS(add_rmsnorm, k_add_rmsnorm(&ex, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, 0));
     // bf16 recurrent SSM state (issue 15)
     CALLS(ssd_step_rows_bf16,
           ssd_step_rows_bf16(&ex, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0));
@@ -6600,6 +6780,9 @@ int main(void) {
     test_attn_decode_rows_f16();
     // the MLP's bf16 activations (issue 12; last: the random draws of the tests above unchanged)
     test_mlp_b16();
+    // the fused decode ops (issue 12)
+    test_add_rmsnorm();
+    test_ssm_decode_rows();
     CHECK(g_nstat == MOLT_BACKEND_NOPS, "%d ops swept, the table has %d", g_nstat,
           MOLT_BACKEND_NOPS);
     summary();

@@ -116,6 +116,10 @@ void k_sample_rows(const molt_exec *ex, int32_t *idx, const float *logits, const
 void k_add(const molt_exec *ex, float *y, const float *a, const float *b, size_t n) {
     ex->be->add(ex, y, a, b, n);
 }
+void k_add_rmsnorm(const molt_exec *ex, float *s, float *y, float *rstd, const float *a,
+                   const float *b, const float *w, int T, int d, float eps) {
+    ex->be->add_rmsnorm(ex, s, y, rstd, a, b, w, T, d, eps);
+}
 void k_embedding(const molt_exec *ex, float *x, const float *E, const int32_t *ids, int T, int d) {
     ex->be->embedding(ex, x, E, ids, T, d);
 }
@@ -272,6 +276,11 @@ void ssd_step_rows(const molt_exec *ex, float *y, float *const *state, const flo
                    const float *dA, const float *B, const float *C, int n, int H, int P, int N,
                    int G) {
     ex->be->ssd_step_rows(ex, y, state, X, dA, B, C, n, H, P, N, G);
+}
+void ssm_decode_rows(const molt_exec *ex, float *y, const float *zx, float *const *conv,
+                     float *const *ssm, int n, const ssm_rows_cfg *c, const ssm_decode_args *a,
+                     float *work) {
+    ex->be->ssm_decode_rows(ex, y, zx, conv, ssm, n, c, a, work);
 }
 // bf16 recurrent SSM state
 void ssd_step_rows_bf16(const molt_exec *ex, float *y, uint16_t *const *state, const float *X,

@@ -119,6 +119,11 @@ void k_sample_rows(const molt_exec *ex, int32_t *idx, const float *logits, const
 // y[i] = a[i] + b[i] for i < n (y may be a or b: the residual add y += x is
 // k_add(ex, y, y, x, n)); bit-identical at any thread count
 void k_add(const molt_exec *ex, float *y, const float *a, const float *b, size_t n);
+// s = a + b ([T,d]; s may be a or b), then y = rmsnorm(s)·w with rstd[T] = r
+// when not NULL: k_add then k_rmsnorm_forward, the same bits (the residual add
+// of a block and the norm after it in one pass over the rows)
+void k_add_rmsnorm(const molt_exec *ex, float *s, float *y, float *rstd, const float *a,
+                   const float *b, const float *w, int T, int d, float eps);
 // x[t, :] = E[ids[t], :] for t < T (the embedding gather; ids in range, checked by callers)
 void k_embedding(const molt_exec *ex, float *x, const float *E, const int32_t *ids, int T, int d);
 // dst[t, 0:n] = src[t, 0:n] for t < rows (row strides ldd, lds ≥ n; the two
@@ -156,6 +161,7 @@ void k_hybrid_stats_backward(const molt_exec *ex, float *g, float *ds, const flo
 #define MOLT_BACKEND_OPS(X)                                                                        \
     X(matmul) X(matmul_w) X(matmul_backward) X(rmsnorm) X(rmsnorm_forward) X(rmsnorm_backward) X(swiglu)     \
     X(swiglu_backward) X(swiglu_pair) X(swiglu_pair_backward) X(softmax) X(add) X(embedding)      \
+    X(add_rmsnorm)                                                                                \
     X(embedding_backward)                                                                         \
     /* the MLP's GEMM-only activations in bf16 (backward.h) */                                    \
     X(swiglu_pair_b16) X(swiglu_pair_backward_b16) X(matmul_b16) X(matmul_backward_b16)           \
@@ -170,7 +176,7 @@ void k_hybrid_stats_backward(const molt_exec *ex, float *g, float *ds, const flo
     X(attn_flash_forward) X(attn_flash_backward)                                                  \
     /* ssm rows (ssm_rows.h) */                                                                    \
     X(ssm_prep) X(ssm_prep_backward) X(ssm_gate) X(ssm_gate_backward) X(colsum)                   \
-    X(conv1d_causal_rows) X(ssd_step_rows)                                                        \
+    X(conv1d_causal_rows) X(ssd_step_rows) X(ssm_decode_rows)                                     \
     /* training (train_ops.h) */                                                                  \
     X(xent) X(soft_xent) X(l2_rows) X(sumsq) X(scale) X(adamw)                                    \
     /* gateloop (gateloop.h) */                                                                   \
@@ -185,7 +191,7 @@ void k_hybrid_stats_backward(const molt_exec *ex, float *g, float *ds, const flo
     MOLT_BACKEND_STATE_BF16_OPS(X)                                                                \
     /* decode sampling on the device (kernels.h; issue 12) */                                     \
     X(sample_rows)
-#define MOLT_BACKEND_NOPS (50 + 8 + 13 + 1 + 3 + 3 + 1) // ops in MOLT_BACKEND_OPS (checked
+#define MOLT_BACKEND_NOPS (52 + 8 + 13 + 1 + 3 + 3 + 1) // ops in MOLT_BACKEND_OPS (checked
                                                         // against the struct): the base table +
                                                         // gateloop + mamba3 + rev_kl + f16 KV +
                                                         // bf16 SSM state + sample_rows
@@ -211,6 +217,7 @@ void k_hybrid_stats_backward(const molt_exec *ex, float *g, float *ds, const flo
     MOLT_BACKEND_STATE_BF16_OPS(X)
 
 struct ssm_rows_cfg; // ssm_rows.h
+struct ssm_decode_args;
 struct m3_rows_cfg;  // mamba3.h
 struct m3_rows_w;
 
@@ -254,6 +261,8 @@ typedef struct molt_backend {
                                 const float *W, int T, int in, int out, int accumulate_dx);
     void (*softmax)(const molt_exec *ex, float *x, int n);
     void (*add)(const molt_exec *ex, float *y, const float *a, const float *b, size_t n);
+    void (*add_rmsnorm)(const molt_exec *ex, float *s, float *y, float *rstd, const float *a,
+                        const float *b, const float *w, int T, int d, float eps);
     void (*embedding)(const molt_exec *ex, float *x, const float *E, const int32_t *ids, int T,
                       int d);
     void (*embedding_backward)(const molt_exec *ex, float *dE, const float *dx, const int32_t *ids,
@@ -334,6 +343,9 @@ typedef struct molt_backend {
     void (*ssd_step_rows)(const molt_exec *ex, float *y, float *const *state, const float *X,
                           const float *dA, const float *B, const float *C, int n, int H, int P,
                           int N, int G);
+    void (*ssm_decode_rows)(const molt_exec *ex, float *y, const float *zx, float *const *conv,
+                            float *const *ssm, int n, const struct ssm_rows_cfg *c,
+                            const struct ssm_decode_args *a, float *work);
     // training: losses and the optimizer step (train_ops.h)
     void (*xent)(const molt_exec *ex, double *loss, float *dlogits, const float *logits,
                  const int32_t *targets, int n, int V, float scale);

@@ -100,6 +100,30 @@ void ssd_step_rows(const molt_exec *ex, float *y, float *const *state, const flo
                    const float *dA, const float *B, const float *C, int n, int H, int P, int N,
                    int G);
 
+// The whole decode step of a mixer whose B/C heads are its heads (G == H, as
+// Llamba's n_qk_heads = n_v_heads), from the in_proj output to the gated y:
+// the composition of the stages above with T = 1 per row,
+//   xr = zx[r, o_xbc : o_xbc + Cc];  xc = conv1d_causal_rows(xr) on conv[r];
+//   ssm_prep(xc, zx[r, o_dt:]);  ys = ssd_step_rows on ssm[r];
+//   y[r] = ssm_gate(ys + D·x, zx[r, o_z:])
+// with the same float operations in the same order (the same bits as those
+// ops called one by one on the same backend). Every quantity of head h (its
+// P x channels, N B and N C channels, its state, its RMSNorm group when
+// Mamba-2: Di/G = P columns) belongs to head h alone, so a backend can run a
+// (row, head) pair start to end without the rows' intermediates in memory.
+// y [n,Di]; zx [n,ldz]; conv[r] [Cc,K-1], ssm[r] [H,P,N] (updated);
+// work: ssm_decode_rows_work(n, c) floats (the CPU composes the stage ops there).
+typedef struct ssm_decode_args {
+    const float *conv_w, *conv_b;           // [Cc,K], [Cc] (NULL: 0)
+    const float *dt_bias, *A_log;           // Mamba-2 ([H]; dt_bias NULL: 0)
+    const float *D, *norm_w, *z_bias;       // [H] (NULL: no skip), Mamba-2 [Di], Discrete [Di] (NULL: 0)
+    int          K, ldz, o_xbc, o_z, o_dt;  // conv width; zx's row stride and column offsets
+} ssm_decode_args;
+size_t ssm_decode_rows_work(int n, const ssm_rows_cfg *c);
+void   ssm_decode_rows(const molt_exec *ex, float *y, const float *zx, float *const *conv,
+                       float *const *ssm, int n, const ssm_rows_cfg *c, const ssm_decode_args *a,
+                       float *work);
+
 // bf16 recurrent state (optional ops: MOLT_BACKEND_STATE_BF16_OPS). The same
 // step with state[r] a [H,P,N] bf16 array: each state element widened to f32,
 // the step's f32 arithmetic in ssd_step's order, the new state rounded to

@@ -112,12 +112,14 @@ void block_forward(const molt_exec *ex, const molt_model *m, int l, const block_
     k_rmsnorm_forward(ex, a->u, a->rstd1, x, w->attn_norm, N, d, c->norm_eps);
     run_mixer(ex, m, l, bm, N, mix, a->u, work);
     float *xm = a->x_mid;
-    k_add(ex, xm, x, mix, Nd);
+    if (c->has_mlp) // x_mid = x + mix, v = rmsnorm(x_mid) in one pass
+        k_add_rmsnorm(ex, xm, a->v, a->rstd2, x, mix, w->ffn_norm, N, d, c->norm_eps);
+    else
+        k_add(ex, xm, x, mix, Nd);
     if (xm != x)
         be_copy(ex, x, xm, Nd * sizeof(float));
     if (!c->has_mlp)
         return;
-    k_rmsnorm_forward(ex, a->v, a->rstd2, xm, w->ffn_norm, N, d, c->norm_eps);
     mlp_mats mm = mlp_mats_of(w, bm->mode);
     mlp_in_forward(ex, a->g, a->v, &mm, N, d, F, mlp_tmp);
     if (bm->mode == BLOCK_BATCH && mlp_b16(ex, w, d, F)) { // h in bf16 (mlp_b16)

@@ -114,6 +114,8 @@ void cpu_matmul_backward(const molt_exec *ex, float *dx, float *dW, float *db, c
                          int accumulate_dx);
 void cpu_rmsnorm_forward(const molt_exec *ex, float *y, float *rstd, const float *x,
                          const float *w, int T, int d, float eps);
+void cpu_add_rmsnorm(const molt_exec *ex, float *s, float *y, float *rstd, const float *a,
+                     const float *b, const float *w, int T, int d, float eps);
 void cpu_rmsnorm_backward(const molt_exec *ex, float *dx, float *dw, const float *dy,
                           const float *x, const float *w, const float *rstd, int T, int d);
 void cpu_swiglu_backward(const molt_exec *ex, float *dg, float *du, const float *dh,
@@ -182,6 +184,7 @@ void cpu_attn_flash_backward(const molt_exec *ex, float *dqkv, const float *dhea
                              int H, int KV, int hd, float *work);
 // ssm_rows.c, ssm_rows_backward.c (ssm_rows.h)
 struct ssm_rows_cfg;
+struct ssm_decode_args;
 void cpu_ssm_prep(const molt_exec *ex, float *x, float *X, float *B, float *C, float *dA,
                   float *dlt, const float *xc, const float *dt, int ldz, const float *dt_bias,
                   const float *A_log, int n, const struct ssm_rows_cfg *c);
@@ -204,6 +207,9 @@ void cpu_conv1d_causal_rows(const molt_exec *ex, float *y, const float *x, const
 void cpu_ssd_step_rows(const molt_exec *ex, float *y, float *const *state, const float *X,
                        const float *dA, const float *B, const float *C, int n, int H, int P,
                        int N, int G);
+void cpu_ssm_decode_rows(const molt_exec *ex, float *y, const float *zx, float *const *conv,
+                         float *const *ssm, int n, const struct ssm_rows_cfg *c,
+                         const struct ssm_decode_args *a, float *work);
 // ssm_bf16.c (ssm_rows.h: the bf16 recurrent SSM state)
 void cpu_ssd_step_rows_bf16(const molt_exec *ex, float *y, uint16_t *const *state, const float *X,
                             const float *dA, const float *B, const float *C, int n, int H, int P,

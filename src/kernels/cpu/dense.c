@@ -250,6 +250,15 @@ void cpu_add(const molt_exec *ex, float *y, const float *a, const float *b, size
         molt_pool_run(nth, add_run, &t);
 }
 
+// s = a + b, then y = rmsnorm(s)·w: the two ops in turn (the same bits)
+void cpu_add_rmsnorm(const molt_exec *ex, float *s, float *y, float *rstd, const float *a,
+                     const float *b, const float *w, int T, int d, float eps) {
+    if (T <= 0)
+        return;
+    cpu_add(ex, s, a, b, (size_t)T * (size_t)d);
+    cpu_rmsnorm_forward(ex, y, rstd, s, w, T, d, eps);
+}
+
 void cpu_embedding(const molt_exec *ex, float *x, const float *E, const int32_t *ids, int T,
                    int d) {
     for (int i = 0; i < T; i++)

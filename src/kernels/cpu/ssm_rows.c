@@ -11,6 +11,7 @@
  */
 #include "kernels/ssm_rows.h"
 
+#include "core/core.h"
 #include "core/pool.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/ssm_rows_util.h"
@@ -264,4 +265,32 @@ void cpu_ssd_step_rows(const molt_exec *ex, float *y, float *const *state, const
         return;
     step_rows_task j = {state, y, X, NULL, NULL, dA, B, C, n, H, P, N, G, 0, NULL};
     step_rows(ex, &j, (size_t)n * (size_t)H * (size_t)P * (size_t)N);
+}
+
+// ----------------------------------------------------------------------------
+// the whole decode step (G == H): the stage ops one by one on work
+//   xr [n,Cc] | xc [n,Cc] | x [n,Di] | X [n,Di] (Mamba-2) | B, C [n,GN] | dA, dlt [n,H]
+
+size_t ssm_decode_rows_work(int n, const ssm_rows_cfg *c) {
+    size_t nn = (size_t)(n > 0 ? n : 0), Di = (size_t)c->H * c->P, GN = (size_t)c->G * c->N;
+    size_t Cc = Di + 2 * GN;
+    return nn * (2 * Cc + Di + (c->mamba ? Di : 0) + 2 * GN + 2 * (size_t)c->H);
+}
+
+void cpu_ssm_decode_rows(const molt_exec *ex, float *y, const float *zx, float *const *conv,
+                         float *const *ssm, int n, const ssm_rows_cfg *c,
+                         const ssm_decode_args *a, float *work) {
+    if (n <= 0)
+        return;
+    MOLT_ASSERT(c->G == c->H);
+    size_t nn = (size_t)n, Di = (size_t)c->H * c->P, GN = (size_t)c->G * c->N, Cc = Di + 2 * GN;
+    float *xr = work, *xc = xr + nn * Cc, *x = xc + nn * Cc, *X = c->mamba ? x + nn * Di : x;
+    float *B = (c->mamba ? X : x) + nn * Di, *C = B + nn * GN, *dA = C + nn * GN,
+          *dlt = dA + nn * c->H;
+    cpu_copy_cols(ex, xr, Cc, zx + a->o_xbc, (size_t)a->ldz, nn, Cc);
+    cpu_conv1d_causal_rows(ex, xc, xr, a->conv_w, a->conv_b, conv, n, (int)Cc, a->K);
+    cpu_ssm_prep(ex, x, c->mamba ? X : NULL, B, C, dA, dlt, xc, zx + a->o_dt, a->ldz, a->dt_bias,
+                 a->A_log, n, c);
+    cpu_ssd_step_rows(ex, y, ssm, X, dA, B, C, n, c->H, c->P, c->N, c->G);
+    cpu_ssm_gate(ex, y, y, NULL, x, zx + a->o_z, a->ldz, a->D, a->norm_w, a->z_bias, n, c);
 }

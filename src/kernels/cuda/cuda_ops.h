@@ -26,7 +26,7 @@ extern "C" {
 #define MOLT_CUDA_OPS(X)                                                                           \
     X(matmul) X(matmul_w) X(matmul_backward) X(rmsnorm) X(rmsnorm_forward) X(rmsnorm_backward)     \
     X(swiglu) X(swiglu_backward) X(swiglu_pair) X(swiglu_pair_backward) X(softmax) X(add)          \
-    X(embedding) X(embedding_backward)                                                            \
+    X(embedding) X(embedding_backward) X(add_rmsnorm)                                             \
     X(swiglu_pair_b16) X(swiglu_pair_backward_b16) X(matmul_b16) X(matmul_backward_b16)           \
     /* two of the bf16 recurrent state's three ops (ssd_step_rows_bf16 is not on the GPU) */      \
     X(bf16_widen) X(bf16_narrow)                                                                  \
@@ -42,6 +42,8 @@ extern "C" {
     /* ssm rows (ssm_rows.cu) */                                                                   \
     X(ssm_prep) X(ssm_prep_backward) X(ssm_gate) X(ssm_gate_backward) X(colsum)                   \
     X(conv1d_causal_rows) X(ssd_step_rows)                                                        \
+    /* the fused decode step (ssm_decode.cu) */                                                   \
+    X(ssm_decode_rows)                                                                            \
     /* training (train.cu) */                                                                      \
     X(xent) X(soft_xent) X(l2_rows) X(sumsq) X(scale) X(adamw)                                    \
     /* reverse-KL distillation loss (train.cu; issue 17) */                                       \
@@ -66,6 +68,8 @@ void cuda_rmsnorm(const molt_exec *ex, float *y, const float *x, const float *w,
                   float eps);
 void cuda_rmsnorm_forward(const molt_exec *ex, float *y, float *rstd, const float *x,
                           const float *w, int T, int d, float eps);
+void cuda_add_rmsnorm(const molt_exec *ex, float *s, float *y, float *rstd, const float *a,
+                      const float *b, const float *w, int T, int d, float eps);
 void cuda_rmsnorm_backward(const molt_exec *ex, float *dx, float *dw, const float *dy,
                            const float *x, const float *w, const float *rstd, int T, int d);
 void cuda_swiglu(const molt_exec *ex, float *gate, const float *up, size_t n);
@@ -146,6 +150,7 @@ void cuda_attn_flash_backward(const molt_exec *ex, float *dqkv, const float *dhe
                               int T, int H, int KV, int hd, float *work);
 // ssm_rows.cu (ssm_rows_cfg: ssm_rows.h)
 struct ssm_rows_cfg;
+struct ssm_decode_args;
 void cuda_ssm_prep(const molt_exec *ex, float *x, float *X, float *B, float *C, float *dA,
                    float *dlt, const float *xc, const float *dt, int ldz, const float *dt_bias,
                    const float *A_log, int n, const struct ssm_rows_cfg *c);
@@ -168,6 +173,10 @@ void cuda_conv1d_causal_rows(const molt_exec *ex, float *y, const float *x, cons
 void cuda_ssd_step_rows(const molt_exec *ex, float *y, float *const *state, const float *X,
                         const float *dA, const float *B, const float *C, int n, int H, int P,
                         int N, int G);
+// ssm_decode.cu
+void cuda_ssm_decode_rows(const molt_exec *ex, float *y, const float *zx, float *const *conv,
+                          float *const *ssm, int n, const struct ssm_rows_cfg *c,
+                          const struct ssm_decode_args *a, float *work);
 // train.cu (molt_span, adamw_hyper: train_ops.h)
 void cuda_xent(const molt_exec *ex, double *loss, float *dlogits, const float *logits,
                const int32_t *targets, int n, int V, float scale);

@@ -50,6 +50,35 @@ extern "C" void cuda_rmsnorm_forward(const molt_exec *ex, float *y, float *rstd,
     CU_LAUNCHED("k_rmsnorm_fwd");
 }
 
+// s = a + b, then k_rmsnorm_fwd's row on s (k_add and k_rmsnorm_fwd's expressions, the same
+// threads over the same columns: the same bits as the two launches)
+__global__ void k_add_rmsnorm(float *s, float *y, float *rstd, const float *a, const float *b,
+                              const float *w, int d, float eps) {
+    __shared__ double sh[32];
+    size_t            o = (size_t)blockIdx.x * d;
+    double            ss = 0.0;
+    for (int i = threadIdx.x; i < d; i += blockDim.x) {
+        float v = a[o + i] + b[o + i];
+        s[o + i] = v;
+        ss += (double)v * (double)v;
+    }
+    ss = cu_block_sum(ss, sh);
+    float r = 1.0f / sqrtf((float)ss / (float)d + eps);
+    for (int i = threadIdx.x; i < d; i += blockDim.x)
+        y[o + i] = s[o + i] * r * w[i];
+    if (rstd && threadIdx.x == 0)
+        rstd[blockIdx.x] = r;
+}
+
+extern "C" void cuda_add_rmsnorm(const molt_exec *ex, float *s, float *y, float *rstd,
+                                 const float *a, const float *b, const float *w, int T, int d,
+                                 float eps) {
+    if (T <= 0)
+        return;
+    k_add_rmsnorm<<<T, 256, 0, cu_stream(ex)>>>(s, y, rstd, a, b, w, d, eps);
+    CU_LAUNCHED("k_add_rmsnorm");
+}
+
 extern "C" void cuda_rmsnorm(const molt_exec *ex, float *y, const float *x, const float *w, int T,
                              int d, float eps) {
     cuda_rmsnorm_forward(ex, y, NULL, x, w, T, d, eps);

@@ -13,22 +13,13 @@
  * silu / softplus use expf / log1pf (the CPU's k_expf is within 1e-7).
  */
 #include "kernels/cuda/colsum.cuh"
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/ssm_step.cuh"
 
 extern "C" {
 #include "kernels/ssm_rows.h"
 }
 
 #define ROW_THREADS 256
-
-__device__ __forceinline__ float r_sigm(float v) { return 1.0f / (1.0f + expf(-v)); }
-__device__ __forceinline__ float r_silu(float v) { return v / (1.0f + expf(-v)); }
-__device__ __forceinline__ float r_softplus(float v) { return v > 20.0f ? v : log1pf(expf(v)); }
-__device__ __forceinline__ float r_dsilu(float v) {
-    float s = r_sigm(v);
-    return s * (1.0f + v * (1.0f - s));
-}
-__device__ __forceinline__ float r_dsoftplus(float v) { return v > 20.0f ? 1.0f : r_sigm(v); }
 
 // ----------------------------------------------------------------------------
 // prep
