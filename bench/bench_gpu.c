@@ -24,8 +24,9 @@
  * bytes after each workload (cudaMemGetInfo, so it includes cuBLAS' and the
  * allocator's pools).
  * usage: bench_gpu [--batch B] [--seq T] [--steps S] [--only NAME] [--small] [--tf32 | --bf16]
- *                  [--profile] [--recompute] [--dbatch N] [--head-rows N]
+ *                  [--profile] [--recompute] [--dbatch N] [--dstate f32|bf16] [--head-rows N]
  * (--dbatch N: decode at batch N alone, bf16 weights, ids drawn on the GPU;
+ * --dstate: the decode's recurrent state in f32 (default) or bf16;
  * --small: a 4-layer, d 512 model for a quick check; --profile: after each
  * workload, its kernel-time profile on stderr — molt_cuda_profile_report —
  * covering set-up, warm-up and timed steps; the JSON times then include the
@@ -394,7 +395,8 @@ static void bench_copy(void) {
     be_free(g_ex.be, a), be_free(g_ex.be, b);
 }
 
-static int g_dbatch; // --dbatch N: decode only batch N, bf16 weights, ids drawn (a profile's run)
+static int         g_dbatch; // --dbatch N: decode only batch N, bf16 weights, ids drawn (a profile's run)
+static const char *g_dstate = "f32"; // --dstate f32|bf16: the decode's recurrent state
 
 static void bench_decode(int steps) {
     molt_model *m = gpu_model(STUDENT);
@@ -403,6 +405,8 @@ static void bench_decode(int steps) {
         const char *dt = w ? "bf16" : "f32";
         if (molt_model_set_weight_dtype(gpu, m, dt) != MOLT_OK)
             die(gpu, "weights");
+        if (molt_model_set_state_dtype(gpu, m, g_dstate) != MOLT_OK)
+            die(gpu, "state dtype");
         // bytes a step must read: every matrix once (typed), the rest f32
         double wbytes = (double)m->n_floats * 4.0 -
                         (w ? (double)m->wbuf_bytes : 0.0); // bf16: the copy replaces the f32 reads
@@ -439,11 +443,11 @@ static void bench_decode(int steps) {
                 double per = median(tt, steps);
                 rp = molt_cuda_graph_replays() - rp;
                 printf("{\"bench\": \"decode\", \"model\": \"llamba-1b shape\", \"weights\": "
-                       "\"%s\", \"matmul\": \"%s\", \"batch\": %d, \"sampling\": \"%s\", "
+                       "\"%s\", \"state\": \"%s\", \"matmul\": \"%s\", \"batch\": %d, \"sampling\": \"%s\", "
                        "\"graph_replays\": %lu, \"tokens_per_s\": %.0f, \"ms_per_step\": %.3f, "
                        "\"weight_gb_per_step\": %.2f, \"gb_per_s\": %.0f, "
                        "\"of_copy_bw\": %.3f}\n",
-                       dt, g_ex.flags & MOLT_EXEC_BF16 ? "bf16" : "fp32", n,
+                       dt, g_dstate, g_ex.flags & MOLT_EXEC_BF16 ? "bf16" : "fp32", n,
                        smp ? "greedy on the GPU (ids back)" : "logits to the host", rp, n / per,
                        per * 1e3, wbytes * 1e-9, wbytes / per * 1e-9,
                        g_copy_gbs > 0 ? wbytes / per * 1e-9 / g_copy_gbs : 0.0);
@@ -467,6 +471,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "--small")) shape = BENCH_1B_SMALL;
+        else if (!strcmp(argv[i], "--dstate") && i + 1 < argc) g_dstate = argv[++i];
         else if (!strcmp(argv[i], "--tf32")) matmul = "tf32";
         else if (!strcmp(argv[i], "--bf16")) matmul = "bf16";
         else if (!strcmp(argv[i], "--profile")) prof = 1;
@@ -476,7 +481,8 @@ int main(int argc, char **argv) {
         else {
             fprintf(stderr, "usage: bench_gpu [--batch B] [--seq T] [--steps S] [--only NAME] "
                             "[--small] [--tf32 | --bf16] [--profile] [--recompute]\n"
-                            "                 [--dbatch 1|16|64|256] [--head-rows N]\n");
+                            "                 [--dbatch 1|16|64|256] [--dstate f32|bf16] "
+                            "[--head-rows N]\n");
             return 2;
         }
     }

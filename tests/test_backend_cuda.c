@@ -1209,6 +1209,20 @@ static void op_ssd_step_rows(const molt_exec *ex, void *const *p, const ocase *c
     free(st);
 }
 
+// X, dA, B, C | y, states (ACC: f32 values, rounded to bf16 first), bf16 states (SCR), their
+// new values widened (OUT);  i = {n, H, P, N, G}
+static void op_ssd_step_rows_bf16(const molt_exec *ex, void *const *p, const ocase *c) {
+    int        n = c->i[0], H = c->i[1], P = c->i[2], N = c->i[3], G = c->i[4];
+    size_t     S = (size_t)H * P * N;
+    uint16_t  *s16 = (uint16_t *)p[6], **st = xmalloc(sizeof(uint16_t *) * (size_t)(n + 1));
+    k_bf16_narrow(ex, s16, F(5), (size_t)n * S);
+    for (int r = 0; r < n; r++)
+        st[r] = s16 + (size_t)r * S;
+    ssd_step_rows_bf16(ex, F(4), st, F(0), F(1), F(2), F(3), n, H, P, N, G);
+    k_bf16_widen(ex, F(7), s16, (size_t)n * S);
+    free(st);
+}
+
 static void test_ssm_rows_misc(void) {
     // colsum: the CPU's bits with one row chunk (colsum.cuh); past CS_ROWS_MIN rows the
     // double sum is regrouped by chunks, so its float rounding may flip one ulp (rarely:
@@ -1220,7 +1234,9 @@ static void test_ssm_rows_misc(void) {
     const int CR[][3] = {{0, 5, 4}, {1, 1, 1}, {1, 7, 4}, {3, 33, 2}, {8, 2304, 4}, {5, 130, 3}};
     const int SR[][5] = {{0, 2, 3, 5, 1},  {1, 1, 1, 1, 1},  {3, 4, 16, 16, 2},
                          {8, 8, 64, 16, 8}, {5, 24, 64, 128, 1}};
+    op_stat  *s3 = stat_new("ssd_step_rows_bf16", 8e-3); // one bf16 ulp (test_fused_decode)
     tested("colsum"), tested("conv1d_causal_rows"), tested("ssd_step_rows");
+    tested("ssd_step_rows_bf16");
     for (int k = 0; k < NELEM(CS); k++) {
         int   rows = CS[k][0], cols = CS[k][1], ld = CS[k][2];
         char  shape[64];
@@ -1259,6 +1275,17 @@ static void test_ssm_rows_misc(void) {
         snprintf(shape, sizeof shape, "n,H,P,N,G %dx%dx%dx%dx%d", n, H, P, N, G);
         run_op(s2, op_ssd_step_rows, &c, shape);
         case_free(&c);
+        ocase  b = {.i = {n, H, P, N, G}}; // the bf16 state
+        addf(&b, nn * H * P, IN);
+        add_buf(&b, decays(nn * H, 1), sizeof(float) * nn * H, IN);
+        addf(&b, nn * G * N, IN);
+        addf(&b, nn * G * N, IN);
+        addf(&b, nn * H * P, OUT);
+        addf(&b, nn * H * P * N, ACC);
+        addf(&b, nn * H * P * N / 2 + 1, SCR);
+        addf(&b, nn * H * P * N, OUT);
+        run_op(s3, op_ssd_step_rows_bf16, &b, shape);
+        case_free(&b);
     }
 }
 
@@ -1282,8 +1309,9 @@ static void op_add_then_rmsnorm(const molt_exec *ex, void *const *p, const ocase
     k_rmsnorm_forward(ex, F(4), F(5), F(3), F(2), c->i[0], c->i[1], 1e-5f);
 }
 
-// zx, conv_w, conv_b, dt_bias, A_log, D, norm_w, z_bias | y, conv (ACC), ssm (ACC), work;
-// i = {n, H = G, P, N, K, mamba, variant, stage ops}
+// zx, conv_w, conv_b, dt_bias, A_log, D, norm_w, z_bias | y, conv (ACC), ssm (ACC), work
+// [, bf16 state (SCR), its new values widened (OUT)];
+// i = {n, H = G, P, N, K, mamba, variant, stage ops, bf16 state}
 static void op_ssm_decode_rows(const molt_exec *ex, void *const *p, const ocase *c) {
     int          n = c->i[0], H = c->i[1], P = c->i[2], N = c->i[3], K = c->i[4], v = c->i[6];
     int          Di = H * P, Cc = Di + 2 * H * N;
@@ -1297,6 +1325,13 @@ static void op_ssm_decode_rows(const molt_exec *ex, void *const *p, const ocase 
     float **ps = xmalloc(sizeof(float *) * (size_t)(n + 1));
     for (int r = 0; r < n; r++)
         pc[r] = F(9) + (size_t)r * Cc * (K - 1), ps[r] = F(10) + (size_t)r * Di * N;
+    uint16_t *s16 = c->i[8] ? (uint16_t *)p[12] : NULL; // the bf16 state: F(10) rounded
+    if (s16) {
+        a.state_bf16 = 1;
+        k_bf16_narrow(ex, s16, F(10), (size_t)n * Di * N);
+        for (int r = 0; r < n; r++)
+            ps[r] = (float *)(void *)(s16 + (size_t)r * Di * N);
+    }
     if (!c->i[7]) {
         ssm_decode_rows(ex, F(8), F(0), pc, ps, n, &cf, &a, F(11));
     } else { // the stage ops one by one (ssm_mixer.c's other path), intermediates in work
@@ -1307,9 +1342,15 @@ static void op_ssm_decode_rows(const molt_exec *ex, void *const *p, const ocase 
         conv1d_causal_rows(ex, xc, xr, a.conv_w, a.conv_b, pc, n, Cc, K);
         ssm_prep(ex, x, cf.mamba ? X : NULL, B, C, dA, dlt, xc, F(0) + a.o_dt, a.ldz, a.dt_bias,
                  a.A_log, n, &cf);
-        ssd_step_rows(ex, F(8), ps, X, dA, B, C, n, H, P, N, H);
+        if (s16)
+            ssd_step_rows_bf16(ex, F(8), (uint16_t *const *)(void *const *)ps, X, dA, B, C, n, H,
+                               P, N, H);
+        else
+            ssd_step_rows(ex, F(8), ps, X, dA, B, C, n, H, P, N, H);
         ssm_gate(ex, F(8), F(8), NULL, x, F(0) + a.o_z, a.ldz, a.D, a.norm_w, a.z_bias, n, &cf);
     }
+    if (s16) // the new bf16 state, widened (exact) for the comparison
+        k_bf16_widen(ex, F(13), s16, (size_t)n * Di * N);
     free(pc), free(ps);
 }
 
@@ -1347,6 +1388,9 @@ static void gpu_bits(const char *what, op_fn fn, const ocase *c, op_fn ref, cons
 
 static void test_fused_decode(void) {
     op_stat  *s0 = stat_new("add_rmsnorm", 1e-5), *s1 = stat_new("ssm_decode_rows", 1e-5);
+    // bf16 state: one bf16 ulp of a state value (2^-8 relative) where the GPU's decay expf
+    // differs from the CPU's by an ulp and the rounded s lands on the other side
+    op_stat  *s2 = stat_new("ssm_decode_rows (bf16 state)", 8e-3);
     const int AR[][2] = {{0, 8}, {1, 1}, {3, 17}, {7, 129}, {64, 2048}, {200, 300}, {2, 9000}};
     tested("add_rmsnorm"), tested("ssm_decode_rows");
     for (int k = 0; k < NELEM(AR); k++)
@@ -1384,7 +1428,8 @@ static void test_fused_decode(void) {
         size_t nn = (size_t)n;
         char   shape[64];
         ssm_rows_cfg cf = {m, H, P, H, N, 0, 0, 0};
-        ocase  c = {.i = {n, H, P, N, K, m, v, 0}};
+        for (int b16 = 0; b16 < 2; b16++) {
+        ocase  c = {.i = {n, H, P, N, K, m, v, 0, b16}};
         add_buf(&c, frand_scaled(nn * ldz + 1, 2.0f), sizeof(float) * (nn * ldz + 1), IN);
         add_buf(&c, frand_scaled((size_t)Cc * K, 0.7f), sizeof(float) * Cc * K, IN);
         addf(&c, (size_t)Cc, IN);
@@ -1397,14 +1442,19 @@ static void test_fused_decode(void) {
         addf(&c, nn * Cc * (K - 1) + 1, ACC);
         addf(&c, nn * Di * N + 1, ACC);
         addf(&c, ssm_decode_rows_work(n, &cf) + 1, SCR);
-        snprintf(shape, sizeof shape, "n %d H=G %d P %d N %d K %d %s v%d", n, H, P, N, K,
-                 m ? "mamba" : "discrete", v);
-        run_op(s1, op_ssm_decode_rows, &c, shape);
+        if (b16) {
+            addf(&c, nn * Di * N / 2 + 1, SCR);
+            addf(&c, nn * Di * N + 1, OUT);
+        }
+        snprintf(shape, sizeof shape, "n %d H=G %d P %d N %d K %d %s v%d%s", n, H, P, N, K,
+                 m ? "mamba" : "discrete", v, b16 ? " bf16" : "");
+        run_op(b16 ? s2 : s1, op_ssm_decode_rows, &c, shape);
         ocase stages = c; // the same buffers, the stage ops
         stages.i[7] = 1;
         gpu_bits("ssm_decode_rows vs the stage ops", op_ssm_decode_rows, &c, op_ssm_decode_rows,
                  &stages, shape);
         case_free(&c);
+        }
     }
 }
 

@@ -2949,18 +2949,25 @@ typedef struct sdr_case {
     float          *zx, *cs0, *ss0;
 } sdr_case;
 
+// a.state_bf16: the states as bf16 (ss0 rounded), their new values widened into out
 static void run_ssm_decode_rows(const molt_exec *ex, void *cv, float *out) {
     sdr_case *k = cv;
     size_t    n = (size_t)k->n, Di = (size_t)k->c.H * k->c.P;
     float    *cs = out + n * Di, *ss = cs + n * k->S1;
     float   **pc = xmalloc(sizeof(float *) * (n + 1)), **ps = xmalloc(sizeof(float *) * (n + 1));
     float    *work = fbuf(ssm_decode_rows_work(k->n, &k->c) + 1);
+    uint16_t *s16 = xmalloc(sizeof(uint16_t) * (n * k->S2 + 1));
     memcpy(cs, k->cs0, sizeof(float) * n * k->S1);
     memcpy(ss, k->ss0, sizeof(float) * n * k->S2);
+    for (size_t i = 0; i < n * k->S2; i++)
+        s16[i] = molt_f32_to_bf16(k->ss0[i]);
     for (size_t r = 0; r < n; r++)
-        pc[r] = cs + r * k->S1, ps[r] = ss + r * k->S2;
+        pc[r] = cs + r * k->S1,
+        ps[r] = k->a.state_bf16 ? (float *)(void *)(s16 + r * k->S2) : ss + r * k->S2;
     ssm_decode_rows(ex, out, k->zx, pc, ps, k->n, &k->c, &k->a, work);
-    free(pc), free(ps), free(work);
+    for (size_t i = 0; k->a.state_bf16 && i < n * k->S2; i++)
+        ss[i] = molt_bf16_to_f32(s16[i]);
+    free(pc), free(ps), free(work), free(s16);
 }
 
 // the stage ops one by one (ssm_mixer.c's unfused path) into out, as run_ssm_decode_rows
@@ -2981,8 +2988,23 @@ static void run_ssm_decode_stages(const molt_exec *ex, const sdr_case *k, float 
     conv1d_causal_rows(ex, xc, xr, a->conv_w, a->conv_b, pc, k->n, k->Cc, a->K);
     ssm_prep(ex, x, k->c.mamba ? X : NULL, B, C, dA, dlt, xc, k->zx + a->o_dt, a->ldz, a->dt_bias,
              a->A_log, k->n, &k->c);
-    ssd_step_rows(ex, out, ps, k->c.mamba ? X : x, dA, B, C, k->n, k->c.H, k->c.P, k->c.N,
-                  k->c.G);
+    uint16_t *s16 = xmalloc(sizeof(uint16_t) * (n * k->S2 + 1));
+    if (k->a.state_bf16) {
+        uint16_t **p16 = xmalloc(sizeof(uint16_t *) * (n + 1));
+        for (size_t r = 0; r < n; r++)
+            p16[r] = s16 + r * k->S2;
+        for (size_t i = 0; i < n * k->S2; i++)
+            s16[i] = molt_f32_to_bf16(k->ss0[i]);
+        ssd_step_rows_bf16(ex, out, p16, k->c.mamba ? X : x, dA, B, C, k->n, k->c.H, k->c.P,
+                           k->c.N, k->c.G);
+        for (size_t i = 0; i < n * k->S2; i++)
+            ss[i] = molt_bf16_to_f32(s16[i]);
+        free(p16);
+    } else {
+        ssd_step_rows(ex, out, ps, k->c.mamba ? X : x, dA, B, C, k->n, k->c.H, k->c.P, k->c.N,
+                      k->c.G);
+    }
+    free(s16);
     ssm_gate(ex, out, out, NULL, x, k->zx + a->o_z, a->ldz, a->D, a->norm_w, a->z_bias, k->n,
              &k->c);
     free(pc), free(ps), free(xr), free(xc), free(x), free(X), free(B), free(C), free(dA),
@@ -2991,6 +3013,7 @@ static void run_ssm_decode_stages(const molt_exec *ex, const sdr_case *k, float 
 
 static void test_ssm_decode_rows(void) {
     op_stat *st = stat_new("ssm_decode_rows", 1e-5, 1);
+    op_stat *s16 = stat_new("ssm_decode_rows (bf16 state)", 0, 1);
     // n, H (= G), P, N, K, mamba, variant (0: every optional input; 1: dt clamp, no conv_b,
     // dt_bias; 2: no D, z_bias)
     const int cs[][7] = {{0, 2, 4, 4, 4, 0, 0},   {1, 1, 1, 1, 1, 0, 0},   {1, 1, 1, 1, 1, 1, 2},
@@ -3049,6 +3072,18 @@ static void test_ssm_decode_rows(void) {
         run_ssm_decode_stages(TEX, &k, o2);
         CHECK(memcmp(o1, o2, sizeof(float) * nout) == 0,
               "ssm_decode_rows != the stage ops one by one at %s", shape);
+        // the bf16 state: the stage ops' bits (ssd_step_rows_bf16 is held to its own
+        // reference by test_state_bf16_step), at every backend and thread count
+        k.a.state_bf16 = 1;
+        run_ssm_decode_stages(TEX, &k, o2);
+        double *r16 = dcopy(o2, nout);
+        snprintf(shape, sizeof shape, "n %d H=G %d P %d N %d K %d %s v%d bf16", n, H, P, N, K,
+                 mamba ? "mamba2" : "discrete", var);
+        run_case(s16, run_ssm_decode_rows, &k, r16, nout, shape);
+        run_ssm_decode_rows(TEX, &k, o1);
+        CHECK(memcmp(o1, o2, sizeof(float) * nout) == 0,
+              "ssm_decode_rows (bf16 state) != the stage ops one by one at %s", shape);
+        free(r16);
         free(o1), free(o2), free(ref), free(zd), free(cwd), free(cbd), free(dtbd), free(Ald),
             free(Dd), free(nwd), free(zbd), free(c0), free(s0), free(xr), free(xc), free(x),
             free(X), free(B), free(C), free(dA), free(dlt), free(y), free(Sb), free(yo), free(rs);
@@ -6708,6 +6743,71 @@ static void test_matmul_q8(void) {
            cases, paths, cpu_q8_isa_name(cpu_q8_isa()), MAX_THREADS, worst_c, worst_r);
 }
 
+// q8_0 at T ≥ cpu_q8_sgemm_t() (matmul_w.c): the weights dequantized exactly, multiplied with
+// the unquantized activations by sgemm — within float rounding of the double product of the
+// dequantized weights (no activation quantization), the same bits at 1-4 threads; one row
+// fewer keeps q8.c's int8 path (cpu_matmul_q8's bits)
+static void test_matmul_q8_sgemm(void) {
+    int T0 = cpu_q8_sgemm_t();
+    if (T0 <= 0) {
+        printf("matmul_w (q8_0, T >= the sgemm threshold): off (MOLT_Q8_SGEMM_T=0)\n");
+        return;
+    }
+    static const int S[][2] = {{32, 40}, {100, 33}, {513, 17}, {768, 130}, {1088, 9}, {1100, 21}};
+    int    cases = 0;
+    double worst = 0;
+    for (size_t k = 0; k < sizeof S / sizeof S[0]; k++)
+        for (int v = 0; v < 4; v++) { // bias × accumulate
+            int     in = S[k][0], out = S[k][1], acc = v >> 1, T = T0 + (int)k % 3 * 37;
+            size_t  ny = (size_t)T * out;
+            float  *x = frand((size_t)T * in + 1, -2, 2), *wd = NULL;
+            float  *bias = v & 1 ? frand((size_t)out + 1, -1, 1) : NULL, *y0 = frand(ny + 1, -1, 1);
+            uint8_t *W = q8_weights(out, in, &wd);
+            float  *base = fbuf(ny + 1), *got = fbuf(ny + 1);
+            for (int nth = 1; nth <= MAX_THREADS; nth++) {
+                molt_exec ex = molt_exec_cpu(nth);
+                if (acc)
+                    memcpy(got, y0, sizeof(float) * ny);
+                else
+                    fill_nan(got, ny);
+                k_matmul_w(&ex, got, x, (molt_w){MOLT_Q8_0, W}, bias, T, in, out, acc);
+                if (nth == 1) {
+                    memcpy(base, got, sizeof(float) * ny);
+                    continue;
+                }
+                CHECK(memcmp(base, got, sizeof(float) * ny) == 0,
+                      "q8 sgemm %dx%dx%d v%d: %d threads differ from 1", T, in, out, v, nth);
+            }
+            for (int t = 0; t < T; t++)
+                for (int o = 0; o < out; o++) {
+                    double s = (acc ? (double)y0[(size_t)t * out + o] : 0) + (bias ? (double)bias[o] : 0);
+                    double a = fabs(s);
+                    for (int i = 0; i < in; i++) {
+                        double p = (double)x[(size_t)t * in + i] * (double)wd[(size_t)o * in + i];
+                        s += p, a += fabs(p);
+                    }
+                    double e = fabs((double)base[(size_t)t * out + o] - s) / (1e-5 * (1 + a));
+                    worst = e > worst || e != e ? e : worst;
+                    CHECK(e <= 1, "q8 sgemm %dx%dx%d v%d [%d,%d]: %g vs %g", T, in, out, v, t, o,
+                          (double)base[(size_t)t * out + o], s);
+                }
+            // one row fewer: the int8 path's bits
+            int    T1 = T0 - 1;
+            size_t n1 = (size_t)T1 * out;
+            molt_exec ex = molt_exec_cpu(2);
+            memcpy(base, y0, sizeof(float) * n1);
+            memcpy(got, y0, sizeof(float) * n1);
+            k_matmul_w(&ex, got, x, (molt_w){MOLT_Q8_0, W}, bias, T1, in, out, acc);
+            cpu_matmul_q8(&ex, cpu_q8_isa(), base, x, W, bias, T1, in, out, acc);
+            CHECK(memcmp(base, got, sizeof(float) * n1) == 0,
+                  "q8 %dx%dx%d below the sgemm threshold: not the int8 path", T1, in, out);
+            cases++;
+            free(x), free(wd), free(bias), free(y0), free(W), free(base), free(got);
+        }
+    printf("matmul_w (q8_0, T >= %d: dequantized tiles, sgemm): %d cases, worst error / allowed "
+           "%.2f, 1-%d threads bit-identical\n", T0, cases, worst, MAX_THREADS);
+}
+
 static void summary(void) {
     printf("%-26s %5s  %-38s %9s %8s  %s\n", "op", "cases", "largest shape", "worst err", "tol",
            "1-4 threads");
@@ -6773,6 +6873,7 @@ int main(void) {
     // q8_0 weights (matmul_w)
     test_q8_isums();
     test_matmul_q8();
+    test_matmul_q8_sgemm();
     // f16 KV cache (issue 15)
     test_f16_narrow();
     test_kv_append_f16();
@@ -6783,8 +6884,8 @@ int main(void) {
     // the fused decode ops (issue 12)
     test_add_rmsnorm();
     test_ssm_decode_rows();
-    CHECK(g_nstat == MOLT_BACKEND_NOPS, "%d ops swept, the table has %d", g_nstat,
-          MOLT_BACKEND_NOPS);
+    CHECK(g_nstat == MOLT_BACKEND_NOPS + 1, "%d ops swept, the table has %d (+1: the fused "
+          "decode's bf16-state row)", g_nstat, MOLT_BACKEND_NOPS);
     summary();
     return t_done("test_backend_ops");
 }

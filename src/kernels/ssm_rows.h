@@ -118,6 +118,8 @@ typedef struct ssm_decode_args {
     const float *dt_bias, *A_log;           // Mamba-2 ([H]; dt_bias NULL: 0)
     const float *D, *norm_w, *z_bias;       // [H] (NULL: no skip), Mamba-2 [Di], Discrete [Di] (NULL: 0)
     int          K, ldz, o_xbc, o_z, o_dt;  // conv width; zx's row stride and column offsets
+    int          state_bf16;                // ssm[r] is a bf16 state (uint16_t *, as
+                                            // ssd_step_rows_bf16), its step that op's
 } ssm_decode_args;
 size_t ssm_decode_rows_work(int n, const ssm_rows_cfg *c);
 void   ssm_decode_rows(const molt_exec *ex, float *y, const float *zx, float *const *conv,

@@ -250,8 +250,8 @@ void ssm_mixer_forward(const molt_exec *ex, float *y, const float *u, int T, con
 // states conv[t], ssm[t]: the recurrent mode's per-token computation, each
 // stage one op over all rows
 
-// The fused decode step (ssm_decode_rows) where the config allows it (G == H,
-// f32 state); MOLT_DECODE_FUSED=0 runs the stage ops one by one (the same bits)
+// The fused decode step (ssm_decode_rows) where the config allows it (G == H; f32 or
+// bf16 state); MOLT_DECODE_FUSED=0 runs the stage ops one by one (the same bits)
 static bool decode_fused(void) {
     static int env = -1;
     if (env < 0) {
@@ -271,16 +271,18 @@ static void step_rows_any(const molt_exec *ex, float *y, const float *u, int n, 
         return;
     mixer_bufs b;
     mixer_bufs_floats(c, n, &b, work);
-    if (!ssm16 && c->G == c->H && decode_fused()) { // one op from zx to the gated ys
+    if (c->G == c->H && decode_fused()) { // one op from zx to the gated ys
         ssm_rows_cfg rc = ssm_rows_of(c);
         k_matmul_w(ex, b.zx, u, tw(w->in_proj_t, w->in_proj), w->in_proj_b, n, c->d_model,
                    ssm_in_proj_rows(c), 0);
         ssm_decode_args a = {.conv_w = w->conv_w, .conv_b = w->conv_b, .dt_bias = w->dt_bias,
                              .A_log = w->A_log, .D = w->D, .norm_w = w->norm_w,
                              .z_bias = w->z_bias, .K = c->K, .ldz = ssm_in_proj_rows(c),
-                             .o_xbc = off_xbc(c), .o_z = off_z(c), .o_dt = off_dt(c)};
+                             .o_xbc = off_xbc(c), .o_z = off_z(c), .o_dt = off_dt(c),
+                             .state_bf16 = ssm16 != NULL};
         MOLT_ASSERT(ssm_decode_rows_work(n, &rc) <= (size_t)(b.ys - b.xr)); // xr .. dlt
-        ssm_decode_rows(ex, b.ys, b.zx, conv, ssm, n, &rc, &a, b.xr);
+        ssm_decode_rows(ex, b.ys, b.zx, conv, ssm16 ? (float *const *)(void *const *)ssm16 : ssm,
+                        n, &rc, &a, b.xr);
     } else {
         stage_proj(ex, &b, u, n, c, w, true);
         conv1d_causal_rows(ex, b.xc, b.xr, w->conv_w, w->conv_b, conv, n, ssm_conv_dim(c), c->K);

@@ -45,6 +45,9 @@ void cpu_matmul_w(const molt_exec *ex, float *y, const float *x, molt_w W, const
 // unavailable one runs the twin) for bf16 / f16 weights and T ≤ K_MATVEC_T
 void cpu_matmul_w_path(const molt_exec *ex, int isa, float *y, const float *x, molt_w W,
                        const float *bias, int T, int in, int out, int accumulate);
+// the fewest rows (T) at which matmul_w's q8_0 products dequantize tiles for sgemm
+// (matmul_w.c; MOLT_Q8_SGEMM_T, 0 = never)
+int cpu_q8_sgemm_t(void);
 
 // gemm_bf16.c: y = x · Wᵀ (y += with add) for bf16 W with x rounded to bf16 (vdpbf16ps, fp32
 // sums) — cpu_matmul_w's path for T > K_MATVEC_T under MOLT_EXEC_BF16 (`--matmul bf16`).

@@ -14,6 +14,14 @@
  *              is summed over the same fixed KC chunks in the same order
  *              whichever thread owns its rows, so either path is bit-identical
  *              at any thread count.
+ *   q8_0 at T ≥ q8_sgemm_t() (default Q8_SGEMM_T; MOLT_Q8_SGEMM_T=N, 0 = never):
+ *              the same tiles, the weights dequantized exactly (an int8 times
+ *              its block's f16 scale is exact in f32) and multiplied with the
+ *              fp32 activations by sgemm (int8 weights, fp32 activations:
+ *              closer to the dequantized product than q8.c's quantized
+ *              activations). Where many rows share each weight the product is
+ *              compute-bound, and without VNNI the int8 path costs more
+ *              operations per multiply than fp32 FMAs (BENCHMARKS.md, #15).
  *
  * Shapes: x [T, in], W [out, in], bias [out] or NULL, y [T, out].
  */
@@ -63,8 +71,56 @@ K_SIMD void cpu_widen_half(float *dst, const uint16_t *h, int n, int is_bf16) {
     }
 }
 
-static void widen(float *dst, molt_w W, size_t off, int n) {
-    cpu_widen_half(dst, (const uint16_t *)W.data + off, n, W.dt == MOLT_BF16);
+// q8_0 row o's columns [k0, k0 + n) dequantized: k0 a multiple of KC (= one interleaved
+// group of MOLT_Q8_GROUP blocks, dtype.h), n ≤ KC
+static void dequant_q8(float *dst, const uint8_t *row, size_t nb, size_t k0, int n) {
+    size_t g0 = k0 / MOLT_Q8_BLOCK, g = nb - g0 < MOLT_Q8_GROUP ? nb - g0 : MOLT_Q8_GROUP;
+    const uint8_t *q = row + g0 * MOLT_Q8_BLOCK; // [k / 4][block][k % 4]
+    float d[MOLT_Q8_GROUP];
+    for (size_t b = 0; b < g; b++) {
+        uint16_t h;
+        memcpy(&h, row + nb * MOLT_Q8_BLOCK + 2 * (g0 + b), 2);
+        d[b] = molt_f16_to_f32(h);
+    }
+    if ((size_t)n == g * MOLT_Q8_BLOCK) { // whole blocks: four bytes of each block in turn
+        for (int j = 0; j < MOLT_Q8_BLOCK / 4; j++)
+            for (size_t b = 0; b < g; b++)
+                for (int k = 0; k < 4; k++)
+                    dst[b * MOLT_Q8_BLOCK + 4 * (size_t)j + k] =
+                        (float)(int8_t)q[4 * g * (size_t)j + 4 * b + k] * d[b];
+        return;
+    }
+    for (int i = 0; i < n; i++) { // a ragged last block
+        size_t b = (size_t)i / MOLT_Q8_BLOCK, k = (size_t)i % MOLT_Q8_BLOCK;
+        dst[i] = (float)(int8_t)q[4 * g * (k / 4) + 4 * b + k % 4] * d[b];
+    }
+}
+
+// row o's columns [k0, k0 + n) of W as f32
+static void widen(float *dst, molt_w W, int in, int o, int k0, int n) {
+    if (W.dt == MOLT_Q8_0) {
+        size_t rb = molt_q8_row_bytes((size_t)in);
+        dequant_q8(dst, (const uint8_t *)W.data + (size_t)o * rb, molt_q8_blocks((size_t)in),
+                   (size_t)k0, n);
+        return;
+    }
+    cpu_widen_half(dst, (const uint16_t *)W.data + (size_t)o * in + k0, n, W.dt == MOLT_BF16);
+}
+
+// q8_0 products of at least this many rows take the dequantize + sgemm tiles
+#define Q8_SGEMM_T 128
+static int            g_q8_sgemm_t = Q8_SGEMM_T;
+static pthread_once_t g_q8_once = PTHREAD_ONCE_INIT;
+static void           q8_choose(void) {
+    const char *e = getenv("MOLT_Q8_SGEMM_T");
+    if (e && *e) {
+        int v = atoi(e);
+        g_q8_sgemm_t = v <= 0 ? 0 : v;
+    }
+}
+int cpu_q8_sgemm_t(void) {
+    pthread_once(&g_q8_once, q8_choose);
+    return g_q8_sgemm_t;
 }
 
 typedef struct mw_task {
@@ -82,28 +138,29 @@ static void mw_tile(const mw_task *j, float *tile, int o0, int o1) {
     for (int k0 = 0; k0 < in; k0 += KC) {
         int kc = in - k0 < KC ? in - k0 : KC;
         for (int r = 0; r < rows; r++)
-            widen(tile + (size_t)r * kc, j->W, (size_t)(o0 + r) * in + (size_t)k0, kc);
+            widen(tile + (size_t)r * kc, j->W, in, o0 + r, k0, kc);
         int add = j->add || k0 > 0;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->T, rows, kc, 1.0f, j->x + k0, in,
                     tile, kc, add ? 1.0f : 0.0f, j->y + o0, j->out);
     }
 }
 
-// rows per work unit: TR for the matvec (T ≤ K_MATVEC_T), TRB for the widen + sgemm tiles.
-// Units are fixed by the shape alone, never by the thread count: every sgemm call has the
-// same operands whichever thread makes it, so the result is the same at any thread count.
-static int mw_unit(int T) {
-    return T <= K_MATVEC_T ? TR : TRB;
+// rows per work unit: TR for the matvec (T ≤ K_MATVEC_T), TRB for the widen + sgemm tiles
+// (q8_0 weights: always the tiles). Units are fixed by the shape alone, never by the thread
+// count: every sgemm call has the same operands whichever thread makes it, so the result is
+// the same at any thread count.
+static int mw_unit(int T, molt_dtype dt) {
+    return T <= K_MATVEC_T && dt != MOLT_Q8_0 ? TR : TRB;
 }
 
 static void mw_run(void *arg, int ith, int nth) {
     const mw_task *j = arg;
-    int u = mw_unit(j->T), units = (j->out + u - 1) / u, lo, hi;
+    int u = mw_unit(j->T, j->W.dt), units = (j->out + u - 1) / u, lo, hi;
     molt_pool_range(units, ith, nth, &lo, &hi);
     int o0 = lo * u, o1 = hi * u < j->out ? hi * u : j->out;
     if (o0 >= o1)
         return;
-    if (j->T <= K_MATVEC_T) {
+    if (u == TR) {
         cpu_matvec_half(j->isa, j->W.dt == MOLT_BF16, j->y, j->out, j->x, j->W.data, j->T,
                         j->in, o0, o1, j->add);
         return;
@@ -139,7 +196,8 @@ void cpu_matmul_w_path(const molt_exec *ex, int isa, float *y, const float *x, m
         cpu_matmul(ex, y, x, W.data, bias, T, in, out, accumulate);
         return;
     }
-    if (W.dt == MOLT_Q8_0) {
+    int q8t = W.dt == MOLT_Q8_0 ? cpu_q8_sgemm_t() : 0;
+    if (W.dt == MOLT_Q8_0 && !(q8t > 0 && T >= q8t)) {
         cpu_matmul_q8(ex, cpu_q8_isa(), y, x, W.data, bias, T, in, out, accumulate);
         return;
     }
@@ -158,10 +216,10 @@ void cpu_matmul_w_path(const molt_exec *ex, int isa, float *y, const float *x, m
     if (T > K_MATVEC_T && W.dt == MOLT_BF16 && (ex->flags & MOLT_EXEC_BF16) &&
         cpu_gemm_bf16(ex, y, x, (const uint16_t *)W.data, T, in, out, accumulate || bias))
         return;
-    int    units = (out + mw_unit(T) - 1) / mw_unit(T);
+    int    u = mw_unit(T, W.dt), units = (out + u - 1) / u;
     double flops = 2.0 * T * (double)in * out;
     int    nth = flops < 2e5 ? 1 : (ex->nth < units ? ex->nth : units);
-    float *tiles = T > K_MATVEC_T ? malloc(sizeof(float) * TRB * KC * (size_t)nth) : NULL;
+    float *tiles = u == TRB ? malloc(sizeof(float) * TRB * KC * (size_t)nth) : NULL;
     mw_task j = {y, x, W, T, in, out, isa, accumulate || bias, tiles};
     if (nth <= 1)
         mw_run(&j, 0, 1);

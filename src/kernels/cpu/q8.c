@@ -1,6 +1,7 @@
 /*
  * q8.c — y = x · Wᵀ (+ bias) for a q8_0 weight (core/dtype.h: its layout),
- * the MOLT_Q8_0 branch of cpu_matmul_w. The arithmetic is q8.h's contract:
+ * the MOLT_Q8_0 branch of cpu_matmul_w below cpu_q8_sgemm_t() rows (from
+ * there matmul_w.c dequantizes tiles for sgemm). The arithmetic is q8.h's contract:
  * the activations are quantized per block of 32 (int8 with an f32 scale, as
  * ggml's Q8_0·Q8_0 does), every block's int8 dot product is exact, and the
  * blocks' products are summed in a fixed order — so the scalar twin here and

@@ -291,6 +291,10 @@ void cpu_ssm_decode_rows(const molt_exec *ex, float *y, const float *zx, float *
     cpu_conv1d_causal_rows(ex, xc, xr, a->conv_w, a->conv_b, conv, n, (int)Cc, a->K);
     cpu_ssm_prep(ex, x, c->mamba ? X : NULL, B, C, dA, dlt, xc, zx + a->o_dt, a->ldz, a->dt_bias,
                  a->A_log, n, c);
-    cpu_ssd_step_rows(ex, y, ssm, X, dA, B, C, n, c->H, c->P, c->N, c->G);
+    if (a->state_bf16)
+        cpu_ssd_step_rows_bf16(ex, y, (uint16_t *const *)(void *const *)ssm, X, dA, B, C, n, c->H,
+                               c->P, c->N, c->G);
+    else
+        cpu_ssd_step_rows(ex, y, ssm, X, dA, B, C, n, c->H, c->P, c->N, c->G);
     cpu_ssm_gate(ex, y, y, NULL, x, zx + a->o_z, a->ldz, a->D, a->norm_w, a->z_bias, n, c);
 }

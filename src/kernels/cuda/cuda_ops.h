@@ -28,8 +28,8 @@ extern "C" {
     X(swiglu) X(swiglu_backward) X(swiglu_pair) X(swiglu_pair_backward) X(softmax) X(add)          \
     X(embedding) X(embedding_backward) X(add_rmsnorm)                                             \
     X(swiglu_pair_b16) X(swiglu_pair_backward_b16) X(matmul_b16) X(matmul_backward_b16)           \
-    /* two of the bf16 recurrent state's three ops (ssd_step_rows_bf16 is not on the GPU) */      \
-    X(bf16_widen) X(bf16_narrow)                                                                  \
+    /* the bf16 recurrent state (ssm.cu, bf16.cu) */                                              \
+    X(ssd_step_rows_bf16) X(bf16_widen) X(bf16_narrow)                                            \
     /* copies and the hybrid combiner (hybrid.cu) */                                              \
     X(copy_cols) X(hybrid_stats) X(hybrid_stats_backward)                                          \
     X(conv1d_causal) X(conv1d_causal_backward) X(ssd_step) X(ssd_scan_chunked)                    \
@@ -173,6 +173,9 @@ void cuda_conv1d_causal_rows(const molt_exec *ex, float *y, const float *x, cons
 void cuda_ssd_step_rows(const molt_exec *ex, float *y, float *const *state, const float *X,
                         const float *dA, const float *B, const float *C, int n, int H, int P,
                         int N, int G);
+void cuda_ssd_step_rows_bf16(const molt_exec *ex, float *y, uint16_t *const *state,
+                             const float *X, const float *dA, const float *B, const float *C,
+                             int n, int H, int P, int N, int G);
 // ssm_decode.cu
 void cuda_ssm_decode_rows(const molt_exec *ex, float *y, const float *zx, float *const *conv,
                           float *const *ssm, int n, const struct ssm_rows_cfg *c,

@@ -216,7 +216,9 @@ __global__ void k_ssd_step(float *y, float *state, const float *X, const float *
         ssd_warp(y, state, X, dA, B, C, k * 32, H, P, N, G, tile[w]);
 }
 
-// batched decode: warps over (row r, row group) with row r's state t.a[r]
+// batched decode: warps over (row r, row group) with row r's state t.a[r] (S: float, or
+// uint16_t for the bf16 state, whose pointers the row table carries as float *)
+template <typename S>
 __global__ void k_ssd_step_rows(float *y, const float *X, const float *dA, const float *B,
                                 const float *C, int n, int H, int P, int N, int G, cu_rowtab t) {
     __shared__ float tile[SSD_WARPS][32][33];
@@ -225,8 +227,8 @@ __global__ void k_ssd_step_rows(float *y, const float *X, const float *dA, const
     for (size_t k = (size_t)blockIdx.x * SSD_WARPS + w; k < (size_t)n * ng;
          k += (size_t)gridDim.x * SSD_WARPS) {
         size_t r = k / ng;
-        ssd_warp(y + r * hp, t.a[r], X + r * hp, dA + r * H, B + r * G * N, C + r * G * N,
-                 (k % ng) * 32, H, P, N, G, tile[w]);
+        ssd_warp(y + r * hp, (S *)(void *)t.a[r], X + r * hp, dA + r * H, B + r * G * N,
+                 C + r * G * N, (k % ng) * 32, H, P, N, G, tile[w]);
     }
 }
 
@@ -235,9 +237,10 @@ static unsigned ssd_blocks(size_t warps) {
     return (unsigned)(b < 1 ? 1 : b > 65535u * 16u ? 65535u * 16u : b);
 }
 
-extern "C" void cuda_ssd_step_rows(const molt_exec *ex, float *y, float *const *state,
-                                   const float *X, const float *dA, const float *B,
-                                   const float *C, int n, int H, int P, int N, int G) {
+template <typename S>
+static void ssd_step_rows_any(const molt_exec *ex, float *y, float *const *state, const float *X,
+                              const float *dA, const float *B, const float *C, int n, int H,
+                              int P, int N, int G) {
     size_t hp = (size_t)H * P;
     if (n <= 0 || !hp)
         return;
@@ -247,10 +250,24 @@ extern "C" void cuda_ssd_step_rows(const molt_exec *ex, float *y, float *const *
         cu_rowtab t;
         cu_rowtab_fill(&t, state, NULL, NULL, r0, nr);
         size_t    warps = (size_t)nr * ((hp + 31) / 32);
-        k_ssd_step_rows<<<ssd_blocks(warps), 32 * SSD_WARPS, 0, cu_stream(ex)>>>(
+        k_ssd_step_rows<S><<<ssd_blocks(warps), 32 * SSD_WARPS, 0, cu_stream(ex)>>>(
             y + o, X + o, dA + (size_t)r0 * H, B + gn, C + gn, nr, H, P, N, G, t);
         CU_LAUNCHED("k_ssd_step_rows");
     }
+}
+
+extern "C" void cuda_ssd_step_rows(const molt_exec *ex, float *y, float *const *state,
+                                   const float *X, const float *dA, const float *B,
+                                   const float *C, int n, int H, int P, int N, int G) {
+    ssd_step_rows_any<float>(ex, y, state, X, dA, B, C, n, H, P, N, G);
+}
+
+// the bf16 recurrent state (ssm_rows.h): ssm_step.cuh's bf16 loads, products and stores
+extern "C" void cuda_ssd_step_rows_bf16(const molt_exec *ex, float *y, uint16_t *const *state,
+                                        const float *X, const float *dA, const float *B,
+                                        const float *C, int n, int H, int P, int N, int G) {
+    ssd_step_rows_any<uint16_t>(ex, y, reinterpret_cast<float *const *>(state), X, dA, B, C,
+                                n, H, P, N, G);
 }
 
 extern "C" void cuda_ssd_step(const molt_exec *ex, float *y, float *state, const float *X,

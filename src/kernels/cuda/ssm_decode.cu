@@ -15,6 +15,8 @@
  * same block sum over the same per-thread terms (ROW_THREADS threads, as
  * k_ssm_gate, so each thread holds the same columns). A head whose
  * intermediates would not fit in shared memory runs the stage ops on work.
+ * The state in f32 or bf16 (ssm_decode_args.state_bf16: ssm_step.cuh's
+ * loads, products and rounding, as ssd_step_rows_bf16).
  */
 #include "kernels/cuda/ssm_step.cuh"
 
@@ -29,6 +31,7 @@ extern "C" {
 static size_t dec_smem(int P, int N) { return sizeof(float) * (3 * (size_t)P + 2 * (size_t)N); }
 #define DEC_STATIC (sizeof(float) * SSD_WARPS * 32 * 33 + sizeof(double) * 32 + sizeof(float))
 
+template <typename S> // the state: float, or uint16_t (bf16)
 __global__ void k_ssm_decode(float *y, const float *zx, ssm_decode_args a, ssm_rows_cfg c,
                              cu_rowtab t) {
     extern __shared__ float sm[];
@@ -38,7 +41,8 @@ __global__ void k_ssm_decode(float *y, const float *zx, ssm_decode_args a, ssm_r
     int          r = blockIdx.x / c.H, h = blockIdx.x % c.H;
     int          P = c.P, N = c.N, Di = c.H * P, GN = c.G * N, Cc = Di + 2 * GN;
     const float *zr = zx + (size_t)r * a.ldz, *xr = zr + a.o_xbc, *dt = zr + a.o_dt;
-    float       *cs = t.a[r], *ss = t.b[r];
+    float       *cs = t.a[r];
+    S           *ss = (S *)(void *)t.b[r];
     float       *xs = sm, *Xs = xs + P, *ys = Xs + P, *Bs = ys + P, *Cs = Bs + N;
     float        d = 0.0f; // Δ of head h (Mamba-2): every thread computes the same value
     if (c.mamba) {
@@ -109,7 +113,9 @@ extern "C" void cuda_ssm_decode_rows(const molt_exec *ex, float *y, const float 
         return;
     }
     size_t sm = dec_smem(c->P, c->N);
-    if (!cu_smem_fits((const void *)k_ssm_decode, sm + DEC_STATIC)) { // the stage ops, one by one
+    const void *k = a->state_bf16 ? (const void *)k_ssm_decode<uint16_t>
+                                  : (const void *)k_ssm_decode<float>;
+    if (!cu_smem_fits(k, sm + DEC_STATIC)) { // the stage ops, one by one
         size_t nn = (size_t)n, Di = (size_t)c->H * c->P, GN = (size_t)c->G * c->N;
         size_t Cc = Di + 2 * GN;
         // ssm_decode_rows_work's layout (cpu/ssm_rows.c): xr | xc | x | X (Mamba-2) | B | C | dA | dlt
@@ -119,7 +125,11 @@ extern "C" void cuda_ssm_decode_rows(const molt_exec *ex, float *y, const float 
         cuda_conv1d_causal_rows(ex, xc, xr, a->conv_w, a->conv_b, conv, n, (int)Cc, a->K);
         cuda_ssm_prep(ex, x, c->mamba ? X : NULL, B, C, dA, dlt, xc, zx + a->o_dt, a->ldz,
                       a->dt_bias, a->A_log, n, c);
-        cuda_ssd_step_rows(ex, y, ssm, X, dA, B, C, n, c->H, c->P, c->N, c->G);
+        if (a->state_bf16)
+            cuda_ssd_step_rows_bf16(ex, y, reinterpret_cast<uint16_t *const *>(ssm), X, dA, B, C,
+                                    n, c->H, c->P, c->N, c->G);
+        else
+            cuda_ssd_step_rows(ex, y, ssm, X, dA, B, C, n, c->H, c->P, c->N, c->G);
         cuda_ssm_gate(ex, y, y, NULL, x, zx + a->o_z, a->ldz, a->D, a->norm_w, a->z_bias, n, c);
         return;
     }
@@ -127,8 +137,13 @@ extern "C" void cuda_ssm_decode_rows(const molt_exec *ex, float *y, const float 
         int       nr = n - r0 < CU_ROWS ? n - r0 : CU_ROWS;
         cu_rowtab t;
         cu_rowtab_fill(&t, conv, ssm, NULL, r0, nr);
-        k_ssm_decode<<<(unsigned)(nr * c->H), DEC_THREADS, sm, cu_stream(ex)>>>(
-            y + (size_t)r0 * c->H * c->P, zx + (size_t)r0 * a->ldz, *a, *c, t);
+        float       *yr = y + (size_t)r0 * c->H * c->P;
+        const float *zr = zx + (size_t)r0 * a->ldz;
+        unsigned     blocks = (unsigned)(nr * c->H);
+        if (a->state_bf16)
+            k_ssm_decode<uint16_t><<<blocks, DEC_THREADS, sm, cu_stream(ex)>>>(yr, zr, *a, *c, t);
+        else
+            k_ssm_decode<float><<<blocks, DEC_THREADS, sm, cu_stream(ex)>>>(yr, zr, *a, *c, t);
         CU_LAUNCHED("k_ssm_decode");
     }
 }

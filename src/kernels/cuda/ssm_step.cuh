@@ -59,7 +59,27 @@ __device__ __forceinline__ void conv_hist(float *state, const float *x, int T, i
 // and write 32 rows N floats apart per instruction). Shared by the sequence and
 // the decode-rows kernels: the same code, the same bits.
 #define SSD_WARPS 4
-__device__ __forceinline__ void ssd_warp(float *y, float *state, const float *X, const float *dA,
+// The state in f32, or in bf16 (the bits as uint16_t: ssm_rows.h's bf16 recurrent state): a
+// bf16 element is widened exactly, the step's f32 products rounded one by one as the CPU's
+// ssd_step_rows_bf16 (no FMA: the same s, so the same stored bits for the same decay), the new
+// state rounded to nearest even (NaN kept quiet, as molt_f32_to_bf16), y summed from the f32 s.
+__device__ __forceinline__ float st_load(const float *p) { return *p; }
+__device__ __forceinline__ float st_load(const uint16_t *p) { return __uint_as_float((uint32_t)*p << 16); }
+__device__ __forceinline__ void  st_store(float *p, float v) { *p = v; }
+__device__ __forceinline__ void  st_store(uint16_t *p, float v) {
+    uint32_t x = __float_as_uint(v);
+    *p = (x & 0x7FFFFFFFu) > 0x7F800000u ? (uint16_t)((x >> 16) | 0x0040u)
+                                         : (uint16_t)((x + 0x7FFFu + ((x >> 16) & 1u)) >> 16);
+}
+__device__ __forceinline__ float st_next(const float *, float a, float s, float xv, float b) {
+    return a * s + xv * b;
+}
+__device__ __forceinline__ float st_next(const uint16_t *, float a, float s, float xv, float b) {
+    return __fadd_rn(__fmul_rn(a, s), __fmul_rn(xv, b));
+}
+
+template <typename S>
+__device__ __forceinline__ void ssd_warp(float *y, S *state, const float *X, const float *dA,
                                          const float *B, const float *C, size_t i0, int H, int P,
                                          int N, int G, float (*tile)[33]) {
     int          lane = threadIdx.x & 31;
@@ -73,18 +93,18 @@ __device__ __forceinline__ void ssd_warp(float *y, float *state, const float *X,
         int nn = N - n0 < 32 ? N - n0 : 32;
         if (lane < nn)
             for (int k = 0; k < nrows; k++)
-                tile[k][lane] = state[(i0 + k) * N + n0 + lane];
+                tile[k][lane] = st_load(state + (i0 + k) * N + n0 + lane);
         __syncwarp();
         if (live)
             for (int q = 0; q < nn; q++) {
-                float s = a * tile[lane][q] + xv * Bg[n0 + q];
+                float s = st_next(state, a, tile[lane][q], xv, Bg[n0 + q]);
                 tile[lane][q] = s;
                 acc += s * Cg[n0 + q];
             }
         __syncwarp();
         if (lane < nn)
             for (int k = 0; k < nrows; k++)
-                state[(i0 + k) * N + n0 + lane] = tile[k][lane];
+                st_store(state + (i0 + k) * N + n0 + lane, tile[k][lane]);
         __syncwarp();
     }
     if (live)
