@@ -49,6 +49,12 @@ static const char *const CFGS[][2] = {
      " \"attn_cfg\": {\"num_attention_heads\": 8, \"num_key_value_heads\": 4, \"head_dim\": 8},"
      " \"layers\": [{\"mixer\": \"attention\"}, {\"mixer\": \"hybrid\", \"attention_heads\":"
      " [1, 3]}, {\"mixer\": \"ssm\"}]}"},
+    // B/C heads = heads (Llamba-1B's shape): decode steps through the fused ssm_decode_rows
+    {"llamba G=H",
+     "{\"model_type\": \"llamba\", \"vocab_size\": 97, \"d_model\": 64, \"n_layer\": 2,"
+     " \"norm_epsilon\": 1e-5, \"mlp_cfg\": {\"intermediate_size\": 96},"
+     " \"ssm_cfg\": {\"d_state\": 16, \"n_v_heads\": 8, \"n_qk_heads\": 8, \"expand\": 1,"
+     " \"chunk_size\": 8, \"d_conv\": 4}}"},
 };
 
 static molt_model *make_model(const char *json, uint64_t seed) {
