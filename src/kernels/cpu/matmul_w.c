@@ -14,7 +14,7 @@
  *              is summed over the same fixed KC chunks in the same order
  *              whichever thread owns its rows, so either path is bit-identical
  *              at any thread count.
- *   q8_0 at T ≥ q8_sgemm_t() (default Q8_SGEMM_T; MOLT_Q8_SGEMM_T=N, 0 = never):
+ *   q8_0 at T ≥ cpu_q8_sgemm_t() (Q8_SGEMM_T = 128; MOLT_Q8_SGEMM_T=N, 0 = never):
  *              the same tiles, the weights dequantized exactly (an int8 times
  *              its block's f16 scale is exact in f32) and multiplied with the
  *              fp32 activations by sgemm (int8 weights, fp32 activations:
