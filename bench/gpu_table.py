@@ -60,7 +60,8 @@ def table(rows):
             mt, pt = m.get("tokens_per_s"), p.get("tokens_per_s") if p else None
             ratio = mt / pt if mt and pt else None
             if bench == "decode":
-                name = f"{label}, batch {batch} ({weights or 'f32'} weights)"
+                name = f"{label}, batch {batch} ({weights or 'f32'} weights"
+                name += f", {m['state']} state)" if m.get("state", "f32") != "f32" else ")"
                 ok = None
                 share = m.get("of_copy_bw")
                 if batch == 1 and share:  # of the measured copy bandwidth (bench_gpu's copy row)
