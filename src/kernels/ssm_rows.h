@@ -122,6 +122,11 @@ typedef struct ssm_decode_args {
                                             // ssd_step_rows_bf16), its step that op's
 } ssm_decode_args;
 size_t ssm_decode_rows_work(int n, const ssm_rows_cfg *c);
+// the same step as its stage ops one by one through ex's table (kernels/ssm_decode.c): the CPU
+// backend's ssm_decode_rows, and a backend's path where its fused kernel does not fit
+void   ssm_decode_rows_stages(const molt_exec *ex, float *y, const float *zx, float *const *conv,
+                              float *const *ssm, int n, const ssm_rows_cfg *c,
+                              const ssm_decode_args *a, float *work);
 void   ssm_decode_rows(const molt_exec *ex, float *y, const float *zx, float *const *conv,
                        float *const *ssm, int n, const ssm_rows_cfg *c, const ssm_decode_args *a,
                        float *work);

@@ -268,33 +268,12 @@ void cpu_ssd_step_rows(const molt_exec *ex, float *y, float *const *state, const
 }
 
 // ----------------------------------------------------------------------------
-// the whole decode step (G == H): the stage ops one by one on work
-//   xr [n,Cc] | xc [n,Cc] | x [n,Di] | X [n,Di] (Mamba-2) | B, C [n,GN] | dA, dlt [n,H]
-
-size_t ssm_decode_rows_work(int n, const ssm_rows_cfg *c) {
-    size_t nn = (size_t)(n > 0 ? n : 0), Di = (size_t)c->H * c->P, GN = (size_t)c->G * c->N;
-    size_t Cc = Di + 2 * GN;
-    return nn * (2 * Cc + Di + (c->mamba ? Di : 0) + 2 * GN + 2 * (size_t)c->H);
-}
+// the whole decode step (G == H): its stage ops one by one (kernels/ssm_decode.c), which on
+// this backend's table are the cpu_* ops above
 
 void cpu_ssm_decode_rows(const molt_exec *ex, float *y, const float *zx, float *const *conv,
                          float *const *ssm, int n, const ssm_rows_cfg *c,
                          const ssm_decode_args *a, float *work) {
-    if (n <= 0)
-        return;
     MOLT_ASSERT(c->G == c->H);
-    size_t nn = (size_t)n, Di = (size_t)c->H * c->P, GN = (size_t)c->G * c->N, Cc = Di + 2 * GN;
-    float *xr = work, *xc = xr + nn * Cc, *x = xc + nn * Cc, *X = c->mamba ? x + nn * Di : x;
-    float *B = (c->mamba ? X : x) + nn * Di, *C = B + nn * GN, *dA = C + nn * GN,
-          *dlt = dA + nn * c->H;
-    cpu_copy_cols(ex, xr, Cc, zx + a->o_xbc, (size_t)a->ldz, nn, Cc);
-    cpu_conv1d_causal_rows(ex, xc, xr, a->conv_w, a->conv_b, conv, n, (int)Cc, a->K);
-    cpu_ssm_prep(ex, x, c->mamba ? X : NULL, B, C, dA, dlt, xc, zx + a->o_dt, a->ldz, a->dt_bias,
-                 a->A_log, n, c);
-    if (a->state_bf16)
-        cpu_ssd_step_rows_bf16(ex, y, (uint16_t *const *)(void *const *)ssm, X, dA, B, C, n, c->H,
-                               c->P, c->N, c->G);
-    else
-        cpu_ssd_step_rows(ex, y, ssm, X, dA, B, C, n, c->H, c->P, c->N, c->G);
-    cpu_ssm_gate(ex, y, y, NULL, x, zx + a->o_z, a->ldz, a->D, a->norm_w, a->z_bias, n, c);
+    ssm_decode_rows_stages(ex, y, zx, conv, ssm, n, c, a, work);
 }

@@ -14,7 +14,8 @@
  * ssm_step.cuh, the prep and gate the same expressions, the gate's Σg² the
  * same block sum over the same per-thread terms (ROW_THREADS threads, as
  * k_ssm_gate, so each thread holds the same columns). A head whose
- * intermediates would not fit in shared memory runs the stage ops on work.
+ * intermediates would not fit in shared memory runs the stage ops on work
+ * (kernels/ssm_decode.c: ssm_decode_rows_stages).
  * The state in f32 or bf16 (ssm_decode_args.state_bf16: ssm_step.cuh's
  * loads, products and rounding, as ssd_step_rows_bf16).
  */
@@ -115,22 +116,8 @@ extern "C" void cuda_ssm_decode_rows(const molt_exec *ex, float *y, const float 
     size_t sm = dec_smem(c->P, c->N);
     const void *k = a->state_bf16 ? (const void *)k_ssm_decode<uint16_t>
                                   : (const void *)k_ssm_decode<float>;
-    if (!cu_smem_fits(k, sm + DEC_STATIC)) { // the stage ops, one by one
-        size_t nn = (size_t)n, Di = (size_t)c->H * c->P, GN = (size_t)c->G * c->N;
-        size_t Cc = Di + 2 * GN;
-        // ssm_decode_rows_work's layout (cpu/ssm_rows.c): xr | xc | x | X (Mamba-2) | B | C | dA | dlt
-        float *xr = work, *xc = xr + nn * Cc, *x = xc + nn * Cc, *X = c->mamba ? x + nn * Di : x;
-        float *B = X + nn * Di, *C = B + nn * GN, *dA = C + nn * GN, *dlt = dA + nn * c->H;
-        cuda_copy_cols(ex, xr, Cc, zx + a->o_xbc, (size_t)a->ldz, nn, Cc);
-        cuda_conv1d_causal_rows(ex, xc, xr, a->conv_w, a->conv_b, conv, n, (int)Cc, a->K);
-        cuda_ssm_prep(ex, x, c->mamba ? X : NULL, B, C, dA, dlt, xc, zx + a->o_dt, a->ldz,
-                      a->dt_bias, a->A_log, n, c);
-        if (a->state_bf16)
-            cuda_ssd_step_rows_bf16(ex, y, reinterpret_cast<uint16_t *const *>(ssm), X, dA, B, C,
-                                    n, c->H, c->P, c->N, c->G);
-        else
-            cuda_ssd_step_rows(ex, y, ssm, X, dA, B, C, n, c->H, c->P, c->N, c->G);
-        cuda_ssm_gate(ex, y, y, NULL, x, zx + a->o_z, a->ldz, a->D, a->norm_w, a->z_bias, n, c);
+    if (!cu_smem_fits(k, sm + DEC_STATIC)) { // the stage ops, one by one (ssm_decode.c)
+        ssm_decode_rows_stages(ex, y, zx, conv, ssm, n, c, a, work);
         return;
     }
     for (int r0 = 0; r0 < n; r0 += CU_ROWS) { // state pointers by value (common.cuh)
