@@ -6537,6 +6537,14 @@ static void test_attn_decode_rows_f16(void) {
 // integer block sums are compared on their own too.
 
 // a weight matrix [out, in] quantized row by row; wd (optional) gets ŵ = q·d
+// an output before a q8_0 product: y0 when it accumulates, else NaN (a value left unwritten fails)
+static void y_start(float *got, const float *y0, size_t ny, int acc) {
+    if (acc)
+        memcpy(got, y0, sizeof(float) * ny);
+    else
+        fill_nan(got, ny);
+}
+
 static uint8_t *q8_weights(int out, int in, float **wd) {
     size_t rb = molt_q8_row_bytes((size_t)in);
     uint8_t *W = xmalloc(rb * (size_t)out);
@@ -6680,10 +6688,7 @@ static void test_matmul_q8(void) {
                 paths += k == 0 && v == 0;
                 for (int nth = 1; nth <= MAX_THREADS; nth++) {
                     molt_exec ex = molt_exec_cpu(nth);
-                    if (acc)
-                        memcpy(got, y0, sizeof(float) * ny);
-                    else
-                        fill_nan(got, ny);
+                    y_start(got, y0, ny, acc);
                     cpu_matmul_q8(&ex, isa, got, x, W, bias, T, in, out, acc);
                     if (isa == 0 && nth == 1) {
                         memcpy(base, got, sizeof(float) * ny);
@@ -6709,10 +6714,7 @@ static void test_matmul_q8(void) {
             for (int b = 0; b < N_BACKENDS; b++) {
                 molt_exec ex;
                 CHECK(molt_exec_init(&ex, BACKENDS[b], 2), "exec");
-                if (acc)
-                    memcpy(got, y0, sizeof(float) * ny);
-                else
-                    fill_nan(got, ny);
+                y_start(got, y0, ny, acc);
                 k_matmul_w(&ex, got, x, (molt_w){MOLT_Q8_0, W}, bias, T, in, out, acc);
                 CHECK(ny == 0 || memcmp(base, got, sizeof(float) * ny) == 0,
                       "k_matmul_w q8_0 %dx%dx%d on %s", T, in, out, BACKENDS[b]->name);
@@ -6766,10 +6768,7 @@ static void test_matmul_q8_sgemm(void) {
             float  *base = fbuf(ny + 1), *got = fbuf(ny + 1);
             for (int nth = 1; nth <= MAX_THREADS; nth++) {
                 molt_exec ex = molt_exec_cpu(nth);
-                if (acc)
-                    memcpy(got, y0, sizeof(float) * ny);
-                else
-                    fill_nan(got, ny);
+                y_start(got, y0, ny, acc);
                 k_matmul_w(&ex, got, x, (molt_w){MOLT_Q8_0, W}, bias, T, in, out, acc);
                 if (nth == 1) {
                     memcpy(base, got, sizeof(float) * ny);
